@@ -1,0 +1,136 @@
+"""The backend interface every model runtime implements: chat(requests) -> outputs, in input order.
+
+Modelled on vLLM's `LLM.chat` / `SamplingParams`: one plain entry object per backend, sampling parameters as a small
+dataclass, one call takes a list of conversations and returns one output per conversation in the same order.
+Batching is the backend's business.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+Conversation = list[Message]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one or more completions of a conversation.
+
+    Attributes:
+        n: completions to return for the conversation (independent samples).
+        temperature: softmax temperature; 0 means greedy decoding (and forces n == 1 to be meaningful).
+        top_p: nucleus sampling mass in (0, 1]; 1 disables it.
+        max_tokens: most new tokens per completion. Longer completions end with finish_reason "length".
+        seed: seed for the backend's sampler, where the backend honours one. Backends that batch requests
+            seed per batch, so a seed makes a run repeatable for the same batches, not per request.
+        logprobs: if set, return the top-`logprobs` log-probabilities of the *first* generated token
+            (what a YES/NO judge or a one-letter classifier needs). OpenAI-compatible servers cap this at 20.
+        stop: strings that end a completion (not included in the text).
+    """
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_tokens: int = 1024
+    seed: int | None = None
+    logprobs: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        elif not isinstance(self.stop, tuple):
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"SamplingParams.n must be an integer >= 1, got {self.n!r}")
+        if not (isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 5.0):
+            raise ValueError(f"SamplingParams.temperature must be in [0, 5], got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
+            raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"SamplingParams.max_tokens must be an integer >= 1, got {self.max_tokens!r}")
+        if self.logprobs is not None and not (isinstance(self.logprobs, int) and 1 <= self.logprobs <= 20):
+            raise ValueError(f"SamplingParams.logprobs must be an integer in [1, 20] or None, got {self.logprobs!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def with_(self, **changes: Any) -> "SamplingParams":
+        return replace(self, **changes)
+
+
+@dataclass
+class ChatOutput:
+    """What a backend returns for one conversation.
+
+    Attributes:
+        texts: the completions, `n` of them (empty when `error` is set).
+        finish_reasons: "stop" or "length" per completion.
+        n_tokens: generated tokens per completion.
+        prompt_tokens: tokens in the rendered conversation.
+        first_token_logprobs: per completion, {token text: log-probability} of the top tokens at the first
+            generated position; None where not asked for or not available.
+        error: a per-row failure (e.g. the conversation does not fit the model's context). The rest of the batch
+            is unaffected; fatal engine errors are raised instead.
+    """
+
+    texts: list[str] = field(default_factory=list)
+    finish_reasons: list[str] = field(default_factory=list)
+    n_tokens: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    first_token_logprobs: list[dict[str, float]] | None = None
+    error: str | None = None
+
+
+class BackendError(RuntimeError):
+    """A backend failed for a reason that retrying this batch will not fix (bad model path, engine crash)."""
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Anything that turns conversations into completions."""
+
+    name: str
+
+    def chat(
+        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[ChatOutput]:
+        """Complete each conversation.
+
+        Args:
+            conversations: the conversations, each a list of messages.
+            sampling: one SamplingParams for all, or one per conversation (paired one-to-one).
+
+        Returns:
+            One ChatOutput per conversation, in input order.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the engine and any child processes."""
+        ...
+
+
+def pair_sampling(
+    conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+) -> list[SamplingParams]:
+    """Expand `sampling` to one SamplingParams per conversation, checking the pairing."""
+    if isinstance(sampling, SamplingParams):
+        return [sampling] * len(conversations)
+    params = list(sampling)
+    if len(params) != len(conversations):
+        raise ValueError(f"got {len(conversations)} conversations but {len(params)} sampling params")
+    return params
+
+
+def logsumexp(values: Sequence[float]) -> float:
+    if not values:
+        return -math.inf
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))

@@ -1,0 +1,369 @@
+"""Run configuration: typed, documented, validated on construction.
+
+A run is described by one YAML file (or the built-in demo). Every field has a default where one makes sense; an
+unknown key or a value of the wrong type is an error naming the file, the key path and what was expected. The
+resolved config (defaults filled in, secrets never included: keys are read from the environment variables the
+config names) is saved in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from engine.errors import ConfigError
+
+STRATEGIES = ("temperature", "system_general", "system_anchored", "regen_general", "regen_anchored")
+CHAT_BACKENDS = ("local", "vllm", "http")
+
+
+@dataclass
+class ModelConfig:
+    """A model in one role (generator, classifier, judge, grader).
+
+    Attributes:
+        name: label used in the tables and the report; unique among the run's generators and among its judges.
+        backend: "local" (transformers on CPU, the embedded default), "vllm" (a vLLM engine in a Ray actor),
+            "http" (an OpenAI-compatible server), or "python:module:Class" for a backend of your own.
+        model: what the backend loads or asks for: a packaged name ("smollm2-135m"), a folder path, or the
+            server's model id.
+        temperature: generation temperature for this model, overriding `sampling.temperature` (the paper used 1.0
+            for GPT-4o/Gemini and 0.5 for Claude/Llama/Mistral).
+        options: backend keyword arguments (e.g. base_url, api_key_env, tensor_parallel_size, max_model_len).
+        num_actors: replicas of the model (one Ray actor each). More replicas, more throughput, more memory.
+        num_cpus: logical CPUs each actor reserves. Keep it small on small machines: actors holding every CPU
+            starve Ray Data's read/map/write tasks and the run hangs (measured with 2 CPUs).
+        num_gpus: GPUs each actor reserves (vLLM: set from tensor_parallel_size when left at 0).
+        batch_size: rows handed to one actor call. Larger batches keep the engine busy; smaller ones lose less
+            work when an actor dies.
+    """
+
+    name: str = "smollm2-135m"
+    backend: str = "local"
+    model: str = "smollm2-135m"
+    temperature: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    num_actors: int = 1
+    num_cpus: float = 0.25
+    num_gpus: float = 0.0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.backend not in CHAT_BACKENDS and not self.backend.startswith("python:"):
+            raise ConfigError(
+                f"backend must be one of {', '.join(CHAT_BACKENDS)} or python:module:Class, got {self.backend!r}"
+            )
+        if self.num_actors < 1:
+            raise ConfigError(f"num_actors must be >= 1, got {self.num_actors}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def identity(self) -> dict[str, Any]:
+        """What determines this model's outputs (hashed into shard keys); scheduling knobs are left out."""
+        return {"name": self.name, "backend": self.backend, "model": self.model, "options": self.options}
+
+
+@dataclass
+class EmbedderConfig:
+    """The sentence-embedding model for embedding diversity.
+
+    Attributes:
+        model: a packaged name ("all-minilm-l6-v2") or a sentence-transformers folder.
+        device: "cpu" or "cuda".
+        num_actors / num_cpus / num_gpus / batch_size: as for ModelConfig.
+    """
+
+    model: str = "all-minilm-l6-v2"
+    device: str = "cpu"
+    num_actors: int = 1
+    num_cpus: float = 0.25
+    num_gpus: float = 0.0
+    batch_size: int = 64
+
+
+@dataclass
+class PromptsConfig:
+    """Where the prompts come from.
+
+    Attributes:
+        source: "builtin" (our prompt set in datasets/builtin), "jsonl" (a file of prompts in our format),
+            or a benchmark loader name.
+        path: the file, for sources that read one.
+        per_category: keep at most this many prompts per gold category (in file order); None keeps all.
+        limit: keep at most this many prompts overall; None keeps all.
+        on_error: "fail" stops at the first bad row with its file, line and field; "skip" skips bad rows,
+            counts and lists them in the report, and goes on.
+    """
+
+    source: str = "builtin"
+    path: str | None = None
+    per_category: int | None = None
+    limit: int | None = None
+    on_error: Literal["fail", "skip"] = "fail"
+
+
+@dataclass
+class SamplingConfig:
+    """Generation settings shared by every strategy (the paper's: temperature 1.0, top-p 0.9, 1024 tokens).
+
+    Attributes:
+        temperature: default temperature (a model's own `temperature` overrides it).
+        top_p: nucleus sampling mass.
+        max_tokens: most new tokens per response. System-prompt sampling asks for n responses in one
+            completion, so it gets n × max_tokens.
+        seed: base seed; each group's seed derives from it, the prompt and the strategy.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_tokens: int = 1024
+    seed: int = 0
+
+
+@dataclass
+class JudgeConfig:
+    """Pairwise functional-equivalence judging.
+
+    Attributes:
+        threshold: a pair is "equivalent" (an edge in the graph) when p_equivalent >= threshold.
+        all_pairs: judge every pair even when union-find already implies the answer. Off, the component count
+            is exactly the same and far fewer calls are made; on, pairwise rates are available.
+        both_orders: judge (i, j) and (j, i) and average, to cancel position bias; doubles the calls.
+        max_tokens: tokens the judge may write (the verdict comes from the first token's log-probs).
+        max_response_chars: responses are cut to this many characters inside the judge prompt, so pairs of long
+            responses still fit a small model's context. 0 disables the cut.
+    """
+
+    threshold: float = 0.5
+    all_pairs: bool = False
+    both_orders: bool = False
+    max_tokens: int = 4
+    max_response_chars: int = 4000
+
+
+@dataclass
+class QualityConfig:
+    """Checklist quality: a grader writes 3–5 criteria per prompt, then grades each response 1–5.
+
+    Attributes:
+        enabled: run the quality stage.
+        grader: name of the judge that grades (default: the first judge).
+        checklist_max_tokens: tokens for writing the checklist.
+    """
+
+    enabled: bool = True
+    grader: str | None = None
+    checklist_max_tokens: int = 200
+
+
+@dataclass
+class ExecutionConfig:
+    """Where and how the stages run.
+
+    Attributes:
+        executor: "ray" (Ray Data over a local or remote Ray cluster) or "local" (in this process; for debugging
+            and small tests).
+        ray_address: None joins the cluster in RAY_ADDRESS or under `ray submit`, else starts an embedded local
+            Ray; "local" always starts an embedded one; anything else is passed to ray.init.
+        num_cpus: logical CPUs of an embedded Ray (None: the machine's count, at least 4 so that actors and Ray
+            Data's own tasks can be scheduled together).
+        object_store_memory: bytes for an embedded Ray's object store (its default takes 30% of RAM).
+        shard_size: prompts per shard, the unit that is written atomically and skipped on resume. Smaller
+            shards lose less on a crash; larger ones make fewer files.
+    """
+
+    executor: Literal["ray", "local"] = "ray"
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    object_store_memory: int = 512 * 1024 * 1024
+    shard_size: int = 16
+
+
+@dataclass
+class RunConfig:
+    """One audit run.
+
+    Attributes:
+        run_dir: where tables, the resolved config and the report go. A rerun with the same run_dir resumes.
+        prompts: the prompt source.
+        generators: the models whose homogeneity is audited.
+        judges: the models that judge pairwise equivalence; the report averages them (the paper used three).
+        category_source: "model" (each generator self-classifies, the paper's task-anchored sampling) or "gold"
+            (use the prompts' gold categories for anchoring).
+        n: responses per prompt per strategy.
+        strategies: which sampling strategies run, from temperature, system_general, system_anchored,
+            regen_general, regen_anchored.
+        sampling: shared generation settings.
+        judge: judging settings.
+        embedder: the embedding model.
+        quality: checklist-quality settings.
+        execution: executor settings.
+    """
+
+    run_dir: str = "runs/demo"
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    generators: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
+    judges: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
+    category_source: Literal["model", "gold"] = "model"
+    n: int = 5
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise ConfigError(f"n must be >= 2 (diversity needs at least two responses), got {self.n}")
+        bad = [s for s in self.strategies if s not in STRATEGIES]
+        if bad:
+            raise ConfigError(f"strategies: unknown {bad}; choose from {', '.join(STRATEGIES)}")
+        if not self.strategies:
+            raise ConfigError("strategies: at least one strategy is needed")
+        for role, models in (("generators", self.generators), ("judges", self.judges)):
+            if not models:
+                raise ConfigError(f"{role}: at least one model is needed")
+            names = [m.name for m in models]
+            if len(set(names)) != len(names):
+                raise ConfigError(f"{role}: model names must be unique, got {names}")
+        if self.quality.grader is not None and self.quality.grader not in [j.name for j in self.judges]:
+            raise ConfigError(f"quality.grader {self.quality.grader!r} is not one of the judges")
+
+    @property
+    def grader(self) -> ModelConfig:
+        name = self.quality.grader or self.judges[0].name
+        return next(j for j in self.judges if j.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Loading: a small typed reader so that errors name the key path and the expected type.
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML run config.
+
+    Args:
+        path: the YAML file.
+        overrides: dotted keys to set after reading, e.g. {"n": 3, "sampling.max_tokens": 32}.
+
+    Raises:
+        ConfigError: naming the file and the key for unknown keys, wrong types and invalid values.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "?"
+        raise ConfigError(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return config_from_dict(data, overrides=overrides, source=str(path))
+
+
+def config_from_dict(
+    data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "<config>"
+) -> RunConfig:
+    data = dict(data)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return _build(RunConfig, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{_join(where, unknown[0])}: unknown key (known keys here: {', '.join(sorted(known))})"
+        )
+    kwargs = {k: _coerce(hints[k], v, _join(where, k)) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where + ': ' if where else ''}{exc}") from None
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: expected one of {', '.join(map(repr, get_args(tp)))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = get_args(tp)
+        return [_coerce(item, v, f"{where}[{k}]") for k, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp}")
+
+
+def _describe(tp: Any) -> str:
+    return " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in get_args(tp))

@@ -1,0 +1,324 @@
+"""The run: prompts → classify → sample → judge → components → metrics → quality → groups → report.
+
+Each stage runs over *units* (one shard of prompts for one model, strategy or judge). A unit's key hashes its
+input rows and every setting that affects its output, so a rerun skips finished units and a changed setting
+recomputes exactly the units that depend on it. The executor streams a stage's output back; the driver writes
+each unit's shard as soon as all its rows have arrived (atomically), so a crash loses only the units in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from engine import components, taxonomy
+from engine.config import ModelConfig, RunConfig
+from engine.executor import LocalExecutor, RayExecutor, StagePlan, make_executor
+from engine.prompts import LoadReport, Prompt
+from engine.sources import load_prompts
+from engine.stages.base import ROW, SHARD, Stage
+from engine.stages.checklist import ChecklistStage
+from engine.stages.classify import ClassifyStage
+from engine.stages.grade import GradeStage
+from engine.stages.judge import JudgeStage
+from engine.stages.metrics import MetricsStage
+from engine.stages.sample import SampleStage
+from engine.store import Store, content_key, table_digest
+from engine import tables as T
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Unit:
+    """One shard of one stage: its key and its input rows."""
+
+    key: str
+    rows: pa.Table
+
+
+@dataclass
+class StageRecord:
+    """What one stage did, for the report's throughput section."""
+
+    stage: str
+    units: int = 0
+    units_reused: int = 0
+    rows: int = 0
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: str
+    tables: dict[str, pa.Table]
+    stages: list[StageRecord]
+    skipped_inputs: list[str]
+    wall_s: float
+
+
+class Pipeline:
+    """Runs one config end to end.
+
+    Args:
+        config: the run config.
+        executor: an executor to use instead of the one the config names (tests pass a LocalExecutor).
+        progress: show a progress bar per stage.
+    """
+
+    def __init__(self, config: RunConfig, executor: LocalExecutor | RayExecutor | None = None,
+                 progress: bool = True) -> None:
+        self.config = config
+        self.store = Store(config.run_dir)
+        self._executor = executor
+        self.progress = progress
+        self.records: list[StageRecord] = []
+
+    @property
+    def executor(self) -> LocalExecutor | RayExecutor:
+        if self._executor is None:
+            ex = self.config.execution
+            if ex.executor == "ray":
+                self._executor = make_executor(
+                    "ray", address=ex.ray_address, num_cpus=ex.num_cpus, object_store_memory=ex.object_store_memory
+                )
+            else:
+                self._executor = make_executor("local")
+        return self._executor
+
+    # -- the run ------------------------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        start = time.perf_counter()
+        cfg = self.config
+        self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        load_report = LoadReport()
+        prompts = load_prompts(cfg.prompts, report=load_report)
+        if not prompts:
+            raise ValueError(f"no prompts to run (source {cfg.prompts.source!r}, all rows skipped or empty)")
+        prompts_table = pa.Table.from_pylist([p.to_row() for p in prompts], schema=T.PROMPTS)
+        self.store.write_table("prompts", prompts_table)
+        shards = self._shard(prompts)
+
+        classifications = self.classify(shards)
+        frame = self.sample(shards, classifications)
+        judged = self.judge(frame)
+        comps = components.components_table(judged, cfg.judge.threshold)
+        metrics = self.metrics(frame)
+        checklists, grades = self.quality(frame) if cfg.quality.enabled else (None, None)
+
+        tables = {
+            "prompts": prompts_table,
+            "classifications": classifications,
+            "samples": frame.select(T.SAMPLES.names).cast(T.SAMPLES),
+            "responses": T.explode_responses(frame),
+            "judgments": T.explode_judgments(judged),
+            "components": comps,
+            "metrics": metrics,
+        }
+        if checklists is not None:
+            tables["checklists"] = checklists
+            tables["quality"] = T.explode_grades(grades)
+        tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"))
+        for name, table in tables.items():
+            self.store.write_table(name, table)
+        skipped = [str(e) for e in load_report.skipped]
+        return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+
+    # -- stages -------------------------------------------------------------------------------------------------
+
+    def classify(self, shards: list[pa.Table]) -> pa.Table:
+        parts = []
+        for model in self.config.generators:
+            units = [
+                Unit(content_key("classify", taxonomy.PROMPT_VERSIONS["classify"], model.identity(),
+                                 table_digest(s, ["prompt_id", "text"])), s.select(["prompt_id", "text"]))
+                for s in shards
+            ]
+            parts.append(self._run_stage(f"classify[{model.name}]", "classify", self._plan(ClassifyStage, model, {}),
+                                         units, ClassifyStage.output_schema))
+        return pa.concat_tables(parts)
+
+    def sample(self, shards: list[pa.Table], classifications: pa.Table) -> pa.Table:
+        """Generate every group; returns the driver's frame of groups (see `_frame`)."""
+        cfg = self.config
+        classified = {(r["prompt_id"], r["model"]): r["category"] for r in classifications.to_pylist()}
+        frames = []
+        for model in cfg.generators:
+            temperature = model.temperature if model.temperature is not None else cfg.sampling.temperature
+            settings = {"n": cfg.n, "temperature": temperature, "top_p": cfg.sampling.top_p,
+                        "max_tokens": cfg.sampling.max_tokens}
+            units, context = [], []
+            for k, shard in enumerate(shards):
+                for strategy in cfg.strategies:
+                    rows, ctx = [], []
+                    for p in shard.to_pylist():
+                        own = classified.get((p["prompt_id"], model.name))
+                        anchor = p["gold_category"] if cfg.category_source == "gold" and p["gold_category"] else own
+                        seed = int(content_key(cfg.sampling.seed, p["prompt_id"], model.name, strategy)[:8], 16)
+                        rows.append({"prompt_id": p["prompt_id"], "text": p["text"], "strategy": strategy,
+                                     "category": anchor, "seed": seed})
+                        ctx.append({PSHARD: k, "text": p["text"], "gold_category": p["gold_category"],
+                                    "classified": own, "judge_category": p["gold_category"] or own})
+                    table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
+                    key = content_key("sample", taxonomy.PROMPT_VERSIONS["sample"], model.identity(), settings,
+                                      table_digest(table, table.column_names))
+                    units.append(Unit(key, table))
+                    context.extend({**c, UNIT: key} for c in ctx)
+            out = self._run_stage(f"sample[{model.name}]", "sample", self._plan(SampleStage, model, settings),
+                                  units, SampleStage.output_schema)
+            frames.append(_with_columns(out, pa.Table.from_pylist(context, schema=T.GROUP_CONTEXT)))
+        return pa.concat_tables(frames)
+
+    def _group_units(self, frame: pa.Table, tag: str, identity: Any, columns: list[str],
+                     schema: pa.Schema) -> list[Unit]:
+        """Units over groups, one per sample unit, keyed by the groups' content and `identity`."""
+        units = []
+        for key in _unique(frame[UNIT]):
+            table = frame.filter(pc.equal(frame[UNIT], key)).select(columns).cast(schema)
+            units.append(Unit(content_key(tag, identity, table_digest(table, columns)), table))
+        return units
+
+    def judge(self, frame: pa.Table) -> pa.Table:
+        cfg = self.config
+        settings = asdict(cfg.judge)
+        parts = []
+        for judge in cfg.judges:
+            units = self._group_units(frame, "judge", [taxonomy.PROMPT_VERSIONS["judge"], judge.identity(), settings],
+                                      T.JUDGE_INPUT.names, T.JUDGE_INPUT)
+            parts.append(self._run_stage(f"judge[{judge.name}]", "judge",
+                                         self._plan(JudgeStage, judge, {"settings": settings}),
+                                         units, JudgeStage.output_schema))
+        return pa.concat_tables(parts)
+
+    def metrics(self, frame: pa.Table) -> pa.Table:
+        emb = self.config.embedder
+        units = self._group_units(frame, "metrics", [emb.model, MetricsStage.version], T.METRICS_INPUT.names,
+                                  T.METRICS_INPUT)
+        plan = StagePlan(MetricsStage, {"model": emb.model, "device": emb.device}, batch_size=emb.batch_size,
+                         num_actors=emb.num_actors, num_cpus=emb.num_cpus, num_gpus=emb.num_gpus, label="metrics")
+        return self._run_stage("metrics", "metrics", plan, units, MetricsStage.output_schema)
+
+    def quality(self, frame: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """Checklists once per (prompt, category), then a grade for every response."""
+        cfg = self.config
+        grader = cfg.grader
+        units = []
+        for k in _unique(frame[PSHARD]):
+            part = frame.filter(pc.equal(frame[PSHARD], k)).select(T.CHECKLIST_INPUT.names).to_pylist()
+            rows = list({(r["prompt_id"], r["judge_category"]): r for r in part}.values())
+            table = pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT)
+            units.append(Unit(content_key("checklist", taxonomy.PROMPT_VERSIONS["quality"], grader.identity(),
+                                          cfg.quality.checklist_max_tokens, table_digest(table, table.column_names)),
+                              table))
+        plan = self._plan(ChecklistStage, grader, {"max_tokens": cfg.quality.checklist_max_tokens})
+        checklists = self._run_stage(f"checklist[{grader.name}]", "checklist", plan, units,
+                                     ChecklistStage.output_schema)
+        criteria = {(r["prompt_id"], r["judge_category"]): r["criteria"] for r in checklists.to_pylist()}
+        with_criteria = frame.append_column("criteria", pa.array(
+            [criteria.get((p, c)) for p, c in zip(frame["prompt_id"].to_pylist(), frame["judge_category"].to_pylist())],
+            pa.list_(pa.string())))
+        grade_units = self._group_units(with_criteria, "grade", [taxonomy.PROMPT_VERSIONS["quality"],
+                                                                 grader.identity()],
+                                        T.GRADE_INPUT.names, T.GRADE_INPUT)
+        grades = self._run_stage(f"grade[{grader.name}]", "grade", self._plan(GradeStage, grader, {}), grade_units,
+                                 GradeStage.output_schema)
+        return checklists, grades
+
+    # -- machinery ----------------------------------------------------------------------------------------------
+
+    def _shard(self, prompts: list[Prompt]) -> list[pa.Table]:
+        size = self.config.execution.shard_size
+        return [
+            pa.Table.from_pylist([p.to_row() for p in prompts[k : k + size]], schema=T.PROMPTS)
+            for k in range(0, len(prompts), size)
+        ]
+
+    def _plan(self, stage: type[Stage], model: ModelConfig, kwargs: dict[str, Any]) -> StagePlan:
+        return StagePlan(
+            stage,
+            {"model": model.identity(), **kwargs},
+            batch_size=model.batch_size,
+            num_actors=model.num_actors,
+            num_cpus=model.num_cpus,
+            num_gpus=model.num_gpus,
+            label=f"{stage.name}[{model.name}]",
+        )
+
+    def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],
+                   schema: pa.Schema) -> pa.Table:
+        """Run the units not yet in the store, write each unit's shard when complete, return all units' rows."""
+        record = StageRecord(label, units=len(units))
+        start = time.perf_counter()
+        todo = [u for u in units if not self.store.has([table_name], u.key)]
+        record.units_reused = len(units) - len(todo)
+        expected = {u.key: u.rows.num_rows for u in todo}
+        blocks = [
+            u.rows.append_column(SHARD, pa.array([u.key] * u.rows.num_rows, pa.string())).append_column(
+                ROW, pa.array(range(u.rows.num_rows), pa.int64()))
+            for u in todo if u.rows.num_rows
+        ]
+        for u in todo:
+            if not u.rows.num_rows:
+                self.store.write_shard({table_name: schema.empty_table()}, u.key)
+        buffers: dict[str, list[pa.Table]] = defaultdict(list)
+        counts: dict[str, int] = defaultdict(int)
+        bar = _progress(label, sum(expected.values()), self.progress)
+        try:
+            for batch in self.executor.map(plan, blocks):
+                for key in pc.unique(batch[SHARD]).to_pylist():
+                    part = batch.filter(pc.equal(batch[SHARD], key))
+                    buffers[key].append(part)
+                    counts[key] += part.num_rows
+                    bar.update(part.num_rows)
+                    if counts[key] == expected[key]:
+                        done = pa.concat_tables(buffers.pop(key))
+                        done = done.sort_by(ROW).drop_columns([SHARD, ROW]).cast(schema)
+                        self.store.write_shard({table_name: done}, key)
+        finally:
+            bar.close()
+        missing = [k for k in expected if not self.store.has([table_name], k)]
+        if missing:
+            raise RuntimeError(f"stage {label}: {len(missing)} shards produced no complete output")
+        record.rows = sum(expected.values())
+        record.wall_s = time.perf_counter() - start
+        self.records.append(record)
+        return self.store.read_shards(table_name, [u.key for u in units], schema)
+
+
+# Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
+UNIT = "_unit"
+PSHARD = "_pshard"
+
+
+def _unique(column: pa.ChunkedArray) -> list:
+    seen: dict = {}
+    for v in column.to_pylist():
+        seen.setdefault(v, None)
+    return list(seen)
+
+
+def _with_columns(table: pa.Table, extra: pa.Table) -> pa.Table:
+    for name in extra.column_names:
+        if name not in table.column_names:
+            table = table.append_column(extra.schema.field(name), extra[name])
+    return table
+
+
+def _progress(label: str, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="row", disable=not enabled or total == 0, leave=False,
+                dynamic_ncols=True)

@@ -1,0 +1,33 @@
+"""taskdiv's entry point.
+
+    python engine/run.py                              the built-in demo on the embedded default (CPU, local Ray)
+    python engine/run.py --config run.yaml            any run
+    python engine/run.py --config run.yaml --set n=3 --set sampling.max_tokens=64
+    ray submit cluster.yaml engine/run.py -- --config configs/cluster.yaml     on a Ray cluster
+
+A rerun with the same run_dir resumes: finished shards are reused and only the rest is computed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Run as a script (`python engine/run.py`, `ray submit … engine/run.py`): make the repository importable when the
+# package is not installed, e.g. from a plain checkout.
+_ROOT = Path(__file__).resolve().parent.parent
+if (_ROOT / "engine" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+# Before Ray or torch start: stay on loopback in the embedded default, never reach for a model hub, and never let
+# transformers compile its decode loop on CPU (minutes on the first call).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+
+from engine.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The batch contract every stage follows, written once.
+
+A stage is a per-worker callable (heavy state such as a model is built in its constructor, once per Ray actor)
+over a batch of rows, in the manner of Ray's `ray.data.llm` stages (`stages/base.py` there):
+
+- it declares the input columns it needs, each with a one-line description; a missing column is an error naming
+  the stage and the columns;
+- `process(rows)` yields exactly one output per input row, tagged with the row's index in the batch under
+  `IDX`; outputs may come out of order (a row whose answer arrives first is yielded first); the base rejects
+  untagged, out-of-range, duplicate and missing outputs;
+- the base returns the outputs in input order as an Arrow table of the stage's declared output schema, plus the
+  `SHARD` and `ROW` columns copied from each input row, so that the driver can write each shard as soon as it is
+  complete, in its input order.
+
+Stages do no file I/O and parse no flags; the pipeline builds their constructor arguments from the config and the
+store persists what they return.
+
+`drive` runs many small conversational programs (a strategy shaping a multi-turn conversation, a judge walking
+the pairs of a group) in lockstep rounds, so that each round is one large batched call to the backend however
+sequential each program is on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generator, Iterable, Sequence
+
+import pyarrow as pa
+
+from actors.base import ChatBackend, ChatOutput, Conversation, SamplingParams
+
+IDX = "__idx"
+SHARD = "_shard"  # the shard key a row belongs to (copied through every stage)
+ROW = "_row"  # the row's position in its shard's input (copied through, so shards are written in input order)
+
+
+class StageContractError(RuntimeError):
+    """A stage broke the one-output-per-row contract (a bug in the stage, never the data's fault)."""
+
+
+class Stage:
+    """Base of all stages; see the module docstring for the contract.
+
+    Subclasses set `name`, `required_inputs` ({column: description}) and `output_schema`, and implement
+    `process`.
+    """
+
+    name: ClassVar[str] = "stage"
+    required_inputs: ClassVar[dict[str, str]] = {}
+    output_schema: ClassVar[pa.Schema] = pa.schema([])
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        raise NotImplementedError
+
+    def __call__(self, batch: pa.Table | dict[str, list]) -> pa.Table:
+        table = batch if isinstance(batch, pa.Table) else pa.table(batch)
+        missing = [c for c in self.required_inputs if c not in table.column_names]
+        if missing:
+            raise ValueError(
+                f"stage {self.name!r} is missing input columns {missing}; it needs: "
+                + "; ".join(f"{k} ({v})" for k, v in self.required_inputs.items())
+            )
+        rows = table.to_pylist()
+        results: list[dict[str, Any] | None] = [None] * len(rows)
+        for out in self.process(rows):
+            if IDX not in out:
+                raise StageContractError(f"stage {self.name!r} yielded an output without its {IDX!r} tag")
+            idx = out.pop(IDX)
+            if not isinstance(idx, int) or not 0 <= idx < len(rows):
+                raise StageContractError(f"stage {self.name!r} yielded index {idx!r} outside the batch of {len(rows)}")
+            if results[idx] is not None:
+                raise StageContractError(f"stage {self.name!r} yielded row {idx} twice")
+            results[idx] = out
+        lost = [k for k, r in enumerate(results) if r is None]
+        if lost:
+            raise StageContractError(f"stage {self.name!r} yielded no output for rows {lost[:10]} of {len(rows)}")
+        schema = self.output_schema
+        for column, kind in ((SHARD, pa.string()), (ROW, pa.int64())):
+            if column in table.column_names:
+                for row, out in zip(rows, results):
+                    out[column] = row[column]  # type: ignore[index]
+                schema = schema.append(pa.field(column, kind))
+        return pa.Table.from_pylist(results, schema=schema)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lockstep driving of conversational programs.
+
+
+@dataclass(frozen=True)
+class Request:
+    """One backend call a program wants made."""
+
+    conversation: Conversation
+    sampling: SamplingParams
+
+
+# A program yields a list of requests and is sent back the list of outputs (same order), until it returns its
+# result. Yielding several requests at once is how a program asks for work that can run in parallel.
+Program = Generator[list[Request], list[ChatOutput], Any]
+
+
+@dataclass
+class DriveStats:
+    rounds: int = 0
+    calls: int = 0
+
+
+def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats | None = None) -> list[Any]:
+    """Run programs to completion, batching every round's requests into one backend call.
+
+    Args:
+        backend: the chat backend.
+        programs: started or unstarted generators (see `Program`).
+        stats: if given, counts rounds and backend requests.
+
+    Returns:
+        Each program's return value, in input order.
+    """
+    results: list[Any] = [None] * len(programs)
+    pending: dict[int, list[Request]] = {}
+    for k, program in enumerate(programs):
+        _advance(program, None, k, pending, results)
+    while pending:
+        order = [(k, r) for k, reqs in pending.items() for r in reqs]
+        outputs = backend.chat([r.conversation for _, r in order], [r.sampling for _, r in order])
+        if len(outputs) != len(order):
+            raise StageContractError(f"backend returned {len(outputs)} outputs for {len(order)} requests")
+        if stats is not None:
+            stats.rounds += 1
+            stats.calls += len(order)
+        by_program: dict[int, list[ChatOutput]] = {}
+        for (k, _), out in zip(order, outputs):
+            by_program.setdefault(k, []).append(out)
+        pending = {}
+        for k, outs in by_program.items():
+            _advance(programs[k], outs, k, pending, results)
+    return results
+
+
+def _advance(program: Program, sent: list[ChatOutput] | None, k: int, pending: dict, results: list) -> None:
+    try:
+        requests = program.send(sent) if sent is not None else next(program)
+    except StopIteration as done:
+        results[k] = done.value
+        return
+    if not requests:
+        raise StageContractError(f"program {k} yielded an empty request list")
+    pending[k] = list(requests)
+
+
+class BackendStage(Stage):
+    """A stage that holds a chat backend, built once per worker from a plain spec (picklable for Ray).
+
+    Args:
+        model: {"name", "backend", "model", "options"} as in engine.config.ModelConfig.identity().
+    """
+
+    def __init__(self, model: dict[str, Any]) -> None:
+        from actors.registry import make_chat_backend
+
+        self.model_name = model["name"]
+        self.backend = make_chat_backend(model["backend"], model["model"], model.get("options"))
+        self.stats = DriveStats()
+
+    def drive(self, programs: Sequence[Program]) -> list[Any]:
+        return drive(self.backend, programs, self.stats)

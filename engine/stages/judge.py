@@ -1,0 +1,86 @@
+"""Judge: pairwise functional-equivalence verdicts for each group, by one judge model, with union-find pruning."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from actors.base import SamplingParams
+from engine.judges import JudgeSettings, judge_group
+from engine.stages.base import IDX, BackendStage
+
+PAIR_TYPE = pa.struct(
+    [
+        ("i", pa.int64()),
+        ("j", pa.int64()),
+        ("p_equivalent", pa.float64()),
+        ("verdict", pa.string()),
+        ("raw", pa.string()),
+        ("p_forward", pa.float64()),
+        ("p_reverse", pa.float64()),
+        ("calls", pa.int64()),
+    ]
+)
+
+
+class JudgeStage(BackendStage):
+    """Judges every group of a batch together: each round asks, for every unfinished group, its next pair.
+
+    Args:
+        model: the judge's spec.
+        settings: JudgeSettings fields as a dict.
+    """
+
+    name = "judge"
+    required_inputs = {
+        "prompt_id": "stable prompt id",
+        "model": "the generator",
+        "strategy": "the sampling strategy",
+        "judge_category": "the category whose equivalence criterion applies (null: the generic criterion)",
+        "text": "the user prompt",
+        "responses": "the group's responses",
+    }
+    output_schema = pa.schema(
+        [
+            ("prompt_id", pa.string()),
+            ("model", pa.string()),
+            ("strategy", pa.string()),
+            ("judge", pa.string()),
+            ("judge_category", pa.string()),
+            ("n_responses", pa.int64()),
+            ("pairs", pa.list_(PAIR_TYPE)),
+            ("calls_made", pa.int64()),
+            ("calls_saved", pa.int64()),
+            ("n_unparsed", pa.int64()),
+            ("order_disagreements", pa.int64()),
+        ]
+    )
+
+    def __init__(self, model: dict[str, Any], settings: dict[str, Any]) -> None:
+        super().__init__(model)
+        self.settings = JudgeSettings(**settings)
+        # Greedy, a few tokens; the verdict comes from the first token's top-20 log-probs.
+        self.sampling = SamplingParams(temperature=0.0, max_tokens=self.settings.max_tokens, logprobs=20)
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        programs = [
+            judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling)
+            for r in rows
+        ]
+        for k, (r, g) in enumerate(zip(rows, self.drive(programs))):
+            yield {
+                IDX: k,
+                "prompt_id": r["prompt_id"],
+                "model": r["model"],
+                "strategy": r["strategy"],
+                "judge": self.model_name,
+                "judge_category": r["judge_category"],
+                "n_responses": len(r["responses"]),
+                "pairs": [asdict(p) for p in g.pairs],
+                "calls_made": g.calls_made,
+                "calls_saved": g.calls_saved,
+                "n_unparsed": g.n_unparsed,
+                "order_disagreements": g.order_disagreements,
+            }

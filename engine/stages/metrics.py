@@ -1,0 +1,79 @@
+"""Metrics: the general (task-agnostic) diversity metrics of each group, over a whole batch per kernel call.
+
+- vocab_div: mean over pairs of 1 − Jaccard similarity of word sets (the paper's vocabulary diversity).
+- embed_div: mean over pairs of 1 − cosine similarity of sentence embeddings (the paper's embedding diversity).
+- compression_ratio: bytes of the concatenated group over its gzip size (Shaib et al. 2024); higher means more
+  repetitive, i.e. *less* diverse.
+- ncd_div: mean pairwise normalised compression distance.
+A group with fewer than two responses has no pairs: its pairwise metrics are NaN (stored as null).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+
+import kernels
+from engine.stages.base import IDX, Stage
+
+
+def _nullable(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
+class MetricsStage(Stage):
+    """General diversity metrics; holds the embedding model.
+
+    Args:
+        model: the embedding model (packaged name or folder).
+        device: "cpu" or "cuda".
+    """
+
+    name = "metrics"
+    version = "1"  # bump when a metric's definition changes: metric shards are keyed by it
+    required_inputs = {
+        "prompt_id": "stable prompt id",
+        "model": "the generator",
+        "strategy": "the sampling strategy",
+        "responses": "the group's responses",
+    }
+    output_schema = pa.schema(
+        [
+            ("prompt_id", pa.string()),
+            ("model", pa.string()),
+            ("strategy", pa.string()),
+            ("vocab_div", pa.float64()),
+            ("embed_div", pa.float64()),
+            ("compression_ratio", pa.float64()),
+            ("ncd_div", pa.float64()),
+        ]
+    )
+
+    def __init__(self, model: str, device: str = "cpu") -> None:
+        from actors.embed import LocalEmbedder
+
+        self.embedder = LocalEmbedder(model, device=device)
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        groups = [list(r["responses"]) for r in rows]
+        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+        np.cumsum([len(g) for g in groups], out=offsets[1:])
+        vocab = kernels.vocab_diversity(groups)
+        ratio = kernels.compression_ratio(groups)
+        ncd = kernels.ncd_diversity(groups)
+        embeddings = self.embedder.embed([t for g in groups for t in g])
+        embed = kernels.embedding_diversity(embeddings, offsets)
+        for k, r in enumerate(rows):
+            yield {
+                IDX: k,
+                "prompt_id": r["prompt_id"],
+                "model": r["model"],
+                "strategy": r["strategy"],
+                "vocab_div": _nullable(vocab[k]),
+                "embed_div": _nullable(embed[k]),
+                "compression_ratio": _nullable(ratio[k]),
+                "ncd_div": _nullable(ncd[k]),
+            }

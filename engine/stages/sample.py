@@ -1,0 +1,77 @@
+"""Sample: n responses per (prompt, strategy) from one generator model.
+
+Each row is a group: one prompt under one strategy. The strategies' programs (engine.strategies) run in lockstep
+across the batch, so every round is one batched backend call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from actors.base import SamplingParams
+from engine.stages.base import IDX, BackendStage
+from engine.strategies import STRATEGIES, StrategyInput
+
+
+class SampleStage(BackendStage):
+    """Generation of the responses of each group.
+
+    Args:
+        model: the generator's spec.
+        n: responses per group.
+        temperature / top_p / max_tokens: sampling settings (max_tokens per response).
+    """
+
+    name = "sample"
+    required_inputs = {
+        "prompt_id": "stable prompt id",
+        "text": "the user prompt",
+        "strategy": "a name in engine.strategies.STRATEGIES",
+        "category": "the category anchored strategies use (null: fall back to the general wording)",
+        "seed": "the group's sampling seed",
+    }
+    output_schema = pa.schema(
+        [
+            ("prompt_id", pa.string()),
+            ("model", pa.string()),
+            ("strategy", pa.string()),
+            ("anchored_as", pa.string()),
+            ("responses", pa.list_(pa.string())),
+            ("finish_reasons", pa.list_(pa.string())),
+            ("n_tokens", pa.list_(pa.int64())),
+            ("status", pa.string()),
+            ("raw", pa.string()),
+            ("calls", pa.int64()),
+            ("error", pa.string()),
+        ]
+    )
+
+    def __init__(self, model: dict[str, Any], n: int, temperature: float, top_p: float, max_tokens: int) -> None:
+        super().__init__(model)
+        self.n = n
+        self.base = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        programs = []
+        for r in rows:
+            if r["strategy"] not in STRATEGIES:
+                raise ValueError(f"unknown strategy {r['strategy']!r}")
+            x = StrategyInput(r["text"], r["category"], self.n, self.base.with_(seed=int(r["seed"])))
+            programs.append(STRATEGIES[r["strategy"]](x))
+        for k, (r, s) in enumerate(zip(rows, self.drive(programs))):
+            yield {
+                IDX: k,
+                "prompt_id": r["prompt_id"],
+                "model": self.model_name,
+                "strategy": r["strategy"],
+                "anchored_as": s.anchored_as,
+                "responses": s.responses,
+                "finish_reasons": s.finish_reasons,
+                "n_tokens": s.n_tokens,
+                "status": s.status,
+                "raw": s.raw,
+                "calls": s.calls,
+                "error": s.error,
+            }

@@ -1,0 +1,95 @@
+"""Test doubles for pipeline logic: deterministic chat backends that read the prompts they are sent.
+
+They exercise the pipeline's logic (rounds, pruning, resume, parsing paths) without a model; every real backend
+is tested for real elsewhere (tests/actors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from typing import Sequence
+
+from actors.base import ChatOutput, Conversation, SamplingParams, pair_sampling
+
+_RESPONSE = re.compile(r'Response 1:\n"""(.*?)"""\n\nResponse 2:\n"""(.*?)"""', re.S)
+
+
+def _h(*parts: object) -> int:
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:12], 16)
+
+
+class ScriptedChat:
+    """A deterministic backend.
+
+    - classification prompts: answers the letter after "GOLD=" in the prompt text if present, else "G";
+    - judge prompts: responses are "class <k> …"; answers YES iff the two classes match (with log-probs);
+    - grade prompts: "4"; checklist prompts: a 3-item list;
+    - anything else: "class <k> …" where k = hash(conversation, seed, sample) mod `classes`, or, for
+      system-prompt sampling, n such responses under "### Response k" headers.
+
+    Class-level counters record every conversation seen (per process), so tests can count backend calls.
+
+    Args:
+        model: ignored label.
+        classes: number of distinct classes generated responses fall in.
+        unparseable_judge: answer judge prompts with "maybe" (to test the unparsed path).
+    """
+
+    calls: list[str] = []
+    _lock = threading.Lock()
+
+    def __init__(self, model: str = "scripted", classes: int = 3, unparseable_judge: bool = False) -> None:
+        self.name = model
+        self.classes = classes
+        self.unparseable_judge = unparseable_judge
+
+    def chat(self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]):
+        params = pair_sampling(conversations, sampling)
+        outs = []
+        for conv, p in zip(conversations, params):
+            text = conv[-1]["content"]
+            with self._lock:
+                ScriptedChat.calls.append(text[:60])
+            outs.append(self._answer(conv, text, p))
+        return outs
+
+    def _answer(self, conv: Conversation, text: str, p: SamplingParams) -> ChatOutput:
+        if "Classify the user prompt" in text:
+            m = re.search(r"GOLD=([A-H])", text)
+            return self._one(m.group(1) if m else "G", p)
+        m = _RESPONSE.search(text)
+        if m:
+            if self.unparseable_judge:
+                return self._one("maybe", p)
+            a, b = (re.match(r"class (\d+)", s) for s in m.groups())
+            same = a is not None and b is not None and a.group(1) == b.group(1)
+            lp = {"YES": -0.05, "NO": -3.0} if same else {"YES": -3.0, "NO": -0.05}
+            out = self._one("YES" if same else "NO", p)
+            out.first_token_logprobs = [lp] * p.n if p.logprobs else None
+            return out
+        if text.startswith("Grade the response"):
+            out = self._one("4", p)
+            out.first_token_logprobs = [{"4": -0.1, "5": -2.5}] * p.n if p.logprobs else None
+            return out
+        if text.startswith("Write a checklist"):
+            return self._one("1. Is correct.\n2. Is clear.\n3. Is complete.", p)
+        system = next((m["content"] for m in conv if m["role"] == "system"), None)
+        if system and "### Response k" in system:
+            n = int(re.search(r"Generate (\d+)", system).group(1))
+            body = "\n".join(f"### Response {k + 1}\n{self._sentence(conv, p, k)}" for k in range(n))
+            return self._one(body, p)
+        texts = [self._sentence(conv, p, k) for k in range(p.n)]
+        return ChatOutput(texts=texts, finish_reasons=["stop"] * p.n, n_tokens=[len(t.split()) for t in texts],
+                          prompt_tokens=sum(len(m["content"].split()) for m in conv))
+
+    def _sentence(self, conv: Conversation, p: SamplingParams, k: int) -> str:
+        c = _h(repr(conv), p.seed, k) % self.classes
+        return f"class {c} response {_h(repr(conv), p.seed, k, 'w') % 1000}"
+
+    def _one(self, text: str, p: SamplingParams) -> ChatOutput:
+        return ChatOutput(texts=[text] * p.n, finish_reasons=["stop"] * p.n, n_tokens=[1] * p.n, prompt_tokens=1)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,109 @@
+"""The stage contract, tested once on toy stages (ray's test_stage_base.py does the same)."""
+
+import pyarrow as pa
+import pytest
+
+from actors.base import ChatOutput, SamplingParams
+from engine.stages.base import IDX, ROW, SHARD, DriveStats, Request, Stage, StageContractError, drive
+
+
+class Reverse(Stage):
+    """Answers out of order: last row first."""
+
+    name = "reverse"
+    required_inputs = {"x": "an integer"}
+    output_schema = pa.schema([("y", pa.int64())])
+
+    def process(self, rows):
+        for k in reversed(range(len(rows))):
+            yield {IDX: k, "y": rows[k]["x"] * 10}
+
+
+def test_outputs_come_back_in_input_order():
+    out = Reverse()(pa.table({"x": [1, 2, 3]}))
+    assert out.column("y").to_pylist() == [10, 20, 30]
+
+
+def test_shard_and_row_columns_pass_through():
+    out = Reverse()(pa.table({"x": [1, 2], SHARD: ["a", "b"], ROW: [0, 1]}))
+    assert out.column(SHARD).to_pylist() == ["a", "b"] and out.column(ROW).to_pylist() == [0, 1]
+
+
+def test_missing_input_column_names_stage_and_columns():
+    with pytest.raises(ValueError, match=r"stage 'reverse' is missing input columns \['x'\].*x \(an integer\)"):
+        Reverse()(pa.table({"z": [1]}))
+
+
+class Broken(Stage):
+    name = "broken"
+    output_schema = pa.schema([("y", pa.int64())])
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def process(self, rows):
+        if self.mode == "untagged":
+            yield {"y": 1}
+        elif self.mode == "duplicate":
+            yield {IDX: 0, "y": 1}
+            yield {IDX: 0, "y": 1}
+        elif self.mode == "missing":
+            yield {IDX: 0, "y": 1}
+        elif self.mode == "outside":
+            yield {IDX: 5, "y": 1}
+
+
+@pytest.mark.parametrize("mode,message", [("untagged", "without its"), ("duplicate", "twice"),
+                                          ("missing", "no output for rows"), ("outside", "outside the batch")])
+def test_contract_violations_are_rejected(mode, message):
+    with pytest.raises(StageContractError, match=message):
+        Broken(mode)(pa.table({"x": [1, 2]}))
+
+
+# drive: lockstep rounds over many programs.
+class Counting:
+    name = "counting"
+
+    def __init__(self):
+        self.batches = []
+
+    def chat(self, conversations, sampling):
+        self.batches.append(len(conversations))
+        return [ChatOutput(texts=[c[-1]["content"].upper()]) for c in conversations]
+
+    def close(self):
+        pass
+
+
+def program(turns, label):
+    seen = []
+    for t in range(turns):
+        (out,) = yield [Request([{"role": "user", "content": f"{label}{t}"}], SamplingParams())]
+        seen.append(out.texts[0])
+    return seen
+
+
+def test_drive_batches_each_round_and_returns_in_order():
+    backend = Counting()
+    stats = DriveStats()
+    results = drive(backend, [program(3, "a"), program(1, "b"), program(2, "c")], stats)
+    assert results == [["A0", "A1", "A2"], ["B0"], ["C0", "C1"]]
+    assert backend.batches == [3, 2, 1]
+    assert (stats.rounds, stats.calls) == (3, 6)
+
+
+def test_drive_program_with_no_requests_returns_at_once():
+    def instant():
+        return "done"
+        yield  # pragma: no cover
+
+    assert drive(Counting(), [instant()]) == ["done"]
+
+
+def test_drive_rejects_a_backend_that_drops_outputs():
+    class Lossy(Counting):
+        def chat(self, conversations, sampling):
+            return super().chat(conversations, sampling)[:-1]
+
+    with pytest.raises(StageContractError, match="outputs for"):
+        drive(Lossy(), [program(1, "a"), program(1, "b")])

@@ -1,0 +1,85 @@
+import pytest
+
+from engine.config import RunConfig, config_from_dict, load_config
+from engine.errors import ConfigError
+
+
+def test_defaults_are_the_papers():
+    cfg = RunConfig()
+    assert cfg.n == 5
+    assert (cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.max_tokens) == (1.0, 0.9, 1024)
+    assert cfg.strategies == ["temperature", "system_general", "system_anchored", "regen_general", "regen_anchored"]
+
+
+def test_demo_config_loads():
+    from engine.cli import DEMO_CONFIG
+
+    cfg = load_config(DEMO_CONFIG)
+    assert cfg.n == 5 and len(cfg.strategies) == 5 and cfg.prompts.per_category >= 2
+
+
+def test_nested_values_and_overrides():
+    cfg = config_from_dict({"judge": {"both_orders": True}, "generators": [{"name": "m", "temperature": 0.5}]},
+                           overrides={"sampling.max_tokens": 32, "n": 3})
+    assert cfg.judge.both_orders and cfg.generators[0].temperature == 0.5
+    assert cfg.sampling.max_tokens == 32 and cfg.n == 3
+
+
+# Errors name the file and the key path.
+def test_unknown_key_names_the_path(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("sampling:\n  temprature: 0.5\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: sampling\.temprature: unknown key"):
+        load_config(path)
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("n: five\n")
+    with pytest.raises(ConfigError, match=r"run\.yaml: n: expected an integer, got 'five'"):
+        load_config(path)
+
+
+def test_wrong_type_in_a_list_names_the_index():
+    with pytest.raises(ConfigError, match=r"judges\[1\]\.num_actors: expected an integer"):
+        config_from_dict({"judges": [{"name": "a"}, {"name": "b", "num_actors": "many"}]})
+
+
+def test_bool_is_not_an_integer():
+    with pytest.raises(ConfigError, match="n: expected an integer"):
+        config_from_dict({"n": True})
+
+
+def test_literal_values_are_checked():
+    with pytest.raises(ConfigError, match=r"prompts\.on_error: expected one of 'fail', 'skip'"):
+        config_from_dict({"prompts": {"on_error": "ignore"}})
+
+
+def test_invalid_values():
+    with pytest.raises(ConfigError, match="n must be >= 2"):
+        config_from_dict({"n": 1})
+    with pytest.raises(ConfigError, match="unknown"):
+        config_from_dict({"strategies": ["temperature", "beam"]})
+    with pytest.raises(ConfigError, match="unique"):
+        config_from_dict({"judges": [{"name": "a"}, {"name": "a"}]})
+    with pytest.raises(ConfigError, match=r"judges\[0\]: backend must be one of"):
+        config_from_dict({"judges": [{"backend": "grpc"}]})
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("n: 5\nsampling: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+: invalid YAML"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
