@@ -1,0 +1,140 @@
+"""Pipeline logic on a deterministic backend (tests.doubles.ScriptedChat) and the in-process executor.
+
+The real model and real Ray are exercised in tests/test_integration.py; here the point is the plumbing: every
+table, resume, and what a changed setting recomputes.
+"""
+
+import pyarrow.parquet as pq
+import pytest
+
+from engine.config import config_from_dict
+from engine.executor import LocalExecutor
+from engine.pipeline import Pipeline
+from engine.report import write_report
+from tests.doubles import ScriptedChat
+
+SCRIPTED = {"name": "scripted", "backend": "python:tests.doubles:ScriptedChat", "model": "scripted",
+            "batch_size": 64}
+
+
+def make_config(tmp_path, **over):
+    data = {
+        "run_dir": str(tmp_path / "run"),
+        "prompts": {"source": "builtin", "per_category": 1},
+        "n": 4,
+        "generators": [SCRIPTED],
+        "judges": [SCRIPTED],
+        "sampling": {"max_tokens": 8},
+        "execution": {"executor": "local", "shard_size": 3},
+    }
+    for k, v in over.items():
+        data[k] = v
+    return config_from_dict(data)
+
+
+def run(cfg, executor=None):
+    ScriptedChat.calls.clear()
+    p = Pipeline(cfg, executor=executor or LocalExecutor(), progress=False)
+    try:
+        return p.run()
+    finally:
+        p.close()
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    cfg = make_config(tmp)
+    result = run(cfg)
+    return cfg, result, len(ScriptedChat.calls)
+
+
+def test_every_table_has_its_rows(first_run):
+    cfg, result, _ = first_run
+    t = result.tables
+    prompts, groups = 8, 8 * 5
+    assert t["prompts"].num_rows == prompts
+    assert t["classifications"].num_rows == prompts
+    assert t["samples"].num_rows == groups and t["groups"].num_rows == groups
+    assert t["responses"].num_rows == groups * 4
+    assert t["components"].num_rows == groups
+    assert t["metrics"].num_rows == groups
+    assert t["checklists"].num_rows == prompts
+    assert t["quality"].num_rows == groups * 4
+    assert 0 < t["judgments"].num_rows <= groups * 6
+    for name, table in t.items():
+        on_disk = pq.read_table(f"{cfg.run_dir}/{name}.parquet")
+        assert on_disk.num_rows == table.num_rows and on_disk.schema.names == table.schema.names, name
+
+
+def test_group_values(first_run):
+    _, result, _ = first_run
+    for g in result.tables["groups"].to_pylist():
+        assert 1 <= g["unique_mean"] <= 4
+        assert g["n_responses"] == 4 and g["status"] == "ok"
+        assert g["quality_mean"] == 4.0
+        assert 0 <= g["vocab_div"] <= 1 and g["compression_ratio"] > 0
+    # The double classifies everything as G; the judge category is the gold label where known.
+    assert {c["category"] for c in result.tables["classifications"].to_pylist()} == {"G"}
+    assert {g["category"] for g in result.tables["groups"].to_pylist()} == set("ABCDEFGH")
+
+
+def test_components_match_the_judgments(first_run):
+    import networkx as nx
+
+    _, result, _ = first_run
+    edges = {}
+    for j in result.tables["judgments"].to_pylist():
+        if j["verdict"] == "equivalent":
+            edges.setdefault((j["prompt_id"], j["strategy"]), []).append((j["i"], j["j"]))
+    for c in result.tables["components"].to_pylist():
+        g = nx.Graph()
+        g.add_nodes_from(range(c["n_responses"]))
+        g.add_edges_from(edges.get((c["prompt_id"], c["strategy"]), []))
+        assert c["unique"] == nx.number_connected_components(g)
+
+
+def test_anchored_strategies_use_the_models_category(first_run):
+    _, result, _ = first_run
+    for s in result.tables["samples"].to_pylist():
+        assert s["anchored_as"] == ("G" if s["strategy"].endswith("anchored") else None)
+
+
+def test_report_is_written(first_run):
+    cfg, result, _ = first_run
+    paths = write_report(result, cfg)
+    text = paths["markdown"].read_text()
+    assert "Functionally unique responses" in text and "Task classification" in text
+    assert "regen_anchored" in text
+
+
+# Resume: a rerun of the same config computes nothing; a changed judge setting recomputes only judging.
+def test_rerun_reuses_every_shard(first_run):
+    cfg, first, calls = first_run
+    assert calls > 0
+    again = run(cfg)
+    assert ScriptedChat.calls == []
+    assert all(r.units_reused == r.units for r in again.stages)
+    for name in first.tables:
+        assert again.tables[name].equals(first.tables[name]), name
+
+
+def test_changed_judge_setting_recomputes_only_judging(first_run, tmp_path):
+    cfg, first, _ = first_run
+    changed = make_config(tmp_path, run_dir=cfg.run_dir, judge={"both_orders": True})
+    result = run(changed)
+    by_stage = {r.stage.split("[")[0]: r for r in result.stages}
+    assert by_stage["judge"].units_reused == 0
+    for name in ("classify", "sample", "metrics", "checklist", "grade"):
+        assert by_stage[name].units_reused == by_stage[name].units, name
+    assert result.tables["responses"].equals(first.tables["responses"])
+    assert all(text.startswith("The prompt below") for text in ScriptedChat.calls)
+
+
+def test_gold_category_source_anchors_on_gold(tmp_path):
+    result = run(make_config(tmp_path, category_source="gold", strategies=["system_anchored"], n=3,
+                             quality={"enabled": False}))
+    prompts = {p["prompt_id"]: p["gold_category"] for p in result.tables["prompts"].to_pylist()}
+    for s in result.tables["samples"].to_pylist():
+        assert s["anchored_as"] == prompts[s["prompt_id"]]
+    assert "quality" not in result.tables
