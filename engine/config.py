@@ -92,9 +92,16 @@ class PromptsConfig:
     """Where the prompts come from.
 
     Attributes:
-        source: "builtin" (our prompt set in datasets/builtin), "jsonl" (a file of prompts in our format),
-            or a benchmark loader name.
+        source: "builtin" (our prompt set in datasets/builtin), "jsonl" (a file of prompts in our format), a
+            benchmark loader ("simpleqa", "math500", "macgyver", "noveltybench", "wildbench",
+            "community_alignment"), or "paper" (the paper's 344-prompt mix drawn from the benchmark files in
+            `paths`).
         path: the file, for sources that read one.
+        paths: for "paper": benchmark name → file (relative to the working directory); sources left out are
+            skipped with a warning in the report.
+        seed: for "paper": the seed of the draw (recorded in each prompt's meta).
+        options: extra keyword arguments for the loader (e.g. noveltybench's category_map, community_alignment's
+            text_field).
         per_category: keep at most this many prompts per gold category (in file order); None keeps all.
         limit: keep at most this many prompts overall; None keeps all.
         on_error: "fail" stops at the first bad row with its file, line and field; "skip" skips bad rows,
@@ -103,6 +110,9 @@ class PromptsConfig:
 
     source: str = "builtin"
     path: str | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
     per_category: int | None = None
     limit: int | None = None
     on_error: Literal["fail", "skip"] = "fail"

@@ -21,7 +21,8 @@ import yaml
 from engine import components, taxonomy
 from engine.config import ModelConfig, RunConfig
 from engine.executor import LocalExecutor, RayExecutor, StagePlan, make_executor
-from engine.prompts import LoadReport, Prompt
+from engine.loaders.paper import PresetReport
+from engine.prompts import Prompt
 from engine.sources import load_prompts
 from engine.stages.base import ROW, SHARD, Stage
 from engine.stages.checklist import ChecklistStage
@@ -63,6 +64,7 @@ class RunResult:
     stages: list[StageRecord]
     skipped_inputs: list[str]
     wall_s: float
+    load_warnings: list[str] = field(default_factory=list)
 
 
 class Pipeline:
@@ -100,7 +102,7 @@ class Pipeline:
         start = time.perf_counter()
         cfg = self.config
         self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        load_report = LoadReport()
+        load_report = PresetReport()
         prompts = load_prompts(cfg.prompts, report=load_report)
         if not prompts:
             raise ValueError(f"no prompts to run (source {cfg.prompts.source!r}, all rows skipped or empty)")
@@ -131,7 +133,8 @@ class Pipeline:
         for name, table in tables.items():
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
-        return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start)
+        return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
+                         load_warnings=list(load_report.warnings))
 
     def close(self) -> None:
         if self._executor is not None:

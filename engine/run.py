@@ -14,9 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-# Run as a script (`python engine/run.py`, `ray submit … engine/run.py`): make the repository importable when the
-# package is not installed, e.g. from a plain checkout.
-_ROOT = Path(__file__).resolve().parent.parent
+# Run as a script (`python engine/run.py`, `ray submit … engine/run.py`), Python puts this file's folder first on
+# sys.path; our module names (tables, config, report…) would then shadow installed packages of the same name, here
+# and in Ray workers, which inherit the driver's path. Put the repository root there instead, which also makes a
+# plain checkout importable without installing.
+_HERE = Path(__file__).resolve().parent
+if sys.path and Path(sys.path[0] or ".").resolve() == _HERE:
+    sys.path.pop(0)
+_ROOT = _HERE.parent
 if (_ROOT / "engine" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 

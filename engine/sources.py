@@ -6,6 +6,8 @@ from typing import Callable
 
 from engine.config import PromptsConfig
 from engine.errors import ConfigError
+from engine.loaders import LOADERS
+from engine.loaders.paper import load_paper
 from engine.prompts import BUILTIN_PATH, LoadReport, Prompt, load_jsonl_prompts, select
 
 
@@ -19,9 +21,26 @@ def _jsonl(cfg: PromptsConfig, report: LoadReport) -> list[Prompt]:
     return load_jsonl_prompts(cfg.path, on_error=cfg.on_error, report=report)
 
 
+def _benchmark(name: str) -> Callable[[PromptsConfig, LoadReport], list[Prompt]]:
+    def load(cfg: PromptsConfig, report: LoadReport) -> list[Prompt]:
+        if not cfg.path:
+            raise ConfigError(f"prompts.path: the {name} source needs the benchmark's file")
+        return LOADERS[name](cfg.path, on_error=cfg.on_error, report=report, **cfg.options)
+
+    return load
+
+
+def _paper(cfg: PromptsConfig, report: LoadReport) -> list[Prompt]:
+    if not cfg.paths:
+        raise ConfigError("prompts.paths: the paper source needs benchmark files (name → path)")
+    return load_paper(cfg.paths, seed=cfg.seed, on_error=cfg.on_error, report=report)
+
+
 SOURCES: dict[str, Callable[[PromptsConfig, LoadReport], list[Prompt]]] = {
     "builtin": _builtin,
     "jsonl": _jsonl,
+    **{name: _benchmark(name) for name in LOADERS},
+    "paper": _paper,
 }
 
 

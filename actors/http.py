@@ -1,0 +1,581 @@
+"""A ChatBackend for any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM's server, OpenAI, gateways).
+
+Design:
+
+- One private asyncio event loop per client, running in a daemon thread for the client's lifetime, with one
+  `httpx.AsyncClient` on it. `chat()` is synchronous: it hands the batch to that loop with
+  `asyncio.run_coroutine_threadsafe` and waits. We chose this over `asyncio.run()` per call because (1) it works
+  from any thread, including a thread that already runs an event loop (Ray async actors, notebooks), where
+  `asyncio.run` refuses; (2) the connection pool and its keep-alive connections survive between calls, so a
+  run of many small judge rounds does not redo TCP/TLS handshakes every round; (3) concurrent `chat()` calls
+  from several threads share one concurrency bound.
+- Concurrency per endpoint (one client is one endpoint) is bounded by a semaphore of `max_concurrency`, matched by
+  the connection pool size. The semaphore is released while a request waits to retry, so a throttled request does
+  not hold a slot that a healthy one could use.
+- One HTTP request per conversation asks for all `n` completions (`"n": n`). Gateways that ignore `n` (or cap it)
+  return fewer choices; the client then asks for the rest in parallel requests of the size the server showed it
+  serves, until it has `n`. Those extra requests carry `seed + k` (k = completions already asked for), so a
+  seeded server that ignores `n` does not hand back the same sample n times.
+- Retries: on 408, 409, 429, any 5xx, timeouts, connection errors and dropped connections, with exponential
+  backoff and full jitter (sleep uniform(0, min(backoff_max_s, backoff_base_s · 2^attempt))). A `Retry-After`
+  header (seconds or an HTTP date) replaces that with the server's delay plus up to `backoff_base_s` of jitter
+  (so rows refused together do not return together), capped at `backoff_max_s` so a broken header cannot stall a
+  run. After `max_retries` retries of one request the whole batch fails with a BackendError naming the endpoint
+  and the last status.
+- Errors that retrying cannot fix: 401/403 (bad key) and 404 (wrong URL or model) fail the batch at once — every
+  row would fail the same way. Any other 4xx (400 "context too long", 413, 422…) is one row's problem and becomes
+  that row's `ChatOutput.error`; the rest of the batch is unaffected.
+- The API key is read once from the environment variable named by `api_key_env`, kept in an object whose repr is
+  masked, and scrubbed from every message this module builds. httpx masks the Authorization header in its own
+  reprs; no header is ever logged here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import os
+import random
+import threading
+import time
+import weakref
+from datetime import timezone
+from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, logsumexp, pair_sampling
+
+log = logging.getLogger(__name__)
+
+# Statuses worth retrying besides every 5xx: request timeout, conflict (some gateways use it for "busy"), throttled.
+RETRY_STATUSES = frozenset({408, 409, 429})
+# Statuses that mean the whole configuration is wrong: retrying, or carrying on with other rows, cannot help.
+FATAL_STATUSES = frozenset({401, 403, 404})
+
+
+class _Secret:
+    """Holds the API key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+
+class _RowError(Exception):
+    """A non-retryable per-request failure that belongs to one row (raised inside the loop, never escapes)."""
+
+
+def chat_completions_url(base_url: str) -> str:
+    """The chat-completions URL for a base URL.
+
+    Accepts the OpenAI convention ("https://api.openai.com/v1"), a bare server ("http://127.0.0.1:8000") or the full
+    endpoint ("…/v1/chat/completions").
+
+    Args:
+        base_url: an http(s) URL.
+
+    Returns:
+        The URL to POST chat completions to.
+    """
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BackendError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
+    path = parts.path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        pass
+    elif path.endswith("/v1"):
+        path += "/chat/completions"
+    else:
+        path += "/v1/chat/completions"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _display_url(url: str) -> str:
+    """The URL without user info or query string, for messages (either could carry a credential)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header value.
+
+    Args:
+        value: the header: delay-seconds ("120", fractional values tolerated) or an HTTP date.
+        now: the current POSIX time (default: time.time()); for dates.
+
+    Returns:
+        The delay in seconds (never negative), or None when the header is absent or unreadable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT; a zone-less date is read as such
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def parse_choices(data: dict[str, Any], want_logprobs: bool) -> tuple[list[tuple[str, str, int, dict | None]], int]:
+    """Read one chat-completions response.
+
+    Token counts per completion: a per-choice `completion_tokens` field where the server gives one (our
+    `actors.serve` does; it is not part of the OpenAI format), else `usage.completion_tokens` split evenly over
+    the choices (exact for n = 1), else 0.
+
+    First-token log-probs: `choices[i].logprobs.content[0].top_logprobs` as {token: logprob}; token texts that
+    occur twice (distinct token ids that decode alike) are merged by log-sum-exp, since the judge wants the
+    probability of the text.
+
+    Args:
+        data: the decoded JSON body.
+        want_logprobs: whether log-probs were asked for.
+
+    Returns:
+        ([(text, finish_reason, n_tokens, top_logprobs or None) per choice, in index order], prompt_tokens).
+
+    Raises:
+        ValueError: the body is not a chat-completions response.
+    """
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise ValueError("the response has no 'choices' list")
+    choices = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0)
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    prompt_tokens = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
+    total = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None
+    explicit = [c.get("completion_tokens") for c in choices]
+    if choices and all(isinstance(t, int) for t in explicit):
+        counts = explicit
+    elif total is not None and choices:
+        base, extra = divmod(total, len(choices))
+        counts = [base + (1 if k < extra else 0) for k in range(len(choices))]
+    else:
+        counts = [0] * len(choices)
+    parsed = []
+    for choice, count in zip(choices, counts):
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        text = message.get("content")
+        text = text if isinstance(text, str) else ""
+        # ChatOutput knows "stop" and "length"; anything else (content_filter, tool_calls) ended the completion.
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
+        parsed.append((text, reason, int(count), _first_token_logprobs(choice) if want_logprobs else None))
+    return parsed, int(prompt_tokens)
+
+
+def _first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+        return None
+    top = content[0].get("top_logprobs")
+    if not isinstance(top, list) or not top:
+        return None
+    grouped: dict[str, list[float]] = {}
+    for entry in top:
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("token"), str) and isinstance(entry.get("logprob"), (int, float)):
+            grouped.setdefault(entry["token"], []).append(float(entry["logprob"]))
+    return {token: (values[0] if len(values) == 1 else logsumexp(values)) for token, values in grouped.items()} or None
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop the client's loop and thread (also run by a finalizer when a client is dropped without close())."""
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    if not thread.is_alive():
+        loop.close()
+
+
+class OpenAIChatClient:
+    """A ChatBackend that calls an OpenAI-compatible chat-completions endpoint.
+
+    Args:
+        model: the model name sent in every request (and this backend's `name`).
+        base_url: the server, e.g. "http://127.0.0.1:8000/v1" or "https://api.openai.com/v1" (see
+            `chat_completions_url`).
+        api_key_env: the environment variable holding the API key, sent as "Authorization: Bearer …"; None for
+            servers without authentication.
+        max_concurrency: most requests in flight at once to this endpoint.
+        timeout_s: timeout of each connect, read, write and pool wait, per request.
+        max_retries: most retries of one request before the batch fails.
+        backoff_base_s: first backoff ceiling; doubles per retry (full jitter).
+        backoff_max_s: largest backoff, also the cap on a Retry-After delay.
+        prices: {"prompt_per_mtok": USD, "completion_per_mtok": USD} to report `cost_usd`.
+        extra_body: fields merged into every request body, overriding the defaults (e.g.
+            {"chat_template_kwargs": {...}}); a field mapped to None is removed (e.g. {"n": None} for a gateway that
+            rejects `n`: the client then collects n completions one request at a time).
+
+    Attributes:
+        requests: HTTP requests sent (every attempt, retries included).
+        retries: requests re-sent after a retryable failure.
+        row_errors: rows returned with `ChatOutput.error`.
+        prompt_tokens / completion_tokens: tokens the server reported in `usage`, summed over all requests.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str,
+        api_key_env: str | None = None,
+        max_concurrency: int = 16,
+        timeout_s: float = 120,
+        max_retries: int = 6,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30,
+        prices: dict | None = None,
+        extra_body: dict | None = None,
+    ) -> None:
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        if not (timeout_s > 0 and backoff_base_s >= 0 and backoff_max_s >= 0):
+            raise ValueError("timeout_s must be > 0 and the backoffs >= 0")
+        self.name = model
+        self.model = model
+        self.url = chat_completions_url(base_url)
+        self.endpoint = _display_url(self.url)
+        self.api_key_env = api_key_env
+        self._key: _Secret | None = None
+        if api_key_env is not None:
+            value = os.environ.get(api_key_env)
+            if not value:
+                raise BackendError(
+                    f"the environment variable {api_key_env} (API key for {self.endpoint}) is not set or is empty"
+                )
+            self._key = _Secret(value)
+        self.max_concurrency = max_concurrency
+        self.timeout_s = float(timeout_s)
+        self.max_retries = max_retries
+        self.backoff_base_s = float(backoff_base_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.prices = self._check_prices(prices)
+        self.extra_body = dict(extra_body or {})
+        self.requests = 0
+        self.retries = 0
+        self.row_errors = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self._stats_lock = threading.Lock()
+        self._random = random.Random()
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=_run_loop, args=(self._loop,), name=f"http-chat-{model}", daemon=True)
+        self._thread.start()
+        # A client dropped without close() must not leave its thread running; the callback holds no reference to
+        # self, so it does not keep the client alive.
+        self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._thread)
+        self._http: httpx.AsyncClient = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+
+    # -- public -------------------------------------------------------------------------------------------------
+
+    def chat(
+        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[ChatOutput]:
+        """Complete each conversation through the endpoint.
+
+        Args:
+            conversations: the conversations, each a list of {role, content} messages.
+            sampling: one SamplingParams for all, or one per conversation.
+
+        Returns:
+            One ChatOutput per conversation, in input order; a row the server refused with a non-retryable 4xx
+            carries `error`.
+
+        Raises:
+            BackendError: a request still failed after `max_retries` retries, or the server refused the key, URL or
+                model (401/403/404); the message names the endpoint and the last status.
+        """
+        params = pair_sampling(conversations, sampling)
+        if self._closed:
+            raise BackendError(f"the client for {self.endpoint} is closed")
+        if not conversations:
+            return []
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("OpenAIChatClient.chat() cannot be called from the client's own event loop thread")
+        future = asyncio.run_coroutine_threadsafe(self._chat_all(list(conversations), params), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the requests still in flight
+            raise
+
+    def stats(self) -> dict[str, Any]:
+        """Counters so far: requests, retries, row_errors, prompt_tokens, completion_tokens, cost_usd (None without
+        prices)."""
+        with self._stats_lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "row_errors": self.row_errors,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "cost_usd": self._cost(),
+            }
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The reported tokens priced with `prices`, in USD; None without prices."""
+        with self._stats_lock:
+            return self._cost()
+
+    def close(self) -> None:
+        """Cancel requests in flight, close the connections and stop the client's thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=30)
+        except Exception as exc:  # closing must not fail a run that is already ending
+            log.debug("closing the client for %s: %s", self.endpoint, type(exc).__name__)
+        self._finalizer()
+
+    def __enter__(self) -> "OpenAIChatClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        key = f", api_key_env={self.api_key_env!r}" if self.api_key_env else ""
+        return f"OpenAIChatClient(model={self.model!r}, endpoint={self.endpoint!r}{key})"
+
+    __str__ = __repr__
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_prices(prices: dict | None) -> dict[str, float] | None:
+        if prices is None:
+            return None
+        keys = {"prompt_per_mtok", "completion_per_mtok"}
+        if set(prices) != keys or not all(isinstance(prices[k], (int, float)) and prices[k] >= 0 for k in keys):
+            raise ValueError(f"prices must be {{'prompt_per_mtok': USD, 'completion_per_mtok': USD}}, got {prices!r}")
+        return {k: float(prices[k]) for k in keys}
+
+    def _cost(self) -> float | None:
+        if self.prices is None:
+            return None
+        return (
+            self.prompt_tokens * self.prices["prompt_per_mtok"]
+            + self.completion_tokens * self.prices["completion_per_mtok"]
+        ) / 1e6
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def _redact(self, text: str) -> str:
+        if self._key is not None and self._key.reveal() in text:
+            text = text.replace(self._key.reveal(), "<redacted>")
+        return text
+
+    async def _open(self) -> httpx.AsyncClient:
+        # Created on the loop that uses them: the semaphore and the client's pool belong to this loop.
+        self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        headers = {"Authorization": f"Bearer {self._key.reveal()}"} if self._key is not None else {}
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_s),
+            limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
+            headers=headers,
+        )
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self._http.aclose()
+
+    async def _chat_all(self, conversations: list[Conversation], params: list[SamplingParams]) -> list[ChatOutput]:
+        return await _gather_or_cancel([self._complete(c, p) for c, p in zip(conversations, params)])
+
+    async def _complete(self, conversation: Conversation, p: SamplingParams) -> ChatOutput:
+        want_logprobs = p.logprobs is not None
+        out = ChatOutput(first_token_logprobs=[] if want_logprobs else None)
+        per_request = p.n  # completions the server returns per request; learnt from the first answer
+        first = True
+        while len(out.texts) < p.n:
+            need = p.n - len(out.texts)
+            sizes = [min(per_request, need - k) for k in range(0, need, per_request)]
+            offsets = [len(out.texts) + sum(sizes[:k]) for k in range(len(sizes))]
+            bodies = [self._body(conversation, p, size, offset) for size, offset in zip(sizes, offsets)]
+            try:
+                answers = await _gather_or_cancel([self._post(body) for body in bodies])
+            except _RowError as exc:
+                self._count(row_errors=1)
+                return ChatOutput(prompt_tokens=out.prompt_tokens, error=str(exc))
+            got = 0
+            for size, (choices, prompt_tokens) in zip(sizes, answers):
+                if first:
+                    out.prompt_tokens = prompt_tokens
+                    first = False
+                per_request = max(1, min(per_request, len(choices)) if choices else per_request)
+                for text, reason, n_tokens, top in choices[:size]:
+                    out.texts.append(text)
+                    out.finish_reasons.append(reason)
+                    out.n_tokens.append(n_tokens)
+                    if want_logprobs:
+                        out.first_token_logprobs.append(top)  # type: ignore[union-attr]
+                    got += 1
+            if got == 0:
+                self._count(row_errors=1)
+                return ChatOutput(
+                    prompt_tokens=out.prompt_tokens, error=f"{self.endpoint} returned no choices for this conversation"
+                )
+        if want_logprobs and any(top is None for top in out.first_token_logprobs):  # type: ignore[union-attr]
+            # The judge reads log-probs for every completion or none; partial ones would silently mix the paths.
+            out.first_token_logprobs = None
+        return out
+
+    def _body(self, conversation: Conversation, p: SamplingParams, n: int, offset: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": conversation,
+            "n": n,
+            "temperature": p.temperature,  # 0 is greedy decoding on OpenAI and vLLM
+            "top_p": p.top_p,
+            "max_tokens": p.max_tokens,
+        }
+        if p.seed is not None:
+            body["seed"] = p.seed + offset
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if p.logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = p.logprobs
+        for key, value in self.extra_body.items():
+            if value is None:
+                body.pop(key, None)
+            else:
+                body[key] = value
+        return body
+
+    async def _post(self, body: dict[str, Any]) -> tuple[list[tuple[str, str, int, dict | None]], int]:
+        """One request with retries. Returns parse_choices' result; raises _RowError or BackendError."""
+        want_logprobs = bool(body.get("logprobs"))
+        attempt = 0
+        while True:
+            retry_after = None
+            async with self._semaphore:
+                self._count(requests=1)
+                try:
+                    response = await self._http.post(self.url, json=body)
+                except httpx.TimeoutException as exc:
+                    last = f"timed out after {self.timeout_s:g} s ({type(exc).__name__})"
+                except httpx.TransportError as exc:  # refused, reset, dropped without a response
+                    last = f"connection error ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
+                else:
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        try:
+                            data = response.json()
+                            choices, prompt_tokens = parse_choices(data, want_logprobs)
+                        except ValueError as exc:  # also JSON decoding errors: a truncated or garbled body
+                            last = f"HTTP {status} with an unreadable body ({self._redact(str(exc))[:200]})"
+                        else:
+                            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+                            self._count(
+                                prompt_tokens=_int(usage.get("prompt_tokens")),
+                                completion_tokens=_int(usage.get("completion_tokens")),
+                            )
+                            return choices, prompt_tokens
+                    elif status >= 500 or status in RETRY_STATUSES:
+                        last = f"HTTP {status}"
+                        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                    elif status in FATAL_STATUSES:
+                        raise BackendError(
+                            f"{self.endpoint} refused the request with HTTP {status}: {self._message(response)}"
+                            + (f" (check the API key in ${self.api_key_env})" if status in (401, 403) else "")
+                        )
+                    else:
+                        raise _RowError(f"HTTP {status} from {self.endpoint}: {self._message(response)}")
+            if attempt >= self.max_retries:
+                raise BackendError(
+                    f"{self.endpoint}: request failed after {attempt + 1} attempts ({self.max_retries} retries); "
+                    f"last error: {last}"
+                )
+            delay = self._delay(attempt, retry_after)
+            log.warning(
+                "POST %s: %s; retry %d/%d in %.2f s", self.endpoint, last, attempt + 1, self.max_retries, delay
+            )
+            self._count(retries=1)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.backoff_max_s, retry_after + self._random.uniform(0, self.backoff_base_s))
+        return self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+
+    def _message(self, response: httpx.Response) -> str:
+        """The server's error message (OpenAI's {"error": {"message": …}} or the start of the body), scrubbed."""
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            text = error["message"]
+        elif isinstance(error, str):
+            text = error
+        elif isinstance(data, dict) and isinstance(data.get("message"), str):
+            text = data["message"]
+        else:
+            text = response.text
+        return self._redact(text.strip())[:500] or "(no message)"
+
+
+async def _gather_or_cancel(coroutines: list) -> list:
+    """asyncio.gather that cancels (and awaits) the other tasks as soon as one fails, so a failed batch leaves
+    nothing running in the background and no exception unretrieved."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for finished tasks
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

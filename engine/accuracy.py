@@ -1,0 +1,532 @@
+"""Accuracy on the verifiable sources: MATH-500 answers checked with math-verify, and a cheap SimpleQA cross-check.
+
+MATH-500: the model's final answer is extracted from its response (the last complete ``\\boxed{...}``; else the last
+"answer is X" / "Answer: X"; else the last number) and compared with the gold answer by math-verify, which parses
+LaTeX into SymPy with its own ANTLR grammar. We never evaluate model text ourselves, and we only ask math-verify for
+LaTeX extraction, never for its plain-expression extraction, which hands text to SymPy's ``parse_expr`` (an
+``eval``).
+
+Model output is untrusted, and SymPy can be made to run for ever or fill memory (``9^{9^{9^{9}}}`` is a legal
+LaTeX number). So, in layers:
+  1. The extracted answer is screened by text rules before any parsing: at most `MAX_ANSWER_CHARS` characters,
+     brackets at most `MAX_BRACE_DEPTH` deep, no exponent that may exceed `MAX_EXPONENT` (a big literal, a power
+     tower such as ``9^{9^{9}}``, a power of a power such as ``(10^9)^{99999}``, a chain ``10**10**10``), no
+     factorial of a literal above `MAX_FACTORIAL`.
+  2. The check runs in a separate worker process (one per process that checks, started on first use, kept for
+     later checks). There math-verify's own signal-based timeouts work (they need the main thread, which Ray
+     actors' UDF threads are not), and its address space is capped (`WORKER_MEMORY_BYTES`), so a runaway
+     allocation fails fast instead of swapping the machine.
+  3. The caller waits at most `timeout_s` wall-clock seconds; past that, the worker is killed (SIGKILL works where
+     a signal handler cannot interrupt a long C-level big-integer operation) and restarted on the next check.
+A check that could not be completed reports ``correct=None`` with the reason, never a guess.
+
+SimpleQA is graded by an LLM with `taxonomy.SHORT_ANSWER_GRADER`; `short_answer_exact` is only a cheap,
+deterministic cross-check of that grader (it misses paraphrases and can be fooled by a response that lists many
+candidates).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import re
+import select
+import string
+import subprocess
+import sys
+import threading
+import unicodedata
+from dataclasses import dataclass
+
+# Only the tail is searched for the final answer: it comes last, and it bounds the work on a runaway response.
+MAX_RESPONSE_CHARS = 200_000
+# MATH-500's longest gold answer has 53 characters; an "answer" 6x longer is a derivation, not an answer.
+MAX_ANSWER_CHARS = 300
+MAX_BRACE_DEPTH = 30
+# 99999^99999 has ~500k digits and is computed in milliseconds; beyond this the cost grows without bound.
+MAX_EXPONENT = 100_000
+MAX_FACTORIAL = 10_000
+# Last complete \boxed among this many from the end; older ones are not the final answer.
+MAX_BOXED_CANDIDATES = 20
+DEFAULT_TIMEOUT_S = 10.0
+# Seconds the worker gets to import math-verify and SymPy (not counted against a check's timeout).
+WORKER_STARTUP_S = 60.0
+# The worker peaks near 60 MB (measured); the cap leaves room for honest big expressions and stops runaway ones.
+WORKER_MEMORY_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class MathCheck:
+    """The outcome of checking one response against a gold answer.
+
+    Attributes:
+        correct: True or False, or None when the answer could not be checked (none found, rejected by the
+            screen, parse failure, timeout).
+        extracted: the final answer taken from the response, or None when none was found.
+        reason: how the verdict was reached or why there is none, in words.
+    """
+
+    correct: bool | None
+    extracted: str | None
+    reason: str
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Extracting the final answer.
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER_LINE = re.compile(r"(?i)\b(?:final\s+answer|answer)\s*(?:is\b|:|=)\s*:?\s*(.+)")
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+# Markdown emphasis and the punctuation that ends a sentence are never part of an answer.
+_EDGE = " \t*.,;"
+
+
+def _group_end(text: str, open_index: int, limit: int) -> int | None:
+    """Index of the brace closing the one at `open_index`, or None when it is not closed within `limit` characters.
+
+    Escaped braces (``\\{``, ``\\}``, LaTeX set braces) do not count. The limit keeps the scan linear overall even
+    with thousands of unclosed ``\\boxed{``.
+    """
+    depth = 0
+    i = open_index
+    stop = min(len(text), open_index + limit + 2)
+    while i < stop:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _strip_delimiters(answer: str) -> str:
+    answer = answer.lstrip(" \t*").rstrip(_EDGE)
+    changed = True
+    while changed:
+        changed = False
+        for left, right in _DELIMITERS:
+            if len(answer) >= len(left) + len(right) and answer.startswith(left) and answer.endswith(right):
+                answer = answer[len(left): len(answer) - len(right)].lstrip(" \t*").rstrip(_EDGE)
+                changed = True
+    return answer
+
+
+def extract_final_answer(response: str) -> tuple[str | None, str]:
+    """The final answer a response gives, and how it was found.
+
+    Order: the last ``\\boxed{...}`` (or ``\\fbox{...}``) whose braces balance; else the last line saying
+    "answer is X" / "Answer: X" / "final answer: X" (X with surrounding $…$ and trailing punctuation removed); else
+    the last number (integer, decimal, fraction a/b, thousands with commas). A response with ``\\boxed{`` but no
+    complete one gives None: its box was cut off, and the numbers around it are not its answer.
+
+    Args:
+        response: the model's response (untrusted; only its last `MAX_RESPONSE_CHARS` are searched).
+
+    Returns:
+        (answer or None, a short description: "boxed", "answer line", "last number", or why none was found).
+    """
+    text = _CONTROL.sub("", response[-MAX_RESPONSE_CHARS:])
+    opens = [m.end() - 1 for m in _BOXED.finditer(text)]
+    if opens:
+        for open_index in reversed(opens[-MAX_BOXED_CANDIDATES:]):
+            end = _group_end(text, open_index, MAX_ANSWER_CHARS)
+            if end is not None:
+                return text[open_index + 1: end].strip(), "boxed"
+        return None, f"no complete \\boxed{{...}} (unbalanced braces, or longer than {MAX_ANSWER_CHARS} characters)"
+    for line in reversed(text.splitlines()):
+        m = _ANSWER_LINE.search(line)
+        if m:
+            answer = _strip_delimiters(m.group(1))
+            if answer:
+                return answer, "answer line"
+    last = None
+    for last in _NUMBER.finditer(text):
+        pass
+    if last is not None:
+        number = last.group(0)
+        return (number.replace(",", "") if "/" not in number else number), "last number"
+    return None, "no answer found (no \\boxed{...}, no 'answer is' line, no number)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Screening an answer before anything parses it.
+
+_POWER = re.compile(r"\^|\*\*")
+_INTEGER = re.compile(r"\d+")
+_FACTORIAL = re.compile(r"(\d+)\s*!")
+
+
+def _operand_after(text: str, start: int) -> tuple[str, int]:
+    """The exponent operand that begins at `start` (a {group}, a (group), a \\command or one token) and its end."""
+    i = start
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i >= len(text):
+        return "", i
+    c = text[i]
+    if c in "{(":
+        close = "}" if c == "{" else ")"
+        depth = 0
+        for j in range(i, len(text)):
+            if text[j] == c:
+                depth += 1
+            elif text[j] == close:
+                depth -= 1
+                if depth == 0:
+                    return text[i: j + 1], j + 1
+        return text[i:], len(text)
+    if c == "\\":
+        m = re.match(r"\\[A-Za-z]+", text[i:])
+        end = i + (m.end() if m else 2)
+        return text[i:end], end
+    m = re.match(r"-?[0-9.]+|[A-Za-z]", text[i:])
+    end = i + (m.end() if m else 1)
+    return text[i:end], end
+
+
+def _base_before(text: str, end: int) -> str:
+    """The group that ends just before `end` when it is a {group} or (group), else ""."""
+    i = end - 1
+    while i >= 0 and text[i] == " ":
+        i -= 1
+    if i < 0 or text[i] not in "})":
+        return ""
+    close = text[i]
+    opening = "{" if close == "}" else "("
+    depth = 0
+    for j in range(i, -1, -1):
+        if text[j] == close:
+            depth += 1
+        elif text[j] == opening:
+            depth -= 1
+            if depth == 0:
+                return text[j: i + 1]
+    return text[: i + 1]
+
+
+def _largest_integer(text: str) -> int:
+    """The largest integer literal in the text (1 when there is none); lengths are capped, so this is cheap."""
+    return max((int(d) for d in _INTEGER.findall(text)), default=1)
+
+
+def _exponent_too_large(exponent: str) -> bool:
+    """Whether an exponent could exceed MAX_EXPONENT: a big literal, a tower over a literal above 6 (7^7 > 10^5),
+    or more than one level of tower (9^{9^{9^9}})."""
+    top = _largest_integer(exponent)
+    towers = len(_POWER.findall(exponent))
+    if towers == 0:
+        return top > MAX_EXPONENT
+    if towers > 1:
+        return True
+    return top > 6 or top**top > MAX_EXPONENT
+
+
+def screen_answer(answer: str) -> str | None:
+    """Why an extracted answer is not safe to hand to a parser, or None when it is.
+
+    Text rules only (nothing is parsed): length, bracket depth, chained exponents, exponents that may exceed
+    `MAX_EXPONENT` (big literals, towers such as ``9^{9^{9}}``, powers of powers such as ``(10^{9})^{99999}``),
+    factorials of big literals. Small towers (``2^{2^3}``, ``(x^2+1)^2``) pass.
+
+    Args:
+        answer: the extracted answer.
+
+    Returns:
+        The reason for rejecting it, or None.
+    """
+    if len(answer) > MAX_ANSWER_CHARS:
+        return f"answer longer than {MAX_ANSWER_CHARS} characters"
+    depth = deepest = 0
+    for c in answer:
+        if c in "{(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "})":
+            depth -= 1
+    if deepest > MAX_BRACE_DEPTH:
+        return f"brackets nested deeper than {MAX_BRACE_DEPTH}"
+    for m in _POWER.finditer(answer):
+        exponent, end = _operand_after(answer, m.end())
+        if _POWER.match(answer[end:].lstrip()):
+            return "chained exponents (a^b^c); too costly to evaluate"
+        if _exponent_too_large(exponent):
+            return f"exponent may exceed {MAX_EXPONENT} (huge literal or power tower)"
+        base = _base_before(answer, m.start())
+        if _POWER.search(base) and _largest_integer(base) * _largest_integer(exponent) > MAX_EXPONENT:
+            return f"power of a power may exceed exponent {MAX_EXPONENT}"
+    if any(int(n) > MAX_FACTORIAL for n in _FACTORIAL.findall(answer)):
+        return f"factorial of a number larger than {MAX_FACTORIAL}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cheap text equality, tried before math-verify.
+
+_TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox)\s*\{([^{}]*)\}")
+_SPACING = re.compile(r"\\[!,;: ]|\\left|\\right|\s+")
+
+
+def _plain(answer: str) -> str:
+    answer = _TEXT_COMMAND.sub(r"\1", _strip_delimiters(answer))
+    # Case is kept: x and X can be different variables.
+    return _SPACING.sub("", answer).rstrip(".")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The worker process.
+
+# Runs in the worker: reads one JSON request per line on stdin, writes one JSON answer per line on stdout.
+_WORKER_SOURCE = """
+import json, logging, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+logging.disable(logging.CRITICAL)
+from math_verify import LatexExtractionConfig, parse, verify
+from math_verify.errors import TimeoutException
+CONFIG = [LatexExtractionConfig()]
+
+def parsed(latex, seconds):
+    return parse("\\\\boxed{" + latex + "}", extraction_config=CONFIG, parsing_timeout=seconds, raise_on_error=True)
+
+def check(gold, answer, seconds):
+    try:
+        golds = parsed(gold, seconds)
+    except TimeoutException:
+        return None, "timed out parsing the gold answer"
+    except Exception as exc:
+        return None, "could not parse the gold answer: " + type(exc).__name__
+    if not golds:
+        return None, "could not parse the gold answer"
+    try:
+        answers = parsed(answer, seconds)
+    except TimeoutException:
+        return None, "timed out parsing the answer"
+    except Exception as exc:
+        return None, "could not parse the answer: " + type(exc).__name__
+    if not answers:
+        return None, "could not parse the answer"
+    timed_out = False
+    for g in golds:
+        for a in answers:
+            try:
+                if verify(g, a, timeout_seconds=seconds, raise_on_error=True):
+                    return True, "equivalent (math-verify)"
+            except TimeoutException:
+                timed_out = True
+            except Exception:
+                pass
+    if timed_out:
+        return None, "timed out comparing with the gold answer"
+    return False, "not equivalent (math-verify)"
+
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        correct, reason = check(request["gold"], request["answer"], request["seconds"])
+    except MemoryError:
+        correct, reason = None, "ran out of memory"
+    except BaseException as exc:
+        correct, reason = None, "checker error: " + type(exc).__name__
+    print(json.dumps({"correct": correct, "reason": reason}), flush=True)
+"""
+
+
+class VerifierProcess:
+    """One math-verify worker process, started on first use, killed and restarted when a check overruns.
+
+    Thread-safe: checks from several threads take turns. The worker exits when its stdin closes (this process
+    ended), and is killed at interpreter exit.
+
+    Args:
+        command: the worker's command line; the default runs `_WORKER_SOURCE` with this interpreter. Tests replace
+            it to simulate a worker that hangs or dies.
+        memory_bytes: the worker's address-space cap.
+        startup_s: seconds the worker gets to start (import math-verify and SymPy) before it is given up on.
+    """
+
+    def __init__(
+        self,
+        command: list[str] | None = None,
+        *,
+        memory_bytes: int = WORKER_MEMORY_BYTES,
+        startup_s: float = WORKER_STARTUP_S,
+    ) -> None:
+        self._command = command or [sys.executable, "-c", _WORKER_SOURCE, str(memory_bytes)]
+        self._startup_s = startup_s
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def check(self, gold: str, answer: str, *, timeout_s: float) -> tuple[bool | None, str]:
+        """Whether `answer` is equivalent to `gold`, with a hard wall-clock limit.
+
+        Args:
+            gold: the gold answer (LaTeX).
+            answer: the screened, extracted answer (LaTeX).
+            timeout_s: seconds to wait for the verdict; past that the worker is killed.
+
+        Returns:
+            (True / False / None, reason).
+        """
+        seconds = max(1, int(timeout_s / 3))  # math-verify's own per-step alarm, so most overruns end cleanly
+        with self._lock:
+            proc = self._ensure_started()
+            if proc is None:
+                return None, "the math-verify worker did not start"
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(json.dumps({"gold": gold, "answer": answer, "seconds": seconds}) + "\n")
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                self._kill()
+                return None, "the math-verify worker died"
+            line = self._read_line(proc, timeout_s)
+            if line is None:
+                self._kill()
+                return None, f"timed out after {timeout_s:g} s (worker killed)"
+            if not line:
+                self._kill()
+                return None, "the math-verify worker died (memory limit?)"
+            try:
+                reply = json.loads(line)
+                return reply["correct"], reply["reason"]
+            except (ValueError, KeyError, TypeError):
+                self._kill()
+                return None, "unreadable reply from the math-verify worker"
+
+    def _ensure_started(self) -> subprocess.Popen[str] | None:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self._proc = subprocess.Popen(
+            self._command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,  # a Ctrl-C meant for the caller does not hit the worker mid-check
+        )
+        ready = self._read_line(self._proc, self._startup_s)
+        if not ready:
+            self._kill()
+            return None
+        return self._proc
+
+    @staticmethod
+    def _read_line(proc: subprocess.Popen[str], timeout_s: float) -> str | None:
+        """One line from the worker, "" when it exited, None when nothing came within timeout_s."""
+        assert proc.stdout is not None
+        readable, _, _ = select.select([proc.stdout], [], [], timeout_s)
+        if not readable:
+            return None
+        return proc.stdout.readline()
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Stop the worker (a later check starts a new one)."""
+        with self._lock:
+            self._kill()
+
+
+_default_verifier: VerifierProcess | None = None
+_default_lock = threading.Lock()
+
+
+def _verifier() -> VerifierProcess:
+    global _default_verifier
+    with _default_lock:
+        if _default_verifier is None:
+            _default_verifier = VerifierProcess()
+        return _default_verifier
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public checks.
+
+
+def check_math_answer(
+    response: str, gold: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, verifier: VerifierProcess | None = None
+) -> MathCheck:
+    """Check a MATH-style response's final answer against the gold answer.
+
+    Args:
+        response: the model's full response (untrusted).
+        gold: the gold answer, LaTeX as in MATH-500 (e.g. ``\\frac{14}{3}``, ``\\text{(C)}``, ``[-2, 7)``).
+        timeout_s: wall-clock limit for the math-verify step; the worker is killed past it.
+        verifier: the worker to use (default: one shared per process).
+
+    Returns:
+        A MathCheck: correct True/False, or None with the reason when no answer was found, the answer was
+        rejected by the screen, could not be parsed, or the check ran out of time or memory.
+    """
+    if not isinstance(response, str):
+        return MathCheck(None, None, f"response is not text ({type(response).__name__})")
+    if not isinstance(gold, str) or not gold.strip():
+        return MathCheck(None, None, "no gold answer")
+    answer, how = extract_final_answer(response)
+    if answer is None:
+        return MathCheck(None, None, how)
+    if not answer:
+        return MathCheck(None, answer, f"empty answer ({how})")
+    rejected = screen_answer(answer)
+    if rejected is not None:
+        return MathCheck(None, answer, f"not checked: {rejected}")
+    if _plain(answer) == _plain(gold):
+        return MathCheck(True, answer, f"same text as the gold answer ({how})")
+    correct, reason = (verifier or _verifier()).check(gold.strip(), answer, timeout_s=timeout_s)
+    return MathCheck(correct, answer, f"{reason} ({how})")
+
+
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation + "‘’“”–—"})
+
+
+def normalize_short_answer(text: str) -> str:
+    """Lower-case, accents folded, punctuation and the articles a/an/the removed, whitespace collapsed."""
+    folded = unicodedata.normalize("NFKD", text)
+    folded = "".join(c for c in folded if not unicodedata.combining(c)).lower()
+    words = _ARTICLES.sub(" ", folded.translate(_PUNCTUATION))
+    return " ".join(words.split())
+
+
+def short_answer_exact(response: str, gold: str) -> bool:
+    """Whether the normalised gold answer occurs, as whole words, in the normalised response.
+
+    A cheap cross-check of the LLM grader for SimpleQA-style questions, not a grade: it misses paraphrases
+    ("Michio Sugeno" vs "Sugeno Michio") and accepts a response that names the answer among others.
+
+    Args:
+        response: the model's response.
+        gold: the reference answer.
+
+    Returns:
+        True when the normalised gold is non-empty and found in the normalised response on word boundaries.
+    """
+    needle = normalize_short_answer(gold)
+    if not needle:
+        return False
+    haystack = normalize_short_answer(response)
+    return f" {needle} " in f" {haystack} "

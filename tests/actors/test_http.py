@@ -1,0 +1,343 @@
+"""OpenAIChatClient against a real actors.serve server over loopback (no mocks of httpx)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import socket
+import threading
+import time
+import traceback
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from actors.base import BackendError, ChatOutput, SamplingParams
+from actors.http import OpenAIChatClient, chat_completions_url, parse_choices, retry_after_seconds
+from actors.serve import ChatServer, Fault
+from engine.parsing import p_yes_from_logprobs
+from tests.actors.test_serve import TOP, EchoChat, echo_text, user
+
+FAST = dict(timeout_s=5, backoff_base_s=0.01, backoff_max_s=0.05)
+
+
+@pytest.fixture
+def serve():
+    """Start ChatServers over EchoChat (or a given backend); all are stopped at the end."""
+    servers: list[ChatServer] = []
+
+    def start(backend=None, **options) -> ChatServer:
+        options.setdefault("batch_window_ms", 5)
+        srv = ChatServer(backend or EchoChat(), **options).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def client():
+    clients: list[OpenAIChatClient] = []
+
+    def make(srv: ChatServer, model: str = "echo", **options) -> OpenAIChatClient:
+        c = OpenAIChatClient(model, base_url=srv.base_url, **{**FAST, **options})
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def served_ok(srv: ChatServer) -> Counter:
+    """How many times each conversation (by last message) was answered 200."""
+    return Counter(r.last_message for r in srv.requests if r.status == 200)
+
+
+def test_batch_comes_back_in_input_order_with_token_accounting(serve, client):
+    srv = serve()
+    c = client(srv, max_concurrency=8, prices={"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0})
+    contents = [f"question {k}" + " word" * (k % 7) for k in range(50)]
+    outs = c.chat([user(t) for t in contents], SamplingParams(max_tokens=100, seed=5))
+    assert [o.texts for o in outs] == [[echo_text(t, 5)] for t in contents]
+    assert all(o.error is None and o.finish_reasons == ["stop"] for o in outs)
+    assert [o.n_tokens for o in outs] == [[len(echo_text(t, 5).split())] for t in contents]
+    assert [o.prompt_tokens for o in outs] == [2 + len(t.split()) for t in contents]
+    stats = c.stats()
+    assert stats["requests"] == 50 and stats["retries"] == 0 and stats["row_errors"] == 0
+    assert stats["prompt_tokens"] == sum(o.prompt_tokens for o in outs)
+    assert stats["completion_tokens"] == sum(sum(o.n_tokens) for o in outs)
+    assert stats["cost_usd"] == pytest.approx((2.0 * stats["prompt_tokens"] + 10.0 * stats["completion_tokens"]) / 1e6)
+    assert served_ok(srv) == Counter(contents)
+    assert 1 < srv.max_in_flight <= 8  # concurrent, and bounded by max_concurrency
+
+
+def test_sampling_maps_to_the_request(serve, client):
+    srv = serve()
+    c = client(srv, extra_body={"top_k": 20, "max_tokens": None, "max_completion_tokens": 9})
+    sampling = SamplingParams(n=2, temperature=0.0, top_p=0.5, max_tokens=9, seed=11, stop=("\n",), logprobs=3)
+    c.chat([user("x")], sampling)
+    (record,) = srv.requests
+    body = record.body
+    assert body["model"] == "echo" and body["messages"] == user("x")
+    assert (body["n"], body["temperature"], body["top_p"], body["seed"]) == (2, 0.0, 0.5, 11)
+    assert body["stop"] == ["\n"] and body["logprobs"] is True and body["top_logprobs"] == 3
+    assert body["top_k"] == 20 and body["max_completion_tokens"] == 9 and "max_tokens" not in body
+    c2 = client(srv)
+    c2.chat([user("y")], SamplingParams())
+    body = srv.requests[-1].body
+    assert "seed" not in body and "stop" not in body and "logprobs" not in body and body["max_tokens"] == 1024
+
+
+def test_faults_every_row_exactly_once(serve, client):
+    faults = [("429", 6), ("500", 3), ("503", 2), ("slow", 2), ("drop", 3)]
+    srv = serve(faults=faults, retry_after="0", slow_s=3.0)
+    c = client(srv, max_concurrency=6, timeout_s=1.0, max_retries=20)
+    contents = [f"row {k}" for k in range(30)]
+    outs = c.chat([user(t) for t in contents], SamplingParams(n=2, seed=1))
+    assert [o.texts for o in outs] == [[echo_text(t, 1, 0), echo_text(t, 1, 1)] for t in contents]
+    assert served_ok(srv) == Counter(contents)  # no row lost, none answered twice
+    injected = Counter(r.fault for r in srv.requests if r.fault)
+    assert injected == {"429": 6, "500": 3, "503": 2, "slow": 2, "drop": 3}
+    assert c.retries == 16 and c.requests == 30 + 16 == len(srv.requests)
+
+
+def test_retry_after_is_respected(serve, client):
+    srv = serve(faults=[(Fault("429", retry_after="1"), 1)])
+    c = client(srv, backoff_base_s=0.01, backoff_max_s=5)
+    start = time.monotonic()
+    (out,) = c.chat([user("wait for me")], SamplingParams())
+    elapsed = time.monotonic() - start
+    assert out.texts == [echo_text("wait for me")]
+    assert 1.0 <= elapsed < 3.0 and c.retries == 1
+
+
+def test_retry_after_header_forms():
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(" 0.25 ") == 0.25
+    assert retry_after_seconds("-4") == 0.0
+    now = 1_700_000_000.0
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 42))
+    assert retry_after_seconds(date, now=now) == pytest.approx(42.0)
+    assert retry_after_seconds(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now - 5)), now=now) == 0.0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None and retry_after_seconds("") is None
+
+
+def test_exhausted_retries_raise_naming_the_endpoint(serve, client):
+    srv = serve(faults=[("503", 1000)], retry_after="")
+    c = client(srv, max_retries=2)
+    with pytest.raises(BackendError) as err:
+        c.chat([user(f"r{k}") for k in range(3)], SamplingParams())
+    message = str(err.value)
+    assert srv.base_url + "/chat/completions" in message and "HTTP 503" in message and "3 attempts" in message
+    assert c.retries >= 2 and not any(r.status == 200 for r in srv.requests)
+    # the failed batch left nothing running: no request arrives after the error
+    seen = len(srv.requests)
+    time.sleep(0.2)
+    assert len(srv.requests) == seen
+
+
+def test_unreachable_endpoint_raises_after_retries(client):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = OpenAIChatClient("m", base_url=f"http://127.0.0.1:{port}", max_retries=1, **{**FAST, "timeout_s": 1})
+    try:
+        with pytest.raises(BackendError, match=rf"127\.0\.0\.1:{port}/v1/chat/completions.*connection error"):
+            c.chat([user("x")], SamplingParams())
+        assert c.requests == 2 and c.retries == 1
+    finally:
+        c.close()
+
+
+def test_planted_api_key_never_leaks(serve, client, monkeypatch, caplog, capsys):
+    secret = "sk-" + secrets.token_hex(24)
+    monkeypatch.setenv("TASKDIV_TEST_API_KEY", secret)
+    caplog.set_level(logging.DEBUG)  # httpx/httpcore debug logs included
+    srv = serve(api_key=secret, faults=[("429", 2), ("500", 1000)], retry_after="0")
+    c = client(srv, api_key_env="TASKDIV_TEST_API_KEY", max_retries=3)
+    seen: list[str] = [repr(c), str(c), str(c.stats()), str(vars(c))]
+    with pytest.raises(BackendError) as err:  # two 429s, then 500s until the retries run out
+        c.chat([user("x")], SamplingParams())
+    seen += [str(err.value), repr(err.value), "".join(traceback.format_exception(err.value))]
+    assert "HTTP 500" in str(err.value) and c.retries == 3
+    # a wrong key: the server's 401 is fatal, not retried, and its message carries neither key
+    monkeypatch.setenv("TASKDIV_WRONG_KEY", "sk-wrong-" + secrets.token_hex(8))
+    wrong = client(srv, api_key_env="TASKDIV_WRONG_KEY")
+    with pytest.raises(BackendError, match="HTTP 401") as err401:
+        wrong.chat([user("x")], SamplingParams())
+    assert wrong.requests == 1 and "TASKDIV_WRONG_KEY" in str(err401.value)
+    seen += [str(err401.value), "".join(traceback.format_exception(err401.value))]
+    # the right key does get through (the server checks it)
+    srv2 = serve(api_key=secret)
+    ok = client(srv2, api_key_env="TASKDIV_TEST_API_KEY")
+    assert ok.chat([user("x")], SamplingParams())[0].texts == [echo_text("x")]
+    out, errout = capsys.readouterr()
+    seen += [caplog.text, out, errout]
+    assert caplog.records  # the retries were logged, so the log check below is not vacuous
+    for text in seen:
+        assert secret not in text and secret[3:] not in text
+        assert "sk-wrong-" not in text
+
+
+def test_missing_key_variable_is_named(monkeypatch):
+    monkeypatch.delenv("TASKDIV_NO_SUCH_KEY", raising=False)
+    with pytest.raises(BackendError, match="TASKDIV_NO_SUCH_KEY"):
+        OpenAIChatClient("m", base_url="http://127.0.0.1:9/v1", api_key_env="TASKDIV_NO_SUCH_KEY")
+
+
+def test_400_for_one_row_is_that_rows_error(serve, client):
+    srv = serve()
+    c = client(srv)
+    contents = [f"fine {k}" for k in range(9)]
+    contents.insert(4, "this one is TOO LONG")
+    outs = c.chat([user(t) for t in contents], SamplingParams())
+    bad = outs[4]
+    assert bad.texts == [] and "HTTP 400" in bad.error and "too long" in bad.error
+    assert [o.texts for k, o in enumerate(outs) if k != 4] == [[echo_text(t)] for k, t in enumerate(contents) if k != 4]
+    assert all(o.error is None for k, o in enumerate(outs) if k != 4)
+    assert c.retries == 0 and c.row_errors == 1
+    assert Counter(r.last_message for r in srv.requests)["this one is TOO LONG"] == 1  # not retried
+
+
+def test_wrong_model_is_fatal_not_retried(serve, client):
+    srv = serve()
+    c = client(srv, model="gpt-unknown")
+    with pytest.raises(BackendError, match="HTTP 404.*gpt-unknown"):
+        c.chat([user("a"), user("b")], SamplingParams())
+    assert c.retries == 0
+
+
+def test_n_samples_and_top_up_when_the_server_ignores_n(serve, client):
+    srv = serve()
+    c = client(srv)
+    (out,) = c.chat([user("many")], SamplingParams(n=3, seed=7))
+    assert out.texts == [echo_text("many", 7, s) for s in range(3)] and len(srv.requests) == 1
+    capped = serve(max_choices=2)
+    c2 = client(capped)
+    (out,) = c2.chat([user("many")], SamplingParams(n=5, seed=7))
+    # 5 completions from a server that serves 2 per request: one request of 5 (2 served), then 2 + 1 more;
+    # the extra requests move the seed on, so no sample repeats.
+    assert len(out.texts) == 5 and len(set(out.texts)) == 5
+    assert [(r.body["n"], r.body["seed"]) for r in capped.requests] == [(5, 7), (2, 9), (1, 11)]
+    assert out.n_tokens == [len(t.split()) for t in out.texts]
+
+
+def test_logprobs_round_trip(serve, client):
+    srv = serve()
+    c = client(srv)
+    (out,) = c.chat([user("Are they equivalent?")], SamplingParams(n=2, temperature=0, logprobs=4, max_tokens=1))
+    expected = dict(sorted(TOP.items(), key=lambda kv: -kv[1])[:4])
+    assert out.first_token_logprobs == [expected, expected]
+    assert p_yes_from_logprobs(out.first_token_logprobs[0]) == pytest.approx(1 / (1 + math.exp(TOP["NO"] - TOP["YES"])))
+    assert out.finish_reasons == ["length", "length"]
+    (plain,) = c.chat([user("no logprobs asked")], SamplingParams())
+    assert plain.first_token_logprobs is None
+    bare = serve(EchoChat(logprobs=False))
+    (none,) = client(bare).chat([user("judge")], SamplingParams(logprobs=2))
+    assert none.texts and none.first_token_logprobs is None  # the judge falls back to the text
+
+
+def test_parse_choices_reads_the_openai_format():
+    data = {
+        "choices": [
+            {"index": 1, "message": {"content": "B"}, "finish_reason": "length", "logprobs": None},
+            {
+                "index": 0,
+                "message": {"content": "A"},
+                "finish_reason": "content_filter",
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "Yes",
+                            "logprob": -0.5,
+                            "top_logprobs": [
+                                {"token": "Yes", "logprob": -1.0},
+                                {"token": "Yes", "logprob": -1.0},
+                                {"token": "No", "logprob": -2.0},
+                            ],
+                        }
+                    ]
+                },
+            },
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7},
+    }
+    choices, prompt_tokens = parse_choices(data, want_logprobs=True)
+    assert prompt_tokens == 12
+    assert [(t, r, n) for t, r, n, _ in choices] == [("A", "stop", 4), ("B", "length", 3)]
+    (a_top, b_top) = [top for *_, top in choices]
+    assert a_top["Yes"] == pytest.approx(-1.0 + 0.6931471805599453) and a_top["No"] == -2.0
+    assert b_top is None
+    with pytest.raises(ValueError):
+        parse_choices({"object": "error"}, want_logprobs=False)
+
+
+def test_base_url_forms():
+    assert chat_completions_url("https://api.openai.com/v1") == "https://api.openai.com/v1/chat/completions"
+    assert chat_completions_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/v1/chat/completions"
+    assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
+    with pytest.raises(BackendError):
+        chat_completions_url("127.0.0.1:8000")
+
+
+def test_chat_from_worker_threads_and_inside_a_running_loop(serve, client):
+    srv = serve()
+    c = client(srv, max_concurrency=4)
+
+    def batch(tag: str) -> list[ChatOutput]:
+        return c.chat([user(f"{tag}-{k}") for k in range(10)], SamplingParams())
+
+    with ThreadPoolExecutor(3) as pool:  # like Ray's worker threads, concurrently
+        results = list(pool.map(batch, ["a", "b", "c"]))
+    for tag, outs in zip("abc", results):
+        assert [o.texts for o in outs] == [[echo_text(f"{tag}-{k}")] for k in range(10)]
+    assert srv.max_in_flight <= 4  # one bound shared by all callers
+
+    async def inside_a_loop() -> list[ChatOutput]:  # asyncio.run() per call would refuse here
+        return c.chat([user("from async")], SamplingParams())
+
+    assert asyncio.run(inside_a_loop())[0].texts == [echo_text("from async")]
+
+
+def test_close_stops_the_thread_and_refuses_more_work(serve):
+    srv = serve()
+    c = OpenAIChatClient("echo", base_url=srv.base_url, **FAST)
+    assert c.chat([user("x")], SamplingParams())[0].texts
+    thread = c._thread
+    c.close()
+    c.close()  # idempotent
+    assert not thread.is_alive()
+    with pytest.raises(BackendError, match="closed"):
+        c.chat([user("x")], SamplingParams())
+    assert not any(t is thread for t in threading.enumerate())
+
+
+@pytest.mark.slow
+def test_real_cpu_model_judge_request_end_to_end(cpu_model):
+    """The embedded model served over HTTP gives the same greedy judge answer and log-probs as called directly."""
+    from engine.judges import pair_conversation, read_verdict
+
+    conversation = pair_conversation("factual", "What is 2+2?", "4", "Four.", limit=4000)
+    sampling = SamplingParams(temperature=0.0, max_tokens=4, logprobs=5)
+    (direct,) = cpu_model.chat([conversation], sampling)
+    with ChatServer(cpu_model, model_name="smollm2-135m") as srv:
+        with OpenAIChatClient("smollm2-135m", base_url=srv.base_url, timeout_s=120, max_retries=1) as c:
+            (remote,) = c.chat([conversation], sampling)
+            stats = c.stats()
+    assert remote.error is None and remote.texts == direct.texts
+    assert remote.n_tokens == direct.n_tokens and remote.prompt_tokens == direct.prompt_tokens
+    (top,) = remote.first_token_logprobs
+    assert len(top) == 5 and all(v <= 0 for v in top.values())
+    assert top.keys() == direct.first_token_logprobs[0].keys()
+    for token, value in direct.first_token_logprobs[0].items():
+        assert top[token] == pytest.approx(value, abs=1e-5)
+    p_remote, _ = read_verdict(remote)
+    p_direct, _ = read_verdict(direct)
+    assert p_remote == p_direct or p_remote == pytest.approx(p_direct)
+    assert stats["requests"] == 1 and stats["prompt_tokens"] == direct.prompt_tokens
