@@ -77,6 +77,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         pipeline.close()
     paths = write_report(result, config)
     print(summary(result, paths, time.time() - started))
+    failed = Pipeline.failed_shards(result)
+    if failed:
+        total = sum(len(v) for v in failed.values())
+        print(f"\n{total} shards failed for good (their rows are missing from the tables); rerun the same command "
+              "to compute them:", file=sys.stderr)
+        for stage, shards in failed.items():
+            reason = next(iter(shards.values()))
+            print(f"  {stage}: {len(shards)} shards — {reason}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -19,6 +19,13 @@ import yaml
 
 from engine.errors import ConfigError
 
+# Backend options that say where and how a model runs, not what it answers (left out of shard keys).
+TRANSPORT_OPTIONS = frozenset({
+    "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",
+    "prices", "threads", "device", "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size",
+    "gpu_memory_utilization", "enforce_eager", "max_num_seqs", "max_pending",
+})
+
 STRATEGIES = ("temperature", "system_general", "system_anchored", "regen_general", "regen_anchored")
 CHAT_BACKENDS = ("local", "vllm", "http")
 
@@ -64,9 +71,19 @@ class ModelConfig:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
+    def spec(self) -> dict[str, Any]:
+        """Everything a worker needs to build the backend (plain values, picklable for Ray)."""
+        return {"name": self.name, "backend": self.backend, "model": self.model, "options": dict(self.options)}
+
     def identity(self) -> dict[str, Any]:
-        """What determines this model's outputs (hashed into shard keys); scheduling knobs are left out."""
-        return {"name": self.name, "backend": self.backend, "model": self.model, "options": self.options}
+        """What determines this model's outputs, hashed into shard keys.
+
+        Where the model is served and how it is reached (URL, key variable, timeouts, retries, concurrency,
+        threads, batch sizes, GPU placement) do not change what it answers, so they are left out: a rerun
+        against the same model at a new address, or on other hardware, resumes instead of starting over.
+        """
+        options = {k: v for k, v in self.options.items() if k not in TRANSPORT_OPTIONS}
+        return {"name": self.name, "backend": self.backend, "model": self.model, "options": options}
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Executors run one stage over blocks of rows and stream its output batches back to the driver.
 
 - RayExecutor: Ray Data `map_batches` with an actor pool per stage (the model loads once per actor), on an
-  embedded local Ray or an existing cluster. Actor pools restart dead actors and retry their batches
-  (max_restarts / max_task_retries = -1, Ray Data's defaults, set explicitly here).
+  embedded local Ray or an existing cluster. Actor pools restart dead actors and retry their batches: Ray Data
+  gives its map actors max_restarts = max_task_retries = -1 unless told otherwise (actor_pool_map_operator.py),
+  and we rely on that (tests/engine/test_executor.py kills an actor mid-batch).
 - LocalExecutor: the same stage objects called in this process, one batch after another; for debugging and for
   tests that exercise pipeline logic without Ray's start-up cost.
 
@@ -98,15 +99,18 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = False
         if ray.is_initialized():
+            self._quiet()
             return
         runtime_env = {"env_vars": dict(WORKER_ENV)}
         if address not in (None, "local"):
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+            self._quiet()
             return
         if address is None:
             try:
                 ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), runtime_env=runtime_env)
                 log.info("joined the Ray cluster at %s", os.environ.get("RAY_ADDRESS", "auto"))
+                self._quiet()
                 return
             except (ConnectionError, RuntimeError, ValueError):
                 pass  # no cluster to join: start an embedded one
@@ -120,21 +124,20 @@ class RayExecutor:
             logging_level=logging.WARNING,
         )
         self._owns_ray = True
-        ctx = ray.data.DataContext.get_current()
+        self._quiet()
+
+    def _quiet(self) -> None:
+        """Our driver shows one progress bar per stage; Ray Data's per-dataset INFO lines would bury it."""
+        ctx = self._ray.data.DataContext.get_current()
         ctx.enable_progress_bars = bool(os.environ.get("TASKDIV_RAY_PROGRESS"))
+        for name in ("ray.data", "ray"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
         ray = self._ray
         if not blocks:
             return
         ds = ray.data.from_arrow(blocks)
-        remote_args: dict[str, Any] = {
-            # A killed actor is restarted and its batch retried (Ray Data's defaults, stated here on purpose).
-            "max_restarts": -1,
-            "max_task_retries": -1,
-        }
-        if plan.env:
-            remote_args["runtime_env"] = {"env_vars": {**WORKER_ENV, **plan.env}}
         ds = ds.map_batches(
             plan.stage,
             fn_constructor_kwargs=plan.kwargs,
@@ -143,7 +146,7 @@ class RayExecutor:
             compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
             num_cpus=plan.num_cpus,
             num_gpus=plan.num_gpus,
-            **remote_args,
+            runtime_env={"env_vars": {**WORKER_ENV, **plan.env}} if plan.env else None,
         )
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             yield batch

@@ -24,7 +24,7 @@ from engine.executor import LocalExecutor, RayExecutor, StagePlan, make_executor
 from engine.loaders.paper import PresetReport
 from engine.prompts import Prompt
 from engine.sources import load_prompts
-from engine.stages.base import ROW, SHARD, Stage
+from engine.stages.base import ERROR, ROW, SHARD, Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
@@ -54,7 +54,7 @@ class StageRecord:
     units_reused: int = 0
     rows: int = 0
     wall_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # shard key → why it failed (left for a rerun)
 
 
 @dataclass
@@ -136,6 +136,11 @@ class Pipeline:
         return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
                          load_warnings=list(load_report.warnings))
 
+    @staticmethod
+    def failed_shards(result: "RunResult") -> dict[str, dict[str, str]]:
+        """Stage → {shard key: reason} for shards that failed for good in this run (a rerun computes them)."""
+        return {r.stage: r.failed for r in result.stages if r.failed}
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
@@ -182,6 +187,8 @@ class Pipeline:
                     context.extend({**c, UNIT: key} for c in ctx)
             out = self._run_stage(f"sample[{model.name}]", "sample", self._plan(SampleStage, model, settings),
                                   units, SampleStage.output_schema)
+            failed = self.records[-1].failed
+            context = [c for c in context if c[UNIT] not in failed]
             frames.append(_with_columns(out, pa.Table.from_pylist(context, schema=T.GROUP_CONTEXT)))
         return pa.concat_tables(frames)
 
@@ -252,7 +259,7 @@ class Pipeline:
     def _plan(self, stage: type[Stage], model: ModelConfig, kwargs: dict[str, Any]) -> StagePlan:
         return StagePlan(
             stage,
-            {"model": model.identity(), **kwargs},
+            {"model": model.spec(), **kwargs},
             batch_size=model.batch_size,
             num_actors=model.num_actors,
             num_cpus=model.num_cpus,
@@ -283,22 +290,32 @@ class Pipeline:
             for batch in self.executor.map(plan, blocks):
                 for key in pc.unique(batch[SHARD]).to_pylist():
                     part = batch.filter(pc.equal(batch[SHARD], key))
+                    bar.update(part.num_rows)
+                    errors = [e for e in part[ERROR].to_pylist() if e is not None]
+                    if errors or key in record.failed:
+                        record.failed.setdefault(key, errors[0] if errors else "")
+                        buffers.pop(key, None)
+                        continue
                     buffers[key].append(part)
                     counts[key] += part.num_rows
-                    bar.update(part.num_rows)
                     if counts[key] == expected[key]:
                         done = pa.concat_tables(buffers.pop(key))
-                        done = done.sort_by(ROW).drop_columns([SHARD, ROW]).cast(schema)
+                        done = done.sort_by(ROW).drop_columns([SHARD, ROW, ERROR]).cast(schema)
                         self.store.write_shard({table_name: done}, key)
         finally:
+            bar.refresh()
             bar.close()
-        missing = [k for k in expected if not self.store.has([table_name], k)]
-        if missing:
-            raise RuntimeError(f"stage {label}: {len(missing)} shards produced no complete output")
+        lost = [k for k in expected if k not in record.failed and not self.store.has([table_name], k)]
+        if lost:
+            raise RuntimeError(f"stage {label}: {len(lost)} shards came back incomplete from the executor")
         record.rows = sum(expected.values())
         record.wall_s = time.perf_counter() - start
         self.records.append(record)
-        return self.store.read_shards(table_name, [u.key for u in units], schema)
+        if record.failed:
+            log.warning("stage %s: %d of %d shards failed and are left for a rerun: %s", label,
+                        len(record.failed), len(units), next(iter(record.failed.values())))
+        done_units = [u for u in units if u.key not in record.failed]
+        return self.store.read_shards(table_name, [u.key for u in done_units], schema)
 
 
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.

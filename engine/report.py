@@ -38,9 +38,11 @@ def report_data(result, config: RunConfig) -> dict[str, Any]:
     strategies = list(config.strategies)
     data: dict[str, Any] = {"run_dir": result.run_dir, "n": config.n, "strategies": strategies}
     # Mean unique responses (mean over judges) per model × category × strategy.
+    # Only complete groups (all n responses) enter the means: a short group's count is out of fewer than n.
     cells: dict[tuple, list[float]] = defaultdict(list)
     for g in groups:
-        cells[(g["model"], g["category"] or "?", g["strategy"])].append(g["unique_mean"])
+        if g["status"] == "ok" and g["n_responses"] == config.n:
+            cells[(g["model"], g["category"] or "?", g["strategy"])].append(g["unique_mean"])
     data["unique"] = [
         {"model": m, "category": c, "strategy": s, "mean": _mean(v), "groups": len(v)}
         for (m, c, s), v in sorted(cells.items())
@@ -68,7 +70,7 @@ def report_data(result, config: RunConfig) -> dict[str, Any]:
         {
             "model": m,
             "strategy": s,
-            "unique_mean": _mean(g["unique_mean"] for g in gs),
+            "unique_mean": _mean(g["unique_mean"] for g in gs if g["status"] == "ok"),
             "vocab_div": _mean(g["vocab_div"] for g in gs),
             "embed_div": _mean(g["embed_div"] for g in gs),
             "compression_ratio": _mean(g["compression_ratio"] for g in gs),
@@ -90,7 +92,12 @@ def report_data(result, config: RunConfig) -> dict[str, Any]:
         {"stage": r.stage, "units": r.units, "units_reused": r.units_reused, "rows": r.rows, "wall_s": r.wall_s}
         for r in result.stages
     ]
+    data["failed_shards"] = [
+        {"stage": r.stage, "shards": len(r.failed), "reason": next(iter(r.failed.values()))}
+        for r in result.stages if r.failed
+    ]
     data["skipped_inputs"] = list(result.skipped_inputs)
+    data["load_warnings"] = list(result.load_warnings)
     data["small_model_judges"] = [j.name for j in config.judges if j.backend == "local" and "135m" in j.model.lower()]
     return data
 
@@ -115,7 +122,9 @@ def render_markdown(data: dict[str, Any]) -> str:
                 for s in strategies
             ]
             out.append(f"| {name} | " + " | ".join(values) + " |")
-        out += ["", "Cells: mean unique responses (groups). Category: gold label where known, else the model's own.", ""]
+        out += ["", "Cells: mean unique responses (number of complete groups). Category: gold label where known, else "
+                "the model's own. Groups with fewer than n responses (short or failed, counted in the next table) "
+                "are left out.", ""]
     out += ["## Task classification against gold labels", "", "| model | prompts | labelled | accuracy | unparsed |",
             "|---|---|---|---|---|"]
     for c in data["classification"]:
@@ -141,6 +150,12 @@ def render_markdown(data: dict[str, Any]) -> str:
     out += ["## Stages", "", "| stage | shards | reused | rows | wall s |", "|---|---|---|---|---|"]
     for s in data["stages"]:
         out.append(f"| {s['stage']} | {s['units']} | {s['units_reused']} | {s['rows']} | {s['wall_s']:.1f} |")
+    if data["failed_shards"]:
+        out += ["", "## Failed shards (rerun the same command to compute them)", ""]
+        out += [f"- {f['stage']}: {f['shards']} shards — {f['reason']}" for f in data["failed_shards"]]
+    if data["load_warnings"]:
+        out += ["", "## Prompt source warnings", ""]
+        out += [f"- {w}" for w in data["load_warnings"]]
     if data["skipped_inputs"]:
         out += ["", f"## Skipped input rows ({len(data['skipped_inputs'])})", ""]
         out += [f"- {s}" for s in data["skipped_inputs"]]

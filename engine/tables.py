@@ -221,7 +221,8 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "n_responses": len(g["responses"]),
                 "status": g["status"],
                 "unique_per_judge": list(per_judge.items()),
-                "unique_mean": _mean(list(per_judge.values())),
+                # No responses, no count: a group the backend failed or whose parse found nothing stays null.
+                "unique_mean": _mean(list(per_judge.values())) if g["responses"] else None,
                 "incomplete_judges": incomplete.get(key, 0),
                 "vocab_div": m.get("vocab_div"),
                 "embed_div": m.get("embed_div"),

@@ -7,13 +7,30 @@ is tested for real elsewhere (tests/actors).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
 import threading
+import time
 from typing import Sequence
 
 from actors.base import ChatOutput, Conversation, SamplingParams, pair_sampling
 
 _RESPONSE = re.compile(r'Response 1:\n"""(.*?)"""\n\nResponse 2:\n"""(.*?)"""', re.S)
+
+
+def request_kind(conv: Conversation) -> str:
+    """Which stage sent a conversation: classify, judge, grade, checklist or sample."""
+    first_user = next(m["content"] for m in conv if m["role"] == "user")
+    if first_user.startswith("Classify the user prompt"):
+        return "classify"
+    if first_user.startswith("The prompt below belongs"):
+        return "judge"
+    if first_user.startswith("Grade the response"):
+        return "grade"
+    if first_user.startswith("Write a checklist"):
+        return "checklist"
+    return "sample"
 
 
 def _h(*parts: object) -> int:
@@ -35,23 +52,51 @@ class ScriptedChat:
         model: ignored label.
         classes: number of distinct classes generated responses fall in.
         unparseable_judge: answer judge prompts with "maybe" (to test the unparsed path).
+        call_log: append one line per request, "<kind>\n", to this file (flushed), so a test can count calls
+            made by another process.
+        kill_on: (kind, k): SIGKILL this process when the k-th request of that kind arrives — a crash at a
+            chosen point of the run. Only while the file `kill_armed` exists, so a rerun can proceed.
+        kill_armed: see kill_on.
+        start_marker: create this file when the first request arrives (a test waits for it to know the stage
+            is mid-batch).
+        delay_s: sleep this long per chat() call.
     """
 
     calls: list[str] = []
     _lock = threading.Lock()
 
-    def __init__(self, model: str = "scripted", classes: int = 3, unparseable_judge: bool = False) -> None:
+    def __init__(self, model: str = "scripted", classes: int = 3, unparseable_judge: bool = False,
+                 call_log: str | None = None, kill_on: list | None = None, kill_armed: str | None = None,
+                 start_marker: str | None = None, delay_s: float = 0.0) -> None:
         self.name = model
         self.classes = classes
         self.unparseable_judge = unparseable_judge
+        self.call_log = call_log
+        self.kill_on = tuple(kill_on) if kill_on else None
+        self.kill_armed = kill_armed
+        self.start_marker = start_marker
+        self.delay_s = delay_s
+        self.seen: dict[str, int] = {}
 
     def chat(self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]):
         params = pair_sampling(conversations, sampling)
+        if self.start_marker:
+            open(self.start_marker, "a").close()
+        if self.delay_s:
+            time.sleep(self.delay_s)
         outs = []
         for conv, p in zip(conversations, params):
             text = conv[-1]["content"]
+            kind = request_kind(conv)
             with self._lock:
                 ScriptedChat.calls.append(text[:60])
+                self.seen[kind] = self.seen.get(kind, 0) + 1
+                if self.call_log:
+                    with open(self.call_log, "a") as log:
+                        log.write(kind + "\n")
+                if (self.kill_on and kind == self.kill_on[0] and self.seen[kind] >= self.kill_on[1]
+                        and self.kill_armed and os.path.exists(self.kill_armed)):
+                    os.kill(os.getpid(), signal.SIGKILL)
             outs.append(self._answer(conv, text, p))
         return outs
 

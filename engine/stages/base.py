@@ -10,7 +10,10 @@ over a batch of rows, in the manner of Ray's `ray.data.llm` stages (`stages/base
   untagged, out-of-range, duplicate and missing outputs;
 - the base returns the outputs in input order as an Arrow table of the stage's declared output schema, plus the
   `SHARD` and `ROW` columns copied from each input row, so that the driver can write each shard as soon as it is
-  complete, in its input order.
+  complete, in its input order;
+- a BackendError (the backend gave up: retries exhausted, server gone) does not kill the worker or the run: every
+  row of the batch comes back with `ERROR` set and no outputs, the driver leaves their shards unwritten and
+  reports them, and a rerun computes them.
 
 Stages do no file I/O and parse no flags; the pipeline builds their constructor arguments from the config and the
 store persists what they return.
@@ -27,11 +30,12 @@ from typing import Any, ClassVar, Generator, Iterable, Sequence
 
 import pyarrow as pa
 
-from actors.base import ChatBackend, ChatOutput, Conversation, SamplingParams
+from actors.base import BackendError, ChatBackend, ChatOutput, Conversation, SamplingParams
 
 IDX = "__idx"
 SHARD = "_shard"  # the shard key a row belongs to (copied through every stage)
 ROW = "_row"  # the row's position in its shard's input (copied through, so shards are written in input order)
+ERROR = "_error"  # set on every row of a batch whose backend failed for good (retries exhausted); else null
 
 
 class StageContractError(RuntimeError):
@@ -61,6 +65,20 @@ class Stage:
                 + "; ".join(f"{k} ({v})" for k, v in self.required_inputs.items())
             )
         rows = table.to_pylist()
+        try:
+            results = self._collect(rows)
+        except BackendError as exc:
+            results = [{ERROR: f"{type(exc).__name__}: {exc}"} for _ in rows]
+        schema = self.output_schema.append(pa.field(ERROR, pa.string()))
+        for column, kind in ((SHARD, pa.string()), (ROW, pa.int64())):
+            if column in table.column_names:
+                for row, out in zip(rows, results):
+                    out[column] = row[column]
+                schema = schema.append(pa.field(column, kind))
+        return pa.Table.from_pylist(results, schema=schema)
+
+    def _collect(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The outputs of `process`, checked against the contract and put in input order."""
         results: list[dict[str, Any] | None] = [None] * len(rows)
         for out in self.process(rows):
             if IDX not in out:
@@ -74,13 +92,7 @@ class Stage:
         lost = [k for k, r in enumerate(results) if r is None]
         if lost:
             raise StageContractError(f"stage {self.name!r} yielded no output for rows {lost[:10]} of {len(rows)}")
-        schema = self.output_schema
-        for column, kind in ((SHARD, pa.string()), (ROW, pa.int64())):
-            if column in table.column_names:
-                for row, out in zip(rows, results):
-                    out[column] = row[column]  # type: ignore[index]
-                schema = schema.append(pa.field(column, kind))
-        return pa.Table.from_pylist(results, schema=schema)  # type: ignore[arg-type]
+        return results  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -153,7 +165,7 @@ class BackendStage(Stage):
     """A stage that holds a chat backend, built once per worker from a plain spec (picklable for Ray).
 
     Args:
-        model: {"name", "backend", "model", "options"} as in engine.config.ModelConfig.identity().
+        model: {"name", "backend", "model", "options"} as in engine.config.ModelConfig.spec().
     """
 
     def __init__(self, model: dict[str, Any]) -> None:

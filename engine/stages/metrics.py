@@ -20,13 +20,6 @@ import kernels
 from engine.stages.base import IDX, Stage
 
 
-def _mean_pairwise(distances: kernels.SquareMatrixBatch) -> np.ndarray:
-    """Mean over pairs of a distance matrix batch (the kernel reduces similarities: S = 1 − D)."""
-    from kernels._batch import mean_pairwise_distance
-
-    return mean_pairwise_distance(kernels.SquareMatrixBatch(1.0 - distances.values, distances.offsets, distances.sizes))
-
-
 def _nullable(x: float) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
 
@@ -70,7 +63,7 @@ class MetricsStage(Stage):
         np.cumsum([len(g) for g in groups], out=offsets[1:])
         vocab = kernels.vocab_diversity(groups)
         ratio = kernels.compression_ratio(groups)
-        ncd = _mean_pairwise(kernels.ncd_matrices(groups))
+        ncd = kernels.ncd_diversity(groups)
         embeddings = self.embedder.embed([t for g in groups for t in g])
         embed = kernels.embedding_diversity(embeddings, offsets)
         for k, r in enumerate(rows):

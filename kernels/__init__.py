@@ -1,0 +1,37 @@
+"""Numba kernels for the homogeneity metrics and component counts, one call per shard.
+
+Every kernel takes a whole shard as flat arrays plus offsets (CSR parts) and runs one compiled call
+over it, parallel over groups; none loops in Python per pair. Each kernel module keeps a plain
+NumPy / Python reference (``*_reference``) next to it, and ``tests/kernels`` checks that they agree.
+
+Text kernels accept ``groups`` as a list of lists of str or as ``(texts, group_offsets)`` with
+``texts`` a pyarrow string array (read without copying); see :mod:`kernels._inputs`.
+
+Compiled code is cached on disk (``cache=True``) next to these files, so a worker process loads it
+instead of compiling. Numba keys a cache entry on the file that defines the kernel only: the
+tokenizer helpers in ``tokenize.py`` are compiled into ``jaccard.py``'s kernel, so after editing
+``tokenize.py`` clear ``kernels/__pycache__`` (reinstalling the package does this).
+"""
+
+from kernels._batch import SquareMatrixBatch, mean_pairwise, mean_pairwise_distance
+from kernels.components import count_components, count_components_batched
+from kernels.compression import compression_ratio, ncd_diversity, ncd_matrices
+from kernels.cosine import cosine_matrices, embedding_diversity
+from kernels.jaccard import jaccard_matrices, vocab_diversity
+from kernels.tokenize import tokenize
+
+__all__ = [
+    "SquareMatrixBatch",
+    "compression_ratio",
+    "cosine_matrices",
+    "count_components",
+    "count_components_batched",
+    "embedding_diversity",
+    "jaccard_matrices",
+    "mean_pairwise",
+    "mean_pairwise_distance",
+    "ncd_diversity",
+    "ncd_matrices",
+    "tokenize",
+    "vocab_diversity",
+]

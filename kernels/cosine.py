@@ -1,0 +1,131 @@
+"""Per-group cosine similarity matrices of response embeddings, and embedding diversity.
+
+For embeddings ``x`` and ``y``: ``cos(x, y) = x·y / (‖x‖ ‖y‖)``, i.e. the dot product of the
+L2-normalised vectors. Zero vectors have no direction; following pynndescent's cosine distance, two
+zero vectors count as identical (cos = 1) and a zero vector is orthogonal to any other (cos = 0). The
+diagonal is 1. Sums accumulate in float64 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import float64, njit, prange, void
+
+from kernels._batch import SquareMatrixBatch, dynamic_schedule, mean_pairwise_distance, square_matrix_offsets
+from kernels._inputs import as_offsets
+from kernels._types import READONLY_F32_2D, READONLY_F64_2D, READONLY_I64
+
+# Groups are small (a Gram matrix of a few rows): threads take them a few hundred at a time.
+_GROUPS_PER_GRAB = 256
+
+
+@njit(
+    [
+        void(READONLY_F32_2D, READONLY_I64, READONLY_I64, float64[::1]),
+        void(READONLY_F64_2D, READONLY_I64, READONLY_I64, float64[::1]),
+    ],
+    parallel=True,
+    cache=True,
+    # Reassociation lets LLVM vectorise the dot-product sums; NaN and infinity semantics are kept.
+    fastmath={"reassoc", "contract"},
+)
+def _cosine_kernel(embeddings, offsets, matrix_offsets, out):
+    """Fill ``out`` with each group's row-major cosine matrix: the group's Gram matrix scaled by the
+    norms on its diagonal (zero-vector rules in the module docstring)."""
+    dim = embeddings.shape[1]
+    for group in prange(len(offsets) - 1):
+        first = offsets[group]
+        n = offsets[group + 1] - first
+        base = matrix_offsets[group]
+        for a in range(n):
+            row_a = embeddings[first + a]
+            for b in range(a, n):
+                row_b = embeddings[first + b]
+                dot = 0.0
+                for k in range(dim):
+                    dot += float64(row_a[k]) * float64(row_b[k])
+                out[base + a * n + b] = dot
+        for a in range(n):
+            norm_a = np.sqrt(out[base + a * n + a])
+            for b in range(a + 1, n):
+                norm_b = np.sqrt(out[base + b * n + b])
+                if norm_a == 0.0 and norm_b == 0.0:
+                    similarity = 1.0
+                elif norm_a == 0.0 or norm_b == 0.0:
+                    similarity = 0.0
+                else:
+                    similarity = out[base + a * n + b] / (norm_a * norm_b)
+                out[base + a * n + b] = similarity
+                out[base + b * n + a] = similarity
+        for a in range(n):
+            out[base + a * n + a] = 1.0
+
+
+def _as_embeddings(embeddings) -> np.ndarray:
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (n_responses, dim), got shape {embeddings.shape}")
+    dtype = np.float32 if embeddings.dtype == np.float32 else np.float64
+    return np.ascontiguousarray(embeddings, dtype=dtype)
+
+
+def cosine_matrices(embeddings, offsets) -> SquareMatrixBatch:
+    """Cosine similarity between the embeddings of the responses in each group.
+
+    Args:
+        embeddings: ``(n_responses, dim)`` float32 or float64 array (other dtypes are converted to
+            float64), rows in group order; not modified and copied only if not C-contiguous.
+        offsets: int64 array of length ``n_groups + 1``; group ``g`` is rows ``offsets[g]:offsets[g + 1]``.
+
+    Returns:
+        One ``n_g × n_g`` float64 matrix per group (a :class:`SquareMatrixBatch`), diagonal 1, zero
+        vectors handled as in the module docstring.
+    """
+    embeddings = _as_embeddings(embeddings)
+    offsets = as_offsets(offsets, len(embeddings), "offsets")
+    sizes = np.diff(offsets)
+    matrix_offsets = square_matrix_offsets(sizes)
+    values = np.empty(matrix_offsets[-1], dtype=np.float64)
+    with dynamic_schedule(_GROUPS_PER_GRAB):
+        _cosine_kernel(embeddings, offsets, matrix_offsets, values)
+    return SquareMatrixBatch(values, matrix_offsets, sizes)
+
+
+def embedding_diversity(embeddings, offsets) -> np.ndarray:
+    """Embedding diversity per group: the mean over response pairs of ``1 − cos(a, b)``.
+
+    Args:
+        embeddings: as for :func:`cosine_matrices`.
+        offsets: as for :func:`cosine_matrices`.
+
+    Returns:
+        float64 array of length ``n_groups``; NaN for a group of 0 or 1 responses (no pairs: undefined).
+    """
+    return mean_pairwise_distance(cosine_matrices(embeddings, offsets))
+
+
+# --- NumPy reference -------------------------------------------------------------------------------
+
+
+def cosine_matrices_reference(embeddings: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """Per-group NumPy :func:`cosine_matrices`: normalise the rows, then one matrix product."""
+    matrices = []
+    for first, stop in zip(offsets[:-1], offsets[1:], strict=True):
+        group = np.asarray(embeddings[first:stop], dtype=np.float64)
+        norms = np.linalg.norm(group, axis=1)
+        zero = norms == 0.0
+        unit = group / np.where(zero, 1.0, norms)[:, None]
+        matrix = unit @ unit.T
+        matrix[np.ix_(zero, zero)] = 1.0
+        np.fill_diagonal(matrix, 1.0)
+        matrices.append(matrix)
+    return matrices
+
+
+def embedding_diversity_reference(embeddings: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per-group NumPy :func:`embedding_diversity`."""
+    diversities = []
+    for matrix in cosine_matrices_reference(embeddings, offsets):
+        upper = matrix[np.triu_indices(len(matrix), k=1)]
+        diversities.append(float(np.mean(1.0 - upper)) if upper.size else float("nan"))
+    return np.array(diversities, dtype=np.float64)

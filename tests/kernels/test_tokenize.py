@@ -1,0 +1,156 @@
+"""kernels.tokenize against its plain-Python reference, the documented token rules, and id stability."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels.tokenize import reference_tokens, token_id_reference, tokenize, tokenize_reference
+from tests.kernels.conftest import SEPARATORS, WORDS, random_text
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def ids_of(text: str) -> list[int]:
+    token_ids, _ = tokenize([text])
+    return token_ids.tolist()
+
+
+def assert_same_tokens(texts, message: str = "") -> None:
+    token_ids, offsets = tokenize(texts)
+    expected_ids, expected_offsets = tokenize_reference(texts)
+    np.testing.assert_array_equal(offsets, expected_offsets, err_msg=f"token counts differ {message}")
+    np.testing.assert_array_equal(token_ids, expected_ids, err_msg=f"token ids differ {message}")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_agrees_with_reference_on_random_texts(seed):
+    rng = random.Random(seed)
+    assert_same_tokens([random_text(rng, max_words=120) for _ in range(200)], f"(seed {seed})")
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["string", "large_string"])
+def test_arrow_input_gives_the_list_result(large):
+    texts = [random_text(random.Random(7)) for _ in range(50)]
+    by_list = tokenize(texts)
+    by_arrow = tokenize(pa.array(texts, type=pa.large_string() if large else pa.string()))
+    np.testing.assert_array_equal(by_arrow[0], by_list[0])
+    np.testing.assert_array_equal(by_arrow[1], by_list[1])
+
+
+def test_sliced_arrow_array_reads_only_its_slice():
+    texts = [random_text(random.Random(3)) for _ in range(30)]
+    token_ids, offsets = tokenize(pa.array(texts)[10:20])
+    expected_ids, expected_offsets = tokenize_reference(texts[10:20])
+    np.testing.assert_array_equal(offsets, expected_offsets)
+    np.testing.assert_array_equal(token_ids, expected_ids)
+
+
+def test_unaligned_buffer_agrees_with_reference():
+    """A data buffer that starts off an 8-byte boundary shifts the aligned word view."""
+    texts = [random_text(random.Random(11)) for _ in range(40)]
+    encoded = [text.encode() for text in texts]
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum([len(text) for text in encoded], out=offsets[1:])
+    storage = np.frombuffer(b"xyz" + b"".join(encoded), dtype=np.uint8)[3:]
+    assert storage.ctypes.data % 8 != 0
+    array = pa.LargeStringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(storage))
+    token_ids, _ = tokenize(array)
+    np.testing.assert_array_equal(token_ids, tokenize_reference(texts)[0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.characters(codec="utf-8"), st.sampled_from(SEPARATORS + WORDS)), max_size=80).map("".join), max_size=12
+    )
+)
+def test_agrees_with_reference_on_any_unicode(texts):
+    assert_same_tokens(texts)
+    # Between long neighbours every text takes the aligned-word path rather than the byte-wise one.
+    filler = " ".join(WORDS) * 3
+    assert_same_tokens([filler, *texts, filler])
+
+
+def test_empty_input_gives_no_tokens():
+    token_ids, offsets = tokenize([])
+    assert token_ids.dtype == np.uint64 and token_ids.size == 0
+    np.testing.assert_array_equal(offsets, [0])
+
+
+def test_empty_and_none_texts_have_no_tokens():
+    _, offsets = tokenize(["", None, "word", "  ...  "])
+    np.testing.assert_array_equal(offsets, [0, 0, 0, 1, 1])
+
+
+def test_ascii_is_lower_cased():
+    assert ids_of("Hello HELLO hello") == ids_of("hello") * 3
+
+
+def test_non_ascii_is_not_case_folded():
+    upper, lower = ids_of("Über über")
+    assert upper != lower
+
+
+@pytest.mark.parametrize("separator", ["—", "’", "\u00a0", "…", "\u3000", "\ufeff", "«", "-", "'"])
+def test_punctuation_separates_tokens(separator):
+    assert ids_of(f"well{separator}known") == ids_of("well known")
+
+
+def test_non_ascii_letters_stay_inside_words():
+    assert ids_of("naïve café") == [token_id_reference("naïve".encode()), token_id_reference("café".encode())]
+
+
+def test_token_ids_are_pinned():
+    """The id function is part of the on-disk format: these values must never change."""
+    assert token_id_reference(b"hello") == 0x09602D080F4FB275
+    assert token_id_reference(b"internationalization") == 0xD7087250436A7371
+    assert token_id_reference("über".encode()) == 0x4818078849C324A3
+    assert ids_of("Hello") == [0x09602D080F4FB275]
+
+
+def test_invalid_utf8_bytes_are_word_bytes():
+    data = b"ab\xffcd \xe2\x80 ef"
+    array = pa.LargeStringArray.from_buffers(
+        1, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)), pa.py_buffer(data)
+    )
+    token_ids, _ = tokenize(array)
+    assert token_ids.tolist() == [
+        token_id_reference(b"ab\xffcd"),
+        token_id_reference(b"\xe2\x80"),
+        token_id_reference(b"ef"),
+    ]
+
+
+def test_reference_tokens_split_and_lower_case():
+    assert reference_tokens("Don’t STOP—now, 3rd!") == [b"don", b"t", b"stop", b"now", b"3rd"]
+
+
+def test_ids_are_the_same_in_another_process():
+    texts = [random_text(random.Random(5)) for _ in range(20)]
+    script = (
+        "import sys, json; from kernels.tokenize import tokenize; "
+        "print(json.dumps(tokenize(json.loads(sys.stdin.read()))[0].tolist()))"
+    )
+    import json
+
+    environment = {**os.environ, "PYTHONHASHSEED": "12345"}
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env=environment,
+    )
+    assert json.loads(completed.stdout) == tokenize(texts)[0].tolist()
