@@ -161,6 +161,7 @@ class LocalChatModel:
         self.max_batch_sequences = max_batch_sequences
         self.max_context = min(max_context, getattr(self.model.config, "max_position_embeddings", max_context))
         self._torch = torch
+        self._stats = {"requests": 0, "row_errors": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -195,7 +196,17 @@ class LocalChatModel:
                 batch = members[start : start + per_batch]
                 for k, out in zip(batch, self._generate([encoded[k] for k in batch], params[batch[0]])):
                     outputs[k] = out
+        self._stats["requests"] += len(conversations)
+        for out in outputs:
+            self._stats["row_errors"] += out is not None and out.error is not None
+            if out is not None:
+                self._stats["prompt_tokens"] += out.prompt_tokens
+                self._stats["completion_tokens"] += sum(out.n_tokens)
         return outputs  # type: ignore[return-value]  # every slot is filled: an error or a generation
+
+    def stats(self) -> dict[str, int]:
+        """Counters so far: requests (conversations), row_errors, prompt_tokens, completion_tokens."""
+        return dict(self._stats)
 
     def close(self) -> None:
         self.model = None

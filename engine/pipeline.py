@@ -8,6 +8,7 @@ each unit's shard as soon as all its rows have arrived (atomically), so a crash 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -23,8 +24,9 @@ from engine.config import ModelConfig, RunConfig
 from engine.executor import LocalExecutor, RayExecutor, StagePlan, make_executor
 from engine.loaders.paper import PresetReport
 from engine.prompts import Prompt
+from engine.resources import PeakMemory
 from engine.sources import load_prompts
-from engine.stages.base import ERROR, ROW, SHARD, Stage
+from engine.stages.base import ERROR, ROW, SHARD, TELEMETRY, Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
@@ -55,6 +57,7 @@ class StageRecord:
     rows: int = 0
     wall_s: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)  # shard key → why it failed (left for a rerun)
+    backend: dict[str, float] = field(default_factory=dict)  # summed batch counters: calls, retries, tokens…
 
 
 @dataclass
@@ -65,6 +68,7 @@ class RunResult:
     skipped_inputs: list[str]
     wall_s: float
     load_warnings: list[str] = field(default_factory=list)
+    peak_rss_bytes: int = 0  # this process and its children (an embedded Ray's workers), summed
 
 
 class Pipeline:
@@ -99,6 +103,12 @@ class Pipeline:
     # -- the run ------------------------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        with PeakMemory() as memory:
+            result = self._run()
+        result.peak_rss_bytes = memory.peak_bytes
+        return result
+
+    def _run(self) -> RunResult:
         start = time.perf_counter()
         cfg = self.config
         self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -288,6 +298,9 @@ class Pipeline:
         bar = _progress(label, sum(expected.values()), self.progress)
         try:
             for batch in self.executor.map(plan, blocks):
+                for counters in batch[TELEMETRY].drop_null().to_pylist():
+                    for name, value in json.loads(counters).items():
+                        record.backend[name] = record.backend.get(name, 0) + value
                 for key in pc.unique(batch[SHARD]).to_pylist():
                     part = batch.filter(pc.equal(batch[SHARD], key))
                     bar.update(part.num_rows)
@@ -300,7 +313,7 @@ class Pipeline:
                     counts[key] += part.num_rows
                     if counts[key] == expected[key]:
                         done = pa.concat_tables(buffers.pop(key))
-                        done = done.sort_by(ROW).drop_columns([SHARD, ROW, ERROR]).cast(schema)
+                        done = done.sort_by(ROW).drop_columns([SHARD, ROW, ERROR, TELEMETRY]).cast(schema)
                         self.store.write_shard({table_name: done}, key)
         finally:
             bar.refresh()

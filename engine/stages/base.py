@@ -25,6 +25,7 @@ sequential each program is on its own.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generator, Iterable, Sequence
 
@@ -36,6 +37,7 @@ IDX = "__idx"
 SHARD = "_shard"  # the shard key a row belongs to (copied through every stage)
 ROW = "_row"  # the row's position in its shard's input (copied through, so shards are written in input order)
 ERROR = "_error"  # set on every row of a batch whose backend failed for good (retries exhausted); else null
+TELEMETRY = "_telemetry"  # JSON counters of the batch (backend requests, retries, tokens) on its first row only
 
 
 class StageContractError(RuntimeError):
@@ -56,6 +58,13 @@ class Stage:
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         raise NotImplementedError
 
+    def begin_batch(self) -> None:
+        """Called before each batch (BackendStage snapshots its counters here)."""
+
+    def batch_telemetry(self) -> dict[str, float]:
+        """Counters of the batch just processed; they ride back to the driver for the run's throughput report."""
+        return {}
+
     def __call__(self, batch: pa.Table | dict[str, list]) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.table(batch)
         missing = [c for c in self.required_inputs if c not in table.column_names]
@@ -65,11 +74,14 @@ class Stage:
                 + "; ".join(f"{k} ({v})" for k, v in self.required_inputs.items())
             )
         rows = table.to_pylist()
+        self.begin_batch()
         try:
             results = self._collect(rows)
         except BackendError as exc:
             results = [{ERROR: f"{type(exc).__name__}: {exc}"} for _ in rows]
-        schema = self.output_schema.append(pa.field(ERROR, pa.string()))
+        if results:
+            results[0][TELEMETRY] = json.dumps(self.batch_telemetry())
+        schema = self.output_schema.append(pa.field(ERROR, pa.string())).append(pa.field(TELEMETRY, pa.string()))
         for column, kind in ((SHARD, pa.string()), (ROW, pa.int64())):
             if column in table.column_names:
                 for row, out in zip(rows, results):
@@ -174,6 +186,20 @@ class BackendStage(Stage):
         self.model_name = model["name"]
         self.backend = make_chat_backend(model["backend"], model["model"], model.get("options"))
         self.stats = DriveStats()
+        self._before: dict[str, float] = {}
 
     def drive(self, programs: Sequence[Program]) -> list[Any]:
         return drive(self.backend, programs, self.stats)
+
+    def _counters(self) -> dict[str, float]:
+        counters = {"rounds": self.stats.rounds, "calls": self.stats.calls}
+        backend_stats = getattr(self.backend, "stats", None)
+        if callable(backend_stats):
+            counters.update({k: v for k, v in backend_stats().items() if isinstance(v, (int, float))})
+        return counters
+
+    def begin_batch(self) -> None:
+        self._before = self._counters()
+
+    def batch_telemetry(self) -> dict[str, float]:
+        return {k: v - self._before.get(k, 0) for k, v in self._counters().items()}

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from actors.base import SamplingParams
+from actors.base import ChatOutput, SamplingParams
 from engine import taxonomy
 from engine.parsing import expected_grade, parse_grade
 from engine.stages.base import IDX, BackendStage, Program, Request
@@ -14,22 +14,37 @@ from engine.stages.base import IDX, BackendStage, Program, Request
 REMINDER = "Answer with a single digit from 1 to 5."
 
 
+def read_grade(out: ChatOutput) -> tuple[int | None, float | None]:
+    """(grade, expected grade) of one output.
+
+    As for judge verdicts, the first token's log-probs decide where the backend returns them: the grade is the most
+    probable of the digits 1–5 among the top tokens, the expected grade their probability-weighted mean. Without
+    log-probs (or with no digit among them) the grade is the first digit 1–5 in the text.
+    """
+    top = out.first_token_logprobs[0] if out.first_token_logprobs else None
+    expected = expected_grade(top)
+    if expected is not None:
+        digits = {int(t.strip()): lp for t, lp in top.items() if t.strip() in {"1", "2", "3", "4", "5"}}
+        return max(digits, key=digits.get), expected
+    return parse_grade(out.texts[0] if out.texts else ""), None
+
+
 def grade_program(prompt: str, criteria: list[str], response: str, sampling: SamplingParams) -> Program:
+    """Grade one response; an answer with no grade is asked again once with a reminder, then recorded null."""
     conversation = [{"role": "user", "content": taxonomy.grade_prompt(prompt, criteria, response)}]
     (out,) = yield [Request(conversation, sampling)]
     if out.error is not None:
         return None, None, f"<error: {out.error}>"
     raw = out.texts[0]
-    grade = parse_grade(raw)
-    expected = expected_grade(out.first_token_logprobs[0]) if out.first_token_logprobs else None
+    grade, expected = read_grade(out)
     if grade is not None:
         return grade, expected, raw
     retry = conversation + [{"role": "assistant", "content": raw}, {"role": "user", "content": REMINDER}]
     (again,) = yield [Request(retry, sampling)]
     if again.error is not None:
-        return None, expected, f"{raw} ⟶ <error: {again.error}>"
-    expected2 = expected_grade(again.first_token_logprobs[0]) if again.first_token_logprobs else None
-    return parse_grade(again.texts[0]), expected2, f"{raw} ⟶ {again.texts[0]}"
+        return None, None, f"{raw} ⟶ <error: {again.error}>"
+    grade, expected = read_grade(again)
+    return grade, expected, f"{raw} ⟶ {again.texts[0]}"
 
 
 class GradeStage(BackendStage):
