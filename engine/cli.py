@@ -15,7 +15,7 @@ from engine.errors import TaskdivError
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
-COMMANDS = ("run",)
+COMMANDS = ("run", "calibrate", "agreement")
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", default=None, help="override run_dir")
     run.add_argument("--executor", choices=["ray", "local"], default=None, help="override execution.executor")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    from engine import agreement, calibrate
+
+    calibrate.add_parser(sub)
+    agreement.add_parser(sub)
     return parser
 
 
@@ -52,6 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "calibrate":
+            from engine.calibrate import cmd_calibrate
+
+            return cmd_calibrate(args)
+        if args.command == "agreement":
+            from engine.agreement import cmd_agreement
+
+            return cmd_agreement(args)
     except TaskdivError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

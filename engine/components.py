@@ -28,6 +28,7 @@ COMPONENTS = pa.schema(
         ("calls_made", pa.int64()),
         ("calls_saved", pa.int64()),
         ("order_disagreements", pa.int64()),
+        ("cheap_decided", pa.int64()),
     ]
 )
 
@@ -64,6 +65,7 @@ def components_table(judged: pa.Table, threshold: float) -> pa.Table:
                 "calls_made": r["calls_made"],
                 "calls_saved": r["calls_saved"],
                 "order_disagreements": r["order_disagreements"],
+                "cheap_decided": r["cheap_decided"],
             }
         )
     return pa.Table.from_pylist(out, schema=COMPONENTS)

@@ -109,7 +109,8 @@ class PromptsConfig:
     """Where the prompts come from.
 
     Attributes:
-        source: "builtin" (our prompt set in datasets/builtin), "jsonl" (a file of prompts in our format), a
+        source: "builtin" (our prompt set in datasets/builtin), "jsonl" (a file of prompts in our format),
+            "responses" (responses generated elsewhere, audited without generating: engine/responses_input.py), a
             benchmark loader ("simpleqa", "math500", "macgyver", "noveltybench", "wildbench",
             "community_alignment"), or "paper" (the paper's 344-prompt mix drawn from the benchmark files in
             `paths`).
@@ -154,6 +155,33 @@ class SamplingConfig:
 
 
 @dataclass
+class CascadeConfig:
+    """The cascade: a calibrated judge (logistic regression over similarity features, engine/calibrated.py) decides
+    the pairs it is confident about; the LLM judges decide the rest.
+
+    Attributes:
+        enabled: turn the cascade on.
+        low / high: the calibrated judge decides "different" at p <= low and "equivalent" at p >= high. A wider
+            band sends more pairs to the LLM (more cost, closer to all-LLM judging).
+        audit_rate: fraction of cheap-decided pairs also sent to the LLM, only to measure agreement between the
+            cascade and all-LLM judging (reported); their verdicts stay the cheap judge's.
+        coefficients: a coefficients file from `engine/run.py calibrate` (default: the shipped one).
+    """
+
+    enabled: bool = False
+    low: float = 0.1
+    high: float = 0.9
+    audit_rate: float = 0.1
+    coefficients: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low <= self.high <= 1.0:
+            raise ConfigError(f"cascade: need 0 <= low <= high <= 1, got low={self.low}, high={self.high}")
+        if not 0.0 <= self.audit_rate <= 1.0:
+            raise ConfigError(f"cascade.audit_rate must be in [0, 1], got {self.audit_rate}")
+
+
+@dataclass
 class JudgeConfig:
     """Pairwise functional-equivalence judging.
 
@@ -165,6 +193,7 @@ class JudgeConfig:
         max_tokens: tokens the judge may write (the verdict comes from the first token's log-probs).
         max_response_chars: responses are cut to this many characters inside the judge prompt, so pairs of long
             responses still fit a small model's context. 0 disables the cut.
+        cascade: let a calibrated cheap judge decide the pairs it is confident about (see CascadeConfig).
     """
 
     threshold: float = 0.5
@@ -172,6 +201,7 @@ class JudgeConfig:
     both_orders: bool = False
     max_tokens: int = 4
     max_response_chars: int = 4000
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
 
 @dataclass
@@ -187,6 +217,20 @@ class QualityConfig:
     enabled: bool = True
     grader: str | None = None
     checklist_max_tokens: int = 200
+
+
+@dataclass
+class AccuracyConfig:
+    """Accuracy on prompts with a gold answer: math-verify for MATH-500 / category D, an LLM grader for SimpleQA /
+    category A (the grader is quality.grader, default the first judge).
+
+    Attributes:
+        enabled: run the accuracy stage.
+        math_timeout_s: wall-clock limit of one math-verify check (a pathological answer is "could not check").
+    """
+
+    enabled: bool = True
+    math_timeout_s: float = 10.0
 
 
 @dataclass
@@ -230,6 +274,9 @@ class RunConfig:
         judge: judging settings.
         embedder: the embedding model.
         quality: checklist-quality settings.
+        accuracy: accuracy settings.
+        classifier: the model that classifies prompts when no generator runs (responses from elsewhere:
+            prompts.source "responses"); default: the first judge.
         execution: executor settings.
     """
 
@@ -244,6 +291,8 @@ class RunConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    classifier: ModelConfig | None = None
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def __post_init__(self) -> None:

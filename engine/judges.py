@@ -15,7 +15,9 @@ cross-class pair must be seen, and within a class only the n_a − 1 judgments t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 from actors.base import ChatOutput, SamplingParams
 from engine import taxonomy
@@ -23,6 +25,17 @@ from engine.parsing import p_yes_from_logprobs, parse_verdict
 from engine.stages.base import Program, Request
 
 REMINDER = "Answer with a single word: YES or NO."
+
+
+@dataclass(frozen=True)
+class CascadeSettings:
+    """See engine.config.CascadeConfig."""
+
+    enabled: bool = False
+    low: float = 0.1
+    high: float = 0.9
+    audit_rate: float = 0.1
+    coefficients: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,11 @@ class JudgeSettings:
     both_orders: bool = False
     max_tokens: int = 4
     max_response_chars: int = 4000
+    cascade: CascadeSettings = field(default_factory=CascadeSettings)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cascade, dict):
+            object.__setattr__(self, "cascade", CascadeSettings(**self.cascade))
 
 
 @dataclass
@@ -46,6 +64,10 @@ class PairVerdict:
         raw: the judge's text (both orders joined by " || " when both were judged).
         p_forward / p_reverse: the two orders' probabilities, when both orders were judged.
         calls: backend requests spent on this pair, retries included.
+        decided_by: "llm", or "cheap" when the calibrated judge was confident enough to decide (cascade).
+        p_cheap: the calibrated judge's probability, when the cascade is on.
+        p_audit: for a pair the cheap judge decided and the audit sampled, the LLM judge's probability (it does not
+            change the verdict; it measures how often the cascade agrees with all-LLM judging).
     """
 
     i: int
@@ -56,15 +78,27 @@ class PairVerdict:
     p_forward: float | None = None
     p_reverse: float | None = None
     calls: int = 0
+    decided_by: str = "llm"
+    p_cheap: float | None = None
+    p_audit: float | None = None
 
 
 @dataclass
 class GroupJudgment:
+    """The judged pairs of one group and what they cost.
+
+    Attributes:
+        calls_made: backend requests (retries and cascade audits included).
+        calls_saved: requests union-find pruning avoided (pairs skipped × orders).
+        cheap_decided: pairs the calibrated judge decided without the LLM (cascade).
+    """
+
     pairs: list[PairVerdict] = field(default_factory=list)
     calls_made: int = 0
     calls_saved: int = 0
     n_unparsed: int = 0
     order_disagreements: int = 0
+    cheap_decided: int = 0
 
 
 class UnionFind:
@@ -148,31 +182,60 @@ def _ask_both(conversations: list[list[dict[str, str]]], sampling: SamplingParam
     return results
 
 
+def judge_pair(category: str | None, prompt: str, a: str, b: str, settings: JudgeSettings,
+               sampling: SamplingParams, i: int = 0, j: int = 1) -> Program:
+    """Ask the LLM judge about one pair (and its reverse with both_orders); returns a PairVerdict."""
+    conversations = [pair_conversation(category, prompt, a, b, settings.max_response_chars)]
+    if settings.both_orders:
+        conversations.append(pair_conversation(category, prompt, b, a, settings.max_response_chars))
+    answers = yield from _ask_both(conversations, sampling)
+    return _combine(i, j, answers, settings.threshold)
+
+
+def audited(prompt: str, a: str, b: str, rate: float) -> bool:
+    """Whether the cascade audit samples this pair: a deterministic draw, so reruns audit the same pairs."""
+    digest = hashlib.sha256(f"{prompt}\x1f{a}\x1f{b}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
 def judge_group(
-    category: str | None, prompt: str, responses: list[str], settings: JudgeSettings, sampling: SamplingParams
+    category: str | None,
+    prompt: str,
+    responses: list[str],
+    settings: JudgeSettings,
+    sampling: SamplingParams,
+    cheap: Callable[[int, int], float] | None = None,
 ) -> Program:
     """Judge the pairs of one group; returns a GroupJudgment.
 
-    Pairs are visited in (i, j) order; with pruning on, pairs already connected are skipped.
+    Pairs are visited in (i, j) order; with pruning on, pairs already connected are skipped. With the cascade on,
+    `cheap(i, j)` gives the calibrated judge's P(equivalent): at or below `cascade.low` or at or above
+    `cascade.high` it decides the pair; in between the LLM judge does.
     """
     n = len(responses)
     uf = UnionFind(n)
     result = GroupJudgment()
     orders = 2 if settings.both_orders else 1
+    cascade = settings.cascade if cheap is not None and settings.cascade.enabled else None
     total = n * (n - 1) // 2
     judged = 0
     for i in range(n):
         for j in range(i + 1, n):
             if not settings.all_pairs and uf.find(i) == uf.find(j):
                 continue
-            conversations = [pair_conversation(category, prompt, responses[i], responses[j], settings.max_response_chars)]
-            if settings.both_orders:
-                conversations.append(
-                    pair_conversation(category, prompt, responses[j], responses[i], settings.max_response_chars)
-                )
-            answers = yield from _ask_both(conversations, sampling)
             judged += 1
-            verdict = _combine(i, j, answers, settings.threshold)
+            a, b = responses[i], responses[j]
+            p_cheap = cheap(i, j) if cascade is not None else None
+            if p_cheap is not None and (p_cheap <= cascade.low or p_cheap >= cascade.high):
+                verdict = PairVerdict(i, j, p_cheap, "equivalent" if p_cheap >= settings.threshold else "different",
+                                      raw="", decided_by="cheap", p_cheap=p_cheap)
+                result.cheap_decided += 1
+                if audited(prompt, a, b, cascade.audit_rate):
+                    check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j)
+                    verdict.p_audit, verdict.calls, verdict.raw = check.p_equivalent, check.calls, check.raw
+            else:
+                verdict = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j)
+                verdict.p_cheap = p_cheap
             result.pairs.append(verdict)
             result.calls_made += verdict.calls
             if verdict.verdict == "unparsed":

@@ -21,16 +21,19 @@ import yaml
 
 from engine import components, taxonomy
 from engine.config import ModelConfig, RunConfig
+from engine.errors import ConfigError, TaskdivError
 from engine.executor import LocalExecutor, RayExecutor, StagePlan, make_executor
 from engine.loaders.paper import PresetReport
-from engine.prompts import Prompt
+from engine.prompts import Prompt, select
+from engine.responses_input import ExternalGroup, load_responses
+from engine.stages.accuracy import AccuracyStage, accuracy_method
 from engine.resources import PeakMemory
 from engine.sources import load_prompts
 from engine.stages.base import ERROR, ROW, SHARD, TELEMETRY, Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
-from engine.stages.judge import JudgeStage
+from engine.stages.judge import FEATURE_COLUMNS, JudgeStage
 from engine.stages.metrics import MetricsStage
 from engine.stages.sample import SampleStage
 from engine.store import Store, content_key, table_digest
@@ -113,19 +116,32 @@ class Pipeline:
         cfg = self.config
         self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         load_report = PresetReport()
-        prompts = load_prompts(cfg.prompts, report=load_report)
+        external = cfg.prompts.source == "responses"
+        if external:
+            prompts, groups = load_responses(_require_path(cfg), on_error=cfg.prompts.on_error, report=load_report)
+            prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
+        else:
+            prompts = load_prompts(cfg.prompts, report=load_report)
         if not prompts:
-            raise ValueError(f"no prompts to run (source {cfg.prompts.source!r}, all rows skipped or empty)")
+            raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}: all rows skipped or none selected)")
         prompts_table = pa.Table.from_pylist([p.to_row() for p in prompts], schema=T.PROMPTS)
         self.store.write_table("prompts", prompts_table)
         shards = self._shard(prompts)
 
-        classifications = self.classify(shards)
-        frame = self.sample(shards, classifications)
-        judged = self.judge(frame)
-        comps = components.components_table(judged, cfg.judge.threshold)
+        if external:
+            # Responses come from elsewhere: no generator to self-classify, so the classifier (default: the first
+            # judge) classifies the prompts that carry no category.
+            unlabelled = [s.filter(pc.is_null(s["gold_category"])) for s in shards]
+            classifications = self.classify(unlabelled, [cfg.classifier or cfg.judges[0]])
+            frame = self.external_frame(shards, groups, classifications)
+        else:
+            classifications = self.classify(shards, cfg.generators)
+            frame = self.sample(shards, classifications)
         metrics = self.metrics(frame)
+        judged = self.judge(frame, metrics)
+        comps = components.components_table(judged, cfg.judge.threshold)
         checklists, grades = self.quality(frame) if cfg.quality.enabled else (None, None)
+        accuracy = self.accuracy(frame) if cfg.accuracy.enabled else None
 
         tables = {
             "prompts": prompts_table,
@@ -139,7 +155,9 @@ class Pipeline:
         if checklists is not None:
             tables["checklists"] = checklists
             tables["quality"] = T.explode_grades(grades)
-        tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"))
+        if accuracy is not None:
+            tables["accuracy"] = T.explode_accuracy(accuracy)
+        tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"), tables.get("accuracy"))
         for name, table in tables.items():
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
@@ -157,9 +175,10 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------------------------------
 
-    def classify(self, shards: list[pa.Table]) -> pa.Table:
+    def classify(self, shards: list[pa.Table], models: list[ModelConfig]) -> pa.Table:
+        """Each model classifies the prompts of `shards` (the paper's self-classification: the generators)."""
         parts = []
-        for model in self.config.generators:
+        for model in models:
             units = [
                 Unit(content_key("classify", taxonomy.PROMPT_VERSIONS["classify"], model.identity(),
                                  table_digest(s, ["prompt_id", "text"])), s.select(["prompt_id", "text"]))
@@ -188,7 +207,8 @@ class Pipeline:
                         seed = int(content_key(cfg.sampling.seed, p["prompt_id"], model.name, strategy)[:8], 16)
                         rows.append({"prompt_id": p["prompt_id"], "text": p["text"], "strategy": strategy,
                                      "category": anchor, "seed": seed})
-                        ctx.append({PSHARD: k, "text": p["text"], "gold_category": p["gold_category"],
+                        ctx.append({PSHARD: k, "text": p["text"], "source": p["source"],
+                                    "gold_category": p["gold_category"], "gold_answer": p["gold_answer"],
                                     "classified": own, "judge_category": p["gold_category"] or own})
                     table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
                     key = content_key("sample", taxonomy.PROMPT_VERSIONS["sample"], model.identity(), settings,
@@ -202,6 +222,46 @@ class Pipeline:
             frames.append(_with_columns(out, pa.Table.from_pylist(context, schema=T.GROUP_CONTEXT)))
         return pa.concat_tables(frames)
 
+    def external_frame(self, shards: list[pa.Table], groups: list[ExternalGroup],
+                       classifications: pa.Table) -> pa.Table:
+        """The frame of groups for responses generated elsewhere (what `sample` returns for generated ones)."""
+        classified = {r["prompt_id"]: r["category"] for r in classifications.to_pylist()}
+        by_prompt: dict[str, list[ExternalGroup]] = defaultdict(list)
+        for g in groups:
+            by_prompt[g.prompt_id].append(g)
+        rows = []
+        for k, shard in enumerate(shards):
+            for p in shard.to_pylist():
+                for g in by_prompt[p["prompt_id"]]:
+                    texts = [t for _, t in g.responses]
+                    own = classified.get(p["prompt_id"])
+                    rows.append({
+                        "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None,
+                        "responses": texts, "finish_reasons": ["external"] * len(texts),
+                        "n_tokens": [None] * len(texts), "status": "ok", "raw": None, "calls": 0, "error": None,
+                        PSHARD: k, "text": p["text"], "source": p["source"], "gold_category": p["gold_category"],
+                        "gold_answer": p["gold_answer"], "classified": own,
+                        "judge_category": p["gold_category"] or own,
+                        UNIT: f"external:{k}:{g.model}:{g.strategy}",
+                    })
+        schema = SampleStage.output_schema
+        for f in T.GROUP_CONTEXT:
+            if f.name not in schema.names:
+                schema = schema.append(f)
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def accuracy(self, frame: pa.Table) -> pa.Table:
+        """Correctness of responses to prompts with a gold answer (math-verify or the grader)."""
+        grader = self.config.grader
+        methods = [accuracy_method(s, c, g) for s, c, g in zip(frame["source"].to_pylist(),
+                                                              frame["judge_category"].to_pylist(),
+                                                              frame["gold_answer"].to_pylist())]
+        checkable = frame.filter(pa.array([m is not None for m in methods]))
+        units = self._group_units(checkable, "accuracy", [taxonomy.PROMPT_VERSIONS["accuracy"], grader.identity(),
+                                                         ACCURACY_VERSION], T.ACCURACY_INPUT.names, T.ACCURACY_INPUT)
+        plan = self._plan(AccuracyStage, grader, {"math_timeout_s": self.config.accuracy.math_timeout_s})
+        return self._run_stage(f"accuracy[{grader.name}]", "accuracy", plan, units, AccuracyStage.output_schema)
+
     def _group_units(self, frame: pa.Table, tag: str, identity: Any, columns: list[str],
                      schema: pa.Schema) -> list[Unit]:
         """Units over groups, one per sample unit, keyed by the groups' content and `identity`."""
@@ -211,13 +271,25 @@ class Pipeline:
             units.append(Unit(content_key(tag, identity, table_digest(table, columns)), table))
         return units
 
-    def judge(self, frame: pa.Table) -> pa.Table:
+    def judge(self, frame: pa.Table, metrics: pa.Table) -> pa.Table:
         cfg = self.config
         settings = asdict(cfg.judge)
+        schema, identity = T.JUDGE_INPUT, [taxonomy.PROMPT_VERSIONS["judge"], settings]
+        if cfg.judge.cascade.enabled:
+            # The cheap judge reads the metrics stage's pairwise matrices; its coefficients and the embedder behind
+            # the cosine feature decide its verdicts, so both key the judge's shards.
+            from engine.calibrated import CalibratedJudge
+
+            cheap = CalibratedJudge.load(cfg.judge.cascade.coefficients)
+            if cheap.embedder != cfg.embedder.model:
+                raise ConfigError(f"judge.cascade: the coefficients were fitted with embedder {cheap.embedder!r} but "
+                                  f"embedder.model is {cfg.embedder.model!r}")
+            identity += [asdict(cheap), cfg.embedder.model]
+            frame = _join_features(frame, metrics)
+            schema = T.JUDGE_INPUT_WITH_FEATURES
         parts = []
         for judge in cfg.judges:
-            units = self._group_units(frame, "judge", [taxonomy.PROMPT_VERSIONS["judge"], judge.identity(), settings],
-                                      T.JUDGE_INPUT.names, T.JUDGE_INPUT)
+            units = self._group_units(frame, "judge", [*identity, judge.identity()], schema.names, schema)
             parts.append(self._run_stage(f"judge[{judge.name}]", "judge",
                                          self._plan(JudgeStage, judge, {"settings": settings}),
                                          units, JudgeStage.output_schema))
@@ -331,9 +403,28 @@ class Pipeline:
         return self.store.read_shards(table_name, [u.key for u in done_units], schema)
 
 
+# Bump when the accuracy checks change meaning (math-verify extraction, grading rules): accuracy shards key on it.
+ACCURACY_VERSION = "1"
+
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
 UNIT = "_unit"
 PSHARD = "_pshard"
+
+
+def _require_path(cfg: RunConfig) -> str:
+    if not cfg.prompts.path:
+        raise ConfigError("prompts.path: the responses source needs the file of responses")
+    return cfg.prompts.path
+
+
+def _join_features(frame: pa.Table, metrics: pa.Table) -> pa.Table:
+    """The frame with each group's pairwise matrices from the metrics table (null where a group has none)."""
+    by_group = {tuple(m[k] for k in T.KEYS): m for m in metrics.select([*T.KEYS, *FEATURE_COLUMNS]).to_pylist()}
+    keys = [tuple(r[k] for k in T.KEYS) for r in frame.select(list(T.KEYS)).to_pylist()]
+    for column in FEATURE_COLUMNS:
+        values = [by_group.get(key, {}).get(column) for key in keys]
+        frame = frame.append_column(pa.field(column, pa.list_(pa.float64())), pa.array(values, pa.list_(pa.float64())))
+    return frame
 
 
 def _unique(column: pa.ChunkedArray) -> list:

@@ -37,7 +37,9 @@ GROUP_CONTEXT = pa.schema(
     [
         ("_pshard", pa.int64()),
         ("text", pa.string()),
+        ("source", pa.string()),
         ("gold_category", pa.string()),
+        ("gold_answer", pa.string()),
         ("classified", pa.string()),
         ("judge_category", pa.string()),
         ("_unit", pa.string()),
@@ -55,12 +57,43 @@ JUDGE_INPUT = pa.schema(
     ]
 )
 
+JUDGE_INPUT_WITH_FEATURES = JUDGE_INPUT.append(pa.field("pair_cosine", pa.list_(pa.float64()))).append(
+    pa.field("pair_jaccard", pa.list_(pa.float64()))).append(pa.field("pair_ncd", pa.list_(pa.float64())))
+
 METRICS_INPUT = pa.schema(
     [
         ("prompt_id", pa.string()),
         ("model", pa.string()),
         ("strategy", pa.string()),
         ("responses", pa.list_(pa.string())),
+    ]
+)
+
+ACCURACY_INPUT = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("model", pa.string()),
+        ("strategy", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("judge_category", pa.string()),
+        ("gold_answer", pa.string()),
+        ("responses", pa.list_(pa.string())),
+    ]
+)
+
+ACCURACY = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("model", pa.string()),
+        ("strategy", pa.string()),
+        ("sample_idx", pa.int64()),
+        ("method", pa.string()),
+        ("correct", pa.bool_()),
+        ("grade", pa.string()),
+        ("extracted", pa.string()),
+        ("exact_match", pa.bool_()),
+        ("raw", pa.string()),
     ]
 )
 
@@ -118,6 +151,9 @@ JUDGMENTS = pa.schema(
         ("p_forward", pa.float64()),
         ("p_reverse", pa.float64()),
         ("calls", pa.int64()),
+        ("decided_by", pa.string()),
+        ("p_cheap", pa.float64()),
+        ("p_audit", pa.float64()),
     ]
 )
 
@@ -153,6 +189,8 @@ GROUPS = pa.schema(
         ("ncd_div", pa.float64()),
         ("quality_mean", pa.float64()),
         ("n_graded", pa.int64()),
+        ("accuracy", pa.float64()),
+        ("n_checked", pa.int64()),
     ]
 )
 
@@ -187,13 +225,26 @@ def explode_grades(grades: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=QUALITY)
 
 
+def explode_accuracy(accuracy: pa.Table) -> pa.Table:
+    rows = []
+    for g in accuracy.to_pylist():
+        for k, (correct, grade, extracted, exact, raw) in enumerate(
+                zip(g["correct"], g["grades"], g["extracted"], g["exact"], g["raws"])):
+            rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
+                         "sample_idx": k, "method": g["method"], "correct": correct, "grade": grade,
+                         "extracted": extracted, "exact_match": exact, "raw": raw})
+    return pa.Table.from_pylist(rows, schema=ACCURACY)
+
+
 def _mean(values: list[float]) -> float | None:
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return sum(values) / len(values) if values else None
 
 
-def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quality: pa.Table | None) -> pa.Table:
-    """One row per group: its category, unique responses per judge and their mean, general metrics, quality."""
+def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quality: pa.Table | None,
+                 accuracy: pa.Table | None = None) -> pa.Table:
+    """One row per group: its category, unique responses per judge and their mean, general metrics, quality,
+    accuracy (mean over the responses that could be checked; null where nothing was)."""
     unique: dict[tuple, dict[str, int]] = {}
     incomplete: dict[tuple, int] = {}
     for c in components.to_pylist():
@@ -204,6 +255,10 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
     grades: dict[tuple, list[Any]] = {}
     for q in (quality.to_pylist() if quality is not None else []):
         grades.setdefault(tuple(q[k] for k in KEYS), []).append(q["grade"])
+    checked: dict[tuple, list[bool]] = {}
+    for a in (accuracy.to_pylist() if accuracy is not None else []):
+        if a["correct"] is not None:
+            checked.setdefault(tuple(a[k] for k in KEYS), []).append(a["correct"])
     rows = []
     for g in frame.to_pylist():
         key = tuple(g[k] for k in KEYS)
@@ -230,6 +285,8 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "ncd_div": m.get("ncd_div"),
                 "quality_mean": _mean(graded),
                 "n_graded": len(graded),
+                "accuracy": _mean([float(x) for x in checked.get(key, [])]),
+                "n_checked": len(checked.get(key, [])),
             }
         )
     return pa.Table.from_pylist(rows, schema=GROUPS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Iterable
 
+import numpy as np
 import pyarrow as pa
 
 from actors.base import SamplingParams
@@ -21,8 +22,14 @@ PAIR_TYPE = pa.struct(
         ("p_forward", pa.float64()),
         ("p_reverse", pa.float64()),
         ("calls", pa.int64()),
+        ("decided_by", pa.string()),
+        ("p_cheap", pa.float64()),
+        ("p_audit", pa.float64()),
     ]
 )
+
+# Optional inputs, required when the cascade is on: the metrics stage's pairwise matrices (n × n, row-major).
+FEATURE_COLUMNS = ("pair_cosine", "pair_jaccard", "pair_ncd")
 
 
 class JudgeStage(BackendStage):
@@ -55,6 +62,7 @@ class JudgeStage(BackendStage):
             ("calls_saved", pa.int64()),
             ("n_unparsed", pa.int64()),
             ("order_disagreements", pa.int64()),
+            ("cheap_decided", pa.int64()),
         ]
     )
 
@@ -63,10 +71,34 @@ class JudgeStage(BackendStage):
         self.settings = JudgeSettings(**settings)
         # Greedy, a few tokens; the verdict comes from the first token's top-20 log-probs.
         self.sampling = SamplingParams(temperature=0.0, max_tokens=self.settings.max_tokens, logprobs=20)
+        self.calibrated = None
+        if self.settings.cascade.enabled:
+            from engine.calibrated import CalibratedJudge
+
+            self.calibrated = CalibratedJudge.load(self.settings.cascade.coefficients)
+
+    def _cheap(self, row: dict[str, Any]):
+        """The calibrated judge's P(equivalent) for pair (i, j) of this group, from the metrics stage's matrices."""
+        missing = [c for c in FEATURE_COLUMNS if row.get(c) is None]
+        if missing:
+            raise ValueError(f"stage 'judge': the cascade needs the metrics stage's columns {missing}")
+        responses = list(row["responses"])
+        n = len(responses)
+        cos, jac, ncd = (row[c] for c in FEATURE_COLUMNS)
+        lengths = [len(r) for r in responses]
+
+        def p(i: int, j: int) -> float:
+            hi = max(lengths[i], lengths[j])
+            ratio = min(lengths[i], lengths[j]) / hi if hi else 1.0
+            features = np.array([[cos[i * n + j], jac[i * n + j], ncd[i * n + j], ratio]])
+            return float(self.calibrated.predict(features, [row["judge_category"]])[0])
+
+        return p
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         programs = [
-            judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling)
+            judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,
+                        cheap=self._cheap(r) if self.calibrated is not None else None)
             for r in rows
         ]
         for k, (r, g) in enumerate(zip(rows, self.drive(programs))):
@@ -83,4 +115,5 @@ class JudgeStage(BackendStage):
                 "calls_saved": g.calls_saved,
                 "n_unparsed": g.n_unparsed,
                 "order_disagreements": g.order_disagreements,
+                "cheap_decided": g.cheap_decided,
             }

@@ -5,6 +5,8 @@
 - compression_ratio: bytes of the concatenated group over its gzip size (Shaib et al. 2024); higher means more
   repetitive, i.e. *less* diverse.
 - ncd_div: mean pairwise normalised compression distance.
+The pairwise matrices behind them (pair_cosine, pair_jaccard, pair_ncd: n × n, row-major) are kept too: they are
+the calibrated judge's features, and pairwise rates for whoever wants them.
 A group with fewer than two responses has no pairs: its pairwise metrics are NaN (stored as null).
 """
 
@@ -13,10 +15,10 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-import numpy as np
 import pyarrow as pa
 
 import kernels
+from engine.features import group_matrices
 from engine.stages.base import IDX, Stage
 
 
@@ -33,7 +35,7 @@ class MetricsStage(Stage):
     """
 
     name = "metrics"
-    version = "1"  # bump when a metric's definition changes: metric shards are keyed by it
+    version = "2"  # bump when a metric's definition changes: metric shards are keyed by it
     required_inputs = {
         "prompt_id": "stable prompt id",
         "model": "the generator",
@@ -49,6 +51,9 @@ class MetricsStage(Stage):
             ("embed_div", pa.float64()),
             ("compression_ratio", pa.float64()),
             ("ncd_div", pa.float64()),
+            ("pair_cosine", pa.list_(pa.float64())),
+            ("pair_jaccard", pa.list_(pa.float64())),
+            ("pair_ncd", pa.list_(pa.float64())),
         ]
     )
 
@@ -59,13 +64,11 @@ class MetricsStage(Stage):
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         groups = [list(r["responses"]) for r in rows]
-        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-        np.cumsum([len(g) for g in groups], out=offsets[1:])
-        vocab = kernels.vocab_diversity(groups)
+        mats = group_matrices(groups, self.embedder.embed([t for g in groups for t in g]))
+        vocab = kernels.mean_pairwise_distance(mats["jaccard"])
+        embed = kernels.mean_pairwise_distance(mats["cosine"])
+        ncd = kernels.mean_pairwise(mats["ncd"])
         ratio = kernels.compression_ratio(groups)
-        ncd = kernels.ncd_diversity(groups)
-        embeddings = self.embedder.embed([t for g in groups for t in g])
-        embed = kernels.embedding_diversity(embeddings, offsets)
         for k, r in enumerate(rows):
             yield {
                 IDX: k,
@@ -76,4 +79,7 @@ class MetricsStage(Stage):
                 "embed_div": _nullable(embed[k]),
                 "compression_ratio": _nullable(ratio[k]),
                 "ncd_div": _nullable(ncd[k]),
+                "pair_cosine": mats["cosine"][k].ravel().tolist(),
+                "pair_jaccard": mats["jaccard"][k].ravel().tolist(),
+                "pair_ncd": mats["ncd"][k].ravel().tolist(),
             }

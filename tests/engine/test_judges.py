@@ -166,3 +166,54 @@ def test_union_find():
     uf.union(3, 4)
     uf.union(1, 4)
     assert uf.find(0) == uf.find(3) and uf.find(2) != uf.find(0)
+
+
+# The cascade: a cheap judge decides confident pairs, the LLM the rest.
+from engine.judges import CascadeSettings, audited  # noqa: E402
+
+
+def cascade(low=0.2, high=0.8, audit_rate=0.0):
+    return JudgeSettings(cascade=CascadeSettings(enabled=True, low=low, high=high, audit_rate=audit_rate))
+
+
+def judge_cascade(responses, backend, cheap, settings):
+    (g,) = drive(backend, [judge_group("G", "p", responses, settings, SAMPLING, cheap=cheap)])
+    return g
+
+
+def test_confident_pairs_skip_the_llm_and_unsure_ones_use_it():
+    backend = EdgeJudge([("a", "c")])
+    probs = {(0, 1): 0.05, (0, 2): 0.5, (1, 2): 0.95}
+    g = judge_cascade(["a", "b", "c"], backend, lambda i, j: probs[(i, j)], cascade())
+    by_pair = {(p.i, p.j): p for p in g.pairs}
+    assert by_pair[(0, 1)].decided_by == "cheap" and by_pair[(0, 1)].verdict == "different"
+    assert by_pair[(0, 2)].decided_by == "llm" and by_pair[(0, 2)].verdict == "equivalent"
+    assert by_pair[(0, 2)].p_cheap == 0.5
+    assert by_pair[(1, 2)].decided_by == "cheap" and by_pair[(1, 2)].verdict == "equivalent"
+    assert backend.calls == 1 and g.cheap_decided == 2
+
+
+def test_cheap_equivalent_verdicts_prune_like_llm_ones():
+    backend = EdgeJudge([])
+    g = judge_cascade(["a", "b", "c"], backend, lambda i, j: 0.99, cascade())
+    assert backend.calls == 0 and g.cheap_decided == 2 and g.calls_saved == 1
+
+
+def test_audit_asks_the_llm_without_changing_the_verdict():
+    backend = EdgeJudge([])  # the LLM says "different" to everything
+    g = judge_cascade(["a", "b"], backend, lambda i, j: 0.99, cascade(audit_rate=1.0))
+    (p,) = g.pairs
+    assert p.verdict == "equivalent" and p.decided_by == "cheap" and p.p_audit is not None and p.p_audit < 0.5
+    assert g.calls_made == 1
+
+
+def test_audit_draw_is_deterministic_and_near_its_rate():
+    draws = [audited("p", f"a{k}", "b", 0.3) for k in range(2000)]
+    assert draws == [audited("p", f"a{k}", "b", 0.3) for k in range(2000)]
+    assert 0.25 < sum(draws) / len(draws) < 0.35
+
+
+def test_cascade_off_ignores_the_cheap_judge():
+    backend = EdgeJudge([])
+    g = judge_cascade(["a", "b"], backend, lambda i, j: 0.99, JudgeSettings())
+    assert backend.calls == 1 and g.pairs[0].decided_by == "llm" and g.pairs[0].p_cheap is None

@@ -138,3 +138,62 @@ def test_gold_category_source_anchors_on_gold(tmp_path):
     for s in result.tables["samples"].to_pylist():
         assert s["anchored_as"] == prompts[s["prompt_id"]]
     assert "quality" not in result.tables
+
+
+# Accuracy: the built-in A and D prompts carry gold answers.
+def test_accuracy_is_checked_for_prompts_with_gold_answers(first_run):
+    _, result, _ = first_run
+    acc = result.tables["accuracy"].to_pylist()
+    methods = {(a["prompt_id"], a["method"]) for a in acc}
+    prompts = {p["prompt_id"]: p for p in result.tables["prompts"].to_pylist()}
+    assert {prompts[pid]["gold_category"] for pid, _ in methods} == {"A", "D"}
+    assert {m for _, m in methods} == {"math-verify", "grader"}
+    # The double's responses ("class 1 response 42") are wrong answers: checked and incorrect, never null.
+    assert all(a["correct"] is False for a in acc if a["method"] == "math-verify")
+    groups = [g for g in result.tables["groups"].to_pylist() if g["category"] in ("A", "D")]
+    assert all(g["n_checked"] > 0 and g["accuracy"] == 0.0 for g in groups if g["category"] == "D")
+
+
+# Auditing responses generated elsewhere: no generation, classification only where no category is given.
+def test_responses_source_skips_generation(tmp_path):
+    import json
+
+    rows = [
+        {"prompt": "Name a colour.", "responses": ["class 0 red", "class 1 blue", "class 0 green"], "model": "ext"},
+        {"prompt": "What is 6 times 7?", "category": "D", "gold_answer": "42", "model": "ext",
+         "responses": ["class 2 it is 42", "class 2 6*7 = 42", "class 1 forty-one"]},
+    ]
+    path = tmp_path / "responses.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run(make_config(tmp_path, prompts={"source": "responses", "path": str(path)}))
+    t = result.tables
+    assert "sample" not in {r.stage.split("[")[0] for r in result.stages}
+    assert t["classifications"].num_rows == 1  # only the prompt without a category
+    assert t["responses"].num_rows == 6 and set(t["responses"].column("model").to_pylist()) == {"ext"}
+    assert not any(text.startswith("Name a colour") for text in ScriptedChat.calls)  # nothing was generated
+    groups = {g["prompt_id"]: g for g in t["groups"].to_pylist()}
+    assert sorted(g["unique_mean"] for g in groups.values()) == [2.0, 2.0]
+    math = next(g for g in groups.values() if g["category"] == "D")
+    assert math["accuracy"] == pytest.approx(2 / 3)
+
+
+# The cascade: the calibrated judge decides confident pairs from the metrics stage's features.
+def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
+    import numpy as np
+
+    from engine.calibrate import fit
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(300, 4))
+    coefficients = tmp_path / "coef.json"
+    # A rule on Jaccard: near-identical wording is "equivalent", the rest "different", with confidence.
+    fit(x, [None] * 300, (x[:, 1] > 0.5).astype(int), embedder="all-minilm-l6-v2", c=100.0).save(coefficients)
+    cfg = make_config(tmp_path, judge={"cascade": {"enabled": True, "low": 0.2, "high": 0.8, "audit_rate": 0.5,
+                                                   "coefficients": str(coefficients)}},
+                      quality={"enabled": False})
+    result = run(cfg)
+    judgments = result.tables["judgments"].to_pylist()
+    cheap = [j for j in judgments if j["decided_by"] == "cheap"]
+    assert cheap and all(j["p_cheap"] is not None for j in judgments)
+    assert any(j["p_audit"] is not None for j in cheap)
+    assert sum(c["cheap_decided"] for c in result.tables["components"].to_pylist()) == len(cheap)

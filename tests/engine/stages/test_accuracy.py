@@ -1,0 +1,49 @@
+import pyarrow as pa
+import pytest
+
+from engine.stages.accuracy import AccuracyStage, accuracy_method
+
+SCRIPTED = {"name": "scripted", "backend": "python:tests.doubles:ScriptedChat", "model": "scripted"}
+
+
+@pytest.mark.parametrize("source,category,gold,method", [
+    ("math500", None, "1/2", "math-verify"),
+    ("builtin", "D", "391", "math-verify"),
+    ("simpleqa", None, "Paris", "grader"),
+    ("builtin", "A", "Au", "grader"),
+    ("builtin", "G", None, None),
+    ("builtin", "A", None, None),
+    ("noveltybench", "B", "x", None),
+])
+def test_method_by_source_and_category(source, category, gold, method):
+    assert accuracy_method(source, category, gold) == method
+
+
+def rows(**over):
+    base = {"prompt_id": "p", "model": "m", "strategy": "temperature", "text": "What is 17 times 23?",
+            "source": "builtin", "judge_category": "D", "gold_answer": "391",
+            "responses": [r"17 \times 23 = \boxed{391}", "The answer is 392.", "I cannot say."]}
+    return pa.Table.from_pylist([{**base, **over}])
+
+
+def test_math_answers_are_checked_with_math_verify():
+    (out,) = AccuracyStage(SCRIPTED)(rows()).to_pylist()
+    assert out["method"] == "math-verify"
+    assert out["correct"][:2] == [True, False]
+    assert out["extracted"][0] == "391"
+
+
+def test_short_answers_go_to_the_grader_with_an_exact_match_beside(monkeypatch):
+    from tests.doubles import ScriptedChat
+
+    monkeypatch.setattr(ScriptedChat, "_answer", lambda self, conv, text, p: self._one(
+        "A" if "Au" in text.split("Response:")[1] else "B", p))
+    table = rows(judge_category="A", gold_answer="Au", text="Symbol of gold?", responses=["It is Au.", "Ag"])
+    (out,) = AccuracyStage(SCRIPTED)(table).to_pylist()
+    assert out["method"] == "grader" and out["grades"] == ["correct", "incorrect"]
+    assert out["correct"] == [True, False] and out["exact"] == [True, False]
+
+
+def test_groups_without_a_method_check_nothing():
+    (out,) = AccuracyStage(SCRIPTED)(rows(judge_category="G", gold_answer=None)).to_pylist()
+    assert out["method"] is None and out["correct"] == []
