@@ -46,6 +46,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import numpy as np
 
 from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, logsumexp, pair_sampling
 
@@ -337,6 +338,40 @@ class OpenAIChatClient:
             future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the requests still in flight
             raise
 
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised embeddings from the endpoint's /embeddings route (OpenAI's format; vLLM serves it for
+        embedding models), float32, shape (len(texts), dim), with the same retries as chat.
+
+        Args:
+            texts: the texts.
+            batch_size: texts per request.
+        """
+        if self._closed:
+            raise BackendError(f"the client for {self.endpoint} is closed")
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        url = self.url.removesuffix("/chat/completions") + "/embeddings"
+        bodies = [{"model": self.model, "input": list(texts[k:k + batch_size])}
+                  for k in range(0, len(texts), batch_size)]
+
+        def parse(data: dict[str, Any]) -> tuple[list[list[float]], int]:
+            rows = sorted(data["data"], key=lambda d: d["index"])
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            return [r["embedding"] for r in rows], _int(usage.get("prompt_tokens"))
+
+        async def run() -> list:
+            return await _gather_or_cancel([self._post(body, url, parse) for body in bodies])
+
+        try:
+            answers = asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+        except _RowError as exc:
+            raise BackendError(str(exc)) from None
+        vectors = np.array([v for rows, _ in answers for v in rows], dtype=np.float32)
+        if len(vectors) != len(texts):
+            raise BackendError(f"{self.endpoint}: asked for {len(texts)} embeddings, got {len(vectors)}")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1.0, norms)
+
     def stats(self) -> dict[str, Any]:
         """Counters so far: requests, retries, row_errors, prompt_tokens, completion_tokens, cost_usd (None without
         prices)."""
@@ -490,16 +525,20 @@ class OpenAIChatClient:
                 body[key] = value
         return body
 
-    async def _post(self, body: dict[str, Any]) -> tuple[list[tuple[str, str, int, dict | None]], int]:
-        """One request with retries. Returns parse_choices' result; raises _RowError or BackendError."""
+    async def _post(self, body: dict[str, Any], url: str | None = None,
+                    parse: Any = None) -> tuple[list[tuple[str, str, int, dict | None]], int]:
+        """One request with retries. Returns `parse(data)` (default: parse_choices' result for chat completions);
+        raises _RowError or BackendError."""
         want_logprobs = bool(body.get("logprobs"))
+        url = url or self.url
+        parse = parse or (lambda data: parse_choices(data, want_logprobs))
         attempt = 0
         while True:
             retry_after = None
             async with self._semaphore:
                 self._count(requests=1)
                 try:
-                    response = await self._http.post(self.url, json=body)
+                    response = await self._http.post(url, json=body)
                 except httpx.TimeoutException as exc:
                     last = f"timed out after {self.timeout_s:g} s ({type(exc).__name__})"
                 except httpx.TransportError as exc:  # refused, reset, dropped without a response
@@ -509,7 +548,7 @@ class OpenAIChatClient:
                     if 200 <= status < 300:
                         try:
                             data = response.json()
-                            choices, prompt_tokens = parse_choices(data, want_logprobs)
+                            choices, prompt_tokens = parse(data)
                         except ValueError as exc:  # also JSON decoding errors: a truncated or garbled body
                             last = f"HTTP {status} with an unreadable body ({self._redact(str(exc))[:200]})"
                         else:

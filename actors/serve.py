@@ -1,6 +1,7 @@
 """Serve any ChatBackend as a small OpenAI-compatible HTTP server on loopback.
 
-Endpoints: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`. Standard library only
+Endpoints: `POST /v1/chat/completions`, `POST /v1/embeddings` (when an embedder is given), `GET /v1/models`,
+`GET /health`. Standard library only
 (`http.server.ThreadingHTTPServer`: one thread per connection), so it adds no dependency and lets the fault
 injection close a connection without any response, which an ASGI framework would not let us do.
 
@@ -291,6 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(400, error_body(400, "bad Content-Length"))
             return
         raw = self.rfile.read(length) if length else b""
+        if path == "/v1/embeddings" and self.server.app.embedder is not None:
+            self.server.app._handle_embeddings(self, raw)
+            return
         if path != "/v1/chat/completions":
             self.send_json(404, error_body(404, f"no route POST {path or '/'}"))
             return
@@ -330,6 +334,7 @@ class ChatServer:
             ignore n); None serves n.
         allow_remote: permit a non-loopback `host`.
         default_max_tokens: max_tokens for requests that give none.
+        embedder: if given (anything with `.embed(texts) -> array`), `POST /v1/embeddings` serves it too.
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -353,12 +358,15 @@ class ChatServer:
         max_choices: int | None = None,
         allow_remote: bool = False,
         default_max_tokens: int = 1024,
+        embedder: Any = None,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: not a loopback address (pass allow_remote=True to permit it)")
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.backend = backend
+        self.embedder = embedder
+        self._embed_lock = threading.Lock()  # one embedding call at a time: torch models are not re-entrant
         self.model_name = model_name or getattr(backend, "name", "model")
         self.batch_window_s = batch_window_ms / 1000.0
         self.max_batch = max_batch
@@ -499,6 +507,32 @@ class ChatServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _handle_embeddings(self, handler: _Handler, raw: bytes) -> None:
+        """OpenAI's embeddings route: {"model", "input": str | [str]} → {"data": [{"embedding", "index"}]}."""
+        if not self._authorized(handler):
+            handler.send_json(401, error_body(401, "missing or wrong API key"))
+            return
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            handler.send_json(400, error_body(400, f"the request body is not valid JSON: {exc}"))
+            return
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            handler.send_json(400, error_body(400, "'input' must be a string or a list of strings"))
+            return
+        with self._embed_lock:
+            vectors = self.embedder.embed(texts)
+        handler.send_json(200, {
+            "object": "list",
+            "model": body.get("model", self.model_name),
+            "data": [{"object": "embedding", "index": k, "embedding": [float(x) for x in v]}
+                     for k, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": sum(len(t.split()) for t in texts), "total_tokens": 0},
+        })
 
     def _inject(self, handler: _Handler, fault: Fault, record: RequestRecord) -> None:
         if fault.kind in ("slow", "drop"):

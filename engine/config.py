@@ -88,20 +88,36 @@ class ModelConfig:
 
 @dataclass
 class EmbedderConfig:
-    """The sentence-embedding model for embedding diversity.
+    """The sentence-embedding model for embedding diversity (and the calibrated judge's cosine feature).
 
     Attributes:
-        model: a packaged name ("all-minilm-l6-v2") or a sentence-transformers folder.
-        device: "cpu" or "cuda".
+        backend: "local" (sentence-transformers in the actor), "http" (an OpenAI-compatible /v1/embeddings
+            endpoint), "vllm" (a vLLM embedding model), or "python:module:Class".
+        model: a packaged name ("all-minilm-l6-v2"), a sentence-transformers folder, or the server's model id.
+        options: backend keyword arguments (local: device; http: base_url, api_key_env…; vllm: dtype…).
         num_actors / num_cpus / num_gpus / batch_size: as for ModelConfig.
     """
 
+    backend: str = "local"
     model: str = "all-minilm-l6-v2"
-    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
     num_actors: int = 1
     num_cpus: float = 0.25
     num_gpus: float = 0.0
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.backend not in CHAT_BACKENDS and not self.backend.startswith("python:"):
+            raise ConfigError(f"embedder.backend must be one of {', '.join(CHAT_BACKENDS)} or python:module:Class, "
+                              f"got {self.backend!r}")
+
+    def spec(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "options": dict(self.options)}
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the embeddings (hashed into shard keys); where they are computed is left out."""
+        return {"backend": self.backend, "model": self.model,
+                "options": {k: v for k, v in self.options.items() if k not in TRANSPORT_OPTIONS}}
 
 
 @dataclass

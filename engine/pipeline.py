@@ -297,9 +297,9 @@ class Pipeline:
 
     def metrics(self, frame: pa.Table) -> pa.Table:
         emb = self.config.embedder
-        units = self._group_units(frame, "metrics", [emb.model, MetricsStage.version], T.METRICS_INPUT.names,
+        units = self._group_units(frame, "metrics", [emb.identity(), MetricsStage.version], T.METRICS_INPUT.names,
                                   T.METRICS_INPUT)
-        plan = StagePlan(MetricsStage, {"model": emb.model, "device": emb.device}, batch_size=emb.batch_size,
+        plan = StagePlan(MetricsStage, {"embedder": emb.spec()}, batch_size=emb.batch_size,
                          num_actors=emb.num_actors, num_cpus=emb.num_cpus, num_gpus=emb.num_gpus, label="metrics")
         return self._run_stage("metrics", "metrics", plan, units, MetricsStage.output_schema)
 

@@ -30,12 +30,11 @@ class MetricsStage(Stage):
     """General diversity metrics; holds the embedding model.
 
     Args:
-        model: the embedding model (packaged name or folder).
-        device: "cpu" or "cuda".
+        embedder: {"backend", "model", "options"} as in engine.config.EmbedderConfig.spec().
     """
 
     name = "metrics"
-    version = "2"  # bump when a metric's definition changes: metric shards are keyed by it
+    version = "3"  # bump when a metric's definition changes: metric shards are keyed by it
     required_inputs = {
         "prompt_id": "stable prompt id",
         "model": "the generator",
@@ -57,10 +56,10 @@ class MetricsStage(Stage):
         ]
     )
 
-    def __init__(self, model: str, device: str = "cpu") -> None:
-        from actors.embed import LocalEmbedder
+    def __init__(self, embedder: dict[str, Any]) -> None:
+        from actors.embed import make_embedder
 
-        self.embedder = LocalEmbedder(model, device=device)
+        self.embedder = make_embedder(embedder["backend"], embedder["model"], embedder.get("options"))
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         groups = [list(r["responses"]) for r in rows]
