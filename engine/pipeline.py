@@ -27,6 +27,7 @@ from engine.loaders.paper import PresetReport
 from engine.prompts import Prompt, select
 from engine.responses_input import ExternalGroup, load_responses
 from engine.stages.accuracy import AccuracyStage, accuracy_method
+from engine.preflight import preflight
 from engine.resources import PeakMemory
 from engine.sources import load_prompts
 from engine.stages.base import ERROR, ROW, SHARD, TELEMETRY, Stage
@@ -114,6 +115,7 @@ class Pipeline:
     def _run(self) -> RunResult:
         start = time.perf_counter()
         cfg = self.config
+        preflight(cfg)
         self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         load_report = PresetReport()
         external = cfg.prompts.source == "responses"

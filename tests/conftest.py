@@ -10,7 +10,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +27,9 @@ def ray_session():
         object_store_memory=256 * 1024 * 1024,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"TORCHDYNAMO_DISABLE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}},
+        # Workers import the test doubles (tests.doubles) as well as the installed packages.
+        runtime_env={"env_vars": {"TORCHDYNAMO_DISABLE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                                  "PYTHONPATH": str(REPO)}},
     )
     yield ray
     ray.shutdown()

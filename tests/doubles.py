@@ -60,6 +60,8 @@ class ScriptedChat:
         start_marker: create this file when the first request arrives (a test waits for it to know the stage
             is mid-batch).
         delay_s: sleep this long per chat() call.
+        max_chars: a conversation longer than this (in characters) fails its row, as a prompt longer than a
+            model's context does.
     """
 
     calls: list[str] = []
@@ -67,7 +69,7 @@ class ScriptedChat:
 
     def __init__(self, model: str = "scripted", classes: int = 3, unparseable_judge: bool = False,
                  call_log: str | None = None, kill_on: list | None = None, kill_armed: str | None = None,
-                 start_marker: str | None = None, delay_s: float = 0.0) -> None:
+                 start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None) -> None:
         self.name = model
         self.classes = classes
         self.unparseable_judge = unparseable_judge
@@ -76,6 +78,7 @@ class ScriptedChat:
         self.kill_armed = kill_armed
         self.start_marker = start_marker
         self.delay_s = delay_s
+        self.max_chars = max_chars
         self.seen: dict[str, int] = {}
 
     def chat(self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]):
@@ -101,6 +104,9 @@ class ScriptedChat:
         return outs
 
     def _answer(self, conv: Conversation, text: str, p: SamplingParams) -> ChatOutput:
+        size = sum(len(m["content"]) for m in conv)
+        if self.max_chars is not None and size > self.max_chars:
+            return ChatOutput(error=f"conversation of {size} characters exceeds the context of {self.max_chars}")
         if "Classify the user prompt" in text:
             m = re.search(r"GOLD=([A-H])", text)
             return self._one(m.group(1) if m else "G", p)

@@ -197,3 +197,30 @@ def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
     assert cheap and all(j["p_cheap"] is not None for j in judgments)
     assert any(j["p_audit"] is not None for j in cheap)
     assert sum(c["cheap_decided"] for c in result.tables["components"].to_pylist()) == len(cheap)
+
+
+# Bad input that only the model can refuse: a prompt longer than its context fails its rows, not the run.
+def test_a_prompt_longer_than_the_context_fails_its_groups_only(tmp_path):
+    import json
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"text": "Write a haiku.", "gold_category": "G"}) + "\n"
+                    + json.dumps({"text": "word " * 3000, "gold_category": "H"}) + "\n")
+    model = {**SCRIPTED, "options": {"max_chars": 8000}}
+    result = run(make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[model],
+                             judges=[model], strategies=["temperature", "regen_general"]))
+    samples = {(s["prompt_id"], s["strategy"]): s for s in result.tables["samples"].to_pylist()}
+    long_id = next(p["prompt_id"] for p in result.tables["prompts"].to_pylist() if p["gold_category"] == "H")
+    for (pid, _), s in samples.items():
+        if pid == long_id:
+            assert s["status"] == "error" and "exceeds the context" in s["error"]
+        else:
+            assert s["status"] == "ok"
+    classified = {c["prompt_id"]: c for c in result.tables["classifications"].to_pylist()}
+    assert classified[long_id]["category"] is None and "<error:" in classified[long_id]["raw"]
+    groups = {(g["prompt_id"], g["strategy"]): g for g in result.tables["groups"].to_pylist()}
+    assert all(groups[k]["unique_mean"] is None for k in groups if k[0] == long_id)
+    from engine.report import report_data
+
+    data = report_data(result, make_config(tmp_path))
+    assert sum(r["failed_groups"] for r in data["by_strategy"]) == 2

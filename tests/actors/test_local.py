@@ -1,0 +1,58 @@
+"""The embedded CPU model, for real: SmolLM2-135M-Instruct from its PyPI wheel through transformers."""
+
+import pytest
+
+from actors.base import BackendError, SamplingParams
+from actors.local import LocalChatModel, cache_root, resolve_model_dir
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+def test_the_packaged_gguf_is_converted_once_to_a_cached_folder(cpu_model):
+    folder = resolve_model_dir("smollm2-135m")
+    assert folder.is_relative_to(cache_root()) and (folder / "model.safetensors").is_file()
+    assert resolve_model_dir("smollm2-135m") == folder
+
+
+def test_n_samples_with_token_counts_and_finish_reasons(cpu_model):
+    (out,) = cpu_model.chat([HELLO], SamplingParams(n=3, max_tokens=6, seed=1))
+    assert len(out.texts) == len(out.n_tokens) == len(out.finish_reasons) == 3
+    assert all(0 < n <= 6 for n in out.n_tokens) and set(out.finish_reasons) <= {"stop", "length"}
+    assert out.prompt_tokens > 0 and out.error is None
+
+
+def test_greedy_is_deterministic_and_batch_independent(cpu_model):
+    greedy = SamplingParams(temperature=0.0, max_tokens=8)
+    alone = cpu_model.chat([HELLO], greedy)[0].texts
+    other = [{"role": "user", "content": "Write one word about the sea, then a much longer sentence."}]
+    batched = cpu_model.chat([other, HELLO], greedy)[1].texts
+    assert alone == batched
+
+
+def test_first_token_logprobs_are_a_top_k_distribution(cpu_model):
+    (out,) = cpu_model.chat([HELLO], SamplingParams(temperature=0.0, max_tokens=2, logprobs=5))
+    (top,) = out.first_token_logprobs
+    assert len(top) == 5 and all(lp <= 0 for lp in top.values())
+    # Greedy decoding takes the most probable token, which leads the top list.
+    best = max(top, key=top.get)
+    assert out.texts[0].startswith(best.strip()) or best.strip() == ""
+
+
+def test_a_prompt_longer_than_the_context_fails_its_row_only(cpu_model):
+    huge = [{"role": "user", "content": "word " * 6000}]
+    ok, too_long = cpu_model.chat([HELLO, huge], SamplingParams(max_tokens=4, seed=0))
+    assert ok.error is None and ok.texts
+    assert too_long.error is not None and "exceeds the model's context" in too_long.error and not too_long.texts
+
+
+def test_stats_count_requests_and_tokens(cpu_model):
+    before = cpu_model.stats()
+    cpu_model.chat([HELLO, HELLO], SamplingParams(max_tokens=3, seed=0))
+    after = cpu_model.stats()
+    assert after["requests"] - before["requests"] == 2
+    assert after["completion_tokens"] > before["completion_tokens"]
+
+
+def test_a_missing_model_is_a_clear_error():
+    with pytest.raises(BackendError, match="neither a packaged model"):
+        LocalChatModel("/no/such/model")
