@@ -221,6 +221,30 @@ class JudgeConfig:
 
 
 @dataclass
+class RewardConfig:
+    """A reward model scoring every response (the paper's reward-model quality, e.g. Athene-RM-8B).
+
+    Attributes:
+        backend: "local" (transformers, CPU or one GPU) or "vllm" (vLLM's pooling runner).
+        model: the folder of a sequence-classification reward model.
+        options: backend keyword arguments (local: device, batch_size, max_length; vllm: engine arguments).
+        num_actors / num_cpus / num_gpus / batch_size: as for ModelConfig.
+    """
+
+    backend: Literal["local", "vllm"] = "local"
+    model: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    num_actors: int = 1
+    num_cpus: float = 0.25
+    num_gpus: float = 0.0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("reward_model.model: the folder of a sequence-classification reward model is needed")
+
+
+@dataclass
 class QualityConfig:
     """Checklist quality: a grader writes 3–5 criteria per prompt, then grades each response 1–5.
 
@@ -228,11 +252,13 @@ class QualityConfig:
         enabled: run the quality stage.
         grader: name of the judge that grades (default: the first judge).
         checklist_max_tokens: tokens for writing the checklist.
+        reward_model: optionally, a reward model scoring every response as well.
     """
 
     enabled: bool = True
     grader: str | None = None
     checklist_max_tokens: int = 200
+    reward_model: RewardConfig | None = None
 
 
 @dataclass

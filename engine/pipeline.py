@@ -36,6 +36,7 @@ from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
 from engine.stages.judge import FEATURE_COLUMNS, JudgeStage
 from engine.stages.metrics import MetricsStage
+from engine.stages.reward import RewardStage
 from engine.stages.sample import SampleStage
 from engine.store import Store, content_key, table_digest
 from engine import tables as T
@@ -144,6 +145,7 @@ class Pipeline:
         comps = components.components_table(judged, cfg.judge.threshold)
         checklists, grades = self.quality(frame) if cfg.quality.enabled else (None, None)
         accuracy = self.accuracy(frame) if cfg.accuracy.enabled else None
+        rewards = self.reward(frame) if cfg.quality.reward_model is not None else None
 
         tables = {
             "prompts": prompts_table,
@@ -159,7 +161,10 @@ class Pipeline:
             tables["quality"] = T.explode_grades(grades)
         if accuracy is not None:
             tables["accuracy"] = T.explode_accuracy(accuracy)
-        tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"), tables.get("accuracy"))
+        if rewards is not None:
+            tables["rewards"] = T.explode_rewards(rewards)
+        tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"), tables.get("accuracy"),
+                                          tables.get("rewards"))
         for name, table in tables.items():
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
@@ -263,6 +268,16 @@ class Pipeline:
                                                          ACCURACY_VERSION], T.ACCURACY_INPUT.names, T.ACCURACY_INPUT)
         plan = self._plan(AccuracyStage, grader, {"math_timeout_s": self.config.accuracy.math_timeout_s})
         return self._run_stage(f"accuracy[{grader.name}]", "accuracy", plan, units, AccuracyStage.output_schema)
+
+    def reward(self, frame: pa.Table) -> pa.Table:
+        """Reward-model scores of every response."""
+        rm = self.config.quality.reward_model
+        units = self._group_units(frame, "reward", [rm.backend, rm.model, rm.options], T.REWARD_INPUT.names,
+                                  T.REWARD_INPUT)
+        plan = StagePlan(RewardStage, {"reward": {"backend": rm.backend, "model": rm.model, "options": rm.options}},
+                         batch_size=rm.batch_size, num_actors=rm.num_actors, num_cpus=rm.num_cpus,
+                         num_gpus=rm.num_gpus, label="reward")
+        return self._run_stage("reward", "reward", plan, units, RewardStage.output_schema)
 
     def _group_units(self, frame: pa.Table, tag: str, identity: Any, columns: list[str],
                      schema: pa.Schema) -> list[Unit]:

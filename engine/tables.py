@@ -99,6 +99,16 @@ ACCURACY = pa.schema(
 
 CHECKLIST_INPUT = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("judge_category", pa.string())])
 
+REWARD_INPUT = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("model", pa.string()),
+        ("strategy", pa.string()),
+        ("text", pa.string()),
+        ("responses", pa.list_(pa.string())),
+    ]
+)
+
 GRADE_INPUT = pa.schema(
     [
         ("prompt_id", pa.string()),
@@ -191,6 +201,7 @@ GROUPS = pa.schema(
         ("n_graded", pa.int64()),
         ("accuracy", pa.float64()),
         ("n_checked", pa.int64()),
+        ("reward_mean", pa.float64()),
     ]
 )
 
@@ -236,13 +247,30 @@ def explode_accuracy(accuracy: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=ACCURACY)
 
 
+REWARDS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("model", pa.string()),
+        ("strategy", pa.string()),
+        ("sample_idx", pa.int64()),
+        ("reward", pa.float64()),
+    ]
+)
+
+
+def explode_rewards(rewards: pa.Table) -> pa.Table:
+    rows = [{"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"], "sample_idx": k,
+             "reward": r} for g in rewards.to_pylist() for k, r in enumerate(g["rewards"])]
+    return pa.Table.from_pylist(rows, schema=REWARDS)
+
+
 def _mean(values: list[float]) -> float | None:
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return sum(values) / len(values) if values else None
 
 
 def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quality: pa.Table | None,
-                 accuracy: pa.Table | None = None) -> pa.Table:
+                 accuracy: pa.Table | None = None, rewards: pa.Table | None = None) -> pa.Table:
     """One row per group: its category, unique responses per judge and their mean, general metrics, quality,
     accuracy (mean over the responses that could be checked; null where nothing was)."""
     unique: dict[tuple, dict[str, int]] = {}
@@ -259,6 +287,9 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
     for a in (accuracy.to_pylist() if accuracy is not None else []):
         if a["correct"] is not None:
             checked.setdefault(tuple(a[k] for k in KEYS), []).append(a["correct"])
+    reward: dict[tuple, list[float]] = {}
+    for r in (rewards.to_pylist() if rewards is not None else []):
+        reward.setdefault(tuple(r[k] for k in KEYS), []).append(r["reward"])
     rows = []
     for g in frame.to_pylist():
         key = tuple(g[k] for k in KEYS)
@@ -287,6 +318,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "n_graded": len(graded),
                 "accuracy": _mean([float(x) for x in checked.get(key, [])]),
                 "n_checked": len(checked.get(key, [])),
+                "reward_mean": _mean(reward.get(key, [])),
             }
         )
     return pa.Table.from_pylist(rows, schema=GROUPS)

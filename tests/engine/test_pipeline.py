@@ -224,3 +224,12 @@ def test_a_prompt_longer_than_the_context_fails_its_groups_only(tmp_path):
 
     data = report_data(result, make_config(tmp_path))
     assert sum(r["failed_groups"] for r in data["by_strategy"]) == 2
+
+
+# Reward-model quality beside the checklist.
+def test_reward_model_scores_every_response(tmp_path, reward_folder):
+    result = run(make_config(tmp_path, strategies=["temperature"], n=2, prompts={"source": "builtin", "limit": 2},
+                             quality={"reward_model": {"backend": "local", "model": str(reward_folder)}}))
+    rewards = result.tables["rewards"].to_pylist()
+    assert len(rewards) == result.tables["responses"].num_rows == 4
+    assert all(g["reward_mean"] is not None for g in result.tables["groups"].to_pylist())

@@ -1,0 +1,46 @@
+"""Reward: a reward model's score of every response (optional; the paper's Athene-RM-8B quality)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from engine.stages.base import IDX, Stage
+
+
+class RewardStage(Stage):
+    """Scores (prompt, response) pairs with a sequence-classification reward model.
+
+    Args:
+        reward: {"backend": "local" | "vllm", "model": path, "options": {...}}.
+    """
+
+    name = "reward"
+    required_inputs = {
+        "prompt_id": "stable prompt id",
+        "model": "the generator",
+        "strategy": "the sampling strategy",
+        "text": "the user prompt",
+        "responses": "the group's responses",
+    }
+    output_schema = pa.schema(
+        [
+            ("prompt_id", pa.string()),
+            ("model", pa.string()),
+            ("strategy", pa.string()),
+            ("rewards", pa.list_(pa.float64())),
+        ]
+    )
+
+    def __init__(self, reward: dict[str, Any]) -> None:
+        from actors.reward import make_reward_model
+
+        self.reward_model = make_reward_model(reward["backend"], reward["model"], reward.get("options"))
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        pairs = [(r["text"], response) for r in rows for response in r["responses"]]
+        scores = iter(self.reward_model.score(pairs))
+        for k, r in enumerate(rows):
+            yield {IDX: k, "prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],
+                   "rewards": [next(scores) for _ in r["responses"]]}
