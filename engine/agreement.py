@@ -100,8 +100,8 @@ def render(report: dict[str, Any], judge: str) -> str:
     lines += [f"    {cat:<5} n={v['n']:<4} accuracy {fmt(v['accuracy'])}  (humans: {v['human_equivalent_rate']:.0%} "
               "equivalent)" for cat, v in report["by_category"].items()]
     if "llm_calls" in report:
-        lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs; the calibrated judge "
-                     f"decided {report['cheap_pairs']}")
+        cheap = f"; the calibrated judge decided {report['cheap_pairs']}" if report["judge"].startswith("cascade:") else ""
+        lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs{cheap}")
     return "\n".join(lines)
 
 

@@ -23,7 +23,9 @@ from engine.errors import ConfigError
 TRANSPORT_OPTIONS = frozenset({
     "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",
     "prices", "threads", "device", "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size",
-    "gpu_memory_utilization", "enforce_eager", "max_num_seqs", "max_pending",
+    "gpu_memory_utilization", "enforce_eager", "max_num_seqs", "max_pending", "in_process",
+    "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens", "kv_cache_memory_bytes",
+    "swap_space",
 })
 
 STRATEGIES = ("temperature", "system_general", "system_anchored", "regen_general", "regen_anchored")
@@ -46,7 +48,8 @@ class ModelConfig:
         num_actors: replicas of the model (one Ray actor each). More replicas, more throughput, more memory.
         num_cpus: logical CPUs each actor reserves. Keep it small on small machines: actors holding every CPU
             starve Ray Data's read/map/write tasks and the run hangs (measured with 2 CPUs).
-        num_gpus: GPUs each actor reserves (vLLM: set from tensor_parallel_size when left at 0).
+        num_gpus: GPUs each actor reserves. For vLLM it follows from options.tensor_parallel_size ×
+            pipeline_parallel_size (a placement group of one-GPU bundles per actor when that is above 1).
         batch_size: rows handed to one actor call. Larger batches keep the engine busy; smaller ones lose less
             work when an actor dies.
     """

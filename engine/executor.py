@@ -44,6 +44,9 @@ class StagePlan:
         num_actors: workers in the pool.
         num_cpus / num_gpus: resources per worker.
         label: for progress and logs, e.g. "judge[gpt-4o]".
+        env: extra environment variables for the workers.
+        placement_group: {"bundles": [...], "strategy": "PACK"}: each actor gets a placement group of its own
+            (vLLM with tensor × pipeline parallelism > 1; see actors.vllm.vllm_scheduling).
     """
 
     stage: type[Stage]
@@ -54,6 +57,12 @@ class StagePlan:
     num_gpus: float = 0.0
     label: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    placement_group: dict[str, Any] | None = None
+
+    def gpus_per_actor(self) -> float:
+        if self.placement_group:
+            return sum(b.get("GPU", 0) for b in self.placement_group["bundles"])
+        return self.num_gpus
 
 
 class LocalExecutor:
@@ -139,9 +148,9 @@ class RayExecutor:
         ray = self._ray
         if not blocks:
             return
+        self._check_gpus(plan)
         ds = ray.data.from_arrow(blocks)
-        ds = ds.map_batches(
-            plan.stage,
+        kwargs = dict(
             fn_constructor_kwargs=plan.kwargs,
             batch_size=plan.batch_size,
             batch_format="pyarrow",
@@ -150,8 +159,35 @@ class RayExecutor:
             num_gpus=plan.num_gpus,
             runtime_env={"env_vars": {**WORKER_ENV, **plan.env}} if plan.env else None,
         )
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            yield batch
+        groups = None
+        if plan.placement_group:
+            from actors.vllm import PerActorPlacementGroups
+
+            # A placement group per actor needs a per-actor function; Ray 2.60's public map_batches only has the
+            # deprecated ray_remote_args_fn, ray.data.llm uses this DeveloperAPI twin, and so do we.
+            groups = PerActorPlacementGroups(plan.placement_group["bundles"],
+                                             plan.placement_group.get("strategy", "PACK"))
+            ds = ds.map_batches_internal(plan.stage, ray_remote_args_fn=groups, **kwargs)
+        else:
+            ds = ds.map_batches(plan.stage, **kwargs)
+        try:
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                yield batch
+        finally:
+            if groups is not None:
+                groups.remove()  # groups outlive their actors: free the GPUs for the next stage
+
+    def _check_gpus(self, plan: StagePlan) -> None:
+        """Fail at once, not hang, when the cluster cannot hold even one actor of the stage."""
+        need = plan.gpus_per_actor()
+        if need <= 0:
+            return
+        have = self._ray.cluster_resources().get("GPU", 0)
+        if have < need:
+            raise RuntimeError(f"stage {plan.label}: one actor needs {need:g} GPUs, the Ray cluster has {have:g}")
+        if have < need * plan.num_actors:
+            log.warning("stage %s: %d actors × %g GPUs exceed the cluster's %g GPUs; fewer will run at once",
+                        plan.label, plan.num_actors, need, have)
 
     def close(self) -> None:
         if self._owns_ray:

@@ -356,14 +356,27 @@ class Pipeline:
         ]
 
     def _plan(self, stage: type[Stage], model: ModelConfig, kwargs: dict[str, Any]) -> StagePlan:
+        num_gpus, placement_group = model.num_gpus, None
+        if model.backend == "vllm":
+            # GPU needs follow from the engine's parallelism, as in ray.data.llm: TP×PP GPUs per actor, in a
+            # placement group of one-GPU bundles when vLLM spreads its workers over Ray.
+            from actors.vllm import vllm_scheduling
+
+            o = model.options
+            need = vllm_scheduling(o.get("tensor_parallel_size", 1), o.get("pipeline_parallel_size", 1),
+                                   distributed_executor_backend=o.get("distributed_executor_backend"),
+                                   device=o.get("device"))
+            placement_group = need["placement_group"]
+            num_gpus = 0 if placement_group else (model.num_gpus or need["num_gpus"])
         return StagePlan(
             stage,
             {"model": model.spec(), **kwargs},
             batch_size=model.batch_size,
             num_actors=model.num_actors,
             num_cpus=model.num_cpus,
-            num_gpus=model.num_gpus,
+            num_gpus=num_gpus,
             label=f"{stage.name}[{model.name}]",
+            placement_group=placement_group,
         )
 
     def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],

