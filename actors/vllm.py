@@ -25,11 +25,9 @@ per batch so vLLM's continuous batching sees every conversation of the batch at 
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,7 +35,6 @@ from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, 
 
 log = logging.getLogger(__name__)
 
-_convert_lock = threading.Lock()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,15 +167,16 @@ def resolve_vllm_model(model: str) -> str:
     """What to hand to `vllm.LLM(model=...)`: a folder for packaged names, .gguf files and folders, else the id.
 
     A packaged name or .gguf file is dequantized once, by the transformers of the running venv (vLLM's pins differ
-    from the main venv's), into an fp32 safetensors folder in the cache.
+    from the main venv's; actors.local.convert_gguf keeps one folder per transformers version), into an fp32
+    safetensors folder in the cache.
     """
-    from actors.local import PACKAGED_MODELS, packaged_gguf
+    from actors.local import PACKAGED_MODELS, convert_gguf, packaged_gguf
 
     if model in PACKAGED_MODELS:
-        return str(convert_gguf_for_vllm(packaged_gguf(model)))
+        return str(convert_gguf(packaged_gguf(model)))
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return str(convert_gguf_for_vllm(path))
+        return str(convert_gguf(path))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise BackendError(f"model folder {path} has no config.json (vLLM needs a Hugging Face model folder)")
@@ -189,56 +187,6 @@ def resolve_vllm_model(model: str) -> str:
             f"file, nor a Hugging Face id"
         )
     return model  # a Hugging Face id ("org/name"): vLLM resolves it (from the local cache when offline)
-
-
-def convert_gguf_for_vllm(gguf: Path) -> Path:
-    """Dequantize a GGUF file into an fp32 safetensors folder that this venv's vLLM loads (cached, atomic).
-
-    The folder name carries the transformers version that wrote it: the main venv's converted copy
-    (actors.local.convert_gguf) is written by another transformers, and each venv keeps its own.
-    """
-    import transformers
-
-    stat = gguf.stat()
-    digest = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    from actors.local import cache_root
-
-    target = cache_root() / "models" / f"{gguf.stem}-{digest}-vllm-tf{transformers.__version__}"
-    if (target / "config.json").is_file():
-        return target
-    with _convert_lock:
-        if (target / "config.json").is_file():
-            return target
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        log.info("converting %s to an fp32 safetensors folder for vLLM in %s (once)", gguf.name, target)
-        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        kwargs: dict[str, Any] = {"gguf_file": gguf.name, "dtype": torch.float32}
-        try:  # transformers < 5.20 keeps GGUF weights packed (and refuses to save them) unless told to dequantize
-            from transformers import GgufConfig
-
-            kwargs["quantization_config"] = GgufConfig(dequantize=True)
-        except ImportError:
-            pass
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, **kwargs)
-        if "quantization_config" not in kwargs:  # newer transformers: dequantized already, drop the marker
-            model.hf_quantizer = None
-            model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        del model
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process won the race; its copy is complete
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
 
 
 # ---------------------------------------------------------------------------------------------------------------

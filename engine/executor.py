@@ -114,7 +114,7 @@ class RayExecutor:
         runtime_env = {"env_vars": dict(WORKER_ENV)}
         if address not in (None, "local"):
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-            self._quiet()
+            self._quiet(cluster=True)
             return
         if address is None:
             existing = running_cluster_address()
@@ -123,7 +123,7 @@ class RayExecutor:
                 # a cluster-sized job on the head node's CPUs.
                 ray.init(address=existing, runtime_env=runtime_env)
                 log.info("joined the Ray cluster at %s", existing)
-                self._quiet()
+                self._quiet(cluster=True)
                 return
         ray.init(
             num_cpus=num_cpus or max(4, os.cpu_count() or 1),
@@ -137,10 +137,12 @@ class RayExecutor:
         self._owns_ray = True
         self._quiet()
 
-    def _quiet(self) -> None:
-        """Our driver shows one progress bar per stage; Ray Data's per-dataset INFO lines would bury it."""
+    def _quiet(self, cluster: bool = False) -> None:
+        """Locally the driver shows one progress bar per stage (rate and ETA) and Ray Data's INFO lines would bury
+        it; on a cluster Ray Data's own progress bars show what each actor pool is doing, so they stay on
+        (TASKDIV_RAY_PROGRESS=1 turns them on locally too)."""
         ctx = self._ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = bool(os.environ.get("TASKDIV_RAY_PROGRESS"))
+        ctx.enable_progress_bars = cluster or bool(os.environ.get("TASKDIV_RAY_PROGRESS"))
         for name in ("ray.data", "ray"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
