@@ -15,7 +15,7 @@ from engine.errors import TaskdivError
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
-COMMANDS = ("run", "calibrate", "agreement")
+COMMANDS = ("run", "compare", "calibrate", "agreement")
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["ray", "local"], default=None, help="override execution.executor")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     from engine import agreement, calibrate
+    from engine.compare import add_compare_parser
 
+    add_compare_parser(sub)
     calibrate.add_parser(sub)
     agreement.add_parser(sub)
     return parser
@@ -56,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "compare":
+            from engine.compare import cmd_compare
+
+            return cmd_compare(args)
         if args.command == "calibrate":
             from engine.calibrate import cmd_calibrate
 
@@ -114,5 +120,5 @@ def summary(result, paths: dict[str, Path], wall_s: float) -> str:
         lines.append(f"  {rec.stage:<28} {rec.rows:>6} rows  {rec.wall_s:7.1f} s{reused}")
     if result.skipped_inputs:
         lines.append(f"  skipped input rows: {len(result.skipped_inputs)} (listed in the report)")
-    lines.append(f"  report: {paths['markdown']}")
+    lines.append(f"  report: {paths['html']}  (also {Path(paths['markdown']).name}, report.json, run_stats.json)")
     return "\n".join(lines)

@@ -302,6 +302,27 @@ class ExecutionConfig:
 
 
 @dataclass
+class ReportConfig:
+    """Settings of the report's statistics.
+
+    Attributes:
+        bootstrap_resamples: resamples of every bootstrap interval (resampling prompts with replacement).
+        seed: seed of the bootstrap's random generator (same run, same seed: same intervals).
+        ci: coverage of the percentile intervals, e.g. 0.95.
+    """
+
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+    ci: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.bootstrap_resamples < 1:
+            raise ConfigError(f"report.bootstrap_resamples must be >= 1, got {self.bootstrap_resamples}")
+        if not 0.0 < self.ci < 1.0:
+            raise ConfigError(f"report.ci must be strictly between 0 and 1, got {self.ci}")
+
+
+@dataclass
 class RunConfig:
     """One audit run.
 
@@ -323,6 +344,7 @@ class RunConfig:
         classifier: the model that classifies prompts when no generator runs (responses from elsewhere:
             prompts.source "responses"); default: the first judge.
         execution: executor settings.
+        report: the report's statistics (bootstrap resamples, seed, interval coverage).
     """
 
     run_dir: str = "runs/demo"
@@ -339,6 +361,7 @@ class RunConfig:
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     classifier: ModelConfig | None = None
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
         if self.n < 2:

@@ -20,7 +20,7 @@ _RESPONSE = re.compile(r'Response 1:\n"""(.*?)"""\n\nResponse 2:\n"""(.*?)"""', 
 
 
 def request_kind(conv: Conversation) -> str:
-    """Which stage sent a conversation: classify, judge, grade, checklist or sample."""
+    """Which stage sent a conversation: classify, judge, grade, checklist, accuracy or sample."""
     first_user = next(m["content"] for m in conv if m["role"] == "user")
     if first_user.startswith("Classify the user prompt"):
         return "classify"
@@ -30,6 +30,8 @@ def request_kind(conv: Conversation) -> str:
         return "grade"
     if first_user.startswith("Write a checklist"):
         return "checklist"
+    if first_user.startswith("Grade whether the response answers"):
+        return "accuracy"
     return "sample"
 
 

@@ -17,7 +17,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ["prompts", "classifications", "samples", "responses", "judgments", "components", "metrics",
-          "checklists", "quality", "groups"]
+          "checklists", "quality", "accuracy", "groups"]
 
 
 def write_config(tmp_path, run_dir, log, kill_on=None, armed=None):
@@ -89,8 +89,8 @@ def assert_same_tables(run_dir, expected):
         assert got[name].equals(expected[name]), f"{name} differs from the uninterrupted run"
 
 
-@pytest.mark.parametrize("kill_on", [("sample", 30), ("judge", 25), ("grade", 40)],
-                         ids=["mid-generation", "mid-judging", "mid-grading"])
+@pytest.mark.parametrize("kill_on", [("sample", 30), ("judge", 25), ("grade", 40), ("accuracy", 7)],
+                         ids=["mid-generation", "mid-judging", "mid-grading", "mid-accuracy"])
 def test_sigkill_then_rerun_gives_the_uninterrupted_tables(tmp_path, baseline, kill_on):
     expected, full_calls = baseline
     run_dir, before, after = killed_then_resumed(tmp_path, kill_on)
@@ -98,7 +98,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_tables(tmp_path, baseline, k
     stage = kill_on[0]
     # Stages that had finished were not recomputed...
     finished = {"sample": ["classify"], "judge": ["classify", "sample"],
-                "grade": ["classify", "sample", "judge", "checklist"]}[stage]
+                "grade": ["classify", "sample", "judge", "checklist"],
+                "accuracy": ["classify", "sample", "judge", "checklist", "grade"]}[stage]
     for kind in finished:
         assert after[kind] == 0, f"{kind} ran again after a kill in {stage}"
     # ...and within the killed stage, the shards written before the kill were reused.
