@@ -268,7 +268,7 @@ def _spearman_section(groups: list[dict], n: int, rc: ReportConfig) -> dict[str,
             pairs = [(sign * g[col], g["unique_mean"], g["prompt_id"]) for g in gs if finite(g.get(col))]
             est = spearman_with_ci([p[0] for p in pairs], [p[1] for p in pairs], clusters=[p[2] for p in pairs],
                                    resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
-                                   names=(f"{name} diversity", "the unique count"))
+                                   names=(f"{name} diversity", "the unique count"), unit="groups")
             rows.append({"category": cat, "metric": name, "estimate": est.to_dict()})
     return {"rows": rows, "categories": cats + ["all"], "metrics": [m[0] for m in GENERAL_METRICS]}
 
@@ -397,7 +397,7 @@ def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dic
     groups = sorted(set(ua) & set(ub))
     rho = spearman_with_ci([ua[g] for g in groups], [ub[g] for g in groups], clusters=[g[0] for g in groups],
                            resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
-                           names=(f"{a}'s count", f"{b}'s count"))
+                           names=(f"{a}'s count", f"{b}'s count"), unit="groups")
     return {
         "a": a,
         "b": b,

@@ -193,7 +193,7 @@ def _weighted_pearson(rx: np.ndarray, ry: np.ndarray, w: np.ndarray) -> np.ndarr
 
 def spearman_with_ci(x: Sequence[float], y: Sequence[float], *, clusters: Sequence[Any] | None = None,
                      resamples: int = 1000, seed: int = 0, ci: float = 0.95,
-                     names: tuple[str, str] = ("x", "y")) -> Estimate:
+                     names: tuple[str, str] = ("x", "y"), unit: str = "pairs") -> Estimate:
     """Spearman's rank correlation with a bootstrap interval over observations (or clusters of them).
 
     Args:
@@ -201,6 +201,7 @@ def spearman_with_ci(x: Sequence[float], y: Sequence[float], *, clusters: Sequen
         clusters: a label per pair (e.g. the prompt id), resampled together.
         resamples, seed, ci: as in `bootstrap_mean_ci`.
         names: what x and y are, for the notes ("x constant over all 12 pairs").
+        unit: what one observation is, for the notes ("groups" in the report).
 
     Returns:
         Estimate of rho (scipy.stats.spearmanr on the data). NaN with a note when fewer than three pairs remain or
@@ -215,11 +216,11 @@ def spearman_with_ci(x: Sequence[float], y: Sequence[float], *, clusters: Sequen
     xa, ya = xa[keep], ya[keep]
     idx, k = _cluster_index(labels, xa.size)
     if xa.size < 3:
-        return Estimate(NAN, NAN, NAN, int(xa.size), k, f"{xa.size} pairs: too few for a rank correlation")
+        return Estimate(NAN, NAN, NAN, int(xa.size), k, f"{xa.size} {unit}: too few for a rank correlation")
     constant = [name for name, v in zip(names, (xa, ya)) if np.all(v == v[0])]
     if constant:
         side = " and ".join(constant)
-        return Estimate(NAN, NAN, NAN, int(xa.size), k, f"undefined: {side} constant over all {xa.size} pairs")
+        return Estimate(NAN, NAN, NAN, int(xa.size), k, f"undefined: {side} constant over all {xa.size} {unit}")
     from scipy import stats as sps  # here: importing the report's settings should not cost a SciPy import
 
     rho = float(sps.spearmanr(xa, ya).statistic)

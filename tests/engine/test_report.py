@@ -10,6 +10,7 @@ import io
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from html.parser import HTMLParser
 
 import orjson
@@ -321,3 +322,25 @@ def test_headless_chromium_renders_the_html(fixture_run, tmp_path):
     inked = (pixels.min(axis=2) < 0.85).mean()
     assert inked > 0.02, f"the screenshot is nearly blank ({inked:.3%} inked)"
     assert len({tuple(p) for p in pixels[::20, ::20].reshape(-1, 3).round(2).tolist()}) > 20
+
+
+def test_collect_runs_tabulates_run_stats(fixture_run, tmp_path, capsys):
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("collect_runs", repo / "benchmarks" / "collect_runs.py")
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    _, _, paths = fixture_run
+    run_dir = paths["run_stats"].parent
+    stats = orjson.loads(paths["run_stats"].read_bytes())
+    assert collect.main([str(run_dir), "--stages"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = [line for line in lines if line.startswith("| run |") and ("| executor |" in line or "| stage |" in line)]
+    assert len(headers) == 2
+    mine = [line for line in lines if line.startswith(f"| {run_dir.name} |") and line not in headers]
+    assert len(mine) == 1 + len(stats["stages"])  # the run's row, then one per stage
+    assert {s["stage"] for s in stats["stages"]} == {line.split("|")[2].strip() for line in mine[1:]}
+    # A directory without run_stats.json is skipped with a reason; nothing collected is an error.
+    assert collect.main([str(tmp_path)]) == 1
+    assert "no run_stats.json" in capsys.readouterr().err
