@@ -12,12 +12,11 @@ import numpy as np
 import pyarrow as pa
 
 import kernels
+from engine.tables import GROUP_KEY
 
 COMPONENTS = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("judge", pa.string()),
         ("judge_category", pa.string()),
         ("n_responses", pa.int64()),

@@ -32,6 +32,16 @@ STRATEGIES = ("temperature", "system_general", "system_anchored", "regen_general
 CHAT_BACKENDS = ("local", "vllm", "http")
 
 
+def _check_pool(where: str, num_actors: int, num_cpus: float, num_gpus: float, batch_size: int) -> None:
+    """The actor-pool fields every model config shares: at least one actor, non-negative resources, batches >= 1."""
+    if num_actors < 1:
+        raise ConfigError(f"{where}num_actors must be >= 1, got {num_actors}")
+    if num_cpus < 0 or num_gpus < 0:
+        raise ConfigError(f"{where}num_cpus and num_gpus must be >= 0, got {num_cpus} and {num_gpus}")
+    if batch_size < 1:
+        raise ConfigError(f"{where}batch_size must be >= 1, got {batch_size}")
+
+
 @dataclass
 class ModelConfig:
     """A model in one role (generator, classifier, judge, grader).
@@ -69,10 +79,7 @@ class ModelConfig:
             raise ConfigError(
                 f"backend must be one of {', '.join(CHAT_BACKENDS)} or python:module:Class, got {self.backend!r}"
             )
-        if self.num_actors < 1:
-            raise ConfigError(f"num_actors must be >= 1, got {self.num_actors}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        _check_pool("", self.num_actors, self.num_cpus, self.num_gpus, self.batch_size)
 
     def spec(self) -> dict[str, Any]:
         """Everything a worker needs to build the backend (plain values, picklable for Ray)."""
@@ -113,6 +120,7 @@ class EmbedderConfig:
         if self.backend not in CHAT_BACKENDS and not self.backend.startswith("python:"):
             raise ConfigError(f"embedder.backend must be one of {', '.join(CHAT_BACKENDS)} or python:module:Class, "
                               f"got {self.backend!r}")
+        _check_pool("embedder.", self.num_actors, self.num_cpus, self.num_gpus, self.batch_size)
 
     def spec(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "options": dict(self.options)}
@@ -245,6 +253,7 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("reward_model.model: the folder of a sequence-classification reward model is needed")
+        _check_pool("reward_model.", self.num_actors, self.num_cpus, self.num_gpus, self.batch_size)
 
 
 @dataclass

@@ -11,6 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 
+# A group's key: one prompt's responses from one generator under one strategy.
+GROUP_KEY = [("prompt_id", pa.string()), ("model", pa.string()), ("strategy", pa.string())]
+
 PROMPTS = pa.schema(
     [
         ("prompt_id", pa.string()),
@@ -48,9 +51,7 @@ GROUP_CONTEXT = pa.schema(
 
 JUDGE_INPUT = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("judge_category", pa.string()),
         ("text", pa.string()),
         ("responses", pa.list_(pa.string())),
@@ -62,18 +63,14 @@ JUDGE_INPUT_WITH_FEATURES = JUDGE_INPUT.append(pa.field("pair_cosine", pa.list_(
 
 METRICS_INPUT = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("responses", pa.list_(pa.string())),
     ]
 )
 
 ACCURACY_INPUT = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("text", pa.string()),
         ("source", pa.string()),
         ("judge_category", pa.string()),
@@ -84,9 +81,7 @@ ACCURACY_INPUT = pa.schema(
 
 ACCURACY = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("sample_idx", pa.int64()),
         ("method", pa.string()),
         ("correct", pa.bool_()),
@@ -101,9 +96,7 @@ CHECKLIST_INPUT = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), 
 
 REWARD_INPUT = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("text", pa.string()),
         ("responses", pa.list_(pa.string())),
     ]
@@ -111,9 +104,7 @@ REWARD_INPUT = pa.schema(
 
 GRADE_INPUT = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("text", pa.string()),
         ("responses", pa.list_(pa.string())),
         ("criteria", pa.list_(pa.string())),
@@ -122,9 +113,7 @@ GRADE_INPUT = pa.schema(
 
 SAMPLES = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("classified", pa.string()),
         ("gold_category", pa.string()),
         ("anchored_as", pa.string()),
@@ -137,9 +126,7 @@ SAMPLES = pa.schema(
 
 RESPONSES = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("sample_idx", pa.int64()),
         ("text", pa.string()),
         ("finish_reason", pa.string()),
@@ -147,12 +134,9 @@ RESPONSES = pa.schema(
     ]
 )
 
-JUDGMENTS = pa.schema(
+# One judged pair of a group, as the judge stage writes it (a list of these per group and judge).
+PAIR_TYPE = pa.struct(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
-        ("judge", pa.string()),
         ("i", pa.int64()),
         ("j", pa.int64()),
         ("p_equivalent", pa.float64()),
@@ -167,11 +151,17 @@ JUDGMENTS = pa.schema(
     ]
 )
 
+JUDGMENTS = pa.schema(
+    [
+        *GROUP_KEY,
+        ("judge", pa.string()),
+        *(PAIR_TYPE.field(k) for k in range(PAIR_TYPE.num_fields)),
+    ]
+)
+
 QUALITY = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("sample_idx", pa.int64()),
         ("grader", pa.string()),
         ("grade", pa.int64()),
@@ -182,9 +172,7 @@ QUALITY = pa.schema(
 
 GROUPS = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("category", pa.string()),
         ("gold_category", pa.string()),
         ("classified", pa.string()),
@@ -249,9 +237,7 @@ def explode_accuracy(accuracy: pa.Table) -> pa.Table:
 
 REWARDS = pa.schema(
     [
-        ("prompt_id", pa.string()),
-        ("model", pa.string()),
-        ("strategy", pa.string()),
+        *GROUP_KEY,
         ("sample_idx", pa.int64()),
         ("reward", pa.float64()),
     ]

@@ -18,7 +18,7 @@ from actors.base import SamplingParams
 from engine import taxonomy
 from engine.accuracy import check_math_answer, short_answer_exact
 from engine.parsing import parse_short_answer_grade
-from engine.stages.base import IDX, BackendStage, Program, Request
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Program, Request
 
 REMINDER = "Reply with one letter only: A, B or C."
 
@@ -59,9 +59,7 @@ class AccuracyStage(BackendStage):
 
     name = "accuracy"
     required_inputs = {
-        "prompt_id": "stable prompt id",
-        "model": "the generator",
-        "strategy": "the sampling strategy",
+        **GROUP_INPUTS,
         "text": "the user prompt",
         "source": "the prompt's source (simpleqa, math500, …)",
         "judge_category": "the prompt's category",
@@ -70,9 +68,7 @@ class AccuracyStage(BackendStage):
     }
     output_schema = pa.schema(
         [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("strategy", pa.string()),
+            *GROUP_KEY,
             ("method", pa.string()),
             ("correct", pa.list_(pa.bool_())),
             ("grades", pa.list_(pa.string())),

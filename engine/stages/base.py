@@ -32,11 +32,15 @@ from typing import Any, ClassVar, Generator, Iterable, Sequence
 import pyarrow as pa
 
 from actors.base import BackendError, ChatBackend, ChatOutput, Conversation, SamplingParams
+from engine.tables import GROUP_KEY  # noqa: F401  (re-exported for the stages)
 
 IDX = "__idx"
 SHARD = "_shard"  # the shard key a row belongs to (copied through every stage)
 ROW = "_row"  # the row's position in its shard's input (copied through, so shards are written in input order)
 ERROR = "_error"  # set on every row of a batch whose backend failed for good (retries exhausted); else null
+# A group's key (one prompt's responses from one generator under one strategy) as stage inputs; GROUP_KEY (from
+# engine.tables) is the same as output columns.
+GROUP_INPUTS = {"prompt_id": "stable prompt id", "model": "the generator", "strategy": "the sampling strategy"}
 TELEMETRY = "_telemetry"  # JSON counters of the batch (backend requests, retries, tokens) on its first row only
 
 

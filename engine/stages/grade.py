@@ -9,7 +9,7 @@ import pyarrow as pa
 from actors.base import ChatOutput, SamplingParams
 from engine import taxonomy
 from engine.parsing import expected_grade, parse_grade
-from engine.stages.base import IDX, BackendStage, Program, Request
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Program, Request
 
 REMINDER = "Answer with a single digit from 1 to 5."
 
@@ -52,18 +52,14 @@ class GradeStage(BackendStage):
 
     name = "grade"
     required_inputs = {
-        "prompt_id": "stable prompt id",
-        "model": "the generator",
-        "strategy": "the sampling strategy",
+        **GROUP_INPUTS,
         "text": "the user prompt",
         "responses": "the group's responses",
         "criteria": "the prompt's checklist (null: none could be parsed)",
     }
     output_schema = pa.schema(
         [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("strategy", pa.string()),
+            *GROUP_KEY,
             ("grader", pa.string()),
             ("grades", pa.list_(pa.int64())),
             ("expected_grades", pa.list_(pa.float64())),

@@ -10,23 +10,8 @@ import pyarrow as pa
 
 from actors.base import SamplingParams
 from engine.judges import JudgeSettings, judge_group
-from engine.stages.base import IDX, BackendStage
-
-PAIR_TYPE = pa.struct(
-    [
-        ("i", pa.int64()),
-        ("j", pa.int64()),
-        ("p_equivalent", pa.float64()),
-        ("verdict", pa.string()),
-        ("raw", pa.string()),
-        ("p_forward", pa.float64()),
-        ("p_reverse", pa.float64()),
-        ("calls", pa.int64()),
-        ("decided_by", pa.string()),
-        ("p_cheap", pa.float64()),
-        ("p_audit", pa.float64()),
-    ]
-)
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
+from engine.tables import PAIR_TYPE
 
 # Optional inputs, required when the cascade is on: the metrics stage's pairwise matrices (n × n, row-major).
 FEATURE_COLUMNS = ("pair_cosine", "pair_jaccard", "pair_ncd")
@@ -42,18 +27,14 @@ class JudgeStage(BackendStage):
 
     name = "judge"
     required_inputs = {
-        "prompt_id": "stable prompt id",
-        "model": "the generator",
-        "strategy": "the sampling strategy",
+        **GROUP_INPUTS,
         "judge_category": "the category whose equivalence criterion applies (null: the generic criterion)",
         "text": "the user prompt",
         "responses": "the group's responses",
     }
     output_schema = pa.schema(
         [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("strategy", pa.string()),
+            *GROUP_KEY,
             ("judge", pa.string()),
             ("judge_category", pa.string()),
             ("n_responses", pa.int64()),

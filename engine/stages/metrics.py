@@ -19,7 +19,7 @@ import pyarrow as pa
 
 import kernels
 from engine.features import group_matrices
-from engine.stages.base import IDX, Stage
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, Stage
 
 
 def _nullable(x: float) -> float | None:
@@ -36,16 +36,12 @@ class MetricsStage(Stage):
     name = "metrics"
     version = "3"  # bump when a metric's definition changes: metric shards are keyed by it
     required_inputs = {
-        "prompt_id": "stable prompt id",
-        "model": "the generator",
-        "strategy": "the sampling strategy",
+        **GROUP_INPUTS,
         "responses": "the group's responses",
     }
     output_schema = pa.schema(
         [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("strategy", pa.string()),
+            *GROUP_KEY,
             ("vocab_div", pa.float64()),
             ("embed_div", pa.float64()),
             ("compression_ratio", pa.float64()),

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from engine.stages.base import IDX, Stage
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, Stage
 
 
 class RewardStage(Stage):
@@ -18,17 +18,13 @@ class RewardStage(Stage):
 
     name = "reward"
     required_inputs = {
-        "prompt_id": "stable prompt id",
-        "model": "the generator",
-        "strategy": "the sampling strategy",
+        **GROUP_INPUTS,
         "text": "the user prompt",
         "responses": "the group's responses",
     }
     output_schema = pa.schema(
         [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("strategy", pa.string()),
+            *GROUP_KEY,
             ("rewards", pa.list_(pa.float64())),
         ]
     )

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from actors.base import SamplingParams
-from engine.stages.base import IDX, BackendStage
+from engine.stages.base import GROUP_KEY, IDX, BackendStage
 from engine.strategies import STRATEGIES, StrategyInput
 
 
@@ -34,9 +34,7 @@ class SampleStage(BackendStage):
     }
     output_schema = pa.schema(
         [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("strategy", pa.string()),
+            *GROUP_KEY,
             ("anchored_as", pa.string()),
             ("responses", pa.list_(pa.string())),
             ("finish_reasons", pa.list_(pa.string())),

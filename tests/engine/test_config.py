@@ -83,3 +83,16 @@ def test_top_level_must_be_a_mapping(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(path)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"generators": [{"name": "g", "num_actors": 0}]}, r"num_actors must be >= 1, got 0"),
+    ({"judges": [{"name": "j", "batch_size": 0}]}, r"batch_size must be >= 1, got 0"),
+    ({"embedder": {"num_actors": 0}}, r"embedder\.num_actors must be >= 1"),
+    ({"embedder": {"batch_size": -1}}, r"embedder\.batch_size must be >= 1"),
+    ({"quality": {"reward_model": {"model": "rm", "num_gpus": -1}}},
+     r"reward_model\.num_cpus and num_gpus must be >= 0"),
+], ids=["generator-actors", "judge-batch", "embedder-actors", "embedder-batch", "reward-gpus"])
+def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(section)
