@@ -23,7 +23,8 @@ import orjson
 import yaml
 
 from engine.errors import TaskdivError
-from engine.report import category_name, finite, is_complete, ordered_categories, read_run, run_models
+from engine.report import (SMALL_MODEL_NOTE, category_name, finite, is_complete, ordered_categories, read_run,
+                           run_models, small_model_judges)
 from engine.stats import FEW_CLUSTERS, paired_bootstrap_diff_ci
 from engine.store import atomic_write_bytes
 from engine.taxonomy import CATEGORIES
@@ -249,6 +250,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path, *, intersect: bool = Fals
         "paired_groups": len(units),
         "left_out": dict(missing),
         "config_differences": config_differences(dir_a, dir_b),
+        "small_model_judges": {"a": small_model_judges(ca), "b": small_model_judges(cb)},
         "by_category": by_category,
         "by_strategy": by_strategy,
         "verdicts": verdicts,
@@ -283,6 +285,9 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
            f"{', '.join(c['strategies'])})",
            f"- differences are B − A, averaged over prompts; {ci} percentile bootstrap intervals resample prompts "
            f"({c['settings']['resamples']} resamples, seed {c['settings']['seed']})", ""]
+    small = c.get("small_model_judges", {})
+    if small.get("a") or small.get("b"):
+        out += [SMALL_MODEL_NOTE, ""]
     if c["strategies_skipped"]:
         out += [f"Strategies in only one run (not compared): {', '.join(c['strategies_skipped'])}.", ""]
     if c["left_out"]:
@@ -380,6 +385,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"  config: {d['key']}: {d['a']} → {d['b']}")
     for v in c["verdicts"]:
         print(f"  {v}")
+    if c["small_model_judges"]["a"] or c["small_model_judges"]["b"]:
+        print("  (judged by the 135M default model: these verdicts are not meaningful; see the comparison)")
     print(f"comparison: {paths['markdown']}")
     return 0
 

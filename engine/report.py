@@ -133,6 +133,12 @@ def _exclusion_reason(g: dict[str, Any], n: int) -> str:
     return "no judge count"
 
 
+def small_model_judges(config: Any) -> list[str]:
+    """The run's judges that are the 135M model, which says "equivalent" to almost every pair whatever serves it
+    (local, vLLM or HTTP): their counts say nothing about the generator."""
+    return [j.name for j in config.judges if "135m" in str(j.model).lower()]
+
+
 def report_data(result, config) -> dict[str, Any]:
     """Every number the report shows, as plain (JSON-serialisable) data.
 
@@ -160,8 +166,7 @@ def report_data(result, config) -> dict[str, Any]:
         "prompts": t["prompts"].num_rows if "prompts" in t else 0,
         "groups": len(groups),
         "settings": {"bootstrap_resamples": rc.bootstrap_resamples, "seed": rc.seed, "ci": rc.ci},
-        # The 135M model says "equivalent" to almost every pair whatever serves it (local, vLLM or HTTP).
-        "small_model_judges": [j.name for j in config.judges if "135m" in str(j.model).lower()],
+        "small_model_judges": small_model_judges(config),
     }
     data["unique"] = _unique_section(groups, n, boot)
     data["tradeoff"] = _tradeoff_section(groups, n, models, strategies, boot, rc, "quality" in t)

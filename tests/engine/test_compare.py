@@ -172,3 +172,19 @@ def test_run_py_compare_is_the_entry_points_subcommand(runs):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "B is more diverse on all categories" in done.stdout
     assert (b / "via-run-py" / "compare.md").is_file()
+
+
+def test_a_run_judged_by_the_135m_model_carries_the_not_meaningful_note(runs, tmp_path):
+    from engine.compare import render_comparison
+    from engine.report import SMALL_MODEL_LEAD
+
+    a, b = runs
+    assert SMALL_MODEL_LEAD not in render_comparison(compare_runs(a, b, resamples=50))
+    small = tmp_path / "small-judge"
+    shutil.copytree(b, small)
+    config = yaml.safe_load((small / "config.yaml").read_text())
+    config["judges"][0]["model"] = "smollm2-135m"  # as if the run had been judged by the embedded default
+    (small / "config.yaml").write_text(yaml.safe_dump(config))
+    c = compare_runs(a, small, resamples=50)
+    assert c["small_model_judges"] == {"a": [], "b": [config["judges"][0]["name"]]}
+    assert SMALL_MODEL_LEAD in render_comparison(c)
