@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from engine.errors import ConfigError
 from engine.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class RayExecutor:
         if have < need:
             hint = ("; a vLLM model served by vLLM's CPU build needs `options: {device: cpu}`"
                     if plan.kwargs.get("model", {}).get("backend") == "vllm" else "")
-            raise RuntimeError(f"stage {plan.label}: one actor needs {need:g} GPUs, the Ray cluster has {have:g}{hint}")
+            raise ConfigError(f"stage {plan.label}: one actor needs {need:g} GPUs, the Ray cluster has {have:g}{hint}")
         if have < need * plan.num_actors:
             log.warning("stage %s: %d actors × %g GPUs exceed the cluster's %g GPUs; fewer will run at once",
                         plan.label, plan.num_actors, need, have)

@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from engine.config import config_from_dict
+from engine.errors import ConfigError
 from engine.executor import LocalExecutor, RayExecutor
 from engine.pipeline import Pipeline
 from tests.doubles import ScriptedChat
@@ -69,6 +70,6 @@ def test_a_stage_needing_more_gpus_than_the_cluster_has_fails_at_once_with_a_hin
         "judges": [{"name": "v", "backend": "vllm", "model": "smollm2-135m"}],
         "execution": {"executor": "ray"},
     })
-    with pytest.raises(RuntimeError, match=r"classify\[v\]: one actor needs 1 GPUs, the Ray cluster has 0; "
+    with pytest.raises(ConfigError, match=r"classify\[v\]: one actor needs 1 GPUs, the Ray cluster has 0; "
                                            r"a vLLM model served by vLLM's CPU build needs `options: \{device: cpu\}`"):
         Pipeline(cfg, executor=RayExecutor(), progress=False).run()
