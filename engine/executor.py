@@ -153,6 +153,9 @@ class RayExecutor:
             detectors.detectors = [d for d in detectors.detectors if d.__name__ != "HighMemoryIssueDetector"]
         for name in ("ray.data", "ray"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        if not ctx.enable_progress_bars:
+            # Ray Data warns once per run that its bars are off; ours replace them, so the warning is noise.
+            logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
     def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
         ray = self._ray
