@@ -472,14 +472,21 @@ class ChatServer:
         sent = handler.headers.get("Authorization", "").encode()
         return hmac.compare_digest(sent, b"Bearer " + self._api_key)
 
-    def _handle_chat(self, handler: _Handler, raw: bytes) -> None:
+    def _authorized_body(self, handler: _Handler, raw: bytes) -> tuple[bool, object]:
+        """(True, the request's JSON body), or (False, None) once a 401 (wrong key) or 400 (not JSON) was sent.
+        The flag, not the body, says which: a body of JSON `null` is the route's to refuse."""
         if not self._authorized(handler):
             handler.send_json(401, error_body(401, "missing or wrong API key"))  # never echo what was sent
-            return
+            return False, None
         try:
-            body = json.loads(raw.decode("utf-8"))
+            return True, json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             handler.send_json(400, error_body(400, f"the request body is not valid JSON: {exc}"))
+            return False, None
+
+    def _handle_chat(self, handler: _Handler, raw: bytes) -> None:
+        ok, body = self._authorized_body(handler, raw)
+        if not ok:
             return
         try:
             conversation, sampling, top_logprobs = parse_chat_request(body, self.default_max_tokens)
@@ -510,13 +517,8 @@ class ChatServer:
 
     def _handle_embeddings(self, handler: _Handler, raw: bytes) -> None:
         """OpenAI's embeddings route: {"model", "input": str | [str]} → {"data": [{"embedding", "index"}]}."""
-        if not self._authorized(handler):
-            handler.send_json(401, error_body(401, "missing or wrong API key"))
-            return
-        try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            handler.send_json(400, error_body(400, f"the request body is not valid JSON: {exc}"))
+        ok, body = self._authorized_body(handler, raw)
+        if not ok:
             return
         texts = body.get("input") if isinstance(body, dict) else None
         if isinstance(texts, str):

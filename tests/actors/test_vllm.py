@@ -26,6 +26,7 @@ import pytest
 
 from actors.base import BackendError, SamplingParams, logsumexp
 from actors.vllm import resolve_vllm_model, vllm_scheduling
+from tests.real_pipeline import check_two_prompt_run, run_two_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
 # vLLM on this CPU: float32 (bf16 has no fast kernels without avx512_bf16), no torch.compile (minutes of start-up).
@@ -306,74 +307,15 @@ class TestEngine:
 # (b), (c) The real pipeline on two built-in prompts.
 
 
-def _run_pipeline(run_dir: Path, model: dict, executor):
-    from engine.config import config_from_dict
-    from engine.pipeline import Pipeline
-    from engine.report import write_report
-
-    cfg = config_from_dict({
-        "run_dir": str(run_dir),
-        "prompts": {"source": "builtin", "limit": 2},
-        "n": 3,
-        "generators": [model],
-        "judges": [model],
-        "sampling": {"max_tokens": 12},
-        "judge": {"max_response_chars": 200},
-        "quality": {"checklist_max_tokens": 40},
-        "execution": {"executor": "ray", "shard_size": 1},
-    })
-    result = Pipeline(cfg, executor=executor, progress=False).run()
-    write_report(result, cfg)
-    return result
-
-
 def _check_tables(run_dir: Path, result) -> None:
-    """What tests/test_integration.py checks of the embedded backend's run."""
+    """What every real backend's run must hold (tests/real_pipeline.py), and what vLLM adds: no empty response,
+    and judge probabilities from real first-token log-probs (not only 0 or 1)."""
     import pyarrow.parquet as pq
 
-    from engine import tables as T
-    from engine.components import COMPONENTS
-    from engine.stages.checklist import ChecklistStage
-    from engine.stages.classify import ClassifyStage
-    from engine.stages.metrics import MetricsStage
-
-    assert not any(r.failed for r in result.stages), {r.stage: r.failed for r in result.stages if r.failed}
-    groups = 2 * 5
-    expected = {
-        "prompts": (2, T.PROMPTS),
-        "classifications": (2, ClassifyStage.output_schema),
-        "samples": (groups, T.SAMPLES),
-        "groups": (groups, T.GROUPS),
-        "components": (groups, COMPONENTS),
-        "metrics": (groups, MetricsStage.output_schema),
-        "checklists": (2, ChecklistStage.output_schema),
-    }
-    for name, (rows, schema) in expected.items():
-        table = pq.read_table(run_dir / f"{name}.parquet")
-        assert table.num_rows == rows, name
-        assert table.schema.names == schema.names, name
-    samples = result.tables["samples"].to_pylist()
-    group_rows = result.tables["groups"].to_pylist()
-    for s, g in zip(samples, group_rows):
-        if s["strategy"] in ("temperature", "regen_general", "regen_anchored"):
-            assert g["n_responses"] == 3, s
-        else:
-            assert (g["n_responses"] == 3) == (s["status"] == "ok"), s
-    responses = pq.read_table(run_dir / "responses.parquet")
-    assert responses.num_rows == sum(g["n_responses"] for g in group_rows)
-    assert responses.schema.names == T.RESPONSES.names
-    assert all(t.strip() for t in responses.column("text").to_pylist())
-    judgments = pq.read_table(run_dir / "judgments.parquet")
-    assert judgments.schema.names == T.JUDGMENTS.names
-    assert judgments.num_rows == sum(c["n_pairs_judged"] for c in result.tables["components"].to_pylist())
-    ps = [p for p in judgments.column("p_equivalent").to_pylist() if p is not None]
-    # The judge's YES/NO probability comes from the first token's log-probs, which both paths return.
-    assert ps and all(0.0 <= p <= 1.0 for p in ps)
+    check_two_prompt_run(run_dir, result)
+    assert all(t.strip() for t in pq.read_table(run_dir / "responses.parquet").column("text").to_pylist())
+    ps = [p for p in pq.read_table(run_dir / "judgments.parquet").column("p_equivalent").to_pylist() if p is not None]
     assert any(0.0 < p < 1.0 for p in ps)
-    quality = pq.read_table(run_dir / "quality.parquet")
-    assert quality.num_rows == responses.num_rows and quality.schema.names == T.QUALITY.names
-    assert "Functionally unique responses" in (run_dir / "report.md").read_text()
-    assert (run_dir / "config.yaml").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -392,7 +334,7 @@ def test_pipeline_with_the_vllm_backend_in_ray_actors(ray_executor, tmp_path):
     # stage's actor pool starts its own engine.
     model = {"name": "smollm2-135m-vllm", "backend": "vllm", "model": "smollm2-135m", "batch_size": 64,
              "options": {**CPU_ENGINE, "max_model_len": 2048, "in_process": True}}
-    result = _run_pipeline(tmp_path / "run", model, ray_executor)
+    result = run_two_prompts(tmp_path / "run", model, ray_executor)
     _check_tables(tmp_path / "run", result)
     telemetry = [r for r in result.stages if r.stage.startswith(("sample", "judge"))]
     assert telemetry
@@ -467,5 +409,5 @@ def test_http_backend_against_vllms_server(vllm_server):
 def test_pipeline_with_the_http_backend_against_vllms_server(vllm_server, ray_executor, tmp_path):
     model = {"name": "smollm2-135m-server", "backend": "http", "model": "smollm2-135m", "batch_size": 64,
              "options": {"base_url": vllm_server, "max_concurrency": 32}}
-    result = _run_pipeline(tmp_path / "run", model, ray_executor)
+    result = run_two_prompts(tmp_path / "run", model, ray_executor)
     _check_tables(tmp_path / "run", result)
