@@ -74,29 +74,3 @@ class LocalEmbedder:
 
     def close(self) -> None:
         self.model = None
-
-
-def make_embedder(backend: str, model: str, options: dict | None = None):
-    """An embedder (anything with `.embed(texts) -> float32 array` of L2-normalised rows) by backend name.
-
-    Args:
-        backend: "local" (sentence-transformers), "http" (an OpenAI-compatible /v1/embeddings endpoint: options
-            base_url, api_key_env…), "vllm" (a vLLM engine with an embedding model), or "python:module:Class".
-        model: the model (packaged name, folder, or the server's model id).
-        options: keyword arguments for the backend.
-    """
-    options = dict(options or {})
-    if backend == "local":
-        return LocalEmbedder(model, **options)
-    if backend == "http":
-        from actors.http import OpenAIChatClient
-
-        return OpenAIChatClient(model, **options)
-    if backend == "vllm":
-        from actors.vllm import VLLMEmbedder
-
-        return VLLMEmbedder(model, **options)
-    if backend.startswith("python:"):
-        module_name, _, attr = backend[len("python:"):].partition(":")
-        return getattr(importlib.import_module(module_name), attr)(model, **options)
-    raise BackendError(f"unknown embedding backend {backend!r}; known: local, http, vllm or python:module:Class")

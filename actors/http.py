@@ -148,7 +148,7 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool) -> tuple[list[tuple
     """Read one chat-completions response.
 
     Token counts per completion: a per-choice `completion_tokens` field where the server gives one (our
-    `actors.serve` does; it is not part of the OpenAI format), else `usage.completion_tokens` split evenly over
+    `tests.support.serve` does; it is not part of the OpenAI format), else `usage.completion_tokens` split evenly over
     the choices (exact for n = 1), else 0.
 
     First-token log-probs: `choices[i].logprobs.content[0].top_logprobs` as {token: logprob}; token texts that

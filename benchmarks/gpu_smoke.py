@@ -6,7 +6,7 @@ It builds actors.vllm.VLLMChatModel exactly as the pipeline's actors do, then
 1. generation: --prompts built-in prompts × --n samples × exactly --gen-tokens tokens each (EOS ignored through
    `sampling_overrides={"ignore_eos": True}`, so every run decodes the same number of tokens), one batched call,
    temperature 1.0, top-p 0.9;
-2. judging: --judge-pairs pairwise judge prompts (engine.taxonomy.judge_prompt on the responses just generated),
+2. judging: --judge-pairs pairwise judge prompts (engine.method.taxonomy.judge_prompt on the responses just generated),
    one greedy token with the top-20 log-probs each, as the judge stage asks for them;
 
 and prints a table (and --json FILE writes the numbers). Without a GPU it exits with a message; `--device cpu`
@@ -85,7 +85,7 @@ def check_device(args: argparse.Namespace) -> str | None:
 
 def builtin_prompts() -> list[tuple[str, str | None]]:
     from engine.config import PromptsConfig
-    from engine.sources import load_prompts
+    from engine.inputs.sources import load_prompts
 
     return [(p.text, p.gold_category) for p in load_prompts(PromptsConfig(source="builtin"))]
 
@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> dict:
 
     from actors.base import SamplingParams
     from actors.vllm import VLLMChatModel
-    from engine.parsing import p_yes_from_logprobs
-    from engine.resources import PeakMemory
-    from engine.taxonomy import judge_prompt
+    from engine.method.parsing import p_yes_from_logprobs
+    from engine.execution.resources import PeakMemory
+    from engine.method.taxonomy import judge_prompt
 
     on_cpu = args.device == "cpu"
     options = dict(

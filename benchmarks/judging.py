@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/judging.py --run-dir runs/demo   # per category, on a run's responses
 
 Synthetic: for n responses split into k classes (random sizes, seeded), a judge consistent with the partition is
-driven through the real judging program (engine.judges.judge_group) with pruning on and off. With pruning the calls
+driven through the real judging program (engine.method.judges.judge_group) with pruning on and off. With pruning the calls
 must equal the certificate minimum (n − k) + Σ_{a<b} |C_a||C_b|; the table prints calls, the share saved, and checks
 the minimum.
 
@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.base import ChatOutput, SamplingParams  # noqa: E402
-from engine.judges import JudgeSettings, judge_group  # noqa: E402
-from engine.stages.base import drive  # noqa: E402
+from engine.config import JudgeConfig  # noqa: E402
+from engine.method.judges import judge_group  # noqa: E402
+from engine.method.programs import drive  # noqa: E402
 
 SAMPLING = SamplingParams(temperature=0.0, max_tokens=1, logprobs=20)
 
@@ -82,7 +83,7 @@ def synthetic(n: int, k: int, groups: int, seed: int) -> SyntheticRow:
         responses = [f"r{c}-{i}" for i, c in enumerate(labels)]
         sizes = [labels.count(c) for c in range(k)]
         minimum += (n - k) + sum(a * b for a, b in itertools.combinations(sizes, 2))
-        programs.append(judge_group("G", "p", responses, JudgeSettings(), SAMPLING))
+        programs.append(judge_group("G", "p", responses, JudgeConfig(), SAMPLING))
     judge = PartitionJudge()
     start = time.perf_counter()
     drive(judge, programs)
@@ -104,8 +105,8 @@ def run_tables(run_dir: Path) -> str:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from engine.calibrated import CalibratedJudge
-    from engine.judges import JudgeSettings as Settings
+    from engine.method.calibrated import CalibratedJudge
+    from engine.config import JudgeConfig, from_dict
 
     comps = pq.read_table(run_dir / "components.parquet").to_pylist()
     by_cat: dict[str, list[dict]] = defaultdict(list)
@@ -150,7 +151,7 @@ def run_tables(run_dir: Path) -> str:
             def close(self):
                 pass
 
-        settings = Settings(cascade={"enabled": True, "low": 0.5, "high": 0.5, "audit_rate": 0.0})
+        settings = from_dict(JudgeConfig, {"cascade": {"enabled": True, "low": 0.5, "high": 0.5, "audit_rate": 0.0}})
         (g,) = drive(Cheap(), [judge_group(cat, "p", texts, settings, SAMPLING, cheap=p)])
         row = per_cat[cat or "?"]
         row[0] += n * (n - 1) // 2

@@ -17,44 +17,31 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from actors import registry
+from actors.base import SamplingParams
 from engine.errors import ConfigError
+from engine.method.strategies import STRATEGIES
 
-# Backend options that say where and how a model runs, not what it answers (left out of shard keys).
-TRANSPORT_OPTIONS = frozenset({
-    "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",
-    "prices", "threads", "device", "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size",
-    "gpu_memory_utilization", "enforce_eager", "max_num_seqs", "max_pending", "in_process",
-    "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens", "kv_cache_memory_bytes",
-    "swap_space",
-})
+class InvalidValue(ConfigError):
+    """A value out of range, found when a section is constructed. `key` is relative to the section; the loader
+    joins it with the section's path, so the message names the whole key ("embedder.num_actors: must be >= 1")."""
 
-STRATEGIES = ("temperature", "system_general", "system_anchored", "regen_general", "regen_anchored")
-CHAT_BACKENDS = ("local", "vllm", "http")
+    def __init__(self, key: str, message: str) -> None:
+        self.key, self.message = key, message
+        super().__init__(f"{key}: {message}")
 
 
-def _check_pool(where: str, num_actors: int, num_cpus: float, num_gpus: float, batch_size: int) -> None:
-    """The actor-pool fields every model config shares: at least one actor, non-negative resources, batches >= 1."""
-    if num_actors < 1:
-        raise ConfigError(f"{where}num_actors must be >= 1, got {num_actors}")
-    if num_cpus < 0 or num_gpus < 0:
-        raise ConfigError(f"{where}num_cpus and num_gpus must be >= 0, got {num_cpus} and {num_gpus}")
-    if batch_size < 1:
-        raise ConfigError(f"{where}batch_size must be >= 1, got {batch_size}")
+def _sampling_error(exc: ValueError) -> InvalidValue:
+    """A SamplingParams error as an InvalidValue: "SamplingParams.top_p must be in (0, 1], got 2" → key top_p."""
+    key, _, rest = str(exc).removeprefix("SamplingParams.").partition(" ")
+    return InvalidValue(key, rest)
 
 
 @dataclass
-class ModelConfig:
-    """A model in one role (generator, classifier, judge, grader).
+class PoolConfig:
+    """The actor pool every model role shares (generators, judges, embedder, reward model).
 
     Attributes:
-        name: label used in the tables and the report; unique among the run's generators and among its judges.
-        backend: "local" (transformers on CPU, the embedded default), "vllm" (a vLLM engine in a Ray actor),
-            "http" (an OpenAI-compatible server), or "python:module:Class" for a backend of your own.
-        model: what the backend loads or asks for: a packaged name ("smollm2-135m"), a folder path, or the
-            server's model id.
-        temperature: generation temperature for this model, overriding `sampling.temperature` (the paper used 1.0
-            for GPT-4o/Gemini and 0.5 for Claude/Llama/Mistral).
-        options: backend keyword arguments (e.g. base_url, api_key_env, tensor_parallel_size, max_model_len).
         num_actors: replicas of the model (one Ray actor each). More replicas, more throughput, more memory.
         num_cpus: logical CPUs each actor reserves. Keep it small on small machines: actors holding every CPU
             starve Ray Data's read/map/write tasks and the run hangs (measured with 2 CPUs).
@@ -64,22 +51,61 @@ class ModelConfig:
             work when an actor dies.
     """
 
-    name: str = "smollm2-135m"
-    backend: str = "local"
-    model: str = "smollm2-135m"
-    temperature: float | None = None
-    options: dict[str, Any] = field(default_factory=dict)
     num_actors: int = 1
     num_cpus: float = 0.25
     num_gpus: float = 0.0
     batch_size: int = 32
 
+    def _check_backend(self, role: str, backend: str) -> None:
+        if not registry.is_known(role, backend):
+            raise InvalidValue("backend", f"must be one of {', '.join(registry.backend_names(role, python=role != 'reward'))}"
+                                          f", got {backend!r}")
+
     def __post_init__(self) -> None:
-        if self.backend not in CHAT_BACKENDS and not self.backend.startswith("python:"):
-            raise ConfigError(
-                f"backend must be one of {', '.join(CHAT_BACKENDS)} or python:module:Class, got {self.backend!r}"
-            )
-        _check_pool("", self.num_actors, self.num_cpus, self.num_gpus, self.batch_size)
+        if self.num_actors < 1:
+            raise InvalidValue("num_actors", f"must be >= 1, got {self.num_actors}")
+        for key in ("num_cpus", "num_gpus"):
+            if getattr(self, key) < 0:
+                raise InvalidValue(key, f"must be >= 0, got {getattr(self, key)}")
+        if self.batch_size < 1:
+            raise InvalidValue("batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+def _identity_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that change a model's outputs (transport options — where and how it is reached — left out)."""
+    return {k: v for k, v in options.items() if k not in registry.TRANSPORT_OPTIONS}
+
+
+@dataclass
+class ModelConfig(PoolConfig):
+    """A model in one role (generator, classifier, judge, grader).
+
+    Attributes:
+        name: label used in the tables and the report; unique among the run's generators and among its judges.
+        backend: a chat backend of actors.registry: "local" (transformers on CPU, the embedded default), "vllm" (a
+            vLLM engine in a Ray actor), "http" (an OpenAI-compatible server), or "python:module:Class".
+        model: what the backend loads or asks for: a packaged name ("smollm2-135m"), a folder path, or the
+            server's model id.
+        temperature: generation temperature for this model, overriding `sampling.temperature` (the paper used 1.0
+            for GPT-4o/Gemini and 0.5 for Claude/Llama/Mistral).
+        options: backend keyword arguments (e.g. base_url, api_key_env, tensor_parallel_size, max_model_len).
+        num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
+    """
+
+    name: str = "smollm2-135m"
+    backend: str = "local"
+    model: str = "smollm2-135m"
+    temperature: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_backend("chat", self.backend)
+        super().__post_init__()
+        if self.temperature is not None:
+            try:
+                SamplingParams(temperature=self.temperature)
+            except ValueError as exc:
+                raise _sampling_error(exc) from None
 
     def spec(self) -> dict[str, Any]:
         """Everything a worker needs to build the backend (plain values, picklable for Ray)."""
@@ -89,46 +115,41 @@ class ModelConfig:
         """What determines this model's outputs, hashed into shard keys.
 
         Where the model is served and how it is reached (URL, key variable, timeouts, retries, concurrency,
-        threads, batch sizes, GPU placement) do not change what it answers, so they are left out: a rerun
-        against the same model at a new address, or on other hardware, resumes instead of starting over.
+        threads, batch sizes, GPU placement: actors.registry.TRANSPORT_OPTIONS) do not change what it answers, so
+        they are left out: a rerun against the same model at a new address, or on other hardware, resumes instead
+        of starting over.
         """
-        options = {k: v for k, v in self.options.items() if k not in TRANSPORT_OPTIONS}
-        return {"name": self.name, "backend": self.backend, "model": self.model, "options": options}
+        return {"name": self.name, "backend": self.backend, "model": self.model,
+                "options": _identity_options(self.options)}
 
 
 @dataclass
-class EmbedderConfig:
+class EmbedderConfig(PoolConfig):
     """The sentence-embedding model for embedding diversity (and the calibrated judge's cosine feature).
 
     Attributes:
-        backend: "local" (sentence-transformers in the actor), "http" (an OpenAI-compatible /v1/embeddings
-            endpoint), "vllm" (a vLLM embedding model), or "python:module:Class".
+        backend: an embed backend of actors.registry: "local" (sentence-transformers in the actor), "http" (an
+            OpenAI-compatible /v1/embeddings endpoint), "vllm" (a vLLM embedding model), or "python:module:Class".
         model: a packaged name ("all-minilm-l6-v2"), a sentence-transformers folder, or the server's model id.
         options: backend keyword arguments (local: device; http: base_url, api_key_env…; vllm: dtype…).
-        num_actors / num_cpus / num_gpus / batch_size: as for ModelConfig.
+        num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
     """
 
     backend: str = "local"
     model: str = "all-minilm-l6-v2"
     options: dict[str, Any] = field(default_factory=dict)
-    num_actors: int = 1
-    num_cpus: float = 0.25
-    num_gpus: float = 0.0
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.backend not in CHAT_BACKENDS and not self.backend.startswith("python:"):
-            raise ConfigError(f"embedder.backend must be one of {', '.join(CHAT_BACKENDS)} or python:module:Class, "
-                              f"got {self.backend!r}")
-        _check_pool("embedder.", self.num_actors, self.num_cpus, self.num_gpus, self.batch_size)
+        self._check_backend("embed", self.backend)
+        super().__post_init__()
 
     def spec(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "options": dict(self.options)}
 
     def identity(self) -> dict[str, Any]:
         """What determines the embeddings (hashed into shard keys); where they are computed is left out."""
-        return {"backend": self.backend, "model": self.model,
-                "options": {k: v for k, v in self.options.items() if k not in TRANSPORT_OPTIONS}}
+        return {"backend": self.backend, "model": self.model, "options": _identity_options(self.options)}
 
 
 @dataclass
@@ -137,7 +158,7 @@ class PromptsConfig:
 
     Attributes:
         source: "builtin" (our prompt set in datasets/builtin), "jsonl" (a file of prompts in our format),
-            "responses" (responses generated elsewhere, audited without generating: engine/responses_input.py), a
+            "responses" (responses generated elsewhere, audited without generating: engine/inputs/responses.py), a
             benchmark loader ("simpleqa", "math500", "macgyver", "noveltybench", "wildbench",
             "community_alignment"), or "paper" (the paper's 344-prompt mix drawn from the benchmark files in
             `paths`).
@@ -180,10 +201,16 @@ class SamplingConfig:
     max_tokens: int = 1024
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        try:
+            SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
+        except ValueError as exc:
+            raise _sampling_error(exc) from None
+
 
 @dataclass
 class CascadeConfig:
-    """The cascade: a calibrated judge (logistic regression over similarity features, engine/calibrated.py) decides
+    """The cascade: a calibrated judge (logistic regression over similarity features, engine/method/calibrated.py) decides
     the pairs it is confident about; the LLM judges decide the rest.
 
     Attributes:
@@ -203,9 +230,9 @@ class CascadeConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low <= self.high <= 1.0:
-            raise ConfigError(f"cascade: need 0 <= low <= high <= 1, got low={self.low}, high={self.high}")
+            raise InvalidValue("low", f"need 0 <= low <= high <= 1, got low={self.low}, high={self.high}")
         if not 0.0 <= self.audit_rate <= 1.0:
-            raise ConfigError(f"cascade.audit_rate must be in [0, 1], got {self.audit_rate}")
+            raise InvalidValue("audit_rate", f"must be in [0, 1], got {self.audit_rate}")
 
 
 @dataclass
@@ -230,30 +257,43 @@ class JudgeConfig:
     max_response_chars: int = 4000
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InvalidValue("threshold", f"must be in [0, 1], got {self.threshold}")
+        if self.max_tokens < 1:
+            raise InvalidValue("max_tokens", f"must be >= 1, got {self.max_tokens}")
+        if self.max_response_chars < 0:
+            raise InvalidValue("max_response_chars", f"must be >= 0 (0: no cut), got {self.max_response_chars}")
+
 
 @dataclass
-class RewardConfig:
+class RewardConfig(PoolConfig):
     """A reward model scoring every response (the paper's reward-model quality, e.g. Athene-RM-8B).
 
     Attributes:
-        backend: "local" (transformers, CPU or one GPU) or "vllm" (vLLM's pooling runner).
+        backend: a reward backend of actors.registry: "local" (transformers, CPU or one GPU) or "vllm" (vLLM's
+            pooling runner).
         model: the folder of a sequence-classification reward model.
         options: backend keyword arguments (local: device, batch_size, max_length; vllm: engine arguments).
-        num_actors / num_cpus / num_gpus / batch_size: as for ModelConfig.
+        num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
     """
 
-    backend: Literal["local", "vllm"] = "local"
+    backend: str = "local"
     model: str = ""
     options: dict[str, Any] = field(default_factory=dict)
-    num_actors: int = 1
-    num_cpus: float = 0.25
-    num_gpus: float = 0.0
-    batch_size: int = 32
 
     def __post_init__(self) -> None:
+        self._check_backend("reward", self.backend)
         if not self.model:
-            raise ConfigError("reward_model.model: the folder of a sequence-classification reward model is needed")
-        _check_pool("reward_model.", self.num_actors, self.num_cpus, self.num_gpus, self.batch_size)
+            raise InvalidValue("model", "the folder or id of a reward model is needed")
+        super().__post_init__()
+
+    def spec(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "options": dict(self.options)}
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the rewards (hashed into shard keys)."""
+        return {"backend": self.backend, "model": self.model, "options": _identity_options(self.options)}
 
 
 @dataclass
@@ -326,9 +366,9 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         if self.bootstrap_resamples < 1:
-            raise ConfigError(f"report.bootstrap_resamples must be >= 1, got {self.bootstrap_resamples}")
+            raise InvalidValue("bootstrap_resamples", f"must be >= 1, got {self.bootstrap_resamples}")
         if not 0.0 < self.ci < 1.0:
-            raise ConfigError(f"report.ci must be strictly between 0 and 1, got {self.ci}")
+            raise InvalidValue("ci", f"must be strictly between 0 and 1, got {self.ci}")
 
 
 @dataclass
@@ -374,20 +414,20 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.n < 2:
-            raise ConfigError(f"n must be >= 2 (diversity needs at least two responses), got {self.n}")
+            raise InvalidValue("n", f"must be >= 2 (diversity needs at least two responses), got {self.n}")
         bad = [s for s in self.strategies if s not in STRATEGIES]
         if bad:
-            raise ConfigError(f"strategies: unknown {bad}; choose from {', '.join(STRATEGIES)}")
+            raise InvalidValue("strategies", f"unknown {bad}; choose from {', '.join(STRATEGIES)}")
         if not self.strategies:
-            raise ConfigError("strategies: at least one strategy is needed")
+            raise InvalidValue("strategies", "at least one strategy is needed")
         for role, models in (("generators", self.generators), ("judges", self.judges)):
             if not models:
-                raise ConfigError(f"{role}: at least one model is needed")
+                raise InvalidValue(role, "at least one model is needed")
             names = [m.name for m in models]
             if len(set(names)) != len(names):
-                raise ConfigError(f"{role}: model names must be unique, got {names}")
+                raise InvalidValue(role, f"model names must be unique, got {names}")
         if self.quality.grader is not None and self.quality.grader not in [j.name for j in self.judges]:
-            raise ConfigError(f"quality.grader {self.quality.grader!r} is not one of the judges")
+            raise InvalidValue("quality.grader", f"{self.quality.grader!r} is not one of the judges")
 
     @property
     def grader(self) -> ModelConfig:
@@ -444,6 +484,15 @@ def config_from_dict(
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """One config section from plain data, checked like a whole config (e.g. JudgeConfig from a stage's kwargs).
+
+    Raises:
+        ConfigError: naming `where` and the key.
+    """
+    return _build(cls, data, where)
+
+
 def _build(cls: type, data: Any, where: str) -> Any:
     if isinstance(data, cls):
         return data
@@ -459,6 +508,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     kwargs = {k: _coerce(hints[k], v, _join(where, k)) for k, v in data.items()}
     try:
         return cls(**kwargs)
+    except InvalidValue as exc:
+        raise ConfigError(f"{_join(where, exc.key)}: {exc.message}") from None
     except ConfigError as exc:
         raise ConfigError(f"{where + ': ' if where else ''}{exc}") from None
 

@@ -10,7 +10,6 @@ A rerun with the same run_dir resumes: finished shards are reused and only the r
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -25,14 +24,7 @@ _ROOT = _HERE.parent
 if (_ROOT / "engine" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-# Before Ray or torch start: stay on loopback in the embedded default, never reach for a model hub, and never let
-# transformers compile its decode loop on CPU (minutes on the first call).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
-
-from engine.cli import main  # noqa: E402
+from engine.cli import main  # noqa: E402  (the environment is prepared in main, before Ray or torch start)
 
 if __name__ == "__main__":
     sys.exit(main())

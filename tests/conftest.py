@@ -27,7 +27,7 @@ def ray_session():
         object_store_memory=256 * 1024 * 1024,
         include_dashboard=False,
         log_to_driver=False,
-        # Workers import the test doubles (tests.doubles) as well as the installed packages.
+        # Workers import the test doubles (tests.support.doubles) as well as the installed packages.
         runtime_env={"env_vars": {"TORCHDYNAMO_DISABLE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                                   "PYTHONPATH": str(REPO)}},
     )

@@ -1,7 +1,7 @@
 """The real pipeline end to end: the embedded CPU model, the packaged embedder, and a real local Ray."""
 
-from engine.executor import RayExecutor
-from tests.real_pipeline import check_two_prompt_run, run_two_prompts
+from engine.execution.executor import RayExecutor
+from tests.support.real_pipeline import check_two_prompt_run, run_two_prompts
 
 LOCAL = {"name": "smollm2-135m", "backend": "local", "model": "smollm2-135m", "batch_size": 64}
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_config
-from engine.executor import LocalExecutor
-from engine.pipeline import Pipeline
+from engine.execution.executor import LocalExecutor
+from engine.execution.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
-SCRIPTED = {"name": "scripted", "backend": "python:tests.doubles:ScriptedChat", "model": "scripted",
+SCRIPTED = {"name": "scripted", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted",
             "batch_size": 256}
 
 

@@ -1,11 +1,7 @@
-"""Accuracy: is each response correct, for prompts with a verifiable gold answer.
+"""Accuracy: is each response correct, for prompts with a verifiable gold answer (engine.method.accuracy).
 
-- Math (MATH-500, or category D with a gold answer): the final answer is extracted and checked with math-verify
-  in a guarded worker process (engine.accuracy): never eval'd, a timeout on every check; "could not check" stays
-  null, never "incorrect".
-- Short answers (SimpleQA, or category A with a gold answer): an LLM grader (taxonomy.SHORT_ANSWER_GRADER) says
-  correct / incorrect / not attempted; a normalised exact-containment match is kept beside it as a cross-check.
-- Other groups: no method, nothing checked.
+Math answers are checked by math-verify in a guarded worker (engine.method.math), short answers by the LLM grader
+beside a normalised exact-containment cross-check; "could not check" stays null, never "incorrect".
 """
 
 from __future__ import annotations
@@ -15,38 +11,9 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from actors.base import SamplingParams
-from engine import taxonomy
-from engine.accuracy import check_math_answer, short_answer_exact
-from engine.parsing import parse_short_answer_grade
-from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Program, Request
-
-REMINDER = "Reply with one letter only: A, B or C."
-
-
-def accuracy_method(source: str | None, category: str | None, gold_answer: str | None) -> str | None:
-    """Which check applies to a prompt: "math-verify", "grader", or None."""
-    if not gold_answer:
-        return None
-    if source == "math500" or category == "D":
-        return "math-verify"
-    if source == "simpleqa" or category == "A":
-        return "grader"
-    return None
-
-
-def grader_program(prompt: str, gold: str, response: str, sampling: SamplingParams) -> Program:
-    conversation = [{"role": "user", "content": taxonomy.short_answer_grader_prompt(prompt, gold, response)}]
-    (out,) = yield [Request(conversation, sampling)]
-    if out.error is not None:
-        return None, f"<error: {out.error}>"
-    grade = parse_short_answer_grade(out.texts[0])
-    if grade is not None:
-        return grade, out.texts[0]
-    retry = conversation + [{"role": "assistant", "content": out.texts[0]}, {"role": "user", "content": REMINDER}]
-    (again,) = yield [Request(retry, sampling)]
-    if again.error is not None:
-        return None, f"{out.texts[0]} ⟶ <error: {again.error}>"
-    return parse_short_answer_grade(again.texts[0]), f"{out.texts[0]} ⟶ {again.texts[0]}"
+from engine.method.accuracy import accuracy_method, grader_program
+from engine.method.math import check_math_answer, short_answer_exact
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
 
 
 class AccuracyStage(BackendStage):
@@ -91,9 +58,9 @@ class AccuracyStage(BackendStage):
                 for response in r["responses"]:
                     programs.append(grader_program(r["text"], r["gold_answer"], response, self.sampling))
                     owners.append(k)
-        graded: dict[int, list[tuple]] = {k: [] for k in range(len(rows))}
-        for k, result in zip(owners, self.drive(programs)):
-            graded[k].append(result)
+        graded: dict[int, list] = {k: [] for k in range(len(rows))}
+        for k, asked in zip(owners, self.drive(programs)):
+            graded[k].append(asked)
         for k, (r, method) in enumerate(zip(rows, methods)):
             out = {IDX: k, "prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],
                    "method": method, "correct": [], "grades": [], "extracted": [], "exact": [], "raws": []}
@@ -106,10 +73,10 @@ class AccuracyStage(BackendStage):
                     out["exact"].append(None)
                     out["raws"].append(check.reason)
             elif method == "grader":
-                for response, (grade, raw) in zip(r["responses"], graded[k]):
-                    out["correct"].append(None if grade is None else grade == "correct")
-                    out["grades"].append(grade)
+                for response, asked in zip(r["responses"], graded[k]):
+                    out["correct"].append(None if asked.value is None else asked.value == "correct")
+                    out["grades"].append(asked.value)
                     out["extracted"].append(None)
                     out["exact"].append(short_answer_exact(response, r["gold_answer"]))
-                    out["raws"].append(raw)
+                    out["raws"].append(asked.raw)
             yield out

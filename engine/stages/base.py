@@ -18,28 +18,28 @@ over a batch of rows, in the manner of Ray's `ray.data.llm` stages (`stages/base
 Stages do no file I/O and parse no flags; the pipeline builds their constructor arguments from the config and the
 store persists what they return.
 
-`drive` runs many small conversational programs (a strategy shaping a multi-turn conversation, a judge walking
-the pairs of a group) in lockstep rounds, so that each round is one large batched call to the backend however
-sequential each program is on its own.
+`BackendStage` is the base of the stages that hold a chat model: it builds the backend once per worker through
+`actors.registry` and runs the method's programs with `engine.method.programs.drive`.
+
+Imports: actors.base and actors.registry (never a specific backend), engine.method.programs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, ClassVar, Generator, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Sequence
 
 import pyarrow as pa
 
-from actors.base import BackendError, ChatBackend, ChatOutput, Conversation, SamplingParams
-from engine.tables import GROUP_KEY  # noqa: F401  (re-exported for the stages)
+from actors.base import BackendError
+from engine.method.programs import DriveStats, Program, drive
 
 IDX = "__idx"
 SHARD = "_shard"  # the shard key a row belongs to (copied through every stage)
 ROW = "_row"  # the row's position in its shard's input (copied through, so shards are written in input order)
 ERROR = "_error"  # set on every row of a batch whose backend failed for good (retries exhausted); else null
-# A group's key (one prompt's responses from one generator under one strategy) as stage inputs; GROUP_KEY (from
-# engine.tables) is the same as output columns.
+# A group's key: one prompt's responses from one generator under one strategy, as output columns and as inputs.
+GROUP_KEY = [("prompt_id", pa.string()), ("model", pa.string()), ("strategy", pa.string())]
 GROUP_INPUTS = {"prompt_id": "stable prompt id", "model": "the generator", "strategy": "the sampling strategy"}
 TELEMETRY = "_telemetry"  # JSON counters of the batch (backend requests, retries, tokens) on its first row only
 
@@ -109,72 +109,6 @@ class Stage:
         if lost:
             raise StageContractError(f"stage {self.name!r} yielded no output for rows {lost[:10]} of {len(rows)}")
         return results  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Lockstep driving of conversational programs.
-
-
-@dataclass(frozen=True)
-class Request:
-    """One backend call a program wants made."""
-
-    conversation: Conversation
-    sampling: SamplingParams
-
-
-# A program yields a list of requests and is sent back the list of outputs (same order), until it returns its
-# result. Yielding several requests at once is how a program asks for work that can run in parallel.
-Program = Generator[list[Request], list[ChatOutput], Any]
-
-
-@dataclass
-class DriveStats:
-    rounds: int = 0
-    calls: int = 0
-
-
-def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats | None = None) -> list[Any]:
-    """Run programs to completion, batching every round's requests into one backend call.
-
-    Args:
-        backend: the chat backend.
-        programs: started or unstarted generators (see `Program`).
-        stats: if given, counts rounds and backend requests.
-
-    Returns:
-        Each program's return value, in input order.
-    """
-    results: list[Any] = [None] * len(programs)
-    pending: dict[int, list[Request]] = {}
-    for k, program in enumerate(programs):
-        _advance(program, None, k, pending, results)
-    while pending:
-        order = [(k, r) for k, reqs in pending.items() for r in reqs]
-        outputs = backend.chat([r.conversation for _, r in order], [r.sampling for _, r in order])
-        if len(outputs) != len(order):
-            raise StageContractError(f"backend returned {len(outputs)} outputs for {len(order)} requests")
-        if stats is not None:
-            stats.rounds += 1
-            stats.calls += len(order)
-        by_program: dict[int, list[ChatOutput]] = {}
-        for (k, _), out in zip(order, outputs):
-            by_program.setdefault(k, []).append(out)
-        pending = {}
-        for k, outs in by_program.items():
-            _advance(programs[k], outs, k, pending, results)
-    return results
-
-
-def _advance(program: Program, sent: list[ChatOutput] | None, k: int, pending: dict, results: list) -> None:
-    try:
-        requests = program.send(sent) if sent is not None else next(program)
-    except StopIteration as done:
-        results[k] = done.value
-        return
-    if not requests:
-        raise StageContractError(f"program {k} yielded an empty request list")
-    pending[k] = list(requests)
 
 
 class BackendStage(Stage):

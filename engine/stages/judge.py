@@ -9,9 +9,27 @@ import numpy as np
 import pyarrow as pa
 
 from actors.base import SamplingParams
-from engine.judges import JudgeSettings, judge_group
+from engine.config import JudgeConfig, from_dict
+from engine.method.judges import judge_group
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
-from engine.tables import PAIR_TYPE
+
+# One judged pair of a group, as this stage writes it (a list of these per group and judge): the fields of
+# engine.method.judges.PairVerdict.
+PAIR_TYPE = pa.struct(
+    [
+        ("i", pa.int64()),
+        ("j", pa.int64()),
+        ("p_equivalent", pa.float64()),
+        ("verdict", pa.string()),
+        ("raw", pa.string()),
+        ("p_forward", pa.float64()),
+        ("p_reverse", pa.float64()),
+        ("calls", pa.int64()),
+        ("decided_by", pa.string()),
+        ("p_cheap", pa.float64()),
+        ("p_audit", pa.float64()),
+    ]
+)
 
 # Optional inputs, required when the cascade is on: the metrics stage's pairwise matrices (n × n, row-major).
 FEATURE_COLUMNS = ("pair_cosine", "pair_jaccard", "pair_ncd")
@@ -22,7 +40,7 @@ class JudgeStage(BackendStage):
 
     Args:
         model: the judge's spec.
-        settings: JudgeSettings fields as a dict.
+        settings: the run's `judge:` settings (engine.config.JudgeConfig) as a dict.
     """
 
     name = "judge"
@@ -49,12 +67,12 @@ class JudgeStage(BackendStage):
 
     def __init__(self, model: dict[str, Any], settings: dict[str, Any]) -> None:
         super().__init__(model)
-        self.settings = JudgeSettings(**settings)
+        self.settings = from_dict(JudgeConfig, settings, "judge")
         # Greedy, a few tokens; the verdict comes from the first token's top-20 log-probs.
         self.sampling = SamplingParams(temperature=0.0, max_tokens=self.settings.max_tokens, logprobs=20)
         self.calibrated = None
         if self.settings.cascade.enabled:
-            from engine.calibrated import CalibratedJudge
+            from engine.method.calibrated import CalibratedJudge
 
             self.calibrated = CalibratedJudge.load(self.settings.cascade.coefficients)
 

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 import kernels
-from engine.features import group_matrices
+from engine.method.features import group_matrices
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, Stage
 
 
@@ -53,7 +53,7 @@ class MetricsStage(Stage):
     )
 
     def __init__(self, embedder: dict[str, Any]) -> None:
-        from actors.embed import make_embedder
+        from actors.registry import make_embedder
 
         self.embedder = make_embedder(embedder["backend"], embedder["model"], embedder.get("options"))
 

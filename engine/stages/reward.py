@@ -30,7 +30,7 @@ class RewardStage(Stage):
     )
 
     def __init__(self, reward: dict[str, Any]) -> None:
-        from actors.reward import make_reward_model
+        from actors.registry import make_reward_model
 
         self.reward_model = make_reward_model(reward["backend"], reward["model"], reward.get("options"))
 

@@ -1,6 +1,6 @@
 """Sample: n responses per (prompt, strategy) from one generator model.
 
-Each row is a group: one prompt under one strategy. The strategies' programs (engine.strategies) run in lockstep
+Each row is a group: one prompt under one strategy. The strategies' programs (engine.method.strategies) run in lockstep
 across the batch, so every round is one batched backend call.
 """
 
@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from actors.base import SamplingParams
 from engine.stages.base import GROUP_KEY, IDX, BackendStage
-from engine.strategies import STRATEGIES, StrategyInput
+from engine.method.strategies import STRATEGIES, StrategyInput
 
 
 class SampleStage(BackendStage):
@@ -28,7 +28,7 @@ class SampleStage(BackendStage):
     required_inputs = {
         "prompt_id": "stable prompt id",
         "text": "the user prompt",
-        "strategy": "a name in engine.strategies.STRATEGIES",
+        "strategy": "a name in engine.method.strategies.STRATEGIES",
         "category": "the category anchored strategies use (null: fall back to the general wording)",
         "seed": "the group's sampling seed",
     }

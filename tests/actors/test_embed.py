@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from actors.base import BackendError
-from actors.embed import LocalEmbedder, make_embedder
+from actors.embed import LocalEmbedder
+from actors.registry import make_embedder
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def test_empty_input(embedder):
 
 def test_registry():
     assert isinstance(make_embedder("local", "all-minilm-l6-v2"), LocalEmbedder)
-    with pytest.raises(BackendError, match="unknown embedding backend"):
+    with pytest.raises(BackendError, match="unknown embed backend"):
         make_embedder("grpc", "x")
     with pytest.raises(BackendError, match="neither a packaged model"):
         make_embedder("local", "/no/such/folder")

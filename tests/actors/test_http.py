@@ -1,4 +1,4 @@
-"""OpenAIChatClient against a real actors.serve server over loopback (no mocks of httpx)."""
+"""OpenAIChatClient against a real tests.support.serve server over loopback (no mocks of httpx)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 
 from actors.base import BackendError, ChatOutput, SamplingParams
 from actors.http import OpenAIChatClient, chat_completions_url, parse_choices, retry_after_seconds
-from actors.serve import ChatServer, Fault
-from engine.parsing import p_yes_from_logprobs
-from tests.actors.test_serve import TOP, EchoChat, echo_text, user
+from tests.support.serve import ChatServer, Fault
+from engine.method.parsing import p_yes_from_logprobs
+from tests.support.test_serve import TOP, EchoChat, echo_text, user
 
 FAST = dict(timeout_s=5, backoff_base_s=0.01, backoff_max_s=0.05)
 
@@ -321,7 +321,7 @@ def test_close_stops_the_thread_and_refuses_more_work(serve):
 @pytest.mark.slow
 def test_real_cpu_model_judge_request_end_to_end(cpu_model):
     """The embedded model served over HTTP gives the same greedy judge answer and log-probs as called directly."""
-    from engine.judges import pair_conversation, read_verdict
+    from engine.method.judges import pair_conversation, read_verdict
 
     conversation = pair_conversation("factual", "What is 2+2?", "4", "Four.", limit=4000)
     sampling = SamplingParams(temperature=0.0, max_tokens=4, logprobs=5)

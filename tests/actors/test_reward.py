@@ -6,7 +6,8 @@ import math
 import pytest
 
 from actors.base import BackendError
-from actors.reward import LocalRewardModel, make_reward_model
+from actors.registry import make_reward_model
+from actors.reward import LocalRewardModel
 
 
 def test_scores_are_finite_deterministic_and_batch_independent(reward_folder):

@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 
 from actors.base import BackendError, SamplingParams, logsumexp
-from actors.vllm import resolve_vllm_model, vllm_scheduling
-from tests.real_pipeline import check_two_prompt_run, run_two_prompts
+from actors.placement import vllm_scheduling
+from actors.vllm import resolve_vllm_model
+from tests.support.real_pipeline import check_two_prompt_run, run_two_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
 # vLLM on this CPU: float32 (bf16 has no fast kernels without avx512_bf16), no torch.compile (minutes of start-up).
@@ -121,7 +122,7 @@ PLACEMENT_PROBE = textwrap.dedent("""
     import json, time, warnings
     import pyarrow as pa
     import ray
-    from actors.vllm import PerActorPlacementGroups, vllm_scheduling
+    from actors.placement import PerActorPlacementGroups, vllm_scheduling
 
     class Probe:
         # Stands in for a vLLM stage: its constructor starts two "workers" as vLLM's Ray executor does (no CPU,
@@ -212,7 +213,7 @@ def engine():
 @pytest.mark.vllm
 class TestEngine:
     def test_n_samples(self, engine):
-        before = engine.stats()
+        before = engine.report.stats()
         [out] = engine.chat([_user("Write a short poem about the sea.")],
                             SamplingParams(n=4, temperature=1.0, top_p=0.95, max_tokens=12, seed=3))
         assert out.error is None
@@ -222,7 +223,7 @@ class TestEngine:
         assert all(n == 12 for n, r in zip(out.n_tokens, out.finish_reasons) if r == "length")
         assert len(set(out.texts)) >= 2  # seeded per completion (seed + k), not one sample copied n times
         assert out.prompt_tokens > 5 and out.first_token_logprobs is None
-        after = engine.stats()
+        after = engine.report.stats()
         assert after["requests"] - before["requests"] == 1
         assert after["completion_tokens"] - before["completion_tokens"] == sum(out.n_tokens)
         assert after["prompt_tokens"] - before["prompt_tokens"] == out.prompt_tokens
@@ -278,7 +279,7 @@ class TestEngine:
         assert cut.texts[0] == text[: text.index(stop)]  # cut before the stop string, which is left out
 
     def test_a_prompt_too_long_fails_its_row_only(self, engine):
-        before = engine.stats()
+        before = engine.report.stats()
         long = _user("word " * 1500)  # ~1,500 tokens: more than max_model_len 1024
         fits_alone = _user("word " * 950)  # fits, but not with 200 new tokens
         outs = engine.chat([_user("Say yes."), long, fits_alone, _user("Say no.")],
@@ -288,7 +289,7 @@ class TestEngine:
         assert "1024" in outs[1].error and outs[1].prompt_tokens > 1024 and outs[1].texts == []
         assert "max_tokens 200" in outs[2].error
         assert outs[0].texts and outs[3].texts
-        assert engine.stats()["row_errors"] - before["row_errors"] == 2
+        assert engine.report.stats()["row_errors"] - before["row_errors"] == 2
 
     def test_close_ends_the_engine_processes(self, engine):
         import psutil
@@ -308,7 +309,7 @@ class TestEngine:
 
 
 def _check_tables(run_dir: Path, result) -> None:
-    """What every real backend's run must hold (tests/real_pipeline.py), and what vLLM adds: no empty response,
+    """What every real backend's run must hold (tests/support/real_pipeline.py), and what vLLM adds: no empty response,
     and judge probabilities from real first-token log-probs (not only 0 or 1)."""
     import pyarrow.parquet as pq
 
@@ -321,7 +322,7 @@ def _check_tables(run_dir: Path, result) -> None:
 @pytest.fixture(scope="module")
 def ray_executor():
     _require_vllm()
-    from engine.executor import RayExecutor
+    from engine.execution.executor import RayExecutor
 
     executor = RayExecutor(address="local", num_cpus=4, object_store_memory=256 * 1024 * 1024)
     yield executor

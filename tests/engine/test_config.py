@@ -12,7 +12,7 @@ def test_defaults_are_the_papers():
 
 
 def test_demo_config_loads():
-    from engine.cli import DEMO_CONFIG
+    from engine.cli.common import DEMO_CONFIG
 
     cfg = load_config(DEMO_CONFIG)
     assert cfg.n == 5 and len(cfg.strategies) == 5 and cfg.prompts.per_category >= 2
@@ -56,13 +56,13 @@ def test_literal_values_are_checked():
 
 
 def test_invalid_values():
-    with pytest.raises(ConfigError, match="n must be >= 2"):
+    with pytest.raises(ConfigError, match="n: must be >= 2"):
         config_from_dict({"n": 1})
     with pytest.raises(ConfigError, match="unknown"):
         config_from_dict({"strategies": ["temperature", "beam"]})
     with pytest.raises(ConfigError, match="unique"):
         config_from_dict({"judges": [{"name": "a"}, {"name": "a"}]})
-    with pytest.raises(ConfigError, match=r"judges\[0\]: backend must be one of"):
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.backend: must be one of"):
         config_from_dict({"judges": [{"backend": "grpc"}]})
 
 
@@ -86,13 +86,39 @@ def test_top_level_must_be_a_mapping(tmp_path):
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"generators": [{"name": "g", "num_actors": 0}]}, r"num_actors must be >= 1, got 0"),
-    ({"judges": [{"name": "j", "batch_size": 0}]}, r"batch_size must be >= 1, got 0"),
-    ({"embedder": {"num_actors": 0}}, r"embedder\.num_actors must be >= 1"),
-    ({"embedder": {"batch_size": -1}}, r"embedder\.batch_size must be >= 1"),
+    ({"generators": [{"name": "g", "num_actors": 0}]}, r"generators\[0\]\.num_actors: must be >= 1, got 0"),
+    ({"judges": [{"name": "j", "batch_size": 0}]}, r"judges\[0\]\.batch_size: must be >= 1, got 0"),
+    ({"embedder": {"num_actors": 0}}, r"embedder\.num_actors: must be >= 1"),
+    ({"embedder": {"batch_size": -1}}, r"embedder\.batch_size: must be >= 1"),
     ({"quality": {"reward_model": {"model": "rm", "num_gpus": -1}}},
-     r"reward_model\.num_cpus and num_gpus must be >= 0"),
+     r"quality\.reward_model\.num_gpus: must be >= 0"),
 ], ids=["generator-actors", "judge-batch", "embedder-actors", "embedder-batch", "reward-gpus"])
 def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(section)
+
+
+# Sampling and judge settings are checked when the config loads, naming the key, not when a worker builds a stage.
+@pytest.mark.parametrize("section, message", [
+    ({"sampling": {"top_p": 1.5}}, r"sampling\.top_p: must be in \(0, 1\], got 1.5"),
+    ({"sampling": {"temperature": -1}}, r"sampling\.temperature: must be in \[0, 5\]"),
+    ({"sampling": {"max_tokens": 0}}, r"sampling\.max_tokens: must be an integer >= 1"),
+    ({"generators": [{"temperature": 7}]}, r"generators\[0\]\.temperature: must be in \[0, 5\]"),
+    ({"judge": {"threshold": 1.2}}, r"judge\.threshold: must be in \[0, 1\]"),
+    ({"judge": {"max_response_chars": -1}}, r"judge\.max_response_chars: must be >= 0"),
+    ({"judge": {"cascade": {"audit_rate": 2}}}, r"judge\.cascade\.audit_rate: must be in \[0, 1\]"),
+    ({"embedder": {"backend": "grpc"}}, r"embedder\.backend: must be one of local, vllm, http"),
+    ({"quality": {"reward_model": {"model": "rm", "backend": "http"}}},
+     r"quality\.reward_model\.backend: must be one of local, vllm, got 'http'"),
+    ({"strategies": ["temperature", "nucleus"]}, r"strategies: unknown \['nucleus'\]; choose from temperature"),
+])
+def test_settings_are_validated_on_load_naming_the_key(section, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(section)
+
+
+def test_strategy_names_come_from_the_registry(monkeypatch):
+    from engine.method import strategies
+
+    monkeypatch.setitem(strategies.STRATEGIES, "my_strategy", strategies.STRATEGIES["temperature"])
+    assert config_from_dict({"strategies": ["my_strategy"]}).strategies == ["my_strategy"]

@@ -3,7 +3,7 @@ import pytest
 
 from engine.stages.accuracy import AccuracyStage, accuracy_method
 
-SCRIPTED = {"name": "scripted", "backend": "python:tests.doubles:ScriptedChat", "model": "scripted"}
+SCRIPTED = {"name": "scripted", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted"}
 
 
 @pytest.mark.parametrize("source,category,gold,method", [
@@ -34,7 +34,7 @@ def test_math_answers_are_checked_with_math_verify():
 
 
 def test_short_answers_go_to_the_grader_with_an_exact_match_beside(monkeypatch):
-    from tests.doubles import ScriptedChat
+    from tests.support.doubles import ScriptedChat
 
     monkeypatch.setattr(ScriptedChat, "_answer", lambda self, conv, text, p: self._one(
         "A" if "Au" in text.split("Response:")[1] else "B", p))

@@ -3,8 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from actors.base import ChatOutput, SamplingParams
-from engine.stages.base import IDX, ROW, SHARD, DriveStats, Request, Stage, StageContractError, drive
+from engine.stages.base import IDX, ROW, SHARD, Stage, StageContractError
 
 
 class Reverse(Stage):
@@ -58,52 +57,3 @@ class Broken(Stage):
 def test_contract_violations_are_rejected(mode, message):
     with pytest.raises(StageContractError, match=message):
         Broken(mode)(pa.table({"x": [1, 2]}))
-
-
-# drive: lockstep rounds over many programs.
-class Counting:
-    name = "counting"
-
-    def __init__(self):
-        self.batches = []
-
-    def chat(self, conversations, sampling):
-        self.batches.append(len(conversations))
-        return [ChatOutput(texts=[c[-1]["content"].upper()]) for c in conversations]
-
-    def close(self):
-        pass
-
-
-def program(turns, label):
-    seen = []
-    for t in range(turns):
-        (out,) = yield [Request([{"role": "user", "content": f"{label}{t}"}], SamplingParams())]
-        seen.append(out.texts[0])
-    return seen
-
-
-def test_drive_batches_each_round_and_returns_in_order():
-    backend = Counting()
-    stats = DriveStats()
-    results = drive(backend, [program(3, "a"), program(1, "b"), program(2, "c")], stats)
-    assert results == [["A0", "A1", "A2"], ["B0"], ["C0", "C1"]]
-    assert backend.batches == [3, 2, 1]
-    assert (stats.rounds, stats.calls) == (3, 6)
-
-
-def test_drive_program_with_no_requests_returns_at_once():
-    def instant():
-        return "done"
-        yield  # pragma: no cover
-
-    assert drive(Counting(), [instant()]) == ["done"]
-
-
-def test_drive_rejects_a_backend_that_drops_outputs():
-    class Lossy(Counting):
-        def chat(self, conversations, sampling):
-            return super().chat(conversations, sampling)[:-1]
-
-    with pytest.raises(StageContractError, match="outputs for"):
-        drive(Lossy(), [program(1, "a"), program(1, "b")])

@@ -1,0 +1,78 @@
+"""The command line: `python engine/run.py [COMMAND] …` and the `taskdiv` console script, one parser for both.
+
+Commands: run (the default), compare, calibrate, agreement; each lives in its own module with `add_parser` and its
+`cmd_*` function, and shares `engine.cli.common`. A user's mistake (bad config, bad input row, unreachable model)
+is a one-line `error: …` on stderr and exit code 2 — never a traceback.
+
+May import everything in engine/; nothing imports engine.cli except the entry points (engine/run.py, the console
+script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from engine.errors import TaskdivError
+
+COMMANDS = ("run", "compare", "calibrate", "agreement")
+
+
+def prepare_environment() -> None:
+    """Before Ray or torch start: stay on loopback in the embedded default and never let transformers compile its
+    decode loop on CPU (minutes on the first call)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.cli import agreement, calibrate, compare, run
+
+    parser = argparse.ArgumentParser(prog="taskdiv", description=(
+        "Audit task-dependent output homogenization of language models. Commands: " + ", ".join(COMMANDS)
+        + " (default: run)."))
+    sub = parser.add_subparsers(dest="command")
+    for module in (run, compare, calibrate, agreement):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (default: sys.argv[1:]), run the command, return the exit code."""
+    prepare_environment()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
+        argv = ["run", *argv]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            from engine.cli.run import cmd_run
+
+            return cmd_run(args)
+        if args.command == "compare":
+            from engine.cli.compare import cmd_compare
+
+            return cmd_compare(args)
+        if args.command == "calibrate":
+            from engine.cli.calibrate import cmd_calibrate
+
+            return cmd_calibrate(args)
+        if args.command == "agreement":
+            from engine.cli.agreement import cmd_agreement
+
+            return cmd_agreement(args)
+    except TaskdivError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def console() -> None:
+    """The `taskdiv` console script."""
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`python engine/run.py agreement`: how often a judge agrees with human labels on response pairs.
+
+    python engine/run.py agreement --pairs ../shared/datasets/darling_equivalence_pairs/val.jsonl --judge calibrated
+    python engine/run.py agreement --pairs val.jsonl --judge smollm2-135m            # a judge of the demo config
+    python engine/run.py agreement --pairs val.jsonl --config run.yaml --judge gpt-4o
+    python engine/run.py agreement --pairs val.jsonl --config run.yaml --judge cascade:gpt-4o
+
+Reports accuracy, Cohen's κ, the confusion matrix and a per-category breakdown (engine.method.agreement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from engine.cli.common import add_config_arguments, load_run_config
+from engine.errors import ConfigError
+from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
+from engine.method.agreement import agreement_report, calibrated_probabilities, llm_probabilities
+
+
+def render(report: dict[str, Any], judge: str) -> str:
+    def fmt(x):
+        return "–" if x is None else f"{x:.3f}"
+
+    (tn, fp), (fn, tp) = report["confusion"]
+    lines = [
+        f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed",
+        f"  accuracy {fmt(report['accuracy'])}   Cohen's κ {fmt(report['kappa'])}   AUC {fmt(report['auc'])}",
+        "  confusion (rows: human, columns: judge)      judge different   judge equivalent",
+        f"    human different                         {tn:>15}   {fp:>16}",
+        f"    human equivalent                        {fn:>15}   {tp:>16}",
+        "  by category:",
+    ]
+    lines += [f"    {cat:<5} n={v['n']:<4} accuracy {fmt(v['accuracy'])}  (humans: {v['human_equivalent_rate']:.0%} "
+              "equivalent)" for cat, v in report["by_category"].items()]
+    if "llm_calls" in report:
+        cheap = f"; the calibrated judge decided {report['cheap_pairs']}" if report["judge"].startswith("cascade:") else ""
+        lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs{cheap}")
+    return "\n".join(lines)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agreement", help="agreement of a judge with human labels on response pairs")
+    p.add_argument("--pairs", required=True, help="labelled pairs (ours or the DARLING format)")
+    p.add_argument("--judge", default="calibrated",
+                   help="'calibrated', a judge name from --config, or 'cascade:NAME' (default: calibrated)")
+    add_config_arguments(p, help_config="run config holding the judges (default: the demo)")
+    p.add_argument("--noveltybench", default=None, help="NoveltyBench curated.jsonl, for categories of curated ids")
+    p.add_argument("--coefficients", default=None, help="calibrated-judge coefficients (default: the shipped ones)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    config = load_run_config(args.config, args.set)
+    categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
+    pairs = load_pairs(args.pairs, categories=categories)[: args.limit]
+    settings = asdict(config.judge)
+    extra: dict[str, int] = {}
+    if args.judge == "calibrated":
+        p = calibrated_probabilities(pairs, args.coefficients, config.embedder.model)
+    else:
+        name = args.judge.removeprefix("cascade:")
+        judges = {j.name: j for j in config.judges}
+        if name not in judges:
+            raise ConfigError(f"--judge {name!r}: not a judge of the config (judges: {', '.join(judges)}; "
+                              "or use 'calibrated')")
+        cheap = None
+        if args.judge.startswith("cascade:"):
+            cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,
+                                             config.embedder.model)
+        p, extra = llm_probabilities(pairs, judges[name].spec(), settings, judges[name].batch_size, cheap)
+    report = {**agreement_report(pairs, p, config.judge.threshold), **extra, "judge": args.judge,
+              "pairs_file": str(args.pairs)}
+    print(render(report, args.judge))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0

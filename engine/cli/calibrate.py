@@ -1,0 +1,66 @@
+"""`python engine/run.py calibrate`: fit the calibrated judge on labelled pairs and write its coefficients.
+
+    python engine/run.py calibrate --pairs ../shared/datasets/darling_equivalence_pairs/train.jsonl \
+        --val ../shared/datasets/darling_equivalence_pairs/val.jsonl \
+        --noveltybench ../shared/datasets/noveltybench/curated.jsonl --out engine/method/calibrated_judge.json
+
+Fits only on --pairs; --val is scored, never fitted on (engine.method.calibrate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
+from engine.method.calibrate import featurize, fit, scores
+from engine.method.calibrated import DEFAULT_COEFFICIENTS
+
+
+def _digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit the calibrated (cheap) judge on labelled pairs")
+    p.add_argument("--pairs", required=True, help="labelled pairs to fit on (JSONL/CSV/Parquet)")
+    p.add_argument("--val", default=None, help="labelled pairs to score the fit on (never fitted on)")
+    p.add_argument("--noveltybench", default=None,
+                   help="NoveltyBench curated.jsonl, to give DARLING pairs with curated ids their category")
+    p.add_argument("--embedder", default="all-minilm-l6-v2", help="embedding model for the cosine feature")
+    p.add_argument("--c", type=float, default=1.0, help="inverse L2 regularisation strength")
+    p.add_argument("--out", default=str(DEFAULT_COEFFICIENTS), help="where to write the coefficients (JSON)")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
+    train = load_pairs(args.pairs, categories=categories)
+    x = featurize(train, args.embedder)
+    y = np.array([int(p.equivalent) for p in train])
+    judge = fit(x, [p.category for p in train], y, embedder=args.embedder, c=args.c)
+    judge.provenance = {
+        "fitted_on": {"file": Path(args.pairs).name, "sha256": _digest(args.pairs), "pairs": len(train),
+                      "with_category": sum(p.category is not None for p in train)},
+        "train": scores(y, judge.predict(x, [p.category for p in train])),
+        "command": "python engine/run.py calibrate " + " ".join(
+            f"--{k} {Path(v).name if k in ('pairs', 'val', 'noveltybench') else v}"
+            for k, v in (("pairs", args.pairs), ("val", args.val), ("noveltybench", args.noveltybench),
+                         ("c", args.c)) if v is not None),
+    }
+    print(f"fitted on {len(train)} pairs: train accuracy {judge.provenance['train']['accuracy']:.3f}, "
+          f"κ {judge.provenance['train']['kappa']:.3f}")
+    if args.val:
+        val = load_pairs(args.val, categories=categories)
+        xv = featurize(val, args.embedder)
+        yv = np.array([int(p.equivalent) for p in val])
+        judge.provenance["val"] = {"file": Path(args.val).name, "sha256": _digest(args.val),
+                                   **scores(yv, judge.predict(xv, [p.category for p in val]))}
+        v = judge.provenance["val"]
+        print(f"validation ({len(val)} pairs, never fitted on): accuracy {v['accuracy']:.3f}, κ {v['kappa']:.3f}, "
+              f"AUC {v['auc']:.3f}")
+    judge.save(args.out)
+    print(f"coefficients written to {args.out}")
+    return 0

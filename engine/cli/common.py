@@ -1,0 +1,42 @@
+"""What every subcommand shares: the demo config's path, `--set` overrides, and loading a config with them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from engine.errors import TaskdivError
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """--set key=value pairs; values are read as YAML scalars (3 → int, true → bool, null → None)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TaskdivError(f"--set {item!r}: expected key=value, e.g. --set sampling.max_tokens=64")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise TaskdivError(f"--set {item!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return out
+
+
+def load_run_config(path: Path | None, overrides: Sequence[str] = (), extra: dict[str, Any] | None = None):
+    """The run config at `path` (default: the demo) with `--set` overrides and any `extra` dotted keys applied."""
+    from engine.config import load_config
+
+    return load_config(path or DEMO_CONFIG, {**parse_set(overrides), **(extra or {})})
+
+
+def add_config_arguments(parser, *, help_config: str | None = None) -> None:
+    """--config and --set, as every subcommand that reads a run config takes them."""
+    parser.add_argument("--config", type=Path, default=None,
+                        help=help_config or f"YAML run config (default: the built-in demo, "
+                                            f"{DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, dotted for nested keys and list items (repeatable)")

@@ -1,0 +1,66 @@
+"""`python engine/run.py [run] --config FILE`: run an audit, write its report, print a one-screen summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from engine.cli.common import add_config_arguments, load_run_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an audit (the default command)")
+    add_config_arguments(p)
+    p.add_argument("--run-dir", default=None, help="override run_dir")
+    p.add_argument("--executor", choices=["ray", "local"], default=None, help="override execution.executor")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine.execution.pipeline import Pipeline
+    from engine.report import write_report
+
+    extra = {}
+    if args.run_dir:
+        extra["run_dir"] = args.run_dir
+    if args.executor:
+        extra["execution.executor"] = args.executor
+    config = load_run_config(args.config, args.set, extra)
+    started = time.time()
+    pipeline = Pipeline(config, progress=not args.quiet)
+    try:
+        result = pipeline.run()
+    finally:
+        pipeline.close()
+    paths = write_report(result, config)
+    print(summary(result, paths, time.time() - started))
+    failed = result.failed_shards()
+    if failed:
+        total = sum(len(v) for v in failed.values())
+        print(f"\n{total} shards failed for good (their rows are missing from the tables); rerun the same command "
+              "to compute them:", file=sys.stderr)
+        for stage, shards in failed.items():
+            reason = next(iter(shards.values()))
+            print(f"  {stage}: {len(shards)} shards — {reason}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def summary(result, paths: dict[str, Path], wall_s: float) -> str:
+    """The end-of-run summary: counts, each stage's rows and time, and where the report is."""
+    groups = result.tables["groups"]
+    lines = [
+        "",
+        f"taskdiv run finished in {wall_s:.0f} s — {result.run_dir}",
+        f"  prompts: {result.tables['prompts'].num_rows}   groups: {groups.num_rows}   "
+        f"responses: {result.tables['responses'].num_rows}   judgments: {result.tables['judgments'].num_rows}",
+    ]
+    for rec in result.stages:
+        reused = f" ({rec.units_reused}/{rec.units} shards reused)" if rec.units_reused else ""
+        lines.append(f"  {rec.stage:<28} {rec.rows:>6} rows  {rec.wall_s:7.1f} s{reused}")
+    if result.skipped_inputs:
+        lines.append(f"  skipped input rows: {len(result.skipped_inputs)} (listed in the report)")
+    lines.append(f"  report: {paths['html']}  (also {Path(paths['markdown']).name}, report.json, run_stats.json)")
+    return "\n".join(lines)

@@ -1,0 +1,446 @@
+"""The run: prompts → classify → sample → judge → components → metrics → quality → groups → report.
+
+Each stage runs over *units* (one shard of prompts for one model, strategy or judge). A unit's key hashes its
+input rows and every setting that affects its output, so a rerun skips finished units and a changed setting
+recomputes exactly the units that depend on it. The executor streams a stage's output back; the driver writes
+each unit's shard as soon as all its rows have arrived (atomically), so a crash loses only the units in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from actors.registry import scheduling
+from engine.method import taxonomy
+from engine.config import ModelConfig, RunConfig
+from engine.errors import ConfigError, TaskdivError
+from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, make_executor
+from engine.inputs.loaders.paper import PresetReport
+from engine.inputs.prompts import Prompt, select
+from engine.inputs.responses import ExternalGroup, load_responses
+from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
+from engine.stages.accuracy import AccuracyStage
+from engine.execution.preflight import preflight
+from engine.execution.resources import PeakMemory
+from engine.execution.results import RunResult, StageRecord
+from engine.inputs.sources import load_prompts
+from engine.stages.base import ERROR, ROW, SHARD, TELEMETRY, Stage
+from engine.stages.checklist import ChecklistStage
+from engine.stages.classify import ClassifyStage
+from engine.stages.grade import GradeStage
+from engine.stages.judge import FEATURE_COLUMNS, JudgeStage
+from engine.stages.metrics import MetricsStage
+from engine.stages.reward import RewardStage
+from engine.stages.sample import SampleStage
+from engine.execution.store import Store, content_key, table_digest
+from engine.execution import tables as T
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Unit:
+    """One shard of one stage: its key and its input rows."""
+
+    key: str
+    rows: pa.Table
+
+
+class Pipeline:
+    """Runs one config end to end.
+
+    Args:
+        config: the run config.
+        executor: an executor to use instead of the one the config names (tests pass a LocalExecutor).
+        progress: show a progress bar per stage.
+    """
+
+    def __init__(self, config: RunConfig, executor: LocalExecutor | RayExecutor | None = None,
+                 progress: bool = True) -> None:
+        self.config = config
+        self.store = Store(config.run_dir)
+        self._executor = executor
+        self.progress = progress
+        self.records: list[StageRecord] = []
+        # Fingerprints of every text each stage sends (engine.method.taxonomy): in every shard key of that stage.
+        self.versions = taxonomy.prompt_versions()
+
+    @property
+    def executor(self) -> LocalExecutor | RayExecutor:
+        if self._executor is None:
+            ex = self.config.execution
+            if ex.executor == "ray":
+                self._executor = make_executor(
+                    "ray", address=ex.ray_address, num_cpus=ex.num_cpus, object_store_memory=ex.object_store_memory
+                )
+            else:
+                self._executor = make_executor("local")
+        return self._executor
+
+    # -- the run ------------------------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        with PeakMemory() as memory:
+            result = self._run()
+        result.peak_rss_bytes = memory.peak_bytes
+        return result
+
+    def _run(self) -> RunResult:
+        start = time.perf_counter()
+        cfg = self.config
+        preflight(cfg)
+        self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        load_report = PresetReport()
+        external = cfg.prompts.source == "responses"
+        if external:
+            prompts, groups = load_responses(_require_path(cfg), on_error=cfg.prompts.on_error, report=load_report)
+            prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
+        else:
+            prompts = load_prompts(cfg.prompts, report=load_report)
+        if not prompts:
+            raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}: all rows skipped or none selected)")
+        prompts_table = pa.Table.from_pylist([p.to_row() for p in prompts], schema=T.PROMPTS)
+        self.store.write_table("prompts", prompts_table)
+        shards = self._shard(prompts)
+
+        if external:
+            # Responses come from elsewhere: no generator to self-classify, so the classifier (default: the first
+            # judge) classifies the prompts that carry no category.
+            unlabelled = [s.filter(pc.is_null(s["gold_category"])) for s in shards]
+            classifications = self.classify(unlabelled, [cfg.classifier or cfg.judges[0]])
+            frame = self.external_frame(shards, groups, classifications)
+        else:
+            classifications = self.classify(shards, cfg.generators)
+            frame = self.sample(shards, classifications)
+        metrics = self.metrics(frame)
+        judged = self.judge(frame, metrics)
+        comps = T.components_table(judged, cfg.judge.threshold)
+        checklists, grades = self.quality(frame) if cfg.quality.enabled else (None, None)
+        accuracy = self.accuracy(frame) if cfg.accuracy.enabled else None
+        rewards = self.reward(frame) if cfg.quality.reward_model is not None else None
+
+        tables = {
+            "prompts": prompts_table,
+            "classifications": classifications,
+            "samples": frame.select(T.SAMPLES.names).cast(T.SAMPLES),
+            "responses": T.explode_responses(frame),
+            "judgments": T.explode_judgments(judged),
+            "components": comps,
+            "metrics": metrics,
+        }
+        if checklists is not None:
+            tables["checklists"] = checklists
+            tables["quality"] = T.explode_grades(grades)
+        if accuracy is not None:
+            tables["accuracy"] = T.explode_accuracy(accuracy)
+        if rewards is not None:
+            tables["rewards"] = T.explode_rewards(rewards)
+        tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"), tables.get("accuracy"),
+                                          tables.get("rewards"))
+        for name, table in tables.items():
+            self.store.write_table(name, table)
+        skipped = [str(e) for e in load_report.skipped]
+        return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
+                         load_warnings=list(load_report.warnings))
+
+    @staticmethod
+    def failed_shards(result: RunResult) -> dict[str, dict[str, str]]:
+        """Stage → {shard key: reason} for shards that failed for good in this run (a rerun computes them)."""
+        return result.failed_shards()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+
+    # -- stages -------------------------------------------------------------------------------------------------
+
+    def classify(self, shards: list[pa.Table], models: list[ModelConfig]) -> pa.Table:
+        """Each model classifies the prompts of `shards` (the paper's self-classification: the generators)."""
+        parts = []
+        for model in models:
+            units = [
+                Unit(content_key("classify", self.versions["classify"], model.identity(),
+                                 table_digest(s, ["prompt_id", "text"])), s.select(["prompt_id", "text"]))
+                for s in shards
+            ]
+            parts.append(self._run_stage(f"classify[{model.name}]", "classify", self._plan(ClassifyStage, model, {}),
+                                         units, ClassifyStage.output_schema))
+        return pa.concat_tables(parts)
+
+    def sample(self, shards: list[pa.Table], classifications: pa.Table) -> pa.Table:
+        """Generate every group; returns the driver's frame of groups (see `_frame`)."""
+        cfg = self.config
+        classified = {(r["prompt_id"], r["model"]): r["category"] for r in classifications.to_pylist()}
+        frames = []
+        for model in cfg.generators:
+            temperature = model.temperature if model.temperature is not None else cfg.sampling.temperature
+            settings = {"n": cfg.n, "temperature": temperature, "top_p": cfg.sampling.top_p,
+                        "max_tokens": cfg.sampling.max_tokens}
+            units, context = [], []
+            for k, shard in enumerate(shards):
+                for strategy in cfg.strategies:
+                    rows, ctx = [], []
+                    for p in shard.to_pylist():
+                        own = classified.get((p["prompt_id"], model.name))
+                        anchor = p["gold_category"] if cfg.category_source == "gold" and p["gold_category"] else own
+                        seed = int(content_key(cfg.sampling.seed, p["prompt_id"], model.name, strategy)[:8], 16)
+                        rows.append({"prompt_id": p["prompt_id"], "text": p["text"], "strategy": strategy,
+                                     "category": anchor, "seed": seed})
+                        ctx.append({PSHARD: k, "text": p["text"], "source": p["source"],
+                                    "gold_category": p["gold_category"], "gold_answer": p["gold_answer"],
+                                    "classified": own, "judge_category": p["gold_category"] or own})
+                    table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
+                    key = content_key("sample", self.versions["sample"], model.identity(), settings,
+                                      table_digest(table, table.column_names))
+                    units.append(Unit(key, table))
+                    context.extend({**c, UNIT: key} for c in ctx)
+            out = self._run_stage(f"sample[{model.name}]", "sample", self._plan(SampleStage, model, settings),
+                                  units, SampleStage.output_schema)
+            failed = self.records[-1].failed
+            context = [c for c in context if c[UNIT] not in failed]
+            frames.append(_with_columns(out, pa.Table.from_pylist(context, schema=T.GROUP_CONTEXT)))
+        return pa.concat_tables(frames)
+
+    def external_frame(self, shards: list[pa.Table], groups: list[ExternalGroup],
+                       classifications: pa.Table) -> pa.Table:
+        """The frame of groups for responses generated elsewhere (what `sample` returns for generated ones)."""
+        classified = {r["prompt_id"]: r["category"] for r in classifications.to_pylist()}
+        by_prompt: dict[str, list[ExternalGroup]] = defaultdict(list)
+        for g in groups:
+            by_prompt[g.prompt_id].append(g)
+        rows = []
+        for k, shard in enumerate(shards):
+            for p in shard.to_pylist():
+                for g in by_prompt[p["prompt_id"]]:
+                    texts = [t for _, t in g.responses]
+                    own = classified.get(p["prompt_id"])
+                    rows.append({
+                        "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None,
+                        "responses": texts, "finish_reasons": ["external"] * len(texts),
+                        "n_tokens": [None] * len(texts), "status": "ok", "raw": None, "calls": 0, "error": None,
+                        PSHARD: k, "text": p["text"], "source": p["source"], "gold_category": p["gold_category"],
+                        "gold_answer": p["gold_answer"], "classified": own,
+                        "judge_category": p["gold_category"] or own,
+                        UNIT: f"external:{k}:{g.model}:{g.strategy}",
+                    })
+        schema = SampleStage.output_schema
+        for f in T.GROUP_CONTEXT:
+            if f.name not in schema.names:
+                schema = schema.append(f)
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def accuracy(self, frame: pa.Table) -> pa.Table:
+        """Correctness of responses to prompts with a gold answer (math-verify or the grader)."""
+        grader = self.config.grader
+        methods = [accuracy_method(s, c, g) for s, c, g in zip(frame["source"].to_pylist(),
+                                                              frame["judge_category"].to_pylist(),
+                                                              frame["gold_answer"].to_pylist())]
+        checkable = frame.filter(pa.array([m is not None for m in methods]))
+        units = self._group_units(checkable, "accuracy", [self.versions["accuracy"], grader.identity(),
+                                                         ACCURACY_VERSION], T.ACCURACY_INPUT.names, T.ACCURACY_INPUT)
+        plan = self._plan(AccuracyStage, grader, {"math_timeout_s": self.config.accuracy.math_timeout_s})
+        return self._run_stage(f"accuracy[{grader.name}]", "accuracy", plan, units, AccuracyStage.output_schema)
+
+    def reward(self, frame: pa.Table) -> pa.Table:
+        """Reward-model scores of every response."""
+        rm = self.config.quality.reward_model
+        units = self._group_units(frame, "reward", [rm.backend, rm.model, rm.options], T.REWARD_INPUT.names,
+                                  T.REWARD_INPUT)
+        plan = StagePlan(RewardStage, {"reward": {"backend": rm.backend, "model": rm.model, "options": rm.options}},
+                         batch_size=rm.batch_size, num_actors=rm.num_actors, num_cpus=rm.num_cpus,
+                         num_gpus=rm.num_gpus, label="reward")
+        return self._run_stage("reward", "reward", plan, units, RewardStage.output_schema)
+
+    def _group_units(self, frame: pa.Table, tag: str, identity: Any, columns: list[str],
+                     schema: pa.Schema) -> list[Unit]:
+        """Units over groups, one per sample unit, keyed by the groups' content and `identity`."""
+        units = []
+        for key in _unique(frame[UNIT]):
+            table = frame.filter(pc.equal(frame[UNIT], key)).select(columns).cast(schema)
+            units.append(Unit(content_key(tag, identity, table_digest(table, columns)), table))
+        return units
+
+    def judge(self, frame: pa.Table, metrics: pa.Table) -> pa.Table:
+        cfg = self.config
+        settings = asdict(cfg.judge)
+        schema, identity = T.JUDGE_INPUT, [self.versions["judge"], settings]
+        if cfg.judge.cascade.enabled:
+            # The cheap judge reads the metrics stage's pairwise matrices; its coefficients and the embedder behind
+            # the cosine feature decide its verdicts, so both key the judge's shards.
+            from engine.method.calibrated import CalibratedJudge
+
+            cheap = CalibratedJudge.load(cfg.judge.cascade.coefficients)
+            if cheap.embedder != cfg.embedder.model:
+                raise ConfigError(f"judge.cascade: the coefficients were fitted with embedder {cheap.embedder!r} but "
+                                  f"embedder.model is {cfg.embedder.model!r}")
+            identity += [asdict(cheap), cfg.embedder.model]
+            frame = _join_features(frame, metrics)
+            schema = T.JUDGE_INPUT_WITH_FEATURES
+        parts = []
+        for judge in cfg.judges:
+            units = self._group_units(frame, "judge", [*identity, judge.identity()], schema.names, schema)
+            parts.append(self._run_stage(f"judge[{judge.name}]", "judge",
+                                         self._plan(JudgeStage, judge, {"settings": settings}),
+                                         units, JudgeStage.output_schema))
+        return pa.concat_tables(parts)
+
+    def metrics(self, frame: pa.Table) -> pa.Table:
+        emb = self.config.embedder
+        units = self._group_units(frame, "metrics", [emb.identity(), MetricsStage.version], T.METRICS_INPUT.names,
+                                  T.METRICS_INPUT)
+        plan = StagePlan(MetricsStage, {"embedder": emb.spec()}, batch_size=emb.batch_size,
+                         num_actors=emb.num_actors, num_cpus=emb.num_cpus, num_gpus=emb.num_gpus, label="metrics")
+        return self._run_stage("metrics", "metrics", plan, units, MetricsStage.output_schema)
+
+    def quality(self, frame: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """Checklists once per (prompt, category), then a grade for every response."""
+        cfg = self.config
+        grader = cfg.grader
+        units = []
+        for k in _unique(frame[PSHARD]):
+            part = frame.filter(pc.equal(frame[PSHARD], k)).select(T.CHECKLIST_INPUT.names).to_pylist()
+            rows = list({(r["prompt_id"], r["judge_category"]): r for r in part}.values())
+            table = pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT)
+            units.append(Unit(content_key("checklist", self.versions["checklist"], grader.identity(),
+                                          cfg.quality.checklist_max_tokens, table_digest(table, table.column_names)),
+                              table))
+        plan = self._plan(ChecklistStage, grader, {"max_tokens": cfg.quality.checklist_max_tokens})
+        checklists = self._run_stage(f"checklist[{grader.name}]", "checklist", plan, units,
+                                     ChecklistStage.output_schema)
+        criteria = {(r["prompt_id"], r["judge_category"]): r["criteria"] for r in checklists.to_pylist()}
+        with_criteria = frame.append_column("criteria", pa.array(
+            [criteria.get((p, c)) for p, c in zip(frame["prompt_id"].to_pylist(), frame["judge_category"].to_pylist())],
+            pa.list_(pa.string())))
+        grade_units = self._group_units(with_criteria, "grade", [self.versions["grade"], grader.identity()],
+                                        T.GRADE_INPUT.names, T.GRADE_INPUT)
+        grades = self._run_stage(f"grade[{grader.name}]", "grade", self._plan(GradeStage, grader, {}), grade_units,
+                                 GradeStage.output_schema)
+        return checklists, grades
+
+    # -- machinery ----------------------------------------------------------------------------------------------
+
+    def _shard(self, prompts: list[Prompt]) -> list[pa.Table]:
+        size = self.config.execution.shard_size
+        return [
+            pa.Table.from_pylist([p.to_row() for p in prompts[k : k + size]], schema=T.PROMPTS)
+            for k in range(0, len(prompts), size)
+        ]
+
+    def _plan(self, stage: type[Stage], model: ModelConfig, kwargs: dict[str, Any]) -> StagePlan:
+        # GPU needs follow from the backend (vLLM: TP×PP GPUs, in a placement group when it spreads over Ray).
+        need = scheduling(model.backend, model.options, model.num_gpus)
+        num_gpus, placement_group = need["num_gpus"], need["placement_group"]
+        return StagePlan(
+            stage,
+            {"model": model.spec(), **kwargs},
+            batch_size=model.batch_size,
+            num_actors=model.num_actors,
+            num_cpus=model.num_cpus,
+            num_gpus=num_gpus,
+            label=f"{stage.name}[{model.name}]",
+            placement_group=placement_group,
+        )
+
+    def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],
+                   schema: pa.Schema) -> pa.Table:
+        """Run the units not yet in the store, write each unit's shard when complete, return all units' rows."""
+        record = StageRecord(label, units=len(units))
+        start = time.perf_counter()
+        todo = [u for u in units if not self.store.has([table_name], u.key)]
+        record.units_reused = len(units) - len(todo)
+        expected = {u.key: u.rows.num_rows for u in todo}
+        blocks = [
+            u.rows.append_column(SHARD, pa.array([u.key] * u.rows.num_rows, pa.string())).append_column(
+                ROW, pa.array(range(u.rows.num_rows), pa.int64()))
+            for u in todo if u.rows.num_rows
+        ]
+        for u in todo:
+            if not u.rows.num_rows:
+                self.store.write_shard({table_name: schema.empty_table()}, u.key)
+        buffers: dict[str, list[pa.Table]] = defaultdict(list)
+        counts: dict[str, int] = defaultdict(int)
+        bar = _progress(label, sum(expected.values()), self.progress)
+        try:
+            for batch in self.executor.map(plan, blocks):
+                for counters in batch[TELEMETRY].drop_null().to_pylist():
+                    for name, value in json.loads(counters).items():
+                        record.backend[name] = record.backend.get(name, 0) + value
+                for key in pc.unique(batch[SHARD]).to_pylist():
+                    part = batch.filter(pc.equal(batch[SHARD], key))
+                    bar.update(part.num_rows)
+                    errors = [e for e in part[ERROR].to_pylist() if e is not None]
+                    if errors or key in record.failed:
+                        record.failed.setdefault(key, errors[0] if errors else "")
+                        buffers.pop(key, None)
+                        continue
+                    buffers[key].append(part)
+                    counts[key] += part.num_rows
+                    if counts[key] == expected[key]:
+                        done = pa.concat_tables(buffers.pop(key))
+                        done = done.sort_by(ROW).drop_columns([SHARD, ROW, ERROR, TELEMETRY]).cast(schema)
+                        self.store.write_shard({table_name: done}, key)
+        finally:
+            bar.refresh()
+            bar.close()
+        lost = [k for k in expected if k not in record.failed and not self.store.has([table_name], k)]
+        if lost:
+            raise RuntimeError(f"stage {label}: {len(lost)} shards came back incomplete from the executor")
+        record.rows = sum(expected.values())
+        record.wall_s = time.perf_counter() - start
+        self.records.append(record)
+        if record.failed:
+            log.warning("stage %s: %d of %d shards failed and are left for a rerun: %s", label,
+                        len(record.failed), len(units), next(iter(record.failed.values())))
+        done_units = [u for u in units if u.key not in record.failed]
+        return self.store.read_shards(table_name, [u.key for u in done_units], schema)
+
+
+# Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
+UNIT = "_unit"
+PSHARD = "_pshard"
+
+
+def _require_path(cfg: RunConfig) -> str:
+    if not cfg.prompts.path:
+        raise ConfigError("prompts.path: the responses source needs the file of responses")
+    return cfg.prompts.path
+
+
+def _join_features(frame: pa.Table, metrics: pa.Table) -> pa.Table:
+    """The frame with each group's pairwise matrices from the metrics table (null where a group has none)."""
+    by_group = {tuple(m[k] for k in T.KEYS): m for m in metrics.select([*T.KEYS, *FEATURE_COLUMNS]).to_pylist()}
+    keys = [tuple(r[k] for k in T.KEYS) for r in frame.select(list(T.KEYS)).to_pylist()]
+    for column in FEATURE_COLUMNS:
+        values = [by_group.get(key, {}).get(column) for key in keys]
+        frame = frame.append_column(pa.field(column, pa.list_(pa.float64())), pa.array(values, pa.list_(pa.float64())))
+    return frame
+
+
+def _unique(column: pa.ChunkedArray) -> list:
+    seen: dict = {}
+    for v in column.to_pylist():
+        seen.setdefault(v, None)
+    return list(seen)
+
+
+def _with_columns(table: pa.Table, extra: pa.Table) -> pa.Table:
+    for name in extra.column_names:
+        if name not in table.column_names:
+            table = table.append_column(extra.schema.field(name), extra[name])
+    return table
+
+
+def _progress(label: str, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="row", disable=not enabled or total == 0, leave=False,
+                dynamic_ncols=True)

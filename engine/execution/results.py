@@ -1,0 +1,87 @@
+"""What a run produced: its tables, what each stage did, and reading a finished run back from its directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from engine.config import RunConfig, config_from_dict
+from engine.errors import RunDirError
+
+
+@dataclass
+class StageRecord:
+    """What one stage did, for the report's throughput section."""
+
+    stage: str
+    units: int = 0
+    units_reused: int = 0
+    rows: int = 0
+    wall_s: float = 0.0
+    failed: dict[str, str] = field(default_factory=dict)  # shard key → why it failed (left for a rerun)
+    backend: dict[str, float] = field(default_factory=dict)  # summed batch counters: calls, retries, tokens…
+
+
+@dataclass
+class RunResult:
+    """A run's tables (by name), its stage records, skipped inputs and load warnings, wall time and peak memory."""
+
+    run_dir: str
+    tables: dict[str, pa.Table]
+    stages: list[StageRecord]
+    skipped_inputs: list[str]
+    wall_s: float
+    load_warnings: list[str] = field(default_factory=list)
+    peak_rss_bytes: int = 0  # this process and its children (an embedded Ray's workers), summed
+
+    def failed_shards(self) -> dict[str, dict[str, str]]:
+        """Stage → {shard key: reason} for shards that failed for good in this run (a rerun computes them)."""
+        return {r.stage: r.failed for r in self.stages if r.failed}
+
+
+def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[RunResult, RunConfig]:
+    """A finished run's RunResult and RunConfig, read from its directory.
+
+    Tables come from <run_dir>/<name>.parquet, the config from config.yaml; stage records (for throughput) from
+    run_stats.json when a report was written before, else none.
+
+    Args:
+        run_dir: the run directory.
+        tables: read only these tables (those present); None reads all.
+
+    Returns:
+        (RunResult, RunConfig).
+
+    Raises:
+        RunDirError: the directory is not a finished run (no config.yaml or no groups table).
+    """
+    root = Path(run_dir)
+    if not (root / "config.yaml").is_file():
+        raise RunDirError(f"{root}: not a run directory (no config.yaml)")
+    if not (root / "groups.parquet").is_file():
+        raise RunDirError(f"{root}: the run has not finished (no groups.parquet)")
+    config = config_from_dict(yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {},
+                              source=str(root / "config.yaml"))
+    found = {p.stem: p for p in sorted(root.glob("*.parquet"))}
+    wanted = found if tables is None else {k: found[k] for k in tables if k in found}
+    loaded = {name: pq.read_table(path) for name, path in wanted.items()}
+    stages, wall_s, peak = [], 0.0, 0
+    stats_path = root / "run_stats.json"
+    if stats_path.is_file():
+        stats = orjson.loads(stats_path.read_bytes())
+        wall_s, peak = stats.get("wall_s") or 0.0, stats.get("peak_rss_bytes") or 0
+        for st in stats.get("stages", []):
+            backend = {k: st[src] for k, src in (("calls", "calls"), ("requests", "requests"),
+                                                 ("retries", "retries"), ("row_errors", "row_errors"),
+                                                 ("prompt_tokens", "prompt_tokens"),
+                                                 ("completion_tokens", "completion_tokens"),
+                                                 ("cost_usd", "cost_usd")) if st.get(src) is not None}
+            stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
+                                      rows=st["rows"], wall_s=st["wall_s"], backend=backend))
+    return RunResult(str(root), loaded, stages, [], wall_s, peak_rss_bytes=peak), config

@@ -1,0 +1,317 @@
+"""Schemas of the run's tables and the driver-side views built from stage outputs.
+
+Stage outputs are group-level (one row per prompt × model × strategy, lists inside); the tables a user reads
+(responses, judgments, quality) are long-form views exploded from them, and `groups` joins everything per group.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyarrow as pa
+
+from engine.method.components import count_components
+from engine.stages.base import GROUP_KEY
+from engine.stages.judge import PAIR_TYPE
+
+PROMPTS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("source", pa.string()),
+        ("text", pa.string()),
+        ("gold_category", pa.string()),
+        ("gold_answer", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
+
+SAMPLE_INPUT = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("text", pa.string()),
+        ("strategy", pa.string()),
+        ("category", pa.string()),
+        ("seed", pa.int64()),
+    ]
+)
+
+# What the driver keeps beside each group (never sent to a model stage as such).
+GROUP_CONTEXT = pa.schema(
+    [
+        ("_pshard", pa.int64()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("gold_category", pa.string()),
+        ("gold_answer", pa.string()),
+        ("classified", pa.string()),
+        ("judge_category", pa.string()),
+        ("_unit", pa.string()),
+    ]
+)
+
+JUDGE_INPUT = pa.schema(
+    [
+        *GROUP_KEY,
+        ("judge_category", pa.string()),
+        ("text", pa.string()),
+        ("responses", pa.list_(pa.string())),
+    ]
+)
+
+JUDGE_INPUT_WITH_FEATURES = JUDGE_INPUT.append(pa.field("pair_cosine", pa.list_(pa.float64()))).append(
+    pa.field("pair_jaccard", pa.list_(pa.float64()))).append(pa.field("pair_ncd", pa.list_(pa.float64())))
+
+METRICS_INPUT = pa.schema(
+    [
+        *GROUP_KEY,
+        ("responses", pa.list_(pa.string())),
+    ]
+)
+
+ACCURACY_INPUT = pa.schema(
+    [
+        *GROUP_KEY,
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("judge_category", pa.string()),
+        ("gold_answer", pa.string()),
+        ("responses", pa.list_(pa.string())),
+    ]
+)
+
+ACCURACY = pa.schema(
+    [
+        *GROUP_KEY,
+        ("sample_idx", pa.int64()),
+        ("method", pa.string()),
+        ("correct", pa.bool_()),
+        ("grade", pa.string()),
+        ("extracted", pa.string()),
+        ("exact_match", pa.bool_()),
+        ("raw", pa.string()),
+    ]
+)
+
+CHECKLIST_INPUT = pa.schema([("prompt_id", pa.string()), ("text", pa.string()), ("judge_category", pa.string())])
+
+REWARD_INPUT = pa.schema(
+    [
+        *GROUP_KEY,
+        ("text", pa.string()),
+        ("responses", pa.list_(pa.string())),
+    ]
+)
+
+GRADE_INPUT = pa.schema(
+    [
+        *GROUP_KEY,
+        ("text", pa.string()),
+        ("responses", pa.list_(pa.string())),
+        ("criteria", pa.list_(pa.string())),
+    ]
+)
+
+SAMPLES = pa.schema(
+    [
+        *GROUP_KEY,
+        ("classified", pa.string()),
+        ("gold_category", pa.string()),
+        ("anchored_as", pa.string()),
+        ("status", pa.string()),
+        ("raw", pa.string()),
+        ("calls", pa.int64()),
+        ("error", pa.string()),
+    ]
+)
+
+RESPONSES = pa.schema(
+    [
+        *GROUP_KEY,
+        ("sample_idx", pa.int64()),
+        ("text", pa.string()),
+        ("finish_reason", pa.string()),
+        ("n_tokens", pa.int64()),
+    ]
+)
+
+JUDGMENTS = pa.schema(
+    [
+        *GROUP_KEY,
+        ("judge", pa.string()),
+        *(PAIR_TYPE.field(k) for k in range(PAIR_TYPE.num_fields)),
+    ]
+)
+
+QUALITY = pa.schema(
+    [
+        *GROUP_KEY,
+        ("sample_idx", pa.int64()),
+        ("grader", pa.string()),
+        ("grade", pa.int64()),
+        ("expected_grade", pa.float64()),
+        ("raw", pa.string()),
+    ]
+)
+
+GROUPS = pa.schema(
+    [
+        *GROUP_KEY,
+        ("category", pa.string()),
+        ("gold_category", pa.string()),
+        ("classified", pa.string()),
+        ("n_responses", pa.int64()),
+        ("status", pa.string()),
+        ("unique_per_judge", pa.map_(pa.string(), pa.int64())),
+        ("unique_mean", pa.float64()),
+        ("incomplete_judges", pa.int64()),
+        ("vocab_div", pa.float64()),
+        ("embed_div", pa.float64()),
+        ("compression_ratio", pa.float64()),
+        ("ncd_div", pa.float64()),
+        ("quality_mean", pa.float64()),
+        ("n_graded", pa.int64()),
+        ("accuracy", pa.float64()),
+        ("n_checked", pa.int64()),
+        ("reward_mean", pa.float64()),
+    ]
+)
+
+COMPONENTS = pa.schema(
+    [
+        *GROUP_KEY,
+        ("judge", pa.string()),
+        ("judge_category", pa.string()),
+        ("n_responses", pa.int64()),
+        ("unique", pa.int64()),
+        ("n_pairs_judged", pa.int64()),
+        ("n_equivalent", pa.int64()),
+        ("n_unparsed", pa.int64()),
+        ("calls_made", pa.int64()),
+        ("calls_saved", pa.int64()),
+        ("order_disagreements", pa.int64()),
+        ("cheap_decided", pa.int64()),
+    ]
+)
+
+
+KEYS = ("prompt_id", "model", "strategy")
+
+
+def components_table(judged: pa.Table, threshold: float) -> pa.Table:
+    """One row per (group, judge) with its count of functionally unique responses (engine.method.components)."""
+    return pa.Table.from_pylist(count_components(judged.to_pylist(), threshold), schema=COMPONENTS)
+
+
+def explode_responses(frame: pa.Table) -> pa.Table:
+    rows = []
+    for g in frame.select(["prompt_id", "model", "strategy", "responses", "finish_reasons", "n_tokens"]).to_pylist():
+        for k, (text, reason, n) in enumerate(zip(g["responses"], g["finish_reasons"], g["n_tokens"])):
+            rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
+                         "sample_idx": k, "text": text, "finish_reason": reason, "n_tokens": n})
+    return pa.Table.from_pylist(rows, schema=RESPONSES)
+
+
+def explode_judgments(judged: pa.Table) -> pa.Table:
+    rows = []
+    for g in judged.select(["prompt_id", "model", "strategy", "judge", "pairs"]).to_pylist():
+        for p in g["pairs"]:
+            rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
+                         "judge": g["judge"], **p})
+    return pa.Table.from_pylist(rows, schema=JUDGMENTS)
+
+
+def explode_grades(grades: pa.Table) -> pa.Table:
+    rows = []
+    for g in grades.to_pylist():
+        for k, (grade, expected, raw) in enumerate(zip(g["grades"], g["expected_grades"], g["raws"])):
+            rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
+                         "sample_idx": k, "grader": g["grader"], "grade": grade, "expected_grade": expected,
+                         "raw": raw})
+    return pa.Table.from_pylist(rows, schema=QUALITY)
+
+
+def explode_accuracy(accuracy: pa.Table) -> pa.Table:
+    rows = []
+    for g in accuracy.to_pylist():
+        for k, (correct, grade, extracted, exact, raw) in enumerate(
+                zip(g["correct"], g["grades"], g["extracted"], g["exact"], g["raws"])):
+            rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
+                         "sample_idx": k, "method": g["method"], "correct": correct, "grade": grade,
+                         "extracted": extracted, "exact_match": exact, "raw": raw})
+    return pa.Table.from_pylist(rows, schema=ACCURACY)
+
+
+REWARDS = pa.schema(
+    [
+        *GROUP_KEY,
+        ("sample_idx", pa.int64()),
+        ("reward", pa.float64()),
+    ]
+)
+
+
+def explode_rewards(rewards: pa.Table) -> pa.Table:
+    rows = [{"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"], "sample_idx": k,
+             "reward": r} for g in rewards.to_pylist() for k, r in enumerate(g["rewards"])]
+    return pa.Table.from_pylist(rows, schema=REWARDS)
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(values) / len(values) if values else None
+
+
+def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quality: pa.Table | None,
+                 accuracy: pa.Table | None = None, rewards: pa.Table | None = None) -> pa.Table:
+    """One row per group: its category, unique responses per judge and their mean, general metrics, quality,
+    accuracy (mean over the responses that could be checked; null where nothing was)."""
+    unique: dict[tuple, dict[str, int]] = {}
+    incomplete: dict[tuple, int] = {}
+    for c in components.to_pylist():
+        key = tuple(c[k] for k in KEYS)
+        unique.setdefault(key, {})[c["judge"]] = c["unique"]
+        incomplete[key] = incomplete.get(key, 0) + (1 if c["n_unparsed"] else 0)
+    general = {tuple(m[k] for k in KEYS): m for m in metrics.to_pylist()}
+    grades: dict[tuple, list[Any]] = {}
+    for q in (quality.to_pylist() if quality is not None else []):
+        grades.setdefault(tuple(q[k] for k in KEYS), []).append(q["grade"])
+    checked: dict[tuple, list[bool]] = {}
+    for a in (accuracy.to_pylist() if accuracy is not None else []):
+        if a["correct"] is not None:
+            checked.setdefault(tuple(a[k] for k in KEYS), []).append(a["correct"])
+    reward: dict[tuple, list[float]] = {}
+    for r in (rewards.to_pylist() if rewards is not None else []):
+        reward.setdefault(tuple(r[k] for k in KEYS), []).append(r["reward"])
+    rows = []
+    for g in frame.to_pylist():
+        key = tuple(g[k] for k in KEYS)
+        per_judge = unique.get(key, {})
+        m = general.get(key, {})
+        graded = [x for x in grades.get(key, []) if x is not None]
+        rows.append(
+            {
+                "prompt_id": g["prompt_id"],
+                "model": g["model"],
+                "strategy": g["strategy"],
+                "category": g["judge_category"],
+                "gold_category": g["gold_category"],
+                "classified": g["classified"],
+                "n_responses": len(g["responses"]),
+                "status": g["status"],
+                "unique_per_judge": list(per_judge.items()),
+                # No responses, no count: a group the backend failed or whose parse found nothing stays null.
+                "unique_mean": _mean(list(per_judge.values())) if g["responses"] else None,
+                "incomplete_judges": incomplete.get(key, 0),
+                "vocab_div": m.get("vocab_div"),
+                "embed_div": m.get("embed_div"),
+                "compression_ratio": m.get("compression_ratio"),
+                "ncd_div": m.get("ncd_div"),
+                "quality_mean": _mean(graded),
+                "n_graded": len(graded),
+                "accuracy": _mean([float(x) for x in checked.get(key, [])]),
+                "n_checked": len(checked.get(key, [])),
+                "reward_mean": _mean(reward.get(key, [])),
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=GROUPS)

@@ -1,0 +1,182 @@
+"""The `paper` preset: the paper's 344-prompt mix, sampled from the six benchmark files with a recorded seed.
+
+Composition (the paper's table of datasets): SimpleQA 50, MATH-500 50 (10 from each level 1–5),
+MacGyver 50 (from the problems that are solvable AND need an unconventional solution), NoveltyBench 100 (all of
+NB-Curated), Community Alignment 50 (English first turns), WildBench 44. The paper's own draws are not public; this
+preset draws the same shape.
+
+Determinism: each source draws with its own ``random.Random(f"paper/{seed}/{source}")`` (string seeds are hashed
+with SHA-512, so this does not depend on PYTHONHASHSEED), so adding or dropping one source leaves the others'
+draws unchanged. Within a source the drawn prompts keep file order. Every drawn prompt carries
+``meta["preset"] = {"name": "paper", "seed": seed, "pool": n, "stratum": s}``: n is the number of prompts it was
+drawn from (within its level for MATH-500), s is "level 1" … "level 5" for MATH-500 and None elsewhere.
+
+Missing sources and short pools: a source without a path (Community Alignment and WildBench are not stored here) is
+skipped with a warning, and a pool smaller than asked is taken whole with the shortfall noted. Both go into a
+`PresetReport` when the caller passes one (it is a LoadReport, so skipped rows collect there as usual), and are
+logged at WARNING either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from engine.errors import ConfigError
+from engine.inputs.loaders import LOADERS
+from engine.inputs.prompts import LoadReport, Prompt
+
+logger = logging.getLogger(__name__)
+
+NAME = "paper"
+# Prompts per source, in the order the preset lists them.
+COUNTS: dict[str, int] = {
+    "simpleqa": 50,
+    "math500": 50,
+    "macgyver": 50,
+    "noveltybench": 100,
+    "community_alignment": 50,
+    "wildbench": 44,
+}
+MATH_LEVELS = (1, 2, 3, 4, 5)
+
+
+@dataclass
+class SourceSelection:
+    """What the preset drew from one source.
+
+    Attributes:
+        path: the file, or None when the source was not given.
+        asked: prompts the paper's composition asks for.
+        pool: prompts eligible for the draw (after the source's filter).
+        taken: prompts drawn.
+        note: the shortfall or the reason for skipping, if any.
+    """
+
+    path: str | None
+    asked: int
+    pool: int = 0
+    taken: int = 0
+    note: str | None = None
+
+
+@dataclass
+class PresetReport(LoadReport):
+    """A LoadReport that also records what a preset drew.
+
+    Attributes:
+        warnings: sources skipped and shortfalls, one sentence each.
+        selections: per source, what was asked, available and taken.
+    """
+
+    warnings: list[str] = field(default_factory=list)
+    selections: dict[str, SourceSelection] = field(default_factory=dict)
+
+
+def _draw(rng: random.Random, pool: list[Prompt], k: int) -> list[Prompt]:
+    """k prompts of the pool at random (all of it when it is smaller), in pool order."""
+    if len(pool) <= k:
+        return list(pool)
+    chosen = set(rng.sample(range(len(pool)), k))
+    return [p for i, p in enumerate(pool) if i in chosen]
+
+
+def _tag(prompts: list[Prompt], seed: int, pool: int, stratum: str | None) -> list[Prompt]:
+    preset = {"name": NAME, "seed": seed, "pool": pool, "stratum": stratum}
+    return [dataclasses.replace(p, meta={**p.meta, "preset": preset}) for p in prompts]
+
+
+def _solvable_unconventional(p: Prompt) -> bool:
+    return p.meta.get("solvable") is True and p.meta.get("unconventional") is True
+
+
+# The filter that makes each source's pool; sources not listed use every loaded prompt.
+POOL_FILTERS: dict[str, Callable[[Prompt], bool]] = {"macgyver": _solvable_unconventional}
+
+
+def load_paper(
+    paths: Mapping[str, str | Path | None],
+    *,
+    seed: int = 0,
+    on_error: str = "fail",
+    report: LoadReport | None = None,
+) -> list[Prompt]:
+    """Sample the paper's prompt mix from the benchmark files given.
+
+    Args:
+        paths: source name (simpleqa, math500, macgyver, noveltybench, community_alignment, wildbench) → file.
+            Sources left out, or given as None, are skipped with a warning.
+        seed: the draw's seed, recorded in every prompt's meta.
+        on_error: passed to each loader: "fail" raises the first bad row; "skip" records it and goes on.
+        report: collects skipped rows; a `PresetReport` also receives the warnings and per-source selections.
+
+    Returns:
+        The drawn prompts, source by source in the order of `COUNTS` (344 when every source is given and large
+        enough).
+
+    Raises:
+        ConfigError: a key of `paths` is not a known source.
+        InputError: a bad file or row (see the loaders), unless on_error is "skip" for rows.
+    """
+    unknown = sorted(set(paths) - set(COUNTS))
+    if unknown:
+        raise ConfigError(f"prompts.paths: unknown source {unknown[0]!r}; known: {', '.join(COUNTS)}")
+    report = report if report is not None else PresetReport()
+    selected: list[Prompt] = []
+    for source, asked in COUNTS.items():
+        path = paths.get(source)
+        selection = SourceSelection(path=str(path) if path is not None else None, asked=asked)
+        if isinstance(report, PresetReport):
+            report.selections[source] = selection
+        if path is None:
+            _warn(report, selection, f"{source}: no path given, skipped ({asked} prompts of the paper's mix missing)")
+            continue
+        loaded = LOADERS[source](path, on_error=on_error, report=report)
+        keep = POOL_FILTERS.get(source)
+        pool = [p for p in loaded if keep is None or keep(p)]
+        selection.pool = len(pool)
+        rng = random.Random(f"{NAME}/{seed}/{source}")
+        if source == "math500":
+            drawn, shortfalls = _draw_math_levels(rng, pool, asked // len(MATH_LEVELS), seed)
+        else:
+            drawn = _tag(_draw(rng, pool, asked), seed, len(pool), None)
+            shortfalls = [f"{len(pool)} of {asked}"] if len(pool) < asked else []
+        selection.taken = len(drawn)
+        if shortfalls:
+            _warn(report, selection, f"{source}: pool too small, took all: {'; '.join(shortfalls)}")
+        selected.extend(drawn)
+    return selected
+
+
+def _draw_math_levels(
+    rng: random.Random, pool: list[Prompt], per_level: int, seed: int
+) -> tuple[list[Prompt], list[str]]:
+    """`per_level` problems from each difficulty level, in file order; shortfalls as "level N: k of m"."""
+    chosen_ids: set[str] = set()
+    stratum: dict[str, str] = {}
+    level_pool: dict[str, int] = {}
+    shortfalls = []
+    for level in MATH_LEVELS:
+        at_level = [p for p in pool if p.meta.get("level") == level]
+        if len(at_level) < per_level:
+            shortfalls.append(f"level {level}: {len(at_level)} of {per_level}")
+        for p in _draw(rng, at_level, per_level):
+            chosen_ids.add(p.prompt_id)
+            stratum[p.prompt_id] = f"level {level}"
+            level_pool[p.prompt_id] = len(at_level)
+    drawn = []
+    for p in pool:
+        if p.prompt_id in chosen_ids:
+            drawn.extend(_tag([p], seed, level_pool[p.prompt_id], stratum[p.prompt_id]))
+    return drawn, shortfalls
+
+
+def _warn(report: LoadReport, selection: SourceSelection, message: str) -> None:
+    selection.note = message
+    if isinstance(report, PresetReport):
+        report.warnings.append(message)
+    logger.warning("paper preset: %s", message)

@@ -1,0 +1,202 @@
+"""Prompts: the records every run starts from, our JSONL format, and the built-in prompt set.
+
+A prompt has a stable id, the hash of its source and text, so the same prompt keeps its id in every run and every
+shard key built on it. Bad rows raise an InputError naming file, line and field, or, with on_error="skip", are
+counted and listed (`LoadReport`) while the rest loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from engine.errors import InputError
+from engine.method.taxonomy import LETTERS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILTIN_PATH = REPO_ROOT / "datasets" / "builtin" / "prompts.jsonl"
+
+
+def prompt_id(source: str, text: str) -> str:
+    """Stable id of a prompt: 16 hex digits of sha256(source, text)."""
+    return hashlib.sha256(f"{source}\x1f{text}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt.
+
+    Attributes:
+        prompt_id: stable id (see `prompt_id`).
+        source: where it comes from ("builtin", "simpleqa", a file stem…).
+        text: the user prompt.
+        gold_category: the category letter A–H where known.
+        gold_answer: the reference answer for verifiable prompts (A, D), where known.
+        meta: anything else worth keeping (JSON-serialisable).
+    """
+
+    prompt_id: str
+    source: str
+    text: str
+    gold_category: str | None = None
+    gold_answer: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "prompt_id": self.prompt_id,
+            "source": self.source,
+            "text": self.text,
+            "gold_category": self.gold_category,
+            "gold_answer": self.gold_answer,
+            "meta": orjson.dumps(self.meta).decode(),
+        }
+
+
+@dataclass
+class LoadReport:
+    """Rows skipped while loading (on_error="skip"): each as the InputError that describes it."""
+
+    skipped: list[InputError] = field(default_factory=list)
+
+    def add(self, error: InputError) -> None:
+        self.skipped.append(error)
+
+
+def make_prompt(
+    text: Any,
+    *,
+    source: str,
+    gold_category: Any = None,
+    gold_answer: Any = None,
+    meta: dict[str, Any] | None = None,
+    path: str = "<input>",
+    line: int | None = None,
+    field_names: dict[str, str] | None = None,
+) -> Prompt:
+    """Validate the fields of one prompt and build it; errors name the file, line and (source) field.
+
+    Args:
+        field_names: how the source file names our fields, e.g. {"text": "problem"}, so that errors name the
+            column the user sees.
+    """
+    names = {"text": "text", "gold_category": "gold_category", "gold_answer": "gold_answer", **(field_names or {})}
+    if text is None:
+        raise InputError(path, line, names["text"], "missing required field (the prompt text)")
+    if not isinstance(text, str):
+        raise InputError(path, line, names["text"], f"expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InputError(path, line, names["text"], "empty prompt text")
+    if gold_category is not None:
+        if not isinstance(gold_category, str) or gold_category.strip().upper() not in LETTERS:
+            raise InputError(path, line, names["gold_category"], f"expected one of A-H, got {gold_category!r}")
+        gold_category = gold_category.strip().upper()
+    if gold_answer is not None and not isinstance(gold_answer, (str, int, float)):
+        raise InputError(path, line, names["gold_answer"], f"expected a string, got {type(gold_answer).__name__}")
+    if isinstance(gold_answer, (int, float)) and not isinstance(gold_answer, bool):
+        gold_answer = str(gold_answer)
+    return Prompt(
+        prompt_id=prompt_id(source, text),
+        source=source,
+        text=text,
+        gold_category=gold_category,
+        gold_answer=gold_answer,
+        meta=meta or {},
+    )
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line; raises InputError for invalid UTF-8 or JSON.
+
+    Reads bytes so that a bad byte is reported with its line rather than as a decoding error of the whole file.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(str(path), None, None, "file not found") from exc
+    except IsADirectoryError as exc:
+        raise InputError(str(path), None, None, "is a folder, expected a file") from exc
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, InputError(str(path), number, None, f"invalid UTF-8 at byte {exc.start} of the line")
+            continue
+        try:
+            yield number, orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield number, InputError(str(path), number, None, f"malformed JSON: {exc}")
+
+
+def load_jsonl_prompts(path: str | Path, *, source: str | None = None, on_error: str = "fail",
+                       report: LoadReport | None = None) -> list[Prompt]:
+    """Load prompts in our JSONL format.
+
+    Each line is an object with `text` (required), and optionally `gold_category` (A–H), `gold_answer`,
+    `source` (default: the file's stem) and `meta` (an object). Unknown fields go into `meta`.
+
+    Args:
+        path: the file.
+        source: the source name for ids (default: each row's `source`, else the file stem).
+        on_error: "fail" raises the first InputError; "skip" records it in `report` and goes on.
+        report: collects skipped rows.
+
+    Raises:
+        InputError: naming file, line and field.
+    """
+    path = Path(path)
+    report = report if report is not None else LoadReport()
+    prompts: list[Prompt] = []
+    seen: dict[str, int] = {}
+    for number, obj in iter_jsonl(path):
+        try:
+            if isinstance(obj, InputError):
+                raise obj
+            if not isinstance(obj, dict):
+                raise InputError(str(path), number, None, f"expected a JSON object, got {type(obj).__name__}")
+            meta = obj.get("meta") or {}
+            if not isinstance(meta, dict):
+                raise InputError(str(path), number, "meta", f"expected an object, got {type(meta).__name__}")
+            row_source = source or obj.get("source") or path.stem
+            if not isinstance(row_source, str):
+                raise InputError(str(path), number, "source", f"expected a string, got {type(row_source).__name__}")
+            extra = {k: v for k, v in obj.items() if k not in {"text", "gold_category", "gold_answer", "source", "meta"}}
+            p = make_prompt(
+                obj.get("text"),
+                source=row_source,
+                gold_category=obj.get("gold_category"),
+                gold_answer=obj.get("gold_answer"),
+                meta={**extra, **meta},
+                path=str(path),
+                line=number,
+            )
+            if p.prompt_id in seen:
+                raise InputError(
+                    str(path), number, "text", f"duplicate prompt (same source and text as line {seen[p.prompt_id]})"
+                )
+            seen[p.prompt_id] = number
+            prompts.append(p)
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            report.add(exc)
+    return prompts
+
+
+def select(prompts: list[Prompt], *, per_category: int | None = None, limit: int | None = None) -> list[Prompt]:
+    """Keep the first `per_category` prompts of each gold category (prompts without one are kept), then `limit`."""
+    if per_category is not None:
+        counts: dict[str | None, int] = {}
+        kept = []
+        for p in prompts:
+            if p.gold_category is None or counts.get(p.gold_category, 0) < per_category:
+                counts[p.gold_category] = counts.get(p.gold_category, 0) + 1
+                kept.append(p)
+        prompts = kept
+    return prompts[:limit] if limit is not None else prompts

@@ -1,0 +1,123 @@
+"""Responses generated elsewhere: audit a model from its outputs alone.
+
+A JSONL, CSV or Parquet file with one row per response, or one row per group:
+
+    {"prompt": "Write a haiku about rain.", "response": "…", "model": "my-model", "strategy": "temperature"}
+    {"prompt": "What is 17 × 23?", "responses": ["…", "…", "…"], "category": "D", "gold_answer": "391"}
+
+Fields: `prompt` (required); `response` (one response) or `responses` (a list: the whole group); optional
+`model` (default "external"), `strategy` (default "external"), `sample_idx` (order within the group; default
+file order), `category` (A–H: the category to judge with; prompts without one are classified), `gold_answer`,
+`source` (default: the file's stem), `prompt_id` (default: the stable hash of source and prompt).
+
+Rows of one (prompt, model, strategy) form a group; a group needs at least two responses to have pairs, and groups
+of different sizes are kept as they are (the report counts unique responses out of each group's own size).
+Errors name the file, the line and the field; on_error="skip" skips bad rows and counts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError
+from engine.inputs.loaders.common import read_table
+from engine.inputs.prompts import LoadReport, Prompt, make_prompt
+
+
+@dataclass
+class ExternalGroup:
+    prompt_id: str
+    model: str
+    strategy: str
+    responses: list[tuple[int, str]] = field(default_factory=list)  # (sample_idx, text)
+
+
+def _str(row: dict, key: str, path: str, line: int, default: str | None = None) -> str | None:
+    value = row.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise InputError(path, line, key, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def load_responses(path: str | Path, *, on_error: str = "fail",
+                   report: LoadReport | None = None) -> tuple[list[Prompt], list[ExternalGroup]]:
+    """Prompts and their groups of responses from a responses file (format in the module docstring).
+
+    Raises:
+        InputError: naming file, line and field, unless on_error is "skip".
+    """
+    path = Path(path)
+    where = str(path)
+    report = report if report is not None else LoadReport()
+    prompts: dict[str, Prompt] = {}
+    groups: dict[tuple[str, str, str], ExternalGroup] = {}
+    for line, row in read_table(path, required=("prompt",), formats=("jsonl", "csv", "parquet")):
+        try:
+            if isinstance(row, InputError):
+                raise row
+            source = _str(row, "source", where, line, path.stem)
+            prompt = make_prompt(row.get("prompt"), source=source, gold_category=row.get("category") or None,
+                                 gold_answer=row.get("gold_answer"), path=where, line=line,
+                                 field_names={"text": "prompt", "gold_category": "category"})
+            explicit_id = _str(row, "prompt_id", where, line)
+            if explicit_id:
+                prompt = Prompt(explicit_id, prompt.source, prompt.text, prompt.gold_category, prompt.gold_answer)
+            seen = prompts.get(prompt.prompt_id)
+            if seen is not None and (seen.text, seen.gold_category, seen.gold_answer) != (
+                    prompt.text, prompt.gold_category, prompt.gold_answer):
+                raise InputError(where, line, "prompt_id" if explicit_id else "category",
+                                 "disagrees with an earlier row of the same prompt (text, category or gold_answer)")
+            if "responses" in row and row["responses"] is not None:
+                texts = row["responses"]
+                if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                    raise InputError(where, line, "responses", "expected a list of strings")
+                items = list(enumerate(texts))
+            else:
+                text = row.get("response")
+                if text is None:
+                    raise InputError(where, line, "response", "missing (give `response` or `responses`)")
+                if not isinstance(text, str):
+                    raise InputError(where, line, "response", f"expected a string, got {type(text).__name__}")
+                idx = row.get("sample_idx")
+                if idx is not None and (isinstance(idx, bool) or not isinstance(idx, int) or idx < 0):
+                    if isinstance(idx, str) and idx.isdigit():
+                        idx = int(idx)
+                    else:
+                        raise InputError(where, line, "sample_idx", f"expected a non-negative integer, got {idx!r}")
+                items = [(idx, text)]
+            model = _str(row, "model", where, line, "external")
+            strategy = _str(row, "strategy", where, line, "external")
+            group = groups.setdefault((prompt.prompt_id, model, strategy),
+                                      ExternalGroup(prompt.prompt_id, model, strategy))
+            for idx, text in items:
+                idx = len(group.responses) if idx is None else idx
+                if any(i == idx for i, _ in group.responses):
+                    raise InputError(where, line, "sample_idx", f"duplicate sample_idx {idx} in this group")
+                group.responses.append((idx, text))
+            prompts.setdefault(prompt.prompt_id, prompt)
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            report.add(exc)
+    for group in groups.values():
+        group.responses.sort()
+    return list(prompts.values()), list(groups.values())
+
+
+def example_rows() -> list[dict[str, Any]]:
+    """The rows of datasets/examples/responses.jsonl (kept in a test so the README's example stays valid)."""
+    return [
+        {"prompt": "Write a haiku about rain.", "model": "my-model", "strategy": "temperature",
+         "response": "Soft rain on the roof / the gutter hums a low tune / night drinks the city"},
+        {"prompt": "Write a haiku about rain.", "model": "my-model", "strategy": "temperature",
+         "response": "Grey sky opens up / puddles gather the last light / a child jumps in both"},
+        {"prompt": "What is 17 multiplied by 23?", "category": "D", "gold_answer": "391", "model": "my-model",
+         "strategy": "temperature", "responses": ["17 × 23 = 17 × 20 + 17 × 3 = 340 + 51 = 391.",
+                                                   "23 × 17: 23 × 10 = 230, 23 × 7 = 161, total 391."]},
+    ]

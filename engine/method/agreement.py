@@ -1,0 +1,74 @@
+"""How often a judge agrees with human labels on response pairs (the command: engine.cli.agreement).
+
+Reports accuracy, Cohen's κ, the confusion matrix and a per-category breakdown (pairs without a category are
+counted under "none"). An LLM judge's unparseable verdicts are counted and left out of accuracy and κ, never
+counted as "different". The LLM judge runs in this process with the run config's judge settings (both orders,
+response cut, cascade thresholds); use `--limit` for a quick look.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from actors.base import SamplingParams
+from actors.registry import make_chat_backend
+from engine.config import JudgeConfig, from_dict
+from engine.errors import ConfigError
+from engine.inputs.labelled_pairs import LabelledPair
+from engine.method.calibrate import featurize, scores
+from engine.method.calibrated import CalibratedJudge
+from engine.method.judges import judge_pair
+from engine.method.programs import DriveStats, drive
+
+
+def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None, embedder: str) -> np.ndarray:
+    judge = CalibratedJudge.load(coefficients)
+    if judge.embedder != embedder:
+        raise ConfigError(f"the coefficients were fitted with embedder {judge.embedder!r}, not {embedder!r}")
+    return judge.predict(featurize(pairs, embedder), [p.category for p in pairs])
+
+
+def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], settings: dict[str, Any],
+                      batch_size: int, cheap: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """P(equivalent) from an LLM judge (NaN where unparsed); with `cheap`, the cascade decides confident pairs."""
+    judge_settings = from_dict(JudgeConfig, settings, "judge")
+    sampling = SamplingParams(temperature=0.0, max_tokens=judge_settings.max_tokens, logprobs=20)
+    backend = make_chat_backend(model_spec["backend"], model_spec["model"], model_spec.get("options"))
+    out = np.full(len(pairs), np.nan)
+    todo = list(range(len(pairs)))
+    if cheap is not None:
+        c = judge_settings.cascade
+        confident = [k for k in todo if cheap[k] <= c.low or cheap[k] >= c.high]
+        out[confident] = cheap[confident]
+        todo = [k for k in todo if k not in set(confident)]
+    stats = DriveStats()
+    try:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            programs = [judge_pair(pairs[k].category, pairs[k].prompt, pairs[k].response_a, pairs[k].response_b,
+                                   judge_settings, sampling) for k in chunk]
+            for k, verdict in zip(chunk, drive(backend, programs, stats)):
+                out[k] = np.nan if verdict.p_equivalent is None else verdict.p_equivalent
+    finally:
+        backend.close()
+    return out, {"llm_pairs": len(todo), "cheap_pairs": len(pairs) - len(todo), "llm_calls": stats.calls}
+
+
+def agreement_report(pairs: list[LabelledPair], p: np.ndarray, threshold: float) -> dict[str, Any]:
+    labels = np.array([int(x.equivalent) for x in pairs])
+    parsed = ~np.isnan(p)
+    report = {"pairs": len(pairs), "unparsed": int((~parsed).sum()), "threshold": threshold,
+              **scores(labels[parsed], p[parsed], threshold)}
+    by_category: dict[str, list[int]] = defaultdict(list)
+    for k, pair in enumerate(pairs):
+        if parsed[k]:
+            by_category[pair.category or "none"].append(k)
+    report["by_category"] = {
+        cat: {"n": len(ks), "accuracy": float(((p[ks] >= threshold).astype(int) == labels[ks]).mean()),
+              "human_equivalent_rate": float(labels[ks].mean())}
+        for cat, ks in sorted(by_category.items())
+    }
+    return report

@@ -1,0 +1,22 @@
+"""Task classification: a model assigns a prompt to one of the categories A–H (the paper's Step 1).
+
+Greedy decoding; an answer that names no category is asked again once with the taxonomy's reminder, then
+recorded with category None and its raw text (never mapped to a category).
+
+Imports: engine.method (taxonomy, parsing, programs), actors.base.
+"""
+
+from __future__ import annotations
+
+from actors.base import SamplingParams
+from engine.method import taxonomy
+from engine.method.parsing import parse_category
+from engine.method.programs import Asked, Program, ask_until_parsed, text_of
+
+
+def classify_program(prompt: str, sampling: SamplingParams) -> Program:
+    """Classify one prompt; returns an `Asked` whose value is the category letter (or None)."""
+    conversation = [{"role": "user", "content": taxonomy.classify_prompt(prompt)}]
+    asked: Asked = yield from ask_until_parsed(conversation, sampling, text_of(parse_category),
+                                               taxonomy.CLASSIFY_REMINDER)
+    return asked

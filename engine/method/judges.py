@@ -1,0 +1,208 @@
+"""Pairwise functional-equivalence judging of one group of responses, with union-find pruning.
+
+Imports: engine.config (JudgeConfig), engine.method (taxonomy, parsing, programs), actors.base.
+
+A judge reads two responses and the prompt's category and says whether they are functionally equivalent *for that
+category* (taxonomy.JUDGE_PROMPT). The verdict is p_equivalent = P(YES), from the first token's log-probs
+normalised over the YES/NO variants where the backend returns log-probs, else 1.0 / 0.0 from the parsed text. An
+unparseable answer is asked again once, with a reminder of the format; if it still does not parse, the pair is
+recorded as "unparsed" (never counted as "different").
+
+Pruning: a pair whose responses are already connected by "equivalent" verdicts cannot change the number of
+connected components, so it is skipped. `judge_group` is a program for `drive`: it asks for one pair per round, so
+a batch of groups advances together and every round is one large backend call. For a judge consistent with a
+partition into k classes this makes exactly (n − k) + Σ_{a<b} |C_a||C_b| pair judgments in any order: every
+cross-class pair must be seen, and within a class only the n_a − 1 judgments that join it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from actors.base import ChatOutput, SamplingParams
+from engine.config import JudgeConfig
+from engine.method import taxonomy
+from engine.method.parsing import p_yes_from_logprobs, parse_verdict
+from engine.method.programs import Asked, Program, ask_until_parsed, parallel
+
+
+@dataclass
+class PairVerdict:
+    """One judged pair (i < j).
+
+    Attributes:
+        p_equivalent: P(equivalent) in [0, 1] (the mean of both orders when both were judged); None if unparsed.
+        verdict: "equivalent", "different" or "unparsed".
+        raw: the judge's text (both orders joined by " || " when both were judged).
+        p_forward / p_reverse: the two orders' probabilities, when both orders were judged.
+        calls: backend requests spent on this pair, retries included.
+        decided_by: "llm", or "cheap" when the calibrated judge was confident enough to decide (cascade).
+        p_cheap: the calibrated judge's probability, when the cascade is on.
+        p_audit: for a pair the cheap judge decided and the audit sampled, the LLM judge's probability (it does not
+            change the verdict; it measures how often the cascade agrees with all-LLM judging).
+    """
+
+    i: int
+    j: int
+    p_equivalent: float | None
+    verdict: str
+    raw: str
+    p_forward: float | None = None
+    p_reverse: float | None = None
+    calls: int = 0
+    decided_by: str = "llm"
+    p_cheap: float | None = None
+    p_audit: float | None = None
+
+
+@dataclass
+class GroupJudgment:
+    """The judged pairs of one group and what they cost.
+
+    Attributes:
+        calls_made: backend requests (retries and cascade audits included).
+        calls_saved: requests union-find pruning avoided (pairs skipped × orders).
+        cheap_decided: pairs the calibrated judge decided without the LLM (cascade).
+    """
+
+    pairs: list[PairVerdict] = field(default_factory=list)
+    calls_made: int = 0
+    calls_saved: int = 0
+    n_unparsed: int = 0
+    order_disagreements: int = 0
+    cheap_decided: int = 0
+
+
+class UnionFind:
+    """Incremental union-find for pruning within one small group (path halving, union by size).
+
+    The batched kernel in `kernels` counts components after the fact over whole shards; this one answers
+    "already connected?" between verdicts, which the offline kernel cannot.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+        self.size = [1] * n
+
+    def find(self, x: int) -> int:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+
+
+def read_verdict(out: ChatOutput) -> float | None:
+    """P(equivalent) from one judge output: from the first token's log-probs where present, else 1.0 / 0.0 from the
+    parsed text, else None."""
+    if out.first_token_logprobs:
+        p = p_yes_from_logprobs(out.first_token_logprobs[0])
+        if p is not None:
+            return p
+    parsed = parse_verdict(out.texts[0] if out.texts else "")
+    return None if parsed is None else float(parsed)
+
+
+def _ask(conversation: list[dict[str, str]], sampling: SamplingParams) -> Program:
+    asked: Asked = yield from ask_until_parsed(conversation, sampling, read_verdict, taxonomy.JUDGE_REMINDER)
+    return asked
+
+
+def judge_pair(category: str | None, prompt: str, a: str, b: str, settings: JudgeConfig,
+               sampling: SamplingParams, i: int = 0, j: int = 1) -> Program:
+    """Ask the LLM judge about one pair (and its reverse with both_orders, in the same round); returns a
+    PairVerdict."""
+    conversations = [taxonomy.judge_conversation(category, prompt, a, b, settings.max_response_chars)]
+    if settings.both_orders:
+        conversations.append(taxonomy.judge_conversation(category, prompt, b, a, settings.max_response_chars))
+    answers = yield from parallel([_ask(c, sampling) for c in conversations])
+    return _combine(i, j, answers, settings.threshold)
+
+
+def audited(prompt: str, a: str, b: str, rate: float) -> bool:
+    """Whether the cascade audit samples this pair: a deterministic draw, so reruns audit the same pairs."""
+    digest = hashlib.sha256(f"{prompt}\x1f{a}\x1f{b}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def judge_group(
+    category: str | None,
+    prompt: str,
+    responses: list[str],
+    settings: JudgeConfig,
+    sampling: SamplingParams,
+    cheap: Callable[[int, int], float] | None = None,
+) -> Program:
+    """Judge the pairs of one group; returns a GroupJudgment.
+
+    Pairs are visited in (i, j) order; with pruning on, pairs already connected are skipped. With the cascade on,
+    `cheap(i, j)` gives the calibrated judge's P(equivalent): at or below `cascade.low` or at or above
+    `cascade.high` it decides the pair; in between the LLM judge does.
+    """
+    n = len(responses)
+    uf = UnionFind(n)
+    result = GroupJudgment()
+    orders = 2 if settings.both_orders else 1
+    cascade = settings.cascade if cheap is not None and settings.cascade.enabled else None
+    total = n * (n - 1) // 2
+    judged = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            if not settings.all_pairs and uf.find(i) == uf.find(j):
+                continue
+            judged += 1
+            a, b = responses[i], responses[j]
+            p_cheap = cheap(i, j) if cascade is not None else None
+            if p_cheap is not None and (p_cheap <= cascade.low or p_cheap >= cascade.high):
+                verdict = PairVerdict(i, j, p_cheap, "equivalent" if p_cheap >= settings.threshold else "different",
+                                      raw="", decided_by="cheap", p_cheap=p_cheap)
+                result.cheap_decided += 1
+                if audited(prompt, a, b, cascade.audit_rate):
+                    check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j)
+                    verdict.p_audit, verdict.calls, verdict.raw = check.p_equivalent, check.calls, check.raw
+            else:
+                verdict = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j)
+                verdict.p_cheap = p_cheap
+            result.pairs.append(verdict)
+            result.calls_made += verdict.calls
+            if verdict.verdict == "unparsed":
+                result.n_unparsed += 1
+            if (
+                settings.both_orders
+                and verdict.p_forward is not None
+                and verdict.p_reverse is not None
+                and (verdict.p_forward >= settings.threshold) != (verdict.p_reverse >= settings.threshold)
+            ):
+                result.order_disagreements += 1
+            if verdict.verdict == "equivalent":
+                uf.union(i, j)
+    result.calls_saved = (total - judged) * orders
+    return result
+
+
+def _combine(i: int, j: int, answers: list[Asked], threshold: float) -> PairVerdict:
+    ps = [a.value for a in answers]
+    known = [p for p in ps if p is not None]
+    p = sum(known) / len(known) if known else None
+    verdict = "unparsed" if p is None else ("equivalent" if p >= threshold else "different")
+    both = len(answers) == 2
+    return PairVerdict(
+        i=i,
+        j=j,
+        p_equivalent=p,
+        verdict=verdict,
+        raw=" || ".join(a.raw for a in answers),
+        p_forward=ps[0] if both else None,
+        p_reverse=ps[1] if both else None,
+        calls=sum(a.calls for a in answers),
+    )

@@ -1,0 +1,177 @@
+"""Conversational programs, the lockstep driver, and the one ask-until-parsed protocol.
+
+A *program* is a generator: it yields a list of `Request`s (the calls it wants made, possibly several that can run
+in parallel), is sent back the list of `ChatOutput`s in the same order, and finally returns its result. A strategy
+shaping a multi-turn conversation, a judge walking the pairs of a group and a grader asking for a digit are all
+programs; none of them knows how its requests are batched.
+
+`drive` runs many programs in lockstep rounds, so that each round is one large batched backend call however
+sequential each program is on its own. `ask_until_parsed` is the ask → parse → remind → ask-again protocol that
+every step which reads a structured answer (a category, a verdict, a checklist, a grade) uses: written once, so a
+change to its rules changes every step alike. Its reminder texts live in `engine.method.taxonomy` with every other
+text sent to a model.
+
+Imports: actors.base only (the backend interface).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generator, Generic, Sequence, TypeVar
+
+from actors.base import ChatBackend, ChatOutput, Conversation, SamplingParams
+
+T = TypeVar("T")
+
+
+class ProgramError(RuntimeError):
+    """A program or a backend broke the driver's contract (a bug, never the data's fault)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One backend call a program wants made."""
+
+    conversation: Conversation
+    sampling: SamplingParams
+
+
+# A program yields a list of requests and is sent back the list of outputs (same order), until it returns its
+# result. Yielding several requests at once is how a program asks for work that can run in parallel.
+Program = Generator[list[Request], list[ChatOutput], Any]
+
+
+@dataclass
+class DriveStats:
+    """Counters of `drive`: lockstep rounds and backend requests."""
+
+    rounds: int = 0
+    calls: int = 0
+
+
+def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats | None = None) -> list[Any]:
+    """Run programs to completion, batching every round's requests into one backend call.
+
+    Args:
+        backend: the chat backend.
+        programs: started or unstarted generators (see `Program`).
+        stats: if given, counts rounds and backend requests.
+
+    Returns:
+        Each program's return value, in input order.
+    """
+    results: list[Any] = [None] * len(programs)
+    pending: dict[int, list[Request]] = {}
+    for k, program in enumerate(programs):
+        _advance(program, None, k, pending, results)
+    while pending:
+        order = [(k, r) for k, reqs in pending.items() for r in reqs]
+        outputs = backend.chat([r.conversation for _, r in order], [r.sampling for _, r in order])
+        if len(outputs) != len(order):
+            raise ProgramError(f"backend returned {len(outputs)} outputs for {len(order)} requests")
+        if stats is not None:
+            stats.rounds += 1
+            stats.calls += len(order)
+        by_program: dict[int, list[ChatOutput]] = {}
+        for (k, _), out in zip(order, outputs):
+            by_program.setdefault(k, []).append(out)
+        pending = {}
+        for k, outs in by_program.items():
+            _advance(programs[k], outs, k, pending, results)
+    return results
+
+
+def _advance(program: Program, sent: list[ChatOutput] | None, k: int, pending: dict, results: list) -> None:
+    try:
+        requests = program.send(sent) if sent is not None else next(program)
+    except StopIteration as done:
+        results[k] = done.value
+        return
+    if not requests:
+        raise ProgramError(f"program {k} yielded an empty request list")
+    pending[k] = list(requests)
+
+
+def parallel(programs: Sequence[Program]) -> Program:
+    """A program running several programs side by side (their requests share each round); returns their results
+    in order. E.g. both orders of a judged pair in one round."""
+    programs = list(programs)
+    results: list[Any] = [None] * len(programs)
+    pending: dict[int, list[Request]] = {}
+    for k, program in enumerate(programs):
+        _advance(program, None, k, pending, results)
+    while pending:
+        keys = list(pending)
+        sizes = [len(pending[k]) for k in keys]
+        outs = yield [r for k in keys for r in pending[k]]
+        pending = {}
+        start = 0
+        for k, size in zip(keys, sizes):
+            _advance(programs[k], list(outs[start:start + size]), k, pending, results)
+            start += size
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ask until parsed.
+
+
+@dataclass(frozen=True)
+class Asked(Generic[T]):
+    """The outcome of `ask_until_parsed`.
+
+    Attributes:
+        value: the parsed answer, or None when it never parsed or the backend failed the row (never a default).
+        raw: what the model wrote; both answers joined by " ⟶ " when it was reminded; "<error: …>" for a backend
+            failure.
+        calls: requests spent (1 or 2).
+        error: the backend's per-row error of the last request, if any.
+    """
+
+    value: T | None
+    raw: str
+    calls: int
+    error: str | None = None
+
+
+def error_text(out: ChatOutput) -> str:
+    return f"<error: {out.error}>"
+
+
+def ask_until_parsed(conversation: Conversation, sampling: SamplingParams,
+                     parse: Callable[[ChatOutput], T | None], reminder: str) -> Program:
+    """Ask once; if the answer does not parse, remind the model of the format (as a follow-up turn) and ask once
+    more; if that fails too, the value is None. A backend error is not retried here (the backend already retried
+    what can be retried) and ends the exchange.
+
+    Args:
+        conversation: the messages of the first request.
+        sampling: the sampling of both requests.
+        parse: the answer read from one output (its text, or its log-probs), or None when there is none.
+        reminder: the follow-up user turn that restates the expected format (a taxonomy text).
+
+    Returns (as the program's value):
+        An `Asked`.
+    """
+    (out,) = yield [Request(conversation, sampling)]
+    if out.error is not None:
+        return Asked(None, error_text(out), 1, out.error)
+    raw = out.texts[0] if out.texts else ""
+    value = parse(out)
+    if value is not None:
+        return Asked(value, raw, 1)
+    retry = list(conversation) + [{"role": "assistant", "content": raw}, {"role": "user", "content": reminder}]
+    (again,) = yield [Request(retry, sampling)]
+    if again.error is not None:
+        return Asked(None, f"{raw} ⟶ {error_text(again)}", 2, again.error)
+    raw2 = again.texts[0] if again.texts else ""
+    return Asked(parse(again), f"{raw} ⟶ {raw2}", 2)
+
+
+def text_of(parse_text: Callable[[str], T | None]) -> Callable[[ChatOutput], T | None]:
+    """A `parse` for `ask_until_parsed` that reads the first completion's text with `parse_text`."""
+
+    def parse(out: ChatOutput) -> T | None:
+        return parse_text(out.texts[0] if out.texts else "")
+
+    return parse

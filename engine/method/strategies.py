@@ -1,0 +1,163 @@
+"""Sampling strategies: each shapes the conversations that produce n responses to one prompt.
+
+A strategy is a program for `engine.stages.base.drive`: it yields the requests it needs, receives the outputs,
+and returns a `Sampled`. The sample stage runs the programs of a whole batch in lockstep, so multi-turn
+regeneration costs n rounds of large batched calls, not n calls per prompt.
+
+Each strategy registers itself by name (`@strategy("name")` into `STRATEGIES`): the config validates against that
+registry and the saved config records what ran. Adding a strategy is a function here (and its texts, if any, in
+engine.method.taxonomy). Registered strategies:
+- temperature: n independent samples of the plain prompt.
+- system_general / system_anchored: one call whose system prompt asks for n responses (Zhang et al. 2025a),
+  general or anchored to the prompt's category; the completion is split into responses. A short parse is retried
+  once; the longer attempt is kept and a group still short of n is marked "short".
+- regen_general / regen_anchored: in-context regeneration (Zhang et al. 2025b): n turns, each seeing the earlier
+  answers and asking for a different one, generally or in the category's terms.
+Anchored strategies fall back to their general wording when the prompt has no category (the classifier's answer
+was unparseable and no gold label exists), as the paper's "resume default behaviour"; the group records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from actors.base import ChatOutput, SamplingParams
+from engine.method import taxonomy
+from engine.method.parsing import split_responses
+from engine.method.programs import Program, Request
+
+# Name → strategy, in registration order (the default order of a run's strategies and of the report's columns).
+STRATEGIES: dict[str, Callable[["StrategyInput"], Program]] = {}
+
+
+def strategy(name: str) -> Callable[[Callable[["StrategyInput"], Program]], Callable[["StrategyInput"], Program]]:
+    """Register a strategy under `name` (a function StrategyInput → Program returning a `Sampled`)."""
+
+    def register(fn: Callable[[StrategyInput], Program]) -> Callable[[StrategyInput], Program]:
+        if name in STRATEGIES:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        STRATEGIES[name] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Sampled:
+    """The responses of one group and how they came about.
+
+    Attributes:
+        responses / finish_reasons / n_tokens: one entry per response (fewer than n when short).
+        status: "ok", "short" (fewer than n responses parsed), or "error" (the backend failed the row).
+        raw: the unsplit completion for system-prompt strategies when the parse came up short; else None.
+        anchored_as: the category the anchored wording used, or None when it fell back to the general wording
+            (and for general strategies).
+        calls: backend requests made.
+        error: the backend's per-row error, if any.
+    """
+
+    responses: list[str] = field(default_factory=list)
+    finish_reasons: list[str] = field(default_factory=list)
+    n_tokens: list[int] = field(default_factory=list)
+    status: str = "ok"
+    raw: str | None = None
+    anchored_as: str | None = None
+    calls: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StrategyInput:
+    prompt: str
+    category: str | None
+    n: int
+    sampling: SamplingParams  # n=1; per-response max_tokens; the group's seed
+
+
+def _failed(out: ChatOutput, sampled: Sampled) -> bool:
+    if out.error is not None:
+        sampled.status, sampled.error = "error", out.error
+        return True
+    return False
+
+
+@strategy("temperature")
+def temperature(x: StrategyInput) -> Program:
+    s = Sampled(calls=1)
+    (out,) = yield [Request([{"role": "user", "content": x.prompt}], x.sampling.with_(n=x.n))]
+    if _failed(out, s):
+        return s
+    s.responses, s.finish_reasons, s.n_tokens = list(out.texts), list(out.finish_reasons), list(out.n_tokens)
+    return s
+
+
+def _system(strategy: str) -> Callable[[StrategyInput], Program]:
+    def run(x: StrategyInput) -> Program:
+        s = Sampled()
+        anchored = strategy == "system_anchored" and x.category in taxonomy.CATEGORIES
+        used = strategy if anchored or strategy == "system_general" else "system_general"
+        s.anchored_as = x.category if anchored else None
+        conversation = [
+            {"role": "system", "content": taxonomy.system_prompt(used, x.category, x.n)},
+            {"role": "user", "content": x.prompt},
+        ]
+        # All n responses share one completion, so it gets n times the per-response budget.
+        params = x.sampling.with_(n=1, max_tokens=x.sampling.max_tokens * x.n)
+        best: tuple[list[str], ChatOutput] | None = None
+        for attempt in range(2):
+            if attempt:
+                params = params.with_(seed=None if params.seed is None else params.seed + 1_000_003)
+            (out,) = yield [Request(conversation, params)]
+            s.calls += 1
+            if _failed(out, s):
+                return s
+            parts = split_responses(out.texts[0], x.n)
+            if best is None or len(parts) > len(best[0]):
+                best = (parts, out)
+            if len(parts) >= x.n:
+                break
+        assert best is not None
+        parts, out = best
+        s.responses = parts
+        # A split completion has one finish reason and one token count; each part inherits the reason, and the
+        # tokens are apportioned by characters (an estimate, marked as such by the strategy name).
+        total_chars = sum(len(p) for p in parts) or 1
+        s.finish_reasons = [out.finish_reasons[0]] * len(parts)
+        s.n_tokens = [round(out.n_tokens[0] * len(p) / total_chars) for p in parts]
+        if len(parts) < x.n:
+            s.status, s.raw = "short", out.texts[0]
+        return s
+
+    run.__name__ = strategy
+    return run
+
+
+def _regen(strategy: str) -> Callable[[StrategyInput], Program]:
+    def run(x: StrategyInput) -> Program:
+        s = Sampled()
+        anchored = strategy == "regen_anchored" and x.category in taxonomy.CATEGORIES
+        s.anchored_as = x.category if anchored else None
+        followup = taxonomy.regen_followup(strategy if anchored else "regen_general", x.category)
+        conversation = [{"role": "user", "content": x.prompt}]
+        for turn in range(x.n):
+            seed = None if x.sampling.seed is None else x.sampling.seed + turn
+            (out,) = yield [Request(list(conversation), x.sampling.with_(n=1, seed=seed))]
+            s.calls += 1
+            if _failed(out, s):
+                return s
+            text = out.texts[0]
+            s.responses.append(text)
+            s.finish_reasons.append(out.finish_reasons[0])
+            s.n_tokens.append(out.n_tokens[0])
+            conversation += [{"role": "assistant", "content": text}, {"role": "user", "content": followup}]
+        return s
+
+    run.__name__ = strategy
+    return run
+
+
+for _name in ("system_general", "system_anchored"):
+    strategy(_name)(_system(_name))
+for _name in ("regen_general", "regen_anchored"):
+    strategy(_name)(_regen(_name))

@@ -1,0 +1,337 @@
+"""Compare two runs on the same prompts: is B more homogeneous than A, where, and by how much?
+
+    python engine/run.py compare RUN_A RUN_B [--intersect] [--out DIR] [--resamples N] [--seed S]   (engine.cli.compare)
+
+Two runs are paired group by group — same prompt, same strategy, and the same generator (or, when each run has
+exactly one generator, that one against the other: two models, two dates, two settings of one model). For each
+category the mean of the per-prompt differences B − A of functionally unique responses (and of checklist quality
+and accuracy where both runs measured them) gets a bootstrap interval that resamples prompts, and a verdict line.
+
+Runs whose prompt sets differ are refused unless `--intersect` asks to compare the prompts both share; runs with
+different n are always refused (a count out of 4 and a count out of 6 are not on one scale).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from engine.errors import TaskdivError
+from engine.execution.results import read_run
+from engine.execution.store import atomic_write_bytes
+from engine.report.data import (SMALL_MODEL_NOTE, category_name, finite, is_complete, ordered_categories, run_models,
+                                small_model_judges)
+from engine.report.stats import FEW_CLUSTERS, paired_bootstrap_diff_ci
+from engine.method.taxonomy import CATEGORIES
+from engine.report.figures import compare_forest
+
+TABLES = ("prompts", "groups", "accuracy")
+MEASURES = (("unique", "unique responses"), ("quality", "checklist quality"), ("accuracy", "accuracy"))
+
+
+class CompareError(TaskdivError):
+    """Two runs cannot be compared as asked (different prompts, n or generators); the message says what differs."""
+
+
+def _signed(x: float, digits: int = 2) -> str:
+    # A real minus sign: verdict lines are read, and "-0.10" next to "0.30" is easy to misread.
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def _interval(est: dict[str, Any], digits: int = 2) -> str:
+    if est["low"] is None:
+        return "(no interval)"
+    return f"[{_signed(est['low'], digits)}, {_signed(est['high'], digits)}]"
+
+
+def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses", prefix: str = "") -> str:
+    """One line saying whether B is more or less homogeneous than A on a category.
+
+    Args:
+        category: the category letter (or "all").
+        est: the estimate of mean(B − A) of unique responses (Estimate.to_dict()).
+        what: the unit, for the line.
+        prefix: put before the line (e.g. the model pair when a comparison has several).
+
+    Returns:
+        "B is more homogeneous on G (creative writing) by 0.80 unique responses [0.40, 1.20]" when the interval
+        lies below 0, "B is more diverse on …" when above, "no clear difference on G (creative writing): −0.10
+        [−0.50, 0.30]" when it spans 0 or there is no interval; with a caveat when the interval rests on fewer
+        than `engine.report.stats.FEW_CLUSTERS` prompts.
+    """
+    # "on A" would read as run A: the category's name goes with its letter.
+    where = "all categories" if category == "all" else (
+        f"{category} ({CATEGORIES[category].name.lower()})" if category in CATEGORIES else category)
+    if est["value"] is None:
+        return f"{prefix}no paired groups on {where}"
+    v, lo, hi = est["value"], est["low"], est["high"]
+    k = est.get("clusters")
+    caveat = f" — only {k} prompts, a coarse interval" if k and k < FEW_CLUSTERS and lo is not None else ""
+    if lo is not None and hi < 0:
+        return (f"{prefix}B is more homogeneous on {where} by {_signed(-v)} {what} "
+                f"[{_signed(-hi)}, {_signed(-lo)}]{caveat}")
+    if lo is not None and lo > 0:
+        return f"{prefix}B is more diverse on {where} by {_signed(v)} {what} [{_signed(lo)}, {_signed(hi)}]{caveat}"
+    return f"{prefix}no clear difference on {where}: {_signed(v)} {_interval(est)}{caveat}"
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
+        out = {}
+        for i, v in enumerate(d):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: d}
+
+
+def config_differences(dir_a: str | Path, dir_b: str | Path) -> list[dict[str, Any]]:
+    """Settings that differ between two runs' resolved configs (run_dir left out).
+
+    Args:
+        dir_a, dir_b: the run directories.
+
+    Returns:
+        [{"key": dotted key, "a": value in A, "b": value in B}], sorted by key.
+    """
+    a = _flatten(yaml.safe_load((Path(dir_a) / "config.yaml").read_text(encoding="utf-8")) or {})
+    b = _flatten(yaml.safe_load((Path(dir_b) / "config.yaml").read_text(encoding="utf-8")) or {})
+    keys = sorted((set(a) | set(b)) - {"run_dir"})
+    return [{"key": k, "a": a.get(k), "b": b.get(k)} for k in keys if a.get(k) != b.get(k)]
+
+
+def _group_accuracy(tables: dict) -> dict[tuple, float]:
+    """Per-group accuracy: the share of a group's checked responses that are correct."""
+    if "accuracy" in tables:
+        verdicts: dict[tuple, list[bool]] = defaultdict(list)
+        for r in tables["accuracy"].to_pylist():
+            if r["correct"] is not None:
+                verdicts[(r["prompt_id"], r["model"], r["strategy"])].append(bool(r["correct"]))
+        return {k: sum(v) / len(v) for k, v in verdicts.items()}
+    groups = tables["groups"]
+    if "accuracy" in groups.column_names:
+        return {(g["prompt_id"], g["model"], g["strategy"]): g["accuracy"] for g in groups.to_pylist()
+                if finite(g["accuracy"])}
+    return {}
+
+
+def _model_pairs(models_a: list[str], models_b: list[str], intersect: bool) -> list[tuple[str, str]]:
+    if set(models_a) == set(models_b):
+        return [(m, m) for m in models_a]
+    if len(models_a) == 1 and len(models_b) == 1:
+        return [(models_a[0], models_b[0])]
+    common = [m for m in models_a if m in models_b]
+    if intersect and common:
+        return [(m, m) for m in common]
+    raise CompareError(
+        f"the runs' generators differ: A has {models_a}, B has {models_b}. Compare runs with the same generators, "
+        "or with one generator each"
+        + (", or pass --intersect to compare the generators both have" if common else "") + ".")
+
+
+def compare_runs(dir_a: str | Path, dir_b: str | Path, *, intersect: bool = False, resamples: int = 1000,
+                 seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
+    """Paired comparison of two finished runs, per category and per strategy.
+
+    Args:
+        dir_a, dir_b: the run directories (A is the baseline; differences are B − A).
+        intersect: compare the prompts (and generators) both runs have instead of refusing runs that differ.
+        resamples: bootstrap resamples (prompts are resampled).
+        seed: bootstrap seed.
+        ci: interval coverage.
+
+    Returns:
+        Plain data: the runs, what was paired and left out, config differences, per-category and per-strategy
+        estimates of B − A for unique responses, quality and accuracy, and the verdict lines.
+
+    Raises:
+        CompareError: the runs differ in n, in prompts (without intersect), or in generators in a way that cannot
+            be paired; or nothing is left to pair.
+        RunDirError: a directory is not a finished run.
+    """
+    ra, ca = read_run(dir_a, TABLES)
+    rb, cb = read_run(dir_b, TABLES)
+    label_a, label_b = Path(dir_a).resolve().name, Path(dir_b).resolve().name
+    if label_a == label_b:
+        label_a, label_b = str(Path(dir_a).resolve()), str(Path(dir_b).resolve())
+    if ca.n != cb.n:
+        raise CompareError(f"the runs have different n (A: {ca.n} responses per group, B: {cb.n}); unique counts "
+                           "out of different n are not comparable, and --intersect cannot change that")
+    ta, tb = ra.tables, rb.tables
+    prompts_a = {p["prompt_id"]: p for p in ta["prompts"].to_pylist()}
+    prompts_b = {p["prompt_id"]: p for p in tb["prompts"].to_pylist()}
+    only_a = sorted(set(prompts_a) - set(prompts_b))
+    only_b = sorted(set(prompts_b) - set(prompts_a))
+    changed = sorted(p for p in set(prompts_a) & set(prompts_b) if prompts_a[p]["text"] != prompts_b[p]["text"])
+    shared = sorted(p for p in set(prompts_a) & set(prompts_b) if p not in changed)
+    if (only_a or only_b or changed) and not intersect:
+        raise CompareError(
+            f"the runs' prompt sets differ: {len(only_a)} prompts only in A, {len(only_b)} only in B, "
+            f"{len(changed)} with the same id but a different text ({len(shared)} shared). Compare runs on the same "
+            "prompts, or pass --intersect to compare the shared ones")
+    if not shared:
+        raise CompareError("the runs share no prompts (same id and text): nothing to compare")
+    models_a = run_models(ca, ta["groups"].select(["model"]).to_pylist())
+    models_b = run_models(cb, tb["groups"].select(["model"]).to_pylist())
+    pairs = _model_pairs(models_a, models_b, intersect)
+    strategies = [s for s in ca.strategies if s in cb.strategies]
+    if not strategies:
+        raise CompareError(f"the runs share no strategy (A: {ca.strategies}, B: {cb.strategies})")
+
+    groups_a = {(g["prompt_id"], g["model"], g["strategy"]): g for g in ta["groups"].to_pylist()}
+    groups_b = {(g["prompt_id"], g["model"], g["strategy"]): g for g in tb["groups"].to_pylist()}
+    acc_a, acc_b = _group_accuracy(ta), _group_accuracy(tb)
+    units = []  # one per paired group: its category and the A/B values of each measure
+    missing = defaultdict(int)
+    for ma, mb in pairs:
+        for s in strategies:
+            for p in shared:
+                ga, gb = groups_a.get((p, ma, s)), groups_b.get((p, mb, s))
+                if ga is None or gb is None:
+                    missing["group missing in " + ("A" if ga is None else "B")] += 1
+                    continue
+                gold = prompts_a[p]["gold_category"]
+                unit = {"prompt_id": p, "pair": f"{ma} vs {mb}", "strategy": s,
+                        "category": gold or ga["category"] or "?"}
+                both_complete = is_complete(ga, ca.n) and is_complete(gb, cb.n)
+                if not both_complete:
+                    missing["incomplete group (fewer than n responses or no count) in A or B"] += 1
+                unit["unique"] = (ga["unique_mean"], gb["unique_mean"]) if both_complete else None
+                unit["quality"] = ((ga["quality_mean"], gb["quality_mean"])
+                                   if finite(ga["quality_mean"]) and finite(gb["quality_mean"]) else None)
+                key_a, key_b = (p, ma, s), (p, mb, s)
+                unit["accuracy"] = ((acc_a[key_a], acc_b[key_b]) if key_a in acc_a and key_b in acc_b else None)
+                units.append(unit)
+
+    def estimate(selected: list[dict], measure: str) -> dict[str, Any]:
+        vals = [u for u in selected if u[measure] is not None]
+        est = paired_bootstrap_diff_ci([u[measure][0] for u in vals], [u[measure][1] for u in vals],
+                                       clusters=[u["prompt_id"] for u in vals], resamples=resamples, seed=seed, ci=ci)
+        out = est.to_dict()
+        out["mean_a"] = sum(u[measure][0] for u in vals) / len(vals) if vals else None
+        out["mean_b"] = sum(u[measure][1] for u in vals) / len(vals) if vals else None
+        return out
+
+    pair_labels = list(dict.fromkeys(u["pair"] for u in units))
+    categories = ordered_categories(u["category"] for u in units) + ["all"]
+    by_category, by_strategy, verdicts = [], [], []
+    for pair in pair_labels:
+        mine = [u for u in units if u["pair"] == pair]
+        prefix = f"[{pair}] " if len(pair_labels) > 1 else ""
+        for cat in categories:
+            sel = [u for u in mine if cat == "all" or u["category"] == cat]
+            row = {"pair": pair, "category": cat, **{m: estimate(sel, m) for m, _ in MEASURES}}
+            row["verdict"] = verdict(cat, row["unique"], prefix=prefix)
+            by_category.append(row)
+            verdicts.append(row["verdict"])
+            for s in strategies:
+                sub = [u for u in sel if u["strategy"] == s]
+                if sub:
+                    by_strategy.append({"pair": pair, "category": cat, "strategy": s,
+                                        **{m: estimate(sub, m) for m, _ in MEASURES}})
+    return {
+        "a": {"dir": str(dir_a), "label": label_a, "generators": models_a, "strategies": list(ca.strategies)},
+        "b": {"dir": str(dir_b), "label": label_b, "generators": models_b, "strategies": list(cb.strategies)},
+        "n": ca.n,
+        "intersect": intersect,
+        "settings": {"resamples": resamples, "seed": seed, "ci": ci},
+        "prompts": {"shared": len(shared), "only_a": len(only_a), "only_b": len(only_b), "changed": len(changed)},
+        "pairs": pair_labels,
+        "strategies": strategies,
+        "strategies_skipped": sorted(set(ca.strategies) ^ set(cb.strategies)),
+        "paired_groups": len(units),
+        "left_out": dict(missing),
+        "config_differences": config_differences(dir_a, dir_b),
+        "small_model_judges": {"a": small_model_judges(ca), "b": small_model_judges(cb)},
+        "by_category": by_category,
+        "by_strategy": by_strategy,
+        "verdicts": verdicts,
+    }
+
+
+def _cell(est: dict[str, Any]) -> str:
+    if est["value"] is None:
+        return "–"
+    return f"{_signed(est['value'])} {_interval(est)} (n={est['clusters']})"
+
+
+def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
+    """The comparison as Markdown.
+
+    Args:
+        c: from `compare_runs`.
+        figure: file name of the forest plot beside the Markdown file, if drawn.
+
+    Returns:
+        The Markdown text.
+    """
+    ci = f"{100 * c['settings']['ci']:.0f}%"
+    a, b = c["a"], c["b"]
+    out = [f"# taskdiv comparison: B = {b['label']} vs A = {a['label']}", "",
+           f"- A: `{a['dir']}` (generators: {', '.join(a['generators'])})",
+           f"- B: `{b['dir']}` (generators: {', '.join(b['generators'])})",
+           f"- n = {c['n']}; prompts compared: {c['prompts']['shared']}"
+           + (f" (intersection: {c['prompts']['only_a']} only in A, {c['prompts']['only_b']} only in B, "
+              f"{c['prompts']['changed']} with changed text left out)" if c["intersect"] else ""),
+           f"- paired groups: {c['paired_groups']} (model pairs: {', '.join(c['pairs'])}; strategies: "
+           f"{', '.join(c['strategies'])})",
+           f"- differences are B − A, averaged over prompts; {ci} percentile bootstrap intervals resample prompts "
+           f"({c['settings']['resamples']} resamples, seed {c['settings']['seed']})", ""]
+    small = c.get("small_model_judges", {})
+    if small.get("a") or small.get("b"):
+        out += [SMALL_MODEL_NOTE, ""]
+    if c["strategies_skipped"]:
+        out += [f"Strategies in only one run (not compared): {', '.join(c['strategies_skipped'])}.", ""]
+    if c["left_out"]:
+        out += ["Left out of some measures: " + "; ".join(f"{k}: {v}" for k, v in c["left_out"].items()) + ".", ""]
+    out += ["## Verdicts (functionally unique responses)", ""] + [f"- {v}" for v in c["verdicts"]] + [""]
+    if figure:
+        out += [f"![Paired differences of unique responses]({figure})", ""]
+    out += ["## What differs between the runs' configs", ""]
+    if c["config_differences"]:
+        out += ["| setting | A | B |", "|---|---|---|"]
+        out += [f"| {d['key']} | {d['a']} | {d['b']} |" for d in c["config_differences"]]
+    else:
+        out.append("Nothing but the run directory.")
+    out += ["", "## Per category", "",
+            "Cells: mean of B − A [CI] (n = prompts). Means of each run are in compare.json.", "",
+            "| model pair | category | unique responses | checklist quality | accuracy |", "|---|---|---|---|---|"]
+    out += [f"| {r['pair']} | {category_name(r['category'])} | {_cell(r['unique'])} | {_cell(r['quality'])} | "
+            f"{_cell(r['accuracy'])} |" for r in c["by_category"]]
+    out += ["", "## Per category and strategy", "",
+            "| model pair | category | strategy | unique responses | checklist quality | accuracy |",
+            "|---|---|---|---|---|---|"]
+    out += [f"| {r['pair']} | {category_name(r['category'])} | {r['strategy']} | {_cell(r['unique'])} | "
+            f"{_cell(r['quality'])} | {_cell(r['accuracy'])} |" for r in c["by_strategy"]]
+    if all(r["accuracy"]["value"] is None for r in c["by_category"]):
+        out += ["", "Accuracy: not measured in both runs (no accuracy table), so no difference is reported."]
+    return "\n".join(out) + "\n"
+
+
+def write_comparison(c: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write compare.md, compare.json and compare.png (forest plot) into `out_dir`.
+
+    Args:
+        c: from `compare_runs`.
+        out_dir: the folder (created).
+
+    Returns:
+        Paths by name: "markdown", "json", "figure".
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"category": (f"{r['pair']}: " if len(c["pairs"]) > 1 else "") + r["category"], "estimate": r["unique"]}
+            for r in c["by_category"]]
+    paths = {"figure": out / "compare.png", "markdown": out / "compare.md", "json": out / "compare.json"}
+    atomic_write_bytes(paths["figure"], compare_forest(rows, label_a=c["a"]["label"], label_b=c["b"]["label"]))
+    atomic_write_bytes(paths["markdown"], render_comparison(c, figure="compare.png").encode())
+    atomic_write_bytes(paths["json"], orjson.dumps(c, option=orjson.OPT_INDENT_2))
+    return paths

@@ -1,0 +1,96 @@
+"""The run's throughput as a stable, versioned record: run_stats.json (also the report's throughput section, and
+what benchmarks/collect_runs.py tabulates)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+RUN_STATS_SCHEMA = 1
+
+
+def _rows(tables: dict, name: str) -> list[dict[str, Any]]:
+    table = tables.get(name)
+    return table.to_pylist() if table is not None else []
+
+
+def _rate(amount: float | None, wall_s: float, computed: bool) -> float | None:
+    return amount / wall_s if computed and amount and wall_s > 0 else None
+
+
+def run_stats(result, config) -> dict[str, Any]:
+    """The run's throughput as a stable, versioned record (written as run_stats.json).
+
+    Args:
+        result: the RunResult (stage records carry wall time, rows and summed backend counters).
+        config: its RunConfig.
+
+    Returns:
+        {"schema": 1, "run_dir", "written_at", "wall_s", "peak_rss_bytes", "n", "strategies", "generators",
+        "judges", "executor", "counts", "stages": [...], "totals"}. Per stage: rows computed in this run and the
+        rates over its wall time; rates are None for a stage whose every shard was reused (nothing computed) or
+        whose amount is unknown.
+    """
+    t = result.tables
+    comps = _rows(t, "components")
+    responses = t.get("responses")
+    stages = []
+    for r in result.stages:
+        kind, _, rest = r.stage.partition("[")
+        model = rest.rstrip("]") or None
+        b = dict(r.backend or {})
+        computed = r.rows > 0
+        tokens = b.get("completion_tokens")
+        if tokens is None and kind == "sample" and r.units_reused == 0 and responses is not None:
+            # Backends without token counters: the responses' own token counts (all computed in this run).
+            tokens = sum(x["n_tokens"] or 0 for x in responses.select(["model", "n_tokens"]).to_pylist()
+                         if x["model"] == model)
+        pairs = None
+        if kind == "judge":
+            pairs = sum(c["n_pairs_judged"] for c in comps if c["judge"] == model)
+        # Pairs per second only when every shard ran now: a partly reused stage judged an unknown share of them.
+        pairs_rate = _rate(pairs, r.wall_s, computed and r.units_reused == 0)
+        stages.append({
+            "stage": r.stage,
+            "kind": kind,
+            "model": model,
+            "units": r.units,
+            "units_reused": r.units_reused,
+            "rows": r.rows,
+            "wall_s": r.wall_s,
+            "rows_per_s": _rate(r.rows, r.wall_s, computed),
+            "calls": b.get("calls", b.get("requests")),
+            "requests": b.get("requests"),
+            "retries": b.get("retries", 0) if b else None,
+            "row_errors": b.get("row_errors"),
+            "prompt_tokens": b.get("prompt_tokens"),
+            "completion_tokens": tokens,
+            "completion_tokens_per_s": _rate(tokens, r.wall_s, computed),
+            "pairs_judged": pairs,
+            "pairs_per_s": pairs_rate,
+            "cost_usd": b.get("cost_usd"),
+            "failed_shards": len(r.failed),
+        })
+
+    def total(key: str) -> float | None:
+        vals = [s[key] for s in stages if s[key] is not None]
+        return sum(vals) if vals else None
+
+    return {
+        "schema": RUN_STATS_SCHEMA,
+        "run_dir": str(result.run_dir),
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": result.wall_s,
+        "peak_rss_bytes": result.peak_rss_bytes,
+        "n": config.n,
+        "strategies": list(config.strategies),
+        "generators": [{"name": m.name, "backend": m.backend, "model": m.model} for m in config.generators],
+        "judges": [{"name": m.name, "backend": m.backend, "model": m.model} for m in config.judges],
+        "executor": config.execution.executor,
+        "counts": {name: (t[name].num_rows if name in t else 0)
+                   for name in ("prompts", "groups", "responses", "judgments")},
+        "stages": stages,
+        "totals": {"calls": total("calls"), "retries": total("retries"),
+                   "completion_tokens": total("completion_tokens"), "cost_usd": total("cost_usd"),
+                   "stage_wall_s": sum(s["wall_s"] for s in stages)},
+    }

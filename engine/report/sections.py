@@ -1,0 +1,345 @@
+"""The report as a small document model — sections of paragraphs, tables, lists and figure references — built
+from report.json's numbers; `engine.report.markdown` and `engine.report.html` both render it, so the two formats
+always show the same numbers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.report.data import SMALL_MODEL_LEAD, SMALL_MODEL_TEXT, category_name, finite
+
+@dataclass
+class Para:
+    """A paragraph of our own text (inline `code` allowed); `lead` is set in bold before it."""
+
+    text: str
+    lead: str = ""
+    note: bool = False  # a call-out box in HTML
+
+
+@dataclass
+class Table:
+    """A table of plain-text cells (escaped by each renderer)."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class FigureRef:
+    """A figure: `name` is its key in the figures dict (figures/<name>.png)."""
+
+    name: str
+    caption: str
+
+
+@dataclass
+class Items:
+    """A bulleted list of plain-text items; `literal` items may carry untrusted text (input rows, backend errors)
+    and are shown exactly, with no Markdown formatting applied."""
+
+    items: list[str]
+    literal: bool = False
+
+
+@dataclass
+class Sub:
+    """A sub-heading."""
+
+    title: str
+
+
+@dataclass
+class Section:
+    """One section: an anchor id, a title and its blocks in order."""
+
+    id: str
+    title: str
+    blocks: list[Any] = field(default_factory=list)
+
+
+def _f(x: Any, digits: int = 2) -> str:
+    return "–" if not finite(x) else f"{x:.{digits}f}"
+
+
+def fmt_estimate(est: dict[str, Any] | None, digits: int = 2) -> str:
+    """"1.23 [0.98, 1.50]"; "1.23 (no CI)" where there is no interval; "n/a" where undefined."""
+    if not est or est.get("value") is None:
+        return "n/a"
+    v = f"{est['value']:.{digits}f}"
+    if est.get("low") is None or est.get("high") is None:
+        return f"{v} (no CI)"
+    return f"{v} [{est['low']:.{digits}f}, {est['high']:.{digits}f}]"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n else "not measured"
+
+
+def build_sections(data: dict[str, Any]) -> list[Section]:
+    """The report as sections of paragraphs, tables and figure references (shared by Markdown and HTML)."""
+    ci = f"{100 * data['settings']['ci']:.0f}%"
+    resamples = data["settings"]["bootstrap_resamples"]
+    sections = [_overview(data, ci, resamples), _unique_view(data, ci), _tradeoff_view(data, ci),
+                _spearman_view(data, ci), _strategy_view(data), _classification_view(data, ci),
+                _judging_view(data, ci), _accuracy_view(data, ci), _throughput_view(data)]
+    problems = Section("problems", "Failures and skipped inputs")
+    if data["failed_shards"]:
+        problems.blocks += [Sub("Failed shards (rerun the same command to compute them)"),
+                            Items([f"{f['stage']}: {f['shards']} shards — {f['reason']}"
+                                   for f in data["failed_shards"]], literal=True)]
+    if data["load_warnings"]:
+        problems.blocks += [Sub("Prompt source warnings"), Items(list(data["load_warnings"]), literal=True)]
+    if data["skipped_inputs"]:
+        problems.blocks += [Sub(f"Skipped input rows ({len(data['skipped_inputs'])})"),
+                            Items(list(data["skipped_inputs"]), literal=True)]
+    if not problems.blocks:
+        problems.blocks.append(Para("No failed shards, no prompt source warnings, no skipped input rows."))
+    sections.append(problems)
+    return sections
+
+
+def _overview(data: dict[str, Any], ci: str, resamples: int) -> Section:
+    s = Section("overview", "Run")
+    tp = data["throughput"]
+    s.blocks.append(Items([
+        f"run directory: `{data['run_dir']}`",
+        f"generators: {', '.join(data['models'])}; judges: {', '.join(data['judges'])}",
+        f"prompts: {data['prompts']}; groups: {data['groups']}; n = {data['n']} responses per group; "
+        f"strategies: {', '.join(data['strategies'])}",
+        f"intervals: {ci} percentile bootstrap over prompts, {resamples} resamples, seed {data['settings']['seed']}",
+        (f"wall time {tp['wall_s']:.1f} s; peak memory {_bytes(tp['peak_rss_bytes'])}" if tp["stages"]
+         else "wall time and memory not recorded (report rendered from the run directory)"),
+    ]))
+    if data["small_model_judges"]:
+        s.blocks.append(Para(SMALL_MODEL_TEXT, lead=SMALL_MODEL_LEAD, note=True))
+    if data["failed_shards"]:
+        k = sum(f["shards"] for f in data["failed_shards"])
+        s.blocks.append(Para(f"{k} shards failed and their rows are missing (see Failures); rerun the same command "
+                             "to compute them.", lead="Incomplete run.", note=True))
+    return s
+
+
+def _unique_view(data: dict[str, Any], ci: str) -> Section:
+    u = data["unique"]
+    s = Section("unique", "Functionally unique responses (mean over judges, out of n) — Figure 2")
+    s.blocks.append(Para(
+        f"Connected components of each group's \"equivalent\" graph, averaged over judges, then over prompts; "
+        f"{ci} bootstrap interval over prompts. Category: gold label where known, else the model's own. Only complete "
+        f"groups enter ({u['complete_total']} of {data['groups']}); {u['excluded_total']} groups with fewer than n "
+        "responses or no count are left out and counted below."))
+    s.blocks.append(FigureRef("figure2_unique", f"Figure 2: unique responses per category and strategy ({ci} CI)."))
+    cell = {(c["model"], c["category"], c["strategy"]): c for c in u["cells"]}
+    for model in data["models"]:
+        s.blocks.append(Sub(model))
+        rows = []
+        for cat in u["categories"] + ["all"]:
+            if not any((model, cat, st) in cell for st in data["strategies"]):
+                continue
+            rows.append([category_name(cat)] + [
+                f"{fmt_estimate(cell[(model, cat, st)]['estimate'])} ({cell[(model, cat, st)]['groups']})"
+                if (model, cat, st) in cell else "–" for st in data["strategies"]])
+        s.blocks.append(Table(["category"] + data["strategies"], rows,
+                              f"Cells: mean [{ci} CI] (complete groups)."))
+    upper = sum(c["upper_bounds"] for c in u["cells"] if c["category"] != "all")
+    if upper:
+        s.blocks.append(Para(f"{upper} of the counted groups had unparsed verdicts from at least one judge: their "
+                             "counts are upper bounds."))
+    if u["excluded"]:
+        s.blocks.append(Table(["model", "strategy", "left out because", "groups"],
+                              [[e["model"], e["strategy"], e["reason"], str(e["groups"])] for e in u["excluded"]],
+                              "Groups left out of the means."))
+    return s
+
+
+def _tradeoff_view(data: dict[str, Any], ci: str) -> Section:
+    t = data["tradeoff"]
+    s = Section("tradeoff", "Diversity vs quality — Figure 3a / 3b")
+    if t.get("note"):
+        s.blocks.append(Para(t["note"] + "."))
+        return s
+    s.blocks.append(Para(
+        "The paper's claim: a general metric against a reward score shows a diversity–quality trade-off that mostly "
+        "disappears when diversity is functional (task-anchored) and quality is checklist-based. One point per "
+        f"strategy: mean over complete groups, {ci} bootstrap intervals over prompts on both axes."))
+    if not t["reward_available"]:
+        s.blocks.append(Para("No reward model ran in this run: Figure 3a uses checklist quality on its y axis, so "
+                             "3a and 3b differ only in the diversity measure.", lead="Note."))
+    s.blocks.append(FigureRef("figure3a_general", f"Figure 3a: vocabulary diversity vs {t['quality_3a']}."))
+    s.blocks.append(FigureRef("figure3b_functional", "Figure 3b: functional diversity vs checklist quality."))
+    for key, fig, xname, yname, digits in (("points_3a", "3a", "vocabulary diversity", t["quality_3a"], 3),
+                                           ("points_3b", "3b", "unique responses", "checklist quality", 2)):
+        s.blocks.append(Table(["model", "strategy", "groups", xname, yname],
+                              [[p["model"], p["strategy"], str(p["groups"]), fmt_estimate(p["x"], digits),
+                                fmt_estimate(p["y"])] for p in t[key]],
+                              f"Figure {fig} points."))
+    if t["contrasts"]:
+        s.blocks.append(Sub("The trade-off, measured"))
+        s.blocks.append(Table(
+            ["figure", "model", "most diverse strategy", "least diverse strategy",
+             "quality difference (most − least)"],
+            [[c["figure"], c["model"], c["most_diverse"], c["least_diverse"], fmt_estimate(c["quality_difference"])]
+             for c in t["contrasts"]],
+            "Paired over prompts both strategies answered in full; a negative difference is a quality cost of "
+            "diversity."))
+    return s
+
+
+def _spearman_view(data: dict[str, Any], ci: str) -> Section:
+    sp = data["spearman"]
+    s = Section("spearman", "Do general metrics track functional diversity? (Spearman ρ per category)")
+    s.blocks.append(Para(
+        "Spearman's rank correlation, over complete groups, between each general metric and the number of "
+        f"functionally unique responses; {ci} bootstrap intervals resample prompts (a prompt's groups together). "
+        "All metrics are oriented so that higher means more diverse (the gzip ratio enters negated), so ρ near 1 "
+        "means the general metric ranks groups as functional diversity does; the paper reports that it does not. "
+        "n/a: undefined (fewer than three groups, or one side constant — e.g. every group has the same count)."))
+    s.blocks.append(FigureRef("spearman", f"Spearman ρ per category with {ci} CI."))
+    est = {(r["category"], r["metric"]): r["estimate"] for r in sp["rows"]}
+    rows, notes = [], []
+    for cat in sp["categories"]:
+        first = est[(cat, sp["metrics"][0])]
+        rows.append([category_name(cat), str(first["n"])] + [fmt_estimate(est[(cat, m)]) for m in sp["metrics"]])
+        # One line per distinct note: a constant unique count makes every metric undefined for the same reason.
+        by_note: dict[str, list[str]] = defaultdict(list)
+        for m in sp["metrics"]:
+            if est[(cat, m)]["note"]:
+                by_note[est[(cat, m)]["note"]].append(m)
+        notes += [f"{category_name(cat)} ({', '.join(ms)}): {note}" for note, ms in by_note.items()]
+    s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]), rows, f"ρ [{ci} CI]."))
+    if notes:
+        s.blocks += [Sub("Undefined or partly defined correlations"), Items(notes)]
+    return s
+
+
+def _strategy_view(data: dict[str, Any]) -> Section:
+    s = Section("by-strategy", "General metrics and quality by strategy")
+    reward = any(r["reward_mean"] is not None for r in data["by_strategy"])
+    accuracy = any(r["accuracy"] is not None for r in data["by_strategy"])
+    headers = ["model", "strategy", "unique", "vocab div", "embed div", "gzip ratio", "NCD div", "quality (1–5)"]
+    headers += (["reward"] if reward else []) + (["accuracy"] if accuracy else [])
+    headers += ["short", "failed"]
+    rows = []
+    for r in data["by_strategy"]:
+        row = [r["model"], r["strategy"], _f(r["unique_mean"]), _f(r["vocab_div"], 3), _f(r["embed_div"], 3),
+               _f(r["compression_ratio"], 3), _f(r["ncd_div"], 3), _f(r["quality_mean"])]
+        row += ([_f(r["reward_mean"])] if reward else []) + ([_f(r["accuracy"])] if accuracy else [])
+        rows.append(row + [str(r["short_groups"]), str(r["failed_groups"])])
+    s.blocks.append(Table(headers, rows,
+                          "Means over groups (accuracy: over groups with a checked response). Vocabulary and embedding diversity: mean over pairs of 1 − similarity "
+                          "(higher is more diverse). Gzip ratio: bytes of the concatenated group over its compressed "
+                          "size (higher is more repetitive). Short: system-prompt groups that parsed into fewer than "
+                          "n responses."))
+    return s
+
+
+def _classification_view(data: dict[str, Any], ci: str) -> Section:
+    s = Section("classification", "Task classification against gold labels")
+    if not data["classification"]:
+        s.blocks.append(Para("No prompt was classified in this run (every prompt came with its category)."))
+        return s
+    s.blocks.append(Table(["model", "prompts", "labelled", f"accuracy [{ci} CI]", "unparsed"],
+                          [[c["model"], str(c["prompts"]), str(c["labelled"]), fmt_estimate(c["accuracy"]),
+                            str(c["unparsed"])] for c in data["classification"]]))
+    s.blocks.append(FigureRef("confusion", "Confusion matrices (rows: gold category; columns: the model's label)."))
+    for c in data["classification"]:
+        s.blocks.append(Sub(f"{c['model']}: per-category recall and confusion"))
+        s.blocks.append(Table(["gold category", "prompts", "correct", "recall"],
+                              [[category_name(r["category"]), str(r["support"]), str(r["correct"]),
+                                _f(r["recall"])] for r in c["recall"]]))
+        conf = c["confusion"]
+        s.blocks.append(Table(["gold \\ predicted"] + conf["columns"],
+                              [[label] + [str(x) for x in row] for label, row in zip(conf["rows"], conf["counts"])
+                               if sum(row)]))
+    return s
+
+
+def _judging_view(data: dict[str, Any], ci: str) -> Section:
+    j = data["judging"]
+    s = Section("judges", "Judging")
+    cheap = any(r["cheap_decided"] for r in j["per_judge"])
+    headers = ["judge", "groups", "mean unique (complete)", "pairs judged", "equivalent", "unparsed pairs",
+               "calls made", "calls saved", "both-order disagreement"] + (["cheap-decided"] if cheap else [])
+    rows = []
+    for r in j["per_judge"]:
+        o = r["order"]
+        order = (f"{o['disagreements']}/{o['pairs']} ({_pct(o['rate'])})" if o["measured"] else "not measured")
+        rows.append([r["judge"], str(r["groups"]), _f(r["unique_mean"]), str(r["pairs_judged"]), str(r["equivalent"]),
+                     f"{r['unparsed_pairs']} in {r['groups_with_unparsed']} groups", str(r["calls_made"]),
+                     str(r["calls_saved"]), order] + ([str(r["cheap_decided"] or 0)] if cheap else []))
+    s.blocks.append(Table(headers, rows, "Calls saved: pairs union-find already connected (pruning). Unparsed "
+                                         "pairs are not edges, so those groups' counts are upper bounds."))
+    if not j["both_orders"]:
+        s.blocks.append(Para("Both-order disagreement is not measured: `judge.both_orders` is off, so each pair was "
+                             "judged in one order only."))
+    if j["single_judge"]:
+        s.blocks.append(Para(f"A single judge ({j['judges'][0] if j['judges'] else 'none'}): judge-judge agreement "
+                             "needs at least two judges."))
+    else:
+        s.blocks.append(FigureRef("judge_agreement", "Judge agreement: verdict agreement and Cohen's κ."))
+        s.blocks.append(Table(
+            ["judge A", "judge B", "pairs both judged", "verdicts agree", "Cohen's κ", "groups both counted",
+             "same unique count", f"Spearman ρ of counts [{ci} CI]"],
+            [[a["a"], a["b"], str(a["pairs_both"]), _pct(a["verdict_agreement"]),
+              _f(a["kappa"]) + (f" ({a['kappa_note']})" if a["kappa_note"] else ""), str(a["groups_both"]),
+              _pct(a["unique_exact"]), fmt_estimate(a["unique_spearman"])
+              + (f" ({a['unique_spearman']['note']})" if a["unique_spearman"]["note"] else "")]
+             for a in j["agreement"]],
+            "With pruning, judges may judge different pairs: verdicts are compared on the pairs both judged (their "
+            "parsed, LLM-decided verdicts)."))
+    return s
+
+
+def _accuracy_view(data: dict[str, Any], ci: str) -> Section:
+    a = data["accuracy"]
+    s = Section("accuracy", "Accuracy on verifiable sources")
+    if not a["present"]:
+        s.blocks.append(Para(a["note"] + ".", lead="Not measured in this run:"))
+        return s
+    s.blocks.append(Para(f"From the {a['origin']}. Accuracy per prompt (share of its checked responses that are "
+                         f"correct), averaged over prompts; {ci} bootstrap interval over prompts. Unchecked: responses "
+                         "whose correctness could not be decided (no answer found, unparsed grade, timeout) — left "
+                         "out, never guessed. Methods: math-verify for MATH-500 / category D, the LLM grader for "
+                         "SimpleQA / category A."))
+    if a["note"]:
+        s.blocks.append(Para(a["note"] + "."))
+    s.blocks.append(Table(["model", "strategy", "source", "method", "prompts", "checked", "unchecked",
+                           f"accuracy [{ci} CI]"],
+                          [[r["model"], r["strategy"], r["source"], r["method"], str(r["prompts"]), str(r["checked"]),
+                            str(r["unchecked"]), fmt_estimate(r["accuracy"])] for r in a["rows"]]))
+    return s
+
+
+def _throughput_view(data: dict[str, Any]) -> Section:
+    tp = data["throughput"]
+    s = Section("throughput", "Run throughput")
+    if not tp["stages"]:
+        s.blocks.append(Para("No stage records: this report was rendered from the run directory without a "
+                             "run_stats.json written by the run itself, so wall times and rates are unknown."))
+        return s
+    s.blocks.append(Para(
+        f"Wall time {tp['wall_s']:.1f} s; peak memory {_bytes(tp['peak_rss_bytes'])} (resident memory of the driver "
+        "and the processes it started, summed). Rates are over each stage's wall time and only over what it "
+        "computed in this run (a stage whose shards were all reused shows –). The same numbers are in "
+        "`run_stats.json` for `benchmarks/collect_runs.py`."))
+    s.blocks.append(FigureRef("throughput", "Wall time per stage."))
+    has_cost = any(st["cost_usd"] is not None for st in tp["stages"])
+    headers = ["stage", "shards", "reused", "rows", "wall s", "rows/s", "generated tok/s", "judge pairs/s", "calls",
+               "retries"] + (["cost USD"] if has_cost else [])
+    rows = []
+    for st in tp["stages"]:
+        row = [st["stage"], str(st["units"]), str(st["units_reused"]), str(st["rows"]), f"{st['wall_s']:.1f}",
+               _f(st["rows_per_s"]), _f(st["completion_tokens_per_s"], 1), _f(st["pairs_per_s"]),
+               "–" if st["calls"] is None else str(int(st["calls"])),
+               "–" if st["retries"] is None else str(int(st["retries"]))]
+        rows.append(row + ([_f(st["cost_usd"], 4)] if has_cost else []))
+    s.blocks.append(Table(headers, rows, "Generated tok/s: completion tokens the backend reported over wall time. "
+                                         "Calls: conversations sent to the backend."))
+    return s

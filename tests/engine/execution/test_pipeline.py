@@ -1,0 +1,235 @@
+"""Pipeline logic on a deterministic backend (tests.support.doubles.ScriptedChat) and the in-process executor.
+
+The real model and real Ray are exercised in tests/test_integration.py; here the point is the plumbing: every
+table, resume, and what a changed setting recomputes.
+"""
+
+import pyarrow.parquet as pq
+import pytest
+
+from engine.config import config_from_dict
+from engine.execution.executor import LocalExecutor
+from engine.execution.pipeline import Pipeline
+from engine.report import write_report
+from tests.support.doubles import ScriptedChat
+
+SCRIPTED = {"name": "scripted", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted",
+            "batch_size": 64}
+
+
+def make_config(tmp_path, **over):
+    data = {
+        "run_dir": str(tmp_path / "run"),
+        "prompts": {"source": "builtin", "per_category": 1},
+        "n": 4,
+        "generators": [SCRIPTED],
+        "judges": [SCRIPTED],
+        "sampling": {"max_tokens": 8},
+        "execution": {"executor": "local", "shard_size": 3},
+    }
+    for k, v in over.items():
+        data[k] = v
+    return config_from_dict(data)
+
+
+def run(cfg, executor=None):
+    ScriptedChat.calls.clear()
+    p = Pipeline(cfg, executor=executor or LocalExecutor(), progress=False)
+    try:
+        return p.run()
+    finally:
+        p.close()
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    cfg = make_config(tmp)
+    result = run(cfg)
+    return cfg, result, len(ScriptedChat.calls)
+
+
+def test_every_table_has_its_rows(first_run):
+    cfg, result, _ = first_run
+    t = result.tables
+    prompts, groups = 8, 8 * 5
+    assert t["prompts"].num_rows == prompts
+    assert t["classifications"].num_rows == prompts
+    assert t["samples"].num_rows == groups and t["groups"].num_rows == groups
+    assert t["responses"].num_rows == groups * 4
+    assert t["components"].num_rows == groups
+    assert t["metrics"].num_rows == groups
+    assert t["checklists"].num_rows == prompts
+    assert t["quality"].num_rows == groups * 4
+    assert 0 < t["judgments"].num_rows <= groups * 6
+    for name, table in t.items():
+        on_disk = pq.read_table(f"{cfg.run_dir}/{name}.parquet")
+        assert on_disk.num_rows == table.num_rows and on_disk.schema.names == table.schema.names, name
+
+
+def test_group_values(first_run):
+    _, result, _ = first_run
+    for g in result.tables["groups"].to_pylist():
+        assert 1 <= g["unique_mean"] <= 4
+        assert g["n_responses"] == 4 and g["status"] == "ok"
+        assert g["quality_mean"] == 4.0
+        assert 0 <= g["vocab_div"] <= 1 and g["compression_ratio"] > 0
+    # The double classifies everything as G; the judge category is the gold label where known.
+    assert {c["category"] for c in result.tables["classifications"].to_pylist()} == {"G"}
+    assert {g["category"] for g in result.tables["groups"].to_pylist()} == set("ABCDEFGH")
+
+
+def test_components_match_the_judgments(first_run):
+    import networkx as nx
+
+    _, result, _ = first_run
+    edges = {}
+    for j in result.tables["judgments"].to_pylist():
+        if j["verdict"] == "equivalent":
+            edges.setdefault((j["prompt_id"], j["strategy"]), []).append((j["i"], j["j"]))
+    for c in result.tables["components"].to_pylist():
+        g = nx.Graph()
+        g.add_nodes_from(range(c["n_responses"]))
+        g.add_edges_from(edges.get((c["prompt_id"], c["strategy"]), []))
+        assert c["unique"] == nx.number_connected_components(g)
+
+
+def test_anchored_strategies_use_the_models_category(first_run):
+    _, result, _ = first_run
+    for s in result.tables["samples"].to_pylist():
+        assert s["anchored_as"] == ("G" if s["strategy"].endswith("anchored") else None)
+
+
+def test_report_is_written(first_run):
+    cfg, result, _ = first_run
+    paths = write_report(result, cfg)
+    text = paths["markdown"].read_text()
+    assert "Functionally unique responses" in text and "Task classification" in text
+    assert "regen_anchored" in text
+
+
+# Resume: a rerun of the same config computes nothing; a changed judge setting recomputes only judging.
+def test_rerun_reuses_every_shard(first_run):
+    cfg, first, calls = first_run
+    assert calls > 0
+    again = run(cfg)
+    assert ScriptedChat.calls == []
+    assert all(r.units_reused == r.units for r in again.stages)
+    for name in first.tables:
+        assert again.tables[name].equals(first.tables[name]), name
+
+
+def test_changed_judge_setting_recomputes_only_judging(first_run, tmp_path):
+    cfg, first, _ = first_run
+    changed = make_config(tmp_path, run_dir=cfg.run_dir, judge={"both_orders": True})
+    result = run(changed)
+    by_stage = {r.stage.split("[")[0]: r for r in result.stages}
+    assert by_stage["judge"].units_reused == 0
+    for name in ("classify", "sample", "metrics", "checklist", "grade"):
+        assert by_stage[name].units_reused == by_stage[name].units, name
+    assert result.tables["responses"].equals(first.tables["responses"])
+    assert all(text.startswith("The prompt below") for text in ScriptedChat.calls)
+
+
+def test_gold_category_source_anchors_on_gold(tmp_path):
+    result = run(make_config(tmp_path, category_source="gold", strategies=["system_anchored"], n=3,
+                             quality={"enabled": False}))
+    prompts = {p["prompt_id"]: p["gold_category"] for p in result.tables["prompts"].to_pylist()}
+    for s in result.tables["samples"].to_pylist():
+        assert s["anchored_as"] == prompts[s["prompt_id"]]
+    assert "quality" not in result.tables
+
+
+# Accuracy: the built-in A and D prompts carry gold answers.
+def test_accuracy_is_checked_for_prompts_with_gold_answers(first_run):
+    _, result, _ = first_run
+    acc = result.tables["accuracy"].to_pylist()
+    methods = {(a["prompt_id"], a["method"]) for a in acc}
+    prompts = {p["prompt_id"]: p for p in result.tables["prompts"].to_pylist()}
+    assert {prompts[pid]["gold_category"] for pid, _ in methods} == {"A", "D"}
+    assert {m for _, m in methods} == {"math-verify", "grader"}
+    # The double's responses ("class 1 response 42") are wrong answers: checked and incorrect, never null.
+    assert all(a["correct"] is False for a in acc if a["method"] == "math-verify")
+    groups = [g for g in result.tables["groups"].to_pylist() if g["category"] in ("A", "D")]
+    assert all(g["n_checked"] > 0 and g["accuracy"] == 0.0 for g in groups if g["category"] == "D")
+
+
+# Auditing responses generated elsewhere: no generation, classification only where no category is given.
+def test_responses_source_skips_generation(tmp_path):
+    import json
+
+    rows = [
+        {"prompt": "Name a colour.", "responses": ["class 0 red", "class 1 blue", "class 0 green"], "model": "ext"},
+        {"prompt": "What is 6 times 7?", "category": "D", "gold_answer": "42", "model": "ext",
+         "responses": ["class 2 it is 42", "class 2 6*7 = 42", "class 1 forty-one"]},
+    ]
+    path = tmp_path / "responses.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run(make_config(tmp_path, prompts={"source": "responses", "path": str(path)}))
+    t = result.tables
+    assert "sample" not in {r.stage.split("[")[0] for r in result.stages}
+    assert t["classifications"].num_rows == 1  # only the prompt without a category
+    assert t["responses"].num_rows == 6 and set(t["responses"].column("model").to_pylist()) == {"ext"}
+    assert not any(text.startswith("Name a colour") for text in ScriptedChat.calls)  # nothing was generated
+    groups = {g["prompt_id"]: g for g in t["groups"].to_pylist()}
+    assert sorted(g["unique_mean"] for g in groups.values()) == [2.0, 2.0]
+    math = next(g for g in groups.values() if g["category"] == "D")
+    assert math["accuracy"] == pytest.approx(2 / 3)
+
+
+# The cascade: the calibrated judge decides confident pairs from the metrics stage's features.
+def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
+    import numpy as np
+
+    from engine.method.calibrate import fit
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(300, 4))
+    coefficients = tmp_path / "coef.json"
+    # A rule on Jaccard: near-identical wording is "equivalent", the rest "different", with confidence.
+    fit(x, [None] * 300, (x[:, 1] > 0.5).astype(int), embedder="all-minilm-l6-v2", c=100.0).save(coefficients)
+    cfg = make_config(tmp_path, judge={"cascade": {"enabled": True, "low": 0.2, "high": 0.8, "audit_rate": 0.5,
+                                                   "coefficients": str(coefficients)}},
+                      quality={"enabled": False})
+    result = run(cfg)
+    judgments = result.tables["judgments"].to_pylist()
+    cheap = [j for j in judgments if j["decided_by"] == "cheap"]
+    assert cheap and all(j["p_cheap"] is not None for j in judgments)
+    assert any(j["p_audit"] is not None for j in cheap)
+    assert sum(c["cheap_decided"] for c in result.tables["components"].to_pylist()) == len(cheap)
+
+
+# Bad input that only the model can refuse: a prompt longer than its context fails its rows, not the run.
+def test_a_prompt_longer_than_the_context_fails_its_groups_only(tmp_path):
+    import json
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"text": "Write a haiku.", "gold_category": "G"}) + "\n"
+                    + json.dumps({"text": "word " * 3000, "gold_category": "H"}) + "\n")
+    model = {**SCRIPTED, "options": {"max_chars": 8000}}
+    result = run(make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[model],
+                             judges=[model], strategies=["temperature", "regen_general"]))
+    samples = {(s["prompt_id"], s["strategy"]): s for s in result.tables["samples"].to_pylist()}
+    long_id = next(p["prompt_id"] for p in result.tables["prompts"].to_pylist() if p["gold_category"] == "H")
+    for (pid, _), s in samples.items():
+        if pid == long_id:
+            assert s["status"] == "error" and "exceeds the context" in s["error"]
+        else:
+            assert s["status"] == "ok"
+    classified = {c["prompt_id"]: c for c in result.tables["classifications"].to_pylist()}
+    assert classified[long_id]["category"] is None and "<error:" in classified[long_id]["raw"]
+    groups = {(g["prompt_id"], g["strategy"]): g for g in result.tables["groups"].to_pylist()}
+    assert all(groups[k]["unique_mean"] is None for k in groups if k[0] == long_id)
+    from engine.report.data import report_data
+
+    data = report_data(result, make_config(tmp_path))
+    assert sum(r["failed_groups"] for r in data["by_strategy"]) == 2
+
+
+# Reward-model quality beside the checklist.
+def test_reward_model_scores_every_response(tmp_path, reward_folder):
+    result = run(make_config(tmp_path, strategies=["temperature"], n=2, prompts={"source": "builtin", "limit": 2},
+                             quality={"reward_model": {"backend": "local", "model": str(reward_folder)}}))
+    rewards = result.tables["rewards"].to_pylist()
+    assert len(rewards) == result.tables["responses"].num_rows == 4
+    assert all(g["reward_mean"] is not None for g in result.tables["groups"].to_pylist())

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from engine.errors import InputError
+from engine.inputs.prompts import BUILTIN_PATH, LoadReport, load_jsonl_prompts, prompt_id, select
+from engine.method.taxonomy import LETTERS
+
+
+def write(tmp_path, lines, name="p.jsonl"):
+    path = tmp_path / name
+    path.write_bytes(b"\n".join(l if isinstance(l, bytes) else l.encode() for l in lines) + b"\n")
+    return path
+
+
+# The built-in set.
+def test_builtin_set_covers_every_category_with_gold_labels():
+    prompts = load_jsonl_prompts(BUILTIN_PATH, source="builtin")
+    counts = {c: sum(p.gold_category == c for p in prompts) for c in LETTERS}
+    assert len(prompts) >= 40 and min(counts.values()) >= 5, counts
+    for p in prompts:
+        if p.gold_category in ("A", "D"):
+            assert p.gold_answer, f"verifiable prompt without a gold answer: {p.text}"
+
+
+def test_prompt_ids_are_stable_and_source_dependent():
+    assert prompt_id("builtin", "x") == prompt_id("builtin", "x")
+    assert prompt_id("builtin", "x") != prompt_id("other", "x")
+    assert len(prompt_id("s", "t")) == 16
+
+
+def test_loads_fields_and_extra_into_meta(tmp_path):
+    path = write(tmp_path, [json.dumps({"text": "hi", "gold_category": "g", "gold_answer": 42, "topic": "x"})])
+    (p,) = load_jsonl_prompts(path)
+    assert (p.text, p.gold_category, p.gold_answer, p.source, p.meta) == ("hi", "G", "42", "p", {"topic": "x"})
+
+
+# Bad input: each error names file, line and field.
+@pytest.mark.parametrize(
+    "line,field,message",
+    [
+        (b'{"text": "ok"', None, "malformed JSON"),
+        (b'["text"]', None, "expected a JSON object"),
+        (b'{"gold_category": "A"}', "text", "missing required field"),
+        (b'{"text": 3}', "text", "expected a string"),
+        (b'{"text": "   "}', "text", "empty prompt"),
+        (b'{"text": "x", "gold_category": "Q"}', "gold_category", "expected one of A-H"),
+        (b'{"text": "x", "meta": [1]}', "meta", "expected an object"),
+        (b'{"text": "caf\xe9"}', None, "invalid UTF-8"),
+    ],
+)
+def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
+    path = write(tmp_path, [b'{"text": "fine"}', line])
+    with pytest.raises(InputError, match=message) as info:
+        load_jsonl_prompts(path)
+    assert info.value.path == str(path) and info.value.line == 2 and info.value.field == field
+    assert f"{path}:2" in str(info.value)
+
+
+def test_duplicate_prompts_are_an_error(tmp_path):
+    path = write(tmp_path, ['{"text": "same"}', '{"text": "other"}', '{"text": "same"}'])
+    with pytest.raises(InputError, match="duplicate prompt .*line 1"):
+        load_jsonl_prompts(path)
+
+
+def test_skip_mode_counts_and_keeps_the_rest(tmp_path):
+    path = write(tmp_path, ['{"text": "a"}', "{oops", '{"text": ""}', '{"text": "b"}'])
+    report = LoadReport()
+    prompts = load_jsonl_prompts(path, on_error="skip", report=report)
+    assert [p.text for p in prompts] == ["a", "b"]
+    assert [e.line for e in report.skipped] == [2, 3]
+
+
+def test_blank_lines_are_ignored_and_line_numbers_kept(tmp_path):
+    path = write(tmp_path, ['{"text": "a"}', "", '{"text": 1}'])
+    with pytest.raises(InputError) as info:
+        load_jsonl_prompts(path)
+    assert info.value.line == 3
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        load_jsonl_prompts(tmp_path / "none.jsonl")
+
+
+def test_select_per_category_and_limit():
+    prompts = load_jsonl_prompts(BUILTIN_PATH, source="builtin")
+    two = select(prompts, per_category=2)
+    assert len(two) == 16
+    assert len(select(prompts, per_category=2, limit=5)) == 5

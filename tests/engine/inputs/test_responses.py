@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from engine.errors import InputError
+from engine.inputs.prompts import LoadReport
+from engine.inputs.responses import example_rows, load_responses
+
+from .loaders.conftest import REPO
+
+
+def write(tmp_path, rows, name="responses.jsonl"):
+    path = tmp_path / name
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_the_example_file_matches_and_loads():
+    path = REPO / "datasets" / "examples" / "responses.jsonl"
+    assert [json.loads(l) for l in path.read_text().splitlines() if l.strip()] == example_rows()
+    prompts, groups = load_responses(path)
+    assert len(prompts) == 2 and sorted(len(g.responses) for g in groups) == [2, 2]
+    math = next(p for p in prompts if p.gold_category == "D")
+    assert math.gold_answer == "391"
+
+
+def test_rows_group_by_prompt_model_strategy_and_order_by_sample_idx(tmp_path):
+    rows = [{"prompt": "p", "response": "second", "sample_idx": 1},
+            {"prompt": "p", "response": "first", "sample_idx": 0},
+            {"prompt": "p", "response": "other model", "model": "m2"}]
+    prompts, groups = load_responses(write(tmp_path, rows))
+    assert len(prompts) == 1
+    by_model = {g.model: g for g in groups}
+    assert [t for _, t in by_model["external"].responses] == ["first", "second"]
+    assert by_model["m2"].strategy == "external"
+
+
+@pytest.mark.parametrize("row,field", [
+    ({"response": "x"}, "prompt"),
+    ({"prompt": "p"}, "response"),
+    ({"prompt": "p", "responses": "not a list"}, "responses"),
+    ({"prompt": "p", "response": 5}, "response"),
+    ({"prompt": "p", "response": "x", "category": "Q"}, "category"),
+    ({"prompt": "p", "response": "x", "sample_idx": -1}, "sample_idx"),
+    ({"prompt": "", "response": "x"}, "prompt"),
+])
+def test_bad_rows_name_line_and_field(tmp_path, row, field):
+    path = write(tmp_path, [{"prompt": "ok", "response": "fine"}, row])
+    with pytest.raises(InputError) as info:
+        load_responses(path)
+    assert (info.value.line, info.value.field) == (2, field)
+
+
+def test_duplicate_sample_idx_and_conflicting_category(tmp_path):
+    with pytest.raises(InputError, match="duplicate sample_idx 0"):
+        load_responses(write(tmp_path, [{"prompt": "p", "response": "a", "sample_idx": 0},
+                                        {"prompt": "p", "response": "b", "sample_idx": 0}]))
+    with pytest.raises(InputError, match="disagrees"):
+        load_responses(write(tmp_path, [{"prompt": "p", "response": "a", "category": "A"},
+                                        {"prompt": "p", "response": "b", "category": "B"}]))
+
+
+def test_skip_mode_keeps_the_rest(tmp_path):
+    report = LoadReport()
+    prompts, groups = load_responses(write(tmp_path, ["{bad", {"prompt": "p", "response": "a"}]),
+                                     on_error="skip", report=report)
+    assert len(prompts) == 1 and len(report.skipped) == 1

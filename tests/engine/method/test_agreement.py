@@ -1,0 +1,61 @@
+"""The agreement and calibrate commands end to end, on small labelled files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.method.agreement import agreement_report
+from engine.cli import main
+from engine.inputs.labelled_pairs import LabelledPair
+
+
+def pairs_file(tmp_path, n=12):
+    rows = []
+    for k in range(n):
+        same = k % 2 == 0
+        a = f"class {k % 3} the cat sat on the mat number {k}"
+        b = a if same else f"class {(k + 1) % 3} quantum chromodynamics lecture {k * 7}"
+        rows.append({"prompt": "Say something.", "response_a": a, "response_b": b, "label": int(same),
+                     "category": "G" if k < n // 2 else None})
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_report_counts_unparsed_apart_and_breaks_down_by_category():
+    pairs = [LabelledPair(str(k), "p", "a", "b", k % 2 == 0, "G" if k < 2 else None) for k in range(4)]
+    report = agreement_report(pairs, np.array([0.9, 0.1, np.nan, 0.8]), 0.5)
+    assert report["unparsed"] == 1 and report["n"] == 3
+    assert report["accuracy"] == pytest.approx(2 / 3)
+    assert report["by_category"]["G"]["accuracy"] == 1.0 and report["by_category"]["none"]["n"] == 1
+
+
+def test_calibrate_then_agreement_with_the_calibrated_judge(tmp_path, capsys):
+    pairs = pairs_file(tmp_path)
+    coef = tmp_path / "coef.json"
+    assert main(["calibrate", "--pairs", str(pairs), "--val", str(pairs), "--out", str(coef)]) == 0
+    fitted = json.loads(coef.read_text())
+    assert fitted["provenance"]["val"]["n"] == 12 and fitted["provenance"]["fitted_on"]["pairs"] == 12
+    out = tmp_path / "agreement.json"
+    assert main(["agreement", "--pairs", str(pairs), "--judge", "calibrated", "--coefficients", str(coef),
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["pairs"] == 12 and report["accuracy"] >= 0.9  # identical vs unrelated texts: easy
+    assert "Cohen's κ" in capsys.readouterr().out
+
+
+def test_agreement_with_an_llm_judge_of_a_config(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("judges:\n  - {name: scripted, backend: 'python:tests.support.doubles:ScriptedChat', model: s}\n")
+    out = tmp_path / "agreement.json"
+    assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--config", str(config), "--judge", "scripted",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    # The double says YES exactly when both responses start with the same "class k": it agrees with these labels.
+    assert report["accuracy"] == 1.0 and report["llm_calls"] == 12 and report["unparsed"] == 0
+
+
+def test_unknown_judge_is_a_clear_error(tmp_path, capsys):
+    assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--judge", "gpt-9"]) == 2
+    assert "not a judge of the config" in capsys.readouterr().err

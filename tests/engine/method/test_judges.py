@@ -1,0 +1,220 @@
+import itertools
+import random
+
+import networkx as nx
+import pytest
+
+from actors.base import ChatOutput, SamplingParams
+from engine.config import CascadeConfig, JudgeConfig
+from engine.method.judges import UnionFind, judge_group
+from engine.method.programs import drive
+
+SAMPLING = SamplingParams(temperature=0.0, max_tokens=4, logprobs=20)
+
+
+class EdgeJudge:
+    """Says YES for pairs in `edges` (by response text), NO otherwise, with log-probs unless `text_only`."""
+
+    name = "edges"
+
+    def __init__(self, edges, text_only=False, answer=None):
+        self.edges = {frozenset(e) for e in edges}
+        self.text_only = text_only
+        self.answer = answer
+        self.calls = 0
+
+    def chat(self, conversations, sampling):
+        outs = []
+        for conv in conversations:
+            self.calls += 1
+            text = conv[1]["content"]
+            a = text.split('Response 1:\n"""')[1].split('"""')[0]
+            b = text.split('Response 2:\n"""')[1].split('"""')[0]
+            yes = frozenset((a, b)) in self.edges
+            if self.answer is not None:
+                outs.append(ChatOutput(texts=[self.answer(conv)]))
+                continue
+            lp = None if self.text_only else [{"YES": -0.01, "NO": -5.0} if yes else {"YES": -5.0, "NO": -0.01}]
+            outs.append(ChatOutput(texts=["YES" if yes else "NO"], first_token_logprobs=lp))
+        return outs
+
+    def close(self):
+        pass
+
+
+def components(n, edges):
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(edges)
+    return nx.number_connected_components(g)
+
+
+def judge(responses, backend, **settings):
+    (g,) = drive(backend, [judge_group("G", "p", responses, JudgeConfig(**settings), SAMPLING)])
+    return g
+
+
+def count_from(g, n):
+    return components(n, [(p.i, p.j) for p in g.pairs if p.verdict == "equivalent"])
+
+
+def random_partition(rng, n, k):
+    labels = [rng.randrange(k) for _ in range(n)]
+    return labels
+
+
+# Pruned judging gives exactly the counts of full judging.
+@pytest.mark.parametrize("seed", range(20))
+def test_pruned_equals_full_on_random_partitions(seed):
+    rng = random.Random(seed)
+    n = rng.randint(2, 9)
+    labels = random_partition(rng, n, rng.randint(1, n))
+    responses = [f"r{k}" for k in range(n)]
+    edges = [(responses[a], responses[b]) for a, b in itertools.combinations(range(n), 2) if labels[a] == labels[b]]
+    full = judge(responses, EdgeJudge(edges), all_pairs=True)
+    pruned = judge(responses, EdgeJudge(edges))
+    assert count_from(pruned, n) == count_from(full, n) == len(set(labels))
+    assert len(full.pairs) == n * (n - 1) // 2
+    assert pruned.calls_made + pruned.calls_saved == n * (n - 1) // 2
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_calls_equal_the_certificate_minimum(seed):
+    rng = random.Random(100 + seed)
+    n = rng.randint(2, 12)
+    k = rng.randint(1, n)
+    labels = random_partition(rng, n, k)
+    order = list(range(n))
+    rng.shuffle(order)  # any order of responses
+    responses = [f"r{k}" for k in order]
+    lab = {f"r{k}": labels[k] for k in range(n)}
+    edges = [(a, b) for a, b in itertools.combinations(responses, 2) if lab[a] == lab[b]]
+    backend = EdgeJudge(edges)
+    g = judge(responses, backend)
+    sizes = [labels.count(c) for c in set(labels)]
+    minimum = (n - len(sizes)) + sum(a * b for a, b in itertools.combinations(sizes, 2))
+    assert backend.calls == g.calls_made == minimum
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_non_transitive_judge_still_matches_full_judging(seed):
+    rng = random.Random(200 + seed)
+    n = rng.randint(2, 9)
+    responses = [f"r{k}" for k in range(n)]
+    edges = [(a, b) for a, b in itertools.combinations(responses, 2) if rng.random() < 0.3]
+    full = judge(responses, EdgeJudge(edges), all_pairs=True)
+    pruned = judge(responses, EdgeJudge(edges))
+    expected = components(n, [(responses.index(a), responses.index(b)) for a, b in edges])
+    assert count_from(pruned, n) == count_from(full, n) == expected
+
+
+def test_verdict_from_logprobs_is_a_probability():
+    g = judge(["a", "b"], EdgeJudge([("a", "b")]))
+    (p,) = g.pairs
+    assert 0.99 < p.p_equivalent < 1.0 and p.verdict == "equivalent"
+
+
+def test_verdict_from_text_when_no_logprobs():
+    g = judge(["a", "b"], EdgeJudge([], text_only=True))
+    assert g.pairs[0].p_equivalent == 0.0 and g.pairs[0].verdict == "different"
+
+
+def test_unparsed_is_retried_once_then_recorded_not_counted_as_different():
+    backend = EdgeJudge([], answer=lambda conv: "maybe")
+    g = judge(["a", "b", "c"], backend)
+    assert backend.calls == 6  # 3 pairs × (ask + one retry)
+    assert all(p.verdict == "unparsed" and p.p_equivalent is None for p in g.pairs)
+    assert g.n_unparsed == 3 and g.calls_made == 6
+
+
+def test_retry_carries_a_reminder_and_can_succeed():
+    answers = iter(["hmm", "YES"])
+    seen = []
+
+    def answer(conv):
+        seen.append(conv)
+        return next(answers)
+
+    g = judge(["a", "b"], EdgeJudge([], answer=answer))
+    assert g.pairs[0].verdict == "equivalent" and "⟶" in g.pairs[0].raw
+    assert seen[1][-1]["content"].startswith("Answer with a single word")
+
+
+def test_both_orders_are_averaged_and_disagreement_counted():
+    def biased(conv):
+        # Position bias: YES whenever the first response is "a".
+        return "YES" if 'Response 1:\n"""a"""' in conv[1]["content"] else "NO"
+
+    g = judge(["a", "b"], EdgeJudge([], answer=biased), both_orders=True)
+    (p,) = g.pairs
+    assert (p.p_forward, p.p_reverse, p.p_equivalent) == (1.0, 0.0, 0.5)
+    assert g.order_disagreements == 1 and g.calls_made == 2
+
+
+def test_both_orders_doubles_calls_saved():
+    g = judge(["a", "b", "c"], EdgeJudge([("a", "b"), ("b", "c"), ("a", "c")]), both_orders=True)
+    assert g.calls_saved == 2 and g.calls_made == 4
+
+
+def test_single_and_empty_groups():
+    assert judge(["only"], EdgeJudge([])).pairs == []
+    assert judge([], EdgeJudge([])).pairs == []
+
+
+def test_union_find():
+    uf = UnionFind(5)
+    uf.union(0, 1)
+    uf.union(3, 4)
+    uf.union(1, 4)
+    assert uf.find(0) == uf.find(3) and uf.find(2) != uf.find(0)
+
+
+# The cascade: a cheap judge decides confident pairs, the LLM the rest.
+from engine.method.judges import audited  # noqa: E402
+
+
+def cascade(low=0.2, high=0.8, audit_rate=0.0):
+    return JudgeConfig(cascade=CascadeConfig(enabled=True, low=low, high=high, audit_rate=audit_rate))
+
+
+def judge_cascade(responses, backend, cheap, settings):
+    (g,) = drive(backend, [judge_group("G", "p", responses, settings, SAMPLING, cheap=cheap)])
+    return g
+
+
+def test_confident_pairs_skip_the_llm_and_unsure_ones_use_it():
+    backend = EdgeJudge([("a", "c")])
+    probs = {(0, 1): 0.05, (0, 2): 0.5, (1, 2): 0.95}
+    g = judge_cascade(["a", "b", "c"], backend, lambda i, j: probs[(i, j)], cascade())
+    by_pair = {(p.i, p.j): p for p in g.pairs}
+    assert by_pair[(0, 1)].decided_by == "cheap" and by_pair[(0, 1)].verdict == "different"
+    assert by_pair[(0, 2)].decided_by == "llm" and by_pair[(0, 2)].verdict == "equivalent"
+    assert by_pair[(0, 2)].p_cheap == 0.5
+    assert by_pair[(1, 2)].decided_by == "cheap" and by_pair[(1, 2)].verdict == "equivalent"
+    assert backend.calls == 1 and g.cheap_decided == 2
+
+
+def test_cheap_equivalent_verdicts_prune_like_llm_ones():
+    backend = EdgeJudge([])
+    g = judge_cascade(["a", "b", "c"], backend, lambda i, j: 0.99, cascade())
+    assert backend.calls == 0 and g.cheap_decided == 2 and g.calls_saved == 1
+
+
+def test_audit_asks_the_llm_without_changing_the_verdict():
+    backend = EdgeJudge([])  # the LLM says "different" to everything
+    g = judge_cascade(["a", "b"], backend, lambda i, j: 0.99, cascade(audit_rate=1.0))
+    (p,) = g.pairs
+    assert p.verdict == "equivalent" and p.decided_by == "cheap" and p.p_audit is not None and p.p_audit < 0.5
+    assert g.calls_made == 1
+
+
+def test_audit_draw_is_deterministic_and_near_its_rate():
+    draws = [audited("p", f"a{k}", "b", 0.3) for k in range(2000)]
+    assert draws == [audited("p", f"a{k}", "b", 0.3) for k in range(2000)]
+    assert 0.25 < sum(draws) / len(draws) < 0.35
+
+
+def test_cascade_off_ignores_the_cheap_judge():
+    backend = EdgeJudge([])
+    g = judge_cascade(["a", "b"], backend, lambda i, j: 0.99, JudgeConfig())
+    assert backend.calls == 1 and g.pairs[0].decided_by == "llm" and g.pairs[0].p_cheap is None

@@ -1,0 +1,272 @@
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from engine.method.math import (
+    MAX_ANSWER_CHARS,
+    VerifierProcess,
+    check_math_answer,
+    extract_final_answer,
+    screen_answer,
+    short_answer_exact,
+)
+
+# Generous against a loaded CI machine, far below "hangs": each check is also given timeout_s=3.
+BOUND_S = 10
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    """One real math-verify worker for the module (it starts in about a second)."""
+    worker = VerifierProcess()
+    yield worker
+    worker.close()
+
+
+def check(response, gold, verifier):
+    return check_math_answer(response, gold, timeout_s=3, verifier=verifier)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Extraction: which part of a response is its final answer.
+
+
+@pytest.mark.parametrize(
+    "response,answer,how",
+    [
+        ("First \\boxed{1}, then \\boxed{\\frac{3}{4}}.", "\\frac{3}{4}", "boxed"),
+        ("So $\\boxed{\\{1, 2\\}}$", "\\{1, 2\\}", "boxed"),
+        ("\\boxed{5} and later an unclosed \\boxed{\\frac{1}{", "5", "boxed"),
+        ("\\fbox{ 7 }", "7", "boxed"),
+        ("Working...\nThe answer is $\\frac{1}{2}$.\nDone, 3 checks.", "\\frac{1}{2}", "answer line"),
+        ("Final Answer: 42", "42", "answer line"),
+        ("**Answer:** **17**", "17", "answer line"),
+        ("We get 3, then 10,080 apples", "10080", "last number"),
+        ("ratio 7/8", "7/8", "last number"),
+    ],
+)
+def test_extracts_the_final_answer(response, answer, how):
+    assert extract_final_answer(response) == (answer, how)
+
+
+@pytest.mark.parametrize(
+    "response,why",
+    [
+        ("The result is \\boxed{\\frac{1}{", "no complete \\boxed"),
+        ("I am not sure.", "no answer found"),
+        ("\\boxed{" + "x" * (MAX_ANSWER_CHARS + 5) + "}", "no complete \\boxed"),
+    ],
+)
+def test_no_answer_is_none_with_a_reason(response, why):
+    answer, how = extract_final_answer(response)
+    assert answer is None and why in how
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The screen: text rules that keep pathological answers away from the parser.
+
+
+@pytest.mark.parametrize("answer", ["2^{2005}", "(x^2+1)^2", "2^{2^3}", "90^\\circ", "e^{-x^2}", "5!", "x^3+3x-6"])
+def test_screen_passes_ordinary_answers(answer):
+    assert screen_answer(answer) is None
+
+
+@pytest.mark.parametrize(
+    "answer,why",
+    [
+        ("9^{9^{9^{9}}}", "power tower"),
+        ("10^{10^{10}}", "power tower"),
+        ("10**10**10", "chained exponents"),
+        ("2^3^4", "chained exponents"),
+        ("10^{1000000}", "exponent may exceed"),
+        ("(10^{9})^{99999}", "power of a power"),
+        ("\\left(2^{100}\\right)^{99999}", "power of a power"),
+        ("99999999!", "factorial"),
+        ("{" * 40 + "1" + "}" * 40, "nested deeper"),
+        ("1" * (MAX_ANSWER_CHARS + 1), "longer than"),
+    ],
+)
+def test_screen_rejects_costly_answers(answer, why):
+    assert why in screen_answer(answer)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Correctness on real MATH-500 gold answers (copied from the dataset's answer field).
+
+
+@pytest.mark.parametrize(
+    "gold,response,correct",
+    [
+        ("\\frac{14}{3}", "Thus $x = \\boxed{\\frac{14}{3}}$.", True),
+        ("\\frac{14}{3}", "\\boxed{14/3}", True),
+        ("\\frac{14}{3}", "The answer is 4.666667", True),
+        ("\\frac{14}{3}", "\\boxed{\\frac{13}{3}}", False),
+        ("\\frac{3}{56}", "\\boxed{\\dfrac{3}{56}}", True),
+        ("1.25", "\\boxed{\\frac{5}{4}}", True),
+        ("0.15", "Answer: 0.16", False),
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "\\boxed{(3, \\pi/2)}", True),
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "\\boxed{(3, \\pi)}", False),
+        ("(3,4]", "\\boxed{(3, 4]}", True),
+        ("(3,4]", "\\boxed{[3, 4]}", False),
+        ("(-\\infty, 0]", "\\boxed{(-\\infty,0]}", True),
+        ("3\\sqrt{13}", "\\boxed{\\sqrt{117}}", True),
+        ("11\\sqrt2", "\\boxed{11\\sqrt{2}}", True),
+        ("11\\sqrt2", "\\boxed{12\\sqrt{2}}", False),
+        ("90^\\circ", "\\boxed{90}", True),
+        ("145^\\circ", "\\boxed{145^{\\circ}}", True),
+        ("\\text{Evelyn}", "\\boxed{\\text{Evelyn}}", True),
+        ("\\text{east}", "The answer is \\text{west}.", False),
+        ("\\text{(C)}", "\\boxed{C}", True),
+        ("\\text{(C)}", "\\boxed{(E)}", False),
+        ("288 \\pi", "\\boxed{288\\pi}", True),
+        ("-\\frac{\\pi}{6}", "\\boxed{-\\pi/6}", True),
+    ],
+)
+def test_checks_real_gold_answers(verifier, gold, response, correct):
+    result = check(response, gold, verifier)
+    assert result.correct is correct, result
+
+
+def test_unanswerable_inputs_are_none_not_false(verifier):
+    assert check("I don't know.", "5", verifier).correct is None
+    assert check("\\boxed{}", "5", verifier).reason.startswith("empty answer")
+    assert check(None, "5", verifier).reason == "response is not text (NoneType)"
+    assert check("\\boxed{5}", "", verifier).reason == "no gold answer"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Adversarial model output: every case returns within the bound, is never marked correct, and runs nothing.
+
+MARKER = "taskdiv_accuracy_marker"
+
+
+def adversarial(marker):
+    return [
+        "\\boxed{9^{9^{9^{9}}}}",
+        "\\boxed{10^{10^{10}}}",
+        "The answer is 10**10**10",
+        "\\boxed{(10^{9})^{99999}}",
+        "\\boxed{\\frac{1}{",
+        "\\frac{1}{",
+        "\\boxed{\\frac{1}{3}}}}}",
+        "\\boxed{\\left( 1, 2 \\right}",
+        f"\\boxed{{__import__('os').system('touch {marker}')}}",
+        f"Answer: __import__('os').system('touch {marker}')",
+        f"The answer is exec(\"open('{marker}', 'w').write('x')\")",
+        "Answer: lambda: 0",
+        f"Answer: eval(\"__import__('os').system('touch {marker}')\")",
+        "x" * 1_000_000 + " Answer: 12",
+        "9" * 1_000_000,
+        "answer" + " " * 500_000 + "\n" + "final " * 100_000,  # long runs the answer-line pattern must not backtrack on
+        "1/" * 300_000,
+        "\\boxed{" * 200_000,
+        "\\boxed{" + "{" * 10_000 + "1" + "}" * 10_000 + "}",
+        "\\boxed{" + "(" * 10_000 + "1" + ")" * 10_000 + "}",
+        "\\boxed{1\x00}\x00",
+        "\x00" * 1000,
+    ]
+
+
+def test_adversarial_answers_are_bounded_and_never_execute(verifier, tmp_path):
+    marker = tmp_path / MARKER
+    for response in adversarial(marker):
+        start = time.monotonic()
+        result = check(response, "\\frac{1}{2}", verifier)
+        elapsed = time.monotonic() - start
+        assert elapsed < BOUND_S, (response[:60], elapsed)
+        assert result.correct is not True, (response[:60], result)
+        assert not marker.exists(), response[:60]
+
+
+def test_null_bytes_do_not_hide_a_correct_answer(verifier):
+    assert check("\\boxed{\\frac{1}{2}\x00}\x00", "\\frac{1}{2}", verifier).correct is True
+
+
+def test_answer_at_the_end_of_a_huge_response_is_found(verifier):
+    assert check("x" * 1_000_000 + " so \\boxed{\\frac{1}{2}}", "0.5", verifier).correct is True
+
+
+def test_worker_bounds_what_the_screen_lets_through(verifier):
+    # Straight to the worker, skipping the screen: math-verify's own alarm ends it, and the worker lives on.
+    start = time.monotonic()
+    correct, reason = verifier.check("5", "9^{9^{9^{9}}}", timeout_s=3)
+    assert correct is None and "timed out" in reason and time.monotonic() - start < BOUND_S
+    assert verifier.check("5", "5", timeout_s=3) == (True, "equivalent (math-verify)")
+
+
+def test_checks_work_outside_the_main_thread(verifier):
+    # Ray actors run UDFs in worker threads, where math-verify's signal-based timeout cannot be installed.
+    results = []
+    thread = threading.Thread(target=lambda: results.append(check("\\boxed{0.5}", "\\frac{1}{2}", verifier)))
+    thread.start()
+    thread.join(BOUND_S)
+    assert [r.correct for r in results] == [True]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The worker's hard limits, with stand-in workers that misbehave on purpose.
+
+READY = "import json, os, sys, time; open(sys.argv[1], 'a').write(str(os.getpid()) + '\\n'); " \
+        "print(json.dumps({'ready': True}), flush=True); "
+
+
+def stand_in(tmp_path, body):
+    pids = tmp_path / "pids"
+    return VerifierProcess([sys.executable, "-c", READY + body, str(pids)], startup_s=20), pids
+
+
+def test_a_hung_worker_is_killed_at_the_timeout(tmp_path):
+    worker, pids = stand_in(tmp_path, "sys.stdin.readline(); time.sleep(600)")
+    start = time.monotonic()
+    assert worker.check("1", "1", timeout_s=1) == (None, "timed out after 1 s (worker killed)")
+    assert time.monotonic() - start < 5
+    (pid,) = map(int, pids.read_text().split())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_dead_worker_is_reported_and_restarted(tmp_path):
+    worker, pids = stand_in(tmp_path, "sys.stdin.readline(); sys.exit(1)")
+    assert worker.check("1", "1", timeout_s=5) == (None, "the math-verify worker died (memory limit?)")
+    assert worker.check("1", "1", timeout_s=5)[0] is None
+    assert len(pids.read_text().split()) == 2
+    worker.close()
+
+
+def test_a_worker_that_never_starts_is_given_up_on(tmp_path):
+    worker = VerifierProcess([sys.executable, "-c", "import time; time.sleep(600)"], startup_s=1)
+    assert worker.check("1", "1", timeout_s=1) == (None, "the math-verify worker did not start")
+
+
+def test_the_memory_cap_reaches_the_worker():
+    # 32 MiB cannot hold SymPy: the capped worker fails while importing, which shows the cap is applied.
+    worker = VerifierProcess(memory_bytes=32 << 20)
+    assert worker.check("1", "1", timeout_s=5) == (None, "the math-verify worker did not start")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The SimpleQA cross-check.
+
+
+@pytest.mark.parametrize(
+    "response,gold,found",
+    [
+        ("The award went to Michio Sugeno in 2010.", "Michio Sugeno", True),
+        ("michio   SUGENO", "Michio Sugeno", True),
+        ("It was Sugeno.", "Michio Sugeno", False),
+        ("The Beatles", "Beatles", True),
+        ("Radcliffe College!", "Radcliffe College", True),
+        ("Málaga, in Spain", "Malaga", True),
+        ("Paris", "Par", False),
+        ("In 1987.", "1987", True),
+        ("In 1987.", "1988", False),
+        ("O'Brien", "OBrien", False),
+        ("anything", "", False),
+        ("the", "The", False),
+    ],
+)
+def test_short_answer_exact(response, gold, found):
+    assert short_answer_exact(response, gold) is found

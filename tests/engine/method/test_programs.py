@@ -1,0 +1,117 @@
+"""Programs: the lockstep driver, running programs side by side, and the one ask-until-parsed protocol."""
+
+import pytest
+
+from actors.base import ChatOutput, SamplingParams
+from engine.method.programs import Asked, DriveStats, ProgramError, Request, ask_until_parsed, drive, parallel, text_of
+
+
+# drive: lockstep rounds over many programs.
+class Counting:
+    name = "counting"
+
+    def __init__(self):
+        self.batches = []
+
+    def chat(self, conversations, sampling):
+        self.batches.append(len(conversations))
+        return [ChatOutput(texts=[c[-1]["content"].upper()]) for c in conversations]
+
+    def close(self):
+        pass
+
+
+def program(turns, label):
+    seen = []
+    for t in range(turns):
+        (out,) = yield [Request([{"role": "user", "content": f"{label}{t}"}], SamplingParams())]
+        seen.append(out.texts[0])
+    return seen
+
+
+def test_drive_batches_each_round_and_returns_in_order():
+    backend = Counting()
+    stats = DriveStats()
+    results = drive(backend, [program(3, "a"), program(1, "b"), program(2, "c")], stats)
+    assert results == [["A0", "A1", "A2"], ["B0"], ["C0", "C1"]]
+    assert backend.batches == [3, 2, 1]
+    assert (stats.rounds, stats.calls) == (3, 6)
+
+
+def test_drive_program_with_no_requests_returns_at_once():
+    def instant():
+        return "done"
+        yield  # pragma: no cover
+
+    assert drive(Counting(), [instant()]) == ["done"]
+
+
+def test_drive_rejects_a_backend_that_drops_outputs():
+    class Lossy(Counting):
+        def chat(self, conversations, sampling):
+            return super().chat(conversations, sampling)[:-1]
+
+    with pytest.raises(ProgramError, match="outputs for"):
+        drive(Lossy(), [program(1, "a"), program(1, "b")])
+
+
+# parallel: several programs' requests share each round.
+def test_parallel_runs_programs_side_by_side():
+    def both():
+        results = yield from parallel([program(2, "x"), program(1, "y")])
+        return results
+
+    backend = Counting()
+    assert drive(backend, [both()]) == [[["X0", "X1"], ["Y0"]]]
+    assert backend.batches == [2, 1]
+
+
+# ask_until_parsed: one reminder, never a default value.
+class Answers:
+    """Answers each request with the next scripted text (or error)."""
+
+    name = "answers"
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.seen = []
+
+    def chat(self, conversations, sampling):
+        self.seen.extend(conversations)
+        out = []
+        for _ in conversations:
+            a = self.answers.pop(0)
+            out.append(ChatOutput(error=a[1]) if isinstance(a, tuple) else ChatOutput(texts=[a]))
+        return out
+
+    def close(self):
+        pass
+
+
+def digit(text):
+    return int(text) if text.strip().isdigit() else None
+
+
+def ask():
+    return ask_until_parsed([{"role": "user", "content": "a digit?"}], SamplingParams(), text_of(digit), "ONE DIGIT")
+
+
+def test_a_parsed_first_answer_is_taken_at_once():
+    backend = Answers("7")
+    assert drive(backend, [ask()]) == [Asked(7, "7", 1)]
+
+
+def test_an_unparsed_answer_gets_one_reminder_as_a_follow_up_turn():
+    backend = Answers("seven", "7")
+    assert drive(backend, [ask()]) == [Asked(7, "seven ⟶ 7", 2)]
+    assert backend.seen[1][-2:] == [{"role": "assistant", "content": "seven"}, {"role": "user", "content": "ONE DIGIT"}]
+
+
+def test_two_unparsed_answers_give_no_value():
+    assert drive(Answers("seven", "eight"), [ask()]) == [Asked(None, "seven ⟶ eight", 2)]
+
+
+def test_a_backend_error_is_not_retried_and_is_recorded():
+    assert drive(Answers(("e", "context too long")), [ask()]) == [
+        Asked(None, "<error: context too long>", 1, "context too long")]
+    assert drive(Answers("x", ("e", "boom")), [ask()]) == [Asked(None, "x ⟶ <error: boom>", 2, "boom")]

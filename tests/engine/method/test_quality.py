@@ -1,0 +1,56 @@
+"""Checklist quality: grades read from log-probs or text, one reminder, the checklist in the prompt."""
+
+import math
+
+from actors.base import ChatOutput, SamplingParams
+from engine.method.programs import drive
+from engine.method.programs import Asked
+from engine.method.quality import grade_program, read_grade
+
+
+def out(text, top=None):
+    return ChatOutput(texts=[text], first_token_logprobs=[top] if top is not None else None)
+
+
+def test_grade_from_logprobs_takes_the_most_probable_digit():
+    grade, expected = read_grade(out("The response", {"The": -0.1, "4": math.log(0.3), "2": math.log(0.1)}))
+    assert grade == 4 and expected == 3.5
+
+
+def test_grade_from_text_without_logprobs():
+    assert read_grade(out("Grade: 5")) == (5, None)
+    assert read_grade(out("no digit here")) is None
+
+
+def test_grade_from_text_when_logprobs_hold_no_digit():
+    assert read_grade(out("3", {"The": -0.1})) == (3, None)
+
+
+class Script:
+    name = "script"
+
+    def __init__(self, texts):
+        self.texts = list(texts)
+        self.seen = []
+
+    def chat(self, conversations, sampling):
+        self.seen.extend(conversations)
+        return [out(self.texts.pop(0)) for _ in conversations]
+
+    def close(self):
+        pass
+
+
+def test_unparsed_grade_is_retried_once_then_null():
+    backend = Script(["great answer", "really great"])
+    (result,) = drive(backend, [grade_program("p", ["a", "b", "c"], "r", SamplingParams(temperature=0))])
+    assert result == Asked(None, "great answer ⟶ really great", 2)
+    assert backend.seen[1][-1]["content"].startswith("Answer with a single digit")
+
+
+def test_grade_prompt_carries_the_checklist_and_response():
+    backend = Script(["4"])
+    (result,) = drive(backend, [grade_program("the prompt", ["crit one", "crit two", "crit three"], "the response",
+                                              SamplingParams(temperature=0))])
+    text = backend.seen[0][0]["content"]
+    assert result.value == (4, None) and "1. crit one" in text and "the response" in text and "the prompt" in text

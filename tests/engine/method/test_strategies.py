@@ -1,0 +1,108 @@
+import pytest
+
+from actors.base import ChatOutput, SamplingParams
+from engine.method.programs import drive
+from engine.method.strategies import STRATEGIES, StrategyInput
+from tests.support.doubles import ScriptedChat
+
+
+class Recorder:
+    """Records conversations and answers from a script (a list of texts, used in turn)."""
+
+    name = "recorder"
+
+    def __init__(self, answers=None, error=None):
+        self.answers = list(answers or [])
+        self.error = error
+        self.seen = []
+
+    def chat(self, conversations, sampling):
+        params = sampling if isinstance(sampling, list) else [sampling] * len(conversations)
+        outs = []
+        for c, p in zip(conversations, params):
+            self.seen.append((c, p))
+            if self.error:
+                outs.append(ChatOutput(error=self.error))
+                continue
+            text = self.answers.pop(0) if self.answers else f"answer {len(self.seen)}"
+            outs.append(ChatOutput(texts=[text] * p.n, finish_reasons=["stop"] * p.n, n_tokens=[2] * p.n))
+        return outs
+
+    def close(self):
+        pass
+
+
+def run(strategy, backend, category="D", n=3):
+    x = StrategyInput("Solve 2+2.", category, n, SamplingParams(max_tokens=10, seed=7))
+    (result,) = drive(backend, [STRATEGIES[strategy](x)])
+    return result
+
+
+def test_temperature_asks_once_for_n():
+    rec = Recorder()
+    s = run("temperature", rec)
+    assert len(rec.seen) == 1 and rec.seen[0][1].n == 3 and len(s.responses) == 3 and s.status == "ok"
+
+
+def test_system_anchored_uses_the_category_and_splits():
+    rec = Recorder(["### Response 1\na\n### Response 2\nb\n### Response 3\nc"])
+    s = run("system_anchored", rec)
+    system = rec.seen[0][0][0]["content"]
+    assert "different problem-solving strategy" in system
+    assert rec.seen[0][1].max_tokens == 30  # n × the per-response budget
+    assert s.responses == ["a", "b", "c"] and s.status == "ok" and s.anchored_as == "D"
+
+
+def test_system_short_parse_is_retried_once_and_marked():
+    rec = Recorder(["### Response 1\na", "### Response 1\na\n### Response 2\nb"])
+    s = run("system_general", rec)
+    assert len(rec.seen) == 2 and rec.seen[0][1].seed != rec.seen[1][1].seed
+    assert s.responses == ["a", "b"] and s.status == "short" and s.raw.endswith("b") and s.calls == 2
+
+
+def test_system_full_parse_is_not_retried():
+    rec = Recorder(["### Response 1\na\n### Response 2\nb\n### Response 3\nc"])
+    run("system_general", rec)
+    assert len(rec.seen) == 1
+
+
+def test_anchored_falls_back_to_general_without_a_category():
+    rec = Recorder(["### Response 1\na\n### Response 2\nb\n### Response 3\nc"])
+    s = run("system_anchored", rec, category=None)
+    assert rec.seen[0][0][0]["content"].startswith("Generate 3 responses that represent diverse values.")
+    assert s.anchored_as is None
+
+
+def test_regen_sees_previous_answers_and_asks_the_anchored_followup():
+    rec = Recorder(["one", "two", "three"])
+    s = run("regen_anchored", rec)
+    assert s.responses == ["one", "two", "three"]
+    last = rec.seen[-1][0]
+    assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant", "user"]
+    assert last[1]["content"] == "one" and last[3]["content"] == "two"
+    assert "different strategy" in last[-1]["content"]
+
+
+def test_regen_general_followup():
+    rec = Recorder()
+    run("regen_general", rec)
+    assert rec.seen[-1][0][-1]["content"] == "Can you generate a different answer?"
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_backend_row_errors_are_kept(strategy):
+    s = run(strategy, Recorder(error="too long"))
+    assert s.status == "error" and s.error == "too long" and s.responses == []
+
+
+def test_regen_runs_in_lockstep_rounds():
+    calls = []
+
+    class Spy(ScriptedChat):
+        def chat(self, conversations, sampling):
+            calls.append(len(conversations))
+            return super().chat(conversations, sampling)
+
+    programs = [STRATEGIES["regen_general"](StrategyInput(f"p{k}", "G", 4, SamplingParams(seed=k))) for k in range(6)]
+    drive(Spy(), programs)
+    assert calls == [6, 6, 6, 6]

@@ -1,0 +1,192 @@
+"""engine.report.compare on two fixture runs whose generators differ in how many distinct answers they give.
+
+The test double's generator puts each response in one of `classes` classes and its judge calls two responses
+equivalent iff their classes match, so classes=2 caps a group at 2 unique responses and classes=4 does not: run
+B (4 classes) must come out more diverse than run A (2 classes).
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from engine.cli.compare import add_parser as add_compare_parser
+from engine.cli.compare import cmd_compare
+from engine.report.compare import CompareError, compare_runs, verdict
+from tests.engine.execution.test_pipeline import SCRIPTED, make_config, run
+
+
+def generator(classes):
+    return {**SCRIPTED, "name": "gen", "options": {"classes": classes}}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = {}
+    for label, classes in (("two-classes", 2), ("four-classes", 4)):
+        tmp = tmp_path_factory.mktemp(label)
+        cfg = make_config(tmp, run_dir=str(tmp / label), generators=[generator(classes)],
+                          prompts={"source": "builtin", "per_category": 3},
+                          strategies=["temperature", "regen_general"])
+        run(cfg)
+        out[label] = Path(cfg.run_dir)
+    return out["two-classes"], out["four-classes"]
+
+
+def test_more_classes_is_more_diverse_with_the_right_sign_and_verdicts(runs):
+    a, b = runs
+    c = compare_runs(a, b, resamples=500)
+    assert c["prompts"] == {"shared": 24, "only_a": 0, "only_b": 0, "changed": 0}
+    assert c["paired_groups"] == 24 * 2 and c["pairs"] == ["gen vs gen"]
+    assert {"key": "generators[0].options.classes", "a": 2, "b": 4} in c["config_differences"]
+    rows = {r["category"]: r for r in c["by_category"]}
+    overall = rows["all"]["unique"]
+    assert overall["value"] > 0 and overall["low"] > 0
+    assert overall["mean_a"] <= 2.0 < overall["mean_b"]
+    assert rows["all"]["verdict"].startswith("B is more diverse on all categories by ")
+    for cat, r in rows.items():
+        assert not r["verdict"].startswith("B is more homogeneous"), r["verdict"]
+        assert r["unique"]["value"] >= 0 or (r["unique"]["low"] is not None and r["unique"]["low"] <= 0)
+    # Same checklist grade from the double in both runs: no quality difference.
+    assert rows["all"]["quality"]["value"] == 0.0
+    # Accuracy: the paired difference of the groups' accuracy where both runs checked something.
+    ga = {(g["prompt_id"], g["strategy"]): g["accuracy"] for g in pq.read_table(a / "groups.parquet").to_pylist()}
+    gb = {(g["prompt_id"], g["strategy"]): g["accuracy"] for g in pq.read_table(b / "groups.parquet").to_pylist()}
+    both = [k for k in ga if ga[k] is not None and gb.get(k) is not None]
+    assert both and rows["all"]["accuracy"]["n"] == len(both)
+    assert rows["all"]["accuracy"]["value"] == pytest.approx(sum(gb[k] - ga[k] for k in both) / len(both))
+    assert {(r["category"], r["strategy"]) for r in c["by_strategy"]} >= {("all", "temperature"),
+                                                                          ("all", "regen_general")}
+
+
+def test_swapping_the_runs_flips_the_verdict(runs):
+    a, b = runs
+    forward = {r["category"]: r["unique"] for r in compare_runs(a, b, resamples=300)["by_category"]}
+    back = compare_runs(b, a, resamples=300)
+    assert back["by_category"][-1]["verdict"].startswith("B is more homogeneous on all categories by ")
+    for r in back["by_category"]:
+        assert r["unique"]["value"] == pytest.approx(-forward[r["category"]]["value"])
+
+
+def test_verdict_lines():
+    est = {"value": 0.8, "low": 0.4, "high": 1.2}
+    assert verdict("G", {"value": -0.8, "low": -1.2, "high": -0.4, "clusters": 40}) == (
+        "B is more homogeneous on G (creative writing) by 0.80 unique responses [0.40, 1.20]")
+    assert verdict("G", est) == "B is more diverse on G (creative writing) by 0.80 unique responses [0.40, 1.20]"
+    assert verdict("G", {"value": -0.1, "low": -0.5, "high": 0.3}) == (
+        "no clear difference on G (creative writing): −0.10 [−0.50, 0.30]")
+    assert verdict("all", {**est, "clusters": 3}) == (
+        "B is more diverse on all categories by 0.80 unique responses [0.40, 1.20]"
+        " — only 3 prompts, a coarse interval")
+    assert verdict("A", {"value": 0.5, "low": None, "high": None}) == (
+        "no clear difference on A (well-specified singular objective): 0.50 (no interval)")
+    assert verdict("A", {"value": None, "low": None, "high": None}) == (
+        "no paired groups on A (well-specified singular objective)")
+
+
+def _copy_without_prompt(src: Path, dst: Path) -> str:
+    shutil.copytree(src, dst)
+    prompts = pq.read_table(dst / "prompts.parquet")
+    dropped = prompts["prompt_id"][0].as_py()
+    for name in ("prompts", "groups", "samples", "responses", "components", "metrics", "quality", "judgments",
+                 "classifications"):
+        path = dst / f"{name}.parquet"
+        if path.exists():
+            table = pq.read_table(path)
+            pq.write_table(table.filter(pc.not_equal(table["prompt_id"], dropped)), path)
+    return dropped
+
+
+def test_different_prompts_are_refused_unless_intersected(runs, tmp_path):
+    a, b = runs
+    fewer = tmp_path / "fewer"
+    _copy_without_prompt(b, fewer)
+    with pytest.raises(CompareError, match=r"prompt sets differ: 1 prompts only in A, 0 only in B.*--intersect"):
+        compare_runs(a, fewer, resamples=100)
+    c = compare_runs(a, fewer, intersect=True, resamples=100)
+    assert c["prompts"]["shared"] == 23 and c["prompts"]["only_a"] == 1
+    assert c["paired_groups"] == 23 * 2
+
+
+def test_different_n_is_refused_even_with_intersect(runs, tmp_path):
+    a, b = runs
+    other = tmp_path / "other-n"
+    shutil.copytree(b, other)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["n"] = 6
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    for intersect in (False, True):
+        with pytest.raises(CompareError, match=r"different n \(A: 4 responses per group, B: 6\)"):
+            compare_runs(a, other, intersect=intersect, resamples=100)
+
+
+def test_not_a_run_directory_is_an_error(runs, tmp_path):
+    from engine.errors import TaskdivError
+
+    with pytest.raises(TaskdivError, match="not a run directory"):
+        compare_runs(runs[0], tmp_path, resamples=10)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_cli_writes_the_comparison_and_prints_verdicts(runs, capsys):
+    a, b = runs
+    args = parse(["compare", str(a), str(b), "--resamples", "200"])
+    assert cmd_compare(args) == 0
+    out = capsys.readouterr().out
+    assert "B is more diverse on all categories" in out and "generators[0].options.classes: 2 → 4" in out
+    folder = b / f"compare-vs-{a.name}"
+    md = (folder / "compare.md").read_text()
+    assert "## Verdicts" in md and "B is more diverse on all categories" in md
+    assert (folder / "compare.json").is_file() and (folder / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert str(folder / "compare.md") in out
+
+
+def test_cli_refusal_is_a_clear_error_with_exit_code_2(runs, tmp_path, capsys):
+    a, b = runs
+    fewer = tmp_path / "fewer"
+    _copy_without_prompt(b, fewer)
+    assert cmd_compare(parse(["compare", str(a), str(fewer), "--out", str(tmp_path / "out")])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the runs' prompt sets differ") and "--intersect" in err
+    assert cmd_compare(parse(["compare", str(a), str(fewer), "--intersect", "--out", str(tmp_path / "out"),
+                              "--resamples", "100"])) == 0
+    assert (tmp_path / "out" / "compare.md").is_file()
+
+
+def test_run_py_compare_is_the_entry_points_subcommand(runs):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    a, b = runs
+    done = subprocess.run([sys.executable, str(repo / "engine" / "run.py"), "compare", str(a), str(b),
+                           "--resamples", "100", "--out", str(b / "via-run-py")],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "B is more diverse on all categories" in done.stdout
+    assert (b / "via-run-py" / "compare.md").is_file()
+
+
+def test_a_run_judged_by_the_135m_model_carries_the_not_meaningful_note(runs, tmp_path):
+    from engine.report.compare import render_comparison
+    from engine.report.data import SMALL_MODEL_LEAD
+
+    a, b = runs
+    assert SMALL_MODEL_LEAD not in render_comparison(compare_runs(a, b, resamples=50))
+    small = tmp_path / "small-judge"
+    shutil.copytree(b, small)
+    config = yaml.safe_load((small / "config.yaml").read_text())
+    config["judges"][0]["model"] = "smollm2-135m"  # as if the run had been judged by the embedded default
+    (small / "config.yaml").write_text(yaml.safe_dump(config))
+    c = compare_runs(a, small, resamples=50)
+    assert c["small_model_judges"] == {"a": [], "b": [config["judges"][0]["name"]]}
+    assert SMALL_MODEL_LEAD in render_comparison(c)

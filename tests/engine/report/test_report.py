@@ -1,0 +1,343 @@
+"""The report of one run: every section with the run's own numbers, a self-contained HTML file, run_stats.json.
+
+One fixture run on the deterministic test double (tests.support.doubles.ScriptedChat) with two judges judging both orders,
+so that the judge-agreement and order-disagreement sections have something to measure.
+"""
+
+import base64
+import dataclasses
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from html.parser import HTMLParser
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from engine.config import ModelConfig
+from engine.config import ReportConfig
+from engine.execution.results import read_run
+from engine.report import write_report
+from engine.report.data import report_data, report_settings
+from engine.report.markdown import render_markdown
+from tests.engine.execution.test_pipeline import SCRIPTED, make_config, run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SECOND_JUDGE = {**SCRIPTED, "name": "scripted-b"}
+
+
+@pytest.fixture(scope="module")
+def fixture_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    cfg = make_config(tmp, judges=[SCRIPTED, SECOND_JUDGE], judge={"both_orders": True})
+    result = run(cfg)
+    paths = write_report(result, cfg)
+    return cfg, result, paths
+
+
+def test_write_report_writes_every_file(fixture_run):
+    _, _, paths = fixture_run
+    for name in ("markdown", "html", "json", "run_stats"):
+        assert paths[name].is_file() and paths[name].stat().st_size > 0, name
+    pngs = sorted(p.name for p in paths["figures"].glob("*.png"))
+    assert pngs == sorted(["figure2_unique.png", "figure3a_general.png", "figure3b_functional.png", "spearman.png",
+                           "confusion.png", "judge_agreement.png", "throughput.png"])
+
+
+def test_markdown_has_every_section_with_numbers(fixture_run):
+    _, _, paths = fixture_run
+    text = paths["markdown"].read_text()
+    sections = {}
+    for block in re.split(r"\n## ", text)[1:]:
+        title, _, body = block.partition("\n")
+        sections[title] = body
+    expected = ["Functionally unique responses", "Diversity vs quality", "Do general metrics track",
+                "General metrics and quality by strategy", "Task classification", "Judging",
+                "Accuracy on verifiable sources", "Run throughput"]
+    for name in expected:
+        (title,) = [t for t in sections if t.startswith(name)]
+        body = sections[title]
+        if name != "Accuracy on verifiable sources":
+            # Real numbers, not only headings: table rows with decimals.
+            assert re.search(r"^\|.*\d+\.\d+", body, re.M), f"no numbers in section {title!r}"
+    # Intervals are printed as value [low, high].
+    assert re.search(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", sections[next(t for t in sections if t.startswith(
+        "Functionally unique"))])
+    # Every figure the Markdown links exists beside it.
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (paths["markdown"].parent / link).is_file(), link
+
+
+def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
+    cfg, result, paths = fixture_run
+    data = orjson.loads(paths["json"].read_bytes())
+    groups = result.tables["groups"].to_pylist()
+    assert data["unique"]["complete_total"] == len(groups) and data["unique"]["excluded_total"] == 0
+    for cell in data["unique"]["cells"]:
+        values = [g["unique_mean"] for g in groups if g["model"] == cell["model"] and g["strategy"] ==
+                  cell["strategy"] and (cell["category"] == "all" or g["category"] == cell["category"])]
+        assert cell["groups"] == len(values)
+        assert cell["estimate"]["value"] == pytest.approx(sum(values) / len(values))
+        if cell["category"] == "all":  # 8 prompts: a real interval around the mean
+            e = cell["estimate"]
+            assert e["low"] <= e["value"] <= e["high"] and e["high"] <= cfg.n
+
+
+def test_classification_judges_and_throughput_numbers(fixture_run):
+    cfg, result, paths = fixture_run
+    data = orjson.loads(paths["json"].read_bytes())
+    # The double labels every prompt G; the fixture has one prompt per gold category.
+    (cls,) = data["classification"]
+    assert cls["labelled"] == 8 and cls["accuracy"]["value"] == pytest.approx(1 / 8)
+    assert {r["category"]: r["recall"] for r in cls["recall"]} == {**{c: 0.0 for c in "ABCDEFH"}, "G": 1.0}
+    g_column = cls["confusion"]["columns"].index("G")
+    assert [row[g_column] for row in cls["confusion"]["counts"]] == [1] * 8
+
+    judging = data["judging"]
+    assert judging["judges"] == ["scripted", "scripted-b"] and not judging["single_judge"]
+    (pair,) = judging["agreement"]
+    # Two copies of one deterministic judge: full agreement on every pair both judged.
+    assert pair["pairs_both"] > 0 and pair["verdict_agreement"] == 1.0 and pair["unique_exact"] == 1.0
+    assert pair["kappa"] == pytest.approx(1.0)
+    comps = result.tables["components"].to_pylist()
+    for row in judging["per_judge"]:
+        mine = [c for c in comps if c["judge"] == row["judge"]]
+        assert row["pairs_judged"] == sum(c["n_pairs_judged"] for c in mine)
+        assert row["calls_saved"] == sum(c["calls_saved"] for c in mine)
+        # Both orders judged; the double is symmetric, so no pair flips with the order.
+        assert row["order"]["measured"] and row["order"]["pairs"] == row["pairs_judged"]
+        assert row["order"]["rate"] == 0.0
+
+    stats = orjson.loads(paths["run_stats"].read_bytes())
+    assert stats["schema"] == 1 and stats == data["throughput"]
+    assert [s["stage"] for s in stats["stages"]] == [r.stage for r in result.stages]
+    by_kind = {s["kind"]: s for s in stats["stages"]}
+    assert by_kind["sample"]["rows_per_s"] > 0 and by_kind["sample"]["completion_tokens"] == sum(
+        result.tables["responses"]["n_tokens"].to_pylist())
+    judge = next(s for s in stats["stages"] if s["stage"] == "judge[scripted]")
+    assert judge["pairs_judged"] == next(r for r in judging["per_judge"] if r["judge"] == "scripted")["pairs_judged"]
+    assert judge["pairs_per_s"] == pytest.approx(judge["pairs_judged"] / judge["wall_s"])
+    assert judge["calls"] == 2 * judge["pairs_judged"]  # both orders
+    assert stats["peak_rss_bytes"] == result.peak_rss_bytes > 0
+
+
+def test_accuracy_and_reward_are_reported_when_the_run_has_them(fixture_run):
+    cfg, result, _ = fixture_run
+    responses = result.tables["responses"].to_pylist()
+    checked = {g["prompt_id"] for g in result.tables["groups"].to_pylist() if g["category"] in ("A", "D")}
+    rows = [{"prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],
+             "sample_idx": r["sample_idx"],
+             # Even samples correct, odd wrong, the last one not checkable: per prompt 2 of 3 checked correct.
+             "correct": None if r["sample_idx"] == cfg.n - 1 else r["sample_idx"] % 2 == 0,
+             "method": "math-verify"} for r in responses if r["prompt_id"] in checked]
+    groups = result.tables["groups"]
+    reward = pa.array([float(k % 3) for k in range(groups.num_rows)])
+    tables = {**result.tables, "accuracy": pa.Table.from_pylist(rows),
+              "groups": groups.append_column("reward_mean", reward)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    acc = data["accuracy"]
+    assert acc["present"] and len(acc["rows"]) == len(cfg.strategies)
+    for row in acc["rows"]:
+        assert row["prompts"] == 2 and row["checked"] == 2 * (cfg.n - 1) and row["unchecked"] == 2
+        assert row["accuracy"]["value"] == pytest.approx(2 / 3) and row["method"] == "math-verify"
+    assert data["tradeoff"]["reward_available"] and data["tradeoff"]["quality_3a"] == "reward model score"
+    text = render_markdown(data)
+    assert "0.67 [0.67, 0.67]" in text and "math-verify" in text and "| reward |" in text
+
+
+def test_accuracy_section_reports_the_runs_accuracy_table(fixture_run):
+    cfg, result, paths = fixture_run
+    data = orjson.loads(paths["json"].read_bytes())
+    acc = data["accuracy"]
+    table = result.tables["accuracy"].to_pylist()
+    assert acc["present"] and acc["rows"]
+    for row in acc["rows"]:
+        mine = [a for a in table if a["model"] == row["model"] and a["strategy"] == row["strategy"]
+                and a["method"] == row["method"]]
+        assert row["checked"] + row["unchecked"] == len(mine)
+        assert row["checked"] == sum(a["correct"] is not None for a in mine)
+        if row["method"] == "math-verify":  # the double's answers ("class 1 response 42") are wrong
+            assert row["accuracy"]["value"] == 0.0 and row["prompts"] == 1
+    assert "No reward model ran in this run" in paths["markdown"].read_text()
+
+
+def test_single_judge_one_order_no_quality_no_accuracy_are_said(fixture_run, tmp_path):
+    # The fixture run seen as one judge's, judged in one order, without the quality and accuracy stages.
+    cfg, result, _ = fixture_run
+    tables = {name: t for name, t in result.tables.items() if name not in ("quality", "checklists", "accuracy")}
+    tables["groups"] = tables["groups"].drop_columns(["accuracy"])
+    for name in ("components", "judgments"):
+        t = tables[name]
+        tables[name] = t.filter(pc.equal(t["judge"], "scripted"))
+    one = dataclasses.replace(result, run_dir=str(tmp_path), tables=tables)
+    config = dataclasses.replace(cfg, run_dir=str(tmp_path), judges=cfg.judges[:1],
+                                 judge=dataclasses.replace(cfg.judge, both_orders=False))
+    paths = write_report(one, config)
+    text = paths["markdown"].read_text()
+    assert "A single judge (scripted)" in text
+    assert "Both-order disagreement is not measured" in text and "| not measured |" in text
+    assert "quality was not measured in this run" in text
+    assert "**Not measured in this run:** this run has no accuracy table" in text
+    assert not (paths["figures"] / "judge_agreement.png").exists()
+    assert not (paths["figures"] / "figure3a_general.png").exists()
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.imgs, self.links, self.ids, self.text = [], [], [], set(), []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "img":
+            self.imgs.append(attrs.get("src", ""))
+        for name in ("href", "src", "action", "srcset", "poster", "data"):
+            if name in attrs and not (tag == "img" and name == "src"):
+                self.links.append(attrs[name])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html_text):
+    p = _Collector()
+    p.feed(html_text)
+    p.close()
+    return p
+
+
+def test_html_is_self_contained_and_embeds_every_figure(fixture_run):
+    _, _, paths = fixture_run
+    page = parse(paths["html"].read_text())
+    assert page.imgs, "no figures in the HTML"
+    figures = {p.read_bytes() for p in paths["figures"].glob("*.png")}
+    embedded = set()
+    for src in page.imgs:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png[:8] == PNG_SIGNATURE and len(png) > 5000  # a drawn matplotlib figure, not a stub
+        embedded.add(png)
+    assert embedded == figures, "every figure file is embedded, and only those"
+    # Nothing outside the file: links are in-page anchors to sections that exist; no script, no stylesheet link.
+    assert page.links and all(link.startswith("#") and link[1:] in page.ids for link in page.links)
+    assert not {"script", "link", "iframe", "object", "embed"} & set(page.tags)
+    assert "http://" not in paths["html"].read_text() and "https://" not in paths["html"].read_text()
+    text = " ".join(page.text)
+    for heading in ("Functionally unique responses", "Diversity vs quality", "Spearman", "Task classification",
+                    "Judging", "Accuracy on verifiable sources", "Run throughput"):
+        assert heading in text
+
+
+def test_html_escapes_untrusted_text_and_carries_the_small_model_note(fixture_run, tmp_path):
+    cfg, result, _ = fixture_run
+    hostile = '<script>alert(1)</script><img src="http://example.invalid/x.png">'
+    run_dir = tmp_path / "copy"
+    shutil.copytree(result.run_dir, run_dir)
+    tiny = ModelConfig(name="smollm2-135m", backend="local", model="smollm2-135m")
+    config = dataclasses.replace(cfg, run_dir=str(run_dir), judges=[tiny])
+    bad = dataclasses.replace(result, run_dir=str(run_dir), skipped_inputs=[hostile], load_warnings=[hostile])
+    paths = write_report(bad, config)
+    html_text = paths["html"].read_text()
+    page = parse(html_text)
+    assert "script" not in page.tags
+    assert all(src.startswith("data:image/png;base64,") for src in page.imgs)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
+    assert "The judgments in this run are not meaningful." in html_text
+    markdown = paths["markdown"].read_text()
+    assert "The judgments in this run are not meaningful." in markdown
+    # In Markdown the hostile text is shown, not interpreted: no raw tag, no image.
+    assert "<script>" not in markdown and "\\<script\\>" in markdown and "![" not in markdown.split(
+        "## Failures")[1]
+
+
+def test_report_settings_come_from_the_config_or_the_defaults(fixture_run):
+    cfg, result, _ = fixture_run
+    assert report_settings(cfg) == ReportConfig()
+    few = dataclasses.make_dataclass("Cfg", [("report", ReportConfig)])(ReportConfig(bootstrap_resamples=50, seed=3))
+    assert report_settings(few).bootstrap_resamples == 50 and report_settings(few).seed == 3
+    with pytest.raises(Exception, match="ci"):
+        ReportConfig(ci=1.5)
+
+
+def test_read_run_renders_the_same_report_from_the_directory(fixture_run):
+    cfg, result, paths = fixture_run
+    again, config = read_run(result.run_dir)
+    assert set(again.tables) >= {"groups", "components", "judgments", "prompts"}
+    assert [s.stage for s in again.stages] == [s.stage for s in result.stages]
+    before = orjson.loads(paths["json"].read_bytes())
+    after = report_data(again, config)
+    for key in ("unique", "spearman", "classification", "judging", "tradeoff"):
+        assert orjson.loads(orjson.dumps(after[key])) == before[key], key
+    assert [s["rows_per_s"] for s in after["throughput"]["stages"]] == [
+        s["rows_per_s"] for s in before["throughput"]["stages"]]
+
+
+def test_a_directory_without_run_stats_renders_without_throughput(fixture_run, tmp_path):
+    _, result, _ = fixture_run
+    copy = tmp_path / "copy"
+    shutil.copytree(result.run_dir, copy, ignore=shutil.ignore_patterns("run_stats.json", "shards"))
+    again, config = read_run(copy)
+    assert again.stages == []
+    paths = write_report(again, dataclasses.replace(config, run_dir=str(copy)))
+    assert "run_stats" not in paths and not (copy / "run_stats.json").exists()
+    text = paths["markdown"].read_text()
+    assert "No stage records" in text and not (copy / "figures" / "throughput.png").exists()
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def test_headless_chromium_renders_the_html(fixture_run, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no Chromium binary on PATH (install Debian's `chromium` package to run this check)")
+    from matplotlib.image import imread
+
+    _, _, paths = fixture_run
+    shot = tmp_path / "shot.png"
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           f"--screenshot={shot}", "--window-size=1200,2000", paths["html"].resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    data = shot.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    pixels = imread(io.BytesIO(data))[..., :3]
+    assert pixels.shape[:2] == (2000, 1200)
+    # Not blank: text, tables and the first figures put ink on a good part of the page.
+    inked = (pixels.min(axis=2) < 0.85).mean()
+    assert inked > 0.02, f"the screenshot is nearly blank ({inked:.3%} inked)"
+    assert len({tuple(p) for p in pixels[::20, ::20].reshape(-1, 3).round(2).tolist()}) > 20
+
+
+def test_collect_runs_tabulates_run_stats(fixture_run, tmp_path, capsys):
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("collect_runs", repo / "benchmarks" / "collect_runs.py")
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    _, _, paths = fixture_run
+    run_dir = paths["run_stats"].parent
+    stats = orjson.loads(paths["run_stats"].read_bytes())
+    assert collect.main([str(run_dir), "--stages"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = [line for line in lines if line.startswith("| run |") and ("| executor |" in line or "| stage |" in line)]
+    assert len(headers) == 2
+    mine = [line for line in lines if line.startswith(f"| {run_dir.name} |") and line not in headers]
+    assert len(mine) == 1 + len(stats["stages"])  # the run's row, then one per stage
+    assert {s["stage"] for s in stats["stages"]} == {line.split("|")[2].strip() for line in mine[1:]}
+    # A directory without run_stats.json is skipped with a reason; nothing collected is an error.
+    assert collect.main([str(tmp_path)]) == 1
+    assert "no run_stats.json" in capsys.readouterr().err
