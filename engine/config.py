@@ -8,6 +8,7 @@ config names) is saved in the run directory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -457,6 +458,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, expected a YAML config file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
@@ -471,17 +476,61 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
 def config_from_dict(
     data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "<config>"
 ) -> RunConfig:
-    data = dict(data)
+    """A RunConfig from plain data (a parsed YAML file) with dotted overrides applied first.
+
+    Args:
+        data: the config's keys.
+        overrides: {"sampling.max_tokens": 64, "judges.1.backend": "http"}: dots walk mappings, and a number walks
+            into a list (0-based). A list the file does not give is the default's (e.g. the one default judge).
+        source: where `data` came from, for messages.
+
+    Raises:
+        ConfigError: naming the source and the key (a bad override names the override).
+    """
+    data = copy.deepcopy(data)
     for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+        _set_dotted(data, dotted, value)
     try:
         return _build(RunConfig, data, "")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `dotted` in `data` (see config_from_dict); missing parents come from the defaults."""
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"override {dotted!r}: empty key segment")
+    node: Any = data
+    default: Any = RunConfig().to_dict()
+    for k, part in enumerate(parts):
+        where = ".".join(parts[:k]) or "the config"
+        last = k == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit():
+                raise ConfigError(f"override {dotted!r}: {where} is a list; expected an index, got {part!r}")
+            index = int(part)
+            if index >= len(node):
+                raise ConfigError(f"override {dotted!r}: {where} has {len(node)} item(s), so index {index} is out "
+                                  f"of range (add the item to the config file)")
+            if last:
+                node[index] = value
+                return
+            node, default = node[index], (default[index] if isinstance(default, list) and index < len(default)
+                                          else None)
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                return
+            sub_default = default.get(part) if isinstance(default, dict) else None
+            if part not in node and sub_default is not None and not isinstance(sub_default, (dict, list)):
+                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:k + 1])} is a "
+                                  f"{type(sub_default).__name__}, not a mapping or a list")
+            if part not in node or node[part] is None:
+                node[part] = copy.deepcopy(sub_default) if isinstance(sub_default, (dict, list)) else {}
+            node, default = node[part], sub_default
+        else:
+            raise ConfigError(f"override {dotted!r}: {where} is a {type(node).__name__}, not a mapping or a list")
 
 
 def from_dict(cls: type, data: Any, where: str = "") -> Any:

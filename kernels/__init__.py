@@ -11,6 +11,11 @@ Compiled code is cached on disk (``cache=True``) next to these files, so a worke
 instead of compiling. Numba keys a cache entry on the file that defines the kernel only: the
 tokenizer helpers in ``tokenize.py`` are compiled into ``jaccard.py``'s kernel, so after editing
 ``tokenize.py`` clear ``kernels/__pycache__`` (reinstalling the package does this).
+
+``KERNELS`` is the name → (kernel, reference) table, as pynndescent's distance tables: the stages look measures up
+by name and the tests check every pair on seeded data.
+
+Imports: NumPy, Numba, pyarrow and zlib only; never engine or actors.
 """
 
 from kernels._batch import SquareMatrixBatch, mean_pairwise, mean_pairwise_distance
@@ -18,9 +23,24 @@ from kernels.components import count_components, count_components_batched
 from kernels.compression import compression_ratio, ncd_diversity, ncd_matrices
 from kernels.cosine import cosine_matrices, embedding_diversity
 from kernels.jaccard import jaccard_matrices, vocab_diversity
-from kernels.tokenize import tokenize
+from kernels.tokenize import tokenize, tokenize_reference
+from kernels import components as _components, compression as _compression, cosine as _cosine, jaccard as _jaccard
+
+# Name → (kernel, its plain NumPy / Python reference).
+KERNELS = {
+    "tokenize": (tokenize, tokenize_reference),
+    "jaccard_matrices": (jaccard_matrices, _jaccard.jaccard_matrices_reference),
+    "vocab_diversity": (vocab_diversity, _jaccard.vocab_diversity_reference),
+    "cosine_matrices": (cosine_matrices, _cosine.cosine_matrices_reference),
+    "embedding_diversity": (embedding_diversity, _cosine.embedding_diversity_reference),
+    "compression_ratio": (compression_ratio, _compression.compression_ratio_reference),
+    "ncd_matrices": (ncd_matrices, _compression.ncd_matrices_reference),
+    "count_components": (count_components, _components.count_components_reference),
+    "count_components_batched": (count_components_batched, _components.count_components_batched_reference),
+}
 
 __all__ = [
+    "KERNELS",
     "SquareMatrixBatch",
     "compression_ratio",
     "cosine_matrices",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,6 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, args.set)
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
     pairs = load_pairs(args.pairs, categories=categories)[: args.limit]
-    settings = asdict(config.judge)
     extra: dict[str, int] = {}
     if args.judge == "calibrated":
         p = calibrated_probabilities(pairs, args.coefficients, config.embedder.model)
@@ -73,7 +71,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         if args.judge.startswith("cascade:"):
             cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,
                                              config.embedder.model)
-        p, extra = llm_probabilities(pairs, judges[name].spec(), settings, judges[name].batch_size, cheap)
+        p, extra = llm_probabilities(pairs, judges[name].spec(), config.judge, judges[name].batch_size, cheap)
     report = {**agreement_report(pairs, p, config.judge.threshold), **extra, "judge": args.judge,
               "pairs_file": str(args.pairs)}
     print(render(report, args.judge))

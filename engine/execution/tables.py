@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.method.components import count_components
+from engine.method.metrics import GENERAL_METRICS
 from engine.stages.base import GROUP_KEY
 from engine.stages.judge import PAIR_TYPE
 
@@ -165,10 +166,7 @@ GROUPS = pa.schema(
         ("unique_per_judge", pa.map_(pa.string(), pa.int64())),
         ("unique_mean", pa.float64()),
         ("incomplete_judges", pa.int64()),
-        ("vocab_div", pa.float64()),
-        ("embed_div", pa.float64()),
-        ("compression_ratio", pa.float64()),
-        ("ncd_div", pa.float64()),
+        *((column, pa.float64()) for column in GENERAL_METRICS),
         ("quality_mean", pa.float64()),
         ("n_graded", pa.int64()),
         ("accuracy", pa.float64()),
@@ -303,10 +301,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 # No responses, no count: a group the backend failed or whose parse found nothing stays null.
                 "unique_mean": _mean(list(per_judge.values())) if g["responses"] else None,
                 "incomplete_judges": incomplete.get(key, 0),
-                "vocab_div": m.get("vocab_div"),
-                "embed_div": m.get("embed_div"),
-                "compression_ratio": m.get("compression_ratio"),
-                "ncd_div": m.get("ncd_div"),
+                **{column: m.get(column) for column in GENERAL_METRICS},
                 "quality_mean": _mean(graded),
                 "n_graded": len(graded),
                 "accuracy": _mean([float(x) for x in checked.get(key, [])]),

@@ -9,19 +9,21 @@ response cut, cascade thresholds); use `--limit` for a quick look.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from actors.base import SamplingParams
 from actors.registry import make_chat_backend
-from engine.config import JudgeConfig, from_dict
 from engine.errors import ConfigError
-from engine.inputs.labelled_pairs import LabelledPair
 from engine.method.calibrate import featurize, scores
 from engine.method.calibrated import CalibratedJudge
 from engine.method.judges import judge_pair
 from engine.method.programs import DriveStats, drive
+
+if TYPE_CHECKING:
+    from engine.config import JudgeConfig
+    from engine.inputs.labelled_pairs import LabelledPair
 
 
 def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None, embedder: str) -> np.ndarray:
@@ -31,10 +33,10 @@ def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None
     return judge.predict(featurize(pairs, embedder), [p.category for p in pairs])
 
 
-def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], settings: dict[str, Any],
+def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], settings: JudgeConfig,
                       batch_size: int, cheap: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """P(equivalent) from an LLM judge (NaN where unparsed); with `cheap`, the cascade decides confident pairs."""
-    judge_settings = from_dict(JudgeConfig, settings, "judge")
+    judge_settings = settings
     sampling = SamplingParams(temperature=0.0, max_tokens=judge_settings.max_tokens, logprobs=20)
     backend = make_chat_backend(model_spec["backend"], model_spec["model"], model_spec.get("options"))
     out = np.full(len(pairs), np.nan)

@@ -6,14 +6,16 @@ The command is `python engine/run.py calibrate` (engine.cli.calibrate).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from actors.registry import make_embedder
-from engine.inputs.labelled_pairs import LabelledPair
 from engine.method.calibrated import CalibratedJudge, category_one_hot
 from engine.method.features import pair_features
+
+if TYPE_CHECKING:
+    from engine.inputs.labelled_pairs import LabelledPair
 
 
 def featurize(pairs: list[LabelledPair], embedder_name: str) -> np.ndarray:

@@ -1,7 +1,5 @@
 """Pairwise functional-equivalence judging of one group of responses, with union-find pruning.
 
-Imports: engine.config (JudgeConfig), engine.method (taxonomy, parsing, programs), actors.base.
-
 A judge reads two responses and the prompt's category and says whether they are functionally equivalent *for that
 category* (taxonomy.JUDGE_PROMPT). The verdict is p_equivalent = P(YES), from the first token's log-probs
 normalised over the YES/NO variants where the backend returns log-probs, else 1.0 / 0.0 from the parsed text. An
@@ -13,19 +11,23 @@ connected components, so it is skipped. `judge_group` is a program for `drive`: 
 a batch of groups advances together and every round is one large backend call. For a judge consistent with a
 partition into k classes this makes exactly (n − k) + Σ_{a<b} |C_a||C_b| pair judgments in any order: every
 cross-class pair must be seen, and within a class only the n_a − 1 judgments that join it.
+
+The settings are the run's `judge:` section (engine.config.JudgeConfig), read by attribute.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from actors.base import ChatOutput, SamplingParams
-from engine.config import JudgeConfig
 from engine.method import taxonomy
 from engine.method.parsing import p_yes_from_logprobs, parse_verdict
 from engine.method.programs import Asked, Program, ask_until_parsed, parallel
+
+if TYPE_CHECKING:  # the method reads its settings; it does not import the config layer
+    from engine.config import JudgeConfig
 
 
 @dataclass

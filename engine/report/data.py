@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any, Callable, Iterable
 
 from engine.config import ReportConfig
+from engine.method.metrics import GENERAL_METRICS
 from engine.method.taxonomy import CATEGORIES, LETTERS
 from engine.report.run_stats import run_stats
 from engine.report.stats import (
@@ -40,13 +41,9 @@ SMALL_MODEL_TEXT = (
 )
 SMALL_MODEL_NOTE = f"**{SMALL_MODEL_LEAD}** {SMALL_MODEL_TEXT}"
 
-# General metrics against functional diversity. Sign: +1 where higher means more diverse; the gzip ratio is
-# higher for *more repetitive* groups, so it enters negated and every rho reads "positive = agrees".
-GENERAL_METRICS = (
-    ("vocabulary", "vocab_div", 1.0),
-    ("embedding", "embed_div", 1.0),
-    ("compression", "compression_ratio", -1.0),
-)
+# General metrics correlated with functional diversity (engine.method.metrics). Each enters with its direction, so
+# the gzip ratio (higher for *more repetitive* groups) is negated and every rho reads "positive = agrees".
+CORRELATED = [m for m in GENERAL_METRICS.values() if m.correlate]
 
 
 def report_settings(config: Any) -> ReportConfig:
@@ -256,13 +253,14 @@ def _spearman_section(groups: list[dict], n: int, rc: ReportConfig) -> dict[str,
     rows = []
     for cat in cats + ["all"]:
         gs = [g for g in complete if cat == "all" or (g["category"] or "?") == cat]
-        for name, col, sign in GENERAL_METRICS:
+        for metric in CORRELATED:
+            name, col, sign = metric.label, metric.column, metric.direction
             pairs = [(sign * g[col], g["unique_mean"], g["prompt_id"]) for g in gs if finite(g.get(col))]
             est = spearman_with_ci([p[0] for p in pairs], [p[1] for p in pairs], clusters=[p[2] for p in pairs],
                                    resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
                                    names=(f"{name} diversity", "the unique count"), unit="groups")
             rows.append({"category": cat, "metric": name, "estimate": est.to_dict()})
-    return {"rows": rows, "categories": cats + ["all"], "metrics": [m[0] for m in GENERAL_METRICS]}
+    return {"rows": rows, "categories": cats + ["all"], "metrics": [m.label for m in CORRELATED]}
 
 
 def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
@@ -274,10 +272,7 @@ def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
             "model": m,
             "strategy": s,
             "unique_mean": _mean(g["unique_mean"] for g in gs if is_complete(g, n)),
-            "vocab_div": _mean(g["vocab_div"] for g in gs),
-            "embed_div": _mean(g["embed_div"] for g in gs),
-            "compression_ratio": _mean(g["compression_ratio"] for g in gs),
-            "ncd_div": _mean(g.get("ncd_div") for g in gs),
+            **{column: _mean(g.get(column) for g in gs) for column in GENERAL_METRICS},
             "quality_mean": _mean(g["quality_mean"] for g in gs),
             "reward_mean": _mean(g.get("reward_mean") for g in gs),
             "accuracy": _mean(g.get("accuracy") for g in gs),

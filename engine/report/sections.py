@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.method.metrics import GENERAL_METRICS
 from engine.report.data import SMALL_MODEL_LEAD, SMALL_MODEL_TEXT, category_name, finite
 
 @dataclass
@@ -223,20 +224,19 @@ def _strategy_view(data: dict[str, Any]) -> Section:
     s = Section("by-strategy", "General metrics and quality by strategy")
     reward = any(r["reward_mean"] is not None for r in data["by_strategy"])
     accuracy = any(r["accuracy"] is not None for r in data["by_strategy"])
-    headers = ["model", "strategy", "unique", "vocab div", "embed div", "gzip ratio", "NCD div", "quality (1–5)"]
+    headers = ["model", "strategy", "unique", *(m.column for m in GENERAL_METRICS.values()), "quality (1–5)"]
     headers += (["reward"] if reward else []) + (["accuracy"] if accuracy else [])
     headers += ["short", "failed"]
     rows = []
     for r in data["by_strategy"]:
-        row = [r["model"], r["strategy"], _f(r["unique_mean"]), _f(r["vocab_div"], 3), _f(r["embed_div"], 3),
-               _f(r["compression_ratio"], 3), _f(r["ncd_div"], 3), _f(r["quality_mean"])]
+        row = [r["model"], r["strategy"], _f(r["unique_mean"]),
+               *(_f(r.get(column), 3) for column in GENERAL_METRICS), _f(r["quality_mean"])]
         row += ([_f(r["reward_mean"])] if reward else []) + ([_f(r["accuracy"])] if accuracy else [])
         rows.append(row + [str(r["short_groups"]), str(r["failed_groups"])])
     s.blocks.append(Table(headers, rows,
-                          "Means over groups (accuracy: over groups with a checked response). Vocabulary and embedding diversity: mean over pairs of 1 − similarity "
-                          "(higher is more diverse). Gzip ratio: bytes of the concatenated group over its compressed "
-                          "size (higher is more repetitive). Short: system-prompt groups that parsed into fewer than "
-                          "n responses."))
+                          "Means over groups (accuracy: over groups with a checked response). "
+                          + " ".join(f"{m.column}: {m.description}." for m in GENERAL_METRICS.values())
+                          + " Short: system-prompt groups that parsed into fewer than n responses."))
     return s
 
 

@@ -1,10 +1,6 @@
-"""Metrics: the general (task-agnostic) diversity metrics of each group, over a whole batch per kernel call.
+"""Metrics: every registered general metric (engine.method.metrics) of each group, over a whole batch per kernel
+call.
 
-- vocab_div: mean over pairs of 1 − Jaccard similarity of word sets (the paper's vocabulary diversity).
-- embed_div: mean over pairs of 1 − cosine similarity of sentence embeddings (the paper's embedding diversity).
-- compression_ratio: bytes of the concatenated group over its gzip size (Shaib et al. 2024); higher means more
-  repetitive, i.e. *less* diverse.
-- ncd_div: mean pairwise normalised compression distance.
 The pairwise matrices behind them (pair_cosine, pair_jaccard, pair_ncd: n × n, row-major) are kept too: they are
 the calibrated judge's features, and pairwise rates for whoever wants them.
 A group with fewer than two responses has no pairs: its pairwise metrics are NaN (stored as null).
@@ -17,8 +13,8 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-import kernels
 from engine.method.features import group_matrices
+from engine.method.metrics import GENERAL_METRICS
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, Stage
 
 
@@ -34,7 +30,8 @@ class MetricsStage(Stage):
     """
 
     name = "metrics"
-    version = "3"  # bump when a metric's definition changes: metric shards are keyed by it
+    # Metric shards are keyed by it: bump when a metric's definition changes (the set of metrics keys them already).
+    version = "3"
     required_inputs = {
         **GROUP_INPUTS,
         "responses": "the group's responses",
@@ -42,10 +39,7 @@ class MetricsStage(Stage):
     output_schema = pa.schema(
         [
             *GROUP_KEY,
-            ("vocab_div", pa.float64()),
-            ("embed_div", pa.float64()),
-            ("compression_ratio", pa.float64()),
-            ("ncd_div", pa.float64()),
+            *((column, pa.float64()) for column in GENERAL_METRICS),
             ("pair_cosine", pa.list_(pa.float64())),
             ("pair_jaccard", pa.list_(pa.float64())),
             ("pair_ncd", pa.list_(pa.float64())),
@@ -60,20 +54,14 @@ class MetricsStage(Stage):
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         groups = [list(r["responses"]) for r in rows]
         mats = group_matrices(groups, self.embedder.embed([t for g in groups for t in g]))
-        vocab = kernels.mean_pairwise_distance(mats["jaccard"])
-        embed = kernels.mean_pairwise_distance(mats["cosine"])
-        ncd = kernels.mean_pairwise(mats["ncd"])
-        ratio = kernels.compression_ratio(groups)
+        values = {column: m.compute(groups, mats) for column, m in GENERAL_METRICS.items()}
         for k, r in enumerate(rows):
             yield {
                 IDX: k,
                 "prompt_id": r["prompt_id"],
                 "model": r["model"],
                 "strategy": r["strategy"],
-                "vocab_div": _nullable(vocab[k]),
-                "embed_div": _nullable(embed[k]),
-                "compression_ratio": _nullable(ratio[k]),
-                "ncd_div": _nullable(ncd[k]),
+                **{column: _nullable(v[k]) for column, v in values.items()},
                 "pair_cosine": mats["cosine"][k].ravel().tolist(),
                 "pair_jaccard": mats["jaccard"][k].ravel().tolist(),
                 "pair_ncd": mats["ncd"][k].ravel().tolist(),

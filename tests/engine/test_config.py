@@ -122,3 +122,40 @@ def test_strategy_names_come_from_the_registry(monkeypatch):
 
     monkeypatch.setitem(strategies.STRATEGIES, "my_strategy", strategies.STRATEGIES["temperature"])
     assert config_from_dict({"strategies": ["my_strategy"]}).strategies == ["my_strategy"]
+
+
+# --set reaches list items; a bad index, key or value is one line naming it (exit code 2 on the command line).
+def test_overrides_walk_into_lists_and_fill_in_default_lists():
+    cfg = config_from_dict({"judges": [{"name": "a"}, {"name": "b"}]},
+                           {"judges.1.backend": "http", "judges.1.options": {"base_url": "http://127.0.0.1:9/v1"},
+                            "generators.0.model": "/models/x", "sampling.max_tokens": 7})
+    assert cfg.judges[1].backend == "http" and cfg.judges[0].backend == "local"
+    assert cfg.generators[0].model == "/models/x" and cfg.sampling.max_tokens == 7
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"judges.2.model": "x"}, r"override 'judges.2.model': judges has 1 item\(s\), so index 2 is out of range"),
+    ({"judges.first.model": "x"}, r"judges is a list; expected an index, got 'first'"),
+    ({"n.x": 1}, r"override 'n.x': n is a int, not a mapping or a list"),
+    ({"judges.0.colour": "red"}, r"judges\[0\]\.colour: unknown key"),
+    ({"judges.0.batch_size": "many"}, r"judges\[0\]\.batch_size: expected an integer, got 'many'"),
+])
+def test_bad_overrides_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({}, override)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "judges.3.model=x"], "judges has 1 item(s)"),
+    (["--set", "nokey"], "expected key=value"),
+    (["--set", "n=[unclosed"], "not valid YAML"),
+    (["--set", "sampling.top_p=7"], "sampling.top_p: must be in (0, 1]"),
+    (["--config", "."], "is a folder, expected a YAML config file"),
+    (["--config", "/no/such.yaml"], "config file not found"),
+])
+def test_the_command_line_reports_bad_input_in_one_line(argv, message, capsys):
+    from engine.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1

@@ -13,7 +13,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_public_api_is_exported():
     for name in kernels.__all__:
-        assert callable(getattr(kernels, name)), name
+        if name != "KERNELS":
+            assert callable(getattr(kernels, name)), name
+
+
+def test_the_name_table_pairs_each_kernel_with_its_reference():
+    assert {"jaccard_matrices", "cosine_matrices", "compression_ratio", "count_components_batched"} <= set(kernels.KERNELS)
+    for name, (kernel, reference) in kernels.KERNELS.items():
+        assert kernel is getattr(kernels, name) and callable(reference) and reference.__name__.endswith("reference")
 
 
 def test_second_process_loads_every_kernel_from_the_cache():

@@ -17,7 +17,7 @@ import yaml
 from engine.cli.compare import add_parser as add_compare_parser
 from engine.cli.compare import cmd_compare
 from engine.report.compare import CompareError, compare_runs, verdict
-from tests.engine.execution.test_pipeline import SCRIPTED, make_config, run
+from tests.support.runs import SCRIPTED, make_config, run
 
 
 def generator(classes):

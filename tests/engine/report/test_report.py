@@ -24,7 +24,7 @@ from engine.execution.results import read_run
 from engine.report import write_report
 from engine.report.data import report_data, report_settings
 from engine.report.markdown import render_markdown
-from tests.engine.execution.test_pipeline import SCRIPTED, make_config, run
+from tests.support.runs import SCRIPTED, make_config, run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SECOND_JUDGE = {**SCRIPTED, "name": "scripted-b"}
