@@ -145,7 +145,7 @@ class Pipeline:
         if rewards is not None:
             tables["rewards"] = T.explode_rewards(rewards)
         tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"), tables.get("accuracy"),
-                                          tables.get("rewards"))
+                                          tables.get("rewards"), judges=[j.name for j in cfg.judges])
         for name, table in tables.items():
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
@@ -272,7 +272,7 @@ class Pipeline:
     def judge(self, frame: pa.Table, metrics: pa.Table) -> pa.Table:
         cfg = self.config
         settings = asdict(cfg.judge)
-        schema, identity = T.JUDGE_INPUT, [self.versions["judge"], settings]
+        schema, identity = T.JUDGE_INPUT, [self.versions["judge"], JudgeStage.version, settings]
         if cfg.judge.cascade.enabled:
             # The cheap judge reads the metrics stage's pairwise matrices; its coefficients and the embedder behind
             # the cosine feature decide its verdicts, so both key the judge's shards.

@@ -163,9 +163,14 @@ GROUPS = pa.schema(
         ("classified", pa.string()),
         ("n_responses", pa.int64()),
         ("status", pa.string()),
+        # Resolved counts only; the mean is over the judges in judges_in_mean (null when none is resolved).
         ("unique_per_judge", pa.map_(pa.string(), pa.int64())),
         ("unique_mean", pa.float64()),
-        ("incomplete_judges", pa.int64()),
+        ("judges_in_mean", pa.list_(pa.string())),
+        ("unresolved_judges", pa.list_(pa.string())),  # judged, but unreadable verdicts leave the count open
+        ("missing_judges", pa.list_(pa.string())),  # no count at all: the judge's shard failed
+        ("unique_low_mean", pa.float64()),  # bounds over the judges with a count or bounds
+        ("unique_high_mean", pa.float64()),
         *((column, pa.float64()) for column in GENERAL_METRICS),
         ("quality_mean", pa.float64()),
         ("n_graded", pa.int64()),
@@ -181,10 +186,13 @@ COMPONENTS = pa.schema(
         ("judge", pa.string()),
         ("judge_category", pa.string()),
         ("n_responses", pa.int64()),
-        ("unique", pa.int64()),
+        ("unique", pa.int64()),  # null when unresolved: only the bounds are known
+        ("resolved", pa.bool_()),
+        ("unique_low", pa.int64()),  # every unresolved pair read as equivalent
+        ("unique_high", pa.int64()),  # every unresolved pair read as different
         ("n_pairs_judged", pa.int64()),
         ("n_equivalent", pa.int64()),
-        ("n_unparsed", pa.int64()),
+        ("n_unresolved", pa.int64()),
         ("calls_made", pa.int64()),
         ("calls_saved", pa.int64()),
         ("order_disagreements", pa.int64()),
@@ -261,15 +269,20 @@ def _mean(values: list[float]) -> float | None:
 
 
 def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quality: pa.Table | None,
-                 accuracy: pa.Table | None = None, rewards: pa.Table | None = None) -> pa.Table:
+                 accuracy: pa.Table | None = None, rewards: pa.Table | None = None,
+                 judges: list[str] | None = None) -> pa.Table:
     """One row per group: its category, unique responses per judge and their mean, general metrics, quality,
-    accuracy (mean over the responses that could be checked; null where nothing was)."""
-    unique: dict[tuple, dict[str, int]] = {}
-    incomplete: dict[tuple, int] = {}
+    accuracy (mean over the responses that could be checked; null where nothing was).
+
+    A judge's count enters `unique_mean` only when it is resolved (engine.method.components); the judges whose count
+    is unresolved, and those with no row at all for the group (their shard failed), are listed by name, never
+    silently dropped. `judges` is the run's judges in config order (default: those present in `components`).
+    """
+    by_group: dict[tuple, dict[str, dict]] = {}
     for c in components.to_pylist():
-        key = tuple(c[k] for k in KEYS)
-        unique.setdefault(key, {})[c["judge"]] = c["unique"]
-        incomplete[key] = incomplete.get(key, 0) + (1 if c["n_unparsed"] else 0)
+        by_group.setdefault(tuple(c[k] for k in KEYS), {})[c["judge"]] = c
+    if judges is None:
+        judges = list(dict.fromkeys(components["judge"].to_pylist())) if components.num_rows else []
     general = {tuple(m[k] for k in KEYS): m for m in metrics.to_pylist()}
     grades: dict[tuple, list[Any]] = {}
     for q in (quality.to_pylist() if quality is not None else []):
@@ -284,7 +297,10 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
     rows = []
     for g in frame.to_pylist():
         key = tuple(g[k] for k in KEYS)
-        per_judge = unique.get(key, {})
+        rows_by_judge = by_group.get(key, {})
+        counted = [j for j in judges if j in rows_by_judge and rows_by_judge[j]["resolved"]]
+        per_judge = {j: rows_by_judge[j]["unique"] for j in counted}
+        bounded = [rows_by_judge[j] for j in judges if j in rows_by_judge]
         m = general.get(key, {})
         graded = [x for x in grades.get(key, []) if x is not None]
         rows.append(
@@ -300,7 +316,11 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "unique_per_judge": list(per_judge.items()),
                 # No responses, no count: a group the backend failed or whose parse found nothing stays null.
                 "unique_mean": _mean(list(per_judge.values())) if g["responses"] else None,
-                "incomplete_judges": incomplete.get(key, 0),
+                "judges_in_mean": counted if g["responses"] else [],
+                "unresolved_judges": [j for j in judges if j in rows_by_judge and not rows_by_judge[j]["resolved"]],
+                "missing_judges": [j for j in judges if j not in rows_by_judge] if g["responses"] else [],
+                "unique_low_mean": _mean([c["unique_low"] for c in bounded]) if g["responses"] else None,
+                "unique_high_mean": _mean([c["unique_high"] for c in bounded]) if g["responses"] else None,
                 **{column: m.get(column) for column in GENERAL_METRICS},
                 "quality_mean": _mean(graded),
                 "n_graded": len(graded),

@@ -1,9 +1,18 @@
-"""Functionally unique responses: connected components of each group's "equivalent" graph, per judge.
+"""Functionally unique responses: connected components of each group's "equivalent" graph, per judge — and what
+is known when some verdicts could not be read.
 
-An edge joins responses i and j when the judge's p_equivalent >= threshold. Unparsed pairs are not edges, so a
-group with unparsed pairs has an upper bound, not a count: `n_unparsed` says so and the report counts them. With
-pruning, skipped pairs were already connected, so the judged edges give exactly the components of all pairs.
-The count runs as one batched union-find kernel call over every group of the run (kernels.components).
+An edge joins responses i and j when the judge's p_equivalent >= threshold. A pair whose verdict could not be read
+(unparsed twice, or a backend error) is *unresolved*: it is neither an edge nor a "different". With pruning, pairs
+the judge skipped were already connected by equivalent verdicts, and the judge kept asking around unresolved pairs
+(a later verdict may still connect them), so the judged edges give exactly the components of all pairs:
+
+- unique_high: components with every unresolved pair read as "different" (the equivalent edges alone);
+- unique_low: components with every unresolved pair read as "equivalent";
+- the count is *resolved* when the two agree — every unresolved pair joins responses that other verdicts already
+  connect, so no reading of it could change the count — and then `unique` is that count; otherwise `unique` is
+  None and only the bounds are known. An unknown is never a value: it is never counted as "different".
+
+Both counts run as one batched union-find kernel call each over every group of the run (kernels.components).
 """
 
 from __future__ import annotations
@@ -14,23 +23,38 @@ import numpy as np
 
 import kernels
 
+RESOLVED = ("equivalent", "different")
+
+
+def _batched_counts(sizes: np.ndarray, edge_lists: list[list[tuple[int, int]]]) -> np.ndarray:
+    counts = np.array([len(e) for e in edge_lists], dtype=np.int64)
+    offsets = np.zeros(len(edge_lists) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    edges = np.array([e for group in edge_lists for e in group], dtype=np.int64).reshape(-1, 2)
+    return kernels.count_components_batched(sizes, offsets, edges)
+
+
 def count_components(rows: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
-    """One row per (group, judge) — the judge stage's rows — with its number of functionally unique responses
-    (columns of engine.execution.tables.COMPONENTS)."""
+    """One row per (group, judge) — the judge stage's rows — with its functionally unique responses, their bounds
+    and the unresolved pairs (columns of engine.execution.tables.COMPONENTS)."""
     sizes = np.array([r["n_responses"] for r in rows], dtype=np.int64)
-    edge_counts = np.zeros(len(rows), dtype=np.int64)
-    edges: list[tuple[int, int]] = []
-    for k, r in enumerate(rows):
+    equivalent: list[list[tuple[int, int]]] = []
+    unresolved: list[list[tuple[int, int]]] = []
+    for r in rows:
+        eq, un = [], []
         for p in r["pairs"]:
-            if p["p_equivalent"] is not None and p["p_equivalent"] >= threshold:
-                edges.append((p["i"], p["j"]))
-                edge_counts[k] += 1
-    edge_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(edge_counts, out=edge_offsets[1:])
-    edge_array = np.array(edges, dtype=np.int64).reshape(-1, 2)
-    counts = kernels.count_components_batched(sizes, edge_offsets, edge_array)
+            if p["verdict"] in RESOLVED:
+                if p["p_equivalent"] >= threshold:
+                    eq.append((p["i"], p["j"]))
+            else:
+                un.append((p["i"], p["j"]))
+        equivalent.append(eq)
+        unresolved.append(un)
+    high = _batched_counts(sizes, equivalent)
+    low = _batched_counts(sizes, [eq + un for eq, un in zip(equivalent, unresolved)])
     out = []
     for k, r in enumerate(rows):
+        resolved = bool(low[k] == high[k])
         out.append(
             {
                 "prompt_id": r["prompt_id"],
@@ -39,10 +63,13 @@ def count_components(rows: list[dict[str, Any]], threshold: float) -> list[dict[
                 "judge": r["judge"],
                 "judge_category": r["judge_category"],
                 "n_responses": r["n_responses"],
-                "unique": int(counts[k]),
+                "unique": int(high[k]) if resolved else None,
+                "resolved": resolved,
+                "unique_low": int(low[k]),
+                "unique_high": int(high[k]),
                 "n_pairs_judged": len(r["pairs"]),
-                "n_equivalent": int(edge_counts[k]),
-                "n_unparsed": r["n_unparsed"],
+                "n_equivalent": len(equivalent[k]),
+                "n_unresolved": len(unresolved[k]),
                 "calls_made": r["calls_made"],
                 "calls_saved": r["calls_saved"],
                 "order_disagreements": r["order_disagreements"],

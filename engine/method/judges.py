@@ -4,7 +4,8 @@ A judge reads two responses and the prompt's category and says whether they are 
 category* (taxonomy.JUDGE_PROMPT). The verdict is p_equivalent = P(YES), from the first token's log-probs
 normalised over the YES/NO variants where the backend returns log-probs, else 1.0 / 0.0 from the parsed text. An
 unparseable answer is asked again once, with a reminder of the format; if it still does not parse, the pair is
-recorded as "unparsed" (never counted as "different").
+recorded as "unparsed" (a backend failure as "error"): an unresolved pair, never counted as "different"
+(engine.method.components).
 
 Pruning: a pair whose responses are already connected by "equivalent" verdicts cannot change the number of
 connected components, so it is skipped. `judge_group` is a program for `drive`: it asks for one pair per round, so
@@ -35,8 +36,12 @@ class PairVerdict:
     """One judged pair (i < j).
 
     Attributes:
-        p_equivalent: P(equivalent) in [0, 1] (the mean of both orders when both were judged); None if unparsed.
-        verdict: "equivalent", "different" or "unparsed".
+        p_equivalent: P(equivalent) in [0, 1] (the mean of the orders that were read when both were judged); None
+            when unresolved.
+        verdict: "equivalent", "different", or — unresolved — "unparsed" (no answer could be read) or "error" (the
+            backend failed the row).
+        read_from: "logprobs" (the first token's distribution), "text" (a parsed YES/NO: p is 1 or 0), "mixed"
+            (both orders, read differently), or None when unresolved.
         raw: the judge's text (both orders joined by " || " when both were judged).
         p_forward / p_reverse: the two orders' probabilities, when both orders were judged.
         calls: backend requests spent on this pair, retries included.
@@ -57,6 +62,7 @@ class PairVerdict:
     decided_by: str = "llm"
     p_cheap: float | None = None
     p_audit: float | None = None
+    read_from: str | None = None
 
 
 @dataclass
@@ -72,7 +78,7 @@ class GroupJudgment:
     pairs: list[PairVerdict] = field(default_factory=list)
     calls_made: int = 0
     calls_saved: int = 0
-    n_unparsed: int = 0
+    n_unresolved: int = 0
     order_disagreements: int = 0
     cheap_decided: int = 0
 
@@ -104,15 +110,15 @@ class UnionFind:
         self.size[ra] += self.size[rb]
 
 
-def read_verdict(out: ChatOutput) -> float | None:
-    """P(equivalent) from one judge output: from the first token's log-probs where present, else 1.0 / 0.0 from the
-    parsed text, else None."""
+def read_verdict(out: ChatOutput) -> tuple[float, str] | None:
+    """(P(equivalent), how it was read) from one judge output: from the first token's log-probs where the backend
+    returned them ("logprobs"), else 1.0 / 0.0 from the parsed text ("text"), else None."""
     if out.first_token_logprobs:
         p = p_yes_from_logprobs(out.first_token_logprobs[0])
         if p is not None:
-            return p
+            return p, "logprobs"
     parsed = parse_verdict(out.texts[0] if out.texts else "")
-    return None if parsed is None else float(parsed)
+    return None if parsed is None else (float(parsed), "text")
 
 
 def _ask(conversation: list[dict[str, str]], sampling: SamplingParams) -> Program:
@@ -167,7 +173,7 @@ def judge_group(
             p_cheap = cheap(i, j) if cascade is not None else None
             if p_cheap is not None and (p_cheap <= cascade.low or p_cheap >= cascade.high):
                 verdict = PairVerdict(i, j, p_cheap, "equivalent" if p_cheap >= settings.threshold else "different",
-                                      raw="", decided_by="cheap", p_cheap=p_cheap)
+                                      raw="", decided_by="cheap", p_cheap=p_cheap, read_from="calibrated")
                 result.cheap_decided += 1
                 if audited(prompt, a, b, cascade.audit_rate):
                     check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j)
@@ -177,8 +183,8 @@ def judge_group(
                 verdict.p_cheap = p_cheap
             result.pairs.append(verdict)
             result.calls_made += verdict.calls
-            if verdict.verdict == "unparsed":
-                result.n_unparsed += 1
+            if verdict.verdict not in ("equivalent", "different"):
+                result.n_unresolved += 1
             if (
                 settings.both_orders
                 and verdict.p_forward is not None
@@ -193,10 +199,15 @@ def judge_group(
 
 
 def _combine(i: int, j: int, answers: list[Asked], threshold: float) -> PairVerdict:
-    ps = [a.value for a in answers]
+    ps = [a.value[0] if a.value is not None else None for a in answers]
     known = [p for p in ps if p is not None]
     p = sum(known) / len(known) if known else None
-    verdict = "unparsed" if p is None else ("equivalent" if p >= threshold else "different")
+    if p is not None:
+        verdict = "equivalent" if p >= threshold else "different"
+    else:  # unresolved: a backend failure on every order is an "error", anything else "unparsed"
+        verdict = "error" if all(a.error is not None for a in answers) else "unparsed"
+    sources = {a.value[1] for a in answers if a.value is not None}
+    read_from = None if not sources else sources.pop() if len(sources) == 1 else "mixed"
     both = len(answers) == 2
     return PairVerdict(
         i=i,
@@ -207,4 +218,5 @@ def _combine(i: int, j: int, answers: list[Asked], threshold: float) -> PairVerd
         p_forward=ps[0] if both else None,
         p_reverse=ps[1] if both else None,
         calls=sum(a.calls for a in answers),
+        read_from=read_from,
     )

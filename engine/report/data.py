@@ -105,7 +105,8 @@ def run_models(config: Any, groups: list[dict[str, Any]]) -> list[str]:
 
 
 def is_complete(g: dict[str, Any], n: int) -> bool:
-    """Whether a groups row counts toward unique-response means: status ok, all n responses, a judge count."""
+    """Whether a groups row counts toward unique-response means: status ok, all n responses, and at least one
+    judge's count resolved."""
     return g["status"] == "ok" and g["n_responses"] == n and finite(g["unique_mean"])
 
 
@@ -114,7 +115,21 @@ def _exclusion_reason(g: dict[str, Any], n: int) -> str:
         return "failed"
     if g["status"] == "short" or g["n_responses"] != n:
         return "short (fewer than n responses)"
+    if g.get("unresolved_judges"):
+        return "unresolved: no judge's count could be read"
+    if g.get("missing_judges"):
+        return "no judge count: the judges' shards failed"
     return "no judge count"
+
+
+def _partial_reasons(g: dict[str, Any]) -> list[str]:
+    """Why a counted group's mean rests on fewer than all judges (empty when every judge entered)."""
+    out = []
+    if g.get("unresolved_judges"):
+        out.append("a judge's count unresolved (unreadable verdicts)")
+    if g.get("missing_judges"):
+        out.append("a judge's shard failed")
+    return out
 
 
 def small_model_judges(config: Any) -> list[str]:
@@ -182,7 +197,12 @@ def _unique_section(groups: list[dict], n: int, boot: Callable) -> dict[str, Any
     for (model, cat, strategy), gs in sorted(cells.items()):
         est = boot([g["unique_mean"] for g in gs], clusters=[g["prompt_id"] for g in gs])
         out.append({"model": model, "category": cat, "strategy": strategy, "estimate": est.to_dict(),
-                    "groups": len(gs), "upper_bounds": sum(1 for g in gs if g.get("incomplete_judges"))})
+                    "groups": len(gs), "partial": sum(1 for g in gs if _partial_reasons(g))})
+    partial: dict[str, int] = defaultdict(int)
+    for g in groups:
+        if is_complete(g, n):
+            for reason in _partial_reasons(g):
+                partial[reason] += 1
     return {
         "cells": out,
         "categories": ordered_categories(c for (_, c, _) in cells if c != "all"),
@@ -190,6 +210,8 @@ def _unique_section(groups: list[dict], n: int, boot: Callable) -> dict[str, Any
                      for (m, s, r), k in sorted(excluded.items())],
         "excluded_total": sum(excluded.values()),
         "complete_total": sum(1 for g in groups if is_complete(g, n)),
+        "partial": [{"reason": r, "groups": k} for r, k in sorted(partial.items())],
+        "partial_total": sum(1 for g in groups if is_complete(g, n) and _partial_reasons(g)),
     }
 
 
@@ -324,7 +346,8 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig) -> dict[str, Any
     for judge in names:
         cs = [c for c in comps if c["judge"] == judge]
         complete = [c for c in cs if (g := groups.get((c["prompt_id"], c["model"], c["strategy"])))
-                    and is_complete(g, n)]
+                    and is_complete(g, n) and c["resolved"]]
+        expected = [g for g in groups.values() if g["n_responses"]]
         js = [j for j in judgments if j["judge"] == judge]
         row = {
             "judge": judge,
@@ -333,8 +356,14 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig) -> dict[str, Any
             "complete_groups": len(complete),
             "pairs_judged": sum(c["n_pairs_judged"] for c in cs),
             "equivalent": sum(c["n_equivalent"] for c in cs),
-            "unparsed_pairs": sum(c["n_unparsed"] for c in cs),
-            "groups_with_unparsed": sum(1 for c in cs if c["n_unparsed"]),
+            "unresolved_pairs": sum(c["n_unresolved"] for c in cs),
+            "unparsed_pairs": sum(1 for j in js if j["verdict"] == "unparsed"),
+            "error_pairs": sum(1 for j in js if j["verdict"] == "error"),
+            "groups_with_unresolved": sum(1 for c in cs if c["n_unresolved"]),
+            "groups_unresolved": sum(1 for c in cs if not c["resolved"]),
+            "groups_missing": sum(1 for g in expected if judge in (g.get("missing_judges") or [])),
+            "read_from": {k: sum(1 for j in js if (j.get("read_from") or "unresolved") == k)
+                          for k in ("logprobs", "text", "mixed", "calibrated", "unresolved")},
             "calls_made": sum(c["calls_made"] for c in cs),
             "calls_saved": sum(c["calls_saved"] for c in cs),
             # Pairs a cascade's calibrated judge decided (a column of newer runs only).
@@ -362,8 +391,9 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig) -> dict[str, Any
         "pairs_judged": sum(r["pairs_judged"] for r in per_judge),
         "calls_made": sum(r["calls_made"] for r in per_judge),
         "calls_saved": sum(r["calls_saved"] for r in per_judge),
-        "unparsed_pairs": sum(r["unparsed_pairs"] for r in per_judge),
-        "groups_with_unparsed": sum(r["groups_with_unparsed"] for r in per_judge),
+        "unresolved_pairs": sum(r["unresolved_pairs"] for r in per_judge),
+        "groups_unresolved": sum(r["groups_unresolved"] for r in per_judge),
+        "groups_missing": sum(r["groups_missing"] for r in per_judge),
     }
 
 

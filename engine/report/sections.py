@@ -149,10 +149,13 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
                 if (model, cat, st) in cell else "–" for st in data["strategies"]])
         s.blocks.append(Table(["category"] + data["strategies"], rows,
                               f"Cells: mean [{ci} CI] (complete groups)."))
-    upper = sum(c["upper_bounds"] for c in u["cells"] if c["category"] != "all")
-    if upper:
-        s.blocks.append(Para(f"{upper} of the counted groups had unparsed verdicts from at least one judge: their "
-                             "counts are upper bounds."))
+    if u["partial_total"]:
+        s.blocks.append(Para(
+            f"{u['partial_total']} of the counted groups average fewer than all judges — "
+            + "; ".join(f"{p['reason']}: {p['groups']}" for p in u["partial"])
+            + ". Each group's mean is over the judges whose count is resolved (the groups table lists them in "
+            "`judges_in_mean`, the others in `unresolved_judges` and `missing_judges`, with `unique_low_mean` / "
+            "`unique_high_mean` bounds)."))
     if u["excluded"]:
         s.blocks.append(Table(["model", "strategy", "left out because", "groups"],
                               [[e["model"], e["strategy"], e["reason"], str(e["groups"])] for e in u["excluded"]],
@@ -265,17 +268,28 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
     j = data["judging"]
     s = Section("judges", "Judging")
     cheap = any(r["cheap_decided"] for r in j["per_judge"])
-    headers = ["judge", "groups", "mean unique (complete)", "pairs judged", "equivalent", "unparsed pairs",
-               "calls made", "calls saved", "both-order disagreement"] + (["cheap-decided"] if cheap else [])
+    headers = ["judge", "groups", "mean unique (resolved)", "pairs judged", "equivalent", "unresolved pairs",
+               "groups unresolved", "groups missing", "verdicts from log-probs / text", "calls made", "calls saved",
+               "both-order disagreement"] + (["cheap-decided"] if cheap else [])
     rows = []
     for r in j["per_judge"]:
         o = r["order"]
         order = (f"{o['disagreements']}/{o['pairs']} ({_pct(o['rate'])})" if o["measured"] else "not measured")
+        src = r["read_from"]
         rows.append([r["judge"], str(r["groups"]), _f(r["unique_mean"]), str(r["pairs_judged"]), str(r["equivalent"]),
-                     f"{r['unparsed_pairs']} in {r['groups_with_unparsed']} groups", str(r["calls_made"]),
-                     str(r["calls_saved"]), order] + ([str(r["cheap_decided"] or 0)] if cheap else []))
-    s.blocks.append(Table(headers, rows, "Calls saved: pairs union-find already connected (pruning). Unparsed "
-                                         "pairs are not edges, so those groups' counts are upper bounds."))
+                     f"{r['unresolved_pairs']} ({r['unparsed_pairs']} unparsed, {r['error_pairs']} errors) in "
+                     f"{r['groups_with_unresolved']} groups", str(r["groups_unresolved"]), str(r["groups_missing"]),
+                     f"{src['logprobs']} / {src['text']}" + (f" ({src['mixed']} mixed)" if src["mixed"] else ""),
+                     str(r["calls_made"]), str(r["calls_saved"]), order]
+                    + ([str(r["cheap_decided"] or 0)] if cheap else []))
+    s.blocks.append(Table(headers, rows, "Calls saved: pairs union-find already connected (pruning). An unresolved "
+                                         "pair (its verdict unparsed twice, or a backend error) is never read as "
+                                         "\"different\": a group's count is resolved only when no reading of its "
+                                         "unresolved pairs could change it; otherwise only bounds are known and the "
+                                         "judge stays out of that group's mean. Groups missing: the judge's shard "
+                                         "failed (rerun to fill it). Verdicts from text read P(yes) as 1 or 0."))
+    for note in j.get("notes", []):
+        s.blocks.append(Para(note, lead="Verdicts from text."))
     if not j["both_orders"]:
         s.blocks.append(Para("Both-order disagreement is not measured: `judge.both_orders` is off, so each pair was "
                              "judged in one order only."))

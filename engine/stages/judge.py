@@ -28,6 +28,7 @@ PAIR_TYPE = pa.struct(
         ("decided_by", pa.string()),
         ("p_cheap", pa.float64()),
         ("p_audit", pa.float64()),
+        ("read_from", pa.string()),
     ]
 )
 
@@ -44,6 +45,9 @@ class JudgeStage(BackendStage):
     """
 
     name = "judge"
+    # Judge shards are keyed by it: bump when what a verdict means changes (2: unresolved pairs are recorded apart
+    # from "different", and how each verdict was read).
+    version = "2"
     required_inputs = {
         **GROUP_INPUTS,
         "judge_category": "the category whose equivalence criterion applies (null: the generic criterion)",
@@ -59,7 +63,7 @@ class JudgeStage(BackendStage):
             ("pairs", pa.list_(PAIR_TYPE)),
             ("calls_made", pa.int64()),
             ("calls_saved", pa.int64()),
-            ("n_unparsed", pa.int64()),
+            ("n_unresolved", pa.int64()),
             ("order_disagreements", pa.int64()),
             ("cheap_decided", pa.int64()),
         ]
@@ -112,7 +116,7 @@ class JudgeStage(BackendStage):
                 "pairs": [asdict(p) for p in g.pairs],
                 "calls_made": g.calls_made,
                 "calls_saved": g.calls_saved,
-                "n_unparsed": g.n_unparsed,
+                "n_unresolved": g.n_unresolved,
                 "order_disagreements": g.order_disagreements,
                 "cheap_decided": g.cheap_decided,
             }

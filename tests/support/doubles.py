@@ -54,6 +54,8 @@ class ScriptedChat:
         model: ignored label.
         classes: number of distinct classes generated responses fall in.
         unparseable_judge: answer judge prompts with "maybe" (to test the unparsed path).
+        unparseable_classes: [[a, b], …]: answer "maybe" to a judge prompt whose two responses are of classes a
+            and b (in either order), so chosen pairs stay unresolved (the reminder is answered unparseably too).
         call_log: append one line per request, "<kind>\n", to this file (flushed), so a test can count calls
             made by another process.
         kill_on: (kind, k): SIGKILL this process when the k-th request of that kind arrives — a crash at a
@@ -71,7 +73,8 @@ class ScriptedChat:
 
     def __init__(self, model: str = "scripted", classes: int = 3, unparseable_judge: bool = False,
                  call_log: str | None = None, kill_on: list | None = None, kill_armed: str | None = None,
-                 start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None) -> None:
+                 start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None,
+                 unparseable_classes: list | None = None) -> None:
         self.name = model
         self.classes = classes
         self.unparseable_judge = unparseable_judge
@@ -81,6 +84,7 @@ class ScriptedChat:
         self.start_marker = start_marker
         self.delay_s = delay_s
         self.max_chars = max_chars
+        self.unparseable_classes = {frozenset(int(c) for c in pair) for pair in unparseable_classes or []}
         self.seen: dict[str, int] = {}
 
     def chat(self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]):
@@ -117,6 +121,9 @@ class ScriptedChat:
             if self.unparseable_judge:
                 return self._one("maybe", p)
             a, b = (re.match(r"class (\d+)", s) for s in m.groups())
+            if a is not None and b is not None and \
+                    frozenset((int(a.group(1)), int(b.group(1)))) in self.unparseable_classes:
+                return self._one("maybe", p)
             same = a is not None and b is not None and a.group(1) == b.group(1)
             lp = {"YES": -0.05, "NO": -3.0} if same else {"YES": -3.0, "NO": -0.05}
             out = self._one("YES" if same else "NO", p)

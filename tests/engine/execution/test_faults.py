@@ -80,6 +80,10 @@ def test_exhausted_retries_fail_the_shard_not_the_run_and_a_rerun_fills_it(tmp_p
     assert result.tables["judgments"].num_rows == 0 and result.tables["responses"].equals(direct["responses"])
     report = write_report(result, cfg)["markdown"].read_text()
     assert "Failed shards" in report and "judge[scripted]" in report
+    # A judge whose shards failed is named in every group it left without a count, never silently dropped.
+    groups = result.tables["groups"].to_pylist()
+    assert groups and all(g["missing_judges"] == ["scripted"] and g["unique_mean"] is None for g in groups)
+    assert "no judge count: the judges' shards failed" in report
     with ChatServer(ScriptedChat()) as healthy:
         again = run(config(tmp_path / "run", http_model(healthy)))
         kinds = {request_kind(r.body["messages"]) for r in healthy.requests}

@@ -124,7 +124,7 @@ def test_unparsed_is_retried_once_then_recorded_not_counted_as_different():
     g = judge(["a", "b", "c"], backend)
     assert backend.calls == 6  # 3 pairs × (ask + one retry)
     assert all(p.verdict == "unparsed" and p.p_equivalent is None for p in g.pairs)
-    assert g.n_unparsed == 3 and g.calls_made == 6
+    assert g.n_unresolved == 3 and g.calls_made == 6
 
 
 def test_retry_carries_a_reminder_and_can_succeed():
