@@ -29,6 +29,10 @@ class SamplingParams:
         logprobs: if set, return the top-`logprobs` log-probabilities of the *first* generated token
             (what a YES/NO judge or a one-letter classifier needs). OpenAI-compatible servers cap this at 20.
         stop: strings that end a completion (not included in the text).
+        max_tokens_without_logprobs: where `logprobs` are asked for but the backend cannot return them (a provider
+            that omits them or rejects the parameters), ask without them and generate this many tokens instead of
+            `max_tokens`: an answer read from log-probs needs one token, one read from text a whole word. None: the
+            log-probs are required (a backend that cannot give them fails the row).
     """
 
     n: int = 1
@@ -38,6 +42,7 @@ class SamplingParams:
     seed: int | None = None
     logprobs: int | None = None
     stop: tuple[str, ...] = ()
+    max_tokens_without_logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -54,6 +59,10 @@ class SamplingParams:
             raise ValueError(f"SamplingParams.max_tokens must be an integer >= 1, got {self.max_tokens!r}")
         if self.logprobs is not None and not (isinstance(self.logprobs, int) and 1 <= self.logprobs <= 20):
             raise ValueError(f"SamplingParams.logprobs must be an integer in [1, 20] or None, got {self.logprobs!r}")
+        fallback = self.max_tokens_without_logprobs
+        if fallback is not None and not (isinstance(fallback, int) and fallback >= 1):
+            raise ValueError(f"SamplingParams.max_tokens_without_logprobs must be an integer >= 1 or None, "
+                             f"got {fallback!r}")
 
     @property
     def greedy(self) -> bool:

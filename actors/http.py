@@ -78,6 +78,15 @@ class _Secret:
 class _RowError(Exception):
     """A non-retryable per-request failure that belongs to one row (raised inside the loop, never escapes)."""
 
+    def __init__(self, text: str, status: int | None = None, message: str = "") -> None:
+        super().__init__(text)
+        self.status, self.message = status, message
+
+
+def names_logprobs(message: str) -> bool:
+    """Whether a 400's message is about the log-prob parameters (the provider does not accept them)."""
+    return "logprobs" in message.lower()
+
 
 def chat_completions_url(base_url: str) -> str:
     """The chat-completions URL for a base URL.
@@ -292,6 +301,9 @@ class OpenAIChatClient:
         self.requests = 0
         self.retries = 0
         self.row_errors = 0
+        self.logprobs_missing = 0
+        # Why log-probs were given up for this endpoint (None while they are asked for): see _downgrade.
+        self.logprobs_unavailable: str | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._stats_lock = threading.Lock()
@@ -380,6 +392,8 @@ class OpenAIChatClient:
                 "requests": self.requests,
                 "retries": self.retries,
                 "row_errors": self.row_errors,
+                "logprobs_missing": self.logprobs_missing,
+                "logprobs_downgraded": int(self.logprobs_unavailable is not None),
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "cost_usd": self._cost(),
@@ -465,6 +479,9 @@ class OpenAIChatClient:
         return await _gather_or_cancel([self._complete(c, p) for c, p in zip(conversations, params)])
 
     async def _complete(self, conversation: Conversation, p: SamplingParams) -> ChatOutput:
+        fallback = p.max_tokens_without_logprobs if p.logprobs is not None else None
+        if fallback is not None and self.logprobs_unavailable:
+            p = p.with_(logprobs=None, max_tokens=fallback)  # downgraded earlier in the run: ask for text at once
         want_logprobs = p.logprobs is not None
         out = ChatOutput(first_token_logprobs=[] if want_logprobs else None)
         per_request = p.n  # completions the server returns per request; learnt from the first answer
@@ -477,6 +494,12 @@ class OpenAIChatClient:
             try:
                 answers = await _gather_or_cancel([self._post(body) for body in bodies])
             except _RowError as exc:
+                if want_logprobs and fallback is not None and exc.status == 400 and names_logprobs(exc.message):
+                    # The provider refuses the log-prob parameters: ask again without them, read text, and remember.
+                    self._downgrade(f"it answered HTTP 400 to the log-prob parameters ({exc.message[:120]})")
+                    p = p.with_(logprobs=None, max_tokens=fallback)
+                    want_logprobs, out.first_token_logprobs = False, None
+                    continue
                 self._count(row_errors=1)
                 return ChatOutput(prompt_tokens=out.prompt_tokens, error=str(exc))
             got = 0
@@ -500,7 +523,21 @@ class OpenAIChatClient:
         if want_logprobs and any(top is None for top in out.first_token_logprobs):  # type: ignore[union-attr]
             # The judge reads log-probs for every completion or none; partial ones would silently mix the paths.
             out.first_token_logprobs = None
+            self._count(logprobs_missing=1)
+            if fallback is not None:
+                # The provider accepts the parameters but returns no log-probs: this answer is read from its text;
+                # later requests ask for text directly, with room for a whole word.
+                self._downgrade("it returned no log-probs")
         return out
+
+    def _downgrade(self, reason: str) -> None:
+        """Read verdicts from text for the rest of the run (once per client, one line in the log)."""
+        with self._stats_lock:
+            if self.logprobs_unavailable:
+                return
+            self.logprobs_unavailable = reason
+        log.warning("%s (model %s): %s; answers are read from text for the rest of the run", self.endpoint,
+                    self.model, reason)
 
     def _body(self, conversation: Conversation, p: SamplingParams, n: int, offset: int) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -567,7 +604,8 @@ class OpenAIChatClient:
                             + (f" (check the API key in ${self.api_key_env})" if status in (401, 403) else "")
                         )
                     else:
-                        raise _RowError(f"HTTP {status} from {self.endpoint}: {self._message(response)}")
+                        message = self._message(response)
+                        raise _RowError(f"HTTP {status} from {self.endpoint}: {message}", status, message)
             if attempt >= self.max_retries:
                 raise BackendError(
                     f"{self.endpoint}: request failed after {attempt + 1} attempts ({self.max_retries} retries); "

@@ -90,6 +90,11 @@ class ModelConfig(PoolConfig):
         temperature: generation temperature for this model, overriding `sampling.temperature` (the paper used 1.0
             for GPT-4o/Gemini and 0.5 for Claude/Llama/Mistral).
         options: backend keyword arguments (e.g. base_url, api_key_env, tensor_parallel_size, max_model_len).
+        verdict: how a judge's verdicts (and a grader's grades) are read. "auto" asks for the first token's
+            log-probs (one token decides); where the provider rejects the parameters (HTTP 400) or returns none, it
+            reads the text instead for the rest of the run (a line in the log, and the report says which judges
+            did). "logprobs" always asks for them; "text" never does (P(yes) is then 1 or 0). Claude's
+            OpenAI-compatible endpoint returns no log-probs: "text" there saves the first round's tokens.
         num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
     """
 
@@ -98,6 +103,7 @@ class ModelConfig(PoolConfig):
     model: str = "smollm2-135m"
     temperature: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    verdict: Literal["auto", "logprobs", "text"] = "auto"
 
     def __post_init__(self) -> None:
         self._check_backend("chat", self.backend)
@@ -110,7 +116,8 @@ class ModelConfig(PoolConfig):
 
     def spec(self) -> dict[str, Any]:
         """Everything a worker needs to build the backend (plain values, picklable for Ray)."""
-        return {"name": self.name, "backend": self.backend, "model": self.model, "options": dict(self.options)}
+        return {"name": self.name, "backend": self.backend, "model": self.model, "options": dict(self.options),
+                "verdict": self.verdict}
 
     def identity(self) -> dict[str, Any]:
         """What determines this model's outputs, hashed into shard keys.
@@ -121,7 +128,7 @@ class ModelConfig(PoolConfig):
         of starting over.
         """
         return {"name": self.name, "backend": self.backend, "model": self.model,
-                "options": _identity_options(self.options)}
+                "options": _identity_options(self.options), "verdict": self.verdict}
 
 
 @dataclass
@@ -245,7 +252,8 @@ class JudgeConfig:
         all_pairs: judge every pair even when union-find already implies the answer. Off, the component count
             is exactly the same and far fewer calls are made; on, pairwise rates are available.
         both_orders: judge (i, j) and (j, i) and average, to cancel position bias; doubles the calls.
-        max_tokens: tokens the judge may write (the verdict comes from the first token's log-probs).
+        max_tokens: tokens a judge may write where its verdict is read from text (`verdict: text`, or `auto` after
+            a provider gave no log-probs); where log-probs decide, one token is asked for.
         max_response_chars: responses are cut to this many characters inside the judge prompt, so pairs of long
             responses still fit a small model's context. 0 disables the cut.
         cascade: let a calibrated cheap judge decide the pairs it is confident about (see CascadeConfig).

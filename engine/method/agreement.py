@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from actors.base import SamplingParams
 from actors.registry import make_chat_backend
 from engine.errors import ConfigError
 from engine.method.calibrate import featurize, scores
 from engine.method.calibrated import CalibratedJudge
 from engine.method.judges import judge_pair
-from engine.method.programs import DriveStats, drive
+from engine.method.programs import DriveStats, drive, first_token_sampling
 
 if TYPE_CHECKING:
     from engine.config import JudgeConfig
@@ -37,7 +36,7 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
                       batch_size: int, cheap: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """P(equivalent) from an LLM judge (NaN where unparsed); with `cheap`, the cascade decides confident pairs."""
     judge_settings = settings
-    sampling = SamplingParams(temperature=0.0, max_tokens=judge_settings.max_tokens, logprobs=20)
+    sampling = first_token_sampling(model_spec.get("verdict", "auto"), judge_settings.max_tokens)
     backend = make_chat_backend(model_spec["backend"], model_spec["model"], model_spec.get("options"))
     out = np.full(len(pairs), np.nan)
     todo = list(range(len(pairs)))

@@ -168,6 +168,24 @@ def ask_until_parsed(conversation: Conversation, sampling: SamplingParams,
     return Asked(parse(again), f"{raw} ⟶ {raw2}", 2)
 
 
+def first_token_sampling(verdict: str, text_tokens: int) -> SamplingParams:
+    """Greedy sampling for an answer read from the first token's log-probs or from its text.
+
+    Args:
+        verdict: "logprobs" (the top-20 log-probs of one token decide), "text" (no log-probs: `text_tokens` tokens
+            to parse), or "auto" (log-probs and one token, falling back to `text_tokens` of text where the backend
+            cannot give log-probs; see SamplingParams.max_tokens_without_logprobs).
+        text_tokens: tokens for an answer read from text (a whole "YES" or "4").
+    """
+    if verdict == "text":
+        return SamplingParams(temperature=0.0, max_tokens=text_tokens)
+    if verdict == "logprobs":
+        return SamplingParams(temperature=0.0, max_tokens=1, logprobs=20)
+    if verdict == "auto":
+        return SamplingParams(temperature=0.0, max_tokens=1, logprobs=20, max_tokens_without_logprobs=text_tokens)
+    raise ValueError(f"verdict must be auto, logprobs or text, got {verdict!r}")
+
+
 def text_of(parse_text: Callable[[str], T | None]) -> Callable[[ChatOutput], T | None]:
     """A `parse` for `ask_until_parsed` that reads the first completion's text with `parse_text`."""
 

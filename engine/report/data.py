@@ -172,7 +172,7 @@ def report_data(result, config) -> dict[str, Any]:
     data["spearman"] = _spearman_section(groups, n, rc)
     data["by_strategy"] = _by_strategy(groups, n)
     data["classification"] = _classification_section(t, models, boot)
-    data["judging"] = _judging_section(t, config, n, rc)
+    data["judging"] = _judging_section(t, config, n, rc, result.stages)
     data["accuracy"] = _accuracy_section(t, groups, strategies, boot)
     data["throughput"] = run_stats(result, config)
     data["failed_shards"] = [
@@ -335,7 +335,7 @@ def _classification_section(t: dict, models: list[str], boot: Callable) -> list[
     return out
 
 
-def _judging_section(t: dict, config, n: int, rc: ReportConfig) -> dict[str, Any]:
+def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | None = None) -> dict[str, Any]:
     comps = _rows(t, "components")
     judgments = _rows(t, "judgments")
     groups = {(g["prompt_id"], g["model"], g["strategy"]): g for g in _rows(t, "groups")}
@@ -378,6 +378,25 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig) -> dict[str, Any
         else:
             row["order"] = {"measured": False, "pairs": 0, "disagreements": 0, "rate": None}
         per_judge.append(row)
+    # How each judge's verdicts were read: its `verdict` setting, and whether its endpoint gave up log-probs.
+    modes = {j.name: getattr(j, "verdict", "auto") for j in config.judges}
+    downgraded = defaultdict(int)
+    for r in stages or []:
+        kind, _, rest = r.stage.partition("[")
+        if kind == "judge":
+            downgraded[rest.rstrip("]")] += int((r.backend or {}).get("logprobs_downgraded") or 0)
+    notes = []
+    for row in per_judge:
+        row["verdict_mode"] = modes.get(row["judge"], "auto")
+        row["downgraded"] = downgraded.get(row["judge"], 0)
+        if row["verdict_mode"] == "text":
+            notes.append(f"{row['judge']}: `verdict: text` — every verdict was read from text, so "
+                         "P(yes) is 1 or 0 (no probability).")
+        elif row["downgraded"]:
+            notes.append(f"{row['judge']}: its endpoint gave no log-probs (it rejected the parameters or returned "
+                         f"none; in {row['downgraded']} worker(s)), so from then on its verdicts were read from text "
+                         f"(P(yes) 1 or 0): {row['read_from']['text']} from text, {row['read_from']['logprobs']} "
+                         "from log-probs.")
     agreement = []
     for a_idx, a in enumerate(names):
         for b in names[a_idx + 1:]:
@@ -385,6 +404,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig) -> dict[str, Any
     return {
         "judges": names,
         "single_judge": len(names) < 2,
+        "notes": notes,
         "both_orders": both_orders,
         "per_judge": per_judge,
         "agreement": agreement,

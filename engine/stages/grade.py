@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from actors.base import SamplingParams
+from engine.method.programs import first_token_sampling
 from engine.method.quality import grade_program
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
 
@@ -33,7 +33,8 @@ class GradeStage(BackendStage):
 
     def __init__(self, model: dict[str, Any], max_tokens: int = 3) -> None:
         super().__init__(model)
-        self.sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, logprobs=20)
+        # The grade is read like a verdict: from the first token's log-probs, or from text (the grader's `verdict`).
+        self.sampling = first_token_sampling(model.get("verdict", "auto"), max_tokens)
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         programs, owners = [], []

@@ -8,9 +8,9 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 
-from actors.base import SamplingParams
 from engine.config import JudgeConfig, from_dict
 from engine.method.judges import judge_group
+from engine.method.programs import first_token_sampling
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
 
 # One judged pair of a group, as this stage writes it (a list of these per group and judge): the fields of
@@ -72,8 +72,8 @@ class JudgeStage(BackendStage):
     def __init__(self, model: dict[str, Any], settings: dict[str, Any]) -> None:
         super().__init__(model)
         self.settings = from_dict(JudgeConfig, settings, "judge")
-        # Greedy, a few tokens; the verdict comes from the first token's top-20 log-probs.
-        self.sampling = SamplingParams(temperature=0.0, max_tokens=self.settings.max_tokens, logprobs=20)
+        # Greedy; one token where its top-20 log-probs decide, a few where the verdict is read from text.
+        self.sampling = first_token_sampling(model.get("verdict", "auto"), self.settings.max_tokens)
         self.calibrated = None
         if self.settings.cascade.enabled:
             from engine.method.calibrated import CalibratedJudge

@@ -321,9 +321,10 @@ def test_close_stops_the_thread_and_refuses_more_work(serve):
 @pytest.mark.slow
 def test_real_cpu_model_judge_request_end_to_end(cpu_model):
     """The embedded model served over HTTP gives the same greedy judge answer and log-probs as called directly."""
-    from engine.method.judges import pair_conversation, read_verdict
+    from engine.method.judges import read_verdict
+    from engine.method.taxonomy import judge_conversation
 
-    conversation = pair_conversation("factual", "What is 2+2?", "4", "Four.", limit=4000)
+    conversation = judge_conversation("F", "What is 2+2?", "4", "Four.", limit=4000)
     sampling = SamplingParams(temperature=0.0, max_tokens=4, logprobs=5)
     (direct,) = cpu_model.chat([conversation], sampling)
     with ChatServer(cpu_model, model_name="smollm2-135m") as srv:
@@ -341,3 +342,45 @@ def test_real_cpu_model_judge_request_end_to_end(cpu_model):
     p_direct, _ = read_verdict(direct)
     assert p_remote == p_direct or p_remote == pytest.approx(p_direct)
     assert stats["requests"] == 1 and stats["prompt_tokens"] == direct.prompt_tokens
+
+
+# Providers without log-probs (shared/notes/providers.md): one that omits them (Claude's compatibility layer) and
+# one that answers 400 to the parameters (some Gemini endpoints). With a text fallback allowed, the client asks
+# again without them, remembers the downgrade for the rest of the run and says so once; without one, a 400 stays a
+# row error.
+AUTO = SamplingParams(temperature=0.0, max_tokens=1, logprobs=20, max_tokens_without_logprobs=4)
+
+
+@pytest.mark.parametrize("mode", ["omit", "reject"])
+def test_a_provider_without_logprobs_is_read_from_text_and_remembered(serve, client, mode, caplog):
+    srv = serve(logprobs_mode=mode)
+    c = client(srv)
+    with caplog.at_level(logging.WARNING, logger="actors.http"):
+        first = c.chat([user("a")], AUTO)[0]
+        later = c.chat([user("b"), user("c")], AUTO)
+    assert first.error is None and first.first_token_logprobs is None and first.texts
+    assert all(o.error is None and o.first_token_logprobs is None for o in later)
+    bodies = [r.body for r in srv.requests]
+    answered = [b for b in bodies if "logprobs" not in b]
+    # After the downgrade every request asks for text, with room for a whole word.
+    assert [b["max_tokens"] for b in answered[-2:]] == [4, 4]
+    if mode == "omit":
+        assert bodies[0]["logprobs"] is True and bodies[0]["max_tokens"] == 1  # answered, without log-probs
+    stats = c.stats()
+    assert stats["logprobs_downgraded"] == 1 and stats["row_errors"] == 0
+    lines = [r for r in caplog.records if "read from text for the rest of the run" in r.getMessage()]
+    assert len(lines) == 1
+
+
+def test_a_rejected_parameter_without_a_fallback_is_a_row_error(serve, client):
+    c = client(serve(logprobs_mode="reject"))
+    (out,) = c.chat([user("a")], SamplingParams(temperature=0.0, max_tokens=1, logprobs=20))
+    assert out.error is not None and "400" in out.error and c.stats()["logprobs_downgraded"] == 0
+
+
+def test_a_provider_with_logprobs_keeps_them_and_one_token(serve, client):
+    srv = serve()
+    c = client(srv)
+    (out,) = c.chat([user("a")], AUTO)
+    assert out.first_token_logprobs and srv.requests[0].body["max_tokens"] == 1
+    assert c.stats()["logprobs_downgraded"] == 0

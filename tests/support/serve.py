@@ -335,6 +335,10 @@ class ChatServer:
         allow_remote: permit a non-loopback `host`.
         default_max_tokens: max_tokens for requests that give none.
         embedder: if given (anything with `.embed(texts) -> array`), `POST /v1/embeddings` serves it too.
+        logprobs_mode: how the server treats `logprobs` / `top_logprobs`, as providers do (shared/notes/providers.md):
+            "serve" (OpenAI, vLLM: the first token's top log-probs), "omit" (Claude's compatibility layer: the
+            parameters are accepted and ignored, no log-probs come back), "reject" (some Gemini endpoints: HTTP 400
+            naming the parameter).
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -359,11 +363,15 @@ class ChatServer:
         allow_remote: bool = False,
         default_max_tokens: int = 1024,
         embedder: Any = None,
+        logprobs_mode: str = "serve",
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: not a loopback address (pass allow_remote=True to permit it)")
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if logprobs_mode not in ("serve", "omit", "reject"):
+            raise ValueError(f"logprobs_mode must be serve, omit or reject, got {logprobs_mode!r}")
+        self.logprobs_mode = logprobs_mode
         self.backend = backend
         self.embedder = embedder
         self._embed_lock = threading.Lock()  # one embedding call at a time: torch models are not re-entrant
@@ -493,6 +501,13 @@ class ChatServer:
         except BadRequest as exc:
             handler.send_json(400, error_body(400, str(exc)))
             return
+        if self.logprobs_mode == "reject" and ("logprobs" in body or "top_logprobs" in body):
+            name = "top_logprobs" if "top_logprobs" in body else "logprobs"
+            handler.send_json(400, error_body(400, f"Invalid JSON payload received. Unknown name \"{name}\": "
+                                                   "Cannot find field."))
+            return
+        if self.logprobs_mode == "omit" and sampling.logprobs:
+            sampling, top_logprobs = sampling.with_(logprobs=None), 0
         if isinstance(body.get("model"), str) and body["model"] != self.model_name:
             message = f"the model {body['model']!r} is not served here; this server serves {self.model_name!r}"
             handler.send_json(404, error_body(404, message))
