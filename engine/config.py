@@ -389,8 +389,9 @@ class RunConfig:
         prompts: the prompt source.
         generators: the models whose homogeneity is audited.
         judges: the models that judge pairwise equivalence; the report averages them (the paper used three).
-        category_source: "model" (each generator self-classifies, the paper's task-anchored sampling) or "gold"
-            (use the prompts' gold categories for anchoring).
+        category_source: what anchored sampling is told: "model" (each generator self-classifies, the paper's
+            task-anchored sampling) or "gold" (the prompts' gold categories). Judging always uses gold where
+            present, else the reference classification (see `classifier`).
         n: responses per prompt per strategy.
         strategies: which sampling strategies run, from temperature, system_general, system_anchored,
             regen_general, regen_anchored.
@@ -399,8 +400,10 @@ class RunConfig:
         embedder: the embedding model.
         quality: checklist-quality settings.
         accuracy: accuracy settings.
-        classifier: the model that classifies prompts when no generator runs (responses from elsewhere:
-            prompts.source "responses"); default: the first judge.
+        classifier: the model that makes the reference classification of prompts without a gold category — the
+            yardstick the judges apply, the same for every generator (a generator's own classification drives its
+            anchored sampling only). Default: every judge classifies and the majority letter wins (ties: the first
+            judge's).
         execution: executor settings.
         report: the report's statistics (bootstrap resamples, seed, interval coverage).
     """

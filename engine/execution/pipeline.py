@@ -28,6 +28,7 @@ from engine.inputs.loaders.paper import PresetReport
 from engine.inputs.prompts import Prompt, select
 from engine.inputs.responses import ExternalGroup, load_responses
 from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
+from engine.method.classification import majority
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.preflight import preflight
 from engine.execution.resources import PeakMemory
@@ -112,15 +113,16 @@ class Pipeline:
         self.store.write_table("prompts", prompts_table)
         shards = self._shard(prompts)
 
+        # The yardstick category is never the model under test's own: gold where present, else one reference
+        # classification per prompt (the classifier, default the judges' majority), the same for every generator.
+        reference = self.reference_classify(shards)
         if external:
-            # Responses come from elsewhere: no generator to self-classify, so the classifier (default: the first
-            # judge) classifies the prompts that carry no category.
-            unlabelled = [s.filter(pc.is_null(s["gold_category"])) for s in shards]
-            classifications = self.classify(unlabelled, [cfg.classifier or cfg.judges[0]])
-            frame = self.external_frame(shards, groups, classifications)
+            classifications = reference
+            frame = self.external_frame(shards, groups, reference)
         else:
-            classifications = self.classify(shards, cfg.generators)
-            frame = self.sample(shards, classifications)
+            own = self.classify(shards, cfg.generators, role="own")
+            classifications = pa.concat_tables([own, reference])
+            frame = self.sample(shards, own, reference)
         metrics = self.metrics(frame)
         judged = self.judge(frame, metrics)
         comps = T.components_table(judged, cfg.judge.threshold)
@@ -163,8 +165,32 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------------------------------
 
-    def classify(self, shards: list[pa.Table], models: list[ModelConfig]) -> pa.Table:
-        """Each model classifies the prompts of `shards` (the paper's self-classification: the generators)."""
+    def reference_classify(self, shards: list[pa.Table]) -> pa.Table:
+        """The reference classification of every prompt without a gold category: each classifier's vote (the
+        `classifier`, else every judge) and the majority letter (rows with role "reference", model "reference")."""
+        cfg = self.config
+        voters = [cfg.classifier] if cfg.classifier is not None else list(cfg.judges)
+        unlabelled = [s.filter(pc.is_null(s["gold_category"])) for s in shards]
+        if not any(s.num_rows for s in unlabelled):
+            return T.CLASSIFICATIONS.empty_table()
+        votes = self.classify(unlabelled, voters, role="vote")
+        by_prompt: dict[str, dict[str, dict]] = defaultdict(dict)
+        for row in votes.to_pylist():
+            by_prompt[row["prompt_id"]][row["model"]] = row
+        rows = []
+        for shard in unlabelled:
+            for prompt_id in shard["prompt_id"].to_pylist():
+                ballots = [by_prompt[prompt_id].get(v.name) for v in voters]
+                letters = [b["category"] if b else None for b in ballots]
+                raw = "; ".join(f"{v.name}: {c or 'unparsed' if b else 'missing'}"
+                                for v, b, c in zip(voters, ballots, letters))
+                rows.append({"prompt_id": prompt_id, "model": REFERENCE, "category": majority(letters),
+                             "raw": f"majority of {raw}", "calls": 0, "role": "reference"})
+        return pa.concat_tables([votes, pa.Table.from_pylist(rows, schema=T.CLASSIFICATIONS)])
+
+    def classify(self, shards: list[pa.Table], models: list[ModelConfig], role: str = "own") -> pa.Table:
+        """Each model classifies the prompts of `shards`: the generators their own prompts (role "own", the
+        paper's self-classification), or the reference classifiers (role "vote")."""
         parts = []
         for model in models:
             units = [
@@ -172,14 +198,16 @@ class Pipeline:
                                  table_digest(s, ["prompt_id", "text"])), s.select(["prompt_id", "text"]))
                 for s in shards
             ]
-            parts.append(self._run_stage(f"classify[{model.name}]", "classify", self._plan(ClassifyStage, model, {}),
-                                         units, ClassifyStage.output_schema))
-        return pa.concat_tables(parts)
+            out = self._run_stage(f"classify[{model.name}]", "classify", self._plan(ClassifyStage, model, {}),
+                                  units, ClassifyStage.output_schema)
+            parts.append(out.append_column("role", pa.array([role] * out.num_rows, pa.string())))
+        return pa.concat_tables(parts).cast(T.CLASSIFICATIONS) if parts else T.CLASSIFICATIONS.empty_table()
 
-    def sample(self, shards: list[pa.Table], classifications: pa.Table) -> pa.Table:
+    def sample(self, shards: list[pa.Table], own: pa.Table, reference: pa.Table) -> pa.Table:
         """Generate every group; returns the driver's frame of groups (see `_frame`)."""
         cfg = self.config
-        classified = {(r["prompt_id"], r["model"]): r["category"] for r in classifications.to_pylist()}
+        classified = {(r["prompt_id"], r["model"]): r["category"] for r in own.to_pylist()}
+        yardstick = _reference_categories(reference)
         frames = []
         for model in cfg.generators:
             temperature = model.temperature if model.temperature is not None else cfg.sampling.temperature
@@ -197,7 +225,7 @@ class Pipeline:
                                      "category": anchor, "seed": seed})
                         ctx.append({PSHARD: k, "text": p["text"], "source": p["source"],
                                     "gold_category": p["gold_category"], "gold_answer": p["gold_answer"],
-                                    "classified": own, "judge_category": p["gold_category"] or own})
+                                    "classified": own, **_judging_category(p, yardstick)})
                     table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
                     key = content_key("sample", self.versions["sample"], model.identity(), settings,
                                       table_digest(table, table.column_names))
@@ -211,9 +239,9 @@ class Pipeline:
         return pa.concat_tables(frames)
 
     def external_frame(self, shards: list[pa.Table], groups: list[ExternalGroup],
-                       classifications: pa.Table) -> pa.Table:
+                       reference: pa.Table) -> pa.Table:
         """The frame of groups for responses generated elsewhere (what `sample` returns for generated ones)."""
-        classified = {r["prompt_id"]: r["category"] for r in classifications.to_pylist()}
+        yardstick = _reference_categories(reference)
         by_prompt: dict[str, list[ExternalGroup]] = defaultdict(list)
         for g in groups:
             by_prompt[g.prompt_id].append(g)
@@ -222,14 +250,13 @@ class Pipeline:
             for p in shard.to_pylist():
                 for g in by_prompt[p["prompt_id"]]:
                     texts = [t for _, t in g.responses]
-                    own = classified.get(p["prompt_id"])
                     rows.append({
                         "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None,
                         "responses": texts, "finish_reasons": ["external"] * len(texts),
                         "n_tokens": [None] * len(texts), "status": "ok", "raw": None, "calls": 0, "error": None,
                         PSHARD: k, "text": p["text"], "source": p["source"], "gold_category": p["gold_category"],
-                        "gold_answer": p["gold_answer"], "classified": own,
-                        "judge_category": p["gold_category"] or own,
+                        "gold_answer": p["gold_answer"], "classified": None,
+                        **_judging_category(p, yardstick),
                         UNIT: f"external:{k}:{g.model}:{g.strategy}",
                     })
         schema = SampleStage.output_schema
@@ -407,6 +434,22 @@ class Pipeline:
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
 UNIT = "_unit"
 PSHARD = "_pshard"
+
+
+# The `model` of the reference classification's rows in the classifications table.
+REFERENCE = "reference"
+
+
+def _reference_categories(reference: pa.Table) -> dict[str, str | None]:
+    return {r["prompt_id"]: r["category"] for r in reference.to_pylist() if r["role"] == "reference"}
+
+
+def _judging_category(prompt: dict[str, Any], reference: dict[str, str | None]) -> dict[str, Any]:
+    """The category a group is judged under (gold, else the reference classification) and where it came from."""
+    if prompt["gold_category"]:
+        return {"judge_category": prompt["gold_category"], "category_source": "gold"}
+    category = reference.get(prompt["prompt_id"])
+    return {"judge_category": category, "category_source": "reference" if category else None}
 
 
 def _require_path(cfg: RunConfig) -> str:

@@ -38,6 +38,19 @@ SAMPLE_INPUT = pa.schema(
 )
 
 # What the driver keeps beside each group (never sent to a model stage as such).
+CLASSIFICATIONS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("model", pa.string()),  # who classified; "reference" for the majority row
+        ("category", pa.string()),  # null when unparsed (or, for the reference, when no vote parsed)
+        ("raw", pa.string()),
+        ("calls", pa.int64()),
+        # "own": a generator's self-classification (drives anchored sampling); "vote": a reference classifier's;
+        # "reference": the majority of the votes (the yardstick where there is no gold label).
+        ("role", pa.string()),
+    ]
+)
+
 GROUP_CONTEXT = pa.schema(
     [
         ("_pshard", pa.int64()),
@@ -47,6 +60,7 @@ GROUP_CONTEXT = pa.schema(
         ("gold_answer", pa.string()),
         ("classified", pa.string()),
         ("judge_category", pa.string()),
+        ("category_source", pa.string()),
         ("_unit", pa.string()),
     ]
 )
@@ -158,9 +172,10 @@ QUALITY = pa.schema(
 GROUPS = pa.schema(
     [
         *GROUP_KEY,
-        ("category", pa.string()),
+        ("category", pa.string()),  # the category the group was judged under (its yardstick)
+        ("category_source", pa.string()),  # "gold", "reference" (the reference classification), or null
         ("gold_category", pa.string()),
-        ("classified", pa.string()),
+        ("classified", pa.string()),  # the generator's own classification (drives anchored sampling)
         ("n_responses", pa.int64()),
         ("status", pa.string()),
         # Resolved counts only; the mean is over the judges in judges_in_mean (null when none is resolved).
@@ -309,6 +324,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "model": g["model"],
                 "strategy": g["strategy"],
                 "category": g["judge_category"],
+                "category_source": g.get("category_source"),
                 "gold_category": g["gold_category"],
                 "classified": g["classified"],
                 "n_responses": len(g["responses"]),

@@ -14,6 +14,20 @@ from engine.method.parsing import parse_category
 from engine.method.programs import Asked, Program, ask_until_parsed, text_of
 
 
+def majority(votes: list[str | None]) -> str | None:
+    """The reference category from several classifiers' votes (in the classifiers' order): the letter most of
+    them gave; a tie goes to the letter of the first classifier among the tied; unparsed votes do not count, and
+    no parsed vote gives None (uncategorised)."""
+    counts: dict[str, int] = {}
+    for v in votes:
+        if v is not None:
+            counts[v] = counts.get(v, 0) + 1
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(v for v in votes if v is not None and counts[v] == top)
+
+
 def classify_program(prompt: str, sampling: SamplingParams) -> Program:
     """Classify one prompt; returns an `Asked` whose value is the category letter (or None)."""
     conversation = [{"role": "user", "content": taxonomy.classify_prompt(prompt)}]

@@ -172,6 +172,7 @@ def report_data(result, config) -> dict[str, Any]:
     data["spearman"] = _spearman_section(groups, n, rc)
     data["by_strategy"] = _by_strategy(groups, n)
     data["classification"] = _classification_section(t, models, boot)
+    data["yardstick"] = _yardstick_section(t, models, config)
     data["judging"] = _judging_section(t, config, n, rc, result.stages)
     data["accuracy"] = _accuracy_section(t, groups, strategies, boot)
     data["throughput"] = run_stats(result, config)
@@ -307,7 +308,7 @@ def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
 
 def _classification_section(t: dict, models: list[str], boot: Callable) -> list[dict[str, Any]]:
     gold = {p["prompt_id"]: p["gold_category"] for p in _rows(t, "prompts")}
-    rows = _rows(t, "classifications")
+    rows = [r for r in _rows(t, "classifications") if r.get("role", "own") == "own"]
     columns = list(LETTERS) + [None]
     out = []
     for model in [m for m in models if any(r["model"] == m for r in rows)]:
@@ -333,6 +334,29 @@ def _classification_section(t: dict, models: list[str], boot: Callable) -> list[
                           "counts": matrix[: len(LETTERS)].tolist()},
         })
     return out
+
+
+def _yardstick_section(t: dict, models: list[str], config) -> dict[str, Any]:
+    """Under which category each prompt was judged (gold or the reference classification), and how often each
+    generator's own classification agrees with the reference."""
+    prompts = _rows(t, "prompts")
+    rows = _rows(t, "classifications")
+    reference = {r["prompt_id"]: r["category"] for r in rows if r.get("role") == "reference"}
+    own = [r for r in rows if r.get("role", "own") == "own"]
+    voters = list(dict.fromkeys(r["model"] for r in rows if r.get("role") == "vote"))
+    agreement = []
+    for model in models:
+        pairs = [(r["category"], reference[r["prompt_id"]]) for r in own
+                 if r["model"] == model and reference.get(r["prompt_id"])]
+        if pairs:
+            agreement.append({"model": model, "prompts": len(pairs), "agree": sum(1 for a, b in pairs if a == b)})
+    return {
+        "gold": sum(1 for p in prompts if p["gold_category"]),
+        "reference": sum(1 for p in prompts if not p["gold_category"] and reference.get(p["prompt_id"])),
+        "uncategorised": sum(1 for p in prompts if not p["gold_category"] and not reference.get(p["prompt_id"])),
+        "voters": voters,
+        "agreement": agreement,
+    }
 
 
 def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | None = None) -> dict[str, Any]:

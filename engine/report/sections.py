@@ -244,7 +244,23 @@ def _strategy_view(data: dict[str, Any]) -> Section:
 
 
 def _classification_view(data: dict[str, Any], ci: str) -> Section:
-    s = Section("classification", "Task classification against gold labels")
+    s = Section("classification", "Task classification: the yardstick, and each generator against gold labels")
+    y = data.get("yardstick")
+    if y:
+        who = (", ".join(f"`{v}`" for v in y["voters"]) if y["voters"] else "no classifier")
+        s.blocks.append(Para(
+            f"Every group is judged under the category of its prompt, never under the generator's own "
+            f"classification (which drives anchored sampling only): {y['gold']} prompts under their gold label, "
+            f"{y['reference']} under the reference classification (the majority letter of {who}; ties go to the "
+            f"first), {y['uncategorised']} uncategorised (judged with the generic criterion) — the same for every "
+            "generator."))
+        if y["agreement"]:
+            s.blocks.append(Table(["generator", "prompts with a reference category", "own classification agrees",
+                                   "share"],
+                                  [[a["model"], str(a["prompts"]), str(a["agree"]),
+                                    _pct(a["agree"] / a["prompts"])] for a in y["agreement"]],
+                                  "How often each generator's own classification (what its anchored strategies "
+                                  "were told) matches the reference."))
     if not data["classification"]:
         s.blocks.append(Para("No prompt was classified in this run (every prompt came with its category)."))
         return s

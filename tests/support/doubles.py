@@ -54,6 +54,8 @@ class ScriptedChat:
         model: ignored label.
         classes: number of distinct classes generated responses fall in.
         unparseable_judge: answer judge prompts with "maybe" (to test the unparsed path).
+        classify_as: the letter to answer classification prompts with when the prompt has no "GOLD=" mark
+            (default "G").
         unparseable_classes: [[a, b], …]: answer "maybe" to a judge prompt whose two responses are of classes a
             and b (in either order), so chosen pairs stay unresolved (the reminder is answered unparseably too).
         call_log: append one line per request, "<kind>\n", to this file (flushed), so a test can count calls
@@ -74,7 +76,7 @@ class ScriptedChat:
     def __init__(self, model: str = "scripted", classes: int = 3, unparseable_judge: bool = False,
                  call_log: str | None = None, kill_on: list | None = None, kill_armed: str | None = None,
                  start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None,
-                 unparseable_classes: list | None = None) -> None:
+                 unparseable_classes: list | None = None, classify_as: str = "G") -> None:
         self.name = model
         self.classes = classes
         self.unparseable_judge = unparseable_judge
@@ -84,6 +86,7 @@ class ScriptedChat:
         self.start_marker = start_marker
         self.delay_s = delay_s
         self.max_chars = max_chars
+        self.classify_as = classify_as
         self.unparseable_classes = {frozenset(int(c) for c in pair) for pair in unparseable_classes or []}
         self.seen: dict[str, int] = {}
 
@@ -115,7 +118,7 @@ class ScriptedChat:
             return ChatOutput(error=f"conversation of {size} characters exceeds the context of {self.max_chars}")
         if "Classify the user prompt" in text:
             m = re.search(r"GOLD=([A-H])", text)
-            return self._one(m.group(1) if m else "G", p)
+            return self._one(m.group(1) if m else self.classify_as, p)
         m = _RESPONSE.search(text)
         if m:
             if self.unparseable_judge:

@@ -138,7 +138,8 @@ def test_responses_source_skips_generation(tmp_path):
     result = run(make_config(tmp_path, prompts={"source": "responses", "path": str(path)}))
     t = result.tables
     assert "sample" not in {r.stage.split("[")[0] for r in result.stages}
-    assert t["classifications"].num_rows == 1  # only the prompt without a category
+    # Only the prompt without a category is classified: the judge's vote and the reference (its majority).
+    assert sorted(t["classifications"].column("role").to_pylist()) == ["reference", "vote"]
     assert t["responses"].num_rows == 6 and set(t["responses"].column("model").to_pylist()) == {"ext"}
     assert not any(text.startswith("Name a colour") for text in ScriptedChat.calls)  # nothing was generated
     groups = {g["prompt_id"]: g for g in t["groups"].to_pylist()}
@@ -203,3 +204,41 @@ def test_reward_model_scores_every_response(tmp_path, reward_folder):
     rewards = result.tables["rewards"].to_pylist()
     assert len(rewards) == result.tables["responses"].num_rows == 4
     assert all(g["reward_mean"] is not None for g in result.tables["groups"].to_pylist())
+
+
+# The yardstick category never comes from the model under test: two generators that classify a prompt differently
+# are judged under the same (reference) category; the reference is the judges' majority, ties to the first judge.
+def test_generators_that_classify_differently_are_judged_under_one_reference_category(tmp_path):
+    gen_b = {**SCRIPTED, "name": "gen-b", "options": {"classify_as": "B"}}
+    judges = [{**SCRIPTED, "name": "j1", "options": {"classify_as": "E"}},
+              {**SCRIPTED, "name": "j2", "options": {"classify_as": "H"}},
+              {**SCRIPTED, "name": "j3", "options": {"classify_as": "H"}}]
+    jsonl = tmp_path / "prompts.jsonl"
+    jsonl.write_text('{"text": "Plan a picnic for a rainy day."}\n{"text": "Name a prime.", "gold_category": "B"}\n')
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(jsonl)}, generators=[SCRIPTED, gen_b],
+                      judges=judges, strategies=["temperature", "system_anchored"], quality={"enabled": False})
+    t = run(cfg).tables
+    rows = t["classifications"].to_pylist()
+    own = {(r["prompt_id"], r["model"]): r["category"] for r in rows if r["role"] == "own"}
+    ref = [r for r in rows if r["role"] == "reference"]
+    assert len(ref) == 1 and ref[0]["category"] == "H"  # H two votes to one
+    assert sorted(r["model"] for r in rows if r["role"] == "vote") == ["j1", "j2", "j3"]  # the gold prompt: none
+    groups = t["groups"].to_pylist()
+    unlabelled = [g for g in groups if g["gold_category"] is None]
+    assert {g["category"] for g in unlabelled} == {"H"} and {g["category_source"] for g in unlabelled} == {"reference"}
+    assert {g["classified"] for g in unlabelled} == {"G", "B"}  # their own letters differ...
+    anchored = {g["model"]: g for g in t["samples"].to_pylist() if g["strategy"] == "system_anchored"
+                and g["gold_category"] is None}
+    assert anchored["scripted"]["anchored_as"] == "G" and anchored["gen-b"]["anchored_as"] == "B"  # ...and drive sampling
+    judged = {(j["model"], j["judge_category"]) for j in t["components"].to_pylist() if j["prompt_id"] == ref[0]["prompt_id"]}
+    assert judged == {("scripted", "H"), ("gen-b", "H")}
+    labelled = [g for g in groups if g["gold_category"] == "B"]
+    assert {g["category"] for g in labelled} == {"B"} and {g["category_source"] for g in labelled} == {"gold"}
+    assert own and all(v in ("G", "B") for v in own.values())
+
+
+def test_a_tied_reference_vote_goes_to_the_first_judge():
+    from engine.method.classification import majority
+
+    assert majority(["E", "H"]) == "E" and majority([None, "H", "E", "E", "H"]) == "H"
+    assert majority([None, None]) is None and majority(["A", "A", "B"]) == "A"
