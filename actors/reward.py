@@ -9,14 +9,11 @@ logit of the classification head, the convention of single-output reward models.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 from actors.base import BackendError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _conversation(prompt: str, response: str) -> list[dict[str, str]]:

@@ -6,8 +6,8 @@ per batch so vLLM's continuous batching sees every conversation of the batch at 
   lives in a venv of its own (scripts/setup-vllm-venv.sh; VLLM_BUILD=cuda for GPUs): vllm 0.32.0 requires
   transformers<5.20 and numba==0.65.0, which the main venv's pins (transformers>=5.24, numba>=0.68) exclude.
 - Models: a packaged name ("smollm2-135m": its GGUF is dequantized once into an fp32 safetensors folder, since
-  vLLM 0.32 cannot load GGUF), a local folder, or a Hugging Face id (resolved by vLLM; with HF_HUB_OFFLINE=1, as
-  the executor sets, only from the local HF cache or a mirror).
+  vLLM 0.32 cannot load GGUF), a local folder, or a Hugging Face id (resolved by vLLM on every worker it starts,
+  from the cache or the hub as the run's models.offline says: the executor sets HF_HUB_OFFLINE for every worker).
 - Rows: a conversation whose rendered prompt plus `max_tokens` does not fit `max_model_len` comes back with
   `ChatOutput.error` (checked with the engine's tokenizer and chat template before submission, so one bad row
   never fails the batch; vLLM's OpenAI server answers 400 for the same case). A request vLLM still rejects

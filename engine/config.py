@@ -337,6 +337,28 @@ class AccuracyConfig:
 
 
 @dataclass
+class ModelsConfig:
+    """How models are found.
+
+    Attributes:
+        offline: hub access for models given by Hugging Face id ("org/name"). "auto": offline only when the
+            environment says so (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE set); true: the local Hugging Face cache
+            only; false: download into the cache on first use (HF_TOKEN from the environment for gated models).
+            Every worker gets the same setting. Folders and packaged models never need the hub.
+    """
+
+    offline: Literal["auto"] | bool = "auto"
+
+    def resolved_offline(self) -> bool:
+        """Whether hub access is off for this run."""
+        if self.offline == "auto":
+            from actors.hub import env_offline
+
+            return env_offline()
+        return bool(self.offline)
+
+
+@dataclass
 class ExecutionConfig:
     """Where and how the stages run.
 
@@ -404,6 +426,7 @@ class RunConfig:
             yardstick the judges apply, the same for every generator (a generator's own classification drives its
             anchored sampling only). Default: every judge classifies and the majority letter wins (ties: the first
             judge's).
+        models: how models are found (hub access for Hugging Face ids).
         execution: executor settings.
         report: the report's statistics (bootstrap resamples, seed, interval coverage).
     """
@@ -421,6 +444,7 @@ class RunConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     classifier: ModelConfig | None = None
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 

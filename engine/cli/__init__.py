@@ -23,10 +23,8 @@ COMMANDS = ("run", "compare", "calibrate", "agreement")
 
 def prepare_environment() -> None:
     """Before Ray or torch start: stay on loopback in the embedded default and never let transformers compile its
-    decode loop on CPU (minutes on the first call)."""
+    decode loop on CPU (minutes on the first call). Hub access is a run setting (models.offline), not forced here."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
 

@@ -24,14 +24,25 @@ from engine.stages.base import Stage
 
 log = logging.getLogger(__name__)
 
-# Environment every worker needs, on a laptop or a cluster node: stay on loopback in the embedded default, never
-# reach for a model hub, never compile transformers' decode loop on CPU.
+# Environment every worker needs, on a laptop or a cluster node: never compile transformers' decode loop on CPU.
 WORKER_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
     "TORCHDYNAMO_DISABLE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+# Where the Hugging Face cache is and which hub to reach: the driver's settings travel to every worker. HF_TOKEN
+# does not travel this way: Ray logs the runtime environment it sets up (runtime_env_agent.log), and a token must
+# never be written anywhere. An embedded Ray's workers inherit the driver's environment, token included; on a
+# cluster each node's environment holds it, as it holds API keys (docs/cluster.md).
+HUB_SETTINGS = ("HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_ENABLE_HF_TRANSFER")
+
+
+def hub_environment(offline: bool) -> dict[str, str]:
+    """The hub settings of a run, for this process and every worker: offline or not, and the cache's location."""
+    flag = "1" if offline else "0"
+    env = {"HF_HUB_OFFLINE": flag, "TRANSFORMERS_OFFLINE": flag}
+    env.update({k: os.environ[k] for k in HUB_SETTINGS if os.environ.get(k)})
+    return env
 
 
 @dataclass
@@ -102,17 +113,18 @@ class RayExecutor:
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 object_store_memory: int = 512 * 1024 * 1024) -> None:
+                 object_store_memory: int = 512 * 1024 * 1024, env: dict[str, str] | None = None) -> None:
         # Must be set before Ray starts: otherwise a local Ray binds the machine's interface address, not loopback.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
         self._ray = ray
         self._owns_ray = False
+        self.env = {**WORKER_ENV, **(env or {})}
         if ray.is_initialized():
             self._quiet()
             return
-        runtime_env = {"env_vars": dict(WORKER_ENV)}
+        runtime_env = {"env_vars": dict(self.env)}
         if address not in (None, "local"):
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
             self._quiet(cluster=True)
@@ -170,7 +182,7 @@ class RayExecutor:
             compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
             num_cpus=plan.num_cpus,
             num_gpus=plan.num_gpus,
-            runtime_env={"env_vars": {**WORKER_ENV, **plan.env}} if plan.env else None,
+            runtime_env={"env_vars": {**self.env, **plan.env}},
         )
         groups = None
         if plan.placement_group:

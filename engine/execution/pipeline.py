@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -23,7 +24,7 @@ from actors.registry import scheduling
 from engine.method import taxonomy
 from engine.config import ModelConfig, RunConfig
 from engine.errors import ConfigError, TaskdivError
-from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, make_executor
+from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, hub_environment, make_executor
 from engine.inputs.loaders.paper import PresetReport
 from engine.inputs.prompts import Prompt, select
 from engine.inputs.responses import ExternalGroup, load_responses
@@ -74,6 +75,10 @@ class Pipeline:
         self.records: list[StageRecord] = []
         # Fingerprints of every text each stage sends (engine.method.taxonomy): in every shard key of that stage.
         self.versions = taxonomy.prompt_versions()
+        # Hub access (models.offline) for this process and every worker, and where the Hugging Face cache is.
+        self.offline = config.models.resolved_offline()
+        self.hub_env = hub_environment(self.offline)
+        os.environ.update(self.hub_env)
 
     @property
     def executor(self) -> LocalExecutor | RayExecutor:
@@ -81,8 +86,8 @@ class Pipeline:
             ex = self.config.execution
             if ex.executor == "ray":
                 self._executor = make_executor(
-                    "ray", address=ex.ray_address, num_cpus=ex.num_cpus, object_store_memory=ex.object_store_memory
-                )
+                    "ray", address=ex.ray_address, num_cpus=ex.num_cpus, object_store_memory=ex.object_store_memory,
+                    env=self.hub_env)
             else:
                 self._executor = make_executor("local")
         return self._executor
@@ -98,7 +103,7 @@ class Pipeline:
     def _run(self) -> RunResult:
         start = time.perf_counter()
         cfg = self.config
-        preflight(cfg)
+        preflight(cfg, offline=self.offline)
         self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         load_report = PresetReport()
         external = cfg.prompts.source == "responses"

@@ -1,7 +1,8 @@
-"""Checks a run's models before any stage starts, so a wrong path or a missing key fails in a second with the
-config key that names it, not minutes later inside a Ray actor.
+"""Checks a run's models before any stage starts, so a wrong path, a model missing from the Hugging Face cache or a
+missing key fails in a second with the config key that names it, not minutes later inside a Ray actor.
 
-The per-backend rules live with the backends (actors.registry.check_model); this module walks the config's roles.
+The per-backend rules live with the backends (actors.registry.check_model): a folder, a packaged model, or a hub id
+found in the cache (or, with hub access on, known to the hub); this module walks the config's roles.
 """
 
 from __future__ import annotations
@@ -11,28 +12,29 @@ from engine.config import RunConfig
 from engine.errors import ConfigError
 
 
-def check_role(where: str, role: str, backend: str, model: str, options: dict) -> None:
+def check_role(where: str, role: str, backend: str, model: str, options: dict, offline: bool = True) -> None:
     """Raise ConfigError naming `where` (e.g. "judges[1]") and the key when the model cannot be served."""
     try:
-        check_model(role, backend, model, options)
+        check_model(role, backend, model, options, offline=offline)
     except ModelCheckError as exc:
         raise ConfigError(f"{where}.{exc.key}: {exc}") from None
 
 
-def preflight(config: RunConfig) -> None:
+def preflight(config: RunConfig, offline: bool | None = None) -> None:
     """Check every model of the run (generators unless responses come from a file, classifier, judges, embedder,
-    reward model)."""
+    reward model). `offline`: hub access for hub ids (default: the config's models.offline)."""
+    offline = config.models.resolved_offline() if offline is None else offline
     roles = [("judges", config.judges)]
     if config.prompts.source != "responses":
         roles.insert(0, ("generators", config.generators))
     for role, models in roles:
         for k, m in enumerate(models):
-            check_role(f"{role}[{k}]", "chat", m.backend, m.model, m.options)
+            check_role(f"{role}[{k}]", "chat", m.backend, m.model, m.options, offline)
     if config.classifier is not None:
         c = config.classifier
-        check_role("classifier", "chat", c.backend, c.model, c.options)
+        check_role("classifier", "chat", c.backend, c.model, c.options, offline)
     e = config.embedder
-    check_role("embedder", "embed", e.backend, e.model, e.options)
+    check_role("embedder", "embed", e.backend, e.model, e.options, offline)
     rm = config.quality.reward_model
     if rm is not None:
-        check_role("quality.reward_model", "reward", rm.backend, rm.model, rm.options)
+        check_role("quality.reward_model", "reward", rm.backend, rm.model, rm.options, offline)

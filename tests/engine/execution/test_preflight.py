@@ -19,7 +19,7 @@ def test_the_demo_defaults_pass():
     ({"generators": [{"backend": "local", "model": "/no/such/model"}]},
      r"generators\[0\]\.model: '/no/such/model' is neither a packaged model"),
     ({"judges": [{"name": "a"}, {"name": "b", "backend": "vllm", "model": "./missing-folder"}]},
-     r"judges\[1\]\.model: './missing-folder' does not exist"),
+     r"judges\[1\]\.model: './missing-folder' is neither a packaged model, an existing file or folder"),
     ({"judges": [{"backend": "http", "model": "gpt-4o"}]}, r"judges\[0\]\.options\.base_url"),
     ({"judges": [{"backend": "http", "model": "gpt-4o",
                   "options": {"base_url": "https://api.example.com/v1", "api_key_env": "TASKDIV_UNSET_KEY_VAR"}}]},
@@ -32,8 +32,12 @@ def test_bad_models_are_named_by_their_key(over, message):
         preflight(cfg(**over))
 
 
-def test_hub_ids_pass_for_vllm():
-    preflight(cfg(generators=[{"backend": "vllm", "model": "meta-llama/Llama-3.1-8B-Instruct"}]))
+def test_an_uncached_hub_id_fails_offline(monkeypatch, tmp_path):
+    # Hub ids resolve from the Hugging Face cache when offline (tests/engine/execution/test_hub_models.py has the
+    # cached case); here the cache is empty.
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"generators\[0\]\.model: 'meta-llama/Llama-3.1-8B-Instruct' cannot be"):
+        preflight(cfg(generators=[{"backend": "vllm", "model": "meta-llama/Llama-3.1-8B-Instruct"}]), offline=True)
 
 
 def test_responses_source_does_not_check_generators():

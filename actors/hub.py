@@ -1,0 +1,103 @@
+"""Models by Hugging Face id: where a hub id resolves to, online or offline, in the local Hugging Face cache.
+
+A model string is a local folder, a packaged name (see actors.local / actors.embed), or a hub id ("org/name",
+optionally "org/name@revision"). Offline (HF_HUB_OFFLINE, or a run's `models.offline`), a hub id resolves only
+from the cache; online it is downloaded into the cache on first use (`HF_TOKEN` from the environment for gated
+models — read here, never written anywhere). The cache is `HF_HUB_CACHE`, else `HF_HOME`/hub, else
+~/.cache/huggingface/hub, read at call time (huggingface_hub reads its own settings once, at import).
+
+Imports: huggingface_hub, only inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from actors.base import BackendError
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_offline() -> bool:
+    """Whether the environment asks for no hub access (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE set truthy)."""
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def cache_dir() -> Path:
+    """The Hugging Face hub cache this process uses."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "huggingface" / "hub"
+
+
+def looks_like_hub_id(model: str) -> bool:
+    """"org/name" or "org/name@revision", and not a path (no leading ., / or ~, no more slashes)."""
+    repo = model.split("@", 1)[0]
+    parts = repo.split("/")
+    return len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~")) and "\\" not in model
+
+
+def split_revision(model: str) -> tuple[str, str | None]:
+    repo, _, revision = model.partition("@")
+    return repo, revision or None
+
+
+def cached_snapshot(model: str) -> Path | None:
+    """The cached snapshot folder of a hub id (with its config.json), or None when the cache has none."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, revision = split_revision(model)
+    found = try_to_load_from_cache(repo, "config.json", cache_dir=str(cache_dir()), revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def resolve(model: str, *, offline: bool | None = None) -> Path:
+    """A local folder for a hub id: the cached snapshot, downloaded first when online and missing.
+
+    Args:
+        model: "org/name" or "org/name@revision".
+        offline: None reads the environment (env_offline()).
+
+    Raises:
+        BackendError: not in the cache while offline, or the download failed (the message says which and what to
+            do; it never carries the token).
+    """
+    offline = env_offline() if offline is None else offline
+    found = cached_snapshot(model)
+    if found is not None:
+        return found
+    if offline:
+        raise BackendError(f"model {model!r} is not in the Hugging Face cache at {cache_dir()} and hub access is off "
+                           f"(offline): download it first (huggingface-cli download {split_revision(model)[0]}) into a "
+                           "cache every node reads, or turn hub access on (models.offline: false)")
+    from huggingface_hub import snapshot_download
+
+    repo, revision = split_revision(model)
+    try:
+        return Path(snapshot_download(repo, revision=revision, cache_dir=str(cache_dir()),
+                                      token=os.environ.get("HF_TOKEN") or None))
+    except Exception as exc:  # network, gated, not found: one message, no token
+        raise BackendError(f"model {model!r}: downloading from the Hugging Face hub failed "
+                           f"({type(exc).__name__}: {str(exc)[:300]})") from None
+
+
+def check_reachable(model: str) -> None:
+    """Online, without downloading: the hub knows the id and this token may read it.
+
+    Raises:
+        BackendError: the id is unknown, gated for this token, or the hub cannot be reached.
+    """
+    from huggingface_hub import HfApi
+
+    repo, revision = split_revision(model)
+    try:
+        HfApi().model_info(repo, revision=revision, token=os.environ.get("HF_TOKEN") or None)
+    except Exception as exc:
+        hint = (" (a gated model: accept its licence on the hub and set HF_TOKEN)"
+                if "gated" in type(exc).__name__.lower() or "401" in str(exc) or "403" in str(exc) else "")
+        raise BackendError(f"model {model!r} cannot be reached on the Hugging Face hub: {type(exc).__name__}{hint}") \
+            from None

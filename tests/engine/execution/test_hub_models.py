@@ -1,0 +1,102 @@
+"""Models by Hugging Face id, as a cluster's nodes see them: a real Hugging Face cache layout with a tiny model this
+test builds, hub access off (HF_HUB_OFFLINE=1). A cached id passes preflight and runs end to end on the local
+backend in Ray workers (the cache's location reaches them); a missing one fails in preflight, naming the role, the
+model and what was tried. HF_TOKEN is used where set and written nowhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.config import config_from_dict
+from engine.errors import ConfigError
+from engine.execution.pipeline import Pipeline
+from engine.execution.preflight import preflight
+from tests.support.hub import cache_folder, tiny_chat_model
+
+SCRIPTED = {"name": "judge", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted",
+            "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("hf-cache")
+    cache_folder(cache, "testorg/tiny-chat", tiny_chat_model(tmp_path_factory.mktemp("tiny")))
+    return cache
+
+
+@pytest.fixture
+def offline_cache(hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub_cache
+
+
+def config(tmp_path, model, **over):
+    return config_from_dict({
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1, "limit": 2}, "n": 2,
+        "strategies": ["temperature"], "sampling": {"max_tokens": 4},
+        "generators": [{"name": "tiny", "backend": "local", "model": model, "batch_size": 8}],
+        "judges": [SCRIPTED], "quality": {"enabled": False}, "accuracy": {"enabled": False}, **over,
+    })
+
+
+def test_a_cached_id_passes_preflight_offline(offline_cache, tmp_path):
+    preflight(config(tmp_path, "testorg/tiny-chat"))
+    preflight(config(tmp_path, "testorg/tiny-chat", generators=[{"backend": "vllm", "model": "testorg/tiny-chat"}]))
+
+
+@pytest.mark.parametrize("backend", ["local", "vllm"])
+def test_a_missing_id_fails_in_preflight_naming_what_was_tried(offline_cache, tmp_path, backend):
+    cfg = config(tmp_path, "x", generators=[{"name": "g", "backend": backend, "model": "testorg/missing"}])
+    with pytest.raises(ConfigError) as info:
+        preflight(cfg)
+    message = str(info.value)
+    assert "generators[0].model: 'testorg/missing' cannot be resolved" in message
+    assert str(offline_cache) in message and "hub access is off" in message and "huggingface-cli download" in message
+
+
+def test_the_command_line_stops_before_any_stage(offline_cache, tmp_path, capsys):
+    from engine.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"run_dir: {tmp_path / 'run'}\ngenerators:\n  - {{model: testorg/missing}}\n")
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "testorg/missing" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "shards").exists()
+
+
+def test_offline_is_a_setting(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert config(tmp_path, "x").models.resolved_offline() is False  # auto: the environment says nothing
+    assert config(tmp_path, "x", models={"offline": True}).models.resolved_offline() is True
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert config(tmp_path, "x").models.resolved_offline() is True
+    assert config(tmp_path, "x", models={"offline": False}).models.resolved_offline() is False
+    with pytest.raises(ConfigError, match="models.offline"):
+        config(tmp_path, "x", models={"offline": "sometimes"})
+
+
+def test_a_cached_id_runs_end_to_end_in_ray_workers(ray_session, offline_cache, tmp_path, monkeypatch):
+    token = "hf_" + os.urandom(12).hex()
+    monkeypatch.setenv("HF_TOKEN", token)
+    cfg = config(tmp_path, "testorg/tiny-chat", execution={"executor": "ray", "shard_size": 2})
+    pipeline = Pipeline(cfg, progress=False)
+    try:
+        result = pipeline.run()
+    finally:
+        pipeline.close()
+    assert not result.failed_shards()
+    responses = result.tables["responses"]
+    assert responses.num_rows == 2 * 2 and set(responses["model"].to_pylist()) == {"tiny"}
+    assert all(isinstance(t, str) for t in responses["text"].to_pylist())
+    # The token was in this process's environment, never written: not in the run directory, not in Ray's logs.
+    session = Path(ray_session._private.worker._global_node.get_session_dir_path())
+    for folder in (Path(cfg.run_dir), session / "logs"):
+        for f in folder.rglob("*"):
+            if f.is_file():
+                assert token.encode() not in f.read_bytes(), f
