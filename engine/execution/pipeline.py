@@ -285,9 +285,8 @@ class Pipeline:
     def reward(self, frame: pa.Table) -> pa.Table:
         """Reward-model scores of every response."""
         rm = self.config.quality.reward_model
-        units = self._group_units(frame, "reward", [rm.backend, rm.model, rm.options], T.REWARD_INPUT.names,
-                                  T.REWARD_INPUT)
-        plan = StagePlan(RewardStage, {"reward": {"backend": rm.backend, "model": rm.model, "options": rm.options}},
+        units = self._group_units(frame, "reward", [rm.identity()], T.REWARD_INPUT.names, T.REWARD_INPUT)
+        plan = StagePlan(RewardStage, {"reward": rm.spec()},
                          batch_size=rm.batch_size, num_actors=rm.num_actors, num_cpus=rm.num_cpus,
                          num_gpus=rm.num_gpus, label="reward")
         return self._run_stage("reward", "reward", plan, units, RewardStage.output_schema)

@@ -10,10 +10,10 @@ from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, Stage
 
 
 class RewardStage(Stage):
-    """Scores (prompt, response) pairs with a sequence-classification reward model.
+    """Scores (prompt, response) pairs with a reward model (its real head: actors.reward).
 
     Args:
-        reward: {"backend": "local" | "vllm", "model": path, "options": {...}}.
+        reward: engine.config.RewardConfig.spec(): {"backend", "model", "options" (with "kind")}.
     """
 
     name = "reward"

@@ -1,27 +1,91 @@
-"""Reward models, for real: a sequence-classification model on CPU through transformers (the `reward_folder`
-fixture builds one from the packaged SmolLM2 weights with an untrained head)."""
+"""Reward models with the heads they really have (shared/notes/reward-models.md), on tiny models the tests build:
+scores equal a hand computation from the saved tensors, the kind is detected from the checkpoint, and a checkpoint
+whose head is missing is refused — never scored with a random head."""
+
+from __future__ import annotations
 
 import math
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from actors.base import BackendError
 from actors.registry import make_reward_model
-from actors.reward import LocalRewardModel
+from actors.reward import LocalRewardModel, detect_kind
+from tests.support.rewards import athene_like, sequence_classifier
+
+PAIRS = [("Say hi.", "Hi!"), ("Say hi.", "Goodbye forever, and thanks for all the fish."), ("2+2?", "4")]
+SCORE_TOKEN = 2  # a token of the tiny vocabulary (Athene's own, 128003, is outside SmolLM2's)
 
 
-def test_scores_are_finite_deterministic_and_batch_independent(reward_folder):
-    rm = LocalRewardModel(str(reward_folder), batch_size=2)
-    pairs = [("Say hi.", "Hi!"), ("Say hi.", "Goodbye forever, and thanks for all the fish."), ("2+2?", "4")]
-    scores = rm.score(pairs)
-    assert len(scores) == 3 and all(math.isfinite(s) for s in scores)
-    assert rm.score(pairs[1:2]) == pytest.approx(scores[1:2], abs=1e-4)
-    assert rm.score(pairs) == pytest.approx(scores, abs=1e-6)
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rewards")
+    return {"seqcls": sequence_classifier(root / "seqcls"), "athene": athene_like(root / "athene"),
+            "headless": athene_like(root / "headless", with_head=False)}
 
 
-def test_registry_and_errors(reward_folder):
-    assert isinstance(make_reward_model("local", str(reward_folder)), LocalRewardModel)
-    with pytest.raises(BackendError, match="not a folder"):
+def hand_scores(folder, pairs, head_key, score_token=None):
+    """The reward computed directly from the saved tensors: the decoder's last hidden state at the last token of the
+    chat-formatted conversation (plus the scoring token), times the head's weight row."""
+    from transformers import AutoTokenizer, LlamaModel
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    decoder = LlamaModel.from_pretrained(folder, dtype=torch.float32).eval()
+    head = load_file(str(folder / "model.safetensors"))[head_key]
+    out = []
+    for prompt, response in pairs:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt},
+                                             {"role": "assistant", "content": response}], tokenize=True)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids) + ([score_token] if score_token is not None else [])
+        with torch.inference_mode():
+            hidden = decoder(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
+        out.append(float(head[0] @ hidden))
+    return out
+
+
+def test_the_kind_is_detected_from_the_checkpoint(folders):
+    assert detect_kind(folders["seqcls"]) == "sequence-classification"
+    assert detect_kind(folders["athene"]) == "athene"
+    with pytest.raises(BackendError, match="cannot tell its head"):
+        detect_kind(folders["headless"])
+
+
+def test_sequence_classification_scores_equal_the_hand_computation(folders):
+    rm = LocalRewardModel(str(folders["seqcls"]), batch_size=2)  # batches of 2 pad the shorter pair
+    assert rm.kind == "sequence-classification"
+    scores = rm.score(PAIRS)
+    assert all(math.isfinite(s) for s in scores)
+    assert scores == pytest.approx(hand_scores(folders["seqcls"], PAIRS, "score.weight"), abs=1e-5)
+
+
+def test_athene_scores_read_the_value_head_at_the_scoring_token(folders):
+    rm = LocalRewardModel(str(folders["athene"]), score_token_id=SCORE_TOKEN, batch_size=2)
+    assert rm.kind == "athene"
+    scores = rm.score(PAIRS)
+    assert scores == pytest.approx(hand_scores(folders["athene"], PAIRS, "v_head.weight", SCORE_TOKEN), abs=1e-5)
+    # Loaded as sequence classification, the same checkpoint would have no `score` head: refused, not randomised.
+    with pytest.raises(BackendError, match="score.weight"):
+        LocalRewardModel(str(folders["athene"]), kind="sequence-classification")
+
+
+def test_a_missing_head_is_refused_naming_it(folders):
+    with pytest.raises(BackendError, match=r"missing \['v_head.weight'\]"):
+        LocalRewardModel(str(folders["headless"]), kind="athene", score_token_id=SCORE_TOKEN)
+
+
+def test_athenes_scoring_token_must_be_in_the_vocabulary(folders):
+    with pytest.raises(BackendError, match="scoring token id 128003 is outside its vocabulary"):
+        LocalRewardModel(str(folders["athene"]))
+
+
+def test_registry_and_errors(folders):
+    rm = make_reward_model("local", str(folders["seqcls"]), {"kind": "sequence-classification"})
+    assert isinstance(rm, LocalRewardModel)
+    with pytest.raises(BackendError, match="neither a folder nor a Hugging Face id"):
         LocalRewardModel("/no/such/reward-model")
     with pytest.raises(BackendError, match="unknown reward backend"):
         make_reward_model("grpc", "x")
+    with pytest.raises(BackendError, match="kind must be one of"):
+        LocalRewardModel(str(folders["seqcls"]), kind="pairwise")
