@@ -380,6 +380,9 @@ class ExecutionConfig:
         object_store_memory: bytes for an embedded Ray's object store (its default takes 30% of RAM).
         shard_size: prompts per shard, the unit that is written atomically and skipped on resume. Smaller
             shards lose less on a crash; larger ones make fewer files.
+        max_cost_usd: refuse to start when the plan's upper bound of the cost (`engine/run.py plan`: every pair
+            judged, every answer asked twice, every generation at max_tokens, priced with the models'
+            options.prices) exceeds this; an API model without prices then counts as unknown and also refuses.
     """
 
     executor: Literal["ray", "local"] = "ray"
@@ -387,6 +390,11 @@ class ExecutionConfig:
     num_cpus: int | None = None
     object_store_memory: int = 512 * 1024 * 1024
     shard_size: int = 16
+    max_cost_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_cost_usd is not None and self.max_cost_usd < 0:
+            raise InvalidValue("max_cost_usd", f"must be >= 0, got {self.max_cost_usd}")
 
 
 @dataclass

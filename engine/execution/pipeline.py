@@ -31,6 +31,7 @@ from engine.inputs.responses import ExternalGroup, load_responses
 from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
 from engine.method.classification import majority
 from engine.stages.accuracy import AccuracyStage
+from engine.execution.plan import Plan, make_plan, render_plan
 from engine.execution.preflight import preflight
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
@@ -106,14 +107,10 @@ class Pipeline:
         preflight(cfg, offline=self.offline)
         self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         load_report = PresetReport()
-        external = cfg.prompts.source == "responses"
-        if external:
-            prompts, groups = load_responses(_require_path(cfg), on_error=cfg.prompts.on_error, report=load_report)
-            prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
-        else:
-            prompts = load_prompts(cfg.prompts, report=load_report)
-        if not prompts:
-            raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}: all rows skipped or none selected)")
+        prompts, groups = load_run_prompts(cfg, load_report)
+        external = groups is not None
+        if cfg.execution.max_cost_usd is not None:
+            check_cost(cfg, prompts, groups)
         prompts_table = pa.Table.from_pylist([p.to_row() for p in prompts], schema=T.PROMPTS)
         self.store.write_table("prompts", prompts_table)
         shards = self._shard(prompts)
@@ -438,6 +435,40 @@ class Pipeline:
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
 UNIT = "_unit"
 PSHARD = "_pshard"
+
+
+def load_run_prompts(cfg: RunConfig, report: PresetReport) -> tuple[list[Prompt], list[ExternalGroup] | None]:
+    """The run's prompts, and its groups of responses when they come from elsewhere (else None).
+
+    Raises:
+        TaskdivError: no prompts at all (every row skipped, or none selected).
+    """
+    groups = None
+    if cfg.prompts.source == "responses":
+        prompts, groups = load_responses(_require_path(cfg), on_error=cfg.prompts.on_error, report=report)
+        prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
+        kept = {p.prompt_id for p in prompts}
+        groups = [g for g in groups if g.prompt_id in kept]
+    else:
+        prompts = load_prompts(cfg.prompts, report=report)
+    if not prompts:
+        raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}: all rows skipped or none selected)")
+    return prompts, groups
+
+
+def check_cost(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None) -> Plan:
+    """Refuse to start (ConfigError, with the plan) when the plan's upper bound exceeds execution.max_cost_usd."""
+    plan = make_plan(cfg, prompts, None if groups is None else len(groups))
+    cap = cfg.execution.max_cost_usd
+    high = plan.cost_high
+    if high is None:
+        raise ConfigError(f"execution.max_cost_usd: the run's cost is unknown — no prices for "
+                          f"{', '.join(plan.unpriced())} — so it cannot be held under ${cap:,.2f}; give those models "
+                          f"options.prices. The plan:\n{render_plan(plan)}")
+    if high > cap:
+        raise ConfigError(f"execution.max_cost_usd: the plan's upper bound ${high:,.2f} exceeds the cap "
+                          f"${cap:,.2f}; nothing was run. The plan:\n{render_plan(plan)}")
+    return plan
 
 
 # The `model` of the reference classification's rows in the classifications table.

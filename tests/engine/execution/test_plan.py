@@ -1,0 +1,88 @@
+"""The plan: calls counted by hand on a small config, costs from prices, the cost cap refusing a run before any
+stage, and `engine/run.py plan` on the paper's preset without a model or the network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import config_from_dict
+from engine.errors import ConfigError
+from engine.execution.pipeline import Pipeline
+from engine.execution.plan import make_plan
+from engine.inputs.prompts import make_prompt
+
+REPO = Path(__file__).resolve().parents[3]
+PRICES = {"prompt_per_mtok": 2.5, "completion_per_mtok": 10.0}
+API = {"name": "api", "backend": "http", "model": "gpt-4o",
+       "options": {"base_url": "http://127.0.0.1:9/v1", "prices": PRICES}}
+LOCAL = {"name": "local", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted"}
+
+
+def cfg(tmp_path, **over):
+    return config_from_dict({"run_dir": str(tmp_path / "run"), "n": 3, "strategies": ["temperature", "regen_general"],
+                             "generators": [LOCAL], "judges": [API, LOCAL], "quality": {"enabled": False},
+                             "accuracy": {"enabled": False}, "sampling": {"max_tokens": 100}, **over})
+
+
+PROMPTS = [make_prompt("Write a haiku about rain.", source="t", gold_category="G"),
+           make_prompt("Plan a picnic.", source="t")]
+
+
+def by_role(plan):
+    return {(r.role, r.model): r for r in plan.roles}
+
+
+def test_calls_are_counted_as_the_method_makes_them(tmp_path):
+    plan = make_plan(cfg(tmp_path), PROMPTS)
+    assert (plan.prompts, plan.prompts_without_gold, plan.groups, plan.responses, plan.pairs) == (2, 1, 4, 12, 12)
+    r = by_role(plan)
+    # own classification: one call per prompt (two with the reminder); the reference: the ungold prompt, per judge
+    assert (r[("classify (own)", "local")].calls_low, r[("classify (own)", "local")].calls_high) == (2, 4)
+    assert (r[("classify (reference)", "api")].calls_low, r[("classify (reference)", "api")].calls_high) == (1, 2)
+    # generation: temperature one request per prompt, regen n per prompt; at most n × max_tokens per group
+    gen = r[("generate", "local")]
+    assert (gen.calls_low, gen.calls_high, gen.output_tokens_high) == (2 + 6, 2 + 6, 4 * 3 * 100)
+    # judging: 3 pairs per group; pruning asks between n − 1 = 2 and 3, each possibly twice
+    judge = r[("judge", "api")]
+    assert (judge.calls_low, judge.calls_high) == (4 * 2, 4 * 3 * 2)
+    assert judge.output_tokens_low == 8  # one token where log-probs decide
+
+
+def test_both_orders_and_text_verdicts_change_the_counts(tmp_path):
+    plan = make_plan(cfg(tmp_path, judge={"both_orders": True, "max_tokens": 4},
+                         judges=[{**API, "verdict": "text"}]), PROMPTS)
+    judge = by_role(plan)[("judge", "api")]
+    assert (judge.calls_low, judge.calls_high, judge.output_tokens_high) == (16, 48, 48 * 4)
+
+
+def test_costs_come_from_prices_and_unpriced_api_models_are_unknown(tmp_path):
+    plan = make_plan(cfg(tmp_path), PROMPTS)
+    api = [r for r in plan.roles if r.model == "api"]
+    want = sum((r.input_tokens_high * 2.5 + r.output_tokens_high * 10.0) / 1e6 for r in api)
+    assert plan.cost_high == pytest.approx(want) and 0 < plan.cost_low < plan.cost_high
+    unpriced = make_plan(cfg(tmp_path, judges=[{**API, "options": {"base_url": "http://127.0.0.1:9/v1"}}]), PROMPTS)
+    assert unpriced.cost_high is None and unpriced.unpriced() == ["classify (reference) api", "judge api"]
+
+
+def test_the_cost_cap_refuses_before_any_stage(tmp_path):
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"text": "Write a haiku about rain.", "gold_category": "G"}\n{"text": "Plan a picnic."}\n')
+    config = cfg(tmp_path, prompts={"source": "jsonl", "path": str(jsonl)}, execution={"executor": "local",
+                                                                                     "max_cost_usd": 0.001})
+    with pytest.raises(ConfigError, match=r"max_cost_usd: the plan's upper bound \$0\.\d\d exceeds the cap \$0\.00") as e:
+        Pipeline(config, progress=False).run()
+    assert "judge" in str(e.value) and "calls (low–high)" in str(e.value)
+    assert not (tmp_path / "run" / "shards").exists()
+
+
+def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(capsys, monkeypatch):
+    if not (REPO.parent / "shared" / "datasets" / "math500" / "test.jsonl").is_file():
+        pytest.skip("the paper's benchmark files are not in ../shared/datasets")
+    from engine.cli import main
+
+    monkeypatch.chdir(REPO)
+    assert main(["plan", "--config", "configs/paper.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "judge" in out and "gpt-4o" in out and "total cost: $" in out
