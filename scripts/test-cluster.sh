@@ -4,9 +4,15 @@
 #   scripts/test-cluster.sh [pytest arguments]          # as root, from anywhere; 4.5–7.5 minutes on 2 busy cores
 #
 # It starts, and on every exit (trap: success, failure, Ctrl-C) stops and removes again:
+#   - a network namespace of its own, taskdiv-cluster, holding nothing but a loopback interface: the sshds, both
+#     Ray nodes, the launcher and the tests all run in it, so whatever Ray binds (a multi-node Ray listens on its
+#     node address, or on every interface) is unreachable from anywhere but this namespace;
 #   - a throwaway user, taskdiv-ray (home /home/taskdiv-ray), allowed in with a key generated for this run only;
-#   - its own sshd: `sshd -f` on a config in /tmp/taskdiv-cluster-test, 127.0.0.1 only, a free port, its own host
-#     key, that user only, public keys only;
+#   - its own sshd for the head node: `sshd -f` on a config in /tmp/taskdiv-cluster-test, 127.0.0.1:28022 only, its
+#     own host key, that user only, public keys only;
+#   - a second sshd for the worker node, on 127.0.0.2:22, inside mount and pid namespaces of its own (unshare):
+#     there the user's home is another folder and /dev/shm another tmpfs, so the worker shares no file with the head
+#     (its Ray token must arrive the way the launcher copies it) and cannot see the head's processes;
 #   - the Ray cluster of configs/cluster-local.yaml, which tests/test_cluster.py starts with `ray up` and stops with
 #     `ray down` (this script runs `ray down` again only if Ray is still running on exit).
 # Then it ends what is left of that user's processes by pid, deletes the user with its home, and removes the temp
@@ -30,7 +36,14 @@ CONFIG=configs/cluster-local.yaml
 KEEP=$REPO/runs/cluster-test             # logs and times of the last run (runs/ is not tracked)
 USER_TAG="taskdiv cluster test (scripts/test-cluster.sh)"
 # The cluster's fixed ports (configs/cluster-local.yaml) and the dashboard forward's (tests/test_cluster.py).
-RAY_PORTS="26379 28001 28076 28077 28265 28266 28267 28268 28269 28865"
+RAY_PORTS="26379 28001 28022 28076 28077 28265 28266 28267 28268 28269 28865 29076 29077 29266 29267 29268 29269"
+SSH_PORT=28022                           # configs/cluster-local.yaml: ssh_proxy_command (both nodes)
+WORKER_IP=127.0.0.2                      # configs/cluster-local.yaml: worker_ips
+NETNS=taskdiv-cluster                    # the test's network namespace (loopback only)
+NSX="ip netns exec $NETNS"
+# The head's autoscaler starts the worker over plain ssh, port 22: the launcher keeps ssh_proxy_command for its own
+# connections to the head and does not hand it to the head (measured: the bootstrap config's auth has none).
+WORKER_SSH_PORT=22
 
 # The launcher's ssh ControlPath folder for this cluster (ray/autoscaler/_private/command_runner.py).
 sha10() { printf %s "$1" | sha256sum | cut -c1-10; }
@@ -53,6 +66,13 @@ sshd_pid() {  # the pid of our sshd, only if that process really is sshd on our 
     echo "$pid"
 }
 
+worker_pid() {  # the pid of the worker node's unshare, only if that process really is it
+    local pid
+    pid=$(cat "$WORK/worker.pid" 2>/dev/null) || return 1
+    [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$WORK/worker-node.sh" || return 1
+    echo "$pid"
+}
+
 teardown() {
     local rc=$? start pid pids left
     start=$(now)
@@ -60,22 +80,25 @@ teardown() {
     trap - EXIT INT TERM
     log "teardown"
     # The ray CLI's environment, also when cleaning up after an earlier run.
-    export TASKDIV_SSH_PORT=${TASKDIV_SSH_PORT:-$(awk '/^Port /{print $2}' "$WORK/sshd_config" 2>/dev/null)}
     export RAY_TMPDIR="$WORK/local-tmp" TMPDIR="$WORK/local-tmp"
     # 1. The cluster, if the test did not get to `ray down` (needs our sshd, so before it stops).
     if ours && sshd_pid > /dev/null \
             && ps -o comm= -u "$CLUSTER_USER" 2>/dev/null | grep -q -E '^(raylet|gcs_server)$'; then
         log "Ray still runs on the head: ray down"
         mkdir -p "$WORK/local-tmp"
-        (cd "$REPO" && timeout 180 "$(dirname "$PY")/ray" down -y --log-style record "$CONFIG") \
+        (cd "$REPO" && timeout 180 $NSX "$(dirname "$PY")/ray" down -y --log-style record "$CONFIG") \
             > "$WORK/teardown-ray-down.log" 2>&1 \
             || log "ray down failed (see below); ending the user's processes by pid instead"
     fi
-    # 2. Our sshd, by pid.
+    # 2. Our sshds, by pid: the worker's namespace goes with its unshare (--kill-child), with every process in it.
     if pid=$(sshd_pid); then
         kill "$pid" 2>/dev/null
         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
         kill -9 "$pid" 2>/dev/null
+    fi
+    if pid=$(worker_pid); then
+        kill -9 "$pid" 2>/dev/null
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     fi
     # 3. The launcher's ssh clients (and their nc) if a killed run left them: they are the only users of our key,
     #    and a backgrounded ssh master (ControlPersist) is named after this cluster's control socket folder.
@@ -99,7 +122,8 @@ teardown() {
     # 5. The launcher's ssh control sockets for this cluster; their parent only if empty (other clusters' live there).
     rm -rf "$CONTROL_DIR"
     rmdir "$(dirname "$CONTROL_DIR")" 2>/dev/null
-    # 6. What this script created outside its folder, then its folder.
+    # 6. What this script created outside its folder (its network namespace), then its folder.
+    [ -f "$WORK/created-netns" ] && ip netns del "$NETNS" 2>/dev/null
     [ -f "$WORK/created-run-sshd" ] && rmdir /run/sshd 2>/dev/null
     [ -f "$WORK/created-policy-rc.d" ] && rm -f /usr/sbin/policy-rc.d
     if [ -d "$WORK" ]; then
@@ -162,6 +186,10 @@ if [ -n "$need" ]; then
 fi
 
 start=$(now)
+# The network namespace: loopback only. Everything below runs in it.
+if ip netns list | grep -q -w "$NETNS"; then log "a network namespace $NETNS exists already"; exit 2; fi
+ip netns add "$NETNS" && touch "$WORK/created-netns"
+ip -n "$NETNS" link set lo up
 # The remote python (Debian's /usr/bin/python3.11) must match the minor version of the reused dependencies.
 host_sp=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 minor='import sys; print(sys.version_info[:2])'
@@ -169,7 +197,7 @@ minor='import sys; print(sys.version_info[:2])'
     || { log "/usr/bin/python3.11 and $PY differ in their minor version"; exit 2; }
 
 # Ports: the cluster's are fixed; fail clearly if another program holds one.
-busy=$("$PY" - $RAY_PORTS <<'EOF'
+busy=$($NSX "$PY" - $RAY_PORTS <<'EOF'
 import socket, sys
 for port in sys.argv[1:]:
     with socket.socket() as s:
@@ -198,8 +226,18 @@ echo "from=\"127.0.0.1\",no-agent-forwarding,no-X11-forwarding $(cat "$WORK/id_e
 chown -R "$CLUSTER_USER:$CLUSTER_USER" "$HEAD_HOME/.ssh" "$HEAD_HOME/.host-site-packages"
 chmod 600 "$HEAD_HOME/.ssh/authorized_keys"
 
-# Our sshd.
-SSH_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The worker node's home: a folder of its own, mounted over the user's home inside the worker's namespaces. The
+# head's autoscaler reaches it with the launcher's key (from the head, so from 127.0.0.1).
+WORKER_HOME="$WORK/worker-home"
+install -d -m 755 -o "$CLUSTER_USER" -g "$CLUSTER_USER" "$WORKER_HOME"
+install -d -m 700 -o "$CLUSTER_USER" -g "$CLUSTER_USER" "$WORKER_HOME/.ssh"
+cp "$HEAD_HOME/.ssh/authorized_keys" "$WORKER_HOME/.ssh/authorized_keys"
+cp "$HEAD_HOME/.host-site-packages" "$WORKER_HOME/"
+for f in .bashrc .profile; do [ -f "$HEAD_HOME/$f" ] && cp "$HEAD_HOME/$f" "$WORKER_HOME/"; done
+chown -R "$CLUSTER_USER:$CLUSTER_USER" "$WORKER_HOME"
+chmod 600 "$WORKER_HOME/.ssh/authorized_keys"
+
+# Our sshds: the head's on 127.0.0.1:28022, the worker's on 127.0.0.2:22.
 cat > "$WORK/sshd_config" <<EOF
 Port $SSH_PORT
 ListenAddress 127.0.0.1
@@ -222,30 +260,49 @@ PrintMotd no
 MaxStartups 30:30:100
 EOF
 if [ ! -d /run/sshd ]; then install -d -m 755 /run/sshd; touch "$WORK/created-run-sshd"; fi
+sed -e "s/^ListenAddress 127.0.0.1$/ListenAddress $WORKER_IP/" -e "s/^Port $SSH_PORT$/Port $WORKER_SSH_PORT/" \
+    "$WORK/sshd_config" > "$WORK/sshd_worker_config"
 /usr/sbin/sshd -t -f "$WORK/sshd_config"
-/usr/sbin/sshd -D -f "$WORK/sshd_config" -E "$WORK/sshd.log" &
+/usr/sbin/sshd -t -f "$WORK/sshd_worker_config"
+$NSX /usr/sbin/sshd -D -f "$WORK/sshd_config" -E "$WORK/sshd.log" &
 echo $! > "$WORK/sshd.pid"
-ssh_ok=""
-for _ in $(seq 40); do
-    if ssh -q -i "$WORK/id_ed25519" -p "$SSH_PORT" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
-           -o UserKnownHostsFile=/dev/null -o ConnectTimeout=2 "$CLUSTER_USER@127.0.0.1" true 2> /dev/null; then
-        ssh_ok=1; break
-    fi
-    sleep 0.25
+# The worker node: in new mount and pid namespaces (its processes die with the unshare, --kill-child), the user's
+# home replaced by the worker's folder and /dev/shm by a tmpfs of its own, then its sshd.
+cat > "$WORK/worker-node.sh" <<WORKER
+#!/bin/sh
+set -e
+mount --make-rprivate /
+mount --bind "$WORKER_HOME" "$HEAD_HOME"
+mount -t tmpfs -o size=1g,mode=1777 tmpfs /dev/shm
+exec /usr/sbin/sshd -D -f "$WORK/sshd_worker_config" -E "$WORK/sshd-worker.log"
+WORKER
+chmod 700 "$WORK/worker-node.sh"
+$NSX unshare --mount --pid --fork --mount-proc --kill-child=SIGKILL "$WORK/worker-node.sh" &
+echo $! > "$WORK/worker.pid"
+for node in "127.0.0.1 $SSH_PORT" "$WORKER_IP $WORKER_SSH_PORT"; do
+    read -r ip port <<< "$node"
+    ssh_ok=""
+    for _ in $(seq 40); do
+        if $NSX ssh -q -i "$WORK/id_ed25519" -p "$port" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
+               -o UserKnownHostsFile=/dev/null -o ConnectTimeout=2 "$CLUSTER_USER@$ip" true 2> /dev/null; then
+            ssh_ok=1; break
+        fi
+        sleep 0.25
+    done
+    [ -n "$ssh_ok" ] || { log "cannot ssh to $CLUSTER_USER@$ip:$port"; tail -20 "$WORK"/sshd*.log >&2; exit 1; }
 done
-[ -n "$ssh_ok" ] || { log "cannot ssh to $CLUSTER_USER@127.0.0.1:$SSH_PORT"; tail -20 "$WORK/sshd.log" >&2; exit 1; }
-echo "user, keys and sshd on 127.0.0.1:$SSH_PORT: $(since "$start") s" >> "$WORK/times.txt"
-log "sshd (pid $(cat "$WORK/sshd.pid")) on 127.0.0.1:$SSH_PORT for $CLUSTER_USER"
+echo "user, keys and sshds on 127.0.0.1:$SSH_PORT and $WORKER_IP:$WORKER_SSH_PORT: $(since "$start") s" >> "$WORK/times.txt"
+log "sshd (pid $(cat "$WORK/sshd.pid")) on 127.0.0.1:$SSH_PORT, worker node (pid $(cat "$WORK/worker.pid")) on $WORKER_IP:$WORKER_SSH_PORT"
 
 # The test. RAY_TMPDIR/TMPDIR keep the ray CLI's local state (cluster-$CLUSTER_NAME.state, its config cache) and
 # pytest's temp files in our folder.
 unset RAY_ADDRESS RAY_AUTH_MODE RAY_AUTH_TOKEN RAY_AUTH_TOKEN_PATH
 export TASKDIV_CLUSTER_TEST=1 TASKDIV_SSH_PORT="$SSH_PORT" TASKDIV_CLUSTER_USER="$CLUSTER_USER"
-export TASKDIV_CLUSTER_DIR="$WORK" TASKDIV_SSHD_PID="$(cat "$WORK/sshd.pid")"
+export TASKDIV_CLUSTER_DIR="$WORK" TASKDIV_SSHD_PID="$(cat "$WORK/sshd.pid")" TASKDIV_WORKER_HOME="$WORKER_HOME"
 export RAY_TMPDIR="$WORK/local-tmp" TMPDIR="$WORK/local-tmp"
 cd "$REPO"
 set +e
-"$PY" -m pytest -m cluster tests/test_cluster.py -v -s -p no:cacheprovider "$@"
+$NSX "$PY" -m pytest -m cluster tests/test_cluster.py -v -s -p no:cacheprovider "$@"
 rc=$?
 set -e
 exit "$rc"

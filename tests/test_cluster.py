@@ -4,7 +4,8 @@ Opt-in (`make test-cluster` = scripts/test-cluster.sh): the script creates the t
 that configs/cluster-local.yaml names, sets the TASKDIV_CLUSTER_* variables, runs this file and removes it all
 again. Without those variables every test here is skipped.
 
-What is checked, on one node (the head) reached over ssh like a remote machine:
+What is checked, on two nodes reached over ssh like remote machines — the head (ssh on 127.0.0.1, Ray on 127.0.0.3)
+and a worker at 127.0.0.2 that shares no file with it (its own mount and pid namespaces):
 - `ray up` syncs the repository (file_mounts), installs it into the head's venv (setup_commands) and starts Ray on
   127.0.0.1; `engine` then imports on the head from the mounted copy, with the venv's python;
 - a Ray worker's environment is that of `ray start` on its node, not the driver's (where API keys must be set);
@@ -15,6 +16,9 @@ What is checked, on one node (the head) reached over ssh like a remote machine:
 - `ray job submit --working-dir .` through the `ray dashboard` port-forward runs the same config; the dashboard
   refuses requests without the cluster's token;
 - nothing the test started listens on an address other than loopback;
+- token authentication across nodes: the head makes the cluster's token, the launcher copies it to the worker
+  (cluster_synced_files) before Ray starts there, and the worker joins with it; the driver (`ray submit`) and the
+  job CLI (with the token fetched by `ray rsync-down`) find it, and the dashboard refuses requests without it;
 - `ray down` leaves no Ray process of the cluster's user behind.
 Each step's wall time is printed and written to $TASKDIV_CLUSTER_DIR/times.txt (the script prints it).
 """
@@ -173,6 +177,43 @@ def token(cluster, tmp_path_factory) -> Path:
     return path
 
 
+WORKER_IP = "127.0.0.2"     # configs/cluster-local.yaml: worker_ips
+HEAD_IP = "127.0.0.3"       # configs/cluster-local.yaml: the head's --node-ip-address
+WORKER_HOME = Path(os.environ.get("TASKDIV_WORKER_HOME", WORK / "worker-home"))
+
+# Waits (on the head, as a driver of the cluster) until two nodes are alive, then runs a task pinned to the worker.
+NODES_PROBE = """
+import json, os, socket, time, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+deadline = time.time() + 600
+while time.time() < deadline and len([n for n in ray.nodes() if n["Alive"]]) < 2:
+    time.sleep(3)
+alive = [n for n in ray.nodes() if n["Alive"]]
+worker = next((n for n in alive if n["NodeManagerAddress"] == "%s"), None)
+seen = None
+if worker is not None:
+    probe = ray.remote(num_cpus=0)(lambda: {"home": os.path.expanduser("~"), "auth": os.environ.get("RAY_AUTH_MODE"),
+                                            "token": open(os.path.expanduser("~/.ray/auth_token")).read().strip()})
+    seen = ray.get(probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(worker["NodeID"], soft=False)).remote())
+print("NODES", json.dumps({"alive": sorted(n["NodeManagerAddress"] for n in alive), "worker": seen}))
+""" % WORKER_IP
+
+
+def test_a_worker_node_joins_with_the_token_the_head_made(cluster, token, tmp_path):
+    probe = tmp_path / "nodes_probe.py"
+    probe.write_text(NODES_PROBE)
+    proc = ray("submit", CONFIG, str(probe), step="worker node joined (ray submit, node probe)", timeout=900)
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("NODES "))
+    seen = json.loads(line[len("NODES "):])
+    assert seen["alive"] == sorted([HEAD_IP, WORKER_IP]), seen
+    head_token = token.read_text().strip()
+    # The worker's own file (its home is another folder: nothing is shared with the head but the network) holds the
+    # head's token, and a task running there reads it, under token auth.
+    assert (WORKER_HOME / ".ray" / "auth_token").read_text().strip() == head_token
+    assert seen["worker"]["token"] == head_token and seen["worker"]["auth"] == "token", seen["worker"]
+
+
 def test_the_head_imports_the_mounted_copy_with_the_venv_python(cluster):
     proc = ray("exec", CONFIG, "python -c 'import engine, sys; print(\"IMPORT\", engine.__file__, sys.executable)'")
     line = next(l for l in proc.stdout.splitlines() if l.startswith("IMPORT "))
@@ -309,10 +350,25 @@ def is_loopback(ip: str) -> bool:
     return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
 
 
+def private_loopback_namespace() -> bool:
+    """Whether this process runs in a network namespace of its own that has no interface but loopback (what
+    scripts/test-cluster.sh gives the test)."""
+    name = subprocess.run(["ip", "netns", "identify", str(os.getpid())], capture_output=True, text=True).stdout
+    if not name.strip():  # the machine's own namespace
+        return False
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines()
+    return [line.split(":")[1].strip() for line in links] == ["lo"]
+
+
 def check_loopback_only(expect_ports: set[int] = frozenset()) -> None:
-    """Every socket that a process the test started listens on (TCP) or is bound to (UDP) is on loopback: the
-    cluster user's processes (all of Ray on the head), our sshd, and the launcher's ssh/nc on this side."""
+    """Every socket that a process the test started listens on (TCP) or is bound to (UDP) is reachable from loopback
+    only: the cluster user's processes (all of Ray on both nodes), our sshd, and the launcher's ssh/nc on this side.
+    A multi-node Ray binds its node address, or every interface; in the test's network namespace, which has no
+    interface but loopback, every address is a loopback one — that namespace is checked, and then each socket."""
     import psutil
+
+    private = private_loopback_namespace()
+    assert private, "the cluster test must run in scripts/test-cluster.sh's loopback-only network namespace"
 
     ours = {pid for pid, _ in user_processes()} | launcher_pids() | {int(os.environ["TASKDIV_SSHD_PID"])}
     bound = []
@@ -323,9 +379,11 @@ def check_loopback_only(expect_ports: set[int] = frozenset()) -> None:
     ports = {port for _, port, _ in bound}
     expected = {GCS_PORT, DASHBOARD_PORT, int(os.environ["TASKDIV_SSH_PORT"]), *expect_ports}
     assert expected <= ports, f"expected listeners missing: {sorted(expected - ports)} (have {sorted(ports)})"
-    wide = [b for b in bound if not is_loopback(b[0])]
-    print(f"\n[listeners] {len(bound)} sockets of the test, on {len(ports)} ports, all loopback: {not wide}")
-    assert not wide, f"listening beyond loopback (ip, port, pid): {wide}"
+    # In the loopback-only namespace a wildcard bind reaches loopback only; any other specific address would not.
+    wide = [b for b in bound if not (is_loopback(b[0]) or b[0] in ("0.0.0.0", "::"))]
+    print(f"\n[listeners] {len(bound)} sockets of the test, on {len(ports)} ports, in a loopback-only network "
+          f"namespace; {sum(b[0] in ('0.0.0.0', '::') for b in bound)} wildcard binds; beyond loopback: {wide}")
+    assert not wide, f"listening on a non-loopback address (ip, port, pid): {wide}"
 
 
 def test_everything_listens_on_loopback_only(cluster):
