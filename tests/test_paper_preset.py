@@ -1,7 +1,8 @@
 """The paper's composition through every stage (configs/paper.yaml), with the models swapped for the test double.
 
-Slow (about 1,250 groups); run with `-m slow`. What it shows: the preset draws its 250 available prompts (the two
-Hugging Face-only sources are absent here), every stage runs over them, and quality and accuracy are filled.
+Slow (about 1,250 groups); run with `-m slow`. What it shows: the sources imported into a fresh cache with
+`fetch --from ../shared/datasets`, the preset draws its 250 available prompts (the two Hugging Face-only sources are
+absent here: `missing_sources: skip`), every stage runs over them, and quality and accuracy are filled.
 """
 
 import collections
@@ -22,10 +23,14 @@ SCRIPTED = {"name": "scripted", "backend": "python:tests.support.doubles:Scripte
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not present")
 def test_paper_preset_runs_every_stage(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # the preset's paths are relative to the repository root
+    from engine.cli import main
+
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    assert main(["fetch", "--from", str(SHARED)]) == 0
     cfg = load_config(REPO / "configs" / "paper.yaml", {
         "run_dir": str(tmp_path / "paper"), "generators": [SCRIPTED], "judges": [SCRIPTED],
         "quality.grader": "scripted", "execution.executor": "local", "execution.shard_size": 64,
+        "prompts.missing_sources": "skip", "models.offline": True,
     })
     result = Pipeline(cfg, executor=LocalExecutor(), progress=False).run()
     t = result.tables

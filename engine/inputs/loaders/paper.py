@@ -133,7 +133,7 @@ def load_paper(
         if isinstance(report, PresetReport):
             report.selections[source] = selection
         if path is None:
-            _warn(report, selection, f"{source}: no path given, skipped ({asked} prompts of the paper's mix missing)")
+            _warn(report, selection, f"{source}: no file (neither given nor fetched), skipped ({asked} prompts of the paper's mix missing)")
             continue
         loaded = LOADERS[source](path, on_error=on_error, report=report)
         keep = POOL_FILTERS.get(source)

@@ -47,8 +47,8 @@ def test_draws_the_papers_mix_from_the_stored_sources(real_paths):
     assert math.meta["preset"]["stratum"] == f"level {math.meta['level']}"
     assert report.selections["macgyver"].pool == 956 and report.selections["simpleqa"].pool == 4326
     assert report.warnings == [
-        "community_alignment: no path given, skipped (50 prompts of the paper's mix missing)",
-        "wildbench: no path given, skipped (44 prompts of the paper's mix missing)",
+        "community_alignment: no file (neither given nor fetched), skipped (50 prompts of the paper's mix missing)",
+        "wildbench: no file (neither given nor fetched), skipped (44 prompts of the paper's mix missing)",
     ]
     assert (report.selections["wildbench"].path, report.selections["wildbench"].taken) == (None, 0)
 
@@ -65,14 +65,12 @@ def test_each_source_draws_independently_of_the_others(real_paths):
     assert ids(load_paper(without_simpleqa, seed=3), "math500") == ids(load_paper(real_paths, seed=3), "math500")
 
 
-def test_config_file_names_the_stored_sources_and_is_valid():
+def test_config_file_names_sources_only_and_is_valid():
     config = load_config(REPO / "configs" / "paper.yaml")
     prompts = config.prompts
-    assert prompts.source == "paper" and set(prompts.paths) <= set(COUNTS) and prompts.seed == 0
+    # No path outside the repository: the benchmarks come from the cache of fetched sources (engine.inputs.fetch).
+    assert prompts.source == "paper" and not prompts.paths and not prompts.path and prompts.seed == 0
     assert config.n == 5 and len(config.judges) == 3
-    if SHARED.is_dir():
-        resolved = {k: str(REPO / v) for k, v in prompts.paths.items()}
-        assert len(load_paper(resolved, seed=prompts.seed)) == 250
 
 
 # Short pools and missing sources, on the fixtures.
@@ -85,7 +83,7 @@ def test_short_pools_are_taken_whole_and_the_shortfall_recorded(caplog):
     assert collections.Counter(p.source for p in prompts) == {"community_alignment": 3, "wildbench": 4}
     assert "community_alignment: pool too small, took all: 3 of 50" in report.warnings
     assert "wildbench: pool too small, took all: 4 of 44" in report.warnings
-    assert sum("no path given" in w for w in report.warnings) == 4
+    assert sum("neither given nor fetched" in w for w in report.warnings) == 4
     assert "wildbench: pool too small" in caplog.text
 
 

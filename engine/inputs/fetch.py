@@ -1,0 +1,414 @@
+"""The public data sources the paper uses: fetched, verified and cached, like evaluation tools do.
+
+Each source has a manifest in datasets/sources/<name>.yaml (data, not code): where it comes from (a release URL
+per file, or a Hugging Face dataset id and revision), each file's sha256 and size where the source is pinned, its
+licence, and how its rows become prompt records. `fetch` downloads a source into the user cache
+($TASKDIV_CACHE, default the platform's cache dir + taskdiv, under datasets/<name>/):
+
+- HTTPS files resume an interrupted transfer (an HTTP Range request from the partial file), show a progress bar,
+  and are verified — size and sha256 — before an atomic rename; a mismatch deletes the partial file and is an
+  error naming the source, the expected and the actual hash. A file the source ships as an Excel workbook is
+  converted to the CSV the loaders read (`convert: xlsx-to-csv`), and the CSV is what is verified.
+- Hugging Face datasets go through huggingface_hub (HF_TOKEN from the environment, never written anywhere). An
+  unpinned revision is recorded at the first fetch with each file's sha256 (.fetched.json), and those hashes are
+  checked on every later use.
+- `--from DIR` imports files the user already has (a machine without network), verified the same way.
+
+A run whose config names a source uses the cached copy, fetching it first when hub access is on; offline and not
+cached, it stops before any stage with the exact command to run.
+
+Imports: engine.errors; httpx, huggingface_hub and openpyxl inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from engine.errors import TaskdivError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SOURCES_DIR = REPO_ROOT / "datasets" / "sources"
+FETCHED = ".fetched.json"  # per source folder: what was fetched, when, from which revision, with which hashes
+CHUNK = 1 << 16
+
+
+class FetchError(TaskdivError):
+    """A source could not be fetched, verified or found (the message names it and what to do)."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of a source: `name` and `url` (a release file) or `pattern` (files of a Hugging Face dataset)."""
+
+    name: str | None = None
+    url: str | None = None
+    pattern: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    convert: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.sha256 is not None and self.size is not None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source's manifest (datasets/sources/<name>.yaml)."""
+
+    name: str
+    title: str
+    license: str
+    homepage: str
+    main: str
+    files: tuple[SourceFile, ...]
+    rows: str = ""
+    paper: str = ""
+    loader: str | None = None
+    hf_dataset: str | None = None
+    revision: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """Every file has a sha256 and a size (a Hugging Face source also needs a revision)."""
+        return all(f.pinned for f in self.files) and (self.hf_dataset is None or self.revision is not None)
+
+    @property
+    def size(self) -> int | None:
+        sizes = [f.size for f in self.files]
+        return None if any(s is None for s in sizes) else sum(sizes)
+
+
+def load_manifest(path: Path) -> Source:
+    """One manifest, checked: an error names the file and the key."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FetchError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise FetchError(f"{path}: expected a mapping")
+    for key in ("name", "title", "license", "homepage", "main", "files"):
+        if not data.get(key):
+            raise FetchError(f"{path}: {key}: missing")
+    if data["name"] != path.stem:
+        raise FetchError(f"{path}: name: {data['name']!r} does not match the file name")
+    files = []
+    for k, f in enumerate(data["files"]):
+        if not isinstance(f, dict):
+            raise FetchError(f"{path}: files[{k}]: expected a mapping")
+        unknown = set(f) - {"name", "url", "pattern", "sha256", "size", "convert"}
+        if unknown:
+            raise FetchError(f"{path}: files[{k}].{sorted(unknown)[0]}: unknown key")
+        if data.get("hf_dataset") is None and not (f.get("name") and f.get("url")):
+            raise FetchError(f"{path}: files[{k}]: a release file needs name and url")
+        if f.get("convert") not in (None, "xlsx-to-csv"):
+            raise FetchError(f"{path}: files[{k}].convert: unknown conversion {f['convert']!r}")
+        files.append(SourceFile(**f))
+    known = {"name", "title", "license", "homepage", "main", "files", "rows", "paper", "loader", "hf_dataset",
+             "revision"}
+    unknown = set(data) - known
+    if unknown:
+        raise FetchError(f"{path}: {sorted(unknown)[0]}: unknown key")
+    return Source(**{**data, "files": tuple(files)})
+
+
+def sources(directory: Path | None = None) -> dict[str, Source]:
+    """Every manifest (default: datasets/sources), by name."""
+    return {p.stem: load_manifest(p) for p in sorted((directory or SOURCES_DIR).glob("*.yaml"))}
+
+
+def source(name: str, directory: Path | None = None) -> Source:
+    known = sources(directory)
+    if name not in known:
+        raise FetchError(f"unknown source {name!r}; known: {', '.join(known)}")
+    return known[name]
+
+
+def cache_root() -> Path:
+    """The user cache for fetched sources: $TASKDIV_CACHE/datasets, else $XDG_CACHE_HOME/taskdiv/datasets, else
+    ~/.cache/taskdiv/datasets (the same root as the converted models of actors.local)."""
+    if os.environ.get("TASKDIV_CACHE"):
+        return Path(os.environ["TASKDIV_CACHE"]) / "datasets"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "taskdiv" / "datasets"
+
+
+def source_dir(name: str) -> Path:
+    return cache_root() / name
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _record(src: Source) -> dict[str, Any]:
+    path = source_dir(src.name) / FETCHED
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_record(src: Source, record: dict[str, Any]) -> None:
+    folder = source_dir(src.name)
+    tmp = folder / f".{FETCHED}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    os.replace(tmp, folder / FETCHED)
+
+
+def cached_files(src: Source) -> dict[str, Path] | None:
+    """The cached files of a source (relative name → path) when every one is there and matches its record (size;
+    the sha256 was checked when it was written), else None."""
+    record = _record(src)
+    files = record.get("files") or {}
+    if not files:
+        return None
+    folder = source_dir(src.name)
+    out = {}
+    for name, meta in files.items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != meta["size"]:
+            return None
+        out[name] = path
+    if src.hf_dataset is None and set(out) != {f.name for f in src.files}:
+        return None
+    return out
+
+
+def main_file(src: Source, files: dict[str, Path]) -> Path:
+    """The file the source's loader reads (`main`, a name or a glob of the cached files)."""
+    import fnmatch
+
+    matches = sorted(name for name in files if fnmatch.fnmatch(name, src.main))
+    if not matches:
+        raise FetchError(f"source {src.name}: no cached file matches {src.main!r} (have: {sorted(files)})")
+    return files[matches[0]]
+
+
+def _verify(src: Source, f: SourceFile, path: Path) -> str:
+    """Check size and sha256 against the manifest (pinned files); return the sha256. A mismatch deletes the file."""
+    size = path.stat().st_size
+    digest = sha256_of(path)
+    if f.size is not None and size != f.size:
+        path.unlink(missing_ok=True)
+        raise FetchError(f"source {src.name}: {f.name}: expected {f.size} bytes, got {size} (sha256 {digest}); "
+                         "the file was deleted")
+    if f.sha256 is not None and digest != f.sha256:
+        path.unlink(missing_ok=True)
+        raise FetchError(f"source {src.name}: {f.name}: sha256 mismatch — expected {f.sha256}, got {digest}; the "
+                         "file was deleted")
+    return digest
+
+
+def _download(url: str, target: Path, progress: Callable[[int, int | None], None] | None) -> None:
+    """HTTP(S) GET into target.part, resuming from its length with a Range request; renamed to `target` at the end."""
+    import httpx
+
+    part = target.with_name(target.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=60) as response:
+            if response.status_code == 416:  # the partial file already holds everything
+                os.replace(part, target)
+                return
+            if response.status_code not in (200, 206):
+                raise FetchError(f"GET {url}: HTTP {response.status_code}")
+            if response.status_code == 200:  # no range support: start over
+                have = 0
+            total = response.headers.get("content-length")
+            total = int(total) + have if total is not None else None
+            with open(part, "ab" if have else "wb") as out:
+                done = have
+                for chunk in response.iter_bytes():  # as it arrives: a dropped connection keeps what came
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+                out.flush()
+                os.fsync(out.fileno())
+    except httpx.HTTPError as exc:
+        raise FetchError(f"GET {url}: {type(exc).__name__}: {exc} (rerun `fetch` to resume from "
+                         f"{part.stat().st_size if part.exists() else 0} bytes)") from None
+    os.replace(part, target)
+
+
+def xlsx_to_csv(xlsx: Path, csv_path: Path) -> None:
+    """The one sheet of a workbook as CSV: header kept, fully empty rows dropped, cell values unchanged."""
+    import csv
+
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise FetchError("converting an Excel workbook needs openpyxl (pip install openpyxl), or import the CSV "
+                         "with `fetch --from DIR`") from exc
+    book = openpyxl.load_workbook(xlsx, read_only=True, data_only=True)
+    sheet = book.worksheets[0]
+    with open(csv_path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        for row in sheet.iter_rows(values_only=True):
+            if all(v is None or v == "" for v in row):
+                continue
+            writer.writerow(["" if v is None else v for v in row])
+
+
+def _progress_bar(label: str):
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int | None) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=label, unit="B", unit_scale=True, leave=False)
+            bar["last"] = 0
+        bar["bar"].update(done - bar["last"])
+        bar["last"] = done
+
+    def close() -> None:
+        if "bar" in bar:
+            bar["bar"].close()
+
+    return update, close
+
+
+def fetch(name: str, *, progress: bool = True) -> dict[str, Path]:
+    """Download, verify and cache a source (files already cached and verified are kept); return its files."""
+    src = source(name)
+    cached = cached_files(src)
+    if cached is not None:
+        return cached
+    folder = source_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    if src.hf_dataset is not None:
+        return _fetch_hf(src)
+    record = {"source": name, "files": {}}
+    for f in src.files:
+        target = folder / f.name
+        if target.is_file() and f.pinned and target.stat().st_size == f.size and sha256_of(target) == f.sha256:
+            record["files"][f.name] = {"sha256": f.sha256, "size": f.size, "url": f.url}
+            continue
+        update, close = _progress_bar(f"{name}/{f.name}") if progress else (None, lambda: None)
+        try:
+            if f.convert == "xlsx-to-csv":
+                workbook = folder / (Path(f.url).name)
+                _download(f.url, workbook, update)
+                tmp = folder / f".{f.name}.tmp"
+                xlsx_to_csv(workbook, tmp)
+                os.replace(tmp, target)
+                workbook.unlink(missing_ok=True)
+            else:
+                _download(f.url, target, update)
+        finally:
+            close()
+        digest = _verify(src, f, target)
+        record["files"][f.name] = {"sha256": digest, "size": target.stat().st_size, "url": f.url}
+    _write_record(src, record)
+    return cached_files(src) or {}
+
+
+def _fetch_hf(src: Source) -> dict[str, Path]:
+    from huggingface_hub import HfApi, snapshot_download
+
+    folder = source_dir(src.name)
+    token = os.environ.get("HF_TOKEN") or None
+    patterns = [f.pattern or f.name for f in src.files]
+    try:
+        revision = src.revision or HfApi().dataset_info(src.hf_dataset, token=token).sha
+        snapshot_download(src.hf_dataset, repo_type="dataset", revision=revision, allow_patterns=patterns,
+                          local_dir=str(folder), token=token)
+    except Exception as exc:
+        raise FetchError(f"source {src.name}: fetching the Hugging Face dataset {src.hf_dataset} failed "
+                         f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    import fnmatch
+
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and any(fnmatch.fnmatch(rel, p) for p in patterns) and not rel.startswith("."):
+            files[rel] = {"sha256": sha256_of(path), "size": path.stat().st_size}
+    if not files:
+        raise FetchError(f"source {src.name}: {src.hf_dataset} has no file matching {patterns}")
+    _write_record(src, {"source": src.name, "hf_dataset": src.hf_dataset, "revision": revision, "files": files})
+    return cached_files(src) or {}
+
+
+def import_from(name: str, directory: Path) -> dict[str, Path]:
+    """Import a source's files from a folder the user has (DIR/<name>/<file>, DIR/<file>, or anywhere below DIR),
+    verified like a download; for an unpinned source the hashes are recorded."""
+    src = source(name)
+    directory = Path(directory)
+    folder = source_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"source": name, "imported_from": str(directory.resolve()), "files": {}}
+    wanted = [(f, f.name) for f in src.files if f.name] or [(f, None) for f in src.files]
+    for f, file_name in wanted:
+        if file_name is None:  # a pattern of a Hugging Face dataset: every matching file below DIR/<name>
+            import fnmatch
+
+            base = directory / name if (directory / name).is_dir() else directory
+            found = [p for p in sorted(base.rglob("*")) if p.is_file()
+                     and fnmatch.fnmatch(p.relative_to(base).as_posix(), f.pattern)]
+            if not found:
+                raise FetchError(f"source {name}: no file matching {f.pattern!r} below {base}")
+            for p in found:
+                rel = p.relative_to(base).as_posix()
+                target = folder / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _copy_atomic(p, target)
+                record["files"][rel] = {"sha256": sha256_of(target), "size": target.stat().st_size}
+            continue
+        candidates = [directory / name / file_name, directory / file_name, *sorted(directory.rglob(file_name))]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise FetchError(f"source {name}: {file_name} not found in {directory} (looked in {directory / name}, "
+                             f"{directory} and below)")
+        target = folder / file_name
+        _copy_atomic(found, target)
+        digest = _verify(src, f, target)
+        record["files"][file_name] = {"sha256": digest, "size": target.stat().st_size, "imported": str(found)}
+    _write_record(src, record)
+    return cached_files(src) or {}
+
+
+def _copy_atomic(src_path: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(src_path, tmp)
+    os.replace(tmp, target)
+
+
+def ensure(name: str, *, offline: bool, progress: bool = True) -> Path:
+    """The main file of a cached source, fetched first when hub access is on.
+
+    Raises:
+        FetchError: offline and not cached — with the exact command to run.
+    """
+    src = source(name)
+    cached = cached_files(src)
+    if cached is None:
+        if offline:
+            raise FetchError(f"source {name} is not in the cache ({source_dir(name)}) and this run is offline "
+                             f"(models.offline): run `python engine/run.py fetch {name}` where there is network, "
+                             f"or `python engine/run.py fetch {name} --from DIR` with files you have")
+        cached = fetch(name, progress=progress)
+    return main_file(src, cached)
+
+
+def source_table(directory: Path | None = None) -> str:
+    """The README's table of sources, generated from the manifests."""
+    lines = ["| source | what | licence | files | pinned | used in the paper |", "|---|---|---|---|---|---|"]
+    for src in sources(directory).values():
+        size = src.size
+        files = ", ".join(f.name or f.pattern for f in src.files) + (f" ({size / 1e6:.1f} MB)" if size else "")
+        origin = f"[{src.title}]({src.homepage})"
+        pinned = "sha256 + size" if src.pinned else "recorded at first fetch"
+        lines.append(f"| `{src.name}` | {origin} | {src.license} | {files} | {pinned} | {src.paper} |")
+    return "\n".join(lines)
