@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from actors import hub
 from actors.base import BackendError, ChatBackend
+from actors.hub import env_offline  # noqa: F401  (re-exported: whether the environment turns hub access off)
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
 # against the same model at a new address, or on other hardware, resumes instead of starting over.

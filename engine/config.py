@@ -167,12 +167,15 @@ class PromptsConfig:
     Attributes:
         source: "builtin" (our prompt set in datasets/builtin), "jsonl" (a file of prompts in our format),
             "responses" (responses generated elsewhere, audited without generating: engine/inputs/responses.py), a
-            benchmark loader ("simpleqa", "math500", "macgyver", "noveltybench", "wildbench",
-            "community_alignment"), or "paper" (the paper's 344-prompt mix drawn from the benchmark files in
-            `paths`).
-        path: the file, for sources that read one.
-        paths: for "paper": benchmark name → file (relative to the working directory); sources left out are
-            skipped with a warning in the report.
+            public benchmark ("simpleqa", "math500", "macgyver", "noveltybench", "wildbench",
+            "community_alignment": manifests in datasets/sources), or "paper" (the paper's 344-prompt mix drawn
+            from the benchmarks).
+        path: the file, for sources that read one. A benchmark without a path is read from the cache of fetched
+            sources (`engine/run.py fetch`), fetched first when the run is online (models.offline); offline and
+            not cached, the run stops before any stage with the command to run.
+        paths: for "paper": benchmark name → file (relative to the working directory), overriding the cache.
+        missing_sources: for "paper": "fail" (a benchmark neither given nor cached stops the run, with the fetch
+            command) or "skip" (draw from the benchmarks there are; the report lists the shortfall).
         seed: for "paper": the seed of the draw (recorded in each prompt's meta).
         options: extra keyword arguments for the loader (e.g. noveltybench's category_map, community_alignment's
             text_field).
@@ -185,6 +188,7 @@ class PromptsConfig:
     source: str = "builtin"
     path: str | None = None
     paths: dict[str, str] = field(default_factory=dict)
+    missing_sources: Literal["fail", "skip"] = "fail"
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     per_category: int | None = None
@@ -202,12 +206,16 @@ class SamplingConfig:
         max_tokens: most new tokens per response. System-prompt sampling asks for n responses in one
             completion, so it gets n × max_tokens.
         seed: base seed; each group's seed derives from it, the prompt and the strategy.
+        system_parse: how a system-prompt completion is split into its n responses: "strict" (the asked-for
+            "### Response k" headers, or "Response k:" inline) or "lenient" (also a bare numbered list "1. … 2. …" —
+            which also splits one answer written as numbered steps into several, inflating the count).
     """
 
     temperature: float = 1.0
     top_p: float = 0.9
     max_tokens: int = 1024
     seed: int = 0
+    system_parse: Literal["strict", "lenient"] = "strict"
 
     def __post_init__(self) -> None:
         try:
@@ -257,6 +265,10 @@ class JudgeConfig:
         max_response_chars: responses are cut to this many characters inside the judge prompt, so pairs of long
             responses still fit a small model's context. 0 disables the cut.
         cascade: let a calibrated cheap judge decide the pairs it is confident about (see CascadeConfig).
+        agreement_sample_rate: the share of groups (a deterministic draw by group) that every judge judges in
+            full — every pair, no pruning, no cascade — so that judge-judge agreement over pairs (Cohen's κ) is
+            measured on a sample that does not depend on any judge's own verdicts. Their extra calls are counted in
+            the report. 0: no pairwise κ (agreement is then reported on unique counts per group only).
     """
 
     threshold: float = 0.5
@@ -265,8 +277,11 @@ class JudgeConfig:
     max_tokens: int = 4
     max_response_chars: int = 4000
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    agreement_sample_rate: float = 0.05
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.agreement_sample_rate <= 1.0:
+            raise InvalidValue("agreement_sample_rate", f"must be in [0, 1], got {self.agreement_sample_rate}")
         if not 0.0 <= self.threshold <= 1.0:
             raise InvalidValue("threshold", f"must be in [0, 1], got {self.threshold}")
         if self.max_tokens < 1:
@@ -320,12 +335,17 @@ class QualityConfig:
     Attributes:
         enabled: run the quality stage.
         grader: name of the judge that grades (default: the first judge).
+        graders: several judges that grade, like the paper's quality scores from its LLM judges: each writes its
+            own checklist and grades every response; a response's quality is the mean over the graders that read
+            it, and the report gives each grader's mean and their agreement. Give `grader` or `graders`, not both.
+            The first grader also grades short answers for accuracy.
         checklist_max_tokens: tokens for writing the checklist.
         reward_model: optionally, a reward model scoring every response as well.
     """
 
     enabled: bool = True
     grader: str | None = None
+    graders: list[str] = field(default_factory=list)
     checklist_max_tokens: int = 200
     reward_model: RewardConfig | None = None
 
@@ -360,9 +380,7 @@ class ModelsConfig:
     def resolved_offline(self) -> bool:
         """Whether hub access is off for this run."""
         if self.offline == "auto":
-            from actors.hub import env_offline
-
-            return env_offline()
+            return registry.env_offline()
         return bool(self.offline)
 
 
@@ -478,13 +496,27 @@ class RunConfig:
             names = [m.name for m in models]
             if len(set(names)) != len(names):
                 raise InvalidValue(role, f"model names must be unique, got {names}")
-        if self.quality.grader is not None and self.quality.grader not in [j.name for j in self.judges]:
-            raise InvalidValue("quality.grader", f"{self.quality.grader!r} is not one of the judges")
+        judge_names = [j.name for j in self.judges]
+        if self.quality.grader is not None and self.quality.graders:
+            raise InvalidValue("quality.graders", "give quality.grader or quality.graders, not both")
+        for name in ([self.quality.grader] if self.quality.grader else []) + self.quality.graders:
+            if name not in judge_names:
+                raise InvalidValue("quality.graders" if self.quality.graders else "quality.grader",
+                                   f"{name!r} is not one of the judges ({', '.join(judge_names)})")
+        if len(set(self.quality.graders)) != len(self.quality.graders):
+            raise InvalidValue("quality.graders", f"each grader once, got {self.quality.graders}")
+
+    @property
+    def graders(self) -> list[ModelConfig]:
+        """The models that grade quality (quality.graders, else quality.grader, else the first judge)."""
+        names = self.quality.graders or [self.quality.grader or self.judges[0].name]
+        by_name = {j.name: j for j in self.judges}
+        return [by_name[n] for n in names]
 
     @property
     def grader(self) -> ModelConfig:
-        name = self.quality.grader or self.judges[0].name
-        return next(j for j in self.judges if j.name == name)
+        """The first grader (it also grades short answers for accuracy)."""
+        return self.graders[0]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

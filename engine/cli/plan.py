@@ -1,7 +1,9 @@
 """`python engine/run.py plan --config FILE`: what a run will cost, before it runs (engine.execution.plan).
 
 Prints prompts, groups, model calls and token ranges per role and model, and a cost range in USD where a model's
-options give prices. Loads the prompts only: no model is loaded and no network is reached.
+options give prices. Loads the prompts only: no model is loaded and no network is reached. The paper's mix counts
+the prompts of benchmarks not fetched yet from the preset's composition (their tokens estimated from the others')
+and names the command that fetches them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from engine.errors import TaskdivError
+
 from engine.cli.common import add_config_arguments, load_run_config
+
+
+# The length assumed for a prompt not fetched yet when none is there to average (a typical benchmark prompt).
+PLACEHOLDER_CHARS = 400
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,16 +30,35 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from engine.execution.pipeline import load_run_prompts
     from engine.execution.plan import make_plan, render_plan
     from engine.inputs.loaders.paper import PresetReport
+    from engine.inputs.prompts import make_prompt, select
 
     config = load_run_config(args.config, args.set)
     report = PresetReport()
-    prompts, groups = load_run_prompts(config, report)
+    try:
+        prompts, groups = load_run_prompts(config, report, offline=True, skip_missing=True)
+    except TaskdivError:
+        if not any(sel.path is None for sel in report.selections.values()):
+            raise
+        prompts, groups = [], None  # nothing fetched yet: every prompt is counted from the composition
+    missing = {name: sel.asked for name, sel in report.selections.items() if sel.path is None and sel.asked}
+    if missing and groups is None:
+        # Not fetched yet: counted from the preset's composition, each as long as the mean prompt here (or, with
+        # nothing fetched, PLACEHOLDER_CHARS).
+        mean = sum(len(p.text) for p in prompts) // len(prompts) if prompts else PLACEHOLDER_CHARS
+        prompts = prompts + [make_prompt("x" * max(1, mean), source=f"{name} (not fetched)", meta={"k": k})
+                             for name, count in missing.items() for k in range(count)]
+        prompts = select(prompts, per_category=config.prompts.per_category, limit=config.prompts.limit)
     plan = make_plan(config, prompts, None if groups is None else len(groups))
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
-        for warning in report.warnings:
-            print(f"note: {warning}")
+        if missing:
+            print(f"note: {sum(missing.values())} prompts of the paper's mix come from benchmarks not fetched yet "
+                  f"({', '.join(f'{k} {v}' for k, v in missing.items())}): counted, their tokens estimated from "
+                  f"the others; fetch them with `python engine/run.py fetch {' '.join(missing)}`")
+        else:
+            for warning in report.warnings:
+                print(f"note: {warning}")
         if report.skipped:
             print(f"note: {len(report.skipped)} input rows skipped (on_error: skip)")
         print(render_plan(plan))

@@ -107,7 +107,7 @@ class Pipeline:
         preflight(cfg, offline=self.offline)
         self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         load_report = PresetReport()
-        prompts, groups = load_run_prompts(cfg, load_report)
+        prompts, groups = load_run_prompts(cfg, load_report, offline=self.offline)
         external = groups is not None
         if cfg.execution.max_cost_usd is not None:
             check_cost(cfg, prompts, groups)
@@ -214,7 +214,7 @@ class Pipeline:
         for model in cfg.generators:
             temperature = model.temperature if model.temperature is not None else cfg.sampling.temperature
             settings = {"n": cfg.n, "temperature": temperature, "top_p": cfg.sampling.top_p,
-                        "max_tokens": cfg.sampling.max_tokens}
+                        "max_tokens": cfg.sampling.max_tokens, "system_parse": cfg.sampling.system_parse}
             units, context = [], []
             for k, shard in enumerate(shards):
                 for strategy in cfg.strategies:
@@ -253,7 +253,7 @@ class Pipeline:
                 for g in by_prompt[p["prompt_id"]]:
                     texts = [t for _, t in g.responses]
                     rows.append({
-                        "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None,
+                        "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None, "parse_mode": None,
                         "responses": texts, "finish_reasons": ["external"] * len(texts),
                         "n_tokens": [None] * len(texts), "status": "ok", "raw": None, "calls": 0, "error": None,
                         PSHARD: k, "text": p["text"], "source": p["source"], "gold_category": p["gold_category"],
@@ -330,9 +330,12 @@ class Pipeline:
         return self._run_stage("metrics", "metrics", plan, units, MetricsStage.output_schema)
 
     def quality(self, frame: pa.Table) -> tuple[pa.Table, pa.Table]:
-        """Checklists once per (prompt, category), then a grade for every response."""
+        """Each grader's checklists, once per (prompt, category), then its grade for every response."""
+        parts = [self._quality_by(frame, grader) for grader in self.config.graders]
+        return pa.concat_tables([c for c, _ in parts]), pa.concat_tables([g for _, g in parts])
+
+    def _quality_by(self, frame: pa.Table, grader: ModelConfig) -> tuple[pa.Table, pa.Table]:
         cfg = self.config
-        grader = cfg.grader
         units = []
         for k in _unique(frame[PSHARD]):
             part = frame.filter(pc.equal(frame[PSHARD], k)).select(T.CHECKLIST_INPUT.names).to_pylist()
@@ -437,8 +440,13 @@ UNIT = "_unit"
 PSHARD = "_pshard"
 
 
-def load_run_prompts(cfg: RunConfig, report: PresetReport) -> tuple[list[Prompt], list[ExternalGroup] | None]:
+def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | None = None,
+                     skip_missing: bool = False) -> tuple[list[Prompt], list[ExternalGroup] | None]:
     """The run's prompts, and its groups of responses when they come from elsewhere (else None).
+
+    Args:
+        offline: whether named sources may be fetched (default: the config's models.offline).
+        skip_missing: draw the paper's mix from the sources there are even when the config says to fail (plan).
 
     Raises:
         TaskdivError: no prompts at all (every row skipped, or none selected).
@@ -450,7 +458,8 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport) -> tuple[list[Prompt]
         kept = {p.prompt_id for p in prompts}
         groups = [g for g in groups if g.prompt_id in kept]
     else:
-        prompts = load_prompts(cfg.prompts, report=report)
+        offline = cfg.models.resolved_offline() if offline is None else offline
+        prompts = load_prompts(cfg.prompts, report=report, offline=offline, skip_missing=skip_missing)
     if not prompts:
         raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}: all rows skipped or none selected)")
     return prompts, groups

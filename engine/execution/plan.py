@@ -9,8 +9,9 @@ Counting rules (per generator, strategy and prompt; n responses per group):
 - temperature: one request for n completions; system_*: one completion holding n responses (n × max_tokens), up to
   two attempts; regen_*: n requests, turn k carrying the k earlier answers;
 - judging: a group has n(n−1)/2 pairs; union-find pruning asks between n − 1 (everything equivalent) and all of
-  them, times two with both_orders, and an unreadable verdict is asked once more; one output token where log-probs
-  decide, judge.max_tokens where text does;
+  them, times two with both_orders, and an unreadable verdict is asked once more; the groups of the agreement sample
+  (judge.agreement_sample_rate, a draw by group known before the run) have all their pairs judged; one output token
+  where log-probs decide, judge.max_tokens where text does;
 - quality: one checklist per prompt, one grade per response; accuracy: one grader call per response to a prompt
   with a short gold answer; each up to twice.
 Input tokens are estimated from characters (CHARS_PER_TOKEN), responses at their max_tokens (cut to
@@ -28,6 +29,7 @@ from engine.config import ModelConfig, RunConfig
 from engine.inputs.prompts import Prompt
 from engine.method import taxonomy
 from engine.method.accuracy import accuracy_method
+from engine.method.judges import in_agreement_sample
 
 # A rough, model-independent estimate (English text, BPE tokenizers); plan figures are estimates, not tokens.
 CHARS_PER_TOKEN = 4.0
@@ -162,6 +164,14 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
                        + 2 * response_chars) for p in by_prompt.values()]
     mean_judge_in = sum(judge_in) / len(judge_in) if judge_in else 0
     low_calls = groups * (n - 1) * orders
+    # The agreement sample (judge.agreement_sample_rate) is a deterministic draw by group: every pair of each drawn
+    # group is judged, so its groups are known here and their pairs join the low end.
+    if generated:
+        drawn = sum(in_agreement_sample((p.prompt_id, g.name, s), config.judge.agreement_sample_rate)
+                    for p in prompts for g in generators for s in strategies)
+    else:
+        drawn = round(external_groups * config.judge.agreement_sample_rate)
+    low_calls += drawn * (pairs_per_group - (n - 1)) * orders
     high_calls = groups * pairs_per_group * orders * 2
     for j in config.judges:
         out_high = 1 if j.verdict == "logprobs" else config.judge.max_tokens
@@ -169,8 +179,8 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
                                                                int(high_calls * mean_judge_in)),
                                      (low_calls, high_calls * out_high))
     # Quality and accuracy (the grader).
-    if config.quality.enabled:
-        grader = _role(roles, "grade", config.grader)
+    for g in (config.graders if config.quality.enabled else []):
+        grader = _role(roles, "grade", g)
         checklist_in = sum(tokens(len(taxonomy.checklist_prompt(p.gold_category, p.text))) for p in prompts)
         grader.add((len(prompts), 2 * len(prompts)), (checklist_in, 2 * checklist_in),
                    (len(prompts) * 20, 2 * len(prompts) * config.quality.checklist_max_tokens))

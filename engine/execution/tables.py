@@ -104,6 +104,7 @@ ACCURACY = pa.schema(
         ("grade", pa.string()),
         ("extracted", pa.string()),
         ("exact_match", pa.bool_()),
+        ("answered", pa.bool_()),  # False: no final answer (MATH) or not attempted (SimpleQA)
         ("raw", pa.string()),
     ]
 )
@@ -133,6 +134,7 @@ SAMPLES = pa.schema(
         ("classified", pa.string()),
         ("gold_category", pa.string()),
         ("anchored_as", pa.string()),
+        ("parse_mode", pa.string()),  # system-prompt strategies: how the completion was split
         ("status", pa.string()),
         ("raw", pa.string()),
         ("calls", pa.int64()),
@@ -212,6 +214,7 @@ COMPONENTS = pa.schema(
         ("calls_saved", pa.int64()),
         ("order_disagreements", pa.int64()),
         ("cheap_decided", pa.int64()),
+        ("agreement_sample", pa.bool_()),  # judged in full by every judge (judge.agreement_sample_rate)
     ]
 )
 
@@ -255,11 +258,12 @@ def explode_grades(grades: pa.Table) -> pa.Table:
 def explode_accuracy(accuracy: pa.Table) -> pa.Table:
     rows = []
     for g in accuracy.to_pylist():
-        for k, (correct, grade, extracted, exact, raw) in enumerate(
-                zip(g["correct"], g["grades"], g["extracted"], g["exact"], g["raws"])):
+        answered = g.get("answered") or [None] * len(g["correct"])
+        for k, (correct, grade, extracted, exact, ans, raw) in enumerate(
+                zip(g["correct"], g["grades"], g["extracted"], g["exact"], answered, g["raws"])):
             rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
                          "sample_idx": k, "method": g["method"], "correct": correct, "grade": grade,
-                         "extracted": extracted, "exact_match": exact, "raw": raw})
+                         "extracted": extracted, "exact_match": exact, "answered": ans, "raw": raw})
     return pa.Table.from_pylist(rows, schema=ACCURACY)
 
 
@@ -299,9 +303,14 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
     if judges is None:
         judges = list(dict.fromkeys(components["judge"].to_pylist())) if components.num_rows else []
     general = {tuple(m[k] for k in KEYS): m for m in metrics.to_pylist()}
-    grades: dict[tuple, list[Any]] = {}
+    # A response's quality: the mean over the graders that read it; a group's: the mean over its responses.
+    by_response: dict[tuple, list[Any]] = {}
     for q in (quality.to_pylist() if quality is not None else []):
-        grades.setdefault(tuple(q[k] for k in KEYS), []).append(q["grade"])
+        if q["grade"] is not None:
+            by_response.setdefault((*(q[k] for k in KEYS), q["sample_idx"]), []).append(q["grade"])
+    grades: dict[tuple, list[Any]] = {}
+    for (*key, _), values in by_response.items():
+        grades.setdefault(tuple(key), []).append(sum(values) / len(values))
     checked: dict[tuple, list[bool]] = {}
     for a in (accuracy.to_pylist() if accuracy is not None else []):
         if a["correct"] is not None:

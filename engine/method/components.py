@@ -74,6 +74,7 @@ def count_components(rows: list[dict[str, Any]], threshold: float) -> list[dict[
                 "calls_saved": r["calls_saved"],
                 "order_disagreements": r["order_disagreements"],
                 "cheap_decided": r["cheap_decided"],
+                "agreement_sample": bool(r.get("agreement_sample")),
             }
         )
     return out

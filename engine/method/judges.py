@@ -81,6 +81,7 @@ class GroupJudgment:
     n_unresolved: int = 0
     order_disagreements: int = 0
     cheap_decided: int = 0
+    full: bool = False  # every pair judged by the LLM: a group of the agreement sample
 
 
 class UnionFind:
@@ -143,6 +144,13 @@ def audited(prompt: str, a: str, b: str, rate: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
+def in_agreement_sample(group_key: tuple[str, str, str], rate: float) -> bool:
+    """Whether a group (prompt_id, model, strategy) is in the agreement sample: a deterministic draw, the same for
+    every judge and every rerun, so that all judges judge every pair of the same groups."""
+    digest = hashlib.sha256("\x1f".join(("agreement", *group_key)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
 def judge_group(
     category: str | None,
     prompt: str,
@@ -150,23 +158,25 @@ def judge_group(
     settings: JudgeConfig,
     sampling: SamplingParams,
     cheap: Callable[[int, int], float] | None = None,
+    full: bool = False,
 ) -> Program:
     """Judge the pairs of one group; returns a GroupJudgment.
 
     Pairs are visited in (i, j) order; with pruning on, pairs already connected are skipped. With the cascade on,
     `cheap(i, j)` gives the calibrated judge's P(equivalent): at or below `cascade.low` or at or above
-    `cascade.high` it decides the pair; in between the LLM judge does.
+    `cascade.high` it decides the pair; in between the LLM judge does. `full`: judge every pair with the LLM (no
+    pruning, no cascade) — the agreement sample.
     """
     n = len(responses)
     uf = UnionFind(n)
-    result = GroupJudgment()
+    result = GroupJudgment(full=full)
     orders = 2 if settings.both_orders else 1
-    cascade = settings.cascade if cheap is not None and settings.cascade.enabled else None
+    cascade = settings.cascade if cheap is not None and settings.cascade.enabled and not full else None
     total = n * (n - 1) // 2
     judged = 0
     for i in range(n):
         for j in range(i + 1, n):
-            if not settings.all_pairs and uf.find(i) == uf.find(j):
+            if not (settings.all_pairs or full) and uf.find(i) == uf.find(j):
                 continue
             judged += 1
             a, b = responses[i], responses[j]

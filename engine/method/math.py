@@ -60,15 +60,17 @@ class MathCheck:
     """The outcome of checking one response against a gold answer.
 
     Attributes:
-        correct: True or False, or None when the answer could not be checked (none found, rejected by the
-            screen, parse failure, timeout).
+        correct: True or False — a response with no final answer is incorrect, as MATH-500 counts it — or None
+            when an answer was found but could not be checked (rejected by the screen, parse failure, timeout).
         extracted: the final answer taken from the response, or None when none was found.
         reason: how the verdict was reached or why there is none, in words.
+        answered: whether the response gave a final answer at all (the report gives the no-answer rate).
     """
 
     correct: bool | None
     extracted: str | None
     reason: str
+    answered: bool = True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -479,8 +481,9 @@ def check_math_answer(
         verifier: the worker to use (default: one shared per process).
 
     Returns:
-        A MathCheck: correct True/False, or None with the reason when no answer was found, the answer was
-        rejected by the screen, could not be parsed, or the check ran out of time or memory.
+        A MathCheck: correct True/False (False, with answered False, when no final answer was found), or None with
+        the reason when the answer was rejected by the screen, could not be parsed, or the check ran out of time or
+        memory.
     """
     if not isinstance(response, str):
         return MathCheck(None, None, f"response is not text ({type(response).__name__})")
@@ -488,9 +491,9 @@ def check_math_answer(
         return MathCheck(None, None, "no gold answer")
     answer, how = extract_final_answer(response)
     if answer is None:
-        return MathCheck(None, None, how)
+        return MathCheck(False, None, how, answered=False)
     if not answer:
-        return MathCheck(None, answer, f"empty answer ({how})")
+        return MathCheck(False, answer, f"empty answer ({how})", answered=False)
     rejected = screen_answer(answer)
     if rejected is not None:
         return MathCheck(None, answer, f"not checked: {rejected}")

@@ -16,6 +16,13 @@ from engine.method.taxonomy import CATEGORIES, LETTERS
 # ---------------------------------------------------------------------------------------------------------------
 # Classification letters.
 
+# What a classification that names no category of the taxonomy is recorded as ("N" in the answer): the prompt is
+# then sampled with the general wording and judged with the generic criterion (the paper: the taxonomy is not
+# exhaustive; outside it the model resumes its default behaviour). Distinct from an unparsed answer (None).
+NONE_OF_THESE = "none"
+_NONE_ANSWER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?N(?:$|[.):,\-\]*]|[ \t]*\n|\s+(?![a-z]))"
+                          r"|^[\W_]*none of (?:these|the above)", re.IGNORECASE)
+
 # A letter that stands alone at the start: "G", "G.", "(G)", "G: Creative", "Category: G". A capital followed by a
 # space and a lower-case word is an article or a word ("A story…"), not an answer.
 _LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?([A-H])(?:$|[.):,\-\]*]|[ \t]*\n|\s+(?![a-z]))", re.IGNORECASE)
@@ -23,13 +30,15 @@ _LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?i:is|:|=)?\s*[
 
 
 def parse_category(raw: str) -> str | None:
-    """The category letter a classifier answered, or None.
+    """The category letter a classifier answered, NONE_OF_THESE for "N" / "None of these", or None.
 
     Accepts, in order: a letter standing alone at the start ("G", "G.", "(G)", "Category: G", "G. Creative
-    writing"); a labelled capital letter anywhere ("The category is G", "Answer: D"); the name of exactly one
-    category ("Creative writing"). Anything else is unparsed.
+    writing"); "N" or "None of these" at the start; a labelled capital letter anywhere ("The category is G",
+    "Answer: D"); the name of exactly one category ("Creative writing"). Anything else is unparsed.
     """
     text = raw.strip()
+    if _NONE_ANSWER.match(text):
+        return NONE_OF_THESE
     m = _LEAD_LETTER.match(text)
     if m and (m.group(1).isupper() or text[: m.start(1)].lower().strip("( ").startswith("category")):
         return m.group(1).upper()
@@ -44,22 +53,41 @@ def parse_category(raw: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # System-prompt sampling: n responses in one completion.
 
-_HEADER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*Response[ \t]*(\d+)[ \t]*\**[ \t]*[:.)\-]?[ \t]*\**[ \t]*$|"
-                     r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*Response[ \t]*(\d+)[ \t]*[:.)\-]\**[ \t]*", re.IGNORECASE | re.MULTILINE)
+# Unambiguous on purpose: whitespace is only allowed between tokens that cannot themselves be whitespace, so a
+# long run of spaces is scanned in linear time (two adjacent `[ \t]*` made a line of 20k spaces take 6 s).
+_HEADER_LINE = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?Response[ \t]*(\d+)(?:[ \t]*\*+)?(?:[ \t]*[:.)\-])?(?:[ \t]*\*+)?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE)
+_INLINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?Response[ \t]*(\d+)[ \t]*[:.)\-](?:\*+)?[ \t]*",
+                     re.IGNORECASE | re.MULTILINE)
 _NUMBERED = re.compile(r"^[ \t]*(\d+)[.)][ \t]+", re.MULTILINE)
 
+# How a system-prompt completion may be split, by parse mode: "strict" accepts the asked-for "### Response k"
+# headers and the inline "Response k:" form only; "lenient" also accepts a bare numbered list "1. … 2. …", which
+# also matches one answer written as numbered steps — so it can turn one response into n.
+PARSE_MODES = ("strict", "lenient")
 
-def split_responses(raw: str, n: int) -> list[str]:
+
+def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], str | None]:
     """Split one completion holding several responses into the responses, in order (at most n).
 
-    The format asked for is a header line "### Response k" before each response; we also accept
-    "Response k:" inline and, failing both, a numbered list "1. … 2. …" whose numbers run 1, 2, 3….
-    Text before the first header is dropped; empty responses are dropped. Fewer than n responses is a
-    short parse, which the caller records.
+    Args:
+        raw: the completion.
+        n: how many responses were asked for.
+        mode: "strict" or "lenient" (PARSE_MODES).
+
+    Returns:
+        (responses, how they were found: "headers", "inline", "numbered", or None when nothing matched). Text
+        before the first mark is dropped, empty responses are dropped; fewer than n is a short parse, which the
+        caller records. Only a run of marks numbered 1, 2, 3… splits, so a list inside a response stays whole.
     """
-    for pattern in (_HEADER, _NUMBERED):
-        marks = [m for m in pattern.finditer(raw)]
-        marks = _consecutive_from_one(marks)
+    if mode not in PARSE_MODES:
+        raise ValueError(f"parse mode must be one of {PARSE_MODES}, got {mode!r}")
+    patterns = [("headers", _HEADER_LINE), ("inline", _INLINE)]
+    if mode == "lenient":
+        patterns.append(("numbered", _NUMBERED))
+    for found, pattern in patterns:
+        marks = _consecutive_from_one(list(pattern.finditer(raw)))
         if marks:
             parts = []
             for k, m in enumerate(marks):
@@ -67,8 +95,8 @@ def split_responses(raw: str, n: int) -> list[str]:
                 body = raw[m.end():end].strip()
                 if body:
                     parts.append(body)
-            return parts[:n]
-    return []
+            return parts[:n], found
+    return [], None
 
 
 def _consecutive_from_one(marks: list[re.Match]) -> list[re.Match]:

@@ -53,6 +53,8 @@ class Sampled:
         raw: the unsplit completion for system-prompt strategies when the parse came up short; else None.
         anchored_as: the category the anchored wording used, or None when it fell back to the general wording
             (and for general strategies).
+        parse_mode: for system-prompt strategies, how the completion was split ("headers", "inline", "numbered";
+            None when nothing matched); None for the others.
         calls: backend requests made.
         error: the backend's per-row error, if any.
     """
@@ -63,6 +65,7 @@ class Sampled:
     status: str = "ok"
     raw: str | None = None
     anchored_as: str | None = None
+    parse_mode: str | None = None
     calls: int = 0
     error: str | None = None
 
@@ -73,6 +76,7 @@ class StrategyInput:
     category: str | None
     n: int
     sampling: SamplingParams  # n=1; per-response max_tokens; the group's seed
+    system_parse: str = "strict"  # how system-prompt completions may be split (engine.method.parsing.PARSE_MODES)
 
 
 def _failed(out: ChatOutput, sampled: Sampled) -> bool:
@@ -104,7 +108,7 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
         ]
         # All n responses share one completion, so it gets n times the per-response budget.
         params = x.sampling.with_(n=1, max_tokens=x.sampling.max_tokens * x.n)
-        best: tuple[list[str], ChatOutput] | None = None
+        best: tuple[list[str], str | None, ChatOutput] | None = None
         for attempt in range(2):
             if attempt:
                 params = params.with_(seed=None if params.seed is None else params.seed + 1_000_003)
@@ -112,13 +116,13 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
             s.calls += 1
             if _failed(out, s):
                 return s
-            parts = split_responses(out.texts[0], x.n)
+            parts, mode = split_responses(out.texts[0], x.n, x.system_parse)
             if best is None or len(parts) > len(best[0]):
-                best = (parts, out)
+                best = (parts, mode, out)
             if len(parts) >= x.n:
                 break
         assert best is not None
-        parts, out = best
+        parts, s.parse_mode, out = best
         s.responses = parts
         # A split completion has one finish reason and one token count; each part inherits the reason, and the
         # tokens are apportioned by characters (an estimate, marked as such by the strategy name).

@@ -69,7 +69,10 @@ CATEGORIES: dict[str, Category] = {
                 "Can you answer again? The question has a single correct answer, so give the answer you believe is "
                 "correct, even if it is the same as before."
             ),
-            judge_criterion="Do the two responses give the same final answer to the question?",
+            judge_criterion=(
+                "Do the two responses give the same final answer to the question? If their final answers differ, "
+                "they are different."
+            ),
         ),
         Category(
             letter="B",
@@ -87,7 +90,10 @@ CATEGORIES: dict[str, Category] = {
                 "Can you give a different answer? The request has many possible correct answers, so choose another "
                 "correct one that you have not given yet."
             ),
-            judge_criterion="Do the two responses give the same answer (the same item, name or value)?",
+            judge_criterion=(
+                "Do the two responses give the same answer (the same item, name or value)? If they give different "
+                "answers, they are different."
+            ),
         ),
         Category(
             letter="C",
@@ -102,10 +108,13 @@ CATEGORIES: dict[str, Category] = {
                 "with a different randomly chosen option."
             ),
             regen_anchored=(
-                "Can you make another random choice? Pick a different option from the set, as a fair random draw "
-                "would."
+                "Can you make another random choice? Pick a different option from the set than the ones you have "
+                "picked so far."
             ),
-            judge_criterion="Do the two responses pick the same option (the same number, item or outcome)?",
+            judge_criterion=(
+                "Do the two responses pick the same option (the same number, item or outcome)? If they pick "
+                "different options, they are different."
+            ),
         ),
         Category(
             letter="D",
@@ -126,7 +135,7 @@ CATEGORIES: dict[str, Category] = {
             ),
             judge_criterion=(
                 "Do the two responses use the same problem-solving strategy (the same method or approach), "
-                "regardless of wording or final answer?"
+                "regardless of wording or final answer? If their strategies differ, they are different."
             ),
         ),
         Category(
@@ -145,7 +154,10 @@ CATEGORIES: dict[str, Category] = {
                 "Can you propose a different solution? The problem has many possible solutions, so use a different "
                 "approach or different means than before."
             ),
-            judge_criterion="Do the two responses propose the same solution using the same strategy?",
+            judge_criterion=(
+                "Do the two responses propose the same solution using the same strategy? If they differ in the "
+                "solution or in the strategy, they are different."
+            ),
         ),
         Category(
             letter="F",
@@ -164,7 +176,10 @@ CATEGORIES: dict[str, Category] = {
                 "Can you answer from a different factual perspective? Stay accurate, but emphasise different facts, "
                 "sources or viewpoints than before."
             ),
-            judge_criterion="Do the two responses present the same factual perspective, with the same emphasis?",
+            judge_criterion=(
+                "Do the two responses present the same factual perspective, with the same emphasis? If they differ "
+                "in perspective or in emphasis, they are different."
+            ),
         ),
         Category(
             letter="G",
@@ -183,8 +198,9 @@ CATEGORIES: dict[str, Category] = {
                 "theme and structure."
             ),
             judge_criterion=(
-                "Do the two responses share the same key creative elements (plot, genre, setting, tone, point of "
-                "view, theme, structure)?"
+                "Do the two responses share all of their key creative elements: plot, genre, setting, tone, point "
+                "of view, theme and structure? If they differ in at least one of these elements, they are "
+                "different."
             ),
         ),
         Category(
@@ -201,7 +217,10 @@ CATEGORIES: dict[str, Category] = {
             regen_anchored=(
                 "Can you give a different view? Offer advice or an opinion from a different perspective than before."
             ),
-            judge_criterion="Do the two responses offer the same view, recommendation or perspective?",
+            judge_criterion=(
+                "Do the two responses offer the same view, recommendation or perspective? If they differ in view, "
+                "recommendation or perspective, they are different."
+            ),
         ),
     )
 }
@@ -217,14 +236,15 @@ Categories:
 Prompt:
 \"\"\"{prompt}\"\"\"
 
-Answer with the letter of the category only (one of A, B, C, D, E, F, G, H).
+Answer with the letter of the category only (one of A, B, C, D, E, F, G, H), or N if the prompt fits none of
+these categories.
 Category:"""
 
 # One line of the category list shown to the classifier.
 CATEGORY_LINE = "{letter}. {name}: {definition}"
 
 # Sent when the classifier's answer names no category.
-CLASSIFY_REMINDER = "Answer with one letter only: A, B, C, D, E, F, G or H."
+CLASSIFY_REMINDER = "Answer with one letter only: A, B, C, D, E, F, G or H, or N for none of these."
 
 
 def categories_block() -> str:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from engine.config import ReportConfig
 from engine.method.metrics import GENERAL_METRICS
+from engine.method.parsing import NONE_OF_THESE
 from engine.method.taxonomy import CATEGORIES, LETTERS
 from engine.report.run_stats import run_stats
 from engine.report.stats import (
@@ -83,15 +84,17 @@ def _mean(values: Iterable[Any]) -> float | None:
 
 
 def category_name(letter: str) -> str:
-    """"G. Creative writing" for "G"; "all categories" for "all"; "? (uncategorised)" otherwise."""
-    return f"{letter}. {CATEGORIES[letter].name}" if letter in CATEGORIES else (
-        "all categories" if letter == "all" else "? (uncategorised)")
+    """"G. Creative writing" for "G"; "all categories" for "all"; "none of these" for a prompt classified outside
+    the taxonomy; "? (uncategorised)" otherwise (no gold label and no readable classification)."""
+    if letter in CATEGORIES:
+        return f"{letter}. {CATEGORIES[letter].name}"
+    return {"all": "all categories", NONE_OF_THESE: "none of these"}.get(letter, "? (uncategorised)")
 
 
 def ordered_categories(present: Iterable[str]) -> list[str]:
-    """The categories present, in taxonomy order, with "?" (no category) last."""
+    """The categories present, in taxonomy order, then "none" (none of these), then "?" (no category)."""
     present = set(present)
-    return [c for c in LETTERS if c in present] + (["?"] if "?" in present else [])
+    return [c for c in (*LETTERS, NONE_OF_THESE, "?") if c in present]
 
 
 def run_models(config: Any, groups: list[dict[str, Any]]) -> list[str]:
@@ -167,10 +170,14 @@ def report_data(result, config) -> dict[str, Any]:
         "settings": {"bootstrap_resamples": rc.bootstrap_resamples, "seed": rc.seed, "ci": rc.ci},
         "small_model_judges": small_model_judges(config),
     }
-    data["unique"] = _unique_section(groups, n, boot)
+    data["unique"] = _unique_section(groups, n, boot, strategies)
     data["tradeoff"] = _tradeoff_section(groups, n, models, strategies, boot, rc, "quality" in t)
-    data["spearman"] = _spearman_section(groups, n, rc)
+    data["spearman"] = _spearman_section(groups, n, rc, t, bool(getattr(getattr(config, "judge", None), "cascade", None)
+                                                                and config.judge.cascade.enabled))
+    data["graders"] = _graders_section(t, models, strategies)
+    data["deviations"] = deviations(config)
     data["by_strategy"] = _by_strategy(groups, n)
+    data["parsing"] = _parsing_section(t, config)
     data["classification"] = _classification_section(t, models, boot)
     data["yardstick"] = _yardstick_section(t, models, config)
     data["judging"] = _judging_section(t, config, n, rc, result.stages)
@@ -185,27 +192,50 @@ def report_data(result, config) -> dict[str, Any]:
     return data
 
 
-def _unique_section(groups: list[dict], n: int, boot: Callable) -> dict[str, Any]:
+def _cells(groups: list[dict], boot: Callable) -> tuple[list[dict], dict[tuple, list[dict]]]:
     cells: dict[tuple, list[dict]] = defaultdict(list)
-    excluded: dict[tuple, int] = defaultdict(int)
     for g in groups:
-        if is_complete(g, n):
-            cells[(g["model"], g["category"] or "?", g["strategy"])].append(g)
-            cells[(g["model"], "all", g["strategy"])].append(g)
-        else:
-            excluded[(g["model"], g["strategy"], _exclusion_reason(g, n))] += 1
+        cells[(g["model"], g["category"] or "?", g["strategy"])].append(g)
+        cells[(g["model"], "all", g["strategy"])].append(g)
     out = []
     for (model, cat, strategy), gs in sorted(cells.items()):
         est = boot([g["unique_mean"] for g in gs], clusters=[g["prompt_id"] for g in gs])
         out.append({"model": model, "category": cat, "strategy": strategy, "estimate": est.to_dict(),
                     "groups": len(gs), "partial": sum(1 for g in gs if _partial_reasons(g))})
+    return out, cells
+
+
+def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list[str] | None = None) -> dict[str, Any]:
+    """Figure 2's cells, paired and unpaired. Paired (the main figure): per model, only the prompts whose groups are
+    complete under every strategy shown, so each category compares the strategies on the same prompts; unpaired:
+    every complete group of each strategy (each cell may then rest on another subset of prompts)."""
+    excluded: dict[tuple, int] = defaultdict(int)
+    complete = []
+    for g in groups:
+        if is_complete(g, n):
+            complete.append(g)
+        else:
+            excluded[(g["model"], g["strategy"], _exclusion_reason(g, n))] += 1
+    out, cells = _cells(complete, boot)
+    shown: dict[str, set] = defaultdict(set)
+    for g in groups:
+        shown[g["model"]].add(g["strategy"])
+    if strategies:
+        shown = {m: {s for s in strategies if s in got} for m, got in shown.items()}
+    by_prompt: dict[tuple, set] = defaultdict(set)
+    for g in complete:
+        by_prompt[(g["model"], g["prompt_id"])].add(g["strategy"])
+    paired = [g for g in complete if by_prompt[(g["model"], g["prompt_id"])] >= shown[g["model"]]]
+    paired_out, _ = _cells(paired, boot)
     partial: dict[str, int] = defaultdict(int)
     for g in groups:
         if is_complete(g, n):
             for reason in _partial_reasons(g):
                 partial[reason] += 1
     return {
-        "cells": out,
+        "cells": paired_out,
+        "unpaired_cells": out,
+        "paired_prompts": {m: len({g["prompt_id"] for g in paired if g["model"] == m}) for m in shown},
         "categories": ordered_categories(c for (_, c, _) in cells if c != "all"),
         "excluded": [{"model": m, "strategy": s, "reason": r, "groups": k}
                      for (m, s, r), k in sorted(excluded.items())],
@@ -270,11 +300,9 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
     return out
 
 
-def _spearman_section(groups: list[dict], n: int, rc: ReportConfig) -> dict[str, Any]:
-    complete = [g for g in groups if is_complete(g, n)]
-    cats = ordered_categories(g["category"] or "?" for g in complete)
+def _spearman_rows(complete: list[dict], cats: list[str], rc: ReportConfig) -> list[dict[str, Any]]:
     rows = []
-    for cat in cats + ["all"]:
+    for cat in cats:
         gs = [g for g in complete if cat == "all" or (g["category"] or "?") == cat]
         for metric in CORRELATED:
             name, col, sign = metric.label, metric.column, metric.direction
@@ -283,7 +311,117 @@ def _spearman_section(groups: list[dict], n: int, rc: ReportConfig) -> dict[str,
                                    resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
                                    names=(f"{name} diversity", "the unique count"), unit="groups")
             rows.append({"category": cat, "metric": name, "estimate": est.to_dict()})
-    return {"rows": rows, "categories": cats + ["all"], "metrics": [m.label for m in CORRELATED]}
+    return rows
+
+
+def _spearman_section(groups: list[dict], n: int, rc: ReportConfig, t: dict | None = None,
+                      cascade: bool = False) -> dict[str, Any]:
+    """Spearman ρ of each general metric with functional diversity, per category. With the cascade on, the cheap
+    judge decided some pairs from cosine, Jaccard and NCD — the general metrics themselves — so the section also
+    gives the share of pairs it decided and ρ over the groups judged by LLM judges only."""
+    complete = [g for g in groups if is_complete(g, n)]
+    cats = ordered_categories(g["category"] or "?" for g in complete) + ["all"]
+    out = {"rows": _spearman_rows(complete, cats, rc), "categories": cats,
+           "metrics": [m.label for m in CORRELATED], "cascade": cascade}
+    if cascade and t is not None:
+        judgments = _rows(t, "judgments")
+        cheap = sum(1 for j in judgments if j.get("decided_by") == "cheap")
+        touched = {(c["prompt_id"], c["model"], c["strategy"]) for c in _rows(t, "components")
+                   if c.get("cheap_decided")}
+        llm_only = [g for g in complete if (g["prompt_id"], g["model"], g["strategy"]) not in touched]
+        out.update(cheap_share=cheap / len(judgments) if judgments else None, cheap_pairs=cheap,
+                   llm_only_groups=len(llm_only),
+                   rows_llm_only=_spearman_rows(llm_only, ordered_categories(
+                       g["category"] or "?" for g in llm_only) + ["all"], rc))
+    return out
+
+
+def _graders_section(t: dict, models: list[str], strategies: list[str]) -> dict[str, Any]:
+    """With several graders: each one's mean grade per model and strategy, and how well they agree per response."""
+    rows = _rows(t, "quality")
+    graders = list(dict.fromkeys(r["grader"] for r in rows))
+    if len(graders) < 2:
+        return {"graders": graders, "means": [], "agreement": []}
+    means = []
+    for model in models:
+        for strategy in strategies:
+            row = {"model": model, "strategy": strategy}
+            for g in graders:
+                row[g] = _mean(r["grade"] for r in rows if r["model"] == model and r["strategy"] == strategy
+                               and r["grader"] == g)
+            means.append(row)
+    by_response: dict[tuple, dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        if r["grade"] is not None:
+            by_response[(r["prompt_id"], r["model"], r["strategy"], r["sample_idx"])][r["grader"]] = r["grade"]
+    agreement = []
+    for k, a in enumerate(graders):
+        for b in graders[k + 1:]:
+            both = [(v[a], v[b], key[0]) for key, v in by_response.items() if a in v and b in v]
+            est = spearman_with_ci([x for x, _, _ in both], [y for _, y, _ in both], clusters=[c for _, _, c in both],
+                                   resamples=200, seed=0, ci=0.95, names=(f"{a}'s grade", f"{b}'s grade"),
+                                   unit="responses")
+            agreement.append({"a": a, "b": b, "responses": len(both),
+                              "exact": sum(x == y for x, y, _ in both) / len(both) if both else None,
+                              "spearman": est.to_dict()})
+    return {"graders": graders, "means": means, "agreement": agreement}
+
+
+# The paper's setup, for the deviations section.
+PAPER_JUDGES = ("gpt-4o", "claude", "gemini")
+PAPER_EMBEDDER = "gemini-embedding-001"
+PAPER_REWARD = "Athene-RM-8B"
+
+
+def deviations(config) -> list[str]:
+    """How this run's setup differs from the paper's, one sentence each, from the run's own settings."""
+    out = []
+    judges = [f"{j.name} ({j.model})" for j in config.judges]
+    models = " ".join(str(j.model).lower() for j in config.judges)
+    if not all(k in models for k in PAPER_JUDGES):
+        out.append(f"Judges: {', '.join(judges)}; the paper averaged GPT-4o, Claude-4-Sonnet and Gemini-2.5-Flash.")
+    text_judges = [j.name for j in config.judges if getattr(j, "verdict", "auto") == "text"]
+    if text_judges:
+        out.append(f"Verdicts read from text (P(yes) 1 or 0) for {', '.join(text_judges)} (`verdict: text`).")
+    if config.embedder.model != PAPER_EMBEDDER:
+        out.append(f"Embedding diversity uses {config.embedder.model} ({config.embedder.backend}); the paper used "
+                   f"{PAPER_EMBEDDER}.")
+    rm = config.quality.reward_model
+    if rm is None:
+        out.append(f"No reward model: Figure 3a plots checklist quality; the paper used {PAPER_REWARD}.")
+    elif "athene" not in rm.model.lower():
+        out.append(f"Reward model {rm.model} (kind {rm.kind}); the paper used {PAPER_REWARD}.")
+    if "system_general" in config.strategies or "system_anchored" in config.strategies:
+        out.append(f"System-prompt sampling asks for n = {config.n} responses in one completion of up to "
+                   f"{config.n} × {config.sampling.max_tokens} tokens, split with sampling.system_parse: "
+                   f"{config.sampling.system_parse} (strict: the asked-for headers only).")
+    if config.sampling.max_tokens != 1024:
+        out.append(f"At most {config.sampling.max_tokens} tokens per response; the paper used 1024.")
+    if config.judge.max_response_chars:
+        out.append(f"Responses are cut to {config.judge.max_response_chars} characters inside judge prompts.")
+    if config.judge.cascade.enabled:
+        out.append(f"The cascade is on: a calibrated judge over cosine, Jaccard and NCD decides pairs it is confident "
+                   f"about (p ≤ {config.judge.cascade.low:g} or ≥ {config.judge.cascade.high:g}); the paper judged "
+                   "every needed pair with LLMs.")
+    graders = [g.name for g in config.graders]
+    out.append(f"Checklist quality graded by {', '.join(graders)}; the paper's quality scores came from its LLM "
+               "judges.")
+    out.append("Categories without a gold label are judged under a reference classification by the judges' "
+               "majority (or `classifier`); the paper labelled its prompts by hand.")
+    return out
+
+
+def _parsing_section(t: dict, config) -> dict[str, Any]:
+    """How the system-prompt groups were split into their n responses (per model and strategy: parse mode, and
+    status), under which setting."""
+    counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for g in _rows(t, "samples"):
+        if g["strategy"].startswith("system"):
+            key = (g["model"], g["strategy"])
+            counts[key][f"mode:{g.get('parse_mode') or 'none'}"] += 1
+            counts[key][f"status:{g['status']}"] += 1
+    return {"setting": getattr(getattr(config, "sampling", None), "system_parse", "strict"),
+            "rows": [{"model": m, "strategy": s, **dict(c)} for (m, s), c in sorted(counts.items())]}
 
 
 def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
@@ -309,14 +447,14 @@ def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
 def _classification_section(t: dict, models: list[str], boot: Callable) -> list[dict[str, Any]]:
     gold = {p["prompt_id"]: p["gold_category"] for p in _rows(t, "prompts")}
     rows = [r for r in _rows(t, "classifications") if r.get("role", "own") == "own"]
-    columns = list(LETTERS) + [None]
+    columns = list(LETTERS) + [NONE_OF_THESE, None]
     out = []
     for model in [m for m in models if any(r["model"] == m for r in rows)]:
         mine = [r for r in rows if r["model"] == model]
         labelled = [r for r in mine if gold.get(r["prompt_id"])]
         correct = [1.0 if r["category"] == gold[r["prompt_id"]] else 0.0 for r in labelled]
         matrix = confusion_matrix([gold[r["prompt_id"]] for r in labelled],
-                                  [r["category"] if r["category"] in LETTERS else None for r in labelled],
+                                  [r["category"] if r["category"] in columns else None for r in labelled],
                                   columns)
         recall = per_class_recall(matrix)
         out.append({
@@ -325,12 +463,13 @@ def _classification_section(t: dict, models: list[str], boot: Callable) -> list[
             "labelled": len(labelled),
             "accuracy": boot(correct, clusters=[r["prompt_id"] for r in labelled]).to_dict(),
             "unparsed": sum(1 for r in mine if r["category"] is None),
+            "none_of_these": sum(1 for r in mine if r["category"] == NONE_OF_THESE),
             "recall": [
                 {"category": c, "support": int(matrix[k].sum()), "correct": int(matrix[k, k]),
                  "recall": None if math.isnan(recall[k]) else float(recall[k])}
                 for k, c in enumerate(LETTERS) if matrix[k].sum()
             ],
-            "confusion": {"rows": list(LETTERS), "columns": list(LETTERS) + ["unparsed"],
+            "confusion": {"rows": list(LETTERS), "columns": list(LETTERS) + ["none of these", "unparsed"],
                           "counts": matrix[: len(LETTERS)].tolist()},
         })
     return out
@@ -421,6 +560,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
                          f"none; in {row['downgraded']} worker(s)), so from then on its verdicts were read from text "
                          f"(P(yes) 1 or 0): {row['read_from']['text']} from text, {row['read_from']['logprobs']} "
                          "from log-probs.")
+    sample_groups = [c for c in comps if c.get("agreement_sample")]
     agreement = []
     for a_idx, a in enumerate(names):
         for b in names[a_idx + 1:]:
@@ -428,6 +568,9 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
     return {
         "judges": names,
         "single_judge": len(names) < 2,
+        "agreement_sample": {"rate": float(getattr(config.judge, "agreement_sample_rate", 0.0)),
+                             "groups": len({(c["prompt_id"], c["model"], c["strategy"]) for c in sample_groups}),
+                             "calls": sum(c["calls_made"] for c in sample_groups)},
         "notes": notes,
         "both_orders": both_orders,
         "per_judge": per_judge,
@@ -442,33 +585,49 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
 
 
 def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dict], rc: ReportConfig) -> dict:
+    """Agreement of two judges. Primary, over groups: how often their resolved unique counts are equal (overall and
+    per category) and the rank correlation of the counts. Over pairs (Cohen's κ), only on the agreement sample:
+    groups every judge judged in full (judge.agreement_sample_rate), so that the pairs compared do not depend on
+    either judge's own verdicts, as they do under pruning."""
+    sample = {(c["prompt_id"], c["model"], c["strategy"]) for c in comps if c.get("agreement_sample")}
+
     def verdicts(judge: str) -> dict[tuple, str]:
-        # Only the judge's own verdicts: unparsed ones say nothing, and pairs a cascade's cheap judge decided are
-        # the same verdict for every judge by construction.
+        # The judge's own, readable verdicts on the agreement sample's pairs.
         return {(j["prompt_id"], j["model"], j["strategy"], j["i"], j["j"]): j["verdict"] for j in judgments
                 if j["judge"] == judge and j["verdict"] in ("equivalent", "different")
-                and j.get("decided_by") != "cheap"}
+                and j.get("decided_by") != "cheap" and (j["prompt_id"], j["model"], j["strategy"]) in sample}
 
     va, vb = verdicts(a), verdicts(b)
     common = sorted(set(va) & set(vb))
     la, lb = [va[k] for k in common], [vb[k] for k in common]
-    kappa, kappa_note = cohen_kappa(la, lb)
-    ua = {(c["prompt_id"], c["model"], c["strategy"]): c["unique"] for c in comps if c["judge"] == a}
-    ub = {(c["prompt_id"], c["model"], c["strategy"]): c["unique"] for c in comps if c["judge"] == b}
+    kappa, kappa_note = cohen_kappa(la, lb) if common else (float("nan"), "no agreement sample "
+                                                            "(judge.agreement_sample_rate is 0, or no group drawn)")
+
+    def counts(judge: str) -> dict[tuple, dict]:
+        return {(c["prompt_id"], c["model"], c["strategy"]): c for c in comps
+                if c["judge"] == judge and c.get("resolved", True) and c["unique"] is not None}
+
+    ua, ub = counts(a), counts(b)
     groups = sorted(set(ua) & set(ub))
-    rho = spearman_with_ci([ua[g] for g in groups], [ub[g] for g in groups], clusters=[g[0] for g in groups],
-                           resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
+    rho = spearman_with_ci([ua[g]["unique"] for g in groups], [ub[g]["unique"] for g in groups],
+                           clusters=[g[0] for g in groups], resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
                            names=(f"{a}'s count", f"{b}'s count"), unit="groups")
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for g in groups:
+        by_category[ua[g]["judge_category"] or "?"].append(ua[g]["unique"] == ub[g]["unique"])
     return {
         "a": a,
         "b": b,
+        "groups_both": len(groups),
+        "unique_exact": (sum(ua[g]["unique"] == ub[g]["unique"] for g in groups) / len(groups)) if groups else None,
+        "unique_exact_by_category": {cat: {"groups": len(v), "exact": sum(v) / len(v)}
+                                     for cat, v in sorted(by_category.items())},
+        "unique_spearman": rho.to_dict(),
+        "sample_groups": len(sample),
         "pairs_both": len(common),
         "verdict_agreement": (sum(x == y for x, y in zip(la, lb)) / len(common)) if common else None,
         "kappa": None if math.isnan(kappa) else kappa,
         "kappa_note": kappa_note,
-        "groups_both": len(groups),
-        "unique_exact": (sum(ua[g] == ub[g] for g in groups) / len(groups)) if groups else None,
-        "unique_spearman": rho.to_dict(),
     }
 
 
@@ -477,6 +636,7 @@ def _accuracy_section(t: dict, groups: list[dict], strategies: list[str], boot: 
     # (model, strategy, source, method, prompt) → per-response verdicts (or a group's accuracy), prompts weigh equally.
     per_prompt: dict[tuple, list[float]] = defaultdict(list)
     unchecked: dict[tuple, int] = defaultdict(int)
+    unanswered: dict[tuple, int] = defaultdict(int)
     if "accuracy" in t:
         origin = "accuracy table (one verdict per response)"
         for r in _rows(t, "accuracy"):
@@ -485,6 +645,8 @@ def _accuracy_section(t: dict, groups: list[dict], strategies: list[str], boot: 
                 unchecked[key] += 1
             else:
                 per_prompt[key + (r["prompt_id"],)].append(1.0 if r["correct"] else 0.0)
+                # No final answer (MATH) and "not attempted" (SimpleQA) count as not correct, and as their own rate.
+                unanswered[key] += r.get("answered") is False
     elif any(finite(g.get("accuracy")) for g in groups):
         # Only a per-group accuracy column: each group counts as one checked unit.
         origin = "groups' accuracy column (share of a group's responses that are correct)"
@@ -509,6 +671,8 @@ def _accuracy_section(t: dict, groups: list[dict], strategies: list[str], boot: 
         cell = cells.get(key, {"values": [], "prompts": [], "checked": 0})
         rows.append({"model": model, "strategy": strategy, "source": src, "method": method,
                      "prompts": len(cell["prompts"]), "checked": cell["checked"], "unchecked": unchecked.get(key, 0),
+                     "unanswered": unanswered.get(key, 0),
+                     "unanswered_rate": unanswered.get(key, 0) / cell["checked"] if cell["checked"] else None,
                      "accuracy": boot(cell["values"], clusters=cell["prompts"]).to_dict()})
     return {"present": True, "origin": origin, "rows": rows,
             "note": "" if rows else "the accuracy table is empty: no prompt in this run has a gold answer to check"}

@@ -241,11 +241,12 @@ def spearman_bars(rows: Sequence[dict[str, Any]], *, metrics: Sequence[str], cat
 
 
 def judge_agreement(judges: Sequence[str], pairs: Sequence[dict[str, Any]]) -> bytes:
-    """Judge-judge agreement: verdict agreement (upper triangle) and Cohen's kappa (lower triangle).
+    """Judge-judge agreement: the share of groups with the same unique count (upper triangle) and Cohen's kappa
+    over the agreement sample's pairs (lower triangle).
 
     Args:
         judges: the judges, in axis order.
-        pairs: {"a", "b", "verdict_agreement", "kappa"} per judge pair (values may be None).
+        pairs: {"a", "b", "unique_exact", "kappa"} per judge pair (values may be None).
 
     Returns:
         PNG bytes.
@@ -257,7 +258,7 @@ def judge_agreement(judges: Sequence[str], pairs: Sequence[dict[str, Any]]) -> b
     pos = {j: i for i, j in enumerate(judges)}
     for p in pairs:
         i, j = sorted((pos[p["a"]], pos[p["b"]]))
-        grid[i, j] = _num(p.get("verdict_agreement"))
+        grid[i, j] = _num(p.get("unique_exact"))
         grid[j, i] = _num(p.get("kappa"))
     np.fill_diagonal(grid, 1.0)
     ax.imshow(np.nan_to_num(grid, nan=0.0), cmap="Greens", vmin=-0.2, vmax=1, aspect="auto")
@@ -267,7 +268,8 @@ def judge_agreement(judges: Sequence[str], pairs: Sequence[dict[str, Any]]) -> b
             ax.text(j, i, text, ha="center", va="center", fontsize=9)
     ax.set_xticks(range(k), list(judges), rotation=30, ha="right")
     ax.set_yticks(range(k), list(judges))
-    ax.set_title("Judge agreement: verdicts agree (upper), Cohen's κ (lower)", fontsize=9)
+    ax.set_title("Judge agreement: same unique count (upper), Cohen's κ on the agreement sample (lower)",
+                 fontsize=9)
     fig.tight_layout()
     return _png(fig)
 

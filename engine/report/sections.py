@@ -88,9 +88,10 @@ def build_sections(data: dict[str, Any]) -> list[Section]:
     """The report as sections of paragraphs, tables and figure references (shared by Markdown and HTML)."""
     ci = f"{100 * data['settings']['ci']:.0f}%"
     resamples = data["settings"]["bootstrap_resamples"]
-    sections = [_overview(data, ci, resamples), _unique_view(data, ci), _tradeoff_view(data, ci),
-                _spearman_view(data, ci), _strategy_view(data), _classification_view(data, ci),
-                _judging_view(data, ci), _accuracy_view(data, ci), _throughput_view(data)]
+    sections = [_overview(data, ci, resamples), _deviations_view(data), _unique_view(data, ci),
+                _tradeoff_view(data, ci), _spearman_view(data, ci), _strategy_view(data),
+                _classification_view(data, ci), _judging_view(data, ci), _accuracy_view(data, ci),
+                _throughput_view(data)]
     problems = Section("problems", "Failures and skipped inputs")
     if data["failed_shards"]:
         problems.blocks += [Sub("Failed shards (rerun the same command to compute them)"),
@@ -133,13 +134,16 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
     s = Section("unique", "Functionally unique responses (mean over judges, out of n) — Figure 2")
     s.blocks.append(Para(
         f"Connected components of each group's \"equivalent\" graph, averaged over judges, then over prompts; "
-        f"{ci} bootstrap interval over prompts. Category: gold label where known, else the model's own. Only complete "
-        f"groups enter ({u['complete_total']} of {data['groups']}); {u['excluded_total']} groups with fewer than n "
-        "responses or no count are left out and counted below."))
-    s.blocks.append(FigureRef("figure2_unique", f"Figure 2: unique responses per category and strategy ({ci} CI)."))
-    cell = {(c["model"], c["category"], c["strategy"]): c for c in u["cells"]}
-    for model in data["models"]:
-        s.blocks.append(Sub(model))
+        f"{ci} bootstrap interval over prompts. Category: gold label where known, else the reference classification "
+        f"(never the generator's own). Only complete groups enter ({u['complete_total']} of {data['groups']}); "
+        f"{u['excluded_total']} groups with fewer than n responses or no count are left out and counted below. The "
+        "strategies are compared on the same prompts: for each model, only prompts complete under every strategy "
+        "enter the figure and the first table (paired); the second table keeps every complete group (unpaired)."))
+    s.blocks.append(FigureRef("figure2_unique", f"Figure 2: unique responses per category and strategy, paired "
+                                                f"({ci} CI)."))
+
+    def table(cells: list[dict], model: str, caption: str) -> Table:
+        cell = {(c["model"], c["category"], c["strategy"]): c for c in cells}
         rows = []
         for cat in u["categories"] + ["all"]:
             if not any((model, cat, st) in cell for st in data["strategies"]):
@@ -147,8 +151,16 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
             rows.append([category_name(cat)] + [
                 f"{fmt_estimate(cell[(model, cat, st)]['estimate'])} ({cell[(model, cat, st)]['groups']})"
                 if (model, cat, st) in cell else "–" for st in data["strategies"]])
-        s.blocks.append(Table(["category"] + data["strategies"], rows,
-                              f"Cells: mean [{ci} CI] (complete groups)."))
+        return Table(["category"] + data["strategies"], rows, caption)
+
+    for model in data["models"]:
+        s.blocks.append(Sub(model))
+        s.blocks.append(table(u["cells"], model, f"Paired: mean [{ci} CI] (prompts), over the "
+                                                 f"{u.get('paired_prompts', {}).get(model, 0)} prompts complete under "
+                                                 "every strategy."))
+        s.blocks.append(table(u.get("unpaired_cells", u["cells"]), model,
+                              f"Unpaired: mean [{ci} CI] (complete groups) — each strategy over its own complete "
+                              "groups."))
     if u["partial_total"]:
         s.blocks.append(Para(
             f"{u['partial_total']} of the counted groups average fewer than all judges — "
@@ -220,6 +232,18 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
     s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]), rows, f"ρ [{ci} CI]."))
     if notes:
         s.blocks += [Sub("Undefined or partly defined correlations"), Items(notes)]
+    if sp.get("cascade"):
+        s.blocks.append(Para(
+            f"The cascade's cheap judge decides pairs from cosine, Jaccard and NCD — the general metrics compared "
+            f"here — so the correlations above are partly built in: it decided {sp.get('cheap_pairs', 0)} pairs "
+            f"({_pct(sp.get('cheap_share'))} of the judged pairs). Over the {sp.get('llm_only_groups', 0)} groups "
+            "judged by the LLM judges alone:", lead="Cascade on."))
+        est2 = {(r["category"], r["metric"]): r["estimate"] for r in sp.get("rows_llm_only", [])}
+        cats2 = list(dict.fromkeys(r["category"] for r in sp.get("rows_llm_only", [])))
+        s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]),
+                              [[category_name(c), str(est2[(c, sp["metrics"][0])]["n"])]
+                               + [fmt_estimate(est2[(c, m)]) for m in sp["metrics"]] for c in cats2],
+                              f"ρ [{ci} CI], groups judged by LLM judges only."))
     return s
 
 
@@ -240,7 +264,46 @@ def _strategy_view(data: dict[str, Any]) -> Section:
                           "Means over groups (accuracy: over groups with a checked response). "
                           + " ".join(f"{m.column}: {m.description}." for m in GENERAL_METRICS.values())
                           + " Short: system-prompt groups that parsed into fewer than n responses."))
+    s.blocks += _graders_blocks(data)
+    s.blocks += _parsing_blocks(data)
     return s
+
+
+def _deviations_view(data: dict[str, Any]) -> Section:
+    s = Section("deviations", "Deviations from the paper")
+    s.blocks.append(Para("How this run's setup differs from the paper's (Jain et al., arXiv 2509.21267), from the "
+                         "run's own settings:"))
+    s.blocks.append(Items(list(data.get("deviations") or ["None found in the settings."])))
+    return s
+
+
+def _graders_blocks(data: dict[str, Any]) -> list[Any]:
+    g = data.get("graders")
+    if not g or len(g["graders"]) < 2:
+        return []
+    out = [Sub("Quality by grader"),
+           Table(["model", "strategy"] + g["graders"],
+                 [[r["model"], r["strategy"]] + [_f(r.get(x)) for x in g["graders"]] for r in g["means"]],
+                 "Mean checklist grade (1–5) per grader; a response's quality is the mean over its graders.")]
+    out.append(Table(["grader A", "grader B", "responses", "same grade", "Spearman ρ [95% CI]"],
+                     [[a["a"], a["b"], str(a["responses"]), _pct(a["exact"]), fmt_estimate(a["spearman"])]
+                      for a in g["agreement"]], "Agreement between graders on the responses both graded."))
+    return out
+
+
+def _parsing_blocks(data: dict[str, Any]) -> list[Any]:
+    p = data.get("parsing")
+    if not p or not p["rows"]:
+        return []
+    modes = ["headers", "inline", "numbered", "none"]
+    rows = [[r["model"], r["strategy"]] + [str(r.get(f"mode:{m}", 0)) for m in modes]
+            + [str(r.get(f"status:{st}", 0)) for st in ("ok", "short", "error")] for r in p["rows"]]
+    return [Sub("System-prompt groups: how their responses were found"),
+            Table(["model", "strategy", "### headers", "inline", "numbered list", "nothing", "ok", "short", "error"],
+                  rows, f"Setting sampling.system_parse: {p['setting']} — strict splits on the asked-for headers "
+                        "(or \"Response k:\" inline) only; lenient also on a bare numbered list, which also splits "
+                        "one answer written as numbered steps. Short groups have fewer than n responses and stay "
+                        "out of the unique-response means.")]
 
 
 def _classification_view(data: dict[str, Any], ci: str) -> Section:
@@ -264,9 +327,11 @@ def _classification_view(data: dict[str, Any], ci: str) -> Section:
     if not data["classification"]:
         s.blocks.append(Para("No prompt was classified in this run (every prompt came with its category)."))
         return s
-    s.blocks.append(Table(["model", "prompts", "labelled", f"accuracy [{ci} CI]", "unparsed"],
+    s.blocks.append(Table(["model", "prompts", "labelled", f"accuracy [{ci} CI]", "none of these", "unparsed"],
                           [[c["model"], str(c["prompts"]), str(c["labelled"]), fmt_estimate(c["accuracy"]),
-                            str(c["unparsed"])] for c in data["classification"]]))
+                            str(c.get("none_of_these", 0)), str(c["unparsed"])] for c in data["classification"]],
+                          "None of these: the model placed the prompt outside the taxonomy (sampled with the general "
+                          "wording, judged with the generic criterion); unparsed: no category could be read."))
     s.blocks.append(FigureRef("confusion", "Confusion matrices (rows: gold category; columns: the model's label)."))
     for c in data["classification"]:
         s.blocks.append(Sub(f"{c['model']}: per-category recall and confusion"))
@@ -313,17 +378,27 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
         s.blocks.append(Para(f"A single judge ({j['judges'][0] if j['judges'] else 'none'}): judge-judge agreement "
                              "needs at least two judges."))
     else:
-        s.blocks.append(FigureRef("judge_agreement", "Judge agreement: verdict agreement and Cohen's κ."))
+        s.blocks.append(FigureRef("judge_agreement", "Judge agreement: same unique count per group, and Cohen's κ on "
+                                                      "the agreement sample."))
         s.blocks.append(Table(
-            ["judge A", "judge B", "pairs both judged", "verdicts agree", "Cohen's κ", "groups both counted",
-             "same unique count", f"Spearman ρ of counts [{ci} CI]"],
-            [[a["a"], a["b"], str(a["pairs_both"]), _pct(a["verdict_agreement"]),
-              _f(a["kappa"]) + (f" ({a['kappa_note']})" if a["kappa_note"] else ""), str(a["groups_both"]),
-              _pct(a["unique_exact"]), fmt_estimate(a["unique_spearman"])
-              + (f" ({a['unique_spearman']['note']})" if a["unique_spearman"]["note"] else "")]
+            ["judge A", "judge B", "groups both counted", "same unique count", f"Spearman ρ of counts [{ci} CI]",
+             "same count, per category"],
+            [[a["a"], a["b"], str(a["groups_both"]), _pct(a["unique_exact"]),
+              fmt_estimate(a["unique_spearman"])
+              + (f" ({a['unique_spearman']['note']})" if a["unique_spearman"]["note"] else ""),
+              "; ".join(f"{cat} {_pct(v['exact'])} ({v['groups']})"
+                        for cat, v in a.get("unique_exact_by_category", {}).items())]
              for a in j["agreement"]],
-            "With pruning, judges may judge different pairs: verdicts are compared on the pairs both judged (their "
-            "parsed, LLM-decided verdicts)."))
+            "The primary agreement figure: over the groups both judges counted (resolved counts)."))
+        sample = j.get("agreement_sample", {})
+        s.blocks.append(Table(
+            ["judge A", "judge B", "agreement-sample groups", "pairs both judged", "verdicts agree", "Cohen's κ"],
+            [[a["a"], a["b"], str(a.get("sample_groups", 0)), str(a["pairs_both"]), _pct(a["verdict_agreement"]),
+              _f(a["kappa"]) + (f" ({a['kappa_note']})" if a["kappa_note"] else "")] for a in j["agreement"]],
+            f"Pairwise agreement only on the agreement sample: {sample.get('groups', 0)} groups (a deterministic "
+            f"draw at rate {sample.get('rate', 0):g}) that every judge judged in full, without pruning or cascade, "
+            f"at a cost of {sample.get('calls', 0)} calls counted in the judges' totals. Under pruning, the pairs a "
+            "judge judges depend on its own verdicts, so κ over them would not be comparable."))
     return s
 
 
@@ -333,17 +408,21 @@ def _accuracy_view(data: dict[str, Any], ci: str) -> Section:
     if not a["present"]:
         s.blocks.append(Para(a["note"] + ".", lead="Not measured in this run:"))
         return s
-    s.blocks.append(Para(f"From the {a['origin']}. Accuracy per prompt (share of its checked responses that are "
-                         f"correct), averaged over prompts; {ci} bootstrap interval over prompts. Unchecked: responses "
-                         "whose correctness could not be decided (no answer found, unparsed grade, timeout) — left "
-                         "out, never guessed. Methods: math-verify for MATH-500 / category D, the LLM grader for "
-                         "SimpleQA / category A."))
+    s.blocks.append(Para(f"From the {a['origin']}. Accuracy per prompt (share of its responses that are correct), "
+                         f"averaged over prompts; {ci} bootstrap interval over prompts. As the benchmarks count them, "
+                         "a MATH-500 response with no final answer and a SimpleQA answer graded \"not attempted\" "
+                         "are not correct; their share is given beside accuracy (no answer / not attempted). "
+                         "Unchecked: an answer whose correctness could not be decided (rejected by the math screen, "
+                         "a timeout, an unread grade) — left out, never guessed. Methods: math-verify for MATH-500 / "
+                         "category D, the LLM grader for SimpleQA / category A."))
     if a["note"]:
         s.blocks.append(Para(a["note"] + "."))
-    s.blocks.append(Table(["model", "strategy", "source", "method", "prompts", "checked", "unchecked",
-                           f"accuracy [{ci} CI]"],
+    s.blocks.append(Table(["model", "strategy", "source", "method", "prompts", "checked", f"accuracy [{ci} CI]",
+                           "no answer / not attempted", "unchecked"],
                           [[r["model"], r["strategy"], r["source"], r["method"], str(r["prompts"]), str(r["checked"]),
-                            str(r["unchecked"]), fmt_estimate(r["accuracy"])] for r in a["rows"]]))
+                            fmt_estimate(r["accuracy"]),
+                            f"{r.get('unanswered', 0)} ({_pct(r.get('unanswered_rate'))})", str(r["unchecked"])]
+                           for r in a["rows"]]))
     return s
 
 

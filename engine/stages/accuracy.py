@@ -41,6 +41,7 @@ class AccuracyStage(BackendStage):
             ("grades", pa.list_(pa.string())),
             ("extracted", pa.list_(pa.string())),
             ("exact", pa.list_(pa.bool_())),
+            ("answered", pa.list_(pa.bool_())),
             ("raws", pa.list_(pa.string())),
         ]
     )
@@ -63,7 +64,8 @@ class AccuracyStage(BackendStage):
             graded[k].append(asked)
         for k, (r, method) in enumerate(zip(rows, methods)):
             out = {IDX: k, "prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],
-                   "method": method, "correct": [], "grades": [], "extracted": [], "exact": [], "raws": []}
+                   "method": method, "correct": [], "grades": [], "extracted": [], "exact": [], "answered": [],
+                   "raws": []}
             if method == "math-verify":
                 for response in r["responses"]:
                     check = check_math_answer(response, r["gold_answer"], timeout_s=self.math_timeout_s)
@@ -71,6 +73,7 @@ class AccuracyStage(BackendStage):
                     out["grades"].append(None)
                     out["extracted"].append(check.extracted)
                     out["exact"].append(None)
+                    out["answered"].append(check.answered)
                     out["raws"].append(check.reason)
             elif method == "grader":
                 for response, asked in zip(r["responses"], graded[k]):
@@ -78,5 +81,7 @@ class AccuracyStage(BackendStage):
                     out["grades"].append(asked.value)
                     out["extracted"].append(None)
                     out["exact"].append(short_answer_exact(response, r["gold_answer"]))
+                    # SimpleQA's "not attempted" is its own rate (and counts as not correct); an unread grade: unknown.
+                    out["answered"].append(None if asked.value is None else asked.value != "not_attempted")
                     out["raws"].append(asked.raw)
             yield out

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
-from engine.method.judges import judge_group
+from engine.method.judges import in_agreement_sample, judge_group
 from engine.method.programs import first_token_sampling
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
 
@@ -66,6 +66,7 @@ class JudgeStage(BackendStage):
             ("n_unresolved", pa.int64()),
             ("order_disagreements", pa.int64()),
             ("cheap_decided", pa.int64()),
+            ("agreement_sample", pa.bool_()),
         ]
     )
 
@@ -101,7 +102,9 @@ class JudgeStage(BackendStage):
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         programs = [
             judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,
-                        cheap=self._cheap(r) if self.calibrated is not None else None)
+                        cheap=self._cheap(r) if self.calibrated is not None else None,
+                        full=in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]),
+                                                 self.settings.agreement_sample_rate))
             for r in rows
         ]
         for k, (r, g) in enumerate(zip(rows, self.drive(programs))):
@@ -119,4 +122,5 @@ class JudgeStage(BackendStage):
                 "n_unresolved": g.n_unresolved,
                 "order_disagreements": g.order_disagreements,
                 "cheap_decided": g.cheap_decided,
+                "agreement_sample": g.full,
             }

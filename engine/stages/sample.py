@@ -22,6 +22,7 @@ class SampleStage(BackendStage):
         model: the generator's spec.
         n: responses per group.
         temperature / top_p / max_tokens: sampling settings (max_tokens per response).
+        system_parse: how system-prompt completions may be split ("strict" or "lenient").
     """
 
     name = "sample"
@@ -36,6 +37,7 @@ class SampleStage(BackendStage):
         [
             *GROUP_KEY,
             ("anchored_as", pa.string()),
+            ("parse_mode", pa.string()),
             ("responses", pa.list_(pa.string())),
             ("finish_reasons", pa.list_(pa.string())),
             ("n_tokens", pa.list_(pa.int64())),
@@ -46,9 +48,11 @@ class SampleStage(BackendStage):
         ]
     )
 
-    def __init__(self, model: dict[str, Any], n: int, temperature: float, top_p: float, max_tokens: int) -> None:
+    def __init__(self, model: dict[str, Any], n: int, temperature: float, top_p: float, max_tokens: int,
+                 system_parse: str = "strict") -> None:
         super().__init__(model)
         self.n = n
+        self.system_parse = system_parse
         self.base = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -56,7 +60,8 @@ class SampleStage(BackendStage):
         for r in rows:
             if r["strategy"] not in STRATEGIES:
                 raise ValueError(f"unknown strategy {r['strategy']!r}")
-            x = StrategyInput(r["text"], r["category"], self.n, self.base.with_(seed=int(r["seed"])))
+            x = StrategyInput(r["text"], r["category"], self.n, self.base.with_(seed=int(r["seed"])),
+                              self.system_parse)
             programs.append(STRATEGIES[r["strategy"]](x))
         for k, (r, s) in enumerate(zip(rows, self.drive(programs))):
             yield {
@@ -65,6 +70,7 @@ class SampleStage(BackendStage):
                 "model": self.model_name,
                 "strategy": r["strategy"],
                 "anchored_as": s.anchored_as,
+                "parse_mode": s.parse_mode,
                 "responses": s.responses,
                 "finish_reasons": s.finish_reasons,
                 "n_tokens": s.n_tokens,

@@ -42,14 +42,13 @@ def check_two_prompt_run(run_dir: Path, result) -> None:
     from engine.execution import tables as T
     from engine.execution.tables import COMPONENTS
     from engine.stages.checklist import ChecklistStage
-    from engine.stages.classify import ClassifyStage
     from engine.stages.metrics import MetricsStage
 
     assert not any(r.failed for r in result.stages), {r.stage: r.failed for r in result.stages if r.failed}
     groups = PROMPTS * STRATEGIES
     expected = {
         "prompts": (PROMPTS, T.PROMPTS),
-        "classifications": (PROMPTS, ClassifyStage.output_schema),
+        "classifications": (None, T.CLASSIFICATIONS),
         "samples": (groups, T.SAMPLES),
         "groups": (groups, T.GROUPS),
         "components": (groups, COMPONENTS),
@@ -58,8 +57,12 @@ def check_two_prompt_run(run_dir: Path, result) -> None:
     }
     for name, (rows, schema) in expected.items():
         table = pq.read_table(run_dir / f"{name}.parquet")
-        assert table.num_rows == rows, name
+        if rows is not None:
+            assert table.num_rows == rows, name
         assert table.schema.names == schema.names, name
+    # The classifier's own label per prompt; the judges' votes and the reference beside them where asked for.
+    roles = pq.read_table(run_dir / "classifications.parquet").column("role").to_pylist()
+    assert roles.count("own") == PROMPTS, roles
     group_rows = result.tables["groups"].to_pylist()
     # Temperature and regeneration always give n responses; system-prompt sampling may parse short (recorded).
     for s, g in zip(result.tables["samples"].to_pylist(), group_rows):

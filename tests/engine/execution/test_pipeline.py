@@ -167,7 +167,19 @@ def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
     cheap = [j for j in judgments if j["decided_by"] == "cheap"]
     assert cheap and all(j["p_cheap"] is not None for j in judgments)
     assert any(j["p_audit"] is not None for j in cheap)
-    assert sum(c["cheap_decided"] for c in result.tables["components"].to_pylist()) == len(cheap)
+    comps = result.tables["components"].to_pylist()
+    assert sum(c["cheap_decided"] for c in comps) == len(cheap)
+    # The report says the correlations are partly built in, and gives them over the LLM-judged groups alone.
+    from engine.report.data import report_data
+
+    sp = report_data(result, cfg)["spearman"]
+    assert sp["cascade"] and sp["cheap_pairs"] == len(cheap)
+    assert sp["cheap_share"] == pytest.approx(len(cheap) / len(judgments))
+    touched = {(c["prompt_id"], c["model"], c["strategy"]) for c in comps if c["cheap_decided"]}
+    llm_only = {(c["prompt_id"], c["model"], c["strategy"]) for c in comps} - touched
+    assert sp["llm_only_groups"] == len(llm_only) < len(comps)
+    all_row = next(r for r in sp["rows_llm_only"] if r["category"] == "all")
+    assert all_row["estimate"]["n"] == len(llm_only)
 
 
 # Bad input that only the model can refuse: a prompt longer than its context fails its rows, not the run.

@@ -57,6 +57,14 @@ def test_both_orders_and_text_verdicts_change_the_counts(tmp_path):
     assert (judge.calls_low, judge.calls_high, judge.output_tokens_high) == (16, 48, 48 * 4)
 
 
+def test_the_agreement_sample_is_counted_at_the_low_end(tmp_path):
+    # Every group drawn: every pair judged, so the low end is the pairs; none drawn: the pruned minimum.
+    judge = by_role(make_plan(cfg(tmp_path, judge={"agreement_sample_rate": 1.0}), PROMPTS))[("judge", "api")]
+    assert (judge.calls_low, judge.calls_high) == (4 * 3, 4 * 3 * 2)
+    judge = by_role(make_plan(cfg(tmp_path, judge={"agreement_sample_rate": 0.0}), PROMPTS))[("judge", "api")]
+    assert (judge.calls_low, judge.calls_high) == (4 * 2, 4 * 3 * 2)
+
+
 def test_costs_come_from_prices_and_unpriced_api_models_are_unknown(tmp_path):
     plan = make_plan(cfg(tmp_path), PROMPTS)
     api = [r for r in plan.roles if r.model == "api"]
@@ -77,12 +85,20 @@ def test_the_cost_cap_refuses_before_any_stage(tmp_path):
     assert not (tmp_path / "run" / "shards").exists()
 
 
-def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(capsys, monkeypatch):
-    if not (REPO.parent / "shared" / "datasets" / "math500" / "test.jsonl").is_file():
-        pytest.skip("the paper's benchmark files are not in ../shared/datasets")
+def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(capsys, monkeypatch, tmp_path):
     from engine.cli import main
 
     monkeypatch.chdir(REPO)
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    # Nothing fetched yet: the paper's 344 prompts are counted from its composition, and the fetch command named.
     assert main(["plan", "--config", "configs/paper.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "judge" in out and "gpt-4o" in out and "total cost: $" in out
+    assert "prompts: 344" in out and "python engine/run.py fetch simpleqa" in out and "total cost: $" in out
+    if not (REPO.parent / "shared" / "datasets" / "math500" / "test.jsonl").is_file():
+        return
+    assert main(["fetch", "--from", str(REPO.parent / "shared" / "datasets")]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--config", "configs/paper.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "prompts: 344 (94 without a gold category)" in out and "fetch community_alignment wildbench" in out
+    assert "judge" in out and "gpt-4o" in out

@@ -137,4 +137,8 @@ def test_the_report_excludes_and_counts_by_reason(run):
         excluded[e["reason"]] += e["groups"]
     assert excluded == {"unresolved: no judge's count could be read": none}
     assert u["complete_total"] == len(classes) - none and u["partial_total"] == partial
-    assert sum(c["groups"] for c in u["cells"] if c["category"] == "all") == len(classes) - none
+    assert sum(c["groups"] for c in u["unpaired_cells"] if c["category"] == "all") == len(classes) - none
+    # Figure 2 itself is paired: per model, only prompts complete under every strategy.
+    paired = {g["prompt_id"] for g in result.tables["groups"].to_pylist()} - {
+        pid for (pid, _, _), cs in classes.items() if not any(expected(cs, j)["resolved"] for j in ("a", "b"))}
+    assert sum(c["groups"] for c in u["cells"] if c["category"] == "all") == len(paired) * len(cfg.strategies)

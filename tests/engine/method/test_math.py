@@ -130,9 +130,15 @@ def test_checks_real_gold_answers(verifier, gold, response, correct):
     assert result.correct is correct, result
 
 
-def test_unanswerable_inputs_are_none_not_false(verifier):
-    assert check("I don't know.", "5", verifier).correct is None
-    assert check("\\boxed{}", "5", verifier).reason.startswith("empty answer")
+def test_no_answer_is_incorrect_and_marked_as_such(verifier):
+    # MATH-500 counts a response without a final answer wrong; the report gives the no-answer rate beside it.
+    none = check("I don't know.", "5", verifier)
+    assert none.correct is False and none.answered is False and none.extracted is None
+    empty = check("\\boxed{}", "5", verifier)
+    assert empty.reason.startswith("empty answer") and empty.correct is False and empty.answered is False
+
+
+def test_unusable_inputs_are_none_not_false(verifier):
     assert check(None, "5", verifier).reason == "response is not text (NoneType)"
     assert check("\\boxed{5}", "", verifier).reason == "no gold answer"
 

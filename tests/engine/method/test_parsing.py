@@ -3,6 +3,7 @@ import math
 import pytest
 
 from engine.method.parsing import (
+    NONE_OF_THESE,
     expected_grade,
     p_yes_from_logprobs,
     parse_category,
@@ -44,40 +45,60 @@ def test_parse_category_rejects_non_answers(raw):
     assert parse_category(raw) is None
 
 
-# System-prompt sampling: n responses in one completion.
+# System-prompt sampling: n responses in one completion. Strict by default: only the asked-for headers (or the
+# inline "Response k:" form) split; a bare numbered list splits only in lenient mode, since one answer written as
+# numbered steps would otherwise become n "responses".
 def test_split_headers():
     raw = "### Response 1\nfirst\n### Response 2\nsecond one\n### Response 3\nthird"
-    assert split_responses(raw, 3) == ["first", "second one", "third"]
+    assert split_responses(raw, 3) == (["first", "second one", "third"], "headers")
 
 
 def test_split_drops_preamble_and_keeps_lists_inside_a_response():
     raw = "Sure! Here they are.\n### Response 1\nsteps:\n1. a\n2. b\n### Response 2\nother"
-    assert split_responses(raw, 2) == ["steps:\n1. a\n2. b", "other"]
+    assert split_responses(raw, 2) == (["steps:\n1. a\n2. b", "other"], "headers")
+    assert split_responses(raw, 2, "lenient") == (["steps:\n1. a\n2. b", "other"], "headers")
 
 
 def test_split_inline_and_bold_headers():
-    assert split_responses("Response 1: a\nResponse 2: b", 2) == ["a", "b"]
-    assert split_responses("**Response 1:**\na\n**Response 2:**\nb", 2) == ["a", "b"]
+    assert split_responses("Response 1: a\nResponse 2: b", 2) == (["a", "b"], "inline")
+    assert split_responses("**Response 1:**\na\n**Response 2:**\nb", 2) == (["a", "b"], "headers")
 
 
-def test_split_falls_back_to_a_numbered_list():
-    assert split_responses("1. alpha\n2. beta\n3. gamma", 3) == ["alpha", "beta", "gamma"]
+def test_one_answer_in_numbered_steps_is_not_split_when_strict():
+    steps = "To solve it:\n1. Add 2 and 3.\n2. Multiply by 4.\n3. Subtract 1.\n4. Divide by 19.\n5. The answer is 1."
+    assert split_responses(steps, 5) == ([], None)
+    assert split_responses(steps, 5, "lenient")[1] == "numbered"  # lenient: five "responses" out of one
+
+
+def test_a_numbered_list_splits_only_when_lenient():
+    assert split_responses("1. alpha\n2. beta\n3. gamma", 3) == ([], None)
+    assert split_responses("1. alpha\n2. beta\n3. gamma", 3, "lenient") == (["alpha", "beta", "gamma"], "numbered")
 
 
 def test_split_short_and_empty():
-    assert split_responses("### Response 1\nonly one", 5) == ["only one"]
-    assert split_responses("no structure at all", 5) == []
-    assert split_responses("### Response 1\n\n### Response 2\nb", 2) == ["b"]
+    assert split_responses("### Response 1\nonly one", 5) == (["only one"], "headers")
+    assert split_responses("no structure at all", 5) == ([], None)
+    assert split_responses("### Response 1\n\n### Response 2\nb", 2) == (["b"], "headers")
+
+
+def test_a_long_run_of_spaces_is_split_in_linear_time():
+    import time
+
+    for text in (" " * 200_000, "Response 1" + " " * 200_000 + "x", "1." + " " * 200_000):
+        start = time.perf_counter()
+        split_responses(text, 3, "lenient")
+        assert time.perf_counter() - start < 0.1
+
 
 
 def test_split_caps_at_n():
     raw = "\n".join(f"### Response {k}\nr{k}" for k in range(1, 8))
-    assert split_responses(raw, 5) == ["r1", "r2", "r3", "r4", "r5"]
+    assert split_responses(raw, 5) == (["r1", "r2", "r3", "r4", "r5"], "headers")
 
 
 def test_split_ignores_out_of_sequence_numbers():
     raw = "### Response 1\na\n### Response 3\nstill a\n### Response 2\nb"
-    assert split_responses(raw, 5) == ["a\n### Response 3\nstill a", "b"]
+    assert split_responses(raw, 5) == (["a\n### Response 3\nstill a", "b"], "headers")
 
 
 # YES/NO verdicts.
@@ -124,3 +145,13 @@ def test_expected_grade():
                                        ("Incorrect.", "incorrect"), ("correct", "correct"), ("D", None)])
 def test_short_answer_grade(raw, grade):
     assert parse_short_answer_grade(raw) == grade
+
+
+@pytest.mark.parametrize("raw", ["N", "N.", "(N)", "Category: N", "None of these.", "none of the above"])
+def test_none_of_these_is_its_own_answer(raw):
+    assert parse_category(raw) == NONE_OF_THESE
+
+
+@pytest.mark.parametrize("raw", ["No idea", "Not sure", "Nothing fits well"])
+def test_a_word_starting_with_n_is_not_none_of_these(raw):
+    assert parse_category(raw) is None

@@ -106,3 +106,25 @@ def test_regen_runs_in_lockstep_rounds():
     programs = [STRATEGIES["regen_general"](StrategyInput(f"p{k}", "G", 4, SamplingParams(seed=k))) for k in range(6)]
     drive(Spy(), programs)
     assert calls == [6, 6, 6, 6]
+
+
+# One answer written as numbered steps must not become n responses (strict parsing, the default).
+STEPS = "To solve it:\n1. Add 2 and 2.\n2. Check the sum.\n3. The answer is 4."
+
+
+@pytest.mark.parametrize("strategy", ["system_general", "system_anchored"])
+def test_numbered_steps_are_one_short_answer_when_strict(strategy):
+    s = run(strategy, Recorder([STEPS, STEPS]))
+    assert s.status == "short" and s.responses == [] and s.parse_mode is None and s.raw == STEPS
+
+
+def test_lenient_parsing_splits_a_numbered_list_and_says_so():
+    x = StrategyInput("Solve 2+2.", "D", 3, SamplingParams(max_tokens=10, seed=7), system_parse="lenient")
+    (s,) = drive(Recorder([STEPS]), [STRATEGIES["system_general"](x)])
+    assert s.status == "ok" and len(s.responses) == 3 and s.parse_mode == "numbered"
+
+
+def test_headed_responses_parse_and_record_the_mode():
+    headed = "### Response 1\nfour\n### Response 2\n2+2=4\n### Response 3\nIt is 4."
+    s = run("system_general", Recorder([headed]))
+    assert s.status == "ok" and s.responses == ["four", "2+2=4", "It is 4."] and s.parse_mode == "headers"

@@ -1,3 +1,4 @@
+import re
 import string
 
 import pytest
@@ -172,3 +173,23 @@ def test_an_unclaimed_text_is_an_error(monkeypatch):
     monkeypatch.setattr(taxonomy, "NEW_TEXT", "Say something.", raising=False)
     with pytest.raises(RuntimeError, match="NEW_TEXT"):
         taxonomy.prompt_versions()
+
+
+# Issue 17 item 5: every criterion states the decision rule; C asks plainly for a different option.
+@pytest.mark.parametrize("letter", list("ABCDEFGH"))
+def test_every_criterion_states_when_two_responses_are_different(letter):
+    assert re.search(r"\bIf\b.*\bthey are different\.$", taxonomy.CATEGORIES[letter].judge_criterion)
+
+
+def test_g_differs_in_one_element_and_c_asks_plainly_for_another_option():
+    assert "at least one of these elements" in taxonomy.CATEGORIES["G"].judge_criterion
+    followup = taxonomy.CATEGORIES["C"].regen_anchored
+    assert "different option" in followup and "fair" not in followup
+
+
+def test_none_of_these_is_offered_and_falls_back_to_the_general_texts():
+    from engine.method.parsing import NONE_OF_THESE
+
+    assert "N if the prompt fits none" in taxonomy.CLASSIFY_PROMPT.replace("\n", " ")
+    assert taxonomy.judge_prompt(NONE_OF_THESE, "p", "a", "b") == taxonomy.judge_prompt(None, "p", "a", "b")
+    assert taxonomy.regen_followup("regen_general", NONE_OF_THESE) == taxonomy.REGEN_GENERAL

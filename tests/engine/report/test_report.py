@@ -33,7 +33,9 @@ SECOND_JUDGE = {**SCRIPTED, "name": "scripted-b"}
 @pytest.fixture(scope="module")
 def fixture_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
-    cfg = make_config(tmp, judges=[SCRIPTED, SECOND_JUDGE], judge={"both_orders": True})
+    # Half the groups drawn into the agreement sample; both judges grade quality.
+    cfg = make_config(tmp, judges=[SCRIPTED, SECOND_JUDGE], judge={"both_orders": True, "agreement_sample_rate": 0.5},
+                      quality={"graders": ["scripted", "scripted-b"]})
     result = run(cfg)
     paths = write_report(result, cfg)
     return cfg, result, paths
@@ -103,6 +105,14 @@ def test_classification_judges_and_throughput_numbers(fixture_run):
     # Two copies of one deterministic judge: full agreement on every pair both judged.
     assert pair["pairs_both"] > 0 and pair["verdict_agreement"] == 1.0 and pair["unique_exact"] == 1.0
     assert pair["kappa"] == pytest.approx(1.0)
+    # κ is measured only on the agreement sample, where every pair was judged by both judges, in both orders.
+    comps = result.tables["components"].to_pylist()
+    sampled = [c for c in comps if c["agreement_sample"]]
+    assert 0 < len(sampled) < len(comps)
+    assert all(c["n_pairs_judged"] == cfg.n * (cfg.n - 1) // 2 for c in sampled)
+    assert pair["sample_groups"] == len({(c["prompt_id"], c["model"], c["strategy"]) for c in sampled})
+    assert pair["pairs_both"] == pair["sample_groups"] * cfg.n * (cfg.n - 1) // 2
+    assert judging["agreement_sample"]["calls"] == sum(c["calls_made"] for c in sampled)
     comps = result.tables["components"].to_pylist()
     for row in judging["per_judge"]:
         mine = [c for c in comps if c["judge"] == row["judge"]]
@@ -175,7 +185,8 @@ def test_single_judge_one_order_no_quality_no_accuracy_are_said(fixture_run, tmp
         tables[name] = t.filter(pc.equal(t["judge"], "scripted"))
     one = dataclasses.replace(result, run_dir=str(tmp_path), tables=tables)
     config = dataclasses.replace(cfg, run_dir=str(tmp_path), judges=cfg.judges[:1],
-                                 judge=dataclasses.replace(cfg.judge, both_orders=False))
+                                 judge=dataclasses.replace(cfg.judge, both_orders=False),
+                                 quality=dataclasses.replace(cfg.quality, graders=[]))
     paths = write_report(one, config)
     text = paths["markdown"].read_text()
     assert "A single judge (scripted)" in text
@@ -241,7 +252,8 @@ def test_html_escapes_untrusted_text_and_carries_the_small_model_note(fixture_ru
     run_dir = tmp_path / "copy"
     shutil.copytree(result.run_dir, run_dir)
     tiny = ModelConfig(name="smollm2-135m", backend="local", model="smollm2-135m")
-    config = dataclasses.replace(cfg, run_dir=str(run_dir), judges=[tiny])
+    config = dataclasses.replace(cfg, run_dir=str(run_dir), judges=[tiny],
+                                 quality=dataclasses.replace(cfg.quality, graders=[]))
     bad = dataclasses.replace(result, run_dir=str(run_dir), skipped_inputs=[hostile], load_warnings=[hostile])
     paths = write_report(bad, config)
     html_text = paths["html"].read_text()
@@ -341,3 +353,94 @@ def test_collect_runs_tabulates_run_stats(fixture_run, tmp_path, capsys):
     # A directory without run_stats.json is skipped with a reason; nothing collected is an error.
     assert collect.main([str(tmp_path)]) == 1
     assert "no run_stats.json" in capsys.readouterr().err
+
+
+# Figure 2 compares strategies on the same prompts: a prompt short under one strategy leaves the paired cells of
+# every strategy, and stays in the unpaired table where its groups are complete.
+def test_figure2_is_paired_over_prompts_complete_under_every_strategy():
+    from functools import partial
+
+    from engine.report.data import _unique_section
+    from engine.report.stats import bootstrap_mean_ci
+
+    def g(prompt, strategy, unique, status="ok"):
+        return {"prompt_id": prompt, "model": "m", "strategy": strategy, "category": "G", "status": status,
+                "n_responses": 3 if status == "ok" else 2, "unique_mean": unique if status == "ok" else None,
+                "unresolved_judges": [], "missing_judges": []}
+
+    groups = [g("p1", "temperature", 1.0), g("p1", "regen_general", 3.0),
+              g("p2", "temperature", 2.0), g("p2", "regen_general", None, status="short")]
+    u = _unique_section(groups, 3, partial(bootstrap_mean_ci, resamples=50, seed=0),
+                        ["temperature", "regen_general"])
+    paired = {(c["category"], c["strategy"]): c for c in u["cells"]}
+    unpaired = {(c["category"], c["strategy"]): c for c in u["unpaired_cells"]}
+    assert paired[("G", "temperature")]["estimate"]["value"] == 1.0 and paired[("G", "temperature")]["groups"] == 1
+    assert unpaired[("G", "temperature")]["estimate"]["value"] == 1.5 and unpaired[("G", "temperature")]["groups"] == 2
+    assert u["paired_prompts"] == {"m": 1}
+
+
+def test_agreement_sample_is_a_deterministic_draw_by_group():
+    from engine.method.judges import in_agreement_sample
+
+    keys = [(f"p{i}", "m", "s") for i in range(2000)]
+    assert not any(in_agreement_sample(k, 0.0) for k in keys) and all(in_agreement_sample(k, 1.0) for k in keys)
+    drawn = [k for k in keys if in_agreement_sample(k, 0.05)]
+    assert 60 <= len(drawn) <= 140  # ~100 of 2000
+    assert drawn == [k for k in keys if in_agreement_sample(k, 0.05)]
+    # A larger rate keeps every group a smaller one drew, so raising it only adds judging.
+    assert set(drawn) <= {k for k in keys if in_agreement_sample(k, 0.2)}
+
+
+def test_several_graders_each_grade_and_quality_is_their_mean(fixture_run):
+    cfg, result, paths = fixture_run
+    quality = result.tables["quality"].to_pylist()
+    assert {q["grader"] for q in quality} == {"scripted", "scripted-b"}
+    by_response: dict = {}
+    for q in quality:
+        if q["grade"] is not None:
+            by_response.setdefault((q["prompt_id"], q["model"], q["strategy"], q["sample_idx"]), []).append(q["grade"])
+    assert all(len(v) == 2 for v in by_response.values())
+    for g in result.tables["groups"].to_pylist():
+        mine = [sum(v) / len(v) for k, v in by_response.items() if k[:3] == (g["prompt_id"], g["model"], g["strategy"])]
+        if mine:
+            assert g["quality_mean"] == pytest.approx(sum(mine) / len(mine))
+    data = orjson.loads(paths["json"].read_bytes())
+    (agree,) = data["graders"]["agreement"]
+    assert agree["responses"] == len(by_response) and agree["exact"] == 1.0  # two copies of one grader
+    text = paths["markdown"].read_text()
+    assert "### Quality by grader" in text
+
+
+def test_deviations_from_the_paper_come_from_the_run_settings(fixture_run):
+    cfg, _, paths = fixture_run
+    data = orjson.loads(paths["json"].read_bytes())
+    devs = "\n".join(data["deviations"])
+    assert "scripted (scripted)" in devs and "GPT-4o" in devs
+    assert "No reward model" in devs and "scripted, scripted-b" in devs
+    section = paths["markdown"].read_text().split("## Deviations from the paper", 1)[1].split("\n## ", 1)[0]
+    assert "No reward model" in section
+
+
+def test_no_answer_and_not_attempted_count_wrong_and_have_their_own_rate():
+    from functools import partial
+
+    from engine.report.stats import bootstrap_mean_ci
+    from engine.report.data import _accuracy_section
+
+    prompts = pa.Table.from_pylist([{"prompt_id": "m1", "source": "math500"}, {"prompt_id": "q1", "source": "simpleqa"}])
+    rows = [  # MATH: one right, one with no final answer; SimpleQA: one right, one "not attempted", one ungraded
+        {"prompt_id": "m1", "method": "math-verify", "correct": True, "answered": True},
+        {"prompt_id": "m1", "method": "math-verify", "correct": False, "answered": False},
+        {"prompt_id": "q1", "method": "grader", "correct": True, "answered": True},
+        {"prompt_id": "q1", "method": "grader", "correct": False, "answered": False},
+        {"prompt_id": "q1", "method": "grader", "correct": None, "answered": None},
+    ]
+    accuracy = pa.Table.from_pylist([{"model": "m", "strategy": "temperature", **r} for r in rows])
+    out = _accuracy_section({"prompts": prompts, "accuracy": accuracy}, [], ["temperature"],
+                            partial(bootstrap_mean_ci, resamples=50, seed=0, ci=0.95))
+    by_source = {r["source"]: r for r in out["rows"]}
+    for source in ("math500", "simpleqa"):
+        r = by_source[source]
+        assert r["checked"] == 2 and r["accuracy"]["value"] == 0.5
+        assert r["unanswered"] == 1 and r["unanswered_rate"] == 0.5
+    assert by_source["simpleqa"]["unchecked"] == 1
