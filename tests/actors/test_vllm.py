@@ -213,7 +213,7 @@ def engine():
 @pytest.mark.vllm
 class TestEngine:
     def test_n_samples(self, engine):
-        before = engine.report.stats()
+        before = engine.stats()
         [out] = engine.chat([_user("Write a short poem about the sea.")],
                             SamplingParams(n=4, temperature=1.0, top_p=0.95, max_tokens=12, seed=3))
         assert out.error is None
@@ -223,7 +223,7 @@ class TestEngine:
         assert all(n == 12 for n, r in zip(out.n_tokens, out.finish_reasons) if r == "length")
         assert len(set(out.texts)) >= 2  # seeded per completion (seed + k), not one sample copied n times
         assert out.prompt_tokens > 5 and out.first_token_logprobs is None
-        after = engine.report.stats()
+        after = engine.stats()
         assert after["requests"] - before["requests"] == 1
         assert after["completion_tokens"] - before["completion_tokens"] == sum(out.n_tokens)
         assert after["prompt_tokens"] - before["prompt_tokens"] == out.prompt_tokens
@@ -279,7 +279,7 @@ class TestEngine:
         assert cut.texts[0] == text[: text.index(stop)]  # cut before the stop string, which is left out
 
     def test_a_prompt_too_long_fails_its_row_only(self, engine):
-        before = engine.report.stats()
+        before = engine.stats()
         long = _user("word " * 1500)  # ~1,500 tokens: more than max_model_len 1024
         fits_alone = _user("word " * 950)  # fits, but not with 200 new tokens
         outs = engine.chat([_user("Say yes."), long, fits_alone, _user("Say no.")],
@@ -289,7 +289,7 @@ class TestEngine:
         assert "1024" in outs[1].error and outs[1].prompt_tokens > 1024 and outs[1].texts == []
         assert "max_tokens 200" in outs[2].error
         assert outs[0].texts and outs[3].texts
-        assert engine.report.stats()["row_errors"] - before["row_errors"] == 2
+        assert engine.stats()["row_errors"] - before["row_errors"] == 2
 
     def test_close_ends_the_engine_processes(self, engine):
         import psutil
