@@ -85,6 +85,8 @@ class ChatOutput:
             generated position; None where not asked for or not available.
         error: a per-row failure (e.g. the conversation does not fit the model's context). The rest of the batch
             is unaffected; fatal engine errors are raised instead.
+        transient: the failure may not recur (retries exhausted on 5xx or throttling, a timed-out generation): the
+            row is kept as failed in this run and computed again by a rerun, up to execution.row_retries times.
     """
 
     texts: list[str] = field(default_factory=list)
@@ -93,6 +95,7 @@ class ChatOutput:
     prompt_tokens: int = 0
     first_token_logprobs: list[dict[str, float]] | None = None
     error: str | None = None
+    transient: bool = False
 
 
 class BackendError(RuntimeError):
@@ -143,3 +146,24 @@ def logsumexp(values: Sequence[float]) -> float:
     if top == -math.inf:
         return top
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool) -> str | None:
+    """Why sending the API key to `base_url` would expose it (plain http to a host other than this machine), or
+    None. `allowed`: the config says so explicitly (options.allow_insecure_http: true)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    if not api_key_env or allowed or parts.scheme != "http":
+        return None
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"{base_url!r} is plain http to {host}: the API key in ${api_key_env} would cross the network "
+            "unencrypted. Use https, or set options.allow_insecure_http: true for a network you trust")
+

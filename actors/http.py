@@ -16,12 +16,19 @@ Design:
   return fewer choices; the client then asks for the rest in parallel requests of the size the server showed it
   serves, until it has `n`. Those extra requests carry `seed + k` (k = completions already asked for), so a
   seeded server that ignores `n` does not hand back the same sample n times.
-- Retries: on 408, 409, 429, any 5xx, timeouts, connection errors and dropped connections, with exponential
-  backoff and full jitter (sleep uniform(0, min(backoff_max_s, backoff_base_s · 2^attempt))). A `Retry-After`
-  header (seconds or an HTTP date) replaces that with the server's delay plus up to `backoff_base_s` of jitter
-  (so rows refused together do not return together), capped at `backoff_max_s` so a broken header cannot stall a
-  run. After `max_retries` retries of one request the whole batch fails with a BackendError naming the endpoint
-  and the last status.
+- Retries: on 408, 409, 429, any 5xx, connect timeouts, connection errors and dropped connections, with
+  exponential backoff and full jitter (sleep uniform(0, min(backoff_max_s, backoff_base_s · 2^attempt))). A
+  `Retry-After` header (seconds or an HTTP date) replaces that with the server's delay plus up to `backoff_base_s`
+  of jitter (so rows refused together do not return together), capped at `backoff_max_s` so a broken header cannot
+  stall a run. After `max_retries` retries the request's row fails *transiently* (ChatOutput.transient): the rest
+  of the batch, paid for, is kept, and a rerun asks for that row again (execution.row_retries).
+- Timeouts: a request the server accepted and then did not answer in time may be billed, so it is re-sent at most
+  `timeout_retries` times (default once), then its row fails transiently. The read timeout grows with the tokens
+  asked for (`timeout_s` + `read_s_per_token` × n × max_tokens), and every attempt has an overall deadline of
+  twice that, so a server that sends one byte at a time cannot hold a request past it.
+- Replies are bounded: a body over `max_reply_bytes` is cut off and its row fails; a body that does not decode
+  (garbled, or nested past orjson's depth limit), a 200 carrying an `error` object, or a reply without the fields
+  asked for fails its row, never the batch.
 - Errors that retrying cannot fix: 401/403 (bad key) and 404 (wrong URL or model) fail the batch at once — every
   row would fail the same way. Any other 4xx (400 "context too long", 413, 422…) is one row's problem and becomes
   that row's `ChatOutput.error`; the rest of the batch is unaffected.
@@ -47,8 +54,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
+import orjson
 
-from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, logsumexp, pair_sampling
+from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport, logsumexp,
+                          pair_sampling)
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +85,20 @@ class _Secret:
 
 
 class _RowError(Exception):
-    """A non-retryable per-request failure that belongs to one row (raised inside the loop, never escapes)."""
+    """A per-request failure that belongs to one row (raised inside the loop, never escapes). `transient`: it may
+    not recur (retries exhausted, timed out, an unreadable reply), so a rerun asks again."""
 
-    def __init__(self, text: str, status: int | None = None, message: str = "") -> None:
+    def __init__(self, text: str, status: int | None = None, message: str = "", transient: bool = False) -> None:
         super().__init__(text)
-        self.status, self.message = status, message
+        self.status, self.message, self.transient = status, message, transient
+
+
+class _ReplyTooLarge(Exception):
+    pass
+
+
+# Errors reading a decoded body that is not what was asked for (a missing key, a wrong type, nesting too deep).
+_BODY_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 
 
 def names_logprobs(message: str) -> bool:
@@ -242,11 +260,16 @@ class OpenAIChatClient:
         api_key_env: the environment variable holding the API key, sent as "Authorization: Bearer …"; None for
             servers without authentication.
         max_concurrency: most requests in flight at once to this endpoint.
-        timeout_s: timeout of each connect, read, write and pool wait, per request.
-        max_retries: most retries of one request before the batch fails.
+        timeout_s: timeout of each connect, write and pool wait, and the base of the read timeout, per request.
+        read_s_per_token: seconds added to the read timeout per token asked for (n × max_tokens).
+        timeout_retries: most re-sends of a request that timed out after the server accepted it (it may be billed).
+        max_reply_bytes: the largest reply body read; a larger one fails its row.
+        max_retries: most retries of one request before its row fails (transiently).
         backoff_base_s: first backoff ceiling; doubles per retry (full jitter).
         backoff_max_s: largest backoff, also the cap on a Retry-After delay.
         prices: {"prompt_per_mtok": USD, "completion_per_mtok": USD} to report `cost_usd`.
+        allow_insecure_http: send the API key over plain http to a host other than this machine (refused
+            otherwise: the key would cross the network unencrypted).
         extra_body: fields merged into every request body, overriding the defaults (e.g.
             {"chat_template_kwargs": {...}}); a field mapped to None is removed (e.g. {"n": None} for a gateway that
             rejects `n`: the client then collects n completions one request at a time).
@@ -266,22 +289,33 @@ class OpenAIChatClient:
         api_key_env: str | None = None,
         max_concurrency: int = 16,
         timeout_s: float = 120,
+        read_s_per_token: float = 0.05,
+        timeout_retries: int = 1,
+        max_reply_bytes: int = 32 * 1024 * 1024,
         max_retries: int = 6,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30,
         prices: dict | None = None,
         extra_body: dict | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-        if not (timeout_s > 0 and backoff_base_s >= 0 and backoff_max_s >= 0):
-            raise ValueError("timeout_s must be > 0 and the backoffs >= 0")
+        if not (timeout_s > 0 and backoff_base_s >= 0 and backoff_max_s >= 0 and read_s_per_token >= 0):
+            raise ValueError("timeout_s must be > 0, and read_s_per_token and the backoffs >= 0")
+        if not isinstance(timeout_retries, int) or timeout_retries < 0:
+            raise ValueError(f"timeout_retries must be an integer >= 0, got {timeout_retries!r}")
+        if not isinstance(max_reply_bytes, int) or max_reply_bytes < 1024:
+            raise ValueError(f"max_reply_bytes must be an integer >= 1024, got {max_reply_bytes!r}")
         self.name = model
         self.model = model
         self.url = chat_completions_url(base_url)
         self.endpoint = _display_url(self.url)
+        why = insecure_key_transport(self.url, api_key_env, allow_insecure_http)
+        if why:
+            raise BackendError(why.replace(repr(self.url), self.endpoint))
         self.api_key_env = api_key_env
         self._key: _Secret | None = None
         if api_key_env is not None:
@@ -293,6 +327,9 @@ class OpenAIChatClient:
             self._key = _Secret(value)
         self.max_concurrency = max_concurrency
         self.timeout_s = float(timeout_s)
+        self.read_s_per_token = float(read_s_per_token)
+        self.timeout_retries = timeout_retries
+        self.max_reply_bytes = max_reply_bytes
         self.max_retries = max_retries
         self.backoff_base_s = float(backoff_base_s)
         self.backoff_max_s = float(backoff_max_s)
@@ -330,11 +367,12 @@ class OpenAIChatClient:
 
         Returns:
             One ChatOutput per conversation, in input order; a row the server refused with a non-retryable 4xx
-            carries `error`.
+            carries `error`; a row whose request still failed after `max_retries` retries, or timed out, or got an
+            unreadable reply, carries `error` with `transient` set.
 
         Raises:
-            BackendError: a request still failed after `max_retries` retries, or the server refused the key, URL or
-                model (401/403/404); the message names the endpoint and the last status.
+            BackendError: the server refused the key, URL or model (401/403/404); the message names the endpoint and
+                the status.
         """
         params = pair_sampling(conversations, sampling)
         if self._closed:
@@ -369,7 +407,10 @@ class OpenAIChatClient:
         def parse(data: dict[str, Any]) -> tuple[list[list[float]], int]:
             rows = sorted(data["data"], key=lambda d: d["index"])
             usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-            return [r["embedding"] for r in rows], _int(usage.get("prompt_tokens"))
+            vectors = [r["embedding"] for r in rows]
+            if not all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in vectors):
+                raise ValueError("an embedding is not a list of numbers")
+            return vectors, _int(usage.get("prompt_tokens"))
 
         async def run() -> list:
             return await _gather_or_cancel([self._post(body, url, parse) for body in bodies])
@@ -465,6 +506,8 @@ class OpenAIChatClient:
             timeout=httpx.Timeout(self.timeout_s),
             limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
             headers=headers,
+            # Requests and replies are ours to bound: no redirects (a redirect could carry the key elsewhere).
+            follow_redirects=False,
         )
 
     async def _shutdown(self) -> None:
@@ -501,7 +544,7 @@ class OpenAIChatClient:
                     want_logprobs, out.first_token_logprobs = False, None
                     continue
                 self._count(row_errors=1)
-                return ChatOutput(prompt_tokens=out.prompt_tokens, error=str(exc))
+                return ChatOutput(prompt_tokens=out.prompt_tokens, error=str(exc), transient=exc.transient)
             got = 0
             for size, (choices, prompt_tokens) in zip(sizes, answers):
                 if first:
@@ -562,6 +605,23 @@ class OpenAIChatClient:
                 body[key] = value
         return body
 
+    def _timeouts(self, body: dict[str, Any]) -> tuple[httpx.Timeout, float]:
+        """The request's timeouts and its overall deadline: reading may take as long as the tokens asked for."""
+        tokens = _int(body.get("max_tokens")) * max(1, _int(body.get("n")) or 1)
+        read = self.timeout_s + self.read_s_per_token * tokens
+        return httpx.Timeout(self.timeout_s, read=read), 2 * read
+
+    async def _send(self, url: str, body: dict[str, Any], timeout: httpx.Timeout) -> tuple[int, Any, bytes]:
+        """POST and read the reply, at most max_reply_bytes of it: (status, headers, body)."""
+        async with self._http.stream("POST", url, json=body, timeout=timeout) as response:
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise _ReplyTooLarge(f"over {self.max_reply_bytes} bytes")
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+
     async def _post(self, body: dict[str, Any], url: str | None = None,
                     parse: Any = None) -> tuple[list[tuple[str, str, int, dict | None]], int]:
         """One request with retries. Returns `parse(data)` (default: parse_choices' result for chat completions);
@@ -569,47 +629,70 @@ class OpenAIChatClient:
         want_logprobs = bool(body.get("logprobs"))
         url = url or self.url
         parse = parse or (lambda data: parse_choices(data, want_logprobs))
-        attempt = 0
+        timeout, deadline = self._timeouts(body)
+        attempt = timeouts = 0
         while True:
             retry_after = None
             async with self._semaphore:
                 self._count(requests=1)
                 try:
-                    response = await self._http.post(url, json=body)
-                except httpx.TimeoutException as exc:
-                    last = f"timed out after {self.timeout_s:g} s ({type(exc).__name__})"
+                    status, headers, raw = await asyncio.wait_for(self._send(url, body, timeout), deadline)
+                except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never reached the server: retry freely
+                    last = f"could not connect within {self.timeout_s:g} s ({type(exc).__name__})"
+                except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
+                    # The server had the request and may bill it: re-send at most timeout_retries times.
+                    what = (f"no reply within the {deadline:g} s deadline" if isinstance(exc, asyncio.TimeoutError)
+                            else f"timed out ({type(exc).__name__}, read timeout {timeout.read:g} s)")
+                    timeouts += 1
+                    if timeouts > self.timeout_retries:
+                        raise _RowError(f"{self.endpoint}: {what}; sent {attempt + 1} times, not sent again in this "
+                                        "run", transient=True) from None
+                    last = what
+                except _ReplyTooLarge as exc:
+                    raise _RowError(f"{self.endpoint}: the reply is {exc} (max_reply_bytes); not read",
+                                    transient=True) from None
                 except httpx.TransportError as exc:  # refused, reset, dropped without a response
                     last = f"connection error ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
                 else:
-                    status = response.status_code
                     if 200 <= status < 300:
                         try:
-                            data = response.json()
+                            data = orjson.loads(raw)
+                        except (ValueError, RecursionError) as exc:  # garbled, truncated or nested too deep
+                            raise _RowError(f"{self.endpoint}: HTTP {status} with an unreadable body "
+                                            f"({self._redact(str(exc))[:200]})", status, transient=True) from None
+                        if isinstance(data, dict) and "error" in data and "choices" not in data \
+                                and "data" not in data:
+                            message = self._message_of(data, raw)
+                            raise _RowError(f"HTTP {status} from {self.endpoint} carrying an error: {message}", status,
+                                            message)
+                        try:
                             choices, prompt_tokens = parse(data)
-                        except ValueError as exc:  # also JSON decoding errors: a truncated or garbled body
-                            last = f"HTTP {status} with an unreadable body ({self._redact(str(exc))[:200]})"
-                        else:
-                            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-                            self._count(
-                                prompt_tokens=_int(usage.get("prompt_tokens")),
-                                completion_tokens=_int(usage.get("completion_tokens")),
-                            )
-                            return choices, prompt_tokens
+                        except _BODY_ERRORS as exc:
+                            raise _RowError(f"{self.endpoint}: HTTP {status} with a body that is not the expected "
+                                            f"reply ({type(exc).__name__}: {self._redact(str(exc))[:200]})", status,
+                                            transient=True) from None
+                        usage = data.get("usage") if isinstance(data, dict) and isinstance(data.get("usage"),
+                                                                                            dict) else {}
+                        self._count(
+                            prompt_tokens=_int(usage.get("prompt_tokens")),
+                            completion_tokens=_int(usage.get("completion_tokens")),
+                        )
+                        return choices, prompt_tokens
                     elif status >= 500 or status in RETRY_STATUSES:
                         last = f"HTTP {status}"
-                        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                        retry_after = retry_after_seconds(headers.get("retry-after"))
                     elif status in FATAL_STATUSES:
                         raise BackendError(
-                            f"{self.endpoint} refused the request with HTTP {status}: {self._message(response)}"
+                            f"{self.endpoint} refused the request with HTTP {status}: {self._message_of(None, raw)}"
                             + (f" (check the API key in ${self.api_key_env})" if status in (401, 403) else "")
                         )
                     else:
-                        message = self._message(response)
+                        message = self._message_of(None, raw)
                         raise _RowError(f"HTTP {status} from {self.endpoint}: {message}", status, message)
             if attempt >= self.max_retries:
-                raise BackendError(
+                raise _RowError(
                     f"{self.endpoint}: request failed after {attempt + 1} attempts ({self.max_retries} retries); "
-                    f"last error: {last}"
+                    f"last error: {last}", transient=True
                 )
             delay = self._delay(attempt, retry_after)
             log.warning(
@@ -624,12 +707,13 @@ class OpenAIChatClient:
             return min(self.backoff_max_s, retry_after + self._random.uniform(0, self.backoff_base_s))
         return self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
 
-    def _message(self, response: httpx.Response) -> str:
+    def _message_of(self, data: Any, raw: bytes) -> str:
         """The server's error message (OpenAI's {"error": {"message": …}} or the start of the body), scrubbed."""
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
+        if data is None:
+            try:
+                data = orjson.loads(raw)
+            except (ValueError, RecursionError):
+                data = None
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             text = error["message"]
@@ -638,9 +722,8 @@ class OpenAIChatClient:
         elif isinstance(data, dict) and isinstance(data.get("message"), str):
             text = data["message"]
         else:
-            text = response.text
+            text = raw[:2000].decode("utf-8", "replace")
         return self._redact(text.strip())[:500] or "(no message)"
-
 
 async def _gather_or_cancel(coroutines: list) -> list:
     """asyncio.gather that cancels (and awaits) the other tasks as soon as one fails, so a failed batch leaves

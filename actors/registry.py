@@ -26,7 +26,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from actors import hub
-from actors.base import BackendError, ChatBackend
+from actors.base import BackendError, ChatBackend, insecure_key_transport
 from actors.hub import env_offline  # noqa: F401  (re-exported: whether the environment turns hub access off)
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
@@ -40,6 +40,13 @@ TRANSPORT_OPTIONS = frozenset({
 })
 
 PYTHON_PREFIX = "python:"
+# A `python:module:Class` backend runs that code with the model string and options as arguments: a config naming one
+# is code, not data. Loading one needs this variable set to 1 (`--allow-python-backends` sets it).
+ALLOW_PYTHON_ENV = "TASKDIV_ALLOW_PYTHON_BACKENDS"
+
+
+def python_backends_allowed() -> bool:
+    return os.environ.get(ALLOW_PYTHON_ENV) == "1"
 
 
 class ModelCheckError(ValueError):
@@ -57,6 +64,10 @@ def load_python(backend: str) -> Callable[..., Any]:
     Raises:
         BackendError: malformed name, or the module or attribute cannot be imported.
     """
+    if not python_backends_allowed():
+        raise BackendError(f"backend {backend!r} runs Python code named by the config; a config with a python: "
+                           f"backend is code, not data. Run it only if you trust it, with --allow-python-backends "
+                           f"(or {ALLOW_PYTHON_ENV}=1)")
     target = backend[len(PYTHON_PREFIX):]
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
@@ -233,6 +244,9 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
     key_env = options.get("api_key_env")
     if key_env and not os.environ.get(key_env):
         raise ModelCheckError("options.api_key_env", f"the environment variable {key_env} is not set")
+    why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
+    if why:
+        raise ModelCheckError("options.base_url", why)
 
 
 CHECKS: dict[str, Callable[..., None]] = {

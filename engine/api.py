@@ -95,9 +95,9 @@ def run(config: RunConfig | str | Path, *, overrides: dict[str, Any] | None = No
     pipeline = Pipeline(config, progress=progress)
     try:
         result = pipeline.run()
+        paths = write_report(result, config) if report else {}  # still under the run directory's lock
     finally:
         pipeline.close()
-    paths = write_report(result, config) if report else {}
     return Audit(config, result, paths)
 
 

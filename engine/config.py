@@ -183,6 +183,8 @@ class PromptsConfig:
         limit: keep at most this many prompts overall; None keeps all.
         on_error: "fail" stops at the first bad row with its file, line and field; "skip" skips bad rows,
             counts and lists them in the report, and goes on.
+        max_prompt_chars: a prompt longer than this is a bad row (0: no limit).
+        max_response_chars: a response of a `responses` file longer than this is a bad row (0: no limit).
     """
 
     source: str = "builtin"
@@ -194,6 +196,14 @@ class PromptsConfig:
     per_category: int | None = None
     limit: int | None = None
     on_error: Literal["fail", "skip"] = "fail"
+    max_prompt_chars: int = 0
+    max_response_chars: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("max_prompt_chars", "max_response_chars"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 0:
+                raise InvalidValue(key, f"must be an integer >= 0 (0: no limit), got {value!r}")
 
 
 @dataclass
@@ -363,6 +373,10 @@ class AccuracyConfig:
     enabled: bool = True
     math_timeout_s: float = 10.0
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.math_timeout_s, (int, float)) and self.math_timeout_s > 0):
+            raise InvalidValue("math_timeout_s", f"must be a number of seconds > 0, got {self.math_timeout_s!r}")
+
 
 @dataclass
 class ModelsConfig:
@@ -401,6 +415,9 @@ class ExecutionConfig:
         max_cost_usd: refuse to start when the plan's upper bound of the cost (`engine/run.py plan`: every pair
             judged, every answer asked twice, every generation at max_tokens, priced with the models'
             options.prices) exceeds this; an API model without prices then counts as unknown and also refuses.
+        row_retries: how many reruns compute again a row whose backend call failed in a way that may not recur
+            (retries exhausted on 5xx or throttling, a timed-out generation); after that the row's failure is kept
+            and reported. Every finished row is kept and reused whatever happens to the rest of its shard.
     """
 
     executor: Literal["ray", "local"] = "ray"
@@ -409,8 +426,11 @@ class ExecutionConfig:
     object_store_memory: int = 512 * 1024 * 1024
     shard_size: int = 16
     max_cost_usd: float | None = None
+    row_retries: int = 2
 
     def __post_init__(self) -> None:
+        if not isinstance(self.row_retries, int) or self.row_retries < 0:
+            raise InvalidValue("row_retries", f"must be an integer >= 0, got {self.row_retries!r}")
         if self.max_cost_usd is not None and self.max_cost_usd < 0:
             raise InvalidValue("max_cost_usd", f"must be >= 0, got {self.max_cost_usd}")
 
@@ -518,12 +538,73 @@ class RunConfig:
         """The first grader (it also grades short answers for accuracy)."""
         return self.graders[0]
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        """The config as plain data; `redact`: base URLs without user info or query values (every written copy)."""
+        data = dataclasses.asdict(self)
+        return _redacted(data) if redact else data
 
 
 # -------------------------------------------------------------------------------------------------------------
 # Loading: a small typed reader so that errors name the key path and the expected type.
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases: a 476-byte "billion laughs" of anchors and aliases expands to a million
+    leaves once a config is copied into plain dicts; no taskdiv file needs an alias."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not accepted in taskdiv files",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML as yaml.safe_load does, refusing aliases (a yaml.YAMLError naming the line)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 — a SafeLoader subclass
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """yaml.SafeDumper that writes a value shared by two keys twice instead of as an anchor and alias (which
+    load_yaml refuses)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML for `data` that load_yaml reads back: no aliases, keys in their order."""
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True)
+
+
+def redact_url(url: Any) -> Any:
+    """A URL without user info and with its query values masked, for every copy of a config (config.yaml,
+    compare.md, logs): either may carry a credential. Non-strings are returned as they are."""
+    if not isinstance(url, str):
+        return url
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL, redacted>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = (("<redacted>@" if parts.username or parts.password else "") + host
+              + (f":{port}" if port else ""))
+    query = urlencode([(k, "<redacted>") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: redact_url(v) if k == "base_url" else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -538,7 +619,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
     except IsADirectoryError as exc:

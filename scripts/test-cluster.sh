@@ -8,7 +8,7 @@
 #     Ray nodes, the launcher and the tests all run in it, so whatever Ray binds (a multi-node Ray listens on its
 #     node address, or on every interface) is unreachable from anywhere but this namespace;
 #   - a throwaway user, taskdiv-ray (home /home/taskdiv-ray), allowed in with a key generated for this run only;
-#   - its own sshd for the head node: `sshd -f` on a config in /tmp/taskdiv-cluster-test, 127.0.0.1:28022 only, its
+#   - its own sshd for the head node: `sshd -f` on a config in its own `mktemp -d` folder (/tmp/taskdiv-cluster.*), 127.0.0.1:28022 only, its
 #     own host key, that user only, public keys only;
 #   - a second sshd for the worker node, on 127.0.0.2:22, inside mount and pid namespaces of its own (unshare):
 #     there the user's home is another folder and /dev/shm another tmpfs, so the worker shares no file with the head
@@ -29,10 +29,11 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${TASKDIV_PYTHON:-$REPO/.venv/bin/python}   # the project venv (not $PYTHON: make passes its own)
-WORK=/tmp/taskdiv-cluster-test           # fixed: configs/cluster-local.yaml names the ssh key in it
+WORK=                                    # this run's folder: mktemp -d (0700, a fresh name made atomically)
+WORK_PREFIX=/tmp/taskdiv-cluster.        # each run's folder starts so; earlier runs' are found by it
 CLUSTER_USER=taskdiv-ray                 # configs/cluster-local.yaml: auth.ssh_user
 CLUSTER_NAME=taskdiv-loopback            # configs/cluster-local.yaml: cluster_name
-CONFIG=configs/cluster-local.yaml
+CONFIG=                                  # $WORK/cluster-local.yaml: configs/cluster-local.yaml naming $WORK
 KEEP=$REPO/runs/cluster-test             # logs and times of the last run (runs/ is not tracked)
 USER_TAG="taskdiv cluster test (scripts/test-cluster.sh)"
 # The cluster's fixed ports (configs/cluster-local.yaml) and the dashboard forward's (tests/test_cluster.py).
@@ -154,12 +155,26 @@ if getent passwd "$CLUSTER_USER" > /dev/null && ! ours; then
 fi
 
 # A previous run that could not clean up (killed with -9, machine rebooted) leaves its folder or user: clean first.
-if [ -e "$WORK" ] || ours; then
-    log "leftovers of an earlier run: cleaning them first"
-    ( teardown ) || true
+# Its folder is one this script made (root's, marked) — never a folder another user planted under the prefix.
+for old in "$WORK_PREFIX"*; do
+    [ -d "$old" ] && [ ! -L "$old" ] && [ -f "$old/.made-by-test-cluster" ] && [ "$(stat -c %u "$old")" = 0 ] \
+        || continue
+    log "leftovers of an earlier run in $old: cleaning them first"
+    ( WORK=$old; CONFIG=$old/cluster-local.yaml; teardown ) || true
+done
+if ours; then
+    log "leftovers of an earlier run (its user): cleaning them first"
+    ( WORK=$(mktemp -d "${WORK_PREFIX}XXXXXXXX"); CONFIG=configs/cluster-local.yaml; teardown ) || true
 fi
+WORK=$(mktemp -d "${WORK_PREFIX}XXXXXXXX")
+touch "$WORK/.made-by-test-cluster"
 mkdir -p "$WORK/local-tmp"
-chmod 700 "$WORK"
+# The cluster config names the ssh key in this folder and the repository by its absolute path.
+CONFIG="$WORK/cluster-local.yaml"
+sed -e "s#/tmp/taskdiv-cluster-test#$WORK#g" -e "s#\"~/taskdiv\": \"\.\"#\"~/taskdiv\": \"$REPO\"#" \
+    "$REPO/configs/cluster-local.yaml" > "$CONFIG"
+grep -q -F "$WORK/id_ed25519" "$CONFIG" && grep -q -F "\"~/taskdiv\": \"$REPO\"" "$CONFIG" \
+    || { log "could not write $CONFIG from configs/cluster-local.yaml"; exit 1; }
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
@@ -298,7 +313,7 @@ log "sshd (pid $(cat "$WORK/sshd.pid")) on 127.0.0.1:$SSH_PORT, worker node (pid
 # pytest's temp files in our folder.
 unset RAY_ADDRESS RAY_AUTH_MODE RAY_AUTH_TOKEN RAY_AUTH_TOKEN_PATH
 export TASKDIV_CLUSTER_TEST=1 TASKDIV_SSH_PORT="$SSH_PORT" TASKDIV_CLUSTER_USER="$CLUSTER_USER"
-export TASKDIV_CLUSTER_DIR="$WORK" TASKDIV_SSHD_PID="$(cat "$WORK/sshd.pid")" TASKDIV_WORKER_HOME="$WORKER_HOME"
+export TASKDIV_CLUSTER_DIR="$WORK" TASKDIV_CLUSTER_CONFIG="$CONFIG" TASKDIV_SSHD_PID="$(cat "$WORK/sshd.pid")" TASKDIV_WORKER_HOME="$WORKER_HOME"
 export RAY_TMPDIR="$WORK/local-tmp" TMPDIR="$WORK/local-tmp"
 cd "$REPO"
 set +e

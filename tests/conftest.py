@@ -9,6 +9,8 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tests' doubles are python: backends (tests.support.doubles); the opt-in is the user's, and the tests opt in.
+os.environ.setdefault("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
 
 from pathlib import Path  # noqa: E402
 
@@ -29,7 +31,7 @@ def ray_session():
         log_to_driver=False,
         # Workers import the test doubles (tests.support.doubles) as well as the installed packages.
         runtime_env={"env_vars": {"TORCHDYNAMO_DISABLE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                                  "PYTHONPATH": str(REPO)}},
+                                  "PYTHONPATH": str(REPO), "TASKDIV_ALLOW_PYTHON_BACKENDS": "1"}},
     )
     yield ray
     ray.shutdown()

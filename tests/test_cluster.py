@@ -51,7 +51,8 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = "configs/cluster-local.yaml"
+# scripts/test-cluster.sh writes a copy naming its own folder (mktemp -d) for the ssh key.
+CONFIG = os.environ.get("TASKDIV_CLUSTER_CONFIG", "configs/cluster-local.yaml")
 RAY = str(Path(sys.executable).parent / "ray")
 USER = os.environ.get("TASKDIV_CLUSTER_USER", "taskdiv-ray")
 WORK = Path(os.environ.get("TASKDIV_CLUSTER_DIR", "/tmp/taskdiv-cluster-test"))
@@ -245,7 +246,9 @@ def test_workers_see_the_environment_of_ray_start_not_the_drivers(cluster, tmp_p
 
 def test_ray_submit_runs_the_pipeline_on_the_cluster(cluster, token, tmp_path):
     home = head_home()
+    # The smoke config's backends are the test doubles (python: backends): it opts in, as a user must.
     proc = ray("submit", CONFIG, "engine/run.py", "--", "--config", "taskdiv/configs/cluster-smoke.yaml", "--quiet",
+               "--allow-python-backends",
                step="ray submit (engine/run.py, smoke config)")
     assert "taskdiv run finished" in proc.stdout, proc.stdout[-3000:]
 
@@ -292,7 +295,7 @@ def test_ray_job_submit_through_the_dashboard_forward(cluster, token):
         proc = ray("job", "submit", "--address", address, "--submission-id", submission, "--working-dir", ".",
                    "--runtime-env-json", json.dumps({"excludes": UPLOAD_EXCLUDES}), "--",
                    "python", "engine/run.py", "--config", "configs/cluster-smoke.yaml", "--run-dir", str(run_dir),
-                   "--quiet", env=auth, step="ray job submit (engine/run.py, smoke config)")
+                   "--quiet", "--allow-python-backends", env=auth, step="ray job submit (engine/run.py, smoke config)")
         assert "taskdiv run finished" in proc.stdout, proc.stdout[-3000:]
         status = ray("job", "status", "--address", address, submission, env=auth)
         assert "succeeded" in status.stdout.lower(), status.stdout

@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    config = load_run_config(args.config, args.set)
+    config = load_run_config(args.config, args.set, allow_python_backends=args.allow_python_backends)
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
     pairs = load_pairs(args.pairs, categories=categories)[: args.limit]
     extra: dict[str, int] = {}

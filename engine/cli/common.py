@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,21 +15,29 @@ DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """--set key=value pairs; values are read as YAML scalars (3 → int, true → bool, null → None)."""
+    from engine.config import load_yaml
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise TaskdivError(f"--set {item!r}: expected key=value, e.g. --set sampling.max_tokens=64")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = load_yaml(value)
         except yaml.YAMLError as exc:
             raise TaskdivError(f"--set {item!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return out
 
 
-def load_run_config(path: Path | None, overrides: Sequence[str] = (), extra: dict[str, Any] | None = None):
-    """The run config at `path` (default: the demo) with `--set` overrides and any `extra` dotted keys applied."""
-    from engine.config import load_config
+def load_run_config(path: Path | None, overrides: Sequence[str] = (), extra: dict[str, Any] | None = None,
+                    allow_python_backends: bool = False):
+    """The run config at `path` (default: the demo) with `--set` overrides and any `extra` dotted keys applied.
+    `allow_python_backends`: the user passed --allow-python-backends (this process and its workers may load
+    python: backends)."""
+    from engine.config import load_config, registry
+
+    if allow_python_backends:
+        os.environ[registry.ALLOW_PYTHON_ENV] = "1"
 
     return load_config(path or DEMO_CONFIG, {**parse_set(overrides), **(extra or {})})
 
@@ -40,3 +49,6 @@ def add_config_arguments(parser, *, help_config: str | None = None) -> None:
                                             f"{DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, dotted for nested keys and list items (repeatable)")
+    parser.add_argument("--allow-python-backends", action="store_true",
+                        help="allow `backend: python:module:Class` (it runs that code: use only with a config you "
+                             "trust)")

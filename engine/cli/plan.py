@@ -32,7 +32,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from engine.inputs.loaders.paper import PresetReport
     from engine.inputs.prompts import make_prompt, select
 
-    config = load_run_config(args.config, args.set)
+    config = load_run_config(args.config, args.set, allow_python_backends=args.allow_python_backends)
     report = PresetReport()
     try:
         prompts, groups = load_run_prompts(config, report, offline=True, skip_missing=True)

@@ -27,14 +27,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         extra["run_dir"] = args.run_dir
     if args.executor:
         extra["execution.executor"] = args.executor
-    config = load_run_config(args.config, args.set, extra)
+    config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
     started = time.time()
     pipeline = Pipeline(config, progress=not args.quiet)
     try:
         result = pipeline.run()
+        paths = write_report(result, config)  # still under the run directory's lock
     finally:
         pipeline.close()
-    paths = write_report(result, config)
     print(summary(result, paths, time.time() - started))
     failed = result.failed_shards()
     if failed:
@@ -62,5 +62,12 @@ def summary(result, paths: dict[str, Path], wall_s: float) -> str:
         lines.append(f"  {rec.stage:<28} {rec.rows:>6} rows  {rec.wall_s:7.1f} s{reused}")
     if result.skipped_inputs:
         lines.append(f"  skipped input rows: {len(result.skipped_inputs)} (listed in the report)")
+    transient = sum(rec.rows_transient for rec in result.stages)
+    if transient:
+        lines.append(f"  rows whose backend call failed and may succeed later: {transient} (kept as failed; rerun "
+                     "the same command to send them, and only them, again)")
+    gave_up = sum(rec.rows_gave_up for rec in result.stages)
+    if gave_up:
+        lines.append(f"  rows still failed after execution.row_retries reruns: {gave_up} (kept as failed)")
     lines.append(f"  report: {paths['html']}  (also {Path(paths['markdown']).name}, report.json, run_stats.json)")
     return "\n".join(lines)

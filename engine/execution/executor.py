@@ -59,6 +59,7 @@ class StagePlan:
         env: extra environment variables for the workers.
         placement_group: {"bundles": [...], "strategy": "PACK"}: each actor gets a placement group of its own
             (vLLM with tensor × pipeline parallelism > 1; see actors.registry.scheduling).
+        max_restarts: restarts of a dead actor, and re-runs of its batch, before the stage fails.
     """
 
     stage: type[Stage]
@@ -70,6 +71,7 @@ class StagePlan:
     label: str = ""
     env: dict[str, str] = field(default_factory=dict)
     placement_group: dict[str, Any] | None = None
+    max_restarts: int | None = None  # None: Ray Data's default (unlimited); API models get a finite number
 
     def gpus_per_actor(self) -> float:
         if self.placement_group:
@@ -118,9 +120,13 @@ class RayExecutor:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
+        from actors.registry import ALLOW_PYTHON_ENV, python_backends_allowed
+
         self._ray = ray
         self._owns_ray = False
         self.env = {**WORKER_ENV, **(env or {})}
+        if python_backends_allowed():  # the user's opt-in reaches the workers that load those backends
+            self.env[ALLOW_PYTHON_ENV] = "1"
         if ray.is_initialized():
             self._quiet()
             return
@@ -138,7 +144,9 @@ class RayExecutor:
                 log.info("joined the Ray cluster at %s", existing)
                 self._quiet(cluster=True)
                 return
+        _loopback_only(ray)
         ray.init(
+            _node_ip_address="127.0.0.1",
             num_cpus=num_cpus or max(4, os.cpu_count() or 1),
             object_store_memory=object_store_memory,
             include_dashboard=False,
@@ -184,6 +192,10 @@ class RayExecutor:
             num_gpus=plan.num_gpus,
             runtime_env={"env_vars": {**self.env, **plan.env}},
         )
+        if plan.max_restarts is not None:
+            # Finite for API models: an actor that keeps dying (a reply too large for its memory, say) must not
+            # re-send its batch, billed again, forever — Ray Data's default is unlimited.
+            kwargs.update(max_restarts=plan.max_restarts, max_task_retries=plan.max_restarts)
         groups = None
         if plan.placement_group:
             from actors.registry import placement_groups
@@ -220,21 +232,57 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def running_cluster_address() -> str | None:
+def _loopback_only(ray: Any) -> None:
+    """Keep an embedded Ray on loopback whatever imported ray first.
+
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (set above) makes Ray use 127.0.0.1 as the node address, but Ray reads it
+    once, into ray._private.ray_constants.ENABLE_RAY_CLUSTER, when ray is first imported; a notebook that imported
+    ray before the engine gets the machine's interface address, and even `_node_ip_address="127.0.0.1"` is turned
+    back into it (services.resolve_ip_for_localhost). No public setting does this, so the constant is set here;
+    tests/test_hardening.py checks the node address with ray imported first, and fails if a Ray release moves it.
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def running_cluster_address(address_file: str | None = None) -> str | None:
     """The cluster this process should join: RAY_ADDRESS (set by `ray job submit`, or by the user), else the address
-    `ray start` recorded on this node (what `ray submit` relies on), else None.
+    `ray start` recorded on this node (what `ray submit` relies on) when that file is this user's own, else None.
 
     Deliberately not `ray.init(address="auto")`: "auto" also finds Ray instances by scanning the process list, so on
-    a shared machine it would join another user's or another test's embedded Ray.
+    a shared machine it would join another user's or another test's embedded Ray. For the same reason the address
+    file (in Ray's shared temporary folder, which Ray makes writable by everyone) is trusted only when this user owns
+    it and nobody else may write it: a cluster started by someone else would see the run's data, and the driver
+    unpickles what its workers send back.
     """
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"]
-    try:
-        from ray._private.utils import read_ray_address  # the file `ray start` writes; no public API reads it
+    if address_file is None:
+        try:
+            from ray._common.utils import get_ray_address_file  # where `ray start` writes; no public API reads it
 
-        return read_ray_address() or None
-    except Exception:  # a future Ray may move it; then only RAY_ADDRESS joins
+            address_file = get_ray_address_file(None)
+        except Exception:  # a future Ray may move it; then only RAY_ADDRESS joins
+            return None
+    try:
+        fd = os.open(address_file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
         return None
+    try:
+        st = os.fstat(fd)  # the file actually read, not the name (which anyone may replace in a shared folder)
+        why = None
+        if st.st_uid != os.getuid():
+            why = f"it belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})"
+        elif st.st_mode & 0o022:
+            why = f"others may write it (mode {st.st_mode & 0o777:o})"
+        if why:
+            log.warning("not joining the Ray cluster named in %s: %s; starting an embedded Ray instead (name the "
+                        "cluster with RAY_ADDRESS or execution.ray_address to join it)", address_file, why)
+            return None
+        return os.read(fd, 4096).decode("utf-8", "replace").strip() or None
+    finally:
+        os.close(fd)
 
 
 def make_executor(kind: str, **kwargs: Any) -> LocalExecutor | RayExecutor:

@@ -18,11 +18,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from actors.registry import scheduling
 from engine.method import taxonomy
-from engine.config import ModelConfig, RunConfig
+from engine.config import ModelConfig, RunConfig, dump_yaml
 from engine.errors import ConfigError, TaskdivError
 from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, hub_environment, make_executor
 from engine.inputs.loaders.paper import PresetReport
@@ -36,7 +35,7 @@ from engine.execution.preflight import preflight
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
 from engine.inputs.sources import load_prompts
-from engine.stages.base import ERROR, ROW, SHARD, TELEMETRY, Stage
+from engine.stages.base import ERROR, RETRY, ROW, SHARD, TELEMETRY, Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
@@ -44,18 +43,33 @@ from engine.stages.judge import FEATURE_COLUMNS, JudgeStage
 from engine.stages.metrics import MetricsStage
 from engine.stages.reward import RewardStage
 from engine.stages.sample import SampleStage
-from engine.execution.store import Store, content_key, table_digest
+from engine.execution.store import RunDirLock, Store, claim_run_dir, content_key, table_digest
 from engine.execution import tables as T
 
 log = logging.getLogger(__name__)
 
+# Restarts of a dead API-model actor (each re-sends its batch, billed again) before its stage fails.
+HTTP_ACTOR_RESTARTS = 3
+
 
 @dataclass
 class Unit:
-    """One shard of one stage: its key and its input rows."""
+    """One shard of one stage: its key, its input rows, and the salt of its rows' keys.
+
+    The shard's key hashes its settings (`parts`) and its rows; each row's own key hashes the same settings and
+    that row alone, so a row computed in any earlier shard of the stage is found again when the shards are cut
+    differently or one of their rows changed (see Pipeline._run_stage)."""
 
     key: str
     rows: pa.Table
+    salt: str = ""
+
+    @classmethod
+    def of(cls, parts: list[Any], rows: pa.Table) -> "Unit":
+        return cls(content_key(*parts, table_digest(rows, rows.column_names)), rows, content_key(*parts))
+
+    def row_keys(self) -> list[str]:
+        return [content_key(self.salt, row) for row in self.rows.to_pylist()]
 
 
 class Pipeline:
@@ -70,7 +84,9 @@ class Pipeline:
     def __init__(self, config: RunConfig, executor: LocalExecutor | RayExecutor | None = None,
                  progress: bool = True) -> None:
         self.config = config
+        claim_run_dir(config.run_dir)
         self.store = Store(config.run_dir)
+        self.lock = RunDirLock(config.run_dir)
         self._executor = executor
         self.progress = progress
         self.records: list[StageRecord] = []
@@ -96,6 +112,10 @@ class Pipeline:
     # -- the run ------------------------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Run the config. The run directory stays locked until close(), so that the caller can write the report
+        into it before another run may start there."""
+        self.lock.acquire()
+        self.store.remove_leftovers()
         with PeakMemory() as memory:
             result = self._run()
         result.peak_rss_bytes = memory.peak_bytes
@@ -105,7 +125,7 @@ class Pipeline:
         start = time.perf_counter()
         cfg = self.config
         preflight(cfg, offline=self.offline)
-        self.store.write_text("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        self.store.write_text("config.yaml", dump_yaml(cfg.to_dict()))
         load_report = PresetReport()
         prompts, groups = load_run_prompts(cfg, load_report, offline=self.offline)
         external = groups is not None
@@ -162,8 +182,11 @@ class Pipeline:
         return result.failed_shards()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.close()
+        try:
+            if self._executor is not None:
+                self._executor.close()
+        finally:
+            self.lock.release()
 
     # -- stages -------------------------------------------------------------------------------------------------
 
@@ -196,8 +219,7 @@ class Pipeline:
         parts = []
         for model in models:
             units = [
-                Unit(content_key("classify", self.versions["classify"], model.identity(),
-                                 table_digest(s, ["prompt_id", "text"])), s.select(["prompt_id", "text"]))
+                Unit.of(["classify", self.versions["classify"], model.identity()], s.select(["prompt_id", "text"]))
                 for s in shards
             ]
             out = self._run_stage(f"classify[{model.name}]", "classify", self._plan(ClassifyStage, model, {}),
@@ -229,9 +251,9 @@ class Pipeline:
                                     "gold_category": p["gold_category"], "gold_answer": p["gold_answer"],
                                     "classified": own, **_judging_category(p, yardstick)})
                     table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
-                    key = content_key("sample", self.versions["sample"], model.identity(), settings,
-                                      table_digest(table, table.column_names))
-                    units.append(Unit(key, table))
+                    unit = Unit.of(["sample", self.versions["sample"], model.identity(), settings], table)
+                    key = unit.key
+                    units.append(unit)
                     context.extend({**c, UNIT: key} for c in ctx)
             out = self._run_stage(f"sample[{model.name}]", "sample", self._plan(SampleStage, model, settings),
                                   units, SampleStage.output_schema)
@@ -294,7 +316,7 @@ class Pipeline:
         units = []
         for key in _unique(frame[UNIT]):
             table = frame.filter(pc.equal(frame[UNIT], key)).select(columns).cast(schema)
-            units.append(Unit(content_key(tag, identity, table_digest(table, columns)), table))
+            units.append(Unit.of([tag, identity], table))
         return units
 
     def judge(self, frame: pa.Table, metrics: pa.Table) -> pa.Table:
@@ -341,9 +363,8 @@ class Pipeline:
             part = frame.filter(pc.equal(frame[PSHARD], k)).select(T.CHECKLIST_INPUT.names).to_pylist()
             rows = list({(r["prompt_id"], r["judge_category"]): r for r in part}.values())
             table = pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT)
-            units.append(Unit(content_key("checklist", self.versions["checklist"], grader.identity(),
-                                          cfg.quality.checklist_max_tokens, table_digest(table, table.column_names)),
-                              table))
+            units.append(Unit.of(["checklist", self.versions["checklist"], grader.identity(),
+                                  cfg.quality.checklist_max_tokens], table))
         plan = self._plan(ChecklistStage, grader, {"max_tokens": cfg.quality.checklist_max_tokens})
         checklists = self._run_stage(f"checklist[{grader.name}]", "checklist", plan, units,
                                      ChecklistStage.output_schema)
@@ -379,24 +400,87 @@ class Pipeline:
             num_gpus=num_gpus,
             label=f"{stage.name}[{model.name}]",
             placement_group=placement_group,
+            max_restarts=HTTP_ACTOR_RESTARTS if model.backend == "http" else None,
         )
 
     def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],
                    schema: pa.Schema) -> pa.Table:
-        """Run the units not yet in the store, write each unit's shard when complete, return all units' rows."""
+        """Run the units not yet in the store, write each unit's shard when complete, return all units' rows.
+
+        Nothing finished is computed twice: a missed unit first takes every row already finished in an earlier
+        shard of the stage (same row, same settings: its row key), and only its other rows go to the executor. A
+        row whose backend call failed transiently (RETRY) is written with its shard, marked, and computed again by
+        the next `execution.row_retries` reruns; after those its failure is kept and reported.
+        """
         record = StageRecord(label, units=len(units))
         start = time.perf_counter()
-        todo = [u for u in units if not self.store.has([table_name], u.key)]
+        limit = self.config.execution.row_retries
+        # A unit is done when its shard is written and holds no row still to retry.
+        todo = []
+        for u in units:
+            if not self.store.has([table_name], u.key):
+                todo.append(u)
+                continue
+            attempts_so_far = self.store.retries(table_name, u.key)
+            if any(a <= limit for a in attempts_so_far):
+                todo.append(u)
+            else:
+                record.rows_gave_up += len(attempts_so_far)
         record.units_reused = len(units) - len(todo)
-        expected = {u.key: u.rows.num_rows for u in todo}
-        blocks = [
-            u.rows.append_column(SHARD, pa.array([u.key] * u.rows.num_rows, pa.string())).append_column(
-                ROW, pa.array(range(u.rows.num_rows), pa.int64()))
-            for u in todo if u.rows.num_rows
-        ]
+        index = self.store.read_row_index(table_name) if todo else {}
+        row_keys = {u.key: u.row_keys() for u in todo}
+        reuse: dict[str, dict[int, tuple[str, int]]] = {}  # unit → {row: (shard, row) of its finished copy}
+        attempts: dict[str, dict[int, int]] = defaultdict(dict)  # unit → {row: earlier transient failures}
+        send: dict[str, list[int]] = {}
+        gave_up_here = 0
         for u in todo:
-            if not u.rows.num_rows:
-                self.store.write_shard({table_name: schema.empty_table()}, u.key)
+            reuse[u.key], send[u.key] = {}, []
+            for k, row_key in enumerate(row_keys[u.key]):
+                found = index.get(row_key)
+                if found is not None and (found[2] is None or found[2].get("attempts", 1) > limit):
+                    reuse[u.key][k] = found[:2]
+                    gave_up_here += found[2] is not None
+                else:
+                    if found is not None:
+                        attempts[u.key][k] = int(found[2].get("attempts", 1))
+                        record.rows_retried += 1
+                    send[u.key].append(k)
+        record.rows_reused = sum(len(v) for v in reuse.values()) - gave_up_here
+        record.rows_gave_up += gave_up_here
+        wanted: dict[str, list[int]] = defaultdict(list)
+        for mapping in reuse.values():
+            for shard, row in mapping.values():
+                wanted[shard].append(row)
+        old_rows = self.store.read_rows(table_name, wanted) if wanted else {}
+        old_retry = {(shard, row): info for shard, row, info in index.values() if info is not None}
+
+        def finish(key: str, computed: list[dict[str, Any]]) -> None:
+            """Write unit `key` from its reused rows and its computed rows (each carrying ROW and RETRY)."""
+            rows: dict[int, dict[str, Any]] = {}
+            retry: dict[str, dict[str, Any]] = {}
+            for k, (shard, row) in reuse[key].items():
+                rows[k] = old_rows[(shard, row)]
+                if (shard, row) in old_retry:  # gave up: kept as failed, still marked
+                    retry[str(k)] = old_retry[(shard, row)]
+            for r in computed:
+                k = r.pop(ROW)
+                error = r.pop(RETRY, None)
+                rows[k] = r
+                if error is not None:
+                    retry[str(k)] = {"error": error[:500], "attempts": attempts[key].get(k, 0) + 1}
+                    record.rows_transient += 1
+            table = pa.Table.from_pylist([rows[k] for k in range(len(rows))], schema=schema)
+            self.store.write_shard({table_name: table}, key, rows={"keys": row_keys[key], "retry": retry})
+
+        expected = {u.key: len(send[u.key]) for u in todo}
+        blocks = []
+        for u in todo:
+            if not send[u.key]:
+                finish(u.key, [])
+                continue
+            picked = pa.array(send[u.key], pa.int64())
+            blocks.append(u.rows.take(picked).append_column(SHARD, pa.array([u.key] * len(picked), pa.string()))
+                          .append_column(ROW, picked))
         buffers: dict[str, list[pa.Table]] = defaultdict(list)
         counts: dict[str, int] = defaultdict(int)
         bar = _progress(label, sum(expected.values()), self.progress)
@@ -417,23 +501,25 @@ class Pipeline:
                     counts[key] += part.num_rows
                     if counts[key] == expected[key]:
                         done = pa.concat_tables(buffers.pop(key))
-                        done = done.sort_by(ROW).drop_columns([SHARD, ROW, ERROR, TELEMETRY]).cast(schema)
-                        self.store.write_shard({table_name: done}, key)
+                        keep = [c for c in schema.names] + [ROW, RETRY]
+                        finish(key, done.select(keep).to_pylist())
         finally:
             bar.refresh()
             bar.close()
         lost = [k for k in expected if k not in record.failed and not self.store.has([table_name], k)]
         if lost:
             raise RuntimeError(f"stage {label}: {len(lost)} shards came back incomplete from the executor")
-        record.rows = sum(expected.values())
+        record.rows = sum(u.rows.num_rows for u in todo)
         record.wall_s = time.perf_counter() - start
         self.records.append(record)
         if record.failed:
             log.warning("stage %s: %d of %d shards failed and are left for a rerun: %s", label,
                         len(record.failed), len(units), next(iter(record.failed.values())))
+        if record.rows_transient:
+            log.warning("stage %s: %d rows failed in a way that may not recur; they are kept as failed and a rerun "
+                        "computes them again (execution.row_retries: %d)", label, record.rows_transient, limit)
         done_units = [u for u in units if u.key not in record.failed]
         return self.store.read_shards(table_name, [u.key for u in done_units], schema)
-
 
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
 UNIT = "_unit"
@@ -460,9 +546,42 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
     else:
         offline = cfg.models.resolved_offline() if offline is None else offline
         prompts = load_prompts(cfg.prompts, report=report, offline=offline, skip_missing=skip_missing)
+    prompts, groups = _within_size_caps(cfg, prompts, groups, report)
     if not prompts:
         raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}: all rows skipped or none selected)")
     return prompts, groups
+
+
+def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None,
+                      report: PresetReport) -> tuple[list[Prompt], list[ExternalGroup] | None]:
+    """Prompts over prompts.max_prompt_chars, and groups with a response over prompts.max_response_chars, are bad
+    rows: an error under on_error: fail, skipped and listed under skip."""
+    from engine.errors import InputError
+
+    pc_ = cfg.prompts
+    bad: dict[str, InputError] = {}
+    if pc_.max_prompt_chars:
+        for p in prompts:
+            if len(p.text) > pc_.max_prompt_chars:
+                bad[p.prompt_id] = InputError(p.source, (p.meta or {}).get("line"), "text",
+                                              f"prompt {p.prompt_id} has {len(p.text)} characters, over "
+                                              f"prompts.max_prompt_chars ({pc_.max_prompt_chars})")
+    if pc_.max_response_chars and groups is not None:
+        for g in groups:
+            longest = max((len(text) for _, text in g.responses), default=0)
+            if longest > pc_.max_response_chars and g.prompt_id not in bad:
+                bad[g.prompt_id] = InputError(pc_.path or "responses", None, "responses",
+                                              f"a response to prompt {g.prompt_id} ({g.model}, {g.strategy}) has "
+                                              f"{longest} characters, over prompts.max_response_chars "
+                                              f"({pc_.max_response_chars})")
+    if not bad:
+        return prompts, groups
+    if pc_.on_error == "fail":
+        raise next(iter(bad.values()))
+    for error in bad.values():
+        report.add(error)
+    prompts = [p for p in prompts if p.prompt_id not in bad]
+    return prompts, None if groups is None else [g for g in groups if g.prompt_id not in bad]
 
 
 def check_cost(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None) -> Plan:

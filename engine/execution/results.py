@@ -9,9 +9,8 @@ from typing import Sequence
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from engine.config import RunConfig, config_from_dict
+from engine.config import RunConfig, config_from_dict, load_yaml
 from engine.errors import RunDirError
 
 
@@ -25,7 +24,14 @@ class StageRecord:
     rows: int = 0
     wall_s: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)  # shard key → why it failed (left for a rerun)
+    rows_reused: int = 0  # rows of missed shards found finished in earlier shards (never computed twice)
+    rows_retried: int = 0  # rows computed again because an earlier run's backend call failed transiently
+    rows_transient: int = 0  # rows whose backend call failed transiently in this run (a rerun computes them)
+    rows_gave_up: int = 0  # rows still failed after execution.row_retries reruns (kept as failed)
     backend: dict[str, float] = field(default_factory=dict)  # summed batch counters: calls, retries, tokens…
+
+
+ROW_COUNTS = ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up")
 
 
 @dataclass
@@ -66,7 +72,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         raise RunDirError(f"{root}: not a run directory (no config.yaml)")
     if not (root / "groups.parquet").is_file():
         raise RunDirError(f"{root}: the run has not finished (no groups.parquet)")
-    config = config_from_dict(yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8")) or {},
+    config = config_from_dict(load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {},
                               source=str(root / "config.yaml"))
     found = {p.stem: p for p in sorted(root.glob("*.parquet"))}
     wanted = found if tables is None else {k: found[k] for k in tables if k in found}
@@ -83,5 +89,6 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
                                                  ("completion_tokens", "completion_tokens"),
                                                  ("cost_usd", "cost_usd")) if st.get(src) is not None}
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
-                                      rows=st["rows"], wall_s=st["wall_s"], backend=backend))
+                                      rows=st["rows"], wall_s=st["wall_s"], backend=backend,
+                                      **{k: int(st.get(k) or 0) for k in ROW_COUNTS}))
     return RunResult(str(root), loaded, stages, [], wall_s, peak_rss_bytes=peak), config

@@ -13,8 +13,11 @@ shard is never read: a crash loses at most the shards in flight.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
@@ -79,7 +82,11 @@ class Store:
             probe.unlink()
         except OSError as exc:
             raise RunDirError(f"run_dir {self.root}: cannot write there ({exc.strerror or exc})") from exc
-        for leftover in self.root.glob("shards/*/.*.tmp"):  # from a crash mid-write; never read
+
+    def remove_leftovers(self) -> None:
+        """Delete temporary files of a crash mid-write (never read). Only under the run's lock: another run's
+        temporary files are its shards in flight."""
+        for leftover in self.root.glob("shards/*/.*.tmp"):
             leftover.unlink(missing_ok=True)
 
     def shard_path(self, table: str, key: str) -> Path:
@@ -89,12 +96,63 @@ class Store:
         """True when every table of a stage has its shard for `key` (a stage's shard is done only then)."""
         return all(self.shard_path(t, key).is_file() for t in tables)
 
-    def write_shard(self, tables: dict[str, pa.Table], key: str) -> None:
-        """Write one stage shard: each of its tables under `key`, atomically per file."""
+    def rows_path(self, table: str, key: str) -> Path:
+        return self.root / "shards" / table / f"{key}.rows.json"
+
+    def write_shard(self, tables: dict[str, pa.Table], key: str, rows: dict[str, Any] | None = None) -> None:
+        """Write one stage shard: each of its tables under `key`, atomically per file. `rows` (the row keys and the
+        rows to retry, see read_row_index) is written first, so a shard on disk always has its row index."""
+        if rows is not None:
+            for name in tables:
+                path = self.rows_path(name, key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, orjson.dumps(rows))
         for name, table in tables.items():
             path = self.shard_path(name, key)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_table(path, table)
+
+    def read_row_index(self, table: str) -> dict[str, tuple[str, int, dict[str, Any] | None]]:
+        """Every finished row of `table`'s shards: row key → (shard key, row, retry) where retry is
+        {"error", "attempts"} for a row whose backend call failed transiently, else None. Shards without a row
+        index (written before there was one) contribute nothing."""
+        index: dict[str, tuple[str, int, dict[str, Any] | None]] = {}
+        folder = self.root / "shards" / table
+        for path in sorted(folder.glob("*.rows.json")) if folder.is_dir() else []:
+            key = path.name[: -len(".rows.json")]
+            if not self.shard_path(table, key).is_file():
+                continue
+            try:
+                data = orjson.loads(path.read_bytes())
+                row_keys, retry = data["keys"], data.get("retry") or {}
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # unreadable: those rows are computed again, never misread
+            for k, row_key in enumerate(row_keys):
+                found = (key, k, retry.get(str(k)))
+                # A finished row wins over a failed copy of the same row.
+                if row_key not in index or (index[row_key][2] is not None and found[2] is None):
+                    index[row_key] = found
+        return index
+
+    def retries(self, table: str, key: str) -> list[int]:
+        """For each row of shard `key` of `table` whose backend call failed transiently: how many times it did."""
+        path = self.rows_path(table, key)
+        if not path.is_file():
+            return []
+        try:
+            retry = orjson.loads(path.read_bytes()).get("retry") or {}
+            return [int(info.get("attempts", 1)) for info in retry.values()]
+        except (OSError, ValueError, AttributeError, TypeError):
+            return []
+
+    def read_rows(self, table: str, wanted: dict[str, list[int]]) -> dict[tuple[str, int], dict[str, Any]]:
+        """The rows {shard key: [row, …]} of `table`, as {(shard key, row): row dict}."""
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        for key, rows in wanted.items():
+            part = pq.read_table(self.shard_path(table, key)).take(pa.array(sorted(set(rows)), pa.int64()))
+            for k, row in zip(sorted(set(rows)), part.to_pylist()):
+                out[(key, k)] = row
+        return out
 
     def read_shards(self, table: str, keys: Iterable[str], schema: pa.Schema | None = None) -> pa.Table:
         """Concatenate the shards of `table` for `keys`, in the order given."""
@@ -117,3 +175,90 @@ class Store:
         path = self.root / name
         atomic_write_bytes(path, text.encode("utf-8"))
         return path
+
+
+MARKER = ".taskdiv-run"  # marks a folder as a taskdiv run directory
+LOCK = ".taskdiv-run.lock"
+
+
+def claim_run_dir(root: str | Path) -> None:
+    """Make sure a run may write into `root`: a folder that does not exist yet, an empty one, or one marked as a
+    taskdiv run (or holding an earlier run's config.yaml and shards). A run writes report files, figures and
+    tables at the top of its folder; pointed at a folder of other files it would overwrite them.
+
+    Raises:
+        RunDirError: the folder holds other files.
+    """
+    root = Path(root)
+    if (root / MARKER).is_file():
+        return
+    if root.is_dir():
+        entries = sorted(e.name for e in root.iterdir() if e.name not in (LOCK,) and not e.name.startswith(".write-probe"))
+        earlier_run = (root / "config.yaml").is_file() and (root / "shards").is_dir()
+        if entries and not earlier_run:
+            shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+            raise RunDirError(f"run_dir {root}: the folder holds {len(entries)} entries ({shown}) and is not a taskdiv "
+                              "run directory; choose a new or empty folder (a run writes its tables, report and "
+                              "figures there)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(root / MARKER, b"taskdiv run directory\n")
+    except OSError as exc:
+        raise RunDirError(f"run_dir {root}: cannot write there ({exc.strerror or exc})") from exc
+
+
+class RunDirLock:
+    """An exclusive lock on a run directory for the time a run uses it.
+
+    A second run on the same folder stops at once with a message naming the holder (pid, host, start time),
+    instead of reading half-written tables or deleting the first run's shards in flight. The lock is an flock on
+    `.taskdiv-run.lock`: the kernel drops it when its process dies, so a crashed run never leaves a stale lock;
+    the holder's details in the file are only for the message.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.path = Path(root) / LOCK
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise RunDirError naming its holder. Taking a lock already held here is a no-op."""
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            try:
+                info = orjson.loads(holder)
+                who = (f"pid {info.get('pid')} on {info.get('host')}, started "
+                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.get('started', 0)))}")
+            except (ValueError, TypeError, AttributeError):
+                who = "a process that left no details"
+            raise RunDirError(f"run_dir {self.path.parent} is in use by another run ({who}); wait for it to finish "
+                              "or choose another run_dir") from None
+        except OSError as exc:  # a file system without flock: say so rather than run unprotected silently
+            os.close(fd)
+            raise RunDirError(f"run_dir {self.path.parent}: cannot lock it ({exc.strerror or exc})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunDirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -26,12 +26,13 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from engine.config import load_yaml
 from engine.errors import TaskdivError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +91,7 @@ class Source:
 def load_manifest(path: Path) -> Source:
     """One manifest, checked: an error names the file and the key."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise FetchError(f"{path}: invalid YAML ({exc})") from None
     if not isinstance(data, dict):

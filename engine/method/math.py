@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import re
 import select
 import string
 import subprocess
 import sys
 import threading
+import time
 import unicodedata
 from dataclasses import dataclass
 
@@ -53,6 +55,7 @@ DEFAULT_TIMEOUT_S = 10.0
 WORKER_STARTUP_S = 60.0
 # The worker peaks near 60 MB (measured); the cap leaves room for honest big expressions and stops runaway ones.
 WORKER_MEMORY_BYTES = 1 << 30
+MAX_REPLY_BYTES = 1 << 20  # a verdict is a short JSON line
 
 
 @dataclass(frozen=True)
@@ -365,6 +368,7 @@ class VerifierProcess:
         self._command = command or [sys.executable, "-c", _WORKER_SOURCE, str(memory_bytes)]
         self._startup_s = startup_s
         self._proc: subprocess.Popen[str] | None = None
+        self._buffer = b""  # bytes read from the worker past the last whole line
         self._lock = threading.Lock()
         atexit.register(self.close)
 
@@ -408,6 +412,7 @@ class VerifierProcess:
     def _ensure_started(self) -> subprocess.Popen[str] | None:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
+        self._buffer = b""
         self._proc = subprocess.Popen(
             self._command,
             stdin=subprocess.PIPE,
@@ -424,14 +429,29 @@ class VerifierProcess:
             return None
         return self._proc
 
-    @staticmethod
-    def _read_line(proc: subprocess.Popen[str], timeout_s: float) -> str | None:
-        """One line from the worker, "" when it exited, None when nothing came within timeout_s."""
+    def _read_line(self, proc: subprocess.Popen[str], timeout_s: float) -> str | None:
+        """One line from the worker, "" when it exited, None when no whole line came within timeout_s.
+
+        Reads the pipe's bytes directly with a deadline: `readline()` after `select` would block on a worker that
+        wrote half a line and hung (holding the lock, so every later check would wait too)."""
         assert proc.stdout is not None
-        readable, _, _ = select.select([proc.stdout], [], [], timeout_s)
-        if not readable:
-            return None
-        return proc.stdout.readline()
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_REPLY_BYTES:
+                return "{}"  # not a reply: read as unreadable, the worker is then killed
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if not readable:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return ""
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode("utf-8", "replace") + "\n"
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None

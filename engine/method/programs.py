@@ -49,13 +49,16 @@ class DriveStats:
     calls: int = 0
 
 
-def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats | None = None) -> list[Any]:
+def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats | None = None,
+          transient: dict[int, str] | None = None) -> list[Any]:
     """Run programs to completion, batching every round's requests into one backend call.
 
     Args:
         backend: the chat backend.
         programs: started or unstarted generators (see `Program`).
         stats: if given, counts rounds and backend requests.
+        transient: if given, receives {program index: error} for every program sent an output whose failure may
+            not recur (ChatOutput.transient), so that the caller can mark its row for a rerun.
 
     Returns:
         Each program's return value, in input order.
@@ -75,6 +78,8 @@ def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats |
         by_program: dict[int, list[ChatOutput]] = {}
         for (k, _), out in zip(order, outputs):
             by_program.setdefault(k, []).append(out)
+            if transient is not None and out.error is not None and out.transient:
+                transient.setdefault(k, out.error)
         pending = {}
         for k, outs in by_program.items():
             _advance(programs[k], outs, k, pending, results)

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
+from engine.config import load_yaml, redact_url
 from engine.errors import TaskdivError
 from engine.execution.results import read_run
 from engine.execution.store import atomic_write_bytes
+from engine.report.escape import md_text
 from engine.report.data import (SMALL_MODEL_NOTE, category_name, finite, is_complete, ordered_categories, run_models,
                                 small_model_judges)
 from engine.report.stats import FEW_CLUSTERS, paired_bootstrap_diff_ci
@@ -102,8 +103,12 @@ def config_differences(dir_a: str | Path, dir_b: str | Path) -> list[dict[str, A
     Returns:
         [{"key": dotted key, "a": value in A, "b": value in B}], sorted by key.
     """
-    a = _flatten(yaml.safe_load((Path(dir_a) / "config.yaml").read_text(encoding="utf-8")) or {})
-    b = _flatten(yaml.safe_load((Path(dir_b) / "config.yaml").read_text(encoding="utf-8")) or {})
+    a = _flatten(load_yaml((Path(dir_a) / "config.yaml").read_text(encoding="utf-8")) or {})
+    b = _flatten(load_yaml((Path(dir_b) / "config.yaml").read_text(encoding="utf-8")) or {})
+    for flat in (a, b):  # a run written before URLs were redacted: redact here too
+        for k in flat:
+            if k.endswith(".base_url"):
+                flat[k] = redact_url(flat[k])
     keys = sorted((set(a) | set(b)) - {"run_dir"})
     return [{"key": k, "a": a.get(k), "b": b.get(k)} for k in keys if a.get(k) != b.get(k)]
 
@@ -273,43 +278,44 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
     Returns:
         The Markdown text.
     """
+    E = md_text  # every interpolated text: run labels, directories, models, strategies, config values
     ci = f"{100 * c['settings']['ci']:.0f}%"
     a, b = c["a"], c["b"]
-    out = [f"# taskdiv comparison: B = {b['label']} vs A = {a['label']}", "",
-           f"- A: `{a['dir']}` (generators: {', '.join(a['generators'])})",
-           f"- B: `{b['dir']}` (generators: {', '.join(b['generators'])})",
+    out = [f"# taskdiv comparison: B = {E(b['label'])} vs A = {E(a['label'])}", "",
+           f"- A: {E(a['dir'])} (generators: {E(', '.join(a['generators']))})",
+           f"- B: {E(b['dir'])} (generators: {E(', '.join(b['generators']))})",
            f"- n = {c['n']}; prompts compared: {c['prompts']['shared']}"
            + (f" (intersection: {c['prompts']['only_a']} only in A, {c['prompts']['only_b']} only in B, "
               f"{c['prompts']['changed']} with changed text left out)" if c["intersect"] else ""),
-           f"- paired groups: {c['paired_groups']} (model pairs: {', '.join(c['pairs'])}; strategies: "
-           f"{', '.join(c['strategies'])})",
+           f"- paired groups: {c['paired_groups']} (model pairs: {E(', '.join(c['pairs']))}; strategies: "
+           f"{E(', '.join(c['strategies']))})",
            f"- differences are B − A, averaged over prompts; {ci} percentile bootstrap intervals resample prompts "
            f"({c['settings']['resamples']} resamples, seed {c['settings']['seed']})", ""]
     small = c.get("small_model_judges", {})
     if small.get("a") or small.get("b"):
         out += [SMALL_MODEL_NOTE, ""]
     if c["strategies_skipped"]:
-        out += [f"Strategies in only one run (not compared): {', '.join(c['strategies_skipped'])}.", ""]
+        out += [f"Strategies in only one run (not compared): {E(', '.join(c['strategies_skipped']))}.", ""]
     if c["left_out"]:
-        out += ["Left out of some measures: " + "; ".join(f"{k}: {v}" for k, v in c["left_out"].items()) + ".", ""]
-    out += ["## Verdicts (functionally unique responses)", ""] + [f"- {v}" for v in c["verdicts"]] + [""]
+        out += ["Left out of some measures: " + "; ".join(f"{E(k)}: {E(v)}" for k, v in c["left_out"].items()) + ".", ""]
+    out += ["## Verdicts (functionally unique responses)", ""] + [f"- {E(v)}" for v in c["verdicts"]] + [""]
     if figure:
         out += [f"![Paired differences of unique responses]({figure})", ""]
     out += ["## What differs between the runs' configs", ""]
     if c["config_differences"]:
         out += ["| setting | A | B |", "|---|---|---|"]
-        out += [f"| {d['key']} | {d['a']} | {d['b']} |" for d in c["config_differences"]]
+        out += [f"| {E(d['key'])} | {E(d['a'])} | {E(d['b'])} |" for d in c["config_differences"]]
     else:
         out.append("Nothing but the run directory.")
     out += ["", "## Per category", "",
             "Cells: mean of B − A [CI] (n = prompts). Means of each run are in compare.json.", "",
             "| model pair | category | unique responses | checklist quality | accuracy |", "|---|---|---|---|---|"]
-    out += [f"| {r['pair']} | {category_name(r['category'])} | {_cell(r['unique'])} | {_cell(r['quality'])} | "
+    out += [f"| {E(r['pair'])} | {E(category_name(r['category']))} | {_cell(r['unique'])} | {_cell(r['quality'])} | "
             f"{_cell(r['accuracy'])} |" for r in c["by_category"]]
     out += ["", "## Per category and strategy", "",
             "| model pair | category | strategy | unique responses | checklist quality | accuracy |",
             "|---|---|---|---|---|---|"]
-    out += [f"| {r['pair']} | {category_name(r['category'])} | {r['strategy']} | {_cell(r['unique'])} | "
+    out += [f"| {E(r['pair'])} | {E(category_name(r['category']))} | {E(r['strategy'])} | {_cell(r['unique'])} | "
             f"{_cell(r['quality'])} | {_cell(r['accuracy'])} |" for r in c["by_strategy"]]
     if all(r["accuracy"]["value"] is None for r in c["by_category"]):
         out += ["", "Accuracy: not measured in both runs (no accuracy table), so no difference is reported."]

@@ -1,7 +1,7 @@
 """The report as one self-contained HTML file: inline CSS, figures as base64 PNG data URIs, no script, no link
 to anything outside the file, so it opens offline and can be mailed or archived as it is.
 
-Every piece of text is escaped with html.escape: model names, stage errors, skipped input rows and anything else
+Every piece of text is escaped with engine.report.escape.html_text: model names, stage errors, skipped input rows and anything else
 that may carry model output or user data is untrusted. Only our own paragraphs get one piece of markup, `code`
 spans, applied after escaping.
 """
@@ -9,10 +9,10 @@ spans, applied after escaping.
 from __future__ import annotations
 
 import base64
-import html
 import re
 from typing import Sequence
 
+from engine.report.escape import html_text
 from engine.report.sections import FigureRef, Items, Para, Section, Sub, Table
 
 CSS = """
@@ -42,7 +42,7 @@ _CODE = re.compile(r"`([^`]+)`")
 
 def _inline(text: str) -> str:
     """Escape our own text, then turn `code` spans into <code> (the span content stays escaped)."""
-    return _CODE.sub(r"<code>\1</code>", html.escape(text))
+    return _CODE.sub(r"<code>\1</code>", html_text(text))
 
 
 def png_data_uri(png: bytes) -> str:
@@ -63,39 +63,39 @@ def render_html(sections: Sequence[Section], figures: dict[str, bytes], *, title
     """
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-           f"<h1>{html.escape(title)}</h1>", '<nav><strong>Contents</strong><ol>']
-    out += [f'<li><a href="#{html.escape(s.id)}">{html.escape(s.title)}</a></li>' for s in sections]
+           f"<title>{html_text(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+           f"<h1>{html_text(title)}</h1>", '<nav><strong>Contents</strong><ol>']
+    out += [f'<li><a href="#{html_text(s.id)}">{html_text(s.title)}</a></li>' for s in sections]
     out.append("</ol></nav>")
     for sec in sections:
-        out.append(f'<section id="{html.escape(sec.id)}"><h2>{html.escape(sec.title)}</h2>')
+        out.append(f'<section id="{html_text(sec.id)}"><h2>{html_text(sec.title)}</h2>')
         for b in sec.blocks:
             if isinstance(b, Para):
-                lead = f"<strong>{html.escape(b.lead)}</strong> " if b.lead else ""
+                lead = f"<strong>{html_text(b.lead)}</strong> " if b.lead else ""
                 cls = ' class="note"' if b.note else ""
                 out.append(f"<p{cls}>{lead}{_inline(b.text)}</p>")
             elif isinstance(b, Sub):
-                out.append(f"<h3>{html.escape(b.title)}</h3>")
+                out.append(f"<h3>{html_text(b.title)}</h3>")
             elif isinstance(b, Items):
-                fmt = html.escape if b.literal else _inline
+                fmt = html_text if b.literal else _inline
                 out.append("<ul>" + "".join(f"<li>{fmt(x)}</li>" for x in b.items) + "</ul>")
             elif isinstance(b, FigureRef):
                 png = figures.get(b.name)
                 if png is None:
-                    out.append(f"<p>(figure {html.escape(b.name)} was not drawn)</p>")
+                    out.append(f"<p>(figure {html_text(b.name)} was not drawn)</p>")
                     continue
-                out.append(f'<figure><img src="{png_data_uri(png)}" alt="{html.escape(b.caption)}">'
-                           f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+                out.append(f'<figure><img src="{png_data_uri(png)}" alt="{html_text(b.caption)}">'
+                           f"<figcaption>{html_text(b.caption)}</figcaption></figure>")
             elif isinstance(b, Table):
                 if not b.rows:
                     out.append("<p>(no rows)</p>")
                     continue
                 out.append('<div class="table-wrap"><table>')
                 if b.caption:
-                    out.append(f"<caption>{html.escape(b.caption)}</caption>")
-                out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.headers) + "</tr></thead>")
+                    out.append(f"<caption>{html_text(b.caption)}</caption>")
+                out.append("<thead><tr>" + "".join(f"<th>{html_text(h)}</th>" for h in b.headers) + "</tr></thead>")
                 out.append("<tbody>" + "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in b.rows)
+                    "<tr>" + "".join(f"<td>{html_text(str(c))}</td>" for c in row) + "</tr>" for row in b.rows)
                     + "</tbody></table></div>")
         out.append("</section>")
     out += ["</body>", "</html>"]

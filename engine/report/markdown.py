@@ -3,22 +3,10 @@ untrusted content (model names, input rows, backend errors) goes through one esc
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from engine.report.escape import md_literal, md_text
 from engine.report.sections import FigureRef, Items, Para, Sub, Table, build_sections
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-_MD_ACTIVE = re.compile(r"([\\`*_{}\[\]()<>#+!|~&])")
-
-
-def _md_literal(text: str) -> str:
-    """Untrusted text as Markdown that shows it exactly: no links, images, HTML or emphasis can come of it."""
-    return _MD_ACTIVE.sub(r"\\\1", str(text)).replace("\n", " ")
-
 
 def render_markdown(data: dict[str, Any], figure_dir: str = "figures") -> str:
     """The report as Markdown: the same sections as the HTML, figures linked as PNG files.
@@ -31,25 +19,25 @@ def render_markdown(data: dict[str, Any], figure_dir: str = "figures") -> str:
         The Markdown text.
     """
     sections = build_sections(data)
-    out = ["# taskdiv report", "", "Contents: " + " · ".join(f"[{s.title.split(' — ')[0]}](#{s.id})"
+    out = ["# taskdiv report", "", "Contents: " + " · ".join(f"[{md_text(s.title.split(' — ')[0])}](#{s.id})"
                                                             for s in sections), ""]
     for sec in sections:
-        out += [f'<a id="{sec.id}"></a>', "", f"## {sec.title}", ""]
+        out += [f'<a id="{sec.id}"></a>', "", f"## {md_text(sec.title)}", ""]
         for b in sec.blocks:
             if isinstance(b, Para):
-                out += [(f"**{b.lead}** " if b.lead else "") + b.text, ""]
+                out += [(f"**{md_text(b.lead)}** " if b.lead else "") + md_text(b.text), ""]
             elif isinstance(b, Sub):
-                out += [f"### {b.title}", ""]
+                out += [f"### {md_text(b.title)}", ""]
             elif isinstance(b, Items):
-                out += [f"- {_md_literal(x) if b.literal else _md_cell(x)}" for x in b.items] + [""]
+                out += [f"- {md_literal(x) if b.literal else md_text(x)}" for x in b.items] + [""]
             elif isinstance(b, FigureRef):
-                out += [f"![{b.caption}]({figure_dir}/{b.name}.png)", "", f"*{b.caption}*", ""]
+                out += [f"![{md_text(b.caption)}]({figure_dir}/{b.name}.png)", "", f"*{md_text(b.caption)}*", ""]
             elif isinstance(b, Table):
                 if not b.rows:
                     out += ["(no rows)", ""]
                     continue
-                out += ["| " + " | ".join(_md_cell(h) for h in b.headers) + " |",
+                out += ["| " + " | ".join(md_text(h) for h in b.headers) + " |",
                         "|" + "---|" * len(b.headers)]
-                out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-                out += ([""] + [b.caption] if b.caption else []) + [""]
+                out += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in b.rows]
+                out += ([""] + [md_text(b.caption)] if b.caption else []) + [""]
     return "\n".join(out).rstrip() + "\n"

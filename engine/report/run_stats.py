@@ -70,6 +70,7 @@ def run_stats(result, config) -> dict[str, Any]:
             "pairs_per_s": pairs_rate,
             "cost_usd": b.get("cost_usd"),
             "failed_shards": len(r.failed),
+            **{k: getattr(r, k, 0) for k in ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up")},
         })
 
     def total(key: str) -> float | None:

@@ -451,4 +451,15 @@ def _throughput_view(data: dict[str, Any]) -> Section:
         rows.append(row + ([_f(st["cost_usd"], 4)] if has_cost else []))
     s.blocks.append(Table(headers, rows, "Generated tok/s: completion tokens the backend reported over wall time. "
                                          "Calls: conversations sent to the backend."))
+    rerun = [st for st in tp["stages"] if any(st.get(k) for k in ("rows_reused", "rows_retried", "rows_transient",
+                                                                  "rows_gave_up"))]
+    if rerun:
+        s.blocks.append(Table(
+            ["stage", "rows reused", "rows sent again", "rows failed transiently", "rows gave up"],
+            [[st["stage"], str(st.get("rows_reused", 0)), str(st.get("rows_retried", 0)),
+              str(st.get("rows_transient", 0)), str(st.get("rows_gave_up", 0))] for st in rerun],
+            "Rows reused: finished in an earlier shard of this run directory, never computed twice. Rows sent "
+            "again: an earlier run's backend call for them failed in a way that may not recur. Rows failed "
+            "transiently: kept as failed, and sent again by the next reruns (execution.row_retries). Rows gave up: "
+            "still failed after those reruns; their failure is kept."))
     return s

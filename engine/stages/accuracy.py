@@ -60,7 +60,7 @@ class AccuracyStage(BackendStage):
                     programs.append(grader_program(r["text"], r["gold_answer"], response, self.sampling))
                     owners.append(k)
         graded: dict[int, list] = {k: [] for k in range(len(rows))}
-        for k, asked in zip(owners, self.drive(programs)):
+        for k, asked in zip(owners, self.drive(programs, owners)):
             graded[k].append(asked)
         for k, (r, method) in enumerate(zip(rows, methods)):
             out = {IDX: k, "prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],

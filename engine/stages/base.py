@@ -11,9 +11,12 @@ over a batch of rows, in the manner of Ray's `ray.data.llm` stages (`stages/base
 - the base returns the outputs in input order as an Arrow table of the stage's declared output schema, plus the
   `SHARD` and `ROW` columns copied from each input row, so that the driver can write each shard as soon as it is
   complete, in its input order;
-- a BackendError (the backend gave up: retries exhausted, server gone) does not kill the worker or the run: every
-  row of the batch comes back with `ERROR` set and no outputs, the driver leaves their shards unwritten and
-  reports them, and a rerun computes them.
+- a row whose backend call failed in a way that may not recur (ChatOutput.transient: retries exhausted, a timed-out
+  generation) keeps its output (an error status, an unresolved verdict) and comes back with `RETRY` set: the
+  driver writes it with the rest of its shard and a rerun computes that row again, alone (execution.row_retries);
+- a BackendError (the backend gave up for the whole batch: bad key, wrong URL, server gone) does not kill the
+  worker or the run: every row of the batch comes back with `ERROR` set and no outputs, the driver leaves their
+  shards unwritten and reports them, and a rerun computes them.
 
 Stages do no file I/O and parse no flags; the pipeline builds their constructor arguments from the config and the
 store persists what they return.
@@ -42,6 +45,7 @@ ERROR = "_error"  # set on every row of a batch whose backend failed for good (r
 GROUP_KEY = [("prompt_id", pa.string()), ("model", pa.string()), ("strategy", pa.string())]
 GROUP_INPUTS = {"prompt_id": "stable prompt id", "model": "the generator", "strategy": "the sampling strategy"}
 TELEMETRY = "_telemetry"  # JSON counters of the batch (backend requests, retries, tokens) on its first row only
+RETRY = "_retry"  # set on a row whose backend call failed in a way that may not recur: a rerun computes it again
 
 
 class StageContractError(RuntimeError):
@@ -69,6 +73,10 @@ class Stage:
         """Counters of the batch just processed; they ride back to the driver for the run's throughput report."""
         return {}
 
+    def transient_rows(self) -> dict[int, str]:
+        """Rows of the batch just processed whose backend failure may not recur: row index → the error."""
+        return {}
+
     def __call__(self, batch: pa.Table | dict[str, list]) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.table(batch)
         missing = [c for c in self.required_inputs if c not in table.column_names]
@@ -83,9 +91,14 @@ class Stage:
             results = self._collect(rows)
         except BackendError as exc:
             results = [{ERROR: f"{type(exc).__name__}: {exc}"} for _ in rows]
+        else:
+            for k, error in self.transient_rows().items():
+                results[k][RETRY] = error
         if results:
             results[0][TELEMETRY] = json.dumps(self.batch_telemetry())
-        schema = self.output_schema.append(pa.field(ERROR, pa.string())).append(pa.field(TELEMETRY, pa.string()))
+        schema = self.output_schema
+        for column in (ERROR, TELEMETRY, RETRY):
+            schema = schema.append(pa.field(column, pa.string()))
         for column, kind in ((SHARD, pa.string()), (ROW, pa.int64())):
             if column in table.column_names:
                 for row, out in zip(rows, results):
@@ -125,9 +138,19 @@ class BackendStage(Stage):
         self.backend = make_chat_backend(model["backend"], model["model"], model.get("options"))
         self.stats = DriveStats()
         self._before: dict[str, float] = {}
+        self._transient: dict[int, str] = {}
 
-    def drive(self, programs: Sequence[Program]) -> list[Any]:
-        return drive(self.backend, programs, self.stats)
+    def drive(self, programs: Sequence[Program], owners: Sequence[int] | None = None) -> list[Any]:
+        """Run `programs`; `owners[i]` is the batch row program i works for (default: program i is row i), so that
+        a transient backend failure marks that row for a rerun."""
+        failed: dict[int, str] = {}
+        results = drive(self.backend, programs, self.stats, transient=failed)
+        for k, error in failed.items():
+            self._transient.setdefault(owners[k] if owners is not None else k, error)
+        return results
+
+    def transient_rows(self) -> dict[int, str]:
+        return dict(self._transient)
 
     def _counters(self) -> dict[str, float]:
         counters = {"rounds": self.stats.rounds, "calls": self.stats.calls}
@@ -138,6 +161,7 @@ class BackendStage(Stage):
 
     def begin_batch(self) -> None:
         self._before = self._counters()
+        self._transient = {}
 
     def batch_telemetry(self) -> dict[str, float]:
         return {k: v - self._before.get(k, 0) for k, v in self._counters().items()}

@@ -44,7 +44,7 @@ class GradeStage(BackendStage):
                     programs.append(grade_program(r["text"], list(r["criteria"]), response, self.sampling))
                     owners.append(k)
         per_row: dict[int, list] = {k: [] for k in range(len(rows))}
-        for k, asked in zip(owners, self.drive(programs)):
+        for k, asked in zip(owners, self.drive(programs, owners)):
             per_row[k].append(asked)
         for k, r in enumerate(rows):
             asks = per_row[k]

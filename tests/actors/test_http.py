@@ -21,7 +21,7 @@ from tests.support.serve import ChatServer, Fault
 from engine.method.parsing import p_yes_from_logprobs
 from tests.support.test_serve import TOP, EchoChat, echo_text, user
 
-FAST = dict(timeout_s=5, backoff_base_s=0.01, backoff_max_s=0.05)
+FAST = dict(timeout_s=5, read_s_per_token=0.0, backoff_base_s=0.01, backoff_max_s=0.05)
 
 
 @pytest.fixture
@@ -97,7 +97,8 @@ def test_sampling_maps_to_the_request(serve, client):
 def test_faults_every_row_exactly_once(serve, client):
     faults = [("429", 6), ("500", 3), ("503", 2), ("slow", 2), ("drop", 3)]
     srv = serve(faults=faults, retry_after="0", slow_s=3.0)
-    c = client(srv, max_concurrency=6, timeout_s=1.0, max_retries=20)
+    # timeout_retries: a "slow" reply times out after the server accepted the request; here re-sending is free
+    c = client(srv, max_concurrency=6, timeout_s=1.0, max_retries=20, timeout_retries=20)
     contents = [f"row {k}" for k in range(30)]
     outs = c.chat([user(t) for t in contents], SamplingParams(n=2, seed=1))
     assert [o.texts for o in outs] == [[echo_text(t, 1, 0), echo_text(t, 1, 1)] for t in contents]
@@ -128,28 +129,39 @@ def test_retry_after_header_forms():
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None and retry_after_seconds("") is None
 
 
-def test_exhausted_retries_raise_naming_the_endpoint(serve, client):
+def test_exhausted_retries_fail_the_row_transiently_naming_the_endpoint(serve, client):
     srv = serve(faults=[("503", 1000)], retry_after="")
     c = client(srv, max_retries=2)
-    with pytest.raises(BackendError) as err:
-        c.chat([user(f"r{k}") for k in range(3)], SamplingParams())
-    message = str(err.value)
-    assert srv.base_url + "/chat/completions" in message and "HTTP 503" in message and "3 attempts" in message
-    assert c.retries >= 2 and not any(r.status == 200 for r in srv.requests)
-    # the failed batch left nothing running: no request arrives after the error
-    seen = len(srv.requests)
+    outs = c.chat([user(f"r{k}") for k in range(3)], SamplingParams())
+    for out in outs:
+        assert out.transient and not out.texts
+        assert srv.base_url + "/chat/completions" in out.error and "HTTP 503" in out.error and "3 attempts" in out.error
+    assert c.requests == 9 and c.retries == 6 and c.row_errors == 3
+    assert not any(r.status == 200 for r in srv.requests)
+    seen = len(srv.requests)  # nothing left running after the call returned
     time.sleep(0.2)
     assert len(srv.requests) == seen
 
 
-def test_unreachable_endpoint_raises_after_retries(client):
+def test_one_exhausted_row_keeps_the_rest_of_the_batch(serve, client):
+    # Every request for "doomed" fails; the other rows are answered once each and kept.
+    srv = serve(faults=lambda index, body: "503" if "doomed" in str(body["messages"]) else None, retry_after="")
+    c = client(srv, max_retries=1)
+    outs = c.chat([user("fine 1"), user("doomed"), user("fine 2")], SamplingParams())
+    assert outs[0].texts == [echo_text("fine 1")] and outs[2].texts == [echo_text("fine 2")]
+    assert outs[1].transient and "2 attempts" in outs[1].error
+    assert served_ok(srv) == Counter(["fine 1", "fine 2"])
+
+
+def test_unreachable_endpoint_fails_rows_after_retries(client):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     c = OpenAIChatClient("m", base_url=f"http://127.0.0.1:{port}", max_retries=1, **{**FAST, "timeout_s": 1})
     try:
-        with pytest.raises(BackendError, match=rf"127\.0\.0\.1:{port}/v1/chat/completions.*connection error"):
-            c.chat([user("x")], SamplingParams())
+        (out,) = c.chat([user("x")], SamplingParams())
+        assert out.transient and f"127.0.0.1:{port}/v1/chat/completions" in out.error
+        assert "connection error" in out.error
         assert c.requests == 2 and c.retries == 1
     finally:
         c.close()
@@ -162,10 +174,9 @@ def test_planted_api_key_never_leaks(serve, client, monkeypatch, caplog, capsys)
     srv = serve(api_key=secret, faults=[("429", 2), ("500", 1000)], retry_after="0")
     c = client(srv, api_key_env="TASKDIV_TEST_API_KEY", max_retries=3)
     seen: list[str] = [repr(c), str(c), str(c.stats()), str(vars(c))]
-    with pytest.raises(BackendError) as err:  # two 429s, then 500s until the retries run out
-        c.chat([user("x")], SamplingParams())
-    seen += [str(err.value), repr(err.value), "".join(traceback.format_exception(err.value))]
-    assert "HTTP 500" in str(err.value) and c.retries == 3
+    (failed,) = c.chat([user("x")], SamplingParams())  # two 429s, then 500s until the retries run out
+    seen += [failed.error, repr(failed)]
+    assert "HTTP 500" in failed.error and failed.transient and c.retries == 3
     # a wrong key: the server's 401 is fatal, not retried, and its message carries neither key
     monkeypatch.setenv("TASKDIV_WRONG_KEY", "sk-wrong-" + secrets.token_hex(8))
     wrong = client(srv, api_key_env="TASKDIV_WRONG_KEY")
@@ -384,3 +395,117 @@ def test_a_provider_with_logprobs_keeps_them_and_one_token(serve, client):
     (out,) = c.chat([user("a")], AUTO)
     assert out.first_token_logprobs and srv.requests[0].body["max_tokens"] == 1
     assert c.stats()["logprobs_downgraded"] == 0
+
+
+# -- Issue 18: paid calls — timeouts, deadlines, bounded and malformed replies, keys over plain http. ----------------
+
+
+def test_a_generation_that_timed_out_is_sent_at_most_twice(serve, client):
+    # The server accepted the request and never answered in time: it may be billed, so one re-send, then the row
+    # fails transiently (a rerun may try again) — never seven billed attempts.
+    srv = serve(faults=[("slow", 100)], slow_s=3.0)
+    c = client(srv, timeout_s=0.5, max_retries=6)
+    (out,) = c.chat([user("a long story")], SamplingParams(max_tokens=64))
+    assert out.transient and "not sent again in this run" in out.error
+    assert len(srv.requests) == 2 and c.requests == 2
+
+
+def test_the_read_timeout_grows_with_the_tokens_asked_for():
+    c = OpenAIChatClient("m", base_url="http://127.0.0.1:9/v1", timeout_s=120)
+    try:
+        timeout, deadline = c._timeouts({"max_tokens": 5120, "n": 1})
+        assert timeout.read == pytest.approx(120 + 0.05 * 5120) and timeout.connect == 120
+        assert deadline == pytest.approx(2 * timeout.read)
+        assert c._timeouts({"max_tokens": 8, "n": 5})[0].read == pytest.approx(120 + 0.05 * 40)
+    finally:
+        c.close()
+
+
+def test_a_reply_dripping_one_byte_at_a_time_is_cut_at_the_deadline(serve, client):
+    # Each byte arrives within the read timeout, so only the overall deadline ends it: 2 × 1 s per attempt.
+    srv = serve(faults=[(Fault("drip", delay_s=0.25), 100)])
+    c = client(srv, timeout_s=1.0, timeout_retries=1)
+    start = time.monotonic()
+    (out,) = c.chat([user("x")], SamplingParams(max_tokens=8))
+    elapsed = time.monotonic() - start
+    assert out.transient and "deadline" in out.error
+    assert elapsed < 6.0 and c.requests == 2  # the whole reply would take ~30 s per attempt
+
+
+def test_a_200_carrying_an_error_is_that_rows_error_and_not_retried(serve, client):
+    srv = serve(faults=[(Fault("error200"), 1)])
+    c = client(srv, max_retries=6)
+    bad, good = c.chat([user("first"), user("second")], SamplingParams())
+    failed = bad if bad.error else good
+    assert "carrying an error" in failed.error and "injected fault" in failed.error and not failed.transient
+    assert c.requests == 2 and c.retries == 0
+    assert (good if bad.error else bad).texts
+
+
+def test_a_huge_reply_is_not_read_past_the_cap(serve, client):
+    import tracemalloc
+
+    srv = serve(faults=[(Fault("huge", size=64 * 1024 * 1024), 1)])
+    c = client(srv, max_reply_bytes=1024 * 1024)
+    tracemalloc.start()
+    try:
+        (out,) = c.chat([user("x")], SamplingParams(max_tokens=4))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.transient and "max_reply_bytes" in out.error and c.requests == 1
+    assert peak < 16 * 1024 * 1024  # a 64 MiB body was never held (a full read held ~3× its size)
+
+
+def test_deeply_nested_json_is_a_row_error_not_a_crash(serve, client):
+    srv = serve(faults=[(Fault("nested", size=200_000), 1)])
+    c = client(srv)
+    bad, good = c.chat([user("a"), user("b")], SamplingParams())
+    failed = bad if bad.error else good
+    assert failed.transient and "unreadable body" in failed.error
+    assert (good if bad.error else bad).texts
+
+
+def test_a_malformed_embedding_reply_is_a_backend_error(serve):
+    import http.server
+    import json as _json
+
+    class Bad(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = _json.dumps({"data": [{"index": 0}]}).encode()  # no "embedding"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Bad)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    c = OpenAIChatClient("e", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", **FAST)
+    try:
+        with pytest.raises(BackendError, match="not the expected reply"):
+            c.embed(["one"])
+    finally:
+        c.close()
+        server.shutdown()
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.10/v1", "http://api.example.com/v1"])
+def test_an_api_key_over_plain_http_to_another_host_is_refused(monkeypatch, url):
+    from actors.registry import ModelCheckError, check_model
+
+    monkeypatch.setenv("TASKDIV_TEST_API_KEY", "sk-test")
+    with pytest.raises(BackendError, match="allow_insecure_http"):
+        OpenAIChatClient("m", base_url=url, api_key_env="TASKDIV_TEST_API_KEY")
+    with pytest.raises(ModelCheckError, match="unencrypted") as err:
+        check_model("chat", "http", "m", {"base_url": url, "api_key_env": "TASKDIV_TEST_API_KEY"})
+    assert err.value.key == "options.base_url"
+    # Allowed explicitly, over https, to loopback, or without a key: accepted.
+    OpenAIChatClient("m", base_url=url, api_key_env="TASKDIV_TEST_API_KEY", allow_insecure_http=True).close()
+    for ok in (url.replace("http:", "https:"), "http://127.0.0.1:8000/v1", "http://localhost:8000/v1"):
+        OpenAIChatClient("m", base_url=ok, api_key_env="TASKDIV_TEST_API_KEY").close()
+    OpenAIChatClient("m", base_url=url).close()

@@ -68,6 +68,9 @@ class ScriptedChat:
         delay_s: sleep this long per chat() call.
         max_chars: a conversation longer than this (in characters) fails its row, as a prompt longer than a
             model's context does.
+        flaky_marker: a generation request whose prompt contains this text fails transiently (as an API request
+            whose retries ran out does: ChatOutput.transient) while the file `flaky_armed` exists.
+        flaky_armed: see flaky_marker.
     """
 
     calls: list[str] = []
@@ -76,7 +79,8 @@ class ScriptedChat:
     def __init__(self, model: str = "scripted", classes: int = 3, unparseable_judge: bool = False,
                  call_log: str | None = None, kill_on: list | None = None, kill_armed: str | None = None,
                  start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None,
-                 unparseable_classes: list | None = None, classify_as: str = "G") -> None:
+                 unparseable_classes: list | None = None, classify_as: str = "G", flaky_marker: str | None = None,
+                 flaky_armed: str | None = None) -> None:
         self.name = model
         self.classes = classes
         self.unparseable_judge = unparseable_judge
@@ -89,6 +93,7 @@ class ScriptedChat:
         self.classify_as = classify_as
         self.unparseable_classes = {frozenset(int(c) for c in pair) for pair in unparseable_classes or []}
         self.seen: dict[str, int] = {}
+        self.flaky_marker, self.flaky_armed = flaky_marker, flaky_armed
 
     def chat(self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]):
         params = pair_sampling(conversations, sampling)
@@ -113,6 +118,10 @@ class ScriptedChat:
         return outs
 
     def _answer(self, conv: Conversation, text: str, p: SamplingParams) -> ChatOutput:
+        if (self.flaky_marker and request_kind(conv) == "sample" and self.flaky_marker in repr(conv)
+                and self.flaky_armed and os.path.exists(self.flaky_armed)):
+            return ChatOutput(error="http://api.test/v1/chat/completions: request failed after 7 attempts "
+                                    "(6 retries); last error: HTTP 503", transient=True)
         size = sum(len(m["content"]) for m in conv)
         if self.max_chars is not None and size > self.max_chars:
             return ChatOutput(error=f"conversation of {size} characters exceeds the context of {self.max_chars}")

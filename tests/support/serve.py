@@ -54,12 +54,18 @@ ROLES = ("system", "user", "assistant")
 LOOPBACK_NAMES = ("localhost",)
 
 
+BAD_REPLIES = ("error200", "huge", "nested", "drip")
+
+
 @dataclass(frozen=True)
 class Fault:
     """One injected failure.
 
     Attributes:
-        kind: an HTTP status "400".."599", "slow" or "drop".
+        kind: an HTTP status "400".."599", "slow" or "drop"; or a bad reply with status 200: "error200" (an OpenAI
+            error object), "huge" (a body of `size` bytes), "nested" (JSON nested `size` levels deep), "drip" (a
+            valid reply sent one byte every `delay_s` seconds).
+        size: bytes of "huge", levels of "nested".
         retry_after: the Retry-After header for 429/503 (None: the server's default; "" sends none).
         delay_s: how long "slow" sleeps (None: the server's `slow_s`).
     """
@@ -67,10 +73,13 @@ class Fault:
     kind: str
     retry_after: str | None = None
     delay_s: float | None = None
+    size: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("slow", "drop") and not (self.kind.isdigit() and 400 <= int(self.kind) <= 599):
-            raise ValueError(f"fault kind must be an HTTP status 400..599, 'slow' or 'drop'; got {self.kind!r}")
+        if self.kind not in BAD_REPLIES + ("slow", "drop") and not (self.kind.isdigit()
+                                                                  and 400 <= int(self.kind) <= 599):
+            raise ValueError(f"fault kind must be an HTTP status 400..599, 'slow', 'drop' or one of {BAD_REPLIES}; "
+                             f"got {self.kind!r}")
 
 
 FaultSpec = Fault | str
@@ -291,6 +300,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.send_json(400, error_body(400, "bad Content-Length"))
             return
+        # Who is asking before what they send: an unauthorised client must not make the server read (and hold in
+        # memory) a body of its chosen size.
+        if not self.server.app._authorized(self):
+            self.close_connection = True
+            self.send_json(401, error_body(401, "missing or wrong API key"))  # never echo what was sent
+            return
+        if length > self.server.app.max_body_bytes:
+            self.close_connection = True
+            self.send_json(413, error_body(413, f"the body is over {self.server.app.max_body_bytes} bytes"))
+            return
         raw = self.rfile.read(length) if length else b""
         if path == "/v1/embeddings" and self.server.app.embedder is not None:
             self.server.app._handle_embeddings(self, raw)
@@ -359,6 +378,7 @@ class ChatServer:
         slow_s: float = 5.0,
         retry_after: str = "1",
         api_key: str | None = None,
+        max_body_bytes: int = 16 * 1024 * 1024,
         max_choices: int | None = None,
         allow_remote: bool = False,
         default_max_tokens: int = 1024,
@@ -383,6 +403,7 @@ class ChatServer:
         self.max_choices = max_choices
         self.default_max_tokens = default_max_tokens
         self._api_key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
         self._fault_fn, self._fault_plan = (faults, None) if callable(faults) else (None, self._expand(faults or []))
         self.requests: list[RequestRecord] = []
         self.batch_sizes: list[int] = []
@@ -552,6 +573,10 @@ class ChatServer:
         })
 
     def _inject(self, handler: _Handler, fault: Fault, record: RequestRecord) -> None:
+        if fault.kind in BAD_REPLIES:
+            self._bad_reply(handler, fault)
+            record.status = 200
+            return
         if fault.kind in ("slow", "drop"):
             if fault.kind == "slow":
                 time.sleep(self.slow_s if fault.delay_s is None else fault.delay_s)
@@ -562,6 +587,47 @@ class ChatServer:
         headers = {"Retry-After": retry_after} if status in (429, 503) and retry_after else {}
         handler.send_json(status, error_body(status, f"injected fault: HTTP {status}"), headers)
         record.status = status
+
+    def _bad_reply(self, handler: _Handler, fault: Fault) -> None:
+        """A 200 whose body is not a usable reply (see Fault)."""
+        handler.close_connection = True
+        if fault.kind == "error200":
+            handler.send_json(200, error_body(500, "injected fault: an error inside a 200"))
+            return
+        if fault.kind == "nested":
+            body = b"[" * fault.size + b"]" * fault.size
+        elif fault.kind == "huge":
+            # Written a chunk at a time, never held whole: the test measures the client's memory in this process.
+            head, tail, chunk = b'{"choices": [{"message": {"content": "', b'"}}]}', b"x" * (1 << 20)
+            try:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(head) + fault.size + len(tail)))
+                handler.end_headers()
+                handler.wfile.write(head)
+                for k in range(0, fault.size, len(chunk)):
+                    handler.wfile.write(chunk[:min(len(chunk), fault.size - k)])
+                handler.wfile.write(tail)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        else:  # drip: a valid reply, slowly
+            body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                            "finish_reason": "stop"}]}).encode()
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            if fault.kind == "drip":
+                for k in range(len(body)):
+                    handler.wfile.write(body[k:k + 1])
+                    handler.wfile.flush()
+                    time.sleep(self.slow_s if fault.delay_s is None else fault.delay_s)
+            else:
+                handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _answer(
         self, handler: _Handler, conversation: Conversation, sampling: SamplingParams, top: int | None

@@ -31,6 +31,8 @@ _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _BR_TAG = re.compile(r"[ \t]*<br\s*/?>[ \t]*\r?\n?", re.IGNORECASE)
 
 
+CSV_FIELD_LIMIT = 64 * 1024 * 1024  # characters per CSV cell
+
 def read_bytes(path: Path) -> bytes:
     """The file's bytes; a missing file or a folder is an InputError naming the path."""
     try:
@@ -70,6 +72,9 @@ def read_csv(path: Path, *, required: Sequence[str]) -> Iterator[tuple[int, RowO
             lines.append(raw.decode("utf-8", errors="surrogateescape"))
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]
+    # The csv module refuses cells over 128 KiB by default; a long prompt or answer is not malformed. Raised (never
+    # lowered) to CSV_FIELD_LIMIT, a process-wide setting of the csv module.
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     reader = csv.reader(iter(lines), strict=True)
     try:
         header = next(reader)

@@ -12,7 +12,6 @@ from engine.config import config_from_dict
 from engine.errors import ConfigError
 from engine.execution.executor import LocalExecutor, RayExecutor
 from engine.execution.pipeline import Pipeline
-from tests.support.doubles import ScriptedChat
 
 
 def config(tmp_path, run_dir, **options):

@@ -68,27 +68,31 @@ def test_throttling_errors_and_drops_lose_and_duplicate_nothing(tmp_path, direct
         assert result.tables[name].equals(direct[name]), f"{name} differs from the direct run"
 
 
-def test_exhausted_retries_fail_the_shard_not_the_run_and_a_rerun_fills_it(tmp_path, direct):
+def test_exhausted_retries_fail_rows_not_the_run_and_a_rerun_sends_only_them(tmp_path, direct):
     def judges_are_down(index, body):
         return "503" if request_kind(body["messages"]) == "judge" else None
 
     with ChatServer(ScriptedChat(), faults=judges_are_down, retry_after="0") as server:
         cfg = config(tmp_path / "run", http_model(server))
         result = run(cfg)
-    failed = Pipeline.failed_shards(result)
-    assert list(failed) == ["judge[scripted]"] and all("503" in why for why in failed["judge[scripted]"].values())
-    assert result.tables["judgments"].num_rows == 0 and result.tables["responses"].equals(direct["responses"])
-    report = write_report(result, cfg)["markdown"].read_text()
-    assert "Failed shards" in report and "judge[scripted]" in report
-    # A judge whose shards failed is named in every group it left without a count, never silently dropped.
+    # Every judge row failed transiently: written, marked, unresolved — no shard lost, the paid rows of other
+    # stages kept.
+    assert not Pipeline.failed_shards(result)
+    judge = next(r for r in result.stages if r.stage == "judge[scripted]")
+    assert judge.rows_transient == judge.rows > 0
+    assert set(result.tables["judgments"].column("verdict").to_pylist()) == {"error"}
+    assert result.tables["responses"].equals(direct["responses"])
+    # An unresolved judge is named in every group it left without a count, never silently dropped.
     groups = result.tables["groups"].to_pylist()
-    assert groups and all(g["missing_judges"] == ["scripted"] and g["unique_mean"] is None for g in groups)
-    assert "no judge count: the judges' shards failed" in report
+    assert groups and all(g["unresolved_judges"] == ["scripted"] and g["unique_mean"] is None for g in groups)
+    report = write_report(result, cfg)["markdown"].read_text()
+    assert "rows failed transiently" in report and "unresolved" in report
     with ChatServer(ScriptedChat()) as healthy:
         again = run(config(tmp_path / "run", http_model(healthy)))
         kinds = {request_kind(r.body["messages"]) for r in healthy.requests}
     assert not Pipeline.failed_shards(again)
-    assert kinds == {"judge"}, "only the failed shards should have been computed again"
+    assert kinds == {"judge"}, "only the failed rows should have been sent again"
+    assert next(r for r in again.stages if r.stage == "judge[scripted]").rows_retried == judge.rows
     for name in TABLES:
         assert again.tables[name].equals(direct[name]), name
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from engine.config import dump_yaml
 
 REPO = Path(__file__).resolve().parents[3]
 TABLES = ["prompts", "classifications", "samples", "responses", "judgments", "components", "metrics",
@@ -38,7 +38,7 @@ def write_config(tmp_path, run_dir, log, kill_on=None, armed=None):
         "execution": {"executor": "local", "shard_size": 2},
     }
     path = tmp_path / f"config-{os.urandom(4).hex()}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(dump_yaml(cfg))
     return path
 
 
@@ -89,8 +89,14 @@ def assert_same_tables(run_dir, expected):
         assert got[name].equals(expected[name]), f"{name} differs from the uninterrupted run"
 
 
-@pytest.mark.parametrize("kill_on", [("sample", 30), ("judge", 25), ("grade", 40), ("accuracy", 7)],
-                         ids=["mid-generation", "mid-judging", "mid-grading", "mid-accuracy"])
+# Each case is two subprocess runs (~35 s on 2 cores): the default run kills in generation and in judging; the
+# later stages resume through the same code and run with the slow tests (`make test-slow`).
+@pytest.mark.parametrize("kill_on", [
+    pytest.param(("sample", 30), id="mid-generation"),
+    pytest.param(("judge", 25), id="mid-judging"),
+    pytest.param(("grade", 40), id="mid-grading", marks=pytest.mark.slow),
+    pytest.param(("accuracy", 7), id="mid-accuracy", marks=pytest.mark.slow),
+])
 def test_sigkill_then_rerun_gives_the_uninterrupted_tables(tmp_path, baseline, kill_on):
     expected, full_calls = baseline
     run_dir, before, after = killed_then_resumed(tmp_path, kill_on)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from engine.config import dump_yaml
 import yaml
 
 from engine.cli.compare import add_parser as add_compare_parser
@@ -118,7 +119,7 @@ def test_different_n_is_refused_even_with_intersect(runs, tmp_path):
     shutil.copytree(b, other)
     config = yaml.safe_load((other / "config.yaml").read_text())
     config["n"] = 6
-    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    (other / "config.yaml").write_text(dump_yaml(config))
     for intersect in (False, True):
         with pytest.raises(CompareError, match=r"different n \(A: 4 responses per group, B: 6\)"):
             compare_runs(a, other, intersect=intersect, resamples=100)
@@ -186,7 +187,7 @@ def test_a_run_judged_by_the_135m_model_carries_the_not_meaningful_note(runs, tm
     shutil.copytree(b, small)
     config = yaml.safe_load((small / "config.yaml").read_text())
     config["judges"][0]["model"] = "smollm2-135m"  # as if the run had been judged by the embedded default
-    (small / "config.yaml").write_text(yaml.safe_dump(config))
+    (small / "config.yaml").write_text(dump_yaml(config))
     c = compare_runs(a, small, resamples=50)
     assert c["small_model_judges"] == {"a": [], "b": [config["judges"][0]["name"]]}
     assert SMALL_MODEL_LEAD in render_comparison(c)

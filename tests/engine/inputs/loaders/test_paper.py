@@ -10,7 +10,7 @@ from engine.inputs.loaders import LOADERS
 from engine.inputs.loaders.paper import COUNTS, PresetReport, load_paper
 from engine.inputs.prompts import LoadReport
 
-from .conftest import REPO, SHARED, TEST_DATA
+from .conftest import REPO, TEST_DATA
 
 REAL = {
     "simpleqa": "simpleqa/simple_qa_test_set.csv",

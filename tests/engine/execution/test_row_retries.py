@@ -1,0 +1,158 @@
+"""Nothing paid for is computed twice: a row whose backend call failed transiently is written with its shard and
+marked; a rerun sends that row alone (the rest of its shard is reused), up to execution.row_retries reruns; rows
+finished in earlier shards are found again by their row keys when the shards change.
+
+Runs on the LocalExecutor with the deterministic double (tests.support.doubles.ScriptedChat) and its `flaky_marker`:
+generation requests for one prompt fail as an API request whose retries ran out does (ChatOutput.transient).
+"""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from engine.execution.pipeline import Pipeline
+from tests.support.doubles import ScriptedChat
+from tests.support.runs import SCRIPTED, make_config, run
+
+PROMPTS = [("Write a haiku about rain.", "G"), ("Name a colour. FLAKY", "C"), ("What is 6 times 7?", "D")]
+
+
+def config(tmp_path, armed, **over):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "gold_category": c}) + "\n" for t, c in PROMPTS))
+    flaky = {**SCRIPTED, "name": "flaky", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed)}}
+    settings = dict(prompts={"source": "jsonl", "path": str(path)}, generators=[flaky],
+                    strategies=["temperature", "regen_general"], quality={"enabled": False},
+                    accuracy={"enabled": False}, execution={"executor": "local", "shard_size": 16})
+    return make_config(tmp_path, **{**settings, **over})
+
+
+def sample_calls() -> list[str]:
+    return [c for c in ScriptedChat.calls if not c.startswith(("Classify", "The prompt below", "Grade", "Write"))]
+
+
+def only_the_flaky_rows_were_sent(cfg, failing: bool = False) -> bool:
+    """The generation calls were the flaky prompt's: one under temperature, n turns under regeneration (the first
+    carries the prompt, the others the follow-up; only the first while it fails), and no other prompt's."""
+    calls = sample_calls()
+    others = [t for t, _ in PROMPTS if "FLAKY" not in t]
+    return (len(calls) == (2 if failing else 1 + cfg.n) and calls.count("Name a colour. FLAKY") == 2
+            and not any(t in c for c in calls for t in others))
+
+
+def sample_record(result):
+    return next(r for r in result.stages if r.stage.startswith("sample"))
+
+
+def sidecars(cfg):
+    return [orjson.loads(p.read_bytes()) for p in sorted((cfg_dir(cfg) / "shards" / "sample").glob("*.rows.json"))]
+
+
+def cfg_dir(cfg):
+    from pathlib import Path
+
+    return Path(cfg.run_dir)
+
+
+def test_a_transient_failure_keeps_the_rest_and_only_that_row_is_sent_again(tmp_path):
+    armed = tmp_path / "armed"
+    armed.touch()
+    cfg = config(tmp_path, armed)
+    first = run(cfg)
+    samples = first.tables["samples"].to_pylist()
+    flaky = {s["prompt_id"] for s in samples if s["status"] == "error"}
+    assert len(flaky) == 1 and all(s["status"] == "ok" for s in samples if s["prompt_id"] not in flaky)
+    (failed,) = [s for s in samples if s["status"] == "error"][:1] or [None]
+    assert "HTTP 503" in failed["error"]
+    rec = sample_record(first)
+    assert rec.rows_transient == 2 and not rec.failed  # one row per strategy; no shard lost
+    # The shards were written, the failed rows marked for a rerun.
+    marked = [r for r in sidecars(cfg) if r["retry"]]
+    assert len(marked) == 2 and all(list(r["retry"].values())[0]["attempts"] == 1 for r in marked)
+
+    armed.unlink()  # the provider recovers
+    second = run(cfg)
+    rec = sample_record(second)
+    assert (rec.rows_retried, rec.rows_reused, rec.rows_transient) == (2, 4, 0)
+    # Only the failed rows' conversations went out again: the flaky prompt under each strategy.
+    assert only_the_flaky_rows_were_sent(cfg)
+    assert all(s["status"] == "ok" for s in second.tables["samples"].to_pylist())
+    assert not any(r["retry"] for r in sidecars(cfg))
+    # The other rows are the first run's, unchanged.
+    before = {(s["prompt_id"], s["strategy"]): s for s in samples if s["prompt_id"] not in flaky}
+    after = {(s["prompt_id"], s["strategy"]): s for s in second.tables["samples"].to_pylist()}
+    assert {k: after[k] for k in before} == before
+
+
+def test_a_row_that_keeps_failing_is_given_up_after_row_retries_reruns(tmp_path):
+    armed = tmp_path / "armed"
+    armed.touch()
+    cfg = config(tmp_path, armed, execution={"executor": "local", "shard_size": 16, "row_retries": 1})
+    run(cfg)
+    second = run(cfg)  # the one rerun allowed: sent again, fails again
+    assert sample_record(second).rows_retried == 2 and sample_record(second).rows_transient == 2
+    assert only_the_flaky_rows_were_sent(cfg, failing=True)
+    third = run(cfg)  # given up: nothing sent, the failure kept and counted
+    rec = sample_record(third)
+    assert (rec.rows_retried, rec.rows_gave_up) == (0, 2) and sample_calls() == []
+    assert sum(s["status"] == "error" for s in third.tables["samples"].to_pylist()) == 2
+    assert "gave up" in " ".join(_throughput_text(third, cfg))
+
+
+def _throughput_text(result, cfg):
+    from engine.report.data import report_data
+    from engine.report.sections import build_sections
+
+    sections = build_sections(report_data(result, cfg))
+    section = next(s for s in sections if s.id == "throughput")
+    out = []
+    for b in section.blocks:
+        out += [getattr(b, "text", ""), " ".join(getattr(b, "headers", []))]
+        out += [" ".join(map(str, row)) for row in getattr(b, "rows", [])]
+    return out
+
+
+def test_rows_finished_in_earlier_shards_are_reused_when_the_shards_change(tmp_path):
+    # The same prompts cut into shards of one: every shard key is new, every row is found by its row key.
+    armed = tmp_path / "never"
+    cfg = config(tmp_path, armed)
+    run(cfg)
+    recut = config(tmp_path, armed, execution={"executor": "local", "shard_size": 1})
+    again = run(recut)
+    rec = sample_record(again)
+    assert rec.units_reused == 0 and rec.rows_reused == 6 and sample_calls() == []
+    judged = next(r for r in again.stages if r.stage.startswith("judge"))
+    assert judged.rows_reused == judged.rows and not [c for c in ScriptedChat.calls if c.startswith("The prompt")]
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5])
+def test_row_retries_must_be_a_count(tmp_path, limit):
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="row_retries"):
+        config(tmp_path, tmp_path / "x", execution={"executor": "local", "row_retries": limit})
+
+
+def test_pipeline_keeps_the_run_dir_locked_until_closed(tmp_path):
+    from engine.errors import RunDirError
+
+    cfg = config(tmp_path, tmp_path / "never")
+    first = Pipeline(cfg, progress=False)
+    from engine.execution.executor import LocalExecutor
+
+    first._executor = LocalExecutor()
+    first.run()
+    try:
+        second = Pipeline(cfg, progress=False)
+        with pytest.raises(RunDirError, match=r"in use by another run \(pid \d+ on "):
+            second.run()
+    finally:
+        first.close()
+    third = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+    try:
+        third.run()  # free again once the first closed
+    finally:
+        third.close()
