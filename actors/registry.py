@@ -5,12 +5,13 @@ says exactly what ran. This module owns everything the engine knows about backen
 
 - the names of each role's backends (`CHAT_BACKENDS`, `EMBED_BACKENDS`, `REWARD_BACKENDS`) — config validation reads
   them, so a new backend is this module plus its own;
-- the factories that build a backend in a worker (`make_chat_backend`, `make_embedder`, `make_reward_model`);
+- the factories that build a backend in a worker (`make_chat_backend`, `make_embedder`, `make_reward_model`), and
+  `SharedBackends`, which makes the stages of a run share one loaded model per worker process;
 - `python:module:Class` loading, written once (`load_python`);
 - the checks preflight runs on the driver before any stage (`check_model`);
 - which backend options say where and how a model runs rather than what it answers (`TRANSPORT_OPTIONS`, left out
   of shard keys);
-- what one actor of a backend must reserve (`scheduling`, `placement_groups`).
+- what one actor of a backend must reserve (`scheduling`, `placement_group_args`).
 
 Heavy runtimes are imported only when chosen: a CPU laptop never imports vLLM, a GPU worker never loads the
 embedded model.
@@ -21,9 +22,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+import orjson
 
 from actors import hub
 from actors.base import BackendError, ChatBackend, insecure_key_transport
@@ -142,7 +146,61 @@ def is_known(role: str, backend: str) -> bool:
     return backend in ROLES[role] or (role != "reward" and backend.startswith(PYTHON_PREFIX))
 
 
+class SharedBackends:
+    """The backends built in one process while this set is active (`sharing`), one per (role, backend, model,
+    options): the stages of a run that use the same model in one worker share its loaded weights — one load per
+    model per run, not one per stage (classify and sample share the generator; judge, checklist, grade and accuracy
+    the judge when it also grades).
+
+    `load_s` records how long each build took, keyed "role:backend:model" (one entry per build), for the run's
+    start-up figures.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[bytes, Any] = {}
+        self.load_s: dict[str, list[float]] = {}
+
+    def get(self, role: str, backend: str, model: str, options: dict[str, Any] | None) -> Any:
+        key = orjson.dumps([role, backend, model, options or {}], option=orjson.OPT_SORT_KEYS, default=str)
+        if key not in self._built:
+            start = time.perf_counter()
+            self._built[key] = _build(role, backend, model, options)
+            self.load_s.setdefault(f"{role}:{backend}:{model}", []).append(time.perf_counter() - start)
+        return self._built[key]
+
+    def close(self) -> None:
+        """Close every backend built here (each close is idempotent) and forget them."""
+        built, self._built = list(self._built.values()), {}
+        for backend in built:
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+
+
+_SHARING: list[SharedBackends] = []  # the active set, innermost last (a stack: `sharing` nests)
+
+
+class sharing:
+    """`with sharing(backends):` — backends made inside come from (and are kept in) `backends`."""
+
+    def __init__(self, backends: SharedBackends) -> None:
+        self.backends = backends
+
+    def __enter__(self) -> SharedBackends:
+        _SHARING.append(self.backends)
+        return self.backends
+
+    def __exit__(self, *exc: object) -> None:
+        _SHARING.remove(self.backends)
+
+
 def _make(role: str, backend: str, model: str, options: dict[str, Any] | None) -> Any:
+    if _SHARING:
+        return _SHARING[-1].get(role, backend, model, options)
+    return _build(role, backend, model, options)
+
+
+def _build(role: str, backend: str, model: str, options: dict[str, Any] | None) -> Any:
     options = dict(options or {})
     if role != "reward" and backend.startswith(PYTHON_PREFIX):
         return load_python(backend)(model, **options)
@@ -298,9 +356,10 @@ def scheduling(backend: str, options: dict[str, Any], num_gpus: float) -> dict[s
     return {"num_gpus": 0 if group else (num_gpus or need["num_gpus"]), "placement_group": group}
 
 
-def placement_groups(bundles: list[dict[str, float]], strategy: str = "PACK"):
-    """A Ray Data `ray_remote_args_fn` giving each actor of a pool its own placement group (`.remove()` frees
-    them); see actors.placement.PerActorPlacementGroups."""
-    from actors.placement import PerActorPlacementGroups
+def placement_group_args(bundles: list[dict[str, float]], strategy: str = "PACK") -> dict[str, Any]:
+    """Ray remote args placing ONE new actor (a model host) in a new placement group of `bundles`, its child tasks
+    captured (vLLM's Ray workers); the group is `args["scheduling_strategy"].placement_group`, to remove when the
+    host is released. See actors.placement."""
+    from actors.placement import placement_group_remote_args
 
-    return PerActorPlacementGroups(bundles, strategy)
+    return placement_group_remote_args(bundles, strategy)

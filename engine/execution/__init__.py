@@ -1,7 +1,8 @@
 """Execution: running a config's stages over shards, where and how.
 
-`pipeline` (the run: units keyed by content, resume, the frame of groups), `executor` (Ray Data actor pools or
-in-process), `store` (the run directory: atomic Parquet shards), `tables` (schemas and the long-form views),
+`pipeline` (the run: units keyed by content, resume, the frame of groups, when each model's hosts are released),
+`executor` (Ray actors or in-process), `hosts` (the workers that keep each model loaded for every stage using it),
+`store` (the run directory: atomic Parquet shards), `tables` (schemas and the long-form views),
 `results` (RunResult and stage records, and reading a finished run back), `preflight` (checks before any model
 call), `resources` (peak memory).
 

@@ -1,11 +1,15 @@
 """Executors run one stage over blocks of rows and stream its output batches back to the driver.
 
-- RayExecutor: Ray Data `map_batches` with an actor pool per stage (the model loads once per actor), on an
-  embedded local Ray or an existing cluster. Actor pools restart dead actors and retry their batches: Ray Data
-  gives its map actors max_restarts = max_task_retries = -1 unless told otherwise (actor_pool_map_operator.py),
-  and we rely on that (tests/engine/execution/test_executor.py kills an actor mid-batch).
-- LocalExecutor: the same stage objects called in this process, one batch after another; for debugging and for
-  tests that exercise pipeline logic without Ray's start-up cost.
+Both keep each model loaded for the whole run: a stage's batches run in the hosts (engine.execution.hosts) of its
+`StagePlan.host`, started by the first stage that needs them and shared by every later stage with the same host
+key — one load per model per run — until the pipeline releases them (`release`).
+
+- RayExecutor: hosts are Ray actors (the plan's CPUs, GPUs and placement group each), on an embedded local Ray or
+  an existing cluster, fed batches through `ray.util.ActorPool`. A host that dies is restarted and its batch run
+  again (max_restarts = max_task_retries = -1, as Ray Data gives its map actors, unless the plan says fewer:
+  API models get a finite number); tests/engine/execution/test_executor.py kills a host mid-batch.
+- LocalExecutor: the same hosts in this process, one batch after another; for debugging and for tests that
+  exercise pipeline logic without Ray's start-up cost.
 
 Both yield Arrow tables carrying the stage's output columns plus the shard column, in any order.
 """
@@ -20,6 +24,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from engine.errors import ConfigError
+from engine.execution.hosts import StageHost
 from engine.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,8 @@ class StagePlan:
         placement_group: {"bundles": [...], "strategy": "PACK"}: each actor gets a placement group of its own
             (vLLM with tensor × pipeline parallelism > 1; see actors.registry.scheduling).
         max_restarts: restarts of a dead actor, and re-runs of its batch, before the stage fails.
+        host: the key of the hosts that run the stage; stages with the same key share them (and their loaded
+            models). Empty: the label.
     """
 
     stage: type[Stage]
@@ -71,7 +78,11 @@ class StagePlan:
     label: str = ""
     env: dict[str, str] = field(default_factory=dict)
     placement_group: dict[str, Any] | None = None
-    max_restarts: int | None = None  # None: Ray Data's default (unlimited); API models get a finite number
+    max_restarts: int | None = None  # None: unlimited (Ray Data's default too); API models get a finite number
+    host: str = ""
+
+    def host_key(self) -> str:
+        return self.host or self.label
 
     def gpus_per_actor(self) -> float:
         if self.placement_group:
@@ -79,27 +90,47 @@ class StagePlan:
         return self.num_gpus
 
 
+def batches_of(plan: StagePlan, blocks: list[pa.Table]) -> list[pa.Table]:
+    return [block.slice(start, plan.batch_size) for block in blocks
+            for start in range(0, block.num_rows, plan.batch_size)]
+
+
 class LocalExecutor:
-    """Runs stages in this process. Stage instances are cached per (class, arguments), so a model loads once."""
+    """Runs stages in this process, in one StageHost per host key (so a model loads once per run)."""
 
     def __init__(self) -> None:
-        self._instances: dict[str, Stage] = {}
+        self._hosts: dict[str, StageHost] = {}
+        self._load_s: dict[str, list[float]] = {}
 
     def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
-        key = f"{plan.stage.__module__}.{plan.stage.__qualname__}:{sorted(plan.kwargs.items())!r}"
-        if key not in self._instances:
-            self._instances[key] = plan.stage(**plan.kwargs)
-        udf = self._instances[key]
-        for block in blocks:
-            for start in range(0, block.num_rows, plan.batch_size):
-                yield udf(block.slice(start, plan.batch_size))
+        key = plan.host_key()
+        if key not in self._hosts:
+            self._hosts[key] = StageHost()
+        host = self._hosts[key]
+        for batch in batches_of(plan, blocks):
+            yield host.run(plan.stage, plan.kwargs, batch)
+
+    def release(self, keep: set[str]) -> None:
+        """Close the hosts whose key is not in `keep` (no later stage needs their models)."""
+        for key in [k for k in self._hosts if k not in keep]:
+            host = self._hosts.pop(key)
+            _add_loads(self._load_s, host.load_seconds())
+            host.close()
+
+    def load_seconds(self) -> dict[str, list[float]]:
+        """Seconds each load of each model took over the run ("role:backend:model" → [s, …], every host)."""
+        loads = {k: list(v) for k, v in self._load_s.items()}
+        for host in self._hosts.values():
+            _add_loads(loads, host.load_seconds())
+        return loads
 
     def close(self) -> None:
-        for udf in self._instances.values():
-            backend = getattr(udf, "backend", None)
-            if backend is not None:
-                backend.close()
-        self._instances.clear()
+        self.release(set())
+
+
+def _add_loads(into: dict[str, list[float]], more: dict[str, list[float]]) -> None:
+    for k, v in more.items():
+        into.setdefault(k, []).extend(v)
 
 
 class RayExecutor:
@@ -124,6 +155,8 @@ class RayExecutor:
 
         self._ray = ray
         self._owns_ray = False
+        self._hosts: dict[str, _RayHosts] = {}
+        self._load_s: dict[str, list[float]] = {}
         self.env = {**WORKER_ENV, **(env or {})}
         if python_backends_allowed():  # the user's opt-in reaches the workers that load those backends
             self.env[ALLOW_PYTHON_ENV] = "1"
@@ -133,7 +166,7 @@ class RayExecutor:
         runtime_env = {"env_vars": dict(self.env)}
         if address not in (None, "local"):
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-            self._quiet(cluster=True)
+            self._quiet()
             return
         if address is None:
             existing = running_cluster_address()
@@ -142,7 +175,7 @@ class RayExecutor:
                 # a cluster-sized job on the head node's CPUs.
                 ray.init(address=existing, runtime_env=runtime_env)
                 log.info("joined the Ray cluster at %s", existing)
-                self._quiet(cluster=True)
+                self._quiet()
                 return
         _loopback_only(ray)
         ray.init(
@@ -158,60 +191,65 @@ class RayExecutor:
         self._owns_ray = True
         self._quiet()
 
-    def _quiet(self, cluster: bool = False) -> None:
-        """Locally the driver shows one progress bar per stage (rate and ETA) and Ray Data's INFO lines would bury
-        it; on a cluster Ray Data's own progress bars show what each actor pool is doing, so they stay on
-        (TASKDIV_RAY_PROGRESS=1 turns them on locally too)."""
-        ctx = self._ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = cluster or bool(os.environ.get("TASKDIV_RAY_PROGRESS"))
-        # Ray Data's high-memory detector warns every 30 s, with a 12-line block, that a model actor uses more
-        # memory than its (zero) request: true of every model actor, and the executor runs one stage's pool at a
-        # time, so the warning says nothing new and buries the progress bar. The run's peak memory is measured and
-        # reported instead (PeakMemory, run_stats.json).
-        detectors = getattr(ctx, "issue_detectors_config", None)
-        if detectors is not None:
-            detectors.detectors = [d for d in detectors.detectors if d.__name__ != "HighMemoryIssueDetector"]
+    def _quiet(self) -> None:
+        """The driver shows one progress bar per stage (rate and ETA), locally and on a cluster; Ray's INFO lines
+        would bury it."""
         for name in ("ray.data", "ray"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        if not ctx.enable_progress_bars:
-            # Ray Data warns once per run that its bars are off; ours replace them, so the warning is noise.
-            logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
     def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
-        ray = self._ray
         if not blocks:
             return
-        self._check_gpus(plan)
-        ds = ray.data.from_arrow(blocks)
-        kwargs = dict(
-            fn_constructor_kwargs=plan.kwargs,
-            batch_size=plan.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
-            num_cpus=plan.num_cpus,
-            num_gpus=plan.num_gpus,
-            runtime_env={"env_vars": {**self.env, **plan.env}},
-        )
-        if plan.max_restarts is not None:
-            # Finite for API models: an actor that keeps dying (a reply too large for its memory, say) must not
-            # re-send its batch, billed again, forever — Ray Data's default is unlimited.
-            kwargs.update(max_restarts=plan.max_restarts, max_task_retries=plan.max_restarts)
-        groups = None
-        if plan.placement_group:
-            from actors.registry import placement_groups
+        pool = self._pool(plan)
+        # ActorPool submits one batch per idle host and the next as soon as one returns; results come back in any
+        # order (the driver reassembles shards by their SHARD and ROW columns).
+        stage, kwargs = plan.stage, plan.kwargs
+        yield from pool.map_unordered(lambda host, batch: host.run.remote(stage, kwargs, batch),
+                                      batches_of(plan, blocks))
 
-            # A placement group per actor needs a per-actor function; Ray 2.60's public map_batches only has the
-            # deprecated ray_remote_args_fn, ray.data.llm uses this DeveloperAPI twin, and so do we.
-            groups = placement_groups(plan.placement_group["bundles"], plan.placement_group.get("strategy", "PACK"))
-            ds = ds.map_batches_internal(plan.stage, ray_remote_args_fn=groups, **kwargs)
-        else:
-            ds = ds.map_batches(plan.stage, **kwargs)
-        try:
-            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                yield batch
-        finally:
-            if groups is not None:
-                groups.remove()  # groups outlive their actors: free the GPUs for the next stage
+    def _pool(self, plan: StagePlan) -> Any:
+        """The ActorPool over the plan's hosts, started on first use and kept until released."""
+        ray = self._ray
+        key = plan.host_key()
+        if key in self._hosts:
+            return ray.util.ActorPool(self._hosts[key].actors)
+        self._check_gpus(plan)
+        self._make_room(plan)
+        restarts = -1 if plan.max_restarts is None else plan.max_restarts
+        options = dict(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=restarts,
+                       max_task_retries=restarts, runtime_env={"env_vars": {**self.env, **plan.env}})
+        hosted = _RayHosts(key, {"CPU": plan.num_cpus * plan.num_actors,
+                                 "GPU": plan.gpus_per_actor() * plan.num_actors})
+        remote = ray.remote(StageHost)
+        for _ in range(plan.num_actors):
+            extra = {}
+            if plan.placement_group:
+                from actors.registry import placement_group_args
+
+                # One group per host (vLLM with TP×PP > 1 captures its Ray workers into it); removed on release,
+                # since groups outlive their actors and would hold the GPUs.
+                extra = placement_group_args(plan.placement_group["bundles"],
+                                             plan.placement_group.get("strategy", "PACK"))
+                hosted.groups.append(extra["scheduling_strategy"].placement_group)
+            hosted.actors.append(remote.options(**options, **extra).remote())
+        self._hosts[key] = hosted
+        return ray.util.ActorPool(hosted.actors)
+
+    def _make_room(self, plan: StagePlan) -> None:
+        """Stop kept hosts when the plan's hosts would not fit beside them.
+
+        Hosts are kept for later stages, but a later stage's model loading again costs less than a run that waits
+        forever: a one-GPU machine whose judge (kept for judging) holds the GPU while the generator needs it. Hosts
+        holding a resource the plan lacks are released; the stage that needs them again starts them again.
+        """
+        need = {"CPU": plan.num_cpus * plan.num_actors, "GPU": plan.gpus_per_actor() * plan.num_actors}
+        available = self._ray.available_resources()
+        short = {r for r, v in need.items() if v > 0 and v > available.get(r, 0.0) + 1e-9}
+        holding = {k for k, h in self._hosts.items() if any(h.resources.get(r, 0) > 0 for r in short)}
+        if holding:
+            log.info("stage %s: %s short; stopping %d kept model hosts to make room (they load again if a later "
+                     "stage needs them)", plan.label, "/".join(sorted(short)), len(holding))
+            self.release(set(self._hosts) - holding)
 
     def _check_gpus(self, plan: StagePlan) -> None:
         """Fail at once, not hang, when the cluster cannot hold even one actor of the stage."""
@@ -227,9 +265,58 @@ class RayExecutor:
             log.warning("stage %s: %d actors × %g GPUs exceed the cluster's %g GPUs; fewer will run at once",
                         plan.label, plan.num_actors, need, have)
 
+    def release(self, keep: set[str]) -> None:
+        """Stop the hosts whose key is not in `keep` (no later stage needs their models) and free their GPUs."""
+        ray = self._ray
+        for key in [k for k in self._hosts if k not in keep]:
+            hosted = self._hosts.pop(key)
+            try:
+                loads = ray.get([a.load_seconds.remote() for a in hosted.actors], timeout=60)
+            except Exception as exc:  # a host that cannot answer any more: its load time is not known
+                log.debug("reading the load times of %s: %s", key, exc)
+                loads = []
+            for one in loads:
+                _add_loads(self._load_s, one)
+            for actor in hosted.actors:
+                try:
+                    ray.get(actor.close.remote(), timeout=60)  # vLLM's engine processes exit with their engine
+                except Exception as exc:
+                    log.debug("closing a host of %s: %s", key, exc)
+                ray.kill(actor, no_restart=True)
+            for pg in hosted.groups:
+                try:
+                    ray.util.remove_placement_group(pg)
+                except Exception as exc:  # already removed, or Ray is shutting down
+                    log.debug("removing placement group %s: %s", pg.id.hex(), exc)
+
+    def load_seconds(self) -> dict[str, list[float]]:
+        """Seconds each load of each model took over the run ("role:backend:model" → [s, …], every host)."""
+        loads = {k: list(v) for k, v in self._load_s.items()}
+        for hosted in self._hosts.values():
+            try:
+                for one in self._ray.get([a.load_seconds.remote() for a in hosted.actors], timeout=60):
+                    _add_loads(loads, one)
+            except Exception as exc:
+                log.debug("reading the load times of %s: %s", hosted.key, exc)
+        return loads
+
     def close(self) -> None:
-        if self._owns_ray:
-            self._ray.shutdown()
+        try:
+            if self._ray.is_initialized():
+                self.release(set())
+        finally:
+            if self._owns_ray:
+                self._ray.shutdown()
+
+
+@dataclass
+class _RayHosts:
+    """The Ray actors (and their placement groups) of one host key."""
+
+    key: str
+    resources: dict[str, float] = field(default_factory=dict)  # what all its actors reserve together
+    actors: list[Any] = field(default_factory=list)
+    groups: list[Any] = field(default_factory=list)
 
 
 def _loopback_only(ray: Any) -> None:

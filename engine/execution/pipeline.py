@@ -134,23 +134,39 @@ class Pipeline:
         prompts_table = pa.Table.from_pylist([p.to_row() for p in prompts], schema=T.PROMPTS)
         self.store.write_table("prompts", prompts_table)
         shards = self._shard(prompts)
+        self._schedule_cache = self._schedule(external)
 
         # The yardstick category is never the model under test's own: gold where present, else one reference
         # classification per prompt (the classifier, default the judges' majority), the same for every generator.
         reference = self.reference_classify(shards)
+        self._release_after("reference")
         if external:
             classifications = reference
             frame = self.external_frame(shards, groups, reference)
         else:
             own = self.classify(shards, cfg.generators, role="own")
             classifications = pa.concat_tables([own, reference])
+            self._release_after("classify")
             frame = self.sample(shards, own, reference)
+            self._release_after("sample")
         metrics = self.metrics(frame)
+        self._release_after("metrics")
         judged = self.judge(frame, metrics)
+        self._release_after("judge")
         comps = T.components_table(judged, cfg.judge.threshold)
-        checklists, grades = self.quality(frame) if cfg.quality.enabled else (None, None)
-        accuracy = self.accuracy(frame) if cfg.accuracy.enabled else None
-        rewards = self.reward(frame) if cfg.quality.reward_model is not None else None
+        checklists, grades = None, None
+        if cfg.quality.enabled:
+            checklists, grades = self.quality(frame)
+            self._release_after("quality")
+        accuracy = None
+        if cfg.accuracy.enabled:
+            accuracy = self.accuracy(frame)
+            self._release_after("accuracy")
+        rewards = None
+        if cfg.quality.reward_model is not None:
+            rewards = self.reward(frame)
+            self._release_after("reward")
+        load_s = self.executor.load_seconds() if hasattr(self.executor, "load_seconds") else {}
 
         tables = {
             "prompts": prompts_table,
@@ -174,7 +190,7 @@ class Pipeline:
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
         return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
-                         load_warnings=list(load_report.warnings))
+                         load_warnings=list(load_report.warnings), model_load_s=load_s)
 
     @staticmethod
     def failed_shards(result: RunResult) -> dict[str, dict[str, str]]:
@@ -307,7 +323,7 @@ class Pipeline:
         units = self._group_units(frame, "reward", [rm.identity()], T.REWARD_INPUT.names, T.REWARD_INPUT)
         plan = StagePlan(RewardStage, {"reward": rm.spec()},
                          batch_size=rm.batch_size, num_actors=rm.num_actors, num_cpus=rm.num_cpus,
-                         num_gpus=rm.num_gpus, label="reward")
+                         num_gpus=rm.num_gpus, label="reward", host=self._host(rm))
         return self._run_stage("reward", "reward", plan, units, RewardStage.output_schema)
 
     def _group_units(self, frame: pa.Table, tag: str, identity: Any, columns: list[str],
@@ -348,7 +364,8 @@ class Pipeline:
         units = self._group_units(frame, "metrics", [emb.identity(), MetricsStage.version], T.METRICS_INPUT.names,
                                   T.METRICS_INPUT)
         plan = StagePlan(MetricsStage, {"embedder": emb.spec()}, batch_size=emb.batch_size,
-                         num_actors=emb.num_actors, num_cpus=emb.num_cpus, num_gpus=emb.num_gpus, label="metrics")
+                         num_actors=emb.num_actors, num_cpus=emb.num_cpus, num_gpus=emb.num_gpus, label="metrics",
+                         host=self._host(emb))
         return self._run_stage("metrics", "metrics", plan, units, MetricsStage.output_schema)
 
     def quality(self, frame: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -401,7 +418,42 @@ class Pipeline:
             label=f"{stage.name}[{model.name}]",
             placement_group=placement_group,
             max_restarts=HTTP_ACTOR_RESTARTS if model.backend == "http" else None,
+            host=self._host(model),
         )
+
+    def _host(self, model: ModelConfig) -> str:
+        """The host key of a model: its spec (without its display name) and the resources of its workers. Every
+        stage using the same model on the same resources runs in the same hosts, which load it once."""
+        spec = {k: v for k, v in model.spec().items() if k != "name"}
+        need = scheduling(model.backend, model.options, model.num_gpus) if isinstance(model, ModelConfig) else {}
+        return content_key("host", spec, model.num_actors, model.num_cpus, need.get("num_gpus", model.num_gpus),
+                           need.get("placement_group"))
+
+    def _schedule(self, external: bool) -> list[tuple[str, set[str]]]:
+        """The run's stages in order with the host keys each uses, to release hosts no later stage needs."""
+        cfg = self.config
+        voters = [cfg.classifier] if cfg.classifier is not None else list(cfg.judges)
+        phases = [("reference", {self._host(m) for m in voters})]
+        if not external:
+            phases += [("classify", {self._host(m) for m in cfg.generators}),
+                       ("sample", {self._host(m) for m in cfg.generators})]
+        phases += [("metrics", {self._host(cfg.embedder)}), ("judge", {self._host(m) for m in cfg.judges})]
+        if cfg.quality.enabled:
+            phases.append(("quality", {self._host(m) for m in cfg.graders}))
+        if cfg.accuracy.enabled:
+            phases.append(("accuracy", {self._host(cfg.grader)}))
+        if cfg.quality.reward_model is not None:
+            phases.append(("reward", {self._host(cfg.quality.reward_model)}))
+        return phases
+
+    def _release_after(self, phase: str) -> None:
+        """Stop the hosts of models that no stage after `phase` uses (their memory and GPUs go to the next)."""
+        phases = self._schedule_cache
+        names = [name for name, _ in phases]
+        later = set().union(*(keys for _, keys in phases[names.index(phase) + 1:]))
+        release = getattr(self.executor, "release", None)
+        if callable(release):
+            release(later)
 
     def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],
                    schema: pa.Schema) -> pa.Table:

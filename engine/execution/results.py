@@ -45,6 +45,9 @@ class RunResult:
     wall_s: float
     load_warnings: list[str] = field(default_factory=list)
     peak_rss_bytes: int = 0  # this process and its children (an embedded Ray's workers), summed
+    # Seconds each load of each model took ("role:backend:model" → one entry per load): one load per model and
+    # worker per run (engine.execution.hosts), more only when a host was restarted or stopped to make room.
+    model_load_s: dict[str, list[float]] = field(default_factory=dict)
 
     def failed_shards(self) -> dict[str, dict[str, str]]:
         """Stage → {shard key: reason} for shards that failed for good in this run (a rerun computes them)."""
@@ -77,11 +80,12 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
     found = {p.stem: p for p in sorted(root.glob("*.parquet"))}
     wanted = found if tables is None else {k: found[k] for k in tables if k in found}
     loaded = {name: pq.read_table(path) for name, path in wanted.items()}
-    stages, wall_s, peak = [], 0.0, 0
+    stages, wall_s, peak, loads = [], 0.0, 0, {}
     stats_path = root / "run_stats.json"
     if stats_path.is_file():
         stats = orjson.loads(stats_path.read_bytes())
         wall_s, peak = stats.get("wall_s") or 0.0, stats.get("peak_rss_bytes") or 0
+        loads = {k: [float(x) for x in v] for k, v in (stats.get("model_load_s") or {}).items()}
         for st in stats.get("stages", []):
             backend = {k: st[src] for k, src in (("calls", "calls"), ("requests", "requests"),
                                                  ("retries", "retries"), ("row_errors", "row_errors"),
@@ -91,4 +95,4 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
                                       rows=st["rows"], wall_s=st["wall_s"], backend=backend,
                                       **{k: int(st.get(k) or 0) for k in ROW_COUNTS}))
-    return RunResult(str(root), loaded, stages, [], wall_s, peak_rss_bytes=peak), config
+    return RunResult(str(root), loaded, stages, [], wall_s, peak_rss_bytes=peak, model_load_s=loads), config

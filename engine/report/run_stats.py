@@ -26,8 +26,8 @@ def run_stats(result, config) -> dict[str, Any]:
         config: its RunConfig.
 
     Returns:
-        {"schema": 1, "run_dir", "written_at", "wall_s", "peak_rss_bytes", "n", "strategies", "generators",
-        "judges", "executor", "counts", "stages": [...], "totals"}. Per stage: rows computed in this run and the
+        {"schema": 1, "run_dir", "written_at", "wall_s", "peak_rss_bytes", "model_load_s", "n", "strategies",
+        "generators", "judges", "executor", "counts", "stages": [...], "totals"}. Per stage: rows computed in this run and the
         rates over its wall time; rates are None for a stage whose every shard was reused (nothing computed) or
         whose amount is unknown.
     """
@@ -83,6 +83,7 @@ def run_stats(result, config) -> dict[str, Any]:
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": result.wall_s,
         "peak_rss_bytes": result.peak_rss_bytes,
+        "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(getattr(result, "model_load_s", {}).items())},
         "n": config.n,
         "strategies": list(config.strategies),
         "generators": [{"name": m.name, "backend": m.backend, "model": m.model} for m in config.generators],

@@ -439,6 +439,13 @@ def _throughput_view(data: dict[str, Any]) -> Section:
         "computed in this run (a stage whose shards were all reused shows –). The same numbers are in "
         "`run_stats.json` for `benchmarks/collect_runs.py`."))
     s.blocks.append(FigureRef("throughput", "Wall time per stage."))
+    loads = tp.get("model_load_s") or {}
+    if loads:
+        s.blocks.append(Table(["model", "loads", "load s"],
+                              [[k, str(len(v)), f"{sum(v):.1f}"] for k, v in loads.items()],
+                              "Each model loads once per worker for the whole run and is shared by every stage "
+                              "that uses it (more loads: a worker restarted, or stopped to make room for another "
+                              "model); seconds summed over its loads (role:backend:model)."))
     has_cost = any(st["cost_usd"] is not None for st in tp["stages"])
     headers = ["stage", "shards", "reused", "rows", "wall s", "rows/s", "generated tok/s", "judge pairs/s", "calls",
                "retries"] + (["cost USD"] if has_cost else [])

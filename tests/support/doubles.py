@@ -71,6 +71,8 @@ class ScriptedChat:
         flaky_marker: a generation request whose prompt contains this text fails transiently (as an API request
             whose retries ran out does: ChatOutput.transient) while the file `flaky_armed` exists.
         flaky_armed: see flaky_marker.
+        life_log: append "load <model>" when built and "close <model>" when closed to this file, so a test can see
+            when and how often each model is loaded, in any process.
     """
 
     calls: list[str] = []
@@ -80,8 +82,10 @@ class ScriptedChat:
                  call_log: str | None = None, kill_on: list | None = None, kill_armed: str | None = None,
                  start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None,
                  unparseable_classes: list | None = None, classify_as: str = "G", flaky_marker: str | None = None,
-                 flaky_armed: str | None = None) -> None:
+                 flaky_armed: str | None = None, life_log: str | None = None) -> None:
         self.name = model
+        self.life_log = life_log
+        self._life("load")
         self.classes = classes
         self.unparseable_judge = unparseable_judge
         self.call_log = call_log
@@ -165,5 +169,11 @@ class ScriptedChat:
     def _one(self, text: str, p: SamplingParams) -> ChatOutput:
         return ChatOutput(texts=[text] * p.n, finish_reasons=["stop"] * p.n, n_tokens=[1] * p.n, prompt_tokens=1)
 
+    def _life(self, event: str) -> None:
+        if self.life_log:
+            with open(self.life_log, "a") as f:
+                f.write(f"{event} {self.name}\n")
+
     def close(self) -> None:
-        pass
+        self._life("close")
+        self.life_log = None  # closing twice is one close

@@ -1,4 +1,5 @@
-"""Executors: the Ray executor survives an actor killed mid-batch (Ray Data restarts it and retries the batch)."""
+"""Executors: the Ray executor survives a host killed mid-batch (Ray restarts it and runs the batch again), and
+each model loads once per run however many stages use it."""
 
 import os
 import signal
@@ -24,14 +25,15 @@ def config(tmp_path, run_dir, **options):
     })
 
 
-def kill_when_started(marker, stage_class, killed):
-    """SIGKILL the stage's Ray actor process once it has started a batch (the marker file appears)."""
+def kill_when_started(marker, killed):
+    """SIGKILL the Ray host that is running a batch once the judge's backend has started one (the marker appears):
+    the only host busy then is the judge's."""
     deadline = time.time() + 300
     while time.time() < deadline and not os.path.exists(marker):
         time.sleep(0.05)
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if f"MapBatches({stage_class})" in cmdline:
+        if "StageHost.run" in cmdline:
             os.kill(proc.info["pid"], signal.SIGKILL)
             killed.append(proc.info["pid"])
             return
@@ -41,7 +43,7 @@ def test_an_actor_killed_mid_batch_is_restarted_and_its_batch_retried(ray_sessio
     expected = Pipeline(config(tmp_path, tmp_path / "local"), executor=LocalExecutor(), progress=False).run()
     marker = tmp_path / "judge-started"
     killed: list[int] = []
-    watcher = threading.Thread(target=kill_when_started, args=(str(marker), "JudgeStage", killed), daemon=True)
+    watcher = threading.Thread(target=kill_when_started, args=(str(marker), killed), daemon=True)
     watcher.start()
     cfg = config(tmp_path, tmp_path / "ray", start_marker=str(marker), delay_s=2.0)
     # Only the judge's backend writes the marker: the earlier stages' backends get no start_marker.
