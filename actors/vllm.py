@@ -118,7 +118,11 @@ class VLLMChatModel:
     ) -> None:
         self.name = model
         self.sampling_overrides = dict(sampling_overrides or {})
-        self._stats = {"requests": 0, "row_errors": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        # cached_prompt_tokens: prompt tokens vLLM served from its prefix cache instead of computing them (judge
+        # prompts of one group share their instructions, prompt and first response; regeneration turns share the
+        # conversation so far).
+        self._stats = {"requests": 0, "row_errors": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                       "cached_prompt_tokens": 0}
         self._dead: str | None = None
         self.llm = None
         try:
@@ -225,7 +229,8 @@ class VLLMChatModel:
         return len(ids)
 
     def stats(self) -> dict[str, int]:
-        """Counters so far: requests (conversations), row_errors, prompt_tokens, completion_tokens."""
+        """Counters so far: requests (conversations), row_errors, prompt_tokens, completion_tokens,
+        cached_prompt_tokens (of prompt_tokens, those served from the prefix cache)."""
         return dict(self._stats)
 
     def close(self) -> None:
@@ -285,6 +290,7 @@ class VLLMChatModel:
             log.warning("vLLM rejected a request of a batch of %d (%s); resubmitting one by one",
                         len(conversations), exc)
             return [self._generate([c], [p])[0] for c, p in zip(conversations, params)]
+        self._stats["cached_prompt_tokens"] += sum(getattr(r, "num_cached_tokens", None) or 0 for r in results)
         return [self._to_output(r, p) for r, p in zip(results, params)]
 
     def _chat(self, conversations: list[Conversation], vparams: list[Any]) -> list[Any]:

@@ -90,6 +90,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
             backend = {k: st[src] for k, src in (("calls", "calls"), ("requests", "requests"),
                                                  ("retries", "retries"), ("row_errors", "row_errors"),
                                                  ("prompt_tokens", "prompt_tokens"),
+                                                 ("cached_prompt_tokens", "cached_prompt_tokens"),
                                                  ("completion_tokens", "completion_tokens"),
                                                  ("cost_usd", "cost_usd")) if st.get(src) is not None}
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],

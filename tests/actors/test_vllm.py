@@ -278,6 +278,20 @@ class TestEngine:
         assert cut.finish_reasons == ["stop"]
         assert cut.texts[0] == text[: text.index(stop)]  # cut before the stop string, which is left out
 
+    def test_prefix_cache_serves_a_shared_prompt_prefix(self, engine):
+        # Two judge-like prompts sharing a long first part, one after the other: the second's shared part comes from
+        # vLLM's prefix cache (on by default here), and the engine's counters say how much.
+        shared = "Compare the two responses below to the same prompt. " * 40
+        before = engine.stats()
+        engine.chat([_user(shared + "Response A: yes.")], SamplingParams(max_tokens=1))
+        middle = engine.stats()
+        engine.chat([_user(shared + "Response B: no.")], SamplingParams(max_tokens=1))
+        after = engine.stats()
+        second_prompt = after["prompt_tokens"] - middle["prompt_tokens"]
+        cached = after["cached_prompt_tokens"] - middle["cached_prompt_tokens"]
+        assert middle["cached_prompt_tokens"] - before["cached_prompt_tokens"] < second_prompt  # first: computed
+        assert 0.5 * second_prompt <= cached < second_prompt, (cached, second_prompt)
+
     def test_a_prompt_too_long_fails_its_row_only(self, engine):
         before = engine.stats()
         long = _user("word " * 1500)  # ~1,500 tokens: more than max_model_len 1024
