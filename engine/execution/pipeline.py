@@ -90,6 +90,7 @@ class Pipeline:
         self._executor = executor
         self.progress = progress
         self.records: list[StageRecord] = []
+        self._schedule_cache: list[tuple[str, set[str]]] = []  # the run's stages and their hosts (_schedule)
         # Fingerprints of every text each stage sends (engine.method.taxonomy): in every shard key of that stage.
         self.versions = taxonomy.prompt_versions()
         # Hub access (models.offline) for this process and every worker, and where the Hugging Face cache is.
@@ -166,7 +167,7 @@ class Pipeline:
         if cfg.quality.reward_model is not None:
             rewards = self.reward(frame)
             self._release_after("reward")
-        load_s = self.executor.load_seconds() if hasattr(self.executor, "load_seconds") else {}
+        load_s = self.executor.load_seconds()
 
         tables = {
             "prompts": prompts_table,
@@ -425,6 +426,8 @@ class Pipeline:
         """The host key of a model: its spec (without its display name) and the resources of its workers. Every
         stage using the same model on the same resources runs in the same hosts, which load it once."""
         spec = {k: v for k, v in model.spec().items() if k != "name"}
+        # Chat models reserve what their backend needs (vLLM: TP×PP GPUs, a placement group), as in _plan; the
+        # embedder and the reward model reserve their configured GPUs, as in their stages' plans.
         need = scheduling(model.backend, model.options, model.num_gpus) if isinstance(model, ModelConfig) else {}
         return content_key("host", spec, model.num_actors, model.num_cpus, need.get("num_gpus", model.num_gpus),
                            need.get("placement_group"))
@@ -451,9 +454,7 @@ class Pipeline:
         phases = self._schedule_cache
         names = [name for name, _ in phases]
         later = set().union(*(keys for _, keys in phases[names.index(phase) + 1:]))
-        release = getattr(self.executor, "release", None)
-        if callable(release):
-            release(later)
+        self.executor.release(later)
 
     def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],
                    schema: pa.Schema) -> pa.Table:
