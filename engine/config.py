@@ -403,8 +403,8 @@ class ExecutionConfig:
     """Where and how the stages run.
 
     Attributes:
-        executor: "ray" (Ray Data over a local or remote Ray cluster) or "local" (in this process; for debugging
-            and small tests).
+        executor: "ray" (model hosts as Ray actors on a local or remote Ray cluster) or "local" (in this process;
+            for debugging and small tests).
         ray_address: None joins the cluster in RAY_ADDRESS or under `ray submit`, else starts an embedded local
             Ray; "local" always starts an embedded one; anything else is passed to ray.init.
         num_cpus: logical CPUs of an embedded Ray (None: the machine's count, at least 4 so that actors and Ray
@@ -418,6 +418,9 @@ class ExecutionConfig:
         row_retries: how many reruns compute again a row whose backend call failed in a way that may not recur
             (retries exhausted on 5xx or throttling, a timed-out generation); after that the row's failure is kept
             and reported. Every finished row is kept and reused whatever happens to the rest of its shard.
+        stream: stages from sampling on stream into each other — a shard is judged, graded and scored as soon
+            as it is sampled, while later shards are still sampling (engine.execution.dataflow). False runs them
+            one after another (each stage starts when the one before has finished); the tables are the same.
     """
 
     executor: Literal["ray", "local"] = "ray"
@@ -427,8 +430,11 @@ class ExecutionConfig:
     shard_size: int = 16
     max_cost_usd: float | None = None
     row_retries: int = 2
+    stream: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stream, bool):
+            raise InvalidValue("stream", f"must be true or false, got {self.stream!r}")
         if not isinstance(self.row_retries, int) or self.row_retries < 0:
             raise InvalidValue("row_retries", f"must be an integer >= 0, got {self.row_retries!r}")
         if self.max_cost_usd is not None and self.max_cost_usd < 0:

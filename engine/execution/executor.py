@@ -12,12 +12,18 @@ key — one load per model per run — until the pipeline releases them (`releas
   exercise pipeline logic without Ray's start-up cost.
 
 Both yield Arrow tables carrying the stage's output columns plus the shard column, in any order.
+
+Two ways in: `map(plan, blocks)` runs one stage over rows known up front (the classification phases), and
+`submit(plan, batch)` / `capacity(plan)` / `can_start(plan)` let the pipeline's dataflow (engine.execution.dataflow)
+feed several stages at once, each batch a `concurrent.futures.Future`, as upstream shards finish.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -103,24 +109,52 @@ def batches_of(plan: StagePlan, blocks: list[pa.Table]) -> list[pa.Table]:
 
 
 class LocalExecutor:
-    """Runs stages in this process, in one StageHost per host key (so a model loads once per run)."""
+    """Runs stages in this process, in one StageHost per host key (so a model loads once per run).
+
+    Each host runs its batches on a thread of its own, one batch at a time: stages streaming into each other run
+    their different models at once (torch and HTTP calls release the GIL), and one model is never entered by two
+    batches together."""
 
     def __init__(self) -> None:
         self._hosts: dict[str, StageHost] = {}
+        self._threads: dict[str, ThreadPoolExecutor] = {}
+        self._busy: dict[str, list[Future]] = {}
         self._load_s: dict[str, list[float]] = {}
 
-    def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
+    def _host(self, plan: StagePlan) -> tuple[StageHost, ThreadPoolExecutor]:
         key = plan.host_key()
         if key not in self._hosts:
             self._hosts[key] = StageHost()
-        host = self._hosts[key]
+            self._threads[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"host-{plan.label}")
+            self._busy[key] = []
+        return self._hosts[key], self._threads[key]
+
+    def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
         for batch in batches_of(plan, blocks):
-            yield host.run(plan.stage, plan.kwargs, batch)
+            yield self.submit(plan, batch).result()
+
+    def submit(self, plan: StagePlan, batch: pa.Table) -> Future:
+        """Run one batch on the plan's host (after the batches already given to it)."""
+        host, thread = self._host(plan)
+        future = thread.submit(host.run, plan.stage, plan.kwargs, batch)
+        self._busy[plan.host_key()].append(future)
+        return future
+
+    def capacity(self, plan: StagePlan) -> int:
+        """Batches the plan's host may take now: one at a time, so stages sharing a model take turns."""
+        busy = [f for f in self._busy.get(plan.host_key(), []) if not f.done()]
+        self._busy[plan.host_key()] = busy
+        return 0 if busy else 1
+
+    def can_start(self, plan: StagePlan) -> bool:
+        return True  # this process holds every model it is given
 
     def release(self, keep: set[str]) -> None:
         """Close the hosts whose key is not in `keep` (no later stage needs their models)."""
         for key in [k for k in self._hosts if k not in keep]:
             host = self._hosts.pop(key)
+            self._threads.pop(key).shutdown(wait=True)
+            self._busy.pop(key, None)
             _add_loads(self._load_s, host.load_seconds())
             host.close()
 
@@ -141,7 +175,7 @@ def _add_loads(into: dict[str, list[float]], more: dict[str, list[float]]) -> No
 
 
 class RayExecutor:
-    """Runs stages as Ray Data actor pools.
+    """Runs stages on model hosts that are Ray actors (one pool per model, kept for the run).
 
     Args:
         address: None joins RAY_ADDRESS or the cluster `ray start` set up on this node (what `ray submit` runs
@@ -214,6 +248,41 @@ class RayExecutor:
         yield from pool.map_unordered(lambda host, batch: host.run.remote(stage, kwargs, batch),
                                       batches_of(plan, blocks))
 
+    def submit(self, plan: StagePlan, batch: pa.Table) -> Future:
+        """Run one batch on the least busy host of the plan (started on first use)."""
+        self._pool(plan)
+        hosted = self._hosts[plan.host_key()]
+        with hosted.lock:
+            k = min(range(len(hosted.actors)), key=lambda i: len(_pending(hosted.busy[i])))
+            future = hosted.actors[k].run.remote(plan.stage, plan.kwargs, batch).future()
+            hosted.busy[k].append(future)
+        return future
+
+    def capacity(self, plan: StagePlan) -> int:
+        """Batches the plan's hosts may take now: BATCHES_PER_ACTOR each, so that an actor starts its next batch
+        the moment one ends instead of waiting for the driver (Ray Data keeps up to 4 per actor in flight)."""
+        hosted = self._hosts.get(plan.host_key())
+        if hosted is None:
+            return plan.num_actors * BATCHES_PER_ACTOR
+        with hosted.lock:
+            hosted.busy = [_pending(b) for b in hosted.busy]
+            return sum(BATCHES_PER_ACTOR - len(b) for b in hosted.busy)
+
+    def can_start(self, plan: StagePlan) -> bool:
+        """Whether the plan's hosts run, or fit beside the kept ones without stopping any."""
+        if plan.host_key() in self._hosts:
+            return True
+        need = {"CPU": plan.num_cpus * plan.num_actors, "GPU": plan.gpus_per_actor() * plan.num_actors}
+        free = self._free()
+        return all(v <= 0 or v <= free[r] + 1e-9 for r, v in need.items())
+
+    def _free(self) -> dict[str, float]:
+        """CPUs and GPUs the cluster has beyond what the kept hosts reserve. Counted here rather than read from
+        ray.available_resources(), which lags behind actors just started or stopped."""
+        total = self._ray.cluster_resources()
+        return {r: total.get(r, 0.0) - sum(h.resources.get(r, 0.0) for h in self._hosts.values())
+                for r in ("CPU", "GPU")}
+
     def _pool(self, plan: StagePlan) -> Any:
         """The ActorPool over the plan's hosts, started on first use and kept until released."""
         ray = self._ray
@@ -239,6 +308,7 @@ class RayExecutor:
                                              plan.placement_group.get("strategy", "PACK"))
                 hosted.groups.append(extra["scheduling_strategy"].placement_group)
             hosted.actors.append(remote.options(**options, **extra).remote())
+            hosted.busy.append([])
         self._hosts[key] = hosted
         return ray.util.ActorPool(hosted.actors)
 
@@ -250,9 +320,11 @@ class RayExecutor:
         holding a resource the plan lacks are released; the stage that needs them again starts them again.
         """
         need = {"CPU": plan.num_cpus * plan.num_actors, "GPU": plan.gpus_per_actor() * plan.num_actors}
-        available = self._ray.available_resources()
-        short = {r for r, v in need.items() if v > 0 and v > available.get(r, 0.0) + 1e-9}
-        holding = {k for k, h in self._hosts.items() if any(h.resources.get(r, 0) > 0 for r in short)}
+        free = self._free()
+        short = {r for r, v in need.items() if v > 0 and v > free[r] + 1e-9}
+        # Never a host with batches still running (stages stream into each other): its stage would lose them.
+        holding = {k for k, h in self._hosts.items() if any(h.resources.get(r, 0) > 0 for r in short)
+                   and not any(_pending(b) for b in h.busy)}
         if holding:
             log.info("stage %s: %s short; stopping %d kept model hosts to make room (they load again if a later "
                      "stage needs them)", plan.label, "/".join(sorted(short)), len(holding))
@@ -324,6 +396,16 @@ class _RayHosts:
     resources: dict[str, float] = field(default_factory=dict)  # what all its actors reserve together
     actors: list[Any] = field(default_factory=list)
     groups: list[Any] = field(default_factory=list)
+    busy: list[list[Future]] = field(default_factory=list)  # per actor: batches submitted and not finished
+    lock: threading.Lock = field(default_factory=threading.Lock)  # futures finish on Ray's threads
+
+
+# Batches given to one Ray host at a time by `submit`: one running and one waiting in the actor's queue.
+BATCHES_PER_ACTOR = 2
+
+
+def _pending(futures: list[Future]) -> list[Future]:
+    return [f for f in futures if not f.done()]
 
 
 def _loopback_only(ray: Any) -> None:

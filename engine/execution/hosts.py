@@ -7,8 +7,9 @@ for the whole run and lets the pipeline release a pool when no later stage needs
 
 Why not Ray Data actor pools: a Dataset's actor pool lives as long as that Dataset, so each stage would load its
 model again (about 14 s on transformers and 19 s on vLLM's CPU build per stage for the packaged 135M model; minutes
-for an 8B engine on a GPU). Hosts are plain Ray actors that outlive a stage; the executor feeds them batches with
-`ray.util.ActorPool` (one batch in flight per host, the next submitted as soon as one returns).
+for an 8B engine on a GPU). Hosts are plain Ray actors that outlive a stage; the executor gives them batches as the
+pipeline's dataflow cuts them (engine.execution.dataflow), up to two in flight per host so a host starts its next
+batch the moment one ends.
 
 Imports: actors.registry (sharing), engine.stages.base.
 """

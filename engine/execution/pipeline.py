@@ -2,18 +2,22 @@
 
 Each stage runs over *units* (one shard of prompts for one model, strategy or judge). A unit's key hashes its
 input rows and every setting that affects its output, so a rerun skips finished units and a changed setting
-recomputes exactly the units that depend on it. The executor streams a stage's output back; the driver writes
-each unit's shard as soon as all its rows have arrived (atomically), so a crash loses only the units in flight.
+recomputes exactly the units that depend on it. The driver writes each unit's shard as soon as all its rows have
+arrived (atomically), so a crash loses only the units in flight.
+
+The classification phases run one after another (one short call per prompt; sampling needs their categories).
+From sampling on, stages stream into each other (engine.execution.dataflow): as soon as a sample unit is written,
+its groups go on to metrics, judging, grading, accuracy and reward while later units are still sampling; a
+checklist waits for every group of its prompts. Only the tables and the report wait for everything.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +27,7 @@ from actors.registry import scheduling
 from engine.method import taxonomy
 from engine.config import ModelConfig, RunConfig, dump_yaml
 from engine.errors import ConfigError, TaskdivError
+from engine.execution.dataflow import Dataflow, StageRun, Unit
 from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, hub_environment, make_executor
 from engine.inputs.loaders.paper import PresetReport
 from engine.inputs.prompts import Prompt, select
@@ -35,7 +40,7 @@ from engine.execution.preflight import preflight
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
 from engine.inputs.sources import load_prompts
-from engine.stages.base import ERROR, RETRY, ROW, SHARD, TELEMETRY, Stage
+from engine.stages.base import Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
@@ -43,33 +48,13 @@ from engine.stages.judge import FEATURE_COLUMNS, JudgeStage
 from engine.stages.metrics import MetricsStage
 from engine.stages.reward import RewardStage
 from engine.stages.sample import SampleStage
-from engine.execution.store import RunDirLock, Store, claim_run_dir, content_key, table_digest
+from engine.execution.store import RunDirLock, Store, claim_run_dir, content_key
 from engine.execution import tables as T
 
 log = logging.getLogger(__name__)
 
 # Restarts of a dead API-model actor (each re-sends its batch, billed again) before its stage fails.
 HTTP_ACTOR_RESTARTS = 3
-
-
-@dataclass
-class Unit:
-    """One shard of one stage: its key, its input rows, and the salt of its rows' keys.
-
-    The shard's key hashes its settings (`parts`) and its rows; each row's own key hashes the same settings and
-    that row alone, so a row computed in any earlier shard of the stage is found again when the shards are cut
-    differently or one of their rows changed (see Pipeline._run_stage)."""
-
-    key: str
-    rows: pa.Table
-    salt: str = ""
-
-    @classmethod
-    def of(cls, parts: list[Any], rows: pa.Table) -> "Unit":
-        return cls(content_key(*parts, table_digest(rows, rows.column_names)), rows, content_key(*parts))
-
-    def row_keys(self) -> list[str]:
-        return [content_key(self.salt, row) for row in self.rows.to_pylist()]
 
 
 class Pipeline:
@@ -91,6 +76,7 @@ class Pipeline:
         self.progress = progress
         self.records: list[StageRecord] = []
         self._schedule_cache: list[tuple[str, set[str]]] = []  # the run's stages and their hosts (_schedule)
+        self._clock_zero = time.perf_counter()  # stage records' start_s count from here (reset when the run starts)
         # Fingerprints of every text each stage sends (engine.method.taxonomy): in every shard key of that stage.
         self.versions = taxonomy.prompt_versions()
         # Hub access (models.offline) for this process and every worker, and where the Hugging Face cache is.
@@ -123,7 +109,7 @@ class Pipeline:
         return result
 
     def _run(self) -> RunResult:
-        start = time.perf_counter()
+        start = self._clock_zero = time.perf_counter()
         cfg = self.config
         preflight(cfg, offline=self.offline)
         self.store.write_text("config.yaml", dump_yaml(cfg.to_dict()))
@@ -143,30 +129,18 @@ class Pipeline:
         self._release_after("reference")
         if external:
             classifications = reference
-            frame = self.external_frame(shards, groups, reference)
+            flow = _Flow(self, frame=self.external_frame(shards, groups, reference))
         else:
             own = self.classify(shards, cfg.generators, role="own")
             classifications = pa.concat_tables([own, reference])
             self._release_after("classify")
-            frame = self.sample(shards, own, reference)
-            self._release_after("sample")
-        metrics = self.metrics(frame)
-        self._release_after("metrics")
-        judged = self.judge(frame, metrics)
-        self._release_after("judge")
+            flow = _Flow(self, samples=self.sample_units(shards, own, reference))
+        flow.run()
+        frame, metrics, judged = flow.frame(), flow.output("metrics"), flow.judged()
         comps = T.components_table(judged, cfg.judge.threshold)
-        checklists, grades = None, None
-        if cfg.quality.enabled:
-            checklists, grades = self.quality(frame)
-            self._release_after("quality")
-        accuracy = None
-        if cfg.accuracy.enabled:
-            accuracy = self.accuracy(frame)
-            self._release_after("accuracy")
-        rewards = None
-        if cfg.quality.reward_model is not None:
-            rewards = self.reward(frame)
-            self._release_after("reward")
+        checklists, grades = flow.quality() if cfg.quality.enabled else (None, None)
+        accuracy = flow.output("accuracy") if cfg.accuracy.enabled else None
+        rewards = flow.output("reward") if cfg.quality.reward_model is not None else None
         load_s = self.executor.load_seconds()
 
         tables = {
@@ -244,17 +218,18 @@ class Pipeline:
             parts.append(out.append_column("role", pa.array([role] * out.num_rows, pa.string())))
         return pa.concat_tables(parts).cast(T.CLASSIFICATIONS) if parts else T.CLASSIFICATIONS.empty_table()
 
-    def sample(self, shards: list[pa.Table], own: pa.Table, reference: pa.Table) -> pa.Table:
-        """Generate every group; returns the driver's frame of groups (see `_frame`)."""
+    def sample_units(self, shards: list[pa.Table], own: pa.Table,
+                     reference: pa.Table) -> list[tuple[ModelConfig, dict[str, Any], list[tuple[Unit, pa.Table]]]]:
+        """Every generator's sample units, each with the context of its groups (see GROUP_CONTEXT)."""
         cfg = self.config
         classified = {(r["prompt_id"], r["model"]): r["category"] for r in own.to_pylist()}
         yardstick = _reference_categories(reference)
-        frames = []
+        out = []
         for model in cfg.generators:
             temperature = model.temperature if model.temperature is not None else cfg.sampling.temperature
             settings = {"n": cfg.n, "temperature": temperature, "top_p": cfg.sampling.top_p,
                         "max_tokens": cfg.sampling.max_tokens, "system_parse": cfg.sampling.system_parse}
-            units, context = [], []
+            units = []
             for k, shard in enumerate(shards):
                 for strategy in cfg.strategies:
                     rows, ctx = [], []
@@ -269,15 +244,10 @@ class Pipeline:
                                     "classified": own, **_judging_category(p, yardstick)})
                     table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
                     unit = Unit.of(["sample", self.versions["sample"], model.identity(), settings], table)
-                    key = unit.key
-                    units.append(unit)
-                    context.extend({**c, UNIT: key} for c in ctx)
-            out = self._run_stage(f"sample[{model.name}]", "sample", self._plan(SampleStage, model, settings),
-                                  units, SampleStage.output_schema)
-            failed = self.records[-1].failed
-            context = [c for c in context if c[UNIT] not in failed]
-            frames.append(_with_columns(out, pa.Table.from_pylist(context, schema=T.GROUP_CONTEXT)))
-        return pa.concat_tables(frames)
+                    context = pa.Table.from_pylist([{**c, UNIT: unit.key} for c in ctx], schema=T.GROUP_CONTEXT)
+                    units.append((unit, context))
+            out.append((model, settings, units))
+        return out
 
     def external_frame(self, shards: list[pa.Table], groups: list[ExternalGroup],
                        reference: pa.Table) -> pa.Table:
@@ -306,40 +276,13 @@ class Pipeline:
                 schema = schema.append(f)
         return pa.Table.from_pylist(rows, schema=schema)
 
-    def accuracy(self, frame: pa.Table) -> pa.Table:
-        """Correctness of responses to prompts with a gold answer (math-verify or the grader)."""
-        grader = self.config.grader
-        methods = [accuracy_method(s, c, g) for s, c, g in zip(frame["source"].to_pylist(),
-                                                              frame["judge_category"].to_pylist(),
-                                                              frame["gold_answer"].to_pylist())]
-        checkable = frame.filter(pa.array([m is not None for m in methods]))
-        units = self._group_units(checkable, "accuracy", [self.versions["accuracy"], grader.identity(),
-                                                         ACCURACY_VERSION], T.ACCURACY_INPUT.names, T.ACCURACY_INPUT)
-        plan = self._plan(AccuracyStage, grader, {"math_timeout_s": self.config.accuracy.math_timeout_s})
-        return self._run_stage(f"accuracy[{grader.name}]", "accuracy", plan, units, AccuracyStage.output_schema)
+    # -- the units and plans of the stages after sampling, one sample unit's groups at a time ----------------------
 
-    def reward(self, frame: pa.Table) -> pa.Table:
-        """Reward-model scores of every response."""
-        rm = self.config.quality.reward_model
-        units = self._group_units(frame, "reward", [rm.identity()], T.REWARD_INPUT.names, T.REWARD_INPUT)
-        plan = StagePlan(RewardStage, {"reward": rm.spec()},
-                         batch_size=rm.batch_size, num_actors=rm.num_actors, num_cpus=rm.num_cpus,
-                         num_gpus=rm.num_gpus, label="reward", host=self._host(rm))
-        return self._run_stage("reward", "reward", plan, units, RewardStage.output_schema)
-
-    def _group_units(self, frame: pa.Table, tag: str, identity: Any, columns: list[str],
-                     schema: pa.Schema) -> list[Unit]:
-        """Units over groups, one per sample unit, keyed by the groups' content and `identity`."""
-        units = []
-        for key in _unique(frame[UNIT]):
-            table = frame.filter(pc.equal(frame[UNIT], key)).select(columns).cast(schema)
-            units.append(Unit.of([tag, identity], table))
-        return units
-
-    def judge(self, frame: pa.Table, metrics: pa.Table) -> pa.Table:
+    def judge_identity(self) -> tuple[list[Any], pa.Schema, Any]:
+        """What keys every judge's shards besides the judge (texts, settings, the cheap judge's coefficients), the
+        judge's input schema, and the cheap judge when the cascade reads the metrics' matrices (else None)."""
         cfg = self.config
-        settings = asdict(cfg.judge)
-        schema, identity = T.JUDGE_INPUT, [self.versions["judge"], JudgeStage.version, settings]
+        identity, schema, cheap = [self.versions["judge"], JudgeStage.version, asdict(cfg.judge)], T.JUDGE_INPUT, None
         if cfg.judge.cascade.enabled:
             # The cheap judge reads the metrics stage's pairwise matrices; its coefficients and the embedder behind
             # the cosine feature decide its verdicts, so both key the judge's shards.
@@ -350,51 +293,29 @@ class Pipeline:
                 raise ConfigError(f"judge.cascade: the coefficients were fitted with embedder {cheap.embedder!r} but "
                                   f"embedder.model is {cfg.embedder.model!r}")
             identity += [asdict(cheap), cfg.embedder.model]
-            frame = _join_features(frame, metrics)
             schema = T.JUDGE_INPUT_WITH_FEATURES
-        parts = []
-        for judge in cfg.judges:
-            units = self._group_units(frame, "judge", [*identity, judge.identity()], schema.names, schema)
-            parts.append(self._run_stage(f"judge[{judge.name}]", "judge",
-                                         self._plan(JudgeStage, judge, {"settings": settings}),
-                                         units, JudgeStage.output_schema))
-        return pa.concat_tables(parts)
+        return identity, schema, cheap
 
-    def metrics(self, frame: pa.Table) -> pa.Table:
+    def metrics_plan(self) -> StagePlan:
         emb = self.config.embedder
-        units = self._group_units(frame, "metrics", [emb.identity(), MetricsStage.version], T.METRICS_INPUT.names,
-                                  T.METRICS_INPUT)
-        plan = StagePlan(MetricsStage, {"embedder": emb.spec()}, batch_size=emb.batch_size,
+        return StagePlan(MetricsStage, {"embedder": emb.spec()}, batch_size=emb.batch_size,
                          num_actors=emb.num_actors, num_cpus=emb.num_cpus, num_gpus=emb.num_gpus, label="metrics",
                          host=self._host(emb))
-        return self._run_stage("metrics", "metrics", plan, units, MetricsStage.output_schema)
 
-    def quality(self, frame: pa.Table) -> tuple[pa.Table, pa.Table]:
-        """Each grader's checklists, once per (prompt, category), then its grade for every response."""
-        parts = [self._quality_by(frame, grader) for grader in self.config.graders]
-        return pa.concat_tables([c for c, _ in parts]), pa.concat_tables([g for _, g in parts])
+    def reward_plan(self) -> StagePlan:
+        rm = self.config.quality.reward_model
+        return StagePlan(RewardStage, {"reward": rm.spec()},
+                         batch_size=rm.batch_size, num_actors=rm.num_actors, num_cpus=rm.num_cpus,
+                         num_gpus=rm.num_gpus, label="reward", host=self._host(rm))
 
-    def _quality_by(self, frame: pa.Table, grader: ModelConfig) -> tuple[pa.Table, pa.Table]:
-        cfg = self.config
-        units = []
-        for k in _unique(frame[PSHARD]):
-            part = frame.filter(pc.equal(frame[PSHARD], k)).select(T.CHECKLIST_INPUT.names).to_pylist()
-            rows = list({(r["prompt_id"], r["judge_category"]): r for r in part}.values())
-            table = pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT)
-            units.append(Unit.of(["checklist", self.versions["checklist"], grader.identity(),
-                                  cfg.quality.checklist_max_tokens], table))
-        plan = self._plan(ChecklistStage, grader, {"max_tokens": cfg.quality.checklist_max_tokens})
-        checklists = self._run_stage(f"checklist[{grader.name}]", "checklist", plan, units,
-                                     ChecklistStage.output_schema)
-        criteria = {(r["prompt_id"], r["judge_category"]): r["criteria"] for r in checklists.to_pylist()}
-        with_criteria = frame.append_column("criteria", pa.array(
-            [criteria.get((p, c)) for p, c in zip(frame["prompt_id"].to_pylist(), frame["judge_category"].to_pylist())],
-            pa.list_(pa.string())))
-        grade_units = self._group_units(with_criteria, "grade", [self.versions["grade"], grader.identity()],
-                                        T.GRADE_INPUT.names, T.GRADE_INPUT)
-        grades = self._run_stage(f"grade[{grader.name}]", "grade", self._plan(GradeStage, grader, {}), grade_units,
-                                 GradeStage.output_schema)
-        return checklists, grades
+    def checklist_unit(self, groups: pa.Table, grader: ModelConfig) -> Unit | None:
+        """One checklist per (prompt, category) of a prompt shard's groups (None when it has none)."""
+        rows = list({(r["prompt_id"], r["judge_category"]): r
+                     for r in groups.select(T.CHECKLIST_INPUT.names).to_pylist()}.values())
+        if not rows:
+            return None
+        return Unit.of(["checklist", self.versions["checklist"], grader.identity(),
+                        self.config.quality.checklist_max_tokens], pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT))
 
     # -- machinery ----------------------------------------------------------------------------------------------
 
@@ -456,123 +377,240 @@ class Pipeline:
         later = set().union(*(keys for _, keys in phases[names.index(phase) + 1:]))
         self.executor.release(later)
 
+    def _stage_run(self, label: str, table_name: str, plan: StagePlan, schema: pa.Schema) -> StageRun:
+        return StageRun(self.store, label, table_name, plan, schema, self.config.execution.row_retries,
+                        progress=self.progress, clock_zero=self._clock_zero)
+
     def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],
                    schema: pa.Schema) -> pa.Table:
-        """Run the units not yet in the store, write each unit's shard when complete, return all units' rows.
+        """Run one stage over units known up front (the classification phases); all units' rows."""
+        run = self._stage_run(label, table_name, plan, schema)
+        run.begin()
+        blocks = [rows for rows in (run.add(u) for u in units) if rows is not None]
+        for batch in self.executor.map(plan, blocks):
+            run.take(batch)
+        self.records.append(run.close())
+        return run.output()
 
-        Nothing finished is computed twice: a missed unit first takes every row already finished in an earlier
-        shard of the stage (same row, same settings: its row key), and only its other rows go to the executor. A
-        row whose backend call failed transiently (RETRY) is written with its shard, marked, and computed again by
-        the next `execution.row_retries` reruns; after those its failure is kept and reported.
-        """
-        record = StageRecord(label, units=len(units))
-        start = time.perf_counter()
-        limit = self.config.execution.row_retries
-        # A unit is done when its shard is written and holds no row still to retry.
-        todo = []
-        for u in units:
-            if not self.store.has([table_name], u.key):
-                todo.append(u)
-                continue
-            attempts_so_far = self.store.retries(table_name, u.key)
-            if any(a <= limit for a in attempts_so_far):
-                todo.append(u)
-            else:
-                record.rows_gave_up += len(attempts_so_far)
-        record.units_reused = len(units) - len(todo)
-        index = self.store.read_row_index(table_name) if todo else {}
-        row_keys = {u.key: u.row_keys() for u in todo}
-        reuse: dict[str, dict[int, tuple[str, int]]] = {}  # unit → {row: (shard, row) of its finished copy}
-        attempts: dict[str, dict[int, int]] = defaultdict(dict)  # unit → {row: earlier transient failures}
-        send: dict[str, list[int]] = {}
-        gave_up_here = 0
-        for u in todo:
-            reuse[u.key], send[u.key] = {}, []
-            for k, row_key in enumerate(row_keys[u.key]):
-                found = index.get(row_key)
-                if found is not None and (found[2] is None or found[2].get("attempts", 1) > limit):
-                    reuse[u.key][k] = found[:2]
-                    gave_up_here += found[2] is not None
-                else:
-                    if found is not None:
-                        attempts[u.key][k] = int(found[2].get("attempts", 1))
-                        record.rows_retried += 1
-                    send[u.key].append(k)
-        record.rows_reused = sum(len(v) for v in reuse.values()) - gave_up_here
-        record.rows_gave_up += gave_up_here
-        wanted: dict[str, list[int]] = defaultdict(list)
-        for mapping in reuse.values():
-            for shard, row in mapping.values():
-                wanted[shard].append(row)
-        old_rows = self.store.read_rows(table_name, wanted) if wanted else {}
-        old_retry = {(shard, row): info for shard, row, info in index.values() if info is not None}
 
-        def finish(key: str, computed: list[dict[str, Any]]) -> None:
-            """Write unit `key` from its reused rows and its computed rows (each carrying ROW and RETRY)."""
-            rows: dict[int, dict[str, Any]] = {}
-            retry: dict[str, dict[str, Any]] = {}
-            for k, (shard, row) in reuse[key].items():
-                rows[k] = old_rows[(shard, row)]
-                if (shard, row) in old_retry:  # gave up: kept as failed, still marked
-                    retry[str(k)] = old_retry[(shard, row)]
-            for r in computed:
-                k = r.pop(ROW)
-                error = r.pop(RETRY, None)
-                rows[k] = r
-                if error is not None:
-                    retry[str(k)] = {"error": error[:500], "attempts": attempts[key].get(k, 0) + 1}
-                    record.rows_transient += 1
-            table = pa.Table.from_pylist([rows[k] for k in range(len(rows))], schema=schema)
-            self.store.write_shard({table_name: table}, key, rows={"keys": row_keys[key], "retry": retry})
+class _Flow:
+    """The stages after classification, streaming: one lane per stage and model (engine.execution.dataflow).
 
-        expected = {u.key: len(send[u.key]) for u in todo}
-        blocks = []
-        for u in todo:
-            if not send[u.key]:
-                finish(u.key, [])
-                continue
-            picked = pa.array(send[u.key], pa.int64())
-            blocks.append(u.rows.take(picked).append_column(SHARD, pa.array([u.key] * len(picked), pa.string()))
-                          .append_column(ROW, picked))
-        buffers: dict[str, list[pa.Table]] = defaultdict(list)
-        counts: dict[str, int] = defaultdict(int)
-        bar = _progress(label, sum(expected.values()), self.progress)
+    Sample units (or, for responses made elsewhere, the groups already there) feed, unit by unit: metrics, every
+    judge (after metrics when the cascade reads its matrices), accuracy, the reward model, and each grader's
+    checklist of a prompt shard once all that shard's groups are in; a unit's grades follow its shard's checklist.
+    Every lane's output keeps the sample units' order, so the tables equal those of stages run one after another.
+    """
+
+    def __init__(self, pipeline: Pipeline, samples: list | None = None, frame: pa.Table | None = None) -> None:
+        self.p = pipeline
+        cfg = pipeline.config
+        self.cfg = cfg
+        self.flow = Dataflow(pipeline.executor, self._heard, self._lane_done, stream=cfg.execution.stream)
+        self.hosts: dict[str, str] = {}  # lane → host key
+        self.order: dict[str, int] = {}  # sample unit → its place in the frame
+        self.pshard: dict[str, int] = {}  # sample unit → its prompt shard
+        self.context: dict[str, pa.Table] = {}  # sample unit → its groups' context
+        self.frames: dict[str, pa.Table] = {}  # sample unit → its groups (completed units only)
+        self.open_in_shard: dict[int, int] = defaultdict(int)  # prompt shard → sample units not yet in
+        self.sample_lanes: list[str] = []
+        self.by_key: dict[tuple[str, str], list[str]] = defaultdict(list)  # (lane, unit key) → sample units
+        self.shard_of: dict[tuple[str, str], int] = {}  # (checklist lane, unit key) → prompt shard
+        self.criteria: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)  # grader → checklists
+        self.judge_identity, self.judge_schema, self.cheap = pipeline.judge_identity()
+        self.external = frame
+
+        depth = 0
+        if samples is not None:
+            for model, settings, units in samples:
+                name = f"sample[{model.name}]"
+                self._lane(name, "sample", pipeline._plan(SampleStage, model, settings), SampleStage.output_schema, 0)
+                self.sample_lanes.append(name)
+                for unit, context in units:
+                    self.order.setdefault(unit.key, len(self.order))
+                    self.context[unit.key] = context
+                    self.pshard[unit.key] = context[PSHARD][0].as_py() if context.num_rows else -1
+                    self.open_in_shard[self.pshard[unit.key]] += 1
+            depth = 1
+        self._lane("metrics", "metrics", pipeline.metrics_plan(), MetricsStage.output_schema, depth)
+        settings = {"settings": asdict(cfg.judge)}
+        for judge in cfg.judges:
+            self._lane(f"judge[{judge.name}]", "judge", pipeline._plan(JudgeStage, judge, settings),
+                       JudgeStage.output_schema, depth + (2 if self.cheap else 1))
+        if cfg.quality.enabled:
+            for grader in cfg.graders:
+                self._lane(f"checklist[{grader.name}]", "checklist",
+                           pipeline._plan(ChecklistStage, grader, {"max_tokens": cfg.quality.checklist_max_tokens}),
+                           ChecklistStage.output_schema, depth + 1)
+                self._lane(f"grade[{grader.name}]", "grade", pipeline._plan(GradeStage, grader, {}),
+                           GradeStage.output_schema, depth + 2)
+        if cfg.accuracy.enabled:
+            grader = cfg.grader
+            self._lane(f"accuracy[{grader.name}]", "accuracy",
+                       pipeline._plan(AccuracyStage, grader, {"math_timeout_s": cfg.accuracy.math_timeout_s}),
+                       AccuracyStage.output_schema, depth + 1)
+        if cfg.quality.reward_model is not None:
+            self._lane("reward", "reward", pipeline.reward_plan(), RewardStage.output_schema, depth + 1)
+
+        if samples is not None:
+            for model, _, units in samples:
+                name = f"sample[{model.name}]"
+                for unit, _ in units:
+                    self.flow.add(name, unit, self.order[unit.key])
+                self.flow.close_input(name)
+        else:
+            for key in _unique(frame[UNIT]):
+                self.order[key] = len(self.order)
+                self.frames[key] = frame.filter(pc.equal(frame[UNIT], key))
+                self.pshard[key] = self.frames[key][PSHARD][0].as_py()
+                self.open_in_shard[self.pshard[key]] += 1
+            for key in list(self.order):
+                self._sample_in(key, ok=True)
+            self._upstream_done()
+
+    def _lane(self, name: str, table: str, plan: StagePlan, schema: pa.Schema, depth: int) -> None:
+        self.flow.lane(name, self.p._stage_run(name, table, plan, schema), depth)
+        self.hosts[name] = plan.host_key()
+
+    def run(self) -> None:
         try:
-            for batch in self.executor.map(plan, blocks):
-                for counters in batch[TELEMETRY].drop_null().to_pylist():
-                    for name, value in json.loads(counters).items():
-                        record.backend[name] = record.backend.get(name, 0) + value
-                for key in pc.unique(batch[SHARD]).to_pylist():
-                    part = batch.filter(pc.equal(batch[SHARD], key))
-                    bar.update(part.num_rows)
-                    errors = [e for e in part[ERROR].to_pylist() if e is not None]
-                    if errors or key in record.failed:
-                        record.failed.setdefault(key, errors[0] if errors else "")
-                        buffers.pop(key, None)
-                        continue
-                    buffers[key].append(part)
-                    counts[key] += part.num_rows
-                    if counts[key] == expected[key]:
-                        done = pa.concat_tables(buffers.pop(key))
-                        keep = [c for c in schema.names] + [ROW, RETRY]
-                        finish(key, done.select(keep).to_pylist())
-        finally:
-            bar.refresh()
-            bar.close()
-        lost = [k for k in expected if k not in record.failed and not self.store.has([table_name], k)]
-        if lost:
-            raise RuntimeError(f"stage {label}: {len(lost)} shards came back incomplete from the executor")
-        record.rows = sum(u.rows.num_rows for u in todo)
-        record.wall_s = time.perf_counter() - start
-        self.records.append(record)
-        if record.failed:
-            log.warning("stage %s: %d of %d shards failed and are left for a rerun: %s", label,
-                        len(record.failed), len(units), next(iter(record.failed.values())))
-        if record.rows_transient:
-            log.warning("stage %s: %d rows failed in a way that may not recur; they are kept as failed and a rerun "
-                        "computes them again (execution.row_retries: %d)", label, record.rows_transient, limit)
-        done_units = [u for u in units if u.key not in record.failed]
-        return self.store.read_shards(table_name, [u.key for u in done_units], schema)
+            self.flow.run()
+        except BaseException:
+            for lane in self.flow.lanes.values():
+                lane.run.abandon()
+            raise
+        # The records of every lane, in the order of the stages.
+        self.p.records.extend(lane.run.close() for lane in self.flow.lanes.values())
+
+    # -- what each completed unit sets going ----------------------------------------------------------------------
+
+    def _heard(self, lane: str, key: str, ok: bool) -> None:
+        kind = lane.split("[", 1)[0]
+        if kind == "sample":
+            self._sample_in(key, ok)
+        elif kind == "metrics" and self.cheap is not None:
+            features = self.p.store.read_shards("metrics", [key], MetricsStage.output_schema) if ok else None
+            for unit in self.by_key[(lane, key)]:
+                groups = self.frames[unit]
+                with_features = _join_features(groups, features if features is not None else
+                                               MetricsStage.output_schema.empty_table())
+                self._judges(unit, with_features)
+        elif kind == "checklist":
+            grader = lane[len("checklist["):-1]
+            shard = self.shard_of[(lane, key)]
+            if ok:
+                table = self.p.store.read_shards("checklist", [key], ChecklistStage.output_schema)
+                for r in table.to_pylist():
+                    self.criteria[grader][(r["prompt_id"], r["judge_category"])] = r["criteria"]
+            self._grades(grader, shard)
+
+    def _sample_in(self, key: str, ok: bool) -> None:
+        """A sample unit is in (written, or failed): its groups go on to every stage that reads them."""
+        cfg, p = self.cfg, self.p
+        if ok and key not in self.frames:
+            out = p.store.read_shards("sample", [key], SampleStage.output_schema)
+            self.frames[key] = _with_columns(out, self.context.pop(key))
+        groups = self.frames.get(key)
+        if groups is not None:
+            self._to("metrics", key, groups, ["metrics", [cfg.embedder.identity(), MetricsStage.version]],
+                     T.METRICS_INPUT)
+            if self.cheap is None:
+                self._judges(key, groups)
+            if cfg.accuracy.enabled:
+                methods = [accuracy_method(s, c, g) for s, c, g in zip(groups["source"].to_pylist(),
+                                                                      groups["judge_category"].to_pylist(),
+                                                                      groups["gold_answer"].to_pylist())]
+                checkable = groups.filter(pa.array([m is not None for m in methods], pa.bool_()))
+                if checkable.num_rows:
+                    self._to(f"accuracy[{cfg.grader.name}]", key, checkable,
+                             ["accuracy", [p.versions["accuracy"], cfg.grader.identity(), ACCURACY_VERSION]],
+                             T.ACCURACY_INPUT)
+            if cfg.quality.reward_model is not None:
+                self._to("reward", key, groups, ["reward", [cfg.quality.reward_model.identity()]], T.REWARD_INPUT)
+        shard = self.pshard[key]
+        self.open_in_shard[shard] -= 1
+        if self.open_in_shard[shard] == 0 and cfg.quality.enabled:
+            in_shard = [self.frames[k] for k in sorted(self.frames, key=self.order.__getitem__)
+                        if self.pshard[k] == shard]
+            for grader in cfg.graders:
+                lane = f"checklist[{grader.name}]"
+                unit = p.checklist_unit(pa.concat_tables(in_shard), grader) if in_shard else None
+                if unit is None:
+                    continue
+                self.shard_of[(lane, unit.key)] = shard
+                self.flow.add(lane, unit, shard)
+
+    def _judges(self, key: str, groups: pa.Table) -> None:
+        for judge in self.cfg.judges:
+            self._to(f"judge[{judge.name}]", key, groups, ["judge", [*self.judge_identity, judge.identity()]],
+                     self.judge_schema)
+
+    def _grades(self, grader: str, shard: int) -> None:
+        """A prompt shard's checklists are in: grade every group of the shard against them."""
+        cfg = self.cfg
+        model = next(g for g in cfg.graders if g.name == grader)
+        criteria = self.criteria[grader]
+        for key in sorted((k for k in self.frames if self.pshard[k] == shard), key=self.order.__getitem__):
+            groups = self.frames[key]
+            with_criteria = groups.append_column("criteria", pa.array(
+                [criteria.get((pid, c)) for pid, c in zip(groups["prompt_id"].to_pylist(),
+                                                          groups["judge_category"].to_pylist())],
+                pa.list_(pa.string())))
+            self._to(f"grade[{grader}]", key, with_criteria,
+                     ["grade", [self.p.versions["grade"], model.identity()]], T.GRADE_INPUT)
+
+    def _to(self, lane: str, sample_unit: str, groups: pa.Table, parts: list[Any], schema: pa.Schema) -> None:
+        """Give `lane` the unit of one sample unit's groups (keyed by their content and `parts`)."""
+        unit = Unit.of(parts, groups.select(schema.names).cast(schema))
+        self.by_key[(lane, unit.key)].append(sample_unit)
+        self.flow.add(lane, unit, self.order[sample_unit])
+
+    # -- closing the lanes ----------------------------------------------------------------------------------------
+
+    def _lane_done(self, name: str) -> None:
+        lanes = self.flow.lanes
+        if name in self.sample_lanes and all(lanes[s].finished() for s in self.sample_lanes):
+            self._upstream_done()
+        elif name == "metrics" and self.cheap is not None:
+            for judge in self.cfg.judges:
+                self.flow.close_input(f"judge[{judge.name}]")
+        elif name.startswith("checklist["):
+            self.flow.close_input("grade[" + name[len("checklist["):])
+        # Stop the hosts of models that no unfinished lane uses (their memory and GPUs go to the others).
+        self.p.executor.release({self.hosts[n] for n, lane in lanes.items() if not lane.finished()})
+
+    def _upstream_done(self) -> None:
+        """Every sample unit is in: the lanes fed by them alone get no more units."""
+        for name in self.flow.lanes:
+            kind = name.split("[", 1)[0]
+            if kind in ("metrics", "accuracy", "reward", "checklist") or (kind == "judge" and self.cheap is None):
+                self.flow.close_input(name)
+
+    # -- the tables -----------------------------------------------------------------------------------------------
+
+    def frame(self) -> pa.Table:
+        """The driver's frame of groups: every completed sample unit's groups, in the units' order."""
+        keys = sorted(self.frames, key=self.order.__getitem__)
+        if self.external is not None:
+            return self.external
+        if not keys:
+            schema = SampleStage.output_schema
+            for f in T.GROUP_CONTEXT:
+                schema = schema.append(f) if f.name not in schema.names else schema
+            return schema.empty_table()
+        return pa.concat_tables([self.frames[k] for k in keys], promote_options="default")
+
+    def output(self, kind: str) -> pa.Table:
+        """The rows of every lane of one stage (e.g. every judge's), lane after lane."""
+        runs = [lane.run for name, lane in self.flow.lanes.items() if name.split("[", 1)[0] == kind]
+        return pa.concat_tables([run.output() for run in runs])
+
+    def judged(self) -> pa.Table:
+        return self.output("judge")
+
+    def quality(self) -> tuple[pa.Table, pa.Table]:
+        return self.output("checklist"), self.output("grade")
+
 
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
 UNIT = "_unit"

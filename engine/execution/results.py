@@ -29,6 +29,7 @@ class StageRecord:
     rows_transient: int = 0  # rows whose backend call failed transiently in this run (a rerun computes them)
     rows_gave_up: int = 0  # rows still failed after execution.row_retries reruns (kept as failed)
     backend: dict[str, float] = field(default_factory=dict)  # summed batch counters: calls, retries, tokens…
+    start_s: float | None = None  # when the stage took its first unit, in seconds since the run started
 
 
 ROW_COUNTS = ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up")
@@ -95,5 +96,6 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
                                                  ("cost_usd", "cost_usd")) if st.get(src) is not None}
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
                                       rows=st["rows"], wall_s=st["wall_s"], backend=backend,
+                                      start_s=st.get("start_s"),
                                       **{k: int(st.get(k) or 0) for k in ROW_COUNTS}))
     return RunResult(str(root), loaded, stages, [], wall_s, peak_rss_bytes=peak, model_load_s=loads), config

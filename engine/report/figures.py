@@ -275,10 +275,11 @@ def judge_agreement(judges: Sequence[str], pairs: Sequence[dict[str, Any]]) -> b
 
 
 def stage_throughput(stages: Sequence[dict[str, Any]]) -> bytes:
-    """Wall time per stage, annotated with rows per second.
+    """Each stage's span on the run's clock (from its start when known: streaming stages overlap), annotated with
+    its wall time and rows per second.
 
     Args:
-        stages: {"stage", "wall_s", "rows_per_s"} per stage, in run order.
+        stages: {"stage", "wall_s", "rows_per_s", "start_s" (optional)} per stage, in run order.
 
     Returns:
         PNG bytes.
@@ -291,14 +292,16 @@ def stage_throughput(stages: Sequence[dict[str, Any]]) -> bytes:
         return _png(fig)
     y = np.arange(len(stages))[::-1]
     walls = [s["wall_s"] for s in stages]
-    ax.barh(y, walls, color=PALETTE[0])
-    for yy, s in zip(y, stages):
+    timed = all(s.get("start_s") is not None for s in stages)
+    starts = [s["start_s"] if timed else 0.0 for s in stages]
+    ax.barh(y, walls, left=starts, color=PALETTE[0])
+    for yy, s, x0 in zip(y, stages, starts):
         rate = s.get("rows_per_s")
-        ax.text(s["wall_s"], yy, f"  {s['wall_s']:.1f} s" + (f", {rate:.2f} rows/s" if rate else ""),
+        ax.text(x0 + s["wall_s"], yy, f"  {s['wall_s']:.1f} s" + (f", {rate:.2f} rows/s" if rate else ""),
                 va="center", fontsize=7)
     ax.set_yticks(y, [s["stage"] for s in stages], fontsize=8)
-    ax.set_xlabel("wall time (s)")
-    ax.set_xlim(0, max(walls + [1e-3]) * 1.45)
+    ax.set_xlabel("seconds since the run started" if timed else "wall time (s)")
+    ax.set_xlim(0, max([a + b for a, b in zip(starts, walls)] + [1e-3]) * 1.45)
     ax.set_title("Run throughput by stage", fontsize=10)
     fig.tight_layout()
     return _png(fig)

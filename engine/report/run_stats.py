@@ -58,6 +58,7 @@ def run_stats(result, config) -> dict[str, Any]:
             "units_reused": r.units_reused,
             "rows": r.rows,
             "wall_s": r.wall_s,
+            "start_s": r.start_s,  # stages from sampling on overlap (streaming): start_s + wall_s is when it ended
             "rows_per_s": _rate(r.rows, r.wall_s, computed),
             "calls": b.get("calls", b.get("requests")),
             "requests": b.get("requests"),

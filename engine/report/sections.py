@@ -438,7 +438,8 @@ def _throughput_view(data: dict[str, Any]) -> Section:
         "and the processes it started, summed). Rates are over each stage's wall time and only over what it "
         "computed in this run (a stage whose shards were all reused shows –). The same numbers are in "
         "`run_stats.json` for `benchmarks/collect_runs.py`."))
-    s.blocks.append(FigureRef("throughput", "Wall time per stage."))
+    s.blocks.append(FigureRef("throughput", "Each stage's span on the run's clock: from sampling on, stages stream "
+                                            "into each other (execution.stream), so their bars overlap."))
     loads = tp.get("model_load_s") or {}
     if loads:
         s.blocks.append(Table(["model", "loads", "load s"],

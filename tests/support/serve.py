@@ -358,6 +358,8 @@ class ChatServer:
             "serve" (OpenAI, vLLM: the first token's top log-probs), "omit" (Claude's compatibility layer: the
             parameters are accepted and ignored, no log-probs come back), "reject" (some Gemini endpoints: HTTP 400
             naming the parameter).
+        latency_s: every chat request waits this long before it is queued, each on its own thread (an API's
+            round trip: requests in flight together wait together; benchmarks/overlap.py).
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -384,6 +386,7 @@ class ChatServer:
         default_max_tokens: int = 1024,
         embedder: Any = None,
         logprobs_mode: str = "serve",
+        latency_s: float = 0.0,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: not a loopback address (pass allow_remote=True to permit it)")
@@ -392,6 +395,7 @@ class ChatServer:
         if logprobs_mode not in ("serve", "omit", "reject"):
             raise ValueError(f"logprobs_mode must be serve, omit or reject, got {logprobs_mode!r}")
         self.logprobs_mode = logprobs_mode
+        self.latency_s = latency_s
         self.backend = backend
         self.embedder = embedder
         self._embed_lock = threading.Lock()  # one embedding call at a time: torch models are not re-entrant
@@ -635,6 +639,8 @@ class ChatServer:
         if self._stopping:
             handler.close_connection = True
             return None
+        if self.latency_s:
+            time.sleep(self.latency_s)
         job = _Job(conversation, sampling)
         self._queue.put(job)
         try:
@@ -719,6 +725,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--api-key-env", default=None, help="require the key held in this environment variable")
     parser.add_argument("--fault", action="append", default=[], metavar="KIND[:COUNT]", help="inject faults (testing)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="wait this long per chat request (an API's "
+                        "round trip; requests in flight wait together)")
     args = parser.parse_args(argv)
     if not args.allow_remote and not is_loopback(args.host):
         parser.error(f"refusing to bind {args.host!r}: not a loopback address (pass --allow-remote to permit it)")
@@ -753,6 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             faults=[_parse_fault(f) for f in args.fault],
             api_key=api_key,
             allow_remote=args.allow_remote,
+            latency_s=args.latency_ms / 1000.0,
         )
         print(server.base_url, flush=True)
         try:

@@ -1,0 +1,375 @@
+"""Stages streaming into each other: a shard moves on as soon as the shards it depends on are written.
+
+Two pieces:
+- `StageRun`: one stage's bookkeeping over its units (one shard of rows each, keyed by content): which are in the
+  store already, which rows an earlier shard of the stage finished (reused, never computed twice), which go to the
+  executor; it reassembles each unit from the batches that come back (in any order) and writes it atomically.
+- `Dataflow`: several StageRuns at once, one *lane* each, fed by the driver as upstream units finish. A single
+  thread (the driver's) owns every lane and the store; the executor runs batches on its hosts and hands back
+  `concurrent.futures.Future`s, and the loop waits on all of them together.
+
+Batches are cut as Ray Data's map_batches cuts them: a lane sends a full batch (`plan.batch_size` rows, across
+units) as soon as it has one and its host has room, and a partial one when its upstream is finished — or when its
+host has nothing at all to do, so that a judge on its own GPUs or behind an API never idles while sampling goes on.
+Lanes further down the flow are served first (they free the driver's memory; Ray Data's streaming executor orders
+its operators the same way). A lane whose model does not fit beside the models in use waits until nothing is in
+flight, then the executor makes room (engine.execution.executor.RayExecutor._make_room).
+
+Why not a Ray Data pipeline across stages: a stage's model hosts must outlive the stage (one load per model per run,
+engine.execution.hosts), the units' keys are decided by the driver from upstream content before a row is sent, and
+the driver writes each unit the moment it is complete — all of which a chain of map_batches would hide.
+
+Imports: engine.execution (executor, results, store), engine.stages.base.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan
+from engine.execution.results import StageRecord
+from engine.execution.store import Store, content_key, table_digest
+from engine.stages.base import ERROR, RETRY, ROW, SHARD, TELEMETRY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Unit:
+    """One shard of one stage: its key, its input rows, and the salt of its rows' keys.
+
+    The shard's key hashes its settings (`parts`) and its rows; each row's own key hashes the same settings and
+    that row alone, so a row computed in any earlier shard of the stage is found again when the shards are cut
+    differently or one of their rows changed (see StageRun.add)."""
+
+    key: str
+    rows: pa.Table
+    salt: str = ""
+
+    @classmethod
+    def of(cls, parts: list[Any], rows: pa.Table) -> "Unit":
+        return cls(content_key(*parts, table_digest(rows, rows.column_names)), rows, content_key(*parts))
+
+    def row_keys(self) -> list[str]:
+        return [content_key(self.salt, row) for row in self.rows.to_pylist()]
+
+
+class StageRun:
+    """One stage over units given one at a time: skip what is stored, reuse finished rows, write each unit whole.
+
+    A unit is done when its shard is written and holds no row still to retry. A row whose backend call failed
+    transiently (RETRY) is written with its shard, marked, and computed again by the next `row_retries` reruns;
+    after those its failure is kept and reported.
+    """
+
+    def __init__(self, store: Store, label: str, table_name: str, plan: StagePlan, schema: pa.Schema,
+                 row_retries: int, progress: bool = True, clock_zero: float | None = None) -> None:
+        self.store, self.table_name, self.plan, self.schema = store, table_name, plan, schema
+        self.limit = row_retries
+        self.record = StageRecord(label)
+        self.order: dict[str, Any] = {}  # unit key → its place in the stage's output
+        self._index: dict[str, tuple[str, int, dict[str, Any] | None]] | None = None
+        self._expected: dict[str, int] = {}
+        self._reused: dict[str, dict[int, dict[str, Any]]] = {}
+        self._reused_retry: dict[str, dict[str, dict[str, Any]]] = {}
+        self._attempts: dict[str, dict[int, int]] = {}
+        self._row_keys: dict[str, list[str]] = {}
+        self._buffers: dict[str, list[pa.Table]] = defaultdict(list)
+        self._counts: dict[str, int] = defaultdict(int)
+        self._started: float | None = None
+        self._ended: float | None = None
+        self._zero = time.perf_counter() if clock_zero is None else clock_zero
+        self._bar = _progress(label, progress)
+
+    # -- input ------------------------------------------------------------------------------------------------
+
+    def add(self, unit: Unit, order: Any = None) -> pa.Table | None:
+        """Take one unit: None when it is already complete (stored, or made whole from finished rows), else the
+        rows to compute (with SHARD and ROW columns)."""
+        record = self.record
+        self.order.setdefault(unit.key, len(self.order) if order is None else order)
+        record.units += 1
+        if self.store.has([self.table_name], unit.key):
+            attempts_so_far = self.store.retries(self.table_name, unit.key)
+            if not any(a <= self.limit for a in attempts_so_far):
+                record.rows_gave_up += len(attempts_so_far)
+                record.units_reused += 1
+                self.begin()
+                return None
+        record.rows += unit.rows.num_rows
+        if self._index is None:
+            self._index = self.store.read_row_index(self.table_name)
+        row_keys = self._row_keys[unit.key] = unit.row_keys()
+        reuse: dict[int, tuple[str, int]] = {}
+        attempts: dict[int, int] = {}
+        send: list[int] = []
+        for k, row_key in enumerate(row_keys):
+            found = self._index.get(row_key)
+            if found is not None and (found[2] is None or found[2].get("attempts", 1) > self.limit):
+                reuse[k] = found[:2]
+                if found[2] is not None:
+                    record.rows_gave_up += 1
+                else:
+                    record.rows_reused += 1
+            else:
+                if found is not None:
+                    attempts[k] = int(found[2].get("attempts", 1))
+                    record.rows_retried += 1
+                send.append(k)
+        wanted: dict[str, list[int]] = defaultdict(list)
+        for shard, row in reuse.values():
+            wanted[shard].append(row)
+        old = self.store.read_rows(self.table_name, wanted) if wanted else {}
+        self._reused[unit.key] = {k: old[loc] for k, loc in reuse.items()}
+        # A reused row that gave up on its retries is kept failed, and still marked so.
+        marks = {k: self._index[row_keys[k]][2] for k in reuse}
+        self._reused_retry[unit.key] = {str(k): info for k, info in marks.items() if info is not None}
+        self._attempts[unit.key] = attempts
+        self._expected[unit.key] = len(send)
+        self._bar.total = (self._bar.total or 0) + len(row_keys)
+        self._bar.update(len(reuse))
+        if not send:
+            self.begin()
+            self._finish(unit.key, [])
+            return None
+        picked = pa.array(send, pa.int64())
+        return (unit.rows.take(picked).append_column(SHARD, pa.array([unit.key] * len(send), pa.string()))
+                .append_column(ROW, picked))
+
+    # -- output -----------------------------------------------------------------------------------------------
+
+    def take(self, batch: pa.Table) -> tuple[list[str], list[str]]:
+        """Take one batch of results: (units completed and written by it, units that failed with it)."""
+        record = self.record
+        for counters in batch[TELEMETRY].drop_null().to_pylist():
+            for name, value in json.loads(counters).items():
+                record.backend[name] = record.backend.get(name, 0) + value
+        done, failed = [], []
+        for key in pc.unique(batch[SHARD]).to_pylist():
+            part = batch.filter(pc.equal(batch[SHARD], key))
+            self._bar.update(part.num_rows)
+            errors = [e for e in part[ERROR].to_pylist() if e is not None]
+            if errors or key in record.failed:
+                if key not in record.failed:
+                    failed.append(key)
+                record.failed.setdefault(key, errors[0] if errors else "")
+                self._buffers.pop(key, None)
+                continue
+            self._buffers[key].append(part)
+            self._counts[key] += part.num_rows
+            if self._counts[key] == self._expected[key]:
+                rows = pa.concat_tables(self._buffers.pop(key))
+                self._finish(key, rows.select([*self.schema.names, ROW, RETRY]).to_pylist())
+                done.append(key)
+        return done, failed
+
+    def _finish(self, key: str, computed: list[dict[str, Any]]) -> None:
+        """Write unit `key` from its reused rows and its computed rows (each carrying ROW and RETRY)."""
+        rows: dict[int, dict[str, Any]] = dict(self._reused.pop(key))
+        retry = dict(self._reused_retry.pop(key))  # gave up: kept as failed, still marked
+        attempts = self._attempts.pop(key)
+        for r in computed:
+            k = r.pop(ROW)
+            error = r.pop(RETRY, None)
+            rows[k] = r
+            if error is not None:
+                retry[str(k)] = {"error": error[:500], "attempts": attempts.get(k, 0) + 1}
+                self.record.rows_transient += 1
+        table = pa.Table.from_pylist([rows[k] for k in range(len(rows))], schema=self.schema)
+        self.store.write_shard({self.table_name: table}, key, rows={"keys": self._row_keys.pop(key),
+                                                                   "retry": retry})
+
+    def close(self) -> StageRecord:
+        """Check that every unit came back, close the progress bar; the stage's record."""
+        self._bar.refresh()
+        self._bar.close()
+        record = self.record
+        lost = [k for k in self._expected if k not in record.failed and not self.store.has([self.table_name], k)]
+        if lost:
+            raise RuntimeError(f"stage {record.stage}: {len(lost)} shards came back incomplete from the executor")
+        end = self._ended if self._ended is not None else time.perf_counter()
+        record.wall_s = end - self._started if self._started is not None else 0.0
+        if record.failed:
+            log.warning("stage %s: %d of %d shards failed and are left for a rerun: %s", record.stage,
+                        len(record.failed), record.units, next(iter(record.failed.values())))
+        if record.rows_transient:
+            log.warning("stage %s: %d rows failed in a way that may not recur; they are kept as failed and a rerun "
+                        "computes them again (execution.row_retries: %d)", record.stage, record.rows_transient,
+                        self.limit)
+        return record
+
+    def begin(self) -> None:
+        """The stage starts working (its first batch goes out, or its first unit is found done): its clock starts."""
+        if self._started is None:
+            self._started = time.perf_counter()
+            self.record.start_s = self._started - self._zero
+
+    def ended(self) -> None:
+        """The stage has taken its last unit and written it (its wall time ends here, not when the run reads it)."""
+        if self._ended is None:
+            self._ended = time.perf_counter()
+        self._bar.refresh()
+
+    def abandon(self) -> None:
+        """Close the progress bar of a stage the run gave up on (its written units stay for a rerun)."""
+        self._bar.close()
+
+    def output(self) -> pa.Table:
+        """Every completed unit's rows, in the units' order (whatever order they finished in)."""
+        keys = sorted((k for k in self.order if k not in self.record.failed), key=self.order.__getitem__)
+        return self.store.read_shards(self.table_name, keys, self.schema)
+
+
+# -- several stages at once ------------------------------------------------------------------------------------
+
+Listener = Callable[[str, str, bool], None]  # (lane name, unit key, completed: True, or failed: False)
+
+
+@dataclass
+class Lane:
+    """One stage in the dataflow: its run, the rows waiting for a batch, its batches in flight."""
+
+    name: str
+    run: StageRun
+    depth: int  # how far down the flow (0: fed by the driver alone); deeper lanes are served first
+    open: bool = True  # more units may still come
+    waiting: list[pa.Table] = field(default_factory=list)
+    waiting_rows: int = 0
+    in_flight: int = 0
+
+    @property
+    def plan(self) -> StagePlan:
+        return self.run.plan
+
+    def finished(self) -> bool:
+        return not self.open and not self.waiting_rows and not self.in_flight
+
+
+class Dataflow:
+    """Runs lanes together on one executor; `listener` hears each unit complete or fail and may add units to
+    deeper lanes (`add`) and close them (`close_input`).
+
+    Args:
+        executor: runs the batches.
+        listener: called on the driver's thread for every unit that completes (from the store or computed) or fails.
+        on_lane_done: called with a lane's name when it has finished (its record is final); used to release the
+            model hosts no unfinished lane needs.
+        stream: False holds every lane until the lanes above it have finished (`execution.stream: false`).
+    """
+
+    def __init__(self, executor: LocalExecutor | RayExecutor, listener: Listener,
+                 on_lane_done: Callable[[str], None] | None = None, stream: bool = True) -> None:
+        self.executor = executor
+        self.stream = stream
+        self.listener = listener
+        self.on_lane_done = on_lane_done or (lambda name: None)
+        self.lanes: dict[str, Lane] = {}
+        self._flying: dict[Future, Lane] = {}
+        self._events: list[tuple[str, str, bool]] = []
+        self._reported: set[str] = set()
+
+    def lane(self, name: str, run: StageRun, depth: int) -> Lane:
+        self.lanes[name] = Lane(name, run, depth)
+        return self.lanes[name]
+
+    def add(self, name: str, unit: Unit, order: Any = None) -> None:
+        lane = self.lanes[name]
+        assert lane.open, f"lane {name} is closed"
+        rows = lane.run.add(unit, order)
+        if rows is None:
+            self._events.append((name, unit.key, True))
+        else:
+            lane.waiting.append(rows)
+            lane.waiting_rows += rows.num_rows
+
+    def close_input(self, name: str) -> None:
+        self.lanes[name].open = False
+
+    def run(self) -> None:
+        """Until every lane has finished: send batches, take what comes back, tell the listener."""
+        while True:
+            self._deliver()
+            self._dispatch()
+            if not self._flying:
+                if all(lane.finished() for lane in self.lanes.values()):
+                    break
+                if not self._dispatch(force=True):
+                    stuck = [lane.name for lane in self.lanes.values() if not lane.finished()]
+                    raise RuntimeError(f"dataflow stalled: lanes {stuck} wait for input that never comes")
+                continue
+            done, _ = wait(list(self._flying), timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                lane = self._flying.pop(future)
+                lane.in_flight -= 1
+                completed, failed = lane.run.take(future.result())  # a host's death beyond its restarts raises
+                self._events += [(lane.name, key, True) for key in completed]
+                self._events += [(lane.name, key, False) for key in failed]
+
+    def _deliver(self) -> None:
+        """Tell the listener about every unit event (which may add units and events) and close finished lanes."""
+        while True:
+            while self._events:
+                self.listener(*self._events.pop(0))
+            newly = [lane for lane in self.lanes.values() if lane.finished() and lane.name not in self._reported]
+            if not newly:
+                return
+            for lane in newly:
+                self._reported.add(lane.name)
+                lane.run.ended()
+                self.on_lane_done(lane.name)
+
+    def _dispatch(self, force: bool = False) -> bool:
+        """Send every batch the hosts have room for; `force`: nothing is in flight, so a lane whose model did not
+        fit beside the others may now start (the executor stops kept hosts to make room). Whether anything went."""
+        sent = False
+        # Without streaming, a lane waits until every lane above it has finished (stage after stage).
+        top = min((lane.depth for lane in self.lanes.values() if not lane.finished()), default=0)
+        for lane in sorted(self.lanes.values(), key=lambda lane: -lane.depth):
+            if not self.stream and lane.depth > top:
+                continue
+            while lane.waiting_rows:
+                plan = lane.plan
+                full = lane.waiting_rows >= plan.batch_size
+                if not (full or not lane.open or self._host_idle(plan)):
+                    break
+                if not force and not self.executor.can_start(plan):
+                    break
+                if self.executor.capacity(plan) <= 0:
+                    break
+                lane.run.begin()
+                future = self.executor.submit(plan, self._cut(lane))
+                self._flying[future] = lane
+                lane.in_flight += 1
+                sent = True
+                force = False
+        return sent
+
+    def _host_idle(self, plan: StagePlan) -> bool:
+        """No lane has a batch in flight on this plan's hosts (so a partial batch costs nobody a full one)."""
+        key = plan.host_key()
+        return not any(lane.plan.host_key() == key for lane in self._flying.values())
+
+    @staticmethod
+    def _cut(lane: Lane) -> pa.Table:
+        """The next batch of the lane: up to batch_size of its waiting rows, across units."""
+        rows = pa.concat_tables(lane.waiting, promote_options="default").combine_chunks()
+        size = lane.plan.batch_size
+        batch, rest = rows.slice(0, size), rows.slice(size)
+        lane.waiting = [rest] if rest.num_rows else []
+        lane.waiting_rows = rest.num_rows
+        return batch
+
+
+def _progress(label: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=0, desc=label, unit="row", disable=not enabled, leave=False, dynamic_ncols=True)

@@ -1,0 +1,148 @@
+"""Stages stream into each other: judging starts while sampling goes on, the tables equal a stage-after-stage run's,
+and every stage's output keeps its units' order whatever order they finished in.
+
+The generator and the judge are different models (so different hosts: threads of this process under the local
+executor, actors under Ray); the backend double sleeps per call and logs "<kind>" per request, so the interleaving
+of sampling and judging is observed in the order of real calls.
+"""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from engine.config import config_from_dict
+from engine.execution.dataflow import Dataflow, StageRun, Unit
+from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan
+from engine.execution.pipeline import Pipeline
+from engine.execution.store import Store
+from actors.base import BackendError
+from engine.stages.base import IDX, Stage
+
+TABLES = ["samples", "responses", "judgments", "components", "metrics", "checklists", "quality", "accuracy", "groups"]
+
+
+def _model(name, log, delay_s):
+    return {"name": name, "backend": "python:tests.support.doubles:ScriptedChat", "model": name, "batch_size": 1,
+            "options": {"call_log": str(log), "delay_s": delay_s}}
+
+
+def config(run_dir, log, executor, stream):
+    # Under Ray the judge's actor takes seconds to start: sampling is made to last longer than that.
+    delay_s = 0.05 if executor == "local" else 0.6
+    return config_from_dict({
+        "run_dir": str(run_dir), "prompts": {"source": "builtin", "per_category": 1}, "n": 3,
+        "strategies": ["temperature", "system_general"],
+        "generators": [_model("gen", log, delay_s)],
+        "judges": [_model("jud", log, 0.0)],
+        "execution": {"executor": executor, "shard_size": 1, "stream": stream},
+    })
+
+
+def run(tmp_path, name, executor, stream):
+    log = tmp_path / f"{name}.log"
+    cfg = config(tmp_path / name, log, executor, stream)
+    pipeline = Pipeline(cfg, executor=LocalExecutor() if executor == "local" else RayExecutor(), progress=False)
+    try:
+        result = pipeline.run()
+    finally:
+        pipeline.close()
+    return result, Path(log).read_text().split()
+
+
+def interleaved(calls):
+    """Whether some judge call came before the last sample call."""
+    last_sample = max(i for i, kind in enumerate(calls) if kind == "sample")
+    return any(kind == "judge" for kind in calls[:last_sample])
+
+
+# Under Ray each run starts three actors (two runs: ~65 s on 2 cores): with the slow tests. The default run covers
+# the Ray executor's batches in flight through tests/test_integration.py and test_hosts.py.
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_judging_starts_while_sampling_goes_on_and_the_tables_are_the_same(tmp_path, executor, request):
+    if executor == "ray":
+        request.getfixturevalue("ray_session")
+    streamed, stream_calls = run(tmp_path, "stream", executor, stream=True)
+    staged, staged_calls = run(tmp_path, "staged", executor, stream=False)
+    assert interleaved(stream_calls), "no judge call before sampling had finished"
+    assert not interleaved(staged_calls), "stage after stage, yet judging started before sampling ended"
+    for name in TABLES:
+        assert streamed.tables[name].equals(staged.tables[name]), f"{name} differs between streaming and stages"
+    # The same work, call for call.
+    assert sorted(stream_calls) == sorted(staged_calls)
+    labels = [r.stage for r in streamed.stages]
+    assert labels == [r.stage for r in staged.stages]
+    assert labels.index("sample[gen]") < labels.index("judge[jud]")
+
+
+class Double(Stage):
+    """Doubles `x`; a batch holding a negative `x` fails whole, as a batch whose backend gave up does (ERROR)."""
+
+    name = "double"
+    required_inputs = {"x": "a number"}
+    output_schema = pa.schema([("x", pa.int64()), ("y", pa.int64())])
+
+    def process(self, rows):
+        if any(r["x"] < 0 for r in rows):
+            raise BackendError("negative")
+        for k, r in enumerate(rows):
+            yield {IDX: k, "x": r["x"], "y": 2 * r["x"]}
+
+
+def _units(values_per_unit, tag):
+    return [Unit.of([tag], pa.table({"x": pa.array(v, pa.int64())})) for v in values_per_unit]
+
+
+def test_a_chain_of_lanes_feeds_units_on_keeps_order_and_reports_failures(tmp_path):
+    store = Store(tmp_path)
+    plan = StagePlan(Double, {}, batch_size=2, label="double", host="h")  # one batch per unit of the first lane
+    first = StageRun(store, "first", "first", plan, Double.output_schema, 0, progress=False)
+    second = StageRun(store, "second", "second", StagePlan(Double, {}, batch_size=2, label="d2", host="h2"),
+                      Double.output_schema, 0, progress=False)
+    heard = []
+    units = _units([[1, 2], [3, 4], [-1, 5], [6, 7]], "a")
+
+    def listener(lane, key, ok):
+        heard.append((lane, key, ok))
+        if lane == "first":
+            if ok:
+                out = store.read_shards("first", [key], Double.output_schema)
+                flow.add("second", Unit.of(["b"], pa.table({"x": out["y"]})), order=keys.index(key))
+            if sum(1 for h in heard if h[0] == "first") == len(units):
+                flow.close_input("second")
+
+    executor = LocalExecutor()
+    flow = Dataflow(executor, listener)
+    flow.lane("first", first, 0)
+    flow.lane("second", second, 1)
+    keys = [u.key for u in units]
+    for k, u in enumerate(units):
+        flow.add("first", u, k)
+    flow.close_input("first")
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    assert [h[2] for h in heard if h[0] == "first"].count(False) == 1
+    assert first.close().failed == {units[2].key: "BackendError: negative"}
+    assert first.output()["y"].to_pylist() == [2, 4, 6, 8, 12, 14]  # the failed unit left out, order kept
+    assert second.output()["y"].to_pylist() == [4, 8, 12, 16, 24, 28]
+
+    # A rerun takes every written unit from the store and computes only the failed one again.
+    again = StageRun(store, "first", "first", plan, Double.output_schema, 0, progress=False)
+    assert [again.add(u) is None for u in units] == [True, True, False, True]
+    assert again.record.units_reused == 3
+
+
+def test_a_lane_left_open_is_an_error_not_a_hang(tmp_path):
+    store = Store(tmp_path)
+    run = StageRun(store, "first", "first", StagePlan(Double, {}, batch_size=8, label="d", host="h"),
+                   Double.output_schema, 0, progress=False)
+    executor = LocalExecutor()
+    flow = Dataflow(executor, lambda *a: None)
+    flow.lane("first", run, 0)  # never closed: nothing will ever come
+    try:
+        with pytest.raises(RuntimeError, match="stalled"):
+            flow.run()
+    finally:
+        executor.close()
