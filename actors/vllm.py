@@ -21,11 +21,13 @@ per batch so vLLM's continuous batching sees every conversation of the batch at 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, pair_sampling
 from actors.placement import vllm_scheduling
@@ -66,6 +68,26 @@ def resolve_vllm_model(model: str) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The backend.
+
+
+@contextlib.contextmanager
+def _without_llvmlite_ffi() -> Iterator[None]:
+    """Hide llvmlite's ffi module from sys.modules while a vLLM engine starts.
+
+    vLLM 0.32's CPU platform (triton_utils.dispatcher._rebind_kernels) scans every loaded module for Triton kernels
+    to override and reads `vars(value).get("kernel")` of every module-level object with a `__dict__`. llvmlite's
+    `ffi.lib` answers any attribute, `__dict__` included, with a C-function wrapper, so the scan raised
+    AttributeError and the engine failed to start whenever numba (our kernels) had been imported first in the
+    process: the local executor, or a host whose first stage imports the kernels. That object is the only one that
+    breaks the scan (checked over every module the engine loads); other modules reach ffi as an attribute of
+    llvmlite.binding, which stays. tests/actors/test_vllm.py imports the kernels before starting its engine.
+    """
+    hidden = sys.modules.pop("llvmlite.binding.ffi", None)
+    try:
+        yield
+    finally:
+        if hidden is not None:
+            sys.modules.setdefault("llvmlite.binding.ffi", hidden)
 
 
 class VLLMChatModel:
@@ -181,7 +203,8 @@ class VLLMChatModel:
                         "without avx512_bf16; set dtype='float32' there")
         log.info("starting vLLM: %s", kwargs)
         try:
-            self.llm = vllm.LLM(**kwargs)
+            with _without_llvmlite_ffi():
+                self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # bad path, unsupported model, out of memory: nothing a retry fixes
             raise BackendError(f"vLLM could not start {model!r} ({type(exc).__name__}: {exc})") from exc
         self.tokenizer = self.llm.get_tokenizer()

@@ -12,7 +12,7 @@ config runs twice, one run after the other in this process, each in a fresh run 
 Spans come from the runs' stage records (start_s, wall_s): the flow is sampling, metrics and judging (quality and
 accuracy are off; classification runs before both and is left out). The goal is full ≤ 1.15 × max(alone).
 
-    .venv/bin/python benchmarks/overlap.py --quick        # 8 prompts, under 90 s on 2 cores
+    .venv/bin/python benchmarks/overlap.py --quick        # 5 prompts, under 90 s on 2 cores
     .venv/bin/python benchmarks/overlap.py                # 16 prompts, two strategies
 
 Prints a table, the machine's load, and as its last line `overlap ratio R` (R = streaming span / max(alone)).
@@ -85,16 +85,19 @@ def span(spans: dict[str, tuple[float, float]]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="8 prompts, one strategy (under 90 s here)")
+    parser.add_argument("--quick", action="store_true", help="5 prompts, one strategy, 12 tokens (under 90 s here)")
     parser.add_argument("--prompts", type=int, default=None)
     parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=2, help="groups per batch, generator and judge")
+    parser.add_argument("--max-tokens", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=1, help="groups per batch, generator and judge")
     parser.add_argument("--latency-ms", type=float, default=None, help="the API judge's per-request latency")
     args = parser.parse_args()
-    args.prompts = args.prompts or (8 if args.quick else 16)
+    args.prompts = args.prompts or (5 if args.quick else 16)
+    args.max_tokens = args.max_tokens or (12 if args.quick else 32)
     args.strategies = ["temperature"] if args.quick else ["temperature", "system_general"]
-    args.latency_ms = args.latency_ms if args.latency_ms is not None else 700.0
+    # The judge asks one pair per round (pruning), so a group takes about n(n-1)/2 round trips: the latency is set
+    # so that judging alone takes about as long as generation alone, the case where overlap matters most.
+    args.latency_ms = args.latency_ms if args.latency_ms is not None else (200.0 if args.quick else 250.0)
     start = time.perf_counter()
     load_before = os.getloadavg()
     server, url = start_judge_server(args.latency_ms)

@@ -185,6 +185,9 @@ class PromptsConfig:
             counts and lists them in the report, and goes on.
         max_prompt_chars: a prompt longer than this is a bad row (0: no limit).
         max_response_chars: a response of a `responses` file longer than this is a bad row (0: no limit).
+        format: for the `responses` source, the file's format: "auto" (from the file), "taskdiv" (ours), "lm-eval"
+            (lm-evaluation-harness --log_samples), "inspect" (Inspect AI eval logs, .json or .eval) or
+            "noveltybench" (generation files); engine/inputs/external_formats.py.
     """
 
     source: str = "builtin"
@@ -198,6 +201,7 @@ class PromptsConfig:
     on_error: Literal["fail", "skip"] = "fail"
     max_prompt_chars: int = 0
     max_response_chars: int = 0
+    format: Literal["auto", "taskdiv", "lm-eval", "inspect", "noveltybench"] = "auto"
 
     def __post_init__(self) -> None:
         for key in ("max_prompt_chars", "max_response_chars"):

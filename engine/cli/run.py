@@ -70,4 +70,6 @@ def summary(result, paths: dict[str, Path], wall_s: float) -> str:
     if gave_up:
         lines.append(f"  rows still failed after execution.row_retries reruns: {gave_up} (kept as failed)")
     lines.append(f"  report: {paths['html']}  (also {Path(paths['markdown']).name}, report.json, run_stats.json)")
+    if paths.get("explore"):
+        lines.append(f"  every group: {paths['explore']}")
     return "\n".join(lines)

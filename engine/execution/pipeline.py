@@ -155,6 +155,7 @@ class Pipeline:
         if checklists is not None:
             tables["checklists"] = checklists
             tables["quality"] = T.explode_grades(grades)
+            tables["components"] = comps = T.with_utility(comps, tables["quality"])
         if accuracy is not None:
             tables["accuracy"] = T.explode_accuracy(accuracy)
         if rewards is not None:
@@ -630,7 +631,8 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
     """
     groups = None
     if cfg.prompts.source == "responses":
-        prompts, groups = load_responses(_require_path(cfg), on_error=cfg.prompts.on_error, report=report)
+        prompts, groups = load_responses(_require_path(cfg), on_error=cfg.prompts.on_error, report=report,
+                                         fmt=cfg.prompts.format)
         prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
         kept = {p.prompt_id for p in prompts}
         groups = [g for g in groups if g.prompt_id in kept]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from engine.method.class_measures import grade_quality, utility, vendi_score
 from engine.method.components import count_components
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.base import GROUP_KEY
@@ -194,6 +196,12 @@ GROUPS = pa.schema(
         ("accuracy", pa.float64()),
         ("n_checked", pa.int64()),
         ("reward_mean", pa.float64()),
+        # From the equivalence classes of the judges in judges_in_mean (engine.method.class_measures), and the
+        # Vendi score of the group's embeddings (general, for contrast).
+        ("semantic_entropy_mean", pa.float64()),  # nats
+        ("semantic_entropy_norm_mean", pa.float64()),  # / ln n
+        ("utility_mean", pa.float64()),  # NoveltyBench utility; null where a response is ungraded
+        ("vendi", pa.float64()),
     ]
 )
 
@@ -215,6 +223,12 @@ COMPONENTS = pa.schema(
         ("order_disagreements", pa.int64()),
         ("cheap_decided", pa.int64()),
         ("agreement_sample", pa.bool_()),  # judged in full by every judge (judge.agreement_sample_rate)
+        # The judge's equivalence classes and what they measure (engine.method.class_measures); null when the
+        # count is unresolved. NoveltyBench's `distinct` is `unique`.
+        ("classes", pa.list_(pa.int64())),  # class of each response, numbered by first appearance
+        ("semantic_entropy", pa.float64()),  # nats
+        ("semantic_entropy_norm", pa.float64()),  # / ln n
+        ("utility", pa.float64()),  # NoveltyBench utility, patience 0.8, quality = (grade - 1) / 4; null ungraded
     ]
 )
 
@@ -225,6 +239,33 @@ KEYS = ("prompt_id", "model", "strategy")
 def components_table(judged: pa.Table, threshold: float) -> pa.Table:
     """One row per (group, judge) with its count of functionally unique responses (engine.method.components)."""
     return pa.Table.from_pylist(count_components(judged.to_pylist(), threshold), schema=COMPONENTS)
+
+
+def with_utility(components: pa.Table, quality: pa.Table | None) -> pa.Table:
+    """The components with NoveltyBench's utility per (group, judge): each response's quality is its checklist
+    grade, the mean over the graders that read it, as (g - 1) / 4. Null where the classes are unknown or a response
+    has no grade."""
+    if quality is None or not components.num_rows:
+        return components
+    grades: dict[tuple, dict[int, list[float]]] = {}
+    for q in quality.to_pylist():
+        if q["grade"] is not None:
+            grades.setdefault(tuple(q[k] for k in KEYS), {}).setdefault(q["sample_idx"], []).append(q["grade"])
+    values = []
+    for c in components.select([*KEYS, "classes", "n_responses"]).to_pylist():
+        by_idx = grades.get(tuple(c[k] for k in KEYS), {})
+        qualities = [grade_quality(sum(g) / len(g)) if (g := by_idx.get(i)) else None for i in range(c["n_responses"])]
+        values.append(utility(c["classes"], qualities) if c["classes"] is not None else None)
+    column = components.schema.get_field_index("utility")
+    return components.set_column(column, "utility", pa.array(values, pa.float64()))
+
+
+def vendi_of(pair_cosine: list[float] | None) -> float | None:
+    """The Vendi score of a group from the metrics stage's cosine matrix (n×n, row-major)."""
+    if not pair_cosine:
+        return None
+    n = int(round(len(pair_cosine) ** 0.5))
+    return vendi_score(np.asarray(pair_cosine, dtype=np.float64).reshape(n, n)) if n * n == len(pair_cosine) else None
 
 
 def explode_responses(frame: pa.Table) -> pa.Table:
@@ -352,6 +393,20 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "accuracy": _mean([float(x) for x in checked.get(key, [])]),
                 "n_checked": len(checked.get(key, [])),
                 "reward_mean": _mean(reward.get(key, [])),
+                **_class_means([rows_by_judge[j] for j in counted] if g["responses"] else []),
+                "vendi": vendi_of(m.get("pair_cosine")) if g["responses"] else None,
             }
         )
     return pa.Table.from_pylist(rows, schema=GROUPS)
+
+
+def _class_means(counted: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Means over the judges whose count is resolved (the same judges as unique_mean)."""
+    utilities = [c["utility"] for c in counted]
+    return {
+        "semantic_entropy_mean": _mean([c["semantic_entropy"] for c in counted]),
+        "semantic_entropy_norm_mean": _mean([c["semantic_entropy_norm"] for c in counted
+                                             if c["semantic_entropy_norm"] is not None]),
+        # An ungraded response leaves a judge's utility unknown; the mean is then unknown too, not a smaller mean.
+        "utility_mean": _mean(utilities) if utilities and None not in utilities else None,
+    }

@@ -10,6 +10,10 @@ Fields: `prompt` (required); `response` (one response) or `responses` (a list: t
 file order), `category` (A–H: the category to judge with; prompts without one are classified), `gold_answer`,
 `source` (default: the file's stem), `prompt_id` (default: the stable hash of source and prompt).
 
+Outputs of other tools are read too (engine.inputs.external_formats): lm-evaluation-harness `--log_samples` files,
+Inspect AI eval logs (`.json`, `.eval`) and NoveltyBench generation files — detected from the file, or named by
+`prompts.format`.
+
 Rows of one (prompt, model, strategy) form a group; a group needs at least two responses to have pairs, and groups
 of different sizes are kept as they are (the report counts unique responses out of each group's own size).
 Errors name the file, the line and the field; on_error="skip" skips bad rows and counts them.
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.inputs.external_formats import READERS, detect_format
 from engine.inputs.loaders.common import read_table
 from engine.inputs.prompts import LoadReport, Prompt, make_prompt
 
@@ -45,19 +50,29 @@ def _str(row: dict, key: str, path: str, line: int, default: str | None = None) 
     return value
 
 
-def load_responses(path: str | Path, *, on_error: str = "fail",
-                   report: LoadReport | None = None) -> tuple[list[Prompt], list[ExternalGroup]]:
+def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadReport | None = None,
+                   fmt: str = "auto") -> tuple[list[Prompt], list[ExternalGroup]]:
     """Prompts and their groups of responses from a responses file (format in the module docstring).
+
+    Args:
+        fmt: "auto" (from the file), "taskdiv" (ours), "lm-eval", "inspect" or "noveltybench".
 
     Raises:
         InputError: naming file, line and field, unless on_error is "skip".
     """
     path = Path(path)
-    where = str(path)
     report = report if report is not None else LoadReport()
     prompts: dict[str, Prompt] = {}
     groups: dict[tuple[str, str, str], ExternalGroup] = {}
-    for line, row in read_table(path, required=("prompt",), formats=("jsonl", "csv", "parquet")):
+    if not path.is_file():
+        raise InputError(str(path), None, None, "no such file")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "taskdiv":
+        rows = ((str(path), line, row) for line, row in read_table(path, required=("prompt",),
+                                                                   formats=("jsonl", "csv", "parquet")))
+    else:
+        rows = READERS[fmt](path)
+    for where, line, row in rows:
         try:
             if isinstance(row, InputError):
                 raise row

@@ -22,16 +22,17 @@ from typing import Any
 import numpy as np
 
 import kernels
+from engine.method.class_measures import normalised_entropy, semantic_entropy
 
 RESOLVED = ("equivalent", "different")
 
 
-def _batched_counts(sizes: np.ndarray, edge_lists: list[list[tuple[int, int]]]) -> np.ndarray:
+def _batched_counts(sizes: np.ndarray, edge_lists: list[list[tuple[int, int]]], labels: bool = False) -> Any:
     counts = np.array([len(e) for e in edge_lists], dtype=np.int64)
     offsets = np.zeros(len(edge_lists) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     edges = np.array([e for group in edge_lists for e in group], dtype=np.int64).reshape(-1, 2)
-    return kernels.count_components_batched(sizes, offsets, edges)
+    return kernels.count_components_batched(sizes, offsets, edges, return_labels=labels)
 
 
 def count_components(rows: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
@@ -50,11 +51,16 @@ def count_components(rows: list[dict[str, Any]], threshold: float) -> list[dict[
                 un.append((p["i"], p["j"]))
         equivalent.append(eq)
         unresolved.append(un)
-    high = _batched_counts(sizes, equivalent)
+    # Each response's class: its component, numbered by the smallest response in it (so by first appearance).
+    high, labels = _batched_counts(sizes, equivalent, labels=True)
     low = _batched_counts(sizes, [eq + un for eq, un in zip(equivalent, unresolved)])
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     out = []
     for k, r in enumerate(rows):
         resolved = bool(low[k] == high[k])
+        # The classes (and what is measured from them) only where the count is resolved: an unreadable verdict
+        # that could still join two classes leaves them unknown.
+        classes = labels[starts[k]:starts[k + 1]].tolist() if resolved else None
         out.append(
             {
                 "prompt_id": r["prompt_id"],
@@ -75,6 +81,10 @@ def count_components(rows: list[dict[str, Any]], threshold: float) -> list[dict[
                 "order_disagreements": r["order_disagreements"],
                 "cheap_decided": r["cheap_decided"],
                 "agreement_sample": bool(r.get("agreement_sample")),
+                "classes": classes,
+                "semantic_entropy": semantic_entropy(classes) if classes is not None else None,
+                "semantic_entropy_norm": normalised_entropy(classes) if classes is not None else None,
+                "utility": None,  # filled from the grades once quality is known (engine.execution.tables)
             }
         )
     return out

@@ -177,6 +177,7 @@ def report_data(result, config) -> dict[str, Any]:
     data["graders"] = _graders_section(t, models, strategies)
     data["deviations"] = deviations(config)
     data["by_strategy"] = _by_strategy(groups, n)
+    data["class_measures"] = _class_section(groups, n, boot)
     data["parsing"] = _parsing_section(t, config)
     data["classification"] = _classification_section(t, models, boot)
     data["yardstick"] = _yardstick_section(t, models, config)
@@ -442,6 +443,34 @@ def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
         }
         for (m, s), gs in sorted(per.items())
     ]
+
+
+# Measures from the equivalence classes (engine.method.class_measures) and the Vendi score, per group.
+CLASS_MEASURES = {
+    "semantic_entropy_norm_mean": "semantic entropy / ln n",
+    "utility_mean": "utility (NoveltyBench, patience 0.8)",
+    "vendi": "Vendi score (embeddings)",
+}
+
+
+def _class_section(groups: list[dict], n: int, boot: Callable) -> dict[str, Any]:
+    """Per model × category × strategy, over complete groups: each class measure with its bootstrap interval over
+    prompts, and how many groups have no value (classes unknown: no judge's count resolved; utility: a response
+    without a grade)."""
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for g in groups:
+        if is_complete(g, n):
+            cells[(g["model"], g["category"] or "?", g["strategy"])].append(g)
+            cells[(g["model"], "all", g["strategy"])].append(g)
+    rows = []
+    for (model, cat, strategy), gs in sorted(cells.items()):
+        row: dict[str, Any] = {"model": model, "category": cat, "strategy": strategy, "groups": len(gs)}
+        for column in CLASS_MEASURES:
+            have = [g for g in gs if g.get(column) is not None]
+            row[column] = boot([g[column] for g in have], clusters=[g["prompt_id"] for g in have]).to_dict()
+            row[f"{column}_missing"] = len(gs) - len(have)
+        rows.append(row)
+    return {"cells": rows, "measures": dict(CLASS_MEASURES)}
 
 
 def _classification_section(t: dict, models: list[str], boot: Callable) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import re
 from typing import Sequence
 
 from engine.report.escape import html_text
-from engine.report.sections import FigureRef, Items, Para, Section, Sub, Table
+from engine.report.sections import FigureRef, Items, Link, Para, Section, Sub, Table
 
 CSS = """
 body { font: 15px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1d1d1f;
@@ -76,6 +76,8 @@ def render_html(sections: Sequence[Section], figures: dict[str, bytes], *, title
                 out.append(f"<p{cls}>{lead}{_inline(b.text)}</p>")
             elif isinstance(b, Sub):
                 out.append(f"<h3>{html_text(b.title)}</h3>")
+            elif isinstance(b, Link):
+                out.append(f'<p><a href="{html_text(b.href)}">{html_text(b.text)}</a>{html_text(b.after)}</p>')
             elif isinstance(b, Items):
                 fmt = html_text if b.literal else _inline
                 out.append("<ul>" + "".join(f"<li>{fmt(x)}</li>" for x in b.items) + "</ul>")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.report.escape import md_literal, md_text
-from engine.report.sections import FigureRef, Items, Para, Sub, Table, build_sections
+from engine.report.sections import FigureRef, Items, Link, Para, Sub, Table, build_sections
 
 def render_markdown(data: dict[str, Any], figure_dir: str = "figures") -> str:
     """The report as Markdown: the same sections as the HTML, figures linked as PNG files.
@@ -28,6 +28,8 @@ def render_markdown(data: dict[str, Any], figure_dir: str = "figures") -> str:
                 out += [(f"**{md_text(b.lead)}** " if b.lead else "") + md_text(b.text), ""]
             elif isinstance(b, Sub):
                 out += [f"### {md_text(b.title)}", ""]
+            elif isinstance(b, Link):
+                out += [f"[{md_text(b.text)}]({b.href}){md_text(b.after)}", ""]
             elif isinstance(b, Items):
                 out += [f"- {md_literal(x) if b.literal else md_text(x)}" for x in b.items] + [""]
             elif isinstance(b, FigureRef):

@@ -47,6 +47,15 @@ class Items:
 
 
 @dataclass
+class Link:
+    """A link to a file the run wrote beside the report (our own fixed name, never input text), with a sentence."""
+
+    text: str
+    href: str
+    after: str = ""
+
+
+@dataclass
 class Sub:
     """A sub-heading."""
 
@@ -89,7 +98,7 @@ def build_sections(data: dict[str, Any]) -> list[Section]:
     ci = f"{100 * data['settings']['ci']:.0f}%"
     resamples = data["settings"]["bootstrap_resamples"]
     sections = [_overview(data, ci, resamples), _deviations_view(data), _unique_view(data, ci),
-                _tradeoff_view(data, ci), _spearman_view(data, ci), _strategy_view(data),
+                _tradeoff_view(data, ci), _spearman_view(data, ci), _class_view(data, ci), _strategy_view(data),
                 _classification_view(data, ci), _judging_view(data, ci), _accuracy_view(data, ci),
                 _throughput_view(data)]
     problems = Section("problems", "Failures and skipped inputs")
@@ -120,6 +129,9 @@ def _overview(data: dict[str, Any], ci: str, resamples: int) -> Section:
         (f"wall time {tp['wall_s']:.1f} s; peak memory {_bytes(tp['peak_rss_bytes'])}" if tp["stages"]
          else "wall time and memory not recorded (report rendered from the run directory)"),
     ]))
+    s.blocks.append(Link("explore.html", "explore.html", " — every group: its prompt, its responses coloured by each "
+                         "judge's equivalence classes, the pairwise verdicts with the judges' raw answers, metrics, "
+                         "quality and accuracy, with filters and search."))
     if data["small_model_judges"]:
         s.blocks.append(Para(SMALL_MODEL_TEXT, lead=SMALL_MODEL_LEAD, note=True))
     if data["failed_shards"]:
@@ -244,6 +256,32 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
                               [[category_name(c), str(est2[(c, sp["metrics"][0])]["n"])]
                                + [fmt_estimate(est2[(c, m)]) for m in sp["metrics"]] for c in cats2],
                               f"ρ [{ci} CI], groups judged by LLM judges only."))
+    return s
+
+
+def _class_view(data: dict[str, Any], ci: str) -> Section:
+    s = Section("class-measures", "Measures from the equivalence classes")
+    section = data.get("class_measures") or {"cells": [], "measures": {}}
+    s.blocks.append(Para(
+        "From the classes the judges already built (no further model calls), averaged over the judges whose count "
+        "is resolved: the semantic entropy of the class distribution (0 when every response is in one class, 1 when "
+        "each is its own), NoveltyBench's utility (the patience-discounted quality, 1 is a checklist grade of 5, of "
+        "the responses that open a new class; NoveltyBench's `distinct` is the unique count above), and for "
+        f"contrast the Vendi score of the embeddings (1 to n). Mean [{ci} interval over prompts]; in brackets after "
+        "a value, groups without one (classes unknown, or a response without a grade)."))
+    measures = section["measures"]
+    rows = []
+    for c in section["cells"]:
+        row = [c["model"], c["category"], c["strategy"], str(c["groups"])]
+        for column in measures:
+            missing = c[f"{column}_missing"]
+            row.append(fmt_estimate(c[column]) + (f" ({missing} without)" if missing else ""))
+        rows.append(row)
+    if rows:
+        s.blocks.append(Table(["model", "category", "strategy", "groups", *measures.values()], rows,
+                              "Complete groups only, as in Figure 2 (unpaired)."))
+    else:
+        s.blocks.append(Para("No complete groups."))
     return s
 
 

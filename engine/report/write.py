@@ -10,6 +10,7 @@ import orjson
 
 from engine.execution.store import Store, atomic_write_bytes
 from engine.report.data import report_data
+from engine.report.explore import write_explorer
 from engine.report.html import render_html
 from engine.report.markdown import render_markdown
 from engine.report.sections import build_sections
@@ -50,8 +51,8 @@ def write_report(result, config) -> dict[str, Path]:
 
     Returns:
         Paths by name: "markdown" (report.md), "html" (report.html, self-contained), "json" (report.json, every
-        number), "figures" (the folder of PNG files), and "run_stats" (run_stats.json, throughput) when the result
-        has stage records.
+        number), "figures" (the folder of PNG files), "explore" (explore.html, every group), and "run_stats"
+        (run_stats.json, throughput) when the result has stage records.
     """
     store = Store(result.run_dir)
     data = report_data(result, config)
@@ -69,6 +70,7 @@ def write_report(result, config) -> dict[str, Path]:
         "html": store.write_text("report.html", render_html(build_sections(data), figs,
                                                             title=f"taskdiv report — {Path(result.run_dir).name}")),
         "figures": figure_dir,
+        "explore": write_explorer(result.tables, result.run_dir),
     }
     # Without stage records (a report re-rendered from a directory that had none) there is no throughput to
     # record, and an empty run_stats.json would read as a run that took no time.

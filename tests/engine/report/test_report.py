@@ -236,8 +236,11 @@ def test_html_is_self_contained_and_embeds_every_figure(fixture_run):
         assert png[:8] == PNG_SIGNATURE and len(png) > 5000  # a drawn matplotlib figure, not a stub
         embedded.add(png)
     assert embedded == figures, "every figure file is embedded, and only those"
-    # Nothing outside the file: links are in-page anchors to sections that exist; no script, no stylesheet link.
-    assert page.links and all(link.startswith("#") and link[1:] in page.ids for link in page.links)
+    # Nothing outside the file but the explorer written beside it: links are in-page anchors to sections that
+    # exist, or explore.html; no script, no stylesheet link.
+    anchors = [link for link in page.links if link != "explore.html"]
+    assert anchors and all(link.startswith("#") and link[1:] in page.ids for link in anchors)
+    assert "explore.html" in page.links and (paths["html"].parent / "explore.html").is_file()
     assert not {"script", "link", "iframe", "object", "embed"} & set(page.tags)
     assert "http://" not in paths["html"].read_text() and "https://" not in paths["html"].read_text()
     text = " ".join(page.text)

@@ -1,0 +1,175 @@
+"""The whole run against the raw engine on the identical requests, on vLLM (its CPU build here, any build elsewhere).
+
+1. A run of the demo's strategies (n = 5, the demo's sampling, quality and accuracy on) with the generator, the judge
+   and the graders all served by one vLLM engine (they are one model, so one host loads it once), through the
+   pipeline with the local executor (vLLM in this process). Every call the pipeline makes to the engine is
+   recorded: the conversations and sampling parameters exactly as sent, and what vLLM reports per request (prompt
+   tokens, prompt tokens served from its prefix cache).
+2. The engine is closed; a fresh `vllm.LLM` with the same settings starts (its start-up is timed) and replays every
+   recorded call in the same order and grouping (`llm.chat(conversations, params)`): the raw engine's time on the
+   run's requests. Also shown: the same requests in one call (the engine batching everything at once, ignoring
+   that regeneration turns and judging depend on earlier answers: a bound no pipeline can reach).
+
+Goal: run wall ≤ 1.15 × (raw engine time + one start-up per distinct model: the vLLM engine and the embedder).
+Prefix reuse: prompt tokens computed / total for the judge's requests and for regeneration turns, as vLLM reported
+them in the run (prefix caching on, the default); without prefix caching every prompt token is computed (1.0).
+
+    VLLM_CPU_KVCACHE_SPACE=1 OMP_NUM_THREADS=1 NUMBA_CACHE_DIR=.venv-vllm/numba-cache \
+        .venv-vllm/bin/python benchmarks/engine_efficiency.py                    # 8 prompts (--prompts 16)
+
+On a GPU machine: the same with `--device cuda` (and `--model` a hub id or folder). Prints a table and the machine's
+load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+class Recorder:
+    """Wraps VLLMChatModel._generate: every call's conversations, parameters and per-request token counts."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def install(self) -> None:
+        from actors.vllm import VLLMChatModel
+
+        original = VLLMChatModel._chat
+        recorder = self
+
+        def recording_chat(model: Any, conversations: list, vparams: list) -> list:
+            start = time.perf_counter()
+            results = original(model, conversations, vparams)
+            recorder.calls.append({
+                "conversations": [list(c) for c in conversations], "params": list(vparams),
+                "prompt_tokens": [len(r.prompt_token_ids or []) for r in results],
+                "cached_tokens": [getattr(r, "num_cached_tokens", None) or 0 for r in results],
+                "seconds": time.perf_counter() - start,
+            })
+            return results
+
+        VLLMChatModel._chat = recording_chat
+
+
+def kind_of(conversation: list[dict[str, str]]) -> str:
+    """judge (the judge's system prompt opens it), regeneration (sampling with earlier turns), or other
+    (classification, sampling's first turn, checklists, grades, accuracy)."""
+    from engine.method import taxonomy
+
+    if conversation and conversation[0]["role"] == "system" and conversation[0]["content"] == taxonomy.JUDGE_SYSTEM:
+        return "judge"
+    reminders = {taxonomy.CLASSIFY_REMINDER, taxonomy.JUDGE_REMINDER, taxonomy.CHECKLIST_REMINDER,
+                 taxonomy.GRADE_REMINDER, taxonomy.SHORT_ANSWER_REMINDER}
+    later_turns = [m["content"] for m in conversation[1:] if m["role"] == "user"]
+    if later_turns and not any(text in reminders for text in later_turns):
+        return "regeneration"  # the regeneration strategies' follow-ups (general or anchored to the category)
+    return "other"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=8, help="built-in prompts (one per category: 8)")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-tokens", type=int, default=40, help="as the demo")
+    args = parser.parse_args()
+
+    from engine.config import config_from_dict
+    from engine.execution.executor import LocalExecutor
+    from engine.execution.pipeline import Pipeline
+
+    options: dict[str, Any] = {"device": args.device, "enable_prefix_caching": True}
+    if args.device == "cpu":
+        options.update(dtype="float32", enforce_eager=True, max_model_len=2048, in_process=True)
+    model = {"name": "vllm", "backend": "vllm", "model": args.model, "batch_size": 80, "options": options}
+    recorder = Recorder()
+    recorder.install()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="taskdiv-efficiency-") as tmp:
+        cfg = config_from_dict({
+            "run_dir": str(Path(tmp) / "run"), "prompts": {"source": "builtin", "limit": args.prompts}, "n": 5,
+            "strategies": ["temperature", "system_general", "system_anchored", "regen_general", "regen_anchored"],
+            "sampling": {"temperature": 1.0, "top_p": 0.9, "max_tokens": args.max_tokens, "seed": 0},
+            "generators": [model], "judges": [model], "judge": {"max_response_chars": 600},
+            "quality": {"checklist_max_tokens": 120}, "models": {"offline": True},
+            "execution": {"executor": "local", "shard_size": 8},
+        })
+        pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+        try:
+            result = pipeline.run()
+        finally:
+            pipeline.close()
+    run_wall = result.wall_s
+    loads = result.model_load_s
+    vllm_load = sum(sum(v) for k, v in loads.items() if ":vllm:" in k)
+    embed_load = sum(sum(v) for k, v in loads.items() if k.startswith("embed:"))
+    calls = recorder.calls
+
+    # The raw engine: a fresh vllm.LLM with the run's settings, the recorded calls replayed as they were made.
+    import vllm
+
+    from actors.vllm import resolve_vllm_model
+
+    engine_kwargs = {k: v for k, v in options.items() if k not in ("device", "in_process")}
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    start = time.perf_counter()
+    llm = vllm.LLM(model=resolve_vllm_model(args.model), seed=0, **engine_kwargs)
+    raw_start = time.perf_counter() - start
+    start = time.perf_counter()
+    for call in calls:
+        llm.chat(call["conversations"], call["params"], use_tqdm=False, add_generation_prompt=True)
+    raw = time.perf_counter() - start
+    everything = [(c, p) for call in calls for c, p in zip(call["conversations"], call["params"])]
+    start = time.perf_counter()
+    llm.chat([c for c, _ in everything], [p for _, p in everything], use_tqdm=False, add_generation_prompt=True)
+    raw_one_call = time.perf_counter() - start
+    load_after = os.getloadavg()
+
+    by_kind: dict[str, list[int]] = {}
+    for call in calls:
+        for conv, params, total, cached in zip(call["conversations"], call["params"], call["prompt_tokens"],
+                                               call["cached_tokens"]):
+            k = by_kind.setdefault(kind_of(conv), [0, 0, 0])
+            k[0] += 1
+            k[1] += total
+            k[2] += cached
+    in_engine = sum(c["seconds"] for c in calls)
+    budget = raw + raw_start + embed_load
+    print(f"machine: {os.cpu_count()} CPUs; load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end")
+    print(f"run: {args.prompts} built-in prompts x 5 strategies, n = 5, max_tokens {args.max_tokens}; one vLLM engine "
+          f"({args.model}, {args.device}) as generator, judge and grader; packaged embedder; local executor\n")
+    print("| measure | seconds |")
+    print("|---|---:|")
+    for label, value in (
+            ("run wall (whole pipeline, loads included)", run_wall),
+            ("  of which inside the engine's calls", in_engine),
+            ("  model loads in the run (vLLM + embedder)", vllm_load + embed_load),
+            ("raw engine: the run's calls replayed as made", raw),
+            ("raw engine: the same requests in one call (bound)", raw_one_call),
+            ("raw engine start-up (vLLM)", raw_start),
+            ("embedder start-up (from the run)", embed_load),
+            ("raw + one start-up per model", budget)):
+        print(f"| {label} | {value:.1f} |")
+    print(f"\ncalls {len(calls)}, requests {len(everything)}")
+    print("\n| requests | count | prompt tokens | served from the prefix cache | computed / total |")
+    print("|---|---:|---:|---:|---:|")
+    for kind, (count, total, cached) in sorted(by_kind.items()):
+        print(f"| {kind} | {count} | {total} | {cached} | {(total - cached) / total if total else 0:.2f} |")
+    print("(without prefix caching every prompt token is computed: 1.00)")
+    print(f"\nrun / (raw + one start-up per model): {run_wall / budget:.2f} (goal <= 1.15)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

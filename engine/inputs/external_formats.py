@@ -1,0 +1,261 @@
+"""Outputs made by other tools, read as our responses rows (engine.inputs.responses): audit them without regenerating.
+
+Each reader yields `(where, line, row)`: `where` the file (or `file.eval:member` inside an Inspect archive), `line`
+the 1-based line or None, and `row` one of our group rows — {"prompt", "responses", "model", "strategy", "source",
+"prompt_id", "gold_answer"} — or an InputError naming the field that did not fit.
+
+- lm-evaluation-harness `--log_samples` (`samples_<task>_<date>.jsonl`, one document per line): the prompt is the
+  request's first argument (`arguments.gen_args_0.arg_0`, or `arguments[0][0]` in releases before 0.4.3), the
+  responses are `resps[0]` (one per repeat), the target is kept as the gold answer. The same document appears once
+  per filter: the first line of each document is read and the others are skipped. The model is the folder the
+  harness wrote the file into (`<output_path>/<model>/samples_…`), the strategy `lm-eval:<task>`.
+- Inspect AI eval logs, JSON (`.json`) and zipped (`.eval`: `header.json` and `samples/<id>_epoch_<k>.json`):
+  one response per sample and epoch, so the epochs of a sample are its group; the prompt is the sample's input (a
+  string, or the text of its user messages), the response the output's completion (else its first choice's text);
+  the model is `eval.model`, the strategy `inspect:<task>`.
+- NoveltyBench generation files (JSONL: `id`, `prompt`, `model`, `generations`), one group per line.
+
+Readers never execute anything from the files: JSON only, and an Inspect archive's members are read with a size cap.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.errors import InputError
+
+FORMATS = ("taskdiv", "lm-eval", "inspect", "noveltybench")
+MAX_MEMBER_BYTES = 64 * 1024 * 1024  # one sample of an Inspect archive, uncompressed
+
+Row = tuple[str, "int | None", "dict[str, Any] | InputError"]
+
+
+def detect_format(path: Path) -> str:
+    """The format of a responses file from its name and first record."""
+    if path.suffix == ".eval":
+        return "inspect"
+    if path.suffix == ".json":
+        try:
+            with path.open("rb") as f:
+                head = f.read(4096).decode("utf-8", "replace")
+        except OSError as exc:
+            raise InputError(str(path), None, None, f"cannot read the file ({exc.strerror or exc})") from exc
+        if '"eval"' in head or '"samples"' in head or '"version"' in head:
+            return "inspect"
+        return "taskdiv"
+    if path.suffix == ".jsonl":
+        first = _first_json_line(path)
+        if isinstance(first, dict):
+            if "resps" in first and "doc_id" in first:
+                return "lm-eval"
+            if "generations" in first and "prompt" in first:
+                return "noveltybench"
+    return "taskdiv"
+
+
+def _first_json_line(path: Path) -> Any:
+    try:
+        with path.open("r", encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    return json.loads(line)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    where = str(path)
+    with path.open("r", encoding="utf-8") as f:
+        for k, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield k, json.loads(line)
+            except ValueError as exc:
+                yield k, InputError(where, k, None, f"not valid JSON ({exc})")
+
+
+# -- lm-evaluation-harness ---------------------------------------------------------------------------------------
+
+_LM_EVAL_NAME = re.compile(r"^samples_(?P<task>.+?)_\d{4}-\d{2}-\d{2}T[\d\-\.:]+$")
+
+
+def read_lm_eval(path: Path) -> Iterator[Row]:
+    where = str(path)
+    m = _LM_EVAL_NAME.match(path.stem)
+    task = m.group("task") if m else path.stem.removeprefix("samples_")
+    model = path.parent.name or "external"
+    seen: set[Any] = set()
+    for line, rec in _jsonl(path):
+        if isinstance(rec, InputError):
+            yield where, line, rec
+            continue
+        if not isinstance(rec, dict):
+            yield where, line, InputError(where, line, None, "expected a JSON object per line")
+            continue
+        doc_id = rec.get("doc_id")
+        if doc_id in seen:
+            continue  # the same document under another filter
+        seen.add(doc_id)
+        prompt = _lm_eval_prompt(rec.get("arguments"))
+        if prompt is None:
+            yield where, line, InputError(where, line, "arguments", "no prompt: expected arguments.gen_args_0.arg_0 "
+                                                                   "or arguments[0][0] (a string)")
+            continue
+        resps = rec.get("resps")
+        if not (isinstance(resps, list) and resps and isinstance(resps[0], list)
+                and all(isinstance(t, str) for t in resps[0])):
+            yield where, line, InputError(where, line, "resps", "expected a list holding the list of generations "
+                                                               "(a generate_until task)")
+            continue
+        target = rec.get("target")
+        yield where, line, {
+            "prompt": prompt, "responses": list(resps[0]), "model": model, "strategy": f"lm-eval:{task}",
+            "source": task, "prompt_id": f"{task}:{doc_id}" if doc_id is not None else None,
+            "gold_answer": target if isinstance(target, str) and target else None,
+        }
+
+
+def _lm_eval_prompt(arguments: Any) -> str | None:
+    if isinstance(arguments, dict):
+        first = arguments.get("gen_args_0")
+        if isinstance(first, dict) and isinstance(first.get("arg_0"), str):
+            return first["arg_0"]
+    if isinstance(arguments, list) and arguments and isinstance(arguments[0], list) and arguments[0] \
+            and isinstance(arguments[0][0], str):
+        return arguments[0][0]
+    return None
+
+
+# -- Inspect AI ----------------------------------------------------------------------------------------------------
+
+def read_inspect(path: Path) -> Iterator[Row]:
+    where = str(path)
+    if path.suffix == ".eval":
+        yield from _read_inspect_archive(path)
+        return
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        yield where, None, InputError(where, None, None, f"not an Inspect eval log ({exc})")
+        return
+    if not isinstance(log, dict) or not isinstance(log.get("samples"), list):
+        yield where, None, InputError(where, None, "samples", "an Inspect eval log with samples (a log written "
+                                                            "with samples, not a header-only one)")
+        return
+    header = log.get("eval") if isinstance(log.get("eval"), dict) else {}
+    for k, sample in enumerate(log["samples"], start=1):
+        yield _inspect_row(f"{where}:samples[{k - 1}]", None, sample, header)
+
+
+def _read_inspect_archive(path: Path) -> Iterator[Row]:
+    where = str(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        yield where, None, InputError(where, None, None, f"not an Inspect .eval archive ({exc})")
+        return
+    with archive:
+        names = archive.namelist()
+        header: dict[str, Any] = {}
+        if "header.json" in names:
+            loaded = _member(archive, "header.json", where)
+            if isinstance(loaded, InputError):
+                yield where, None, loaded
+                return
+            header = loaded.get("eval", {}) if isinstance(loaded, dict) else {}
+        samples = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
+        if not samples:
+            yield where, None, InputError(where, None, "samples", "the archive holds no samples/*.json")
+            return
+        for name in samples:
+            sample = _member(archive, name, where)
+            if isinstance(sample, InputError):
+                yield f"{where}:{name}", None, sample
+                continue
+            yield _inspect_row(f"{where}:{name}", None, sample, header)
+
+
+def _member(archive: zipfile.ZipFile, name: str, where: str) -> Any:
+    info = archive.getinfo(name)
+    if info.file_size > MAX_MEMBER_BYTES:
+        return InputError(f"{where}:{name}", None, None, f"{info.file_size} bytes uncompressed, over the "
+                                                         f"{MAX_MEMBER_BYTES} bytes a sample may have")
+    try:
+        return json.loads(archive.read(name).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        return InputError(f"{where}:{name}", None, None, f"not valid JSON ({exc})")
+
+
+def _text(content: Any) -> str | None:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [c.get("text") for c in content if isinstance(c, dict) and c.get("type", "text") == "text"]
+        parts = [p for p in parts if isinstance(p, str)]
+        return "\n".join(parts) if parts else None
+    return None
+
+
+def _inspect_row(where: str, line: int | None, sample: Any, header: dict[str, Any]) -> Row:
+    if not isinstance(sample, dict):
+        return where, line, InputError(where, line, None, "expected a sample object")
+    raw_input = sample.get("input")
+    if isinstance(raw_input, list):
+        users = [_text(m.get("content")) for m in raw_input if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = "\n\n".join(u for u in users if u) or None
+    else:
+        prompt = _text(raw_input)
+    if not prompt:
+        return where, line, InputError(where, line, "input", "no prompt text (a string, or user messages)")
+    output = sample.get("output") if isinstance(sample.get("output"), dict) else {}
+    response = output.get("completion") if isinstance(output.get("completion"), str) else None
+    if not response:
+        choices = output.get("choices") if isinstance(output.get("choices"), list) else []
+        message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+        response = _text(message.get("content")) if isinstance(message, dict) else None
+    if response is None:
+        return where, line, InputError(where, line, "output", "no response (output.completion or the first "
+                                                             "choice's message)")
+    task = header.get("task") or "inspect"
+    target = sample.get("target")
+    sample_id = sample.get("id")
+    epoch = sample.get("epoch")
+    return where, line, {
+        "prompt": prompt, "response": response,
+        "model": header.get("model") or output.get("model") or "external", "strategy": f"inspect:{task}",
+        "source": str(task), "prompt_id": f"{task}:{sample_id}" if sample_id is not None else None,
+        "sample_idx": epoch - 1 if isinstance(epoch, int) and epoch >= 1 else None,
+        "gold_answer": target if isinstance(target, str) and target else None,
+    }
+
+
+# -- NoveltyBench ------------------------------------------------------------------------------------------------
+
+def read_noveltybench(path: Path) -> Iterator[Row]:
+    where = str(path)
+    for line, rec in _jsonl(path):
+        if isinstance(rec, InputError):
+            yield where, line, rec
+            continue
+        if not isinstance(rec, dict):
+            yield where, line, InputError(where, line, None, "expected a JSON object per line")
+            continue
+        generations = rec.get("generations")
+        if not isinstance(generations, list) or not all(isinstance(g, str) for g in generations):
+            yield where, line, InputError(where, line, "generations", "expected a list of strings")
+            continue
+        yield where, line, {
+            "prompt": rec.get("prompt"), "responses": generations, "model": rec.get("model") or "external",
+            "strategy": "noveltybench", "source": "noveltybench",
+            "prompt_id": f"noveltybench:{rec['id']}" if rec.get("id") is not None else None,
+        }
+
+
+READERS = {"lm-eval": read_lm_eval, "inspect": read_inspect, "noveltybench": read_noveltybench}

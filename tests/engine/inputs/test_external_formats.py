@@ -1,0 +1,136 @@
+"""Outputs of other tools as groups of responses: lm-evaluation-harness --log_samples files, Inspect AI eval logs
+(JSON and the zipped .eval archive) and NoveltyBench generation files — sample files written here from each tool's
+documented layout — and a run that audits an Inspect log end to end."""
+
+import json
+import zipfile
+
+import pytest
+
+from engine.errors import InputError
+from engine.inputs.external_formats import detect_format
+from engine.inputs.prompts import LoadReport
+from engine.inputs.responses import load_responses
+
+
+def _lm_eval_line(doc_id, prompt, generations, filt="none", old=False, target="391"):
+    arguments = [[prompt, {"until": ["\n\n"], "do_sample": True}]] if old else {
+        "gen_args_0": {"arg_0": prompt, "arg_1": {"until": ["\n\n"], "do_sample": True, "temperature": 1.0}}}
+    return {"doc_id": doc_id, "doc": {"question": prompt}, "target": target, "arguments": arguments,
+            "resps": [generations], "filtered_resps": [generations[0]], "filter": filt,
+            "metrics": ["exact_match"], "doc_hash": "d", "prompt_hash": "p", "target_hash": "t", "exact_match": 0.0}
+
+
+def write_lm_eval(folder, lines):
+    # lm-eval writes <output_path>/<model name, sanitized>/samples_<task>_<ISO date>.jsonl
+    path = folder / "meta-llama__Llama-3.1-8B-Instruct" / "samples_gsm8k_2025-01-02T03-04-05.123456.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_lm_eval_samples_with_repeats(tmp_path):
+    path = write_lm_eval(tmp_path, [
+        _lm_eval_line(0, "Q: 17 x 23?\nA:", ["391", "17*23=391", "391."]),
+        _lm_eval_line(0, "Q: 17 x 23?\nA:", ["391", "17*23=391", "391."], filt="strict-match"),  # same doc, filter 2
+        _lm_eval_line(1, "Q: 2 + 2?\nA:", ["4", "four"], old=True, target="4"),
+    ])
+    assert detect_format(path) == "lm-eval"
+    prompts, groups = load_responses(path)
+    assert len(prompts) == 2 and len(groups) == 2
+    g = groups[0]
+    assert (g.model, g.strategy) == ("meta-llama__Llama-3.1-8B-Instruct", "lm-eval:gsm8k")
+    assert [t for _, t in g.responses] == ["391", "17*23=391", "391."]
+    assert prompts[0].prompt_id == "gsm8k:0" and prompts[0].gold_answer == "391" and prompts[0].source == "gsm8k"
+    assert prompts[1].text == "Q: 2 + 2?\nA:"  # the older `arguments: [[prompt, kwargs]]` layout
+
+
+def test_lm_eval_errors_name_the_line_and_field(tmp_path):
+    bad = _lm_eval_line(1, "Q?", ["a"])
+    bad["resps"] = [[1, 2]]  # a loglikelihood task's numbers, not generations
+    path = write_lm_eval(tmp_path, [_lm_eval_line(0, "Q: hi?", ["a", "b"]), bad])
+    with pytest.raises(InputError, match=r"samples_gsm8k_.*\.jsonl:2: field 'resps'"):
+        load_responses(path)
+    report = LoadReport()
+    _, groups = load_responses(path, on_error="skip", report=report)
+    assert len(groups) == 1 and len(report.skipped) == 1
+
+
+def _inspect_sample(sample_id, epoch, prompt, completion, chat=False):
+    message_input = [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": [{"type": "text", "text": prompt}]}] if chat else prompt
+    return {"id": sample_id, "epoch": epoch, "input": message_input, "target": "Paris",
+            "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+            "output": {"model": "openai/gpt-4o-mini",
+                       "choices": [{"message": {"role": "assistant", "content": completion}, "stop_reason": "stop"}],
+                       "completion": completion},
+            "scores": {"match": {"value": "C"}}}
+
+
+def _inspect_header():
+    return {"version": 2, "status": "success",
+            "eval": {"run_id": "r1", "task": "capitals", "task_version": 0, "model": "openai/gpt-4o-mini",
+                     "config": {"epochs": 3}, "dataset": {"name": "capitals", "samples": 2}},
+            "plan": {"steps": [{"solver": "generate"}]}, "results": {"total_samples": 2}}
+
+
+def test_inspect_json_log_epochs_form_groups(tmp_path):
+    samples = [_inspect_sample(k, e, f"Capital of country {k}?", f"Answer {k}.{e}", chat=k == 2)
+               for k in (1, 2) for e in (1, 2, 3)]
+    path = tmp_path / "2025-01-02T03-04-05_capitals_abc.json"
+    path.write_text(json.dumps({**_inspect_header(), "samples": samples}))
+    assert detect_format(path) == "inspect"
+    prompts, groups = load_responses(path)
+    assert [len(g.responses) for g in groups] == [3, 3]
+    assert groups[0].model == "openai/gpt-4o-mini" and groups[0].strategy == "inspect:capitals"
+    assert [t for _, t in groups[1].responses] == ["Answer 2.1", "Answer 2.2", "Answer 2.3"]
+    assert prompts[1].text == "Capital of country 2?"  # the user message's text parts, not the system prompt
+    assert prompts[0].gold_answer == "Paris"
+
+
+def test_inspect_eval_archive(tmp_path):
+    path = tmp_path / "2025-01-02T03-04-05_capitals_abc.eval"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("_journal/start.json", json.dumps({"version": 2}))
+        z.writestr("header.json", json.dumps(_inspect_header()))
+        for k in (1, 2):
+            for e in (1, 2):
+                z.writestr(f"samples/{k}_epoch_{e}.json", json.dumps(_inspect_sample(k, e, f"Q{k}", f"A{k}{e}")))
+        z.writestr("summaries.json", "[]")
+    assert detect_format(path) == "inspect"
+    prompts, groups = load_responses(path)
+    assert len(prompts) == 2 and [[t for _, t in g.responses] for g in groups] == [["A11", "A12"], ["A21", "A22"]]
+
+    broken = tmp_path / "broken.eval"
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("header.json", json.dumps(_inspect_header()))
+        z.writestr("samples/1_epoch_1.json", json.dumps({"id": 1, "epoch": 1, "input": "Q", "output": {}}))
+    with pytest.raises(InputError, match=r"broken\.eval:samples/1_epoch_1\.json: field 'output'"):
+        load_responses(broken)
+
+
+def test_noveltybench_generations(tmp_path):
+    path = tmp_path / "generations.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "curated-1", "prompt": "Name a color.", "model": "gemma-2-9b", "generations": ["Blue.", "Red.", "Blue"]},
+        {"id": "curated-2", "prompt": "Tell me a joke.", "model": "gemma-2-9b", "generations": ["A", "B"]},
+    ]))
+    assert detect_format(path) == "noveltybench"
+    prompts, groups = load_responses(path)
+    assert [p.prompt_id for p in prompts] == ["noveltybench:curated-1", "noveltybench:curated-2"]
+    assert groups[0].model == "gemma-2-9b" and [t for _, t in groups[0].responses] == ["Blue.", "Red.", "Blue"]
+
+
+def test_an_inspect_log_is_audited_end_to_end(tmp_path):
+    from tests.support.runs import SCRIPTED, make_config, run
+
+    path = tmp_path / "log.json"
+    samples = [_inspect_sample(k, e, f"Write a line about the number {k}.", f"Line {k} take {e}")
+               for k in (1, 2) for e in (1, 2, 3)]
+    path.write_text(json.dumps({**_inspect_header(), "samples": samples}))
+    cfg = make_config(tmp_path, prompts={"source": "responses", "path": str(path)}, judges=[SCRIPTED])
+    result = run(cfg)
+    groups = result.tables["groups"].to_pylist()
+    assert {(g["model"], g["strategy"]) for g in groups} == {("openai/gpt-4o-mini", "inspect:capitals")}
+    assert all(g["n_responses"] == 3 for g in groups) and len(groups) == 2
+    assert result.tables["judgments"].num_rows > 0

@@ -1,0 +1,160 @@
+"""explore.html: every group of a run on one self-contained page — checked in a real headless Chromium.
+
+The page keeps its filters and the open group in the URL fragment, so each check loads the page at a link
+(`file://…/explore.html#strategy=…&g=…`) and reads the DOM Chromium leaves after the page's script ran
+(`--dump-dom`). Prompts, responses and a judge's raw answer carry planted markup; the page must show it as text
+and run none of it. Screenshots land in the test's output folder.
+"""
+
+import re
+import shutil
+import subprocess
+from html import unescape
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow as pa
+import pytest
+
+from engine.report.explore import explorer_data, render_explorer, safe_json, write_explorer
+from tests.support.runs import SCRIPTED, make_config, run
+
+PAYLOAD = ('<script>document.title="PWNED"</script></script>'
+           '<img src=x onerror="document.body.setAttribute(\'data-pwned\',\'1\')">')
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A real run (the scripted backend, two judges) whose first prompt, first response and first judge answer
+    carry markup; returns (tables, explore.html path)."""
+    tmp = tmp_path_factory.mktemp("explore")
+    cfg = make_config(tmp, judges=[SCRIPTED, {**SCRIPTED, "name": "scripted-b"}],
+                      strategies=["temperature", "regen_general"])
+    result = run(cfg)
+    t = dict(result.tables)
+
+    def plant(table, column, row):
+        values = table[column].to_pylist()
+        values[row] = PAYLOAD + " " + (values[row] or "")
+        return table.set_column(table.schema.get_field_index(column), column, pa.array(values, pa.string()))
+
+    first = t["groups"]["prompt_id"][0].as_py()
+    t["prompts"] = plant(t["prompts"], "text", t["prompts"]["prompt_id"].to_pylist().index(first))
+    t["responses"] = plant(t["responses"], "text", 0)
+    t["judgments"] = plant(t["judgments"], "raw", 0)
+    path = write_explorer(t, tmp / "run")
+    return t, path
+
+
+def dom(path: Path, fragment: str, tmp_path: Path, shot: str | None = None) -> str:
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no Chromium binary on PATH (install Debian's `chromium` package to run this check)")
+    url = path.resolve().as_uri() + "#" + fragment
+    common = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=5000",
+              f"--user-data-dir={tmp_path / 'profile'}"]
+    if shot:
+        subprocess.run([*common, f"--screenshot={tmp_path / shot}", "--window-size=1400,1000", url],
+                       capture_output=True, text=True, timeout=120)
+        assert (tmp_path / shot).is_file()
+    out = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert "<body" in out.stdout, out.stderr[-2000:]
+    return out.stdout
+
+
+def count_shown(page: str) -> tuple[int, int]:
+    m = re.search(r'<span id="count">(\d+) of (\d+) groups</span>', page)
+    assert m, page[:2000]
+    return int(m.group(1)), int(m.group(2))
+
+
+def group_id(g: dict) -> str:
+    return f"{g['prompt_id']}|{g['model']}|{g['strategy']}"
+
+
+def test_the_data_is_inert_json_and_the_only_script_is_pinned(planted):
+    tables, path = planted
+    page = path.read_text()
+    data = explorer_data(tables)
+    assert data["shown"] == data["total"] == tables["groups"].num_rows
+    assert "<" not in safe_json(data) and "\u2028" not in safe_json({"x": "\u2028"})
+    # One element of data (never executed) and one of code, whose hash the Content-Security-Policy pins.
+    assert page.count('<script type="application/json"') == 1 and page.count("<script>") == 1
+    assert "script-src 'sha256-" in unescape(page) and "img-src 'none'" in unescape(page)
+    assert PAYLOAD not in page  # the planted markup appears only escaped
+
+
+def test_filters_group_view_search_and_no_planted_code_runs(planted, tmp_path):
+    tables, path = planted
+    groups = tables["groups"].to_pylist()
+    total = len(groups)
+
+    page = dom(path, "", tmp_path, shot="explore-list.png")
+    assert count_shown(page) == (total, total)
+
+    temperature = sum(g["strategy"] == "temperature" for g in groups)
+    assert count_shown(dom(path, "strategy=temperature", tmp_path)) == (temperature, total)
+    category = groups[0]["category"]
+    both = sum(g["strategy"] == "regen_general" and g["category"] == category for g in groups)
+    assert count_shown(dom(path, f"strategy=regen_general&category={category}", tmp_path)) == (both, total)
+
+    # The first group, open: its responses carry the classes of the components table, for either judge.
+    g = groups[0]
+    comps = {c["judge"]: c for c in tables["components"].to_pylist()
+             if (c["prompt_id"], c["model"], c["strategy"]) == (g["prompt_id"], g["model"], g["strategy"])}
+    for judge in ("scripted", "scripted-b"):
+        page = dom(path, f"judge={judge}&g={quote(group_id(g), safe='')}", tmp_path,
+                   shot=f"explore-group-{judge}.png")
+        shown = [None if c == "unknown" else int(c) for c in re.findall(r'data-class="([^"]*)"', page)]
+        assert shown == comps[judge]["classes"]
+        n = g["n_responses"]
+        judged = comps[judge]["n_pairs_judged"]
+        cells = len(re.findall(r'<td class="cell ', page))
+        assert cells == 2 * judged  # each judged pair in both halves of the matrix; pruned pairs say so
+        assert page.count(">pruned<") == n * (n - 1) - 2 * judged
+        # Planted markup shows as text and runs nowhere.
+        assert not re.search(r"<body[^>]*data-pwned", page), "a planted onerror handler ran"
+        assert not re.search(r"<title>[^<]*PWNED", page), "a planted script ran"
+        assert "<img" not in page  # no planted element was created at all
+        assert unescape(page).count('document.title="PWNED"') >= 2  # in the prompt and in the first response
+
+    # Search finds a response by its text.
+    word = next(w for w in re.findall(r"[A-Za-z]{6,}", tables["responses"]["text"][3].as_py())
+                if w not in PAYLOAD)
+    texts = {}
+    for r in tables["responses"].to_pylist():
+        texts.setdefault((r["prompt_id"], r["model"], r["strategy"]), []).append(r["text"])
+    prompts = {p["prompt_id"]: p["text"] for p in tables["prompts"].to_pylist()}
+    hits = sum(1 for g in groups if word.lower() in "\n".join(
+        [prompts[g["prompt_id"]], *texts.get((g["prompt_id"], g["model"], g["strategy"]), [])]).lower())
+    assert count_shown(dom(path, f"q={quote(word)}", tmp_path)) == (hits, total)
+
+
+def test_ten_thousand_groups_paint_within_two_seconds(planted, tmp_path):
+    tables, _ = planted
+    data = explorer_data(tables)
+    base = data["groups"]
+    many = [{**base[k % len(base)], "id": f"{k}|{base[k % len(base)]['id']}"} for k in range(10_000)]
+    data = {**data, "groups": many, "total": len(many), "shown": len(many)}
+    path = tmp_path / "explore-10k.html"
+    path.write_text(render_explorer(data, "10k"))
+    page = dom(path, "", tmp_path, shot="explore-10k.png")
+    assert count_shown(page) == (10_000, 10_000)
+    ms = int(re.search(r'data-first-render-ms="(\d+)"', page).group(1))
+    assert ms < 2000, f"first render took {ms} ms"
+    assert len(re.findall(r'<tr class="row', page)) == 50  # one page of rows, not ten thousand
+
+
+def test_a_capped_page_says_how_to_write_a_subset(planted, tmp_path):
+    tables, _ = planted
+    path = write_explorer(tables, tmp_path, max_groups=2, out=tmp_path / "capped.html")
+    text = path.read_text()
+    assert "first 2 of" in text and "engine/run.py explore" in text
