@@ -71,7 +71,7 @@ def resolve_vllm_model(model: str) -> str:
 
 
 @contextlib.contextmanager
-def _without_llvmlite_ffi() -> Iterator[None]:
+def without_llvmlite_ffi() -> Iterator[None]:
     """Hide llvmlite's ffi module from sys.modules while a vLLM engine starts.
 
     vLLM 0.32's CPU platform (triton_utils.dispatcher._rebind_kernels) scans every loaded module for Triton kernels
@@ -203,7 +203,7 @@ class VLLMChatModel:
                         "without avx512_bf16; set dtype='float32' there")
         log.info("starting vLLM: %s", kwargs)
         try:
-            with _without_llvmlite_ffi():
+            with without_llvmlite_ffi():
                 self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # bad path, unsupported model, out of memory: nothing a retry fixes
             raise BackendError(f"vLLM could not start {model!r} ({type(exc).__name__}: {exc})") from exc

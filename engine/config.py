@@ -88,7 +88,10 @@ class ModelConfig(PoolConfig):
         model: what the backend loads or asks for: a packaged name ("smollm2-135m"), a folder path, or the
             server's model id.
         temperature: generation temperature for this model, overriding `sampling.temperature` (the paper used 1.0
-            for GPT-4o/Gemini and 0.5 for Claude/Llama/Mistral).
+            for GPT-4o/Gemini and 0.5 for Claude/Llama/Mistral); a list sweeps it (see RunConfig).
+        top_p: nucleus sampling mass for this model, overriding `sampling.top_p`.
+        sweep: set by the run for the generators a sweep made: {"base": the configured name, "temperature": …,
+            "top_p": …}; not written by hand.
         options: backend keyword arguments (e.g. base_url, api_key_env, tensor_parallel_size, max_model_len).
         verdict: how a judge's verdicts (and a grader's grades) are read. "auto" asks for the first token's
             log-probs (one token decides); where the provider rejects the parameters (HTTP 400) or returns none, it
@@ -101,16 +104,23 @@ class ModelConfig(PoolConfig):
     name: str = "smollm2-135m"
     backend: str = "local"
     model: str = "smollm2-135m"
-    temperature: float | None = None
+    temperature: float | list[float] | None = None
+    top_p: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     verdict: Literal["auto", "logprobs", "text"] = "auto"
+    sweep: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_backend("chat", self.backend)
         super().__post_init__()
-        if self.temperature is not None:
+        for value in _values(self.temperature, "temperature"):
             try:
-                SamplingParams(temperature=self.temperature)
+                SamplingParams(temperature=value)
+            except ValueError as exc:
+                raise _sampling_error(exc) from None
+        if self.top_p is not None:
+            try:
+                SamplingParams(top_p=self.top_p)
             except ValueError as exc:
                 raise _sampling_error(exc) from None
 
@@ -215,8 +225,9 @@ class SamplingConfig:
     """Generation settings shared by every strategy (the paper's: temperature 1.0, top-p 0.9, 1024 tokens).
 
     Attributes:
-        temperature: default temperature (a model's own `temperature` overrides it).
-        top_p: nucleus sampling mass.
+        temperature: default temperature (a model's own `temperature` overrides it). A list sweeps it: each value
+            is its own set of groups for every generator and strategy (see RunConfig).
+        top_p: nucleus sampling mass; a list sweeps it too.
         max_tokens: most new tokens per response. System-prompt sampling asks for n responses in one
             completion, so it gets n × max_tokens.
         seed: base seed; each group's seed derives from it, the prompt and the strategy.
@@ -225,17 +236,32 @@ class SamplingConfig:
             which also splits one answer written as numbered steps into several, inflating the count).
     """
 
-    temperature: float = 1.0
-    top_p: float = 0.9
+    temperature: float | list[float] = 1.0
+    top_p: float | list[float] = 0.9
     max_tokens: int = 1024
     seed: int = 0
     system_parse: Literal["strict", "lenient"] = "strict"
 
     def __post_init__(self) -> None:
-        try:
-            SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
-        except ValueError as exc:
-            raise _sampling_error(exc) from None
+        for t in _values(self.temperature, "temperature"):
+            for p in _values(self.top_p, "top_p"):
+                try:
+                    SamplingParams(temperature=t, top_p=p, max_tokens=self.max_tokens)
+                except ValueError as exc:
+                    raise _sampling_error(exc) from None
+
+
+def _values(value: float | list[float] | None, key: str) -> list[float]:
+    """A setting that may be swept, as its list of values (empty for None); a list must be non-empty and distinct."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return [value]
+    if not value:
+        raise InvalidValue(key, "a sweep needs at least one value")
+    if len(set(value)) != len(value):
+        raise InvalidValue(key, f"each value once, got {value}")
+    return list(value)
 
 
 @dataclass
@@ -515,6 +541,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.n < 2:
             raise InvalidValue("n", f"must be >= 2 (diversity needs at least two responses), got {self.n}")
+        self.generators = _swept(self.generators, self.sampling)
+        for role, models in (("judges", self.judges), ("classifier", [self.classifier] if self.classifier else [])):
+            if any(isinstance(m.temperature, list) for m in models):
+                raise InvalidValue(role, "a list of temperatures sweeps generators only")
         bad = [s for s in self.strategies if s not in STRATEGIES]
         if bad:
             raise InvalidValue("strategies", f"unknown {bad}; choose from {', '.join(STRATEGIES)}")
@@ -552,6 +582,34 @@ class RunConfig:
         """The config as plain data; `redact`: base URLs without user info or query values (every written copy)."""
         data = dataclasses.asdict(self)
         return _redacted(data) if redact else data
+
+
+def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> list[ModelConfig]:
+    """Sweeps, made explicit: a generator whose temperature (its own, else sampling.temperature) or top_p
+    (sampling.top_p) is a list becomes one generator per value (per pair of values), named
+    "<name>@t=<temperature>" (",p=<top_p>" when top_p is swept), with that value and a `sweep` record. They share
+    the model's host (the host key leaves out the name and the sampling), so a sweep loads the model once; each value
+    keys its own shards, so a rerun resumes it and a value added later computes only its groups. A generator the
+    sweep already made (read back from a run's config.yaml) is kept as it is; single values are not renamed."""
+    out = []
+    for g in generators:
+        if g.sweep:
+            out.append(g)
+            continue
+        temperatures = _values(g.temperature, "temperature") if g.temperature is not None else \
+            _values(sampling.temperature, "sampling.temperature")
+        top_ps = [g.top_p] if g.top_p is not None else _values(sampling.top_p, "sampling.top_p")
+        t_swept, p_swept = isinstance(g.temperature if g.temperature is not None else sampling.temperature, list), \
+            g.top_p is None and isinstance(sampling.top_p, list)
+        if not t_swept and not p_swept:
+            out.append(g)
+            continue
+        for t in temperatures:
+            for p in top_ps:
+                name = g.name + "@" + ",".join(([f"t={t:g}"] if t_swept else []) + ([f"p={p:g}"] if p_swept else []))
+                out.append(dataclasses.replace(g, name=name, temperature=t, top_p=p,
+                                               sweep={"base": g.name, "temperature": t, "top_p": p}))
+    return out
 
 
 # -------------------------------------------------------------------------------------------------------------

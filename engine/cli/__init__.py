@@ -1,6 +1,6 @@
 """The command line: `python engine/run.py [COMMAND] …` and the `taskdiv` console script, one parser for both.
 
-Commands: run (the default), plan, fetch, compare, explore, calibrate, agreement; each lives in its own module with `add_parser` and its
+Commands: run (the default), plan, fetch, compare, explore, rewards, calibrate, agreement; each lives in its own module with `add_parser` and its
 `cmd_*` function, and shares `engine.cli.common`. A user's mistake (bad config, bad input row, unreachable model)
 is a one-line `error: …` on stderr and exit code 2 — never a traceback.
 
@@ -18,7 +18,7 @@ from typing import Sequence
 
 from engine.errors import TaskdivError
 
-COMMANDS = ("run", "plan", "fetch", "compare", "explore", "calibrate", "agreement")
+COMMANDS = ("run", "plan", "fetch", "compare", "explore", "rewards", "calibrate", "agreement")
 
 
 def prepare_environment() -> None:
@@ -29,13 +29,13 @@ def prepare_environment() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import agreement, calibrate, compare, explore, fetch, plan, run
+    from engine.cli import agreement, calibrate, compare, explore, fetch, plan, rewards, run
 
     parser = argparse.ArgumentParser(prog="taskdiv", description=(
         "Audit task-dependent output homogenization of language models. Commands: " + ", ".join(COMMANDS)
         + " (default: run)."))
     sub = parser.add_subparsers(dest="command")
-    for module in (run, plan, fetch, compare, explore, calibrate, agreement):
+    for module in (run, plan, fetch, compare, explore, rewards, calibrate, agreement):
         module.add_parser(sub)
     return parser
 
@@ -69,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.cli.explore import cmd_explore
 
             return cmd_explore(args)
+        if args.command == "rewards":
+            from engine.cli.rewards import cmd_rewards
+
+            return cmd_rewards(args)
         if args.command == "calibrate":
             from engine.cli.calibrate import cmd_calibrate
 

@@ -227,8 +227,10 @@ class Pipeline:
         yardstick = _reference_categories(reference)
         out = []
         for model in cfg.generators:
+            # After RunConfig's sweep expansion, a swept value is the generator's own; otherwise these are scalars.
             temperature = model.temperature if model.temperature is not None else cfg.sampling.temperature
-            settings = {"n": cfg.n, "temperature": temperature, "top_p": cfg.sampling.top_p,
+            top_p = model.top_p if model.top_p is not None else cfg.sampling.top_p
+            settings = {"n": cfg.n, "temperature": temperature, "top_p": top_p,
                         "max_tokens": cfg.sampling.max_tokens, "system_parse": cfg.sampling.system_parse}
             units = []
             for k, shard in enumerate(shards):

@@ -178,6 +178,7 @@ def report_data(result, config) -> dict[str, Any]:
     data["deviations"] = deviations(config)
     data["by_strategy"] = _by_strategy(groups, n)
     data["class_measures"] = _class_section(groups, n, boot)
+    data["sweep"] = _sweep_section(groups, n, config, boot)
     data["parsing"] = _parsing_section(t, config)
     data["classification"] = _classification_section(t, models, boot)
     data["yardstick"] = _yardstick_section(t, models, config)
@@ -471,6 +472,31 @@ def _class_section(groups: list[dict], n: int, boot: Callable) -> dict[str, Any]
             row[f"{column}_missing"] = len(gs) - len(have)
         rows.append(row)
     return {"cells": rows, "measures": dict(CLASS_MEASURES)}
+
+
+def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> dict[str, Any] | None:
+    """Unique responses and quality against a swept sampling setting (sampling.temperature / top_p as lists): per
+    base model × category × strategy × value, over complete groups. None when nothing was swept."""
+    sweeps = {g.name: g.sweep for g in getattr(config, "generators", []) if getattr(g, "sweep", None)}
+    if not sweeps:
+        return None
+    temps = {s["temperature"] for s in sweeps.values()}
+    x = "temperature" if len(temps) > 1 else "top_p"
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for g in groups:
+        s = sweeps.get(g["model"])
+        if s is None or not is_complete(g, n):
+            continue
+        for cat in (g["category"] or "?", "all"):
+            cells[(s["base"], cat, g["strategy"], s["temperature"], s["top_p"])].append(g)
+    out = []
+    for (base, cat, strategy, t, p), gs in sorted(cells.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        clusters = [g["prompt_id"] for g in gs]
+        out.append({"base": base, "category": cat, "strategy": strategy, "temperature": t, "top_p": p,
+                    "groups": len(gs),
+                    "unique": boot([g["unique_mean"] for g in gs], clusters=clusters).to_dict(),
+                    "quality": boot([g["quality_mean"] for g in gs], clusters=clusters).to_dict()})
+    return {"x": x, "cells": out, "categories": ordered_categories({c["category"] for c in out} - {"all"})}
 
 
 def _classification_section(t: dict, models: list[str], boot: Callable) -> list[dict[str, Any]]:

@@ -337,3 +337,52 @@ def compare_forest(rows: Sequence[dict[str, Any]], *, label_a: str, label_b: str
     ax.set_title("Paired per-prompt differences (bootstrap CI)", fontsize=10)
     fig.tight_layout()
     return _png(fig)
+
+
+def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], categories: Sequence[str], x: str,
+                n: int) -> bytes:
+    """Unique responses against a swept sampling setting, one panel per category (and all), one line per strategy,
+    with the intervals as error bars; one row of panels per base model.
+
+    Args:
+        cells: {"base", "category", "strategy", x: the setting's value, "unique": estimate}.
+        strategies: colour order.
+        categories: panel order ("all" first).
+        x: "temperature" or "top_p".
+        n: responses per group (the y axis's top).
+
+    Returns:
+        PNG bytes.
+    """
+    cells = list(cells)
+    bases = sorted({c["base"] for c in cells}) or ["–"]
+    panels = ["all", *[c for c in categories if c != "all"]]
+    fig = Figure(figsize=(2.6 * len(panels) + 1.0, 2.6 * len(bases) + 0.8))
+    axes = fig.subplots(len(bases), len(panels), squeeze=False)
+    colour = {s: PALETTE[k % len(PALETTE)] for k, s in enumerate(strategies)}
+    for row, base in zip(axes, bases):
+        for ax, cat in zip(row, panels):
+            mine = [c for c in cells if c["base"] == base and c["category"] == cat]
+            if not mine:
+                _no_data(ax)
+            for strategy in strategies:
+                line = sorted((c for c in mine if c["strategy"] == strategy and c["unique"]["value"] is not None),
+                              key=lambda c: c[x])
+                if not line:
+                    continue
+                xs = [c[x] for c in line]
+                ys = [c["unique"]["value"] for c in line]
+                lo = [y - (c["unique"]["low"] if c["unique"]["low"] is not None else y) for y, c in zip(ys, line)]
+                hi = [(c["unique"]["high"] if c["unique"]["high"] is not None else y) - y for y, c in zip(ys, line)]
+                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, lw=1, capsize=2, color=colour[strategy],
+                            label=strategy)
+            ax.set_ylim(0.8, n + 0.2)
+            ax.set_title(f"{base} · {cat}" if len(bases) > 1 else cat, fontsize=9)
+            ax.set_xlabel(x, fontsize=8)
+            ax.tick_params(labelsize=7)
+        row[0].set_ylabel(f"unique (of {n})", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return _png(fig)

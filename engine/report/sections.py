@@ -98,7 +98,8 @@ def build_sections(data: dict[str, Any]) -> list[Section]:
     ci = f"{100 * data['settings']['ci']:.0f}%"
     resamples = data["settings"]["bootstrap_resamples"]
     sections = [_overview(data, ci, resamples), _deviations_view(data), _unique_view(data, ci),
-                _tradeoff_view(data, ci), _spearman_view(data, ci), _class_view(data, ci), _strategy_view(data),
+                _tradeoff_view(data, ci), _spearman_view(data, ci), _class_view(data, ci), *_sweep_view(data, ci),
+                _strategy_view(data),
                 _classification_view(data, ci), _judging_view(data, ci), _accuracy_view(data, ci),
                 _throughput_view(data)]
     problems = Section("problems", "Failures and skipped inputs")
@@ -257,6 +258,23 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
                                + [fmt_estimate(est2[(c, m)]) for m in sp["metrics"]] for c in cats2],
                               f"ρ [{ci} CI], groups judged by LLM judges only."))
     return s
+
+
+def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:
+    sweep = data.get("sweep")
+    if not sweep:
+        return []
+    x = sweep["x"]
+    s = Section("sweep", f"Unique responses and quality against {x} (a sweep)")
+    s.blocks.append(Para(
+        f"Each value of the swept {x} is its own set of groups for every generator and strategy (the generators are "
+        f"named <model>@t=… / @p=…). Mean [{ci} interval over prompts] over complete groups; quality is the "
+        "checklist grade (1–5)."))
+    s.blocks.append(FigureRef("sweep", f"Unique responses against {x}, per category, one line per strategy."))
+    rows = [[c["base"], c["category"], c["strategy"], f"{c[x]:g}", str(c["groups"]), fmt_estimate(c["unique"]),
+             fmt_estimate(c["quality"])] for c in sweep["cells"]]
+    s.blocks.append(Table(["model", "category", "strategy", x, "groups", "unique", "quality (1–5)"], rows))
+    return [s]
 
 
 def _class_view(data: dict[str, Any], ci: str) -> Section:

@@ -26,6 +26,10 @@ def build_figures(data: dict[str, Any]) -> dict[str, bytes]:
                                            strategies=data["strategies"], categories=u["categories"], n=data["n"]),
         "spearman": F.spearman_bars(sp["rows"], metrics=sp["metrics"], categories=sp["categories"]),
     }
+    if data.get("sweep"):
+        sw = data["sweep"]
+        figs["sweep"] = F.sweep_lines(sw["cells"], strategies=data["strategies"], categories=sw["categories"],
+                                      x=sw["x"], n=data["n"])
     if data["classification"]:
         figs["confusion"] = F.confusion_heatmap([{"model": c["model"], **c["confusion"]}
                                                  for c in data["classification"]])

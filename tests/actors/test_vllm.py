@@ -204,7 +204,7 @@ def test_each_actor_of_a_pool_gets_its_own_group_and_its_workers_land_in_it(tmp_
 def engine():
     _require_vllm()
     # numba (our kernels) loaded first, as in a host whose first stage judges or under the local executor: vLLM's
-    # CPU kernel scan used to trip over llvmlite's library object then (actors.vllm._without_llvmlite_ffi).
+    # CPU kernel scan used to trip over llvmlite's library object then (actors.vllm.without_llvmlite_ffi).
     import kernels  # noqa: F401
 
     from actors.vllm import VLLMChatModel

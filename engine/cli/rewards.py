@@ -1,0 +1,38 @@
+"""`python engine/run.py rewards --config FILE --in GROUPS --out REWARDS.jsonl`: per-response functional diversity
+rewards (engine.method.rewards) for groups of responses, judged by the config's judges — for training data or for
+scoring a policy's samples offline. Resumable like a run: the work happens in the config's run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.cli.common import add_config_arguments, load_run_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("rewards", help="per-response functional diversity rewards for groups of responses",
+                              description=__doc__)
+    add_config_arguments(p)
+    p.add_argument("--in", dest="groups", type=Path, required=True,
+                   help="groups of responses: a responses file (ours, lm-eval, Inspect, NoveltyBench)")
+    p.add_argument("--out", type=Path, required=True, help="where to write one JSON line per response")
+    p.add_argument("--run-dir", default=None, help="override run_dir (where the judging is kept for reruns)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def cmd_rewards(args: argparse.Namespace) -> int:
+    from engine.api import score_rewards
+    from engine.errors import TaskdivError
+
+    if not args.groups.is_file():
+        raise TaskdivError(f"--in {args.groups}: no such file")
+    extra = {"run_dir": args.run_dir} if args.run_dir else {}
+    config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
+    rows = score_rewards(config, args.groups, args.out, progress=not args.quiet)
+    unknown = sum(r["reward"] is None for r in rows)
+    groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
+    print(f"{len(rows)} rewards for {groups} groups written to {args.out}"
+          + (f"; {unknown} without a reward (no judge's classes known for their group)" if unknown else ""))
+    return 0

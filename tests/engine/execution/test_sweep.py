@@ -1,0 +1,80 @@
+"""Sweeps in one run: sampling.temperature (or top_p, or a generator's own temperature) as a list becomes one set of
+groups per value, sharing one load of the model, keyed and resumed like any setting, and reported against the
+value."""
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import config_from_dict
+from engine.errors import ConfigError
+from engine.execution.executor import LocalExecutor
+from engine.execution.pipeline import Pipeline
+from engine.report import write_report
+
+
+def test_a_list_expands_into_named_generators_once():
+    cfg = config_from_dict({"sampling": {"temperature": [0.5, 1.0]},
+                            "generators": [{"name": "g"}, {"name": "h", "temperature": 0.7}]})
+    assert [(g.name, g.temperature, g.top_p) for g in cfg.generators] == [
+        ("g@t=0.5", 0.5, 0.9), ("g@t=1", 1.0, 0.9), ("h", 0.7, None)]
+    assert cfg.generators[0].sweep == {"base": "g", "temperature": 0.5, "top_p": 0.9}
+    again = config_from_dict(cfg.to_dict())  # a run's config.yaml read back is not swept twice
+    assert [g.name for g in again.generators] == ["g@t=0.5", "g@t=1", "h"]
+    both = config_from_dict({"sampling": {"temperature": [0.5, 1.0], "top_p": [0.8, 0.95]}})
+    assert [g.name for g in both.generators] == ["smollm2-135m@t=0.5,p=0.8", "smollm2-135m@t=0.5,p=0.95",
+                                                  "smollm2-135m@t=1,p=0.8", "smollm2-135m@t=1,p=0.95"]
+    own = config_from_dict({"generators": [{"name": "g", "temperature": [0.2, 0.9]}]})
+    assert [g.name for g in own.generators] == ["g@t=0.2", "g@t=0.9"]
+    assert [g.name for g in config_from_dict({}).generators] == ["smollm2-135m"]  # no sweep, no renaming
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"sampling": {"temperature": []}}, "at least one value"),
+    ({"sampling": {"temperature": [0.5, 0.5]}}, "each value once"),
+    ({"sampling": {"temperature": [0.5, -1.0]}}, "temperature"),
+    ({"judges": [{"temperature": [0.1, 0.2]}]}, "sweeps generators only"),
+])
+def test_bad_sweeps_are_named(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def _config(tmp_path: Path, temperatures: list[float], life: Path):
+    model = {"name": "scripted", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted",
+             "batch_size": 8, "options": {"life_log": str(life)}}
+    return config_from_dict({
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1}, "n": 3,
+        "strategies": ["temperature", "regen_general"], "sampling": {"temperature": temperatures},
+        "generators": [model], "judges": [{**model, "name": "judge", "model": "judge"}],
+        "execution": {"executor": "local", "shard_size": 4},
+    })
+
+
+def _run(cfg):
+    pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+    try:
+        return pipeline.run()
+    finally:
+        pipeline.close()
+
+
+def test_a_sweep_runs_loads_once_resumes_and_is_reported(tmp_path):
+    life = tmp_path / "life.log"
+    cfg = _config(tmp_path, [0.5, 1.0], life)
+    result = _run(cfg)
+    groups = result.tables["groups"].to_pylist()
+    assert {g["model"] for g in groups} == {"scripted@t=0.5", "scripted@t=1"}
+    assert len(groups) == 2 * 8 * 2  # two values × 8 prompts × two strategies
+    assert life.read_text().split("\n").count("load scripted") == 1  # one load for every value
+    paths = write_report(result, cfg)
+    text = paths["markdown"].read_text()
+    assert "against temperature" in text and (paths["figures"] / "sweep.png").is_file()
+    assert "| scripted | all | regen_general | 0.5 |" in text
+
+    # A value added later computes only its own groups; the others are read back.
+    more = _run(_config(tmp_path, [0.5, 1.0, 1.5], life))
+    sample = [r for r in more.stages if r.stage.startswith("sample[")]
+    assert [r.units_reused == r.units for r in sample] == [True, True, False]
+    assert {g["model"] for g in more.tables["groups"].to_pylist()} == {"scripted@t=0.5", "scripted@t=1",
+                                                                       "scripted@t=1.5"}
