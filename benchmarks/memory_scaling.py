@@ -54,7 +54,7 @@ def one(count: int, url: str, tmp: Path) -> dict:
 
     prompts = tmp / f"prompts-{count}.jsonl"
     write_prompts(prompts, count)
-    model = {"name": "api", "backend": "http", "model": "api", "batch_size": 32,
+    model = {"name": "api", "backend": "http", "model": "api-judge", "batch_size": 32,  # the name the server serves
              "options": {"base_url": url, "max_concurrency": 32}}
     cfg = config_from_dict({
         "run_dir": str(tmp / f"run-{count}"), "prompts": {"source": "jsonl", "path": str(prompts)}, "n": 5,
@@ -67,6 +67,9 @@ def one(count: int, url: str, tmp: Path) -> dict:
         result = pipeline.run()
     finally:
         pipeline.close()
+    failed = result.failed_shards()
+    if failed:
+        raise SystemExit(f"the {count}-prompt run left failed shards: {failed}")
     t = result.tables
     return {"prompts": count, "groups": t["samples"].num_rows, "responses": t["responses"].num_rows,
             "pairs": t["judgments"].num_rows, "wall_s": time.perf_counter() - start,

@@ -73,21 +73,16 @@ def test_the_rewards_command_scores_groups_and_a_rerun_reuses_the_judging(tmp_pa
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
 
 
-def test_the_trl_reward_function_returns_one_reward_per_completion(tmp_path):
-    import os
-
+def test_the_trl_reward_function_returns_one_reward_per_completion(tmp_path, monkeypatch):
     from engine.api import DiversityReward, load_config
 
-    os.environ["TASKDIV_ALLOW_PYTHON_BACKENDS"] = "1"
-    try:
-        reward = DiversityReward(load_config(write_config(tmp_path)))
-        prompts = ["Write a story opening."] * 4 + [[{"role": "user", "content": "Name a colour."}]] * 3
-        completions = ["class 0 a", "class 0 b", "class 1 c", "class 2 d",
-                       [{"role": "assistant", "content": "class 0 red"}],
-                       [{"role": "assistant", "content": "class 1 blue"}],
-                       [{"role": "assistant", "content": "class 1 navy"}]]
-        out = reward(prompts=prompts, completions=completions, category=["G"] * 4 + ["H"] * 3)
-    finally:
-        del os.environ["TASKDIV_ALLOW_PYTHON_BACKENDS"]
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")  # the config's judge is the scripted backend
+    reward = DiversityReward(load_config(write_config(tmp_path)))
+    prompts = ["Write a story opening."] * 4 + [[{"role": "user", "content": "Name a colour."}]] * 3
+    completions = ["class 0 a", "class 0 b", "class 1 c", "class 2 d",
+                   [{"role": "assistant", "content": "class 0 red"}],
+                   [{"role": "assistant", "content": "class 1 blue"}],
+                   [{"role": "assistant", "content": "class 1 navy"}]]
+    out = reward(prompts=prompts, completions=completions, category=["G"] * 4 + ["H"] * 3)
     assert out == pytest.approx([2 / 3, 2 / 3, 1, 1, 1, 0.5, 0.5])
     assert reward.__name__ == "functional_diversity"

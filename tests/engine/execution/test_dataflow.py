@@ -31,7 +31,7 @@ def config(run_dir, log, executor, stream):
     # Under Ray the judge's actor takes seconds to start: sampling is made to last longer than that.
     delay_s = 0.05 if executor == "local" else 0.6
     return config_from_dict({
-        "run_dir": str(run_dir), "prompts": {"source": "builtin", "per_category": 1}, "n": 3,
+        "run_dir": str(run_dir), "prompts": {"source": "builtin", "limit": 4}, "n": 3,
         "strategies": ["temperature", "system_general"],
         "generators": [_model("gen", log, delay_s)],
         "judges": [_model("jud", log, 0.0)],

@@ -70,6 +70,7 @@ def test_each_model_loads_once_and_is_released_after_its_last_stage(tmp_path, ex
         pipeline.close()
 
 
+@pytest.mark.slow  # ~21 s of Ray actors on 2 cores; the default run keeps the one-load-per-model test above
 def test_a_kept_model_makes_room_when_the_next_one_would_not_fit(ray_session, tmp_path):
     # The session's Ray has 4 CPUs. Each model's host reserves 2.5: the judge's (kept after the reference
     # classification for judging) must make room for the generator's, or the run would wait forever for resources.

@@ -112,11 +112,12 @@ def assert_same_tables(run_dir, expected):
         assert got[name].equals(expected[name]), f"{name} differs from the uninterrupted run"
 
 
-# Each case is two subprocess runs (~35 s on 2 cores): the default run kills in generation and in judging; the
-# later stages resume through the same code and run with the slow tests (`make test-slow`).
+# Each case is two subprocess runs (~35 s on 2 cores): the default run kills in generation, where judging already
+# streams beside sampling; the kills in judging and the later stages resume through the same code and run with the
+# slow tests (`make test-slow`).
 @pytest.mark.parametrize("kill_on", [
     pytest.param(("sample", 30), id="mid-generation"),
-    pytest.param(("judge", 25), id="mid-judging"),
+    pytest.param(("judge", 25), id="mid-judging", marks=pytest.mark.slow),
     pytest.param(("grade", 40), id="mid-grading", marks=pytest.mark.slow),
     pytest.param(("accuracy", 7), id="mid-accuracy", marks=pytest.mark.slow),
 ])

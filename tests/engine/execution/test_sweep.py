@@ -44,7 +44,7 @@ def _config(tmp_path: Path, temperatures: list[float], life: Path):
     model = {"name": "scripted", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted",
              "batch_size": 8, "options": {"life_log": str(life)}}
     return config_from_dict({
-        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1}, "n": 3,
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "limit": 3}, "n": 3,
         "strategies": ["temperature", "regen_general"], "sampling": {"temperature": temperatures},
         "generators": [model], "judges": [{**model, "name": "judge", "model": "judge"}],
         "execution": {"executor": "local", "shard_size": 4},
@@ -65,7 +65,7 @@ def test_a_sweep_runs_loads_once_resumes_and_is_reported(tmp_path):
     result = _run(cfg)
     groups = result.tables["groups"].to_pylist()
     assert {g["model"] for g in groups} == {"scripted@t=0.5", "scripted@t=1"}
-    assert len(groups) == 2 * 8 * 2  # two values × 8 prompts × two strategies
+    assert len(groups) == 2 * 3 * 2  # two values × 3 prompts × two strategies
     assert life.read_text().split("\n").count("load scripted") == 1  # one load for every value
     paths = write_report(result, cfg)
     text = paths["markdown"].read_text()
