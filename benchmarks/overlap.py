@@ -13,7 +13,7 @@ Spans come from the runs' stage records (start_s, wall_s): the flow is sampling,
 accuracy are off; classification runs before both and is left out). The goal is full ≤ 1.15 × max(alone).
 
     .venv/bin/python benchmarks/overlap.py --quick        # 5 prompts, under 90 s on 2 cores
-    .venv/bin/python benchmarks/overlap.py                # 16 prompts, two strategies
+    .venv/bin/python benchmarks/overlap.py                # 16 prompts, 24 tokens, 400 ms per judge request
 
 Prints a table, the machine's load, and as its last line `overlap ratio R` (R = streaming span / max(alone)).
 """
@@ -93,11 +93,11 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=None, help="the API judge's per-request latency")
     args = parser.parse_args()
     args.prompts = args.prompts or (5 if args.quick else 16)
-    args.max_tokens = args.max_tokens or (12 if args.quick else 32)
-    args.strategies = ["temperature"] if args.quick else ["temperature", "system_general"]
+    args.max_tokens = args.max_tokens or (12 if args.quick else 24)
+    args.strategies = ["temperature"]
     # The judge asks one pair per round (pruning), so a group takes about n(n-1)/2 round trips: the latency is set
     # so that judging alone takes about as long as generation alone, the case where overlap matters most.
-    args.latency_ms = args.latency_ms if args.latency_ms is not None else (200.0 if args.quick else 250.0)
+    args.latency_ms = args.latency_ms if args.latency_ms is not None else (200.0 if args.quick else 400.0)
     start = time.perf_counter()
     load_before = os.getloadavg()
     server, url = start_judge_server(args.latency_ms)
