@@ -40,7 +40,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 class Recorder:
-    """Wraps VLLMChatModel._generate: every call's conversations, parameters and per-request token counts."""
+    """Wraps VLLMChatModel._chat: every engine call's conversations, parameters and per-request token counts."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []

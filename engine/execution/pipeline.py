@@ -593,9 +593,9 @@ class _Flow:
 
     def frame(self) -> pa.Table:
         """The driver's frame of groups: every completed sample unit's groups, in the units' order."""
-        keys = sorted(self.frames, key=self.order.__getitem__)
         if self.external is not None:
             return self.external
+        keys = sorted(self.frames, key=self.order.__getitem__)
         if not keys:
             schema = SampleStage.output_schema
             for f in T.GROUP_CONTEXT:

@@ -68,16 +68,19 @@ def _first_json_line(path: Path) -> Any:
     return None
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
+    """Each non-empty line's JSON object, or the InputError saying why the line is not one."""
     where = str(path)
     with path.open("r", encoding="utf-8") as f:
         for k, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                yield k, json.loads(line)
+                rec = json.loads(line)
             except ValueError as exc:
                 yield k, InputError(where, k, None, f"not valid JSON ({exc})")
+                continue
+            yield k, rec if isinstance(rec, dict) else InputError(where, k, None, "expected a JSON object per line")
 
 
 # -- lm-evaluation-harness ---------------------------------------------------------------------------------------
@@ -94,9 +97,6 @@ def read_lm_eval(path: Path) -> Iterator[Row]:
     for line, rec in _jsonl(path):
         if isinstance(rec, InputError):
             yield where, line, rec
-            continue
-        if not isinstance(rec, dict):
-            yield where, line, InputError(where, line, None, "expected a JSON object per line")
             continue
         doc_id = rec.get("doc_id")
         if doc_id in seen:
@@ -243,9 +243,6 @@ def read_noveltybench(path: Path) -> Iterator[Row]:
     for line, rec in _jsonl(path):
         if isinstance(rec, InputError):
             yield where, line, rec
-            continue
-        if not isinstance(rec, dict):
-            yield where, line, InputError(where, line, None, "expected a JSON object per line")
             continue
         generations = rec.get("generations")
         if not isinstance(generations, list) or not all(isinstance(g, str) for g in generations):
