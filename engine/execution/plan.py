@@ -11,7 +11,8 @@ Counting rules (per generator, strategy and prompt; n responses per group):
 - judging: a group has n(n−1)/2 pairs; union-find pruning asks between n − 1 (everything equivalent) and all of
   them, times two with both_orders, and an unreadable verdict is asked once more; the groups of the agreement sample
   (judge.agreement_sample_rate, a draw by group known before the run) have all their pairs judged; one output token
-  where log-probs decide, judge.max_tokens where text does;
+  where log-probs decide, judge.max_tokens where text does; judging reasoning traces too (judge.target) adds nothing
+  to the low end (a model that does not reason has none) and every pair again to the high end;
 - quality: one checklist per prompt, one grade per response; accuracy: one grader call per response to a prompt
   with a short gold answer; each up to twice.
 Input tokens are estimated from characters (CHARS_PER_TOKEN), responses at their max_tokens (cut to
@@ -173,6 +174,10 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
         drawn = round(external_groups * config.judge.agreement_sample_rate)
     low_calls += drawn * (pairs_per_group - (n - 1)) * orders
     high_calls = groups * pairs_per_group * orders * 2
+    # judge.target: traces are judged only where every response has one (none, from a model that does not reason),
+    # so they add nothing to the low end and the answers' high end again.
+    answers, traces = (config.judge.target in ("answer", "both")), (config.judge.target in ("trace", "both"))
+    low_calls, high_calls = low_calls * answers, high_calls * (answers + traces)
     for j in config.judges:
         out_high = 1 if j.verdict == "logprobs" else config.judge.max_tokens
         _role(roles, "judge", j).add((low_calls, high_calls), (int(low_calls * mean_judge_in),

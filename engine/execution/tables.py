@@ -151,6 +151,7 @@ RESPONSES = pa.schema(
         ("text", pa.string()),
         ("finish_reason", pa.string()),
         ("n_tokens", pa.int64()),
+        ("trace", pa.string()),  # the reasoning before the response (null where none), never part of `text`
     ]
 )
 
@@ -202,6 +203,12 @@ GROUPS = pa.schema(
         ("semantic_entropy_norm_mean", pa.float64()),  # / ln n
         ("utility_mean", pa.float64()),  # NoveltyBench utility; null where a response is ungraded
         ("vendi", pa.float64()),
+        # Reasoning traces (judge.target trace / both): whether every response has a trace of its own ("traced"),
+        # some do ("partial"), none ("none"), or one trace was split over all ("shared": system-prompt strategies);
+        # the mean unique traces over the judges whose trace count is resolved, and those judges.
+        ("trace_status", pa.string()),
+        ("unique_trace_mean", pa.float64()),
+        ("trace_judges_in_mean", pa.list_(pa.string())),
     ]
 )
 
@@ -268,12 +275,41 @@ def vendi_of(pair_cosine: list[float] | None) -> float | None:
     return vendi_score(np.asarray(pair_cosine, dtype=np.float64).reshape(n, n)) if n * n == len(pair_cosine) else None
 
 
+def group_traces(frame: pa.Table) -> list[list[str | None]]:
+    """Each group's per-response reasoning traces (None where a response has none; groups from shards written
+    before traces were kept, or responses imported without them, have none)."""
+    if "traces" not in frame.column_names:
+        return [[None] * len(r or []) for r in frame["responses"].to_pylist()]
+    return [list(t) if t is not None else [None] * len(r or [])
+            for t, r in zip(frame["traces"].to_pylist(), frame["responses"].to_pylist())]
+
+
+def shared_traces(frame: pa.Table) -> list[str | None]:
+    """Each group's one trace split over all its responses (system-prompt strategies), else None."""
+    if "shared_trace" not in frame.column_names:
+        return [None] * frame.num_rows
+    return frame["shared_trace"].to_pylist()
+
+
+def trace_status(responses: list[str] | None, traces: list[str | None], shared: str | None) -> str | None:
+    """Whether a group's responses have reasoning traces to judge (see GROUPS); None for a group without
+    responses."""
+    if not responses:
+        return None
+    if shared:
+        return "shared"
+    have = sum(1 for t in traces[:len(responses)] if t)
+    return "traced" if have == len(responses) else "partial" if have else "none"
+
+
 def explode_responses(frame: pa.Table) -> pa.Table:
     rows = []
-    for g in frame.select(["prompt_id", "model", "strategy", "responses", "finish_reasons", "n_tokens"]).to_pylist():
+    columns = frame.select(["prompt_id", "model", "strategy", "responses", "finish_reasons", "n_tokens"]).to_pylist()
+    for g, traces in zip(columns, group_traces(frame)):
         for k, (text, reason, n) in enumerate(zip(g["responses"], g["finish_reasons"], g["n_tokens"])):
             rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
-                         "sample_idx": k, "text": text, "finish_reason": reason, "n_tokens": n})
+                         "sample_idx": k, "text": text, "finish_reason": reason, "n_tokens": n,
+                         "trace": traces[k] if k < len(traces) else None})
     return pa.Table.from_pylist(rows, schema=RESPONSES)
 
 
@@ -330,9 +366,11 @@ def _mean(values: list[float]) -> float | None:
 
 def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quality: pa.Table | None,
                  accuracy: pa.Table | None = None, rewards: pa.Table | None = None,
-                 judges: list[str] | None = None) -> pa.Table:
+                 judges: list[str] | None = None, trace_components: pa.Table | None = None,
+                 trace_judges: list[str] | None = None) -> pa.Table:
     """One row per group: its category, unique responses per judge and their mean, general metrics, quality,
-    accuracy (mean over the responses that could be checked; null where nothing was).
+    accuracy (mean over the responses that could be checked; null where nothing was), and — where traces were
+    judged (`trace_components`, by `trace_judges`) — the mean unique reasoning traces.
 
     A judge's count enters `unique_mean` only when it is resolved (engine.method.components); the judges whose count
     is unresolved, and those with no row at all for the group (their shard failed), are listed by name, never
@@ -359,9 +397,16 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
     reward: dict[tuple, list[float]] = {}
     for r in (rewards.to_pylist() if rewards is not None else []):
         reward.setdefault(tuple(r[k] for k in KEYS), []).append(r["reward"])
+    traced: dict[tuple, dict[str, dict]] = {}
+    for c in (trace_components.to_pylist() if trace_components is not None else []):
+        traced.setdefault(tuple(c[k] for k in KEYS), {})[c["judge"]] = c
+    statuses = [trace_status(r, t, sh) for r, t, sh in zip(frame["responses"].to_pylist(), group_traces(frame),
+                                                            shared_traces(frame))]
     rows = []
-    for g in frame.to_pylist():
+    for g, status in zip(frame.to_pylist(), statuses):
         key = tuple(g[k] for k in KEYS)
+        trace_rows = traced.get(key, {})
+        trace_counted = [j for j in (trace_judges or []) if j in trace_rows and trace_rows[j]["resolved"]]
         rows_by_judge = by_group.get(key, {})
         counted = [j for j in judges if j in rows_by_judge and rows_by_judge[j]["resolved"]]
         per_judge = {j: rows_by_judge[j]["unique"] for j in counted}
@@ -395,6 +440,9 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "reward_mean": _mean(reward.get(key, [])),
                 **_class_means([rows_by_judge[j] for j in counted] if g["responses"] else []),
                 "vendi": vendi_of(m.get("pair_cosine")) if g["responses"] else None,
+                "trace_status": status,
+                "unique_trace_mean": _mean([trace_rows[j]["unique"] for j in trace_counted]),
+                "trace_judges_in_mean": trace_counted,
             }
         )
     return pa.Table.from_pylist(rows, schema=GROUPS)

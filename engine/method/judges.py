@@ -127,13 +127,19 @@ def _ask(conversation: list[dict[str, str]], sampling: SamplingParams) -> Progra
     return asked
 
 
+# What a judge compares → the conversation that asks about one ordered pair: the responses, under the category's
+# criterion; or their reasoning traces, by strategy (judge.target).
+CONVERSATIONS = {"answer": taxonomy.judge_conversation, "trace": taxonomy.trace_judge_conversation}
+
+
 def judge_pair(category: str | None, prompt: str, a: str, b: str, settings: JudgeConfig,
-               sampling: SamplingParams, i: int = 0, j: int = 1) -> Program:
+               sampling: SamplingParams, i: int = 0, j: int = 1, target: str = "answer") -> Program:
     """Ask the LLM judge about one pair (and its reverse with both_orders, in the same round); returns a
-    PairVerdict."""
-    conversations = [taxonomy.judge_conversation(category, prompt, a, b, settings.max_response_chars)]
+    PairVerdict. `target`: "answer" (a and b are responses) or "trace" (they are reasoning traces)."""
+    ask = CONVERSATIONS[target]
+    conversations = [ask(category, prompt, a, b, settings.max_response_chars)]
     if settings.both_orders:
-        conversations.append(taxonomy.judge_conversation(category, prompt, b, a, settings.max_response_chars))
+        conversations.append(ask(category, prompt, b, a, settings.max_response_chars))
     answers = yield from parallel([_ask(c, sampling) for c in conversations])
     return _combine(i, j, answers, settings.threshold)
 
@@ -159,13 +165,14 @@ def judge_group(
     sampling: SamplingParams,
     cheap: Callable[[int, int], float] | None = None,
     full: bool = False,
+    target: str = "answer",
 ) -> Program:
     """Judge the pairs of one group; returns a GroupJudgment.
 
     Pairs are visited in (i, j) order; with pruning on, pairs already connected are skipped. With the cascade on,
     `cheap(i, j)` gives the calibrated judge's P(equivalent): at or below `cascade.low` or at or above
     `cascade.high` it decides the pair; in between the LLM judge does. `full`: judge every pair with the LLM (no
-    pruning, no cascade) — the agreement sample.
+    pruning, no cascade) — the agreement sample. `target`: "trace" when `responses` are reasoning traces.
     """
     n = len(responses)
     uf = UnionFind(n)
@@ -186,10 +193,10 @@ def judge_group(
                                       raw="", decided_by="cheap", p_cheap=p_cheap, read_from="calibrated")
                 result.cheap_decided += 1
                 if audited(prompt, a, b, cascade.audit_rate):
-                    check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j)
+                    check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j, target)
                     verdict.p_audit, verdict.calls, verdict.raw = check.p_equivalent, check.calls, check.raw
             else:
-                verdict = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j)
+                verdict = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j, target)
                 verdict.p_cheap = p_cheap
             result.pairs.append(verdict)
             result.calls_made += verdict.calls

@@ -5,7 +5,11 @@ in parallel), is sent back the list of `ChatOutput`s in the same order, and fina
 shaping a multi-turn conversation, a judge walking the pairs of a group and a grader asking for a digit are all
 programs; none of them knows how its requests are batched.
 
-`drive` runs many programs in lockstep rounds, so that each round is one large batched backend call however
+Every output a program is sent has its reasoning apart from its answers (actors.base.separate_traces): a judge,
+classifier or grader that thinks first is read by its answer, and a strategy keeps each response's trace.
+
+`drive` runs many programs in lockstep rounds (or, on a backend that takes requests one at a time, continuously:
+`drive_continuous`), so that each round is one large batched backend call however
 sequential each program is on its own. `ask_until_parsed` is the ask → parse → remind → ask-again protocol that
 every step which reads a structured answer (a category, a verdict, a checklist, a grade) uses: written once, so a
 change to its rules changes every step alike. Its reminder texts live in `engine.method.taxonomy` with every other
@@ -16,10 +20,11 @@ Imports: actors.base only (the backend interface).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Generic, Sequence, TypeVar
 
-from actors.base import ChatBackend, ChatOutput, Conversation, SamplingParams
+from actors.base import ChatBackend, ChatOutput, ContinuousBackend, Conversation, SamplingParams, separate_traces
 
 T = TypeVar("T")
 
@@ -62,7 +67,12 @@ def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats |
 
     Returns:
         Each program's return value, in input order.
+
+    A backend that takes requests one at a time (actors.base.ContinuousBackend with `continuous` on: vLLM) is
+    driven by `drive_continuous` instead: the same results, without waiting for a round's slowest request.
     """
+    if isinstance(backend, ContinuousBackend) and getattr(backend, "continuous", False):
+        return drive_continuous(backend, programs, stats, transient)
     results: list[Any] = [None] * len(programs)
     pending: dict[int, list[Request]] = {}
     for k, program in enumerate(programs):
@@ -72,6 +82,8 @@ def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats |
         outputs = backend.chat([r.conversation for _, r in order], [r.sampling for _, r in order])
         if len(outputs) != len(order):
             raise ProgramError(f"backend returned {len(outputs)} outputs for {len(order)} requests")
+        # Every program reads answers only: a reasoning model's thinking travels apart, in ChatOutput.traces.
+        outputs = [separate_traces(out) for out in outputs]
         if stats is not None:
             stats.rounds += 1
             stats.calls += len(order)
@@ -83,6 +95,66 @@ def drive(backend: ChatBackend, programs: Sequence[Program], stats: DriveStats |
         pending = {}
         for k, outs in by_program.items():
             _advance(programs[k], outs, k, pending, results)
+    return results
+
+
+def drive_continuous(backend: ContinuousBackend, programs: Sequence[Program], stats: DriveStats | None = None,
+                     transient: dict[int, str] | None = None) -> list[Any]:
+    """Run programs to completion, each program's next requests submitted as soon as its previous ones are back.
+
+    Lockstep rounds wait for a round's slowest request before any conversation moves on: a regeneration turn that
+    ends after 5 tokens waits for one that runs to max_tokens. Here the engine keeps decoding the requests still
+    running while the finished conversations' next turns join it (vLLM schedules them into the running batch), with
+    at most `backend.max_in_flight` requests submitted and not yet collected (the rest wait, first in first out).
+    Same arguments and results as `drive`; `stats.rounds` counts the longest chain of requests one program made.
+    """
+    results: list[Any] = [None] * len(programs)
+    waiting: dict[int, list[ChatOutput | None]] = {}  # program → outputs of its current requests
+    queue: deque[tuple[int, int, Request]] = deque()  # requests not yet submitted: (program, slot, request)
+    where: dict[int, tuple[int, int]] = {}  # submitted key → (program, slot)
+    depth = [0] * len(programs)
+    cap = max(1, int(getattr(backend, "max_in_flight", 1 << 30)))
+
+    def advance(k: int, sent: list[ChatOutput] | None) -> None:
+        pending: dict[int, list[Request]] = {}
+        _advance(programs[k], sent, k, pending, results)
+        if k in pending:
+            depth[k] += 1
+            waiting[k] = [None] * len(pending[k])
+            queue.extend((k, i, r) for i, r in enumerate(pending[k]))
+
+    next_key = 0
+    try:
+        for k in range(len(programs)):
+            advance(k, None)
+        while waiting:
+            while queue and len(where) < cap:
+                k, i, request = queue.popleft()
+                where[next_key] = (k, i)
+                backend.submit(next_key, request.conversation, request.sampling)
+                next_key += 1
+            done = backend.collect()
+            if not done:  # collect() waits while anything is in flight, and something is
+                raise ProgramError(f"backend returned nothing with {len(where)} requests in flight")
+            for key, out in done:
+                if key not in where:
+                    raise ProgramError(f"backend returned an output for unknown request {key}")
+                k, i = where.pop(key)
+                out = separate_traces(out)  # as in `drive`: programs read answers only
+                if transient is not None and out.error is not None and out.transient:
+                    transient.setdefault(k, out.error)
+                outs = waiting[k]
+                outs[i] = out
+                if all(o is not None for o in outs):
+                    del waiting[k]
+                    advance(k, outs)  # type: ignore[arg-type]
+    except BaseException:
+        if where:
+            backend.cancel()
+        raise
+    if stats is not None:
+        stats.rounds += max(depth, default=0)
+        stats.calls += next_key
     return results
 
 

@@ -57,6 +57,9 @@ class Sampled:
             None when nothing matched); None for the others.
         calls: backend requests made.
         error: the backend's per-row error, if any.
+        traces: each response's reasoning trace (None where the model wrote none), never part of the response.
+        shared_trace: for system-prompt strategies, the one trace of the completion the responses were split from
+            (it belongs to all of them, so no response has a trace of its own).
     """
 
     responses: list[str] = field(default_factory=list)
@@ -68,6 +71,12 @@ class Sampled:
     parse_mode: str | None = None
     calls: int = 0
     error: str | None = None
+    traces: list[str | None] = field(default_factory=list)
+    shared_trace: str | None = None
+
+
+def _traces(out: ChatOutput) -> list[str | None]:
+    return list(out.traces) if out.traces is not None else [None] * len(out.texts)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ def temperature(x: StrategyInput) -> Program:
     if _failed(out, s):
         return s
     s.responses, s.finish_reasons, s.n_tokens = list(out.texts), list(out.finish_reasons), list(out.n_tokens)
+    s.traces = _traces(out)
     return s
 
 
@@ -124,6 +134,8 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
         assert best is not None
         parts, s.parse_mode, out = best
         s.responses = parts
+        s.traces = [None] * len(parts)
+        s.shared_trace = _traces(out)[0] if out.texts else None
         # A split completion has one finish reason and one token count; each part inherits the reason, and the
         # tokens are apportioned by characters (an estimate, marked as such by the strategy name).
         total_chars = sum(len(p) for p in parts) or 1
@@ -152,8 +164,11 @@ def _regen(strategy: str) -> Callable[[StrategyInput], Program]:
                 return s
             text = out.texts[0]
             s.responses.append(text)
+            s.traces.append(_traces(out)[0])
             s.finish_reasons.append(out.finish_reasons[0])
             s.n_tokens.append(out.n_tokens[0])
+            # The answer alone goes back into the conversation, as reasoning models' chat templates do with
+            # earlier turns' thinking.
             conversation += [{"role": "assistant", "content": text}, {"role": "user", "content": followup}]
         return s
 

@@ -287,6 +287,22 @@ Response 2:
 {criterion} Answer YES if they are functionally equivalent, NO if they are functionally different.
 Answer (YES or NO):"""
 
+# The judge's question about two reasoning traces (judge.target: trace / both). Whatever the category, traces are
+# compared as the paper compares Problem-solving answers (categories D and E): by the strategy they follow.
+TRACE_JUDGE_PROMPT = """The prompt below belongs to the task category "{category_name}". A model reasoned about it before answering; below are two of its reasoning traces. Two traces are functionally different only if they follow a different problem-solving strategy (a different method or approach); other differences (wording, length, the order of the same steps, slips along the way, the answer reached) do not count.
+
+Prompt:
+\"\"\"{prompt}\"\"\"
+
+Reasoning trace 1:
+\"\"\"{response_a}\"\"\"
+
+Reasoning trace 2:
+\"\"\"{response_b}\"\"\"
+
+Do the two traces use the same problem-solving strategy (the same method or approach)? Answer YES if they are functionally equivalent, NO if they are functionally different.
+Answer (YES or NO):"""
+
 # Sent when a verdict is neither YES nor NO.
 JUDGE_REMINDER = "Answer with a single word: YES or NO."
 
@@ -400,6 +416,19 @@ def judge_conversation(category: str | None, prompt: str, response_a: str, respo
     ]
 
 
+def trace_judge_conversation(category: str | None, prompt: str, trace_a: str, trace_b: str,
+                             limit: int = 0) -> list[dict[str, str]]:
+    """The judge's conversation for one ordered pair of reasoning traces: JUDGE_SYSTEM, then the strategy question
+    (TRACE_JUDGE_PROMPT; traces cut to `limit` characters)."""
+    name = CATEGORIES[category].name if category in CATEGORIES else UNCATEGORISED_NAME
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {"role": "user", "content": TRACE_JUDGE_PROMPT.format(category_name=name, prompt=prompt,
+                                                              response_a=clip(trace_a, limit),
+                                                              response_b=clip(trace_b, limit))},
+    ]
+
+
 def judge_prompt(category: str | None, prompt: str, response_a: str, response_b: str) -> str:
     """The pairwise judge prompt, anchored to `category`; with no category (unclassified and no gold label),
     the generic UNCATEGORISED_* criterion is used and the judgments record that."""
@@ -444,6 +473,8 @@ SENT_BY: dict[str, tuple[str, ...]] = {
     "judge": ("JUDGE_SYSTEM", "JUDGE_PROMPT", "JUDGE_REMINDER", "CLIP_MARK", "UNCATEGORISED_NAME",
               "UNCATEGORISED_DIFFERENCE", "UNCATEGORISED_CRITERION", "Category.name", "Category.difference",
               "Category.judge_criterion"),
+    "judge_trace": ("JUDGE_SYSTEM", "TRACE_JUDGE_PROMPT", "JUDGE_REMINDER", "CLIP_MARK", "UNCATEGORISED_NAME",
+                    "Category.name"),
     "checklist": ("CHECKLIST_PROMPT", "CHECKLIST_REMINDER", "UNCATEGORISED_NAME", "Category.name"),
     "grade": ("GRADE_PROMPT", "CRITERION_LINE", "GRADE_REMINDER"),
     "accuracy": ("SHORT_ANSWER_GRADER", "SHORT_ANSWER_REMINDER"),

@@ -1,11 +1,17 @@
-"""Compare two runs on the same prompts: is B more homogeneous than A, where, and by how much?
+"""Compare two runs on the same prompts — or two values of a sweep within one run: is B more homogeneous than A,
+where, and by how much?
 
     python engine/run.py compare RUN_A RUN_B [--intersect] [--out DIR] [--resamples N] [--seed S]   (engine.cli.compare)
+    python engine/run.py compare RUN --values 0.5 1.0      (two values of the run's sweep: A at 0.5, B at 1.0)
 
 Two runs are paired group by group — same prompt, same strategy, and the same generator (or, when each run has
 exactly one generator, that one against the other: two models, two dates, two settings of one model). For each
 category the mean of the per-prompt differences B − A of functionally unique responses (and of checklist quality
 and accuracy where both runs measured them) gets a bootstrap interval that resamples prompts, and a verdict line.
+
+Within a run (`--values`), each swept generator `<model>@t=0.5` is paired with `<model>@t=1` on the same prompts and
+strategies; a value is the swept setting's number when one setting is swept, or the generator's suffix
+("t=0.5,p=0.8") when both are.
 
 Runs whose prompt sets differ are refused unless `--intersect` asks to compare the prompts both share; runs with
 different n are always refused (a count out of 4 and a count out of 6 are not on one scale).
@@ -142,16 +148,66 @@ def _model_pairs(models_a: list[str], models_b: list[str], intersect: bool) -> l
         + (", or pass --intersect to compare the generators both have" if common else "") + ".")
 
 
-def compare_runs(dir_a: str | Path, dir_b: str | Path, *, intersect: bool = False, resamples: int = 1000,
-                 seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
-    """Paired comparison of two finished runs, per category and per strategy.
+def _swept_value(name: str, sweep: dict[str, Any]) -> str:
+    """The part of a swept generator's name after `<base>@`: "t=0.5" or "t=0.5,p=0.8"."""
+    return name[len(sweep["base"]) + 1:]
+
+
+def sweep_pairs(config: Any, value_a: str, value_b: str) -> list[tuple[str, str]]:
+    """(generator at value_a, generator at value_b) for every swept base model of a run.
 
     Args:
-        dir_a, dir_b: the run directories (A is the baseline; differences are B − A).
+        config: the run's RunConfig.
+        value_a, value_b: a number of the swept setting (when one setting is swept), or a generator suffix such as
+            "t=0.5" / "t=0.5,p=0.8".
+
+    Raises:
+        CompareError: the run has no sweep, a value matches no generator (the message lists the values there are),
+            a bare number is ambiguous (both settings swept), or the two values are the same.
+    """
+    swept: dict[str, list[Any]] = defaultdict(list)
+    for g in config.generators:
+        if g.sweep:
+            swept[g.sweep["base"]].append(g)
+    if not swept:
+        raise CompareError("this run has no sweep (sampling.temperature or top_p as a list): --values compares "
+                           "two values of a run's sweep; compare two runs instead")
+
+    def pick(base: str, gens: list[Any], value: str) -> str:
+        varies = [k for k in ("temperature", "top_p") if len({g.sweep[k] for g in gens}) > 1]
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and len(varies) > 1:
+            raise CompareError(f"--values {value}: both temperature and top_p are swept; name a generator's value "
+                               f"such as {_swept_value(gens[0].name, gens[0].sweep)!r}")
+        found = [g.name for g in gens if _swept_value(g.name, g.sweep) == value.strip()
+                 or (number is not None and varies and g.sweep[varies[0]] == number)]
+        if len(found) != 1:
+            raise CompareError(f"--values {value}: no generator of {base!r} has that value; its values are "
+                               + ", ".join(_swept_value(g.name, g.sweep) for g in gens))
+        return found[0]
+
+    pairs = [(pick(base, gens, value_a), pick(base, gens, value_b)) for base, gens in swept.items()]
+    if any(a == b for a, b in pairs):
+        raise CompareError(f"--values {value_a} {value_b}: the two values name the same generators")
+    return pairs
+
+
+def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersect: bool = False,
+                 resamples: int = 1000, seed: int = 0, ci: float = 0.95,
+                 values: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Paired comparison of two finished runs, or of two sweep values within one run, per category and per strategy.
+
+    Args:
+        dir_a, dir_b: the run directories (A is the baseline; differences are B − A); dir_b None (or the same
+            directory) with `values`: within run A.
         intersect: compare the prompts (and generators) both runs have instead of refusing runs that differ.
         resamples: bootstrap resamples (prompts are resampled).
         seed: bootstrap seed.
         ci: interval coverage.
+        values: (A's value, B's value) of the run's sweep (see `sweep_pairs`).
 
     Returns:
         Plain data: the runs, what was paired and left out, config differences, per-category and per-strategy
@@ -162,10 +218,18 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path, *, intersect: bool = Fals
             be paired; or nothing is left to pair.
         RunDirError: a directory is not a finished run.
     """
+    within = values is not None and (dir_b is None or Path(dir_b).resolve() == Path(dir_a).resolve())
+    if dir_b is None and not within:
+        raise CompareError("compare needs two runs (RUN_A RUN_B), or one run and --values A B (two sweep values)")
+    if values is not None and not within:
+        raise CompareError("--values compares two values of one run's sweep: give one run directory")
+    dir_b = dir_a if dir_b is None else dir_b
     ra, ca = read_run(dir_a, TABLES)
-    rb, cb = read_run(dir_b, TABLES)
+    rb, cb = (ra, ca) if within else read_run(dir_b, TABLES)
     label_a, label_b = Path(dir_a).resolve().name, Path(dir_b).resolve().name
-    if label_a == label_b:
+    if within:
+        label_a, label_b = f"{label_a} @ {values[0]}", f"{label_b} @ {values[1]}"
+    elif label_a == label_b:
         label_a, label_b = str(Path(dir_a).resolve()), str(Path(dir_b).resolve())
     if ca.n != cb.n:
         raise CompareError(f"the runs have different n (A: {ca.n} responses per group, B: {cb.n}); unique counts "
@@ -186,7 +250,11 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path, *, intersect: bool = Fals
         raise CompareError("the runs share no prompts (same id and text): nothing to compare")
     models_a = run_models(ca, ta["groups"].select(["model"]).to_pylist())
     models_b = run_models(cb, tb["groups"].select(["model"]).to_pylist())
-    pairs = _model_pairs(models_a, models_b, intersect)
+    if within:
+        pairs = sweep_pairs(ca, *values)
+        models_a, models_b = [a for a, _ in pairs], [b for _, b in pairs]
+    else:
+        pairs = _model_pairs(models_a, models_b, intersect)
     strategies = [s for s in ca.strategies if s in cb.strategies]
     if not strategies:
         raise CompareError(f"the runs share no strategy (A: {ca.strategies}, B: {cb.strategies})")
@@ -254,7 +322,9 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path, *, intersect: bool = Fals
         "strategies_skipped": sorted(set(ca.strategies) ^ set(cb.strategies)),
         "paired_groups": len(units),
         "left_out": dict(missing),
-        "config_differences": config_differences(dir_a, dir_b),
+        "config_differences": ([{"key": "generators", "a": ", ".join(models_a), "b": ", ".join(models_b)}]
+                               if within else config_differences(dir_a, dir_b)),
+        "within_run": within,
         "small_model_judges": {"a": small_model_judges(ca), "b": small_model_judges(cb)},
         "by_category": by_category,
         "by_strategy": by_strategy,

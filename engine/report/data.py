@@ -179,6 +179,7 @@ def report_data(result, config) -> dict[str, Any]:
     data["by_strategy"] = _by_strategy(groups, n)
     data["class_measures"] = _class_section(groups, n, boot)
     data["sweep"] = _sweep_section(groups, n, config, boot)
+    data["traces"] = _trace_section(groups, n, config, boot)
     data["parsing"] = _parsing_section(t, config)
     data["classification"] = _classification_section(t, models, boot)
     data["yardstick"] = _yardstick_section(t, models, config)
@@ -472,6 +473,48 @@ def _class_section(groups: list[dict], n: int, boot: Callable) -> dict[str, Any]
             row[f"{column}_missing"] = len(gs) - len(have)
         rows.append(row)
     return {"cells": rows, "measures": dict(CLASS_MEASURES)}
+
+
+TRACE_GAPS = {
+    "none": "no response has a trace",
+    "partial": "some responses have no trace",
+    "shared": "one trace split over all responses (system-prompt strategy)",
+    "unresolved": "traces judged, count unresolved",
+}
+
+
+def _trace_section(groups: list[dict], n: int, config: Any, boot: Callable) -> dict[str, Any] | None:
+    """Unique answers and unique reasoning traces side by side (judge.target trace / both), per model × category ×
+    strategy over groups with all n responses: each mean over the groups that have that count, the paired
+    difference over those with both, and why groups have no trace count. None when traces were not judged."""
+    if getattr(getattr(config, "judge", None), "target", "answer") == "answer":
+        return None
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for g in groups:
+        if g["status"] == "ok" and g["n_responses"] == n:
+            for cat in (g["category"] or "?", "all"):
+                cells[(g["model"], cat, g["strategy"])].append(g)
+    rows = []
+    for (model, cat, strategy), gs in sorted(cells.items()):
+        answers = [g for g in gs if finite(g["unique_mean"])]
+        traces = [g for g in gs if finite(g.get("unique_trace_mean"))]
+        both = [g for g in answers if finite(g.get("unique_trace_mean"))]
+        gaps = {k: 0 for k in TRACE_GAPS}
+        for g in gs:
+            if not finite(g.get("unique_trace_mean")):
+                status = g.get("trace_status") or "none"
+                gaps["unresolved" if status == "traced" else status] += 1
+        rows.append({
+            "model": model, "category": cat, "strategy": strategy, "groups": len(gs), "traced": len(traces),
+            "answers": boot([g["unique_mean"] for g in answers], clusters=[g["prompt_id"] for g in answers]).to_dict(),
+            "traces": boot([g["unique_trace_mean"] for g in traces],
+                           clusters=[g["prompt_id"] for g in traces]).to_dict(),
+            "paired": len(both),
+            "difference": boot([g["unique_trace_mean"] - g["unique_mean"] for g in both],
+                               clusters=[g["prompt_id"] for g in both]).to_dict(),
+            "gaps": gaps,
+        })
+    return {"target": config.judge.target, "cells": rows, "gaps": dict(TRACE_GAPS)}
 
 
 def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> dict[str, Any] | None:

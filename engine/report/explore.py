@@ -56,12 +56,15 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
         return out
 
     responses, judgments, comps = by_group("responses"), by_group("judgments"), by_group("components")
+    trace_comps = by_group("trace_components")
     quality, accuracy, rewards = by_group("quality"), by_group("accuracy"), by_group("rewards")
     judges: list[str] = []
     records = []
     for g in groups:
         key = tuple(g[k] for k in KEYS)
-        texts = [r["text"] for r in sorted(responses.get(key, []), key=lambda r: r["sample_idx"])]
+        ordered = sorted(responses.get(key, []), key=lambda r: r["sample_idx"])
+        texts = [r["text"] for r in ordered]
+        traces = [r.get("trace") for r in ordered]
         per_judge: dict[str, Any] = {}
         for c in comps.get(key, []):
             if c["judge"] not in judges:
@@ -87,6 +90,8 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
             "category": g["category"], "category_source": g.get("category_source"),
             "gold": g.get("gold_category"), "classified": g.get("classified"), "status": g["status"],
             "prompt": prompts.get(g["prompt_id"], ""), "responses": texts,
+            "traces": traces if any(traces) else None,
+            "trace_classes": {c["judge"]: c.get("classes") for c in trace_comps.get(key, [])},
             "unique_mean": g["unique_mean"], "judges": per_judge,
             "metrics": {k: g.get(k) for k in (*GENERAL_METRICS, "semantic_entropy_norm_mean", "utility_mean", "vendi")
                         if k in g},
@@ -324,6 +329,13 @@ _SCRIPT = r"""
                  (g.reward ? " · reward " + fmt(g.reward[i]) : "");
       d.appendChild(el("div", meta, "muted"));
       d.appendChild(el("div", text));
+      if (g.traces && g.traces[i]) {
+        var tc = (g.trace_classes[name] || [])[i], det = el("details", null, "trace");
+        det.appendChild(el("summary", "reasoning trace" + (tc === undefined || tc === null ? "" :
+                                                           " · strategy class " + tc)));
+        det.appendChild(el("div", g.traces[i]));
+        d.appendChild(det);
+      }
       box.appendChild(d);
     });
     if (j) {

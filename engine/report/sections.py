@@ -99,6 +99,7 @@ def build_sections(data: dict[str, Any]) -> list[Section]:
     resamples = data["settings"]["bootstrap_resamples"]
     sections = [_overview(data, ci, resamples), _deviations_view(data), _unique_view(data, ci),
                 _tradeoff_view(data, ci), _spearman_view(data, ci), _class_view(data, ci), *_sweep_view(data, ci),
+                *_trace_view(data, ci),
                 _strategy_view(data),
                 _classification_view(data, ci), _judging_view(data, ci), _accuracy_view(data, ci),
                 _throughput_view(data)]
@@ -274,6 +275,34 @@ def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:
     rows = [[c["base"], c["category"], c["strategy"], f"{c[x]:g}", str(c["groups"]), fmt_estimate(c["unique"]),
              fmt_estimate(c["quality"])] for c in sweep["cells"]]
     s.blocks.append(Table(["model", "category", "strategy", x, "groups", "unique", "quality (1–5)"], rows))
+    return [s]
+
+
+def _trace_view(data: dict[str, Any], ci: str) -> list[Section]:
+    traces = data.get("traces")
+    if not traces:
+        return []
+    s = Section("traces", "Reasoning traces: unique answers and unique strategies")
+    s.blocks.append(Para(
+        "A reasoning model's thinking is kept apart from its answer (a server's reasoning field, or a <think> block) "
+        "and never judged as part of it. Here the judges also compared the traces of each group, asking whether two "
+        "follow the same problem-solving strategy (the criterion of categories D and E, whatever the category): "
+        "answers that agree can still come from different strategies, and the other way round. Unique answers and "
+        f"unique traces are each a mean [{ci} interval over prompts] over the groups with all n responses that have "
+        "that count; the difference (traces − answers) is over the groups that have both. A group has no trace count "
+        "when not every response has a trace of its own (counted in the last column), or when its trace verdicts "
+        "could not be read."))
+    gaps = traces["gaps"]
+    rows = []
+    for c in traces["cells"]:
+        without = "; ".join(f"{v} {gaps[k]}" for k, v in c["gaps"].items() if v) or "—"
+        rows.append([c["model"], c["category"], c["strategy"], str(c["groups"]), fmt_estimate(c["answers"]),
+                     fmt_estimate(c["traces"]), f"{fmt_estimate(c['difference'])} ({c['paired']})", without])
+    if rows:
+        s.blocks.append(Table(["model", "category", "strategy", "groups", "unique answers", "unique traces",
+                               "traces − answers (groups)", "groups without a trace count"], rows))
+    else:
+        s.blocks.append(Para("No groups with all n responses."))
     return [s]
 
 

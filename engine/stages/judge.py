@@ -42,6 +42,9 @@ class JudgeStage(BackendStage):
     Args:
         model: the judge's spec.
         settings: the run's `judge:` settings (engine.config.JudgeConfig) as a dict.
+        target: "answer" (the input's `responses` are the responses) or "trace" (they are the responses' reasoning
+            traces: the judge asks whether two follow the same strategy, and the cascade, fitted on answers, is
+            off).
     """
 
     name = "judge"
@@ -70,13 +73,16 @@ class JudgeStage(BackendStage):
         ]
     )
 
-    def __init__(self, model: dict[str, Any], settings: dict[str, Any]) -> None:
+    def __init__(self, model: dict[str, Any], settings: dict[str, Any], target: str = "answer") -> None:
         super().__init__(model)
+        if target not in ("answer", "trace"):
+            raise ValueError(f"stage 'judge': target must be 'answer' or 'trace', got {target!r}")
+        self.target = target
         self.settings = from_dict(JudgeConfig, settings, "judge")
         # Greedy; one token where its top-20 log-probs decide, a few where the verdict is read from text.
         self.sampling = first_token_sampling(model.get("verdict", "auto"), self.settings.max_tokens)
         self.calibrated = None
-        if self.settings.cascade.enabled:
+        if self.settings.cascade.enabled and target == "answer":
             from engine.method.calibrated import CalibratedJudge
 
             self.calibrated = CalibratedJudge.load(self.settings.cascade.coefficients)
@@ -104,7 +110,8 @@ class JudgeStage(BackendStage):
             judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,
                         cheap=self._cheap(r) if self.calibrated is not None else None,
                         full=in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]),
-                                                 self.settings.agreement_sample_rate))
+                                                 self.settings.agreement_sample_rate),
+                        target=self.target)
             for r in rows
         ]
         for k, (r, g) in enumerate(zip(rows, self.drive(programs))):

@@ -45,8 +45,14 @@ class SampleStage(BackendStage):
             ("raw", pa.string()),
             ("calls", pa.int64()),
             ("error", pa.string()),
+            # Reasoning kept apart from the responses (engine.method.strategies.Sampled).
+            ("traces", pa.list_(pa.string())),
+            ("shared_trace", pa.string()),
         ]
     )
+    # Sample shards are keyed by it: bump when what a response holds changes (2: a reasoning model's thinking is
+    # split off into `traces`, no longer part of the response).
+    version = "2"
 
     def __init__(self, model: dict[str, Any], n: int, temperature: float, top_p: float, max_tokens: int,
                  system_parse: str = "strict") -> None:
@@ -78,4 +84,6 @@ class SampleStage(BackendStage):
                 "raw": s.raw,
                 "calls": s.calls,
                 "error": s.error,
+                "traces": s.traces,
+                "shared_trace": s.shared_trace,
             }

@@ -283,8 +283,8 @@ def test_parse_choices_reads_the_openai_format():
     }
     choices, prompt_tokens = parse_choices(data, want_logprobs=True)
     assert prompt_tokens == 12
-    assert [(t, r, n) for t, r, n, _ in choices] == [("A", "stop", 4), ("B", "length", 3)]
-    (a_top, b_top) = [top for *_, top in choices]
+    assert [(t, r, n) for t, r, n, _, _ in choices] == [("A", "stop", 4), ("B", "length", 3)]
+    (a_top, b_top) = [top for _, _, _, top, _ in choices]
     assert a_top["Yes"] == pytest.approx(-1.0 + 0.6931471805599453) and a_top["No"] == -2.0
     assert b_top is None
     with pytest.raises(ValueError):
@@ -511,3 +511,50 @@ def test_an_api_key_over_plain_http_to_another_host_is_refused(monkeypatch, url)
     for ok in (url.replace("http:", "https:"), "http://127.0.0.1:8000/v1", "http://localhost:8000/v1"):
         OpenAIChatClient("m", base_url=ok, api_key_env="TASKDIV_TEST_API_KEY").close()
     OpenAIChatClient("m", base_url=url).close()
+
+
+def test_continuous_driving_sends_each_next_turn_as_soon_as_its_answer_arrives(serve, client):
+    from engine.method.programs import DriveStats, Request, drive
+
+    # Requests of the conversation "slow" take 1 s at the server, the others 20 ms.
+    srv = serve(latency_s=lambda body: 1.0 if body["messages"][0]["content"] == "slow" else 0.02)
+    c = client(srv)
+
+    def turns(name, k):
+        conversation = [{"role": "user", "content": name}]
+        for t in range(k):
+            (out,) = yield [Request(list(conversation), SamplingParams(max_tokens=16))]
+            conversation += [{"role": "assistant", "content": out.texts[0]},
+                             {"role": "user", "content": f"{name} again {t}"}]
+        return [m["content"] for m in conversation]
+
+    stats = DriveStats()
+    slow, fast = drive(c, [turns("slow", 1), turns("fast", 3)], stats)
+    assert stats.calls == 4 and stats.rounds == 3
+    assert fast[1] == echo_text("fast") and fast[3] == echo_text("fast again 0")
+    # The fast conversation's three turns all reached the server while the slow answer was still on its way:
+    # lockstep rounds would have held its second turn until the first round's slow request came back.
+    slow_sent = next(r.received_at for r in srv.requests if r.body["messages"][0]["content"] == "slow")
+    fast_sent = [r.received_at for r in srv.requests if r.body["messages"][0]["content"] == "fast"]
+    assert len(fast_sent) == 3 and max(fast_sent) < slow_sent + 0.8
+    # Off, the same programs wait for each round's slowest request.
+    lockstep = client(srv, continuous=False)
+    start = len(srv.requests)
+    assert drive(lockstep, [turns("slow", 1), turns("fast", 3)]) == [slow, fast]
+    slow_sent = next(r.received_at for r in srv.requests[start:] if r.body["messages"][0]["content"] == "slow")
+    second = [r.received_at for r in srv.requests[start:] if r.body["messages"][0]["content"] == "fast"][1]
+    assert second >= slow_sent + 0.9
+
+
+def test_continuous_requests_in_flight_stay_under_the_bound(serve, client):
+    from engine.method.programs import Request, drive
+
+    srv = serve(latency_s=0.05)
+    c = client(srv, max_in_flight=2, max_concurrency=8)
+
+    def one(k):
+        (out,) = yield [Request(user(f"q{k}"), SamplingParams(max_tokens=16))]
+        return out.texts[0]
+
+    assert drive(c, [one(k) for k in range(8)]) == [echo_text(f"q{k}") for k in range(8)]
+    assert srv.max_in_flight <= 2

@@ -310,6 +310,61 @@ class TestEngine:
         assert outs[0].texts and outs[3].texts
         assert engine.stats()["row_errors"] - before["row_errors"] == 2
 
+    def test_continuous_driving_moves_each_conversation_on_as_its_turn_ends(self, engine):
+        from engine.method.programs import DriveStats, Request, drive
+
+        events = []
+        submit, collect = engine.submit, engine.collect
+
+        def logged_submit(key, conversation, sampling):
+            events.append(("submit", key))
+            submit(key, conversation, sampling)
+
+        def logged_collect():
+            done = collect()
+            events.extend(("done", key) for key, _ in done)
+            return done
+
+        def regen(prompt, turns, max_tokens):
+            conversation, outs = list(_user(prompt)), []
+            for t in range(turns):
+                (out,) = yield [Request(list(conversation), SamplingParams(temperature=0.0, max_tokens=max_tokens))]
+                outs.append(out)
+                conversation += [{"role": "assistant", "content": out.texts[0]}, *_user("Another one, different.")]
+            return outs
+
+        long_prompt = "Write a long story about a dragon who learns to bake bread."
+        engine.submit, engine.collect = logged_submit, logged_collect
+        try:
+            stats = DriveStats()
+            results = drive(engine, [regen(long_prompt, 1, 96), *(regen(f"Name a fruit ({k}).", 3, 4)
+                                                                  for k in range(3))], stats)
+        finally:
+            engine.submit, engine.collect = submit, collect
+        assert stats.calls == 1 + 3 * 3 and stats.rounds == 3
+        assert all(o.error is None and o.texts[0] for outs in results for o in outs)
+        (long,) = results[0]
+        assert long.finish_reasons == ["length"]  # the precondition: it decodes all 96 tokens
+        # Every short conversation's three turns, each submitted when its previous one ended, finished while the
+        # long answer was still decoding: lockstep rounds would have made turns 2 and 3 wait for it.
+        long_done = events.index(("done", 0))
+        assert sum(1 for e in events[:long_done] if e[0] == "done") == 9
+        assert sum(1 for e in events[:long_done] if e[0] == "submit") == 10
+        # One greedy request alone gives what `chat` gives for it alone.
+        (again,) = drive(engine, [regen(long_prompt, 1, 96)])
+        (direct,) = engine.chat([_user(long_prompt)], SamplingParams(temperature=0.0, max_tokens=96))
+        assert again[0].texts == direct.texts
+
+    def test_continuous_rows_that_do_not_fit_fail_alone(self, engine):
+        from engine.method.programs import Request, drive
+
+        def ask(prompt, max_tokens):
+            (out,) = yield [Request(_user(prompt), SamplingParams(max_tokens=max_tokens))]
+            return out
+
+        ok, too_long = drive(engine, [ask("Say yes.", 4), ask("word " * 1500, 4)])
+        assert ok.error is None and ok.texts and "1024" in too_long.error
+
     def test_close_ends_the_engine_processes(self, engine):
         import psutil
 

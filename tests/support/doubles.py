@@ -17,6 +17,7 @@ from typing import Sequence
 from actors.base import ChatOutput, Conversation, SamplingParams, pair_sampling
 
 _RESPONSE = re.compile(r'Response 1:\n"""(.*?)"""\n\nResponse 2:\n"""(.*?)"""', re.S)
+_TRACE = re.compile(r'Reasoning trace 1:\n"""(.*?)"""\n\nReasoning trace 2:\n"""(.*?)"""', re.S)
 
 
 def request_kind(conv: Conversation) -> str:
@@ -73,6 +74,12 @@ class ScriptedChat:
         flaky_armed: see flaky_marker.
         life_log: append "load <model>" when built and "close <model>" when closed to this file, so a test can see
             when and how often each model is loaded, in any process.
+        think: generated responses open with a reasoning block, "<think>strategy <s> step …</think>", as a reasoning
+            model writes it, where s = hash(…) mod `strategies` is drawn apart from the answer's class; a trace
+            judge prompt is answered YES iff the two traces name the same strategy. A judge prompt whose responses
+            still hold a "<think>" block is answered "maybe" (a trace leaking into an answer stays unresolved, so
+            a test sees it).
+        strategies: number of distinct strategies traces fall in (with `think`).
     """
 
     calls: list[str] = []
@@ -82,8 +89,10 @@ class ScriptedChat:
                  call_log: str | None = None, kill_on: list | None = None, kill_armed: str | None = None,
                  start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None,
                  unparseable_classes: list | None = None, classify_as: str = "G", flaky_marker: str | None = None,
-                 flaky_armed: str | None = None, life_log: str | None = None) -> None:
+                 flaky_armed: str | None = None, life_log: str | None = None, think: bool = False,
+                 strategies: int = 2) -> None:
         self.name = model
+        self.think, self.strategies = think, strategies
         self.life_log = life_log
         self._life("load")
         self.classes = classes
@@ -132,8 +141,18 @@ class ScriptedChat:
         if "Classify the user prompt" in text:
             m = re.search(r"GOLD=([A-H])", text)
             return self._one(m.group(1) if m else self.classify_as, p)
+        m = _TRACE.search(text)
+        if m:
+            a, b = (re.search(r"strategy (\d+)", t) for t in m.groups())
+            same = a is not None and b is not None and a.group(1) == b.group(1)
+            out = self._one("YES" if same else "NO", p)
+            out.first_token_logprobs = [{"YES": -0.05, "NO": -3.0} if same else {"YES": -3.0, "NO": -0.05}] * p.n \
+                if p.logprobs else None
+            return out
         m = _RESPONSE.search(text)
         if m:
+            if "<think>" in text:
+                return self._one("maybe", p)
             if self.unparseable_judge:
                 return self._one("maybe", p)
             a, b = (re.match(r"class (\d+)", s) for s in m.groups())
@@ -156,15 +175,21 @@ class ScriptedChat:
         system = next((m["content"] for m in conv if m["role"] == "system"), None)
         if system and "### Response k" in system:
             n = int(re.search(r"Generate (\d+)", system).group(1))
-            body = "\n".join(f"### Response {k + 1}\n{self._sentence(conv, p, k)}" for k in range(n))
+            body = "\n".join(f"### Response {k + 1}\n{self._sentence(conv, p, k, think=False)}" for k in range(n))
+            if self.think:  # one block of thinking, then the n responses
+                body = f"<think>strategy 0 plan {_h(repr(conv), p.seed) % 1000}</think>\n{body}"
             return self._one(body, p)
         texts = [self._sentence(conv, p, k) for k in range(p.n)]
         return ChatOutput(texts=texts, finish_reasons=["stop"] * p.n, n_tokens=[len(t.split()) for t in texts],
                           prompt_tokens=sum(len(m["content"].split()) for m in conv))
 
-    def _sentence(self, conv: Conversation, p: SamplingParams, k: int) -> str:
+    def _sentence(self, conv: Conversation, p: SamplingParams, k: int, think: bool = True) -> str:
         c = _h(repr(conv), p.seed, k) % self.classes
-        return f"class {c} response {_h(repr(conv), p.seed, k, 'w') % 1000}"
+        answer = f"class {c} response {_h(repr(conv), p.seed, k, 'w') % 1000}"
+        if not (self.think and think):
+            return answer
+        s = _h(repr(conv), p.seed, k, "strategy") % self.strategies
+        return f"<think>strategy {s} step {_h(repr(conv), p.seed, k, 's') % 1000}</think>\n{answer}"
 
     def _one(self, text: str, p: SamplingParams) -> ChatOutput:
         return ChatOutput(texts=[text] * p.n, finish_reasons=["stop"] * p.n, n_tokens=[1] * p.n, prompt_tokens=1)

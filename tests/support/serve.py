@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from actors.base import ChatBackend, ChatOutput, Conversation, SamplingParams
+from actors.base import ChatBackend, ChatOutput, Conversation, SamplingParams, split_reasoning
 
 log = logging.getLogger(__name__)
 
@@ -204,22 +204,34 @@ def parse_chat_request(body: Any, default_max_tokens: int = 1024) -> tuple[Conve
     return conversation, sampling, top_logprobs
 
 
-def completion_response(model: str, out: ChatOutput, top_logprobs: int | None) -> dict[str, Any]:
+REASONING_MODES = ("inline", "reasoning_content", "reasoning")
+
+
+def completion_response(model: str, out: ChatOutput, top_logprobs: int | None,
+                        reasoning: str = "inline") -> dict[str, Any]:
     """An OpenAI chat-completions response for one ChatOutput.
 
     Args:
         model: the served model name.
         out: the backend's output (without error).
         top_logprobs: how many top log-probs to return per choice; None when log-probs were not asked for.
+        reasoning: where a `<think>` block of the backend's text goes, as servers of reasoning models do: "inline"
+            (left in `content`, as a server without a reasoning parser returns it), or split off into the message's
+            "reasoning_content" (DeepSeek's API, vLLM before 0.11) or "reasoning" field (vLLM's parsers since).
 
     Returns:
         The response body.
     """
     choices = []
     for i, text in enumerate(out.texts):
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if reasoning != "inline":
+            answer, trace = split_reasoning(text)
+            if trace is not None:
+                message = {"role": "assistant", "content": answer, reasoning: trace}
         choice: dict[str, Any] = {
             "index": i,
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "finish_reason": out.finish_reasons[i] if i < len(out.finish_reasons) else "stop",
             "logprobs": None,
             "completion_tokens": out.n_tokens[i] if i < len(out.n_tokens) else 0,
@@ -359,7 +371,9 @@ class ChatServer:
             parameters are accepted and ignored, no log-probs come back), "reject" (some Gemini endpoints: HTTP 400
             naming the parameter).
         latency_s: every chat request waits this long before it is queued, each on its own thread (an API's
-            round trip: requests in flight together wait together; benchmarks/overlap.py).
+            round trip: requests in flight together wait together; benchmarks/overlap.py); or a callable of the
+            request body giving each request's wait.
+        reasoning: where a `<think>` block in the backend's text goes (see `completion_response`).
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -386,8 +400,12 @@ class ChatServer:
         default_max_tokens: int = 1024,
         embedder: Any = None,
         logprobs_mode: str = "serve",
-        latency_s: float = 0.0,
+        latency_s: float | Callable[[dict], float] = 0.0,
+        reasoning: str = "inline",
     ) -> None:
+        if reasoning not in REASONING_MODES:
+            raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
+        self.reasoning = reasoning
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: not a loopback address (pass allow_remote=True to permit it)")
         if max_batch < 1:
@@ -550,7 +568,8 @@ class ChatServer:
             if fault is not None:
                 self._inject(handler, fault, record)
                 return
-            record.status = self._answer(handler, conversation, sampling, top_logprobs if sampling.logprobs else None)
+            record.status = self._answer(handler, conversation, sampling, top_logprobs if sampling.logprobs else None,
+                                         body)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -634,13 +653,15 @@ class ChatServer:
             pass
 
     def _answer(
-        self, handler: _Handler, conversation: Conversation, sampling: SamplingParams, top: int | None
+        self, handler: _Handler, conversation: Conversation, sampling: SamplingParams, top: int | None,
+        body: dict | None = None,
     ) -> int | None:
         if self._stopping:
             handler.close_connection = True
             return None
-        if self.latency_s:
-            time.sleep(self.latency_s)
+        wait = self.latency_s(body or {}) if callable(self.latency_s) else self.latency_s
+        if wait:
+            time.sleep(wait)
         job = _Job(conversation, sampling)
         self._queue.put(job)
         try:
@@ -652,7 +673,7 @@ class ChatServer:
         if out.error is not None:
             handler.send_json(400, error_body(400, out.error))
             return 400
-        handler.send_json(200, completion_response(self.model_name, out, top))
+        handler.send_json(200, completion_response(self.model_name, out, top, self.reasoning))
         return 200
 
     def _batch_loop(self) -> None:

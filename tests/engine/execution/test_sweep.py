@@ -78,3 +78,30 @@ def test_a_sweep_runs_loads_once_resumes_and_is_reported(tmp_path):
     assert [r.units_reused == r.units for r in sample] == [True, True, False]
     assert {g["model"] for g in more.tables["groups"].to_pylist()} == {"scripted@t=0.5", "scripted@t=1",
                                                                        "scripted@t=1.5"}
+
+
+def test_compare_works_within_a_run_across_sweep_values(tmp_path, capsys):
+    from engine.cli import main
+    from engine.report.compare import CompareError, compare_runs
+
+    cfg = _config(tmp_path, [0.5, 1.0], tmp_path / "life.log")
+    result = _run(cfg)
+    c = compare_runs(cfg.run_dir, values=("0.5", "t=1"))
+    assert c["within_run"] and c["pairs"] == ["scripted@t=0.5 vs scripted@t=1"]
+    assert c["paired_groups"] == 3 * 2
+    groups = {(g["prompt_id"], g["model"], g["strategy"]): g for g in result.tables["groups"].to_pylist()}
+    expected = [groups[(p, "scripted@t=1", s)]["unique_mean"] - groups[(p, "scripted@t=0.5", s)]["unique_mean"]
+                for (p, m, s) in groups if m == "scripted@t=0.5"]
+    (overall,) = [r for r in c["by_category"] if r["category"] == "all"]
+    assert overall["unique"]["value"] == pytest.approx(sum(expected) / len(expected))
+    with pytest.raises(CompareError, match="its values are t=0.5, t=1"):
+        compare_runs(cfg.run_dir, values=("0.5", "0.7"))
+    with pytest.raises(CompareError, match="same generators"):
+        compare_runs(cfg.run_dir, values=("0.5", "t=0.5"))
+
+    assert main(["compare", str(cfg.run_dir), "--values", "0.5", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "@ 1 vs A = run @ 0.5" in out
+    assert (Path(cfg.run_dir) / "compare-1-vs-0.5" / "compare.md").is_file()
+    assert main(["compare", str(cfg.run_dir)]) == 2
+    assert "--values" in capsys.readouterr().err

@@ -73,8 +73,9 @@ def test_prompt_text_with_braces_is_not_interpreted():
 
 
 def test_prompt_versions_cover_each_stage_and_differ():
-    assert set(taxonomy.PROMPT_VERSIONS) == {"classify", "sample", "judge", "checklist", "grade", "accuracy"}
-    assert len(set(taxonomy.PROMPT_VERSIONS.values())) == 6
+    assert set(taxonomy.PROMPT_VERSIONS) == {"classify", "sample", "judge", "judge_trace", "checklist", "grade",
+                                           "accuracy"}
+    assert len(set(taxonomy.PROMPT_VERSIONS.values())) == 7
     assert all(set(v) <= set(string.hexdigits) for v in taxonomy.PROMPT_VERSIONS.values())
 
 
@@ -137,6 +138,8 @@ def sent_by_stage() -> dict[str, str]:
                    for s in STRATEGIES for c in categories],
         "judge": [judge_pair(c, "p", "a long response " * 5, "b", JudgeConfig(max_response_chars=10), greedy)
                   for c in categories],
+        "judge_trace": [judge_pair(c, "p", "a long trace " * 5, "b", JudgeConfig(max_response_chars=10), greedy,
+                                   target="trace") for c in categories],
         "checklist": [checklist_program(c, "p", greedy) for c in categories],
         "grade": [grade_program("p", ["one", "two", "three"], "r", greedy)],
         "accuracy": [grader_program("p", "gold", "r", greedy)],

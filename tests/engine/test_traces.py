@@ -1,0 +1,195 @@
+"""Reasoning traces: kept apart from the answers (a server's reasoning field in either of its names, or a <think>
+block in the text, or one the chat template opened), never judged as part of an answer, and judged on their own
+with the strategy question when judge.target asks for it."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from actors.base import THINK_OPEN, ChatOutput, SamplingParams, separate_traces, split_reasoning
+from actors.http import OpenAIChatClient, parse_choices
+from engine.config import config_from_dict
+from engine.execution.executor import LocalExecutor
+from engine.execution.pipeline import Pipeline
+from engine.method.programs import Request, drive
+from engine.report import write_report
+from tests.support.doubles import ScriptedChat
+from tests.support.serve import REASONING_MODES, ChatServer
+
+
+@pytest.mark.parametrize("text, answer, trace", [
+    ("<think>add them</think>4", "4", "add them"),
+    ("  <think>\nadd them\n</think>\n\n4", "4", "add them"),
+    ("add them</think>4", "4", "add them"),  # the template opened the block in the prompt
+    ("<think>add them, then", "", "add them, then"),  # cut off while thinking: no answer, never the thinking
+    ("4", "4", None),
+    ("The tag <think>x</think> is how R1 marks it.", "The tag <think>x</think> is how R1 marks it.", None),
+    ("", "", None),
+])
+def test_split_reasoning(text, answer, trace):
+    assert split_reasoning(text) == (answer, trace)
+
+
+def test_separate_traces_keeps_a_servers_trace_and_splits_the_rest():
+    out = ChatOutput(texts=["A", "<think>t2</think>B", "C"], traces=["t1", None, None])
+    assert separate_traces(out) is out
+    assert out.texts == ["A", "B", "C"] and out.traces == ["t1", "t2", None]
+    bare = separate_traces(ChatOutput(texts=["<think>t</think>x"]))
+    assert bare.texts == ["x"] and bare.traces == ["t"]
+    assert separate_traces(ChatOutput(error="boom")).traces == []
+
+
+def test_every_program_is_sent_answers_only():
+    class Thinker:
+        name = "thinker"
+
+        def chat(self, conversations, sampling):
+            return [ChatOutput(texts=["<think>hmm</think>YES"], finish_reasons=["stop"], n_tokens=[3])
+                    for _ in conversations]
+
+    def program():
+        (out,) = yield [Request([{"role": "user", "content": "?"}], SamplingParams())]
+        return out
+
+    (out,) = drive(Thinker(), [program()])
+    assert out.texts == ["YES"] and out.traces == ["hmm"]
+
+
+def test_parse_choices_reads_both_names_of_the_reasoning_field():
+    data = {"choices": [
+        {"index": 0, "message": {"content": "4", "reasoning_content": "add"}, "finish_reason": "stop"},
+        {"index": 1, "message": {"content": "5", "reasoning": "count"}, "finish_reason": "stop"},
+        {"index": 2, "message": {"content": "6", "reasoning": None}, "finish_reason": "stop"},
+    ]}
+    choices, _ = parse_choices(data, want_logprobs=False)
+    assert [(c[0], c[4]) for c in choices] == [("4", "add"), ("5", "count"), ("6", None)]
+
+
+@pytest.mark.parametrize("mode", REASONING_MODES)
+def test_the_http_backend_keeps_traces_apart_in_each_form_a_server_returns_them(mode):
+    with ChatServer(ScriptedChat(think=True), model_name="thinker", reasoning=mode, batch_window_ms=5) as srv:
+        conversation = [{"role": "user", "content": "Solve it."}]
+        body = {"model": "thinker", "messages": conversation, "n": 3, "seed": 1, "max_tokens": 8}
+        raw = httpx.post(f"{srv.base_url}/chat/completions", json=body, timeout=30).json()["choices"]
+        if mode == "inline":
+            assert all(c["message"]["content"].startswith("<think>strategy ") for c in raw)
+        else:  # the server split it off, as vLLM's reasoning parsers do
+            assert all(c["message"][mode].startswith("strategy ") for c in raw)
+            assert all("<think>" not in c["message"]["content"] for c in raw)
+        with OpenAIChatClient("thinker", base_url=srv.base_url, timeout_s=30, max_retries=0) as client:
+            (out,) = drive(client, [_ask(conversation, SamplingParams(n=3, seed=1, max_tokens=8))])
+    assert len(out.texts) == 3 and all(t.startswith("class ") for t in out.texts)
+    assert all(t is not None and t.startswith("strategy ") for t in out.traces)
+
+
+def _ask(conversation, sampling):
+    (out,) = yield [Request(conversation, sampling)]
+    return out
+
+
+def _config(tmp_path: Path, base_url: str, target: str):
+    thinker = {"name": "thinker", "backend": "http", "model": "thinker", "batch_size": 16,
+               "options": {"base_url": base_url, "max_retries": 0}}
+    judge = {"name": "judge", "backend": "python:tests.support.doubles:ScriptedChat", "model": "judge",
+             "batch_size": 16}
+    return config_from_dict({
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "limit": 4}, "n": 4,
+        "strategies": ["temperature", "system_general", "regen_general"],
+        "generators": [thinker], "judges": [judge], "judge": {"target": target},
+        "execution": {"executor": "local", "shard_size": 8},
+    })
+
+
+def _run(cfg):
+    pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+    try:
+        return pipeline.run()
+    finally:
+        pipeline.close()
+
+
+def _classes(texts, pattern):
+    """The equivalence classes the double's judge implies: the first number after `pattern`, numbered by first
+    appearance (as engine.method.components numbers them)."""
+    seen: dict[str, int] = {}
+    return [seen.setdefault(t.split(pattern, 1)[1].split()[0], len(seen)) for t in texts]
+
+
+def test_a_run_judges_traces_beside_answers_and_reuses_the_answer_verdicts(tmp_path):
+    with ChatServer(ScriptedChat(think=True, classes=3, strategies=2), model_name="thinker",
+                    reasoning="reasoning", batch_window_ms=5) as srv:
+        first = _run(_config(tmp_path, srv.base_url, "answer"))
+        assert "trace_components" not in first.tables
+        result = _run(_config(tmp_path, srv.base_url, "both"))
+        cfg = _config(tmp_path, srv.base_url, "both")
+
+    # The answer verdicts of the first run are read back: the target keys nothing.
+    (answers,) = [r for r in result.stages if r.stage == "judge[judge]"]
+    assert answers.units and answers.units_reused == answers.units
+    (traces,) = [r for r in result.stages if r.stage == "judge_trace[judge]"]
+    assert traces.units and traces.units_reused == 0
+
+    t = result.tables
+    responses = t["responses"].to_pylist()
+    assert all("<think>" not in r["text"] and r["text"].startswith("class ") for r in responses)
+    per_response = [r for r in responses if r["strategy"] != "system_general"]
+    assert per_response and all(r["trace"].startswith("strategy ") for r in per_response)
+    assert all(r["trace"] is None for r in responses if r["strategy"] == "system_general")
+    assert t["samples"].num_rows == 12
+
+    # No answer was judged with its thinking in it (the double would leave such a pair unresolved).
+    assert sum(t["components"]["n_unresolved"].to_pylist()) == 0
+    by_group: dict[tuple, list[dict]] = {}
+    for r in responses:
+        by_group.setdefault((r["prompt_id"], r["strategy"]), []).append(r)
+    trace_comps = {(c["prompt_id"], c["strategy"]): c for c in t["trace_components"].to_pylist()}
+    comps = {(c["prompt_id"], c["strategy"]): c for c in t["components"].to_pylist()}
+    assert set(trace_comps) == {k for k in by_group if k[1] != "system_general"}
+    for key, rs in by_group.items():
+        rs.sort(key=lambda r: r["sample_idx"])
+        assert comps[key]["classes"] == _classes([r["text"] for r in rs], "class ")
+        if key in trace_comps:
+            assert trace_comps[key]["classes"] == _classes([r["trace"] for r in rs], "strategy ")
+            assert trace_comps[key]["unique"] == len(set(trace_comps[key]["classes"]))
+
+    groups = t["groups"].to_pylist()
+    for g in groups:
+        key = (g["prompt_id"], g["strategy"])
+        if g["strategy"] == "system_general":
+            assert g["trace_status"] == "shared" and g["unique_trace_mean"] is None
+        else:
+            assert g["trace_status"] == "traced" and g["trace_judges_in_mean"] == ["judge"]
+            assert g["unique_trace_mean"] == trace_comps[key]["unique"]
+        assert g["unique_mean"] == comps[key]["unique"]
+
+    text = write_report(result, cfg)["markdown"].read_text()
+    assert "Reasoning traces: unique answers and unique strategies" in text
+    page = (Path(cfg.run_dir) / "explore.html").read_text()
+    assert '"traces":["strategy ' in page and '"trace_classes":{"judge":[' in page
+    assert "4 one trace split over all responses (system-prompt strategy)" in text
+
+
+def test_bad_target_is_named():
+    with pytest.raises(Exception, match="judge.target"):
+        config_from_dict({"judge": {"target": "thoughts"}})
+
+
+def test_a_template_that_opens_the_thinking_never_yields_it_as_an_answer(cpu_model):
+    """The local backend rendering a reasoning model's kind of template: the generation prompt ends inside <think>,
+    so the completion is thinking until it closes the block (SmolLM2 never does: it is cut off while thinking)."""
+    template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+    cpu_model.chat_template = template
+    try:
+        (out,) = cpu_model.chat([[{"role": "user", "content": "What is 2 + 2?"}]],
+                                SamplingParams(temperature=0.0, max_tokens=12))
+    finally:
+        cpu_model.chat_template = None
+    assert out.texts[0].startswith(THINK_OPEN)
+    raw = out.texts[0]
+    separate_traces(out)
+    assert "<think>" not in out.texts[0] and "</think>" not in out.texts[0]
+    assert out.traces[0] and raw[len(THINK_OPEN):].strip().startswith(out.traces[0][:20])
+    if "</think>" not in raw:
+        assert out.texts[0] == ""
