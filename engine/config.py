@@ -38,6 +38,10 @@ def _sampling_error(exc: ValueError) -> InvalidValue:
     return InvalidValue(key, rest)
 
 
+# The backend name of the calibrated cheap judge as a judge of its own (ModelConfig.backend).
+CALIBRATED = "calibrated"
+
+
 @dataclass
 class PoolConfig:
     """The actor pool every model role shares (generators, judges, embedder, reward model).
@@ -84,7 +88,9 @@ class ModelConfig(PoolConfig):
     Attributes:
         name: label used in the tables and the report; unique among the run's generators and among its judges.
         backend: a chat backend of actors.registry: "local" (transformers on CPU, the embedded default), "vllm" (a
-            vLLM engine in a Ray actor), "http" (an OpenAI-compatible server), or "python:module:Class".
+            vLLM engine in a Ray actor), "http" (an OpenAI-compatible server), or "python:module:Class"; for a judge
+            also "calibrated": the cheap judge (engine.method.calibrated), no LLM call, its `model` the coefficients
+            file ("default": the shipped ones, fitted on human labels), its features from the run's embedder.
         model: what the backend loads or asks for: a packaged name ("smollm2-135m"), a folder path, or the
             server's model id.
         temperature: generation temperature for this model, overriding `sampling.temperature` (the paper used 1.0
@@ -111,7 +117,12 @@ class ModelConfig(PoolConfig):
     sweep: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._check_backend("chat", self.backend)
+        if self.backend == CALIBRATED:
+            # The calibrated judge is no chat model: `model` names its coefficients ("default": the shipped ones).
+            if self.model in ("", "smollm2-135m"):
+                self.model = "default"
+        else:
+            self._check_backend("chat", self.backend)
         super().__post_init__()
         for value in _values(self.temperature, "temperature"):
             try:
@@ -563,20 +574,38 @@ class RunConfig:
             names = [m.name for m in models]
             if len(set(names)) != len(names):
                 raise InvalidValue(role, f"model names must be unique, got {names}")
-        judge_names = [j.name for j in self.judges]
+        for role, models in (("generators", self.generators), ("classifier", [self.classifier] if self.classifier
+                                                                  else [])):
+            if any(m.backend == CALIBRATED for m in models):
+                raise InvalidValue(role, "the calibrated judge only judges pairs: it cannot generate or classify")
+        judge_names = [j.name for j in self.llm_judges]
+        if not judge_names and (self.quality.enabled or self.accuracy.enabled):
+            raise InvalidValue("judges", "quality and accuracy are graded by an LLM judge, and every judge here is "
+                                         "calibrated: add an LLM judge, or turn quality and accuracy off")
         if self.quality.grader is not None and self.quality.graders:
             raise InvalidValue("quality.graders", "give quality.grader or quality.graders, not both")
         for name in ([self.quality.grader] if self.quality.grader else []) + self.quality.graders:
             if name not in judge_names:
                 raise InvalidValue("quality.graders" if self.quality.graders else "quality.grader",
-                                   f"{name!r} is not one of the judges ({', '.join(judge_names)})")
+                                   f"{name!r} is not one of the LLM judges ({', '.join(judge_names)})")
         if len(set(self.quality.graders)) != len(self.quality.graders):
             raise InvalidValue("quality.graders", f"each grader once, got {self.quality.graders}")
 
     @property
+    def llm_judges(self) -> list[ModelConfig]:
+        """The judges that are language models (every judge but a calibrated one): they can classify, grade and
+        judge reasoning traces."""
+        return [j for j in self.judges if j.backend != CALIBRATED]
+
+    @property
+    def voters(self) -> list[ModelConfig]:
+        """The reference classifiers of prompts without a gold category: the `classifier`, else the LLM judges."""
+        return [self.classifier] if self.classifier is not None else self.llm_judges
+
+    @property
     def graders(self) -> list[ModelConfig]:
-        """The models that grade quality (quality.graders, else quality.grader, else the first judge)."""
-        names = self.quality.graders or [self.quality.grader or self.judges[0].name]
+        """The models that grade quality (quality.graders, else quality.grader, else the first LLM judge)."""
+        names = self.quality.graders or [self.quality.grader or self.llm_judges[0].name]
         by_name = {j.name: j for j in self.judges}
         return [by_name[n] for n in names]
 

@@ -67,6 +67,9 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         if name not in judges:
             raise ConfigError(f"--judge {name!r}: not a judge of the config (judges: {', '.join(judges)}; "
                               "or use 'calibrated')")
+        if judges[name].backend == "calibrated":
+            raise ConfigError(f"--judge {name!r} is the calibrated judge: use --judge calibrated "
+                              f"(--coefficients {judges[name].model} for its file)")
         cheap = None
         if args.judge.startswith("cascade:"):
             cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from actors.registry import scheduling
 from engine.method import taxonomy
-from engine.config import ModelConfig, RunConfig, dump_yaml
+from engine.config import CALIBRATED, ModelConfig, RunConfig, dump_yaml
 from engine.errors import ConfigError, TaskdivError
 from engine.execution.dataflow import Dataflow, StageRun, Unit
 from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, hub_environment, make_executor
@@ -44,7 +44,7 @@ from engine.stages.base import Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
-from engine.stages.judge import FEATURE_COLUMNS, JudgeStage
+from engine.stages.judge import FEATURE_COLUMNS, CalibratedJudgeStage, JudgeStage
 from engine.stages.metrics import MetricsStage
 from engine.stages.reward import RewardStage
 from engine.stages.sample import SampleStage
@@ -168,7 +168,7 @@ class Pipeline:
                                           tables.get("rewards"),
                                           judges=[j.name for j in cfg.judges] if flow.answers else [],
                                           trace_components=tables.get("trace_components"),
-                                          trace_judges=[j.name for j in cfg.judges] if flow.traces else [])
+                                          trace_judges=[j.name for j in cfg.llm_judges] if flow.traces else [])
         for name, table in tables.items():
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
@@ -193,10 +193,14 @@ class Pipeline:
         """The reference classification of every prompt without a gold category: each classifier's vote (the
         `classifier`, else every judge) and the majority letter (rows with role "reference", model "reference")."""
         cfg = self.config
-        voters = [cfg.classifier] if cfg.classifier is not None else list(cfg.judges)
+        voters = cfg.voters
         unlabelled = [s.filter(pc.is_null(s["gold_category"])) for s in shards]
         if not any(s.num_rows for s in unlabelled):
             return T.CLASSIFICATIONS.empty_table()
+        if not voters:
+            missing = sum(s.num_rows for s in unlabelled)
+            raise ConfigError(f"judges: {missing} prompts have no gold category and every judge is calibrated (it "
+                              "cannot classify prompts): add an LLM judge or a `classifier`")
         votes = self.classify(unlabelled, voters, role="vote")
         by_prompt: dict[str, dict[str, dict]] = defaultdict(dict)
         for row in votes.to_pylist():
@@ -316,6 +320,28 @@ class Pipeline:
         settings["cascade"] = {**settings["cascade"], "enabled": False}
         return settings
 
+    def calibrated_plan(self, judge: ModelConfig) -> StagePlan:
+        """A calibrated judge's plan: in the embedder's host (the embedding model loads once for it and the
+        metrics), with the embedder's resources."""
+        emb = self.config.embedder
+        return StagePlan(CalibratedJudgeStage, {"model": judge.spec(), "settings": asdict(self.config.judge),
+                                                "embedder": emb.spec()},
+                         batch_size=judge.batch_size, num_actors=emb.num_actors, num_cpus=emb.num_cpus,
+                         num_gpus=emb.num_gpus, label=f"judge[{judge.name}]", host=self._host(emb))
+
+    def calibrated_identity(self, judge: ModelConfig) -> list[Any]:
+        """What keys a calibrated judge's shards besides the judge settings: its coefficients and the embedder."""
+        from engine.method.calibrated import CalibratedJudge
+
+        coefficients = CalibratedJudge.load(None if judge.model == "default" else judge.model)
+        if coefficients.embedder != self.config.embedder.model:
+            raise ConfigError(f"judges: {judge.name!r} (calibrated) was fitted with embedder "
+                              f"{coefficients.embedder!r} but embedder.model is {self.config.embedder.model!r}")
+        return [asdict(coefficients), self.config.embedder.identity()]
+
+    def _judge_host(self, judge: ModelConfig) -> str:
+        return self._host(self.config.embedder) if judge.backend == CALIBRATED else self._host(judge)
+
     def metrics_plan(self) -> StagePlan:
         emb = self.config.embedder
         return StagePlan(MetricsStage, {"embedder": emb.spec()}, batch_size=emb.batch_size,
@@ -376,12 +402,12 @@ class Pipeline:
     def _schedule(self, external: bool) -> list[tuple[str, set[str]]]:
         """The run's stages in order with the host keys each uses, to release hosts no later stage needs."""
         cfg = self.config
-        voters = [cfg.classifier] if cfg.classifier is not None else list(cfg.judges)
+        voters = cfg.voters
         phases = [("reference", {self._host(m) for m in voters})]
         if not external:
             phases += [("classify", {self._host(m) for m in cfg.generators}),
                        ("sample", {self._host(m) for m in cfg.generators})]
-        phases += [("metrics", {self._host(cfg.embedder)}), ("judge", {self._host(m) for m in cfg.judges})]
+        phases += [("metrics", {self._host(cfg.embedder)}), ("judge", {self._judge_host(m) for m in cfg.judges})]
         if cfg.quality.enabled:
             phases.append(("quality", {self._host(m) for m in cfg.graders}))
         if cfg.accuracy.enabled:
@@ -456,14 +482,19 @@ class _Flow:
         # judge.target: the answers (lanes judge[…]) and/or the reasoning traces (lanes judge_trace[…]).
         self.answers = cfg.judge.target in ("answer", "both")
         self.traces = cfg.judge.target in ("trace", "both")
+        self.calibrated = {j.name: pipeline.calibrated_identity(j) for j in cfg.judges if j.backend == CALIBRATED}
         if self.answers:
             settings = {"settings": asdict(cfg.judge)}
             for judge in cfg.judges:
+                if judge.name in self.calibrated:  # fed by the sample units directly: it needs no matrices
+                    self._lane(f"judge[{judge.name}]", "judge", pipeline.calibrated_plan(judge),
+                               JudgeStage.output_schema, depth + 1)
+                    continue
                 self._lane(f"judge[{judge.name}]", "judge", pipeline._plan(JudgeStage, judge, settings),
                            JudgeStage.output_schema, depth + (2 if self.cheap else 1))
         if self.traces:
             self.trace_settings = pipeline.trace_judge_settings()
-            for judge in cfg.judges:
+            for judge in cfg.llm_judges:  # the calibrated judge is fitted on answers: it does not judge traces
                 self._lane(f"judge_trace[{judge.name}]", "judge_trace",
                            pipeline._plan(JudgeStage, judge, {"settings": self.trace_settings, "target": "trace"}),
                            JudgeStage.output_schema, depth + 1)
@@ -546,6 +577,7 @@ class _Flow:
                      T.METRICS_INPUT)
             if self.cheap is None:
                 self._judges(key, groups)
+            self._calibrated_judges(key, groups)
             if self.traces:
                 self._trace_judges(key, groups)
             if cfg.accuracy.enabled:
@@ -583,14 +615,23 @@ class _Flow:
                                    pa.array([t for t, keep in zip(T.group_traces(groups), traced) if keep],
                                             pa.list_(pa.string())))
         identity = [self.p.versions["judge_trace"], JudgeStage.version, self.trace_settings]
-        for judge in self.cfg.judges:
+        for judge in self.cfg.llm_judges:
             self._to(f"judge_trace[{judge.name}]", key, subset, ["judge_trace", [*identity, judge.identity()]],
                      T.JUDGE_INPUT)
 
-    def _judges(self, key: str, groups: pa.Table) -> None:
+    def _calibrated_judges(self, key: str, groups: pa.Table) -> None:
         if not self.answers:
             return
-        for judge in self.cfg.judges:
+        for name, extra in self.calibrated.items():
+            judge = next(j for j in self.cfg.judges if j.name == name)
+            self._to(f"judge[{name}]", key, groups, ["judge", [*self.judge_identity[:3], judge.identity(), *extra]],
+                     T.JUDGE_INPUT)
+
+    def _judges(self, key: str, groups: pa.Table) -> None:
+        """The LLM judges' units of one sample unit's groups (after metrics when the cascade reads its matrices)."""
+        if not self.answers:
+            return
+        for judge in self.cfg.llm_judges:
             self._to(f"judge[{judge.name}]", key, groups, ["judge", [*self.judge_identity, judge.identity()]],
                      self.judge_schema)
 
@@ -621,7 +662,7 @@ class _Flow:
         if name in self.sample_lanes and all(lanes[s].finished() for s in self.sample_lanes):
             self._upstream_done()
         elif name == "metrics" and self.cheap is not None and self.answers:
-            for judge in self.cfg.judges:
+            for judge in self.cfg.llm_judges:
                 self.flow.close_input(f"judge[{judge.name}]")
         elif name.startswith("checklist["):
             self.flow.close_input("grade[" + name[len("checklist["):])
@@ -632,8 +673,9 @@ class _Flow:
         """Every sample unit is in: the lanes fed by them alone get no more units."""
         for name in self.flow.lanes:
             kind = name.split("[", 1)[0]
-            if kind in ("metrics", "accuracy", "reward", "checklist", "judge_trace") or (kind == "judge"
-                                                                                      and self.cheap is None):
+            calibrated = kind == "judge" and name[len("judge["):-1] in self.calibrated
+            if kind in ("metrics", "accuracy", "reward", "checklist", "judge_trace") or (
+                    kind == "judge" and (self.cheap is None or calibrated)):
                 self.flow.close_input(name)
 
     # -- the tables -----------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
     generators = list(config.generators) if generated else []
     groups = len(prompts) * len(strategies) * len(generators) if generated else external_groups
     pairs_per_group = n * (n - 1) // 2
-    voters = [config.classifier] if config.classifier is not None else list(config.judges)
+    voters = config.voters
 
     classify_in = [tokens(len(taxonomy.classify_prompt(p.text))) for p in prompts]
     for g in generators:
@@ -178,7 +178,7 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
     # so they add nothing to the low end and the answers' high end again.
     answers, traces = (config.judge.target in ("answer", "both")), (config.judge.target in ("trace", "both"))
     low_calls, high_calls = low_calls * answers, high_calls * (answers + traces)
-    for j in config.judges:
+    for j in config.llm_judges:  # a calibrated judge makes no model call
         out_high = 1 if j.verdict == "logprobs" else config.judge.max_tokens
         _role(roles, "judge", j).add((low_calls, high_calls), (int(low_calls * mean_judge_in),
                                                                int(high_calls * mean_judge_in)),

@@ -8,7 +8,7 @@ found in the cache (or, with hub access on, known to the hub); this module walks
 from __future__ import annotations
 
 from actors.registry import ModelCheckError, check_model
-from engine.config import RunConfig
+from engine.config import CALIBRATED, RunConfig
 from engine.errors import ConfigError
 
 
@@ -20,6 +20,19 @@ def check_role(where: str, role: str, backend: str, model: str, options: dict, o
         raise ConfigError(f"{where}.{exc.key}: {exc}") from None
 
 
+def _check_calibrated(where: str, model: str, embedder: str) -> None:
+    """A calibrated judge's coefficients load and were fitted with the run's embedder."""
+    from engine.method.calibrated import CalibratedJudge
+
+    try:
+        coefficients = CalibratedJudge.load(None if model == "default" else model)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.model: {exc}") from None
+    if coefficients.embedder != embedder:
+        raise ConfigError(f"{where}.model: the coefficients were fitted with embedder {coefficients.embedder!r}, "
+                          f"but embedder.model is {embedder!r} (their features would not be comparable)")
+
+
 def preflight(config: RunConfig, offline: bool | None = None) -> None:
     """Check every model of the run (generators unless responses come from a file, classifier, judges, embedder,
     reward model). `offline`: hub access for hub ids (default: the config's models.offline)."""
@@ -29,6 +42,9 @@ def preflight(config: RunConfig, offline: bool | None = None) -> None:
         roles.insert(0, ("generators", config.generators))
     for role, models in roles:
         for k, m in enumerate(models):
+            if m.backend == CALIBRATED:
+                _check_calibrated(f"{role}[{k}]", m.model, config.embedder.model)
+                continue
             check_role(f"{role}[{k}]", "chat", m.backend, m.model, m.options, offline)
     if config.classifier is not None:
         c = config.classifier

@@ -1,4 +1,5 @@
-"""Judge: pairwise functional-equivalence verdicts for each group, by one judge model, with union-find pruning."""
+"""Judge: pairwise functional-equivalence verdicts for each group, by one judge model, with union-find pruning; or by
+the calibrated cheap judge (CalibratedJudgeStage: every pair, no LLM call)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
-from engine.method.judges import in_agreement_sample, judge_group
+from engine.method.judges import PairVerdict, in_agreement_sample, judge_group
 from engine.method.programs import first_token_sampling
-from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Stage
 
 # One judged pair of a group, as this stage writes it (a list of these per group and judge): the fields of
 # engine.method.judges.PairVerdict.
@@ -130,4 +131,63 @@ class JudgeStage(BackendStage):
                 "order_disagreements": g.order_disagreements,
                 "cheap_decided": g.cheap_decided,
                 "agreement_sample": g.full,
+            }
+
+
+class CalibratedJudgeStage(Stage):
+    """The calibrated cheap judge as a judge of its own (`backend: calibrated`): P(equivalent) of every pair of each
+    group from similarity features of the responses, no LLM call, the same output as JudgeStage.
+
+    Every pair is scored (it costs one embedding per response), so the agreement sample needs nothing more. It runs in
+    the embedder's host, so the embedding model is loaded once for it and the metrics.
+
+    Args:
+        model: the judge's spec: `model` is the coefficients file ("default": the shipped ones).
+        settings: the run's `judge:` settings (its threshold makes the verdicts, as for every judge).
+        embedder: the run's embedder spec; it must be the one the coefficients were fitted with.
+    """
+
+    name = "judge"
+    version = JudgeStage.version
+    required_inputs = {k: v for k, v in JudgeStage.required_inputs.items()}
+    output_schema = JudgeStage.output_schema
+
+    def __init__(self, model: dict[str, Any], settings: dict[str, Any], embedder: dict[str, Any]) -> None:
+        from actors.registry import make_embedder
+        from engine.method.calibrated import CalibratedJudge
+
+        self.model_name = model["name"]
+        self.settings = from_dict(JudgeConfig, settings, "judge")
+        self.judge = CalibratedJudge.load(None if model["model"] == "default" else model["model"])
+        self.embedder = make_embedder(embedder["backend"], embedder["model"], embedder.get("options"))
+
+    def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        from engine.method.features import group_pair_features
+
+        groups = [list(r["responses"]) for r in rows]
+        texts = [t for g in groups for t in g]
+        embeddings = self.embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
+        threshold = self.settings.threshold
+        for k, (r, responses, features) in enumerate(zip(rows, groups, group_pair_features(groups, embeddings))):
+            n = len(responses)
+            p = self.judge.predict(features, [r["judge_category"]] * len(features)) if len(features) else []
+            pairs = [PairVerdict(i, j, float(q), "equivalent" if q >= threshold else "different", raw="", calls=0,
+                                 decided_by="calibrated", read_from="calibrated")
+                     for (i, j), q in zip(zip(*np.triu_indices(n, 1)), p)]
+            yield {
+                IDX: k,
+                "prompt_id": r["prompt_id"],
+                "model": r["model"],
+                "strategy": r["strategy"],
+                "judge": self.model_name,
+                "judge_category": r["judge_category"],
+                "n_responses": n,
+                "pairs": [{**asdict(v), "i": int(v.i), "j": int(v.j)} for v in pairs],
+                "calls_made": 0,
+                "calls_saved": 0,
+                "n_unresolved": 0,
+                "order_disagreements": 0,
+                "cheap_decided": len(pairs),
+                "agreement_sample": in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]),
+                                                        self.settings.agreement_sample_rate),
             }

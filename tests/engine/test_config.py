@@ -146,7 +146,7 @@ def test_bad_overrides_are_named(override, message):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--set", "judges.3.model=x"], "judges has 1 item(s)"),
+    (["--set", "judges.3.model=x"], "judges has 2 item(s)"),
     (["--set", "nokey"], "expected key=value"),
     (["--set", "n=[unclosed"], "not valid YAML"),
     (["--set", "sampling.top_p=7"], "sampling.top_p: must be in (0, 1]"),

@@ -1,0 +1,98 @@
+"""The calibrated cheap judge as a judge of its own (`backend: calibrated`): every pair scored from the responses'
+features with the shipped coefficients, no LLM call, beside LLM judges; what it cannot do (generate, classify,
+grade, judge traces) is refused before any model call."""
+
+import numpy as np
+import pytest
+
+from engine.config import config_from_dict
+from engine.errors import ConfigError
+from engine.execution.executor import LocalExecutor
+from engine.execution.pipeline import Pipeline
+from engine.execution.plan import make_plan
+from engine.method.calibrated import CalibratedJudge
+from engine.method.features import pair_features
+from tests.support.runs import SCRIPTED
+
+CHEAP = {"name": "cheap", "backend": "calibrated"}
+
+
+def _config(tmp_path, **over):
+    data = {"run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "limit": 3}, "n": 3,
+            "strategies": ["temperature", "regen_general"], "generators": [SCRIPTED],
+            "judges": [SCRIPTED, CHEAP], "execution": {"executor": "local", "shard_size": 4}}
+    data.update(over)
+    return config_from_dict(data)
+
+
+def _run(cfg):
+    pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+    try:
+        return pipeline.run()
+    finally:
+        pipeline.close()
+
+
+def test_a_run_with_the_calibrated_judge_beside_an_llm_judge(tmp_path):
+    cfg = _config(tmp_path)
+    assert cfg.judges[1].model == "default" and [j.name for j in cfg.llm_judges] == ["scripted"]
+    assert cfg.graders[0].name == "scripted" and [v.name for v in cfg.voters] == ["scripted"]
+    result = _run(cfg)
+    t = result.tables
+    comps = [c for c in t["components"].to_pylist() if c["judge"] == "cheap"]
+    assert len(comps) == t["groups"].num_rows == 6
+    judgments = [j for j in t["judgments"].to_pylist() if j["judge"] == "cheap"]
+    assert len(judgments) == 6 * 3  # every pair, no pruning
+    assert all(j["calls"] == 0 and j["decided_by"] == "calibrated" for j in judgments)
+    # The probabilities are the shipped coefficients' on these responses' features.
+    judge = CalibratedJudge.load()
+    from actors.registry import make_embedder
+
+    embed = make_embedder("local", cfg.embedder.model).embed
+    responses = {(r["prompt_id"], r["strategy"], r["sample_idx"]): r["text"] for r in t["responses"].to_pylist()}
+    category = {(g["prompt_id"], g["strategy"]): g["category"] for g in t["groups"].to_pylist()}
+    expected = [judge.predict(pair_features([(responses[(j["prompt_id"], j["strategy"], j["i"])],
+                                              responses[(j["prompt_id"], j["strategy"], j["j"])])], embed),
+                              [category[(j["prompt_id"], j["strategy"])]])[0] for j in judgments]
+    assert np.allclose([j["p_equivalent"] for j in judgments], expected, atol=1e-5)
+    groups = t["groups"].to_pylist()
+    assert all(set(g["judges_in_mean"]) == {"scripted", "cheap"} for g in groups)
+    # No model call of the calibrated judge in the plan.
+    plan = make_plan(cfg, _prompts(cfg))
+    assert [r.model for r in plan.roles if r.role == "judge"] == ["scripted"]
+
+
+def _prompts(cfg):
+    from engine.execution.pipeline import load_run_prompts
+    from engine.inputs.loaders.paper import PresetReport
+
+    prompts, _ = load_run_prompts(cfg, PresetReport(), offline=True)
+    return prompts
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"generators": [CHEAP]}, "cannot generate or classify"),
+    ({"classifier": CHEAP}, "cannot generate or classify"),
+    ({"judges": [CHEAP]}, "quality and accuracy are graded by an LLM judge"),
+    ({"judges": [SCRIPTED, CHEAP], "quality": {"grader": "cheap"}}, "not one of the LLM judges"),
+])
+def test_what_the_calibrated_judge_cannot_do_is_refused(tmp_path, over, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(tmp_path, **over)
+
+
+def test_missing_coefficients_fail_in_preflight(tmp_path):
+    from engine.execution.preflight import preflight
+
+    cfg = _config(tmp_path, judges=[SCRIPTED, {**CHEAP, "model": str(tmp_path / "none.json")}])
+    with pytest.raises(ConfigError, match=r"judges\[1\]\.model: .*none.json: calibrated-judge coefficients not found"):
+        preflight(cfg)
+
+
+def test_alone_without_gold_categories_it_asks_for_a_classifier(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt_id": "rain", "text": "Write a poem about rain."}\n')
+    cfg = _config(tmp_path, judges=[CHEAP], quality={"enabled": False}, accuracy={"enabled": False},
+                  prompts={"source": "jsonl", "path": str(path)})
+    with pytest.raises(ConfigError, match="add an LLM judge or a `classifier`"):
+        _run(cfg)
