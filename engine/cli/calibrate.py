@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
 
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
-from engine.method.calibrate import featurize, fit, scores
+from engine.method.calibrate import C_DEFAULT, featurize, fit, scores
 from engine.method.calibrated import DEFAULT_COEFFICIENTS
+from engine.method.pair_features import RECIPES
 
 
 def _digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _ci(scored: dict, key: str) -> str:
+    ci = scored.get(f"{key}_ci95")
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,36 +38,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noveltybench", default=None,
                    help="NoveltyBench curated.jsonl, to give DARLING pairs with curated ids their category")
     p.add_argument("--embedder", default="all-minilm-l6-v2", help="embedding model for the cosine feature")
-    p.add_argument("--c", type=float, default=1.0, help="inverse L2 regularisation strength")
+    p.add_argument("--c", type=float, default=C_DEFAULT, help="inverse L2 regularisation strength")
+    p.add_argument("--features", choices=sorted(RECIPES), default="cheap38",
+                   help="the pair features (engine.method.pair_features.RECIPES; cheap38: all, the shipped judge)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the validation intervals")
     p.add_argument("--out", default=str(DEFAULT_COEFFICIENTS), help="where to write the coefficients (JSON)")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    start = time.perf_counter()  # numba's threading layer for this command is chosen in engine/run.py
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
     train = load_pairs(args.pairs, categories=categories)
-    x = featurize(train, args.embedder)
+    names = RECIPES[args.features]
+    x = featurize(train, args.embedder, names)
     y = np.array([int(p.equivalent) for p in train])
-    judge = fit(x, [p.category for p in train], y, embedder=args.embedder, c=args.c)
-    judge.provenance = {
+    judge = fit(x, [p.category for p in train], y, embedder=args.embedder, names=names, c=args.c)
+    cv = judge.provenance["cv_train"]
+    judge.provenance.update({
         "fitted_on": {"file": Path(args.pairs).name, "sha256": _digest(args.pairs), "pairs": len(train),
                       "with_category": sum(p.category is not None for p in train)},
+        "recipe": args.features,
         "train": scores(y, judge.predict(x, [p.category for p in train])),
+        "fit_seconds": round(time.perf_counter() - start, 1),
         "command": "python engine/run.py calibrate " + " ".join(
             f"--{k} {Path(v).name if k in ('pairs', 'val', 'noveltybench') else v}"
             for k, v in (("pairs", args.pairs), ("val", args.val), ("noveltybench", args.noveltybench),
-                         ("c", args.c)) if v is not None),
-    }
-    print(f"fitted on {len(train)} pairs: train accuracy {judge.provenance['train']['accuracy']:.3f}, "
-          f"κ {judge.provenance['train']['kappa']:.3f}")
+                         ("features", args.features), ("c", args.c)) if v is not None),
+    })
+    print(f"fitted on {len(train)} pairs ({len(names)} features, {judge.provenance['fit_seconds']} s): "
+          f"cross-validated on train AUC {cv['auc']:.3f}, κ {cv['kappa']:.3f}; threshold {judge.threshold:.2f}")
     if args.val:
         val = load_pairs(args.val, categories=categories)
-        xv = featurize(val, args.embedder)
+        xv = featurize(val, args.embedder, names)
         yv = np.array([int(p.equivalent) for p in val])
         judge.provenance["val"] = {"file": Path(args.val).name, "sha256": _digest(args.val),
-                                   **scores(yv, judge.predict(xv, [p.category for p in val]))}
+                                   **scores(yv, judge.predict(xv, [p.category for p in val]),
+                                            resamples=args.resamples)}
         v = judge.provenance["val"]
-        print(f"validation ({len(val)} pairs, never fitted on): accuracy {v['accuracy']:.3f}, κ {v['kappa']:.3f}, "
-              f"AUC {v['auc']:.3f}")
+        print(f"validation ({len(val)} pairs, never fitted on): accuracy {v['accuracy']:.3f}, "
+              f"κ {v['kappa']:.3f} {_ci(v, 'kappa')}, AUC {v['auc']:.3f} {_ci(v, 'auc')}")
     judge.save(args.out)
     print(f"coefficients written to {args.out}")
     return 0

@@ -44,7 +44,7 @@ from engine.stages.base import Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
-from engine.stages.judge import FEATURE_COLUMNS, CalibratedJudgeStage, JudgeStage
+from engine.stages.judge import CalibratedJudgeStage, JudgeStage
 from engine.stages.metrics import MetricsStage
 from engine.stages.reward import RewardStage
 from engine.stages.sample import SampleStage
@@ -293,25 +293,29 @@ class Pipeline:
 
     # -- the units and plans of the stages after sampling, one sample unit's groups at a time ----------------------
 
-    def judge_identity(self) -> tuple[list[Any], pa.Schema, Any]:
-        """What keys every judge's shards besides the judge (texts, settings, the cheap judge's coefficients), the
-        judge's input schema, and the cheap judge when the cascade reads the metrics' matrices (else None)."""
+    def judge_identity(self) -> list[Any]:
+        """What keys every LLM judge's shards besides the judge: the texts it sends, the settings, and with the
+        cascade the cheap judge's coefficients and the embedder behind its features."""
         cfg = self.config
         # The target only decides which lanes run (answers, traces): it never changes a verdict, so it keys nothing.
         settings = {k: v for k, v in asdict(cfg.judge).items() if k != "target"}
-        identity, schema, cheap = [self.versions["judge"], JudgeStage.version, settings], T.JUDGE_INPUT, None
+        identity = [self.versions["judge"], JudgeStage.version, settings]
         if cfg.judge.cascade.enabled:
-            # The cheap judge reads the metrics stage's pairwise matrices; its coefficients and the embedder behind
-            # the cosine feature decide its verdicts, so both key the judge's shards.
             from engine.method.calibrated import CalibratedJudge
 
             cheap = CalibratedJudge.load(cfg.judge.cascade.coefficients)
             if cheap.embedder != cfg.embedder.model:
                 raise ConfigError(f"judge.cascade: the coefficients were fitted with embedder {cheap.embedder!r} but "
                                   f"embedder.model is {cfg.embedder.model!r}")
-            identity += [asdict(cheap), cfg.embedder.model]
-            schema = T.JUDGE_INPUT_WITH_FEATURES
-        return identity, schema, cheap
+            identity += [asdict(cheap), cfg.embedder.identity()]
+        return identity
+
+    def judge_settings(self) -> dict[str, Any]:
+        """The LLM judges' stage arguments: the settings, and the embedder the cascade's cheap judge reads."""
+        out: dict[str, Any] = {"settings": asdict(self.config.judge)}
+        if self.config.judge.cascade.enabled:
+            out["embedder"] = self.config.embedder.spec()
+        return out
 
     def trace_judge_settings(self) -> dict[str, Any]:
         """The `judge:` settings of the lanes that judge reasoning traces: the run's, without the cascade (its cheap
@@ -443,7 +447,7 @@ class _Flow:
     """The stages after classification, streaming: one lane per stage and model (engine.execution.dataflow).
 
     Sample units (or, for responses made elsewhere, the groups already there) feed, unit by unit: metrics, every
-    judge (after metrics when the cascade reads its matrices), accuracy, the reward model, and each grader's
+    judge (the traces' judges too, with judge.target), accuracy, the reward model, and each grader's
     checklist of a prompt shard once all that shard's groups are in; a unit's grades follow its shard's checklist.
     Every lane's output keeps the sample units' order, so the tables equal those of stages run one after another.
     """
@@ -463,7 +467,7 @@ class _Flow:
         self.by_key: dict[tuple[str, str], list[str]] = defaultdict(list)  # (lane, unit key) → sample units
         self.shard_of: dict[tuple[str, str], int] = {}  # (checklist lane, unit key) → prompt shard
         self.criteria: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)  # grader → checklists
-        self.judge_identity, self.judge_schema, self.cheap = pipeline.judge_identity()
+        self.judge_identity = pipeline.judge_identity()
         self.external = frame
 
         depth = 0
@@ -484,14 +488,14 @@ class _Flow:
         self.traces = cfg.judge.target in ("trace", "both")
         self.calibrated = {j.name: pipeline.calibrated_identity(j) for j in cfg.judges if j.backend == CALIBRATED}
         if self.answers:
-            settings = {"settings": asdict(cfg.judge)}
+            settings = pipeline.judge_settings()
             for judge in cfg.judges:
                 if judge.name in self.calibrated:  # fed by the sample units directly: it needs no matrices
                     self._lane(f"judge[{judge.name}]", "judge", pipeline.calibrated_plan(judge),
                                JudgeStage.output_schema, depth + 1)
                     continue
                 self._lane(f"judge[{judge.name}]", "judge", pipeline._plan(JudgeStage, judge, settings),
-                           JudgeStage.output_schema, depth + (2 if self.cheap else 1))
+                           JudgeStage.output_schema, depth + 1)
         if self.traces:
             self.trace_settings = pipeline.trace_judge_settings()
             for judge in cfg.llm_judges:  # the calibrated judge is fitted on answers: it does not judge traces
@@ -549,13 +553,6 @@ class _Flow:
         kind = lane.split("[", 1)[0]
         if kind == "sample":
             self._sample_in(key, ok)
-        elif kind == "metrics" and self.cheap is not None:
-            features = self.p.store.read_shards("metrics", [key], MetricsStage.output_schema) if ok else None
-            for unit in self.by_key[(lane, key)]:
-                groups = self.frames[unit]
-                with_features = _join_features(groups, features if features is not None else
-                                               MetricsStage.output_schema.empty_table())
-                self._judges(unit, with_features)
         elif kind == "checklist":
             grader = lane[len("checklist["):-1]
             shard = self.shard_of[(lane, key)]
@@ -575,8 +572,7 @@ class _Flow:
         if groups is not None:
             self._to("metrics", key, groups, ["metrics", [cfg.embedder.identity(), MetricsStage.version]],
                      T.METRICS_INPUT)
-            if self.cheap is None:
-                self._judges(key, groups)
+            self._judges(key, groups)
             self._calibrated_judges(key, groups)
             if self.traces:
                 self._trace_judges(key, groups)
@@ -628,12 +624,12 @@ class _Flow:
                      T.JUDGE_INPUT)
 
     def _judges(self, key: str, groups: pa.Table) -> None:
-        """The LLM judges' units of one sample unit's groups (after metrics when the cascade reads its matrices)."""
+        """The LLM judges' units of one sample unit's groups."""
         if not self.answers:
             return
         for judge in self.cfg.llm_judges:
             self._to(f"judge[{judge.name}]", key, groups, ["judge", [*self.judge_identity, judge.identity()]],
-                     self.judge_schema)
+                     T.JUDGE_INPUT)
 
     def _grades(self, grader: str, shard: int) -> None:
         """A prompt shard's checklists are in: grade every group of the shard against them."""
@@ -661,9 +657,6 @@ class _Flow:
         lanes = self.flow.lanes
         if name in self.sample_lanes and all(lanes[s].finished() for s in self.sample_lanes):
             self._upstream_done()
-        elif name == "metrics" and self.cheap is not None and self.answers:
-            for judge in self.cfg.llm_judges:
-                self.flow.close_input(f"judge[{judge.name}]")
         elif name.startswith("checklist["):
             self.flow.close_input("grade[" + name[len("checklist["):])
         # Stop the hosts of models that no unfinished lane uses (their memory and GPUs go to the others).
@@ -673,9 +666,7 @@ class _Flow:
         """Every sample unit is in: the lanes fed by them alone get no more units."""
         for name in self.flow.lanes:
             kind = name.split("[", 1)[0]
-            calibrated = kind == "judge" and name[len("judge["):-1] in self.calibrated
-            if kind in ("metrics", "accuracy", "reward", "checklist", "judge_trace") or (
-                    kind == "judge" and (self.cheap is None or calibrated)):
+            if kind in ("metrics", "judge", "accuracy", "reward", "checklist", "judge_trace"):
                 self.flow.close_input(name)
 
     # -- the tables -----------------------------------------------------------------------------------------------
@@ -803,16 +794,6 @@ def _require_path(cfg: RunConfig) -> str:
     if not cfg.prompts.path:
         raise ConfigError("prompts.path: the responses source needs the file of responses")
     return cfg.prompts.path
-
-
-def _join_features(frame: pa.Table, metrics: pa.Table) -> pa.Table:
-    """The frame with each group's pairwise matrices from the metrics table (null where a group has none)."""
-    by_group = {tuple(m[k] for k in T.KEYS): m for m in metrics.select([*T.KEYS, *FEATURE_COLUMNS]).to_pylist()}
-    keys = [tuple(r[k] for k in T.KEYS) for r in frame.select(list(T.KEYS)).to_pylist()]
-    for column in FEATURE_COLUMNS:
-        values = [by_group.get(key, {}).get(column) for key in keys]
-        frame = frame.append_column(pa.field(column, pa.list_(pa.float64())), pa.array(values, pa.list_(pa.float64())))
-    return frame
 
 
 def _unique(column: pa.ChunkedArray) -> list:

@@ -76,9 +76,6 @@ JUDGE_INPUT = pa.schema(
     ]
 )
 
-JUDGE_INPUT_WITH_FEATURES = JUDGE_INPUT.append(pa.field("pair_cosine", pa.list_(pa.float64()))).append(
-    pa.field("pair_jaccard", pa.list_(pa.float64()))).append(pa.field("pair_ncd", pa.list_(pa.float64())))
-
 METRICS_INPUT = pa.schema(
     [
         *GROUP_KEY,

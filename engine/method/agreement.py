@@ -29,7 +29,7 @@ def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None
     judge = CalibratedJudge.load(coefficients)
     if judge.embedder != embedder:
         raise ConfigError(f"the coefficients were fitted with embedder {judge.embedder!r}, not {embedder!r}")
-    return judge.predict(featurize(pairs, embedder), [p.category for p in pairs])
+    return judge.predict(featurize(pairs, embedder, judge.features), [p.category for p in pairs])
 
 
 def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], settings: JudgeConfig,

@@ -1,59 +1,133 @@
 """Fitting the calibrated judge on labelled pairs, and scoring any judge's probabilities against labels.
 
-scikit-learn's LogisticRegression does the fit (standardised numeric features, the category one-hot unscaled).
+The fit (chosen by cross-validation on the DARLING train pairs only; issue 16's closing note has the table):
+scikit-learn's LogisticRegression on the standardised pair features (engine.method.pair_features) and the category
+one-hot (unscaled), L2 with C = 0.03, classes weighted to balance (train is 33% equivalent; an audit's pairs need
+not be). The decision threshold is chosen by cross-validation on the training pairs too — out-of-fold probabilities
+of 3 × stratified 5-fold, the threshold on 0.20…0.80 that maximises Cohen's κ with the classes weighted 50/50,
+smoothed over 5 neighbours — and folded into the intercept, so that p_equivalent >= 0.5 is that threshold and the
+run's judge.threshold reads the calibrated judge like any other.
+
 The command is `python engine/run.py calibrate` (engine.cli.calibrate).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from actors.registry import make_embedder
 from engine.method.calibrated import CalibratedJudge, category_one_hot
-from engine.method.features import pair_features
+from engine.method.pair_features import labelled_features
 
 if TYPE_CHECKING:
     from engine.inputs.labelled_pairs import LabelledPair
 
+C_DEFAULT = 0.03
+THRESHOLD_GRID = np.round(np.arange(0.20, 0.801, 0.01), 2)
 
-def featurize(pairs: list[LabelledPair], embedder_name: str) -> np.ndarray:
+
+def featurize(pairs: list[LabelledPair], embedder_name: str, names: Sequence[str]) -> np.ndarray:
     embedder = make_embedder("local", embedder_name)
-    return pair_features([(p.response_a, p.response_b) for p in pairs], embedder.embed)
+    return labelled_features([p.prompt for p in pairs], [(p.response_a, p.response_b) for p in pairs],
+                             embedder.embed, names)
+
+
+def _fit_logistic(x: np.ndarray, onehot: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, ...]:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std[std == 0] = 1.0
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(
+        np.hstack([(x - mean) / std, onehot]), y)
+    return mean, std, model.coef_[0], float(model.intercept_[0])
+
+
+def _predict(params: tuple[np.ndarray, ...], x: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    mean, std, coef, intercept = params
+    return 1.0 / (1.0 + np.exp(-(np.hstack([(x - mean) / std, onehot]) @ coef + intercept)))
+
+
+def _balanced(y: np.ndarray) -> np.ndarray:
+    return np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+
+
+def cv_threshold(x: np.ndarray, onehot: np.ndarray, y: np.ndarray, c: float) -> tuple[float, dict[str, float]]:
+    """The decision threshold from out-of-fold probabilities on the training pairs (see the module docstring), and
+    the cross-validated AUC and κ (at that threshold, as fitted: unweighted) it rests on."""
+    from sklearn.metrics import cohen_kappa_score, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = []
+    for seed in (0, 1, 2):
+        p = np.zeros(len(y))
+        for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y):
+            p[test] = _predict(_fit_logistic(x[train], onehot[train], y[train], c), x[test], onehot[test])
+        folds.append(p)
+    yy, pp = np.tile(y, 3), np.concatenate(folds)
+    weights = _balanced(yy)
+    kappas = np.array([cohen_kappa_score(yy, (pp >= t).astype(int), sample_weight=weights) for t in THRESHOLD_GRID])
+    threshold = float(THRESHOLD_GRID[int(np.argmax(np.convolve(kappas, np.ones(5) / 5, mode="same")))])
+    cv = {"auc": float(np.mean([roc_auc_score(y, p) for p in folds])),
+          "kappa": float(np.mean([cohen_kappa_score(y, (p >= threshold).astype(int)) for p in folds])),
+          "kappa_balanced": float(np.mean([cohen_kappa_score(y, (p >= threshold).astype(int),
+                                                             sample_weight=_balanced(y)) for p in folds])),
+          "accuracy": float(np.mean([((p >= threshold) == y).mean() for p in folds]))}
+    return threshold, cv
 
 
 def fit(features: np.ndarray, categories: list[str | None], labels: np.ndarray, *, embedder: str,
-        c: float = 1.0) -> CalibratedJudge:
-    """Fit the logistic regression.
+        names: Sequence[str], c: float = C_DEFAULT) -> CalibratedJudge:
+    """Fit the logistic regression and its threshold (both on these pairs only).
 
     Args:
-        features: (m × 4) numeric features in engine.method.features.FEATURES order.
+        features: (m × len(names)) rows of engine.method.pair_features.
         categories: the category of each pair (None where unknown).
         labels: 1 where the humans said equivalent.
-        embedder: the embedding model the cosine feature came from (recorded with the coefficients).
+        embedder: the embedding model the embedding features came from (recorded with the coefficients).
+        names: the feature names, in column order.
         c: inverse L2 regularisation strength.
     """
-    from sklearn.linear_model import LogisticRegression
+    onehot = category_one_hot(categories)
+    labels = np.asarray(labels)
+    threshold, cv = cv_threshold(features, onehot, labels, c)
+    mean, std, coef, intercept = _fit_logistic(features, onehot, labels, c)
+    # p >= threshold  <=>  sigma(z - logit(threshold)) >= 0.5
+    intercept -= math.log(threshold / (1 - threshold))
+    return CalibratedJudge(mean=mean.tolist(), std=std.tolist(), coef=coef.tolist(), intercept=intercept,
+                           embedder=embedder, features=list(names), threshold=threshold,
+                           provenance={"cv_train": cv, "C": c, "class_weight": "balanced"})
 
-    mean = features.mean(axis=0)
-    std = features.std(axis=0)
-    std[std == 0] = 1.0
-    design = np.hstack([(features - mean) / std, category_one_hot(categories)])
-    model = LogisticRegression(C=c, max_iter=1000).fit(design, labels)
-    return CalibratedJudge(mean=mean.tolist(), std=std.tolist(), coef=model.coef_[0].tolist(),
-                           intercept=float(model.intercept_[0]), embedder=embedder)
 
-
-def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, Cohen's κ, ROC AUC and the confusion matrix of probabilities against labels."""
+def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5, resamples: int = 0,
+           seed: int = 0) -> dict[str, Any]:
+    """Accuracy, Cohen's κ, ROC AUC and the confusion matrix of probabilities against labels; with `resamples`,
+    percentile bootstrap 95% intervals of κ and AUC (pairs resampled)."""
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
 
-    predicted = (p >= threshold).astype(int)
-    return {
+    labels = np.asarray(labels)
+    predicted = (np.asarray(p) >= threshold).astype(int)
+    both = len(set(labels.tolist())) > 1
+    out: dict[str, Any] = {
         "n": int(len(labels)),
         "accuracy": float((predicted == labels).mean()) if len(labels) else None,
-        "kappa": float(cohen_kappa_score(labels, predicted)) if len(set(labels)) > 1 else None,
-        "auc": float(roc_auc_score(labels, p)) if len(set(labels)) > 1 else None,
+        "kappa": float(cohen_kappa_score(labels, predicted)) if both else None,
+        "auc": float(roc_auc_score(labels, p)) if both else None,
         "confusion": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),  # rows: human 0/1
     }
+    if resamples and both:
+        rng = np.random.default_rng(seed)
+        kappas, aucs = [], []
+        for _ in range(resamples):
+            i = rng.integers(0, len(labels), len(labels))
+            if len(set(labels[i].tolist())) < 2:
+                continue
+            kappas.append(cohen_kappa_score(labels[i], predicted[i]))
+            aucs.append(roc_auc_score(labels[i], np.asarray(p)[i]))
+        out["kappa_ci95"] = [float(np.percentile(kappas, 2.5)), float(np.percentile(kappas, 97.5))]
+        out["auc_ci95"] = [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))]
+        out["resamples"] = resamples
+    return out

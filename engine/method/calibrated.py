@@ -1,12 +1,16 @@
-"""A cheap judge: logistic regression over similarity features and the category, fitted on human-labelled pairs.
+"""A cheap judge: logistic regression over pair features and the category, fitted on human-labelled pairs.
 
-p(equivalent) = σ(w · z + b), where z holds the standardised features of engine.method.features (embedding cosine,
-Jaccard, NCD, length ratio) and a one-hot of the category (A–H, or none). It costs one embedding per response and
-no LLM call, so the cascade lets it decide the pairs it is confident about and sends the rest to the LLM judge.
+p(equivalent) = σ(w · z + b), where z holds the standardised pair features of engine.method.pair_features (the
+shipped judge: 38 of them — embedding cosine with and without the prompt's direction, n-gram overlap and
+containment, numbers, first and last sentences, capitalised and bold words, list items, the shape of the text) and
+a one-hot of the category (A–H, or none). The decision threshold, chosen by cross-validation on the training pairs,
+is folded into b, so p >= 0.5 is the judge's verdict. It costs one embedding per response and one per prompt, and no
+LLM call: a judge of its own (`backend: calibrated`), or the cascade's first pass that sends the pairs it is unsure
+about to the LLM judge.
 
 The shipped coefficients (engine/method/calibrated_judge.json) are fitted by `python engine/run.py calibrate` on the
-DARLING/NoveltyBench human labels (train split only); the file records what they were fitted on and their
-agreement on the validation split.
+DARLING/NoveltyBench human labels (train split only); the file records what they were fitted on, their
+cross-validated scores on train and their agreement on the validation split, with bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.method.features import FEATURES
+from engine.method.pair_features import BASE_FEATURES, PAIR_FEATURES, group_features
 from engine.method.taxonomy import LETTERS
 
 DEFAULT_COEFFICIENTS = Path(__file__).resolve().parent / "calibrated_judge.json"
@@ -38,9 +42,11 @@ class CalibratedJudge:
     """Fitted coefficients and the transform they apply.
 
     Attributes:
-        mean / std: standardisation of the numeric features (in FEATURES order).
+        mean / std: standardisation of the numeric features (in `features` order).
         coef: weights of the standardised numeric features, then of the category one-hot (CATEGORY_SLOTS order).
-        intercept: the bias.
+        intercept: the bias, the decision threshold folded in (p >= 0.5 is "equivalent").
+        features: the names of the pair features (engine.method.pair_features.PAIR_FEATURES), in column order.
+        threshold: the threshold chosen by cross-validation on the training pairs (already in the intercept).
         embedder: the embedding model the cosine feature was computed with (features from another embedder are not
             comparable).
         provenance: what the coefficients were fitted on and how they scored on held-out data.
@@ -51,8 +57,9 @@ class CalibratedJudge:
     coef: list[float]
     intercept: float
     embedder: str = "all-minilm-l6-v2"
-    features: list[str] = field(default_factory=lambda: list(FEATURES))
+    features: list[str] = field(default_factory=lambda: list(BASE_FEATURES))
     categories: list[str] = field(default_factory=lambda: list(CATEGORY_SLOTS))
+    threshold: float = 0.5
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def design(self, features: np.ndarray, categories: Sequence[str | None]) -> np.ndarray:
@@ -60,9 +67,19 @@ class CalibratedJudge:
         return np.hstack([numeric, category_one_hot(categories)])
 
     def predict(self, features: np.ndarray, categories: Sequence[str | None]) -> np.ndarray:
-        """P(equivalent) for each feature row (rows in FEATURES order)."""
+        """P(equivalent) for each feature row (columns in `features` order)."""
         z = self.design(features, categories) @ np.asarray(self.coef) + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
+
+    def score_group(self, prompt: str, responses: Sequence[str], category: str | None, embeddings: np.ndarray,
+                    prompt_embedding: np.ndarray) -> np.ndarray:
+        """P(equivalent) of every pair i < j of one group, in row-major order ((0,1), (0,2), …).
+
+        Args:
+            embeddings: the responses' L2-normalised embeddings by `embedder`; prompt_embedding: the prompt's.
+        """
+        rows = group_features(prompt, responses, embeddings, prompt_embedding, self.features)
+        return self.predict(rows, [category] * len(rows)) if len(rows) else np.zeros(0)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
@@ -75,11 +92,17 @@ class CalibratedJudge:
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: calibrated-judge coefficients not found (fit them with "
                               f"`python engine/run.py calibrate --pairs FILE --out {path}`)") from exc
-        judge = cls(**data)
-        if judge.features != list(FEATURES) or judge.categories != list(CATEGORY_SLOTS):
-            raise ConfigError(f"{path}: coefficients were fitted on features {judge.features}, expected "
-                              f"{list(FEATURES)} and categories {list(CATEGORY_SLOTS)}")
-        if len(judge.coef) != len(FEATURES) + len(CATEGORY_SLOTS):
-            raise ConfigError(f"{path}: expected {len(FEATURES) + len(CATEGORY_SLOTS)} coefficients, "
-                              f"got {len(judge.coef)}")
+        try:
+            judge = cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: not a calibrated-judge coefficients file ({exc})") from None
+        unknown = [f for f in judge.features if f not in PAIR_FEATURES]
+        if unknown or judge.categories != list(CATEGORY_SLOTS):
+            raise ConfigError(f"{path}: coefficients were fitted on features {unknown or judge.features} this "
+                              f"version does not compute (known: engine.method.pair_features.PAIR_FEATURES) or on "
+                              f"categories {judge.categories} (expected {list(CATEGORY_SLOTS)})")
+        expected = len(judge.features) + len(CATEGORY_SLOTS)
+        if len(judge.coef) != expected or {len(judge.mean), len(judge.std)} != {len(judge.features)}:
+            raise ConfigError(f"{path}: expected {expected} coefficients and {len(judge.features)} means and "
+                              f"standard deviations, got {len(judge.coef)}, {len(judge.mean)} and {len(judge.std)}")
         return judge

@@ -59,20 +59,3 @@ def pair_features(pairs: Sequence[tuple[str, str]], embed) -> np.ndarray:
         out[k, 3] = length_ratio_matrix([a, b])[0, 1]
     return out
 
-
-def group_pair_features(groups: list[list[str]], embeddings: np.ndarray) -> list[np.ndarray]:
-    """For each group of n responses, the feature rows of its pairs (i < j, row-major order: (0,1), (0,2), …).
-
-    Args:
-        groups: the responses of each group.
-        embeddings: L2-normalised embeddings of all responses, group after group.
-    """
-    mats = group_matrices(groups, embeddings)
-    out = []
-    for k, texts in enumerate(groups):
-        n = len(texts)
-        iu = np.triu_indices(n, 1)
-        ratio = length_ratio_matrix(texts)
-        out.append(np.stack([mats["cosine"][k][iu], mats["jaccard"][k][iu], mats["ncd"][k][iu], ratio[iu]], axis=1)
-                   if n > 1 else np.zeros((0, len(FEATURES))))
-    return out

@@ -33,10 +33,6 @@ PAIR_TYPE = pa.struct(
     ]
 )
 
-# Optional inputs, required when the cascade is on: the metrics stage's pairwise matrices (n × n, row-major).
-FEATURE_COLUMNS = ("pair_cosine", "pair_jaccard", "pair_ncd")
-
-
 class JudgeStage(BackendStage):
     """Judges every group of a batch together: each round asks, for every unfinished group, its next pair.
 
@@ -74,7 +70,8 @@ class JudgeStage(BackendStage):
         ]
     )
 
-    def __init__(self, model: dict[str, Any], settings: dict[str, Any], target: str = "answer") -> None:
+    def __init__(self, model: dict[str, Any], settings: dict[str, Any], target: str = "answer",
+                 embedder: dict[str, Any] | None = None) -> None:
         super().__init__(model)
         if target not in ("answer", "trace"):
             raise ValueError(f"stage 'judge': target must be 'answer' or 'trace', got {target!r}")
@@ -82,38 +79,28 @@ class JudgeStage(BackendStage):
         self.settings = from_dict(JudgeConfig, settings, "judge")
         # Greedy; one token where its top-20 log-probs decide, a few where the verdict is read from text.
         self.sampling = first_token_sampling(model.get("verdict", "auto"), self.settings.max_tokens)
-        self.calibrated = None
+        self.calibrated = self.embedder = None
         if self.settings.cascade.enabled and target == "answer":
+            from actors.registry import make_embedder
             from engine.method.calibrated import CalibratedJudge
 
+            if embedder is None:
+                raise ValueError("stage 'judge': the cascade needs the run's embedder spec")
             self.calibrated = CalibratedJudge.load(self.settings.cascade.coefficients)
-
-    def _cheap(self, row: dict[str, Any]):
-        """The calibrated judge's P(equivalent) for pair (i, j) of this group, from the metrics stage's matrices."""
-        missing = [c for c in FEATURE_COLUMNS if row.get(c) is None]
-        if missing:
-            raise ValueError(f"stage 'judge': the cascade needs the metrics stage's columns {missing}")
-        responses = list(row["responses"])
-        n = len(responses)
-        cos, jac, ncd = (row[c] for c in FEATURE_COLUMNS)
-        lengths = [len(r) for r in responses]
-
-        def p(i: int, j: int) -> float:
-            hi = max(lengths[i], lengths[j])
-            ratio = min(lengths[i], lengths[j]) / hi if hi else 1.0
-            features = np.array([[cos[i * n + j], jac[i * n + j], ncd[i * n + j], ratio]])
-            return float(self.calibrated.predict(features, [row["judge_category"]])[0])
-
-        return p
+            self.embedder = make_embedder(embedder["backend"], embedder["model"], embedder.get("options"))
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        cheap: list[Any] = [None] * len(rows)
+        if self.calibrated is not None:
+            cheap = [_pair_lookup(p, len(r["responses"]))
+                     for r, p in zip(rows, score_groups(self.calibrated, self.embedder.embed, rows))]
         programs = [
             judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,
-                        cheap=self._cheap(r) if self.calibrated is not None else None,
+                        cheap=cheap[k],
                         full=in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]),
                                                  self.settings.agreement_sample_rate),
                         target=self.target)
-            for r in rows
+            for k, r in enumerate(rows)
         ]
         for k, (r, g) in enumerate(zip(rows, self.drive(programs))):
             yield {
@@ -162,15 +149,10 @@ class CalibratedJudgeStage(Stage):
         self.embedder = make_embedder(embedder["backend"], embedder["model"], embedder.get("options"))
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-        from engine.method.features import group_pair_features
-
-        groups = [list(r["responses"]) for r in rows]
-        texts = [t for g in groups for t in g]
-        embeddings = self.embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
         threshold = self.settings.threshold
-        for k, (r, responses, features) in enumerate(zip(rows, groups, group_pair_features(groups, embeddings))):
-            n = len(responses)
-            p = self.judge.predict(features, [r["judge_category"]] * len(features)) if len(features) else []
+        scored = score_groups(self.judge, self.embedder.embed, rows)
+        for k, (r, p) in enumerate(zip(rows, scored)):
+            n = len(r["responses"])
             pairs = [PairVerdict(i, j, float(q), "equivalent" if q >= threshold else "different", raw="", calls=0,
                                  decided_by="calibrated", read_from="calibrated")
                      for (i, j), q in zip(zip(*np.triu_indices(n, 1)), p)]
@@ -191,3 +173,28 @@ class CalibratedJudgeStage(Stage):
                 "agreement_sample": in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]),
                                                         self.settings.agreement_sample_rate),
             }
+
+
+def score_groups(judge: Any, embed: Any, rows: list[dict[str, Any]]) -> list[np.ndarray]:
+    """The calibrated judge's P(equivalent) of every pair i < j of each row's group (row-major), with one embedding
+    call for the batch's responses and prompts (each distinct text once) and one kernel call per measure."""
+    from engine.method.pair_features import groups_features
+
+    texts = list(dict.fromkeys(t for r in rows for t in (*r["responses"], r["text"])))
+    vectors = embed(texts) if texts else np.zeros((0, 1), np.float32)
+    index = {t: k for k, t in enumerate(texts)}
+    responses = vectors[[index[t] for r in rows for t in r["responses"]]]
+    prompts = vectors[[index[r["text"]] for r in rows]]
+    features = groups_features([r["text"] for r in rows], [list(r["responses"]) for r in rows], responses, prompts,
+                               judge.features)
+    return [judge.predict(f, [r["judge_category"]] * len(f)) if len(f) else np.zeros(0)
+            for r, f in zip(rows, features)]
+
+
+def _pair_lookup(p: np.ndarray, n: int):
+    """(i, j) → P(equivalent) from the row-major upper-triangle scores of a group of n."""
+
+    def lookup(i: int, j: int) -> float:
+        return float(p[i * n - i * (i + 1) // 2 + (j - i - 1)])
+
+    return lookup

@@ -11,7 +11,7 @@ from engine.execution.executor import LocalExecutor
 from engine.execution.pipeline import Pipeline
 from engine.execution.plan import make_plan
 from engine.method.calibrated import CalibratedJudge
-from engine.method.features import pair_features
+from engine.method.pair_features import labelled_features
 from tests.support.runs import SCRIPTED
 
 CHEAP = {"name": "cheap", "backend": "calibrated"}
@@ -51,8 +51,11 @@ def test_a_run_with_the_calibrated_judge_beside_an_llm_judge(tmp_path):
     embed = make_embedder("local", cfg.embedder.model).embed
     responses = {(r["prompt_id"], r["strategy"], r["sample_idx"]): r["text"] for r in t["responses"].to_pylist()}
     category = {(g["prompt_id"], g["strategy"]): g["category"] for g in t["groups"].to_pylist()}
-    expected = [judge.predict(pair_features([(responses[(j["prompt_id"], j["strategy"], j["i"])],
-                                              responses[(j["prompt_id"], j["strategy"], j["j"])])], embed),
+    prompts = {p["prompt_id"]: p["text"] for p in t["prompts"].to_pylist()}
+    expected = [judge.predict(labelled_features([prompts[j["prompt_id"]]],
+                                                [(responses[(j["prompt_id"], j["strategy"], j["i"])],
+                                                  responses[(j["prompt_id"], j["strategy"], j["j"])])],
+                                                embed, judge.features),
                               [category[(j["prompt_id"], j["strategy"])]])[0] for j in judgments]
     assert np.allclose([j["p_equivalent"] for j in judgments], expected, atol=1e-5)
     groups = t["groups"].to_pylist()

@@ -148,17 +148,19 @@ def test_responses_source_skips_generation(tmp_path):
     assert math["accuracy"] == pytest.approx(2 / 3)
 
 
-# The cascade: the calibrated judge decides confident pairs from the metrics stage's features.
+# The cascade: the calibrated judge decides confident pairs from the responses' features (its own embeddings).
 def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
     import numpy as np
 
     from engine.method.calibrate import fit
+    from engine.method.pair_features import BASE_FEATURES
 
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(300, 4))
     coefficients = tmp_path / "coef.json"
     # A rule on Jaccard: near-identical wording is "equivalent", the rest "different", with confidence.
-    fit(x, [None] * 300, (x[:, 1] > 0.5).astype(int), embedder="all-minilm-l6-v2", c=100.0).save(coefficients)
+    fit(x, [None] * 300, (x[:, 1] > 0.5).astype(int), embedder="all-minilm-l6-v2", names=BASE_FEATURES,
+        c=100.0).save(coefficients)
     cfg = make_config(tmp_path, judge={"cascade": {"enabled": True, "low": 0.2, "high": 0.8, "audit_rate": 0.5,
                                                    "coefficients": str(coefficients)}},
                       quality={"enabled": False})

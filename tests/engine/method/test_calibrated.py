@@ -7,6 +7,8 @@ from engine.method.calibrate import fit, scores
 from engine.method.calibrated import DEFAULT_COEFFICIENTS, CATEGORY_SLOTS, CalibratedJudge, category_one_hot
 from engine.errors import ConfigError
 from engine.method.features import FEATURES, length_ratio_matrix, pair_features
+from engine.method.pair_features import (BASE_FEATURES, PAIR_FEATURES, RECIPES, group_features, labelled_features,
+                                         text_features)
 
 
 def test_one_hot_puts_unknown_categories_in_none():
@@ -19,9 +21,11 @@ def test_fit_learns_a_separable_rule_and_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(400, len(FEATURES)))
     y = (x[:, 0] > 0.5).astype(int)  # equivalent iff cosine is high
-    judge = fit(x, [None] * len(x), y, embedder="e")
+    judge = fit(x, [None] * len(x), y, embedder="e", names=BASE_FEATURES)
     p = judge.predict(x, [None] * len(x))
     assert scores(y, p)["accuracy"] > 0.95
+    # The cross-validated threshold is folded into the intercept: p >= 0.5 is the verdict at that threshold.
+    assert 0.2 <= judge.threshold <= 0.8 and judge.provenance["cv_train"]["auc"] > 0.95
     path = tmp_path / "coef.json"
     judge.save(path)
     again = CalibratedJudge.load(path)
@@ -57,3 +61,41 @@ def test_pair_features_of_identical_and_disjoint_pairs():
     f = pair_features([("the cat sat", "the cat sat"), ("cat", "dog ran")], embed)
     assert f[0].tolist() == pytest.approx([1.0, 1.0, f[0, 2], 1.0]) and f[0, 2] < 0.5
     assert f[1, 0] == 0.0 and f[1, 1] == 0.0 and f[1, 3] == pytest.approx(3 / 7)
+
+
+def test_text_features_by_hand():
+    f = text_features("Name a fruit.", "**Apple** is red. It grows on trees.\n- one\n- two 3",
+                      "Apple, 3 of them.\nBanana")
+    assert f["num_any"] == 1.0 and f["same_last_num"] == 1.0 and f["num_jac"] == 1.0
+    assert f["bold_jac"] == 0.0 and f["bold_any"] == 0.0  # only one side has bold text
+    assert f["first_w_jac"] == pytest.approx(1 / 6)  # {apple, is, red} and {apple, 3, of, them}: 1 word of 6
+    assert f["bullet_ratio"] == 0.0 and f["lines_ratio"] == pytest.approx(2 / 3)
+    assert f["prompt_loglen"] == pytest.approx(np.log1p(len("Name a fruit.")))
+    same = text_features("p", "The same text.", "The same text.")
+    assert same["w2_jac"] == same["w3_cont"] == same["first_exact"] == same["difflib_500"] == 1.0
+    assert set(same) == set(PAIR_FEATURES) - set(BASE_FEATURES) - {"cos_resid", "cos_ap_mean", "cos_ap_absdiff"}
+
+
+def test_group_and_labelled_pairs_get_the_same_features():
+    texts = ["Paris is the capital.", "It is Paris.", "Lyon, I think."]
+
+    def embed(batch):
+        rng = {t: np.random.default_rng(abs(hash(t)) % 2**32).normal(size=8) for t in batch}
+        v = np.array([rng[t] for t in batch])
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    vectors = embed(texts + ["Capital of France?"])
+    rows = group_features("Capital of France?", texts, vectors[:3], vectors[3], PAIR_FEATURES)
+    pairs = [(texts[0], texts[1]), (texts[0], texts[2]), (texts[1], texts[2])]
+    assert np.allclose(rows, labelled_features(["Capital of France?"] * 3, pairs, embed, PAIR_FEATURES), atol=1e-6)
+    # The base four are the engine's similarity features.
+    base = pair_features(pairs, embed)
+    assert np.allclose(rows[:, :4], base, atol=1e-6) and RECIPES["cheap38"] == PAIR_FEATURES
+
+
+def test_validation_scores_carry_bootstrap_intervals():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(y * 0.6 + rng.uniform(size=200) * 0.5, 0, 1)
+    s = scores(y, p, resamples=200)
+    assert s["kappa_ci95"][0] <= s["kappa"] <= s["kappa_ci95"][1] and s["auc_ci95"][0] <= s["auc"] <= s["auc_ci95"][1]
