@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
-from engine.method.judges import PairVerdict, in_agreement_sample, judge_group
+from engine.method.judges import GroupJudgment, PairVerdict, in_agreement_sample, judge_group
 from engine.method.programs import first_token_sampling
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Stage
 
@@ -103,22 +103,27 @@ class JudgeStage(BackendStage):
             for k, r in enumerate(rows)
         ]
         for k, (r, g) in enumerate(zip(rows, self.drive(programs))):
-            yield {
-                IDX: k,
-                "prompt_id": r["prompt_id"],
-                "model": r["model"],
-                "strategy": r["strategy"],
-                "judge": self.model_name,
-                "judge_category": r["judge_category"],
-                "n_responses": len(r["responses"]),
-                "pairs": [asdict(p) for p in g.pairs],
-                "calls_made": g.calls_made,
-                "calls_saved": g.calls_saved,
-                "n_unresolved": g.n_unresolved,
-                "order_disagreements": g.order_disagreements,
-                "cheap_decided": g.cheap_decided,
-                "agreement_sample": g.full,
-            }
+            yield judged_row(k, r, self.model_name, g)
+
+
+def judged_row(k: int, row: dict[str, Any], judge: str, g: GroupJudgment) -> dict[str, Any]:
+    """One output row of a judge stage: the group's key, the judge, and its GroupJudgment."""
+    return {
+        IDX: k,
+        "prompt_id": row["prompt_id"],
+        "model": row["model"],
+        "strategy": row["strategy"],
+        "judge": judge,
+        "judge_category": row["judge_category"],
+        "n_responses": len(row["responses"]),
+        "pairs": [asdict(p) for p in g.pairs],
+        "calls_made": g.calls_made,
+        "calls_saved": g.calls_saved,
+        "n_unresolved": g.n_unresolved,
+        "order_disagreements": g.order_disagreements,
+        "cheap_decided": g.cheap_decided,
+        "agreement_sample": g.full,
+    }
 
 
 class CalibratedJudgeStage(Stage):
@@ -153,26 +158,11 @@ class CalibratedJudgeStage(Stage):
         scored = score_groups(self.judge, self.embedder.embed, rows)
         for k, (r, p) in enumerate(zip(rows, scored)):
             n = len(r["responses"])
-            pairs = [PairVerdict(i, j, float(q), "equivalent" if q >= threshold else "different", raw="", calls=0,
-                                 decided_by="calibrated", read_from="calibrated")
+            pairs = [PairVerdict(int(i), int(j), float(q), "equivalent" if q >= threshold else "different", raw="",
+                                 calls=0, decided_by="calibrated", read_from="calibrated")
                      for (i, j), q in zip(zip(*np.triu_indices(n, 1)), p)]
-            yield {
-                IDX: k,
-                "prompt_id": r["prompt_id"],
-                "model": r["model"],
-                "strategy": r["strategy"],
-                "judge": self.model_name,
-                "judge_category": r["judge_category"],
-                "n_responses": n,
-                "pairs": [{**asdict(v), "i": int(v.i), "j": int(v.j)} for v in pairs],
-                "calls_made": 0,
-                "calls_saved": 0,
-                "n_unresolved": 0,
-                "order_disagreements": 0,
-                "cheap_decided": len(pairs),
-                "agreement_sample": in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]),
-                                                        self.settings.agreement_sample_rate),
-            }
+            full = in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]), self.settings.agreement_sample_rate)
+            yield judged_row(k, r, self.model_name, GroupJudgment(pairs, cheap_decided=len(pairs), full=full))
 
 
 def score_groups(judge: Any, embed: Any, rows: list[dict[str, Any]]) -> list[np.ndarray]:

@@ -7,12 +7,10 @@ import pytest
 
 from engine.config import config_from_dict
 from engine.errors import ConfigError
-from engine.execution.executor import LocalExecutor
-from engine.execution.pipeline import Pipeline
 from engine.execution.plan import make_plan
 from engine.method.calibrated import CalibratedJudge
 from engine.method.pair_features import labelled_features
-from tests.support.runs import SCRIPTED
+from tests.support.runs import SCRIPTED, run
 
 CHEAP = {"name": "cheap", "backend": "calibrated"}
 
@@ -25,19 +23,11 @@ def _config(tmp_path, **over):
     return config_from_dict(data)
 
 
-def _run(cfg):
-    pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
-    try:
-        return pipeline.run()
-    finally:
-        pipeline.close()
-
-
 def test_a_run_with_the_calibrated_judge_beside_an_llm_judge(tmp_path):
     cfg = _config(tmp_path)
     assert cfg.judges[1].model == "default" and [j.name for j in cfg.llm_judges] == ["scripted"]
     assert cfg.graders[0].name == "scripted" and [v.name for v in cfg.voters] == ["scripted"]
-    result = _run(cfg)
+    result = run(cfg)
     t = result.tables
     comps = [c for c in t["components"].to_pylist() if c["judge"] == "cheap"]
     assert len(comps) == t["groups"].num_rows == 6
@@ -98,4 +88,4 @@ def test_alone_without_gold_categories_it_asks_for_a_classifier(tmp_path):
     cfg = _config(tmp_path, judges=[CHEAP], quality={"enabled": False}, accuracy={"enabled": False},
                   prompts={"source": "jsonl", "path": str(path)})
     with pytest.raises(ConfigError, match="add an LLM judge or a `classifier`"):
-        _run(cfg)
+        run(cfg)

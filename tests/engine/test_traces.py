@@ -10,11 +10,10 @@ import pytest
 from actors.base import THINK_OPEN, ChatOutput, SamplingParams, separate_traces, split_reasoning
 from actors.http import OpenAIChatClient, parse_choices
 from engine.config import config_from_dict
-from engine.execution.executor import LocalExecutor
-from engine.execution.pipeline import Pipeline
 from engine.method.programs import Request, drive
 from engine.report import write_report
 from tests.support.doubles import ScriptedChat
+from tests.support.runs import run
 from tests.support.serve import REASONING_MODES, ChatServer
 
 
@@ -101,14 +100,6 @@ def _config(tmp_path: Path, base_url: str, target: str):
     })
 
 
-def _run(cfg):
-    pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
-    try:
-        return pipeline.run()
-    finally:
-        pipeline.close()
-
-
 def _classes(texts, pattern):
     """The equivalence classes the double's judge implies: the first number after `pattern`, numbered by first
     appearance (as engine.method.components numbers them)."""
@@ -119,9 +110,9 @@ def _classes(texts, pattern):
 def test_a_run_judges_traces_beside_answers_and_reuses_the_answer_verdicts(tmp_path):
     with ChatServer(ScriptedChat(think=True, classes=3, strategies=2), model_name="thinker",
                     reasoning="reasoning", batch_window_ms=5) as srv:
-        first = _run(_config(tmp_path, srv.base_url, "answer"))
+        first = run(_config(tmp_path, srv.base_url, "answer"))
         assert "trace_components" not in first.tables
-        result = _run(_config(tmp_path, srv.base_url, "both"))
+        result = run(_config(tmp_path, srv.base_url, "both"))
         cfg = _config(tmp_path, srv.base_url, "both")
 
     # The answer verdicts of the first run are read back: the target keys nothing.
