@@ -24,15 +24,6 @@ _ROOT = _HERE.parent
 if (_ROOT / "engine" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-# `calibrate` embeds thousands of texts in a process that also runs numba's kernels: with numba's OpenMP layer loaded
-# beside torch's own OpenMP runtime, the two spin against each other and the embedder runs ~6x slower (64 texts:
-# 36 s against 5.7 s, measured on 2 cores). Numba reads its threading layer when it is imported, so it is chosen
-# here; the command launches kernels from one thread only, which numba's own work queue (not thread-safe) serves.
-if sys.argv[1:2] == ["calibrate"]:
-    import os
-
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
-
 from engine.cli import main  # noqa: E402  (the environment is prepared in main, before Ray or torch start)
 
 if __name__ == "__main__":

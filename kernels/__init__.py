@@ -15,8 +15,15 @@ tokenizer helpers in ``tokenize.py`` are compiled into ``jaccard.py``'s kernel, 
 ``KERNELS`` is the name → (kernel, reference) table, as pynndescent's distance tables: the stages look measures up
 by name and the tests check every pair on seeded data.
 
-Imports: NumPy, Numba, pyarrow and zlib only; never engine or actors.
+Importing this package loads torch's OpenMP runtime before numba's, when torch is installed (see
+:mod:`kernels._openmp`: otherwise torch runs several times slower in a process that has run a kernel).
+
+Imports: NumPy, Numba, pyarrow, zlib and ctypes only; never engine or actors.
 """
+
+from kernels._openmp import load_torch_openmp_first
+
+load_torch_openmp_first()
 
 from kernels._batch import SquareMatrixBatch, mean_pairwise, mean_pairwise_distance
 from kernels.components import count_components, count_components_batched
