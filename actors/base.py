@@ -8,6 +8,7 @@ Batching is the backend's business.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -210,8 +211,10 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
     """(answer, trace) of one completion whose reasoning is inline.
 
     - `<think>T</think>A` → (A, T), leading whitespace before the tag allowed;
-    - `T</think>A` without an opening tag → (A, T): chat templates that open the block in the prompt (DeepSeek-R1,
-      Qwen3's thinking mode) leave only the closing tag in the completion;
+    - `T</think>\nA` without an opening tag → (A, T): chat templates that open the block in the prompt (DeepSeek-R1,
+      Qwen3's thinking mode) leave only the closing tag in the completion, and these models end their thinking with
+      it at the end of a line; a bare `</think>` with more text on its line is text the answer quotes ("write
+      </think> to close the block"), not the end of a trace;
     - `<think>T` never closed (the completion ran out of tokens while thinking) → ("", T): there is no answer, and
       the thinking is never read as one;
     - anything else, a block that opens after the start of the text included → (text, None): reasoning models
@@ -220,12 +223,19 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
     stripped = text.lstrip()
     opened = stripped.startswith(THINK_OPEN)
     body = stripped[len(THINK_OPEN):] if opened else text
-    end = body.find(THINK_CLOSE)
+    if opened:
+        end = body.find(THINK_CLOSE)
+    else:
+        bare = _BARE_CLOSE.search(body)
+        end = bare.start() if bare else -1
     if end < 0:
         return ("", body.strip()) if opened else (text, None)
     if not opened and THINK_OPEN in body[:end]:
         return text, None
     return body[end + len(THINK_CLOSE):].lstrip(), body[:end].strip()
+
+
+_BARE_CLOSE = re.compile(re.escape(THINK_CLOSE) + r"[ \t]*(?:\r?\n|$)")
 
 
 def opens_thinking(prompt_tail: str) -> bool:

@@ -57,7 +57,7 @@ import httpx
 import numpy as np
 import orjson
 
-from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport, logsumexp,
+from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport, logsumexp,
                           pair_sampling)
 
 log = logging.getLogger(__name__)
@@ -289,6 +289,12 @@ class OpenAIChatClient:
             turn is sent the moment its previous answer arrives instead of after a round's slowest request.
         max_in_flight: most requests submitted and not yet collected in continuous mode (at most
             `max_concurrency` of them are on the wire; the rest wait in the client).
+        thinking_opened: the server's chat template opens a `<think>` block in the generation prompt (DeepSeek-R1,
+            Qwen3's thinking mode) and the server runs no reasoning parser, so every completion starts inside the
+            thinking: the client puts the opening tag back in front of content that came without a trace, as the
+            local and vLLM backends do from the prompt they render. A completion cut off while thinking then has an
+            empty answer, never its thinking as one (without this option such a completion, having no `</think>`,
+            reads as an answer: a client cannot see the server's template).
 
     Attributes:
         requests: HTTP requests sent (every attempt, retries included).
@@ -316,6 +322,7 @@ class OpenAIChatClient:
         allow_insecure_http: bool = False,
         continuous: bool = True,
         max_in_flight: int | None = None,
+        thinking_opened: bool = False,
     ) -> None:
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
@@ -358,6 +365,9 @@ class OpenAIChatClient:
         self.backoff_max_s = float(backoff_max_s)
         self.prices = self._check_prices(prices)
         self.extra_body = dict(extra_body or {})
+        if not isinstance(thinking_opened, bool):
+            raise ValueError(f"thinking_opened must be true or false, got {thinking_opened!r}")
+        self.thinking_opened = thinking_opened
         self.requests = 0
         self.retries = 0
         self.row_errors = 0
@@ -607,6 +617,8 @@ class OpenAIChatClient:
                     first = False
                 per_request = max(1, min(per_request, len(choices)) if choices else per_request)
                 for text, reason, n_tokens, top, trace in choices[:size]:
+                    if self.thinking_opened and trace is None and text and not text.lstrip().startswith(THINK_OPEN):
+                        text = THINK_OPEN + text
                     out.texts.append(text)
                     out.traces.append(trace)  # type: ignore[union-attr]
                     out.finish_reasons.append(reason)

@@ -6,7 +6,9 @@ library by soname against what is already loaded, so when a parallel kernel load
 runtime instead of its own — and its CPU work runs several times slower there (the sentence embedder: 64 texts in
 36 s against 5 s on 2 cores, measured; pytorch/pytorch#98836 describes the same clash). A stage that computes metrics
 embeds and runs kernels in one process, so this is the common case, not a corner. Loading torch's runtime first, by
-path and without importing torch, lets each library keep its own: torch its bundled one, numba the system's.
+path, into the global namespace and without importing torch, makes it the one runtime of the process: torch binds its
+own, and numba's layer binds its OpenMP symbols from it too (the system's file is still mapped, as numba's layer
+names it, but shadowed; seen with LD_DEBUG=bindings) — one thread pool where there were two.
 
 Imports: the standard library only.
 """

@@ -311,10 +311,19 @@ class Pipeline:
         return identity
 
     def judge_settings(self) -> dict[str, Any]:
-        """The LLM judges' stage arguments: the settings, and the embedder the cascade's cheap judge reads."""
+        """The LLM judges' stage arguments: the settings, and the embedder the cascade's cheap judge reads.
+
+        The cascade embeds a group's responses in the judge's own host, so a local embedder runs there on the CPU
+        whatever its `device`: a GPU in that host belongs to the judge's engine (vLLM has claimed its share of the
+        memory), and an API judge's host has none (Ray hides the GPUs from an actor that asked for none). The
+        cascade's embedder is small (its coefficients name it; the shipped ones MiniLM) and embeds n texts a group.
+        """
         out: dict[str, Any] = {"settings": asdict(self.config.judge)}
         if self.config.judge.cascade.enabled:
-            out["embedder"] = self.config.embedder.spec()
+            spec = self.config.embedder.spec()
+            if spec["backend"] == "local":
+                spec["options"] = {**spec["options"], "device": "cpu"}
+            out["embedder"] = spec
         return out
 
     def trace_judge_settings(self) -> dict[str, Any]:

@@ -4,7 +4,10 @@ p(equivalent) = σ(w · z + b), where z holds the standardised pair features of 
 shipped judge: 38 of them — embedding cosine with and without the prompt's direction, n-gram overlap and
 containment, numbers, first and last sentences, capitalised and bold words, list items, the shape of the text) and
 a one-hot of the category (A–H, or none). The decision threshold, chosen by cross-validation on the training pairs,
-is folded into b, so p >= 0.5 is the judge's verdict. It costs one embedding per response and one per prompt, and no
+is folded into b, so p >= 0.5 is the judge's verdict. Two responses with the same text (`same_text`: whitespace and
+case aside) are equivalent under every category's criterion, so such a pair is 1 whatever its features say — the
+features of two short identical answers ("42" and "42") carry little (their content-word sets are empty), and the
+model would otherwise call them different. It costs one embedding per response and one per prompt, and no
 LLM call: a judge of its own (`backend: calibrated`), or the cascade's first pass that sends the pairs it is unsure
 about to the LLM judge.
 
@@ -28,6 +31,19 @@ from engine.method.taxonomy import LETTERS
 
 DEFAULT_COEFFICIENTS = Path(__file__).resolve().parent / "calibrated_judge.json"
 CATEGORY_SLOTS = (*LETTERS, "none")
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two responses say the same thing word for word (whitespace and case aside); two empty ones do not
+    count (an empty response is a failure to answer, not an answer)."""
+    a, b = " ".join((a or "").split()).casefold(), " ".join((b or "").split()).casefold()
+    return bool(a) and a == b
+
+
+def group_same_text(responses: Sequence[str]) -> np.ndarray:
+    """`same_text` of every pair i < j of one group, in row-major order ((0,1), (0,2), …)."""
+    i, j = np.triu_indices(len(responses), 1)
+    return np.array([same_text(responses[a], responses[b]) for a, b in zip(i, j)], dtype=bool)
 
 
 def category_one_hot(categories: Sequence[str | None]) -> np.ndarray:
@@ -66,10 +82,13 @@ class CalibratedJudge:
         numeric = (np.asarray(features, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
         return np.hstack([numeric, category_one_hot(categories)])
 
-    def predict(self, features: np.ndarray, categories: Sequence[str | None]) -> np.ndarray:
-        """P(equivalent) for each feature row (columns in `features` order)."""
+    def predict(self, features: np.ndarray, categories: Sequence[str | None],
+                same: Sequence[bool] | np.ndarray | None = None) -> np.ndarray:
+        """P(equivalent) for each feature row (columns in `features` order); 1 where `same` (the pair's two texts are
+        the same, `same_text`) — give it wherever the texts are at hand."""
         z = self.design(features, categories) @ np.asarray(self.coef) + self.intercept
-        return 1.0 / (1.0 + np.exp(-z))
+        p = 1.0 / (1.0 + np.exp(-z))
+        return p if same is None else np.where(np.asarray(same, dtype=bool), 1.0, p)
 
     def score_group(self, prompt: str, responses: Sequence[str], category: str | None, embeddings: np.ndarray,
                     prompt_embedding: np.ndarray) -> np.ndarray:
@@ -79,7 +98,8 @@ class CalibratedJudge:
             embeddings: the responses' L2-normalised embeddings by `embedder`; prompt_embedding: the prompt's.
         """
         rows = group_features(prompt, responses, embeddings, prompt_embedding, self.features)
-        return self.predict(rows, [category] * len(rows)) if len(rows) else np.zeros(0)
+        return (self.predict(rows, [category] * len(rows), group_same_text(responses)) if len(rows)
+                else np.zeros(0))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

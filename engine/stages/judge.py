@@ -168,6 +168,7 @@ class CalibratedJudgeStage(Stage):
 def score_groups(judge: Any, embed: Any, rows: list[dict[str, Any]]) -> list[np.ndarray]:
     """The calibrated judge's P(equivalent) of every pair i < j of each row's group (row-major), with one embedding
     call for the batch's responses and prompts (each distinct text once) and one kernel call per measure."""
+    from engine.method.calibrated import group_same_text
     from engine.method.pair_features import groups_features
 
     texts = list(dict.fromkeys(t for r in rows for t in (*r["responses"], r["text"])))
@@ -177,8 +178,8 @@ def score_groups(judge: Any, embed: Any, rows: list[dict[str, Any]]) -> list[np.
     prompts = vectors[[index[r["text"]] for r in rows]]
     features = groups_features([r["text"] for r in rows], [list(r["responses"]) for r in rows], responses, prompts,
                                judge.features)
-    return [judge.predict(f, [r["judge_category"]] * len(f)) if len(f) else np.zeros(0)
-            for r, f in zip(rows, features)]
+    return [judge.predict(f, [r["judge_category"]] * len(f), group_same_text(list(r["responses"]))) if len(f)
+            else np.zeros(0) for r, f in zip(rows, features)]
 
 
 def _pair_lookup(p: np.ndarray, n: int):

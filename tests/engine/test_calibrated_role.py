@@ -68,6 +68,10 @@ def _prompts(cfg):
     ({"classifier": CHEAP}, "cannot generate or classify"),
     ({"judges": [CHEAP]}, "quality and accuracy are graded by an LLM judge"),
     ({"judges": [SCRIPTED, CHEAP], "quality": {"grader": "cheap"}}, "not one of the LLM judges"),
+    ({"judges": [CHEAP], "quality": {"enabled": False}, "accuracy": {"enabled": False}, "judge": {"target": "both"}},
+     r"judge\.target: 'both' judges reasoning traces, which only an LLM judge can"),
+    ({"judges": [CHEAP], "quality": {"enabled": False}, "accuracy": {"enabled": False}, "judge": {"target": "trace"}},
+     r"judge\.target: 'trace' judges reasoning traces"),
 ])
 def test_what_the_calibrated_judge_cannot_do_is_refused(tmp_path, over, message):
     with pytest.raises(ConfigError, match=message):

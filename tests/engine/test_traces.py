@@ -7,20 +7,23 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.base import THINK_OPEN, ChatOutput, SamplingParams, separate_traces, split_reasoning
+from actors.base import THINK_OPEN, ChatOutput, SamplingParams, pair_sampling, separate_traces, split_reasoning
 from actors.http import OpenAIChatClient, parse_choices
 from engine.config import config_from_dict
 from engine.method.programs import Request, drive
 from engine.report import write_report
 from tests.support.doubles import ScriptedChat
 from tests.support.runs import run
-from tests.support.serve import REASONING_MODES, ChatServer
+from tests.support.serve import REASONING_MODES, TEMPLATE_OPENED, ChatServer
 
 
 @pytest.mark.parametrize("text, answer, trace", [
     ("<think>add them</think>4", "4", "add them"),
     ("  <think>\nadd them\n</think>\n\n4", "4", "add them"),
-    ("add them</think>4", "4", "add them"),  # the template opened the block in the prompt
+    ("add them\n</think>\n\n4", "4", "add them"),  # the template opened the block in the prompt
+    ("so it is 4.</think>\n4", "4", "so it is 4."),  # the closing tag ends its line
+    ("To close the block, write </think> at the end. Done", "To close the block, write </think> at the end. Done",
+     None),  # a bare closing tag with text after it on its line is quoted, not the end of a trace
     ("<think>add them, then", "", "add them, then"),  # cut off while thinking: no answer, never the thinking
     ("4", "4", None),
     ("The tag <think>x</think> is how R1 marks it.", "The tag <think>x</think> is how R1 marks it.", None),
@@ -80,6 +83,35 @@ def test_the_http_backend_keeps_traces_apart_in_each_form_a_server_returns_them(
             (out,) = drive(client, [_ask(conversation, SamplingParams(n=3, seed=1, max_tokens=8))])
     assert len(out.texts) == 3 and all(t.startswith("class ") for t in out.texts)
     assert all(t is not None and t.startswith("strategy ") for t in out.traces)
+
+
+class _OpenedThinker:
+    """A reasoning model as its server sees it: one completion that closes its thinking, one cut off inside it."""
+
+    name = "opened"
+
+    def chat(self, conversations, sampling):
+        return [ChatOutput(texts=["<think>plan A\n</think>\n\nanswer A", "<think>still thinking"][:p.n],
+                           finish_reasons=["stop", "length"][:p.n], n_tokens=[6, 3][:p.n])
+                for p in pair_sampling(conversations, sampling)]
+
+
+@pytest.mark.parametrize("opened", [True, False])
+def test_http_with_a_template_that_opens_the_thinking(opened):
+    """A server without a reasoning parser, for a model whose template opens `<think>` in the prompt, returns the
+    thinking without its opening tag. With `thinking_opened` the client reads a cut-off completion as no answer;
+    without it the client cannot tell, and the thinking reads as the answer (why the option exists)."""
+    with ChatServer(_OpenedThinker(), model_name="opened", reasoning=TEMPLATE_OPENED, batch_window_ms=5) as srv:
+        conversation = [{"role": "user", "content": "Solve it."}]
+        body = {"model": "opened", "messages": conversation, "n": 2, "max_tokens": 8}
+        raw = [c["message"]["content"] for c in
+               httpx.post(f"{srv.base_url}/chat/completions", json=body, timeout=30).json()["choices"]]
+        assert raw == ["plan A\n</think>\n\nanswer A", "still thinking"]
+        with OpenAIChatClient("opened", base_url=srv.base_url, timeout_s=30, max_retries=0,
+                              thinking_opened=opened) as client:
+            (out,) = drive(client, [_ask(conversation, SamplingParams(n=2, max_tokens=8))])
+    assert (out.texts[0], out.traces[0]) == ("answer A", "plan A")  # the closing tag ends its line: split either way
+    assert (out.texts[1], out.traces[1]) == (("", "still thinking") if opened else ("still thinking", None))
 
 
 def _ask(conversation, sampling):

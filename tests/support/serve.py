@@ -205,6 +205,9 @@ def parse_chat_request(body: Any, default_max_tokens: int = 1024) -> tuple[Conve
 
 
 REASONING_MODES = ("inline", "reasoning_content", "reasoning")
+# A server without a reasoning parser for a model whose chat template opened `<think>` in the prompt: the model never
+# writes the opening tag, so the content starts inside the thinking (the backend's leading `<think>` is dropped).
+TEMPLATE_OPENED = "opened"
 
 
 def completion_response(model: str, out: ChatOutput, top_logprobs: int | None,
@@ -217,7 +220,9 @@ def completion_response(model: str, out: ChatOutput, top_logprobs: int | None,
         top_logprobs: how many top log-probs to return per choice; None when log-probs were not asked for.
         reasoning: where a `<think>` block of the backend's text goes, as servers of reasoning models do: "inline"
             (left in `content`, as a server without a reasoning parser returns it), or split off into the message's
-            "reasoning_content" (DeepSeek's API, vLLM before 0.11) or "reasoning" field (vLLM's parsers since).
+            "reasoning_content" (DeepSeek's API, vLLM before 0.11) or "reasoning" field (vLLM's parsers since); or
+            "opened" (TEMPLATE_OPENED): the content without its opening tag, as from a model whose chat template opened
+            the block in the prompt, served without a parser.
 
     Returns:
         The response body.
@@ -225,7 +230,10 @@ def completion_response(model: str, out: ChatOutput, top_logprobs: int | None,
     choices = []
     for i, text in enumerate(out.texts):
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if reasoning != "inline":
+        if reasoning == TEMPLATE_OPENED:
+            stripped = text.lstrip()
+            message["content"] = stripped[len("<think>"):] if stripped.startswith("<think>") else text
+        elif reasoning != "inline":
             answer, trace = split_reasoning(text)
             if trace is not None:
                 message = {"role": "assistant", "content": answer, reasoning: trace}
@@ -403,8 +411,8 @@ class ChatServer:
         latency_s: float | Callable[[dict], float] = 0.0,
         reasoning: str = "inline",
     ) -> None:
-        if reasoning not in REASONING_MODES:
-            raise ValueError(f"reasoning must be one of {REASONING_MODES}, got {reasoning!r}")
+        if reasoning not in (*REASONING_MODES, TEMPLATE_OPENED):
+            raise ValueError(f"reasoning must be one of {(*REASONING_MODES, TEMPLATE_OPENED)}, got {reasoning!r}")
         self.reasoning = reasoning
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to bind {host!r}: not a loopback address (pass allow_remote=True to permit it)")

@@ -184,6 +184,22 @@ def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
     assert all_row["estimate"]["n"] == len(llm_only)
 
 
+def test_the_cascade_embeds_on_the_cpu_in_the_judges_host(tmp_path):
+    """The judge's host holds the judge's engine (or, for an API judge, no GPU at all): the cascade's local embedder
+    runs there on the CPU whatever the embedder's device; the embedder's own stages keep it."""
+    from engine.execution.executor import LocalExecutor
+    from engine.execution.pipeline import Pipeline
+
+    cfg = make_config(tmp_path, judge={"cascade": {"enabled": True}}, quality={"enabled": False},
+                      embedder={"options": {"device": "cuda", "batch_size": 8}})
+    pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+    try:
+        spec = pipeline.judge_settings()["embedder"]
+    finally:
+        pipeline.close()
+    assert spec["options"] == {"device": "cpu", "batch_size": 8} and cfg.embedder.options["device"] == "cuda"
+
+
 # Bad input that only the model can refuse: a prompt longer than its context fails its rows, not the run.
 def test_a_prompt_longer_than_the_context_fails_its_groups_only(tmp_path):
     import json

@@ -99,3 +99,20 @@ def test_validation_scores_carry_bootstrap_intervals():
     p = np.clip(y * 0.6 + rng.uniform(size=200) * 0.5, 0, 1)
     s = scores(y, p, resamples=200)
     assert s["kappa_ci95"][0] <= s["kappa"] <= s["kappa_ci95"][1] and s["auc_ci95"][0] <= s["auc"] <= s["auc_ci95"][1]
+
+
+def test_the_same_text_twice_is_equivalent_whatever_the_features_say():
+    """Two identical short answers have little to go on (no content words): the shipped model alone gave "42" and
+    "42" p = 0.40 with the real embedder; the judge calls every pair with the same text (whitespace and case aside)
+    equivalent."""
+    from engine.method.calibrated import group_same_text, same_text
+
+    judge = CalibratedJudge.load(DEFAULT_COEFFICIENTS)
+    responses = ["42", " 42\n", "41", "", ""]
+    unit = np.array([[1.0, 0.0], [1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
+    prompt = np.array([0.6, 0.8], dtype=np.float32)
+    p = judge.score_group("What is 6*7?", responses, "A", unit, prompt)
+    assert p[0] == 1.0 and (p[1:] < 1.0).all()  # "42"/" 42\n" only; two empty responses are no shared answer
+    assert group_same_text(responses).tolist() == [same_text(responses[i], responses[j])
+                                                   for i in range(5) for j in range(i + 1, 5)]
+    assert same_text("Paris", "paris ") and not same_text("", "") and not same_text("Paris", "Paris.")
