@@ -627,10 +627,14 @@ class _Flow:
     def _calibrated_judges(self, key: str, groups: pa.Table) -> None:
         if not self.answers:
             return
+        # The cascade routes the LLM judges' pairs; nothing a calibrated judge computes depends on it, so it keys
+        # nothing here (switching it on reuses these shards).
+        version, stage_version, settings = self.judge_identity[:3]
+        settings = {k: v for k, v in settings.items() if k != "cascade"}
         for name, extra in self.calibrated.items():
             judge = next(j for j in self.cfg.judges if j.name == name)
-            self._to(f"judge[{name}]", key, groups, ["judge", [*self.judge_identity[:3], judge.identity(), *extra]],
-                     T.JUDGE_INPUT)
+            self._to(f"judge[{name}]", key, groups, ["judge", [version, stage_version, settings, judge.identity(),
+                                                               *extra]], T.JUDGE_INPUT)
 
     def _judges(self, key: str, groups: pa.Table) -> None:
         """The LLM judges' units of one sample unit's groups."""

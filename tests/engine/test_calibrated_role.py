@@ -53,6 +53,11 @@ def test_a_run_with_the_calibrated_judge_beside_an_llm_judge(tmp_path):
     # No model call of the calibrated judge in the plan.
     plan = make_plan(cfg, _prompts(cfg))
     assert [r.model for r in plan.roles if r.role == "judge"] == ["scripted"]
+    # Switching the cascade on re-judges with the LLM judge only: the calibrated judge's shards do not depend on it.
+    again = run(_config(tmp_path, judge={"cascade": {"enabled": True}}))
+    records = {r.stage: r for r in again.stages}
+    assert records["judge[cheap]"].units and records["judge[cheap]"].units_reused == records["judge[cheap]"].units
+    assert records["judge[scripted]"].units_reused == 0
 
 
 def _prompts(cfg):
