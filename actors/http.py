@@ -57,8 +57,8 @@ import httpx
 import numpy as np
 import orjson
 
-from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport, logsumexp,
-                          pair_sampling)
+from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
+                          logsumexp, pair_sampling)
 
 log = logging.getLogger(__name__)
 

@@ -583,9 +583,9 @@ class RunConfig:
             raise InvalidValue("judges", "quality and accuracy are graded by an LLM judge, and every judge here is "
                                          "calibrated: add an LLM judge, or turn quality and accuracy off")
         if not judge_names and self.judge.target != "answer":
-            raise InvalidValue("judge.target", f"{self.judge.target!r} judges reasoning traces, which only an LLM judge "
-                                               "can, and every judge here is calibrated: add an LLM judge, or set "
-                                               "judge.target: answer")
+            raise InvalidValue("judge.target", f"{self.judge.target!r} judges reasoning traces, which only an LLM "
+                                               "judge can, and every judge here is calibrated: add an LLM judge, or "
+                                               "set judge.target: answer")
         if self.quality.grader is not None and self.quality.graders:
             raise InvalidValue("quality.graders", "give quality.grader or quality.graders, not both")
         for name in ([self.quality.grader] if self.quality.grader else []) + self.quality.graders:

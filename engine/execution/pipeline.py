@@ -301,13 +301,13 @@ class Pipeline:
         settings = {k: v for k, v in asdict(cfg.judge).items() if k != "target"}
         identity = [self.versions["judge"], JudgeStage.version, settings]
         if cfg.judge.cascade.enabled:
-            from engine.method.calibrated import CalibratedJudge
+            from engine.method.calibrated import RULES_VERSION, CalibratedJudge
 
             cheap = CalibratedJudge.load(cfg.judge.cascade.coefficients)
             if cheap.embedder != cfg.embedder.model:
                 raise ConfigError(f"judge.cascade: the coefficients were fitted with embedder {cheap.embedder!r} but "
                                   f"embedder.model is {cfg.embedder.model!r}")
-            identity += [asdict(cheap), cfg.embedder.identity()]
+            identity += [asdict(cheap), cfg.embedder.identity(), RULES_VERSION]
         return identity
 
     def judge_settings(self) -> dict[str, Any]:
@@ -344,13 +344,13 @@ class Pipeline:
 
     def calibrated_identity(self, judge: ModelConfig) -> list[Any]:
         """What keys a calibrated judge's shards besides the judge settings: its coefficients and the embedder."""
-        from engine.method.calibrated import CalibratedJudge
+        from engine.method.calibrated import RULES_VERSION, CalibratedJudge
 
         coefficients = CalibratedJudge.load(None if judge.model == "default" else judge.model)
         if coefficients.embedder != self.config.embedder.model:
             raise ConfigError(f"judges: {judge.name!r} (calibrated) was fitted with embedder "
                               f"{coefficients.embedder!r} but embedder.model is {self.config.embedder.model!r}")
-        return [asdict(coefficients), self.config.embedder.identity()]
+        return [asdict(coefficients), self.config.embedder.identity(), RULES_VERSION]
 
     def _judge_host(self, judge: ModelConfig) -> str:
         return self._host(self.config.embedder) if judge.backend == CALIBRATED else self._host(judge)

@@ -30,6 +30,9 @@ from engine.method.pair_features import BASE_FEATURES, PAIR_FEATURES, group_feat
 from engine.method.taxonomy import LETTERS
 
 DEFAULT_COEFFICIENTS = Path(__file__).resolve().parent / "calibrated_judge.json"
+# Keys the shards of every stage the calibrated judge decides in (its own, the cascade's LLM judges) beside its
+# coefficients: bump when a rule outside the coefficients changes a probability (2: the same text is equivalent).
+RULES_VERSION = "2"
 CATEGORY_SLOTS = (*LETTERS, "none")
 
 
