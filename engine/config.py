@@ -121,6 +121,13 @@ class ModelConfig(PoolConfig):
             # The calibrated judge is no chat model: `model` names its coefficients ("default": the shipped ones).
             if self.model in ("", "smollm2-135m"):
                 self.model = "default"
+            # It reads no verdicts and loads no backend: settings for one would be silently ignored.
+            ignored = [k for k, set_ in (("options", bool(self.options)), ("verdict", self.verdict != "auto"),
+                                         ("temperature", self.temperature is not None),
+                                         ("top_p", self.top_p is not None)) if set_]
+            if ignored:
+                raise InvalidValue(ignored[0], f"a calibrated judge ({self.name!r}) takes no {ignored[0]}: it is "
+                                               "no chat model (its model is a coefficients file)")
         else:
             self._check_backend("chat", self.backend)
         super().__post_init__()

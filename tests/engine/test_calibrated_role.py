@@ -77,6 +77,8 @@ def _prompts(cfg):
      r"judge\.target: 'both' judges reasoning traces, which only an LLM judge can"),
     ({"judges": [CHEAP], "quality": {"enabled": False}, "accuracy": {"enabled": False}, "judge": {"target": "trace"}},
      r"judge\.target: 'trace' judges reasoning traces"),
+    ({"judges": [SCRIPTED, {**CHEAP, "verdict": "text"}]}, r"verdict: a calibrated judge \('cheap'\) takes no verdict"),
+    ({"judges": [SCRIPTED, {**CHEAP, "options": {"base_url": "x"}}]}, "takes no options"),
 ])
 def test_what_the_calibrated_judge_cannot_do_is_refused(tmp_path, over, message):
     with pytest.raises(ConfigError, match=message):
