@@ -9,7 +9,7 @@ must equal the certificate minimum (n − k) + Σ_{a<b} |C_a||C_b|; the table pr
 the minimum.
 
 On a run: (1) what the run's own judges made and saved (components table), per category; (2) the same responses
-re-judged by the calibrated judge (features from the kernels, no LLM), pruned vs all pairs, per category — a judge
+re-judged by the calibrated judge (its features from the responses and their embeddings, no LLM), pruned vs all pairs, per category — a judge
 with real structure, where the demo's 135M judge says "equivalent" to nearly everything.
 """
 
@@ -102,11 +102,11 @@ def synthetic_table(groups: int, seed: int) -> str:
 
 
 def run_tables(run_dir: Path) -> str:
-    import numpy as np
     import pyarrow.parquet as pq
 
-    from engine.method.calibrated import CalibratedJudge
+    from actors.registry import make_embedder
     from engine.config import JudgeConfig, from_dict
+    from engine.method.calibrated import CalibratedJudge, pair_lookup
 
     comps = pq.read_table(run_dir / "components.parquet").to_pylist()
     by_cat: dict[str, list[dict]] = defaultdict(list)
@@ -119,27 +119,21 @@ def run_tables(run_dir: Path) -> str:
         made, saved = sum(c["calls_made"] for c in cs), sum(c["calls_saved"] for c in cs)
         lines.append(f"| {cat} | {len(cs)} | {pairs} | {made} | {saved} | {saved / max(1, made + saved):.0%} |")
 
-    metrics = pq.read_table(run_dir / "metrics.parquet").to_pylist()
     groups = {(g["prompt_id"], g["model"], g["strategy"]): g for g in pq.read_table(run_dir / "groups.parquet").to_pylist()}
+    prompts = {p["prompt_id"]: p["text"] for p in pq.read_table(run_dir / "prompts.parquet").to_pylist()}
     responses = defaultdict(list)
     for r in pq.read_table(run_dir / "responses.parquet").to_pylist():
         responses[(r["prompt_id"], r["model"], r["strategy"])].append(r["text"])
     cheap = CalibratedJudge.load()
+    keys = [k for k, texts in responses.items() if len(texts) >= 2 and k in groups]
+    cats = [groups[k]["category"] for k in keys]
+    scored = cheap.score_groups(make_embedder("local", cheap.embedder).embed, [prompts[k[0]] for k in keys],
+                                [responses[k] for k in keys], cats)
     per_cat = defaultdict(lambda: [0, 0, 0])  # pairs, pruned calls, groups
-    for m in metrics:
-        key = (m["prompt_id"], m["model"], m["strategy"])
-        texts = responses.get(key, [])
+    for key, cat, scores in zip(keys, cats, scored):
+        texts = responses[key]
         n = len(texts)
-        if n < 2 or m.get("pair_cosine") is None:
-            continue
-        cat = groups[key]["category"]
-        lengths = [len(t) for t in texts]
-
-        def p(i, j, m=m, n=n, lengths=lengths, cat=cat):
-            hi = max(lengths[i], lengths[j])
-            x = np.array([[m["pair_cosine"][i * n + j], m["pair_jaccard"][i * n + j], m["pair_ncd"][i * n + j],
-                           min(lengths[i], lengths[j]) / hi if hi else 1.0]])
-            return float(cheap.predict(x, [cat])[0])
+        p = pair_lookup(scores, n)
 
         class Cheap:
             name = "cheap"

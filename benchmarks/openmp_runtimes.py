@@ -25,8 +25,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT.parent / "shared" / "datasets" / "darling_equivalence_pairs" / "train.jsonl"
-SYSTEM_GOMP = ("/usr/lib/x86_64-linux-gnu/libgomp.so.1", "/usr/lib/aarch64-linux-gnu/libgomp.so.1",
-               "/usr/lib64/libgomp.so.1", "/lib/x86_64-linux-gnu/libgomp.so.1")
 
 CHILD = r"""
 import ctypes, json, sys, time
@@ -64,9 +62,9 @@ def main() -> int:
     parser.add_argument("--per-batch", type=int, default=10, help="groups per stage call (a shard)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from kernels._openmp import torch_openmp_path
+    from kernels._openmp import system_openmp_path, torch_openmp_path
 
-    system = next((p for p in SYSTEM_GOMP if Path(p).is_file()), None)
+    system = system_openmp_path()
     if torch_openmp_path() is None or system is None:
         print("nothing to compare here: torch carries no libgomp.so.1 of its own, or there is no system libgomp")
         return 0
@@ -74,7 +72,7 @@ def main() -> int:
         raise SystemExit(f"needs the DARLING pairs at {PAIRS}")
     load_before = os.getloadavg()
     shipped = run("", args.groups, args.per_batch)
-    old = run(system, args.groups, args.per_batch)
+    old = run(str(system), args.groups, args.per_batch)
     load_after = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs; load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end")
     print(f"{shipped['groups']} groups of 5 responses, {args.per_batch} groups per call\n")

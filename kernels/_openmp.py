@@ -35,6 +35,16 @@ def torch_openmp_path() -> Path | None:
     return path if path.is_file() else None
 
 
+# Where distributions put the system's GNU OpenMP runtime (the one numba's layer links).
+SYSTEM_OPENMP_PATHS = ("/usr/lib/x86_64-linux-gnu/libgomp.so.1", "/usr/lib/aarch64-linux-gnu/libgomp.so.1",
+                       "/usr/lib64/libgomp.so.1", "/lib/x86_64-linux-gnu/libgomp.so.1")
+
+
+def system_openmp_path() -> Path | None:
+    """The system's libgomp.so.1 at a usual path, else None (for the test and benchmark that recreate the clash)."""
+    return next((Path(p) for p in SYSTEM_OPENMP_PATHS if Path(p).is_file()), None)
+
+
 def load_torch_openmp_first() -> bool:
     """Load torch's runtime unless torch is imported already (then it holds its own); True when loaded here."""
     if "torch" in sys.modules:

@@ -18,16 +18,12 @@ import numpy as np
 
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
 from engine.method.calibrate import C_DEFAULT, featurize, fit, scores
-from engine.method.calibrated import DEFAULT_COEFFICIENTS, same_text
+from engine.method.calibrated import DEFAULT_COEFFICIENTS, labelled_same_text
 from engine.method.pair_features import RECIPES
 
 
 def _digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def _same(pairs: list) -> list[bool]:
-    return [same_text(p.response_a, p.response_b) for p in pairs]
 
 
 def _ci(scored: dict, key: str) -> str:
@@ -62,7 +58,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "fitted_on": {"file": Path(args.pairs).name, "sha256": _digest(args.pairs), "pairs": len(train),
                       "with_category": sum(p.category is not None for p in train)},
         "recipe": args.features,
-        "train": scores(y, judge.predict(x, [p.category for p in train], _same(train))),
+        "train": scores(y, judge.predict(x, [p.category for p in train], labelled_same_text(train))),
         "fit_seconds": round(time.perf_counter() - start, 1),
         "command": "python engine/run.py calibrate " + " ".join(
             f"--{k} {Path(v).name if k in ('pairs', 'val', 'noveltybench') else v}"
@@ -76,7 +72,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         xv = featurize(val, args.embedder, names)
         yv = np.array([int(p.equivalent) for p in val])
         judge.provenance["val"] = {"file": Path(args.val).name, "sha256": _digest(args.val),
-                                   **scores(yv, judge.predict(xv, [p.category for p in val], _same(val)),
+                                   **scores(yv, judge.predict(xv, [p.category for p in val], labelled_same_text(val)),
                                             resamples=args.resamples)}
         v = judge.provenance["val"]
         print(f"validation ({len(val)} pairs, never fitted on): accuracy {v['accuracy']:.3f}, "

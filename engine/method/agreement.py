@@ -16,7 +16,7 @@ import numpy as np
 from actors.registry import make_chat_backend
 from engine.errors import ConfigError
 from engine.method.calibrate import featurize, scores
-from engine.method.calibrated import CalibratedJudge, same_text
+from engine.method.calibrated import CalibratedJudge, labelled_same_text
 from engine.method.judges import judge_pair
 from engine.method.programs import DriveStats, drive, first_token_sampling
 
@@ -30,7 +30,7 @@ def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None
     if judge.embedder != embedder:
         raise ConfigError(f"the coefficients were fitted with embedder {judge.embedder!r}, not {embedder!r}")
     return judge.predict(featurize(pairs, embedder, judge.features), [p.category for p in pairs],
-                         [same_text(p.response_a, p.response_b) for p in pairs])
+                         labelled_same_text(pairs))
 
 
 def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], settings: JudgeConfig,

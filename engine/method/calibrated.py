@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.method.pair_features import BASE_FEATURES, PAIR_FEATURES, group_features
+from engine.method.pair_features import BASE_FEATURES, PAIR_FEATURES, groups_features
 from engine.method.taxonomy import LETTERS
 
 DEFAULT_COEFFICIENTS = Path(__file__).resolve().parent / "calibrated_judge.json"
@@ -47,6 +47,20 @@ def group_same_text(responses: Sequence[str]) -> np.ndarray:
     """`same_text` of every pair i < j of one group, in row-major order ((0,1), (0,2), …)."""
     i, j = np.triu_indices(len(responses), 1)
     return np.array([same_text(responses[a], responses[b]) for a, b in zip(i, j)], dtype=bool)
+
+
+def labelled_same_text(pairs: Sequence[Any]) -> list[bool]:
+    """`same_text` of labelled pairs (engine.inputs.labelled_pairs.LabelledPair)."""
+    return [same_text(p.response_a, p.response_b) for p in pairs]
+
+
+def pair_lookup(p: np.ndarray, n: int) -> Callable[[int, int], float]:
+    """(i, j) → P(equivalent), i < j, from the row-major upper-triangle scores of a group of n (`score_groups`)."""
+
+    def lookup(i: int, j: int) -> float:
+        return float(p[i * n - i * (i + 1) // 2 + (j - i - 1)])
+
+    return lookup
 
 
 def category_one_hot(categories: Sequence[str | None]) -> np.ndarray:
@@ -93,16 +107,23 @@ class CalibratedJudge:
         p = 1.0 / (1.0 + np.exp(-z))
         return p if same is None else np.where(np.asarray(same, dtype=bool), 1.0, p)
 
-    def score_group(self, prompt: str, responses: Sequence[str], category: str | None, embeddings: np.ndarray,
-                    prompt_embedding: np.ndarray) -> np.ndarray:
-        """P(equivalent) of every pair i < j of one group, in row-major order ((0,1), (0,2), …).
+    def score_groups(self, embed: Callable[[list[str]], np.ndarray], prompts: Sequence[str],
+                     groups: Sequence[Sequence[str]], categories: Sequence[str | None]) -> list[np.ndarray]:
+        """P(equivalent) of every pair i < j of each group, in row-major order ((0,1), (0,2), …; `pair_lookup`),
+        with one embedding call for the batch's responses and prompts (each distinct text once, by `embed`, the
+        model named `embedder`) and one kernel call per measure.
 
         Args:
-            embeddings: the responses' L2-normalised embeddings by `embedder`; prompt_embedding: the prompt's.
+            prompts / groups / categories: each group's prompt, responses and category.
         """
-        rows = group_features(prompt, responses, embeddings, prompt_embedding, self.features)
-        return (self.predict(rows, [category] * len(rows), group_same_text(responses)) if len(rows)
-                else np.zeros(0))
+        texts = list(dict.fromkeys(t for prompt, group in zip(prompts, groups) for t in (*group, prompt)))
+        vectors = embed(texts) if texts else np.zeros((0, 1), np.float32)
+        index = {t: k for k, t in enumerate(texts)}
+        features = groups_features(list(prompts), [list(g) for g in groups],
+                                   vectors[[index[t] for g in groups for t in g]],
+                                   vectors[[index[p] for p in prompts]], self.features)
+        return [self.predict(f, [c] * len(f), group_same_text(list(g))) if len(f) else np.zeros(0)
+                for f, g, c in zip(features, groups, categories)]
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

@@ -92,8 +92,10 @@ class JudgeStage(BackendStage):
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         cheap: list[Any] = [None] * len(rows)
         if self.calibrated is not None:
-            cheap = [_pair_lookup(p, len(r["responses"]))
-                     for r, p in zip(rows, score_groups(self.calibrated, self.embedder.embed, rows))]
+            from engine.method.calibrated import pair_lookup
+
+            cheap = [pair_lookup(p, len(r["responses"]))
+                     for r, p in zip(rows, _score(self.calibrated, self.embedder.embed, rows))]
         programs = [
             judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,
                         cheap=cheap[k],
@@ -155,7 +157,7 @@ class CalibratedJudgeStage(Stage):
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         threshold = self.settings.threshold
-        scored = score_groups(self.judge, self.embedder.embed, rows)
+        scored = _score(self.judge, self.embedder.embed, rows)
         for k, (r, p) in enumerate(zip(rows, scored)):
             n = len(r["responses"])
             pairs = [PairVerdict(int(i), int(j), float(q), "equivalent" if q >= threshold else "different", raw="",
@@ -165,27 +167,7 @@ class CalibratedJudgeStage(Stage):
             yield judged_row(k, r, self.model_name, GroupJudgment(pairs, cheap_decided=len(pairs), full=full))
 
 
-def score_groups(judge: Any, embed: Any, rows: list[dict[str, Any]]) -> list[np.ndarray]:
-    """The calibrated judge's P(equivalent) of every pair i < j of each row's group (row-major), with one embedding
-    call for the batch's responses and prompts (each distinct text once) and one kernel call per measure."""
-    from engine.method.calibrated import group_same_text
-    from engine.method.pair_features import groups_features
-
-    texts = list(dict.fromkeys(t for r in rows for t in (*r["responses"], r["text"])))
-    vectors = embed(texts) if texts else np.zeros((0, 1), np.float32)
-    index = {t: k for k, t in enumerate(texts)}
-    responses = vectors[[index[t] for r in rows for t in r["responses"]]]
-    prompts = vectors[[index[r["text"]] for r in rows]]
-    features = groups_features([r["text"] for r in rows], [list(r["responses"]) for r in rows], responses, prompts,
-                               judge.features)
-    return [judge.predict(f, [r["judge_category"]] * len(f), group_same_text(list(r["responses"]))) if len(f)
-            else np.zeros(0) for r, f in zip(rows, features)]
-
-
-def _pair_lookup(p: np.ndarray, n: int):
-    """(i, j) → P(equivalent) from the row-major upper-triangle scores of a group of n."""
-
-    def lookup(i: int, j: int) -> float:
-        return float(p[i * n - i * (i + 1) // 2 + (j - i - 1)])
-
-    return lookup
+def _score(judge: Any, embed: Any, rows: list[dict[str, Any]]) -> list[np.ndarray]:
+    """The calibrated judge's P(equivalent) of every pair of each row's group (CalibratedJudge.score_groups)."""
+    return judge.score_groups(embed, [r["text"] for r in rows], [list(r["responses"]) for r in rows],
+                              [r["judge_category"] for r in rows])

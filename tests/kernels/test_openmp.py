@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels._openmp import torch_openmp_path
+from kernels._openmp import system_openmp_path, torch_openmp_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TORCH_GOMP = torch_openmp_path()
@@ -53,10 +53,8 @@ def test_torch_keeps_its_runtime_after_a_parallel_kernel():
 
 
 def test_control_the_system_runtime_loaded_first_takes_torchs_place():
-    system = next((p for p in ("/usr/lib/x86_64-linux-gnu/libgomp.so.1", "/usr/lib/aarch64-linux-gnu/libgomp.so.1",
-                               "/usr/lib64/libgomp.so.1", "/lib/x86_64-linux-gnu/libgomp.so.1") if Path(p).is_file()),
-                  None)
+    system = system_openmp_path()
     if system is None:
         pytest.skip("no system libgomp.so.1 at the usual paths: the clash cannot arise here")
-    head = f"import ctypes\nctypes.CDLL({system!r}, mode=ctypes.RTLD_GLOBAL)\n"
+    head = f"import ctypes\nctypes.CDLL({str(system)!r}, mode=ctypes.RTLD_GLOBAL)\n"
     assert _run(head) == "other-gomp"

@@ -105,14 +105,18 @@ def test_the_same_text_twice_is_equivalent_whatever_the_features_say():
     """Two identical short answers have little to go on (no content words): the shipped model alone gave "42" and
     "42" p = 0.40 with the real embedder; the judge calls every pair with the same text (whitespace and case aside)
     equivalent."""
-    from engine.method.calibrated import group_same_text, same_text
+    from engine.method.calibrated import group_same_text, pair_lookup, same_text
 
     judge = CalibratedJudge.load(DEFAULT_COEFFICIENTS)
     responses = ["42", " 42\n", "41", "", ""]
     unit = np.array([[1.0, 0.0], [1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
     prompt = np.array([0.6, 0.8], dtype=np.float32)
-    p = judge.score_group("What is 6*7?", responses, "A", unit, prompt)
+    vectors = {t: v for t, v in zip(responses, unit)} | {"What is 6*7?": prompt}
+    (p,) = judge.score_groups(lambda texts: np.array([vectors[t] for t in texts]), ["What is 6*7?"], [responses],
+                              ["A"])
     assert p[0] == 1.0 and (p[1:] < 1.0).all()  # "42"/" 42\n" only; two empty responses are no shared answer
+    lookup = pair_lookup(p, 5)
+    assert lookup(0, 1) == 1.0 and lookup(0, 2) == p[1] and lookup(1, 2) == p[4] and lookup(3, 4) == p[-1]
     assert group_same_text(responses).tolist() == [same_text(responses[i], responses[j])
                                                    for i in range(5) for j in range(i + 1, 5)]
     assert same_text("Paris", "paris ") and not same_text("", "") and not same_text("Paris", "Paris.")
