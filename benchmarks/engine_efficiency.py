@@ -55,8 +55,9 @@ class Recorder:
     def install(self) -> None:
         from actors.vllm import VLLMChatModel
 
-        original = VLLMChatModel._chat
+        original, render = VLLMChatModel._generate_ids, VLLMChatModel.render
         recorder = self
+        rendered: dict[tuple[int, ...], list] = {}  # token ids → the conversation they render (lockstep calls)
         submit, collect, to_output = VLLMChatModel.submit, VLLMChatModel.collect, VLLMChatModel._to_output
         by_key: dict[int, dict[str, Any]] = {}
         cached: dict[int, int] = {}
@@ -89,18 +90,23 @@ class Recorder:
         VLLMChatModel.submit, VLLMChatModel.collect = recording_submit, recording_collect
         VLLMChatModel._to_output = recording_to_output
 
-        def recording_chat(model: Any, conversations: list, vparams: list) -> list:
+        def recording_render(model: Any, conversation: list) -> list[int]:
+            ids = render(model, conversation)
+            rendered[tuple(ids)] = list(conversation)
+            return ids
+
+        def recording_generate_ids(model: Any, prompts: list, vparams: list) -> list:
             start = time.perf_counter()
-            results = original(model, conversations, vparams)
+            results = original(model, prompts, vparams)
             recorder.calls.append({
-                "conversations": [list(c) for c in conversations], "params": list(vparams),
+                "conversations": [rendered[tuple(ids)] for ids in prompts], "params": list(vparams),
                 "prompt_tokens": [len(r.prompt_token_ids or []) for r in results],
                 "cached_tokens": [getattr(r, "num_cached_tokens", None) or 0 for r in results],
                 "seconds": time.perf_counter() - start,
             })
             return results
 
-        VLLMChatModel._chat = recording_chat
+        VLLMChatModel.render, VLLMChatModel._generate_ids = recording_render, recording_generate_ids
 
 
 def kind_of(conversation: list[dict[str, str]]) -> str:

@@ -355,6 +355,31 @@ class TestEngine:
         (direct,) = engine.chat([_user(long_prompt)], SamplingParams(temperature=0.0, max_tokens=96))
         assert again[0].texts == direct.texts
 
+    def test_each_conversation_is_rendered_as_llm_chat_renders_it(self, engine):
+        # We render once and hand vLLM the token ids; `LLM.chat` renders through vLLM's own chat path. They must
+        # agree, on a multi-turn conversation with a system prompt as much as on one user turn, in both modes.
+        from vllm import SamplingParams as VSamplingParams
+
+        from engine.method.programs import Request, drive
+
+        conversations = [_user("Say hi."), [{"role": "system", "content": "Answer in French."},
+                                            *_user("Name a colour."), {"role": "assistant", "content": "Rouge."},
+                                            *_user("Another one, different.")]]
+        greedy = SamplingParams(temperature=0.0, max_tokens=8)
+        theirs = engine.llm.chat([list(c) for c in conversations], VSamplingParams(temperature=0.0, max_tokens=8),
+                                 use_tqdm=False, add_generation_prompt=True)
+        ours = engine.chat(conversations, greedy)
+
+        def ask(conversation):
+            (out,) = yield [Request(list(conversation), greedy)]
+            return out
+
+        continuous = drive(engine, [ask(c) for c in conversations])
+        for conversation, reference, batch, one in zip(conversations, theirs, ours, continuous):
+            assert engine.render(conversation) == list(reference.prompt_token_ids)
+            assert batch.prompt_tokens == one.prompt_tokens == len(reference.prompt_token_ids)
+            assert batch.texts == one.texts == [reference.outputs[0].text]
+
     def test_continuous_rows_that_do_not_fit_fail_alone(self, engine):
         from engine.method.programs import Request, drive
 
