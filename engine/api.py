@@ -114,6 +114,11 @@ def open_run(run_dir: str | Path) -> Audit:
 
 # -- functional diversity as a training reward (engine.method.rewards) ------------------------------------------------
 
+# Scoring rewards judges groups and nothing else: quality and accuracy stay off (a config whose judges are all
+# calibrated is valid for rewards only with them off, so a config file is read with these set).
+REWARDS_OVERRIDES: dict[str, Any] = {"quality.enabled": False, "quality.reward_model": None, "accuracy.enabled": False}
+
+
 def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str | Path | None = None, *,
                   progress: bool = False) -> list[dict[str, Any]]:
     """Per-response diversity rewards for groups of responses, judged by the config's judges.
@@ -128,8 +133,10 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
         out: where to write the rows as JSONL (optional).
 
     Returns:
-        One row per response: prompt_id, model, strategy, sample_idx, category, reward (None when no judge's
-        classes are known for the group), judges (those whose classes entered), classes ({judge: class}).
+        One row per response: prompt_id, prompt (its text), model, strategy, sample_idx, response (the answer
+        judged), trace (the reasoning split off it, or None), category, reward (None when no judge's classes are
+        known for the group, or the group has one response), judges (those whose classes entered), classes
+        ({judge: class}).
     """
     import orjson
 
@@ -137,7 +144,7 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
     from engine.execution.store import atomic_write_bytes
     from engine.method.rewards import group_rewards
 
-    base = config if isinstance(config, RunConfig) else load_config(config)
+    base = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
     data = base.to_dict(redact=False)
     data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
                        "limit": None}
@@ -153,14 +160,18 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
     by_group: dict[tuple, list[dict[str, Any]]] = {}
     for c in t["components"].to_pylist():
         by_group.setdefault((c["prompt_id"], c["model"], c["strategy"]), []).append(c)
+    prompt_text = {p["prompt_id"]: p["text"] for p in t["prompts"].to_pylist()}
+    answers = {(r["prompt_id"], r["model"], r["strategy"], r["sample_idx"]): r for r in t["responses"].to_pylist()}
     rows = []
     for g in t["groups"].to_pylist():
         key = (g["prompt_id"], g["model"], g["strategy"])
         judged = by_group.get(key, [])
         rewards, judges = group_rewards(judged, g["n_responses"], g["category"])
         for i, reward in enumerate(rewards):
-            rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
-                         "sample_idx": i, "category": g["category"], "reward": reward, "judges": judges,
+            answer = answers.get((*key, i), {})
+            rows.append({"prompt_id": g["prompt_id"], "prompt": prompt_text.get(g["prompt_id"]), "model": g["model"],
+                         "strategy": g["strategy"], "sample_idx": i, "response": answer.get("text"),
+                         "trace": answer.get("trace"), "category": g["category"], "reward": reward, "judges": judges,
                          "classes": {r["judge"]: r["classes"][i] for r in judged
                                      if r.get("classes") is not None and len(r["classes"]) > i}})
     if out is not None:
@@ -177,35 +188,88 @@ class DiversityReward:
     TRL skips None rewards). A `category` column of the dataset (A–H), passed by TRL as a keyword, is used as the
     prompt's category; otherwise prompts are classified, as in a run. Each batch is a run in `config.run_dir`
     (resumed where it overlaps an earlier one).
+
+    - Groups: completions of the same prompt (the whole conversation, system message included). With
+      `num_generations` (pass GRPOConfig's), consecutive runs of that many completions are the groups, as TRL's
+      sampler lays them out — two identical dataset rows in one batch stay two groups — and a batch that does not
+      split so is an error, never partial groups.
+    - Several processes (TRL on several GPUs calls each reward function on each process's slice of the batch, and
+      a prompt's generations may be spread over them): when torch.distributed is initialised with more than one
+      process, the slices are gathered, the first process scores the whole batch (the only one to write the run
+      directory) and every process gets the rewards of its own slice. Every process must call it, as TRL does.
+    - Reasoning: a completion's inline `<think>` block, or a message's `reasoning_content`, is its trace, never part
+      of the answer judged.
     """
 
     __name__ = "functional_diversity"
 
-    def __init__(self, config: RunConfig | str | Path) -> None:
-        self.config = config if isinstance(config, RunConfig) else load_config(config)
+    def __init__(self, config: RunConfig | str | Path, *, num_generations: int | None = None) -> None:
+        if num_generations is not None and (isinstance(num_generations, bool) or not isinstance(num_generations, int)
+                                            or num_generations < 1):
+            raise ValueError(f"num_generations must be a positive integer, got {num_generations!r}")
+        self.config = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
+        self.num_generations = num_generations
         self.last_rows: list[dict[str, Any]] = []
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+        categories = list(kwargs.get("category") or [None] * len(prompts))
+        if len(categories) != len(prompts):
+            raise ValueError(f"{len(categories)} categories for {len(prompts)} prompts")
+        dist = _distributed()
+        if dist is None:
+            return self._score(list(prompts), list(completions), categories)
+        # Gather every process's slice, score the whole batch once, hand each process its slice back.
+        slices: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(slices, (list(prompts), list(completions), categories))
+        rank = dist.get_rank()
+        result: list[Any] = [None]
+        failure: BaseException | None = None
+        if rank == 0:
+            try:
+                result = [("ok", self._score([p for s in slices for p in s[0]], [c for s in slices for c in s[1]],
+                                             [k for s in slices for k in s[2]]))]
+            except Exception as exc:  # the other processes wait in the broadcast: tell them, then raise here
+                failure, result = exc, [("failed", f"{type(exc).__name__}: {exc}")]
+        dist.broadcast_object_list(result, src=0)
+        status, value = result[0]
+        if failure is not None:
+            raise failure
+        if status != "ok":
+            raise RuntimeError(f"functional_diversity: scoring on process 0 failed ({value})")
+        start = sum(len(s[0]) for s in slices[:rank])
+        return value[start:start + len(prompts)]
+
+    def _score(self, prompts: list[Any], completions: list[Any], categories: list[Any]) -> list[float | None]:
         import orjson
 
         from engine.execution.store import atomic_write_bytes, claim_run_dir
 
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
-        categories = kwargs.get("category") or [None] * len(prompts)
-        order: dict[str, int] = {}
+        if self.num_generations is not None and len(prompts) % self.num_generations:
+            raise ValueError(f"{len(prompts)} completions do not split into groups of num_generations="
+                             f"{self.num_generations}")
         groups: list[dict[str, Any]] = []
+        keys: list[bytes] = []  # each group's prompt
         where: list[tuple[int, int]] = []  # each completion's (group, position)
-        for prompt, completion, category in zip(prompts, completions, categories):
-            text = _message_text(prompt, role="user")
-            if text not in order:
-                order[text] = len(groups)
-                groups.append({"prompt_id": f"p{len(groups)}", "prompt": text, "responses": [],
-                               "model": "policy", "strategy": "sampled",
+        for k, (prompt, completion, category) in enumerate(zip(prompts, completions, categories)):
+            key = _prompt_key(prompt)
+            if self.num_generations is not None:  # consecutive runs of num_generations
+                g = k // self.num_generations
+                if g < len(keys) and keys[g] != key:
+                    raise ValueError(f"completion {k} answers another prompt than the others of its group of "
+                                     f"num_generations={self.num_generations} consecutive completions")
+            else:
+                g = keys.index(key) if key in keys else len(keys)
+            if g == len(groups):
+                keys.append(key)
+                groups.append({"prompt_id": f"p{g}", "prompt": _message_text(prompt, role="user"), "responses": [],
+                               "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
-            g = order[text]
             where.append((g, len(groups[g]["responses"])))
-            groups[g]["responses"].append(_message_text(completion, role="assistant"))
+            answer, trace = _completion(completion)
+            groups[g]["responses"].append(answer)
+            groups[g]["traces"].append(trace)  # None: inline reasoning is split off when the run reads the batch
         run_dir = Path(self.config.run_dir)
         claim_run_dir(run_dir)  # a run directory of ours (or new): the batch is written beside its tables
         batch = run_dir / "reward-batch.jsonl"
@@ -215,13 +279,63 @@ class DiversityReward:
         return [reward.get((f"p{g}", k)) for g, k in where]
 
 
+def _distributed() -> Any:
+    """torch.distributed when it is initialised with more than one process, else None."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+def _prompt_key(prompt: Any) -> bytes:
+    """What makes two prompts the same prompt: the string, or every message's role and content."""
+    import orjson
+
+    if isinstance(prompt, list):
+        return orjson.dumps([[m.get("role"), m.get("content")] if isinstance(m, dict) else m for m in prompt],
+                            default=str)
+    return orjson.dumps(prompt, default=str)
+
+
+def _content_text(content: Any) -> str | None:
+    """A message's text: a string, or the text parts of an OpenAI-style list of content parts, joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content
+                 if isinstance(p, dict) and p.get("type", "text") == "text" and isinstance(p.get("text"), str)]
+        return "".join(parts) if parts else None
+    return None
+
+
+def _last_message(value: list, role: str) -> dict | None:
+    """The last message with `role` (or, when none has a role, the last message) that has text."""
+    messages = [m for m in value if isinstance(m, dict)]
+    chosen = [m for m in messages if m.get("role") == role] or [m for m in messages if "role" not in m]
+    return next((m for m in reversed(chosen) if _content_text(m.get("content")) is not None), None)
+
+
 def _message_text(value: Any, role: str) -> str:
     """A plain string, or the text of the last message with `role` in a list of chat messages."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        texts = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == role]
-        texts = [t for t in texts if isinstance(t, str)]
-        if texts:
-            return texts[-1]
+        message = _last_message(value, role)
+        if message is not None:
+            return _content_text(message.get("content"))  # type: ignore[return-value]
     raise ValueError(f"expected a string or a list of chat messages with a {role!r} message, got {value!r:.200}")
+
+
+def _completion(value: Any) -> tuple[str, str | None]:
+    """(answer, trace) of a completion: a message's `reasoning_content` (or `reasoning`) is its trace; otherwise the
+    trace is None here and inline reasoning is split off when the run reads the batch."""
+    text = _message_text(value, role="assistant")
+    if isinstance(value, list):
+        message = _last_message(value, "assistant") or {}
+        trace = message.get("reasoning_content", message.get("reasoning"))
+        if isinstance(trace, str):
+            return text, trace
+    return text, None

@@ -615,8 +615,10 @@ class RunConfig:
 
     @property
     def graders(self) -> list[ModelConfig]:
-        """The models that grade quality (quality.graders, else quality.grader, else the first LLM judge)."""
-        names = self.quality.graders or [self.quality.grader or self.llm_judges[0].name]
+        """The models that grade quality (quality.graders, else quality.grader, else the first LLM judge; none when
+        every judge is calibrated, which the config allows only with quality and accuracy off)."""
+        names = self.quality.graders or ([self.quality.grader] if self.quality.grader
+                                         else [j.name for j in self.llm_judges[:1]])
         by_name = {j.name: j for j in self.judges}
         return [by_name[n] for n in names]
 

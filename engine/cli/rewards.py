@@ -23,16 +23,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def cmd_rewards(args: argparse.Namespace) -> int:
-    from engine.api import score_rewards
+    from engine.api import REWARDS_OVERRIDES, score_rewards
     from engine.errors import TaskdivError
 
     if not args.groups.is_file():
         raise TaskdivError(f"--in {args.groups}: no such file")
-    extra = {"run_dir": args.run_dir} if args.run_dir else {}
+    extra = {**REWARDS_OVERRIDES, **({"run_dir": args.run_dir} if args.run_dir else {})}
     config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
     rows = score_rewards(config, args.groups, args.out, progress=not args.quiet)
     unknown = sum(r["reward"] is None for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
     print(f"{len(rows)} rewards for {groups} groups written to {args.out}"
-          + (f"; {unknown} without a reward (no judge's classes known for their group)" if unknown else ""))
+          + (f"; {unknown} without a reward (no judge's classes known for their group, or a group of one response)" if unknown else ""))
     return 0

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from actors.base import split_reasoning
 from actors.registry import scheduling
 from engine.method import taxonomy
 from engine.config import CALIBRATED, ModelConfig, RunConfig, dump_yaml
@@ -275,10 +276,15 @@ class Pipeline:
         for k, shard in enumerate(shards):
             for p in shard.to_pylist():
                 for g in by_prompt[p["prompt_id"]]:
-                    texts = [t for _, t in g.responses]
+                    texts, traces = [], []
+                    for idx, text in g.responses:
+                        # A trace the file gave stands; otherwise inline reasoning is split off, as from a backend.
+                        answer, trace = (text, g.traces[idx]) if idx in g.traces else split_reasoning(text)
+                        texts.append(answer)
+                        traces.append(trace)
                     rows.append({
                         "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None, "parse_mode": None,
-                        "responses": texts, "finish_reasons": ["external"] * len(texts),
+                        "responses": texts, "traces": traces, "finish_reasons": ["external"] * len(texts),
                         "n_tokens": [None] * len(texts), "status": "ok", "raw": None, "calls": 0, "error": None,
                         PSHARD: k, "text": p["text"], "source": p["source"], "gold_category": p["gold_category"],
                         "gold_answer": p["gold_answer"], "classified": None,

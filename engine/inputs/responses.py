@@ -8,7 +8,11 @@ A JSONL, CSV or Parquet file with one row per response, or one row per group:
 Fields: `prompt` (required); `response` (one response) or `responses` (a list: the whole group); optional
 `model` (default "external"), `strategy` (default "external"), `sample_idx` (order within the group; default
 file order), `category` (A–H: the category to judge with; prompts without one are classified), `gold_answer`,
-`source` (default: the file's stem), `prompt_id` (default: the stable hash of source and prompt).
+`source` (default: the file's stem), `prompt_id` (default: the stable hash of source and prompt), and a reasoning
+model's thinking: `trace` (beside `response`) or `traces` (beside `responses`, one string or null per response).
+A response given without a trace (or with null) has its inline reasoning split off when the run reads it — a leading
+`<think>…</think>` block, or thinking ended by a bare `</think>` line (actors.base.split_reasoning) — so a trace is
+never judged as part of the answer.
 
 Outputs of other tools are read too (engine.inputs.external_formats): lm-evaluation-harness `--log_samples` files,
 Inspect AI eval logs (`.json`, `.eval`) and NoveltyBench generation files — detected from the file, or named by
@@ -37,6 +41,7 @@ class ExternalGroup:
     model: str
     strategy: str
     responses: list[tuple[int, str]] = field(default_factory=list)  # (sample_idx, text)
+    traces: dict[int, str] = field(default_factory=dict)  # sample_idx → the trace the file gave
 
 
 def _str(row: dict, key: str, path: str, line: int, default: str | None = None) -> str | None:
@@ -93,6 +98,12 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                 if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                     raise InputError(where, line, "responses", "expected a list of strings")
                 items = list(enumerate(texts))
+                traces = row.get("traces")
+                if traces is not None and (not isinstance(traces, list) or len(traces) != len(texts) or not all(
+                        t is None or isinstance(t, str) for t in traces)):
+                    raise InputError(where, line, "traces",
+                                     f"expected a list of {len(texts)} strings or nulls, one per response")
+                given = {k: t for k, t in enumerate(traces or []) if t is not None}
             else:
                 text = row.get("response")
                 if text is None:
@@ -106,15 +117,21 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                     else:
                         raise InputError(where, line, "sample_idx", f"expected a non-negative integer, got {idx!r}")
                 items = [(idx, text)]
+                trace = row.get("trace")
+                if trace is not None and not isinstance(trace, str):
+                    raise InputError(where, line, "trace", f"expected a string, got {type(trace).__name__}")
+                given = {0: trace} if trace is not None else {}
             model = _str(row, "model", where, line, "external")
             strategy = _str(row, "strategy", where, line, "external")
             group = groups.setdefault((prompt.prompt_id, model, strategy),
                                       ExternalGroup(prompt.prompt_id, model, strategy))
-            for idx, text in items:
+            for k, (idx, text) in enumerate(items):
                 idx = len(group.responses) if idx is None else idx
                 if any(i == idx for i, _ in group.responses):
                     raise InputError(where, line, "sample_idx", f"duplicate sample_idx {idx} in this group")
                 group.responses.append((idx, text))
+                if k in given:
+                    group.traces[idx] = given[k]
             prompts.setdefault(prompt.prompt_id, prompt)
         except InputError as exc:
             if on_error != "skip":

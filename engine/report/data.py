@@ -320,7 +320,7 @@ def _spearman_rows(complete: list[dict], cats: list[str], rc: ReportConfig) -> l
 def _spearman_section(groups: list[dict], n: int, rc: ReportConfig, t: dict | None = None,
                       cascade: bool = False) -> dict[str, Any]:
     """Spearman ρ of each general metric with functional diversity, per category. With the cascade on, the cheap
-    judge decided some pairs from cosine, Jaccard and NCD — the general metrics themselves — so the section also
+    judge decided some pairs from features that include cosine, Jaccard and NCD — the general metrics — so the section also
     gives the share of pairs it decided and ρ over the groups judged by LLM judges only."""
     complete = [g for g in groups if is_complete(g, n)]
     cats = ordered_categories(g["category"] or "?" for g in complete) + ["all"]
@@ -403,12 +403,13 @@ def deviations(config) -> list[str]:
     if config.judge.max_response_chars:
         out.append(f"Responses are cut to {config.judge.max_response_chars} characters inside judge prompts.")
     if config.judge.cascade.enabled:
-        out.append(f"The cascade is on: a calibrated judge over cosine, Jaccard and NCD decides pairs it is confident "
-                   f"about (p ≤ {config.judge.cascade.low:g} or ≥ {config.judge.cascade.high:g}); the paper judged "
+        out.append(f"The cascade is on: a calibrated judge over the pairs' text and embedding features decides pairs it "
+                   f"is confident about (p ≤ {config.judge.cascade.low:g} or ≥ {config.judge.cascade.high:g}); the paper judged "
                    "every needed pair with LLMs.")
     graders = [g.name for g in config.graders]
-    out.append(f"Checklist quality graded by {', '.join(graders)}; the paper's quality scores came from its LLM "
-               "judges.")
+    if config.quality.enabled and graders:
+        out.append(f"Checklist quality graded by {', '.join(graders)}; the paper's quality scores came from its LLM "
+                   "judges.")
     out.append("Categories without a gold label are judged under a reference classification by the judges' "
                "majority (or `classifier`); the paper labelled its prompts by hand.")
     return out

@@ -248,8 +248,8 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
         s.blocks += [Sub("Undefined or partly defined correlations"), Items(notes)]
     if sp.get("cascade"):
         s.blocks.append(Para(
-            f"The cascade's cheap judge decides pairs from cosine, Jaccard and NCD — the general metrics compared "
-            f"here — so the correlations above are partly built in: it decided {sp.get('cheap_pairs', 0)} pairs "
+            f"The cascade's cheap judge decides pairs from features that include cosine, Jaccard and NCD — the "
+            f"general metrics compared here — so the correlations above are partly built in: it decided {sp.get('cheap_pairs', 0)} pairs "
             f"({_pct(sp.get('cheap_share'))} of the judged pairs). Over the {sp.get('llm_only_groups', 0)} groups "
             "judged by the LLM judges alone:", lead="Cascade on."))
         est2 = {(r["category"], r["metric"]): r["estimate"] for r in sp.get("rows_llm_only", [])}

@@ -93,6 +93,22 @@ def test_missing_coefficients_fail_in_preflight(tmp_path):
         preflight(cfg)
 
 
+def test_alone_with_gold_categories_it_runs_to_the_report(tmp_path):
+    from engine.report import write_report
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"text": "Write a poem about rain.", "gold_category": "G"}\n'
+                    '{"text": "Name a colour.", "gold_category": "H"}\n')
+    cfg = _config(tmp_path, judges=[CHEAP], quality={"enabled": False}, accuracy={"enabled": False},
+                  prompts={"source": "jsonl", "path": str(path)})
+    assert cfg.graders == []  # nobody grades: quality is off, and no judge could
+    result = run(cfg)
+    write_report(result, cfg)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Functionally unique responses" in report and "graded by" not in report
+    assert {c["judge"] for c in result.tables["components"].to_pylist()} == {"cheap"}
+
+
 def test_alone_without_gold_categories_it_asks_for_a_classifier(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt_id": "rain", "text": "Write a poem about rain."}\n')

@@ -19,7 +19,9 @@ def test_rewards_by_hand():
     assert diversity_rewards([0, 0, 1, 2], "G") == pytest.approx([2 / 3, 2 / 3, 1, 1])
     assert diversity_rewards([0, 0, 1, 2], "A") == pytest.approx([1 / 3, 1 / 3, 0, 0])  # agreeing is rewarded
     assert diversity_rewards([0, 0, 0], "H") == [0.0, 0.0, 0.0]
-    assert diversity_rewards([0], "G") == [0.0]
+    # One response has none to differ from: (n - 1) = 0, no reward (0 would read "all equivalent").
+    assert diversity_rewards([0], "G") == [None]
+    assert group_rewards([{"judge": "a", "classes": [0]}], 1, "G") == ([None], [])
     # Two judges: the mean of their rewards; a judge whose classes are unknown does not enter.
     rewards, judges = group_rewards([{"judge": "a", "classes": [0, 0, 1]}, {"judge": "b", "classes": [0, 1, 2]},
                                      {"judge": "c", "classes": None}], 3, "D")
@@ -65,6 +67,8 @@ def test_the_rewards_command_scores_groups_and_a_rerun_reuses_the_judging(tmp_pa
     assert values[1] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 0])  # category A: inverted
     assert values[2] == [None, None, None]
     assert rows[0]["judges"] == ["scripted"] and rows[0]["classes"] == {"scripted": 0}
+    # Each row says what it scores: the prompt and the response, not only their keys.
+    assert rows[0]["prompt"] == "Write a story opening." and rows[0]["response"] == "class 0 a"
 
     # The same groups again: every judgment is read back from the run directory, none asked again.
     calls = len(ScriptedChat.calls)
@@ -86,3 +90,143 @@ def test_the_trl_reward_function_returns_one_reward_per_completion(tmp_path, mon
     out = reward(prompts=prompts, completions=completions, category=["G"] * 4 + ["H"] * 3)
     assert out == pytest.approx([2 / 3, 2 / 3, 1, 1, 1, 0.5, 0.5])
     assert reward.__name__ == "functional_diversity"
+
+
+def test_reasoning_in_a_groups_file_is_its_trace_never_part_of_the_answer(tmp_path, monkeypatch):
+    from engine.api import score_rewards
+
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text("".join(json.dumps(g) + "\n" for g in [
+        # Inline: a leading block, and thinking ended by a bare closing line (R1's template opens the block).
+        {"prompt": "What is 17 x 23?", "category": "D",
+         "responses": ["<think>class 7 17*20+17*3</think>class 0 391", "class 9 23*17\n</think>\nclass 0 It is 391",
+                       "class 1 400"]},
+        # Given apart: `traces` (a null there means none given: inline reasoning is still split off).
+        {"prompt": "Name a colour.", "category": "H", "responses": ["class 0 red", "<think>hmm</think>class 1 blue"],
+         "traces": ["thought of red", None]},
+    ]))
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    rows = score_rewards(write_config(tmp_path), groups)
+    by = {(r["prompt"], r["sample_idx"]): r for r in rows}
+    assert [by[("What is 17 x 23?", i)]["response"] for i in range(3)] == ["class 0 391", "class 0 It is 391",
+                                                                            "class 1 400"]
+    assert [by[("What is 17 x 23?", i)]["trace"] for i in range(3)] == ["class 7 17*20+17*3", "class 9 23*17", None]
+    # The scripted judge answers "maybe" to any <think> left in an answer: resolved rewards prove none was.
+    assert [by[("What is 17 x 23?", i)]["reward"] for i in range(3)] == pytest.approx([0.5, 0.5, 1.0])
+    assert [by[("Name a colour.", i)]["trace"] for i in range(2)] == ["thought of red", "hmm"]
+    assert [by[("Name a colour.", i)]["reward"] for i in range(2)] == pytest.approx([1.0, 1.0])
+
+
+def test_rewards_from_a_config_whose_only_judge_is_calibrated(tmp_path):
+    # Quality and accuracy need an LLM judge; scoring rewards turns them off, so such a config is enough.
+    from engine.api import DiversityReward
+
+    path = tmp_path / "cheap.yaml"
+    path.write_text(dump_yaml({"run_dir": str(tmp_path / "run"), "judges": [{"name": "cheap", "backend": "calibrated"}],
+                               "execution": {"executor": "local"}}))
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text(json.dumps({"prompt": "Name a colour.", "category": "H",
+                                  "responses": ["Red.", "red", "The colour of a clear sky at noon: blue."]}) + "\n")
+    out = tmp_path / "rewards.jsonl"
+    assert main(["rewards", "--config", str(path), "--in", str(groups), "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["judges"] for r in rows] == [["cheap"]] * 3
+    assert rows[0]["classes"]["cheap"] == rows[1]["classes"]["cheap"]  # the same text, case aside: equivalent
+    assert all(r["reward"] is not None for r in rows)
+    reward = DiversityReward(path)
+    assert reward(prompts=["Name a colour."] * 2, completions=["Red.", "red"], category=["H", "H"]) == [0.0, 0.0]
+
+
+def _scripted_reward(tmp_path, **kwargs):
+    from engine.api import DiversityReward, load_config
+
+    return DiversityReward(load_config(write_config(tmp_path)), **kwargs)
+
+
+def test_the_trl_reward_function_groups_by_the_whole_prompt(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    reward = _scripted_reward(tmp_path)
+    system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+    plain = [{"role": "user", "content": "Name a colour."}]
+    # Two prompts that differ in their system message only are two groups.
+    out = reward(prompts=[system, system, plain, plain],
+                 completions=["class 0 red", "class 0 red.", "class 0 red", "class 1 blue"], category=["H"] * 4)
+    assert out == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    # Messages without a role (as in TRL's own examples), content as parts, and a reasoning_content trace.
+    out = reward(prompts=["Name a fruit."] * 3,
+                 completions=[[{"content": "class 0 apple"}],
+                              [{"role": "assistant", "content": [{"type": "text", "text": "class 0 "},
+                                                                 {"type": "text", "text": "pear"}]}],
+                              [{"role": "assistant", "content": "class 2 kiwi", "reasoning_content": "class 5 hmm"}]],
+                 category=["H"] * 3)
+    assert out == pytest.approx([0.5, 0.5, 1.0])
+    assert [r["response"] for r in reward.last_rows] == ["class 0 apple", "class 0 pear", "class 2 kiwi"]
+    assert reward.last_rows[2]["trace"] == "class 5 hmm"
+
+
+def test_num_generations_keeps_duplicate_rows_apart_and_refuses_partial_groups(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    reward = _scripted_reward(tmp_path, num_generations=2)
+    # The same dataset row twice in a batch: two groups of two, not one of four.
+    out = reward(prompts=["Name a colour."] * 4, completions=["class 0 red", "class 0 red!", "class 0 red",
+                                                              "class 1 blue"], category=["H"] * 4)
+    assert out == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="do not split into groups of num_generations=2"):
+        reward(prompts=["Name a colour."] * 3, completions=["a", "b", "c"])
+    with pytest.raises(ValueError, match="completion 1 answers another prompt"):
+        reward(prompts=["Name a colour.", "Name a fruit."], completions=["a", "b"])
+    with pytest.raises(ValueError, match="num_generations must be a positive integer"):
+        _scripted_reward(tmp_path, num_generations=0)
+
+
+def _rank(rank: int, world: int, port: int, config: str, queue) -> None:
+    """One process of a two-process group, as TRL runs reward functions on several GPUs: each gets its slice."""
+    import os
+
+    import torch.distributed as dist
+
+    from engine.api import DiversityReward
+
+    os.environ["TASKDIV_ALLOW_PYTHON_BACKENDS"] = "1"
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        reward = DiversityReward(config, num_generations=4)
+        # The global batch: three prompts x 4 generations, 6 completions per process: the second prompt's
+        # generations are split 2 / 2 across the processes.
+        prompts = ["Write a story opening."] * 4 + ["Name a colour."] * 4 + ["Name a fruit."] * 4
+        completions = ["class 0 a", "class 0 b", "class 1 c", "class 2 d", "class 0 red", "class 1 blue",
+                       "class 1 navy", "class 1 sky", "class 0 fig", "class 1 kiwi", "class 2 lime", "class 3 plum"]
+        categories = ["G"] * 4 + ["H"] * 8
+        mine = slice(rank * 6, rank * 6 + 6)
+        try:
+            queue.put((rank, reward(prompts=prompts[mine], completions=completions[mine], category=categories[mine])))
+        except Exception as exc:  # reported, not left to the parent's timeout
+            queue.put((rank, f"{type(exc).__name__}: {exc}"))
+            raise
+    finally:
+        dist.destroy_process_group()
+
+
+def test_several_processes_score_whole_groups_and_each_gets_its_slice(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    config = write_config(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    procs = [context.Process(target=_rank, args=(r, 2, port, str(config), queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    # The colour prompt scored as one group of four (alone, each process would have scored two groups of two:
+    # [1, 1] and [0, 0]).
+    assert results[0] == pytest.approx([2 / 3, 2 / 3, 1, 1, 1, 1 / 3])
+    assert results[1] == pytest.approx([1 / 3, 1 / 3, 1, 1, 1, 1])

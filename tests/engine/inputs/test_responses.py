@@ -43,12 +43,25 @@ def test_rows_group_by_prompt_model_strategy_and_order_by_sample_idx(tmp_path):
     ({"prompt": "p", "response": "x", "category": "Q"}, "category"),
     ({"prompt": "p", "response": "x", "sample_idx": -1}, "sample_idx"),
     ({"prompt": "", "response": "x"}, "prompt"),
+    ({"prompt": "p", "response": "x", "trace": ["t"]}, "trace"),
+    ({"prompt": "p", "responses": ["x", "y"], "traces": ["t"]}, "traces"),
+    ({"prompt": "p", "responses": ["x", "y"], "traces": ["t", 3]}, "traces"),
 ])
 def test_bad_rows_name_line_and_field(tmp_path, row, field):
     path = write(tmp_path, [{"prompt": "ok", "response": "fine"}, row])
     with pytest.raises(InputError) as info:
         load_responses(path)
     assert (info.value.line, info.value.field) == (2, field)
+
+
+def test_traces_given_beside_responses_are_kept_by_sample_idx(tmp_path):
+    rows = [{"prompt": "p", "response": "b", "sample_idx": 1, "trace": "thought b"},
+            {"prompt": "p", "response": "a", "sample_idx": 0},
+            {"prompt": "q", "responses": ["x", "y", "z"], "traces": [None, "thought y", None]}]
+    _, groups = load_responses(write(tmp_path, rows))
+    # A null or absent trace is not recorded: the run splits inline reasoning off those responses itself.
+    assert [(g.responses, g.traces) for g in groups] == [([(0, "a"), (1, "b")], {1: "thought b"}),
+                                                         ([(0, "x"), (1, "y"), (2, "z")], {1: "thought y"})]
 
 
 def test_duplicate_sample_idx_and_conflicting_category(tmp_path):
