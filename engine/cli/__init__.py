@@ -84,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskdivError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a crash: no traceback
+        print("interrupted: every finished shard is kept; the same command resumes from them", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -55,7 +55,9 @@ def summary(result, paths: dict[str, Path], wall_s: float) -> str:
         "",
         f"taskdiv run finished in {wall_s:.0f} s — {result.run_dir}",
         f"  prompts: {result.tables['prompts'].num_rows}   groups: {groups.num_rows}   "
-        f"responses: {result.tables['responses'].num_rows}   judgments: {result.tables['judgments'].num_rows}",
+        f"responses: {result.tables['responses'].num_rows}   judgments: {result.tables['judgments'].num_rows}"
+        + (f" (answers), {result.tables['trace_judgments'].num_rows} (traces)" if "trace_judgments" in result.tables
+           else ""),
     ]
     for rec in result.stages:
         reused = f" ({rec.units_reused}/{rec.units} shards reused)" if rec.units_reused else ""

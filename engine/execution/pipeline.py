@@ -221,13 +221,21 @@ class Pipeline:
         """Each model classifies the prompts of `shards`: the generators their own prompts (role "own", the
         paper's self-classification), or the reference classifiers (role "vote")."""
         parts = []
+        by_base: dict[str, pa.Table] = {}  # a sweep's generators classify greedily, alike: once for all its values
         for model in models:
-            units = [
-                Unit.of(["classify", self.versions["classify"], model.identity()], s.select(["prompt_id", "text"]))
-                for s in shards
-            ]
-            out = self._run_stage(f"classify[{model.name}]", "classify", self._plan(ClassifyStage, model, {}),
-                                  units, ClassifyStage.output_schema)
+            base = model.sweep.get("base") if model.sweep else None
+            if base is None or base not in by_base:
+                identity = model.identity() if base is None else {**model.identity(), "name": base}
+                units = [Unit.of(["classify", self.versions["classify"], identity], s.select(["prompt_id", "text"]))
+                         for s in shards]
+                out = self._run_stage(f"classify[{base or model.name}]", "classify",
+                                      self._plan(ClassifyStage, model, {}), units, ClassifyStage.output_schema)
+                if base is not None:
+                    by_base[base] = out
+            else:
+                out = by_base[base]
+            out = out.set_column(out.schema.get_field_index("model"), "model",
+                                 pa.array([model.name] * out.num_rows, pa.string()))
             parts.append(out.append_column("role", pa.array([role] * out.num_rows, pa.string())))
         return pa.concat_tables(parts).cast(T.CLASSIFICATIONS) if parts else T.CLASSIFICATIONS.empty_table()
 
@@ -742,7 +750,9 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
         prompts = load_prompts(cfg.prompts, report=report, offline=offline, skip_missing=skip_missing)
     prompts, groups = _within_size_caps(cfg, prompts, groups, report)
     if not prompts:
-        raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}: all rows skipped or none selected)")
+        where = f" {cfg.prompts.path}" if cfg.prompts.path else ""
+        raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}{where}: empty, all rows skipped or none "
+                           "selected)")
     return prompts, groups
 
 

@@ -23,7 +23,7 @@ judge.max_response_chars inside judge prompts). The low end assumes the fewest c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from engine.config import ModelConfig, RunConfig
@@ -128,8 +128,9 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
     voters = config.voters
 
     classify_in = [tokens(len(taxonomy.classify_prompt(p.text))) for p in prompts]
-    for g in generators:
-        _role(roles, "classify (own)", g).add((len(prompts), 2 * len(prompts)), (sum(classify_in), 2 * sum(classify_in)),
+    # A sweep's generators classify once (greedy, alike for every value: engine.execution.pipeline.classify).
+    for base, g in {(g.sweep or {}).get("base", g.name): g for g in generators}.items():
+        _role(roles, "classify (own)", replace(g, name=base)).add((len(prompts), 2 * len(prompts)), (sum(classify_in), 2 * sum(classify_in)),
                                               (len(prompts), 2 * CLASSIFY_TOKENS * len(prompts)))
     ungold_in = [tokens(len(taxonomy.classify_prompt(p.text))) for p in ungold]
     for v in voters:

@@ -169,6 +169,7 @@ def report_data(result, config) -> dict[str, Any]:
         "groups": len(groups),
         "settings": {"bootstrap_resamples": rc.bootstrap_resamples, "seed": rc.seed, "ci": rc.ci},
         "small_model_judges": small_model_judges(config),
+        "judge_target": getattr(getattr(config, "judge", None), "target", "answer"),
     }
     data["unique"] = _unique_section(groups, n, boot, strategies)
     data["tradeoff"] = _tradeoff_section(groups, n, models, strategies, boot, rc, "quality" in t)
@@ -181,7 +182,9 @@ def report_data(result, config) -> dict[str, Any]:
     data["sweep"] = _sweep_section(groups, n, config, boot)
     data["traces"] = _trace_section(groups, n, config, boot)
     data["parsing"] = _parsing_section(t, config)
-    data["classification"] = _classification_section(t, models, boot)
+    sweep_base = {g.name: g.sweep["base"] for g in getattr(config, "generators", []) if getattr(g, "sweep", None)}
+    data["classification"] = [{**c, "model": sweep_base.get(c["model"], c["model"])}
+                              for c in _classification_section(t, _one_per_sweep(models, sweep_base), boot)]
     data["yardstick"] = _yardstick_section(t, models, config)
     data["judging"] = _judging_section(t, config, n, rc, result.stages)
     data["accuracy"] = _accuracy_section(t, groups, strategies, boot)
@@ -541,6 +544,18 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
                     "unique": boot([g["unique_mean"] for g in gs], clusters=clusters).to_dict(),
                     "quality": boot([g["quality_mean"] for g in gs], clusters=clusters).to_dict()})
     return {"x": x, "cells": out, "categories": ordered_categories({c["category"] for c in out} - {"all"})}
+
+
+def _one_per_sweep(models: list[str], base: dict[str, str]) -> list[str]:
+    """The models with one generator per sweep (`base`: a swept generator's name → the configured one): a sweep's
+    values classify once, alike, so its first value stands for all."""
+    seen: set[str] = set()
+    out = []
+    for m in models:
+        if base.get(m, m) not in seen:
+            seen.add(base.get(m, m))
+            out.append(m)
+    return out
 
 
 def _classification_section(t: dict, models: list[str], boot: Callable) -> list[dict[str, Any]]:

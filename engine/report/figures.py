@@ -339,13 +339,38 @@ def compare_forest(rows: Sequence[dict[str, Any]], *, label_a: str, label_b: str
     return _png(fig)
 
 
+def sweep_series(cells: Sequence[dict[str, Any]], strategies: Sequence[str], x: str) -> list[dict[str, Any]]:
+    """The lines of one panel of `sweep_lines`: one per strategy, and per value of the other setting when both were
+    swept (temperature and top_p: a line that joined both would zig-zag between unlabelled points at each x). Each:
+    strategy, label, dash (0, 1, … by the other setting's value), xs, ys, lo, hi (error bar lengths)."""
+    other = "top_p" if x == "temperature" else "temperature"
+    others = sorted({c[other] for c in cells if c.get(other) is not None})
+    out = []
+    for strategy in strategies:
+        for k, value in enumerate(others or [None]):
+            line = sorted((c for c in cells if c["strategy"] == strategy and c["unique"]["value"] is not None
+                           and (value is None or c.get(other) == value)), key=lambda c: c[x])
+            if not line:
+                continue
+            ys = [c["unique"]["value"] for c in line]
+            out.append({
+                "strategy": strategy, "dash": k,
+                "label": strategy if len(others) < 2 else f"{strategy}, {'p' if other == 'top_p' else 't'}={value:g}",
+                "xs": [c[x] for c in line], "ys": ys,
+                "lo": [y - (c["unique"]["low"] if c["unique"]["low"] is not None else y) for y, c in zip(ys, line)],
+                "hi": [(c["unique"]["high"] if c["unique"]["high"] is not None else y) - y for y, c in zip(ys, line)],
+            })
+    return out
+
+
 def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], categories: Sequence[str], x: str,
                 n: int) -> bytes:
-    """Unique responses against a swept sampling setting, one panel per category (and all), one line per strategy,
-    with the intervals as error bars; one row of panels per base model.
+    """Unique responses against a swept sampling setting, one panel per category (and all), one line per strategy
+    (and per value of the other setting when both were swept: `sweep_series`), with the intervals as error bars;
+    one row of panels per base model.
 
     Args:
-        cells: {"base", "category", "strategy", x: the setting's value, "unique": estimate}.
+        cells: {"base", "category", "strategy", "temperature", "top_p", "unique": estimate}.
         strategies: colour order.
         categories: panel order ("all" first).
         x: "temperature" or "top_p".
@@ -360,22 +385,16 @@ def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], c
     fig = Figure(figsize=(2.6 * len(panels) + 1.0, 2.6 * len(bases) + 0.8))
     axes = fig.subplots(len(bases), len(panels), squeeze=False)
     colour = {s: PALETTE[k % len(PALETTE)] for k, s in enumerate(strategies)}
+    dashes = ["-", "--", ":", "-."]
     for row, base in zip(axes, bases):
         for ax, cat in zip(row, panels):
             mine = [c for c in cells if c["base"] == base and c["category"] == cat]
             if not mine:
                 _no_data(ax)
-            for strategy in strategies:
-                line = sorted((c for c in mine if c["strategy"] == strategy and c["unique"]["value"] is not None),
-                              key=lambda c: c[x])
-                if not line:
-                    continue
-                xs = [c[x] for c in line]
-                ys = [c["unique"]["value"] for c in line]
-                lo = [y - (c["unique"]["low"] if c["unique"]["low"] is not None else y) for y, c in zip(ys, line)]
-                hi = [(c["unique"]["high"] if c["unique"]["high"] is not None else y) - y for y, c in zip(ys, line)]
-                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, lw=1, capsize=2, color=colour[strategy],
-                            label=strategy)
+            for line in sweep_series(mine, strategies, x):
+                ax.errorbar(line["xs"], line["ys"], yerr=[line["lo"], line["hi"]], marker="o", ms=3, lw=1, capsize=2,
+                            color=colour[line["strategy"]], linestyle=dashes[line["dash"] % len(dashes)],
+                            label=line["label"])
             ax.set_ylim(0.8, n + 0.2)
             ax.set_title(f"{base} · {cat}" if len(bases) > 1 else cat, fontsize=9)
             ax.set_xlabel(x, fontsize=8)

@@ -153,6 +153,10 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
         f"{u['excluded_total']} groups with fewer than n responses or no count are left out and counted below. The "
         "strategies are compared on the same prompts: for each model, only prompts complete under every strategy "
         "enter the figure and the first table (paired); the second table keeps every complete group (unpaired)."))
+    if data.get("judge_target") == "trace":
+        s.blocks.append(Para("This run judged reasoning traces only (judge.target: trace): no answer was judged, so no "
+                             "group has an answer count here — the traces' counts are in \"Reasoning traces\".",
+                             lead="Answers not judged.", note=True))
     s.blocks.append(FigureRef("figure2_unique", f"Figure 2: unique responses per category and strategy, paired "
                                                 f"({ci} CI)."))
 

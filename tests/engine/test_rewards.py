@@ -230,3 +230,22 @@ def test_several_processes_score_whole_groups_and_each_gets_its_slice(tmp_path):
     # [1, 1] and [0, 0]).
     assert results[0] == pytest.approx([2 / 3, 2 / 3, 1, 1, 1, 1 / 3])
     assert results[1] == pytest.approx([1 / 3, 1 / 3, 1, 1, 1, 1])
+
+
+def test_an_empty_groups_file_and_ctrl_c_are_said_plainly(tmp_path, capsys, monkeypatch):
+    import engine.cli.rewards as command
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    argv = ["rewards", "--config", str(write_config(tmp_path)), "--in", str(empty), "--out", str(tmp_path / "o.jsonl"),
+            "--allow-python-backends", "--quiet"]
+    assert main(argv) == 2
+    assert f"{empty}: empty, all rows skipped or none selected" in capsys.readouterr().err
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "cmd_rewards", interrupted)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err

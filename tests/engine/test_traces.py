@@ -146,6 +146,8 @@ def test_a_run_judges_traces_beside_answers_and_reuses_the_answer_verdicts(tmp_p
         assert "trace_components" not in first.tables
         result = run(_config(tmp_path, srv.base_url, "both"))
         cfg = _config(tmp_path, srv.base_url, "both")
+        trace_cfg = _config(tmp_path, srv.base_url, "trace")
+        trace_only = run(trace_cfg)
 
     # The answer verdicts of the first run are read back: the target keys nothing.
     (answers,) = [r for r in result.stages if r.stage == "judge[judge]"]
@@ -191,6 +193,16 @@ def test_a_run_judges_traces_beside_answers_and_reuses_the_answer_verdicts(tmp_p
     page = (Path(cfg.run_dir) / "explore.html").read_text()
     assert '"traces":["strategy ' in page and '"trace_classes":{"judge":[' in page
     assert "4 one trace split over all responses (system-prompt strategy)" in text
+
+    # Traces only: the report says the answers were not judged (not that their groups were incomplete), and the
+    # summary counts the trace verdicts.
+    from engine.cli.run import summary
+
+    paths = write_report(trace_only, trace_cfg)
+    assert "Answers not judged." in paths["markdown"].read_text()
+    assert f"judgments: 0 (answers), {trace_only.tables['trace_judgments'].num_rows} (traces)" in summary(
+        trace_only, paths, 1.0)
+    assert trace_only.tables["trace_judgments"].num_rows > 0
 
 
 def test_bad_target_is_named():

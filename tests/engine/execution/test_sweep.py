@@ -9,7 +9,8 @@ import pytest
 from engine.config import config_from_dict
 from engine.errors import ConfigError
 from engine.execution.executor import LocalExecutor
-from engine.execution.pipeline import Pipeline
+from engine.execution.pipeline import Pipeline, load_run_prompts
+from engine.execution.plan import make_plan
 from engine.report import write_report
 
 
@@ -67,17 +68,36 @@ def test_a_sweep_runs_loads_once_resumes_and_is_reported(tmp_path):
     assert {g["model"] for g in groups} == {"scripted@t=0.5", "scripted@t=1"}
     assert len(groups) == 2 * 3 * 2  # two values × 3 prompts × two strategies
     assert life.read_text().split("\n").count("load scripted") == 1  # one load for every value
+    # Classification is greedy, the same for every value: one stage, its rows under every value's name.
+    classify = [r for r in result.stages if r.stage.startswith("classify[")]
+    assert [r.stage for r in classify] == ["classify[scripted]"] and classify[0].rows == 3
+    own = [c for c in result.tables["classifications"].to_pylist() if c["role"] == "own"]
+    assert sorted(c["model"] for c in own) == ["scripted@t=0.5"] * 3 + ["scripted@t=1"] * 3
+    plan = [r for r in make_plan(cfg, _prompts(cfg)).roles if r.role == "classify (own)"]
+    assert [(r.model, r.calls_low, r.calls_high) for r in plan] == [("scripted", 3, 6)]
     paths = write_report(result, cfg)
     text = paths["markdown"].read_text()
     assert "against temperature" in text and (paths["figures"] / "sweep.png").is_file()
     assert "| scripted | all | regen_general | 0.5 |" in text
+    import json
+
+    report = json.loads(paths["json"].read_text())
+    assert [c["model"] for c in report["classification"]] == ["scripted"]  # once, under the configured name
 
     # A value added later computes only its own groups; the others are read back.
     more = _run(_config(tmp_path, [0.5, 1.0, 1.5], life))
     sample = [r for r in more.stages if r.stage.startswith("sample[")]
     assert [r.units_reused == r.units for r in sample] == [True, True, False]
+    assert [r.units_reused == r.units for r in more.stages if r.stage.startswith("classify[")] == [True]
     assert {g["model"] for g in more.tables["groups"].to_pylist()} == {"scripted@t=0.5", "scripted@t=1",
                                                                        "scripted@t=1.5"}
+
+
+def _prompts(cfg):
+    from engine.inputs.loaders.paper import PresetReport
+
+    prompts, _ = load_run_prompts(cfg, PresetReport(), offline=True)
+    return prompts
 
 
 def test_compare_works_within_a_run_across_sweep_values(tmp_path, capsys):

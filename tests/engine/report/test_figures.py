@@ -113,3 +113,21 @@ def test_error_bar_lengths_come_from_the_interval():
     assert F._err(est(1.0, 0.5, 1.75)) == (0.5, 0.75)
     assert F._err(est(1.0)) == (0.0, 0.0)
     assert math.isnan(F._num(None))
+
+
+def test_a_sweep_of_temperature_and_top_p_draws_a_line_per_top_p():
+    def cell(strategy, t, p, value):
+        return {"base": "m", "category": "all", "strategy": strategy, "temperature": t, "top_p": p,
+                "unique": {"value": value, "low": value - 0.5, "high": value + 0.5}}
+
+    cells = [cell("temperature", t, p, 1 + t + p) for t in (0.5, 1.0) for p in (0.9, 1.0)]
+    lines = F.sweep_series(cells, ["temperature", "regen_general"], "temperature")
+    # Two lines, one per top_p, each over the temperatures — not one line through all four points.
+    assert [(s["label"], s["dash"], s["xs"], s["ys"]) for s in lines] == [
+        ("temperature, p=0.9", 0, [0.5, 1.0], [2.4, 2.9]), ("temperature, p=1", 1, [0.5, 1.0], [2.5, 3.0])]
+    assert lines[0]["lo"] == lines[0]["hi"] == [0.5, 0.5]
+    # One swept setting: one line per strategy, labelled by the strategy alone.
+    single = [c for c in cells if c["top_p"] == 0.9]
+    assert [s["label"] for s in F.sweep_series(single, ["temperature"], "temperature")] == ["temperature"]
+    png = F.sweep_lines(cells, strategies=["temperature"], categories=["all"], x="temperature", n=5)
+    assert png.startswith(b"\x89PNG")
