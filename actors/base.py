@@ -213,8 +213,8 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
     - `<think>T</think>A` → (A, T), leading whitespace before the tag allowed;
     - `T</think>\nA` without an opening tag → (A, T): chat templates that open the block in the prompt (DeepSeek-R1,
       Qwen3's thinking mode) leave only the closing tag in the completion, and these models end their thinking with
-      it at the end of a line; a bare `</think>` with more text on its line is text the answer quotes ("write
-      </think> to close the block"), not the end of a trace;
+      it at the end of a line; a bare `</think>` with more text after it on its line is text the answer quotes
+      ("write </think> to close the block"), not the end of a trace;
     - `<think>T` never closed (the completion ran out of tokens while thinking) → ("", T): there is no answer, and
       the thinking is never read as one;
     - anything else, a block that opens after the start of the text included → (text, None): reasoning models

@@ -242,8 +242,13 @@ class VLLMChatModel:
             raise BackendError(f"the vLLM engine for {self.name!r} is closed")
         outputs: list[ChatOutput | None] = [None] * len(conversations)
         submit: list[int] = []
-        rendered = [self.render(conv) for conv in conversations]
-        for k, ids in enumerate(rendered):
+        rendered: list[list[int]] = []
+        for k, conv in enumerate(conversations):
+            ids, refused = self._render_row(conv)
+            rendered.append(ids)
+            if refused is not None:
+                outputs[k] = refused
+                continue
             n_prompt = len(ids)
             if n_prompt + params[k].max_tokens > self.max_model_len:
                 outputs[k] = ChatOutput(
@@ -269,7 +274,10 @@ class VLLMChatModel:
         """Start one request (continuous mode); its output comes back from `collect` under `key`. A row that does
         not fit the context, or that vLLM rejects, comes back with its error at the next `collect`."""
         self._check_alive()
-        ids = self.render(conversation)
+        ids, refused = self._render_row(conversation)
+        if refused is not None:
+            self._ready.append((key, refused))
+            return
         n_prompt = len(ids)
         if n_prompt + sampling.max_tokens > self.max_model_len:
             self._ready.append((key, ChatOutput(
@@ -336,12 +344,23 @@ class VLLMChatModel:
             raise BackendError(f"the vLLM engine for {self.name!r} is closed")
 
     def render(self, conversation: Conversation) -> list[int]:
-        """The conversation's prompt token ids: the engine's chat template, generation prompt included, tokenized
-        without added special tokens (the template writes them) — what `LLM.chat` renders for a text conversation."""
-        ids = self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True)
+        """The conversation's prompt token ids: the engine's chat template (the `chat_template` option when given,
+        as vLLM's own chat path uses it, else the tokenizer's), generation prompt included, tokenized without added
+        special tokens (the template writes them) — what `LLM.chat` renders for a text conversation."""
+        template = getattr(self.llm, "chat_template", None)
+        ids = self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True,
+                                                 **({"chat_template": template} if template else {}))
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
         return [int(i) for i in ids]
+
+    def _render_row(self, conversation: Conversation) -> tuple[list[int], ChatOutput | None]:
+        """`render`, or the row's error when the template refuses the conversation (Gemma's "System role not
+        supported", a template's own assertion): that row fails, never the batch."""
+        try:
+            return self.render(conversation), None
+        except Exception as exc:  # jinja's TemplateError, a template's raise_exception, a tokenizer's ValueError
+            return [], ChatOutput(error=f"the chat template refused the conversation ({type(exc).__name__}: {exc})")
 
     def stats(self) -> dict[str, int]:
         """Counters so far: requests (conversations), row_errors, prompt_tokens, completion_tokens,

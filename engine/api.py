@@ -196,7 +196,10 @@ class DiversityReward:
     - Several processes (TRL on several GPUs calls each reward function on each process's slice of the batch, and
       a prompt's generations may be spread over them): when torch.distributed is initialised with more than one
       process, the slices are gathered, the first process scores the whole batch (the only one to write the run
-      directory) and every process gets the rewards of its own slice. Every process must call it, as TRL does.
+      directory) and every process gets the rewards of its own slice. Every process must call it, as TRL does. The
+      others wait in a collective while the first judges: a batch whose judging takes longer than the process
+      group's timeout needs a longer one (TRL / transformers: `ddp_timeout`, default 30 min). `last_rows` (the
+      rows of the last batch) is filled on the first process only.
     - Reasoning: a completion's inline `<think>` block, or a message's `reasoning_content`, is its trace, never part
       of the answer judged.
     """
@@ -212,15 +215,12 @@ class DiversityReward:
         self.last_rows: list[dict[str, Any]] = []
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
-        categories = list(kwargs.get("category") or [None] * len(prompts))
-        if len(categories) != len(prompts):
-            raise ValueError(f"{len(categories)} categories for {len(prompts)} prompts")
+        categories = kwargs.get("category")
         dist = _distributed()
         if dist is None:
-            return self._score(list(prompts), list(completions), categories)
-        # Gather every process's slice, score the whole batch once, hand each process its slice back.
+            return self._score(*_checked(prompts, completions, categories))
+        # Gather every process's slice, score the whole batch once, hand each process its slice back. Every check
+        # runs on process 0, after the gather: a process that raised before it would leave the others waiting.
         slices: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(slices, (list(prompts), list(completions), categories))
         rank = dist.get_rank()
@@ -228,8 +228,9 @@ class DiversityReward:
         failure: BaseException | None = None
         if rank == 0:
             try:
-                result = [("ok", self._score([p for s in slices for p in s[0]], [c for s in slices for c in s[1]],
-                                             [k for s in slices for k in s[2]]))]
+                checked = [_checked(*s) for s in slices]
+                result = [("ok", self._score([p for c in checked for p in c[0]], [x for c in checked for x in c[1]],
+                                             [k for c in checked for k in c[2]]))]
             except Exception as exc:  # the other processes wait in the broadcast: tell them, then raise here
                 failure, result = exc, [("failed", f"{type(exc).__name__}: {exc}")]
         dist.broadcast_object_list(result, src=0)
@@ -277,6 +278,18 @@ class DiversityReward:
         self.last_rows = score_rewards(self.config, batch)
         reward = {(r["prompt_id"], r["sample_idx"]): r["reward"] for r in self.last_rows}
         return [reward.get((f"p{g}", k)) for g, k in where]
+
+
+def _checked(prompts: Any, completions: Any, categories: Any) -> tuple[list, list, list]:
+    """One process's prompts, completions and categories (None each where no `category` column), as lists of one
+    length."""
+    prompts, completions = list(prompts), list(completions)
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+    categories = list(categories) if categories is not None else [None] * len(prompts)
+    if len(categories) != len(prompts):
+        raise ValueError(f"{len(categories)} categories for {len(prompts)} prompts")
+    return prompts, completions, categories
 
 
 def _distributed() -> Any:
@@ -330,12 +343,14 @@ def _message_text(value: Any, role: str) -> str:
 
 
 def _completion(value: Any) -> tuple[str, str | None]:
-    """(answer, trace) of a completion: a message's `reasoning_content` (or `reasoning`) is its trace; otherwise the
-    trace is None here and inline reasoning is split off when the run reads the batch."""
-    text = _message_text(value, role="assistant")
+    """(answer, trace) of a completion: a message's `reasoning_content` (or `reasoning`) is its trace — with no content
+    beside it (the thinking was cut off) the answer is empty; otherwise the trace is None here and inline reasoning
+    is split off when the run reads the batch."""
     if isinstance(value, list):
-        message = _last_message(value, "assistant") or {}
-        trace = message.get("reasoning_content", message.get("reasoning"))
+        messages = [m for m in value if isinstance(m, dict)]
+        chosen = [m for m in messages if m.get("role") == "assistant"] or [m for m in messages if "role" not in m]
+        message = chosen[-1] if chosen else {}
+        trace = message.get("reasoning_content") or message.get("reasoning")
         if isinstance(trace, str):
-            return text, trace
-    return text, None
+            return _content_text(message.get("content")) or "", trace
+    return _message_text(value, role="assistant"), None

@@ -10,9 +10,10 @@ Fields: `prompt` (required); `response` (one response) or `responses` (a list: t
 file order), `category` (A–H: the category to judge with; prompts without one are classified), `gold_answer`,
 `source` (default: the file's stem), `prompt_id` (default: the stable hash of source and prompt), and a reasoning
 model's thinking: `trace` (beside `response`) or `traces` (beside `responses`, one string or null per response).
-A response given without a trace (or with null) has its inline reasoning split off when the run reads it — a leading
-`<think>…</think>` block, or thinking ended by a bare `</think>` line (actors.base.split_reasoning) — so a trace is
-never judged as part of the answer.
+A response given without a trace (or with null or "") has its inline reasoning split off when the run reads it — a
+leading `<think>…</think>` block, or thinking ended by a bare `</think>` at the end of a line, as reasoning models
+whose template opens the block write it (actors.base.split_reasoning) — so a trace is never judged as part of the
+answer.
 
 Outputs of other tools are read too (engine.inputs.external_formats): lm-evaluation-harness `--log_samples` files,
 Inspect AI eval logs (`.json`, `.eval`) and NoveltyBench generation files — detected from the file, or named by
@@ -103,7 +104,7 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                         t is None or isinstance(t, str) for t in traces)):
                     raise InputError(where, line, "traces",
                                      f"expected a list of {len(texts)} strings or nulls, one per response")
-                given = {k: t for k, t in enumerate(traces or []) if t is not None}
+                given = {k: t for k, t in enumerate(traces or []) if t}  # null or "" (a CSV's empty cell): none
             else:
                 text = row.get("response")
                 if text is None:
@@ -120,7 +121,7 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                 trace = row.get("trace")
                 if trace is not None and not isinstance(trace, str):
                     raise InputError(where, line, "trace", f"expected a string, got {type(trace).__name__}")
-                given = {0: trace} if trace is not None else {}
+                given = {0: trace} if trace else {}
             model = _str(row, "model", where, line, "external")
             strategy = _str(row, "strategy", where, line, "external")
             group = groups.setdefault((prompt.prompt_id, model, strategy),

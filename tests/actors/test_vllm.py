@@ -380,6 +380,37 @@ class TestEngine:
             assert batch.prompt_tokens == one.prompt_tokens == len(reference.prompt_token_ids)
             assert batch.texts == one.texts == [reference.outputs[0].text]
 
+    def test_a_chat_template_option_is_used_and_a_refused_row_fails_alone(self, engine):
+        # vLLM keeps LLM(chat_template=…) for its chat path; ours must render with it too. A template that refuses a
+        # conversation (Gemma's "System role not supported") fails that row, in both modes.
+        from vllm import SamplingParams as VSamplingParams
+
+        from engine.method.programs import Request, drive
+
+        template = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+                    "supported') }}{% endif %}<|im_start|>{{ m['role'] }} says\n{{ m['content'] }}<|im_end|>\n"
+                    "{% endfor %}<|im_start|>assistant says\n")
+        with_system = [{"role": "system", "content": "Be brief."}, *_user("Say hi.")]
+        greedy = SamplingParams(temperature=0.0, max_tokens=4)
+        before, engine.llm.chat_template = engine.llm.chat_template, template
+        try:
+            (theirs,) = engine.llm.chat([_user("Say hi.")], VSamplingParams(temperature=0.0, max_tokens=4),
+                                        use_tqdm=False, add_generation_prompt=True)
+            assert engine.render(_user("Say hi.")) == list(theirs.prompt_token_ids)
+            assert "says" in engine.tokenizer.decode(list(theirs.prompt_token_ids))
+            refused, fine = engine.chat([with_system, _user("Say hi.")], greedy)
+
+            def ask(conversation):
+                (out,) = yield [Request(list(conversation), greedy)]
+                return out
+
+            refused_too, fine_too = drive(engine, [ask(with_system), ask(_user("Say hi."))])
+        finally:
+            engine.llm.chat_template = before
+        for out in (refused, refused_too):
+            assert "System role not supported" in out.error and out.texts == []
+        assert fine.error is None and fine.texts == fine_too.texts == [theirs.outputs[0].text]
+
     def test_continuous_rows_that_do_not_fit_fail_alone(self, engine):
         from engine.method.programs import Request, drive
 

@@ -152,16 +152,22 @@ def test_the_trl_reward_function_groups_by_the_whole_prompt(tmp_path, monkeypatc
     out = reward(prompts=[system, system, plain, plain],
                  completions=["class 0 red", "class 0 red.", "class 0 red", "class 1 blue"], category=["H"] * 4)
     assert out == pytest.approx([0.0, 0.0, 1.0, 1.0])
-    # Messages without a role (as in TRL's own examples), content as parts, and a reasoning_content trace.
-    out = reward(prompts=["Name a fruit."] * 3,
+    # Messages without a role (as in TRL's own examples), content as parts, a reasoning_content trace, a `reasoning`
+    # one beside a null reasoning_content (a model_dump of a message), and thinking cut off with no content.
+    out = reward(prompts=["Name a fruit."] * 5,
                  completions=[[{"content": "class 0 apple"}],
                               [{"role": "assistant", "content": [{"type": "text", "text": "class 0 "},
                                                                  {"type": "text", "text": "pear"}]}],
-                              [{"role": "assistant", "content": "class 2 kiwi", "reasoning_content": "class 5 hmm"}]],
-                 category=["H"] * 3)
-    assert out == pytest.approx([0.5, 0.5, 1.0])
-    assert [r["response"] for r in reward.last_rows] == ["class 0 apple", "class 0 pear", "class 2 kiwi"]
-    assert reward.last_rows[2]["trace"] == "class 5 hmm"
+                              [{"role": "assistant", "content": "class 2 kiwi", "reasoning_content": "class 5 hmm"}],
+                              [{"role": "assistant", "content": "class 3 fig", "reasoning_content": None,
+                                "reasoning": "class 6 well"}],
+                              [{"role": "assistant", "content": None, "reasoning_content": "class 7 still thinking"}]],
+                 category=["H"] * 5)
+    assert [r["response"] for r in reward.last_rows] == ["class 0 apple", "class 0 pear", "class 2 kiwi",
+                                                         "class 3 fig", ""]
+    assert [r["trace"] for r in reward.last_rows] == [None, None, "class 5 hmm", "class 6 well",
+                                                      "class 7 still thinking"]
+    assert out == pytest.approx([0.75, 0.75, 1.0, 1.0, 1.0])  # the empty answer is a class of its own
 
 
 def test_num_generations_keeps_duplicate_rows_apart_and_refuses_partial_groups(tmp_path, monkeypatch):

@@ -64,6 +64,13 @@ def test_traces_given_beside_responses_are_kept_by_sample_idx(tmp_path):
                                                          ([(0, "x"), (1, "y"), (2, "z")], {1: "thought y"})]
 
 
+def test_an_empty_trace_cell_is_no_trace(tmp_path):
+    path = tmp_path / "responses.csv"
+    path.write_text('prompt,response,trace\nSay hi,"<think>hmm</think>Hello",\nSay hi,Hi there,thought\n')
+    _, (group,) = load_responses(path)
+    assert group.traces == {1: "thought"}  # the empty cell leaves the first response's inline thinking to split
+
+
 def test_duplicate_sample_idx_and_conflicting_category(tmp_path):
     with pytest.raises(InputError, match="duplicate sample_idx 0"):
         load_responses(write(tmp_path, [{"prompt": "p", "response": "a", "sample_idx": 0},
