@@ -26,7 +26,7 @@ def run_two_prompts(run_dir: Path, model: dict, executor):
         "n": N,
         "generators": [model],
         "judges": [model],
-        "sampling": {"max_tokens": 12},
+        "sampling": {"max_tokens": 8},
         "judge": {"max_response_chars": 200},
         "quality": {"checklist_max_tokens": 40},
         "execution": {"executor": "ray", "shard_size": 1},
