@@ -206,6 +206,15 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
 # Reasoning models write their thinking between these tags (DeepSeek-R1, QwQ, Qwen3, and vLLM's parsers for them).
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
+# Where a chat message keeps a reasoning model's thinking apart from `content`: vLLM's reasoning parsers (`reasoning`
+# since 0.11, `reasoning_content` before, still accepted), DeepSeek's API and others (`reasoning_content`).
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def message_trace(message: dict) -> str | None:
+    """A chat message's thinking kept apart from its content: the first non-empty string of REASONING_FIELDS."""
+    return next((message[k] for k in REASONING_FIELDS if isinstance(message.get(k), str) and message[k]), None)
+
 
 def split_reasoning(text: str) -> tuple[str, str | None]:
     """(answer, trace) of one completion whose reasoning is inline.

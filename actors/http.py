@@ -58,7 +58,7 @@ import numpy as np
 import orjson
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
-                          logsumexp, pair_sampling)
+                          logsumexp, message_trace, pair_sampling)
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +172,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-# Where OpenAI-compatible servers put a reasoning model's thinking, apart from `content`: vLLM's reasoning parsers
-# (`reasoning` since 0.11, `reasoning_content` before, still accepted), DeepSeek's API and others (`reasoning_content`).
-REASONING_FIELDS = ("reasoning_content", "reasoning")
-
-
 def parse_choices(data: dict[str, Any], want_logprobs: bool
                   ) -> tuple[list[tuple[str, str, int, dict | None, str | None]], int]:
     """Read one chat-completions response.
@@ -189,8 +184,9 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
     occur twice (distinct token ids that decode alike) are merged by log-sum-exp, since the judge wants the
     probability of the text.
 
-    Reasoning: the message's `reasoning_content` or `reasoning` string (REASONING_FIELDS) is the choice's trace; a
-    `<think>` block left inside `content` is split off later, for every backend alike (actors.base.separate_traces).
+    Reasoning: the message's `reasoning_content` or `reasoning` string (actors.base.message_trace) is the choice's
+    trace; a `<think>` block left inside `content` is split off later, for every backend alike
+    (actors.base.separate_traces).
 
     Args:
         data: the decoded JSON body.
@@ -223,7 +219,7 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         text = message.get("content")
         text = text if isinstance(text, str) else ""
-        trace = next((message[k] for k in REASONING_FIELDS if isinstance(message.get(k), str) and message[k]), None)
+        trace = message_trace(message)
         # ChatOutput knows "stop" and "length"; anything else (content_filter, tool_calls) ended the completion.
         reason = "length" if choice.get("finish_reason") == "length" else "stop"
         parsed.append((text, reason, int(count), _first_token_logprobs(choice) if want_logprobs else None, trace))

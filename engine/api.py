@@ -246,6 +246,7 @@ class DiversityReward:
         import orjson
 
         from engine.execution.store import atomic_write_bytes, claim_run_dir
+        from engine.method.rewards import completion_parts, message_text, prompt_key
 
         if self.num_generations is not None and len(prompts) % self.num_generations:
             raise ValueError(f"{len(prompts)} completions do not split into groups of num_generations="
@@ -254,7 +255,7 @@ class DiversityReward:
         keys: list[bytes] = []  # each group's prompt
         where: list[tuple[int, int]] = []  # each completion's (group, position)
         for k, (prompt, completion, category) in enumerate(zip(prompts, completions, categories)):
-            key = _prompt_key(prompt)
+            key = prompt_key(prompt)
             if self.num_generations is not None:  # consecutive runs of num_generations
                 g = k // self.num_generations
                 if g < len(keys) and keys[g] != key:
@@ -264,11 +265,11 @@ class DiversityReward:
                 g = keys.index(key) if key in keys else len(keys)
             if g == len(groups):
                 keys.append(key)
-                groups.append({"prompt_id": f"p{g}", "prompt": _message_text(prompt, role="user"), "responses": [],
+                groups.append({"prompt_id": f"p{g}", "prompt": message_text(prompt, role="user"), "responses": [],
                                "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
             where.append((g, len(groups[g]["responses"])))
-            answer, trace = _completion(completion)
+            answer, trace = completion_parts(completion)
             groups[g]["responses"].append(answer)
             groups[g]["traces"].append(trace)  # None: inline reasoning is split off when the run reads the batch
         run_dir = Path(self.config.run_dir)
@@ -301,56 +302,3 @@ def _distributed() -> Any:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return dist
     return None
-
-
-def _prompt_key(prompt: Any) -> bytes:
-    """What makes two prompts the same prompt: the string, or every message's role and content."""
-    import orjson
-
-    if isinstance(prompt, list):
-        return orjson.dumps([[m.get("role"), m.get("content")] if isinstance(m, dict) else m for m in prompt],
-                            default=str)
-    return orjson.dumps(prompt, default=str)
-
-
-def _content_text(content: Any) -> str | None:
-    """A message's text: a string, or the text parts of an OpenAI-style list of content parts, joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content
-                 if isinstance(p, dict) and p.get("type", "text") == "text" and isinstance(p.get("text"), str)]
-        return "".join(parts) if parts else None
-    return None
-
-
-def _last_message(value: list, role: str) -> dict | None:
-    """The last message with `role` (or, when none has a role, the last message) that has text."""
-    messages = [m for m in value if isinstance(m, dict)]
-    chosen = [m for m in messages if m.get("role") == role] or [m for m in messages if "role" not in m]
-    return next((m for m in reversed(chosen) if _content_text(m.get("content")) is not None), None)
-
-
-def _message_text(value: Any, role: str) -> str:
-    """A plain string, or the text of the last message with `role` in a list of chat messages."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        message = _last_message(value, role)
-        if message is not None:
-            return _content_text(message.get("content"))  # type: ignore[return-value]
-    raise ValueError(f"expected a string or a list of chat messages with a {role!r} message, got {value!r:.200}")
-
-
-def _completion(value: Any) -> tuple[str, str | None]:
-    """(answer, trace) of a completion: a message's `reasoning_content` (or `reasoning`) is its trace — with no content
-    beside it (the thinking was cut off) the answer is empty; otherwise the trace is None here and inline reasoning
-    is split off when the run reads the batch."""
-    if isinstance(value, list):
-        messages = [m for m in value if isinstance(m, dict)]
-        chosen = [m for m in messages if m.get("role") == "assistant"] or [m for m in messages if "role" not in m]
-        message = chosen[-1] if chosen else {}
-        trace = message.get("reasoning_content") or message.get("reasoning")
-        if isinstance(trace, str):
-            return _content_text(message.get("content")) or "", trace
-    return _message_text(value, role="assistant"), None

@@ -14,6 +14,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Sequence
 
+import orjson
+
+from actors.base import message_trace
+
 # Categories where homogeneity is desired (the paper's A: a well-specified objective with one right answer).
 HOMOGENEOUS = frozenset({"A"})
 
@@ -38,3 +42,54 @@ def group_rewards(judged: Sequence[dict[str, Any]], n: int, category: str | None
         return [None] * n, []
     per_judge = [diversity_rewards(r["classes"], category) for r in known]
     return [sum(v[i] for v in per_judge) / len(per_judge) for i in range(n)], [r["judge"] for r in known]
+
+
+# -- a trainer's prompts and completions (TRL's reward-function arguments): strings or lists of chat messages --------
+
+
+def prompt_key(prompt: Any) -> bytes:
+    """What makes two prompts the same prompt: the string, or every message's role and content."""
+    if isinstance(prompt, list):
+        return orjson.dumps([[m.get("role"), m.get("content")] if isinstance(m, dict) else m for m in prompt],
+                            default=str)
+    return orjson.dumps(prompt, default=str)
+
+
+def _content_text(content: Any) -> str | None:
+    """A message's text: a string, or the text parts of an OpenAI-style list of content parts, joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content
+                 if isinstance(p, dict) and p.get("type", "text") == "text" and isinstance(p.get("text"), str)]
+        return "".join(parts) if parts else None
+    return None
+
+
+def _by_role(messages: list, role: str) -> list[dict]:
+    """The messages with `role`, or, when none has that role, those without a role (as TRL's own examples write)."""
+    dicts = [m for m in messages if isinstance(m, dict)]
+    return [m for m in dicts if m.get("role") == role] or [m for m in dicts if "role" not in m]
+
+
+def message_text(value: Any, role: str) -> str:
+    """A plain string, or the text of the last message with `role` (that has text) in a list of chat messages."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = [t for t in (_content_text(m.get("content")) for m in _by_role(value, role)) if t is not None]
+        if texts:
+            return texts[-1]
+    raise ValueError(f"expected a string or a list of chat messages with a {role!r} message, got {value!r:.200}")
+
+
+def completion_parts(value: Any) -> tuple[str, str | None]:
+    """(answer, trace) of a completion: the last assistant message's reasoning field (actors.base.message_trace) is
+    its trace — with no content beside it (the thinking was cut off) the answer is empty; otherwise the trace is None
+    here and inline reasoning is split off when the run reads the responses."""
+    if isinstance(value, list):
+        chosen = _by_role(value, "assistant")
+        trace = message_trace(chosen[-1]) if chosen else None
+        if trace is not None:
+            return _content_text(chosen[-1].get("content")) or "", trace
+    return message_text(value, role="assistant"), None
