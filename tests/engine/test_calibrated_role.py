@@ -60,6 +60,20 @@ def test_a_run_with_the_calibrated_judge_beside_an_llm_judge(tmp_path):
     assert records["judge[scripted]"].units_reused == 0
 
 
+def test_the_metrics_and_the_calibrated_judge_embed_each_text_once(tmp_path, monkeypatch):
+    # Both run in the embedder's host on the same responses: the second reads the first's vectors (EmbeddingMemo).
+    from actors.embed import LocalEmbedder
+
+    embedded = []
+    real = LocalEmbedder.embed
+    monkeypatch.setattr(LocalEmbedder, "embed", lambda self, texts: embedded.extend(texts) or real(self, texts))
+    t = run(_config(tmp_path, judges=[SCRIPTED, CHEAP])).tables
+    texts = {r["text"] for r in t["responses"].to_pylist()} | {p["text"] for p in t["prompts"].to_pylist()}
+    assert len(embedded) == len(set(embedded)) and set(embedded) <= texts
+    assert {r["text"] for r in t["responses"].to_pylist()} <= set(embedded)
+    assert t["metrics"].num_rows == 6 and len([j for j in t["judgments"].to_pylist() if j["judge"] == "cheap"]) == 18
+
+
 def _prompts(cfg):
     from engine.execution.pipeline import load_run_prompts
     from engine.inputs.loaders.paper import PresetReport
