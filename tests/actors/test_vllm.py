@@ -357,14 +357,18 @@ class TestEngine:
 
     def test_each_conversation_is_rendered_as_llm_chat_renders_it(self, engine):
         # We render once and hand vLLM the token ids; `LLM.chat` renders through vLLM's own chat path. They must
-        # agree, on a multi-turn conversation with a system prompt as much as on one user turn, in both modes.
+        # agree, on a multi-turn conversation with a system prompt as much as on one user turn, in both modes — and
+        # where vLLM converts what the template cannot take: content as a list of parts (SmolLM2's template
+        # concatenates strings: the tokenizer alone raises TypeError), a "developer" role (made "system").
         from vllm import SamplingParams as VSamplingParams
 
         from engine.method.programs import Request, drive
 
         conversations = [_user("Say hi."), [{"role": "system", "content": "Answer in French."},
                                             *_user("Name a colour."), {"role": "assistant", "content": "Rouge."},
-                                            *_user("Another one, different.")]]
+                                            *_user("Another one, different.")],
+                         [{"role": "developer", "content": "Answer in French."},
+                          {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]}]]
         greedy = SamplingParams(temperature=0.0, max_tokens=8)
         theirs = engine.llm.chat([list(c) for c in conversations], VSamplingParams(temperature=0.0, max_tokens=8),
                                  use_tqdm=False, add_generation_prompt=True)
@@ -379,6 +383,8 @@ class TestEngine:
             assert engine.render(conversation) == list(reference.prompt_token_ids)
             assert batch.prompt_tokens == one.prompt_tokens == len(reference.prompt_token_ids)
             assert batch.texts == one.texts == [reference.outputs[0].text]
+        assert engine.render(conversations[2]) == engine.render([{"role": "system", "content": "Answer in French."},
+                                                                 *_user("Name a colour.")])
 
     def test_a_chat_template_option_is_used_and_a_refused_row_fails_alone(self, engine):
         # vLLM keeps LLM(chat_template=…) for its chat path; ours must render with it too. A template that refuses a
