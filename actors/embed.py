@@ -104,7 +104,7 @@ class EmbeddingMemo:
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.texts_embedded = 0  # texts the embedder was asked for (after the memo), for tests and figures
+        self.texts_embedded = 0  # texts the embedder was asked for (after the memo): what the memo saved, for tests
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
