@@ -8,6 +8,7 @@ for real anywhere, not to be believed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -76,25 +77,40 @@ def resolve_model_dir(model: str) -> Path:
     )
 
 
-def convert_gguf(gguf: Path) -> Path:
-    """Dequantize a GGUF file to an fp32 safetensors folder in the cache (once) and return the folder.
+@functools.lru_cache(maxsize=16)
+def content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """The first 12 hex digits of the file's SHA-256 (0.26 s for the packaged 98 MB model here), once per process
+    for one (path, size, mtime): the stat arguments only key the memo."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:12]
 
-    The folder name carries a digest of the file's path, size and mtime (a new wheel version converts again) and the
-    transformers version that wrote it: the vLLM environment pins an older transformers than the main one, and
-    each reads the folder its own version wrote. The conversion writes to a temporary folder and renames it, so a
-    crash never leaves a half-written model.
-    """
+
+def converted_folder(gguf: Path) -> Path:
+    """Where `convert_gguf` keeps (or will keep) the conversion of this file by this transformers version."""
     import transformers
 
     stat = gguf.stat()
-    digest = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = cache_root() / "models" / f"{gguf.stem}-{digest}-tf{transformers.__version__}"
+    digest = content_digest(str(gguf.resolve()), stat.st_size, stat.st_mtime_ns)
+    return cache_root() / "models" / f"{gguf.stem}-{digest}-tf{transformers.__version__}"
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """Dequantize a GGUF file to an fp32 safetensors folder in the cache (once) and return the folder.
+
+    The folder name carries a digest of the file's content (a new wheel version converts again; the same file
+    installed again, in another virtual environment or by another CI run, does not: a key on the file's path and
+    mtime left a 500 MB folder behind every install) and the transformers version that wrote it: the vLLM
+    environment pins an older transformers than the main one, and each reads the folder its own version wrote. The
+    conversion writes to a temporary folder and renames it, so a crash never leaves a half-written model.
+    """
+    target = converted_folder(gguf)
     if (target / "config.json").is_file():
         return target
     with _cache_lock:
         if (target / "config.json").is_file():
             return target
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         log.info("converting %s to safetensors in %s (once)", gguf.name, target)

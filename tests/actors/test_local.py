@@ -1,9 +1,12 @@
 """The embedded CPU model, for real: SmolLM2-135M-Instruct from its PyPI wheel through transformers."""
 
+import os
+import shutil
+
 import pytest
 
 from actors.base import BackendError, SamplingParams
-from actors.local import LocalChatModel, cache_root, resolve_model_dir
+from actors.local import LocalChatModel, cache_root, converted_folder, packaged_gguf, resolve_model_dir
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -12,6 +15,24 @@ def test_the_packaged_gguf_is_converted_once_to_a_cached_folder(cpu_model):
     folder = resolve_model_dir("smollm2-135m")
     assert folder.is_relative_to(cache_root()) and (folder / "model.safetensors").is_file()
     assert resolve_model_dir("smollm2-135m") == folder
+
+
+def test_the_conversion_is_keyed_by_the_files_content_not_its_path_or_mtime(tmp_path, monkeypatch):
+    # A reinstalled wheel (another venv, another CI run) holds the same file at another path with another mtime:
+    # keyed on those, each install left a 500 MB folder behind.
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    packaged = packaged_gguf("smollm2-135m")
+    copies = []
+    for i, day in enumerate((1_600_000_000, 1_700_000_000)):
+        copy = tmp_path / f"venv{i}" / packaged.name
+        copy.parent.mkdir()
+        shutil.copyfile(packaged, copy)
+        os.utime(copy, (day, day))
+        copies.append(copy)
+    assert converted_folder(copies[0]) == converted_folder(copies[1]) == converted_folder(packaged)
+    with open(copies[1], "ab") as f:  # another file is another model
+        f.write(b"\0")
+    assert converted_folder(copies[1]) != converted_folder(copies[0])
 
 
 def test_n_samples_with_token_counts_and_finish_reasons(cpu_model):
