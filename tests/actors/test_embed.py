@@ -18,6 +18,18 @@ def test_packaged_embedder_is_offline_and_normalised(embedder):
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
 
 
+def test_a_texts_vector_on_cpu_does_not_depend_on_the_texts_beside_it(embedder):
+    # CPU matrix kernels are picked by shape: batched, the same text came out up to 2e-7 apart beside three copies of
+    # itself (an AVX-512 Xeon), so a streamed or resumed run's metrics differed from an uninterrupted run's.
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    alone = embedder.embed([text])[0]
+    for beside in ([text] * 4, [text, "word " * 200], [text] + ["A slow green turtle walks under the bridge."] * 9):
+        assert np.array_equal(embedder.embed(beside)[0], alone)
+    assert embedder.batch_size == 1
+    with pytest.raises(BackendError, match="batch_size must be an integer >= 1"):
+        LocalEmbedder(batch_size=0)
+
+
 def test_empty_input(embedder):
     assert embedder.embed([]).shape == (0, 384)
 
