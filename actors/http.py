@@ -15,7 +15,15 @@ Design:
 - One HTTP request per conversation asks for all `n` completions (`"n": n`). Gateways that ignore `n` (or cap it)
   return fewer choices; the client then asks for the rest in parallel requests of the size the server showed it
   serves, until it has `n`. Those extra requests carry `seed + k` (k = completions already asked for), so a
-  seeded server that ignores `n` does not hand back the same sample n times.
+  seeded server that ignores `n` does not hand back the same sample n times. An endpoint that refuses `n` > 1
+  (HTTP 400: Anthropic's compatibility layer requires n = 1) is asked for one completion; when that is served, every
+  later request asks for one (`completions_per_request`, known in advance for Anthropic's host).
+- Sampling fields as providers take them (shared/notes/providers.md): `top_p` is sent only where it changes
+  anything (temperature above 0 and top_p below 1), since Claude models from Sonnet 4.5 on refuse `temperature`
+  and `top_p` together and a judge's greedy call must not fail on a field that does nothing. A 400 that names
+  `temperature` or `top_p` is the configuration's problem, not a row's: it fails the batch with what to change.
+  Anthropic caps temperatures above 1 at 1 without saying so: `max_temperature` (1 for that host) refuses a higher
+  one, and the run's preflight refuses such a generator before anything is sent.
 - Retries: on 408, 409, 429, any 5xx, connect timeouts, connection errors and dropped connections, with
   exponential backoff and full jitter (sleep uniform(0, min(backoff_max_s, backoff_base_s · 2^attempt))). A
   `Retry-After` header (seconds or an HTTP date) replaces that with the server's delay plus up to `backoff_base_s`
@@ -46,6 +54,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -105,6 +114,38 @@ _BODY_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, Rec
 def names_logprobs(message: str) -> bool:
     """Whether a 400's message is about the log-prob parameters (the provider does not accept them)."""
     return "logprobs" in message.lower()
+
+
+# The field named as a field: quoted or backticked ("`temperature` and `top_p` cannot both be specified", OpenAI's
+# "Unsupported parameter: 'temperature' …"), a path ending in it (".generation_config.temperature"), or a message
+# opening with it ("temperature: Input should be …"). A bare word is not enough: a row's 400 may quote its prompt,
+# and a prompt about the weather must not stop the run.
+_SAMPLING_FIELD = re.compile(r"[`'\"](?:temperature|top_p)[`'\"]|\.(?:temperature|top_p)\b|^\s*(?:temperature|top_p)\s*:",
+                             re.I)
+
+
+def names_sampling(message: str) -> bool:
+    """Whether a 400's message is about the `temperature` or `top_p` field (a model that takes one of them but not
+    both, or neither, or not this value): every request of the run would be refused alike."""
+    return _SAMPLING_FIELD.search(message) is not None
+
+
+# What some endpoints do with sampling fields, from their documentation (shared/notes/providers.md), by host.
+# Anthropic's OpenAI compatibility layer: `n` must be exactly 1; temperatures above 1 are capped at 1 silently.
+KNOWN_ENDPOINTS: dict[str, dict[str, Any]] = {
+    "api.anthropic.com": {"completions_per_request": 1, "max_temperature": 1.0},
+}
+
+
+def endpoint_limits(base_url: str, completions_per_request: int | None = None,
+                    max_temperature: float | None = None) -> dict[str, Any]:
+    """{"completions_per_request": int | None, "max_temperature": float | None} for an endpoint: the options where
+    given, else what is known of its host (KNOWN_ENDPOINTS), else None (no limit known)."""
+    host = (urlsplit(base_url).hostname or "").lower() if isinstance(base_url, str) else ""
+    known = KNOWN_ENDPOINTS.get(host, {})
+    return {"completions_per_request": completions_per_request if completions_per_request is not None
+            else known.get("completions_per_request"),
+            "max_temperature": max_temperature if max_temperature is not None else known.get("max_temperature")}
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -285,6 +326,11 @@ class OpenAIChatClient:
             turn is sent the moment its previous answer arrives instead of after a round's slowest request.
         max_in_flight: most requests submitted and not yet collected in continuous mode (at most
             `max_concurrency` of them are on the wire; the rest wait in the client).
+        completions_per_request: most completions one request asks for (None: all n, fewer where the server shows it
+            serves fewer or refuses n > 1). Default for api.anthropic.com: 1 (its compatibility layer requires it).
+        max_temperature: the highest temperature the endpoint honours; a request above it fails its batch (the
+            run's preflight refuses such a generator first). Default for api.anthropic.com: 1.0 (it caps higher
+            values at 1 without saying so, so the responses would be sampled at 1 under another label).
         thinking_opened: the server's chat template opens a `<think>` block in the generation prompt (DeepSeek-R1,
             Qwen3's thinking mode) and the server runs no reasoning parser, so every completion starts inside the
             thinking: the client puts the opening tag back in front of content that came without a trace, as the
@@ -319,7 +365,14 @@ class OpenAIChatClient:
         continuous: bool = True,
         max_in_flight: int | None = None,
         thinking_opened: bool = False,
+        completions_per_request: int | None = None,
+        max_temperature: float | None = None,
     ) -> None:
+        if completions_per_request is not None and not (isinstance(completions_per_request, int)
+                                                        and completions_per_request >= 1):
+            raise ValueError(f"completions_per_request must be an integer >= 1, got {completions_per_request!r}")
+        if max_temperature is not None and not (isinstance(max_temperature, (int, float)) and max_temperature >= 0):
+            raise ValueError(f"max_temperature must be a number >= 0, got {max_temperature!r}")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
@@ -364,6 +417,11 @@ class OpenAIChatClient:
         if not isinstance(thinking_opened, bool):
             raise ValueError(f"thinking_opened must be true or false, got {thinking_opened!r}")
         self.thinking_opened = thinking_opened
+        limits = endpoint_limits(base_url, completions_per_request, max_temperature)
+        self.completions_per_request: int | None = limits["completions_per_request"]
+        self.max_temperature: float | None = limits["max_temperature"]
+        # Why one completion per request is asked for when it was learnt during the run (None otherwise).
+        self.one_per_request: str | None = None
         self.requests = 0
         self.retries = 0
         self.row_errors = 0
@@ -496,6 +554,7 @@ class OpenAIChatClient:
                 "row_errors": self.row_errors,
                 "logprobs_missing": self.logprobs_missing,
                 "logprobs_downgraded": int(self.logprobs_unavailable is not None),
+                "one_completion_per_request": int(self.one_per_request is not None),
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "cost_usd": self._cost(),
@@ -586,13 +645,20 @@ class OpenAIChatClient:
         fallback = p.max_tokens_without_logprobs if p.logprobs is not None else None
         if fallback is not None and self.logprobs_unavailable:
             p = p.with_(logprobs=None, max_tokens=fallback)  # downgraded earlier in the run: ask for text at once
+        if self.max_temperature is not None and p.temperature > self.max_temperature:
+            raise BackendError(f"{self.endpoint} serves temperatures up to {self.max_temperature:g} (higher ones are "
+                               f"capped without a word), so temperature {p.temperature:g} cannot be asked of "
+                               f"{self.model}; set options.max_temperature if this endpoint honours it")
         want_logprobs = p.logprobs is not None
         out = ChatOutput(first_token_logprobs=[] if want_logprobs else None, traces=[])
-        per_request = p.n  # completions the server returns per request; learnt from the first answer
-        first = True
+        # Completions the server returns per request: the known limit, else learnt from the first answer.
+        per_request = min(p.n, self.completions_per_request or p.n)
+        first, probing = True, False
         while len(out.texts) < p.n:
             need = p.n - len(out.texts)
             sizes = [min(per_request, need - k) for k in range(0, need, per_request)]
+            if probing:
+                sizes = sizes[:1]  # one request for one completion: does the endpoint serve n = 1?
             offsets = [len(out.texts) + sum(sizes[:k]) for k in range(len(sizes))]
             bodies = [self._body(conversation, p, size, offset) for size, offset in zip(sizes, offsets)]
             try:
@@ -604,8 +670,18 @@ class OpenAIChatClient:
                     p = p.with_(logprobs=None, max_tokens=fallback)
                     want_logprobs, out.first_token_logprobs = False, None
                     continue
+                if exc.status == 400 and names_sampling(exc.message):
+                    raise BackendError(self._sampling_refused(p, exc.message)) from None
+                if exc.status == 400 and max(sizes) > 1:
+                    # Some endpoints refuse n > 1 (Anthropic's: "must be exactly 1"). Ask for one completion; if that
+                    # is served, ask one per request from now on. A 400 for another reason fails the probe too.
+                    probing, per_request = True, 1
+                    continue
                 self._count(row_errors=1)
                 return ChatOutput(prompt_tokens=out.prompt_tokens, error=str(exc), transient=exc.transient)
+            if probing:
+                probing = False
+                self._serve_one_per_request("it answered HTTP 400 to n > 1 and served n = 1")
             got = 0
             for size, (choices, prompt_tokens) in zip(sizes, answers):
                 if first:
@@ -637,6 +713,29 @@ class OpenAIChatClient:
                 self._downgrade("it returned no log-probs")
         return out
 
+    def _serve_one_per_request(self, reason: str) -> None:
+        """Ask one completion per request for the rest of the run (once per client, one line in the log)."""
+        with self._stats_lock:
+            if self.one_per_request:
+                return
+            self.one_per_request, self.completions_per_request = reason, 1
+        log.warning("%s (model %s): %s; each completion is asked for in its own request for the rest of the run "
+                    "(set options.completions_per_request: 1 to start so)", self.endpoint, self.model, reason)
+
+    def _sampling_refused(self, p: SamplingParams, message: str) -> str:
+        sent = f"temperature {p.temperature:g}" + (f" and top_p {p.top_p:g}" if self._sends_top_p(p) else "")
+        return (f"{self.endpoint} refused the sampling settings of {self.model} ({sent}) with HTTP 400: {message.rstrip('.')}. "
+                "Every request would be refused alike. A model that takes temperature or top_p but not both: set "
+                "top_p: 1.0 for it (sampling.top_p or the model's own top_p; top_p 1 is not sent). A model that "
+                "takes neither: options.extra_body: {temperature: null, top_p: null} sends none (it then samples at "
+                "its own default, which the run records as configured, not as served)")
+
+    @staticmethod
+    def _sends_top_p(p: SamplingParams) -> bool:
+        # Greedy decoding ignores the nucleus, and top_p 1 is the whole distribution: either way the field does
+        # nothing, and Claude models from Sonnet 4.5 on refuse it beside temperature.
+        return p.temperature > 0 and p.top_p < 1
+
     def _downgrade(self, reason: str) -> None:
         """Read verdicts from text for the rest of the run (once per client, one line in the log)."""
         with self._stats_lock:
@@ -652,9 +751,10 @@ class OpenAIChatClient:
             "messages": conversation,
             "n": n,
             "temperature": p.temperature,  # 0 is greedy decoding on OpenAI and vLLM
-            "top_p": p.top_p,
             "max_tokens": p.max_tokens,
         }
+        if self._sends_top_p(p):
+            body["top_p"] = p.top_p
         if p.seed is not None:
             body["seed"] = p.seed + offset
         if p.stop:

@@ -19,8 +19,11 @@ embedded model.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib
 import importlib.util
+import inspect
 import os
 import time
 from pathlib import Path
@@ -34,14 +37,33 @@ from actors.base import BackendError, ChatBackend, insecure_key_transport
 from actors.hub import env_offline  # noqa: F401  (re-exported: whether the environment turns hub access off)
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
-# against the same model at a new address, or on other hardware, resumes instead of starting over.
+# against the same model at a new address, on other hardware, or with longer timeouts resumes instead of paying again
+# for every finished row.
 TRANSPORT_OPTIONS = frozenset({
-    "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s",
-    "prices", "threads", "device", "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size",
-    "gpu_memory_utilization", "enforce_eager", "max_num_seqs", "max_pending", "in_process",
-    "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens", "kv_cache_memory_bytes",
-    "swap_space", "continuous", "max_in_flight",
+    "base_url", "api_key_env", "max_concurrency", "timeout_s", "read_s_per_token", "timeout_retries",
+    "max_reply_bytes", "max_retries", "backoff_base_s", "backoff_max_s", "prices", "allow_insecure_http",
+    "completions_per_request", "max_temperature", "threads", "device", "max_batch_sequences",
+    "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs",
+    "in_process", "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens",
+    "kv_cache_memory_bytes", "swap_space", "continuous", "max_in_flight",
 })
+# Backend options that change what a model answers (kept in shard keys). Every keyword of a backend's constructor is
+# in exactly one of the two sets (tests/actors/test_registry.py): a new option is classified on purpose, since an
+# output option left out of the keys would mix answers, and a transport option kept in them would re-key every shard
+# of a paid run when it changes. vLLM engine arguments beyond the named ones are kept in keys.
+OUTPUT_OPTIONS = frozenset({
+    "extra_body", "thinking_opened", "max_context", "chat_template", "dtype", "max_model_len", "seed",
+    "sampling_overrides", "batch_size", "kind", "score_token_id", "max_length",
+})
+
+# Role → backend → (module, class): the class whose keywords are the backend's options (checked in preflight).
+BACKEND_CLASSES: dict[str, dict[str, tuple[str, str]]] = {
+    "chat": {"local": ("actors.local", "LocalChatModel"), "vllm": ("actors.vllm", "VLLMChatModel"),
+             "http": ("actors.http", "OpenAIChatClient")},
+    "embed": {"local": ("actors.embed", "LocalEmbedder"), "vllm": ("actors.vllm", "VLLMEmbedder"),
+              "http": ("actors.http", "OpenAIChatClient")},
+    "reward": {"local": ("actors.reward", "LocalRewardModel"), "vllm": ("actors.reward", "VLLMRewardModel")},
+}
 
 PYTHON_PREFIX = "python:"
 # A `python:module:Class` backend runs that code with the model string and options as arguments: a config naming one
@@ -318,6 +340,52 @@ CHECKS: dict[str, Callable[..., None]] = {
 }
 
 
+def backend_options(role: str, backend: str) -> tuple[frozenset[str], bool]:
+    """The options `backend` takes in `role` (its class's keywords, `model` left out) and whether it passes others on
+    (vLLM's engine arguments)."""
+    module, name = BACKEND_CLASSES[role][backend]
+    params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    named = frozenset(k for k, p in params.items()
+                      if k != "model" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return named, any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def _vllm_engine_arguments() -> frozenset[str] | None:
+    """vLLM's engine arguments where vLLM is installed here, else None (the driver of a cluster run may lack it)."""
+    if importlib.util.find_spec("vllm") is None:
+        return None
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    except Exception:  # noqa: BLE001 - a vLLM that does not import here is checked on the workers instead
+        return None
+    return frozenset(f.name for f in dataclasses.fields(EngineArgs))
+
+
+def check_options(role: str, backend: str, options: dict[str, Any]) -> None:
+    """Refuse an option the backend does not take, naming it and the closest known one (a typo would otherwise
+    surface as a TypeError inside an actor, after the run's other models loaded and began to spend).
+
+    Raises:
+        ModelCheckError: keyed "options.<name>".
+    """
+    named, passes_on = backend_options(role, backend)
+    unknown = sorted(set(options) - named)
+    if unknown and passes_on:
+        engine = _vllm_engine_arguments()
+        if engine is None:
+            return
+        named = named | engine
+        unknown = [k for k in unknown if k not in engine]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, named, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        module, name = BACKEND_CLASSES[role][backend]
+        known = ", ".join(sorted(named)) if len(named) <= 30 else f"the keywords of {module}.{name} and vLLM's EngineArgs"
+        raise ModelCheckError(f"options.{key}",
+                              f"the {backend} {role} backend takes no option {key!r}{hint}; its options: {known}")
+
+
 def check_model(role: str, backend: str, model: str, options: dict[str, Any] | None = None, *,
                 offline: bool = True) -> None:
     """Check, without loading it, that a model of `role` can be served by `backend` as configured.
@@ -338,7 +406,43 @@ def check_model(role: str, backend: str, model: str, options: dict[str, Any] | N
         except BackendError as exc:
             raise ModelCheckError("backend", str(exc).split(": ", 1)[-1]) from None
         return
+    check_options(role, backend, options)
     CHECKS[backend](model, options, offline)
+
+
+def _http_limits(options: dict[str, Any]) -> dict[str, Any]:
+    from actors.http import endpoint_limits
+
+    return endpoint_limits(options.get("base_url"), options.get("completions_per_request"),
+                           options.get("max_temperature"))
+
+
+def check_temperature(backend: str, options: dict[str, Any], temperature: float) -> None:
+    """Refuse a generation temperature the endpoint would not serve as asked (http: `max_temperature`, known for
+    Anthropic's host, which caps temperatures above 1 at 1 without a word: the responses would carry a label they
+    were not sampled at, and a sweep's values above the cap would pay twice for one setting).
+
+    Raises:
+        ModelCheckError: keyed "temperature".
+    """
+    if backend != "http":
+        return
+    cap = _http_limits(options)["max_temperature"]
+    if cap is not None and temperature > cap:
+        host = urlsplit(str(options.get("base_url"))).hostname
+        why = ("options.max_temperature" if options.get("max_temperature") is not None
+               else f"{host} caps higher values at {cap:g} without saying so")
+        raise ModelCheckError("temperature", f"{temperature:g} is above the {cap:g} this endpoint serves ({why}): "
+                                             f"the responses would be sampled at {cap:g} under the label "
+                                             f"{temperature:g}. Give this generator its own temperature (a value or "
+                                             f"a list) within [0, {cap:g}], or set options.max_temperature if the "
+                                             "endpoint honours higher ones")
+
+
+def completions_per_request(backend: str, options: dict[str, Any]) -> int | None:
+    """Completions one request returns at most where that is known (http: `completions_per_request`, known for
+    Anthropic's host), else None: local and vLLM backends sample all n at once, an HTTP endpoint may serve fewer."""
+    return _http_limits(options)["completions_per_request"] if backend == "http" else None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ Computed from the config and the prompts alone — no model is loaded, no networ
 Counting rules (per generator, strategy and prompt; n responses per group):
 - classification: one call per prompt by each generator, and one per prompt without a gold category by each
   reference classifier (the judges, or `classifier`); up to two with the format reminder;
-- temperature: one request for n completions; system_*: one completion holding n responses (n × max_tokens), up to
+- temperature: one request for n completions (an endpoint serving k per request: ceil(n / k), Anthropic's k = 1;
+  another HTTP endpoint: one to n, since it may serve fewer and each request pays for its prompt); system_*: one completion holding n responses (n × max_tokens), up to
   two attempts; regen_*: n requests, turn k carrying the k earlier answers;
 - judging: a group has n(n−1)/2 pairs; union-find pruning asks between n − 1 (everything equivalent) and all of
   them, times two with both_orders, and an unreadable verdict is asked once more; the groups of the agreement sample
@@ -26,6 +27,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from actors.registry import completions_per_request
 from engine.config import ModelConfig, RunConfig
 from engine.inputs.prompts import Prompt
 from engine.method import taxonomy
@@ -143,6 +145,11 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
     for g in generators:
         r = _role(roles, "generate", g)
         m = sampling.max_tokens
+        # Requests for n completions of one conversation: one where n is served at once (local, vLLM), ceil(n / k)
+        # where an endpoint serves k per request (Anthropic's: 1), one to n for another HTTP endpoint (it may serve
+        # fewer, and each request pays for its prompt again).
+        per_request = completions_per_request(g.backend, g.options)
+        requests_for_n = ((math.ceil(n / per_request),) * 2 if per_request else (1, n) if g.backend == "http" else (1, 1))
         for strategy in strategies:
             for p in prompts:
                 prompt_tokens = tokens(len(p.text)) + 10
@@ -155,7 +162,8 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
                     turns_in_high = sum(prompt_tokens + k * (m + followup) for k in range(n))
                     r.add((n, n), (turns_in_low, turns_in_high), (n, n * m))
                 else:  # temperature, and any strategy of one request for n completions
-                    r.add((1, 1), (prompt_tokens, prompt_tokens), (n, n * m))
+                    low, high = requests_for_n
+                    r.add((low, high), (low * prompt_tokens, high * prompt_tokens), (n, n * m))
     # Judging.
     orders = 2 if config.judge.both_orders else 1
     response_chars = sampling.max_tokens * CHARS_PER_TOKEN

@@ -7,7 +7,7 @@ found in the cache (or, with hub access on, known to the hub); this module walks
 
 from __future__ import annotations
 
-from actors.registry import ModelCheckError, check_model
+from actors.registry import ModelCheckError, check_model, check_temperature
 from engine.config import CALIBRATED, RunConfig
 from engine.errors import ConfigError
 
@@ -46,6 +46,12 @@ def preflight(config: RunConfig, offline: bool | None = None) -> None:
                 _check_calibrated(f"{role}[{k}]", m.model, config.embedder.model)
                 continue
             check_role(f"{role}[{k}]", "chat", m.backend, m.model, m.options, offline)
+            if role == "generators":
+                temperature = m.temperature if m.temperature is not None else config.sampling.temperature
+                try:
+                    check_temperature(m.backend, m.options, temperature)
+                except ModelCheckError as exc:
+                    raise ConfigError(f"{role}[{k}].{exc.key} ({m.name}): {exc}") from None
     if config.classifier is not None:
         c = config.classifier
         check_role("classifier", "chat", c.backend, c.model, c.options, offline)

@@ -80,18 +80,22 @@ def test_batch_comes_back_in_input_order_with_token_accounting(serve, client):
 def test_sampling_maps_to_the_request(serve, client):
     srv = serve()
     c = client(srv, extra_body={"top_k": 20, "max_tokens": None, "max_completion_tokens": 9})
-    sampling = SamplingParams(n=2, temperature=0.0, top_p=0.5, max_tokens=9, seed=11, stop=("\n",), logprobs=3)
+    sampling = SamplingParams(n=2, temperature=0.7, top_p=0.5, max_tokens=9, seed=11, stop=("\n",), logprobs=3)
     c.chat([user("x")], sampling)
     (record,) = srv.requests
     body = record.body
     assert body["model"] == "echo" and body["messages"] == user("x")
-    assert (body["n"], body["temperature"], body["top_p"], body["seed"]) == (2, 0.0, 0.5, 11)
+    assert (body["n"], body["temperature"], body["top_p"], body["seed"]) == (2, 0.7, 0.5, 11)
     assert body["stop"] == ["\n"] and body["logprobs"] is True and body["top_logprobs"] == 3
     assert body["top_k"] == 20 and body["max_completion_tokens"] == 9 and "max_tokens" not in body
     c2 = client(srv)
     c2.chat([user("y")], SamplingParams())
     body = srv.requests[-1].body
     assert "seed" not in body and "stop" not in body and "logprobs" not in body and body["max_tokens"] == 1024
+    # top_p only where it changes anything: not for greedy decoding, not at 1.
+    for temperature, top_p in ((0.0, 0.5), (0.7, 1.0)):
+        c2.chat([user("z")], SamplingParams(temperature=temperature, top_p=top_p))
+        assert "top_p" not in srv.requests[-1].body and srv.requests[-1].body["temperature"] == temperature
 
 
 def test_faults_every_row_exactly_once(serve, client):
@@ -558,3 +562,80 @@ def test_continuous_requests_in_flight_stay_under_the_bound(serve, client):
 
     assert drive(c, [one(k) for k in range(8)]) == [echo_text(f"q{k}") for k in range(8)]
     assert srv.max_in_flight <= 2
+
+
+# -- Anthropic's compatibility layer and Claude models, as their documentation describes them ------------------------
+
+def test_an_endpoint_that_refuses_n_above_one_is_asked_one_completion_per_request(serve, client, caplog):
+    srv = serve(n_mode="reject")
+    c = client(srv)
+    with caplog.at_level(logging.WARNING, logger="actors.http"):
+        (first,) = c.chat([user("a")], SamplingParams(n=3, temperature=0.7))
+        later = c.chat([user("b"), user("c")], SamplingParams(n=3, temperature=0.7))
+    assert first.error is None and len(first.texts) == 3
+    assert all(o.error is None and len(o.texts) == 3 for o in later)
+    # The first row: n = 3 refused, one n = 1 probe served, two more; then one request per completion from the start.
+    assert c.requests == 1 + 1 + 2 + 6 and [r.body["n"] for r in srv.requests] == [1] * 9
+    assert c.stats()["one_completion_per_request"] == 1 and c.stats()["row_errors"] == 0
+    assert len([r for r in caplog.records if "in its own request" in r.getMessage()]) == 1
+
+
+def test_a_400_for_another_reason_is_not_taken_for_a_refused_n(serve, client):
+    srv = serve(faults=[("400", 2)])
+    c = client(srv)
+    (out,) = c.chat([user("a")], SamplingParams(n=3, temperature=0.7))
+    assert out.error is not None and "400" in out.error
+    assert c.requests == 2 and c.stats()["one_completion_per_request"] == 0 and c.completions_per_request is None
+    (out,) = c.chat([user("b")], SamplingParams(n=3, temperature=0.7))
+    # n = 3 refused, the n = 1 probe refused too (so n was not the cause), then n = 3 served.
+    assert out.error is None and [r.body["n"] for r in srv.requests] == [3, 1, 3]
+
+
+def test_anthropics_host_is_known_and_an_option_overrides_it():
+    from actors.http import endpoint_limits
+
+    assert endpoint_limits("https://api.anthropic.com/v1/") == {"completions_per_request": 1, "max_temperature": 1.0}
+    assert endpoint_limits("https://api.openai.com/v1") == {"completions_per_request": None, "max_temperature": None}
+    assert endpoint_limits("https://api.anthropic.com/v1/", 2, 0.8) == {"completions_per_request": 2,
+                                                                          "max_temperature": 0.8}
+
+
+def test_one_completion_per_request_and_a_temperature_cap_as_options(serve, client):
+    srv = serve()
+    c = client(srv, completions_per_request=1, max_temperature=1.0)
+    (out,) = c.chat([user("a")], SamplingParams(n=4, temperature=1.0))
+    assert len(out.texts) == 4 and [r.body["n"] for r in srv.requests] == [1] * 4
+    with pytest.raises(BackendError, match=r"serves temperatures up to 1 .*temperature 1.5"):
+        c.chat([user("b")], SamplingParams(n=2, temperature=1.5))
+    assert len(srv.requests) == 4  # refused before sending
+
+
+def test_a_model_that_refuses_temperature_with_top_p(serve, client):
+    srv = serve(sampling_mode="exclusive")
+    c = client(srv)
+    # A judge's greedy call sends no top_p (it does nothing there): answered.
+    (verdict,) = c.chat([user("a")], SamplingParams(temperature=0.0, max_tokens=1, logprobs=20))
+    assert verdict.error is None and verdict.texts
+    # The paper's sampling (1.0 and 0.9) cannot be served: the batch fails once, saying what to set.
+    with pytest.raises(BackendError) as info:
+        c.chat([user("b"), user("c")], SamplingParams(n=2, temperature=1.0, top_p=0.9))
+    message = str(info.value)
+    assert "cannot both be specified" in message and "top_p: 1.0" in message and "temperature 1 and top_p 0.9" in message
+    (out,) = c.chat([user("d")], SamplingParams(n=2, temperature=1.0, top_p=1.0))
+    assert out.error is None and len(out.texts) == 2
+
+
+@pytest.mark.parametrize("message, about_sampling", [
+    ("`temperature` and `top_p` cannot both be specified for this model. Please use only one.", True),
+    ("Unsupported parameter: 'temperature' is not supported with this model.", True),
+    ("Unsupported value: 'temperature' does not support 0.7 with this model.", True),
+    ("* GenerateContentRequest.generation_config.temperature: must be in [0, 2]", True),
+    ("top_p: Input should be less than or equal to 1", True),
+    ("This model's maximum context length is 8192 tokens. However, you requested 9000 tokens.", False),
+    ("messages.0.content: blocked: what is the temperature of the sun? top_p of the class", False),
+    ("Unknown name \"logprobs\": Cannot find field.", False),
+])
+def test_a_400_about_the_sampling_fields_is_told_from_a_rows_own(message, about_sampling):
+    from actors.http import names_sampling
+
+    assert names_sampling(message) is about_sampling

@@ -382,6 +382,10 @@ class ChatServer:
             round trip: requests in flight together wait together; benchmarks/overlap.py); or a callable of the
             request body giving each request's wait.
         reasoning: where a `<think>` block in the backend's text goes (see `completion_response`).
+        n_mode: "serve" (any n), or "reject": HTTP 400 for n > 1, as Anthropic's compatibility layer ("n must be
+            exactly 1"; the wording here is ours, the client does not read it).
+        sampling_mode: "any", or "exclusive": HTTP 400 when a request carries both `temperature` and `top_p`, with
+            the message Claude models from Sonnet 4.5 on give.
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -410,7 +414,13 @@ class ChatServer:
         logprobs_mode: str = "serve",
         latency_s: float | Callable[[dict], float] = 0.0,
         reasoning: str = "inline",
+        n_mode: str = "serve",
+        sampling_mode: str = "any",
     ) -> None:
+        if n_mode not in ("serve", "reject") or sampling_mode not in ("any", "exclusive"):
+            raise ValueError(f"n_mode must be serve or reject and sampling_mode any or exclusive, got {n_mode!r}, "
+                             f"{sampling_mode!r}")
+        self.n_mode, self.sampling_mode = n_mode, sampling_mode
         if reasoning not in (*REASONING_MODES, TEMPLATE_OPENED):
             raise ValueError(f"reasoning must be one of {(*REASONING_MODES, TEMPLATE_OPENED)}, got {reasoning!r}")
         self.reasoning = reasoning
@@ -556,6 +566,14 @@ class ChatServer:
             name = "top_logprobs" if "top_logprobs" in body else "logprobs"
             handler.send_json(400, error_body(400, f"Invalid JSON payload received. Unknown name \"{name}\": "
                                                    "Cannot find field."))
+            return
+        if self.n_mode == "reject" and sampling.n > 1:
+            handler.send_json(400, error_body(400, f"n: this endpoint serves exactly 1 completion per request, got "
+                                                   f"{sampling.n}"))
+            return
+        if self.sampling_mode == "exclusive" and "temperature" in body and "top_p" in body:
+            handler.send_json(400, error_body(400, "`temperature` and `top_p` cannot both be specified for this "
+                                                   "model. Please use only one."))
             return
         if self.logprobs_mode == "omit" and sampling.logprobs:
             sampling, top_logprobs = sampling.with_(logprobs=None), 0

@@ -102,3 +102,21 @@ def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(caps
     out = capsys.readouterr().out
     assert "prompts: 344 (94 without a gold category)" in out and "fetch community_alignment wildbench" in out
     assert "judge" in out and "gpt-4o" in out
+
+
+def test_generation_requests_follow_what_an_endpoint_serves_per_request(tmp_path):
+    def generate(**options):
+        gen = {"name": "api-gen", "backend": "http", "model": "m",
+               "options": {"base_url": "http://127.0.0.1:9/v1", "prices": PRICES, **options}}
+        plan = make_plan(cfg(tmp_path, generators=[gen], strategies=["temperature"]), PROMPTS)
+        return by_role(plan)[("generate", "api-gen")]
+
+    # n = 3, two prompts: one request each where n is served at once, three where one completion per request
+    # (Anthropic's), one to three for an endpoint not known; each request carries the prompt again.
+    one, unknown = generate(completions_per_request=1), generate()
+    assert (one.calls_low, one.calls_high) == (6, 6) and (unknown.calls_low, unknown.calls_high) == (2, 6)
+    assert one.input_tokens_low == 3 * unknown.input_tokens_low and one.input_tokens_high == unknown.input_tokens_high
+    local = by_role(make_plan(cfg(tmp_path, strategies=["temperature"]), PROMPTS))[("generate", "local")]
+    assert (local.calls_low, local.calls_high) == (2, 2)
+    anthropic = generate(base_url="https://api.anthropic.com/v1/")
+    assert (anthropic.calls_low, anthropic.calls_high) == (6, 6)

@@ -93,3 +93,64 @@ def test_agreement_gives_the_right_verdicts_in_every_provider_mode(tmp_path, mod
                      "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["unparsed"] == 0 and report["accuracy"] == 1.0
+
+
+# An endpoint as Anthropic's compatibility layer and Claude models from Sonnet 4.5 on behave (providers.md): no
+# log-probs, n must be 1, temperature and top_p not both.
+CLAUDE_LIKE = {"logprobs_mode": "omit", "n_mode": "reject", "sampling_mode": "exclusive"}
+
+
+def api_generator(server, **options):
+    return {**judge(server), "name": "claude", "options": {**judge(server)["options"], **options}}
+
+
+def cli_config(tmp_path, server, generator, sampling):
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps({
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1, "limit": 2}, "n": 3,
+        "strategies": ["temperature"], "generators": [generator], "judges": [judge(server)], "sampling": sampling,
+        "quality": {"enabled": False}, "accuracy": {"enabled": False}, "execution": {"executor": "local"}}))
+    return str(path)
+
+
+def test_a_claude_like_endpoint_generates_and_judges(tmp_path):
+    with ChatServer(ScriptedChat(), **CLAUDE_LIKE) as server:
+        cfg = config_from_dict({
+            "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1, "limit": 4},
+            "n": 3, "strategies": ["temperature"], "generators": [api_generator(server)], "judges": [judge(server)],
+            "sampling": {"temperature": 1.0, "top_p": 1.0}, "quality": {"enabled": False},
+            "accuracy": {"enabled": False}, "execution": {"executor": "local", "shard_size": 4},
+        })
+        p = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+        try:
+            result = p.run()
+        finally:
+            p.close()
+        bodies = [r.body for r in server.requests]
+    assert not result.failed_shards()
+    responses = result.tables["responses"].to_pylist()
+    assert len(responses) == 4 * 3 and all(r["text"] for r in responses)
+    judgments = result.tables["judgments"].to_pylist()
+    assert judgments and {j["verdict"] for j in judgments} <= {"equivalent", "different"}
+    assert {j["read_from"] for j in judgments} == {"text"}
+    # Served: one completion per request, and never temperature beside top_p.
+    assert {b["n"] for b in bodies} == {1} and not any("top_p" in b for b in bodies)
+
+
+def test_the_papers_top_p_on_such_a_model_stops_with_what_to_set(tmp_path, capsys):
+    with ChatServer(ScriptedChat(), **CLAUDE_LIKE) as server:
+        code = main(["--config", cli_config(tmp_path, server, api_generator(server),
+                                            {"temperature": 1.0, "top_p": 0.9}), "--quiet"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert "cannot both be specified" in err and "top_p: 1.0" in err
+
+
+def test_a_temperature_above_the_endpoints_cap_is_refused_before_any_request(tmp_path, capsys):
+    with ChatServer(ScriptedChat()) as server:
+        generator = api_generator(server, max_temperature=1.0)
+        code = main(["--config", cli_config(tmp_path, server, generator, {"temperature": [0.5, 1.5]}), "--quiet"])
+        sent = len(server.requests)
+    err = capsys.readouterr().err
+    assert code == 2 and sent == 0 and "Traceback" not in err
+    assert "generators[1].temperature (claude@t=1.5): 1.5 is above the 1 this endpoint serves" in err

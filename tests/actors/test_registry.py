@@ -1,0 +1,54 @@
+"""The backend registry's option rules: every option of every backend is classified as transport (left out of shard
+keys) or output (kept in them), and an option a backend does not take is refused in preflight, naming it."""
+
+import pytest
+
+from actors.registry import (BACKEND_CLASSES, OUTPUT_OPTIONS, TRANSPORT_OPTIONS, ModelCheckError, backend_options,
+                             check_model)
+from engine.config import config_from_dict
+from engine.errors import ConfigError
+from engine.execution.preflight import preflight
+
+BACKENDS = [(role, backend) for role, backends in BACKEND_CLASSES.items() for backend in backends]
+
+
+@pytest.mark.parametrize("role,backend", BACKENDS)
+def test_every_option_of_every_backend_is_transport_or_output(role, backend):
+    named, _ = backend_options(role, backend)
+    assert not TRANSPORT_OPTIONS & OUTPUT_OPTIONS
+    unclassified = named - TRANSPORT_OPTIONS - OUTPUT_OPTIONS
+    assert not unclassified, f"{role}/{backend}: classify {sorted(unclassified)} in actors/registry.py"
+
+
+def test_a_longer_timeout_keeps_a_judges_shard_keys():
+    # Before: read_s_per_token, timeout_retries, max_reply_bytes and allow_insecure_http were kept in shard keys,
+    # so raising a timeout after a slow first run re-keyed every judgment and paid for it again.
+    def identity(**options):
+        cfg = config_from_dict({"judges": [{"name": "j", "backend": "http", "model": "m",
+                                            "options": {"base_url": "http://127.0.0.1:9/v1", **options}}]})
+        return cfg.judges[0].identity()
+
+    assert identity() == identity(read_s_per_token=0.2, timeout_retries=3, max_reply_bytes=1 << 20,
+                                  timeout_s=300, completions_per_request=1, max_temperature=1.0)
+    assert identity() != identity(extra_body={"top_k": 5})
+
+
+def test_an_unknown_option_is_refused_naming_the_closest(monkeypatch):
+    with pytest.raises(ModelCheckError) as info:
+        check_model("chat", "http", "m", {"base_url": "http://127.0.0.1:9/v1", "timeout": 30})
+    assert info.value.key == "options.timeout" and "did you mean 'timeout_s'" in str(info.value)
+    with pytest.raises(ModelCheckError, match="did you mean 'device'"):
+        check_model("embed", "local", "all-minilm-l6-v2", {"devcie": "cpu"})
+    with pytest.raises(ModelCheckError, match="takes no option 'score_token'"):
+        check_model("reward", "local", "/tmp", {"kind": "athene", "score_token": 3})
+    check_model("embed", "local", "all-minilm-l6-v2", {"device": "cpu", "batch_size": 8})
+
+
+def test_preflight_names_the_config_key_of_a_misspelt_option(tmp_path):
+    cfg = config_from_dict({
+        "run_dir": str(tmp_path / "run"),
+        "judges": [{"name": "j", "backend": "http", "model": "m",
+                    "options": {"base_url": "http://127.0.0.1:9/v1", "max_retry": 3}}],
+    })
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.max_retry: .*did you mean 'max_retries'"):
+        preflight(cfg)
