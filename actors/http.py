@@ -23,7 +23,9 @@ Design:
   and `top_p` together and a judge's greedy call must not fail on a field that does nothing. A 400 that names
   `temperature` or `top_p` is the configuration's problem, not a row's: it fails the batch with what to change.
   Anthropic caps temperatures above 1 at 1 without saying so: `max_temperature` (1 for that host) refuses a higher
-  one, and the run's preflight refuses such a generator before anything is sent.
+  one, and the run's preflight refuses such a generator before anything is sent. OpenAI's newer models (o-series,
+  GPT-5.x) refuse `max_tokens` for `max_completion_tokens`: OpenAI's host is sent the latter (its models all take
+  it), and any endpoint whose 400 asks for it is sent it from then on (`max_tokens_field`).
 - Retries: on 408, 409, 429, any 5xx, connect timeouts, connection errors and dropped connections, with
   exponential backoff and full jitter (sleep uniform(0, min(backoff_max_s, backoff_base_s · 2^attempt))). A
   `Retry-After` header (seconds or an HTTP date) replaces that with the server's delay plus up to `backoff_base_s`
@@ -120,8 +122,8 @@ def names_logprobs(message: str) -> bool:
 # "Unsupported parameter: 'temperature' …"), a path ending in it (".generation_config.temperature"), or a message
 # opening with it ("temperature: Input should be …"). A bare word is not enough: a row's 400 may quote its prompt,
 # and a prompt about the weather must not stop the run.
-_SAMPLING_FIELD = re.compile(r"[`'\"](?:temperature|top_p)[`'\"]|\.(?:temperature|top_p)\b|^\s*(?:temperature|top_p)\s*:",
-                             re.I)
+_SAMPLING_FIELD = re.compile(
+    r"[`'\"](?:temperature|top_p)[`'\"]|\.(?:temperature|top_p)\b|^\s*(?:temperature|top_p)\s*:", re.I)
 
 
 def names_sampling(message: str) -> bool:
@@ -132,20 +134,25 @@ def names_sampling(message: str) -> bool:
 
 # What some endpoints do with sampling fields, from their documentation (shared/notes/providers.md), by host.
 # Anthropic's OpenAI compatibility layer: `n` must be exactly 1; temperatures above 1 are capped at 1 silently.
+# OpenAI: every chat model takes `max_completion_tokens`, and o-series and GPT-5.x models refuse `max_tokens`.
 KNOWN_ENDPOINTS: dict[str, dict[str, Any]] = {
     "api.anthropic.com": {"completions_per_request": 1, "max_temperature": 1.0},
+    "api.openai.com": {"max_tokens_field": "max_completion_tokens"},
 }
+MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
 def endpoint_limits(base_url: str, completions_per_request: int | None = None,
-                    max_temperature: float | None = None) -> dict[str, Any]:
-    """{"completions_per_request": int | None, "max_temperature": float | None} for an endpoint: the options where
-    given, else what is known of its host (KNOWN_ENDPOINTS), else None (no limit known)."""
+                    max_temperature: float | None = None, max_tokens_field: str | None = None) -> dict[str, Any]:
+    """{"completions_per_request": int | None, "max_temperature": float | None, "max_tokens_field": str} for an
+    endpoint: the options where given, else what is known of its host (KNOWN_ENDPOINTS), else no limit and
+    "max_tokens"."""
     host = (urlsplit(base_url).hostname or "").lower() if isinstance(base_url, str) else ""
     known = KNOWN_ENDPOINTS.get(host, {})
     return {"completions_per_request": completions_per_request if completions_per_request is not None
             else known.get("completions_per_request"),
-            "max_temperature": max_temperature if max_temperature is not None else known.get("max_temperature")}
+            "max_temperature": max_temperature if max_temperature is not None else known.get("max_temperature"),
+            "max_tokens_field": max_tokens_field or known.get("max_tokens_field", "max_tokens")}
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -331,6 +338,8 @@ class OpenAIChatClient:
         max_temperature: the highest temperature the endpoint honours; a request above it fails its batch (the
             run's preflight refuses such a generator first). Default for api.anthropic.com: 1.0 (it caps higher
             values at 1 without saying so, so the responses would be sampled at 1 under another label).
+        max_tokens_field: the request field for the token limit, "max_tokens" or "max_completion_tokens" (default:
+            the latter for api.openai.com, else the former until a 400 asks for the latter).
         thinking_opened: the server's chat template opens a `<think>` block in the generation prompt (DeepSeek-R1,
             Qwen3's thinking mode) and the server runs no reasoning parser, so every completion starts inside the
             thinking: the client puts the opening tag back in front of content that came without a trace, as the
@@ -367,7 +376,10 @@ class OpenAIChatClient:
         thinking_opened: bool = False,
         completions_per_request: int | None = None,
         max_temperature: float | None = None,
+        max_tokens_field: str | None = None,
     ) -> None:
+        if max_tokens_field is not None and max_tokens_field not in MAX_TOKENS_FIELDS:
+            raise ValueError(f"max_tokens_field must be one of {MAX_TOKENS_FIELDS}, got {max_tokens_field!r}")
         if completions_per_request is not None and not (isinstance(completions_per_request, int)
                                                         and completions_per_request >= 1):
             raise ValueError(f"completions_per_request must be an integer >= 1, got {completions_per_request!r}")
@@ -417,9 +429,10 @@ class OpenAIChatClient:
         if not isinstance(thinking_opened, bool):
             raise ValueError(f"thinking_opened must be true or false, got {thinking_opened!r}")
         self.thinking_opened = thinking_opened
-        limits = endpoint_limits(base_url, completions_per_request, max_temperature)
+        limits = endpoint_limits(base_url, completions_per_request, max_temperature, max_tokens_field)
         self.completions_per_request: int | None = limits["completions_per_request"]
         self.max_temperature: float | None = limits["max_temperature"]
+        self.max_tokens_field: str = limits["max_tokens_field"]
         # Why one completion per request is asked for when it was learnt during the run (None otherwise).
         self.one_per_request: str | None = None
         self.requests = 0
@@ -670,6 +683,11 @@ class OpenAIChatClient:
                     p = p.with_(logprobs=None, max_tokens=fallback)
                     want_logprobs, out.first_token_logprobs = False, None
                     continue
+                if exc.status == 400 and self.max_tokens_field == "max_tokens" and \
+                        "max_completion_tokens" in exc.message:
+                    # OpenAI's o-series and GPT-5.x: "'max_tokens' is not supported … Use 'max_completion_tokens'".
+                    self._use_max_completion_tokens(exc.message)
+                    continue
                 if exc.status == 400 and names_sampling(exc.message):
                     raise BackendError(self._sampling_refused(p, exc.message)) from None
                 if exc.status == 400 and max(sizes) > 1:
@@ -713,6 +731,15 @@ class OpenAIChatClient:
                 self._downgrade("it returned no log-probs")
         return out
 
+    def _use_max_completion_tokens(self, message: str) -> None:
+        with self._stats_lock:
+            if self.max_tokens_field == "max_completion_tokens":
+                return
+            self.max_tokens_field = "max_completion_tokens"
+        log.warning("%s (model %s): it asks for max_completion_tokens instead of max_tokens (%s); sent so for the "
+                    "rest of the run (options.max_tokens_field: max_completion_tokens to start so)", self.endpoint,
+                    self.model, message[:120])
+
     def _serve_one_per_request(self, reason: str) -> None:
         """Ask one completion per request for the rest of the run (once per client, one line in the log)."""
         with self._stats_lock:
@@ -751,7 +778,7 @@ class OpenAIChatClient:
             "messages": conversation,
             "n": n,
             "temperature": p.temperature,  # 0 is greedy decoding on OpenAI and vLLM
-            "max_tokens": p.max_tokens,
+            self.max_tokens_field: p.max_tokens,
         }
         if self._sends_top_p(p):
             body["top_p"] = p.top_p
@@ -771,7 +798,8 @@ class OpenAIChatClient:
 
     def _timeouts(self, body: dict[str, Any]) -> tuple[httpx.Timeout, float]:
         """The request's timeouts and its overall deadline: reading may take as long as the tokens asked for."""
-        tokens = _int(body.get("max_tokens")) * max(1, _int(body.get("n")) or 1)
+        tokens = _int(body.get("max_completion_tokens") or body.get("max_tokens"))
+        tokens *= max(1, _int(body.get("n")) or 1)
         read = self.timeout_s + self.read_s_per_token * tokens
         return httpx.Timeout(self.timeout_s, read=read), 2 * read
 

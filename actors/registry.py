@@ -42,7 +42,7 @@ from actors.hub import env_offline  # noqa: F401  (re-exported: whether the envi
 TRANSPORT_OPTIONS = frozenset({
     "base_url", "api_key_env", "max_concurrency", "timeout_s", "read_s_per_token", "timeout_retries",
     "max_reply_bytes", "max_retries", "backoff_base_s", "backoff_max_s", "prices", "allow_insecure_http",
-    "completions_per_request", "max_temperature", "threads", "device", "max_batch_sequences",
+    "completions_per_request", "max_temperature", "max_tokens_field", "threads", "device", "max_batch_sequences",
     "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs",
     "in_process", "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens",
     "kv_cache_memory_bytes", "swap_space", "continuous", "max_in_flight",
@@ -381,7 +381,8 @@ def check_options(role: str, backend: str, options: dict[str, Any]) -> None:
         close = difflib.get_close_matches(key, named, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         module, name = BACKEND_CLASSES[role][backend]
-        known = ", ".join(sorted(named)) if len(named) <= 30 else f"the keywords of {module}.{name} and vLLM's EngineArgs"
+        known = (", ".join(sorted(named)) if len(named) <= 30
+                 else f"the keywords of {module}.{name} and vLLM's EngineArgs")
         raise ModelCheckError(f"options.{key}",
                               f"the {backend} {role} backend takes no option {key!r}{hint}; its options: {known}")
 

@@ -7,7 +7,8 @@ Counting rules (per generator, strategy and prompt; n responses per group):
 - classification: one call per prompt by each generator, and one per prompt without a gold category by each
   reference classifier (the judges, or `classifier`); up to two with the format reminder;
 - temperature: one request for n completions (an endpoint serving k per request: ceil(n / k), Anthropic's k = 1;
-  another HTTP endpoint: one to n, since it may serve fewer and each request pays for its prompt); system_*: one completion holding n responses (n × max_tokens), up to
+  another HTTP endpoint: one to n, since it may serve fewer and each request pays for its prompt); system_*: one
+  completion holding n responses (n × max_tokens), up to
   two attempts; regen_*: n requests, turn k carrying the k earlier answers;
 - judging: a group has n(n−1)/2 pairs; union-find pruning asks between n − 1 (everything equivalent) and all of
   them, times two with both_orders, and an unreadable verdict is asked once more; the groups of the agreement sample
@@ -149,7 +150,8 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
         # where an endpoint serves k per request (Anthropic's: 1), one to n for another HTTP endpoint (it may serve
         # fewer, and each request pays for its prompt again).
         per_request = completions_per_request(g.backend, g.options)
-        requests_for_n = ((math.ceil(n / per_request),) * 2 if per_request else (1, n) if g.backend == "http" else (1, 1))
+        requests_for_n = ((math.ceil(n / per_request),) * 2 if per_request
+                          else (1, n) if g.backend == "http" else (1, 1))
         for strategy in strategies:
             for p in prompts:
                 prompt_tokens = tokens(len(p.text)) + 10

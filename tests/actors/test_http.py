@@ -594,10 +594,12 @@ def test_a_400_for_another_reason_is_not_taken_for_a_refused_n(serve, client):
 def test_anthropics_host_is_known_and_an_option_overrides_it():
     from actors.http import endpoint_limits
 
-    assert endpoint_limits("https://api.anthropic.com/v1/") == {"completions_per_request": 1, "max_temperature": 1.0}
-    assert endpoint_limits("https://api.openai.com/v1") == {"completions_per_request": None, "max_temperature": None}
-    assert endpoint_limits("https://api.anthropic.com/v1/", 2, 0.8) == {"completions_per_request": 2,
-                                                                          "max_temperature": 0.8}
+    anthropic = endpoint_limits("https://api.anthropic.com/v1/")
+    assert (anthropic["completions_per_request"], anthropic["max_temperature"]) == (1, 1.0)
+    other = endpoint_limits("http://127.0.0.1:8000/v1")
+    assert (other["completions_per_request"], other["max_temperature"]) == (None, None)
+    anthropic = endpoint_limits("https://api.anthropic.com/v1/", 2, 0.8)
+    assert (anthropic["completions_per_request"], anthropic["max_temperature"]) == (2, 0.8)
 
 
 def test_one_completion_per_request_and_a_temperature_cap_as_options(serve, client):
@@ -620,7 +622,8 @@ def test_a_model_that_refuses_temperature_with_top_p(serve, client):
     with pytest.raises(BackendError) as info:
         c.chat([user("b"), user("c")], SamplingParams(n=2, temperature=1.0, top_p=0.9))
     message = str(info.value)
-    assert "cannot both be specified" in message and "top_p: 1.0" in message and "temperature 1 and top_p 0.9" in message
+    assert "cannot both be specified" in message and "top_p: 1.0" in message
+    assert "temperature 1 and top_p 0.9" in message
     (out,) = c.chat([user("d")], SamplingParams(n=2, temperature=1.0, top_p=1.0))
     assert out.error is None and len(out.texts) == 2
 
@@ -639,3 +642,26 @@ def test_a_400_about_the_sampling_fields_is_told_from_a_rows_own(message, about_
     from actors.http import names_sampling
 
     assert names_sampling(message) is about_sampling
+
+
+def test_a_model_that_takes_max_completion_tokens_is_sent_it(serve, client, caplog):
+    srv = serve(max_tokens_mode="reject")
+    c = client(srv)
+    with caplog.at_level(logging.WARNING, logger="actors.http"):
+        (first,) = c.chat([user("a")], SamplingParams(n=2, temperature=0.7, max_tokens=5))
+        later = c.chat([user("b"), user("c")], SamplingParams(temperature=0.0, max_tokens=1, logprobs=20))
+    assert first.error is None and len(first.texts) == 2 and all(o.error is None for o in later)
+    # The first request was refused (not recorded by the server); every one after carries max_completion_tokens.
+    assert c.requests == 1 + 1 + 2 and len(srv.requests) == 3
+    assert [r.body.get("max_completion_tokens") for r in srv.requests] == [5, 1, 1]
+    assert not any("max_tokens" in r.body for r in srv.requests)
+    assert len([r for r in caplog.records if "max_completion_tokens instead" in r.getMessage()]) == 1
+
+
+def test_openais_host_is_sent_max_completion_tokens_from_the_start():
+    from actors.http import endpoint_limits
+
+    assert endpoint_limits("https://api.openai.com/v1")["max_tokens_field"] == "max_completion_tokens"
+    assert endpoint_limits("http://127.0.0.1:8000/v1")["max_tokens_field"] == "max_tokens"
+    assert endpoint_limits("https://api.openai.com/v1", max_tokens_field="max_tokens")["max_tokens_field"] == \
+        "max_tokens"

@@ -548,3 +548,20 @@ def test_pipeline_with_the_http_backend_against_vllms_server(vllm_server, ray_ex
              "options": {"base_url": vllm_server, "max_concurrency": 32}}
     result = run_two_prompts(tmp_path / "run", model, ray_executor)
     _check_tables(tmp_path / "run", result)
+
+
+@pytest.mark.vllm
+def test_preflight_knows_vllms_engine_arguments():
+    # Where vLLM is installed on the driver, an option is checked against its EngineArgs as well as our keywords;
+    # a misspelt one is refused before any actor starts. (Without vLLM the check is left to the workers.)
+    _require_vllm()
+    from actors.registry import ModelCheckError, _vllm_engine_arguments, check_options
+
+    engine = _vllm_engine_arguments()
+    assert engine is not None and {"max_model_len", "kv_cache_dtype", "quantization"} <= engine
+    check_options("chat", "vllm", {"max_model_len": 1024, "kv_cache_dtype": "auto", "device": "cpu"})
+    check_options("reward", "vllm", {"kind": "sequence-classification", "max_model_len": 512})
+    with pytest.raises(ModelCheckError, match="did you mean 'kv_cache_dtype'"):
+        check_options("chat", "vllm", {"kv_cache_dtyp": "fp8"})
+    with pytest.raises(ModelCheckError, match="takes no option 'max_modl_len'"):
+        check_options("embed", "vllm", {"max_modl_len": 1024})

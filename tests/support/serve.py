@@ -386,6 +386,8 @@ class ChatServer:
             exactly 1"; the wording here is ours, the client does not read it).
         sampling_mode: "any", or "exclusive": HTTP 400 when a request carries both `temperature` and `top_p`, with
             the message Claude models from Sonnet 4.5 on give.
+        max_tokens_mode: "any", or "reject": HTTP 400 for a request carrying `max_tokens`, with the message and
+            `param` OpenAI's o-series and GPT-5.x models give (they take `max_completion_tokens`).
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -416,7 +418,11 @@ class ChatServer:
         reasoning: str = "inline",
         n_mode: str = "serve",
         sampling_mode: str = "any",
+        max_tokens_mode: str = "any",
     ) -> None:
+        if max_tokens_mode not in ("any", "reject"):
+            raise ValueError(f"max_tokens_mode must be any or reject, got {max_tokens_mode!r}")
+        self.max_tokens_mode = max_tokens_mode
         if n_mode not in ("serve", "reject") or sampling_mode not in ("any", "exclusive"):
             raise ValueError(f"n_mode must be serve or reject and sampling_mode any or exclusive, got {n_mode!r}, "
                              f"{sampling_mode!r}")
@@ -566,6 +572,12 @@ class ChatServer:
             name = "top_logprobs" if "top_logprobs" in body else "logprobs"
             handler.send_json(400, error_body(400, f"Invalid JSON payload received. Unknown name \"{name}\": "
                                                    "Cannot find field."))
+            return
+        if self.max_tokens_mode == "reject" and "max_tokens" in body:
+            handler.send_json(400, {"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                           "'max_completion_tokens' instead.", "type": "invalid_request_error",
+                "param": "max_tokens", "code": "unsupported_parameter"}})
             return
         if self.n_mode == "reject" and sampling.n > 1:
             handler.send_json(400, error_body(400, f"n: this endpoint serves exactly 1 completion per request, got "
