@@ -666,7 +666,7 @@ class OpenAIChatClient:
         out = ChatOutput(first_token_logprobs=[] if want_logprobs else None, traces=[])
         # Completions the server returns per request: the known limit, else learnt from the first answer.
         per_request = min(p.n, self.completions_per_request or p.n)
-        first, probing = True, False
+        first, probing, renamed = True, False, False
         while len(out.texts) < p.n:
             need = p.n - len(out.texts)
             sizes = [min(per_request, need - k) for k in range(0, need, per_request)]
@@ -683,10 +683,13 @@ class OpenAIChatClient:
                     p = p.with_(logprobs=None, max_tokens=fallback)
                     want_logprobs, out.first_token_logprobs = False, None
                     continue
-                if exc.status == 400 and self.max_tokens_field == "max_tokens" and \
+                if exc.status == 400 and not renamed and "max_tokens" in bodies[0] and \
                         "max_completion_tokens" in exc.message:
                     # OpenAI's o-series and GPT-5.x: "'max_tokens' is not supported … Use 'max_completion_tokens'".
+                    # Read from what this row sent: rows in flight together were all refused, and only the first
+                    # to come back switches the field (once per row, whatever extra_body adds).
                     self._use_max_completion_tokens(exc.message)
+                    renamed = True
                     continue
                 if exc.status == 400 and names_sampling(exc.message):
                     raise BackendError(self._sampling_refused(p, exc.message)) from None
@@ -751,8 +754,8 @@ class OpenAIChatClient:
 
     def _sampling_refused(self, p: SamplingParams, message: str) -> str:
         sent = f"temperature {p.temperature:g}" + (f" and top_p {p.top_p:g}" if self._sends_top_p(p) else "")
-        return (f"{self.endpoint} refused the sampling settings of {self.model} ({sent}) with HTTP 400: {message.rstrip('.')}. "
-                "Every request would be refused alike. A model that takes temperature or top_p but not both: set "
+        return (f"{self.endpoint} refused the sampling settings of {self.model} ({sent}) with HTTP 400: "
+                f"{message.rstrip('.')}. Every request would be refused alike. A model that takes temperature or top_p but not both: set "
                 "top_p: 1.0 for it (sampling.top_p or the model's own top_p; top_p 1 is not sent). A model that "
                 "takes neither: options.extra_body: {temperature: null, top_p: null} sends none (it then samples at "
                 "its own default, which the run records as configured, not as served)")

@@ -665,3 +665,13 @@ def test_openais_host_is_sent_max_completion_tokens_from_the_start():
     assert endpoint_limits("http://127.0.0.1:8000/v1")["max_tokens_field"] == "max_tokens"
     assert endpoint_limits("https://api.openai.com/v1", max_tokens_field="max_tokens")["max_tokens_field"] == \
         "max_tokens"
+
+
+def test_rows_refused_together_all_switch_to_max_completion_tokens(serve, client):
+    # A batch's requests go out at once with max_tokens and are all refused; the first refusal back switches the
+    # field, and every other row, sent before the switch, is asked again with it rather than failed.
+    srv = serve(max_tokens_mode="reject", latency_s=0.05)
+    c = client(srv, max_concurrency=16)
+    outs = c.chat([user(f"q{k}") for k in range(12)], SamplingParams(temperature=0.0, max_tokens=2))
+    assert all(o.error is None and o.texts for o in outs) and c.stats()["row_errors"] == 0
+    assert len(srv.requests) == 12 and all("max_completion_tokens" in r.body for r in srv.requests)
