@@ -823,6 +823,7 @@ class OpenAIChatClient:
         raises _RowError or BackendError."""
         want_logprobs = bool(body.get("logprobs"))
         url = url or self.url
+        chat = parse is None
         parse = parse or (lambda data: parse_choices(data, want_logprobs))
         timeout, deadline = self._timeouts(body)
         attempt = timeouts = 0
@@ -872,6 +873,8 @@ class OpenAIChatClient:
                             prompt_tokens=_int(usage.get("prompt_tokens")),
                             completion_tokens=_int(usage.get("completion_tokens")),
                         )
+                        if chat:
+                            self._check_reasoning_budget(body, usage, choices, status)
                         return choices, prompt_tokens
                     elif status >= 500 or status in RETRY_STATUSES:
                         last = f"HTTP {status}"
@@ -896,6 +899,21 @@ class OpenAIChatClient:
             self._count(retries=1)
             attempt += 1
             await asyncio.sleep(delay)
+
+    def _check_reasoning_budget(self, body: dict[str, Any], usage: dict[str, Any], choices: list, status: int) -> None:
+        """A reasoning model (o-series, GPT-5.x, any server reporting `completion_tokens_details.reasoning_tokens`)
+        that spent the whole budget thinking returns an empty answer cut at the limit. That is no answer: the row
+        fails (not transiently: the same budget would fail again), saying what to raise, instead of an empty text
+        read as a response or an unparsed verdict."""
+        details = usage.get("completion_tokens_details")
+        reasoning = _int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
+        if reasoning and any(not text.strip() and reason == "length" for text, reason, *_ in choices):
+            budget = _int(body.get("max_completion_tokens") or body.get("max_tokens"))
+            raise _RowError(f"{self.endpoint}: {self.model} spent its whole budget of {budget} tokens per answer "
+                            f"reasoning ({reasoning} reasoning tokens) and gave no answer: raise the budget "
+                            "(sampling.max_tokens; judge.max_tokens where verdicts are read from text) or ask for "
+                            "less reasoning (options.extra_body, e.g. {reasoning_effort: low} on OpenAI)", status,
+                            transient=False)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

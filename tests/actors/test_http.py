@@ -675,3 +675,15 @@ def test_rows_refused_together_all_switch_to_max_completion_tokens(serve, client
     outs = c.chat([user(f"q{k}") for k in range(12)], SamplingParams(temperature=0.0, max_tokens=2))
     assert all(o.error is None and o.texts for o in outs) and c.stats()["row_errors"] == 0
     assert len(srv.requests) == 12 and all("max_completion_tokens" in r.body for r in srv.requests)
+
+
+def test_a_reasoning_model_that_spends_its_budget_thinking_fails_the_row_saying_so(serve, client):
+    srv = serve(hidden_reasoning_tokens=16)
+    c = client(srv)
+    (starved,) = c.chat([user("a")], SamplingParams(temperature=0.0, max_tokens=4))
+    assert starved.error is not None and not starved.transient
+    assert "spent its whole budget of 4 tokens" in starved.error and "judge.max_tokens" in starved.error
+    (answered,) = c.chat([user("b")], SamplingParams(temperature=0.0, max_tokens=64))
+    assert answered.error is None and answered.texts[0] and answered.n_tokens[0] > 16
+    # Both were billed: the tokens count either way.
+    assert c.stats()["completion_tokens"] >= 4 + 16

@@ -388,6 +388,9 @@ class ChatServer:
             the message Claude models from Sonnet 4.5 on give.
         max_tokens_mode: "any", or "reject": HTTP 400 for a request carrying `max_tokens`, with the message and
             `param` OpenAI's o-series and GPT-5.x models give (they take `max_completion_tokens`).
+        hidden_reasoning_tokens: a reasoning model's hidden thinking, as OpenAI's reasoning models report it: each
+            completion first spends this many tokens (`usage.completion_tokens_details.reasoning_tokens`); with a
+            budget no larger, the answer is empty and cut at the limit.
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -419,7 +422,9 @@ class ChatServer:
         n_mode: str = "serve",
         sampling_mode: str = "any",
         max_tokens_mode: str = "any",
+        hidden_reasoning_tokens: int = 0,
     ) -> None:
+        self.hidden_reasoning_tokens = hidden_reasoning_tokens
         if max_tokens_mode not in ("any", "reject"):
             raise ValueError(f"max_tokens_mode must be any or reject, got {max_tokens_mode!r}")
         self.max_tokens_mode = max_tokens_mode
@@ -711,8 +716,28 @@ class ChatServer:
         if out.error is not None:
             handler.send_json(400, error_body(400, out.error))
             return 400
-        handler.send_json(200, completion_response(self.model_name, out, top, self.reasoning))
+        response = completion_response(self.model_name, out, top, self.reasoning)
+        if self.hidden_reasoning_tokens:
+            self._think(response, sampling.max_tokens)
+        handler.send_json(200, response)
         return 200
+
+    def _think(self, response: dict[str, Any], budget: int) -> None:
+        """Spend each completion's hidden reasoning first: within the budget it is added to the counts, beyond it
+        the answer is empty and cut at the limit."""
+        hidden, reasoning = self.hidden_reasoning_tokens, 0
+        for choice in response["choices"]:
+            if budget <= hidden:
+                choice["message"]["content"], choice["finish_reason"] = "", "length"
+                choice["completion_tokens"] = budget
+                reasoning += budget
+            else:
+                choice["completion_tokens"] += hidden
+                reasoning += hidden
+        usage = response["usage"]
+        usage["completion_tokens"] = sum(c["completion_tokens"] for c in response["choices"])
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
 
     def _batch_loop(self) -> None:
         stop = False

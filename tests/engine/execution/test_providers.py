@@ -154,3 +154,28 @@ def test_a_temperature_above_the_endpoints_cap_is_refused_before_any_request(tmp
     err = capsys.readouterr().err
     assert code == 2 and sent == 0 and "Traceback" not in err
     assert "generators[1].temperature (claude@t=1.5): 1.5 is above the 1 this endpoint serves" in err
+
+
+def test_a_reasoning_judge_starved_of_tokens_is_unresolved_saying_why_then_resolves(tmp_path):
+    # As OpenAI's o-series and GPT-5.x: no max_tokens, no log-probs, hidden reasoning before the answer.
+    gpt5_like = {"logprobs_mode": "reject", "max_tokens_mode": "reject", "hidden_reasoning_tokens": 8}
+    with ChatServer(ScriptedChat(), **gpt5_like) as server:
+        _, starved = run(tmp_path / "starved", judge(server))
+        cfg = config_from_dict({
+            "run_dir": str(tmp_path / "roomy" / "run"), "prompts": {"source": "builtin", "per_category": 1,
+                                                                   "limit": 4},
+            "n": 3, "strategies": ["temperature"], "generators": [GENERATOR], "judges": [judge(server)],
+            "judge": {"max_tokens": 32}, "quality": {"enabled": False}, "accuracy": {"enabled": False},
+            "execution": {"executor": "local", "shard_size": 4},
+        })
+        p = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+        try:
+            roomy = p.run()
+        finally:
+            p.close()
+    judgments = starved.tables["judgments"].to_pylist()
+    # Four text tokens (judge.max_tokens) do not reach past eight of thinking: every pair unresolved, never a verdict.
+    assert judgments and {j["verdict"] for j in judgments} == {"error"}
+    assert all("spent its whole budget of 4 tokens" in j["raw"] for j in judgments), judgments[0]
+    resolved = roomy.tables["judgments"].to_pylist()
+    assert resolved and {j["verdict"] for j in resolved} <= {"equivalent", "different"}
