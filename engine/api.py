@@ -144,13 +144,7 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
     from engine.execution.store import atomic_write_bytes
     from engine.method.rewards import group_rewards
 
-    base = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
-    data = base.to_dict(redact=False)
-    data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
-                       "limit": None}
-    data["quality"] = {**data["quality"], "enabled": False, "reward_model": None}
-    data["accuracy"] = {**data["accuracy"], "enabled": False}
-    cfg = config_from_dict(data, source="<score_rewards>")
+    cfg = _rewards_config(config, groups)
     pipeline = Pipeline(cfg, progress=progress)
     try:
         result = pipeline.run()
@@ -179,6 +173,18 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
     return rows
 
 
+def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunConfig:
+    """The run that scores `groups`: the config's judges, classifier and embedder over the groups file, no
+    generation, quality or accuracy."""
+    base = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
+    data = base.to_dict(redact=False)
+    data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
+                       "limit": None}
+    data["quality"] = {**data["quality"], "enabled": False, "reward_model": None}
+    data["accuracy"] = {**data["accuracy"], "enabled": False}
+    return config_from_dict(data, source="<score_rewards>")
+
+
 class DiversityReward:
     """Functional diversity as a reward function for TRL (`GRPOTrainer(reward_funcs=[DiversityReward(config)])`).
 
@@ -202,6 +208,8 @@ class DiversityReward:
       rows of the last batch) is filled on the first process only.
     - Reasoning: a completion's inline `<think>` block, or a message's `reasoning_content`, is its trace, never part
       of the answer judged.
+    - Made, it runs the preflight of its judges, classifier and embedder (ConfigError naming the config key), so a
+      trainer stops before it loads its model, not at the first batch.
     """
 
     __name__ = "functional_diversity"
@@ -213,6 +221,11 @@ class DiversityReward:
         self.config = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
         self.num_generations = num_generations
         self.last_rows: list[dict[str, Any]] = []
+        # Fail before spending: the judges, classifier and embedder are checked now (models resolvable, keys set,
+        # options known), not at the first reward call, after the trainer has loaded its model and generated.
+        from engine.execution.preflight import preflight
+
+        preflight(_rewards_config(self.config, Path(self.config.run_dir) / "reward-batch.jsonl"))
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
         categories = kwargs.get("category")

@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.cli.common import add_config_arguments, load_run_config
 from engine.errors import ConfigError
+from engine.execution.preflight import check_role
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
 from engine.method.agreement import agreement_report, calibrated_probabilities, llm_probabilities
 
@@ -70,6 +71,11 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         if judges[name].backend == "calibrated":
             raise ConfigError(f"--judge {name!r} is the calibrated judge: use --judge calibrated "
                               f"(--coefficients {judges[name].model} for its file)")
+        # The judge's preflight, as a run's (its model resolvable, its key set, its options known): a bad one is a
+        # message naming the config key, not a traceback from the backend's constructor.
+        k = [j.name for j in config.judges].index(name)
+        check_role(f"judges[{k}]", "chat", judges[name].backend, judges[name].model, judges[name].options,
+                   config.models.resolved_offline())
         cheap = None
         if args.judge.startswith("cascade:"):
             cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,

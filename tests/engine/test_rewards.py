@@ -255,3 +255,20 @@ def test_an_empty_groups_file_and_ctrl_c_are_said_plainly(tmp_path, capsys, monk
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_the_trl_reward_function_checks_its_models_when_it_is_made(tmp_path, monkeypatch):
+    # Fail before spending: a trainer builds its reward functions before it loads its model and generates, so a bad
+    # judge is refused there, not at the first reward call.
+    from engine.api import DiversityReward, build_config
+    from engine.errors import ConfigError
+
+    api = {"name": "api", "backend": "http", "model": "m",
+           "options": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TASKDIV_TEST_MISSING_KEY"}}
+    monkeypatch.delenv("TASKDIV_TEST_MISSING_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.api_key_env: .*TASKDIV_TEST_MISSING_KEY"):
+        DiversityReward(build_config(run_dir=str(tmp_path / "run"), judges=[api]))
+    misspelt = {**api, "options": {"base_url": "http://127.0.0.1:9/v1", "timeout": 5}}
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.timeout: .*did you mean 'timeout_s'"):
+        DiversityReward(build_config(run_dir=str(tmp_path / "run"), judges=[misspelt]))
+    assert not (tmp_path / "run").exists()

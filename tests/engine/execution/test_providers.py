@@ -179,3 +179,15 @@ def test_a_reasoning_judge_starved_of_tokens_is_unresolved_saying_why_then_resol
     assert all("spent its whole budget of 4 tokens" in j["raw"] for j in judgments), judgments[0]
     resolved = roomy.tables["judgments"].to_pylist()
     assert resolved and {j["verdict"] for j in resolved} <= {"equivalent", "different"}
+
+
+def test_agreement_checks_the_judge_as_a_run_does(tmp_path, capsys):
+    # Its judge is built outside a run: a misspelt option was a TypeError traceback from the backend's constructor.
+    pairs = labelled_pairs(tmp_path / "pairs.jsonl")
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "judges": [
+        {"name": "j", "backend": "http", "model": "m", "options": {"base_url": "http://127.0.0.1:9/v1", "timeout": 3}}]}))
+    code = main(["agreement", "--pairs", str(pairs), "--config", str(config), "--judge", "j"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "judges[0].options.timeout" in err and "did you mean 'timeout_s'" in err
