@@ -18,10 +18,13 @@ Design:
   seeded server that ignores `n` does not hand back the same sample n times. An endpoint that refuses `n` > 1
   (HTTP 400: Anthropic's compatibility layer requires n = 1) is asked for one completion; when that is served, every
   later request asks for one (`completions_per_request`, known in advance for Anthropic's host).
-- Sampling fields as providers take them (shared/notes/providers.md): `top_p` is sent only where it changes
-  anything (temperature above 0 and top_p below 1), since Claude models from Sonnet 4.5 on refuse `temperature`
-  and `top_p` together and a judge's greedy call must not fail on a field that does nothing. A 400 that names
-  `temperature` or `top_p` is the configuration's problem, not a row's: it fails the batch with what to change.
+- Sampling fields as providers take them (shared/notes/providers.md): `top_p` is not sent for greedy decoding
+  (temperature 0, where it does nothing) nor where it equals the endpoint's documented default (`default_top_p`: 1
+  on OpenAI's and Anthropic's APIs), since Claude models from Sonnet 4.5 on refuse `temperature` and `top_p`
+  together and a judge's greedy call must not fail on a field that does nothing. Elsewhere it is sent even at 1: a
+  vLLM server's default comes from the model's generation config and Gemini's models set their own, so leaving it
+  out would sample with another nucleus than the one asked for. A 400 that names `temperature` or `top_p` is the
+  configuration's problem, not a row's: it fails the batch with what to change.
   Anthropic caps temperatures above 1 at 1 without saying so: `max_temperature` (1 for that host) refuses a higher
   one, and the run's preflight refuses such a generator before anything is sent. OpenAI's newer models (o-series,
   GPT-5.x) refuse `max_tokens` for `max_completion_tokens`: OpenAI's host is sent the latter (its models all take
@@ -135,24 +138,27 @@ def names_sampling(message: str) -> bool:
 # What some endpoints do with sampling fields, from their documentation (shared/notes/providers.md), by host.
 # Anthropic's OpenAI compatibility layer: `n` must be exactly 1; temperatures above 1 are capped at 1 silently.
 # OpenAI: every chat model takes `max_completion_tokens`, and o-series and GPT-5.x models refuse `max_tokens`.
+# Both document top_p's default as 1 (the whole distribution).
 KNOWN_ENDPOINTS: dict[str, dict[str, Any]] = {
-    "api.anthropic.com": {"completions_per_request": 1, "max_temperature": 1.0},
-    "api.openai.com": {"max_tokens_field": "max_completion_tokens"},
+    "api.anthropic.com": {"completions_per_request": 1, "max_temperature": 1.0, "default_top_p": 1.0},
+    "api.openai.com": {"max_tokens_field": "max_completion_tokens", "default_top_p": 1.0},
 }
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
 def endpoint_limits(base_url: str, completions_per_request: int | None = None,
-                    max_temperature: float | None = None, max_tokens_field: str | None = None) -> dict[str, Any]:
-    """{"completions_per_request": int | None, "max_temperature": float | None, "max_tokens_field": str} for an
-    endpoint: the options where given, else what is known of its host (KNOWN_ENDPOINTS), else no limit and
-    "max_tokens"."""
+                    max_temperature: float | None = None, max_tokens_field: str | None = None,
+                    default_top_p: float | None = None) -> dict[str, Any]:
+    """{"completions_per_request": int | None, "max_temperature": float | None, "max_tokens_field": str,
+    "default_top_p": float | None} for an endpoint: the options where given, else what is known of its host
+    (KNOWN_ENDPOINTS), else no limit, "max_tokens" and no known default."""
     host = (urlsplit(base_url).hostname or "").lower() if isinstance(base_url, str) else ""
     known = KNOWN_ENDPOINTS.get(host, {})
     return {"completions_per_request": completions_per_request if completions_per_request is not None
             else known.get("completions_per_request"),
             "max_temperature": max_temperature if max_temperature is not None else known.get("max_temperature"),
-            "max_tokens_field": max_tokens_field or known.get("max_tokens_field", "max_tokens")}
+            "max_tokens_field": max_tokens_field or known.get("max_tokens_field", "max_tokens"),
+            "default_top_p": default_top_p if default_top_p is not None else known.get("default_top_p")}
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -338,6 +344,8 @@ class OpenAIChatClient:
         max_temperature: the highest temperature the endpoint honours; a request above it fails its batch (the
             run's preflight refuses such a generator first). Default for api.anthropic.com: 1.0 (it caps higher
             values at 1 without saying so, so the responses would be sampled at 1 under another label).
+        default_top_p: the endpoint's default top_p, which is then not sent when asked for (default: 1.0 for
+            api.openai.com and api.anthropic.com; none elsewhere, so top_p is always sent above temperature 0).
         max_tokens_field: the request field for the token limit, "max_tokens" or "max_completion_tokens" (default:
             the latter for api.openai.com, else the former until a 400 asks for the latter).
         thinking_opened: the server's chat template opens a `<think>` block in the generation prompt (DeepSeek-R1,
@@ -377,7 +385,10 @@ class OpenAIChatClient:
         completions_per_request: int | None = None,
         max_temperature: float | None = None,
         max_tokens_field: str | None = None,
+        default_top_p: float | None = None,
     ) -> None:
+        if default_top_p is not None and not (isinstance(default_top_p, (int, float)) and 0 < default_top_p <= 1):
+            raise ValueError(f"default_top_p must be in (0, 1], got {default_top_p!r}")
         if max_tokens_field is not None and max_tokens_field not in MAX_TOKENS_FIELDS:
             raise ValueError(f"max_tokens_field must be one of {MAX_TOKENS_FIELDS}, got {max_tokens_field!r}")
         if completions_per_request is not None and not (isinstance(completions_per_request, int)
@@ -429,10 +440,11 @@ class OpenAIChatClient:
         if not isinstance(thinking_opened, bool):
             raise ValueError(f"thinking_opened must be true or false, got {thinking_opened!r}")
         self.thinking_opened = thinking_opened
-        limits = endpoint_limits(base_url, completions_per_request, max_temperature, max_tokens_field)
+        limits = endpoint_limits(base_url, completions_per_request, max_temperature, max_tokens_field, default_top_p)
         self.completions_per_request: int | None = limits["completions_per_request"]
         self.max_temperature: float | None = limits["max_temperature"]
         self.max_tokens_field: str = limits["max_tokens_field"]
+        self.default_top_p: float | None = limits["default_top_p"]
         # Why one completion per request is asked for when it was learnt during the run (None otherwise).
         self.one_per_request: str | None = None
         self.requests = 0
@@ -755,16 +767,17 @@ class OpenAIChatClient:
     def _sampling_refused(self, p: SamplingParams, message: str) -> str:
         sent = f"temperature {p.temperature:g}" + (f" and top_p {p.top_p:g}" if self._sends_top_p(p) else "")
         return (f"{self.endpoint} refused the sampling settings of {self.model} ({sent}) with HTTP 400: "
-                f"{message.rstrip('.')}. Every request would be refused alike. A model that takes temperature or top_p but not both: set "
-                "top_p: 1.0 for it (sampling.top_p or the model's own top_p; top_p 1 is not sent). A model that "
+                f"{message.rstrip('.')}. Every request would be refused alike. A model that takes temperature or "
+                "top_p but not both: set top_p: 1.0 for it (sampling.top_p or the model's own top_p), which is not "
+                "sent where it is the endpoint's default (Anthropic's and OpenAI's APIs; options.default_top_p: 1.0 "
+                "for another endpoint whose default it is). A model that "
                 "takes neither: options.extra_body: {temperature: null, top_p: null} sends none (it then samples at "
                 "its own default, which the run records as configured, not as served)")
 
-    @staticmethod
-    def _sends_top_p(p: SamplingParams) -> bool:
-        # Greedy decoding ignores the nucleus, and top_p 1 is the whole distribution: either way the field does
-        # nothing, and Claude models from Sonnet 4.5 on refuse it beside temperature.
-        return p.temperature > 0 and p.top_p < 1
+    def _sends_top_p(self, p: SamplingParams) -> bool:
+        # Greedy decoding ignores the nucleus, and the endpoint's own default needs no saying: either way the field
+        # does nothing, and Claude models from Sonnet 4.5 on refuse it beside temperature.
+        return p.temperature > 0 and p.top_p != self.default_top_p
 
     def _downgrade(self, reason: str) -> None:
         """Read verdicts from text for the rest of the run (once per client, one line in the log)."""

@@ -42,10 +42,10 @@ from actors.hub import env_offline  # noqa: F401  (re-exported: whether the envi
 TRANSPORT_OPTIONS = frozenset({
     "base_url", "api_key_env", "max_concurrency", "timeout_s", "read_s_per_token", "timeout_retries",
     "max_reply_bytes", "max_retries", "backoff_base_s", "backoff_max_s", "prices", "allow_insecure_http",
-    "completions_per_request", "max_temperature", "max_tokens_field", "threads", "device", "max_batch_sequences",
-    "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "enforce_eager", "max_num_seqs",
-    "in_process", "distributed_executor_backend", "enable_prefix_caching", "max_num_batched_tokens",
-    "kv_cache_memory_bytes", "swap_space", "continuous", "max_in_flight",
+    "completions_per_request", "max_temperature", "max_tokens_field", "default_top_p", "threads", "device",
+    "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
+    "enforce_eager", "max_num_seqs", "in_process", "distributed_executor_backend", "enable_prefix_caching",
+    "max_num_batched_tokens", "kv_cache_memory_bytes", "swap_space", "continuous", "max_in_flight",
 })
 # Backend options that change what a model answers (kept in shard keys). Every keyword of a backend's constructor is
 # in exactly one of the two sets (tests/actors/test_registry.py): a new option is classified on purpose, since an

@@ -2,7 +2,9 @@
 missing key fails in a second with the config key that names it, not minutes later inside a Ray actor.
 
 The per-backend rules live with the backends (actors.registry.check_model): a folder, a packaged model, or a hub id
-found in the cache (or, with hub access on, known to the hub); this module walks the config's roles.
+found in the cache (or, with hub access on, known to the hub); options the backend takes (a misspelt one names the
+closest); for a generator behind an HTTP endpoint, a temperature the endpoint serves as asked
+(actors.registry.check_temperature). This module walks the config's roles.
 """
 
 from __future__ import annotations

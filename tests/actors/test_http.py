@@ -92,10 +92,14 @@ def test_sampling_maps_to_the_request(serve, client):
     c2.chat([user("y")], SamplingParams())
     body = srv.requests[-1].body
     assert "seed" not in body and "stop" not in body and "logprobs" not in body and body["max_tokens"] == 1024
-    # top_p only where it changes anything: not for greedy decoding, not at 1.
-    for temperature, top_p in ((0.0, 0.5), (0.7, 1.0)):
-        c2.chat([user("z")], SamplingParams(temperature=temperature, top_p=top_p))
-        assert "top_p" not in srv.requests[-1].body and srv.requests[-1].body["temperature"] == temperature
+    # top_p is not sent for greedy decoding (it does nothing there) nor where it is the endpoint's known default;
+    # elsewhere it is sent even at 1 (a vLLM server's default comes from the model, Gemini's models set their own).
+    c2.chat([user("z")], SamplingParams(temperature=0.0, top_p=0.5))
+    assert "top_p" not in srv.requests[-1].body and srv.requests[-1].body["temperature"] == 0.0
+    c2.chat([user("z")], SamplingParams(temperature=0.7, top_p=1.0))
+    assert srv.requests[-1].body["top_p"] == 1.0
+    client(srv, default_top_p=1.0).chat([user("z")], SamplingParams(temperature=0.7, top_p=1.0))
+    assert "top_p" not in srv.requests[-1].body
 
 
 def test_faults_every_row_exactly_once(serve, client):
@@ -595,9 +599,14 @@ def test_anthropics_host_is_known_and_an_option_overrides_it():
     from actors.http import endpoint_limits
 
     anthropic = endpoint_limits("https://api.anthropic.com/v1/")
-    assert (anthropic["completions_per_request"], anthropic["max_temperature"]) == (1, 1.0)
+    assert (anthropic["completions_per_request"], anthropic["max_temperature"], anthropic["default_top_p"]) == \
+        (1, 1.0, 1.0)
     other = endpoint_limits("http://127.0.0.1:8000/v1")
-    assert (other["completions_per_request"], other["max_temperature"]) == (None, None)
+    assert (other["completions_per_request"], other["max_temperature"], other["default_top_p"]) == (None, None, None)
+    # What goes out to Anthropic's host (built, not sent): top_p 1 left out, n = 1.
+    with OpenAIChatClient("claude", base_url="https://api.anthropic.com/v1/") as c:
+        body = c._body(user("x"), SamplingParams(temperature=0.5, top_p=1.0), 1, 0)
+    assert "top_p" not in body and body["temperature"] == 0.5
     anthropic = endpoint_limits("https://api.anthropic.com/v1/", 2, 0.8)
     assert (anthropic["completions_per_request"], anthropic["max_temperature"]) == (2, 0.8)
 
@@ -622,9 +631,10 @@ def test_a_model_that_refuses_temperature_with_top_p(serve, client):
     with pytest.raises(BackendError) as info:
         c.chat([user("b"), user("c")], SamplingParams(n=2, temperature=1.0, top_p=0.9))
     message = str(info.value)
-    assert "cannot both be specified" in message and "top_p: 1.0" in message
+    assert "cannot both be specified" in message and "top_p: 1.0" in message and "default_top_p" in message
     assert "temperature 1 and top_p 0.9" in message
-    (out,) = c.chat([user("d")], SamplingParams(n=2, temperature=1.0, top_p=1.0))
+    # top_p 1 where it is the endpoint's default (Anthropic's API: known; here: said) is not sent.
+    (out,) = client(srv, default_top_p=1.0).chat([user("d")], SamplingParams(n=2, temperature=1.0, top_p=1.0))
     assert out.error is None and len(out.texts) == 2
 
 

@@ -117,7 +117,8 @@ def test_a_claude_like_endpoint_generates_and_judges(tmp_path):
     with ChatServer(ScriptedChat(), **CLAUDE_LIKE) as server:
         cfg = config_from_dict({
             "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1, "limit": 4},
-            "n": 3, "strategies": ["temperature"], "generators": [api_generator(server)], "judges": [judge(server)],
+            "n": 3, "strategies": ["temperature"], "generators": [api_generator(server, default_top_p=1.0)],
+            "judges": [judge(server)],
             "sampling": {"temperature": 1.0, "top_p": 1.0}, "quality": {"enabled": False},
             "accuracy": {"enabled": False}, "execution": {"executor": "local", "shard_size": 4},
         })
