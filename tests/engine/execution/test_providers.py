@@ -4,6 +4,12 @@ mode, each verdict records how it was read, and the report says which judges rea
 The judge is the deterministic double behind the loopback OpenAI-compatible server in three modes: "serve"
 (log-probs, as OpenAI and vLLM), "omit" (no log-probs, as Claude's compatibility layer), "reject" (HTTP 400 naming
 the parameter, as some Gemini endpoints).
+
+Then the other provider behaviours of shared/notes/providers.md and of current models, through the pipeline and the
+command line: a Claude-like endpoint (n must be 1, temperature and top_p not both) generating and judging; the
+paper's top_p on such a model stopping with what to set; a temperature above an endpoint's cap refused in
+preflight; a GPT-5-like judge (no max_tokens, hidden reasoning) starved of tokens, then given room; `agreement`
+checking its judge as a run does.
 """
 
 from __future__ import annotations
