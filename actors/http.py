@@ -144,21 +144,18 @@ KNOWN_ENDPOINTS: dict[str, dict[str, Any]] = {
     "api.openai.com": {"max_tokens_field": "max_completion_tokens", "default_top_p": 1.0},
 }
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
+# The endpoint options KNOWN_ENDPOINTS may fill in, and their value where neither the option nor the host says.
+ENDPOINT_OPTIONS: dict[str, Any] = {"completions_per_request": None, "max_temperature": None,
+                                    "max_tokens_field": "max_tokens", "default_top_p": None}
 
 
-def endpoint_limits(base_url: str, completions_per_request: int | None = None,
-                    max_temperature: float | None = None, max_tokens_field: str | None = None,
-                    default_top_p: float | None = None) -> dict[str, Any]:
-    """{"completions_per_request": int | None, "max_temperature": float | None, "max_tokens_field": str,
-    "default_top_p": float | None} for an endpoint: the options where given, else what is known of its host
-    (KNOWN_ENDPOINTS), else no limit, "max_tokens" and no known default."""
+def endpoint_limits(base_url: str, **given: Any) -> dict[str, Any]:
+    """Each of ENDPOINT_OPTIONS for an endpoint: the option where given (not None), else what is known of its host
+    (KNOWN_ENDPOINTS), else the default."""
     host = (urlsplit(base_url).hostname or "").lower() if isinstance(base_url, str) else ""
     known = KNOWN_ENDPOINTS.get(host, {})
-    return {"completions_per_request": completions_per_request if completions_per_request is not None
-            else known.get("completions_per_request"),
-            "max_temperature": max_temperature if max_temperature is not None else known.get("max_temperature"),
-            "max_tokens_field": max_tokens_field or known.get("max_tokens_field", "max_tokens"),
-            "default_top_p": default_top_p if default_top_p is not None else known.get("default_top_p")}
+    return {key: given[key] if given.get(key) is not None else known.get(key, default)
+            for key, default in ENDPOINT_OPTIONS.items()}
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -440,7 +437,9 @@ class OpenAIChatClient:
         if not isinstance(thinking_opened, bool):
             raise ValueError(f"thinking_opened must be true or false, got {thinking_opened!r}")
         self.thinking_opened = thinking_opened
-        limits = endpoint_limits(base_url, completions_per_request, max_temperature, max_tokens_field, default_top_p)
+        limits = endpoint_limits(base_url, completions_per_request=completions_per_request,
+                                 max_temperature=max_temperature, max_tokens_field=max_tokens_field,
+                                 default_top_p=default_top_p)
         self.completions_per_request: int | None = limits["completions_per_request"]
         self.max_temperature: float | None = limits["max_temperature"]
         self.max_tokens_field: str = limits["max_tokens_field"]

@@ -412,10 +412,9 @@ def check_model(role: str, backend: str, model: str, options: dict[str, Any] | N
 
 
 def _http_limits(options: dict[str, Any]) -> dict[str, Any]:
-    from actors.http import endpoint_limits
+    from actors.http import ENDPOINT_OPTIONS, endpoint_limits
 
-    return endpoint_limits(options.get("base_url"), options.get("completions_per_request"),
-                           options.get("max_temperature"))
+    return endpoint_limits(options.get("base_url"), **{key: options.get(key) for key in ENDPOINT_OPTIONS})
 
 
 def check_temperature(backend: str, options: dict[str, Any], temperature: float) -> None:

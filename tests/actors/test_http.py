@@ -607,7 +607,7 @@ def test_anthropics_host_is_known_and_an_option_overrides_it():
     with OpenAIChatClient("claude", base_url="https://api.anthropic.com/v1/") as c:
         body = c._body(user("x"), SamplingParams(temperature=0.5, top_p=1.0), 1, 0)
     assert "top_p" not in body and body["temperature"] == 0.5
-    anthropic = endpoint_limits("https://api.anthropic.com/v1/", 2, 0.8)
+    anthropic = endpoint_limits("https://api.anthropic.com/v1/", completions_per_request=2, max_temperature=0.8)
     assert (anthropic["completions_per_request"], anthropic["max_temperature"]) == (2, 0.8)
 
 

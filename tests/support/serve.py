@@ -424,14 +424,13 @@ class ChatServer:
         max_tokens_mode: str = "any",
         hidden_reasoning_tokens: int = 0,
     ) -> None:
+        for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
+                                     ("sampling_mode", sampling_mode, ("any", "exclusive")),
+                                     ("max_tokens_mode", max_tokens_mode, ("any", "reject"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.n_mode, self.sampling_mode, self.max_tokens_mode = n_mode, sampling_mode, max_tokens_mode
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
-        if max_tokens_mode not in ("any", "reject"):
-            raise ValueError(f"max_tokens_mode must be any or reject, got {max_tokens_mode!r}")
-        self.max_tokens_mode = max_tokens_mode
-        if n_mode not in ("serve", "reject") or sampling_mode not in ("any", "exclusive"):
-            raise ValueError(f"n_mode must be serve or reject and sampling_mode any or exclusive, got {n_mode!r}, "
-                             f"{sampling_mode!r}")
-        self.n_mode, self.sampling_mode = n_mode, sampling_mode
         if reasoning not in (*REASONING_MODES, TEMPLATE_OPENED):
             raise ValueError(f"reasoning must be one of {(*REASONING_MODES, TEMPLATE_OPENED)}, got {reasoning!r}")
         self.reasoning = reasoning
