@@ -140,13 +140,44 @@ def names_sampling(message: str) -> bool:
 # OpenAI: every chat model takes `max_completion_tokens`, and o-series and GPT-5.x models refuse `max_tokens`.
 # Both document top_p's default as 1 (the whole distribution).
 KNOWN_ENDPOINTS: dict[str, dict[str, Any]] = {
-    "api.anthropic.com": {"completions_per_request": 1, "max_temperature": 1.0, "default_top_p": 1.0},
-    "api.openai.com": {"max_tokens_field": "max_completion_tokens", "default_top_p": 1.0},
+    "api.anthropic.com": {"completions_per_request": 1, "max_temperature": 1.0, "default_top_p": 1.0,
+                          "default_temperature": 1.0},
+    "api.openai.com": {"max_tokens_field": "max_completion_tokens", "default_top_p": 1.0, "default_temperature": 1.0},
 }
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
+# Answers at one budget that all came back empty from hidden reasoning, with none answered, before a stage stops.
+REASONING_STOP_AFTER = 3
 # The endpoint options KNOWN_ENDPOINTS may fill in, and their value where neither the option nor the host says.
 ENDPOINT_OPTIONS: dict[str, Any] = {"completions_per_request": None, "max_temperature": None,
-                                    "max_tokens_field": "max_tokens", "default_top_p": None}
+                                    "max_tokens_field": "max_tokens", "default_top_p": None,
+                                    "default_temperature": None}
+# Request fields the run sets from its own settings (the config key to change instead). extra_body may remove one
+# (null: e.g. n for a gateway that refuses it, temperature for a model that takes none) but not give it a value:
+# the run would record, key and read its rows by one setting while the endpoint was asked another.
+RUN_FIELDS: dict[str, str] = {
+    "model": "model", "messages": "the prompts", "stream": "(the client reads whole replies)",
+    "n": "n", "temperature": "temperature", "top_p": "top_p", "seed": "sampling.seed", "stop": "(the method's)",
+    "max_tokens": "sampling.max_tokens / judge.max_tokens", "max_completion_tokens": "options.max_tokens_field",
+    "logprobs": "verdict", "top_logprobs": "verdict",
+}
+NOT_REMOVABLE = ("model", "messages")
+
+
+def check_extra_body(extra_body: Any) -> None:
+    """Refuse an extra_body that is not a mapping, or that sets one of the run's own fields (RUN_FIELDS) to a value.
+
+    Raises:
+        ValueError: "extra_body.<field>: …" naming the setting to change instead.
+    """
+    if extra_body is None:
+        return
+    if not isinstance(extra_body, dict):
+        raise ValueError(f"extra_body must be a mapping of request fields, got {type(extra_body).__name__}")
+    for key, value in extra_body.items():
+        if key in RUN_FIELDS and (value is not None or key in NOT_REMOVABLE):
+            what = "set" if key in NOT_REMOVABLE else "set to a value (null removes it from requests)"
+            raise ValueError(f"extra_body.{key}: the run sets this field from {RUN_FIELDS[key]} and it cannot be "
+                             f"{what}: the rows would be recorded under one setting and sampled under another")
 
 
 def endpoint_limits(base_url: str, **given: Any) -> dict[str, Any]:
@@ -331,7 +362,8 @@ class OpenAIChatClient:
             otherwise: the key would cross the network unencrypted).
         extra_body: fields merged into every request body, overriding the defaults (e.g.
             {"chat_template_kwargs": {...}}); a field mapped to None is removed (e.g. {"n": None} for a gateway that
-            rejects `n`: the client then collects n completions one request at a time).
+            rejects `n`: the client then collects n completions one request at a time). The run's own fields
+            (RUN_FIELDS: temperature, n, max_tokens, …) may be removed but not given a value.
         continuous: take requests one at a time too (actors.base.ContinuousBackend), so that a conversation's next
             turn is sent the moment its previous answer arrives instead of after a round's slowest request.
         max_in_flight: most requests submitted and not yet collected in continuous mode (at most
@@ -343,6 +375,9 @@ class OpenAIChatClient:
             values at 1 without saying so, so the responses would be sampled at 1 under another label).
         default_top_p: the endpoint's default top_p, which is then not sent when asked for (default: 1.0 for
             api.openai.com and api.anthropic.com; none elsewhere, so top_p is always sent above temperature 0).
+        default_temperature: the temperature the endpoint samples at when none is sent (default: 1.0 for
+            api.openai.com and api.anthropic.com); what a generator whose extra_body removes `temperature` must be
+            configured at (preflight, actors.registry.check_sampling), so the run records what it was served.
         max_tokens_field: the request field for the token limit, "max_tokens" or "max_completion_tokens" (default:
             the latter for api.openai.com, else the former until a 400 asks for the latter).
         thinking_opened: the server's chat template opens a `<think>` block in the generation prompt (DeepSeek-R1,
@@ -383,7 +418,12 @@ class OpenAIChatClient:
         max_temperature: float | None = None,
         max_tokens_field: str | None = None,
         default_top_p: float | None = None,
+        default_temperature: float | None = None,
     ) -> None:
+        check_extra_body(extra_body)
+        if default_temperature is not None and not (isinstance(default_temperature, (int, float))
+                                                    and default_temperature >= 0):
+            raise ValueError(f"default_temperature must be a number >= 0, got {default_temperature!r}")
         if default_top_p is not None and not (isinstance(default_top_p, (int, float)) and 0 < default_top_p <= 1):
             raise ValueError(f"default_top_p must be in (0, 1], got {default_top_p!r}")
         if max_tokens_field is not None and max_tokens_field not in MAX_TOKENS_FIELDS:
@@ -439,11 +479,12 @@ class OpenAIChatClient:
         self.thinking_opened = thinking_opened
         limits = endpoint_limits(base_url, completions_per_request=completions_per_request,
                                  max_temperature=max_temperature, max_tokens_field=max_tokens_field,
-                                 default_top_p=default_top_p)
+                                 default_top_p=default_top_p, default_temperature=default_temperature)
         self.completions_per_request: int | None = limits["completions_per_request"]
         self.max_temperature: float | None = limits["max_temperature"]
         self.max_tokens_field: str = limits["max_tokens_field"]
         self.default_top_p: float | None = limits["default_top_p"]
+        self.default_temperature: float | None = limits["default_temperature"]
         # Why one completion per request is asked for when it was learnt during the run (None otherwise).
         self.one_per_request: str | None = None
         self.requests = 0
@@ -455,6 +496,9 @@ class OpenAIChatClient:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._stats_lock = threading.Lock()
+        # Budgets (max tokens) at which an answer came back, and how many came back empty from reasoning at each.
+        self._budgets_answered: set[int] = set()
+        self._budgets_exhausted: dict[int, int] = {}
         self._random = random.Random()
         self._closed = False
         self._loop = asyncio.new_event_loop()
@@ -770,8 +814,9 @@ class OpenAIChatClient:
                 "top_p but not both: set top_p: 1.0 for it (sampling.top_p or the model's own top_p), which is not "
                 "sent where it is the endpoint's default (Anthropic's and OpenAI's APIs; options.default_top_p: 1.0 "
                 "for another endpoint whose default it is). A model that "
-                "takes neither: options.extra_body: {temperature: null, top_p: null} sends none (it then samples at "
-                "its own default, which the run records as configured, not as served)")
+                "takes neither: options.extra_body: {temperature: null, top_p: null} sends none; it then samples "
+                "at its own defaults, so give the generator those (temperature and top_p; options.default_temperature "
+                "and default_top_p where the endpoint's are not known) and the run records what it served")
 
     def _sends_top_p(self, p: SamplingParams) -> bool:
         # Greedy decoding ignores the nucleus, and the endpoint's own default needs no saying: either way the field
@@ -913,19 +958,42 @@ class OpenAIChatClient:
             await asyncio.sleep(delay)
 
     def _check_reasoning_budget(self, body: dict[str, Any], usage: dict[str, Any], choices: list, status: int) -> None:
-        """A reasoning model (o-series, GPT-5.x, any server reporting `completion_tokens_details.reasoning_tokens`)
-        that spent the whole budget thinking returns an empty answer cut at the limit. That is no answer: the row
-        fails (not transiently: the same budget would fail again), saying what to raise, instead of an empty text
-        read as a response or an unparsed verdict."""
+        """A reasoning model that spent the whole budget thinking returns an empty answer cut at the limit. That is
+        no answer: the row fails (not transiently: the same budget would fail again), saying what to raise, instead
+        of an empty text read as a response or an unparsed verdict.
+
+        Hidden reasoning shows as `usage.completion_tokens_details.reasoning_tokens` (OpenAI's o-series and GPT-5.x,
+        vLLM) or only as `total_tokens` above prompt plus completion tokens (Gemini's thoughts, counted in its total
+        and not in its candidates). Where the first REASONING_STOP_AFTER answers at one budget all came back so and
+        none answered at it, every other request at that budget would be paid for nothing (a judge asks every pair
+        with the same few tokens): the stage stops (BackendError) saying how to switch the thinking off."""
+        budget = _int(body.get("max_completion_tokens") or body.get("max_tokens"))
+        empty = any(not text.strip() and reason == "length" for text, reason, *_ in choices)
+        if not empty:
+            if budget and any(text.strip() for text, *_ in choices):
+                with self._stats_lock:
+                    self._budgets_answered.add(budget)
+            return
         details = usage.get("completion_tokens_details")
         reasoning = _int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
-        if reasoning and any(not text.strip() and reason == "length" for text, reason, *_ in choices):
-            budget = _int(body.get("max_completion_tokens") or body.get("max_tokens"))
-            raise _RowError(f"{self.endpoint}: {self.model} spent its whole budget of {budget} tokens per answer "
-                            f"reasoning ({reasoning} reasoning tokens) and gave no answer: raise the budget "
-                            "(sampling.max_tokens; judge.max_tokens where verdicts are read from text) or ask for "
-                            "less reasoning (options.extra_body, e.g. {reasoning_effort: low} on OpenAI)", status,
-                            transient=False)
+        if not reasoning and all(isinstance(usage.get(k), int) for k in ("total_tokens", "prompt_tokens")):
+            reasoning = max(0, usage["total_tokens"] - usage["prompt_tokens"] - _int(usage.get("completion_tokens")))
+        if not reasoning:
+            return
+        with self._stats_lock:
+            self._budgets_exhausted[budget] = exhausted = self._budgets_exhausted.get(budget, 0) + 1
+            stop = exhausted >= REASONING_STOP_AFTER and budget not in self._budgets_answered
+        advice = ("switch its thinking off where the provider allows it (options.extra_body: {reasoning_effort: "
+                  "none} on Gemini's OpenAI-compatible endpoint and OpenAI's GPT-5.1 on; {reasoning_effort: low} on "
+                  "the o-series) or raise the budget (sampling.max_tokens; judge.max_tokens where verdicts are read "
+                  "from text)")
+        if stop:
+            raise BackendError(f"{self.endpoint}: {self.model} spent the whole budget of {budget} tokens reasoning "
+                               f"and gave no answer on each of the first {exhausted} requests at that budget, and "
+                               f"answered none: the others would be paid for nothing, so this stage stops; {advice}")
+        raise _RowError(f"{self.endpoint}: {self.model} spent its whole budget of {budget} tokens per answer "
+                        f"reasoning ({reasoning} reasoning tokens) and gave no answer: {advice}", status,
+                        transient=False)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

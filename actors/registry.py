@@ -42,7 +42,8 @@ from actors.hub import env_offline  # noqa: F401  (re-exported: whether the envi
 TRANSPORT_OPTIONS = frozenset({
     "base_url", "api_key_env", "max_concurrency", "timeout_s", "read_s_per_token", "timeout_retries",
     "max_reply_bytes", "max_retries", "backoff_base_s", "backoff_max_s", "prices", "allow_insecure_http",
-    "completions_per_request", "max_temperature", "max_tokens_field", "default_top_p", "threads", "device",
+    "completions_per_request", "max_temperature", "max_tokens_field", "default_top_p", "default_temperature",
+    "threads", "device",
     "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
     "enforce_eager", "max_num_seqs", "in_process", "distributed_executor_backend", "enable_prefix_caching",
     "max_num_batched_tokens", "kv_cache_memory_bytes", "swap_space", "continuous", "max_in_flight",
@@ -319,6 +320,15 @@ def _check_local(model: str, options: dict[str, Any], offline: bool = True) -> N
 
 
 def _check_vllm(model: str, options: dict[str, Any], offline: bool = True) -> None:
+    from actors.vllm import check_sampling_overrides
+
+    try:
+        check_sampling_overrides(options.get("sampling_overrides"))
+    except BackendError as exc:
+        key, _, message = str(exc).partition(": ")
+        raise ModelCheckError(f"options.{key}" if key.startswith("sampling_overrides.") else
+                              "options.sampling_overrides", message if key.startswith("sampling_overrides.")
+                              else str(exc)) from None
     _check_weights(model, offline)
 
 
@@ -333,6 +343,14 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
     if why:
         raise ModelCheckError("options.base_url", why)
+    from actors.http import check_extra_body
+
+    try:
+        check_extra_body(options.get("extra_body"))
+    except ValueError as exc:
+        key, _, message = str(exc).partition(": ")
+        raise ModelCheckError(f"options.{key}" if key.startswith("extra_body.") else "options.extra_body",
+                              message if key.startswith("extra_body.") else str(exc)) from None
 
 
 CHECKS: dict[str, Callable[..., None]] = {
@@ -417,19 +435,24 @@ def _http_limits(options: dict[str, Any]) -> dict[str, Any]:
     return endpoint_limits(options.get("base_url"), **{key: options.get(key) for key in ENDPOINT_OPTIONS})
 
 
-def check_temperature(backend: str, options: dict[str, Any], temperature: float) -> None:
-    """Refuse a generation temperature the endpoint would not serve as asked (http: `max_temperature`, known for
-    Anthropic's host, which caps temperatures above 1 at 1 without a word: the responses would carry a label they
-    were not sampled at, and a sweep's values above the cap would pay twice for one setting).
+def check_sampling(backend: str, options: dict[str, Any], temperature: float, top_p: float) -> None:
+    """Refuse a generator's sampling setting that the endpoint would not serve as labelled (http only):
+    - a temperature above `max_temperature` (known for Anthropic's host, which caps higher values at 1 without a
+      word: the responses would carry a label they were not sampled at, and a sweep's values above the cap would pay
+      twice for one setting);
+    - a temperature or top_p that `extra_body` removes from requests (a model that takes neither), unless it is the
+      endpoint's default (`default_temperature`, `default_top_p`; known for OpenAI's and Anthropic's hosts), which
+      is what the endpoint then samples at.
 
     Raises:
-        ModelCheckError: keyed "temperature".
+        ModelCheckError: keyed "temperature" or "top_p".
     """
     if backend != "http":
         return
-    cap = _http_limits(options)["max_temperature"]
+    limits = _http_limits(options)
+    host = urlsplit(str(options.get("base_url"))).hostname
+    cap = limits["max_temperature"]
     if cap is not None and temperature > cap:
-        host = urlsplit(str(options.get("base_url"))).hostname
         why = ("options.max_temperature" if options.get("max_temperature") is not None
                else f"{host} caps higher values at {cap:g} without saying so")
         raise ModelCheckError("temperature", f"{temperature:g} is above the {cap:g} this endpoint serves ({why}): "
@@ -437,6 +460,20 @@ def check_temperature(backend: str, options: dict[str, Any], temperature: float)
                                              f"{temperature:g}. Give this generator its own temperature (a value or "
                                              f"a list) within [0, {cap:g}], or set options.max_temperature if the "
                                              "endpoint honours higher ones")
+    removed = options.get("extra_body") or {}
+    for key, value in (("temperature", temperature), ("top_p", top_p)):
+        if not isinstance(removed, dict) or key not in removed or removed[key] is not None or \
+                (key == "top_p" and temperature == 0):  # greedy decoding: no nucleus, none sent either way
+            continue
+        served = limits[f"default_{key}"]
+        if served is None:
+            raise ModelCheckError(key, f"options.extra_body removes {key} from requests, so {host} samples at its "
+                                       f"own default, which is not known here: set options.default_{key} to it (and "
+                                       f"this generator's {key} to the same) so the run records what it served")
+        if value != served:
+            raise ModelCheckError(key, f"options.extra_body removes {key} from requests, so {host} samples at its "
+                                       f"default {served:g}, not at {value:g}: set this generator's {key} to "
+                                       f"{served:g} so the run records what it served")
 
 
 def completions_per_request(backend: str, options: dict[str, Any]) -> int | None:

@@ -95,6 +95,29 @@ def without_llvmlite_ffi() -> Iterator[None]:
             sys.modules.setdefault("llvmlite.binding.ffi", hidden)
 
 
+# vLLM SamplingParams fields the run sets from its own settings: sampling_overrides may not replace them, or the
+# rows would be recorded and keyed under one setting and sampled under another.
+RUN_SAMPLING_FIELDS = ("n", "temperature", "top_p", "max_tokens", "seed", "stop", "logprobs")
+
+
+def check_sampling_overrides(overrides: Any) -> None:
+    """Refuse sampling_overrides that are not a mapping or that replace one of RUN_SAMPLING_FIELDS.
+
+    Raises:
+        BackendError: "sampling_overrides.<field>: …".
+    """
+    if overrides is None:
+        return
+    if not isinstance(overrides, dict):
+        raise BackendError(f"sampling_overrides must be a mapping of vLLM SamplingParams fields, got "
+                           f"{type(overrides).__name__}")
+    for key in overrides:
+        if key in RUN_SAMPLING_FIELDS:
+            raise BackendError(f"sampling_overrides.{key}: the run sets this field from its own settings (n, "
+                               "temperature, top_p, sampling.max_tokens, sampling.seed, the verdict); set it there, "
+                               "so that the rows are recorded under what they were sampled with")
+
+
 class VLLMChatModel:
     """A vLLM engine behind the ChatBackend interface.
 
@@ -120,7 +143,7 @@ class VLLMChatModel:
             measured). None leaves the environment's setting (vLLM's default: a child process).
         sampling_overrides: extra vLLM SamplingParams fields for every request, e.g. {"ignore_eos": True} for
             fixed-length benchmarks or {"repetition_penalty": 1.1}; they change the outputs, so they belong to the
-            model's identity (keep them in `options`).
+            model's identity (keep them in `options`). The run's own fields (RUN_SAMPLING_FIELDS) are refused.
         continuous: take requests one at a time (actors.base.ContinuousBackend: `submit`, then `collect` steps the
             engine and returns each request as it finishes), so that the driver submits a conversation's next turn
             while the others still decode, instead of lockstep rounds of `chat` calls that wait for each round's
@@ -159,6 +182,7 @@ class VLLMChatModel:
         # (rows refused before submission).
         self._running: dict[str, tuple[int, SamplingParams]] = {}
         self._ready: list[tuple[int, ChatOutput]] = []
+        check_sampling_overrides(sampling_overrides)
         self.sampling_overrides = dict(sampling_overrides or {})
         # cached_prompt_tokens: prompt tokens vLLM served from its prefix cache instead of computing them (judge
         # prompts of one group share their instructions, prompt and first response; regeneration turns share the

@@ -3,13 +3,13 @@ missing key fails in a second with the config key that names it, not minutes lat
 
 The per-backend rules live with the backends (actors.registry.check_model): a folder, a packaged model, or a hub id
 found in the cache (or, with hub access on, known to the hub); options the backend takes (a misspelt one names the
-closest); for a generator behind an HTTP endpoint, a temperature the endpoint serves as asked
-(actors.registry.check_temperature). This module walks the config's roles.
+closest); for a generator behind an HTTP endpoint, a temperature and top_p the endpoint serves as labelled
+(actors.registry.check_sampling). This module walks the config's roles.
 """
 
 from __future__ import annotations
 
-from actors.registry import ModelCheckError, check_model, check_temperature
+from actors.registry import ModelCheckError, check_model, check_sampling
 from engine.config import CALIBRATED, RunConfig
 from engine.errors import ConfigError
 
@@ -50,8 +50,9 @@ def preflight(config: RunConfig, offline: bool | None = None) -> None:
             check_role(f"{role}[{k}]", "chat", m.backend, m.model, m.options, offline)
             if role == "generators":
                 temperature = m.temperature if m.temperature is not None else config.sampling.temperature
+                top_p = m.top_p if m.top_p is not None else config.sampling.top_p
                 try:
-                    check_temperature(m.backend, m.options, temperature)
+                    check_sampling(m.backend, m.options, temperature, top_p)
                 except ModelCheckError as exc:
                     raise ConfigError(f"{role}[{k}].{exc.key} ({m.name}): {exc}") from None
     if config.classifier is not None:

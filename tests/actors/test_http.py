@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from actors.base import BackendError, ChatOutput, SamplingParams
-from actors.http import OpenAIChatClient, chat_completions_url, parse_choices, retry_after_seconds
+from actors.http import (REASONING_STOP_AFTER, OpenAIChatClient, chat_completions_url, parse_choices,
+                         retry_after_seconds)
 from tests.support.serve import ChatServer, Fault
 from engine.method.parsing import p_yes_from_logprobs
 from tests.support.test_serve import TOP, EchoChat, echo_text, user
@@ -79,7 +80,7 @@ def test_batch_comes_back_in_input_order_with_token_accounting(serve, client):
 
 def test_sampling_maps_to_the_request(serve, client):
     srv = serve()
-    c = client(srv, extra_body={"top_k": 20, "max_tokens": None, "max_completion_tokens": 9})
+    c = client(srv, extra_body={"top_k": 20}, max_tokens_field="max_completion_tokens")
     sampling = SamplingParams(n=2, temperature=0.7, top_p=0.5, max_tokens=9, seed=11, stop=("\n",), logprobs=3)
     c.chat([user("x")], sampling)
     (record,) = srv.requests
@@ -595,6 +596,21 @@ def test_a_400_for_another_reason_is_not_taken_for_a_refused_n(serve, client):
     assert out.error is None and [r.body["n"] for r in srv.requests] == [3, 1, 3]
 
 
+def test_extra_body_may_remove_the_runs_fields_but_not_set_them(serve, client):
+    from actors.http import RUN_FIELDS
+
+    srv = serve()
+    for field in RUN_FIELDS:
+        with pytest.raises(ValueError, match=rf"extra_body\.{field}: the run sets this field"):
+            client(srv, extra_body={field: 1})
+    with pytest.raises(ValueError, match="extra_body.messages: .*cannot be set"):
+        client(srv, extra_body={"messages": None})
+    c = client(srv, extra_body={"seed": None, "n": None, "reasoning_effort": "none"})
+    c.chat([user("x")], SamplingParams(temperature=0.5, seed=3))
+    body = srv.requests[-1].body
+    assert "seed" not in body and "n" not in body and body["reasoning_effort"] == "none"
+
+
 def test_anthropics_host_is_known_and_an_option_overrides_it():
     from actors.http import endpoint_limits
 
@@ -697,3 +713,45 @@ def test_a_reasoning_model_that_spends_its_budget_thinking_fails_the_row_saying_
     assert answered.error is None and answered.texts[0] and answered.n_tokens[0] > 16
     # Both were billed: the tokens count either way.
     assert c.stats()["completion_tokens"] >= 4 + 16
+
+
+def test_starved_answers_at_a_budget_that_answered_before_fail_only_their_rows(serve, client):
+    # A generator's long prompt may think past its budget where others did not: once an answer came back at a
+    # budget, empty ones there fail their rows and the stage goes on.
+    srv = serve(hidden_reasoning_tokens=8)
+    c = client(srv)
+    (answered,) = c.chat([user("a")], SamplingParams(temperature=0.0, max_tokens=12))
+    srv.hidden_reasoning_tokens = 12
+    starved = c.chat([user(f"q{k}") for k in range(5)], SamplingParams(temperature=0.0, max_tokens=12))
+    assert answered.error is None and answered.texts[0]
+    assert all(o.error and "spent its whole budget of 12 tokens" in o.error and not o.transient for o in starved)
+
+
+def test_starved_answers_with_none_answered_stop_the_stage(serve, client):
+    # Every answer at the budget empty from thinking: after REASONING_STOP_AFTER the call raises, so a stage does
+    # not pay for every other row at that budget. Thoughts reported only in total_tokens (Gemini) count too.
+    srv = serve(hidden_reasoning_tokens=16, reasoning_usage="total")
+    c = client(srv, max_concurrency=1)
+    with pytest.raises(BackendError, match=r"(?s)budget of 4 tokens reasoning.*reasoning_effort: none"):
+        c.chat([user(f"q{k}") for k in range(10)], SamplingParams(temperature=0.0, max_tokens=4))
+    # Those, and at most the one waiting behind them, which may go out as the call is being cancelled.
+    assert REASONING_STOP_AFTER <= len(srv.requests) <= REASONING_STOP_AFTER + 1
+    (answered,) = c.chat([user("b")], SamplingParams(temperature=0.0, max_tokens=64))
+    assert answered.error is None and answered.texts[0]
+
+
+def test_an_empty_answer_cut_at_the_limit_without_hidden_tokens_is_an_answer(serve, client):
+    # A model that writes only blank tokens up to its budget thought nothing hidden: its empty text is what it
+    # wrote (read as unparsed by a judge), not a reasoning failure.
+    class Blank:
+        name = "echo"
+
+        def chat(self, conversations, sampling):
+            return [ChatOutput(texts=["\n"], finish_reasons=["length"], n_tokens=[1], prompt_tokens=3)
+                    for _ in conversations]
+
+    srv = serve(Blank())
+    c = client(srv)
+    outs = c.chat([user(f"q{k}") for k in range(REASONING_STOP_AFTER + 1)],
+                  SamplingParams(temperature=0.0, max_tokens=1))
+    assert all(o.error is None and o.texts == ["\n"] and o.finish_reasons == ["length"] for o in outs)

@@ -284,6 +284,14 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 256  # the default backlog of 5 makes bursts of connections wait for SYN retries (1 s)
     app: "ChatServer"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that cancels a request (a stopped stage) closes its connection mid-read: that is the client's
+        # right, not a server fault, and socketserver's default would print a traceback on stderr for it.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            log.debug("%s closed the connection", client_address)
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so a client's pool reuses connections
@@ -391,6 +399,11 @@ class ChatServer:
         hidden_reasoning_tokens: a reasoning model's hidden thinking, as OpenAI's reasoning models report it: each
             completion first spends this many tokens (`usage.completion_tokens_details.reasoning_tokens`); with a
             budget no larger, the answer is empty and cut at the limit.
+        reasoning_usage: how hidden reasoning is reported: "details" (`completion_tokens_details.reasoning_tokens`,
+            counted in `completion_tokens`, as OpenAI) or "total" (only in `total_tokens`, above prompt plus
+            completion tokens: Gemini counts its thoughts so, apart from the answer's tokens).
+        reasoning_off: a `reasoning_effort` value that switches the hidden reasoning off (Gemini's OpenAI-compatible
+            endpoint documents "none"); None: every request reasons.
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -423,14 +436,18 @@ class ChatServer:
         sampling_mode: str = "any",
         max_tokens_mode: str = "any",
         hidden_reasoning_tokens: int = 0,
+        reasoning_usage: str = "details",
+        reasoning_off: str | None = None,
     ) -> None:
         for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
-                                     ("max_tokens_mode", max_tokens_mode, ("any", "reject"))):
+                                     ("max_tokens_mode", max_tokens_mode, ("any", "reject")),
+                                     ("reasoning_usage", reasoning_usage, ("details", "total"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.n_mode, self.sampling_mode, self.max_tokens_mode = n_mode, sampling_mode, max_tokens_mode
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
+        self.reasoning_usage, self.reasoning_off = reasoning_usage, reasoning_off
         if reasoning not in (*REASONING_MODES, TEMPLATE_OPENED):
             raise ValueError(f"reasoning must be one of {(*REASONING_MODES, TEMPLATE_OPENED)}, got {reasoning!r}")
         self.reasoning = reasoning
@@ -716,7 +733,8 @@ class ChatServer:
             handler.send_json(400, error_body(400, out.error))
             return 400
         response = completion_response(self.model_name, out, top, self.reasoning)
-        if self.hidden_reasoning_tokens:
+        if self.hidden_reasoning_tokens and not (self.reasoning_off is not None
+                                                 and (body or {}).get("reasoning_effort") == self.reasoning_off):
             self._think(response, sampling.max_tokens)
         handler.send_json(200, response)
         return 200
@@ -734,6 +752,12 @@ class ChatServer:
                 choice["completion_tokens"] += hidden
                 reasoning += hidden
         usage = response["usage"]
+        if self.reasoning_usage == "total":  # thoughts in the total only, the answer's tokens apart
+            for choice in response["choices"]:
+                choice["completion_tokens"] -= min(hidden, budget)
+            usage["completion_tokens"] = sum(c["completion_tokens"] for c in response["choices"])
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"] + reasoning
+            return
         usage["completion_tokens"] = sum(c["completion_tokens"] for c in response["choices"])
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}

@@ -64,3 +64,54 @@ def test_an_unwritable_run_dir_is_a_clear_error(tmp_path, capsys):
     assert main(["--run-dir", str(blocker / "run"), "--executor", "local"]) == 2
     err = capsys.readouterr().err
     assert f"run_dir {blocker / 'run'}: cannot write there" in err and "Traceback" not in err
+
+
+def http_generator(base_url, temperature, **options):
+    return {"name": "api", "backend": "http", "model": "m", "temperature": temperature,
+            "options": {"base_url": base_url, **options}}
+
+
+def test_vllm_sampling_overrides_cannot_replace_the_runs_settings():
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.sampling_overrides\.temperature: the run sets"):
+        preflight(cfg(judges=[{"backend": "vllm", "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                               "options": {"sampling_overrides": {"repetition_penalty": 1.1, "temperature": 0.3}}}]))
+
+
+@pytest.mark.parametrize("base_url, temperature, options, message", [
+    # The run's own fields may be removed, not given a value: the rows would be labelled with one setting and
+    # sampled with another.
+    ("http://127.0.0.1:9/v1", 0.5, {"extra_body": {"temperature": 0.7}},
+     r"generators\[0\]\.options\.extra_body\.temperature: the run sets this field from temperature"),
+    ("http://127.0.0.1:9/v1", 0.5, {"extra_body": {"max_completion_tokens": 9}},
+     r"generators\[0\]\.options\.extra_body\.max_completion_tokens: .*options\.max_tokens_field"),
+    ("http://127.0.0.1:9/v1", 0.5, {"extra_body": {"model": None}}, r"extra_body\.model: .*cannot be set"),
+    ("http://127.0.0.1:9/v1", 0.5, {"extra_body": ["reasoning_effort"]},
+     r"generators\[0\]\.options\.extra_body: extra_body must be a mapping"),
+    # A model that takes no temperature samples at the endpoint's default: the generator must say that one.
+    ("https://api.anthropic.com/v1/", 0.5, {"extra_body": {"temperature": None, "top_p": None}},
+     r"generators\[0\]\.temperature \(api\): options\.extra_body removes temperature .* its default 1, not at "
+     r"0\.5: set this generator's temperature to 1"),
+    ("http://127.0.0.1:9/v1", 0.5, {"extra_body": {"temperature": None}},
+     r"generators\[0\]\.temperature \(api\): .*not known here: set options\.default_temperature"),
+    ("http://127.0.0.1:9/v1", 0.5, {"extra_body": {"top_p": None}, "default_top_p": 1.0},
+     r"generators\[0\]\.top_p \(api\): .*its default 1, not at 0\.9"),
+])
+def test_extra_body_cannot_relabel_what_is_sampled(monkeypatch, base_url, temperature, options, message):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    if "anthropic" in base_url:
+        options = {**options, "api_key_env": "ANTHROPIC_API_KEY"}
+    with pytest.raises(ConfigError, match=message):
+        preflight(cfg(generators=[http_generator(base_url, temperature, **options)]))
+
+
+@pytest.mark.parametrize("base_url, temperature, top_p, options", [
+    ("https://api.anthropic.com/v1/", 1.0, 1.0, {"extra_body": {"temperature": None, "top_p": None}}),
+    ("http://127.0.0.1:9/v1", 0.7, 0.9, {"extra_body": {"temperature": None}, "default_temperature": 0.7}),
+    ("http://127.0.0.1:9/v1", 0.0, 0.9, {"extra_body": {"top_p": None, "n": None, "reasoning_effort": "none"}}),
+])
+def test_extra_body_that_removes_fields_at_the_endpoints_defaults_passes(monkeypatch, base_url, temperature, top_p,
+                                                                         options):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    if "anthropic" in base_url:
+        options = {**options, "api_key_env": "ANTHROPIC_API_KEY"}
+    preflight(cfg(generators=[{**http_generator(base_url, temperature, **options), "top_p": top_p}]))

@@ -163,11 +163,30 @@ def test_a_temperature_above_the_endpoints_cap_is_refused_before_any_request(tmp
     assert "generators[1].temperature (claude@t=1.5): 1.5 is above the 1 this endpoint serves" in err
 
 
-def test_a_reasoning_judge_starved_of_tokens_is_unresolved_saying_why_then_resolves(tmp_path):
-    # As OpenAI's o-series and GPT-5.x: no max_tokens, no log-probs, hidden reasoning before the answer.
+def judge_run_config(tmp_path, server, judge_model, **sections):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps({
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "per_category": 1, "limit": 4}, "n": 3,
+        "strategies": ["temperature"], "generators": [GENERATOR], "judges": [judge_model],
+        "quality": {"enabled": False}, "accuracy": {"enabled": False},
+        "execution": {"executor": "local", "shard_size": 4}, **sections}))
+    return str(path)
+
+
+def judge_requests(server):
+    return [r for r in server.requests if request_kind(r.body["messages"]) == "judge"]
+
+
+def test_a_reasoning_judge_starved_of_tokens_stops_its_stage_saying_why_then_resolves(tmp_path, capsys):
+    # As OpenAI's o-series and GPT-5.x: no max_tokens, no log-probs, hidden reasoning before the answer. Every pair
+    # is asked with the same four tokens (judge.max_tokens), which never reach past eight of thinking: after the
+    # first few such answers the stage stops rather than pay for every other pair and resolve none.
     gpt5_like = {"logprobs_mode": "reject", "max_tokens_mode": "reject", "hidden_reasoning_tokens": 8}
     with ChatServer(ScriptedChat(), **gpt5_like) as server:
-        _, starved = run(tmp_path / "starved", judge(server))
+        code = main(["--config", judge_run_config(tmp_path / "starved", server, judge(server)), "--quiet"])
+        sent = len(judge_requests(server))
+        err = capsys.readouterr().err
         cfg = config_from_dict({
             "run_dir": str(tmp_path / "roomy" / "run"), "prompts": {"source": "builtin", "per_category": 1,
                                                                    "limit": 4},
@@ -180,12 +199,47 @@ def test_a_reasoning_judge_starved_of_tokens_is_unresolved_saying_why_then_resol
             roomy = p.run()
         finally:
             p.close()
-    judgments = starved.tables["judgments"].to_pylist()
-    # Four text tokens (judge.max_tokens) do not reach past eight of thinking: every pair unresolved, never a verdict.
-    assert judgments and {j["verdict"] for j in judgments} == {"error"}
-    assert all("spent its whole budget of 4 tokens" in j["raw"] for j in judgments), judgments[0]
+    assert code != 0 and "Traceback" not in err
+    assert "spent the whole budget of 4 tokens reasoning" in err and "reasoning_effort" in err, err
+    pairs = len(roomy.tables["judgments"])
+    assert 3 <= sent < pairs, (sent, pairs)  # stopped early: 4 prompts x 3 pairs, each asked in two orders
     resolved = roomy.tables["judgments"].to_pylist()
     assert resolved and {j["verdict"] for j in resolved} <= {"equivalent", "different"}
+
+
+# Gemini 2.5 and later think by default, and their thoughts are drawn from the same allowance as the answer
+# (max_tokens), reported only in total_tokens; Gemini's OpenAI-compatible endpoint switches thinking off with
+# reasoning_effort "none" (its documentation; the API lists high, low, medium, none as valid values).
+GEMINI_LIKE = {"hidden_reasoning_tokens": 200, "reasoning_usage": "total", "reasoning_off": "none"}
+
+
+def shipped_judge(name, server):
+    import yaml
+    from pathlib import Path
+    preset = yaml.safe_load((Path(__file__).resolve().parents[3] / "configs" / "paper.yaml").read_text())
+    (entry,) = [j for j in preset["judges"] if j["name"] == name]
+    return {**entry, "batch_size": 16, "options": {**entry["options"], "base_url": server.base_url,
+                                                   "max_retries": 2, "backoff_base_s": 0.01, "timeout_s": 5.0}}
+
+
+def test_the_shipped_gemini_judge_answers_with_its_thinking_switched_off(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    with ChatServer(ScriptedChat(), model_name="gemini-2.5-flash", **GEMINI_LIKE) as server:
+        entry = shipped_judge("gemini-2.5-flash", server)
+        _, shipped = run(tmp_path / "shipped", entry)
+        asked = judge_requests(server)
+        # The same entry without the switch: thoughts take the verdict's tokens and the stage stops, saying so.
+        options = {k: v for k, v in entry["options"].items() if k != "extra_body"}
+        code = main(["--config", judge_run_config(tmp_path / "thinking", server, {**entry, "options": options}),
+                     "--quiet"])
+        sent = len(judge_requests(server)) - len(asked)
+    err = capsys.readouterr().err
+    judgments = shipped.tables["judgments"].to_pylist()
+    assert judgments and {j["verdict"] for j in judgments} <= {"equivalent", "different"}
+    assert asked and all(r.body.get("reasoning_effort") == "none" for r in asked)
+    assert code != 0 and "Traceback" not in err
+    assert "reasoning_effort: none" in err and "gave no answer" in err, err
+    assert 3 <= sent < len(asked), (sent, len(asked))
 
 
 def test_agreement_checks_the_judge_as_a_run_does(tmp_path, capsys):
