@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from actors import hub
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, opens_thinking,
@@ -170,6 +170,9 @@ class LocalChatModel:
             vLLM's `chat_template`). A template whose generation prompt opens a `<think>` block (as reasoning
             models' do) gets completions that start inside it: the tag is put back in front of them
             (actors.base.opens_thinking).
+        chat_template_kwargs: extra variables for the chat template (as vLLM's `chat_template_kwargs`), e.g.
+            {"enable_thinking": False} for Qwen3's, whose generation prompt then closes an empty thinking block: a
+            judge read from its first tokens needs that, or it spends them thinking.
     """
 
     def __init__(
@@ -181,7 +184,10 @@ class LocalChatModel:
         max_batch_sequences: int = 40,
         max_context: int = 4096,
         chat_template: str | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, dict):
+            raise BackendError(f"chat_template_kwargs must be a mapping, got {type(chat_template_kwargs).__name__}")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -195,6 +201,7 @@ class LocalChatModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
         self.chat_template = chat_template
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.max_batch_sequences = max_batch_sequences
         self.max_context = min(max_context, getattr(self.model.config, "max_position_embeddings", max_context))
         self._torch = torch
@@ -211,7 +218,7 @@ class LocalChatModel:
         thinking: list[bool] = []
         for k, conv in enumerate(conversations):
             ids = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=True,
-                                                     chat_template=self.chat_template)
+                                                     chat_template=self.chat_template, **self.chat_template_kwargs)
             if isinstance(ids, dict) or hasattr(ids, "keys"):
                 ids = ids["input_ids"]
             encoded.append(list(ids))

@@ -53,8 +53,8 @@ TRANSPORT_OPTIONS = frozenset({
 # output option left out of the keys would mix answers, and a transport option kept in them would re-key every shard
 # of a paid run when it changes. vLLM engine arguments beyond the named ones are kept in keys.
 OUTPUT_OPTIONS = frozenset({
-    "extra_body", "thinking_opened", "max_context", "chat_template", "dtype", "max_model_len", "seed",
-    "sampling_overrides", "batch_size", "kind", "score_token_id", "max_length",
+    "extra_body", "thinking_opened", "max_context", "chat_template", "chat_template_kwargs", "dtype", "max_model_len",
+    "seed", "sampling_overrides", "batch_size", "kind", "score_token_id", "max_length",
 })
 
 # Role → backend → (module, class): the class whose keywords are the backend's options (checked in preflight).

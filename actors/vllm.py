@@ -150,6 +150,9 @@ class VLLMChatModel:
             longest answer. Off: every round is one `LLM.generate` call.
         max_in_flight: most requests submitted and not yet collected in continuous mode (the engine's scheduler
             decodes at most max_num_seqs of them at once; the rest wait in its queue, their prefixes cached).
+        chat_template_kwargs: extra variables for the chat template (vLLM's `chat_template_kwargs`), e.g.
+            {"enable_thinking": False} for Qwen3's, whose generation prompt then closes an empty thinking block: a
+            judge read from its first tokens needs that, or it spends them thinking.
         **engine_kwargs: any other `vllm.LLM` / EngineArgs keyword (e.g. distributed_executor_backend,
             kv_cache_memory_bytes, swap_space, quantization, tokenizer).
     """
@@ -172,11 +175,15 @@ class VLLMChatModel:
         sampling_overrides: dict[str, Any] | None = None,
         continuous: bool = True,
         max_in_flight: int = 1024,
+        chat_template_kwargs: dict[str, Any] | None = None,
         **engine_kwargs: Any,
     ) -> None:
         self.name = model
         if not (isinstance(max_in_flight, int) and max_in_flight >= 1):
             raise BackendError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
+        if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, dict):
+            raise BackendError(f"chat_template_kwargs must be a mapping, got {type(chat_template_kwargs).__name__}")
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.continuous, self.max_in_flight = bool(continuous), max_in_flight
         # Continuous mode: engine request id → (the driver's key, our sampling), and outputs ready before any step
         # (rows refused before submission).
@@ -381,7 +388,8 @@ class VLLMChatModel:
         """
         preprocess = getattr(self.llm, "_preprocess_chat", None)
         if preprocess is not None:
-            (engine_input,) = preprocess([list(conversation)])
+            (engine_input,) = preprocess([list(conversation)],
+                                         chat_template_kwargs=self.chat_template_kwargs or None)
             return [int(i) for i in engine_input["prompt_token_ids"]]
         return self._render_with_tokenizer(conversation)
 
@@ -391,7 +399,8 @@ class VLLMChatModel:
         and to count a prompt vLLM refused as longer than the context (vLLM stops counting at the limit)."""
         template = getattr(self.llm, "chat_template", None)
         ids = self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=True,
-                                                 **({"chat_template": template} if template else {}))
+                                                 **({"chat_template": template} if template else {}),
+                                                 **self.chat_template_kwargs)
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
         return [int(i) for i in ids]

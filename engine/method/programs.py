@@ -237,12 +237,32 @@ def ask_until_parsed(conversation: Conversation, sampling: SamplingParams,
     value = parse(out)
     if value is not None:
         return Asked(value, raw, 1)
+    starved = thinking_starved(out, sampling)
+    if starved is not None:  # a reminder would be thought about as well, out of the same budget
+        return Asked(None, f"<error: {starved}>", 1, starved)
     retry = list(conversation) + [{"role": "assistant", "content": raw}, {"role": "user", "content": reminder}]
     (again,) = yield [Request(retry, sampling)]
     if again.error is not None:
         return Asked(None, f"{raw} ⟶ {error_text(again)}", 2, again.error)
     raw2 = again.texts[0] if again.texts else ""
     return Asked(parse(again), f"{raw} ⟶ {raw2}", 2)
+
+
+def thinking_starved(out: ChatOutput, sampling: SamplingParams) -> str | None:
+    """Why an output has no answer when its model spent the whole budget thinking — an empty answer cut at the
+    limit beside a reasoning trace (a template that opens a thinking block, a server's reasoning parser) — else
+    None. Such an answer is no answer: asked again with the same budget it would think again."""
+    text = out.texts[0] if out.texts else ""
+    trace = out.traces[0] if out.traces else None
+    if text.strip() or trace is None or not out.finish_reasons or out.finish_reasons[0] != "length":
+        return None
+    budget = sampling.max_tokens_without_logprobs if out.first_token_logprobs is None and \
+        sampling.max_tokens_without_logprobs is not None else sampling.max_tokens
+    return (f"the model spent its whole budget of {budget} tokens thinking and gave no answer: switch its thinking "
+            "off (options.chat_template_kwargs: {enable_thinking: false} for a Qwen3-style template on the local or "
+            "vllm backend; options.extra_body with the same chat_template_kwargs on a vLLM server, or "
+            "{reasoning_effort: none} where the provider takes it) or raise the budget (judge.max_tokens for "
+            "verdicts read from text)")
 
 
 def first_token_sampling(verdict: str, text_tokens: int) -> SamplingParams:

@@ -417,6 +417,29 @@ class TestEngine:
             assert "System role not supported" in out.error and out.texts == []
         assert fine.error is None and fine.texts == fine_too.texts == [theirs.outputs[0].text]
 
+    def test_chat_template_kwargs_render_as_vllms_chat_does(self, engine):
+        # Qwen3's form: with enable_thinking false the generation prompt closes an empty thinking block, so a judge
+        # answers at once; our rendering must pass the option as vLLM's chat path does.
+        from vllm import SamplingParams as VSamplingParams
+
+        template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and "
+                    "enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}")
+        before, engine.llm.chat_template = engine.llm.chat_template, template
+        try:
+            opened = engine.render(_user("Say hi."))
+            engine.chat_template_kwargs = {"enable_thinking": False}
+            (theirs,) = engine.llm.chat([_user("Say hi.")], VSamplingParams(temperature=0.0, max_tokens=4),
+                                        use_tqdm=False, add_generation_prompt=True,
+                                        chat_template_kwargs={"enable_thinking": False})
+            closed = engine.render(_user("Say hi."))
+            by_tokenizer = engine._render_with_tokenizer(_user("Say hi."))
+        finally:
+            engine.llm.chat_template, engine.chat_template_kwargs = before, {}
+        assert closed == by_tokenizer == list(theirs.prompt_token_ids) != opened
+        assert engine.tokenizer.decode(closed).endswith("<think>\n\n</think>\n\n")
+        assert engine.tokenizer.decode(opened).endswith("<think>\n")
+
     def test_continuous_rows_that_do_not_fit_fail_alone(self, engine):
         from engine.method.programs import Request, drive
 

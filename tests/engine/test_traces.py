@@ -205,6 +205,42 @@ def test_a_run_judges_traces_beside_answers_and_reuses_the_answer_verdicts(tmp_p
     assert trace_only.tables["trace_judgments"].num_rows > 0
 
 
+# Qwen3's form: the generation prompt opens a thinking block, or, with enable_thinking false, closes an empty one.
+QWEN3_STYLE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+               "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and "
+               "enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}")
+
+
+def test_a_thinking_judge_says_so_and_chat_template_kwargs_switch_the_thinking_off(cpu_model):
+    from engine.method import taxonomy
+    from engine.method.judges import read_verdict
+    from engine.method.programs import ask_until_parsed
+
+    def ask():
+        conversation = taxonomy.judge_conversation("A", "What is 2 + 2?", "4", "Four.", 2000)
+        return ask_until_parsed(conversation, SamplingParams(temperature=0.0, max_tokens=4), read_verdict,
+                                taxonomy.JUDGE_REMINDER)
+
+    cpu_model.chat_template = QWEN3_STYLE
+    try:
+        thinking = cpu_model.chat([[{"role": "user", "content": "What is 2 + 2?"}]],
+                                  SamplingParams(temperature=0.0, max_tokens=6))
+        (starved,) = drive(cpu_model, [ask()])
+        cpu_model.chat_template_kwargs = {"enable_thinking": False}
+        plain = cpu_model.chat([[{"role": "user", "content": "What is 2 + 2?"}]],
+                               SamplingParams(temperature=0.0, max_tokens=6))
+        (answered,) = drive(cpu_model, [ask()])
+    finally:
+        cpu_model.chat_template, cpu_model.chat_template_kwargs = None, {}
+    assert thinking[0].texts[0].startswith(THINK_OPEN)
+    assert not plain[0].texts[0].startswith(THINK_OPEN) and separate_traces(plain[0]).traces == [None]
+    # Four tokens of thinking and no verdict: an error saying what to switch, asked once (no futile reminder).
+    assert starved.value is None and starved.calls == 1 and "enable_thinking: false" in starved.error
+    # Thinking off: the model answers at once (what the 135M model writes may not parse; then it is reminded as any
+    # unparsed answer), never a thinking error.
+    assert answered.error is None and "<think" not in answered.raw and answered.raw.strip()
+
+
 def test_bad_target_is_named():
     with pytest.raises(Exception, match="judge.target"):
         config_from_dict({"judge": {"target": "thoughts"}})

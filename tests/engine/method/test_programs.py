@@ -115,3 +115,34 @@ def test_a_backend_error_is_not_retried_and_is_recorded():
     assert drive(Answers(("e", "context too long")), [ask()]) == [
         Asked(None, "<error: context too long>", 1, "context too long")]
     assert drive(Answers("x", ("e", "boom")), [ask()]) == [Asked(None, "x ⟶ <error: boom>", 2, "boom")]
+
+
+class Thinking:
+    """Answers every request with a reasoning model's thinking, cut at the limit before any answer (the text as a
+    template that opens the block leaves it, or a closed block followed by `after`)."""
+
+    name = "thinking"
+
+    def __init__(self, after=None):
+        self.after = after
+        self.seen = []
+
+    def chat(self, conversations, sampling):
+        self.seen.extend(conversations)
+        text = "<think>Let me compare the two" if self.after is None else f"<think>compared</think>{self.after}"
+        return [ChatOutput(texts=[text], finish_reasons=["length" if self.after is None else "stop"])
+                for _ in conversations]
+
+    def close(self):
+        pass
+
+
+def test_an_answer_starved_by_thinking_is_an_error_without_a_futile_reminder():
+    backend = Thinking()
+    (asked,) = drive(backend, [ask()])
+    assert asked.value is None and len(backend.seen) == 1 and asked.calls == 1
+    assert "whole budget of 1024 tokens thinking" in asked.error and "enable_thinking: false" in asked.error
+    assert asked.raw == f"<error: {asked.error}>"
+    # Thinking that closed, then an answer that does not parse: reminded as any other.
+    backend = Thinking(after="seven")
+    assert drive(backend, [ask()]) == [Asked(None, "seven ⟶ seven", 2)] and len(backend.seen) == 2
