@@ -246,8 +246,9 @@ def test_agreement_checks_the_judge_as_a_run_does(tmp_path, capsys):
     # Its judge is built outside a run: a misspelt option was a TypeError traceback from the backend's constructor.
     pairs = labelled_pairs(tmp_path / "pairs.jsonl")
     config = tmp_path / "run.yaml"
+    options = {"base_url": "http://127.0.0.1:9/v1", "timeout": 3}
     config.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "judges": [
-        {"name": "j", "backend": "http", "model": "m", "options": {"base_url": "http://127.0.0.1:9/v1", "timeout": 3}}]}))
+        {"name": "j", "backend": "http", "model": "m", "options": options}]}))
     code = main(["agreement", "--pairs", str(pairs), "--config", str(config), "--judge", "j"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
