@@ -163,21 +163,19 @@ RUN_FIELDS: dict[str, str] = {
 NOT_REMOVABLE = ("model", "messages")
 
 
-def check_extra_body(extra_body: Any) -> None:
-    """Refuse an extra_body that is not a mapping, or that sets one of the run's own fields (RUN_FIELDS) to a value.
-
-    Raises:
-        ValueError: "extra_body.<field>: …" naming the setting to change instead.
-    """
+def extra_body_problem(extra_body: Any) -> tuple[str, str] | None:
+    """What is wrong with an extra_body, as (its key, e.g. "extra_body.temperature"; why), or None: not a mapping,
+    or one of the run's own fields (RUN_FIELDS) given a value."""
     if extra_body is None:
-        return
+        return None
     if not isinstance(extra_body, dict):
-        raise ValueError(f"extra_body must be a mapping of request fields, got {type(extra_body).__name__}")
+        return "extra_body", f"extra_body must be a mapping of request fields, got {type(extra_body).__name__}"
     for key, value in extra_body.items():
         if key in RUN_FIELDS and (value is not None or key in NOT_REMOVABLE):
             what = "set" if key in NOT_REMOVABLE else "set to a value (null removes it from requests)"
-            raise ValueError(f"extra_body.{key}: the run sets this field from {RUN_FIELDS[key]} and it cannot be "
-                             f"{what}: the rows would be recorded under one setting and sampled under another")
+            return f"extra_body.{key}", (f"the run sets this field from {RUN_FIELDS[key]} and it cannot be {what}: "
+                                         "the rows would be recorded under one setting and sampled under another")
+    return None
 
 
 def endpoint_limits(base_url: str, **given: Any) -> dict[str, Any]:
@@ -420,7 +418,9 @@ class OpenAIChatClient:
         default_top_p: float | None = None,
         default_temperature: float | None = None,
     ) -> None:
-        check_extra_body(extra_body)
+        problem = extra_body_problem(extra_body)
+        if problem:
+            raise ValueError(": ".join(problem))
         if default_temperature is not None and not (isinstance(default_temperature, (int, float))
                                                     and default_temperature >= 0):
             raise ValueError(f"default_temperature must be a number >= 0, got {default_temperature!r}")
@@ -484,7 +484,6 @@ class OpenAIChatClient:
         self.max_temperature: float | None = limits["max_temperature"]
         self.max_tokens_field: str = limits["max_tokens_field"]
         self.default_top_p: float | None = limits["default_top_p"]
-        self.default_temperature: float | None = limits["default_temperature"]
         # Why one completion per request is asked for when it was learnt during the run (None otherwise).
         self.one_per_request: str | None = None
         self.requests = 0

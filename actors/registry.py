@@ -320,15 +320,9 @@ def _check_local(model: str, options: dict[str, Any], offline: bool = True) -> N
 
 
 def _check_vllm(model: str, options: dict[str, Any], offline: bool = True) -> None:
-    from actors.vllm import check_sampling_overrides
+    from actors.vllm import sampling_overrides_problem
 
-    try:
-        check_sampling_overrides(options.get("sampling_overrides"))
-    except BackendError as exc:
-        key, _, message = str(exc).partition(": ")
-        raise ModelCheckError(f"options.{key}" if key.startswith("sampling_overrides.") else
-                              "options.sampling_overrides", message if key.startswith("sampling_overrides.")
-                              else str(exc)) from None
+    _refuse(sampling_overrides_problem(options.get("sampling_overrides")))
     _check_weights(model, offline)
 
 
@@ -343,14 +337,15 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
     if why:
         raise ModelCheckError("options.base_url", why)
-    from actors.http import check_extra_body
+    from actors.http import extra_body_problem
 
-    try:
-        check_extra_body(options.get("extra_body"))
-    except ValueError as exc:
-        key, _, message = str(exc).partition(": ")
-        raise ModelCheckError(f"options.{key}" if key.startswith("extra_body.") else "options.extra_body",
-                              message if key.startswith("extra_body.") else str(exc)) from None
+    _refuse(extra_body_problem(options.get("extra_body")))
+
+
+def _refuse(problem: tuple[str, str] | None) -> None:
+    """Raise a backend's option problem ((key under options, why) from its *_problem check) as a ModelCheckError."""
+    if problem:
+        raise ModelCheckError(f"options.{problem[0]}", problem[1])
 
 
 CHECKS: dict[str, Callable[..., None]] = {

@@ -100,22 +100,21 @@ def without_llvmlite_ffi() -> Iterator[None]:
 RUN_SAMPLING_FIELDS = ("n", "temperature", "top_p", "max_tokens", "seed", "stop", "logprobs")
 
 
-def check_sampling_overrides(overrides: Any) -> None:
-    """Refuse sampling_overrides that are not a mapping or that replace one of RUN_SAMPLING_FIELDS.
-
-    Raises:
-        BackendError: "sampling_overrides.<field>: …".
-    """
+def sampling_overrides_problem(overrides: Any) -> tuple[str, str] | None:
+    """What is wrong with sampling_overrides, as (its key, e.g. "sampling_overrides.temperature"; why), or None: not
+    a mapping, or replacing one of RUN_SAMPLING_FIELDS."""
     if overrides is None:
-        return
+        return None
     if not isinstance(overrides, dict):
-        raise BackendError(f"sampling_overrides must be a mapping of vLLM SamplingParams fields, got "
-                           f"{type(overrides).__name__}")
+        return "sampling_overrides", ("sampling_overrides must be a mapping of vLLM SamplingParams fields, got "
+                                      f"{type(overrides).__name__}")
     for key in overrides:
         if key in RUN_SAMPLING_FIELDS:
-            raise BackendError(f"sampling_overrides.{key}: the run sets this field from its own settings (n, "
-                               "temperature, top_p, sampling.max_tokens, sampling.seed, the verdict); set it there, "
-                               "so that the rows are recorded under what they were sampled with")
+            return f"sampling_overrides.{key}", ("the run sets this field from its own settings (n, temperature, "
+                                                 "top_p, sampling.max_tokens, sampling.seed, the verdict); set it "
+                                                 "there, so that the rows are recorded under what they were sampled "
+                                                 "with")
+    return None
 
 
 class VLLMChatModel:
@@ -189,7 +188,9 @@ class VLLMChatModel:
         # (rows refused before submission).
         self._running: dict[str, tuple[int, SamplingParams]] = {}
         self._ready: list[tuple[int, ChatOutput]] = []
-        check_sampling_overrides(sampling_overrides)
+        problem = sampling_overrides_problem(sampling_overrides)
+        if problem:
+            raise BackendError(": ".join(problem))
         self.sampling_overrides = dict(sampling_overrides or {})
         # cached_prompt_tokens: prompt tokens vLLM served from its prefix cache instead of computing them (judge
         # prompts of one group share their instructions, prompt and first response; regeneration turns share the
