@@ -207,8 +207,9 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 # Where a chat message keeps a reasoning model's thinking apart from `content`: vLLM's reasoning parsers (`reasoning`
-# since 0.11, `reasoning_content` before, still accepted), DeepSeek's API and others (`reasoning_content`).
-REASONING_FIELDS = ("reasoning_content", "reasoning")
+# since 0.11, `reasoning_content` before, still accepted), DeepSeek's API and others (`reasoning_content`), TRL's
+# parsed responses for some chat templates and Ollama's chat API (`thinking`).
+REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
 
 
 def message_trace(message: dict) -> str | None:

@@ -185,6 +185,10 @@ def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunCo
     return config_from_dict(data, source="<score_rewards>")
 
 
+# The metric DiversityReward logs through TRL's `log_metric`: the share of the batch's completions with no reward.
+UNRESOLVED_METRIC = "functional_diversity/unresolved_frac"
+
+
 class DiversityReward:
     """Functional diversity as a reward function for TRL (`GRPOTrainer(reward_funcs=[DiversityReward(config)])`).
 
@@ -198,7 +202,10 @@ class DiversityReward:
     - Groups: completions of the same prompt (the whole conversation, system message included). With
       `num_generations` (pass GRPOConfig's), consecutive runs of that many completions are the groups, as TRL's
       sampler lays them out — two identical dataset rows in one batch stay two groups — and a batch that does not
-      split so is an error, never partial groups.
+      split so is an error, never partial groups. With `num_generations_eval` too (GRPOConfig's, where it differs),
+      a batch that splits only into runs of that size — an evaluation batch — is grouped so.
+    - Unknown rewards: where TRL passes `log_metric`, the share of completions without a reward is logged at every
+      call as `functional_diversity/unresolved_frac` (TRL reads a None reward as NaN and leaves it out).
     - Several processes (TRL on several GPUs calls each reward function on each process's slice of the batch, and
       a prompt's generations may be spread over them): when torch.distributed is initialised with more than one
       process, the slices are gathered, the first process scores the whole batch (the only one to write the run
@@ -214,12 +221,16 @@ class DiversityReward:
 
     __name__ = "functional_diversity"
 
-    def __init__(self, config: RunConfig | str | Path, *, num_generations: int | None = None) -> None:
-        if num_generations is not None and (isinstance(num_generations, bool) or not isinstance(num_generations, int)
-                                            or num_generations < 1):
-            raise ValueError(f"num_generations must be a positive integer, got {num_generations!r}")
+    def __init__(self, config: RunConfig | str | Path, *, num_generations: int | None = None,
+                 num_generations_eval: int | None = None) -> None:
+        for name, value in (("num_generations", num_generations), ("num_generations_eval", num_generations_eval)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if num_generations_eval is not None and num_generations is None:
+            raise ValueError("num_generations_eval needs num_generations (pass both from GRPOConfig)")
         self.config = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
         self.num_generations = num_generations
+        self.num_generations_eval = num_generations_eval
         self.last_rows: list[dict[str, Any]] = []
         # Fail before spending: the judges, classifier and embedder are checked now (models resolvable, keys set,
         # options known), not at the first reward call, after the trainer has loaded its model and generated.
@@ -228,7 +239,15 @@ class DiversityReward:
         preflight(_rewards_config(self.config, Path(self.config.run_dir) / "reward-batch.jsonl"))
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
-        categories = kwargs.get("category")
+        rewards = self._call(prompts, completions, kwargs.get("category"))
+        log_metric = kwargs.get("log_metric")  # TRL's: averaged over processes (equal slices) and logging steps
+        if callable(log_metric):
+            # An unknown reward is NaN to TRL (left out of the group's advantage, one warning): its share is logged
+            # at every step, by every process (TRL gathers the same metric names from all), so it is seen.
+            log_metric(UNRESOLVED_METRIC, sum(r is None for r in rewards) / len(rewards) if rewards else 0.0)
+        return rewards
+
+    def _call(self, prompts: list[Any], completions: list[Any], categories: Any) -> list[float | None]:
         dist = _distributed()
         if dist is None:
             return self._score(*_checked(prompts, completions, categories))
@@ -261,19 +280,14 @@ class DiversityReward:
         from engine.execution.store import atomic_write_bytes, claim_run_dir
         from engine.method.rewards import completion_parts, message_text, prompt_key
 
-        if self.num_generations is not None and len(prompts) % self.num_generations:
-            raise ValueError(f"{len(prompts)} completions do not split into groups of num_generations="
-                             f"{self.num_generations}")
+        prompt_keys = [prompt_key(p) for p in prompts]
+        size = self._group_size(prompt_keys)
         groups: list[dict[str, Any]] = []
         keys: list[bytes] = []  # each group's prompt
         where: list[tuple[int, int]] = []  # each completion's (group, position)
-        for k, (prompt, completion, category) in enumerate(zip(prompts, completions, categories)):
-            key = prompt_key(prompt)
-            if self.num_generations is not None:  # consecutive runs of num_generations
-                g = k // self.num_generations
-                if g < len(keys) and keys[g] != key:
-                    raise ValueError(f"completion {k} answers another prompt than the others of its group of "
-                                     f"num_generations={self.num_generations} consecutive completions")
+        for k, (key, prompt, completion, category) in enumerate(zip(prompt_keys, prompts, completions, categories)):
+            if size is not None:  # consecutive runs of `size`
+                g = k // size
             else:
                 g = keys.index(key) if key in keys else len(keys)
             if g == len(groups):
@@ -292,6 +306,26 @@ class DiversityReward:
         self.last_rows = score_rewards(self.config, batch)
         reward = {(r["prompt_id"], r["sample_idx"]): r["reward"] for r in self.last_rows}
         return [reward.get((f"p{g}", k)) for g, k in where]
+
+    def _group_size(self, keys: list[bytes]) -> int | None:
+        """The size of the batch's groups: num_generations, or num_generations_eval where the batch splits only so
+        (TRL samples an evaluation batch's prompts num_generations_eval times, and tells a reward function nothing
+        of which batch it scores) — the first whose consecutive runs each answer one prompt; None without
+        num_generations (groups by prompt). A batch that splits into neither is an error, never partial groups."""
+        if self.num_generations is None:
+            return None
+        why = []
+        sizes = dict.fromkeys(s for s in (self.num_generations, self.num_generations_eval) if s is not None)
+        for size, name in zip(sizes, ("num_generations", "num_generations_eval")):
+            if len(keys) % size:
+                why.append(f"{len(keys)} completions do not split into groups of {name}={size}")
+                continue
+            stray = next((k for k in range(len(keys)) if keys[k] != keys[k - k % size]), None)
+            if stray is None:
+                return size
+            why.append(f"completion {stray} answers another prompt than the others of its group of {name}={size} "
+                       f"consecutive completions")
+        raise ValueError("; ".join(why))
 
 
 def _checked(prompts: Any, completions: Any, categories: Any) -> tuple[list, list, list]:

@@ -11,6 +11,8 @@ is None too (not 0, which would read "all equivalent").
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections import Counter
 from typing import Any, Sequence
 
@@ -34,7 +36,8 @@ def diversity_rewards(classes: Sequence[int], category: str | None) -> list[floa
     return [(n - size[c]) / (n - 1) for c in classes]
 
 
-def group_rewards(judged: Sequence[dict[str, Any]], n: int, category: str | None) -> tuple[list[float | None], list[str]]:
+def group_rewards(judged: Sequence[dict[str, Any]], n: int,
+                  category: str | None) -> tuple[list[float | None], list[str]]:
     """Rewards of one group's n responses from its components rows (one per judge: `classes`, `judge`), the mean
     over the judges whose classes are known, and the judges that entered. None for every response when none did."""
     known = [r for r in judged if r.get("classes") is not None and len(r["classes"]) == n]
@@ -48,11 +51,34 @@ def group_rewards(judged: Sequence[dict[str, Any]], n: int, category: str | None
 
 
 def prompt_key(prompt: Any) -> bytes:
-    """What makes two prompts the same prompt: the string, or every message's role and content."""
-    if isinstance(prompt, list):
-        return orjson.dumps([[m.get("role"), m.get("content")] if isinstance(m, dict) else m for m in prompt],
-                            default=str)
-    return orjson.dumps(prompt, default=str)
+    """What makes two prompts the same prompt: the string, or every message's role and content (an image part by
+    its pixels or bytes, not by the object holding them: TRL repeats a prompt's image as separate objects)."""
+    value = [[m.get("role"), m.get("content")] if isinstance(m, dict) else m for m in prompt] \
+        if isinstance(prompt, list) else prompt
+    try:
+        return orjson.dumps(value, default=_content_digest)
+    except TypeError as exc:  # orjson.JSONEncodeError, its own message: _content_digest's refusal is its cause
+        cause = exc.__cause__ if isinstance(exc.__cause__, _NotComparable) else exc
+        raise ValueError(f"a prompt holds {cause}") from None
+
+
+class _NotComparable(TypeError):
+    """A value of a prompt that cannot be compared by content."""
+
+
+def _content_digest(value: Any) -> Any:
+    """A JSON stand-in for what orjson cannot write, equal exactly when the content is: bytes, and objects that
+    hold their data as bytes (a PIL image, a numpy array) by a digest of it with its shape; a value whose text
+    names its memory address (a default repr) cannot be compared by content and is refused."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"sha256": hashlib.sha256(value).hexdigest()}
+    if callable(getattr(value, "tobytes", None)):
+        shape = [str(getattr(value, a, None)) for a in ("mode", "size", "dtype", "shape")]
+        return {"type": type(value).__name__, "shape": shape, "sha256": hashlib.sha256(value.tobytes()).hexdigest()}
+    text = str(value)
+    if re.search(r" at 0x[0-9a-fA-F]+", text):
+        raise _NotComparable(f"a value of type {type(value).__name__} that cannot be compared by content ({text:.80})")
+    return text
 
 
 def _content_text(content: Any) -> str | None:

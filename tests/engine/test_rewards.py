@@ -154,20 +154,22 @@ def test_the_trl_reward_function_groups_by_the_whole_prompt(tmp_path, monkeypatc
     assert out == pytest.approx([0.0, 0.0, 1.0, 1.0])
     # Messages without a role (as in TRL's own examples), content as parts, a reasoning_content trace, a `reasoning`
     # one beside a null reasoning_content (a model_dump of a message), and thinking cut off with no content.
-    out = reward(prompts=["Name a fruit."] * 5,
+    out = reward(prompts=["Name a fruit."] * 6,
                  completions=[[{"content": "class 0 apple"}],
                               [{"role": "assistant", "content": [{"type": "text", "text": "class 0 "},
                                                                  {"type": "text", "text": "pear"}]}],
                               [{"role": "assistant", "content": "class 2 kiwi", "reasoning_content": "class 5 hmm"}],
                               [{"role": "assistant", "content": "class 3 fig", "reasoning_content": None,
                                 "reasoning": "class 6 well"}],
-                              [{"role": "assistant", "content": None, "reasoning_content": "class 7 still thinking"}]],
-                 category=["H"] * 5)
+                              [{"role": "assistant", "content": None, "reasoning_content": "class 7 still thinking"}],
+                              # TRL's parsed response for some templates (LFM2.5): the thinking under `thinking`.
+                              [{"role": "assistant", "content": "class 9 plum", "thinking": "class 8 mm"}]],
+                 category=["H"] * 6)
     assert [r["response"] for r in reward.last_rows] == ["class 0 apple", "class 0 pear", "class 2 kiwi",
-                                                         "class 3 fig", ""]
+                                                         "class 3 fig", "", "class 9 plum"]
     assert [r["trace"] for r in reward.last_rows] == [None, None, "class 5 hmm", "class 6 well",
-                                                      "class 7 still thinking"]
-    assert out == pytest.approx([0.75, 0.75, 1.0, 1.0, 1.0])  # the empty answer is a class of its own
+                                                      "class 7 still thinking", "class 8 mm"]
+    assert out == pytest.approx([0.8, 0.8, 1.0, 1.0, 1.0, 1.0])  # the empty answer is a class of its own
 
 
 def test_num_generations_keeps_duplicate_rows_apart_and_refuses_partial_groups(tmp_path, monkeypatch):
@@ -183,6 +185,66 @@ def test_num_generations_keeps_duplicate_rows_apart_and_refuses_partial_groups(t
         reward(prompts=["Name a colour.", "Name a fruit."], completions=["a", "b"])
     with pytest.raises(ValueError, match="num_generations must be a positive integer"):
         _scripted_reward(tmp_path, num_generations=0)
+
+
+def test_an_evaluation_batch_is_grouped_by_num_generations_eval(tmp_path, monkeypatch):
+    # TRL samples an evaluation batch's prompts num_generations_eval times and says nothing of which batch it is.
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    reward = _scripted_reward(tmp_path, num_generations=4, num_generations_eval=2)
+    colours = ["class 0 red", "class 1 blue", "class 0 red", "class 0 red."]
+    # A training batch: one prompt's 4 generations.
+    assert reward(prompts=["Name a colour."] * 4, completions=colours, category=["H"] * 4) == \
+        pytest.approx([1 / 3, 1.0, 1 / 3, 1 / 3])
+    # An evaluation batch: two prompts x 2 (does not split into 4s of one prompt), and 6 (not a multiple of 4).
+    assert reward(prompts=["Name a colour."] * 2 + ["Name a fruit."] * 2, completions=colours,
+                  category=["H"] * 4) == pytest.approx([1.0, 1.0, 0.0, 0.0])
+    assert len(reward(prompts=["a"] * 2 + ["b"] * 2 + ["c"] * 2, completions=["class 0 x"] * 6)) == 6
+    with pytest.raises(ValueError, match="do not split into groups of num_generations=4; completion 1 answers another "
+                                         "prompt than the others of its group of num_generations_eval=2"):
+        reward(prompts=["a", "b", "b", "b", "c", "c"], completions=["x"] * 6)
+    with pytest.raises(ValueError, match="num_generations_eval needs num_generations"):
+        _scripted_reward(tmp_path, num_generations_eval=2)
+
+
+def test_the_share_of_unknown_rewards_is_logged_through_trls_log_metric(tmp_path, monkeypatch):
+    from engine.api import UNRESOLVED_METRIC
+
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    reward = _scripted_reward(tmp_path)
+    logged = []
+    # The cat group's classes 3 and 4 never get a readable verdict: its 3 rewards are unknown, of 7.
+    out = reward(prompts=["Name a colour."] * 4 + ["Suggest a name for a cat."] * 3,
+                 completions=["class 0 red", "class 1 blue", "class 0 red", "class 0 red.", "class 3 Tom",
+                              "class 4 Kit", "class 5 X"],
+                 category=["H"] * 7, log_metric=lambda name, value: logged.append((name, value)))
+    assert out[4:] == [None, None, None] and None not in out[:4]
+    assert logged == [(UNRESOLVED_METRIC, pytest.approx(3 / 7))]
+
+
+def test_a_prompts_image_is_compared_by_its_pixels_not_by_the_object_holding_them(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from engine.method.rewards import prompt_key
+
+    def vision_prompt(colour):  # TRL's vision-language prompts: the image inside the user message's content
+        return [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (4, 4), colour)},
+                                             {"type": "text", "text": "Describe the image."}]}]
+
+    assert prompt_key(vision_prompt("red")) == prompt_key(vision_prompt("red"))  # two objects, one image
+    assert prompt_key(vision_prompt("red")) != prompt_key(vision_prompt("blue"))
+    assert prompt_key([{"role": "user", "content": [{"type": "image", "image": b"\x89PNG"}]}]) == \
+        prompt_key([{"role": "user", "content": [{"type": "image", "image": bytearray(b"\x89PNG")}]}])
+
+    class Opaque:  # compared by its address only: refused, not a group of its own
+        pass
+
+    with pytest.raises(ValueError, match="a prompt holds a value of type Opaque that cannot be compared by content"):
+        prompt_key([{"role": "user", "content": [{"type": "image", "image": Opaque()}]}])
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    reward = _scripted_reward(tmp_path, num_generations=2)
+    assert reward(prompts=[vision_prompt("red"), vision_prompt("red")], completions=["class 0 a", "class 1 b"],
+                  category=["G", "G"]) == [1.0, 1.0]
+    assert reward.last_rows[0]["prompt"] == "Describe the image."
 
 
 def _rank(rank: int, world: int, port: int, config: str, queue) -> None:

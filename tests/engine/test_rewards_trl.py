@@ -35,15 +35,21 @@ def test_grpo_trains_with_the_diversity_reward(tmp_path, conversational):
     rows = [{"prompt": "Write a slogan for a bakery.", "category": "G"}, {"prompt": "Name a colour.", "category": "H"}]
     if conversational:
         rows = [{**r, "prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows]
+    # Evaluation samples each prompt num_generations_eval (2) times: its batch is both prompts' 2 generations.
     args = trl.GRPOConfig(output_dir=str(tmp_path / "grpo"), num_generations=4, per_device_train_batch_size=4,
+                          num_generations_eval=2, per_device_eval_batch_size=4, eval_strategy="steps", eval_steps=2,
                           max_steps=2, max_completion_length=8, logging_steps=1, report_to=[], use_cpu=True,
                           save_strategy="no", seed=0)
     trainer = trl.GRPOTrainer(model=str(resolve_model_dir("smollm2-135m")), args=args,
-                              reward_funcs=[Recording(config, num_generations=4)],
-                              train_dataset=datasets.Dataset.from_list(rows))
+                              reward_funcs=[Recording(config, num_generations=4, num_generations_eval=2)],
+                              train_dataset=datasets.Dataset.from_list(rows),
+                              eval_dataset=datasets.Dataset.from_list(rows))
     trainer.train()
 
-    assert len(seen) == 2  # one call per step, each a batch of one prompt's 4 generations
+    assert len(seen) == 3  # one call per step, each a batch of one prompt's 4 generations; then the evaluation's
+    evaluation = seen.pop()
+    assert len(evaluation[0]) == 4 and len({str(p) for p in evaluation[0]}) == 2
+    assert [r["prompt_id"] for r in evaluation[4]] == ["p0", "p0", "p1", "p1"]  # two groups of two
     for prompts, completions, kwargs, out, last_rows in seen:
         assert len(prompts) == len(completions) == len(out) == 4
         assert isinstance(completions[0], list if conversational else str)
@@ -55,3 +61,8 @@ def test_grpo_trains_with_the_diversity_reward(tmp_path, conversational):
     logged = [h["rewards/functional_diversity/mean"] for h in trainer.state.log_history
               if "rewards/functional_diversity/mean" in h]
     assert len(logged) == 2 and all(0.0 <= v <= 1.0 for v in logged)
+    # The share of unknown rewards, through TRL's log_metric (the calibrated judge resolves every pair).
+    unresolved = [h["functional_diversity/unresolved_frac"] for h in trainer.state.log_history
+                  if "functional_diversity/unresolved_frac" in h]
+    assert len(unresolved) == 2 and unresolved == [0.0, 0.0]
+    assert trainer.state.log_history[-2]["eval_functional_diversity/unresolved_frac"] == 0.0
