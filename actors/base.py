@@ -213,8 +213,40 @@ REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
 
 
 def message_trace(message: dict) -> str | None:
-    """A chat message's thinking kept apart from its content: the first non-empty string of REASONING_FIELDS."""
-    return next((message[k] for k in REASONING_FIELDS if isinstance(message.get(k), str) and message[k]), None)
+    """A chat message's thinking kept apart from its content: the first non-empty string of REASONING_FIELDS, else
+    the thinking parts of a content list (content_parts)."""
+    field = next((message[k] for k in REASONING_FIELDS if isinstance(message.get(k), str) and message[k]), None)
+    return field if field is not None else content_parts(message.get("content"))[1]
+
+
+# Content parts that hold thinking, not the answer: Mistral's Magistral (`{"type": "thinking", "thinking": [text
+# parts]}`), Anthropic-style blocks (`"thinking": "…"`).
+THINKING_PARTS = ("thinking", "reasoning")
+
+
+def content_parts(content: Any) -> tuple[str | None, str | None]:
+    """(text, thinking) of a message's content: a string is all text; a list of content parts (OpenAI's form, which
+    Magistral and some gateways also answer in) gives its text parts joined, and its thinking parts joined apart —
+    never the thinking as the answer, nor an answer lost because its content is not a string. None where there is
+    none of either."""
+    if isinstance(content, str):
+        return content, None
+    if not isinstance(content, list):
+        return None, None
+    texts, thoughts = [], []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type", "text")
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind in THINKING_PARTS:
+            inner = part.get("thinking", part.get("text"))
+            if isinstance(inner, list):
+                inner = "".join(p["text"] for p in inner if isinstance(p, dict) and isinstance(p.get("text"), str))
+            if isinstance(inner, str) and inner:
+                thoughts.append(inner)
+    return ("".join(texts) if texts else None), ("\n\n".join(thoughts) if thoughts else None)
 
 
 def split_reasoning(text: str) -> tuple[str, str | None]:
@@ -246,6 +278,36 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
 
 
 _BARE_CLOSE = re.compile(re.escape(THINK_CLOSE) + r"[ \t]*(?:\r?\n|$)")
+
+
+# OpenAI's harmony format (gpt-oss): the completion is a sequence of messages on channels — `analysis` (the reasoning),
+# `commentary` (tool calls), `final` (the answer) — each `<|channel|>NAME[ header]<|message|>TEXT` ended by `<|end|>`,
+# `<|return|>` or `<|call|>`. Decoded with special tokens skipped, they run together ("analysis…assistantfinal…"):
+# a backend serving such a model decodes with them kept and splits the channels (split_harmony).
+HARMONY_CHANNEL, HARMONY_MESSAGE = "<|channel|>", "<|message|>"
+_HARMONY_SEGMENT = re.compile(r"<\|channel\|>\s*(\w+)(?:(?!<\|message\|>).)*<\|message\|>(.*?)"
+                              r"(?=<\|end\|>|<\|return\|>|<\|call\|>|<\|start\|>|<\|channel\|>|$)", re.DOTALL)
+
+
+def uses_harmony(tokenizer: Any) -> bool:
+    """Whether a tokenizer is harmony's (gpt-oss): it has the channel and message markers as tokens of their own."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except Exception:  # a tokenizer without a vocabulary to show is not harmony's
+        return False
+    return HARMONY_CHANNEL in vocab and HARMONY_MESSAGE in vocab
+
+
+def split_harmony(text: str) -> tuple[str, str | None] | None:
+    """(answer, trace) of a harmony completion decoded with its special tokens: the `final` channel's text is the
+    answer, the `analysis` channel's the trace; no final message (cut off while reasoning, or only a tool call) →
+    ("", trace). None where the text holds no channel at all (not harmony: the caller decodes it plainly)."""
+    segments = [(m.group(1), m.group(2)) for m in _HARMONY_SEGMENT.finditer(text)]
+    if not segments:
+        return None
+    final = [body.strip() for channel, body in segments if channel == "final"]
+    analysis = [body.strip() for channel, body in segments if channel == "analysis" and body.strip()]
+    return "\n\n".join(final), ("\n\n".join(analysis) if analysis else None)
 
 
 def opens_thinking(prompt_tail: str) -> bool:

@@ -72,7 +72,7 @@ import numpy as np
 import orjson
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
-                          logsumexp, message_trace, pair_sampling)
+                          content_parts, logsumexp, message_trace, pair_sampling)
 
 log = logging.getLogger(__name__)
 
@@ -264,9 +264,9 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
     occur twice (distinct token ids that decode alike) are merged by log-sum-exp, since the judge wants the
     probability of the text.
 
-    Reasoning: the message's `reasoning_content` or `reasoning` string (actors.base.message_trace) is the choice's
-    trace; a `<think>` block left inside `content` is split off later, for every backend alike
-    (actors.base.separate_traces).
+    Reasoning: the message's `reasoning_content` or `reasoning` string, or the thinking parts of a content list
+    (actors.base.message_trace), is the choice's trace; a content list's text parts are its text; a `<think>` block
+    left inside `content` is split off later, for every backend alike (actors.base.separate_traces).
 
     Args:
         data: the decoded JSON body.
@@ -297,8 +297,7 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
     parsed = []
     for choice, count in zip(choices, counts):
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        text = message.get("content")
-        text = text if isinstance(text, str) else ""
+        text = content_parts(message.get("content"))[0] or ""  # a list of content parts: its text parts
         trace = message_trace(message)
         # ChatOutput knows "stop" and "length"; anything else (content_filter, tool_calls) ended the completion.
         reason = "length" if choice.get("finish_reason") == "length" else "stop"

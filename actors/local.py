@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from actors import hub
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, opens_thinking,
-                         pair_sampling)
+                         pair_sampling, split_harmony, uses_harmony)
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,7 @@ class LocalChatModel:
         self.tokenizer.padding_side = "left"  # decoder-only batching: pad on the left so every row ends together
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.harmony = uses_harmony(self.tokenizer)  # gpt-oss: completions are decoded with their channel markers
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
         self.chat_template = chat_template
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
@@ -208,6 +209,16 @@ class LocalChatModel:
         self._stats = {"requests": 0, "row_errors": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
     # -- public -------------------------------------------------------------------------------------------------
+
+    def decode(self, ids: Sequence[int]) -> tuple[str, str | None]:
+        """(text, trace) of generated ids: the text with special tokens skipped; a harmony model's (gpt-oss) with
+        them kept, and its `final` channel the text, its `analysis` channel the trace (actors.base.split_harmony) —
+        skipped, they would leave "analysis…assistantfinal…", the reasoning judged as part of the answer."""
+        if self.harmony:
+            parsed = split_harmony(self.tokenizer.decode(list(ids), skip_special_tokens=False))
+            if parsed is not None:
+                return parsed
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True), None
 
     def chat(
         self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]
@@ -299,19 +310,23 @@ class LocalChatModel:
         outputs = []
         for row, ids in enumerate(prompts):
             out = ChatOutput(prompt_tokens=len(ids), first_token_logprobs=[] if first_logprobs is not None else None)
+            traces: list[str | None] = []
             for s in range(p.n):
                 seq = new_tokens[row * p.n + s].tolist()
                 n = next((i for i, t in enumerate(seq) if t in stop_ids), len(seq))
                 finished = n < len(seq)
-                text = self.tokenizer.decode(seq[:n], skip_special_tokens=True)
+                text, trace = self.decode(seq[:n])
                 if p.stop:
                     cut = [text.index(s_) for s_ in p.stop if s_ in text]
                     if cut:
                         text, finished = text[: min(cut)], True
                 out.texts.append(text)
+                traces.append(trace)
                 out.finish_reasons.append("stop" if finished else "length")
                 out.n_tokens.append(n)
                 if first_logprobs is not None:
                     out.first_token_logprobs.append(first_logprobs[row * p.n + s])
+            if any(t is not None for t in traces):  # a harmony model's; else looked for later (separate_traces)
+                out.traces = traces
             outputs.append(out)
         return outputs

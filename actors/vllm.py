@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, opens_thinking,
-                         pair_sampling)
+                         pair_sampling, split_harmony, uses_harmony)
 from actors.placement import vllm_scheduling
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,7 @@ class VLLMChatModel:
         except Exception as exc:  # bad path, unsupported model, out of memory: nothing a retry fixes
             raise BackendError(f"vLLM could not start {model!r} ({type(exc).__name__}: {exc})") from exc
         self.tokenizer = self.llm.get_tokenizer()
+        self.harmony = uses_harmony(self.tokenizer)
         self.max_model_len = int(self.llm.model_config.max_model_len)
 
     # -- public -------------------------------------------------------------------------------------------------
@@ -470,6 +471,8 @@ class VLLMChatModel:
             "stop": list(p.stop) or None,
             "logprobs": p.logprobs,
         }
+        if self.harmony:  # gpt-oss: the channel markers are kept, to split the reasoning off (split_harmony)
+            kwargs["skip_special_tokens"] = False
         kwargs.update(self.sampling_overrides)
         return self._vllm.SamplingParams(**kwargs)
 
@@ -515,14 +518,24 @@ class VLLMChatModel:
         # A chat template that opens the thinking in the prompt (DeepSeek-R1, Qwen3) leaves only its end in the
         # completion: the opening tag goes back in front, so the trace is split off the answer.
         opened = opens_thinking(self.tokenizer.decode(list(result.prompt_token_ids or [])[-8:]))
+        traces: list[str | None] = []
         for completion in sorted(result.outputs, key=lambda c: c.index):
-            out.texts.append(THINK_OPEN + completion.text if opened else completion.text)
+            # A harmony model (gpt-oss), decoded with its channel markers: the final channel is the answer, the
+            # analysis channel the trace; skipped, the reasoning would be judged as part of the answer.
+            parsed = split_harmony(completion.text) if self.harmony else None
+            if parsed is not None:
+                out.texts.append(parsed[0])
+            else:
+                out.texts.append(THINK_OPEN + completion.text if opened else completion.text)
+            traces.append(parsed[1] if parsed is not None else None)
             out.finish_reasons.append("length" if completion.finish_reason == "length" else "stop")
             out.n_tokens.append(len(completion.token_ids))
             if p.logprobs is not None:
                 out.first_token_logprobs.append(self._first_top(completion, p.logprobs))  # type: ignore[union-attr]
         if out.first_token_logprobs is not None and any(t is None for t in out.first_token_logprobs):
             out.first_token_logprobs = None  # all completions or none, as the judge expects
+        if any(t is not None for t in traces):
+            out.traces = traces
         return out
 
     def _first_top(self, completion: Any, k: int) -> dict[str, float] | None:

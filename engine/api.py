@@ -278,7 +278,7 @@ class DiversityReward:
         import orjson
 
         from engine.execution.store import atomic_write_bytes, claim_run_dir
-        from engine.method.rewards import completion_parts, message_text, prompt_key
+        from engine.method.rewards import answers, completion_parts, message_text, prompt_key
 
         prompt_keys = [prompt_key(p) for p in prompts]
         size = self._group_size(prompt_keys)
@@ -295,17 +295,26 @@ class DiversityReward:
                 groups.append({"prompt_id": f"p{g}", "prompt": message_text(prompt, role="user"), "responses": [],
                                "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
-            where.append((g, len(groups[g]["responses"])))
             answer, trace = completion_parts(completion)
+            if not answers(answer, trace):
+                # No answer (cut off while thinking, or empty): no reward — never "unique" for failing to answer —
+                # and left out of its group, whose other completions are scored among themselves (in the group, its
+                # pairs would be unresolved and every reward of the group unknown).
+                where.append(None)
+                continue
+            where.append((g, len(groups[g]["responses"])))
             groups[g]["responses"].append(answer)
             groups[g]["traces"].append(trace)  # None: inline reasoning is split off when the run reads the batch
-        run_dir = Path(self.config.run_dir)
-        claim_run_dir(run_dir)  # a run directory of ours (or new): the batch is written beside its tables
-        batch = run_dir / "reward-batch.jsonl"
-        atomic_write_bytes(batch, b"".join(orjson.dumps(g) + b"\n" for g in groups))
-        self.last_rows = score_rewards(self.config, batch)
+        groups = [g for g in groups if g["responses"]]
+        self.last_rows = []
+        if groups:
+            run_dir = Path(self.config.run_dir)
+            claim_run_dir(run_dir)  # a run directory of ours (or new): the batch is written beside its tables
+            batch = run_dir / "reward-batch.jsonl"
+            atomic_write_bytes(batch, b"".join(orjson.dumps(g) + b"\n" for g in groups))
+            self.last_rows = score_rewards(self.config, batch)
         reward = {(r["prompt_id"], r["sample_idx"]): r["reward"] for r in self.last_rows}
-        return [reward.get((f"p{g}", k)) for g, k in where]
+        return [reward.get((f"p{w[0]}", w[1])) if w is not None else None for w in where]
 
     def _group_size(self, keys: list[bytes]) -> int | None:
         """The size of the batch's groups: num_generations, or num_generations_eval where the batch splits only so

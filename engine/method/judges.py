@@ -5,7 +5,9 @@ category* (taxonomy.JUDGE_PROMPT). The verdict is p_equivalent = P(YES), from th
 normalised over the YES/NO variants where the backend returns log-probs, else 1.0 / 0.0 from the parsed text. An
 unparseable answer is asked again once, with a reminder of the format; if it still does not parse, the pair is
 recorded as "unparsed" (a backend failure as "error"): an unresolved pair, never counted as "different"
-(engine.method.components).
+(engine.method.components). A pair where a response has no answer — empty, as a reasoning model's cut off while
+thinking — is not asked: it is "no_answer", unresolved too (two failures to answer are not one answer given twice,
+nor is a failure a distinct answer).
 
 Pruning: a pair whose responses are already connected by "equivalent" verdicts cannot change the number of
 connected components, so it is skipped. `judge_group` is a program for `drive`: it asks for one pair per round, so
@@ -31,6 +33,16 @@ if TYPE_CHECKING:  # the method reads its settings; it does not import the confi
     from engine.config import JudgeConfig
 
 
+# The verdict of a pair in which a response is empty (NO_ANSWER): unresolved, and no judge is asked.
+NO_ANSWER = "no_answer"
+
+
+def has_answer(response: str | None) -> bool:
+    """Whether a response answers at all: not empty or whitespace (a reasoning model cut off while thinking, a
+    provider's empty reply)."""
+    return bool(response and response.strip())
+
+
 @dataclass
 class PairVerdict:
     """One judged pair (i < j).
@@ -38,8 +50,8 @@ class PairVerdict:
     Attributes:
         p_equivalent: P(equivalent) in [0, 1] (the mean of the orders that were read when both were judged); None
             when unresolved.
-        verdict: "equivalent", "different", or — unresolved — "unparsed" (no answer could be read) or "error" (the
-            backend failed the row).
+        verdict: "equivalent", "different", or — unresolved — "unparsed" (no answer could be read), "error" (the
+            backend failed the row) or "no_answer" (a response is empty: nothing to judge, not asked).
         read_from: "logprobs" (the first token's distribution), "text" (a parsed YES/NO: p is 1 or 0), "mixed"
             (both orders, read differently), or None when unresolved.
         raw: the judge's text (both orders joined by " || " when both were judged).
@@ -187,6 +199,10 @@ def judge_group(
                 continue
             judged += 1
             a, b = responses[i], responses[j]
+            if not (has_answer(a) and has_answer(b)):
+                result.pairs.append(PairVerdict(i, j, None, NO_ANSWER, raw="", decided_by="none"))
+                result.n_unresolved += 1
+                continue
             p_cheap = cheap(i, j) if cascade is not None else None
             if p_cheap is not None and (p_cheap <= cascade.low or p_cheap >= cascade.high):
                 verdict = PairVerdict(i, j, p_cheap, "equivalent" if p_cheap >= settings.threshold else "different",

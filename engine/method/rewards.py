@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 import orjson
 
-from actors.base import message_trace
+from actors.base import content_parts, message_trace, split_reasoning
+from engine.method.judges import has_answer
 
 # Categories where homogeneity is desired (the paper's A: a well-specified objective with one right answer).
 HOMOGENEOUS = frozenset({"A"})
@@ -81,17 +82,6 @@ def _content_digest(value: Any) -> Any:
     return text
 
 
-def _content_text(content: Any) -> str | None:
-    """A message's text: a string, or the text parts of an OpenAI-style list of content parts, joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content
-                 if isinstance(p, dict) and p.get("type", "text") == "text" and isinstance(p.get("text"), str)]
-        return "".join(parts) if parts else None
-    return None
-
-
 def _by_role(messages: list, role: str) -> list[dict]:
     """The messages with `role`, or, when none has that role, those without a role (as TRL's own examples write)."""
     dicts = [m for m in messages if isinstance(m, dict)]
@@ -103,7 +93,7 @@ def message_text(value: Any, role: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        texts = [t for t in (_content_text(m.get("content")) for m in _by_role(value, role)) if t is not None]
+        texts = [t for t in (content_parts(m.get("content"))[0] for m in _by_role(value, role)) if t is not None]
         if texts:
             return texts[-1]
     raise ValueError(f"expected a string or a list of chat messages with a {role!r} message, got {value!r:.200}")
@@ -117,5 +107,11 @@ def completion_parts(value: Any) -> tuple[str, str | None]:
         chosen = _by_role(value, "assistant")
         trace = message_trace(chosen[-1]) if chosen else None
         if trace is not None:
-            return _content_text(chosen[-1].get("content")) or "", trace
+            return content_parts(chosen[-1].get("content"))[0] or "", trace
     return message_text(value, role="assistant"), None
+
+
+def answers(answer: str, trace: str | None) -> bool:
+    """Whether a completion (completion_parts) answers at all: its answer, inline reasoning split off first, is not
+    empty (engine.method.judges.has_answer) — a completion cut off while thinking does not."""
+    return has_answer(answer if trace is not None else split_reasoning(answer)[0])

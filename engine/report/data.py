@@ -323,8 +323,8 @@ def _spearman_rows(complete: list[dict], cats: list[str], rc: ReportConfig) -> l
 def _spearman_section(groups: list[dict], n: int, rc: ReportConfig, t: dict | None = None,
                       cascade: bool = False) -> dict[str, Any]:
     """Spearman ρ of each general metric with functional diversity, per category. With the cascade on, the cheap
-    judge decided some pairs from features that include cosine, Jaccard and NCD — the general metrics — so the section also
-    gives the share of pairs it decided and ρ over the groups judged by LLM judges only."""
+    judge decided some pairs from features that include cosine, Jaccard and NCD — the general metrics — so the section
+    also gives the share of pairs it decided and ρ over the groups judged by LLM judges only."""
     complete = [g for g in groups if is_complete(g, n)]
     cats = ordered_categories(g["category"] or "?" for g in complete) + ["all"]
     out = {"rows": _spearman_rows(complete, cats, rc), "categories": cats,
@@ -406,9 +406,9 @@ def deviations(config) -> list[str]:
     if config.judge.max_response_chars:
         out.append(f"Responses are cut to {config.judge.max_response_chars} characters inside judge prompts.")
     if config.judge.cascade.enabled:
-        out.append(f"The cascade is on: a calibrated judge over the pairs' text and embedding features decides pairs it "
-                   f"is confident about (p ≤ {config.judge.cascade.low:g} or ≥ {config.judge.cascade.high:g}); the paper judged "
-                   "every needed pair with LLMs.")
+        out.append(f"The cascade is on: a calibrated judge over the pairs' text and embedding features decides pairs "
+                   f"it is confident about (p ≤ {config.judge.cascade.low:g} or ≥ {config.judge.cascade.high:g}); the "
+                   "paper judged every needed pair with LLMs.")
     graders = [g.name for g in config.graders]
     if config.quality.enabled and graders:
         out.append(f"Checklist quality graded by {', '.join(graders)}; the paper's quality scores came from its LLM "
@@ -647,6 +647,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
             "cheap_decided": (sum(c.get("cheap_decided") or 0 for c in cs)
                               if cs and "cheap_decided" in cs[0] else None),
         }
+            "no_answer_pairs": sum(1 for j in js if j["verdict"] == "no_answer"),
         if both_orders:
             measured = sum(1 for j in js if j["p_forward"] is not None and j["p_reverse"] is not None)
             disagreements = sum(c["order_disagreements"] for c in cs)

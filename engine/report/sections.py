@@ -253,7 +253,8 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
     if sp.get("cascade"):
         s.blocks.append(Para(
             f"The cascade's cheap judge decides pairs from features that include cosine, Jaccard and NCD — the "
-            f"general metrics compared here — so the correlations above are partly built in: it decided {sp.get('cheap_pairs', 0)} pairs "
+            f"general metrics compared here — so the correlations above are partly built in: it decided "
+            f"{sp.get('cheap_pairs', 0)} pairs "
             f"({_pct(sp.get('cheap_share'))} of the judged pairs). Over the {sp.get('llm_only_groups', 0)} groups "
             "judged by the LLM judges alone:", lead="Cascade on."))
         est2 = {(r["category"], r["metric"]): r["estimate"] for r in sp.get("rows_llm_only", [])}
@@ -447,17 +448,19 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
         order = (f"{o['disagreements']}/{o['pairs']} ({_pct(o['rate'])})" if o["measured"] else "not measured")
         src = r["read_from"]
         rows.append([r["judge"], str(r["groups"]), _f(r["unique_mean"]), str(r["pairs_judged"]), str(r["equivalent"]),
-                     f"{r['unresolved_pairs']} ({r['unparsed_pairs']} unparsed, {r['error_pairs']} errors) in "
+                     f"{r['unresolved_pairs']} ({r['unparsed_pairs']} unparsed, {r['error_pairs']} errors"
+                     + (f", {r['no_answer_pairs']} without an answer" if r.get("no_answer_pairs") else "") + ") in "
                      f"{r['groups_with_unresolved']} groups", str(r["groups_unresolved"]), str(r["groups_missing"]),
                      f"{src['logprobs']} / {src['text']}" + (f" ({src['mixed']} mixed)" if src["mixed"] else ""),
                      str(r["calls_made"]), str(r["calls_saved"]), order]
                     + ([str(r["cheap_decided"] or 0)] if cheap else []))
     s.blocks.append(Table(headers, rows, "Calls saved: pairs union-find already connected (pruning). An unresolved "
-                                         "pair (its verdict unparsed twice, or a backend error) is never read as "
-                                         "\"different\": a group's count is resolved only when no reading of its "
-                                         "unresolved pairs could change it; otherwise only bounds are known and the "
-                                         "judge stays out of that group's mean. Groups missing: the judge's shard "
-                                         "failed (rerun to fill it). Verdicts from text read P(yes) as 1 or 0."))
+                                         "pair (its verdict unparsed twice, a backend error, or a response without "
+                                         "an answer) is never read as \"different\": a group's count is resolved "
+                                         "only when no reading of its unresolved pairs could change it; otherwise "
+                                         "only bounds are known and the judge stays out of that group's mean. Groups "
+                                         "missing: the judge's shard failed (rerun to fill it). Verdicts from text "
+                                         "read P(yes) as 1 or 0."))
     for note in j.get("notes", []):
         s.blocks.append(Para(note, lead="Verdicts from text."))
     if not j["both_orders"]:

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
-from engine.method.judges import GroupJudgment, PairVerdict, in_agreement_sample, judge_group
+from engine.method.judges import (NO_ANSWER, GroupJudgment, PairVerdict, has_answer, in_agreement_sample,
+                                  judge_group)
 from engine.method.programs import first_token_sampling
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Stage
 
@@ -159,12 +160,17 @@ class CalibratedJudgeStage(Stage):
         threshold = self.settings.threshold
         scored = _score(self.judge, self.embedder.embed, rows)
         for k, (r, p) in enumerate(zip(rows, scored)):
-            n = len(r["responses"])
+            responses = list(r["responses"])
+            answered = [has_answer(t) for t in responses]
             pairs = [PairVerdict(int(i), int(j), float(q), "equivalent" if q >= threshold else "different", raw="",
                                  calls=0, decided_by="calibrated", read_from="calibrated")
-                     for (i, j), q in zip(zip(*np.triu_indices(n, 1)), p)]
+                     if answered[i] and answered[j] else  # as judge_group: a pair without an answer is unresolved
+                     PairVerdict(int(i), int(j), None, NO_ANSWER, raw="", decided_by="none")
+                     for (i, j), q in zip(zip(*np.triu_indices(len(responses), 1)), p)]
+            unresolved = sum(v.verdict == NO_ANSWER for v in pairs)
             full = in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]), self.settings.agreement_sample_rate)
-            yield judged_row(k, r, self.model_name, GroupJudgment(pairs, cheap_decided=len(pairs), full=full))
+            yield judged_row(k, r, self.model_name, GroupJudgment(pairs, cheap_decided=len(pairs) - unresolved,
+                                                                  n_unresolved=unresolved, full=full))
 
 
 def _score(judge: Any, embed: Any, rows: list[dict[str, Any]]) -> list[np.ndarray]:

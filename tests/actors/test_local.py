@@ -77,3 +77,43 @@ def test_stats_count_requests_and_tokens(cpu_model):
 def test_a_missing_model_is_a_clear_error():
     with pytest.raises(BackendError, match="neither a packaged model"):
         LocalChatModel("/no/such/model")
+
+
+HARMONY_TOKENS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>", "<|constrain|>"]
+
+
+def test_a_harmony_models_completion_is_split_into_its_final_answer_and_its_analysis(tmp_path):
+    """gpt-oss writes its reasoning and its answer on harmony channels, marked by special tokens. Decoded with them
+    skipped (as before) the completion reads "analysisWe need to add.assistantfinalThe answer is 4." and the
+    reasoning is judged as part of the answer. The packaged model's folder with harmony's markers added to its
+    tokenizer (as special tokens, as in gpt-oss's tokenizer) stands in for gpt-oss."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "harmony-model"
+    folder.mkdir()
+    for f in resolve_model_dir("smollm2-135m").iterdir():
+        (folder / f.name).symlink_to(f)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.add_special_tokens({"additional_special_tokens": HARMONY_TOKENS})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    tokenizer.save_pretrained(folder)
+    model = LocalChatModel(str(folder))
+    assert model.harmony
+    completion = ("<|channel|>analysis<|message|>We need to add.<|end|><|start|>assistant<|channel|>final"
+                  "<|message|>The answer is 4.<|return|>")
+    ids = tokenizer.encode(completion, add_special_tokens=False)
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "analysisWe need to add.assistantfinalThe answer is 4."
+    assert model.decode(ids) == ("The answer is 4.", "We need to add.")
+    # Cut off while reasoning: no answer, never the reasoning as one.
+    assert model.decode(tokenizer.encode("<|channel|>analysis<|message|>We need", add_special_tokens=False)) == \
+        ("", "We need")
+    # Text without channels decodes as before, and the model still answers.
+    assert model.decode(tokenizer.encode("Hello there.", add_special_tokens=False)) == ("Hello there.", None)
+    (out,) = model.chat([HELLO], SamplingParams(temperature=0.0, max_tokens=6))
+    assert out.error is None and out.texts[0] and out.traces is None
+    model.close()
+
+
+def test_the_packaged_model_is_no_harmony_model(cpu_model):
+    assert not cpu_model.harmony

@@ -440,6 +440,30 @@ class TestEngine:
         assert engine.tokenizer.decode(closed).endswith("<think>\n\n</think>\n\n")
         assert engine.tokenizer.decode(opened).endswith("<think>\n")
 
+    def test_a_harmony_model_is_decoded_with_its_channel_markers_and_split(self, engine):
+        # gpt-oss (harmony): with special tokens skipped, vLLM's text would be "analysis…assistantfinal…", the
+        # reasoning judged as part of the answer. Not a harmony model itself, the packaged model stands in: with
+        # `harmony` set, vLLM's own parameters keep the markers, a completion without channels reads as before, and
+        # a completion in harmony's form is split into its final answer and its analysis.
+        from types import SimpleNamespace
+
+        assert engine.harmony is False
+        greedy = SamplingParams(temperature=0.0, max_tokens=6)
+        (plain,) = engine.chat([_user("Say hi.")], greedy)
+        engine.harmony = True
+        try:
+            assert engine.sampling_params(greedy).skip_special_tokens is False
+            (kept,) = engine.chat([_user("Say hi.")], greedy)
+            harmony = ("<|channel|>analysis<|message|>We need to add.<|end|><|start|>assistant<|channel|>final"
+                       "<|message|>4")
+            result = SimpleNamespace(prompt_token_ids=[1, 2], outputs=[
+                SimpleNamespace(index=0, text=harmony, token_ids=[0] * 9, finish_reason="stop", logprobs=None)])
+            split = engine._to_output(result, greedy)
+        finally:
+            engine.harmony = False
+        assert kept.texts == plain.texts and kept.traces is None
+        assert (split.texts, split.traces) == (["4"], ["We need to add."])
+
     def test_continuous_rows_that_do_not_fit_fail_alone(self, engine):
         from engine.method.programs import Request, drive
 

@@ -166,10 +166,15 @@ def test_the_trl_reward_function_groups_by_the_whole_prompt(tmp_path, monkeypatc
                               [{"role": "assistant", "content": "class 9 plum", "thinking": "class 8 mm"}]],
                  category=["H"] * 6)
     assert [r["response"] for r in reward.last_rows] == ["class 0 apple", "class 0 pear", "class 2 kiwi",
-                                                         "class 3 fig", "", "class 9 plum"]
-    assert [r["trace"] for r in reward.last_rows] == [None, None, "class 5 hmm", "class 6 well",
-                                                      "class 7 still thinking", "class 8 mm"]
-    assert out == pytest.approx([0.8, 0.8, 1.0, 1.0, 1.0, 1.0])  # the empty answer is a class of its own
+                                                         "class 3 fig", "class 9 plum"]
+    assert [r["trace"] for r in reward.last_rows] == [None, None, "class 5 hmm", "class 6 well", "class 8 mm"]
+    # The completion cut off while thinking has no answer: no reward (never "unique" for failing to answer), and the
+    # others are scored among themselves (5 of them).
+    assert out[4] is None
+    assert out[:4] + out[5:] == pytest.approx([0.75, 0.75, 1.0, 1.0, 1.0])
+    # So is an inline block never closed; a group left with one answer has none to differ from.
+    assert reward(prompts=["Name a tree."] * 3, completions=["<think>hmm", "class 1 oak", "   "]) == [None] * 3
+    assert reward(prompts=["Name a tree."] * 2, completions=["", ""]) == [None, None] and reward.last_rows == []
 
 
 def test_num_generations_keeps_duplicate_rows_apart_and_refuses_partial_groups(tmp_path, monkeypatch):

@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.base import THINK_OPEN, ChatOutput, SamplingParams, pair_sampling, separate_traces, split_reasoning
+from actors.base import (THINK_OPEN, ChatOutput, SamplingParams, pair_sampling, separate_traces, split_harmony,
+                         split_reasoning)
 from actors.http import OpenAIChatClient, parse_choices
 from engine.config import config_from_dict
 from engine.method.programs import Request, drive
@@ -31,6 +32,20 @@ from tests.support.serve import REASONING_MODES, TEMPLATE_OPENED, ChatServer
 ])
 def test_split_reasoning(text, answer, trace):
     assert split_reasoning(text) == (answer, trace)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<|channel|>analysis<|message|>We need to add.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>",
+     ("4", "We need to add.")),
+    # vLLM may leave the stop token off; a tool call on commentary is neither answer nor reasoning.
+    ("<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant<|channel|>commentary to=functions.f "
+     "<|constrain|>json<|message|>{\"x\": 1}<|call|>", ("", "Look it up.")),
+    ("<|channel|>analysis<|message|>Still reasoning", ("", "Still reasoning")),  # cut off: no answer
+    ("<|channel|>final<|message|>Only an answer.", ("Only an answer.", None)),
+    ("No channel at all.", None),  # not harmony: decoded plainly by the caller
+])
+def test_split_harmony(text, expected):
+    assert split_harmony(text) == expected
 
 
 def test_separate_traces_keeps_a_servers_trace_and_splits_the_rest():
@@ -68,6 +83,28 @@ def test_parse_choices_reads_both_names_of_the_reasoning_field():
     assert [(c[0], c[4]) for c in choices] == [("4", "add"), ("5", "count"), ("6", None)]
 
 
+def test_parse_choices_reads_a_content_list_its_text_as_the_answer_its_thinking_as_the_trace():
+    # Before, a content that was not a string became "" with no trace: every answer of such a model was lost, and
+    # the group read as one class.
+    magistral = [{"type": "thinking", "thinking": [{"type": "text", "text": "Let me "}, {"type": "text",
+                                                                                         "text": "think"}]},
+                 {"type": "text", "text": "4"}, {"type": "text", "text": "2"}]
+    data = {"choices": [
+        {"index": 0, "message": {"role": "assistant", "content": magistral}, "finish_reason": "stop"},
+        {"index": 1, "message": {"content": [{"type": "thinking", "thinking": "add", "signature": "x"},
+                                             {"type": "text", "text": "5"}]}, "finish_reason": "stop"},
+        {"index": 2, "message": {"content": [{"type": "text", "text": "6"}]}, "finish_reason": "stop"},
+        # Cut off while thinking: no text part — no answer, never the thinking as one.
+        {"index": 3, "message": {"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hm"}]}]},
+         "finish_reason": "length"},
+        # A reasoning field beside a content list: the field is the trace.
+        {"index": 4, "message": {"content": [{"type": "text", "text": "7"}], "reasoning": "count"}},
+    ]}
+    choices, _ = parse_choices(data, want_logprobs=False)
+    assert [(c[0], c[4]) for c in choices] == [("42", "Let me think"), ("5", "add"), ("6", None), ("", "hm"),
+                                               ("7", "count")]
+
+
 @pytest.mark.parametrize("mode", REASONING_MODES)
 def test_the_http_backend_keeps_traces_apart_in_each_form_a_server_returns_them(mode):
     with ChatServer(ScriptedChat(think=True), model_name="thinker", reasoning=mode, batch_window_ms=5) as srv:
@@ -76,6 +113,8 @@ def test_the_http_backend_keeps_traces_apart_in_each_form_a_server_returns_them(
         raw = httpx.post(f"{srv.base_url}/chat/completions", json=body, timeout=30).json()["choices"]
         if mode == "inline":
             assert all(c["message"]["content"].startswith("<think>strategy ") for c in raw)
+        elif mode == "parts":  # a list of content parts, the thinking one of them (Magistral's form)
+            assert all([p["type"] for p in c["message"]["content"]] == ["thinking", "text"] for c in raw)
         else:  # the server split it off, as vLLM's reasoning parsers do
             assert all(c["message"][mode].startswith("strategy ") for c in raw)
             assert all("<think>" not in c["message"]["content"] for c in raw)

@@ -204,7 +204,10 @@ def parse_chat_request(body: Any, default_max_tokens: int = 1024) -> tuple[Conve
     return conversation, sampling, top_logprobs
 
 
-REASONING_MODES = ("inline", "reasoning_content", "reasoning")
+REASONING_MODES = ("inline", "reasoning_content", "reasoning", "parts")
+# "parts": content as a list of content parts, the thinking in a part of its own, as Mistral's Magistral models answer
+# ({"type": "thinking", "thinking": [text parts]} then {"type": "text", "text": answer}).
+PARTS = "parts"
 # A server without a reasoning parser for a model whose chat template opened `<think>` in the prompt: the model never
 # writes the opening tag, so the content starts inside the thinking (the backend's leading `<think>` is dropped).
 TEMPLATE_OPENED = "opened"
@@ -220,7 +223,8 @@ def completion_response(model: str, out: ChatOutput, top_logprobs: int | None,
         top_logprobs: how many top log-probs to return per choice; None when log-probs were not asked for.
         reasoning: where a `<think>` block of the backend's text goes, as servers of reasoning models do: "inline"
             (left in `content`, as a server without a reasoning parser returns it), or split off into the message's
-            "reasoning_content" (DeepSeek's API, vLLM before 0.11) or "reasoning" field (vLLM's parsers since); or
+            "reasoning_content" (DeepSeek's API, vLLM before 0.11) or "reasoning" field (vLLM's parsers since), or
+            "parts" (PARTS: the content a list of parts, the thinking a part of its own, as Mistral's Magistral); or
             "opened" (TEMPLATE_OPENED): the content without its opening tag, as from a model whose chat template opened
             the block in the prompt, served without a parser.
 
@@ -233,6 +237,10 @@ def completion_response(model: str, out: ChatOutput, top_logprobs: int | None,
         if reasoning == TEMPLATE_OPENED:
             stripped = text.lstrip()
             message["content"] = stripped[len("<think>"):] if stripped.startswith("<think>") else text
+        elif reasoning == PARTS:
+            answer, trace = split_reasoning(text)
+            thinking = [{"type": "thinking", "thinking": [{"type": "text", "text": trace}]}] if trace else []
+            message["content"] = [*thinking, {"type": "text", "text": answer}]
         elif reasoning != "inline":
             answer, trace = split_reasoning(text)
             if trace is not None:

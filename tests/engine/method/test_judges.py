@@ -218,3 +218,32 @@ def test_cascade_off_ignores_the_cheap_judge():
     backend = EdgeJudge([])
     g = judge_cascade(["a", "b"], backend, lambda i, j: 0.99, JudgeConfig())
     assert backend.calls == 1 and g.pairs[0].decided_by == "llm" and g.pairs[0].p_cheap is None
+
+
+def test_a_response_without_an_answer_is_never_judged_and_its_pairs_stay_unresolved():
+    # A reasoning model cut off while thinking leaves an empty answer. Asked, a judge would call two of them
+    # "equivalent" (one class of failures) or each "different" (a unique response each): both read an unknown as a
+    # value. Not asked, their pairs are "no_answer" and the group's count is left to its bounds.
+    backend = EdgeJudge([("", " "), ("4", "four")])
+    g = judge(["", " ", "4", "four"], backend)
+    assert backend.calls == 1  # "4" vs "four" only
+    verdicts = {(p.i, p.j): p.verdict for p in g.pairs}
+    assert verdicts.pop((2, 3)) == "equivalent"
+    assert set(verdicts.values()) == {"no_answer"} and len(verdicts) == 5
+    assert g.n_unresolved == 5 and all(p.p_equivalent is None and p.calls == 0 for p in g.pairs if p.i < 2)
+    # Nor does the cascade's calibrated judge decide them.
+    g = judge_cascade(["", "4"], EdgeJudge([]), lambda i, j: 0.01, cascade())
+    assert [p.verdict for p in g.pairs] == ["no_answer"] and g.cheap_decided == 0
+
+
+def test_the_calibrated_judge_stage_leaves_pairs_without_an_answer_unresolved():
+    from engine.stages.judge import CalibratedJudgeStage
+
+    stage = CalibratedJudgeStage({"name": "cheap", "model": "default"}, {},
+                                 {"backend": "local", "model": "all-minilm-l6-v2"})
+    rows = [{"prompt_id": "p", "model": "m", "strategy": "temperature", "judge_category": "A", "text": "2+2?",
+             "responses": ["4", "", "The answer is 4."]}]
+    (out,) = list(stage.process(rows))
+    verdicts = {(p["i"], p["j"]): p["verdict"] for p in out["pairs"]}
+    assert verdicts[(0, 1)] == verdicts[(1, 2)] == "no_answer" and verdicts[(0, 2)] in ("equivalent", "different")
+    assert out["n_unresolved"] == 2 and out["cheap_decided"] == 1
