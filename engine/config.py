@@ -63,8 +63,8 @@ class PoolConfig:
 
     def _check_backend(self, role: str, backend: str) -> None:
         if not registry.is_known(role, backend):
-            raise InvalidValue("backend", f"must be one of {', '.join(registry.backend_names(role, python=role != 'reward'))}"
-                                          f", got {backend!r}")
+            names = ", ".join(registry.backend_names(role, python=role != "reward"))
+            raise InvalidValue("backend", f"must be one of {names}, got {backend!r}")
 
     def __post_init__(self) -> None:
         if self.num_actors < 1:
@@ -284,8 +284,8 @@ def _values(value: float | list[float] | None, key: str) -> list[float]:
 
 @dataclass
 class CascadeConfig:
-    """The cascade: a calibrated judge (logistic regression over similarity features, engine/method/calibrated.py) decides
-    the pairs it is confident about; the LLM judges decide the rest.
+    """The cascade: a calibrated judge (logistic regression over similarity features, engine/method/calibrated.py)
+    decides the pairs it is confident about; the LLM judges decide the rest.
 
     Attributes:
         enabled: turn the cascade on.
@@ -581,6 +581,12 @@ class RunConfig:
             names = [m.name for m in models]
             if len(set(names)) != len(names):
                 raise InvalidValue(role, f"model names must be unique, got {names}")
+        # A swept generator's configured name is its rows' name in classification and the report: another generator
+        # of that name would merge with it there, though the sweep renamed its own generators apart.
+        clash = sorted({g.sweep["base"] for g in self.generators if g.sweep} & {g.name for g in self.generators})
+        if clash:
+            raise InvalidValue("generators", f"model names must be unique, got {clash[0]!r} twice (one of them "
+                                             "swept: its generators are named <name>@t=…)")
         for role, models in (("generators", self.generators), ("classifier", [self.classifier] if self.classifier
                                                                   else [])):
             if any(m.backend == CALIBRATED for m in models):
@@ -639,7 +645,8 @@ def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> list[Mode
     "<name>@t=<temperature>" (",p=<top_p>" when top_p is swept), with that value and a `sweep` record. They share
     the model's host (the host key leaves out the name and the sampling), so a sweep loads the model once; each value
     keys its own shards, so a rerun resumes it and a value added later computes only its groups. A generator the
-    sweep already made (read back from a run's config.yaml) is kept as it is; single values are not renamed."""
+    sweep already made (read back from a run's config.yaml) is kept as it is; single values are not renamed — so a
+    single value made a list later is a new generator (`<name>@t=…`), its groups computed again under that name."""
     out = []
     for g in generators:
         if g.sweep:

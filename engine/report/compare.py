@@ -153,8 +153,11 @@ def _swept_value(name: str, sweep: dict[str, Any]) -> str:
     return name[len(sweep["base"]) + 1:]
 
 
-def sweep_pairs(config: Any, value_a: str, value_b: str) -> list[tuple[str, str]]:
-    """(generator at value_a, generator at value_b) for every swept base model of a run.
+def sweep_pairs(config: Any, value_a: str, value_b: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """(generator at value_a, generator at value_b) for every swept base model of a run that has both values, and
+    the swept models left out, each with why. Models may sweep different values (a model's own temperature list
+    beside sampling.temperature) or different settings: those without both values are left out and said, not an
+    error, as long as one model pairs.
 
     Args:
         config: the run's RunConfig.
@@ -162,8 +165,8 @@ def sweep_pairs(config: Any, value_a: str, value_b: str) -> list[tuple[str, str]
             "t=0.5" / "t=0.5,p=0.8".
 
     Raises:
-        CompareError: the run has no sweep, a value matches no generator (the message lists the values there are),
-            a bare number is ambiguous (both settings swept), or the two values are the same.
+        CompareError: the run has no sweep, no swept model has both values (the message lists each one's values),
+            or the two values are the same.
     """
     swept: dict[str, list[Any]] = defaultdict(list)
     for g in config.generators:
@@ -189,10 +192,17 @@ def sweep_pairs(config: Any, value_a: str, value_b: str) -> list[tuple[str, str]
                                + ", ".join(_swept_value(g.name, g.sweep) for g in gens))
         return found[0]
 
-    pairs = [(pick(base, gens, value_a), pick(base, gens, value_b)) for base, gens in swept.items()]
+    pairs, left_out = [], {}
+    for base, gens in swept.items():
+        try:
+            pairs.append((pick(base, gens, value_a), pick(base, gens, value_b)))
+        except CompareError as exc:
+            left_out[base] = str(exc)
+    if not pairs:
+        raise CompareError("; ".join(left_out.values()))
     if any(a == b for a, b in pairs):
         raise CompareError(f"--values {value_a} {value_b}: the two values name the same generators")
-    return pairs
+    return pairs, left_out
 
 
 def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersect: bool = False,
@@ -250,9 +260,12 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
         raise CompareError("the runs share no prompts (same id and text): nothing to compare")
     models_a = run_models(ca, ta["groups"].select(["model"]).to_pylist())
     models_b = run_models(cb, tb["groups"].select(["model"]).to_pylist())
+    missing = defaultdict(int)
     if within:
-        pairs = sweep_pairs(ca, *values)
+        pairs, unpaired = sweep_pairs(ca, *values)
         models_a, models_b = [a for a, _ in pairs], [b for _, b in pairs]
+        for why in unpaired.values():  # a swept model without both values: left out, and said
+            missing[f"swept model left out ({why})"] += 1
     else:
         pairs = _model_pairs(models_a, models_b, intersect)
     strategies = [s for s in ca.strategies if s in cb.strategies]
@@ -263,7 +276,6 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
     groups_b = {(g["prompt_id"], g["model"], g["strategy"]): g for g in tb["groups"].to_pylist()}
     acc_a, acc_b = _group_accuracy(ta), _group_accuracy(tb)
     units = []  # one per paired group: its category and the A/B values of each measure
-    missing = defaultdict(int)
     for ma, mb in pairs:
         for s in strategies:
             for p in shared:
@@ -367,7 +379,8 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
     if c["strategies_skipped"]:
         out += [f"Strategies in only one run (not compared): {E(', '.join(c['strategies_skipped']))}.", ""]
     if c["left_out"]:
-        out += ["Left out of some measures: " + "; ".join(f"{E(k)}: {E(v)}" for k, v in c["left_out"].items()) + ".", ""]
+        left = "; ".join(f"{E(k)}: {E(v)}" for k, v in c["left_out"].items())
+        out += [f"Left out of some measures: {left}.", ""]
     out += ["## Verdicts (functionally unique responses)", ""] + [f"- {E(v)}" for v in c["verdicts"]] + [""]
     if figure:
         out += [f"![Paired differences of unique responses]({figure})", ""]

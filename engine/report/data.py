@@ -527,8 +527,12 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
     sweeps = {g.name: g.sweep for g in getattr(config, "generators", []) if getattr(g, "sweep", None)}
     if not sweeps:
         return None
-    temps = {s["temperature"] for s in sweeps.values()}
-    x = "temperature" if len(temps) > 1 else "top_p"
+    # Each base model's own swept setting: models may sweep different ones (one temperature, another top_p at its
+    # own fixed temperature), and a setting that differs between models is no sweep of either.
+    temps: dict[str, set] = defaultdict(set)
+    for s in sweeps.values():
+        temps[s["base"]].add(s["temperature"])
+    x_of = {base: "temperature" if len(ts) > 1 else "top_p" for base, ts in temps.items()}
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         s = sweeps.get(g["model"])
@@ -537,13 +541,20 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
         for cat in (g["category"] or "?", "all"):
             cells[(s["base"], cat, g["strategy"], s["temperature"], s["top_p"])].append(g)
     out = []
-    for (base, cat, strategy, t, p), gs in sorted(cells.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+
+    def order(item: tuple) -> tuple:  # by model, category, strategy, then the values as numbers
+        base, cat, strategy, t, p = item[0]
+        return base, cat, strategy, -1.0 if t is None else t, -1.0 if p is None else p
+
+    for (base, cat, strategy, t, p), gs in sorted(cells.items(), key=order):
         clusters = [g["prompt_id"] for g in gs]
         out.append({"base": base, "category": cat, "strategy": strategy, "temperature": t, "top_p": p,
-                    "groups": len(gs),
+                    "x": x_of[base], "groups": len(gs),
                     "unique": boot([g["unique_mean"] for g in gs], clusters=clusters).to_dict(),
                     "quality": boot([g["quality_mean"] for g in gs], clusters=clusters).to_dict()})
-    return {"x": x, "cells": out, "categories": ordered_categories({c["category"] for c in out} - {"all"})}
+    swept = sorted(set(x_of.values()), reverse=True)  # temperature first
+    return {"x": " / ".join(swept), "cells": out,
+            "categories": ordered_categories({c["category"] for c in out} - {"all"})}
 
 
 def _one_per_sweep(models: list[str], base: dict[str, str]) -> list[str]:
@@ -636,6 +647,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
             "unresolved_pairs": sum(c["n_unresolved"] for c in cs),
             "unparsed_pairs": sum(1 for j in js if j["verdict"] == "unparsed"),
             "error_pairs": sum(1 for j in js if j["verdict"] == "error"),
+            "no_answer_pairs": sum(1 for j in js if j["verdict"] == "no_answer"),
             "groups_with_unresolved": sum(1 for c in cs if c["n_unresolved"]),
             "groups_unresolved": sum(1 for c in cs if not c["resolved"]),
             "groups_missing": sum(1 for g in expected if judge in (g.get("missing_judges") or [])),
@@ -647,7 +659,6 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
             "cheap_decided": (sum(c.get("cheap_decided") or 0 for c in cs)
                               if cs and "cheap_decided" in cs[0] else None),
         }
-            "no_answer_pairs": sum(1 for j in js if j["verdict"] == "no_answer"),
         if both_orders:
             measured = sum(1 for j in js if j["p_forward"] is not None and j["p_reverse"] is not None)
             disagreements = sum(c["order_disagreements"] for c in cs)

@@ -370,10 +370,11 @@ def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], c
     one row of panels per base model.
 
     Args:
-        cells: {"base", "category", "strategy", "temperature", "top_p", "unique": estimate}.
+        cells: {"base", "category", "strategy", "temperature", "top_p", "x" (the base's swept setting),
+            "unique": estimate}.
         strategies: colour order.
         categories: panel order ("all" first).
-        x: "temperature" or "top_p".
+        x: "temperature" or "top_p", for cells without their own "x".
         n: responses per group (the y axis's top).
 
     Returns:
@@ -387,17 +388,19 @@ def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], c
     colour = {s: PALETTE[k % len(PALETTE)] for k, s in enumerate(strategies)}
     dashes = ["-", "--", ":", "-."]
     for row, base in zip(axes, bases):
+        # Each model's own swept setting (models may sweep different ones); `x` where the cells do not say.
+        bx = next((c["x"] for c in cells if c["base"] == base and c.get("x")), x)
         for ax, cat in zip(row, panels):
             mine = [c for c in cells if c["base"] == base and c["category"] == cat]
             if not mine:
                 _no_data(ax)
-            for line in sweep_series(mine, strategies, x):
+            for line in sweep_series(mine, strategies, bx):
                 ax.errorbar(line["xs"], line["ys"], yerr=[line["lo"], line["hi"]], marker="o", ms=3, lw=1, capsize=2,
                             color=colour[line["strategy"]], linestyle=dashes[line["dash"] % len(dashes)],
                             label=line["label"])
             ax.set_ylim(0.8, n + 0.2)
             ax.set_title(f"{base} · {cat}" if len(bases) > 1 else cat, fontsize=9)
-            ax.set_xlabel(x, fontsize=8)
+            ax.set_xlabel(bx, fontsize=8)
             ax.tick_params(labelsize=7)
         row[0].set_ylabel(f"unique (of {n})", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()

@@ -277,10 +277,17 @@ def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:
         f"named <model>@t=… / @p=…). Mean [{ci} interval over prompts] over complete groups; quality is the "
         "checklist grade (1–5)."))
     s.blocks.append(FigureRef("sweep", f"Unique responses against {x}, per category, one line per strategy."))
-    rows = [[c["base"], c["category"], c["strategy"], f"{c[x]:g}", str(c["groups"]), fmt_estimate(c["unique"]),
-             fmt_estimate(c["quality"])] for c in sweep["cells"]]
-    s.blocks.append(Table(["model", "category", "strategy", x, "groups", "unique", "quality (1–5)"], rows))
+    # Both settings, always: where both are swept, or models sweep different ones, one alone leaves rows that read
+    # the same with different numbers.
+    rows = [[c["base"], c["category"], c["strategy"], _g(c["temperature"]), _g(c["top_p"]), str(c["groups"]),
+             fmt_estimate(c["unique"]), fmt_estimate(c["quality"])] for c in sweep["cells"]]
+    s.blocks.append(Table(["model", "category", "strategy", "temperature", "top_p", "groups", "unique",
+                           "quality (1–5)"], rows))
     return [s]
+
+
+def _g(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"
 
 
 def _trace_view(data: dict[str, Any], ci: str) -> list[Section]:

@@ -125,3 +125,43 @@ def test_compare_works_within_a_run_across_sweep_values(tmp_path, capsys):
     assert (Path(cfg.run_dir) / "compare-1-vs-0.5" / "compare.md").is_file()
     assert main(["compare", str(cfg.run_dir)]) == 2
     assert "--values" in capsys.readouterr().err
+
+
+def test_models_sweeping_different_settings_and_values_are_each_reported_and_compared(tmp_path):
+    """The paper's per-model temperatures with a top_p sweep, beside a model sweeping its own temperatures: each model
+    is drawn against its own swept setting, the table tells every row apart, and `compare --values` pairs the models
+    that have both values, saying which it left out."""
+    import json
+
+    from engine.report.compare import CompareError, compare_runs
+
+    model = {"backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted", "batch_size": 8}
+    cfg = config_from_dict({
+        "run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "limit": 2}, "n": 3,
+        "strategies": ["temperature"], "sampling": {"top_p": [0.8, 0.95]},
+        "generators": [{**model, "name": "g", "temperature": 1.0}, {**model, "name": "h", "temperature": 0.5},
+                       {**model, "name": "k", "temperature": [0.2, 0.9]}],
+        "judges": [{**model, "name": "judge", "model": "judge"}],
+        "execution": {"executor": "local", "shard_size": 4},
+    })
+    assert [g.name for g in cfg.generators] == ["g@p=0.8", "g@p=0.95", "h@p=0.8", "h@p=0.95", "k@t=0.2,p=0.8",
+                                                "k@t=0.2,p=0.95", "k@t=0.9,p=0.8", "k@t=0.9,p=0.95"]
+    result = _run(cfg)
+    paths = write_report(result, cfg)
+    sweep = json.loads(paths["json"].read_text())["sweep"]
+    x_of = {c["base"]: c["x"] for c in sweep["cells"]}
+    assert x_of == {"g": "top_p", "h": "top_p", "k": "temperature"}  # before: temperature for all (0.5 and 1 differ)
+    text = paths["markdown"].read_text()
+    assert "| g | all | temperature | 1 | 0.8 |" in text and "| g | all | temperature | 1 | 0.95 |" in text
+    assert "| k | all | temperature | 0.9 | 0.95 |" in text
+
+    c = compare_runs(cfg.run_dir, values=("p=0.8", "p=0.95"))  # g and h have these; k's names carry t= too
+    assert c["pairs"] == ["g@p=0.8 vs g@p=0.95", "h@p=0.8 vs h@p=0.95"]
+    assert any("'k'" in why for why in c["left_out"])
+    with pytest.raises(CompareError, match="no generator of 'g'.*no generator of 'h'"):
+        compare_runs(cfg.run_dir, values=("t=0.2,p=0.8", "0.7"))
+
+
+def test_a_swept_models_name_may_not_be_another_generators():
+    with pytest.raises(ConfigError, match="'g' twice"):
+        config_from_dict({"generators": [{"name": "g", "temperature": [0.5, 1.0]}, {"name": "g", "temperature": 0.7}]})
