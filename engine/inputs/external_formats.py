@@ -10,9 +10,10 @@ the 1-based line or None, and `row` one of our group rows — {"prompt", "respon
   per filter: the first line of each document is read and the others are skipped. The model is the folder the
   harness wrote the file into (`<output_path>/<model>/samples_…`), the strategy `lm-eval:<task>`.
 - Inspect AI eval logs, JSON (`.json`) and zipped (`.eval`: `header.json` and `samples/<id>_epoch_<k>.json`):
-  one response per sample and epoch, so the epochs of a sample are its group; the prompt is the sample's input (a
-  string, or the text of its user messages), the response the output's completion (else its first choice's text);
-  the model is `eval.model`, the strategy `inspect:<task>`.
+  one response per sample, epoch and choice, so the epochs (and `num_choices` choices) of a sample are its group;
+  the prompt is the sample's input (a string, or the text of its user messages), the response each choice's text
+  (the output's completion where there is one choice), its reasoning parts the trace; members compressed with zstd
+  (Inspect's default since 0.3.206) are read too. The model is `eval.model`, the strategy `inspect:<task>`.
 - NoveltyBench generation files (JSONL: `id`, `prompt`, `model`, `generations`), one group per line.
 
 Readers never execute anything from the files: JSON only, and an Inspect archive's members are read with a size cap.
@@ -20,8 +21,10 @@ Readers never execute anything from the files: JSON only, and an Inspect archive
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -104,8 +107,12 @@ def read_lm_eval(path: Path) -> Iterator[Row]:
         seen.add(doc_id)
         prompt = _lm_eval_prompt(rec.get("arguments"))
         if prompt is None:
-            yield where, line, InputError(where, line, "arguments", "no prompt: expected arguments.gen_args_0.arg_0 "
-                                                                   "or arguments[0][0] (a string)")
+            yield where, line, InputError(where, line, "arguments", "no generation request: expected one request "
+                                                                   "of a prompt and its generation settings "
+                                                                   "(arguments.gen_args_0.arg_0 and arg_1, or "
+                                                                   "arguments[0][0] and [0][1]) — a generate_until "
+                                                                   "task; loglikelihood and multiple-choice tasks "
+                                                                   "score given continuations, they generate nothing")
             continue
         resps = rec.get("resps")
         if not (isinstance(resps, list) and resps and isinstance(resps[0], list)
@@ -122,12 +129,16 @@ def read_lm_eval(path: Path) -> Iterator[Row]:
 
 
 def _lm_eval_prompt(arguments: Any) -> str | None:
+    """The prompt of a generate_until request: one request, (prompt, generation settings). A loglikelihood or
+    multiple-choice document has one request per choice, each (context, continuation string), and its `resps` are
+    the scores written as text ("(-1.5, False)"): not generations, so no prompt."""
     if isinstance(arguments, dict):
         first = arguments.get("gen_args_0")
-        if isinstance(first, dict) and isinstance(first.get("arg_0"), str):
+        if len(arguments) == 1 and isinstance(first, dict) and isinstance(first.get("arg_0"), str) \
+                and isinstance(first.get("arg_1"), dict):
             return first["arg_0"]
-    if isinstance(arguments, list) and arguments and isinstance(arguments[0], list) and arguments[0] \
-            and isinstance(arguments[0][0], str):
+    if isinstance(arguments, list) and len(arguments) == 1 and isinstance(arguments[0], list) \
+            and len(arguments[0]) >= 2 and isinstance(arguments[0][0], str) and isinstance(arguments[0][1], dict):
         return arguments[0][0]
     return None
 
@@ -150,7 +161,7 @@ def read_inspect(path: Path) -> Iterator[Row]:
         return
     header = log.get("eval") if isinstance(log.get("eval"), dict) else {}
     for k, sample in enumerate(log["samples"], start=1):
-        yield _inspect_row(f"{where}:samples[{k - 1}]", None, sample, header)
+        yield from _inspect_rows(f"{where}:samples[{k - 1}]", None, sample, header)
 
 
 def _read_inspect_archive(path: Path) -> Iterator[Row]:
@@ -178,7 +189,15 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
             if isinstance(sample, InputError):
                 yield f"{where}:{name}", None, sample
                 continue
-            yield _inspect_row(f"{where}:{name}", None, sample, header)
+            yield from _inspect_rows(f"{where}:{name}", None, sample, header)
+
+
+# Inspect writes its archives' members with zstd since 0.3.206 (method 93 of the zip format), which Python's
+# zipfile reads only from 3.14: such a member is read raw and decompressed with `zstandard`.
+ZIP_ZSTANDARD = 93
+# A zip member's local header (APPNOTE 4.3.7): signature, versions, flags, method, time, date, CRC, sizes, and the
+# lengths of the name and extra field that come before the data.
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 
 
 def _member(archive: zipfile.ZipFile, name: str, where: str) -> Any:
@@ -187,9 +206,42 @@ def _member(archive: zipfile.ZipFile, name: str, where: str) -> Any:
         return InputError(f"{where}:{name}", None, None, f"{info.file_size} bytes uncompressed, over the "
                                                          f"{MAX_MEMBER_BYTES} bytes a sample may have")
     try:
-        return json.loads(archive.read(name).decode("utf-8"))
+        data = _zstd_member(archive, info) if info.compress_type == ZIP_ZSTANDARD else archive.read(name)
+        return json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
         return InputError(f"{where}:{name}", None, None, f"not valid JSON ({exc})")
+    except NotImplementedError as exc:  # another compression Python cannot read: the file's problem, said as such
+        return InputError(f"{where}:{name}", None, None, f"compressed in a way this Python cannot read ({exc}); "
+                                                         "`inspect log convert --to json` writes the log as JSON")
+
+
+def _zstd_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A zstd-compressed member's bytes, checked against its size and CRC as zipfile checks the others. Writers put
+    one frame per member (Inspect's, through zipfile-zstd or Python 3.14's zipfile); several are read too. At most
+    the uncompressed size given in the directory (already capped) plus one byte is decompressed, so a member lying
+    about its size cannot flood memory."""
+    import zlib
+
+    import zstandard
+
+    fp = archive.fp
+    if fp is None:
+        raise zipfile.BadZipFile("the archive is closed")
+    fp.seek(info.header_offset)
+    local = fp.read(_LOCAL_HEADER.size)
+    if len(local) != _LOCAL_HEADER.size or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"no local header for {info.filename}")
+    *_, name_length, extra_length = _LOCAL_HEADER.unpack(local)
+    fp.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    raw = fp.read(info.compress_size)
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True) as reader:
+            data = reader.read(info.file_size + 1)
+    except zstandard.ZstdError as exc:
+        raise zipfile.BadZipFile(f"bad zstd data in {info.filename} ({exc})") from None
+    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+        raise zipfile.BadZipFile(f"{info.filename}: its size or CRC does not match the archive's directory")
+    return data
 
 
 def _text(content: Any) -> str | None:
@@ -203,9 +255,21 @@ def _text(content: Any) -> str | None:
     return None
 
 
-def _inspect_row(where: str, line: int | None, sample: Any, header: dict[str, Any]) -> Row:
+def _reasoning(content: Any) -> str | None:
+    """The reasoning parts of a list of content parts (Inspect's ContentReasoning: `reasoning`, unless redacted)."""
+    if not isinstance(content, list):
+        return None
+    parts = [c.get("reasoning") for c in content if isinstance(c, dict) and c.get("type") == "reasoning"
+             and not c.get("redacted") and isinstance(c.get("reasoning"), str) and c.get("reasoning")]
+    return "\n\n".join(parts) if parts else None
+
+
+def _inspect_rows(where: str, line: int | None, sample: Any, header: dict[str, Any]) -> Iterator[Row]:
+    """One row per choice of a sample's output: a sample generated with `num_choices` n holds n responses (and one
+    row per epoch, as ever), numbered epoch by epoch."""
     if not isinstance(sample, dict):
-        return where, line, InputError(where, line, None, "expected a sample object")
+        yield where, line, InputError(where, line, None, "expected a sample object")
+        return
     raw_input = sample.get("input")
     if isinstance(raw_input, list):
         users = [_text(m.get("content")) for m in raw_input if isinstance(m, dict) and m.get("role") == "user"]
@@ -213,27 +277,32 @@ def _inspect_row(where: str, line: int | None, sample: Any, header: dict[str, An
     else:
         prompt = _text(raw_input)
     if not prompt:
-        return where, line, InputError(where, line, "input", "no prompt text (a string, or user messages)")
+        yield where, line, InputError(where, line, "input", "no prompt text (a string, or user messages)")
+        return
     output = sample.get("output") if isinstance(sample.get("output"), dict) else {}
-    response = output.get("completion") if isinstance(output.get("completion"), str) else None
-    if not response:
-        choices = output.get("choices") if isinstance(output.get("choices"), list) else []
-        message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
-        response = _text(message.get("content")) if isinstance(message, dict) else None
-    if response is None:
-        return where, line, InputError(where, line, "output", "no response (output.completion or the first "
-                                                             "choice's message)")
+    choices = output.get("choices") if isinstance(output.get("choices"), list) else []
+    messages = [c.get("message") if isinstance(c, dict) and isinstance(c.get("message"), dict) else {}
+                for c in choices]
+    answers = [(_text(m.get("content")), _reasoning(m.get("content"))) for m in messages]
+    completion = output.get("completion") if isinstance(output.get("completion"), str) else None
+    if len(answers) < 2 and completion:  # one choice: the completion Inspect made of it
+        answers = [(completion, answers[0][1] if answers else None)]
+    if not answers or any(text is None for text, _ in answers):
+        yield where, line, InputError(where, line, "output", "no response (output.completion or the text of "
+                                                             "every choice's message)")
+        return
     task = header.get("task") or "inspect"
     target = sample.get("target")
     sample_id = sample.get("id")
     epoch = sample.get("epoch")
-    return where, line, {
-        "prompt": prompt, "response": response,
-        "model": header.get("model") or output.get("model") or "external", "strategy": f"inspect:{task}",
-        "source": str(task), "prompt_id": f"{task}:{sample_id}" if sample_id is not None else None,
-        "sample_idx": epoch - 1 if isinstance(epoch, int) and epoch >= 1 else None,
-        "gold_answer": target if isinstance(target, str) and target else None,
-    }
+    for k, (text, trace) in enumerate(answers):
+        yield where, line, {
+            "prompt": prompt, "response": text, **({"trace": trace} if trace else {}),
+            "model": header.get("model") or output.get("model") or "external", "strategy": f"inspect:{task}",
+            "source": str(task), "prompt_id": f"{task}:{sample_id}" if sample_id is not None else None,
+            "sample_idx": (epoch - 1) * len(answers) + k if isinstance(epoch, int) and epoch >= 1 else None,
+            "gold_answer": target if isinstance(target, str) and target else None,
+        }
 
 
 # -- NoveltyBench ------------------------------------------------------------------------------------------------

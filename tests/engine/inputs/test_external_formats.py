@@ -109,6 +109,71 @@ def test_inspect_eval_archive(tmp_path):
         load_responses(broken)
 
 
+def test_an_inspect_archive_compressed_with_zstd(tmp_path):
+    # Inspect writes .eval members with zstd since 0.3.206; Python 3.11's zipfile cannot read them, and the error
+    # (NotImplementedError) escaped the reader, even with on_error="skip".
+    from tests.support.zips import write_zstd_zip
+
+    path = tmp_path / "2026-05-02T03-04-05_capitals_abc.eval"
+    members = {"_journal/start.json": b"{}", "header.json": json.dumps(_inspect_header()).encode()}
+    for k in (1, 2):
+        for e in (1, 2):
+            members[f"samples/{k}_epoch_{e}.json"] = json.dumps(_inspect_sample(k, e, f"Q{k}", f"A{k}{e}")).encode()
+    write_zstd_zip(path, members)
+    with zipfile.ZipFile(path) as z:  # the real condition: this Python cannot read the members itself
+        with pytest.raises(NotImplementedError):
+            z.read("header.json")
+    prompts, groups = load_responses(path)
+    assert len(prompts) == 2 and [[t for _, t in g.responses] for g in groups] == [["A11", "A12"], ["A21", "A22"]]
+    assert groups[0].model == "openai/gpt-4o-mini"  # the header was read
+    write_zstd_zip(path, members, frames=3)  # a member of several frames (zstd allows it) reads the same
+    assert [[t for _, t in g.responses] for g in load_responses(path)[1]] == [["A11", "A12"], ["A21", "A22"]]
+
+    # A member whose data does not match the directory's CRC is that member's error, named.
+    broken = tmp_path / "broken.eval"
+    write_zstd_zip(broken, {"header.json": json.dumps(_inspect_header()).encode(),
+                            "samples/1_epoch_1.json": members["samples/1_epoch_1.json"],
+                            "samples/2_epoch_1.json": members["samples/2_epoch_1.json"]},
+                   corrupt="samples/2_epoch_1.json")
+    with pytest.raises(InputError, match=r"broken\.eval:samples/2_epoch_1\.json: .*CRC"):
+        load_responses(broken)
+    report = LoadReport()
+    prompts, groups = load_responses(broken, on_error="skip", report=report)
+    assert len(groups) == 1 and len(report.skipped) == 1
+
+
+def test_inspect_choices_are_responses_and_reasoning_parts_their_traces(tmp_path):
+    # A sample generated with num_choices 3 holds 3 responses (before: the first alone, a group of one); with two
+    # epochs, 2 x 3. Inspect's reasoning content parts are each response's trace, never its answer.
+    def sample(epoch, answers):
+        return {"id": 1, "epoch": epoch, "input": "Name a colour.", "target": "",
+                "output": {"model": "m", "completion": answers[0],
+                           "choices": [{"message": {"role": "assistant", "content": [
+                               {"type": "reasoning", "reasoning": f"think {a}"}, {"type": "text", "text": a}]}}
+                               for a in answers]}}
+
+    path = tmp_path / "colours.json"
+    path.write_text(json.dumps({**_inspect_header(), "samples": [sample(1, ["Blue", "Red", "Green"]),
+                                                                 sample(2, ["Teal", "Red", "Pink"])]}))
+    _, (group,) = load_responses(path)
+    assert [t for _, t in group.responses] == ["Blue", "Red", "Green", "Teal", "Red", "Pink"]
+    assert [k for k, _ in group.responses] == [0, 1, 2, 3, 4, 5]
+    assert group.traces == {k: f"think {a}" for k, a in enumerate(["Blue", "Red", "Green", "Teal", "Red", "Pink"])}
+
+
+def test_a_lm_eval_multiple_choice_file_is_refused_not_read_as_generations(tmp_path):
+    # What lm-eval really writes for a loglikelihood task: one request per choice (context, continuation), and the
+    # scores sanitised to text. Before, "(-1.5, False)" was read as the model's one response.
+    line = {"doc_id": 0, "doc": {"question": "2+2?"}, "target": "1",
+            "arguments": {"gen_args_0": {"arg_0": "Q: 2+2?\nA:", "arg_1": " 3"},
+                          "gen_args_1": {"arg_0": "Q: 2+2?\nA:", "arg_1": " 4"}},
+            "resps": [["(-1.5, False)"], ["(-0.2, True)"]], "filtered_resps": ["(-1.5, False)", "(-0.2, True)"],
+            "filter": "none", "metrics": ["acc"], "acc": 1.0}
+    path = write_lm_eval(tmp_path, [line])
+    with pytest.raises(InputError, match=r"jsonl:1: field 'arguments'.*loglikelihood and multiple-choice"):
+        load_responses(path)
+
+
 def test_noveltybench_generations(tmp_path):
     path = tmp_path / "generations.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [
