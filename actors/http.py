@@ -252,6 +252,33 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+PRICE_KEYS = ("prompt_per_mtok", "completion_per_mtok")
+
+
+def prices_problem(prices: Any) -> str | None:
+    """Why `options.prices` cannot price a model (None: it can, or none is given): both keys, USD per million
+    tokens, nothing else — checked in preflight, before the cost cap reads them."""
+    if prices is None:
+        return None
+    if not isinstance(prices, dict) or set(prices) != set(PRICE_KEYS) or not all(
+            isinstance(prices[k], (int, float)) and not isinstance(prices[k], bool) and prices[k] >= 0
+            for k in PRICE_KEYS):
+        return f"prices must be {{'prompt_per_mtok': USD, 'completion_per_mtok': USD}}, got {prices!r}"
+    return None
+
+
+def uncounted_reasoning_tokens(usage: dict[str, Any]) -> int:
+    """Hidden reasoning tokens counted in `total_tokens` but in neither prompt nor completion tokens (Gemini's
+    thoughts: billed at the output rate, not in `completion_tokens`); 0 where the total is prompt plus completion, or
+    where `completion_tokens_details.reasoning_tokens` says the completion already holds them (OpenAI, vLLM)."""
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, dict) and _int(details.get("reasoning_tokens")):
+        return 0
+    if not all(isinstance(usage.get(k), int) for k in ("total_tokens", "prompt_tokens")):
+        return 0
+    return max(0, usage["total_tokens"] - usage["prompt_tokens"] - _int(usage.get("completion_tokens")))
+
+
 def parse_choices(data: dict[str, Any], want_logprobs: bool
                   ) -> tuple[list[tuple[str, str, int, dict | None, str | None]], int]:
     """Read one chat-completions response.
@@ -659,12 +686,10 @@ class OpenAIChatClient:
 
     @staticmethod
     def _check_prices(prices: dict | None) -> dict[str, float] | None:
-        if prices is None:
-            return None
-        keys = {"prompt_per_mtok", "completion_per_mtok"}
-        if set(prices) != keys or not all(isinstance(prices[k], (int, float)) and prices[k] >= 0 for k in keys):
-            raise ValueError(f"prices must be {{'prompt_per_mtok': USD, 'completion_per_mtok': USD}}, got {prices!r}")
-        return {k: float(prices[k]) for k in keys}
+        problem = prices_problem(prices)
+        if problem:
+            raise ValueError(problem)
+        return None if prices is None else {k: float(prices[k]) for k in PRICE_KEYS}
 
     def _cost(self) -> float | None:
         if self.prices is None:
@@ -926,7 +951,8 @@ class OpenAIChatClient:
                                                                                             dict) else {}
                         self._count(
                             prompt_tokens=_int(usage.get("prompt_tokens")),
-                            completion_tokens=_int(usage.get("completion_tokens")),
+                            # Thoughts counted only in the total (Gemini) are billed as output tokens too.
+                            completion_tokens=_int(usage.get("completion_tokens")) + uncounted_reasoning_tokens(usage),
                         )
                         if chat:
                             self._check_reasoning_budget(body, usage, choices, status)
@@ -973,9 +999,8 @@ class OpenAIChatClient:
                     self._budgets_answered.add(budget)
             return
         details = usage.get("completion_tokens_details")
-        reasoning = _int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
-        if not reasoning and all(isinstance(usage.get(k), int) for k in ("total_tokens", "prompt_tokens")):
-            reasoning = max(0, usage["total_tokens"] - usage["prompt_tokens"] - _int(usage.get("completion_tokens")))
+        reasoning = (_int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0) \
+            or uncounted_reasoning_tokens(usage)
         if not reasoning:
             return
         with self._stats_lock:

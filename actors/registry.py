@@ -337,9 +337,11 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
     if why:
         raise ModelCheckError("options.base_url", why)
-    from actors.http import extra_body_problem
+    from actors.http import extra_body_problem, prices_problem
 
     _refuse(extra_body_problem(options.get("extra_body")))
+    if prices_problem(options.get("prices")):
+        raise ModelCheckError("options.prices", prices_problem(options.get("prices")))
 
 
 def _refuse(problem: tuple[str, str] | None) -> None:

@@ -48,7 +48,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         prompts = prompts + [make_prompt("x" * max(1, mean), source=f"{name} (not fetched)", meta={"k": k})
                              for name, count in missing.items() for k in range(count)]
         prompts = select(prompts, per_category=config.prompts.per_category, limit=config.prompts.limit)
-    plan = make_plan(config, prompts, None if groups is None else len(groups))
+    plan = make_plan(config, prompts, groups)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:

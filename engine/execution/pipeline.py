@@ -291,7 +291,8 @@ class Pipeline:
                         texts.append(answer)
                         traces.append(trace)
                     rows.append({
-                        "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None, "parse_mode": None,
+                        "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None,
+                "parse_mode": None,
                         "responses": texts, "traces": traces, "finish_reasons": ["external"] * len(texts),
                         "n_tokens": [None] * len(texts), "status": "ok", "raw": None, "calls": 0, "error": None,
                         PSHARD: k, "text": p["text"], "source": p["source"], "gold_category": p["gold_category"],
@@ -790,7 +791,7 @@ def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[Extern
 
 def check_cost(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None) -> Plan:
     """Refuse to start (ConfigError, with the plan) when the plan's upper bound exceeds execution.max_cost_usd."""
-    plan = make_plan(cfg, prompts, None if groups is None else len(groups))
+    plan = make_plan(cfg, prompts, groups)
     cap = cfg.execution.max_cost_usd
     high = plan.cost_high
     if high is None:

@@ -16,17 +16,20 @@ Counting rules (per generator, strategy and prompt; n responses per group):
   where log-probs decide, judge.max_tokens where text does; judging reasoning traces too (judge.target) adds nothing
   to the low end (a model that does not reason has none) and every pair again to the high end;
 - quality: one checklist per prompt, one grade per response; accuracy: one grader call per response to a prompt
-  with a short gold answer; each up to twice.
-Input tokens are estimated from characters (CHARS_PER_TOKEN), responses at their max_tokens (cut to
-judge.max_response_chars inside judge prompts). The low end assumes the fewest calls and the shortest answers
-(one token), the high end every pair judged, every answer asked twice and every generation at max_tokens.
+  with a short gold answer (at the high end also where the prompt has no gold category: the run's classification
+  may make it A); each up to twice.
+Input tokens are estimated from characters (CHARS_PER_TOKEN), generated responses at their max_tokens (cut to
+judge.max_response_chars inside judge prompts, whole inside grade prompts), a file's responses at their length and
+its groups at their size. The low end assumes the fewest calls and the shortest answers (one token), the high end
+every pair judged, every answer asked twice and every generation at max_tokens. Not in it: a request re-sent after a
+timeout (`timeout_retries`, once by default; the server may have billed the first).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
 from actors.registry import completions_per_request
 from engine.config import ModelConfig, RunConfig
@@ -114,27 +117,37 @@ class Plan:
 def _role(roles: dict, role: str, m: ModelConfig) -> RoleCost:
     key = (role, m.name)
     if key not in roles:
-        prices = m.options.get("prices") if isinstance(m.options.get("prices"), dict) else None
+        # Prices as preflight checks them (actors.http.prices_problem); anything else prices nothing: unknown.
+        given = m.options.get("prices")
+        prices = given if isinstance(given, dict) and all(
+            isinstance(given.get(k), (int, float)) for k in ("prompt_per_mtok", "completion_per_mtok")) else None
         roles[key] = RoleCost(role, m.name, m.backend, prices=prices)
     return roles[key]
 
 
-def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | None = None) -> Plan:
-    """The plan of `config` over `prompts` (external_groups: groups of responses from elsewhere, no generation)."""
+def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequence[Any] | None = None) -> Plan:
+    """The plan of `config` over `prompts`; external_groups: groups of responses from elsewhere (no generation),
+    each with `responses` [(index, text)] and its key — counted as they are (their sizes and texts, not n responses
+    of max_tokens each: a file's groups may be larger and its responses longer)."""
     n, strategies, sampling = config.n, list(config.strategies), config.sampling
     roles: dict[tuple[str, str], RoleCost] = {}
     ungold = [p for p in prompts if not p.gold_category]
     generated = external_groups is None
+    external = [] if generated else list(external_groups)
     generators = list(config.generators) if generated else []
-    groups = len(prompts) * len(strategies) * len(generators) if generated else external_groups
+    groups = len(prompts) * len(strategies) * len(generators) if generated else len(external)
     pairs_per_group = n * (n - 1) // 2
+    sizes = [len(g.responses) for g in external]
+    responses = groups * n if generated else sum(sizes)
+    pairs = groups * pairs_per_group if generated else sum(k * (k - 1) // 2 for k in sizes)
     voters = config.voters
 
     classify_in = [tokens(len(taxonomy.classify_prompt(p.text))) for p in prompts]
     # A sweep's generators classify once (greedy, alike for every value: engine.execution.pipeline.classify).
     for base, g in {(g.sweep or {}).get("base", g.name): g for g in generators}.items():
-        _role(roles, "classify (own)", replace(g, name=base)).add((len(prompts), 2 * len(prompts)), (sum(classify_in), 2 * sum(classify_in)),
-                                              (len(prompts), 2 * CLASSIFY_TOKENS * len(prompts)))
+        _role(roles, "classify (own)", replace(g, name=base)).add(
+            (len(prompts), 2 * len(prompts)), (sum(classify_in), 2 * sum(classify_in)),
+            (len(prompts), 2 * CLASSIFY_TOKENS * len(prompts)))
     ungold_in = [tokens(len(taxonomy.classify_prompt(p.text))) for p in ungold]
     for v in voters:
         if ungold:
@@ -168,31 +181,49 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
                     r.add((low, high), (low * prompt_tokens, high * prompt_tokens), (n, n * m))
     # Judging.
     orders = 2 if config.judge.both_orders else 1
-    response_chars = sampling.max_tokens * CHARS_PER_TOKEN
-    if config.judge.max_response_chars:
-        response_chars = min(response_chars, config.judge.max_response_chars)
+    cut = config.judge.max_response_chars or None
+    # A response as a judge sees it (cut to judge.max_response_chars) and as a grader does (whole): generated ones at
+    # their max_tokens, a file's at their length.
+    full_chars = sampling.max_tokens * CHARS_PER_TOKEN
+    response_chars = min(full_chars, cut) if cut else full_chars
     by_prompt = {p.prompt_id: p for p in prompts}
-    judge_in = [tokens(len(taxonomy.judge_prompt(p.gold_category, p.text, "", "")) + len(taxonomy.JUDGE_SYSTEM)
-                       + 2 * response_chars) for p in by_prompt.values()]
-    mean_judge_in = sum(judge_in) / len(judge_in) if judge_in else 0
-    low_calls = groups * (n - 1) * orders
-    # The agreement sample (judge.agreement_sample_rate) is a deterministic draw by group: every pair of each drawn
-    # group is judged, so its groups are known here and their pairs join the low end.
+    frame = {p.prompt_id: tokens(len(taxonomy.judge_prompt(p.gold_category, p.text, "", ""))
+                                 + len(taxonomy.JUDGE_SYSTEM)) for p in by_prompt.values()}
+    mean_frame = sum(frame.values()) / len(frame) if frame else 0
+    mean_judge_in = mean_frame + tokens(2 * response_chars)
+    rate = config.judge.agreement_sample_rate
     if generated:
-        drawn = sum(in_agreement_sample((p.prompt_id, g.name, s), config.judge.agreement_sample_rate)
+        low_calls = groups * (n - 1) * orders
+        # The agreement sample (judge.agreement_sample_rate) is a deterministic draw by group: every pair of each
+        # drawn group is judged, so its groups are known here and their pairs join the low end.
+        drawn = sum(in_agreement_sample((p.prompt_id, g.name, s), rate)
                     for p in prompts for g in generators for s in strategies)
+        low_calls += drawn * (pairs_per_group - (n - 1)) * orders
+        high_calls = groups * pairs_per_group * orders * 2
+        judge_in_low, judge_in_high = low_calls * mean_judge_in, high_calls * mean_judge_in
     else:
-        drawn = round(external_groups * config.judge.agreement_sample_rate)
-    low_calls += drawn * (pairs_per_group - (n - 1)) * orders
-    high_calls = groups * pairs_per_group * orders * 2
+        low_calls = high_calls = 0
+        judge_in_low = judge_in_high = 0.0
+        for g, k in zip(external, sizes):
+            if k < 2:
+                continue
+            lengths = [min(len(t), cut) if cut else len(t) for _, t in g.responses]
+            every = k * (k - 1) // 2
+            least = every if in_agreement_sample((g.prompt_id, g.model, g.strategy), rate) else k - 1
+            # Every pair's input: the frame and both responses; summed over all pairs each response is in k − 1.
+            pair_in = frame.get(g.prompt_id, mean_frame) + tokens(2 * sum(lengths) / k)
+            low_calls += least * orders
+            high_calls += every * orders * 2
+            judge_in_low += least * orders * (frame.get(g.prompt_id, mean_frame) + tokens(2 * min(lengths)))
+            judge_in_high += every * orders * 2 * pair_in
     # judge.target: traces are judged only where every response has one (none, from a model that does not reason),
     # so they add nothing to the low end and the answers' high end again.
     answers, traces = (config.judge.target in ("answer", "both")), (config.judge.target in ("trace", "both"))
     low_calls, high_calls = low_calls * answers, high_calls * (answers + traces)
+    judge_in_low, judge_in_high = judge_in_low * answers, judge_in_high * (answers + traces)
     for j in config.llm_judges:  # a calibrated judge makes no model call
         out_high = 1 if j.verdict == "logprobs" else config.judge.max_tokens
-        _role(roles, "judge", j).add((low_calls, high_calls), (int(low_calls * mean_judge_in),
-                                                               int(high_calls * mean_judge_in)),
+        _role(roles, "judge", j).add((low_calls, high_calls), (int(judge_in_low), int(judge_in_high)),
                                      (low_calls, high_calls * out_high))
     # Quality and accuracy (the grader).
     for g in (config.graders if config.quality.enabled else []):
@@ -200,21 +231,42 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: int | N
         checklist_in = sum(tokens(len(taxonomy.checklist_prompt(p.gold_category, p.text))) for p in prompts)
         grader.add((len(prompts), 2 * len(prompts)), (checklist_in, 2 * checklist_in),
                    (len(prompts) * 20, 2 * len(prompts) * config.quality.checklist_max_tokens))
-        grade_calls = groups * n
-        grade_in = tokens(len(taxonomy.GRADE_PROMPT) + 400 + response_chars) + mean_judge_in / 4
-        grader.add((grade_calls, 2 * grade_calls), (int(grade_calls * grade_in), int(2 * grade_calls * grade_in)),
-                   (grade_calls, 2 * grade_calls * GRADE_TOKENS))
+        # A grade prompt holds the prompt, its checklist (at most checklist_max_tokens) and the whole response
+        # (graders do not cut it).
+        frame_of = {p.prompt_id: tokens(len(taxonomy.GRADE_PROMPT) + len(p.text)) + config.quality.checklist_max_tokens
+                    for p in prompts}
+        if generated:
+            grade_in = sum(frame_of.values()) * len(strategies) * len(generators) * n + tokens(full_chars) * responses
+        else:
+            grade_in = sum(frame_of.get(g.prompt_id, 0) + tokens(len(t)) for g in external for _, t in g.responses)
+        grader.add((responses, 2 * responses), (int(grade_in), int(2 * grade_in)),
+                   (responses, 2 * responses * GRADE_TOKENS))
     if config.accuracy.enabled:
-        graded = [p for p in prompts if accuracy_method(p.source, p.gold_category, p.gold_answer) == "grader"]
-        per_prompt = (len(strategies) * len(generators) if generated else
-                      max(1, round(groups / max(1, len(prompts)))))
-        calls = len(graded) * per_prompt * n
-        if calls:
-            acc_in = tokens(len(taxonomy.SHORT_ANSWER_GRADER) + response_chars + 200)
-            _role(roles, "accuracy", config.grader).add((calls, 2 * calls), (calls * acc_in, 2 * calls * acc_in),
-                                                        (calls, 2 * calls * ACCURACY_TOKENS))
-    return Plan(prompts=len(prompts), prompts_without_gold=len(ungold), groups=groups, responses=groups * n,
-                pairs=groups * pairs_per_group, roles=list(roles.values()))
+        # A prompt's category decides its check: the gold one where given, else the one the run classifies it as,
+        # unknown here — any of them could be A (graded), so the high end counts such prompts, the low end not.
+        def graded(category_unknown_as: str | None) -> set[str]:
+            return {p.prompt_id for p in prompts
+                    if accuracy_method(p.source, p.gold_category or category_unknown_as, p.gold_answer) == "grader"}
+
+        # The grader's prompt: the question, its gold answer and the whole response.
+        acc_frame = {p.prompt_id: tokens(len(taxonomy.SHORT_ANSWER_GRADER) + len(p.text) + len(p.gold_answer or ""))
+                     for p in prompts}
+        counts = []
+        for ids in (graded(None), graded("A")):
+            if generated:
+                per_prompt = len(strategies) * len(generators) * n
+                calls = len(ids) * per_prompt
+                chars = sum(acc_frame[i] for i in ids) * per_prompt + calls * tokens(full_chars)
+            else:
+                mine = [(g.prompt_id, t) for g in external if g.prompt_id in ids for _, t in g.responses]
+                calls, chars = len(mine), sum(acc_frame[i] + tokens(len(t)) for i, t in mine)
+            counts.append((calls, chars))
+        (low, low_in), (high, high_in) = counts
+        if high:
+            _role(roles, "accuracy", config.grader).add((low, 2 * high), (int(low_in), int(2 * high_in)),
+                                                        (low, 2 * high * ACCURACY_TOKENS))
+    return Plan(prompts=len(prompts), prompts_without_gold=len(ungold), groups=groups, responses=responses,
+                pairs=pairs, roles=list(roles.values()))
 
 
 def _usd(x: float | None) -> str:

@@ -755,3 +755,17 @@ def test_an_empty_answer_cut_at_the_limit_without_hidden_tokens_is_an_answer(ser
     outs = c.chat([user(f"q{k}") for k in range(REASONING_STOP_AFTER + 1)],
                   SamplingParams(temperature=0.0, max_tokens=1))
     assert all(o.error is None and o.texts == ["\n"] and o.finish_reasons == ["length"] for o in outs)
+
+
+@pytest.mark.parametrize("usage", ["details", "total"])
+def test_hidden_reasoning_is_counted_and_priced_as_output_however_it_is_reported(serve, client, usage):
+    # OpenAI counts reasoning inside completion_tokens (details say how many); Gemini counts thoughts only in
+    # total_tokens, and bills them at the output rate: either way the run's cost holds them.
+    srv = serve(hidden_reasoning_tokens=16, reasoning_usage=usage)
+    c = client(srv, prices={"prompt_per_mtok": 1.0, "completion_per_mtok": 10.0})
+    (out,) = c.chat([user("hello there")], SamplingParams(temperature=0.0, max_tokens=64))
+    assert out.error is None and out.texts[0]
+    stats = c.stats()
+    answer_tokens = len(out.texts[0].split())
+    assert stats["completion_tokens"] == answer_tokens + 16
+    assert stats["cost_usd"] == pytest.approx((stats["prompt_tokens"] + 10.0 * (answer_tokens + 16)) / 1e6)

@@ -79,7 +79,8 @@ def test_the_cost_cap_refuses_before_any_stage(tmp_path):
     jsonl.write_text('{"text": "Write a haiku about rain.", "gold_category": "G"}\n{"text": "Plan a picnic."}\n')
     config = cfg(tmp_path, prompts={"source": "jsonl", "path": str(jsonl)}, execution={"executor": "local",
                                                                                      "max_cost_usd": 0.001})
-    with pytest.raises(ConfigError, match=r"max_cost_usd: the plan's upper bound \$0\.\d\d exceeds the cap \$0\.00") as e:
+    with pytest.raises(ConfigError,
+                       match=r"max_cost_usd: the plan's upper bound \$0\.\d\d exceeds the cap \$0\.00") as e:
         Pipeline(config, progress=False).run()
     assert "judge" in str(e.value) and "calls (low–high)" in str(e.value)
     assert not (tmp_path / "run" / "shards").exists()
@@ -120,3 +121,47 @@ def test_generation_requests_follow_what_an_endpoint_serves_per_request(tmp_path
     assert (local.calls_low, local.calls_high) == (2, 2)
     anthropic = generate(base_url="https://api.anthropic.com/v1/")
     assert (anthropic.calls_low, anthropic.calls_high) == (6, 6)
+
+
+def test_a_files_groups_are_counted_at_their_size_and_length(tmp_path):
+    """A responses file's groups need not hold n responses of max_tokens each: counted as they are, the cap holds
+    (before: 2 groups of 6 long responses were planned as 2 x 3 pairs of 100-token answers)."""
+    from engine.inputs.responses import ExternalGroup
+
+    long = "word " * 3000  # 15,000 characters: past judge.max_response_chars (4,000) and max_tokens x 4 (400)
+    groups = [ExternalGroup(p.prompt_id, "m", "s", [(k, f"{k} {long}") for k in range(6)]) for p in PROMPTS]
+    config = cfg(tmp_path, quality={"enabled": True}, judges=[API])
+    plan = make_plan(config, PROMPTS, groups)
+    assert (plan.groups, plan.responses, plan.pairs) == (2, 12, 30)
+    judge, grade = by_role(plan)[("judge", "api")], by_role(plan)[("grade", "api")]
+    assert (judge.calls_low, judge.calls_high) == (2 * 5, 30 * 2)
+    # Inside a judge prompt each response is cut to 4,000 characters (1,000 tokens): every pair holds two.
+    assert judge.input_tokens_high >= 30 * 2 * 2 * 1000
+    # A grade prompt holds the whole response (3,750 tokens), each response graded up to twice.
+    assert grade.calls_high >= 24 and grade.input_tokens_high >= 12 * 2 * 3750
+
+
+def test_grades_hold_whole_responses_and_accuracy_counts_prompts_the_run_may_classify_a(tmp_path):
+    # Generated responses of 4,096 tokens: a grade prompt holds all of them, not the judge's 4,000-character cut.
+    config = cfg(tmp_path, judges=[API], quality={"enabled": True}, sampling={"max_tokens": 4096},
+                 accuracy={"enabled": True})
+    grade = by_role(make_plan(config, PROMPTS))[("grade", "api")]
+    assert grade.input_tokens_high >= 2 * 12 * 4096
+    # A gold answer without a gold category (lm-eval's, Inspect's targets): the run's classification decides the
+    # check, and A is graded — counted at the high end, not at the low.
+    golds = [make_prompt("Capital of France?", source="inspect", gold_answer="Paris"),
+             make_prompt("Capital of Peru?", source="inspect", gold_answer="Lima", gold_category="A"),
+             make_prompt("Write a poem.", source="inspect", gold_answer="-", gold_category="G")]
+    acc = by_role(make_plan(config, golds))[("accuracy", "api")]
+    per_prompt = 2 * 3  # strategies x n, one generator
+    assert (acc.calls_low, acc.calls_high) == (1 * per_prompt, 2 * 2 * per_prompt)
+
+
+def test_misspelt_prices_are_refused_in_preflight_naming_the_key(tmp_path):
+    from engine.execution.preflight import preflight
+
+    bad = {**API, "options": {**API["options"], "prices": {"prompt_per_mtok": 2.5, "output_per_mtok": 10.0}}}
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.prices: prices must be"):
+        preflight(cfg(tmp_path, judges=[bad]))
+    # The plan reads such prices as none (unknown cost), never as a KeyError.
+    assert by_role(make_plan(cfg(tmp_path, judges=[bad]), PROMPTS))[("judge", "api")].cost(True) is None
