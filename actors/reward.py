@@ -213,9 +213,20 @@ class VLLMRewardModel:
         self.tokenizer = self.llm.get_tokenizer()
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        texts = [self.tokenizer.apply_chat_template(_conversation(p, r), tokenize=False) for p, r in pairs]
-        outputs = self.llm.reward(texts, use_tqdm=False)
-        return [float(o.outputs.data.flatten()[0]) for o in outputs]
+        """The head's raw score of each (prompt, response) conversation, as transformers' forward gives it.
+
+        vLLM's pooling runner has no `reward` call any more (0.32: `encode`, `embed`, `classify`, `score`); a
+        sequence-classification reward model is its `classify` task, with the head's activation off (a one-label
+        head would go through a sigmoid: a probability, not the model's reward). The conversation goes in as token
+        ids from the chat template, so no second BOS is added."""
+        from vllm import PoolingParams
+
+        ids = []
+        for p, r in pairs:
+            encoded = self.tokenizer.apply_chat_template(_conversation(p, r), tokenize=True)
+            ids.append({"prompt_token_ids": list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)})
+        outputs = self.llm.classify(ids, pooling_params=PoolingParams(use_activation=False), use_tqdm=False)
+        return [float(o.outputs.probs[0]) for o in outputs]
 
     def close(self) -> None:
         self.llm = None

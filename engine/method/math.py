@@ -318,7 +318,7 @@ def check(gold, answer, seconds):
         return None, "could not parse the answer: " + type(exc).__name__
     if not answers:
         return None, "could not parse the answer"
-    timed_out = False
+    timed_out, failed = False, None
     for g in golds:
         for a in answers:
             try:
@@ -326,10 +326,12 @@ def check(gold, answer, seconds):
                     return True, "equivalent (math-verify)"
             except TimeoutException:
                 timed_out = True
-            except Exception:
-                pass
+            except Exception as exc:  # a comparison that failed is unknown, as one that timed out: never "not equal"
+                failed = type(exc).__name__
     if timed_out:
         return None, "timed out comparing with the gold answer"
+    if failed:
+        return None, "could not compare with the gold answer: " + failed
     return False, "not equivalent (math-verify)"
 
 print(json.dumps({"ready": True}), flush=True)

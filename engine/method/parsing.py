@@ -25,7 +25,8 @@ _NONE_ANSWER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?N(?:$|[.):,\-\]*]
 
 # A letter that stands alone at the start: "G", "G.", "(G)", "G: Creative", "Category: G". A capital followed by a
 # space and a lower-case word is an article or a word ("A story…"), not an answer.
-_LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?([A-H])(?:$|[.):,\-\]*]|[ \t]*\n|\s+(?![a-z]))", re.IGNORECASE)
+_LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?([A-H])(?:$|[.):,\-\]*]|[ \t]*\n|\s+(?![a-z]))",
+                          re.IGNORECASE)
 _LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?i:is|:|=)?\s*[(*]*([A-H])\b")
 
 
@@ -176,21 +177,25 @@ def parse_grade(raw: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def expected_grade(top_logprobs: Mapping[str, float] | None) -> float | None:
-    """Expected grade under the first token's distribution over "1".."5", renormalised; None if none appear."""
-    if not top_logprobs:
-        return None
+def grade_logprobs(top_logprobs: Mapping[str, float] | None) -> dict[int, float]:
+    """Each grade 1–5's log-probability among the first token's top tokens: the variants of a digit ("4", " 4")
+    are one grade, so their probabilities add (log-sum-exp)."""
     mass: dict[int, list[float]] = {}
-    for token, lp in top_logprobs.items():
+    for token, lp in (top_logprobs or {}).items():
         t = token.strip()
         if t in {"1", "2", "3", "4", "5"}:
             mass.setdefault(int(t), []).append(lp)
+    return {g: logsumexp(lps) for g, lps in mass.items()}
+
+
+def expected_grade(top_logprobs: Mapping[str, float] | None) -> float | None:
+    """Expected grade under the first token's distribution over "1".."5", renormalised; None if none appear."""
+    mass = grade_logprobs(top_logprobs)
     if not mass:
         return None
     grades = sorted(mass)
-    lps = [logsumexp(mass[g]) for g in grades]
-    top = max(lps)
-    weights = [math.exp(v - top) for v in lps]
+    top = max(mass.values())
+    weights = [math.exp(mass[g] - top) for g in grades]
     return sum(g * w for g, w in zip(grades, weights)) / sum(weights)
 
 

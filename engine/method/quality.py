@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from actors.base import ChatOutput, SamplingParams
 from engine.method import taxonomy
-from engine.method.parsing import expected_grade, parse_checklist, parse_grade
+from engine.method.parsing import expected_grade, grade_logprobs, parse_checklist, parse_grade
 from engine.method.programs import Asked, Program, ask_until_parsed, text_of
 
 
@@ -33,8 +33,8 @@ def read_grade(out: ChatOutput) -> tuple[int, float | None] | None:
     top = out.first_token_logprobs[0] if out.first_token_logprobs else None
     expected = expected_grade(top)
     if expected is not None:
-        digits = {int(t.strip()): lp for t, lp in top.items() if t.strip() in {"1", "2", "3", "4", "5"}}
-        return max(digits, key=digits.get), expected
+        mass = grade_logprobs(top)  # a digit's variants ("4", " 4") summed, as in the expected grade
+        return max(mass, key=mass.get), expected
     grade = parse_grade(out.texts[0] if out.texts else "")
     return None if grade is None else (grade, None)
 

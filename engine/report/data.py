@@ -263,6 +263,12 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
         return out
     y3a = "reward_mean" if reward else "quality_mean"
     complete = [g for g in groups if is_complete(g, n)]
+    if has_quality:
+        # An unread grade (or a prompt whose checklist was never read) is unknown: out of the means, and counted.
+        responses = sum(g["n_responses"] or 0 for g in complete)
+        graded = sum(g.get("n_graded") or 0 for g in complete)
+        out["grades"] = {"responses": responses, "graded": graded, "ungraded": responses - graded,
+                         "groups_without_quality": sum(1 for g in complete if not finite(g.get("quality_mean")))}
     points = {"points_3a": [], "points_3b": []}
     for model in models:
         for strategy in strategies:

@@ -206,6 +206,13 @@ def _tradeoff_view(data: dict[str, Any], ci: str) -> Section:
     if not t["reward_available"]:
         s.blocks.append(Para("No reward model ran in this run: Figure 3a uses checklist quality on its y axis, so "
                              "3a and 3b differ only in the diversity measure.", lead="Note."))
+    grades = t.get("grades")
+    if grades and grades["ungraded"]:
+        s.blocks.append(Para(
+            f"{grades['graded']} of {grades['responses']} responses of complete groups have a checklist grade; "
+            f"{grades['ungraded']} have none (a grade that could not be read twice, or a prompt whose checklist "
+            f"could not be read): unknown, out of the means. {grades['groups_without_quality']} groups have no "
+            "grade at all and are left out of the quality points.", lead="Ungraded."))
     s.blocks.append(FigureRef("figure3a_general", f"Figure 3a: vocabulary diversity vs {t['quality_3a']}."))
     s.blocks.append(FigureRef("figure3b_functional", "Figure 3b: functional diversity vs checklist quality."))
     for key, fig, xname, yname, digits in (("points_3a", "3a", "vocabulary diversity", t["quality_3a"], 3),

@@ -487,6 +487,27 @@ class TestEngine:
             engine.chat([_user("hi")], SamplingParams(max_tokens=2))
 
 
+@pytest.mark.vllm
+def test_a_sequence_classification_reward_model_scores_on_vllm_as_in_transformers(tmp_path):
+    # vLLM 0.32's pooling runner has no LLM.reward: every reward shard on backend vllm raised AttributeError. A tiny
+    # Llama sequence classifier with a trained-shape head (random, so its scores are any real number): vLLM's
+    # classify task with the activation off gives transformers' raw head output, not a sigmoid of it.
+    _require_vllm()
+    from actors.reward import LocalRewardModel, VLLMRewardModel
+    from tests.support.rewards import sequence_classifier
+
+    folder = sequence_classifier(tmp_path / "rm", hidden_size=64, intermediate_size=128, num_attention_heads=2,
+                                 num_key_value_heads=1)
+    pairs = [("Name a colour.", "Blue."), ("Write a haiku about rain.", "Rain on the roof, soft\nthe gutters hum.")]
+    reference = LocalRewardModel(str(folder)).score(pairs)
+    rm = VLLMRewardModel(str(folder), dtype="float32", enforce_eager=True, max_model_len=512)
+    try:
+        scores = rm.score(pairs)
+    finally:
+        rm.close()
+    assert scores == pytest.approx(reference, rel=1e-3, abs=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # (b), (c) The real pipeline on two built-in prompts.
 

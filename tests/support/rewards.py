@@ -22,16 +22,18 @@ def _config(tokenizer, **extra):
     from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, **TINY, **extra)
+                       eos_token_id=tokenizer.eos_token_id, **{**TINY, **extra})
 
 
-def sequence_classifier(folder: Path, seed: int = 0) -> Path:
+def sequence_classifier(folder: Path, seed: int = 0, **shape) -> Path:
+    """`shape`: config values over TINY's (vLLM's CPU attention needs a head size of 32 or more)."""
     import torch
     from transformers import LlamaForSequenceClassification
 
     tokenizer = _tokenizer()
     torch.manual_seed(seed)
-    model = LlamaForSequenceClassification(_config(tokenizer, num_labels=1, pad_token_id=tokenizer.eos_token_id))
+    model = LlamaForSequenceClassification(_config(tokenizer, num_labels=1, pad_token_id=tokenizer.eos_token_id,
+                                                   **shape))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -276,3 +276,16 @@ def test_the_memory_cap_reaches_the_worker():
 )
 def test_short_answer_exact(response, gold, found):
     assert short_answer_exact(response, gold) is found
+
+
+def test_a_comparison_that_fails_is_unknown_not_incorrect():
+    # math-verify raising inside a comparison (no pair of the ones tried does, but SymPy can) was read as "not
+    # equivalent": an unknown counted as a wrong answer. The real worker, with verify made to raise.
+    from engine.method.math import _WORKER_SOURCE, VerifierProcess
+
+    prelude = "import math_verify\ndef _raise(*a, **k): raise ValueError('sympy')\nmath_verify.verify = _raise\n"
+    worker = VerifierProcess(command=[sys.executable, "-c", prelude + _WORKER_SOURCE, str(2 << 30)])
+    try:
+        assert worker.check("1/2", "0.5", timeout_s=60) == (None, "could not compare with the gold answer: ValueError")
+    finally:
+        worker.close()

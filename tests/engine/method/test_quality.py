@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from actors.base import ChatOutput, SamplingParams
 from engine.method.programs import drive
 from engine.method.programs import Asked
@@ -15,6 +17,13 @@ def out(text, top=None):
 def test_grade_from_logprobs_takes_the_most_probable_digit():
     grade, expected = read_grade(out("The response", {"The": -0.1, "4": math.log(0.3), "2": math.log(0.1)}))
     assert grade == 4 and expected == 3.5
+
+
+def test_a_digits_variants_count_together_for_the_grade_as_for_the_expected_grade():
+    # Top-k lists hold "4" and " 4" apart: the grade is the digit of most probability summed over its variants
+    # (before, the later variant replaced the earlier: 5 here, beside an expected grade nearer 4).
+    grade, expected = read_grade(out("4", {"4": math.log(0.45), "5": math.log(0.37), " 4": math.log(0.1)}))
+    assert grade == 4 and expected == pytest.approx((4 * 0.55 + 5 * 0.37) / 0.92)
 
 
 def test_grade_from_text_without_logprobs():

@@ -1,7 +1,7 @@
 """The report of one run: every section with the run's own numbers, a self-contained HTML file, run_stats.json.
 
-One fixture run on the deterministic test double (tests.support.doubles.ScriptedChat) with two judges judging both orders,
-so that the judge-agreement and order-disagreement sections have something to measure.
+One fixture run on the deterministic test double (tests.support.doubles.ScriptedChat) with two judges judging both
+orders, so that the judge-agreement and order-disagreement sections have something to measure.
 """
 
 import base64
@@ -430,7 +430,8 @@ def test_no_answer_and_not_attempted_count_wrong_and_have_their_own_rate():
     from engine.report.stats import bootstrap_mean_ci
     from engine.report.data import _accuracy_section
 
-    prompts = pa.Table.from_pylist([{"prompt_id": "m1", "source": "math500"}, {"prompt_id": "q1", "source": "simpleqa"}])
+    prompts = pa.Table.from_pylist([{"prompt_id": "m1", "source": "math500"},
+                                    {"prompt_id": "q1", "source": "simpleqa"}])
     rows = [  # MATH: one right, one with no final answer; SimpleQA: one right, one "not attempted", one ungraded
         {"prompt_id": "m1", "method": "math-verify", "correct": True, "answered": True},
         {"prompt_id": "m1", "method": "math-verify", "correct": False, "answered": False},
@@ -447,3 +448,23 @@ def test_no_answer_and_not_attempted_count_wrong_and_have_their_own_rate():
         assert r["checked"] == 2 and r["accuracy"]["value"] == 0.5
         assert r["unanswered"] == 1 and r["unanswered_rate"] == 0.5
     assert by_source["simpleqa"]["unchecked"] == 1
+
+
+def test_responses_without_a_grade_are_counted_in_the_tradeoff_section(fixture_run):
+    # An unread grade is unknown: out of the quality means, and said — how many, and how many groups have none.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    assert all(g["n_graded"] == g["n_responses"] for g in groups if g["status"] == "ok")  # the double grades all
+    first, second = groups[0]["prompt_id"], groups[1]["prompt_id"]
+    for g in groups:
+        if g["prompt_id"] == first:  # two of its responses' grades unread
+            g["n_graded"] = g["n_responses"] - 2
+        elif g["prompt_id"] == second:  # no grade at all (its checklist unread)
+            g["n_graded"], g["quality_mean"] = 0, None
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    per_prompt = {p: sum(1 for g in groups if g["prompt_id"] == p and g["status"] == "ok") for p in (first, second)}
+    grades = data["tradeoff"]["grades"]
+    assert grades["ungraded"] == 2 * per_prompt[first] + cfg.n * per_prompt[second]
+    assert grades["groups_without_quality"] == per_prompt[second]
+    assert f"{grades['ungraded']} have none" in render_markdown(data)
