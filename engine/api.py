@@ -231,6 +231,7 @@ class DiversityReward:
         self.config = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
         self.num_generations = num_generations
         self.num_generations_eval = num_generations_eval
+        self._training: bool | None = None  # the mode of the call being scored, where TRL lets it be seen
         self.last_rows: list[dict[str, Any]] = []
         # Fail before spending: the judges, classifier and embedder are checked now (models resolvable, keys set,
         # options known), not at the first reward call, after the trainer has loaded its model and generated.
@@ -239,6 +240,11 @@ class DiversityReward:
         preflight(_rewards_config(self.config, Path(self.config.run_dir) / "reward-batch.jsonl"))
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+        # Training or evaluation, where TRL lets it be seen: its log_metric is a method of the trainer, whose model
+        # is in train() mode while training and eval() mode while evaluating. Unseen: told by the batch's shape.
+        trainer = getattr(kwargs.get("log_metric"), "__self__", None)
+        training = getattr(getattr(trainer, "model", None), "training", None)
+        self._training = training if isinstance(training, bool) else None
         rewards = self._call(prompts, completions, kwargs.get("category"))
         log_metric = kwargs.get("log_metric")  # TRL's: averaged over processes (equal slices) and logging steps
         if callable(log_metric):
@@ -317,15 +323,24 @@ class DiversityReward:
         return [reward.get((f"p{w[0]}", w[1])) if w is not None else None for w in where]
 
     def _group_size(self, keys: list[bytes]) -> int | None:
-        """The size of the batch's groups: num_generations, or num_generations_eval where the batch splits only so
-        (TRL samples an evaluation batch's prompts num_generations_eval times, and tells a reward function nothing
-        of which batch it scores) — the first whose consecutive runs each answer one prompt; None without
-        num_generations (groups by prompt). A batch that splits into neither is an error, never partial groups."""
+        """The size of the batch's groups; None without num_generations (groups by prompt). Training:
+        num_generations; evaluation: num_generations_eval (TRL samples an evaluation batch's prompts that many
+        times). Where the mode is not known, the larger size whose consecutive runs each answer one prompt (a batch
+        of runs of the larger size also splits into runs of a size dividing it: the smaller would split its groups).
+        A batch that splits into none is an error, never partial groups."""
         if self.num_generations is None:
             return None
         why = []
-        sizes = dict.fromkeys(s for s in (self.num_generations, self.num_generations_eval) if s is not None)
-        for size, name in zip(sizes, ("num_generations", "num_generations_eval")):
+        named = {"num_generations": self.num_generations,
+                 "num_generations_eval": self.num_generations_eval or self.num_generations}
+        training = getattr(self, "_training", None)
+        if training is not None:
+            candidates = [("num_generations", named["num_generations"])] if training else \
+                [("num_generations_eval", named["num_generations_eval"])]
+        else:
+            by_size = {v: k for k, v in reversed(named.items())}  # one name per size, num_generations first
+            candidates = [(by_size[v], v) for v in sorted(by_size, reverse=True)]
+        for name, size in candidates:
             if len(keys) % size:
                 why.append(f"{len(keys)} completions do not split into groups of {name}={size}")
                 continue

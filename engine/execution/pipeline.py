@@ -292,7 +292,7 @@ class Pipeline:
                         traces.append(trace)
                     rows.append({
                         "prompt_id": p["prompt_id"], "model": g.model, "strategy": g.strategy, "anchored_as": None,
-                "parse_mode": None,
+                        "parse_mode": None,
                         "responses": texts, "traces": traces, "finish_reasons": ["external"] * len(texts),
                         "n_tokens": [None] * len(texts), "status": "ok", "raw": None, "calls": 0, "error": None,
                         PSHARD: k, "text": p["text"], "source": p["source"], "gold_category": p["gold_category"],

@@ -31,6 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
+from actors.base import split_reasoning
 from actors.registry import completions_per_request
 from engine.config import ModelConfig, RunConfig
 from engine.inputs.prompts import Prompt
@@ -201,26 +202,34 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
         low_calls += drawn * (pairs_per_group - (n - 1)) * orders
         high_calls = groups * pairs_per_group * orders * 2
         judge_in_low, judge_in_high = low_calls * mean_judge_in, high_calls * mean_judge_in
+    # judge.target: traces are judged only where every response has one (none, from a model that does not reason),
+    # so they add nothing to the low end and, for generated responses, the answers' high end again.
+    answers, traces = (config.judge.target in ("answer", "both")), (config.judge.target in ("trace", "both"))
+    if generated:
+        low_calls, high_calls = low_calls * answers, high_calls * (answers + traces)
+        judge_in_low, judge_in_high = judge_in_low * answers, judge_in_high * (answers + traces)
     else:
         low_calls = high_calls = 0
         judge_in_low = judge_in_high = 0.0
         for g, k in zip(external, sizes):
             if k < 2:
                 continue
-            lengths = [min(len(t), cut) if cut else len(t) for _, t in g.responses]
             every = k * (k - 1) // 2
             least = every if in_agreement_sample((g.prompt_id, g.model, g.strategy), rate) else k - 1
-            # Every pair's input: the frame and both responses; summed over all pairs each response is in k − 1.
-            pair_in = frame.get(g.prompt_id, mean_frame) + tokens(2 * sum(lengths) / k)
-            low_calls += least * orders
-            high_calls += every * orders * 2
-            judge_in_low += least * orders * (frame.get(g.prompt_id, mean_frame) + tokens(2 * min(lengths)))
-            judge_in_high += every * orders * 2 * pair_in
-    # judge.target: traces are judged only where every response has one (none, from a model that does not reason),
-    # so they add nothing to the low end and the answers' high end again.
-    answers, traces = (config.judge.target in ("answer", "both")), (config.judge.target in ("trace", "both"))
-    low_calls, high_calls = low_calls * answers, high_calls * (answers + traces)
-    judge_in_low, judge_in_high = judge_in_low * answers, judge_in_high * (answers + traces)
+            # Each response's answer and trace: the file's trace, else its inline reasoning split off, as the run
+            # reads them (engine.inputs.responses); traces are judged where every response has one.
+            parts = [(t, g.traces[i]) if g.traces.get(i) else split_reasoning(t) for i, t in g.responses]
+            texts = ([[a for a, _ in parts]] if answers else []) + \
+                ([[tr for _, tr in parts]] if traces and all(tr for _, tr in parts) else [])
+            for kind, judged in enumerate(texts):
+                lengths = [min(len(t), cut) if cut else len(t) for t in judged]
+                # Every pair's input: the frame and both texts; summed over all pairs each text is in k − 1.
+                pair_in = frame.get(g.prompt_id, mean_frame) + tokens(2 * sum(lengths) / k)
+                high_calls += every * orders * 2
+                judge_in_high += every * orders * 2 * pair_in
+                if kind == 0 and answers:
+                    low_calls += least * orders
+                    judge_in_low += least * orders * (frame.get(g.prompt_id, mean_frame) + tokens(2 * min(lengths)))
     for j in config.llm_judges:  # a calibrated judge makes no model call
         out_high = 1 if j.verdict == "logprobs" else config.judge.max_tokens
         _role(roles, "judge", j).add((low_calls, high_calls), (int(judge_in_low), int(judge_in_high)),

@@ -284,6 +284,9 @@ def _inspect_rows(where: str, line: int | None, sample: Any, header: dict[str, A
     messages = [c.get("message") if isinstance(c, dict) and isinstance(c.get("message"), dict) else {}
                 for c in choices]
     answers = [(_text(m.get("content")), _reasoning(m.get("content"))) for m in messages]
+    # Reasoning and no text (cut off while thinking): no answer — an empty response beside its trace, not a
+    # sample refused (its pairs are then not judged: engine.method.judges.NO_ANSWER).
+    answers = [("" if text is None and trace else text, trace) for text, trace in answers]
     completion = output.get("completion") if isinstance(output.get("completion"), str) else None
     if len(answers) < 2 and completion:  # one choice: the completion Inspect made of it
         answers = [(completion, answers[0][1] if answers else None)]

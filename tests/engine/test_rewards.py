@@ -211,6 +211,34 @@ def test_an_evaluation_batch_is_grouped_by_num_generations_eval(tmp_path, monkey
         _scripted_reward(tmp_path, num_generations_eval=2)
 
 
+def test_the_larger_group_size_wins_unless_trl_shows_the_mode(tmp_path, monkeypatch):
+    # Evaluation groups of 4 also split into runs of 2 (training's size): split so, a group's rewards would be
+    # computed over half of it. Where the mode is unknown the larger size that fits is taken; where TRL's trainer
+    # shows it (log_metric is its method, its model in train() or eval() mode) that mode's size is.
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    reward = _scripted_reward(tmp_path, num_generations=2, num_generations_eval=4)
+    colours = ["class 0 red", "class 1 blue", "class 0 red.", "class 2 green"] * 2
+    four = reward(prompts=["Name a colour."] * 4 + ["Name a fruit."] * 4, completions=colours, category=["H"] * 8)
+    assert four == pytest.approx([2 / 3, 1.0, 2 / 3, 1.0] * 2)
+
+    class Trainer:
+        def __init__(self, training):
+            self.model = SimpleNamespace(training=training)
+
+        def log_metric(self, name, value):
+            pass
+
+    # The same dataset row twice in a training batch: two groups of two, as TRL laid them out.
+    two = reward(prompts=["Name a colour."] * 4, completions=colours[:4], category=["H"] * 4,
+                 log_metric=Trainer(True).log_metric)
+    assert two == pytest.approx([1.0, 1.0, 1.0, 1.0])
+    evaluated = reward(prompts=["Name a colour."] * 4, completions=colours[:4], category=["H"] * 4,
+                       log_metric=Trainer(False).log_metric)
+    assert evaluated == pytest.approx([2 / 3, 1.0, 2 / 3, 1.0])
+
+
 def test_the_share_of_unknown_rewards_is_logged_through_trls_log_metric(tmp_path, monkeypatch):
     from engine.api import UNRESOLVED_METRIC
 

@@ -165,3 +165,21 @@ def test_misspelt_prices_are_refused_in_preflight_naming_the_key(tmp_path):
         preflight(cfg(tmp_path, judges=[bad]))
     # The plan reads such prices as none (unknown cost), never as a KeyError.
     assert by_role(make_plan(cfg(tmp_path, judges=[bad]), PROMPTS))[("judge", "api")].cost(True) is None
+
+
+def test_a_files_traces_are_priced_at_their_own_length(tmp_path):
+    # judge.target both: a file's traces (given, or inline reasoning split off) are judged too, at their length —
+    # before, at the answers' length, far below a long trace's.
+    from engine.inputs.responses import ExternalGroup
+
+    trace = "step " * 2000  # 10,000 characters: cut to judge.max_response_chars (4,000) in the judge prompt
+    given = ExternalGroup(PROMPTS[0].prompt_id, "m", "s", [(k, f"answer {k}") for k in range(3)],
+                          traces={k: trace for k in range(3)})
+    inline = ExternalGroup(PROMPTS[1].prompt_id, "m", "s", [(k, f"<think>{trace}</think>answer {k}") for k in range(3)])
+    answers_only = by_role(make_plan(cfg(tmp_path, judges=[API]), PROMPTS, [given, inline]))[("judge", "api")]
+    both = by_role(make_plan(cfg(tmp_path, judges=[API], judge={"target": "both"}), PROMPTS,
+                             [given, inline]))[("judge", "api")]
+    assert (both.calls_low, both.calls_high) == (answers_only.calls_low, 2 * answers_only.calls_high)
+    # 2 groups x 3 pairs x 2 attempts of two 1,000-token traces, beside answers of a few tokens.
+    assert both.input_tokens_high - answers_only.input_tokens_high >= 2 * 3 * 2 * 2 * 1000
+    assert answers_only.input_tokens_high < 2 * 3 * 2 * 600  # the inline trace is not priced as the answer

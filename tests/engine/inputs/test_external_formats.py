@@ -159,6 +159,13 @@ def test_inspect_choices_are_responses_and_reasoning_parts_their_traces(tmp_path
     assert [t for _, t in group.responses] == ["Blue", "Red", "Green", "Teal", "Red", "Pink"]
     assert [k for k, _ in group.responses] == [0, 1, 2, 3, 4, 5]
     assert group.traces == {k: f"think {a}" for k, a in enumerate(["Blue", "Red", "Green", "Teal", "Red", "Pink"])}
+    # A choice cut off while thinking (reasoning, no text; Inspect's completion is then ""): an empty answer with
+    # its trace, the sample's other choices kept.
+    cut = sample(1, ["Blue", "Red"])
+    cut["output"]["choices"][1]["message"]["content"] = [{"type": "reasoning", "reasoning": "hmm"}]
+    path.write_text(json.dumps({**_inspect_header(), "samples": [cut]}))
+    _, (group,) = load_responses(path)
+    assert [t for _, t in group.responses] == ["Blue", ""] and group.traces == {0: "think Blue", 1: "hmm"}
 
 
 def test_a_lm_eval_multiple_choice_file_is_refused_not_read_as_generations(tmp_path):
