@@ -208,8 +208,12 @@ class VLLMRewardModel:
         if kind == "athene":
             raise BackendError(f"reward model {model!r}: vLLM has no Athene value head; use backend: local "
                                "(transformers, CPU or one GPU)")
+        from actors.vllm import without_llvmlite_ffi
+
         self.name = model
-        self.llm = LLM(model=model, runner="pooling", **engine_kwargs)
+        # As for the chat engine: numba (our kernels) loaded first in this process breaks vLLM 0.32's kernel scan.
+        with without_llvmlite_ffi():
+            self.llm = LLM(model=model, runner="pooling", **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:

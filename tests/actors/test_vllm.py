@@ -493,6 +493,8 @@ def test_a_sequence_classification_reward_model_scores_on_vllm_as_in_transformer
     # Llama sequence classifier with a trained-shape head (random, so its scores are any real number): vLLM's
     # classify task with the activation off gives transformers' raw head output, not a sigmoid of it.
     _require_vllm()
+    import kernels  # noqa: F401  # numba first, as in a host whose metrics ran: vLLM's kernel scan must survive it
+
     from actors.reward import LocalRewardModel, VLLMRewardModel
     from tests.support.rewards import sequence_classifier
 
