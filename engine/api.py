@@ -203,9 +203,11 @@ class DiversityReward:
       `num_generations` (pass GRPOConfig's), consecutive runs of that many completions are the groups, as TRL's
       sampler lays them out — two identical dataset rows in one batch stay two groups — and a batch that does not
       split so is an error, never partial groups. With `num_generations_eval` too (GRPOConfig's, where it differs),
-      a batch that splits only into runs of that size — an evaluation batch — is grouped so.
-    - Unknown rewards: where TRL passes `log_metric`, the share of completions without a reward is logged at every
-      call as `functional_diversity/unresolved_frac` (TRL reads a None reward as NaN and leaves it out).
+      an evaluation batch is grouped by it: the mode is read from TRL's trainer where it shows (its model in train()
+      or eval() mode), else the larger size that fits the batch is taken (`_group_size`).
+    - Unknown rewards: a completion without an answer gets None and leaves its group. Where TRL passes
+      `log_metric`, the share of completions without a reward is logged at every call as
+      `functional_diversity/unresolved_frac` (TRL reads a None reward as NaN).
     - Several processes (TRL on several GPUs calls each reward function on each process's slice of the batch, and
       a prompt's generations may be spread over them): when torch.distributed is initialised with more than one
       process, the slices are gathered, the first process scores the whole batch (the only one to write the run
@@ -248,8 +250,9 @@ class DiversityReward:
         rewards = self._call(prompts, completions, kwargs.get("category"))
         log_metric = kwargs.get("log_metric")  # TRL's: averaged over processes (equal slices) and logging steps
         if callable(log_metric):
-            # An unknown reward is NaN to TRL (left out of the group's advantage, one warning): its share is logged
-            # at every step, by every process (TRL gathers the same metric names from all), so it is seen.
+            # An unknown reward is NaN to TRL (out of the advantage when every reward function gave none, else
+            # counted as 0 in their weighted sum): its share is logged at every step, by every process (TRL gathers
+            # the same metric names from all), so it is seen.
             log_metric(UNRESOLVED_METRIC, sum(r is None for r in rewards) / len(rewards) if rewards else 0.0)
         return rewards
 
