@@ -247,7 +247,8 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
         if generated:
             grade_in = sum(frame_of.values()) * len(strategies) * len(generators) * n + tokens(full_chars) * responses
         else:
-            grade_in = sum(frame_of.get(g.prompt_id, 0) + tokens(len(t)) for g in external for _, t in g.responses)
+            grade_in = sum(frame_of.get(group.prompt_id, 0) + tokens(len(t))
+                           for group in external for _, t in group.responses)
         grader.add((responses, 2 * responses), (int(grade_in), int(2 * grade_in)),
                    (responses, 2 * responses * GRADE_TOKENS))
     if config.accuracy.enabled:
@@ -267,7 +268,8 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
                 calls = len(ids) * per_prompt
                 chars = sum(acc_frame[i] for i in ids) * per_prompt + calls * tokens(full_chars)
             else:
-                mine = [(g.prompt_id, t) for g in external if g.prompt_id in ids for _, t in g.responses]
+                mine = [(group.prompt_id, t) for group in external if group.prompt_id in ids
+                        for _, t in group.responses]
                 calls, chars = len(mine), sum(acc_frame[i] + tokens(len(t)) for i, t in mine)
             counts.append((calls, chars))
         (low, low_in), (high, high_in) = counts
