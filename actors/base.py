@@ -203,6 +203,22 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
 
 
 
+PRICE_KEYS = ("prompt_per_mtok", "completion_per_mtok")
+
+
+def prices_problem(prices: Any) -> tuple[str, str] | None:
+    """What is wrong with a model's `options.prices`, as (its key, why), or None (none given, or usable): both keys,
+    USD per million tokens, nothing else. Preflight refuses it by this; the plan prices nothing with it (an unknown
+    cost); the HTTP client refuses it when built."""
+    if prices is None:
+        return None
+    if not isinstance(prices, dict) or set(prices) != set(PRICE_KEYS) or not all(
+            isinstance(prices[k], (int, float)) and not isinstance(prices[k], bool) and prices[k] >= 0
+            for k in PRICE_KEYS):
+        return "prices", f"prices must be {{'prompt_per_mtok': USD, 'completion_per_mtok': USD}}, got {prices!r}"
+    return None
+
+
 # Reasoning models write their thinking between these tags (DeepSeek-R1, QwQ, Qwen3, and vLLM's parsers for them).
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 

@@ -72,7 +72,7 @@ import numpy as np
 import orjson
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
-                          content_parts, logsumexp, message_trace, pair_sampling)
+                          PRICE_KEYS, content_parts, logsumexp, message_trace, pair_sampling, prices_problem)
 
 log = logging.getLogger(__name__)
 
@@ -250,21 +250,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if when.tzinfo is None:  # HTTP dates are GMT; a zone-less date is read as such
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-PRICE_KEYS = ("prompt_per_mtok", "completion_per_mtok")
-
-
-def prices_problem(prices: Any) -> str | None:
-    """Why `options.prices` cannot price a model (None: it can, or none is given): both keys, USD per million
-    tokens, nothing else — checked in preflight, before the cost cap reads them."""
-    if prices is None:
-        return None
-    if not isinstance(prices, dict) or set(prices) != set(PRICE_KEYS) or not all(
-            isinstance(prices[k], (int, float)) and not isinstance(prices[k], bool) and prices[k] >= 0
-            for k in PRICE_KEYS):
-        return f"prices must be {{'prompt_per_mtok': USD, 'completion_per_mtok': USD}}, got {prices!r}"
-    return None
 
 
 def uncounted_reasoning_tokens(usage: dict[str, Any]) -> int:
@@ -688,7 +673,7 @@ class OpenAIChatClient:
     def _check_prices(prices: dict | None) -> dict[str, float] | None:
         problem = prices_problem(prices)
         if problem:
-            raise ValueError(problem)
+            raise ValueError(problem[1])
         return None if prices is None else {k: float(prices[k]) for k in PRICE_KEYS}
 
     def _cost(self) -> float | None:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from actors import hub
-from actors.base import BackendError, ChatBackend, insecure_key_transport
+from actors.base import BackendError, ChatBackend, insecure_key_transport, prices_problem
 from actors.hub import env_offline  # noqa: F401  (re-exported: whether the environment turns hub access off)
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
@@ -337,11 +337,10 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
     if why:
         raise ModelCheckError("options.base_url", why)
-    from actors.http import extra_body_problem, prices_problem
+    from actors.http import extra_body_problem
 
     _refuse(extra_body_problem(options.get("extra_body")))
-    if prices_problem(options.get("prices")):
-        raise ModelCheckError("options.prices", prices_problem(options.get("prices")))
+    _refuse(prices_problem(options.get("prices")))
 
 
 def _refuse(problem: tuple[str, str] | None) -> None:

@@ -233,7 +233,6 @@ class DiversityReward:
         self.config = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
         self.num_generations = num_generations
         self.num_generations_eval = num_generations_eval
-        self._training: bool | None = None  # the mode of the call being scored, where TRL lets it be seen
         self.last_rows: list[dict[str, Any]] = []
         # Fail before spending: the judges, classifier and embedder are checked now (models resolvable, keys set,
         # options known), not at the first reward call, after the trainer has loaded its model and generated.
@@ -246,8 +245,8 @@ class DiversityReward:
         # is in train() mode while training and eval() mode while evaluating. Unseen: told by the batch's shape.
         trainer = getattr(kwargs.get("log_metric"), "__self__", None)
         training = getattr(getattr(trainer, "model", None), "training", None)
-        self._training = training if isinstance(training, bool) else None
-        rewards = self._call(prompts, completions, kwargs.get("category"))
+        rewards = self._call(prompts, completions, kwargs.get("category"),
+                             training if isinstance(training, bool) else None)
         log_metric = kwargs.get("log_metric")  # TRL's: averaged over processes (equal slices) and logging steps
         if callable(log_metric):
             # An unknown reward is NaN to TRL (out of the advantage when every reward function gave none, else
@@ -256,10 +255,11 @@ class DiversityReward:
             log_metric(UNRESOLVED_METRIC, sum(r is None for r in rewards) / len(rewards) if rewards else 0.0)
         return rewards
 
-    def _call(self, prompts: list[Any], completions: list[Any], categories: Any) -> list[float | None]:
+    def _call(self, prompts: list[Any], completions: list[Any], categories: Any,
+              training: bool | None) -> list[float | None]:
         dist = _distributed()
         if dist is None:
-            return self._score(*_checked(prompts, completions, categories))
+            return self._score(*_checked(prompts, completions, categories), training)
         # Gather every process's slice, score the whole batch once, hand each process its slice back. Every check
         # runs on process 0, after the gather: a process that raised before it would leave the others waiting.
         slices: list[Any] = [None] * dist.get_world_size()
@@ -271,7 +271,7 @@ class DiversityReward:
             try:
                 checked = [_checked(*s) for s in slices]
                 result = [("ok", self._score([p for c in checked for p in c[0]], [x for c in checked for x in c[1]],
-                                             [k for c in checked for k in c[2]]))]
+                                             [k for c in checked for k in c[2]], training))]
             except Exception as exc:  # the other processes wait in the broadcast: tell them, then raise here
                 failure, result = exc, [("failed", f"{type(exc).__name__}: {exc}")]
         dist.broadcast_object_list(result, src=0)
@@ -283,14 +283,15 @@ class DiversityReward:
         start = sum(len(s[0]) for s in slices[:rank])
         return value[start:start + len(prompts)]
 
-    def _score(self, prompts: list[Any], completions: list[Any], categories: list[Any]) -> list[float | None]:
+    def _score(self, prompts: list[Any], completions: list[Any], categories: list[Any],
+               training: bool | None) -> list[float | None]:
         import orjson
 
         from engine.execution.store import atomic_write_bytes, claim_run_dir
         from engine.method.rewards import answers, completion_parts, message_text, prompt_key
 
         prompt_keys = [prompt_key(p) for p in prompts]
-        size = self._group_size(prompt_keys)
+        size = self._group_size(prompt_keys, training)
         groups: list[dict[str, Any]] = []
         keys: list[bytes] = []  # each group's prompt
         where: list[tuple[int, int]] = []  # each completion's (group, position)
@@ -325,7 +326,7 @@ class DiversityReward:
         reward = {(r["prompt_id"], r["sample_idx"]): r["reward"] for r in self.last_rows}
         return [reward.get((f"p{w[0]}", w[1])) if w is not None else None for w in where]
 
-    def _group_size(self, keys: list[bytes]) -> int | None:
+    def _group_size(self, keys: list[bytes], training: bool | None) -> int | None:
         """The size of the batch's groups; None without num_generations (groups by prompt). Training:
         num_generations; evaluation: num_generations_eval (TRL samples an evaluation batch's prompts that many
         times). Where the mode is not known, the larger size whose consecutive runs each answer one prompt (a batch
@@ -336,7 +337,6 @@ class DiversityReward:
         why = []
         named = {"num_generations": self.num_generations,
                  "num_generations_eval": self.num_generations_eval or self.num_generations}
-        training = getattr(self, "_training", None)
         if training is not None:
             candidates = [("num_generations", named["num_generations"])] if training else \
                 [("num_generations_eval", named["num_generations_eval"])]

@@ -31,7 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
-from actors.base import split_reasoning
+from actors.base import prices_problem, split_reasoning
 from actors.registry import completions_per_request
 from engine.config import ModelConfig, RunConfig
 from engine.inputs.prompts import Prompt
@@ -118,10 +118,9 @@ class Plan:
 def _role(roles: dict, role: str, m: ModelConfig) -> RoleCost:
     key = (role, m.name)
     if key not in roles:
-        # Prices as preflight checks them (actors.http.prices_problem); anything else prices nothing: unknown.
+        # Prices as preflight checks them; unusable ones price nothing: an unknown cost.
         given = m.options.get("prices")
-        prices = given if isinstance(given, dict) and all(
-            isinstance(given.get(k), (int, float)) for k in ("prompt_per_mtok", "completion_per_mtok")) else None
+        prices = given if given is not None and prices_problem(given) is None else None
         roles[key] = RoleCost(role, m.name, m.backend, prices=prices)
     return roles[key]
 

@@ -77,6 +77,11 @@ class PairVerdict:
     read_from: str | None = None
 
 
+def no_answer(i: int, j: int) -> PairVerdict:
+    """The verdict of pair (i, j) when a response of it has no answer (has_answer): unresolved, nothing asked."""
+    return PairVerdict(i, j, None, NO_ANSWER, raw="", decided_by="none")
+
+
 @dataclass
 class GroupJudgment:
     """The judged pairs of one group and what they cost.
@@ -200,7 +205,7 @@ def judge_group(
             judged += 1
             a, b = responses[i], responses[j]
             if not (has_answer(a) and has_answer(b)):
-                result.pairs.append(PairVerdict(i, j, None, NO_ANSWER, raw="", decided_by="none"))
+                result.pairs.append(no_answer(i, j))
                 result.n_unresolved += 1
                 continue
             p_cheap = cheap(i, j) if cascade is not None else None

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
 from engine.method.judges import (NO_ANSWER, GroupJudgment, PairVerdict, has_answer, in_agreement_sample,
-                                  judge_group)
+                                  judge_group, no_answer)
 from engine.method.programs import first_token_sampling
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Stage
 
@@ -165,7 +165,7 @@ class CalibratedJudgeStage(Stage):
             pairs = [PairVerdict(int(i), int(j), float(q), "equivalent" if q >= threshold else "different", raw="",
                                  calls=0, decided_by="calibrated", read_from="calibrated")
                      if answered[i] and answered[j] else  # as judge_group: a pair without an answer is unresolved
-                     PairVerdict(int(i), int(j), None, NO_ANSWER, raw="", decided_by="none")
+                     no_answer(int(i), int(j))
                      for (i, j), q in zip(zip(*np.triu_indices(len(responses), 1)), p)]
             unresolved = sum(v.verdict == NO_ANSWER for v in pairs)
             full = in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]), self.settings.agreement_sample_rate)
