@@ -15,6 +15,10 @@ moves the read-out.
 
 Two runtimes: LocalRewardModel (transformers, CPU or one GPU) and VLLMRewardModel (vLLM's pooling runner, sequence
 classification only: vLLM itself refuses a checkpoint whose weights do not cover the model).
+
+A conversation longer than the model reads (its context, or `max_length`) gets no score (None): cut at the end it
+would score a response the model never saw whole — a cut-off answer reads as a worse one — and a run's rewards
+would fall with its response lengths for that reason alone. The report counts responses left unscored.
 """
 
 from __future__ import annotations
@@ -96,6 +100,15 @@ def _athene_class():
     return AtheneRewardModel
 
 
+def model_context(config: Any) -> int | None:
+    """The longest input a model's config says it reads (None where it names none)."""
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 class LocalRewardModel:
     """A reward model through transformers.
 
@@ -106,13 +119,13 @@ class LocalRewardModel:
             (Athene's 128003 by default).
         device: "cpu" or "cuda".
         batch_size: pairs per forward pass.
-        max_length: tokens kept per pair; longer pairs are cut at the end (the response's tail; the scoring token
-            is appended after the cut).
+        max_length: the longest conversation scored, in tokens (the scoring token included); a longer one gets no
+            score (None). Default: the model's context (its config's max_position_embeddings).
         threads: torch threads (default: the machine's share).
     """
 
     def __init__(self, model: str, *, kind: str = "auto", score_token_id: int | None = None, device: str = "cpu",
-                 batch_size: int = 8, max_length: int = 2048, threads: int | None = None) -> None:
+                 batch_size: int = 8, max_length: int | None = None, threads: int | None = None) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -120,6 +133,10 @@ class LocalRewardModel:
 
         if kind not in KINDS:
             raise BackendError(f"reward model kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or max_length < 2):
+            raise BackendError(f"reward model {model!r}: max_length must be a whole number of tokens >= 2, got "
+                               f"{max_length!r}")
         folder = reward_folder(model)
         torch.set_num_threads(threads or default_threads())
         self.name = model
@@ -149,7 +166,12 @@ class LocalRewardModel:
             self.score_token_id = None
         _refuse_missing(model, self.kind, info)
         self.net = net.to(device).eval()
-        self.device, self.batch_size, self.max_length = device, batch_size, max_length
+        context = model_context(net.config)
+        if max_length is not None and context is not None and max_length > context:
+            raise BackendError(f"reward model {model!r}: max_length {max_length} is beyond the model's context of "
+                               f"{context} tokens (its config's max_position_embeddings)")
+        self.max_length = max_length or context
+        self.device, self.batch_size = device, batch_size
         self._torch = torch
 
     def encode(self, prompt: str, response: str) -> list[int]:
@@ -157,15 +179,20 @@ class LocalRewardModel:
         ids = self.tokenizer.apply_chat_template(_conversation(prompt, response), tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
-        ids = list(ids)
-        keep = self.max_length - (1 if self.score_token_id is not None else 0)
-        ids = ids[:keep]
-        return ids + ([self.score_token_id] if self.score_token_id is not None else [])
+        return list(ids) + ([self.score_token_id] if self.score_token_id is not None else [])
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """The reward of each (prompt, response) pair, in input order."""
-        torch = self._torch
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        """The reward of each (prompt, response) pair, in input order; None for a conversation longer than
+        max_length (never scored cut)."""
         encoded = [self.encode(p, r) for p, r in pairs]
+        fits = [i for i, ids in enumerate(encoded) if self.max_length is None or len(ids) <= self.max_length]
+        scores: list[float | None] = [None] * len(encoded)
+        for i, value in zip(fits, self._forward([encoded[i] for i in fits])):
+            scores[i] = value
+        return scores
+
+    def _forward(self, encoded: list[list[int]]) -> list[float]:
+        torch = self._torch
         pad = self.tokenizer.pad_token_id
         scores: list[float] = []
         for start in range(0, len(encoded), self.batch_size):
@@ -215,9 +242,11 @@ class VLLMRewardModel:
         with without_llvmlite_ffi():
             self.llm = LLM(model=model, runner="pooling", **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        self.max_length = int(self.llm.model_config.max_model_len)
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """The head's raw score of each (prompt, response) conversation, as transformers' forward gives it.
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float | None]:
+        """The head's raw score of each (prompt, response) conversation, as transformers' forward gives it; None for
+        a conversation longer than the engine's max_model_len (vLLM would refuse the whole batch for it).
 
         vLLM's pooling runner has no `reward` call any more (0.32: `encode`, `embed`, `classify`, `score`); a
         sequence-classification reward model is its `classify` task, with the head's activation off (a one-label
@@ -228,9 +257,15 @@ class VLLMRewardModel:
         ids = []
         for p, r in pairs:
             encoded = self.tokenizer.apply_chat_template(_conversation(p, r), tokenize=True)
-            ids.append({"prompt_token_ids": list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)})
-        outputs = self.llm.classify(ids, pooling_params=PoolingParams(use_activation=False), use_tqdm=False)
-        return [float(o.outputs.probs[0]) for o in outputs]
+            ids.append(list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded))
+        fits = [i for i, x in enumerate(ids) if len(x) <= self.max_length]
+        scores: list[float | None] = [None] * len(ids)
+        if fits:
+            outputs = self.llm.classify([{"prompt_token_ids": ids[i]} for i in fits],
+                                        pooling_params=PoolingParams(use_activation=False), use_tqdm=False)
+            for i, o in zip(fits, outputs):
+                scores[i] = float(o.outputs.probs[0])
+        return scores
 
     def close(self) -> None:
         self.llm = None

@@ -610,7 +610,8 @@ class _Flow:
                              ["accuracy", [p.versions["accuracy"], cfg.grader.identity(), ACCURACY_VERSION]],
                              T.ACCURACY_INPUT)
             if cfg.quality.reward_model is not None:
-                self._to("reward", key, groups, ["reward", [cfg.quality.reward_model.identity()]], T.REWARD_INPUT)
+                rm = cfg.quality.reward_model
+                self._to("reward", key, groups, ["reward", [rm.identity(), RewardStage.version]], T.REWARD_INPUT)
         shard = self.pshard[key]
         self.open_in_shard[shard] -= 1
         if self.open_in_shard[shard] == 0 and cfg.quality.enabled:

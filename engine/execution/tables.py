@@ -194,6 +194,7 @@ GROUPS = pa.schema(
         ("accuracy", pa.float64()),
         ("n_checked", pa.int64()),
         ("reward_mean", pa.float64()),
+        ("n_rewarded", pa.int64()),
         # From the equivalence classes of the judges in judges_in_mean (engine.method.class_measures), and the
         # Vendi score of the group's embeddings (general, for contrast).
         ("semantic_entropy_mean", pa.float64()),  # nats
@@ -435,6 +436,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "accuracy": _mean([float(x) for x in checked.get(key, [])]),
                 "n_checked": len(checked.get(key, [])),
                 "reward_mean": _mean(reward.get(key, [])),
+                "n_rewarded": sum(1 for x in reward.get(key, []) if x is not None),
                 **_class_means([rows_by_judge[j] for j in counted] if g["responses"] else []),
                 "vendi": vendi_of(m.get("pair_cosine")) if g["responses"] else None,
                 "trace_status": status,

@@ -172,7 +172,7 @@ def report_data(result, config) -> dict[str, Any]:
         "judge_target": getattr(getattr(config, "judge", None), "target", "answer"),
     }
     data["unique"] = _unique_section(groups, n, boot, strategies)
-    data["tradeoff"] = _tradeoff_section(groups, n, models, strategies, boot, rc, "quality" in t)
+    data["tradeoff"] = _tradeoff_section(groups, n, models, strategies, boot, rc, "quality" in t, "rewards" in t)
     data["spearman"] = _spearman_section(groups, n, rc, t, bool(getattr(getattr(config, "judge", None), "cascade", None)
                                                                 and config.judge.cascade.enabled))
     data["graders"] = _graders_section(t, models, strategies)
@@ -253,10 +253,17 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
 
 
 def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies: list[str], boot: Callable,
-                      rc: ReportConfig, has_quality: bool) -> dict[str, Any]:
+                      rc: ReportConfig, has_quality: bool, reward_ran: bool = False) -> dict[str, Any]:
     reward = any(finite(g.get("reward_mean")) for g in groups)
-    out: dict[str, Any] = {"quality_run": has_quality, "reward_available": reward,
+    out: dict[str, Any] = {"quality_run": has_quality, "reward_available": reward, "reward_ran": reward_ran,
                            "quality_3a": "reward model score" if reward else "checklist quality (1–5)"}
+    if reward_ran:
+        # A response the reward model could not read whole has no score: unknown, out of the means, and counted.
+        done = [g for g in groups if is_complete(g, n)]
+        responses = sum(g["n_responses"] or 0 for g in done)
+        rewarded = sum(g.get("n_rewarded") or 0 for g in done)
+        out["rewards"] = {"responses": responses, "rewarded": rewarded, "unrewarded": responses - rewarded,
+                          "groups_without_reward": sum(1 for g in done if not finite(g.get("reward_mean")))}
     if not has_quality and not reward:
         out["note"] = "quality was not measured in this run (quality.enabled: false), so there is no trade-off to plot"
         out["points_3a"], out["points_3b"], out["contrasts"] = [], [], []

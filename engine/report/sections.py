@@ -204,8 +204,17 @@ def _tradeoff_view(data: dict[str, Any], ci: str) -> Section:
         "disappears when diversity is functional (task-anchored) and quality is checklist-based. One point per "
         f"strategy: mean over complete groups, {ci} bootstrap intervals over prompts on both axes."))
     if not t["reward_available"]:
-        s.blocks.append(Para("No reward model ran in this run: Figure 3a uses checklist quality on its y axis, so "
-                             "3a and 3b differ only in the diversity measure.", lead="Note."))
+        why = ("The reward model scored no response of a complete group" if t.get("reward_ran")
+               else "No reward model ran in this run")
+        s.blocks.append(Para(f"{why}: Figure 3a uses checklist quality on its y axis, so 3a and 3b differ only in "
+                             "the diversity measure.", lead="Note."))
+    rewards = t.get("rewards")
+    if rewards and rewards["unrewarded"]:
+        s.blocks.append(Para(
+            f"{rewards['rewarded']} of {rewards['responses']} responses of complete groups have a reward model "
+            f"score; {rewards['unrewarded']} have none (the conversation is longer than the reward model reads: "
+            f"quality.reward_model.options.max_length, or the model's context): unknown, out of the means. "
+            f"{rewards['groups_without_reward']} groups have no score at all.", lead="Unscored."))
     grades = t.get("grades")
     if grades and grades["ungraded"]:
         s.blocks.append(Para(

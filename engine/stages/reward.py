@@ -10,13 +10,16 @@ from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, Stage
 
 
 class RewardStage(Stage):
-    """Scores (prompt, response) pairs with a reward model (its real head: actors.reward).
+    """Scores (prompt, response) pairs with a reward model (its real head: actors.reward); a response the model
+    cannot read whole has a null reward.
 
     Args:
         reward: engine.config.RewardConfig.spec(): {"backend", "model", "options" (with "kind")}.
     """
 
     name = "reward"
+    # 2: a conversation longer than the model reads is unscored (None), not scored cut at 2,048 tokens.
+    version = "2"
     required_inputs = {
         **GROUP_INPUTS,
         "text": "the user prompt",

@@ -38,7 +38,8 @@ def hand_scores(folder, pairs, head_key, score_token=None):
     for prompt, response in pairs:
         ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt},
                                              {"role": "assistant", "content": response}], tokenize=True)
-        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids) + ([score_token] if score_token is not None else [])
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        ids += [score_token] if score_token is not None else []
         with torch.inference_mode():
             hidden = decoder(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
         out.append(float(head[0] @ hidden))
@@ -89,3 +90,27 @@ def test_registry_and_errors(folders):
         make_reward_model("grpc", "x")
     with pytest.raises(BackendError, match="kind must be one of"):
         LocalRewardModel(str(folders["seqcls"]), kind="pairwise")
+
+
+def test_a_conversation_longer_than_the_model_reads_is_unscored_not_cut(folders):
+    # Cut at the end, a long answer would be scored as the fragment the model saw (a cut-off answer reads as a worse
+    # one). It has no score instead; the others are scored as if it were not there, whatever the batching.
+    rm = LocalRewardModel(str(folders["seqcls"]), batch_size=2)
+    assert rm.max_length == 2048  # the tiny model's max_position_embeddings
+    lengths = [len(rm.encode(p, r)) for p, r in PAIRS]
+    limit = sorted(lengths)[1]  # the longest pair is one token too many
+    short = LocalRewardModel(str(folders["seqcls"]), batch_size=2, max_length=limit)
+    scores = short.score(PAIRS)
+    expected = hand_scores(folders["seqcls"], PAIRS, "score.weight")
+    for length, got, want in zip(lengths, scores, expected):
+        assert (got is None) if length > limit else got == pytest.approx(want, abs=1e-5)
+    assert scores.count(None) == 1
+    # Athene's scoring token counts in the length.
+    i = lengths.index(min(lengths))
+    for limit, scored in ((lengths[i], False), (lengths[i] + 1, True)):
+        athene = LocalRewardModel(str(folders["athene"]), score_token_id=SCORE_TOKEN, max_length=limit)
+        assert (athene.score([PAIRS[i]])[0] is not None) is scored
+    with pytest.raises(BackendError, match="beyond the model's context of 2048"):
+        LocalRewardModel(str(folders["seqcls"]), max_length=4096)
+    with pytest.raises(BackendError, match="max_length must be a whole number"):
+        LocalRewardModel(str(folders["seqcls"]), max_length="long")

@@ -468,3 +468,28 @@ def test_responses_without_a_grade_are_counted_in_the_tradeoff_section(fixture_r
     assert grades["ungraded"] == 2 * per_prompt[first] + cfg.n * per_prompt[second]
     assert grades["groups_without_quality"] == per_prompt[second]
     assert f"{grades['ungraded']} have none" in render_markdown(data)
+
+
+def test_responses_without_a_reward_are_counted_in_the_tradeoff_section(fixture_run):
+    # A response longer than the reward model reads has no score: out of the reward means, and said.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    complete = [g for g in groups if g["status"] == "ok"]
+    for k, g in enumerate(groups):
+        g["n_rewarded"] = g["n_responses"]
+        g["reward_mean"] = float(k % 3)
+    complete[0]["n_rewarded"] -= 1
+    complete[1]["n_rewarded"], complete[1]["reward_mean"] = 0, None
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema),
+              "rewards": pa.table({"reward": [1.0]})}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    rewards = data["tradeoff"]["rewards"]
+    assert rewards["unrewarded"] == 1 + complete[1]["n_responses"] and rewards["groups_without_reward"] == 1
+    text = render_markdown(data)
+    assert f"{rewards['unrewarded']} have none (the conversation is longer than the reward model reads" in text
+    # Nothing scored at all: Figure 3a falls back to checklist quality, and says why (not "no reward model ran").
+    for g in groups:
+        g["n_rewarded"], g["reward_mean"] = 0, None
+    tables["groups"] = pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)
+    text = render_markdown(report_data(dataclasses.replace(result, tables=tables), cfg))
+    assert "The reward model scored no response of a complete group: Figure 3a uses checklist quality" in text
