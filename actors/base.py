@@ -79,7 +79,8 @@ class ChatOutput:
 
     Attributes:
         texts: the completions, `n` of them (empty when `error` is set).
-        finish_reasons: "stop" or "length" per completion.
+        finish_reasons: "stop" or "length" per completion ("content_filter": the provider's safety filter stopped
+            it; its text is empty, no answer).
         n_tokens: generated tokens per completion.
         prompt_tokens: tokens in the rendered conversation.
         first_token_logprobs: per completion, {token text: log-probability} of the top tokens at the first
@@ -198,9 +199,24 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
         loopback = False
     if loopback:
         return None
-    return (f"{base_url!r} is plain http to {host}: the API key in ${api_key_env} would cross the network "
+    shown = f"http://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"  # no user info
+    return (f"{shown!r} is plain http to {host}: the API key in ${api_key_env} would cross the network "
             "unencrypted. Use https, or set options.allow_insecure_http: true for a network you trust")
 
+
+
+def api_key_problem(api_key_env: str, value: str | None) -> str | None:
+    """Why the API key in environment variable `api_key_env` cannot be sent (never showing it), or None. A key is
+    read with surrounding whitespace removed (a .env file saved with CRLF line ends leaves a trailing \\r); one with
+    any other character outside printable ASCII would be refused by the HTTP library on every request, in a message
+    that quotes the key."""
+    if not value or not value.strip():
+        return f"the environment variable {api_key_env} is not set or is empty"
+    bad = [c for c in value.strip() if not 33 <= ord(c) <= 126]
+    if bad:
+        return (f"the environment variable {api_key_env} holds a character that cannot go in an HTTP header "
+                f"({ascii(bad[0])}): set it to the key alone")
+    return None
 
 
 PRICE_KEYS = ("prompt_per_mtok", "completion_per_mtok")

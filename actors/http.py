@@ -72,7 +72,8 @@ import numpy as np
 import orjson
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
-                          PRICE_KEYS, content_parts, logsumexp, message_trace, pair_sampling, prices_problem)
+                          PRICE_KEYS, api_key_problem, content_parts, logsumexp, message_trace, pair_sampling,
+                          prices_problem)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,21 @@ class _ReplyTooLarge(Exception):
 
 # Errors reading a decoded body that is not what was asked for (a missing key, a wrong type, nesting too deep).
 _BODY_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
+
+
+# A 400 or 429 that is about the account, not the request (Gemini answers a bad key with 400 "API key not valid" /
+# API_KEY_INVALID; Anthropic an empty balance with 400 "Your credit balance is too low"; OpenAI a spent quota with 429
+# insufficient_quota): every request would be refused alike, and a rerun after the fix must ask these rows again, so
+# the stage stops instead of storing each row as failed. Phrases, not bare words: a 400 may quote the row's prompt.
+_ACCOUNT_ERROR = re.compile(
+    r"api[ _-]?key (?:not valid|is invalid|invalid|expired)|API_KEY_INVALID|invalid[ _-]?(?:x-)?api[ _-]?key|"
+    r"incorrect api key|credit balance is too low|insufficient_quota|exceeded your current quota|"
+    r"billing (?:details|hard limit|is not active)", re.I)
+
+
+def names_account(message: str) -> bool:
+    """Whether an error's message is about the API key, credit or quota rather than the request."""
+    return _ACCOUNT_ERROR.search(message) is not None
 
 
 def names_logprobs(message: str) -> bool:
@@ -190,8 +206,9 @@ def endpoint_limits(base_url: str, **given: Any) -> dict[str, Any]:
 def chat_completions_url(base_url: str) -> str:
     """The chat-completions URL for a base URL.
 
-    Accepts the OpenAI convention ("https://api.openai.com/v1"), a bare server ("http://127.0.0.1:8000") or the full
-    endpoint ("…/v1/chat/completions").
+    Accepts the OpenAI convention — the base URL holds the API's version, and the route is appended to it
+    ("https://api.openai.com/v1", Gemini's "https://generativelanguage.googleapis.com/v1beta/openai/") — a bare server
+    ("http://127.0.0.1:8000": vLLM's and most servers' /v1 is added) or the full endpoint ("…/chat/completions").
 
     Args:
         base_url: an http(s) URL.
@@ -205,10 +222,10 @@ def chat_completions_url(base_url: str) -> str:
     path = parts.path.rstrip("/")
     if path.endswith("/chat/completions"):
         pass
-    elif path.endswith("/v1"):
+    elif path:  # a versioned base (/v1, Gemini's /v1beta/openai, a gateway's prefix): the route goes after it
         path += "/chat/completions"
     else:
-        path += "/v1/chat/completions"
+        path = "/v1/chat/completions"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
@@ -254,11 +271,10 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 def uncounted_reasoning_tokens(usage: dict[str, Any]) -> int:
     """Hidden reasoning tokens counted in `total_tokens` but in neither prompt nor completion tokens (Gemini's
-    thoughts: billed at the output rate, not in `completion_tokens`); 0 where the total is prompt plus completion, or
-    where `completion_tokens_details.reasoning_tokens` says the completion already holds them (OpenAI, vLLM)."""
-    details = usage.get("completion_tokens_details")
-    if isinstance(details, dict) and _int(details.get("reasoning_tokens")):
-        return 0
+    thoughts: billed at the output rate, not in `completion_tokens`); 0 where the total is prompt plus completion
+    (OpenAI and vLLM, whose completion count holds `completion_tokens_details.reasoning_tokens`). Read from the total
+    whether or not the details name reasoning tokens: gateways that translate Gemini give `reasoning_tokens` and
+    leave them out of `completion_tokens` too."""
     if not all(isinstance(usage.get(k), int) for k in ("total_tokens", "prompt_tokens")):
         return 0
     return max(0, usage["total_tokens"] - usage["prompt_tokens"] - _int(usage.get("completion_tokens")))
@@ -311,9 +327,14 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         text = content_parts(message.get("content"))[0] or ""  # a list of content parts: its text parts
         trace = message_trace(message)
-        # ChatOutput knows "stop" and "length"; anything else (content_filter, tool_calls) ended the completion.
-        reason = "length" if choice.get("finish_reason") == "length" else "stop"
-        parsed.append((text, reason, int(count), _first_token_logprobs(choice) if want_logprobs else None, trace))
+        # ChatOutput knows "stop", "length" and "content_filter"; anything else (tool_calls) ended the completion.
+        reason = choice.get("finish_reason") if choice.get("finish_reason") in ("length", "content_filter") else "stop"
+        if reason == "content_filter":
+            # Stopped by the provider's safety filter (OpenAI, Azure; Gemini's SAFETY through its compatibility
+            # layer): what came before the cut is not the model's answer. No answer — never judged or graded as one.
+            text = ""
+        top = _first_token_logprobs(choice) if want_logprobs and reason != "content_filter" else None
+        parsed.append((text, reason, int(count), top, trace))
     return parsed, int(prompt_tokens)
 
 
@@ -465,11 +486,10 @@ class OpenAIChatClient:
         self._key: _Secret | None = None
         if api_key_env is not None:
             value = os.environ.get(api_key_env)
-            if not value:
-                raise BackendError(
-                    f"the environment variable {api_key_env} (API key for {self.endpoint}) is not set or is empty"
-                )
-            self._key = _Secret(value)
+            why = api_key_problem(api_key_env, value)
+            if why:
+                raise BackendError(f"{why} (API key for {self.endpoint})")
+            self._key = _Secret(value.strip())
         self.max_concurrency = max_concurrency
         if max_in_flight is not None and not (isinstance(max_in_flight, int) and max_in_flight >= 1):
             raise ValueError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
@@ -746,6 +766,11 @@ class OpenAIChatClient:
                     p = p.with_(logprobs=None, max_tokens=fallback)
                     want_logprobs, out.first_token_logprobs = False, None
                     continue
+                if want_logprobs and exc.status == 400 and names_logprobs(exc.message):
+                    # No text budget to fall back on (verdict: logprobs): every verdict would be refused alike.
+                    raise BackendError(f"{self.endpoint}: {self.model} refuses the log-prob parameters "
+                                       f"({exc.message[:160]}); set this judge's verdict to auto (log-probs where "
+                                       "given, else text) or text") from None
                 if exc.status == 400 and not renamed and "max_tokens" in bodies[0] and \
                         "max_completion_tokens" in exc.message:
                     # OpenAI's o-series and GPT-5.x: "'max_tokens' is not supported … Use 'max_completion_tokens'".
@@ -942,8 +967,13 @@ class OpenAIChatClient:
                         if chat:
                             self._check_reasoning_budget(body, usage, choices, status)
                         return choices, prompt_tokens
+                    elif (status == 400 or status in RETRY_STATUSES) and names_account(raw_text := self._message_of(
+                            None, raw)):
+                        raise BackendError(f"{self.endpoint} refused the request with HTTP {status}: {raw_text} "
+                                           f"(the API key in ${self.api_key_env}, or the account's credit or quota: "
+                                           "every request would be refused alike)")
                     elif status >= 500 or status in RETRY_STATUSES:
-                        last = f"HTTP {status}"
+                        last = f"HTTP {status}: {self._message_of(None, raw)[:200]}"
                         retry_after = retry_after_seconds(headers.get("retry-after"))
                     elif status in FATAL_STATUSES:
                         raise BackendError(
@@ -977,11 +1007,14 @@ class OpenAIChatClient:
         none answered at it, every other request at that budget would be paid for nothing (a judge asks every pair
         with the same few tokens): the stage stops (BackendError) saying how to switch the thinking off."""
         budget = _int(body.get("max_completion_tokens") or body.get("max_tokens"))
-        empty = any(not text.strip() and reason == "length" for text, reason, *_ in choices)
-        if not empty:
-            if budget and any(text.strip() for text, *_ in choices):
+        if any(text.strip() for text, *_ in choices):
+            # Some completions answered at this budget: they are kept, and one cut off while thinking stays an empty
+            # answer (no answer: never judged, actors.base / engine.method.judges) — the row is not thrown away.
+            if budget:
                 with self._stats_lock:
                     self._budgets_answered.add(budget)
+            return
+        if not any(not text.strip() and reason == "length" for text, reason, *_ in choices):
             return
         details = usage.get("completion_tokens_details")
         reasoning = (_int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0) \
@@ -1015,6 +1048,8 @@ class OpenAIChatClient:
                 data = orjson.loads(raw)
             except (ValueError, RecursionError):
                 data = None
+        if isinstance(data, list) and len(data) == 1:  # Gemini wraps its error object in a list
+            data = data[0]
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             text = error["message"]

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from actors import hub
-from actors.base import BackendError, ChatBackend, insecure_key_transport, prices_problem
+from actors.base import BackendError, ChatBackend, api_key_problem, insecure_key_transport, prices_problem
 from actors.hub import env_offline  # noqa: F401  (re-exported: whether the environment turns hub access off)
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
@@ -332,8 +332,8 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ModelCheckError("options.base_url", f"an http(s) URL is needed for the http backend, got {url!r}")
     key_env = options.get("api_key_env")
-    if key_env and not os.environ.get(key_env):
-        raise ModelCheckError("options.api_key_env", f"the environment variable {key_env} is not set")
+    if key_env and api_key_problem(key_env, os.environ.get(key_env)):
+        raise ModelCheckError("options.api_key_env", api_key_problem(key_env, os.environ.get(key_env)))
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
     if why:
         raise ModelCheckError("options.base_url", why)

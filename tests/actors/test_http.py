@@ -272,7 +272,7 @@ def test_parse_choices_reads_the_openai_format():
             {
                 "index": 0,
                 "message": {"content": "A"},
-                "finish_reason": "content_filter",
+                "finish_reason": "tool_calls",
                 "logprobs": {
                     "content": [
                         {
@@ -304,6 +304,12 @@ def test_base_url_forms():
     assert chat_completions_url("https://api.openai.com/v1") == "https://api.openai.com/v1/chat/completions"
     assert chat_completions_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/v1/chat/completions"
     assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
+    # Gemini's OpenAI-compatible base (configs/paper.yaml): the route goes after /v1beta/openai, never a /v1 more
+    # (…/v1beta/openai/v1/chat/completions is a 404 for every request of the paper's Gemini judge).
+    assert (chat_completions_url("https://generativelanguage.googleapis.com/v1beta/openai/")
+            == "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions")
+    assert chat_completions_url("https://api.anthropic.com/v1/") == "https://api.anthropic.com/v1/chat/completions"
+    assert chat_completions_url("https://gw.example.com/api/v2") == "https://gw.example.com/api/v2/chat/completions"
     with pytest.raises(BackendError):
         chat_completions_url("127.0.0.1:8000")
 
@@ -394,10 +400,13 @@ def test_a_provider_without_logprobs_is_read_from_text_and_remembered(serve, cli
     assert len(lines) == 1
 
 
-def test_a_rejected_parameter_without_a_fallback_is_a_row_error(serve, client):
+def test_rejected_log_probs_without_a_text_fallback_stop_the_call(serve, client):
+    # verdict: logprobs has no text budget to fall back on: every verdict would be refused alike, and as row errors
+    # each would be stored failed for good.
     c = client(serve(logprobs_mode="reject"))
-    (out,) = c.chat([user("a")], SamplingParams(temperature=0.0, max_tokens=1, logprobs=20))
-    assert out.error is not None and "400" in out.error and c.stats()["logprobs_downgraded"] == 0
+    with pytest.raises(BackendError, match="refuses the log-prob parameters.*verdict to auto"):
+        c.chat([user("a"), user("b")], SamplingParams(temperature=0.0, max_tokens=1, logprobs=20))
+    assert c.stats()["logprobs_downgraded"] == 0 and c.row_errors == 0
 
 
 def test_a_provider_with_logprobs_keeps_them_and_one_token(serve, client):
@@ -757,10 +766,24 @@ def test_an_empty_answer_cut_at_the_limit_without_hidden_tokens_is_an_answer(ser
     assert all(o.error is None and o.texts == ["\n"] and o.finish_reasons == ["length"] for o in outs)
 
 
-@pytest.mark.parametrize("usage", ["details", "total"])
+def test_completions_that_answered_are_kept_beside_one_that_ran_out_thinking(serve, client):
+    # n = 4, one completion thinks past the budget: the three answers (paid for) are kept, the fourth is an empty
+    # answer cut at the limit (no answer: never judged), the row does not fail and the stage does not stop.
+    srv = serve(hidden_reasoning_tokens=[4, 4, 4, 40])
+    c = client(srv, max_concurrency=1)
+    outs = c.chat([user(f"q{k}") for k in range(REASONING_STOP_AFTER + 1)],
+                  SamplingParams(temperature=1.0, max_tokens=32, n=4))
+    for out in outs:
+        assert out.error is None and len(out.texts) == 4
+        assert [bool(t.strip()) for t in out.texts] == [True, True, True, False]
+        assert out.finish_reasons[3] == "length"
+
+
+@pytest.mark.parametrize("usage", ["details", "total", "gateway"])
 def test_hidden_reasoning_is_counted_and_priced_as_output_however_it_is_reported(serve, client, usage):
     # OpenAI counts reasoning inside completion_tokens (details say how many); Gemini counts thoughts only in
-    # total_tokens, and bills them at the output rate: either way the run's cost holds them.
+    # total_tokens, and bills them at the output rate; gateways translating Gemini name them in the details yet
+    # leave them out of completion_tokens: every way, the run's cost holds them.
     srv = serve(hidden_reasoning_tokens=16, reasoning_usage=usage)
     c = client(srv, prices={"prompt_per_mtok": 1.0, "completion_per_mtok": 10.0})
     (out,) = c.chat([user("hello there")], SamplingParams(temperature=0.0, max_tokens=64))
@@ -769,3 +792,55 @@ def test_hidden_reasoning_is_counted_and_priced_as_output_however_it_is_reported
     answer_tokens = len(out.texts[0].split())
     assert stats["completion_tokens"] == answer_tokens + 16
     assert stats["cost_usd"] == pytest.approx((stats["prompt_tokens"] + 10.0 * (answer_tokens + 16)) / 1e6)
+
+
+@pytest.mark.parametrize("kind, status, says", [("bad_key", 400, "API key not valid"),
+                                                ("no_credit", 400, "credit balance is too low"),
+                                                ("quota", 429, "exceeded your current quota")])
+def test_an_account_refusal_stops_the_call_instead_of_failing_every_row(serve, client, kind, status, says):
+    # Gemini answers a bad key with 400 (its error wrapped in a list), Anthropic an empty balance with 400, OpenAI a
+    # spent quota with 429: as row errors, every row of the run was stored failed (a 400 for good: a rerun after the
+    # fix would not ask them again), or retried for nothing. The call stops at once, saying what the server said.
+    srv = serve(faults=[(kind, 1000)])
+    c = client(srv, max_retries=3)
+    with pytest.raises(BackendError, match=f"HTTP {status}: .*{says}.*credit or quota") as err:
+        c.chat([user(f"q{k}") for k in range(3)], SamplingParams())
+    assert c.retries == 0 and '\\"' not in str(err.value)
+
+
+def test_a_retried_failure_keeps_the_servers_message(serve, client):
+    # The last error of a row whose retries ran out says what the server said, not only its status.
+    srv = serve(faults=[("503", 1000)], retry_after="0")
+    c = client(srv, max_retries=1)
+    (out,) = c.chat([user("x")], SamplingParams())
+    assert out.transient and "last error: HTTP 503: injected fault: HTTP 503" in out.error
+
+
+def test_an_api_key_with_a_line_end_is_stripped_and_one_with_control_characters_refused(serve, monkeypatch, caplog):
+    from actors.registry import ModelCheckError, check_model
+
+    secret = "sk-" + secrets.token_hex(12)
+    srv = serve(api_key=secret)
+    monkeypatch.setenv("TASKDIV_CRLF_KEY", secret + "\r\n")  # a .env file saved with CRLF line ends
+    c = OpenAIChatClient("echo", base_url=srv.base_url, api_key_env="TASKDIV_CRLF_KEY", **FAST)
+    try:
+        assert c.chat([user("x")], SamplingParams())[0].texts == [echo_text("x")]
+    finally:
+        c.close()
+    monkeypatch.setenv("TASKDIV_CTRL_KEY", secret[:8] + "\x1b" + secret[8:])
+    with pytest.raises(BackendError, match="TASKDIV_CTRL_KEY holds a character") as err:
+        OpenAIChatClient("echo", base_url=srv.base_url, api_key_env="TASKDIV_CTRL_KEY", **FAST)
+    with pytest.raises(ModelCheckError, match="TASKDIV_CTRL_KEY holds a character") as err2:
+        check_model("chat", "http", "echo", {"base_url": srv.base_url, "api_key_env": "TASKDIV_CTRL_KEY"})
+    for text in (str(err.value), str(err2.value), caplog.text):
+        assert secret[8:] not in text
+
+
+def test_an_answer_stopped_by_the_providers_filter_is_no_answer(serve, client):
+    # A reply cut by a safety filter (finish_reason content_filter) was read as a complete answer and judged as a
+    # distinct response. Its text is no answer now, and the reason is kept.
+    srv = serve(faults=[("filtered", 1)])
+    c = client(srv)
+    (out,) = c.chat([user("x")], SamplingParams(n=2))
+    assert out.error is None and out.texts == ["", ""] and out.finish_reasons == ["content_filter"] * 2
+

@@ -55,6 +55,19 @@ LOOPBACK_NAMES = ("localhost",)
 
 
 BAD_REPLIES = ("error200", "huge", "nested", "drip")
+# Replies about the account, as providers send them (bodies from their docs and public issue threads): Gemini's bad
+# key (400, its error object wrapped in a list), Anthropic's empty balance (400), OpenAI's spent quota (429).
+ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
+    "bad_key": (400, [{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+                                 "status": "INVALID_ARGUMENT",
+                                 "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                              "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}]),
+    "no_credit": (400, {"type": "error", "error": {
+        "type": "invalid_request_error", "message": "Your credit balance is too low to access the Anthropic API. "
+                                                    "Please go to Plans & Billing to upgrade or purchase credits."}}),
+    "quota": (429, {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                              "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}),
+}
 
 
 @dataclass(frozen=True)
@@ -76,10 +89,11 @@ class Fault:
     size: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in BAD_REPLIES + ("slow", "drop") and not (self.kind.isdigit()
+        if self.kind not in BAD_REPLIES + tuple(ACCOUNT_REPLIES) + ("slow", "drop", "filtered") and not (
+                self.kind.isdigit()
                                                                   and 400 <= int(self.kind) <= 599):
-            raise ValueError(f"fault kind must be an HTTP status 400..599, 'slow', 'drop' or one of {BAD_REPLIES}; "
-                             f"got {self.kind!r}")
+            raise ValueError(f"fault kind must be an HTTP status 400..599, 'slow', 'drop', 'filtered' or one of "
+                             f"{BAD_REPLIES + tuple(ACCOUNT_REPLIES)}; got {self.kind!r}")
 
 
 FaultSpec = Fault | str
@@ -406,10 +420,13 @@ class ChatServer:
             `param` OpenAI's o-series and GPT-5.x models give (they take `max_completion_tokens`).
         hidden_reasoning_tokens: a reasoning model's hidden thinking, as OpenAI's reasoning models report it: each
             completion first spends this many tokens (`usage.completion_tokens_details.reasoning_tokens`); with a
-            budget no larger, the answer is empty and cut at the limit.
+            budget no larger, the answer is empty and cut at the limit. A list: per choice index (cycled), so that
+            some completions of a request answer and others run out thinking.
         reasoning_usage: how hidden reasoning is reported: "details" (`completion_tokens_details.reasoning_tokens`,
-            counted in `completion_tokens`, as OpenAI) or "total" (only in `total_tokens`, above prompt plus
-            completion tokens: Gemini counts its thoughts so, apart from the answer's tokens).
+            counted in `completion_tokens`, as OpenAI), "total" (only in `total_tokens`, above prompt plus
+            completion tokens: Gemini counts its thoughts so, apart from the answer's tokens) or "gateway" (in the
+            total and named in `completion_tokens_details.reasoning_tokens`, but not in `completion_tokens`: how
+            gateways that translate Gemini report them).
         reasoning_off: a `reasoning_effort` value that switches the hidden reasoning off (Gemini's OpenAI-compatible
             endpoint documents "none"); None: every request reasons.
 
@@ -443,14 +460,14 @@ class ChatServer:
         n_mode: str = "serve",
         sampling_mode: str = "any",
         max_tokens_mode: str = "any",
-        hidden_reasoning_tokens: int = 0,
+        hidden_reasoning_tokens: int | Sequence[int] = 0,
         reasoning_usage: str = "details",
         reasoning_off: str | None = None,
     ) -> None:
         for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
                                      ("max_tokens_mode", max_tokens_mode, ("any", "reject")),
-                                     ("reasoning_usage", reasoning_usage, ("details", "total"))):
+                                     ("reasoning_usage", reasoning_usage, ("details", "total", "gateway"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.n_mode, self.sampling_mode, self.max_tokens_mode = n_mode, sampling_mode, max_tokens_mode
@@ -663,6 +680,17 @@ class ChatServer:
         })
 
     def _inject(self, handler: _Handler, fault: Fault, record: RequestRecord) -> None:
+        if fault.kind in ACCOUNT_REPLIES:
+            record.status, body = ACCOUNT_REPLIES[fault.kind]
+            handler.send_json(record.status, body)
+            return
+        if fault.kind == "filtered":  # the provider's safety filter stopped the answer part-way
+            handler.send_json(200, {"object": "chat.completion", "model": self.model_name, "choices": [
+                {"index": k, "message": {"role": "assistant", "content": "Here is how to make the first half of"},
+                 "finish_reason": "content_filter"} for k in range(int(record.body.get("n") or 1))],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})
+            record.status = 200
+            return
         if fault.kind in BAD_REPLIES:
             self._bad_reply(handler, fault)
             record.status = 200
@@ -750,8 +778,11 @@ class ChatServer:
     def _think(self, response: dict[str, Any], budget: int) -> None:
         """Spend each completion's hidden reasoning first: within the budget it is added to the counts, beyond it
         the answer is empty and cut at the limit."""
-        hidden, reasoning = self.hidden_reasoning_tokens, 0
-        for choice in response["choices"]:
+        per_choice = self.hidden_reasoning_tokens
+        per_choice = [per_choice] if isinstance(per_choice, int) else list(per_choice)
+        reasoning = 0
+        for k, choice in enumerate(response["choices"]):
+            hidden = per_choice[k % len(per_choice)]
             if budget <= hidden:
                 choice["message"]["content"], choice["finish_reason"] = "", "length"
                 choice["completion_tokens"] = budget
@@ -759,13 +790,18 @@ class ChatServer:
             else:
                 choice["completion_tokens"] += hidden
                 reasoning += hidden
+            choice["_thought"] = min(hidden, budget)
         usage = response["usage"]
-        if self.reasoning_usage == "total":  # thoughts in the total only, the answer's tokens apart
+        if self.reasoning_usage in ("total", "gateway"):  # thoughts in the total, the answer's tokens apart
             for choice in response["choices"]:
-                choice["completion_tokens"] -= min(hidden, budget)
+                choice["completion_tokens"] -= choice.pop("_thought")
             usage["completion_tokens"] = sum(c["completion_tokens"] for c in response["choices"])
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"] + reasoning
+            if self.reasoning_usage == "gateway":
+                usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
             return
+        for choice in response["choices"]:
+            choice.pop("_thought")
         usage["completion_tokens"] = sum(c["completion_tokens"] for c in response["choices"])
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
