@@ -158,6 +158,19 @@ class StageRun:
             part = batch.filter(pc.equal(batch[SHARD], key))
             self._bar.update(part.num_rows)
             errors = [e for e in part[ERROR].to_pylist() if e is not None]
+            if key in record.retry_failed:
+                continue  # its stored shard already stands (below); later batches of its retry are dropped
+            if errors and key not in record.failed and self.store.has([self.table_name], key):
+                # Only this shard's rows to retry were sent, and the backend failed them all: the shard written by an
+                # earlier run stands (its finished rows feed the later stages as before), its failed rows still
+                # marked for the next rerun. Dropping it would take every finished row out of the run's tables.
+                record.retry_failed[key] = errors[0]
+                record.rows_transient += self._expected.pop(key, 0)
+                for pending in (self._buffers, self._counts, self._reused, self._reused_retry, self._attempts,
+                                self._row_keys):
+                    pending.pop(key, None)
+                done.append(key)
+                continue
             if errors or key in record.failed:
                 if key not in record.failed:
                     failed.append(key)
@@ -201,6 +214,10 @@ class StageRun:
         if record.failed:
             log.warning("stage %s: %d of %d shards failed and are left for a rerun: %s", record.stage,
                         len(record.failed), record.units, next(iter(record.failed.values())))
+        if record.retry_failed:
+            log.warning("stage %s: retrying the failed rows of %d stored shards failed again (%s); the stored rows "
+                        "stand and a rerun tries the failed ones again", record.stage, len(record.retry_failed),
+                        next(iter(record.retry_failed.values())))
         if record.rows_transient:
             log.warning("stage %s: %d rows failed in a way that may not recur; they are kept as failed and a rerun "
                         "computes them again (execution.row_retries: %d)", record.stage, record.rows_transient,

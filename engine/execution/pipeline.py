@@ -113,7 +113,10 @@ class Pipeline:
         start = self._clock_zero = time.perf_counter()
         cfg = self.config
         preflight(cfg, offline=self.offline)
-        self.store.write_text("config.yaml", dump_yaml(cfg.to_dict()))
+        # The config the tables are from goes down with them, at the end: a run that stops part-way must not leave
+        # its new config beside the tables of the last one that finished (read_run would pair them). Meanwhile the
+        # running config is kept apart, for a look at what the unfinished run was doing.
+        self.store.write_text(RUNNING_CONFIG, dump_yaml(cfg.to_dict()))
         load_report = PresetReport()
         prompts, groups = load_run_prompts(cfg, load_report, offline=self.offline)
         external = groups is not None
@@ -128,6 +131,7 @@ class Pipeline:
         # classification per prompt (the classifier, default the judges' majority), the same for every generator.
         reference = self.reference_classify(shards)
         self._release_after("reference")
+        held: dict[str, int] = defaultdict(int)  # generator → anchored groups held back (classification failed)
         if external:
             classifications = reference
             flow = _Flow(self, frame=self.external_frame(shards, groups, reference))
@@ -135,7 +139,7 @@ class Pipeline:
             own = self.classify(shards, cfg.generators, role="own")
             classifications = pa.concat_tables([own, reference])
             self._release_after("classify")
-            flow = _Flow(self, samples=self.sample_units(shards, own, reference))
+            flow = _Flow(self, samples=self.sample_units(shards, own, reference, held=held))
         flow.run()
         frame, metrics, judged = flow.frame(), flow.output("metrics"), flow.judged()
         comps = T.components_table(judged, cfg.judge.threshold)
@@ -172,9 +176,19 @@ class Pipeline:
                                           trace_judges=[j.name for j in cfg.llm_judges] if flow.traces else [])
         for name, table in tables.items():
             self.store.write_table(name, table)
+        self.store.write_text("config.yaml", dump_yaml(cfg.to_dict()))
+        self.store.remove_file(RUNNING_CONFIG)
+        for name in sorted(OPTIONAL_TABLES - set(tables)):
+            # A run in this directory with quality, accuracy, a reward model or traces on wrote these; read beside
+            # this run's groups (explore, compare, open_run) they would join its responses by prompt, model and
+            # strategy. Their shards stay in shards/ for a run that turns the stage on again.
+            self.store.remove_table(name)
         skipped = [str(e) for e in load_report.skipped]
         return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
-                         load_warnings=list(load_report.warnings), model_load_s=load_s)
+                         load_warnings=list(load_report.warnings) + [
+                             f"{k} anchored groups of {name} held back: the generator's own classification of their "
+                             "prompts failed (see the classify stage's failed shards); a rerun samples them"
+                             for name, k in held.items()], model_load_s=load_s)
 
     @staticmethod
     def failed_shards(result: RunResult) -> dict[str, dict[str, str]]:
@@ -239,9 +253,15 @@ class Pipeline:
             parts.append(out.append_column("role", pa.array([role] * out.num_rows, pa.string())))
         return pa.concat_tables(parts).cast(T.CLASSIFICATIONS) if parts else T.CLASSIFICATIONS.empty_table()
 
-    def sample_units(self, shards: list[pa.Table], own: pa.Table,
-                     reference: pa.Table) -> list[tuple[ModelConfig, dict[str, Any], list[tuple[Unit, pa.Table]]]]:
-        """Every generator's sample units, each with the context of its groups (see GROUP_CONTEXT)."""
+    def sample_units(self, shards: list[pa.Table], own: pa.Table, reference: pa.Table,
+                     held: dict[str, int] | None = None
+                     ) -> list[tuple[ModelConfig, dict[str, Any], list[tuple[Unit, pa.Table]]]]:
+        """Every generator's sample units, each with the context of its groups (see GROUP_CONTEXT).
+
+        A prompt whose own classification is absent (its classify shard failed; an unread answer is present, as
+        None) is held out of the anchored strategies' units, counted in `held` by generator: sampled with the general
+        wording it would be stored under the anchored strategy's name, and sampled again — paid again — once a
+        rerun classifies it."""
         cfg = self.config
         classified = {(r["prompt_id"], r["model"]): r["category"] for r in own.to_pylist()}
         yardstick = _reference_categories(reference)
@@ -259,12 +279,19 @@ class Pipeline:
                     for p in shard.to_pylist():
                         own = classified.get((p["prompt_id"], model.name))
                         anchor = p["gold_category"] if cfg.category_source == "gold" and p["gold_category"] else own
+                        if (strategy in ANCHORED_STRATEGIES and anchor is None
+                                and (p["prompt_id"], model.name) not in classified):
+                            if held is not None:
+                                held[model.name] += 1
+                            continue
                         seed = int(content_key(cfg.sampling.seed, p["prompt_id"], model.name, strategy)[:8], 16)
                         rows.append({"prompt_id": p["prompt_id"], "text": p["text"], "strategy": strategy,
                                      "category": anchor, "seed": seed})
                         ctx.append({PSHARD: k, "text": p["text"], "source": p["source"],
                                     "gold_category": p["gold_category"], "gold_answer": p["gold_answer"],
                                     "classified": own, **_judging_category(p, yardstick)})
+                    if not rows:
+                        continue
                     table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
                     unit = Unit.of(["sample", self.versions["sample"], SampleStage.version, model.identity(),
                                     settings], table)
@@ -807,6 +834,12 @@ def check_cost(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup
 
 # The `model` of the reference classification's rows in the classifications table.
 REFERENCE = "reference"
+
+
+RUNNING_CONFIG = "config.running.yaml"  # the config of a run in progress (or stopped part-way)
+# The run's tables that only some settings write (quality, accuracy, a reward model, judge.target trace|both).
+OPTIONAL_TABLES = frozenset({"checklists", "quality", "accuracy", "rewards", "trace_judgments", "trace_components"})
+ANCHORED_STRATEGIES = ("system_anchored", "regen_anchored")  # the strategies whose wording names the category
 
 
 def _reference_categories(reference: pa.Table) -> dict[str, str | None]:

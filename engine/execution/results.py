@@ -28,6 +28,9 @@ class StageRecord:
     rows_retried: int = 0  # rows computed again because an earlier run's backend call failed transiently
     rows_transient: int = 0  # rows whose backend call failed transiently in this run (a rerun computes them)
     rows_gave_up: int = 0  # rows still failed after execution.row_retries reruns (kept as failed)
+    # Stored shards whose rows to retry failed again with the whole batch (the backend refused: a revoked key, a
+    # server gone): shard key → why. The stored shard stands, its rows still marked for the next rerun.
+    retry_failed: dict[str, str] = field(default_factory=dict)
     backend: dict[str, float] = field(default_factory=dict)  # summed batch counters: calls, retries, tokens…
     start_s: float | None = None  # when the stage took its first unit, in seconds since the run started
 

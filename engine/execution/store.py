@@ -129,8 +129,11 @@ class Store:
                 continue  # unreadable: those rows are computed again, never misread
             for k, row_key in enumerate(row_keys):
                 found = (key, k, retry.get(str(k)))
-                # A finished row wins over a failed copy of the same row.
-                if row_key not in index or (index[row_key][2] is not None and found[2] is None):
+                # A finished row wins over a failed copy of the same row; among failed copies, the one tried most
+                # (else a row failing for good in recut shards read as tried once, and was paid for at every rerun).
+                held = index.get(row_key)
+                if held is None or held[2] is not None and (found[2] is None
+                                                            or _attempts(found[2]) > _attempts(held[2])):
                     index[row_key] = found
         return index
 
@@ -168,6 +171,13 @@ class Store:
         atomic_write_table(path, table)
         return path
 
+    def remove_table(self, name: str) -> None:
+        """Remove the run's table `name` (an earlier run's, which this run did not compute), if there is one."""
+        self.remove_file(f"{name}.parquet")
+
+    def remove_file(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
     def read_table(self, name: str) -> pa.Table:
         return pq.read_table(self.root / f"{name}.parquet")
 
@@ -175,6 +185,11 @@ class Store:
         path = self.root / name
         atomic_write_bytes(path, text.encode("utf-8"))
         return path
+
+
+def _attempts(retry: dict[str, Any]) -> int:
+    value = retry.get("attempts", 1)
+    return value if isinstance(value, int) else 1
 
 
 MARKER = ".taskdiv-run"  # marks a folder as a taskdiv run directory
@@ -193,7 +208,8 @@ def claim_run_dir(root: str | Path) -> None:
     if (root / MARKER).is_file():
         return
     if root.is_dir():
-        entries = sorted(e.name for e in root.iterdir() if e.name not in (LOCK,) and not e.name.startswith(".write-probe"))
+        entries = sorted(e.name for e in root.iterdir()
+                         if e.name not in (LOCK,) and not e.name.startswith(".write-probe"))
         earlier_run = (root / "config.yaml").is_file() and (root / "shards").is_dir()
         if entries and not earlier_run:
             shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")

@@ -29,17 +29,45 @@ _LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?([A-H])(?:$|[.):,
                           re.IGNORECASE)
 _LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?i:is|:|=)?\s*[(*]*([A-H])\b")
 
+# A capital "A" followed by a lower-case word is the article ("A story…", "D. A problem…"), not a letter, unless
+# that word joins it to an alternative or states it ("A or D", "A is right"). Shared by the category and
+# short-answer readers; no other of their letters is an English word, so every other one always counts.
+_ARTICLE_AFTER = re.compile(r"\s+(?!(?:or|and|nor|vs|versus|is)\b)[a-z]")
 
-def parse_category(raw: str) -> str | None:
-    """The category letter a classifier answered, NONE_OF_THESE for "N" / "None of these", or None.
 
-    Accepts, in order: a letter standing alone at the start ("G", "G.", "(G)", "Category: G", "G. Creative
-    writing"); "N" or "None of these" at the start; a labelled capital letter anywhere ("The category is G",
-    "Answer: D"); the name of exactly one category ("Creative writing"). Anything else is unparsed.
-    """
-    text = raw.strip()
+def _standalone_capitals(text: str, letters: str) -> set[str]:
+    """The capitals among `letters` that stand alone as tokens anywhere in `text` ("A, D", "(E)", "or D"), less an
+    article "A" and abbreviations ("E.g."), which are no answers."""
+    found = set()
+    for m in re.finditer(rf"(?<![A-Za-z0-9])(?<![A-Za-z]\.)([{letters}])(?![A-Za-z0-9])(?!\.[A-Za-z])", text):
+        if m.group(1) == "A" and _ARTICLE_AFTER.match(text, m.end()):
+            continue
+        found.add(m.group(1))
+    return found
+
+
+# The letters a classifier may answer with: a category's, or "N" for none of these.
+_ANSWER_LETTERS = "".join(LETTERS) + "N"
+# A negation before a category's name ("not Creative writing", "isn't Creative writing") reverses it.
+_NEGATION = re.compile(r"\bnot\b|\bno\b|n['’]t\b|\bnever\b|\bnor\b", re.IGNORECASE)
+
+
+def _names_another_letter(text: str, answer: str) -> bool:
+    """Whether `text` names a category letter other than `answer` (a letter, or "N" for none of these) as a
+    standalone token: "A or D", "D (or possibly E)", "Letter: D\nActually E" hedge between categories, and an
+    unknown is never a value, so they are unparsed rather than read as their first letter. The answer's own name
+    and definition are removed first, so an answer that echoes its category's line ("D. Problem-solving
+    objective: A problem…") still reads."""
+    if answer in CATEGORIES:
+        for own in (CATEGORIES[answer].name, CATEGORIES[answer].definition):
+            text = re.sub(re.escape(own), " ", text, flags=re.IGNORECASE)
+    return bool(_standalone_capitals(text, _ANSWER_LETTERS) - {answer})
+
+
+def _read_category(text: str) -> str | None:
+    """The one answer `text` starts with or labels, before the check that it names no other (see parse_category)."""
     if _NONE_ANSWER.match(text):
-        return NONE_OF_THESE
+        return "N"
     m = _LEAD_LETTER.match(text)
     if m and (m.group(1).isupper() or text[: m.start(1)].lower().strip("( ").startswith("category")):
         return m.group(1).upper()
@@ -47,8 +75,27 @@ def parse_category(raw: str) -> str | None:
     if m:
         return m.group(1)
     lowered = text.lower()
-    named = [c.letter for c in CATEGORIES.values() if c.name.lower() in lowered]
-    return named[0] if len(named) == 1 else None
+    named = [c for c in CATEGORIES.values() if c.name.lower() in lowered]
+    if len(named) != 1:
+        return None
+    # "This is not Creative writing." names the category only to rule it out.
+    before_name = text[: lowered.index(named[0].name.lower())]
+    return None if _NEGATION.search(before_name) else named[0].letter
+
+
+def parse_category(raw: str) -> str | None:
+    """The category letter a classifier answered, NONE_OF_THESE for "N" / "None of these", or None.
+
+    Accepts, in order: "N" or "None of these" at the start; a letter standing alone at the start ("G", "G.",
+    "(G)", "Category: G", "G. Creative writing"); a labelled capital letter anywhere ("The category is G",
+    "Answer: D"); the name of exactly one category ("Creative writing"), unless a negation precedes it. Unparsed
+    (None) when the text also names another letter ("A or D", "A, D", "D (or possibly E)"), and anything else.
+    """
+    text = raw.strip()
+    answer = _read_category(text)
+    if answer is None or _names_another_letter(text, answer):
+        return None
+    return NONE_OF_THESE if answer == "N" else answer
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -113,31 +160,85 @@ def _consecutive_from_one(marks: list[re.Match]) -> list[re.Match]:
 # ---------------------------------------------------------------------------------------------------------------
 # YES/NO verdicts.
 
-_YES = {"yes", "y", "true", "equivalent", "same"}
-_NO = {"no", "n", "false", "different", "not"}
-_FIRST_WORD = re.compile(r"[A-Za-z]+")
+# A verdict is read from a leading YES or NO only; the other words that mean one of them are read only when they
+# are the whole answer ("Equivalent.", "Different"), since followed by more text they are often the question
+# echoed ("Equivalent? No.", "Same strategy? No") or negated ("Not different"). A lone "Y" / "N" is read too.
+_YES_WORD, _NO_WORD = "yes", "no"
+_LONE_YES = {"yes", "y", "true", "equivalent", "same"}
+_LONE_NO = {"no", "n", "false", "different"}
+# Markdown, quotes and brackets before the answer ("**Yes**", "> NO", "(yes)"); no letters or digits.
+_LEAD_MARKS = r"[\s*_#>\"'`(\[]*"
+_LONE_WORD = re.compile(_LEAD_MARKS + r"([A-Za-z]+)[\s*_\"'`)\].!]*$")
+# A leading YES or NO, optionally after an "Answer:" label, and what follows it.
+_LEAD_ANSWER = re.compile(_LEAD_MARKS + r"(?:(?:answer|verdict)[ \t]*[:\-][\s*_]*)?(yes|no)\b(.?)", re.IGNORECASE)
+# What may follow a leading YES / NO: the end, or a mark that closes the answer word ("Yes.", "NO,", "**No**",
+# "No\n…"). "No" followed by a space and a word is mostly a determiner ("No difference…", "No idea"), so a plain
+# space is allowed only after "Yes" ("Yes they are the same") and after "NO" in capitals ("NO they differ").
+_CLOSES_ANSWER = set(".,;:!)]*_\"'`-–—\n\r")
+# Hedges and refusals: answers that give no verdict even when they start with "No" ("No idea", "N/A").
+_HEDGE = re.compile(r"\bnot\s+sure\b|\bunsure\b|\bn\s*/\s*a\b|\bnot\s+applicable\b|\bno\s+idea\b|\buncertain\b"
+                    r"|\bunclear\b|\bcannot\s+(?:tell|say|determine|be\s+sure)\b|\bcan['’]t\s+(?:tell|say|determine)\b"
+                    r"|\bdon['’]t\s+know\b|\bhard\s+to\s+(?:say|tell)\b|\bit\s+depends\b|\bmaybe\b|\bperhaps\b"
+                    r"|\bpossibly\b|\bpartially\b|\bpartly\b", re.IGNORECASE)
+# Another answer later in the text: YES / NO in capitals, or after a word that concludes ("so yes", "Answer: no").
+# A lower-case "no" in prose is a determiner ("Yes, there is no difference"), not a second answer.
+_LATER_ANSWER = re.compile(r"\b(YES|NO|Yes|No)\b(?![a-z])|\b(?:so|thus|therefore|answer(?:\s+is)?|verdict(?:\s+is)?)"
+                           r"[\s:*_\"']*(yes|no)\b", re.IGNORECASE)
 
 
 def parse_verdict(raw: str) -> bool | None:
-    """True for YES (equivalent), False for NO, None when the first word is neither."""
-    m = _FIRST_WORD.search(raw)
-    if not m:
+    """True for YES (equivalent), False for NO, None for anything else.
+
+    Read: a leading YES or NO, optionally after markdown or an "Answer:" label, ended by punctuation or a line
+    break and optionally followed by an explanation ("No, they differ"); a whole answer that is one word meaning
+    YES or NO ("Y", "Equivalent."). An unknown is never a value, so a hedge ("Not sure", "No idea", "N/A", "Not
+    applicable") and a text naming both YES and NO ("YES or NO: NO", "No difference, so YES") are None.
+    """
+    if _HEDGE.search(raw):
         return None
-    word = m.group(0).lower()
-    if word in _YES:
-        return True
-    if word in _NO:
-        return False
-    return None
+    lone = _LONE_WORD.match(raw)
+    if lone:
+        word = lone.group(1).lower()
+        return True if word in _LONE_YES else False if word in _LONE_NO else None
+    lead = _LEAD_ANSWER.match(raw)
+    if not lead:
+        return None
+    word, after = lead.group(1), lead.group(2)
+    space_may_follow = word.lower() == _YES_WORD or word == "NO"
+    if after and after not in _CLOSES_ANSWER and not (after in " \t" and space_may_follow):
+        return None
+    said = {word.lower()} | {(a or b).lower() for a, b in _LATER_ANSWER.findall(raw[lead.end():])
+                              if b or a[:1].isupper()}
+    if said != {_YES_WORD} and said != {_NO_WORD}:
+        return None
+    return word.lower() == _YES_WORD
+
+
+def _answer_is_greedy(top_logprobs: Mapping[str, float], is_answer) -> bool:
+    """Whether the answer tokens together are at least as probable as the most probable other first token.
+
+    A top-20 list nearly always holds some answer token, even when the model's first token is something else
+    ("The", "**") and the answers have next to no mass (P ~ 1e-4); renormalised over the answers alone, that
+    crumb would decide the verdict or grade with full confidence. Only when the model's greedy first token would
+    be an answer is the first position the answer; otherwise the caller reads the text, as without log-probs.
+    """
+    answer = [lp for token, lp in top_logprobs.items() if is_answer(token)]
+    other = [lp for token, lp in top_logprobs.items() if not is_answer(token)]
+    return bool(answer) and (not other or logsumexp(answer) >= max(other))
+
+
+def _is_verdict_token(token: str) -> bool:
+    return token.strip().lower() in ("yes", "y", "no", "n")
 
 
 def p_yes_from_logprobs(top_logprobs: Mapping[str, float] | None) -> float | None:
     """P(YES) normalised over the YES and NO variants among the first token's top log-probs.
 
     Every token whose stripped, lower-cased text is a YES word ("Yes", " YES", "yes"…) counts for YES, likewise
-    for NO. Returns None when neither appears (the verdict then falls back to the parsed text).
+    for NO. Returns None (the verdict then falls back to the parsed text) when neither appears, or when they
+    together are less probable than the most probable other token (see _answer_is_greedy).
     """
-    if not top_logprobs:
+    if not top_logprobs or not _answer_is_greedy(top_logprobs, _is_verdict_token):
         return None
     yes, no = [], []
     for token, lp in top_logprobs.items():
@@ -146,8 +247,6 @@ def p_yes_from_logprobs(top_logprobs: Mapping[str, float] | None) -> float | Non
             yes.append(lp)
         elif word in ("no", "n"):
             no.append(lp)
-    if not yes and not no:
-        return None
     ly, ln = logsumexp(yes), logsumexp(no)
     top = max(ly, ln)
     py, pn = math.exp(ly - top), math.exp(ln - top)
@@ -168,28 +267,54 @@ def parse_checklist(raw: str, *, lo: int = 3, hi: int = 5) -> list[str] | None:
     return items[:hi]
 
 
-_GRADE = re.compile(r"(?<![\d.])([1-5])(?!\d|\.\d)")
+# A grade is a digit 1–5 written as "N", "N/5" or "N out of 5" — not part of a longer number ("10", "3.5", "-3"),
+# another scale ("5/10", "3 out of 10"), a range ("2-3", "3 to 4") or an alternative ("3 or 4", "3 and 4").
+_GRADE_AT = re.compile(r"([1-5])(?:[ \t]*/[ \t]*5|[ \t]+out[ \t]+of[ \t]+5)?"
+                       r"(?![\dA-Za-z/]|\.\d|[ \t]*(?:/|out\b|[-–—][ \t]*\d|(?:or|to|and)[ \t]+\d))", re.IGNORECASE)
+# "Grade: 4", "**Score:** 4", "Final grade is 4", "a grade of 4": the number after the label is the grade. One
+# run of blanks and asterisks on each side of the separator, so a long run of spaces is scanned in linear time.
+_GRADE_LABEL = re.compile(r"\b(?:grade|score)\b[\s*]*(?:(?::|=|\bis\b|\bof\b)[\s*]*)?(?=[-–−]?\d)", re.IGNORECASE)
+# A grade that opens the answer, after markdown or brackets only ("4", " 3.", "**4**", "(4)"; a minus is no mark).
+_LEAD_GRADE = re.compile(r"[\s*_#>\"'`(\[]*")
 
 
 def parse_grade(raw: str) -> int | None:
-    """The first standalone digit 1–5 (not part of a longer number), or None."""
-    m = _GRADE.search(raw)
+    """The grade 1–5 of a grader's answer, or None.
+
+    With a "Grade:" / "Score:" label, the number after it (every such label must give the same grade); otherwise
+    a grade that opens the answer. The grade is "N", "N/5" or "N out of 5"; another scale, a range, an
+    alternative or a negative number is unparsed (an unknown is never a value), as is a number inside prose
+    ("meets criteria 1, 2 and 3").
+    """
+    labels = list(_GRADE_LABEL.finditer(raw))
+    if labels:
+        grades = {m.group(1) if (m := _GRADE_AT.match(raw, label.end())) else None for label in labels}
+        return int(grades.pop()) if len(grades) == 1 and None not in grades else None
+    m = _GRADE_AT.match(raw, _LEAD_GRADE.match(raw).end())
     return int(m.group(1)) if m else None
+
+
+def _is_grade_token(token: str) -> bool:
+    return token.strip() in {"1", "2", "3", "4", "5"}
 
 
 def grade_logprobs(top_logprobs: Mapping[str, float] | None) -> dict[int, float]:
     """Each grade 1–5's log-probability among the first token's top tokens: the variants of a digit ("4", " 4")
-    are one grade, so their probabilities add (log-sum-exp)."""
+    are one grade, so their probabilities add (log-sum-exp). Empty when no digit appears, or when the digits
+    together are less probable than the most probable other token (see _answer_is_greedy): the grade is then
+    read from the text."""
+    if not top_logprobs or not _answer_is_greedy(top_logprobs, _is_grade_token):
+        return {}
     mass: dict[int, list[float]] = {}
-    for token, lp in (top_logprobs or {}).items():
-        t = token.strip()
-        if t in {"1", "2", "3", "4", "5"}:
-            mass.setdefault(int(t), []).append(lp)
+    for token, lp in top_logprobs.items():
+        if _is_grade_token(token):
+            mass.setdefault(int(token.strip()), []).append(lp)
     return {g: logsumexp(lps) for g, lps in mass.items()}
 
 
 def expected_grade(top_logprobs: Mapping[str, float] | None) -> float | None:
-    """Expected grade under the first token's distribution over "1".."5", renormalised; None if none appear."""
+    """Expected grade under the first token's distribution over "1".."5", renormalised; None where grade_logprobs
+    finds no grade (no digit, or digits that are not the model's likely first token)."""
     mass = grade_logprobs(top_logprobs)
     if not mass:
         return None
@@ -199,15 +324,24 @@ def expected_grade(top_logprobs: Mapping[str, float] | None) -> float | None:
     return sum(g * w for g, w in zip(grades, weights)) / sum(weights)
 
 
-_SHORT = re.compile(r"\b([ABC])\b")
+# SimpleQA-style letters. The letter is looked for at the start of the answer, as a capital standing alone and
+# not followed by a lower-case word ("A response that…" opens with the article, not a grade).
+_SHORT = re.compile(r"(?<![A-Za-z0-9])([ABC])(?![A-Za-z0-9])(?!\s+[a-z])")
+_SHORT_GRADES = {"A": "correct", "B": "incorrect", "C": "not_attempted"}
 
 
 def parse_short_answer_grade(raw: str) -> str | None:
-    """SimpleQA-style grade: "correct", "incorrect" or "not_attempted" from A/B/C (or the words), else None."""
+    """SimpleQA-style grade: "correct", "incorrect" or "not_attempted" from A/B/C (or the words), else None.
+
+    The letter must stand alone in the first 20 characters; a text that also names another of A/B/C ("A or B")
+    is unparsed, as an unknown is never a value. Without a letter, an answer that starts with one of the words.
+    """
     text = raw.strip()
-    m = _SHORT.search(text[:20])
-    if m:
-        return {"A": "correct", "B": "incorrect", "C": "not_attempted"}[m.group(1)]
+    # Searched in the whole text and kept only if it starts early, so that the look-ahead sees past the 20th
+    # character ("…A response…" cut at "A" would look like a letter).
+    m = _SHORT.search(text)
+    if m and m.start() < 20:
+        return None if _standalone_capitals(text, "ABC") - {m.group(1)} else _SHORT_GRADES[m.group(1)]
     lowered = text.lower()
     for word, grade in (("not attempted", "not_attempted"), ("incorrect", "incorrect"), ("correct", "correct")):
         if lowered.startswith(word):

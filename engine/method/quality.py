@@ -27,7 +27,8 @@ def read_grade(out: ChatOutput) -> tuple[int, float | None] | None:
     """(grade, expected grade) of one output, or None when it holds no grade.
 
     With log-probs: the most probable of the digits 1–5 among the first token's top tokens, and their
-    probability-weighted mean. Without (or with no digit among them): the first digit 1–5 of the text, no
+    probability-weighted mean — when the digits together are the model's likeliest first token. Otherwise (or
+    without log-probs): the grade the text gives (engine.method.parsing.parse_grade: "4", "4/5", "Grade: 4"), no
     expected grade.
     """
     top = out.first_token_logprobs[0] if out.first_token_logprobs else None

@@ -1,6 +1,7 @@
 """The report of a run, and comparisons of runs.
 
 `data` computes every number as plain data (report.json), `run_stats` the throughput record (run_stats.json),
+`run_shape` what a run's groups hold (the group size its means are over, its strategies: an audited file's own),
 `sections` turns the numbers into a small document model that `markdown` and `html` both render (so the two formats
 show the same numbers), `figures` draws the PNGs, `stats` holds the bootstrap and agreement statistics, `compare`
 pairs two runs. `write_report` writes all of it into the run directory.

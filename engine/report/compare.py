@@ -32,6 +32,7 @@ from engine.execution.store import atomic_write_bytes
 from engine.report.escape import md_text
 from engine.report.data import (SMALL_MODEL_NOTE, category_name, finite, is_complete, ordered_categories, run_models,
                                 small_model_judges)
+from engine.report.run_shape import run_group_size, run_strategies
 from engine.report.stats import FEW_CLUSTERS, paired_bootstrap_diff_ci
 from engine.method.taxonomy import CATEGORIES
 from engine.report.figures import compare_forest
@@ -241,10 +242,14 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
         label_a, label_b = f"{label_a} @ {values[0]}", f"{label_b} @ {values[1]}"
     elif label_a == label_b:
         label_a, label_b = str(Path(dir_a).resolve()), str(Path(dir_b).resolve())
-    if ca.n != cb.n:
-        raise CompareError(f"the runs have different n (A: {ca.n} responses per group, B: {cb.n}); unique counts "
-                           "out of different n are not comparable, and --intersect cannot change that")
     ta, tb = ra.tables, rb.tables
+    # Audited responses: n is each file's group size, and the strategies are the files' own.
+    rows_a, rows_b = ta["groups"].to_pylist(), tb["groups"].to_pylist()
+    n_a, n_b = run_group_size(ca, rows_a), run_group_size(cb, rows_b)
+    strategies_a, strategies_b = run_strategies(ca, rows_a), run_strategies(cb, rows_b)
+    if n_a != n_b:
+        raise CompareError(f"the runs have different n (A: {n_a} responses per group, B: {n_b}); unique counts "
+                           "out of different n are not comparable, and --intersect cannot change that")
     prompts_a = {p["prompt_id"]: p for p in ta["prompts"].to_pylist()}
     prompts_b = {p["prompt_id"]: p for p in tb["prompts"].to_pylist()}
     only_a = sorted(set(prompts_a) - set(prompts_b))
@@ -268,12 +273,12 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
             missing[f"swept model left out ({why})"] += 1
     else:
         pairs = _model_pairs(models_a, models_b, intersect)
-    strategies = [s for s in ca.strategies if s in cb.strategies]
+    strategies = [s for s in strategies_a if s in strategies_b]
     if not strategies:
-        raise CompareError(f"the runs share no strategy (A: {ca.strategies}, B: {cb.strategies})")
+        raise CompareError(f"the runs share no strategy (A: {strategies_a}, B: {strategies_b})")
 
-    groups_a = {(g["prompt_id"], g["model"], g["strategy"]): g for g in ta["groups"].to_pylist()}
-    groups_b = {(g["prompt_id"], g["model"], g["strategy"]): g for g in tb["groups"].to_pylist()}
+    groups_a = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_a}
+    groups_b = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_b}
     acc_a, acc_b = _group_accuracy(ta), _group_accuracy(tb)
     units = []  # one per paired group: its category and the A/B values of each measure
     for ma, mb in pairs:
@@ -286,7 +291,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                 gold = prompts_a[p]["gold_category"]
                 unit = {"prompt_id": p, "pair": f"{ma} vs {mb}", "strategy": s,
                         "category": gold or ga["category"] or "?"}
-                both_complete = is_complete(ga, ca.n) and is_complete(gb, cb.n)
+                both_complete = is_complete(ga, n_a) and is_complete(gb, n_b)
                 if not both_complete:
                     missing["incomplete group (fewer than n responses or no count) in A or B"] += 1
                 unit["unique"] = (ga["unique_mean"], gb["unique_mean"]) if both_complete else None
@@ -323,15 +328,15 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                     by_strategy.append({"pair": pair, "category": cat, "strategy": s,
                                         **{m: estimate(sub, m) for m, _ in MEASURES}})
     return {
-        "a": {"dir": str(dir_a), "label": label_a, "generators": models_a, "strategies": list(ca.strategies)},
-        "b": {"dir": str(dir_b), "label": label_b, "generators": models_b, "strategies": list(cb.strategies)},
-        "n": ca.n,
+        "a": {"dir": str(dir_a), "label": label_a, "generators": models_a, "strategies": strategies_a},
+        "b": {"dir": str(dir_b), "label": label_b, "generators": models_b, "strategies": strategies_b},
+        "n": n_a,
         "intersect": intersect,
         "settings": {"resamples": resamples, "seed": seed, "ci": ci},
         "prompts": {"shared": len(shared), "only_a": len(only_a), "only_b": len(only_b), "changed": len(changed)},
         "pairs": pair_labels,
         "strategies": strategies,
-        "strategies_skipped": sorted(set(ca.strategies) ^ set(cb.strategies)),
+        "strategies_skipped": sorted(set(strategies_a) ^ set(strategies_b)),
         "paired_groups": len(units),
         "left_out": dict(missing),
         "config_differences": ([{"key": "generators", "a": ", ".join(models_a), "b": ", ".join(models_b)}]

@@ -23,6 +23,7 @@ from engine.config import ReportConfig
 from engine.method.metrics import GENERAL_METRICS
 from engine.method.parsing import NONE_OF_THESE
 from engine.method.taxonomy import CATEGORIES, LETTERS
+from engine.report.run_shape import audits_responses, run_group_size, run_strategies
 from engine.report.run_stats import run_stats
 from engine.report.stats import (
     bootstrap_mean_ci,
@@ -116,8 +117,10 @@ def is_complete(g: dict[str, Any], n: int) -> bool:
 def _exclusion_reason(g: dict[str, Any], n: int) -> str:
     if g["status"] == "error":
         return "failed"
-    if g["status"] == "short" or g["n_responses"] != n:
+    if g["status"] == "short" or g["n_responses"] < n:
         return "short (fewer than n responses)"
+    if g["n_responses"] != n:
+        return "another group size than n"
     if g.get("unresolved_judges"):
         return "unresolved: no judge's count could be read"
     if g.get("missing_judges"):
@@ -155,13 +158,15 @@ def report_data(result, config) -> dict[str, Any]:
     t = result.tables
     rc = report_settings(config)
     boot = partial(bootstrap_mean_ci, resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci)
-    n = config.n
     groups = _rows(t, "groups")
-    strategies = list(config.strategies)
+    n = run_group_size(config, groups)
+    strategies = run_strategies(config, groups)
     models = run_models(config, groups)
     data: dict[str, Any] = {
         "run_dir": str(result.run_dir),
         "n": n,
+        # Audited responses: n is the file's group size; other sizes are counted among the excluded groups.
+        "n_from_file": audits_responses(config),
         "strategies": strategies,
         "models": models,
         "judges": [j.name for j in config.judges],
@@ -192,6 +197,10 @@ def report_data(result, config) -> dict[str, Any]:
     data["failed_shards"] = [
         {"stage": r.stage, "shards": len(r.failed), "reason": next(iter(r.failed.values()))}
         for r in result.stages if r.failed
+    ]
+    data["retry_failed"] = [
+        {"stage": r.stage, "shards": len(r.retry_failed), "reason": next(iter(r.retry_failed.values()))}
+        for r in result.stages if getattr(r, "retry_failed", None)
     ]
     data["skipped_inputs"] = list(result.skipped_inputs)
     data["load_warnings"] = list(result.load_warnings)
@@ -410,12 +419,16 @@ def deviations(config) -> list[str]:
         out.append(f"No reward model: Figure 3a plots checklist quality; the paper used {PAPER_REWARD}.")
     elif "athene" not in rm.model.lower():
         out.append(f"Reward model {rm.model} (kind {rm.kind}); the paper used {PAPER_REWARD}.")
-    if "system_general" in config.strategies or "system_anchored" in config.strategies:
+    generated = not audits_responses(config)  # a file's responses were sampled elsewhere, however they were
+    if generated and ("system_general" in config.strategies or "system_anchored" in config.strategies):
         out.append(f"System-prompt sampling asks for n = {config.n} responses in one completion of up to "
                    f"{config.n} × {config.sampling.max_tokens} tokens, split with sampling.system_parse: "
                    f"{config.sampling.system_parse} (strict: the asked-for headers only).")
-    if config.sampling.max_tokens != 1024:
+    if generated and config.sampling.max_tokens != 1024:
         out.append(f"At most {config.sampling.max_tokens} tokens per response; the paper used 1024.")
+    if not generated:
+        out.append("Responses audited from a file (prompts.source: responses): how they were sampled is the file's; "
+                   "n is its group size, and groups of another size are left out of the means and counted.")
     if config.judge.max_response_chars:
         out.append(f"Responses are cut to {config.judge.max_response_chars} characters inside judge prompts.")
     if config.judge.cascade.enabled:

@@ -12,6 +12,9 @@ import io
 import math
 from typing import Any, Sequence
 
+import functools
+
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -20,6 +23,17 @@ DPI = 100
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974",
            "#64B5CD")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _plain_text(draw):
+    """Draw with every label as plain text: names come from configs and audited files (untrusted), and matplotlib
+    reads "$…$" as math — "gpt$x^{$y" raised at save time and lost every file of the report; "cost-$5-to-$10" was
+    drawn as math."""
+    @functools.wraps(draw)
+    def plain(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+    return plain
 
 
 def _png(fig: Figure) -> bytes:
@@ -48,6 +62,7 @@ def _no_data(ax, text: str = "no data") -> None:
     ax.set_yticks([])
 
 
+@_plain_text
 def figure2_unique(cells: Sequence[dict[str, Any]], *, models: Sequence[str], strategies: Sequence[str],
                    categories: Sequence[str], n: int) -> bytes:
     """The paper's Figure 2: mean functionally unique responses per category × strategy, one panel per model.
@@ -130,6 +145,7 @@ def _tradeoff(points: Sequence[dict[str, Any]], *, xlabel: str, ylabel: str, tit
     return _png(fig)
 
 
+@_plain_text
 def figure3a_general(points: Sequence[dict[str, Any]], *, strategies: Sequence[str], quality_label: str,
                      likert: bool) -> bytes:
     """The paper's Figure 3a: a general metric (vocabulary diversity) against quality, one point per strategy.
@@ -147,6 +163,7 @@ def figure3a_general(points: Sequence[dict[str, Any]], *, strategies: Sequence[s
                      title="General diversity vs quality (Fig. 3a)", strategies=strategies, likert=likert)
 
 
+@_plain_text
 def figure3b_functional(points: Sequence[dict[str, Any]], *, strategies: Sequence[str], n: int) -> bytes:
     """The paper's Figure 3b: task-anchored functional diversity against checklist quality, per strategy.
 
@@ -163,6 +180,7 @@ def figure3b_functional(points: Sequence[dict[str, Any]], *, strategies: Sequenc
                      likert=True)
 
 
+@_plain_text
 def confusion_heatmap(matrices: Sequence[dict[str, Any]]) -> bytes:
     """Classification confusion matrices, one panel per model: rows gold, columns predicted.
 
@@ -200,6 +218,7 @@ def confusion_heatmap(matrices: Sequence[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
+@_plain_text
 def spearman_bars(rows: Sequence[dict[str, Any]], *, metrics: Sequence[str], categories: Sequence[str]) -> bytes:
     """Spearman's rho of each general metric with functional diversity, per category, with bootstrap CIs.
 
@@ -240,6 +259,7 @@ def spearman_bars(rows: Sequence[dict[str, Any]], *, metrics: Sequence[str], cat
     return _png(fig)
 
 
+@_plain_text
 def judge_agreement(judges: Sequence[str], pairs: Sequence[dict[str, Any]]) -> bytes:
     """Judge-judge agreement: the share of groups with the same unique count (upper triangle) and Cohen's kappa
     over the agreement sample's pairs (lower triangle).
@@ -274,6 +294,7 @@ def judge_agreement(judges: Sequence[str], pairs: Sequence[dict[str, Any]]) -> b
     return _png(fig)
 
 
+@_plain_text
 def stage_throughput(stages: Sequence[dict[str, Any]]) -> bytes:
     """Each stage's span on the run's clock (from its start when known: streaming stages overlap), annotated with
     its wall time and rows per second.
@@ -307,6 +328,7 @@ def stage_throughput(stages: Sequence[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
+@_plain_text
 def compare_forest(rows: Sequence[dict[str, Any]], *, label_a: str, label_b: str) -> bytes:
     """Paired differences B − A of unique responses per category, with bootstrap CIs (a forest plot).
 
@@ -363,6 +385,7 @@ def sweep_series(cells: Sequence[dict[str, Any]], strategies: Sequence[str], x: 
     return out
 
 
+@_plain_text
 def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], categories: Sequence[str], x: str,
                 n: int) -> bytes:
     """Unique responses against a swept sampling setting, one panel per category (and all), one line per strategy

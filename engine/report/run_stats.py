@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from engine.report.run_shape import run_group_size, run_strategies
+
 RUN_STATS_SCHEMA = 1
 
 
@@ -27,11 +29,12 @@ def run_stats(result, config) -> dict[str, Any]:
 
     Returns:
         {"schema": 1, "run_dir", "written_at", "wall_s", "peak_rss_bytes", "model_load_s", "n", "strategies",
-        "generators", "judges", "executor", "counts", "stages": [...], "totals"}. Per stage: rows computed in this run and the
-        rates over its wall time; rates are None for a stage whose every shard was reused (nothing computed) or
-        whose amount is unknown.
+        "generators", "judges", "executor", "counts", "stages": [...], "totals"}. Per stage: rows computed in
+        this run and the rates over its wall time; rates are None for a stage whose every shard was reused
+        (nothing computed) or whose amount is unknown.
     """
     t = result.tables
+    groups = _rows(t, "groups")
     comps = _rows(t, "components")
     responses = t.get("responses")
     stages = []
@@ -86,8 +89,8 @@ def run_stats(result, config) -> dict[str, Any]:
         "wall_s": result.wall_s,
         "peak_rss_bytes": result.peak_rss_bytes,
         "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(getattr(result, "model_load_s", {}).items())},
-        "n": config.n,
-        "strategies": list(config.strategies),
+        "n": run_group_size(config, groups),
+        "strategies": run_strategies(config, groups),
         "generators": [{"name": m.name, "backend": m.backend, "model": m.model} for m in config.generators],
         "judges": [{"name": m.name, "backend": m.backend, "model": m.model} for m in config.judges],
         "executor": config.execution.executor,

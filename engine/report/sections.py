@@ -108,6 +108,10 @@ def build_sections(data: dict[str, Any]) -> list[Section]:
         problems.blocks += [Sub("Failed shards (rerun the same command to compute them)"),
                             Items([f"{f['stage']}: {f['shards']} shards — {f['reason']}"
                                    for f in data["failed_shards"]], literal=True)]
+    if data.get("retry_failed"):
+        problems.blocks += [Sub("Rows retried in vain (their shards' other rows stand; rerun to try them again)"),
+                            Items([f"{f['stage']}: {f['shards']} shards — {f['reason']}"
+                                   for f in data["retry_failed"]], literal=True)]
     if data["load_warnings"]:
         problems.blocks += [Sub("Prompt source warnings"), Items(list(data["load_warnings"]), literal=True)]
     if data["skipped_inputs"]:
@@ -125,7 +129,8 @@ def _overview(data: dict[str, Any], ci: str, resamples: int) -> Section:
     s.blocks.append(Items([
         f"run directory: `{data['run_dir']}`",
         f"generators: {', '.join(data['models'])}; judges: {', '.join(data['judges'])}",
-        f"prompts: {data['prompts']}; groups: {data['groups']}; n = {data['n']} responses per group; "
+        f"prompts: {data['prompts']}; groups: {data['groups']}; n = {data['n']} responses per group"
+        f"{' (the audited file’s group size)' if data.get('n_from_file') else ''}; "
         f"strategies: {', '.join(data['strategies'])}",
         f"intervals: {ci} percentile bootstrap over prompts, {resamples} resamples, seed {data['settings']['seed']}",
         (f"wall time {tp['wall_s']:.1f} s; peak memory {_bytes(tp['peak_rss_bytes'])}" if tp["stages"]

@@ -148,6 +148,45 @@ def test_responses_source_skips_generation(tmp_path):
     assert math["accuracy"] == pytest.approx(2 / 3)
 
 
+def test_a_report_of_audited_responses_is_over_the_files_groups(tmp_path):
+    # The report took n and the strategies from the config (n 4 here, five built-in strategies): a file's groups of 3
+    # under strategy "external" were all "short" and every figure empty, though every pair had been judged.
+    import json
+
+    from engine.report.data import report_data
+    from engine.report.markdown import render_markdown
+
+    rows = [{"prompt": f"Name a colour, {k}.", "responses": [f"class {k % 2} red", "class 1 blue", "class 0 green"],
+             "model": "ext"} for k in range(4)]
+    rows.append({"prompt": "Name a fruit.", "responses": ["class 0 apple", "class 1 pear"], "model": "ext"})
+    path = tmp_path / "responses.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = make_config(tmp_path, prompts={"source": "responses", "path": str(path)})
+    result = run(cfg)
+    data = report_data(result, cfg)
+    assert data["n"] == 3 and data["strategies"] == ["external"]
+    unique = data["unique"]
+    assert unique["complete_total"] == 4
+    assert unique["excluded"] == [{"model": "ext", "strategy": "external", "reason": "short (fewer than n responses)",
+                                   "groups": 1}]
+    assert data["unique"]["cells"] and data["tradeoff"]["points_3b"]  # Figure 2 and 3b have their points
+    text = render_markdown(data)
+    assert "n = 3 responses per group (the audited file’s group size)" in text
+    assert "strategies: external" in text and "System-prompt sampling" not in text
+    # Two audited files compared: paired on the files' strategy and group size (nothing was paired before).
+    from engine.report.compare import compare_runs
+
+    (tmp_path / "b").mkdir()
+    other = tmp_path / "b" / "responses.jsonl"  # the same stem: the same source, so the same prompt ids
+    other.write_text("".join(json.dumps({**r, "model": "ext2", "responses": ["class 0 x"] * len(r["responses"])})
+                             + "\n" for r in rows))
+    run(make_config(tmp_path, run_dir=str(tmp_path / "run2"), prompts={"source": "responses", "path": str(other)}))
+    c = compare_runs(cfg.run_dir, tmp_path / "run2", resamples=200)
+    assert c["n"] == 3 and c["strategies"] == ["external"] and c["paired_groups"] == 5
+    everything = next(r for r in c["by_category"] if r["category"] == "all")
+    assert everything["unique"]["value"] < 0  # the second file's groups are one class each
+
+
 # The cascade: the calibrated judge decides confident pairs from the responses' features (its own embeddings).
 def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
     import numpy as np
@@ -259,8 +298,10 @@ def test_generators_that_classify_differently_are_judged_under_one_reference_cat
     assert {g["classified"] for g in unlabelled} == {"G", "B"}  # their own letters differ...
     anchored = {g["model"]: g for g in t["samples"].to_pylist() if g["strategy"] == "system_anchored"
                 and g["gold_category"] is None}
-    assert anchored["scripted"]["anchored_as"] == "G" and anchored["gen-b"]["anchored_as"] == "B"  # ...and drive sampling
-    judged = {(j["model"], j["judge_category"]) for j in t["components"].to_pylist() if j["prompt_id"] == ref[0]["prompt_id"]}
+    # ...and drive sampling
+    assert anchored["scripted"]["anchored_as"] == "G" and anchored["gen-b"]["anchored_as"] == "B"
+    judged = {(j["model"], j["judge_category"]) for j in t["components"].to_pylist()
+              if j["prompt_id"] == ref[0]["prompt_id"]}
     assert judged == {("scripted", "H"), ("gen-b", "H")}
     labelled = [g for g in groups if g["gold_category"] == "B"]
     assert {g["category"] for g in labelled} == {"B"} and {g["category_source"] for g in labelled} == {"gold"}
@@ -272,3 +313,41 @@ def test_a_tied_reference_vote_goes_to_the_first_judge():
 
     assert majority(["E", "H"]) == "E" and majority([None, "H", "E", "E", "H"]) == "H"
     assert majority([None, None]) is None and majority(["A", "A", "B"]) == "A"
+
+
+def test_a_rerun_without_quality_or_accuracy_leaves_no_earlier_table_beside_its_groups(tmp_path):
+    # Run 1 graded and checked accuracy; run 2 in the same directory turns both off. Its directory kept run 1's
+    # quality and accuracy tables, which open_run, explore and compare read beside run 2's groups.
+    from engine.execution.results import read_run
+
+    cfg = make_config(tmp_path, quality={"enabled": True}, accuracy={"enabled": True})
+    run(cfg)
+    assert {"quality", "accuracy", "checklists"} <= set(read_run(cfg.run_dir)[0].tables)
+    run(make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False}))
+    tables = read_run(cfg.run_dir)[0].tables
+    assert not {"quality", "accuracy", "checklists"} & set(tables) and "groups" in tables
+    run(cfg)  # turned on again: computed from the stored shards, nothing paid twice
+    assert {"quality", "accuracy", "checklists"} <= set(read_run(cfg.run_dir)[0].tables)
+
+
+def test_a_run_that_stops_part_way_leaves_the_finished_runs_config_beside_its_tables(tmp_path, monkeypatch):
+    # config.yaml was written as a run started: a rerun with n = 6 that crashed left n = 6 beside the n = 4 tables,
+    # and read_run (compare, explore, open_run) took every group for short.
+    from engine.execution import pipeline as pipeline_module
+    from engine.execution.results import read_run
+
+    cfg = make_config(tmp_path)
+    run(cfg)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine went down")
+
+    monkeypatch.setattr(pipeline_module.T, "groups_table", crash)
+    with pytest.raises(RuntimeError, match="went down"):
+        run(make_config(tmp_path, n=6))
+    monkeypatch.undo()
+    _, config = read_run(cfg.run_dir)
+    assert config.n == 4
+    assert "n: 6" in (tmp_path / "run" / "config.running.yaml").read_text()
+    run(cfg)
+    assert not (tmp_path / "run" / "config.running.yaml").exists()

@@ -170,3 +170,20 @@ def test_sigkill_mid_write_leaves_no_half_shard(tmp_path, baseline):
     assert second.returncode == 0, second.stderr[-3000:]
     assert not list(run_dir.glob("shards/*/.*.tmp"))
     assert_same_tables(run_dir, expected)
+
+
+def test_the_row_index_keeps_the_failed_copy_tried_most(tmp_path):
+    # Shards recut (a per_category or limit change) leave several failed copies of one row: the first by file name
+    # was kept, so a row failing for good read as tried once at every rerun and was sent — paid — every time.
+    import pyarrow as pa
+
+    from engine.execution.store import Store
+
+    store = Store(tmp_path / "run")
+    table = pa.table({"x": [1]})
+    for key, attempts in (("aaaa_old", 1), ("ffff_new", 3), ("mmmm_mid", 2)):
+        store.write_shard({"sample": table}, key, rows={"keys": ["row-1"],
+                                                        "retry": {"0": {"error": "HTTP 503", "attempts": attempts}}})
+    assert store.read_row_index("sample")["row-1"] == ("ffff_new", 0, {"error": "HTTP 503", "attempts": 3})
+    store.write_shard({"sample": table}, "bbbb_done", rows={"keys": ["row-1"], "retry": {}})
+    assert store.read_row_index("sample")["row-1"] == ("bbbb_done", 0, None)  # a finished copy wins

@@ -156,3 +156,56 @@ def test_pipeline_keeps_the_run_dir_locked_until_closed(tmp_path):
         third.run()  # free again once the first closed
     finally:
         third.close()
+
+
+def test_a_retry_the_backend_refuses_keeps_the_stored_shard(tmp_path):
+    # Run 1 stores the shard with the flaky prompt's rows marked; run 2's retry of those rows meets a refusal of the
+    # whole batch (a revoked key). The shard's finished rows stood on disk but were taken out of the run's tables
+    # (every group of its prompts gone from the report); the stored shard now stands, its marked rows still marked.
+    armed, refused = tmp_path / "armed", tmp_path / "refused"
+    armed.touch()
+    flaky = {**SCRIPTED, "name": "flaky", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                      "refuse_armed": str(refused)}}
+    cfg = config(tmp_path, armed, generators=[flaky])
+    first = run(cfg)
+    groups_before = first.tables["groups"].num_rows
+    armed.unlink()
+    refused.touch()
+    second = run(cfg)
+    rec = sample_record(second)
+    assert not rec.failed and len(rec.retry_failed) == 2  # one shard per strategy
+    assert all("HTTP 401" in why for why in rec.retry_failed.values())
+    assert rec.rows_transient == 2
+    assert second.tables["groups"].num_rows == groups_before
+    assert sum(g["unique_mean"] is not None for g in second.tables["groups"].to_pylist()) == \
+        sum(g["unique_mean"] is not None for g in first.tables["groups"].to_pylist())
+    from engine.report.data import report_data
+    from engine.report.markdown import render_markdown
+
+    assert "Rows retried in vain" in render_markdown(report_data(second, cfg))
+    refused.unlink()  # the key is fixed: the marked rows are sent again and the run is whole
+    third = run(cfg)
+    rec = sample_record(third)
+    assert (rec.rows_retried, rec.rows_transient) == (2, 0) and not rec.retry_failed
+    assert all(s["status"] == "ok" for s in third.tables["samples"].to_pylist())
+
+
+def test_anchored_groups_wait_for_a_classification_that_failed(tmp_path):
+    # The generator's own classification failed (its shard refused): the anchored strategies were sampled with the
+    # general wording, stored under the anchored names, and sampled — paid — again once a rerun classified them.
+    # They are held back now, said, and sampled (anchored) by the rerun; the other strategies are not held.
+    refused = tmp_path / "refused"
+    refused.touch()
+    gen = {**SCRIPTED, "name": "gen", "options": {"refuse_armed": str(refused), "refuse_kind": "classify"}}
+    cfg = config(tmp_path, tmp_path / "unused", generators=[gen], category_source="model",
+                 strategies=["temperature", "system_anchored", "regen_anchored"])
+    first = run(cfg)
+    assert any(r.stage.startswith("classify") and r.failed for r in first.stages)
+    strategies = {g["strategy"] for g in first.tables["groups"].to_pylist()}
+    assert strategies == {"temperature"}
+    assert any("anchored groups of gen held back" in w for w in first.load_warnings)
+    refused.unlink()
+    second = run(cfg)
+    anchored = [g for g in second.tables["samples"].to_pylist() if g["strategy"] != "temperature"]
+    assert len(anchored) == 2 * len(PROMPTS) and all(g["anchored_as"] is not None for g in anchored)
+    assert not any("held back" in w for w in second.load_warnings)

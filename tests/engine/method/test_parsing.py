@@ -5,6 +5,7 @@ import pytest
 from engine.method.parsing import (
     NONE_OF_THESE,
     expected_grade,
+    grade_logprobs,
     p_yes_from_logprobs,
     parse_category,
     parse_checklist,
@@ -39,9 +40,50 @@ def test_parse_category_accepts(raw, letter):
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "I think so", "A story about a dog", "a", "Z", "Creative writing or advice or opinions", "The answer is a cat"],
+    ["", "I think so", "A story about a dog", "a", "Z", "Creative writing or advice or opinions",
+     "The answer is a cat"],
 )
 def test_parse_category_rejects_non_answers(raw):
+    assert parse_category(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw,letter",
+    [
+        ("G. A story about a dog", "G"),  # the article "A" names no category
+        ("D. Problem-solving objective: A problem (math, logic, code) with a single verifiable solution", "D"),
+        ("E\nA practical problem with many partially verifiable solutions", "E"),
+        ("Category: D. Category D fits best.", "D"),
+        ("B (e.g. name a country that starts with S)", "B"),
+        ("**H**", "H"),
+    ],
+)
+def test_parse_category_accepts_an_explanation_that_names_no_other_letter(raw, letter):
+    assert parse_category(raw) == letter
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Category: A or D",
+        "A, D",
+        "D (or possibly E)",
+        "Answer: A or D",
+        "The category is A or D",
+        "Category: B, but C also possible",
+        "Letter: D\nActually E",
+        "G or N",
+        "N (maybe G)",
+        "None of these; closest is H",
+        "Creative writing, or perhaps H",
+    ],
+)
+def test_an_answer_naming_two_categories_is_unparsed_not_its_first_letter(raw):
+    assert parse_category(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["This is not Creative writing.", "It isn't Creative writing", "No: creative writing"])
+def test_a_negated_category_name_is_not_that_category(raw):
     assert parse_category(raw) is None
 
 
@@ -117,6 +159,27 @@ def test_parse_verdict(raw, verdict):
     assert parse_verdict(raw) is verdict
 
 
+@pytest.mark.parametrize("raw,verdict", [
+    ("Yes", True), ("No", False), ("NO.", False), ("Y", True), ("n", False), ("**NO**", False),
+    ("Yes, they use the same strategy.", True), ("No. They reach the answer differently.", False),
+    ("No\nThe first uses algebra, the second a table.", False), ("Yes they are the same", True),
+    ("NO they differ", False), ("Answer: YES", True), ("Equivalent.", True), ("Different", False),
+    # A lower-case "no" in the explanation is prose, not a second answer.
+    ("Yes, there is no difference", True), ("Yes, no doubt", True), ("No, there is no shared step", False),
+])
+def test_parse_verdict_reads_a_leading_yes_or_no_and_its_explanation(raw, verdict):
+    assert parse_verdict(raw) is verdict
+
+
+@pytest.mark.parametrize("raw", [
+    "Not sure", "No idea", "N/A", "Not applicable", "Not different", "Nope", "No difference in strategy, so YES",
+    "Equivalent? No.", "Same strategy? No", "YES or NO: NO", "Yes\nNo", "Yes, but maybe not", "I cannot tell",
+    "No difference", "Both", "The two responses are equivalent", "Yes. So no.", "Yes, answer: no",
+])
+def test_a_hedge_or_a_text_naming_both_answers_is_unparsed(raw):
+    assert parse_verdict(raw) is None
+
+
 def test_p_yes_normalises_over_yes_and_no_variants():
     p = p_yes_from_logprobs({"YES": math.log(0.3), " yes": math.log(0.1), "No": math.log(0.2), "The": math.log(0.4)})
     assert p == pytest.approx(0.4 / 0.6)
@@ -130,6 +193,26 @@ def test_p_yes_none_without_yes_or_no():
 
 def test_p_yes_only_no():
     assert p_yes_from_logprobs({"NO": -0.2}) == 0.0
+
+
+def test_p_yes_is_none_when_the_first_token_is_most_likely_not_an_answer():
+    # The model starts "The …"; a YES/NO crumb in the top-20 (P ~ 1e-4) must not decide the verdict.
+    assert p_yes_from_logprobs({"The": -0.0002, "Both": -8.6, "No": -9.2, "**": -9.5}) is None
+    # YES and NO together outweigh the most likely other token: read, though neither alone does.
+    assert p_yes_from_logprobs({"The": math.log(0.4), "YES": math.log(0.3), "NO": math.log(0.3)}) == pytest.approx(0.5)
+    # An exact tie with the other token counts as an answer (the greedy token could be either).
+    assert p_yes_from_logprobs({"YES": math.log(0.5), "The": math.log(0.5)}) == pytest.approx(1.0)
+
+
+def test_read_verdict_falls_back_to_the_text_when_log_probs_are_not_an_answer():
+    from actors.base import ChatOutput
+    from engine.method.judges import read_verdict
+
+    top = [{"The": -0.0002, "Both": -8.6, "No": -9.2, "**": -9.5}]
+    assert read_verdict(ChatOutput(texts=["The two responses"], first_token_logprobs=top)) is None
+    bold = ChatOutput(texts=["**Yes**"], first_token_logprobs=[{"**": -0.01, "No": -6.0}])
+    assert read_verdict(bold) == (1.0, "text")
+    assert read_verdict(ChatOutput(texts=["YES"], first_token_logprobs=[{"YES": -0.01, "NO": -5.0}]))[1] == "logprobs"
 
 
 # Checklists and grades.
@@ -150,10 +233,48 @@ def test_expected_grade():
     assert expected_grade({"x": -1}) is None
 
 
+@pytest.mark.parametrize("raw,grade", [
+    ("4/5", 4), ("5 out of 5", 5), ("**4**", 4), ("(3)", 3), ("4\nThe response meets most criteria.", 4),
+    ("Grade: 4", 4), ("**Grade:** 2", 2), ("Score: 3/5", 3), ("Final grade is 5.", 5), ("Grade:\n4", 4),
+    ("The response meets criteria 1, 2 and 3 but not 4. Grade: 2", 2), ("1. clear\n2. correct\nGrade: 3", 3),
+    ("Grade: 4\nFinal grade: 4", 4), ("4 - meets every criterion", 4),
+])
+def test_parse_grade_reads_n_or_n_over_5_preferring_a_label(raw, grade):
+    assert parse_grade(raw) == grade
+
+
+@pytest.mark.parametrize("raw", [
+    "5/10", "3 out of 10", "2-3", "2 – 3", "3 or 4", "3 to 4", "Between 3 and 4", "-3", "Grade: -3", "Grade: 5/10",
+    "Grade: 3 or 4", "Grade: 4\nScore: 3", "The response meets criteria 1, 2 and 3", "4.5", "3/4",
+])
+def test_other_scales_ranges_alternatives_and_numbers_in_prose_are_unparsed(raw):
+    assert parse_grade(raw) is None
+
+
+def test_expected_grade_is_none_when_the_first_token_is_most_likely_not_a_digit():
+    assert expected_grade({"**": -0.0001, "Grade": -9.0, "1": -11.5, "I": -11.8}) is None
+    assert grade_logprobs({"**": -0.0001, "Grade": -9.0, "1": -11.5, "I": -11.8}) == {}
+    # The digits together outweigh the most likely other token, though no digit alone does.
+    assert expected_grade({"The": math.log(0.3), "4": math.log(0.2), "5": math.log(0.2)}) == pytest.approx(4.5)
+
+
 @pytest.mark.parametrize("raw,grade", [("A", "correct"), ("B", "incorrect"), ("C", "not_attempted"),
                                        ("Incorrect.", "incorrect"), ("correct", "correct"), ("D", None)])
 def test_short_answer_grade(raw, grade):
     assert parse_short_answer_grade(raw) == grade
+
+
+@pytest.mark.parametrize("raw,grade", [
+    ("A.", "correct"), ("Grade: B", "incorrect"), ("B. A wrong year is given.", "incorrect"),
+    ("C (the response refuses)", "not_attempted"), ("The answer is A", "correct"), ("Not attempted", "not_attempted"),
+])
+def test_short_answer_grade_reads_a_standalone_letter(raw, grade):
+    assert parse_short_answer_grade(raw) == grade
+
+
+@pytest.mark.parametrize("raw", ["A response that gives a wrong answer is B", "A or B", "B, or maybe C", "A/B"])
+def test_short_answer_article_or_two_letters_is_unparsed(raw):
+    assert parse_short_answer_grade(raw) is None
 
 
 @pytest.mark.parametrize("raw", ["N", "N.", "(N)", "Category: N", "None of these.", "none of the above"])

@@ -15,8 +15,17 @@ def out(text, top=None):
 
 
 def test_grade_from_logprobs_takes_the_most_probable_digit():
-    grade, expected = read_grade(out("The response", {"The": -0.1, "4": math.log(0.3), "2": math.log(0.1)}))
-    assert grade == 4 and expected == 3.5
+    # The digits together (0.4) outweigh the most probable other token (0.35), so the first token is a grade.
+    grade, expected = read_grade(out("4", {"The": math.log(0.35), "4": math.log(0.3), "2": math.log(0.1)}))
+    assert grade == 4 and expected == pytest.approx(3.5)
+
+
+def test_grade_from_text_when_the_first_token_is_most_likely_not_a_digit():
+    # A digit among the top tokens with next to no mass (P ~ 1e-5) is no grade: the text decides, as without
+    # log-probs (here it holds none, so the grade is unparsed and the reminder follows).
+    top = {"**": -0.0001, "Grade": -9.0, "1": -11.5, "I": -11.8}
+    assert read_grade(out("**Grade", top)) is None
+    assert read_grade(out("**Grade:** 4", top)) == (4, None)
 
 
 def test_a_digits_variants_count_together_for_the_grade_as_for_the_expected_grade():

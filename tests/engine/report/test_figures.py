@@ -131,3 +131,16 @@ def test_a_sweep_of_temperature_and_top_p_draws_a_line_per_top_p():
     assert [s["label"] for s in F.sweep_series(single, ["temperature"], "temperature")] == ["temperature"]
     png = F.sweep_lines(cells, strategies=["temperature"], categories=["all"], x="temperature", n=5)
     assert png.startswith(b"\x89PNG")
+
+
+def test_names_with_dollar_signs_are_drawn_as_text():
+    # Model, strategy and judge names come from configs and audited files: matplotlib read "$…$" in them as math,
+    # and a malformed one raised at save time, losing every file of the report.
+    models = ["gpt$x^{$y"]
+    rows = [{**c, "model": models[0], "strategy": "cost-$5-to-$10"} for c in cells() if c["model"] == "model-a"]
+    png = F.figure2_unique(rows, models=models, strategies=["cost-$5-to-$10"], categories=list("ADG"), n=5)
+    assert ink(png) > 0.02
+    assert ink(F.judge_agreement(["a$\\x$", "b"], [{"a": "a$\\x$", "b": "b", "kappa": 0.5, "unique_exact": 0.8}])) > 0
+    import matplotlib
+
+    assert matplotlib.rcParams["text.parse_math"] is True  # the caller's setting is left as it was
