@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from actors.base import split_reasoning
 from actors.registry import scheduling
 from engine.method import taxonomy
-from engine.config import CALIBRATED, ModelConfig, RunConfig, dump_yaml
+from engine.config import CALIBRATED, CascadeConfig, ModelConfig, RunConfig, dump_yaml
 from engine.errors import ConfigError, TaskdivError
 from engine.execution.dataflow import Dataflow, StageRun, Unit
 from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, hub_environment, make_executor
@@ -341,6 +341,8 @@ class Pipeline:
         cfg = self.config
         # The target only decides which lanes run (answers, traces): it never changes a verdict, so it keys nothing.
         settings = {k: v for k, v in asdict(cfg.judge).items() if k != "target"}
+        if not cfg.judge.cascade.enabled:
+            settings["cascade"] = OFF_CASCADE  # its band and rates route no pair while it is off: keyed as default
         identity = [self.versions["judge"], JudgeStage.version, settings]
         if cfg.judge.cascade.enabled:
             from engine.method.calibrated import RULES_VERSION, CalibratedJudge
@@ -372,7 +374,7 @@ class Pipeline:
         """The `judge:` settings of the lanes that judge reasoning traces: the run's, without the cascade (its cheap
         judge is fitted on answers) and without the target."""
         settings = {k: v for k, v in asdict(self.config.judge).items() if k != "target"}
-        settings["cascade"] = {**settings["cascade"], "enabled": False}
+        settings["cascade"] = OFF_CASCADE  # its band and rates do nothing here, so they key nothing either
         return settings
 
     def calibrated_plan(self, judge: ModelConfig) -> StagePlan:
@@ -836,6 +838,9 @@ def check_cost(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup
 REFERENCE = "reference"
 
 
+# The cascade's settings as shard keys hold them while it is off (the defaults: a config that never changed them
+# keeps its keys), so that a band or rate edited while it is off does not send every judged pair again.
+OFF_CASCADE = asdict(CascadeConfig())
 RUNNING_CONFIG = "config.running.yaml"  # the config of a run in progress (or stopped part-way)
 # The run's tables that only some settings write (quality, accuracy, a reward model, judge.target trace|both).
 OPTIONAL_TABLES = frozenset({"checklists", "quality", "accuracy", "rewards", "trace_judgments", "trace_components"})

@@ -62,7 +62,8 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
     """A finished run's RunResult and RunConfig, read from its directory.
 
     Tables come from <run_dir>/<name>.parquet, the config from config.yaml; stage records (for throughput) from
-    run_stats.json when a report was written before, else none.
+    run_stats.json when a report was written before, else none (with them the failed shards' reasons, the
+    skipped input rows and the load warnings, so that a report rendered again says what failed).
 
     Args:
         run_dir: the run directory.
@@ -84,12 +85,14 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
     found = {p.stem: p for p in sorted(root.glob("*.parquet"))}
     wanted = found if tables is None else {k: found[k] for k in tables if k in found}
     loaded = {name: pq.read_table(path) for name, path in wanted.items()}
-    stages, wall_s, peak, loads = [], 0.0, 0, {}
+    stages, wall_s, peak, loads, skipped, warnings = [], 0.0, 0, {}, [], []
     stats_path = root / "run_stats.json"
     if stats_path.is_file():
         stats = orjson.loads(stats_path.read_bytes())
         wall_s, peak = stats.get("wall_s") or 0.0, stats.get("peak_rss_bytes") or 0
         loads = {k: [float(x) for x in v] for k, v in (stats.get("model_load_s") or {}).items()}
+        skipped = [str(x) for x in stats.get("skipped_inputs") or []]
+        warnings = [str(x) for x in stats.get("load_warnings") or []]
         for st in stats.get("stages", []):
             backend = {k: st[src] for k, src in (("calls", "calls"), ("requests", "requests"),
                                                  ("retries", "retries"), ("row_errors", "row_errors"),
@@ -100,5 +103,11 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
                                       rows=st["rows"], wall_s=st["wall_s"], backend=backend,
                                       start_s=st.get("start_s"),
+                                      # Written before the reasons were: the count alone, each reason unknown.
+                                      failed=dict(st.get("failed") or {f"shard {k + 1}": "(reason not recorded)"
+                                                                       for k in range(int(st.get("failed_shards")
+                                                                                          or 0))}),
+                                      retry_failed=dict(st.get("retry_failed") or {}),
                                       **{k: int(st.get(k) or 0) for k in ROW_COUNTS}))
-    return RunResult(str(root), loaded, stages, [], wall_s, peak_rss_bytes=peak, model_load_s=loads), config
+    return RunResult(str(root), loaded, stages, skipped, wall_s, load_warnings=warnings, peak_rss_bytes=peak,
+                     model_load_s=loads), config

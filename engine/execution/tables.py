@@ -207,6 +207,9 @@ GROUPS = pa.schema(
         ("trace_status", pa.string()),
         ("unique_trace_mean", pa.float64()),
         ("trace_judges_in_mean", pa.list_(pa.string())),
+        # As for answers, for traced groups: judged but unreadable, or no count at all (the judge's shard failed).
+        ("trace_unresolved_judges", pa.list_(pa.string())),
+        ("trace_missing_judges", pa.list_(pa.string())),
     ]
 )
 
@@ -442,6 +445,10 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "trace_status": status,
                 "unique_trace_mean": _mean([trace_rows[j]["unique"] for j in trace_counted]),
                 "trace_judges_in_mean": trace_counted,
+                "trace_unresolved_judges": [j for j in (trace_judges or [])
+                                            if j in trace_rows and not trace_rows[j]["resolved"]],
+                "trace_missing_judges": [j for j in (trace_judges or []) if j not in trace_rows]
+                if status == "traced" else [],
             }
         )
     return pa.Table.from_pylist(rows, schema=GROUPS)

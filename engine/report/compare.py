@@ -38,6 +38,7 @@ from engine.method.taxonomy import CATEGORIES
 from engine.report.figures import compare_forest
 
 TABLES = ("prompts", "groups", "accuracy")
+ALL_BUT_A = "all but A"  # the pooled row without category A, where homogeneity is desired
 MEASURES = (("unique", "unique responses"), ("quality", "checklist quality"), ("accuracy", "accuracy"))
 
 
@@ -72,18 +73,22 @@ def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses
         than `engine.report.stats.FEW_CLUSTERS` prompts.
     """
     # "on A" would read as run A: the category's name goes with its letter.
-    where = "all categories" if category == "all" else (
+    where = {"all": "all categories", ALL_BUT_A: "all categories but A"}.get(category) or (
         f"{category} ({CATEGORIES[category].name.lower()})" if category in CATEGORIES else category)
     if est["value"] is None:
         return f"{prefix}no paired groups on {where}"
     v, lo, hi = est["value"], est["low"], est["high"]
     k = est.get("clusters")
     caveat = f" — only {k} prompts, a coarse interval" if k and k < FEW_CLUSTERS and lo is not None else ""
+    # In A one answer is right and homogeneity is desired (the paper): more unique answers there is inconsistency.
+    desired = {"A": (" — in A homogeneity is desired: B is the more consistent",
+                     " — in A homogeneity is desired: B is the less consistent")}.get(category, ("", ""))
     if lo is not None and hi < 0:
         return (f"{prefix}B is more homogeneous on {where} by {_signed(-v)} {what} "
-                f"[{_signed(-hi)}, {_signed(-lo)}]{caveat}")
+                f"[{_signed(-hi)}, {_signed(-lo)}]{desired[0]}{caveat}")
     if lo is not None and lo > 0:
-        return f"{prefix}B is more diverse on {where} by {_signed(v)} {what} [{_signed(lo)}, {_signed(hi)}]{caveat}"
+        return (f"{prefix}B is more diverse on {where} by {_signed(v)} {what} [{_signed(lo)}, {_signed(hi)}]"
+                f"{desired[1]}{caveat}")
     return f"{prefix}no clear difference on {where}: {_signed(v)} {_interval(est)}{caveat}"
 
 
@@ -311,13 +316,17 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
         return out
 
     pair_labels = list(dict.fromkeys(u["pair"] for u in units))
-    categories = ordered_categories(u["category"] for u in units) + ["all"]
+    categories = ordered_categories(u["category"] for u in units)
+    if "A" in categories and len(categories) > 1:
+        categories.append(ALL_BUT_A)  # pooled where diversity is wanted, without A's opposite direction
+    categories.append("all")
     by_category, by_strategy, verdicts = [], [], []
     for pair in pair_labels:
         mine = [u for u in units if u["pair"] == pair]
         prefix = f"[{pair}] " if len(pair_labels) > 1 else ""
         for cat in categories:
-            sel = [u for u in mine if cat == "all" or u["category"] == cat]
+            sel = [u for u in mine if cat == "all" or u["category"] == cat
+                   or cat == ALL_BUT_A and u["category"] != "A"]
             row = {"pair": pair, "category": cat, **{m: estimate(sel, m) for m, _ in MEASURES}}
             row["verdict"] = verdict(cat, row["unique"], prefix=prefix)
             by_category.append(row)

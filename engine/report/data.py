@@ -89,7 +89,8 @@ def category_name(letter: str) -> str:
     the taxonomy; "? (uncategorised)" otherwise (no gold label and no readable classification)."""
     if letter in CATEGORIES:
         return f"{letter}. {CATEGORIES[letter].name}"
-    return {"all": "all categories", NONE_OF_THESE: "none of these"}.get(letter, "? (uncategorised)")
+    return {"all": "all categories", "all but A": "all categories but A (A: homogeneity desired)",
+            NONE_OF_THESE: "none of these"}.get(letter, "? (uncategorised)")
 
 
 def ordered_categories(present: Iterable[str]) -> list[str]:
@@ -232,11 +233,19 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
         else:
             excluded[(g["model"], g["strategy"], _exclusion_reason(g, n))] += 1
     out, cells = _cells(complete, boot)
+    # Paired over the strategies with at least one complete group: one that never completed (a small model that
+    # never writes the asked-for headers, a failed backend) would leave no prompt complete under every strategy and
+    # empty the model's paired figure; it is named instead (unpaired_strategies).
+    ran: dict[str, set] = defaultdict(set)
     shown: dict[str, set] = defaultdict(set)
     for g in groups:
+        ran[g["model"]].add(g["strategy"])
+    for g in complete:
         shown[g["model"]].add(g["strategy"])
     if strategies:
-        shown = {m: {s for s in strategies if s in got} for m, got in shown.items()}
+        shown = {m: {s for s in strategies if s in shown[m]} for m in ran}
+    else:
+        shown = {m: set(shown[m]) for m in ran}
     by_prompt: dict[tuple, set] = defaultdict(set)
     for g in complete:
         by_prompt[(g["model"], g["prompt_id"])].add(g["strategy"])
@@ -251,6 +260,8 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
         "cells": paired_out,
         "unpaired_cells": out,
         "paired_prompts": {m: len({g["prompt_id"] for g in paired if g["model"] == m}) for m in shown},
+        "unpaired_strategies": {m: [s for s in (strategies or sorted(ran[m])) if s in ran[m] and s not in shown[m]]
+                                for m in ran if ran[m] - shown[m]},
         "categories": ordered_categories(c for (_, c, _) in cells if c != "all"),
         "excluded": [{"model": m, "strategy": s, "reason": r, "groups": k}
                      for (m, s, r), k in sorted(excluded.items())],
@@ -510,6 +521,8 @@ TRACE_GAPS = {
     "partial": "some responses have no trace",
     "shared": "one trace split over all responses (system-prompt strategy)",
     "unresolved": "traces judged, count unresolved",
+    "missing": "traces not judged: the trace judges' shards failed (rerun to fill them)",
+    "partial_judges": "counted, over fewer than all trace judges (one unresolved or its shard failed)",
 }
 
 
@@ -531,9 +544,15 @@ def _trace_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
         both = [g for g in answers if finite(g.get("unique_trace_mean"))]
         gaps = {k: 0 for k in TRACE_GAPS}
         for g in gs:
+            status = g.get("trace_status") or "none"
             if not finite(g.get("unique_trace_mean")):
-                status = g.get("trace_status") or "none"
-                gaps["unresolved" if status == "traced" else status] += 1
+                if status != "traced":
+                    gaps[status] += 1
+                else:  # no judge's trace count: unreadable verdicts, or no count at all
+                    gaps["unresolved" if g.get("trace_unresolved_judges") else
+                         "missing" if g.get("trace_missing_judges") else "unresolved"] += 1
+            elif g.get("trace_unresolved_judges") or g.get("trace_missing_judges"):
+                gaps["partial_judges"] += 1
         rows.append({
             "model": model, "category": cat, "strategy": strategy, "groups": len(gs), "traced": len(traces),
             "answers": boot([g["unique_mean"] for g in answers], clusters=[g["prompt_id"] for g in answers]).to_dict(),

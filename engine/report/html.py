@@ -1,9 +1,9 @@
 """The report as one self-contained HTML file: inline CSS, figures as base64 PNG data URIs, no script, no link
 to anything outside the file, so it opens offline and can be mailed or archived as it is.
 
-Every piece of text is escaped with engine.report.escape.html_text: model names, stage errors, skipped input rows and anything else
-that may carry model output or user data is untrusted. Only our own paragraphs get one piece of markup, `code`
-spans, applied after escaping.
+Every piece of text is escaped with engine.report.escape.html_text: model names, stage errors, skipped input rows and
+anything else that may carry model output or user data is untrusted. Only our own paragraphs get one piece of
+markup, `code` spans, applied after escaping.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def render_html(sections: Sequence[Section], figures: dict[str, bytes], *, title
     """Render the report's sections as a single HTML document.
 
     Args:
-        sections: from engine.report.sections.build_sections (paragraphs, tables, figure references, lists, sub-headings).
+        sections: from engine.report.sections.build_sections (paragraphs, tables, figure references, lists,
+            sub-headings).
         figures: PNG bytes by figure name; a referenced figure that is missing is named in the text, not linked.
         title: the document title.
 
@@ -89,8 +90,8 @@ def render_html(sections: Sequence[Section], figures: dict[str, bytes], *, title
                 out.append(f'<figure><img src="{png_data_uri(png)}" alt="{html_text(b.caption)}">'
                            f"<figcaption>{html_text(b.caption)}</figcaption></figure>")
             elif isinstance(b, Table):
-                if not b.rows:
-                    out.append("<p>(no rows)</p>")
+                if not b.rows:  # the caption still says what the table would hold, and over what
+                    out.append("<p>(no rows)" + (f" — {html_text(b.caption)}" if b.caption else "") + "</p>")
                     continue
                 out.append('<div class="table-wrap"><table>')
                 if b.caption:

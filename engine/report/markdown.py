@@ -35,8 +35,8 @@ def render_markdown(data: dict[str, Any], figure_dir: str = "figures") -> str:
             elif isinstance(b, FigureRef):
                 out += [f"![{md_text(b.caption)}]({figure_dir}/{b.name}.png)", "", f"*{md_text(b.caption)}*", ""]
             elif isinstance(b, Table):
-                if not b.rows:
-                    out += ["(no rows)", ""]
+                if not b.rows:  # the caption still says what the table would hold, and over what
+                    out += ["(no rows)" + (f" — {md_text(b.caption)}" if b.caption else ""), ""]
                     continue
                 out += ["| " + " | ".join(md_text(h) for h in b.headers) + " |",
                         "|" + "---|" * len(b.headers)]

@@ -75,6 +75,9 @@ def run_stats(result, config) -> dict[str, Any]:
             "pairs_per_s": pairs_rate,
             "cost_usd": b.get("cost_usd"),
             "failed_shards": len(r.failed),
+            # Why, by shard: a report rendered again from the directory (read_run) says what failed, not "nothing".
+            "failed": {k: why[:500] for k, why in r.failed.items()},
+            "retry_failed": {k: why[:500] for k, why in getattr(r, "retry_failed", {}).items()},
             **{k: getattr(r, k, 0) for k in ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up")},
         })
 
@@ -97,6 +100,8 @@ def run_stats(result, config) -> dict[str, Any]:
         "counts": {name: (t[name].num_rows if name in t else 0)
                    for name in ("prompts", "groups", "responses", "judgments")},
         "stages": stages,
+        "skipped_inputs": list(getattr(result, "skipped_inputs", [])),
+        "load_warnings": list(getattr(result, "load_warnings", [])),
         "totals": {"calls": total("calls"), "retries": total("retries"),
                    "completion_tokens": total("completion_tokens"), "cost_usd": total("cost_usd"),
                    "stage_wall_s": sum(s["wall_s"] for s in stages)},

@@ -178,9 +178,11 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
 
     for model in data["models"]:
         s.blocks.append(Sub(model))
+        left = u.get("unpaired_strategies", {}).get(model)
         s.blocks.append(table(u["cells"], model, f"Paired: mean [{ci} CI] (prompts), over the "
                                                  f"{u.get('paired_prompts', {}).get(model, 0)} prompts complete under "
-                                                 "every strategy."))
+                                                 "every strategy" + (f" with a complete group (not {', '.join(left)}: "
+                                                                     "none complete)" if left else "") + "."))
         s.blocks.append(table(u.get("unpaired_cells", u["cells"]), model,
                               f"Unpaired: mean [{ci} CI] (complete groups) — each strategy over its own complete "
                               "groups."))
@@ -323,8 +325,9 @@ def _trace_view(data: dict[str, Any], ci: str) -> list[Section]:
         "answers that agree can still come from different strategies, and the other way round. Unique answers and "
         f"unique traces are each a mean [{ci} interval over prompts] over the groups with all n responses that have "
         "that count; the difference (traces − answers) is over the groups that have both. A group has no trace count "
-        "when not every response has a trace of its own (counted in the last column), or when its trace verdicts "
-        "could not be read."))
+        "when not every response has a trace of its own (counted in the last column), when its trace verdicts "
+        "could not be read, or when the trace judges' shards failed; a count over fewer than all trace judges is "
+        "counted there too."))
     gaps = traces["gaps"]
     rows = []
     for c in traces["cells"]:
@@ -333,7 +336,7 @@ def _trace_view(data: dict[str, Any], ci: str) -> list[Section]:
                      fmt_estimate(c["traces"]), f"{fmt_estimate(c['difference'])} ({c['paired']})", without])
     if rows:
         s.blocks.append(Table(["model", "category", "strategy", "groups", "unique answers", "unique traces",
-                               "traces − answers (groups)", "groups without a trace count"], rows))
+                               "traces − answers (groups)", "groups without a (full) trace count"], rows))
     else:
         s.blocks.append(Para("No groups with all n responses."))
     return [s]

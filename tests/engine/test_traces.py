@@ -224,6 +224,7 @@ def test_a_run_judges_traces_beside_answers_and_reuses_the_answer_verdicts(tmp_p
             assert g["trace_status"] == "shared" and g["unique_trace_mean"] is None
         else:
             assert g["trace_status"] == "traced" and g["trace_judges_in_mean"] == ["judge"]
+            assert g["trace_unresolved_judges"] == [] and g["trace_missing_judges"] == []
             assert g["unique_trace_mean"] == trace_comps[key]["unique"]
         assert g["unique_mean"] == comps[key]["unique"]
 

@@ -351,3 +351,28 @@ def test_a_run_that_stops_part_way_leaves_the_finished_runs_config_beside_its_ta
     assert "n: 6" in (tmp_path / "run" / "config.running.yaml").read_text()
     run(cfg)
     assert not (tmp_path / "run" / "config.running.yaml").exists()
+
+
+def test_a_report_rendered_again_from_the_directory_keeps_what_failed(tmp_path):
+    # run_stats.json kept only a count of failed shards: a report rendered again (open_run → write_report) said
+    # "No failed shards" and rewrote the count as 0.
+    import orjson
+
+    from engine.execution.results import read_run
+    from engine.report.data import report_data
+    from engine.report.markdown import render_markdown
+
+    refused = tmp_path / "refused"
+    refused.touch()
+    judge = {**SCRIPTED, "options": {"refuse_armed": str(refused), "refuse_kind": "judge"}}
+    cfg = make_config(tmp_path, judges=[judge], quality={"enabled": False}, accuracy={"enabled": False})
+    result = run(cfg)
+    assert result.failed_shards()
+    write_report(result, cfg)
+    again, config = read_run(cfg.run_dir)
+    assert again.failed_shards() == result.failed_shards()
+    text = render_markdown(report_data(again, config))
+    assert "No failed shards" not in text and "HTTP 401" in text
+    write_report(again, config)
+    stats = orjson.loads((tmp_path / "run" / "run_stats.json").read_bytes())
+    assert sum(s["failed_shards"] for s in stats["stages"]) == sum(len(v) for v in result.failed_shards().values())

@@ -187,3 +187,28 @@ def test_the_row_index_keeps_the_failed_copy_tried_most(tmp_path):
     assert store.read_row_index("sample")["row-1"] == ("ffff_new", 0, {"error": "HTTP 503", "attempts": 3})
     store.write_shard({"sample": table}, "bbbb_done", rows={"keys": ["row-1"], "retry": {}})
     assert store.read_row_index("sample")["row-1"] == ("bbbb_done", 0, None)  # a finished copy wins
+
+
+def test_the_cascades_band_keys_nothing_while_it_is_off(tmp_path):
+    # judge.cascade.low/high/audit_rate route no pair while the cascade is off (and never in the trace lanes), yet
+    # they keyed every LLM judge's shards: editing them re-sent — paid for — every judged pair.
+    from engine.execution.pipeline import Pipeline
+    from tests.support.runs import make_config
+
+    def keys(**cascade):
+        cfg = make_config(tmp_path, judge={"cascade": cascade, "target": "both"})
+        p = Pipeline(cfg, progress=False)
+        try:
+            return p.judge_identity(), p.trace_judge_settings()
+        finally:
+            p.close()
+
+    default = keys()
+    from dataclasses import asdict
+
+    # A config that never touched the cascade keeps the keys it had (its settings as they are).
+    assert default[0][2]["cascade"] == asdict(make_config(tmp_path).judge.cascade)
+    assert keys(low=0.2, high=0.7, audit_rate=0.5) == default
+    assert default[1]["cascade"]["enabled"] is False
+    on = keys(enabled=True)
+    assert on[0] != default[0] and on[1] == default[1]  # on: keyed; the trace lanes never use it

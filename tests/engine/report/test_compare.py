@@ -73,6 +73,24 @@ def test_swapping_the_runs_flips_the_verdict(runs):
         assert r["unique"]["value"] == pytest.approx(-forward[r["category"]]["value"])
 
 
+def test_in_category_a_more_unique_answers_is_said_to_be_less_consistent(runs):
+    # The paper: in A one answer is right and homogeneity is desired. "B is more diverse on A" read as a gain, and
+    # pooled into "all categories" it inflated B's overall diversity; A's line says which way is desired, and a
+    # pooled row without A stands beside "all".
+    assert verdict("A", {"value": 2.0, "low": 1.5, "high": 2.5, "clusters": 40}).endswith(
+        "— in A homogeneity is desired: B is the less consistent")
+    assert verdict("A", {"value": -1.0, "low": -1.5, "high": -0.5, "clusters": 40}).endswith(
+        "— in A homogeneity is desired: B is the more consistent")
+    assert "homogeneity is desired" not in verdict("G", {"value": 2.0, "low": 1.5, "high": 2.5, "clusters": 40})
+    a, b = runs
+    c = compare_runs(a, b, resamples=200)
+    cats = [r["category"] for r in c["by_category"]]
+    assert cats[-2:] == ["all but A", "all"] and "A" in cats
+    row = next(r for r in c["by_category"] if r["category"] == "all but A")
+    assert row["unique"]["n"] == sum(next(r for r in c["by_category"] if r["category"] == x)["unique"]["n"]
+                                     for x in cats if x not in ("A", "all", "all but A"))
+
+
 def test_verdict_lines():
     est = {"value": 0.8, "low": 0.4, "high": 1.2}
     assert verdict("G", {"value": -0.8, "low": -1.2, "high": -0.4, "clusters": 40}) == (

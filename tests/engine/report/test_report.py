@@ -493,3 +493,43 @@ def test_responses_without_a_reward_are_counted_in_the_tradeoff_section(fixture_
     tables["groups"] = pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)
     text = render_markdown(report_data(dataclasses.replace(result, tables=tables), cfg))
     assert "The reward model scored no response of a complete group: Figure 3a uses checklist quality" in text
+
+
+def test_a_strategy_that_never_completed_does_not_empty_the_paired_figure(fixture_run):
+    # A small model that never writes the asked-for headers leaves every system_anchored group short: no prompt was
+    # complete under every strategy, and the model's paired table and figure came out empty beside full data.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    never = cfg.strategies[-1]
+    for g in groups:
+        if g["strategy"] == never:
+            g["status"], g["n_responses"] = "short", 1
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    u = data["unique"]
+    model = data["models"][0]
+    assert u["paired_prompts"][model] > 0 and u["unpaired_strategies"][model] == [never]
+    assert any(c["model"] == model for c in u["cells"])
+    assert f"every strategy with a complete group (not {never}: none complete)" in render_markdown(data)
+
+
+def test_a_trace_judges_failed_shard_is_said_not_averaged_away():
+    # One trace judge's shard failed: unique_trace_mean averaged the other judges and nothing said so; with no
+    # judge's count, the group was put down as "unresolved" whatever the cause.
+    import types
+
+    from engine.report.data import _trace_section
+    from engine.report.stats import bootstrap_mean_ci
+
+    def group(pid, trace_mean, unresolved, missing):
+        return {"prompt_id": pid, "model": "m", "strategy": "temperature", "category": "D", "status": "ok",
+                "n_responses": 3, "unique_mean": 2.0, "trace_status": "traced", "unique_trace_mean": trace_mean,
+                "trace_unresolved_judges": unresolved, "trace_missing_judges": missing}
+
+    groups = [group("p1", 2.0, [], []), group("p2", 1.0, [], ["j2"]), group("p3", None, [], ["j1", "j2"]),
+              group("p4", None, ["j1"], ["j2"])]
+    config = types.SimpleNamespace(judge=types.SimpleNamespace(target="both"))
+    section = _trace_section(groups, 3, config, lambda v, clusters: bootstrap_mean_ci(v, clusters=clusters,
+                                                                                          resamples=50))
+    cell = next(c for c in section["cells"] if c["category"] == "all")
+    assert cell["gaps"]["missing"] == 1 and cell["gaps"]["unresolved"] == 1 and cell["gaps"]["partial_judges"] == 1
