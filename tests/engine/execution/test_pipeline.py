@@ -320,14 +320,12 @@ def test_a_rerun_without_quality_or_accuracy_leaves_no_earlier_table_beside_its_
     # quality and accuracy tables, which open_run, explore and compare read beside run 2's groups.
     from engine.execution.results import read_run
 
-    cfg = make_config(tmp_path, quality={"enabled": True}, accuracy={"enabled": True})
+    cfg = make_config(tmp_path, quality={"enabled": True}, accuracy={"enabled": True}, strategies=["temperature"])
     run(cfg)
     assert {"quality", "accuracy", "checklists"} <= set(read_run(cfg.run_dir)[0].tables)
-    run(make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False}))
+    run(make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False}, strategies=["temperature"]))
     tables = read_run(cfg.run_dir)[0].tables
     assert not {"quality", "accuracy", "checklists"} & set(tables) and "groups" in tables
-    run(cfg)  # turned on again: computed from the stored shards, nothing paid twice
-    assert {"quality", "accuracy", "checklists"} <= set(read_run(cfg.run_dir)[0].tables)
 
 
 def test_a_run_that_stops_part_way_leaves_the_finished_runs_config_beside_its_tables(tmp_path, monkeypatch):
@@ -336,21 +334,20 @@ def test_a_run_that_stops_part_way_leaves_the_finished_runs_config_beside_its_ta
     from engine.execution import pipeline as pipeline_module
     from engine.execution.results import read_run
 
-    cfg = make_config(tmp_path)
+    quick = dict(strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False})
+    cfg = make_config(tmp_path, **quick)
     run(cfg)
+    assert not (tmp_path / "run" / "config.running.yaml").exists()  # a finished run leaves only config.yaml
 
     def crash(*args, **kwargs):
         raise RuntimeError("the machine went down")
 
     monkeypatch.setattr(pipeline_module.T, "groups_table", crash)
     with pytest.raises(RuntimeError, match="went down"):
-        run(make_config(tmp_path, n=6))
-    monkeypatch.undo()
+        run(make_config(tmp_path, n=6, **quick))
     _, config = read_run(cfg.run_dir)
     assert config.n == 4
     assert "n: 6" in (tmp_path / "run" / "config.running.yaml").read_text()
-    run(cfg)
-    assert not (tmp_path / "run" / "config.running.yaml").exists()
 
 
 def test_a_report_rendered_again_from_the_directory_keeps_what_failed(tmp_path):
@@ -365,7 +362,8 @@ def test_a_report_rendered_again_from_the_directory_keeps_what_failed(tmp_path):
     refused = tmp_path / "refused"
     refused.touch()
     judge = {**SCRIPTED, "options": {"refuse_armed": str(refused), "refuse_kind": "judge"}}
-    cfg = make_config(tmp_path, judges=[judge], quality={"enabled": False}, accuracy={"enabled": False})
+    cfg = make_config(tmp_path, judges=[judge], quality={"enabled": False}, accuracy={"enabled": False},
+                      strategies=["temperature"])
     result = run(cfg)
     assert result.failed_shards()
     write_report(result, cfg)
