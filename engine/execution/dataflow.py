@@ -42,6 +42,8 @@ from engine.stages.base import ERROR, RETRY, ROW, SHARD, TELEMETRY
 
 log = logging.getLogger(__name__)
 
+PARTIAL = ".partial"  # the suffix of a failed unit's partial shard (its computed rows, for the row index only)
+
 
 @dataclass
 class Unit:
@@ -68,7 +70,8 @@ class StageRun:
 
     A unit is done when its shard is written and holds no row still to retry. A row whose backend call failed
     transiently (RETRY) is written with its shard, marked, and computed again by the next `row_retries` reruns;
-    after those its failure is kept and reported.
+    after those its failure is kept and reported. A unit that fails (a batch of it refused whole) is not written, but
+    the rows it had back are, as a partial shard the row index finds: the rerun sends only the rows that failed.
     """
 
     def __init__(self, store: Store, label: str, table_name: str, plan: StagePlan, schema: pa.Schema,
@@ -84,6 +87,7 @@ class StageRun:
         self._attempts: dict[str, dict[int, int]] = {}
         self._row_keys: dict[str, list[str]] = {}
         self._buffers: dict[str, list[pa.Table]] = defaultdict(list)
+        self._salvage: dict[str, list[pa.Table]] = defaultdict(list)  # computed rows of units that failed
         self._counts: dict[str, int] = defaultdict(int)
         self._started: float | None = None
         self._ended: float | None = None
@@ -175,7 +179,12 @@ class StageRun:
                 if key not in record.failed:
                     failed.append(key)
                 record.failed.setdefault(key, errors[0] if errors else "")
-                self._buffers.pop(key, None)
+                # Rows this unit had back before it failed, and its later batches that succeed: computed, and for an
+                # API paid for. They are kept (written at close() as a partial shard the row index reads), so the
+                # rerun sends only the rows that failed.
+                self._salvage[key].extend(self._buffers.pop(key, []))
+                if not errors:
+                    self._salvage[key].append(part)
                 continue
             self._buffers[key].append(part)
             self._counts[key] += part.num_rows
@@ -201,11 +210,39 @@ class StageRun:
         self.store.write_shard({self.table_name: table}, key, rows={"keys": self._row_keys.pop(key),
                                                                    "retry": retry})
 
+    def _write_salvage(self) -> int:
+        """Write the computed rows of each failed unit as a partial shard (`<key>.partial`): not a shard of the stage's
+        output (its key is no unit's), only rows the row index finds again. Returns the rows written."""
+        written = 0
+        for key, parts in self._salvage.items():
+            rows = pa.concat_tables(parts).select([*self.schema.names, ROW, RETRY]).to_pylist() if parts else []
+            if not rows:
+                continue
+            keys, attempts = self._row_keys.get(key), self._attempts.get(key, {})
+            if keys is None:
+                continue
+            retry, kept, row_keys = {}, [], []
+            for r in rows:
+                k, error = r.pop(ROW), r.pop(RETRY, None)
+                if error is not None:
+                    retry[str(len(kept))] = {"error": error[:500], "attempts": attempts.get(k, 0) + 1}
+                kept.append(r)
+                row_keys.append(keys[k])
+            self.store.write_shard({self.table_name: pa.Table.from_pylist(kept, schema=self.schema)},
+                                   f"{key}{PARTIAL}", rows={"keys": row_keys, "retry": retry})
+            written += len(kept)
+        self._salvage.clear()
+        return written
+
     def close(self) -> StageRecord:
         """Check that every unit came back, close the progress bar; the stage's record."""
         self._bar.refresh()
         self._bar.close()
         record = self.record
+        salvaged = self._write_salvage()
+        if salvaged:
+            log.warning("stage %s: %d computed rows of failed shards were kept; a rerun sends only the others",
+                        record.stage, salvaged)
         lost = [k for k in self._expected if k not in record.failed and not self.store.has([self.table_name], k)]
         if lost:
             raise RuntimeError(f"stage {record.stage}: {len(lost)} shards came back incomplete from the executor")
@@ -237,8 +274,10 @@ class StageRun:
         self._bar.refresh()
 
     def abandon(self) -> None:
-        """Close the progress bar of a stage the run gave up on (its written units stay for a rerun)."""
+        """Close the progress bar of a stage the run gave up on (its written units stay for a rerun, and so do the
+        computed rows of its failed ones)."""
         self._bar.close()
+        self._write_salvage()
 
     def output(self) -> pa.Table:
         """Every completed unit's rows, in the units' order (whatever order they finished in)."""

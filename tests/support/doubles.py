@@ -90,7 +90,8 @@ class ScriptedChat:
                  start_marker: str | None = None, delay_s: float = 0.0, max_chars: int | None = None,
                  unparseable_classes: list | None = None, classify_as: str = "G", flaky_marker: str | None = None,
                  flaky_armed: str | None = None, life_log: str | None = None, think: bool = False,
-                 strategies: int = 2, refuse_armed: str | None = None, refuse_kind: str = "sample") -> None:
+                 strategies: int = 2, refuse_armed: str | None = None, refuse_kind: str = "sample",
+                 refuse_marker: str | None = None) -> None:
         self.name = model
         self.think, self.strategies = think, strategies
         self.life_log = life_log
@@ -107,14 +108,17 @@ class ScriptedChat:
         self.unparseable_classes = {frozenset(int(c) for c in pair) for pair in unparseable_classes or []}
         self.seen: dict[str, int] = {}
         self.flaky_marker, self.flaky_armed = flaky_marker, flaky_armed
-        # While the file `refuse_armed` exists, a batch holding a request of `refuse_kind` raises BackendError, as the
-        # HTTP client does for a refusal of the whole configuration (a revoked key: HTTP 401).
-        self.refuse_armed, self.refuse_kind = refuse_armed, refuse_kind
+        # While the file `refuse_armed` exists, a batch holding a request of `refuse_kind` (with `refuse_marker` in it,
+        # when given) raises BackendError, as the HTTP client does for a refusal of the whole configuration (a revoked
+        # key: HTTP 401).
+        self.refuse_armed, self.refuse_kind, self.refuse_marker = refuse_armed, refuse_kind, refuse_marker
 
     def chat(self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]):
         params = pair_sampling(conversations, sampling)
         if (self.refuse_armed and os.path.exists(self.refuse_armed)
-                and any(request_kind(c) == self.refuse_kind for c in conversations)):
+                and any(request_kind(c) == self.refuse_kind and (self.refuse_marker is None
+                                                                 or self.refuse_marker in repr(c))
+                        for c in conversations)):
             raise BackendError("http://api.test/v1/chat/completions refused the request with HTTP 401")
         if self.start_marker:
             open(self.start_marker, "a").close()

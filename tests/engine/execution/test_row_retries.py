@@ -209,3 +209,30 @@ def test_anchored_groups_wait_for_a_classification_that_failed(tmp_path):
     anchored = [g for g in second.tables["samples"].to_pylist() if g["strategy"] != "temperature"]
     assert len(anchored) == 2 * len(PROMPTS) and all(g["anchored_as"] is not None for g in anchored)
     assert not any("held back" in w for w in second.load_warnings)
+
+
+def test_rows_computed_before_a_shard_failed_are_not_paid_for_again(tmp_path):
+    # Batches cut across shards: a batch refused whole (BackendError) failed the two shards it touched, and the rows
+    # those shards had back from their other batches — computed, paid for — were dropped and sent again by the rerun.
+    # They are kept as partial shards now; the rerun sends only the refused batch's rows.
+    refused = tmp_path / "refused"
+    refused.touch()
+    path = tmp_path / "prompts.jsonl"
+    texts = [f"Name a colour, {k}." for k in range(6)]
+    texts[2] += " REFUSE"
+    path.write_text("".join(json.dumps({"text": t, "gold_category": "C"}) + "\n" for t in texts))
+    gen = {**SCRIPTED, "name": "gen", "batch_size": 2,
+           "options": {"refuse_armed": str(refused), "refuse_marker": "REFUSE"}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[gen],
+                      strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False},
+                      execution={"executor": "local", "shard_size": 3})
+    first = run(cfg)
+    rec = sample_record(first)
+    assert len(rec.failed) == 2  # the refused batch held the last row of shard 1 and the first of shard 2
+    refused.unlink()
+    second = run(cfg)
+    rec = sample_record(second)
+    sent = sample_calls()
+    assert len(sent) == 2 and rec.rows_reused == 4, sent  # only the refused batch's two rows went out again
+    assert all(s["status"] == "ok" for s in second.tables["samples"].to_pylist())
+    assert second.tables["samples"].num_rows == 6
