@@ -117,19 +117,23 @@ class _ReplyTooLarge(Exception):
 _BODY_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 
 
-# A 400 or 429 that is about the account, not the request (Gemini answers a bad key with 400 "API key not valid" /
-# API_KEY_INVALID; Anthropic an empty balance with 400 "Your credit balance is too low"; OpenAI a spent quota with 429
-# insufficient_quota): every request would be refused alike, and a rerun after the fix must ask these rows again, so
-# the stage stops instead of storing each row as failed. Phrases, not bare words: a 400 may quote the row's prompt.
+# A 400 that is about the account, not the request (Gemini answers a bad key with 400 "API key not valid" /
+# API_KEY_INVALID; Anthropic an empty balance with 400 "Your credit balance is too low"), and OpenAI's 429 for a spent
+# quota (its code `insufficient_quota`): every request would be refused alike, and a rerun after the fix must ask
+# these rows again, so the stage stops instead of storing each row as failed. Phrases, not bare words: a 400 may
+# quote the row's prompt. A 429 is otherwise a rate limit, retried: Gemini words its per-minute limits "You exceeded
+# your current quota, please check your plan and billing details … Please retry in 26s".
 _ACCOUNT_ERROR = re.compile(
     r"api[ _-]?key (?:not valid|is invalid|invalid|expired)|API_KEY_INVALID|invalid[ _-]?(?:x-)?api[ _-]?key|"
-    r"incorrect api key|credit balance is too low|insufficient_quota|exceeded your current quota|"
-    r"billing (?:details|hard limit|is not active)", re.I)
+    r"incorrect api key|credit balance is too low|insufficient_quota|billing_hard_limit_reached", re.I)
+_SPENT_QUOTA = re.compile(r"[\"']insufficient_quota[\"']")  # OpenAI's error code / type, quoted in the JSON body
 
 
-def names_account(message: str) -> bool:
-    """Whether an error's message is about the API key, credit or quota rather than the request."""
-    return _ACCOUNT_ERROR.search(message) is not None
+def names_account(status: int, message: str, raw: bytes = b"") -> bool:
+    """Whether an error is about the API key, credit or quota rather than the request (see _ACCOUNT_ERROR)."""
+    if status == 429:
+        return _SPENT_QUOTA.search(raw.decode("utf-8", "replace")) is not None
+    return status == 400 and _ACCOUNT_ERROR.search(message) is not None
 
 
 def names_logprobs(message: str) -> bool:
@@ -967,8 +971,7 @@ class OpenAIChatClient:
                         if chat:
                             self._check_reasoning_budget(body, usage, choices, status)
                         return choices, prompt_tokens
-                    elif (status == 400 or status in RETRY_STATUSES) and names_account(raw_text := self._message_of(
-                            None, raw)):
+                    elif status in (400, 429) and names_account(status, raw_text := self._message_of(None, raw), raw):
                         raise BackendError(f"{self.endpoint} refused the request with HTTP {status}: {raw_text} "
                                            f"(the API key in ${self.api_key_env}, or the account's credit or quota: "
                                            "every request would be refused alike)")

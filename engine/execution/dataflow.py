@@ -163,16 +163,21 @@ class StageRun:
             self._bar.update(part.num_rows)
             errors = [e for e in part[ERROR].to_pylist() if e is not None]
             if key in record.retry_failed:
-                continue  # its stored shard already stands (below); later batches of its retry are dropped
+                if not errors:  # a later batch of its retry that came back: kept for the next rerun (below)
+                    self._salvage[key].append(part)
+                else:
+                    record.rows_transient += part.num_rows
+                continue
             if errors and key not in record.failed and self.store.has([self.table_name], key):
-                # Only this shard's rows to retry were sent, and the backend failed them all: the shard written by an
-                # earlier run stands (its finished rows feed the later stages as before), its failed rows still
-                # marked for the next rerun. Dropping it would take every finished row out of the run's tables.
+                # Only this shard's rows to retry were sent, and the backend refused a batch of them: the shard
+                # written by an earlier run stands (its finished rows feed the later stages as before), its failed
+                # rows still marked for the next rerun. Dropping it would take every finished row out of the run's
+                # tables. Rows of the retry that did come back are kept as a partial shard (the row index finds them).
                 record.retry_failed[key] = errors[0]
-                record.rows_transient += self._expected.pop(key, 0)
-                for pending in (self._buffers, self._counts, self._reused, self._reused_retry, self._attempts,
-                                self._row_keys):
-                    pending.pop(key, None)
+                record.rows_transient += part.num_rows
+                self._salvage[key].extend(self._buffers.pop(key, []))
+                self._counts.pop(key, None)
+                self._expected.pop(key, None)
                 done.append(key)
                 continue
             if errors or key in record.failed:
@@ -216,12 +221,18 @@ class StageRun:
         written = 0
         for key, parts in self._salvage.items():
             rows = pa.concat_tables(parts).select([*self.schema.names, ROW, RETRY]).to_pylist() if parts else []
-            if not rows:
-                continue
             keys, attempts = self._row_keys.get(key), self._attempts.get(key, {})
-            if keys is None:
+            if not rows or keys is None:
                 continue
             retry, kept, row_keys = {}, [], []
+            # The rows this unit reused (from an earlier partial shard, say) go in too: the partial shard is
+            # rewritten under one name, and must not drop what an earlier failure kept.
+            reused, reused_retry = self._reused.get(key, {}), self._reused_retry.get(key, {})
+            for k, row in reused.items():
+                if str(k) in reused_retry:
+                    retry[str(len(kept))] = reused_retry[str(k)]
+                kept.append(dict(row))
+                row_keys.append(keys[k])
             for r in rows:
                 k, error = r.pop(ROW), r.pop(RETRY, None)
                 if error is not None:
@@ -230,7 +241,7 @@ class StageRun:
                 row_keys.append(keys[k])
             self.store.write_shard({self.table_name: pa.Table.from_pylist(kept, schema=self.schema)},
                                    f"{key}{PARTIAL}", rows={"keys": row_keys, "retry": retry})
-            written += len(kept)
+            written += len(rows)
         self._salvage.clear()
         return written
 

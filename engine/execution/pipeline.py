@@ -123,7 +123,6 @@ class Pipeline:
         if cfg.execution.max_cost_usd is not None:
             check_cost(cfg, prompts, groups)
         prompts_table = pa.Table.from_pylist([p.to_row() for p in prompts], schema=T.PROMPTS)
-        self.store.write_table("prompts", prompts_table)
         shards = self._shard(prompts)
         self._schedule_cache = self._schedule(external)
 

@@ -1,9 +1,14 @@
 """The run directory: Parquet shards named by content keys, written atomically, read back for resume.
 
 Layout of a run directory:
-    config.yaml                 the resolved config (no secrets: keys live in environment variables)
+    config.yaml                 the resolved config of the run the tables are from, written with them at the end
+                                 (no secrets: keys live in environment variables)
+    config.running.yaml         the config of a run in progress, or stopped part-way
     shards/<table>/<key>.parquet one file per stage shard; <key> hashes the shard's inputs and the settings that
-                                 affect it, so a rerun finds finished shards and a changed setting misses them
+                                 affect it, so a rerun finds finished shards and a changed setting misses them;
+                                 <key>.rows.json beside it holds its rows' own keys and the rows to retry, and
+                                 <key>.partial.* the rows a failed shard had back (found by row key, never read as
+                                 a shard)
     <table>.parquet             the consolidated table of this run (only the current keys, never stale shards)
     report.md, report.json …    the report
 

@@ -439,7 +439,8 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "accuracy": _mean([float(x) for x in checked.get(key, [])]),
                 "n_checked": len(checked.get(key, [])),
                 "reward_mean": _mean(reward.get(key, [])),
-                "n_rewarded": sum(1 for x in reward.get(key, []) if x is not None),
+                # Null where the group has no reward rows at all (the reward stage's shard failed, or no model).
+                "n_rewarded": sum(1 for x in reward[key] if x is not None) if key in reward else None,
                 **_class_means([rows_by_judge[j] for j in counted] if g["responses"] else []),
                 "vendi": vendi_of(m.get("pair_cosine")) if g["responses"] else None,
                 "trace_status": status,

@@ -29,10 +29,11 @@ _LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?([A-H])(?:$|[.):,
                           re.IGNORECASE)
 _LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?i:is|:|=)?\s*[(*]*([A-H])\b")
 
-# A capital "A" followed by a lower-case word is the article ("A story…", "D. A problem…"), not a letter, unless
-# that word joins it to an alternative or states it ("A or D", "A is right"). Shared by the category and
+# A capital "A" followed by a word is the article ("A story…", "D. A problem…", "G — A Poem About The Sea"), not a
+# letter, unless that word joins it to an alternative or states it ("A or D", "A is right"); a capital letter alone
+# ("A B") or a word in capitals ("A OR D") is not a word here. Shared by the category and
 # short-answer readers; no other of their letters is an English word, so every other one always counts.
-_ARTICLE_AFTER = re.compile(r"\s+(?!(?:or|and|nor|vs|versus|is)\b)[a-z]")
+_ARTICLE_AFTER = re.compile(r"\s+(?!(?i:or|and|nor|vs|versus|is)\b)(?:[a-z]|[A-Z][a-z])")
 
 
 def _standalone_capitals(text: str, letters: str) -> set[str]:

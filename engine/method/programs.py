@@ -241,6 +241,10 @@ def ask_until_parsed(conversation: Conversation, sampling: SamplingParams,
     if starved is not None:  # a reminder would be thought about as well, out of the same budget
         return Asked(None, f"<error: {starved}>", 1, starved)
     retry = list(conversation) + [{"role": "assistant", "content": raw}, {"role": "user", "content": reminder}]
+    if out.first_token_logprobs and sampling.max_tokens_without_logprobs is not None:
+        # One token whose log-probs named no answer ("**", "The"): the reminder may also be read from its text, so
+        # it gets the text budget (log-probs still asked: an answer first decides as before).
+        sampling = sampling.with_(max_tokens=max(sampling.max_tokens, sampling.max_tokens_without_logprobs))
     (again,) = yield [Request(retry, sampling)]
     if again.error is not None:
         return Asked(None, f"{raw} ⟶ {error_text(again)}", 2, again.error)

@@ -279,11 +279,15 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
                            "quality_3a": "reward model score" if reward else "checklist quality (1–5)"}
     if reward_ran:
         # A response the reward model could not read whole has no score: unknown, out of the means, and counted.
+        # Groups with no reward rows at all (the stage's shard failed; a run written before n_rewarded) are not
+        # put down to length: they are counted apart.
         done = [g for g in groups if is_complete(g, n)]
-        responses = sum(g["n_responses"] or 0 for g in done)
-        rewarded = sum(g.get("n_rewarded") or 0 for g in done)
+        scored = [g for g in done if g.get("n_rewarded") is not None]
+        responses = sum(g["n_responses"] or 0 for g in scored)
+        rewarded = sum(g["n_rewarded"] for g in scored)
         out["rewards"] = {"responses": responses, "rewarded": rewarded, "unrewarded": responses - rewarded,
-                          "groups_without_reward": sum(1 for g in done if not finite(g.get("reward_mean")))}
+                          "groups_without_reward": sum(1 for g in scored if not finite(g.get("reward_mean"))),
+                          "groups_not_scored": len(done) - len(scored)}
     if not has_quality and not reward:
         out["note"] = "quality was not measured in this run (quality.enabled: false), so there is no trade-off to plot"
         out["points_3a"], out["points_3b"], out["contrasts"] = [], [], []

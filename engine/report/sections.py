@@ -222,6 +222,9 @@ def _tradeoff_view(data: dict[str, Any], ci: str) -> Section:
             f"score; {rewards['unrewarded']} have none (the conversation is longer than the reward model reads: "
             f"quality.reward_model.options.max_length, or the model's context): unknown, out of the means. "
             f"{rewards['groups_without_reward']} groups have no score at all.", lead="Unscored."))
+    if rewards and rewards.get("groups_not_scored"):
+        s.blocks.append(Para(f"{rewards['groups_not_scored']} complete groups were not scored by the reward model "
+                             "(its shard failed: see Failures; a rerun scores them).", lead="Not scored."))
     grades = t.get("grades")
     if grades and grades["ungraded"]:
         s.blocks.append(Para(

@@ -808,6 +808,14 @@ def test_an_account_refusal_stops_the_call_instead_of_failing_every_row(serve, c
     assert c.retries == 0 and '\\"' not in str(err.value)
 
 
+def test_geminis_per_minute_rate_limit_is_retried_not_taken_for_a_spent_quota(serve, client):
+    # Gemini words its per-minute 429 as OpenAI words a spent quota; only OpenAI's insufficient_quota code stops.
+    srv = serve(faults=[("gemini_rate", 2)], retry_after="0")
+    c = client(srv, max_retries=3)
+    (out,) = c.chat([user("x")], SamplingParams())
+    assert out.error is None and out.texts == [echo_text("x")] and c.retries == 2
+
+
 def test_a_retried_failure_keeps_the_servers_message(serve, client):
     # The last error of a row whose retries ran out says what the server said, not only its status.
     srv = serve(faults=[("503", 1000)], retry_after="0")

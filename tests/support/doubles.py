@@ -109,15 +109,17 @@ class ScriptedChat:
         self.seen: dict[str, int] = {}
         self.flaky_marker, self.flaky_armed = flaky_marker, flaky_armed
         # While the file `refuse_armed` exists, a batch holding a request of `refuse_kind` (with `refuse_marker` in it,
-        # when given) raises BackendError, as the HTTP client does for a refusal of the whole configuration (a revoked
-        # key: HTTP 401).
+        # when given, or else the file's text when it has one) raises BackendError, as the HTTP client does for a
+        # refusal of the whole configuration (a revoked key: HTTP 401).
         self.refuse_armed, self.refuse_kind, self.refuse_marker = refuse_armed, refuse_kind, refuse_marker
 
     def chat(self, conversations: Sequence[Conversation], sampling: SamplingParams | Sequence[SamplingParams]):
         params = pair_sampling(conversations, sampling)
+        marker = self.refuse_marker
+        if self.refuse_armed and os.path.exists(self.refuse_armed) and marker is None:
+            marker = open(self.refuse_armed).read().strip() or None  # the file may name it (changed between runs)
         if (self.refuse_armed and os.path.exists(self.refuse_armed)
-                and any(request_kind(c) == self.refuse_kind and (self.refuse_marker is None
-                                                                 or self.refuse_marker in repr(c))
+                and any(request_kind(c) == self.refuse_kind and (marker is None or marker in repr(c))
                         for c in conversations)):
             raise BackendError("http://api.test/v1/chat/completions refused the request with HTTP 401")
         if self.start_marker:

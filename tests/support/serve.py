@@ -67,6 +67,16 @@ ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
                                                     "Please go to Plans & Billing to upgrade or purchase credits."}}),
     "quota": (429, {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
                               "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}),
+    # Gemini's per-minute rate limit: the same words as OpenAI's spent quota, but it passes (retried, not fatal).
+    "gemini_rate": (429, [{"error": {
+        "code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for "
+                   "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10. "
+                   "Please retry in 26s.",
+        "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "26s"}]}}]),
 }
 
 

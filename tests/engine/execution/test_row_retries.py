@@ -236,3 +236,27 @@ def test_rows_computed_before_a_shard_failed_are_not_paid_for_again(tmp_path):
     assert len(sent) == 2 and rec.rows_reused == 4, sent  # only the refused batch's two rows went out again
     assert all(s["status"] == "ok" for s in second.tables["samples"].to_pylist())
     assert second.tables["samples"].num_rows == 6
+
+
+def test_a_unit_that_fails_twice_keeps_what_both_runs_computed(tmp_path):
+    # Its partial shard is rewritten under one name: the second failure must keep the first one's rows too.
+    path = tmp_path / "prompts.jsonl"
+    texts = [f"Name a colour, {k}." for k in range(6)]
+    texts[0] += " FIRST"
+    texts[1] += " FIRST SECOND"
+    path.write_text("".join(json.dumps({"text": t, "gold_category": "C"}) + "\n" for t in texts))
+    refused = tmp_path / "refused"  # its text names the refused batch's marker (the config, so the keys, stay)
+    gen = {**SCRIPTED, "name": "gen", "batch_size": 1, "options": {"refuse_armed": str(refused)}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[gen],
+                      strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False},
+                      execution={"executor": "local", "shard_size": 6})
+    refused.write_text("FIRST")
+    first = run(cfg)  # rows 0 and 1 refused; 2-5 back, kept
+    assert len(sample_record(first).failed) == 1
+    refused.write_text("SECOND")
+    run(cfg)  # rows 0 and 1 sent again: 0 back, 1 refused (the double records only what it answered)
+    assert sample_calls() == [texts[0]]
+    refused.unlink()
+    third = run(cfg)
+    assert sample_calls() == [texts[1]]  # rows 2-5 of the first run were not sent a third time
+    assert third.tables["samples"].num_rows == 6

@@ -32,6 +32,9 @@ from engine.method.parsing import (
         ("A", "A"),
         ("Creative writing", "G"),
         ("H\nbecause it asks for advice", "H"),
+        # The article "A" before a capitalised word is no second letter.
+        ("D. A Problem with many solutions", "D"), ("G — A Poem About The Sea", "G"),
+        ("Category: B (Advice). A User wants help", "B"),
     ],
 )
 def test_parse_category_accepts(raw, letter):

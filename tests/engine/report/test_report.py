@@ -493,6 +493,13 @@ def test_responses_without_a_reward_are_counted_in_the_tradeoff_section(fixture_
     tables["groups"] = pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)
     text = render_markdown(report_data(dataclasses.replace(result, tables=tables), cfg))
     assert "The reward model scored no response of a complete group: Figure 3a uses checklist quality" in text
+    # Groups with no reward rows at all (the reward shard failed) are not put down to length.
+    for g in groups:
+        g["n_rewarded"] = None
+    tables["groups"] = pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    assert data["tradeoff"]["rewards"]["unrewarded"] == 0 and data["tradeoff"]["rewards"]["groups_not_scored"] > 0
+    assert "were not scored by the reward model (its shard failed" in render_markdown(data)
 
 
 def test_a_strategy_that_never_completed_does_not_empty_the_paired_figure(fixture_run):
