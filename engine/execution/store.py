@@ -105,17 +105,21 @@ class Store:
         return self.root / "shards" / table / f"{key}.rows.json"
 
     def write_shard(self, tables: dict[str, pa.Table], key: str, rows: dict[str, Any] | None = None) -> None:
-        """Write one stage shard: each of its tables under `key`, atomically per file. `rows` (the row keys and the
-        rows to retry, see read_row_index) is written first, so a shard on disk always has its row index."""
-        if rows is not None:
-            for name in tables:
-                path = self.rows_path(name, key)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(path, orjson.dumps(rows))
+        """Write one stage shard: each of its tables under `key`, atomically per file, with `rows` (the row keys and
+        the rows to retry, see read_row_index). The order makes a crash between two files safe: a new shard's row
+        index goes first (a table on disk always has its index); a shard rewritten after a retry gets its table first
+        (the old index, still marking the retried rows, then stands beside it — a new index beside the old table
+        would read the old table's failed rows as finished, never to be retried)."""
         for name, table in tables.items():
-            path = self.shard_path(name, key)
+            rows_path, path = self.rows_path(name, key), self.shard_path(name, key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_table(path, table)
+            if rows is not None and not rows_path.is_file():
+                atomic_write_bytes(rows_path, orjson.dumps(rows))
+                atomic_write_table(path, table)
+            else:
+                atomic_write_table(path, table)
+                if rows is not None:
+                    atomic_write_bytes(rows_path, orjson.dumps(rows))
 
     def read_row_index(self, table: str) -> dict[str, tuple[str, int, dict[str, Any] | None]]:
         """Every finished row of `table`'s shards: row key → (shard key, row, retry) where retry is

@@ -212,3 +212,35 @@ def test_the_cascades_band_keys_nothing_while_it_is_off(tmp_path):
     assert default[1]["cascade"]["enabled"] is False
     on = keys(enabled=True)
     assert on[0] != default[0] and on[1] == default[1]  # on: keyed; the trace lanes never use it
+
+
+def test_a_crash_while_a_retried_shard_is_rewritten_never_reads_its_failed_rows_as_finished(tmp_path, monkeypatch):
+    # The row index went first: a crash after it, before the table, left an index without retry marks beside the old
+    # table whose row had failed — that row read as finished, never to be retried. The table goes first now.
+    import pyarrow as pa
+
+    from engine.execution import store as store_module
+    from engine.execution.store import Store
+
+    store = Store(tmp_path / "run")
+    store.write_shard({"sample": pa.table({"x": [1, None]})}, "k",
+                      rows={"keys": ["r0", "r1"], "retry": {"1": {"error": "HTTP 503", "attempts": 1}}})
+    assert store.retries("sample", "k") == [1]
+
+    writes = []
+
+    def first_file_then_crash(real):
+        def write(path, data):
+            if writes:
+                raise OSError("the machine went down")  # between the shard's two files
+            writes.append(path)
+            real(path, data)
+        return write
+
+    monkeypatch.setattr(store_module, "atomic_write_bytes", first_file_then_crash(store_module.atomic_write_bytes))
+    monkeypatch.setattr(store_module, "atomic_write_table", first_file_then_crash(store_module.atomic_write_table))
+    with pytest.raises(OSError):
+        store.write_shard({"sample": pa.table({"x": [1, 2]})}, "k", rows={"keys": ["r0", "r1"], "retry": {}})
+    monkeypatch.undo()
+    assert store.retries("sample", "k") == [1]  # still marked: the rerun sends row 1 again
+    assert store.read_row_index("sample")["r1"][2] is not None
