@@ -1001,8 +1001,9 @@ class OpenAIChatClient:
 
     def _check_reasoning_budget(self, body: dict[str, Any], usage: dict[str, Any], choices: list, status: int) -> None:
         """A reasoning model that spent the whole budget thinking returns an empty answer cut at the limit. That is
-        no answer: the row fails (not transiently: the same budget would fail again), saying what to raise, instead
-        of an empty text read as a response or an unparsed verdict.
+        no answer: where no completion of the request answered, the row fails (not transiently: the same budget would
+        fail again), saying what to raise, instead of an empty text read as a response or an unparsed verdict; beside
+        completions that did answer, it stays an empty answer (no answer, never judged) and the others are kept.
 
         Hidden reasoning shows as `usage.completion_tokens_details.reasoning_tokens` (OpenAI's o-series and GPT-5.x,
         vLLM) or only as `total_tokens` above prompt plus completion tokens (Gemini's thoughts, counted in its total
