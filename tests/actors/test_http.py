@@ -366,9 +366,12 @@ def test_real_cpu_model_judge_request_end_to_end(cpu_model):
     assert top.keys() == direct.first_token_logprobs[0].keys()
     for token, value in direct.first_token_logprobs[0].items():
         assert top[token] == pytest.approx(value, abs=1e-5)
-    p_remote, _ = read_verdict(remote)
-    p_direct, _ = read_verdict(direct)
-    assert p_remote == p_direct or p_remote == pytest.approx(p_direct)
+    # The same reading either way: a verdict from the same log-probs, or none (the 135M model's first token is often
+    # not a YES/NO, and four tokens of its text may not parse) — never a value on one side only.
+    remote_verdict, direct_verdict = read_verdict(remote), read_verdict(direct)
+    assert (remote_verdict is None) == (direct_verdict is None)
+    if remote_verdict is not None:
+        assert remote_verdict[1] == direct_verdict[1] and remote_verdict[0] == pytest.approx(direct_verdict[0])
     assert stats["requests"] == 1 and stats["prompt_tokens"] == direct.prompt_tokens
 
 
