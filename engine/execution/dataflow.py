@@ -201,47 +201,31 @@ class StageRun:
 
     def _finish(self, key: str, computed: list[dict[str, Any]]) -> None:
         """Write unit `key` from its reused rows and its computed rows (each carrying ROW and RETRY)."""
-        rows: dict[int, dict[str, Any]] = dict(self._reused.pop(key))
-        retry = dict(self._reused_retry.pop(key))  # gave up: kept as failed, still marked
-        attempts = self._attempts.pop(key)
-        for r in computed:
-            k = r.pop(ROW)
-            error = r.pop(RETRY, None)
-            rows[k] = r
-            if error is not None:
-                retry[str(k)] = {"error": error[:500], "attempts": attempts.get(k, 0) + 1}
-                self.record.rows_transient += 1
+        self.record.rows_transient += sum(1 for r in computed if r.get(RETRY) is not None)
+        rows, retry = _merged(self._reused.pop(key), self._reused_retry.pop(key), self._attempts.pop(key), computed)
         table = pa.Table.from_pylist([rows[k] for k in range(len(rows))], schema=self.schema)
         self.store.write_shard({self.table_name: table}, key, rows={"keys": self._row_keys.pop(key),
-                                                                   "retry": retry})
+                                                                   "retry": {str(k): v for k, v in retry.items()}})
 
     def _write_salvage(self) -> int:
         """Write the computed rows of each failed unit as a partial shard (`<key>.partial`): not a shard of the stage's
         output (its key is no unit's), only rows the row index finds again. Returns the rows written."""
         written = 0
         for key, parts in self._salvage.items():
-            rows = pa.concat_tables(parts).select([*self.schema.names, ROW, RETRY]).to_pylist() if parts else []
-            keys, attempts = self._row_keys.get(key), self._attempts.get(key, {})
-            if not rows or keys is None:
+            computed = pa.concat_tables(parts).select([*self.schema.names, ROW, RETRY]).to_pylist() if parts else []
+            keys = self._row_keys.get(key)
+            if not computed or keys is None:
                 continue
-            retry, kept, row_keys = {}, [], []
             # The rows this unit reused (from an earlier partial shard, say) go in too: the partial shard is
             # rewritten under one name, and must not drop what an earlier failure kept.
-            reused, reused_retry = self._reused.get(key, {}), self._reused_retry.get(key, {})
-            for k, row in reused.items():
-                if str(k) in reused_retry:
-                    retry[str(len(kept))] = reused_retry[str(k)]
-                kept.append(dict(row))
-                row_keys.append(keys[k])
-            for r in rows:
-                k, error = r.pop(ROW), r.pop(RETRY, None)
-                if error is not None:
-                    retry[str(len(kept))] = {"error": error[:500], "attempts": attempts.get(k, 0) + 1}
-                kept.append(r)
-                row_keys.append(keys[k])
-            self.store.write_shard({self.table_name: pa.Table.from_pylist(kept, schema=self.schema)},
-                                   f"{key}{PARTIAL}", rows={"keys": row_keys, "retry": retry})
-            written += len(rows)
+            rows, retry = _merged(self._reused.get(key, {}), self._reused_retry.get(key, {}),
+                                  self._attempts.get(key, {}), computed)
+            order = sorted(rows)
+            self.store.write_shard(
+                {self.table_name: pa.Table.from_pylist([rows[k] for k in order], schema=self.schema)},
+                f"{key}{PARTIAL}", rows={"keys": [keys[k] for k in order],
+                                         "retry": {str(i): retry[k] for i, k in enumerate(order) if k in retry}})
+            written += len(computed)
         self._salvage.clear()
         return written
 
@@ -294,6 +278,20 @@ class StageRun:
         """Every completed unit's rows, in the units' order (whatever order they finished in)."""
         keys = sorted((k for k in self.order if k not in self.record.failed), key=self.order.__getitem__)
         return self.store.read_shards(self.table_name, keys, self.schema)
+
+
+def _merged(reused: dict[int, dict[str, Any]], reused_retry: dict[str, dict[str, Any]], attempts: dict[int, int],
+            computed: list[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """A unit's rows by row index — reused, then the computed ones (each carrying ROW and RETRY) over them — and the
+    retry marks by row index: a reused row that gave up keeps its mark, a computed row that failed transiently gets
+    one with its attempts counted."""
+    rows, retry = dict(reused), {int(k): v for k, v in reused_retry.items()}
+    for r in computed:
+        k, error = r.pop(ROW), r.pop(RETRY, None)
+        rows[k] = r
+        if error is not None:
+            retry[k] = {"error": error[:500], "attempts": attempts.get(k, 0) + 1}
+    return rows, retry
 
 
 # -- several stages at once ------------------------------------------------------------------------------------

@@ -277,23 +277,22 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
     reward = any(finite(g.get("reward_mean")) for g in groups)
     out: dict[str, Any] = {"quality_run": has_quality, "reward_available": reward, "reward_ran": reward_ran,
                            "quality_3a": "reward model score" if reward else "checklist quality (1–5)"}
+    complete = [g for g in groups if is_complete(g, n)]
     if reward_ran:
         # A response the reward model could not read whole has no score: unknown, out of the means, and counted.
         # Groups with no reward rows at all (the stage's shard failed; a run written before n_rewarded) are not
         # put down to length: they are counted apart.
-        done = [g for g in groups if is_complete(g, n)]
-        scored = [g for g in done if g.get("n_rewarded") is not None]
+        scored = [g for g in complete if g.get("n_rewarded") is not None]
         responses = sum(g["n_responses"] or 0 for g in scored)
         rewarded = sum(g["n_rewarded"] for g in scored)
         out["rewards"] = {"responses": responses, "rewarded": rewarded, "unrewarded": responses - rewarded,
                           "groups_without_reward": sum(1 for g in scored if not finite(g.get("reward_mean"))),
-                          "groups_not_scored": len(done) - len(scored)}
+                          "groups_not_scored": len(complete) - len(scored)}
     if not has_quality and not reward:
         out["note"] = "quality was not measured in this run (quality.enabled: false), so there is no trade-off to plot"
         out["points_3a"], out["points_3b"], out["contrasts"] = [], [], []
         return out
     y3a = "reward_mean" if reward else "quality_mean"
-    complete = [g for g in groups if is_complete(g, n)]
     if has_quality:
         # An unread grade (or a prompt whose checklist was never read) is unknown: out of the means, and counted.
         responses = sum(g["n_responses"] or 0 for g in complete)
