@@ -5,7 +5,8 @@
     python engine/run.py agreement --pairs val.jsonl --config run.yaml --judge gpt-4o
     python engine/run.py agreement --pairs val.jsonl --config run.yaml --judge cascade:gpt-4o
 
-Reports accuracy, Cohen's κ, the confusion matrix and a per-category breakdown (engine.method.agreement).
+Reports accuracy, Cohen's κ and AUC (with percentile bootstrap 95% intervals: --resamples, default 1000), the
+confusion matrix and a per-category breakdown (engine.method.agreement).
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ def render(report: dict[str, Any], judge: str) -> str:
     def fmt(x):
         return "–" if x is None else f"{x:.3f}"
 
+    def interval(key):
+        ci = report.get(f"{key}_ci95")
+        return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+
     (tn, fp), (fn, tp) = report["confusion"]
     lines = [
         f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed",
-        f"  accuracy {fmt(report['accuracy'])}   Cohen's κ {fmt(report['kappa'])}   AUC {fmt(report['auc'])}",
+        f"  accuracy {fmt(report['accuracy'])}   Cohen's κ {fmt(report['kappa'])}{interval('kappa')}   "
+        f"AUC {fmt(report['auc'])}{interval('auc')}",
         "  confusion (rows: human, columns: judge)      judge different   judge equivalent",
         f"    human different                         {tn:>15}   {fp:>16}",
         f"    human equivalent                        {fn:>15}   {tp:>16}",
@@ -38,7 +44,8 @@ def render(report: dict[str, Any], judge: str) -> str:
     lines += [f"    {cat:<5} n={v['n']:<4} accuracy {fmt(v['accuracy'])}  (humans: {v['human_equivalent_rate']:.0%} "
               "equivalent)" for cat, v in report["by_category"].items()]
     if "llm_calls" in report:
-        cheap = f"; the calibrated judge decided {report['cheap_pairs']}" if report["judge"].startswith("cascade:") else ""
+        cascade = report["judge"].startswith("cascade:")
+        cheap = f"; the calibrated judge decided {report['cheap_pairs']}" if cascade else ""
         lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs{cheap}")
     return "\n".join(lines)
 
@@ -53,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coefficients", default=None, help="calibrated-judge coefficients (default: the shipped ones)")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples for the 95%% intervals of κ and AUC (0: none; default 1000)")
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
@@ -81,7 +90,9 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,
                                              config.embedder.model)
         p, extra = llm_probabilities(pairs, judges[name].spec(), config.judge, judges[name].batch_size, cheap)
-    report = {**agreement_report(pairs, p, config.judge.threshold), **extra, "judge": args.judge,
+    if args.resamples < 0:
+        raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
+    report = {**agreement_report(pairs, p, config.judge.threshold, args.resamples), **extra, "judge": args.judge,
               "pairs_file": str(args.pairs)}
     print(render(report, args.judge))
     if args.out:

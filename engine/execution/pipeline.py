@@ -34,7 +34,7 @@ from engine.inputs.loaders.paper import PresetReport
 from engine.inputs.prompts import Prompt, select
 from engine.inputs.responses import ExternalGroup, load_responses
 from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
-from engine.method.classification import majority
+from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, make_plan, render_plan
 from engine.execution.preflight import preflight
@@ -187,7 +187,11 @@ class Pipeline:
                          load_warnings=list(load_report.warnings) + [
                              f"{k} anchored groups of {name} held back: the generator's own classification of their "
                              "prompts failed (see the classify stage's failed shards); a rerun samples them"
-                             for name, k in held.items()], model_load_s=load_s)
+                             for name, k in held.items()] + ([
+                             f"{flow.pending} groups not judged, graded or checked for accuracy: their prompts' "
+                             "reference classification is missing a classifier's answer (see the classify stage's "
+                             "failed shards); a rerun classifies and judges them"] if flow.pending else []),
+                         model_load_s=load_s)
 
     @staticmethod
     def failed_shards(result: RunResult) -> dict[str, dict[str, str]]:
@@ -226,8 +230,15 @@ class Pipeline:
                 letters = [b["category"] if b else None for b in ballots]
                 raw = "; ".join(f"{v.name}: {c or 'unparsed' if b else 'missing'}"
                                 for v, b, c in zip(voters, ballots, letters))
-                rows.append({"prompt_id": prompt_id, "model": REFERENCE, "category": majority(letters),
-                             "raw": f"majority of {raw}", "calls": 0, "role": "reference"})
+                # A classifier whose shard failed has no ballot: when it could still change the majority, the
+                # category is unknown (never the generic criterion's "uncategorised"): its groups are not judged
+                # under a category a rerun may change — that would pay for every pair twice.
+                if majority_settled(letters, sum(1 for b in ballots if b is None)):
+                    category, raw = majority(letters), f"majority of {raw}"
+                else:
+                    category, raw = None, f"{PENDING_PREFIX}a classifier's answer is missing ({raw})"
+                rows.append({"prompt_id": prompt_id, "model": REFERENCE, "category": category,
+                             "raw": raw, "calls": 0, "role": "reference"})
         return pa.concat_tables([votes, pa.Table.from_pylist(rows, schema=T.CLASSIFICATIONS)])
 
     def classify(self, shards: list[pa.Table], models: list[ModelConfig], role: str = "own") -> pa.Table:
@@ -521,6 +532,7 @@ class _Flow:
         self.criteria: dict[str, dict[tuple[str, str], Any]] = defaultdict(dict)  # grader → checklists
         self.judge_identity = pipeline.judge_identity()
         self.external = frame
+        self.pending = 0  # groups held back from judging, grading and accuracy: their category waits for a rerun
 
         depth = 0
         if samples is not None:
@@ -624,15 +636,18 @@ class _Flow:
         if groups is not None:
             self._to("metrics", key, groups, ["metrics", [cfg.embedder.identity(), MetricsStage.version]],
                      T.METRICS_INPUT)
-            self._judges(key, groups)
-            self._calibrated_judges(key, groups)
-            if self.traces:
-                self._trace_judges(key, groups)
-            if cfg.accuracy.enabled:
-                methods = [accuracy_method(s, c, g) for s, c, g in zip(groups["source"].to_pylist(),
-                                                                      groups["judge_category"].to_pylist(),
-                                                                      groups["gold_answer"].to_pylist())]
-                checkable = groups.filter(pa.array([m is not None for m in methods], pa.bool_()))
+            settled = _settled(groups)
+            self.pending += groups.num_rows - settled.num_rows
+            if settled.num_rows:
+                self._judges(key, settled)
+                self._calibrated_judges(key, settled)
+                if self.traces:
+                    self._trace_judges(key, settled)
+            if cfg.accuracy.enabled and settled.num_rows:
+                methods = [accuracy_method(s, c, g) for s, c, g in zip(settled["source"].to_pylist(),
+                                                                      settled["judge_category"].to_pylist(),
+                                                                      settled["gold_answer"].to_pylist())]
+                checkable = settled.filter(pa.array([m is not None for m in methods], pa.bool_()))
                 if checkable.num_rows:
                     self._to(f"accuracy[{cfg.grader.name}]", key, checkable,
                              ["accuracy", [p.versions["accuracy"], cfg.grader.identity(), ACCURACY_VERSION]],
@@ -643,8 +658,8 @@ class _Flow:
         shard = self.pshard[key]
         self.open_in_shard[shard] -= 1
         if self.open_in_shard[shard] == 0 and cfg.quality.enabled:
-            in_shard = [self.frames[k] for k in sorted(self.frames, key=self.order.__getitem__)
-                        if self.pshard[k] == shard]
+            in_shard = [g for k in sorted(self.frames, key=self.order.__getitem__)
+                        if self.pshard[k] == shard and (g := _settled(self.frames[k])).num_rows]
             for grader in cfg.graders:
                 lane = f"checklist[{grader.name}]"
                 unit = p.checklist_unit(pa.concat_tables(in_shard), grader) if in_shard else None
@@ -694,7 +709,9 @@ class _Flow:
         model = next(g for g in cfg.graders if g.name == grader)
         criteria = self.criteria[grader]
         for key in sorted((k for k in self.frames if self.pshard[k] == shard), key=self.order.__getitem__):
-            groups = self.frames[key]
+            groups = _settled(self.frames[key])
+            if not groups.num_rows:
+                continue
             with_criteria = groups.append_column("criteria", pa.array(
                 [criteria.get((pid, c)) for pid, c in zip(groups["prompt_id"].to_pylist(),
                                                           groups["judge_category"].to_pylist())],
@@ -750,6 +767,14 @@ class _Flow:
 
     def quality(self) -> tuple[pa.Table, pa.Table]:
         return self.output("checklist"), self.output("grade")
+
+
+def _settled(groups: pa.Table) -> pa.Table:
+    """The groups whose category is known. Those of a prompt whose reference classification is pending are not
+    judged, graded or checked for accuracy in this run (each of those reads the category, and a rerun that
+    classifies the prompt would pay for them again); their metrics and rewards need no category."""
+    pending = pc.fill_null(pc.equal(groups["category_source"], PENDING), False)
+    return groups.filter(pc.invert(pending)) if pc.any(pending).as_py() else groups
 
 
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
@@ -847,14 +872,19 @@ ANCHORED_STRATEGIES = ("system_anchored", "regen_anchored")  # the strategies wh
 
 
 def _reference_categories(reference: pa.Table) -> dict[str, str | None]:
-    return {r["prompt_id"]: r["category"] for r in reference.to_pylist() if r["role"] == "reference"}
+    """Prompt → its reference category (None: uncategorised; PENDING: a classifier's answer is missing)."""
+    return {r["prompt_id"]: PENDING if (r["raw"] or "").startswith(PENDING_PREFIX) else r["category"]
+            for r in reference.to_pylist() if r["role"] == "reference"}
 
 
 def _judging_category(prompt: dict[str, Any], reference: dict[str, str | None]) -> dict[str, Any]:
-    """The category a group is judged under (gold, else the reference classification) and where it came from."""
+    """The category a group is judged under (gold, else the reference classification) and where it came from:
+    "gold", "reference", None (uncategorised: the generic criterion) or PENDING (not judged in this run)."""
     if prompt["gold_category"]:
         return {"judge_category": prompt["gold_category"], "category_source": "gold"}
     category = reference.get(prompt["prompt_id"])
+    if category == PENDING:
+        return {"judge_category": None, "category_source": PENDING}
     return {"judge_category": category, "category_source": "reference" if category else None}
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.method.class_measures import grade_quality, utility, vendi_score
+from engine.method.classification import PENDING
 from engine.method.components import count_components
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.base import GROUP_KEY
@@ -175,7 +176,9 @@ GROUPS = pa.schema(
     [
         *GROUP_KEY,
         ("category", pa.string()),  # the category the group was judged under (its yardstick)
-        ("category_source", pa.string()),  # "gold", "reference" (the reference classification), or null
+        # "gold", "reference" (the reference classification), null (uncategorised: the generic criterion), or
+        # "pending" (a classifier's answer is missing: not judged, graded or checked until a rerun classifies it)
+        ("category_source", pa.string()),
         ("gold_category", pa.string()),
         ("classified", pa.string()),  # the generator's own classification (drives anchored sampling)
         ("n_responses", pa.int64()),
@@ -414,6 +417,8 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
         bounded = [rows_by_judge[j] for j in judges if j in rows_by_judge]
         m = general.get(key, {})
         graded = [x for x in grades.get(key, []) if x is not None]
+        # A pending group was sent to no judge: no judge's shard is missing for it (its reason is its category).
+        judged = bool(g["responses"]) and g.get("category_source") != PENDING
         rows.append(
             {
                 "prompt_id": g["prompt_id"],
@@ -430,7 +435,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "unique_mean": _mean(list(per_judge.values())) if g["responses"] else None,
                 "judges_in_mean": counted if g["responses"] else [],
                 "unresolved_judges": [j for j in judges if j in rows_by_judge and not rows_by_judge[j]["resolved"]],
-                "missing_judges": [j for j in judges if j not in rows_by_judge] if g["responses"] else [],
+                "missing_judges": [j for j in judges if j not in rows_by_judge] if judged else [],
                 "unique_low_mean": _mean([c["unique_low"] for c in bounded]) if g["responses"] else None,
                 "unique_high_mean": _mean([c["unique_high"] for c in bounded]) if g["responses"] else None,
                 **{column: m.get(column) for column in GENERAL_METRICS},
@@ -449,7 +454,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "trace_unresolved_judges": [j for j in (trace_judges or [])
                                             if j in trace_rows and not trace_rows[j]["resolved"]],
                 "trace_missing_judges": [j for j in (trace_judges or []) if j not in trace_rows]
-                if status == "traced" else [],
+                if status == "traced" and judged else [],
             }
         )
     return pa.Table.from_pylist(rows, schema=GROUPS)

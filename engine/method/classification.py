@@ -28,6 +28,26 @@ def majority(votes: list[str | None]) -> str | None:
     return next(v for v in votes if v is not None and counts[v] == top)
 
 
+# A reference row's `raw` starts so when classifiers' answers are missing (their shards failed) and could still
+# change the majority: the prompt's category is unknown until a rerun classifies it, and its groups wait for it.
+PENDING_PREFIX = "pending: "
+PENDING = "pending"  # such a prompt's groups' category_source: not judged, graded or checked in this run
+
+
+def majority_settled(votes: list[str | None], missing: int) -> bool:
+    """Whether `missing` more ballots (classifiers whose answer is absent) could not change `majority(votes)`: the
+    leading letter is ahead of every other letter by more than `missing` (so they cannot even tie it: a tie goes by
+    the classifiers' order). No parsed vote and a ballot missing is unsettled."""
+    if not missing:
+        return True
+    counts: dict[str, int] = {}
+    for v in votes:
+        if v is not None:
+            counts[v] = counts.get(v, 0) + 1
+    ranked = sorted(counts.values(), reverse=True) + [0, 0]
+    return ranked[0] - ranked[1] > missing
+
+
 def classify_program(prompt: str, sampling: SamplingParams) -> Program:
     """Classify one prompt; returns an `Asked` whose value is the category letter (or None)."""
     conversation = [{"role": "user", "content": taxonomy.classify_prompt(prompt)}]

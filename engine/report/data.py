@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any, Callable, Iterable
 
 from engine.config import ReportConfig
+from engine.method.classification import PENDING, PENDING_PREFIX
 from engine.method.metrics import GENERAL_METRICS
 from engine.method.parsing import NONE_OF_THESE
 from engine.method.taxonomy import CATEGORIES, LETTERS
@@ -122,6 +123,8 @@ def _exclusion_reason(g: dict[str, Any], n: int) -> str:
         return "short (fewer than n responses)"
     if g["n_responses"] != n:
         return "another group size than n"
+    if g.get("category_source") == PENDING:
+        return "not judged: its prompt's reference classification is missing a classifier's answer"
     if g.get("unresolved_judges"):
         return "unresolved: no judge's count could be read"
     if g.get("missing_judges"):
@@ -654,6 +657,8 @@ def _yardstick_section(t: dict, models: list[str], config) -> dict[str, Any]:
     prompts = _rows(t, "prompts")
     rows = _rows(t, "classifications")
     reference = {r["prompt_id"]: r["category"] for r in rows if r.get("role") == "reference"}
+    pending = {r["prompt_id"] for r in rows
+               if r.get("role") == "reference" and (r.get("raw") or "").startswith(PENDING_PREFIX)}
     own = [r for r in rows if r.get("role", "own") == "own"]
     voters = list(dict.fromkeys(r["model"] for r in rows if r.get("role") == "vote"))
     agreement = []
@@ -665,7 +670,9 @@ def _yardstick_section(t: dict, models: list[str], config) -> dict[str, Any]:
     return {
         "gold": sum(1 for p in prompts if p["gold_category"]),
         "reference": sum(1 for p in prompts if not p["gold_category"] and reference.get(p["prompt_id"])),
-        "uncategorised": sum(1 for p in prompts if not p["gold_category"] and not reference.get(p["prompt_id"])),
+        "uncategorised": sum(1 for p in prompts if not p["gold_category"] and not reference.get(p["prompt_id"])
+                             and p["prompt_id"] not in pending),
+        "pending": sum(1 for p in prompts if not p["gold_category"] and p["prompt_id"] in pending),
         "voters": voters,
         "agreement": agreement,
     }

@@ -439,8 +439,9 @@ def _classification_view(data: dict[str, Any], ci: str) -> Section:
             f"Every group is judged under the category of its prompt, never under the generator's own "
             f"classification (which drives anchored sampling only): {y['gold']} prompts under their gold label, "
             f"{y['reference']} under the reference classification (the majority letter of {who}; ties go to the "
-            f"first), {y['uncategorised']} uncategorised (judged with the generic criterion) — the same for every "
-            "generator."))
+            f"first), {y['uncategorised']} uncategorised (judged with the generic criterion)"
+            + (f", {y['pending']} pending (a classifier's answer is missing: not judged until a rerun classifies "
+               "them)" if y.get("pending") else "") + " — the same for every generator."))
         if y["agreement"]:
             s.blocks.append(Table(["generator", "prompts with a reference category", "own classification agrees",
                                    "share"],

@@ -315,6 +315,16 @@ def test_a_tied_reference_vote_goes_to_the_first_judge():
     assert majority([None, None]) is None and majority(["A", "A", "B"]) == "A"
 
 
+def test_missing_ballots_settle_the_reference_only_when_they_cannot_change_it():
+    from engine.method.classification import majority_settled
+
+    assert majority_settled(["D", "E"], 0)  # nothing missing: the majority (ties included) is what it is
+    assert not majority_settled([], 1) and not majority_settled([None], 1)  # the only classifier's answer is missing
+    assert not majority_settled(["D"], 1)  # a second vote E would tie, and a tie goes to the first classifier
+    assert majority_settled(["D", "D"], 1) and not majority_settled(["D", "D", "E"], 1)
+    assert not majority_settled(["D", "D"], 2) and majority_settled(["D", "D", "D", None], 2)
+
+
 def test_a_rerun_without_quality_or_accuracy_leaves_no_earlier_table_beside_its_groups(tmp_path):
     # Run 1 graded and checked accuracy; run 2 in the same directory turns both off. Its directory kept run 1's
     # quality and accuracy tables, which open_run, explore and compare read beside run 2's groups.

@@ -211,6 +211,42 @@ def test_anchored_groups_wait_for_a_classification_that_failed(tmp_path):
     assert not any("held back" in w for w in second.load_warnings)
 
 
+def test_groups_wait_for_a_reference_classification_that_failed(tmp_path):
+    # Every classifier's shard failed (the classifier refused): the prompts' reference category read as
+    # "uncategorised", their groups were judged — paid — under the generic criterion, graded and checked, and judged
+    # again under the category once a rerun classified them. They wait now: sampled and measured, not judged.
+    refused = tmp_path / "refused"
+    refused.touch()
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in PROMPTS if "FLAKY" not in t))
+    voter = {**SCRIPTED, "name": "voter", "options": {"refuse_armed": str(refused), "refuse_kind": "classify"}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[SCRIPTED],
+                      judges=[SCRIPTED], classifier=voter, category_source="model", strategies=["temperature"],
+                      quality={"enabled": True}, accuracy={"enabled": False},
+                      execution={"executor": "local", "shard_size": 16})
+    first = run(cfg)
+    assert any(r.stage == "classify[voter]" and r.failed for r in first.stages)
+    assert not [c for c in ScriptedChat.calls if c.startswith(("The prompt below", "Grade", "Write a checklist"))]
+    groups = first.tables["groups"].to_pylist()
+    assert len(groups) == 2 and {g["category_source"] for g in groups} == {"pending"}
+    assert all(g["unique_mean"] is None and g["missing_judges"] == [] and g["embed_div"] is not None
+               for g in groups)
+    assert first.tables["judgments"].num_rows == 0
+    assert any("2 groups not judged" in w for w in first.load_warnings)
+    from engine.report.data import report_data
+    from engine.report.markdown import render_markdown
+
+    text = render_markdown(report_data(first, cfg))
+    assert "2 pending" in text and "reference classification is missing" in text
+
+    refused.unlink()
+    second = run(cfg)
+    groups = second.tables["groups"].to_pylist()
+    assert {g["category_source"] for g in groups} == {"reference"} and all(g["unique_mean"] for g in groups)
+    assert not any("not judged" in w for w in second.load_warnings)
+    assert second.tables["judgments"].num_rows and second.tables["quality"].num_rows
+
+
 def test_rows_computed_before_a_shard_failed_are_not_paid_for_again(tmp_path):
     # Batches cut across shards: a batch refused whole (BackendError) failed the two shards it touched, and the rows
     # those shards had back from their other batches — computed, paid for — were dropped and sent again by the rerun.

@@ -31,6 +31,18 @@ def test_report_counts_unparsed_apart_and_breaks_down_by_category():
     assert report["by_category"]["G"]["accuracy"] == 1.0 and report["by_category"]["none"]["n"] == 1
 
 
+def test_report_gives_bootstrap_intervals_around_kappa_and_auc():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 200)
+    p = np.clip(labels * 0.3 + rng.random(200) * 0.7, 0, 1)  # informative, far from perfect
+    pairs = [LabelledPair(str(k), "p", "a", "b", bool(y), None) for k, y in enumerate(labels)]
+    report = agreement_report(pairs, p, 0.5, resamples=300)
+    for key in ("kappa", "auc"):
+        low, high = report[f"{key}_ci95"]
+        assert low < report[key] < high and high - low > 0.05
+    assert report["resamples"] == 300 and "kappa_ci95" not in agreement_report(pairs, p, 0.5)
+
+
 def test_calibrate_then_agreement_with_the_calibrated_judge(tmp_path, capsys):
     pairs = pairs_file(tmp_path)
     coef = tmp_path / "coef.json"
@@ -42,7 +54,10 @@ def test_calibrate_then_agreement_with_the_calibrated_judge(tmp_path, capsys):
                  "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["pairs"] == 12 and report["accuracy"] >= 0.9  # identical vs unrelated texts: easy
+    assert report["resamples"] == 1000 and len(report["kappa_ci95"]) == 2
     assert "Cohen's κ" in capsys.readouterr().out
+    assert main(["agreement", "--pairs", str(pairs), "--judge", "calibrated", "--resamples", "-1"]) == 2
+    assert "--resamples must be 0 or more" in capsys.readouterr().err
 
 
 def test_agreement_with_an_llm_judge_of_a_config(tmp_path, capsys):
