@@ -3,11 +3,16 @@
     python engine/run.py fetch --list                          every source: licence, size, pinned, cached
     python engine/run.py fetch simpleqa math500                download into the cache (resumable, verified)
     python engine/run.py fetch --from ../shared/datasets       import files you have (no network), verified
+
+Every source named (default: all) is tried; the failures are listed at the end, one line each starting with the
+source's name, and the exit code is then 2. Importing every source from a folder, a source the folder has no files
+of is listed as not imported, which is not a failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -31,23 +36,38 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         print(f"cache: {fetch.cache_root()}")
         for name, src in known.items():
             size = f"{src.size / 1e6:.1f} MB" if src.size else "size unknown"
-            cached = "cached" if fetch.cached_files(src) is not None else "not cached"
+            try:
+                cached = "cached" if fetch.cached_files(src) is not None else "not cached"
+            except fetch.FetchError:  # a cached file whose hash changed: `fetch NAME` says which and what to do
+                cached = "changed"
             pinned = "pinned" if src.pinned else "not pinned"
             print(f"  {name:<22} {cached:<11} {pinned:<11} {size:<13} {src.license}")
         return 0
     names = args.names or list(known)
-    failed = []
+    absent, failed = [], []
+    # Every source is tried, whatever became of the one before: one gated dataset or dead link must not keep the
+    # others out of the cache. Failures are told together at the end.
     for name in names:
-        src = fetch.source(name)
         try:
+            src = fetch.source(name)
             files = fetch.import_from(name, args.from_dir) if args.from_dir else fetch.fetch(name)
+        except fetch.NotInFolder as exc:
+            # Importing everything from a folder: a source the folder has no files of is reported, not a failure
+            # (a folder of the release files lacks the Hugging Face sources). Named, it is a failure.
+            (failed if args.names else absent).append(f"{name}: {_reason(name, exc)}")
+            continue
         except fetch.FetchError as exc:
-            if not args.names and args.from_dir:  # importing everything: a source the folder lacks is reported
-                failed.append(f"{name}: {exc}")
-                continue
-            raise
+            failed.append(f"{name}: {_reason(name, exc)}")
+            continue
         pinned = "verified (sha256 + size)" if src.pinned else "recorded (sha256 + size at first fetch)"
         print(f"{name}: {len(files)} files in {fetch.source_dir(name)} — {pinned}")
-    for line in failed:
+    for line in absent:
         print(f"not imported: {line}")
-    return 0 if not failed or args.names else 0
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    return 2 if failed else 0  # 2: what the command line returns for any other error (engine.cli)
+
+
+def _reason(name: str, exc: Exception) -> str:
+    """The error without its own "source NAME: " opening, since the line already starts with the name."""
+    return str(exc).removeprefix(f"source {name}: ")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.errors import InputError
+from engine.inputs.prompts import UTF8_BOM
 
 FORMATS = ("taskdiv", "lm-eval", "inspect", "noveltybench")
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # one sample of an Inspect archive, uncompressed
@@ -61,29 +62,46 @@ def detect_format(path: Path) -> str:
 
 
 def _first_json_line(path: Path) -> Any:
+    """The first non-blank line's JSON value, for detection only: decoded leniently, so that a bad byte in it does
+    not hide the format (the reader then reports that line with its number); None when it is not JSON."""
     try:
-        with path.open("r", encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    return json.loads(line)
-    except (OSError, ValueError, UnicodeDecodeError):
+        with path.open("rb") as f:
+            for k, raw in enumerate(f):
+                if k == 0:
+                    raw = raw.removeprefix(UTF8_BOM)
+                if raw.strip():
+                    return json.loads(raw.decode("utf-8", "replace"))
+    except (OSError, ValueError):
         return None
     return None
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
-    """Each non-empty line's JSON object, or the InputError saying why the line is not one."""
+    """Each non-empty line's JSON object, or the InputError saying why the line is not one.
+
+    Reads bytes and decodes line by line (as engine.inputs.prompts.iter_jsonl does), so an invalid byte is that
+    line's error — skipped under on_error: skip — not a decoding error of the whole file. The json module parses,
+    not orjson: harness files may hold NaN in their metrics, which only json reads.
+    """
     where = str(path)
-    with path.open("r", encoding="utf-8") as f:
-        for k, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as exc:
-                yield k, InputError(where, k, None, f"not valid JSON ({exc})")
-                continue
-            yield k, rec if isinstance(rec, dict) else InputError(where, k, None, "expected a JSON object per line")
+    try:
+        data = path.read_bytes().removeprefix(UTF8_BOM)
+    except OSError as exc:
+        raise InputError(where, None, None, f"cannot read the file ({exc.strerror or exc})") from exc
+    for k, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield k, InputError(where, k, None, f"invalid UTF-8 at byte {exc.start} of the line")
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            yield k, InputError(where, k, None, f"not valid JSON ({exc})")
+            continue
+        yield k, rec if isinstance(rec, dict) else InputError(where, k, None, "expected a JSON object per line")
 
 
 # -- lm-evaluation-harness ---------------------------------------------------------------------------------------
@@ -151,7 +169,7 @@ def read_inspect(path: Path) -> Iterator[Row]:
         yield from _read_inspect_archive(path)
         return
     try:
-        log = json.loads(path.read_text(encoding="utf-8"))
+        log = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a leading byte-order mark is dropped
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         yield where, None, InputError(where, None, None, f"not an Inspect eval log ({exc})")
         return

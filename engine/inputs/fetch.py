@@ -10,9 +10,14 @@ licence, and how its rows become prompt records. `fetch` downloads a source into
   error naming the source, the expected and the actual hash. A file the source ships as an Excel workbook is
   converted to the CSV the loaders read (`convert: xlsx-to-csv`), and the CSV is what is verified.
 - Hugging Face datasets go through huggingface_hub (HF_TOKEN from the environment, never written anywhere). An
-  unpinned revision is recorded at the first fetch with each file's sha256 (.fetched.json), and those hashes are
-  checked on every later use.
-- `--from DIR` imports files the user already has (a machine without network), verified the same way.
+  unpinned revision is recorded at the first fetch with each file's sha256 (.fetched.json); a file that goes
+  missing later is fetched again at that recorded revision, not the hub's current one, and must match its recorded
+  hash, so the data never changes under a cached source.
+- `--from DIR` imports files the user already has (a machine without network), verified the same way; of several
+  files of one name below DIR, the first that verifies is taken.
+
+Every cached file's size is checked against the record on every use, and its sha256 once per process (a file
+changed in the cache is an error naming it, never read as the source).
 
 A run whose config names a source uses the cached copy, fetching it first when hub access is on; offline and not
 cached, it stops before any stage with the exact command to run.
@@ -43,6 +48,10 @@ CHUNK = 1 << 16
 
 class FetchError(TaskdivError):
     """A source could not be fetched, verified or found (the message names it and what to do)."""
+
+
+class NotInFolder(FetchError):
+    """`fetch --from DIR`: DIR holds no copy of a file of the source (as opposed to a copy that fails to verify)."""
 
 
 @dataclass(frozen=True)
@@ -159,16 +168,34 @@ def _record(src: Source) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# Cached files whose sha256 this process has matched with the record, as (path, size, mtime): hashing every file
+# on every use would cost a read of the whole source each time; once per process is cheap and still catches a file
+# changed in place (same size) between runs.
+_HASHED: set[tuple[str, int, int]] = set()
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
 def _write_record(src: Source, record: dict[str, Any]) -> None:
     folder = source_dir(src.name)
     tmp = folder / f".{FETCHED}.tmp"
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     os.replace(tmp, folder / FETCHED)
+    for name in record.get("files") or {}:  # hashed just now, on the way in
+        if (folder / name).is_file():
+            _HASHED.add(_stat_key(folder / name))
 
 
 def cached_files(src: Source) -> dict[str, Path] | None:
-    """The cached files of a source (relative name → path) when every one is there and matches its record (size;
-    the sha256 was checked when it was written), else None."""
+    """The cached files of a source (relative name → path) when every one is there and matches its record, else
+    None. The size is compared on every call, the sha256 once per process.
+
+    Raises:
+        FetchError: a cached file has its recorded size but not its recorded sha256 (changed in the cache).
+    """
     record = _record(src)
     files = record.get("files") or {}
     if not files:
@@ -179,6 +206,14 @@ def cached_files(src: Source) -> dict[str, Path] | None:
         path = folder / name
         if not path.is_file() or path.stat().st_size != meta["size"]:
             return None
+        key = _stat_key(path)
+        if key not in _HASHED and meta.get("sha256"):
+            digest = sha256_of(path)
+            if digest != meta["sha256"]:
+                raise FetchError(f"source {src.name}: the cached {name} changed since it was fetched (sha256 "
+                                 f"{meta['sha256']} recorded, {digest} now): delete {path} and run `python "
+                                 f"engine/run.py fetch {src.name}` to fetch it again")
+            _HASHED.add(key)
         out[name] = path
     if src.hf_dataset is None and set(out) != {f.name for f in src.files}:
         return None
@@ -195,18 +230,22 @@ def main_file(src: Source, files: dict[str, Path]) -> Path:
     return files[matches[0]]
 
 
-def _verify(src: Source, f: SourceFile, path: Path) -> str:
-    """Check size and sha256 against the manifest (pinned files); return the sha256. A mismatch deletes the file."""
+def _verify(src: Source, f: SourceFile, path: Path, *, checked: str | None = None,
+            deleted: str = "the downloaded copy was deleted from the cache") -> str:
+    """Check size and sha256 against the manifest (pinned files); return the sha256. A mismatch deletes `path` (a
+    copy in the cache, never the user's file) and says so with `deleted`; `checked` names the file the copy came
+    from, where that is not the source's own file name."""
     size = path.stat().st_size
     digest = sha256_of(path)
+    label = f"{f.name}: {checked}" if checked else f.name
     if f.size is not None and size != f.size:
         path.unlink(missing_ok=True)
-        raise FetchError(f"source {src.name}: {f.name}: expected {f.size} bytes, got {size} (sha256 {digest}); "
-                         "the file was deleted")
+        raise FetchError(f"source {src.name}: {label}: expected {f.size} bytes, got {size} (sha256 {digest}); "
+                         f"{deleted}")
     if f.sha256 is not None and digest != f.sha256:
         path.unlink(missing_ok=True)
-        raise FetchError(f"source {src.name}: {f.name}: sha256 mismatch — expected {f.sha256}, got {digest}; the "
-                         "file was deleted")
+        raise FetchError(f"source {src.name}: {label}: sha256 mismatch — expected {f.sha256}, got {digest}; "
+                         f"{deleted}")
     return digest
 
 
@@ -252,7 +291,11 @@ def xlsx_to_csv(xlsx: Path, csv_path: Path) -> None:
     except ImportError as exc:
         raise FetchError("converting an Excel workbook needs openpyxl (pip install openpyxl), or import the CSV "
                          "with `fetch --from DIR`") from exc
-    book = openpyxl.load_workbook(xlsx, read_only=True, data_only=True)
+    try:
+        book = openpyxl.load_workbook(xlsx, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zipfile, KeyError and its own errors for a file that is no workbook
+        raise FetchError(f"{xlsx}: not a readable Excel workbook ({type(exc).__name__}: {str(exc)[:200]}); delete "
+                         "it and fetch again") from None
     sheet = book.worksheets[0]
     with open(csv_path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
@@ -317,13 +360,19 @@ def fetch(name: str, *, progress: bool = True) -> dict[str, Path]:
 
 
 def _fetch_hf(src: Source) -> dict[str, Path]:
+    """Download a Hugging Face dataset's files at the manifest's revision, else at the revision recorded by an
+    earlier fetch (a file gone from the cache comes back as it was), else at the hub's current one, recorded."""
     from huggingface_hub import HfApi, snapshot_download
 
     folder = source_dir(src.name)
     token = os.environ.get("HF_TOKEN") or None
     patterns = [f.pattern or f.name for f in src.files]
+    previous = _record(src)
+    if previous.get("hf_dataset") not in (None, src.hf_dataset):
+        previous = {}  # the manifest now names another dataset: the old record says nothing about this one
+    recorded = previous.get("files") or {}
     try:
-        revision = src.revision or HfApi().dataset_info(src.hf_dataset, token=token).sha
+        revision = src.revision or previous.get("revision") or HfApi().dataset_info(src.hf_dataset, token=token).sha
         snapshot_download(src.hf_dataset, repo_type="dataset", revision=revision, allow_patterns=patterns,
                           local_dir=str(folder), token=token)
     except Exception as exc:
@@ -338,6 +387,14 @@ def _fetch_hf(src: Source) -> dict[str, Path]:
             files[rel] = {"sha256": sha256_of(path), "size": path.stat().st_size}
     if not files:
         raise FetchError(f"source {src.name}: {src.hf_dataset} has no file matching {patterns}")
+    changed = [f"{rel} (sha256 {meta['sha256']} recorded, {files[rel]['sha256'] if rel in files else 'absent'} "
+               "now)" for rel, meta in sorted(recorded.items())
+               if rel not in files or (meta.get("sha256") and files[rel]["sha256"] != meta["sha256"])]
+    changed += [f"{rel} (new)" for rel in sorted(set(files) - set(recorded))] if recorded else []
+    if changed:  # the record stays: the data the earlier runs used is the one the cache stands for
+        raise FetchError(f"source {src.name}: {src.hf_dataset} at revision {revision} no longer matches what was "
+                         f"recorded at the first fetch: {'; '.join(changed)}. To take the dataset as it is now, "
+                         f"delete {folder} and run `python engine/run.py fetch {src.name}` again")
     _write_record(src, {"source": src.name, "hf_dataset": src.hf_dataset, "revision": revision, "files": files})
     return cached_files(src) or {}
 
@@ -359,7 +416,7 @@ def import_from(name: str, directory: Path) -> dict[str, Path]:
             found = [p for p in sorted(base.rglob("*")) if p.is_file()
                      and fnmatch.fnmatch(p.relative_to(base).as_posix(), f.pattern)]
             if not found:
-                raise FetchError(f"source {name}: no file matching {f.pattern!r} below {base}")
+                raise NotInFolder(f"source {name}: no file matching {f.pattern!r} below {base}")
             for p in found:
                 rel = p.relative_to(base).as_posix()
                 target = folder / rel
@@ -367,14 +424,31 @@ def import_from(name: str, directory: Path) -> dict[str, Path]:
                 _copy_atomic(p, target)
                 record["files"][rel] = {"sha256": sha256_of(target), "size": target.stat().st_size}
             continue
-        candidates = [directory / name / file_name, directory / file_name, *sorted(directory.rglob(file_name))]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise FetchError(f"source {name}: {file_name} not found in {directory} (looked in {directory / name}, "
-                             f"{directory} and below)")
+        # Names like test.jsonl recur across datasets: every copy below DIR is a candidate, the likeliest first,
+        # and the first that verifies is taken.
+        candidates = [c for c in dict.fromkeys([directory / name / file_name, directory / file_name,
+                                                *sorted(directory.rglob(file_name))]) if c.is_file()]
+        if not candidates:
+            raise NotInFolder(f"source {name}: {file_name} not found in {directory} (looked in {directory / name}, "
+                              f"{directory} and below)")
         target = folder / file_name
-        _copy_atomic(found, target)
-        digest = _verify(src, f, target)
+        tmp = target.with_name(f".{target.name}.import")
+        rejected = []
+        for found in candidates:
+            shutil.copyfile(found, tmp)
+            try:  # checked before it replaces anything: a cached copy that verified stays until a better one does
+                digest = _verify(src, f, tmp, checked=str(found),
+                                 deleted=f"its copy was deleted from the cache ({found} itself is untouched)")
+            except FetchError as exc:
+                rejected.append(str(exc))
+                continue
+            os.replace(tmp, target)
+            break
+        else:
+            if len(rejected) == 1:
+                raise FetchError(rejected[0])
+            raise FetchError(f"source {name}: none of the {len(rejected)} files named {file_name} below {directory} "
+                             f"verifies — " + "; ".join(rejected))
         record["files"][file_name] = {"sha256": digest, "size": target.stat().st_size, "imported": str(found)}
     _write_record(src, record)
     return cached_files(src) or {}

@@ -19,6 +19,7 @@ from engine.method.taxonomy import LETTERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_PATH = REPO_ROOT / "datasets" / "builtin" / "prompts.jsonl"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def prompt_id(source: str, text: str) -> str:
@@ -95,6 +96,11 @@ def make_prompt(
         if not isinstance(gold_category, str) or gold_category.strip().upper() not in LETTERS:
             raise InputError(path, line, names["gold_category"], f"expected one of A-H, got {gold_category!r}")
         gold_category = gold_category.strip().upper()
+    # A JSON true/false is refused rather than written out: whether it means "True", "true" or "yes" is a guess, and
+    # bool is an int to isinstance, so it would otherwise reach the tables as a bool and fail there without a line.
+    if isinstance(gold_answer, bool):
+        raise InputError(path, line, names["gold_answer"], f"expected a string, got a boolean ({gold_answer!r}); "
+                                                           "quote the answer if it is the word")
     if gold_answer is not None and not isinstance(gold_answer, (str, int, float)):
         raise InputError(path, line, names["gold_answer"], f"expected a string, got {type(gold_answer).__name__}")
     if isinstance(gold_answer, (int, float)) and not isinstance(gold_answer, bool):
@@ -112,7 +118,8 @@ def make_prompt(
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) for each non-blank line; raises InputError for invalid UTF-8 or JSON.
 
-    Reads bytes so that a bad byte is reported with its line rather than as a decoding error of the whole file.
+    Reads bytes so that a bad byte is reported with its line rather than as a decoding error of the whole file. A
+    UTF-8 byte-order mark at the start of the file (as Windows editors write it) is dropped, as CSV's is.
     """
     try:
         data = path.read_bytes()
@@ -120,6 +127,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
         raise InputError(str(path), None, None, "file not found") from exc
     except IsADirectoryError as exc:
         raise InputError(str(path), None, None, "is a folder, expected a file") from exc
+    data = data.removeprefix(UTF8_BOM)
     for number, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
@@ -166,7 +174,8 @@ def load_jsonl_prompts(path: str | Path, *, source: str | None = None, on_error:
             row_source = source or obj.get("source") or path.stem
             if not isinstance(row_source, str):
                 raise InputError(str(path), number, "source", f"expected a string, got {type(row_source).__name__}")
-            extra = {k: v for k, v in obj.items() if k not in {"text", "gold_category", "gold_answer", "source", "meta"}}
+            extra = {k: v for k, v in obj.items()
+                     if k not in {"text", "gold_category", "gold_answer", "source", "meta"}}
             p = make_prompt(
                 obj.get("text"),
                 source=row_source,

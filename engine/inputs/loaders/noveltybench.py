@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from engine.errors import InputError
+from engine.errors import ConfigError, InputError
 from engine.inputs.loaders.common import PromptSink, optional_str, read_jsonl, string_list, text_value
 from engine.inputs.prompts import LoadReport, Prompt, make_prompt
 from engine.method.taxonomy import LETTERS
@@ -68,14 +68,15 @@ def load(
     Raises:
         InputError: naming file, line and field (prompt, category, …); an unknown category is an error, so a new
             NoveltyBench category is never silently unlabelled.
-        ValueError: category_map maps to something other than A–H.
+        ConfigError: category_map maps to something other than A–H (it comes from prompts.options, so the error
+            names that key and reaches the user as one line).
     """
     path = Path(path)
     where = str(path)
     mapping = {**CATEGORY_MAP, **(category_map or {})}
     wrong = {k: v for k, v in mapping.items() if v not in LETTERS}
     if wrong:
-        raise ValueError(f"category_map: letters must be A-H, got {wrong}")
+        raise ConfigError(f"prompts.options.category_map: letters must be A-H, got {wrong}")
 
     def build(row: dict[str, Any], line: int) -> Prompt:
         nb_category = optional_str(row, "category", where, line)

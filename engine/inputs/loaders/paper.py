@@ -104,6 +104,7 @@ def load_paper(
     seed: int = 0,
     on_error: str = "fail",
     report: LoadReport | None = None,
+    reasons: Mapping[str, str] | None = None,
 ) -> list[Prompt]:
     """Sample the paper's prompt mix from the benchmark files given.
 
@@ -113,6 +114,7 @@ def load_paper(
         seed: the draw's seed, recorded in every prompt's meta.
         on_error: passed to each loader: "fail" raises the first bad row; "skip" records it and goes on.
         report: collects skipped rows; a `PresetReport` also receives the warnings and per-source selections.
+        reasons: source → why it has no file (a fetch that failed), said in that source's warning.
 
     Returns:
         The drawn prompts, source by source in the order of `COUNTS` (344 when every source is given and large
@@ -133,7 +135,9 @@ def load_paper(
         if isinstance(report, PresetReport):
             report.selections[source] = selection
         if path is None:
-            _warn(report, selection, f"{source}: no file (neither given nor fetched), skipped ({asked} prompts of the paper's mix missing)")
+            why = (reasons or {}).get(source) or "neither given nor fetched"
+            _warn(report, selection, f"{source}: no file ({why}), skipped ({asked} prompts of the paper's mix "
+                                     "missing)")
             continue
         loaded = LOADERS[source](path, on_error=on_error, report=report)
         keep = POOL_FILTERS.get(source)

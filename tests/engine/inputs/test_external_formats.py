@@ -193,6 +193,60 @@ def test_noveltybench_generations(tmp_path):
     assert groups[0].model == "gemma-2-9b" and [t for _, t in groups[0].responses] == ["Blue.", "Red.", "Blue"]
 
 
+# Bytes that are not UTF-8, and a byte-order mark: each a line's error (or nothing), never a decoding traceback or
+# a silently wrong format.
+def _nb_line(k, prompt):
+    return json.dumps({"id": f"curated-{k}", "prompt": prompt, "model": "m", "generations": ["a", "b"]}).encode()
+
+
+def _lm_eval_bytes(k, prompt):
+    return json.dumps(_lm_eval_line(k, prompt, ["x", "y"])).encode()
+
+
+@pytest.mark.parametrize("fmt,make", [("lm-eval", _lm_eval_bytes), ("noveltybench", _nb_line)])
+def test_a_bad_byte_late_in_the_file_is_that_lines_error(tmp_path, fmt, make):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / ("samples_gsm8k_2025-01-02T03-04-05.jsonl" if fmt == "lm-eval" else "generations.jsonl")
+    bad = make(2, "Caf\u00e9?").replace("Caf\\u00e9".encode(), b"Caf\xe9")  # Latin-1 é: not UTF-8
+    assert b"\xe9" in bad
+    path.write_bytes(b"\n".join([make(0, "Q0?"), make(1, "Q1?"), bad]) + b"\n")
+    assert detect_format(path) == fmt
+    with pytest.raises(InputError, match="invalid UTF-8") as info:
+        load_responses(path)
+    assert (info.value.path, info.value.line) == (str(path), 3)
+    report = LoadReport()
+    prompts, groups = load_responses(path, on_error="skip", report=report)
+    assert [p.text for p in prompts] == ["Q0?", "Q1?"] and len(groups) == 2
+    assert [e.line for e in report.skipped] == [3]
+
+
+def test_a_bad_byte_on_the_first_line_does_not_hide_the_format(tmp_path):
+    # Before, the detector read the file as UTF-8 and fell back to our own format on a decoding error: every line
+    # was then refused for lacking `prompt`… `response`, and under skip the whole file vanished.
+    path = tmp_path / "generations.jsonl"
+    first = _nb_line(1, "Caf\u00e9?").replace("Caf\\u00e9".encode(), b"Caf\xe9")
+    path.write_bytes(first + b"\n" + _nb_line(2, "Tell me a joke.") + b"\n")
+    assert detect_format(path) == "noveltybench"
+    report = LoadReport()
+    prompts, groups = load_responses(path, on_error="skip", report=report)
+    assert [p.text for p in prompts] == ["Tell me a joke."] and groups[0].strategy == "noveltybench"
+    assert [(e.line, "invalid UTF-8" in e.reason) for e in report.skipped] == [(1, True)]
+
+
+def test_a_byte_order_mark_is_dropped_from_tool_outputs(tmp_path):
+    path = write_lm_eval(tmp_path, [_lm_eval_line(0, "Q: 17 x 23?\nA:", ["391", "17*23=391"])])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert detect_format(path) == "lm-eval"
+    prompts, groups = load_responses(path)
+    assert prompts[0].text == "Q: 17 x 23?\nA:" and len(groups[0].responses) == 2
+    log = tmp_path / "log.json"
+    samples = [_inspect_sample(1, e, "Capital of France?", f"Paris {e}") for e in (1, 2)]
+    log.write_bytes(b"\xef\xbb\xbf" + json.dumps({**_inspect_header(), "samples": samples}).encode())
+    assert detect_format(log) == "inspect"
+    assert [t for _, t in load_responses(log)[1][0].responses] == ["Paris 1", "Paris 2"]
+
+
 def test_an_inspect_log_is_audited_end_to_end(tmp_path):
     from tests.support.runs import SCRIPTED, make_config, run
 

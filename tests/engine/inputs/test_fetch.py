@@ -125,8 +125,8 @@ def test_an_unpinned_hugging_face_source_imports_from_its_layout_and_records_the
         "name": "wildbench", "title": "WildBench", "license": "see card", "homepage": "https://example.org",
         "loader": "wildbench", "main": "v2/*.parquet", "hf_dataset": "allenai/WildBench", "revision": None,
         "files": [{"pattern": "v2/*.parquet"}]}))
-    rows = [json.loads(line) for line in (REPO / "tests" / "test_data" / "wildbench_sample.jsonl").read_text().splitlines()
-            if line.strip()]
+    sample = REPO / "tests" / "test_data" / "wildbench_sample.jsonl"
+    rows = [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
     layout = tmp_path / "hf" / "wildbench" / "v2"
     layout.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), layout / "test-00000-of-00001.parquet")
@@ -137,6 +137,180 @@ def test_an_unpinned_hugging_face_source_imports_from_its_layout_and_records_the
     assert list(record["files"]) == ["v2/test-00000-of-00001.parquet"]
     prompts = load_prompts(config_from_dict({"prompts": {"source": "wildbench"}}).prompts, offline=True)
     assert len(prompts) == len(rows)
+
+
+def test_import_tries_every_file_of_the_name_until_one_verifies(served, tmp_path):
+    # test.jsonl, train.jsonl: names many datasets share. Before, only the first found was tried, and its failure
+    # ("the file was deleted") read as if the user's own file had been deleted.
+    _, data, manifest = served
+    manifest("http://127.0.0.1:9")
+    have = tmp_path / "have"
+    (have / "another_dataset").mkdir(parents=True)
+    (have / "zz_math").mkdir()
+    wrong = have / "another_dataset" / "test.jsonl"
+    wrong.write_bytes(b'{"text": "not math"}\n')
+    right = have / "zz_math" / "test.jsonl"
+    right.write_bytes(data)
+    files = fetch.import_from("math500", have)
+    assert files["test.jsonl"].read_bytes() == data
+    record = json.loads((fetch.source_dir("math500") / fetch.FETCHED).read_text())
+    assert record["files"]["test.jsonl"]["imported"] == str(right)
+
+    # None verifies: each rejected file is named, the cache keeps its good copy, the user's files stay.
+    right.write_bytes(data[:-1] + b"X")
+    with pytest.raises(fetch.FetchError) as info:
+        fetch.import_from("math500", have)
+    message = str(info.value)
+    assert "none of the 2 files named test.jsonl" in message and str(wrong) in message and str(right) in message
+    assert "the file was deleted" not in message and f"({right} itself is untouched)" in message
+    assert wrong.is_file() and right.is_file()
+    assert fetch.cached_files(fetch.source("math500"))["test.jsonl"].read_bytes() == data
+    assert not [p.name for p in fetch.source_dir("math500").iterdir() if p.name.endswith(".import")]
+
+
+def test_fetching_every_source_tries_each_and_reports_every_failure(served, capsys):
+    # Before, the first failing source (alphabetically "aaa" here) stopped the command: math500 was never fetched.
+    files, data, manifest = served
+    with FileServer(files) as server:
+        manifest(server.url, sha256="0" * 64, name="aaa")
+        manifest(server.url)
+        (fetch.SOURCES_DIR / "bbb.yaml").write_text(yaml.safe_dump({
+            "name": "bbb", "title": "gone", "license": "MIT", "homepage": "https://example.org", "main": "x.csv",
+            "files": [{"name": "x.csv", "url": f"{server.url}/x.csv"}]}))
+        assert main(["fetch"]) == 2
+    out, err = capsys.readouterr()
+    assert f"math500: 1 files in {fetch.source_dir('math500')}" in out
+    assert fetch.cached_files(fetch.source("math500")) is not None
+    lines = [line for line in err.splitlines() if line.startswith("error:")]  # not the progress bars
+    assert len(lines) == 2
+    assert lines[0].startswith("error: aaa: test.jsonl: sha256 mismatch") and "the downloaded copy was" in lines[0]
+    assert lines[1] == f"error: bbb: GET {server.url}/x.csv: HTTP 404"
+
+
+def test_importing_every_source_fails_on_a_bad_copy_but_not_on_a_source_the_folder_lacks(served, tmp_path, capsys):
+    # Before, importing everything returned 0 whatever failed (`return 0 if not failed or args.names else 0`).
+    _, data, manifest = served
+    manifest("http://127.0.0.1:9")
+    manifest("http://127.0.0.1:9", name="other")  # its file is the same test.jsonl
+    (fetch.SOURCES_DIR / "absent.yaml").write_text(yaml.safe_dump({
+        "name": "absent", "title": "t", "license": "MIT", "homepage": "https://example.org", "main": "none.csv",
+        "files": [{"name": "none.csv", "url": "http://127.0.0.1:9/none.csv"}]}))
+    have = tmp_path / "have"
+    (have / "math500").mkdir(parents=True)
+    (have / "math500" / "test.jsonl").write_bytes(data)
+    assert main(["fetch", "--from", str(have)]) == 0  # the folder has no none.csv: reported, not a failure
+    assert "not imported: absent: none.csv not found" in capsys.readouterr().out
+    (have / "math500" / "test.jsonl").write_bytes(data[:-1] + b"X")
+    assert main(["fetch", "--from", str(have)]) == 2
+    err = capsys.readouterr().err
+    assert "error: math500: test.jsonl: " in err and "error: other: test.jsonl: " in err and "absent" not in err
+    assert main(["fetch", "absent", "--from", str(have)]) == 2  # named, a source the folder lacks is a failure
+
+
+def test_a_cached_file_changed_in_place_is_refused_not_read(served, tmp_path):
+    # The size is compared on every use; the sha256 once per process (a new process here: the memo emptied).
+    files, data, manifest = served
+    with FileServer(files) as server:
+        manifest(server.url)
+        fetch.fetch("math500", progress=False)
+    cached = fetch.ensure("math500", offline=True)
+    cached.write_bytes(data[:-2] + b"9\n")  # same size, one digit changed
+    fetch._HASHED.clear()
+    with pytest.raises(fetch.FetchError, match=rf"the cached test\.jsonl changed since it was fetched .*delete "
+                                               rf"{cached}"):
+        fetch.ensure("math500", offline=True)
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """A Hugging Face dataset served by patched hub functions: `main` is the revision the hub calls current, and
+    `content[revision]` the rows a snapshot at that revision holds; every download's revision is recorded."""
+    import huggingface_hub
+
+    manifests = tmp_path / "sources"
+    manifests.mkdir()
+    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    (manifests / "wildbench.yaml").write_text(yaml.safe_dump({
+        "name": "wildbench", "title": "WildBench", "license": "see card", "homepage": "https://example.org",
+        "loader": "wildbench", "main": "v2/*.parquet", "hf_dataset": "allenai/WildBench", "revision": None,
+        "files": [{"pattern": "v2/*.parquet"}]}))
+    rows = [json.loads(line) for line in (REPO / "tests" / "test_data" / "wildbench_sample.jsonl").read_text()
+            .splitlines() if line.strip()]
+    hub = {"main": "rev1", "content": {"rev1": rows, "rev2": rows[:1]}, "downloads": []}
+
+    class Api:
+        def dataset_info(self, repo_id, token=None):
+            return type("Info", (), {"sha": hub["main"]})()
+
+    def snapshot_download(repo_id, *, repo_type, revision, allow_patterns, local_dir, token):
+        hub["downloads"].append(revision)
+        target = Path(local_dir) / "v2" / "test-00000-of-00001.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(hub["content"][revision]), target)
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return hub, rows
+
+
+def test_a_missing_hugging_face_file_comes_back_from_the_recorded_revision(fake_hub):
+    hub, rows = fake_hub
+    first = fetch.ensure("wildbench", offline=False)
+    before = first.read_bytes()
+    hub["main"] = "rev2"  # the dataset moved on upstream
+    first.unlink()
+    again = fetch.ensure("wildbench", offline=False)
+    assert hub["downloads"] == ["rev1", "rev1"] and again.read_bytes() == before
+    assert json.loads((fetch.source_dir("wildbench") / fetch.FETCHED).read_text())["revision"] == "rev1"
+    prompts = load_prompts(config_from_dict({"prompts": {"source": "wildbench"}}).prompts, offline=True)
+    assert len(prompts) == len(rows)
+
+
+def test_hugging_face_data_that_no_longer_matches_the_record_is_refused(fake_hub):
+    hub, rows = fake_hub
+    path = fetch.ensure("wildbench", offline=False)
+    record = (fetch.source_dir("wildbench") / fetch.FETCHED).read_text()
+    hub["content"]["rev1"] = rows[:2]  # the same revision answering other bytes (a rewritten history)
+    path.unlink()
+    with pytest.raises(fetch.FetchError, match=r"at revision rev1 no longer matches what was recorded at the first "
+                                               r"fetch: v2/test-00000-of-00001\.parquet \(sha256 "):
+        fetch.ensure("wildbench", offline=False)
+    assert (fetch.source_dir("wildbench") / fetch.FETCHED).read_text() == record
+
+
+def test_an_excel_workbook_is_converted_and_openpyxl_is_a_declared_dependency(tmp_path, monkeypatch):
+    # MacGyver ships .xlsx files: before, openpyxl was not among the dependencies, so a fresh install could not
+    # fetch it. Declared and pinned now; the conversion runs for real over loopback.
+    import tomllib
+
+    import openpyxl
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.split(">")[0].split("=")[0].strip() == "openpyxl" for d in deps)
+    pins = (REPO / "constraints.txt").read_text().splitlines()
+    assert "openpyxl==3.1.5" in pins and any(p.startswith("et-xmlfile==") for p in pins)
+
+    served = tmp_path / "served"
+    served.mkdir()
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in [("Problem", "Solvable?"), ("Open a jar without a grip.", "Yes"), (None, None), ("Fix a tap.", "No")]:
+        sheet.append(row)
+    book.save(served / "problems.xlsx")
+    csv_text = "Problem,Solvable?\r\nOpen a jar without a grip.,Yes\r\nFix a tap.,No\r\n".encode()
+    manifests = tmp_path / "sources"
+    manifests.mkdir()
+    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    with FileServer(served) as server:
+        (manifests / "sheet.yaml").write_text(yaml.safe_dump({
+            "name": "sheet", "title": "t", "license": "MIT", "homepage": "https://example.org", "main": "p.csv",
+            "files": [{"name": "p.csv", "url": f"{server.url}/problems.xlsx", "convert": "xlsx-to-csv",
+                       "sha256": hashlib.sha256(csv_text).hexdigest(), "size": len(csv_text)}]}))
+        files = fetch.fetch("sheet", progress=False)
+    assert files["p.csv"].read_bytes() == csv_text
 
 
 # The real manifests.

@@ -47,6 +47,8 @@ def test_loads_fields_and_extra_into_meta(tmp_path):
         (b'{"text": "x", "gold_category": "Q"}', "gold_category", "expected one of A-H"),
         (b'{"text": "x", "meta": [1]}', "meta", "expected an object"),
         (b'{"text": "caf\xe9"}', None, "invalid UTF-8"),
+        # bool is an int to isinstance: a JSON true once passed as a number and broke the prompts table, no line.
+        (b'{"text": "x", "gold_answer": true}', "gold_answer", "got a boolean"),
     ],
 )
 def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
@@ -55,6 +57,27 @@ def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
         load_jsonl_prompts(path)
     assert info.value.path == str(path) and info.value.line == 2 and info.value.field == field
     assert f"{path}:2" in str(info.value)
+
+
+def test_a_byte_order_mark_before_the_first_line_is_dropped(tmp_path):
+    # As CSV's is (a Windows editor's "UTF-8" writes one); before, line 1 was refused as malformed JSON.
+    path = write(tmp_path, [b'\xef\xbb\xbf{"text": "first"}', b'{"text": "second"}'])
+    assert [p.text for p in load_jsonl_prompts(path)] == ["first", "second"]
+    # Only at the start of the file: elsewhere it is not a byte-order mark, and the line is refused as before.
+    path = write(tmp_path, [b'{"text": "first"}', b'\xef\xbb\xbf{"text": "second"}'])
+    with pytest.raises(InputError, match="malformed JSON") as info:
+        load_jsonl_prompts(path)
+    assert info.value.line == 2
+
+
+def test_a_boolean_gold_answer_in_a_responses_file_names_the_field(tmp_path):
+    from engine.inputs.responses import load_responses
+
+    path = write(tmp_path, [json.dumps({"prompt": "Is 7 prime?", "response": "Yes", "gold_answer": True})],
+                 name="r.jsonl")
+    with pytest.raises(InputError, match="got a boolean") as info:
+        load_responses(path)
+    assert (info.value.line, info.value.field) == (1, "gold_answer")
 
 
 def test_duplicate_prompts_are_an_error(tmp_path):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from engine.errors import InputError
+from engine.errors import ConfigError, InputError
 from engine.inputs.loaders.noveltybench import CATEGORY_MAP, load
 from engine.inputs.prompts import LoadReport
 
@@ -43,7 +43,7 @@ def test_category_map_overrides(write):
     path = write("n.jsonl", [row(category="Character & Entity Naming"), row(category="Brand New", prompt="Other")])
     prompts = load(path, category_map={"Character & Entity Naming": "G", "Brand New": "C"})
     assert [p.gold_category for p in prompts] == ["G", "C"]
-    with pytest.raises(ValueError, match="letters must be A-H"):
+    with pytest.raises(ConfigError, match=r"prompts\.options\.category_map: letters must be A-H"):
         load(path, category_map={"Brand New": "Z"})
 
 
