@@ -94,8 +94,14 @@ def check_reachable(model: str) -> None:
     from huggingface_hub import HfApi
 
     repo, revision = split_revision(model)
+    token = os.environ.get("HF_TOKEN") or None
     try:
-        HfApi().model_info(repo, revision=revision, token=os.environ.get("HF_TOKEN") or None)
+        api = HfApi()
+        info = api.model_info(repo, revision=revision, token=token)
+        if getattr(info, "gated", False):
+            # A gated model's card and file list are public: model_info answers without the licence accepted or a
+            # token, and the download on the worker is refused. auth-check asks whether this token may read it.
+            api.auth_check(repo, token=token)
     except Exception as exc:
         hint = (" (a gated model: accept its licence on the hub and set HF_TOKEN)"
                 if "gated" in type(exc).__name__.lower() or "401" in str(exc) or "403" in str(exc) else "")

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 
 def resolve_vllm_model(model: str) -> str:
-    """What to hand to `vllm.LLM(model=...)`: a folder for packaged names, .gguf files and folders, else the id.
+    """What to hand to `vllm.LLM(model=...)`: a folder for packaged names, .gguf files, folders and hub ids pinned
+    to a revision ("org/name@rev"), else the id.
 
     A packaged name or .gguf file is dequantized once, by the transformers of the running venv (vLLM's pins differ
     from the main venv's; actors.local.convert_gguf keeps one folder per transformers version), into an fp32
@@ -68,6 +69,13 @@ def resolve_vllm_model(model: str) -> str:
             f"model {model!r} is neither a packaged model ({', '.join(PACKAGED_MODELS)}), a model folder, a .gguf "
             f"file, nor a Hugging Face id"
         )
+    if "@" in model:
+        # "org/name@revision": vLLM takes the revision as a separate argument and would read the whole string as a
+        # repo id (refused by the hub's id check); the snapshot of that revision, from the cache or downloaded
+        # (online), is handed over as a folder instead — the weights and the tokenizer of the same revision.
+        from actors import hub
+
+        return str(hub.resolve(model))
     return model  # a Hugging Face id ("org/name"): vLLM resolves it (from the local cache when offline)
 
 

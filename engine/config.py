@@ -476,6 +476,9 @@ class ExecutionConfig:
         stream: stages from sampling on stream into each other — a shard is judged, graded and scored as soon
             as it is sampled, while later shards are still sampling (engine.execution.dataflow). False runs them
             one after another (each stage starts when the one before has finished); the tables are the same.
+        node_wait_s: on a Ray cluster that was joined, how long the run waits, before its first model call, for
+            nodes that can hold every model's actors (an autoscaler adds cluster.yaml's GPU workers minutes after
+            `ray up`); then it refuses, naming each model no node can hold. An embedded Ray is not waited for.
     """
 
     executor: Literal["ray", "local"] = "ray"
@@ -486,8 +489,12 @@ class ExecutionConfig:
     max_cost_usd: float | None = None
     row_retries: int = 2
     stream: bool = True
+    node_wait_s: float = 900.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.node_wait_s, bool) or not isinstance(self.node_wait_s, (int, float)) \
+                or self.node_wait_s < 0:
+            raise InvalidValue("node_wait_s", f"must be a number of seconds >= 0, got {self.node_wait_s!r}")
         if not isinstance(self.stream, bool):
             raise InvalidValue("stream", f"must be true or false, got {self.stream!r}")
         if not isinstance(self.row_retries, int) or self.row_retries < 0:

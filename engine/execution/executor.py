@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -96,6 +97,77 @@ class StagePlan:
         return self.num_gpus
 
 
+_EPS = 1e-9
+
+
+def _fits(need: dict[str, float], node: dict[str, float]) -> bool:
+    return all(v <= 0 or node.get(r, 0.0) + _EPS >= v for r, v in need.items())
+
+
+def _shape(need: dict[str, float]) -> str:
+    return " and ".join(f"{v:g} {r}" for r, v in need.items() if v > 0) or "nothing"
+
+
+def unplaceable(plan: StagePlan, nodes: list[dict[str, float]]) -> str | None:
+    """Why no actor of `plan` can be placed on a cluster of `nodes` (each node's total resources), or None.
+
+    Ray keeps an actor (or a placement group) that no node can hold pending for ever, without an error, so this is
+    checked before the run's first model call. One actor needs its CPUs and GPUs on one node; in a placement group
+    it takes its place in one of the group's bundles, and the bundles go on nodes as the group's strategy says
+    (PACK and SPREAD: anywhere, several on a node where they fit; STRICT_PACK: all on one node; STRICT_SPREAD: each
+    on a node of its own).
+    """
+    actor = {"CPU": plan.num_cpus, "GPU": plan.num_gpus}
+    group = plan.placement_group
+    if not group:
+        if any(_fits(actor, n) for n in nodes):
+            return None
+        return f"one actor needs {_shape(actor)} on one node; the cluster's nodes have {_nodes(nodes)}"
+    bundles = [dict(b) for b in group["bundles"]]
+    if not any(_fits(actor, b) for b in bundles):
+        return (f"one actor needs {_shape(actor)} inside its placement group, whose bundles each hold "
+                f"{_shape(bundles[0])}: lower num_cpus to at most {bundles[0].get('CPU', 0):g}")
+    strategy = group.get("strategy", "PACK")
+    if strategy == "STRICT_PACK":
+        total: dict[str, float] = {}
+        for b in bundles:
+            for r, v in b.items():
+                total[r] = total.get(r, 0.0) + v
+        if any(_fits(total, n) for n in nodes):
+            return None
+        return f"its placement group needs {_shape(total)} on one node (STRICT_PACK); the nodes have {_nodes(nodes)}"
+    # First fit, largest bundle first: exact for the equal bundles vLLM asks for (one GPU and one CPU each).
+    free = [dict(n) for n in nodes]
+    used: set[int] = set()
+    for b in sorted(bundles, key=lambda b: (-b.get("GPU", 0), -b.get("CPU", 0))):
+        k = next((i for i, n in enumerate(free) if _fits(b, n) and not (strategy == "STRICT_SPREAD" and i in used)),
+                 None)
+        if k is None:
+            return (f"its placement group of {len(bundles)} bundles of {_shape(bundles[0])} ({strategy}) does not fit "
+                    f"the cluster's nodes ({_nodes(nodes)})")
+        used.add(k)
+        for r, v in b.items():
+            free[k][r] = free[k].get(r, 0.0) - v
+    return None
+
+
+def _nodes(nodes: list[dict[str, float]]) -> str:
+    if not nodes:
+        return "none alive"
+    return "; ".join(f"{n.get('CPU', 0):g} CPUs, {n.get('GPU', 0):g} GPUs" for n in nodes)
+
+
+def check_model_here(role: str, backend: str, model: str, options: dict[str, Any], offline: bool) -> str | None:
+    """actors.registry.check_model on this machine (a Ray task on a cluster node): "key: why", or None."""
+    from actors.registry import ModelCheckError, check_model
+
+    try:
+        check_model(role, backend, model, options, offline=offline)
+    except ModelCheckError as exc:
+        return f"{exc.key}: {exc}"
+    return None
+
+
 def batches_of(plan: StagePlan, blocks: list[pa.Table]) -> list[pa.Table]:
     """The stage's rows in batches of `plan.batch_size`, across shard boundaries (as Ray Data's map_batches
     batches): shards are often smaller than a batch (8 groups against a batch of 64 in the demo), and a model runs
@@ -149,6 +221,14 @@ class LocalExecutor:
     def can_start(self, plan: StagePlan) -> bool:
         return True  # this process holds every model it is given
 
+    def check_fits(self, needs: list[tuple[str, StagePlan]], wait_s: float) -> None:
+        """Nothing to place: this process runs every model (its devices are checked as they load)."""
+
+    joined = False  # every model runs on this machine, which preflight checked
+
+    def check_models(self, checks: list[tuple[str, StagePlan, tuple]], offline: bool) -> None:
+        """Nothing more to check: preflight ran on this machine."""
+
     def release(self, keep: set[str]) -> None:
         """Close the hosts whose key is not in `keep` (no later stage needs their models)."""
         for key in [k for k in self._hosts if k not in keep]:
@@ -196,6 +276,7 @@ class RayExecutor:
 
         self._ray = ray
         self._owns_ray = False
+        self._joined = False  # whether this executor joined a cluster (one that may still be adding nodes)
         self._hosts: dict[str, _RayHosts] = {}
         self._load_s: dict[str, list[float]] = {}
         self.env = {**WORKER_ENV, **(env or {})}
@@ -207,6 +288,7 @@ class RayExecutor:
         runtime_env = {"env_vars": dict(self.env)}
         if address not in (None, "local"):
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+            self._joined = True
             self._quiet()
             return
         if address is None:
@@ -215,6 +297,7 @@ class RayExecutor:
                 # Joining must fail loudly: silently starting an embedded Ray beside an unreachable cluster would run
                 # a cluster-sized job on the head node's CPUs.
                 ray.init(address=existing, runtime_env=runtime_env)
+                self._joined = True
                 log.info("joined the Ray cluster at %s", existing)
                 self._quiet()
                 return
@@ -231,6 +314,77 @@ class RayExecutor:
         )
         self._owns_ray = True
         self._quiet()
+
+    def check_fits(self, needs: list[tuple[str, StagePlan]], wait_s: float) -> None:
+        """Refuse, before any model is called, a model whose actor no node of the cluster can hold (Ray would keep
+        it pending for ever, after the stages before it were paid for). A cluster this executor joined may still be
+        adding nodes (an autoscaler starts cluster.yaml's GPU workers minutes after `ray up`): it is asked again
+        for up to `wait_s` seconds; an embedded Ray gets no more nodes, and a Ray the caller started is theirs to
+        size: neither is waited for.
+
+        Args:
+            needs: (what the user configured, e.g. "judges[0] (gpt-4o)", the plan of its actors).
+        """
+        wait_s = wait_s if self._joined else 0.0
+        deadline = time.monotonic() + wait_s
+        told = False
+        while True:
+            nodes = [{r: float(v) for r, v in n.get("Resources", {}).items()} for n in self._ray.nodes()
+                     if n.get("Alive")]
+            problems = [f"{who}: {why}" for who, plan in needs if (why := unplaceable(plan, nodes))]
+            if not problems:
+                return
+            if time.monotonic() >= deadline:
+                waited = f" (waited {wait_s:g} s for more nodes: execution.node_wait_s)" if wait_s else ""
+                gpuless_vllm = not any(n.get("GPU") for n in nodes) and any(
+                    plan.gpus_per_actor() > 0 and plan.kwargs.get("model", {}).get("backend") == "vllm"
+                    for _, plan in needs)
+                hint = ("; a vLLM model served by vLLM's CPU build needs `options: {device: cpu}`"
+                        if gpuless_vllm else "")
+                raise ConfigError("the Ray cluster cannot hold every model of the run" + waited + ": "
+                                  + "; ".join(problems) + ". Set the model's num_cpus / num_gpus / options "
+                                  "(tensor_parallel_size) to what a node has, or add such nodes" + hint)
+            if not told:
+                log.warning("waiting up to %g s for Ray nodes that can hold: %s", wait_s, "; ".join(problems))
+                told = True
+            time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+
+    @property
+    def joined(self) -> bool:
+        """Whether this executor joined a running cluster (whose nodes are other machines than the driver)."""
+        return self._joined
+
+    def check_models(self, checks: list[tuple[str, StagePlan, tuple]], offline: bool) -> None:
+        """On a cluster this executor joined, check every model on each live node that may host its actors, as
+        preflight did on the driver: a folder on the GPU nodes' disks only, a hub id in the head's cache only, an
+        API key in the driver's environment but not in the one `ray start` gave the workers — each found here,
+        before the first model call, naming the node. A tiny task pinned to each node does the check (no resources).
+
+        Args:
+            checks: (config key, the plan of its actors, (role, backend, model, options)).
+        """
+        if not self._joined or not checks:
+            return
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(num_cpus=0, max_retries=0)(check_model_here)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        jobs = []
+        for where, plan, spec in checks:
+            shapes = plan.placement_group["bundles"] if plan.placement_group else [
+                {"CPU": plan.num_cpus, "GPU": plan.num_gpus}]
+            for node in nodes:
+                resources = {r: float(v) for r, v in node.get("Resources", {}).items()}
+                if any(_fits(shape, resources) for shape in shapes):
+                    pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                    jobs.append((where, node.get("NodeManagerAddress", node["NodeID"]),
+                                 task.options(scheduling_strategy=pinned).remote(*spec, offline)))
+        found = ray.get([ref for _, _, ref in jobs], timeout=600)
+        problems = [f"{where}.{why} (on node {address})" for (where, address, _), why in zip(jobs, found) if why]
+        if problems:
+            raise ConfigError("a model cannot be served on the cluster's nodes that would run it: "
+                              + "; ".join(problems))
 
     def _quiet(self) -> None:
         """The driver shows one progress bar per stage (rate and ETA), locally and on a cluster; Ray's INFO lines
@@ -297,19 +451,28 @@ class RayExecutor:
         hosted = _RayHosts(key, {"CPU": plan.num_cpus * plan.num_actors,
                                  "GPU": plan.gpus_per_actor() * plan.num_actors})
         remote = ray.remote(StageHost)
-        for _ in range(plan.num_actors):
-            extra = {}
-            if plan.placement_group:
-                from actors.registry import placement_group_args
-
-                # One group per host (vLLM with TP×PP > 1 captures its Ray workers into it); removed on release,
-                # since groups outlive their actors and would hold the GPUs.
-                extra = placement_group_args(plan.placement_group["bundles"],
-                                             plan.placement_group.get("strategy", "PACK"))
-                hosted.groups.append(extra["scheduling_strategy"].placement_group)
-            hosted.actors.append(remote.options(**options, **extra).remote())
-            hosted.busy.append([])
+        # Registered before its actors start: one that fails to start (Ray refuses its shape) leaves the groups and
+        # actors already made to `release`, which frees them, instead of holding their GPUs until the driver exits.
         self._hosts[key] = hosted
+        try:
+            for _ in range(plan.num_actors):
+                extra = {}
+                if plan.placement_group:
+                    from actors.registry import placement_group_args
+
+                    # One group per host (vLLM with TP×PP > 1 captures its Ray workers into it); removed on release,
+                    # since groups outlive their actors and would hold the GPUs.
+                    extra = placement_group_args(plan.placement_group["bundles"],
+                                                 plan.placement_group.get("strategy", "PACK"))
+                    hosted.groups.append(extra["scheduling_strategy"].placement_group)
+                hosted.actors.append(remote.options(**options, **extra).remote())
+                hosted.busy.append([])
+        except (ValueError, TypeError) as exc:  # Ray's checks of the actor's resources against its bundles
+            self.release(set(self._hosts) - {key})
+            raise ConfigError(f"stage {plan.label}: Ray refused its actors' resources ({exc})") from None
+        except BaseException:
+            self.release(set(self._hosts) - {key})
+            raise
         return ray.util.ActorPool(hosted.actors)
 
     def _make_room(self, plan: StagePlan) -> None:
@@ -459,6 +622,18 @@ def running_cluster_address(address_file: str | None = None) -> str | None:
         return os.read(fd, 4096).decode("utf-8", "replace").strip() or None
     finally:
         os.close(fd)
+
+
+def joins_cluster(address: str | None) -> bool:
+    """Whether a RayExecutor made now with `address` would join a running cluster (as its constructor decides)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return False  # the caller's Ray: the executor uses it as it is
+    if address == "local":
+        return False
+    return address is not None or running_cluster_address() is not None
 
 
 def make_executor(kind: str, **kwargs: Any) -> LocalExecutor | RayExecutor:

@@ -29,7 +29,8 @@ from engine.method import taxonomy
 from engine.config import CALIBRATED, CascadeConfig, ModelConfig, RunConfig, dump_yaml
 from engine.errors import ConfigError, TaskdivError
 from engine.execution.dataflow import Dataflow, StageRun, Unit
-from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan, hub_environment, make_executor
+from engine.execution.executor import (LocalExecutor, RayExecutor, StagePlan, hub_environment, joins_cluster,
+                                       make_executor)
 from engine.inputs.loaders.paper import PresetReport
 from engine.inputs.prompts import Prompt, select
 from engine.inputs.responses import ExternalGroup, load_responses
@@ -37,7 +38,7 @@ from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
 from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, make_plan, render_plan
-from engine.execution.preflight import preflight
+from engine.execution.preflight import model_roles, preflight
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
 from engine.inputs.sources import load_prompts
@@ -112,7 +113,11 @@ class Pipeline:
     def _run(self) -> RunResult:
         start = self._clock_zero = time.perf_counter()
         cfg = self.config
-        preflight(cfg, offline=self.offline)
+        # On a cluster the run joins, a model this machine cannot find may be on the nodes that run it: each model
+        # is checked again on those nodes once they are known (below), and only there refused.
+        deferred: list[str] | None = [] if cfg.execution.executor == "ray" and joins_cluster(
+            cfg.execution.ray_address) else None
+        preflight(cfg, offline=self.offline, deferred=deferred)
         # The config the tables are from goes down with them, at the end: a run that stops part-way must not leave
         # its new config beside the tables of the last one that finished (read_run would pair them). Meanwhile the
         # running config is kept apart, for a look at what the unfinished run was doing.
@@ -128,6 +133,15 @@ class Pipeline:
 
         # The yardstick category is never the model under test's own: gold where present, else one reference
         # classification per prompt (the classifier, default the judges' majority), the same for every generator.
+        needs = self.resource_needs()
+        self.executor.check_fits([(f"{where} ({getattr(m, 'name', m.model)})", plan) for where, _, m, plan in needs],
+                                 cfg.execution.node_wait_s)
+        if deferred and not self.executor.joined:  # a Ray the caller started: the driver's check stands
+            raise ConfigError(deferred[0])
+        for note in deferred or []:
+            log.warning("%s — checked on the cluster's nodes that run it instead", note)
+        self.executor.check_models([(where, plan, (role, m.backend, m.model, m.options))
+                                    for where, role, m, plan in needs], self.offline)
         reference = self.reference_classify(shards)
         self._release_after("reference")
         held: dict[str, int] = defaultdict(int)  # generator → anchored groups held back (classification failed)
@@ -369,7 +383,8 @@ class Pipeline:
 
         The cascade embeds a group's responses in the judge's own host, so a local embedder runs there on the CPU
         whatever its `device`: a GPU in that host belongs to the judge's engine (vLLM has claimed its share of the
-        memory), and an API judge's host has none (Ray hides the GPUs from an actor that asked for none). The
+        memory), and an API judge's host reserved none (Ray 2.60 no longer hides a node's GPUs from an actor that
+        asked for none, so one used there would be taken from under another model's actor). The
         cascade's embedder is small (its coefficients name it; the shipped ones MiniLM) and embeds n texts a group.
         """
         out: dict[str, Any] = {"settings": asdict(self.config.judge)}
@@ -482,6 +497,17 @@ class Pipeline:
         if cfg.quality.reward_model is not None:
             phases.append(("reward", {self._host(cfg.quality.reward_model)}))
         return phases
+
+    def resource_needs(self) -> list[tuple[str, str, Any, StagePlan]]:
+        """(config key, role, model config, the plan of its actors) of every model the run loads
+        (engine.execution.preflight.model_roles): what the executor checks the cluster can hold, and where each
+        model is checked again, before the first model call. A calibrated judge runs in the embedder's host."""
+        out = []
+        for where, role, m in model_roles(self.config):
+            plan = (self.metrics_plan() if role == "embed" else self.reward_plan() if role == "reward"
+                    else self._plan(ClassifyStage, m, {}))
+            out.append((where, role, m, plan))
+        return out
 
     def _release_after(self, phase: str) -> None:
         """Stop the hosts of models that no stage after `phase` uses (their memory and GPUs go to the next)."""

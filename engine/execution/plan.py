@@ -28,12 +28,13 @@ timeout (`timeout_retries`, once by default; the server may have billed the firs
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 from actors.base import prices_problem, split_reasoning
 from actors.registry import completions_per_request
-from engine.config import ModelConfig, RunConfig
+from engine.config import CALIBRATED, ModelConfig, RunConfig
 from engine.inputs.prompts import Prompt
 from engine.method import taxonomy
 from engine.method.accuracy import accuracy_method
@@ -115,7 +116,7 @@ class Plan:
         return out
 
 
-def _role(roles: dict, role: str, m: ModelConfig) -> RoleCost:
+def _role(roles: dict, role: str, m: ModelConfig | SimpleNamespace) -> RoleCost:
     key = (role, m.name)
     if key not in roles:
         # Prices as preflight checks them; unusable ones price nothing: an unknown cost.
@@ -233,6 +234,12 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
         out_high = 1 if j.verdict == "logprobs" else config.judge.max_tokens
         _role(roles, "judge", j).add((low_calls, high_calls), (int(judge_in_low), int(judge_in_high)),
                                      (low_calls, high_calls * out_high))
+    # Embedding: the metrics embed every response once; a cheap judge (a calibrated judge, or the cascade's in the
+    # judge's host) embeds them again with their prompt. Billed only where the embedder is an API (backend http):
+    # a local or vLLM embedder costs nothing a plan counts, and gets no row.
+    e = config.embedder
+    if e.backend == "http":
+        _embedding(roles, config, prompts, None if generated else external, responses, groups)
     # Quality and accuracy (the grader).
     for g in (config.graders if config.quality.enabled else []):
         grader = _role(roles, "grade", g)
@@ -277,6 +284,26 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
                                                         (low, 2 * high * ACCURACY_TOKENS))
     return Plan(prompts=len(prompts), prompts_without_gold=len(ungold), groups=groups, responses=responses,
                 pairs=pairs, roles=list(roles.values()))
+
+
+def _embedding(roles: dict, config: RunConfig, prompts: list[Prompt], external: list[Any] | None, responses: int,
+               groups: int) -> None:
+    """The API embedder's role: every response once (the metrics), and again with its group's prompt where a cheap
+    judge reads them (a calibrated judge, or the cascade's, in the judge's host); batches of embedder.batch_size."""
+    e, generated = config.embedder, external is None
+    passes = 1 + bool(config.judge.cascade.enabled or any(j.backend == CALIBRATED for j in config.judges))
+    if generated:
+        low, high = responses, responses * config.sampling.max_tokens
+        per_group_prompts = sum(tokens(len(p.text)) for p in prompts) * len(config.strategies) * len(
+            config.generators)
+    else:
+        low = high = sum(tokens(len(t)) for g in external for _, t in g.responses)
+        text = {p.prompt_id: p.text for p in prompts}
+        per_group_prompts = sum(tokens(len(text[g.prompt_id])) for g in external if g.prompt_id in text)
+    extra = (passes - 1) * per_group_prompts
+    calls = math.ceil((passes * responses + (passes - 1) * groups) / max(1, e.batch_size))
+    _role(roles, "embed", SimpleNamespace(name=e.model, backend=e.backend, options=e.options)).add(
+        (calls, calls), (passes * low + extra, passes * high + extra), (0, 0))
 
 
 def _usd(x: float | None) -> str:

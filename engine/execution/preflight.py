@@ -14,52 +14,80 @@ from engine.config import CALIBRATED, RunConfig
 from engine.errors import ConfigError
 
 
-def check_role(where: str, role: str, backend: str, model: str, options: dict, offline: bool = True) -> None:
-    """Raise ConfigError naming `where` (e.g. "judges[1]") and the key when the model cannot be served."""
+def check_role(where: str, role: str, backend: str, model: str, options: dict, offline: bool = True,
+               deferred: list[str] | None = None) -> None:
+    """Raise ConfigError naming `where` (e.g. "judges[1]") and the key when the model cannot be served.
+
+    `deferred`: the run joins a cluster, whose nodes check every model again where it will run; a model this
+    machine cannot find (a folder on the GPU nodes' disks only, a cache only they have) is noted there, not refused.
+    """
     try:
         check_model(role, backend, model, options, offline=offline)
     except ModelCheckError as exc:
+        if deferred is not None and exc.key == "model":
+            deferred.append(f"{where}.{exc.key}: {exc}")
+            return
         raise ConfigError(f"{where}.{exc.key}: {exc}") from None
 
 
-def _check_calibrated(where: str, model: str, embedder: str) -> None:
-    """A calibrated judge's coefficients load and were fitted with the run's embedder."""
+def model_roles(config: RunConfig) -> list[tuple[str, str, object]]:
+    """(config key, role, model config) of every model the run loads: generators (unless responses come from a file),
+    LLM judges, the classifier, the embedder, the reward model."""
+    out: list[tuple[str, str, object]] = []
+    if config.prompts.source != "responses":
+        out += [(f"generators[{k}]", "chat", m) for k, m in enumerate(config.generators)]
+    out += [(f"judges[{k}]", "chat", m) for k, m in enumerate(config.judges) if m.backend != CALIBRATED]
+    if config.classifier is not None:
+        out.append(("classifier", "chat", config.classifier))
+    out.append(("embedder", "embed", config.embedder))
+    if config.quality.reward_model is not None:
+        out.append(("quality.reward_model", "reward", config.quality.reward_model))
+    return out
+
+
+def _check_calibrated(where: str, model: str, embedder: str, key: str = "model") -> None:
+    """A calibrated judge's (or the cascade's) coefficients load and were fitted with the run's embedder."""
     from engine.method.calibrated import CalibratedJudge
 
     try:
         coefficients = CalibratedJudge.load(None if model == "default" else model)
     except ConfigError as exc:
-        raise ConfigError(f"{where}.model: {exc}") from None
+        raise ConfigError(f"{where}.{key}: {exc}") from None
     if coefficients.embedder != embedder:
-        raise ConfigError(f"{where}.model: the coefficients were fitted with embedder {coefficients.embedder!r}, "
+        raise ConfigError(f"{where}.{key}: the coefficients were fitted with embedder {coefficients.embedder!r}, "
                           f"but embedder.model is {embedder!r} (their features would not be comparable)")
 
 
-def preflight(config: RunConfig, offline: bool | None = None) -> None:
+def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str] | None = None) -> None:
     """Check every model of the run (generators unless responses come from a file, classifier, judges, embedder,
-    reward model). `offline`: hub access for hub ids (default: the config's models.offline)."""
+    reward model). `offline`: hub access for hub ids (default: the config's models.offline). `deferred`: see
+    check_role (a run joining a cluster)."""
     offline = config.models.resolved_offline() if offline is None else offline
-    roles = [("judges", config.judges)]
-    if config.prompts.source != "responses":
-        roles.insert(0, ("generators", config.generators))
-    for role, models in roles:
-        for k, m in enumerate(models):
-            if m.backend == CALIBRATED:
-                _check_calibrated(f"{role}[{k}]", m.model, config.embedder.model)
-                continue
-            check_role(f"{role}[{k}]", "chat", m.backend, m.model, m.options, offline)
-            if role == "generators":
-                temperature = m.temperature if m.temperature is not None else config.sampling.temperature
-                top_p = m.top_p if m.top_p is not None else config.sampling.top_p
-                try:
-                    check_sampling(m.backend, m.options, temperature, top_p)
-                except ModelCheckError as exc:
-                    raise ConfigError(f"{role}[{k}].{exc.key} ({m.name}): {exc}") from None
-    if config.classifier is not None:
-        c = config.classifier
-        check_role("classifier", "chat", c.backend, c.model, c.options, offline)
-    e = config.embedder
-    check_role("embedder", "embed", e.backend, e.model, e.options, offline)
-    rm = config.quality.reward_model
-    if rm is not None:
-        check_role("quality.reward_model", "reward", rm.backend, rm.model, rm.options, offline)
+    for k, m in enumerate(config.judges):
+        if m.backend == CALIBRATED:
+            _check_calibrated(f"judges[{k}]", m.model, config.embedder.model)
+    for where, role, m in model_roles(config):
+        check_role(where, role, m.backend, m.model, m.options, offline, deferred)
+        if where.startswith("generators"):
+            temperature = m.temperature if m.temperature is not None else config.sampling.temperature
+            top_p = m.top_p if m.top_p is not None else config.sampling.top_p
+            try:
+                check_sampling(m.backend, m.options, temperature, top_p)
+            except ModelCheckError as exc:
+                raise ConfigError(f"{where}.{exc.key} ({m.name}): {exc}") from None
+    if config.judge.cascade.enabled:
+        _check_calibrated("judge.cascade", config.judge.cascade.coefficients or "default", config.embedder.model,
+                          key="coefficients")
+    if config.execution.executor == "ray":
+        _check_devices(config)
+
+
+def _check_devices(config: RunConfig) -> None:
+    """Under Ray, a model told to run on a GPU (`options.device: cuda…`) must reserve one (`num_gpus`): Ray 2.60 no
+    longer hides a node's GPUs from an actor that reserved none, so it would load onto a GPU another model's actor
+    reserved (vLLM claims 90% of its memory: one of them runs out), or fail on a node without one."""
+    for where, _, m in model_roles(config):
+        device = str((m.options or {}).get("device") or "").lower()
+        if m.backend != "vllm" and device.startswith(("cuda", "gpu")) and not m.num_gpus:
+            raise ConfigError(f"{where}.num_gpus: options.device is {device!r} but the model reserves no GPU "
+                              "(num_gpus: 0): under Ray it would take a GPU another model reserved; set num_gpus: 1")

@@ -71,6 +71,34 @@ def test_a_stage_needing_more_gpus_than_the_cluster_has_fails_at_once_with_a_hin
         "judges": [{"name": "v", "backend": "vllm", "model": "smollm2-135m"}],
         "execution": {"executor": "ray"},
     })
-    with pytest.raises(ConfigError, match=r"classify\[v\]: one actor needs 1 GPUs, the Ray cluster has 0; "
-                                           r"a vLLM model served by vLLM's CPU build needs `options: \{device: cpu\}`"):
+    with pytest.raises(ConfigError, match=r"generators\[0\] \(v\): one actor needs 0.25 CPU and 1 GPU on one "
+                                           r"node.*a vLLM model served by vLLM's CPU build needs `options: "
+                                           r"\{device: cpu\}`"):
         Pipeline(cfg, executor=RayExecutor(), progress=False).run()
+
+
+def test_models_are_checked_again_on_the_nodes_that_would_run_them(ray_session, tmp_path, monkeypatch):
+    # On a cluster the driver (the head) is not where models run: an API key in the driver's environment but not in
+    # the one `ray start` gave the workers passed preflight and failed every request. The Ray workers here were
+    # started before the key was set, as a cluster's workers are started without the driver's environment.
+    monkeypatch.setenv("TASKDIV_DRIVER_ONLY_KEY", "sk-driver-only")
+    judge = {"name": "api", "backend": "http", "model": "gpt-4o",
+             "options": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TASKDIV_DRIVER_ONLY_KEY"}}
+    cfg = config_from_dict({"run_dir": str(tmp_path / "run"), "judges": [judge], "quality": {"enabled": False},
+                            "accuracy": {"enabled": False}})
+    pipeline = Pipeline(cfg, executor=RayExecutor(), progress=False)
+    try:
+        from engine.execution.preflight import preflight
+
+        preflight(cfg)  # the driver has the key
+        pipeline.executor._joined = True  # as if joined: the node check runs only on a cluster it joined
+        checks = [(where, plan, (role, m.backend, m.model, m.options)) for where, role, m, plan in
+                  pipeline.resource_needs()]
+        with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.api_key_env: the environment variable "
+                                              r"TASKDIV_DRIVER_ONLY_KEY is not set.*\(on node 127\.0\.0\.1\)") as info:
+            pipeline.executor.check_models(checks, offline=True)
+        assert "sk-driver-only" not in str(info.value)
+        assert [c[0] for c in checks] == ["generators[0]", "judges[0]", "embedder"]
+    finally:
+        pipeline.executor._joined = False
+        pipeline.close()

@@ -48,6 +48,89 @@ def test_a_cached_id_passes_preflight_offline(offline_cache, tmp_path):
     preflight(config(tmp_path, "testorg/tiny-chat", generators=[{"backend": "vllm", "model": "testorg/tiny-chat"}]))
 
 
+def test_a_revision_pinned_id_reaches_vllm_as_that_revisions_folder(offline_cache):
+    # vLLM was handed "testorg/tiny-chat@main" as the model: the hub's id check refuses it on the worker, after
+    # preflight had passed it. It gets the snapshot folder of that revision (vLLM itself is not needed here).
+    from actors.base import BackendError
+    from actors.vllm import resolve_vllm_model
+
+    snapshot = next((offline_cache / "models--testorg--tiny-chat" / "snapshots").iterdir())
+    for pinned in ("testorg/tiny-chat@main", f"testorg/tiny-chat@{snapshot.name}"):
+        assert Path(resolve_vllm_model(pinned)) == snapshot
+    assert resolve_vllm_model("testorg/tiny-chat") == "testorg/tiny-chat"  # vLLM resolves a plain id itself
+    with pytest.raises(BackendError, match="hub access is off"):
+        resolve_vllm_model("testorg/tiny-chat@v9")
+
+
+class LoopbackHub:
+    """The Hugging Face hub's two model routes preflight reads, on loopback: a public model, and a gated one whose
+    card answers anyone (as the hub's does) while its auth-check refuses a token without access (403, GatedRepo)."""
+
+    def __init__(self, token_with_access: str) -> None:
+        import http.server
+        import json
+        import threading
+
+        hub = self
+        self.seen_tokens: list[str | None] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                auth = self.headers.get("authorization")
+                hub.seen_tokens.append(auth)
+                gated = self.path.startswith("/api/models/testorg/gated")
+                if self.path.endswith("/auth-check") and gated and auth != f"Bearer {token_with_access}":
+                    self.send_response(403)
+                    self.send_header("X-Error-Code", "GatedRepo")
+                    self.send_header("X-Error-Message", "Access to model testorg/gated is restricted.")
+                    body = b'{"error": "Access to model testorg/gated is restricted."}'
+                elif self.path.startswith(("/api/models/testorg/gated", "/api/models/testorg/open")):
+                    self.send_response(200)
+                    name = self.path.split("/")[4]
+                    body = json.dumps({"id": f"testorg/{name}", "modelId": f"testorg/{name}", "sha": "a" * 40,
+                                       "gated": "manual" if gated else False, "private": False}).encode()
+                else:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                    body = b'{"error": "Repository not found"}'
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_a_gated_model_without_access_fails_preflight_online(tmp_path, monkeypatch):
+    # Online, an uncached id is checked on the hub. model_info answers for a gated model whatever the token, so
+    # preflight passed it and the download failed on the worker, after the run had begun paying.
+    import huggingface_hub.constants
+
+    hub = LoopbackHub(token_with_access="hf_granted")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once, at import (tests: on)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", "hf_no_access_token")
+    try:
+        preflight(config(tmp_path, "testorg/open-model"), offline=False)
+        with pytest.raises(ConfigError) as info:
+            preflight(config(tmp_path, "testorg/gated-model"), offline=False)
+        message = str(info.value)
+        assert "generators[0].model: 'testorg/gated-model' cannot be resolved" in message
+        assert "GatedRepoError" in message and "accept its licence" in message and "hf_no_access" not in message
+        monkeypatch.setenv("HF_TOKEN", "hf_granted")
+        preflight(config(tmp_path, "testorg/gated-model"), offline=False)
+        assert "Bearer hf_granted" in hub.seen_tokens
+    finally:
+        hub.server.shutdown()
+
+
 @pytest.mark.parametrize("backend", ["local", "vllm"])
 def test_a_missing_id_fails_in_preflight_naming_what_was_tried(offline_cache, tmp_path, backend):
     cfg = config(tmp_path, "x", generators=[{"name": "g", "backend": backend, "model": "testorg/missing"}])

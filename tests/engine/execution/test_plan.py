@@ -3,6 +3,7 @@ stage, and `engine/run.py plan` on the paper's preset without a model or the net
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,24 @@ def test_a_files_traces_are_priced_at_their_own_length(tmp_path):
     # 2 groups x 3 pairs x 2 attempts of two 1,000-token traces, beside answers of a few tokens.
     assert both.input_tokens_high - answers_only.input_tokens_high >= 2 * 3 * 2 * 2 * 1000
     assert answers_only.input_tokens_high < 2 * 3 * 2 * 600  # the inline trace is not priced as the answer
+
+
+def test_an_api_embedder_is_priced_and_counted_twice_beside_a_cheap_judge(tmp_path):
+    # The embedder had no role in the plan: an HTTP embedder's tokens were never priced, and one without prices did
+    # not make the cost unknown (max_cost_usd passed it).
+    embedder = {"backend": "http", "model": "text-embedding-3-large",
+                "options": {"base_url": "http://127.0.0.1:9/v1",
+                            "prices": {"prompt_per_mtok": 0.13, "completion_per_mtok": 0.0}}, "batch_size": 5}
+    embed = by_role(make_plan(cfg(tmp_path, embedder=embedder), PROMPTS))[("embed", "text-embedding-3-large")]
+    # 12 responses of 1 to max_tokens (100) tokens, once (the metrics), in batches of 5
+    assert (embed.calls_low, embed.input_tokens_low, embed.input_tokens_high) == (3, 12, 1200)
+    assert embed.cost(True) == pytest.approx(1200 * 0.13 / 1e6)
+    # With the cascade the judges' hosts embed every group's responses again, and its prompt: 2 × 12 + 4 texts
+    cascade = make_plan(cfg(tmp_path, embedder=embedder, judge={"cascade": {"enabled": True}}), PROMPTS)
+    embed = by_role(cascade)[("embed", "text-embedding-3-large")]
+    prompt_tokens = 2 * (7 + 4)  # "Write a haiku about rain." (25 chars) and "Plan a picnic." (14), per strategy
+    assert (embed.calls_low, embed.input_tokens_low) == (math.ceil(28 / 5), 2 * 12 + prompt_tokens)
+    unpriced = {**embedder, "options": {"base_url": "http://127.0.0.1:9/v1"}}
+    plan = make_plan(cfg(tmp_path, embedder=unpriced), PROMPTS)
+    assert plan.cost_high is None and "embed text-embedding-3-large" in plan.unpriced()
+    assert not [r for r in make_plan(cfg(tmp_path), PROMPTS).roles if r.role == "embed"]  # local: nothing billed

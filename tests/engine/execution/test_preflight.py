@@ -26,10 +26,22 @@ def test_the_demo_defaults_pass():
      r"judges\[0\]\.options\.api_key_env: the environment variable TASKDIV_UNSET_KEY_VAR is not set"),
     ({"embedder": {"model": "/nope"}}, r"embedder\.model"),
     ({"generators": [{"backend": "python:tests.nowhere:Thing"}]}, r"generators\[0\]\.backend: cannot import"),
+    # The cascade's coefficients were read only once judging began, after the classification was paid for
+    ({"judge": {"cascade": {"enabled": True, "coefficients": "/no/such/coef.json"}}},
+     r"judge\.cascade\.coefficients: .*/no/such/coef\.json"),
+    # Ray 2.60 no longer hides a node's GPUs from an actor that reserved none
+    ({"embedder": {"options": {"device": "cuda"}}}, r"embedder\.num_gpus: options\.device is 'cuda' but the model "
+                                                     r"reserves no GPU"),
+    ({"quality": {"reward_model": {"backend": "local", "model": "/no/such/rm"}}}, r"quality\.reward_model\.model"),
 ])
 def test_bad_models_are_named_by_their_key(over, message):
     with pytest.raises(ConfigError, match=message):
         preflight(cfg(**over))
+
+
+def test_a_gpu_device_with_a_reserved_gpu_or_in_this_process_passes():
+    preflight(cfg(embedder={"options": {"device": "cuda"}, "num_gpus": 0.1}))
+    preflight(cfg(embedder={"options": {"device": "cuda"}}, execution={"executor": "local"}))
 
 
 def test_an_uncached_hub_id_fails_offline(monkeypatch, tmp_path):
