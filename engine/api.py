@@ -13,6 +13,7 @@ the report) and returns an `Audit` instead of printing a summary. `open_run` rea
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from engine.config import RunConfig, config_from_dict
 from engine.config import load_config as _load_config
 
 __all__ = ["Audit", "DiversityReward", "build_config", "load_config", "open_run", "run", "score_rewards"]
+
+log = logging.getLogger(__name__)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -138,6 +141,17 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
         known for the group, or the group has one response), judges (those whose classes entered), classes
         ({judge: class}).
     """
+    rows, result = scored_rewards(config, groups, out, progress=progress)
+    failed = result.failed_shards()
+    if failed:
+        log.warning("rewards: %d shards failed for good (%s); their groups have no reward — the same call again "
+                    "computes them", sum(len(v) for v in failed.values()), ", ".join(failed))
+    return rows
+
+
+def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str | Path | None = None, *,
+                   progress: bool = False) -> tuple[list[dict[str, Any]], Any]:
+    """score_rewards' rows and the run behind them (its RunResult: failed shards, stages), for the command line."""
     import orjson
 
     from engine.execution.pipeline import Pipeline
@@ -170,7 +184,7 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
                                      if r.get("classes") is not None and len(r["classes"]) > i}})
     if out is not None:
         atomic_write_bytes(Path(out), b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    return rows
+    return rows, result
 
 
 def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunConfig:

@@ -1,8 +1,9 @@
 """The command line: `python engine/run.py [COMMAND] …` and the `taskdiv` console script, one parser for both.
 
-Commands: run (the default), plan, fetch, compare, explore, rewards, calibrate, agreement; each lives in its own module with `add_parser` and its
-`cmd_*` function, and shares `engine.cli.common`. A user's mistake (bad config, bad input row, unreachable model)
-is a one-line `error: …` on stderr and exit code 2 — never a traceback.
+Commands: run (the default), plan, fetch, compare, explore, rewards, calibrate, agreement; each lives in its own
+module with `add_parser` and its `cmd_*` function, and shares `engine.cli.common`. A user's mistake (bad config,
+bad input row, unreachable model, a path that cannot be read or written) is a one-line `error: …` on stderr and
+exit code 2 — never a traceback.
 
 May import everything in engine/; nothing imports engine.cli except the entry points (engine/run.py, the console
 script).
@@ -84,8 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskdivError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave that cannot be read or written: the message names it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a crash: no traceback
-        print("interrupted: every finished shard is kept; the same command resumes from them", file=sys.stderr)
+        if args.command in ("run", "rewards"):
+            print("interrupted: every finished shard is kept; the same command resumes from them", file=sys.stderr)
+        elif args.command == "fetch":
+            print("interrupted: files already verified are kept; the same command resumes the rest", file=sys.stderr)
+        else:
+            print(f"interrupted: {args.command} keeps nothing of an unfinished call; run it again", file=sys.stderr)
         return 130
     return 0
 

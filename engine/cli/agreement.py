@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import add_config_arguments, load_run_config
+from engine.cli.common import add_config_arguments, load_run_config, output_path
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
@@ -26,6 +26,12 @@ from engine.method.agreement import agreement_report, calibrated_probabilities, 
 def render(report: dict[str, Any], judge: str) -> str:
     def fmt(x):
         return "–" if x is None else f"{x:.3f}"
+
+    if not report["n"]:  # no pair's verdict could be read: nothing to score, the calls still counted
+        lines = [f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed — no verdict to score"]
+        if "llm_calls" in report:
+            lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs")
+        return "\n".join(lines)
 
     def interval(key):
         ci = report.get(f"{key}_ci95")
@@ -58,16 +64,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(p, help_config="run config holding the judges (default: the demo)")
     p.add_argument("--noveltybench", default=None, help="NoveltyBench curated.jsonl, for categories of curated ids")
     p.add_argument("--coefficients", default=None, help="calibrated-judge coefficients (default: the shipped ones)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    p.add_argument("--limit", type=int, default=None, help="only the first N pairs (N >= 1)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--resamples", type=int, default=1000,
                    help="bootstrap resamples for the 95%% intervals of κ and AUC (0: none; default 1000)")
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
+    # Every argument is checked before a judge is asked: a mistake found after judging would lose the calls.
+    if args.resamples < 0:
+        raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be 1 or more, got {args.limit}")
+    if args.out:
+        output_path(args.out)
     config = load_run_config(args.config, args.set, allow_python_backends=args.allow_python_backends)
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
     pairs = load_pairs(args.pairs, categories=categories)[: args.limit]
+    if not pairs:
+        raise ConfigError(f"--pairs {args.pairs}: no labelled pairs in the file")
     extra: dict[str, int] = {}
     if args.judge == "calibrated":
         p = calibrated_probabilities(pairs, args.coefficients, config.embedder.model)
@@ -90,8 +105,6 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,
                                              config.embedder.model)
         p, extra = llm_probabilities(pairs, judges[name].spec(), config.judge, judges[name].batch_size, cheap)
-    if args.resamples < 0:
-        raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
     report = {**agreement_report(pairs, p, config.judge.threshold, args.resamples), **extra, "judge": args.judge,
               "pairs_file": str(args.pairs)}
     print(render(report, args.judge))

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli.common import output_path
+from engine.errors import ConfigError
+from engine.execution.preflight import check_role
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
 from engine.method.calibrate import C_DEFAULT, featurize, fit, scores
 from engine.method.calibrated import DEFAULT_COEFFICIENTS, labelled_same_text
@@ -42,13 +45,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", choices=sorted(RECIPES), default="cheap38",
                    help="the pair features (engine.method.pair_features.RECIPES; cheap38: all, the shipped judge)")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the validation intervals")
-    p.add_argument("--out", default=str(DEFAULT_COEFFICIENTS), help="where to write the coefficients (JSON)")
+    p.add_argument("--out", required=True,
+                   help=f"where to write the coefficients (JSON); the shipped judge's are "
+                        f"{DEFAULT_COEFFICIENTS.relative_to(DEFAULT_COEFFICIENTS.parents[2])}")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     start = time.perf_counter()  # numba's threading layer for this command is chosen in engine/run.py
+    # Every argument is checked before the fit (minutes on 2 cores): a mistake found after it would lose it.
+    if not args.c > 0:
+        raise ConfigError(f"--c must be > 0 (the inverse regularisation strength), got {args.c}")
+    if args.resamples < 0:
+        raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
+    output_path(args.out)
+    check_role("--embedder", "embed", "local", args.embedder, {})
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
     train = load_pairs(args.pairs, categories=categories)
+    val = load_pairs(args.val, categories=categories) if args.val else None
     names = RECIPES[args.features]
     x = featurize(train, args.embedder, names)
     y = np.array([int(p.equivalent) for p in train])
@@ -67,8 +80,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     })
     print(f"fitted on {len(train)} pairs ({len(names)} features, {judge.provenance['fit_seconds']} s): "
           f"cross-validated on train AUC {cv['auc']:.3f}, κ {cv['kappa']:.3f}; threshold {judge.threshold:.2f}")
-    if args.val:
-        val = load_pairs(args.val, categories=categories)
+    if val is not None:
         xv = featurize(val, args.embedder, names)
         yv = np.array([int(p.equivalent) for p in val])
         judge.provenance["val"] = {"file": Path(args.val).name, "sha256": _digest(args.val),

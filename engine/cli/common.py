@@ -25,7 +25,8 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         try:
             out[key.strip()] = load_yaml(value)
         except yaml.YAMLError as exc:
-            raise TaskdivError(f"--set {item!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            problem = getattr(exc, "problem", exc)
+            raise TaskdivError(f"--set {item!r}: the value is not valid YAML ({problem})") from None
     return out
 
 
@@ -40,6 +41,21 @@ def load_run_config(path: Path | None, overrides: Sequence[str] = (), extra: dic
         os.environ[registry.ALLOW_PYTHON_ENV] = "1"
 
     return load_config(path or DEMO_CONFIG, {**parse_set(overrides), **(extra or {})})
+
+
+def output_path(path: str | Path, flag: str = "--out", folder: bool = False) -> Path:
+    """`path` as an output of a command, checked before any work: its folder exists, and it is a file (or, with
+    `folder`, a folder) or not there yet. A mistake here found after the work would lose it (paid judge calls, a
+    fit of minutes) to a traceback."""
+    path = Path(path)
+    parent = path.expanduser().resolve().parent
+    if not parent.is_dir():
+        raise TaskdivError(f"{flag} {path}: the folder {parent} does not exist")
+    if folder and path.exists() and not path.is_dir():
+        raise TaskdivError(f"{flag} {path}: is a file, expected a folder (or a path not there yet)")
+    if not folder and path.is_dir():
+        raise TaskdivError(f"{flag} {path}: is a folder, expected a file name")
+    return path
 
 
 def add_config_arguments(parser, *, help_config: str | None = None) -> None:

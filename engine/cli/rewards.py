@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.common import add_config_arguments, load_run_config
+from engine.cli.common import add_config_arguments, load_run_config, output_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,17 +22,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+# What `rewards` sets itself (engine.api._rewards_config): an override of these would be dropped without a word.
+FIXED_KEYS = ("prompts", "quality", "accuracy")
+
+
 def cmd_rewards(args: argparse.Namespace) -> int:
-    from engine.api import REWARDS_OVERRIDES, score_rewards
+    import sys
+
+    from engine.api import REWARDS_OVERRIDES, scored_rewards
     from engine.errors import TaskdivError
 
     if not args.groups.is_file():
         raise TaskdivError(f"--in {args.groups}: no such file")
+    output_path(args.out)
+    if args.out.resolve() == args.groups.resolve():
+        raise TaskdivError(f"--out {args.out}: is the --in file; the rewards would replace the groups they score")
+    fixed = [item.partition("=")[0].strip() for item in args.set
+             if item.partition("=")[0].strip().split(".")[0] in FIXED_KEYS]
+    if fixed:
+        raise TaskdivError(f"--set {fixed[0]}: rewards sets prompts (the --in file, every group), quality and "
+                           "accuracy (off) itself; select the groups in the --in file instead")
     extra = {**REWARDS_OVERRIDES, **({"run_dir": args.run_dir} if args.run_dir else {})}
     config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
-    rows = score_rewards(config, args.groups, args.out, progress=not args.quiet)
+    rows, result = scored_rewards(config, args.groups, args.out, progress=not args.quiet)
     unknown = sum(r["reward"] is None for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
+    failed = result.failed_shards()
+    why = ("a stage's shards failed, or no judge's classes are known for their group, or a group of one response"
+           if failed else "no judge's classes known for their group, or a group of one response")
     print(f"{len(rows)} rewards for {groups} groups written to {args.out}"
-          + (f"; {unknown} without a reward (no judge's classes known for their group, or a group of one response)" if unknown else ""))
+          + (f"; {unknown} without a reward ({why})" if unknown else ""))
+    if failed:
+        print(f"\n{sum(len(v) for v in failed.values())} shards failed for good (their groups have no reward); "
+              "rerun the same command to compute them:", file=sys.stderr)
+        for stage, shards in failed.items():
+            print(f"  {stage}: {len(shards)} shards — {next(iter(shards.values()))}", file=sys.stderr)
+        return 3
     return 0

@@ -9,6 +9,7 @@ from typing import Sequence
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from engine.config import RunConfig, config_from_dict, load_yaml
 from engine.errors import RunDirError
@@ -83,15 +84,27 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         raise RunDirError(f"{root}: not a run directory (no config.yaml)")
     if not (root / "groups.parquet").is_file():
         raise RunDirError(f"{root}: the run has not finished (no groups.parquet)")
-    config = config_from_dict(load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {},
-                              source=str(root / "config.yaml"))
+    try:
+        data = load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{root / 'config.yaml'}: damaged, not a run's config ({type(exc).__name__})") from None
+    config = config_from_dict(data, source=str(root / "config.yaml"))
     found = {p.stem: p for p in sorted(root.glob("*.parquet"))}
     wanted = found if tables is None else {k: found[k] for k in tables if k in found}
-    loaded = {name: pq.read_table(path) for name, path in wanted.items()}
+    loaded = {}
+    for name, path in wanted.items():
+        try:
+            loaded[name] = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:  # cut short by a full disk, or not Parquet at all
+            raise RunDirError(f"{path}: damaged, not a Parquet table ({str(exc)[:200]}); the same run again "
+                              "writes it from its shards") from None
     stages, wall_s, peak, loads, skipped, warnings = [], 0.0, 0, {}, [], []
     stats_path = root / "run_stats.json"
     if stats_path.is_file():
-        stats = orjson.loads(stats_path.read_bytes())
+        try:
+            stats = orjson.loads(stats_path.read_bytes())
+        except orjson.JSONDecodeError:
+            raise RunDirError(f"{stats_path}: damaged, not JSON; the same run again writes it") from None
         wall_s, peak = stats.get("wall_s") or 0.0, stats.get("peak_rss_bytes") or 0
         loads = {k: [float(x) for x in v] for k, v in (stats.get("model_load_s") or {}).items()}
         skipped = [str(x) for x in stats.get("skipped_inputs") or []]

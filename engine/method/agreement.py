@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from actors.base import BackendError
 from actors.registry import make_chat_backend
-from engine.errors import ConfigError
+from engine.errors import ConfigError, TaskdivError
 from engine.method.calibrate import featurize, scores
 from engine.method.calibrated import CalibratedJudge, labelled_same_text
 from engine.method.judges import judge_pair
@@ -54,6 +55,8 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
                                    judge_settings, sampling) for k in chunk]
             for k, verdict in zip(chunk, drive(backend, programs, stats)):
                 out[k] = np.nan if verdict.p_equivalent is None else verdict.p_equivalent
+    except BackendError as exc:  # the endpoint refused the configuration (a bad key, no credit): said plainly
+        raise TaskdivError(f"judge {model_spec.get('name') or model_spec['model']}: {exc}") from None
     finally:
         backend.close()
     return out, {"llm_pairs": len(todo), "cheap_pairs": len(pairs) - len(todo), "llm_calls": stats.calls}

@@ -108,6 +108,8 @@ def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5, resamples:
     percentile bootstrap 95% intervals of κ and AUC (pairs resampled)."""
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
 
+    if resamples < 0:
+        raise ValueError(f"resamples must be 0 or more, got {resamples}")
     labels = np.asarray(labels)
     predicted = (np.asarray(p) >= threshold).astype(int)
     both = len(set(labels.tolist())) > 1
@@ -116,7 +118,9 @@ def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5, resamples:
         "accuracy": float((predicted == labels).mean()) if len(labels) else None,
         "kappa": float(cohen_kappa_score(labels, predicted)) if both else None,
         "auc": float(roc_auc_score(labels, p)) if both else None,
-        "confusion": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),  # rows: human 0/1
+        # rows: human 0/1 (zeros for no rows: a judge none of whose verdicts could be read)
+        "confusion": (confusion_matrix(labels, predicted, labels=[0, 1]).tolist() if len(labels)
+                      else [[0, 0], [0, 0]]),
     }
     if resamples and both:
         rng = np.random.default_rng(seed)

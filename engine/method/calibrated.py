@@ -19,6 +19,7 @@ cross-validated scores on train and their agreement on the validation split, wit
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -126,7 +127,12 @@ class CalibratedJudge:
                 for f, g, c in zip(features, groups, categories)]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        """Write the coefficients whole or not at all (a file beside it, renamed over it): a judge in use reads
+        this file, and one cut short by a crash would be a judge with no coefficients."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "CalibratedJudge":
@@ -136,6 +142,12 @@ class CalibratedJudge:
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: calibrated-judge coefficients not found (fit them with "
                               f"`python engine/run.py calibrate --pairs FILE --out {path}`)") from exc
+        except (IsADirectoryError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a calibrated-judge coefficients file (a JSON object from `python "
+                              f"engine/run.py calibrate`): {type(exc).__name__}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: not a calibrated-judge coefficients file (a JSON object from `python "
+                              "engine/run.py calibrate`)")
         try:
             judge = cls(**data)
         except TypeError as exc:

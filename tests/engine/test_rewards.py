@@ -77,6 +77,42 @@ def test_the_rewards_command_scores_groups_and_a_rerun_reuses_the_judging(tmp_pa
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
 
 
+def test_a_judging_shard_that_failed_is_said_and_exits_3_as_a_run_does(tmp_path, capsys):
+    # The judge refused (a revoked key): every reward was null, said to be for "no judge's classes known", exit 0.
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text("".join(json.dumps(g) + "\n" for g in GROUPS))
+    refused = tmp_path / "refused"
+    refused.touch()
+    config = tmp_path / "config.yaml"
+    judge = {**JUDGE, "options": {**JUDGE.get("options", {}), "refuse_armed": str(refused), "refuse_kind": "judge"}}
+    config.write_text(dump_yaml({"run_dir": str(tmp_path / "run"), "generators": [judge], "judges": [judge],
+                                 "execution": {"executor": "local"}}))
+    out = tmp_path / "rewards.jsonl"
+    argv = ["rewards", "--config", str(config), "--in", str(groups), "--out", str(out), "--allow-python-backends",
+            "--quiet"]
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    assert "11 without a reward (a stage's shards failed" in captured.out
+    assert "shards failed for good" in captured.err and "HTTP 401" in captured.err
+    refused.unlink()
+    assert main(argv) == 0 and "11 rewards for 3 groups" in capsys.readouterr().out
+
+
+def test_rewards_refuses_what_it_would_lose_or_ignore_before_judging(tmp_path, capsys):
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text("".join(json.dumps(g) + "\n" for g in GROUPS))
+    base = ["rewards", "--config", str(write_config(tmp_path)), "--in", str(groups), "--allow-python-backends"]
+    assert main(base + ["--out", str(groups)]) == 2  # the groups file would be replaced by its rewards
+    assert "is the --in file" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "no-such-folder" / "r.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path)]) == 2
+    assert "is a folder, expected a file name" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "r.jsonl"), "--set", "prompts.limit=1"]) == 2
+    assert "--set prompts.limit: rewards sets prompts" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before any run started
+
+
 def test_the_trl_reward_function_returns_one_reward_per_completion(tmp_path, monkeypatch):
     from engine.api import DiversityReward, load_config
 

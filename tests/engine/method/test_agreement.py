@@ -71,6 +71,49 @@ def test_agreement_with_an_llm_judge_of_a_config(tmp_path, capsys):
     assert report["accuracy"] == 1.0 and report["llm_calls"] == 12 and report["unparsed"] == 0
 
 
+def test_agreement_checks_its_arguments_before_judging_and_says_when_nothing_was_read(tmp_path, capsys):
+    # --resamples -1 was refused after every pair had been judged (the calls lost); a judge none of whose verdicts
+    # could be read crashed in scikit-learn with the call count unprinted; --out in a missing folder was a
+    # traceback after the report.
+    from tests.support.doubles import ScriptedChat
+
+    config = tmp_path / "run.yaml"
+    config.write_text("judges:\n  - {name: scripted, backend: 'python:tests.support.doubles:ScriptedChat', model: s,"
+                      " options: {unparseable_judge: true}}\n")
+    base = ["agreement", "--pairs", str(pairs_file(tmp_path)), "--config", str(config), "--judge", "scripted",
+            "--allow-python-backends"]
+    ScriptedChat.calls.clear()
+    for extra, message in ((["--resamples", "-1"], "--resamples must be 0 or more"),
+                           (["--limit", "0"], "--limit must be 1 or more"),
+                           (["--out", str(tmp_path / "nowhere" / "a.json")], "does not exist")):
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    assert not ScriptedChat.calls  # refused before any judge was asked
+    out = tmp_path / "agreement.json"
+    assert main(base + ["--limit", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 pairs, 4 unparsed — no verdict to score" in printed and "LLM calls:" in printed
+    report = json.loads(out.read_text())
+    assert report["n"] == 0 and report["kappa"] is None and report["llm_calls"] >= 4
+
+
+def test_calibrate_checks_its_arguments_before_fitting(tmp_path, capsys):
+    pairs = pairs_file(tmp_path)
+    out = tmp_path / "coef.json"
+    for extra, message in ((["--out", str(tmp_path / "nowhere" / "c.json")], "does not exist"),
+                           (["--out", str(out), "--val", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
+                           (["--out", str(out), "--c", "0"], "--c must be > 0"),
+                           (["--out", str(out), "--resamples", "-1"], "--resamples must be 0 or more"),
+                           (["--out", str(out), "--embedder", "bogus"], "--embedder.model: 'bogus'")):
+        assert main(["calibrate", "--pairs", str(pairs), *extra]) == 2
+        err = capsys.readouterr()
+        assert message in err.err and "fitted on" not in err.out, (extra, err)
+    assert not out.exists()
+    # A coefficients file that is not one is a clear error, not a JSON traceback
+    assert main(["agreement", "--pairs", str(pairs), "--coefficients", str(pairs)]) == 2
+    assert "not a calibrated-judge coefficients file" in capsys.readouterr().err
+
+
 def test_unknown_judge_is_a_clear_error(tmp_path, capsys):
     assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--judge", "gpt-9"]) == 2
     assert "not a judge of the config" in capsys.readouterr().err

@@ -181,6 +181,28 @@ def test_cli_refusal_is_a_clear_error_with_exit_code_2(runs, tmp_path, capsys):
     assert (tmp_path / "out" / "compare.md").is_file()
 
 
+def test_a_damaged_run_directory_or_a_bad_out_path_is_one_line_naming_the_file(runs, tmp_path, capsys):
+    # A table cut short (a full disk), a config that is not YAML, a run_stats.json that is not JSON: each was a
+    # pyarrow / yaml / orjson traceback from explore, compare and open_run; --out in a missing folder was too.
+    import shutil
+
+    from engine.cli import main
+
+    a, b = runs
+    for name, junk in (("groups.parquet", b"PAR1 cut short"), ("config.yaml", b"n: ["),
+                       ("run_stats.json", b"{")):
+        damaged = tmp_path / f"damaged-{name}"
+        shutil.copytree(b, damaged)
+        (damaged / name).write_bytes(junk)
+        for argv in (["explore", str(damaged)], ["compare", str(a), str(damaged), "--resamples", "50"]):
+            assert main(argv) == 2, (name, argv)
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: {damaged / name}: damaged") and "Traceback" not in err, err
+    assert main(["explore", str(a), "--out", str(tmp_path / "no-such-folder" / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no-such-folder" in err and "Traceback" not in err
+
+
 def test_run_py_compare_is_the_entry_points_subcommand(runs):
     import subprocess
     import sys
