@@ -496,9 +496,11 @@ def scheduling(backend: str, options: dict[str, Any], num_gpus: float) -> dict[s
                            distributed_executor_backend=options.get("distributed_executor_backend"),
                            device=options.get("device"))
     group = need["placement_group"]
-    # Never fewer than its workers use: num_gpus 1 beside tensor_parallel_size 2 on the mp executor would start two
-    # workers on one reserved GPU (the second fails, or takes a GPU another actor reserved).
-    return {"num_gpus": 0 if group else max(num_gpus, need["num_gpus"]), "placement_group": group}
+    # Never fewer GPUs than its workers use: num_gpus 1 beside tensor_parallel_size 2 on the mp executor would start
+    # two workers on one reserved GPU. One worker may share a GPU (num_gpus 0.5 with a gpu_memory_utilization to
+    # match), as before.
+    gpus = max(num_gpus, need["num_gpus"]) if need["num_gpus"] > 1 else (num_gpus or need["num_gpus"])
+    return {"num_gpus": 0 if group else gpus, "placement_group": group}
 
 
 def placement_group_args(bundles: list[dict[str, float]], strategy: str = "PACK") -> dict[str, Any]:

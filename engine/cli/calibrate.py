@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.cli.common import output_path
 from engine.errors import ConfigError
-from engine.execution.preflight import check_role
+from engine.execution.preflight import check_role, hub_offline
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
 from engine.method.calibrate import C_DEFAULT, featurize, fit, scores
 from engine.method.calibrated import DEFAULT_COEFFICIENTS, labelled_same_text
@@ -58,7 +58,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.resamples < 0:
         raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
     output_path(args.out)
-    check_role("--embedder", "embed", "local", args.embedder, {})
+    # As the fit will resolve it: from the Hugging Face cache, or the hub unless HF_HUB_OFFLINE says not to.
+    check_role("--embedder", "embed", "local", args.embedder, {}, offline=hub_offline())
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
     train = load_pairs(args.pairs, categories=categories)
     val = load_pairs(args.val, categories=categories) if args.val else None

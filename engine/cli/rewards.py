@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 # What `rewards` sets itself (engine.api._rewards_config): an override of these would be dropped without a word.
-FIXED_KEYS = ("prompts", "quality", "accuracy")
+# The other prompts keys (format, on_error, max_response_chars…) read the --in file and are taken.
+FIXED_KEYS = ("prompts.source", "prompts.path", "prompts.per_category", "prompts.limit", "quality.enabled",
+              "quality.reward_model", "accuracy.enabled")
 
 
 def cmd_rewards(args: argparse.Namespace) -> int:
@@ -37,11 +39,11 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     output_path(args.out)
     if args.out.resolve() == args.groups.resolve():
         raise TaskdivError(f"--out {args.out}: is the --in file; the rewards would replace the groups they score")
-    fixed = [item.partition("=")[0].strip() for item in args.set
-             if item.partition("=")[0].strip().split(".")[0] in FIXED_KEYS]
+    fixed = [key for item in args.set if (key := item.partition("=")[0].strip()) in FIXED_KEYS
+             or key in ("prompts", "quality", "accuracy") or key.startswith("quality.reward_model.")]
     if fixed:
-        raise TaskdivError(f"--set {fixed[0]}: rewards sets prompts (the --in file, every group), quality and "
-                           "accuracy (off) itself; select the groups in the --in file instead")
+        raise TaskdivError(f"--set {fixed[0]}: rewards sets this itself (prompts: the --in file, every group; "
+                           "quality and accuracy off); select the groups in the --in file instead")
     extra = {**REWARDS_OVERRIDES, **({"run_dir": args.run_dir} if args.run_dir else {})}
     config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
     rows, result = scored_rewards(config, args.groups, args.out, progress=not args.quiet)

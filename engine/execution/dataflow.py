@@ -93,6 +93,9 @@ class StageRun:
         self._ended: float | None = None
         self._zero = time.perf_counter() if clock_zero is None else clock_zero
         self._bar = _progress(label, progress)
+        # Output rows written with a retry mark that a rerun computes again (attempts left): their values are not
+        # final (a classifier's vote that timed out is a missing vote, not an unread one).
+        self.to_retry: list[dict[str, Any]] = []
 
     # -- input ------------------------------------------------------------------------------------------------
 
@@ -203,6 +206,7 @@ class StageRun:
         """Write unit `key` from its reused rows and its computed rows (each carrying ROW and RETRY)."""
         self.record.rows_transient += sum(1 for r in computed if r.get(RETRY) is not None)
         rows, retry = _merged(self._reused.pop(key), self._reused_retry.pop(key), self._attempts.pop(key), computed)
+        self.to_retry += [rows[k] for k, mark in retry.items() if mark.get("attempts", 1) <= self.limit]
         table = pa.Table.from_pylist([rows[k] for k in range(len(rows))], schema=self.schema)
         self.store.write_shard({self.table_name: table}, key, rows={"keys": self._row_keys.pop(key),
                                                                    "retry": {str(k): v for k, v in retry.items()}})

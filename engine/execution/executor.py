@@ -123,10 +123,10 @@ def unplaceable(plan: StagePlan, nodes: list[dict[str, float]]) -> str | None:
         if any(_fits(actor, n) for n in nodes):
             return None
         return f"one actor needs {_shape(actor)} on one node; the cluster's nodes have {_nodes(nodes)}"
+    shape = misshapen(plan)
+    if shape is not None:
+        return shape
     bundles = [dict(b) for b in group["bundles"]]
-    if not any(_fits(actor, b) for b in bundles):
-        return (f"one actor needs {_shape(actor)} inside its placement group, whose bundles each hold "
-                f"{_shape(bundles[0])}: lower num_cpus to at most {bundles[0].get('CPU', 0):g}")
     strategy = group.get("strategy", "PACK")
     if strategy == "STRICT_PACK":
         total: dict[str, float] = {}
@@ -149,6 +149,27 @@ def unplaceable(plan: StagePlan, nodes: list[dict[str, float]]) -> str | None:
         for r, v in b.items():
             free[k][r] = free[k].get(r, 0.0) - v
     return None
+
+
+def misshapen(plan: StagePlan) -> str | None:
+    """Why the plan's actor can never start whatever the nodes (it does not fit a bundle of its own placement
+    group: Ray refuses it when it is started), or None."""
+    group = plan.placement_group
+    if not group:
+        return None
+    actor = {"CPU": plan.num_cpus, "GPU": plan.num_gpus}
+    bundles = [dict(b) for b in group["bundles"]]
+    if any(_fits(actor, b) for b in bundles):
+        return None
+    return (f"one actor needs {_shape(actor)} inside its placement group, whose bundles each hold "
+            f"{_shape(bundles[0])}: lower num_cpus to at most {bundles[0].get('CPU', 0):g}")
+
+
+def _demand(plan: StagePlan) -> list[dict[str, float]]:
+    """The bundles an autoscaler is asked for so that one actor of the plan can be placed."""
+    if plan.placement_group:
+        return [dict(b) for b in plan.placement_group["bundles"]]
+    return [{r: v for r, v in (("CPU", plan.num_cpus), ("GPU", plan.num_gpus)) if v > 0}]
 
 
 def _nodes(nodes: list[dict[str, float]]) -> str:
@@ -325,29 +346,53 @@ class RayExecutor:
         Args:
             needs: (what the user configured, e.g. "judges[0] (gpt-4o)", the plan of its actors).
         """
+        shapes = [f"{who}: {why}" for who, plan in needs if (why := misshapen(plan))]
+        if shapes:  # no node added can fix these: said at once
+            raise ConfigError("a model's actors can never be placed: " + "; ".join(shapes))
         wait_s = wait_s if self._joined else 0.0
         deadline = time.monotonic() + wait_s
-        told = False
-        while True:
-            nodes = [{r: float(v) for r, v in n.get("Resources", {}).items()} for n in self._ray.nodes()
-                     if n.get("Alive")]
-            problems = [f"{who}: {why}" for who, plan in needs if (why := unplaceable(plan, nodes))]
-            if not problems:
-                return
-            if time.monotonic() >= deadline:
-                waited = f" (waited {wait_s:g} s for more nodes: execution.node_wait_s)" if wait_s else ""
-                gpuless_vllm = not any(n.get("GPU") for n in nodes) and any(
-                    plan.gpus_per_actor() > 0 and plan.kwargs.get("model", {}).get("backend") == "vllm"
-                    for _, plan in needs)
-                hint = ("; a vLLM model served by vLLM's CPU build needs `options: {device: cpu}`"
-                        if gpuless_vllm else "")
-                raise ConfigError("the Ray cluster cannot hold every model of the run" + waited + ": "
-                                  + "; ".join(problems) + ". Set the model's num_cpus / num_gpus / options "
-                                  "(tensor_parallel_size) to what a node has, or add such nodes" + hint)
-            if not told:
-                log.warning("waiting up to %g s for Ray nodes that can hold: %s", wait_s, "; ".join(problems))
-                told = True
-            time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+        asked = False
+        try:
+            while True:
+                nodes = [{r: float(v) for r, v in n.get("Resources", {}).items()} for n in self._ray.nodes()
+                         if n.get("Alive")]
+                short = [(who, plan, why) for who, plan in needs if (why := unplaceable(plan, nodes))]
+                if not short:
+                    return
+                problems = [f"{who}: {why}" for who, _, why in short]
+                if time.monotonic() >= deadline:
+                    self._refuse(problems, nodes, needs, wait_s)
+                if not asked:
+                    # An autoscaler adds nodes only for work that waits for them: asked for these shapes, as a
+                    # pending actor would ask, it starts the node types that hold them (cluster.yaml's GPU workers).
+                    log.warning("waiting up to %g s for Ray nodes that can hold: %s", wait_s, "; ".join(problems))
+                    asked = self._ask_autoscaler([b for _, plan, _ in short for b in _demand(plan)])
+                time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+        finally:
+            if asked:
+                self._ask_autoscaler([])  # the actors themselves keep the nodes they need from here on
+
+    def _ask_autoscaler(self, bundles: list[dict[str, float]]) -> bool:
+        """Ask the cluster's autoscaler for `bundles` (none: withdraw the request); False where there is none."""
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=bundles)
+            return True
+        except Exception as exc:  # no autoscaler (a fixed cluster), or one that refuses the request
+            log.debug("asking the autoscaler for %s: %s", bundles, exc)
+            return False
+
+    @staticmethod
+    def _refuse(problems: list[str], nodes: list[dict[str, float]], needs: list[tuple[str, StagePlan]],
+                wait_s: float) -> None:
+        waited = f" (waited {wait_s:g} s for more nodes: execution.node_wait_s)" if wait_s else ""
+        gpuless_vllm = not any(n.get("GPU") for n in nodes) and any(
+            plan.gpus_per_actor() > 0 and plan.kwargs.get("model", {}).get("backend") == "vllm" for _, plan in needs)
+        hint = "; a vLLM model served by vLLM's CPU build needs `options: {device: cpu}`" if gpuless_vllm else ""
+        raise ConfigError("the Ray cluster cannot hold every model of the run" + waited + ": " + "; ".join(problems)
+                          + ". Set the model's num_cpus / num_gpus / options (tensor_parallel_size) to what a node "
+                          "has, or add such nodes" + hint)
 
     @property
     def joined(self) -> bool:
@@ -380,8 +425,15 @@ class RayExecutor:
                     pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
                     jobs.append((where, node.get("NodeManagerAddress", node["NodeID"]),
                                  task.options(scheduling_strategy=pinned).remote(*spec, offline)))
-        found = ray.get([ref for _, _, ref in jobs], timeout=600)
-        problems = [f"{where}.{why} (on node {address})" for (where, address, _), why in zip(jobs, found) if why]
+        problems = []
+        deadline = time.monotonic() + 600
+        for where, address, ref in jobs:
+            try:
+                why = ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
+            except Exception as exc:  # the node died, or cannot import the project, or did not answer in time
+                why = f"model: the check could not run there ({type(exc).__name__}: {str(exc)[:200]})"
+            if why:
+                problems.append(f"{where}.{why} (on node {address})")
         if problems:
             raise ConfigError("a model cannot be served on the cluster's nodes that would run it: "
                               + "; ".join(problems))

@@ -77,6 +77,8 @@ class Pipeline:
         self._executor = executor
         self.progress = progress
         self.records: list[StageRecord] = []
+        self._to_retry: dict[str, list[dict[str, Any]]] = {}  # classification stage → rows a rerun computes again
+        self._retrying_votes: set[tuple[str, str]] = set()  # (prompt, voter) whose vote a rerun asks again
         self._schedule_cache: list[tuple[str, set[str]]] = []  # the run's stages and their hosts (_schedule)
         self._clock_zero = time.perf_counter()  # stage records' start_s count from here (reset when the run starts)
         # Fingerprints of every text each stage sends (engine.method.taxonomy): in every shard key of that stage.
@@ -241,13 +243,15 @@ class Pipeline:
         for shard in unlabelled:
             for prompt_id in shard["prompt_id"].to_pylist():
                 ballots = [by_prompt[prompt_id].get(v.name) for v in voters]
-                letters = [b["category"] if b else None for b in ballots]
-                raw = "; ".join(f"{v.name}: {c or 'unparsed' if b else 'missing'}"
-                                for v, b, c in zip(voters, ballots, letters))
-                # A classifier whose shard failed has no ballot: when it could still change the majority, the
-                # category is unknown (never the generic criterion's "uncategorised"): its groups are not judged
-                # under a category a rerun may change — that would pay for every pair twice.
-                if majority_settled(letters, sum(1 for b in ballots if b is None)):
+                # A classifier whose shard failed has no ballot, and one whose call failed in a way a rerun retries
+                # has none yet: when they could still change the majority, the category is unknown (never the
+                # generic criterion's "uncategorised"): its groups are not judged under a category a rerun may
+                # change — that would pay for every pair twice.
+                missing = [b is None or (prompt_id, v.name) in self._retrying_votes for v, b in zip(voters, ballots)]
+                letters = [None if gone else b["category"] for b, gone in zip(ballots, missing)]
+                raw = "; ".join(f"{v.name}: {'missing' if gone else c or 'unparsed'}"
+                                for v, gone, c in zip(voters, missing, letters))
+                if majority_settled(letters, missing):
                     category, raw = majority(letters), f"majority of {raw}"
                 else:
                     category, raw = None, f"{PENDING_PREFIX}a classifier's answer is missing ({raw})"
@@ -266,8 +270,11 @@ class Pipeline:
                 identity = model.identity() if base is None else {**model.identity(), "name": base}
                 units = [Unit.of(["classify", self.versions["classify"], identity], s.select(["prompt_id", "text"]))
                          for s in shards]
-                out = self._run_stage(f"classify[{base or model.name}]", "classify",
-                                      self._plan(ClassifyStage, model, {}), units, ClassifyStage.output_schema)
+                label = f"classify[{base or model.name}]"
+                out = self._run_stage(label, "classify", self._plan(ClassifyStage, model, {}), units,
+                                      ClassifyStage.output_schema)
+                if role == "vote":
+                    self._retrying_votes |= {(r["prompt_id"], model.name) for r in self._to_retry.get(label, [])}
                 if base is not None:
                     by_base[base] = out
             else:
@@ -529,6 +536,7 @@ class Pipeline:
         for batch in self.executor.map(plan, blocks):
             run.take(batch)
         self.records.append(run.close())
+        self._to_retry[label] = run.to_retry
         return run.output()
 
 

@@ -30,6 +30,13 @@ def check_role(where: str, role: str, backend: str, model: str, options: dict, o
         raise ConfigError(f"{where}.{exc.key}: {exc}") from None
 
 
+def hub_offline() -> bool:
+    """Whether this process may not reach the Hugging Face hub (HF_HUB_OFFLINE), for commands without a run config."""
+    from actors.registry import env_offline
+
+    return env_offline()
+
+
 def model_roles(config: RunConfig) -> list[tuple[str, str, object]]:
     """(config key, role, model config) of every model the run loads: generators (unless responses come from a file),
     LLM judges, the classifier, the embedder, the reward model."""

@@ -8,6 +8,8 @@ Imports: engine.method (taxonomy, parsing, programs), actors.base.
 
 from __future__ import annotations
 
+from itertools import product
+
 from actors.base import SamplingParams
 from engine.method import taxonomy
 from engine.method.parsing import parse_category
@@ -34,18 +36,31 @@ PENDING_PREFIX = "pending: "
 PENDING = "pending"  # such a prompt's groups' category_source: not judged, graded or checked in this run
 
 
-def majority_settled(votes: list[str | None], missing: int) -> bool:
-    """Whether `missing` more ballots (classifiers whose answer is absent) could not change `majority(votes)`: the
-    leading letter is ahead of every other letter by more than `missing` (so they cannot even tie it: a tie goes by
-    the classifiers' order). No parsed vote and a ballot missing is unsettled."""
-    if not missing:
+def majority_settled(votes: list[str | None], missing: list[bool]) -> bool:
+    """Whether the classifiers whose answers are missing (`missing[k]`: classifier k's answer is not there yet, its
+    `votes[k]` is not read) could not change `majority(votes)` whatever they answer: every answer of theirs (any
+    letter, or none) is tried, in their places, since a tie goes by the classifiers' order. Past 4 missing answers,
+    settled only if the leader is ahead of every other letter by more than their number."""
+    holes = [k for k, gone in enumerate(missing) if gone]
+    if not holes:
         return True
-    counts: dict[str, int] = {}
-    for v in votes:
-        if v is not None:
-            counts[v] = counts.get(v, 0) + 1
-    ranked = sorted(counts.values(), reverse=True) + [0, 0]
-    return ranked[0] - ranked[1] > missing
+    present = [None if gone else v for v, gone in zip(votes, missing)]
+    if len(holes) > 4:
+        counts: dict[str, int] = {}
+        for v in present:
+            if v is not None:
+                counts[v] = counts.get(v, 0) + 1
+        ranked = sorted(counts.values(), reverse=True) + [0, 0]
+        return ranked[0] - ranked[1] > len(holes)
+    outcomes = set()
+    for answers in product([*taxonomy.LETTERS, None], repeat=len(holes)):
+        filled = list(present)
+        for k, answer in zip(holes, answers):
+            filled[k] = answer
+        outcomes.add(majority(filled))
+        if len(outcomes) > 1:
+            return False
+    return True
 
 
 def classify_program(prompt: str, sampling: SamplingParams) -> Program:

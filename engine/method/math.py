@@ -124,6 +124,38 @@ def _strip_delimiters(answer: str) -> str:
     return answer
 
 
+# An answer that was given but cannot be read (prose after "answer is", a number inside an expression): not
+# checked — neither right nor wrong, and not "no answer".
+UNREADABLE = "unreadable"
+# A formula: $$…$$, $…$ (one line, not an escaped \$), \(…\), \[…\].
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# Where the answer on an answer line ends and prose begins: an aside in brackets, a conjunction, a dash, the end of a
+# sentence (a full stop not followed by a digit), a semicolon, or a comma before a word.
+_PROSE_START = re.compile(r"\s+\(|\s+(?:because|since|as|which|where|so|and|but|for|when|if|with|from)\b"
+                          r"|\s+[-\u2013\u2014]{1,2}\s|\.(?!\d)(?:\s|$)|;|,\s+(?=[a-z]{3,})", re.I)
+_WORDS = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}")
+
+
+def _answer_of_line(rest: str) -> str | None:
+    """The answer after "answer is" / "Answer:": its first formula when it opens with one, else the text up to
+    where prose begins; None when words remain that are no answer ("12 apples and 3 pears")."""
+    rest = rest.strip().lstrip(" \t*")
+    first = _MATH_SPAN.match(rest)
+    if first is not None:
+        return _strip_delimiters(first.group(0))
+    cut = _PROSE_START.search(rest)
+    answer = _strip_delimiters(rest[: cut.start()] if cut else rest)
+    text_only = re.sub(r"\\text\{[^}]*\}|\\[A-Za-z]+", " ", answer)
+    return None if _WORDS.search(text_only) else answer
+
+
+def _inside_latex(text: str, start: int) -> bool:
+    """Whether the number at `start` sits in a LaTeX argument or exponent: right after `{`, `^` or `_`, or inside
+    braces opened within the 40 characters before it."""
+    before = text[max(0, start - 40): start]
+    return before.endswith(("{", "^", "_")) or before.count("{") > before.count("}")
+
+
 def extract_final_answer(response: str) -> tuple[str | None, str]:
     """The final answer a response gives, and how it was found.
 
@@ -149,13 +181,27 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
     for line in reversed(text.splitlines()):
         m = _ANSWER_LINE.search(line)
         if m:
-            answer = _strip_delimiters(m.group(1))
+            answer = _answer_of_line(m.group(1))
+            if answer is None:
+                return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"
             if answer:
                 return answer, "answer line"
-    last = None
+    span = last = None
+    for span in _MATH_SPAN.finditer(text):
+        pass
     for last in _NUMBER.finditer(text):
         pass
+    if span is not None and (last is None or last.start() < span.end()):
+        # The last formula is the answer where no number stands after it: "the probability is $\frac{5}{12}$"
+        # answers 5/12, whose last number (12) is only the denominator.
+        answer = _strip_delimiters(span.group(0))
+        if answer:
+            return answer, "last formula"
     if last is not None:
+        if _inside_latex(text, last.start()):
+            # A number inside a LaTeX argument (2^{10}, \sqrt{3}, a \frac's part) is a piece of an expression whose
+            # whole is not delimited: taking it as the answer would read a right answer as wrong.
+            return None, f"{UNREADABLE}: the last number is part of an undelimited expression"
         number = last.group(0)
         return (number.replace(",", "") if "/" not in number else number), "last number"
     return None, "no answer found (no \\boxed{...}, no 'answer is' line, no number)"
@@ -512,6 +558,8 @@ def check_math_answer(
     if not isinstance(gold, str) or not gold.strip():
         return MathCheck(None, None, "no gold answer")
     answer, how = extract_final_answer(response)
+    if answer is None and how.startswith(UNREADABLE):
+        return MathCheck(None, None, f"not checked: {how}")
     if answer is None:
         return MathCheck(False, None, how, answered=False)
     if not answer:

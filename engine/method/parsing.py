@@ -105,7 +105,15 @@ def parse_category(raw: str) -> str | None:
 # Unambiguous on purpose: whitespace is only allowed between tokens that cannot themselves be whitespace, so a
 # long run of spaces is scanned in linear time (two adjacent `[ \t]*` made a line of 20k spaces take 6 s).
 _HEADER_LINE = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?Response[ \t]*(\d+)(?:[ \t]*\*+)?(?:[ \t]*[:.)\-])?(?:[ \t]*\*+)?[ \t]*$",
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?Response[ \t]*#?(\d+)(?:[ \t]*\*+)?(?:[ \t]*[:.)\-])?(?:[ \t]*\*+)?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE)
+# A markdown header (### …, or a whole line in bold) that titles its response: "### Response 1 — Optimistic",
+# "**Response 2 – Casual**", "### Response 3 (Algebra)", "### Response 4: Formal". Only a header marked so: a plain
+# "Response 1: text" line, or "**Response 1:** text", is the inline form, whose text is the response's first line.
+# The title is dropped with the header, as the asked-for "### Response k" carries none.
+_TITLED_HEADER = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*(?:\*+[ \t]*)?Response[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^\n]*"
+    r"|\*\*[ \t]*Response[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^*\n]*\*\*[ \t]*)$",
     re.IGNORECASE | re.MULTILINE)
 _INLINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?Response[ \t]*(\d+)[ \t]*[:.)\-](?:\*+)?[ \t]*",
                      re.IGNORECASE | re.MULTILINE)
@@ -132,11 +140,13 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
     """
     if mode not in PARSE_MODES:
         raise ValueError(f"parse mode must be one of {PARSE_MODES}, got {mode!r}")
-    patterns = [("headers", _HEADER_LINE), ("inline", _INLINE)]
+    # Headers with and without a title are one kind of mark: a model may title some of its responses only.
+    patterns = [("headers", (_HEADER_LINE, _TITLED_HEADER)), ("inline", (_INLINE,))]
     if mode == "lenient":
-        patterns.append(("numbered", _NUMBERED))
-    for found, pattern in patterns:
-        marks = _consecutive_from_one(list(pattern.finditer(raw)))
+        patterns.append(("numbered", (_NUMBERED,)))
+    for found, regexes in patterns:
+        by_start = {m.start(): m for regex in reversed(regexes) for m in regex.finditer(raw)}
+        marks = _consecutive_from_one([by_start[k] for k in sorted(by_start)])
         if marks:
             parts = []
             for k, m in enumerate(marks):
@@ -149,13 +159,19 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
 
 
 def _consecutive_from_one(marks: list[re.Match]) -> list[re.Match]:
-    """Keep the run of marks numbered 1, 2, 3… (a list inside a response must not split it)."""
+    """The longest run of marks numbered 1, 2, 3… (a list inside a response must not split it); a later run as
+    long wins. A mark 1 after a run has begun starts another: a plan listed before the responses ("Response 1: a
+    formal tone …", then the responses under the same marks) is not taken for them."""
+    best: list[re.Match] = []
     kept: list[re.Match] = []
     for m in marks:
         number = int(next(g for g in m.groups() if g is not None))
-        if number == len(kept) + 1:
+        if number == 1 and kept:
+            best = kept if len(kept) > len(best) else best
+            kept = [m]
+        elif number == len(kept) + 1:
             kept.append(m)
-    return kept
+    return kept if len(kept) >= len(best) else best
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -327,7 +343,9 @@ def expected_grade(top_logprobs: Mapping[str, float] | None) -> float | None:
 
 # SimpleQA-style letters. The letter is looked for at the start of the answer, as a capital standing alone and
 # not followed by a lower-case word ("A response that…" opens with the article, not a grade).
-_SHORT = re.compile(r"(?<![A-Za-z0-9])([ABC])(?![A-Za-z0-9])(?!\s+[a-z])")
+_SHORT = re.compile(r"(?<![A-Za-z0-9/])([ABC])(?![A-Za-z0-9/])(?!\s+[a-z])")
+# "N/A", "n/a": the grader could not grade (its "A" is no letter grade). Unparsed, as an unknown is never a value.
+_NOT_APPLICABLE = re.compile(r"\bn\s*/\s*a\b", re.IGNORECASE)
 _SHORT_GRADES = {"A": "correct", "B": "incorrect", "C": "not_attempted"}
 
 
@@ -338,6 +356,8 @@ def parse_short_answer_grade(raw: str) -> str | None:
     is unparsed, as an unknown is never a value. Without a letter, an answer that starts with one of the words.
     """
     text = raw.strip()
+    if _NOT_APPLICABLE.search(text[:20]):
+        return None
     # Searched in the whole text and kept only if it starts early, so that the look-ahead sees past the 20th
     # character ("…A response…" cut at "A" would look like a letter).
     m = _SHORT.search(text)

@@ -529,6 +529,7 @@ TRACE_GAPS = {
     "unresolved": "traces judged, count unresolved",
     "missing": "traces not judged: the trace judges' shards failed (rerun to fill them)",
     "partial_judges": "counted, over fewer than all trace judges (one unresolved or its shard failed)",
+    "pending": "not judged: the prompt's reference classification is missing a classifier's answer",
 }
 
 
@@ -552,7 +553,9 @@ def _trace_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
         for g in gs:
             status = g.get("trace_status") or "none"
             if not finite(g.get("unique_trace_mean")):
-                if status != "traced":
+                if g.get("category_source") == PENDING:
+                    gaps["pending"] += 1
+                elif status != "traced":
                     gaps[status] += 1
                 else:  # no judge's trace count: unreadable verdicts, or no count at all
                     gaps["unresolved" if g.get("trace_unresolved_judges") else

@@ -109,7 +109,7 @@ def test_rewards_refuses_what_it_would_lose_or_ignore_before_judging(tmp_path, c
     assert main(base + ["--out", str(tmp_path)]) == 2
     assert "is a folder, expected a file name" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "r.jsonl"), "--set", "prompts.limit=1"]) == 2
-    assert "--set prompts.limit: rewards sets prompts" in capsys.readouterr().err
+    assert "--set prompts.limit: rewards sets this itself" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before any run started
 
 

@@ -78,10 +78,30 @@ def executor(ray_nodes: Nodes, joined: bool) -> RayExecutor:
 
 
 def test_a_joined_cluster_is_given_time_to_add_the_nodes_a_model_needs(monkeypatch):
+    # An autoscaler adds nodes only for work that waits for them: it is asked for the missing shapes (as a pending
+    # actor would ask) and the request is withdrawn once they are there.
+    import ray.autoscaler.sdk
+
+    asked = []
+    monkeypatch.setattr(ray.autoscaler.sdk, "request_resources", lambda bundles=None, **kw: asked.append(bundles))
     monkeypatch.setattr("engine.execution.executor.time.sleep", lambda s: None)
     nodes = Nodes(joins_after=2)
-    executor(nodes, joined=True).check_fits([("generators[0] (llama)", plan(num_gpus=1))], wait_s=600)
+    executor(nodes, joined=True).check_fits([("generators[0] (llama)", plan(num_gpus=1)), ("embedder", plan())],
+                                            wait_s=600)
     assert nodes.looks == 3
+    assert asked == [[{"CPU": 0.25, "GPU": 1.0}], []]
+
+
+def test_an_actor_that_fits_no_bundle_of_its_group_is_refused_at_once(monkeypatch):
+    # No node can fix it: a joined cluster is not waited for (it was, for node_wait_s)
+    monkeypatch.setattr("engine.execution.executor.time.sleep", lambda s: pytest.fail("waited"))
+    with pytest.raises(ConfigError, match=r"can never be placed: judges\[0\] \(big\): .*lower num_cpus to at most 1"):
+        executor(Nodes(joins_after=None), joined=True).check_fits(
+            [("judges[0] (big)", plan(num_cpus=2, backend="vllm", tensor_parallel_size=2))], wait_s=600)
+
+
+def test_a_vllm_model_on_a_fraction_of_a_gpu_keeps_its_fraction():
+    assert plan(num_gpus=0.5, backend="vllm").num_gpus == 0.5  # two engines sharing one GPU, as configured
 
 
 def test_a_cluster_that_cannot_hold_a_model_is_refused_naming_its_config_key(monkeypatch):

@@ -318,11 +318,18 @@ def test_a_tied_reference_vote_goes_to_the_first_judge():
 def test_missing_ballots_settle_the_reference_only_when_they_cannot_change_it():
     from engine.method.classification import majority_settled
 
-    assert majority_settled(["D", "E"], 0)  # nothing missing: the majority (ties included) is what it is
-    assert not majority_settled([], 1) and not majority_settled([None], 1)  # the only classifier's answer is missing
-    assert not majority_settled(["D"], 1)  # a second vote E would tie, and a tie goes to the first classifier
-    assert majority_settled(["D", "D"], 1) and not majority_settled(["D", "D", "E"], 1)
-    assert not majority_settled(["D", "D"], 2) and majority_settled(["D", "D", "D", None], 2)
+    gone, here = True, False
+    assert majority_settled(["D", "E"], [here, here])  # nothing missing: the majority (ties included) stands
+    assert not majority_settled([None], [gone])  # the only classifier's answer is missing
+    # Two classifiers, the second missing: whatever it answers, a tie goes to the first — settled
+    assert majority_settled(["D", None], [here, gone])
+    # ...the first missing: its answer would win a tie
+    assert not majority_settled([None, "D"], [gone, here])
+    assert majority_settled(["D", "D", None], [here, here, gone])
+    assert not majority_settled(["D", "E", None], [here, here, gone])  # the third decides between D and E
+    assert majority_settled(["D", "D", None, None], [here, here, gone, gone])  # E, E ties, and the first D wins it
+    assert not majority_settled([None, "D", "D", None], [gone, here, here, gone])  # E, E: the first E wins it
+    assert not majority_settled(["D", "D", "E", None, None], [here, here, here, gone, gone])
 
 
 def test_a_rerun_without_quality_or_accuracy_leaves_no_earlier_table_beside_its_groups(tmp_path):

@@ -247,6 +247,31 @@ def test_groups_wait_for_a_reference_classification_that_failed(tmp_path):
     assert second.tables["judgments"].num_rows and second.tables["quality"].num_rows
 
 
+def test_a_vote_a_rerun_asks_again_is_a_missing_vote_not_an_unread_one(tmp_path):
+    # One prompt's classification timed out (retries exhausted): its row was stored unread and marked for a rerun,
+    # and the prompt was judged under the generic criterion — then judged again once the rerun classified it.
+    armed = tmp_path / "armed"
+    armed.touch()
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in PROMPTS))
+    voter = {**SCRIPTED, "name": "voter", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                      "flaky_kind": "classify"}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[SCRIPTED],
+                      judges=[SCRIPTED], classifier=voter, strategies=["temperature"], quality={"enabled": False},
+                      accuracy={"enabled": False}, execution={"executor": "local", "shard_size": 16})
+    first = run(cfg)
+    sources = {g["prompt_id"]: g["category_source"] for g in first.tables["groups"].to_pylist()}
+    flaky = next(p["prompt_id"] for p in first.tables["prompts"].to_pylist() if "FLAKY" in p["text"])
+    assert sources.pop(flaky) == "pending" and set(sources.values()) == {"reference"}
+    assert flaky not in {j["prompt_id"] for j in first.tables["judgments"].to_pylist()}
+    armed.unlink()
+    second = run(cfg)
+    assert {g["category_source"] for g in second.tables["groups"].to_pylist()} == {"reference"}
+    judged_again = [c for c in ScriptedChat.calls if c.startswith("The prompt below")]
+    assert judged_again and all("FLAKY" in c or True for c in judged_again)
+    assert flaky in {j["prompt_id"] for j in second.tables["judgments"].to_pylist()}
+
+
 def test_rows_computed_before_a_shard_failed_are_not_paid_for_again(tmp_path):
     # Batches cut across shards: a batch refused whole (BackendError) failed the two shards it touched, and the rows
     # those shards had back from their other batches — computed, paid for — were dropped and sent again by the rerun.

@@ -46,6 +46,15 @@ def check(response, gold, verifier):
         ("**Answer:** **17**", "17", "answer line"),
         ("We get 3, then 10,080 apples", "10080", "last number"),
         ("ratio 7/8", "7/8", "last number"),
+        # The last number of a formula is not its value: 12 of 5/12, 3 of 2√3 were read, and graded wrong.
+        ("so the probability is $\\frac{5}{12}$", "\\frac{5}{12}", "last formula"),
+        ("Thus $x = 2\\sqrt{3}$.", "x = 2\\sqrt{3}", "last formula"),
+        ("We try $x=2$ first, and 3 works.", "3", "last number"),
+        # An answer line's answer ends where its prose begins (the whole line was compared, and graded wrong).
+        ("The answer is 12 because there are 3 groups of 4.", "12", "answer line"),
+        ("Answer: 12 (the number of ways)", "12", "answer line"),
+        ("The answer is $\\frac{1}{2}$, which is half.", "\\frac{1}{2}", "answer line"),
+        ("Final answer: 3.5", "3.5", "answer line"),
     ],
 )
 def test_extracts_the_final_answer(response, answer, how):
@@ -63,6 +72,18 @@ def test_extracts_the_final_answer(response, answer, how):
 def test_no_answer_is_none_with_a_reason(response, why):
     answer, how = extract_final_answer(response)
     assert answer is None and why in how
+
+
+@pytest.mark.parametrize("response", [
+    "The last digit is 6. Then we computed 2^{10}.",  # 10 is an exponent: the answer was read as 10
+    "So x = \\sqrt{2}",  # 2 sits inside \sqrt{…}
+    "The answer is many apples and some pears",  # prose, no answer
+])
+def test_an_answer_that_cannot_be_read_is_not_checked(verifier, response):
+    answer, how = extract_final_answer(response)
+    assert answer is None and how.startswith("unreadable")
+    check = check_math_answer(response, "6", timeout_s=3, verifier=verifier)
+    assert check.correct is None and check.answered  # neither wrong nor "no answer": not checked
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -145,6 +145,33 @@ def test_a_long_run_of_spaces_is_split_in_linear_time():
         assert large < 0.1 or large < 0.5 and large / max(small, 1e-4) < 8, (small, large)
 
 
+def test_a_plan_listed_before_the_responses_is_not_taken_for_them():
+    # The first run of marks 1, 2, 3 won: the plan's three lines became the responses, the real ones all inside the
+    # third, and the group counted as complete.
+    raw = ("Here is my plan:\nResponse 1: a formal tone\nResponse 2: a casual tone\nResponse 3: a poem\n\n"
+           "Response 1: Dear Sir, I write to you\nResponse 2: Hey you\nResponse 3: Roses are red")
+    assert split_responses(raw, 3) == (["Dear Sir, I write to you", "Hey you", "Roses are red"], "inline")
+    titled = raw.replace("\n\nResponse 1: Dear", "\n\n### Response 1: Formal\nDear").replace(
+        "\nResponse 2: Hey", "\n### Response 2: Casual\nHey").replace("\nResponse 3: Roses", "\n### Response 3\nRoses")
+    assert split_responses(titled, 3)[0][1:] == ["Hey you", "Roses are red"]
+
+
+@pytest.mark.parametrize("raw", [
+    "### Response 1 — Optimistic\nA\n### Response 2 — Grim\nB",  # a title after a dash: nothing split before
+    "**Response 1 – Optimistic**\nA\n**Response 2 – Grim**\nB",
+    "### Response 1 (Algebra)\nA\n### Response 2 (Geometry)\nB",
+    "### Response #1\nA\n### Response #2\nB",
+    "### **Response 1: Title**\nA\n### **Response 2: Another**\nB",  # the title left "Title**" in the body
+])
+def test_titled_headers_split_and_their_titles_are_not_the_response(raw):
+    assert split_responses(raw, 2) == (["A", "B"], "headers")
+
+
+def test_a_bold_label_with_its_text_on_the_same_line_keeps_the_text():
+    raw = "**Response 1:** The capital is Paris.\n**Response 2:** Paris it is."
+    assert split_responses(raw, 2) == (["The capital is Paris.", "Paris it is."], "inline")
+
+
 def test_split_caps_at_n():
     raw = "\n".join(f"### Response {k}\nr{k}" for k in range(1, 8))
     assert split_responses(raw, 5) == (["r1", "r2", "r3", "r4", "r5"], "headers")
@@ -275,7 +302,8 @@ def test_short_answer_grade_reads_a_standalone_letter(raw, grade):
     assert parse_short_answer_grade(raw) == grade
 
 
-@pytest.mark.parametrize("raw", ["A response that gives a wrong answer is B", "A or B", "B, or maybe C", "A/B"])
+@pytest.mark.parametrize("raw", ["A response that gives a wrong answer is B", "A or B", "B, or maybe C", "A/B",
+                                 "N/A", "n/a", "N / A (no response to grade)"])
 def test_short_answer_article_or_two_letters_is_unparsed(raw):
     assert parse_short_answer_grade(raw) is None
 
