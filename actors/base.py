@@ -317,7 +317,9 @@ _BARE_CLOSE = re.compile(re.escape(THINK_CLOSE) + r"[ \t]*(?:\r?\n|$)")
 # `<|return|>` or `<|call|>`. Decoded with special tokens skipped, they run together ("analysis…assistantfinal…"):
 # a backend serving such a model decodes with them kept and splits the channels (split_harmony).
 HARMONY_CHANNEL, HARMONY_MESSAGE = "<|channel|>", "<|message|>"
-_HARMONY_SEGMENT = re.compile(r"<\|channel\|>\s*(\w+)(?:(?!<\|message\|>).)*<\|message\|>(.*?)"
+# A channel's header ends at its message, and never runs past the next channel: scanning to the end of the text
+# from each channel without a message took quadratic time.
+_HARMONY_SEGMENT = re.compile(r"<\|channel\|>\s*(\w+)(?:(?!<\|message\|>|<\|channel\|>).)*<\|message\|>(.*?)"
                               r"(?=<\|end\|>|<\|return\|>|<\|call\|>|<\|start\|>|<\|channel\|>|$)", re.DOTALL)
 
 

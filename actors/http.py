@@ -222,7 +222,8 @@ def chat_completions_url(base_url: str) -> str:
     """
     parts = urlsplit(base_url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BackendError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
+        raise BackendError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got "
+                           f"{display_url(base_url)!r}")
     path = parts.path.rstrip("/")
     if path.endswith("/chat/completions"):
         pass
@@ -231,6 +232,15 @@ def chat_completions_url(base_url: str) -> str:
     else:
         path = "/v1/chat/completions"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def display_url(url: Any) -> str:
+    """`url` for a message: without user info or query string, or a placeholder when it does not parse (a message
+    about a malformed URL must not quote the password or key it holds)."""
+    try:
+        return _display_url(str(url))
+    except ValueError:
+        return "<unparsable URL>"
 
 
 def _display_url(url: str) -> str:

@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -330,7 +331,10 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
     url = options.get("base_url")
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ModelCheckError("options.base_url", f"an http(s) URL is needed for the http backend, got {url!r}")
+        from actors.http import display_url
+
+        shown = display_url(url) if isinstance(url, str) else url
+        raise ModelCheckError("options.base_url", f"an http(s) URL is needed for the http backend, got {shown!r}")
     key_env = options.get("api_key_env")
     if key_env and api_key_problem(key_env, os.environ.get(key_env)):
         raise ModelCheckError("options.api_key_env", api_key_problem(key_env, os.environ.get(key_env)))
@@ -375,13 +379,33 @@ def _vllm_engine_arguments() -> frozenset[str] | None:
     return frozenset(f.name for f in dataclasses.fields(EngineArgs))
 
 
+# vLLM engine arguments that run code named by the config (a model repository's own Python, classes to import):
+# a config is data, so these need the same opt-in as a `python:` backend.
+CODE_OPTIONS = frozenset({"trust_remote_code", "worker_cls", "worker_extension_cls", "logits_processors"})
+# Option names that hold a credential: secrets come from the environment only (a config is copied into the run
+# directory, logged and compared), so none is taken as an option.
+SECRET_OPTION = re.compile(r"^(?:hf_)?token$|(?:^|_)(?:auth_token|access_token|secret|password|passwd|api_?key)$",
+                           re.IGNORECASE)
+
+
 def check_options(role: str, backend: str, options: dict[str, Any]) -> None:
     """Refuse an option the backend does not take, naming it and the closest known one (a typo would otherwise
-    surface as a TypeError inside an actor, after the run's other models loaded and began to spend).
+    surface as a TypeError inside an actor, after the run's other models loaded and began to spend); an option
+    holding a secret; and, without --allow-python-backends, an engine argument that runs code the config names.
 
     Raises:
         ModelCheckError: keyed "options.<name>".
     """
+    for key in sorted(options):
+        if SECRET_OPTION.search(key):
+            raise ModelCheckError(f"options.{key}", f"{key!r} would hold a secret in the config, which is copied "
+                                                    "into the run directory: secrets come from the environment only "
+                                                    "(HF_TOKEN for the hub; api_key_env names an API key's variable)")
+        if key in CODE_OPTIONS and options[key] and not python_backends_allowed():
+            raise ModelCheckError(f"options.{key}", f"{key!r} makes the engine run code the config names (a model "
+                                                    "repository's own Python, or a class to import): allow it with "
+                                                    "--allow-python-backends (TASKDIV_ALLOW_PYTHON_BACKENDS=1), for "
+                                                    "a config and model you trust")
     named, passes_on = backend_options(role, backend)
     unknown = sorted(set(options) - named)
     if unknown and passes_on:

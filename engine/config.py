@@ -731,8 +731,10 @@ def redact_url(url: Any) -> Any:
 
 
 def _redacted(value: Any) -> Any:
+    # A key named as a secret (preflight refuses such options; a config written before it was may hold one).
     if isinstance(value, dict):
-        return {k: redact_url(v) if k == "base_url" else _redacted(v) for k, v in value.items()}
+        return {k: redact_url(v) if k == "base_url" else "<redacted>" if isinstance(k, str) and v is not None
+                and registry.SECRET_OPTION.search(k) else _redacted(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redacted(v) for v in value]
     return value

@@ -70,7 +70,7 @@ def _first_json_line(path: Path) -> Any:
                 if k == 0:
                     raw = raw.removeprefix(UTF8_BOM)
                 if raw.strip():
-                    return json.loads(raw.decode("utf-8", "replace"))
+                    return _loads(raw.decode("utf-8", "replace"))
     except (OSError, ValueError):
         return None
     return None
@@ -97,7 +97,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
             yield k, InputError(where, k, None, f"invalid UTF-8 at byte {exc.start} of the line")
             continue
         try:
-            rec = json.loads(line)
+            rec = _loads(line)
         except ValueError as exc:
             yield k, InputError(where, k, None, f"not valid JSON ({exc})")
             continue
@@ -169,7 +169,7 @@ def read_inspect(path: Path) -> Iterator[Row]:
         yield from _read_inspect_archive(path)
         return
     try:
-        log = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a leading byte-order mark is dropped
+        log = _loads(path.read_text(encoding="utf-8-sig"))  # -sig: a leading byte-order mark is dropped
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         yield where, None, InputError(where, None, None, f"not an Inspect eval log ({exc})")
         return
@@ -218,19 +218,63 @@ ZIP_ZSTANDARD = 93
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 
 
+# The compressions Inspect writes (stored, deflate, zstd). Others (bzip2, LZMA) are refused: Python's zipfile
+# decompresses those in one call without an output limit, so a member of a few bytes could fill memory.
+_MEMBER_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, ZIP_ZSTANDARD)
+_CHUNK = 64 * 1024
+
+
 def _member(archive: zipfile.ZipFile, name: str, where: str) -> Any:
     info = archive.getinfo(name)
+    here = f"{where}:{name}"
     if info.file_size > MAX_MEMBER_BYTES:
-        return InputError(f"{where}:{name}", None, None, f"{info.file_size} bytes uncompressed, over the "
-                                                         f"{MAX_MEMBER_BYTES} bytes a sample may have")
+        return InputError(here, None, None, f"{info.file_size} bytes uncompressed, over the {MAX_MEMBER_BYTES} "
+                                            "bytes a sample may have")
+    if info.compress_type not in _MEMBER_METHODS:
+        return InputError(here, None, None, f"compressed with zip method {info.compress_type}, which Inspect does "
+                                            "not write (stored, deflate or zstd); `inspect log convert --to json` "
+                                            "writes the log as JSON")
     try:
-        data = _zstd_member(archive, info) if info.compress_type == ZIP_ZSTANDARD else archive.read(name)
-        return json.loads(data.decode("utf-8"))
+        data = _zstd_member(archive, info) if info.compress_type == ZIP_ZSTANDARD else _bounded_read(archive, info)
+        return _loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
-        return InputError(f"{where}:{name}", None, None, f"not valid JSON ({exc})")
-    except NotImplementedError as exc:  # another compression Python cannot read: the file's problem, said as such
-        return InputError(f"{where}:{name}", None, None, f"compressed in a way this Python cannot read ({exc}); "
-                                                         "`inspect log convert --to json` writes the log as JSON")
+        return InputError(here, None, None, f"not valid JSON ({exc})")
+
+
+def _bounded_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A stored or deflated member, read in chunks: zipfile stops at the size the directory states (capped above),
+    but one read() of the whole member inflates up to a gigabyte of a deflate stream per call before cutting it to
+    that size — a member of a few kilobytes stating 100 bytes would take that much memory. Chunked, each call
+    inflates at most a chunk; a stream longer than stated then fails its CRC, as that member's error."""
+    out = bytearray()
+    with archive.open(info) as f:
+        while chunk := f.read(_CHUNK):
+            out += chunk
+    return bytes(out)
+
+
+def _loads(text: str) -> Any:
+    """json.loads with what it lets through refused as invalid: nesting too deep for Python's parser (a
+    RecursionError otherwise escapes every reader's error handling) and strings holding a lone surrogate ("\\ud800"),
+    which Arrow refuses later, far from the file and line."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("a string holds a lone UTF-16 surrogate (not text)") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
 
 
 def _zstd_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

@@ -36,7 +36,9 @@ MARKDOWN_PREFIX = re.compile(r"^\s*(?:#{1,6}\s*|[-*+>]\s+|\d{1,3}[.)]\s+)+")
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 CAPITALISED = re.compile(r"(?<![.!?:\n]\s)(?<!^)\b[A-Z][a-z]{2,}\b")  # not at the start of a sentence
 BOLD = re.compile(r"\*\*(.+?)\*\*", re.S)
-LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+(.*)$", re.M)
+# [ \t], never \s, around the marker: \s also matches newlines, so on a run of blank lines every line start scanned
+# the whole run again (quadratic: 20,000 newlines took 11 s a pair).
+LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]+(.*)$", re.M)
 PROPER = re.compile(r"\b[A-Z][a-zA-Z]+\b")
 
 
@@ -88,7 +90,9 @@ def _shape(text: str) -> tuple[int, int, int]:
     """(non-empty lines, list items, headings)."""
     lines = [line for line in (text or "").split("\n") if line.strip()]
     bullets = sum(bool(re.match(r"\s*(?:[-*+]|\d{1,3}[.)])\s", line)) for line in lines)
-    heads = sum(bool(re.match(r"\s*#{1,6}\s|\s*\*\*[^*]+\*\*\s*:?\s*$", line)) for line in lines)
+    # One way to match the spaces after a bold heading (two optional runs around an optional colon backtracked
+    # quadratically on a line of spaces).
+    heads = sum(bool(re.match(r"\s*#{1,6}\s|\s*\*\*[^*]+\*\*[ \t]*(?::[ \t]*)?$", line)) for line in lines)
     return len(lines), bullets, heads
 
 
@@ -139,7 +143,8 @@ def text_features(prompt: str, a: str, b: str) -> dict[str, float]:
         "head_ratio": _ratio(shape_a[2], shape_b[2]), "sent_count_ratio": _ratio(len(sents_a), len(sents_b)),
         "prompt_loglen": math.log1p(len(prompt)),
         "first_line_w_jac": _jaccard(set(words(line_a)), set(words(line_b))),
-        "content_jac": _jaccard(set(ca), set(cb), 0.0), "content_jac_noprompt": _jaccard(set(ca) - wp, set(cb) - wp, 0.0),
+        "content_jac": _jaccard(set(ca), set(cb), 0.0),
+        "content_jac_noprompt": _jaccard(set(ca) - wp, set(cb) - wp, 0.0),
         "bold_jac": _jaccard(bold_a, bold_b, 0.0), "bold_any": float(bool(bold_a) and bool(bold_b)),
         "item_head_jac": _jaccard(item_a, item_b, 0.0), "item_any": float(bool(item_a) and bool(item_b)),
         "proper_jac_noprompt": _jaccard(proper_a, proper_b, 0.0),

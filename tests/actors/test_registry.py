@@ -52,3 +52,37 @@ def test_preflight_names_the_config_key_of_a_misspelt_option(tmp_path):
     })
     with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.max_retry: .*did you mean 'max_retries'"):
         preflight(cfg)
+
+
+@pytest.mark.parametrize("backend,role", [("vllm", "chat"), ("vllm", "embed"), ("vllm", "reward"), ("local", "chat")])
+def test_options_that_run_code_need_the_python_backends_opt_in(monkeypatch, backend, role):
+    # vLLM passed any EngineArgs field through: trust_remote_code ran a hub repository's Python, worker classes
+    # were imported by name — from a config, which is data, without --allow-python-backends.
+    monkeypatch.delenv("TASKDIV_ALLOW_PYTHON_BACKENDS", raising=False)
+    for key, value in (("trust_remote_code", True), ("worker_extension_cls", "evil.Ext")):
+        with pytest.raises(ModelCheckError, match=rf"{key}.*--allow-python-backends") as info:
+            check_model(role, backend, "smollm2-135m" if role == "chat" else "x", {key: value})
+        assert info.value.key == f"options.{key}"
+
+
+@pytest.mark.parametrize("key", ["hf_token", "token", "api_key", "client_secret", "password"])
+def test_a_secret_is_never_an_option_and_never_copied(key):
+    # options.hf_token (an EngineArgs field) was taken, logged at the engine's start and written to config.yaml.
+    with pytest.raises(ModelCheckError, match="secrets come from the environment only"):
+        check_model("chat", "vllm", "smollm2-135m", {key: "hf_SECRET123"})
+    cfg = config_from_dict({"run_dir": "unused", "judges": [{"name": "v", "backend": "vllm", "model": "m",
+                                                            "options": {key: "hf_SECRET123", "dtype": "float32"}}]})
+    dumped = str(cfg.to_dict())
+    assert "hf_SECRET123" not in dumped and "float32" in dumped
+
+
+def test_a_malformed_url_is_named_without_its_credentials():
+    from actors.http import chat_completions_url
+
+    url = "htps://alice:sk-SECRET@api.example.com/v1?key=AIzaSECRET"
+    with pytest.raises(ModelCheckError) as info:
+        check_model("chat", "http", "gpt-4o", {"base_url": url})
+    with pytest.raises(Exception) as direct:
+        chat_completions_url(url)
+    for message in (str(info.value), str(direct.value)):
+        assert "SECRET" not in message and "api.example.com" in message

@@ -260,3 +260,70 @@ def test_an_inspect_log_is_audited_end_to_end(tmp_path):
     assert {(g["model"], g["strategy"]) for g in groups} == {("openai/gpt-4o-mini", "inspect:capitals")}
     assert all(g["n_responses"] == 3 for g in groups) and len(groups) == 2
     assert result.tables["judgments"].num_rows > 0
+
+
+def _lying_sizes(path, member, stated):
+    """Rewrite `member`'s uncompressed size in its local header and the central directory to `stated` (a writer's
+    word, which zipfile trusts)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        offset = z.getinfo(member).header_offset
+    struct.pack_into("<L", data, offset + 22, stated)  # local file header: uncompressed size
+    central = data.find(b"PK\x01\x02")
+    while central != -1:
+        name_len = struct.unpack_from("<H", data, central + 28)[0]
+        if data[central + 46:central + 46 + name_len] == member.encode():
+            struct.pack_into("<L", data, central + 24, stated)
+            break
+        central = data.find(b"PK\x01\x02", central + 4)
+    path.write_bytes(bytes(data))
+
+
+def test_an_archive_member_is_never_inflated_past_its_stated_size_or_by_a_method_inspect_does_not_use(tmp_path):
+    # A 10 MB member stating 100 bytes: one read() inflated it whole (up to a gigabyte per call) before zipfile cut
+    # it; a bzip2 or LZMA member (which Inspect never writes) was inflated in one call without any limit.
+    header = json.dumps(_inspect_header())
+    good = json.dumps(_inspect_sample(1, 1, "Q1", "A1"))
+    bomb = tmp_path / "bomb.eval"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("header.json", header)
+        z.writestr("samples/1_epoch_1.json", good)
+        z.writestr("samples/2_epoch_1.json", b" " * 10_000_000)
+    _lying_sizes(bomb, "samples/2_epoch_1.json", 100)
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"bomb\.eval:samples/2_epoch_1\.json: not valid JSON \(Bad CRC"):
+            load_responses(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000, peak  # read whole, the member was inflated to its 10 MB first
+    report = LoadReport()
+    _, groups = load_responses(bomb, on_error="skip", report=report)
+    assert len(groups) == 1 and len(report.skipped) == 1
+
+    bzip = tmp_path / "bzip.eval"
+    with zipfile.ZipFile(bzip, "w") as z:
+        z.writestr("header.json", header)
+        z.writestr("samples/1_epoch_1.json", good, compress_type=zipfile.ZIP_BZIP2)
+    with pytest.raises(InputError, match=r"samples/1_epoch_1\.json: compressed with zip method 12"):
+        load_responses(bzip)
+
+
+def test_json_nested_too_deeply_or_holding_a_lone_surrogate_is_that_lines_error(tmp_path):
+    # json raised RecursionError past every reader's handling (on_error: skip too); a lone surrogate ("\ud800")
+    # was read and failed later in Arrow, far from its line.
+    lines = [_lm_eval_line(0, "Q0", ["a", "b"]), _lm_eval_line(1, "Q1", ["c", "d"])]
+    path = write_lm_eval(tmp_path, lines)
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([text[0], "[" * 200_000 + "]" * 200_000, text[1].replace('"c"', '"c \\ud800"')]) + "\n")
+    with pytest.raises(InputError, match=r":2: not valid JSON \(nested too deeply\)"):
+        load_responses(path)
+    report = LoadReport()
+    prompts, _ = load_responses(path, on_error="skip", report=report)
+    assert len(prompts) == 1 and len(report.skipped) == 2
+    assert any(":3: not valid JSON (a string holds a lone UTF-16 surrogate" in str(e) for e in report.skipped)

@@ -120,3 +120,26 @@ def test_the_same_text_twice_is_equivalent_whatever_the_features_say():
     assert group_same_text(responses).tolist() == [same_text(responses[i], responses[j])
                                                    for i in range(5) for j in range(i + 1, 5)]
     assert same_text("Paris", "paris ") and not same_text("", "") and not same_text("Paris", "Paris.")
+
+
+def test_pair_features_and_harmony_channels_take_linear_time_on_adversarial_text():
+    # Audited responses have no length limit: on 20,000 newlines the list-item pattern took 11 s for one pair
+    # (quadratic), a bold line followed by 20,000 spaces 3.5 s, and 8,000 message-less harmony channels 15 s.
+    import time
+
+    from actors.base import split_harmony
+    from engine.method.pair_features import text_features
+
+    def best_of_three(f, text):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            f(text)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    for f, make in ((lambda t: text_features("p", t, "x"), lambda k: "\n" * k),
+                    (lambda t: text_features("p", t, "x"), lambda k: "**a**" + " " * k + "x"),
+                    (split_harmony, lambda k: "<|channel|>x" * (k // 10))):
+        small, large = best_of_three(f, make(20_000)), best_of_three(f, make(80_000))
+        assert large < 0.2 or large < 1.0 and large / max(small, 1e-4) < 8, (small, large)
