@@ -273,12 +273,17 @@ def p_yes_from_logprobs(top_logprobs: Mapping[str, float] | None) -> float | Non
 # ---------------------------------------------------------------------------------------------------------------
 # Checklists and grades.
 
-_ITEM = re.compile(r"^[ \t]*(?:\d+[.)]|[-*•])[ \t]+(.+?)[ \t]*$", re.MULTILINE)
+_ITEM = re.compile(r"^([ \t]*)(?:\*\*)?(?:\d+[.)]|[-*•])[ \t]+(.+?)[ \t]*$", re.MULTILINE)
 
 
 def parse_checklist(raw: str, *, lo: int = 3, hi: int = 5) -> list[str] | None:
-    """The criteria of a numbered or bulleted list: the first `hi` items, or None if fewer than `lo`."""
-    items = [m.group(1).strip() for m in _ITEM.finditer(raw) if m.group(1).strip()]
+    """The criteria of a numbered or bulleted list: its top-level items (the least indented; sub-bullets under a
+    criterion explain it and are no criteria of their own), the first `hi` of them, or None if fewer than `lo`. An
+    item in bold ("**1. Accuracy:** …") is an item, its bold marks dropped."""
+    found = [(len(m.group(1).expandtabs(4)), m.group(2).replace("**", "").strip()) for m in _ITEM.finditer(raw)]
+    found = [(indent, text) for indent, text in found if text]
+    top = min((indent for indent, _ in found), default=0)
+    items = [text for indent, text in found if indent == top]
     if len(items) < lo:
         return None
     return items[:hi]

@@ -124,6 +124,8 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
                 params = params.with_(seed=None if params.seed is None else params.seed + 1_000_003)
             (out,) = yield [Request(conversation, params)]
             s.calls += 1
+            if out.error is not None and best is not None:
+                break  # the retry failed: the first attempt's responses stand (a short group), not an error
             if _failed(out, s):
                 return s
             parts, mode = split_responses(out.texts[0], x.n, x.system_parse)

@@ -246,6 +246,14 @@ def test_read_verdict_falls_back_to_the_text_when_log_probs_are_not_an_answer():
 
 
 # Checklists and grades.
+def test_a_checklists_sub_bullets_are_not_criteria_and_bold_items_are():
+    # Sub-bullets under a criterion took the places of the criteria after it; bold-numbered items were unparsed.
+    nested = "1. Accuracy\n   - dates right\n   - names right\n2. Clarity\n   - short\n3. Depth\n4. Tone"
+    assert parse_checklist(nested) == ["Accuracy", "Clarity", "Depth", "Tone"]
+    bold = "**1. Accuracy:** facts right\n**2. Clarity:** easy to follow\n**3. Depth:** enough detail"
+    assert parse_checklist(bold) == ["Accuracy: facts right", "Clarity: easy to follow", "Depth: enough detail"]
+
+
 def test_checklist_parses_3_to_5_items():
     assert parse_checklist("1. a\n2. b\n3. c") == ["a", "b", "c"]
     assert parse_checklist("- a\n- b\n- c\n- d\n- e\n- f") == ["a", "b", "c", "d", "e"]

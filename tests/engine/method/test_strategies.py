@@ -60,6 +60,22 @@ def test_system_short_parse_is_retried_once_and_marked():
     assert s.responses == ["a", "b"] and s.status == "short" and s.raw.endswith("b") and s.calls == 2
 
 
+def test_a_retry_that_fails_keeps_the_first_attempts_responses():
+    # The short first attempt's two responses were thrown away when its retry met a backend error: the whole group
+    # became an error. They stand now, as a short group.
+    class FailsSecond(Recorder):
+        def chat(self, conversations, sampling):
+            if self.seen:
+                self.seen.append((conversations[0], sampling))
+                return [ChatOutput(error="HTTP 503 after 7 attempts", transient=True)]
+            return super().chat(conversations, sampling)
+
+    s = run("system_general", FailsSecond(["### Response 1\na\n### Response 2\nb"]))
+    assert s.responses == ["a", "b"] and s.status == "short" and s.calls == 2 and s.error is None
+    s = run("system_general", Recorder(error="HTTP 401"))  # the first attempt failing is still the group's error
+    assert s.status == "error" and s.responses == []
+
+
 def test_system_full_parse_is_not_retried():
     rec = Recorder(["### Response 1\na\n### Response 2\nb\n### Response 3\nc"])
     run("system_general", rec)
