@@ -103,7 +103,7 @@ def killed_then_resumed(tmp_path, kill_on):
     for table, count in written.items():
         if table != "classify":  # own and reference classification share shards when one model does both
             assert reused[table] == count, f"{table}: {count} shards were written, {reused[table]} reused"
-    return run_dir, before, calls(log)
+    return run_dir, before, calls(log), written
 
 
 def assert_same_tables(run_dir, expected):
@@ -124,14 +124,18 @@ def assert_same_tables(run_dir, expected):
 ])
 def test_sigkill_then_rerun_gives_the_uninterrupted_tables(tmp_path, baseline, kill_on):
     expected, full_calls = baseline
-    run_dir, before, after = killed_then_resumed(tmp_path, kill_on)
+    run_dir, before, after, written = killed_then_resumed(tmp_path, kill_on)
     assert_same_tables(run_dir, expected)
     stage = kill_on[0]
     # Classification ends before sampling starts, so it was not recomputed. From sampling on, stages stream into
     # each other (a kill mid-judging may come while sampling goes on): what they had written was reused (checked
-    # in killed_then_resumed), the killed stage did part of its work again and no more than all of it.
+    # in killed_then_resumed), the killed stage did its work again, no more than all of it — and less wherever it
+    # had written a shard before the kill. Whether it had is a race between the backend's thread, which the kill
+    # stops, and the driver's, which writes what came back (accuracy's 11th call of 12 lost it twice in 5 runs).
     assert after["classify"] == 0
-    assert 0 < after[stage] < full_calls[stage]
+    assert 0 < after[stage] <= full_calls[stage]
+    if written.get(stage):
+        assert after[stage] < full_calls[stage], f"{stage}: {written[stage]} shards written, all its calls made again"
     for kind in full_calls:
         assert before[kind] + after[kind] >= full_calls[kind] and after[kind] <= full_calls[kind], kind
 
