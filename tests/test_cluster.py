@@ -196,7 +196,8 @@ seen = None
 if worker is not None:
     probe = ray.remote(num_cpus=0)(lambda: {"home": os.path.expanduser("~"), "auth": os.environ.get("RAY_AUTH_MODE"),
                                             "token": open(os.path.expanduser("~/.ray/auth_token")).read().strip()})
-    seen = ray.get(probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(worker["NodeID"], soft=False)).remote())
+    pinned = NodeAffinitySchedulingStrategy(worker["NodeID"], soft=False)
+    seen = ray.get(probe.options(scheduling_strategy=pinned).remote())
 print("NODES", json.dumps({"alive": sorted(n["NodeManagerAddress"] for n in alive), "worker": seen}))
 """ % WORKER_IP
 
@@ -242,6 +243,31 @@ def test_workers_see_the_environment_of_ray_start_not_the_drivers(cluster, tmp_p
     seen = json.loads(line[len("PROBE "):])
     assert seen["TASKDIV_DRIVER_ONLY"] is None, seen
     assert seen["RAY_AUTH_MODE"] == "token", seen   # from ~/.bashrc, which `ray start` ran under
+
+
+# A key the driver has and the nodes that run the judge lack: preflight on the driver passed it, and every judge
+# request failed on the workers. The run checks each model again on the nodes that may host it, before any call.
+KEY_PROBE = """
+import os
+os.environ["TASKDIV_DRIVER_ONLY_KEY"] = "sk-driver-only-123"
+from engine.cli import main
+judge = ("[{name: api, backend: http, model: gpt-4o, options: {base_url: 'http://127.0.0.1:9/v1', "
+         "api_key_env: TASKDIV_DRIVER_ONLY_KEY}}]")
+code = main(["--config", "taskdiv/configs/cluster-smoke.yaml", "--quiet", "--allow-python-backends",
+             "--run-dir", "runs/cluster-node-check", "--set", "judges=" + judge])
+print("EXIT", code)
+"""
+
+
+def test_a_key_only_the_driver_has_is_refused_naming_each_node_before_any_call(cluster, tmp_path):
+    probe = tmp_path / "key_probe.py"
+    probe.write_text(KEY_PROBE)
+    proc = ray("submit", CONFIG, str(probe), step="ray submit (models checked on the nodes)")
+    out = proc.stdout + proc.stderr
+    assert "EXIT 2" in out, out[-3000:]
+    assert "judges[0].options.api_key_env: the environment variable TASKDIV_DRIVER_ONLY_KEY is not set" in out
+    assert f"(on node {WORKER_IP})" in out and "sk-driver-only" not in out, out[-3000:]
+    assert not (head_home() / "runs" / "cluster-node-check" / "shards").exists()  # nothing was computed
 
 
 def test_ray_submit_runs_the_pipeline_on_the_cluster(cluster, token, tmp_path):
