@@ -133,8 +133,7 @@ class Pipeline:
         shards = self._shard(prompts)
         self._schedule_cache = self._schedule(external)
 
-        # The yardstick category is never the model under test's own: gold where present, else one reference
-        # classification per prompt (the classifier, default the judges' majority), the same for every generator.
+        # Before the first model call: every model's actors fit a node, and (on a cluster) each is found where it runs.
         needs = self.resource_needs()
         self.executor.check_fits([(f"{where} ({getattr(m, 'name', m.model)})", plan) for where, _, m, plan in needs],
                                  cfg.execution.node_wait_s)
@@ -144,6 +143,8 @@ class Pipeline:
             log.warning("%s — checked on the cluster's nodes that run it instead", note)
         self.executor.check_models([(where, plan, (role, m.backend, m.model, m.options))
                                     for where, role, m, plan in needs], self.offline)
+        # The yardstick category is never the model under test's own: gold where present, else one reference
+        # classification per prompt (the classifier, default the judges' majority), the same for every generator.
         reference = self.reference_classify(shards)
         self._release_after("reference")
         held: dict[str, int] = defaultdict(int)  # generator → anchored groups held back (classification failed)
