@@ -134,6 +134,8 @@ _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$|\\
 _PROSE_START = re.compile(r"\s+\(|\s+(?:because|since|as|which|where|so|and|but|for|when|if|with|from)\b"
                           r"|\s+[-\u2013\u2014]{1,2}\s|\.(?!\d)(?:\s|$)|;|,\s+(?=[a-z]{3,})", re.I)
 _WORDS = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}")
+# "Checking the answer: 3 works", "To verify the answer, …": a line that tests a candidate gives no final answer.
+_CHECKING = re.compile(r"(?i)\b(?:check|checking|verify|verifying|test|testing|plug|plugging)\b")
 
 
 def _answer_of_line(rest: str) -> str | None:
@@ -180,7 +182,7 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
         return None, f"no complete \\boxed{{...}} (unbalanced braces, or longer than {MAX_ANSWER_CHARS} characters)"
     for line in reversed(text.splitlines()):
         m = _ANSWER_LINE.search(line)
-        if m:
+        if m and not _CHECKING.search(line[: m.start()]):
             answer = _answer_of_line(m.group(1))
             if answer is None:
                 return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"

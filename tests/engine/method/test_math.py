@@ -55,6 +55,8 @@ def check(response, gold, verifier):
         ("Answer: 12 (the number of ways)", "12", "answer line"),
         ("The answer is $\\frac{1}{2}$, which is half.", "\\frac{1}{2}", "answer line"),
         ("Final answer: 3.5", "3.5", "answer line"),
+        # A line that checks a candidate is no answer line: "3 works" was compared as the answer
+        ("Checking the answer: 3 works.\nSo $x = \\sqrt{2}$", "x = \\sqrt{2}", "last formula"),
     ],
 )
 def test_extracts_the_final_answer(response, answer, how):
