@@ -267,8 +267,7 @@ def test_a_vote_a_rerun_asks_again_is_a_missing_vote_not_an_unread_one(tmp_path)
     armed.unlink()
     second = run(cfg)
     assert {g["category_source"] for g in second.tables["groups"].to_pylist()} == {"reference"}
-    judged_again = [c for c in ScriptedChat.calls if c.startswith("The prompt below")]
-    assert judged_again and all("FLAKY" in c or True for c in judged_again)
+    assert [c for c in ScriptedChat.calls if c.startswith("The prompt below")]  # its groups judged now
     assert flaky in {j["prompt_id"] for j in second.tables["judgments"].to_pylist()}
 
 

@@ -116,7 +116,9 @@ def test_import_from_a_folder_then_the_config_names_the_source_only(served, tmp_
         fetch.import_from("math500", tmp_path / "have")
 
 
-def test_an_unpinned_hugging_face_source_imports_from_its_layout_and_records_the_hashes(tmp_path, monkeypatch):
+def wildbench_manifest(tmp_path, monkeypatch) -> list[dict]:
+    """An unpinned Hugging Face manifest for wildbench in a manifests folder of its own, the cache in tmp_path;
+    returns the sample rows (tests/test_data/wildbench_sample.jsonl)."""
     manifests = tmp_path / "sources"
     manifests.mkdir()
     monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
@@ -126,7 +128,11 @@ def test_an_unpinned_hugging_face_source_imports_from_its_layout_and_records_the
         "loader": "wildbench", "main": "v2/*.parquet", "hf_dataset": "allenai/WildBench", "revision": None,
         "files": [{"pattern": "v2/*.parquet"}]}))
     sample = REPO / "tests" / "test_data" / "wildbench_sample.jsonl"
-    rows = [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in sample.read_text().splitlines() if line.strip()]
+
+
+def test_an_unpinned_hugging_face_source_imports_from_its_layout_and_records_the_hashes(tmp_path, monkeypatch):
+    rows = wildbench_manifest(tmp_path, monkeypatch)
     layout = tmp_path / "hf" / "wildbench" / "v2"
     layout.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), layout / "test-00000-of-00001.parquet")
@@ -227,16 +233,7 @@ def fake_hub(tmp_path, monkeypatch):
     `content[revision]` the rows a snapshot at that revision holds; every download's revision is recorded."""
     import huggingface_hub
 
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
-    (manifests / "wildbench.yaml").write_text(yaml.safe_dump({
-        "name": "wildbench", "title": "WildBench", "license": "see card", "homepage": "https://example.org",
-        "loader": "wildbench", "main": "v2/*.parquet", "hf_dataset": "allenai/WildBench", "revision": None,
-        "files": [{"pattern": "v2/*.parquet"}]}))
-    rows = [json.loads(line) for line in (REPO / "tests" / "test_data" / "wildbench_sample.jsonl").read_text()
-            .splitlines() if line.strip()]
+    rows = wildbench_manifest(tmp_path, monkeypatch)
     hub = {"main": "rev1", "content": {"rev1": rows, "rev2": rows[:1]}, "downloads": []}
 
     class Api:
