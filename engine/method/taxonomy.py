@@ -58,7 +58,9 @@ CATEGORIES: dict[str, Category] = {
             letter="A",
             name="Well-specified singular objective",
             definition="Asks for one verifiable fact or answer; exactly one answer is correct.",
-            difference="a different final answer (homogeneity is desired: all responses should give the same correct answer)",
+            # What differs, never what is hoped for: "all responses should give the same answer" told the judge the
+            # verdict the task wants (a prime towards YES) where its job is to see whether the answers differ.
+            difference="a different final answer",
             verifiable=True,
             homogeneity_desired=True,
             system_anchored=(
@@ -121,7 +123,7 @@ CATEGORIES: dict[str, Category] = {
             name="Problem-solving objective",
             definition="A problem (math, logic, code) with a single verifiable solution that can be reached by "
             "different strategies.",
-            difference="a different problem-solving strategy (the final answer should be the same)",
+            difference="a different problem-solving strategy (not a different final answer)",
             verifiable=True,
             homogeneity_desired=False,
             system_anchored=(

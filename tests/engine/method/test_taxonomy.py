@@ -184,6 +184,14 @@ def test_every_criterion_states_when_two_responses_are_different(letter):
     assert re.search(r"\bIf\b.*\bthey are different\.$", taxonomy.CATEGORIES[letter].judge_criterion)
 
 
+@pytest.mark.parametrize("letter", LETTERS)
+def test_the_judge_is_not_told_which_verdict_the_task_hopes_for(letter):
+    # A's text said "homogeneity is desired: all responses should give the same correct answer" and D's "the final
+    # answer should be the same": the judge was told the hoped-for verdict where its job is to see what differs.
+    text = taxonomy.judge_prompt(letter, "Q?", "one", "two")
+    assert not re.search(r"\b(should|desired|expected|must)\b", text, re.I), text
+
+
 def test_g_differs_in_one_element_and_c_asks_plainly_for_another_option():
     assert "at least one of these elements" in taxonomy.CATEGORIES["G"].judge_criterion
     followup = taxonomy.CATEGORIES["C"].regen_anchored
