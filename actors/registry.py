@@ -34,7 +34,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from actors import hub
-from actors.base import BackendError, ChatBackend, api_key_problem, insecure_key_transport, prices_problem
+from actors.base import (BackendError, ChatBackend, SamplingParams, api_key_problem, insecure_key_transport,
+                         prices_problem)
 from actors.hub import env_offline  # noqa: F401  (re-exported: whether the environment turns hub access off)
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
@@ -447,6 +448,79 @@ def check_model(role: str, backend: str, model: str, options: dict[str, Any] | N
         return
     check_options(role, backend, options)
     CHECKS[backend](model, options, offline)
+
+
+def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | None,
+                samplings: list[SamplingParams], conversation: list[dict[str, str]]) -> list[str]:
+    """Send an HTTP model the first request of each kind the run will send it — its own sampling settings, on a
+    short conversation and a budget of a few tokens — before the run's first paid call. `check_model` sees that a
+    key is set, not that the endpoint takes it, the model id, or the sampling settings: a key the provider refuses, a
+    misspelt model id, Claude's refusal of temperature and top_p together, a spent credit balance — each of which
+    every request would meet — would otherwise be found when that model's stage begins, after the stages before it
+    were paid for. Other backends: nothing is sent (their models load, and fail, before their first call).
+
+    Args:
+        samplings: the settings to try (chat); none for an embedder, which is asked for one embedding.
+
+    Returns:
+        What did not stop the run but may: a request the endpoint refused for a reason the client does not know
+        every request shares (with a budget this short, it may be the budget), or a failure retries did not outlast.
+
+    Raises:
+        ModelCheckError: what every request would meet (the client raises BackendError for those), keyed by what to
+            change.
+    """
+    if backend != "http":
+        return []
+    from actors.http import display_url
+
+    options = dict(options or {})
+    # A probe is a question, not a row to save: few retries, and a request that timed out (the server had it, and
+    # may bill it) is not sent again.
+    retries = options.get("max_retries", PROBE_MAX_RETRIES)
+    if isinstance(retries, int) and not isinstance(retries, bool):
+        options["max_retries"] = min(retries, PROBE_MAX_RETRIES)
+    options["timeout_retries"] = 0
+    try:
+        client = ROLES[role][backend](model, **options)
+    except ValueError as exc:  # an option's value the client refuses (its actors would refuse it alike)
+        raise ModelCheckError("options", str(exc)) from None
+    notes: list[str] = []
+    try:
+        if role == "embed":
+            try:
+                client.embed([conversation[-1]["content"]])
+            except BackendError as exc:  # the embedding route reports every failure so: only a refusal is final
+                if "refused the request with HTTP" not in str(exc):
+                    notes.append(str(exc))
+                else:
+                    raise
+        for sampling in samplings:
+            out = client.chat([conversation], sampling)[0]
+            if out.error:
+                # A reasoning model spends a probe's few tokens thinking: at the run's budget it may answer.
+                if "spent its whole budget" not in out.error:
+                    notes.append(out.error)
+            elif sampling.logprobs is not None and sampling.max_tokens_without_logprobs is None \
+                    and out.first_token_logprobs is None:
+                raise ModelCheckError("verdict", f"{display_url(options.get('base_url'))} answered {model} without "
+                                                 "log-probs, so with verdict: logprobs no verdict could be read; set "
+                                                 "verdict: auto (log-probs where given, else text) or text")
+    except BackendError as exc:
+        text = str(exc)
+        served = text.partition("with HTTP 400: ")[2]
+        key = ("options.api_key_env" if re.search(r"HTTP 40[13]\b|API key|credit|quota", text) else
+               ("top_p" if "top_p" in served else "temperature") if "refused the sampling settings" in text else
+               "temperature" if "serves temperatures up to" in text else
+               "verdict" if "log-prob parameters" in text else "model")
+        raise ModelCheckError(key, f"a first request to the endpoint failed: {text}") from None
+    finally:
+        client.close()
+    return notes
+
+
+# Retries of a probe's request (429s, 5xx): the run's own (default 6) would keep a down endpoint's probe for minutes.
+PROBE_MAX_RETRIES = 2
 
 
 def _http_limits(options: dict[str, Any]) -> dict[str, Any]:

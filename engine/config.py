@@ -479,6 +479,10 @@ class ExecutionConfig:
         node_wait_s: on a Ray cluster that was joined, how long the run waits, before its first model call, for
             nodes that can hold every model's actors (an autoscaler adds cluster.yaml's GPU workers minutes after
             `ray up`); then it refuses, naming each model no node can hold. An embedded Ray is not waited for.
+        probe_endpoints: before the first paid call, send each HTTP model one short request per sampling setting
+            the run will ask of it (a few tokens each, from where the model's actors run): a key the provider
+            refuses, a wrong model id, sampling settings the model refuses or a spent balance stop the run there,
+            not when that model's stage begins.
     """
 
     executor: Literal["ray", "local"] = "ray"
@@ -490,6 +494,7 @@ class ExecutionConfig:
     row_retries: int = 2
     stream: bool = True
     node_wait_s: float = 900.0
+    probe_endpoints: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.node_wait_s, bool) or not isinstance(self.node_wait_s, (int, float)) \

@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -189,6 +190,55 @@ def check_model_here(role: str, backend: str, model: str, options: dict[str, Any
     return None
 
 
+def probe_here(role: str, backend: str, model: str, options: dict[str, Any], samplings: list,
+               conversation: list[dict[str, str]]) -> tuple[str | None, list[str]]:
+    """actors.registry.probe_model from this machine (a Ray task on a cluster node): ("key: why" or None, notes)."""
+    from actors.registry import ModelCheckError, probe_model
+
+    try:
+        return None, probe_model(role, backend, model, options, samplings, conversation)
+    except ModelCheckError as exc:
+        return f"{exc.key}: {exc}", []
+
+
+# How long the probes of a run may take together (they run side by side; each request has its own timeout too).
+PROBE_DEADLINE_S = 300.0
+
+
+def _probe_all_here(probes: list[tuple[str, Any, tuple]]) -> list[tuple[str, str, tuple[str | None, list[str]]]]:
+    """probe_here for every (config key, plan, spec) from this machine, side by side, within PROBE_DEADLINE_S: an
+    endpoint that does not answer in time is a note (the run goes on; its stage will meet it), not a wait."""
+    if not probes:
+        return []
+    pool = ThreadPoolExecutor(max_workers=min(8, len(probes)), thread_name_prefix="probe")
+    futures = [(where, pool.submit(probe_here, *spec)) for where, _, spec in probes]
+    deadline = time.monotonic() + PROBE_DEADLINE_S
+    results = []
+    for where, future in futures:
+        try:
+            results.append((where, "", future.result(timeout=max(0.0, deadline - time.monotonic()))))
+        except FutureTimeout:
+            results.append((where, "", (None, [f"no answer within {PROBE_DEADLINE_S:g} s"])))
+        except Exception as exc:  # the probe itself broke: its stage will meet whatever this was
+            results.append((where, "", (None, [f"the probe could not run ({type(exc).__name__}: {str(exc)[:200]})"])))
+    pool.shutdown(wait=False)  # a request still out ends at its own timeout
+    return results
+
+
+def _probe_outcome(results: list[tuple[str, str, tuple[str | None, list[str]]]]) -> None:
+    """Refuse the run for every endpoint probe that failed ((config key, where it ran, outcome)); log the notes."""
+    problems = []
+    for where, place, (why, notes) in results:
+        if why:
+            problems.append(f"{where}.{why}{place}")
+        for note in notes:
+            log.warning("%s: a first request to its endpoint was not served (%s); the run goes on, and rows "
+                        "that meet this fail and are reported%s", where, note[:300], place)
+    if problems:
+        raise ConfigError("; ".join(problems) + " — found before the run's first paid call (execution.probe_endpoints: "
+                          "false skips these requests)")
+
+
 def batches_of(plan: StagePlan, blocks: list[pa.Table]) -> list[pa.Table]:
     """The stage's rows in batches of `plan.batch_size`, across shard boundaries (as Ray Data's map_batches
     batches): shards are often smaller than a batch (8 groups against a batch of 64 in the demo), and a model runs
@@ -249,6 +299,14 @@ class LocalExecutor:
 
     def check_models(self, checks: list[tuple[str, StagePlan, tuple]], offline: bool) -> None:
         """Nothing more to check: preflight ran on this machine."""
+
+    def probe_endpoints(self, probes: list[tuple[str, StagePlan, tuple]]) -> None:
+        """Send each HTTP model its first requests from here (actors.registry.probe_model), where every model runs.
+
+        Args:
+            probes: (config key, the plan of its actors, (role, backend, model, options, samplings, conversation)).
+        """
+        _probe_outcome(_probe_all_here(probes))
 
     def release(self, keep: set[str]) -> None:
         """Close the hosts whose key is not in `keep` (no later stage needs their models)."""
@@ -417,14 +475,10 @@ class RayExecutor:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         jobs = []
         for where, plan, spec in checks:
-            shapes = plan.placement_group["bundles"] if plan.placement_group else [
-                {"CPU": plan.num_cpus, "GPU": plan.num_gpus}]
-            for node in nodes:
-                resources = {r: float(v) for r, v in node.get("Resources", {}).items()}
-                if any(_fits(shape, resources) for shape in shapes):
-                    pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-                    jobs.append((where, node.get("NodeManagerAddress", node["NodeID"]),
-                                 task.options(scheduling_strategy=pinned).remote(*spec, offline)))
+            for node in self._hosts_for(plan, nodes):
+                pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                jobs.append((where, node.get("NodeManagerAddress", node["NodeID"]),
+                             task.options(scheduling_strategy=pinned).remote(*spec, offline)))
         problems = []
         deadline = time.monotonic() + 600
         for where, address, ref in jobs:
@@ -437,6 +491,50 @@ class RayExecutor:
         if problems:
             raise ConfigError("a model cannot be served on the cluster's nodes that would run it: "
                               + "; ".join(problems))
+
+    @staticmethod
+    def _hosts_for(plan: StagePlan, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The live nodes (ray.nodes() entries) where an actor of `plan`, or a bundle of its group, fits."""
+        shapes = plan.placement_group["bundles"] if plan.placement_group else [
+            {"CPU": plan.num_cpus, "GPU": plan.num_gpus}]
+        return [node for node in nodes
+                if any(_fits(shape, {r: float(v) for r, v in node.get("Resources", {}).items()}) for shape in shapes)]
+
+    def probe_endpoints(self, probes: list[tuple[str, StagePlan, tuple]]) -> None:
+        """Send each HTTP model its first requests (actors.registry.probe_model) from where it will run: on a cluster
+        this executor joined, from one node that may host its actors (the workers' keys, network and proxy are the
+        ones its requests will use, and the driver may have none of them); otherwise from here.
+
+        Args:
+            probes: (config key, the plan of its actors, (role, backend, model, options, samplings, conversation)).
+        """
+        if not probes:
+            return
+        if not self._joined:
+            _probe_outcome(_probe_all_here(probes))
+            return
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(num_cpus=0, max_retries=0)(probe_here)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        jobs = []
+        for where, plan, spec in probes:
+            hosts = self._hosts_for(plan, nodes)[:1]
+            if not hosts:  # check_fits found a node for every model; one that has gone since is found at its stage
+                continue
+            pinned = NodeAffinitySchedulingStrategy(hosts[0]["NodeID"], soft=False)
+            jobs.append((where, f" (from node {hosts[0].get('NodeManagerAddress', hosts[0]['NodeID'])})",
+                         task.options(scheduling_strategy=pinned).remote(*spec)))
+        results = []
+        deadline = time.monotonic() + 600
+        for where, place, ref in jobs:
+            try:
+                results.append((where, place, ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))))
+            except Exception as exc:  # the node died, or the task did not answer in time: the stage will tell
+                results.append((where, place, (None, [f"the probe could not run ({type(exc).__name__}: "
+                                                      f"{str(exc)[:200]})"])))
+        _probe_outcome(results)
 
     def _quiet(self) -> None:
         """The driver shows one progress bar per stage (rate and ETA), locally and on a cluster; Ray's INFO lines

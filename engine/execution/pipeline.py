@@ -38,7 +38,7 @@ from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
 from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, make_plan, render_plan
-from engine.execution.preflight import model_roles, preflight
+from engine.execution.preflight import PROBE_CONVERSATION, endpoint_probes, model_roles, preflight
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
 from engine.inputs.sources import load_prompts
@@ -143,6 +143,11 @@ class Pipeline:
             log.warning("%s — checked on the cluster's nodes that run it instead", note)
         self.executor.check_models([(where, plan, (role, m.backend, m.model, m.options))
                                     for where, role, m, plan in needs], self.offline)
+        if cfg.execution.probe_endpoints:
+            plans = {where: plan for where, _, _, plan in needs}
+            self.executor.probe_endpoints([
+                (where, plans[where], (role, m.backend, m.model, m.options, samplings, list(PROBE_CONVERSATION)))
+                for where, role, m, samplings in endpoint_probes(cfg) if where in plans])
         # The yardstick category is never the model under test's own: gold where present, else one reference
         # classification per prompt (the classifier, default the judges' majority), the same for every generator.
         reference = self.reference_classify(shards)

@@ -9,9 +9,16 @@ closest); for a generator behind an HTTP endpoint, a temperature and top_p the e
 
 from __future__ import annotations
 
+from actors.base import SamplingParams
 from actors.registry import ModelCheckError, check_model, check_sampling
 from engine.config import CALIBRATED, RunConfig
 from engine.errors import ConfigError
+from engine.method.programs import first_token_sampling
+
+# What an endpoint probe sends (execution.probe_endpoints): no stage's text — what comes back is not stored, judged or
+# counted — so it is not in engine.method.taxonomy. A few tokens: the probe asks whether the request is served.
+PROBE_CONVERSATION = ({"role": "user", "content": "Reply with the word OK."},)
+PROBE_MAX_TOKENS = 16
 
 
 def check_role(where: str, role: str, backend: str, model: str, options: dict, offline: bool = True,
@@ -98,3 +105,33 @@ def _check_devices(config: RunConfig) -> None:
         if m.backend != "vllm" and device.startswith(("cuda", "gpu")) and not m.num_gpus:
             raise ConfigError(f"{where}.num_gpus: options.device is {device!r} but the model reserves no GPU "
                               "(num_gpus: 0): under Ray it would take a GPU another model reserved; set num_gpus: 1")
+
+
+def endpoint_probes(config: RunConfig) -> list[tuple[str, str, object, list[SamplingParams]]]:
+    """(config key, role, model config, sampling settings) of each HTTP model's first requests
+    (actors.registry.probe_model): a generator's temperature and top_p (each value of a sweep is its own generator
+    entry by now) with the run's seed; a judge's settings as it judges (greedy; one token with log-probs unless its
+    verdict is read from text); the classifier's greedy ones; nothing for an embedder (it is asked for one embedding).
+    Budgets are cut to PROBE_MAX_TOKENS."""
+    out = []
+    for where, role, m in model_roles(config):
+        if m.backend != "http":
+            continue
+        if role == "embed":
+            samplings = []
+        elif where.startswith("generators"):
+            temperatures = m.temperature if m.temperature is not None else config.sampling.temperature
+            top_ps = m.top_p if m.top_p is not None else config.sampling.top_p
+            samplings = [SamplingParams(temperature=t, top_p=p, seed=config.sampling.seed,
+                                        max_tokens=min(config.sampling.max_tokens, PROBE_MAX_TOKENS))
+                         for t in (temperatures if isinstance(temperatures, list) else [temperatures])
+                         for p in (top_ps if isinstance(top_ps, list) else [top_ps])]
+        elif where.startswith("judges"):
+            first = first_token_sampling(m.verdict, config.judge.max_tokens)
+            fallback = first.max_tokens_without_logprobs
+            samplings = [first.with_(max_tokens=min(first.max_tokens, PROBE_MAX_TOKENS),
+                                     max_tokens_without_logprobs=min(fallback, PROBE_MAX_TOKENS) if fallback else None)]
+        else:
+            samplings = [SamplingParams(temperature=0.0, max_tokens=PROBE_MAX_TOKENS)]
+        out.append((where, role, m, samplings))
+    return out

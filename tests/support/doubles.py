@@ -15,14 +15,18 @@ import time
 from typing import Sequence
 
 from actors.base import BackendError, ChatOutput, Conversation, SamplingParams, pair_sampling
+from engine.execution.preflight import PROBE_CONVERSATION
 
 _RESPONSE = re.compile(r'Response 1:\n"""(.*?)"""\n\nResponse 2:\n"""(.*?)"""', re.S)
 _TRACE = re.compile(r'Reasoning trace 1:\n"""(.*?)"""\n\nReasoning trace 2:\n"""(.*?)"""', re.S)
 
 
 def request_kind(conv: Conversation) -> str:
-    """Which stage sent a conversation: classify, judge, grade, checklist, accuracy or sample."""
+    """Which stage sent a conversation: classify, judge, grade, checklist, accuracy or sample (or the endpoint
+    probe of engine.execution.preflight)."""
     first_user = next(m["content"] for m in conv if m["role"] == "user")
+    if first_user == PROBE_CONVERSATION[0]["content"]:
+        return "probe"
     if first_user.startswith("Classify the user prompt"):
         return "classify"
     if first_user.startswith("The prompt below belongs"):
@@ -151,6 +155,8 @@ class ScriptedChat:
         size = sum(len(m["content"]) for m in conv)
         if self.max_chars is not None and size > self.max_chars:
             return ChatOutput(error=f"conversation of {size} characters exceeds the context of {self.max_chars}")
+        if request_kind(conv) == "probe":
+            return self._one("OK", p)
         if "Classify the user prompt" in text:
             m = re.search(r"GOLD=([A-H])", text)
             return self._one(m.group(1) if m else self.classify_as, p)

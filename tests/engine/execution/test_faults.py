@@ -91,7 +91,8 @@ def test_exhausted_retries_fail_rows_not_the_run_and_a_rerun_sends_only_them(tmp
         again = run(config(tmp_path / "run", http_model(healthy)))
         kinds = {request_kind(r.body["messages"]) for r in healthy.requests}
     assert not Pipeline.failed_shards(again)
-    assert kinds == {"judge"}, "only the failed rows should have been sent again"
+    # (and the endpoint probe's first requests, engine.execution.preflight: a few tokens before any paid call)
+    assert kinds - {"probe"} == {"judge"}, "only the failed rows should have been sent again"
     assert next(r for r in again.stages if r.stage == "judge[scripted]").rows_retried == judge.rows
     for name in TABLES:
         assert again.tables[name].equals(direct[name]), name

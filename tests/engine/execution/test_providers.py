@@ -148,9 +148,85 @@ def test_the_papers_top_p_on_such_a_model_stops_with_what_to_set(tmp_path, capsy
     with ChatServer(ScriptedChat(), **CLAUDE_LIKE) as server:
         code = main(["--config", cli_config(tmp_path, server, api_generator(server),
                                             {"temperature": 1.0, "top_p": 0.9}), "--quiet"])
+        kinds = [request_kind(r.body["messages"]) for r in server.requests]
     err = capsys.readouterr().err
-    assert code != 0 and "Traceback" not in err
-    assert "cannot both be specified" in err and "top_p: 1.0" in err
+    assert code == 2 and "Traceback" not in err
+    assert "generators[0].top_p" in err and "cannot both be specified" in err and "top_p: 1.0" in err
+    # Found by the endpoint probe, before the first paid call: before it, the reference classification (by the judge,
+    # on the same endpoint) was paid for and the sampling stage was where the run stopped.
+    assert kinds and set(kinds) == {"probe"}
+
+
+# The endpoint probe (execution.probe_endpoints): what every request to a model would meet is found by one short
+# request before the run's first paid call, naming the role and the key to change; nothing is computed.
+def probe_run(tmp_path, server, judge_model, **execution):
+    return main(["--config", judge_run_config(tmp_path, server, judge_model,
+                                              execution={"executor": "local", "shard_size": 4, **execution}),
+                 "--quiet"])
+
+
+def test_a_key_the_provider_refuses_stops_the_run_before_its_first_paid_call(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TASKDIV_PROBE_KEY", "sk-wrong-key-123")
+    with ChatServer(ScriptedChat(), api_key="sk-right-key") as server:
+        model = judge(server)
+        model["options"]["api_key_env"] = "TASKDIV_PROBE_KEY"
+        code = probe_run(tmp_path, server, model)
+        sent = len(server.requests)  # requests the server served (a refused key is not one)
+    err = capsys.readouterr().err
+    assert code == 2 and sent == 0 and "Traceback" not in err
+    assert "judges[0].options.api_key_env" in err and "HTTP 401" in err and "TASKDIV_PROBE_KEY" in err
+    assert "sk-wrong-key-123" not in err
+    assert not list((tmp_path / "run").rglob("*.parquet"))
+
+
+def test_a_model_id_the_endpoint_does_not_serve_stops_the_run_naming_it(tmp_path, capsys):
+    with ChatServer(ScriptedChat(), model_name="served-model") as server:
+        code = probe_run(tmp_path, server, judge(server))  # asks for "scripted"
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "judges[0].model" in err and "HTTP 404" in err and "'scripted' is not served here" in err
+
+
+def test_a_judge_whose_endpoint_gives_no_log_probs_under_verdict_logprobs_is_refused_first(tmp_path, capsys):
+    with ChatServer(ScriptedChat(), logprobs_mode="omit") as server:
+        code = probe_run(tmp_path, server, judge(server, verdict="logprobs"))
+        kinds = {request_kind(r.body["messages"]) for r in server.requests}
+    err = capsys.readouterr().err
+    assert code == 2 and kinds == {"probe"} and "judges[0].verdict" in err and "verdict: auto" in err
+
+
+def test_what_a_probe_cannot_call_permanent_is_a_note_and_it_is_quick(tmp_path):
+    # Nothing listens on the port: connection refused, retried (at most PROBE_MAX_RETRIES), then a note — for chat
+    # and for the embedding route, whose client reports every failure as an error of the call.
+    import socket
+    import time
+
+    from actors.base import SamplingParams
+    from actors.registry import probe_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options = {"base_url": f"http://127.0.0.1:{port}/v1", "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+    conversation = [{"role": "user", "content": "Reply with the word OK."}]
+    start = time.monotonic()
+    chat = probe_model("chat", "http", "m", options, [SamplingParams(temperature=0.0, max_tokens=4)], conversation)
+    embed = probe_model("embed", "http", "m", options, [], conversation)
+    assert len(chat) == 1 and len(embed) == 1 and time.monotonic() - start < 30
+
+
+def test_each_model_is_probed_with_its_own_settings_and_the_probe_can_be_turned_off(tmp_path):
+    with ChatServer(ScriptedChat()) as server:
+        assert probe_run(tmp_path / "on", server, judge(server)) == 0
+        probes = [r.body for r in server.requests if request_kind(r.body["messages"]) == "probe"]
+        server.requests.clear()
+        assert probe_run(tmp_path / "off", server, judge(server), probe_endpoints=False) == 0
+        after = [request_kind(r.body["messages"]) for r in server.requests]
+    # The judge's first request as it judges: greedy, one token with its log-probs; nothing else is probed (the
+    # generator is a python backend).
+    assert len(probes) == 1 and probes[0]["temperature"] == 0 and probes[0]["max_tokens"] == 1
+    assert probes[0]["logprobs"] is True
+    assert after and "probe" not in after
 
 
 def test_a_temperature_above_the_endpoints_cap_is_refused_before_any_request(tmp_path, capsys):
