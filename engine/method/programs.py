@@ -211,8 +211,20 @@ class Asked(Generic[T]):
     error: str | None = None
 
 
+# How a stored answer's raw text marks a request that failed (no answer: never read as a value), and what joins the
+# first answer to the reminder's.
+ERROR_PREFIX = "<error:"
+REMINDED = " ⟶ "
+
+
+def request_failed(raw: str | None) -> bool:
+    """Whether an `Asked.raw` ends in a failed request (the first, or the reminder after an unparsed first answer):
+    no answer was read, right or wrong."""
+    return (raw or "").rsplit(REMINDED, 1)[-1].startswith(ERROR_PREFIX)
+
+
 def error_text(out: ChatOutput) -> str:
-    return f"<error: {out.error}>"
+    return f"{ERROR_PREFIX} {out.error}>"
 
 
 def ask_until_parsed(conversation: Conversation, sampling: SamplingParams,
@@ -239,7 +251,7 @@ def ask_until_parsed(conversation: Conversation, sampling: SamplingParams,
         return Asked(value, raw, 1)
     starved = thinking_starved(out, sampling)
     if starved is not None:  # a reminder would be thought about as well, out of the same budget
-        return Asked(None, f"<error: {starved}>", 1, starved)
+        return Asked(None, f"{ERROR_PREFIX} {starved}>", 1, starved)
     retry = list(conversation) + [{"role": "assistant", "content": raw}, {"role": "user", "content": reminder}]
     if out.first_token_logprobs and sampling.max_tokens_without_logprobs is not None:
         # One token whose log-probs named no answer ("**", "The"): the reminder may also be read from its text, so
@@ -247,9 +259,9 @@ def ask_until_parsed(conversation: Conversation, sampling: SamplingParams,
         sampling = sampling.with_(max_tokens=max(sampling.max_tokens, sampling.max_tokens_without_logprobs))
     (again,) = yield [Request(retry, sampling)]
     if again.error is not None:
-        return Asked(None, f"{raw} ⟶ {error_text(again)}", 2, again.error)
+        return Asked(None, f"{raw}{REMINDED}{error_text(again)}", 2, again.error)
     raw2 = again.texts[0] if again.texts else ""
-    return Asked(parse(again), f"{raw} ⟶ {raw2}", 2)
+    return Asked(parse(again), f"{raw}{REMINDED}{raw2}", 2)
 
 
 def thinking_starved(out: ChatOutput, sampling: SamplingParams) -> str | None:

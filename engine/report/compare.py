@@ -42,6 +42,10 @@ ALL_BUT_A = "all but A"  # the pooled row without category A, where homogeneity 
 MEASURES = (("unique", "unique responses"), ("quality", "checklist quality"), ("accuracy", "accuracy"))
 
 
+# A group pair left out: the prompt was judged under one category in A and another in B (or pending in one).
+CATEGORY_DIFFERS = "judged under another category in B than in A (their reference classifications differ)"
+
+
 class CompareError(TaskdivError):
     """Two runs cannot be compared as asked (different prompts, n or generators); the message says what differs."""
 
@@ -293,9 +297,13 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                 if ga is None or gb is None:
                     missing["group missing in " + ("A" if ga is None else "B")] += 1
                     continue
-                gold = prompts_a[p]["gold_category"]
-                unit = {"prompt_id": p, "pair": f"{ma} vs {mb}", "strategy": s,
-                        "category": gold or ga["category"] or "?"}
+                # The category each group was judged under (gold, else its run's reference classification): two
+                # runs' judges may classify a prompt differently, and counts judged under two criteria ("same final
+                # answer" against "same plot and tone") differ by the yardstick, not by the models.
+                if ga["category"] != gb["category"]:
+                    missing[CATEGORY_DIFFERS] += 1
+                    continue
+                unit = {"prompt_id": p, "pair": f"{ma} vs {mb}", "strategy": s, "category": ga["category"] or "?"}
                 both_complete = is_complete(ga, n_a) and is_complete(gb, n_b)
                 if not both_complete:
                     missing["incomplete group (fewer than n responses or no count) in A or B"] += 1

@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from functools import partial
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
-from engine.config import ReportConfig
+from engine.config import CALIBRATED, ReportConfig
 from engine.method.classification import PENDING, PENDING_PREFIX
 from engine.method.metrics import GENERAL_METRICS
 from engine.method.parsing import NONE_OF_THESE
+from engine.method.programs import request_failed
 from engine.method.taxonomy import CATEGORIES, LETTERS
 from engine.report.run_shape import audits_responses, run_group_size, run_strategies
 from engine.report.run_stats import run_stats
@@ -183,8 +184,10 @@ def report_data(result, config) -> dict[str, Any]:
     data["unique"] = _unique_section(groups, n, boot, strategies)
     data["tradeoff"] = _tradeoff_section(groups, n, models, strategies, boot, rc, "quality" in t, "rewards" in t)
     data["spearman"] = _spearman_section(groups, n, rc, t, bool(getattr(getattr(config, "judge", None), "cascade", None)
-                                                                and config.judge.cascade.enabled))
-    data["graders"] = _graders_section(t, models, strategies)
+                                                                and config.judge.cascade.enabled),
+                                         calibrated=[j.name for j in getattr(config, "judges", [])
+                                                     if j.backend == CALIBRATED])
+    data["graders"] = _graders_section(t, models, strategies, rc)
     data["deviations"] = deviations(config)
     data["by_strategy"] = _by_strategy(groups, n)
     data["class_measures"] = _class_section(groups, n, boot)
@@ -360,14 +363,22 @@ def _spearman_rows(complete: list[dict], cats: list[str], rc: ReportConfig) -> l
 
 
 def _spearman_section(groups: list[dict], n: int, rc: ReportConfig, t: dict | None = None,
-                      cascade: bool = False) -> dict[str, Any]:
+                      cascade: bool = False, calibrated: Sequence[str] = ()) -> dict[str, Any]:
     """Spearman ρ of each general metric with functional diversity, per category. With the cascade on, the cheap
     judge decided some pairs from features that include cosine, Jaccard and NCD — the general metrics — so the section
-    also gives the share of pairs it decided and ρ over the groups judged by LLM judges only."""
+    also gives the share of pairs it decided and ρ over the groups judged by LLM judges only. A calibrated judge
+    among the run's judges (`calibrated`: their names) decides every pair from those features, and its count is in
+    each group's mean: the section then also gives ρ with the mean of the other judges' counts alone."""
     complete = [g for g in groups if is_complete(g, n)]
     cats = ordered_categories(g["category"] or "?" for g in complete) + ["all"]
     out = {"rows": _spearman_rows(complete, cats, rc), "categories": cats,
-           "metrics": [m.label for m in CORRELATED], "cascade": cascade}
+           "metrics": [m.label for m in CORRELATED], "cascade": cascade, "calibrated_judges": list(calibrated)}
+    if calibrated:
+        others = [dict(g, unique_mean=_mean(u for j, u in (g.get("unique_per_judge") or []) if j not in calibrated))
+                  for g in complete]
+        others = [g for g in others if g["unique_mean"] is not None]
+        out.update(other_judges_groups=len(others), rows_other_judges=_spearman_rows(
+            others, ordered_categories(g["category"] or "?" for g in others) + ["all"], rc) if others else [])
     if cascade and t is not None:
         judgments = _rows(t, "judgments")
         cheap = sum(1 for j in judgments if j.get("decided_by") == "cheap")
@@ -381,7 +392,7 @@ def _spearman_section(groups: list[dict], n: int, rc: ReportConfig, t: dict | No
     return out
 
 
-def _graders_section(t: dict, models: list[str], strategies: list[str]) -> dict[str, Any]:
+def _graders_section(t: dict, models: list[str], strategies: list[str], rc: ReportConfig) -> dict[str, Any]:
     """With several graders: each one's mean grade per model and strategy, and how well they agree per response."""
     rows = _rows(t, "quality")
     graders = list(dict.fromkeys(r["grader"] for r in rows))
@@ -404,7 +415,8 @@ def _graders_section(t: dict, models: list[str], strategies: list[str]) -> dict[
         for b in graders[k + 1:]:
             both = [(v[a], v[b], key[0]) for key, v in by_response.items() if a in v and b in v]
             est = spearman_with_ci([x for x, _, _ in both], [y for _, y, _ in both], clusters=[c for _, _, c in both],
-                                   resamples=200, seed=0, ci=0.95, names=(f"{a}'s grade", f"{b}'s grade"),
+                                   resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
+                                   names=(f"{a}'s grade", f"{b}'s grade"),
                                    unit="responses")
             agreement.append({"a": a, "b": b, "responses": len(both),
                               "exact": sum(x == y for x, y, _ in both) / len(both) if both else None,
@@ -448,6 +460,12 @@ def deviations(config) -> list[str]:
                    "n is its group size, and groups of another size are left out of the means and counted.")
     if config.judge.max_response_chars:
         out.append(f"Responses are cut to {config.judge.max_response_chars} characters inside judge prompts.")
+    calibrated = [j.name for j in config.judges if j.backend == CALIBRATED]
+    if calibrated:
+        out.append(f"Judged by the calibrated judge ({', '.join(calibrated)}), a logistic regression over the "
+                   "pairs' text and embedding features (cosine, Jaccard and NCD among them), not an LLM; its counts "
+                   "are in the means, so ρ with the general metrics is partly built in (the Spearman section also "
+                   "gives ρ without it).")
     if config.judge.cascade.enabled:
         out.append(f"The cascade is on: a calibrated judge over the pairs' text and embedding features decides pairs "
                    f"it is confident about (p ≤ {config.judge.cascade.low:g} or ≥ {config.judge.cascade.high:g}); the "
@@ -630,7 +648,10 @@ def _classification_section(t: dict, models: list[str], boot: Callable) -> list[
     out = []
     for model in [m for m in models if any(r["model"] == m for r in rows)]:
         mine = [r for r in rows if r["model"] == model]
-        labelled = [r for r in mine if gold.get(r["prompt_id"])]
+        # A request that failed (the backend's error, or a budget spent thinking) is no answer, right or wrong: it is
+        # left out of the accuracy and the matrices and counted apart (a rerun asks again).
+        failed = {id(r) for r in mine if request_failed(r.get("raw"))}
+        labelled = [r for r in mine if gold.get(r["prompt_id"]) and id(r) not in failed]
         correct = [1.0 if r["category"] == gold[r["prompt_id"]] else 0.0 for r in labelled]
         matrix = confusion_matrix([gold[r["prompt_id"]] for r in labelled],
                                   [r["category"] if r["category"] in columns else None for r in labelled],
@@ -641,7 +662,8 @@ def _classification_section(t: dict, models: list[str], boot: Callable) -> list[
             "prompts": len(mine),
             "labelled": len(labelled),
             "accuracy": boot(correct, clusters=[r["prompt_id"] for r in labelled]).to_dict(),
-            "unparsed": sum(1 for r in mine if r["category"] is None),
+            "unparsed": sum(1 for r in mine if r["category"] is None and id(r) not in failed),
+            "failed": len(failed),
             "none_of_these": sum(1 for r in mine if r["category"] == NONE_OF_THESE),
             "recall": [
                 {"category": c, "support": int(matrix[k].sum()), "correct": int(matrix[k, k]),
@@ -716,6 +738,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
             # Pairs a cascade's calibrated judge decided (a column of newer runs only).
             "cheap_decided": (sum(c.get("cheap_decided") or 0 for c in cs)
                               if cs and "cheap_decided" in cs[0] else None),
+            "cascade_audit": _cascade_audit(js, config.judge.threshold, rc),
         }
         if both_orders:
             measured = sum(1 for j in js if j["p_forward"] is not None and j["p_reverse"] is not None)
@@ -766,6 +789,23 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
         "groups_unresolved": sum(r["groups_unresolved"] for r in per_judge),
         "groups_missing": sum(r["groups_missing"] for r in per_judge),
     }
+
+
+def _cascade_audit(judgments: list[dict], threshold: float, rc: ReportConfig) -> dict[str, Any] | None:
+    """The cascade's audit of one judge (judge.cascade.audit_rate): of the pairs the calibrated judge decided, those
+    also sent to the LLM judge (`p_audit`, kept beside the cheap verdict, which stands) — how often the LLM's verdict
+    at the run's threshold is the cheap one, with an interval over prompts. None where nothing was audited."""
+    audited = [j for j in judgments if j.get("decided_by") == "cheap" and finite(j.get("p_audit"))]
+    if not audited:
+        return None
+    same = [1.0 if (j["p_audit"] >= threshold) == (j["verdict"] == "equivalent") else 0.0 for j in audited]
+    est = bootstrap_mean_ci(same, clusters=[j["prompt_id"] for j in audited], resamples=rc.bootstrap_resamples,
+                            seed=rc.seed, ci=rc.ci)
+    return {"pairs": len(audited), "agree": int(sum(same)), "share": est.to_dict(),
+            "cheap_equivalent_llm_different": sum(1 for j in audited if j["verdict"] == "equivalent"
+                                                  and j["p_audit"] < threshold),
+            "cheap_different_llm_equivalent": sum(1 for j in audited if j["verdict"] != "equivalent"
+                                                  and j["p_audit"] >= threshold)}
 
 
 def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dict], rc: ReportConfig) -> dict:

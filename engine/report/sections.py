@@ -276,6 +276,22 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
     s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]), rows, f"ρ [{ci} CI]."))
     if notes:
         s.blocks += [Sub("Undefined or partly defined correlations"), Items(notes)]
+    if sp.get("calibrated_judges"):
+        who = ", ".join(sp["calibrated_judges"])
+        s.blocks.append(Para(
+            f"The calibrated judge ({who}) decides every pair from features that include cosine, Jaccard and NCD — "
+            "the general metrics compared here — and its counts are in each group's mean, so the correlations above "
+            "are partly built in. "
+            + (f"With the other judges' counts alone ({sp.get('other_judges_groups', 0)} groups):"
+               if sp.get("rows_other_judges") else "No other judge resolved a complete group."),
+            lead="Calibrated judge."))
+        if sp.get("rows_other_judges"):
+            est3 = {(r["category"], r["metric"]): r["estimate"] for r in sp["rows_other_judges"]}
+            cats3 = list(dict.fromkeys(r["category"] for r in sp["rows_other_judges"]))
+            s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]),
+                                  [[category_name(c), str(est3[(c, sp["metrics"][0])]["n"])]
+                                   + [fmt_estimate(est3[(c, m)]) for m in sp["metrics"]] for c in cats3],
+                                  f"ρ [{ci} CI], unique counts of the judges other than the calibrated one."))
     if sp.get("cascade"):
         s.blocks.append(Para(
             f"The cascade's cheap judge decides pairs from features that include cosine, Jaccard and NCD — the "
@@ -409,7 +425,8 @@ def _graders_blocks(data: dict[str, Any]) -> list[Any]:
            Table(["model", "strategy"] + g["graders"],
                  [[r["model"], r["strategy"]] + [_f(r.get(x)) for x in g["graders"]] for r in g["means"]],
                  "Mean checklist grade (1–5) per grader; a response's quality is the mean over its graders.")]
-    out.append(Table(["grader A", "grader B", "responses", "same grade", "Spearman ρ [95% CI]"],
+    ci = f"{100 * data['settings']['ci']:.0f}%"
+    out.append(Table(["grader A", "grader B", "responses", "same grade", f"Spearman ρ [{ci} CI]"],
                      [[a["a"], a["b"], str(a["responses"]), _pct(a["exact"]), fmt_estimate(a["spearman"])]
                       for a in g["agreement"]], "Agreement between graders on the responses both graded."))
     return out
@@ -452,11 +469,15 @@ def _classification_view(data: dict[str, Any], ci: str) -> Section:
     if not data["classification"]:
         s.blocks.append(Para("No prompt was classified in this run (every prompt came with its category)."))
         return s
-    s.blocks.append(Table(["model", "prompts", "labelled", f"accuracy [{ci} CI]", "none of these", "unparsed"],
+    s.blocks.append(Table(["model", "prompts", "labelled", f"accuracy [{ci} CI]", "none of these", "unparsed",
+                           "failed"],
                           [[c["model"], str(c["prompts"]), str(c["labelled"]), fmt_estimate(c["accuracy"]),
-                            str(c.get("none_of_these", 0)), str(c["unparsed"])] for c in data["classification"]],
+                            str(c.get("none_of_these", 0)), str(c["unparsed"]), str(c.get("failed", 0))]
+                           for c in data["classification"]],
                           "None of these: the model placed the prompt outside the taxonomy (sampled with the general "
-                          "wording, judged with the generic criterion); unparsed: no category could be read."))
+                          "wording, judged with the generic criterion); unparsed: no category could be read (counted "
+                          "wrong where labelled); failed: the request failed (a rerun asks again), left out of the "
+                          "accuracy, as no answer."))
     s.blocks.append(FigureRef("confusion", "Confusion matrices (rows: gold category; columns: the model's label)."))
     for c in data["classification"]:
         s.blocks.append(Sub(f"{c['model']}: per-category recall and confusion"))
@@ -498,6 +519,17 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
                                          "read P(yes) as 1 or 0."))
     for note in j.get("notes", []):
         s.blocks.append(Para(note, lead="Verdicts from text."))
+    audits = [r for r in j["per_judge"] if r.get("cascade_audit")]
+    if audits:
+        s.blocks.append(Table(
+            ["judge", "cheap-decided pairs audited", "LLM agrees", f"share [{ci} CI]",
+             "cheap equivalent, LLM different", "cheap different, LLM equivalent"],
+            [[r["judge"], str(a["pairs"]), str(a["agree"]), fmt_estimate(a["share"]),
+              str(a["cheap_equivalent_llm_different"]), str(a["cheap_different_llm_equivalent"])]
+             for r in audits for a in [r["cascade_audit"]]],
+            "The cascade's audit (judge.cascade.audit_rate): pairs the calibrated judge decided that were also sent to "
+            "the LLM judge, to measure how often the cascade's verdict is the one all-LLM judging would give; the "
+            "cheap verdict stands in the counts. The interval resamples prompts."))
     if not j["both_orders"]:
         s.blocks.append(Para("Both-order disagreement is not measured: `judge.both_orders` is off, so each pair was "
                              "judged in one order only."))

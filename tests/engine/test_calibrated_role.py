@@ -50,6 +50,18 @@ def test_a_run_with_the_calibrated_judge_beside_an_llm_judge(tmp_path):
     assert np.allclose([j["p_equivalent"] for j in judgments], expected, atol=1e-5)
     groups = t["groups"].to_pylist()
     assert all(set(g["judges_in_mean"]) == {"scripted", "cheap"} for g in groups)
+    # Its counts are in the means, and it decides from the general metrics' own features: the report says so and
+    # gives ρ with the LLM judge's counts alone (before, neither: the demo's ρ was partly built in, unsaid).
+    from engine.report.data import _spearman_section, report_data
+
+    data = report_data(result, cfg)
+    assert any("calibrated judge (cheap)" in d and "partly built in" in d for d in data["deviations"])
+    sp = data["spearman"]
+    assert sp["calibrated_judges"] == ["cheap"] and sp["other_judges_groups"] == 6
+    alone = [dict(g, unique_mean=dict(g["unique_per_judge"])["scripted"]) for g in groups]
+    expected = _spearman_section(alone, cfg.n, cfg.report)["rows"]
+    assert [(r["category"], r["metric"], r["estimate"]["value"]) for r in sp["rows_other_judges"]] == \
+        [(r["category"], r["metric"], r["estimate"]["value"]) for r in expected]
     # No model call of the calibrated judge in the plan.
     plan = make_plan(cfg, _prompts(cfg))
     assert [r.model for r in plan.roles if r.role == "judge"] == ["scripted"]

@@ -221,6 +221,16 @@ def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
     assert sp["llm_only_groups"] == len(llm_only) < len(comps)
     all_row = next(r for r in sp["rows_llm_only"] if r["category"] == "all")
     assert all_row["estimate"]["n"] == len(llm_only)
+    # The audit (paid for: audit_rate of the cheap decisions also go to the LLM) is reported: before, its verdicts
+    # were stored and read by nothing.
+    judging = report_data(result, cfg)["judging"]
+    (row,) = [r for r in judging["per_judge"] if r["cascade_audit"]]
+    audited = [j for j in cheap if j["p_audit"] is not None and j["judge"] == row["judge"]]
+    same = [(j["p_audit"] >= cfg.judge.threshold) == (j["verdict"] == "equivalent") for j in audited]
+    audit = row["cascade_audit"]
+    assert audit["pairs"] == len(audited) and audit["agree"] == sum(same)
+    assert audit["share"]["value"] == pytest.approx(sum(same) / len(same))
+    assert audit["cheap_equivalent_llm_different"] + audit["cheap_different_llm_equivalent"] == len(same) - sum(same)
 
 
 def test_the_cascade_embeds_on_the_cpu_in_the_judges_host(tmp_path):

@@ -9,6 +9,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +18,7 @@ import yaml
 
 from engine.cli.compare import add_parser as add_compare_parser
 from engine.cli.compare import cmd_compare
-from engine.report.compare import CompareError, compare_runs, verdict
+from engine.report.compare import CATEGORY_DIFFERS, CompareError, compare_runs, verdict
 from tests.support.runs import SCRIPTED, make_config, run
 
 
@@ -129,6 +130,25 @@ def test_different_prompts_are_refused_unless_intersected(runs, tmp_path):
     c = compare_runs(a, fewer, intersect=True, resamples=100)
     assert c["prompts"]["shared"] == 23 and c["prompts"]["only_a"] == 1
     assert c["paired_groups"] == 23 * 2
+
+
+def test_a_prompt_judged_under_another_category_in_b_is_left_out_and_said(runs, tmp_path):
+    # Without a gold category each run's own reference classification is the yardstick, and two runs' judges may
+    # differ on it: a count judged as A ("same final answer") beside one judged as G ("same plot, tone…") measures
+    # the criterion, not the models. Before, every pair was filed under A's category and compared.
+    a, b = runs
+    other = tmp_path / "other"
+    shutil.copytree(b, other)
+    table = pq.read_table(other / "groups.parquet")
+    rows = table.to_pylist()
+    moved = rows[0]["prompt_id"]
+    for r in rows:
+        if r["prompt_id"] == moved:
+            r["category"] = "A" if r["category"] != "A" else "G"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), other / "groups.parquet")
+    c = compare_runs(a, other, resamples=100)
+    assert c["paired_groups"] == 24 * 2 - 2
+    assert c["left_out"] == {CATEGORY_DIFFERS: 2}
 
 
 def test_different_n_is_refused_even_with_intersect(runs, tmp_path):

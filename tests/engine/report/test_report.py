@@ -89,6 +89,26 @@ def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
             assert e["low"] <= e["value"] <= e["high"] and e["high"] <= cfg.n
 
 
+def test_a_classification_whose_request_failed_is_no_answer_not_a_wrong_one():
+    # Two of four gold-G prompts classified G, two failed (HTTP 503 after retries; a budget spent thinking): the
+    # accuracy is over the two answers, 1.0 — before, the failures were "unparsed" and scored 0 (0.5).
+    from functools import partial
+
+    from engine.report.data import _classification_section
+    from engine.report.stats import bootstrap_mean_ci
+
+    prompts = pa.Table.from_pylist([{"prompt_id": f"p{k}", "gold_category": "G"} for k in range(4)])
+    raws = ["G", "G", "<error: HTTP 503 after 6 retries>", "maybe ⟶ <error: spent its budget thinking>"]
+    classifications = pa.Table.from_pylist([
+        {"prompt_id": f"p{k}", "model": "m", "role": "own", "category": "G" if k < 2 else None, "raw": raw}
+        for k, raw in enumerate(raws)])
+    (cls,) = _classification_section({"prompts": prompts, "classifications": classifications}, ["m"],
+                                     partial(bootstrap_mean_ci, resamples=50, seed=0))
+    assert cls["labelled"] == 2 and cls["accuracy"]["value"] == 1.0
+    assert cls["failed"] == 2 and cls["unparsed"] == 0
+    assert sum(map(sum, cls["confusion"]["counts"])) == 2
+
+
 def test_classification_judges_and_throughput_numbers(fixture_run):
     cfg, result, paths = fixture_run
     data = orjson.loads(paths["json"].read_bytes())
