@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from engine.config import RunConfig, config_from_dict
 from engine.config import load_config as _load_config
+from engine.errors import ConfigError
 
 __all__ = ["Audit", "DiversityReward", "build_config", "load_config", "open_run", "run", "score_rewards"]
 
@@ -191,6 +192,11 @@ def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunCo
     """The run that scores `groups`: the config's judges, classifier and embedder over the groups file, no
     generation, quality or accuracy."""
     base = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
+    if base.judge.target != "answer":
+        # A reward is read from the classes of the answers: traces judged beside them would be paid for, every batch,
+        # and used by nothing; judged alone, no reward would be known (every one null, the cause unsaid).
+        raise ConfigError(f"judge.target: {base.judge.target} — rewards come from the judges' classes of the "
+                          "answers, so set judge.target: answer (reasoning traces are kept apart, never rewarded)")
     data = base.to_dict(redact=False)
     data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
                        "limit": None}
@@ -230,7 +236,11 @@ class DiversityReward:
       group's timeout needs a longer one (TRL / transformers: `ddp_timeout`, default 30 min). `last_rows` (the
       rows of the last batch) is filled on the first process only.
     - Reasoning: a completion's inline `<think>` block, or a message's `reasoning_content`, is its trace, never part
-      of the answer judged.
+      of the answer judged. Where the policy's chat template opens the block in the prompt (DeepSeek-R1 and its
+      distills, Qwen3's thinking models), a completion starts inside it and one cut off while thinking has no tag at
+      all: `thinking_opened` puts the opening tag back in front, so that it is no answer (never rewarded as a
+      unique one). None (default): read from the trainer's chat template at the first call where TRL shows it
+      (its `log_metric` is the trainer's), else False.
     - Made, it runs the preflight of its judges, classifier and embedder (ConfigError naming the config key), so a
       trainer stops before it loads its model, not at the first batch.
     """
@@ -238,15 +248,18 @@ class DiversityReward:
     __name__ = "functional_diversity"
 
     def __init__(self, config: RunConfig | str | Path, *, num_generations: int | None = None,
-                 num_generations_eval: int | None = None) -> None:
+                 num_generations_eval: int | None = None, thinking_opened: bool | None = None) -> None:
         for name, value in (("num_generations", num_generations), ("num_generations_eval", num_generations_eval)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if num_generations_eval is not None and num_generations is None:
             raise ValueError("num_generations_eval needs num_generations (pass both from GRPOConfig)")
         self.config = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
+        if thinking_opened is not None and not isinstance(thinking_opened, bool):
+            raise ValueError(f"thinking_opened must be True, False or None, got {thinking_opened!r}")
         self.num_generations = num_generations
         self.num_generations_eval = num_generations_eval
+        self.thinking_opened = thinking_opened
         self.last_rows: list[dict[str, Any]] = []
         # Fail before spending: the judges, classifier and embedder are checked now (models resolvable, keys set,
         # options known), not at the first reward call, after the trainer has loaded its model and generated.
@@ -259,6 +272,11 @@ class DiversityReward:
         # is in train() mode while training and eval() mode while evaluating. Unseen: told by the batch's shape.
         trainer = getattr(kwargs.get("log_metric"), "__self__", None)
         training = getattr(getattr(trainer, "model", None), "training", None)
+        if self.thinking_opened is None and trainer is not None:
+            from engine.method.rewards import template_opens_thinking
+
+            # Read once from the policy's chat template (TRL's processing_class), where the trainer shows.
+            self.thinking_opened = template_opens_thinking(getattr(trainer, "processing_class", None))
         rewards = self._call(prompts, completions, kwargs.get("category"),
                              training if isinstance(training, bool) else None)
         log_metric = kwargs.get("log_metric")  # TRL's: averaged over processes (equal slices) and logging steps
@@ -302,7 +320,7 @@ class DiversityReward:
         import orjson
 
         from engine.execution.store import atomic_write_bytes, claim_run_dir
-        from engine.method.rewards import answers, completion_parts, message_text, prompt_key
+        from engine.method.rewards import answers, completion_parts, message_text, prompt_key, reopen_thinking
 
         prompt_keys = [prompt_key(p) for p in prompts]
         size = self._group_size(prompt_keys, training)
@@ -320,6 +338,8 @@ class DiversityReward:
                                "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
             answer, trace = completion_parts(completion)
+            if self.thinking_opened:
+                answer = reopen_thinking(answer, trace)
             if not answers(answer, trace):
                 # No answer (cut off while thinking, or empty): no reward — never "unique" for failing to answer —
                 # and left out of its group, whose other completions are scored among themselves (in the group, its
@@ -337,6 +357,12 @@ class DiversityReward:
             batch = run_dir / "reward-batch.jsonl"
             atomic_write_bytes(batch, b"".join(orjson.dumps(g) + b"\n" for g in groups))
             self.last_rows = score_rewards(self.config, batch)
+            if self.config.execution.probe_endpoints:
+                # Its endpoints answered this batch's probe: a trainer calls this every step, and later batches
+                # need no first requests of their own.
+                data = self.config.to_dict(redact=False)
+                data["execution"] = {**data["execution"], "probe_endpoints": False}
+                self.config = config_from_dict(data, source="<DiversityReward>")
         reward = {(r["prompt_id"], r["sample_idx"]): r["reward"] for r in self.last_rows}
         return [reward.get((f"p{w[0]}", w[1])) if w is not None else None for w in where]
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from actors.base import content_parts, message_trace, split_reasoning
+from actors.base import THINK_OPEN, content_parts, message_trace, opens_thinking, split_reasoning
 from engine.method.judges import has_answer
 
 # Categories where homogeneity is desired (the paper's A: a well-specified objective with one right answer).
@@ -106,9 +106,33 @@ def completion_parts(value: Any) -> tuple[str, str | None]:
     if isinstance(value, list):
         chosen = _by_role(value, "assistant")
         trace = message_trace(chosen[-1]) if chosen else None
-        if trace is not None:
+        if trace is not None or (chosen and content_parts(chosen[-1].get("content"))[0] is None):
+            # No text: thinking cut off, or only a tool call (TRL's parsed response has `tool_calls` and no
+            # `content`) — no answer, not an error that would stop the trainer.
             return content_parts(chosen[-1].get("content"))[0] or "", trace
     return message_text(value, role="assistant"), None
+
+
+def reopen_thinking(answer: str, trace: str | None) -> str:
+    """A completion of a chat template that opens `<think>` in the prompt starts inside the thinking: the tag is put
+    back in front (as the run's backends do, actors.base.opens_thinking), so that one cut off while thinking (no
+    closing tag) is no answer and one that closed it is split into trace and answer."""
+    if trace is None and answer.strip() and not answer.lstrip().startswith(THINK_OPEN):
+        return THINK_OPEN + answer
+    return answer
+
+
+def template_opens_thinking(tokenizer: Any) -> bool:
+    """Whether a tokenizer's chat template (TRL's processing_class) ends its generation prompt inside an opened
+    `<think>` block; False where it has no template or cannot render one user turn."""
+    render = getattr(tokenizer, "apply_chat_template", None)
+    if render is None:
+        return False
+    try:
+        text = render([{"role": "user", "content": "Hello."}], add_generation_prompt=True, tokenize=False)
+    except Exception:  # no chat template, or one that needs more than a user turn: nothing to read from it
+        return False
+    return isinstance(text, str) and opens_thinking(text)
 
 
 def answers(answer: str, trace: str | None) -> bool:

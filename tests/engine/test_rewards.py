@@ -275,6 +275,85 @@ def test_the_larger_group_size_wins_unless_trl_shows_the_mode(tmp_path, monkeypa
     assert evaluated == pytest.approx([2 / 3, 1.0, 2 / 3, 1.0])
 
 
+def test_thinking_cut_off_under_a_template_that_opens_it_is_no_answer(tmp_path, monkeypatch):
+    # DeepSeek-R1's template (and Qwen3's thinking models') opens <think> in the prompt: TRL's completion starts
+    # inside the thinking, and one cut off at max_completion_length has no tag at all. Before, it was judged as an
+    # answer and rewarded as a unique one (1.0) for failing to answer.
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    completions = ["class 6 one\n</think>\nclass 0 red", "class 7 hmm, maybe crimson or",
+                   "class 8 two\n</think>\nclass 0 red."]
+    assert _scripted_reward(tmp_path)(prompts=["Name a colour."] * 3, completions=completions,
+                                      category=["H"] * 3) == pytest.approx([0.5, 1.0, 0.5])  # unflagged: the bug
+    reward = _scripted_reward(tmp_path, thinking_opened=True)
+    assert reward(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3) == [0.0, None, 0.0]
+    assert [r["trace"] for r in reward.last_rows] == ["class 6 one", "class 8 two"]
+
+    # Unset, it is read from the trainer's chat template, where TRL shows the trainer (log_metric is its method).
+    class Tokenizer:
+        def apply_chat_template(self, messages, add_generation_prompt, tokenize):
+            return "<|User|>" + messages[0]["content"] + "<|Assistant|><think>\n"
+
+    class Trainer:
+        processing_class = Tokenizer()
+
+        def log_metric(self, name, value):
+            pass
+
+    auto = _scripted_reward(tmp_path)
+    assert auto(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3,
+                log_metric=Trainer().log_metric) == [0.0, None, 0.0]
+    assert auto.thinking_opened is True
+
+
+def test_a_completion_that_is_only_a_tool_call_has_no_reward_and_stops_nothing(tmp_path, monkeypatch):
+    # TRL's parsed response for a tool call (Qwen3's template): no `content` — before, a ValueError out of the
+    # reward function stopped the trainer.
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    call = [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {}}}]}]
+    out = _scripted_reward(tmp_path)(prompts=["Name a colour."] * 3,
+                                     completions=["class 0 red", call, [{"role": "assistant", "content": "class 1 b"}]],
+                                     category=["H"] * 3)
+    assert out == [1.0, None, 1.0]
+
+
+def test_the_trl_reward_function_probes_an_api_judge_once_not_every_step(tmp_path):
+    from engine.api import DiversityReward, build_config
+    from tests.support.doubles import request_kind
+    from tests.support.serve import ChatServer
+
+    with ChatServer(ScriptedChat()) as server:
+        judge = {"name": "j", "backend": "http", "model": "scripted",
+                 "options": {"base_url": server.base_url, "max_retries": 1}}
+        reward = DiversityReward(build_config(run_dir=str(tmp_path / "run"), judges=[judge],
+                                              execution={"executor": "local"}))
+        for colour in ("red", "green"):
+            assert reward(prompts=[f"Name a {colour} thing."] * 3, category=["H"] * 3,
+                          completions=["class 0 a", "class 1 b", "class 0 c"]) == [0.5, 1.0, 0.5]
+        kinds = [request_kind(r.body["messages"]) for r in server.requests]
+    assert kinds.count("probe") == 1 and kinds.count("judge") >= 2
+
+
+def test_rewards_refuse_a_judge_target_other_than_the_answers(tmp_path, monkeypatch, capsys):
+    # Rewards are read from the answers' classes: with judge.target: trace every reward was null (exit 0, the cause
+    # unsaid); with both, the traces were judged every batch for nothing.
+    from engine.api import DiversityReward
+    from engine.errors import ConfigError
+
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text("".join(json.dumps(g) + "\n" for g in GROUPS))
+    for target in ("trace", "both"):
+        code = main(["rewards", "--config", str(write_config(tmp_path)), "--in", str(groups), "--out",
+                     str(tmp_path / "r.jsonl"), "--allow-python-backends", "--set", f"judge.target={target}"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"judge.target: {target}" in err and "set judge.target: answer" in err
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    from engine.api import load_config
+
+    with pytest.raises(ConfigError, match="judge.target: trace"):
+        DiversityReward(load_config(write_config(tmp_path), {"judge.target": "trace"}))
+
+
 def test_the_share_of_unknown_rewards_is_logged_through_trls_log_metric(tmp_path, monkeypatch):
     from engine.api import UNRESOLVED_METRIC
 
