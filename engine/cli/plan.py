@@ -18,6 +18,25 @@ from engine.cli.common import add_config_arguments, load_run_config
 
 # The length assumed for a prompt not fetched yet when none is there to average (a typical benchmark prompt).
 PLACEHOLDER_CHARS = 400
+# What a prompt of each benchmark carries once fetched (its loader in engine/inputs/loaders): its gold category, and
+# a stand-in gold answer where the benchmark has one, so that a prompt not fetched yet is counted as it will run —
+# not classified, and checked for accuracy (SimpleQA by the grader, MATH-500 by math-verify). NoveltyBench's are B,
+# C, G or H, one per prompt: the placeholders take them in turn (prompts.per_category keeps some of each). Other
+# sources have none (classified, not checked).
+PLACEHOLDER_GOLD: dict[str, tuple[tuple[str | None, ...], str | None]] = {
+    "simpleqa": (("A",), "?"), "math500": (("D",), "?"), "macgyver": (("E",), None),
+    "noveltybench": (("B", "C", "G", "H"), None)}
+
+
+def _placeholder(name: str, k: int, chars: int):
+    """The k-th prompt of benchmark `name` not fetched yet: `chars` long, its own text (a prompt's id is its source
+    and text: equal texts would be one prompt to whatever counts by id), the benchmark's gold as it will load."""
+    from engine.inputs.prompts import make_prompt
+
+    letters, answer = PLACEHOLDER_GOLD.get(name, ((None,), None))
+    tag = f" {k}"
+    return make_prompt("x" * max(1, chars - len(tag)) + tag, source=name, gold_category=letters[k % len(letters)],
+                       gold_answer=answer, meta={"k": k, "not_fetched": True})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +49,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from engine.execution.pipeline import load_run_prompts
     from engine.execution.plan import make_plan, render_plan
     from engine.inputs.loaders.paper import PresetReport
-    from engine.inputs.prompts import make_prompt, select
+    from engine.inputs.prompts import select
 
     config = load_run_config(args.config, args.set, allow_python_backends=args.allow_python_backends)
     report = PresetReport()
@@ -45,8 +64,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         # Not fetched yet: counted from the preset's composition, each as long as the mean prompt here (or, with
         # nothing fetched, PLACEHOLDER_CHARS).
         mean = sum(len(p.text) for p in prompts) // len(prompts) if prompts else PLACEHOLDER_CHARS
-        prompts = prompts + [make_prompt("x" * max(1, mean), source=f"{name} (not fetched)", meta={"k": k})
-                             for name, count in missing.items() for k in range(count)]
+        prompts = prompts + [_placeholder(name, k, mean) for name, count in missing.items() for k in range(count)]
         prompts = select(prompts, per_category=config.prompts.per_category, limit=config.prompts.limit)
     plan = make_plan(config, prompts, groups)
     if args.json:

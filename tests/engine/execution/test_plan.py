@@ -88,6 +88,9 @@ def test_the_cost_cap_refuses_before_any_stage(tmp_path):
 
 
 def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(capsys, monkeypatch, tmp_path):
+    import json
+
+    from engine.api import load_config
     from engine.cli import main
 
     monkeypatch.chdir(REPO)
@@ -96,6 +99,16 @@ def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(caps
     assert main(["plan", "--config", "configs/paper.yaml"]) == 0
     out = capsys.readouterr().out
     assert "prompts: 344" in out and "python engine/run.py fetch simpleqa" in out and "total cost: $" in out
+    # Counted as they will run: the benchmarks' gold categories (only Community Alignment and WildBench are
+    # classified) and SimpleQA's graded answers (before, 344 were counted as classified and no accuracy at all).
+    assert "prompts: 344 (94 without a gold category)" in out and "\naccuracy " in out
+    assert main(["plan", "--config", "configs/paper.yaml", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    cfg = load_config("configs/paper.yaml")
+    (accuracy,) = [r for r in plan["roles"] if r["role"] == "accuracy"]
+    # SimpleQA's 50, each graded once per response (the low end): each placeholder is its own prompt (before, the 50
+    # shared one id, and were graded as one).
+    assert accuracy["calls_low"] == 50 * len(cfg.strategies) * len(cfg.generators) * cfg.n == 2500
     if not (REPO.parent / "shared" / "datasets" / "math500" / "test.jsonl").is_file():
         return
     assert main(["fetch", "--from", str(REPO.parent / "shared" / "datasets")]) == 0
