@@ -31,6 +31,7 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -268,6 +269,32 @@ def test_a_key_only_the_driver_has_is_refused_naming_each_node_before_any_call(c
     assert "judges[0].options.api_key_env: the environment variable TASKDIV_DRIVER_ONLY_KEY is not set" in out
     assert f"(on node {WORKER_IP})" in out and "sk-driver-only" not in out, out[-3000:]
     assert not (head_home() / "runs" / "cluster-node-check" / "shards").exists()  # nothing was computed
+
+
+# An API model is asked its first request (the endpoint probe) from a node that may host it — the workers' network,
+# proxy and keys are the ones the run's requests will use — before any call: a model id the endpoint does not serve
+# stops the run there, naming the node, not when the judging stage begins after sampling was paid for.
+ENDPOINT_PROBE = """
+from engine.cli import main
+from tests.support.doubles import ScriptedChat
+from tests.support.serve import ChatServer
+with ChatServer(ScriptedChat(), model_name="served-model") as server:
+    judge = "[{name: api, backend: http, model: scripted, options: {base_url: '" + server.base_url + "'}}]"
+    code = main(["--config", "taskdiv/configs/cluster-smoke.yaml", "--quiet", "--allow-python-backends",
+                 "--run-dir", "runs/cluster-endpoint-probe", "--set", "judges=" + judge])
+print("EXIT", code)
+"""
+
+
+def test_an_api_model_is_probed_from_a_node_that_may_run_it_before_any_call(cluster, tmp_path):
+    script = tmp_path / "endpoint_probe.py"
+    script.write_text(ENDPOINT_PROBE)
+    proc = ray("submit", CONFIG, str(script), step="ray submit (endpoint probe from a node)")
+    out = proc.stdout + proc.stderr
+    assert "EXIT 2" in out, out[-3000:]
+    assert "judges[0].model: a first request to the endpoint failed" in out and "HTTP 404" in out, out[-3000:]
+    assert re.search(r"\(from node 127\.0\.0\.[23]\)", out), out[-3000:]
+    assert not (head_home() / "runs" / "cluster-endpoint-probe" / "shards").exists()  # nothing was computed
 
 
 def test_ray_submit_runs_the_pipeline_on_the_cluster(cluster, token, tmp_path):
