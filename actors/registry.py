@@ -26,6 +26,7 @@ import importlib.util
 import inspect
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -208,26 +209,36 @@ class SharedBackends:
                 close()
 
 
-_SHARING: list[SharedBackends] = []  # the active set, innermost last (a stack: `sharing` nests)
+# The active sets of each thread, innermost last (a stack: `sharing` nests). Per thread: the local executor builds
+# its hosts' stages on their own threads at once, and a process-wide stack handed one host's backend to another
+# (a cascade judge's embedder built into the metrics host, closed when that host was released).
+_SHARING = threading.local()
+
+
+def _stack() -> list[SharedBackends]:
+    if not hasattr(_SHARING, "stack"):
+        _SHARING.stack = []
+    return _SHARING.stack
 
 
 class sharing:
-    """`with sharing(backends):` — backends made inside come from (and are kept in) `backends`."""
+    """`with sharing(backends):` — backends made inside, on this thread, come from (and are kept in) `backends`."""
 
     def __init__(self, backends: SharedBackends) -> None:
         self.backends = backends
 
     def __enter__(self) -> SharedBackends:
-        _SHARING.append(self.backends)
+        _stack().append(self.backends)
         return self.backends
 
     def __exit__(self, *exc: object) -> None:
-        _SHARING.remove(self.backends)
+        _stack().remove(self.backends)
 
 
 def _make(role: str, backend: str, model: str, options: dict[str, Any] | None) -> Any:
-    if _SHARING:
-        return _SHARING[-1].get(role, backend, model, options)
+    stack = _stack()
+    if stack:
+        return stack[-1].get(role, backend, model, options)
     return _build(role, backend, model, options)
 
 

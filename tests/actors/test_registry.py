@@ -86,3 +86,40 @@ def test_a_malformed_url_is_named_without_its_credentials():
         chat_completions_url(url)
     for message in (str(info.value), str(direct.value)):
         assert "SECRET" not in message and "api.example.com" in message
+
+
+def test_a_backend_built_on_a_hosts_thread_goes_to_that_hosts_set(monkeypatch):
+    # The local executor builds its hosts' stages on their own threads at once. With one process-wide stack, a host
+    # that entered `sharing` while another was still building took that one's next backend (a cascade judge's
+    # embedder landed in the metrics host, which closed it when it was released).
+    import threading
+    import time
+
+    from actors import registry
+
+    monkeypatch.setattr(registry, "_build", lambda role, backend, model, options: (time.sleep(0.05), object())[1])
+    judge_host, metrics_host = registry.SharedBackends(), registry.SharedBackends()
+    metrics_entered, judge_done = threading.Event(), threading.Event()
+
+    def judge_thread():
+        with registry.sharing(judge_host):
+            registry.make_chat_backend("local", "judge-model")
+            metrics_entered.wait(5)  # the metrics host is inside `sharing` now, on its own thread
+            registry.make_embedder("local", "cascade-embedder")
+        judge_done.set()
+
+    def metrics_thread():
+        with registry.sharing(metrics_host):
+            metrics_entered.set()
+            registry.make_embedder("local", "metrics-embedder")
+            judge_done.wait(5)
+
+    threads = [threading.Thread(target=judge_thread), threading.Thread(target=metrics_thread)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    import orjson
+
+    assert {orjson.loads(k)[2] for k in judge_host._built} == {"judge-model", "cascade-embedder"}
+    assert {orjson.loads(k)[2] for k in metrics_host._built} == {"metrics-embedder"}
