@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 Conversation = list[Message]
@@ -181,6 +181,56 @@ def logsumexp(values: Sequence[float]) -> float:
     if top == -math.inf:
         return top
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+# A system message only a template that renders the system role keeps (keeps_system).
+SYSTEM_CHECK = "taskdiv-system-role-check"
+
+
+def keeps_system(render: Callable[[Conversation], str]) -> bool:
+    """Whether a chat template renders a system message: some drop it without a word (Phi-3-mini's first template),
+    some refuse the role (Gemma's "System role not supported"). `render`: the conversation's prompt as text."""
+    try:
+        text = render([{"role": "system", "content": SYSTEM_CHECK}, {"role": "user", "content": "Hello."}])
+    except Exception:  # the template refused the role (jinja's raise_exception, a ValueError)
+        return False
+    return isinstance(text, str) and SYSTEM_CHECK in text
+
+
+def fold_system(conversation: Conversation) -> Conversation:
+    """The conversation with its system messages put at the start of the first user turn — for a template that
+    drops or refuses the system role (keeps_system), as lm-eval does: the judge's instructions and the system-prompt
+    strategies' are then still read by the model, where they were lost (or every such row refused)."""
+    system = [m["content"] for m in conversation if m.get("role") == "system" and isinstance(m.get("content"), str)]
+    if not system:
+        return conversation
+    rest = [dict(m) for m in conversation if not (m.get("role") == "system" and isinstance(m.get("content"), str))]
+    for m in rest:
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            m["content"] = "\n\n".join([*system, m["content"]])
+            return rest
+    return [{"role": "user", "content": "\n\n".join(system)}, *rest]
+
+
+def merge_by_text(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """{text: log-prob} of (token text, log-prob) pairs, the log-probs of tokens that decode to the same text added
+    (log-sum-exp): SentencePiece's "▁YES" and "YES" both read "YES", and keeping one of them drops the other's mass
+    (or, kept last, the likelier one's) — the three backends read one model's P(YES) alike so."""
+    grouped: dict[str, list[float]] = {}
+    for text, value in pairs:
+        grouped.setdefault(text, []).append(float(value))
+    return {text: (values[0] if len(values) == 1 else logsumexp(values)) for text, values in grouped.items()}
+
+
+def repeat_greedy(out: "ChatOutput", n: int) -> "ChatOutput":
+    """A greedy (temperature 0) output asked for n completions: the one completion n times. Greedy decoding has one
+    answer, and transformers and vLLM refuse n > 1 without sampling (a temperature sweep through 0 asks for it)."""
+    if out.error is not None or n == 1:
+        return out
+    return ChatOutput(texts=out.texts * n, finish_reasons=out.finish_reasons * n, n_tokens=out.n_tokens * n,
+                      prompt_tokens=out.prompt_tokens,
+                      first_token_logprobs=None if out.first_token_logprobs is None else out.first_token_logprobs * n,
+                      traces=None if out.traces is None else out.traces * n)
 
 
 def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool) -> str | None:

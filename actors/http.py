@@ -72,7 +72,7 @@ import numpy as np
 import orjson
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
-                          PRICE_KEYS, api_key_problem, content_parts, logsumexp, message_trace, pair_sampling,
+                          PRICE_KEYS, api_key_problem, content_parts, merge_by_text, message_trace, pair_sampling,
                           prices_problem)
 
 log = logging.getLogger(__name__)
@@ -360,13 +360,9 @@ def _first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
     top = content[0].get("top_logprobs")
     if not isinstance(top, list) or not top:
         return None
-    grouped: dict[str, list[float]] = {}
-    for entry in top:
-        if not isinstance(entry, dict):
-            continue
-        if isinstance(entry.get("token"), str) and isinstance(entry.get("logprob"), (int, float)):
-            grouped.setdefault(entry["token"], []).append(float(entry["logprob"]))
-    return {token: (values[0] if len(values) == 1 else logsumexp(values)) for token, values in grouped.items()} or None
+    return merge_by_text([(entry["token"], entry["logprob"]) for entry in top if isinstance(entry, dict)
+                          and isinstance(entry.get("token"), str)
+                          and isinstance(entry.get("logprob"), (int, float))]) or None
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:

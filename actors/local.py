@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from actors import hub
-from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, opens_thinking,
-                         pair_sampling, split_harmony, uses_harmony)
+from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, fold_system,
+                         keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy, split_harmony,
+                         uses_harmony)
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,12 @@ class LocalChatModel:
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
         self.chat_template = chat_template
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.fold_system = not keeps_system(lambda conv: self.tokenizer.apply_chat_template(
+            conv, add_generation_prompt=True, tokenize=False, chat_template=self.chat_template,
+            **self.chat_template_kwargs))
+        if self.fold_system:
+            log.warning("the chat template of %s drops or refuses the system role: system messages are put at the "
+                        "start of the first user turn", model)
         self.max_batch_sequences = max_batch_sequences
         self.max_context = min(max_context, getattr(self.model.config, "max_position_embeddings", max_context))
         self._torch = torch
@@ -228,6 +235,7 @@ class LocalChatModel:
         encoded: list[list[int]] = []
         thinking: list[bool] = []
         for k, conv in enumerate(conversations):
+            conv = fold_system(conv) if self.fold_system else conv
             ids = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=True,
                                                      chat_template=self.chat_template, **self.chat_template_kwargs)
             if isinstance(ids, dict) or hasattr(ids, "keys"):
@@ -275,6 +283,8 @@ class LocalChatModel:
     # -- internals ----------------------------------------------------------------------------------------------
 
     def _generate(self, prompts: list[list[int]], p: SamplingParams) -> list[ChatOutput]:
+        if p.greedy and p.n > 1:  # one answer; generate() refuses num_return_sequences > 1 without sampling
+            return [repeat_greedy(out, p.n) for out in self._generate(prompts, p.with_(n=1))]
         torch = self._torch
         width = max(len(ids) for ids in prompts)
         pad = self.tokenizer.pad_token_id
@@ -289,6 +299,10 @@ class LocalChatModel:
             return_dict_in_generate=True,
             output_logits=p.logprobs is not None,
         )
+        # What the run asks and nothing else: generate() starts from the model's generation_config.json, whose
+        # repetition_penalty (Qwen2.5-Instruct: 1.05), top_k or min_p would otherwise shape every sample — a
+        # distribution other than the one labelled, and another than vLLM's (which applies none of them offline).
+        kwargs.update(repetition_penalty=1.0, min_p=None, typical_p=1.0, no_repeat_ngram_size=0)
         if p.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -303,10 +317,13 @@ class LocalChatModel:
             logp = torch.log_softmax(result.logits[0].float(), dim=-1)
             top = torch.topk(logp, p.logprobs, dim=-1)
             first_logprobs = [
-                {self.tokenizer.decode([int(t)]): float(v) for t, v in zip(idx.tolist(), val.tolist())}
+                merge_by_text([(self.tokenizer.decode([int(t)]), v) for t, v in zip(idx.tolist(), val.tolist())])
                 for idx, val in zip(top.indices, top.values)
             ]
-        stop_ids = {self.tokenizer.eos_token_id, pad}
+        # The model's own end tokens too (Gemma-3's <end_of_turn>, Llama-3's <|eot_id|>): generate() stops there,
+        # and unlisted, the token was counted and the completion said to be cut at the length limit.
+        ends = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        stop_ids = {self.tokenizer.eos_token_id, pad, *(ends if isinstance(ends, (list, tuple)) else [ends])} - {None}
         outputs = []
         for row, ids in enumerate(prompts):
             out = ChatOutput(prompt_tokens=len(ids), first_token_logprobs=[] if first_logprobs is not None else None)

@@ -33,8 +33,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, opens_thinking,
-                         pair_sampling, split_harmony, uses_harmony)
+from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, fold_system,
+                         keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy, split_harmony,
+                         uses_harmony)
 from actors.placement import vllm_scheduling
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,11 @@ class VLLMChatModel:
         self.tokenizer = self.llm.get_tokenizer()
         self.harmony = uses_harmony(self.tokenizer)
         self.max_model_len = int(self.llm.model_config.max_model_len)
+        self.fold_system = False
+        self.fold_system = not keeps_system(lambda conv: self.tokenizer.decode(self.render(conv)))
+        if self.fold_system:
+            log.warning("the chat template of %s drops or refuses the system role: system messages are put at the "
+                        "start of the first user turn", model)
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -396,6 +402,8 @@ class VLLMChatModel:
             whatever vLLM raises for the conversation (a template's refusal; vLLM's VLLMValidationError, parameter
             `input_tokens`, for a prompt longer than the context).
         """
+        if self.fold_system:
+            conversation = fold_system(conversation)
         preprocess = getattr(self.llm, "_preprocess_chat", None)
         if preprocess is not None:
             (engine_input,) = preprocess([list(conversation)],
@@ -471,7 +479,7 @@ class VLLMChatModel:
         """vLLM's SamplingParams for ours. Greedy (temperature 0) ignores top_p; `logprobs` asks for the top-k of
         every position (we keep the first)."""
         kwargs: dict[str, Any] = {
-            "n": p.n,
+            "n": 1 if p.greedy else p.n,  # greedy has one answer (vLLM refuses n > 1): repeated in _to_output
             "temperature": p.temperature,
             "top_p": 1.0 if p.greedy else p.top_p,
             "max_tokens": p.max_tokens,
@@ -544,23 +552,20 @@ class VLLMChatModel:
             out.first_token_logprobs = None  # all completions or none, as the judge expects
         if any(t is not None for t in traces):
             out.traces = traces
-        return out
+        return repeat_greedy(out, p.n) if p.greedy else out
 
     def _first_top(self, completion: Any, k: int) -> dict[str, float] | None:
         """{token text: log-prob} of the top-k tokens at the first generated position.
 
         vLLM returns the top-k plus the sampled token when it ranks lower; we keep the top-k by rank. Two token
-        ids that decode to the same text keep the more likely one's log-prob.
+        ids that decode to the same text are added (merge_by_text).
         """
         if not completion.logprobs:
             return None
         first = completion.logprobs[0]
         entries = sorted(first.items(), key=lambda item: (item[1].rank or 0, -item[1].logprob))
-        top: dict[str, float] = {}
-        for token_id, lp in entries[:k]:
-            text = lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([token_id])
-            top.setdefault(text, float(lp.logprob))
-        return top
+        return merge_by_text([(lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([token_id]),
+                               lp.logprob) for token_id, lp in entries[:k]])
 
 
 class VLLMEmbedder:

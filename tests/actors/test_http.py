@@ -855,3 +855,25 @@ def test_an_answer_stopped_by_the_providers_filter_is_no_answer(serve, client):
     (out,) = c.chat([user("x")], SamplingParams(n=2))
     assert out.error is None and out.texts == ["", ""] and out.finish_reasons == ["content_filter"] * 2
 
+
+
+def test_token_texts_that_decode_alike_have_their_log_probs_added():
+    # SentencePiece's "▁YES" and "YES" both decode to "YES": keeping one dropped the other's mass (the local backend
+    # kept the less likely). Every backend adds them now.
+    import math
+
+    from actors.base import merge_by_text
+
+    merged = merge_by_text([("YES", -0.2), ("The", -2.6), ("YES", -1.9), ("NO", -3.0)])
+    assert merged["YES"] == pytest.approx(math.log(math.exp(-0.2) + math.exp(-1.9)))
+    assert merged["The"] == -2.6 and merged["NO"] == -3.0 and list(merged) == ["YES", "The", "NO"]
+
+
+def test_system_messages_fold_into_the_first_user_turn():
+    from actors.base import fold_system
+
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Again."}]
+    assert fold_system(conv) == [{"role": "user", "content": "Be brief.\n\nHi."}, conv[2], conv[3]]
+    assert fold_system([{"role": "system", "content": "S"}]) == [{"role": "user", "content": "S"}]
+    assert fold_system(conv[1:]) == conv[1:]

@@ -117,3 +117,62 @@ def test_a_harmony_models_completion_is_split_into_its_final_answer_and_its_anal
 
 def test_the_packaged_model_is_no_harmony_model(cpu_model):
     assert not cpu_model.harmony
+
+
+def test_greedy_with_n_above_one_is_the_one_answer_n_times(cpu_model):
+    # A temperature sweep through 0 asks for n responses at temperature 0: generate() refused num_return_sequences
+    # > 1 without sampling (a ValueError out of the whole batch). Greedy decoding has one answer.
+    (out,) = cpu_model.chat([HELLO], SamplingParams(n=3, temperature=0.0, max_tokens=6, logprobs=3))
+    (alone,) = cpu_model.chat([HELLO], SamplingParams(temperature=0.0, max_tokens=6, logprobs=3))
+    assert out.error is None and out.texts == alone.texts * 3 and out.finish_reasons == alone.finish_reasons * 3
+    assert out.first_token_logprobs == alone.first_token_logprobs * 3
+
+
+def test_the_models_generation_config_does_not_shape_the_samples(cpu_model, monkeypatch):
+    # generate() starts from the model's generation_config.json: a repetition_penalty there (Qwen2.5-Instruct's is
+    # 1.05) reshaped every sample, a distribution other than the one labelled (and than vLLM's, which applies none).
+    greedy = SamplingParams(temperature=0.0, max_tokens=24)
+    before = cpu_model.chat([HELLO], greedy)[0].texts
+    monkeypatch.setattr(cpu_model.model.generation_config, "repetition_penalty", 3.0)
+    assert cpu_model.chat([HELLO], greedy)[0].texts == before
+
+
+def test_the_models_own_end_tokens_end_a_completion(cpu_model, monkeypatch):
+    # Gemma-3 and Llama-3 list end tokens besides the tokenizer's eos in generation_config: generate() stops at
+    # them, and the completion was counted one token long and said to be cut at the limit.
+    greedy = SamplingParams(temperature=0.0, max_tokens=8)
+    (out,) = cpu_model.chat([HELLO], greedy)
+    ids = cpu_model.tokenizer(out.texts[0], add_special_tokens=False)["input_ids"]
+    end = ids[2]
+    monkeypatch.setattr(cpu_model.model.generation_config, "eos_token_id", [cpu_model.tokenizer.eos_token_id, end])
+    (cut,) = cpu_model.chat([HELLO], greedy)
+    assert cut.finish_reasons == ["stop"] and cut.n_tokens == [2]
+    assert cut.texts[0] == cpu_model.tokenizer.decode(ids[:2]).strip() or out.texts[0].startswith(cut.texts[0])
+
+
+# A template that drops the system role (as Phi-3-mini's first one did) and one that refuses it (as Gemma's).
+DROPS_SYSTEM = ("{% for m in messages %}{% if m['role'] != 'system' %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
+                "{% endif %}{% endfor %}<|assistant|>")
+REFUSES_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+                  "supported') }}{% endif %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}<|assistant|>")
+
+
+@pytest.mark.parametrize("template", [DROPS_SYSTEM, REFUSES_SYSTEM])
+def test_a_template_without_the_system_role_gets_the_system_text_in_the_first_user_turn(template, monkeypatch):
+    # The judge's instructions and the system-prompt strategies' were lost without a word (or every such row
+    # refused): the system text now opens the first user turn, as lm-eval does.
+    from actors.local import LocalChatModel
+
+    model = LocalChatModel("smollm2-135m", chat_template=template)
+    assert model.fold_system
+    rendered = []
+    real = model.tokenizer.apply_chat_template
+    monkeypatch.setattr(model.tokenizer, "apply_chat_template",
+                        lambda conv, **kw: (rendered.append(real(conv, **{**kw, "tokenize": False})), real(conv, **kw))[1])
+    conv = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Name a colour."}]
+    (out,) = model.chat([conv], SamplingParams(temperature=0.0, max_tokens=2))
+    assert out.error is None and rendered == ["<|user|>Answer in French.\n\nName a colour.<|end|><|assistant|>"]
+
+
+def test_the_packaged_models_template_keeps_the_system_role(cpu_model):
+    assert cpu_model.fold_system is False

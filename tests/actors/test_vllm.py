@@ -244,6 +244,14 @@ class TestEngine:
         assert first[2].texts == second[0].texts
         assert first[1].texts == second[1].texts
 
+    def test_greedy_with_n_above_one_is_the_one_answer_n_times(self, engine):
+        # vLLM refuses n > 1 at temperature 0 ("n must be 1 when using greedy sampling"): a temperature sweep through
+        # 0 failed every such row (continuous) or raised out of the batch. Greedy decoding has one answer.
+        prompt = [_user("Name three fruits.")]
+        (out,) = engine.chat(prompt, SamplingParams(n=3, temperature=0.0, max_tokens=8))
+        (alone,) = engine.chat(prompt, SamplingParams(temperature=0.0, max_tokens=8))
+        assert out.error is None and out.texts == alone.texts * 3 and out.texts[0]
+
     def test_first_token_logprobs_agree_with_transformers(self, engine):
         from actors.local import LocalChatModel
 
@@ -416,6 +424,27 @@ class TestEngine:
         for out in (refused, refused_too):
             assert "System role not supported" in out.error and out.texts == []
         assert fine.error is None and fine.texts == fine_too.texts == [theirs.outputs[0].text]
+
+    def test_a_template_without_the_system_role_gets_the_system_text_in_the_first_user_turn(self, engine):
+        # Gemma's template refuses the system role: every judge request and system-prompt sample of such a model
+        # failed. A template found at start-up to drop or refuse it gets the system text in the first user turn.
+        from actors.base import keeps_system
+
+        template = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+                    "supported') }}{% endif %}<|im_start|>{{ m['role'] }} says\n{{ m['content'] }}<|im_end|>\n"
+                    "{% endfor %}<|im_start|>assistant says\n")
+        with_system = [{"role": "system", "content": "Be brief."}, *_user("Say hi.")]
+        before = engine.llm.chat_template, engine.fold_system
+        engine.llm.chat_template, engine.fold_system = template, False
+        try:
+            assert not keeps_system(lambda conv: engine.tokenizer.decode(engine.render(conv)))
+            engine.fold_system = True
+            text = engine.tokenizer.decode(engine.render(with_system))
+            (out,) = engine.chat([with_system], SamplingParams(temperature=0.0, max_tokens=4))
+        finally:
+            engine.llm.chat_template, engine.fold_system = before
+        assert "user says\nBe brief.\n\nSay hi." in text and out.error is None and out.texts[0]
+        assert engine.fold_system is False  # the test model's own template keeps the system role
 
     def test_chat_template_kwargs_render_as_vllms_chat_does(self, engine):
         # Qwen3's form: with enable_thinking false the generation prompt closes an empty thinking block, so a judge
