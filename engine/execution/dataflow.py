@@ -228,7 +228,8 @@ class StageRun:
             self.store.write_shard(
                 {self.table_name: pa.Table.from_pylist([rows[k] for k in order], schema=self.schema)},
                 f"{key}{PARTIAL}", rows={"keys": [keys[k] for k in order],
-                                         "retry": {str(i): retry[k] for i, k in enumerate(order) if k in retry}})
+                                         "retry": {str(i): retry[k] for i, k in enumerate(order) if k in retry}},
+                reshaped=True)
             written += len(computed)
         self._salvage.clear()
         return written

@@ -36,6 +36,7 @@ from engine.inputs.prompts import Prompt, select
 from engine.inputs.responses import ExternalGroup, load_responses
 from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
 from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
+from engine.method.metrics import GENERAL_METRICS
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, make_plan, render_plan
 from engine.execution.preflight import PROBE_CONVERSATION, endpoint_probes, model_roles, preflight
@@ -79,6 +80,9 @@ class Pipeline:
         self.records: list[StageRecord] = []
         self._to_retry: dict[str, list[dict[str, Any]]] = {}  # classification stage → rows a rerun computes again
         self._retrying_votes: set[tuple[str, str]] = set()  # (prompt, voter) whose vote a rerun asks again
+        # (prompt, generator) whose own classification a rerun asks again (its request failed transiently): held out
+        # of the anchored strategies like an absent one.
+        self._retrying_own: set[tuple[str, str]] = set()
         self._schedule_cache: list[tuple[str, set[str]]] = []  # the run's stages and their hosts (_schedule)
         self._clock_zero = time.perf_counter()  # stage records' start_s count from here (reset when the run starts)
         # Fingerprints of every text each stage sends (engine.method.taxonomy): in every shard key of that stage.
@@ -195,15 +199,21 @@ class Pipeline:
                                           judges=[j.name for j in cfg.judges] if flow.answers else [],
                                           trace_components=tables.get("trace_components"),
                                           trace_judges=[j.name for j in cfg.llm_judges] if flow.traces else [])
-        for name, table in tables.items():
-            self.store.write_table(name, table)
-        self.store.write_text("config.yaml", dump_yaml(cfg.to_dict()))
-        self.store.remove_file(RUNNING_CONFIG)
+        # In an order a crash (a kill, a full disk) cannot leave mixed: the last run's config and its figures go
+        # first — read_run refuses a directory without config.yaml — then this run's tables, its config last. Tables
+        # of the last run kept beside a config of this one, or this run's beside the last one's config, would be
+        # read together by explore, compare and open_run.
+        self.store.remove_file("config.yaml")
+        self.store.remove_file("run_stats.json")
         for name in sorted(OPTIONAL_TABLES - set(tables)):
             # A run in this directory with quality, accuracy, a reward model or traces on wrote these; read beside
             # this run's groups (explore, compare, open_run) they would join its responses by prompt, model and
             # strategy. Their shards stay in shards/ for a run that turns the stage on again.
             self.store.remove_table(name)
+        for name, table in tables.items():
+            self.store.write_table(name, table)
+        self.store.write_text("config.yaml", dump_yaml(cfg.to_dict()))
+        self.store.remove_file(RUNNING_CONFIG)
         skipped = [str(e) for e in load_report.skipped]
         return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
                          load_warnings=list(load_report.warnings) + [
@@ -272,19 +282,22 @@ class Pipeline:
         by_base: dict[str, pa.Table] = {}  # a sweep's generators classify greedily, alike: once for all its values
         for model in models:
             base = model.sweep.get("base") if model.sweep else None
+            label = f"classify[{base or model.name}]"
             if base is None or base not in by_base:
                 identity = model.identity() if base is None else {**model.identity(), "name": base}
                 units = [Unit.of(["classify", self.versions["classify"], identity], s.select(["prompt_id", "text"]))
                          for s in shards]
-                label = f"classify[{base or model.name}]"
                 out = self._run_stage(label, "classify", self._plan(ClassifyStage, model, {}), units,
                                       ClassifyStage.output_schema)
-                if role == "vote":
-                    self._retrying_votes |= {(r["prompt_id"], model.name) for r in self._to_retry.get(label, [])}
                 if base is not None:
                     by_base[base] = out
             else:
                 out = by_base[base]
+            retrying = {(r["prompt_id"], model.name) for r in self._to_retry.get(label, [])}
+            if role == "vote":
+                self._retrying_votes |= retrying
+            else:
+                self._retrying_own |= retrying
             out = out.set_column(out.schema.get_field_index("model"), "model",
                                  pa.array([model.name] * out.num_rows, pa.string()))
             parts.append(out.append_column("role", pa.array([role] * out.num_rows, pa.string())))
@@ -295,10 +308,10 @@ class Pipeline:
                      ) -> list[tuple[ModelConfig, dict[str, Any], list[tuple[Unit, pa.Table]]]]:
         """Every generator's sample units, each with the context of its groups (see GROUP_CONTEXT).
 
-        A prompt whose own classification is absent (its classify shard failed; an unread answer is present, as
-        None) is held out of the anchored strategies' units, counted in `held` by generator: sampled with the general
-        wording it would be stored under the anchored strategy's name, and sampled again — paid again — once a
-        rerun classifies it."""
+        A prompt whose own classification is absent (its classify shard failed) or failed transiently (a rerun asks
+        again; an unread answer is present, as None, and stands) is held out of the anchored strategies' units,
+        counted in `held` by generator: sampled with the general wording it would be stored under the anchored
+        strategy's name, and sampled again — paid again — once a rerun classifies it."""
         cfg = self.config
         classified = {(r["prompt_id"], r["model"]): r["category"] for r in own.to_pylist()}
         yardstick = _reference_categories(reference)
@@ -317,7 +330,8 @@ class Pipeline:
                         own = classified.get((p["prompt_id"], model.name))
                         anchor = p["gold_category"] if cfg.category_source == "gold" and p["gold_category"] else own
                         if (strategy in ANCHORED_STRATEGIES and anchor is None
-                                and (p["prompt_id"], model.name) not in classified):
+                                and ((p["prompt_id"], model.name) not in classified
+                                     or (p["prompt_id"], model.name) in self._retrying_own)):
                             if held is not None:
                                 held[model.name] += 1
                             continue
@@ -674,8 +688,10 @@ class _Flow:
             self.frames[key] = _with_columns(out, self.context.pop(key))
         groups = self.frames.get(key)
         if groups is not None:
-            self._to("metrics", key, groups, ["metrics", [cfg.embedder.identity(), MetricsStage.version]],
-                     T.METRICS_INPUT)
+            # The metrics computed are in the key: a metric added (README, "Adding a general metric") is computed
+            # for stored groups too, not left null in every shard a rerun reuses.
+            self._to("metrics", key, groups, ["metrics", [cfg.embedder.identity(), MetricsStage.version,
+                                                          sorted(GENERAL_METRICS)]], T.METRICS_INPUT)
             settled = _settled(groups)
             self.pending += groups.num_rows - settled.num_rows
             if settled.num_rows:

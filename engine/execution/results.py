@@ -79,8 +79,8 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
     root = Path(run_dir)
     if not (root / "config.yaml").is_file():
         if (root / "config.running.yaml").is_file():
-            raise RunDirError(f"{root}: no run has finished here yet (config.running.yaml is the unfinished one's "
-                              "config); run the same command again to finish it")
+            raise RunDirError(f"{root}: no finished run here (config.running.yaml is the config of one that did not "
+                              "finish, or stopped while writing its tables); run the same command again to finish it")
         raise RunDirError(f"{root}: not a run directory (no config.yaml)")
     if not (root / "groups.parquet").is_file():
         raise RunDirError(f"{root}: the run has not finished (no groups.parquet)")

@@ -104,16 +104,28 @@ class Store:
     def rows_path(self, table: str, key: str) -> Path:
         return self.root / "shards" / table / f"{key}.rows.json"
 
-    def write_shard(self, tables: dict[str, pa.Table], key: str, rows: dict[str, Any] | None = None) -> None:
+    def write_shard(self, tables: dict[str, pa.Table], key: str, rows: dict[str, Any] | None = None,
+                    reshaped: bool = False) -> None:
         """Write one stage shard: each of its tables under `key`, atomically per file, with `rows` (the row keys and
         the rows to retry, see read_row_index). The order makes a crash between two files safe: a new shard's row
         index goes first (a table on disk always has its index); a shard rewritten after a retry gets its table first
         (the old index, still marking the retried rows, then stands beside it — a new index beside the old table
-        would read the old table's failed rows as finished, never to be retried)."""
+        would read the old table's failed rows as finished, never to be retried). A partial shard (`reshaped`: a
+        failed unit's rows so far, rewritten as more come) changes its rows' positions, so no old index may stand
+        beside its new table: the index goes before it is rewritten (a crash then costs those rows' recomputing,
+        never another row's output read for one).
+
+        Args:
+            reshaped: the rows' positions may differ from the stored shard's (the dataflow's partial shards)."""
         for name, table in tables.items():
             rows_path, path = self.rows_path(name, key), self.shard_path(name, key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            if rows is not None and not rows_path.is_file():
+            if reshaped:
+                rows_path.unlink(missing_ok=True)
+                atomic_write_table(path, table)
+                if rows is not None:
+                    atomic_write_bytes(rows_path, orjson.dumps(rows))
+            elif rows is not None and not rows_path.is_file():
                 atomic_write_bytes(rows_path, orjson.dumps(rows))
                 atomic_write_table(path, table)
             else:

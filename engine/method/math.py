@@ -539,6 +539,13 @@ def _verifier() -> VerifierProcess:
 # Public checks.
 
 
+def check_may_pass_again(check: MathCheck) -> bool:
+    """Whether an unchecked answer is so for a reason another try may not meet: a check that ran out of time (its
+    timeouts are wall-clock, and a loaded machine is slower) or a worker that did not start. A parse failure or a
+    rejection by the screen would recur."""
+    return check.correct is None and ("timed out" in check.reason or "did not start" in check.reason)
+
+
 def check_math_answer(
     response: str, gold: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, verifier: VerifierProcess | None = None
 ) -> MathCheck:

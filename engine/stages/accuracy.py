@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from actors.base import SamplingParams
 from engine.method.accuracy import accuracy_method, grader_program
-from engine.method.math import check_math_answer, short_answer_exact
+from engine.method.math import check_math_answer, check_may_pass_again, short_answer_exact
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
 
 
@@ -69,6 +69,10 @@ class AccuracyStage(BackendStage):
             if method == "math-verify":
                 for response in r["responses"]:
                     check = check_math_answer(response, r["gold_answer"], timeout_s=self.math_timeout_s)
+                    if check_may_pass_again(check):
+                        # Out of time under load (streaming checks while sampling takes the CPU), or a worker that
+                        # did not start: a rerun checks the row again (free), as it asks a failed request again.
+                        self._transient.setdefault(k, f"math check: {check.reason}")
                     out["correct"].append(check.correct)
                     out["grades"].append(None)
                     out["extracted"].append(check.extracted)

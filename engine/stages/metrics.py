@@ -30,7 +30,8 @@ class MetricsStage(Stage):
     """
 
     name = "metrics"
-    # Metric shards are keyed by it: bump when a metric's definition changes (the set of metrics keys them already).
+    # Metric shards are keyed by it: bump when a metric's definition changes (the pipeline keys them by the names of
+    # the registered metrics too, so adding one needs no bump).
     version = "3"
     required_inputs = {
         **GROUP_INPUTS,

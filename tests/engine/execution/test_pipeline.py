@@ -377,6 +377,35 @@ def test_a_run_that_stops_part_way_leaves_the_finished_runs_config_beside_its_ta
     assert "n: 6" in (tmp_path / "run" / "config.running.yaml").read_text()
 
 
+def test_a_crash_while_the_tables_are_written_never_leaves_them_read_with_another_runs_config(tmp_path,
+                                                                                               monkeypatch):
+    # The tables went first, the config after: a crash between two tables (a full disk, a kill) left some of this
+    # run's tables beside the last run's others and its config.yaml, and read_run read the mix as a finished run.
+    from engine.execution.results import RunDirError, read_run
+    from engine.execution.store import Store
+
+    quick = dict(strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False})
+    cfg = make_config(tmp_path, **quick)
+    run(cfg)
+    written = []
+    real = Store.write_table
+
+    def full_disk(self, name, table):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(name)
+        return real(self, name, table)
+
+    monkeypatch.setattr(Store, "write_table", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run(make_config(tmp_path, n=6, **quick))
+    with pytest.raises(RunDirError, match="no finished run here"):
+        read_run(cfg.run_dir)
+    monkeypatch.undo()
+    result, config = read_run(run(make_config(tmp_path, n=6, **quick)).run_dir)
+    assert config.n == 6 and {g["n_responses"] for g in result.tables["groups"].to_pylist()} == {6}
+
+
 def test_a_report_rendered_again_from_the_directory_keeps_what_failed(tmp_path):
     # run_stats.json kept only a count of failed shards: a report rendered again (open_run → write_report) said
     # "No failed shards" and rewrote the count as 0.

@@ -248,3 +248,47 @@ def test_a_crash_while_a_retried_shard_is_rewritten_never_reads_its_failed_rows_
     monkeypatch.undo()
     assert store.retries("sample", "k") == [1]  # still marked: the rerun sends row 1 again
     assert store.read_row_index("sample")["r1"][2] is not None
+
+
+def test_a_crash_while_a_partial_shard_grows_never_serves_one_rows_output_for_another(tmp_path, monkeypatch):
+    # A failed unit's partial shard is rewritten, sorted, as its rows come: positions shift. Its table went first
+    # and its index after; a crash between them left the old index ([r0, r2] at 0, 1) beside the new table
+    # ([r0, r1, r2]): r2 read r1's output. The old index goes first now: r1 and r2 are computed again instead.
+    import pyarrow as pa
+
+    from engine.execution import store as store_module
+    from engine.execution.store import Store
+
+    store = Store(tmp_path / "run")
+    store.write_shard({"sample": pa.table({"x": ["out0", "out2"]})}, "u.partial",
+                      rows={"keys": ["r0", "r2"], "retry": {}}, reshaped=True)
+    assert store.read_row_index("sample")["r2"][:2] == ("u.partial", 1)
+    real = store_module.atomic_write_bytes
+
+    def crash(path, data):
+        raise OSError("the machine went down")  # after the new table, before its index
+
+    monkeypatch.setattr(store_module, "atomic_write_bytes", crash)
+    with pytest.raises(OSError):
+        store.write_shard({"sample": pa.table({"x": ["out0", "out1", "out2"]})}, "u.partial",
+                          rows={"keys": ["r0", "r1", "r2"], "retry": {}}, reshaped=True)
+    monkeypatch.setattr(store_module, "atomic_write_bytes", real)
+    index = store.read_row_index("sample")
+    table = pq.read_table(store.shard_path("sample", "u.partial")).to_pylist()
+    assert all(table[row]["x"] == "out" + key[1] for key, (_, row, _) in index.items())
+
+
+def test_a_metric_added_is_computed_for_the_groups_a_rerun_reuses(tmp_path, monkeypatch):
+    # The metrics stage's shards were keyed by the embedder and the stage's version only: a metric registered by the
+    # README's recipe stayed null in every shard a rerun reused. The names of the registered metrics key them now.
+    from engine.execution import pipeline
+    from tests.support.runs import make_config, run
+
+    cfg = make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False})
+    run(cfg)
+    again = {r.stage: r for r in run(cfg).stages}
+    assert again["metrics"].units and again["metrics"].units_reused == again["metrics"].units
+    monkeypatch.setattr(pipeline, "GENERAL_METRICS", {**pipeline.GENERAL_METRICS, "a_new_metric": None})
+    added = {r.stage: r for r in run(cfg).stages}
+    assert added["metrics"].units_reused == 0
+    assert all(r.units_reused == r.units for name, r in added.items() if name != "metrics")

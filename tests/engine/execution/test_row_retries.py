@@ -211,6 +211,28 @@ def test_anchored_groups_wait_for_a_classification_that_failed(tmp_path):
     assert not any("held back" in w for w in second.load_warnings)
 
 
+def test_anchored_groups_wait_for_an_own_classification_a_rerun_asks_again(tmp_path):
+    # The generator's own classification of one prompt failed transiently (retries exhausted): its row was stored
+    # unread and marked for a rerun, and counted as classified — the anchored group was sampled with the general
+    # wording under the anchored name, and sampled (paid) again once the rerun classified it. It waits now.
+    armed = tmp_path / "armed"
+    armed.touch()
+    gen = {**SCRIPTED, "name": "gen", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                  "flaky_kind": "classify"}}
+    cfg = config(tmp_path, armed, generators=[gen], category_source="model",
+                 strategies=["temperature", "system_anchored"])
+    first = run(cfg)
+    text = {p["prompt_id"]: p["text"] for p in first.tables["prompts"].to_pylist()}
+    anchored = [g for g in first.tables["samples"].to_pylist() if g["strategy"] == "system_anchored"]
+    assert len(anchored) == 2 and not any("FLAKY" in text[g["prompt_id"]] for g in anchored)
+    assert any("1 anchored groups of gen held back" in w for w in first.load_warnings)
+    armed.unlink()
+    second = run(cfg)
+    anchored = [g for g in second.tables["samples"].to_pylist() if g["strategy"] == "system_anchored"]
+    assert len(anchored) == 3 and all(g["anchored_as"] is not None for g in anchored)
+    assert not any("held back" in w for w in second.load_warnings)
+
+
 def test_groups_wait_for_a_reference_classification_that_failed(tmp_path):
     # Every classifier's shard failed (the classifier refused): the prompts' reference category read as
     # "uncategorised", their groups were judged — paid — under the generic criterion, graded and checked, and judged

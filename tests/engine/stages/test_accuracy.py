@@ -47,3 +47,22 @@ def test_short_answers_go_to_the_grader_with_an_exact_match_beside(monkeypatch):
 def test_groups_without_a_method_check_nothing():
     (out,) = AccuracyStage(SCRIPTED)(rows(judge_category="G", gold_answer=None)).to_pylist()
     assert out["method"] is None and out["correct"] == []
+
+
+def test_a_math_check_out_of_time_is_asked_again_by_a_rerun(monkeypatch):
+    # A check that timed out (its timeouts are wall-clock, and a streaming run checks while sampling takes the CPU)
+    # was stored unchecked for good: a rerun, even with a longer accuracy.math_timeout_s, reused it. Its row is
+    # marked for a rerun now, as a request that failed transiently; a parse failure is not.
+    from engine.method.math import MathCheck
+    from engine.stages import accuracy
+    from engine.stages.base import RETRY
+
+    outcomes = iter([MathCheck(True, "391", "equal"), MathCheck(None, "392", "timed out after 1 s (worker killed)"),
+                     MathCheck(None, None, "not checked: could not parse the answer")])
+    monkeypatch.setattr(accuracy, "check_math_answer", lambda *args, **kwargs: next(outcomes))
+    (out,) = AccuracyStage(SCRIPTED)(rows()).to_pylist()
+    assert out["correct"] == [True, None, None] and "timed out" in out[RETRY]
+    outcomes = iter([MathCheck(True, "391", "equal"), MathCheck(False, "392", "not equal"),
+                     MathCheck(None, None, "not checked: could not parse the answer")])
+    (out,) = AccuracyStage(SCRIPTED)(rows()).to_pylist()
+    assert out[RETRY] is None
