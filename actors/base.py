@@ -233,6 +233,12 @@ def repeat_greedy(out: "ChatOutput", n: int) -> "ChatOutput":
                       traces=None if out.traces is None else out.traces * n)
 
 
+def generated_tokens(out: "ChatOutput", p: SamplingParams) -> int:
+    """Tokens the backend generated for an output: a greedy one asked for n > 1 was generated once (repeat_greedy),
+    so it counts once in the throughput figures."""
+    return (out.n_tokens[0] if out.n_tokens else 0) if p.greedy and p.n > 1 else sum(out.n_tokens)
+
+
 def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool) -> str | None:
     """Why sending the API key to `base_url` would expose it (plain http to a host other than this machine), or
     None. `allowed`: the config says so explicitly (options.allow_insecure_http: true)."""

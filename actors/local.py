@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 from actors import hub
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, fold_system,
-                         keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy, split_harmony,
-                         uses_harmony)
+                         generated_tokens, keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy,
+                         split_harmony, uses_harmony)
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,9 @@ class LocalChatModel:
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
         self.chat_template = chat_template
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
-        self.fold_system = not keeps_system(lambda conv: self.tokenizer.apply_chat_template(
+        # A tokenizer without a template fails at its first conversation, saying so: nothing to fold for.
+        has_template = self.chat_template is not None or getattr(self.tokenizer, "chat_template", None) is not None
+        self.fold_system = has_template and not keeps_system(lambda conv: self.tokenizer.apply_chat_template(
             conv, add_generation_prompt=True, tokenize=False, chat_template=self.chat_template,
             **self.chat_template_kwargs))
         if self.fold_system:
@@ -253,11 +255,12 @@ class LocalChatModel:
         groups: dict[tuple, list[int]] = {}
         for k, p in enumerate(params):
             if outputs[k] is None:
-                key = (p.temperature, p.top_p, p.max_tokens, p.logprobs, p.stop, p.n)
+                key = (p.temperature, p.top_p, p.max_tokens, p.logprobs, p.stop, 1 if p.greedy else p.n)
                 groups.setdefault(key, []).append(k)
         for key, members in groups.items():
             members.sort(key=lambda k: len(encoded[k]))
-            per_batch = max(1, self.max_batch_sequences // params[members[0]].n)
+            first = params[members[0]]
+            per_batch = max(1, self.max_batch_sequences // (1 if first.greedy else first.n))
             for start in range(0, len(members), per_batch):
                 batch = members[start : start + per_batch]
                 for k, out in zip(batch, self._generate([encoded[k] for k in batch], params[batch[0]])):
@@ -266,11 +269,11 @@ class LocalChatModel:
             if thinking[k] and out is not None:
                 out.texts = [THINK_OPEN + t for t in out.texts]
         self._stats["requests"] += len(conversations)
-        for out in outputs:
+        for out, p in zip(outputs, params):
             self._stats["row_errors"] += out is not None and out.error is not None
             if out is not None:
                 self._stats["prompt_tokens"] += out.prompt_tokens
-                self._stats["completion_tokens"] += sum(out.n_tokens)
+                self._stats["completion_tokens"] += generated_tokens(out, p)
         return outputs  # type: ignore[return-value]  # every slot is filled: an error or a generation
 
     def stats(self) -> dict[str, int]:

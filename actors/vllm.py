@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, fold_system,
-                         keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy, split_harmony,
-                         uses_harmony)
+                         generated_tokens, keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy,
+                         split_harmony, uses_harmony)
 from actors.placement import vllm_scheduling
 
 log = logging.getLogger(__name__)
@@ -310,11 +310,11 @@ class VLLMChatModel:
             for k, out in zip(submit, results):
                 outputs[k] = out
         self._stats["requests"] += len(conversations)
-        for out in outputs:
+        for out, p in zip(outputs, params):
             assert out is not None
             self._stats["row_errors"] += out.error is not None
             self._stats["prompt_tokens"] += out.prompt_tokens
-            self._stats["completion_tokens"] += sum(out.n_tokens)
+            self._stats["completion_tokens"] += generated_tokens(out, p)
         return outputs  # type: ignore[return-value]
 
     def submit(self, key: int, conversation: Conversation, sampling: SamplingParams) -> None:
@@ -364,7 +364,9 @@ class VLLMChatModel:
                 if entry is not None:
                     key, sampling = entry
                     self._stats["cached_prompt_tokens"] += getattr(result, "num_cached_tokens", None) or 0
-                    done.append((key, self._to_output(result, sampling)))
+                    out = self._to_output(result, sampling)
+                    self._stats["completion_tokens"] += generated_tokens(out, sampling)
+                    done.append((key, out))
             if not outputs and not engine.has_unfinished_requests() and self._running:  # type: ignore[union-attr]
                 lost, self._running = len(self._running), {}
                 raise BackendError(f"the vLLM engine has no unfinished requests but {lost} were never returned")
@@ -372,7 +374,6 @@ class VLLMChatModel:
         for _, out in done:
             self._stats["row_errors"] += out.error is not None
             self._stats["prompt_tokens"] += out.prompt_tokens
-            self._stats["completion_tokens"] += sum(out.n_tokens)
         return done
 
     def cancel(self) -> None:
@@ -426,6 +427,8 @@ class VLLMChatModel:
     def _render_row(self, conversation: Conversation) -> tuple[list[int], ChatOutput | None]:
         """`render`, or the row's error when the template refuses the conversation (Gemma's "System role not
         supported", a template's own assertion): that row fails, never the batch."""
+        if self.fold_system:  # before either rendering: the recount below must count the system text too
+            conversation = fold_system(conversation)
         try:
             return self.render(conversation), None
         except Exception as exc:  # jinja's TemplateError, a template's raise_exception, a tokenizer's ValueError

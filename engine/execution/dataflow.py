@@ -178,6 +178,11 @@ class StageRun:
                 # tables. Rows of the retry that did come back are kept as a partial shard (the row index finds them).
                 record.retry_failed[key] = errors[0]
                 record.rows_transient += part.num_rows
+                # Its marked rows are still to be computed: later stages must read them as missing (a vote, a
+                # generator's own classification), not as the unread answers stored for them.
+                marked = self.store.marked_rows(self.table_name, key, self.limit)
+                if marked:
+                    self.to_retry += list(self.store.read_rows(self.table_name, {key: marked}).values())
                 self._salvage[key].extend(self._buffers.pop(key, []))
                 self._counts.pop(key, None)
                 self._expected.pop(key, None)

@@ -218,7 +218,8 @@ class Pipeline:
         return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
                          load_warnings=list(load_report.warnings) + [
                              f"{k} anchored groups of {name} held back: the generator's own classification of their "
-                             "prompts failed (see the classify stage's failed shards); a rerun samples them"
+                             "prompts failed (a failed shard of its classify stage, or rows a rerun asks again); a "
+                             "rerun samples them"
                              for name, k in held.items()] + ([
                              f"{flow.pending} groups not judged, graded or checked for accuracy: their prompts' "
                              "reference classification is missing a classifier's answer (see the classify stage's "

@@ -169,6 +169,15 @@ class Store:
         except (OSError, ValueError, AttributeError, TypeError):
             return []
 
+    def marked_rows(self, table: str, key: str, limit: int) -> list[int]:
+        """The rows of shard `key` of `table` still marked for a rerun: failed transiently at most `limit` times."""
+        path = self.rows_path(table, key)
+        try:
+            retry = orjson.loads(path.read_bytes()).get("retry") or {} if path.is_file() else {}
+            return sorted(int(k) for k, info in retry.items() if int(info.get("attempts", 1)) <= limit)
+        except (OSError, ValueError, AttributeError, TypeError):
+            return []
+
     def read_rows(self, table: str, wanted: dict[str, list[int]]) -> dict[tuple[str, int], dict[str, Any]]:
         """The rows {shard key: [row, …]} of `table`, as {(shard key, row): row dict}."""
         out: dict[tuple[str, int], dict[str, Any]] = {}

@@ -70,8 +70,8 @@ class AccuracyStage(BackendStage):
                 for response in r["responses"]:
                     check = check_math_answer(response, r["gold_answer"], timeout_s=self.math_timeout_s)
                     if check_may_pass_again(check):
-                        # Out of time under load (streaming checks while sampling takes the CPU), or a worker that
-                        # did not start: a rerun checks the row again (free), as it asks a failed request again.
+                        # Out of time under load (streaming checks while sampling takes the CPU): a rerun checks the
+                        # row again (free, up to execution.row_retries times), as it asks a failed request again.
                         self._transient.setdefault(k, f"math check: {check.reason}")
                     out["correct"].append(check.correct)
                     out["grades"].append(None)

@@ -122,7 +122,9 @@ def test_the_packaged_model_is_no_harmony_model(cpu_model):
 def test_greedy_with_n_above_one_is_the_one_answer_n_times(cpu_model):
     # A temperature sweep through 0 asks for n responses at temperature 0: generate() refused num_return_sequences
     # > 1 without sampling (a ValueError out of the whole batch). Greedy decoding has one answer.
+    before = cpu_model.stats()["completion_tokens"]
     (out,) = cpu_model.chat([HELLO], SamplingParams(n=3, temperature=0.0, max_tokens=6, logprobs=3))
+    assert cpu_model.stats()["completion_tokens"] - before == out.n_tokens[0]  # generated once, counted once
     (alone,) = cpu_model.chat([HELLO], SamplingParams(temperature=0.0, max_tokens=6, logprobs=3))
     assert out.error is None and out.texts == alone.texts * 3 and out.finish_reasons == alone.finish_reasons * 3
     assert out.first_token_logprobs == alone.first_token_logprobs * 3

@@ -215,10 +215,11 @@ def test_anchored_groups_wait_for_an_own_classification_a_rerun_asks_again(tmp_p
     # The generator's own classification of one prompt failed transiently (retries exhausted): its row was stored
     # unread and marked for a rerun, and counted as classified — the anchored group was sampled with the general
     # wording under the anchored name, and sampled (paid) again once the rerun classified it. It waits now.
-    armed = tmp_path / "armed"
+    armed, refused = tmp_path / "armed", tmp_path / "refused"
     armed.touch()
     gen = {**SCRIPTED, "name": "gen", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
-                                                  "flaky_kind": "classify"}}
+                                                  "flaky_kind": "classify", "refuse_armed": str(refused),
+                                                  "refuse_kind": "classify"}}
     cfg = config(tmp_path, armed, generators=[gen], category_source="model",
                  strategies=["temperature", "system_anchored"])
     first = run(cfg)
@@ -226,7 +227,15 @@ def test_anchored_groups_wait_for_an_own_classification_a_rerun_asks_again(tmp_p
     anchored = [g for g in first.tables["samples"].to_pylist() if g["strategy"] == "system_anchored"]
     assert len(anchored) == 2 and not any("FLAKY" in text[g["prompt_id"]] for g in anchored)
     assert any("1 anchored groups of gen held back" in w for w in first.load_warnings)
+    # A rerun whose retry of that row is refused whole (a revoked key): the stored shard stands, its row still
+    # marked — still held back, not read as the unread answer stored for it.
     armed.unlink()
+    refused.touch()
+    again = run(cfg)
+    assert any(r.stage.startswith("classify") and r.retry_failed for r in again.stages)
+    anchored = [g for g in again.tables["samples"].to_pylist() if g["strategy"] == "system_anchored"]
+    assert len(anchored) == 2 and not any("FLAKY" in text[g["prompt_id"]] for g in anchored)
+    refused.unlink()
     second = run(cfg)
     anchored = [g for g in second.tables["samples"].to_pylist() if g["strategy"] == "system_anchored"]
     assert len(anchored) == 3 and all(g["anchored_as"] is not None for g in anchored)
