@@ -238,9 +238,9 @@ class DiversityReward:
     - Reasoning: a completion's inline `<think>` block, or a message's `reasoning_content`, is its trace, never part
       of the answer judged. Where the policy's chat template opens the block in the prompt (DeepSeek-R1 and its
       distills, Qwen3's thinking models), a completion starts inside it and one cut off while thinking has no tag at
-      all: `thinking_opened` puts the opening tag back in front, so that it is no answer (never rewarded as a
-      unique one). None (default): read from the trainer's chat template at the first call where TRL shows it
-      (its `log_metric` is the trainer's), else False.
+      all: `thinking_opened` puts the opening tag back in front of such a text completion (a parsed message keeps
+      its parser's split), so that it is no answer (never rewarded as a unique one). None (default): read from the
+      trainer's chat template at the first call where TRL shows it (its `log_metric` is the trainer's), else False.
     - Made, it runs the preflight of its judges, classifier and embedder (ConfigError naming the config key), so a
       trainer stops before it loads its model, not at the first batch.
     """
@@ -338,7 +338,9 @@ class DiversityReward:
                                "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
             answer, trace = completion_parts(completion)
-            if self.thinking_opened:
+            if self.thinking_opened and isinstance(completion, str):
+                # TRL's decoded text starts inside the opened block; a parsed message (reasoning_content, content)
+                # was split by the template's own parser, and a tag put in front of its content would hide it all.
                 answer = reopen_thinking(answer, trace)
             if not answers(answer, trace):
                 # No answer (cut off while thinking, or empty): no reward — never "unique" for failing to answer —

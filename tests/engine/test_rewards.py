@@ -287,6 +287,9 @@ def test_thinking_cut_off_under_a_template_that_opens_it_is_no_answer(tmp_path, 
     reward = _scripted_reward(tmp_path, thinking_opened=True)
     assert reward(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3) == [0.0, None, 0.0]
     assert [r["trace"] for r in reward.last_rows] == ["class 6 one", "class 8 two"]
+    # A parsed message keeps its parser's split: its content is the answer, not thinking to hide.
+    parsed = [[{"role": "assistant", "content": "class 0 red"}], [{"role": "assistant", "content": "class 1 b"}]]
+    assert reward(prompts=["Name a colour."] * 2, completions=parsed, category=["H"] * 2) == [1.0, 1.0]
 
     # Unset, it is read from the trainer's chat template, where TRL shows the trainer (log_metric is its method).
     class Tokenizer:
