@@ -400,6 +400,15 @@ def split_harmony(text: str) -> tuple[str, str | None] | None:
     return "\n\n".join(final), ("\n\n".join(analysis) if analysis else None)
 
 
+def reopen_thinking(text: str, trace: str | None) -> str:
+    """A completion of a chat template that opens `<think>` in the prompt (opens_thinking) starts inside the
+    thinking: the tag is put back in front where no trace was given apart, so that one cut off while thinking (no
+    closing tag) is no answer and one that closed it is split into trace and answer (split_reasoning)."""
+    if trace is None and text and not text.lstrip().startswith(THINK_OPEN):
+        return THINK_OPEN + text
+    return text
+
+
 def opens_thinking(prompt_tail: str) -> bool:
     """Whether a rendered prompt ends inside an opened `<think>` block (the chat templates of DeepSeek-R1 and of
     Qwen3's thinking mode put it there): its completions start in the middle of the thinking. A backend that renders

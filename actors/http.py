@@ -71,9 +71,9 @@ import httpx
 import numpy as np
 import orjson
 
-from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
+from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
                           PRICE_KEYS, api_key_problem, content_parts, merge_by_text, message_trace, pair_sampling,
-                          prices_problem)
+                          prices_problem, reopen_thinking)
 
 log = logging.getLogger(__name__)
 
@@ -808,8 +808,8 @@ class OpenAIChatClient:
                     first = False
                 per_request = max(1, min(per_request, len(choices)) if choices else per_request)
                 for text, reason, n_tokens, top, trace in choices[:size]:
-                    if self.thinking_opened and trace is None and text and not text.lstrip().startswith(THINK_OPEN):
-                        text = THINK_OPEN + text
+                    if self.thinking_opened:
+                        text = reopen_thinking(text, trace)
                     out.texts.append(text)
                     out.traces.append(trace)  # type: ignore[union-attr]
                     out.finish_reasons.append(reason)

@@ -260,11 +260,16 @@ print("EXIT", code)
 """
 
 
+def submitted(tmp_path, name: str, script: str, step: str) -> str:
+    """A driver script run on the cluster's head by `ray submit`: what it printed, stdout and stderr."""
+    path = tmp_path / name
+    path.write_text(script)
+    proc = ray("submit", CONFIG, str(path), step=step)
+    return proc.stdout + proc.stderr
+
+
 def test_a_key_only_the_driver_has_is_refused_naming_each_node_before_any_call(cluster, tmp_path):
-    probe = tmp_path / "key_probe.py"
-    probe.write_text(KEY_PROBE)
-    proc = ray("submit", CONFIG, str(probe), step="ray submit (models checked on the nodes)")
-    out = proc.stdout + proc.stderr
+    out = submitted(tmp_path, "key_probe.py", KEY_PROBE, "ray submit (models checked on the nodes)")
     assert "EXIT 2" in out, out[-3000:]
     assert "judges[0].options.api_key_env: the environment variable TASKDIV_DRIVER_ONLY_KEY is not set" in out
     assert f"(on node {WORKER_IP})" in out and "sk-driver-only" not in out, out[-3000:]
@@ -287,10 +292,7 @@ print("EXIT", code)
 
 
 def test_an_api_model_is_probed_from_a_node_that_may_run_it_before_any_call(cluster, tmp_path):
-    script = tmp_path / "endpoint_probe.py"
-    script.write_text(ENDPOINT_PROBE)
-    proc = ray("submit", CONFIG, str(script), step="ray submit (endpoint probe from a node)")
-    out = proc.stdout + proc.stderr
+    out = submitted(tmp_path, "endpoint_probe.py", ENDPOINT_PROBE, "ray submit (endpoint probe from a node)")
     assert "EXIT 2" in out, out[-3000:]
     assert "judges[0].model: a first request to the endpoint failed" in out and "HTTP 404" in out, out[-3000:]
     assert re.search(r"\(from node 127\.0\.0\.[23]\)", out), out[-3000:]

@@ -468,29 +468,38 @@ class RayExecutor:
         """
         if not self._joined or not checks:
             return
-        ray = self._ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        task = ray.remote(num_cpus=0, max_retries=0)(check_model_here)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        jobs = []
-        for where, plan, spec in checks:
-            for node in self._hosts_for(plan, nodes):
-                pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-                jobs.append((where, node.get("NodeManagerAddress", node["NodeID"]),
-                             task.options(scheduling_strategy=pinned).remote(*spec, offline)))
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
         problems = []
-        deadline = time.monotonic() + 600
-        for where, address, ref in jobs:
-            try:
-                why = ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
-            except Exception as exc:  # the node died, or cannot import the project, or did not answer in time
+        for where, address, why, exc in self._on_nodes(check_model_here, [
+                (where, node, (*spec, offline)) for where, plan, spec in checks
+                for node in self._hosts_for(plan, nodes)]):
+            if exc is not None:  # the node died, or cannot import the project, or did not answer in time
                 why = f"model: the check could not run there ({type(exc).__name__}: {str(exc)[:200]})"
             if why:
                 problems.append(f"{where}.{why} (on node {address})")
         if problems:
             raise ConfigError("a model cannot be served on the cluster's nodes that would run it: "
                               + "; ".join(problems))
+
+    def _on_nodes(self, fn: Any, jobs: list[tuple[str, dict[str, Any], tuple]],
+                  timeout_s: float = 600.0) -> list[tuple[str, str, Any, Exception | None]]:
+        """Run fn(*args) for each (config key, node, args) as a task pinned to that node (no resources), all at once
+        and within `timeout_s` together: (config key, the node's address, the result, or the exception instead)."""
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(num_cpus=0, max_retries=0)(fn)
+        refs = [(where, node.get("NodeManagerAddress", node["NodeID"]),
+                 task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                 .remote(*args)) for where, node, args in jobs]
+        out: list[tuple[str, str, Any, Exception | None]] = []
+        deadline = time.monotonic() + timeout_s
+        for where, address, ref in refs:
+            try:
+                out.append((where, address, ray.get(ref, timeout=max(1.0, deadline - time.monotonic())), None))
+            except Exception as exc:
+                out.append((where, address, None, exc))
+        return out
 
     @staticmethod
     def _hosts_for(plan: StagePlan, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -513,28 +522,12 @@ class RayExecutor:
         if not self._joined:
             _probe_outcome(_probe_all_here(probes))
             return
-        ray = self._ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        task = ray.remote(num_cpus=0, max_retries=0)(probe_here)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        jobs = []
-        for where, plan, spec in probes:
-            hosts = self._hosts_for(plan, nodes)[:1]
-            if not hosts:  # check_fits found a node for every model; one that has gone since is found at its stage
-                continue
-            pinned = NodeAffinitySchedulingStrategy(hosts[0]["NodeID"], soft=False)
-            jobs.append((where, f" (from node {hosts[0].get('NodeManagerAddress', hosts[0]['NodeID'])})",
-                         task.options(scheduling_strategy=pinned).remote(*spec)))
-        results = []
-        deadline = time.monotonic() + 600
-        for where, place, ref in jobs:
-            try:
-                results.append((where, place, ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))))
-            except Exception as exc:  # the node died, or the task did not answer in time: the stage will tell
-                results.append((where, place, (None, [f"the probe could not run ({type(exc).__name__}: "
-                                                      f"{str(exc)[:200]})"])))
-        _probe_outcome(results)
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        # One node each: check_fits found a node for every model; one that has gone since is found at its stage.
+        jobs = [(where, hosts[0], spec) for where, plan, spec in probes if (hosts := self._hosts_for(plan, nodes))]
+        _probe_outcome([(where, f" (from node {address})", outcome if exc is None else  # the node died, or no answer
+                         (None, [f"the probe could not run ({type(exc).__name__}: {str(exc)[:200]})"]))
+                        for where, address, outcome, exc in self._on_nodes(probe_here, jobs)])
 
     def _quiet(self) -> None:
         """The driver shows one progress bar per stage (rate and ETA), locally and on a cluster; Ray's INFO lines

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 import orjson
 
-from actors.base import THINK_OPEN, content_parts, message_trace, opens_thinking, split_reasoning
+# reopen_thinking is re-exported for engine.api (which imports engine.* only).
+from actors.base import content_parts, message_trace, opens_thinking, reopen_thinking, split_reasoning  # noqa: F401
 from engine.method.judges import has_answer
 
 # Categories where homogeneity is desired (the paper's A: a well-specified objective with one right answer).
@@ -111,15 +112,6 @@ def completion_parts(value: Any) -> tuple[str, str | None]:
             # `content`) — no answer, not an error that would stop the trainer.
             return content_parts(chosen[-1].get("content"))[0] or "", trace
     return message_text(value, role="assistant"), None
-
-
-def reopen_thinking(answer: str, trace: str | None) -> str:
-    """A completion of a chat template that opens `<think>` in the prompt starts inside the thinking: the tag is put
-    back in front (as the run's backends do, actors.base.opens_thinking), so that one cut off while thinking (no
-    closing tag) is no answer and one that closed it is split into trace and answer."""
-    if trace is None and answer.strip() and not answer.lstrip().startswith(THINK_OPEN):
-        return THINK_OPEN + answer
-    return answer
 
 
 def template_opens_thinking(tokenizer: Any) -> bool:
