@@ -83,10 +83,8 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
     for where, role, m in model_roles(config):
         check_role(where, role, m.backend, m.model, m.options, offline, deferred)
         if where.startswith("generators"):
-            temperature = m.temperature if m.temperature is not None else config.sampling.temperature
-            top_p = m.top_p if m.top_p is not None else config.sampling.top_p
             try:
-                check_sampling(m.backend, m.options, temperature, top_p)
+                check_sampling(m.backend, m.options, *_generator_sampling(config, m))
             except ModelCheckError as exc:
                 raise ConfigError(f"{where}.{exc.key} ({m.name}): {exc}") from None
     if config.judge.cascade.enabled:
@@ -94,6 +92,13 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
                           key="coefficients")
     if config.execution.executor == "ray":
         _check_devices(config)
+
+
+def _generator_sampling(config: RunConfig, m) -> tuple[float, float]:
+    """A generator's (temperature, top_p): its own, else the run's. After RunConfig's sweep expansion each value of a
+    sweep is a generator entry of its own, so both are single values."""
+    return (m.temperature if m.temperature is not None else config.sampling.temperature,
+            m.top_p if m.top_p is not None else config.sampling.top_p)
 
 
 def _check_devices(config: RunConfig) -> None:
@@ -120,12 +125,9 @@ def endpoint_probes(config: RunConfig) -> list[tuple[str, str, object, list[Samp
         if role == "embed":
             samplings = []
         elif where.startswith("generators"):
-            temperatures = m.temperature if m.temperature is not None else config.sampling.temperature
-            top_ps = m.top_p if m.top_p is not None else config.sampling.top_p
-            samplings = [SamplingParams(temperature=t, top_p=p, seed=config.sampling.seed,
-                                        max_tokens=min(config.sampling.max_tokens, PROBE_MAX_TOKENS))
-                         for t in (temperatures if isinstance(temperatures, list) else [temperatures])
-                         for p in (top_ps if isinstance(top_ps, list) else [top_ps])]
+            temperature, top_p = _generator_sampling(config, m)
+            samplings = [SamplingParams(temperature=temperature, top_p=top_p, seed=config.sampling.seed,
+                                        max_tokens=min(config.sampling.max_tokens, PROBE_MAX_TOKENS))]
         elif where.startswith("judges"):
             first = first_token_sampling(m.verdict, config.judge.max_tokens)
             fallback = first.max_tokens_without_logprobs
