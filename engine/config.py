@@ -250,8 +250,9 @@ class SamplingConfig:
             completion, so it gets n × max_tokens.
         seed: base seed; each group's seed derives from it, the prompt and the strategy.
         system_parse: how a system-prompt completion is split into its n responses: "strict" (the asked-for
-            "### Response k" headers, or "Response k:" inline) or "lenient" (also a bare numbered list "1. … 2. …" —
-            which also splits one answer written as numbered steps into several, inflating the count).
+            "### Response k" headers — or headers naming solutions, approaches, stories…: "### Solution 1" — or
+            "Response k:" inline) or "lenient" (also a bare numbered list "1. … 2. …" or "### 1. Title" — which also
+            splits one answer written as numbered steps into several, inflating the count).
     """
 
     temperature: float | list[float] = 1.0

@@ -17,7 +17,9 @@ from engine.method.parsing import parse_short_answer_grade
 from engine.method.programs import Asked, Program, ask_until_parsed, text_of
 
 # Bump when the accuracy checks change meaning (math-verify extraction, grading rules): accuracy shards key on it.
-ACCURACY_VERSION = "2"  # 2: no final answer is incorrect (MATH-500's rule), and whether each response answered
+# 2: no final answer is incorrect (MATH-500's rule), and whether each response answered; 3: a unit after the number
+# ("12 people") is text, not a product of letters; the last "answer is" of a line that says it twice is read.
+ACCURACY_VERSION = "3"
 
 
 def accuracy_method(source: str | None, category: str | None, gold_answer: str | None) -> str | None:

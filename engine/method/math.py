@@ -80,7 +80,9 @@ class MathCheck:
 # Extracting the final answer.
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER_LINE = re.compile(r"(?i)\b(?:final\s+answer|answer)\s*(?:is\b|:|=)\s*:?\s*(.+)")
+# Where an answer line's answer begins; a line may say it twice ("Final Answer: The final answer is $5$."), and the
+# last of its heads that is followed by a readable answer is the one read.
+_ANSWER_HEAD = re.compile(r"(?i)\b(?:final\s+answer|answer)\s*(?:is\b|:|=)\s*:?\s*(?=\S)")
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
@@ -181,13 +183,14 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
                 return text[open_index + 1: end].strip(), "boxed"
         return None, f"no complete \\boxed{{...}} (unbalanced braces, or longer than {MAX_ANSWER_CHARS} characters)"
     for line in reversed(text.splitlines()):
-        m = _ANSWER_LINE.search(line)
-        if m and not _CHECKING.search(line[: m.start()]):
-            answer = _answer_of_line(m.group(1))
-            if answer is None:
-                return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"
+        heads = [m for m in _ANSWER_HEAD.finditer(line) if not _CHECKING.search(line[: m.start()])]
+        if heads:
+            answers = [_answer_of_line(line[m.end():]) for m in reversed(heads)]
+            answer = next((a for a in answers if a), None)
             if answer:
                 return answer, "answer line"
+            if None in answers:
+                return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"
     span = last = None
     for span in _MATH_SPAN.finditer(text):
         pass
@@ -546,6 +549,21 @@ def check_may_pass_again(check: MathCheck) -> bool:
     return check.correct is None and "timed out" in check.reason
 
 
+# A number (no letters, no commands) followed by plain words: "12 people", "18 dollars", "5 ways to choose".
+_UNIT_WORDS = re.compile(r"^([^A-Za-z\\]*\d[^A-Za-z\\]*?)\s*((?:[A-Za-z]{2,}\s*)+)\.?$")
+# Words that are mathematics, not units: "2 pi" must stay as math-verify reads it.
+_MATH_WORDS = {"pi", "sqrt", "inf", "infinity", "ln", "log", "exp", "sin", "cos", "tan", "and", "or"}
+
+
+def units_as_text(answer: str) -> str:
+    """A number followed by plain words, with the words as LaTeX text: math-verify reads "12 people" as the product
+    12·p·e·o·p·l·e and calls a right answer wrong; "12\\text{ people}" it reads as 12."""
+    m = _UNIT_WORDS.match(answer.strip())
+    if m is None or {w.lower() for w in m.group(2).split()} & _MATH_WORDS:
+        return answer
+    return f"{m.group(1).strip()}\\text{{ {' '.join(m.group(2).split())}}}"
+
+
 def check_math_answer(
     response: str, gold: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, verifier: VerifierProcess | None = None
 ) -> MathCheck:
@@ -578,7 +596,7 @@ def check_math_answer(
         return MathCheck(None, answer, f"not checked: {rejected}")
     if _plain(answer) == _plain(gold):
         return MathCheck(True, answer, f"same text as the gold answer ({how})")
-    correct, reason = (verifier or _verifier()).check(gold.strip(), answer, timeout_s=timeout_s)
+    correct, reason = (verifier or _verifier()).check(gold.strip(), units_as_text(answer), timeout_s=timeout_s)
     return MathCheck(correct, answer, f"{reason} ({how})")
 
 

@@ -102,22 +102,34 @@ def parse_category(raw: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # System-prompt sampling: n responses in one completion.
 
+# What a header may call its parts besides "Response": the anchored wordings ask for solutions with different
+# strategies (D), stories (G), perspectives (H)…, and models name the headers after them ("### Solution 1: Factoring",
+# "**Approach 2**"). In header lines only: the inline form ("Option 1: …") is as often a list inside one answer.
+# Each noun is its own kind of mark (a "### Solution 1…3" inside Response 1 never joins the Response run).
+_NOUNS = (r"(Response|Solution|Approach|Strategy|Method|Option|Version|Variation|Alternative|Answer|Perspective"
+          r"|Take|Idea|Story|Poem|Joke)")
 # Unambiguous on purpose: whitespace is only allowed between tokens that cannot themselves be whitespace, so a
 # long run of spaces is scanned in linear time (two adjacent `[ \t]*` made a line of 20k spaces take 6 s).
 _HEADER_LINE = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?Response[ \t]*#?(\d+)(?:[ \t]*\*+)?(?:[ \t]*[:.)\-])?(?:[ \t]*\*+)?[ \t]*$",
+    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?" + _NOUNS
+    + r"[ \t]*#?(\d+)(?:[ \t]*\*+)?(?:[ \t]*[:.)\-])?(?:[ \t]*\*+)?[ \t]*$",
     re.IGNORECASE | re.MULTILINE)
 # A markdown header (### …, or a whole line in bold) that titles its response: "### Response 1 — Optimistic",
 # "**Response 2 – Casual**", "### Response 3 (Algebra)", "### Response 4: Formal". Only a header marked so: a plain
 # "Response 1: text" line, or "**Response 1:** text", is the inline form, whose text is the response's first line.
 # The title is dropped with the header, as the asked-for "### Response k" carries none.
 _TITLED_HEADER = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*(?:\*+[ \t]*)?Response[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^\n]*"
-    r"|\*\*[ \t]*Response[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^*\n]*\*\*[ \t]*)$",
+    r"^[ \t]*(?:#{1,6}[ \t]*(?:\*+[ \t]*)?" + _NOUNS + r"[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^\n]*"
+    r"|\*\*[ \t]*" + _NOUNS + r"[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^*\n]*\*\*[ \t]*)$",
     re.IGNORECASE | re.MULTILINE)
-_INLINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?Response[ \t]*(\d+)[ \t]*[:.)\-](?:\*+)?[ \t]*",
+_INLINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?(Response)[ \t]*(\d+)[ \t]*[:.)\-](?:\*+)?[ \t]*",
                      re.IGNORECASE | re.MULTILINE)
-_NUMBERED = re.compile(r"^[ \t]*(\d+)[.)][ \t]+", re.MULTILINE)
+# A numbered item, or a header that is a number ("### 1. The Storm", "**2.** …"): lenient only (see PARSE_MODES).
+_NUMBERED = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?()(\d+)[.)](?:\*\*)?[ \t]+", re.MULTILINE)
+# Lines that close a body without being part of it: a horizontal rule between responses, a heading or a whole line
+# in bold with nothing under it (the title of what follows the last response: "## Comparison", "**Summary**").
+_CLOSING_LINE = re.compile(r"\n[ \t]*(?:(?:[-*_][ \t]*){3,}|#{1,6}[^\n]*|\*\*[^*\n]+\*\*:?)[ \t]*$")
+_RULE_LINE = re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.MULTILINE)
 
 # How a system-prompt completion may be split, by parse mode: "strict" accepts the asked-for "### Response k"
 # headers and the inline "Response k:" form only; "lenient" also accepts a bare numbered list "1. … 2. …", which
@@ -137,6 +149,8 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
         (responses, how they were found: "headers", "inline", "numbered", or None when nothing matched). Text
         before the first mark is dropped, empty responses are dropped; fewer than n is a short parse, which the
         caller records. Only a run of marks numbered 1, 2, 3… splits, so a list inside a response stays whole.
+        Where the responses are set apart by horizontal rules, text after the last response's rule is no part of
+        it ("I hope these help!"); a rule, heading or bold line ending a response is dropped from it.
     """
     if mode not in PARSE_MODES:
         raise ValueError(f"parse mode must be one of {PARSE_MODES}, got {mode!r}")
@@ -146,32 +160,79 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
         patterns.append(("numbered", (_NUMBERED,)))
     for found, regexes in patterns:
         by_start = {m.start(): m for regex in reversed(regexes) for m in regex.finditer(raw)}
-        marks = _consecutive_from_one([by_start[k] for k in sorted(by_start)])
-        if marks:
-            parts = []
-            for k, m in enumerate(marks):
-                end = marks[k + 1].start() if k + 1 < len(marks) else len(raw)
-                body = raw[m.end():end].strip()
-                if body:
-                    parts.append(body)
-            return parts[:n], found
+        if found == "numbered" and by_start:
+            # A list nested in an item ("1. Plan A:\n   1. wake up") is its text: only the outermost items count.
+            indent = {k: len(m.group()) - len(m.group().lstrip(" \t")) for k, m in by_start.items()}
+            by_start = {k: m for k, m in by_start.items() if indent[k] == min(indent.values())}
+        by_noun: dict[str, list[re.Match]] = {}
+        for k in sorted(by_start):
+            by_noun.setdefault(_mark(by_start[k])[0], []).append(by_start[k])
+        # Each noun's best run; the one with the most responses (up to n) wins, "Response" (the asked-for name)
+        # on a tie, then the one with more text.
+        best: tuple | None = None
+        for noun, marks in by_noun.items():
+            run, ends = _best_run(raw, marks)
+            key = (min(len(run), n), noun == "response", _chars(raw, run, ends))
+            if run and (best is None or key > best[0]):
+                best = (key, run, ends)
+        if best is not None:
+            return _bodies(raw, best[1], best[2])[:n], found
     return [], None
 
 
-def _consecutive_from_one(marks: list[re.Match]) -> list[re.Match]:
-    """The longest run of marks numbered 1, 2, 3… (a list inside a response must not split it); a later run as
-    long wins. A mark 1 after a run has begun starts another: a plan listed before the responses ("Response 1: a
-    formal tone …", then the responses under the same marks) is not taken for them."""
-    best: list[re.Match] = []
-    kept: list[re.Match] = []
+def _mark(m: re.Match) -> tuple[str, int]:
+    """A mark's noun (lower case; "" for a bare number) and its number."""
+    groups = [g for g in m.groups() if g is not None]
+    return groups[0].lower(), int(groups[1])
+
+
+def _chars(raw: str, run: list[re.Match], ends: list[int]) -> int:
+    return sum(end - m.end() for m, end in zip(run, ends))
+
+
+def _best_run(raw: str, marks: list[re.Match]) -> tuple[list[re.Match], list[int]]:
+    """The longest run of marks numbered 1, 2, 3… (a list inside a response must not split it), and where each of
+    its bodies ends. A mark 1 after a run has begun starts another: a plan listed before the responses ("Response
+    1: a formal tone …", then the responses under the same marks) or a recap after them ("### Response 1 —
+    optimistic: focuses on joy") is another run. Of runs as long, the one with more text is the responses (a
+    plan's or a recap's lines are short); the last body ends where the next run begins."""
+    runs: list[list[re.Match]] = []
     for m in marks:
-        number = int(next(g for g in m.groups() if g is not None))
-        if number == 1 and kept:
-            best = kept if len(kept) > len(best) else best
-            kept = [m]
-        elif number == len(kept) + 1:
-            kept.append(m)
-    return kept if len(kept) >= len(best) else best
+        number = _mark(m)[1]
+        if number == 1:
+            runs.append([m])
+        elif runs and number == len(runs[-1]) + 1:
+            runs[-1].append(m)
+    best: tuple[tuple[int, int], list[re.Match], list[int]] | None = None
+    for k, run in enumerate(runs):
+        stop = runs[k + 1][0].start() if k + 1 < len(runs) else len(raw)
+        ends = [run[i + 1].start() for i in range(len(run) - 1)] + [stop]
+        key = (len(run), _chars(raw, run, ends))
+        if best is None or key > best[0]:
+            best = (key, run, ends)
+    return (best[1], best[2]) if best else ([], [])
+
+
+def _bodies(raw: str, run: list[re.Match], ends: list[int]) -> list[str]:
+    bodies = [raw[m.end():end].strip() for m, end in zip(run, ends)]
+    # Set apart by rules: every body but the last ends with one (or the next body opens with one). The last
+    # body's own rule then closes it too, and what follows is the model's sign-off, not a response's text.
+    # Only where rules are nothing but separators: a response with rules of its own inside may end with one.
+    ruled = len(bodies) > 1 and all(_RULE_LINE.fullmatch(b.rsplit("\n", 1)[-1]) and len(_RULE_LINE.findall(b)) == 1
+                                    for b in bodies[:-1])
+    if ruled:
+        last = list(_RULE_LINE.finditer(bodies[-1]))
+        if last:
+            bodies[-1] = bodies[-1][:last[-1].start()].strip()
+    out = []
+    for body in bodies:
+        # A closing line goes only with text above it: a response may be one line in bold ("**Paris.**").
+        while "\n" in body and (closing := _CLOSING_LINE.search(body)) is not None:
+            body = body[:closing.start()].strip()
+        body = _RULE_LINE.sub("", body, count=1).strip() if _RULE_LINE.match(body) else body
+        if body:
+            out.append(body)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -196,7 +257,7 @@ _CLOSES_ANSWER = set(".,;:!)]*_\"'`-–—\n\r")
 _HEDGE = re.compile(r"\bnot\s+sure\b|\bunsure\b|\bn\s*/\s*a\b|\bnot\s+applicable\b|\bno\s+idea\b|\buncertain\b"
                     r"|\bunclear\b|\bcannot\s+(?:tell|say|determine|be\s+sure)\b|\bcan['’]t\s+(?:tell|say|determine)\b"
                     r"|\bdon['’]t\s+know\b|\bhard\s+to\s+(?:say|tell)\b|\bit\s+depends\b|\bmaybe\b|\bperhaps\b"
-                    r"|\bpossibly\b|\bpartially\b|\bpartly\b", re.IGNORECASE)
+                    r"|\bpossibly\b|\bpartially\b|\bpartly\b|\byes\s+and\s+no\b|\bno\s+and\s+yes\b", re.IGNORECASE)
 # Another answer later in the text: YES / NO in capitals, or after a word that concludes ("so yes", "Answer: no").
 # A lower-case "no" in prose is a determiner ("Yes, there is no difference"), not a second answer.
 _LATER_ANSWER = re.compile(r"\b(YES|NO|Yes|No)\b(?![a-z])|\b(?:so|thus|therefore|answer(?:\s+is)?|verdict(?:\s+is)?)"

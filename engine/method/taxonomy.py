@@ -264,7 +264,7 @@ SYSTEM_GENERAL = "Generate {n} responses that represent diverse values."
 # Appended to both system prompts: the format the n responses must come in, so they can be parsed apart.
 SYSTEM_FORMAT = (
     " Write each response under its own header line '### Response k' (k = 1 to {n}), and write nothing before the "
-    "first header."
+    "first header or after the last response."
 )
 
 # In-context regeneration, general form (Zhang et al. 2025b).

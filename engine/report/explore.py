@@ -168,6 +168,7 @@ _PAGE = """<!DOCTYPE html>
 <label>strategy <select id="f-strategy"></select></label>
 <label>category <select id="f-category"></select></label>
 <label>category from <select id="f-source"></select></label>
+<label>generator's own class <select id="f-own"></select></label>
 <label>judge <select id="f-judge"></select></label>
 <label>unique <select id="f-unique"></select></label>
 <label>search <input id="f-search" type="search" placeholder="text in prompt or responses"></label>
@@ -197,7 +198,7 @@ _SCRIPT = r"""
   function fmt(x, d) { return (x === null || x === undefined) ? "–" : Number(x).toFixed(d === undefined ? 2 : d); }
   // Every filter, the page and the open group live in the URL fragment (#model=…&q=…&g=…): links are stable.
   var FILTERS = {model: "f-model", strategy: "f-strategy", category: "f-category", source: "f-source",
-                 judge: "f-judge", unique: "f-unique", q: "f-search"};
+                 own: "f-own", judge: "f-judge", unique: "f-unique", q: "f-search"};
   function readHash() {
     var out = {};
     location.hash.replace(/^#/, "").split("&").forEach(function (part) {
@@ -241,6 +242,9 @@ _SCRIPT = r"""
   options("f-strategy", uniq(function (g) { return g.strategy; }));
   options("f-category", uniq(function (g) { return g.category; }));
   options("f-source", uniq(function (g) { return g.category_source; }));
+  // The generator's own classification drove its anchored strategies' wording: where it differs from the judging
+  // category, the anchored groups were asked about another category than they are judged under.
+  options("f-own", uniq(function (g) { return g.classified; }));
   options("f-judge", DATA.judges.slice());
   options("f-unique", uniq(uniqueOf));
   document.getElementById("f-search").addEventListener("input", function () { state.page = 0; writeHash(); render(); });
@@ -258,12 +262,13 @@ _SCRIPT = r"""
   function val(id) { var v = document.getElementById(id).value; return v === "all" ? null : v; }
   function visible() {
     var m = val("f-model"), s = val("f-strategy"), c = val("f-category"), src = val("f-source"),
-        u = val("f-unique"), q = document.getElementById("f-search").value.toLowerCase();
+        own = val("f-own"), u = val("f-unique"), q = document.getElementById("f-search").value.toLowerCase();
     return DATA.groups.filter(function (g) {
       if (m !== null && String(g.model) !== m) return false;
       if (s !== null && String(g.strategy) !== s) return false;
       if (c !== null && String(g.category) !== c) return false;
       if (src !== null && String(g.category_source) !== src) return false;
+      if (own !== null && String(g.classified) !== own) return false;
       if (u !== null && uniqueOf(g) !== u) return false;
       if (q) {
         var hay = [g.prompt].concat(g.responses).join("\n").toLowerCase();

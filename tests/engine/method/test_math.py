@@ -146,6 +146,14 @@ def test_screen_rejects_costly_answers(answer, why):
         ("\\text{(C)}", "\\boxed{(E)}", False),
         ("288 \\pi", "\\boxed{288\\pi}", True),
         ("-\\frac{\\pi}{6}", "\\boxed{-\\pi/6}", True),
+        # A unit after the number: math-verify read "12 people" as 12·p·e·o·p·l·e, a right answer wrong.
+        ("12", "So the answer is 12 people.", True),
+        ("18", "\\boxed{18 dollars}", True),
+        ("19", "\\boxed{18 dollars}", False),
+        ("5", "There are \\boxed{5 ways to choose} them.", True),
+        # The Minerva format says "answer" twice on its line; its first head left prose, read as unreadable.
+        ("5", "Final Answer: The final answer is $5$. I hope it is correct.", True),
+        ("5", "Final Answer: The final answer is 6. I hope it is correct.", False),
     ],
 )
 def test_checks_real_gold_answers(verifier, gold, response, correct):

@@ -205,6 +205,7 @@ def test_parse_verdict_reads_a_leading_yes_or_no_and_its_explanation(raw, verdic
     "Not sure", "No idea", "N/A", "Not applicable", "Not different", "Nope", "No difference in strategy, so YES",
     "Equivalent? No.", "Same strategy? No", "YES or NO: NO", "Yes\nNo", "Yes, but maybe not", "I cannot tell",
     "No difference", "Both", "The two responses are equivalent", "Yes. So no.", "Yes, answer: no",
+    "Yes and no", "yes and no — they share the plot but differ in tone.",
 ])
 def test_a_hedge_or_a_text_naming_both_answers_is_unparsed(raw):
     assert parse_verdict(raw) is None
@@ -324,3 +325,50 @@ def test_none_of_these_is_its_own_answer(raw):
 @pytest.mark.parametrize("raw", ["No idea", "Not sure", "Nothing fits well"])
 def test_a_word_starting_with_n_is_not_none_of_these(raw):
     assert parse_category(raw) is None
+
+
+def test_a_recap_after_the_responses_is_not_taken_for_them():
+    # The later of two runs as long won: the recap's lines became the responses, and the group counted as complete.
+    raw = ("### Response 1\nLife is good, and every day is a gift.\n### Response 2\nLife is hard, and then it ends."
+           "\n\n## Comparison\n### Response 1 – optimistic\nfocuses on joy"
+           "\n### Response 2 – skeptical\nfocuses on pain")
+    assert split_responses(raw, 2) == (["Life is good, and every day is a gift.",
+                                        "Life is hard, and then it ends."], "headers")
+    bold = ("**Response 1: The Optimist**\nLife is a gift to savour.\n\n**Response 2: The Skeptic**\nLife is a test."
+            "\n\n**Summary**\n\n**Response 1: optimism**\n\n**Response 2: skepticism**")
+    assert split_responses(bold, 2) == (["Life is a gift to savour.", "Life is a test."], "headers")
+
+
+def test_responses_set_apart_by_rules_end_at_the_last_rule():
+    raw = "### Response 1\nA\n\n---\n\n### Response 2\nB\n\n---\n\nI hope these help!"
+    assert split_responses(raw, 2) == (["A", "B"], "headers")
+    # A response with rules of its own keeps what follows its last one: the rules are not separators there.
+    inner = "### Response 1\nA\n---\nA, part two\n---\n### Response 2\nB\n---\nB, part two"
+    assert split_responses(inner, 2) == (["A\n---\nA, part two", "B\n---\nB, part two"], "headers")
+    # A response that is one line in bold is the response, not a closing line.
+    assert split_responses("**Response 1:**\n**Paris.**\n**Response 2:**\n**Paris!**", 2)[0] == ["**Paris.**",
+                                                                                              "**Paris!**"]
+
+
+@pytest.mark.parametrize("raw", [
+    "### Solution 1: Factoring\nA\n### Solution 2: The formula\nB",
+    "**Approach 1: Substitution**\nA\n**Approach 2**\nB",
+    "## Story 1\nA\n## Story 2\nB",
+])
+def test_headers_named_after_what_the_anchored_wording_asks_for_split(raw):
+    # The anchored wordings ask for solutions, stories, perspectives…: these headers gave a short group (no parse).
+    assert split_responses(raw, 2) == (["A", "B"], "headers")
+
+
+def test_one_nouns_run_inside_a_response_does_not_split_it():
+    raw = "### Response 1\nIntro\n### Solution 1\ns1\n### Solution 2\ns2\n### Response 2\nother"
+    assert split_responses(raw, 2) == (["Intro\n### Solution 1\ns1\n### Solution 2\ns2", "other"], "headers")
+
+
+def test_lenient_numbering_counts_the_outermost_items_and_numbered_headers():
+    nested = "1. Plan A:\n   1. wake up\n   2. run\n2. Plan B:\n   1. sleep\n   2. eat"
+    assert split_responses(nested, 2, "lenient") == (["Plan A:\n   1. wake up\n   2. run",
+                                                      "Plan B:\n   1. sleep\n   2. eat"], "numbered")
+    assert split_responses("### 1. The Storm\nrain\n### 2. The Calm\nsun", 2) == ([], None)
+    assert split_responses("### 1. The Storm\nrain\n### 2. The Calm\nsun", 2, "lenient")[0] == [
+        "The Storm\nrain", "The Calm\nsun"]

@@ -159,3 +159,20 @@ def test_a_capped_page_says_how_to_write_a_subset(planted, tmp_path):
     path = write_explorer(tables, tmp_path, max_groups=2, out=tmp_path / "capped.html")
     text = path.read_text()
     assert "first 2 of" in text and "engine/run.py explore" in text
+
+
+def test_the_generators_own_classification_filters(planted, tmp_path):
+    """The generator's own class (what its anchored strategies were worded for) is a filter of its own: the groups
+    where it differs from the judging category are the ones to read."""
+    tables, _ = planted
+    groups = tables["groups"]
+    own = groups["classified"].to_pylist()
+    own[0] = "H" if own[0] != "H" else "G"  # one group the generator put in another category
+    t = {**tables, "groups": groups.set_column(groups.schema.get_field_index("classified"), "classified",
+                                               pa.array(own, pa.string()))}
+    (tmp_path / "run").mkdir()
+    path = write_explorer(t, tmp_path / "run")
+    assert count_shown(dom(path, f"own={own[0]}", tmp_path)) == (own.count(own[0]), len(own))
+    assert 0 < own.count(own[0]) < len(own)
+    page = dom(path, f"own={own[0]}&g={quote(group_id(t['groups'].to_pylist()[0]), safe='')}", tmp_path)
+    assert f"classified as {own[0]}" in unescape(page)
