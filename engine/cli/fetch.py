@@ -44,6 +44,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             print(f"  {name:<22} {cached:<11} {pinned:<11} {size:<13} {src.license}")
         return 0
     names = args.names or list(known)
+    if args.from_dir is not None and not args.from_dir.is_dir():
+        print(f"error: --from {args.from_dir}: no such folder", file=sys.stderr)
+        return 2
     absent, failed = [], []
     # Every source is tried, whatever became of the one before: one gated dataset or dead link must not keep the
     # others out of the cache. Failures are told together at the end.
@@ -63,6 +66,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         print(f"{name}: {len(files)} files in {fetch.source_dir(name)} — {pinned}")
     for line in absent:
         print(f"not imported: {line}")
+    if absent and len(absent) == len(names):  # a folder with none of the files: most likely the wrong folder
+        failed.append(f"--from {args.from_dir}: none of the sources' files is in this folder or below it")
     for line in failed:
         print(f"error: {line}", file=sys.stderr)
     return 2 if failed else 0  # 2: what the command line returns for any other error (engine.cli)

@@ -53,12 +53,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     config = load_run_config(args.config, args.set, allow_python_backends=args.allow_python_backends)
     report = PresetReport()
-    try:
-        prompts, groups = load_run_prompts(config, report, offline=True, skip_missing=True)
-    except TaskdivError:
-        if not any(sel.path is None for sel in report.selections.values()):
-            raise
-        prompts, groups = [], None  # nothing fetched yet: every prompt is counted from the composition
+    # Any error in what is there (a bad row, a prompt over max_prompt_chars) stops the plan as it would the run; only
+    # sources not fetched yet are counted from the preset's composition.
+    prompts, groups = load_run_prompts(config, report, offline=True, skip_missing=True, empty_ok=True)
     missing = {name: sel.asked for name, sel in report.selections.items() if sel.path is None and sel.asked}
     if missing and groups is None:
         # Not fetched yet: counted from the preset's composition, each as long as the mean prompt here (or, with
@@ -66,6 +63,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         mean = sum(len(p.text) for p in prompts) // len(prompts) if prompts else PLACEHOLDER_CHARS
         prompts = prompts + [_placeholder(name, k, mean) for name, count in missing.items() for k in range(count)]
         prompts = select(prompts, per_category=config.prompts.per_category, limit=config.prompts.limit)
+    if not prompts:
+        raise TaskdivError(f"no prompts to plan for (source {config.prompts.source!r}: empty, all rows skipped or "
+                           "none selected)")
     plan = make_plan(config, prompts, groups)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))

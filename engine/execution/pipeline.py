@@ -840,15 +840,17 @@ PSHARD = "_pshard"
 
 
 def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | None = None,
-                     skip_missing: bool = False) -> tuple[list[Prompt], list[ExternalGroup] | None]:
+                     skip_missing: bool = False, empty_ok: bool = False
+                     ) -> tuple[list[Prompt], list[ExternalGroup] | None]:
     """The run's prompts, and its groups of responses when they come from elsewhere (else None).
 
     Args:
         offline: whether named sources may be fetched (default: the config's models.offline).
         skip_missing: draw the paper's mix from the sources there are even when the config says to fail (plan).
+        empty_ok: no prompts is an answer, not an error (plan, before anything is fetched).
 
     Raises:
-        TaskdivError: no prompts at all (every row skipped, or none selected).
+        TaskdivError: no prompts at all (every row skipped, or none selected), unless empty_ok.
     """
     groups = None
     if cfg.prompts.source == "responses":
@@ -861,7 +863,7 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
         offline = cfg.models.resolved_offline() if offline is None else offline
         prompts = load_prompts(cfg.prompts, report=report, offline=offline, skip_missing=skip_missing)
     prompts, groups = _within_size_caps(cfg, prompts, groups, report)
-    if not prompts:
+    if not prompts and not empty_ok:
         where = f" {cfg.prompts.path}" if cfg.prompts.path else ""
         raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}{where}: empty, all rows skipped or none "
                            "selected)")

@@ -190,8 +190,9 @@ def _write_record(src: Source, record: dict[str, Any]) -> None:
 
 
 def cached_files(src: Source) -> dict[str, Path] | None:
-    """The cached files of a source (relative name → path) when every one is there and matches its record, else
-    None. The size is compared on every call, the sha256 once per process.
+    """The cached files of a source (relative name → path) when every one is there and matches its record, and the
+    record matches the manifest's pins (sha256 and size; a Hugging Face source's revision), else None. The size is
+    compared on every call, the sha256 once per process.
 
     Raises:
         FetchError: a cached file has its recorded size but not its recorded sha256 (changed in the cache).
@@ -200,9 +201,17 @@ def cached_files(src: Source) -> dict[str, Path] | None:
     files = record.get("files") or {}
     if not files:
         return None
+    if src.hf_dataset is not None and src.revision and record.get("revision") != src.revision:
+        return None  # fetched at another revision than the manifest pins now
+    pins = {f.name: f for f in src.files if f.name and f.pinned}
     folder = source_dir(src.name)
     out = {}
     for name, meta in files.items():
+        pin = pins.get(name)
+        if pin is not None and (meta.get("sha256") != pin.sha256 or meta.get("size") != pin.size):
+            # Recorded for another version than the manifest pins now (a manifest updated since, or a cache copied
+            # from elsewhere): its record is no proof of this one.
+            return None
         path = folder / name
         if not path.is_file() or path.stat().st_size != meta["size"]:
             return None
@@ -227,6 +236,11 @@ def main_file(src: Source, files: dict[str, Path]) -> Path:
     matches = sorted(name for name in files if fnmatch.fnmatch(name, src.main))
     if not matches:
         raise FetchError(f"source {src.name}: no cached file matches {src.main!r} (have: {sorted(files)})")
+    if len(matches) > 1:
+        # The loader reads one file: the first of several shards would be a part of the benchmark, unsaid.
+        raise FetchError(f"source {src.name}: {len(matches)} cached files match {src.main!r} ({', '.join(matches)}) "
+                         "and its loader reads one: the dataset is now split in shards this manifest does not "
+                         "expect; join them into one file and name it in prompts.path")
     return files[matches[0]]
 
 
@@ -282,27 +296,52 @@ def _download(url: str, target: Path, progress: Callable[[int, int | None], None
     os.replace(part, target)
 
 
+# A workbook is a zip of XML parts, parsed before the CSV made from it can be verified (the manifest pins the CSV):
+# its parts may not inflate past this (MacGyver's largest inflates to a few MB), nor inflate more than 100-fold.
+MAX_WORKBOOK_BYTES = 256 * 2**20
+MAX_WORKBOOK_RATIO = 100
+
+
 def xlsx_to_csv(xlsx: Path, csv_path: Path) -> None:
-    """The one sheet of a workbook as CSV: header kept, fully empty rows dropped, cell values unchanged."""
+    """The one sheet of a workbook as CSV: header kept, fully empty rows dropped, cell values unchanged.
+
+    The download is parsed before anything verifies it, so: its zip is measured first (no zip bomb), and openpyxl
+    parses only with defusedxml installed (a declared dependency; no entity expansion or external entities)."""
     import csv
+    import zipfile
 
     try:
         import openpyxl
+        from openpyxl.xml import DEFUSEDXML
     except ImportError as exc:
         raise FetchError("converting an Excel workbook needs openpyxl (pip install openpyxl), or import the CSV "
                          "with `fetch --from DIR`") from exc
+    if not DEFUSEDXML:
+        raise FetchError("converting a downloaded Excel workbook needs defusedxml (pip install defusedxml: openpyxl "
+                         "then parses its XML safely), or import the CSV with `fetch --from DIR`")
     try:
+        with zipfile.ZipFile(xlsx) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FetchError(f"{xlsx}: not a readable Excel workbook ({exc}); delete it and fetch again") from None
+    inflated = sum(p.file_size for p in parts)
+    packed = max(1, sum(p.compress_size for p in parts))
+    if inflated > MAX_WORKBOOK_BYTES or inflated > MAX_WORKBOOK_RATIO * packed:
+        raise FetchError(f"{xlsx}: its parts inflate to {inflated:,} bytes from {packed:,} — not the workbook the "
+                         "manifest names; it was not opened (delete it and fetch again)")
+    try:
+        # Read-only mode parses the sheet as it is iterated: a broken part fails in the loop, not at the load.
         book = openpyxl.load_workbook(xlsx, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises zipfile, KeyError and its own errors for a file that is no workbook
+        with open(csv_path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            for row in book.worksheets[0].iter_rows(values_only=True):
+                if all(v is None or v == "" for v in row):
+                    continue
+                writer.writerow(["" if v is None else v for v in row])
+    except Exception as exc:  # openpyxl raises zipfile, KeyError, IndexError, defusedxml's and its own errors
+        csv_path.unlink(missing_ok=True)
         raise FetchError(f"{xlsx}: not a readable Excel workbook ({type(exc).__name__}: {str(exc)[:200]}); delete "
                          "it and fetch again") from None
-    sheet = book.worksheets[0]
-    with open(csv_path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        for row in sheet.iter_rows(values_only=True):
-            if all(v is None or v == "" for v in row):
-                continue
-            writer.writerow(["" if v is None else v for v in row])
 
 
 def _progress_bar(label: str):
@@ -405,7 +444,6 @@ def import_from(name: str, directory: Path) -> dict[str, Path]:
     src = source(name)
     directory = Path(directory)
     folder = source_dir(name)
-    folder.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"source": name, "imported_from": str(directory.resolve()), "files": {}}
     wanted = [(f, f.name) for f in src.files if f.name] or [(f, None) for f in src.files]
     for f, file_name in wanted:
@@ -431,6 +469,7 @@ def import_from(name: str, directory: Path) -> dict[str, Path]:
         if not candidates:
             raise NotInFolder(f"source {name}: {file_name} not found in {directory} (looked in {directory / name}, "
                               f"{directory} and below)")
+        folder.mkdir(parents=True, exist_ok=True)  # only once a file was found: a wrong folder leaves no trace
         target = folder / file_name
         tmp = target.with_name(f".{target.name}.import")
         rejected = []

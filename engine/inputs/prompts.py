@@ -115,12 +115,19 @@ def make_prompt(
     )
 
 
+NOT_JSONL = {".csv", ".tsv", ".parquet", ".xlsx", ".xls", ".arrow", ".feather"}
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) for each non-blank line; raises InputError for invalid UTF-8 or JSON.
 
     Reads bytes so that a bad byte is reported with its line rather than as a decoding error of the whole file. A
     UTF-8 byte-order mark at the start of the file (as Windows editors write it) is dropped, as CSV's is.
     """
+    if path.suffix.lower() in NOT_JSONL:
+        # Read as JSON lines, a CSV or Parquet file failed on every line with "malformed JSON".
+        raise InputError(str(path), None, None, f"a {path.suffix} file where JSON lines (.jsonl) are read: convert it, "
+                         "or give it to a source that reads its format (the responses file reads CSV and Parquet)")
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:

@@ -32,7 +32,7 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.inputs.external_formats import READERS, detect_format
-from engine.inputs.loaders.common import read_table
+from engine.inputs.loaders.common import read_table, text_value
 from engine.inputs.prompts import LoadReport, Prompt, make_prompt
 
 
@@ -46,6 +46,8 @@ class ExternalGroup:
 
 
 def _str(row: dict, key: str, path: str, line: int, default: str | None = None) -> str | None:
+    """A name column's value, stripped; absent, null or empty (a CSV's empty cell) is the default: an empty model
+    name beside named rows would be a group of its own, and the named group one response short."""
     value = row.get(key, default)
     if value is None:
         return default
@@ -53,7 +55,7 @@ def _str(row: dict, key: str, path: str, line: int, default: str | None = None) 
         return str(value)
     if not isinstance(value, str):
         raise InputError(path, line, key, f"expected a string, got {type(value).__name__}")
-    return value
+    return value.strip() or default
 
 
 def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadReport | None = None,
@@ -83,7 +85,9 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
             if isinstance(row, InputError):
                 raise row
             source = _str(row, "source", where, line, path.stem)
-            prompt = make_prompt(row.get("prompt"), source=source, gold_category=row.get("category") or None,
+            # Stripped, as the benchmarks' loaders do: "Name a fruit." and "Name a fruit.\n" are one prompt.
+            prompt = make_prompt(text_value(row, "prompt", where, line), source=source,
+                                 gold_category=row.get("category") or None,
                                  gold_answer=row.get("gold_answer"), path=where, line=line,
                                  field_names={"text": "prompt", "gold_category": "category"})
             explicit_id = _str(row, "prompt_id", where, line)

@@ -6,7 +6,10 @@ unconventional/conventional, or N/A for unsolvable problems; ``Label`` grades th
 inefficient, infeasible, …). Only ``ID``, ``Problem`` and ``Solvable?`` are required, so
 ``additional_human_solutions.csv`` (ID, Problem, Solvable?, Solution) loads too. That file repeats a problem on
 consecutive rows, one row per human solution, under the same ID: rows with the same ID and text are merged, their
-solutions collected in ``meta["more_solutions"]``. The same text under a different ID is a duplicate error.
+solutions collected in ``meta["more_solutions"]``. Each of its rows is one person's verdict, and they disagree on
+``Solvable?`` for a third of the problems: every row's verdict is kept in ``meta["solvable_votes"]`` (likewise
+``unconventional_votes``), and ``solvable`` is the verdict only where they all agree, else None (unknown — not the
+first row's). The same text under a different ID is a duplicate error.
 
 Cells may hold HTML ``<br>`` tags and embedded newlines (as in the original workbook); ``<br>`` becomes a newline in
 the problem and solution texts, since the tag is a spreadsheet artefact, not part of the problem.
@@ -87,6 +90,10 @@ def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None 
             )
         extra = [repeat.meta["solution"]] if repeat.meta["solution"] else []
         meta = {**first.meta, "more_solutions": [*first.meta.get("more_solutions", []), *extra]}
+        for key in ("solvable", "unconventional"):
+            votes = [*first.meta.get(f"{key}_votes", [first.meta[key]]), repeat.meta[key]]
+            meta[f"{key}_votes"] = votes
+            meta[key] = votes[0] if len(set(votes)) == 1 else None  # people disagree: unknown, not the first's say
         return dataclasses.replace(first, meta=meta)
 
     sink = PromptSink(

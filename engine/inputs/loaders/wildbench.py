@@ -9,7 +9,10 @@ dataset card: ``session_id`` (required), ``conversation_input`` (required: a lis
 The prompt is the LAST user turn. Multi-turn rows keep the earlier turns in ``meta["history"]`` (a list of
 ``{role, content}``); the generator still sees only the last user turn, since our strategies start a fresh
 conversation per prompt. Rows whose last user turn relies on that history therefore lose context; the history is kept
-so a later stage can replay it.
+so a later stage can replay it. For the same reason two conversations that differ only before their last user turn
+(both end in "continue") are one prompt to the generator: they are merged into the first (its meta lists every session
+in ``merged_sessions``), not refused as a duplicate, which under ``on_error: fail`` stopped the whole load. The same
+conversation twice is a duplicate row, refused.
 
 There is no gold category: the paper's WildBench prompts span D, F, G and H and WildBench's own tags (Coding &
 Debugging, Creative Writing, Advice seeking, …) do not determine our category.
@@ -17,6 +20,7 @@ Debugging, Creative Writing, Advice seeking, …) do not determine our category.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +100,16 @@ def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None 
             meta["history"] = history
         return make_prompt(text, source=SOURCE, meta=meta, path=where, line=line, field_names={"text": field})
 
-    sink = PromptSink(path, on_error=on_error, report=report, text_field="conversation_input")
+    def merge(first: Prompt, first_line: int, repeat: Prompt, line: int) -> Prompt:
+        if (first.meta or {}).get("history") == (repeat.meta or {}).get("history"):
+            raise InputError(where, line, "conversation_input",
+                             f"duplicate prompt (same source and text as line {first_line})")
+        meta = dict(first.meta or {})
+        meta["merged_sessions"] = [*meta.get("merged_sessions", [meta.get("session_id")]),
+                                   (repeat.meta or {}).get("session_id")]
+        return replace(first, meta=meta)
+
+    sink = PromptSink(path, on_error=on_error, report=report, text_field="conversation_input",
+                      merge_duplicates=True, on_duplicate=merge)
     sink.add_rows(read_table(path, required=REQUIRED, formats=FORMATS), build)
     return sink.prompts

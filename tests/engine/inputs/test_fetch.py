@@ -227,6 +227,49 @@ def test_a_cached_file_changed_in_place_is_refused_not_read(served, tmp_path):
         fetch.ensure("math500", offline=True)
 
 
+def test_a_cache_recorded_for_another_pin_is_fetched_again(served):
+    # The cache's own record was the only proof: a cached file that matched its record but not the manifest's pin
+    # (a manifest updated since, a cache copied from elsewhere) was served, and `fetch` kept it.
+    files, data, manifest = served
+    with FileServer(files) as server:
+        manifest(server.url)
+        fetch.fetch("math500", progress=False)
+        new = data + (json.dumps(MATH_ROWS[0]) + "\n").encode()
+        (files / "test.jsonl").write_bytes(new)
+        (fetch.SOURCES_DIR / "math500.yaml").write_text(yaml.safe_dump({
+            "name": "math500", "title": "test math", "license": "MIT", "homepage": "https://example.org",
+            "loader": "math500", "main": "test.jsonl",
+            "files": [{"name": "test.jsonl", "url": f"{server.url}/test.jsonl",
+                       "sha256": hashlib.sha256(new).hexdigest(), "size": len(new)}]}))
+        assert fetch.cached_files(fetch.source("math500")) is None
+        with pytest.raises(fetch.FetchError, match="fetch math500"):
+            fetch.ensure("math500", offline=True)
+        assert fetch.fetch("math500", progress=False)["test.jsonl"].read_bytes() == new
+        assert len(server.requests) == 2
+
+
+def test_fetch_from_a_folder_that_holds_nothing_fails_and_leaves_no_trace(served, tmp_path, capsys):
+    # A typo in --from imported nothing, said "not imported" for every source, exit 0, and left empty cache folders.
+    _, _, manifest = served
+    manifest("http://127.0.0.1:9")
+    assert main(["fetch", "--from", str(tmp_path / "typo")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["fetch", "--from", str(tmp_path / "empty")]) == 2
+    assert "none of the sources' files is in this folder" in capsys.readouterr().err
+    assert not fetch.source_dir("math500").exists()
+
+
+def test_a_main_glob_matching_several_shards_is_refused_not_read_in_part(tmp_path):
+    # WildBench's `main` is a glob ("v2/*.parquet"): were the hub to split v2 in shards, the loader read the first.
+    src = fetch.source("wildbench")
+    one = {"v2/test-00000-of-00001.parquet": tmp_path / "a.parquet"}
+    assert fetch.main_file(src, one) == tmp_path / "a.parquet"
+    two = {"v2/test-00000-of-00002.parquet": tmp_path / "a", "v2/test-00001-of-00002.parquet": tmp_path / "b"}
+    with pytest.raises(fetch.FetchError, match="2 cached files match 'v2/\\*.parquet'.*prompts.path"):
+        fetch.main_file(src, two)
+
+
 @pytest.fixture
 def fake_hub(tmp_path, monkeypatch):
     """A Hugging Face dataset served by patched hub functions: `main` is the revision the hub calls current, and
@@ -308,6 +351,58 @@ def test_an_excel_workbook_is_converted_and_openpyxl_is_a_declared_dependency(tm
                        "sha256": hashlib.sha256(csv_text).hexdigest(), "size": len(csv_text)}]}))
         files = fetch.fetch("sheet", progress=False)
     assert files["p.csv"].read_bytes() == csv_text
+
+
+def test_a_downloaded_workbook_is_measured_before_it_is_parsed_and_parsed_without_entities(tmp_path, monkeypatch):
+    # The workbook is parsed before the CSV made from it can be verified: a zip bomb was inflated, and an XML entity
+    # expansion ("billion laughs") parsed, by openpyxl as it came.
+    import tomllib
+    import zipfile
+
+    import openpyxl
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("defusedxml") for d in deps)
+    assert "defusedxml==0.7.1" in (REPO / "constraints.txt").read_text().splitlines()
+    good = tmp_path / "good.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(("Problem",))
+    book.save(good)
+
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            out.writestr(item, src.read(item.filename))
+        out.writestr("xl/padding.bin", b"\0" * (40 * 2**20))  # 40 MB of zeros: about 40 kB packed
+    opened = []
+    monkeypatch.setattr(openpyxl, "load_workbook", lambda *a, **k: opened.append(a) or (_ for _ in ()).throw(
+        AssertionError("parsed")))
+    with pytest.raises(fetch.FetchError, match="inflate to 41,9.* bytes .* it was not opened"):
+        fetch.xlsx_to_csv(bomb, tmp_path / "out.csv")
+    assert opened == []
+    monkeypatch.undo()
+
+    # openpyxl parses with defusedxml (entities refused); without it, nothing downloaded is parsed.
+    import openpyxl.xml
+
+    assert openpyxl.xml.DEFUSEDXML
+    monkeypatch.setattr(openpyxl.xml, "DEFUSEDXML", False)
+    with pytest.raises(fetch.FetchError, match="needs defusedxml"):
+        fetch.xlsx_to_csv(good, tmp_path / "out.csv")
+    monkeypatch.undo()
+    # A part that breaks while the sheet is read (read-only mode parses as it iterates) is a FetchError, not a
+    # traceback, and leaves no half-written CSV.
+    broken = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b'<c r="A1" t="inlineStr"><is><t>Problem</t></is></c>',
+                                    b'<c r="A1" t="s"><v>7</v></c>')
+            out.writestr(item, data)
+    with pytest.raises(fetch.FetchError, match="not a readable Excel workbook"):
+        fetch.xlsx_to_csv(broken, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
 
 
 # The real manifests.

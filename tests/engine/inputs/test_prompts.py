@@ -111,3 +111,13 @@ def test_select_per_category_and_limit():
     two = select(prompts, per_category=2)
     assert len(two) == 16
     assert len(select(prompts, per_category=2, limit=5)) == 5
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_a_csv_or_parquet_file_given_as_json_lines_is_refused_once_by_its_type(tmp_path, on_error):
+    # Read as JSON lines, every row was "malformed JSON" (under skip: every row skipped, then "no prompts").
+    path = tmp_path / "prompts.csv"
+    path.write_text("text,gold_category\nWhat is 2+2?,A\n")
+    with pytest.raises(InputError, match=r"a \.csv file where JSON lines \(\.jsonl\) are read") as info:
+        load_jsonl_prompts(path, on_error=on_error)
+    assert info.value.path == str(path) and info.value.line is None

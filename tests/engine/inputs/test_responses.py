@@ -85,3 +85,17 @@ def test_skip_mode_keeps_the_rest(tmp_path):
     prompts, groups = load_responses(write(tmp_path, ["{bad", {"prompt": "p", "response": "a"}]),
                                      on_error="skip", report=report)
     assert len(prompts) == 1 and len(report.skipped) == 1
+
+
+def test_blank_name_cells_take_the_default_and_prompt_text_is_stripped(tmp_path):
+    # A CSV's empty `model` cell made a group named "" and a prompt with a trailing space or newline was a prompt
+    # of its own: either split a group silently (fewer than n responses, out of the means).
+    path = tmp_path / "responses.csv"
+    path.write_bytes("\ufeffprompt,model,strategy,response\r\n"
+                     "Name a fruit.,m1,,apple\r\n"
+                     "\"Name a fruit. \",m1,  ,pear\r\n"
+                     "\"Name a fruit.\n\",,,plum\r\n".encode())
+    prompts, groups = load_responses(path)
+    assert [p.text for p in prompts] == ["Name a fruit."]
+    assert {(g.model, g.strategy): [t for _, t in g.responses] for g in groups} == {
+        ("m1", "external"): ["apple", "pear"], ("external", "external"): ["plum"]}

@@ -27,6 +27,12 @@ def test_additional_solutions_file_merges_rows_of_the_same_problem(shared_file):
     assert len(prompts) == 273
     merged = [p for p in prompts if p.meta.get("more_solutions")]
     assert len(merged) == 246 and all(p.meta["unconventional"] is None for p in prompts)
+    # Each row is one person's verdict: where they disagree the problem's solvability is unknown, not the first
+    # row's say (which contradicted the main file for 59 of the 98 such problems).
+    mixed = [p for p in prompts if len(set(p.meta.get("solvable_votes", []))) > 1]
+    assert len(mixed) == 98 and all(p.meta["solvable"] is None for p in mixed)
+    agreed = [p for p in merged if p not in mixed]
+    assert all(p.meta["solvable"] is p.meta["solvable_votes"][0] for p in agreed)
 
 
 # Cells with <br> and newlines, as in the release.

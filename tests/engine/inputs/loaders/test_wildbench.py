@@ -105,3 +105,15 @@ def test_skip_mode_counts_bad_rows_and_keeps_the_rest(write):
     report = LoadReport()
     assert [p.text for p in load(path, on_error="skip", report=report)] == ["Hello?", "Second"]
     assert [(e.line, e.field) for e in report.skipped] == [(2, "conversation_input"), (3, None)]
+
+
+def test_conversations_ending_in_the_same_turn_are_one_prompt_not_a_failed_load(write):
+    # The generator sees the last user turn only: two sessions ending in "continue" after different histories are
+    # one prompt to it. They were refused as a duplicate, which under on_error: fail stopped the paper's load.
+    a = row(session_id="a", conversation_input=[turn("user", "Write a poem."), turn("assistant", "Roses…"),
+                                                turn("user", "continue")])
+    b = row(session_id="b", conversation_input=[turn("user", "Write a story."), turn("assistant", "Once…"),
+                                                turn("user", "continue")])
+    (prompt,) = load(write("w.jsonl", [a, b, row(session_id="c")]))[:1]
+    assert prompt.text == "continue" and prompt.meta["merged_sessions"] == ["a", "b"]
+    assert prompt.meta["history"][0]["content"] == "Write a poem."
