@@ -61,7 +61,8 @@ def _interval(est: dict[str, Any], digits: int = 2) -> str:
     return f"[{_signed(est['low'], digits)}, {_signed(est['high'], digits)}]"
 
 
-def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses", prefix: str = "") -> str:
+def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses", prefix: str = "",
+            paired: int | None = None) -> str:
     """One line saying whether B is more or less homogeneous than A on a category.
 
     Args:
@@ -69,6 +70,8 @@ def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses
         est: the estimate of mean(B − A) of unique responses (Estimate.to_dict()).
         what: the unit, for the line.
         prefix: put before the line (e.g. the model pair when a comparison has several).
+        paired: how many groups were paired on the category (None: not known); where some were but none has a
+            count on both sides, the line says so rather than "no paired groups".
 
     Returns:
         "B is more homogeneous on G (creative writing) by 0.80 unique responses [0.40, 1.20]" when the interval
@@ -80,6 +83,9 @@ def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses
     where = {"all": "all categories", ALL_BUT_A: "all categories but A"}.get(category) or (
         f"{category} ({CATEGORIES[category].name.lower()})" if category in CATEGORIES else category)
     if est["value"] is None:
+        if paired:
+            return (f"{prefix}no count to compare on {where}: {paired} paired groups, none with a unique count on "
+                    "both sides (fewer than n responses, or no judge's count resolved)")
         return f"{prefix}no paired groups on {where}"
     v, lo, hi = est["value"], est["low"], est["high"]
     k = est.get("clusters")
@@ -336,7 +342,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
             sel = [u for u in mine if cat == "all" or u["category"] == cat
                    or cat == ALL_BUT_A and u["category"] != "A"]
             row = {"pair": pair, "category": cat, **{m: estimate(sel, m) for m, _ in MEASURES}}
-            row["verdict"] = verdict(cat, row["unique"], prefix=prefix)
+            row["verdict"] = verdict(cat, row["unique"], prefix=prefix, paired=len(sel))
             by_category.append(row)
             verdicts.append(row["verdict"])
             for s in strategies:

@@ -306,10 +306,14 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
         out["grades"] = {"responses": responses, "graded": graded, "ungraded": responses - graded,
                          "groups_without_quality": sum(1 for g in complete if not finite(g.get("quality_mean")))}
     points = {"points_3a": [], "points_3b": []}
+    # Figure 3a plots no count: every group with its n responses is in it, whether or not a judge's count resolved
+    # (a trace-only run has no answer count at all, and 3a was empty); 3b plots the count, so complete groups only.
+    full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == n]
     for model in models:
         for strategy in strategies:
-            gs = [g for g in complete if g["model"] == model and g["strategy"] == strategy]
-            for key, xcol, ycol in (("points_3a", "vocab_div", y3a), ("points_3b", "unique_mean", "quality_mean")):
+            for key, xcol, ycol, pool in (("points_3a", "vocab_div", y3a, full),
+                                          ("points_3b", "unique_mean", "quality_mean", complete)):
+                gs = [g for g in pool if g["model"] == model and g["strategy"] == strategy]
                 both = [g for g in gs if finite(g[xcol]) and finite(g.get(ycol))]
                 if not both:
                     continue
@@ -624,7 +628,8 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
                     "x": x_of[base], "groups": len(gs),
                     "unique": boot([g["unique_mean"] for g in gs], clusters=clusters).to_dict(),
                     "quality": boot([g["quality_mean"] for g in gs], clusters=clusters).to_dict()})
-    swept = sorted(set(x_of.values()), reverse=True)  # temperature first
+    # Temperature first ("top_p" sorts after "temperature" backwards, and came first under reverse=True).
+    swept = [x for x in ("temperature", "top_p") if x in set(x_of.values())]
     return {"x": " / ".join(swept), "cells": out,
             "categories": ordered_categories({c["category"] for c in out} - {"all"})}
 
@@ -688,10 +693,14 @@ def _yardstick_section(t: dict, models: list[str], config) -> dict[str, Any]:
     voters = list(dict.fromkeys(r["model"] for r in rows if r.get("role") == "vote"))
     agreement = []
     for model in models:
-        pairs = [(r["category"], reference[r["prompt_id"]]) for r in own
-                 if r["model"] == model and reference.get(r["prompt_id"])]
-        if pairs:
-            agreement.append({"model": model, "prompts": len(pairs), "agree": sum(1 for a, b in pairs if a == b)})
+        mine = [r for r in own if r["model"] == model and reference.get(r["prompt_id"])]
+        # A failed request told the anchored strategies nothing (its groups wait for a rerun): no answer, left out
+        # and counted, as in the classification section. An unread answer stays: those strategies got no category.
+        failed = sum(1 for r in mine if request_failed(r.get("raw")))
+        pairs = [(r["category"], reference[r["prompt_id"]]) for r in mine if not request_failed(r.get("raw"))]
+        if pairs or failed:
+            agreement.append({"model": model, "prompts": len(pairs), "agree": sum(1 for a, b in pairs if a == b),
+                              "failed": failed})
     return {
         "gold": sum(1 for p in prompts if p["gold_category"]),
         "reference": sum(1 for p in prompts if not p["gold_category"] and reference.get(p["prompt_id"])),

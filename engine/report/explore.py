@@ -92,15 +92,22 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
             "prompt": prompts.get(g["prompt_id"], ""), "responses": texts,
             "traces": traces if any(traces) else None,
             "trace_classes": {c["judge"]: c.get("classes") for c in trace_comps.get(key, [])},
+            "trace_unique": {c["judge"]: c["unique"] if c["resolved"] else None for c in trace_comps.get(key, [])},
             "unique_mean": g["unique_mean"], "judges": per_judge,
-            "metrics": {k: g.get(k) for k in (*GENERAL_METRICS, "semantic_entropy_norm_mean", "utility_mean", "vendi")
-                        if k in g},
+            "metrics": {k: g.get(k) for k in (*GENERAL_METRICS, "semantic_entropy_norm_mean", "utility_mean", "vendi",
+                                              "unique_trace_mean") if k in g},
             "grades": [(sum(grades[i]) / len(grades[i])) if grades.get(i) else None for i in range(len(texts))],
             "correct": [correct.get(i) for i in range(len(texts))],
             "reward": [reward.get(i) for i in range(len(texts))] if reward else None,
         })
+    # A judge that judged traces only (judge.target: trace; a calibrated judge judges answers only) is a judge of
+    # the page too: its strategy classes colour the traces, and with no answer judged its counts fill the list.
+    answers_judged = bool(judges)
+    for c in (r for rows in trace_comps.values() for r in rows):
+        if c["judge"] not in judges:
+            judges.append(c["judge"])
     return {"groups": records, "judges": judges, "total": total, "shown": len(records), "where": where or {},
-            "max_groups": max_groups}
+            "max_groups": max_groups, "counts": "answers" if answers_judged or not judges else "traces"}
 
 
 _UNSAFE = re.compile("[<>&\u2028\u2029]")
@@ -219,37 +226,69 @@ _SCRIPT = r"""
     Object.keys(h).forEach(function (k) { parts.push(encodeURIComponent(k) + "=" + encodeURIComponent(h[k])); });
     history.replaceState(null, "", "#" + parts.join("&"));
   }
-  function options(id, values) {
-    var s = document.getElementById(id);
+  function fill(s, values) {
+    s.textContent = "";
     s.appendChild(el("option", "all"));
     values.forEach(function (v) { var o = el("option", v); o.value = v; s.appendChild(o); });
+  }
+  function options(id, values) {
+    var s = document.getElementById(id);
+    fill(s, values);
     s.addEventListener("change", function () { state.page = 0; writeHash(); render(); });
   }
   function uniq(f) {
     var seen = {}, out = [];
     DATA.groups.forEach(function (g) { var v = String(f(g)); if (!seen[v]) { seen[v] = 1; out.push(v); } });
-    return out.sort();
+    // Numbers in order (10 after 9), then words.
+    return out.sort(function (a, b) {
+      var x = Number(a), y = Number(b), nx = a !== "" && !isNaN(x), ny = b !== "" && !isNaN(y);
+      if (nx && ny) return x - y;
+      if (nx !== ny) return nx ? -1 : 1;
+      return a < b ? -1 : (a > b ? 1 : 0);
+    });
   }
   function judgeName() {
     var j = document.getElementById("f-judge").value;
     return (j && j !== "all") ? j : DATA.judges[0];
   }
+  // The list's count is the chosen judge's (the first judge's while "all" is chosen; the group view gives the
+  // mean over judges); in a run that judged traces only, its count of strategies.
   function uniqueOf(g) {
-    var j = g.judges[judgeName()];
+    var name = judgeName();
+    if (DATA.counts === "traces") {
+      var t = g.trace_unique || {};
+      return name in t ? (t[name] === null ? "unresolved" : String(t[name])) : "none";
+    }
+    var j = g.judges[name];
     return j ? (j.resolved ? String(j.unique) : "unresolved") : "none";
   }
   options("f-model", uniq(function (g) { return g.model; }));
   options("f-strategy", uniq(function (g) { return g.strategy; }));
-  options("f-category", uniq(function (g) { return g.category; }));
-  options("f-source", uniq(function (g) { return g.category_source; }));
+  // An uncategorised group (no gold, no reference category) is "none", not "null".
+  function named(v) { return v === null || v === undefined ? "none" : String(v); }
+  options("f-category", uniq(function (g) { return named(g.category); }));
+  options("f-source", uniq(function (g) { return named(g.category_source); }));
   // The generator's own classification drove its anchored strategies' wording: where it differs from the judging
   // category, the anchored groups were asked about another category than they are judged under.
-  options("f-own", uniq(function (g) { return g.classified; }));
+  options("f-own", uniq(function (g) { return named(g.classified); }));
   options("f-judge", DATA.judges.slice());
   options("f-unique", uniq(uniqueOf));
+  // The counts offered are the chosen judge's: rebuilt when the judge changes (a link's count is kept if the new
+  // judge gave it to some group).
+  document.getElementById("f-judge").addEventListener("change", function () {
+    var u = document.getElementById("f-unique"), kept = u.value;
+    fill(u, uniq(uniqueOf));
+    u.value = kept;
+    if (u.value === "") u.value = "all";
+    writeHash(); render();
+  });
   document.getElementById("f-search").addEventListener("input", function () { state.page = 0; writeHash(); render(); });
   function fromHash() {
     var h = readHash();
+    var judge = document.getElementById("f-judge");
+    judge.value = h.judge === undefined ? "all" : h.judge;
+    if (judge.value === "") judge.value = "all";
+    fill(document.getElementById("f-unique"), uniq(uniqueOf));  // the linked judge's counts, before they are chosen
     Object.keys(FILTERS).forEach(function (k) {
       var e = document.getElementById(FILTERS[k]);
       e.value = h[k] === undefined ? (k === "q" ? "" : "all") : h[k];
@@ -266,9 +305,9 @@ _SCRIPT = r"""
     return DATA.groups.filter(function (g) {
       if (m !== null && String(g.model) !== m) return false;
       if (s !== null && String(g.strategy) !== s) return false;
-      if (c !== null && String(g.category) !== c) return false;
-      if (src !== null && String(g.category_source) !== src) return false;
-      if (own !== null && String(g.classified) !== own) return false;
+      if (c !== null && named(g.category) !== c) return false;
+      if (src !== null && named(g.category_source) !== src) return false;
+      if (own !== null && named(g.classified) !== own) return false;
       if (u !== null && uniqueOf(g) !== u) return false;
       if (q) {
         var hay = [g.prompt].concat(g.responses).join("\n").toLowerCase();
@@ -293,14 +332,15 @@ _SCRIPT = r"""
     nav.appendChild(next);
     list.appendChild(nav);
     var t = el("table"), head = el("tr");
-    ["prompt", "model", "strategy", "cat.", "unique"].forEach(function (h) { head.appendChild(el("th", h)); });
+    var count = (DATA.counts === "traces" ? "strategies" : "unique") + " (" + (judgeName() || "no judge") + ")";
+    ["prompt", "model", "strategy", "cat.", count].forEach(function (h) { head.appendChild(el("th", h)); });
     t.appendChild(head);
     rows.slice(state.page * PAGE, (state.page + 1) * PAGE).forEach(function (g) {
       var tr = el("tr", null, "row" + (state.selected === g.id ? " sel" : ""));
       tr.setAttribute("data-id", g.id);
       tr.appendChild(el("td", g.prompt.length > 60 ? g.prompt.slice(0, 60) + "…" : g.prompt));
       tr.appendChild(el("td", g.model)); tr.appendChild(el("td", g.strategy));
-      tr.appendChild(el("td", g.category)); tr.appendChild(el("td", uniqueOf(g)));
+      tr.appendChild(el("td", named(g.category))); tr.appendChild(el("td", uniqueOf(g)));
       tr.addEventListener("click", function () { writeHash({g: g.id}); render(); });
       t.appendChild(tr);
     });

@@ -127,7 +127,9 @@ def _overview(data: dict[str, Any], ci: str, resamples: int) -> Section:
     s = Section("overview", "Run")
     tp = data["throughput"]
     s.blocks.append(Items([
-        f"run directory: `{data['run_dir']}`",
+        # Names from the run (a path, model names) are never put in code spans: md_text escapes &, < and | before
+        # the spans are read, and inside a span Markdown shows the escapes themselves ("Q&amp;A").
+        f"run directory: {data['run_dir']}",
         f"generators: {', '.join(data['models'])}; judges: {', '.join(data['judges'])}",
         f"prompts: {data['prompts']}; groups: {data['groups']}; n = {data['n']} responses per group"
         f"{' (the audited file’s group size)' if data.get('n_from_file') else ''}; "
@@ -451,7 +453,7 @@ def _classification_view(data: dict[str, Any], ci: str) -> Section:
     s = Section("classification", "Task classification: the yardstick, and each generator against gold labels")
     y = data.get("yardstick")
     if y:
-        who = (", ".join(f"`{v}`" for v in y["voters"]) if y["voters"] else "no classifier")
+        who = (", ".join(y["voters"]) if y["voters"] else "no classifier")
         s.blocks.append(Para(
             f"Every group is judged under the category of its prompt, never under the generator's own "
             f"classification (which drives anchored sampling only): {y['gold']} prompts under their gold label, "
@@ -461,11 +463,13 @@ def _classification_view(data: dict[str, Any], ci: str) -> Section:
                "them)" if y.get("pending") else "") + " — the same for every generator."))
         if y["agreement"]:
             s.blocks.append(Table(["generator", "prompts with a reference category", "own classification agrees",
-                                   "share"],
+                                   "share", "failed (left out)"],
                                   [[a["model"], str(a["prompts"]), str(a["agree"]),
-                                    _pct(a["agree"] / a["prompts"])] for a in y["agreement"]],
+                                    _pct(a["agree"] / a["prompts"]) if a["prompts"] else "–",
+                                    str(a.get("failed", 0))] for a in y["agreement"]],
                                   "How often each generator's own classification (what its anchored strategies "
-                                  "were told) matches the reference."))
+                                  "were told) matches the reference; a request that failed is no answer and left "
+                                  "out (an unread answer counts: those strategies were told no category)."))
     if not data["classification"]:
         s.blocks.append(Para("No prompt was classified in this run (every prompt came with its category)."))
         return s

@@ -151,6 +151,7 @@ def test_models_sweeping_different_settings_and_values_are_each_reported_and_com
     sweep = json.loads(paths["json"].read_text())["sweep"]
     x_of = {c["base"]: c["x"] for c in sweep["cells"]}
     assert x_of == {"g": "top_p", "h": "top_p", "k": "temperature"}  # before: temperature for all (0.5 and 1 differ)
+    assert sweep["x"] == "temperature / top_p"  # the title's order (it was "top_p / temperature")
     text = paths["markdown"].read_text()
     assert "| g | all | temperature | 1 | 0.8 |" in text and "| g | all | temperature | 1 | 0.95 |" in text
     assert "| k | all | temperature | 0.9 | 0.95 |" in text

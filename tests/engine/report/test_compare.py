@@ -106,6 +106,11 @@ def test_verdict_lines():
         "no clear difference on A (well-specified singular objective): 0.50 (no interval)")
     assert verdict("A", {"value": None, "low": None, "high": None}) == (
         "no paired groups on A (well-specified singular objective)")
+    # Paired, but no group with a count on both sides: said so (before, "no paired groups" while their quality and
+    # accuracy were compared in the same table).
+    assert verdict("H", {"value": None, "low": None, "high": None}, paired=5) == (
+        "no count to compare on H (advice or opinions): 5 paired groups, none with a unique count on both sides "
+        "(fewer than n responses, or no judge's count resolved)")
 
 
 def _copy_without_prompt(src: Path, dst: Path) -> str:

@@ -176,3 +176,41 @@ def test_the_generators_own_classification_filters(planted, tmp_path):
     assert 0 < own.count(own[0]) < len(own)
     page = dom(path, f"own={own[0]}&g={quote(group_id(t['groups'].to_pylist()[0]), safe='')}", tmp_path)
     assert f"classified as {own[0]}" in unescape(page)
+
+
+def _page(tables, tmp_path, name):
+    (tmp_path / name).mkdir()
+    return write_explorer(tables, tmp_path / name)
+
+
+def test_the_counts_offered_are_the_chosen_judges(planted, tmp_path):
+    # The count filter's choices were built once, from the first judge's counts: a count only the second judge
+    # gave could not be chosen, and a link to it (#judge=B&unique=k) silently showed every group.
+    tables, _ = planted
+    comps = tables["components"].to_pylist()
+    odd = 1 + max(c["unique"] for c in comps if c["resolved"])
+    second = next(c for c in comps if c["judge"] == "scripted-b")
+    second["unique"], second["resolved"] = odd, True
+    path = _page({**tables, "components": pa.Table.from_pylist(comps, schema=tables["components"].schema)},
+                 tmp_path, "odd")
+    total = tables["groups"].num_rows
+    page = dom(path, f"judge=scripted-b&unique={odd}", tmp_path)
+    assert count_shown(page) == (1, total)
+    assert f'<option value="{odd}">' in page and "unique (scripted-b)" in page
+    assert count_shown(dom(path, f"judge=scripted&unique={odd}", tmp_path)) == (total, total)  # not scripted's
+
+
+def test_a_run_that_judged_traces_only_shows_its_judges_and_counts(planted, tmp_path):
+    # With judge.target: trace the answers' components table is empty: the page offered no judge, listed every
+    # group's count as "none" and hid the traces' strategy classes.
+    tables, _ = planted
+    comps = tables["components"]
+    path = _page({**tables, "components": comps.slice(0, 0), "trace_components": comps}, tmp_path, "traces")
+    data = explorer_data({**tables, "components": comps.slice(0, 0), "trace_components": comps})
+    assert data["judges"] == ["scripted", "scripted-b"] and data["counts"] == "traces"
+    page = dom(path, "", tmp_path)
+    assert "strategies (scripted)" in page and '<option value="scripted-b">' in page
+    scripted = [c for c in comps.to_pylist() if c["judge"] == "scripted"]
+    k = str(scripted[0]["unique"])
+    assert count_shown(dom(path, f"unique={k}", tmp_path))[0] == sum(
+        1 for c in scripted if c["resolved"] and str(c["unique"]) == k)

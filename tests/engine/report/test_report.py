@@ -109,6 +109,33 @@ def test_a_classification_whose_request_failed_is_no_answer_not_a_wrong_one():
     assert sum(map(sum, cls["confusion"]["counts"])) == 2
 
 
+def test_the_own_classifications_agreement_leaves_failed_requests_out():
+    # Without gold, the yardstick table counted a failed request as a disagreement with the reference (2 of 4,
+    # 50%, beside a classification section that leaves failures out): both answers agree, 2 of 2.
+    from engine.report.data import _yardstick_section
+
+    prompts = pa.Table.from_pylist([{"prompt_id": f"p{k}", "gold_category": None} for k in range(4)])
+    rows = [{"prompt_id": f"p{k}", "model": "reference", "category": "G", "raw": "G", "role": "reference"}
+            for k in range(4)]
+    rows += [{"prompt_id": f"p{k}", "model": "m", "category": "G" if k < 2 else None, "role": "own",
+              "raw": "G" if k < 2 else "<error: HTTP 503 after 6 retries>"} for k in range(4)]
+    y = _yardstick_section({"prompts": prompts, "classifications": pa.Table.from_pylist(rows)}, ["m"], None)
+    assert y["agreement"] == [{"model": "m", "prompts": 2, "agree": 2, "failed": 2}]
+
+
+def test_names_are_not_put_in_code_spans_where_their_escapes_would_show(fixture_run):
+    # md_text turns & < > | into escapes, which Markdown shows as written inside a code span: a voter "Q&A-7b" read
+    # "Q&amp;A-7b" in the rendered report.
+    cfg, result, _ = fixture_run
+    data = report_data(result, cfg)
+    data["yardstick"] = {**(data.get("yardstick") or {"gold": 0, "reference": 1, "uncategorised": 0, "pending": 0,
+                                                      "agreement": []}), "voters": ["Q&A-7b"]}
+    data["run_dir"] = "runs/a&b"
+    text = render_markdown(data)
+    assert "Q&amp;A-7b" in text and "`Q&amp;A-7b`" not in text
+    assert "run directory: runs/a&amp;b" in text
+
+
 def test_classification_judges_and_throughput_numbers(fixture_run):
     cfg, result, paths = fixture_run
     data = orjson.loads(paths["json"].read_bytes())
@@ -468,6 +495,19 @@ def test_no_answer_and_not_attempted_count_wrong_and_have_their_own_rate():
         assert r["checked"] == 2 and r["accuracy"]["value"] == 0.5
         assert r["unanswered"] == 1 and r["unanswered_rate"] == 0.5
     assert by_source["simpleqa"]["unchecked"] == 1
+
+
+def test_figure_3a_needs_no_count_and_3b_does(fixture_run):
+    # Figure 3a (vocabulary diversity against quality) kept only groups with a resolved unique count, so a run that
+    # judged traces only (no answer count) had an empty 3a, and unresolved groups dropped out of it.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    for g in groups:
+        g["unique_mean"] = None  # as in a `judge.target: trace` run
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    tradeoff = report_data(dataclasses.replace(result, tables=tables), cfg)["tradeoff"]
+    full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == cfg.n]
+    assert tradeoff["points_3b"] == [] and sum(p["groups"] for p in tradeoff["points_3a"]) == len(full) > 0
 
 
 def test_responses_without_a_grade_are_counted_in_the_tradeoff_section(fixture_run):
