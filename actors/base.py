@@ -32,7 +32,7 @@ class SamplingParams:
         stop: strings that end a completion (not included in the text).
         max_tokens_without_logprobs: where `logprobs` are asked for but the backend cannot return them (a provider
             that omits them or rejects the parameters), ask without them and generate this many tokens instead of
-            `max_tokens`: an answer read from log-probs needs one token, one read from text a whole word. None: the
+            `max_tokens`: an answer read from log-probs needs a few tokens, one read from text a whole word. None: the
             log-probs are required (a backend that cannot give them fails the row).
     """
 

@@ -100,10 +100,11 @@ class ModelConfig(PoolConfig):
             "top_p": …}; not written by hand.
         options: backend keyword arguments (e.g. base_url, api_key_env, tensor_parallel_size, max_model_len).
         verdict: how a judge's verdicts (and a grader's grades) are read. "auto" asks for the first token's
-            log-probs (one token decides); where the provider rejects the parameters (HTTP 400) or returns none, it
-            reads the text instead for the rest of the run (a line in the log, and the report says which judges
-            did). "logprobs" always asks for them; "text" never does (P(yes) is then 1 or 0). Claude's
-            OpenAI-compatible endpoint returns no log-probs: "text" there saves the first round's tokens.
+            log-probs (the first token decides, where the three written read as that answer); where the provider
+            rejects the parameters (HTTP 400) or returns none, it reads the text instead for the rest of the run (a
+            line in the log, and the report says which judges did). "logprobs" always asks for them; "text" never
+            does (P(yes) is then 1 or 0). Claude's OpenAI-compatible endpoint returns no log-probs: "text" there
+            saves the first round's tokens.
         num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
     """
 
@@ -320,7 +321,7 @@ class JudgeConfig:
             is exactly the same and far fewer calls are made; on, pairwise rates are available.
         both_orders: judge (i, j) and (j, i) and average, to cancel position bias; doubles the calls.
         max_tokens: tokens a judge may write where its verdict is read from text (`verdict: text`, or `auto` after
-            a provider gave no log-probs); where log-probs decide, one token is asked for.
+            a provider gave no log-probs); where log-probs decide, three are asked for (the text confirms them).
         max_response_chars: responses are cut to this many characters inside the judge prompt, so pairs of long
             responses still fit a small model's context. 0 disables the cut.
         cascade: let a calibrated cheap judge decide the pairs it is confident about (see CascadeConfig).

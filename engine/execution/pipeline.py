@@ -774,7 +774,7 @@ class _Flow:
                                                           groups["judge_category"].to_pylist())],
                 pa.list_(pa.string())))
             self._to(f"grade[{grader}]", key, with_criteria,
-                     ["grade", [self.p.versions["grade"], model.identity()]], T.GRADE_INPUT)
+                     ["grade", [self.p.versions["grade"], GradeStage.version, model.identity()]], T.GRADE_INPUT)
 
     def _to(self, lane: str, sample_unit: str, groups: pa.Table, parts: list[Any], schema: pa.Schema) -> None:
         """Give `lane` the unit of one sample unit's groups (keyed by their content and `parts`)."""

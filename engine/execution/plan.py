@@ -12,9 +12,10 @@ Counting rules (per generator, strategy and prompt; n responses per group):
   earlier answers;
 - judging: a group has n(n−1)/2 pairs; union-find pruning asks between n − 1 (everything equivalent) and all of
   them, times two with both_orders, and an unreadable verdict is asked once more; the groups of the agreement sample
-  (judge.agreement_sample_rate, a draw by group known before the run) have all their pairs judged; one output token
-  where log-probs decide, judge.max_tokens where text does; judging reasoning traces too (judge.target) adds nothing
-  to the low end (a model that does not reason has none) and every pair again to the high end;
+  (judge.agreement_sample_rate, a draw by group known before the run) have all their pairs judged; one to
+  CONFIRM_TOKENS output tokens where log-probs decide, judge.max_tokens where text does; judging reasoning traces
+  too (judge.target) adds nothing to the low end (a model that does not reason has none) and every pair again to the
+  high end;
 - quality: one checklist per prompt, one grade per response; accuracy: one grader call per response to a prompt
   with a short gold answer (at the high end also where the prompt has no gold category: the run's classification
   may make it A); each up to twice.
@@ -39,6 +40,7 @@ from engine.inputs.prompts import Prompt
 from engine.method import taxonomy
 from engine.method.accuracy import accuracy_method
 from engine.method.judges import in_agreement_sample
+from engine.method.programs import CONFIRM_TOKENS
 
 # A rough, model-independent estimate (English text, BPE tokenizers); plan figures are estimates, not tokens.
 CHARS_PER_TOKEN = 4.0
@@ -231,7 +233,10 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
                     low_calls += least * orders
                     judge_in_low += least * orders * (frame.get(g.prompt_id, mean_frame) + tokens(2 * min(lengths)))
     for j in config.llm_judges:  # a calibrated judge makes no model call
-        out_high = 1 if j.verdict == "logprobs" else config.judge.max_tokens
+        # Where log-probs decide, a few tokens are written beside them (CONFIRM_TOKENS: the text confirms the
+        # verdict); the low end's model may stop after one ("YES").
+        text = config.judge.max_tokens
+        out_high = {"logprobs": CONFIRM_TOKENS, "auto": max(CONFIRM_TOKENS, text)}.get(j.verdict, text)
         _role(roles, "judge", j).add((low_calls, high_calls), (int(judge_in_low), int(judge_in_high)),
                                      (low_calls, high_calls * out_high))
     # Embedding: the metrics embed every response once; a cheap judge (a calibrated judge, or the cascade's in the

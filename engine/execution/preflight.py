@@ -115,7 +115,7 @@ def _check_devices(config: RunConfig) -> None:
 def endpoint_probes(config: RunConfig) -> list[tuple[str, str, object, list[SamplingParams]]]:
     """(config key, role, model config, sampling settings) of each HTTP model's first requests
     (actors.registry.probe_model): a generator's temperature and top_p (each value of a sweep is its own generator
-    entry by now) with the run's seed; a judge's settings as it judges (greedy; one token with log-probs unless its
+    entry by now) with the run's seed; a judge's settings as it judges (greedy; a few tokens with log-probs unless its
     verdict is read from text); the classifier's greedy ones; nothing for an embedder (it is asked for one embedding).
     Budgets are cut to PROBE_MAX_TOKENS."""
     out = []

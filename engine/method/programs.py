@@ -281,21 +281,30 @@ def thinking_starved(out: ChatOutput, sampling: SamplingParams) -> str | None:
             "verdicts read from text)")
 
 
+# Tokens written beside the first token's log-probs: the first token alone cannot tell "No." from "No difference"
+# (equivalent), "N/A" (no verdict) from "N" for NO, "Yes and no" from YES, or a grade of 4 from "4/10" or "4.5"; the
+# log-probs are read only where these few tokens' text confirms the answer (engine.method.judges.read_verdict,
+# engine.method.quality.read_grade), else the text decides as without log-probs — unknown, and asked again.
+CONFIRM_TOKENS = 3
+
+
 def first_token_sampling(verdict: str, text_tokens: int) -> SamplingParams:
     """Greedy sampling for an answer read from the first token's log-probs or from its text.
 
     Args:
-        verdict: "logprobs" (the top-20 log-probs of one token decide), "text" (no log-probs: `text_tokens` tokens
-            to parse), or "auto" (log-probs and one token, falling back to `text_tokens` of text where the backend
-            cannot give log-probs; see SamplingParams.max_tokens_without_logprobs).
+        verdict: "logprobs" (the top-20 log-probs of the first token decide, of CONFIRM_TOKENS written), "text" (no
+            log-probs: `text_tokens` tokens to parse), or "auto" (log-probs and CONFIRM_TOKENS, falling back to
+            `text_tokens` of text where the backend cannot give log-probs; see
+            SamplingParams.max_tokens_without_logprobs).
         text_tokens: tokens for an answer read from text (a whole "YES" or "4").
     """
     if verdict == "text":
         return SamplingParams(temperature=0.0, max_tokens=text_tokens)
     if verdict == "logprobs":
-        return SamplingParams(temperature=0.0, max_tokens=1, logprobs=20)
+        return SamplingParams(temperature=0.0, max_tokens=CONFIRM_TOKENS, logprobs=20)
     if verdict == "auto":
-        return SamplingParams(temperature=0.0, max_tokens=1, logprobs=20, max_tokens_without_logprobs=text_tokens)
+        return SamplingParams(temperature=0.0, max_tokens=CONFIRM_TOKENS, logprobs=20,
+                              max_tokens_without_logprobs=max(text_tokens, CONFIRM_TOKENS))
     raise ValueError(f"verdict must be auto, logprobs or text, got {verdict!r}")
 
 

@@ -27,16 +27,19 @@ def read_grade(out: ChatOutput) -> tuple[int, float | None] | None:
     """(grade, expected grade) of one output, or None when it holds no grade.
 
     With log-probs: the most probable of the digits 1–5 among the first token's top tokens, and their
-    probability-weighted mean — when the digits together are the model's likeliest first token. Otherwise (or
-    without log-probs): the grade the text gives (engine.method.parsing.parse_grade: "4", "4/5", "Grade: 4"), no
-    expected grade.
+    probability-weighted mean — when the digits together are the model's likeliest first token and the text
+    gives that grade (a first token "4" of "4/10" or "4.5" is another scale: no grade). Otherwise (or without
+    log-probs): the grade the text gives (engine.method.parsing.parse_grade: "4", "4/5", "Grade: 4"), no expected
+    grade.
     """
+    grade = parse_grade(out.texts[0] if out.texts else "")
     top = out.first_token_logprobs[0] if out.first_token_logprobs else None
     expected = expected_grade(top)
-    if expected is not None:
+    if expected is not None and grade is not None:
         mass = grade_logprobs(top)  # a digit's variants ("4", " 4") summed, as in the expected grade
-        return max(mass, key=mass.get), expected
-    grade = parse_grade(out.texts[0] if out.texts else "")
+        best = max(mass, key=mass.get)
+        if best == grade:
+            return best, expected
     return None if grade is None else (grade, None)
 
 

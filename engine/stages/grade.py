@@ -15,6 +15,9 @@ class GradeStage(BackendStage):
     """Grades for every response of a group (a group without a checklist gets null grades)."""
 
     name = "grade"
+    # Grade shards are keyed by it: bump when what a grade means changes (2: log-probs decide only where the text
+    # gives that grade — "4/10" is no grade of 4).
+    version = "2"
     required_inputs = {
         **GROUP_INPUTS,
         "text": "the user prompt",

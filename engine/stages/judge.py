@@ -47,8 +47,8 @@ class JudgeStage(BackendStage):
 
     name = "judge"
     # Judge shards are keyed by it: bump when what a verdict means changes (2: unresolved pairs are recorded apart
-    # from "different", and how each verdict was read).
-    version = "2"
+    # from "different", and how each verdict was read; 3: log-probs decide only where the text confirms a verdict).
+    version = "3"
     required_inputs = {
         **GROUP_INPUTS,
         "judge_category": "the category whose equivalence criterion applies (null: the generic criterion)",
@@ -78,7 +78,8 @@ class JudgeStage(BackendStage):
             raise ValueError(f"stage 'judge': target must be 'answer' or 'trace', got {target!r}")
         self.target = target
         self.settings = from_dict(JudgeConfig, settings, "judge")
-        # Greedy; one token where its top-20 log-probs decide, a few where the verdict is read from text.
+        # Greedy; a few tokens (CONFIRM_TOKENS) where the first one's top-20 log-probs decide and the text confirms
+        # them, judge.max_tokens where the verdict is read from text.
         self.sampling = first_token_sampling(model.get("verdict", "auto"), self.settings.max_tokens)
         self.calibrated = self.embedder = None
         if self.settings.cascade.enabled and target == "answer":

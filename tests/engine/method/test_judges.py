@@ -247,3 +247,18 @@ def test_the_calibrated_judge_stage_leaves_pairs_without_an_answer_unresolved():
     verdicts = {(p["i"], p["j"]): p["verdict"] for p in out["pairs"]}
     assert verdicts[(0, 1)] == verdicts[(1, 2)] == "no_answer" and verdicts[(0, 2)] in ("equivalent", "different")
     assert out["n_unresolved"] == 2 and out["cheap_decided"] == 1
+
+
+@pytest.mark.parametrize("text,first,verdict", [
+    ("No.", {"No": -0.05, "Yes": -3.0}, "logprobs"),
+    ("YES, they", {"YES": -0.1, "NO": -2.5}, "logprobs"),
+    # The first token was read alone: "No difference" (equivalent) as NO, "N/A" as NO by its "N", a hedge as YES.
+    ("No difference in", {"No": -0.05, "Yes": -3.0}, None),
+    ("N/A", {"N": -0.1, "Yes": -3.0, "No": -3.0}, None),
+    ("Yes and no", {"Yes": -0.1, "No": -2.5}, None),
+])
+def test_log_probs_decide_only_where_the_text_gives_a_verdict(text, first, verdict):
+    from engine.method.judges import read_verdict
+
+    read = read_verdict(ChatOutput(texts=[text], first_token_logprobs=[first]))
+    assert (read[1] if read else None) == verdict

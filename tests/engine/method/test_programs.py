@@ -149,10 +149,10 @@ def test_an_answer_starved_by_thinking_is_an_error_without_a_futile_reminder():
 
 
 def test_a_reminder_after_log_probs_that_named_no_answer_gets_the_text_budget():
-    # verdict auto: one token with log-probs. Its log-probs named no answer (the model began "**"), and one more
-    # token of reminder would be "**" again: the reminder is asked with the text budget, so "**Yes**" can be read.
+    # verdict auto: a few tokens with log-probs. Its log-probs named no answer (the model began "** The"), and as
+    # few tokens of reminder could be cut again: the reminder is asked with the text budget, so "**Yes**" is read.
     from engine.method.judges import read_verdict
-    from engine.method.programs import first_token_sampling
+    from engine.method.programs import CONFIRM_TOKENS, first_token_sampling
 
     class FirstTokenThenText:
         name = "first-token"
@@ -163,7 +163,7 @@ def test_a_reminder_after_log_probs_that_named_no_answer_gets_the_text_budget():
         def chat(self, conversations, sampling):
             self.sampling.extend(sampling if isinstance(sampling, list) else [sampling] * len(conversations))
             p = self.sampling[-1]
-            text = "**" if p.max_tokens == 1 else "**Yes**"
+            text = "** The" if p.max_tokens == CONFIRM_TOKENS else "**Yes**"
             return [ChatOutput(texts=[text], first_token_logprobs=[{"**": -0.01, "Yes": -6.0, "No": -7.0}])]
 
         def close(self):
@@ -172,5 +172,5 @@ def test_a_reminder_after_log_probs_that_named_no_answer_gets_the_text_budget():
     backend = FirstTokenThenText()
     program = ask_until_parsed([{"role": "user", "content": "same?"}], first_token_sampling("auto", 4), read_verdict,
                                "YES or NO")
-    assert drive(backend, [program]) == [Asked((1.0, "text"), "** ⟶ **Yes**", 2)]
-    assert [p.max_tokens for p in backend.sampling] == [1, 4] and backend.sampling[1].logprobs == 20
+    assert drive(backend, [program]) == [Asked((1.0, "text"), "** The ⟶ **Yes**", 2)]
+    assert [p.max_tokens for p in backend.sampling] == [CONFIRM_TOKENS, 4] and backend.sampling[1].logprobs == 20

@@ -72,3 +72,13 @@ def test_grade_prompt_carries_the_checklist_and_response():
                                               SamplingParams(temperature=0))])
     text = backend.seen[0][0]["content"]
     assert result.value == (4, None) and "1. crit one" in text and "the response" in text and "the prompt" in text
+
+
+@pytest.mark.parametrize("text,grade", [("4", 4), ("4/5", 4), ("4/10", None), ("4.5", None), ("10/10", None)])
+def test_a_grade_from_log_probs_needs_the_text_to_give_it(text, grade):
+    # The first token "4" of "4/10" (or "1" of "10/10", digits split) was read as a grade on the 1–5 scale.
+    first = {text[0]: -0.1, "3": -2.5, "5": -3.0}
+    read = read_grade(ChatOutput(texts=[text], first_token_logprobs=[first]))
+    assert (read[0] if read else None) == grade
+    if grade is not None:
+        assert read[1] is not None  # read from the log-probs: an expected grade beside it
