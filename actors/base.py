@@ -261,11 +261,26 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
 
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def api_key_env_problem(api_key_env: Any) -> str | None:
+    """Why `api_key_env` is no environment variable's name, or None (a name, or None for no key). The value is
+    never shown: the likeliest mistake is the key itself pasted in its place."""
+    if api_key_env is None or isinstance(api_key_env, str) and _ENV_NAME.fullmatch(api_key_env):
+        return None
+    return ("must name the environment variable that holds the API key (e.g. OPENAI_API_KEY), not hold the key "
+            f"itself: export the key as a variable and put its name here (got {type(api_key_env).__name__} of "
+            f"{len(str(api_key_env))} characters, not shown)")
+
+
 def api_key_problem(api_key_env: str, value: str | None) -> str | None:
     """Why the API key in environment variable `api_key_env` cannot be sent (never showing it), or None. A key is
     read with surrounding whitespace removed (a .env file saved with CRLF line ends leaves a trailing \\r); one with
     any other character outside printable ASCII would be refused by the HTTP library on every request, in a message
     that quotes the key."""
+    if (misnamed := api_key_env_problem(api_key_env)) is not None:
+        return misnamed
     if not value or not value.strip():
         return f"the environment variable {api_key_env} is not set or is empty"
     bad = [c for c in value.strip() if not 33 <= ord(c) <= 126]

@@ -64,7 +64,7 @@ import threading
 import time
 import weakref
 from datetime import timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -72,8 +72,8 @@ import numpy as np
 import orjson
 
 from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
-                          PRICE_KEYS, api_key_problem, content_parts, merge_by_text, message_trace, pair_sampling,
-                          prices_problem, reopen_thinking)
+                          PRICE_KEYS, api_key_env_problem, api_key_problem, content_parts, merge_by_text,
+                          message_trace, pair_sampling, prices_problem, reopen_thinking)
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +380,46 @@ def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> Non
         loop.close()
 
 
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# option → (whether a value is usable, what it must be); None is each optional one's default.
+_OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "default_temperature": (lambda v: v is None or _number(v) and v >= 0, "must be a number >= 0"),
+    "default_top_p": (lambda v: v is None or _number(v) and 0 < v <= 1, "must be in (0, 1]"),
+    "max_tokens_field": (lambda v: v is None or v in MAX_TOKENS_FIELDS, f"must be one of {MAX_TOKENS_FIELDS}"),
+    "completions_per_request": (lambda v: v is None or _integer(v) and v >= 1, "must be an integer >= 1"),
+    "max_temperature": (lambda v: v is None or _number(v) and v >= 0, "must be a number >= 0"),
+    "max_concurrency": (lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+    "max_retries": (lambda v: _integer(v) and v >= 0, "must be an integer >= 0"),
+    "timeout_s": (lambda v: _number(v) and v > 0, "must be a number of seconds > 0"),
+    "read_s_per_token": (lambda v: _number(v) and v >= 0, "must be a number of seconds >= 0"),
+    "backoff_base_s": (lambda v: _number(v) and v >= 0, "must be a number of seconds >= 0"),
+    "backoff_max_s": (lambda v: _number(v) and v >= 0, "must be a number of seconds >= 0"),
+    "timeout_retries": (lambda v: _integer(v) and v >= 0, "must be an integer >= 0"),
+    "max_reply_bytes": (lambda v: _integer(v) and v >= 1024, "must be an integer >= 1024"),
+    "max_in_flight": (lambda v: v is None or _integer(v) and v >= 1, "must be an integer >= 1"),
+    "thinking_opened": (lambda v: isinstance(v, bool), "must be true or false"),
+    "allow_insecure_http": (lambda v: isinstance(v, bool), "must be true or false"),
+    "continuous": (lambda v: isinstance(v, bool), "must be true or false"),
+}
+
+
+def options_problem(options: dict[str, Any]) -> tuple[str, str] | None:
+    """The first option of an http model whose value the client would refuse, as (its name, why), or None.
+    Preflight refuses a config by it before any call (a quoted "30" for timeout_s failed only when the judge's
+    actors started, after generation was paid for); the client's constructor by the same rules."""
+    for name, (usable, rule) in _OPTION_RULES.items():
+        if name in options and not usable(options[name]):
+            return name, f"{rule}, got {options[name]!r}"
+    return None
+
 class OpenAIChatClient:
     """A ChatBackend that calls an OpenAI-compatible chat-completions endpoint.
 
@@ -463,32 +503,21 @@ class OpenAIChatClient:
         problem = extra_body_problem(extra_body)
         if problem:
             raise ValueError(": ".join(problem))
-        if default_temperature is not None and not (isinstance(default_temperature, (int, float))
-                                                    and default_temperature >= 0):
-            raise ValueError(f"default_temperature must be a number >= 0, got {default_temperature!r}")
-        if default_top_p is not None and not (isinstance(default_top_p, (int, float)) and 0 < default_top_p <= 1):
-            raise ValueError(f"default_top_p must be in (0, 1], got {default_top_p!r}")
-        if max_tokens_field is not None and max_tokens_field not in MAX_TOKENS_FIELDS:
-            raise ValueError(f"max_tokens_field must be one of {MAX_TOKENS_FIELDS}, got {max_tokens_field!r}")
-        if completions_per_request is not None and not (isinstance(completions_per_request, int)
-                                                        and completions_per_request >= 1):
-            raise ValueError(f"completions_per_request must be an integer >= 1, got {completions_per_request!r}")
-        if max_temperature is not None and not (isinstance(max_temperature, (int, float)) and max_temperature >= 0):
-            raise ValueError(f"max_temperature must be a number >= 0, got {max_temperature!r}")
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-        if not (timeout_s > 0 and backoff_base_s >= 0 and backoff_max_s >= 0 and read_s_per_token >= 0):
-            raise ValueError("timeout_s must be > 0, and read_s_per_token and the backoffs >= 0")
-        if not isinstance(timeout_retries, int) or timeout_retries < 0:
-            raise ValueError(f"timeout_retries must be an integer >= 0, got {timeout_retries!r}")
-        if not isinstance(max_reply_bytes, int) or max_reply_bytes < 1024:
-            raise ValueError(f"max_reply_bytes must be an integer >= 1024, got {max_reply_bytes!r}")
+        problem = options_problem(dict(
+            default_temperature=default_temperature, default_top_p=default_top_p, max_tokens_field=max_tokens_field,
+            completions_per_request=completions_per_request, max_temperature=max_temperature,
+            max_concurrency=max_concurrency, max_retries=max_retries, timeout_s=timeout_s,
+            read_s_per_token=read_s_per_token, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
+            timeout_retries=timeout_retries, max_reply_bytes=max_reply_bytes, max_in_flight=max_in_flight,
+            thinking_opened=thinking_opened, allow_insecure_http=allow_insecure_http, continuous=continuous))
+        if problem:
+            raise ValueError(" ".join(problem))
         self.name = model
         self.model = model
         self.url = chat_completions_url(base_url)
         self.endpoint = _display_url(self.url)
+        if api_key_env_problem(api_key_env):
+            raise ValueError(f"api_key_env {api_key_env_problem(api_key_env)}")
         why = insecure_key_transport(self.url, api_key_env, allow_insecure_http)
         if why:
             raise BackendError(why.replace(repr(self.url), self.endpoint))
@@ -501,8 +530,6 @@ class OpenAIChatClient:
                 raise BackendError(f"{why} (API key for {self.endpoint})")
             self._key = _Secret(value.strip())
         self.max_concurrency = max_concurrency
-        if max_in_flight is not None and not (isinstance(max_in_flight, int) and max_in_flight >= 1):
-            raise ValueError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
         self.continuous = bool(continuous)
         self.max_in_flight = max_in_flight or 4 * max_concurrency
         self._in_flight: dict[concurrent.futures.Future, int] = {}  # continuous mode: request → the driver's key
@@ -515,8 +542,6 @@ class OpenAIChatClient:
         self.backoff_max_s = float(backoff_max_s)
         self.prices = self._check_prices(prices)
         self.extra_body = dict(extra_body or {})
-        if not isinstance(thinking_opened, bool):
-            raise ValueError(f"thinking_opened must be true or false, got {thinking_opened!r}")
         self.thinking_opened = thinking_opened
         limits = endpoint_limits(base_url, completions_per_request=completions_per_request,
                                  max_temperature=max_temperature, max_tokens_field=max_tokens_field,

@@ -26,6 +26,7 @@ import importlib.util
 import inspect
 import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,8 +36,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from actors import hub
-from actors.base import (BackendError, ChatBackend, SamplingParams, api_key_problem, insecure_key_transport,
-                         prices_problem)
+from actors.base import (BackendError, ChatBackend, SamplingParams, api_key_env_problem, api_key_problem,
+                         insecure_key_transport, prices_problem)
 from actors.hub import env_offline  # noqa: F401  (re-exported: whether the environment turns hub access off)
 
 # Backend options that say where and how a model runs, not what it answers (left out of shard keys): a rerun
@@ -337,6 +338,12 @@ def _check_vllm(model: str, options: dict[str, Any], offline: bool = True) -> No
 
     _refuse(sampling_overrides_problem(options.get("sampling_overrides")))
     _check_weights(model, offline)
+    if importlib.util.find_spec("vllm") is None:
+        # Found only when the model's actors start — after the reference classification and the other stages
+        # before it were paid for. On a joined cluster each node checks again (vLLM may be on the GPU nodes only).
+        raise ModelCheckError("backend", f"the vllm backend needs vLLM, which {sys.executable} does not have: run "
+                                         "with the vLLM environment's Python (.venv-vllm/bin/python, made by "
+                                         "scripts/setup-vllm-venv.sh), or pick another backend")
 
 
 def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> None:
@@ -348,14 +355,17 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
         shown = display_url(url) if isinstance(url, str) else url
         raise ModelCheckError("options.base_url", f"an http(s) URL is needed for the http backend, got {shown!r}")
     key_env = options.get("api_key_env")
+    if api_key_env_problem(key_env):  # before its value is looked up, or shown: it may be the key itself
+        raise ModelCheckError("options.api_key_env", api_key_env_problem(key_env))
     if key_env and api_key_problem(key_env, os.environ.get(key_env)):
         raise ModelCheckError("options.api_key_env", api_key_problem(key_env, os.environ.get(key_env)))
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
     if why:
         raise ModelCheckError("options.base_url", why)
-    from actors.http import extra_body_problem
+    from actors.http import extra_body_problem, options_problem
 
     _refuse(extra_body_problem(options.get("extra_body")))
+    _refuse(options_problem(options))
     _refuse(prices_problem(options.get("prices")))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -131,6 +133,11 @@ class ModelConfig(PoolConfig):
                                                "no chat model (its model is a coefficients file)")
         else:
             self._check_backend("chat", self.backend)
+        if self.sweep and (set(self.sweep) != {"base", "temperature", "top_p"}
+                           or not isinstance(self.sweep.get("base"), str) or isinstance(self.temperature, list)):
+            # Written by the run for each value of a sweep (and read back from its config.yaml), never by hand.
+            raise InvalidValue("sweep", "is set by the run for each value of a sweep, not by hand: give "
+                                        "temperature or top_p as a list instead")
         super().__post_init__()
         for value in _values(self.temperature, "temperature"):
             try:
@@ -237,6 +244,10 @@ class PromptsConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 0:
                 raise InvalidValue(key, f"must be an integer >= 0 (0: no limit), got {value!r}")
+        for key in ("per_category", "limit"):  # a negative limit cut prompts off the end ([:-2]); 0 kept none
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidValue(key, f"must be an integer >= 1 (or null: no limit), got {value!r}")
 
 
 @dataclass
@@ -506,8 +517,18 @@ class ExecutionConfig:
             raise InvalidValue("stream", f"must be true or false, got {self.stream!r}")
         if not isinstance(self.row_retries, int) or self.row_retries < 0:
             raise InvalidValue("row_retries", f"must be an integer >= 0, got {self.row_retries!r}")
-        if self.max_cost_usd is not None and self.max_cost_usd < 0:
-            raise InvalidValue("max_cost_usd", f"must be >= 0, got {self.max_cost_usd}")
+        if self.max_cost_usd is not None and (isinstance(self.max_cost_usd, bool) or not math.isfinite(
+                self.max_cost_usd) or self.max_cost_usd < 0):  # NaN compared false with every plan: no cap at all
+            raise InvalidValue("max_cost_usd", f"must be a number >= 0 (or null: no cap), got {self.max_cost_usd}")
+        if isinstance(self.shard_size, bool) or not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise InvalidValue("shard_size", f"must be an integer >= 1, got {self.shard_size!r}")
+        if self.num_cpus is not None and (isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, int)
+                                          or self.num_cpus < 1):
+            raise InvalidValue("num_cpus", f"must be an integer >= 1 (or null: the machine's), got {self.num_cpus!r}")
+        if isinstance(self.object_store_memory, bool) or not isinstance(self.object_store_memory, int) \
+                or self.object_store_memory < 78_643_200:  # Ray's own floor (75 MiB)
+            raise InvalidValue("object_store_memory", f"must be an integer of bytes >= 78643200 (Ray's minimum), "
+                                                      f"got {self.object_store_memory!r}")
 
 
 @dataclass
@@ -589,6 +610,16 @@ class RunConfig:
             raise InvalidValue("strategies", f"unknown {bad}; choose from {', '.join(STRATEGIES)}")
         if not self.strategies:
             raise InvalidValue("strategies", "at least one strategy is needed")
+        if len(set(self.strategies)) != len(self.strategies):  # each group was sampled, judged and paid for twice
+            raise InvalidValue("strategies", f"each strategy once, got {self.strategies}")
+        for role, models in (("judges", self.judges), ("classifier", [self.classifier] if self.classifier else [])):
+            for k, m in enumerate(models):
+                key = f"{role}[{k}]" if role == "judges" else role
+                for setting in ("temperature", "top_p"):
+                    if getattr(m, setting) is not None and m.backend != CALIBRATED:
+                        raise InvalidValue(f"{key}.{setting}", "judging, classifying and grading are greedy "
+                                                               "(temperature 0): a setting here would be recorded "
+                                                               "and never used; remove it")
         for role, models in (("generators", self.generators), ("judges", self.judges)):
             if not models:
                 raise InvalidValue(role, "at least one model is needed")
@@ -697,6 +728,21 @@ class _NoAliasLoader(yaml.SafeLoader):
                                               event.start_mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        # A key given twice kept its last value unsaid: a second `judges:` block dropped the first.
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice in one mapping (first at line "
+                                    f"{seen[key].line + 1}); the later would silently replace the earlier",
+                        key_node.start_mark)
+                if isinstance(key, (str, int, float, bool)):
+                    seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
 
 def load_yaml(text: str) -> Any:
     """Parse YAML as yaml.safe_load does, refusing aliases (a yaml.YAMLError naming the line)."""
@@ -797,6 +843,12 @@ def config_from_dict(
     try:
         return _build(RunConfig, data, "")
     except ConfigError as exc:
+        # The key the error names ("judges[1].verdict: …"), as an override would spell it ("judges.1.verdict"): a
+        # value that came from --set is that override's mistake, not the file's (whose own value was fine).
+        named = re.sub(r"\[(\d+)\]", r".\1", str(exc).split(": ", 1)[0])
+        culprit = next((o for o in (overrides or {}) if named == o or named.startswith(o + ".")), None)
+        if culprit is not None:
+            raise ConfigError(f"override {culprit!r} (--set): {exc}") from None
         raise ConfigError(f"{source}: {exc}") from None
 
 

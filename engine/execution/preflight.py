@@ -26,12 +26,13 @@ def check_role(where: str, role: str, backend: str, model: str, options: dict, o
     """Raise ConfigError naming `where` (e.g. "judges[1]") and the key when the model cannot be served.
 
     `deferred`: the run joins a cluster, whose nodes check every model again where it will run; a model this
-    machine cannot find (a folder on the GPU nodes' disks only, a cache only they have) is noted there, not refused.
+    machine cannot find (a folder on the GPU nodes' disks only, a cache only they have, vLLM installed on the GPU
+    nodes only) is noted there, not refused.
     """
     try:
         check_model(role, backend, model, options, offline=offline)
     except ModelCheckError as exc:
-        if deferred is not None and exc.key == "model":
+        if deferred is not None and exc.key in ("model", "backend"):  # a node may have what this machine lacks
             deferred.append(f"{where}.{exc.key}: {exc}")
             return
         raise ConfigError(f"{where}.{exc.key}: {exc}") from None

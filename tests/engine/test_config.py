@@ -73,6 +73,17 @@ def test_invalid_yaml_names_the_line(tmp_path):
         load_config(path)
 
 
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    # The last of two `judges:` blocks (or two `n:`) won, unsaid: the first block's judges were dropped.
+    path = tmp_path / "twice.yaml"
+    path.write_text("n: 5\njudges:\n  - {name: a}\nsampling: {temperature: 1.0}\njudges:\n  - {name: b}\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml: line 5: .*the key 'judges' is given twice .*first at line 2"):
+        load_config(path)
+    path.write_text("generators:\n  - {name: a, model: x, model: y}\n")
+    with pytest.raises(ConfigError, match=r"the key 'model' is given twice"):
+        load_config(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
@@ -111,6 +122,23 @@ def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
     ({"quality": {"reward_model": {"model": "rm", "backend": "http"}}},
      r"quality\.reward_model\.backend: must be one of local, vllm, got 'http'"),
     ({"strategies": ["temperature", "nucleus"]}, r"strategies: unknown \['nucleus'\]; choose from temperature"),
+    # Taken before, silently: each group sampled and paid twice; shard_size 0 a traceback after preflight, -1 an
+    # empty run; NaN a cost cap that let everything through; a negative limit cut prompts off the end.
+    ({"strategies": ["temperature", "temperature"]}, r"strategies: each strategy once"),
+    ({"execution": {"shard_size": 0}}, r"execution\.shard_size: must be an integer >= 1"),
+    ({"execution": {"shard_size": -1}}, r"execution\.shard_size: must be an integer >= 1"),
+    ({"execution": {"max_cost_usd": float("nan")}}, r"execution\.max_cost_usd: must be a number >= 0"),
+    ({"execution": {"num_cpus": -2}}, r"execution\.num_cpus: must be an integer >= 1"),
+    ({"execution": {"object_store_memory": -1}}, r"execution\.object_store_memory: must be an integer of bytes"),
+    ({"prompts": {"limit": -2}}, r"prompts\.limit: must be an integer >= 1"),
+    ({"prompts": {"per_category": 0}}, r"prompts\.per_category: must be an integer >= 1"),
+    # Judging is greedy: a judge's or classifier's temperature was recorded in config.yaml and never used.
+    ({"judges": [{"temperature": 0.7}]}, r"judges\[0\]\.temperature: judging, classifying and grading are greedy"),
+    ({"classifier": {"top_p": 0.5}}, r"classifier\.top_p: judging, classifying and grading are greedy"),
+    # `sweep` is the run's: by hand it crashed (KeyError 'base') or let a list temperature reach the sampler.
+    ({"generators": [{"name": "g", "sweep": {"temperature": 1}}]}, r"generators\[0\]\.sweep: is set by the run"),
+    ({"generators": [{"name": "g", "temperature": [0.3, 0.6], "sweep": {"base": "x"}}]},
+     r"generators\[0\]\.sweep: is set by the run"),
 ])
 def test_settings_are_validated_on_load_naming_the_key(section, message):
     with pytest.raises(ConfigError, match=message):
@@ -143,6 +171,19 @@ def test_overrides_walk_into_lists_and_fill_in_default_lists():
 def test_bad_overrides_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict({}, override)
+
+
+def test_a_bad_value_from_set_is_blamed_on_the_override_not_the_file():
+    # The file says verdict: text and n: 5; the error named the file ("configs/x.yaml: judges[1].verdict: …").
+    data = {"n": 5, "judges": [{"name": "a"}, {"name": "b", "verdict": "text"}]}
+    with pytest.raises(ConfigError, match=r"^override 'judges\.1\.verdict' \(--set\): judges\[1\]\.verdict: "
+                                          r"expected one of"):
+        config_from_dict(data, {"judges.1.verdict": "txt"}, source="configs/x.yaml")
+    with pytest.raises(ConfigError, match=r"^override 'n' \(--set\): n: expected an integer"):
+        config_from_dict(data, {"n": "abc"}, source="configs/x.yaml")
+    with pytest.raises(ConfigError, match=r"^configs/x\.yaml: judges\[1\]\.verdict"):  # the file's own mistake
+        config_from_dict({**data, "judges": [{"name": "a"}, {"name": "b", "verdict": "txt"}]}, {"n": 3},
+                         source="configs/x.yaml")
 
 
 @pytest.mark.parametrize("argv, message", [

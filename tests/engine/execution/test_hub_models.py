@@ -44,8 +44,17 @@ def config(tmp_path, model, **over):
 
 
 def test_a_cached_id_passes_preflight_offline(offline_cache, tmp_path):
+    import importlib.util
+
+    from engine.errors import ConfigError
+
     preflight(config(tmp_path, "testorg/tiny-chat"))
-    preflight(config(tmp_path, "testorg/tiny-chat", generators=[{"backend": "vllm", "model": "testorg/tiny-chat"}]))
+    on_vllm = config(tmp_path, "testorg/tiny-chat", generators=[{"backend": "vllm", "model": "testorg/tiny-chat"}])
+    if importlib.util.find_spec("vllm") is None:  # the id resolved; what is missing is vLLM itself
+        with pytest.raises(ConfigError, match=r"generators\[0\]\.backend: the vllm backend needs vLLM"):
+            preflight(on_vllm)
+    else:
+        preflight(on_vllm)
 
 
 def test_a_revision_pinned_id_reaches_vllm_as_that_revisions_folder(offline_cache):

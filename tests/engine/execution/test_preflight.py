@@ -25,6 +25,14 @@ def test_the_demo_defaults_pass():
                   "options": {"base_url": "https://api.example.com/v1", "api_key_env": "TASKDIV_UNSET_KEY_VAR"}}]},
      r"judges\[0\]\.options\.api_key_env: the environment variable TASKDIV_UNSET_KEY_VAR is not set"),
     ({"embedder": {"model": "/nope"}}, r"embedder\.model"),
+    # An option's value was checked only when the client was built, in the judge's actors (after generation was paid
+    # for); a quoted number was a TypeError there, which the endpoint probe let through as a warning.
+    ({"judges": [{"backend": "http", "model": "gpt-4o",
+                  "options": {"base_url": "https://api.example.com/v1", "timeout_s": "30"}}]},
+     r"judges\[0\]\.options\.timeout_s: must be a number of seconds > 0, got '30'"),
+    ({"judges": [{"backend": "http", "model": "gpt-4o",
+                  "options": {"base_url": "https://api.example.com/v1", "max_concurrency": 0}}]},
+     r"judges\[0\]\.options\.max_concurrency: must be an integer >= 1, got 0"),
     ({"generators": [{"backend": "python:tests.nowhere:Thing"}]}, r"generators\[0\]\.backend: cannot import"),
     # The cascade's coefficients were read only once judging began, after the classification was paid for
     ({"judge": {"cascade": {"enabled": True, "coefficients": "/no/such/coef.json"}}},
@@ -127,3 +135,39 @@ def test_extra_body_that_removes_fields_at_the_endpoints_defaults_passes(monkeyp
     if "anthropic" in base_url:
         options = {**options, "api_key_env": "ANTHROPIC_API_KEY"}
     preflight(cfg(generators=[{**http_generator(base_url, temperature, **options), "top_p": top_p}]))
+
+
+@pytest.mark.parametrize("key_env", ["sk-proj-Abc123SECRETSECRETSECRET456", ["OPENAI_API_KEY"], "MY KEY"])
+def test_an_api_key_put_where_its_variable_name_goes_is_refused_unshown(key_env, tmp_path, capsys):
+    # The likeliest slip: the key pasted into api_key_env. It was printed in the error ("the environment variable
+    # sk-proj-… is not set"); a list crashed preflight with a traceback (os.environ.get).
+    from engine.cli import main
+
+    config = tmp_path / "c.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "judges": [
+        {"backend": "http", "model": "gpt-4o", "options": {"base_url": "https://api.example.com/v1",
+                                                          "api_key_env": key_env}}]}))
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "judges[0].options.api_key_env: must name the environment variable" in err
+    assert "SECRET" not in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "shards").exists()
+
+
+def test_a_vllm_model_without_vllm_is_refused_here_and_left_to_the_nodes_of_a_cluster():
+    # Without vLLM in this Python (the README's real-audit command ran .venv's), a vLLM generator passed preflight
+    # and failed when its actors started, after the reference classification was paid for.
+    import importlib.util
+
+    from engine.execution.preflight import check_role
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed in this Python: nothing is missing")
+    with pytest.raises(ConfigError, match=r"generators\[0\]\.backend: the vllm backend needs vLLM, which .* "
+                                          r"\(\.venv-vllm/bin/python"):
+        preflight(cfg(generators=[{"backend": "vllm", "model": "smollm2-135m"}]))
+    deferred: list[str] = []  # a joined cluster: its nodes check again, where vLLM may be
+    check_role("generators[0]", "chat", "vllm", "smollm2-135m", {}, deferred=deferred)
+    assert len(deferred) == 1 and deferred[0].startswith("generators[0].backend: the vllm backend needs vLLM")

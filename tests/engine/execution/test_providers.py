@@ -22,6 +22,7 @@ from engine.cli import main
 from engine.config import config_from_dict
 from engine.execution.executor import LocalExecutor
 from engine.execution.pipeline import Pipeline
+from engine.method.programs import CONFIRM_TOKENS
 from engine.report.data import report_data
 from tests.support.doubles import ScriptedChat, request_kind
 from tests.support.serve import ChatServer
@@ -68,9 +69,10 @@ def test_verdicts_are_right_in_every_provider_mode(tmp_path, mode, verdict, read
         assert (j["verdict"] == "equivalent") == same
     # The first answer of an "omit" endpoint was asked for log-probs and read from its text: every verdict is text.
     assert {j["read_from"] for j in judgments} == {read_from}
-    # One token where log-probs decide; a word where text does.
+    # A few tokens where log-probs decide (the text confirms them); a word where text does.
     tokens = {b["max_tokens"] for b in judge_bodies if "logprobs" in b}
-    assert tokens <= {1} and (read_from == "logprobs" or {b["max_tokens"] for b in judge_bodies[-3:]} == {4})
+    assert tokens <= {CONFIRM_TOKENS}
+    assert read_from == "logprobs" or {b["max_tokens"] for b in judge_bodies[-3:]} == {4}
     data = report_data(result, cfg)["judging"]
     row = data["per_judge"][0]
     assert row["read_from"][read_from] == len(judgments)
@@ -222,9 +224,9 @@ def test_each_model_is_probed_with_its_own_settings_and_the_probe_can_be_turned_
         server.requests.clear()
         assert probe_run(tmp_path / "off", server, judge(server), probe_endpoints=False) == 0
         after = [request_kind(r.body["messages"]) for r in server.requests]
-    # The judge's first request as it judges: greedy, one token with its log-probs; nothing else is probed (the
+    # The judge's first request as it judges: greedy, a few tokens with its log-probs; nothing else is probed (the
     # generator is a python backend).
-    assert len(probes) == 1 and probes[0]["temperature"] == 0 and probes[0]["max_tokens"] == 1
+    assert len(probes) == 1 and probes[0]["temperature"] == 0 and probes[0]["max_tokens"] == CONFIRM_TOKENS
     assert probes[0]["logprobs"] is True
     assert after and "probe" not in after
 
