@@ -23,12 +23,30 @@ from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
 from engine.method.agreement import agreement_report, calibrated_probabilities, llm_probabilities
 
 
+def fitted_on_these(coefficients: str | None, pairs_file: str) -> bool:
+    """Whether the calibrated judge's coefficients were fitted on this very file (its sha256, as `calibrate` records
+    it): a score there is in-sample (the shipped judge's κ is 0.52 on its train pairs, 0.42 on val)."""
+    import hashlib
+
+    from engine.method.calibrated import CalibratedJudge
+
+    fitted = (CalibratedJudge.load(coefficients).provenance or {}).get("fitted_on") or {}
+    digest = hashlib.sha256(Path(pairs_file).read_bytes()).hexdigest()[:16]
+    return fitted.get("sha256") == digest
+
+
+def _no_answer(report: dict[str, Any]) -> str:
+    empty = report.get("no_answer", 0)
+    return f", {empty} with an empty response (not judged, as in a run)" if empty else ""
+
+
 def render(report: dict[str, Any], judge: str) -> str:
     def fmt(x):
         return "–" if x is None else f"{x:.3f}"
 
     if not report["n"]:  # no pair's verdict could be read: nothing to score, the calls still counted
-        lines = [f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed — no verdict to score"]
+        lines = [f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed"
+                 f"{_no_answer(report)} — no verdict to score"]
         if "llm_calls" in report:
             lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs")
         return "\n".join(lines)
@@ -38,8 +56,10 @@ def render(report: dict[str, Any], judge: str) -> str:
         return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
 
     (tn, fp), (fn, tp) = report["confusion"]
-    lines = [
-        f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed",
+    lines = ([f"IN-SAMPLE: the calibrated judge was fitted on these very pairs ({report['pairs_file']}); these "
+              "numbers overstate it — score held-out pairs (the DARLING val.jsonl) instead"]
+             if report.get("in_sample") else []) + [
+        f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_no_answer(report)}",
         f"  accuracy {fmt(report['accuracy'])}   Cohen's κ {fmt(report['kappa'])}{interval('kappa')}   "
         f"AUC {fmt(report['auc'])}{interval('auc')}",
         "  confusion (rows: human, columns: judge)      judge different   judge equivalent",
@@ -107,6 +127,9 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         p, extra = llm_probabilities(pairs, judges[name].spec(), config.judge, judges[name].batch_size, cheap)
     report = {**agreement_report(pairs, p, config.judge.threshold, args.resamples), **extra, "judge": args.judge,
               "pairs_file": str(args.pairs)}
+    if args.judge == "calibrated" or args.judge.startswith("cascade:"):
+        coefficients = args.coefficients or (config.judge.cascade.coefficients if args.judge != "calibrated" else None)
+        report["in_sample"] = fitted_on_these(coefficients, args.pairs)
     print(render(report, args.judge))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

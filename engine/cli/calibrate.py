@@ -58,6 +58,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.resamples < 0:
         raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
     output_path(args.out)
+    if args.val and _digest(args.val) == _digest(args.pairs):
+        # Scored on the pairs it was fitted on, the "val" figures in the coefficients' provenance are in-sample.
+        raise ConfigError(f"--val {args.val} holds the same pairs as --pairs {args.pairs}: give held-out pairs")
     # As the fit will resolve it: from the Hugging Face cache, or the hub unless HF_HUB_OFFLINE says not to.
     check_role("--embedder", "embed", "local", args.embedder, {}, offline=hub_offline())
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None

@@ -18,7 +18,7 @@ from actors.registry import make_chat_backend
 from engine.errors import ConfigError, TaskdivError
 from engine.method.calibrate import featurize, scores
 from engine.method.calibrated import CalibratedJudge, labelled_same_text
-from engine.method.judges import judge_pair
+from engine.method.judges import has_answer, judge_pair
 from engine.method.programs import DriveStats, drive, first_token_sampling
 
 if TYPE_CHECKING:
@@ -26,12 +26,19 @@ if TYPE_CHECKING:
     from engine.inputs.labelled_pairs import LabelledPair
 
 
+def answered(pairs: list[LabelledPair]) -> np.ndarray:
+    """Whether both responses of each pair have an answer: a run judges no pair with an empty response (it is
+    unresolved, `no_answer`), so neither is it scored here."""
+    return np.array([has_answer(p.response_a) and has_answer(p.response_b) for p in pairs], dtype=bool)
+
+
 def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None, embedder: str) -> np.ndarray:
     judge = CalibratedJudge.load(coefficients)
     if judge.embedder != embedder:
         raise ConfigError(f"the coefficients were fitted with embedder {judge.embedder!r}, not {embedder!r}")
-    return judge.predict(featurize(pairs, embedder, judge.features), [p.category for p in pairs],
-                         labelled_same_text(pairs))
+    p = judge.predict(featurize(pairs, embedder, judge.features), [p.category for p in pairs],
+                      labelled_same_text(pairs))
+    return np.where(answered(pairs), p, np.nan)
 
 
 def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], settings: JudgeConfig,
@@ -41,7 +48,7 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
     sampling = first_token_sampling(model_spec.get("verdict", "auto"), judge_settings.max_tokens)
     backend = make_chat_backend(model_spec["backend"], model_spec["model"], model_spec.get("options"))
     out = np.full(len(pairs), np.nan)
-    todo = list(range(len(pairs)))
+    todo = [k for k, ok in enumerate(answered(pairs)) if ok]  # as a run: a pair without an answer is not asked
     if cheap is not None:
         c = judge_settings.cascade
         confident = [k for k in todo if cheap[k] <= c.low or cheap[k] >= c.high]
@@ -59,7 +66,8 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
         raise TaskdivError(f"judge {model_spec.get('name') or model_spec['model']}: {exc}") from None
     finally:
         backend.close()
-    return out, {"llm_pairs": len(todo), "cheap_pairs": len(pairs) - len(todo), "llm_calls": stats.calls}
+    return out, {"llm_pairs": len(todo), "cheap_pairs": int(answered(pairs).sum()) - len(todo),
+                 "llm_calls": stats.calls}
 
 
 def agreement_report(pairs: list[LabelledPair], p: np.ndarray, threshold: float,
@@ -68,7 +76,9 @@ def agreement_report(pairs: list[LabelledPair], p: np.ndarray, threshold: float,
     AUC (pairs resampled: 100 labelled pairs leave κ uncertain by about ±0.17)."""
     labels = np.array([int(x.equivalent) for x in pairs])
     parsed = ~np.isnan(p)
-    report = {"pairs": len(pairs), "unparsed": int((~parsed).sum()), "threshold": threshold,
+    empty = ~answered(pairs)
+    report = {"pairs": len(pairs), "unparsed": int((~parsed & ~empty).sum()), "no_answer": int(empty.sum()),
+              "threshold": threshold,
               **scores(labels[parsed], p[parsed], threshold, resamples=resamples)}
     by_category: dict[str, list[int]] = defaultdict(list)
     for k, pair in enumerate(pairs):

@@ -19,6 +19,7 @@ cross-validated scores on train and their agreement on the validation split, wit
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,4 +162,10 @@ class CalibratedJudge:
         if len(judge.coef) != expected or {len(judge.mean), len(judge.std)} != {len(judge.features)}:
             raise ConfigError(f"{path}: expected {expected} coefficients and {len(judge.features)} means and "
                               f"standard deviations, got {len(judge.coef)}, {len(judge.mean)} and {len(judge.std)}")
+        numbers = [*judge.coef, *judge.mean, *judge.std, judge.intercept, judge.threshold]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers) \
+                or any(s <= 0 for s in judge.std) or not 0 < judge.threshold < 1:
+            # A NaN would make every probability NaN, and every verdict "different" (NaN >= t is false).
+            raise ConfigError(f"{path}: coefficients must be finite numbers, standard deviations > 0 and the "
+                              "threshold in (0, 1) (refit with `python engine/run.py calibrate`)")
         return judge

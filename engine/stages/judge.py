@@ -3,6 +3,7 @@ the calibrated cheap judge (CalibratedJudgeStage: every pair, no LLM call)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any, Iterable
 
@@ -10,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
-from engine.method.judges import (NO_ANSWER, GroupJudgment, PairVerdict, has_answer, in_agreement_sample,
+from engine.method.judges import (GroupJudgment, PairVerdict, has_answer, in_agreement_sample,
                                   judge_group, no_answer)
 from engine.method.programs import first_token_sampling
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Stage
@@ -165,10 +166,14 @@ class CalibratedJudgeStage(Stage):
             answered = [has_answer(t) for t in responses]
             pairs = [PairVerdict(int(i), int(j), float(q), "equivalent" if q >= threshold else "different", raw="",
                                  calls=0, decided_by="calibrated", read_from="calibrated")
-                     if answered[i] and answered[j] else  # as judge_group: a pair without an answer is unresolved
-                     no_answer(int(i), int(j))
+                     if answered[i] and answered[j] and math.isfinite(q) else
+                     # as judge_group: a pair without an answer is unresolved; so is one whose probability is no
+                     # number (an embedder that returned NaN): NaN >= threshold is false, which read "different"
+                     no_answer(int(i), int(j)) if not (answered[i] and answered[j]) else
+                     PairVerdict(int(i), int(j), None, "unparsed", raw="no probability (a non-finite feature)",
+                                 calls=0, decided_by="calibrated", read_from=None)
                      for (i, j), q in zip(zip(*np.triu_indices(len(responses), 1)), p)]
-            unresolved = sum(v.verdict == NO_ANSWER for v in pairs)
+            unresolved = sum(v.p_equivalent is None for v in pairs)
             full = in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]), self.settings.agreement_sample_rate)
             yield judged_row(k, r, self.model_name, GroupJudgment(pairs, cheap_decided=len(pairs) - unresolved,
                                                                   n_unresolved=unresolved, full=full))

@@ -31,6 +31,19 @@ def test_report_counts_unparsed_apart_and_breaks_down_by_category():
     assert report["by_category"]["G"]["accuracy"] == 1.0 and report["by_category"]["none"]["n"] == 1
 
 
+def test_a_pair_with_an_empty_response_is_not_scored_as_a_run_would_not_judge_it():
+    # The calibrated judge gave such pairs a probability (~0.001, "different") and they entered accuracy and κ; a
+    # run leaves them unresolved (no_answer).
+    from engine.method.agreement import calibrated_probabilities
+
+    pairs = [LabelledPair("0", "p", "a cat", "", False, None), LabelledPair("1", "p", "  ", "a dog", False, None),
+             LabelledPair("2", "p", "a cat", "a cat", True, None)]
+    p = calibrated_probabilities(pairs, None, "all-minilm-l6-v2")
+    assert np.isnan(p[:2]).all() and p[2] >= 0.5
+    report = agreement_report(pairs, p, 0.5)
+    assert report["no_answer"] == 2 and report["unparsed"] == 0 and report["n"] == 1
+
+
 def test_report_gives_bootstrap_intervals_around_kappa_and_auc():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 200)
@@ -45,17 +58,29 @@ def test_report_gives_bootstrap_intervals_around_kappa_and_auc():
 
 def test_calibrate_then_agreement_with_the_calibrated_judge(tmp_path, capsys):
     pairs = pairs_file(tmp_path)
+    (tmp_path / "held").mkdir()
+    val = pairs_file(tmp_path / "held", n=10)
     coef = tmp_path / "coef.json"
-    assert main(["calibrate", "--pairs", str(pairs), "--val", str(pairs), "--out", str(coef)]) == 0
+    # Scored on its own training pairs, "val" was in-sample: refused before the fit.
+    assert main(["calibrate", "--pairs", str(pairs), "--val", str(pairs), "--out", str(coef)]) == 2
+    assert "holds the same pairs as --pairs" in capsys.readouterr().err and not coef.exists()
+    assert main(["calibrate", "--pairs", str(pairs), "--val", str(val), "--out", str(coef)]) == 0
     fitted = json.loads(coef.read_text())
-    assert fitted["provenance"]["val"]["n"] == 12 and fitted["provenance"]["fitted_on"]["pairs"] == 12
+    assert fitted["provenance"]["val"]["n"] == 10 and fitted["provenance"]["fitted_on"]["pairs"] == 12
     out = tmp_path / "agreement.json"
-    assert main(["agreement", "--pairs", str(pairs), "--judge", "calibrated", "--coefficients", str(coef),
+    capsys.readouterr()
+    assert main(["agreement", "--pairs", str(val), "--judge", "calibrated", "--coefficients", str(coef),
                  "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["pairs"] == 12 and report["accuracy"] >= 0.9  # identical vs unrelated texts: easy
-    assert report["resamples"] == 1000 and len(report["kappa_ci95"]) == 2
-    assert "Cohen's κ" in capsys.readouterr().out
+    assert report["pairs"] == 10 and report["accuracy"] >= 0.9  # identical vs unrelated texts: easy
+    assert report["resamples"] == 1000 and len(report["kappa_ci95"]) == 2 and report["in_sample"] is False
+    printed = capsys.readouterr().out
+    assert "Cohen's κ" in printed and "IN-SAMPLE" not in printed
+    # On the pairs it was fitted on, the score is said to be in-sample.
+    assert main(["agreement", "--pairs", str(pairs), "--judge", "calibrated", "--coefficients", str(coef),
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["in_sample"] is True
+    assert capsys.readouterr().out.startswith("IN-SAMPLE: the calibrated judge was fitted on these very pairs")
     assert main(["agreement", "--pairs", str(pairs), "--judge", "calibrated", "--resamples", "-1"]) == 2
     assert "--resamples must be 0 or more" in capsys.readouterr().err
 

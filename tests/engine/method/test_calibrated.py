@@ -164,3 +164,34 @@ def test_the_linear_list_item_pattern_finds_what_the_fitted_one_found_on_the_lab
             row = json.loads(line)
             for text in (row["generation_0"], row["generation_1"]):
                 assert LIST_ITEM.findall(text) == fitted.findall(text)
+
+
+def test_a_probability_that_is_no_number_is_unresolved_not_different(tmp_path):
+    # An embedder that returned NaN for one text made every pair with it NaN, read as "different" (NaN >= t is
+    # false), resolved; coefficients with a NaN loaded too.
+    from engine.config import JudgeConfig
+    from engine.stages.judge import CalibratedJudgeStage
+
+    stage = CalibratedJudgeStage.__new__(CalibratedJudgeStage)
+    stage.model_name, stage.settings = "calibrated", JudgeConfig()
+    stage.judge = CalibratedJudge.load(DEFAULT_COEFFICIENTS)
+
+    class Embedder:
+        def embed(self, texts):
+            return np.array([[np.nan, np.nan] if t == "broken" else [1.0, 0.0] if t.startswith("a") else [0.6, 0.8]
+                             for t in texts], dtype=np.float32)
+
+    stage.embedder = Embedder()
+    row = {"prompt_id": "p", "model": "m", "strategy": "s", "text": "Say something.", "judge_category": "G",
+           "responses": ["a cat sat", "broken", "a dog ran"]}
+    (out,) = stage.process([row])
+    verdicts = {(p["i"], p["j"]): (p["verdict"], p["p_equivalent"]) for p in out["pairs"]}
+    assert verdicts[(0, 1)] == ("unparsed", None) and verdicts[(1, 2)] == ("unparsed", None)
+    assert verdicts[(0, 2)][0] in ("equivalent", "different") and out["n_unresolved"] == 2
+
+    data = json.loads(DEFAULT_COEFFICIENTS.read_text())
+    for bad in ({"std": [float("nan")] + data["std"][1:]}, {"threshold": 1.5}, {"intercept": float("inf")}):
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps({**data, **bad}))
+        with pytest.raises(ConfigError, match="must be finite numbers"):
+            CalibratedJudge.load(path)
