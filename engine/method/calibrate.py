@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from actors.registry import make_embedder
-from engine.method.calibrated import CalibratedJudge, category_one_hot
+from engine.method.calibrated import CATEGORY_SLOTS, CalibratedJudge, category_one_hot
 from engine.method.pair_features import labelled_features
 
 if TYPE_CHECKING:
@@ -97,9 +97,12 @@ def fit(features: np.ndarray, categories: list[str | None], labels: np.ndarray, 
     mean, std, coef, intercept = _fit_logistic(features, onehot, labels, c)
     # p >= threshold  <=>  sigma(z - logit(threshold)) >= 0.5
     intercept -= math.log(threshold / (1 - threshold))
+    slots = [c if c in CATEGORY_SLOTS else "none" for c in categories]
     return CalibratedJudge(mean=mean.tolist(), std=std.tolist(), coef=coef.tolist(), intercept=intercept,
                            embedder=embedder, features=list(names), threshold=threshold,
-                           provenance={"cv_train": cv, "C": c, "class_weight": "balanced"})
+                           provenance={"cv_train": cv, "C": c, "class_weight": "balanced",
+                                       # which categories the cascade lets it decide (CalibratedJudge.decides)
+                                       "category_pairs": {s: slots.count(s) for s in CATEGORY_SLOTS if s in slots}})
 
 
 def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5, resamples: int = 0,

@@ -72,6 +72,10 @@ def category_one_hot(categories: Sequence[str | None]) -> np.ndarray:
     return out
 
 
+# Labelled pairs of a category the cheap judge needs before the cascade lets it decide that category's pairs.
+MIN_CATEGORY_PAIRS = 10
+
+
 @dataclass
 class CalibratedJudge:
     """Fitted coefficients and the transform they apply.
@@ -96,6 +100,18 @@ class CalibratedJudge:
     categories: list[str] = field(default_factory=lambda: list(CATEGORY_SLOTS))
     threshold: float = 0.5
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    def decides(self, category: str | None) -> bool:
+        """Whether the cheap judge may decide a pair of this category in the cascade: its labelled pairs held some
+        of it (provenance.category_pairs, at least MIN_CATEGORY_PAIRS). The DARLING pairs carry categories B, C,
+        G and H only (and most none): their equivalence is one of content, and the criterion of A (the same final
+        answer) or D (the same strategy, whatever the answer) is one the LLM judge is asked and the cheap one never
+        saw. Coefficients without the record decide every category, as they did."""
+        counts = (self.provenance or {}).get("category_pairs")
+        if counts is None:
+            return True
+        slot = category if category in CATEGORY_SLOTS else "none"
+        return counts.get(slot, 0) >= MIN_CATEGORY_PAIRS
 
     def design(self, features: np.ndarray, categories: Sequence[str | None]) -> np.ndarray:
         numeric = (np.asarray(features, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.std)

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
 from engine.config import CALIBRATED, ReportConfig
+from engine.errors import ConfigError
 from engine.method.classification import PENDING, PENDING_PREFIX
 from engine.method.metrics import GENERAL_METRICS
 from engine.method.parsing import NONE_OF_THESE
@@ -712,6 +713,32 @@ def _yardstick_section(t: dict, models: list[str], config) -> dict[str, Any]:
     }
 
 
+def _calibrated_blind(config, comps: list[dict], groups: dict[tuple, dict]) -> list[dict[str, Any]]:
+    """Per calibrated judge, the run's categories its labelled pairs held none (or too few) of, and how many of its
+    groups are of them: there its verdicts measure similarity, not the category's criterion (the DARLING pairs hold
+    B, C, G and H; A's "same final answer" and D's "same strategy" it never saw)."""
+    from engine.method.calibrated import CalibratedJudge
+
+    out = []
+    for j in getattr(config, "judges", []):
+        if j.backend != CALIBRATED:
+            continue
+        try:
+            judge = CalibratedJudge.load(None if j.model == "default" else j.model)
+        except ConfigError:  # the coefficients are gone since the run: nothing to say about them
+            continue
+        counted: dict[str, int] = defaultdict(int)
+        for c in comps:
+            g = groups.get((c["prompt_id"], c["model"], c["strategy"]))
+            if c["judge"] == j.name and g is not None and g.get("category") and not judge.decides(g["category"]):
+                counted[g["category"]] += 1
+        if counted:
+            out.append({"judge": j.name, "categories": sorted(counted), "groups": sum(counted.values()),
+                        "labelled": sorted(k for k in (judge.provenance or {}).get("category_pairs", {})
+                                           if k != "none" and judge.decides(k))})
+    return out
+
+
 def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | None = None) -> dict[str, Any]:
     comps = _rows(t, "components")
     judgments = _rows(t, "judgments")
@@ -776,6 +803,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
                          f"none; in {row['downgraded']} worker(s)), so from then on its verdicts were read from text "
                          f"(P(yes) 1 or 0): {row['read_from']['text']} from text, {row['read_from']['logprobs']} "
                          "from log-probs.")
+    blind = _calibrated_blind(config, comps, groups)
     sample_groups = [c for c in comps if c.get("agreement_sample")]
     agreement = []
     for a_idx, a in enumerate(names):
@@ -788,6 +816,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
                              "groups": len({(c["prompt_id"], c["model"], c["strategy"]) for c in sample_groups}),
                              "calls": sum(c["calls_made"] for c in sample_groups)},
         "notes": notes,
+        "calibrated_blind": blind,
         "both_orders": both_orders,
         "per_judge": per_judge,
         "agreement": agreement,

@@ -523,6 +523,13 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
                                          "read P(yes) as 1 or 0."))
     for note in j.get("notes", []):
         s.blocks.append(Para(note, lead="Verdicts from text."))
+    for b in j.get("calibrated_blind", []):
+        s.blocks.append(Para(
+            f"{b['judge']} was fitted on labelled pairs of categories {', '.join(b['labelled']) or 'none'} only: on "
+            f"{', '.join(b['categories'])} ({b['groups']} groups here) it never saw the category's criterion (A: the "
+            "same final answer; D: the same strategy, whatever the answer), so its counts there measure how similar "
+            "the responses are, not whether they are functionally different; read that category's counts from the "
+            "LLM judges.", lead="A category-blind judge."))
     audits = [r for r in j["per_judge"] if r.get("cascade_audit")]
     if audits:
         s.blocks.append(Table(

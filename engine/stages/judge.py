@@ -97,7 +97,8 @@ class JudgeStage(BackendStage):
         if self.calibrated is not None:
             from engine.method.calibrated import pair_lookup
 
-            cheap = [pair_lookup(p, len(r["responses"]))
+            # A category the cheap judge has no labelled pairs of is the LLM's to judge, every pair (decides()).
+            cheap = [pair_lookup(p, len(r["responses"])) if self.calibrated.decides(r["judge_category"]) else None
                      for r, p in zip(rows, _score(self.calibrated, self.embedder.embed, rows))]
         programs = [
             judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,

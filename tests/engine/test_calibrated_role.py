@@ -124,7 +124,8 @@ def test_alone_with_gold_categories_it_runs_to_the_report(tmp_path):
 
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"text": "Write a poem about rain.", "gold_category": "G"}\n'
-                    '{"text": "Name a colour.", "gold_category": "H"}\n')
+                    '{"text": "Name a colour.", "gold_category": "H"}\n'
+                    '{"text": "Solve 3x + 4 = 19 two ways.", "gold_category": "D"}\n')
     cfg = _config(tmp_path, judges=[CHEAP], quality={"enabled": False}, accuracy={"enabled": False},
                   prompts={"source": "jsonl", "path": str(path)})
     assert cfg.graders == []  # nobody grades: quality is off, and no judge could
@@ -133,6 +134,11 @@ def test_alone_with_gold_categories_it_runs_to_the_report(tmp_path):
     report = (tmp_path / "run" / "report.md").read_text()
     assert "Functionally unique responses" in report and "graded by" not in report
     assert {c["judge"] for c in result.tables["components"].to_pylist()} == {"cheap"}
+    # Its labelled pairs hold B, C, G and H: on D it never saw "the same strategy, whatever the answer", and the
+    # report says so beside its counts (before, they stood for D's criterion, unsaid).
+    d_groups = sum(1 for g in result.tables["groups"].to_pylist() if g["category"] == "D")
+    assert d_groups and (f"cheap was fitted on labelled pairs of categories B, C, G, H only: on D ({d_groups} "
+                         "groups here) it never saw the category's criterion") in " ".join(report.split())
 
 
 def test_alone_without_gold_categories_it_asks_for_a_classifier(tmp_path):

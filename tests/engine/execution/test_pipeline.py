@@ -194,19 +194,26 @@ def test_cascade_decides_confident_pairs_without_the_llm(tmp_path):
     from engine.method.calibrate import fit
     from engine.method.pair_features import BASE_FEATURES
 
+    from engine.method.taxonomy import LETTERS
+
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(300, 4))
     coefficients = tmp_path / "coef.json"
-    # A rule on Jaccard: near-identical wording is "equivalent", the rest "different", with confidence.
-    fit(x, [None] * 300, (x[:, 1] > 0.5).astype(int), embedder="all-minilm-l6-v2", names=BASE_FEATURES,
-        c=100.0).save(coefficients)
+    # A rule on Jaccard: near-identical wording is "equivalent", the rest "different", with confidence. Its labelled
+    # pairs hold every category but D: D's pairs ("the same strategy?") are the LLM's, every one.
+    labelled = [c for c in LETTERS if c != "D"]
+    fit(x, [labelled[k % len(labelled)] for k in range(300)], (x[:, 1] > 0.5).astype(int),
+        embedder="all-minilm-l6-v2", names=BASE_FEATURES, c=100.0).save(coefficients)
     cfg = make_config(tmp_path, judge={"cascade": {"enabled": True, "low": 0.2, "high": 0.8, "audit_rate": 0.5,
                                                    "coefficients": str(coefficients)}},
                       quality={"enabled": False})
     result = run(cfg)
     judgments = result.tables["judgments"].to_pylist()
     cheap = [j for j in judgments if j["decided_by"] == "cheap"]
-    assert cheap and all(j["p_cheap"] is not None for j in judgments)
+    category = {(g["prompt_id"], g["model"], g["strategy"]): g["category"] for g in result.tables["groups"].to_pylist()}
+    of_d = [j for j in judgments if category[(j["prompt_id"], j["model"], j["strategy"])] == "D"]
+    assert of_d and not any(j["decided_by"] == "cheap" for j in of_d)  # it decided D's pairs too, unseen
+    assert cheap and all((j["p_cheap"] is None) == (j in of_d) for j in judgments)
     assert any(j["p_audit"] is not None for j in cheap)
     comps = result.tables["components"].to_pylist()
     assert sum(c["cheap_decided"] for c in comps) == len(cheap)
