@@ -244,6 +244,15 @@ class PromptsConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 0:
                 raise InvalidValue(key, f"must be an integer >= 0 (0: no limit), got {value!r}")
+        # Keys of another source were taken and ignored: `paths: {simpleqa: …}` with source simpleqa read the cache.
+        only = [("paths", "paper", bool(self.paths)), ("missing_sources", "paper", self.missing_sources != "fail"),
+                ("seed", "paper", self.seed != 0), ("format", "responses", self.format != "auto"),
+                ("max_response_chars", "responses", bool(self.max_response_chars))]
+        for key, source, given in only:
+            if given and self.source != source:
+                hint = " (give this source's file as prompts.path)" if key == "paths" else ""
+                raise InvalidValue(key, f"is read by the {source!r} source only, and this one is {self.source!r}: "
+                                        f"it would be ignored{hint}")
         for key in ("per_category", "limit"):  # a negative limit cut prompts off the end ([:-2]); 0 kept none
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

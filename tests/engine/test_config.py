@@ -132,6 +132,10 @@ def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
     ({"execution": {"object_store_memory": -1}}, r"execution\.object_store_memory: must be an integer of bytes"),
     ({"prompts": {"limit": -2}}, r"prompts\.limit: must be an integer >= 1"),
     ({"prompts": {"per_category": 0}}, r"prompts\.per_category: must be an integer >= 1"),
+    # Another source's keys were ignored: the given simpleqa file unread, the cache read instead.
+    ({"prompts": {"source": "simpleqa", "paths": {"simpleqa": "x.csv"}}},
+     r"prompts\.paths: is read by the 'paper' source only, and this one is 'simpleqa'.*prompts\.path"),
+    ({"prompts": {"source": "builtin", "format": "inspect"}}, r"prompts\.format: is read by the 'responses' source"),
     # Judging is greedy: a judge's or classifier's temperature was recorded in config.yaml and never used.
     ({"judges": [{"temperature": 0.7}]}, r"judges\[0\]\.temperature: judging, classifying and grading are greedy"),
     ({"classifier": {"top_p": 0.5}}, r"classifier\.top_p: judging, classifying and grading are greedy"),
