@@ -60,8 +60,9 @@ def model_roles(config: RunConfig) -> list[tuple[str, str, object]]:
     return out
 
 
-def _check_calibrated(where: str, model: str, embedder: str, key: str = "model") -> None:
-    """A calibrated judge's (or the cascade's) coefficients load and were fitted with the run's embedder."""
+def _check_calibrated(where: str, model: str, embedder: str, key: str = "model", backend: str = "local") -> None:
+    """A calibrated judge's (or the cascade's) coefficients load and were fitted with the run's embedder: the same
+    model, on the backend `calibrate` fits with (local sentence-transformers)."""
     from engine.method.calibrated import CalibratedJudge
 
     try:
@@ -71,6 +72,12 @@ def _check_calibrated(where: str, model: str, embedder: str, key: str = "model")
     if coefficients.embedder != embedder:
         raise ConfigError(f"{where}.{key}: the coefficients were fitted with embedder {coefficients.embedder!r}, "
                           f"but embedder.model is {embedder!r} (their features would not be comparable)")
+    if backend != "local":
+        # A server may name another model (or truncate or pool otherwise) under the same id: the cosine features
+        # would move unseen, and with them every probability.
+        raise ConfigError(f"{where}.{key}: the coefficients were fitted with the local embedder {embedder!r} "
+                          f"(`calibrate` embeds with sentence-transformers), but embedder.backend is {backend!r}: "
+                          "set embedder.backend: local for the calibrated judge and the cascade")
 
 
 def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str] | None = None) -> None:
@@ -80,7 +87,7 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
     offline = config.models.resolved_offline() if offline is None else offline
     for k, m in enumerate(config.judges):
         if m.backend == CALIBRATED:
-            _check_calibrated(f"judges[{k}]", m.model, config.embedder.model)
+            _check_calibrated(f"judges[{k}]", m.model, config.embedder.model, backend=config.embedder.backend)
     for where, role, m in model_roles(config):
         check_role(where, role, m.backend, m.model, m.options, offline, deferred)
         if where.startswith("generators"):
@@ -90,7 +97,7 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
                 raise ConfigError(f"{where}.{exc.key} ({m.name}): {exc}") from None
     if config.judge.cascade.enabled:
         _check_calibrated("judge.cascade", config.judge.cascade.coefficients or "default", config.embedder.model,
-                          key="coefficients")
+                          key="coefficients", backend=config.embedder.backend)
     if config.execution.executor == "ray":
         _check_devices(config)
 

@@ -171,3 +171,14 @@ def test_a_vllm_model_without_vllm_is_refused_here_and_left_to_the_nodes_of_a_cl
     deferred: list[str] = []  # a joined cluster: its nodes check again, where vLLM may be
     check_role("generators[0]", "chat", "vllm", "smollm2-135m", {}, deferred=deferred)
     assert len(deferred) == 1 and deferred[0].startswith("generators[0].backend: the vllm backend needs vLLM")
+
+
+def test_the_calibrated_judge_needs_the_embedder_it_was_fitted_with_on_its_backend():
+    # Only the model's name was compared: an HTTP server naming its model all-minilm-l6-v2 passed, and the features
+    # moved with whatever it embeds with.
+    http = {"backend": "http", "model": "all-minilm-l6-v2", "options": {"base_url": "https://emb.example.com/v1"}}
+    with pytest.raises(ConfigError, match=r"judges\[1\]\.model: the coefficients were fitted with the local embedder "
+                                          r"'all-minilm-l6-v2'.*embedder\.backend is 'http'"):
+        preflight(cfg(judges=[{"name": "a"}, {"name": "cheap", "backend": "calibrated"}], embedder=http))
+    with pytest.raises(ConfigError, match=r"judge\.cascade\.coefficients: .*embedder\.backend is 'http'"):
+        preflight(cfg(judge={"cascade": {"enabled": True}}, embedder=http))
