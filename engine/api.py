@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.config import RunConfig, config_from_dict
+from engine.config import RunConfig, config_from_dict, lenient_settings
 from engine.config import load_config as _load_config
 from engine.errors import ConfigError
 
@@ -191,15 +191,20 @@ def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str 
 def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunConfig:
     """The run that scores `groups`: the config's judges, classifier and embedder over the groups file, no
     generation, quality or accuracy."""
-    base = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
+    if isinstance(config, RunConfig):
+        base = config
+    else:
+        with lenient_settings():  # its prompts are replaced by the groups file below: another source's keys go
+            base = load_config(config, REWARDS_OVERRIDES)
     if base.judge.target != "answer":
         # A reward is read from the classes of the answers: traces judged beside them would be paid for, every batch,
         # and used by nothing; judged alone, no reward would be known (every one null, the cause unsaid).
         raise ConfigError(f"judge.target: {base.judge.target} — rewards come from the judges' classes of the "
                           "answers, so set judge.target: answer (reasoning traces are kept apart, never rewarded)")
     data = base.to_dict(redact=False)
+    # The groups file's prompts: a paper config's draw settings mean nothing here; its format and caps apply.
     data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
-                       "limit": None}
+                       "limit": None, "paths": {}, "missing_sources": "fail", "seed": 0}
     data["quality"] = {**data["quality"], "enabled": False, "reward_model": None}
     data["accuracy"] = {**data["accuracy"], "enabled": False}
     return config_from_dict(data, source="<score_rewards>")
@@ -254,7 +259,11 @@ class DiversityReward:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if num_generations_eval is not None and num_generations is None:
             raise ValueError("num_generations_eval needs num_generations (pass both from GRPOConfig)")
-        self.config = config if isinstance(config, RunConfig) else load_config(config, REWARDS_OVERRIDES)
+        if isinstance(config, RunConfig):
+            self.config = config
+        else:
+            with lenient_settings():  # its prompts become each batch's groups (_rewards_config)
+                self.config = load_config(config, REWARDS_OVERRIDES)
         if thinking_opened is not None and not isinstance(thinking_opened, bool):
             raise ValueError(f"thinking_opened must be True, False or None, got {thinking_opened!r}")
         self.num_generations = num_generations

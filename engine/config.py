@@ -8,6 +8,8 @@ config names) is saved in the run directory.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import math
@@ -42,6 +44,22 @@ def _sampling_error(exc: ValueError) -> InvalidValue:
 
 # The backend name of the calibrated cheap judge as a judge of its own (ModelConfig.backend).
 CALIBRATED = "calibrated"
+
+
+# Settings that would be ignored (another source's prompts keys, a judge's temperature, a strategy twice) are refused
+# when a run is configured; a finished run's config.yaml, written before they were, and a config another reader
+# rewrites (rewards: its prompts become the --in file) are read with them taken.
+_REFUSE_IGNORED = contextvars.ContextVar("taskdiv_refuse_ignored_settings", default=True)
+
+
+@contextlib.contextmanager
+def lenient_settings():
+    """Within it, configs are read without refusing settings that would be ignored (see _REFUSE_IGNORED)."""
+    token = _REFUSE_IGNORED.set(False)
+    try:
+        yield
+    finally:
+        _REFUSE_IGNORED.reset(token)
 
 
 @dataclass
@@ -249,7 +267,7 @@ class PromptsConfig:
                 ("seed", "paper", self.seed != 0), ("format", "responses", self.format != "auto"),
                 ("max_response_chars", "responses", bool(self.max_response_chars))]
         for key, source, given in only:
-            if given and self.source != source:
+            if given and self.source != source and _REFUSE_IGNORED.get():
                 hint = " (give this source's file as prompts.path)" if key == "paths" else ""
                 raise InvalidValue(key, f"is read by the {source!r} source only, and this one is {self.source!r}: "
                                         f"it would be ignored{hint}")
@@ -619,13 +637,13 @@ class RunConfig:
             raise InvalidValue("strategies", f"unknown {bad}; choose from {', '.join(STRATEGIES)}")
         if not self.strategies:
             raise InvalidValue("strategies", "at least one strategy is needed")
-        if len(set(self.strategies)) != len(self.strategies):  # each group was sampled, judged and paid for twice
+        if len(set(self.strategies)) != len(self.strategies) and _REFUSE_IGNORED.get():  # sampled and paid twice
             raise InvalidValue("strategies", f"each strategy once, got {self.strategies}")
         for role, models in (("judges", self.judges), ("classifier", [self.classifier] if self.classifier else [])):
             for k, m in enumerate(models):
                 key = f"{role}[{k}]" if role == "judges" else role
                 for setting in ("temperature", "top_p"):
-                    if getattr(m, setting) is not None and m.backend != CALIBRATED:
+                    if getattr(m, setting) is not None and m.backend != CALIBRATED and _REFUSE_IGNORED.get():
                         raise InvalidValue(f"{key}.{setting}", "judging, classifying and grading are greedy "
                                                                "(temperature 0): a setting here would be recorded "
                                                                "and never used; remove it")
@@ -742,14 +760,18 @@ class _NoAliasLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, Any] = {}
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: {…}` merges, it is no key of its own
+                    continue
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(key, (str, int, float, bool)) and key in seen:
+                    first_mark, first_text = seen[key]
+                    same = "" if first_text == key_node.value else f" (as {first_text!r}: YAML reads both as {key!r})"
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"the key {key!r} is given twice in one mapping (first at line "
-                                    f"{seen[key].line + 1}); the later would silently replace the earlier",
+                        None, None, f"the key {key_node.value!r} is given twice in one mapping (first at line "
+                                    f"{first_mark.line + 1}{same}); the later would silently replace the earlier",
                         key_node.start_mark)
                 if isinstance(key, (str, int, float, bool)):
-                    seen[key] = key_node.start_mark
+                    seen[key] = (key_node.start_mark, key_node.value)
         return super().construct_mapping(node, deep=deep)
 
 

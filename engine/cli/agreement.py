@@ -122,8 +122,15 @@ def cmd_agreement(args: argparse.Namespace) -> int:
                    config.models.resolved_offline())
         cheap = None
         if args.judge.startswith("cascade:"):
-            cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,
-                                             config.embedder.model)
+            import numpy as np
+
+            from engine.method.calibrated import CalibratedJudge
+
+            coefficients = args.coefficients or config.judge.cascade.coefficients
+            cheap = calibrated_probabilities(pairs, coefficients, config.embedder.model)
+            # As in a run: a category the cheap judge has no labelled pairs of goes to the LLM (NaN: never confident)
+            judge = CalibratedJudge.load(coefficients)
+            cheap = np.where([judge.decides(pair.category) for pair in pairs], cheap, np.nan)
         p, extra = llm_probabilities(pairs, judges[name].spec(), config.judge, judges[name].batch_size, cheap)
     report = {**agreement_report(pairs, p, config.judge.threshold, args.resamples), **extra, "judge": args.judge,
               "pairs_file": str(args.pairs)}

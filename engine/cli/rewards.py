@@ -45,7 +45,10 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         raise TaskdivError(f"--set {fixed[0]}: rewards sets this itself (prompts: the --in file, every group; "
                            "quality and accuracy off); select the groups in the --in file instead")
     extra = {**REWARDS_OVERRIDES, **({"run_dir": args.run_dir} if args.run_dir else {})}
-    config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
+    from engine.config import lenient_settings
+
+    with lenient_settings():  # the prompts are replaced by the --in file (engine.api._rewards_config)
+        config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
     rows, result = scored_rewards(config, args.groups, args.out, progress=not args.quiet)
     unknown = sum(r["reward"] is None for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})

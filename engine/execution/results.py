@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from engine.config import RunConfig, config_from_dict, load_yaml
+from engine.config import RunConfig, config_from_dict, lenient_settings, load_yaml
 from engine.errors import RunDirError
 
 
@@ -88,7 +88,8 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         data = load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{root / 'config.yaml'}: damaged, not a run's config ({type(exc).__name__})") from None
-    config = config_from_dict(data, source=str(root / "config.yaml"))
+    with lenient_settings():  # written by an earlier version, which may have taken settings refused since
+        config = config_from_dict(data, source=str(root / "config.yaml"))
     found = {p.stem: p for p in sorted(root.glob("*.parquet"))}
     wanted = found if tables is None else {k: found[k] for k in tables if k in found}
     loaded = {}

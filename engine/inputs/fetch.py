@@ -445,6 +445,8 @@ def import_from(name: str, directory: Path) -> dict[str, Path]:
     directory = Path(directory)
     folder = source_dir(name)
     record: dict[str, Any] = {"source": name, "imported_from": str(directory.resolve()), "files": {}}
+    if src.hf_dataset is not None:  # the revision the manifest pins is the one these files stand for
+        record.update({"hf_dataset": src.hf_dataset, "revision": src.revision})
     wanted = [(f, f.name) for f in src.files if f.name] or [(f, None) for f in src.files]
     for f, file_name in wanted:
         if file_name is None:  # a pattern of a Hugging Face dataset: every matching file below DIR/<name>

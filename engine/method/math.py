@@ -185,12 +185,19 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
     for line in reversed(text.splitlines()):
         heads = [m for m in _ANSWER_HEAD.finditer(line) if not _CHECKING.search(line[: m.start()])]
         if heads:
-            answers = [_answer_of_line(line[m.end():]) for m in reversed(heads)]
-            answer = next((a for a in answers if a), None)
+            # The first head's answer; a head nested right where that answer begins restates it ("Final Answer: The
+            # final answer is $5$", Minerva's format) and is read instead. A later one elsewhere on the line is
+            # prose about the answer ("42. This answer is reasonable"), never the answer.
+            head = heads[0]
+            for later in heads[1:]:
+                if re.fullmatch(r"(?i)\s*(?:the|my|our|so|thus|hence|therefore)?\s*",
+                                line[head.end(): later.start()]):
+                    head = later
+            answer = _answer_of_line(line[head.end():])
+            if answer is None:
+                return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"
             if answer:
                 return answer, "answer line"
-            if None in answers:
-                return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"
     span = last = None
     for span in _MATH_SPAN.finditer(text):
         pass
@@ -549,8 +556,9 @@ def check_may_pass_again(check: MathCheck) -> bool:
     return check.correct is None and "timed out" in check.reason
 
 
-# A number (no letters, no commands) followed by plain words: "12 people", "18 dollars", "5 ways to choose".
-_UNIT_WORDS = re.compile(r"^([^A-Za-z\\]*\d[^A-Za-z\\]*?)\s*((?:[A-Za-z]{2,}\s*)+)\.?$")
+# A number (no letters, no commands), a space, then plain words the first of three letters or more: "12 people",
+# "18 dollars", "5 ways to choose". Not "2yx" or "4 ab": products of variables, which math-verify reads right.
+_UNIT_WORDS = re.compile(r"^([^A-Za-z\\]*\d[^A-Za-z\\]*?)\s+([A-Za-z]{3,}(?:\s+[A-Za-z]+)*)\.?$")
 # Words that are mathematics, not units: "2 pi" must stay as math-verify reads it.
 _MATH_WORDS = {"pi", "sqrt", "inf", "infinity", "ln", "log", "exp", "sin", "cos", "tan", "and", "or"}
 

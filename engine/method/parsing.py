@@ -128,8 +128,8 @@ _INLINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?(Response)[ \t]*(\d
 _NUMBERED = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?()(\d+)[.)](?:\*\*)?[ \t]+", re.MULTILINE)
 # Lines that close a body without being part of it: a horizontal rule between responses, a heading or a whole line
 # in bold with nothing under it (the title of what follows the last response: "## Comparison", "**Summary**").
-_CLOSING_LINE = re.compile(r"\n[ \t]*(?:(?:[-*_][ \t]*){3,}|#{1,6}[^\n]*|\*\*[^*\n]+\*\*:?)[ \t]*$")
-_RULE_LINE = re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.MULTILINE)
+_CLOSING_LINE = re.compile(r"#{1,6}[ \t][^\n]*|\*\*[^*\n]+\*\*:?")  # matched whole against a stripped line
+_RULE_LINE = re.compile(r"(?:[-*_][ \t]*){2,}[-*_]")  # matched whole against a stripped line
 
 # How a system-prompt completion may be split, by parse mode: "strict" accepts the asked-for "### Response k"
 # headers and the inline "Response k:" form only; "lenient" also accepts a bare numbered list "1. … 2. …", which
@@ -149,16 +149,19 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
         (responses, how they were found: "headers", "inline", "numbered", or None when nothing matched). Text
         before the first mark is dropped, empty responses are dropped; fewer than n is a short parse, which the
         caller records. Only a run of marks numbered 1, 2, 3… splits, so a list inside a response stays whole.
-        Where the responses are set apart by horizontal rules, text after the last response's rule is no part of
-        it ("I hope these help!"); a rule, heading or bold line ending a response is dropped from it.
+        The asked-for "Response k" marks are tried first (headers, then inline), then headers naming other parts
+        ("### Solution k"). Where the responses are set apart by one kind of rule, text after the same rule in the
+        last response is the model's sign-off ("I hope these help!"), no part of it.
     """
     if mode not in PARSE_MODES:
         raise ValueError(f"parse mode must be one of {PARSE_MODES}, got {mode!r}")
     # Headers with and without a title are one kind of mark: a model may title some of its responses only.
-    patterns = [("headers", (_HEADER_LINE, _TITLED_HEADER)), ("inline", (_INLINE,))]
+    headers = (_HEADER_LINE, _TITLED_HEADER)
+    passes: list[tuple[str, tuple[re.Pattern, ...], bool]] = [
+        ("headers", headers, True), ("inline", (_INLINE,), True), ("headers", headers, False)]
     if mode == "lenient":
-        patterns.append(("numbered", (_NUMBERED,)))
-    for found, regexes in patterns:
+        passes.append(("numbered", (_NUMBERED,), False))
+    for found, regexes, asked in passes:
         by_start = {m.start(): m for regex in reversed(regexes) for m in regex.finditer(raw)}
         if found == "numbered" and by_start:
             # A list nested in an item ("1. Plan A:\n   1. wake up") is its text: only the outermost items count.
@@ -166,17 +169,18 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
             by_start = {k: m for k, m in by_start.items() if indent[k] == min(indent.values())}
         by_noun: dict[str, list[re.Match]] = {}
         for k in sorted(by_start):
-            by_noun.setdefault(_mark(by_start[k])[0], []).append(by_start[k])
-        # Each noun's best run; the one with the most responses (up to n) wins, "Response" (the asked-for name)
-        # on a tie, then the one with more text.
+            noun = _mark(by_start[k])[0]
+            if (noun == "response") == asked:
+                by_noun.setdefault(noun, []).append(by_start[k])
+        # Each noun's best run; the one with the most responses (up to n) wins, then the one with more text.
         best: tuple | None = None
-        for noun, marks in by_noun.items():
-            run, ends = _best_run(raw, marks)
-            key = (min(len(run), n), noun == "response", _chars(raw, run, ends))
+        for marks in by_noun.values():
+            run, ends, followed = _best_run(raw, marks)
+            key = (min(len(run), n), _chars(raw, run, ends))
             if run and (best is None or key > best[0]):
-                best = (key, run, ends)
+                best = (key, run, ends, followed)
         if best is not None:
-            return _bodies(raw, best[1], best[2])[:n], found
+            return _bodies(raw, best[1], best[2], best[3])[:n], found
     return [], None
 
 
@@ -190,12 +194,12 @@ def _chars(raw: str, run: list[re.Match], ends: list[int]) -> int:
     return sum(end - m.end() for m, end in zip(run, ends))
 
 
-def _best_run(raw: str, marks: list[re.Match]) -> tuple[list[re.Match], list[int]]:
-    """The longest run of marks numbered 1, 2, 3… (a list inside a response must not split it), and where each of
-    its bodies ends. A mark 1 after a run has begun starts another: a plan listed before the responses ("Response
-    1: a formal tone …", then the responses under the same marks) or a recap after them ("### Response 1 —
-    optimistic: focuses on joy") is another run. Of runs as long, the one with more text is the responses (a
-    plan's or a recap's lines are short); the last body ends where the next run begins."""
+def _best_run(raw: str, marks: list[re.Match]) -> tuple[list[re.Match], list[int], bool]:
+    """The longest run of marks numbered 1, 2, 3… (a list inside a response must not split it), where each of its
+    bodies ends, and whether another run follows it. A mark 1 after a run has begun starts another: a plan listed
+    before the responses ("Response 1: a formal tone …", then the responses under the same marks) or a recap after
+    them ("### Response 1 — optimistic: focuses on joy") is another run. Of runs as long, the one with more text is
+    the responses (a plan's or a recap's lines are short); the last body ends where the next run begins."""
     runs: list[list[re.Match]] = []
     for m in marks:
         number = _mark(m)[1]
@@ -203,36 +207,56 @@ def _best_run(raw: str, marks: list[re.Match]) -> tuple[list[re.Match], list[int
             runs.append([m])
         elif runs and number == len(runs[-1]) + 1:
             runs[-1].append(m)
-    best: tuple[tuple[int, int], list[re.Match], list[int]] | None = None
+    best: tuple[tuple[int, int], list[re.Match], list[int], bool] | None = None
     for k, run in enumerate(runs):
         stop = runs[k + 1][0].start() if k + 1 < len(runs) else len(raw)
         ends = [run[i + 1].start() for i in range(len(run) - 1)] + [stop]
         key = (len(run), _chars(raw, run, ends))
         if best is None or key > best[0]:
-            best = (key, run, ends)
-    return (best[1], best[2]) if best else ([], [])
+            best = (key, run, ends, k + 1 < len(runs))
+    return (best[1], best[2], best[3]) if best else ([], [], False)
 
 
-def _bodies(raw: str, run: list[re.Match], ends: list[int]) -> list[str]:
+def _squeezed(line: str) -> str:
+    return line.replace(" ", "").replace("\t", "")
+
+
+def _last_line(text: str) -> tuple[str, str]:
+    """(the text before its last line, its last line), both stripped."""
+    head, _, last = text.rpartition("\n")
+    return head.strip(), last.strip()
+
+
+def _bodies(raw: str, run: list[re.Match], ends: list[int], followed: bool) -> list[str]:
     bodies = [raw[m.end():end].strip() for m, end in zip(run, ends)]
-    # Set apart by rules: every body but the last ends with one (or the next body opens with one). The last
-    # body's own rule then closes it too, and what follows is the model's sign-off, not a response's text.
-    # Only where rules are nothing but separators: a response with rules of its own inside may end with one.
-    ruled = len(bodies) > 1 and all(_RULE_LINE.fullmatch(b.rsplit("\n", 1)[-1]) and len(_RULE_LINE.findall(b)) == 1
-                                    for b in bodies[:-1])
-    if ruled:
-        last = list(_RULE_LINE.finditer(bodies[-1]))
-        if last:
-            bodies[-1] = bodies[-1][:last[-1].start()].strip()
-    out = []
-    for body in bodies:
-        # A closing line goes only with text above it: a response may be one line in bold ("**Paris.**").
-        while "\n" in body and (closing := _CLOSING_LINE.search(body)) is not None:
-            body = body[:closing.start()].strip()
-        body = _RULE_LINE.sub("", body, count=1).strip() if _RULE_LINE.match(body) else body
-        if body:
-            out.append(body)
-    return out
+    # A rule between two responses belongs to neither: one ending a body (or opening the next) is dropped.
+    separators: list[str] = []  # the rule ending each body but the last, as written (spaces aside)
+    for k, body in enumerate(bodies):
+        head, last = _last_line(body)
+        if head and _RULE_LINE.fullmatch(last):
+            bodies[k] = head
+            if k < len(bodies) - 1:
+                separators.append(_squeezed(last))
+        first, _, rest = bodies[k].partition("\n")
+        if rest.strip() and _RULE_LINE.fullmatch(first.strip()):
+            bodies[k] = rest.strip()
+    # Set apart by one kind of rule (every body but the last ended with it, and none holds it otherwise): the same
+    # rule in the last body closes it too, and what follows is the model's sign-off. A different rule ("* * *"
+    # inside a story set apart by "---") is the response's own.
+    if len(bodies) > 1 and len(separators) == len(bodies) - 1 and len(set(separators)) == 1:
+        rule = separators[0]
+        inner = [line for body in bodies[:-1] for line in body.splitlines() if _squeezed(line) == rule]
+        lines = bodies[-1].splitlines()
+        cut = [i for i, line in enumerate(lines) if _squeezed(line) == rule]
+        if not inner and len(cut) == 1:
+            bodies[-1] = "\n".join(lines[:cut[0]]).strip()
+    if followed:
+        # Another run follows the last response (a recap or a summary under the same headers): the heading or bold
+        # line right before it titles that run ("## Comparison", "**Summary**"), not the response.
+        head, last = _last_line(bodies[-1])
+        if head and _CLOSING_LINE.fullmatch(last):
+            bodies[-1] = head
+    return [body for body in bodies if body]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -204,3 +204,22 @@ def test_the_command_line_reports_bad_input_in_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_finished_runs_config_and_a_rewards_config_are_read_with_ignored_settings_taken(tmp_path):
+    # Refusing settings that would be ignored must not lock users out of runs written before (explore, compare,
+    # report read config.yaml back) or of `rewards`, whose prompts become the --in file.
+    from engine.api import _rewards_config
+    from engine.config import dump_yaml, lenient_settings
+
+    old = {"prompts": {"source": "builtin", "format": "lm-eval"}, "judges": [{"name": "j", "temperature": 0.7}]}
+    with pytest.raises(ConfigError):
+        config_from_dict(old)
+    with lenient_settings():
+        assert config_from_dict(old).judges[0].temperature == 0.7
+    path = tmp_path / "my-run.yaml"
+    path.write_text(dump_yaml({"prompts": {"source": "paper", "paths": {"simpleqa": "x.csv"}, "format": "lm-eval"}}))
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text("")
+    cfg = _rewards_config(path, groups)
+    assert cfg.prompts.source == "responses" and cfg.prompts.format == "lm-eval" and not cfg.prompts.paths

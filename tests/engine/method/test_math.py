@@ -154,6 +154,11 @@ def test_screen_rejects_costly_answers(answer, why):
         # The Minerva format says "answer" twice on its line; its first head left prose, read as unreadable.
         ("5", "Final Answer: The final answer is $5$. I hope it is correct.", True),
         ("5", "Final Answer: The final answer is 6. I hope it is correct.", False),
+        # A later "answer is" elsewhere on the line is prose about the answer, not the answer.
+        ("42", "The final answer is 42. This answer is reasonable because the area is positive.", True),
+        ("7", "Answer: 7 (our answer is an integer, as required)", True),
+        # Products of variables are not units: "2yx" is 2xy to math-verify.
+        ("2xy", "\\boxed{2yx}", True),
     ],
 )
 def test_checks_real_gold_answers(verifier, gold, response, correct):
