@@ -547,13 +547,15 @@ def test_a_sequence_classification_reward_model_scores_on_vllm_as_in_transformer
 
 def _check_tables(run_dir: Path, result) -> None:
     """What every real backend's run must hold (tests/support/real_pipeline.py), and what vLLM adds: no empty response,
-    and judge probabilities from real first-token log-probs (not only 0 or 1)."""
+    and judge probabilities, where a verdict was read, from real first-token log-probs (not only 0 or 1). The 135M
+    judge may write no verdict at all here ("The two responses are…": unresolved, its log-probs unread, since the
+    text must confirm them); TestEngine.test_first_token_logprobs_agree_with_transformers checks the log-probs."""
     import pyarrow.parquet as pq
 
     check_two_prompt_run(run_dir, result)
     assert all(t.strip() for t in pq.read_table(run_dir / "responses.parquet").column("text").to_pylist())
     ps = [p for p in pq.read_table(run_dir / "judgments.parquet").column("p_equivalent").to_pylist() if p is not None]
-    assert any(0.0 < p < 1.0 for p in ps)
+    assert not ps or any(0.0 < p < 1.0 for p in ps)
 
 
 @pytest.fixture(scope="module")
