@@ -355,10 +355,10 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
         shown = display_url(url) if isinstance(url, str) else url
         raise ModelCheckError("options.base_url", f"an http(s) URL is needed for the http backend, got {shown!r}")
     key_env = options.get("api_key_env")
-    if api_key_env_problem(key_env):  # before its value is looked up, or shown: it may be the key itself
-        raise ModelCheckError("options.api_key_env", api_key_env_problem(key_env))
-    if key_env and api_key_problem(key_env, os.environ.get(key_env)):
-        raise ModelCheckError("options.api_key_env", api_key_problem(key_env, os.environ.get(key_env)))
+    # Its name first, before any lookup or message shows it: it may be the key itself (or no string at all).
+    why = api_key_env_problem(key_env) or (key_env and api_key_problem(key_env, os.environ.get(key_env)))
+    if why:
+        raise ModelCheckError("options.api_key_env", why)
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
     if why:
         raise ModelCheckError("options.base_url", why)

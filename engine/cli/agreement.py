@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import add_config_arguments, load_run_config, output_path
+from engine.cli.common import add_config_arguments, file_digest, load_run_config, output_path
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
@@ -26,13 +26,10 @@ from engine.method.agreement import agreement_report, calibrated_probabilities, 
 def fitted_on_these(coefficients: str | None, pairs_file: str) -> bool:
     """Whether the calibrated judge's coefficients were fitted on this very file (its sha256, as `calibrate` records
     it): a score there is in-sample (the shipped judge's κ is 0.52 on its train pairs, 0.42 on val)."""
-    import hashlib
-
     from engine.method.calibrated import CalibratedJudge
 
     fitted = (CalibratedJudge.load(coefficients).provenance or {}).get("fitted_on") or {}
-    digest = hashlib.sha256(Path(pairs_file).read_bytes()).hexdigest()[:16]
-    return fitted.get("sha256") == digest
+    return fitted.get("sha256") == file_digest(pairs_file)
 
 
 def _no_answer(report: dict[str, Any]) -> str:
@@ -122,15 +119,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
                    config.models.resolved_offline())
         cheap = None
         if args.judge.startswith("cascade:"):
-            import numpy as np
-
-            from engine.method.calibrated import CalibratedJudge
-
-            coefficients = args.coefficients or config.judge.cascade.coefficients
-            cheap = calibrated_probabilities(pairs, coefficients, config.embedder.model)
-            # As in a run: a category the cheap judge has no labelled pairs of goes to the LLM (NaN: never confident)
-            judge = CalibratedJudge.load(coefficients)
-            cheap = np.where([judge.decides(pair.category) for pair in pairs], cheap, np.nan)
+            cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,
+                                             config.embedder.model, cascade=True)
         p, extra = llm_probabilities(pairs, judges[name].spec(), config.judge, judges[name].batch_size, cheap)
     report = {**agreement_report(pairs, p, config.judge.threshold, args.resamples), **extra, "judge": args.judge,
               "pairs_file": str(args.pairs)}

@@ -10,23 +10,18 @@ Fits only on --pairs; --val is scored, never fitted on (engine.method.calibrate)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from pathlib import Path
 
 import numpy as np
 
-from engine.cli.common import output_path
+from engine.cli.common import file_digest, output_path
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role, hub_offline
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
 from engine.method.calibrate import C_DEFAULT, featurize, fit, scores
 from engine.method.calibrated import DEFAULT_COEFFICIENTS, labelled_same_text
 from engine.method.pair_features import RECIPES
-
-
-def _digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _ci(scored: dict, key: str) -> str:
@@ -58,7 +53,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.resamples < 0:
         raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
     output_path(args.out)
-    if args.val and _digest(args.val) == _digest(args.pairs):
+    if args.val and file_digest(args.val) == file_digest(args.pairs):
         # Scored on the pairs it was fitted on, the "val" figures in the coefficients' provenance are in-sample.
         raise ConfigError(f"--val {args.val} holds the same pairs as --pairs {args.pairs}: give held-out pairs")
     # As the fit will resolve it: from the Hugging Face cache, or the hub unless HF_HUB_OFFLINE says not to.
@@ -72,7 +67,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     judge = fit(x, [p.category for p in train], y, embedder=args.embedder, names=names, c=args.c)
     cv = judge.provenance["cv_train"]
     judge.provenance.update({
-        "fitted_on": {"file": Path(args.pairs).name, "sha256": _digest(args.pairs), "pairs": len(train),
+        "fitted_on": {"file": Path(args.pairs).name, "sha256": file_digest(args.pairs), "pairs": len(train),
                       "with_category": sum(p.category is not None for p in train)},
         "recipe": args.features,
         "train": scores(y, judge.predict(x, [p.category for p in train], labelled_same_text(train))),
@@ -87,7 +82,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if val is not None:
         xv = featurize(val, args.embedder, names)
         yv = np.array([int(p.equivalent) for p in val])
-        judge.provenance["val"] = {"file": Path(args.val).name, "sha256": _digest(args.val),
+        judge.provenance["val"] = {"file": Path(args.val).name, "sha256": file_digest(args.val),
                                    **scores(yv, judge.predict(xv, [p.category for p in val], labelled_same_text(val)),
                                             resamples=args.resamples)}
         v = judge.provenance["val"]

@@ -13,6 +13,14 @@ from engine.errors import TaskdivError
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
+def file_digest(path: str | Path) -> str:
+    """16 hex digits of a file's sha256: how `calibrate` records the pairs it was fitted on and scored on, and how
+    `agreement` recognises them."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """--set key=value pairs; values are read as YAML scalars (3 → int, true → bool, null → None)."""
     from engine.config import load_yaml

@@ -32,13 +32,20 @@ def answered(pairs: list[LabelledPair]) -> np.ndarray:
     return np.array([has_answer(p.response_a) and has_answer(p.response_b) for p in pairs], dtype=bool)
 
 
-def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None, embedder: str) -> np.ndarray:
+def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None, embedder: str,
+                             cascade: bool = False) -> np.ndarray:
+    """P(equivalent) from the calibrated judge (NaN for a pair with an empty response). With `cascade`, NaN too where
+    a run's cascade would not let it decide (a category its labelled pairs held none of: CalibratedJudge.decides),
+    so that those pairs go to the LLM, as in a run."""
     judge = CalibratedJudge.load(coefficients)
     if judge.embedder != embedder:
         raise ConfigError(f"the coefficients were fitted with embedder {judge.embedder!r}, not {embedder!r}")
     p = judge.predict(featurize(pairs, embedder, judge.features), [p.category for p in pairs],
                       labelled_same_text(pairs))
-    return np.where(answered(pairs), p, np.nan)
+    usable = answered(pairs)
+    if cascade:
+        usable &= np.array([judge.decides(pair.category) for pair in pairs], dtype=bool)
+    return np.where(usable, p, np.nan)
 
 
 def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], settings: JudgeConfig,
@@ -48,7 +55,8 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
     sampling = first_token_sampling(model_spec.get("verdict", "auto"), judge_settings.max_tokens)
     backend = make_chat_backend(model_spec["backend"], model_spec["model"], model_spec.get("options"))
     out = np.full(len(pairs), np.nan)
-    todo = [k for k, ok in enumerate(answered(pairs)) if ok]  # as a run: a pair without an answer is not asked
+    asked = answered(pairs)
+    todo = [k for k, ok in enumerate(asked) if ok]  # as a run: a pair without an answer is not asked
     if cheap is not None:
         c = judge_settings.cascade
         confident = [k for k in todo if cheap[k] <= c.low or cheap[k] >= c.high]
@@ -66,7 +74,7 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
         raise TaskdivError(f"judge {model_spec.get('name') or model_spec['model']}: {exc}") from None
     finally:
         backend.close()
-    return out, {"llm_pairs": len(todo), "cheap_pairs": int(answered(pairs).sum()) - len(todo),
+    return out, {"llm_pairs": len(todo), "cheap_pairs": int(asked.sum()) - len(todo),
                  "llm_calls": stats.calls}
 
 
