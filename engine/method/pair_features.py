@@ -9,7 +9,10 @@ and a head on the raw pair embeddings added nothing, so none is computed. Measur
 3 × 5-fold AUC 0.819 for these features): token-level matching (BERTScore-style greedy alignment of the embedding
 model's contextual token vectors, IDF-weighted, with and without the prompt's tokens) reached 0.825 for a second
 pass of the model over 250-token windows (3.3 min for the 3,296 DARLING texts here); gradient-boosted trees on these
-features 0.816, blended with the logistic regression 0.824. Too little for their cost: not kept.
+features 0.816, blended with the logistic regression 0.824. Too little for their cost: not kept. Every recipe's
+features are order-free (2026-12-02): NCD and difflib's ratio, which depend on which response comes first (3 of the
+1,000 train verdicts flipped with the order), are taken as the mean over both orders (ncd_both, difflib_both);
+refitted, cross-validated AUC 0.819 as before, val κ 0.42 → 0.44.
 
 Every feature is a function of (prompt, a, b) and of three embeddings (a, b, the prompt), so labelled pairs and a
 run's groups are featurised by the same code. The names (PAIR_FEATURES) key the coefficients file: a file naming a
@@ -32,6 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+import kernels
 from engine.method.features import group_matrices, length_ratio_matrix
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -106,6 +110,10 @@ def _content(text: str) -> list[str]:
     return [w for w in words(text) if w not in stop and len(w) > 2]
 
 
+def _difflib(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a[:500], b[:500], autojunk=False).ratio()
+
+
 def text_features(prompt: str, a: str, b: str) -> dict[str, float]:
     """The features read from the texts alone."""
     wa, wb, wp_list = words(a), words(b), words(prompt)
@@ -128,6 +136,8 @@ def text_features(prompt: str, a: str, b: str) -> dict[str, float]:
     proper_a = {x.lower() for x in PROPER.findall(a)} - wp - stop_words()
     proper_b = {x.lower() for x in PROPER.findall(b)} - wp - stop_words()
 
+    difflib_ab = _difflib(a, b)
+
     def top20(ws: list[str]) -> set[str]:
         return {w for w, _ in Counter(w for w in ws if w not in wp).most_common(20)}
 
@@ -139,8 +149,10 @@ def text_features(prompt: str, a: str, b: str) -> dict[str, float]:
         "mean_loglen": 0.5 * (math.log1p(len(a)) + math.log1p(len(b))),
         "num_jac": _jaccard(set(na), set(nb)) if (na or nb) else 0.0, "num_any": float(bool(na) and bool(nb)),
         "same_last_num": float(bool(na) and bool(nb) and na[-1] == nb[-1]),
-        # difflib's ratio over the openings: the Ratcliff-Obershelp match (no kernel of ours computes it).
-        "difflib_500": difflib.SequenceMatcher(None, a[:500], b[:500], autojunk=False).ratio(),
+        # difflib's ratio over the openings: the Ratcliff-Obershelp match (no kernel of ours computes it). It depends
+        # on which text comes first (its longest match takes the first found in a); difflib_both is the mean of
+        # both orders, so that a verdict does not depend on the order of a group's responses.
+        "difflib_500": difflib_ab, "difflib_both": 0.5 * (difflib_ab + _difflib(b, a)),
         "first_w_jac": _jaccard(set(words(fa)), set(words(fb))), "last_w_jac": _jaccard(set(words(la)), set(words(lb))),
         "first_exact": float(fa.strip().lower() == fb.strip().lower()),
         "cap_jac": _jaccard(cap_a, cap_b) if (cap_a or cap_b) else 0.0,
@@ -162,14 +174,18 @@ TEXT_FEATURES = tuple(text_features("p", "a", "b"))
 BASE_FEATURES = ("cosine", "jaccard", "ncd", "length_ratio")
 # From the embeddings of a, b and the prompt.
 EMBEDDING_FEATURES = ("cos_resid", "cos_ap_mean", "cos_ap_absdiff")
-PAIR_FEATURES = (*BASE_FEATURES, *EMBEDDING_FEATURES, *TEXT_FEATURES)
+# NCD compresses a·b with a the earlier response, so it depends on the order of a group's responses (as does
+# difflib_500): ncd_both is the mean over both orders. The ordered two stay computable for coefficients fitted on
+# them before (2026-12-02); every recipe uses the order-free ones.
+ORDERED_FEATURES = ("ncd", "difflib_500")
+PAIR_FEATURES = (*BASE_FEATURES, "ncd_both", *EMBEDDING_FEATURES, *TEXT_FEATURES)
 
 # The shipped judge's features (cross-validated on train; "sel8" is a compact alternative that scored the same on val).
 RECIPES: dict[str, tuple[str, ...]] = {
-    "base4": BASE_FEATURES,
-    "sel8": ("ncd", "cos_resid", "first_line_w_jac", "prompt_loglen", "bold_jac", "num_any", "bullet_ratio",
+    "base4": ("cosine", "jaccard", "ncd_both", "length_ratio"),
+    "sel8": ("ncd_both", "cos_resid", "first_line_w_jac", "prompt_loglen", "bold_jac", "num_any", "bullet_ratio",
              "proper_jac_noprompt"),
-    "cheap38": PAIR_FEATURES,
+    "cheap38": tuple(f for f in PAIR_FEATURES if f not in ORDERED_FEATURES),
 }
 
 
@@ -193,7 +209,10 @@ def groups_features(prompts: Sequence[str], groups: Sequence[Sequence[str]], emb
         prompt_embeddings: one per group.
     """
     mats = (group_matrices([list(g) for g in groups], np.asarray(embeddings, dtype=np.float32))
-            if any(f in BASE_FEATURES for f in names) and len(groups) else None)
+            if any(f in (*BASE_FEATURES, "ncd_both") for f in names) and len(groups) else None)
+    # The kernel compresses a·b for a before b only: the groups reversed give b·a (see ncd_both).
+    ncd_reversed = (kernels.ncd_matrices([list(g)[::-1] for g in groups])
+                    if "ncd_both" in names and len(groups) else None)
     out, start = [], 0
     for k, (prompt, responses) in enumerate(zip(prompts, groups)):
         n = len(responses)
@@ -207,6 +226,9 @@ def groups_features(prompts: Sequence[str], groups: Sequence[Sequence[str]], emb
         if mats is not None:
             columns.update(cosine=mats["cosine"][k][iu], jaccard=mats["jaccard"][k][iu], ncd=mats["ncd"][k][iu],
                            length_ratio=length_ratio_matrix(responses)[iu])
+        if ncd_reversed is not None:
+            # Entry (n-1-j, n-1-i) of the reversed group's matrix is NCD(b·a) of the pair (i, j).
+            columns["ncd_both"] = 0.5 * (mats["ncd"][k][iu] + ncd_reversed[k][::-1, ::-1][iu])
         if any(f in EMBEDDING_FEATURES for f in names):
             p = np.asarray(prompt_embeddings[k], dtype=np.float64)
             resid = _without_prompt(e, p)

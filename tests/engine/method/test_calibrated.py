@@ -74,7 +74,8 @@ def test_text_features_by_hand():
     assert f["prompt_loglen"] == pytest.approx(np.log1p(len("Name a fruit.")))
     same = text_features("p", "The same text.", "The same text.")
     assert same["w2_jac"] == same["w3_cont"] == same["first_exact"] == same["difflib_500"] == 1.0
-    assert set(same) == set(PAIR_FEATURES) - set(BASE_FEATURES) - {"cos_resid", "cos_ap_mean", "cos_ap_absdiff"}
+    assert set(same) == set(PAIR_FEATURES) - set(BASE_FEATURES) - {"ncd_both", "cos_resid", "cos_ap_mean",
+                                                                    "cos_ap_absdiff"}
 
 
 def test_group_and_labelled_pairs_get_the_same_features():
@@ -91,7 +92,30 @@ def test_group_and_labelled_pairs_get_the_same_features():
     assert np.allclose(rows, labelled_features(["Capital of France?"] * 3, pairs, embed, PAIR_FEATURES), atol=1e-6)
     # The base four are the engine's similarity features.
     base = pair_features(pairs, embed)
-    assert np.allclose(rows[:, :4], base, atol=1e-6) and RECIPES["cheap38"] == PAIR_FEATURES
+    assert np.allclose(rows[:, :4], base, atol=1e-6)
+    assert len(RECIPES["cheap38"]) == 38 and set(RECIPES["cheap38"]) == set(PAIR_FEATURES) - {"ncd", "difflib_500"}
+
+
+def test_every_recipe_is_order_free_and_the_ordered_features_are_not():
+    """A judge's verdict must not depend on which of two responses a group holds first. NCD compresses a·b and
+    difflib's ratio takes the first longest match in a: both change with the order (the shipped judge's train pairs
+    had 3 of 1,000 verdicts flip with it); their order-free means do not."""
+    texts = ["Lyon is not. Paris is the capital.", "Paris it is.", "Lyon is a large French city; not the capital."]
+
+    def embed(batch):
+        v = np.array([np.random.default_rng(sum(map(ord, t))).normal(size=8) for t in batch])
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    prompt = "Capital of France?"
+    forward = group_features(prompt, texts, embed(texts), embed([prompt])[0], PAIR_FEATURES)
+    backward = group_features(prompt, texts[::-1], embed(texts[::-1]), embed([prompt])[0], PAIR_FEATURES)
+    # Pair (i, j) of the reversed group is pair (2-j, 2-i): row-major order (0,1), (0,2), (1,2) maps 0→2, 1→1, 2→0.
+    backward = backward[[2, 1, 0]]
+    names = list(PAIR_FEATURES)
+    moved = {f for k, f in enumerate(names) if not np.allclose(forward[:, k], backward[:, k], atol=1e-9)}
+    assert moved == {"ncd", "difflib_500"}
+    for recipe in RECIPES.values():
+        assert not set(recipe) & moved
 
 
 def test_validation_scores_carry_bootstrap_intervals():
