@@ -30,11 +30,14 @@ Design:
   GPT-5.x) refuse `max_tokens` for `max_completion_tokens`: OpenAI's host is sent the latter (its models all take
   it), and any endpoint whose 400 asks for it is sent it from then on (`max_tokens_field`).
 - Retries: on 408, 409, 429, any 5xx, connect timeouts, connection errors and dropped connections, with
-  exponential backoff and full jitter (sleep uniform(0, min(backoff_max_s, backoff_base_s · 2^attempt))). A
-  `Retry-After` header (seconds or an HTTP date) replaces that with the server's delay plus up to `backoff_base_s`
-  of jitter (so rows refused together do not return together), capped at `backoff_max_s` so a broken header cannot
-  stall a run. After `max_retries` retries the request's row fails *transiently* (ChatOutput.transient): the rest
-  of the batch, paid for, is kept, and a rerun asks for that row again (execution.row_retries).
+  exponential backoff and full jitter (sleep uniform(0, min(backoff_max_s, backoff_base_s · 2^attempt))). The
+  server's own delay — a `Retry-After` header (seconds or an HTTP date), `retry-after-ms`, or Gemini's
+  `RetryInfo.retryDelay` / "Please retry in 26s." in the error body — replaces that with the delay plus up to
+  `backoff_base_s` of jitter (so rows refused together do not return together), capped at the larger of
+  `backoff_max_s` and SERVER_DELAY_CAP_S (a per-minute quota asks for up to a minute; cut to 30 s, the retry met a
+  certain second 429 and spent an attempt), so a broken header cannot stall a run. After `max_retries` retries the
+  request's row fails *transiently* (ChatOutput.transient): the rest of the batch, paid for, is kept, and a rerun
+  asks for that row again (execution.row_retries).
 - Timeouts: a request the server accepted and then did not answer in time may be billed, so it is re-sent at most
   `timeout_retries` times (default once), then its row fails transiently. The read timeout grows with the tokens
   asked for (`timeout_s` + `read_s_per_token` × n × max_tokens), and every attempt has an overall deadline of
@@ -73,7 +76,7 @@ import orjson
 
 from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
                           PRICE_KEYS, api_key_env_problem, api_key_problem, content_parts, merge_by_text,
-                          message_trace, pair_sampling, prices_problem, reopen_thinking)
+                          message_trace, pair_sampling, prices_problem, reopen_thinking, repeat_greedy)
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +286,40 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# The longest server-given retry delay honoured whatever backoff_max_s says (per-minute quotas ask for up to 60 s).
+SERVER_DELAY_CAP_S = 120.0
+_RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.I)
+
+
+def server_retry_delay(headers: Any, raw: bytes) -> float | None:
+    """The delay a refusing server asks for, in seconds: `Retry-After`, `retry-after-ms`, or Gemini's error body
+    (RetryInfo's "retryDelay": "26s", or "Please retry in 26.3s." in its message; Gemini sends no header). None
+    where it asks for none."""
+    seconds = retry_after_seconds(headers.get("retry-after"))
+    if seconds is not None:
+        return seconds
+    millis = retry_after_seconds(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    try:
+        data = orjson.loads(raw[:65536]) if raw and len(raw) <= 65536 else None
+    except (ValueError, RecursionError):
+        data = None
+    error = (data[0] if isinstance(data, list) and data else data) if data is not None else None
+    error = error.get("error") if isinstance(error, dict) else None
+    if isinstance(error, dict):
+        for detail in error.get("details") or []:
+            delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+            if isinstance(delay, str) and delay.endswith("s"):
+                seconds = retry_after_seconds(delay[:-1])
+                if seconds is not None:
+                    return seconds
+        found = _RETRY_IN.search(str(error.get("message") or ""))
+        if found:
+            return float(found.group(1))
+    return None
+
+
 def uncounted_reasoning_tokens(usage: dict[str, Any]) -> int:
     """Hidden reasoning tokens counted in `total_tokens` but in neither prompt nor completion tokens (Gemini's
     thoughts: billed at the output rate, not in `completion_tokens`); 0 where the total is prompt plus completion
@@ -341,8 +378,7 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         text = content_parts(message.get("content"))[0] or ""  # a list of content parts: its text parts
         trace = message_trace(message)
-        # ChatOutput knows "stop", "length" and "content_filter"; anything else (tool_calls) ended the completion.
-        reason = choice.get("finish_reason") if choice.get("finish_reason") in ("length", "content_filter") else "stop"
+        reason = finish_reason(choice.get("finish_reason"))
         if reason == "content_filter":
             # Stopped by the provider's safety filter (OpenAI, Azure; Gemini's SAFETY through its compatibility
             # layer): what came before the cut is not the model's answer. No answer — never judged or graded as one.
@@ -350,6 +386,22 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
         top = _first_token_logprobs(choice) if want_logprobs and reason != "content_filter" else None
         parsed.append((text, reason, int(count), top, trace))
     return parsed, int(prompt_tokens)
+
+
+# Finish reasons as providers and gateways pass them through (OpenAI's, Gemini's and Anthropic's own words), in
+# ChatOutput's three: "length" (cut at the token limit), "content_filter" (stopped by a safety or recitation filter:
+# what came before is no answer) and "stop" (the completion ended: stop, end_turn, tool_calls…).
+_LENGTH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "model_length"})
+_FILTER_REASONS = frozenset({"content_filter", "safety", "prohibited_content", "recitation", "blocklist", "spii",
+                             "image_safety", "refusal"})
+
+
+def finish_reason(value: Any) -> str:
+    """ChatOutput's finish reason for a choice's `finish_reason` (any case): a truncated or filtered completion
+    passed through a gateway in Gemini's or Anthropic's words ("MAX_TOKENS", "SAFETY", "max_tokens") was recorded as
+    complete, and the filtered part kept as an answer."""
+    reason = value.lower() if isinstance(value, str) else ""
+    return "length" if reason in _LENGTH_REASONS else "content_filter" if reason in _FILTER_REASONS else "stop"
 
 
 def _first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
@@ -436,7 +488,8 @@ class OpenAIChatClient:
         max_reply_bytes: the largest reply body read; a larger one fails its row.
         max_retries: most retries of one request before its row fails (transiently).
         backoff_base_s: first backoff ceiling; doubles per retry (full jitter).
-        backoff_max_s: largest backoff, also the cap on a Retry-After delay.
+        backoff_max_s: largest backoff (a delay the server asks for is honoured up to the larger of this and
+            SERVER_DELAY_CAP_S).
         prices: {"prompt_per_mtok": USD, "completion_per_mtok": USD} to report `cost_usd`.
         allow_insecure_http: send the API key over plain http to a host other than this machine (refused
             otherwise: the key would cross the network unencrypted).
@@ -556,6 +609,8 @@ class OpenAIChatClient:
         self.retries = 0
         self.row_errors = 0
         self.logprobs_missing = 0
+        # Replies that answered without token usage: their tokens, and so the run's cost, are unknown (never 0).
+        self.usage_missing = 0
         # Why log-probs were given up for this endpoint (None while they are asked for): see _downgrade.
         self.logprobs_unavailable: str | None = None
         self.prompt_tokens = 0
@@ -679,13 +734,14 @@ class OpenAIChatClient:
 
     def stats(self) -> dict[str, Any]:
         """Counters so far: requests, retries, row_errors, prompt_tokens, completion_tokens, cost_usd (None without
-        prices)."""
+        prices; the reported tokens priced — a lower bound where usage_missing replies carried no token counts)."""
         with self._stats_lock:
             return {
                 "requests": self.requests,
                 "retries": self.retries,
                 "row_errors": self.row_errors,
                 "logprobs_missing": self.logprobs_missing,
+                "usage_missing": self.usage_missing,
                 "logprobs_downgraded": int(self.logprobs_unavailable is not None),
                 "one_completion_per_request": int(self.one_per_request is not None),
                 "prompt_tokens": self.prompt_tokens,
@@ -773,6 +829,12 @@ class OpenAIChatClient:
         return await _gather_or_cancel([self._complete(c, p) for c, p in zip(conversations, params)])
 
     async def _complete(self, conversation: Conversation, p: SamplingParams) -> ChatOutput:
+        if p.greedy and p.n > 1:
+            # Greedy decoding has one answer: asked once and repeated, as the local and vLLM backends do (a sweep
+            # through temperature 0 asks for n). Sent as n > 1, OpenAI and Gemini bill n completions that differ only
+            # by the provider's nondeterminism, and a vLLM server that refuses n > 1 at temperature 0 was taken for
+            # one that serves one completion per request, for the rest of the run.
+            return repeat_greedy(await self._complete(conversation, p.with_(n=1)), p.n)
         fallback = p.max_tokens_without_logprobs if p.logprobs is not None else None
         if fallback is not None and self.logprobs_unavailable:
             p = p.with_(logprobs=None, max_tokens=fallback)  # downgraded earlier in the run: ask for text at once
@@ -785,6 +847,9 @@ class OpenAIChatClient:
         # Completions the server returns per request: the known limit, else learnt from the first answer.
         per_request = min(p.n, self.completions_per_request or p.n)
         first, probing, renamed = True, False, False
+        # Whether a completion that answered (text, not cut by the safety filter) came without log-probs: only that
+        # says the provider omits them. A filtered or refused one has none by design (no answer to read).
+        answered_without_logprobs = False
         while len(out.texts) < p.n:
             need = p.n - len(out.texts)
             sizes = [min(per_request, need - k) for k in range(0, need, per_request)]
@@ -841,6 +906,7 @@ class OpenAIChatClient:
                     out.n_tokens.append(n_tokens)
                     if want_logprobs:
                         out.first_token_logprobs.append(top)  # type: ignore[union-attr]
+                        answered_without_logprobs |= top is None and bool(text.strip()) and reason != "content_filter"
                     got += 1
             if got == 0:
                 self._count(row_errors=1)
@@ -851,7 +917,7 @@ class OpenAIChatClient:
             # The judge reads log-probs for every completion or none; partial ones would silently mix the paths.
             out.first_token_logprobs = None
             self._count(logprobs_missing=1)
-            if fallback is not None:
+            if fallback is not None and answered_without_logprobs:
                 # The provider accepts the parameters but returns no log-probs: this answer is read from its text;
                 # later requests ask for text directly, with room for a whole word.
                 self._downgrade("it returned no log-probs")
@@ -995,6 +1061,8 @@ class OpenAIChatClient:
                         usage = data.get("usage") if isinstance(data, dict) and isinstance(data.get("usage"),
                                                                                             dict) else {}
                         self._count(
+                            usage_missing=int(not isinstance(usage.get("prompt_tokens"), int)
+                                              or (chat and not isinstance(usage.get("completion_tokens"), int))),
                             prompt_tokens=_int(usage.get("prompt_tokens")),
                             # Thoughts counted only in the total (Gemini) are billed as output tokens too.
                             completion_tokens=_int(usage.get("completion_tokens")) + uncounted_reasoning_tokens(usage),
@@ -1008,7 +1076,7 @@ class OpenAIChatClient:
                                            "every request would be refused alike)")
                     elif status >= 500 or status in RETRY_STATUSES:
                         last = f"HTTP {status}: {self._message_of(None, raw)[:200]}"
-                        retry_after = retry_after_seconds(headers.get("retry-after"))
+                        retry_after = server_retry_delay(headers, raw)
                     elif status in FATAL_STATUSES:
                         raise BackendError(
                             f"{self.endpoint} refused the request with HTTP {status}: {self._message_of(None, raw)}"
@@ -1073,7 +1141,8 @@ class OpenAIChatClient:
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(self.backoff_max_s, retry_after + self._random.uniform(0, self.backoff_base_s))
+            return min(max(self.backoff_max_s, SERVER_DELAY_CAP_S),
+                       retry_after + self._random.uniform(0, self.backoff_base_s))
         return self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
 
     def _message_of(self, data: Any, raw: bytes) -> str:

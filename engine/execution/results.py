@@ -116,7 +116,8 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
                                                  ("prompt_tokens", "prompt_tokens"),
                                                  ("cached_prompt_tokens", "cached_prompt_tokens"),
                                                  ("completion_tokens", "completion_tokens"),
-                                                 ("cost_usd", "cost_usd")) if st.get(src) is not None}
+                                                 ("cost_usd", "cost_usd"), ("usage_missing", "usage_missing"))
+                       if st.get(src) is not None}
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
                                       rows=st["rows"], wall_s=st["wall_s"], backend=backend,
                                       start_s=st.get("start_s"),

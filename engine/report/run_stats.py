@@ -73,7 +73,9 @@ def run_stats(result, config) -> dict[str, Any]:
             "completion_tokens_per_s": _rate(tokens, r.wall_s, computed),
             "pairs_judged": pairs,
             "pairs_per_s": pairs_rate,
-            "cost_usd": b.get("cost_usd"),
+            # Replies without token usage make the stage's cost unknown, not the priced share that was reported.
+            "cost_usd": None if b.get("usage_missing") else b.get("cost_usd"),
+            "usage_missing": int(b.get("usage_missing") or 0),
             "failed_shards": len(r.failed),
             # Why, by shard: a report rendered again from the directory (read_run) says what failed, not "nothing".
             "failed": {k: why[:500] for k, why in r.failed.items()},
@@ -103,6 +105,7 @@ def run_stats(result, config) -> dict[str, Any]:
         "skipped_inputs": list(getattr(result, "skipped_inputs", [])),
         "load_warnings": list(getattr(result, "load_warnings", [])),
         "totals": {"calls": total("calls"), "retries": total("retries"),
-                   "completion_tokens": total("completion_tokens"), "cost_usd": total("cost_usd"),
+                   "completion_tokens": total("completion_tokens"),
+                   "cost_usd": None if any(s["usage_missing"] for s in stages) else total("cost_usd"),
                    "stage_wall_s": sum(s["wall_s"] for s in stages)},
     }

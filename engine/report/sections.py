@@ -617,7 +617,8 @@ def _throughput_view(data: dict[str, Any]) -> Section:
                               "Each model loads once per worker for the whole run and is shared by every stage "
                               "that uses it (more loads: a worker restarted, or stopped to make room for another "
                               "model); seconds summed over its loads (role:backend:model)."))
-    has_cost = any(st["cost_usd"] is not None for st in tp["stages"])
+    no_usage = sum(st.get("usage_missing") or 0 for st in tp["stages"])
+    has_cost = any(st["cost_usd"] is not None for st in tp["stages"]) or no_usage > 0
     headers = ["stage", "shards", "reused", "rows", "wall s", "rows/s", "generated tok/s", "judge pairs/s", "calls",
                "retries"] + (["cost USD"] if has_cost else [])
     rows = []
@@ -628,7 +629,9 @@ def _throughput_view(data: dict[str, Any]) -> Section:
                "–" if st["retries"] is None else str(int(st["retries"]))]
         rows.append(row + ([_f(st["cost_usd"], 4)] if has_cost else []))
     s.blocks.append(Table(headers, rows, "Generated tok/s: completion tokens the backend reported over wall time. "
-                                         "Calls: conversations sent to the backend."))
+                                         "Calls: conversations sent to the backend." + (
+                              f" Cost –: {no_usage} replies carried no token usage, so that stage's cost (and the "
+                              "run's) is unknown." if no_usage else "")))
     rerun = [st for st in tp["stages"] if any(st.get(k) for k in ("rows_reused", "rows_retried", "rows_transient",
                                                                   "rows_gave_up"))]
     if rerun:

@@ -414,6 +414,19 @@ def test_rejected_log_probs_without_a_text_fallback_stop_the_call(serve, client)
     assert c.stats()["logprobs_downgraded"] == 0 and c.row_errors == 0
 
 
+def test_a_filtered_answer_without_log_probs_does_not_turn_them_off(serve, client):
+    # A reply stopped by the safety filter has no log-probs by design (no answer to read): it was taken for a
+    # provider that omits them, and every later verdict of the run was read from text (P(equivalent) 0 or 1).
+    srv = serve(faults=[("filtered", 1)])
+    c = client(srv)
+    filtered = c.chat([user("a")], AUTO)[0]
+    assert filtered.texts == [""] and filtered.finish_reasons == ["content_filter"]
+    later = c.chat([user("b"), user("c")], AUTO)
+    assert all(o.error is None and o.first_token_logprobs for o in later)
+    assert [r.body.get("max_tokens") for r in srv.requests[-2:]] == [1, 1]
+    assert c.stats()["logprobs_downgraded"] == 0
+
+
 def test_a_provider_with_logprobs_keeps_them_and_one_token(serve, client):
     srv = serve()
     c = client(srv)
@@ -597,6 +610,19 @@ def test_an_endpoint_that_refuses_n_above_one_is_asked_one_completion_per_reques
     assert c.requests == 1 + 1 + 2 + 6 and [r.body["n"] for r in srv.requests] == [1] * 9
     assert c.stats()["one_completion_per_request"] == 1 and c.stats()["row_errors"] == 0
     assert len([r for r in caplog.records if "in its own request" in r.getMessage()]) == 1
+
+
+def test_greedy_decoding_asked_for_n_is_one_request_repeated(serve, client):
+    # A sweep through temperature 0 asks for n = 5 greedy completions. Sent as n = 5, providers bill five (differing
+    # only by their nondeterminism), and a vLLM server that refuses n > 1 when greedy was taken for one that serves
+    # one completion per request, for the rest of the run. One is asked, repeated, as the local and vLLM backends do.
+    srv = serve()
+    c = client(srv)
+    (greedy,) = c.chat([user("x")], SamplingParams(n=5, temperature=0.0))
+    assert greedy.error is None and greedy.texts == [greedy.texts[0]] * 5 and len(srv.requests) == 1
+    assert srv.requests[0].body.get("n", 1) == 1 and c.stats()["completion_tokens"] == greedy.n_tokens[0]
+    (sampled,) = c.chat([user("y")], SamplingParams(n=5, temperature=0.7))
+    assert len(sampled.texts) == 5 and srv.requests[-1].body["n"] == 5 and c.completions_per_request is None
 
 
 def test_a_400_for_another_reason_is_not_taken_for_a_refused_n(serve, client):
@@ -815,10 +841,37 @@ def test_an_account_refusal_stops_the_call_instead_of_failing_every_row(serve, c
 
 def test_geminis_per_minute_rate_limit_is_retried_not_taken_for_a_spent_quota(serve, client):
     # Gemini words its per-minute 429 as OpenAI words a spent quota; only OpenAI's insufficient_quota code stops.
+    # It waits the delay Gemini's body asks for (0.4 s here; no Retry-After header), past backoff_max_s (0.05 s): six
+    # retries of backoff came to ~16 s in all, under a per-minute quota's wait.
     srv = serve(faults=[("gemini_rate", 2)], retry_after="0")
     c = client(srv, max_retries=3)
+    start = time.monotonic()
     (out,) = c.chat([user("x")], SamplingParams())
     assert out.error is None and out.texts == [echo_text("x")] and c.retries == 2
+    assert time.monotonic() - start >= 0.8
+
+
+def test_the_servers_delay_is_read_from_its_headers_and_geminis_body_and_honoured_past_the_backoff_cap(client):
+    import orjson
+
+    from actors.http import SERVER_DELAY_CAP_S, server_retry_delay
+
+    assert server_retry_delay({"retry-after": "60"}, b"") == 60.0
+    assert server_retry_delay({"retry-after-ms": "1500"}, b"") == 1.5
+    body = {"error": {"code": 429, "message": "Quota exceeded. Please retry in 26.387s.", "details": [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "26s"}]}}
+    assert server_retry_delay({}, orjson.dumps(body)) == 26.0
+    assert server_retry_delay({}, orjson.dumps([body])) == 26.0  # Gemini wraps its errors in a list
+    body["error"]["details"] = []
+    assert server_retry_delay({}, orjson.dumps(body)) == pytest.approx(26.387)
+    assert server_retry_delay({}, b'{"error": {"message": "slow down"}}') is None
+    assert server_retry_delay({}, b"<html>busy</html>") is None
+    c = OpenAIChatClient("m", base_url="http://127.0.0.1:9", backoff_base_s=0.5, backoff_max_s=30)
+    try:
+        assert 60.0 <= c._delay(0, 60.0) <= 60.5  # was cut to 30 s: a certain second 429
+        assert c._delay(0, 10_000.0) == SERVER_DELAY_CAP_S  # a broken header cannot stall the run
+    finally:
+        c.close()
 
 
 def test_a_retried_failure_keeps_the_servers_message(serve, client):
@@ -857,6 +910,31 @@ def test_an_answer_stopped_by_the_providers_filter_is_no_answer(serve, client):
     (out,) = c.chat([user("x")], SamplingParams(n=2))
     assert out.error is None and out.texts == ["", ""] and out.finish_reasons == ["content_filter"] * 2
 
+
+
+def test_replies_without_token_usage_make_the_cost_unknown_not_zero(serve, client):
+    # A gateway that returns no `usage`: its tokens were counted as 0 and the run's cost reported as $0.0000 (the
+    # report's side: tests/engine/report/test_report.py).
+    srv = serve(usage=False)
+    c = client(srv, prices={"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0})
+    (out,) = c.chat([user("x")], SamplingParams())
+    stats = c.stats()
+    assert out.error is None and stats["usage_missing"] == 1 and stats["requests"] == 1
+    priced = client(serve(), prices={"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0})
+    priced.chat([user("x")], SamplingParams())
+    assert priced.stats()["usage_missing"] == 0 and priced.stats()["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("stop", "stop"), ("tool_calls", "stop"), (None, "stop"), ("end_turn", "stop"), ("STOP", "stop"),
+    ("length", "length"), ("MAX_TOKENS", "length"), ("max_tokens", "length"),
+    ("content_filter", "content_filter"), ("SAFETY", "content_filter"), ("RECITATION", "content_filter"),
+    ("PROHIBITED_CONTENT", "content_filter"), ("refusal", "content_filter")])
+def test_finish_reasons_in_gemini_and_anthropic_words_keep_their_meaning(raw, reason):
+    # Passed through a gateway, "MAX_TOKENS" was a complete answer and "SAFETY"'s partial text an answer judged.
+    (choice,), _ = parse_choices({"choices": [{"index": 0, "message": {"content": "A partial answer"},
+                                               "finish_reason": raw}]}, want_logprobs=False)
+    assert choice[1] == reason and choice[0] == ("" if reason == "content_filter" else "A partial answer")
 
 
 def test_token_texts_that_decode_alike_have_their_log_probs_added():

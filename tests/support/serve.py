@@ -67,16 +67,17 @@ ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
                                                     "Please go to Plans & Billing to upgrade or purchase credits."}}),
     "quota": (429, {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
                               "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}),
-    # Gemini's per-minute rate limit: the same words as OpenAI's spent quota, but it passes (retried, not fatal).
+    # Gemini's per-minute rate limit: the same words as OpenAI's spent quota, but it passes (retried, not fatal). Its
+    # delay is in the body only (no Retry-After); Gemini's are ~26 s, shortened here so that tests wait little.
     "gemini_rate": (429, [{"error": {
         "code": 429, "status": "RESOURCE_EXHAUSTED",
         "message": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for "
                    "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10. "
-                   "Please retry in 26s.",
+                   "Please retry in 0.4s.",
         "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
             "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
             "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "26s"}]}}]),
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.4s"}]}}]),
 }
 
 
@@ -432,6 +433,7 @@ class ChatServer:
             completion first spends this many tokens (`usage.completion_tokens_details.reasoning_tokens`); with a
             budget no larger, the answer is empty and cut at the limit. A list: per choice index (cycled), so that
             some completions of a request answer and others run out thinking.
+        usage: False: chat replies carry no `usage` (some gateways), so their tokens and cost are unknown.
         reasoning_usage: how hidden reasoning is reported: "details" (`completion_tokens_details.reasoning_tokens`,
             counted in `completion_tokens`, as OpenAI), "total" (only in `total_tokens`, above prompt plus
             completion tokens: Gemini counts its thoughts so, apart from the answer's tokens) or "gateway" (in the
@@ -473,6 +475,7 @@ class ChatServer:
         hidden_reasoning_tokens: int | Sequence[int] = 0,
         reasoning_usage: str = "details",
         reasoning_off: str | None = None,
+        usage: bool = True,
     ) -> None:
         for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
@@ -483,6 +486,7 @@ class ChatServer:
         self.n_mode, self.sampling_mode, self.max_tokens_mode = n_mode, sampling_mode, max_tokens_mode
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
         self.reasoning_usage, self.reasoning_off = reasoning_usage, reasoning_off
+        self.usage = usage
         if reasoning not in (*REASONING_MODES, TEMPLATE_OPENED):
             raise ValueError(f"reasoning must be one of {(*REASONING_MODES, TEMPLATE_OPENED)}, got {reasoning!r}")
         self.reasoning = reasoning
@@ -782,6 +786,8 @@ class ChatServer:
         if self.hidden_reasoning_tokens and not (self.reasoning_off is not None
                                                  and (body or {}).get("reasoning_effort") == self.reasoning_off):
             self._think(response, sampling.max_tokens)
+        if not self.usage:
+            response.pop("usage")
         handler.send_json(200, response)
         return 200
 

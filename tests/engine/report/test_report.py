@@ -383,6 +383,21 @@ def test_headless_chromium_renders_the_html(fixture_run, tmp_path):
     assert len({tuple(p) for p in pixels[::20, ::20].reshape(-1, 3).round(2).tolist()}) > 20
 
 
+def test_a_stage_whose_replies_carried_no_usage_has_an_unknown_cost(fixture_run):
+    # An HTTP backend counts replies without token usage (actors.http: usage_missing); their priced tokens were
+    # summed as the stage's and the run's cost, a figure that reads as known and is too low.
+    from engine.report.run_stats import run_stats
+
+    cfg, result, _ = fixture_run
+    stages = [dataclasses.replace(s, backend={**s.backend, "cost_usd": 0.5}) for s in result.stages]
+    priced = run_stats(dataclasses.replace(result, stages=stages), cfg)
+    assert priced["totals"]["cost_usd"] == pytest.approx(0.5 * len(stages))
+    stages[0] = dataclasses.replace(stages[0], backend={**stages[0].backend, "usage_missing": 2})
+    unknown = run_stats(dataclasses.replace(result, stages=stages), cfg)
+    assert unknown["stages"][0]["cost_usd"] is None and unknown["stages"][0]["usage_missing"] == 2
+    assert unknown["stages"][1]["cost_usd"] == 0.5 and unknown["totals"]["cost_usd"] is None
+
+
 def test_collect_runs_tabulates_run_stats(fixture_run, tmp_path, capsys):
     import importlib.util
 
