@@ -201,6 +201,7 @@ def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunCo
         # and used by nothing; judged alone, no reward would be known (every one null, the cause unsaid).
         raise ConfigError(f"judge.target: {base.judge.target} — rewards come from the judges' classes of the "
                           "answers, so set judge.target: answer (reasoning traces are kept apart, never rewarded)")
+    _refuse_an_audits_run_dir(Path(base.run_dir))
     data = base.to_dict(redact=False)
     # The groups file's prompts: a paper config's draw settings mean nothing here; its format and caps apply.
     data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
@@ -208,6 +209,30 @@ def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunCo
     data["quality"] = {**data["quality"], "enabled": False, "reward_model": None}
     data["accuracy"] = {**data["accuracy"], "enabled": False}
     return config_from_dict(data, source="<score_rewards>")
+
+
+def _refuse_an_audits_run_dir(run_dir: Path) -> None:
+    """Scoring rewards finishes a run in run_dir, which replaces the tables there: in an audit's directory (the
+    config an audit ran with, given to `rewards`) it left the audit's report beside the rewards run's tables, and
+    `explore`, `compare` and a re-rendered report read the rewards run. A directory whose run is not a rewards run
+    (prompts from another source, or quality or accuracy on) is refused before anything runs."""
+    from engine.config import load_yaml
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        data = load_yaml(saved.read_text(encoding="utf-8")) or {}
+    except Exception:  # unreadable: the run's own checks say so when it claims the directory
+        return
+    section = lambda name: data.get(name) if isinstance(data.get(name), dict) else {}  # noqa: E731
+    source = section("prompts").get("source")
+    graded = [name for name in ("quality", "accuracy") if section(name).get("enabled")]
+    if source != "responses" or graded:
+        what = f"its prompts from {source}" if source != "responses" else f"{' and '.join(graded)} on"
+        raise ConfigError(f"run_dir: {run_dir} holds a run that is not a rewards run ({what}): scoring rewards there "
+                          "would replace its tables. Give the rewards a run directory of their own (--run-dir DIR, "
+                          "or run_dir in the config)")
 
 
 # The metric DiversityReward logs through TRL's `log_metric`: the share of the batch's completions with no reward.
@@ -243,8 +268,10 @@ class DiversityReward:
     - Reasoning: a completion's inline `<think>` block, or a message's `reasoning_content`, is its trace, never part
       of the answer judged. Where the policy's chat template opens the block in the prompt (DeepSeek-R1 and its
       distills, Qwen3's thinking models), a completion starts inside it and one cut off while thinking has no tag at
-      all: `thinking_opened` puts the opening tag back in front of such a text completion (a parsed message keeps
-      its parser's split), so that it is no answer (never rewarded as a unique one). None (default): read from the
+      all: `thinking_opened` puts the opening tag back in front of such a text completion — a string, or the one
+      message TRL wraps the decoded text in for conversational prompts where the tokenizer has no response template
+      (read from the trainer where it shows; a message TRL parsed keeps its parser's split, and unseen, a message is
+      taken as parsed) — so that it is no answer (never rewarded as a unique one). None (default): read from the
       trainer's chat template at the first call where TRL shows it (its `log_metric` is the trainer's), else False.
     - Made, it runs the preflight of its judges, classifier and embedder (ConfigError naming the config key), so a
       trainer stops before it loads its model, not at the first batch.
@@ -269,6 +296,9 @@ class DiversityReward:
         self.num_generations = num_generations
         self.num_generations_eval = num_generations_eval
         self.thinking_opened = thinking_opened
+        # Whether TRL hands message completions parsed (reasoning split off by the tokenizer's response template) or
+        # as decoded text wrapped in a message; read from the trainer where it shows (None: unseen, taken as parsed).
+        self.completions_parsed: bool | None = None
         self.last_rows: list[dict[str, Any]] = []
         # Fail before spending: the judges, classifier and embedder are checked now (models resolvable, keys set,
         # options known), not at the first reward call, after the trainer has loaded its model and generated.
@@ -286,6 +316,10 @@ class DiversityReward:
 
             # Read once from the policy's chat template (TRL's processing_class), where the trainer shows.
             self.thinking_opened = template_opens_thinking(getattr(trainer, "processing_class", None))
+        if self.completions_parsed is None and trainer is not None:
+            from engine.method.rewards import trainer_parses_completions
+
+            self.completions_parsed = trainer_parses_completions(trainer)
         rewards = self._call(prompts, completions, kwargs.get("category"),
                              training if isinstance(training, bool) else None)
         log_metric = kwargs.get("log_metric")  # TRL's: averaged over processes (equal slices) and logging steps
@@ -347,9 +381,12 @@ class DiversityReward:
                                "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
             answer, trace = completion_parts(completion)
-            if self.thinking_opened and isinstance(completion, str):
-                # TRL's decoded text starts inside the opened block; a parsed message (reasoning_content, content)
-                # was split by the template's own parser, and a tag put in front of its content would hide it all.
+            if self.thinking_opened and (isinstance(completion, str)
+                                         or (trace is None and self.completions_parsed is False)):
+                # TRL's decoded text starts inside the opened block — as a string, or, for conversational prompts
+                # without a response template, wrapped as the content of one assistant message. A parsed message
+                # (reasoning_content, content) was split by the template's own parser, and a tag put in front of its
+                # content would hide it all.
                 answer = reopen_thinking(answer, trace)
             if not answers(answer, trace):
                 # No answer (cut off while thinking, or empty): no reward — never "unique" for failing to answer —

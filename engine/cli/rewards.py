@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--in", dest="groups", type=Path, required=True,
                    help="groups of responses: a responses file (ours, lm-eval, Inspect, NoveltyBench)")
     p.add_argument("--out", type=Path, required=True, help="where to write one JSON line per response")
-    p.add_argument("--run-dir", default=None, help="override run_dir (where the judging is kept for reruns)")
+    p.add_argument("--run-dir", default=None, help="override run_dir (where the judging is kept for reruns; an "
+                   "audit's run directory is refused: its tables would be replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -50,6 +51,8 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     with lenient_settings():  # the prompts are replaced by the --in file (engine.api._rewards_config)
         config = load_run_config(args.config, args.set, extra, allow_python_backends=args.allow_python_backends)
     rows, result = scored_rewards(config, args.groups, args.out, progress=not args.quiet)
+    for warning in result.load_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     unknown = sum(r["reward"] is None for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
     failed = result.failed_shards()

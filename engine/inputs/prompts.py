@@ -60,9 +60,11 @@ class Prompt:
 
 @dataclass
 class LoadReport:
-    """Rows skipped while loading (on_error="skip"): each as the InputError that describes it."""
+    """Rows skipped while loading (on_error="skip"): each as the InputError that describes it; and what the load
+    changed without refusing it (warnings: one sentence each, reported with the run)."""
 
     skipped: list[InputError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, error: InputError) -> None:
         self.skipped.append(error)

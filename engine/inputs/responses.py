@@ -142,8 +142,21 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
             if on_error != "skip":
                 raise
             report.add(exc)
+    renumbered = []
     for group in groups.values():
         group.responses.sort()
+        if [idx for idx, _ in group.responses] != list(range(len(group.responses))):
+            renumbered.append(group)
+    if renumbered:
+        # The run's tables number a group's responses by position (its judgments' i and j, its rewards, grades and
+        # checks too): a file numbered from 1, or with gaps (an Inspect log missing an epoch), would be joined back
+        # to the wrong rows by an index that silently moved. Said once per file, with the first group's mapping.
+        first = renumbered[0]
+        mapping = ", ".join(f"{idx}→{k}" for k, (idx, _) in enumerate(first.responses[:6]))
+        report.warnings.append(
+            f"{path}: sample_idx of {len(renumbered)} group(s) do not run 0, 1, …, k-1; the run's tables number each "
+            f"group's responses by their order in sample_idx from 0 (e.g. {first.prompt_id} / {first.model} / "
+            f"{first.strategy}: {mapping}{', …' if len(first.responses) > 6 else ''})")
     return list(prompts.values()), list(groups.values())
 
 

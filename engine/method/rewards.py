@@ -127,6 +127,24 @@ def template_opens_thinking(tokenizer: Any) -> bool:
     return isinstance(text, str) and opens_thinking(text)
 
 
+def trainer_parses_completions(trainer: Any) -> bool:
+    """Whether TRL's GRPO trainer hands conversational completions parsed by the tokenizer's response template
+    (transformers >= 5 with `response_template` or the older `response_schema` set; TRL sets one itself where the
+    trainer has tools) — reasoning in its own field — rather than the decoded text wrapped as one assistant message,
+    which starts inside a thinking block the template opened (TRL 1.16, GRPOTrainer._generate_and_score_completions).
+    """
+    tokenizer = getattr(trainer, "processing_class", None)
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor holds its tokenizer
+    if not any(getattr(tokenizer, name, None) is not None for name in ("response_template", "response_schema")):
+        return False
+    try:
+        import transformers
+
+        return int(str(transformers.__version__).split(".")[0]) >= 5  # parse_response came with transformers 5
+    except (ImportError, ValueError):
+        return False
+
+
 def answers(answer: str, trace: str | None) -> bool:
     """Whether a completion (completion_parts) answers at all: its answer, inline reasoning split off first, is not
     empty (engine.method.judges.has_answer) — a completion cut off while thinking does not."""

@@ -98,6 +98,28 @@ def test_a_judging_shard_that_failed_is_said_and_exits_3_as_a_run_does(tmp_path,
     assert main(argv) == 0 and "11 rewards for 3 groups" in capsys.readouterr().out
 
 
+def test_rewards_in_an_audits_run_directory_is_refused_and_a_renumbered_file_is_said(tmp_path, capsys):
+    # Given the config an audit ran with, rewards finished a run in the audit's directory: its tables (and
+    # config.yaml) were replaced by the rewards run's, beside the audit's stale report.
+    audit = tmp_path / "run"
+    audit.mkdir()
+    (audit / "config.yaml").write_text(dump_yaml({"prompts": {"source": "paper"}, "quality": {"enabled": True}}))
+    (audit / "groups.parquet").write_bytes(b"the audit's table")
+    groups = tmp_path / "groups.jsonl"
+    # One response per row, numbered from 1: the run numbers them from 0, and says so.
+    groups.write_text("".join(json.dumps({"prompt": "Write a story opening.", "category": "G", "sample_idx": k + 1,
+                                          "response": f"class {k} x"}) + "\n" for k in range(3)))
+    argv = ["rewards", "--config", str(write_config(tmp_path)), "--in", str(groups), "--out",
+            str(tmp_path / "r.jsonl"), "--allow-python-backends", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds a run that is not a rewards run (its prompts from paper)" in err and "--run-dir" in err
+    assert (audit / "groups.parquet").read_bytes() == b"the audit's table"
+    assert main(argv + ["--run-dir", str(tmp_path / "rewards-run")]) == 0
+    err = capsys.readouterr().err
+    assert "sample_idx of 1 group(s) do not run 0, 1, …, k-1" in err and "1→0, 2→1, 3→2" in err
+
+
 def test_rewards_refuses_what_it_would_lose_or_ignore_before_judging(tmp_path, capsys):
     groups = tmp_path / "groups.jsonl"
     groups.write_text("".join(json.dumps(g) + "\n" for g in GROUPS))
@@ -306,6 +328,17 @@ def test_thinking_cut_off_under_a_template_that_opens_it_is_no_answer(tmp_path, 
     assert auto(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3,
                 log_metric=Trainer().log_metric) == [0.0, None, 0.0]
     assert auto.thinking_opened is True
+    # Conversational prompts: without a response template on the tokenizer, TRL 1.16 wraps the decoded text, unsplit,
+    # as one assistant message — it starts inside the thinking as the string did (a message cut off while thinking
+    # was rewarded 1.0). With one, TRL parses it and the content is the answer.
+    wrapped = [[{"role": "assistant", "content": c}] for c in completions]
+    assert auto(prompts=["Name a colour."] * 3, completions=wrapped, category=["H"] * 3,
+                log_metric=Trainer().log_metric) == [0.0, None, 0.0]
+    Tokenizer.response_template = {"x-regex": "…"}
+    parsing = _scripted_reward(tmp_path)
+    assert parsing(prompts=["Name a colour."] * 2, completions=parsed, category=["H"] * 2,
+                   log_metric=Trainer().log_metric) == [1.0, 1.0]
+    assert parsing.thinking_opened is True and parsing.completions_parsed is True
 
 
 def test_a_completion_that_is_only_a_tool_call_has_no_reward_and_stops_nothing(tmp_path, monkeypatch):

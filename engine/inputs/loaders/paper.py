@@ -73,7 +73,6 @@ class PresetReport(LoadReport):
         selections: per source, what was asked, available and taken.
     """
 
-    warnings: list[str] = field(default_factory=list)
     selections: dict[str, SourceSelection] = field(default_factory=dict)
 
 
