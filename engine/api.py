@@ -124,7 +124,7 @@ REWARDS_OVERRIDES: dict[str, Any] = {"quality.enabled": False, "quality.reward_m
 
 
 def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str | Path | None = None, *,
-                  progress: bool = False) -> list[dict[str, Any]]:
+                  progress: bool = False, executor: Any = None) -> list[dict[str, Any]]:
     """Per-response diversity rewards for groups of responses, judged by the config's judges.
 
     The groups file is any responses file the `responses` source reads (ours, lm-eval, Inspect, NoveltyBench). The
@@ -135,6 +135,8 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
         config: the run config (its judges, judge settings, classifier, embedder, run_dir), or its path.
         groups: the groups of responses.
         out: where to write the rows as JSONL (optional).
+        executor: one that outlives the run (engine.execution.pipeline.run_executor), its models kept loaded for
+            the next call; the caller closes it (default: the run's own, stopped when it ends).
 
     Returns:
         One row per response: prompt_id, prompt (its text), model, strategy, sample_idx, response (the answer
@@ -142,7 +144,7 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
         known for the group, or the group has one response), judges (those whose classes entered), classes
         ({judge: class}).
     """
-    rows, result = scored_rewards(config, groups, out, progress=progress)
+    rows, result = scored_rewards(config, groups, out, progress=progress, executor=executor)
     failed = result.failed_shards()
     if failed:
         log.warning("rewards: %d shards failed for good (%s); their groups have no reward — the same call again "
@@ -151,8 +153,10 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
 
 
 def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str | Path | None = None, *,
-                   progress: bool = False) -> tuple[list[dict[str, Any]], Any]:
-    """score_rewards' rows and the run behind them (its RunResult: failed shards, stages), for the command line."""
+                   progress: bool = False, executor: Any = None) -> tuple[list[dict[str, Any]], Any]:
+    """score_rewards' rows and the run behind them (its RunResult: failed shards, stages), for the command line.
+    `executor`: one that outlives the run (engine.execution.pipeline.run_executor; the caller closes it), so that
+    batch after batch finds its judges loaded."""
     import orjson
 
     from engine.execution.pipeline import Pipeline
@@ -160,7 +164,7 @@ def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str 
     from engine.method.rewards import group_rewards
 
     cfg = _rewards_config(config, groups)
-    pipeline = Pipeline(cfg, progress=progress)
+    pipeline = Pipeline(cfg, progress=progress, executor=executor, keep_executor=executor is not None)
     try:
         result = pipeline.run()
     finally:
@@ -299,6 +303,11 @@ class DiversityReward:
         # Whether TRL hands message completions parsed (reasoning split off by the tokenizer's response template) or
         # as decoded text wrapped in a message; read from the trainer where it shows (None: unseen, taken as parsed).
         self.completions_parsed: bool | None = None
+        # One executor for every batch (made at the first): its judges, classifier and embedder load once, not at
+        # every training step (each batch was a run that loaded and stopped them — with an embedded Ray, started
+        # and shut down Ray too). close() stops it; so does the garbage collector, and the interpreter's exit.
+        self._executor: Any = None
+        self._close_executor: Any = None
         self.last_rows: list[dict[str, Any]] = []
         # Fail before spending: the judges, classifier and embedder are checked now (models resolvable, keys set,
         # options known), not at the first reward call, after the trainer has loaded its model and generated.
@@ -404,7 +413,7 @@ class DiversityReward:
             claim_run_dir(run_dir)  # a run directory of ours (or new): the batch is written beside its tables
             batch = run_dir / "reward-batch.jsonl"
             atomic_write_bytes(batch, b"".join(orjson.dumps(g) + b"\n" for g in groups))
-            self.last_rows = score_rewards(self.config, batch)
+            self.last_rows = score_rewards(self.config, batch, executor=self._run_executor())
             if self.config.execution.probe_endpoints:
                 # Its endpoints answered this batch's probe: a trainer calls this every step, and later batches
                 # need no first requests of their own.
@@ -413,6 +422,23 @@ class DiversityReward:
                 self.config = config_from_dict(data, source="<DiversityReward>")
         reward = {(r["prompt_id"], r["sample_idx"]): r["reward"] for r in self.last_rows}
         return [reward.get((f"p{w[0]}", w[1])) if w is not None else None for w in where]
+
+    def _run_executor(self) -> Any:
+        if self._executor is None:
+            import weakref
+
+            from engine.execution.pipeline import run_executor
+
+            self._executor = run_executor(self.config)
+            self._close_executor = weakref.finalize(self, self._executor.close)
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the judges', classifier's and embedder's model hosts (and an embedded Ray) kept between batches; a
+        later call starts them again."""
+        if self._close_executor is not None:
+            self._close_executor()
+        self._executor = self._close_executor = None
 
     def _group_size(self, keys: list[bytes], training: bool | None) -> int | None:
         """The size of the batch's groups; None without num_generations (groups by prompt). Training:

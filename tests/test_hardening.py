@@ -213,6 +213,28 @@ def test_prompts_over_the_size_cap_are_bad_rows(tmp_path):
     assert result.tables["prompts"].num_rows == 1 and len(result.skipped_inputs) == 1
 
 
+def test_a_response_over_the_size_cap_leaves_out_its_group_only_and_each_is_listed(tmp_path):
+    # One model's over-long answer removed the prompt for every model, and only the first such group was named.
+    from engine.api import build_config
+    from engine.execution.pipeline import _within_size_caps
+    from engine.inputs.loaders.paper import PresetReport
+    from engine.inputs.prompts import make_prompt
+    from engine.inputs.responses import ExternalGroup
+
+    colour, fruit = make_prompt("Name a color.", source="f"), make_prompt("Name a fruit.", source="f")
+    groups = [ExternalGroup(colour.prompt_id, "A", "t", [(0, "x" * 50)]), ExternalGroup(colour.prompt_id, "B", "t",
+                                                                                        [(0, "red")]),
+              ExternalGroup(fruit.prompt_id, "A", "t", [(0, "y" * 60)]), ExternalGroup(fruit.prompt_id, "B", "t",
+                                                                                       [(0, "fig")])]
+    cfg = build_config(run_dir=str(tmp_path), prompts={"source": "responses", "path": "r.jsonl",
+                                                       "max_response_chars": 20, "on_error": "skip"})
+    report = PresetReport()
+    prompts, kept = _within_size_caps(cfg, [colour, fruit], groups, report)
+    assert [(g.prompt_id, g.model) for g in kept] == [(colour.prompt_id, "B"), (fruit.prompt_id, "B")]
+    assert prompts == [colour, fruit] and len(report.skipped) == 2
+    assert all("that group is left out" in str(e) for e in report.skipped)
+
+
 # -- Untrusted text in every report ------------------------------------------------------------------------------
 
 PAYLOADS = {

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -317,7 +317,7 @@ class Lane:
     run: StageRun
     depth: int  # how far down the flow (0: fed by the driver alone); deeper lanes are served first
     open: bool = True  # more units may still come
-    waiting: list[pa.Table] = field(default_factory=list)
+    waiting: deque[pa.Table] = field(default_factory=deque)
     waiting_rows: int = 0
     in_flight: int = 0
 
@@ -435,12 +435,22 @@ class Dataflow:
 
     @staticmethod
     def _cut(lane: Lane) -> pa.Table:
-        """The next batch of the lane: up to batch_size of its waiting rows, across units."""
-        rows = pa.concat_tables(lane.waiting, promote_options="default").combine_chunks()
+        """The next batch of the lane: up to batch_size of its waiting rows, across units. Only the tables that fill
+        the batch are joined (slices are views): joining the whole backlog for every batch was quadratic while units
+        kept arriving (a slow judge behind fast sampling: 26 s of one driver thread for 1,000 arrivals)."""
         size = lane.plan.batch_size
-        batch, rest = rows.slice(0, size), rows.slice(size)
-        lane.waiting = [rest] if rest.num_rows else []
-        lane.waiting_rows = rest.num_rows
+        head, taken = [], 0
+        while lane.waiting and taken < size:
+            table = lane.waiting.popleft()
+            need = size - taken
+            if table.num_rows > need:
+                head.append(table.slice(0, need))
+                lane.waiting.appendleft(table.slice(need))
+            else:
+                head.append(table)
+            taken += head[-1].num_rows
+        batch = pa.concat_tables(head, promote_options="default").combine_chunks()
+        lane.waiting_rows -= batch.num_rows
         return batch
 
 

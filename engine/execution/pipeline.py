@@ -60,6 +60,17 @@ log = logging.getLogger(__name__)
 HTTP_ACTOR_RESTARTS = 3
 
 
+def run_executor(config: RunConfig, hub_env: dict[str, str] | None = None) -> LocalExecutor | RayExecutor:
+    """The executor a config names (execution.executor and its Ray settings); `hub_env`: the hub access its workers
+    get (default: the config's models.offline)."""
+    ex = config.execution
+    if ex.executor == "ray":
+        env = hub_env if hub_env is not None else hub_environment(config.models.resolved_offline())
+        return make_executor("ray", address=ex.ray_address, num_cpus=ex.num_cpus,
+                             object_store_memory=ex.object_store_memory, env=env)
+    return make_executor("local")
+
+
 class Pipeline:
     """Runs one config end to end.
 
@@ -67,11 +78,18 @@ class Pipeline:
         config: the run config.
         executor: an executor to use instead of the one the config names (tests pass a LocalExecutor).
         progress: show a progress bar per stage.
+        keep_executor: the executor outlives this run (a reward function judging batch after batch): its model
+            hosts are not stopped as the stages finish nor at close — the next run on it finds its models loaded —
+            and the caller closes it. An executor still stops hosts itself to make room for a model that does not
+            fit beside them.
     """
 
     def __init__(self, config: RunConfig, executor: LocalExecutor | RayExecutor | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, keep_executor: bool = False) -> None:
+        if keep_executor and executor is None:
+            raise ValueError("keep_executor needs the executor that outlives the run (run_executor(config))")
         self.config = config
+        self.keep_executor = keep_executor
         claim_run_dir(config.run_dir)
         self.store = Store(config.run_dir)
         self.lock = RunDirLock(config.run_dir)
@@ -95,13 +113,7 @@ class Pipeline:
     @property
     def executor(self) -> LocalExecutor | RayExecutor:
         if self._executor is None:
-            ex = self.config.execution
-            if ex.executor == "ray":
-                self._executor = make_executor(
-                    "ray", address=ex.ray_address, num_cpus=ex.num_cpus, object_store_memory=ex.object_store_memory,
-                    env=self.hub_env)
-            else:
-                self._executor = make_executor("local")
+            self._executor = run_executor(self.config, self.hub_env)
         return self._executor
 
     # -- the run ------------------------------------------------------------------------------------------------
@@ -233,7 +245,7 @@ class Pipeline:
 
     def close(self) -> None:
         try:
-            if self._executor is not None:
+            if self._executor is not None and not self.keep_executor:
                 self._executor.close()
         finally:
             self.lock.release()
@@ -396,6 +408,10 @@ class Pipeline:
         if not cfg.judge.cascade.enabled:
             settings["cascade"] = OFF_CASCADE  # its band and rates route no pair while it is off: keyed as default
         identity = [self.versions["judge"], JudgeStage.version, settings]
+        if cfg.judge.both_orders:
+            # Both orders split on the threshold are unresolved ("order_split", 2026-12-02), no longer equivalent:
+            # keyed only where both orders are judged, so that other runs keep their judgments.
+            identity.append("order-split-unresolved")
         if cfg.judge.cascade.enabled:
             from engine.method.calibrated import RULES_VERSION, CalibratedJudge
 
@@ -542,7 +558,8 @@ class Pipeline:
         phases = self._schedule_cache
         names = [name for name, _ in phases]
         later = set().union(*(keys for _, keys in phases[names.index(phase) + 1:]))
-        self.executor.release(later)
+        if not self.keep_executor:
+            self.executor.release(later)
 
     def _stage_run(self, label: str, table_name: str, plan: StagePlan, schema: pa.Schema) -> StageRun:
         return StageRun(self.store, label, table_name, plan, schema, self.config.execution.row_retries,
@@ -791,7 +808,8 @@ class _Flow:
         elif name.startswith("checklist["):
             self.flow.close_input("grade[" + name[len("checklist["):])
         # Stop the hosts of models that no unfinished lane uses (their memory and GPUs go to the others).
-        self.p.executor.release({self.hosts[n] for n, lane in lanes.items() if not lane.finished()})
+        if not self.p.keep_executor:
+            self.p.executor.release({self.hosts[n] for n, lane in lanes.items() if not lane.finished()})
 
     def _upstream_done(self) -> None:
         """Every sample unit is in: the lanes fed by them alone get no more units."""
@@ -872,8 +890,9 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
 
 def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None,
                       report: PresetReport) -> tuple[list[Prompt], list[ExternalGroup] | None]:
-    """Prompts over prompts.max_prompt_chars, and groups with a response over prompts.max_response_chars, are bad
-    rows: an error under on_error: fail, skipped and listed under skip."""
+    """Prompts over prompts.max_prompt_chars (with their groups), and groups with a response over
+    prompts.max_response_chars (that group only: another model's group of the same prompt stays), are bad rows: an
+    error under on_error: fail, skipped and each listed under skip. A prompt left with no group goes too."""
     from engine.errors import InputError
 
     pc_ = cfg.prompts
@@ -884,22 +903,26 @@ def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[Extern
                 bad[p.prompt_id] = InputError(p.source, (p.meta or {}).get("line"), "text",
                                               f"prompt {p.prompt_id} has {len(p.text)} characters, over "
                                               f"prompts.max_prompt_chars ({pc_.max_prompt_chars})")
+    bad_groups: dict[tuple[str, str, str], InputError] = {}
     if pc_.max_response_chars and groups is not None:
         for g in groups:
             longest = max((len(text) for _, text in g.responses), default=0)
             if longest > pc_.max_response_chars and g.prompt_id not in bad:
-                bad[g.prompt_id] = InputError(pc_.path or "responses", None, "responses",
-                                              f"a response to prompt {g.prompt_id} ({g.model}, {g.strategy}) has "
-                                              f"{longest} characters, over prompts.max_response_chars "
-                                              f"({pc_.max_response_chars})")
-    if not bad:
+                bad_groups[(g.prompt_id, g.model, g.strategy)] = InputError(
+                    pc_.path or "responses", None, "responses",
+                    f"a response to prompt {g.prompt_id} ({g.model}, {g.strategy}) has {longest} characters, over "
+                    f"prompts.max_response_chars ({pc_.max_response_chars}); that group is left out")
+    if not bad and not bad_groups:
         return prompts, groups
     if pc_.on_error == "fail":
-        raise next(iter(bad.values()))
-    for error in bad.values():
+        raise next(iter([*bad.values(), *bad_groups.values()]))
+    for error in [*bad.values(), *bad_groups.values()]:
         report.add(error)
-    prompts = [p for p in prompts if p.prompt_id not in bad]
-    return prompts, None if groups is None else [g for g in groups if g.prompt_id not in bad]
+    if groups is not None:
+        groups = [g for g in groups if g.prompt_id not in bad and (g.prompt_id, g.model, g.strategy) not in bad_groups]
+        answered = {g.prompt_id for g in groups}
+        return [p for p in prompts if p.prompt_id in answered], groups
+    return [p for p in prompts if p.prompt_id not in bad], groups
 
 
 def check_cost(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None) -> Plan:

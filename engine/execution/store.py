@@ -91,7 +91,8 @@ class Store:
     def remove_leftovers(self) -> None:
         """Delete temporary files of a crash mid-write (never read). Only under the run's lock: another run's
         temporary files are its shards in flight."""
-        for leftover in self.root.glob("shards/*/.*.tmp"):
+        # The run's tables are written at its root the same way (a crash there left a whole table's copy behind).
+        for leftover in [*self.root.glob("shards/*/.*.tmp"), *self.root.glob(".*.parquet.*.tmp")]:
             leftover.unlink(missing_ok=True)
 
     def shard_path(self, table: str, key: str) -> Path:

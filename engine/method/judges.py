@@ -51,7 +51,8 @@ class PairVerdict:
         p_equivalent: P(equivalent) in [0, 1] (the mean of the orders that were read when both were judged); None
             when unresolved.
         verdict: "equivalent", "different", or — unresolved — "unparsed" (no answer could be read), "error" (the
-            backend failed the row) or "no_answer" (a response is empty: nothing to judge, not asked).
+            backend failed the row), "no_answer" (a response is empty: nothing to judge, not asked) or
+            "order_split" (both orders judged, one each way, their mean exactly on the threshold).
         read_from: "logprobs" (the first token's distribution), "text" (a parsed YES/NO: p is 1 or 0), "mixed"
             (both orders, read differently), or None when unresolved.
         raw: the judge's text (both orders joined by " || " when both were judged).
@@ -242,7 +243,12 @@ def _combine(i: int, j: int, answers: list[Asked], threshold: float) -> PairVerd
     ps = [a.value[0] if a.value is not None else None for a in answers]
     known = [p for p in ps if p is not None]
     p = sum(known) / len(known) if known else None
-    if p is not None:
+    if p is not None and len(known) == 2 and p == threshold and (known[0] >= threshold) != (known[1] >= threshold):
+        # The two orders contradict each other and their mean sits on the threshold (a YES and a NO read from text:
+        # 0.5): no verdict. Read as ">= threshold", every such split merged the two responses — a tie broken toward
+        # homogeneity. Unresolved, it widens the count's bounds instead.
+        verdict, p = "order_split", None
+    elif p is not None:
         verdict = "equivalent" if p >= threshold else "different"
     else:  # unresolved: a backend failure on every order is an "error", anything else "unparsed"
         verdict = "error" if all(a.error is not None for a in answers) else "unparsed"

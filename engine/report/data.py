@@ -331,6 +331,9 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
     for key, label, ycol in (("points_3a", "vocabulary diversity", y3a),
                              ("points_3b", "functional diversity", "quality_mean")):
         xcol = "vocab_div" if key == "points_3a" else "unique_mean"
+        # Paired over the groups its points came from: 3a's need no count (its contrast drew on complete groups only,
+        # a subset tilted toward the homogeneous groups whose counts resolve, and empty in a trace-only run).
+        pool = full if key == "points_3a" else complete
         for model in models:
             pts = [p for p in points[key] if p["model"] == model and p["x"]["value"] is not None]
             if len(pts) < 2:
@@ -339,7 +342,7 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
             lo = min(pts, key=lambda p: p["x"]["value"])
             if hi["x"]["value"] == lo["x"]["value"]:
                 continue  # every strategy equally diverse: no "most" and "least" to contrast
-            by_prompt = {s: {g["prompt_id"]: g for g in complete if g["model"] == model and g["strategy"] == s
+            by_prompt = {s: {g["prompt_id"]: g for g in pool if g["model"] == model and g["strategy"] == s
                              and finite(g[xcol]) and finite(g.get(ycol))}
                          for s in (hi["strategy"], lo["strategy"])}
             common = sorted(set(by_prompt[hi["strategy"]]) & set(by_prompt[lo["strategy"]]))
@@ -607,9 +610,13 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
     # Each base model's own swept setting: models may sweep different ones (one temperature, another top_p at its
     # own fixed temperature), and a setting that differs between models is no sweep of either.
     temps: dict[str, set] = defaultdict(set)
+    tops: dict[str, set] = defaultdict(set)
     for s in sweeps.values():
         temps[s["base"]].add(s["temperature"])
-    x_of = {base: "temperature" if len(ts) > 1 else "top_p" for base, ts in temps.items()}
+        tops[s["base"]].add(s["top_p"])
+    # A list of one value (the README's way to start a sweep that keeps its groups) sweeps nothing yet: read as
+    # temperature, not as the top_p nobody listed.
+    x_of = {base: "top_p" if len(temps[base]) == 1 and len(tops[base]) > 1 else "temperature" for base in temps}
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         s = sweeps.get(g["model"])
@@ -764,6 +771,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
             "unparsed_pairs": sum(1 for j in js if j["verdict"] == "unparsed"),
             "error_pairs": sum(1 for j in js if j["verdict"] == "error"),
             "no_answer_pairs": sum(1 for j in js if j["verdict"] == "no_answer"),
+            "order_split_pairs": sum(1 for j in js if j["verdict"] == "order_split"),
             "groups_with_unresolved": sum(1 for c in cs if c["n_unresolved"]),
             "groups_unresolved": sum(1 for c in cs if not c["resolved"]),
             "groups_missing": sum(1 for g in expected if judge in (g.get("missing_judges") or [])),
@@ -779,10 +787,13 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
         if both_orders:
             measured = sum(1 for j in js if j["p_forward"] is not None and j["p_reverse"] is not None)
             disagreements = sum(c["order_disagreements"] for c in cs)
+            # Decided by one order alone: the other could not be read (or its request failed).
+            one_order = sum(1 for j in js if (j["p_forward"] is None) != (j["p_reverse"] is None)
+                            and j["verdict"] in ("equivalent", "different"))
             row["order"] = {"measured": True, "pairs": measured, "disagreements": disagreements,
-                            "rate": disagreements / measured if measured else None}
+                            "rate": disagreements / measured if measured else None, "one_order": one_order}
         else:
-            row["order"] = {"measured": False, "pairs": 0, "disagreements": 0, "rate": None}
+            row["order"] = {"measured": False, "pairs": 0, "disagreements": 0, "rate": None, "one_order": 0}
         per_judge.append(row)
     # How each judge's verdicts were read: its `verdict` setting, and whether its endpoint gave up log-probs.
     modes = {j.name: getattr(j, "verdict", "auto") for j in config.judges}

@@ -505,18 +505,23 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
     rows = []
     for r in j["per_judge"]:
         o = r["order"]
-        order = (f"{o['disagreements']}/{o['pairs']} ({_pct(o['rate'])})" if o["measured"] else "not measured")
+        order = (f"{o['disagreements']}/{o['pairs']} ({_pct(o['rate'])})"
+                 + (f"; {o['one_order']} decided by one order alone" if o.get("one_order") else "")
+                 if o["measured"] else "not measured")
         src = r["read_from"]
         rows.append([r["judge"], str(r["groups"]), _f(r["unique_mean"]), str(r["pairs_judged"]), str(r["equivalent"]),
                      f"{r['unresolved_pairs']} ({r['unparsed_pairs']} unparsed, {r['error_pairs']} errors"
-                     + (f", {r['no_answer_pairs']} without an answer" if r.get("no_answer_pairs") else "") + ") in "
+                     + (f", {r['no_answer_pairs']} without an answer" if r.get("no_answer_pairs") else "")
+                     + (f", {r['order_split_pairs']} split by the orders" if r.get("order_split_pairs") else "")
+                     + ") in "
                      f"{r['groups_with_unresolved']} groups", str(r["groups_unresolved"]), str(r["groups_missing"]),
                      f"{src['logprobs']} / {src['text']}" + (f" ({src['mixed']} mixed)" if src["mixed"] else ""),
                      str(r["calls_made"]), str(r["calls_saved"]), order]
                     + ([str(r["cheap_decided"] or 0)] if cheap else []))
     s.blocks.append(Table(headers, rows, "Calls saved: pairs union-find already connected (pruning). An unresolved "
-                                         "pair (its verdict unparsed twice, a backend error, or a response without "
-                                         "an answer) is never read as \"different\": a group's count is resolved "
+                                         "pair (its verdict unparsed twice, a backend error, a response without "
+                                         "an answer, or both orders one each way, their mean on the threshold) is "
+                                         "never read as \"different\" or \"equivalent\": a group's count is resolved "
                                          "only when no reading of its unresolved pairs could change it; otherwise "
                                          "only bounds are known and the judge stays out of that group's mean. Groups "
                                          "missing: the judge's shard failed (rerun to fill it). Verdicts from text "

@@ -518,3 +518,23 @@ def test_the_trl_reward_function_checks_its_models_when_it_is_made(tmp_path, mon
     with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.timeout: .*did you mean 'timeout_s'"):
         DiversityReward(build_config(run_dir=str(tmp_path / "run"), judges=[misspelt]))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_trl_reward_function_loads_its_judges_once_for_every_batch(tmp_path, monkeypatch):
+    # Each batch was a run that loaded the judges, classifier and embedder and stopped them at its end (an embedded
+    # Ray started and shut down too): at every training step. One executor now serves every batch until close().
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    reward = _scripted_reward(tmp_path)
+    for k in range(3):
+        out = reward(prompts=[f"Name colour {k}."] * 3, completions=["class 0 red", "class 0 red.", "class 1 b"],
+                     category=["H"] * 3)
+        assert out == pytest.approx([0.5, 0.5, 1.0])
+    loads = reward._executor.load_seconds()
+    assert loads and all(len(times) == 1 for times in loads.values()), loads
+    executor = reward._executor
+    reward.close()
+    assert reward._executor is None and not executor._hosts
+    # A later batch starts a new one.
+    assert reward(prompts=["Name a fruit."] * 2, completions=["class 0 fig", "class 1 kiwi"],
+                  category=["H"] * 2) == pytest.approx([1.0, 1.0])
+    reward.close()

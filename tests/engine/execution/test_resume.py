@@ -292,3 +292,18 @@ def test_a_metric_added_is_computed_for_the_groups_a_rerun_reuses(tmp_path, monk
     added = {r.stage: r for r in run(cfg).stages}
     assert added["metrics"].units_reused == 0
     assert all(r.units_reused == r.units for name, r in added.items() if name != "metrics")
+
+
+def test_leftovers_of_a_crash_writing_the_run_tables_are_removed_too(tmp_path):
+    # Only the shards' temporary files were removed: a crash while the run wrote its tables at the root left a whole
+    # table's copy there for good.
+    from engine.execution.store import Store
+
+    store = Store(tmp_path)
+    (tmp_path / "shards" / "judge").mkdir(parents=True)
+    dead = [tmp_path / ".groups.parquet.0a1b.tmp", tmp_path / "shards" / "judge" / ".k.parquet.9f.tmp"]
+    kept = [tmp_path / "groups.parquet", tmp_path / ".explore.html.77.tmp"]  # another command's write in flight
+    for path in dead + kept:
+        path.write_bytes(b"x")
+    store.remove_leftovers()
+    assert not any(p.exists() for p in dead) and all(p.exists() for p in kept)

@@ -166,3 +166,24 @@ def test_models_sweeping_different_settings_and_values_are_each_reported_and_com
 def test_a_swept_models_name_may_not_be_another_generators():
     with pytest.raises(ConfigError, match="'g' twice"):
         config_from_dict({"generators": [{"name": "g", "temperature": [0.5, 1.0]}, {"name": "g", "temperature": 0.7}]})
+
+
+def test_a_sweep_of_one_value_is_titled_by_its_temperature_not_top_p():
+    # `temperature: [1.0]` (the README's way to start a sweep that keeps its groups) was reported "against top_p".
+    from types import SimpleNamespace
+
+    from engine.report.data import _sweep_section
+
+    def generator(name, t, p):
+        return SimpleNamespace(name=name, sweep={"base": "m", "temperature": t, "top_p": p})
+
+    def boot(values, clusters):
+        return SimpleNamespace(to_dict=lambda: {"value": None})
+
+    group = {"model": "m@t=1", "category": "G", "strategy": "s", "prompt_id": "p", "n_responses": 2, "status": "ok",
+             "unique_mean": 1.0, "quality_mean": None}
+    one = _sweep_section([group], 2, SimpleNamespace(generators=[generator("m@t=1", 1.0, 0.9)]), boot)
+    assert one["x"] == "temperature"
+    tops = _sweep_section([group], 2, SimpleNamespace(generators=[generator("m@t=1", 1.0, 0.9),
+                                                                  generator("m@p=0.5", 1.0, 0.5)]), boot)
+    assert tops["x"] == "top_p"

@@ -147,8 +147,18 @@ def test_both_orders_are_averaged_and_disagreement_counted():
 
     g = judge(["a", "b"], EdgeJudge([], answer=biased), both_orders=True)
     (p,) = g.pairs
-    assert (p.p_forward, p.p_reverse, p.p_equivalent) == (1.0, 0.0, 0.5)
-    assert g.order_disagreements == 1 and g.calls_made == 2
+    # A YES and a NO read from text average to 0.5, on the threshold: that pair was "equivalent" (every split merged
+    # the two responses); the orders contradict each other, so it is unresolved and the count has bounds.
+    assert (p.p_forward, p.p_reverse, p.p_equivalent, p.verdict) == (1.0, 0.0, None, "order_split")
+    assert g.order_disagreements == 1 and g.calls_made == 2 and g.n_unresolved == 1
+    from dataclasses import asdict
+
+    from engine.method.components import count_components
+
+    row = dict.fromkeys(["prompt_id", "model", "strategy", "judge", "judge_category", "calls_made", "calls_saved",
+                         "order_disagreements", "cheap_decided"])
+    (c,) = count_components([{**row, "n_responses": 2, "pairs": [asdict(p)]}], 0.5)
+    assert (c["unique_low"], c["unique_high"], c["unique"]) == (1, 2, None)
 
 
 def test_both_orders_doubles_calls_saved():

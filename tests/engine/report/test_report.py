@@ -523,6 +523,10 @@ def test_figure_3a_needs_no_count_and_3b_does(fixture_run):
     tradeoff = report_data(dataclasses.replace(result, tables=tables), cfg)["tradeoff"]
     full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == cfg.n]
     assert tradeoff["points_3b"] == [] and sum(p["groups"] for p in tradeoff["points_3a"]) == len(full) > 0
+    # Its contrast (most against least diverse strategy) is paired over the same groups: it drew on groups with a
+    # count, and was empty here.
+    (contrast,) = [c for c in tradeoff["contrasts"] if c["figure"] == "3a"]
+    assert contrast["quality_difference"]["value"] is not None
 
 
 def test_responses_without_a_grade_are_counted_in_the_tradeoff_section(fixture_run):
