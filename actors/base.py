@@ -262,12 +262,21 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Keys that are valid variable names too (Gemini's AIza…, Hugging Face's hf_…, Groq's gsk_…): long, mixed case and
+# digits, or a provider's prefix. A variable's name is rarely any of those; a pasted key would be echoed as one.
+_KEY_PREFIXES = ("AIza", "hf_", "gsk_", "xai_", "sk_", "pk_")
+
+
+def _looks_like_a_key(name: str) -> bool:
+    mixed = any(c.islower() for c in name) and any(c.isupper() for c in name) and any(c.isdigit() for c in name)
+    return len(name) >= 20 and (mixed or name.startswith(_KEY_PREFIXES))
 
 
 def api_key_env_problem(api_key_env: Any) -> str | None:
     """Why `api_key_env` is no environment variable's name, or None (a name, or None for no key). The value is
     never shown: the likeliest mistake is the key itself pasted in its place."""
-    if api_key_env is None or isinstance(api_key_env, str) and _ENV_NAME.fullmatch(api_key_env):
+    if api_key_env is None or isinstance(api_key_env, str) and _ENV_NAME.fullmatch(api_key_env) \
+            and not _looks_like_a_key(api_key_env):
         return None
     return ("must name the environment variable that holds the API key (e.g. OPENAI_API_KEY), not hold the key "
             f"itself: export the key as a variable and put its name here (got {type(api_key_env).__name__} of "

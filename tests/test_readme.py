@@ -30,6 +30,8 @@ def test_the_real_audit_plan_shown_is_the_plan_of_the_config(capsys, monkeypatch
     from engine.cli import main
 
     monkeypatch.chdir(REPO)
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):  # set, as where the audit runs (no notes)
+        monkeypatch.setenv(key, "not-a-real-key")
     assert main(["plan", "--config", "configs/real-audit.yaml"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     shown = [line for line in readme_block("## Running a real audit", "").splitlines()]

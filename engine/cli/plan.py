@@ -48,10 +48,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     from engine.execution.pipeline import load_run_prompts
     from engine.execution.plan import make_plan, render_plan
+    from engine.execution.preflight import check_written_config
     from engine.inputs.loaders.paper import PresetReport
     from engine.inputs.prompts import select
 
     config = load_run_config(args.config, args.set, allow_python_backends=args.allow_python_backends)
+    # What the run would refuse in the config itself (a misspelt option, a bad price): refused here too, not planned
+    # and priced as "unknown"; what this machine lacks (a key not set here) is a note.
+    environment_notes = check_written_config(config)
     report = PresetReport()
     # Any error in what is there (a bad row, a prompt over max_prompt_chars) stops the plan as it would the run; only
     # sources not fetched yet are counted from the preset's composition.
@@ -79,6 +83,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 print(f"note: {warning}")
         if report.skipped:
             print(f"note: {len(report.skipped)} input rows skipped (on_error: skip)")
+        for note in environment_notes:
+            print(f"note: {note}")
         print(render_plan(plan))
         cap = config.execution.max_cost_usd
         if cap is not None:

@@ -102,6 +102,29 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
         _check_devices(config)
 
 
+def check_written_config(config: RunConfig) -> list[str]:
+    """The checks of preflight that read the config alone (engine/run.py plan runs them: a misspelt option or a bad
+    price passed the plan, priced as "unknown", and stopped the run): ConfigError naming the key. Returns notes on
+    what the run will need of its machine that this one lacks (an API key not set here)."""
+    import os
+
+    from actors.registry import check_written
+
+    notes = []
+    for k, m in enumerate(config.judges):
+        if m.backend == CALIBRATED:
+            _check_calibrated(f"judges[{k}]", m.model, config.embedder.model, backend=config.embedder.backend)
+    for where, role, m in model_roles(config):
+        try:
+            check_written(role, m.backend, m.model, m.options)
+        except ModelCheckError as exc:
+            raise ConfigError(f"{where}.{exc.key}: {exc}") from None
+        key_env = m.options.get("api_key_env") if m.backend == "http" else None
+        if key_env and not (os.environ.get(key_env) or "").strip():
+            notes.append(f"{where}.options.api_key_env: {key_env} is not set here; the run needs it")
+    return notes
+
+
 def _generator_sampling(config: RunConfig, m) -> tuple[float, float]:
     """A generator's (temperature, top_p): its own, else the run's. After RunConfig's sweep expansion each value of a
     sweep is a generator entry of its own, so both are single values."""

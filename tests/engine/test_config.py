@@ -223,3 +223,16 @@ def test_a_finished_runs_config_and_a_rewards_config_are_read_with_ignored_setti
     groups.write_text("")
     cfg = _rewards_config(path, groups)
     assert cfg.prompts.source == "responses" and cfg.prompts.format == "lm-eval" and not cfg.prompts.paths
+
+
+def test_a_config_file_without_a_run_dir_runs_in_a_directory_of_its_own(tmp_path):
+    # The default was runs/demo: the README's real-audit snippet saved as my-run.yaml ran in the demo's directory and
+    # replaced its tables and report.
+    from engine.config import load_config
+
+    path = tmp_path / "my-run.yaml"
+    path.write_text("n: 3\n")
+    assert load_config(path).run_dir == "runs/my-run"
+    path.write_text("n: 3\nrun_dir: elsewhere\n")
+    assert load_config(path).run_dir == "elsewhere"
+    assert load_config(path, {"run_dir": "x"}).run_dir == "x"

@@ -223,3 +223,22 @@ def test_an_api_embedder_is_priced_and_counted_twice_beside_a_cheap_judge(tmp_pa
     plan = make_plan(cfg(tmp_path, embedder=unpriced), PROMPTS)
     assert plan.cost_high is None and "embed text-embedding-3-large" in plan.unpriced()
     assert not [r for r in make_plan(cfg(tmp_path), PROMPTS).roles if r.role == "embed"]  # local: nothing billed
+
+
+def test_plan_refuses_what_the_run_would_refuse_in_the_config_and_notes_a_key_not_set_here(capsys, monkeypatch):
+    # A misspelt option or a bad price passed the plan (exit 0, "within" the cap, priced as unknown) and stopped the
+    # run after its models loaded; a key missing on the planning machine is only a note (the run may run elsewhere).
+    from engine.cli import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "judges.0.options.base_ur=https://x"]) == 2
+    assert "judges[0].options.base_ur: the http chat backend takes no option 'base_ur' (did you mean 'base_url'?)" \
+        in capsys.readouterr().err
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set",
+                 "judges.2.options.prices.prompt_per_mtok=abc"]) == 2
+    assert "judges[2].options.prices" in capsys.readouterr().err
+    assert main(["plan", "--config", "configs/real-audit.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "note: judges[1].options.api_key_env: ANTHROPIC_API_KEY is not set here; the run needs it" in out

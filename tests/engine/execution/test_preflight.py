@@ -137,7 +137,11 @@ def test_extra_body_that_removes_fields_at_the_endpoints_defaults_passes(monkeyp
     preflight(cfg(generators=[{**http_generator(base_url, temperature, **options), "top_p": top_p}]))
 
 
-@pytest.mark.parametrize("key_env", ["sk-proj-Abc123SECRETSECRETSECRET456", ["OPENAI_API_KEY"], "MY KEY"])
+# Gemini's and Hugging Face's keys are valid variable names ([A-Za-z0-9_]): they were echoed as "the environment
+# variable AIzaSy… is not set".
+@pytest.mark.parametrize("key_env", ["sk-proj-Abc123SECRETSECRETSECRET456", ["OPENAI_API_KEY"], "MY KEY",
+                                     "AIzaSyA1234567890SECRETxyzSECRET", "hf_SECRETabcdEFGH1234567890SECRET",
+                                     "Xk2SECRETq9Lm4Rt7SECRETvB8nW1"])
 def test_an_api_key_put_where_its_variable_name_goes_is_refused_unshown(key_env, tmp_path, capsys):
     # The likeliest slip: the key pasted into api_key_env. It was printed in the error ("the environment variable
     # sk-proj-… is not set"); a list crashed preflight with a traceback (os.environ.get).
@@ -154,6 +158,14 @@ def test_an_api_key_put_where_its_variable_name_goes_is_refused_unshown(key_env,
     assert "judges[0].options.api_key_env: must name the environment variable" in err
     assert "SECRET" not in err and "Traceback" not in err
     assert not (tmp_path / "run" / "shards").exists()
+
+
+def test_variable_names_are_still_names():
+    from actors.base import api_key_env_problem
+
+    for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "my_key", "ANTHROPIC_API_KEY_PROJECT_2026", "HF_TOKEN",
+                 "Together_Key_2"):
+        assert api_key_env_problem(name) is None, name
 
 
 def test_a_vllm_model_without_vllm_is_refused_here_and_left_to_the_nodes_of_a_cluster():
