@@ -31,6 +31,7 @@ from actors import hub
 from actors.base import BackendError
 
 KINDS = ("auto", "sequence-classification", "athene")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATHENE_SCORE_TOKEN_ID = 128003
 
 
@@ -122,10 +123,13 @@ class LocalRewardModel:
         max_length: the longest conversation scored, in tokens (the scoring token included); a longer one gets no
             score (None). Default: the model's context (its config's max_position_embeddings).
         threads: torch threads (default: the machine's share).
+        dtype: the weights' type: "auto" (bfloat16 on a GPU — Athene-RM-8B is 32 GB in float32, past a 24 GB
+            card — float32 on the CPU), "float32", "bfloat16" or "float16".
     """
 
     def __init__(self, model: str, *, kind: str = "auto", score_token_id: int | None = None, device: str = "cpu",
-                 batch_size: int = 8, max_length: int | None = None, threads: int | None = None) -> None:
+                 batch_size: int = 8, max_length: int | None = None, threads: int | None = None,
+                 dtype: str = "auto") -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -133,6 +137,10 @@ class LocalRewardModel:
 
         if kind not in KINDS:
             raise BackendError(f"reward model kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if dtype not in DTYPES:
+            raise BackendError(f"reward model {model!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        weights = getattr(torch, dtype) if dtype != "auto" else (
+            torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
                                        or max_length < 2):
             raise BackendError(f"reward model {model!r}: max_length must be a whole number of tokens >= 2, got "
@@ -146,14 +154,14 @@ class LocalRewardModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
         if self.kind == "athene":
-            net, info = _athene_class().from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
+            net, info = _athene_class().from_pretrained(folder, dtype=weights, output_loading_info=True)
             self.base, self.head = net.model, net.v_head
             self.score_token_id = ATHENE_SCORE_TOKEN_ID if score_token_id is None else score_token_id
             if not 0 <= self.score_token_id < net.config.vocab_size:
                 raise BackendError(f"reward model {model!r}: scoring token id {self.score_token_id} is outside its "
                                    f"vocabulary of {net.config.vocab_size} (set options.score_token_id)")
         else:
-            net, info = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32,
+            net, info = AutoModelForSequenceClassification.from_pretrained(folder, dtype=weights,
                                                                             output_loading_info=True)
             _refuse_missing(model, self.kind, info)
             if net.config.num_labels != 1:

@@ -59,7 +59,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     report = PresetReport()
     # Any error in what is there (a bad row, a prompt over max_prompt_chars) stops the plan as it would the run; only
     # sources not fetched yet are counted from the preset's composition.
-    prompts, groups = load_run_prompts(config, report, offline=True, skip_missing=True, empty_ok=True)
+    from engine.inputs.fetch import NotCached
+
+    try:
+        prompts, groups = load_run_prompts(config, report, offline=True, skip_missing=True, empty_ok=True)
+    except NotCached as exc:  # offline here because plan never downloads, whatever models.offline says
+        later = ("" if config.models.resolved_offline()
+                 else "; the run itself would fetch it (models.offline is false)")
+        raise TaskdivError(f"source {exc.name} is not fetched yet, and plan reads only what is cached (it never "
+                           f"downloads){later}: run `python engine/run.py fetch {exc.name}` (or `… fetch "
+                           f"{exc.name} --from DIR`) and plan again") from None
     missing = {name: sel.asked for name, sel in report.selections.items() if sel.path is None and sel.asked}
     if missing and groups is None:
         # Not fetched yet: counted from the preset's composition, each as long as the mean prompt here (or, with

@@ -85,6 +85,7 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
     reward model). `offline`: hub access for hub ids (default: the config's models.offline). `deferred`: see
     check_role (a run joining a cluster)."""
     offline = config.models.resolved_offline() if offline is None else offline
+    _check_context(config)
     for k, m in enumerate(config.judges):
         if m.backend == CALIBRATED:
             _check_calibrated(f"judges[{k}]", m.model, config.embedder.model, backend=config.embedder.backend)
@@ -114,6 +115,7 @@ def check_written_config(config: RunConfig) -> list[str]:
     for k, m in enumerate(config.judges):
         if m.backend == CALIBRATED:
             _check_calibrated(f"judges[{k}]", m.model, config.embedder.model, backend=config.embedder.backend)
+    _check_context(config)
     for where, role, m in model_roles(config):
         try:
             check_written(role, m.backend, m.model, m.options)
@@ -123,6 +125,24 @@ def check_written_config(config: RunConfig) -> list[str]:
         if key_env and not (os.environ.get(key_env) or "").strip():
             notes.append(f"{where}.options.api_key_env: {key_env} is not set here; the run needs it")
     return notes
+
+
+def _check_context(config: RunConfig) -> None:
+    """A vLLM generator's max_model_len must hold what its longest request asks: a system-prompt strategy asks for
+    all n responses in one completion (n × sampling.max_tokens), and in-context regeneration's last turn carries the
+    n − 1 responses before it plus one more's budget. Past it, every such group failed row by row at generation,
+    while the other strategies' groups were judged and paid for."""
+    if config.prompts.source == "responses":
+        return
+    long = [s for s in config.strategies if s.startswith(("system_", "regen_"))]
+    need = config.n * config.sampling.max_tokens
+    for k, m in enumerate(config.generators):
+        limit = (m.options or {}).get("max_model_len") if m.backend == "vllm" else None
+        if long and isinstance(limit, int) and not isinstance(limit, bool) and need >= limit:
+            raise ConfigError(f"generators[{k}].options.max_model_len ({m.name}): {limit} tokens cannot hold the "
+                              f"{need} that {', '.join(long)} ask for (n {config.n} × sampling.max_tokens "
+                              f"{config.sampling.max_tokens}, before the prompt): raise max_model_len, or lower n or "
+                              "sampling.max_tokens")
 
 
 def _generator_sampling(config: RunConfig, m) -> tuple[float, float]:

@@ -50,6 +50,14 @@ class FetchError(TaskdivError):
     """A source could not be fetched, verified or found (the message names it and what to do)."""
 
 
+class NotCached(FetchError):
+    """A source not in the cache where it may not be fetched (offline, or `plan`, which never downloads)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class NotInFolder(FetchError):
     """`fetch --from DIR`: DIR holds no copy of a file of the source (as opposed to a copy that fails to verify)."""
 
@@ -511,9 +519,9 @@ def ensure(name: str, *, offline: bool, progress: bool = True) -> Path:
     cached = cached_files(src)
     if cached is None:
         if offline:
-            raise FetchError(f"source {name} is not in the cache ({source_dir(name)}) and this run is offline "
-                             f"(models.offline): run `python engine/run.py fetch {name}` where there is network, "
-                             f"or `python engine/run.py fetch {name} --from DIR` with files you have")
+            raise NotCached(f"source {name} is not in the cache ({source_dir(name)}) and this run is offline "
+                            f"(models.offline): run `python engine/run.py fetch {name}` where there is network, "
+                            f"or `python engine/run.py fetch {name} --from DIR` with files you have", name)
         cached = fetch(name, progress=progress)
     return main_file(src, cached)
 

@@ -114,3 +114,20 @@ def test_a_conversation_longer_than_the_model_reads_is_unscored_not_cut(folders)
         LocalRewardModel(str(folders["seqcls"]), max_length=4096)
     with pytest.raises(BackendError, match="max_length must be a whole number"):
         LocalRewardModel(str(folders["seqcls"]), max_length="long")
+
+
+def test_the_weights_type_is_an_option_bfloat16_on_a_gpu_by_default(folders):
+    # Athene-RM-8B loaded in float32 whatever the device (32 GB: past a 24 GB card, found when the reward stage
+    # loaded, after judging had begun to spend), and `dtype` was refused as an option.
+    import torch
+
+    from actors.registry import check_options
+
+    check_options("reward", "local", {"dtype": "bfloat16", "device": "cuda"})
+    full = LocalRewardModel(str(folders["athene"]), score_token_id=SCORE_TOKEN)
+    half = LocalRewardModel(str(folders["athene"]), score_token_id=SCORE_TOKEN, dtype="bfloat16")
+    assert full.net.dtype == torch.float32 and half.net.dtype == torch.bfloat16
+    pairs = [("Name a colour.", "Red."), ("Name a colour.", "A deep, velvety crimson.")]
+    assert half.score(pairs) == pytest.approx(full.score(pairs), abs=0.05)
+    with pytest.raises(BackendError, match="dtype must be one of auto, float32, bfloat16, float16"):
+        LocalRewardModel(str(folders["athene"]), score_token_id=SCORE_TOKEN, dtype="fp8")

@@ -242,3 +242,35 @@ def test_plan_refuses_what_the_run_would_refuse_in_the_config_and_notes_a_key_no
     assert main(["plan", "--config", "configs/real-audit.yaml"]) == 0
     out = capsys.readouterr().out
     assert "note: judges[1].options.api_key_env: ANTHROPIC_API_KEY is not set here; the run needs it" in out
+
+
+def test_a_vllm_context_too_short_for_the_system_and_regen_strategies_is_refused_before_generation(capsys,
+                                                                                                monkeypatch):
+    # n 10 × 1,024 tokens against max_model_len 8,192: every system-prompt and regeneration group failed row by row
+    # at generation, while the temperature groups were judged and paid for.
+    from engine.cli import main
+    from engine.config import load_config
+    from engine.errors import ConfigError
+    from engine.execution.preflight import preflight
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "n=10"]) == 2
+    assert "generators[0].options.max_model_len (llama-3.1-8b-instruct): 8192 tokens cannot hold the 10240" \
+        in capsys.readouterr().err
+    config = load_config("configs/real-audit.yaml", {"n": 10})
+    with pytest.raises(ConfigError, match="cannot hold the 10240 that system_general"):
+        preflight(config)
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "n=10", "--set",
+                 "strategies=[temperature]"]) == 0  # one response per request: nothing long to hold
+
+
+def test_plan_of_a_benchmark_not_fetched_says_plan_never_downloads(tmp_path, capsys, monkeypatch):
+    # It said "this run is offline (models.offline)" of a config with offline: false: plan never downloads.
+    from engine.cli import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "prompts.source=simpleqa"]) == 2
+    err = capsys.readouterr().err
+    assert "source simpleqa is not fetched yet, and plan reads only what is cached (it never downloads); the run " \
+           "itself would fetch it" in err and "this run is offline" not in err
