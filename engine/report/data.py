@@ -501,23 +501,29 @@ def _parsing_section(t: dict, config) -> dict[str, Any]:
 
 
 def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
+    """Per model × strategy, every column over the same groups — those with all n responses (the unique count: those
+    of them whose count resolved) — so that a row's columns compare: the unique count was over complete groups and
+    quality, accuracy and the general metrics over every group, short ones included (a system-prompt strategy's
+    short groups then weighed in its quality and not in its count). Short and failed groups are counted apart."""
     per: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         per[(g["model"], g["strategy"])].append(g)
-    return [
-        {
+    rows = []
+    for (m, s), gs in sorted(per.items()):
+        full = [g for g in gs if g["status"] == "ok" and g["n_responses"] == n]
+        rows.append({
             "model": m,
             "strategy": s,
-            "unique_mean": _mean(g["unique_mean"] for g in gs if is_complete(g, n)),
-            **{column: _mean(g.get(column) for g in gs) for column in GENERAL_METRICS},
-            "quality_mean": _mean(g["quality_mean"] for g in gs),
-            "reward_mean": _mean(g.get("reward_mean") for g in gs),
-            "accuracy": _mean(g.get("accuracy") for g in gs),
+            "unique_mean": _mean(g["unique_mean"] for g in full if is_complete(g, n)),
+            **{column: _mean(g.get(column) for g in full) for column in GENERAL_METRICS},
+            "quality_mean": _mean(g["quality_mean"] for g in full),
+            "reward_mean": _mean(g.get("reward_mean") for g in full),
+            "accuracy": _mean(g.get("accuracy") for g in full),
+            "groups": len(full),
             "short_groups": sum(1 for g in gs if g["status"] == "short"),
             "failed_groups": sum(1 for g in gs if g["status"] == "error"),
-        }
-        for (m, s), gs in sorted(per.items())
-    ]
+        })
+    return rows
 
 
 # Measures from the equivalence classes (engine.method.class_measures) and the Vendi score, per group.

@@ -403,7 +403,8 @@ def _strategy_view(data: dict[str, Any]) -> Section:
         row += ([_f(r["reward_mean"])] if reward else []) + ([_f(r["accuracy"])] if accuracy else [])
         rows.append(row + [str(r["short_groups"]), str(r["failed_groups"])])
     s.blocks.append(Table(headers, rows,
-                          "Means over groups (accuracy: over groups with a checked response). "
+                          "Means over the groups with all n responses, every column over the same groups (the "
+                          "unique count: those whose count resolved; accuracy: those with a checked response). "
                           + " ".join(f"{m.column}: {m.description}." for m in GENERAL_METRICS.values())
                           + " Short: system-prompt groups that parsed into fewer than n responses."))
     s.blocks += _graders_blocks(data)

@@ -619,3 +619,19 @@ def test_a_trace_judges_failed_shard_is_said_not_averaged_away():
                                                                                           resamples=50))
     cell = next(c for c in section["cells"] if c["category"] == "all")
     assert cell["gaps"]["missing"] == 1 and cell["gaps"]["unresolved"] == 1 and cell["gaps"]["partial_judges"] == 1
+
+
+def test_the_strategy_table_takes_every_column_over_the_same_groups():
+    # The unique count was over complete groups, quality and the general metrics over every group: a one-response
+    # short group of a system-prompt strategy weighed in its quality and not in its count.
+    from engine.report.data import GENERAL_METRICS, _by_strategy
+
+    def group(pid, status, n_responses, unique, quality, vocab):
+        return {"model": "m", "strategy": "system_general", "prompt_id": pid, "status": status,
+                "n_responses": n_responses, "unique_mean": unique, "quality_mean": quality,
+                **{c: None for c in GENERAL_METRICS}, "vocab_div": vocab}
+
+    (row,) = _by_strategy([group("p1", "ok", 3, 3.0, 4.0, 0.8), group("p2", "short", 1, None, 1.0, 0.0),
+                           group("p3", "ok", 3, None, 2.0, 0.6)], 3)
+    assert row["unique_mean"] == 3.0 and row["quality_mean"] == 3.0 and row["vocab_div"] == pytest.approx(0.7)
+    assert row["groups"] == 2 and row["short_groups"] == 1
