@@ -263,7 +263,23 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
         if is_complete(g, n):
             for reason in _partial_reasons(g):
                 partial[reason] += 1
+    # What the groups left out for an unresolved count still bound: the means of every group's lower and upper
+    # bounds. One unreadable verdict leaves a diverse group unresolved sooner than a homogeneous one (a pair it could
+    # join is there to change the count), so the resolved-only means lean low; these show by how much they could.
+    bounded: dict[tuple, list[dict]] = defaultdict(list)
+    for g in groups:
+        if g["status"] == "ok" and g["n_responses"] == n and finite(g.get("unique_low_mean")) \
+                and finite(g.get("unique_high_mean")):
+            for cat in (g["category"] or "?", "all"):
+                bounded[(g["model"], cat, g["strategy"])].append(g)
+    bounds = [{"model": m, "category": c, "strategy": s, "groups": len(gs),
+               "unresolved": sum(1 for g in gs if not finite(g["unique_mean"])),
+               "low": _mean(g["unique_low_mean"] for g in gs), "high": _mean(g["unique_high_mean"] for g in gs)}
+              for (m, c, s), gs in sorted(bounded.items())]
     return {
+        "bounds": bounds,
+        "bounds_unresolved": sum(1 for g in groups if g["status"] == "ok" and g["n_responses"] == n
+                                 and not finite(g["unique_mean"]) and finite(g.get("unique_low_mean"))),
         "cells": paired_out,
         "unpaired_cells": out,
         "paired_prompts": {m: len({g["prompt_id"] for g in paired if g["model"] == m}) for m in shown},

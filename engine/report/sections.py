@@ -188,6 +188,18 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
         s.blocks.append(table(u.get("unpaired_cells", u["cells"]), model,
                               f"Unpaired: mean [{ci} CI] (complete groups) — each strategy over its own complete "
                               "groups."))
+        if u.get("bounds_unresolved"):
+            cell = {(b["model"], b["category"], b["strategy"]): b for b in u["bounds"]}
+            rows = [[category_name(cat)] + [
+                (f"{b['low']:.2f} – {b['high']:.2f} ({b['groups']}; {b['unresolved']} unresolved)"
+                 if (b := cell.get((model, cat, st))) else "–") for st in data["strategies"]]
+                for cat in u["categories"] + ["all"] if any((model, cat, st) in cell for st in data["strategies"])]
+            s.blocks.append(Table(["category"] + data["strategies"], rows,
+                                  "Bounds: the mean of the groups' lower – upper bounds, over every group with all n "
+                                  "responses and a count or bounds (groups; of them unresolved, left out of the "
+                                  "tables above). An unreadable verdict leaves a diverse group unresolved sooner "
+                                  "than a homogeneous one, so the means above may lean low: these bounds say how far "
+                                  "the groups left out could move them."))
     if u["partial_total"]:
         s.blocks.append(Para(
             f"{u['partial_total']} of the counted groups average fewer than all judges — "

@@ -635,3 +635,23 @@ def test_the_strategy_table_takes_every_column_over_the_same_groups():
                            group("p3", "ok", 3, None, 2.0, 0.6)], 3)
     assert row["unique_mean"] == 3.0 and row["quality_mean"] == 3.0 and row["vocab_div"] == pytest.approx(0.7)
     assert row["groups"] == 2 and row["short_groups"] == 1
+
+
+def test_the_bounds_of_the_groups_left_out_for_an_unresolved_count_are_shown(fixture_run):
+    # Groups whose count did not resolve were only counted as left out: a reader could not see how far the means,
+    # over the groups that resolved (the homogeneous ones sooner), might move. Their bounds are tabled beside them.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    target = next(g for g in groups if g["status"] == "ok" and g["n_responses"] == cfg.n)
+    target.update(unique_mean=None, unique_low_mean=2.0, unique_high_mean=4.0)
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    u = data["unique"]
+    assert u["bounds_unresolved"] == 1
+    (cell,) = [b for b in u["bounds"] if (b["model"], b["category"], b["strategy"])
+               == (target["model"], target["category"] or "?", target["strategy"])]
+    assert cell["unresolved"] == 1 and cell["low"] <= cell["high"]
+    assert "Bounds: the mean of the groups' lower – upper bounds" in render_markdown(data)
+    untouched = report_data(result, cfg)["unique"]
+    assert untouched["bounds_unresolved"] == 0
+    assert "Bounds: the mean" not in render_markdown(report_data(result, cfg))
