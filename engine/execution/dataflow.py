@@ -339,11 +339,17 @@ class Dataflow:
         on_lane_done: called with a lane's name when it has finished (its record is final); used to release the
             model hosts no unfinished lane needs.
         stream: False holds every lane until the lanes above it have finished (`execution.stream: false`).
+        spend_cap: USD (`execution.max_cost_usd`): once the cost the backends report for this run reaches it, no
+            batch is sent — each fails unsent, its units failed shards a rerun computes — and batches in flight
+            finish. The plan's upper bound is checked before the run; this holds where the estimate fell short (a
+            tokenizer denser than CHARS_PER_TOKEN, re-sent requests).
     """
 
     def __init__(self, executor: LocalExecutor | RayExecutor, listener: Listener,
-                 on_lane_done: Callable[[str], None] | None = None, stream: bool = True) -> None:
+                 on_lane_done: Callable[[str], None] | None = None, stream: bool = True,
+                 spend_cap: float | None = None) -> None:
         self.executor = executor
+        self.spend_cap = spend_cap
         self.stream = stream
         self.listener = listener
         self.on_lane_done = on_lane_done or (lambda name: None)
@@ -374,6 +380,8 @@ class Dataflow:
         while True:
             self._deliver()
             self._dispatch()
+            if self._events:  # batches refused unsent (spend_cap): their units are told before the lanes close
+                continue
             if not self._flying:
                 if all(lane.finished() for lane in self.lanes.values()):
                     break
@@ -413,6 +421,12 @@ class Dataflow:
                 continue
             while lane.waiting_rows:
                 plan = lane.plan
+                if self.spend_cap is not None and (spent := self.spent()) >= self.spend_cap:
+                    self._refuse(lane, f"not sent: execution.max_cost_usd (${self.spend_cap:,.2f}) reached — the "
+                                       f"backends report ${spent:,.4f} spent by this run; rerun with a higher cap to "
+                                       "compute it (finished shards are kept)")
+                    sent = True
+                    continue
                 full = lane.waiting_rows >= plan.batch_size
                 if not (full or not lane.open or self._host_idle(plan)):
                     break
@@ -427,6 +441,21 @@ class Dataflow:
                 sent = True
                 force = False
         return sent
+
+    def spent(self) -> float:
+        """USD the backends report spent by this run so far (batches that came back; priced HTTP models only)."""
+        return sum(float(lane.run.record.backend.get("cost_usd") or 0.0) for lane in self.lanes.values())
+
+    def _refuse(self, lane: Lane, reason: str) -> None:
+        """Fail the lane's next batch without sending it: its units fail as a batch whose backend gave up does."""
+        batch = self._cut(lane)
+        lane.run.begin()
+        n = batch.num_rows
+        refused = pa.table({SHARD: batch[SHARD], ROW: batch[ROW], ERROR: pa.array([reason] * n, pa.string()),
+                            TELEMETRY: pa.nulls(n, pa.string()), RETRY: pa.nulls(n, pa.string())})
+        completed, failed = lane.run.take(refused)
+        self._events += [(lane.name, key, True) for key in completed]
+        self._events += [(lane.name, key, False) for key in failed]
 
     def _host_idle(self, plan: StagePlan) -> bool:
         """No lane has a batch in flight on this plan's hosts (so a partial batch costs nobody a full one)."""

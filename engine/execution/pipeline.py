@@ -591,7 +591,8 @@ class _Flow:
         self.p = pipeline
         cfg = pipeline.config
         self.cfg = cfg
-        self.flow = Dataflow(pipeline.executor, self._heard, self._lane_done, stream=cfg.execution.stream)
+        self.flow = Dataflow(pipeline.executor, self._heard, self._lane_done, stream=cfg.execution.stream,
+                             spend_cap=cfg.execution.max_cost_usd)
         self.hosts: dict[str, str] = {}  # lane → host key
         self.order: dict[str, int] = {}  # sample unit → its place in the frame
         self.pshard: dict[str, int] = {}  # sample unit → its prompt shard

@@ -167,3 +167,42 @@ def test_batches_are_cut_in_arrival_order_across_units_and_only_the_head_is_join
         # The backlog behind the batch is the tables that arrived, not one table joined from all of them.
         assert len(lane.waiting) <= len(tables)
     assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15], [16, 17]]
+
+
+class PricedDouble(Double):
+    """Double, each batch reported as costing $1 (as an HTTP backend with prices reports its tokens priced)."""
+
+    def batch_telemetry(self):
+        return {"cost_usd": 1.0}
+
+
+def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_rerun_finishes(tmp_path):
+    # The cap was checked once, against the plan's estimate (4 characters a token; a denser tokenizer, re-sent
+    # requests): nothing stopped a run spending past it. Batches are refused unsent once it is reached; their units
+    # are failed shards, and a rerun (with a higher cap) computes only those.
+    store = Store(tmp_path)
+    plan = StagePlan(PricedDouble, {}, batch_size=2, label="priced", host="h")
+    units = _units([[1, 2], [3, 4], [5, 6], [7, 8]], "p")
+
+    def flow_over(cap):
+        run = StageRun(store, "priced", "priced", plan, Double.output_schema, 0, progress=False)
+        heard = []
+        executor = LocalExecutor()
+        flow = Dataflow(executor, lambda lane, key, ok: heard.append(ok), stream=False, spend_cap=cap)
+        flow.lane("priced", run, 0)
+        for k, u in enumerate(units):
+            flow.add("priced", u, k)
+        flow.close_input("priced")
+        try:
+            flow.run()
+        finally:
+            executor.close()
+        return run, heard, flow
+
+    run, heard, flow = flow_over(1.5)
+    record = run.close()
+    assert flow.spent() == 2.0 and heard.count(True) == 2 and heard.count(False) == 2  # $2 sent, then nothing
+    assert all("execution.max_cost_usd ($1.50) reached" in why for why in record.failed.values())
+    again, heard, flow = flow_over(None)
+    assert again.record.units_reused == 2 and heard.count(True) == 4 and flow.spent() == 2.0
+    assert again.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12, 14, 16]
