@@ -262,14 +262,21 @@ def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Keys that are valid variable names too (Gemini's AIza…, Hugging Face's hf_…, Groq's gsk_…): long, mixed case and
-# digits, or a provider's prefix. A variable's name is rarely any of those; a pasted key would be echoed as one.
+# Keys that are valid variable names too (Gemini's AIza…, Hugging Face's hf_…, Groq's gsk_…): a provider's prefix, or
+# random characters — long, with several digits and letters (of both cases, or hex). A pasted key would be echoed as
+# a variable's name; names like AzureOpenAIKeyEastUS2 or OpenAI_API_Key_Prod2 (words, a digit or two) stay names.
 _KEY_PREFIXES = ("AIza", "hf_", "gsk_", "xai_", "sk_", "pk_")
 
 
 def _looks_like_a_key(name: str) -> bool:
-    mixed = any(c.islower() for c in name) and any(c.isupper() for c in name) and any(c.isdigit() for c in name)
-    return len(name) >= 20 and (mixed or name.startswith(_KEY_PREFIXES))
+    if len(name) < 20:
+        return False
+    if name.startswith(_KEY_PREFIXES):
+        return True
+    digits = sum(c.isdigit() for c in name)
+    lower, upper = sum(c.islower() for c in name), sum(c.isupper() for c in name)
+    hex_only = all(c in "0123456789abcdef" for c in name)
+    return digits >= 4 and (hex_only or (lower >= 4 and upper >= 4))
 
 
 def api_key_env_problem(api_key_env: Any) -> str | None:

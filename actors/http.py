@@ -847,8 +847,9 @@ class OpenAIChatClient:
         # Completions the server returns per request: the known limit, else learnt from the first answer.
         per_request = min(p.n, self.completions_per_request or p.n)
         first, probing, renamed = True, False, False
-        # Whether a completion that answered (text, not cut by the safety filter) came without log-probs: only that
-        # says the provider omits them. A filtered or refused one has none by design (no answer to read).
+        # Whether a completion that answered (text, or cut at the token limit; not stopped by the safety filter nor
+        # refused with no text) came without log-probs: only that says the provider omits them. A filtered or
+        # refused one has none by design (no answer to read).
         answered_without_logprobs = False
         while len(out.texts) < p.n:
             need = p.n - len(out.texts)
@@ -906,7 +907,8 @@ class OpenAIChatClient:
                     out.n_tokens.append(n_tokens)
                     if want_logprobs:
                         out.first_token_logprobs.append(top)  # type: ignore[union-attr]
-                        answered_without_logprobs |= top is None and bool(text.strip()) and reason != "content_filter"
+                        answered_without_logprobs |= top is None and reason != "content_filter" and (
+                            bool(text.strip()) or reason == "length")
                     got += 1
             if got == 0:
                 self._count(row_errors=1)
@@ -1061,8 +1063,10 @@ class OpenAIChatClient:
                         usage = data.get("usage") if isinstance(data, dict) and isinstance(data.get("usage"),
                                                                                             dict) else {}
                         self._count(
-                            usage_missing=int(not isinstance(usage.get("prompt_tokens"), int)
-                                              or (chat and not isinstance(usage.get("completion_tokens"), int))),
+                            # Only where the tokens are priced: an unpriced server without usage costs nothing known.
+                            usage_missing=int(self.prices is not None and (
+                                not isinstance(usage.get("prompt_tokens"), int)
+                                or (chat and not isinstance(usage.get("completion_tokens"), int)))),
                             prompt_tokens=_int(usage.get("prompt_tokens")),
                             # Thoughts counted only in the total (Gemini) are billed as output tokens too.
                             completion_tokens=_int(usage.get("completion_tokens")) + uncounted_reasoning_tokens(usage),

@@ -219,7 +219,8 @@ def _refuse_an_audits_run_dir(run_dir: Path) -> None:
     """Scoring rewards finishes a run in run_dir, which replaces the tables there: in an audit's directory (the
     config an audit ran with, given to `rewards`) it left the audit's report beside the rewards run's tables, and
     `explore`, `compare` and a re-rendered report read the rewards run. A directory whose run is not a rewards run
-    (prompts from another source, or quality or accuracy on) is refused before anything runs."""
+    (prompts from another source, or quality or accuracy on) is refused before anything runs. An audit of a
+    responses file with quality and accuracy off reads like a rewards run and is not told apart."""
     from engine.config import load_yaml
 
     saved = run_dir / "config.yaml"

@@ -32,6 +32,12 @@ def fitted_on_these(coefficients: str | None, pairs_file: str) -> bool:
     return fitted.get("sha256") == file_digest(pairs_file)
 
 
+def _split(report: dict[str, Any]) -> str:
+    split = report.get("order_split", 0)
+    return (f" ({split} of them split by the two orders — one each way, no verdict — and left out of the scores)"
+            if split else "")
+
+
 def _no_answer(report: dict[str, Any]) -> str:
     empty = report.get("no_answer", 0)
     return f", {empty} with an empty response (not judged, as in a run)" if empty else ""
@@ -42,7 +48,7 @@ def render(report: dict[str, Any], judge: str) -> str:
         return "–" if x is None else f"{x:.3f}"
 
     if not report["n"]:  # no pair's verdict could be read: nothing to score, the calls still counted
-        lines = [f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed"
+        lines = [f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_split(report)}"
                  f"{_no_answer(report)} — no verdict to score"]
         if "llm_calls" in report:
             lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs")
@@ -56,7 +62,7 @@ def render(report: dict[str, Any], judge: str) -> str:
     lines = ([f"IN-SAMPLE: the calibrated judge was fitted on these very pairs ({report['pairs_file']}); these "
               "numbers overstate it — score held-out pairs (the DARLING val.jsonl) instead"]
              if report.get("in_sample") else []) + [
-        f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_no_answer(report)}",
+        f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_split(report)}{_no_answer(report)}",
         f"  accuracy {fmt(report['accuracy'])}   Cohen's κ {fmt(report['kappa'])}{interval('kappa')}   "
         f"AUC {fmt(report['auc'])}{interval('auc')}",
         "  confusion (rows: human, columns: judge)      judge different   judge equivalent",

@@ -17,8 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--in", dest="groups", type=Path, required=True,
                    help="groups of responses: a responses file (ours, lm-eval, Inspect, NoveltyBench)")
     p.add_argument("--out", type=Path, required=True, help="where to write one JSON line per response")
-    p.add_argument("--run-dir", default=None, help="override run_dir (where the judging is kept for reruns; an "
-                   "audit's run directory is refused: its tables would be replaced)")
+    p.add_argument("--run-dir", default=None, help="override run_dir (where the judging is kept for reruns; a "
+                   "directory holding an audit with prompts from a source or quality or accuracy on is refused: its "
+                   "tables would be replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -339,17 +339,19 @@ class Dataflow:
         on_lane_done: called with a lane's name when it has finished (its record is final); used to release the
             model hosts no unfinished lane needs.
         stream: False holds every lane until the lanes above it have finished (`execution.stream: false`).
-        spend_cap: USD (`execution.max_cost_usd`): once the cost the backends report for this run reaches it, no
-            batch is sent — each fails unsent, its units failed shards a rerun computes — and batches in flight
-            finish. The plan's upper bound is checked before the run; this holds where the estimate fell short (a
-            tokenizer denser than CHARS_PER_TOKEN, re-sent requests).
+        spend_cap: USD (`execution.max_cost_usd`): once the cost the backends report for this invocation (with
+            `spent_before`, what its stages before the dataflow spent) reaches it, no batch is sent — each fails
+            unsent, its units failed shards a rerun computes — and batches in flight finish. The plan's upper
+            bound is checked before the run; this holds where the estimate fell short (a tokenizer denser than
+            CHARS_PER_TOKEN, re-sent requests). Nothing spent, nothing is refused (a cap of 0: free models only).
     """
 
     def __init__(self, executor: LocalExecutor | RayExecutor, listener: Listener,
                  on_lane_done: Callable[[str], None] | None = None, stream: bool = True,
-                 spend_cap: float | None = None) -> None:
+                 spend_cap: float | None = None, spent_before: float = 0.0) -> None:
         self.executor = executor
         self.spend_cap = spend_cap
+        self.spent_before = spent_before
         self.stream = stream
         self.listener = listener
         self.on_lane_done = on_lane_done or (lambda name: None)
@@ -421,10 +423,10 @@ class Dataflow:
                 continue
             while lane.waiting_rows:
                 plan = lane.plan
-                if self.spend_cap is not None and (spent := self.spent()) >= self.spend_cap:
+                if self.spend_cap is not None and (spent := self.spent()) > 0 and spent >= self.spend_cap:
                     self._refuse(lane, f"not sent: execution.max_cost_usd (${self.spend_cap:,.2f}) reached — the "
-                                       f"backends report ${spent:,.4f} spent by this run; rerun with a higher cap to "
-                                       "compute it (finished shards are kept)")
+                                       f"backends report ${spent:,.4f} spent by this invocation; a rerun computes it "
+                                       "(finished shards are kept; the cap holds for each invocation's spending)")
                     sent = True
                     continue
                 full = lane.waiting_rows >= plan.batch_size
@@ -443,8 +445,10 @@ class Dataflow:
         return sent
 
     def spent(self) -> float:
-        """USD the backends report spent by this run so far (batches that came back; priced HTTP models only)."""
-        return sum(float(lane.run.record.backend.get("cost_usd") or 0.0) for lane in self.lanes.values())
+        """USD the backends report spent by this invocation so far (batches that came back, and `spent_before`;
+        priced HTTP models only)."""
+        return self.spent_before + sum(float(lane.run.record.backend.get("cost_usd") or 0.0)
+                                       for lane in self.lanes.values())
 
     def _refuse(self, lane: Lane, reason: str) -> None:
         """Fail the lane's next batch without sending it: its units fail as a batch whose backend gave up does."""

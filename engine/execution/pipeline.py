@@ -591,8 +591,10 @@ class _Flow:
         self.p = pipeline
         cfg = pipeline.config
         self.cfg = cfg
+        # The classification stages before the dataflow spend too (a judges' vote as the reference classifier).
+        spent_before = sum(float(r.backend.get("cost_usd") or 0.0) for r in pipeline.records)
         self.flow = Dataflow(pipeline.executor, self._heard, self._lane_done, stream=cfg.execution.stream,
-                             spend_cap=cfg.execution.max_cost_usd)
+                             spend_cap=cfg.execution.max_cost_usd, spent_before=spent_before)
         self.hosts: dict[str, str] = {}  # lane → host key
         self.order: dict[str, int] = {}  # sample unit → its place in the frame
         self.pshard: dict[str, int] = {}  # sample unit → its prompt shard
@@ -754,6 +756,8 @@ class _Flow:
                                    pa.array([t for t, keep in zip(T.group_traces(groups), traced) if keep],
                                             pa.list_(pa.string())))
         identity = [self.p.versions["judge_trace"], JudgeStage.version, self.trace_settings]
+        if self.trace_settings.get("both_orders"):
+            identity.append("order-split-unresolved")  # as judge_identity
         for judge in self.cfg.llm_judges:
             self._to(f"judge_trace[{judge.name}]", key, subset, ["judge_trace", [*identity, judge.identity()]],
                      T.JUDGE_INPUT)
@@ -912,7 +916,8 @@ def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[Extern
                 bad_groups[(g.prompt_id, g.model, g.strategy)] = InputError(
                     pc_.path or "responses", None, "responses",
                     f"a response to prompt {g.prompt_id} ({g.model}, {g.strategy}) has {longest} characters, over "
-                    f"prompts.max_response_chars ({pc_.max_response_chars}); that group is left out")
+                    f"prompts.max_response_chars ({pc_.max_response_chars})"
+                    + ("; that group is left out" if pc_.on_error == "skip" else ""))
     if not bad and not bad_groups:
         return prompts, groups
     if pc_.on_error == "fail":

@@ -128,13 +128,13 @@ def check_written_config(config: RunConfig) -> list[str]:
 
 
 def _check_context(config: RunConfig) -> None:
-    """A vLLM generator's max_model_len must hold what its longest request asks: a system-prompt strategy asks for
-    all n responses in one completion (n × sampling.max_tokens), and in-context regeneration's last turn carries the
-    n − 1 responses before it plus one more's budget. Past it, every such group failed row by row at generation,
-    while the other strategies' groups were judged and paid for."""
+    """A vLLM generator's max_model_len must hold what a system-prompt strategy asks: all n responses in one
+    completion (n × sampling.max_tokens), which vLLM refuses past the context. Every such group failed row by row at
+    generation, while the other strategies' groups were judged and paid for. (In-context regeneration's last turn
+    reaches that length only if every response before it ran to its limit: not refused.)"""
     if config.prompts.source == "responses":
         return
-    long = [s for s in config.strategies if s.startswith(("system_", "regen_"))]
+    long = [s for s in config.strategies if s.startswith("system_")]
     need = config.n * config.sampling.max_tokens
     for k, m in enumerate(config.generators):
         limit = (m.options or {}).get("max_model_len") if m.backend == "vllm" else None

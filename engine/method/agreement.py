@@ -63,6 +63,7 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
         out[confident] = cheap[confident]
         todo = [k for k in todo if k not in set(confident)]
     stats = DriveStats()
+    split = 0  # judge.both_orders: the two orders one each way, their mean on the threshold (no verdict, as in a run)
     try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
@@ -70,12 +71,13 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
                                    judge_settings, sampling) for k in chunk]
             for k, verdict in zip(chunk, drive(backend, programs, stats)):
                 out[k] = np.nan if verdict.p_equivalent is None else verdict.p_equivalent
+                split += verdict.verdict == "order_split"
     except BackendError as exc:  # the endpoint refused the configuration (a bad key, no credit): said plainly
         raise TaskdivError(f"judge {model_spec.get('name') or model_spec['model']}: {exc}") from None
     finally:
         backend.close()
     return out, {"llm_pairs": len(todo), "cheap_pairs": int(asked.sum()) - len(todo),
-                 "llm_calls": stats.calls}
+                 "llm_calls": stats.calls, "order_split": split}
 
 
 def agreement_report(pairs: list[LabelledPair], p: np.ndarray, threshold: float,

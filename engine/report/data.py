@@ -633,12 +633,21 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
     # own fixed temperature), and a setting that differs between models is no sweep of either.
     temps: dict[str, set] = defaultdict(set)
     tops: dict[str, set] = defaultdict(set)
-    for s in sweeps.values():
+    listed: dict[str, set] = defaultdict(set)  # the settings given as lists, from the names the sweep made
+    for name, s in sweeps.items():
         temps[s["base"]].add(s["temperature"])
         tops[s["base"]].add(s["top_p"])
-    # A list of one value (the README's way to start a sweep that keeps its groups) sweeps nothing yet: read as
-    # temperature, not as the top_p nobody listed.
-    x_of = {base: "top_p" if len(temps[base]) == 1 and len(tops[base]) > 1 else "temperature" for base in temps}
+        listed[s["base"]] |= {{"t": "temperature", "p": "top_p"}.get(part.split("=")[0])
+                              for part in name.rpartition("@")[2].split(",")} - {None}
+
+    def axis(base: str) -> str:
+        # The setting whose values differ; a list of one value (the README's way to start a sweep that keeps its
+        # groups) is read from the setting that was listed: `temperature: [1.0]` is no sweep of top_p.
+        if len(temps[base]) > 1 or len(tops[base]) > 1:
+            return "temperature" if len(temps[base]) > 1 else "top_p"
+        return "top_p" if listed[base] == {"top_p"} else "temperature"
+
+    x_of = {base: axis(base) for base in temps}
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         s = sweeps.get(g["model"])

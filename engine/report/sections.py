@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.method.metrics import GENERAL_METRICS
-from engine.report.data import SMALL_MODEL_LEAD, SMALL_MODEL_TEXT, category_name, finite
+from engine.report.data import SMALL_MODEL_LEAD, SMALL_MODEL_TEXT, category_name, finite, ordered_categories
 
 @dataclass
 class Para:
@@ -193,7 +193,8 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
             rows = [[category_name(cat)] + [
                 (f"{b['low']:.2f} – {b['high']:.2f} ({b['groups']}; {b['unresolved']} unresolved)"
                  if (b := cell.get((model, cat, st))) else "–") for st in data["strategies"]]
-                for cat in u["categories"] + ["all"] if any((model, cat, st) in cell for st in data["strategies"])]
+                for cat in ordered_categories({b["category"] for b in u["bounds"]} - {"all"}) + ["all"]
+                if any((model, cat, st) in cell for st in data["strategies"])]
             s.blocks.append(Table(["category"] + data["strategies"], rows,
                                   "Bounds: the mean of the groups' lower – upper bounds, over every group with all n "
                                   "responses and a count or bounds (groups; of them unresolved, left out of the "
@@ -407,18 +408,19 @@ def _strategy_view(data: dict[str, Any]) -> Section:
     accuracy = any(r["accuracy"] is not None for r in data["by_strategy"])
     headers = ["model", "strategy", "unique", *(m.column for m in GENERAL_METRICS.values()), "quality (1–5)"]
     headers += (["reward"] if reward else []) + (["accuracy"] if accuracy else [])
-    headers += ["short", "failed"]
+    headers += ["groups", "short", "failed"]
     rows = []
     for r in data["by_strategy"]:
         row = [r["model"], r["strategy"], _f(r["unique_mean"]),
                *(_f(r.get(column), 3) for column in GENERAL_METRICS), _f(r["quality_mean"])]
         row += ([_f(r["reward_mean"])] if reward else []) + ([_f(r["accuracy"])] if accuracy else [])
-        rows.append(row + [str(r["short_groups"]), str(r["failed_groups"])])
+        rows.append(row + [str(r["groups"]), str(r["short_groups"]), str(r["failed_groups"])])
     s.blocks.append(Table(headers, rows,
                           "Means over the groups with all n responses, every column over the same groups (the "
                           "unique count: those whose count resolved; accuracy: those with a checked response). "
                           + " ".join(f"{m.column}: {m.description}." for m in GENERAL_METRICS.values())
-                          + " Short: system-prompt groups that parsed into fewer than n responses."))
+                          + " Groups: those with all n responses (a responses file's groups of another size are "
+                            "not among them). Short: system-prompt groups that parsed into fewer than n responses."))
     s.blocks += _graders_blocks(data)
     s.blocks += _parsing_blocks(data)
     return s

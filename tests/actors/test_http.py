@@ -427,6 +427,21 @@ def test_a_filtered_answer_without_log_probs_does_not_turn_them_off(serve, clien
     assert c.stats()["logprobs_downgraded"] == 0
 
 
+def test_a_blank_answer_cut_at_the_limit_without_log_probs_still_turns_them_off(serve, client):
+    # A provider that omits log-probs and whose few tokens are blank: no text, yet it answered (cut at the limit).
+    # Left on log-probs, every verdict of the run would stay at the log-prob budget and be unreadable.
+    class Blank:
+        name = "echo"
+
+        def chat(self, conversations, sampling):
+            return [ChatOutput(texts=[" "], finish_reasons=["length"], n_tokens=[1], prompt_tokens=3)
+                    for _ in conversations]
+
+    c = client(serve(Blank(), logprobs_mode="omit"))
+    (out,) = c.chat([user("a")], AUTO)
+    assert out.first_token_logprobs is None and c.stats()["logprobs_downgraded"] == 1
+
+
 def test_a_provider_with_logprobs_keeps_them_and_one_token(serve, client):
     srv = serve()
     c = client(srv)
@@ -920,6 +935,9 @@ def test_replies_without_token_usage_make_the_cost_unknown_not_zero(serve, clien
     (out,) = c.chat([user("x")], SamplingParams())
     stats = c.stats()
     assert out.error is None and stats["usage_missing"] == 1 and stats["requests"] == 1
+    unpriced = client(serve(usage=False))  # no prices: nothing to price, so nothing unknown
+    unpriced.chat([user("x")], SamplingParams())
+    assert unpriced.stats()["usage_missing"] == 0
     priced = client(serve(), prices={"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0})
     priced.chat([user("x")], SamplingParams())
     assert priced.stats()["usage_missing"] == 0 and priced.stats()["cost_usd"] > 0

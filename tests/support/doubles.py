@@ -59,6 +59,8 @@ class ScriptedChat:
         model: ignored label.
         classes: number of distinct classes generated responses fall in.
         unparseable_judge: answer judge prompts with "maybe" (to test the unparsed path).
+        first_wins: answer a judge prompt YES exactly when its first response is of class 0, in text (no log-probs):
+            a position-biased judge, whose two orders disagree.
         classify_as: the letter to answer classification prompts with when the prompt has no "GOLD=" mark
             (default "G").
         unparseable_classes: [[a, b], …]: answer "maybe" to a judge prompt whose two responses are of classes a
@@ -96,8 +98,9 @@ class ScriptedChat:
                  unparseable_classes: list | None = None, classify_as: str = "G", flaky_marker: str | None = None,
                  flaky_armed: str | None = None, life_log: str | None = None, think: bool = False,
                  strategies: int = 2, refuse_armed: str | None = None, refuse_kind: str = "sample",
-                 refuse_marker: str | None = None, flaky_kind: str = "sample") -> None:
+                 refuse_marker: str | None = None, flaky_kind: str = "sample", first_wins: bool = False) -> None:
         self.name = model
+        self.first_wins = first_wins
         self.think, self.strategies = think, strategies
         self.life_log = life_log
         self._life("load")
@@ -175,6 +178,8 @@ class ScriptedChat:
             if self.unparseable_judge:
                 return self._one("maybe", p)
             a, b = (re.match(r"class (\d+)", s) for s in m.groups())
+            if self.first_wins:  # position bias, in text only: YES iff the response shown first is of class 0
+                return self._one("YES" if a is not None and a.group(1) == "0" else "NO", p)
             if a is not None and b is not None and \
                     frozenset((int(a.group(1)), int(b.group(1)))) in self.unparseable_classes:
                 return self._one("maybe", p)

@@ -184,7 +184,7 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
     plan = StagePlan(PricedDouble, {}, batch_size=2, label="priced", host="h")
     units = _units([[1, 2], [3, 4], [5, 6], [7, 8]], "p")
 
-    def flow_over(cap):
+    def flow_over(cap, plan=plan, store=store):
         run = StageRun(store, "priced", "priced", plan, Double.output_schema, 0, progress=False)
         heard = []
         executor = LocalExecutor()
@@ -203,6 +203,10 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
     record = run.close()
     assert flow.spent() == 2.0 and heard.count(True) == 2 and heard.count(False) == 2  # $2 sent, then nothing
     assert all("execution.max_cost_usd ($1.50) reached" in why for why in record.failed.values())
+    # A cap of 0 (free models only) refuses nothing that costs nothing.
+    free, heard_free, _ = flow_over(0.0, StagePlan(Double, {}, batch_size=2, label="free", host="f"),
+                                    Store(tmp_path / "free"))
+    assert heard_free.count(True) == 4 and not free.close().failed
     again, heard, flow = flow_over(None)
     assert again.record.units_reused == 2 and heard.count(True) == 4 and flow.spent() == 2.0
     assert again.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12, 14, 16]

@@ -246,7 +246,7 @@ def test_plan_refuses_what_the_run_would_refuse_in_the_config_and_notes_a_key_no
 
 def test_a_vllm_context_too_short_for_the_system_and_regen_strategies_is_refused_before_generation(capsys,
                                                                                                 monkeypatch):
-    # n 10 × 1,024 tokens against max_model_len 8,192: every system-prompt and regeneration group failed row by row
+    # n 10 × 1,024 tokens against max_model_len 8,192: every system-prompt group failed row by row
     # at generation, while the temperature groups were judged and paid for.
     from engine.cli import main
     from engine.config import load_config
@@ -258,10 +258,10 @@ def test_a_vllm_context_too_short_for_the_system_and_regen_strategies_is_refused
     assert "generators[0].options.max_model_len (llama-3.1-8b-instruct): 8192 tokens cannot hold the 10240" \
         in capsys.readouterr().err
     config = load_config("configs/real-audit.yaml", {"n": 10})
-    with pytest.raises(ConfigError, match="cannot hold the 10240 that system_general"):
+    with pytest.raises(ConfigError, match="cannot hold the 10240 that system_general, system_anchored ask"):
         preflight(config)
     assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "n=10", "--set",
-                 "strategies=[temperature]"]) == 0  # one response per request: nothing long to hold
+                 "strategies=[temperature,regen_general]"]) == 0  # regeneration fills it only at every limit
 
 
 def test_plan_of_a_benchmark_not_fetched_says_plan_never_downloads(tmp_path, capsys, monkeypatch):

@@ -141,7 +141,7 @@ def test_extra_body_that_removes_fields_at_the_endpoints_defaults_passes(monkeyp
 # variable AIzaSy… is not set".
 @pytest.mark.parametrize("key_env", ["sk-proj-Abc123SECRETSECRETSECRET456", ["OPENAI_API_KEY"], "MY KEY",
                                      "AIzaSyA1234567890SECRETxyzSECRET", "hf_SECRETabcdEFGH1234567890SECRET",
-                                     "Xk2SECRETq9Lm4Rt7SECRETvB8nW1"])
+                                     "Xk2SECRETq9Lm4Rt7SECRETvB8nW1", "a3f9SECRETc0de5b7e1d2f4a6b8c9d0e1f"])
 def test_an_api_key_put_where_its_variable_name_goes_is_refused_unshown(key_env, tmp_path, capsys):
     # The likeliest slip: the key pasted into api_key_env. It was printed in the error ("the environment variable
     # sk-proj-… is not set"); a list crashed preflight with a traceback (os.environ.get).
@@ -164,8 +164,10 @@ def test_variable_names_are_still_names():
     from actors.base import api_key_env_problem
 
     for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "my_key", "ANTHROPIC_API_KEY_PROJECT_2026", "HF_TOKEN",
-                 "Together_Key_2"):
+                 "Together_Key_2", "AzureOpenAIKeyEastUS2", "OpenAI_API_Key_Prod2", "MISTRAL_API_KEY_2024_12_01"):
         assert api_key_env_problem(name) is None, name
+    hex_key = "3f9c0de5b7e1d2f4a6b8c9d0e1f22a1b"  # a hex key is a valid name too
+    assert "not hold the key" in api_key_env_problem(hex_key) and hex_key not in api_key_env_problem(hex_key)
 
 
 def test_a_vllm_model_without_vllm_is_refused_here_and_left_to_the_nodes_of_a_cluster():

@@ -187,3 +187,6 @@ def test_a_sweep_of_one_value_is_titled_by_its_temperature_not_top_p():
     tops = _sweep_section([group], 2, SimpleNamespace(generators=[generator("m@t=1", 1.0, 0.9),
                                                                   generator("m@p=0.5", 1.0, 0.5)]), boot)
     assert tops["x"] == "top_p"
+    one_top = {**group, "model": "m@p=0.9"}  # `top_p: [0.9]`: a sweep of top_p, of one value so far
+    assert _sweep_section([one_top], 2, SimpleNamespace(generators=[generator("m@p=0.9", 1.0, 0.9)]), boot)["x"] \
+        == "top_p"

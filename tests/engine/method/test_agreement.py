@@ -96,6 +96,22 @@ def test_agreement_with_an_llm_judge_of_a_config(tmp_path, capsys):
     assert report["accuracy"] == 1.0 and report["llm_calls"] == 12 and report["unparsed"] == 0
 
 
+def test_agreement_counts_the_pairs_the_two_orders_split_apart(tmp_path, capsys):
+    # With judge.both_orders, a YES one way and a NO the other is no verdict (as in a run): those pairs were left out
+    # of κ and AUC as "unparsed", unsaid — exactly the contested ones.
+    config = tmp_path / "run.yaml"
+    config.write_text("judge: {both_orders: true}\njudges:\n  - {name: biased, backend: "
+                      "'python:tests.support.doubles:ScriptedChat', model: s, verdict: text, "
+                      "options: {first_wins: true}}\n")
+    out = tmp_path / "agreement.json"
+    assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--config", str(config), "--judge", "biased",
+                 "--allow-python-backends", "--resamples", "0", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["order_split"] == 4 and report["unparsed"] == 4  # the different pairs k = 3, 5, 9, 11
+    assert "(4 of them split by the two orders — one each way, no verdict — and left out of the scores)" \
+        in capsys.readouterr().out
+
+
 def test_agreement_checks_its_arguments_before_judging_and_says_when_nothing_was_read(tmp_path, capsys):
     # --resamples -1 was refused after every pair had been judged (the calls lost); a judge none of whose verdicts
     # could be read crashed in scikit-learn with the call count unprinted; --out in a missing folder was a

@@ -22,7 +22,7 @@ from engine.config import ModelConfig
 from engine.config import ReportConfig
 from engine.execution.results import read_run
 from engine.report import write_report
-from engine.report.data import report_data, report_settings
+from engine.report.data import category_name, report_data, report_settings
 from engine.report.markdown import render_markdown
 from tests.support.runs import SCRIPTED, make_config, run
 
@@ -652,6 +652,15 @@ def test_the_bounds_of_the_groups_left_out_for_an_unresolved_count_are_shown(fix
                == (target["model"], target["category"] or "?", target["strategy"])]
     assert cell["unresolved"] == 1 and cell["low"] <= cell["high"]
     assert "Bounds: the mean of the groups' lower – upper bounds" in render_markdown(data)
+    # A category none of whose groups resolved (the case the table is for) has its row too.
+    for g in groups:
+        if g["category"] == target["category"] and g["status"] == "ok" and g["n_responses"] == cfg.n:
+            g.update(unique_mean=None, unique_low_mean=1.0, unique_high_mean=3.0)
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    assert target["category"] not in data["unique"]["categories"]
+    bounds_table = render_markdown(data).split("Bounds: the mean")[0].rsplit("| category |", 1)[1]
+    assert category_name(target["category"]) in bounds_table
     untouched = report_data(result, cfg)["unique"]
     assert untouched["bounds_unresolved"] == 0
     assert "Bounds: the mean" not in render_markdown(report_data(result, cfg))
