@@ -42,7 +42,9 @@ def events(life_log):
     return Path(life_log).read_text().split("\n")[:-1]
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
+# The Ray variant (~18 s of actors on 2 cores) runs with the slow tests, to keep the default run under 10 minutes;
+# the default run keeps the local one, and Ray's hosts through tests/test_integration.py.
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
 def test_each_model_loads_once_and_is_released_after_its_last_stage(tmp_path, executor, request):
     if executor == "ray":
         request.getfixturevalue("ray_session")

@@ -156,6 +156,8 @@ store.atomic_write_table = dying_write
 """
 
 
+@pytest.mark.slow  # two subprocess runs (~21 s on 2 cores); the default run keeps the kill mid-generation and
+# Store.remove_leftovers' own test (test_leftovers_of_a_crash_writing_the_run_tables_are_removed_too)
 def test_sigkill_mid_write_leaves_no_half_shard(tmp_path, baseline):
     expected, _ = baseline
     run_dir, log, armed = tmp_path / "run", tmp_path / "calls.log", tmp_path / "armed"
