@@ -6,6 +6,7 @@ executor, actors under Ray); the backend double sleeps per call and logs "<kind>
 of sampling and judging is observed in the order of real calls.
 """
 
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -170,7 +171,12 @@ def test_batches_are_cut_in_arrival_order_across_units_and_only_the_head_is_join
 
 
 class PricedDouble(Double):
-    """Double, each batch reported as costing $1 (as an HTTP backend with prices reports its tokens priced)."""
+    """Double, each batch reported as costing $1 (as an HTTP backend with prices reports its tokens priced), and
+    taking a moment, as a request does (a batch done at once frees its host before the driver has read its cost)."""
+
+    def process(self, rows):
+        time.sleep(0.2)
+        yield from super().process(rows)
 
     def batch_telemetry(self):
         return {"cost_usd": 1.0}
@@ -201,12 +207,15 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
 
     run, heard, flow = flow_over(1.5)
     record = run.close()
-    assert flow.spent() == 2.0 and heard.count(True) == 2 and heard.count(False) == 2  # $2 sent, then nothing
+    # $1 spent, a second batch sent; then nothing. (A batch sent while the last one's cost is on its way may add one:
+    # the cap stops what is sent after the cost it has read, batches in flight finish.)
+    sent = int(flow.spent())
+    assert 2 <= sent <= 3 and heard.count(True) == sent and heard.count(False) == 4 - sent
     assert all("execution.max_cost_usd ($1.50) reached" in why for why in record.failed.values())
     # A cap of 0 (free models only) refuses nothing that costs nothing.
     free, heard_free, _ = flow_over(0.0, StagePlan(Double, {}, batch_size=2, label="free", host="f"),
                                     Store(tmp_path / "free"))
     assert heard_free.count(True) == 4 and not free.close().failed
     again, heard, flow = flow_over(None)
-    assert again.record.units_reused == 2 and heard.count(True) == 4 and flow.spent() == 2.0
+    assert again.record.units_reused == sent and heard.count(True) == 4 and flow.spent() == 4 - sent
     assert again.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12, 14, 16]
