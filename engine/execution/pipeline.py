@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 HTTP_ACTOR_RESTARTS = 3
 
 
+# Both orders split on the threshold are unresolved ("order_split", 2026-12-02), no longer equivalent: keys the answer
+# and trace judges' shards only where both orders are judged, so that other runs keep their judgments.
+ORDER_SPLIT_RULE = "order-split-unresolved"
+
+
 def run_executor(config: RunConfig, hub_env: dict[str, str] | None = None) -> LocalExecutor | RayExecutor:
     """The executor a config names (execution.executor and its Ray settings); `hub_env`: the hub access its workers
     get (default: the config's models.offline)."""
@@ -409,9 +414,7 @@ class Pipeline:
             settings["cascade"] = OFF_CASCADE  # its band and rates route no pair while it is off: keyed as default
         identity = [self.versions["judge"], JudgeStage.version, settings]
         if cfg.judge.both_orders:
-            # Both orders split on the threshold are unresolved ("order_split", 2026-12-02), no longer equivalent:
-            # keyed only where both orders are judged, so that other runs keep their judgments.
-            identity.append("order-split-unresolved")
+            identity.append(ORDER_SPLIT_RULE)
         if cfg.judge.cascade.enabled:
             from engine.method.calibrated import RULES_VERSION, CalibratedJudge
 
@@ -757,7 +760,7 @@ class _Flow:
                                             pa.list_(pa.string())))
         identity = [self.p.versions["judge_trace"], JudgeStage.version, self.trace_settings]
         if self.trace_settings.get("both_orders"):
-            identity.append("order-split-unresolved")  # as judge_identity
+            identity.append(ORDER_SPLIT_RULE)
         for judge in self.cfg.llm_judges:
             self._to(f"judge_trace[{judge.name}]", key, subset, ["judge_trace", [*identity, judge.identity()]],
                      T.JUDGE_INPUT)

@@ -167,15 +167,18 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
     s.blocks.append(FigureRef("figure2_unique", f"Figure 2: unique responses per category and strategy, paired "
                                                 f"({ci} CI)."))
 
-    def table(cells: list[dict], model: str, caption: str) -> Table:
+    def estimate(c: dict) -> str:
+        return f"{fmt_estimate(c['estimate'])} ({c['groups']})"
+
+    def table(cells: list[dict], model: str, caption: str, text=estimate, categories=None) -> Table:
+        """Categories × strategies of one model's cells, each cell as `text` writes it."""
         cell = {(c["model"], c["category"], c["strategy"]): c for c in cells}
         rows = []
-        for cat in u["categories"] + ["all"]:
+        for cat in (u["categories"] if categories is None else categories) + ["all"]:
             if not any((model, cat, st) in cell for st in data["strategies"]):
                 continue
-            rows.append([category_name(cat)] + [
-                f"{fmt_estimate(cell[(model, cat, st)]['estimate'])} ({cell[(model, cat, st)]['groups']})"
-                if (model, cat, st) in cell else "–" for st in data["strategies"]])
+            rows.append([category_name(cat)] + [text(cell[(model, cat, st)]) if (model, cat, st) in cell else "–"
+                                                for st in data["strategies"]])
         return Table(["category"] + data["strategies"], rows, caption)
 
     for model in data["models"]:
@@ -189,18 +192,15 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
                               f"Unpaired: mean [{ci} CI] (complete groups) — each strategy over its own complete "
                               "groups."))
         if u.get("bounds_unresolved"):
-            cell = {(b["model"], b["category"], b["strategy"]): b for b in u["bounds"]}
-            rows = [[category_name(cat)] + [
-                (f"{b['low']:.2f} – {b['high']:.2f} ({b['groups']}; {b['unresolved']} unresolved)"
-                 if (b := cell.get((model, cat, st))) else "–") for st in data["strategies"]]
-                for cat in ordered_categories({b["category"] for b in u["bounds"]} - {"all"}) + ["all"]
-                if any((model, cat, st) in cell for st in data["strategies"])]
-            s.blocks.append(Table(["category"] + data["strategies"], rows,
-                                  "Bounds: the mean of the groups' lower – upper bounds, over every group with all n "
-                                  "responses and a count or bounds (groups; of them unresolved, left out of the "
-                                  "tables above). An unreadable verdict leaves a diverse group unresolved sooner "
-                                  "than a homogeneous one, so the means above may lean low: these bounds say how far "
-                                  "the groups left out could move them."))
+            # Its own categories: one whose groups none resolved has no row in the tables above.
+            s.blocks.append(table(
+                u["bounds"], model,
+                "Bounds: the mean of the groups' lower – upper bounds, over every group with all n responses and a "
+                "count or bounds (groups; of them unresolved, left out of the tables above). An unreadable verdict "
+                "leaves a diverse group unresolved sooner than a homogeneous one, so the means above may lean low: "
+                "these bounds say how far the groups left out could move them.",
+                text=lambda b: f"{b['low']:.2f} – {b['high']:.2f} ({b['groups']}; {b['unresolved']} unresolved)",
+                categories=ordered_categories({b["category"] for b in u["bounds"]} - {"all"})))
     if u["partial_total"]:
         s.blocks.append(Para(
             f"{u['partial_total']} of the counted groups average fewer than all judges — "

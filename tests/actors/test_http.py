@@ -55,6 +55,19 @@ def client():
         c.close()
 
 
+class BlankChat:
+    """A backend whose every answer is `text` (blank) cut at the token limit, with no hidden reasoning."""
+
+    name = "echo"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def chat(self, conversations, sampling):
+        return [ChatOutput(texts=[self.text], finish_reasons=["length"], n_tokens=[1], prompt_tokens=3)
+                for _ in conversations]
+
+
 def served_ok(srv: ChatServer) -> Counter:
     """How many times each conversation (by last message) was answered 200."""
     return Counter(r.last_message for r in srv.requests if r.status == 200)
@@ -430,14 +443,7 @@ def test_a_filtered_answer_without_log_probs_does_not_turn_them_off(serve, clien
 def test_a_blank_answer_cut_at_the_limit_without_log_probs_still_turns_them_off(serve, client):
     # A provider that omits log-probs and whose few tokens are blank: no text, yet it answered (cut at the limit).
     # Left on log-probs, every verdict of the run would stay at the log-prob budget and be unreadable.
-    class Blank:
-        name = "echo"
-
-        def chat(self, conversations, sampling):
-            return [ChatOutput(texts=[" "], finish_reasons=["length"], n_tokens=[1], prompt_tokens=3)
-                    for _ in conversations]
-
-    c = client(serve(Blank(), logprobs_mode="omit"))
+    c = client(serve(BlankChat(" "), logprobs_mode="omit"))
     (out,) = c.chat([user("a")], AUTO)
     assert out.first_token_logprobs is None and c.stats()["logprobs_downgraded"] == 1
 
@@ -798,14 +804,7 @@ def test_starved_answers_with_none_answered_stop_the_stage(serve, client):
 def test_an_empty_answer_cut_at_the_limit_without_hidden_tokens_is_an_answer(serve, client):
     # A model that writes only blank tokens up to its budget thought nothing hidden: its empty text is what it
     # wrote (read as unparsed by a judge), not a reasoning failure.
-    class Blank:
-        name = "echo"
-
-        def chat(self, conversations, sampling):
-            return [ChatOutput(texts=["\n"], finish_reasons=["length"], n_tokens=[1], prompt_tokens=3)
-                    for _ in conversations]
-
-    srv = serve(Blank())
+    srv = serve(BlankChat("\n"))
     c = client(srv)
     outs = c.chat([user(f"q{k}") for k in range(REASONING_STOP_AFTER + 1)],
                   SamplingParams(temperature=0.0, max_tokens=1))
