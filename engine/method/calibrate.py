@@ -126,15 +126,49 @@ def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5, resamples:
                       else [[0, 0], [0, 0]]),
     }
     if resamples and both:
-        rng = np.random.default_rng(seed)
-        kappas, aucs = [], []
-        for _ in range(resamples):
-            i = rng.integers(0, len(labels), len(labels))
-            if len(set(labels[i].tolist())) < 2:
-                continue
-            kappas.append(cohen_kappa_score(labels[i], predicted[i]))
-            aucs.append(roc_auc_score(labels[i], np.asarray(p)[i]))
+        kappas, aucs = bootstrap_kappa_auc(labels, predicted, np.asarray(p, dtype=float), resamples, seed)
         out["kappa_ci95"] = [float(np.percentile(kappas, 2.5)), float(np.percentile(kappas, 97.5))]
         out["auc_ci95"] = [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))]
         out["resamples"] = resamples
     return out
+
+
+def bootstrap_kappa_auc(labels: np.ndarray, predicted: np.ndarray, p: np.ndarray, resamples: int, seed: int = 0,
+                        chunk: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Cohen's κ and ROC AUC of each bootstrap resample of the pairs (drawn with `seed`); resamples holding one
+    class only are left out. The values are scikit-learn's cohen_kappa_score and roc_auc_score of each resample
+    (tests/engine/method/test_calibrated.py checks them against it): computed here for all resamples at once
+    because scikit-learn validates its input on every call, 5-9 ms each, and 1,000 resamples of both took 10-15 s
+    of every `agreement` and `calibrate` whatever the number of pairs (100 pairs: 12 s → 0.05 s)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    # AUC from the ranks of the distinct scores: per resample, how many positives and negatives hold each score.
+    values, rank = np.unique(p, return_inverse=True)
+    kappas, aucs = [], []
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        # one (rows, n) draw is the same stream as `rows` draws of n (the order numpy fills the array in)
+        draw = rng.integers(0, n, (rows, n))
+        y, yhat = labels[draw], predicted[draw]
+        positives = y.sum(axis=1)
+        keep = (positives > 0) & (positives < n)
+        draw, y, yhat, positives = draw[keep], y[keep], yhat[keep], positives[keep]
+        negatives = n - positives
+        # κ of a 2 × 2 table: observed agreement against the agreement the margins give by chance
+        tp = (y & yhat).sum(axis=1)
+        tn = ((1 - y) & (1 - yhat)).sum(axis=1)
+        said = yhat.sum(axis=1)
+        observed = (tp + tn) / n
+        chance = (positives * said + negatives * (n - said)) / (n * n)
+        kappas.append((observed - chance) / (1 - chance))
+        # AUC: each negative counts the positives scored above it, a tie half
+        offsets = (np.arange(len(draw)) * len(values))[:, None]
+        at = (offsets + rank[draw]).ravel()
+        size = len(draw) * len(values)
+        pos = np.bincount(at, weights=y.ravel(), minlength=size).reshape(len(draw), len(values))
+        neg = np.bincount(at, weights=1 - y.ravel(), minlength=size).reshape(len(draw), len(values))
+        above = pos[:, ::-1].cumsum(axis=1)[:, ::-1] - pos  # positives with a strictly higher score
+        aucs.append((neg * (above + 0.5 * pos)).sum(axis=1) / (positives * negatives))
+    return np.concatenate(kappas), np.concatenate(aucs)

@@ -35,8 +35,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-import kernels
-from engine.method.features import group_matrices, length_ratio_matrix
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
@@ -106,8 +104,14 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 
 def _content(text: str) -> list[str]:
-    stop = stop_words()
-    return [w for w in words(text) if w not in stop and len(w) > 2]
+    longer = [w for w in words(text) if len(w) > 2]
+    # Only texts with such words load the stop words (scikit-learn, 2 s to import): naming the features below at
+    # import time reads none, so every command (`--help` included) starts without it.
+    return [w for w in longer if w not in stop_words()] if longer else []
+
+
+def _without_stop_words(found: set[str]) -> set[str]:
+    return found - stop_words() if found else found
 
 
 def _difflib(a: str, b: str) -> float:
@@ -133,8 +137,8 @@ def text_features(prompt: str, a: str, b: str) -> dict[str, float]:
     bold_b = {w for s in BOLD.findall(b) for w in _content(s)}
     item_a = {w for s in LIST_ITEM.findall(a) for w in _content(" ".join(s.split()[:4]))}
     item_b = {w for s in LIST_ITEM.findall(b) for w in _content(" ".join(s.split()[:4]))}
-    proper_a = {x.lower() for x in PROPER.findall(a)} - wp - stop_words()
-    proper_b = {x.lower() for x in PROPER.findall(b)} - wp - stop_words()
+    proper_a = _without_stop_words({x.lower() for x in PROPER.findall(a)} - wp)
+    proper_b = _without_stop_words({x.lower() for x in PROPER.findall(b)} - wp)
 
     difflib_ab = _difflib(a, b)
 
@@ -208,6 +212,11 @@ def groups_features(prompts: Sequence[str], groups: Sequence[Sequence[str]], emb
         embeddings: L2-normalised embeddings of all responses, group after group.
         prompt_embeddings: one per group.
     """
+    # Imported here, not with the module: the kernels load numba (1.5 s), and the command line names the features
+    # (calibrate's --features) before any is computed.
+    import kernels
+    from engine.method.features import group_matrices, length_ratio_matrix
+
     mats = (group_matrices([list(g) for g in groups], np.asarray(embeddings, dtype=np.float32))
             if any(f in (*BASE_FEATURES, "ncd_both") for f in names) and len(groups) else None)
     # The kernel compresses a·b for a before b only: the groups reversed give b·a (see ncd_both).

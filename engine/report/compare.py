@@ -35,7 +35,6 @@ from engine.report.data import (SMALL_MODEL_NOTE, category_name, finite, is_comp
 from engine.report.run_shape import run_group_size, run_strategies
 from engine.report.stats import FEW_CLUSTERS, paired_bootstrap_diff_ci
 from engine.method.taxonomy import CATEGORIES
-from engine.report.figures import compare_forest
 
 TABLES = ("prompts", "groups", "accuracy")
 ALL_BUT_A = "all but A"  # the pooled row without category A, where homogeneity is desired
@@ -448,6 +447,8 @@ def write_comparison(c: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     rows = [{"category": (f"{r['pair']}: " if len(c["pairs"]) > 1 else "") + r["category"], "estimate": r["unique"]}
             for r in c["by_category"]]
     paths = {"figure": out / "compare.png", "markdown": out / "compare.md", "json": out / "compare.json"}
+    from engine.report.figures import compare_forest  # matplotlib: loaded when a figure is drawn
+
     atomic_write_bytes(paths["figure"], compare_forest(rows, label_a=c["a"]["label"], label_b=c["b"]["label"]))
     atomic_write_bytes(paths["markdown"], render_comparison(c, figure="compare.png").encode())
     atomic_write_bytes(paths["json"], orjson.dumps(c, option=orjson.OPT_INDENT_2))

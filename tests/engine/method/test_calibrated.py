@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.method.calibrate import fit, scores
+from engine.method.calibrate import bootstrap_kappa_auc, fit, scores
 from engine.method.calibrated import DEFAULT_COEFFICIENTS, CATEGORY_SLOTS, CalibratedJudge, category_one_hot
 from engine.errors import ConfigError
 from engine.method.features import FEATURES, length_ratio_matrix, pair_features
@@ -124,6 +124,28 @@ def test_validation_scores_carry_bootstrap_intervals():
     p = np.clip(y * 0.6 + rng.uniform(size=200) * 0.5, 0, 1)
     s = scores(y, p, resamples=200)
     assert s["kappa_ci95"][0] <= s["kappa"] <= s["kappa_ci95"][1] and s["auc_ci95"][0] <= s["auc"] <= s["auc_ci95"][1]
+
+
+@pytest.mark.parametrize("n, decimals", [(6, 1), (40, 2), (150, 6)])
+def test_the_bootstrap_gives_scikit_learns_kappa_and_auc_of_each_resample(n, decimals):
+    # The resamples' κ and AUC are computed all at once (scikit-learn's per-call checks cost seconds a run): each
+    # must be what scikit-learn gives for that resample, drawn as the loop drew it, ties of scores included.
+    from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+    rng = np.random.default_rng(n)
+    y = rng.integers(0, 2, n)
+    p = np.round(np.clip(y * 0.3 + rng.uniform(size=n), 0, 1), decimals)
+    predicted = (p >= 0.5).astype(int)
+    draws = np.random.default_rng(7)
+    want_k, want_a = [], []
+    for _ in range(120):
+        i = draws.integers(0, n, n)
+        if len(set(y[i].tolist())) == 2:
+            want_k.append(cohen_kappa_score(y[i], predicted[i]))
+            want_a.append(roc_auc_score(y[i], p[i]))
+    kappas, aucs = bootstrap_kappa_auc(y, predicted, p, 120, seed=7, chunk=50)
+    assert len(kappas) == len(want_k) and (n > 6 or len(want_k) < 120)
+    assert np.allclose(kappas, want_k, rtol=0, atol=1e-12) and np.allclose(aucs, want_a, rtol=0, atol=1e-12)
 
 
 def test_the_same_text_twice_is_equivalent_whatever_the_features_say():
