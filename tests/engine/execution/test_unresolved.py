@@ -1,4 +1,6 @@
-"""Verdicts that cannot be read never count as "different": end to end through the real pipeline on Ray.
+"""Verdicts that cannot be read never count as "different": end to end through the real pipeline (the local
+executor: what is counted does not depend on where batches run, and the Ray path has its own end-to-end tests —
+tests/test_integration.py, test_executor.py, test_hub_models.py).
 
 Two deterministic judges leave chosen pairs unparseable: judge "a" every pair of classes {0, 1}, judge "b" every
 pair within class 1. The expected counts, bounds and exclusions are computed here by brute force over all pairs
@@ -47,7 +49,7 @@ def expected(classes: list[int], judge: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def run(ray_session, tmp_path_factory):
+def run(tmp_path_factory):
     cfg = config_from_dict({
         "run_dir": str(tmp_path_factory.mktemp("unresolved") / "run"),
         "prompts": {"source": "builtin", "per_category": 1},
@@ -58,7 +60,7 @@ def run(ray_session, tmp_path_factory):
         "judges": [JUDGE_A, JUDGE_B],
         "quality": {"enabled": False},
         "accuracy": {"enabled": False},
-        "execution": {"executor": "ray", "shard_size": 4},
+        "execution": {"executor": "local", "shard_size": 4},
     })
     pipeline = Pipeline(cfg, progress=False)
     try:
