@@ -30,14 +30,13 @@ from engine.errors import TaskdivError
 from engine.execution.results import read_run
 from engine.execution.store import atomic_write_bytes
 from engine.report.escape import md_text
-from engine.report.data import (SMALL_MODEL_NOTE, category_name, finite, is_complete, ordered_categories, run_models,
-                                small_model_judges)
+from engine.report.data import (ALL_BUT_A, SMALL_MODEL_NOTE, category_name, finite, is_complete, ordered_categories,
+                                run_models, small_model_judges)
 from engine.report.run_shape import run_group_size, run_strategies
 from engine.report.stats import FEW_CLUSTERS, paired_bootstrap_diff_ci
 from engine.method.taxonomy import CATEGORIES
 
 TABLES = ("prompts", "groups", "accuracy")
-ALL_BUT_A = "all but A"  # the pooled row without category A, where homogeneity is desired
 MEASURES = (("unique", "unique responses"), ("quality", "checklist quality"), ("accuracy", "accuracy"))
 
 

@@ -87,12 +87,15 @@ def _mean(values: Iterable[Any]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+ALL_BUT_A = "all but A"  # the pooled row without category A, where homogeneity is desired (more unique is worse)
+
+
 def category_name(letter: str) -> str:
     """"G. Creative writing" for "G"; "all categories" for "all"; "none of these" for a prompt classified outside
     the taxonomy; "? (uncategorised)" otherwise (no gold label and no readable classification)."""
     if letter in CATEGORIES:
         return f"{letter}. {CATEGORIES[letter].name}"
-    return {"all": "all categories", "all but A": "all categories but A (A: homogeneity desired)",
+    return {"all": "all categories", ALL_BUT_A: "all categories but A (A: homogeneity desired)",
             NONE_OF_THESE: "none of these"}.get(letter, "? (uncategorised)")
 
 
@@ -216,10 +219,17 @@ def report_data(result, config) -> dict[str, Any]:
 
 
 def _cells(groups: list[dict], boot: Callable) -> tuple[list[dict], dict[tuple, list[dict]]]:
+    """Per model, category and strategy; pooled over all categories, and over all but A where a model's groups hold A
+    and another category: in A one answer is right and more unique responses are worse, so the "all" mean mixes
+    two directions (compare's pooled row leaves A out the same way)."""
     cells: dict[tuple, list[dict]] = defaultdict(list)
+    with_a = {g["model"] for g in groups if g["category"] == "A"}
+    mixed = {g["model"] for g in groups if g["category"] != "A"} & with_a
     for g in groups:
         cells[(g["model"], g["category"] or "?", g["strategy"])].append(g)
         cells[(g["model"], "all", g["strategy"])].append(g)
+        if g["model"] in mixed and g["category"] != "A":
+            cells[(g["model"], ALL_BUT_A, g["strategy"])].append(g)
     out = []
     for (model, cat, strategy), gs in sorted(cells.items()):
         est = boot([g["unique_mean"] for g in gs], clusters=[g["prompt_id"] for g in gs])
@@ -285,7 +295,7 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
         "paired_prompts": {m: len({g["prompt_id"] for g in paired if g["model"] == m}) for m in shown},
         "unpaired_strategies": {m: [s for s in (strategies or sorted(ran[m])) if s in ran[m] and s not in shown[m]]
                                 for m in ran if ran[m] - shown[m]},
-        "categories": ordered_categories(c for (_, c, _) in cells if c != "all"),
+        "categories": ordered_categories(c for (_, c, _) in cells if c not in ("all", ALL_BUT_A)),
         "excluded": [{"model": m, "strategy": s, "reason": r, "groups": k}
                      for (m, s, r), k in sorted(excluded.items())],
         "excluded_total": sum(excluded.values()),

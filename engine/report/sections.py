@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.method.metrics import GENERAL_METRICS
-from engine.report.data import SMALL_MODEL_LEAD, SMALL_MODEL_TEXT, category_name, finite, ordered_categories
+from engine.report.data import (ALL_BUT_A, SMALL_MODEL_LEAD, SMALL_MODEL_TEXT, category_name, finite,
+                                ordered_categories)
 
 @dataclass
 class Para:
@@ -174,7 +175,7 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
         """Categories × strategies of one model's cells, each cell as `text` writes it."""
         cell = {(c["model"], c["category"], c["strategy"]): c for c in cells}
         rows = []
-        for cat in (u["categories"] if categories is None else categories) + ["all"]:
+        for cat in (u["categories"] if categories is None else categories) + ["all", ALL_BUT_A]:
             if not any((model, cat, st) in cell for st in data["strategies"]):
                 continue
             rows.append([category_name(cat)] + [text(cell[(model, cat, st)]) if (model, cat, st) in cell else "–"

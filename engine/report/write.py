@@ -22,8 +22,9 @@ def build_figures(data: dict[str, Any]) -> dict[str, bytes]:
 
     u, t, sp, j = data["unique"], data["tradeoff"], data["spearman"], data["judging"]
     figs = {
-        "figure2_unique": F.figure2_unique([c for c in u["cells"] if c["category"] != "all"], models=data["models"],
-                                           strategies=data["strategies"], categories=u["categories"], n=data["n"]),
+        "figure2_unique": F.figure2_unique([c for c in u["cells"] if c["category"] in u["categories"]],
+                                           models=data["models"], strategies=data["strategies"],
+                                           categories=u["categories"], n=data["n"]),
         "spearman": F.spearman_bars(sp["rows"], metrics=sp["metrics"], categories=sp["categories"]),
     }
     if data.get("sweep"):

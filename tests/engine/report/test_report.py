@@ -79,14 +79,19 @@ def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
     data = orjson.loads(paths["json"].read_bytes())
     groups = result.tables["groups"].to_pylist()
     assert data["unique"]["complete_total"] == len(groups) and data["unique"]["excluded_total"] == 0
+    pooled = {"all": lambda c: True, "all but A": lambda c: c != "A"}  # A: more unique responses is worse
     for cell in data["unique"]["cells"]:
         values = [g["unique_mean"] for g in groups if g["model"] == cell["model"] and g["strategy"] ==
-                  cell["strategy"] and (cell["category"] == "all" or g["category"] == cell["category"])]
+                  cell["strategy"] and pooled.get(cell["category"], lambda c: c == cell["category"])(g["category"])]
         assert cell["groups"] == len(values)
         assert cell["estimate"]["value"] == pytest.approx(sum(values) / len(values))
         if cell["category"] == "all":  # 8 prompts: a real interval around the mean
             e = cell["estimate"]
             assert e["low"] <= e["value"] <= e["high"] and e["high"] <= cfg.n
+    # Each strategy's pooled row without A, beside the one over all categories, in every table of Figure 2's section.
+    assert {c["strategy"] for c in data["unique"]["cells"] if c["category"] == "all but A"} == set(cfg.strategies)
+    unique = paths["markdown"].read_text().split("## Functionally unique responses")[1].split("\n## ")[0]
+    assert unique.count("| all categories but A (A: homogeneity desired) |") == 2  # paired and unpaired
 
 
 def test_a_classification_whose_request_failed_is_no_answer_not_a_wrong_one():
