@@ -727,11 +727,15 @@ class _Flow:
                 methods = [accuracy_method(s, c, g) for s, c, g in zip(settled["source"].to_pylist(),
                                                                       settled["judge_category"].to_pylist(),
                                                                       settled["gold_answer"].to_pylist())]
-                checkable = settled.filter(pa.array([m is not None for m in methods], pa.bool_()))
-                if checkable.num_rows:
-                    self._to(f"accuracy[{cfg.grader.name}]", key, checkable,
-                             ["accuracy", [p.versions["accuracy"], cfg.grader.identity(), ACCURACY_VERSION]],
-                             T.ACCURACY_INPUT)
+                keyed = ["accuracy", [p.versions["accuracy"], cfg.grader.identity(), ACCURACY_VERSION]]
+                # Math checks are keyed by their time limit too: one out of time is unknown, and once its reruns
+                # (execution.row_retries) are spent, raising accuracy.math_timeout_s must check it again (free: no
+                # model call). The grader's rows keep their key, so a new limit asks no grader again.
+                for method, parts in (("math-verify", [*keyed, {"math_timeout_s": cfg.accuracy.math_timeout_s}]),
+                                      ("grader", keyed)):
+                    checkable = settled.filter(pa.array([m == method for m in methods], pa.bool_()))
+                    if checkable.num_rows:
+                        self._to(f"accuracy[{cfg.grader.name}]", key, checkable, parts, T.ACCURACY_INPUT)
             if cfg.quality.reward_model is not None:
                 rm = cfg.quality.reward_model
                 self._to("reward", key, groups, ["reward", [rm.identity(), RewardStage.version]], T.REWARD_INPUT)

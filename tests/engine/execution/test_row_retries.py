@@ -351,3 +351,41 @@ def test_a_unit_that_fails_twice_keeps_what_both_runs_computed(tmp_path):
     third = run(cfg)
     assert sample_calls() == [texts[1]]  # rows 2-5 of the first run were not sent a third time
     assert third.tables["samples"].num_rows == 6
+
+
+def test_a_math_check_out_of_time_is_checked_again_when_its_limit_is_raised(tmp_path, monkeypatch):
+    # A check that timed out is asked again by `row_retries` reruns; after those (here none) the unknown was stored for
+    # good under a key without the limit, so raising accuracy.math_timeout_s reused it. Math checks are keyed by the
+    # limit now; the grader's verdicts are not, and the new limit asks no model anything again.
+    from engine.method.math import MathCheck
+    from engine.stages import accuracy
+
+    def out_of_time_under_5s(response, gold, timeout_s):
+        if timeout_s < 5:
+            return MathCheck(None, "42", f"timed out after {timeout_s} s (worker killed)")
+        return MathCheck(True, "42", "equal")
+
+    monkeypatch.setattr(accuracy, "check_math_answer", out_of_time_under_5s)
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"text": "What is 6 times 7?", "gold_category": "D", "gold_answer": "42"}) + "\n"
+                    + json.dumps({"text": "Chemical symbol of gold?", "gold_category": "A", "gold_answer": "Au"}) + "\n")
+
+    def settings(limit):
+        return make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, n=3, strategies=["temperature"],
+                           quality={"enabled": False}, accuracy={"enabled": True, "math_timeout_s": limit},
+                           execution={"executor": "local", "shard_size": 16, "row_retries": 0})
+
+    def verdicts(result):
+        out: dict[str, list] = {}
+        for r in result.tables["accuracy"].to_pylist():  # one row per response
+            out.setdefault(r["method"], []).append(r["correct"])
+        return out
+
+    first = run(settings(1))
+    assert verdicts(first)["math-verify"] == [None] * 3 and len(verdicts(first)["grader"]) == 3
+    grader = verdicts(first)["grader"]
+    again = run(settings(1))  # the same limit: its reruns are spent, the unknowns stay
+    assert verdicts(again)["math-verify"] == [None] * 3 and ScriptedChat.calls == []
+    raised = run(settings(30))
+    assert verdicts(raised) == {"math-verify": [True] * 3, "grader": grader}
+    assert ScriptedChat.calls == []  # the grader's rows, and everything before accuracy, were reused
