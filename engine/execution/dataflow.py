@@ -248,6 +248,14 @@ class StageRun:
         if salvaged:
             log.warning("stage %s: %d computed rows of failed shards were kept; a rerun sends only the others",
                         record.stage, salvaged)
+        # A unit written whole holds every row its partial shard kept: the partial goes (it stayed on disk for good).
+        # Only this stage's own units, once it has taken them all: their keys hold its settings, so no other stage
+        # sharing the table reads their rows (another judge's lane may still be reading its own). Not a stored shard
+        # whose retried rows failed again: its partial holds the rows of that retry that came back, which it lacks.
+        for key in self.order:
+            if key not in record.failed and key not in record.retry_failed \
+                    and self.store.has([self.table_name], key):
+                self.store.remove_shard(self.table_name, f"{key}{PARTIAL}")
         lost = [k for k in self._expected if k not in record.failed and not self.store.has([self.table_name], k)]
         if lost:
             raise RuntimeError(f"stage {record.stage}: {len(lost)} shards came back incomplete from the executor")

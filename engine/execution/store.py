@@ -134,6 +134,12 @@ class Store:
                 if rows is not None:
                     atomic_write_bytes(rows_path, orjson.dumps(rows))
 
+    def remove_shard(self, table: str, key: str) -> None:
+        """Remove shard `key` of `table` if there is one: its table first, then its row index (an index without its
+        table is never read; a table without its index would be)."""
+        self.shard_path(table, key).unlink(missing_ok=True)
+        self.rows_path(table, key).unlink(missing_ok=True)
+
     def read_row_index(self, table: str) -> dict[str, tuple[str, int, dict[str, Any] | None]]:
         """Every finished row of `table`'s shards: row key → (shard key, row, retry) where retry is
         {"error", "attempts"} for a row whose backend call failed transiently, else None. Shards without a row

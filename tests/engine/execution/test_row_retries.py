@@ -347,15 +347,20 @@ def test_a_unit_that_fails_twice_keeps_what_both_runs_computed(tmp_path):
     refused.write_text("SECOND")
     run(cfg)  # rows 0 and 1 sent again: 0 back, 1 refused (the double records only what it answered)
     assert sample_calls() == [texts[0]]
+    partial = list((cfg_dir(cfg) / "shards" / "sample").glob("*.partial.*"))
+    assert len(partial) == 2  # the failed unit's rows so far and their index
     refused.unlink()
     third = run(cfg)
     assert sample_calls() == [texts[1]]  # rows 2-5 of the first run were not sent a third time
     assert third.tables["samples"].num_rows == 6
+    # Its unit written whole, the partial shard is gone (it was kept for good), and a rerun reuses everything.
+    assert not list((cfg_dir(cfg) / "shards" / "sample").glob("*.partial.*"))
+    assert run(cfg).tables["samples"].equals(third.tables["samples"]) and sample_calls() == []
 
 
 def test_a_math_check_out_of_time_is_checked_again_when_its_limit_is_raised(tmp_path, monkeypatch):
-    # A check that timed out is asked again by `row_retries` reruns; after those (here none) the unknown was stored for
-    # good under a key without the limit, so raising accuracy.math_timeout_s reused it. Math checks are keyed by the
+    # A check that timed out is asked again by `row_retries` reruns; after those (here none) the unknown was stored
+    # for good under a key without the limit, so raising accuracy.math_timeout_s reused it. Math checks are keyed by the
     # limit now; the grader's verdicts are not, and the new limit asks no model anything again.
     from engine.method.math import MathCheck
     from engine.stages import accuracy
@@ -367,8 +372,9 @@ def test_a_math_check_out_of_time_is_checked_again_when_its_limit_is_raised(tmp_
 
     monkeypatch.setattr(accuracy, "check_math_answer", out_of_time_under_5s)
     path = tmp_path / "prompts.jsonl"
-    path.write_text(json.dumps({"text": "What is 6 times 7?", "gold_category": "D", "gold_answer": "42"}) + "\n"
-                    + json.dumps({"text": "Chemical symbol of gold?", "gold_category": "A", "gold_answer": "Au"}) + "\n")
+    path.write_text("".join(json.dumps(p) + "\n" for p in (
+        {"text": "What is 6 times 7?", "gold_category": "D", "gold_answer": "42"},
+        {"text": "Chemical symbol of gold?", "gold_category": "A", "gold_answer": "Au"})))
 
     def settings(limit):
         return make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, n=3, strategies=["temperature"],
