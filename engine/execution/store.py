@@ -8,7 +8,7 @@ Layout of a run directory:
                                  affect it, so a rerun finds finished shards and a changed setting misses them;
                                  <key>.rows.json beside it holds its rows' own keys and the rows to retry, and
                                  <key>.partial.* the rows a failed shard had back (found by row key, never read as
-                                 a shard)
+                                 a shard; removed once the shard is written whole)
     <table>.parquet             the consolidated table of this run (only the current keys, never stale shards)
     report.md, report.json …    the report
 
