@@ -7,10 +7,9 @@ NumPy / Python reference (``*_reference``) next to it, and ``tests/kernels`` che
 Text kernels accept ``groups`` as a list of lists of str or as ``(texts, group_offsets)`` with
 ``texts`` a pyarrow string array (read without copying); see :mod:`kernels._inputs`.
 
-Compiled code is cached on disk (``cache=True``) next to these files, so a worker process loads it
-instead of compiling. Numba keys a cache entry on the file that defines the kernel only: the
-tokenizer helpers in ``tokenize.py`` are compiled into ``jaccard.py``'s kernel, so after editing
-``tokenize.py`` clear ``kernels/__pycache__`` (reinstalling the package does this).
+Compiled code is cached on disk (``cache=True``), so a worker process loads it instead of compiling, in a
+folder named by a digest of every file here (:mod:`kernels._cache`: numba keys an entry on the kernel's own file
+only, and ``jaccard.py``'s kernel compiles in ``tokenize.py``'s tokenizer).
 
 ``KERNELS`` is the name → (kernel, reference) table, as pynndescent's distance tables: the stages look measures up
 by name and the tests check every pair on seeded data.
@@ -25,12 +24,15 @@ from kernels._openmp import load_torch_openmp_first
 
 load_torch_openmp_first()
 
-from kernels._batch import SquareMatrixBatch, mean_pairwise, mean_pairwise_distance
-from kernels.components import count_components, count_components_batched
-from kernels.compression import compression_ratio, ncd_diversity, ncd_matrices
-from kernels.cosine import cosine_matrices, embedding_diversity
-from kernels.jaccard import jaccard_matrices, vocab_diversity
-from kernels.tokenize import tokenize, tokenize_reference
+from kernels._cache import versioned_cache
+
+with versioned_cache():
+    from kernels._batch import SquareMatrixBatch, mean_pairwise, mean_pairwise_distance
+    from kernels.components import count_components, count_components_batched
+    from kernels.compression import compression_ratio, ncd_diversity, ncd_matrices
+    from kernels.cosine import cosine_matrices, embedding_diversity
+    from kernels.jaccard import jaccard_matrices, vocab_diversity
+    from kernels.tokenize import tokenize, tokenize_reference
 from kernels import components as _components, compression as _compression, cosine as _cosine, jaccard as _jaccard
 
 # Name → (kernel, its plain NumPy / Python reference).

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import kernels
 
@@ -39,3 +42,44 @@ def test_second_process_loads_every_kernel_from_the_cache():
     n_dispatchers, n_misses = map(int, completed.stdout.split())
     assert n_dispatchers >= 10
     assert n_misses == 0
+
+
+def test_the_cache_folder_is_named_by_every_kernel_source(tmp_path):
+    # Numba keys a cached kernel on its own file only: jaccard.py's kernel kept an edited tokenize.py's old tokenizer.
+    # The cache folder is named by a digest of all of them, so an edit to any file compiles every kernel afresh.
+    import shutil
+
+    from kernels._cache import HERE, sources_digest
+    from kernels import jaccard
+
+    folder = f"kernels-{sources_digest()}"
+    assert Path(jaccard._jaccard_groups._cache._cache_path).parent.name == folder
+    copy = tmp_path / "kernels"
+    shutil.copytree(HERE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert sources_digest(copy) == sources_digest()
+    tokenize = copy / "tokenize.py"
+    tokenize.write_text(tokenize.read_text() + "\n# an edit\n")
+    assert sources_digest(copy) != sources_digest()
+
+
+@pytest.mark.slow  # compiles the kernels twice in fresh processes (~1 min on 2 cores)
+def test_an_edited_tokenizer_reaches_the_jaccard_kernel_through_the_cache(tmp_path):
+    import shutil
+
+    from kernels._cache import HERE
+
+    shutil.copytree(HERE, tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    script = "import kernels; print(kernels.jaccard_matrices([['a→b', 'a b']])[0][0, 1])"
+
+    def jaccard_in_a_fresh_process() -> float:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+        return float(out.stdout)
+
+    assert jaccard_in_a_fresh_process() == 0.0  # '→' is a word character: 'a→b' is one token
+    tokenize = tmp_path / "kernels" / "tokenize.py"
+    source = tokenize.read_text()
+    assert "SEPARATOR_RANGES" in source
+    marker = "SEPARATOR_RANGES: tuple[tuple[int, int], ...] = ("
+    tokenize.write_text(source.replace(marker, marker + "(0x2190, 0x21FF), ", 1))  # arrows separate words
+    assert jaccard_in_a_fresh_process() == 1.0  # the cached kernel would still say 0.0
