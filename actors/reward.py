@@ -1,8 +1,10 @@
 """Reward models: a scalar score of (prompt, response), loaded with the head the model really has.
 
 The two kinds users run (shared/notes/reward-models.md):
-- "sequence-classification" — Skywork-Reward, ArmoRM-style models: `AutoModelForSequenceClassification` with one
-  output; the score is that output at the last token of the chat-formatted conversation.
+- "sequence-classification" — Skywork-Reward-style models: `AutoModelForSequenceClassification` with one output;
+  the score is that output at the last token of the chat-formatted conversation. A checkpoint that ships its own
+  model code for it (ArmoRM's gating and multi-objective head, `auto_map` in its config) is refused: transformers
+  would load the stock class without that code, silently, and score with another function than the model's.
 - "athene" — Athene-RM-8B/70B (the paper's reward model): a Llama decoder (weights under `model.`) plus a value
   head `v_head` (hidden → 1, no bias) read at a special scoring token (id 128003 for Athene) appended after the
   chat-formatted conversation. Loading it as sequence classification would build a fresh random `score` head and
@@ -24,6 +26,7 @@ would fall with its response lengths for that reason alone. The report counts re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -67,12 +70,33 @@ def detect_kind(folder: Path) -> str:
     is one; else a BackendError saying to set reward.kind."""
     if any(n.startswith("v_head.") for n in weight_names(folder)):
         return "athene"
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    config = _config(folder)
     if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
         return "sequence-classification"
     raise BackendError(f"reward model {folder}: cannot tell its head (no v_head weights, architectures "
                        f"{config.get('architectures')}); set quality.reward_model.kind to sequence-classification or "
                        "athene")
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+
+
+def refuse_custom_code(model: str, folder: Path) -> None:
+    """A sequence-classification checkpoint whose config maps that class to its own code (`auto_map`) scores with that
+    code (ArmoRM: a gating network over 19 objectives). Without trust_remote_code transformers loads the stock class
+    instead, with no warning, and drops the custom head's weights unused: refused, naming the code."""
+    custom = (_config(folder).get("auto_map") or {}).get("AutoModelForSequenceClassification")
+    if custom:
+        raise BackendError(f"reward model {model!r} ships its own model code ({custom}): taskdiv does not run a "
+                           "checkpoint's code, and the stock class would score it with another head. Use a "
+                           "sequence-classification reward model without custom code (e.g. Skywork-Reward) or an "
+                           "Athene-style one")
+
+
+def finite_or_none(value: float) -> float | None:
+    """A score that is no number (an fp16 overflow in a long conversation) is no score: None, counted unscored."""
+    return value if math.isfinite(value) else None
 
 
 def _refuse_missing(model: str, kind: str, info: dict[str, Any]) -> None:
@@ -149,6 +173,8 @@ class LocalRewardModel:
         torch.set_num_threads(threads or default_threads())
         self.name = model
         self.kind = detect_kind(folder) if kind == "auto" else kind
+        if self.kind == "sequence-classification":
+            refuse_custom_code(model, folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -196,7 +222,7 @@ class LocalRewardModel:
         fits = [i for i, ids in enumerate(encoded) if self.max_length is None or len(ids) <= self.max_length]
         scores: list[float | None] = [None] * len(encoded)
         for i, value in zip(fits, self._forward([encoded[i] for i in fits])):
-            scores[i] = value
+            scores[i] = finite_or_none(value)
         return scores
 
     def _forward(self, encoded: list[list[int]]) -> list[float]:
@@ -237,18 +263,21 @@ class VLLMRewardModel:
         except ImportError as exc:
             raise BackendError("the vllm reward backend needs vLLM (scripts/setup-vllm-venv.sh builds its venv)") \
                 from exc
-        path = Path(model).expanduser()
-        if path.is_dir() and kind == "auto":
-            kind = detect_kind(path)
+        # A hub id is resolved here as for the local backend (the cache, or a download of the weights it needs), so
+        # that its head is detected before vLLM loads it and a pinned "org/name@rev" reaches vLLM as that folder.
+        folder = reward_folder(model)
+        if kind == "auto":
+            kind = detect_kind(folder)
         if kind == "athene":
             raise BackendError(f"reward model {model!r}: vLLM has no Athene value head; use backend: local "
                                "(transformers, CPU or one GPU)")
+        refuse_custom_code(model, folder)
         from actors.vllm import without_llvmlite_ffi
 
         self.name = model
         # As for the chat engine: numba (our kernels) loaded first in this process breaks vLLM 0.32's kernel scan.
         with without_llvmlite_ffi():
-            self.llm = LLM(model=model, runner="pooling", **engine_kwargs)
+            self.llm = LLM(model=str(folder), runner="pooling", **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_length = int(self.llm.model_config.max_model_len)
 
@@ -272,8 +301,11 @@ class VLLMRewardModel:
             outputs = self.llm.classify([{"prompt_token_ids": ids[i]} for i in fits],
                                         pooling_params=PoolingParams(use_activation=False), use_tqdm=False)
             for i, o in zip(fits, outputs):
-                scores[i] = float(o.outputs.probs[0])
+                scores[i] = finite_or_none(float(o.outputs.probs[0]))
         return scores
 
     def close(self) -> None:
-        self.llm = None
+        from actors.vllm import shutdown_engine
+
+        llm, self.llm = self.llm, None
+        shutdown_engine(llm)

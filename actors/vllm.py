@@ -217,6 +217,15 @@ class VLLMChatModel:
                 f"scripts/setup-vllm-venv.sh ({type(exc).__name__}: {exc})"
             ) from exc
         self._vllm = vllm
+        # What vLLM raises for one request it refuses (a prompt too long, a parameter the engine was not started
+        # for): ValueError in older releases; vLLM 0.32's VLLMValidationError is a VLLMClientError, not a ValueError,
+        # and caught as an engine failure it failed the whole batch — at every rerun, the same rows batched again.
+        try:
+            from vllm.exceptions import VLLMClientError
+        except ImportError:  # pragma: no cover - releases before it
+            self._rejected: tuple[type[BaseException], ...] = (ValueError,)
+        else:
+            self._rejected = (ValueError, VLLMClientError)
         if self.sampling_overrides:
             try:
                 vllm.SamplingParams(**self.sampling_overrides)
@@ -334,7 +343,7 @@ class VLLMChatModel:
         try:
             (request_id,) = self.llm.enqueue(  # type: ignore[union-attr]
                 [{"prompt_token_ids": ids}], [self.sampling_params(sampling)], use_tqdm=False)
-        except ValueError as exc:
+        except self._rejected as exc:
             if self._engine_dead(exc):
                 self._dead = f"{type(exc).__name__}: {exc}"
                 raise BackendError(f"vLLM engine failed: {self._dead}") from exc
@@ -449,23 +458,7 @@ class VLLMChatModel:
     def close(self) -> None:
         """Shut the engine down: its engine-core process and workers exit, and the memory is released."""
         llm, self.llm = self.llm, None
-        if llm is None:
-            return
-        try:
-            llm.llm_engine.engine_core.shutdown()
-        except Exception as exc:  # closing must not fail a run that is already ending
-            log.debug("shutting down vLLM: %s: %s", type(exc).__name__, exc)
-        del llm
-        try:
-            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-
-            cleanup_dist_env_and_memory()  # in-process workers (uni executor): lets a new engine start here
-        except Exception as exc:
-            log.debug("cleaning up vLLM's distributed state: %s: %s", type(exc).__name__, exc)
-        gc.collect()
-        import multiprocessing
-
-        multiprocessing.active_children()  # reaps the engine-core process vLLM killed (else a zombie remains)
+        shutdown_engine(llm)
 
     def __enter__(self) -> "VLLMChatModel":
         return self
@@ -499,7 +492,7 @@ class VLLMChatModel:
         vparams = [self.sampling_params(p) for p in params]
         try:
             results = self._generate_ids(prompts, vparams)
-        except ValueError as exc:  # a request vLLM rejected: find it, keep the others
+        except self._rejected as exc:  # a request vLLM rejected: find it, keep the others
             if len(prompts) == 1:
                 return [ChatOutput(error=f"vLLM rejected the request: {exc}")]
             log.warning("vLLM rejected a request of a batch of %d (%s); resubmitting one by one", len(prompts), exc)
@@ -511,7 +504,7 @@ class VLLMChatModel:
         try:
             return self.llm.generate(  # type: ignore[union-attr]
                 [{"prompt_token_ids": ids} for ids in prompts], vparams, use_tqdm=False)
-        except ValueError as exc:
+        except self._rejected as exc:
             if self._engine_dead(exc):
                 self._dead = f"{type(exc).__name__}: {exc}"
                 raise BackendError(f"vLLM engine failed: {self._dead}") from exc
@@ -571,11 +564,37 @@ class VLLMChatModel:
                                lp.logprob) for token_id, lp in entries[:k]])
 
 
+def shutdown_engine(llm: Any) -> None:
+    """Shut a vLLM engine down (chat, embedding or reward): its engine-core process and workers exit, and the memory
+    is released. Dropping the reference alone left the engine-core process running until the actor exited."""
+    if llm is None:
+        return
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception as exc:  # closing must not fail a run that is already ending
+        log.debug("shutting down vLLM: %s: %s", type(exc).__name__, exc)
+    del llm
+    try:
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()  # in-process workers (uni executor): lets a new engine start here
+    except Exception as exc:
+        log.debug("cleaning up vLLM's distributed state: %s: %s", type(exc).__name__, exc)
+    gc.collect()
+    import multiprocessing
+
+    multiprocessing.active_children()  # reaps the engine-core process vLLM killed (else a zombie remains)
+
+
 class VLLMEmbedder:
     """Sentence embeddings from a vLLM embedding model (vLLM's pooling runner), L2-normalised like LocalEmbedder.
 
+    A text longer than the model's context is cut to it, keeping its start, as sentence-transformers does (the local
+    embedder); vLLM refuses such a text otherwise, and all-MiniLM-L6-v2's context is 256 tokens while a response
+    runs to 1,024.
+
     Args:
-        model: a model folder or Hugging Face id of an embedding model.
+        model: the packaged embedder's name ("all-minilm-l6-v2"), a model folder or a Hugging Face id.
         **engine_kwargs: passed to vllm.LLM (dtype, max_model_len, tensor_parallel_size, …).
     """
 
@@ -584,19 +603,30 @@ class VLLMEmbedder:
             from vllm import LLM
         except ImportError as exc:
             raise BackendError("the vllm embedding backend needs vLLM (scripts/setup-vllm-venv.sh)") from exc
+        from actors.embed import PACKAGED_EMBEDDERS, resolve_embedder_dir
+
         self.name = model
-        self.llm = LLM(model=resolve_vllm_model(model), runner="pooling", **engine_kwargs)
+        folder = str(resolve_embedder_dir(model)) if model in PACKAGED_EMBEDDERS else resolve_vllm_model(model)
+        try:
+            with without_llvmlite_ffi():  # as for the chat engine: the metrics stage has loaded numba first
+                self.llm = LLM(model=folder, runner="pooling", **engine_kwargs)
+        except Exception as exc:  # bad path, not an embedding model, out of memory: nothing a retry fixes
+            raise BackendError(f"vLLM could not start the embedder {model!r} ({type(exc).__name__}: {exc})") from exc
 
     def embed(self, texts: Sequence[str]):
         import numpy as np
 
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        outputs = self.llm.embed(list(texts), use_tqdm=False)
+        try:
+            outputs = self.llm.embed(list(texts), use_tqdm=False,
+                                     tokenization_kwargs={"truncate_prompt_tokens": -1})  # -1: the context
+        except Exception as exc:
+            raise BackendError(f"vLLM embedding failed ({type(exc).__name__}: {exc})") from exc
         vectors = np.array([o.outputs.embedding for o in outputs], dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1.0, norms)
 
     def close(self) -> None:
-        self.llm = None
-        gc.collect()
+        llm, self.llm = self.llm, None
+        shutdown_engine(llm)

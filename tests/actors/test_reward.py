@@ -131,3 +131,61 @@ def test_the_weights_type_is_an_option_bfloat16_on_a_gpu_by_default(folders):
     assert half.score(pairs) == pytest.approx(full.score(pairs), abs=0.05)
     with pytest.raises(BackendError, match="dtype must be one of auto, float32, bfloat16, float16"):
         LocalRewardModel(str(folders["athene"]), score_token_id=SCORE_TOKEN, dtype="fp8")
+
+
+def test_a_checkpoint_with_its_own_head_code_is_refused_not_scored_with_the_stock_class(folders, tmp_path):
+    # ArmoRM-style: the config maps AutoModelForSequenceClassification to the checkpoint's own code (a gating network
+    # and more head tensors). transformers loaded the stock class without a word, dropped the extra tensors, and
+    # scored: another function than the model's. Refused, naming the code (which is never run: it would raise here).
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    custom = tmp_path / "custom"
+    shutil.copytree(folders["seqcls"], custom)
+    config = json.loads((custom / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_custom_rm.CustomRewardModel"}
+    (custom / "config.json").write_text(json.dumps(config))
+    (custom / "modeling_custom_rm.py").write_text("raise RuntimeError('the checkpoint's code ran')\n")
+    weights = load_file(str(custom / "model.safetensors"))
+    save_file({**weights, "gating.weight": torch.zeros(4, 8)}, str(custom / "model.safetensors"))
+    assert LocalRewardModel(str(folders["seqcls"])).kind == "sequence-classification"  # the stock one loads
+    for kind in ("auto", "sequence-classification"):
+        with pytest.raises(BackendError, match=r"ships its own model code \(modeling_custom_rm.CustomRewardModel\)"):
+            LocalRewardModel(str(custom), kind=kind)
+
+
+def test_a_score_that_is_no_number_is_no_score(folders, monkeypatch):
+    # float16 on a Llama-3-class model can overflow in a long conversation: a NaN score was counted as rewarded and
+    # left out of the mean. It is unscored (None), as a conversation too long to read is.
+    rm = LocalRewardModel(str(folders["seqcls"]))
+    monkeypatch.setattr(rm, "_forward", lambda encoded: [float("nan"), 1.5, float("inf")][:len(encoded)])
+    assert rm.score(PAIRS) == [None, 1.5, None]
+
+
+def test_a_hub_id_downloads_the_weights_it_needs_not_the_whole_repository(tmp_path, monkeypatch):
+    # snapshot_download without patterns fetched every file: Llama-3.1-8B-Instruct's original/consolidated.00.pth too
+    # (16 GB more). One format of weights (safetensors where there are any) and the small files go.
+    import huggingface_hub
+
+    from actors import hub
+
+    asked = {}
+
+    def snapshot_download(repo, *, revision, cache_dir, token, allow_patterns):
+        asked[repo] = allow_patterns
+        return str(tmp_path / repo)
+
+    files = {"meta-llama/Llama-3.1-8B-Instruct": ["config.json", "model-00001-of-00004.safetensors",
+                                                  "original/consolidated.00.pth", "tokenizer.json"],
+             "old/bin-only-rm": ["config.json", "pytorch_model.bin", "tokenizer.model"]}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files",
+                        lambda self, repo, revision=None, token=None: files[repo])
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    for repo in files:
+        hub.resolve(repo, offline=False)
+    llama, old = asked["meta-llama/Llama-3.1-8B-Instruct"], asked["old/bin-only-rm"]
+    assert "*.safetensors" in llama and "*.bin" not in llama and not any(p.endswith(".pth") for p in llama)
+    assert "*.bin" in old and "*.safetensors" not in old and {"*.json", "*.model"} <= set(old)

@@ -493,6 +493,34 @@ class TestEngine:
         assert kept.texts == plain.texts and kept.traces is None
         assert (split.texts, split.traces) == (["4"], ["We need to add."])
 
+    def test_a_request_vllm_validates_away_fails_its_row_only(self, engine, monkeypatch):
+        # vLLM 0.32 refuses a request with VLLMValidationError, which is no ValueError: read as an engine failure,
+        # it failed the whole batch (and every rerun batched the same rows again). Here a thinking budget the
+        # engine was not started for (sampling_overrides can ask for one) is refused for one row of two.
+        from engine.method.programs import Request, drive
+
+        plain = engine.sampling_params
+
+        def budgeted(p):
+            params = plain(p)
+            if p.max_tokens == 5:
+                params.thinking_token_budget = 3
+            return params
+
+        monkeypatch.setattr(engine, "sampling_params", budgeted)
+        refused, fine = engine.chat([_user("Say hi."), _user("Say hi.")],
+                                    [SamplingParams(temperature=0.0, max_tokens=5),
+                                     SamplingParams(temperature=0.0, max_tokens=4)])
+        assert "thinking_token_budget" in refused.error and refused.texts == []
+        assert fine.error is None and len(fine.texts) == 1
+
+        def ask(max_tokens):
+            (out,) = yield [Request(_user("Say hi."), SamplingParams(temperature=0.0, max_tokens=max_tokens))]
+            return out
+
+        refused, fine = drive(engine, [ask(5), ask(4)])  # continuous driving: enqueue refuses it
+        assert "thinking_token_budget" in refused.error and fine.error is None
+
     def test_continuous_rows_that_do_not_fit_fail_alone(self, engine):
         from engine.method.programs import Request, drive
 
@@ -539,6 +567,32 @@ def test_a_sequence_classification_reward_model_scores_on_vllm_as_in_transformer
         rm.close()
     assert scores[1] is None
     assert [scores[0], scores[2]] == pytest.approx(reference, rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.vllm
+def test_the_vllm_embedder_embeds_as_sentence_transformers_and_cuts_long_texts_as_it_does():
+    # all-MiniLM-L6-v2 reads 256 tokens: vLLM refused a longer text, and the whole metrics call with it (a response
+    # runs to 1,024 tokens); sentence-transformers cuts it. Both now keep the text's start, and agree; the packaged
+    # name resolves as for the local embedder (it was taken for a hub id). The engine exits on close().
+    _require_vllm()
+    import kernels  # noqa: F401  # numba first, as in the metrics stage's host
+    import psutil
+
+    from actors.embed import LocalEmbedder
+    from actors.vllm import VLLMEmbedder
+
+    texts = ["Rain on the roof.", "The capital of France is Paris.", "and on " * 400]
+    reference = LocalEmbedder("all-minilm-l6-v2").embed(texts)
+    embedder = VLLMEmbedder("all-minilm-l6-v2", dtype="float32", enforce_eager=True)
+    try:
+        vectors = embedder.embed(texts)
+    finally:
+        embedder.close()
+    assert vectors.shape == reference.shape
+    assert (vectors * reference).sum(axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-3)
+    left = [p for p in psutil.Process().children(recursive=True)
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "VLLM" in p.name()]
+    assert left == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
