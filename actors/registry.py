@@ -411,6 +411,25 @@ SECRET_OPTION = re.compile(r"^(?:hf_)?token$|(?:^|_)(?:auth_token|access_token|s
                            re.IGNORECASE)
 
 
+def stated_context(model: str) -> int | None:
+    """The context a model's own config.json states (max_position_embeddings), read from its folder or its cached
+    hub snapshot without loading or downloading anything; None where neither is here, or where the config scales its
+    positions (rope_scaling: vLLM may then serve more than it states)."""
+    path = Path(model).expanduser()
+    folder = path if path.is_dir() else (hub.cached_snapshot(model) if hub.looks_like_hub_id(model) else None)
+    try:
+        config = orjson.loads((folder / "config.json").read_bytes()) if folder is not None else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    value = text.get("max_position_embeddings")
+    if text.get("rope_scaling") or isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
 def check_options(role: str, backend: str, options: dict[str, Any]) -> None:
     """Refuse an option the backend does not take, naming it and the closest known one (a typo would otherwise
     surface as a TypeError inside an actor, after the run's other models loaded and began to spend); an option

@@ -158,6 +158,8 @@ class VLLMChatModel:
             longest answer. Off: every round is one `LLM.generate` call.
         max_in_flight: most requests submitted and not yet collected in continuous mode (the engine's scheduler
             decodes at most max_num_seqs of them at once; the rest wait in its queue, their prefixes cached).
+        chat_template: a Jinja chat template (its text or a file) used instead of the model's (vLLM's
+            `LLM(chat_template=…)`), for a model that has none or a broken one.
         chat_template_kwargs: extra variables for the chat template (vLLM's `chat_template_kwargs`), e.g.
             {"enable_thinking": False} for Qwen3's, whose generation prompt then closes an empty thinking block: a
             judge read from its first tokens needs that, or it spends them thinking.
@@ -183,10 +185,13 @@ class VLLMChatModel:
         sampling_overrides: dict[str, Any] | None = None,
         continuous: bool = True,
         max_in_flight: int = 1024,
+        chat_template: str | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
         **engine_kwargs: Any,
     ) -> None:
         self.name = model
+        if chat_template is not None and not (isinstance(chat_template, str) and chat_template.strip()):
+            raise BackendError(f"chat_template must be a template's text or a file, got {chat_template!r}")
         if not (isinstance(max_in_flight, int) and max_in_flight >= 1):
             raise BackendError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
         if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, dict):
@@ -267,6 +272,8 @@ class VLLMChatModel:
             kwargs["max_model_len"] = max_model_len
         if max_num_seqs is not None:
             kwargs["max_num_seqs"] = max_num_seqs
+        if chat_template is not None:  # an LLM keyword, no engine argument (preflight checks those)
+            kwargs["chat_template"] = chat_template
         kwargs.update(engine_kwargs)
         if on_cpu and dtype == "auto":
             log.warning("vLLM on CPU with dtype='auto' picks bfloat16, which is ~3x slower than float32 on CPUs "

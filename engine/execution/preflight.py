@@ -10,7 +10,7 @@ closest); for a generator behind an HTTP endpoint, a temperature and top_p the e
 from __future__ import annotations
 
 from actors.base import SamplingParams
-from actors.registry import ModelCheckError, check_model, check_sampling
+from actors.registry import ModelCheckError, check_model, check_sampling, stated_context
 from engine.config import CALIBRATED, RunConfig
 from engine.errors import ConfigError
 from engine.method.programs import first_token_sampling
@@ -137,12 +137,23 @@ def _check_context(config: RunConfig) -> None:
     long = [s for s in config.strategies if s.startswith("system_")]
     need = config.n * config.sampling.max_tokens
     for k, m in enumerate(config.generators):
-        limit = (m.options or {}).get("max_model_len") if m.backend == "vllm" else None
-        if long and isinstance(limit, int) and not isinstance(limit, bool) and need >= limit:
+        if m.backend != "vllm" or not long:
+            continue
+        limit = (m.options or {}).get("max_model_len")
+        # Without the option, vLLM takes the model's own context: a 4k model (Llama-2, Phi-3-mini-4k) under n 5 ×
+        # 1,024 tokens failed every system-prompt group as an explicit 4,096 would have.
+        stated = None if limit is not None else stated_context(m.model)
+        if isinstance(limit, int) and not isinstance(limit, bool) and need >= limit:
             raise ConfigError(f"generators[{k}].options.max_model_len ({m.name}): {limit} tokens cannot hold the "
                               f"{need} that {', '.join(long)} ask for (n {config.n} × sampling.max_tokens "
                               f"{config.sampling.max_tokens}, before the prompt): raise max_model_len, or lower n or "
                               "sampling.max_tokens")
+        if stated is not None and need >= stated:
+            raise ConfigError(f"generators[{k}].model ({m.name}): its context of {stated} tokens (max_position_"
+                              f"embeddings in its config.json, which vLLM serves without options.max_model_len) "
+                              f"cannot hold the {need} that {', '.join(long)} ask for (n {config.n} × "
+                              f"sampling.max_tokens {config.sampling.max_tokens}, before the prompt): lower n or "
+                              "sampling.max_tokens, or pick a model with a longer context")
 
 
 def _generator_sampling(config: RunConfig, m) -> tuple[float, float]:

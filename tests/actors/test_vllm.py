@@ -717,6 +717,8 @@ def test_preflight_knows_vllms_engine_arguments():
     engine = _vllm_engine_arguments()
     assert engine is not None and {"max_model_len", "kv_cache_dtype", "quantization"} <= engine
     check_options("chat", "vllm", {"max_model_len": 1024, "kv_cache_dtype": "auto", "device": "cpu"})
+    # LLM(chat_template=…) is no EngineArgs field: the documented option was refused before it was a keyword of ours.
+    check_options("chat", "vllm", {"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"})
     check_options("reward", "vllm", {"kind": "sequence-classification", "max_model_len": 512})
     with pytest.raises(ModelCheckError, match="did you mean 'kv_cache_dtype'"):
         check_options("chat", "vllm", {"kv_cache_dtyp": "fp8"})

@@ -274,3 +274,31 @@ def test_plan_of_a_benchmark_not_fetched_says_plan_never_downloads(tmp_path, cap
     err = capsys.readouterr().err
     assert "source simpleqa is not fetched yet, and plan reads only what is cached (it never downloads); the run " \
            "itself would fetch it" in err and "this run is offline" not in err
+
+
+def test_a_vllm_model_whose_own_context_is_too_short_is_refused_without_max_model_len(tmp_path):
+    # Without options.max_model_len vLLM serves the model's own context: a 2,048-token model under n 5 × 512 tokens
+    # failed every system-prompt group at generation, as an explicit max_model_len of 2,048 is refused.
+    from engine.config import config_from_dict
+    from engine.errors import ConfigError
+    from engine.execution.preflight import check_written_config, preflight
+    from tests.support.hub import tiny_chat_model
+
+    folder = tiny_chat_model(tmp_path / "tiny")  # its config.json: max_position_embeddings 2048
+
+    def config(max_tokens, **options):
+        return config_from_dict({"n": 5, "sampling": {"max_tokens": max_tokens},
+                                 "generators": [{"name": "tiny", "backend": "vllm", "model": str(folder),
+                                                 "options": options}]})
+
+    for check in (preflight, check_written_config):
+        with pytest.raises(ConfigError, match=r"generators\[0\]\.model \(tiny\): its context of 2048 tokens .* cannot "
+                                              r"hold the 2560 that system_general, system_anchored ask for"):
+            check(config(512))
+    check_written_config(config(256))  # 1,280 fits
+    check_written_config(config(512, max_model_len=4096))  # the option is what vLLM serves
+    import json
+
+    stated = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**stated, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}))
+    check_written_config(config(512))  # scaled positions: vLLM may serve more than the config states
