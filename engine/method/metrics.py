@@ -63,8 +63,10 @@ def register(metric: GeneralMetric) -> GeneralMetric:
 
 register(GeneralMetric("vocab_div", "vocabulary", "mean over pairs of 1 − Jaccard similarity of word sets", 1.0,
                        lambda groups, mats: kernels.mean_pairwise_distance(mats["jaccard"])))
+# Clipped to [0, 2]: float32 unit vectors give a cosine a few ulps above 1, and identical responses a diversity of
+# −2e-16 (NaN stays NaN).
 register(GeneralMetric("embed_div", "embedding", "mean over pairs of 1 − cosine similarity of embeddings", 1.0,
-                       lambda groups, mats: kernels.mean_pairwise_distance(mats["cosine"])))
+                       lambda groups, mats: np.clip(kernels.mean_pairwise_distance(mats["cosine"]), 0.0, 2.0)))
 register(GeneralMetric("compression_ratio", "compression",
                        "bytes of the concatenated group over its gzip size (higher is more repetitive)", -1.0,
                        lambda groups, mats: kernels.compression_ratio(groups)))

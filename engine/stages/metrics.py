@@ -4,6 +4,13 @@ call.
 The pairwise matrices behind them (pair_cosine, pair_jaccard, pair_ncd: n × n, row-major) are kept too: they are
 the calibrated judge's features, and pairwise rates for whoever wants them.
 A group with fewer than two responses has no pairs: its pairwise metrics are NaN (stored as null).
+
+The metrics are over the responses that answer (engine.method.judges.has_answer): an empty one (a reasoning model cut
+off while thinking, a provider's empty reply) is no text to compare, as it is no answer to judge. Counted in, two
+empty responses were identical (Jaccard 1) and an empty against any text wholly different, so a group whose
+generations were all cut off read as perfectly homogeneous. A group with fewer than two answers has every metric
+null. The pairwise matrices keep every response, at its position (the calibrated judge reads its pairs from them and
+leaves pairs without an answer unjudged).
 """
 
 from __future__ import annotations
@@ -11,9 +18,11 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+import numpy as np
 import pyarrow as pa
 
 from engine.method.features import group_matrices
+from engine.method.judges import has_answer
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, Stage
 
@@ -32,7 +41,7 @@ class MetricsStage(Stage):
     name = "metrics"
     # Metric shards are keyed by it: bump when a metric's definition changes (the pipeline keys them by the names of
     # the registered metrics too, so adding one needs no bump).
-    version = "3"
+    version = "4"  # 4: over the responses that answer
     required_inputs = {
         **GROUP_INPUTS,
         "responses": "the group's responses",
@@ -54,15 +63,23 @@ class MetricsStage(Stage):
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         groups = [list(r["responses"]) for r in rows]
-        mats = group_matrices(groups, self.embedder.embed([t for g in groups for t in g]))
-        values = {column: m.compute(groups, mats) for column, m in GENERAL_METRICS.items()}
+        texts = [t for g in groups for t in g]
+        vectors = self.embedder.embed(texts)
+        mats = group_matrices(groups, vectors)
+        answered = [has_answer(t) for t in texts]
+        if all(answered):
+            used, used_mats = groups, mats
+        else:
+            used = [[t for t in g if has_answer(t)] for g in groups]
+            used_mats = group_matrices(used, np.asarray(vectors)[np.asarray(answered, dtype=bool)])
+        values = {column: m.compute(used, used_mats) for column, m in GENERAL_METRICS.items()}
         for k, r in enumerate(rows):
             yield {
                 IDX: k,
                 "prompt_id": r["prompt_id"],
                 "model": r["model"],
                 "strategy": r["strategy"],
-                **{column: _nullable(v[k]) for column, v in values.items()},
+                **{column: _nullable(v[k]) if len(used[k]) >= 2 else None for column, v in values.items()},
                 "pair_cosine": mats["cosine"][k].ravel().tolist(),
                 "pair_jaccard": mats["jaccard"][k].ravel().tolist(),
                 "pair_ncd": mats["ncd"][k].ravel().tolist(),
