@@ -148,6 +148,25 @@ def _group_accuracy(tables: dict) -> dict[tuple, float]:
     return {}
 
 
+def _same_text_ids(prompts_a: dict[str, dict], prompts_b: dict[str, dict]) -> dict[str, str]:
+    """B's prompt id → A's, for each prompt of B whose id A lacks and whose text (stripped) is one prompt of A's that
+    B does not hold under its own id. A text two prompts of A share (two sources) is left unmatched."""
+    by_text: dict[str, list[str]] = defaultdict(list)
+    for pid, p in prompts_a.items():
+        by_text[(p["text"] or "").strip()].append(pid)
+    alias = {}
+    for pid, p in prompts_b.items():
+        found = by_text.get((p["text"] or "").strip(), [])
+        if pid not in prompts_a and len(found) == 1 and found[0] not in prompts_b:
+            alias[pid] = found[0]
+    if len(set(alias.values())) < len(alias):  # two prompts of B with A's one text: ambiguous, none matched
+        counts = defaultdict(int)
+        for target in alias.values():
+            counts[target] += 1
+        alias = {b: a for b, a in alias.items() if counts[a] == 1}
+    return alias
+
+
 def _model_pairs(models_a: list[str], models_b: list[str], intersect: bool) -> list[tuple[str, str]]:
     if set(models_a) == set(models_b):
         return [(m, m) for m in models_a]
@@ -265,6 +284,19 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                            "out of different n are not comparable, and --intersect cannot change that")
     prompts_a = {p["prompt_id"]: p for p in ta["prompts"].to_pylist()}
     prompts_b = {p["prompt_id"]: p for p in tb["prompts"].to_pylist()}
+    acc_a, acc_b = _group_accuracy(ta), _group_accuracy(tb)
+    # A prompt read from a file is identified by the file's name and its text: the same prompt audited from
+    # llama.jsonl and from mistral.jsonl (one file per model) had two ids, and the runs "shared no prompts". A prompt
+    # of B whose id A lacks is A's where their texts are the same (whitespace at the ends aside).
+    alias = {} if within else _same_text_ids(prompts_a, prompts_b)
+    if alias:
+        def renamed(pid: str) -> str:
+            return alias.get(pid, pid)
+
+        prompts_b = {renamed(pid): {**p, "prompt_id": renamed(pid), "text": prompts_a[renamed(pid)]["text"]}
+                     if pid in alias else p for pid, p in prompts_b.items()}
+        rows_b = [{**g, "prompt_id": renamed(g["prompt_id"])} for g in rows_b]
+        acc_b = {(renamed(p), m, s): v for (p, m, s), v in acc_b.items()}
     only_a = sorted(set(prompts_a) - set(prompts_b))
     only_b = sorted(set(prompts_b) - set(prompts_a))
     changed = sorted(p for p in set(prompts_a) & set(prompts_b) if prompts_a[p]["text"] != prompts_b[p]["text"])
@@ -292,7 +324,6 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
 
     groups_a = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_a}
     groups_b = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_b}
-    acc_a, acc_b = _group_accuracy(ta), _group_accuracy(tb)
     units = []  # one per paired group: its category and the A/B values of each measure
     for ma, mb in pairs:
         for s in strategies:
@@ -354,7 +385,8 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
         "n": n_a,
         "intersect": intersect,
         "settings": {"resamples": resamples, "seed": seed, "ci": ci},
-        "prompts": {"shared": len(shared), "only_a": len(only_a), "only_b": len(only_b), "changed": len(changed)},
+        "prompts": {"shared": len(shared), "only_a": len(only_a), "only_b": len(only_b), "changed": len(changed),
+                    "matched_by_text": len(alias)},
         "pairs": pair_labels,
         "strategies": strategies,
         "strategies_skipped": sorted(set(strategies_a) ^ set(strategies_b)),
@@ -394,7 +426,9 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
            f"- B: {E(b['dir'])} (generators: {E(', '.join(b['generators']))})",
            f"- n = {c['n']}; prompts compared: {c['prompts']['shared']}"
            + (f" (intersection: {c['prompts']['only_a']} only in A, {c['prompts']['only_b']} only in B, "
-              f"{c['prompts']['changed']} with changed text left out)" if c["intersect"] else ""),
+              f"{c['prompts']['changed']} with changed text left out)" if c["intersect"] else "")
+           + (f"; {c['prompts']['matched_by_text']} of them matched by their text (their ids differ: the runs read "
+              "them from files of different names)" if c["prompts"].get("matched_by_text") else ""),
            f"- paired groups: {c['paired_groups']} (model pairs: {E(', '.join(c['pairs']))}; strategies: "
            f"{E(', '.join(c['strategies']))})",
            f"- differences are B − A, averaged over prompts; {ci} percentile bootstrap intervals resample prompts "

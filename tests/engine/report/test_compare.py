@@ -256,3 +256,28 @@ def test_a_run_judged_by_the_135m_model_carries_the_not_meaningful_note(runs, tm
     c = compare_runs(a, small, resamples=50)
     assert c["small_model_judges"] == {"a": [], "b": [config["judges"][0]["name"]]}
     assert SMALL_MODEL_LEAD in render_comparison(c)
+
+
+def test_responses_audited_from_files_of_different_names_are_paired_by_their_text(tmp_path):
+    # One file per model (llama.jsonl, mistral.jsonl): a prompt's id hashes the file's name with its text, so the
+    # two runs "shared no prompts". Prompts of B are A's where their texts are the same (ends' whitespace aside).
+    import json
+
+    prompts = [("Write a haiku about rain.", "G"), ("Name a colour.", "C"), ("Suggest a name for a cat.", "B")]
+    dirs = []
+    for name, classes in (("llama", 1), ("mistral", 3)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(
+            json.dumps({"prompt": text + ("\n" if name == "mistral" else ""), "category": cat, "model": name,
+                        "strategy": "temperature", "responses": [f"class {k % classes} {k}" for k in range(4)]}) + "\n"
+            for text, cat in prompts))
+        cfg = make_config(tmp_path, run_dir=str(tmp_path / f"run-{name}"), n=4,
+                          prompts={"source": "responses", "path": str(path)}, quality={"enabled": False})
+        run(cfg)
+        dirs.append(cfg.run_dir)
+    ids = [set(pq.read_table(Path(d) / "prompts.parquet").column("prompt_id").to_pylist()) for d in dirs]
+    assert not ids[0] & ids[1]
+    c = compare_runs(*dirs, intersect=True)  # the generators differ by name: paired as the one model of each
+    assert c["prompts"]["shared"] == 3 and c["prompts"]["matched_by_text"] == 3 and c["paired_groups"] == 3
+    row = next(r for r in c["by_category"] if r["category"] == "all")
+    assert row["unique"]["value"] == pytest.approx(2.0)  # 3 classes against 1
