@@ -42,7 +42,7 @@ def runs(tmp_path_factory):
 def test_more_classes_is_more_diverse_with_the_right_sign_and_verdicts(runs):
     a, b = runs
     c = compare_runs(a, b, resamples=500)
-    assert c["prompts"] == {"shared": 24, "only_a": 0, "only_b": 0, "changed": 0}
+    assert c["prompts"] == {"shared": 24, "only_a": 0, "only_b": 0, "changed": 0, "matched_by_text": 0}
     assert c["paired_groups"] == 24 * 2 and c["pairs"] == ["gen vs gen"]
     assert {"key": "generators[0].options.classes", "a": 2, "b": 4} in c["config_differences"]
     rows = {r["category"]: r for r in c["by_category"]}
