@@ -2,8 +2,9 @@
 
 Composition (the paper's table of datasets): SimpleQA 50, MATH-500 50 (10 from each level 1–5),
 MacGyver 50 (from the problems that are solvable AND need an unconventional solution), NoveltyBench 100 (all of
-NB-Curated), Community Alignment 50 (English first turns), WildBench 44. The paper's own draws are not public; this
-preset draws the same shape.
+NB-Curated), Community Alignment 50 (English first turns), WildBench 44 (from its single-turn rows: the last turn of
+a longer conversation is no prompt on its own). The paper's own draws are not public; this preset draws the same
+shape.
 
 Determinism: each source draws with its own ``random.Random(f"paper/{seed}/{source}")`` (string seeds are hashed
 with SHA-512, so this does not depend on PYTHONHASHSEED), so adding or dropping one source leaves the others'
@@ -93,8 +94,14 @@ def _solvable_unconventional(p: Prompt) -> bool:
     return p.meta.get("solvable") is True and p.meta.get("unconventional") is True
 
 
+def _single_turn(p: Prompt) -> bool:
+    """A WildBench row that is one user turn: the last turn of a longer conversation ("make it shorter") is no
+    prompt on its own, and each strategy starts a fresh conversation with it."""
+    return (p.meta or {}).get("n_turns", 1) == 1
+
+
 # The filter that makes each source's pool; sources not listed use every loaded prompt.
-POOL_FILTERS: dict[str, Callable[[Prompt], bool]] = {"macgyver": _solvable_unconventional}
+POOL_FILTERS: dict[str, Callable[[Prompt], bool]] = {"macgyver": _solvable_unconventional, "wildbench": _single_turn}
 
 
 def load_paper(
@@ -138,8 +145,13 @@ def load_paper(
             _warn(report, selection, f"{source}: no file ({why}), skipped ({asked} prompts of the paper's mix "
                                      "missing)")
             continue
+        # The loader's own warnings are about everything it loaded; the pool filter below may leave those rows out
+        # (WildBench's multi-turn rows): the preset says what its pool is instead.
+        before = len(report.warnings)
         loaded = LOADERS[source](path, on_error=on_error, report=report)
         keep = POOL_FILTERS.get(source)
+        if keep is not None:
+            del report.warnings[before:]
         pool = [p for p in loaded if keep is None or keep(p)]
         selection.pool = len(pool)
         rng = random.Random(f"{NAME}/{seed}/{source}")

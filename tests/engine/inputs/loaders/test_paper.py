@@ -80,9 +80,12 @@ def test_short_pools_are_taken_whole_and_the_shortfall_recorded(caplog):
              "wildbench": str(TEST_DATA / "wildbench_sample.jsonl")}
     with caplog.at_level(logging.WARNING, logger="engine.inputs.loaders.paper"):
         prompts = load_paper(paths, seed=0, report=report)
-    assert collections.Counter(p.source for p in prompts) == {"community_alignment": 3, "wildbench": 4}
+    # WildBench's pool is its single-turn rows: the sample's three-turn row ends in a turn that needs its history.
+    assert collections.Counter(p.source for p in prompts) == {"community_alignment": 3, "wildbench": 3}
+    assert all(p.meta["n_turns"] == 1 for p in prompts if p.source == "wildbench")
     assert "community_alignment: pool too small, took all: 3 of 50" in report.warnings
-    assert "wildbench: pool too small, took all: 4 of 44" in report.warnings
+    assert "wildbench: pool too small, took all: 3 of 44" in report.warnings
+    assert not any("last user turn of a longer conversation" in w for w in report.warnings)
     assert sum("neither given nor fetched" in w for w in report.warnings) == 4
     assert "wildbench: pool too small" in caplog.text
 

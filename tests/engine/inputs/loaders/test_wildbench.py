@@ -38,7 +38,13 @@ def test_sample_rows_load_with_their_last_user_turn_and_meta():
 
 
 def test_multi_turn_rows_keep_the_earlier_turns_in_meta():
-    multi = load(SAMPLE)[2]
+    from engine.inputs.prompts import LoadReport
+
+    report = LoadReport()
+    multi = load(SAMPLE, report=report)[2]
+    # The generator sees the last turn alone: a load that keeps such rows says how many.
+    assert report.warnings == [f"{SAMPLE}: 1 of 4 prompts are the last user turn of a longer conversation; the "
+                               "generator sees that turn alone, without the turns before it"]
     assert multi.text == "Should I split the week between Lisbon and Porto, or stay in one city and do day trips?"
     assert [t["role"] for t in multi.meta["history"]] == ["user", "assistant"] and multi.meta["n_turns"] == 3
     assert multi.meta["history"][0]["content"] == "I'm planning a week-long trip to Portugal in November."
