@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ import yaml
 
 from engine.config import load_yaml
 from engine.errors import TaskdivError
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCES_DIR = REPO_ROOT / "datasets" / "sources"
@@ -172,8 +175,18 @@ def sha256_of(path: Path) -> str:
 
 
 def _record(src: Source) -> dict[str, Any]:
+    """The source's fetch record, or {} (not fetched: fetched again) where there is none or it cannot be read — a
+    crash while it was written, an edit by hand. A traceback from every plan, run and `fetch --list` named no file."""
     path = source_dir(src.name) / FETCHED
-    return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); the source counts as not fetched", path, type(exc).__name__)
+        return {}
+    if not isinstance(record, dict) or not isinstance(record.get("files", {}), dict):
+        log.warning("%s: not a fetch record; the source counts as not fetched", path)
+        return {}
+    return record
 
 
 # Cached files whose sha256 this process has matched with the record, as (path, size, mtime): hashing every file
@@ -190,7 +203,10 @@ def _stat_key(path: Path) -> tuple[str, int, int]:
 def _write_record(src: Source, record: dict[str, Any]) -> None:
     folder = source_dir(src.name)
     tmp = folder / f".{FETCHED}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename, as the files it records
     os.replace(tmp, folder / FETCHED)
     for name in record.get("files") or {}:  # hashed just now, on the way in
         if (folder / name).is_file():

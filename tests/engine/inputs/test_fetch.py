@@ -437,3 +437,24 @@ def test_the_paper_preset_names_sources_only_and_draws_from_the_cache(tmp_path, 
         load_prompts(config.prompts, offline=True)
     prompts = load_prompts(config.prompts, offline=True, skip_missing=True)
     assert len(prompts) == 250  # the two Hugging Face-only sources are not here
+
+
+@pytest.mark.parametrize("damage", ['{"files": {', '["not", "a", "record"]', '{"files": 3}'])
+def test_a_damaged_fetch_record_is_not_fetched_not_a_traceback(served, damage, capsys):
+    # A crash while the record was written (it was renamed into place unsynced), or an edit by hand: every plan, run
+    # and `fetch --list` ended in a JSONDecodeError traceback naming no file. The source counts as not fetched, and
+    # fetching it again mends the record.
+    from engine.cli import main
+
+    files, data, manifest = served
+    with FileServer(files) as server:
+        manifest(server.url)
+        fetch.fetch("math500", progress=False)
+        (fetch.source_dir("math500") / fetch.FETCHED).write_text(damage)
+        assert fetch.cached_files(fetch.source("math500")) is None
+        with pytest.raises(fetch.FetchError, match="fetch math500"):
+            fetch.ensure("math500", offline=True)
+        assert main(["fetch", "--list"]) == 0
+        assert "Traceback" not in capsys.readouterr().err
+        assert fetch.fetch("math500", progress=False)["test.jsonl"].read_bytes() == data
+    assert fetch.cached_files(fetch.source("math500")) is not None
