@@ -11,9 +11,10 @@ The prompt is the LAST user turn. Multi-turn rows keep the earlier turns in ``me
 conversation per prompt. Rows whose last user turn relies on that history therefore lose context ("make it
 shorter"): the paper preset draws from the single-turn rows only (engine.inputs.loaders.paper), and a load that keeps
 multi-turn rows says how many (a LoadReport warning); the history is kept so a later stage can replay it. For the
-same reason two conversations that differ only before their last user turn (both end in "continue") are one prompt to the generator: they are merged into the first (its meta lists every session
-in ``merged_sessions``), not refused as a duplicate, which under ``on_error: fail`` stopped the whole load. The same
-conversation twice is a duplicate row, refused.
+same reason two conversations that differ only before their last user turn (both end in "continue") are one prompt
+to the generator: they are merged into the first (its meta lists every session in ``merged_sessions``), not refused
+as a duplicate, which under ``on_error: fail`` stopped the whole load. The same conversation twice is a duplicate
+row, refused.
 
 There is no gold category: the paper's WildBench prompts span D, F, G and H and WildBench's own tags (Coding &
 Debugging, Creative Writing, Advice seeking, …) do not determine our category.
