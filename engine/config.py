@@ -234,7 +234,8 @@ class PromptsConfig:
         options: extra keyword arguments for the loader (e.g. noveltybench's category_map, community_alignment's
             text_field).
         per_category: keep at most this many prompts per gold category (in file order); None keeps all.
-        limit: keep at most this many prompts overall; None keeps all.
+        limit: keep at most this many prompts overall, the first ones; for "paper", drawn across its sources in
+            proportion to each one's share (with the seed). None keeps all.
         on_error: "fail" stops at the first bad row with its file, line and field; "skip" skips bad rows,
             counts and lists them in the report, and goes on.
         max_prompt_chars: a prompt longer than this is a bad row (0: no limit).

@@ -14,7 +14,7 @@ from engine.config import PromptsConfig
 from engine.errors import ConfigError
 from engine.inputs import fetch
 from engine.inputs.loaders import LOADERS
-from engine.inputs.loaders.paper import COUNTS, load_paper
+from engine.inputs.loaders.paper import COUNTS, limit_across_sources, load_paper
 from engine.inputs.prompts import BUILTIN_PATH, LoadReport, Prompt, load_jsonl_prompts, select
 
 # How a source's file is found: (the prompts config, the report, whether the run is offline, whether a source
@@ -172,4 +172,7 @@ def load_prompts(cfg: PromptsConfig, report: LoadReport | None = None, *, offlin
     if cfg.source not in SOURCES:
         raise ConfigError(f"prompts.source: unknown source {cfg.source!r}; known: {', '.join(SOURCES)}")
     prompts = SOURCES[cfg.source](cfg, report if report is not None else LoadReport(), offline, skip_missing)
+    if cfg.source == "paper" and cfg.limit is not None:
+        prompts = select(prompts, per_category=cfg.per_category)
+        return limit_across_sources(prompts, cfg.limit, cfg.seed)
     return select(prompts, per_category=cfg.per_category, limit=cfg.limit)

@@ -77,6 +77,25 @@ class PresetReport(LoadReport):
     selections: dict[str, SourceSelection] = field(default_factory=dict)
 
 
+def limit_across_sources(prompts: list[Prompt], limit: int, seed: int) -> list[Prompt]:
+    """`prompts.limit` on the preset: `limit` prompts drawn across its sources in proportion to each one's share
+    (largest remainders; each source with its own seeded draw, kept in order). The first `limit` of the mix were
+    whole sources in the order of COUNTS: `limit: 100` audited SimpleQA and MATH-500 alone, categories A and D."""
+    if limit >= len(prompts):
+        return list(prompts)
+    by_source: dict[str, list[Prompt]] = {}
+    for p in prompts:
+        by_source.setdefault(p.source, []).append(p)
+    exact = {s: limit * len(ps) / len(prompts) for s, ps in by_source.items()}
+    quota = {s: int(q) for s, q in exact.items()}
+    for s in sorted(exact, key=lambda s: (quota[s] - exact[s], list(by_source).index(s)))[:limit - sum(quota.values())]:
+        quota[s] += 1
+    out: list[Prompt] = []
+    for s, ps in by_source.items():
+        out += _draw(random.Random(f"{NAME}/{seed}/limit/{s}"), ps, quota[s])
+    return out
+
+
 def _draw(rng: random.Random, pool: list[Prompt], k: int) -> list[Prompt]:
     """k prompts of the pool at random (all of it when it is smaller), in pool order."""
     if len(pool) <= k:

@@ -111,3 +111,22 @@ def test_plain_load_report_collects_skipped_rows(write):
 def test_unknown_source_is_a_config_error():
     with pytest.raises(ConfigError, match="prompts.paths: unknown source 'gsm8k'"):
         load_paper({"gsm8k": "x.jsonl"})
+
+
+def test_a_limit_on_the_preset_draws_across_its_sources(real_paths):
+    # The first 100 of the mix were SimpleQA's 50 and MATH-500's 50: categories A and D alone. The limit draws each
+    # source's share (250 prompts here: 20% / 20% / 20% / 40%), with the seed, and twice the same.
+    from engine.config import PromptsConfig
+    from engine.inputs.sources import load_prompts
+
+    cfg = PromptsConfig(source="paper", paths=real_paths, missing_sources="skip", limit=100, seed=2)
+    prompts = load_prompts(cfg, skip_missing=True)
+    assert collections.Counter(p.source for p in prompts) == {"simpleqa": 20, "math500": 20, "macgyver": 20,
+                                                              "noveltybench": 40}
+    assert ids(load_prompts(cfg, skip_missing=True)) == ids(prompts)
+    whole = load_prompts(PromptsConfig(source="paper", paths=real_paths, missing_sources="skip", seed=2),
+                         skip_missing=True)
+    assert set(ids(prompts)) < set(ids(whole))
+    odd = load_prompts(PromptsConfig(source="paper", paths=real_paths, missing_sources="skip", limit=7, seed=2),
+                       skip_missing=True)
+    assert len(odd) == 7 and collections.Counter(p.source for p in odd)["noveltybench"] == 3
