@@ -211,6 +211,13 @@ def test_prompts_over_the_size_cap_are_bad_rows(tmp_path):
     result = run(make_config(tmp_path, prompts={**prompts, "on_error": "skip"}, strategies=["temperature"],
                              quality={"enabled": False}, accuracy={"enabled": False}))
     assert result.tables["prompts"].num_rows == 1 and len(result.skipped_inputs) == 1
+    # The cap goes before limit chooses: `limit: 1` with the long prompt first audited none.
+    from engine.config import PromptsConfig
+    from engine.inputs.sources import load_prompts
+
+    path.write_text(json.dumps({"text": "y" * 500}) + "\n" + json.dumps({"text": "short"}) + "\n")
+    kept = load_prompts(PromptsConfig(**{**prompts, "on_error": "skip", "limit": 1}))
+    assert [p.text for p in kept] == ["short"]
 
 
 def test_a_response_over_the_size_cap_leaves_out_its_group_only_and_each_is_listed(tmp_path):

@@ -32,7 +32,7 @@ from engine.execution.dataflow import Dataflow, StageRun, Unit
 from engine.execution.executor import (LocalExecutor, RayExecutor, StagePlan, hub_environment, joins_cluster,
                                        make_executor)
 from engine.inputs.loaders.paper import PresetReport
-from engine.inputs.prompts import Prompt, select
+from engine.inputs.prompts import Prompt, over_prompt_cap, select
 from engine.inputs.responses import ExternalGroup, load_responses
 from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
 from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
@@ -908,13 +908,9 @@ def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[Extern
     from engine.errors import InputError
 
     pc_ = cfg.prompts
-    bad: dict[str, InputError] = {}
-    if pc_.max_prompt_chars:
-        for p in prompts:
-            if len(p.text) > pc_.max_prompt_chars:
-                bad[p.prompt_id] = InputError(p.source, (p.meta or {}).get("line"), "text",
-                                              f"prompt {p.prompt_id} has {len(p.text)} characters, over "
-                                              f"prompts.max_prompt_chars ({pc_.max_prompt_chars})")
+    # Prompts of a source were capped as they loaded, before limit and per_category chose (engine.inputs.sources);
+    # a responses file's prompts come with their groups, and are capped here with them.
+    bad = over_prompt_cap(prompts, pc_.max_prompt_chars, pc_.path or pc_.source)
     bad_groups: dict[tuple[str, str, str], InputError] = {}
     if pc_.max_response_chars and groups is not None:
         for g in groups:

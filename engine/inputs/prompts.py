@@ -207,6 +207,28 @@ def load_jsonl_prompts(path: str | Path, *, source: str | None = None, on_error:
     return prompts
 
 
+def over_prompt_cap(prompts: list[Prompt], max_chars: int, where: str) -> dict[str, InputError]:
+    """prompt id → the error of each prompt longer than `max_chars` (prompts.max_prompt_chars; 0: no limit)."""
+    if not max_chars:
+        return {}
+    return {p.prompt_id: InputError(where, (p.meta or {}).get("line"), "text",
+                                    f"prompt {p.prompt_id} has {len(p.text)} characters, over "
+                                    f"prompts.max_prompt_chars ({max_chars})")
+            for p in prompts if len(p.text) > max_chars}
+
+
+def within_prompt_cap(prompts: list[Prompt], max_chars: int, on_error: str, report: LoadReport,
+                      where: str) -> list[Prompt]:
+    """The prompts within prompts.max_prompt_chars: a longer one is a bad row (raised under on_error "fail", else
+    recorded in `report` and left out)."""
+    bad = over_prompt_cap(prompts, max_chars, where)
+    if bad and on_error == "fail":
+        raise next(iter(bad.values()))
+    for error in bad.values():
+        report.add(error)
+    return [p for p in prompts if p.prompt_id not in bad] if bad else prompts
+
+
 def select(prompts: list[Prompt], *, per_category: int | None = None, limit: int | None = None) -> list[Prompt]:
     """Keep the first `per_category` prompts of each gold category (prompts without one are kept), then `limit`."""
     if per_category is not None:

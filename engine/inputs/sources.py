@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 from engine.inputs import fetch
 from engine.inputs.loaders import LOADERS
 from engine.inputs.loaders.paper import COUNTS, limit_across_sources, load_paper
-from engine.inputs.prompts import BUILTIN_PATH, LoadReport, Prompt, load_jsonl_prompts, select
+from engine.inputs.prompts import BUILTIN_PATH, LoadReport, Prompt, load_jsonl_prompts, select, within_prompt_cap
 
 # How a source's file is found: (the prompts config, the report, whether the run is offline, whether a source
 # missing offline is skipped rather than an error).
@@ -150,7 +150,8 @@ def _paper(cfg: PromptsConfig, report: LoadReport, offline: bool, skip_missing: 
         raise ConfigError(f"prompts: the paper's mix needs {', '.join(reasons)}, which could not be fetched — "
                           f"{why}. Fix the cause and rerun (or `python engine/run.py fetch {names}`), or run "
                           f"`python engine/run.py fetch {names} --from DIR` with files you have; {skip}")
-    return load_paper(paths, seed=cfg.seed, on_error=cfg.on_error, report=report, reasons=reasons)
+    return load_paper(paths, seed=cfg.seed, on_error=cfg.on_error, report=report, reasons=reasons,
+                      max_prompt_chars=cfg.max_prompt_chars)
 
 
 SOURCES: dict[str, Loader] = {
@@ -171,7 +172,11 @@ def load_prompts(cfg: PromptsConfig, report: LoadReport | None = None, *, offlin
     """
     if cfg.source not in SOURCES:
         raise ConfigError(f"prompts.source: unknown source {cfg.source!r}; known: {', '.join(SOURCES)}")
-    prompts = SOURCES[cfg.source](cfg, report if report is not None else LoadReport(), offline, skip_missing)
+    report = report if report is not None else LoadReport()
+    prompts = SOURCES[cfg.source](cfg, report, offline, skip_missing)
+    # Over-long prompts go before per_category and limit choose (the preset leaves them out of its pools): after,
+    # `limit: 20` with a cap audited 9 prompts.
+    prompts = within_prompt_cap(prompts, cfg.max_prompt_chars, cfg.on_error, report, cfg.path or cfg.source)
     if cfg.source == "paper" and cfg.limit is not None:
         prompts = select(prompts, per_category=cfg.per_category)
         return limit_across_sources(prompts, cfg.limit, cfg.seed)

@@ -130,6 +130,7 @@ def load_paper(
     on_error: str = "fail",
     report: LoadReport | None = None,
     reasons: Mapping[str, str] | None = None,
+    max_prompt_chars: int = 0,
 ) -> list[Prompt]:
     """Sample the paper's prompt mix from the benchmark files given.
 
@@ -140,6 +141,9 @@ def load_paper(
         on_error: passed to each loader: "fail" raises the first bad row; "skip" records it and goes on.
         report: collects skipped rows; a `PresetReport` also receives the warnings and per-source selections.
         reasons: source → why it has no file (a fetch that failed), said in that source's warning.
+        max_prompt_chars: prompts longer than this are left out of each source's pool (0: none), so the draw is
+            made of prompts the run takes: cut after the draw, they left MATH-500's levels unbalanced and a source
+            short (the paper left out 6 WildBench prompts and still drew 44). Said per source.
 
     Returns:
         The drawn prompts, source by source in the order of `COUNTS` (344 when every source is given and large
@@ -172,6 +176,12 @@ def load_paper(
         if keep is not None:
             del report.warnings[before:]
         pool = [p for p in loaded if keep is None or keep(p)]
+        if max_prompt_chars:
+            fitting = [p for p in pool if len(p.text) <= max_prompt_chars]
+            if len(fitting) < len(pool):
+                _warn(report, selection, f"{source}: {len(pool) - len(fitting)} prompts over prompts.max_prompt_chars "
+                                         f"({max_prompt_chars}) left out of the pool of {len(pool)}")
+            pool = fitting
         selection.pool = len(pool)
         rng = random.Random(f"{NAME}/{seed}/{source}")
         if source == "math500":

@@ -119,9 +119,13 @@ def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(caps
     assert "judge" in out and "gpt-4o" in out
     # An error in what is there stops the plan as it would stop the run: before, it was swallowed (a source not
     # fetched was taken to explain it) and the plan counted only the 94 placeholders, exit 0.
-    assert main(["plan", "--config", "configs/paper.yaml", "--set", "prompts.max_prompt_chars=300"]) == 2
+    assert main(["plan", "--config", "configs/paper.yaml", "--set", "prompts.paths.simpleqa=/no/such/file.csv"]) == 2
     captured = capsys.readouterr()
-    assert "prompts:" not in captured.out and "max_prompt_chars" in captured.err + captured.out
+    assert "prompts:" not in captured.out and "/no/such/file.csv" in captured.err + captured.out
+    # A prompt cap leaves the long prompts out of each source's pool before the draw: the mix keeps its shape.
+    assert main(["plan", "--config", "configs/paper.yaml", "--set", "prompts.max_prompt_chars=300"]) == 0
+    captured = capsys.readouterr()
+    assert "prompts: 344 (94 without a gold category)" in captured.out
 
 
 def test_generation_requests_follow_what_an_endpoint_serves_per_request(tmp_path):

@@ -113,6 +113,17 @@ def test_unknown_source_is_a_config_error():
         load_paper({"gsm8k": "x.jsonl"})
 
 
+def test_a_prompt_cap_leaves_long_prompts_out_of_the_pools_before_the_draw(real_paths):
+    # Cut after the draw, MATH-500's levels came out unbalanced (long problems are the hard ones) and sources short.
+    report = PresetReport()
+    prompts = load_paper(real_paths, seed=0, report=report, max_prompt_chars=300)
+    assert all(len(p.text) <= 300 for p in prompts)
+    assert collections.Counter(p.meta["level"] for p in prompts if p.source == "math500") == {
+        level: 10 for level in range(1, 6)}
+    assert any(w.startswith("math500: ") and "over prompts.max_prompt_chars (300) left out of the pool of 500" in w
+               for w in report.warnings)
+
+
 def test_a_limit_on_the_preset_draws_across_its_sources(real_paths):
     # The first 100 of the mix were SimpleQA's 50 and MATH-500's 50: categories A and D alone. The limit draws each
     # source's share (250 prompts here: 20% / 20% / 20% / 40%), with the seed, and twice the same.
