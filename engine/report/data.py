@@ -192,7 +192,7 @@ def report_data(result, config) -> dict[str, Any]:
                                          calibrated=[j.name for j in getattr(config, "judges", [])
                                                      if j.backend == CALIBRATED])
     data["graders"] = _graders_section(t, models, strategies, rc)
-    data["deviations"] = deviations(config)
+    data["deviations"] = deviations(config, t.get("prompts"))
     data["by_strategy"] = _by_strategy(groups, n)
     data["class_measures"] = _class_section(groups, n, boot)
     data["sweep"] = _sweep_section(groups, n, config, boot)
@@ -464,8 +464,9 @@ PAPER_EMBEDDER = "gemini-embedding-001"
 PAPER_REWARD = "Athene-RM-8B"
 
 
-def deviations(config) -> list[str]:
-    """How this run's setup differs from the paper's, one sentence each, from the run's own settings."""
+def deviations(config, prompts: Any = None) -> list[str]:
+    """How this run's setup differs from the paper's, one sentence each, from the run's own settings (and its
+    prompts table, a pyarrow Table, where given)."""
     out = []
     judges = [f"{j.name} ({j.model})" for j in config.judges]
     models = " ".join(str(j.model).lower() for j in config.judges)
@@ -510,6 +511,17 @@ def deviations(config) -> list[str]:
                    "judges.")
     out.append("Categories without a gold label are judged under a reference classification by the judges' "
                "majority (or `classifier`); the paper labelled its prompts by hand.")
+    mapped = 0
+    if prompts is not None and {"source", "gold_category"} <= set(prompts.column_names):
+        mapped = sum(1 for s, c in zip(prompts["source"].to_pylist(), prompts["gold_category"].to_pylist())
+                     if s == "noveltybench" and c)
+    if mapped:
+        out.append(f"The {mapped} NoveltyBench prompts' gold categories are mapped from NoveltyBench's own six "
+                   "(Factual Knowledge and Character Naming → B, Random Generation → C, Creativity → G, Opinions and "
+                   "Recommendations → H; engine/inputs/loaders/noveltybench.py), not labelled one by one as the "
+                   "paper did (its B holds 16 prompts across all sources, the mapping 35 of NoveltyBench's): their "
+                   "judging criteria and classification accuracy follow the mapping (the noveltybench source takes "
+                   "prompts.options.category_map).")
     return out
 
 

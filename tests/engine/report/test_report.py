@@ -489,6 +489,21 @@ def test_deviations_from_the_paper_come_from_the_run_settings(fixture_run):
     assert "No reward model" in devs and "scripted, scripted-b" in devs
     section = paths["markdown"].read_text().split("## Deviations from the paper", 1)[1].split("\n## ", 1)[0]
     assert "No reward model" in section
+    assert "NoveltyBench" not in devs  # builtin prompts
+
+
+def test_noveltybench_categories_mapped_from_its_own_are_said_to_be_so():
+    # The paper labelled its 100 NoveltyBench prompts one by one; the loader maps NoveltyBench's six categories
+    # (35 B where the paper had 16 B in all): the criteria those prompts are judged under follow the mapping.
+    from engine.api import build_config
+    from engine.report.data import deviations
+
+    prompts = pa.Table.from_pylist([{"source": "noveltybench", "gold_category": "B"},
+                                    {"source": "noveltybench", "gold_category": "H"},
+                                    {"source": "noveltybench", "gold_category": None},
+                                    {"source": "simpleqa", "gold_category": "A"}])
+    (said,) = [d for d in deviations(build_config(), prompts) if "NoveltyBench" in d]
+    assert said.startswith("The 2 NoveltyBench prompts' gold categories are mapped from NoveltyBench's own six")
 
 
 def test_no_answer_and_not_attempted_count_wrong_and_have_their_own_rate():
