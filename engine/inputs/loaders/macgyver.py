@@ -31,13 +31,22 @@ _SOLVABLE = {"yes": True, "no": False}
 _UNCONVENTIONAL = {"unconventional": True, "conventional": False, "n/a": None, "": None}
 
 
-def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None = None) -> list[Prompt]:
+def paper_subset(p: Prompt) -> bool:
+    """The problems the paper drew from: solvable and needing an unconventional solution (956 of 1,683)."""
+    return p.meta.get("solvable") is True and p.meta.get("unconventional") is True
+
+
+def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None = None,
+         solvable_unconventional: bool = False) -> list[Prompt]:
     """Load MacGyver problems as category-E prompts.
 
     Args:
         path: the CSV file.
         on_error: "fail" raises the first bad row; "skip" records it in `report` and goes on.
-        report: collects skipped rows.
+        report: collects skipped rows, and a warning of how many problems lie outside the paper's subset when they
+            are kept.
+        solvable_unconventional: keep only the paper's subset (`paper_subset`; prompts.options of the macgyver
+            source). Off, every problem loads, unsolvable and conventional ones too.
 
     Returns:
         One prompt per problem, in file order: text = Problem; meta = id, solvable (bool), unconventional (bool,
@@ -100,4 +109,11 @@ def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None 
         path, on_error=on_error, report=report, text_field="Problem", merge_duplicates=True, on_duplicate=merge
     )
     sink.add_rows(read_csv(path, required=REQUIRED), build)
+    if solvable_unconventional:
+        return [p for p in sink.prompts if paper_subset(p)]
+    outside = sum(1 for p in sink.prompts if not paper_subset(p))
+    if outside and report is not None:
+        report.warnings.append(f"{path}: {outside} of {len(sink.prompts)} problems are unsolvable or need no "
+                               "unconventional solution; the paper drew from the others (prompts.options: "
+                               "{solvable_unconventional: true} keeps only those)")
     return sink.prompts

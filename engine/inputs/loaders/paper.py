@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from engine.errors import ConfigError
-from engine.inputs.loaders import LOADERS
+from engine.inputs.loaders import LOADERS, macgyver
 from engine.inputs.prompts import LoadReport, Prompt
 
 logger = logging.getLogger(__name__)
@@ -109,10 +109,6 @@ def _tag(prompts: list[Prompt], seed: int, pool: int, stratum: str | None) -> li
     return [dataclasses.replace(p, meta={**p.meta, "preset": preset}) for p in prompts]
 
 
-def _solvable_unconventional(p: Prompt) -> bool:
-    return p.meta.get("solvable") is True and p.meta.get("unconventional") is True
-
-
 def _single_turn(p: Prompt) -> bool:
     """A WildBench row that is one user turn: the last turn of a longer conversation ("make it shorter") is no
     prompt on its own, and each strategy starts a fresh conversation with it."""
@@ -120,7 +116,7 @@ def _single_turn(p: Prompt) -> bool:
 
 
 # The filter that makes each source's pool; sources not listed use every loaded prompt.
-POOL_FILTERS: dict[str, Callable[[Prompt], bool]] = {"macgyver": _solvable_unconventional, "wildbench": _single_turn}
+POOL_FILTERS: dict[str, Callable[[Prompt], bool]] = {"macgyver": macgyver.paper_subset, "wildbench": _single_turn}
 
 
 def load_paper(

@@ -22,6 +22,23 @@ def test_real_file_loads_every_problem_with_its_flags(shared_file):
     assert flags == {(True, True): 956, (True, False): 350, (False, None): 377}
 
 
+def test_the_papers_subset_is_an_option_and_a_load_without_it_says_what_it_keeps(shared_file):
+    # `source: macgyver` audited all 1,683 problems, unsolvable and conventional ones too, unsaid; the paper drew from
+    # the 956 solvable ones needing an unconventional solution.
+    from engine.config import PromptsConfig
+    from engine.inputs.sources import load_prompts
+
+    path = shared_file("macgyver/problem_solution_pair.csv")
+    report = LoadReport()
+    assert len(load(path, report=report)) == 1683
+    assert report.warnings == [f"{path}: 727 of 1683 problems are unsolvable or need no unconventional solution; "
+                               "the paper drew from the others (prompts.options: {solvable_unconventional: true} "
+                               "keeps only those)"]
+    subset = load_prompts(PromptsConfig(source="macgyver", path=str(path),
+                                        options={"solvable_unconventional": True}))
+    assert len(subset) == 956 and all(p.meta["solvable"] and p.meta["unconventional"] for p in subset)
+
+
 def test_additional_solutions_file_merges_rows_of_the_same_problem(shared_file):
     prompts = load(shared_file("macgyver/additional_human_solutions.csv"))
     assert len(prompts) == 273
