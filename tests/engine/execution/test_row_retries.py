@@ -395,3 +395,29 @@ def test_a_math_check_out_of_time_is_checked_again_when_its_limit_is_raised(tmp_
     raised = run(settings(30))
     assert verdicts(raised) == {"math-verify": [True] * 3, "grader": grader}
     assert ScriptedChat.calls == []  # the grader's rows, and everything before accuracy, were reused
+
+
+def test_what_a_refused_retry_got_back_is_kept_until_a_rerun_uses_it(tmp_path):
+    # Run 1 marks two flaky rows of a shard; run 2 retries them one batch each and the second batch is refused: the
+    # stored shard stands and the first row's answer is kept beside it as a partial shard. Run 3 sends only the
+    # second row: the first was not asked again (its partial was not taken for a leftover of a unit written whole).
+    armed, refused = tmp_path / "armed", tmp_path / "refused"
+    armed.touch()
+    path = tmp_path / "prompts.jsonl"
+    texts = ["Name a colour. FLAKY", "Name a fruit. FLAKY REFUSE", "Write a haiku about rain."]
+    path.write_text("".join(json.dumps({"text": t, "gold_category": "C"}) + "\n" for t in texts))
+    gen = {**SCRIPTED, "name": "gen", "batch_size": 1,
+           "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed), "refuse_armed": str(refused),
+                       "refuse_marker": "REFUSE"}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[gen],
+                      strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False},
+                      execution={"executor": "local", "shard_size": 16})
+    run(cfg)
+    armed.unlink()
+    refused.touch()
+    second = run(cfg)
+    assert len(sample_record(second).retry_failed) == 1 and sample_calls() == [texts[0]]
+    refused.unlink()
+    third = run(cfg)
+    assert sample_calls() == [texts[1]]  # the colour's answer came from run 2's partial shard
+    assert all(s["status"] == "ok" for s in third.tables["samples"].to_pylist())
