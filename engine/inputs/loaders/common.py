@@ -112,8 +112,12 @@ def read_csv(path: Path, *, required: Sequence[str]) -> Iterator[tuple[int, RowO
             yield start, InputError(where, start, column, f"invalid UTF-8 (line {n}, byte {bad_bytes[n]})")
             continue
         if len(record) != len(header):
+            # A quote left open joins the lines after it into this record: say which lines went with it (a row
+            # swallowed so had no error of its own, and the skipped count missed it).
+            span = (f" in lines {start}–{previous_end} read as one row (a quote left open joins the lines after it)"
+                    if previous_end > start else "")
             yield start, InputError(
-                where, start, None, f"expected {len(header)} cells ({', '.join(header)}), got {len(record)}"
+                where, start, None, f"expected {len(header)} cells ({', '.join(header)}), got {len(record)}{span}"
             )
             continue
         yield start, dict(zip(header, record))

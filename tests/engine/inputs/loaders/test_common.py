@@ -46,6 +46,16 @@ def test_csv_unterminated_quote_reports_where_it_opened(write):
     assert result[1][0] == 3 and result[1][1][:2] == ("error", 3) and "unexpected end of data" in result[1][1][3]
 
 
+def test_a_quote_left_open_mid_file_names_the_lines_it_swallowed(write):
+    # Line 3's quote closes on line 5: lines 3-5 are one record of too many cells. Line 4's row had no error of its
+    # own; the error now names the lines read as one row.
+    path = write("t.csv", ["a,b", "1,x", '2,"open', "3,y", '4,z",more', "5,w"])
+    result = rows(read_csv(path, required=["a"]))
+    assert [r[0] for r in result] == [2, 3, 6]
+    assert result[1][1] == ("error", 3, None, "expected 2 cells (a, b), got 3 in lines 3–5 read as one row (a quote "
+                                              "left open joins the lines after it)")
+
+
 def test_csv_wrong_number_of_cells(write):
     path = write("t.csv", ["a,b", "1,2,3"])
     assert rows(read_csv(path, required=["a"])) == [(2, ("error", 2, None, "expected 2 cells (a, b), got 3"))]
