@@ -81,7 +81,7 @@ def resolve(model: str, *, offline: bool | None = None) -> Path:
     try:
         files = HfApi().list_repo_files(repo, revision=revision, token=token)
         return Path(snapshot_download(repo, revision=revision, cache_dir=str(cache_dir()), token=token,
-                                      allow_patterns=download_patterns(files)))
+                                      allow_patterns=download_patterns(files), ignore_patterns=skipped_files(files)))
     except Exception as exc:  # network, gated, not found: one message, no token
         raise BackendError(f"model {model!r}: downloading from the Hugging Face hub failed "
                            f"({type(exc).__name__}: {str(exc)[:300]})") from None
@@ -90,7 +90,7 @@ def resolve(model: str, *, offline: bool | None = None) -> Path:
 # What a model needs from its repository: configs, tokenizer files, chat templates and code (run only with the
 # opt-in), and one format of weights. Not the whole repository: Llama-3.1-8B-Instruct also holds its original
 # checkpoint (original/consolidated.00.pth, 16 GB; 140 GB for the 70B), which vLLM's own download skips too.
-MODEL_FILES = ("*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja", "*.py")
+MODEL_FILES = ("*.json", "*.model", "tokenizer.model*", "*.txt", "*.tiktoken", "*.jinja", "*.py")
 
 
 def download_patterns(files: list[str]) -> list[str]:
@@ -98,6 +98,12 @@ def download_patterns(files: list[str]) -> list[str]:
     where it has no safetensors."""
     weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
     return [*weights, *MODEL_FILES]
+
+
+def skipped_files(files: list[str]) -> list[str]:
+    """Weights a repository holds twice: Mistral's repositories keep their own consolidated.safetensors beside the
+    sharded Hugging Face files that the index lists (14 GB more for Mistral-7B); vLLM reads the indexed ones."""
+    return ["consolidated*.safetensors"] if any(f.endswith(".safetensors.index.json") for f in files) else []
 
 
 def check_reachable(model: str) -> None:

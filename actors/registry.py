@@ -425,9 +425,20 @@ def stated_context(model: str) -> int | None:
         return None
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     value = text.get("max_position_embeddings")
-    if text.get("rope_scaling") or isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if text.get("rope_scaling") or _scales_positions(text.get("rope_parameters")) or isinstance(value, bool) \
+            or not isinstance(value, int) or value <= 0:
         return None
     return value
+
+
+def _scales_positions(rope: Any) -> bool:
+    """Whether transformers 5's `rope_parameters` (one mapping, or one per layer type) scale the positions: a rope
+    type other than the default, or a factor other than 1 (vLLM then serves past max_position_embeddings)."""
+    if not isinstance(rope, dict):
+        return False
+    kinds = [v for v in rope.values() if isinstance(v, dict)] or [rope]
+    return any(k.get("rope_type", k.get("type", "default")) != "default" or k.get("factor", 1) not in (1, 1.0)
+               for k in kinds)
 
 
 def check_options(role: str, backend: str, options: dict[str, Any]) -> None:

@@ -172,9 +172,9 @@ class LocalRewardModel:
         folder = reward_folder(model)
         torch.set_num_threads(threads or default_threads())
         self.name = model
-        self.kind = detect_kind(folder) if kind == "auto" else kind
-        if self.kind == "sequence-classification":
+        if kind != "athene":  # before detecting: ArmoRM's architecture is its own class, which detection cannot name
             refuse_custom_code(model, folder)
+        self.kind = detect_kind(folder) if kind == "auto" else kind
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -266,12 +266,13 @@ class VLLMRewardModel:
         # A hub id is resolved here as for the local backend (the cache, or a download of the weights it needs), so
         # that its head is detected before vLLM loads it and a pinned "org/name@rev" reaches vLLM as that folder.
         folder = reward_folder(model)
+        if kind != "athene":
+            refuse_custom_code(model, folder)
         if kind == "auto":
             kind = detect_kind(folder)
         if kind == "athene":
             raise BackendError(f"reward model {model!r}: vLLM has no Athene value head; use backend: local "
                                "(transformers, CPU or one GPU)")
-        refuse_custom_code(model, folder)
         from actors.vllm import without_llvmlite_ffi
 
         self.name = model

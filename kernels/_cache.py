@@ -33,12 +33,20 @@ def sources_digest(folder: Path = HERE) -> str:
 @contextlib.contextmanager
 def versioned_cache() -> Iterator[Path]:
     """Define the kernels (import their modules) inside this: their cache lives in the digest's folder."""
+    import os
+
     from numba.core import config
 
-    before = config.CACHE_DIR
+    before, before_env = config.CACHE_DIR, os.environ.get("NUMBA_CACHE_DIR")
     folder = Path(before or HERE / "__pycache__") / f"kernels-{sources_digest()}"
-    config.CACHE_DIR = str(folder)
+    # The environment too: numba reloads its config from the environment during a compile when a NUMBA_* variable
+    # changed since it was imported, which would set CACHE_DIR back for the kernels defined after that compile.
+    os.environ["NUMBA_CACHE_DIR"] = config.CACHE_DIR = str(folder)
     try:
         yield folder
     finally:
         config.CACHE_DIR = before
+        if before_env is None:
+            os.environ.pop("NUMBA_CACHE_DIR", None)
+        else:
+            os.environ["NUMBA_CACHE_DIR"] = before_env

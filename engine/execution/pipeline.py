@@ -886,13 +886,14 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
     if cfg.prompts.source == "responses":
         prompts, groups = load_responses(_require_path(cfg), on_error=cfg.prompts.on_error, report=report,
                                          fmt=cfg.prompts.format)
+        # The size caps first, as for every source: per_category and limit choose among the prompts the run takes.
+        prompts, groups = _within_size_caps(cfg, prompts, groups, report)
         prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
         kept = {p.prompt_id for p in prompts}
         groups = [g for g in groups if g.prompt_id in kept]
     else:
         offline = cfg.models.resolved_offline() if offline is None else offline
         prompts = load_prompts(cfg.prompts, report=report, offline=offline, skip_missing=skip_missing)
-    prompts, groups = _within_size_caps(cfg, prompts, groups, report)
     if not prompts and not empty_ok:
         where = f" {cfg.prompts.path}" if cfg.prompts.path else ""
         raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}{where}: empty, all rows skipped or none "
@@ -908,8 +909,8 @@ def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[Extern
     from engine.errors import InputError
 
     pc_ = cfg.prompts
-    # Prompts of a source were capped as they loaded, before limit and per_category chose (engine.inputs.sources);
-    # a responses file's prompts come with their groups, and are capped here with them.
+    # Prompts of a source are capped as they load (engine.inputs.sources); a responses file's prompts come with their
+    # groups, and are capped here with them (before limit and per_category choose, in load_run_prompts).
     bad = over_prompt_cap(prompts, pc_.max_prompt_chars, pc_.path or pc_.source)
     bad_groups: dict[tuple[str, str, str], InputError] = {}
     if pc_.max_response_chars and groups is not None:

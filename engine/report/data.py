@@ -516,12 +516,11 @@ def deviations(config, prompts: Any = None) -> list[str]:
         mapped = sum(1 for s, c in zip(prompts["source"].to_pylist(), prompts["gold_category"].to_pylist())
                      if s == "noveltybench" and c)
     if mapped:
-        out.append(f"The {mapped} NoveltyBench prompts' gold categories are mapped from NoveltyBench's own six "
-                   "(Factual Knowledge and Character Naming → B, Random Generation → C, Creativity → G, Opinions and "
-                   "Recommendations → H; engine/inputs/loaders/noveltybench.py), not labelled one by one as the "
-                   "paper did (its B holds 16 prompts across all sources, the mapping 35 of NoveltyBench's): their "
-                   "judging criteria and classification accuracy follow the mapping (the noveltybench source takes "
-                   "prompts.options.category_map).")
+        out.append(f"The {mapped} NoveltyBench prompts' gold categories are mapped from NoveltyBench's own "
+                   "categories (engine/inputs/loaders/noveltybench.py, or the noveltybench source's "
+                   "prompts.options.category_map), not labelled one by one as the paper did (its B holds 16 prompts "
+                   "across all sources; the default mapping puts 35 of NoveltyBench's in B): their judging criteria "
+                   "and classification accuracy follow the mapping.")
     return out
 
 

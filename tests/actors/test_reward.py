@@ -146,6 +146,7 @@ def test_a_checkpoint_with_its_own_head_code_is_refused_not_scored_with_the_stoc
     shutil.copytree(folders["seqcls"], custom)
     config = json.loads((custom / "config.json").read_text())
     config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_custom_rm.CustomRewardModel"}
+    config["architectures"] = ["LlamaForRewardModelWithGating"]  # ArmoRM's own: detection cannot name its head
     (custom / "config.json").write_text(json.dumps(config))
     (custom / "modeling_custom_rm.py").write_text("raise RuntimeError('the checkpoint's code ran')\n")
     weights = load_file(str(custom / "model.safetensors"))
@@ -173,13 +174,19 @@ def test_a_hub_id_downloads_the_weights_it_needs_not_the_whole_repository(tmp_pa
 
     asked = {}
 
-    def snapshot_download(repo, *, revision, cache_dir, token, allow_patterns):
+    def snapshot_download(repo, *, revision, cache_dir, token, allow_patterns, ignore_patterns):
         asked[repo] = allow_patterns
+        ignored[repo] = ignore_patterns
         return str(tmp_path / repo)
 
+    ignored = {}
     files = {"meta-llama/Llama-3.1-8B-Instruct": ["config.json", "model-00001-of-00004.safetensors",
                                                   "original/consolidated.00.pth", "tokenizer.json"],
-             "old/bin-only-rm": ["config.json", "pytorch_model.bin", "tokenizer.model"]}
+             "old/bin-only-rm": ["config.json", "pytorch_model.bin", "tokenizer.model"],
+             # Mistral's own consolidated file beside the indexed shards: the same weights twice (14 GB more)
+             "mistralai/Mistral-7B-Instruct-v0.3": ["config.json", "consolidated.safetensors",
+                                                    "model-00001-of-00003.safetensors",
+                                                    "model.safetensors.index.json", "tokenizer.model.v3"]}
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files",
                         lambda self, repo, revision=None, token=None: files[repo])
@@ -189,3 +196,5 @@ def test_a_hub_id_downloads_the_weights_it_needs_not_the_whole_repository(tmp_pa
     llama, old = asked["meta-llama/Llama-3.1-8B-Instruct"], asked["old/bin-only-rm"]
     assert "*.safetensors" in llama and "*.bin" not in llama and not any(p.endswith(".pth") for p in llama)
     assert "*.bin" in old and "*.safetensors" not in old and {"*.json", "*.model"} <= set(old)
+    assert ignored["mistralai/Mistral-7B-Instruct-v0.3"] == ["consolidated*.safetensors"]
+    assert ignored["meta-llama/Llama-3.1-8B-Instruct"] == []

@@ -83,3 +83,26 @@ def test_an_edited_tokenizer_reaches_the_jaccard_kernel_through_the_cache(tmp_pa
     marker = "SEPARATOR_RANGES: tuple[tuple[int, int], ...] = ("
     tokenize.write_text(source.replace(marker, marker + "(0x2190, 0x21FF), ", 1))  # arrows separate words
     assert jaccard_in_a_fresh_process() == 1.0  # the cached kernel would still say 0.0
+
+
+@pytest.mark.slow  # compiles every kernel into an empty cache (~30 s on 2 cores)
+def test_every_kernel_is_cached_in_the_digest_folder_even_when_numba_reloads_its_config(tmp_path):
+    # Numba reloads its config from the environment during a compile when a NUMBA_* variable changed after it was
+    # imported: CACHE_DIR went back to the user's, and every kernel defined after the first compile was cached outside
+    # the digest's folder (the stale-tokenizer bug again for jaccard).
+    script = (
+        "import os, gc, numba\n"
+        "os.environ['NUMBA_OPT'] = '2'\n"
+        "import kernels\n"
+        "from kernels._cache import sources_digest\n"
+        "from numba.core.dispatcher import Dispatcher\n"
+        "ours = [o for o in gc.get_objects()\n"
+        "        if isinstance(o, Dispatcher) and o.py_func.__module__.startswith('kernels')]\n"
+        "paths = {d.py_func.__name__: getattr(d._cache, '_cache_path', None) for d in ours}\n"
+        "outside = [f for f, p in paths.items() if p is not None and f'kernels-{sources_digest()}' not in p]\n"
+        "print(sum(p is not None for p in paths.values()), outside, os.environ['NUMBA_CACHE_DIR'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+                         env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)})
+    count, outside, restored = out.stdout.split(" ", 2)
+    assert int(count) >= 10 and outside == "[]" and restored.strip() == str(tmp_path)

@@ -9,8 +9,9 @@ shape.
 Determinism: each source draws with its own ``random.Random(f"paper/{seed}/{source}")`` (string seeds are hashed
 with SHA-512, so this does not depend on PYTHONHASHSEED), so adding or dropping one source leaves the others'
 draws unchanged. Within a source the drawn prompts keep file order. Every drawn prompt carries
-``meta["preset"] = {"name": "paper", "seed": seed, "pool": n, "stratum": s}``: n is the number of prompts it was
-drawn from (within its level for MATH-500), s is "level 1" … "level 5" for MATH-500 and None elsewhere.
+``meta["preset"] = {"name": "paper", "version": v, "seed": seed, "pool": n, "stratum": s}``: v is PRESET_VERSION
+(bumped when the same seed draws other prompts), n the number of prompts it was drawn from (within its level for
+MATH-500), s "level 1" … "level 5" for MATH-500 and None elsewhere.
 
 Missing sources and short pools: a source without a path (Community Alignment and WildBench are not stored here) is
 skipped with a warning, and a pool smaller than asked is taken whole with the shortfall noted. Both go into a
@@ -104,8 +105,13 @@ def _draw(rng: random.Random, pool: list[Prompt], k: int) -> list[Prompt]:
     return [p for i, p in enumerate(pool) if i in chosen]
 
 
+# Bumped when the same seed draws other prompts: 2 (2026-12-02) draws WildBench from its single-turn rows, leaves
+# prompts over prompts.max_prompt_chars out of the pools, and spreads prompts.limit across the sources.
+PRESET_VERSION = 2
+
+
 def _tag(prompts: list[Prompt], seed: int, pool: int, stratum: str | None) -> list[Prompt]:
-    preset = {"name": NAME, "seed": seed, "pool": pool, "stratum": stratum}
+    preset = {"name": NAME, "version": PRESET_VERSION, "seed": seed, "pool": pool, "stratum": stratum}
     return [dataclasses.replace(p, meta={**p.meta, "preset": preset}) for p in prompts]
 
 
@@ -114,6 +120,10 @@ def _single_turn(p: Prompt) -> bool:
     prompt on its own, and each strategy starts a fresh conversation with it."""
     return (p.meta or {}).get("n_turns", 1) == 1
 
+
+# What a loader says of the rows a pool filter leaves out (engine.inputs.loaders.wildbench / macgyver).
+FILTERED_WARNINGS = {"wildbench": ("the last user turn of a longer conversation",),
+                     "macgyver": ("unsolvable or need no unconventional solution",)}
 
 # The filter that makes each source's pool; sources not listed use every loaded prompt.
 POOL_FILTERS: dict[str, Callable[[Prompt], bool]] = {"macgyver": macgyver.paper_subset, "wildbench": _single_turn}
@@ -164,13 +174,13 @@ def load_paper(
             _warn(report, selection, f"{source}: no file ({why}), skipped ({asked} prompts of the paper's mix "
                                      "missing)")
             continue
-        # The loader's own warnings are about everything it loaded; the pool filter below may leave those rows out
-        # (WildBench's multi-turn rows): the preset says what its pool is instead.
+        # A loader's warning about the rows its pool filter leaves out (WildBench's multi-turn rows, MacGyver's
+        # problems outside the paper's subset) is not said: the preset says what its pool is instead.
         before = len(report.warnings)
         loaded = LOADERS[source](path, on_error=on_error, report=report)
         keep = POOL_FILTERS.get(source)
-        if keep is not None:
-            del report.warnings[before:]
+        report.warnings[before:] = [w for w in report.warnings[before:]
+                                    if not any(s in w for s in FILTERED_WARNINGS.get(source, ()))]
         pool = [p for p in loaded if keep is None or keep(p)]
         if max_prompt_chars:
             fitting = [p for p in pool if len(p.text) <= max_prompt_chars]

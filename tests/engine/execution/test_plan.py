@@ -306,3 +306,10 @@ def test_a_vllm_model_whose_own_context_is_too_short_is_refused_without_max_mode
     stated = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**stated, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}))
     check_written_config(config(512))  # scaled positions: vLLM may serve more than the config states
+    for rope in ({"rope_type": "linear", "factor": 4.0}, {"full_attention": {"rope_type": "yarn", "factor": 2}}):
+        (folder / "config.json").write_text(json.dumps({**stated, "rope_parameters": rope}))  # transformers 5
+        check_written_config(config(512))
+    (folder / "config.json").write_text(json.dumps({**stated, "rope_parameters": {"rope_type": "default",
+                                                                                  "rope_theta": 1e4}}))
+    with pytest.raises(ConfigError, match="its context of 2048 tokens"):
+        check_written_config(config(512))

@@ -503,7 +503,7 @@ def test_noveltybench_categories_mapped_from_its_own_are_said_to_be_so():
                                     {"source": "noveltybench", "gold_category": None},
                                     {"source": "simpleqa", "gold_category": "A"}])
     (said,) = [d for d in deviations(build_config(), prompts) if "NoveltyBench" in d]
-    assert said.startswith("The 2 NoveltyBench prompts' gold categories are mapped from NoveltyBench's own six")
+    assert said.startswith("The 2 NoveltyBench prompts' gold categories are mapped from NoveltyBench's own categories")
 
 
 def test_no_answer_and_not_attempted_count_wrong_and_have_their_own_rate():

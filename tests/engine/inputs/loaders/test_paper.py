@@ -42,7 +42,8 @@ def test_draws_the_papers_mix_from_the_stored_sources(real_paths):
     levels = collections.Counter(p.meta["level"] for p in prompts if p.source == "math500")
     assert levels == {level: 10 for level in range(1, 6)}
     assert all(p.meta["solvable"] and p.meta["unconventional"] for p in prompts if p.source == "macgyver")
-    assert {(p.meta["preset"]["name"], p.meta["preset"]["seed"]) for p in prompts} == {("paper", 0)}
+    assert {(p.meta["preset"]["name"], p.meta["preset"]["seed"], p.meta["preset"]["version"])
+            for p in prompts} == {("paper", 0, 2)}
     math = next(p for p in prompts if p.source == "math500")
     assert math.meta["preset"]["stratum"] == f"level {math.meta['level']}"
     assert report.selections["macgyver"].pool == 956 and report.selections["simpleqa"].pool == 4326
