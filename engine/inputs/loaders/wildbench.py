@@ -109,6 +109,10 @@ def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None 
         meta = dict(first.meta or {})
         meta["merged_sessions"] = [*meta.get("merged_sessions", [meta.get("session_id")]),
                                    (repeat.meta or {}).get("session_id")]
+        if (repeat.meta or {}).get("n_turns") == 1:
+            # One of its sessions asks it alone: the prompt stands on its own (the paper preset's pool keeps it).
+            meta["n_turns"] = 1
+            meta.pop("history", None)
         return replace(first, meta=meta)
 
     sink = PromptSink(path, on_error=on_error, report=report, text_field="conversation_input",

@@ -123,3 +123,7 @@ def test_conversations_ending_in_the_same_turn_are_one_prompt_not_a_failed_load(
     (prompt,) = load(write("w.jsonl", [a, b, row(session_id="c")]))[:1]
     assert prompt.text == "continue" and prompt.meta["merged_sessions"] == ["a", "b"]
     assert prompt.meta["history"][0]["content"] == "Write a poem."
+    # A session asking it alone makes it a prompt of its own, whatever came first (the preset draws single turns).
+    alone = row(session_id="d", conversation_input=[turn("user", "continue")])
+    (prompt,) = load(write("w2.jsonl", [a, alone]))
+    assert prompt.meta["merged_sessions"] == ["a", "d"] and prompt.meta["n_turns"] == 1 and "history" not in prompt.meta
