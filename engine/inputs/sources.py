@@ -14,7 +14,7 @@ from engine.config import PromptsConfig
 from engine.errors import ConfigError
 from engine.inputs import fetch
 from engine.inputs.loaders import LOADERS
-from engine.inputs.loaders.paper import COUNTS, limit_across_sources, load_paper
+from engine.inputs.loaders.paper import COUNTS, limit_across_sources, load_paper, outside_pool_warning
 from engine.inputs.prompts import BUILTIN_PATH, LoadReport, Prompt, load_jsonl_prompts, select, within_prompt_cap
 
 # How a source's file is found: (the prompts config, the report, whether the run is offline, whether a source
@@ -112,7 +112,11 @@ def _benchmark(name: str) -> Loader:
     def load(cfg: PromptsConfig, report: LoadReport, offline: bool, skip_missing: bool) -> list[Prompt]:
         options = loader_options(name, cfg.options)  # before any fetch: a config mistake costs no download
         path = cfg.path or fetch.ensure(name, offline=offline)
-        return LOADERS[name](path, on_error=cfg.on_error, report=report, **options)
+        prompts = LOADERS[name](path, on_error=cfg.on_error, report=report, **options)
+        warning = outside_pool_warning(name, path, prompts)
+        if warning:
+            report.warnings.append(warning)
+        return prompts
 
     return load
 

@@ -19,7 +19,7 @@ different n are always refused (a count out of 4 and a count out of 6 are not on
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +159,8 @@ def _same_text_ids(prompts_a: dict[str, dict], prompts_b: dict[str, dict]) -> di
         found = by_text.get((p["text"] or "").strip(), [])
         if pid not in prompts_a and len(found) == 1 and found[0] not in prompts_b:
             alias[pid] = found[0]
-    if len(set(alias.values())) < len(alias):  # two prompts of B with A's one text: ambiguous, none matched
-        counts = defaultdict(int)
-        for target in alias.values():
-            counts[target] += 1
-        alias = {b: a for b, a in alias.items() if counts[a] == 1}
-    return alias
+    taken = Counter(alias.values())  # two prompts of B with A's one text: ambiguous, neither matched
+    return {b: a for b, a in alias.items() if taken[a] == 1}
 
 
 def _model_pairs(models_a: list[str], models_b: list[str], intersect: bool) -> list[tuple[str, str]]:

@@ -43,10 +43,9 @@ def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None 
     Args:
         path: the CSV file.
         on_error: "fail" raises the first bad row; "skip" records it in `report` and goes on.
-        report: collects skipped rows, and a warning of how many problems lie outside the paper's subset when they
-            are kept.
+        report: collects skipped rows.
         solvable_unconventional: keep only the paper's subset (`paper_subset`; prompts.options of the macgyver
-            source). Off, every problem loads, unsolvable and conventional ones too.
+            source). Off, every problem loads, unsolvable and conventional ones too (the source says how many).
 
     Returns:
         One prompt per problem, in file order: text = Problem; meta = id, solvable (bool), unconventional (bool,
@@ -109,11 +108,4 @@ def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None 
         path, on_error=on_error, report=report, text_field="Problem", merge_duplicates=True, on_duplicate=merge
     )
     sink.add_rows(read_csv(path, required=REQUIRED), build)
-    if solvable_unconventional:
-        return [p for p in sink.prompts if paper_subset(p)]
-    outside = sum(1 for p in sink.prompts if not paper_subset(p))
-    if outside and report is not None:
-        report.warnings.append(f"{path}: {outside} of {len(sink.prompts)} problems are unsolvable or need no "
-                               "unconventional solution; the paper drew from the others (prompts.options: "
-                               "{solvable_unconventional: true} keeps only those)")
-    return sink.prompts
+    return [p for p in sink.prompts if paper_subset(p)] if solvable_unconventional else sink.prompts

@@ -89,7 +89,8 @@ def limit_across_sources(prompts: list[Prompt], limit: int, seed: int) -> list[P
         by_source.setdefault(p.source, []).append(p)
     exact = {s: limit * len(ps) / len(prompts) for s, ps in by_source.items()}
     quota = {s: int(q) for s, q in exact.items()}
-    for s in sorted(exact, key=lambda s: (quota[s] - exact[s], list(by_source).index(s)))[:limit - sum(quota.values())]:
+    # the seats left go to the largest remainders (ties: the source first in the mix; sorted() keeps that order)
+    for s in sorted(exact, key=lambda s: quota[s] - exact[s])[:limit - sum(quota.values())]:
         quota[s] += 1
     out: list[Prompt] = []
     for s, ps in by_source.items():
@@ -121,12 +122,22 @@ def _single_turn(p: Prompt) -> bool:
     return (p.meta or {}).get("n_turns", 1) == 1
 
 
-# What a loader says of the rows a pool filter leaves out (engine.inputs.loaders.wildbench / macgyver).
-FILTERED_WARNINGS = {"wildbench": ("the last user turn of a longer conversation",),
-                     "macgyver": ("unsolvable or need no unconventional solution",)}
-
 # The filter that makes each source's pool; sources not listed use every loaded prompt.
 POOL_FILTERS: dict[str, Callable[[Prompt], bool]] = {"macgyver": macgyver.paper_subset, "wildbench": _single_turn}
+# What a source loaded on its own says of the prompts it keeps that its preset pool would leave out.
+OUTSIDE_POOL = {
+    "wildbench": "{outside} of {total} prompts are the last user turn of a longer conversation; the generator sees "
+                 "that turn alone, without the turns before it",
+    "macgyver": "{outside} of {total} problems are unsolvable or need no unconventional solution; the paper drew from "
+                "the others (prompts.options: {{solvable_unconventional: true}} keeps only those)",
+}
+
+
+def outside_pool_warning(source: str, path: str | Path, prompts: list[Prompt]) -> str | None:
+    """For a benchmark loaded as a source of its own: how many of its prompts the paper's pool leaves out, or None."""
+    keep = POOL_FILTERS.get(source)
+    outside = sum(1 for p in prompts if not keep(p)) if keep is not None else 0
+    return f"{path}: " + OUTSIDE_POOL[source].format(outside=outside, total=len(prompts)) if outside else None
 
 
 def load_paper(
@@ -174,13 +185,8 @@ def load_paper(
             _warn(report, selection, f"{source}: no file ({why}), skipped ({asked} prompts of the paper's mix "
                                      "missing)")
             continue
-        # A loader's warning about the rows its pool filter leaves out (WildBench's multi-turn rows, MacGyver's
-        # problems outside the paper's subset) is not said: the preset says what its pool is instead.
-        before = len(report.warnings)
         loaded = LOADERS[source](path, on_error=on_error, report=report)
         keep = POOL_FILTERS.get(source)
-        report.warnings[before:] = [w for w in report.warnings[before:]
-                                    if not any(s in w for s in FILTERED_WARNINGS.get(source, ()))]
         pool = [p for p in loaded if keep is None or keep(p)]
         if max_prompt_chars:
             fitting = [p for p in pool if len(p.text) <= max_prompt_chars]

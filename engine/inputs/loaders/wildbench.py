@@ -9,8 +9,9 @@ dataset card: ``session_id`` (required), ``conversation_input`` (required: a lis
 The prompt is the LAST user turn. Multi-turn rows keep the earlier turns in ``meta["history"]`` (a list of
 ``{role, content}``); the generator still sees only the last user turn, since our strategies start a fresh
 conversation per prompt. Rows whose last user turn relies on that history therefore lose context ("make it
-shorter"): the paper preset draws from the single-turn rows only (engine.inputs.loaders.paper), and a load that keeps
-multi-turn rows says how many (a LoadReport warning); the history is kept so a later stage can replay it. For the
+shorter"): the paper preset draws from the single-turn rows only (engine.inputs.loaders.paper), and the wildbench
+source says how many rows it keeps have turns before (paper.outside_pool_warning); the history is kept so a later
+stage can replay it. For the
 same reason two conversations that differ only before their last user turn (both end in "continue") are one prompt
 to the generator: they are merged into the first (its meta lists every session in ``merged_sessions``), not refused
 as a duplicate, which under ``on_error: fail`` stopped the whole load. The same conversation twice is a duplicate
@@ -118,8 +119,4 @@ def load(path: str | Path, *, on_error: str = "fail", report: LoadReport | None 
     sink = PromptSink(path, on_error=on_error, report=report, text_field="conversation_input",
                       merge_duplicates=True, on_duplicate=merge)
     sink.add_rows(read_table(path, required=REQUIRED, formats=FORMATS), build)
-    multi = sum(1 for p in sink.prompts if (p.meta or {}).get("n_turns", 1) > 1)
-    if multi and report is not None:
-        report.warnings.append(f"{path}: {multi} of {len(sink.prompts)} prompts are the last user turn of a longer "
-                               "conversation; the generator sees that turn alone, without the turns before it")
     return sink.prompts

@@ -30,7 +30,7 @@ def test_the_papers_subset_is_an_option_and_a_load_without_it_says_what_it_keeps
 
     path = shared_file("macgyver/problem_solution_pair.csv")
     report = LoadReport()
-    assert len(load(path, report=report)) == 1683
+    assert len(load_prompts(PromptsConfig(source="macgyver", path=str(path)), report)) == 1683
     assert report.warnings == [f"{path}: 727 of 1683 problems are unsolvable or need no unconventional solution; "
                                "the paper drew from the others (prompts.options: {solvable_unconventional: true} "
                                "keeps only those)"]

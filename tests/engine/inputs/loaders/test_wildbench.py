@@ -38,11 +38,13 @@ def test_sample_rows_load_with_their_last_user_turn_and_meta():
 
 
 def test_multi_turn_rows_keep_the_earlier_turns_in_meta():
+    from engine.config import PromptsConfig
     from engine.inputs.prompts import LoadReport
+    from engine.inputs.sources import load_prompts
 
     report = LoadReport()
-    multi = load(SAMPLE, report=report)[2]
-    # The generator sees the last turn alone: a load that keeps such rows says how many.
+    multi = load_prompts(PromptsConfig(source="wildbench", path=str(SAMPLE)), report)[2]
+    # The generator sees the last turn alone: the source that keeps such rows says how many.
     assert report.warnings == [f"{SAMPLE}: 1 of 4 prompts are the last user turn of a longer conversation; the "
                                "generator sees that turn alone, without the turns before it"]
     assert multi.text == "Should I split the week between Lisbon and Porto, or stay in one city and do day trips?"
