@@ -330,6 +330,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so a client's pool reuses connections
     timeout = 120  # idle keep-alive connections end eventually
     server: _HTTPServer
+    # The chat request being answered: its status is recorded before the reply's first byte, so a client that has
+    # its reply never reads a record still without it (a test reading `requests` right after a call raced this).
+    record: "RequestRecord | None" = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base class's name)
         log.debug("%s %s", self.address_string(), format % args)
@@ -382,6 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode("utf-8")
+        if self.record is not None:
+            self.record.status = status
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -662,6 +667,7 @@ class ChatServer:
             record.fault = fault.kind if fault else None
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        handler.record = record
         try:
             if fault is not None:
                 self._inject(handler, fault, record)
@@ -669,6 +675,7 @@ class ChatServer:
             record.status = self._answer(handler, conversation, sampling, top_logprobs if sampling.logprobs else None,
                                          body)
         finally:
+            handler.record = None
             with self._lock:
                 self._in_flight -= 1
 
@@ -706,8 +713,8 @@ class ChatServer:
             record.status = 200
             return
         if fault.kind in BAD_REPLIES:
+            record.status = 200  # before any byte of it (see _Handler.record)
             self._bad_reply(handler, fault)
-            record.status = 200
             return
         if fault.kind in ("slow", "drop"):
             if fault.kind == "slow":
