@@ -328,6 +328,7 @@ class Lane:
     waiting: deque[pa.Table] = field(default_factory=deque)
     waiting_rows: int = 0
     in_flight: int = 0
+    batches_back: int = 0  # batches that came back with their telemetry (the cost per batch is measured on them)
 
     @property
     def plan(self) -> StagePlan:
@@ -349,9 +350,15 @@ class Dataflow:
         stream: False holds every lane until the lanes above it have finished (`execution.stream: false`).
         spend_cap: USD (`execution.max_cost_usd`): once the cost the backends report for this invocation (with
             `spent_before`, what its stages before the dataflow spent) reaches it, no batch is sent — each fails
-            unsent, its units failed shards a rerun computes — and batches in flight finish. The plan's upper
-            bound is checked before the run; this holds where the estimate fell short (a tokenizer denser than
-            CHARS_PER_TOKEN, re-sent requests). Nothing spent, nothing is refused (a cap of 0: free models only).
+            unsent, its units failed shards a rerun computes — and batches in flight finish. Near it, batches go
+            one at a time: a batch waits for those in flight while what is spent, what they are expected to cost
+            and its own expected cost (each lane's mean cost per batch so far) would pass the cap, so the cap is
+            passed by one batch at most once a cost has come back (sending a full wave whenever one batch came back
+            spent up to ten times a $1.50 cap). Where a priced backend's replies carried no usage, the cap
+            holds on what was reported, and a warning says so (the report gives the cost as unknown). The plan's
+            upper bound is checked before the run; this holds
+            where the estimate fell short (a tokenizer denser than CHARS_PER_TOKEN, re-sent requests). Nothing
+            spent, nothing is refused (a cap of 0: free models only).
     """
 
     def __init__(self, executor: LocalExecutor | RayExecutor, listener: Listener,
@@ -365,6 +372,7 @@ class Dataflow:
         self.on_lane_done = on_lane_done or (lambda name: None)
         self.lanes: dict[str, Lane] = {}
         self._flying: dict[Future, Lane] = {}
+        self._warned_usage = False
         self._events: list[tuple[str, str, bool]] = []
         self._reported: set[str] = set()
 
@@ -400,12 +408,17 @@ class Dataflow:
                     raise RuntimeError(f"dataflow stalled: lanes {stuck} wait for input that never comes")
                 continue
             done, _ = wait(list(self._flying), timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in done:
-                lane = self._flying.pop(future)
-                lane.in_flight -= 1
-                completed, failed = lane.run.take(future.result())  # a host's death beyond its restarts raises
-                self._events += [(lane.name, key, True) for key in completed]
-                self._events += [(lane.name, key, False) for key in failed]
+            self._take(done)
+
+    def _take(self, done: Any) -> None:
+        """Take the results of batches that came back."""
+        for future in done:
+            lane = self._flying.pop(future)
+            lane.in_flight -= 1
+            completed, failed = lane.run.take(future.result())  # a host's death beyond its restarts raises
+            lane.batches_back += 1
+            self._events += [(lane.name, key, True) for key in completed]
+            self._events += [(lane.name, key, False) for key in failed]
 
     def _deliver(self) -> None:
         """Tell the listener about every unit event (which may add units and events) and close finished lanes."""
@@ -431,12 +444,16 @@ class Dataflow:
                 continue
             while lane.waiting_rows:
                 plan = lane.plan
-                if self.spend_cap is not None and (spent := self.spent()) > 0 and spent >= self.spend_cap:
-                    self._refuse(lane, f"not sent: execution.max_cost_usd (${self.spend_cap:,.2f}) reached — the "
-                                       f"backends report ${spent:,.4f} spent by this invocation; a rerun computes it "
-                                       "(finished shards are kept; the cap holds for each invocation's spending)")
-                    sent = True
-                    continue
+                if self.spend_cap is not None:
+                    # Batches back since the wait: their cost counts before anything more is sent (the executor
+                    # already counts their hosts free).
+                    self._take([f for f in self._flying if f.done()])
+                    if (refusal := self._over_cap()) is not None:
+                        self._refuse(lane, refusal)
+                        sent = True
+                        continue
+                    if self._flying and self._expected_spend(lane) > self.spend_cap:
+                        break  # wait for the batches in flight: what they cost decides
                 full = lane.waiting_rows >= plan.batch_size
                 if not (full or not lane.open or self._host_idle(plan)):
                     break
@@ -451,6 +468,32 @@ class Dataflow:
                 sent = True
                 force = False
         return sent
+
+    def _over_cap(self) -> str | None:
+        """Why no batch may be sent under the cap (spent reaches it, or what is spent is unknown); None: one may."""
+        cap = self.spend_cap
+        missing = sum(int(lane.run.record.backend.get("usage_missing") or 0) for lane in self.lanes.values())
+        if missing and not self._warned_usage:
+            # Not a refusal: the plan's upper bound (every pair, max_tokens each) was checked against the cap before
+            # the run; an endpoint without usage would otherwise fail every run that sets one.
+            self._warned_usage = True
+            log.warning("execution.max_cost_usd ($%s) is held on the usage the endpoints reported: %d priced replies "
+                        "carried none, so what this invocation spent is more than the $%s counted", f"{cap:,.2f}",
+                        missing, f"{self.spent():,.4f}")
+        if (spent := self.spent()) > 0 and spent >= cap:
+            return (f"not sent: execution.max_cost_usd (${cap:,.2f}) reached — the backends report ${spent:,.4f} "
+                    "spent by this invocation; a rerun computes it (finished shards are kept; the cap holds for each "
+                    "invocation's spending)")
+        return None
+
+    def _expected_spend(self, lane: Lane) -> float:
+        """What is spent, plus the expected cost of the batches in flight and of the lane's next batch: each lane's
+        mean cost per batch that came back (0 for a lane none of whose batches has yet)."""
+        def per_batch(one: Lane) -> float:
+            cost = float(one.run.record.backend.get("cost_usd") or 0.0)
+            return cost / one.batches_back if one.batches_back else 0.0
+
+        return self.spent() + sum(per_batch(one) for one in self._flying.values()) + per_batch(lane)
 
     def spent(self) -> float:
         """USD the backends report spent by this invocation so far (batches that came back, and `spent_before`;

@@ -219,3 +219,72 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
     again, heard, flow = flow_over(None)
     assert again.record.units_reused == sent and heard.count(True) == 4 and flow.spent() == 4 - sent
     assert again.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12, 14, 16]
+
+
+class WideExecutor(LocalExecutor):
+    """Up to `width` batches of one host in flight at once, as the Ray executor allows (num_actors ×
+    BATCHES_PER_ACTOR); its capacity frees a slot the moment a batch ends, before the driver has read its cost."""
+
+    def __init__(self, width):
+        super().__init__()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.width, self.pool, self.busy, self.sent = width, ThreadPoolExecutor(width), [], 0
+
+    def submit(self, plan, batch):
+        future = self.pool.submit(plan.stage(**plan.kwargs), batch)
+        self.busy.append(future)
+        self.sent += 1
+        return future
+
+    def capacity(self, plan):
+        self.busy = [f for f in self.busy if not f.done()]
+        return self.width - len(self.busy)
+
+    def close(self):
+        self.pool.shutdown()
+        super().close()
+
+
+@pytest.mark.parametrize("width, cap, most", [(8, 1.5, 8), (2, 3.5, 4)])
+def test_the_cost_cap_is_passed_by_what_was_in_flight_when_a_cost_first_came_back_and_one_batch_after(
+        tmp_path, width, cap, most):
+    # Eight batches in flight: the first wave goes before any cost is known ($8). Every slot that freed used to be
+    # filled again before the driver had read the cost of the batch that freed it: $13-16 spent under a $1.50 cap.
+    # Two in flight under $3.50: $2, then one at a time ($3, then $4 passes it), then nothing.
+    run = StageRun(Store(tmp_path), "priced", "priced", StagePlan(PricedDouble, {}, batch_size=2, label="priced",
+                                                                  host="h"), Double.output_schema, 0, progress=False)
+    executor = WideExecutor(width)
+    flow = Dataflow(executor, lambda lane, key, ok: None, stream=False, spend_cap=cap)
+    flow.lane("priced", run, 0)
+    for k, u in enumerate(_units([[2 * k, 2 * k + 1] for k in range(20)], "p")):
+        flow.add("priced", u, k)
+    flow.close_input("priced")
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    assert flow.spent() == executor.sent == most
+    assert len(run.close().failed) == 20 - most
+
+
+def test_a_cap_over_replies_without_usage_is_said_to_hold_on_what_was_reported(tmp_path, caplog):
+    class Unpriced(PricedDouble):
+        def batch_telemetry(self):
+            return {"cost_usd": 1.0, "usage_missing": 1}
+
+    run = StageRun(Store(tmp_path), "u", "u", StagePlan(Unpriced, {}, batch_size=2, label="u", host="h"),
+                   Double.output_schema, 0, progress=False)
+    executor = LocalExecutor()
+    flow = Dataflow(executor, lambda lane, key, ok: None, stream=False, spend_cap=10.0)
+    flow.lane("u", run, 0)
+    for k, u in enumerate(_units([[1, 2], [3, 4], [5, 6]], "u")):
+        flow.add("u", u, k)
+    flow.close_input("u")
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    assert not run.close().failed
+    warnings = [r.getMessage() for r in caplog.records if "max_cost_usd" in r.getMessage()]
+    assert len(warnings) == 1 and "priced replies carried none" in warnings[0], warnings
