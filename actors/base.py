@@ -307,18 +307,21 @@ def api_key_problem(api_key_env: str, value: str | None) -> str | None:
 
 
 PRICE_KEYS = ("prompt_per_mtok", "completion_per_mtok")
+# Optional: prompt tokens the provider served from its cache (usage.prompt_tokens_details.cached_tokens) are billed
+# at a discount; without this price they are priced as any prompt token (an upper bound, never an underestimate).
+CACHED_PRICE_KEY = "cached_prompt_per_mtok"
 
 
 def prices_problem(prices: Any) -> tuple[str, str] | None:
     """What is wrong with a model's `options.prices`, as (its key, why), or None (none given, or usable): both keys,
-    USD per million tokens, nothing else. Preflight refuses it by this; the plan prices nothing with it (an unknown
-    cost); the HTTP client refuses it when built."""
+    USD per million tokens, and optionally `cached_prompt_per_mtok`; nothing else. Preflight refuses it by this; the
+    plan prices nothing with it (an unknown cost); the HTTP client refuses it when built."""
     if prices is None:
         return None
-    if not isinstance(prices, dict) or set(prices) != set(PRICE_KEYS) or not all(
-            isinstance(prices[k], (int, float)) and not isinstance(prices[k], bool) and prices[k] >= 0
-            for k in PRICE_KEYS):
-        return "prices", f"prices must be {{'prompt_per_mtok': USD, 'completion_per_mtok': USD}}, got {prices!r}"
+    if not isinstance(prices, dict) or not set(PRICE_KEYS) <= set(prices) <= {*PRICE_KEYS, CACHED_PRICE_KEY} \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in prices.values()):
+        return "prices", (f"prices must be {{'prompt_per_mtok': USD, 'completion_per_mtok': USD}} (and optionally "
+                          f"'{CACHED_PRICE_KEY}': USD), got {prices!r}")
     return None
 
 

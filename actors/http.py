@@ -41,7 +41,9 @@ Design:
 - Timeouts: a request the server accepted and then did not answer in time may be billed, so it is re-sent at most
   `timeout_retries` times (default once), then its row fails transiently. The read timeout grows with the tokens
   asked for (`timeout_s` + `read_s_per_token` × n × max_tokens), and every attempt has an overall deadline of
-  twice that, so a server that sends one byte at a time cannot hold a request past it.
+  twice that, so a server that sends one byte at a time cannot hold a request past it. A connection dropped after
+  the request was sent counts alike, after one free re-send (a kept-alive connection the server had closed drops
+  the request unread).
 - Replies are bounded: a body over `max_reply_bytes` is cut off and its row fails; a body that does not decode
   (garbled, or nested past orjson's depth limit), a 200 carrying an `error` object, or a reply without the fields
   asked for fails its row, never the batch.
@@ -75,15 +77,16 @@ import numpy as np
 import orjson
 
 from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
-                          PRICE_KEYS, api_key_env_problem, api_key_problem, content_parts, merge_by_text,
+                          CACHED_PRICE_KEY, api_key_env_problem, api_key_problem, content_parts, merge_by_text,
                           message_trace, pair_sampling, prices_problem, reopen_thinking, repeat_greedy)
 
 log = logging.getLogger(__name__)
 
 # Statuses worth retrying besides every 5xx: request timeout, conflict (some gateways use it for "busy"), throttled.
 RETRY_STATUSES = frozenset({408, 409, 429})
-# Statuses that mean the whole configuration is wrong: retrying, or carrying on with other rows, cannot help.
-FATAL_STATUSES = frozenset({401, 403, 404})
+# Statuses that mean the whole configuration is wrong: retrying, or carrying on with other rows, cannot help (402:
+# the account's credit is spent, as gateways such as OpenRouter say it).
+FATAL_STATUSES = frozenset({401, 402, 403, 404})
 
 
 class _Secret:
@@ -379,6 +382,10 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
         text = content_parts(message.get("content"))[0] or ""  # a list of content parts: its text parts
         trace = message_trace(message)
         reason = finish_reason(choice.get("finish_reason"))
+        if not text and isinstance(message.get("refusal"), str) and message["refusal"].strip():
+            # OpenAI's refusal (structured outputs): `content` null, the refusal apart, finish_reason "stop". It was
+            # read as an empty answer that completed; it is a refusal, as Anthropic's stop_reason "refusal" is.
+            reason = "content_filter"
         if reason == "content_filter":
             # Stopped by the provider's safety filter (OpenAI, Azure; Gemini's SAFETY through its compatibility
             # layer): what came before the cut is not the model's answer. No answer — never judged or graded as one.
@@ -484,7 +491,8 @@ class OpenAIChatClient:
         max_concurrency: most requests in flight at once to this endpoint.
         timeout_s: timeout of each connect, write and pool wait, and the base of the read timeout, per request.
         read_s_per_token: seconds added to the read timeout per token asked for (n × max_tokens).
-        timeout_retries: most re-sends of a request that timed out after the server accepted it (it may be billed).
+        timeout_retries: most re-sends of a request that timed out after the server accepted it (it may be billed);
+            a connection dropped after the request was sent counts alike, after one free re-send.
         max_reply_bytes: the largest reply body read; a larger one fails its row.
         max_retries: most retries of one request before its row fails (transiently).
         backoff_base_s: first backoff ceiling; doubles per retry (full jitter).
@@ -614,6 +622,7 @@ class OpenAIChatClient:
         # Why log-probs were given up for this endpoint (None while they are asked for): see _downgrade.
         self.logprobs_unavailable: str | None = None
         self.prompt_tokens = 0
+        self.cached_prompt_tokens = 0  # of prompt_tokens, those the provider served from its cache
         self.completion_tokens = 0
         self._stats_lock = threading.Lock()
         # Budgets (max tokens) at which an answer came back, and how many came back empty from reasoning at each.
@@ -707,7 +716,9 @@ class OpenAIChatClient:
             raise BackendError(f"the client for {self.endpoint} is closed")
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        url = self.url.removesuffix("/chat/completions") + "/embeddings"
+        # The route replaces the path's last part; the query (an Azure-style api-version, a key) stays after it.
+        parts = urlsplit(self.url)
+        url = urlunsplit(parts._replace(path=parts.path.removesuffix("/chat/completions") + "/embeddings"))
         bodies = [{"model": self.model, "input": list(texts[k:k + batch_size])}
                   for k in range(0, len(texts), batch_size)]
 
@@ -745,6 +756,7 @@ class OpenAIChatClient:
                 "logprobs_downgraded": int(self.logprobs_unavailable is not None),
                 "one_completion_per_request": int(self.one_per_request is not None),
                 "prompt_tokens": self.prompt_tokens,
+                "cached_prompt_tokens": self.cached_prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "cost_usd": self._cost(),
             }
@@ -785,13 +797,19 @@ class OpenAIChatClient:
         problem = prices_problem(prices)
         if problem:
             raise ValueError(problem[1])
-        return None if prices is None else {k: float(prices[k]) for k in PRICE_KEYS}
+        return None if prices is None else {k: float(v) for k, v in prices.items()}
+
+    def _key_hint(self) -> str:
+        return f"the API key in ${self.api_key_env}" if self.api_key_env else "the API key: no api_key_env is set"
 
     def _cost(self) -> float | None:
         if self.prices is None:
             return None
+        prompt = self.prices["prompt_per_mtok"]
+        cached = min(self.cached_prompt_tokens, self.prompt_tokens)
         return (
-            self.prompt_tokens * self.prices["prompt_per_mtok"]
+            (self.prompt_tokens - cached) * prompt
+            + cached * self.prices.get(CACHED_PRICE_KEY, prompt)
             + self.completion_tokens * self.prices["completion_per_mtok"]
         ) / 1e6
 
@@ -1019,7 +1037,7 @@ class OpenAIChatClient:
         chat = parse is None
         parse = parse or (lambda data: parse_choices(data, want_logprobs))
         timeout, deadline = self._timeouts(body)
-        attempt = timeouts = 0
+        attempt = timeouts = drops = 0
         while True:
             retry_after = None
             async with self._semaphore:
@@ -1040,8 +1058,28 @@ class OpenAIChatClient:
                 except _ReplyTooLarge as exc:
                     raise _RowError(f"{self.endpoint}: the reply is {exc} (max_reply_bytes); not read",
                                     transient=True) from None
-                except httpx.TransportError as exc:  # refused, reset, dropped without a response
+                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    # Dropped after the request was sent: the server may have run and billed it (re-sent 6 times, a
+                    # dropped generation was paid 7 times). The first drop is re-sent freely: a kept-alive connection
+                    # the server had closed drops the request unread, and that is common.
                     last = f"connection error ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
+                    drops += 1
+                    if drops > 1:
+                        timeouts += 1
+                        if timeouts > self.timeout_retries:
+                            raise _RowError(f"{self.endpoint}: the connection dropped after the request was sent "
+                                            f"({type(exc).__name__}); sent {attempt + 1} times, not sent again in "
+                                            "this run (it may have been billed)", transient=True) from None
+                except httpx.TransportError as exc:  # refused, reset while sending, no connection
+                    last = f"connection error ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
+                except httpx.RequestError as exc:
+                    # A reply whose Content-Encoding does not decode (DecodingError), a redirect loop: this row's
+                    # request went wrong, not the batch (it raised out of chat() and failed every row with it).
+                    raise _RowError(f"{self.endpoint}: the reply could not be read ({type(exc).__name__}: "
+                                    f"{self._redact(str(exc))[:200]})", transient=True) from None
+                except UnicodeEncodeError as exc:  # text that is no Unicode (a lone surrogate) cannot be sent
+                    raise _RowError(f"{self.endpoint}: the request holds text that cannot be encoded as UTF-8 "
+                                    f"({exc.reason} at character {exc.start}); not sent") from None
                 else:
                     if 200 <= status < 300:
                         try:
@@ -1052,8 +1090,11 @@ class OpenAIChatClient:
                         if isinstance(data, dict) and "error" in data and "choices" not in data \
                                 and "data" not in data:
                             message = self._message_of(data, raw)
+                            # A gateway reports an upstream failure so (OpenRouter: {"error": {"code": 502, …}}): a
+                            # server error or throttling inside is worth asking again in a rerun, a request error not.
+                            code = data["error"].get("code") if isinstance(data["error"], dict) else None
                             raise _RowError(f"HTTP {status} from {self.endpoint} carrying an error: {message}", status,
-                                            message)
+                                            message, transient=_int(code) >= 500 or _int(code) in RETRY_STATUSES)
                         try:
                             choices, prompt_tokens = parse(data)
                         except _BODY_ERRORS as exc:
@@ -1068,6 +1109,7 @@ class OpenAIChatClient:
                                 not isinstance(usage.get("prompt_tokens"), int)
                                 or (chat and not isinstance(usage.get("completion_tokens"), int)))),
                             prompt_tokens=_int(usage.get("prompt_tokens")),
+                            cached_prompt_tokens=_cached_tokens(usage),
                             # Thoughts counted only in the total (Gemini) are billed as output tokens too.
                             completion_tokens=_int(usage.get("completion_tokens")) + uncounted_reasoning_tokens(usage),
                         )
@@ -1076,7 +1118,7 @@ class OpenAIChatClient:
                         return choices, prompt_tokens
                     elif status in (400, 429) and names_account(status, raw_text := self._message_of(None, raw), raw):
                         raise BackendError(f"{self.endpoint} refused the request with HTTP {status}: {raw_text} "
-                                           f"(the API key in ${self.api_key_env}, or the account's credit or quota: "
+                                           f"({self._key_hint()}, or the account's credit or quota: "
                                            "every request would be refused alike)")
                     elif status >= 500 or status in RETRY_STATUSES:
                         last = f"HTTP {status}: {self._message_of(None, raw)[:200]}"
@@ -1084,7 +1126,8 @@ class OpenAIChatClient:
                     elif status in FATAL_STATUSES:
                         raise BackendError(
                             f"{self.endpoint} refused the request with HTTP {status}: {self._message_of(None, raw)}"
-                            + (f" (check the API key in ${self.api_key_env})" if status in (401, 403) else "")
+                            + (f" (check {self._key_hint()})" if status in (401, 403)
+                               else " (the account's credit is spent)" if status == 402 else "")
                         )
                     else:
                         message = self._message_of(None, raw)
@@ -1183,3 +1226,10 @@ async def _gather_or_cancel(coroutines: list) -> list:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int:
+    """Prompt tokens served from the provider's cache (OpenAI's and vLLM's `prompt_tokens_details.cached_tokens`),
+    at most the prompt's."""
+    details = usage.get("prompt_tokens_details")
+    return min(_int(usage.get("prompt_tokens")), _int(details.get("cached_tokens")) if isinstance(details, dict) else 0)

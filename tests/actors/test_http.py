@@ -116,6 +116,26 @@ def test_sampling_maps_to_the_request(serve, client):
     assert "top_p" not in srv.requests[-1].body
 
 
+def test_prompt_tokens_served_from_the_providers_cache_are_priced_at_the_cached_price_where_one_is_given(
+        serve, client):
+    srv = serve(cached_prompt_tokens=3)
+    cached = {"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0, "cached_prompt_per_mtok": 0.5}
+    c = client(srv, prices=cached)
+    c.chat([user("one two three four five"), user("six")], SamplingParams(max_tokens=4))
+    stats = c.stats()
+    prompt, done, hits = stats["prompt_tokens"], stats["completion_tokens"], stats["cached_prompt_tokens"]
+    assert 0 < hits <= 2 * 3 and hits < prompt  # each reply: at most 3 of its prompt's tokens
+    assert stats["cost_usd"] == pytest.approx((2.0 * (prompt - hits) + 0.5 * hits + 10.0 * done) / 1e6)
+    # Without a cached price they cost what any prompt token does (they were billed in full at 1005 of 1000 before).
+    full = client(srv, prices={"prompt_per_mtok": 2.0, "completion_per_mtok": 10.0})
+    full.chat([user("one two three four five")], SamplingParams(max_tokens=4))
+    s = full.stats()
+    assert s["cached_prompt_tokens"] > 0
+    assert s["cost_usd"] == pytest.approx((2.0 * s["prompt_tokens"] + 10.0 * s["completion_tokens"]) / 1e6)
+    with pytest.raises(ValueError, match="cached_prompt_per_mtok"):
+        client(srv, prices={**cached, "cache_write_per_mtok": 1.0})
+
+
 def test_faults_every_row_exactly_once(serve, client):
     faults = [("429", 6), ("500", 3), ("503", 2), ("slow", 2), ("drop", 3)]
     # The timeout leaves an ordinary reply room on a loaded 2-core machine (at 1 s, one timed out under load and the
@@ -218,6 +238,19 @@ def test_planted_api_key_never_leaks(serve, client, monkeypatch, caplog, capsys)
     for text in seen:
         assert secret not in text and secret[3:] not in text
         assert "sk-wrong-" not in text
+
+
+def test_a_refusal_of_the_key_or_the_credit_stops_at_once_saying_which(serve, client):
+    # A server that wants a key, asked without one: the hint named "$None". A gateway's 402 (credit spent) failed
+    # each row alike, one request at a time, instead of stopping.
+    keyed = serve(api_key="sk-" + secrets.token_hex(8))
+    with pytest.raises(BackendError, match=r"HTTP 401.*no api_key_env is set") as err:
+        client(keyed).chat([user("x")], SamplingParams())
+    assert "$None" not in str(err.value)
+    srv = serve(faults=[("402", 5)])
+    c = client(srv)
+    with pytest.raises(BackendError, match=r"HTTP 402.*credit is spent"):
+        c.chat([user("a"), user("b")], SamplingParams())
 
 
 def test_missing_key_variable_is_named(monkeypatch):
@@ -491,12 +524,16 @@ def test_a_reply_dripping_one_byte_at_a_time_is_cut_at_the_deadline(serve, clien
     assert elapsed < 6.0 and c.requests == 2  # the whole reply would take ~30 s per attempt
 
 
-def test_a_200_carrying_an_error_is_that_rows_error_and_not_retried(serve, client):
-    srv = serve(faults=[(Fault("error200"), 1)])
+@pytest.mark.parametrize("code, transient", [(500, True), (502, True), (429, True), (400, False)])
+def test_a_200_carrying_an_error_is_that_rows_error_and_not_retried(serve, client, code, transient):
+    # A gateway passes an upstream's failure so (OpenRouter: {"error": {"code": 502}}): a rerun asks again for a
+    # server error or throttling, not for a request error.
+    srv = serve(faults=[(Fault("error200", code=code), 1)])
     c = client(srv, max_retries=6)
     bad, good = c.chat([user("first"), user("second")], SamplingParams())
     failed = bad if bad.error else good
-    assert "carrying an error" in failed.error and "injected fault" in failed.error and not failed.transient
+    assert "carrying an error" in failed.error and "injected fault" in failed.error
+    assert failed.transient is transient
     assert c.requests == 2 and c.retries == 0
     assert (good if bad.error else bad).texts
 
@@ -523,6 +560,51 @@ def test_deeply_nested_json_is_a_row_error_not_a_crash(serve, client):
     failed = bad if bad.error else good
     assert failed.transient and "unreadable body" in failed.error
     assert (good if bad.error else bad).texts
+
+
+def test_a_connection_dropped_after_sending_is_resent_once_free_then_as_a_timeout(serve, client):
+    # The server read the request and closed the connection: it may have generated and billed it. A dropped request
+    # was re-sent max_retries times (7 sends); now once freely (a stale kept-alive connection drops the request
+    # unread), then timeout_retries times.
+    srv = serve(faults=[("drop", 10)])
+    c = client(srv, max_retries=6, timeout_retries=1)
+    (out,) = c.chat([user("x")], SamplingParams())
+    assert out.transient and "dropped after the request was sent" in out.error and "sent 3 times" in out.error
+    assert len(srv.requests) == 3
+    srv2 = serve(faults=[("drop", 1)])  # one drop: re-sent, answered, nothing spent of timeout_retries
+    (ok,) = client(srv2, timeout_retries=0).chat([user("y")], SamplingParams())
+    assert ok.texts and not ok.error and len(srv2.requests) == 2
+
+
+def test_a_reply_that_does_not_decode_or_a_request_that_does_not_encode_fails_its_row_only(serve, client):
+    # httpx raises DecodingError for a body whose Content-Encoding lies, and encoding text with a lone surrogate
+    # raises UnicodeEncodeError: neither is a transport error, and each raised out of chat(), failing the batch.
+    srv = serve(faults=[(Fault("gzip"), 1)])
+    c = client(srv, max_retries=3)
+    bad, good = c.chat([user("a"), user("b")], SamplingParams())
+    failed = bad if bad.error else good
+    assert failed.transient and "could not be read (DecodingError" in failed.error, failed.error
+    assert (good if bad.error else bad).texts and c.retries == 0
+    unsendable, fine = c.chat([user("broken emoji \ud83d"), user("c")], SamplingParams())
+    assert "cannot be encoded as UTF-8" in unsendable.error and not unsendable.transient and fine.texts
+
+
+def test_embeddings_keep_the_base_urls_query_after_their_route(serve, client):
+    # A gateway's base_url with a query (Azure's api-version): the embeddings route was appended after the query
+    # (…/chat/completions?api-version=1/embeddings), so the chat route got the embeddings request.
+    import numpy as np
+
+    class Unit:
+        def embed(self, texts):
+            return np.ones((len(texts), 3))
+
+    srv = serve(embedder=Unit())
+    c = OpenAIChatClient("echo", base_url=srv.base_url + "?api-version=2024-10-21", **FAST)
+    try:
+        vectors = c.embed(["one", "two"])
+    finally:
+        c.close()
+    assert vectors.shape == (2, 3) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
 
 
 def test_a_malformed_embedding_reply_is_a_backend_error(serve):
@@ -952,6 +1034,17 @@ def test_finish_reasons_in_gemini_and_anthropic_words_keep_their_meaning(raw, re
     (choice,), _ = parse_choices({"choices": [{"index": 0, "message": {"content": "A partial answer"},
                                                "finish_reason": raw}]}, want_logprobs=False)
     assert choice[1] == reason and choice[0] == ("" if reason == "content_filter" else "A partial answer")
+
+
+def test_openais_refusal_field_is_a_refusal_not_an_empty_answer_that_completed():
+    refused = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    (choice,), _ = parse_choices({"choices": [{"index": 0, "message": refused, "finish_reason": "stop"}]},
+                                 want_logprobs=False)
+    assert choice[:2] == ("", "content_filter")
+    answered = {"role": "assistant", "content": "Blue.", "refusal": None}
+    (choice,), _ = parse_choices({"choices": [{"index": 0, "message": answered, "finish_reason": "stop"}]},
+                                 want_logprobs=False)
+    assert choice[:2] == ("Blue.", "stop")
 
 
 def test_token_texts_that_decode_alike_have_their_log_probs_added():

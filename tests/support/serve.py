@@ -54,7 +54,7 @@ ROLES = ("system", "user", "assistant")
 LOOPBACK_NAMES = ("localhost",)
 
 
-BAD_REPLIES = ("error200", "huge", "nested", "drip")
+BAD_REPLIES = ("error200", "huge", "nested", "drip", "gzip")
 # Replies about the account, as providers send them (bodies from their docs and public issue threads): Gemini's bad
 # key (400, its error object wrapped in a list), Anthropic's empty balance (400), OpenAI's spent quota (429).
 ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
@@ -88,16 +88,18 @@ class Fault:
     Attributes:
         kind: an HTTP status "400".."599", "slow" or "drop"; or a bad reply with status 200: "error200" (an OpenAI
             error object), "huge" (a body of `size` bytes), "nested" (JSON nested `size` levels deep), "drip" (a
-            valid reply sent one byte every `delay_s` seconds).
+            valid reply sent one byte every `delay_s` seconds), "gzip" (a body said to be gzip-encoded that is not).
         size: bytes of "huge", levels of "nested".
         retry_after: the Retry-After header for 429/503 (None: the server's default; "" sends none).
         delay_s: how long "slow" sleeps (None: the server's `slow_s`).
+        code: the `error.code` inside an "error200" (a gateway passes an upstream's 502 so).
     """
 
     kind: str
     retry_after: str | None = None
     delay_s: float | None = None
     size: int = 0
+    code: int = 500
 
     def __post_init__(self) -> None:
         if self.kind not in BAD_REPLIES + tuple(ACCOUNT_REPLIES) + ("slow", "drop", "filtered") and not (
@@ -439,6 +441,8 @@ class ChatServer:
             budget no larger, the answer is empty and cut at the limit. A list: per choice index (cycled), so that
             some completions of a request answer and others run out thinking.
         usage: False: chat replies carry no `usage` (some gateways), so their tokens and cost are unknown.
+        cached_prompt_tokens: prompt tokens each chat reply says were served from a cache (at most its prompt's;
+            `usage.prompt_tokens_details.cached_tokens`, as OpenAI and vLLM report them).
         reasoning_usage: how hidden reasoning is reported: "details" (`completion_tokens_details.reasoning_tokens`,
             counted in `completion_tokens`, as OpenAI), "total" (only in `total_tokens`, above prompt plus
             completion tokens: Gemini counts its thoughts so, apart from the answer's tokens) or "gateway" (in the
@@ -481,6 +485,7 @@ class ChatServer:
         reasoning_usage: str = "details",
         reasoning_off: str | None = None,
         usage: bool = True,
+        cached_prompt_tokens: int = 0,
     ) -> None:
         for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
@@ -492,6 +497,7 @@ class ChatServer:
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
         self.reasoning_usage, self.reasoning_off = reasoning_usage, reasoning_off
         self.usage = usage
+        self.cached_prompt_tokens = cached_prompt_tokens
         if reasoning not in (*REASONING_MODES, TEMPLATE_OPENED):
             raise ValueError(f"reasoning must be one of {(*REASONING_MODES, TEMPLATE_OPENED)}, got {reasoning!r}")
         self.reasoning = reasoning
@@ -731,7 +737,7 @@ class ChatServer:
         """A 200 whose body is not a usable reply (see Fault)."""
         handler.close_connection = True
         if fault.kind == "error200":
-            handler.send_json(200, error_body(500, "injected fault: an error inside a 200"))
+            handler.send_json(200, error_body(fault.code, "injected fault: an error inside a 200"))
             return
         if fault.kind == "nested":
             body = b"[" * fault.size + b"]" * fault.size
@@ -747,6 +753,17 @@ class ChatServer:
                 for k in range(0, fault.size, len(chunk)):
                     handler.wfile.write(chunk[:min(len(chunk), fault.size - k)])
                 handler.wfile.write(tail)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        elif fault.kind == "gzip":  # a broken proxy: the header says gzip, the bytes are not
+            try:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Encoding", "gzip")
+                handler.send_header("Content-Length", "16")
+                handler.end_headers()
+                handler.wfile.write(b"\x1f\x8b not gzip at all")
             except (BrokenPipeError, ConnectionResetError):
                 pass
             return
@@ -795,6 +812,9 @@ class ChatServer:
             self._think(response, sampling.max_tokens)
         if not self.usage:
             response.pop("usage")
+        elif self.cached_prompt_tokens:
+            usage = response["usage"]
+            usage["prompt_tokens_details"] = {"cached_tokens": min(self.cached_prompt_tokens, usage["prompt_tokens"])}
         handler.send_json(200, response)
         return 200
 
