@@ -714,7 +714,7 @@ class RunConfig:
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
         """The config as plain data; `redact`: base URLs without user info or query values (every written copy)."""
         data = dataclasses.asdict(self)
-        return _redacted(data) if redact else data
+        return redacted(data) if redact else data
 
 
 def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> list[ModelConfig]:
@@ -820,13 +820,14 @@ def redact_url(url: Any) -> Any:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def _redacted(value: Any) -> Any:
-    # A key named as a secret (preflight refuses such options; a config written before it was may hold one).
+def redacted(value: Any) -> Any:
+    """A config's data with its secrets hidden: base URLs without credentials, and the value of any key named as a
+    secret (preflight refuses such options; a config written before it did, or by hand, may hold one)."""
     if isinstance(value, dict):
         return {k: redact_url(v) if k == "base_url" else "<redacted>" if isinstance(k, str) and v is not None
-                and registry.SECRET_OPTION.search(k) else _redacted(v) for k, v in value.items()}
+                and registry.SECRET_OPTION.search(k) else redacted(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redacted(v) for v in value]
+        return [redacted(v) for v in value]
     return value
 
 

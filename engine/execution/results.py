@@ -74,7 +74,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         (RunResult, RunConfig).
 
     Raises:
-        RunDirError: the directory is not a finished run (no config.yaml or no groups table).
+        RunDirError: the directory is not a finished run (no config.yaml, or no groups or prompts table).
     """
     root = Path(run_dir)
     if not (root / "config.yaml").is_file():
@@ -82,8 +82,10 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
             raise RunDirError(f"{root}: no finished run here (config.running.yaml is the config of one that did not "
                               "finish, or stopped while writing its tables); run the same command again to finish it")
         raise RunDirError(f"{root}: not a run directory (no config.yaml)")
-    if not (root / "groups.parquet").is_file():
-        raise RunDirError(f"{root}: the run has not finished (no groups.parquet)")
+    for table in ("groups", "prompts"):  # every finished run writes both; explore and compare read the prompts
+        if not (root / f"{table}.parquet").is_file():
+            raise RunDirError(f"{root}: the run has not finished (no {table}.parquet); run the same command again "
+                              "to finish it")
     try:
         data = load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from engine.config import load_yaml, redact_url
+from engine.config import load_yaml, redacted
 from engine.errors import TaskdivError
 from engine.execution.results import read_run
 from engine.execution.store import atomic_write_bytes
@@ -123,12 +123,10 @@ def config_differences(dir_a: str | Path, dir_b: str | Path) -> list[dict[str, A
     Returns:
         [{"key": dotted key, "a": value in A, "b": value in B}], sorted by key.
     """
-    a = _flatten(load_yaml((Path(dir_a) / "config.yaml").read_text(encoding="utf-8")) or {})
-    b = _flatten(load_yaml((Path(dir_b) / "config.yaml").read_text(encoding="utf-8")) or {})
-    for flat in (a, b):  # a run written before URLs were redacted: redact here too
-        for k in flat:
-            if k.endswith(".base_url"):
-                flat[k] = redact_url(flat[k])
+    # Redacted here too: a run written before its config was (or a config.yaml edited by hand) may hold a base URL
+    # with a key in it or an option named as a secret, and compare.md would have printed both runs' values.
+    a = _flatten(redacted(load_yaml((Path(dir_a) / "config.yaml").read_text(encoding="utf-8")) or {}))
+    b = _flatten(redacted(load_yaml((Path(dir_b) / "config.yaml").read_text(encoding="utf-8")) or {}))
     keys = sorted((set(a) | set(b)) - {"run_dir"})
     return [{"key": k, "a": a.get(k), "b": b.get(k)} for k in keys if a.get(k) != b.get(k)]
 

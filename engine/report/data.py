@@ -584,7 +584,7 @@ def _class_section(groups: list[dict], n: int, boot: Callable) -> dict[str, Any]
     for (model, cat, strategy), gs in sorted(cells.items()):
         row: dict[str, Any] = {"model": model, "category": cat, "strategy": strategy, "groups": len(gs)}
         for column in CLASS_MEASURES:
-            have = [g for g in gs if g.get(column) is not None]
+            have = [g for g in gs if finite(g.get(column))]  # a stored NaN is no value either
             row[column] = boot([g[column] for g in have], clusters=[g["prompt_id"] for g in have]).to_dict()
             row[f"{column}_missing"] = len(gs) - len(have)
         rows.append(row)

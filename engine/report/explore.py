@@ -85,7 +85,8 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
         correct = {a["sample_idx"]: a["correct"] for a in accuracy.get(key, [])}
         reward = {r["sample_idx"]: r["reward"] for r in rewards.get(key, [])} if rewards else {}
         records.append({
-            "id": "|".join(str(g[k]) for k in KEYS),
+            # The key as a JSON list: joined with "|", a "|" inside a prompt id or model name made two groups one.
+            "id": orjson.dumps([g[k] for k in KEYS]).decode(),
             "prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
             "category": g["category"], "category_source": g.get("category_source"),
             "gold": g.get("gold_category"), "classified": g.get("classified"), "status": g["status"],
@@ -206,12 +207,14 @@ _SCRIPT = r"""
   // Every filter, the page and the open group live in the URL fragment (#model=…&q=…&g=…): links are stable.
   var FILTERS = {model: "f-model", strategy: "f-strategy", category: "f-category", source: "f-source",
                  own: "f-own", judge: "f-judge", unique: "f-unique", q: "f-search"};
+  // A hand-edited link ("#q=100%") is no valid escape: decodeURIComponent throws; thrown here, the page stayed blank.
+  function decoded(s) { try { return decodeURIComponent(s); } catch (e) { return s; } }
   function readHash() {
     var out = {};
     location.hash.replace(/^#/, "").split("&").forEach(function (part) {
       if (!part) return;
       var k = part.indexOf("="), key = k < 0 ? part : part.slice(0, k);
-      out[decodeURIComponent(key)] = k < 0 ? "" : decodeURIComponent(part.slice(k + 1));
+      out[decoded(key)] = k < 0 ? "" : decoded(part.slice(k + 1));
     });
     return out;
   }
@@ -354,7 +357,7 @@ _SCRIPT = r"""
     if (!g) return;
     state.selected = id;
     box.textContent = "";
-    box.appendChild(el("h2", g.model + " · " + g.strategy + " · category " + g.category +
+    box.appendChild(el("h2", g.model + " · " + g.strategy + " · category " + named(g.category) +
                        " (" + (g.category_source || "none") + ")"));
     box.appendChild(el("div", "prompt " + g.prompt_id + "; gold " + (g.gold || "–") + "; classified as " +
                        (g.classified || "–") + "; status " + g.status + "; unique (mean over judges) " +

@@ -281,8 +281,14 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
     est = {(r["category"], r["metric"]): r["estimate"] for r in sp["rows"]}
     rows, notes = [], []
     for cat in sp["categories"]:
-        first = est[(cat, sp["metrics"][0])]
-        rows.append([category_name(cat), str(first["n"])] + [fmt_estimate(est[(cat, m)]) for m in sp["metrics"]])
+        # Each metric leaves out the groups it has no value for: where they differ, each cell says its own number
+        # (the first metric's number headed every column).
+        ns = [est[(cat, m)]["n"] for m in sp["metrics"]]
+        if len(set(ns)) == 1:
+            rows.append([category_name(cat), str(ns[0])] + [fmt_estimate(est[(cat, m)]) for m in sp["metrics"]])
+        else:
+            rows.append([category_name(cat), f"{min(ns)}–{max(ns)}"]
+                        + [f"{fmt_estimate(est[(cat, m)])} ({n} groups)" for m, n in zip(sp["metrics"], ns)])
         # One line per distinct note: a constant unique count makes every metric undefined for the same reason.
         by_note: dict[str, list[str]] = defaultdict(list)
         for m in sp["metrics"]:

@@ -4,6 +4,8 @@ The real model and real Ray are exercised in tests/test_integration.py; here the
 table, resume, and what a changed setting recomputes.
 """
 
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -411,6 +413,10 @@ def test_a_crash_while_the_tables_are_written_never_leaves_them_read_with_anothe
     monkeypatch.undo()
     result, config = read_run(run(make_config(tmp_path, n=6, **quick)).run_dir)
     assert config.n == 6 and {g["n_responses"] for g in result.tables["groups"].to_pylist()} == {6}
+    # Without its prompts table explore and compare raised KeyError('prompts'), a traceback on the command line.
+    (Path(cfg.run_dir) / "prompts.parquet").unlink()
+    with pytest.raises(RunDirError, match=r"the run has not finished \(no prompts\.parquet\)"):
+        read_run(cfg.run_dir)
 
 
 def test_a_report_rendered_again_from_the_directory_keeps_what_failed(tmp_path):

@@ -18,7 +18,7 @@ import yaml
 
 from engine.cli.compare import add_parser as add_compare_parser
 from engine.cli.compare import cmd_compare
-from engine.report.compare import CATEGORY_DIFFERS, CompareError, compare_runs, verdict
+from engine.report.compare import CATEGORY_DIFFERS, CompareError, compare_runs, config_differences, verdict
 from tests.support.runs import SCRIPTED, make_config, run
 
 
@@ -37,6 +37,20 @@ def runs(tmp_path_factory):
         run(cfg)
         out[label] = Path(cfg.run_dir)
     return out["two-classes"], out["four-classes"]
+
+
+def test_config_differences_never_show_a_secret_an_older_config_holds(tmp_path):
+    # Preflight refuses options named as secrets and config.yaml is written redacted, but a run written before that
+    # (or a config edited by hand) may hold them: compare.md printed both runs' keys side by side.
+    for name, key in (("a", "sk-live-AAAA"), ("b", "sk-live-BBBB")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(
+            f"n: {3 if name == 'a' else 4}\njudges:\n  - name: j\n    options:\n      api_key: {key}\n"
+            f"      hf_token: hf_{name}secret\n      base_url: https://user:{key}@api.example/v1?key={key}\n")
+    diffs = config_differences(tmp_path / "a", tmp_path / "b")
+    assert {"key": "n", "a": 3, "b": 4} in diffs
+    text = repr(diffs)
+    assert "sk-live" not in text and "secret" not in text, text
 
 
 def test_more_classes_is_more_diverse_with_the_right_sign_and_verdicts(runs):

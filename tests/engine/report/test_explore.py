@@ -6,6 +6,7 @@ The page keeps its filters and the open group in the URL fragment, so each check
 and run none of it. Screenshots land in the test's output folder.
 """
 
+import json
 import re
 import shutil
 import subprocess
@@ -77,7 +78,7 @@ def count_shown(page: str) -> tuple[int, int]:
 
 
 def group_id(g: dict) -> str:
-    return f"{g['prompt_id']}|{g['model']}|{g['strategy']}"
+    return json.dumps([g["prompt_id"], g["model"], g["strategy"]], separators=(",", ":"))
 
 
 def test_the_data_is_inert_json_and_the_only_script_is_pinned(planted):
@@ -90,6 +91,10 @@ def test_the_data_is_inert_json_and_the_only_script_is_pinned(planted):
     assert page.count('<script type="application/json"') == 1 and page.count("<script>") == 1
     assert "script-src 'sha256-" in unescape(page) and "img-src 'none'" in unescape(page)
     assert PAYLOAD not in page  # the planted markup appears only escaped
+    # A group's id is its key as a JSON list: joined with "|", prompt "p|m" of model "x" and prompt "p" of model
+    # "m|x" were one id, and the second group could not be opened.
+    assert [json.loads(g["id"]) for g in data["groups"]] == [
+        [g["prompt_id"], g["model"], g["strategy"]] for g in tables["groups"].to_pylist()]
 
 
 def test_filters_group_view_search_and_no_planted_code_runs(planted, tmp_path):
@@ -198,6 +203,8 @@ def test_the_counts_offered_are_the_chosen_judges(planted, tmp_path):
     assert count_shown(page) == (1, total)
     assert f'<option value="{odd}">' in page and "unique (scripted-b)" in page
     assert count_shown(dom(path, f"judge=scripted&unique={odd}", tmp_path)) == (total, total)  # not scripted's
+    # A hand-typed link that is no valid escape ("100%"): decodeURIComponent threw and the page stayed blank.
+    assert count_shown(dom(path, "q=100%", tmp_path)) == (0, total)
 
 
 def test_a_run_that_judged_traces_only_shows_its_judges_and_counts(planted, tmp_path):

@@ -569,6 +569,28 @@ def test_responses_without_a_grade_are_counted_in_the_tradeoff_section(fixture_r
     assert f"{grades['ungraded']} have none" in render_markdown(data)
 
 
+def test_each_spearman_cell_says_its_groups_where_the_metrics_have_different_numbers(fixture_run):
+    # A metric leaves out the groups it has no value for: the groups column gave the first metric's number for all.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    for g in groups[::2]:
+        g["vocab_div"] = None
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    ns = {r["metric"]: r["estimate"]["n"] for r in data["spearman"]["rows"] if r["category"] == "all"}
+    assert len(set(ns.values())) > 1, ns
+    section = render_markdown(data).split("## Do general metrics track", 1)[1].split("\n## ", 1)[0]
+    (row,) = [line for line in section.splitlines() if line.startswith("| all categories |")]
+    assert f"| {min(ns.values())}–{max(ns.values())} |" in row
+    assert all(f"({n} groups)" in row for n in ns.values()), row
+    # A stored NaN is as missing as a None: counted so, never as a value the bootstrap then drops unsaid.
+    for g in groups[::2]:
+        g["vendi"] = float("nan")
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    cells = report_data(dataclasses.replace(result, tables=tables), cfg)["class_measures"]["cells"]
+    assert sum(c["vendi_missing"] for c in cells if c["category"] == "all") >= len(groups[::2])
+
+
 def test_responses_without_a_reward_are_counted_in_the_tradeoff_section(fixture_run):
     # A response longer than the reward model reads has no score: out of the reward means, and said.
     cfg, result, _ = fixture_run
