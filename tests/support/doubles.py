@@ -226,3 +226,24 @@ class ScriptedChat:
     def close(self) -> None:
         self._life("close")
         self.life_log = None  # closing twice is one close
+
+
+class HashEmbedder:
+    """An embedder double: each text's unit vector drawn from a generator seeded by its SHA-256, the same in every
+    process. For runs whose subject is not the embeddings (a real sentence-transformers model loads in seconds, in
+    every Ray worker that embeds); the real embedder is tested in tests/actors/test_embed.py and by the runs that keep
+    it."""
+
+    def __init__(self, model: str = "hash", dim: int = 16) -> None:
+        self.name, self.dim = model, dim
+
+    def embed(self, texts: Sequence[str]):
+        import numpy as np
+
+        rows = [np.random.default_rng(_h("embed", t)).standard_normal(self.dim) for t in texts]
+        vectors = np.array(rows, dtype=np.float32).reshape(len(texts), self.dim)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1.0, norms)
+
+    def close(self) -> None:
+        pass

@@ -176,7 +176,10 @@ def test_offline_is_a_setting(monkeypatch, tmp_path):
 def test_a_cached_id_runs_end_to_end_in_ray_workers(ray_session, offline_cache, tmp_path, monkeypatch):
     token = "hf_" + os.urandom(12).hex()
     monkeypatch.setenv("HF_TOKEN", token)
-    cfg = config(tmp_path, "testorg/tiny-chat", execution={"executor": "ray", "shard_size": 2})
+    # The embedder is a double: what runs on the workers here is the hub id's model (a real sentence-transformers
+    # model in one more worker took ~10 s of this test's 2 cores).
+    cfg = config(tmp_path, "testorg/tiny-chat", execution={"executor": "ray", "shard_size": 2},
+                 embedder={"backend": "python:tests.support.doubles:HashEmbedder", "model": "hash"})
     pipeline = Pipeline(cfg, progress=False)
     try:
         result = pipeline.run()
