@@ -82,6 +82,21 @@ from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams,
 
 log = logging.getLogger(__name__)
 
+
+class _URLsWithoutQuery(logging.Filter):
+    """httpx logs each request's URL at INFO ("HTTP Request: POST https://…?key=…"): a base URL that carries a key in
+    its query (a gateway's ?key=, an Azure SAS) would put it in any log a user turns up to INFO. The URL is logged
+    as messages name it (display_url: no query, no user info)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(display_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+if not any(isinstance(f, _URLsWithoutQuery) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_URLsWithoutQuery())
+
 # Statuses worth retrying besides every 5xx: request timeout, conflict (some gateways use it for "busy"), throttled.
 RETRY_STATUSES = frozenset({408, 409, 429})
 # Statuses that mean the whole configuration is wrong: retrying, or carrying on with other rows, cannot help (402:

@@ -253,6 +253,19 @@ def test_a_refusal_of_the_key_or_the_credit_stops_at_once_saying_which(serve, cl
         c.chat([user("a"), user("b")], SamplingParams())
 
 
+def test_a_key_in_the_base_urls_query_stays_out_of_httpxs_request_log(serve, client, caplog):
+    secret = "k" + secrets.token_hex(12)
+    srv = serve()
+    caplog.set_level(logging.INFO, logger="httpx")
+    c = OpenAIChatClient("echo", base_url=srv.base_url + f"?key={secret}", **FAST)
+    try:
+        assert c.chat([user("x")], SamplingParams())[0].texts
+    finally:
+        c.close()
+    assert "HTTP Request: POST http://127.0.0.1" in caplog.text  # httpx did log the request, without the query
+    assert secret not in caplog.text
+
+
 def test_missing_key_variable_is_named(monkeypatch):
     monkeypatch.delenv("TASKDIV_NO_SUCH_KEY", raising=False)
     with pytest.raises(BackendError, match="TASKDIV_NO_SUCH_KEY"):
