@@ -390,6 +390,12 @@ class JudgeConfig:
             raise InvalidValue("agreement_sample_rate", f"must be in [0, 1], got {self.agreement_sample_rate}")
         if not 0.0 <= self.threshold <= 1.0:
             raise InvalidValue("threshold", f"must be in [0, 1], got {self.threshold}")
+        cascade = self.cascade
+        if cascade.enabled and not cascade.low < self.threshold <= cascade.high:
+            # A pair is confident outside [low, high] and its verdict read against the threshold: a threshold
+            # outside the band turned confident "equivalent" pairs into "different" ones, or the reverse.
+            raise InvalidValue("threshold", f"with the cascade on, need cascade.low < threshold <= cascade.high, got "
+                                            f"low {cascade.low}, threshold {self.threshold}, high {cascade.high}")
         if self.max_tokens < 1:
             raise InvalidValue("max_tokens", f"must be >= 1, got {self.max_tokens}")
         if self.max_response_chars < 0:

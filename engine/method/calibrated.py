@@ -7,7 +7,10 @@ a one-hot of the category (A–H, or none). The decision threshold, chosen by cr
 is folded into b, so p >= 0.5 is the judge's verdict. Two responses with the same text (`same_text`: whitespace and
 case aside) are equivalent under every category's criterion, so such a pair is 1 whatever its features say — the
 features of two short identical answers ("42" and "42") carry little (their content-word sets are empty), and the
-model would otherwise call them different. It costs one embedding per response and one per prompt, and no
+model would otherwise call them different. A pair with a response written mostly outside the Latin script
+(`latin_script`) is unknown (NaN: the cascade asks its LLM judge, a calibrated judge alone leaves it unresolved): its
+word features are those of two empty texts and its embedder English-only, so Russian or Chinese paraphrases scored
+0.03–0.08 — confidently "different". It costs one embedding per response and one per prompt, and no
 LLM call: a judge of its own (`backend: calibrated`), or the cascade's first pass that sends the pairs it is unsure
 about to the LLM judge.
 
@@ -33,8 +36,9 @@ from engine.method.taxonomy import LETTERS
 
 DEFAULT_COEFFICIENTS = Path(__file__).resolve().parent / "calibrated_judge.json"
 # Keys the shards of every stage the calibrated judge decides in (its own, the cascade's LLM judges) beside its
-# coefficients: bump when a rule outside the coefficients changes a probability (2: the same text is equivalent).
-RULES_VERSION = "2"
+# coefficients: bump when a rule outside the coefficients changes a probability (2: the same text is equivalent;
+# 3: a response outside the Latin script is unknown).
+RULES_VERSION = "3"
 CATEGORY_SLOTS = (*LETTERS, "none")
 
 
@@ -43,6 +47,14 @@ def same_text(a: str, b: str) -> bool:
     count (an empty response is a failure to answer, not an answer)."""
     a, b = " ".join((a or "").split()).casefold(), " ".join((b or "").split()).casefold()
     return bool(a) and a == b
+
+
+def latin_script(text: str) -> bool:
+    """Whether the text is one the judge's features can read: no letters at all (numbers, code, symbols), or at
+    least half its letters Latin (Basic Latin to Latin Extended-B: English, French, German, Vietnamese's base…). The
+    word features read [a-z0-9] words only and were fitted on English pairs."""
+    letters = [c for c in text or "" if c.isalpha()]
+    return not letters or 2 * sum(c < "\u0250" for c in letters) >= len(letters)
 
 
 def group_same_text(responses: Sequence[str]) -> np.ndarray:
@@ -140,8 +152,17 @@ class CalibratedJudge:
         features = groups_features(list(prompts), [list(g) for g in groups],
                                    vectors[[index[t] for g in groups for t in g]],
                                    vectors[[index[p] for p in prompts]], self.features)
-        return [self.predict(f, [c] * len(f), group_same_text(list(g))) if len(f) else np.zeros(0)
-                for f, g, c in zip(features, groups, categories)]
+        out = []
+        for f, g, c in zip(features, groups, categories):
+            if not len(f):
+                out.append(np.zeros(0))
+                continue
+            same = group_same_text(list(g))
+            p = self.predict(f, [c] * len(f), same)
+            readable = np.array([latin_script(t) for t in g], dtype=bool)
+            i, j = np.triu_indices(len(g), 1)
+            out.append(np.where((readable[i] & readable[j]) | same, p, np.nan))
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write the coefficients whole or not at all (a file beside it, renamed over it): a judge in use reads
@@ -169,6 +190,20 @@ class CalibratedJudge:
             judge = cls(**data)
         except TypeError as exc:
             raise ConfigError(f"{path}: not a calibrated-judge coefficients file ({exc})") from None
+        # Shapes before values: `coef: 1.0` raised a bare TypeError from len() in preflight, and provenance's
+        # category_pairs as a list passed here to raise AttributeError mid-run, in decides().
+        for key in ("coef", "mean", "std", "features", "categories"):
+            if not isinstance(getattr(judge, key), list):
+                raise ConfigError(f"{path}: {key} must be a list, got {type(getattr(judge, key)).__name__}")
+        if not all(isinstance(f, str) for f in judge.features) or len(set(judge.features)) != len(judge.features):
+            raise ConfigError(f"{path}: features must be distinct names, got {judge.features}")
+        if not isinstance(judge.embedder, str) or not isinstance(judge.provenance, dict):
+            raise ConfigError(f"{path}: embedder must be a model name and provenance an object")
+        counts = judge.provenance.get("category_pairs")
+        if counts is not None and not (isinstance(counts, dict) and all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in counts.items())):
+            raise ConfigError(f"{path}: provenance.category_pairs must map categories to pair counts, got {counts!r}")
         unknown = [f for f in judge.features if f not in PAIR_FEATURES]
         if unknown or judge.categories != list(CATEGORY_SLOTS):
             raise ConfigError(f"{path}: coefficients were fitted on features {unknown or judge.features} this "

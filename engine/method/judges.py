@@ -21,6 +21,7 @@ The settings are the run's `judge:` section (engine.config.JudgeConfig), read by
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -212,6 +213,10 @@ def judge_group(
                 result.n_unresolved += 1
                 continue
             p_cheap = cheap(i, j) if cascade is not None else None
+            if p_cheap is not None and not math.isfinite(p_cheap):
+                # No probability (a response outside the Latin script the calibrated judge reads, a NaN feature):
+                # the LLM judge decides, and the table keeps no NaN as the cheap judge's value.
+                p_cheap = None
             if p_cheap is not None and (p_cheap <= cascade.low or p_cheap >= cascade.high):
                 verdict = PairVerdict(i, j, p_cheap, "equivalent" if p_cheap >= settings.threshold else "different",
                                       raw="", decided_by="cheap", p_cheap=p_cheap, read_from="calibrated")

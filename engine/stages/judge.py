@@ -132,6 +132,11 @@ def judged_row(k: int, row: dict[str, Any], judge: str, g: GroupJudgment) -> dic
     }
 
 
+# The raw text of a pair the calibrated judge gives no probability: a non-finite feature (an embedder that returned
+# NaN), or a response mostly outside the Latin script (engine.method.calibrated.latin_script).
+NO_PROBABILITY = "no probability (a response outside the Latin script the judge reads, or a non-finite feature)"
+
+
 class CalibratedJudgeStage(Stage):
     """The calibrated cheap judge as a judge of its own (`backend: calibrated`): P(equivalent) of every pair of each
     group from similarity features of the responses, no LLM call, the same output as JudgeStage.
@@ -171,7 +176,7 @@ class CalibratedJudgeStage(Stage):
                      # as judge_group: a pair without an answer is unresolved; so is one whose probability is no
                      # number (an embedder that returned NaN): NaN >= threshold is false, which read "different"
                      no_answer(int(i), int(j)) if not (answered[i] and answered[j]) else
-                     PairVerdict(int(i), int(j), None, "unparsed", raw="no probability (a non-finite feature)",
+                     PairVerdict(int(i), int(j), None, "unparsed", raw=NO_PROBABILITY,
                                  calls=0, decided_by="calibrated", read_from=None)
                      for (i, j), q in zip(zip(*np.triu_indices(len(responses), 1)), p)]
             unresolved = sum(v.p_equivalent is None for v in pairs)

@@ -116,6 +116,12 @@ def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
     ({"sampling": {"max_tokens": 0}}, r"sampling\.max_tokens: must be an integer >= 1"),
     ({"generators": [{"temperature": 7}]}, r"generators\[0\]\.temperature: must be in \[0, 5\]"),
     ({"judge": {"threshold": 1.2}}, r"judge\.threshold: must be in \[0, 1\]"),
+    # The cascade's confident pairs are read against the threshold: outside the band, a confident p of 0.92 read
+    # "different" under threshold 0.95.
+    ({"judge": {"threshold": 0.95, "cascade": {"enabled": True}}},
+     r"judge\.threshold: with the cascade on, need cascade\.low < threshold <= cascade\.high, got low 0\.1, "
+     r"threshold 0\.95, high 0\.9"),
+    ({"judge": {"cascade": {"enabled": True, "low": 0.6, "high": 0.9}}}, r"judge\.threshold: with the cascade on"),
     ({"judge": {"max_response_chars": -1}}, r"judge\.max_response_chars: must be >= 0"),
     ({"judge": {"cascade": {"audit_rate": 2}}}, r"judge\.cascade\.audit_rate: must be in \[0, 1\]"),
     ({"embedder": {"backend": "grpc"}}, r"embedder\.backend: must be one of local, vllm, http"),

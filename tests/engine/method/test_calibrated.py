@@ -169,6 +169,28 @@ def test_the_same_text_twice_is_equivalent_whatever_the_features_say():
     assert same_text("Paris", "paris ") and not same_text("", "") and not same_text("Paris", "Paris.")
 
 
+def test_a_response_outside_the_latin_script_gets_no_probability_and_the_cascade_asks_the_llm():
+    # The word features read [a-z0-9] words: two Russian or Chinese texts had the features of two empty texts, and
+    # equivalent paraphrases scored 0.03-0.08, confidently "different", and the cascade never asked its LLM judge
+    # (tests/engine/method/test_judges.py: a pair without a probability goes to it).
+    from engine.method.calibrated import latin_script, pair_lookup
+
+    assert latin_script("The capital is Paris.") and latin_script("La capitale est Paris, à côté.")
+    assert latin_script("42 + 7 = 49") and latin_script("") and latin_script("Столица — Paris, Paris, Paris!")
+    assert not latin_script("Столица Франции — Париж.") and not latin_script("法国的首都是巴黎。")
+    judge = CalibratedJudge.load(DEFAULT_COEFFICIENTS)
+    responses = ["Столица Франции — Париж.", "Это Париж.", "The capital is Paris.", "It is Paris.", "Это Париж."]
+
+    def embed(batch):
+        return np.array([[1.0, 0.0] if "Пар" in t or "Paris" in t else [0.6, 0.8] for t in batch], dtype=np.float32)
+
+    (p,) = judge.score_groups(embed, ["Capital of France?"], [responses], ["F"])
+    lookup = pair_lookup(p, 5)
+    assert np.isnan(lookup(0, 1)) and np.isnan(lookup(0, 2)) and np.isnan(lookup(1, 3))
+    assert np.isfinite(lookup(2, 3)) and lookup(1, 4) == 1.0  # English read; the same text is the same anywhere
+
+
+
 def test_pair_features_and_harmony_channels_take_linear_time_on_adversarial_text():
     # Audited responses have no length limit: on 20,000 newlines the list-item pattern took 11 s for one pair
     # (quadratic), a bold line followed by 20,000 spaces 3.5 s, and 8,000 message-less harmony channels 15 s.
@@ -240,4 +262,13 @@ def test_a_probability_that_is_no_number_is_unresolved_not_different(tmp_path):
         path = tmp_path / "c.json"
         path.write_text(json.dumps({**data, **bad}))
         with pytest.raises(ConfigError, match="must be finite numbers"):
+            CalibratedJudge.load(path)
+    # Shapes: a TypeError from len() in preflight, or an AttributeError mid-run in decides(), before.
+    for bad, message in (({"coef": 1.0}, "coef must be a list"), ({"features": None}, "features must be a list"),
+                         ({"features": data["features"][:-1] + data["features"][:1]}, "must be distinct names"),
+                         ({"embedder": None}, "embedder must be a model name"),
+                         ({"provenance": {**data["provenance"], "category_pairs": ["B", 3]}},
+                          "category_pairs must map categories to pair counts")):
+        path.write_text(json.dumps({**data, **bad}))
+        with pytest.raises(ConfigError, match=message):
             CalibratedJudge.load(path)

@@ -192,6 +192,18 @@ def judge_cascade(responses, backend, cheap, settings):
     return g
 
 
+def test_a_pair_the_cheap_judge_gives_no_probability_goes_to_the_llm_and_keeps_no_nan():
+    # NaN (a response outside the Latin script, a NaN feature): NaN <= low and NaN >= high are both false, so the
+    # LLM was asked already; the judgments table kept the NaN as the cheap judge's value.
+    import math
+
+    backend = EdgeJudge([("a", "b")])
+    g = judge_cascade(["a", "b", "c"], backend, lambda i, j: math.nan if j == 1 else 0.01, cascade())
+    by_pair = {(p.i, p.j): p for p in g.pairs}
+    assert by_pair[(0, 1)].decided_by != "cheap" and by_pair[(0, 1)].p_cheap is None
+    assert by_pair[(0, 1)].verdict == "equivalent" and by_pair[(0, 2)].decided_by == "cheap"
+
+
 def test_confident_pairs_skip_the_llm_and_unsure_ones_use_it():
     backend = EdgeJudge([("a", "c")])
     probs = {(0, 1): 0.05, (0, 2): 0.5, (1, 2): 0.95}
