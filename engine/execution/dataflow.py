@@ -329,6 +329,7 @@ class Lane:
     waiting_rows: int = 0
     in_flight: int = 0
     batches_back: int = 0  # batches that came back with their telemetry (the cost per batch is measured on them)
+    broken: str | None = None  # why a batch failed in its host (the stage not built, the host dead): none is sent
 
     @property
     def plan(self) -> StagePlan:
@@ -372,6 +373,7 @@ class Dataflow:
         self.on_lane_done = on_lane_done or (lambda name: None)
         self.lanes: dict[str, Lane] = {}
         self._flying: dict[Future, Lane] = {}
+        self._sent: dict[Future, pa.Table] = {}  # each batch in flight, to fail its rows if its host raises
         self._warned_usage = False
         self._events: list[tuple[str, str, bool]] = []
         self._reported: set[str] = set()
@@ -414,8 +416,22 @@ class Dataflow:
         """Take the results of batches that came back."""
         for future in done:
             lane = self._flying.pop(future)
+            batch = self._sent.pop(future)
             lane.in_flight -= 1
-            completed, failed = lane.run.take(future.result())  # a host's death beyond its restarts raises
+            try:
+                out = future.result()
+            except Exception as exc:
+                # The stage could not be built in its host (weights missing on that node, a GPU out of memory), or
+                # the host died past its restarts: this raised out of the run, a traceback that threw away every
+                # batch in flight on healthy lanes. The batch's units fail (a rerun computes them), and so do the
+                # lane's others, unsent: each would fail alike.
+                cause = getattr(exc, "cause", None) or exc  # Ray's RayTaskError carries the worker's exception
+                text = (str(cause).strip().splitlines() or [""])[-1][:500]
+                lane.broken = f"{type(cause).__name__}: {text}"
+                log.warning("%s: a batch failed in its host (%s); its units and the stage's others fail, for a rerun "
+                            "to compute", lane.name, lane.broken)
+                out = self._error_batch(batch, f"the batch failed in its host: {lane.broken}")
+            completed, failed = lane.run.take(out)
             lane.batches_back += 1
             self._events += [(lane.name, key, True) for key in completed]
             self._events += [(lane.name, key, False) for key in failed]
@@ -444,16 +460,20 @@ class Dataflow:
                 continue
             while lane.waiting_rows:
                 plan = lane.plan
+                # Batches back since the wait count before anything more is sent (the executor already counts their
+                # hosts free): their cost under the cap, a host that could not build the stage.
+                self._take([f for f in self._flying if f.done()])
                 if self.spend_cap is not None:
-                    # Batches back since the wait: their cost counts before anything more is sent (the executor
-                    # already counts their hosts free).
-                    self._take([f for f in self._flying if f.done()])
                     if (refusal := self._over_cap()) is not None:
                         self._refuse(lane, refusal)
                         sent = True
                         continue
                     if self._flying and self._expected_spend(lane) > self.spend_cap:
                         break  # wait for the batches in flight: what they cost decides
+                if lane.broken:
+                    self._refuse(lane, f"not sent: an earlier batch of this stage failed in its host ({lane.broken})")
+                    sent = True
+                    continue
                 full = lane.waiting_rows >= plan.batch_size
                 if not (full or not lane.open or self._host_idle(plan)):
                     break
@@ -462,8 +482,10 @@ class Dataflow:
                 if self.executor.capacity(plan) <= 0:
                     break
                 lane.run.begin()
-                future = self.executor.submit(plan, self._cut(lane))
+                batch = self._cut(lane)
+                future = self.executor.submit(plan, batch)
                 self._flying[future] = lane
+                self._sent[future] = batch
                 lane.in_flight += 1
                 sent = True
                 force = False
@@ -505,12 +527,16 @@ class Dataflow:
         """Fail the lane's next batch without sending it: its units fail as a batch whose backend gave up does."""
         batch = self._cut(lane)
         lane.run.begin()
-        n = batch.num_rows
-        refused = pa.table({SHARD: batch[SHARD], ROW: batch[ROW], ERROR: pa.array([reason] * n, pa.string()),
-                            TELEMETRY: pa.nulls(n, pa.string()), RETRY: pa.nulls(n, pa.string())})
-        completed, failed = lane.run.take(refused)
+        completed, failed = lane.run.take(self._error_batch(batch, reason))
         self._events += [(lane.name, key, True) for key in completed]
         self._events += [(lane.name, key, False) for key in failed]
+
+    @staticmethod
+    def _error_batch(batch: pa.Table, reason: str) -> pa.Table:
+        """What a stage returns for a batch it failed as a whole: every row's error."""
+        n = batch.num_rows
+        return pa.table({SHARD: batch[SHARD], ROW: batch[ROW], ERROR: pa.array([reason] * n, pa.string()),
+                         TELEMETRY: pa.nulls(n, pa.string()), RETRY: pa.nulls(n, pa.string())})
 
     def _host_idle(self, plan: StagePlan) -> bool:
         """No lane has a batch in flight on this plan's hosts (so a partial batch costs nobody a full one)."""

@@ -101,6 +101,8 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
                           key="coefficients", backend=config.embedder.backend)
     if config.execution.executor == "ray":
         _check_devices(config)
+    else:
+        _check_local_devices(config)
 
 
 def check_written_config(config: RunConfig) -> list[str]:
@@ -172,6 +174,28 @@ def _check_devices(config: RunConfig) -> None:
         if m.backend != "vllm" and device.startswith(("cuda", "gpu")) and not m.num_gpus:
             raise ConfigError(f"{where}.num_gpus: options.device is {device!r} but the model reserves no GPU "
                               "(num_gpus: 0): under Ray it would take a GPU another model reserved; set num_gpus: 1")
+
+
+def _check_local_devices(config: RunConfig) -> None:
+    """In this process (the local executor), a model told to run on a CUDA device needs one torch can use: without,
+    it failed when that model loaded, after the stages before it had run (and been paid for)."""
+    wanted = [(where, m, str((m.options or {}).get("device") or "").lower()) for where, _, m in model_roles(config)]
+    wanted = [(where, m, device) for where, m, device in wanted
+              if m.backend in ("local", "vllm") and device.startswith("cuda")]
+    if not wanted:
+        return
+    import torch  # only for a run that asks for CUDA (importing torch costs seconds)
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for where, m, device in wanted:
+        index = device.partition(":")[2]
+        if count == 0 or (index.isdigit() and int(index) >= count):
+            build = "" if torch.version.cuda else ", a CPU build"
+            have = f"{count} CUDA device(s)" if count else \
+                f"no CUDA device torch can use (torch {torch.__version__}{build})"
+            name = getattr(m, "name", None) or m.model
+            raise ConfigError(f"{where}.options.device ({name}): {device!r}, but this machine has {have}; use "
+                              "device: cpu, or run where the GPU is")
 
 
 def endpoint_probes(config: RunConfig) -> list[tuple[str, str, object, list[SamplingParams]]]:

@@ -30,12 +30,15 @@ Imports: actors.base and actors.registry (never a specific backend), engine.meth
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, ClassVar, Iterable, Sequence
 
 import pyarrow as pa
 
 from actors.base import BackendError
 from engine.method.programs import DriveStats, Program, drive
+
+log = logging.getLogger(__name__)
 
 IDX = "__idx"
 SHARD = "_shard"  # the shard key a row belongs to (copied through every stage)
@@ -90,6 +93,14 @@ class Stage:
         try:
             results = self._collect(rows)
         except BackendError as exc:
+            results = [{ERROR: f"{type(exc).__name__}: {exc}"} for _ in rows]
+        except StageContractError:
+            raise  # a stage's own bug: loud
+        except Exception as exc:
+            # A backend's own error that is no BackendError (a tokenizer's or chat template's ValueError, CUDA out
+            # of memory): it raised out of the run, a traceback. The batch fails as a whole, said with its trace.
+            log.warning("stage %s: a batch of %d rows failed: %s: %s", self.name, len(rows), type(exc).__name__, exc,
+                        exc_info=True)
             results = [{ERROR: f"{type(exc).__name__}: {exc}"} for _ in rows]
         else:
             for k, error in self.transient_rows().items():

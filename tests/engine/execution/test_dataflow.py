@@ -288,3 +288,44 @@ def test_a_cap_over_replies_without_usage_is_said_to_hold_on_what_was_reported(t
     assert not run.close().failed
     warnings = [r.getMessage() for r in caplog.records if "max_cost_usd" in r.getMessage()]
     assert len(warnings) == 1 and "priced replies carried none" in warnings[0], warnings
+
+
+class Unbuildable(Double):
+    """A stage whose model cannot be built in its host (weights missing on that node): its constructor raises."""
+
+    builds = 0
+
+    def __init__(self):
+        type(self).builds += 1
+        time.sleep(0.2)  # loading, then failing: the host is busy meanwhile (the local executor sends it no more)
+        raise BackendError("weights not found on this worker")
+
+
+def test_a_stage_its_host_cannot_build_fails_its_units_and_the_other_lanes_finish(tmp_path, caplog):
+    # The exception raised out of Dataflow.run (a traceback from the command line), and every batch in flight on
+    # the healthy lanes was thrown away.
+    store = Store(tmp_path)
+    broken = StageRun(store, "broken", "broken", StagePlan(Unbuildable, {}, batch_size=2, label="broken", host="b"),
+                      Double.output_schema, 0, progress=False)
+    healthy = StageRun(store, "healthy", "healthy", StagePlan(Double, {}, batch_size=2, label="healthy", host="h"),
+                       Double.output_schema, 0, progress=False)
+    heard = []
+    executor = LocalExecutor()
+    flow = Dataflow(executor, lambda lane, key, ok: heard.append((lane, ok)), stream=True)
+    flow.lane("broken", broken, 0)
+    flow.lane("healthy", healthy, 0)
+    for k, u in enumerate(_units([[1, 2], [3, 4], [5, 6]], "u")):
+        flow.add("broken", u, k)
+        flow.add("healthy", u, k)
+    flow.close_input("broken")
+    flow.close_input("healthy")
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    assert heard.count(("healthy", True)) == 3 and heard.count(("broken", False)) == 3
+    assert healthy.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12]
+    reasons = list(broken.close().failed.values())
+    assert Unbuildable.builds == 1  # the first batch's failure: the others were not sent to fail alike
+    assert "the batch failed in its host: BackendError: weights not found on this worker" in reasons[0]
+    assert all("not sent: an earlier batch of this stage failed in its host" in r for r in reasons[1:]), reasons

@@ -47,9 +47,29 @@ def test_bad_models_are_named_by_their_key(over, message):
         preflight(cfg(**over))
 
 
-def test_a_gpu_device_with_a_reserved_gpu_or_in_this_process_passes():
+def test_a_gpu_device_with_a_reserved_gpu_or_in_this_process_passes(monkeypatch):
+    import torch
+
     preflight(cfg(embedder={"options": {"device": "cuda"}, "num_gpus": 0.1}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     preflight(cfg(embedder={"options": {"device": "cuda"}}, execution={"executor": "local"}))
+
+
+def test_a_cuda_device_this_process_lacks_is_refused_before_any_stage(monkeypatch):
+    # In this process a judge on device: cuda failed only when it loaded, after classification, sampling and
+    # grading had run (a traceback: "Torch not compiled with CUDA enabled").
+    import torch
+
+    local = {"execution": {"executor": "local"}}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.options\.device \(smollm2-135m\): 'cuda', but this machine "
+                                         r"has no CUDA device torch can use"):
+        preflight(cfg(judges=[{"options": {"device": "cuda"}}], **local))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"embedder\.options\.device \(.*\): 'cuda:1', but this machine has 1 CUDA"):
+        preflight(cfg(embedder={"options": {"device": "cuda:1"}}, **local))
 
 
 def test_an_uncached_hub_id_fails_offline(monkeypatch, tmp_path):

@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from engine.stages.base import IDX, ROW, SHARD, Stage, StageContractError
+from engine.stages.base import ERROR, IDX, ROW, SHARD, Stage, StageContractError
 
 
 class Reverse(Stage):
@@ -50,6 +50,17 @@ class Broken(Stage):
             yield {IDX: 0, "y": 1}
         elif self.mode == "outside":
             yield {IDX: 5, "y": 1}
+
+
+def test_an_error_of_a_backends_own_fails_the_batch_not_the_run():
+    # A tokenizer's ValueError or CUDA's out-of-memory RuntimeError is no BackendError: it raised out of the run.
+    class Raising(Broken):
+        def process(self, rows):
+            raise ValueError("the chat template needs alternating roles")
+            yield  # a generator, as stages are
+
+    out = Raising("any")(pa.table({"x": [1, 2]}))
+    assert out.column(ERROR).to_pylist() == ["ValueError: the chat template needs alternating roles"] * 2
 
 
 @pytest.mark.parametrize("mode,message", [("untagged", "without its"), ("duplicate", "twice"),
