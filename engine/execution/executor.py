@@ -105,6 +105,15 @@ def _fits(need: dict[str, float], node: dict[str, float]) -> bool:
     return all(v <= 0 or node.get(r, 0.0) + _EPS >= v for r, v in need.items())
 
 
+def actors_that_fit(need: dict[str, float], nodes: list[dict[str, float]]) -> int:
+    """How many actors of `need` (CPU, GPU) the nodes hold at once, each node on its own."""
+    total = 0
+    for node in nodes:
+        counts = [int((node.get(r, 0.0) + _EPS) // v) for r, v in need.items() if v > 0]
+        total += min(counts) if counts else 1 << 20
+    return total
+
+
 def _shape(need: dict[str, float]) -> str:
     return " and ".join(f"{v:g} {r}" for r, v in need.items() if v > 0) or "nothing"
 
@@ -356,6 +365,7 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = False
         self._joined = False  # whether this executor joined a cluster (one that may still be adding nodes)
+        self._actor_counts: dict[str, int] = {}  # host key → actors started (_actor_count)
         self._hosts: dict[str, _RayHosts] = {}
         self._load_s: dict[str, list[float]] = {}
         self.env = {**WORKER_ENV, **(env or {})}
@@ -560,7 +570,7 @@ class RayExecutor:
         the moment one ends instead of waiting for the driver (Ray Data keeps up to 4 per actor in flight)."""
         hosted = self._hosts.get(plan.host_key())
         if hosted is None:
-            return plan.num_actors * BATCHES_PER_ACTOR
+            return self._actor_count(plan) * BATCHES_PER_ACTOR
         with hosted.lock:
             hosted.busy = [_pending(b) for b in hosted.busy]
             return sum(BATCHES_PER_ACTOR - len(b) for b in hosted.busy)
@@ -569,7 +579,8 @@ class RayExecutor:
         """Whether the plan's hosts run, or fit beside the kept ones without stopping any."""
         if plan.host_key() in self._hosts:
             return True
-        need = {"CPU": plan.num_cpus * plan.num_actors, "GPU": plan.gpus_per_actor() * plan.num_actors}
+        actors = self._actor_count(plan)
+        need = {"CPU": plan.num_cpus * actors, "GPU": plan.gpus_per_actor() * actors}
         free = self._free()
         return all(v <= 0 or v <= free[r] + 1e-9 for r, v in need.items())
 
@@ -591,14 +602,14 @@ class RayExecutor:
         restarts = -1 if plan.max_restarts is None else plan.max_restarts
         options = dict(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=restarts,
                        max_task_retries=restarts, runtime_env={"env_vars": {**self.env, **plan.env}})
-        hosted = _RayHosts(key, {"CPU": plan.num_cpus * plan.num_actors,
-                                 "GPU": plan.gpus_per_actor() * plan.num_actors})
+        actors = self._actor_count(plan)
+        hosted = _RayHosts(key, {"CPU": plan.num_cpus * actors, "GPU": plan.gpus_per_actor() * actors})
         remote = ray.remote(StageHost)
         # Registered before its actors start: one that fails to start (Ray refuses its shape) leaves the groups and
         # actors already made to `release`, which frees them, instead of holding their GPUs until the driver exits.
         self._hosts[key] = hosted
         try:
-            for _ in range(plan.num_actors):
+            for _ in range(actors):
                 extra = {}
                 if plan.placement_group:
                     from actors.registry import placement_group_args
@@ -618,6 +629,23 @@ class RayExecutor:
             raise
         return ray.util.ActorPool(hosted.actors)
 
+    def _actor_count(self, plan: StagePlan) -> int:
+        """The plan's num_actors, or as many as the embedded Ray holds at once: an actor no node can take stays
+        pending for ever, and the batches handed to it with it (a stage of 4 actors × 2 CPUs on 4 CPUs wrote half
+        its units, then waited). A cluster this executor joined may add nodes (an autoscaler): it gets them all."""
+        if self._joined or plan.placement_group:
+            return plan.num_actors
+        if plan.host_key() in self._actor_counts:
+            return self._actor_counts[plan.host_key()]
+        nodes = [{r: float(v) for r, v in n.get("Resources", {}).items()} for n in self._ray.nodes() if n.get("Alive")]
+        fit = actors_that_fit({"CPU": plan.num_cpus, "GPU": plan.num_gpus}, nodes)
+        count = self._actor_counts[plan.host_key()] = plan.num_actors if fit >= plan.num_actors else max(1, fit)
+        if count == plan.num_actors:
+            return count
+        log.warning("stage %s: %d actors of %s do not fit on this machine's Ray at once; %d start (num_actors)",
+                    plan.label, plan.num_actors, _shape({"CPU": plan.num_cpus, "GPU": plan.num_gpus}), count)
+        return count
+
     def _make_room(self, plan: StagePlan) -> None:
         """Stop kept hosts when the plan's hosts would not fit beside them.
 
@@ -625,7 +653,8 @@ class RayExecutor:
         forever: a one-GPU machine whose judge (kept for judging) holds the GPU while the generator needs it. Hosts
         holding a resource the plan lacks are released; the stage that needs them again starts them again.
         """
-        need = {"CPU": plan.num_cpus * plan.num_actors, "GPU": plan.gpus_per_actor() * plan.num_actors}
+        actors = self._actor_count(plan)
+        need = {"CPU": plan.num_cpus * actors, "GPU": plan.gpus_per_actor() * actors}
         free = self._free()
         short = {r for r, v in need.items() if v > 0 and v > free[r] + 1e-9}
         # Never a host with batches still running (stages stream into each other): its stage would lose them.

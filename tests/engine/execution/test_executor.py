@@ -110,3 +110,26 @@ def test_models_are_checked_again_on_the_nodes_that_would_run_them(ray_session, 
     finally:
         pipeline.executor._joined = False
         pipeline.close()
+
+
+def test_an_embedded_ray_starts_only_the_actors_it_can_hold(caplog):
+    # Four actors of 2 CPUs on 4 CPUs: two started, the others stayed pending for ever, and the batches handed to
+    # them with them (the stage wrote half its units, then waited). A joined cluster may add nodes: all are started.
+    from engine.execution.executor import StagePlan, actors_that_fit
+    from engine.stages.base import Stage
+
+    assert actors_that_fit({"CPU": 2, "GPU": 0}, [{"CPU": 4.0}, {"CPU": 3.0, "GPU": 1.0}]) == 3
+    assert actors_that_fit({"CPU": 1, "GPU": 1}, [{"CPU": 4.0}, {"CPU": 3.0, "GPU": 2.0}]) == 2
+
+    class OneNode:
+        def nodes(self):
+            return [{"Alive": True, "Resources": {"CPU": 4.0, "memory": 1e9}}, {"Alive": False, "Resources": {"CPU": 8}}]
+
+    executor = RayExecutor.__new__(RayExecutor)
+    executor._ray, executor._joined, executor._actor_counts = OneNode(), False, {}
+    wide = StagePlan(Stage, {}, num_actors=4, num_cpus=2, label="judge[wide]")
+    assert executor._actor_count(wide) == 2 and "4 actors of 2 CPU do not fit" in caplog.text
+    assert executor._actor_count(StagePlan(Stage, {}, num_actors=3, num_cpus=1, label="fits")) == 3
+    assert executor._actor_count(StagePlan(Stage, {}, num_actors=2, num_cpus=8, label="none fits")) == 1
+    executor._joined, executor._actor_counts = True, {}
+    assert executor._actor_count(wide) == 4
