@@ -684,18 +684,22 @@ class RayExecutor:
         ray = self._ray
         for key in [k for k in self._hosts if k not in keep]:
             hosted = self._hosts.pop(key)
-            try:
-                loads = ray.get([a.load_seconds.remote() for a in hosted.actors], timeout=60)
-            except Exception as exc:  # a host that cannot answer any more: its load time is not known
-                log.debug("reading the load times of %s: %s", key, exc)
-                loads = []
-            for one in loads:
-                _add_loads(self._load_s, one)
-            for actor in hosted.actors:
+            with hosted.lock:
+                busy = any(_pending(b) for b in hosted.busy)
+            if not busy:
                 try:
-                    ray.get(actor.close.remote(), timeout=60)  # vLLM's engine processes exit with their engine
-                except Exception as exc:
-                    log.debug("closing a host of %s: %s", key, exc)
+                    for one in ray.get([a.load_seconds.remote() for a in hosted.actors], timeout=60):
+                        _add_loads(self._load_s, one)
+                except Exception as exc:  # a host that cannot answer any more: its load time is not known
+                    log.debug("reading the load times of %s: %s", key, exc)
+            # Every host's close at once (vLLM's engine processes exit with their engine). With batches still
+            # running (Ctrl-C, a run stopped by an error) the call waits behind them: 60 s a host, one after the
+            # other, held their GPUs for 180 s on two busy hosts; they get 10 s in all, then are killed.
+            try:
+                ray.get([a.close.remote() for a in hosted.actors], timeout=10 if busy else 60)
+            except Exception as exc:
+                log.debug("closing the hosts of %s: %s", key, exc)
+            for actor in hosted.actors:
                 ray.kill(actor, no_restart=True)
             for pg in hosted.groups:
                 try:

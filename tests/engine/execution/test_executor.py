@@ -123,7 +123,8 @@ def test_an_embedded_ray_starts_only_the_actors_it_can_hold(caplog):
 
     class OneNode:
         def nodes(self):
-            return [{"Alive": True, "Resources": {"CPU": 4.0, "memory": 1e9}}, {"Alive": False, "Resources": {"CPU": 8}}]
+            return [{"Alive": True, "Resources": {"CPU": 4.0, "memory": 1e9}},
+                    {"Alive": False, "Resources": {"CPU": 8.0}}]  # a dead node holds nothing
 
     executor = RayExecutor.__new__(RayExecutor)
     executor._ray, executor._joined, executor._actor_counts = OneNode(), False, {}
@@ -133,3 +134,30 @@ def test_an_embedded_ray_starts_only_the_actors_it_can_hold(caplog):
     assert executor._actor_count(StagePlan(Stage, {}, num_actors=2, num_cpus=8, label="none fits")) == 1
     executor._joined, executor._actor_counts = True, {}
     assert executor._actor_count(wide) == 4
+
+
+class Sleepy:
+    """A stage whose batch takes two minutes (a long generation)."""
+
+    name = "sleepy"
+
+    def __call__(self, batch):
+        time.sleep(120)
+        return batch
+
+
+def test_hosts_with_batches_running_are_stopped_in_seconds(ray_session):
+    # Ctrl-C mid-batch: release asked each busy host for its load times and then to close, 60 s each and one host
+    # after the other, behind the running batches (two busy hosts: 180 s) while their GPUs stayed held.
+    import pyarrow as pa
+
+    from engine.execution.executor import StagePlan
+
+    executor = RayExecutor()
+    plan = StagePlan(Sleepy, {}, num_actors=2, num_cpus=0.25, label="sleepy")
+    futures = [executor.submit(plan, pa.table({"x": [k]})) for k in range(2)]
+    time.sleep(3)  # both hosts started and running their batch
+    start = time.monotonic()
+    executor.release(set())
+    assert time.monotonic() - start < 30
+    assert not any(f.done() and f.exception() is None for f in futures)  # killed, not finished
