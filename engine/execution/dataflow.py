@@ -312,6 +312,20 @@ def _merged(reused: dict[int, dict[str, Any]], reused_retry: dict[str, dict[str,
     return rows, retry
 
 
+def error_batch(batch: pa.Table, reason: str) -> pa.Table:
+    """What a stage returns for a batch it failed as a whole: every row's error."""
+    n = batch.num_rows
+    return pa.table({SHARD: batch[SHARD], ROW: batch[ROW], ERROR: pa.array([reason] * n, pa.string()),
+                     TELEMETRY: pa.nulls(n, pa.string()), RETRY: pa.nulls(n, pa.string())})
+
+
+def host_failure(exc: Exception) -> str:
+    """What failed a batch in its host, in a line: the worker's own exception (Ray's RayTaskError carries it as
+    `cause`; its text ends with the exception's line, after the remote traceback)."""
+    cause = getattr(exc, "cause", None) or exc
+    return f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[-1][:500]}"
+
+
 # -- several stages at once ------------------------------------------------------------------------------------
 
 Listener = Callable[[str, str, bool], None]  # (lane name, unit key, completed: True, or failed: False)
@@ -425,12 +439,10 @@ class Dataflow:
                 # the host died past its restarts: this raised out of the run, a traceback that threw away every
                 # batch in flight on healthy lanes. The batch's units fail (a rerun computes them), and so do the
                 # lane's others, unsent: each would fail alike.
-                cause = getattr(exc, "cause", None) or exc  # Ray's RayTaskError carries the worker's exception
-                text = (str(cause).strip().splitlines() or [""])[-1][:500]
-                lane.broken = f"{type(cause).__name__}: {text}"
+                lane.broken = host_failure(exc)
                 log.warning("%s: a batch failed in its host (%s); its units and the stage's others fail, for a rerun "
                             "to compute", lane.name, lane.broken)
-                out = self._error_batch(batch, f"the batch failed in its host: {lane.broken}")
+                out = error_batch(batch, f"the batch failed in its host: {lane.broken}")
             completed, failed = lane.run.take(out)
             lane.batches_back += 1
             self._events += [(lane.name, key, True) for key in completed]
@@ -527,16 +539,9 @@ class Dataflow:
         """Fail the lane's next batch without sending it: its units fail as a batch whose backend gave up does."""
         batch = self._cut(lane)
         lane.run.begin()
-        completed, failed = lane.run.take(self._error_batch(batch, reason))
+        completed, failed = lane.run.take(error_batch(batch, reason))
         self._events += [(lane.name, key, True) for key in completed]
         self._events += [(lane.name, key, False) for key in failed]
-
-    @staticmethod
-    def _error_batch(batch: pa.Table, reason: str) -> pa.Table:
-        """What a stage returns for a batch it failed as a whole: every row's error."""
-        n = batch.num_rows
-        return pa.table({SHARD: batch[SHARD], ROW: batch[ROW], ERROR: pa.array([reason] * n, pa.string()),
-                         TELEMETRY: pa.nulls(n, pa.string()), RETRY: pa.nulls(n, pa.string())})
 
     def _host_idle(self, plan: StagePlan) -> bool:
         """No lane has a batch in flight on this plan's hosts (so a partial batch costs nobody a full one)."""

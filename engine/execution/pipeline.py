@@ -28,7 +28,7 @@ from actors.registry import scheduling
 from engine.method import taxonomy
 from engine.config import CALIBRATED, CascadeConfig, ModelConfig, RunConfig, dump_yaml
 from engine.errors import ConfigError, TaskdivError
-from engine.execution.dataflow import Dataflow, StageRun, Unit
+from engine.execution.dataflow import Dataflow, StageRun, Unit, error_batch, host_failure
 from engine.execution.executor import (LocalExecutor, RayExecutor, StagePlan, hub_environment, joins_cluster,
                                        make_executor)
 from engine.inputs.loaders.paper import PresetReport
@@ -43,7 +43,7 @@ from engine.execution.preflight import PROBE_CONVERSATION, endpoint_probes, mode
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
 from engine.inputs.sources import load_prompts
-from engine.stages.base import Stage
+from engine.stages.base import ROW, SHARD, Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
@@ -574,8 +574,21 @@ class Pipeline:
         run = self._stage_run(label, table_name, plan, schema)
         run.begin()
         blocks = [rows for rows in (run.add(u) for u in units) if rows is not None]
-        for batch in self.executor.map(plan, blocks):
-            run.take(batch)
+        returned: set[tuple[str, int]] = set()
+        try:
+            for batch in self.executor.map(plan, blocks):
+                run.take(batch)
+                returned.update(zip(batch[SHARD].to_pylist(), batch[ROW].to_pylist()))
+        except Exception as exc:
+            # As a lane of the dataflow's (Dataflow._take): the host could not build the stage or died past its
+            # restarts. What did not come back fails, for a rerun to compute; the run goes on to say so.
+            reason = host_failure(exc)
+            log.warning("%s: a batch failed in its host (%s); the stage's rows not back fail", label, reason)
+            for rows in blocks:
+                left = [k for k, key in enumerate(zip(rows[SHARD].to_pylist(), rows[ROW].to_pylist()))
+                        if key not in returned]
+                if left:
+                    run.take(error_batch(rows.take(left), f"the batch failed in its host: {reason}"))
         self.records.append(run.close())
         self._to_retry[label] = run.to_retry
         return run.output()

@@ -221,6 +221,21 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
     assert again.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12, 14, 16]
 
 
+def run_one_lane(executor, run, units, **options):
+    """Run one lane of `units` to its end (stage after stage; `options` go to the Dataflow), then close the
+    executor. Returns the Dataflow."""
+    flow = Dataflow(executor, lambda lane, key, ok: None, stream=False, **options)
+    flow.lane("lane", run, 0)
+    for k, u in enumerate(units):
+        flow.add("lane", u, k)
+    flow.close_input("lane")
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    return flow
+
+
 class WideExecutor(LocalExecutor):
     """Up to `width` batches of one host in flight at once, as the Ray executor allows (num_actors ×
     BATCHES_PER_ACTOR); its capacity frees a slot the moment a batch ends, before the driver has read its cost."""
@@ -255,15 +270,7 @@ def test_the_cost_cap_is_passed_by_what_was_in_flight_when_a_cost_first_came_bac
     run = StageRun(Store(tmp_path), "priced", "priced", StagePlan(PricedDouble, {}, batch_size=2, label="priced",
                                                                   host="h"), Double.output_schema, 0, progress=False)
     executor = WideExecutor(width)
-    flow = Dataflow(executor, lambda lane, key, ok: None, stream=False, spend_cap=cap)
-    flow.lane("priced", run, 0)
-    for k, u in enumerate(_units([[2 * k, 2 * k + 1] for k in range(20)], "p")):
-        flow.add("priced", u, k)
-    flow.close_input("priced")
-    try:
-        flow.run()
-    finally:
-        executor.close()
+    flow = run_one_lane(executor, run, _units([[2 * k, 2 * k + 1] for k in range(20)], "p"), spend_cap=cap)
     assert flow.spent() == executor.sent == most
     assert len(run.close().failed) == 20 - most
 
@@ -275,16 +282,7 @@ def test_a_cap_over_replies_without_usage_is_said_to_hold_on_what_was_reported(t
 
     run = StageRun(Store(tmp_path), "u", "u", StagePlan(Unpriced, {}, batch_size=2, label="u", host="h"),
                    Double.output_schema, 0, progress=False)
-    executor = LocalExecutor()
-    flow = Dataflow(executor, lambda lane, key, ok: None, stream=False, spend_cap=10.0)
-    flow.lane("u", run, 0)
-    for k, u in enumerate(_units([[1, 2], [3, 4], [5, 6]], "u")):
-        flow.add("u", u, k)
-    flow.close_input("u")
-    try:
-        flow.run()
-    finally:
-        executor.close()
+    run_one_lane(LocalExecutor(), run, _units([[1, 2], [3, 4], [5, 6]], "u"), spend_cap=10.0)
     assert not run.close().failed
     warnings = [r.getMessage() for r in caplog.records if "max_cost_usd" in r.getMessage()]
     assert len(warnings) == 1 and "priced replies carried none" in warnings[0], warnings
@@ -329,3 +327,27 @@ def test_a_stage_its_host_cannot_build_fails_its_units_and_the_other_lanes_finis
     assert Unbuildable.builds == 1  # the first batch's failure: the others were not sent to fail alike
     assert "the batch failed in its host: BackendError: weights not found on this worker" in reasons[0]
     assert all("not sent: an earlier batch of this stage failed in its host" in r for r in reasons[1:]), reasons
+
+
+def test_a_classification_batch_that_fails_in_its_host_fails_the_rows_not_back(tmp_path):
+    # The classification phases run before the dataflow (Pipeline._run_stage over executor.map): a host failure
+    # there raised out of the run too.
+    from engine.execution.pipeline import Pipeline
+    from tests.support.runs import make_config
+
+    class DiesAfterOne:
+        def map(self, plan, blocks):
+            yield Double()(blocks[0])
+            raise RuntimeError("the actor died past its restarts")
+
+    pipeline = Pipeline.__new__(Pipeline)
+    pipeline.store, pipeline.config, pipeline.progress = Store(tmp_path), make_config(tmp_path), False
+    pipeline._clock_zero, pipeline.records, pipeline._to_retry, pipeline._executor = time.monotonic(), [], {}, \
+        DiesAfterOne()
+    units = _units([[1, 2], [3, 4], [5, 6]], "c")
+    out = pipeline._run_stage("classify[x]", "classify", StagePlan(Double, {}, batch_size=2, label="classify[x]"),
+                              units, Double.output_schema)
+    assert out["y"].to_pylist() == [2, 4]
+    (record,) = pipeline.records
+    assert set(record.failed) == {units[1].key, units[2].key}
+    assert all("the batch failed in its host: RuntimeError: the actor died" in r for r in record.failed.values())
