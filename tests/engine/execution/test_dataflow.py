@@ -170,6 +170,21 @@ def test_batches_are_cut_in_arrival_order_across_units_and_only_the_head_is_join
     assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15], [16, 17]]
 
 
+def run_one_lane(executor, run, units, listener=None, **options):
+    """Run one lane of `units` to its end (stage after stage; `listener` hears each unit, `options` go to the
+    Dataflow), then close the executor. Returns the Dataflow."""
+    flow = Dataflow(executor, listener or (lambda lane, key, ok: None), stream=False, **options)
+    flow.lane("lane", run, 0)
+    for k, u in enumerate(units):
+        flow.add("lane", u, k)
+    flow.close_input("lane")
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    return flow
+
+
 class PricedDouble(Double):
     """Double, each batch reported as costing $1 (as an HTTP backend with prices reports its tokens priced), and
     taking a moment, as a request does (a batch done at once frees its host before the driver has read its cost)."""
@@ -193,16 +208,7 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
     def flow_over(cap, plan=plan, store=store):
         run = StageRun(store, "priced", "priced", plan, Double.output_schema, 0, progress=False)
         heard = []
-        executor = LocalExecutor()
-        flow = Dataflow(executor, lambda lane, key, ok: heard.append(ok), stream=False, spend_cap=cap)
-        flow.lane("priced", run, 0)
-        for k, u in enumerate(units):
-            flow.add("priced", u, k)
-        flow.close_input("priced")
-        try:
-            flow.run()
-        finally:
-            executor.close()
+        flow = run_one_lane(LocalExecutor(), run, units, lambda lane, key, ok: heard.append(ok), spend_cap=cap)
         return run, heard, flow
 
     run, heard, flow = flow_over(1.5)
@@ -219,21 +225,6 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
     again, heard, flow = flow_over(None)
     assert again.record.units_reused == sent and heard.count(True) == 4 and flow.spent() == 4 - sent
     assert again.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12, 14, 16]
-
-
-def run_one_lane(executor, run, units, **options):
-    """Run one lane of `units` to its end (stage after stage; `options` go to the Dataflow), then close the
-    executor. Returns the Dataflow."""
-    flow = Dataflow(executor, lambda lane, key, ok: None, stream=False, **options)
-    flow.lane("lane", run, 0)
-    for k, u in enumerate(units):
-        flow.add("lane", u, k)
-    flow.close_input("lane")
-    try:
-        flow.run()
-    finally:
-        executor.close()
-    return flow
 
 
 class WideExecutor(LocalExecutor):
