@@ -371,9 +371,9 @@ class Dataflow:
             passed by one batch at most once a cost has come back (sending a full wave whenever one batch came back
             spent up to ten times a $1.50 cap). Where a priced backend's replies carried no usage, the cap
             holds on what was reported, and a warning says so (the report gives the cost as unknown). The plan's
-            upper bound is checked before the run; this holds
-            where the estimate fell short (a tokenizer denser than CHARS_PER_TOKEN, re-sent requests). Nothing
-            spent, nothing is refused (a cap of 0: free models only).
+            upper bound is checked before the run; this holds where the estimate fell short (a tokenizer denser
+            than CHARS_PER_TOKEN, re-sent requests). Nothing spent, nothing is refused (a cap of 0: free models
+            only).
     """
 
     def __init__(self, executor: LocalExecutor | RayExecutor, listener: Listener,
@@ -504,7 +504,8 @@ class Dataflow:
         return sent
 
     def _over_cap(self) -> str | None:
-        """Why no batch may be sent under the cap (spent reaches it, or what is spent is unknown); None: one may."""
+        """Why no batch may be sent under the cap (what is spent reaches it), or None; warns once where priced replies
+        carried no usage (what is spent is then more than counted)."""
         cap = self.spend_cap
         missing = sum(int(lane.run.record.backend.get("usage_missing") or 0) for lane in self.lanes.values())
         if missing and not self._warned_usage:
