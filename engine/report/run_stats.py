@@ -68,7 +68,8 @@ def run_stats(result, config) -> dict[str, Any]:
             "retries": b.get("retries", 0) if b else None,
             "row_errors": b.get("row_errors"),
             "prompt_tokens": b.get("prompt_tokens"),
-            "cached_prompt_tokens": b.get("cached_prompt_tokens"),  # vLLM: served from its prefix cache
+            # served from vLLM's prefix cache, or a provider's prompt cache (prompt_tokens_details.cached_tokens)
+            "cached_prompt_tokens": b.get("cached_prompt_tokens"),
             "completion_tokens": tokens,
             "completion_tokens_per_s": _rate(tokens, r.wall_s, computed),
             "pairs_judged": pairs,
