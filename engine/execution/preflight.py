@@ -9,6 +9,8 @@ closest); for a generator behind an HTTP endpoint, a temperature and top_p the e
 
 from __future__ import annotations
 
+from typing import Any
+
 from actors.base import SamplingParams
 from actors.registry import ModelCheckError, check_model, check_sampling, stated_context
 from engine.config import CALIBRATED, RunConfig
@@ -165,12 +167,16 @@ def _generator_sampling(config: RunConfig, m) -> tuple[float, float]:
             m.top_p if m.top_p is not None else config.sampling.top_p)
 
 
+def _devices(config: RunConfig) -> list[tuple[str, Any, str]]:
+    """(config key, model config, its options.device lower-cased, "" where unset) of every model of the run."""
+    return [(where, m, str((m.options or {}).get("device") or "").lower()) for where, _, m in model_roles(config)]
+
+
 def _check_devices(config: RunConfig) -> None:
     """Under Ray, a model told to run on a GPU (`options.device: cuda…`) must reserve one (`num_gpus`): Ray 2.60 no
     longer hides a node's GPUs from an actor that reserved none, so it would load onto a GPU another model's actor
     reserved (vLLM claims 90% of its memory: one of them runs out), or fail on a node without one."""
-    for where, _, m in model_roles(config):
-        device = str((m.options or {}).get("device") or "").lower()
+    for where, m, device in _devices(config):
         if m.backend != "vllm" and device.startswith(("cuda", "gpu")) and not m.num_gpus:
             raise ConfigError(f"{where}.num_gpus: options.device is {device!r} but the model reserves no GPU "
                               "(num_gpus: 0): under Ray it would take a GPU another model reserved; set num_gpus: 1")
@@ -179,8 +185,7 @@ def _check_devices(config: RunConfig) -> None:
 def _check_local_devices(config: RunConfig) -> None:
     """In this process (the local executor), a model told to run on a CUDA device needs one torch can use: without,
     it failed when that model loaded, after the stages before it had run (and been paid for)."""
-    wanted = [(where, m, str((m.options or {}).get("device") or "").lower()) for where, _, m in model_roles(config)]
-    wanted = [(where, m, device) for where, m, device in wanted
+    wanted = [(where, m, device) for where, m, device in _devices(config)
               if m.backend in ("local", "vllm") and device.startswith("cuda")]
     if not wanted:
         return

@@ -92,15 +92,14 @@ class Stage:
         self.begin_batch()
         try:
             results = self._collect(rows)
-        except BackendError as exc:
-            results = [{ERROR: f"{type(exc).__name__}: {exc}"} for _ in rows]
         except StageContractError:
             raise  # a stage's own bug: loud
         except Exception as exc:
-            # A backend's own error that is no BackendError (a tokenizer's or chat template's ValueError, CUDA out
-            # of memory): it raised out of the run, a traceback. The batch fails as a whole, said with its trace.
-            log.warning("stage %s: a batch of %d rows failed: %s: %s", self.name, len(rows), type(exc).__name__, exc,
-                        exc_info=True)
+            if not isinstance(exc, BackendError):
+                # A backend's own error that is no BackendError (a tokenizer's or chat template's ValueError, CUDA
+                # out of memory) raised out of the run, a traceback: it fails the batch too, its trace logged.
+                log.warning("stage %s: a batch of %d rows failed: %s: %s", self.name, len(rows), type(exc).__name__,
+                            exc, exc_info=True)
             results = [{ERROR: f"{type(exc).__name__}: {exc}"} for _ in rows]
         else:
             for k, error in self.transient_rows().items():
