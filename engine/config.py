@@ -528,6 +528,8 @@ class ExecutionConfig:
         node_wait_s: on a Ray cluster that was joined, how long the run waits, before its first model call, for
             nodes that can hold every model's actors (an autoscaler adds cluster.yaml's GPU workers minutes after
             `ray up`); then it refuses, naming each model no node can hold. An embedded Ray is not waited for.
+            During the run, how long a model host whose node was lost may wait for a node to restart on (60 s at
+            least); then its batches fail, as failed shards a rerun computes.
         probe_endpoints: before the first paid call, send each HTTP model one short request per sampling setting
             the run will ask of it (a few tokens each, from where the model's actors run): a key the provider
             refuses, a wrong model id, sampling settings the model refuses or a spent balance stop the run there,

@@ -425,6 +425,7 @@ class Dataflow:
                 continue
             done, _ = wait(list(self._flying), timeout=1.0, return_when=FIRST_COMPLETED)
             self._take(done)
+            self.executor.fail_stranded()  # a host that cannot come back fails its batches, not the run's end
 
     def _take(self, done: Any) -> None:
         """Take the results of batches that came back."""

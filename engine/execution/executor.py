@@ -5,9 +5,10 @@ Both keep each model loaded for the whole run: a stage's batches run in the host
 key — one load per model per run — until the pipeline releases them (`release`).
 
 - RayExecutor: hosts are Ray actors (the plan's CPUs, GPUs and placement group each), on an embedded local Ray or
-  an existing cluster, fed batches through `ray.util.ActorPool`. A host that dies is restarted and its batch run
-  again (max_restarts = max_task_retries = -1, as Ray Data gives its map actors, unless the plan says fewer:
-  API models get a finite number); tests/engine/execution/test_executor.py kills a host mid-batch.
+  an existing cluster. A host that dies is restarted and its batch run again (max_restarts = max_task_retries = -1,
+  as Ray Data gives its map actors, unless the plan says fewer: API models get a finite number);
+  tests/engine/execution/test_executor.py kills a host mid-batch. A host that cannot come back (its node was lost
+  and no node that holds it is left) is given up after `node_wait_s`, and its batches fail (`fail_stranded`).
 - LocalExecutor: the same hosts in this process, one batch after another; for debugging and for tests that
   exercise pipeline logic without Ray's start-up cost.
 
@@ -24,7 +25,8 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, InvalidStateError, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -301,6 +303,9 @@ class LocalExecutor:
     def can_start(self, plan: StagePlan) -> bool:
         return True  # this process holds every model it is given
 
+    def fail_stranded(self) -> None:
+        """Nothing to watch: a host in this process cannot lose its node."""
+
     def check_fits(self, needs: list[tuple[str, StagePlan]], wait_s: float) -> None:
         """Nothing to place: this process runs every model (its devices are checked as they load)."""
 
@@ -352,10 +357,14 @@ class RayExecutor:
         num_cpus: logical CPUs of an embedded Ray (default: the machine's, at least 4 — logical CPUs are a
             scheduling budget, and Ray Data's read/map/write tasks need some beside the actors).
         object_store_memory: bytes for an embedded Ray's object store.
+        node_wait_s: how long a host with batches to run may be kept from running (its node was lost, and Ray
+            restarts it only where a node that holds it is alive) before its batches fail (`fail_stranded`);
+            STRANDED_MIN_S at least.
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 object_store_memory: int = 512 * 1024 * 1024, env: dict[str, str] | None = None) -> None:
+                 object_store_memory: int = 512 * 1024 * 1024, env: dict[str, str] | None = None,
+                 node_wait_s: float = 900.0) -> None:
         # Must be set before Ray starts: otherwise a local Ray binds the machine's interface address, not loopback.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
@@ -368,6 +377,9 @@ class RayExecutor:
         self._actor_counts: dict[str, int] = {}  # host key → actors started (_actor_count)
         self._hosts: dict[str, _RayHosts] = {}
         self._load_s: dict[str, list[float]] = {}
+        self.node_wait_s = node_wait_s
+        self._down_since: dict[str, float] = {}  # actor id → when it was first seen not running with batches to run
+        self._next_watch = 0.0
         self.env = {**WORKER_ENV, **(env or {})}
         if python_backends_allowed():  # the user's opt-in reaches the workers that load those backends
             self.env[ALLOW_PYTHON_ENV] = "1"
@@ -546,24 +558,87 @@ class RayExecutor:
             logging.getLogger(name).setLevel(logging.WARNING)
 
     def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
-        if not blocks:
-            return
-        pool = self._pool(plan)
-        # ActorPool submits one batch per idle host and the next as soon as one returns; results come back in any
-        # order (the driver reassembles shards by their SHARD and ROW columns).
-        stage, kwargs = plan.stage, plan.kwargs
-        yield from pool.map_unordered(lambda host, batch: host.run.remote(stage, kwargs, batch),
-                                      batches_of(plan, blocks))
+        """The stage's output batches in the order they come back (the driver reassembles shards by their SHARD and
+        ROW columns); a batch that failed in its host raises here."""
+        waiting = deque(batches_of(plan, blocks))
+        flying: set[Future] = set()
+        while waiting or flying:
+            while waiting and self.capacity(plan) > 0:
+                flying.add(self.submit(plan, waiting.popleft()))
+            done, flying = wait(flying, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+            self.fail_stranded()
 
     def submit(self, plan: StagePlan, batch: pa.Table) -> Future:
         """Run one batch on the least busy host of the plan (started on first use)."""
-        self._pool(plan)
+        self._start_hosts(plan)
         hosted = self._hosts[plan.host_key()]
         with hosted.lock:
             k = min(range(len(hosted.actors)), key=lambda i: len(_pending(hosted.busy[i])))
-            future = hosted.actors[k].run.remote(plan.stage, plan.kwargs, batch).future()
+            future = _relayed(hosted.actors[k].run.remote(plan.stage, plan.kwargs, batch).future())
             hosted.busy[k].append(future)
         return future
+
+    def fail_stranded(self) -> None:
+        """Give up the hosts that have batches to run but are not running, and that no live node of the cluster can
+        hold, once that has lasted `node_wait_s` (STRANDED_MIN_S at least; looked at every STRANDED_CHECK_S): their
+        batches fail with HostStranded, for a rerun to compute.
+
+        A host (max_restarts -1) whose node is lost is restarted by Ray on a node that can hold it; where none is
+        left, Ray keeps it restarting, and its batches waiting, for ever — the run hung without a word after every
+        other stage had finished. Here it waits as long as the run waited for nodes before its first call (an
+        autoscaler replacing the node), then the host is killed, its placement group removed, and the batches given
+        to it fail; a later batch of its model starts a host again. A host that is only slow to start, or waits
+        for room on a node that could hold it, is waited for."""
+        now = time.monotonic()
+        if now < self._next_watch:
+            return
+        self._next_watch = now + STRANDED_CHECK_S
+        nodes: list[dict[str, float]] | None = None
+        down_since, self._down_since = self._down_since, {}  # only hosts still stranded, with batches, carry on
+        for hosted in list(self._hosts.values()):
+            with hosted.lock:
+                busy = [actor for k, actor in enumerate(hosted.actors) if _pending(hosted.busy[k])]
+            for actor in busy:
+                actor_id = actor._actor_id.hex()
+                state = _actor_state(self._ray, actor_id)
+                if state in (None, "ALIVE"):  # running, or Ray cannot say: never given up on a guess
+                    continue
+                if nodes is None:
+                    nodes = [{r: float(v) for r, v in n.get("Resources", {}).items()} for n in self._ray.nodes()
+                             if n.get("Alive")]
+                why = unplaceable(hosted.plan, nodes)
+                if why is None:  # starting, or waiting for room on a node that can hold it
+                    continue
+                since = self._down_since[actor_id] = down_since.get(actor_id, now)
+                if now - since >= max(self.node_wait_s, STRANDED_MIN_S):
+                    self._give_up(hosted, actor, state, why, now - since)
+
+    def _give_up(self, hosted: "_RayHosts", actor: Any, state: str, why: str, waited: float) -> None:
+        """Kill one host that could not run, fail its batches, and take it out of its pool."""
+        what = "its node was lost, and no node left can hold it" if state == "RESTARTING" else "no node can hold it"
+        reason = (f"stage {hosted.plan.label}: a host has not run for {waited:.0f} s ({what}: {why}; "
+                  "execution.node_wait_s)")
+        log.warning("%s: its batches fail, for a rerun to compute", reason)
+        with hosted.lock:
+            k = hosted.actors.index(actor)
+            futures = hosted.busy.pop(k)
+            hosted.actors.pop(k)
+            share = 1.0 / (len(hosted.actors) + 1)
+            hosted.resources = {r: v * (1.0 - share) for r, v in hosted.resources.items()}
+            group = hosted.groups.pop(k) if hosted.groups else None
+        for future in futures:
+            future.fail(HostStranded(reason))
+        self._down_since.pop(actor._actor_id.hex(), None)
+        try:
+            self._ray.kill(actor, no_restart=True)
+            if group is not None:
+                self._ray.util.remove_placement_group(group)
+        except Exception as exc:  # already gone
+            log.debug("killing a stranded host of %s: %s", hosted.key, exc)
+        if not hosted.actors:  # a later batch of its model starts the host again
+            self._hosts.pop(hosted.key, None)
 
     def capacity(self, plan: StagePlan) -> int:
         """Batches the plan's hosts may take now: BATCHES_PER_ACTOR each, so that an actor starts its next batch
@@ -591,19 +666,19 @@ class RayExecutor:
         return {r: total.get(r, 0.0) - sum(h.resources.get(r, 0.0) for h in self._hosts.values())
                 for r in ("CPU", "GPU")}
 
-    def _pool(self, plan: StagePlan) -> Any:
-        """The ActorPool over the plan's hosts, started on first use and kept until released."""
+    def _start_hosts(self, plan: StagePlan) -> None:
+        """Start the plan's hosts on first use (kept until released)."""
         ray = self._ray
         key = plan.host_key()
         if key in self._hosts:
-            return ray.util.ActorPool(self._hosts[key].actors)
+            return
         self._check_gpus(plan)
         self._make_room(plan)
         restarts = -1 if plan.max_restarts is None else plan.max_restarts
         options = dict(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=restarts,
                        max_task_retries=restarts, runtime_env={"env_vars": {**self.env, **plan.env}})
         actors = self._actor_count(plan)
-        hosted = _RayHosts(key, {"CPU": plan.num_cpus * actors, "GPU": plan.gpus_per_actor() * actors})
+        hosted = _RayHosts(key, plan, {"CPU": plan.num_cpus * actors, "GPU": plan.gpus_per_actor() * actors})
         remote = ray.remote(StageHost)
         # Registered before its actors start: one that fails to start (Ray refuses its shape) leaves the groups and
         # actors already made to `release`, which frees them, instead of holding their GPUs until the driver exits.
@@ -627,7 +702,6 @@ class RayExecutor:
         except BaseException:
             self.release(set(self._hosts) - {key})
             raise
-        return ray.util.ActorPool(hosted.actors)
 
     def _actor_count(self, plan: StagePlan) -> int:
         """The plan's num_actors, or as many as the embedded Ray holds at once: an actor no node can take stays
@@ -732,6 +806,7 @@ class _RayHosts:
     """The Ray actors (and their placement groups) of one host key."""
 
     key: str
+    plan: StagePlan  # the plan that started them
     resources: dict[str, float] = field(default_factory=dict)  # what all its actors reserve together
     actors: list[Any] = field(default_factory=list)
     groups: list[Any] = field(default_factory=list)
@@ -741,6 +816,56 @@ class _RayHosts:
 
 # Batches given to one Ray host at a time by `submit`: one running and one waiting in the actor's queue.
 BATCHES_PER_ACTOR = 2
+
+# How often RayExecutor.fail_stranded looks at the hosts with batches to run, and the least time one may be kept from
+# running before its batches fail: a host whose process crashed is back in seconds (node_wait_s: 0 must not give up
+# on it).
+STRANDED_CHECK_S = 10.0
+STRANDED_MIN_S = 60.0
+
+
+class HostStranded(RuntimeError):
+    """A batch's host could not run for node_wait_s: its node was lost and none that can hold it is alive."""
+
+
+class _Relayed(Future):
+    """A batch's future as the driver sees it: Ray's result or error when it comes, or the executor's own failure
+    first (`fail`, a host given up); whichever is first stands."""
+
+    def fail(self, exc: BaseException) -> None:
+        try:
+            self.set_exception(exc)
+        except InvalidStateError:  # Ray's answer came first
+            pass
+
+    def _take(self, source: Future) -> None:
+        try:
+            if source.cancelled():
+                self.set_exception(CancelledError())
+            elif source.exception() is not None:
+                self.set_exception(source.exception())
+            else:
+                self.set_result(source.result())
+        except InvalidStateError:  # failed by the executor first: Ray's late answer is dropped
+            pass
+
+
+def _relayed(source: Future) -> _Relayed:
+    future = _Relayed()
+    future.set_running_or_notify_cancel()
+    source.add_done_callback(future._take)
+    return future
+
+
+def _actor_state(ray: Any, actor_id: str) -> str | None:
+    """The state Ray's control store holds for an actor (ALIVE, RESTARTING, PENDING_CREATION, DEAD, …), or None
+    where it cannot say. ray._private.state.actors is private: the public ray.util.state needs the dashboard, which an
+    embedded Ray does not start; tests/engine/execution/test_executor.py fails if a Ray release moves it."""
+    try:
+        return ray._private.state.actors(actor_id=actor_id).get("State")
+    except Exception as exc:
+        log.debug("reading the state of actor %s: %s", actor_id, exc)
+        return None
 
 
 def _pending(futures: list[Future]) -> list[Future]:

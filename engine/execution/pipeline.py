@@ -72,7 +72,7 @@ def run_executor(config: RunConfig, hub_env: dict[str, str] | None = None) -> Lo
     if ex.executor == "ray":
         env = hub_env if hub_env is not None else hub_environment(config.models.resolved_offline())
         return make_executor("ray", address=ex.ray_address, num_cpus=ex.num_cpus,
-                             object_store_memory=ex.object_store_memory, env=env)
+                             object_store_memory=ex.object_store_memory, env=env, node_wait_s=ex.node_wait_s)
     return make_executor("local")
 
 

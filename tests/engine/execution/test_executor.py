@@ -5,14 +5,17 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import psutil
+import pyarrow as pa
 import pytest
 
 from engine.config import config_from_dict
 from engine.errors import ConfigError
 from engine.execution.executor import LocalExecutor, RayExecutor
 from engine.execution.pipeline import Pipeline
+from engine.stages.base import Stage
 
 
 def config(tmp_path, run_dir, **options):
@@ -116,7 +119,6 @@ def test_an_embedded_ray_starts_only_the_actors_it_can_hold(caplog):
     # Four actors of 2 CPUs on 4 CPUs: two started, the others stayed pending for ever, and the batches handed to
     # them with them (the stage wrote half its units, then waited). A joined cluster may add nodes: all are started.
     from engine.execution.executor import StagePlan, actors_that_fit
-    from engine.stages.base import Stage
 
     assert actors_that_fit({"CPU": 2, "GPU": 0}, [{"CPU": 4.0}, {"CPU": 3.0, "GPU": 1.0}]) == 3
     assert actors_that_fit({"CPU": 1, "GPU": 1}, [{"CPU": 4.0}, {"CPU": 3.0, "GPU": 2.0}]) == 2
@@ -146,18 +148,131 @@ class Sleepy:
         return batch
 
 
-def test_hosts_with_batches_running_are_stopped_in_seconds(ray_session):
+def test_hosts_with_batches_running_are_stopped_in_seconds(ray_session, monkeypatch):
     # Ctrl-C mid-batch: release asked each busy host for its load times and then to close, 60 s each and one host
     # after the other, behind the running batches (two busy hosts: 180 s) while their GPUs stayed held.
-    import pyarrow as pa
-
+    from engine.execution import executor as executor_module
     from engine.execution.executor import StagePlan
 
-    executor = RayExecutor()
+    monkeypatch.setattr(executor_module, "STRANDED_MIN_S", 0.3)
+    monkeypatch.setattr(executor_module, "STRANDED_CHECK_S", 0.1)
+    executor = RayExecutor(node_wait_s=0.0)
     plan = StagePlan(Sleepy, {}, num_actors=2, num_cpus=0.25, label="sleepy")
     futures = [executor.submit(plan, pa.table({"x": [k]})) for k in range(2)]
-    time.sleep(3)  # both hosts started and running their batch
+    deadline = time.monotonic() + 3  # both hosts started and running their batch
+    while time.monotonic() < deadline:
+        executor.fail_stranded()  # hosts starting, then busy with a long batch, are never given up
+        time.sleep(0.1)
+    assert not any(f.done() for f in futures) and len(executor._hosts["sleepy"].actors) == 2
     start = time.monotonic()
     executor.release(set())
     assert time.monotonic() - start < 30
     assert not any(f.done() and f.exception() is None for f in futures)  # killed, not finished
+
+
+def test_a_host_ray_cannot_place_fails_its_batches_after_node_wait_s(ray_session, tmp_path, monkeypatch, caplog):
+    # A host whose node is lost is restarted by Ray only on a node that can hold it; with none left, Ray kept it
+    # restarting, and its batches waiting, for ever: the run hung without a word after every other stage had
+    # finished. An actor no node can hold waits the same way (here 64 CPUs on a Ray of 4); the node lost for real:
+    # test_a_host_whose_node_is_lost_fails_its_batches_and_the_run_ends.
+    from engine.execution import executor as executor_module
+    from engine.execution.dataflow import StageRun
+    from engine.execution.executor import HostStranded, StagePlan
+    from engine.execution.store import Store
+    from tests.engine.execution.test_dataflow import Double, _units, run_one_lane
+
+    monkeypatch.setattr(executor_module, "STRANDED_MIN_S", 1.0)
+    monkeypatch.setattr(executor_module, "STRANDED_CHECK_S", 0.2)
+    plan = StagePlan(Double, {}, batch_size=2, num_cpus=64, label="judge[far]")
+    run = StageRun(Store(tmp_path), "judge[far]", "judgments", plan, Double.output_schema, 0, progress=False)
+    executor = RayExecutor(node_wait_s=0.0)
+    start = time.monotonic()
+    run_one_lane(executor, run, _units([[1, 2], [3, 4], [5, 6]], "far"))  # closes the executor
+    assert time.monotonic() - start < 60
+    reasons = list(run.close().failed.values())
+    assert len(reasons) == 3
+    assert "HostStranded: stage judge[far]: a host has not run for" in reasons[0], reasons
+    assert "(no node can hold it: one actor needs 64 CPU on one node; the cluster's nodes have 4 CPUs" in reasons[0]
+    assert "its batches fail, for a rerun to compute" in caplog.text
+    # The classification phases (executor.map) are watched too.
+    executor = RayExecutor(node_wait_s=0.0)
+    try:
+        with pytest.raises(HostStranded):
+            list(executor.map(plan, [pa.table({"x": [1, 2, 3]})]))
+        assert not executor._hosts  # given up: a later batch of the model starts its host again
+    finally:
+        executor.close()
+
+
+NODE_LOSS = r"""
+import os, sys, threading, time
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+sys.path.insert(0, sys.argv[1])
+from ray.cluster_utils import Cluster
+from engine.execution import executor as executor_module
+from engine.execution.dataflow import StageRun
+from engine.execution.executor import RayExecutor, StagePlan
+from engine.execution.store import Store
+from tests.engine.execution.test_dataflow import _units, run_one_lane
+from tests.engine.execution.test_executor import Stalled
+
+executor_module.STRANDED_MIN_S, executor_module.STRANDED_CHECK_S = 5.0, 1.0
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+gpu_node = cluster.add_node(num_cpus=2, num_gpus=1)  # the only node with a GPU (a logical one)
+executor = RayExecutor(address=cluster.address, node_wait_s=0.0, env={"PYTHONPATH": sys.argv[1],
+                                                                     "TASKDIV_STALL_MARKER": sys.argv[2]})
+plan = StagePlan(Stalled, {}, batch_size=2, num_cpus=0.25, num_gpus=1, label="sample[gpu]")
+run = StageRun(Store(sys.argv[3]), "sample[gpu]", "samples", plan, Stalled.output_schema, 0, progress=False)
+
+def lose_the_node():
+    while not os.path.exists(sys.argv[2]):
+        time.sleep(0.1)
+    cluster.remove_node(gpu_node, allow_graceful=False)
+
+threading.Thread(target=lose_the_node, daemon=True).start()
+start = time.monotonic()
+run_one_lane(executor, run, _units([[1, 2], [3, 4]], "gpu"))
+print("ENDED", round(time.monotonic() - start))
+for reason in run.close().failed.values():
+    print("FAILED", reason)
+cluster.shutdown()
+"""
+
+
+class Stalled(Stage):
+    """A stage whose batch takes five minutes; it writes the marker TASKDIV_STALL_MARKER names once started."""
+
+    name = "stalled"
+    required_inputs = {"x": "a number"}
+    output_schema = pa.schema([("x", pa.int64())])
+
+    def process(self, rows):
+        open(os.environ["TASKDIV_STALL_MARKER"], "w").close()
+        time.sleep(300)
+        yield from ()
+
+
+@pytest.mark.slow
+def test_a_host_whose_node_is_lost_fails_its_batches_and_the_run_ends(tmp_path):
+    # Two Ray nodes on this machine (ray.cluster_utils), the GPU on the second only; it is lost mid-batch. Ray then
+    # keeps the host restarting, with no node to restart it on: without a deadline the run never ended.
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    repo = str(Path(__file__).resolve().parents[3])
+    # A Ray temporary folder of its own (short: Ray's socket paths must fit 107 bytes): the address file the two-node
+    # Ray leaves in /tmp/ray would make every later ray.init() of this session try to join it.
+    ray_tmp = tempfile.mkdtemp(prefix="td-ray-", dir="/tmp")
+    try:
+        done = subprocess.run([sys.executable, "-c", NODE_LOSS, repo, str(tmp_path / "started"),
+                               str(tmp_path / "run")], capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "RAY_TMPDIR": ray_tmp})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    out = done.stdout
+    assert "ENDED" in out, done.stderr[-3000:]
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2 and all("HostStranded: stage sample[gpu]: a host has not run for" in f for f in failed)
+    assert "(its node was lost, and no node left can hold it: one actor needs 0.25 CPU and 1 GPU" in failed[0]
