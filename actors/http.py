@@ -16,8 +16,9 @@ Design:
   return fewer choices; the client then asks for the rest in parallel requests of the size the server showed it
   serves, until it has `n`. Those extra requests carry `seed + k` (k = completions already asked for), so a
   seeded server that ignores `n` does not hand back the same sample n times. An endpoint that refuses `n` > 1
-  (HTTP 400: Anthropic's compatibility layer requires n = 1) is asked for one completion; when that is served, every
-  later request asks for one (`completions_per_request`, known in advance for Anthropic's host).
+  (HTTP 400: Anthropic's compatibility layer requires n = 1) is asked for one completion; when that is served, the
+  row's others come one per request, and every later row's too once the 400 named `n` or a second row met it
+  (`completions_per_request`, known in advance for Anthropic's host).
 - Sampling fields as providers take them (shared/notes/providers.md): `top_p` is not sent for greedy decoding
   (temperature 0, where it does nothing) nor where it equals the endpoint's documented default (`default_top_p`: 1
   on OpenAI's and Anthropic's APIs), since Claude models from Sonnet 4.5 on refuse `temperature` and `top_p`
@@ -174,6 +175,14 @@ def names_sampling(message: str) -> bool:
     """Whether a 400's message is about the `temperature` or `top_p` field (a model that takes one of them but not
     both, or neither, or not this value): every request of the run would be refused alike."""
     return _SAMPLING_FIELD.search(message) is not None
+
+
+_N_FIELD = re.compile(r"[`'\"]n[`'\"]|\.n\b|^\s*n\s*:")
+
+
+def names_n(message: str) -> bool:
+    """Whether a 400's message names the `n` field as a field (as _SAMPLING_FIELD names its fields)."""
+    return _N_FIELD.search(message) is not None
 
 
 # What some endpoints do with sampling fields, from their documentation (shared/notes/providers.md), by host.
@@ -628,6 +637,7 @@ class OpenAIChatClient:
         self.default_top_p: float | None = limits["default_top_p"]
         # Why one completion per request is asked for when it was learnt during the run (None otherwise).
         self.one_per_request: str | None = None
+        self._n_refusals = 0  # rows whose n > 1 drew a 400 and whose n = 1 was served (_n_refused)
         self.requests = 0
         self.retries = 0
         self.row_errors = 0
@@ -879,7 +889,7 @@ class OpenAIChatClient:
         out = ChatOutput(first_token_logprobs=[] if want_logprobs else None, traces=[])
         # Completions the server returns per request: the known limit, else learnt from the first answer.
         per_request = min(p.n, self.completions_per_request or p.n)
-        first, probing, renamed = True, False, False
+        first, probing, renamed, refusal = True, False, False, ""
         # Whether a completion that answered (text, or cut at the token limit; not stopped by the safety filter nor
         # refused with no text) came without log-probs: only that says the provider omits them. A filtered or
         # refused one has none by design (no answer to read).
@@ -917,14 +927,15 @@ class OpenAIChatClient:
                     raise BackendError(self._sampling_refused(p, exc.message)) from None
                 if exc.status == 400 and max(sizes) > 1:
                     # Some endpoints refuse n > 1 (Anthropic's: "must be exactly 1"). Ask for one completion; if that
-                    # is served, ask one per request from now on. A 400 for another reason fails the probe too.
-                    probing, per_request = True, 1
+                    # is served, this row's completions come one per request (and perhaps every later row's:
+                    # _n_refused). A 400 for another reason fails the probe too.
+                    probing, per_request, refusal = True, 1, exc.message
                     continue
                 self._count(row_errors=1)
                 return ChatOutput(prompt_tokens=out.prompt_tokens, error=str(exc), transient=exc.transient)
             if probing:
                 probing = False
-                self._serve_one_per_request("it answered HTTP 400 to n > 1 and served n = 1")
+                self._n_refused(refusal)
             got = 0
             for size, (choices, prompt_tokens) in zip(sizes, answers):
                 if first:
@@ -966,6 +977,18 @@ class OpenAIChatClient:
         log.warning("%s (model %s): it asks for max_completion_tokens instead of max_tokens (%s); sent so for the "
                     "rest of the run (options.max_tokens_field: max_completion_tokens to start so)", self.endpoint,
                     self.model, message[:120])
+
+    def _n_refused(self, message: str) -> None:
+        """A row's request for n > 1 was refused with a 400 whose n = 1 was served. Every later row asks for one
+        completion per request once that says the endpoint refuses n > 1: the 400 names the `n` field, or a second
+        row meets it. One row's 400 of its own (its prompt; a gateway's passing refusal) must not make every later
+        row n requests, each billing its prompt again."""
+        with self._stats_lock:
+            self._n_refusals += 1
+            again = self._n_refusals > 1
+        if names_n(message) or again:
+            self._serve_one_per_request(f"it answered HTTP 400 to n > 1 ({message[:120]}) and served n = 1"
+                                        + (" on two rows" if again and not names_n(message) else ""))
 
     def _serve_one_per_request(self, reason: str) -> None:
         """Ask one completion per request for the rest of the run (once per client, one line in the log)."""

@@ -752,6 +752,26 @@ def test_a_400_for_another_reason_is_not_taken_for_a_refused_n(serve, client):
     assert out.error is None and [r.body["n"] for r in srv.requests] == [3, 1, 3]
 
 
+def test_one_rows_400_served_at_n_1_does_not_switch_the_run_to_one_completion_per_request(serve, client, caplog):
+    # A 400 that does not name `n` (a row's own: its prompt, a gateway's passing refusal), whose n = 1 probe was
+    # served, switched every later row to n requests each (each billing its prompt again). It switches once a second
+    # row meets it; a 400 naming `n` switches at once (test_an_endpoint_that_refuses_n_above_one_…).
+    srv = serve(faults=lambda index, body: "400" if index in (0, 5) else None)
+    c = client(srv)
+    with caplog.at_level(logging.WARNING, logger="actors.http"):
+        (a,) = c.chat([user("a")], SamplingParams(n=3, temperature=0.7))
+        (b,) = c.chat([user("b")], SamplingParams(n=3, temperature=0.7))
+        assert a.error is None and b.error is None and len(a.texts) == len(b.texts) == 3
+        assert [r.body["n"] for r in srv.requests] == [3, 1, 1, 1, 3] and c.completions_per_request is None
+        assert c.stats()["one_completion_per_request"] == 0
+        (c1,) = c.chat([user("c")], SamplingParams(n=3, temperature=0.7))
+        (d,) = c.chat([user("d")], SamplingParams(n=3, temperature=0.7))
+    assert c1.error is None and d.error is None and len(d.texts) == 3
+    assert [r.body["n"] for r in srv.requests][5:] == [3, 1, 1, 1, 1, 1, 1]
+    assert c.stats()["one_completion_per_request"] == 1
+    assert any("served n = 1 on two rows" in r.getMessage() for r in caplog.records)
+
+
 def test_extra_body_may_remove_the_runs_fields_but_not_set_them(serve, client):
     from actors.http import RUN_FIELDS
 
