@@ -246,15 +246,23 @@ def test_a_response_over_the_size_cap_leaves_out_its_group_only_and_each_is_list
 
 PAYLOADS = {
     "model": 'm<img src=x onerror="alert(1)">',
-    "strategy": "s[x](javascript:alert(1))",
+    "strategy": "s[x](javascript:alert(1)) https://phish.invalid/login www.phish.invalid",
     "source": "src![t](http://tracker.invalid/p.png)|x",
     "prompt_id": "p\rid<b>",
 }
 
 
 def _assert_inert_markdown(text: str, table_width_of) -> None:
+    import re
+
+    import cmarkgfm
+
     assert "<img" not in text and "<b>" not in text and "\r" not in text
     assert "](javascript:" not in text and "](http://tracker" not in text
+    # As GitHub shows it (cmark-gfm, which also links bare addresses): only the report's own anchors, pages, figures.
+    page = cmarkgfm.github_flavored_markdown_to_html(text)
+    assert not [h for h in re.findall(r'<a href="([^"]*)"', page) if re.match(r"[a-z]+:|//", h, re.I)], page
+    assert not [s for s in re.findall(r'<img src="([^"]*)"', page) if "invalid" in s], page
     for line in text.splitlines():
         if line.startswith("|") and not line.startswith("|---"):
             cells = table_width_of(line)

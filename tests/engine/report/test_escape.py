@@ -1,0 +1,58 @@
+"""The reports' Markdown escaping, rendered by GitHub's own Markdown parser (cmark-gfm, through cmarkgfm): untrusted
+text comes out as the text it was — no HTML, link, image or emphasis, and no link for a bare address, which
+GitHub's Markdown makes by itself (`https://…`, `www.…`)."""
+
+import html
+import re
+
+import cmarkgfm
+import pytest
+from cmarkgfm.cmark import Options
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.report.escape import md_literal, md_text
+
+ADDRESSES = ["see https://phish.invalid/login now", "(http://tracker.invalid/p.png)", "ftp://files.invalid/x",
+             "www.phish.invalid/a_b", "x:https://e.invalid", "_https://e.invalid_", "HTTPS://LOUD.INVALID",
+             "a](https://x.invalid) [b]: https://y.invalid", "a\\://b.invalid", "<https://angle.invalid>",
+             "[t](javascript:alert(1))", "![i](http://tracker.invalid/i.png)", "WWW.upper.invalid"]
+
+
+def rendered(markdown: str) -> str:
+    return cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+
+
+def shown(page: str) -> str:
+    """The text a reader sees: tags dropped, entities read."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page)).strip()
+
+
+@pytest.mark.parametrize("text", ADDRESSES)
+def test_no_address_becomes_a_link_and_the_text_is_shown_as_written(text):
+    for escape in (md_text, md_literal):
+        page = rendered(escape(text))
+        assert "<a " not in page and "<img" not in page, (escape.__name__, page)
+    assert shown(rendered(md_literal(text))) == text  # md_text keeps emphasis, by design: _x_ is shown x
+
+
+def test_our_code_spans_keep_their_addresses_unescaped():
+    # A base_url in a code span is shown as written (a backslash there would show); nothing links inside one.
+    page = rendered(md_text("endpoint `http://127.0.0.1:8000/v1` refused; see https://status.invalid"))
+    assert "<code>http://127.0.0.1:8000/v1</code>" in page and "<a " not in page
+    assert "see https://status.invalid" in shown(page)
+
+
+def test_an_email_address_is_the_one_link_left():
+    # cmark-gfm finds e-mail addresses in the text after escapes are read: no escape keeps one as written unlinked.
+    # Said in engine/report/escape.py; this fails, and the comment must change, if that ever stops being so.
+    assert 'href="mailto:' in rendered(md_literal("write to a@b.invalid"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ahtps:/w.x1_*[]()!<>`\\| @&#-\t")), max_size=40))
+def test_literal_text_is_shown_exactly_and_links_nothing_but_email(text):
+    page = rendered(md_literal(text))
+    assert "<img" not in page and "<code" not in page and "<em" not in page and "<strong" not in page
+    assert not re.search(r'<a href="(?!mailto:)', page), (text, page)
+    assert shown(page) == text.strip(" \t")
