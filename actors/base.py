@@ -327,6 +327,12 @@ def prices_problem(prices: Any) -> tuple[str, str] | None:
 
 # Reasoning models write their thinking between these tags (DeepSeek-R1, QwQ, Qwen3, and vLLM's parsers for them).
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+# Mistral's Magistral (2509 on) thinks between control tokens of its own: text decoded with them kept (a responses
+# file, a server asked to keep special tokens) shows them as these tags; a backend that decodes with special tokens
+# skipped, as every one does, loses them and the thinking runs into the answer, so the local and vLLM backends split
+# such a model's generated ids at them (split_think_tokens).
+BRACKET_OPEN, BRACKET_CLOSE = "[THINK]", "[/THINK]"
+THINK_TAGS = ((THINK_OPEN, THINK_CLOSE), (BRACKET_OPEN, BRACKET_CLOSE))
 
 # Where a chat message keeps a reasoning model's thinking apart from `content`: vLLM's reasoning parsers (`reasoning`
 # since 0.11, `reasoning_content` before, still accepted), DeepSeek's API and others (`reasoning_content`), TRL's
@@ -372,7 +378,8 @@ def content_parts(content: Any) -> tuple[str | None, str | None]:
 
 
 def split_reasoning(text: str) -> tuple[str, str | None]:
-    """(answer, trace) of one completion whose reasoning is inline.
+    """(answer, trace) of one completion whose reasoning is inline, between `<think>` and `</think>` or Magistral's
+    `[THINK]` and `[/THINK]` (THINK_TAGS):
 
     - `<think>T</think>A` → (A, T), leading whitespace before the tag allowed;
     - `T</think>\nA` without an opening tag → (A, T): chat templates that open the block in the prompt (DeepSeek-R1,
@@ -385,21 +392,57 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
       think first, and a tag further on is text the answer quotes.
     """
     stripped = text.lstrip()
-    opened = stripped.startswith(THINK_OPEN)
-    body = stripped[len(THINK_OPEN):] if opened else text
-    if opened:
-        end = body.find(THINK_CLOSE)
-    else:
-        bare = _BARE_CLOSE.search(body)
-        end = bare.start() if bare else -1
-    if end < 0:
-        return ("", body.strip()) if opened else (text, None)
-    if not opened and THINK_OPEN in body[:end]:
+    tags = next(((o, c) for o, c in THINK_TAGS if stripped.startswith(o)), None)
+    if tags is not None:
+        body = stripped[len(tags[0]):]
+        end = body.find(tags[1])
+        if end < 0:
+            return "", body.strip()
+        return body[end + len(tags[1]):].lstrip(), body[:end].strip()
+    bare = _BARE_CLOSE.search(text)
+    if bare is None:
         return text, None
-    return body[end + len(THINK_CLOSE):].lstrip(), body[:end].strip()
+    close = bare.group(1)
+    opening = next(o for o, c in THINK_TAGS if c == close)
+    end = bare.start()
+    if opening in text[:end]:
+        return text, None
+    return text[end + len(close):].lstrip(), text[:end].strip()
 
 
-_BARE_CLOSE = re.compile(re.escape(THINK_CLOSE) + r"[ \t]*(?:\r?\n|$)")
+_BARE_CLOSE = re.compile("(" + "|".join(re.escape(c) for _, c in THINK_TAGS) + r")[ \t]*(?:\r?\n|$)")
+
+
+def think_token_ids(tokenizer: Any) -> tuple[int, int] | None:
+    """The ids of Magistral's thinking tokens ([THINK], [/THINK]) where a tokenizer has both as tokens of their own,
+    else None."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except Exception:  # a tokenizer without a vocabulary to show has none
+        return None
+    opening, closing = vocab.get(BRACKET_OPEN), vocab.get(BRACKET_CLOSE)
+    return None if opening is None or closing is None else (int(opening), int(closing))
+
+
+def split_think_tokens(ids: Sequence[int], marks: tuple[int, int],
+                       decode: Callable[[list[int]], str]) -> tuple[str, str | None] | None:
+    """(answer, trace) of generated ids whose thinking is between Magistral's thinking tokens (`marks`: their ids),
+    each part decoded by `decode` (with special tokens skipped); None where the ids hold neither token (the caller
+    decodes them plainly). As split_reasoning: the block must open first (what is before it decodes to spaces only),
+    one never closed is no answer (""), and a closing token without an opening one ends a thinking the prompt
+    opened."""
+    ids = list(ids)
+    opening, closing = marks
+    start = ids.index(opening) if opening in ids else -1
+    if start >= 0 and decode(ids[:start]).strip():
+        return None  # a block further on: the answer's text, as a tag further on is
+    if start < 0 and closing not in ids:
+        return None
+    body = ids[start + 1:]
+    if closing not in body:
+        return "", decode(body).strip()
+    end = body.index(closing)
+    return decode(body[end + 1:]).strip(), decode(body[:end]).strip()
 
 
 # OpenAI's harmony format (gpt-oss): the completion is a sequence of messages on channels — `analysis` (the reasoning),

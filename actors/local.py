@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from actors import hub
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, fold_system,
                          generated_tokens, keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy,
-                         split_harmony, uses_harmony)
+                         split_harmony, split_think_tokens, think_token_ids, uses_harmony)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ class LocalChatModel:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.harmony = uses_harmony(self.tokenizer)  # gpt-oss: completions are decoded with their channel markers
+        self.think_ids = think_token_ids(self.tokenizer)  # Magistral: completions are split at its thinking tokens
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
         self.chat_template = chat_template
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
@@ -222,9 +223,16 @@ class LocalChatModel:
     def decode(self, ids: Sequence[int]) -> tuple[str, str | None]:
         """(text, trace) of generated ids: the text with special tokens skipped; a harmony model's (gpt-oss) with
         them kept, and its `final` channel the text, its `analysis` channel the trace (actors.base.split_harmony) —
-        skipped, they would leave "analysis…assistantfinal…", the reasoning judged as part of the answer."""
+        skipped, they would leave "analysis…assistantfinal…", the reasoning judged as part of the answer; a
+        Magistral model's split at its [THINK] and [/THINK] tokens (actors.base.split_think_tokens), which skipped
+        would run its thinking into its answer."""
         if self.harmony:
             parsed = split_harmony(self.tokenizer.decode(list(ids), skip_special_tokens=False))
+            if parsed is not None:
+                return parsed
+        if self.think_ids is not None:
+            parsed = split_think_tokens(ids, self.think_ids,
+                                        lambda part: self.tokenizer.decode(part, skip_special_tokens=True))
             if parsed is not None:
                 return parsed
         return self.tokenizer.decode(list(ids), skip_special_tokens=True), None

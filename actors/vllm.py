@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 
 from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, fold_system,
                          generated_tokens, keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy,
-                         split_harmony, uses_harmony)
+                         split_harmony, split_think_tokens, think_token_ids, uses_harmony)
 from actors.placement import vllm_scheduling
 
 log = logging.getLogger(__name__)
@@ -286,6 +286,7 @@ class VLLMChatModel:
             raise BackendError(f"vLLM could not start {model!r} ({type(exc).__name__}: {exc})") from exc
         self.tokenizer = self.llm.get_tokenizer()
         self.harmony = uses_harmony(self.tokenizer)
+        self.think_ids = think_token_ids(self.tokenizer)  # Magistral: completions are split at its thinking tokens
         self.max_model_len = int(self.llm.model_config.max_model_len)
         self.fold_system = False
         self.fold_system = not keeps_system(lambda conv: self.tokenizer.decode(self.render(conv)))
@@ -542,6 +543,9 @@ class VLLMChatModel:
             # A harmony model (gpt-oss), decoded with its channel markers: the final channel is the answer, the
             # analysis channel the trace; skipped, the reasoning would be judged as part of the answer.
             parsed = split_harmony(completion.text) if self.harmony else None
+            if parsed is None and self.think_ids is not None:
+                # Magistral: its [THINK] and [/THINK] tokens, skipped in vLLM's text, end its thinking.
+                parsed = split_think_tokens(completion.token_ids, self.think_ids, self._decode_skipping)
             if parsed is not None:
                 out.texts.append(parsed[0])
             else:
@@ -556,6 +560,9 @@ class VLLMChatModel:
         if any(t is not None for t in traces):
             out.traces = traces
         return repeat_greedy(out, p.n) if p.greedy else out
+
+    def _decode_skipping(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _first_top(self, completion: Any, k: int) -> dict[str, float] | None:
         """{token text: log-prob} of the top-k tokens at the first generated position.

@@ -82,22 +82,28 @@ def test_a_missing_model_is_a_clear_error():
 HARMONY_TOKENS = ["<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>", "<|call|>", "<|constrain|>"]
 
 
+def packaged_model_with_special_tokens(folder, tokens):
+    """The packaged model's folder (linked) with `tokens` added to its tokenizer as special tokens, as a model family's
+    own tokenizer has them: (folder, tokenizer)."""
+    from transformers import AutoTokenizer
+
+    folder.mkdir()
+    for f in resolve_model_dir("smollm2-135m").iterdir():
+        (folder / f.name).symlink_to(f)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.add_special_tokens({"additional_special_tokens": tokens})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    tokenizer.save_pretrained(folder)
+    return folder, tokenizer
+
+
 def test_a_harmony_models_completion_is_split_into_its_final_answer_and_its_analysis(tmp_path):
     """gpt-oss writes its reasoning and its answer on harmony channels, marked by special tokens. Decoded with them
     skipped (as before) the completion reads "analysisWe need to add.assistantfinalThe answer is 4." and the
     reasoning is judged as part of the answer. The packaged model's folder with harmony's markers added to its
     tokenizer (as special tokens, as in gpt-oss's tokenizer) stands in for gpt-oss."""
-    from transformers import AutoTokenizer
-
-    folder = tmp_path / "harmony-model"
-    folder.mkdir()
-    for f in resolve_model_dir("smollm2-135m").iterdir():
-        (folder / f.name).symlink_to(f)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.add_special_tokens({"additional_special_tokens": HARMONY_TOKENS})
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (folder / name).unlink()
-    tokenizer.save_pretrained(folder)
+    folder, tokenizer = packaged_model_with_special_tokens(tmp_path / "harmony-model", HARMONY_TOKENS)
     model = LocalChatModel(str(folder))
     assert model.harmony
     completion = ("<|channel|>analysis<|message|>We need to add.<|end|><|start|>assistant<|channel|>final"
@@ -116,7 +122,24 @@ def test_a_harmony_models_completion_is_split_into_its_final_answer_and_its_anal
 
 
 def test_the_packaged_model_is_no_harmony_model(cpu_model):
-    assert not cpu_model.harmony
+    assert not cpu_model.harmony and cpu_model.think_ids is None
+
+
+def test_a_magistral_models_completion_is_split_at_its_thinking_tokens(tmp_path):
+    """Magistral (2509 on) thinks between its [THINK] and [/THINK] control tokens. Decoded with special tokens
+    skipped they vanish, and "We need to add.The answer is 4." was judged as its answer. The packaged model's folder
+    with the two tokens added as special tokens (as in Magistral's tokenizer) stands in for Magistral."""
+    folder, tokenizer = packaged_model_with_special_tokens(tmp_path / "magistral-model", ["[THINK]", "[/THINK]"])
+    model = LocalChatModel(str(folder))
+    assert model.think_ids == tuple(tokenizer.convert_tokens_to_ids(["[THINK]", "[/THINK]"])) and not model.harmony
+    ids = tokenizer.encode("[THINK]We need to add.[/THINK]The answer is 4.", add_special_tokens=False)
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "We need to add.The answer is 4."
+    assert model.decode(ids + [tokenizer.eos_token_id]) == ("The answer is 4.", "We need to add.")
+    assert model.decode(tokenizer.encode("[THINK]We need", add_special_tokens=False)) == ("", "We need")
+    assert model.decode(tokenizer.encode("Hello there.", add_special_tokens=False)) == ("Hello there.", None)
+    (out,) = model.chat([HELLO], SamplingParams(temperature=0.0, max_tokens=6))
+    assert out.error is None and out.texts[0] and out.traces is None
+    model.close()
 
 
 def test_greedy_with_n_above_one_is_the_one_answer_n_times(cpu_model):

@@ -493,6 +493,31 @@ class TestEngine:
         assert kept.texts == plain.texts and kept.traces is None
         assert (split.texts, split.traces) == (["4"], ["We need to add."])
 
+    def test_a_magistral_model_is_split_at_its_thinking_tokens(self, engine):
+        # Magistral: vLLM's text skips its [THINK] and [/THINK] control tokens, and the thinking ran into the answer.
+        # The packaged model stands in, with `think_ids` set to two of its special tokens (not its end of turn):
+        # the completion's ids are split at them, each part decoded as vLLM decodes; a completion without them reads
+        # as before.
+        from types import SimpleNamespace
+
+        assert engine.think_ids is None
+        greedy = SamplingParams(temperature=0.0, max_tokens=6)
+        tok = engine.tokenizer
+        opening, closing = tok.convert_tokens_to_ids(["<filename>", "<gh_stars>"])
+        ids = [opening] + tok.encode("We need to add.", add_special_tokens=False) + [closing] + \
+            tok.encode("The answer is 4.", add_special_tokens=False)
+        result = SimpleNamespace(prompt_token_ids=[1, 2], outputs=[
+            SimpleNamespace(index=0, text="We need to add.The answer is 4.", token_ids=ids, finish_reason="stop",
+                            logprobs=None)])
+        engine.think_ids = (opening, closing)
+        try:
+            split = engine._to_output(result, greedy)
+            (plain,) = engine.chat([_user("Say hi.")], greedy)
+        finally:
+            engine.think_ids = None
+        assert (split.texts, split.traces) == (["The answer is 4."], ["We need to add."])
+        assert plain.error is None and plain.traces is None
+
     def test_a_request_vllm_validates_away_fails_its_row_only(self, engine, monkeypatch):
         # vLLM 0.32 refuses a request with VLLMValidationError, which is no ValueError: read as an engine failure,
         # it failed the whole batch (and every rerun batched the same rows again). Here a thinking budget the

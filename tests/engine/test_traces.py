@@ -29,9 +29,35 @@ from tests.support.serve import REASONING_MODES, TEMPLATE_OPENED, ChatServer
     ("4", "4", None),
     ("The tag <think>x</think> is how R1 marks it.", "The tag <think>x</think> is how R1 marks it.", None),
     ("", "", None),
+    # Magistral's thinking tokens, in text decoded with them kept (a responses file, a server that keeps them).
+    ("[THINK]add them[/THINK]4", "4", "add them"),
+    ("[THINK]add them, then", "", "add them, then"),
+    ("add them[/THINK]\n4", "4", "add them"),
+    ("Magistral writes [THINK]x[/THINK] first.", "Magistral writes [THINK]x[/THINK] first.", None),
+    ("<think>a [/THINK] b</think>4", "4", "a [/THINK] b"),  # the block's own closing tag ends it
 ])
 def test_split_reasoning(text, answer, trace):
     assert split_reasoning(text) == (answer, trace)
+
+
+def test_magistrals_thinking_tokens_split_its_generated_ids():
+    # Magistral (2509 on) thinks between control tokens; decoded with special tokens skipped, as backends decode,
+    # they vanish and "We need to add.The answer is 4." was judged as its answer. Ids stand in for tokens here; the
+    # local backend splits a real tokenizer's ids (tests/actors/test_local.py).
+    from actors.base import split_think_tokens
+
+    words = {1: "We need to add.", 2: "The answer is 4.", 3: " ", 8: "</s>", 90: "[THINK]", 91: "[/THINK]"}
+
+    def decode(ids):  # special tokens skipped
+        return "".join(words[i] for i in ids if i not in (8, 90, 91))
+
+    marks = (90, 91)
+    assert split_think_tokens([90, 1, 91, 2, 8], marks, decode) == ("The answer is 4.", "We need to add.")
+    assert split_think_tokens([3, 90, 1, 91, 3, 2], marks, decode) == ("The answer is 4.", "We need to add.")
+    assert split_think_tokens([90, 1], marks, decode) == ("", "We need to add.")  # cut off while thinking
+    assert split_think_tokens([1, 91, 2], marks, decode) == ("The answer is 4.", "We need to add.")  # opened before
+    assert split_think_tokens([2, 8], marks, decode) is None  # no thinking: decoded plainly
+    assert split_think_tokens([2, 90, 1, 91], marks, decode) is None  # a block after the answer began
 
 
 @pytest.mark.parametrize("text, expected", [
