@@ -48,6 +48,10 @@ def detect_format(path: Path) -> str:
                 head = f.read(4096).decode("utf-8", "replace")
         except OSError as exc:
             raise InputError(str(path), None, None, f"cannot read the file ({exc.strerror or exc})") from exc
+        first = _first_json_line(path)
+        if isinstance(first, dict):  # a whole object on the first line: our rows (JSONL), or a log on one line
+            return "inspect" if "samples" in first and ("eval" in first or "version" in first) else "taskdiv"
+        # Inspect writes its logs indented: the first line opens the object, and its keys follow.
         if '"eval"' in head or '"samples"' in head or '"version"' in head:
             return "inspect"
         return "taskdiv"
@@ -120,9 +124,14 @@ def read_lm_eval(path: Path) -> Iterator[Row]:
             yield where, line, rec
             continue
         doc_id = rec.get("doc_id")
-        if doc_id in seen:
-            continue  # the same document under another filter
-        seen.add(doc_id)
+        if doc_id is not None and (isinstance(doc_id, bool) or not isinstance(doc_id, (int, str))):
+            yield where, line, InputError(where, line, "doc_id", f"expected an integer or a string, got "
+                                                               f"{type(doc_id).__name__}")
+            continue
+        if doc_id is not None:  # without one, a record is a document of its own (never dropped as a repeat)
+            if doc_id in seen:
+                continue  # the same document under another filter
+            seen.add(doc_id)
         prompt = _lm_eval_prompt(rec.get("arguments"))
         if prompt is None:
             yield where, line, InputError(where, line, "arguments", "no generation request: expected one request "
@@ -197,7 +206,8 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
             if isinstance(loaded, InputError):
                 yield where, None, loaded
                 return
-            header = loaded.get("eval", {}) if isinstance(loaded, dict) else {}
+            eval_header = loaded.get("eval") if isinstance(loaded, dict) else None
+            header = eval_header if isinstance(eval_header, dict) else {}
         samples = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
         if not samples:
             yield where, None, InputError(where, None, "samples", "the archive holds no samples/*.json")

@@ -8,6 +8,7 @@ counted and listed (`LoadReport`) while the rest loads.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -105,7 +106,13 @@ def make_prompt(
                                                            "quote the answer if it is the word")
     if gold_answer is not None and not isinstance(gold_answer, (str, int, float)):
         raise InputError(path, line, names["gold_answer"], f"expected a string, got {type(gold_answer).__name__}")
-    if isinstance(gold_answer, (int, float)) and not isinstance(gold_answer, bool):
+    if isinstance(gold_answer, float):
+        # A column of whole numbers with a gap is float64 in a DataFrame and its Parquet file (391 read "391.0",
+        # which "The answer is 391" does not match); a JSON 1969.0 is the number 1969.
+        if not math.isfinite(gold_answer):
+            raise InputError(path, line, names["gold_answer"], f"expected an answer, got the number {gold_answer}")
+        gold_answer = str(int(gold_answer)) if gold_answer.is_integer() else repr(gold_answer)
+    elif isinstance(gold_answer, int):
         gold_answer = str(gold_answer)
     return Prompt(
         prompt_id=prompt_id(source, text),

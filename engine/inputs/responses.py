@@ -117,7 +117,7 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                     raise InputError(where, line, "response", f"expected a string, got {type(text).__name__}")
                 idx = row.get("sample_idx")
                 if idx is not None and (isinstance(idx, bool) or not isinstance(idx, int) or idx < 0):
-                    if isinstance(idx, str) and idx.isdigit():
+                    if isinstance(idx, str) and idx.isascii() and idx.isdigit():  # "²" is a digit to isdigit
                         idx = int(idx)
                     else:
                         raise InputError(where, line, "sample_idx", f"expected a non-negative integer, got {idx!r}")

@@ -88,6 +88,9 @@ def read_csv(path: Path, *, required: Sequence[str]) -> Iterator[tuple[int, RowO
         n = header_bad[0]
         raise InputError(where, 1, None, f"invalid UTF-8 in the header (line {n}, byte {bad_bytes[n]})")
     header = [name.strip() for name in header]
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:  # read into a dict, the last cell of a repeated column would silently drop the others
+        raise InputError(where, 1, repeated[0], f"the header names {', '.join(repeated)} more than once")
     for name in required:
         if name not in header:
             raise InputError(where, 1, name, f"missing column (the header has: {', '.join(header) or 'nothing'})")

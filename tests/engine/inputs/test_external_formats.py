@@ -327,3 +327,42 @@ def test_json_nested_too_deeply_or_holding_a_lone_surrogate_is_that_lines_error(
     prompts, _ = load_responses(path, on_error="skip", report=report)
     assert len(prompts) == 1 and len(report.skipped) == 2
     assert any(":3: not valid JSON (a string holds a lone UTF-16 surrogate" in str(e) for e in report.skipped)
+
+
+def test_malformed_tool_outputs_are_errors_naming_the_field_never_tracebacks(tmp_path):
+    # An archive whose header's `eval` is no object, a doc_id that is no id: each raised out of the reader (an
+    # AttributeError, a TypeError), a traceback even under on_error: skip.
+    for k, value in enumerate([None, "x", [1]]):
+        path = tmp_path / f"h{k}.eval"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("header.json", json.dumps({"eval": value}))
+            z.writestr("samples/1_epoch_1.json", json.dumps(_inspect_sample(1, 1, "Q1", "A1")))
+        prompts, groups = load_responses(path)
+        assert len(groups) == 1 and groups[0].strategy == "inspect:inspect"  # no task named: the default
+    odd = _lm_eval_line(1, "Q: 2 + 2?\nA:", ["4"])
+    odd["doc_id"] = {"i": 1}
+    path = write_lm_eval(tmp_path, [_lm_eval_line(0, "Q: hi?", ["a", "b"]), odd])
+    with pytest.raises(InputError, match=r"\.jsonl:2: field 'doc_id': expected an integer or a string, got dict"):
+        load_responses(path)
+    report = LoadReport()
+    assert len(load_responses(path, on_error="skip", report=report)[1]) == 1 and len(report.skipped) == 1
+
+
+def test_lm_eval_records_without_a_doc_id_are_each_a_document(tmp_path):
+    # A second record without doc_id was taken for the first one's repeat under another filter, and dropped unsaid.
+    lines = [_lm_eval_line(0, "Q0?", ["a"])] + [_lm_eval_line(None, f"Q{k}?", ["a"]) for k in (1, 2, 3)]
+    for line in lines[1:]:
+        del line["doc_id"]
+    prompts, groups = load_responses(write_lm_eval(tmp_path, lines), fmt="lm-eval")
+    assert [p.text for p in prompts] == ["Q0?", "Q1?", "Q2?", "Q3?"] and len(groups) == 4
+
+
+def test_our_rows_in_a_json_file_with_a_version_field_are_not_taken_for_an_inspect_log(tmp_path):
+    path = tmp_path / "resp.json"
+    path.write_text("".join(json.dumps({"prompt": f"P{k}", "response": "a", "model": "m", "version": "2024-06"})
+                            + "\n" for k in range(2)))
+    assert detect_format(path) == "taskdiv"
+    assert len(load_responses(path)[1]) == 2
+    one_line = tmp_path / "one-line-log.json"
+    one_line.write_text(json.dumps({**_inspect_header(), "samples": [_inspect_sample(1, 1, "Q", "A")]}))
+    assert detect_format(one_line) == "inspect"

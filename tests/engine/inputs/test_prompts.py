@@ -35,6 +35,26 @@ def test_loads_fields_and_extra_into_meta(tmp_path):
     assert (p.text, p.gold_category, p.gold_answer, p.source, p.meta) == ("hi", "G", "42", "p", {"topic": "x"})
 
 
+def test_a_whole_number_gold_answer_read_as_a_float_is_that_number(tmp_path):
+    # A column of whole numbers with a gap is float64 in a DataFrame's Parquet file: 391 was read "391.0", which
+    # "The answer is 391" does not match — a right answer graded wrong, unsaid.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.inputs.responses import load_responses
+
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"prompt": ["a", "b", "c"], "response": ["x", "y", "z"],
+                             "gold_answer": pa.array([391.0, None, 2.5], pa.float64())}), path)
+    prompts, _ = load_responses(path)
+    assert [p.gold_answer for p in prompts] == ["391", None, "2.5"]
+    (p,) = load_jsonl_prompts(write(tmp_path, [json.dumps({"text": "hi", "gold_answer": 1969.0})]))
+    assert p.gold_answer == "1969"
+    pq.write_table(pa.table({"prompt": ["a"], "response": ["x"], "gold_answer": [float("nan")]}), path)
+    with pytest.raises(InputError, match=r"r\.parquet:1: field 'gold_answer': expected an answer, got the number nan"):
+        load_responses(path)
+
+
 # Bad input: each error names file, line and field.
 @pytest.mark.parametrize(
     "line,field,message",

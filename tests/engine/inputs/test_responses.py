@@ -42,6 +42,7 @@ def test_rows_group_by_prompt_model_strategy_and_order_by_sample_idx(tmp_path):
     ({"prompt": "p", "response": 5}, "response"),
     ({"prompt": "p", "response": "x", "category": "Q"}, "category"),
     ({"prompt": "p", "response": "x", "sample_idx": -1}, "sample_idx"),
+    ({"prompt": "p", "response": "x", "sample_idx": "²"}, "sample_idx"),  # a digit to str.isdigit; int() refused it
     ({"prompt": "", "response": "x"}, "prompt"),
     ({"prompt": "p", "response": "x", "trace": ["t"]}, "trace"),
     ({"prompt": "p", "responses": ["x", "y"], "traces": ["t"]}, "traces"),

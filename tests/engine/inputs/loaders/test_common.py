@@ -66,6 +66,8 @@ def test_csv_wrong_number_of_cells(write):
     [
         (["a,c", "1,2"], 1, "b", "missing column"),
         ([b"a,\xffb", b"1,2"], 1, None, "invalid UTF-8 in the header"),
+        # Read into a dict, a repeated column kept its last cell and dropped the others unsaid.
+        (["a,b,b", "1,2,3"], 1, "b", "the header names b more than once"),
     ],
 )
 def test_csv_header_problems_fail_the_file(write, lines, line, field, message):
