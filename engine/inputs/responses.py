@@ -12,8 +12,8 @@ file order), `category` (A–H: the category to judge with; prompts without one 
 model's thinking: `trace` (beside `response`) or `traces` (beside `responses`, one string or null per response).
 A response given without a trace (or with null or "") has its inline reasoning split off when the run reads it — a
 leading `<think>…</think>` block (or Magistral's `[THINK]…[/THINK]`), or thinking ended by a bare `</think>` at the
-end of a line, as reasoning models whose template opens the block write it (actors.base.split_reasoning) — so a trace is never judged as part of the
-answer.
+end of a line, as reasoning models whose template opens the block write it (actors.base.split_reasoning) — so a
+trace is never judged as part of the answer.
 
 Outputs of other tools are read too (engine.inputs.external_formats): lm-evaluation-harness `--log_samples` files,
 Inspect AI eval logs (`.json`, `.eval`) and NoveltyBench generation files — detected from the file, or named by
