@@ -131,26 +131,87 @@ def _strip_delimiters(answer: str) -> str:
 UNREADABLE = "unreadable"
 # A formula: $$…$$, $…$ (one line, not an escaped \$), \(…\), \[…\].
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
-# Where the answer on an answer line ends and prose begins: an aside in brackets, a conjunction, a dash, the end of a
-# sentence (a full stop not followed by a digit), a semicolon, or a comma before a word.
-_PROSE_START = re.compile(r"\s+\(|\s+(?:because|since|as|which|where|so|and|but|for|when|if|with|from)\b"
-                          r"|\s+[-\u2013\u2014]{1,2}\s|\.(?!\d)(?:\s|$)|;|,\s+(?=[a-z]{3,})", re.I)
+# Where the answer on an answer line ends and prose begins: an aside in brackets (opening on a word: "(3, 4)" and
+# "(\sqrt{3} + 1)" are the answer's), a conjunction ("and" or "or" before another number or formula joins the
+# answer's parts: "1, 2, and 3"), a dash, the end of a sentence (a full stop not followed by a digit), a semicolon,
+# or a comma before a word.
+_MORE_ANSWER = r"(?!\s*[-+\d$\\(])"
+_PROSE_START = re.compile(r"\s+\((?=[A-Za-z]{2}|[A-Za-z]\.)|\s+(?:because|since|as|which|where|so|but|for|when|if|"
+                          r"with|from)\b|\s+and\b" + _MORE_ANSWER + r"|\s+[-\u2013\u2014]{1,2}\s+(?=[A-Za-z]{2})"
+                          r"|\.(?!\d)(?:\s|$)|;|,\s+(?!(?:and|or)\b\s*[-+\d$\\(])(?=[a-z]{3,})", re.I)
+# What may stand between the parts of one answer given in pieces — "$\boxed{2}$ and $\boxed{-3}$", "$x = 2$ or
+# $x = 3$", "1, 2, and 3": commas, "and", "or", spaces and the formulas' own delimiters (math-verify reads such a
+# text as the set of its parts; one part alone, the answer was graded wrong).
+_JOINER = re.compile(r"(?i)(?:[\s$,;]|\\quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b)*")
+_FORMULA_GAP = re.compile(r"(?i)(?:[\s,;]|\band\b|\bor\b)*")  # between two $…$ formulas: their $ are theirs
+_CONNECTIVE = re.compile(r"(?i),?\s+(?:and|or)\s+|\s*,\s*")
+_EQUATION = re.compile(r"^\s*([A-Za-z])\s*=\s*(.+)$", re.S)
+# An answer cut off before its operand ("x =" of "x = (3, 4)" cut at its bracket) is no answer to grade.
+_DANGLING = ("=", "+", "-", "*", "/", "^", "\\")
 _WORDS = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}")
 # "Checking the answer: 3 works", "To verify the answer, …": a line that tests a candidate gives no final answer.
 _CHECKING = re.compile(r"(?i)\b(?:check|checking|verify|verifying|test|testing|plug|plugging)\b")
 
 
+def _joined(parts: list[str]) -> str:
+    """One answer of its parts: "2, -3"; equations of one variable give their values ("x = 2", "x = 3" → "2, 3")."""
+    if len(parts) == 1:
+        return parts[0]
+    equations = [_EQUATION.match(p) for p in parts]
+    if all(equations) and len({m.group(1) for m in equations}) == 1:  # type: ignore[union-attr]
+        parts = [m.group(2).strip() for m in equations]  # type: ignore[union-attr]
+    return ", ".join(parts)
+
+
+def _formulas_from(text: str, first: re.Match) -> list[str]:
+    """The formula `first` and those after it joined to it by connectives only ("$2$ and $3$")."""
+    parts, end = [_strip_delimiters(first.group(0))], first.end()
+    while True:
+        gap = _FORMULA_GAP.match(text, end)
+        following = _MATH_SPAN.match(text, gap.end()) if gap and gap.end() > end else None
+        if following is None:
+            return parts
+        parts.append(_strip_delimiters(following.group(0)))
+        end = following.end()
+
+
 def _answer_of_line(rest: str) -> str | None:
-    """The answer after "answer is" / "Answer:": its first formula when it opens with one, else the text up to
-    where prose begins; None when words remain that are no answer ("12 apples and 3 pears")."""
+    """The answer after "answer is" / "Answer:": its first formula when it opens with one (with the formulas joined
+    to it: "$2$ and $3$"), else the text up to where prose begins; None when words remain that are no answer ("12
+    apples and 3 pears"), or when what is left ends in an operator."""
     rest = rest.strip().lstrip(" \t*")
     first = _MATH_SPAN.match(rest)
     if first is not None:
-        return _strip_delimiters(first.group(0))
+        return _joined(_formulas_from(rest, first))
     cut = _PROSE_START.search(rest)
     answer = _strip_delimiters(rest[: cut.start()] if cut else rest)
+    if answer.endswith(_DANGLING):
+        return None
     text_only = re.sub(r"\\text\{[^}]*\}|\\[A-Za-z]+", " ", answer)
-    return None if _WORDS.search(text_only) else answer
+    if _WORDS.search(text_only):
+        return None
+    return _joined([p for p in _CONNECTIVE.split(answer) if p]) if re.search(r"(?i)\b(?:and|or)\b", answer) \
+        else answer
+
+
+def _in_tuple(text: str, start: int, end: int) -> bool:
+    """Whether the number at text[start:end] is an entry of a bracketed tuple or list on its line: "(1,500)" is a
+    point, whose last number read as a number was 1500."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    depth = 0
+    for i in range(start - 1, line_start - 1, -1):
+        if text[i] in ")]":
+            depth += 1
+        elif text[i] in "([":
+            if depth:
+                depth -= 1
+                continue
+            closing = re.search(r"[)\]]", text[end:line_end])
+            inner = text[i + 1: end + (closing.start() if closing else line_end - end)]
+            return "," in inner
+    return False
 
 
 def _inside_latex(text: str, start: int) -> bool:
@@ -175,12 +236,25 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
         (answer or None, a short description: "boxed", "answer line", "last number", or why none was found).
     """
     text = _CONTROL.sub("", response[-MAX_RESPONSE_CHARS:])
-    opens = [m.end() - 1 for m in _BOXED.finditer(text)]
-    if opens:
-        for open_index in reversed(opens[-MAX_BOXED_CANDIDATES:]):
-            end = _group_end(text, open_index, MAX_ANSWER_CHARS)
-            if end is not None:
-                return text[open_index + 1: end].strip(), "boxed"
+    boxes = [(m.start(), m.end() - 1) for m in _BOXED.finditer(text)][-MAX_BOXED_CANDIDATES:]
+    if boxes:
+        for k in range(len(boxes) - 1, -1, -1):
+            end = _group_end(text, boxes[k][1], MAX_ANSWER_CHARS)
+            if end is None:
+                continue
+            parts = [text[boxes[k][1] + 1: end].strip()]
+            # Boxes joined to the last by connectives only are the answer's other parts ("the solutions are
+            # $\boxed{2}$ and $\boxed{-3}$"); a box with words between is an earlier result ("First \boxed{1},
+            # then \boxed{…}").
+            later = boxes[k][0]
+            for start, open_index in reversed(boxes[:k]):
+                earlier_end = _group_end(text, open_index, MAX_ANSWER_CHARS)
+                if earlier_end is None or earlier_end >= later or \
+                        not _JOINER.fullmatch(text, earlier_end + 1, later):
+                    break
+                parts.insert(0, text[open_index + 1: earlier_end].strip())
+                later = start
+            return _joined(parts), "boxed"
         return None, f"no complete \\boxed{{...}} (unbalanced braces, or longer than {MAX_ANSWER_CHARS} characters)"
     for line in reversed(text.splitlines()):
         heads = [m for m in _ANSWER_HEAD.finditer(line) if not _CHECKING.search(line[: m.start()])]
@@ -198,15 +272,18 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
                 return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"
             if answer:
                 return answer, "answer line"
-    span = last = None
-    for span in _MATH_SPAN.finditer(text):
-        pass
+    spans = list(_MATH_SPAN.finditer(text))
+    last = None
     for last in _NUMBER.finditer(text):
         pass
-    if span is not None and (last is None or last.start() < span.end()):
+    if spans and (last is None or last.start() < spans[-1].end()):
         # The last formula is the answer where no number stands after it: "the probability is $\frac{5}{12}$"
-        # answers 5/12, whose last number (12) is only the denominator.
-        answer = _strip_delimiters(span.group(0))
+        # answers 5/12, whose last number (12) is only the denominator. Formulas joined to it by connectives only
+        # are its other parts ("the solutions are $x = 2$ and $x = -3$").
+        k = len(spans) - 1
+        while k > 0 and _JOINER.fullmatch(text, spans[k - 1].end(), spans[k].start()):
+            k -= 1
+        answer = _joined([p for p in (_strip_delimiters(s.group(0)) for s in spans[k:]) if p])
         if answer:
             return answer, "last formula"
     if last is not None:
@@ -214,6 +291,8 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
             # A number inside a LaTeX argument (2^{10}, \sqrt{3}, a \frac's part) is a piece of an expression whose
             # whole is not delimited: taking it as the answer would read a right answer as wrong.
             return None, f"{UNREADABLE}: the last number is part of an undelimited expression"
+        if _in_tuple(text, last.start(), last.end()):
+            return None, f"{UNREADABLE}: the last number is an entry of a bracketed tuple or list"
         number = last.group(0)
         return (number.replace(",", "") if "/" not in number else number), "last number"
     return None, "no answer found (no \\boxed{...}, no 'answer is' line, no number)"

@@ -57,6 +57,18 @@ def check(response, gold, verifier):
         ("Final answer: 3.5", "3.5", "answer line"),
         # A line that checks a candidate is no answer line: "3 works" was compared as the answer
         ("Checking the answer: 3 works.\nSo $x = \\sqrt{2}$", "x = \\sqrt{2}", "last formula"),
+        # An answer in parts ("enter all solutions") is all of them: one part alone was graded wrong.
+        ("The solutions are $\\boxed{2}$ and $\\boxed{-3}$.", "2, -3", "boxed"),
+        ("The solutions are $x = 2$ and $x = -3$.", "2, -3", "last formula"),
+        ("The answer is $2$ and $3$.", "2, 3", "answer line"),
+        ("Answer: $x = 2$ or $x = 3$", "2, 3", "answer line"),
+        ("The answer is 1, 2, and 3.", "1, 2, 3", "answer line"),
+        ("The answer is 5 and 7", "5, 7", "answer line"),  # read "5": right against a gold 5
+        # A bracket or a minus of the answer's own is no aside: "x =", "2" and "3 (x" were graded.
+        ("Answer: x = (3, 4)", "x = (3, 4)", "answer line"),
+        ("Answer: 2 (\\sqrt{3} + 1)", "2 (\\sqrt{3} + 1)", "answer line"),
+        ("The answer is 3 (x - 1)^2", "3 (x - 1)^2", "answer line"),
+        ("The answer is 2 and the remainder is 3.", "2", "answer line"),
     ],
 )
 def test_extracts_the_final_answer(response, answer, how):
@@ -80,6 +92,8 @@ def test_no_answer_is_none_with_a_reason(response, why):
     "The last digit is 6. Then we computed 2^{10}.",  # 10 is an exponent: the answer was read as 10
     "So x = \\sqrt{2}",  # 2 sits inside \sqrt{…}
     "The answer is many apples and some pears",  # prose, no answer
+    "The point is (1,500).",  # a coordinate: its last number was read as 1500
+    "Answer: x = (since it balances)",  # cut at the aside, "x =" is no answer
 ])
 def test_an_answer_that_cannot_be_read_is_not_checked(verifier, response):
     answer, how = extract_final_answer(response)
@@ -124,6 +138,10 @@ def test_screen_rejects_costly_answers(answer, why):
     "gold,response,correct",
     [
         ("\\frac{14}{3}", "Thus $x = \\boxed{\\frac{14}{3}}$.", True),
+        ("2, -3", "The solutions are $\\boxed{2}$ and $\\boxed{-3}$.", True),
+        ("-3, 2", "Answer: $x = 2$ or $x = -3$", True),
+        ("(3,4)", "Answer: x = (3, 4)", True),
+        ("5", "The answer is 5 and 7", False),
         ("\\frac{14}{3}", "\\boxed{14/3}", True),
         ("\\frac{14}{3}", "The answer is 4.666667", True),
         ("\\frac{14}{3}", "\\boxed{\\frac{13}{3}}", False),
