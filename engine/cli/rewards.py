@@ -56,9 +56,13 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     unknown = sum(r["reward"] is None for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
+    uncategorised = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows if r["category"] is None})
     failed = result.failed_shards()
     why = ("a stage's shards failed, or no judge's classes are known for their group, or a group of one response"
            if failed else "no judge's classes known for their group, or a group of one response")
+    if uncategorised:
+        why += (f"; {uncategorised} groups have no category (the classifier gave no readable answer): give them a "
+                "`category` in the --in file")
     print(f"{len(rows)} rewards for {groups} groups written to {args.out}"
           + (f"; {unknown} without a reward ({why})" if unknown else ""))
     if failed:

@@ -132,13 +132,15 @@ class UnionFind:
 
 def read_verdict(out: ChatOutput) -> tuple[float, str] | None:
     """(P(equivalent), how it was read) from one judge output: from the first token's log-probs where the backend
-    returned them and the text confirms a verdict ("logprobs"), else 1.0 / 0.0 from the parsed text ("text"), else
-    None. A first token of YES or NO whose text is no verdict ("No difference", "N/A", "Yes and no") is no verdict:
-    its log-probs measure the first word, not the answer (engine.method.programs.CONFIRM_TOKENS)."""
+    returned them and the text confirms a verdict that they lean to ("logprobs"), else 1.0 / 0.0 from the parsed
+    text ("text"), else None. A first token of YES or NO whose text is no verdict ("No difference", "N/A", "Yes and
+    no") is no verdict: its log-probs measure the first word, not the answer (engine.method.programs.CONFIRM_TOKENS).
+    Log-probs that lean the other way than the text ("No" the likeliest token, its YES variants together likelier:
+    the judge wrote NO) give way to the text: the verdict is what the judge said."""
     parsed = parse_verdict(out.texts[0] if out.texts else "")
     if out.first_token_logprobs and parsed is not None:
         p = p_yes_from_logprobs(out.first_token_logprobs[0])
-        if p is not None:
+        if p is not None and (p >= 0.5 if parsed else p <= 0.5):
             return p, "logprobs"
     return None if parsed is None else (float(parsed), "text")
 

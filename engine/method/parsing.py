@@ -277,6 +277,11 @@ _LEAD_ANSWER = re.compile(_LEAD_MARKS + r"(?:(?:answer|verdict)[ \t]*[:\-][\s*_]
 # "No\n…"). "No" followed by a space and a word is mostly a determiner ("No difference…", "No idea"), so a plain
 # space is allowed only after "Yes" ("Yes they are the same") and after "NO" in capitals ("NO they differ").
 _CLOSES_ANSWER = set(".,;:!)]*_\"'`-–—\n\r")
+# "NO" in capitals before a noun or adjective is the determiner too ("NO DIFFERENCE", "NO notable differences"):
+# no verdict, never "different".
+_NO_AS_DETERMINER = re.compile(r"[ \t]+(?:differences?|notable|real|significant|meaningful|functional|"
+                               r"substantive|substantial|material|major|clear|obvious|key|important|fundamental|"
+                               r"essential|actual|discernible|relevant|appreciable)\b", re.IGNORECASE)
 # Hedges and refusals: answers that give no verdict even when they start with "No" ("No idea", "N/A").
 _HEDGE = re.compile(r"\bnot\s+sure\b|\bunsure\b|\bn\s*/\s*a\b|\bnot\s+applicable\b|\bno\s+idea\b|\buncertain\b"
                     r"|\bunclear\b|\bcannot\s+(?:tell|say|determine|be\s+sure)\b|\bcan['’]t\s+(?:tell|say|determine)\b"
@@ -308,6 +313,8 @@ def parse_verdict(raw: str) -> bool | None:
     word, after = lead.group(1), lead.group(2)
     space_may_follow = word.lower() == _YES_WORD or word == "NO"
     if after and after not in _CLOSES_ANSWER and not (after in " \t" and space_may_follow):
+        return None
+    if word == "NO" and _NO_AS_DETERMINER.match(raw, lead.end() - len(after)):
         return None
     said = {word.lower()} | {(a or b).lower() for a, b in _LATER_ANSWER.findall(raw[lead.end():])
                               if b or a[:1].isupper()}

@@ -6,7 +6,8 @@ is equivalent to it, 0 when all are. Where homogeneity is desired — category A
 inverted, (|C| − 1) / (n − 1): agreeing with the others is what is rewarded. Several judges: the mean over the judges
 whose count is resolved; none resolved (an unreadable verdict could still join two classes): the reward is None,
 never a number, and counted. A group of one response has no other response to differ from: (n − 1) = 0, its reward
-is None too (not 0, which would read "all equivalent").
+is None too (not 0, which would read "all equivalent"). A group whose category is unknown (the classifier gave no
+readable answer) has None too: whether agreeing or differing is rewarded depends on it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def diversity_rewards(classes: Sequence[int], category: str | None) -> list[floa
 def group_rewards(judged: Sequence[dict[str, Any]], n: int,
                   category: str | None) -> tuple[list[float | None], list[str]]:
     """Rewards of one group's n responses from its components rows (one per judge: `classes`, `judge`), the mean
-    over the judges whose classes are known, and the judges that entered. None for every response when none did."""
+    over the judges whose classes are known, and the judges that entered. None for every response when none did,
+    and when the category is unknown (None): an uncategorised category-A prompt would reward the odd answer out."""
     known = [r for r in judged if r.get("classes") is not None and len(r["classes"]) == n]
-    if not known or n < 2:
+    if not known or n < 2 or category is None:
         return [None] * n, []
     per_judge = [diversity_rewards(r["classes"], category) for r in known]
     return [sum(v[i] for v in per_judge) / len(per_judge) for i in range(n)], [r["judge"] for r in known]

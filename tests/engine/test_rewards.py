@@ -27,6 +27,9 @@ def test_rewards_by_hand():
                                      {"judge": "c", "classes": None}], 3, "D")
     assert rewards == pytest.approx([(0.5 + 1) / 2, (0.5 + 1) / 2, 1.0]) and judges == ["a", "b"]
     assert group_rewards([{"judge": "a", "classes": None}], 3, "D") == ([None, None, None], [])
+    # A category the classifier could not give: whether agreeing or differing is rewarded is unknown (an
+    # uncategorised A prompt rewarded the odd answer out most).
+    assert group_rewards([{"judge": "a", "classes": [0, 0, 1]}], 3, None) == ([None, None, None], [])
 
 
 JUDGE = {"name": "scripted", "backend": "python:tests.support.doubles:ScriptedChat", "model": "scripted",

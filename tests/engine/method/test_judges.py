@@ -1,4 +1,5 @@
 import itertools
+import math
 import random
 
 import networkx as nx
@@ -278,9 +279,17 @@ def test_the_calibrated_judge_stage_leaves_pairs_without_an_answer_unresolved():
     ("No difference in", {"No": -0.05, "Yes": -3.0}, None),
     ("N/A", {"N": -0.1, "Yes": -3.0, "No": -3.0}, None),
     ("Yes and no", {"Yes": -0.1, "No": -2.5}, None),
+    # Log-probs leaning the other way than the text: the judge wrote NO ("No" its likeliest token, the YES variants
+    # likelier together; or "**" first, its answer after it) and was recorded "equivalent".
+    ("No", {"No": math.log(0.40), "Yes": math.log(0.30), " yes": math.log(0.15), "YES": math.log(0.10)}, "text"),
+    ("**No**", {"**": math.log(0.36), "Yes": math.log(0.30), "No": math.log(0.25)}, "text"),
+    ("**Yes**", {"**": math.log(0.36), "Yes": math.log(0.30), "No": math.log(0.25)}, "logprobs"),
 ])
-def test_log_probs_decide_only_where_the_text_gives_a_verdict(text, first, verdict):
+def test_log_probs_decide_only_where_the_text_gives_a_verdict_they_lean_to(text, first, verdict):
     from engine.method.judges import read_verdict
+    from engine.method.parsing import parse_verdict
 
     read = read_verdict(ChatOutput(texts=[text], first_token_logprobs=[first]))
     assert (read[1] if read else None) == verdict
+    if read is not None:
+        assert (read[0] >= 0.5) is parse_verdict(text)

@@ -210,6 +210,8 @@ def test_parse_verdict_reads_a_leading_yes_or_no_and_its_explanation(raw, verdic
     "Equivalent? No.", "Same strategy? No", "YES or NO: NO", "Yes\nNo", "Yes, but maybe not", "I cannot tell",
     "No difference", "Both", "The two responses are equivalent", "Yes. So no.", "Yes, answer: no",
     "Yes and no", "yes and no — they share the plot but differ in tone.",
+    # "NO" in capitals before a noun is the determiner too: read as NO, "no difference" counted as different.
+    "NO DIFFERENCE", "NO difference in strategy, same approach", "NO NOTABLE DIFFERENCES",
 ])
 def test_a_hedge_or_a_text_naming_both_answers_is_unparsed(raw):
     assert parse_verdict(raw) is None
