@@ -6,12 +6,16 @@ give identical tokens:
 * A token is a maximal run of *word* characters. Word characters are ASCII letters and digits and
   every non-ASCII character except the separators below. Everything else separates tokens.
 * Separators: every ASCII character that is not a letter or digit, and the non-ASCII code points in
-  :data:`SEPARATOR_RANGES` (U+0080–U+00BF: no-break space and Latin-1 punctuation such as « » ¿ °;
-  U+2000–U+206F: General Punctuation: typographic spaces, dashes, curly quotes, ellipsis, bullets;
-  U+2E00–U+2E7F: Supplemental Punctuation; U+3000–U+303F: CJK punctuation and the ideographic
-  space; U+FEFF: byte-order mark). LLM output is full of em dashes and curly apostrophes, so
+  :data:`SEPARATOR_RANGES` (U+0080–U+00BF: C1 controls, no-break space and Latin-1 punctuation such as
+  « » ¿ °, but not its letters and digits ª º µ ² ³ ¹ ¼ ½ ¾ nor the soft hyphen; U+2000–U+206F: General
+  Punctuation: typographic spaces, dashes, curly quotes, ellipsis, bullets, but not the joiners U+200C
+  and U+200D (inside Persian and Indic words, and emoji sequences) nor the word joiner and invisible
+  operators U+2060–U+2064, which mark no break; U+2E00–U+2E7F: Supplemental Punctuation;
+  U+3000–U+303F: CJK punctuation and the ideographic space; the full-width punctuation of Chinese and
+  Japanese text, ，！？：；（） and the rest of U+FF01–U+FF0F, U+FF1A–U+FF20, U+FF3B–U+FF40 and
+  U+FF5B–U+FF65; U+FEFF: byte-order mark). LLM output is full of em dashes and curly apostrophes, so
   ``"well—known"`` gives two tokens and ``"don’t"`` gives ``don`` and ``t``, exactly as
-  ``"well-known"`` and ``"don't"`` do.
+  ``"well-known"`` and ``"don't"`` do; ``"东京，大阪"`` gives two, as ``"东京、大阪"`` does.
 * Only ASCII is lower-cased (``"Über"`` and ``"über"`` are different tokens); non-ASCII text is kept
   as-is, without Unicode normalisation.
 * A token's id is a fixed 64-bit hash of its lower-cased UTF-8 bytes: FNV-1a taken over 8-byte
@@ -41,11 +45,23 @@ from kernels._types import READONLY_I64, READONLY_U8, READONLY_U64
 
 #: Non-ASCII code point ranges (inclusive) that separate tokens; all ASCII non-alphanumerics do too.
 SEPARATOR_RANGES: tuple[tuple[int, int], ...] = (
-    (0x0080, 0x00BF),
-    (0x2000, 0x206F),
+    (0x0080, 0x00A9),  # C1 controls, no-break space, ¡ ¢ £ ¤ ¥ ¦ § ¨ ©
+    (0x00AB, 0x00AC),  # « ¬  (not ª, a letter, nor U+00AD, the soft hyphen inside a word)
+    (0x00AE, 0x00B1),  # ® ¯ ° ±
+    (0x00B4, 0x00B4),  # ´  (not ² ³)
+    (0x00B6, 0x00B8),  # ¶ · ¸  (not µ)
+    (0x00BB, 0x00BB),  # »  (not ¹ º, nor the fractions ¼ ½ ¾)
+    (0x00BF, 0x00BF),  # ¿
+    (0x2000, 0x200B),  # typographic spaces, zero-width space
+    (0x200E, 0x205F),  # marks, dashes, quotes, ellipsis, bullets… (not the joiners U+200C, U+200D)
+    (0x2065, 0x206F),  # (not the word joiner and invisible operators U+2060–U+2064)
     (0x2E00, 0x2E7F),
     (0x3000, 0x303F),
     (0xFEFF, 0xFEFF),
+    (0xFF01, 0xFF0F),  # full-width ！＂＃＄％＆＇（）＊＋，－．／
+    (0xFF1A, 0xFF20),  # ：；＜＝＞？＠
+    (0xFF3B, 0xFF40),  # ［＼］＾＿｀
+    (0xFF5B, 0xFF65),  # ｛｜｝～｟｠ and half-width ｡｢｣､･
 )
 
 FNV_OFFSET_BASIS = 0xCBF29CE484222325

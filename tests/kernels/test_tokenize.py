@@ -110,6 +110,19 @@ def test_non_ascii_letters_stay_inside_words():
     assert ids_of("naïve café") == [token_id_reference("naïve".encode()), token_id_reference("café".encode())]
 
 
+@pytest.mark.parametrize("separator", ["，", "！", "？", "：", "；", "（", "）", "､", "｡"])
+def test_full_width_punctuation_separates_tokens(separator):
+    # Chinese and Japanese write their commas full-width: "我喜欢苹果，也喜欢香蕉" was one token.
+    assert ids_of(f"东京{separator}大阪") == ids_of("东京 大阪")
+
+
+@pytest.mark.parametrize("word", ["5µm", "m²", "nº", "co\u00adoperate", "می\u200cخواهم", "👨\u200d👩\u200d👧",
+                                  "word\u2060joiner", "1½"])
+def test_letters_digits_and_joiners_beyond_ascii_stay_inside_their_word(word):
+    # µ ² º are letters and digits, the soft hyphen, ZWNJ, ZWJ and word joiner mark no break: each split its word.
+    assert ids_of(word) == [token_id_reference(word.lower().encode() if word.isascii() else word.encode())]
+
+
 def test_token_ids_are_pinned():
     """The id function is part of the on-disk format: these values must never change."""
     assert token_id_reference(b"hello") == 0x09602D080F4FB275
