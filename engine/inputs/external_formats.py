@@ -34,6 +34,11 @@ from engine.inputs.prompts import UTF8_BOM
 
 FORMATS = ("taskdiv", "lm-eval", "inspect", "noveltybench")
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # one sample of an Inspect archive, uncompressed
+# All the samples of an archive, uncompressed, and how many times their compressed size they may inflate to (past
+# 16 MiB): every sample's responses are held in memory; 6 samples of 64 MiB deflated into 368 KB held 377 million
+# characters. Inspect's own logs compress JSON a few times over.
+MAX_ARCHIVE_BYTES = 2 * 1024**3
+MAX_ARCHIVE_RATIO = 100
 
 Row = tuple[str, "int | None", "dict[str, Any] | InputError"]
 
@@ -211,6 +216,15 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
         samples = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
         if not samples:
             yield where, None, InputError(where, None, "samples", "the archive holds no samples/*.json")
+            return
+        # The directory's sizes bound what is read: a member is never inflated past its stated size (_member).
+        inflated = sum(archive.getinfo(n).file_size for n in samples)
+        packed = sum(archive.getinfo(n).compress_size for n in samples)
+        if inflated > MAX_ARCHIVE_BYTES or (inflated > 16 * 1024**2 and inflated > MAX_ARCHIVE_RATIO * max(packed, 1)):
+            yield where, None, InputError(where, None, None, f"its samples inflate to {inflated} bytes from {packed}: "
+                                                             f"over the {MAX_ARCHIVE_BYTES} bytes, or "
+                                                             f"{MAX_ARCHIVE_RATIO} times their size, an archive's "
+                                                             "samples may take")
             return
         for name in samples:
             sample = _member(archive, name, where)

@@ -183,7 +183,10 @@ def _record(src: Source) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         log.warning("%s: unreadable (%s); the source counts as not fetched", path, type(exc).__name__)
         return {}
-    if not isinstance(record, dict) or not isinstance(record.get("files", {}), dict):
+    files = record.get("files", {}) if isinstance(record, dict) else None
+    if not isinstance(files, dict) or not all(
+            isinstance(meta, dict) and isinstance(meta.get("size"), int) and not isinstance(meta["size"], bool)
+            and isinstance(meta.get("sha256", ""), str) for meta in files.values()):
         log.warning("%s: not a fetch record; the source counts as not fetched", path)
         return {}
     return record
@@ -287,8 +290,11 @@ def _verify(src: Source, f: SourceFile, path: Path, *, checked: str | None = Non
     return digest
 
 
-def _download(url: str, target: Path, progress: Callable[[int, int | None], None] | None) -> None:
-    """HTTP(S) GET into target.part, resuming from its length with a Range request; renamed to `target` at the end."""
+def _download(url: str, target: Path, progress: Callable[[int, int | None], None] | None,
+              size: int | None = None) -> None:
+    """HTTP(S) GET into target.part, resuming from its length with a Range request; renamed to `target` at the end.
+    `size`: the bytes the manifest pins; a server that says or sends more is stopped there and the partial file
+    deleted (what it sent was written to the cache whole before, then refused by its size)."""
     import httpx
 
     part = target.with_name(target.name + ".part")
@@ -304,10 +310,17 @@ def _download(url: str, target: Path, progress: Callable[[int, int | None], None
             if response.status_code == 200:  # no range support: start over
                 have = 0
             total = response.headers.get("content-length")
-            total = int(total) + have if total is not None else None
+            total = int(total) + have if total is not None and total.isdigit() else None
+            if size is not None and total is not None and total > size:
+                part.unlink(missing_ok=True)
+                raise FetchError(f"GET {url}: the server sends {total} bytes, the manifest pins {size}")
             with open(part, "ab" if have else "wb") as out:
                 done = have
                 for chunk in response.iter_bytes():  # as it arrives: a dropped connection keeps what came
+                    if size is not None and done + len(chunk) > size:
+                        out.close()
+                        part.unlink(missing_ok=True)
+                        raise FetchError(f"GET {url}: more than the {size} bytes the manifest pins")
                     out.write(chunk)
                     done += len(chunk)
                     if progress:
@@ -413,7 +426,7 @@ def fetch(name: str, *, progress: bool = True) -> dict[str, Path]:
                 os.replace(tmp, target)
                 workbook.unlink(missing_ok=True)
             else:
-                _download(f.url, target, update)
+                _download(f.url, target, update, f.size if f.pinned else None)
         finally:
             close()
         digest = _verify(src, f, target)

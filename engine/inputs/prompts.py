@@ -47,6 +47,8 @@ class Prompt:
     gold_category: str | None = None
     gold_answer: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Where it was read (file, line), for errors found after loading (prompts.max_prompt_chars); not data.
+    origin: tuple[str, int | None] | None = field(default=None, compare=False, repr=False)
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -121,6 +123,7 @@ def make_prompt(
         gold_category=gold_category,
         gold_answer=gold_answer,
         meta=meta or {},
+        origin=(path, line) if path != "<input>" else None,
     )
 
 
@@ -218,7 +221,9 @@ def over_prompt_cap(prompts: list[Prompt], max_chars: int, where: str) -> dict[s
     """prompt id → the error of each prompt longer than `max_chars` (prompts.max_prompt_chars; 0: no limit)."""
     if not max_chars:
         return {}
-    return {p.prompt_id: InputError(where, (p.meta or {}).get("line"), "text",
+    # Where the prompt was read: a `line` of the user's own in meta named a line that was none (the loaders set
+    # none), and a benchmark's error named its source, not its file.
+    return {p.prompt_id: InputError(*(p.origin or (where, None)), "text",
                                     f"prompt {p.prompt_id} has {len(p.text)} characters, over "
                                     f"prompts.max_prompt_chars ({max_chars})")
             for p in prompts if len(p.text) > max_chars}

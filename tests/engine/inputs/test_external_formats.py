@@ -366,3 +366,20 @@ def test_our_rows_in_a_json_file_with_a_version_field_are_not_taken_for_an_inspe
     one_line = tmp_path / "one-line-log.json"
     one_line.write_text(json.dumps({**_inspect_header(), "samples": [_inspect_sample(1, 1, "Q", "A")]}))
     assert detect_format(one_line) == "inspect"
+
+
+def test_an_archive_whose_samples_inflate_past_the_caps_is_refused_before_any_is_read(tmp_path, monkeypatch):
+    # Each sample was capped (64 MiB), their sum not: 6 samples deflated into 368 KB held 377 million characters.
+    from engine.inputs import external_formats
+
+    path = tmp_path / "bomb.eval"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for k in range(3):
+            sample = _inspect_sample(k, 1, f"Q{k}", "a" * (7 * 1024 * 1024))
+            z.writestr(f"samples/{k}_epoch_1.json", json.dumps(sample))
+    with pytest.raises(InputError, match=r"bomb\.eval: its samples inflate to \d+ bytes from \d+: over the"):
+        load_responses(path)
+    monkeypatch.setattr(external_formats, "MAX_ARCHIVE_RATIO", 10**6)
+    monkeypatch.setattr(external_formats, "MAX_ARCHIVE_BYTES", 10 * 1024 * 1024)
+    with pytest.raises(InputError, match="its samples inflate to"):  # and the total alone
+        load_responses(path)

@@ -72,6 +72,47 @@ def test_an_interrupted_transfer_resumes_where_it_stopped(served):
     assert not list(fetch.source_dir("math500").glob("*.part"))
 
 
+def test_a_server_sending_more_than_the_pinned_size_is_stopped_there(served):
+    # The size was checked once the download had ended: 20 MB sent for a file pinned at 100 bytes were written to
+    # the cache first. Said by its length before the body, or cut where the body passes the size.
+    files, data, manifest = served
+    (files / "test.jsonl").write_bytes(data * 200)
+    with FileServer(files) as server:
+        manifest(server.url)
+        with pytest.raises(fetch.FetchError, match=rf"sends {len(data) * 200} bytes, the manifest pins {len(data)}"):
+            fetch.fetch("math500", progress=False)
+    assert not any(fetch.source_dir("math500").iterdir())
+    target = fetch.source_dir("math500") / "big"
+    with FileServer(files) as server:  # no length said: counted as it arrives
+        import httpx
+
+        real = httpx.stream
+
+        def without_length(*args, **kwargs):
+            context = real(*args, **kwargs)
+            response = context.__enter__()
+            del response.headers["content-length"]
+            return _Entered(context, response)
+
+        import unittest.mock as mock
+
+        with mock.patch("httpx.stream", without_length):
+            with pytest.raises(fetch.FetchError, match=rf"more than the {len(data)} bytes the manifest pins"):
+                fetch._download(f"{server.url}/test.jsonl", target, None, len(data))
+    assert not list(target.parent.glob("big*"))
+
+
+class _Entered:
+    def __init__(self, context, response):
+        self.context, self.response = context, response
+
+    def __enter__(self):
+        return self.response
+
+    def __exit__(self, *exc):
+        return self.context.__exit__(*exc)
+
+
 def test_a_checksum_mismatch_deletes_the_file_and_names_both_hashes(served):
     files, data, manifest = served
     wrong = "0" * 64
@@ -439,7 +480,9 @@ def test_the_paper_preset_names_sources_only_and_draws_from_the_cache(tmp_path, 
     assert len(prompts) == 250  # the two Hugging Face-only sources are not here
 
 
-@pytest.mark.parametrize("damage", ['{"files": {', '["not", "a", "record"]', '{"files": 3}'])
+@pytest.mark.parametrize("damage", ['{"files": {', '["not", "a", "record"]', '{"files": 3}',
+                                    # Entries that are no file's record: an AttributeError and a KeyError.
+                                    '{"files": {"test.jsonl": 5}}', '{"files": {"test.jsonl": {"sha256": "ab"}}}'])
 def test_a_damaged_fetch_record_is_not_fetched_not_a_traceback(served, damage, capsys):
     # A crash while the record was written (it was renamed into place unsynced), or an edit by hand: every plan, run
     # and `fetch --list` ended in a JSONDecodeError traceback naming no file. The source counts as not fetched, and

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -33,6 +34,17 @@ def test_loads_fields_and_extra_into_meta(tmp_path):
     path = write(tmp_path, [json.dumps({"text": "hi", "gold_category": "g", "gold_answer": 42, "topic": "x"})])
     (p,) = load_jsonl_prompts(path)
     assert (p.text, p.gold_category, p.gold_answer, p.source, p.meta) == ("hi", "G", "42", "p", {"topic": "x"})
+
+
+def test_a_prompt_over_the_length_cap_is_said_at_the_line_it_was_read_from(tmp_path):
+    # The line came from the prompt's meta, which no loader sets: None, or a user's own `line` field.
+    from engine.inputs.prompts import over_prompt_cap
+
+    path = write(tmp_path, [json.dumps({"text": "short"}), json.dumps({"text": "x" * 20, "line": "xyz"})])
+    prompts = load_jsonl_prompts(path)
+    (error,) = over_prompt_cap(prompts, 10, "prompts").values()
+    assert (error.path, error.line, error.field) == (str(path), 2, "text")
+    assert prompts[1] == dataclasses.replace(prompts[1], origin=None)  # where it was read is no part of the prompt
 
 
 def test_a_whole_number_gold_answer_read_as_a_float_is_that_number(tmp_path):
