@@ -49,7 +49,9 @@ def _cosine_kernel(embeddings, offsets, matrix_offsets, out):
             norm_a = np.sqrt(out[base + a * n + a])
             for b in range(a + 1, n):
                 norm_b = np.sqrt(out[base + b * n + b])
-                if norm_a == 0.0 and norm_b == 0.0:
+                if norm_a != norm_a or norm_b != norm_b:  # a NaN embedding: unknown, never "orthogonal" to a zero one
+                    similarity = np.nan
+                elif norm_a == 0.0 and norm_b == 0.0:
                     similarity = 1.0
                 elif norm_a == 0.0 or norm_b == 0.0:
                     similarity = 0.0

@@ -83,3 +83,13 @@ def test_integer_and_non_contiguous_input_is_accepted():
 def test_offsets_must_cover_the_rows():
     with pytest.raises(ValueError, match="offsets"):
         cosine_matrices(np.ones((3, 2)), [0, 2])
+
+
+def test_a_nan_embedding_is_nan_beside_a_zero_one_as_in_the_reference():
+    # The zero-vector rule ran first: NaN beside a zero row gave 0.0 (orthogonal), a NaN embedding lost unseen.
+    embeddings = np.array([[np.nan, 1.0], [0.0, 0.0], [1.0, 0.0]])
+    offsets = np.array([0, 3])
+    (matrix,) = cosine_matrices(embeddings, offsets)
+    (reference,) = cosine_matrices_reference(embeddings, offsets)
+    assert np.isnan(matrix[0, 1]) and np.isnan(matrix[0, 2]) and np.isnan(reference[0, 1])
+    assert matrix[1, 2] == reference[1, 2] == 0.0
