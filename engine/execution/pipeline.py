@@ -354,8 +354,10 @@ class Pipeline:
                                 held[model.name] += 1
                             continue
                         seed = int(content_key(cfg.sampling.seed, p["prompt_id"], model.name, strategy)[:8], 16)
+                        # Only the anchored strategies read the category: in another's row it would re-key (and
+                        # resample, at a price) its groups whenever the generator's own classification changed.
                         rows.append({"prompt_id": p["prompt_id"], "text": p["text"], "strategy": strategy,
-                                     "category": anchor, "seed": seed})
+                                     "category": anchor if strategy in ANCHORED_STRATEGIES else None, "seed": seed})
                         ctx.append({PSHARD: k, "text": p["text"], "source": p["source"],
                                     "gold_category": p["gold_category"], "gold_answer": p["gold_answer"],
                                     "classified": own, **_judging_category(p, yardstick)})

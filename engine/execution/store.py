@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -33,12 +34,17 @@ import pyarrow.parquet as pq
 
 from engine.errors import RunDirError
 
+log = logging.getLogger(__name__)
+
 
 def content_key(*parts: Any) -> str:
     """A 20-hex-digit key over JSON-serialisable parts (dict keys sorted, so field order never matters)."""
     h = hashlib.sha256()
     for part in parts:
-        h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=_default))
+        # Non-string keys as the strings they are sent as (a logit_bias of token ids in extra_body): refused, they
+        # stopped the run with a traceback.
+        h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+                              default=_default))
         h.update(b"\x1e")
     return h.hexdigest()[:20]
 
@@ -80,6 +86,7 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._intact_seen: set[tuple[str, int, int, int | None]] = set()  # shards read intact (Store._intact)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"
@@ -99,8 +106,31 @@ class Store:
         return self.root / "shards" / table / f"{key}.parquet"
 
     def has(self, tables: Iterable[str], key: str) -> bool:
-        """True when every table of a stage has its shard for `key` (a stage's shard is done only then)."""
-        return all(self.shard_path(t, key).is_file() for t in tables)
+        """True when every table of a stage has its shard for `key` (a stage's shard is done only then), and each
+        can be read: a shard or row index damaged outside the engine (its own writes are atomic) is computed again —
+        a truncated table was a traceback, and an unreadable row index read the shard's failed rows as final."""
+        return all(self._intact(t, key) for t in tables)
+
+    def _intact(self, table: str, key: str) -> bool:
+        path = self.shard_path(table, key)
+        if not path.is_file():
+            return False
+        stat = path.stat()
+        rows_path = self.rows_path(table, key)
+        rows_stamp = rows_path.stat().st_mtime_ns if rows_path.is_file() else None
+        stamp = (str(path), stat.st_size, stat.st_mtime_ns, rows_stamp)
+        if stamp in self._intact_seen:
+            return True
+        for what, read in ((path, pq.read_metadata), (rows_path, _row_index)):
+            if what is rows_path and rows_stamp is None:
+                continue
+            try:
+                read(what)
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("%s: unreadable (%s); that shard is computed again", what, str(exc)[:160])
+                return False
+        self._intact_seen.add(stamp)
+        return True
 
     def rows_path(self, table: str, key: str) -> Path:
         return self.root / "shards" / table / f"{key}.rows.json"
@@ -148,7 +178,7 @@ class Store:
         folder = self.root / "shards" / table
         for path in sorted(folder.glob("*.rows.json")) if folder.is_dir() else []:
             key = path.name[: -len(".rows.json")]
-            if not self.shard_path(table, key).is_file():
+            if not self._intact(table, key):
                 continue
             try:
                 data = orjson.loads(path.read_bytes())
@@ -222,6 +252,13 @@ class Store:
         path = self.root / name
         atomic_write_bytes(path, text.encode("utf-8"))
         return path
+
+
+def _row_index(path: Path) -> dict[str, Any]:
+    data = orjson.loads(path.read_bytes())
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ValueError("not a row index")
+    return data
 
 
 def _attempts(retry: dict[str, Any]) -> int:

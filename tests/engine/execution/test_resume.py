@@ -312,3 +312,58 @@ def test_leftovers_of_a_crash_writing_the_run_tables_are_removed_too(tmp_path):
         path.write_bytes(b"x")
     store.remove_leftovers()
     assert not any(p.exists() for p in dead) and all(p.exists() for p in kept)
+
+
+def test_a_shard_or_row_index_damaged_on_disk_is_computed_again_not_a_traceback(tmp_path, caplog):
+    # The engine's writes are atomic, but a copy, a full disk or a hand can damage a shard: a truncated table was an
+    # ArrowInvalid traceback at the rerun, and an unreadable row index read the shard's failed rows as final.
+    from tests.support.runs import make_config, run
+
+    cfg = make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False}, strategies=["temperature"])
+    first = run(cfg)
+    shards = sorted((Path(cfg.run_dir) / "shards" / "sample").glob("*.parquet"))
+    data = shards[0].read_bytes()
+    shards[0].write_bytes(data[: len(data) // 2])
+    index = shards[1].with_name(shards[1].name.replace(".parquet", ".rows.json"))
+    index.write_text('{"keys": [')
+    again = run(cfg)
+    sample = next(r for r in again.stages if r.stage.startswith("sample"))
+    assert sample.units - sample.units_reused == 2  # the two damaged shards, and only they
+    assert again.tables["responses"].equals(first.tables["responses"])
+    assert str(shards[0]) in caplog.text and "unreadable" in caplog.text
+    assert pq.read_table(shards[0]).num_rows  # written whole again
+
+
+def test_dict_keys_that_are_not_strings_key_a_shard_as_the_strings_sent():
+    # options: {extra_body: {logit_bias: {50256: -100}}} (YAML reads the token id as an int) passed every check and
+    # stopped the run with "TypeError: Dict key must be str".
+    from engine.execution.store import content_key
+
+    assert content_key({"logit_bias": {50256: -100}}) == content_key({"logit_bias": {"50256": -100}})
+
+
+def test_groups_of_strategies_that_read_no_category_are_not_resampled_when_it_changes(tmp_path):
+    # Every sample row carried the generator's own category: a classification that failed transiently and was
+    # retried re-keyed — resampled, at a price — the groups of temperature, system_general and regen_general too.
+    import json
+
+    from tests.support.doubles import ScriptedChat
+    from tests.support.runs import SCRIPTED, make_config, run
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "gold_category": c}) + "\n" for t, c in
+                            [("Write a haiku about rain.", "G"), ("Name a colour. FLAKY", "C")]))
+    armed = tmp_path / "armed"
+    armed.touch()
+    generator = {**SCRIPTED, "name": "gen",
+                 "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed), "flaky_kind": "classify"}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[generator],
+                      category_source="model", strategies=["temperature"], quality={"enabled": False},
+                      accuracy={"enabled": False}, execution={"executor": "local", "shard_size": 16})
+    first = run(cfg)
+    own = {c["prompt_id"]: c["category"] for c in first.tables["classifications"].to_pylist() if c["model"] == "gen"}
+    assert None in own.values()  # the FLAKY prompt's own classification failed, transiently
+    armed.unlink()
+    ScriptedChat.calls.clear()
+    run(cfg)
+    assert not [c for c in ScriptedChat.calls if "FLAKY" in c and not c.startswith(("Classify", "The prompt below"))]
