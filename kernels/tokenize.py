@@ -4,7 +4,10 @@ The tokenizer works on UTF-8 bytes so the Arrow path (a raw UTF-8 buffer) and th
 give identical tokens:
 
 * A token is a maximal run of *word* characters. Word characters are ASCII letters and digits and
-  every non-ASCII character except the separators below. Everything else separates tokens.
+  every non-ASCII character except the separators below. Everything else separates tokens. A Chinese
+  ideograph or a Japanese kana (:data:`CHARACTER_TOKEN_RANGES`) is a token of its own: those scripts
+  write no spaces between words, and a clause read as one token shares nothing with a clause that
+  differs by a word.
 * Separators: every ASCII character that is not a letter or digit, and the non-ASCII code points in
   :data:`SEPARATOR_RANGES` (U+0080–U+00BF: C1 controls, no-break space and Latin-1 punctuation such as
   « » ¿ °, but not its letters and digits ª º µ ² ³ ¹ ¼ ½ ¾ nor the soft hyphen; U+2000–U+206F: General
@@ -64,6 +67,20 @@ SEPARATOR_RANGES: tuple[tuple[int, int], ...] = (
     (0xFF5B, 0xFF65),  # ｛｜｝～｟｠ and half-width ｡｢｣､･
 )
 
+#: Code point ranges (inclusive) whose characters are each a token of their own: Chinese and Japanese write
+#: no spaces between words, so a run of them was one token per clause. One token per character (as
+#: sacrebleu's Chinese tokenizer and BERTScore count them) is what word overlap can compare without a
+#: dictionary. Korean writes spaces between words: Hangul stays in words, as every other script does.
+CHARACTER_TOKEN_RANGES: tuple[tuple[int, int], ...] = (
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x31F0, 0x31FF),  # Katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
+    (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
+    (0xFF66, 0xFF9F),  # half-width Katakana
+    (0x20000, 0x323AF),  # CJK Unified Ideographs Extensions B–H, Compatibility Supplement
+)
+
 FNV_OFFSET_BASIS = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 _UINT64_MASK = (1 << 64) - 1
@@ -71,6 +88,7 @@ _UINT64_MASK = (1 << 64) - 1
 _FNV_OFFSET = np.uint64(FNV_OFFSET_BASIS)
 _FNV_PRIME = np.uint64(FNV_PRIME)
 _SEPARATOR_RANGE_ARRAY = np.array(SEPARATOR_RANGES, dtype=np.int64)
+_CHARACTER_TOKEN_ARRAY = np.array(CHARACTER_TOKEN_RANGES, dtype=np.int64)
 
 # SWAR ("SIMD within a register") constants: eight bytes are classified at once in a uint64.
 _BYTES_01 = 0x0101010101010101
@@ -135,6 +153,74 @@ def _separator_length(data, pos, end):
     return 0
 
 
+@njit(inline="always")
+def _starts_character_token(data, pos, end):
+    """Whether a well-formed code point of CHARACTER_TOKEN_RANGES starts at ``data[pos]`` (3 or 4 bytes)."""
+    lead = np.int64(data[pos])
+    if 0xE0 <= lead <= 0xEF and pos + 2 < end:
+        if data[pos + 1] & 0xC0 != 0x80 or data[pos + 2] & 0xC0 != 0x80:
+            return False
+        code_point = ((lead & 0x0F) << 12) | ((np.int64(data[pos + 1]) & 0x3F) << 6) | (np.int64(data[pos + 2]) & 0x3F)
+        if code_point < 0x800:
+            return False
+    elif 0xF0 <= lead <= 0xF4 and pos + 3 < end:
+        if data[pos + 1] & 0xC0 != 0x80 or data[pos + 2] & 0xC0 != 0x80 or data[pos + 3] & 0xC0 != 0x80:
+            return False
+        code_point = (((lead & 0x07) << 18) | ((np.int64(data[pos + 1]) & 0x3F) << 12)
+                      | ((np.int64(data[pos + 2]) & 0x3F) << 6) | (np.int64(data[pos + 3]) & 0x3F))
+        if code_point < 0x10000:
+            return False
+    else:
+        return False
+    for index in range(_CHARACTER_TOKEN_ARRAY.shape[0]):
+        if _CHARACTER_TOKEN_ARRAY[index, 0] <= code_point <= _CHARACTER_TOKEN_ARRAY[index, 1]:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _is_break_byte(data, pos, text_start, text_end):
+    """Whether a token starts at the word byte ``data[pos]`` though the byte before it is a word byte too: a
+    character token starts at ``pos``, or one ends just before it. Stateless, as :func:`_is_word_byte`."""
+    if pos <= text_start:
+        return False
+    if _starts_character_token(data, pos, text_end):
+        return True
+    if data[pos - 1] < 0x80:
+        return False
+    lead = pos - 1
+    while lead > text_start and lead > pos - 4 and data[lead] & 0xC0 == 0x80:
+        lead -= 1
+    length = 3 if 0xE0 <= data[lead] <= 0xEF else 4 if 0xF0 <= data[lead] <= 0xF4 else 0
+    return length > 0 and lead + length == pos and _starts_character_token(data, lead, text_end)
+
+
+@njit(uint64(READONLY_U8, int64, int64, int64, uint64), cache=True)
+def _block_break_mask_bytewise(data, block_start, text_start, text_end, mask):
+    """Bit ``i`` set iff a token starts at the word byte ``block_start + i`` though the byte before it is a word
+    byte too (:func:`_is_break_byte`), for blocks holding non-ASCII bytes."""
+    breaks = uint64(0)
+    for pos in range(max(block_start, text_start + 1), min(block_start + 64, text_end)):
+        bit = uint64(1) << uint64(pos - block_start)
+        # Only a byte that may open a 3- or 4-byte code point, or one after a non-ASCII byte, can be a break.
+        if mask & bit and (data[pos] >= 0xE0 or data[pos - 1] >= 0x80) and _is_break_byte(data, pos, text_start,
+                                                                                          text_end):
+            breaks |= bit
+    return breaks
+
+
+@njit(inline="always")
+def _block_break_mask(data, block_start, text_start, text_end, mask, ascii_only):
+    """:func:`_block_break_mask_bytewise`; in a block of ASCII bytes only its first byte can be one (after a
+    character token that ended the block before)."""
+    if ascii_only:
+        if block_start > text_start and mask & uint64(1) and data[block_start - 1] >= 0x80 and _is_break_byte(
+                data, block_start, text_start, text_end):
+            return uint64(1)
+        return uint64(0)
+    return _block_break_mask_bytewise(data, block_start, text_start, text_end, mask)
+
+
 @njit(types.boolean(READONLY_U8, int64, int64, int64), cache=True)
 def _is_word_byte(data, pos, text_start, text_end):
     """Whether ``data[pos]`` belongs to a token, decided from the bytes around it alone.
@@ -192,13 +278,14 @@ def _block_word_mask_bytewise(data, block_start, text_start, text_end):
 
 @njit(inline="always")
 def _block_word_mask(data, words, word_base, block_start, text_start, text_end, fast):
-    """Bit ``i`` set iff ``data[block_start + i]`` is a word byte of the text ``[text_start, text_end)``.
+    """(mask, ascii_only): bit ``i`` of mask set iff ``data[block_start + i]`` is a word byte of the text
+    ``[text_start, text_end)``; ascii_only: the block was read as ASCII (it holds no byte >= 0x80).
 
     With ``fast`` the block is read as eight aligned words; a block holding any byte >= 0x80, and every
     block of a text outside the fast zone, is classified byte by byte.
     """
     if block_start >= text_end:
-        return uint64(0)
+        return uint64(0), True
     if fast:
         first_word = (block_start - word_base) >> 3
         mask = uint64(0)
@@ -212,8 +299,8 @@ def _block_word_mask(data, words, word_base, block_start, text_start, text_end, 
                 mask &= _ALL_BITS << uint64(text_start - block_start)
             if text_end - block_start < 64:
                 mask &= _ALL_BITS >> uint64(64 - (text_end - block_start))
-            return mask
-    return _block_word_mask_bytewise(data, block_start, text_start, text_end)
+            return mask, True
+    return _block_word_mask_bytewise(data, block_start, text_start, text_end), False
 
 
 @njit(inline="always")
@@ -270,10 +357,12 @@ def _scan_text(data, words, word_base, text_start, text_end, token_ids, n_writte
     token reaching the end is closed inside the loop like any other."""
     token_start = int64(-1)
     for block_start in range(_first_block(word_base, text_start, fast), text_end + 1, 64):
-        mask = _block_word_mask(data, words, word_base, block_start, text_start, text_end, fast)
+        mask, ascii_only = _block_word_mask(data, words, word_base, block_start, text_start, text_end, fast)
+        breaks = _block_break_mask(data, block_start, text_start, text_end, mask, ascii_only)
         previous = (mask << uint64(1)) | (uint64(1) if token_start >= 0 else uint64(0))
-        starts = mask & ~previous
-        stops = ~mask & previous
+        # A break (a character token's edge inside a run of word bytes) ends one token and starts the next.
+        starts = (mask & ~previous) | breaks
+        stops = (~mask & previous) | (breaks & previous)
         # Starts and stops alternate along the block; pair them in order.
         while True:
             if token_start < 0:
@@ -327,8 +416,9 @@ def _count_text(data, words, word_base, text_start, text_end, fast):
     n_tokens = 0
     previous_bit = uint64(0)
     for block_start in range(_first_block(word_base, text_start, fast), text_end, 64):
-        mask = _block_word_mask(data, words, word_base, block_start, text_start, text_end, fast)
-        starts = mask & ~((mask << uint64(1)) | previous_bit)
+        mask, ascii_only = _block_word_mask(data, words, word_base, block_start, text_start, text_end, fast)
+        starts = (mask & ~((mask << uint64(1)) | previous_bit)) | _block_break_mask(
+            data, block_start, text_start, text_end, mask, ascii_only)
         previous_bit = mask >> uint64(63)
         while starts != 0:
             starts &= starts - uint64(1)
@@ -413,9 +503,15 @@ _SEPARATOR_PATTERN = re.compile(
 )
 
 
+_CHARACTER_TOKEN_CLASS = "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in CHARACTER_TOKEN_RANGES)
+_PIECE_PATTERN = re.compile(f"[{_CHARACTER_TOKEN_CLASS}]|[^{_CHARACTER_TOKEN_CLASS}]+")
+
+
 def reference_tokens(text: str) -> list[bytes]:
-    """The tokenizer in plain Python: split on separators, then ASCII-lower-case the UTF-8 bytes."""
-    return [token.encode("utf-8").lower() for token in _SEPARATOR_PATTERN.split(text) if token]
+    """The tokenizer in plain Python: split on separators, each character of CHARACTER_TOKEN_RANGES a token of
+    its own, then ASCII-lower-case the UTF-8 bytes."""
+    return [piece.encode("utf-8").lower() for token in _SEPARATOR_PATTERN.split(text) if token
+            for piece in _PIECE_PATTERN.findall(token)]
 
 
 def token_id_reference(token: bytes) -> int:

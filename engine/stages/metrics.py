@@ -41,7 +41,8 @@ class MetricsStage(Stage):
     name = "metrics"
     # Metric shards are keyed by it: bump when a metric's definition changes (the pipeline keys them by the names of
     # the registered metrics too, so adding one needs no bump).
-    version = "5"  # 4: over the responses that answer; 5: full-width punctuation separates, joiners do not
+    version = "6"  # 4: over the responses that answer; 5: full-width punctuation separates, joiners do not;
+    # 6: each Chinese or Japanese character a token
     required_inputs = {
         **GROUP_INPUTS,
         "responses": "the group's responses",

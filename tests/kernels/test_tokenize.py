@@ -167,3 +167,26 @@ def test_ids_are_the_same_in_another_process():
         env=environment,
     )
     assert json.loads(completed.stdout) == tokenize(texts)[0].tolist()
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("我喜欢苹果，也喜欢香蕉。", ["我", "喜", "欢", "苹", "果", "也", "喜", "欢", "香", "蕉"]),
+    ("abc中def", ["abc", "中", "def"]),
+    ("ひらがなとカタカナ", list("ひらがなとカタカナ")),
+    ("x𠀀y", ["x", "𠀀", "y"]),  # a 4-byte ideograph (Extension B)
+    ("한국어 단어", ["한국어", "단어"]),  # Korean writes spaces between words: Hangul stays in words
+])
+def test_each_chinese_or_japanese_character_is_a_token(text, tokens):
+    # Without spaces between words a whole clause was one token: two sentences sharing all but one word had
+    # Jaccard 0. One token per character, as sacrebleu's Chinese tokenizer counts them.
+    assert ids_of(text) == [token_id_reference(t.lower().encode()) for t in tokens]
+
+
+def test_character_tokens_agree_with_the_reference_wherever_a_block_edge_falls():
+    # The fast path reads 64-byte blocks of ASCII without decoding: an ideograph that ends a block must still end
+    # the token before the next block's first letter.
+    texts = ["x" * 200] + ["a" * k + "中" + "b" * 80 + "东京" + "c" * (k % 7) for k in range(140)] + ["y" * 200]
+    token_ids, offsets = tokenize(texts)
+    expected_ids, expected_offsets = tokenize_reference(texts)
+    np.testing.assert_array_equal(offsets, expected_offsets)
+    np.testing.assert_array_equal(token_ids, expected_ids)
