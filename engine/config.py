@@ -586,6 +586,9 @@ class ReportConfig:
     def __post_init__(self) -> None:
         if self.bootstrap_resamples < 1:
             raise InvalidValue("bootstrap_resamples", f"must be >= 1, got {self.bootstrap_resamples}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            # NumPy's generator takes none below 0: a finished run lost its report to a traceback.
+            raise InvalidValue("seed", f"must be an integer >= 0, got {self.seed!r}")
         if not 0.0 < self.ci < 1.0:
             raise InvalidValue("ci", f"must be strictly between 0 and 1, got {self.ci}")
 

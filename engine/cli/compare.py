@@ -52,6 +52,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         if args.resamples < 1:
             raise compare.CompareError(f"--resamples must be >= 1, got {args.resamples}")
+        if args.seed < 0:
+            raise compare.CompareError(f"--seed must be >= 0, got {args.seed}")
         values = tuple(args.values) if args.values else None
         c = compare.compare_runs(args.run_a, args.run_b, intersect=args.intersect, resamples=args.resamples,
                                  seed=args.seed, values=values)

@@ -24,8 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from engine.cli.common import output_path
     from engine.execution.results import read_run
-    from engine.report.explore import MAX_GROUPS, write_explorer
+    from engine.report.explore import MAX_GROUPS, matches, write_explorer
 
     where: dict[str, list[str]] = {}
     for item in args.where:
@@ -35,13 +36,20 @@ def cmd_explore(args: argparse.Namespace) -> int:
         where.setdefault(column.strip(), []).append(value)
     if args.max_groups is not None and args.max_groups < 1:
         raise TaskdivError(f"--max-groups must be >= 1, got {args.max_groups}")
+    out = output_path(args.out) if args.out is not None else None
     result, _ = read_run(args.run_dir)
     columns = set(result.tables["groups"].column_names)
     unknown = sorted(set(where) - columns)
     if unknown:
         raise TaskdivError(f"--where: no column {', '.join(unknown)} in the groups table (columns: "
                            f"{', '.join(sorted(columns))})")
-    out = args.out
+    groups = result.tables["groups"].to_pylist()
+    if where and not any(matches(g, where) for g in groups):
+        # An empty page written with exit 0 read as "nothing there" for a misspelt value.
+        seen = "; ".join(f"{k}: " + ", ".join(sorted({str(g.get(k)) for g in groups})[:20]) for k in where)
+        wanted = " and ".join(f"{k}={'|'.join(v)}" for k, v in where.items())
+        raise TaskdivError(f"--where: no group has {wanted} "
+                           f"(values there: {seen})")
     if out is None:
         suffix = "-".join(f"{k}-{'+'.join(v)}" for k, v in sorted(where.items()))
         safe = "".join(ch if ch.isalnum() or ch in "-+_." else "_" for ch in suffix)[:120]

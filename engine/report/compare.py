@@ -91,6 +91,10 @@ def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses
     # In A one answer is right and homogeneity is desired (the paper): more unique answers there is inconsistency.
     desired = {"A": (" — in A homogeneity is desired: B is the more consistent",
                      " — in A homogeneity is desired: B is the less consistent")}.get(category, ("", ""))
+    # A verdict needs an interval that holds its own estimate: with very few resamples (--resamples 1) the interval
+    # may miss it, and "more homogeneous by −0.12 [0.38, 0.38]" was said.
+    if lo is not None and not lo <= v <= hi:
+        lo = None
     if lo is not None and hi < 0:
         return (f"{prefix}B is more homogeneous on {where} by {_signed(-v)} {what} "
                 f"[{_signed(-hi)}, {_signed(-lo)}]{desired[0]}{caveat}")
@@ -425,7 +429,8 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
               "them from files of different names)" if c["prompts"].get("matched_by_text") else ""),
            f"- paired groups: {c['paired_groups']} (model pairs: {E(', '.join(c['pairs']))}; strategies: "
            f"{E(', '.join(c['strategies']))})",
-           f"- differences are B − A, averaged over prompts; {ci} percentile bootstrap intervals resample prompts "
+           f"- differences are B − A, averaged over the paired groups (each of a prompt's strategies and model pairs "
+           f"counts); {ci} percentile bootstrap intervals resample prompts, each with all its groups "
            f"({c['settings']['resamples']} resamples, seed {c['settings']['seed']})", ""]
     small = c.get("small_model_judges", {})
     if small.get("a") or small.get("b"):
@@ -445,7 +450,8 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
     else:
         out.append("Nothing but the run directory.")
     out += ["", "## Per category", "",
-            "Cells: mean of B − A [CI] (n = prompts). Means of each run are in compare.json.", "",
+            "Cells: mean of B − A over paired groups [CI] (n = prompts resampled). Means of each run are in "
+            "compare.json.", "",
             "| model pair | category | unique responses | checklist quality | accuracy |", "|---|---|---|---|---|"]
     out += [f"| {E(r['pair'])} | {E(category_name(r['category']))} | {_cell(r['unique'])} | {_cell(r['quality'])} | "
             f"{_cell(r['accuracy'])} |" for r in c["by_category"]]

@@ -33,12 +33,33 @@ MAX_GROUPS = 10_000
 KEYS = ("prompt_id", "model", "strategy")
 
 
+def matches(group: dict[str, Any], where: dict[str, list[str]]) -> bool:
+    """Whether a group's row has one of the allowed values in every column of `where`: as text, or as the number
+    the text names (--where unique_mean=2 finds 2.0)."""
+    for column, allowed in where.items():
+        value = group.get(column)
+        if str(value) in allowed:
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and any(
+                _number(a) == value for a in allowed):
+            continue
+        return False
+    return True
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | None = None,
                   max_groups: int = MAX_GROUPS) -> dict[str, Any]:
     """The page's data: one record per group (filtered by `where`: column → allowed values), capped."""
     groups = tables["groups"].to_pylist()
     if where:
-        groups = [g for g in groups if all(str(g.get(k)) in set(v) for k, v in where.items())]
+        groups = [g for g in groups if matches(g, where)]
     total = len(groups)
     groups = groups[:max_groups]
     wanted = {tuple(g[k] for k in KEYS) for g in groups}

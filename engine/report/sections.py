@@ -11,6 +11,7 @@ from typing import Any
 from engine.method.metrics import GENERAL_METRICS
 from engine.report.data import (ALL_BUT_A, SMALL_MODEL_LEAD, SMALL_MODEL_TEXT, category_name, finite,
                                 ordered_categories)
+from engine.report.stats import FEW_CLUSTERS
 
 @dataclass
 class Para:
@@ -135,7 +136,11 @@ def _overview(data: dict[str, Any], ci: str, resamples: int) -> Section:
         f"prompts: {data['prompts']}; groups: {data['groups']}; n = {data['n']} responses per group"
         f"{' (the audited file’s group size)' if data.get('n_from_file') else ''}; "
         f"strategies: {', '.join(data['strategies'])}",
-        f"intervals: {ci} percentile bootstrap over prompts, {resamples} resamples, seed {data['settings']['seed']}",
+        f"intervals: {ci} percentile bootstrap over prompts, {resamples} resamples, seed {data['settings']['seed']}"
+        # A table cell shows its interval alone: where a cell rests on few prompts the interval is coarse (with 2,
+        # the "95%" interval is their minimum and maximum), said once here.
+        f"; a cell resting on fewer than {FEW_CLUSTERS} prompts has a coarse interval (on 2, their minimum and "
+        "maximum)",
         (f"wall time {tp['wall_s']:.1f} s; peak memory {_bytes(tp['peak_rss_bytes'])}" if tp["stages"]
          else "wall time and memory not recorded (report rendered from the run directory)"),
     ]))

@@ -64,6 +64,9 @@ def test_invalid_values():
         config_from_dict({"judges": [{"name": "a"}, {"name": "a"}]})
     with pytest.raises(ConfigError, match=r"judges\[0\]\.backend: must be one of"):
         config_from_dict({"judges": [{"backend": "grpc"}]})
+    # NumPy's generator takes no negative seed: a finished run lost its report to a traceback.
+    with pytest.raises(ConfigError, match=r"report\.seed: must be an integer >= 0, got -1"):
+        config_from_dict({"report": {"seed": -1}})
 
 
 def test_invalid_yaml_names_the_line(tmp_path):

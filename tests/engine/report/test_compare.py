@@ -125,6 +125,10 @@ def test_verdict_lines():
     assert verdict("H", {"value": None, "low": None, "high": None}, paired=5) == (
         "no count to compare on H (advice or opinions): 5 paired groups, none with a unique count on both sides "
         "(fewer than n responses, or no judge's count resolved)")
+    # An interval that misses its own estimate (--resamples 1) decides nothing: "B is more homogeneous on all
+    # categories by −0.12 unique responses [0.38, 0.38]" was said.
+    assert verdict("all", {"value": 0.12, "low": 0.38, "high": 0.38}).startswith("no clear difference")
+    assert verdict("all", {"value": -0.12, "low": 0.25, "high": 0.25}).startswith("no clear difference")
 
 
 def _copy_without_prompt(src: Path, dst: Path) -> str:
@@ -240,6 +244,19 @@ def test_a_damaged_run_directory_or_a_bad_out_path_is_one_line_naming_the_file(r
     assert main(["explore", str(a), "--out", str(tmp_path / "no-such-folder" / "x.html")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no-such-folder" in err and "Traceback" not in err
+    # An existing folder as --out: the error named a hidden temporary file, and left it behind (63 KB).
+    (tmp_path / "a-folder").mkdir()
+    assert main(["explore", str(a), "--out", str(tmp_path / "a-folder")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'a-folder'}: is a folder" in err and not list(tmp_path.glob(".*.tmp"))
+    # A value no group has: an empty page, exit 0; now an error that lists the values there.
+    assert main(["explore", str(a), "--where", "strategy=temprature"]) == 2
+    err = capsys.readouterr().err
+    assert "no group has strategy=temprature" in err and "temperature" in err
+    assert main(["explore", str(a), "--where", "n_responses=4.0", "--out", str(tmp_path / "n.html")]) == 0
+    # A negative seed: NumPy's generator refused it in a traceback.
+    assert main(["compare", str(a), str(b), "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
 
 
 def test_run_py_compare_is_the_entry_points_subcommand(runs):
