@@ -48,8 +48,9 @@ class JudgeStage(BackendStage):
 
     name = "judge"
     # Judge shards are keyed by it: bump when what a verdict means changes (2: unresolved pairs are recorded apart
-    # from "different", and how each verdict was read; 3: log-probs decide only where the text confirms a verdict).
-    version = "3"
+    # from "different", and how each verdict was read; 3: log-probs decide only where the text confirms a verdict;
+    # 4: log-probs leaning against the text give way to it, and "NO DIFFERENCE" is no verdict).
+    version = "4"
     required_inputs = {
         **GROUP_INPUTS,
         "judge_category": "the category whose equivalence criterion applies (null: the generic criterion)",
