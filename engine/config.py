@@ -367,7 +367,8 @@ class JudgeConfig:
         agreement_sample_rate: the share of groups (a deterministic draw by group) that every judge judges in
             full — every pair, no pruning, no cascade — so that judge-judge agreement over pairs (Cohen's κ) is
             measured on a sample that does not depend on any judge's own verdicts. Their extra calls are counted in
-            the report. 0: no pairwise κ (agreement is then reported on unique counts per group only).
+            the report. 0: no pairwise κ (agreement is then reported on unique counts per group only). A rerun with
+            another rate judges again only the groups it moves into or out of the sample.
         target: what the judges compare. "answer": the responses, under each category's criterion (the paper).
             "trace": the reasoning traces of generators that return them (a server's reasoning field, or a
             `<think>` block), asked whether the two follow the same problem-solving strategy; the answers are then

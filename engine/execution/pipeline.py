@@ -36,6 +36,7 @@ from engine.inputs.prompts import Prompt, over_prompt_cap, select
 from engine.inputs.responses import ExternalGroup, load_responses
 from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
 from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
+from engine.method.judges import in_agreement_sample
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, make_plan, render_plan
@@ -411,7 +412,9 @@ class Pipeline:
         cascade the cheap judge's coefficients and the embedder behind its features."""
         cfg = self.config
         # The target only decides which lanes run (answers, traces): it never changes a verdict, so it keys nothing.
-        settings = {k: v for k, v in asdict(cfg.judge).items() if k != "target"}
+        # The agreement sample's rate keys nothing either: each group's draw is in its row (JUDGE_INPUT), so a new
+        # rate re-judges the groups it moves in or out of the sample, not every group.
+        settings = {k: v for k, v in asdict(cfg.judge).items() if k not in ("target", "agreement_sample_rate")}
         if not cfg.judge.cascade.enabled:
             settings["cascade"] = OFF_CASCADE  # its band and rates route no pair while it is off: keyed as default
         identity = [self.versions["judge"], JudgeStage.version, settings]
@@ -447,7 +450,7 @@ class Pipeline:
     def trace_judge_settings(self) -> dict[str, Any]:
         """The `judge:` settings of the lanes that judge reasoning traces: the run's, without the cascade (its cheap
         judge is fitted on answers) and without the target."""
-        settings = {k: v for k, v in asdict(self.config.judge).items() if k != "target"}
+        settings = {k: v for k, v in asdict(self.config.judge).items() if k not in ("target", "agreement_sample_rate")}
         settings["cascade"] = OFF_CASCADE  # its band and rates do nothing here, so they key nothing either
         return settings
 
@@ -734,6 +737,11 @@ class _Flow:
             settled = _settled(groups)
             self.pending += groups.num_rows - settled.num_rows
             if settled.num_rows:
+                rate = cfg.judge.agreement_sample_rate
+                drawn = [in_agreement_sample(k, rate) for k in zip(settled["prompt_id"].to_pylist(),
+                                                                    settled["model"].to_pylist(),
+                                                                    settled["strategy"].to_pylist())]
+                settled = settled.append_column("agreement_sample", pa.array(drawn, pa.bool_()))
                 self._judges(key, settled)
                 self._calibrated_judges(key, settled)
                 if self.traces:

@@ -74,6 +74,7 @@ JUDGE_INPUT = pa.schema(
         ("judge_category", pa.string()),
         ("text", pa.string()),
         ("responses", pa.list_(pa.string())),
+        ("agreement_sample", pa.bool_()),  # judged in full by every judge (judge.agreement_sample_rate's draw)
     ]
 )
 

@@ -11,8 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
-from engine.method.judges import (GroupJudgment, PairVerdict, has_answer, in_agreement_sample,
-                                  judge_group, no_answer)
+from engine.method.judges import GroupJudgment, PairVerdict, has_answer, judge_group, no_answer
 from engine.method.programs import first_token_sampling
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Stage
 
@@ -56,6 +55,7 @@ class JudgeStage(BackendStage):
         "judge_category": "the category whose equivalence criterion applies (null: the generic criterion)",
         "text": "the user prompt",
         "responses": "the group's responses",
+        "agreement_sample": "whether the group is in the agreement sample (judged in full by every judge)",
     }
     output_schema = pa.schema(
         [
@@ -104,8 +104,7 @@ class JudgeStage(BackendStage):
         programs = [
             judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,
                         cheap=cheap[k],
-                        full=in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]),
-                                                 self.settings.agreement_sample_rate),
+                        full=bool(r["agreement_sample"]),
                         target=self.target)
             for k, r in enumerate(rows)
         ]
@@ -181,7 +180,7 @@ class CalibratedJudgeStage(Stage):
                                  calls=0, decided_by="calibrated", read_from=None)
                      for (i, j), q in zip(zip(*np.triu_indices(len(responses), 1)), p)]
             unresolved = sum(v.p_equivalent is None for v in pairs)
-            full = in_agreement_sample((r["prompt_id"], r["model"], r["strategy"]), self.settings.agreement_sample_rate)
+            full = bool(r["agreement_sample"])
             yield judged_row(k, r, self.model_name, GroupJudgment(pairs, cheap_decided=len(pairs) - unresolved,
                                                                   n_unresolved=unresolved, full=full))
 

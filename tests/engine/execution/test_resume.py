@@ -367,3 +367,23 @@ def test_groups_of_strategies_that_read_no_category_are_not_resampled_when_it_ch
     ScriptedChat.calls.clear()
     run(cfg)
     assert not [c for c in ScriptedChat.calls if "FLAKY" in c and not c.startswith(("Classify", "The prompt below"))]
+
+
+def test_a_new_agreement_sample_rate_re_judges_only_the_groups_it_moves(tmp_path):
+    # The rate keyed every judge shard: 0.0 → 0.01, which drew no group, re-judged — paid for — every pair.
+    from tests.support.doubles import ScriptedChat
+    from tests.support.runs import make_config, run
+
+    def judged(rate):
+        ScriptedChat.calls.clear()
+        result = run(make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False},
+                                 judge={"agreement_sample_rate": rate}))
+        drawn = sum(r["agreement_sample"] for r in result.tables["components"].to_pylist())
+        return sum(c.startswith("The prompt below") for c in ScriptedChat.calls), drawn, result
+
+    first, drawn, _ = judged(0.0)
+    assert first > 0 and drawn == 0
+    again, drawn, _ = judged(0.001)  # draws none of these groups: nothing to judge again
+    assert again == 0 and drawn == 0
+    everything, drawn, result = judged(1.0)  # every group moves into the sample: judged again, in full
+    assert everything > 0 and drawn == result.tables["components"].num_rows

@@ -251,7 +251,7 @@ def test_a_probability_that_is_no_number_is_unresolved_not_different(tmp_path):
 
     stage.embedder = Embedder()
     row = {"prompt_id": "p", "model": "m", "strategy": "s", "text": "Say something.", "judge_category": "G",
-           "responses": ["a cat sat", "broken", "a dog ran"]}
+           "responses": ["a cat sat", "broken", "a dog ran"], "agreement_sample": False}
     (out,) = stage.process([row])
     verdicts = {(p["i"], p["j"]): (p["verdict"], p["p_equivalent"]) for p in out["pairs"]}
     assert verdicts[(0, 1)] == ("unparsed", None) and verdicts[(1, 2)] == ("unparsed", None)

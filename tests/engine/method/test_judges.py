@@ -265,7 +265,7 @@ def test_the_calibrated_judge_stage_leaves_pairs_without_an_answer_unresolved():
     stage = CalibratedJudgeStage({"name": "cheap", "model": "default"}, {},
                                  {"backend": "local", "model": "all-minilm-l6-v2"})
     rows = [{"prompt_id": "p", "model": "m", "strategy": "temperature", "judge_category": "A", "text": "2+2?",
-             "responses": ["4", "", "The answer is 4."]}]
+             "responses": ["4", "", "The answer is 4."], "agreement_sample": False}]
     (out,) = list(stage.process(rows))
     verdicts = {(p["i"], p["j"]): p["verdict"] for p in out["pairs"]}
     assert verdicts[(0, 1)] == verdicts[(1, 2)] == "no_answer" and verdicts[(0, 2)] in ("equivalent", "different")
