@@ -595,6 +595,13 @@ class RayExecutor:
         if now < self._next_watch:
             return
         self._next_watch = now + STRANDED_CHECK_S
+        try:
+            self._watch(now)
+        except Exception as exc:  # the watch reads Ray's state (a private table, node lists): it never stops a run
+            log.debug("looking for stranded hosts: %s", exc)
+
+    def _watch(self, now: float) -> None:
+        """fail_stranded's look, at `now`, at each host with batches to run."""
         nodes: list[dict[str, float]] | None = None
         down_since, self._down_since = self._down_since, {}  # only hosts still stranded, with batches, carry on
         for hosted in list(self._hosts.values()):
