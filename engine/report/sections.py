@@ -284,16 +284,8 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
         "n/a: undefined (fewer than three groups, or one side constant — e.g. every group has the same count)."))
     s.blocks.append(FigureRef("spearman", f"Spearman ρ per category with {ci} CI."))
     est = {(r["category"], r["metric"]): r["estimate"] for r in sp["rows"]}
-    rows, notes = [], []
+    rows, notes = _spearman_rows(est, sp["categories"], sp["metrics"]), []
     for cat in sp["categories"]:
-        # Each metric leaves out the groups it has no value for: where they differ, each cell says its own number
-        # (the first metric's number headed every column).
-        ns = [est[(cat, m)]["n"] for m in sp["metrics"]]
-        if len(set(ns)) == 1:
-            rows.append([category_name(cat), str(ns[0])] + [fmt_estimate(est[(cat, m)]) for m in sp["metrics"]])
-        else:
-            rows.append([category_name(cat), f"{min(ns)}–{max(ns)}"]
-                        + [f"{fmt_estimate(est[(cat, m)])} ({n} groups)" for m, n in zip(sp["metrics"], ns)])
         # One line per distinct note: a constant unique count makes every metric undefined for the same reason.
         by_note: dict[str, list[str]] = defaultdict(list)
         for m in sp["metrics"]:
@@ -316,8 +308,7 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
             est3 = {(r["category"], r["metric"]): r["estimate"] for r in sp["rows_other_judges"]}
             cats3 = list(dict.fromkeys(r["category"] for r in sp["rows_other_judges"]))
             s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]),
-                                  [[category_name(c), str(est3[(c, sp["metrics"][0])]["n"])]
-                                   + [fmt_estimate(est3[(c, m)]) for m in sp["metrics"]] for c in cats3],
+                                  _spearman_rows(est3, cats3, sp["metrics"]),
                                   f"ρ [{ci} CI], unique counts of the judges other than the calibrated one."))
     if sp.get("cascade"):
         s.blocks.append(Para(
@@ -328,11 +319,25 @@ def _spearman_view(data: dict[str, Any], ci: str) -> Section:
             "judged by the LLM judges alone:", lead="Cascade on."))
         est2 = {(r["category"], r["metric"]): r["estimate"] for r in sp.get("rows_llm_only", [])}
         cats2 = list(dict.fromkeys(r["category"] for r in sp.get("rows_llm_only", [])))
-        s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]),
-                              [[category_name(c), str(est2[(c, sp["metrics"][0])]["n"])]
-                               + [fmt_estimate(est2[(c, m)]) for m in sp["metrics"]] for c in cats2],
+        s.blocks.append(Table(["category", "groups"] + list(sp["metrics"]), _spearman_rows(est2, cats2, sp["metrics"]),
                               f"ρ [{ci} CI], groups judged by LLM judges only."))
     return s
+
+
+def _spearman_rows(est: dict[tuple[str, str], dict[str, Any]], categories: list[str],
+                   metrics: list[str]) -> list[list[str]]:
+    """A Spearman table's rows: category, groups, each metric's ρ. Each metric leaves out the groups it has no value
+    for: where they differ, each cell says its own number (the first metric's number headed every column; in the
+    other-judges and LLM-only tables it still did)."""
+    rows = []
+    for cat in categories:
+        ns = [est[(cat, m)]["n"] for m in metrics]
+        if len(set(ns)) == 1:
+            rows.append([category_name(cat), str(ns[0])] + [fmt_estimate(est[(cat, m)]) for m in metrics])
+        else:
+            rows.append([category_name(cat), f"{min(ns)}–{max(ns)}"]
+                        + [f"{fmt_estimate(est[(cat, m)])} ({n} groups)" for m, n in zip(metrics, ns)])
+    return rows
 
 
 def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:

@@ -706,3 +706,24 @@ def test_the_bounds_of_the_groups_left_out_for_an_unresolved_count_are_shown(fix
     untouched = report_data(result, cfg)["unique"]
     assert untouched["bounds_unresolved"] == 0
     assert "Bounds: the mean" not in render_markdown(report_data(result, cfg))
+
+
+def test_every_spearman_table_gives_each_metrics_own_group_count():
+    # The other-judges and LLM-only tables headed every column with the first metric's count (the main one had been
+    # fixed): a metric with fewer groups read as resting on more.
+    from engine.report.sections import _spearman_view
+
+    def row(metric, n):
+        return {"category": "G", "metric": metric,
+                "estimate": {"value": 0.5, "low": 0.1, "high": 0.8, "n": n, "note": ""}}
+
+    rows = [row("vocab_div", 12), row("embed_div", 9)]
+    data = {"spearman": {"categories": ["G"], "metrics": ["vocab_div", "embed_div"], "rows": rows,
+                         "calibrated_judges": ["cheap"], "rows_other_judges": rows, "other_judges_groups": 12,
+                         "cascade": True, "cheap_pairs": 3, "cheap_share": 0.1, "llm_only_groups": 12,
+                         "rows_llm_only": rows}}
+    tables = [b for b in _spearman_view(data, "95%").blocks if type(b).__name__ == "Table"]
+    assert len(tables) == 3
+    for table in tables:
+        (cells,) = table.rows
+        assert cells[1] == "9–12" and cells[2].endswith("(12 groups)") and cells[3].endswith("(9 groups)")
