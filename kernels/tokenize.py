@@ -122,60 +122,51 @@ def _byte_kind_table() -> np.ndarray:
 _BYTE_KIND = _byte_kind_table()
 
 
+@njit(inline="always")
+def _code_point_at(data, pos, end):
+    """(code point, byte length) of the well-formed 2-, 3- or 4-byte UTF-8 sequence starting at ``data[pos]``,
+    or (0, 0): an ASCII byte, a continuation byte, an ill-formed or overlong sequence."""
+    lead = np.int64(data[pos])
+    if 0xC2 <= lead <= 0xDF:
+        length, code_point = 2, lead & 0x1F
+    elif 0xE0 <= lead <= 0xEF:
+        length, code_point = 3, lead & 0x0F
+    elif 0xF0 <= lead <= 0xF4:
+        length, code_point = 4, lead & 0x07
+    else:
+        return np.int64(0), np.int64(0)
+    if pos + length > end:
+        return np.int64(0), np.int64(0)
+    for index in range(pos + 1, pos + length):
+        if data[index] & 0xC0 != 0x80:
+            return np.int64(0), np.int64(0)
+        code_point = (code_point << 6) | (np.int64(data[index]) & 0x3F)
+    if (length == 3 and code_point < 0x800) or (length == 4 and not 0x10000 <= code_point <= 0x10FFFF):
+        return np.int64(0), np.int64(0)
+    return code_point, np.int64(length)
+
+
+@njit(inline="always")
+def _in_ranges(code_point, ranges):
+    for index in range(ranges.shape[0]):
+        if ranges[index, 0] <= code_point <= ranges[index, 1]:
+            return True
+    return False
+
+
 @njit(int64(READONLY_U8, int64, int64), cache=True)
 def _separator_length(data, pos, end):
-    """Byte length of the non-ASCII separator code point starting at ``data[pos]``, or 0 if none.
-
-    Every separator range lies below U+10000, so only 2- and 3-byte sequences need decoding; an
-    ill-formed or overlong sequence is not a separator (its bytes count as word bytes).
-    """
-    lead = np.int64(data[pos])
-    if 0xC2 <= lead <= 0xDF and pos + 1 < end:
-        second = np.int64(data[pos + 1])
-        if second & 0xC0 != 0x80:
-            return 0
-        code_point = ((lead & 0x1F) << 6) | (second & 0x3F)
-        length = 2
-    elif 0xE0 <= lead <= 0xEF and pos + 2 < end:
-        second = np.int64(data[pos + 1])
-        third = np.int64(data[pos + 2])
-        if second & 0xC0 != 0x80 or third & 0xC0 != 0x80:
-            return 0
-        code_point = ((lead & 0x0F) << 12) | ((second & 0x3F) << 6) | (third & 0x3F)
-        if code_point < 0x800:
-            return 0
-        length = 3
-    else:
-        return 0
-    for index in range(_SEPARATOR_RANGE_ARRAY.shape[0]):
-        if _SEPARATOR_RANGE_ARRAY[index, 0] <= code_point <= _SEPARATOR_RANGE_ARRAY[index, 1]:
-            return length
-    return 0
+    """Byte length of the non-ASCII separator code point starting at ``data[pos]``, or 0 if none (an ill-formed
+    or overlong sequence is not a separator: its bytes count as word bytes)."""
+    code_point, length = _code_point_at(data, pos, end)
+    return length if length and _in_ranges(code_point, _SEPARATOR_RANGE_ARRAY) else 0
 
 
 @njit(inline="always")
 def _starts_character_token(data, pos, end):
-    """Whether a well-formed code point of CHARACTER_TOKEN_RANGES starts at ``data[pos]`` (3 or 4 bytes)."""
-    lead = np.int64(data[pos])
-    if 0xE0 <= lead <= 0xEF and pos + 2 < end:
-        if data[pos + 1] & 0xC0 != 0x80 or data[pos + 2] & 0xC0 != 0x80:
-            return False
-        code_point = ((lead & 0x0F) << 12) | ((np.int64(data[pos + 1]) & 0x3F) << 6) | (np.int64(data[pos + 2]) & 0x3F)
-        if code_point < 0x800:
-            return False
-    elif 0xF0 <= lead <= 0xF4 and pos + 3 < end:
-        if data[pos + 1] & 0xC0 != 0x80 or data[pos + 2] & 0xC0 != 0x80 or data[pos + 3] & 0xC0 != 0x80:
-            return False
-        code_point = (((lead & 0x07) << 18) | ((np.int64(data[pos + 1]) & 0x3F) << 12)
-                      | ((np.int64(data[pos + 2]) & 0x3F) << 6) | (np.int64(data[pos + 3]) & 0x3F))
-        if code_point < 0x10000:
-            return False
-    else:
-        return False
-    for index in range(_CHARACTER_TOKEN_ARRAY.shape[0]):
-        if _CHARACTER_TOKEN_ARRAY[index, 0] <= code_point <= _CHARACTER_TOKEN_ARRAY[index, 1]:
-            return True
-    return False
+    """Whether a well-formed code point of CHARACTER_TOKEN_RANGES starts at ``data[pos]``."""
+    code_point, length = _code_point_at(data, pos, end)
+    return length > 0 and _in_ranges(code_point, _CHARACTER_TOKEN_ARRAY)
 
 
 @njit(inline="always")
@@ -191,8 +182,8 @@ def _is_break_byte(data, pos, text_start, text_end):
     lead = pos - 1
     while lead > text_start and lead > pos - 4 and data[lead] & 0xC0 == 0x80:
         lead -= 1
-    length = 3 if 0xE0 <= data[lead] <= 0xEF else 4 if 0xF0 <= data[lead] <= 0xF4 else 0
-    return length > 0 and lead + length == pos and _starts_character_token(data, lead, text_end)
+    code_point, length = _code_point_at(data, lead, text_end)
+    return length > 0 and lead + length == pos and _in_ranges(code_point, _CHARACTER_TOKEN_ARRAY)
 
 
 @njit(uint64(READONLY_U8, int64, int64, int64, uint64), cache=True)

@@ -94,7 +94,7 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._intact_seen: set[tuple[str, int, int, int | None]] = set()  # shards read intact (Store._intact)
+        self._readable_seen: set[tuple[str, int, int]] = set()  # files read whole (Store._readable)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"
@@ -120,24 +120,23 @@ class Store:
         return all(self._intact(t, key) for t in tables)
 
     def _intact(self, table: str, key: str) -> bool:
-        path = self.shard_path(table, key)
-        if not path.is_file():
-            return False
+        """The shard's table can be read, and so can its row index where it has one."""
+        path, rows_path = self.shard_path(table, key), self.rows_path(table, key)
+        return path.is_file() and self._readable(path, pq.read_metadata) and (
+            not rows_path.is_file() or self._readable(rows_path, _row_index))
+
+    def _readable(self, path: Path, read: Any) -> bool:
+        """Whether read(path) succeeds; a file read once is not read again while it is unchanged."""
         stat = path.stat()
-        rows_path = self.rows_path(table, key)
-        rows_stamp = rows_path.stat().st_mtime_ns if rows_path.is_file() else None
-        stamp = (str(path), stat.st_size, stat.st_mtime_ns, rows_stamp)
-        if stamp in self._intact_seen:
+        stamp = (str(path), stat.st_size, stat.st_mtime_ns)
+        if stamp in self._readable_seen:
             return True
-        for what, read in ((path, pq.read_metadata), (rows_path, _row_index)):
-            if what is rows_path and rows_stamp is None:
-                continue
-            try:
-                read(what)
-            except (OSError, ValueError, TypeError) as exc:
-                log.warning("%s: unreadable (%s); that shard is computed again", what, str(exc)[:160])
-                return False
-        self._intact_seen.add(stamp)
+        try:
+            read(path)
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("%s: unreadable (%s); that shard is computed again", path, str(exc)[:160])
+            return False
+        self._readable_seen.add(stamp)
         return True
 
     def rows_path(self, table: str, key: str) -> Path:
@@ -186,8 +185,9 @@ class Store:
         folder = self.root / "shards" / table
         for path in sorted(folder.glob("*.rows.json")) if folder.is_dir() else []:
             key = path.name[: -len(".rows.json")]
-            if not self._intact(table, key):
-                continue
+            shard = self.shard_path(table, key)
+            if not shard.is_file() or not self._readable(shard, pq.read_metadata):
+                continue  # the index is parsed below (an unreadable one is skipped there)
             try:
                 data = orjson.loads(path.read_bytes())
                 row_keys, retry = data["keys"], data.get("retry") or {}

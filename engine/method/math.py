@@ -143,7 +143,6 @@ _PROSE_START = re.compile(r"\s+\((?=[A-Za-z]{2}|[A-Za-z]\.)|\s+(?:because|since|
 # $x = 3$", "1, 2, and 3": commas, "and", "or", spaces and the formulas' own delimiters (math-verify reads such a
 # text as the set of its parts; one part alone, the answer was graded wrong).
 _JOINER = re.compile(r"(?i)(?:[\s$,;]|\\quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b)*")
-_FORMULA_GAP = re.compile(r"(?i)(?:[\s,;]|\band\b|\bor\b)*")  # between two $…$ formulas: their $ are theirs
 _CONNECTIVE = re.compile(r"(?i),?\s+(?:and|or)\s+|\s*,\s*")
 _EQUATION = re.compile(r"^\s*([A-Za-z])\s*=\s*(.+)$", re.S)
 # An answer cut off before its operand ("x =" of "x = (3, 4)" cut at its bracket) is no answer to grade.
@@ -166,13 +165,12 @@ def _joined(parts: list[str]) -> str:
 def _formulas_from(text: str, first: re.Match) -> list[str]:
     """The formula `first` and those after it joined to it by connectives only ("$2$ and $3$")."""
     parts, end = [_strip_delimiters(first.group(0))], first.end()
-    while True:
-        gap = _FORMULA_GAP.match(text, end)
-        following = _MATH_SPAN.match(text, gap.end()) if gap and gap.end() > end else None
-        if following is None:
-            return parts
+    for following in _MATH_SPAN.finditer(text, end):
+        if not _JOINER.fullmatch(text, end, following.start()):
+            break
         parts.append(_strip_delimiters(following.group(0)))
         end = following.end()
+    return parts
 
 
 def _answer_of_line(rest: str) -> str | None:
