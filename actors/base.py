@@ -80,8 +80,9 @@ class ChatOutput:
     Attributes:
         texts: the completions, `n` of them (empty when `error` is set).
         finish_reasons: "stop" or "length" per completion ("content_filter": the provider's safety filter stopped
-            it; its text is empty, no answer).
-        n_tokens: generated tokens per completion.
+            it; "error": its generation failed part-way; either way its text is empty, no answer).
+        n_tokens: generated tokens per completion (None where the backend did not say: an HTTP reply without
+            usage).
         prompt_tokens: tokens in the rendered conversation.
         first_token_logprobs: per completion, {token text: log-probability} of the top tokens at the first
             generated position; None where not asked for or not available.
@@ -96,7 +97,7 @@ class ChatOutput:
 
     texts: list[str] = field(default_factory=list)
     finish_reasons: list[str] = field(default_factory=list)
-    n_tokens: list[int] = field(default_factory=list)
+    n_tokens: list[int | None] = field(default_factory=list)
     prompt_tokens: int = 0
     first_token_logprobs: list[dict[str, float]] | None = None
     error: str | None = None
@@ -236,7 +237,8 @@ def repeat_greedy(out: "ChatOutput", n: int) -> "ChatOutput":
 def generated_tokens(out: "ChatOutput", p: SamplingParams) -> int:
     """Tokens the backend generated for an output: a greedy one asked for n > 1 was generated once (repeat_greedy),
     so it counts once in the throughput figures."""
-    return (out.n_tokens[0] if out.n_tokens else 0) if p.greedy and p.n > 1 else sum(out.n_tokens)
+    counts = [t or 0 for t in out.n_tokens]  # unknown counts (HTTP without usage) are the client's tokens_missing
+    return (counts[0] if counts else 0) if p.greedy and p.n > 1 else sum(counts)
 
 
 def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool) -> str | None:

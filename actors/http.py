@@ -40,7 +40,8 @@ Design:
   request's row fails *transiently* (ChatOutput.transient): the rest of the batch, paid for, is kept, and a rerun
   asks for that row again (execution.row_retries).
 - Timeouts: a request the server accepted and then did not answer in time may be billed, so it is re-sent at most
-  `timeout_retries` times (default once), then its row fails transiently. The read timeout grows with the tokens
+  `timeout_retries` times (default once), then its row fails transiently; a gateway's timeout (504, Cloudflare's
+  524: its upstream had the request) counts alike. The read timeout grows with the tokens
   asked for (`timeout_s` + `read_s_per_token` × n × max_tokens), and every attempt has an overall deadline of
   twice that, so a server that sends one byte at a time cannot hold a request past it. A connection dropped after
   the request was sent counts alike, after one free re-send (a kept-alive connection the server had closed drops
@@ -48,12 +49,14 @@ Design:
 - Replies are bounded: a body over `max_reply_bytes` is cut off and its row fails; a body that does not decode
   (garbled, or nested past orjson's depth limit), a 200 carrying an `error` object, or a reply without the fields
   asked for fails its row, never the batch.
-- Errors that retrying cannot fix: 401/403 (bad key) and 404 (wrong URL or model) fail the batch at once — every
-  row would fail the same way. Any other 4xx (400 "context too long", 413, 422…) is one row's problem and becomes
-  that row's `ChatOutput.error`; the rest of the batch is unaffected.
+- Errors that retrying cannot fix: 401/403 (bad key), 404 (wrong URL or model) and a redirect (3xx: the base URL
+  is not the endpoint's, and redirects are not followed, since one could carry the key elsewhere) fail the batch
+  at once — every row would fail the same way. Any other 4xx (400 "context too long", 413, 422…) is one row's
+  problem and becomes that row's `ChatOutput.error`; the rest of the batch is unaffected.
 - The API key is read once from the environment variable named by `api_key_env`, kept in an object whose repr is
-  masked, and scrubbed from every message this module builds. httpx masks the Authorization header in its own
-  reprs; no header is ever logged here.
+  masked, and scrubbed from every message this module builds, as are the base URL's query values and password
+  (a gateway's ?key=, an Azure SAS), which a server's error page may quote. httpx masks the Authorization header
+  in its own reprs; no header is ever logged here.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ import time
 import weakref
 from datetime import timezone
 from typing import Any, Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
@@ -103,6 +106,9 @@ RETRY_STATUSES = frozenset({408, 409, 429})
 # Statuses that mean the whole configuration is wrong: retrying, or carrying on with other rows, cannot help (402:
 # the account's credit is spent, as gateways such as OpenRouter say it).
 FATAL_STATUSES = frozenset({401, 402, 403, 404})
+# A gateway that timed out waiting for its upstream (504, Cloudflare's 524): the upstream had the request and may
+# bill it, as for a read timeout of ours, so these are re-sent at most timeout_retries times, not max_retries.
+GATEWAY_TIMEOUT_STATUSES = frozenset({504, 524})
 
 
 class _Secret:
@@ -273,6 +279,23 @@ def display_url(url: Any) -> str:
         return "<unparsable URL>"
 
 
+def url_secrets(url: str) -> list[str]:
+    """What in a URL may be a credential, for scrubbing from messages: its query's values (a gateway's ?key=, an
+    Azure SAS's sig=) and its password, each as written and decoded, longest first; values under 4 characters
+    (api-version=1, ?stream=0) are left, since scrubbing them would mangle any message."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    found = {v for _, v in parse_qsl(parts.query, keep_blank_values=True)}
+    found |= {v for v in parts.query.split("&") for v in v.split("=", 1)[1:]}  # as written, percent-encoded
+    if password:
+        found |= {password, quote(password, safe="")}
+    found |= {quote(v, safe="") for v in list(found)}
+    return sorted((v for v in found if len(v) >= 4), key=len, reverse=True)
+
+
 def _display_url(url: str) -> str:
     """The URL without user info or query string, for messages (either could carry a credential)."""
     parts = urlsplit(url)
@@ -399,7 +422,7 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
         base, extra = divmod(total, len(choices))
         counts = [base + (1 if k < extra else 0) for k in range(len(choices))]
     else:
-        counts = [0] * len(choices)
+        counts = [None] * len(choices)  # no usage: the tokens are unknown, not 0
     parsed = []
     for choice, count in zip(choices, counts):
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
@@ -410,21 +433,26 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
             # OpenAI's refusal (structured outputs): `content` null, the refusal apart, finish_reason "stop". It was
             # read as an empty answer that completed; it is a refusal, as Anthropic's stop_reason "refusal" is.
             reason = "content_filter"
-        if reason == "content_filter":
+        if reason in ("content_filter", "error"):
             # Stopped by the provider's safety filter (OpenAI, Azure; Gemini's SAFETY through its compatibility
-            # layer): what came before the cut is not the model's answer. No answer — never judged or graded as one.
+            # layer), or by an error while generating (OpenRouter's "error", Gemini's OTHER): what came before the
+            # cut is not the model's answer. No answer — never judged or graded as one.
             text = ""
-        top = _first_token_logprobs(choice) if want_logprobs and reason != "content_filter" else None
-        parsed.append((text, reason, int(count), top, trace))
+        top = _first_token_logprobs(choice) if want_logprobs and reason not in ("content_filter", "error") else None
+        parsed.append((text, reason, None if count is None else int(count), top, trace))
     return parsed, int(prompt_tokens)
 
 
 # Finish reasons as providers and gateways pass them through (OpenAI's, Gemini's and Anthropic's own words), in
-# ChatOutput's three: "length" (cut at the token limit), "content_filter" (stopped by a safety or recitation filter:
-# what came before is no answer) and "stop" (the completion ended: stop, end_turn, tool_calls…).
+# ChatOutput's four: "length" (cut at the token limit), "content_filter" (stopped by a safety or recitation filter:
+# what came before is no answer), "error" (generation failed part-way: OpenRouter's "error", Gemini's OTHER,
+# LANGUAGE, MALFORMED_FUNCTION_CALL; no answer either) and "stop" (the completion ended: stop, end_turn, tool_calls,
+# TGI's eos_token, or no reason given).
 _LENGTH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "model_length"})
 _FILTER_REASONS = frozenset({"content_filter", "safety", "prohibited_content", "recitation", "blocklist", "spii",
                              "image_safety", "refusal"})
+_FAILED_REASONS = frozenset({"error", "other", "language", "malformed_function_call", "unexpected_tool_call",
+                             "abort"})
 
 
 def finish_reason(value: Any) -> str:
@@ -432,7 +460,8 @@ def finish_reason(value: Any) -> str:
     passed through a gateway in Gemini's or Anthropic's words ("MAX_TOKENS", "SAFETY", "max_tokens") was recorded as
     complete, and the filtered part kept as an answer."""
     reason = value.lower() if isinstance(value, str) else ""
-    return "length" if reason in _LENGTH_REASONS else "content_filter" if reason in _FILTER_REASONS else "stop"
+    return ("length" if reason in _LENGTH_REASONS else "content_filter" if reason in _FILTER_REASONS
+            else "error" if reason in _FAILED_REASONS else "stop")
 
 
 def _first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
@@ -614,6 +643,7 @@ class OpenAIChatClient:
             if why:
                 raise BackendError(f"{why} (API key for {self.endpoint})")
             self._key = _Secret(value.strip())
+        self._url_secrets = tuple(_Secret(v) for v in url_secrets(self.url))
         self.max_concurrency = max_concurrency
         self.continuous = bool(continuous)
         self.max_in_flight = max_in_flight or 4 * max_concurrency
@@ -642,8 +672,10 @@ class OpenAIChatClient:
         self.retries = 0
         self.row_errors = 0
         self.logprobs_missing = 0
-        # Replies that answered without token usage: their tokens, and so the run's cost, are unknown (never 0).
+        # Priced replies that answered without token usage: their tokens, and so the run's cost, are unknown (never 0).
         self.usage_missing = 0
+        # Chat replies without a completion token count, priced or not: the stage's generated tokens are unknown.
+        self.tokens_missing = 0
         # Why log-probs were given up for this endpoint (None while they are asked for): see _downgrade.
         self.logprobs_unavailable: str | None = None
         self.prompt_tokens = 0
@@ -778,6 +810,7 @@ class OpenAIChatClient:
                 "row_errors": self.row_errors,
                 "logprobs_missing": self.logprobs_missing,
                 "usage_missing": self.usage_missing,
+                "tokens_missing": self.tokens_missing,
                 "logprobs_downgraded": int(self.logprobs_unavailable is not None),
                 "one_completion_per_request": int(self.one_per_request is not None),
                 "prompt_tokens": self.prompt_tokens,
@@ -844,8 +877,9 @@ class OpenAIChatClient:
                 setattr(self, name, getattr(self, name) + delta)
 
     def _redact(self, text: str) -> str:
-        if self._key is not None and self._key.reveal() in text:
-            text = text.replace(self._key.reveal(), "<redacted>")
+        for secret in (self._key, *self._url_secrets):
+            if secret is not None and secret.reveal() in text:
+                text = text.replace(secret.reveal(), "<redacted>")
         return text
 
     async def _open(self) -> httpx.AsyncClient:
@@ -951,7 +985,7 @@ class OpenAIChatClient:
                     out.n_tokens.append(n_tokens)
                     if want_logprobs:
                         out.first_token_logprobs.append(top)  # type: ignore[union-attr]
-                        answered_without_logprobs |= top is None and reason != "content_filter" and (
+                        answered_without_logprobs |= top is None and reason not in ("content_filter", "error") and (
                             bool(text.strip()) or reason == "length")
                     got += 1
             if got == 0:
@@ -1146,11 +1180,18 @@ class OpenAIChatClient:
                             usage_missing=int(self.prices is not None and (
                                 not isinstance(usage.get("prompt_tokens"), int)
                                 or (chat and not isinstance(usage.get("completion_tokens"), int)))),
+                            tokens_missing=int(chat and any(c[2] is None for c in choices)),
                             prompt_tokens=_int(usage.get("prompt_tokens")),
                             cached_prompt_tokens=_cached_tokens(usage),
                             # Thoughts counted only in the total (Gemini) are billed as output tokens too.
                             completion_tokens=_int(usage.get("completion_tokens")) + uncounted_reasoning_tokens(usage),
                         )
+                        if chat and choices and all(c[1] == "error" for c in choices):
+                            # Every completion failed while generating: the row fails transiently (a rerun asks
+                            # again) rather than standing as n empty answers.
+                            raise _RowError(f"{self.endpoint}: HTTP {status} with no completion: generation failed "
+                                            "part-way (finish_reason "
+                                            f"{data['choices'][0].get('finish_reason')!r})", status, transient=True)
                         if chat:
                             self._check_reasoning_budget(body, usage, choices, status)
                         return choices, prompt_tokens
@@ -1158,9 +1199,22 @@ class OpenAIChatClient:
                         raise BackendError(f"{self.endpoint} refused the request with HTTP {status}: {raw_text} "
                                            f"({self._key_hint()}, or the account's credit or quota: "
                                            "every request would be refused alike)")
+                    elif 300 <= status < 400:
+                        location = headers.get("location") or ""
+                        raise BackendError(
+                            f"{self.endpoint} answered HTTP {status}, a redirect"
+                            + (f" to {display_url(location)}" if location else "")
+                            + ": redirects are not followed (one could carry the API key elsewhere), so set base_url "
+                              "to the endpoint's own address")
                     elif status >= 500 or status in RETRY_STATUSES:
                         last = f"HTTP {status}: {self._message_of(None, raw)[:200]}"
                         retry_after = server_retry_delay(headers, raw)
+                        if status in GATEWAY_TIMEOUT_STATUSES:
+                            timeouts += 1
+                            if timeouts > self.timeout_retries:
+                                raise _RowError(f"{self.endpoint}: {last} (a gateway timed out waiting for its "
+                                                f"upstream, which may have run and billed it); sent {attempt + 1} "
+                                                "times, not sent again in this run", status, transient=True)
                     elif status in FATAL_STATUSES:
                         raise BackendError(
                             f"{self.endpoint} refused the request with HTTP {status}: {self._message_of(None, raw)}"

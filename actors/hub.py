@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from actors.base import BackendError
+import orjson
+
+from actors.base import BackendError, api_key_problem
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -46,13 +48,64 @@ def split_revision(model: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
+def hf_token() -> str | None:
+    """HF_TOKEN from the environment without surrounding whitespace, or None where unset or blank.
+
+    Passed to huggingface_hub explicitly, the token skips the library's own cleaning: one ending in \\r (a .env file
+    saved with CRLF line ends) was refused by the HTTP library in a message quoting the header, token and all.
+
+    Raises:
+        BackendError: the token holds a character that cannot go in an HTTP header (the message never shows it).
+    """
+    value = os.environ.get("HF_TOKEN")
+    if value is None or not value.strip():
+        return None
+    why = api_key_problem("HF_TOKEN", value)
+    if why is not None:
+        raise BackendError(why)
+    return value.strip()
+
+
+def scrub_token(text: str, token: str | None) -> str:
+    """`text` without the token (an exception's message may quote a request's headers)."""
+    return text.replace(token, "<redacted>") if token else text
+
+
 def cached_snapshot(model: str) -> Path | None:
-    """The cached snapshot folder of a hub id (with its config.json), or None when the cache has none."""
+    """The cached snapshot folder of a hub id (with its config.json), or None when the cache has none. The folder
+    may lack files a download was stopped before (missing_weights)."""
     from huggingface_hub import try_to_load_from_cache
 
     repo, revision = split_revision(model)
     found = try_to_load_from_cache(repo, "config.json", cache_dir=str(cache_dir()), revision=revision)
     return Path(found).parent if isinstance(found, str) else None
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def missing_weights(folder: Path) -> list[str]:
+    """The weight files a snapshot folder lacks: those its index lists (sharded weights) that are not there, or
+    "weights" where it holds none at all. A cache that AutoConfig or AutoTokenizer filled, or a download stopped
+    part-way, holds config.json without (all) its weights: read as the model, it passed the pre-run check and
+    failed when the model loaded on a worker, and it was never downloaded again."""
+    missing: list[str] = []
+    indexes = sorted(folder.glob("*.index.json"))
+    for index in indexes:
+        try:
+            shards = set((orjson.loads(index.read_bytes()).get("weight_map") or {}).values())
+        except (OSError, ValueError, AttributeError):
+            return [index.name]  # an index that does not read: its download was stopped too
+        missing += sorted(s for s in shards if isinstance(s, str) and not (folder / s).exists())
+    if not indexes and not any(f.name.endswith(WEIGHT_SUFFIXES) and f.exists() for f in folder.iterdir()):
+        missing.append("weights (no *.safetensors or *.bin)")
+    return missing
+
+
+def complete_snapshot(model: str) -> Path | None:
+    """The cached snapshot folder of a hub id where it holds its weights too, else None."""
+    found = cached_snapshot(model)
+    return found if found is not None and not missing_weights(found) else None
 
 
 def resolve(model: str, *, offline: bool | None = None) -> Path:
@@ -68,23 +121,28 @@ def resolve(model: str, *, offline: bool | None = None) -> Path:
     """
     offline = env_offline() if offline is None else offline
     found = cached_snapshot(model)
-    if found is not None:
+    missing = missing_weights(found) if found is not None else []
+    if found is not None and not missing:
         return found
     if offline:
-        raise BackendError(f"model {model!r} is not in the Hugging Face cache at {cache_dir()} and hub access is off "
-                           f"(offline): download it first (huggingface-cli download {split_revision(model)[0]}) into a "
-                           "cache every node reads, or turn hub access on (models.offline: false)")
+        where = (f"is in the Hugging Face cache at {found} without {', '.join(missing[:3])}"
+                 f"{' …' if len(missing) > 3 else ''} (a download stopped part-way, or only its config was fetched)"
+                 if found is not None else f"is not in the Hugging Face cache at {cache_dir()}")
+        raise BackendError(f"model {model!r} {where} and hub access is off (offline): download it first "
+                           f"(huggingface-cli download {split_revision(model)[0]}) into a cache every node reads, or "
+                           "turn hub access on (models.offline: false)")
     from huggingface_hub import HfApi, snapshot_download
 
     repo, revision = split_revision(model)
-    token = os.environ.get("HF_TOKEN") or None
+    token = hf_token()
     try:
+        # A partial snapshot is completed: snapshot_download fetches only the files the cache lacks.
         files = HfApi().list_repo_files(repo, revision=revision, token=token)
         return Path(snapshot_download(repo, revision=revision, cache_dir=str(cache_dir()), token=token,
                                       allow_patterns=download_patterns(files), ignore_patterns=skipped_files(files)))
     except Exception as exc:  # network, gated, not found: one message, no token
         raise BackendError(f"model {model!r}: downloading from the Hugging Face hub failed "
-                           f"({type(exc).__name__}: {str(exc)[:300]})") from None
+                           f"({type(exc).__name__}: {scrub_token(str(exc), token)[:300]})") from None
 
 
 # What a model needs from its repository: configs, tokenizer files, chat templates and code (run only with the
@@ -115,7 +173,7 @@ def check_reachable(model: str) -> None:
     from huggingface_hub import HfApi
 
     repo, revision = split_revision(model)
-    token = os.environ.get("HF_TOKEN") or None
+    token = hf_token()
     try:
         api = HfApi()
         info = api.model_info(repo, revision=revision, token=token)

@@ -441,7 +441,12 @@ def _fetch_hf(src: Source) -> dict[str, Path]:
     from huggingface_hub import HfApi, snapshot_download
 
     folder = source_dir(src.name)
-    token = os.environ.get("HF_TOKEN") or None
+    # Stripped as huggingface_hub strips its own (a token ending in \r from a CRLF .env file was refused in a message
+    # quoting it), and scrubbed from the message below; actors.hub.hf_token does the same for models.
+    token = (os.environ.get("HF_TOKEN") or "").strip() or None
+    if token and any(not 33 <= ord(c) <= 126 for c in token):
+        raise FetchError("the environment variable HF_TOKEN holds a character that cannot go in an HTTP header: set "
+                         "it to the token alone")
     patterns = [f.pattern or f.name for f in src.files]
     previous = _record(src)
     if previous.get("hf_dataset") not in (None, src.hf_dataset):
@@ -452,8 +457,9 @@ def _fetch_hf(src: Source) -> dict[str, Path]:
         snapshot_download(src.hf_dataset, repo_type="dataset", revision=revision, allow_patterns=patterns,
                           local_dir=str(folder), token=token)
     except Exception as exc:
+        text = str(exc).replace(token, "<redacted>") if token else str(exc)
         raise FetchError(f"source {src.name}: fetching the Hugging Face dataset {src.hf_dataset} failed "
-                         f"({type(exc).__name__}: {str(exc)[:300]})") from None
+                         f"({type(exc).__name__}: {text[:300]})") from None
     import fnmatch
 
     files = {}

@@ -64,7 +64,7 @@ class Sampled:
 
     responses: list[str] = field(default_factory=list)
     finish_reasons: list[str] = field(default_factory=list)
-    n_tokens: list[int] = field(default_factory=list)
+    n_tokens: list[int | None] = field(default_factory=list)  # None: the backend did not say
     status: str = "ok"
     raw: str | None = None
     anchored_as: str | None = None
@@ -142,7 +142,8 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
         # tokens are apportioned by characters (an estimate, marked as such by the strategy name).
         total_chars = sum(len(p) for p in parts) or 1
         s.finish_reasons = [out.finish_reasons[0]] * len(parts)
-        s.n_tokens = [round(out.n_tokens[0] * len(p) / total_chars) for p in parts]
+        s.n_tokens = [None if out.n_tokens[0] is None else round(out.n_tokens[0] * len(p) / total_chars)
+                      for p in parts]
         if len(parts) < x.n:
             s.status, s.raw = "short", out.texts[0]
         return s

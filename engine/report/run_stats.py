@@ -43,11 +43,15 @@ def run_stats(result, config) -> dict[str, Any]:
         model = rest.rstrip("]") or None
         b = dict(r.backend or {})
         computed = r.rows > 0
-        tokens = b.get("completion_tokens")
-        if tokens is None and kind == "sample" and r.units_reused == 0 and responses is not None:
-            # Backends without token counters: the responses' own token counts (all computed in this run).
-            tokens = sum(x["n_tokens"] or 0 for x in responses.select(["model", "n_tokens"]).to_pylist()
-                         if x["model"] == model)
+        # An endpoint that answered without token counts: the stage's generated tokens are unknown, not the part
+        # that was counted (tok/s shows –).
+        tokens = None if b.get("tokens_missing") else b.get("completion_tokens")
+        if tokens is None and not b.get("tokens_missing") and kind == "sample" and r.units_reused == 0 \
+                and responses is not None:
+            # Backends without token counters: the responses' own token counts (all computed in this run), where
+            # each is known.
+            counts = [x["n_tokens"] for x in responses.select(["model", "n_tokens"]).to_pylist() if x["model"] == model]
+            tokens = None if any(c is None for c in counts) else sum(counts)
         pairs = None
         if kind == "judge":
             pairs = sum(c["n_pairs_judged"] for c in comps if c["judge"] == model)

@@ -1057,6 +1057,75 @@ def test_replies_without_token_usage_make_the_cost_unknown_not_zero(serve, clien
     assert priced.stats()["usage_missing"] == 0 and priced.stats()["cost_usd"] > 0
 
 
+def test_replies_without_token_usage_leave_the_tokens_unknown_not_zero(serve, client):
+    # Priced or not, a reply without `usage` gave 0 tokens a completion and 0 in the stage's counter: the responses
+    # table said 0 tokens and the report 0.0 generated tok/s.
+    c = client(serve(usage=False))
+    (out,) = c.chat([user("x")], SamplingParams(n=2))
+    assert out.error is None and out.n_tokens == [None, None]
+    assert c.stats()["tokens_missing"] == 1 and c.stats()["usage_missing"] == 0
+    counted = client(serve())
+    (out,) = counted.chat([user("x")], SamplingParams())
+    assert isinstance(out.n_tokens[0], int) and counted.stats()["tokens_missing"] == 0
+
+
+def test_a_redirect_fails_the_batch_naming_where_without_its_query(serve, client):
+    # A 3xx (the base URL is not the endpoint's own) was "one row's problem": every row failed for good, none asked
+    # again by a rerun, and the run went on. Redirects are not followed (one could carry the key elsewhere).
+    srv = serve(faults=[("308", 10)])
+    c = client(srv)
+    with pytest.raises(BackendError) as info:
+        c.chat([user("a"), user("b")], SamplingParams())
+    message = str(info.value)
+    assert "HTTP 308, a redirect to https://api.example.com/v1/chat/completions" in message
+    assert "set base_url" in message and "redirect-signature-secret" not in message
+
+
+def test_a_gateway_timeout_is_resent_as_often_as_a_timeout_of_ours(serve, client):
+    # A 504 (or Cloudflare's 524): the upstream had the request and may bill it. It went through the 6 ordinary
+    # retries (7 sends, each perhaps billed); like a read timeout it is re-sent timeout_retries times.
+    for status in ("504", "524"):
+        srv = serve(faults=[(status, 10)])
+        c = client(srv, max_retries=6, timeout_retries=1)
+        (out,) = c.chat([user("x")], SamplingParams())
+        assert out.error and out.transient and "gateway timed out" in out.error
+        assert len(srv.requests) == 2, status
+    srv = serve(faults=[("503", 3)])  # a plain 503 is retried as before
+    (out,) = client(srv, max_retries=6, timeout_retries=1).chat([user("x")], SamplingParams())
+    assert out.error is None and len(srv.requests) == 4
+
+
+def test_a_generation_that_failed_part_way_is_no_answer(serve, client):
+    # OpenRouter's finish_reason "error" and Gemini's OTHER were read as "stop": the cut text stood as a finished
+    # answer and was judged. Every completion failed: the row fails transiently (a rerun asks again).
+    srv = serve(faults=[("failed", 1)])
+    c = client(srv)
+    (out,) = c.chat([user("x")], SamplingParams(n=2))
+    assert out.error and out.transient and "generation failed part-way" in out.error and not out.texts
+    (choices, _), = [parse_choices({"choices": [
+        {"index": 0, "message": {"content": "The answer is"}, "finish_reason": "OTHER"},
+        {"index": 1, "message": {"content": "Paris."}, "finish_reason": "STOP"}]}, False)]
+    assert [(c[0], c[1]) for c in choices] == [("", "error"), ("Paris.", "stop")]
+    for reason in ("eos_token", None, "end_turn", "tool_calls"):  # TGI's, none given, Anthropic's: completed
+        (choice,), _ = parse_choices({"choices": [{"message": {"content": "ok"}, "finish_reason": reason}]}, False)
+        assert choice[:2] == ("ok", "stop"), reason
+
+
+def test_a_key_in_the_base_urls_query_is_scrubbed_from_a_servers_error(serve, client):
+    # A gateway key (?key=) or an Azure SAS in the base URL: a server's 404 page quoting the requested URL passed it
+    # into the error message, and so into logs.
+    srv = serve()
+    c = OpenAIChatClient("echo", base_url=srv.base_url.replace("/v1", "/v1beta/openai") + "?key=AIzaSECRETSECRET",
+                         **FAST)
+    try:
+        with pytest.raises(BackendError) as info:
+            c.chat([user("x")], SamplingParams())
+    finally:
+        c.close()
+    assert "HTTP 404" in str(info.value) and "no route POST" in str(info.value)
+    assert "AIzaSECRETSECRET" not in str(info.value) and "<redacted>" in str(info.value)
+
+
 @pytest.mark.parametrize("raw, reason", [
     ("stop", "stop"), ("tool_calls", "stop"), (None, "stop"), ("end_turn", "stop"), ("STOP", "stop"),
     ("length", "length"), ("MAX_TOKENS", "length"), ("max_tokens", "length"),

@@ -55,6 +55,7 @@ LOOPBACK_NAMES = ("localhost",)
 
 
 BAD_REPLIES = ("error200", "huge", "nested", "drip", "gzip")
+REDIRECT_TO = "https://api.example.com/v1/chat/completions?sig=redirect-signature-secret"
 # Replies about the account, as providers send them (bodies from their docs and public issue threads): Gemini's bad
 # key (400, its error object wrapped in a list), Anthropic's empty balance (400), OpenAI's spent quota (429).
 ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
@@ -86,9 +87,11 @@ class Fault:
     """One injected failure.
 
     Attributes:
-        kind: an HTTP status "400".."599", "slow" or "drop"; or a bad reply with status 200: "error200" (an OpenAI
-            error object), "huge" (a body of `size` bytes), "nested" (JSON nested `size` levels deep), "drip" (a
-            valid reply sent one byte every `delay_s` seconds), "gzip" (a body said to be gzip-encoded that is not).
+        kind: an HTTP status "300".."599" (a 3xx redirects to REDIRECT_TO), "slow" or "drop"; or a reply with
+            status 200: "error200" (an OpenAI error object), "huge" (a body of `size` bytes), "nested" (JSON nested
+            `size` levels deep), "drip" (a valid reply sent one byte every `delay_s` seconds), "gzip" (a body said to
+            be gzip-encoded that is not), "filtered" (a safety filter cut each answer: finish_reason content_filter),
+            "failed" (each generation failed part-way: finish_reason "error", as OpenRouter passes an upstream's).
         size: bytes of "huge", levels of "nested".
         retry_after: the Retry-After header for 429/503 (None: the server's default; "" sends none).
         delay_s: how long "slow" sleeps (None: the server's `slow_s`).
@@ -102,11 +105,10 @@ class Fault:
     code: int = 500
 
     def __post_init__(self) -> None:
-        if self.kind not in BAD_REPLIES + tuple(ACCOUNT_REPLIES) + ("slow", "drop", "filtered") and not (
-                self.kind.isdigit()
-                                                                  and 400 <= int(self.kind) <= 599):
-            raise ValueError(f"fault kind must be an HTTP status 400..599, 'slow', 'drop', 'filtered' or one of "
-                             f"{BAD_REPLIES + tuple(ACCOUNT_REPLIES)}; got {self.kind!r}")
+        if self.kind not in BAD_REPLIES + tuple(ACCOUNT_REPLIES) + ("slow", "drop", "filtered", "failed") and not (
+                self.kind.isdigit() and 300 <= int(self.kind) <= 599):
+            raise ValueError(f"fault kind must be an HTTP status 300..599, 'slow', 'drop', 'filtered', 'failed' "
+                             f"or one of {BAD_REPLIES + tuple(ACCOUNT_REPLIES)}; got {self.kind!r}")
 
 
 FaultSpec = Fault | str
@@ -381,7 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.app._handle_embeddings(self, raw)
             return
         if path != "/v1/chat/completions":
-            self.send_json(404, error_body(404, f"no route POST {path or '/'}"))
+            # As web servers' default pages do, the whole request target, query and all.
+            self.send_json(404, error_body(404, f"no route POST {self.path or '/'}"))
             return
         self.server.app._handle_chat(self, raw)
 
@@ -718,6 +721,13 @@ class ChatServer:
                 "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})
             record.status = 200
             return
+        if fault.kind == "failed":  # generation failed part-way (OpenRouter's finish_reason "error")
+            handler.send_json(200, {"object": "chat.completion", "model": self.model_name, "choices": [
+                {"index": k, "message": {"role": "assistant", "content": "The answer is"}, "finish_reason": "error"}
+                for k in range(int(record.body.get("n") or 1))],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+            record.status = 200
+            return
         if fault.kind in BAD_REPLIES:
             record.status = 200  # before any byte of it (see _Handler.record)
             self._bad_reply(handler, fault)
@@ -730,6 +740,8 @@ class ChatServer:
         status = int(fault.kind)
         retry_after = self.retry_after if fault.retry_after is None else fault.retry_after
         headers = {"Retry-After": retry_after} if status in (429, 503) and retry_after else {}
+        if 300 <= status < 400:
+            headers["Location"] = REDIRECT_TO
         handler.send_json(status, error_body(status, f"injected fault: HTTP {status}"), headers)
         record.status = status
 
@@ -810,8 +822,10 @@ class ChatServer:
         if self.hidden_reasoning_tokens and not (self.reasoning_off is not None
                                                  and (body or {}).get("reasoning_effort") == self.reasoning_off):
             self._think(response, sampling.max_tokens)
-        if not self.usage:
+        if not self.usage:  # no token counts at all: nor the per-choice ones (ours, not the OpenAI format)
             response.pop("usage")
+            for choice in response["choices"]:
+                choice.pop("completion_tokens", None)
         elif self.cached_prompt_tokens:
             usage = response["usage"]
             usage["prompt_tokens_details"] = {"cached_tokens": min(self.cached_prompt_tokens, usage["prompt_tokens"])}

@@ -349,6 +349,38 @@ def test_a_missing_hugging_face_file_comes_back_from_the_recorded_revision(fake_
     assert len(prompts) == len(rows)
 
 
+def test_hf_token_reaches_the_hub_stripped_and_never_its_error(fake_hub, monkeypatch):
+    # A token ending in \r (a CRLF .env file) was sent as it was (huggingface_hub cleans only the token it reads
+    # itself) and the HTTP library's refusal, quoting it, became the fetch error.
+    import huggingface_hub
+
+    hub, _ = fake_hub
+    seen = []
+    download = huggingface_hub.snapshot_download
+
+    def snapshot_download(repo_id, *, token, **kwargs):
+        seen.append(token)
+        if hub.get("refuse"):
+            raise RuntimeError(f"Illegal header value b'Bearer {token}'")
+        return download(repo_id, token=token, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setenv("HF_TOKEN", "hf_SECRETsecret\r\n")
+    fetch.ensure("wildbench", offline=False)
+    assert seen == ["hf_SECRETsecret"]
+    fetch.source_dir("wildbench").joinpath(fetch.FETCHED).unlink()
+    hub["refuse"] = True
+    for f in fetch.source_dir("wildbench").rglob("*.parquet"):
+        f.unlink()
+    with pytest.raises(fetch.FetchError) as info:
+        fetch.ensure("wildbench", offline=False)
+    assert "hf_SECRET" not in str(info.value) and "<redacted>" in str(info.value)
+    monkeypatch.setenv("HF_TOKEN", "hf_SECRET\x7fsecret")
+    with pytest.raises(fetch.FetchError, match="HF_TOKEN holds a character") as info:
+        fetch.ensure("wildbench", offline=False)
+    assert "SECRET" not in str(info.value)
+
+
 def test_hugging_face_data_that_no_longer_matches_the_record_is_refused(fake_hub):
     hub, rows = fake_hub
     path = fetch.ensure("wildbench", offline=False)

@@ -11,9 +11,10 @@ class Recorder:
 
     name = "recorder"
 
-    def __init__(self, answers=None, error=None):
+    def __init__(self, answers=None, error=None, tokens=2):
         self.answers = list(answers or [])
         self.error = error
+        self.tokens = tokens  # per completion; None: the backend did not say (an HTTP reply without usage)
         self.seen = []
 
     def chat(self, conversations, sampling):
@@ -25,7 +26,7 @@ class Recorder:
                 outs.append(ChatOutput(error=self.error))
                 continue
             text = self.answers.pop(0) if self.answers else f"answer {len(self.seen)}"
-            outs.append(ChatOutput(texts=[text] * p.n, finish_reasons=["stop"] * p.n, n_tokens=[2] * p.n))
+            outs.append(ChatOutput(texts=[text] * p.n, finish_reasons=["stop"] * p.n, n_tokens=[self.tokens] * p.n))
         return outs
 
     def close(self):
@@ -51,6 +52,15 @@ def test_system_anchored_uses_the_category_and_splits():
     assert "different problem-solving strategy" in system
     assert rec.seen[0][1].max_tokens == 30  # n × the per-response budget
     assert s.responses == ["a", "b", "c"] and s.status == "ok" and s.anchored_as == "D"
+
+
+def test_a_split_completion_of_unknown_tokens_gives_each_part_unknown_tokens():
+    # An HTTP reply without usage has no token count: apportioning it over the parts raised a TypeError.
+    rec = Recorder(["### Response 1\na\n### Response 2\nbb\n### Response 3\nc"], tokens=None)
+    s = run("system_general", rec)
+    assert s.responses == ["a", "bb", "c"] and s.n_tokens == [None, None, None]
+    s = run("system_general", Recorder(["### Response 1\na\n### Response 2\nbb\n### Response 3\nc"], tokens=8))
+    assert s.n_tokens == [2, 4, 2]
 
 
 def test_system_short_parse_is_retried_once_and_marked():

@@ -403,6 +403,20 @@ def test_a_stage_whose_replies_carried_no_usage_has_an_unknown_cost(fixture_run)
     assert unknown["stages"][1]["cost_usd"] == 0.5 and unknown["totals"]["cost_usd"] is None
 
 
+def test_a_stage_whose_replies_carried_no_token_counts_has_unknown_tokens(fixture_run):
+    # A server without usage (actors.http: tokens_missing, priced or not): its stage's generated tokens were the 0
+    # counted, and the report said 0.0 generated tok/s.
+    from engine.report.run_stats import run_stats
+
+    cfg, result, _ = fixture_run
+    k = next(i for i, s in enumerate(result.stages) if s.stage.startswith("sample"))
+    stages = list(result.stages)
+    stages[k] = dataclasses.replace(stages[k], backend={**stages[k].backend, "completion_tokens": 0,
+                                                          "tokens_missing": 3})
+    stats = run_stats(dataclasses.replace(result, stages=stages), cfg)
+    assert stats["stages"][k]["completion_tokens"] is None and stats["stages"][k]["completion_tokens_per_s"] is None
+
+
 def test_collect_runs_tabulates_run_stats(fixture_run, tmp_path, capsys):
     import importlib.util
 
