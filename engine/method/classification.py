@@ -12,7 +12,7 @@ from itertools import product
 
 from actors.base import SamplingParams
 from engine.method import taxonomy
-from engine.method.parsing import parse_category
+from engine.method.parsing import NONE_OF_THESE, parse_category
 from engine.method.programs import Asked, Program, ask_until_parsed, text_of
 
 
@@ -39,8 +39,8 @@ PENDING = "pending"  # such a prompt's groups' category_source: not judged, grad
 def majority_settled(votes: list[str | None], missing: list[bool]) -> bool:
     """Whether the classifiers whose answers are missing (`missing[k]`: classifier k's answer is not there yet, its
     `votes[k]` is not read) could not change `majority(votes)` whatever they answer: every answer of theirs (any
-    letter, or none) is tried, in their places, since a tie goes by the classifiers' order. Past 4 missing answers,
-    settled only if the leader is ahead of every other letter by more than their number."""
+    letter, none of these, or unparsed) is tried, in their places, since a tie goes by the classifiers' order. Past 4
+    missing answers, settled only if the leader is ahead of every other letter by more than their number."""
     holes = [k for k, gone in enumerate(missing) if gone]
     if not holes:
         return True
@@ -53,7 +53,7 @@ def majority_settled(votes: list[str | None], missing: list[bool]) -> bool:
         ranked = sorted(counts.values(), reverse=True) + [0, 0]
         return ranked[0] - ranked[1] > len(holes)
     outcomes = set()
-    for answers in product([*taxonomy.LETTERS, None], repeat=len(holes)):
+    for answers in product([*taxonomy.LETTERS, NONE_OF_THESE, None], repeat=len(holes)):
         filled = list(present)
         for k, answer in zip(holes, answers):
             filled[k] = answer

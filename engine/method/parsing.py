@@ -20,14 +20,16 @@ from engine.method.taxonomy import CATEGORIES, LETTERS
 # then sampled with the general wording and judged with the generic criterion (the paper: the taxonomy is not
 # exhaustive; outside it the model resumes its default behaviour). Distinct from an unparsed answer (None).
 NONE_OF_THESE = "none"
-_NONE_ANSWER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?N(?:$|[.):,\-\]*]|[ \t]*\n|\s+(?![a-z]))"
+_NONE_ANSWER = re.compile(r"^[\W_]*(?:category\s*(?:[:\-]\s*)?)?\(?N(?:$|[.):,\-\]*]|[ \t]*\n|\s+(?![a-z]))"
                           r"|^[\W_]*none of (?:these|the above)", re.IGNORECASE)
 
 # A letter that stands alone at the start: "G", "G.", "(G)", "G: Creative", "Category: G". A capital followed by a
-# space and a lower-case word is an article or a word ("A story…"), not an answer.
-_LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*[:\-]?\s*)?\(?([A-H])(?:$|[.):,\-\]*]|[ \t]*\n|\s+(?![a-z]))",
-                          re.IGNORECASE)
-_LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?i:is|:|=)?\s*[(*]*([A-H])\b")
+# space and a lower-case word is an article or a word ("A story…"), not an answer; nor is a capital whose full stop
+# a letter follows ("E.g.", "A.I."). Never two optional runs of blanks side by side: a run of spaces would be split
+# between them every way (quadratic).
+_LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*(?:[:\-]\s*)?)?\(?([A-H])"
+                          r"(?:$|\.(?![A-Za-z])|[):,\-\]*]|[ \t]*\n|\s+(?![a-z]))", re.IGNORECASE)
+_LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?:(?i:is|:|=)\s*)?[(*]*([A-H])\b")
 
 # A capital "A" followed by a word is the article ("A story…", "D. A problem…", "G — A Poem About The Sea"), not a
 # letter, unless that word joins it to an alternative or states it ("A or D", "A is right"); a capital letter alone
@@ -72,9 +74,10 @@ def _read_category(text: str) -> str | None:
     m = _LEAD_LETTER.match(text)
     if m and (m.group(1).isupper() or text[: m.start(1)].lower().strip("( ").startswith("category")):
         return m.group(1).upper()
-    m = _LABELLED_LETTER.search(text)
-    if m:
-        return m.group(1)
+    for m in _LABELLED_LETTER.finditer(text):
+        # "The category is A creative writing task": the article, not the letter (which then names none)
+        if not (m.group(1) == "A" and _ARTICLE_AFTER.match(text, m.end())):
+            return m.group(1)
     lowered = text.lower()
     named = [c for c in CATEGORIES.values() if c.name.lower() in lowered]
     if len(named) != 1:
@@ -109,18 +112,22 @@ def parse_category(raw: str) -> str | None:
 _NOUNS = (r"(Response|Solution|Approach|Strategy|Method|Option|Version|Variation|Alternative|Answer|Perspective"
           r"|Take|Idea|Story|Poem|Joke)")
 # Unambiguous on purpose: whitespace is only allowed between tokens that cannot themselves be whitespace, so a
-# long run of spaces is scanned in linear time (two adjacent `[ \t]*` made a line of 20k spaces take 6 s).
+# long run of spaces is scanned in linear time (two adjacent `[ \t]*` made a line of 20k spaces take 6 s), and the
+# asterisks after the number are one run or two around a colon (two optional runs side by side split a line of
+# 16k asterisks every way: 8 s).
+_OF_N = r"(?:[ \t]+of[ \t]+\d+)?"  # "### Response 2 of 5"
 _HEADER_LINE = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?" + _NOUNS
-    + r"[ \t]*#?(\d+)(?:[ \t]*\*+)?(?:[ \t]*[:.)\-])?(?:[ \t]*\*+)?[ \t]*$",
+    + r"[ \t]*#?(\d+)" + _OF_N + r"(?:[ \t]*\*+)?(?:[ \t]*[:.)\-](?:[ \t]*\*+)?)?[ \t]*$",
     re.IGNORECASE | re.MULTILINE)
 # A markdown header (### …, or a whole line in bold) that titles its response: "### Response 1 — Optimistic",
 # "**Response 2 – Casual**", "### Response 3 (Algebra)", "### Response 4: Formal". Only a header marked so: a plain
 # "Response 1: text" line, or "**Response 1:** text", is the inline form, whose text is the response's first line.
 # The title is dropped with the header, as the asked-for "### Response k" carries none.
 _TITLED_HEADER = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*(?:\*+[ \t]*)?" + _NOUNS + r"[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^\n]*"
-    r"|\*\*[ \t]*" + _NOUNS + r"[ \t]*#?(\d+)[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^*\n]*\*\*[ \t]*)$",
+    r"^[ \t]*(?:#{1,6}[ \t]*(?:\*+[ \t]*)?" + _NOUNS + r"[ \t]*#?(\d+)" + _OF_N
+    + r"[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^\n]*"
+    r"|\*\*[ \t]*" + _NOUNS + r"[ \t]*#?(\d+)" + _OF_N + r"[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^*\n]*\*\*[ \t]*)$",
     re.IGNORECASE | re.MULTILINE)
 _INLINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?(Response)[ \t]*(\d+)[ \t]*[:.)\-](?:\*+)?[ \t]*",
                      re.IGNORECASE | re.MULTILINE)
@@ -166,7 +173,8 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
         if found == "numbered" and by_start:
             # A list nested in an item ("1. Plan A:\n   1. wake up") is its text: only the outermost items count.
             indent = {k: len(m.group()) - len(m.group().lstrip(" \t")) for k, m in by_start.items()}
-            by_start = {k: m for k, m in by_start.items() if indent[k] == min(indent.values())}
+            outermost = min(indent.values())  # once: in the comprehension it made 8,000 items take 2.7 s
+            by_start = {k: m for k, m in by_start.items() if indent[k] == outermost}
         by_noun: dict[str, list[re.Match]] = {}
         for k in sorted(by_start):
             noun = _mark(by_start[k])[0]
@@ -256,7 +264,18 @@ def _bodies(raw: str, run: list[re.Match], ends: list[int], followed: bool) -> l
         head, last = _last_line(bodies[-1])
         if head and _CLOSING_LINE.fullmatch(last):
             bodies[-1] = head
+    levels = [len(h.group(1)) if (h := _HEADING.match(m.group())) else 0 for m in run]
+    if len(bodies) > 1 and all(levels):
+        # Under markdown headings of one level at most L, a heading of level L or above in the last body, where no
+        # other body holds one, is the model's own closing section ("### Summary of approaches": a recap of every
+        # response's strategy), not part of the last response, which the judge and the metrics would read it as.
+        top = re.compile(rf"^[ \t]*#{{1,{max(levels)}}}[ \t]", re.MULTILINE)
+        if not any(top.search(body) for body in bodies[:-1]) and (cut := top.search(bodies[-1])):
+            bodies[-1] = bodies[-1][:cut.start()].strip()
     return [body for body in bodies if body]
+
+
+_HEADING = re.compile(r"[ \t]*(#{1,6})[ \t]")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -390,6 +409,9 @@ _GRADE_AT = re.compile(r"([1-5])(?:[ \t]*/[ \t]*5|[ \t]+out[ \t]+of[ \t]+5)?"
 _GRADE_LABEL = re.compile(r"\b(?:grade|score)\b[\s*]*(?:(?::|=|\bis\b|\bof\b)[\s*]*)?(?=[-–−]?\d)", re.IGNORECASE)
 # A grade that opens the answer, after markdown or brackets only ("4", " 3.", "**4**", "(4)"; a minus is no mark).
 _LEAD_GRADE = re.compile(r"[\s*_#>\"'`(\[]*")
+# After a leading "1": "1. Accuracy", "1) The response", "1. ✓ 2. ✓" open a list (of the checklist's criteria, cut
+# at the grader's few tokens), not a grade of 1.
+_LIST_AFTER_ONE = re.compile(r"[.)][ \t]*\S")
 
 
 def parse_grade(raw: str) -> int | None:
@@ -405,6 +427,8 @@ def parse_grade(raw: str) -> int | None:
         grades = {m.group(1) if (m := _GRADE_AT.match(raw, label.end())) else None for label in labels}
         return int(grades.pop()) if len(grades) == 1 and None not in grades else None
     m = _GRADE_AT.match(raw, _LEAD_GRADE.match(raw).end())
+    if m and m.group(0) == "1" and _LIST_AFTER_ONE.match(raw, m.end()):
+        return None
     return int(m.group(1)) if m else None
 
 
@@ -450,7 +474,9 @@ def parse_short_answer_grade(raw: str) -> str | None:
     """SimpleQA-style grade: "correct", "incorrect" or "not_attempted" from A/B/C (or the words), else None.
 
     The letter must stand alone in the first 20 characters; a text that also names another of A/B/C ("A or B")
-    is unparsed, as an unknown is never a value. Without a letter, an answer that starts with one of the words.
+    is unparsed, as an unknown is never a value. Without a letter, an answer that is one of the words, or starts
+    with it followed by punctuation ("Incorrect: …"), and names no letter later: "Correct answer: Paris; …, so B"
+    names the gold answer, not a grade (the grader's 4 tokens cut it at "Correct answer: Paris").
     """
     text = raw.strip()
     if _NOT_APPLICABLE.search(text[:20]):
@@ -460,11 +486,17 @@ def parse_short_answer_grade(raw: str) -> str | None:
     m = _SHORT.search(text)
     if m and m.start() < 20:
         return None if _standalone_capitals(text, "ABC") - {m.group(1)} else _SHORT_GRADES[m.group(1)]
-    lowered = text.lower()
+    if _standalone_capitals(text, "ABC"):
+        return None
+    lowered = text.lower().lstrip("*_\"'` ")  # "**Incorrect**"
     for word, grade in (("not attempted", "not_attempted"), ("incorrect", "incorrect"), ("correct", "correct")):
-        if lowered.startswith(word):
+        if lowered.startswith(word) and _WORD_GRADE_END.match(lowered, len(word)):
             return grade
     return None
+
+
+# What may follow a grade word: nothing, or punctuation ("Correct.", "Incorrect: the response says Lyon").
+_WORD_GRADE_END = re.compile(r"[\s*_\"'`]*(?:$|[.!,:;)\-–—])")
 
 
 __all__ = [

@@ -348,6 +348,9 @@ def test_missing_ballots_settle_the_reference_only_when_they_cannot_change_it():
     assert not majority_settled(["D", "E", None], [here, here, gone])  # the third decides between D and E
     assert majority_settled(["D", "D", None, None], [here, here, gone, gone])  # E, E ties, and the first D wins it
     assert not majority_settled([None, "D", "D", None], [gone, here, here, gone])  # E, E: the first E wins it
+    # A missing vote of "none of these" can win too (a tie goes to the first classifier): it was never tried, so
+    # the prompt was judged under G though the missing classifier could make it uncategorisable.
+    assert not majority_settled(["G", "none", None], [here, here, gone])  # "none" makes none of these the majority
     assert not majority_settled(["D", "D", "E", None, None], [here, here, here, gone, gone])
 
 

@@ -333,6 +333,83 @@ def test_a_word_starting_with_n_is_not_none_of_these(raw):
     assert parse_category(raw) is None
 
 
+@pytest.mark.parametrize("raw", ["The category is A creative writing task.", "Category: A prompt asking for a story.",
+                                 "Answer: A creative-writing request (a poem)."])
+def test_an_article_after_a_label_is_no_letter(raw):
+    # A labelled capital "A" followed by a word was read as category A (the article check covered the lead only).
+    assert parse_category(raw) != "A"
+
+
+@pytest.mark.parametrize("raw,expected", [("E.g. a poem request, so creative writing", "G"),
+                                          ("A.I. ethics question, so encyclopedia inquiry", "F"),
+                                          ("E.", "E"), ("The category is A.", "A"), ("Category: A", "A")])
+def test_an_abbreviation_at_the_start_is_no_letter(raw, expected):
+    # "E.g." and "A.I." opened with a letter and a full stop, and were read as E and A.
+    assert parse_category(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["Correct answer: Paris", "Correct answer is Paris; the response says Lyon, so B",
+                                 "Correctly, the response"])
+def test_a_grade_word_that_opens_a_sentence_is_no_grade(raw):
+    # The grader's "Correct answer: Paris" (cut at 4 tokens) names the gold answer: it was read as "correct".
+    assert parse_short_answer_grade(raw) is None
+
+
+@pytest.mark.parametrize("raw,grade", [("Correct", "correct"), ("Incorrect: the response says Lyon", "incorrect"),
+                                       ("**Not attempted.**", "not_attempted")])
+def test_a_grade_word_alone_or_before_punctuation_is_a_grade(raw, grade):
+    assert parse_short_answer_grade(raw) == grade
+
+
+@pytest.mark.parametrize("raw,grade", [("1. Accuracy", None), ("1) The response", None), ("1. ✓ 2. ✓", None),
+                                       ("1", 1), ("1.", 1), ("1/5. Poor", 1), ("Grade: 1. Accuracy", 1),
+                                       ("4. The response", 4)])
+def test_a_list_opening_at_1_is_no_grade_of_1(raw, grade):
+    # A grader that starts listing the checklist ("1. Accuracy", cut at its 3 tokens) was graded 1.
+    assert parse_grade(raw) == grade
+
+
+def test_a_closing_section_after_the_last_response_is_not_its_text():
+    # "### Summary of approaches" after the last response, with no run after it, was glued onto response 5: the
+    # judge and the metrics read a recap of every response's strategy as part of it.
+    body = "Solution {k}, using method M{k}. The answer is 42."
+    raw = "".join(f"### Response {k}\n{body.format(k=k)}\n\n" for k in range(1, 4))
+    parts, _ = split_responses(raw + "### Summary of approaches\n- M1, M2, M3; all reach 42.", 3)
+    assert parts == [body.format(k=k) for k in range(1, 4)]
+    assert split_responses(raw + "## Comparison\nAll differ.", 3)[0][-1] == body.format(k=3)
+    # A lower heading is the response's own, and so is a heading of the level every response has.
+    assert split_responses(raw + "#### Check\n42 - 42 = 0", 3)[0][-1].endswith("#### Check\n42 - 42 = 0")
+    own = "### Response 1\nIntro\n### Details\nx\n### Response 2\nb\n### Response 3\nc\n### Details\nmore"
+    assert split_responses(own, 3)[0] == ["Intro\n### Details\nx", "b", "c\n### Details\nmore"]
+
+
+def test_headers_numbered_k_of_n_split():
+    # "### Response 2 of 5" matched no header: the whole group was lost as a short parse.
+    raw = "### Response 1 of 3: Formal\na\n**Response 2 of 3**\nbb\n### Response 3 of 3\nc"
+    assert split_responses(raw, 3) == (["a", "bb", "c"], "headers")
+
+
+@pytest.mark.parametrize("make", [lambda k: "### Response 1" + "*" * k + "x",
+                                  lambda k: "Category" + " " * k + "x",
+                                  lambda k: "\n".join(f"{i}. item" for i in range(1, k // 10))])
+def test_runs_of_asterisks_labels_and_long_lists_are_read_in_linear_time(make):
+    # Two optional runs of asterisks side by side in the header pattern: 16k asterisks took 17 s; "Category" and
+    # 20k spaces 49 s in parse_category; the lenient split recomputed the outermost indent per item (8k: 2.7 s).
+    import time
+
+    def best_of_three(text):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            split_responses(text, 3, "lenient")
+            parse_category(text)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    small, large = best_of_three(make(20_000)), best_of_three(make(80_000))
+    assert large < 0.2 or large < 1.0 and large / max(small, 1e-4) < 8, (small, large)
+
+
 def test_a_recap_after_the_responses_is_not_taken_for_them():
     # The later of two runs as long won: the recap's lines became the responses, and the group counted as complete.
     raw = ("### Response 1\nLife is good, and every day is a gift.\n### Response 2\nLife is hard, and then it ends."
