@@ -156,6 +156,13 @@ class ModelConfig(PoolConfig):
             # Written by the run for each value of a sweep (and read back from its config.yaml), never by hand.
             raise InvalidValue("sweep", "is set by the run for each value of a sweep, not by hand: give "
                                         "temperature or top_p as a list instead")
+        if self.sweep and (self.sweep["temperature"] != self.temperature or self.sweep["top_p"] != self.top_p):
+            # A record the run wrote holds this generator's own values: one that does not was edited, and the report
+            # would label groups sampled at one temperature with another (or sampling would read a list as a value).
+            raise InvalidValue("sweep", f"records temperature {self.sweep['temperature']!r} and top_p "
+                                        f"{self.sweep['top_p']!r}, but this generator samples at {self.temperature!r} "
+                                        f"and {self.top_p!r}: remove the sweep record and give temperature or top_p "
+                                        "as a list instead")
         super().__post_init__()
         for value in _values(self.temperature, "temperature"):
             try:
@@ -462,6 +469,14 @@ class QualityConfig:
     checklist_max_tokens: int = 200
     reward_model: RewardConfig | None = None
 
+    def __post_init__(self) -> None:
+        # A negative budget lowered the plan's cost bound under the cap; 0 failed the checklist stage after
+        # sampling and judging were paid for.
+        if isinstance(self.checklist_max_tokens, bool) or not isinstance(self.checklist_max_tokens, int) \
+                or self.checklist_max_tokens < 1:
+            raise InvalidValue("checklist_max_tokens", f"must be a whole number of tokens >= 1, got "
+                                                       f"{self.checklist_max_tokens!r}")
+
 
 @dataclass
 class AccuracyConfig:
@@ -644,9 +659,15 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
+        if not self.run_dir.strip():
+            # "" wrote the run's tables, config.yaml and shards/ into the current folder
+            raise InvalidValue("run_dir", "must name a folder, got an empty string")
         if self.n < 2:
             raise InvalidValue("n", f"must be >= 2 (diversity needs at least two responses), got {self.n}")
-        self.generators = _swept(self.generators, self.sampling)
+        self.generators, sources = _swept(self.generators, self.sampling)
+        # Each generator's place in the config as written (a sweep's values share their generator's): messages name
+        # that, not the place in the expanded list. Not a field: config.yaml holds the expanded generators.
+        self.generator_keys = [f"generators[{k}]" for k in sources]
         for role, models in (("judges", self.judges), ("classifier", [self.classifier] if self.classifier else [])):
             if any(isinstance(m.temperature, list) for m in models):
                 raise InvalidValue(role, "a list of temperatures sweeps generators only")
@@ -729,18 +750,20 @@ class RunConfig:
         return redacted(data) if redact else data
 
 
-def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> list[ModelConfig]:
+def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> tuple[list[ModelConfig], list[int]]:
     """Sweeps, made explicit: a generator whose temperature (its own, else sampling.temperature) or top_p
     (sampling.top_p) is a list becomes one generator per value (per pair of values), named
     "<name>@t=<temperature>" (",p=<top_p>" when top_p is swept), with that value and a `sweep` record. They share
     the model's host (the host key leaves out the name and the sampling), so a sweep loads the model once; each value
     keys its own shards, so a rerun resumes it and a value added later computes only its groups. A generator the
     sweep already made (read back from a run's config.yaml) is kept as it is; single values are not renamed — so a
-    single value made a list later is a new generator (`<name>@t=…`), its groups computed again under that name."""
-    out = []
-    for g in generators:
+    single value made a list later is a new generator (`<name>@t=…`), its groups computed again under that name.
+    Returns the generators and, for each, the index of the generator it came from."""
+    out, sources = [], []
+    for k, g in enumerate(generators):
         if g.sweep:
             out.append(g)
+            sources.append(k)
             continue
         temperatures = _values(g.temperature, "temperature") if g.temperature is not None else \
             _values(sampling.temperature, "sampling.temperature")
@@ -749,13 +772,23 @@ def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> list[Mode
             g.top_p is None and isinstance(sampling.top_p, list)
         if not t_swept and not p_swept:
             out.append(g)
+            sources.append(k)
             continue
+        names = set()
         for t in temperatures:
             for p in top_ps:
                 name = g.name + "@" + ",".join(([f"t={t:g}"] if t_swept else []) + ([f"p={p:g}"] if p_swept else []))
+                if name in names:  # values that differ past 6 significant digits: the names would clash
+                    key = "top_p" if p_swept and not t_swept else "temperature"
+                    raise InvalidValue(f"sampling.{key}" if key == "top_p" or g.temperature is None
+                                       else f"generators[{k}].temperature",
+                                       f"two values print alike as {name.split('@', 1)[1]!r} (a sweep's values are "
+                                       "named to 6 significant digits): give values further apart")
+                names.add(name)
                 out.append(dataclasses.replace(g, name=name, temperature=t, top_p=p,
                                                sweep={"base": g.name, "temperature": t, "top_p": p}))
-    return out
+                sources.append(k)
+    return out, sources
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -901,6 +934,11 @@ def config_from_dict(
         culprit = next((o for o in (overrides or {}) if named == o or named.startswith(o + ".")), None)
         if culprit is not None:
             raise ConfigError(f"override {culprit!r} (--set): {exc}") from None
+        # A check across keys of one section ("judge.threshold" against the cascade's low and high) may fail on what
+        # overrides set beside a key the file never gave: they are named with the file.
+        related = [o for o in (overrides or {}) if o.split(".")[0] == named.split(".")[0]]
+        if related:
+            raise ConfigError(f"{source} with --set {', '.join(related)}: {exc}") from None
         raise ConfigError(f"{source}: {exc}") from None
 
 
@@ -955,6 +993,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         return data
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    _string_keys(data, where)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -973,6 +1012,16 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _join(where: str, key: Any) -> str:
     return f"{where}.{key}" if where else str(key)
+
+
+def _string_keys(data: dict, where: str) -> None:
+    """Refuse a key that is not a string (a traceback sorting it among the others): YAML 1.1 reads an unquoted
+    on/off/yes/no as true/false and 0.9 as a number."""
+    for bad in data:
+        if not isinstance(bad, str):
+            hint = " (YAML reads an unquoted on/off/yes/no as true/false: quote the key)" if isinstance(bad, bool) \
+                else ""
+            raise ConfigError(f"{where + ': ' if where else ''}the key {bad!r} is not a name{hint}")
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -1002,6 +1051,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        if get_args(tp) and get_args(tp)[0] is str:  # option names (a value may map token ids: logit_bias)
+            _string_keys(value, where)
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)

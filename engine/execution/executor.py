@@ -388,6 +388,7 @@ class RayExecutor:
             return
         runtime_env = {"env_vars": dict(self.env)}
         if address not in (None, "local"):
+            _check_reachable(address, "execution.ray_address")
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
             self._joined = True
             self._quiet()
@@ -397,22 +398,28 @@ class RayExecutor:
             if existing:
                 # Joining must fail loudly: silently starting an embedded Ray beside an unreachable cluster would run
                 # a cluster-sized job on the head node's CPUs.
+                _check_reachable(existing, "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS")
+                                 else "the address `ray start` recorded here")
                 ray.init(address=existing, runtime_env=runtime_env)
                 self._joined = True
                 log.info("joined the Ray cluster at %s", existing)
                 self._quiet()
                 return
         _loopback_only(ray)
-        ray.init(
-            _node_ip_address="127.0.0.1",
-            num_cpus=num_cpus or max(4, os.cpu_count() or 1),
-            object_store_memory=object_store_memory,
-            include_dashboard=False,
-            runtime_env=runtime_env,
-            log_to_driver=False,
-            configure_logging=True,
-            logging_level=logging.WARNING,
-        )
+        try:
+            ray.init(
+                _node_ip_address="127.0.0.1",
+                num_cpus=num_cpus or max(4, os.cpu_count() or 1),
+                object_store_memory=object_store_memory,
+                include_dashboard=False,
+                runtime_env=runtime_env,
+                log_to_driver=False,
+                configure_logging=True,
+                logging_level=logging.WARNING,
+            )
+        except ValueError as exc:  # Ray's own check of the memory asked for against this machine's
+            raise ConfigError(f"execution.object_store_memory ({object_store_memory:,} bytes): the embedded Ray "
+                              f"cannot start with it ({exc}); lower it") from None
         self._owns_ray = True
         self._quiet()
 
@@ -891,6 +898,24 @@ def _loopback_only(ray: Any) -> None:
     constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
     if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
         constants.ENABLE_RAY_CLUSTER = False
+
+
+def _check_reachable(address: str, key: str, timeout_s: float = 10.0) -> None:
+    """A Ray address of the form host:port answers on that port: where nothing listens, ray.init waited on the GCS
+    for minutes with no word of taskdiv's. Client addresses (ray://…) and "auto" are left to Ray."""
+    import socket
+
+    if "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return
+    except ValueError:
+        return  # not host:port after all: Ray says what it makes of it
+    except OSError as exc:
+        raise ConfigError(f"{key}: no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__}): start "
+                          "it (ray start --head), or give the head node's address") from None
 
 
 def running_cluster_address(address_file: str | None = None) -> str | None:

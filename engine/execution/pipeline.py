@@ -304,8 +304,8 @@ class Pipeline:
             label = f"classify[{base or model.name}]"
             if base is None or base not in by_base:
                 identity = model.identity() if base is None else {**model.identity(), "name": base}
-                units = [Unit.of(["classify", self.versions["classify"], identity], s.select(["prompt_id", "text"]))
-                         for s in shards]
+                units = [Unit.of(["classify", self.versions["classify"], ClassifyStage.version, identity],
+                                 s.select(["prompt_id", "text"])) for s in shards]
                 out = self._run_stage(label, "classify", self._plan(ClassifyStage, model, {}), units,
                                       ClassifyStage.output_schema)
                 if base is not None:

@@ -196,12 +196,13 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
     mean_judge_in = mean_frame + tokens(2 * response_chars)
     rate = config.judge.agreement_sample_rate
     if generated:
-        low_calls = groups * (n - 1) * orders
+        # judge.all_pairs: every pair is judged, none implied by union-find
+        low_calls = groups * (pairs_per_group if config.judge.all_pairs else n - 1) * orders
         # The agreement sample (judge.agreement_sample_rate) is a deterministic draw by group: every pair of each
         # drawn group is judged, so its groups are known here and their pairs join the low end.
         drawn = sum(in_agreement_sample((p.prompt_id, g.name, s), rate)
                     for p in prompts for g in generators for s in strategies)
-        low_calls += drawn * (pairs_per_group - (n - 1)) * orders
+        low_calls += 0 if config.judge.all_pairs else drawn * (pairs_per_group - (n - 1)) * orders
         high_calls = groups * pairs_per_group * orders * 2
         judge_in_low, judge_in_high = low_calls * mean_judge_in, high_calls * mean_judge_in
     # judge.target: traces are judged only where every response has one (none, from a model that does not reason),

@@ -47,12 +47,17 @@ def hub_offline() -> bool:
     return env_offline()
 
 
+def generator_keys(config: RunConfig) -> list[str]:
+    """Each generator's key in the config as written ("generators[1]" for every value of a sweep of the second)."""
+    return getattr(config, "generator_keys", None) or [f"generators[{k}]" for k in range(len(config.generators))]
+
+
 def model_roles(config: RunConfig) -> list[tuple[str, str, object]]:
     """(config key, role, model config) of every model the run loads: generators (unless responses come from a file),
     LLM judges, the classifier, the embedder, the reward model."""
     out: list[tuple[str, str, object]] = []
     if config.prompts.source != "responses":
-        out += [(f"generators[{k}]", "chat", m) for k, m in enumerate(config.generators)]
+        out += [(key, "chat", m) for key, m in zip(generator_keys(config), config.generators)]
     out += [(f"judges[{k}]", "chat", m) for k, m in enumerate(config.judges) if m.backend != CALIBRATED]
     if config.classifier is not None:
         out.append(("classifier", "chat", config.classifier))
@@ -88,9 +93,7 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
     check_role (a run joining a cluster)."""
     offline = config.models.resolved_offline() if offline is None else offline
     _check_context(config)
-    for k, m in enumerate(config.judges):
-        if m.backend == CALIBRATED:
-            _check_calibrated(f"judges[{k}]", m.model, config.embedder.model, backend=config.embedder.backend)
+    _check_calibrated_judges(config)
     for where, role, m in model_roles(config):
         check_role(where, role, m.backend, m.model, m.options, offline, deferred)
         if where.startswith("generators"):
@@ -98,9 +101,6 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
                 check_sampling(m.backend, m.options, *_generator_sampling(config, m))
             except ModelCheckError as exc:
                 raise ConfigError(f"{where}.{exc.key} ({m.name}): {exc}") from None
-    if config.judge.cascade.enabled:
-        _check_calibrated("judge.cascade", config.judge.cascade.coefficients or "default", config.embedder.model,
-                          key="coefficients", backend=config.embedder.backend)
     if config.execution.executor == "ray":
         _check_devices(config)
     else:
@@ -116,9 +116,7 @@ def check_written_config(config: RunConfig) -> list[str]:
     from actors.registry import check_written
 
     notes = []
-    for k, m in enumerate(config.judges):
-        if m.backend == CALIBRATED:
-            _check_calibrated(f"judges[{k}]", m.model, config.embedder.model, backend=config.embedder.backend)
+    _check_calibrated_judges(config)
     _check_context(config)
     for where, role, m in model_roles(config):
         try:
@@ -131,6 +129,17 @@ def check_written_config(config: RunConfig) -> list[str]:
     return notes
 
 
+def _check_calibrated_judges(config: RunConfig) -> None:
+    """The calibrated judges' coefficients and the cascade's (plan checked the judges' only: a cascade naming a
+    missing file passed it and stopped the run)."""
+    for k, m in enumerate(config.judges):
+        if m.backend == CALIBRATED:
+            _check_calibrated(f"judges[{k}]", m.model, config.embedder.model, backend=config.embedder.backend)
+    if config.judge.cascade.enabled:
+        _check_calibrated("judge.cascade", config.judge.cascade.coefficients or "default", config.embedder.model,
+                          key="coefficients", backend=config.embedder.backend)
+
+
 def _check_context(config: RunConfig) -> None:
     """A vLLM generator's max_model_len must hold what a system-prompt strategy asks: all n responses in one
     completion (n × sampling.max_tokens), which vLLM refuses past the context. Every such group failed row by row at
@@ -140,7 +149,7 @@ def _check_context(config: RunConfig) -> None:
         return
     long = [s for s in config.strategies if s.startswith("system_")]
     need = config.n * config.sampling.max_tokens
-    for k, m in enumerate(config.generators):
+    for key, m in zip(generator_keys(config), config.generators):
         if m.backend != "vllm" or not long:
             continue
         limit = (m.options or {}).get("max_model_len")
@@ -148,12 +157,12 @@ def _check_context(config: RunConfig) -> None:
         # 1,024 tokens failed every system-prompt group as an explicit 4,096 would have.
         stated = None if limit is not None else stated_context(m.model)
         if isinstance(limit, int) and not isinstance(limit, bool) and need >= limit:
-            raise ConfigError(f"generators[{k}].options.max_model_len ({m.name}): {limit} tokens cannot hold the "
+            raise ConfigError(f"{key}.options.max_model_len ({m.name}): {limit} tokens cannot hold the "
                               f"{need} that {', '.join(long)} ask for (n {config.n} × sampling.max_tokens "
                               f"{config.sampling.max_tokens}, before the prompt): raise max_model_len, or lower n or "
                               "sampling.max_tokens")
         if stated is not None and need >= stated:
-            raise ConfigError(f"generators[{k}].model ({m.name}): its context of {stated} tokens (max_position_"
+            raise ConfigError(f"{key}.model ({m.name}): its context of {stated} tokens (max_position_"
                               f"embeddings in its config.json, which vLLM serves without options.max_model_len) "
                               f"cannot hold the {need} that {', '.join(long)} ask for (n {config.n} × "
                               f"sampling.max_tokens {config.sampling.max_tokens}, before the prompt): lower n or "

@@ -19,8 +19,9 @@ from engine.method.programs import Asked, Program, ask_until_parsed, text_of
 # Bump when the accuracy checks change meaning (math-verify extraction, grading rules): accuracy shards key on it.
 # 2: no final answer is incorrect (MATH-500's rule), and whether each response answered; 3: a unit after the number
 # ("12 people") is text, not a product of letters; the last "answer is" of a line that says it twice is read;
-# 4: an answer in parts is all its parts, a bracket or minus of the answer's own does not cut it.
-ACCURACY_VERSION = "4"
+# 4: an answer in parts is all its parts, a bracket or minus of the answer's own does not cut it; 5: a grader's
+# "Correct answer: …" is no grade "correct".
+ACCURACY_VERSION = "5"
 
 
 def accuracy_method(source: str | None, category: str | None, gold_answer: str | None) -> str | None:

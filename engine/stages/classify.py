@@ -15,6 +15,9 @@ class ClassifyStage(BackendStage):
     """Classification of prompts by one model (greedy)."""
 
     name = "classify"
+    # Classify shards are keyed by it: bump when how an answer is read changes (2: a labelled article "A" and a
+    # leading abbreviation, "E.g.", are no letters).
+    version = "2"
     required_inputs = {"prompt_id": "stable prompt id", "text": "the user prompt"}
     output_schema = pa.schema(
         [

@@ -16,8 +16,8 @@ class GradeStage(BackendStage):
 
     name = "grade"
     # Grade shards are keyed by it: bump when what a grade means changes (2: log-probs decide only where the text
-    # gives that grade — "4/10" is no grade of 4).
-    version = "2"
+    # gives that grade — "4/10" is no grade of 4; 3: a leading "1. Accuracy" opens a list, no grade of 1).
+    version = "3"
     required_inputs = {
         **GROUP_INPUTS,
         "text": "the user prompt",

@@ -53,8 +53,9 @@ class SampleStage(BackendStage):
     # Sample shards are keyed by it: bump when what a response holds changes (2: a reasoning model's thinking is
     # split off into `traces`, no longer part of the response; 3: a system-prompt completion's responses are the
     # run of headers with the most text — a recap or plan under the same headers is not them — headers may name
-    # solutions, approaches, stories…, and a sign-off after the last separating rule is no part of the last one).
-    version = "3"
+    # solutions, approaches, stories…, and a sign-off after the last separating rule is no part of the last one;
+    # 4: a closing heading after the last response ("### Summary") is no part of it, "Response k of n" headers split).
+    version = "4"
 
     def __init__(self, model: dict[str, Any], n: int, temperature: float, top_p: float, max_tokens: int,
                  system_parse: str = "strict") -> None:

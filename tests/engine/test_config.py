@@ -67,6 +67,46 @@ def test_invalid_values():
     # NumPy's generator takes no negative seed: a finished run lost its report to a traceback.
     with pytest.raises(ConfigError, match=r"report\.seed: must be an integer >= 0, got -1"):
         config_from_dict({"report": {"seed": -1}})
+    # A negative checklist budget lowered the plan's cost bound under the cap; 0 failed after sampling was paid.
+    for bad in (-2000, 0):
+        with pytest.raises(ConfigError, match=r"quality\.checklist_max_tokens: must be a whole number of tokens >= 1"):
+            config_from_dict({"quality": {"checklist_max_tokens": bad}})
+    # "" wrote the run into the current folder (a user's own config.yaml there was replaced).
+    with pytest.raises(ConfigError, match="run_dir: must name a folder"):
+        config_from_dict({"run_dir": "  "})
+
+
+def test_a_key_that_is_not_a_name_is_refused_naming_where(tmp_path):
+    # YAML 1.1 reads an unquoted `on:` as true and `0.9:` as a number: sorting them among the names was a TypeError.
+    path = tmp_path / "c.yaml"
+    path.write_text("on: 1\nfoo: 2\n")
+    with pytest.raises(ConfigError, match=r"the key True is not a name \(YAML reads an unquoted on/off/yes/no"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^<config>: sampling: the key 0.9 is not a name$"):
+        config_from_dict({"sampling": {"temperature": 1.0, 0.9: "top_p"}})
+    with pytest.raises(ConfigError, match=r"judges\[0\]\.options: the key 2 is not a name"):
+        config_from_dict({"judges": [{"options": {"device": "cpu", 2: "x"}}]})
+    # a value under an option may map numbers (logit_bias: token ids)
+    config_from_dict({"judges": [{"options": {"extra_body": {"logit_bias": {42: -100}}}}]})
+
+
+def test_a_check_across_keys_names_the_overrides_that_set_them(tmp_path):
+    # The cascade's low set by --set against the file's default threshold: the error blamed the file alone.
+    path = tmp_path / "small.yaml"
+    path.write_text("n: 3\n")
+    with pytest.raises(ConfigError, match=r"small\.yaml with --set judge\.cascade\.enabled, judge\.cascade\.low: "
+                                          r"judge\.threshold"):
+        load_config(path, {"judge.cascade.enabled": True, "judge.cascade.low": 0.6})
+
+
+def test_a_sweep_record_that_does_not_hold_its_generators_values_is_refused():
+    # An edited record labelled groups sampled at 0.2 as a sweep's 1.0 in the report.
+    with pytest.raises(ConfigError, match=r"generators\[0\]\.sweep: records temperature 1.0 and top_p 0.9, but"):
+        config_from_dict({"generators": [{"name": "g", "temperature": 0.2,
+                                          "sweep": {"base": "h", "temperature": 1.0, "top_p": 0.9}}]})
+    swept = config_from_dict({"sampling": {"temperature": [0.3, 1.0]}})
+    again = config_from_dict(swept.to_dict(redact=False))  # a run's own config.yaml reads back
+    assert [g.name for g in again.generators] == [g.name for g in swept.generators]
 
 
 def test_invalid_yaml_names_the_line(tmp_path):

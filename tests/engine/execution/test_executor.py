@@ -276,3 +276,34 @@ def test_a_host_whose_node_is_lost_fails_its_batches_and_the_run_ends(tmp_path):
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 2 and all("HostStranded: stage sample[gpu]: a host has not run for" in f for f in failed)
     assert "(its node was lost, and no node left can hold it: one actor needs 0.25 CPU and 1 GPU" in failed[0]
+
+
+def test_ray_that_cannot_start_or_be_reached_is_a_config_error_naming_the_key(tmp_path):
+    # An address where nothing listens: ray.init waited on it for minutes with no word of ours; an object store
+    # larger than the machine: a ValueError traceback. Each is now one ConfigError naming its key. (A process of
+    # its own: this session's Ray is already up, and the executor would join it.)
+    import subprocess
+    import sys
+
+    code = ("from engine.execution.executor import RayExecutor\n"
+            "from engine.errors import ConfigError\n"
+            "for kwargs in ({'address': '127.0.0.1:1'}, {'object_store_memory': 10**15}):\n"
+            "    try:\n"
+            "        RayExecutor(**kwargs)\n"
+            "    except ConfigError as exc:\n"
+            "        print('ConfigError:', str(exc)[:160])\n")
+    import tempfile
+
+    short = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # a socket path under pytest's tmp_path passes 107 bytes
+    env = {**os.environ, "RAY_TMPDIR": short, "RAY_ADDRESS": ""}
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                              cwd=Path(__file__).resolve().parents[3])
+    finally:
+        import shutil
+
+        shutil.rmtree(short, ignore_errors=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ConfigError:")]
+    assert len(lines) == 2, proc.stdout + proc.stderr[-2000:]
+    assert "execution.ray_address: no Ray cluster answers at 127.0.0.1:1" in lines[0]
+    assert "execution.object_store_memory (1,000,000,000,000,000 bytes): the embedded Ray cannot start" in lines[1]

@@ -66,6 +66,12 @@ def test_the_agreement_sample_is_counted_at_the_low_end(tmp_path):
     assert (judge.calls_low, judge.calls_high) == (4 * 2, 4 * 3 * 2)
 
 
+def test_judging_every_pair_is_counted_at_the_low_end(tmp_path):
+    # judge.all_pairs judges every pair (none implied by union-find): the low end was the pruned minimum.
+    judge = by_role(make_plan(cfg(tmp_path, judge={"all_pairs": True}), PROMPTS))[("judge", "api")]
+    assert (judge.calls_low, judge.calls_high) == (4 * 3, 4 * 3 * 2)
+
+
 def test_costs_come_from_prices_and_unpriced_api_models_are_unknown(tmp_path):
     plan = make_plan(cfg(tmp_path), PROMPTS)
     api = [r for r in plan.roles if r.model == "api"]
@@ -243,6 +249,10 @@ def test_plan_refuses_what_the_run_would_refuse_in_the_config_and_notes_a_key_no
     assert main(["plan", "--config", "configs/real-audit.yaml", "--set",
                  "judges.2.options.prices.prompt_per_mtok=abc"]) == 2
     assert "judges[2].options.prices" in capsys.readouterr().err
+    # the cascade's coefficients too (the run refused a missing file the plan had passed)
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "judge.cascade.enabled=true",
+                 "--set", "judge.cascade.coefficients=/nonexistent.json"]) == 2
+    assert "judge.cascade.coefficients: /nonexistent.json" in capsys.readouterr().err
     assert main(["plan", "--config", "configs/real-audit.yaml"]) == 0
     out = capsys.readouterr().out
     assert "note: judges[1].options.api_key_env: ANTHROPIC_API_KEY is not set here; the run needs it" in out

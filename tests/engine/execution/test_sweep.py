@@ -35,6 +35,8 @@ def test_a_list_expands_into_named_generators_once():
     ({"sampling": {"temperature": [0.5, 0.5]}}, "each value once"),
     ({"sampling": {"temperature": [0.5, -1.0]}}, "temperature"),
     ({"judges": [{"temperature": [0.1, 0.2]}]}, "sweeps generators only"),
+    # named alike to 6 significant digits: "generators: model names must be unique", blamed on the file
+    ({"sampling": {"temperature": [0.5, 0.5000001]}}, r"sampling\.temperature: two values print alike as 't=0.5'"),
 ])
 def test_bad_sweeps_are_named(data, message):
     with pytest.raises(ConfigError, match=message):
@@ -161,6 +163,19 @@ def test_models_sweeping_different_settings_and_values_are_each_reported_and_com
     assert any("'k'" in why for why in c["left_out"])
     with pytest.raises(CompareError, match="no generator of 'g'.*no generator of 'h'"):
         compare_runs(cfg.run_dir, values=("t=0.2,p=0.8", "0.7"))
+
+
+def test_a_generators_mistake_is_named_by_its_place_in_the_file_not_in_the_sweep():
+    # generators[2] was named for the file's second generator, behind a first swept over two values: an override of
+    # the index the message gave was out of range.
+    from engine.execution.preflight import check_written_config
+
+    http = {"backend": "http", "model": "m", "options": {"base_url": "http://127.0.0.1:9/v1"}}
+    config = config_from_dict({"sampling": {"temperature": [0.5, 1.0]}, "generators": [
+        {**http, "name": "g"}, {**http, "name": "h", "options": {**http["options"], "promt_per_mtok": 1}}]})
+    assert config.generator_keys == ["generators[0]", "generators[0]", "generators[1]", "generators[1]"]
+    with pytest.raises(ConfigError, match=r"^generators\[1\]\.options\.promt_per_mtok"):
+        check_written_config(config)
 
 
 def test_a_swept_models_name_may_not_be_another_generators():
