@@ -99,6 +99,14 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def refuse_many_outputs(model: str, outputs: int) -> None:
+    """A sequence-classification reward model's head gives one score: one of several outputs (a classifier's
+    labels) is no reward, and reading its first would be a silent wrong value."""
+    if outputs != 1:
+        raise BackendError(f"reward model {model!r}: a sequence-classification reward model has one output, this one "
+                           f"has {outputs}")
+
+
 def _refuse_missing(model: str, kind: str, info: dict[str, Any]) -> None:
     missing = sorted(info.get("missing_keys") or [])
     mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in info.get("mismatched_keys") or [])
@@ -165,6 +173,9 @@ class LocalRewardModel:
             raise BackendError(f"reward model {model!r}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         weights = getattr(torch, dtype) if dtype != "auto" else (
             torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            # -1 scored nothing (an empty range: every reward None, no shard failed); 0 raised inside the stage
+            raise BackendError(f"reward model {model!r}: batch_size must be a whole number >= 1, got {batch_size!r}")
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
                                        or max_length < 2):
             raise BackendError(f"reward model {model!r}: max_length must be a whole number of tokens >= 2, got "
@@ -190,9 +201,7 @@ class LocalRewardModel:
             net, info = AutoModelForSequenceClassification.from_pretrained(folder, dtype=weights,
                                                                             output_loading_info=True)
             _refuse_missing(model, self.kind, info)
-            if net.config.num_labels != 1:
-                raise BackendError(f"reward model {model!r}: a sequence-classification reward model has one output, "
-                                   f"this one has {net.config.num_labels}")
+            refuse_many_outputs(model, net.config.num_labels)
             head = getattr(net, "score", None)
             if head is None:
                 raise BackendError(f"reward model {model!r}: no `score` head on {type(net).__name__}")
@@ -273,6 +282,10 @@ class VLLMRewardModel:
         if kind == "athene":
             raise BackendError(f"reward model {model!r}: vLLM has no Athene value head; use backend: local "
                                "(transformers, CPU or one GPU)")
+        from transformers import AutoConfig
+
+        # Before the engine loads: a head of several outputs was read by its first (as the local backend refuses).
+        refuse_many_outputs(model, AutoConfig.from_pretrained(folder).num_labels)
         from actors.vllm import without_llvmlite_ffi
 
         self.name = model
@@ -302,6 +315,7 @@ class VLLMRewardModel:
             outputs = self.llm.classify([{"prompt_token_ids": ids[i]} for i in fits],
                                         pooling_params=PoolingParams(use_activation=False), use_tqdm=False)
             for i, o in zip(fits, outputs):
+                refuse_many_outputs(self.name, len(o.outputs.probs))
                 scores[i] = finite_or_none(float(o.outputs.probs[0]))
         return scores
 

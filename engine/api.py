@@ -164,6 +164,12 @@ def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str 
     from engine.method.rewards import group_rewards
 
     cfg = _rewards_config(config, groups)
+    # A response without an answer (empty, or cut off while thinking) leaves its group, whose others are judged and
+    # rewarded among themselves, as DiversityReward does: in the group, its pairs were unresolved and every reward of
+    # the group unknown. `kept`: each original response's place in the judged group (None: left out).
+    batch, kept, left_out = _answering_batch(cfg, Path(groups))
+    if batch is not None:
+        cfg = _rewards_config(cfg, batch, internal=True)
     pipeline = Pipeline(cfg, progress=progress, executor=executor, keep_executor=executor is not None)
     try:
         result = pipeline.run()
@@ -187,14 +193,91 @@ def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str 
                          "trace": answer.get("trace"), "category": g["category"], "reward": reward, "judges": judges,
                          "classes": {r["judge"]: r["classes"][i] for r in judged
                                      if r.get("classes") is not None and len(r["classes"]) > i}})
+    if batch is not None:
+        rows = _with_left_out(rows, kept, left_out)
     if out is not None:
         atomic_write_bytes(Path(out), b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return rows, result
 
 
-def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunConfig:
+def _answering_batch(cfg: RunConfig, groups: Path) -> tuple[Path | None, dict, dict]:
+    """The groups file without its responses that give no answer, written in our format beside the run's tables,
+    or (None, {}, {}) where every response answers (the file is read as it is). Read with the config's prompts
+    settings (format, on_error, size caps), so that its errors name the user's file.
+
+    Returns:
+        (the batch, {(prompt_id, model, strategy): [each response's place among the group's kept, or None]},
+        {(prompt_id, model, strategy, place in the file's group): (prompt, its text, its trace)} of those left out).
+    """
+    import orjson
+
+    from engine.execution.pipeline import load_run_prompts
+    from engine.execution.store import atomic_write_bytes, claim_run_dir
+    from engine.inputs.loaders.paper import PresetReport
+    from engine.method.rewards import answers
+
+    report = PresetReport()
+    prompts, external = load_run_prompts(cfg, report)
+    by_id = {p.prompt_id: p for p in prompts}
+    kept: dict[tuple, list[int | None]] = {}
+    left_out: dict[tuple, tuple] = {}
+    lines = []
+    for g in external or []:
+        key = (g.prompt_id, g.model, g.strategy)
+        texts, traces, places = [], [], []
+        for k, (idx, text) in enumerate(sorted(g.responses)):
+            trace = g.traces.get(idx)
+            if answers(text, trace):
+                places.append(len(texts))
+                texts.append(text)
+                traces.append(trace)
+            else:
+                places.append(None)
+                left_out[(*key, k)] = (by_id[g.prompt_id], text, trace)
+        kept[key] = places
+        if texts:
+            p = by_id[g.prompt_id]
+            lines.append(orjson.dumps({"prompt_id": p.prompt_id, "prompt": p.text, "source": p.source,
+                                       "category": p.gold_category, "gold_answer": p.gold_answer, "model": g.model,
+                                       "strategy": g.strategy, "responses": texts, "traces": traces}) + b"\n")
+    if not left_out:
+        return None, {}, {}
+    for warning in [*report.warnings, *(f"skipped: {s}" for s in getattr(report, "skipped", []))]:
+        log.warning("rewards: %s", warning)
+    run_dir = Path(cfg.run_dir)
+    claim_run_dir(run_dir)  # a run directory of ours (or new): the batch is written beside its tables
+    batch = run_dir / "rewards-answering.jsonl"
+    atomic_write_bytes(batch, b"".join(lines))
+    log.info("rewards: %d responses give no answer and are left out of their groups (reward null)", len(left_out))
+    return batch, kept, left_out
+
+
+def _with_left_out(rows: list[dict[str, Any]], kept: dict, left_out: dict) -> list[dict[str, Any]]:
+    """The reward rows of the answering batch put back in the groups file's places, with a null-reward row for each
+    response left out (_answering_batch)."""
+    scored = {(r["prompt_id"], r["model"], r["strategy"], r["sample_idx"]): r for r in rows}
+    by_group: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        by_group.setdefault((r["prompt_id"], r["model"], r["strategy"]), r)
+    out = []
+    for key, places in kept.items():
+        first = by_group.get(key)
+        for k, place in enumerate(places):
+            if place is not None and (*key, place) in scored:
+                out.append({**scored[(*key, place)], "sample_idx": k})
+            elif place is None:
+                prompt, text, trace = left_out[(*key, k)]
+                out.append({"prompt_id": key[0], "prompt": prompt.text, "model": key[1], "strategy": key[2],
+                            "sample_idx": k, "response": text, "trace": trace,
+                            "category": first["category"] if first else prompt.gold_category, "reward": None,
+                            "judges": [], "classes": {}})
+    return out
+
+
+def _rewards_config(config: RunConfig | str | Path, groups: str | Path, internal: bool = False) -> RunConfig:
     """The run that scores `groups`: the config's judges, classifier and embedder over the groups file, no
-    generation, quality or accuracy."""
+    generation, quality or accuracy. `internal`: a batch we wrote (our format, already read within the config's
+    size caps and error settings), not the user's file."""
     if isinstance(config, RunConfig):
         base = config
     else:
@@ -210,6 +293,9 @@ def _rewards_config(config: RunConfig | str | Path, groups: str | Path) -> RunCo
     # The groups file's prompts: a paper config's draw settings mean nothing here; its format and caps apply.
     data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
                        "limit": None, "paths": {}, "missing_sources": "fail", "seed": 0}
+    if internal:
+        data["prompts"].update({"format": "taskdiv", "on_error": "fail", "max_prompt_chars": 0,
+                                "max_response_chars": 0})
     data["quality"] = {**data["quality"], "enabled": False, "reward_model": None}
     data["accuracy"] = {**data["accuracy"], "enabled": False}
     return config_from_dict(data, source="<score_rewards>")
@@ -291,11 +377,17 @@ class DiversityReward:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if num_generations_eval is not None and num_generations is None:
             raise ValueError("num_generations_eval needs num_generations (pass both from GRPOConfig)")
-        if isinstance(config, RunConfig):
-            self.config = config
-        else:
+        if not isinstance(config, RunConfig):
             with lenient_settings():  # its prompts become each batch's groups (_rewards_config)
-                self.config = load_config(config, REWARDS_OVERRIDES)
+                config = load_config(config, REWARDS_OVERRIDES)
+        # Each batch is a file we write, in our format: the config's prompts settings were written for files of its
+        # own (an lm-eval format, a size cap), and the first reward call, after the trainer had loaded and generated,
+        # failed reading the batch with them.
+        data = config.to_dict(redact=False)
+        data["prompts"] = {**data["prompts"], "source": "responses", "format": "taskdiv", "on_error": "fail",
+                           "max_prompt_chars": 0, "max_response_chars": 0}
+        with lenient_settings():
+            self.config = config_from_dict(data, source="<DiversityReward>")
         if thinking_opened is not None and not isinstance(thinking_opened, bool):
             raise ValueError(f"thinking_opened must be True, False or None, got {thinking_opened!r}")
         self.num_generations = num_generations
@@ -324,8 +416,11 @@ class DiversityReward:
         if self.thinking_opened is None and trainer is not None:
             from engine.method.rewards import template_opens_thinking
 
-            # Read once from the policy's chat template (TRL's processing_class), where the trainer shows.
-            self.thinking_opened = template_opens_thinking(getattr(trainer, "processing_class", None))
+            # Read once from the policy's chat template (TRL's processing_class), where the trainer shows, rendered
+            # with the trainer's own template settings (GRPOConfig.chat_template_kwargs: thinking on or off).
+            self.thinking_opened = template_opens_thinking(
+                getattr(trainer, "processing_class", None), getattr(trainer, "chat_template", None),
+                **(getattr(trainer, "chat_template_kwargs", None) or {}))
         if self.completions_parsed is None and trainer is not None:
             from engine.method.rewards import trainer_parses_completions
 

@@ -116,14 +116,19 @@ def completion_parts(value: Any) -> tuple[str, str | None]:
     return message_text(value, role="assistant"), None
 
 
-def template_opens_thinking(tokenizer: Any) -> bool:
+def template_opens_thinking(tokenizer: Any, chat_template: str | None = None, **template_kwargs: Any) -> bool:
     """Whether a tokenizer's chat template (TRL's processing_class) ends its generation prompt inside an opened
-    `<think>` block; False where it has no template or cannot render one user turn."""
+    `<think>` block, rendered as the trainer renders prompts: with its `chat_template` (None: the tokenizer's) and
+    `chat_template_kwargs` (DeepSeek-V3.1's template opens the block only with thinking=True); False where it has no
+    template or cannot render one user turn."""
     render = getattr(tokenizer, "apply_chat_template", None)
     if render is None:
         return False
+    if chat_template is not None:
+        template_kwargs = {**template_kwargs, "chat_template": chat_template}
     try:
-        text = render([{"role": "user", "content": "Hello."}], add_generation_prompt=True, tokenize=False)
+        text = render([{"role": "user", "content": "Hello."}], add_generation_prompt=True, tokenize=False,
+                      **template_kwargs)
     except Exception:  # no chat template, or one that needs more than a user turn: nothing to read from it
         return False
     return isinstance(text, str) and opens_thinking(text)

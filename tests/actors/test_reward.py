@@ -90,6 +90,18 @@ def test_registry_and_errors(folders):
         make_reward_model("grpc", "x")
     with pytest.raises(BackendError, match="kind must be one of"):
         LocalRewardModel(str(folders["seqcls"]), kind="pairwise")
+    # batch_size -1 scored nothing (every reward None, no shard failed); 0 and "8" raised inside the stage
+    for bad in (-1, 0, "8", True):
+        with pytest.raises(BackendError, match="batch_size must be a whole number >= 1"):
+            LocalRewardModel(str(folders["seqcls"]), batch_size=bad)
+
+
+def test_a_classifier_of_several_labels_is_no_reward_model(tmp_path):
+    from tests.support.rewards import sequence_classifier
+
+    folder = sequence_classifier(tmp_path / "two", num_labels=2)
+    with pytest.raises(BackendError, match="has one output, this one has 2"):
+        LocalRewardModel(str(folder))
 
 
 def test_a_conversation_longer_than_the_model_reads_is_unscored_not_cut(folders):

@@ -592,6 +592,11 @@ def test_a_sequence_classification_reward_model_scores_on_vllm_as_in_transformer
         rm.close()
     assert scores[1] is None
     assert [scores[0], scores[2]] == pytest.approx(reference, rel=1e-3, abs=1e-4)
+    # A head of two outputs was read by its first, silently; it is refused before the engine loads, as locally.
+    two = sequence_classifier(tmp_path / "two", num_labels=2, hidden_size=64, intermediate_size=128,
+                              num_attention_heads=2, num_key_value_heads=1)
+    with pytest.raises(BackendError, match="has one output, this one has 2"):
+        VLLMRewardModel(str(two), dtype="float32", enforce_eager=True, max_model_len=512)
 
 
 @pytest.mark.vllm

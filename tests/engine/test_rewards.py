@@ -183,6 +183,31 @@ def test_reasoning_in_a_groups_file_is_its_trace_never_part_of_the_answer(tmp_pa
     assert [by[("Name a colour.", i)]["reward"] for i in range(2)] == pytest.approx([1.0, 1.0])
 
 
+def test_a_response_without_an_answer_leaves_its_group_and_the_others_are_rewarded(tmp_path, monkeypatch, capsys):
+    # One empty answer (or one cut off while thinking) made every pair with it unresolved, so the whole group's
+    # rewards were null; DiversityReward scored the others among themselves. Now both paths do.
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text("".join(json.dumps(g) + "\n" for g in [
+        {"prompt": "Write a story opening.", "category": "G",
+         "responses": ["class 0 a", "class 0 b", "<think>class 4 still thinking", "class 1 c", ""]},
+        {"prompt": "Name a colour.", "category": "H", "responses": ["class 0 red", "class 1 blue"]},
+        {"prompt": "Name a fruit.", "category": "H", "responses": ["", "<think>hmm"]}]))
+    out = tmp_path / "rewards.jsonl"
+    argv = ["rewards", "--config", str(write_config(tmp_path)), "--in", str(groups), "--out", str(out),
+            "--allow-python-backends", "--quiet"]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by = {(r["prompt"], r["sample_idx"]): r for r in rows}
+    assert [by[("Write a story opening.", i)]["reward"] for i in range(5)] == pytest.approx([0.5, 0.5, None, 1.0,
+                                                                                              None])
+    assert by[("Write a story opening.", 3)]["response"] == "class 1 c"
+    assert by[("Write a story opening.", 2)]["judges"] == [] and by[("Write a story opening.", 2)]["category"] == "G"
+    assert [by[("Name a colour.", i)]["reward"] for i in range(2)] == pytest.approx([1.0, 1.0])
+    assert [by[("Name a fruit.", i)]["reward"] for i in range(2)] == [None, None]
+    assert len(rows) == 9
+
+
 def test_rewards_from_a_config_whose_only_judge_is_calibrated(tmp_path):
     # Quality and accuracy need an LLM judge; scoring rewards turns them off, so such a config is enough.
     from engine.api import DiversityReward
@@ -348,6 +373,29 @@ def test_thinking_cut_off_under_a_template_that_opens_it_is_no_answer(tmp_path, 
                    log_metric=Trainer().log_metric) == [1.0, 1.0]
     assert parsing.thinking_opened is True and parsing.completions_parsed is True
 
+    # DeepSeek-V3.1's template opens the block only when the trainer renders with thinking on
+    # (GRPOConfig.chat_template_kwargs): read without it, the template said "closed", and a completion cut off while
+    # thinking was judged as an answer and rewarded 1.0.
+    class Switch:
+        def apply_chat_template(self, messages, add_generation_prompt, tokenize, thinking=False):
+            return "<|User|>" + messages[0]["content"] + "<|Assistant|>" + ("<think>" if thinking else "</think>")
+
+    class Thinking:
+        processing_class = Switch()
+        chat_template = None
+        chat_template_kwargs = {"thinking": True}
+
+        def log_metric(self, name, value):
+            pass
+
+    switched = _scripted_reward(tmp_path)
+    assert switched(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3,
+                    log_metric=Thinking().log_metric) == [0.0, None, 0.0]
+    Thinking.chat_template_kwargs = {}
+    off = _scripted_reward(tmp_path)
+    off(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3, log_metric=Thinking().log_metric)
+    assert off.thinking_opened is False
+
 
 def test_a_completion_that_is_only_a_tool_call_has_no_reward_and_stops_nothing(tmp_path, monkeypatch):
     # TRL's parsed response for a tool call (Qwen3's template): no `content` — before, a ValueError out of the
@@ -490,6 +538,26 @@ def test_several_processes_score_whole_groups_and_each_gets_its_slice(tmp_path):
     # [1, 1] and [0, 0]).
     assert results[0] == pytest.approx([2 / 3, 2 / 3, 1, 1, 1, 1 / 3])
     assert results[1] == pytest.approx([1 / 3, 1 / 3, 1, 1, 1, 1])
+
+
+def test_the_trl_reward_function_reads_its_batches_as_its_own_whatever_the_configs_prompts(tmp_path, monkeypatch):
+    # A config written for `rewards --in` on lm-eval files (prompts.format: lm-eval), or with a prompt size cap,
+    # passed the constructor; the first reward call, after the trainer had loaded and generated, failed reading the
+    # batch (in our format) with them.
+    from engine.api import DiversityReward
+
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    for prompts in ({"source": "responses", "path": "samples.jsonl", "format": "lm-eval"},
+                    {"max_prompt_chars": 5, "on_error": "fail"}):
+        path = tmp_path / "c.yaml"
+        path.write_text(dump_yaml({"run_dir": str(tmp_path / "run"), "generators": [JUDGE], "judges": [JUDGE],
+                                   "prompts": prompts, "execution": {"executor": "local"}}))
+        reward = DiversityReward(path)
+        try:
+            assert reward(prompts=["Name a colour."] * 3, completions=["class 0 x", "class 0 y", "class 1 z"],
+                          category=["G"] * 3) == pytest.approx([0.5, 0.5, 1.0])
+        finally:
+            reward.close()
 
 
 def test_an_empty_groups_file_and_ctrl_c_are_said_plainly(tmp_path, capsys, monkeypatch):

@@ -25,15 +25,16 @@ def _config(tokenizer, **extra):
                        eos_token_id=tokenizer.eos_token_id, **{**TINY, **extra})
 
 
-def sequence_classifier(folder: Path, seed: int = 0, **shape) -> Path:
-    """`shape`: config values over TINY's (vLLM's CPU attention needs a head size of 32 or more)."""
+def sequence_classifier(folder: Path, seed: int = 0, num_labels: int = 1, **shape) -> Path:
+    """`shape`: config values over TINY's (vLLM's CPU attention needs a head size of 32 or more); `num_labels`: 2
+    makes a classifier, no reward model."""
     import torch
     from transformers import LlamaForSequenceClassification
 
     tokenizer = _tokenizer()
     torch.manual_seed(seed)
-    model = LlamaForSequenceClassification(_config(tokenizer, num_labels=1, pad_token_id=tokenizer.eos_token_id,
-                                                   **shape))
+    config = _config(tokenizer, num_labels=num_labels, pad_token_id=tokenizer.eos_token_id, **shape)
+    model = LlamaForSequenceClassification(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
