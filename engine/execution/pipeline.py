@@ -104,6 +104,10 @@ class Pipeline:
         self.records: list[StageRecord] = []
         self._to_retry: dict[str, list[dict[str, Any]]] = {}  # classification stage → rows a rerun computes again
         self._retrying_votes: set[tuple[str, str]] = set()  # (prompt, voter) whose vote a rerun asks again
+        # Classify stages run in this invocation, by label and unit keys: a generator that also votes (the default
+        # config's one model) builds the same units twice, and a second run of them re-sent the rows the first had
+        # marked for a rerun — paid again, and counted as a rerun, so execution.row_retries ran out within one run.
+        self._classified: dict[tuple[str, tuple[str, ...]], pa.Table] = {}
         # (prompt, generator) whose own classification a rerun asks again (its request failed transiently): held out
         # of the anchored strategies like an absent one.
         self._retrying_own: set[tuple[str, str]] = set()
@@ -306,8 +310,11 @@ class Pipeline:
                 identity = model.identity() if base is None else {**model.identity(), "name": base}
                 units = [Unit.of(["classify", self.versions["classify"], ClassifyStage.version, identity],
                                  s.select(["prompt_id", "text"])) for s in shards]
-                out = self._run_stage(label, "classify", self._plan(ClassifyStage, model, {}), units,
-                                      ClassifyStage.output_schema)
+                ran = (label, tuple(u.key for u in units))
+                if ran not in self._classified:
+                    self._classified[ran] = self._run_stage(label, "classify", self._plan(ClassifyStage, model, {}),
+                                                            units, ClassifyStage.output_schema)
+                out = self._classified[ran]
                 if base is not None:
                     by_base[base] = out
             else:
@@ -494,7 +501,7 @@ class Pipeline:
                      for r in groups.select(T.CHECKLIST_INPUT.names).to_pylist()}.values())
         if not rows:
             return None
-        return Unit.of(["checklist", self.versions["checklist"], grader.identity(),
+        return Unit.of(["checklist", self.versions["checklist"], ChecklistStage.version, grader.identity(),
                         self.config.quality.checklist_max_tokens], pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT))
 
     # -- machinery ----------------------------------------------------------------------------------------------

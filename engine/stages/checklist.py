@@ -15,6 +15,9 @@ class ChecklistStage(BackendStage):
     """Criteria per prompt; unparseable lists are recorded with criteria null and their raw text."""
 
     name = "checklist"
+    # Checklist shards are keyed by it: bump when how a checklist is read changes (2: sub-bullets under a criterion
+    # are not criteria, bold items are items — a directory checklisted before kept the old criteria, and its grades).
+    version = "2"
     required_inputs = {
         "prompt_id": "stable prompt id",
         "text": "the user prompt",

@@ -387,3 +387,35 @@ def test_a_new_agreement_sample_rate_re_judges_only_the_groups_it_moves(tmp_path
     assert again == 0 and drawn == 0
     everything, drawn, result = judged(1.0)  # every group moves into the sample: judged again, in full
     assert everything > 0 and drawn == result.tables["components"].num_rows
+
+
+@pytest.mark.parametrize("stage", ["classify", "sample", "judge", "checklist", "grade", "reward"])
+def test_every_stage_that_asks_a_model_keys_its_shards_by_its_own_version(stage, tmp_path, monkeypatch):
+    # The checklist stage had no version: a change in how a checklist is read (sub-bullets are no criteria) never
+    # re-keyed a stored checklist, and its old criteria and their grades were reused.
+    import importlib
+
+    import pyarrow as pa
+
+    from engine.config import config_from_dict
+    from engine.execution import tables as T
+    from engine.execution.executor import LocalExecutor
+    from engine.execution.pipeline import Pipeline
+
+    cls = {"classify": "ClassifyStage", "sample": "SampleStage", "judge": "JudgeStage",
+           "checklist": "ChecklistStage", "grade": "GradeStage", "reward": "RewardStage"}[stage]
+    stage_cls = getattr(importlib.import_module(f"engine.stages.{stage}"), cls)
+    assert isinstance(stage_cls.version, str)
+    if stage != "checklist":
+        return
+    pipeline = Pipeline(config_from_dict({"run_dir": str(tmp_path / "run")}), executor=LocalExecutor(),
+                        progress=False)
+    try:
+        groups = pa.Table.from_pylist([{"prompt_id": "p", "text": "Write a poem.", "judge_category": "G"}],
+                                      schema=T.CHECKLIST_INPUT)
+        grader = pipeline.config.judges[0]
+        before = pipeline.checklist_unit(groups, grader).key
+        monkeypatch.setattr(stage_cls, "version", stage_cls.version + "-next")
+        assert pipeline.checklist_unit(groups, grader).key != before
+    finally:
+        pipeline.close()

@@ -302,6 +302,31 @@ def test_a_vote_a_rerun_asks_again_is_a_missing_vote_not_an_unread_one(tmp_path)
     assert flaky in {j["prompt_id"] for j in second.tables["judgments"].to_pylist()}
 
 
+def test_a_generator_that_also_votes_sends_a_failed_classification_once_per_run(tmp_path):
+    # The default config's shape (one model generates and judges) and no gold categories: the vote and the own
+    # classification are the same units, and the second stage run re-sent the row the first had marked — paid twice,
+    # counted as a rerun, so row_retries: 1 gave the row up with no rerun and the prompt was judged uncategorised.
+    armed = tmp_path / "armed"
+    armed.touch()
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in PROMPTS))
+    model = {**SCRIPTED, "name": "m", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                  "flaky_kind": "classify"}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[model], judges=[model],
+                      strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False},
+                      execution={"executor": "local", "shard_size": 16, "row_retries": 1})
+    first = run(cfg)
+    records = [r for r in first.stages if r.stage.startswith("classify")]
+    assert len(records) == 1 and records[0].rows_transient == 1 and records[0].rows_retried == 0
+    assert len([c for c in ScriptedChat.calls if c.startswith("Classify")]) == len(PROMPTS)
+    armed.unlink()
+    second = run(cfg)
+    assert sum(r.rows_gave_up for r in second.stages) == 0
+    flaky = next(p["prompt_id"] for p in second.tables["prompts"].to_pylist() if "FLAKY" in p["text"])
+    sources = {g["prompt_id"]: g["category_source"] for g in second.tables["groups"].to_pylist()}
+    assert sources[flaky] == "reference"
+
+
 def test_rows_computed_before_a_shard_failed_are_not_paid_for_again(tmp_path):
     # Batches cut across shards: a batch refused whole (BackendError) failed the two shards it touched, and the rows
     # those shards had back from their other batches — computed, paid for — were dropped and sent again by the rerun.
