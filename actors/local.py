@@ -8,6 +8,7 @@ for real anywhere, not to be believed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -23,6 +24,8 @@ from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, Sam
                          split_harmony, split_think_tokens, think_token_ids, uses_harmony)
 
 log = logging.getLogger(__name__)
+# Held by a seeded sampling call from its seed to its sample (LocalChatModel._generate).
+_SEEDED = threading.Lock()
 
 # Packaged models: name -> (PyPI package holding the file, file name inside the package).
 PACKAGED_MODELS = {
@@ -269,10 +272,14 @@ class LocalChatModel:
             members.sort(key=lambda k: len(encoded[k]))
             first = params[members[0]]
             per_batch = max(1, self.max_batch_sequences // (1 if first.greedy else first.n))
+            # Greedy requests of any n share a group (one answer each): generated once, then repeated to each
+            # request's own n — with the first member's n, a temperature-0 sweep point's n-response group beside a
+            # regeneration turn's n = 1 came back with one response, or the turn with n.
+            shared = first.with_(n=1) if first.greedy else first
             for start in range(0, len(members), per_batch):
                 batch = members[start : start + per_batch]
-                for k, out in zip(batch, self._generate([encoded[k] for k in batch], params[batch[0]])):
-                    outputs[k] = out
+                for k, out in zip(batch, self._generate([encoded[k] for k in batch], shared)):
+                    outputs[k] = repeat_greedy(out, params[k].n) if first.greedy else out
         for k, out in enumerate(outputs):
             if thinking[k] and out is not None:
                 out.texts = [THINK_OPEN + t for t in out.texts]
@@ -301,8 +308,6 @@ class LocalChatModel:
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
         attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
-        if p.seed is not None:
-            torch.manual_seed(p.seed)
         kwargs = dict(
             max_new_tokens=p.max_tokens,
             num_return_sequences=p.n,
@@ -320,7 +325,11 @@ class LocalChatModel:
             kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p, top_k=0)
         if p.stop:
             kwargs.update(stop_strings=list(p.stop), tokenizer=self.tokenizer)
-        with torch.inference_mode():
+        # torch's generator is the process's: two models sampling at once on a LocalExecutor's threads interleaved
+        # their draws, and a seeded run was not reproducible. A seeded sampling call holds it from seed to sample.
+        with _SEEDED if p.seed is not None and not p.greedy else contextlib.nullcontext(), torch.inference_mode():
+            if p.seed is not None:
+                torch.manual_seed(p.seed)
             result = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         new_tokens = result.sequences[:, width:]
         first_logprobs = None

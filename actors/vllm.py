@@ -621,6 +621,13 @@ class VLLMEmbedder:
 
         self.name = model
         folder = str(resolve_embedder_dir(model)) if model in PACKAGED_EMBEDDERS else resolve_vllm_model(model)
+        if Path(folder).is_dir() and not (Path(folder) / "modules.json").is_file():
+            # Without a sentence-transformers config, vLLM pools by the architecture's default (BERT: the CLS token)
+            # and sentence-transformers (the local embedder, and calibrate's fit) by the mean: one model, two sets
+            # of vectors and of diversity figures, depending on the backend.
+            raise BackendError(f"embedding model {model!r}: {folder} has no sentence-transformers pooling config "
+                               "(modules.json), so vLLM and sentence-transformers would pool it differently; use a "
+                               "sentence-transformers model, or embedder.backend: local")
         try:
             with without_llvmlite_ffi():  # as for the chat engine: the metrics stage has loaded numba first
                 self.llm = LLM(model=folder, runner="pooling", **engine_kwargs)

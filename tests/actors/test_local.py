@@ -153,6 +153,33 @@ def test_greedy_with_n_above_one_is_the_one_answer_n_times(cpu_model):
     assert out.first_token_logprobs == alone.first_token_logprobs * 3
 
 
+def test_greedy_requests_of_different_n_in_one_call_each_get_their_own_n(cpu_model):
+    # They shared a batch generated with its first member's n (by prompt length): a temperature-0 sweep point's
+    # group of n beside a regeneration turn's n = 1 came back with one response, stored as complete.
+    long = [{"role": "user", "content": "Name three fruits and say why each one is good for you."}]
+    greedy = SamplingParams(temperature=0.0, max_tokens=4)
+    for order in ((long, HELLO), (HELLO, long)):
+        outs = cpu_model.chat(list(order), [greedy.with_(n=3), greedy])
+        assert [len(o.texts) for o in outs] == [3, 1]
+        assert outs[0].texts == cpu_model.chat([order[0]], greedy)[0].texts * 3
+
+
+def test_seeded_sampling_is_reproducible_with_another_model_sampling_on_another_thread(cpu_model):
+    # torch's generator is the process's: two models sampling at once on a LocalExecutor's threads interleaved
+    # their draws, and a seeded run gave other samples each time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from actors.local import LocalChatModel
+
+    other = LocalChatModel("smollm2-135m")
+    one, two = SamplingParams(n=2, max_tokens=8, seed=1), SamplingParams(n=2, max_tokens=8, seed=2)
+    alone = (cpu_model.chat([HELLO], one)[0].texts, other.chat([HELLO], two)[0].texts)
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            a, b = pool.submit(cpu_model.chat, [HELLO], one), pool.submit(other.chat, [HELLO], two)
+            assert (a.result()[0].texts, b.result()[0].texts) == alone
+
+
 def test_the_models_generation_config_does_not_shape_the_samples(cpu_model, monkeypatch):
     # generate() starts from the model's generation_config.json: a repetition_penalty there (Qwen2.5-Instruct's is
     # 1.05) reshaped every sample, a distribution other than the one labelled (and than vLLM's, which applies none).

@@ -625,6 +625,27 @@ def test_the_vllm_embedder_embeds_as_sentence_transformers_and_cuts_long_texts_a
     assert left == []
 
 
+@pytest.mark.vllm
+def test_an_embedding_folder_without_its_pooling_config_is_refused_on_vllm(tmp_path):
+    # The packaged MiniLM's weights without sentence-transformers' files: vLLM pooled it by the CLS token and
+    # sentence-transformers by the mean (cosine between the two 0.56-0.63 per text), so the backend changed the
+    # diversity figures. Refused before the engine loads.
+    _require_vllm()
+    import shutil
+
+    from actors.embed import resolve_embedder_dir
+    from actors.vllm import VLLMEmbedder
+
+    plain = tmp_path / "plain-bert"
+    plain.mkdir()
+    for f in resolve_embedder_dir("all-minilm-l6-v2").iterdir():
+        if f.is_file() and f.name not in ("modules.json", "sentence_bert_config.json",
+                                          "config_sentence_transformers.json"):
+            shutil.copy(f, plain / f.name)
+    with pytest.raises(BackendError, match="no sentence-transformers pooling config"):
+        VLLMEmbedder(str(plain), dtype="float32", enforce_eager=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # (b), (c) The real pipeline on two built-in prompts.
 
