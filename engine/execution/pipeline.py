@@ -245,7 +245,10 @@ class Pipeline:
                              for name, k in held.items()] + ([
                              f"{flow.pending} groups not judged, graded or checked for accuracy: their prompts' "
                              "reference classification is missing a classifier's answer (see the classify stage's "
-                             "failed shards); a rerun classifies and judges them"] if flow.pending else []),
+                             "failed shards); a rerun classifies and judges them"] if flow.pending else []) + ([
+                             f"{flow.failed_groups} groups whose sampling failed (status error) not judged, graded or "
+                             "checked for accuracy: they count toward no mean, and a rerun samples again those whose "
+                             "failure may not recur"] if flow.failed_groups else []),
                          model_load_s=load_s)
 
     @staticmethod
@@ -636,6 +639,7 @@ class _Flow:
         self.judge_identity = pipeline.judge_identity()
         self.external = frame
         self.pending = 0  # groups held back from judging, grading and accuracy: their category waits for a rerun
+        self.failed_groups = 0  # groups whose sampling failed: not judged, graded or checked (no mean reads them)
 
         depth = 0
         if samples is not None:
@@ -743,6 +747,12 @@ class _Flow:
                                                           sorted(GENERAL_METRICS)]], T.METRICS_INPUT)
             settled = _settled(groups)
             self.pending += groups.num_rows - settled.num_rows
+            # A group whose sampling failed (status error: a regeneration turn after the first failed, say) keeps
+            # the responses it has, but counts toward no mean and is sampled again by a rerun where the failure was
+            # transient (re-keying its judgments): judged and graded now, it was paid for twice, and for nothing.
+            sampled = _sampled(settled)
+            self.failed_groups += settled.num_rows - sampled.num_rows
+            settled = sampled
             if settled.num_rows:
                 rate = cfg.judge.agreement_sample_rate
                 drawn = [in_agreement_sample(k, rate) for k in zip(settled["prompt_id"].to_pylist(),
@@ -825,7 +835,7 @@ class _Flow:
         model = next(g for g in cfg.graders if g.name == grader)
         criteria = self.criteria[grader]
         for key in sorted((k for k in self.frames if self.pshard[k] == shard), key=self.order.__getitem__):
-            groups = _settled(self.frames[key])
+            groups = _sampled(_settled(self.frames[key]))
             if not groups.num_rows:
                 continue
             with_criteria = groups.append_column("criteria", pa.array(
@@ -884,6 +894,12 @@ class _Flow:
 
     def quality(self) -> tuple[pa.Table, pa.Table]:
         return self.output("checklist"), self.output("grade")
+
+
+def _sampled(groups: pa.Table) -> pa.Table:
+    """The groups whose sampling did not fail (status error: see _Flow's judging)."""
+    failed = pc.fill_null(pc.equal(groups["status"], "error"), False)
+    return groups.filter(pc.invert(failed)) if pc.any(failed).as_py() else groups
 
 
 def _settled(groups: pa.Table) -> pa.Table:

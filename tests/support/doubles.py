@@ -79,6 +79,8 @@ class ScriptedChat:
             whose retries ran out does: ChatOutput.transient) while the file `flaky_armed` exists.
         flaky_armed: see flaky_marker.
         flaky_kind: the kind of request flaky_marker applies to (request_kind: "sample", "classify", …).
+        flaky_from_turn: the first conversation turn (1-based: 1 is the first request) flaky_marker fails, so that a
+            regeneration keeps the responses of its earlier turns.
         life_log: append "load <model>" when built and "close <model>" when closed to this file, so a test can see
             when and how often each model is loaded, in any process.
         think: generated responses open with a reasoning block, "<think>strategy <s> step …</think>", as a reasoning
@@ -98,7 +100,8 @@ class ScriptedChat:
                  unparseable_classes: list | None = None, classify_as: str = "G", flaky_marker: str | None = None,
                  flaky_armed: str | None = None, life_log: str | None = None, think: bool = False,
                  strategies: int = 2, refuse_armed: str | None = None, refuse_kind: str = "sample",
-                 refuse_marker: str | None = None, flaky_kind: str = "sample", first_wins: bool = False) -> None:
+                 refuse_marker: str | None = None, flaky_kind: str = "sample", first_wins: bool = False,
+                 flaky_from_turn: int = 1) -> None:
         self.name = model
         self.first_wins = first_wins
         self.think, self.strategies = think, strategies
@@ -116,6 +119,7 @@ class ScriptedChat:
         self.unparseable_classes = {frozenset(int(c) for c in pair) for pair in unparseable_classes or []}
         self.seen: dict[str, int] = {}
         self.flaky_marker, self.flaky_armed, self.flaky_kind = flaky_marker, flaky_armed, flaky_kind
+        self.flaky_from_turn = flaky_from_turn
         # While the file `refuse_armed` exists, a batch holding a request of `refuse_kind` (with `refuse_marker` in it,
         # when given, or else the file's text when it has one) raises BackendError, as the HTTP client does for a
         # refusal of the whole configuration (a revoked key: HTTP 401).
@@ -152,6 +156,7 @@ class ScriptedChat:
 
     def _answer(self, conv: Conversation, text: str, p: SamplingParams) -> ChatOutput:
         if (self.flaky_marker and request_kind(conv) == self.flaky_kind and self.flaky_marker in repr(conv)
+                and sum(m["role"] == "user" for m in conv) >= self.flaky_from_turn
                 and self.flaky_armed and os.path.exists(self.flaky_armed)):
             return ChatOutput(error="http://api.test/v1/chat/completions: request failed after 7 attempts "
                                     "(6 retries); last error: HTTP 503", transient=True)

@@ -238,7 +238,7 @@ def test_a_temperature_above_the_endpoints_cap_is_refused_before_any_request(tmp
         sent = len(server.requests)
     err = capsys.readouterr().err
     assert code == 2 and sent == 0 and "Traceback" not in err
-    assert "generators[1].temperature (claude@t=1.5): 1.5 is above the 1 this endpoint serves" in err
+    assert "generators[0].temperature (claude@t=1.5): 1.5 is above the 1 this endpoint serves" in err
 
 
 def judge_run_config(tmp_path, server, judge_model, **sections):

@@ -327,6 +327,32 @@ def test_a_generator_that_also_votes_sends_a_failed_classification_once_per_run(
     assert sources[flaky] == "reference"
 
 
+def test_a_group_whose_sampling_failed_is_not_judged_or_graded_until_it_is_sampled(tmp_path):
+    # A regeneration whose 4th turn failed transiently was stored (status error, 3 responses, marked for a rerun)
+    # and judged and graded now — counted in no mean — then judged and graded again once the rerun resampled it.
+    armed = tmp_path / "armed"
+    armed.touch()
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "gold_category": "G"}) + "\n"
+                            for t in ["Write a haiku about rain.", "Write a poem. FLAKY"]))
+    gen = {**SCRIPTED, "name": "gen", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                  "flaky_from_turn": 4}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[gen],
+                      judges=[SCRIPTED], n=4, strategies=["regen_general"], accuracy={"enabled": False},
+                      execution={"executor": "local", "shard_size": 16})
+    first = run(cfg)
+    text = {p["prompt_id"]: p["text"] for p in first.tables["prompts"].to_pylist()}
+    flaky = next(g for g in first.tables["groups"].to_pylist() if "FLAKY" in text[g["prompt_id"]])
+    assert flaky["status"] == "error" and flaky["n_responses"] == 3
+    assert not [j for j in first.tables["judgments"].to_pylist() if "FLAKY" in text[j["prompt_id"]]]
+    assert flaky["n_graded"] in (0, None)
+    assert any("1 groups whose sampling failed" in w for w in first.load_warnings)
+    armed.unlink()
+    second = run(cfg)
+    flaky = next(g for g in second.tables["groups"].to_pylist() if "FLAKY" in text[g["prompt_id"]])
+    assert flaky["status"] == "ok" and flaky["n_responses"] == 4 and flaky["unique_mean"] is not None
+
+
 def test_rows_computed_before_a_shard_failed_are_not_paid_for_again(tmp_path):
     # Batches cut across shards: a batch refused whole (BackendError) failed the two shards it touched, and the rows
     # those shards had back from their other batches — computed, paid for — were dropped and sent again by the rerun.
