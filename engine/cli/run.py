@@ -44,8 +44,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         for stage, shards in failed.items():
             reason = next(iter(shards.values()))
             print(f"  {stage}: {len(shards)} shards — {reason}", file=sys.stderr)
-        return 3
-    return 0
+    # A retry of stored shards' failed rows that the backend refused (a 401, the spend cap): the shards stand, their
+    # rows stay failed — not "may succeed later", and not a finished run (this exited 0 where a fresh shard's
+    # refusal exits 3).
+    refused = {rec.stage: rec.retry_failed for rec in result.stages if getattr(rec, "retry_failed", None)}
+    if refused:
+        print(f"\n{sum(len(v) for v in refused.values())} shards' failed rows were sent again and refused (the rows "
+              "stay failed; fix the cause and rerun the same command):", file=sys.stderr)
+        for stage, shards in refused.items():
+            print(f"  {stage}: {len(shards)} shards — {next(iter(shards.values()))}", file=sys.stderr)
+    return 3 if failed or refused else 0
 
 
 def summary(result, paths: dict[str, Path], wall_s: float) -> str:

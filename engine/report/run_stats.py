@@ -42,11 +42,16 @@ def run_stats(result, config) -> dict[str, Any]:
         kind, _, rest = r.stage.partition("[")
         model = rest.rstrip("]") or None
         b = dict(r.backend or {})
-        computed = r.rows > 0
+        # Rows a backend computed in this run: a shard re-cut (another shard_size) reads every row back by its key
+        # (rows_reused) in a unit that was not itself reused, and reported a throughput for no work at all.
+        reused_rows = getattr(r, "rows_reused", 0) or 0
+        rows_computed = r.rows - reused_rows - (getattr(r, "rows_gave_up", 0) or 0)
+        computed = rows_computed > 0
+        everything_now = r.units_reused == 0 and reused_rows == 0  # every row of the stage computed in this run
         # An endpoint that answered without token counts: the stage's generated tokens are unknown, not the part
         # that was counted (tok/s shows –).
         tokens = None if b.get("tokens_missing") else b.get("completion_tokens")
-        if tokens is None and not b.get("tokens_missing") and kind == "sample" and r.units_reused == 0 \
+        if tokens is None and not b.get("tokens_missing") and kind == "sample" and everything_now \
                 and responses is not None:
             # Backends without token counters: the responses' own token counts (all computed in this run), where
             # each is known.
@@ -56,7 +61,7 @@ def run_stats(result, config) -> dict[str, Any]:
         if kind == "judge":
             pairs = sum(c["n_pairs_judged"] for c in comps if c["judge"] == model)
         # Pairs per second only when every shard ran now: a partly reused stage judged an unknown share of them.
-        pairs_rate = _rate(pairs, r.wall_s, computed and r.units_reused == 0)
+        pairs_rate = _rate(pairs, r.wall_s, computed and everything_now)
         stages.append({
             "stage": r.stage,
             "kind": kind,
@@ -66,7 +71,7 @@ def run_stats(result, config) -> dict[str, Any]:
             "rows": r.rows,
             "wall_s": r.wall_s,
             "start_s": r.start_s,  # stages from sampling on overlap (streaming): start_s + wall_s is when it ended
-            "rows_per_s": _rate(r.rows, r.wall_s, computed),
+            "rows_per_s": _rate(rows_computed, r.wall_s, computed),
             "calls": b.get("calls", b.get("requests")),
             "requests": b.get("requests"),
             "retries": b.get("retries", 0) if b else None,

@@ -126,6 +126,13 @@ def test_rows_finished_in_earlier_shards_are_reused_when_the_shards_change(tmp_p
     assert rec.units_reused == 0 and rec.rows_reused == 6 and sample_calls() == []
     judged = next(r for r in again.stages if r.stage.startswith("judge"))
     assert judged.rows_reused == judged.rows and not [c for c in ScriptedChat.calls if c.startswith("The prompt")]
+    # Nothing was computed: no rate (run_stats reported rows/s, tok/s and pairs/s for work read back from disk).
+    from engine.report.run_stats import run_stats
+
+    stages = {s["stage"]: s for s in run_stats(again, recut)["stages"]}
+    for name in (rec.stage, judged.stage):
+        assert stages[name]["rows_per_s"] is None and stages[name]["completion_tokens_per_s"] is None
+    assert stages[judged.stage]["pairs_per_s"] is None
 
 
 @pytest.mark.parametrize("limit", [-1, 1.5])
@@ -188,6 +195,28 @@ def test_a_retry_the_backend_refuses_keeps_the_stored_shard(tmp_path):
     rec = sample_record(third)
     assert (rec.rows_retried, rec.rows_transient) == (2, 0) and not rec.retry_failed
     assert all(s["status"] == "ok" for s in third.tables["samples"].to_pylist())
+
+
+def test_a_refused_retry_exits_3_and_says_so(tmp_path, capsys, monkeypatch):
+    # The same refusal exits 3 on a fresh shard; on the retry of a stored shard's rows it exited 0, the summary
+    # saying only that rows "may succeed later".
+    from engine.cli import main
+    from engine.config import dump_yaml
+
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    armed, refused = tmp_path / "armed", tmp_path / "refused"
+    armed.touch()
+    flaky = {**SCRIPTED, "name": "flaky", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                      "refuse_armed": str(refused)}}
+    path = tmp_path / "run.yaml"
+    path.write_text(dump_yaml(config(tmp_path, armed, generators=[flaky]).to_dict(redact=False)))
+    assert main(["--config", str(path), "--quiet"]) == 0
+    armed.unlink()
+    refused.touch()
+    capsys.readouterr()
+    assert main(["--config", str(path), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "2 shards' failed rows were sent again and refused" in err and "HTTP 401" in err
 
 
 def test_anchored_groups_wait_for_a_classification_that_failed(tmp_path):
