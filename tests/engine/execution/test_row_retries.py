@@ -307,18 +307,26 @@ def test_groups_wait_for_a_reference_classification_that_failed(tmp_path):
     assert second.tables["judgments"].num_rows and second.tables["quality"].num_rows
 
 
-def test_a_vote_a_rerun_asks_again_is_a_missing_vote_not_an_unread_one(tmp_path):
-    # One prompt's classification timed out (retries exhausted): its row was stored unread and marked for a rerun,
-    # and the prompt was judged under the generic criterion — then judged again once the rerun classified it.
+def ungold_with_a_flaky_classifier(tmp_path, name, row_retries=2, **roles):
+    """The prompts without their categories, and a scripted model `name` whose classification of the FLAKY prompt
+    fails transiently while the returned file exists; `roles` place it (each a list of model dicts, or "flaky")."""
     armed = tmp_path / "armed"
     armed.touch()
     path = tmp_path / "prompts.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in PROMPTS))
-    voter = {**SCRIPTED, "name": "voter", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
-                                                      "flaky_kind": "classify"}}
-    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[SCRIPTED],
-                      judges=[SCRIPTED], classifier=voter, strategies=["temperature"], quality={"enabled": False},
-                      accuracy={"enabled": False}, execution={"executor": "local", "shard_size": 16})
+    flaky = {**SCRIPTED, "name": name, "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                   "flaky_kind": "classify"}}
+    roles = {k: flaky if v == "flaky" else [flaky if m == "flaky" else m for m in v] for k, v in roles.items()}
+    return armed, make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, strategies=["temperature"],
+                              quality={"enabled": False}, accuracy={"enabled": False},
+                              execution={"executor": "local", "shard_size": 16, "row_retries": row_retries}, **roles)
+
+
+def test_a_vote_a_rerun_asks_again_is_a_missing_vote_not_an_unread_one(tmp_path):
+    # One prompt's classification timed out (retries exhausted): its row was stored unread and marked for a rerun,
+    # and the prompt was judged under the generic criterion — then judged again once the rerun classified it.
+    armed, cfg = ungold_with_a_flaky_classifier(tmp_path, "voter", generators=[SCRIPTED], judges=[SCRIPTED],
+                                                classifier="flaky")
     first = run(cfg)
     sources = {g["prompt_id"]: g["category_source"] for g in first.tables["groups"].to_pylist()}
     flaky = next(p["prompt_id"] for p in first.tables["prompts"].to_pylist() if "FLAKY" in p["text"])
@@ -335,15 +343,7 @@ def test_a_generator_that_also_votes_sends_a_failed_classification_once_per_run(
     # The default config's shape (one model generates and judges) and no gold categories: the vote and the own
     # classification are the same units, and the second stage run re-sent the row the first had marked — paid twice,
     # counted as a rerun, so row_retries: 1 gave the row up with no rerun and the prompt was judged uncategorised.
-    armed = tmp_path / "armed"
-    armed.touch()
-    path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in PROMPTS))
-    model = {**SCRIPTED, "name": "m", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
-                                                  "flaky_kind": "classify"}}
-    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[model], judges=[model],
-                      strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False},
-                      execution={"executor": "local", "shard_size": 16, "row_retries": 1})
+    armed, cfg = ungold_with_a_flaky_classifier(tmp_path, "m", row_retries=1, generators=["flaky"], judges=["flaky"])
     first = run(cfg)
     records = [r for r in first.stages if r.stage.startswith("classify")]
     assert len(records) == 1 and records[0].rows_transient == 1 and records[0].rows_retried == 0
