@@ -345,7 +345,10 @@ REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
 def message_trace(message: dict) -> str | None:
     """A chat message's thinking kept apart from its content: the first non-empty string of REASONING_FIELDS, else
     the thinking parts of a content list (content_parts)."""
-    field = next((message[k] for k in REASONING_FIELDS if isinstance(message.get(k), str) and message[k]), None)
+    # A field of whitespace alone (a server with thinking off) is no trace: kept, it made the group "traced" and
+    # every trace pair with it unresolved.
+    field = next((message[k] for k in REASONING_FIELDS if isinstance(message.get(k), str) and message[k].strip()),
+                 None)
     return field if field is not None else content_parts(message.get("content"))[1]
 
 

@@ -303,7 +303,7 @@ def trace_status(responses: list[str] | None, traces: list[str | None], shared: 
         return None
     if shared:
         return "shared"
-    have = sum(1 for t in traces[:len(responses)] if t)
+    have = sum(1 for t in traces[:len(responses)] if t and t.strip())  # whitespace is no trace (as no answer)
     return "traced" if have == len(responses) else "partial" if have else "none"
 
 

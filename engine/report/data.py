@@ -672,7 +672,10 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         s = sweeps.get(g["model"])
-        if s is None or not is_complete(g, n):
+        # Every whole group, whether or not a judge resolved its answer count: its quality is known without it, and
+        # each measure's mean leaves out its own unknowns (a sweep judged on traces alone resolved no answer count,
+        # and the section was empty while its traces' counts and its grades were there).
+        if s is None or g["status"] != "ok" or g["n_responses"] != n:
             continue
         for cat in (g["category"] or "?", "all"):
             cells[(s["base"], cat, g["strategy"], s["temperature"], s["top_p"])].append(g)
@@ -687,6 +690,7 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
         out.append({"base": base, "category": cat, "strategy": strategy, "temperature": t, "top_p": p,
                     "x": x_of[base], "groups": len(gs),
                     "unique": boot([g["unique_mean"] for g in gs], clusters=clusters).to_dict(),
+                    "unique_traces": boot([g.get("unique_trace_mean") for g in gs], clusters=clusters).to_dict(),
                     "quality": boot([g["quality_mean"] for g in gs], clusters=clusters).to_dict()})
     # Temperature first ("top_p" sorts after "temperature" backwards, and came first under reverse=True).
     swept = [x for x in ("temperature", "top_p") if x in set(x_of.values())]

@@ -353,10 +353,16 @@ def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:
     s.blocks.append(FigureRef("sweep", f"Unique responses against {x}, per category, one line per strategy."))
     # Both settings, always: where both are swept, or models sweep different ones, one alone leaves rows that read
     # the same with different numbers.
+    traces = any((c.get("unique_traces") or {}).get("value") is not None for c in sweep["cells"])
+    if sweep["cells"] and not any(c["unique"]["value"] is not None for c in sweep["cells"]):
+        s.blocks.append(Para("No group's answer count is resolved (answers not judged, as with judge.target: "
+                             "trace, or every count unresolved), so the figure has no line; "
+                             + ("the unique traces and " if traces else "") + "the quality are in the table."))
     rows = [[c["base"], c["category"], c["strategy"], _g(c["temperature"]), _g(c["top_p"]), str(c["groups"]),
-             fmt_estimate(c["unique"]), fmt_estimate(c["quality"])] for c in sweep["cells"]]
+             fmt_estimate(c["unique"]), *([fmt_estimate(c["unique_traces"])] if traces else []),
+             fmt_estimate(c["quality"])] for c in sweep["cells"]]
     s.blocks.append(Table(["model", "category", "strategy", "temperature", "top_p", "groups", "unique",
-                           "quality (1–5)"], rows))
+                           *(["unique traces"] if traces else []), "quality (1–5)"], rows))
     return [s]
 
 

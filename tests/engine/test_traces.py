@@ -109,6 +109,17 @@ def test_parse_choices_reads_both_names_of_the_reasoning_field():
     assert [(c[0], c[4]) for c in choices] == [("4", "add"), ("5", "count"), ("6", None)]
 
 
+def test_a_trace_of_whitespace_alone_is_no_trace():
+    # A server with its thinking off may send reasoning_content "\n\n": kept, it made the group "traced" and every
+    # trace pair with it unresolved, blamed on the judge instead of on the missing trace.
+    from engine.execution.tables import trace_status
+
+    (choice,), _ = parse_choices({"choices": [{"message": {"content": "4", "reasoning_content": "\n\n"}}]}, False)
+    assert choice[4] is None
+    assert trace_status(["a", "b"], ["plan", "\n \n"], shared=None) == "partial"
+    assert trace_status(["a", "b"], [" ", None], shared=None) == "none"
+
+
 def test_parse_choices_reads_a_content_list_its_text_as_the_answer_its_thinking_as_the_trace():
     # Before, a content that was not a string became "" with no trace: every answer of such a model was lost, and
     # the group read as one class.

@@ -95,6 +95,28 @@ def test_a_sweep_runs_loads_once_resumes_and_is_reported(tmp_path):
                                                                        "scripted@t=1.5"}
 
 
+def test_a_sweep_judged_on_traces_alone_reports_its_traces_and_quality_against_the_value(tmp_path, monkeypatch):
+    # Judged on traces only, no answer count resolved: every group was left out of the sweep section, which showed
+    # its heading, the figure and "(no rows)", while the traces' counts and the grades were there.
+    from engine.report.data import report_data
+
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    gen = {"name": "g", "backend": "python:tests.support.doubles:ScriptedChat", "model": "g", "batch_size": 16,
+           "options": {"think": True}}
+    judge = {"name": "judge", "backend": "python:tests.support.doubles:ScriptedChat", "model": "judge"}
+    cfg = config_from_dict({"run_dir": str(tmp_path / "run"), "prompts": {"source": "builtin", "limit": 2}, "n": 3,
+                            "strategies": ["temperature"], "sampling": {"temperature": [0.5, 1.0]},
+                            "generators": [gen], "judges": [judge], "judge": {"target": "trace"},
+                            "execution": {"executor": "local", "shard_size": 8}})
+    result = _run(cfg)
+    cells = [c for c in report_data(result, cfg)["sweep"]["cells"] if c["category"] == "all"]
+    assert [c["groups"] for c in cells] == [2, 2]
+    assert all(c["unique"]["value"] is None and c["unique_traces"]["value"] is not None
+               and c["quality"]["value"] is not None for c in cells)
+    text = write_report(result, cfg)["markdown"].read_text()
+    assert "No group's answer count is resolved" in text and "| unique traces |" in text
+
+
 def _prompts(cfg):
     from engine.inputs.loaders.paper import PresetReport
 
