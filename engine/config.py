@@ -774,9 +774,17 @@ def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> tuple[lis
             out.append(g)
             sources.append(k)
             continue
+        if p_swept and all(t == 0 for t in temperatures):
+            # Greedy decoding reads no top_p: every value would sample the same groups, each paid for.
+            raise InvalidValue("sampling.top_p", "a list of top_p values at temperature 0 (greedy decoding, which "
+                                                 "reads no top_p) would sample the same groups once per value")
         names = set()
         for t in temperatures:
             for p in top_ps:
+                if p_swept and t == 0 and p != top_ps[0]:
+                    # Greedy: the same groups at every top_p, so temperature 0 is sampled once, at the first top_p
+                    # (the report's line for each other top_p starts at the next temperature).
+                    continue
                 name = g.name + "@" + ",".join(([f"t={t:g}"] if t_swept else []) + ([f"p={p:g}"] if p_swept else []))
                 if name in names:  # values that differ past 6 significant digits: the names would clash
                     key = "top_p" if p_swept and not t_swept else "temperature"

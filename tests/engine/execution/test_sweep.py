@@ -25,6 +25,10 @@ def test_a_list_expands_into_named_generators_once():
     both = config_from_dict({"sampling": {"temperature": [0.5, 1.0], "top_p": [0.8, 0.95]}})
     assert [g.name for g in both.generators] == ["smollm2-135m@t=0.5,p=0.8", "smollm2-135m@t=0.5,p=0.95",
                                                   "smollm2-135m@t=1,p=0.8", "smollm2-135m@t=1,p=0.95"]
+    # Temperature 0 reads no top_p: sampled once, at the first top_p, not once per top_p.
+    greedy = config_from_dict({"sampling": {"temperature": [0.0, 1.0], "top_p": [0.9, 1.0]}})
+    assert [g.name for g in greedy.generators] == ["smollm2-135m@t=0,p=0.9", "smollm2-135m@t=1,p=0.9",
+                                                    "smollm2-135m@t=1,p=1"]
     own = config_from_dict({"generators": [{"name": "g", "temperature": [0.2, 0.9]}]})
     assert [g.name for g in own.generators] == ["g@t=0.2", "g@t=0.9"]
     assert [g.name for g in config_from_dict({}).generators] == ["smollm2-135m"]  # no sweep, no renaming
@@ -37,6 +41,9 @@ def test_a_list_expands_into_named_generators_once():
     ({"judges": [{"temperature": [0.1, 0.2]}]}, "sweeps generators only"),
     # named alike to 6 significant digits: "generators: model names must be unique", blamed on the file
     ({"sampling": {"temperature": [0.5, 0.5000001]}}, r"sampling\.temperature: two values print alike as 't=0.5'"),
+    # greedy decoding reads no top_p: each value sampled (and paid for) the same groups
+    ({"sampling": {"temperature": 0.0, "top_p": [0.9, 1.0]}}, r"sampling\.top_p: a list of top_p values at "
+                                                             r"temperature 0"),
 ])
 def test_bad_sweeps_are_named(data, message):
     with pytest.raises(ConfigError, match=message):
