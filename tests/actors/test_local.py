@@ -164,6 +164,19 @@ def test_greedy_requests_of_different_n_in_one_call_each_get_their_own_n(cpu_mod
         assert outs[0].texts == cpu_model.chat([order[0]], greedy)[0].texts * 3
 
 
+def test_a_stop_string_is_matched_in_the_generated_text_only(cpu_model):
+    # transformers' stop_strings matched the end of the whole sequence: "\nHello" met the rendered prompt's
+    # "assistant\n" and the first generated "Hello" and stopped after one token (vLLM generates on).
+    greedy = SamplingParams(temperature=0.0, max_tokens=12)
+    (plain,) = cpu_model.chat([HELLO], greedy)
+    assert plain.texts[0].startswith("Hello")
+    for stop in (("\nHello",), ("assistant\nHello",)):
+        (out,) = cpu_model.chat([HELLO], greedy.with_(stop=stop))
+        assert out.texts == plain.texts and out.n_tokens == plain.n_tokens
+    (cut,) = cpu_model.chat([HELLO], greedy.with_(stop=(plain.texts[0][6:9],)))
+    assert cut.texts == [plain.texts[0][:6]] and cut.finish_reasons == ["stop"]
+
+
 def test_seeded_sampling_is_reproducible_with_another_model_sampling_on_another_thread(cpu_model):
     # torch's generator is the process's: two models sampling at once on a LocalExecutor's threads interleaved
     # their draws, and a seeded run gave other samples each time.
