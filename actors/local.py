@@ -373,15 +373,16 @@ class LocalChatModel:
                 seq = new_tokens[row * p.n + s].tolist()
                 n = next((i for i, t in enumerate(seq) if t in stop_ids), len(seq))
                 finished = n < len(seq)
+                ended_by_token = finished  # the model's end token: generated, and counted (as vLLM and APIs do)
                 text, trace = self.decode(seq[:n])
                 if p.stop:
                     cut = [text.index(s_) for s_ in p.stop if s_ in text]
                     if cut:
-                        text, finished = text[: min(cut)], True
+                        text, finished, ended_by_token = text[: min(cut)], True, False
                 out.texts.append(text)
                 traces.append(trace)
                 out.finish_reasons.append("stop" if finished else "length")
-                out.n_tokens.append(n)
+                out.n_tokens.append(n + 1 if ended_by_token else n)
                 if first_logprobs is not None:
                     out.first_token_logprobs.append(first_logprobs[row * p.n + s])
             if any(t is not None for t in traces):  # a harmony model's; else looked for later (separate_traces)

@@ -776,8 +776,10 @@ def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> tuple[lis
             continue
         if p_swept and all(t == 0 for t in temperatures):
             # Greedy decoding reads no top_p: every value would sample the same groups, each paid for.
-            raise InvalidValue("sampling.top_p", "a list of top_p values at temperature 0 (greedy decoding, which "
-                                                 "reads no top_p) would sample the same groups once per value")
+            raise InvalidValue("sampling.top_p", f"a list of top_p values at temperature 0 (greedy decoding, which "
+                                                 f"reads no top_p) would sample the same groups once per value "
+                                                 f"(generator {g.name!r}: give it a top_p of its own, or sweep "
+                                                 "temperature too)")
         names = set()
         for t in temperatures:
             for p in top_ps:

@@ -281,6 +281,21 @@ class TestEngine:
             for token in common:
                 assert abs(top[token] - ref_top[token]) < 0.01, (token, top, ref_top)
 
+    def test_a_completion_ended_by_its_end_token_counts_it_on_both_backends(self, engine):
+        # vLLM counts the end token among the generated ones (len(token_ids)), as APIs' usage does; the local
+        # backend counted the tokens before it, one fewer for every answer that ended.
+        from actors.local import LocalChatModel
+
+        greedy = SamplingParams(temperature=0.0, max_tokens=48)
+        (out,) = engine.chat([_user("Say hello.")], greedy)
+        local = LocalChatModel(engine.model_path, threads=1)
+        try:
+            (ref,) = local.chat([_user("Say hello.")], greedy)
+        finally:
+            local.close()
+        assert out.finish_reasons == ref.finish_reasons == ["stop"] and out.texts == ref.texts
+        assert out.n_tokens == ref.n_tokens
+
     def test_stop_strings_end_the_text(self, engine):
         prompt = [_user("Write one sentence about dogs.")]
         [full] = engine.chat(prompt, SamplingParams(temperature=0.0, max_tokens=30))
