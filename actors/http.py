@@ -289,7 +289,7 @@ def url_secrets(url: str) -> list[str]:
     except ValueError:
         return []
     found = {v for _, v in parse_qsl(parts.query, keep_blank_values=True)}
-    found |= {v for v in parts.query.split("&") for v in v.split("=", 1)[1:]}  # as written, percent-encoded
+    found |= {v for item in parts.query.split("&") for v in item.split("=", 1)[1:]}  # as written, percent-encoded
     if password:
         found |= {password, quote(password, safe="")}
     found |= {quote(v, safe="") for v in list(found)}
