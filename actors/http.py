@@ -433,12 +433,12 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
             # OpenAI's refusal (structured outputs): `content` null, the refusal apart, finish_reason "stop". It was
             # read as an empty answer that completed; it is a refusal, as Anthropic's stop_reason "refusal" is.
             reason = "content_filter"
-        if reason in ("content_filter", "error"):
+        if reason in NO_ANSWER_REASONS:
             # Stopped by the provider's safety filter (OpenAI, Azure; Gemini's SAFETY through its compatibility
             # layer), or by an error while generating (OpenRouter's "error", Gemini's OTHER): what came before the
             # cut is not the model's answer. No answer — never judged or graded as one.
             text = ""
-        top = _first_token_logprobs(choice) if want_logprobs and reason not in ("content_filter", "error") else None
+        top = _first_token_logprobs(choice) if want_logprobs and reason not in NO_ANSWER_REASONS else None
         parsed.append((text, reason, None if count is None else int(count), top, trace))
     return parsed, int(prompt_tokens)
 
@@ -453,6 +453,7 @@ _FILTER_REASONS = frozenset({"content_filter", "safety", "prohibited_content", "
                              "image_safety", "refusal"})
 _FAILED_REASONS = frozenset({"error", "other", "language", "malformed_function_call", "unexpected_tool_call",
                              "abort"})
+NO_ANSWER_REASONS = frozenset({"content_filter", "error"})  # ChatOutput's reasons whose text is no answer
 
 
 def finish_reason(value: Any) -> str:
@@ -985,7 +986,7 @@ class OpenAIChatClient:
                     out.n_tokens.append(n_tokens)
                     if want_logprobs:
                         out.first_token_logprobs.append(top)  # type: ignore[union-attr]
-                        answered_without_logprobs |= top is None and reason not in ("content_filter", "error") and (
+                        answered_without_logprobs |= top is None and reason not in NO_ANSWER_REASONS and (
                             bool(text.strip()) or reason == "length")
                     got += 1
             if got == 0:

@@ -102,10 +102,16 @@ def missing_weights(folder: Path) -> list[str]:
     return missing
 
 
-def complete_snapshot(model: str) -> Path | None:
-    """The cached snapshot folder of a hub id where it holds its weights too, else None."""
+def cached_weights(model: str) -> tuple[Path | None, list[str]]:
+    """A hub id's cached snapshot folder (None: none) and the weight files it lacks (missing_weights)."""
     found = cached_snapshot(model)
-    return found if found is not None and not missing_weights(found) else None
+    return found, (missing_weights(found) if found is not None else [])
+
+
+def lacking(missing: list[str]) -> str:
+    """What a partial snapshot lacks (missing_weights), for messages: resolve's and preflight's."""
+    return (f"{', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} (a download stopped part-way, or only its "
+            "config was fetched)")
 
 
 def resolve(model: str, *, offline: bool | None = None) -> Path:
@@ -120,14 +126,12 @@ def resolve(model: str, *, offline: bool | None = None) -> Path:
             do; it never carries the token).
     """
     offline = env_offline() if offline is None else offline
-    found = cached_snapshot(model)
-    missing = missing_weights(found) if found is not None else []
+    found, missing = cached_weights(model)
     if found is not None and not missing:
         return found
     if offline:
-        where = (f"is in the Hugging Face cache at {found} without {', '.join(missing[:3])}"
-                 f"{' …' if len(missing) > 3 else ''} (a download stopped part-way, or only its config was fetched)"
-                 if found is not None else f"is not in the Hugging Face cache at {cache_dir()}")
+        where = f"is in the Hugging Face cache at {found} without {lacking(missing)}" if found is not None else \
+            f"is not in the Hugging Face cache at {cache_dir()}"
         raise BackendError(f"model {model!r} {where} and hub access is off (offline): download it first "
                            f"(huggingface-cli download {split_revision(model)[0]}) into a cache every node reads, or "
                            "turn hub access on (models.offline: false)")

@@ -315,14 +315,11 @@ def _check_weights(model: str, offline: bool) -> None:
     if not hub.looks_like_hub_id(model):
         raise ModelCheckError("model", f"{model!r} is neither a packaged model, an existing file or folder, nor a "
                                        "Hugging Face id (org/name)")
-    found = hub.cached_snapshot(model)
-    missing = hub.missing_weights(found) if found is not None else []
+    found, missing = hub.cached_weights(model)
     if found is not None and not missing:
         return
-    tried = (f"its snapshot in the Hugging Face cache ({found}) lacks {', '.join(missing[:3])}"
-             f"{' …' if len(missing) > 3 else ''} (a download stopped part-way, or only its config was fetched)"
-             if found is not None else
-             f"no folder {model!r} here, no entry in the Hugging Face cache at {hub.cache_dir()}")
+    tried = f"its snapshot in the Hugging Face cache ({found}) lacks {hub.lacking(missing)}" if found is not None else \
+        f"no folder {model!r} here, no entry in the Hugging Face cache at {hub.cache_dir()}"
     if offline:
         raise ModelCheckError("model", f"{model!r} cannot be resolved: {tried}, and hub access is off "
                                        f"(models.offline, or HF_HUB_OFFLINE). Download it into the cache first "

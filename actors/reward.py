@@ -315,8 +315,7 @@ class VLLMRewardModel:
             outputs = self.llm.classify([{"prompt_token_ids": ids[i]} for i in fits],
                                         pooling_params=PoolingParams(use_activation=False), use_tqdm=False)
             for i, o in zip(fits, outputs):
-                refuse_many_outputs(self.name, len(o.outputs.probs))
-                scores[i] = finite_or_none(float(o.outputs.probs[0]))
+                scores[i] = finite_or_none(float(o.outputs.probs[0]))  # one output: checked before the engine loaded
         return scores
 
     def close(self) -> None:

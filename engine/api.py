@@ -120,6 +120,10 @@ def open_run(run_dir: str | Path) -> Audit:
 
 # Scoring rewards judges groups and nothing else: quality and accuracy stay off (a config whose judges are all
 # calibrated is valid for rewards only with them off, so a config file is read with these set).
+# A batch of groups we write ourselves is read in our format, whole: the config's prompts settings were written for
+# the user's own files (an lm-eval format, a size cap), and read with them a batch of ours could fail.
+OWN_BATCH_PROMPTS: dict[str, Any] = {"format": "taskdiv", "on_error": "fail", "max_prompt_chars": 0,
+                                     "max_response_chars": 0}
 REWARDS_OVERRIDES: dict[str, Any] = {"quality.enabled": False, "quality.reward_model": None, "accuracy.enabled": False}
 
 
@@ -294,8 +298,7 @@ def _rewards_config(config: RunConfig | str | Path, groups: str | Path, internal
     data["prompts"] = {**data["prompts"], "source": "responses", "path": str(groups), "per_category": None,
                        "limit": None, "paths": {}, "missing_sources": "fail", "seed": 0}
     if internal:
-        data["prompts"].update({"format": "taskdiv", "on_error": "fail", "max_prompt_chars": 0,
-                                "max_response_chars": 0})
+        data["prompts"].update(OWN_BATCH_PROMPTS)
     data["quality"] = {**data["quality"], "enabled": False, "reward_model": None}
     data["accuracy"] = {**data["accuracy"], "enabled": False}
     return config_from_dict(data, source="<score_rewards>")
@@ -384,8 +387,7 @@ class DiversityReward:
         # own (an lm-eval format, a size cap), and the first reward call, after the trainer had loaded and generated,
         # failed reading the batch with them.
         data = config.to_dict(redact=False)
-        data["prompts"] = {**data["prompts"], "source": "responses", "format": "taskdiv", "on_error": "fail",
-                           "max_prompt_chars": 0, "max_response_chars": 0}
+        data["prompts"] = {**data["prompts"], "source": "responses", **OWN_BATCH_PROMPTS}
         with lenient_settings():
             self.config = config_from_dict(data, source="<DiversityReward>")
         if thinking_opened is not None and not isinstance(thinking_opened, bool):

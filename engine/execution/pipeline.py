@@ -421,10 +421,8 @@ class Pipeline:
         """What keys every LLM judge's shards besides the judge: the texts it sends, the settings, and with the
         cascade the cheap judge's coefficients and the embedder behind its features."""
         cfg = self.config
-        # The target only decides which lanes run (answers, traces): it never changes a verdict, so it keys nothing.
-        # The agreement sample's rate keys nothing either: each group's draw is in its row (JUDGE_INPUT), so a new
-        # rate re-judges the groups it moves in or out of the sample, not every group.
-        settings = {k: v for k, v in asdict(cfg.judge).items() if k not in ("target", "agreement_sample_rate")}
+        # The target only decides which lanes run (answers, traces): it never changes a verdict (_judge_settings).
+        settings = _judge_settings(cfg)
         if not cfg.judge.cascade.enabled:
             settings["cascade"] = OFF_CASCADE  # its band and rates route no pair while it is off: keyed as default
         identity = [self.versions["judge"], JudgeStage.version, settings]
@@ -460,7 +458,7 @@ class Pipeline:
     def trace_judge_settings(self) -> dict[str, Any]:
         """The `judge:` settings of the lanes that judge reasoning traces: the run's, without the cascade (its cheap
         judge is fitted on answers) and without the target."""
-        settings = {k: v for k, v in asdict(self.config.judge).items() if k not in ("target", "agreement_sample_rate")}
+        settings = _judge_settings(self.config)
         settings["cascade"] = OFF_CASCADE  # its band and rates do nothing here, so they key nothing either
         return settings
 
@@ -896,18 +894,28 @@ class _Flow:
         return self.output("checklist"), self.output("grade")
 
 
+def _judge_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The judge settings that key judging: all but the target (each target's stage keys its own) and the agreement
+    sample's rate (each group's draw is in its row, JUDGE_INPUT, so a new rate re-judges only the groups it moves)."""
+    return {k: v for k, v in asdict(cfg.judge).items() if k not in ("target", "agreement_sample_rate")}
+
+
+def _without(groups: pa.Table, column: str, value: str) -> pa.Table:
+    """The groups whose `column` is not `value` (a null is not it)."""
+    drop = pc.fill_null(pc.equal(groups[column], value), False)
+    return groups.filter(pc.invert(drop)) if pc.any(drop).as_py() else groups
+
+
 def _sampled(groups: pa.Table) -> pa.Table:
     """The groups whose sampling did not fail (status error: see _Flow's judging)."""
-    failed = pc.fill_null(pc.equal(groups["status"], "error"), False)
-    return groups.filter(pc.invert(failed)) if pc.any(failed).as_py() else groups
+    return _without(groups, "status", "error")
 
 
 def _settled(groups: pa.Table) -> pa.Table:
     """The groups whose category is known. Those of a prompt whose reference classification is pending are not
     judged, graded or checked for accuracy in this run (each of those reads the category, and a rerun that
     classifies the prompt would pay for them again); their metrics and rewards need no category."""
-    pending = pc.fill_null(pc.equal(groups["category_source"], PENDING), False)
-    return groups.filter(pc.invert(pending)) if pc.any(pending).as_py() else groups
+    return _without(groups, "category_source", PENDING)
 
 
 # Columns of the driver's frame of groups only (never written): the sample unit and the prompt shard of a group.
