@@ -191,6 +191,11 @@ class ModelConfig(PoolConfig):
         return {"name": self.name, "backend": self.backend, "model": self.model,
                 "options": _identity_options(self.options), "verdict": self.verdict}
 
+    def classify_identity(self) -> dict[str, Any]:
+        """What keys this model's classifications: its identity under the name it classifies as (a sweep's
+        generators classify greedily, alike, once for all the sweep's values, under the configured name)."""
+        return {**self.identity(), "name": (self.sweep or {}).get("base", self.name)}
+
 
 @dataclass
 class EmbedderConfig(PoolConfig):

@@ -176,7 +176,7 @@ class Pipeline:
                 for where, role, m, samplings in endpoint_probes(cfg) if where in plans])
         # The yardstick category is never the model under test's own: gold where present, else one reference
         # classification per prompt (the classifier, default the judges' majority), the same for every generator.
-        reference = self.reference_classify(shards)
+        reference = self.reference_classify(shards, generating=not external)
         self._release_after("reference")
         held: dict[str, int] = defaultdict(int)  # generator → anchored groups held back (classification failed)
         if external:
@@ -265,9 +265,15 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------------------------------
 
-    def reference_classify(self, shards: list[pa.Table]) -> pa.Table:
+    def reference_classify(self, shards: list[pa.Table], generating: bool = False) -> pa.Table:
         """The reference classification of every prompt without a gold category: each classifier's vote (the
-        `classifier`, else every judge) and the majority letter (rows with role "reference", model "reference")."""
+        `classifier`, else every judge) and the majority letter (rows with role "reference", model "reference").
+
+        `generating`: the generators classify every prompt next (their own classification). A classifier that is
+        also a generator (the default config's one model) then classifies every prompt here, in the units its own
+        classification runs again (reused within the run: Pipeline._classified), and its vote is read from them: in
+        units of the unlabelled prompts alone, each of those was sent twice, and a row that failed transiently in the
+        vote was sent again — paid again, and counted as a rerun — by the own classification."""
         cfg = self.config
         voters = cfg.voters
         unlabelled = [s.filter(pc.is_null(s["gold_category"])) for s in shards]
@@ -277,7 +283,14 @@ class Pipeline:
             missing = sum(s.num_rows for s in unlabelled)
             raise ConfigError(f"judges: {missing} prompts have no gold category and every judge is calibrated (it "
                               "cannot classify prompts): add an LLM judge or a `classifier`")
-        votes = self.classify(unlabelled, voters, role="vote")
+        own_units = {content_key(g.classify_identity()) for g in cfg.generators} if generating else set()
+        also_own = [v for v in voters if content_key(v.classify_identity()) in own_units]
+        others = [v for v in voters if v not in also_own]
+        wanted = pa.array([p for s in unlabelled for p in s["prompt_id"].to_pylist()], pa.string())
+        votes = pa.concat_tables(
+            ([self.classify(unlabelled, others, role="vote")] if others else [])
+            + ([self.classify(shards, also_own, role="vote").filter(
+                pc.is_in(pc.field("prompt_id"), value_set=wanted))] if also_own else []))
         by_prompt: dict[str, dict[str, dict]] = defaultdict(dict)
         for row in votes.to_pylist():
             by_prompt[row["prompt_id"]][row["model"]] = row
@@ -310,7 +323,7 @@ class Pipeline:
             base = model.sweep.get("base") if model.sweep else None
             label = f"classify[{base or model.name}]"
             if base is None or base not in by_base:
-                identity = model.identity() if base is None else {**model.identity(), "name": base}
+                identity = model.classify_identity()
                 units = [Unit.of(["classify", self.versions["classify"], ClassifyStage.version, identity],
                                  s.select(["prompt_id", "text"])) for s in shards]
                 ran = (label, tuple(u.key for u in units))

@@ -5,7 +5,8 @@ Computed from the config and the prompts alone — no model is loaded, no networ
 
 Counting rules (per generator, strategy and prompt; n responses per group):
 - classification: one call per prompt by each generator, and one per prompt without a gold category by each
-  reference classifier (the judges, or `classifier`); up to two with the format reminder;
+  reference classifier (the judges, or `classifier`) that is not also a generator; up to two with the format
+  reminder;
 - temperature: one request for n completions (an endpoint serving k per request: ceil(n / k), Anthropic's k = 1;
   another HTTP endpoint: one to n, since it may serve fewer and each request pays for its prompt); system_*: one
   completion holding n responses (n × max_tokens), up to two attempts; regen_*: n requests, turn k carrying the k
@@ -152,8 +153,10 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
             (len(prompts), 2 * len(prompts)), (sum(classify_in), 2 * sum(classify_in)),
             (len(prompts), 2 * CLASSIFY_TOKENS * len(prompts)))
     ungold_in = [tokens(len(taxonomy.classify_prompt(p.text))) for p in ungold]
+    # A classifier that is also a generator votes from its own classification of every prompt, counted above.
+    classifying = [g.classify_identity() for g in generators]
     for v in voters:
-        if ungold:
+        if ungold and v.classify_identity() not in classifying:
             _role(roles, "classify (reference)", v).add((len(ungold), 2 * len(ungold)),
                                                         (sum(ungold_in), 2 * sum(ungold_in)),
                                                         (len(ungold), 2 * CLASSIFY_TOKENS * len(ungold)))

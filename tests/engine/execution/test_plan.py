@@ -42,6 +42,8 @@ def test_calls_are_counted_as_the_method_makes_them(tmp_path):
     # own classification: one call per prompt (two with the reminder); the reference: the ungold prompt, per judge
     assert (r[("classify (own)", "local")].calls_low, r[("classify (own)", "local")].calls_high) == (2, 4)
     assert (r[("classify (reference)", "api")].calls_low, r[("classify (reference)", "api")].calls_high) == (1, 2)
+    # the local judge generates too: it votes from its own classification of every prompt, no call more
+    assert ("classify (reference)", "local") not in r
     # generation: temperature one request per prompt, regen n per prompt; at most n × max_tokens per group
     gen = r[("generate", "local")]
     assert (gen.calls_low, gen.calls_high, gen.output_tokens_high) == (2 + 6, 2 + 6, 4 * 3 * 100)

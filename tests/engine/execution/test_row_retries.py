@@ -501,3 +501,33 @@ def test_what_a_refused_retry_got_back_is_kept_until_a_rerun_uses_it(tmp_path):
     third = run(cfg)
     assert sample_calls() == [texts[1]]  # the colour's answer came from run 2's partial shard
     assert all(s["status"] == "ok" for s in third.tables["samples"].to_pylist())
+
+
+def test_a_generator_that_also_votes_classifies_each_prompt_once_when_some_have_gold_categories(tmp_path):
+    # The vote classified the prompts without a gold category in units of their own and the generator's own
+    # classification every prompt in others: the row that failed transiently in the vote was sent again by the own
+    # classification within the same run — paid twice and counted as a rerun (row_retries: 1 then gave it up).
+    armed = tmp_path / "armed"
+    armed.touch()
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": t, **({"gold_category": c} if k == 0 else {})}) + "\n"
+                            for k, (t, c) in enumerate(PROMPTS)))
+    model = {**SCRIPTED, "name": "m", "options": {"flaky_marker": "FLAKY", "flaky_armed": str(armed),
+                                                  "flaky_kind": "classify"}}
+    cfg = make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, generators=[model], judges=[model],
+                      strategies=["temperature"], quality={"enabled": False}, accuracy={"enabled": False},
+                      execution={"executor": "local", "shard_size": 16, "row_retries": 1})
+    first = run(cfg)
+    assert len([c for c in ScriptedChat.calls if c.startswith("Classify")]) == len(PROMPTS)
+    assert sum(r.rows_retried for r in first.stages) == 0
+    rows = first.tables["classifications"].to_pylist()
+    gold = {p["prompt_id"] for p in first.tables["prompts"].to_pylist() if p["gold_category"]}
+    assert len([r for r in rows if r["role"] == "own"]) == len(PROMPTS)
+    votes = {r["prompt_id"] for r in rows if r["role"] == "vote"}
+    assert len(votes) == len(PROMPTS) - 1 and not gold & votes
+    armed.unlink()
+    second = run(cfg)
+    assert len([c for c in ScriptedChat.calls if c.startswith("Classify")]) == 1
+    assert sum(r.rows_gave_up for r in second.stages) == 0
+    flaky = next(p["prompt_id"] for p in second.tables["prompts"].to_pylist() if "FLAKY" in p["text"])
+    assert {g["prompt_id"]: g["category_source"] for g in second.tables["groups"].to_pylist()}[flaky] == "reference"
