@@ -5,7 +5,8 @@ the 1-based line or None, and `row` one of our group rows — {"prompt", "respon
 "prompt_id", "gold_answer"} — or an InputError naming the field that did not fit.
 
 - lm-evaluation-harness `--log_samples` (`samples_<task>_<date>.jsonl`, one document per line): the prompt is the
-  request's first argument (`arguments.gen_args_0.arg_0`, or `arguments[0][0]` in releases before 0.4.3), the
+  request's first argument (`arguments.gen_args_0.arg_0`, or `arguments[0][0]` in releases before 0.4.3) — for
+  chat API models, a one-element list holding the messages as JSON, whose user messages are the prompt — the
   responses are `resps[0]` (one per repeat), the target is kept as the gold answer. The same document appears once
   per filter: the first line of each document is read and the others are skipped. The model is the folder the
   harness wrote the file into (`<output_path>/<model>/samples_…`), the strategy `lm-eval:<task>`.
@@ -137,7 +138,11 @@ def read_lm_eval(path: Path) -> Iterator[Row]:
             if doc_id in seen:
                 continue  # the same document under another filter
             seen.add(doc_id)
-        prompt = _lm_eval_prompt(rec.get("arguments"))
+        try:
+            prompt = _lm_eval_prompt(rec.get("arguments"))
+        except ValueError as exc:
+            yield where, line, InputError(where, line, "arguments", str(exc))
+            continue
         if prompt is None:
             yield where, line, InputError(where, line, "arguments", "no generation request: expected one request "
                                                                    "of a prompt and its generation settings "
@@ -163,16 +168,48 @@ def read_lm_eval(path: Path) -> Iterator[Row]:
 def _lm_eval_prompt(arguments: Any) -> str | None:
     """The prompt of a generate_until request: one request, (prompt, generation settings). A loglikelihood or
     multiple-choice document has one request per choice, each (context, continuation string), and its `resps` are
-    the scores written as text ("(-1.5, False)"): not generations, so no prompt."""
+    the scores written as text ("(-1.5, False)"): not generations, so no prompt.
+
+    Raises:
+        ValueError: a chat request (see `_lm_eval_text`) whose messages hold no prompt.
+    """
     if isinstance(arguments, dict):
         first = arguments.get("gen_args_0")
-        if len(arguments) == 1 and isinstance(first, dict) and isinstance(first.get("arg_0"), str) \
+        if len(arguments) == 1 and isinstance(first, dict) and _is_lm_eval_prompt(first.get("arg_0")) \
                 and isinstance(first.get("arg_1"), dict):
-            return first["arg_0"]
+            return _lm_eval_text(first["arg_0"], "gen_args_0.arg_0")
     if isinstance(arguments, list) and len(arguments) == 1 and isinstance(arguments[0], list) \
-            and len(arguments[0]) >= 2 and isinstance(arguments[0][0], str) and isinstance(arguments[0][1], dict):
-        return arguments[0][0]
+            and len(arguments[0]) >= 2 and _is_lm_eval_prompt(arguments[0][0]) and isinstance(arguments[0][1], dict):
+        return _lm_eval_text(arguments[0][0], "[0][0]")
     return None
+
+
+def _is_lm_eval_prompt(arg: Any) -> bool:
+    """A request's prompt: a string, or a chat request's JsonChatStr — lm-eval's NamedTuple of one JSON string of
+    the messages (chat API models with --apply_chat_template), which its log writes as a one-element list."""
+    return isinstance(arg, str) or (isinstance(arg, list) and len(arg) == 1 and isinstance(arg[0], str))
+
+
+def _lm_eval_text(arg: str | list[str], name: str) -> str:
+    """The prompt's text: the string itself, or the text of a chat request's user messages, read as an Inspect
+    sample's messages are (`_user_text`).
+
+    Raises:
+        ValueError: the chat request's string is not a JSON list of messages, or they hold no user text.
+    """
+    if isinstance(arg, str):
+        return arg
+    try:
+        messages = _loads(arg[0])
+    except ValueError as exc:
+        raise ValueError(f"{name}: a one-element list (a chat request) whose string is not JSON ({exc})") from None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ValueError(f"{name}: a one-element list (a chat request) whose string is not a JSON list of "
+                         'chat messages ({"role": …, "content": …})')
+    prompt = _user_text(messages)
+    if not prompt:
+        raise ValueError(f"{name}: a chat request with no user message text")
+    return prompt
 
 
 # -- Inspect AI ----------------------------------------------------------------------------------------------------
@@ -341,6 +378,13 @@ def _text(content: Any) -> str | None:
     return None
 
 
+def _user_text(messages: list[Any]) -> str | None:
+    """The prompt of a list of chat messages: the text of its user messages, blank-line separated (system and
+    assistant turns are the harness's framing, not the question)."""
+    users = [_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return "\n\n".join(u for u in users if u) or None
+
+
 def _reasoning(content: Any) -> str | None:
     """The reasoning parts of a list of content parts (Inspect's ContentReasoning: `reasoning`, unless redacted)."""
     if not isinstance(content, list):
@@ -358,8 +402,7 @@ def _inspect_rows(where: str, line: int | None, sample: Any, header: dict[str, A
         return
     raw_input = sample.get("input")
     if isinstance(raw_input, list):
-        users = [_text(m.get("content")) for m in raw_input if isinstance(m, dict) and m.get("role") == "user"]
-        prompt = "\n\n".join(u for u in users if u) or None
+        prompt = _user_text(raw_input)
     else:
         prompt = _text(raw_input)
     if not prompt:

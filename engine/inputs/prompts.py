@@ -127,6 +127,14 @@ def make_prompt(
     )
 
 
+def refuse_nul(text: str, path: str, line: int | None, key: str) -> None:
+    """Raise when prompt text holds a NUL character: it never belongs in a prompt and usually means a corrupted or
+    binary file. Shared by our JSONL prompts and the benchmarks' loaders (loaders.common.text_value), so a file is
+    refused the same way whichever source reads it."""
+    if "\x00" in text:
+        raise InputError(path, line, key, "contains a NUL character (corrupted or binary data?)")
+
+
 NOT_JSONL = {".csv", ".tsv", ".parquet", ".xlsx", ".xls", ".arrow", ".feather"}
 
 
@@ -193,6 +201,8 @@ def load_jsonl_prompts(path: str | Path, *, source: str | None = None, on_error:
             row_source = source or obj.get("source") or path.stem
             if not isinstance(row_source, str):
                 raise InputError(str(path), number, "source", f"expected a string, got {type(row_source).__name__}")
+            if isinstance(obj.get("text"), str):  # other types are make_prompt's to refuse
+                refuse_nul(obj["text"], str(path), number, "text")
             extra = {k: v for k, v in obj.items()
                      if k not in {"text", "gold_category", "gold_answer", "source", "meta"}}
             p = make_prompt(

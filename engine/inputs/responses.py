@@ -58,6 +58,22 @@ def _str(row: dict, key: str, path: str, line: int, default: str | None = None) 
     return value.strip() or default
 
 
+def _taken_error(where: str, line: int | None, idx: int, how: str) -> InputError:
+    """The error for a response whose index an earlier row of its group already holds, worded by where the index
+    came from: a field the row never gave is not named as the culprit."""
+    if how == "list":
+        return InputError(where, line, "responses", f"a `responses` list numbers its responses from 0, and an "
+                                                    "earlier row of the same prompt, model and strategy already "
+                                                    f"holds response {idx}; give a group in one `responses` list, or "
+                                                    "as `response` rows")
+    if how == "order":
+        return InputError(where, line, "response", f"no sample_idx, so this is response {idx} of its group in file "
+                                                   "order, which an earlier row of the same prompt, model and "
+                                                   "strategy already holds; give sample_idx on all of a group's rows "
+                                                   "or on none")
+    return InputError(where, line, "sample_idx", f"duplicate sample_idx {idx} in this group")
+
+
 def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadReport | None = None,
                    fmt: str = "auto") -> tuple[list[Prompt], list[ExternalGroup]]:
     """Prompts and their groups of responses from a responses file (format in the module docstring).
@@ -102,7 +118,8 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                 texts = row["responses"]
                 if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                     raise InputError(where, line, "responses", "expected a list of strings")
-                items = list(enumerate(texts))
+                # Numbered by position: the list is the whole group (a second one for the group is refused below).
+                items = [(k, text, "list") for k, text in enumerate(texts)]
                 traces = row.get("traces")
                 if traces is not None and (not isinstance(traces, list) or len(traces) != len(texts) or not all(
                         t is None or isinstance(t, str) for t in traces)):
@@ -121,19 +138,28 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                         idx = int(idx)
                     else:
                         raise InputError(where, line, "sample_idx", f"expected a non-negative integer, got {idx!r}")
-                items = [(idx, text)]
+                items = [(idx, text, "given" if idx is not None else "order")]
                 trace = row.get("trace")
                 if trace is not None and not isinstance(trace, str):
                     raise InputError(where, line, "trace", f"expected a string, got {type(trace).__name__}")
                 given = {0: trace} if trace else {}
             model = _str(row, "model", where, line, "external")
             strategy = _str(row, "strategy", where, line, "external")
-            group = groups.setdefault((prompt.prompt_id, model, strategy),
-                                      ExternalGroup(prompt.prompt_id, model, strategy))
-            for k, (idx, text) in enumerate(items):
-                idx = len(group.responses) if idx is None else idx
-                if any(i == idx for i, _ in group.responses):
-                    raise InputError(where, line, "sample_idx", f"duplicate sample_idx {idx} in this group")
+            key = (prompt.prompt_id, model, strategy)
+            group = groups.get(key)
+            taken = {i for i, _ in group.responses} if group is not None else set()
+            # Every index of the row is checked before any is added: a row refused half-way would otherwise leave
+            # its first responses in the group under on_error "skip", counted as skipped yet partly kept.
+            indices = []
+            for idx, _, how in items:
+                idx = len(taken) if idx is None else idx  # no sample_idx: the next in file order
+                if idx in taken:
+                    raise _taken_error(where, line, idx, how)
+                taken.add(idx)
+                indices.append(idx)
+            if group is None:
+                group = groups[key] = ExternalGroup(prompt.prompt_id, model, strategy)
+            for k, (idx, (_, text, _)) in enumerate(zip(indices, items)):
                 group.responses.append((idx, text))
                 if k in given:
                     group.traces[idx] = given[k]

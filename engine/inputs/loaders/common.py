@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from engine.errors import InputError
-from engine.inputs.prompts import LoadReport, Prompt, iter_jsonl
+from engine.inputs.prompts import LoadReport, Prompt, iter_jsonl, refuse_nul
 
 ON_ERROR = ("fail", "skip")
 
@@ -103,7 +103,11 @@ def read_csv(path: Path, *, required: Sequence[str]) -> Iterator[tuple[int, RowO
             return
         except csv.Error as exc:
             previous_end = reader.line_num
-            yield start, InputError(where, start, None, f"malformed CSV row: {exc}")
+            # A quote left open runs to the end of the file, where csv gives up: every line after it went into this
+            # one error, so name them — one skip in the count stands for all those lines.
+            span = (f" (lines {start}–{previous_end} read as one row: a quote left open joins the lines after it)"
+                    if previous_end > start else "")
+            yield start, InputError(where, start, None, f"malformed CSV row: {exc}{span}")
             continue
         previous_end = reader.line_num
         if not record:
@@ -202,8 +206,7 @@ def text_value(row: Row, key: str, path: str, line: int) -> Any:
     """
     value = row.get(key)
     if isinstance(value, str):
-        if "\x00" in value:
-            raise InputError(path, line, key, "contains a NUL character (corrupted or binary data?)")
+        refuse_nul(value, path, line, key)
         return value.strip()
     return value
 

@@ -383,3 +383,32 @@ def test_an_archive_whose_samples_inflate_past_the_caps_is_refused_before_any_is
     monkeypatch.setattr(external_formats, "MAX_ARCHIVE_BYTES", 10 * 1024 * 1024)
     with pytest.raises(InputError, match="its samples inflate to"):  # and the total alone
         load_responses(path)
+
+
+def _chat_arg(messages):
+    # lm-eval's JsonChatStr (chat API models with --apply_chat_template): a NamedTuple of one JSON string, which
+    # json.dumps writes as a one-element list.
+    return [json.dumps(messages)]
+
+
+def test_lm_eval_chat_requests_read_their_user_messages_as_the_prompt(tmp_path):
+    chat = _lm_eval_line(0, _chat_arg([{"role": "system", "content": "Be brief."},
+                                       {"role": "user", "content": "Name a fruit."}]), ["Apple", "Banana"])
+    old = _lm_eval_line(1, _chat_arg([{"role": "user", "content": [{"type": "text", "text": "Name a tree."}]}]),
+                        ["Oak", "Elm"], old=True)
+    path = write_lm_eval(tmp_path, [chat, old])
+    prompts, groups = load_responses(path)
+    assert [p.text for p in prompts] == ["Name a fruit.", "Name a tree."]
+    assert [[t for _, t in g.responses] for g in groups] == [["Apple", "Banana"], ["Oak", "Elm"]]
+
+
+@pytest.mark.parametrize("arg,message", [
+    (["not json"], "gen_args_0.arg_0: a one-element list .* not JSON"),
+    ([json.dumps({"role": "user"})], "not a JSON list of chat messages"),
+    (_chat_arg([{"role": "system", "content": "Be brief."}]), "no user message text"),
+])
+def test_lm_eval_chat_requests_without_a_prompt_name_the_line_and_field(tmp_path, arg, message):
+    path = write_lm_eval(tmp_path, [_lm_eval_line(0, "Q: hi?", ["a", "b"]), _lm_eval_line(1, arg, ["x", "y"])])
+    with pytest.raises(InputError, match=message) as info:
+        load_responses(path)
+    assert (info.value.line, info.value.field) == (2, "arguments")

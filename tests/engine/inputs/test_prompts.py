@@ -153,3 +153,14 @@ def test_a_csv_or_parquet_file_given_as_json_lines_is_refused_once_by_its_type(t
     with pytest.raises(InputError, match=r"a \.csv file where JSON lines \(\.jsonl\) are read") as info:
         load_jsonl_prompts(path, on_error=on_error)
     assert info.value.path == str(path) and info.value.line is None
+
+
+@pytest.mark.parametrize("source", [None, "builtin"])  # the jsonl and builtin prompt sources
+def test_a_nul_character_in_prompt_text_is_refused_as_the_benchmark_loaders_refuse_it(tmp_path, source):
+    path = write(tmp_path, ['{"text": "fine"}', '{"text": "nul\\u0000x"}'])
+    with pytest.raises(InputError, match="NUL character") as info:
+        load_jsonl_prompts(path, source=source)
+    assert (info.value.path, info.value.line, info.value.field) == (str(path), 2, "text")
+    report = LoadReport()
+    assert [p.text for p in load_jsonl_prompts(path, source=source, on_error="skip", report=report)] == ["fine"]
+    assert [e.line for e in report.skipped] == [2]

@@ -100,3 +100,27 @@ def test_blank_name_cells_take_the_default_and_prompt_text_is_stripped(tmp_path)
     assert [p.text for p in prompts] == ["Name a fruit."]
     assert {(g.model, g.strategy): [t for _, t in g.responses] for g in groups} == {
         ("m1", "external"): ["apple", "pear"], ("external", "external"): ["plum"]}
+
+
+def test_a_row_refused_for_a_taken_index_is_skipped_whole_and_says_why(tmp_path):
+    # Row 2's `responses` list numbers its responses 0, 1, 2; row 1 already holds 1. Its 0 ("a", with its trace) was
+    # once added before the clash was found, so the skipped row was counted yet half kept.
+    path = write(tmp_path, [{"prompt": "P", "response": "r1", "sample_idx": 1},
+                            {"prompt": "P", "responses": ["a", "b", "c"], "traces": ["t", None, None]}])
+    report = LoadReport()
+    _, groups = load_responses(path, on_error="skip", report=report)
+    assert [g.responses for g in groups] == [[(1, "r1")]] and groups[0].traces == {}
+    [error] = report.skipped
+    # The row gave no sample_idx: the error names the field it gave.
+    assert (error.line, error.field) == (2, "responses") and "`responses` list" in error.reason
+    with pytest.raises(InputError, match="already holds response 1") as info:
+        load_responses(path)
+    assert (info.value.line, info.value.field) == (2, "responses")
+
+
+def test_a_row_without_sample_idx_clashing_by_file_order_names_its_response(tmp_path):
+    # Row 2 has no sample_idx, so it is response 1 by file order, which row 1's sample_idx took.
+    path = write(tmp_path, [{"prompt": "P", "response": "r1", "sample_idx": 1}, {"prompt": "P", "response": "r2"}])
+    with pytest.raises(InputError, match="no sample_idx, so this is response 1") as info:
+        load_responses(path)
+    assert (info.value.line, info.value.field) == (2, "response")

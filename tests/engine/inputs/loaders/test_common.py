@@ -145,3 +145,12 @@ def test_sink_duplicates_are_errors_naming_both_lines_unless_merged():
 def test_sink_rejects_an_unknown_policy():
     with pytest.raises(ValueError, match="on_error must be one of fail, skip"):
         PromptSink("f", on_error="ignore", report=None, text_field="t")
+
+
+def test_a_quote_left_open_to_the_end_of_the_file_names_the_lines_it_swallowed(write):
+    # csv gives up at the end of the file: rows 4-6 went into line 3's error, one skip that must say so.
+    path = write("t.csv", ["a,b", "1,x", '2,"never closed', "3,y", "4,z", "5,w"])
+    result = rows(read_csv(path, required=["a"]))
+    assert [r[0] for r in result] == [2, 3]
+    assert result[1][1] == ("error", 3, None, "malformed CSV row: unexpected end of data (lines 3–6 read as one row: "
+                                              "a quote left open joins the lines after it)")
