@@ -149,36 +149,51 @@ def score_rewards(config: RunConfig | str | Path, groups: str | Path, out: str |
         ({judge: class}).
     """
     rows, result = scored_rewards(config, groups, out, progress=progress, executor=executor)
+    _warn_failed(result)
+    return rows
+
+
+def _warn_failed(result: Any) -> None:
     failed = result.failed_shards()
     if failed:
         log.warning("rewards: %d shards failed for good (%s); their groups have no reward — the same call again "
                     "computes them", sum(len(v) for v in failed.values()), ", ".join(failed))
-    return rows
 
 
 def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str | Path | None = None, *,
-                   progress: bool = False, executor: Any = None) -> tuple[list[dict[str, Any]], Any]:
+                   progress: bool = False, executor: Any = None, lock: Any = None) -> tuple[list[dict[str, Any]], Any]:
     """score_rewards' rows and the run behind them (its RunResult: failed shards, stages), for the command line.
     `executor`: one that outlives the run (engine.execution.pipeline.run_executor; the caller closes it), so that
-    batch after batch finds its judges loaded."""
+    batch after batch finds its judges loaded. `lock`: the run directory's lock, held by a caller that wrote the
+    groups file into it (DiversityReward); it stays held."""
     import orjson
 
     from engine.execution.pipeline import Pipeline
-    from engine.execution.store import atomic_write_bytes
+    from engine.execution.store import RunDirLock, atomic_write_bytes, claim_run_dir
     from engine.method.rewards import group_rewards
 
     cfg = _rewards_config(config, groups)
-    # A response without an answer (empty, or cut off while thinking) leaves its group, whose others are judged and
-    # rewarded among themselves, as DiversityReward does: in the group, its pairs were unresolved and every reward of
-    # the group unknown. `kept`: each original response's place in the judged group (None: left out).
-    batch, kept, left_out = _answering_batch(cfg, Path(groups))
-    if batch is not None:
-        cfg = _rewards_config(cfg, batch, internal=True)
-    pipeline = Pipeline(cfg, progress=progress, executor=executor, keep_executor=executor is not None)
+    claim_run_dir(cfg.run_dir)
+    # Held from before the batch of answering responses is written into the run directory until the run has read
+    # it: another call on the same directory would overwrite the batch, and this run score the other's responses.
+    held = lock if lock is not None else RunDirLock(cfg.run_dir)
+    held.acquire()
     try:
-        result = pipeline.run()
+        # A response without an answer (empty, or cut off while thinking) leaves its group, whose others are judged
+        # and rewarded among themselves, as DiversityReward does: in the group, its pairs were unresolved and every
+        # reward of the group unknown. `kept`: each original response's place in the judged group (None: left out).
+        batch, kept, left_out = _answering_batch(cfg, Path(groups))
+        if batch is not None:
+            cfg = _rewards_config(cfg, batch, internal=True)
+        pipeline = Pipeline(cfg, progress=progress, executor=executor, keep_executor=executor is not None,
+                            lock=held)
+        try:
+            result = pipeline.run()
+        finally:
+            pipeline.close()
     finally:
-        pipeline.close()
+        if lock is None:
+            held.release()
     t = result.tables
     by_group: dict[tuple, list[dict[str, Any]]] = {}
     for c in t["components"].to_pylist():
@@ -216,7 +231,7 @@ def _answering_batch(cfg: RunConfig, groups: Path) -> tuple[Path | None, dict, d
     import orjson
 
     from engine.execution.pipeline import load_run_prompts
-    from engine.execution.store import atomic_write_bytes, claim_run_dir
+    from engine.execution.store import atomic_write_bytes
     from engine.inputs.loaders.paper import PresetReport
     from engine.method.rewards import answers
 
@@ -248,9 +263,7 @@ def _answering_batch(cfg: RunConfig, groups: Path) -> tuple[Path | None, dict, d
         return None, {}, {}
     for warning in [*report.warnings, *(f"skipped: {s}" for s in getattr(report, "skipped", []))]:
         log.warning("rewards: %s", warning)
-    run_dir = Path(cfg.run_dir)
-    claim_run_dir(run_dir)  # a run directory of ours (or new): the batch is written beside its tables
-    batch = run_dir / "rewards-answering.jsonl"
+    batch = Path(cfg.run_dir) / "rewards-answering.jsonl"  # beside the tables (claimed and locked by the caller)
     atomic_write_bytes(batch, b"".join(lines))
     log.info("rewards: %d responses give no answer and are left out of their groups (reward null)", len(left_out))
     return batch, kept, left_out
@@ -469,7 +482,7 @@ class DiversityReward:
                training: bool | None) -> list[float | None]:
         import orjson
 
-        from engine.execution.store import atomic_write_bytes, claim_run_dir
+        from engine.execution.store import RunDirLock, atomic_write_bytes, claim_run_dir
         from engine.method.rewards import answers, completion_parts, message_text, prompt_key, reopen_thinking
 
         prompt_keys = [prompt_key(p) for p in prompts]
@@ -509,9 +522,14 @@ class DiversityReward:
         if groups:
             run_dir = Path(self.config.run_dir)
             claim_run_dir(run_dir)  # a run directory of ours (or new): the batch is written beside its tables
-            batch = run_dir / "reward-batch.jsonl"
-            atomic_write_bytes(batch, b"".join(orjson.dumps(g) + b"\n" for g in groups))
-            self.last_rows = score_rewards(self.config, batch, executor=self._run_executor())
+            # Locked before the batch is written, until the run has read it: a second reward function (another
+            # trainer, another thread) on the same directory overwrote the batch, and this one returned its
+            # rewards for the other's completions.
+            with RunDirLock(run_dir) as lock:
+                batch = run_dir / "reward-batch.jsonl"
+                atomic_write_bytes(batch, b"".join(orjson.dumps(g) + b"\n" for g in groups))
+                self.last_rows, result = scored_rewards(self.config, batch, executor=self._run_executor(), lock=lock)
+            _warn_failed(result)
             if self.config.execution.probe_endpoints:
                 # Its endpoints answered this batch's probe: a trainer calls this every step, and later batches
                 # need no first requests of their own.

@@ -941,6 +941,7 @@ def config_from_dict(
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     try:
+        _json_integers(data, "")
         return _build(RunConfig, data, "")
     except ConfigError as exc:
         # The key the error names ("judges[1].verdict: …"), as an override would spell it ("judges.1.verdict"): a
@@ -955,6 +956,19 @@ def config_from_dict(
         if related:
             raise ConfigError(f"{source} with --set {', '.join(related)}: {exc}") from None
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _json_integers(value: Any, where: str) -> None:
+    """Refuse an integer wider than 64 bits anywhere in the config: shard keys hash the settings as JSON, which
+    (orjson) holds none wider, and the run stopped with a TypeError traceback after its first stage had run."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 64:
+        raise ConfigError(f"{where}: {value} is wider than 64 bits; give a smaller integer")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _json_integers(item, _join(where, key))
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            _json_integers(item, f"{where}[{k}]")
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

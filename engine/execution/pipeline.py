@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import asdict
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -91,14 +92,17 @@ class Pipeline:
     """
 
     def __init__(self, config: RunConfig, executor: LocalExecutor | RayExecutor | None = None,
-                 progress: bool = True, keep_executor: bool = False) -> None:
+                 progress: bool = True, keep_executor: bool = False, lock: RunDirLock | None = None) -> None:
         if keep_executor and executor is None:
             raise ValueError("keep_executor needs the executor that outlives the run (run_executor(config))")
         self.config = config
         self.keep_executor = keep_executor
         claim_run_dir(config.run_dir)
         self.store = Store(config.run_dir)
-        self.lock = RunDirLock(config.run_dir)
+        # A caller that writes into the run directory before the run (a reward batch: engine.api) holds its lock
+        # from then on and passes it here; it releases it, not close().
+        self.lock = lock if lock is not None else RunDirLock(config.run_dir)
+        self._own_lock = lock is None
         self._executor = executor
         self.progress = progress
         self.records: list[StageRecord] = []
@@ -136,6 +140,11 @@ class Pipeline:
         with PeakMemory() as memory:
             result = self._run()
         result.peak_rss_bytes = memory.peak_bytes
+        # The stage records (failed shards among them), then the config that marks the run finished: a run
+        # stopped before its report still says what failed (engine.execution.results.RunResult.records).
+        self.store.write_text("run_stats.json", orjson.dumps(result.records(), option=orjson.OPT_INDENT_2).decode())
+        self.store.write_text("config.yaml", dump_yaml(self.config.to_dict()))
+        self.store.remove_file(RUNNING_CONFIG)
         return result
 
     def _run(self) -> RunResult:
@@ -221,12 +230,15 @@ class Pipeline:
                                           judges=[j.name for j in cfg.judges] if flow.answers else [],
                                           trace_components=tables.get("trace_components"),
                                           trace_judges=[j.name for j in cfg.llm_judges] if flow.traces else [])
-        # In an order a crash (a kill, a full disk) cannot leave mixed: the last run's config and its figures go
-        # first — read_run refuses a directory without config.yaml — then this run's tables, its config last. Tables
-        # of the last run kept beside a config of this one, or this run's beside the last one's config, would be
-        # read together by explore, compare and open_run.
-        self.store.remove_file("config.yaml")
-        self.store.remove_file("run_stats.json")
+        # In an order a crash (a kill, a full disk) cannot leave mixed: the last run's config, stage records and
+        # report go first — read_run refuses a directory without config.yaml — then this run's tables, its stage
+        # records and its config last (run). Tables of the last run kept beside a config of this one, or this run's
+        # beside the last one's config, would be read together by explore, compare and open_run; the last run's
+        # report beside this run's tables would be read as this run's.
+        for name in ("config.yaml", "run_stats.json", *REPORT_FILES):
+            self.store.remove_file(name)
+        for figure in (self.store.root / "figures").glob("*.png"):
+            figure.unlink(missing_ok=True)
         for name in sorted(OPTIONAL_TABLES - set(tables)):
             # A run in this directory with quality, accuracy, a reward model or traces on wrote these; read beside
             # this run's groups (explore, compare, open_run) they would join its responses by prompt, model and
@@ -234,8 +246,6 @@ class Pipeline:
             self.store.remove_table(name)
         for name, table in tables.items():
             self.store.write_table(name, table)
-        self.store.write_text("config.yaml", dump_yaml(cfg.to_dict()))
-        self.store.remove_file(RUNNING_CONFIG)
         skipped = [str(e) for e in load_report.skipped]
         return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
                          load_warnings=list(load_report.warnings) + [
@@ -261,7 +271,8 @@ class Pipeline:
             if self._executor is not None and not self.keep_executor:
                 self._executor.close()
         finally:
-            self.lock.release()
+            if self._own_lock:
+                self.lock.release()
 
     # -- stages -------------------------------------------------------------------------------------------------
 
@@ -1025,6 +1036,8 @@ REFERENCE = "reference"
 # keeps its keys), so that a band or rate edited while it is off does not send every judged pair again.
 OFF_CASCADE = asdict(CascadeConfig())
 RUNNING_CONFIG = "config.running.yaml"  # the config of a run in progress (or stopped part-way)
+# What engine.report.write_report writes from a run's tables (and figures/*.png): removed with the tables they read.
+REPORT_FILES = ("report.json", "report.md", "report.html", "explore.html")
 # The run's tables that only some settings write (quality, accuracy, a reward model, judge.target trace|both).
 OPTIONAL_TABLES = frozenset({"checklists", "quality", "accuracy", "rewards", "trace_judgments", "trace_components"})
 ANCHORED_STRATEGIES = ("system_anchored", "regen_anchored")  # the strategies whose wording names the category

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import orjson
 import pyarrow as pa
@@ -37,6 +37,9 @@ class StageRecord:
 
 
 ROW_COUNTS = ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up")
+# The summed backend counters a stage's record keeps in run_stats.json (read back by read_run).
+BACKEND_COUNTS = ("calls", "requests", "retries", "row_errors", "prompt_tokens", "cached_prompt_tokens",
+                  "completion_tokens", "cost_usd", "usage_missing")
 
 
 @dataclass
@@ -57,6 +60,31 @@ class RunResult:
     def failed_shards(self) -> dict[str, dict[str, str]]:
         """Stage → {shard key: reason} for shards that failed for good in this run (a rerun computes them)."""
         return {r.stage: r.failed for r in self.stages if r.failed}
+
+    def records(self) -> dict[str, Any]:
+        """What read_run reads back beside the tables: each stage's record (its failed shards and their reasons
+        among them), the skipped input rows, load warnings, wall time, peak memory and model loads.
+
+        The run writes it as run_stats.json before its config.yaml, which marks the run finished: a run stopped
+        before its report (a kill, a figure that failed to draw) must still say which shards failed — a failed
+        sample shard's groups are simply absent from the tables. The report rewrites the file with its throughput
+        (engine.report.run_stats), which holds every key of this one."""
+        stages = []
+        for r in self.stages:
+            b = r.backend or {}
+            counts = {k: b.get(k) for k in BACKEND_COUNTS} | {"calls": b.get("calls", b.get("requests"))}
+            # Unknown where a reply had no usage, as the report's throughput has them (not the counted part).
+            counts["completion_tokens"] = None if b.get("tokens_missing") else counts["completion_tokens"]
+            counts["cost_usd"] = None if b.get("usage_missing") else counts["cost_usd"]
+            stages.append({"stage": r.stage, "units": r.units, "units_reused": r.units_reused, "rows": r.rows,
+                           "wall_s": r.wall_s, "start_s": r.start_s, **counts, "failed_shards": len(r.failed),
+                           "failed": {k: why[:500] for k, why in r.failed.items()},
+                           "retry_failed": {k: why[:500] for k, why in r.retry_failed.items()},
+                           **{k: getattr(r, k) for k in ROW_COUNTS}})
+        return {"run_dir": str(self.run_dir), "wall_s": self.wall_s, "peak_rss_bytes": self.peak_rss_bytes,
+                "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(self.model_load_s.items())},
+                "stages": stages, "skipped_inputs": list(self.skipped_inputs),
+                "load_warnings": list(self.load_warnings)}
 
 
 def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[RunResult, RunConfig]:
@@ -113,13 +141,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         skipped = [str(x) for x in stats.get("skipped_inputs") or []]
         warnings = [str(x) for x in stats.get("load_warnings") or []]
         for st in stats.get("stages", []):
-            backend = {k: st[src] for k, src in (("calls", "calls"), ("requests", "requests"),
-                                                 ("retries", "retries"), ("row_errors", "row_errors"),
-                                                 ("prompt_tokens", "prompt_tokens"),
-                                                 ("cached_prompt_tokens", "cached_prompt_tokens"),
-                                                 ("completion_tokens", "completion_tokens"),
-                                                 ("cost_usd", "cost_usd"), ("usage_missing", "usage_missing"))
-                       if st.get(src) is not None}
+            backend = {k: st[k] for k in BACKEND_COUNTS if st.get(k) is not None}
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
                                       rows=st["rows"], wall_s=st["wall_s"], backend=backend,
                                       start_s=st.get("start_s"),

@@ -76,7 +76,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_table(path: Path, table: pa.Table) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, tmp)
+        # Page checksums: a shard damaged inside (a bad copy, a disk) is found when read back (Store._intact),
+        # where its intact footer alone passed, and the rerun failed reading it or read wrong values.
+        pq.write_table(table, tmp, write_page_checksum=True)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -122,7 +124,7 @@ class Store:
     def _intact(self, table: str, key: str) -> bool:
         """The shard's table can be read, and so can its row index where it has one."""
         path, rows_path = self.shard_path(table, key), self.rows_path(table, key)
-        return path.is_file() and self._readable(path, pq.read_metadata) and (
+        return path.is_file() and self._readable(path, _read_verified) and (
             not rows_path.is_file() or self._readable(rows_path, _row_index))
 
     def _readable(self, path: Path, read: Any) -> bool:
@@ -133,7 +135,7 @@ class Store:
             return True
         try:
             read(path)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
             log.warning("%s: unreadable (%s); that shard is computed again", path, str(exc)[:160])
             return False
         self._readable_seen.add(stamp)
@@ -186,7 +188,7 @@ class Store:
         for path in sorted(folder.glob("*.rows.json")) if folder.is_dir() else []:
             key = path.name[: -len(".rows.json")]
             shard = self.shard_path(table, key)
-            if not shard.is_file() or not self._readable(shard, pq.read_metadata):
+            if not shard.is_file() or not self._readable(shard, _read_verified):
                 continue  # the index is parsed below (an unreadable one is skipped there)
             try:
                 data = orjson.loads(path.read_bytes())
@@ -260,6 +262,12 @@ class Store:
         path = self.root / name
         atomic_write_bytes(path, text.encode("utf-8"))
         return path
+
+
+def _read_verified(path: Path) -> None:
+    """Read a shard whole, checking its pages' checksums (written since they were: older shards are read as they
+    are). Its footer alone (pq.read_metadata) passed a shard whose pages were damaged."""
+    pq.read_table(path, page_checksum_verification=True)
 
 
 def _row_index(path: Path) -> dict[str, Any]:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from engine.config import RunConfig, config_from_dict, load_config
@@ -285,3 +287,18 @@ def test_a_config_file_without_a_run_dir_runs_in_a_directory_of_its_own(tmp_path
     path.write_text("n: 3\nrun_dir: elsewhere\n")
     assert load_config(path).run_dir == "elsewhere"
     assert load_config(path, {"run_dir": "x"}).run_dir == "x"
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"sampling": {"seed": 2 ** 64}}, "sampling.seed"),
+    ({"generators": [{"name": "g", "backend": "local", "model": "smollm2-135m",
+                      "options": {"extra_body": {"seed": -2 ** 70}}}]}, "generators[0].options.extra_body.seed"),
+])
+def test_an_integer_wider_than_64_bits_is_refused_naming_its_key(data, key):
+    # Shard keys hash the settings as JSON (orjson holds no wider integer): the run stopped with a TypeError
+    # traceback after its classification had run, and been paid for.
+    with pytest.raises(ConfigError, match=re.escape(key) + ".*wider than 64 bits"):
+        config_from_dict(data)
+    from engine.execution.store import content_key
+
+    assert content_key(config_from_dict({"sampling": {"seed": 2 ** 64 - 1}}).to_dict())

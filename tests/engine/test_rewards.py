@@ -614,3 +614,30 @@ def test_the_trl_reward_function_loads_its_judges_once_for_every_batch(tmp_path,
     assert reward(prompts=["Name a fruit."] * 2, completions=["class 0 fig", "class 1 kiwi"],
                   category=["H"] * 2) == pytest.approx([1.0, 1.0])
     reward.close()
+
+
+def test_a_second_reward_function_on_the_run_directory_never_swaps_its_batch_for_the_first_ones(tmp_path,
+                                                                                               monkeypatch):
+    # The batch was written into the run directory before the run took its lock: a second reward function's step,
+    # arriving while the first's run held the lock, overwrote the batch (then failed at the lock), and the first
+    # returned the rewards of the second's completions as its own.
+    import engine.execution.pipeline as pipeline_module
+    from engine.api import DiversityReward, load_config
+    from engine.errors import RunDirError
+
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    first, second = (DiversityReward(load_config(write_config(tmp_path))) for _ in range(2))
+    prompts, completions = ["Write a story opening."] * 4, ["class 0 a", "class 0 b", "class 1 c", "class 2 d"]
+    real, refused = pipeline_module.preflight, []
+
+    def preflight(*args, **kwargs):  # the first's run holds the lock here: the second's step arrives now
+        if not refused:
+            with pytest.raises(RunDirError, match="in use by another run"):
+                second(prompts=["Name a colour."] * 4, completions=["class 0 x"] * 4, category=["G"] * 4)
+            refused.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "preflight", preflight)
+    out = first(prompts=prompts, completions=completions, category=["G"] * 4)
+    assert refused and out == pytest.approx([2 / 3, 2 / 3, 1, 1])
+    assert [r["response"] for r in first.last_rows] == completions

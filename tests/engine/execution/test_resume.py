@@ -334,6 +334,27 @@ def test_a_shard_or_row_index_damaged_on_disk_is_computed_again_not_a_traceback(
     assert pq.read_table(shards[0]).num_rows  # written whole again
 
 
+def test_a_shard_damaged_inside_with_its_footer_intact_is_computed_again(tmp_path, caplog):
+    # Only the footer was checked: a shard whose pages were damaged passed as done, and the rerun stopped with a
+    # traceback reading it (or read wrong values where the damage still decoded).
+    import struct
+
+    from tests.support.runs import make_config, run
+
+    cfg = make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False}, strategies=["temperature"])
+    first = run(cfg)
+    shard = sorted((Path(cfg.run_dir) / "shards" / "sample").glob("*.parquet"))[0]
+    data = bytearray(shard.read_bytes())
+    footer = struct.unpack("<i", data[-8:-4])[0]
+    data[4:len(data) - 8 - footer] = bytes(len(data) - 12 - footer)  # every page zeroed; header and footer kept
+    shard.write_bytes(bytes(data))
+    again = run(cfg)
+    sample = next(r for r in again.stages if r.stage.startswith("sample"))
+    assert sample.units - sample.units_reused == 1
+    assert again.tables["responses"].equals(first.tables["responses"])
+    assert str(shard) in caplog.text and "unreadable" in caplog.text
+
+
 def test_dict_keys_that_are_not_strings_key_a_shard_as_the_strings_sent():
     # options: {extra_body: {logit_bias: {50256: -100}}} (YAML reads the token id as an int) passed every check and
     # stopped the run with "TypeError: Dict key must be str".
@@ -419,3 +440,30 @@ def test_every_stage_that_asks_a_model_keys_its_shards_by_its_own_version(stage,
         assert pipeline.checklist_unit(groups, grader).key != before
     finally:
         pipeline.close()
+
+
+def test_a_run_stopped_before_its_report_keeps_its_failed_shards_and_no_earlier_report(tmp_path):
+    # The stage records (failed shards among them) were written with the report only, and the earlier run's report
+    # was left in place: a run stopped between its tables and its report read as finished, the failed sample shard
+    # (its groups simply absent from the tables) recorded nowhere, beside the earlier run's report.
+    from engine.api import open_run
+    from engine.report import write_report
+    from tests.support.runs import SCRIPTED, make_config, run
+
+    armed = tmp_path / "refuse"
+    model = {**SCRIPTED, "batch_size": 1, "options": {"refuse_armed": str(armed), "refuse_kind": "sample",
+                                                       "refuse_marker": "Berlin Wall"}}
+    settings = dict(generators=[model], judges=[model], quality={"enabled": False}, accuracy={"enabled": False},
+                    strategies=["temperature"], prompts={"source": "builtin", "limit": 4})
+    first_cfg = make_config(tmp_path, n=4, **settings)
+    write_report(run(first_cfg), first_cfg)
+    assert list((Path(first_cfg.run_dir) / "figures").glob("*.png"))
+    armed.write_text("")
+    second = run(make_config(tmp_path, n=3, **settings))  # stopped here: no write_report
+    assert second.failed_shards()
+    run_dir = Path(first_cfg.run_dir)
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(("report.", "explore."))]
+    assert not list((run_dir / "figures").glob("*.png"))
+    reopened = open_run(run_dir)
+    assert reopened.config.n == 3
+    assert reopened.result.failed_shards() == second.failed_shards()
