@@ -91,7 +91,9 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
             if c["judge"] not in judges:
                 judges.append(c["judge"])
             per_judge[c["judge"]] = {
-                "unique": c["unique"], "low": c["unique_low"], "high": c["unique_high"], "resolved": c["resolved"],
+                # .get: run directories written before the bounds were kept open here too
+                "unique": c["unique"], "low": c.get("unique_low"), "high": c.get("unique_high"),
+                "resolved": c["resolved"],
                 "classes": c.get("classes"), "entropy": c.get("semantic_entropy_norm"), "utility": c.get("utility"),
                 "pairs": [],
             }
@@ -261,7 +263,7 @@ _SCRIPT = r"""
     s.addEventListener("change", function () { state.page = 0; writeHash(); render(); });
   }
   function uniq(f) {
-    var seen = {}, out = [];
+    var seen = Object.create(null), out = [];  // no inherited keys: a model named "constructor" is a value
     DATA.groups.forEach(function (g) { var v = String(f(g)); if (!seen[v]) { seen[v] = 1; out.push(v); } });
     // Numbers in order (10 after 9), then words.
     return out.sort(function (a, b) {
@@ -271,6 +273,8 @@ _SCRIPT = r"""
       return a < b ? -1 : (a > b ? 1 : 0);
     });
   }
+  // A judge's entry by name, never an inherited member (a judge named "toString" or "constructor").
+  function own(o, k) { return o && Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined; }
   function judgeName() {
     var j = document.getElementById("f-judge").value;
     return (j && j !== "all") ? j : DATA.judges[0];
@@ -281,15 +285,19 @@ _SCRIPT = r"""
     var name = judgeName();
     if (DATA.counts === "traces") {
       var t = g.trace_unique || {};
-      return name in t ? (t[name] === null ? "unresolved" : String(t[name])) : "none";
+      var tn = own(t, name);
+      return tn !== undefined ? (tn === null ? "unresolved" : String(tn)) : "none";
     }
-    var j = g.judges[name];
+    var j = own(g.judges, name);
     return j ? (j.resolved ? String(j.unique) : "unresolved") : "none";
   }
   options("f-model", uniq(function (g) { return g.model; }));
   options("f-strategy", uniq(function (g) { return g.strategy; }));
-  // An uncategorised group (no gold, no reference category) is "none", not "null".
-  function named(v) { return v === null || v === undefined ? "none" : String(v); }
+  // An uncategorised group (no gold, no reference category) or an unread classification is "?", as the report
+  // writes it, apart from the category "none of these" (NONE_OF_THESE): both read "none" and were one value.
+  function named(v) {
+    return v === null || v === undefined ? "?" : (v === "none" ? "none of these" : String(v));
+  }
   options("f-category", uniq(function (g) { return named(g.category); }));
   options("f-source", uniq(function (g) { return named(g.category_source); }));
   // The generator's own classification drove its anchored strategies' wording: where it differs from the judging
@@ -384,7 +392,7 @@ _SCRIPT = r"""
                        (g.classified || "–") + "; status " + g.status + "; unique (mean over judges) " +
                        fmt(g.unique_mean), "muted"));
     box.appendChild(el("div", g.prompt, "prompt"));
-    var name = judgeName(), j = g.judges[name];
+    var name = judgeName(), j = own(g.judges, name);
     box.appendChild(el("h3", "Responses, coloured by " + (name || "no judge") + "'s classes"));
     g.responses.forEach(function (text, i) {
       var d = el("div", null, "resp");
@@ -399,7 +407,7 @@ _SCRIPT = r"""
       d.appendChild(el("div", meta, "muted"));
       d.appendChild(el("div", text));
       if (g.traces && g.traces[i]) {
-        var tc = (g.trace_classes[name] || [])[i], det = el("details", null, "trace");
+        var tc = (own(g.trace_classes, name) || [])[i], det = el("details", null, "trace");
         det.appendChild(el("summary", "reasoning trace" + (tc === undefined || tc === null ? "" :
                                                            " · strategy class " + tc)));
         det.appendChild(el("div", g.traces[i]));

@@ -221,3 +221,31 @@ def test_a_run_that_judged_traces_only_shows_its_judges_and_counts(planted, tmp_
     k = str(scripted[0]["unique"])
     assert count_shown(dom(path, f"unique={k}", tmp_path))[0] == sum(
         1 for c in scripted if c["resolved"] and str(c["unique"]) == k)
+
+
+def test_uncategorised_is_apart_from_none_of_these_and_names_are_never_inherited_members(planted, tmp_path):
+    # An uncategorised group (category null) and one in "none of these" (NONE_OF_THESE, "none") were one filter
+    # value; a generator named "constructor" was no value at all (an object's inherited member read as seen), and a
+    # judge named "toString" found a function as its counts. Components written before their bounds were a KeyError.
+    tables, _ = planted
+    groups = tables["groups"].to_pylist()
+    for k, g in enumerate(groups):
+        g["category"] = None if k % 2 else "none"
+        g["classified"] = None if k % 2 else "none"
+    groups[0]["model"] = "constructor"
+    first = {k: groups[0][k] for k in ("prompt_id", "model", "strategy")}
+    comps = [{**c, "model": "constructor"} if c["prompt_id"] == first["prompt_id"] and c["strategy"] == first[
+        "strategy"] and c["model"] == tables["groups"]["model"][0].as_py() else c
+             for c in tables["components"].to_pylist()]
+    components = pa.Table.from_pylist(comps, schema=tables["components"].schema)
+    components = components.drop_columns(["unique_low", "unique_high"])
+    path = _page({**tables, "groups": pa.Table.from_pylist(groups, schema=tables["groups"].schema),
+                  "components": components}, tmp_path, "names")
+    page = unescape(dom(path, "", tmp_path))
+    total, uncategorised = len(groups), len(groups) // 2
+    assert count_shown(dom(path, "category=%3F", tmp_path)) == (uncategorised, total)
+    assert count_shown(dom(path, quote("category=none of these", safe="="), tmp_path)) == (
+        total - uncategorised, total)
+    assert count_shown(dom(path, "own=%3F", tmp_path)) == (uncategorised, total)
+    assert '<option value="constructor">' in page
+    assert count_shown(dom(path, "model=constructor", tmp_path)) == (1, total)
