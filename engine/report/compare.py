@@ -42,6 +42,8 @@ MEASURES = (("unique", "unique responses"), ("quality", "checklist quality"), ("
 
 # A group pair left out: the prompt was judged under one category in A and another in B (or pending in one).
 CATEGORY_DIFFERS = "judged under another category in B than in A (their reference classifications differ)"
+# Left out of unique responses: no judge of both runs resolved its count on both sides.
+NO_SHARED_COUNT = "no judge's count resolved in both A and B (unique responses)"
 
 
 class CompareError(TaskdivError):
@@ -322,6 +324,12 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
 
     groups_a = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_a}
     groups_b = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_b}
+    # A paired group's difference of unique responses is over the judges both runs share whose counts resolved on
+    # both sides: each side's unique_mean is over its own resolved judges, and where a strict judge resolved in A
+    # but not in B, B − A measured the change of panel, not of the models. Runs that share no judge compare each
+    # side's own panel, and say so.
+    common = {j.name for j in ca.judges} & {j.name for j in cb.judges}
+    narrowed = 0
     units = []  # one per paired group: its category and the A/B values of each measure
     for ma, mb in pairs:
         for s in strategies:
@@ -340,7 +348,18 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                 both_complete = is_complete(ga, n_a) and is_complete(gb, n_b)
                 if not both_complete:
                     missing["incomplete group (fewer than n responses or no count) in A or B"] += 1
-                unit["unique"] = (ga["unique_mean"], gb["unique_mean"]) if both_complete else None
+                unit["unique"] = None
+                if both_complete and not common:
+                    unit["unique"] = (ga["unique_mean"], gb["unique_mean"])
+                elif both_complete:
+                    per_a, per_b = dict(ga["unique_per_judge"] or []), dict(gb["unique_per_judge"] or [])
+                    both = [j for j in per_a if j in per_b and j in common]
+                    if not both:
+                        missing[NO_SHARED_COUNT] += 1
+                    else:
+                        unit["unique"] = (sum(per_a[j] for j in both) / len(both),
+                                          sum(per_b[j] for j in both) / len(both))
+                        narrowed += len(both) < max(len(per_a), len(per_b))
                 unit["quality"] = ((ga["quality_mean"], gb["quality_mean"])
                                    if finite(ga["quality_mean"]) and finite(gb["quality_mean"]) else None)
                 key_a, key_b = (p, ma, s), (p, mb, s)
@@ -390,6 +409,8 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
         "strategies_skipped": sorted(set(strategies_a) ^ set(strategies_b)),
         "paired_groups": len(units),
         "left_out": dict(missing),
+        # Judges of both runs, and the paired groups whose difference left out a judge resolved on one side only.
+        "unique_judges": {"common": sorted(common), "narrowed": narrowed},
         "config_differences": ([{"key": "generators", "a": ", ".join(models_a), "b": ", ".join(models_b)}]
                                if within else config_differences(dir_a, dir_b)),
         "within_run": within,
@@ -440,6 +461,14 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
     if c["left_out"]:
         left = "; ".join(f"{E(k)}: {E(v)}" for k, v in c["left_out"].items())
         out += [f"Left out of some measures: {left}.", ""]
+    judges = c.get("unique_judges") or {}
+    if judges and not judges["common"]:
+        out += ["The runs share no judge: each side's unique responses are the mean of its own judges, so a "
+                "difference includes the change of judges.", ""]
+    elif judges.get("narrowed"):
+        out += [f"Unique responses: in {judges['narrowed']} paired groups a judge's count resolved on one side only; "
+                "their difference is over the judges resolved on both sides "
+                f"({E(', '.join(judges['common']))} shared).", ""]
     out += ["## Verdicts (functionally unique responses)", ""] + [f"- {E(v)}" for v in c["verdicts"]] + [""]
     if figure:
         out += [f"![Paired differences of unique responses]({figure})", ""]

@@ -348,8 +348,10 @@ def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:
     s = Section("sweep", f"Unique responses and quality against {x} (a sweep)")
     s.blocks.append(Para(
         f"Each value of the swept {x} is its own set of groups for every generator and strategy (the generators are "
-        f"named <model>@t=… / @p=…). Mean [{ci} interval over prompts] over complete groups; quality is the "
-        "checklist grade (1–5)."))
+        f"named <model>@t=… / @p=…). Mean [{ci} interval over prompts] over whole groups (all n responses); a "
+        "measure leaves out the groups where it is unknown (a count no judge resolved, an ungraded group) and "
+        "says on how many of them it rests where fewer (\"k of m\"): unresolved counts lean diverse, so a value "
+        "resting on fewer groups may read lower than it is. Quality is the checklist grade (1–5)."))
     s.blocks.append(FigureRef("sweep", f"Unique responses against {x}, per category, one line per strategy."))
     # Both settings, always: where both are swept, or models sweep different ones, one alone leaves rows that read
     # the same with different numbers.
@@ -359,11 +361,18 @@ def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:
                              "trace, or every count unresolved), so the figure has no line; "
                              + ("the unique traces and " if traces else "") + "the quality are in the table."))
     rows = [[c["base"], c["category"], c["strategy"], _g(c["temperature"]), _g(c["top_p"]), str(c["groups"]),
-             fmt_estimate(c["unique"]), *([fmt_estimate(c["unique_traces"])] if traces else []),
-             fmt_estimate(c["quality"])] for c in sweep["cells"]]
+             _resting(c["unique"], c["groups"]), *([_resting(c["unique_traces"], c["groups"])] if traces else []),
+             _resting(c["quality"], c["groups"])] for c in sweep["cells"]]
     s.blocks.append(Table(["model", "category", "strategy", "temperature", "top_p", "groups", "unique",
                            *(["unique traces"] if traces else []), "quality (1–5)"], rows))
     return [s]
+
+
+def _resting(est: dict[str, Any], groups: int) -> str:
+    """An estimate, with the groups it rests on where a measure unknown for some left them out (never a mean
+    over fewer groups shown beside the cell's count of all)."""
+    text = fmt_estimate(est)
+    return text if est.get("value") is None or est["n"] >= groups else f"{text} ({est['n']} of {groups})"
 
 
 def _g(value: float | None) -> str:

@@ -234,3 +234,21 @@ def test_a_sweep_of_one_value_is_titled_by_its_temperature_not_top_p():
     one_top = {**group, "model": "m@p=0.9"}  # `top_p: [0.9]`: a sweep of top_p, of one value so far
     assert _sweep_section([one_top], 2, SimpleNamespace(generators=[generator("m@p=0.9", 1.0, 0.9)]), boot)["x"] \
         == "top_p"
+
+
+def test_a_sweep_cell_says_on_how_many_of_its_groups_a_measure_rests():
+    # The cell's groups counted every whole group while its unique mean left out the unresolved ones (they lean
+    # diverse): 2.25 over 4 of 8 groups read as a mean over all 8, and nothing in the section said otherwise.
+    from engine.report.sections import _sweep_view
+
+    def est(value, n):
+        bounds = (None, None) if value is None else (value - 0.25, value + 0.25)
+        return {"value": value, "low": bounds[0], "high": bounds[1], "n": n, "clusters": n, "note": ""}
+
+    cell = {"base": "m", "category": "all", "strategy": "temperature", "temperature": 0.5, "top_p": 0.9,
+            "x": "temperature", "groups": 8, "unique": est(2.25, 4), "unique_traces": est(None, 0),
+            "quality": est(3.5, 8)}
+    section = _sweep_view({"sweep": {"x": "temperature", "cells": [cell], "categories": []}}, "95%")[0]
+    table = next(b for b in section.blocks if hasattr(b, "rows"))
+    row = dict(zip(table.headers, table.rows[0]))
+    assert row["unique"] == "2.25 [2.00, 2.50] (4 of 8)" and row["quality (1–5)"] == "3.50 [3.25, 3.75]"

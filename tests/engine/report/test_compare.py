@@ -18,7 +18,8 @@ import yaml
 
 from engine.cli.compare import add_parser as add_compare_parser
 from engine.cli.compare import cmd_compare
-from engine.report.compare import CATEGORY_DIFFERS, CompareError, compare_runs, config_differences, verdict
+from engine.report.compare import (CATEGORY_DIFFERS, CompareError, compare_runs, config_differences,
+                                   render_comparison, verdict)
 from tests.support.runs import SCRIPTED, make_config, run
 
 
@@ -312,3 +313,29 @@ def test_responses_audited_from_files_of_different_names_are_paired_by_their_tex
     assert c["prompts"]["shared"] == 3 and c["prompts"]["matched_by_text"] == 3 and c["paired_groups"] == 3
     row = next(r for r in c["by_category"] if r["category"] == "all")
     assert row["unique"]["value"] == pytest.approx(2.0)  # 3 classes against 1
+
+
+def test_a_judge_resolved_on_one_side_only_is_left_out_of_that_groups_difference(runs, tmp_path):
+    # Each side's unique_mean is over its own resolved judges: a strict judge (3 classes) resolved in A and not in B
+    # made B look more homogeneous by 1.00 [1.00, 1.00] though every judge counted alike on both sides.
+    a, b = runs
+    pair = {}
+    for label, src, strict_resolves in (("a", a, True), ("b", b, False)):
+        dst = tmp_path / label
+        shutil.copytree(src, dst)
+        config = yaml.safe_load((dst / "config.yaml").read_text())
+        config["judges"] = [config["judges"][0], {**config["judges"][0], "name": "strict"}]
+        (dst / "config.yaml").write_text(dump_yaml(config))
+        table = pq.read_table(dst / "groups.parquet")
+        rows = table.to_pylist()
+        lenient = config["judges"][0]["name"]
+        for r in rows:
+            counts = [(lenient, 1)] + ([("strict", 3)] if strict_resolves else [])
+            r.update(unique_per_judge=counts, unique_mean=sum(k for _, k in counts) / len(counts))
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), dst / "groups.parquet")
+        pair[label] = dst
+    c = compare_runs(pair["a"], pair["b"], resamples=100)
+    everything = next(r for r in c["by_category"] if r["category"] == "all")
+    assert everything["unique"]["value"] == pytest.approx(0.0) and everything["unique"]["n"] == c["paired_groups"]
+    assert c["unique_judges"]["narrowed"] == c["paired_groups"] > 0
+    assert "resolved on one side only" in render_comparison(c)
