@@ -21,7 +21,7 @@ from engine.method.programs import Asked, Program, ask_until_parsed, text_of
 # ("12 people") is text, not a product of letters; the last "answer is" of a line that says it twice is read;
 # 4: an answer in parts is all its parts, a bracket or minus of the answer's own does not cut it; 5: a grader's
 # "Correct answer: …" is no grade "correct".
-ACCURACY_VERSION = "5"
+ACCURACY_VERSION = "6"
 
 
 def accuracy_method(source: str | None, category: str | None, gold_answer: str | None) -> str | None:

@@ -1,10 +1,10 @@
 """Accuracy on the verifiable sources: MATH-500 answers checked with math-verify, and a cheap SimpleQA cross-check.
 
-MATH-500: the model's final answer is extracted from its response (the last complete ``\\boxed{...}``; else the last
-"answer is X" / "Answer: X"; else the last number) and compared with the gold answer by math-verify, which parses
-LaTeX into SymPy with its own ANTLR grammar. We never evaluate model text ourselves, and we only ask math-verify for
-LaTeX extraction, never for its plain-expression extraction, which hands text to SymPy's ``parse_expr`` (an
-``eval``).
+MATH-500: the model's final answer is extracted from its response (the last ``\\boxed{...}``, none when it is cut
+off; else the last "answer is X" / "Answer: X"; else the last number) and compared with the gold answer by
+math-verify, which parses LaTeX into SymPy with its own ANTLR grammar. We never evaluate model text ourselves, and
+we only ask math-verify for LaTeX extraction, never for its plain-expression extraction, which hands text to SymPy's
+``parse_expr`` (an ``eval``).
 
 Model output is untrusted, and SymPy can be made to run for ever or fill memory (``9^{9^{9^{9}}}`` is a legal
 LaTeX number). So, in layers:
@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Only the tail is searched for the final answer: it comes last, and it bounds the work on a runaway response.
@@ -48,7 +49,7 @@ MAX_BRACE_DEPTH = 30
 # 99999^99999 has ~500k digits and is computed in milliseconds; beyond this the cost grows without bound.
 MAX_EXPONENT = 100_000
 MAX_FACTORIAL = 10_000
-# Last complete \boxed among this many from the end; older ones are not the final answer.
+# Earlier boxes that may be parts of the last one's answer ("$\boxed{2}$ and $\boxed{-3}$"), counted from the end.
 MAX_BOXED_CANDIDATES = 20
 DEFAULT_TIMEOUT_S = 10.0
 # Seconds the worker gets to import math-verify and SymPy (not counted against a check's timeout).
@@ -82,8 +83,11 @@ class MathCheck:
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # Where an answer line's answer begins; a line may say it twice ("Final Answer: The final answer is $5$."), and the
 # last of its heads that is followed by a readable answer is the one read.
-_ANSWER_HEAD = re.compile(r"(?i)\b(?:final\s+answer|answer)\s*(?:is\b|:|=)\s*:?\s*(?=\S)")
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+# (Its optional second colon is grouped with the spaces before it: "\s*:?\s*" backtracked quadratically on a line
+# ending in "answer:" and a long run of spaces.)
+_ANSWER_HEAD = re.compile(r"(?i)\b(?:final\s+answer|answer)\s*(?:is\b|:|=)(?:\s*:)?\s*(?=\S)")
+# A minus after a digit, a letter or ")" is a hyphen or a subtraction, not a sign: "2020-2021" ends in 2021, not -2021.
+_NUMBER = re.compile(r"(?:(?<![0-9A-Za-z)])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 # Markdown emphasis and the punctuation that ends a sentence are never part of an answer.
@@ -129,15 +133,71 @@ def _strip_delimiters(answer: str) -> str:
 # An answer that was given but cannot be read (prose after "answer is", a number inside an expression): not
 # checked — neither right nor wrong, and not "no answer".
 UNREADABLE = "unreadable"
-# A formula: $$…$$, $…$ (one line, not an escaped \$), \(…\), \[…\].
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# Where a formula may open: $$…$$, $…$ (one line, not an escaped \$), \(…\), \[…\].
+_SPAN_OPENER = re.compile(r"\$|\\[(\[]")
+
+
+class _Spans:
+    """The formulas of a text, found as a lazy regex would find them (at each opener, the nearest closer after a
+    body of at least one character; a $…$ on one line, its body without "$", its closer not an escaped \\$), in linear
+    time. The regex searched to the end of the text for the closer of every opener it tried: 100k "\\(" without a
+    "\\)" took five minutes. Here the last search for each closer is kept and reused while it still answers."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._found: dict[str, tuple[int, int]] = {}  # closer -> (searched from, found at or -1)
+
+    def _next(self, closer: str, start: int) -> int:
+        known = self._found.get(closer)
+        if known is not None and known[0] <= start and (known[1] < 0 or start <= known[1]):
+            return known[1]
+        at = self.text.find(closer, start)
+        self._found[closer] = (start, at)
+        return at
+
+    def at(self, p: int) -> int | None:
+        """The end of the formula that opens at `p`, or None when none does (the regex's alternatives in order)."""
+        text = self.text
+        if text.startswith("$$", p):
+            close = self._next("$$", p + 3)  # the body has at least one character
+            return None if close < 0 else close + 2
+        if text.startswith("$", p):
+            if (p > 0 and text[p - 1] in "\\$") or p + 1 >= len(text):
+                return None
+            close = self._next("$", p + 1)  # text[p + 1] is no "$" (that opened "$$" above)
+            if close < 0 or text[close - 1] == "\\" or text.find("\n", p + 1, close) >= 0:
+                return None  # the body holds no "$" and no line break, so an escaped "$" ends it unclosed
+            return close + 1
+        for opener, closer in (("\\(", "\\)"), ("\\[", "\\]")):
+            if text.startswith(opener, p):
+                close = self._next(closer, p + 3)
+                return None if close < 0 else close + 2
+        return None
+
+    def after(self, pos: int = 0) -> Iterator[tuple[int, int]]:
+        """The formulas from `pos` on, as (start, end), left to right without overlap."""
+        while True:
+            m = _SPAN_OPENER.search(self.text, pos)
+            if m is None:
+                return
+            end = self.at(m.start())
+            if end is None:
+                pos = m.start() + 1
+            else:
+                yield m.start(), end
+                pos = end
+
+
 # Where the answer on an answer line ends and prose begins: an aside in brackets (opening on a word: "(3, 4)" and
 # "(\sqrt{3} + 1)" are the answer's), a conjunction ("and" or "or" before another number or formula joins the
 # answer's parts: "1, 2, and 3"), a dash, the end of a sentence (a full stop not followed by a digit), a semicolon,
 # or a comma before a word.
 _MORE_ANSWER = r"(?!\s*[-+\d$\\(])"
-_PROSE_START = re.compile(r"\s+\((?=[A-Za-z]{2}|[A-Za-z]\.)|\s+(?:because|since|as|which|where|so|but|for|when|if|"
-                          r"with|from)\b|\s+and\b" + _MORE_ANSWER + r"|\s+[-\u2013\u2014]{1,2}\s+(?=[A-Za-z]{2})"
+# The spaces before an aside, a conjunction or a dash are matched from their first only ("(?<!\s)"): tried from each
+# space of a long run, "\s+" backtracked quadratically (20k spaces took 37 s). The cut found is the same, since it
+# starts where the run does.
+_PROSE_START = re.compile(r"(?<!\s)\s+(?:\((?=[A-Za-z]{2}|[A-Za-z]\.)|(?:because|since|as|which|where|so|but|for|"
+                          r"when|if|with|from)\b|and\b" + _MORE_ANSWER + r"|[-\u2013\u2014]{1,2}\s+(?=[A-Za-z]{2}))"
                           r"|\.(?!\d)(?:\s|$)|;|,\s+(?!(?:and|or)\b\s*[-+\d$\\(])(?=[a-z]{3,})", re.I)
 # What may stand between the parts of one answer given in pieces — "$\boxed{2}$ and $\boxed{-3}$", "$x = 2$ or
 # $x = 3$", "1, 2, and 3": commas, "and", "or", spaces and the formulas' own delimiters (math-verify reads such a
@@ -148,6 +208,8 @@ _EQUATION = re.compile(r"^\s*([A-Za-z])\s*=\s*(.+)$", re.S)
 # An answer cut off before its operand ("x =" of "x = (3, 4)" cut at its bracket) is no answer to grade.
 _DANGLING = ("=", "+", "-", "*", "/", "^", "\\")
 _WORDS = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}")
+# What may stand between an answer head and a head that restates it.
+_RESTATED = re.compile(r"(?i)\s*(?:the|my|our|so|thus|hence|therefore)?\s*")
 # "Checking the answer: 3 works", "To verify the answer, …": a line that tests a candidate gives no final answer.
 _CHECKING = re.compile(r"(?i)\b(?:check|checking|verify|verifying|test|testing|plug|plugging)\b")
 
@@ -162,14 +224,14 @@ def _joined(parts: list[str]) -> str:
     return ", ".join(parts)
 
 
-def _formulas_from(text: str, first: re.Match) -> list[str]:
-    """The formula `first` and those after it joined to it by connectives only ("$2$ and $3$")."""
-    parts, end = [_strip_delimiters(first.group(0))], first.end()
-    for following in _MATH_SPAN.finditer(text, end):
-        if not _JOINER.fullmatch(text, end, following.start()):
+def _formulas_from(text: str, first_end: int) -> list[str]:
+    """The formula text[:first_end] and those after it joined to it by connectives only ("$2$ and $3$")."""
+    parts, end = [_strip_delimiters(text[:first_end])], first_end
+    for start, following_end in _Spans(text).after(end):
+        if not _JOINER.fullmatch(text, end, start):
             break
-        parts.append(_strip_delimiters(following.group(0)))
-        end = following.end()
+        parts.append(_strip_delimiters(text[start:following_end]))
+        end = following_end
     return parts
 
 
@@ -178,11 +240,15 @@ def _answer_of_line(rest: str) -> str | None:
     to it: "$2$ and $3$"), else the text up to where prose begins; None when words remain that are no answer ("12
     apples and 3 pears"), or when what is left ends in an operator."""
     rest = rest.strip().lstrip(" \t*")
-    first = _MATH_SPAN.match(rest)
-    if first is not None:
-        return _joined(_formulas_from(rest, first))
+    first_end = _Spans(rest).at(0)
+    if first_end is not None:
+        return _joined(_formulas_from(rest, first_end))
     cut = _PROSE_START.search(rest)
     answer = _strip_delimiters(rest[: cut.start()] if cut else rest)
+    if len(answer) > MAX_ANSWER_CHARS:
+        # Too long to be an answer: the screen rejects it (not checked). The rules below would only decide how it
+        # cannot be read, at a cost that grows faster than its length.
+        return answer
     if answer.endswith(_DANGLING):
         return None
     text_only = re.sub(r"\\text\{[^}]*\}|\\[A-Za-z]+", " ", answer)
@@ -222,10 +288,11 @@ def _inside_latex(text: str, start: int) -> bool:
 def extract_final_answer(response: str) -> tuple[str | None, str]:
     """The final answer a response gives, and how it was found.
 
-    Order: the last ``\\boxed{...}`` (or ``\\fbox{...}``) whose braces balance; else the last line saying
-    "answer is X" / "Answer: X" / "final answer: X" (X with surrounding $…$ and trailing punctuation removed); else
-    the last number (integer, decimal, fraction a/b, thousands with commas). A response with ``\\boxed{`` but no
-    complete one gives None: its box was cut off, and the numbers around it are not its answer.
+    Order: the last ``\\boxed{...}`` (or ``\\fbox{...}``); else the last line saying "answer is X" / "Answer: X" /
+    "final answer: X" (X with surrounding $…$ and trailing punctuation removed); else the last formula or number
+    (integer, decimal, fraction a/b, thousands with commas). Only the last box counts: when its braces never close
+    it was cut off, and the response gives no answer (an earlier box was an intermediate result, and the numbers
+    around it are not its answer); when it closes beyond `MAX_ANSWER_CHARS` its answer is unreadable.
 
     Args:
         response: the model's response (untrusted; only its last `MAX_RESPONSE_CHARS` are searched).
@@ -236,52 +303,62 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
     text = _CONTROL.sub("", response[-MAX_RESPONSE_CHARS:])
     boxes = [(m.start(), m.end() - 1) for m in _BOXED.finditer(text)][-MAX_BOXED_CANDIDATES:]
     if boxes:
-        for k in range(len(boxes) - 1, -1, -1):
-            end = _group_end(text, boxes[k][1], MAX_ANSWER_CHARS)
-            if end is None:
-                continue
-            parts = [text[boxes[k][1] + 1: end].strip()]
-            # Boxes joined to the last by connectives only are the answer's other parts ("the solutions are
-            # $\boxed{2}$ and $\boxed{-3}$"); a box with words between is an earlier result ("First \boxed{1},
-            # then \boxed{…}").
-            later = boxes[k][0]
-            for start, open_index in reversed(boxes[:k]):
-                earlier_end = _group_end(text, open_index, MAX_ANSWER_CHARS)
-                if earlier_end is None or earlier_end >= later or \
-                        not _JOINER.fullmatch(text, earlier_end + 1, later):
-                    break
-                parts.insert(0, text[open_index + 1: earlier_end].strip())
-                later = start
-            return _joined(parts), "boxed"
-        return None, f"no complete \\boxed{{...}} (unbalanced braces, or longer than {MAX_ANSWER_CHARS} characters)"
+        last_start, last_open = boxes[-1]
+        # Scanned to its real end (once, so linear): a box that closes far away is an answer too long to read, not
+        # a cut-off one, and it is not passed over for an earlier box.
+        end = _group_end(text, last_open, len(text))
+        if end is None:
+            return None, "no complete \\boxed{...}: the last one is cut off (its braces do not balance)"
+        parts = [text[last_open + 1: end].strip()]
+        if len(parts[0]) > MAX_ANSWER_CHARS:
+            return None, f"{UNREADABLE}: the last \\boxed{{...}} is longer than {MAX_ANSWER_CHARS} characters"
+        # Boxes joined to the last by connectives only are the answer's other parts ("the solutions are
+        # $\boxed{2}$ and $\boxed{-3}$"); a box with words between is an earlier result ("First \boxed{1},
+        # then \boxed{…}").
+        later = last_start
+        for start, open_index in reversed(boxes[:-1]):
+            earlier_end = _group_end(text, open_index, MAX_ANSWER_CHARS)
+            if earlier_end is None or earlier_end >= later or \
+                    not _JOINER.fullmatch(text, earlier_end + 1, later):
+                break
+            parts.insert(0, text[open_index + 1: earlier_end].strip())
+            later = start
+        return _joined(parts), "boxed"
     for line in reversed(text.splitlines()):
-        heads = [m for m in _ANSWER_HEAD.finditer(line) if not _CHECKING.search(line[: m.start()])]
+        # A head after a word that tests a candidate ("checking") is no answer. One search per line: searching the
+        # text before each head was quadratic on a line of many heads ("answer: x " * 8000 took 78 s). A check word
+        # ends before a head exactly when the line's first one does (both are whole words).
+        check = _CHECKING.search(line)
+        checked_from = check.end() if check else len(line) + 1
+        heads = [m for m in _ANSWER_HEAD.finditer(line) if m.start() < checked_from]
         if heads:
             # The first head's answer; a head nested right where that answer begins restates it ("Final Answer: The
             # final answer is $5$", Minerva's format) and is read instead. A later one elsewhere on the line is
             # prose about the answer ("42. This answer is reasonable"), never the answer.
             head = heads[0]
             for later in heads[1:]:
-                if re.fullmatch(r"(?i)\s*(?:the|my|our|so|thus|hence|therefore)?\s*",
-                                line[head.end(): later.start()]):
-                    head = later
+                # Once one is not, none after it is: the text between would hold that head's own words. Stopping
+                # there keeps the line's cost linear.
+                if not _RESTATED.fullmatch(line, head.end(), later.start()):
+                    break
+                head = later
             answer = _answer_of_line(line[head.end():])
             if answer is None:
                 return None, f"{UNREADABLE}: the answer line holds more than an answer ({line.strip()[:80]!r})"
             if answer:
                 return answer, "answer line"
-    spans = list(_MATH_SPAN.finditer(text))
+    spans = list(_Spans(text).after())
     last = None
     for last in _NUMBER.finditer(text):
         pass
-    if spans and (last is None or last.start() < spans[-1].end()):
+    if spans and (last is None or last.start() < spans[-1][1]):
         # The last formula is the answer where no number stands after it: "the probability is $\frac{5}{12}$"
         # answers 5/12, whose last number (12) is only the denominator. Formulas joined to it by connectives only
         # are its other parts ("the solutions are $x = 2$ and $x = -3$").
         k = len(spans) - 1
-        while k > 0 and _JOINER.fullmatch(text, spans[k - 1].end(), spans[k].start()):
+        while k > 0 and _JOINER.fullmatch(text, spans[k - 1][1], spans[k][0]):
             k -= 1
-        answer = _joined([p for p in (_strip_delimiters(s.group(0)) for s in spans[k:]) if p])
+        answer = _joined([p for p in (_strip_delimiters(text[a:b]) for a, b in spans[k:]) if p])
         if answer:
             return answer, "last formula"
     if last is not None:
@@ -414,10 +491,18 @@ _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox)\s*\{([^{}]*)\}
 _SPACING = re.compile(r"\\[!,;: ]|\\left|\\right|\s+")
 
 
+def _unspaced(m: re.Match) -> str:
+    # Spaces between two digits separate numbers: "1 2" is not the text of 12 (it was graded "same text").
+    text, a, b = m.string, m.start(), m.end()
+    if m.group(0).isspace() and 0 < a and b < len(text) and text[a - 1] in string.digits and text[b] in string.digits:
+        return " "
+    return ""
+
+
 def _plain(answer: str) -> str:
     answer = _TEXT_COMMAND.sub(r"\1", _strip_delimiters(answer))
     # Case is kept: x and X can be different variables.
-    return _SPACING.sub("", answer).rstrip(".")
+    return _SPACING.sub(_unspaced, answer).rstrip(".")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -636,17 +721,27 @@ def check_may_pass_again(check: MathCheck) -> bool:
 # A number (no letters, no commands), a space, then plain words the first of three letters or more: "12 people",
 # "18 dollars", "5 ways to choose". Not "2yx" or "4 ab": products of variables, which math-verify reads right.
 _UNIT_WORDS = re.compile(r"^([^A-Za-z\\]*\d[^A-Za-z\\]*?)\s+([A-Za-z]{3,}(?:\s+[A-Za-z]+)*)\.?$")
+# A number and words inside one text command: "\text{5 cm}" (the words are text there, so short units count).
+_TEXT_UNIT = re.compile(r"^\\(?:text|textrm|mathrm|mbox)\s*\{\s*(-?\d[\d,./]*)\s+([A-Za-z]+(?:\s+[A-Za-z]+)*)\s*\}"
+                        r"\.?$")
 # Words that are mathematics, not units: "2 pi" must stay as math-verify reads it.
 _MATH_WORDS = {"pi", "sqrt", "inf", "infinity", "ln", "log", "exp", "sin", "cos", "tan", "and", "or"}
 
 
 def units_as_text(answer: str) -> str:
     """A number followed by plain words, with the words as LaTeX text: math-verify reads "12 people" as the product
-    12·p·e·o·p·l·e and calls a right answer wrong; "12\\text{ people}" it reads as 12."""
-    m = _UNIT_WORDS.match(answer.strip())
+    12·p·e·o·p·l·e and calls a right answer wrong; "12\\text{ people}" it reads as 12. A number and its unit set
+    as text together ("\\text{5 cm}", which math-verify does not read as 5) become the same."""
+    m = _TEXT_UNIT.match(answer.strip()) or _UNIT_WORDS.match(answer.strip())
     if m is None or {w.lower() for w in m.group(2).split()} & _MATH_WORDS:
         return answer
     return f"{m.group(1).strip()}\\text{{ {' '.join(m.group(2).split())}}}"
+
+
+def _degrees_as_latex(answer: str) -> str:
+    """The degree sign as LaTeX ("30°" as "30^\\circ"): math-verify does not read the sign, and graded 30° wrong
+    against 30^\\circ."""
+    return answer.replace("^{°}", "°").replace("^°", "°").replace("°", "^\\circ")
 
 
 def check_math_answer(
@@ -676,12 +771,13 @@ def check_math_answer(
         return MathCheck(False, None, how, answered=False)
     if not answer:
         return MathCheck(False, answer, f"empty answer ({how})", answered=False)
-    rejected = screen_answer(answer)
+    latex = _degrees_as_latex(answer)  # what is screened, compared and parsed; the response's own text is reported
+    rejected = screen_answer(latex)
     if rejected is not None:
         return MathCheck(None, answer, f"not checked: {rejected}")
-    if _plain(answer) == _plain(gold):
+    if _plain(latex) == _plain(gold):
         return MathCheck(True, answer, f"same text as the gold answer ({how})")
-    correct, reason = (verifier or _verifier()).check(gold.strip(), units_as_text(answer), timeout_s=timeout_s)
+    correct, reason = (verifier or _verifier()).check(gold.strip(), units_as_text(latex), timeout_s=timeout_s)
     return MathCheck(correct, answer, f"{reason} ({how})")
 
 

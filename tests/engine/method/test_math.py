@@ -39,7 +39,6 @@ def check(response, gold, verifier):
     [
         ("First \\boxed{1}, then \\boxed{\\frac{3}{4}}.", "\\frac{3}{4}", "boxed"),
         ("So $\\boxed{\\{1, 2\\}}$", "\\{1, 2\\}", "boxed"),
-        ("\\boxed{5} and later an unclosed \\boxed{\\frac{1}{", "5", "boxed"),
         ("\\fbox{ 7 }", "7", "boxed"),
         ("Working...\nThe answer is $\\frac{1}{2}$.\nDone, 3 checks.", "\\frac{1}{2}", "answer line"),
         ("Final Answer: 42", "42", "answer line"),
@@ -69,6 +68,14 @@ def check(response, gold, verifier):
         ("Answer: 2 (\\sqrt{3} + 1)", "2 (\\sqrt{3} + 1)", "answer line"),
         ("The answer is 3 (x - 1)^2", "3 (x - 1)^2", "answer line"),
         ("The answer is 2 and the remainder is 3.", "2", "answer line"),
+        # Formulas in each delimiter (their scan was rewritten to be linear).
+        ("Thus \\(x = 3\\).", "x = 3", "last formula"),
+        ("We find $$ y = 2 $$", "y = 2", "last formula"),
+        ("So \\[ \\frac{1}{2} \\]", "\\frac{1}{2}", "last formula"),
+        ("costs \\$5 and $x$", "x", "last formula"),
+        # A minus is a sign only where it does not follow a digit, a letter or ")".
+        ("so x = -5", "-5", "last number"),
+        ("then -4.5", "-4.5", "last number"),
     ],
 )
 def test_extracts_the_final_answer(response, answer, how):
@@ -80,7 +87,6 @@ def test_extracts_the_final_answer(response, answer, how):
     [
         ("The result is \\boxed{\\frac{1}{", "no complete \\boxed"),
         ("I am not sure.", "no answer found"),
-        ("\\boxed{" + "x" * (MAX_ANSWER_CHARS + 5) + "}", "no complete \\boxed"),
     ],
 )
 def test_no_answer_is_none_with_a_reason(response, why):
@@ -100,6 +106,67 @@ def test_an_answer_that_cannot_be_read_is_not_checked(verifier, response):
     assert answer is None and how.startswith("unreadable")
     check = check_math_answer(response, "6", timeout_s=3, verifier=verifier)
     assert check.correct is None and check.answered  # neither wrong nor "no answer": not checked
+
+
+@pytest.mark.parametrize("response", [
+    "So far \\boxed{7}. Continuing, the final answer is \\boxed{\\frac{15}{",
+    "\\boxed{7} and later an unclosed \\boxed{\\frac{1}{",
+])
+def test_a_cut_off_last_box_is_no_answer_not_an_earlier_box(verifier, response):
+    # The earlier box was an intermediate result: it was graded as the answer (correct=True against 7).
+    assert extract_final_answer(response)[0] is None
+    result = check(response, "7", verifier)
+    assert result.correct is False and result.answered is False and result.extracted is None, result
+
+
+@pytest.mark.parametrize("response", [
+    "\\boxed{" + "x" * (MAX_ANSWER_CHARS + 5) + "}",
+    "Intermediate: \\boxed{7}. So the final answer is \\boxed{\\text{" + "a" * MAX_ANSWER_CHARS + "}}",
+    "\\boxed{\\frac{" + "+".join(["x"] * 140) + "}{2}\\text{ units}}",  # 302 characters, complete
+    "\\boxed{" + "x" * 190_000 + "}",
+])
+def test_a_complete_last_box_too_long_to_read_is_unknown(verifier, response):
+    # It was "no answer" (counted wrong), or the earlier box was graded; a long answer on an answer line was
+    # already unknown. Not passed over for an earlier box, neither wrong nor "no answer".
+    answer, how = extract_final_answer(response)
+    assert answer is None and how.startswith("unreadable")
+    result = check(response, "7", verifier)
+    assert result.correct is None and result.answered is True, result
+
+
+def test_a_hyphen_between_numbers_is_no_minus_sign(verifier):
+    # "2020-2021" was read as -2021, and a right answer graded wrong.
+    assert extract_final_answer("We get 2020-2021") == ("2021", "last number")
+    assert extract_final_answer("The range is 3-5") == ("5", "last number")
+    assert extract_final_answer("f(2)-3") == ("3", "last number")
+    assert check("We get 2020-2021", "2021", verifier).correct is True
+
+
+# 200k characters (the most of a response that is searched); each was quadratic or worse, from 37 s to hours.
+SLOW_BEFORE = {
+    "many answer heads": "The final answer is 5. " * 8_695,
+    "many heads after a word": "answer: x " * 20_000,
+    "answer head then spaces": "answer:" + " " * 199_000,
+    "spaces inside an answer": "The answer is 1" + " " * 199_000 + "x",
+    "unclosed \\(": "\\(" * 100_000,
+    "unclosed \\[": "\\[ a" * 50_000,
+}
+
+
+@pytest.mark.parametrize("response", SLOW_BEFORE.values(), ids=SLOW_BEFORE.keys())
+def test_extraction_is_linear_on_long_repetitions(response):
+    # Extraction runs in the caller's process, outside the worker's timeout: its time must not blow up.
+    start = time.monotonic()
+    extract_final_answer(response)
+    assert time.monotonic() - start < 5
+
+
+def test_long_repetitions_read_as_before():
+    assert extract_final_answer(SLOW_BEFORE["many answer heads"]) == ("5", "answer line")
+    assert extract_final_answer(SLOW_BEFORE["unclosed \\("])[0] is None
+    # An answer line's answer still ends where its prose begins, and a checking line is still passed over.
+    assert extract_final_answer("The answer is 12" + " " * 1000 + "because of 3.") == ("12", "answer line")
+    assert extract_final_answer("Answer: 4\nLet me check answer: 5") == ("4", "answer line")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,6 +249,30 @@ def test_screen_rejects_costly_answers(answer, why):
 def test_checks_real_gold_answers(verifier, gold, response, correct):
     result = check(response, gold, verifier)
     assert result.correct is correct, result
+
+
+@pytest.mark.parametrize(
+    "gold,response",
+    [
+        ("30^\\circ", "\\boxed{30°}"),  # the degree sign is read as ^\\circ (it was graded wrong)
+        ("45^\\circ", "\\boxed{45 °}"),
+        ("5", "\\boxed{\\text{5 cm}}"),  # a number and its unit as one text (was graded wrong)
+    ],
+)
+def test_degrees_and_units_as_text_are_read(verifier, gold, response):
+    assert check(response, gold, verifier).correct is True
+
+
+def test_units_as_text_are_not_a_free_pass(verifier):
+    assert check("\\boxed{\\text{6 cm}}", "5", verifier).correct is False
+    assert check("\\boxed{31°}", "30^\\circ", verifier).correct is False
+
+
+def test_same_text_does_not_join_digits_separated_by_spaces(verifier):
+    # "1 2" was "the same text" as 12 once every space was dropped.
+    assert not check("\\boxed{1 2}", "12", verifier).reason.startswith("same text")
+    assert check("\\boxed{3 + 2i}", "3+2i", verifier).reason.startswith("same text")  # other spaces still go
+    assert check("\\boxed{1\\,000}", "1000", verifier).reason.startswith("same text")
 
 
 def test_no_answer_is_incorrect_and_marked_as_such(verifier):
