@@ -166,21 +166,24 @@ CATEGORIES: dict[str, Category] = {
             name="Encyclopedia inquiry",
             definition="Asks for real-world information that credible references cover, possibly from several "
             "perspectives (history, science, society).",
-            difference="a different factual perspective or emphasis",
+            # The paper's criterion is the perspective alone: "or emphasis" (in every text of F until 2026-12-02)
+            # counted two accounts of one perspective that stress other facts as different, F's counts inflated
+            # most for the anchored strategies, which were asked for exactly that.
+            difference="a different factual perspective",
             verifiable=False,
             homogeneity_desired=False,
             system_anchored=(
                 "The following question asks for real-world information that can be presented from several factual "
-                "perspectives. Generate {n} responses, each accurate and each presenting a different perspective or "
-                "emphasis."
+                "perspectives. Generate {n} responses, each accurate and each presenting a different factual "
+                "perspective."
             ),
             regen_anchored=(
-                "Can you answer from a different factual perspective? Stay accurate, but emphasise different facts, "
-                "sources or viewpoints than before."
+                "Can you answer from a different factual perspective? Stay accurate, but present the information "
+                "from a perspective you have not taken before."
             ),
             judge_criterion=(
-                "Do the two responses present the same factual perspective, with the same emphasis? If they differ "
-                "in perspective or in emphasis, they are different."
+                "Do the two responses present the information from the same factual perspective, whatever their "
+                "details or wording? If their perspectives differ, they are different."
             ),
         ),
         Category(

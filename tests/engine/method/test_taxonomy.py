@@ -204,3 +204,11 @@ def test_none_of_these_is_offered_and_falls_back_to_the_general_texts():
     assert "N if the prompt fits none" in taxonomy.CLASSIFY_PROMPT.replace("\n", " ")
     assert taxonomy.judge_prompt(NONE_OF_THESE, "p", "a", "b") == taxonomy.judge_prompt(None, "p", "a", "b")
     assert taxonomy.regen_followup("regen_general", NONE_OF_THESE) == taxonomy.REGEN_GENERAL
+
+
+def test_f_differs_by_factual_perspective_alone_as_the_paper_defines_it():
+    # F's texts read "a different factual perspective or emphasis": two accounts of one perspective stressing other
+    # facts were judged different, and the anchored strategies were asked for exactly that.
+    f = taxonomy.CATEGORIES["F"]
+    for text in (f.difference, f.system_anchored, f.regen_anchored, f.judge_criterion):
+        assert "perspective" in text and not re.search(r"emphas", text, re.I), text
