@@ -1,6 +1,7 @@
 """`python engine/run.py agreement`: how often a judge agrees with human labels on response pairs.
 
-    python engine/run.py agreement --pairs ../shared/datasets/darling_equivalence_pairs/val.jsonl --judge calibrated
+    python engine/run.py agreement --pairs ../shared/datasets/darling_equivalence_pairs/val.jsonl \
+        --noveltybench ../shared/datasets/noveltybench/curated.jsonl --judge calibrated    # as calibrate scores val
     python engine/run.py agreement --pairs val.jsonl --judge smollm2-135m            # a judge of the demo config
     python engine/run.py agreement --pairs val.jsonl --config run.yaml --judge gpt-4o
     python engine/run.py agreement --pairs val.jsonl --config run.yaml --judge cascade:gpt-4o
@@ -20,7 +21,7 @@ from engine.cli.common import add_config_arguments, file_digest, load_run_config
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
-from engine.method.agreement import agreement_report, calibrated_probabilities, llm_probabilities
+from engine.method.agreement import agreement_report, calibrated_probabilities, llm_probabilities, non_latin
 
 
 def fitted_on_these(coefficients: str | None, pairs_file: str) -> bool:
@@ -43,13 +44,28 @@ def _no_answer(report: dict[str, Any]) -> str:
     return f", {empty} with an empty response (not judged, as in a run)" if empty else ""
 
 
+def _non_latin(report: dict[str, Any]) -> str:
+    unread = report.get("non_latin", 0)
+    return (f", {unread} with a response outside the Latin script (the calibrated judge does not score them, as in a "
+            "run) — left out of the scores" if unread else "")
+
+
+def _bootstrap(report: dict[str, Any]) -> list[str]:
+    """A line when the bootstrap kept fewer resamples than asked (one holding one class has no κ or AUC)."""
+    asked, used = report.get("resamples"), report.get("resamples_used")
+    if asked is None or used is None or (used == asked and not report.get("ci95_note")):
+        return []
+    return [f"  bootstrap: {used} of {asked} resamples held both classes"
+            + (f"; {report['ci95_note']}" if report.get("ci95_note") else "")]
+
+
 def render(report: dict[str, Any], judge: str) -> str:
     def fmt(x):
         return "–" if x is None else f"{x:.3f}"
 
     if not report["n"]:  # no pair's verdict could be read: nothing to score, the calls still counted
         lines = [f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_split(report)}"
-                 f"{_no_answer(report)} — no verdict to score"]
+                 f"{_no_answer(report)}{_non_latin(report)} — no verdict to score"]
         if "llm_calls" in report:
             lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs")
         return "\n".join(lines)
@@ -62,9 +78,11 @@ def render(report: dict[str, Any], judge: str) -> str:
     lines = ([f"IN-SAMPLE: the calibrated judge was fitted on these very pairs ({report['pairs_file']}); these "
               "numbers overstate it — score held-out pairs (the DARLING val.jsonl) instead"]
              if report.get("in_sample") else []) + [
-        f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_split(report)}{_no_answer(report)}",
+        f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_split(report)}{_no_answer(report)}"
+        f"{_non_latin(report)}",
         f"  accuracy {fmt(report['accuracy'])}   Cohen's κ {fmt(report['kappa'])}{interval('kappa')}   "
         f"AUC {fmt(report['auc'])}{interval('auc')}",
+        *_bootstrap(report),
         "  confusion (rows: human, columns: judge)      judge different   judge equivalent",
         f"    human different                         {tn:>15}   {fp:>16}",
         f"    human equivalent                        {fn:>15}   {tp:>16}",
@@ -74,7 +92,10 @@ def render(report: dict[str, Any], judge: str) -> str:
               "equivalent)" for cat, v in report["by_category"].items()]
     if "llm_calls" in report:
         cascade = report["judge"].startswith("cascade:")
-        cheap = f"; the calibrated judge decided {report['cheap_pairs']}" if cascade else ""
+        unread = report.get("cheap_non_latin", 0)
+        cheap = (f"; the calibrated judge decided {report['cheap_pairs']}"
+                 + (f" ({unread} outside the Latin script went to the LLM, as in a run)" if unread else "")
+                 if cascade else "")
         lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs{cheap}")
     return "\n".join(lines)
 
@@ -107,8 +128,10 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     if not pairs:
         raise ConfigError(f"--pairs {args.pairs}: no labelled pairs in the file")
     extra: dict[str, int] = {}
+    unscored = None
     if args.judge == "calibrated":
         p = calibrated_probabilities(pairs, args.coefficients, config.embedder.model)
+        unscored = non_latin(pairs)  # NaN in p: not scored, counted apart (not "unparsed")
     else:
         name = args.judge.removeprefix("cascade:")
         judges = {j.name: j for j in config.judges}
@@ -128,8 +151,10 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,
                                              config.embedder.model, cascade=True)
         p, extra = llm_probabilities(pairs, judges[name].spec(), config.judge, judges[name].batch_size, cheap)
-    report = {**agreement_report(pairs, p, config.judge.threshold, args.resamples), **extra, "judge": args.judge,
-              "pairs_file": str(args.pairs)}
+        if cheap is not None:  # NaN in `cheap`, so the LLM judged them (their verdicts are in the scores)
+            extra["cheap_non_latin"] = int(non_latin(pairs).sum())
+    report = {**agreement_report(pairs, p, config.judge.threshold, args.resamples, unscored), **extra,
+              "judge": args.judge, "pairs_file": str(args.pairs)}
     if args.judge == "calibrated" or args.judge.startswith("cascade:"):
         coefficients = args.coefficients or (config.judge.cascade.coefficients if args.judge != "calibrated" else None)
         report["in_sample"] = fitted_on_these(coefficients, args.pairs)

@@ -20,13 +20,26 @@ from engine.errors import ConfigError
 from engine.execution.preflight import check_role, hub_offline
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
 from engine.method.calibrate import C_DEFAULT, featurize, fit, scores
-from engine.method.calibrated import DEFAULT_COEFFICIENTS, labelled_same_text
+from engine.method.calibrated import DEFAULT_COEFFICIENTS, CalibratedJudge
 from engine.method.pair_features import RECIPES
 
 
 def _ci(scored: dict, key: str) -> str:
     ci = scored.get(f"{key}_ci95")
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+
+
+def _scored(judge: CalibratedJudge, x: np.ndarray, pairs: list, y: np.ndarray, resamples: int = 0) -> dict:
+    """The judge's scores on labelled pairs as a run scores them (CalibratedJudge.score_pairs): a pair it cannot
+    read (a response outside the Latin script) is NaN there, so it is counted apart (`non_latin`), not scored."""
+    p = judge.score_pairs(x, [q.category for q in pairs], [q.response_a for q in pairs],
+                          [q.response_b for q in pairs])
+    known = ~np.isnan(p)
+    return {**scores(y[known], p[known], resamples=resamples), "non_latin": int((~known).sum())}
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +83,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "fitted_on": {"file": Path(args.pairs).name, "sha256": file_digest(args.pairs), "pairs": len(train),
                       "with_category": sum(p.category is not None for p in train)},
         "recipe": args.features,
-        "train": scores(y, judge.predict(x, [p.category for p in train], labelled_same_text(train))),
+        "train": _scored(judge, x, train, y),
         "fit_seconds": round(time.perf_counter() - start, 1),
         "command": "python engine/run.py calibrate " + " ".join(
             f"--{k} {Path(v).name if k in ('pairs', 'val', 'noveltybench') else v}"
@@ -83,11 +96,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         xv = featurize(val, args.embedder, names)
         yv = np.array([int(p.equivalent) for p in val])
         judge.provenance["val"] = {"file": Path(args.val).name, "sha256": file_digest(args.val),
-                                   **scores(yv, judge.predict(xv, [p.category for p in val], labelled_same_text(val)),
-                                            resamples=args.resamples)}
+                                   **_scored(judge, xv, val, yv, args.resamples)}
         v = judge.provenance["val"]
-        print(f"validation ({len(val)} pairs, never fitted on): accuracy {v['accuracy']:.3f}, "
-              f"κ {v['kappa']:.3f} {_ci(v, 'kappa')}, AUC {v['auc']:.3f} {_ci(v, 'auc')}")
+        unread = f", {v['non_latin']} outside the Latin script not scored" if v["non_latin"] else ""
+        print(f"validation ({len(val)} pairs, never fitted on{unread}): accuracy {_fmt(v['accuracy'])}, "
+              f"κ {_fmt(v['kappa'])} {_ci(v, 'kappa')}, AUC {_fmt(v['auc'])} {_ci(v, 'auc')}"
+              + (f" ({v['ci95_note']})" if v.get("ci95_note") else ""))
     judge.save(args.out)
     print(f"coefficients written to {args.out}")
     return 0

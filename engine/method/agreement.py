@@ -2,8 +2,10 @@
 
 Reports accuracy, Cohen's κ, the confusion matrix and a per-category breakdown (pairs without a category are
 counted under "none"). An LLM judge's unparseable verdicts are counted and left out of accuracy and κ, never
-counted as "different". The LLM judge runs in this process with the run config's judge settings (both orders,
-response cut, cascade thresholds); use `--limit` for a quick look.
+counted as "different"; so, apart, are the pairs the calibrated judge cannot read (a response outside the Latin
+script: `non_latin`), NaN as in a run, which the cascade sends to its LLM judge, as a run does. The LLM judge runs
+in this process with the run config's judge settings (both orders, response cut, cascade thresholds); use `--limit`
+for a quick look.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from actors.base import BackendError
 from actors.registry import make_chat_backend
 from engine.errors import ConfigError, TaskdivError
 from engine.method.calibrate import featurize, scores
-from engine.method.calibrated import CalibratedJudge, labelled_same_text
+from engine.method.calibrated import CalibratedJudge, text_rules
 from engine.method.judges import has_answer, judge_pair
 from engine.method.programs import DriveStats, drive, first_token_sampling
 
@@ -32,16 +34,23 @@ def answered(pairs: list[LabelledPair]) -> np.ndarray:
     return np.array([has_answer(p.response_a) and has_answer(p.response_b) for p in pairs], dtype=bool)
 
 
+def non_latin(pairs: list[LabelledPair]) -> np.ndarray:
+    """Whether the calibrated judge cannot read each pair (a response mostly outside the Latin script, the two texts
+    not the same: calibrated.text_rules); a pair without an answer is `no_answer` instead, never both."""
+    return text_rules([p.response_a for p in pairs], [p.response_b for p in pairs])[1] & answered(pairs)
+
+
 def calibrated_probabilities(pairs: list[LabelledPair], coefficients: str | None, embedder: str,
                              cascade: bool = False) -> np.ndarray:
-    """P(equivalent) from the calibrated judge (NaN for a pair with an empty response). With `cascade`, NaN too where
-    a run's cascade would not let it decide (a category its labelled pairs held none of: CalibratedJudge.decides),
-    so that those pairs go to the LLM, as in a run."""
+    """P(equivalent) from the calibrated judge, as a run's (CalibratedJudge.score_pairs): NaN for a pair with an
+    empty response or one it cannot read (`non_latin`). With `cascade`, NaN too where a run's cascade would not let
+    it decide (a category its labelled pairs held none of: CalibratedJudge.decides), so that those pairs go to the
+    LLM, as in a run."""
     judge = CalibratedJudge.load(coefficients)
     if judge.embedder != embedder:
         raise ConfigError(f"the coefficients were fitted with embedder {judge.embedder!r}, not {embedder!r}")
-    p = judge.predict(featurize(pairs, embedder, judge.features), [p.category for p in pairs],
-                      labelled_same_text(pairs))
+    p = judge.score_pairs(featurize(pairs, embedder, judge.features), [p.category for p in pairs],
+                          [p.response_a for p in pairs], [p.response_b for p in pairs])
     usable = answered(pairs)
     if cascade:
         usable &= np.array([judge.decides(pair.category) for pair in pairs], dtype=bool)
@@ -81,14 +90,17 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
 
 
 def agreement_report(pairs: list[LabelledPair], p: np.ndarray, threshold: float,
-                     resamples: int = 0) -> dict[str, Any]:
+                     resamples: int = 0, unscored: np.ndarray | None = None) -> dict[str, Any]:
     """The judge's agreement over its parsed pairs; with `resamples`, percentile bootstrap 95% intervals of κ and
-    AUC (pairs resampled: 100 labelled pairs leave κ uncertain by about ±0.17)."""
+    AUC (pairs resampled: 100 labelled pairs leave κ uncertain by about ±0.17). `unscored`: the pairs the judge
+    cannot score by its own rule (the calibrated judge's `non_latin`), NaN in `p`, counted apart from the unparsed
+    (a verdict that could not be read is another thing than a pair never scored) and, like them, out of κ and AUC."""
     labels = np.array([int(x.equivalent) for x in pairs])
-    parsed = ~np.isnan(p)
     empty = ~answered(pairs)
-    report = {"pairs": len(pairs), "unparsed": int((~parsed & ~empty).sum()), "no_answer": int(empty.sum()),
-              "threshold": threshold,
+    apart = np.zeros(len(pairs), bool) if unscored is None else np.asarray(unscored, bool) & ~empty
+    parsed = ~np.isnan(p) & ~apart  # an unknown is no value, whatever number a caller left there
+    report = {"pairs": len(pairs), "unparsed": int((~parsed & ~empty & ~apart).sum()), "no_answer": int(empty.sum()),
+              **({} if unscored is None else {"non_latin": int(apart.sum())}), "threshold": threshold,
               **scores(labels[parsed], p[parsed], threshold, resamples=resamples)}
     by_category: dict[str, list[int]] = defaultdict(list)
     for k, pair in enumerate(pairs):

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 C_DEFAULT = 0.03
 THRESHOLD_GRID = np.round(np.arange(0.20, 0.801, 0.01), 2)
+# Resamples (holding both classes) a percentile 95% interval needs: from 40 on, each 2.5% tail holds at least one
+# resample; with fewer, its bounds are the extreme draws interpolated, not an interval (and with none, no bound).
+MIN_BOOTSTRAP = 40
 
 
 def featurize(pairs: list[LabelledPair], embedder_name: str, names: Sequence[str]) -> np.ndarray:
@@ -108,7 +111,9 @@ def fit(features: np.ndarray, categories: list[str | None], labels: np.ndarray, 
 def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5, resamples: int = 0,
            seed: int = 0) -> dict[str, Any]:
     """Accuracy, Cohen's κ, ROC AUC and the confusion matrix of probabilities against labels; with `resamples`,
-    percentile bootstrap 95% intervals of κ and AUC (pairs resampled)."""
+    percentile bootstrap 95% intervals of κ and AUC (pairs resampled). A resample holding one class has neither, so
+    `resamples_used` says how many of the `resamples` asked made the intervals; under MIN_BOOTSTRAP of them the
+    intervals are None and `ci95_note` says why."""
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
 
     if resamples < 0:
@@ -127,9 +132,15 @@ def scores(labels: np.ndarray, p: np.ndarray, threshold: float = 0.5, resamples:
     }
     if resamples and both:
         kappas, aucs = bootstrap_kappa_auc(labels, predicted, np.asarray(p, dtype=float), resamples, seed)
-        out["kappa_ci95"] = [float(np.percentile(kappas, 2.5)), float(np.percentile(kappas, 97.5))]
-        out["auc_ci95"] = [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))]
+        if len(kappas) >= MIN_BOOTSTRAP:
+            out["kappa_ci95"] = [float(np.percentile(kappas, 2.5)), float(np.percentile(kappas, 97.5))]
+            out["auc_ci95"] = [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))]
+        else:  # no interval rather than a crash (np.percentile of none) or the extreme draws called one
+            out["kappa_ci95"] = out["auc_ci95"] = None
+            out["ci95_note"] = (f"no 95% interval: {len(kappas)} of {resamples} resamples held both classes, fewer "
+                                f"than the {MIN_BOOTSTRAP} a 2.5% tail needs")
         out["resamples"] = resamples
+        out["resamples_used"] = int(len(kappas))
     return out
 
 

@@ -57,15 +57,20 @@ def latin_script(text: str) -> bool:
     return not letters or 2 * sum(c < "\u0250" for c in letters) >= len(letters)
 
 
-def group_same_text(responses: Sequence[str]) -> np.ndarray:
-    """`same_text` of every pair i < j of one group, in row-major order ((0,1), (0,2), …)."""
-    i, j = np.triu_indices(len(responses), 1)
-    return np.array([same_text(responses[a], responses[b]) for a, b in zip(i, j)], dtype=bool)
-
-
 def labelled_same_text(pairs: Sequence[Any]) -> list[bool]:
     """`same_text` of labelled pairs (engine.inputs.labelled_pairs.LabelledPair)."""
     return [same_text(p.response_a, p.response_b) for p in pairs]
+
+
+def text_rules(a: Sequence[str], b: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The rules outside the coefficients, for each pair (a[k], b[k]): whether its two texts are the same
+    (`same_text`: equivalent, 1, whatever the features say) and whether the judge cannot read it (a response mostly
+    outside the Latin script, `latin_script`, and the texts not the same: unknown, NaN). One place for both, so that
+    a run (`score_groups`), `agreement` and `calibrate` score a pair alike."""
+    script = {t: latin_script(t) for t in {*a, *b}}  # once per distinct text: a group's response is in n - 1 pairs
+    same = np.array([same_text(x, y) for x, y in zip(a, b)], dtype=bool)
+    unreadable = np.array([not (script[x] and script[y]) for x, y in zip(a, b)], dtype=bool) & ~same
+    return same, unreadable
 
 
 def pair_lookup(p: np.ndarray, n: int) -> Callable[[int, int], float]:
@@ -137,6 +142,16 @@ class CalibratedJudge:
         p = 1.0 / (1.0 + np.exp(-z))
         return p if same is None else np.where(np.asarray(same, dtype=bool), 1.0, p)
 
+    def score_pairs(self, features: np.ndarray, categories: Sequence[str | None], a: Sequence[str],
+                    b: Sequence[str]) -> np.ndarray:
+        """P(equivalent) of the pairs (a[k], b[k]) whose feature rows these are, with `text_rules` applied: 1 where
+        the texts are the same, NaN (unknown: unresolved alone, the LLM's in the cascade) where the judge cannot
+        read them. Every scorer of texts goes through here (`predict` alone knows neither rule)."""
+        same, unreadable = text_rules(a, b)
+        if not len(same):
+            return np.zeros(0)
+        return np.where(unreadable, np.nan, self.predict(features, categories, same))
+
     def score_groups(self, embed: Callable[[list[str]], np.ndarray], prompts: Sequence[str],
                      groups: Sequence[Sequence[str]], categories: Sequence[str | None]) -> list[np.ndarray]:
         """P(equivalent) of every pair i < j of each group, in row-major order ((0,1), (0,2), …; `pair_lookup`),
@@ -157,11 +172,8 @@ class CalibratedJudge:
             if not len(f):
                 out.append(np.zeros(0))
                 continue
-            same = group_same_text(list(g))
-            p = self.predict(f, [c] * len(f), same)
-            readable = np.array([latin_script(t) for t in g], dtype=bool)
             i, j = np.triu_indices(len(g), 1)
-            out.append(np.where((readable[i] & readable[j]) | same, p, np.nan))
+            out.append(self.score_pairs(f, [c] * len(f), [g[k] for k in i], [g[k] for k in j]))
         return out
 
     def save(self, path: str | Path) -> None:

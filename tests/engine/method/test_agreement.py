@@ -158,3 +158,81 @@ def test_calibrate_checks_its_arguments_before_fitting(tmp_path, capsys):
 def test_unknown_judge_is_a_clear_error(tmp_path, capsys):
     assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--judge", "gpt-9"]) == 2
     assert "not a judge of the config" in capsys.readouterr().err
+
+
+def with_non_latin(tmp_path, n=12):
+    """pairs_file's pairs and three more in Russian ("class k" kept, so the scripted LLM judge can read them): two
+    the calibrated judge cannot read, and one of the same text twice (equivalent whatever the script)."""
+    path = pairs_file(tmp_path, n)
+    story = "Жил-был кот по имени Мурзик, он очень любил рыбу и спал на солнце"
+    rows = [{"prompt": "Tell a story.", "response_a": f"class 1 {story}.", "response_b": f"class 1 {story}, да.",
+             "label": 1, "category": "G"},
+            {"prompt": "Tell a story.", "response_a": f"class 1 {story}.", "response_b": "class 2 Это совсем другое.",
+             "label": 0, "category": None},
+            {"prompt": "Tell a story.", "response_a": f"class 0 {story}.", "response_b": f"class 0  {story}.",
+             "label": 1, "category": None}]
+    with path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
+def test_the_calibrated_judge_leaves_pairs_outside_the_latin_script_unscored_and_counts_them_apart(tmp_path, capsys):
+    # agreement scored them with predict alone (Russian paraphrases 0.03-0.08, "different") and counted them in κ and
+    # AUC, where a run gives them no probability; now NaN, counted as non_latin (not "unparsed"), out of the scores.
+    from engine.method.agreement import calibrated_probabilities
+    from engine.inputs.labelled_pairs import load_pairs
+
+    pairs = load_pairs(with_non_latin(tmp_path))
+    p = calibrated_probabilities(pairs, None, "all-minilm-l6-v2")
+    assert np.isnan(p[12:14]).all() and p[14] == 1.0 and np.isfinite(p[:12]).all()
+    from engine.method.agreement import non_latin
+
+    assert non_latin(pairs).tolist() == [False] * 12 + [True, True, False]
+    out = tmp_path / "agreement.json"
+    assert main(["agreement", "--pairs", str(with_non_latin(tmp_path)), "--judge", "calibrated", "--resamples", "0",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["non_latin"] == 2 and report["unparsed"] == 0 and report["n"] == 13 and report["pairs"] == 15
+    assert "2 with a response outside the Latin script" in capsys.readouterr().out
+
+
+def test_the_cascade_sends_pairs_outside_the_latin_script_to_the_llm_as_a_run_does(tmp_path, capsys):
+    # With low = high the cheap judge decides every pair it scores; it "decided" the Russian ones too, which a
+    # run's cascade sends to the LLM judge.
+    config = tmp_path / "run.yaml"
+    config.write_text("judge: {cascade: {low: 0.5, high: 0.5}}\njudges:\n  - {name: scripted, backend: "
+                      "'python:tests.support.doubles:ScriptedChat', model: s}\n")
+    out = tmp_path / "agreement.json"
+    assert main(["agreement", "--pairs", str(with_non_latin(tmp_path)), "--config", str(config), "--judge",
+                 "cascade:scripted", "--allow-python-backends", "--resamples", "0", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["llm_pairs"] == 2 and report["cheap_pairs"] == 13 and report["cheap_non_latin"] == 2
+    assert report["n"] == 15 and report["unparsed"] == 0 and "non_latin" not in report  # the LLM's verdicts count
+    assert "2 outside the Latin script went to the LLM" in capsys.readouterr().out
+
+
+def test_calibrate_scores_train_and_val_as_a_run_would(tmp_path, capsys):
+    # calibrate scored val with predict alone: the pairs a run leaves unknown entered its recorded κ and AUC.
+    pairs = pairs_file(tmp_path)
+    (tmp_path / "held").mkdir()
+    coef = tmp_path / "coef.json"
+    assert main(["calibrate", "--pairs", str(pairs), "--val", str(with_non_latin(tmp_path / "held", n=10)),
+                 "--resamples", "0", "--out", str(coef)]) == 0
+    provenance = json.loads(coef.read_text())["provenance"]
+    assert provenance["val"]["n"] == 11 and provenance["val"]["non_latin"] == 2
+    assert provenance["train"]["non_latin"] == 0 and provenance["train"]["n"] == 12
+    assert "2 outside the Latin script not scored" in capsys.readouterr().out
+
+
+def test_agreement_keeps_a_paid_llm_report_when_the_bootstrap_keeps_too_few_resamples(tmp_path, capsys):
+    # Two pairs and one resample holding one class: np.percentile of nothing raised IndexError after the LLM calls,
+    # and the report was lost. Now no interval, and the report says how many resamples were kept.
+    config = tmp_path / "run.yaml"
+    config.write_text("judges:\n  - {name: scripted, backend: 'python:tests.support.doubles:ScriptedChat', model: s}\n")
+    out = tmp_path / "agreement.json"
+    assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--config", str(config), "--judge", "scripted",
+                 "--allow-python-backends", "--limit", "2", "--resamples", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["llm_calls"] >= 2 and report["kappa_ci95"] is None and report["resamples_used"] == 0
+    assert report["resamples"] == 1 and "held both classes" in report["ci95_note"]
+    assert "bootstrap: 0 of 1 resamples held both classes" in capsys.readouterr().out

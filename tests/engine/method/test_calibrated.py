@@ -152,7 +152,7 @@ def test_the_same_text_twice_is_equivalent_whatever_the_features_say():
     """Two identical short answers have little to go on (no content words): the shipped model alone gave "42" and
     "42" p = 0.40 with the real embedder; the judge calls every pair with the same text (whitespace and case aside)
     equivalent."""
-    from engine.method.calibrated import group_same_text, pair_lookup, same_text
+    from engine.method.calibrated import pair_lookup, same_text
 
     judge = CalibratedJudge.load(DEFAULT_COEFFICIENTS)
     responses = ["42", " 42\n", "41", "", ""]
@@ -164,8 +164,6 @@ def test_the_same_text_twice_is_equivalent_whatever_the_features_say():
     assert p[0] == 1.0 and (p[1:] < 1.0).all()  # "42"/" 42\n" only; two empty responses are no shared answer
     lookup = pair_lookup(p, 5)
     assert lookup(0, 1) == 1.0 and lookup(0, 2) == p[1] and lookup(1, 2) == p[4] and lookup(3, 4) == p[-1]
-    assert group_same_text(responses).tolist() == [same_text(responses[i], responses[j])
-                                                   for i in range(5) for j in range(i + 1, 5)]
     assert same_text("Paris", "paris ") and not same_text("", "") and not same_text("Paris", "Paris.")
 
 
@@ -272,3 +270,49 @@ def test_a_probability_that_is_no_number_is_unresolved_not_different(tmp_path):
         path.write_text(json.dumps({**data, **bad}))
         with pytest.raises(ConfigError, match=message):
             CalibratedJudge.load(path)
+
+
+def test_the_bootstrap_says_how_many_resamples_it_kept_and_gives_no_interval_from_too_few():
+    # Resamples holding one class were dropped unsaid ("resamples": 1000 where 662 made the intervals), and with none
+    # kept np.percentile of nothing raised IndexError — in `agreement`, after an LLM judge's calls were paid.
+    y = np.zeros(20, int)
+    y[3] = 1  # one positive in 20: about a third of the resamples miss it
+    p = np.linspace(0.05, 0.95, 20)
+    s = scores(y, p, resamples=1000)
+    kept = len(bootstrap_kappa_auc(y, (p >= 0.5).astype(int), p, 1000)[0])
+    assert s["resamples"] == 1000 and s["resamples_used"] == kept and 600 < kept < 1000
+    from engine.method.calibrate import MIN_BOOTSTRAP
+
+    assert len(s["kappa_ci95"]) == 2 and "ci95_note" not in s
+    s = scores(np.array([0, 1]), np.array([0.2, 0.8]), resamples=1, seed=0)  # the one resample: one class
+    assert s["resamples_used"] == 0 and s["kappa_ci95"] is None and s["auc_ci95"] is None
+    assert "0 of 1 resamples held both classes" in s["ci95_note"] and s["kappa"] == 1.0
+    # kept, but too few for a 2.5% tail: no interval rather than the extreme draws called one
+    y, p = np.tile([0, 1], 50), np.tile([0.3, 0.7], 50)
+    few, enough = scores(y, p, resamples=MIN_BOOTSTRAP - 1), scores(y, p, resamples=MIN_BOOTSTRAP)
+    assert few["resamples_used"] == MIN_BOOTSTRAP - 1 and few["kappa_ci95"] is None and "ci95_note" in few
+    assert enough["kappa_ci95"] is not None and "ci95_note" not in enough
+
+
+def test_score_pairs_is_what_a_run_scores_a_pair():
+    # agreement and calibrate scored labelled pairs with predict alone, which knows neither the same-text rule nor
+    # the Latin-script one a run applies (score_groups): one helper now holds both, and score_groups goes through it.
+    judge = CalibratedJudge.load(DEFAULT_COEFFICIENTS)
+    responses = ["Столица Франции — Париж.", "Это Париж.", "The capital is Paris.", "It is Paris.", "Это Париж.",
+                 "it is  paris."]
+
+    def embed(batch):
+        return np.array([[1.0, 0.0] if "Пар" in t or "aris" in t else [0.6, 0.8] for t in batch], dtype=np.float32)
+
+    (run,) = judge.score_groups(embed, ["Capital of France?"], [responses], ["G"])
+    i, j = np.triu_indices(len(responses), 1)
+    a, b = [responses[k] for k in i], [responses[k] for k in j]
+    vectors = embed([*responses, "Capital of France?"])
+    features = group_features("Capital of France?", responses, vectors[:-1], vectors[-1], judge.features)
+    scored = judge.score_pairs(features, ["G"] * len(a), a, b)
+    assert np.array_equal(scored, run, equal_nan=True)
+    plain = judge.predict(features, ["G"] * len(a))
+    latin = np.array([not any("\u0400" <= c <= "\u04ff" for c in x + y) for x, y in zip(a, b)])
+    same = np.array([" ".join(x.split()).casefold() == " ".join(y.split()).casefold() for x, y in zip(a, b)])
+    assert np.isnan(scored[~latin & ~same]).all() and (scored[same] == 1.0).all() and same.sum() == 2
+    assert np.array_equal(scored[latin & ~same], plain[latin & ~same])  # Latin text: the coefficients alone
