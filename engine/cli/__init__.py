@@ -5,6 +5,10 @@ module with `add_parser` and its `cmd_*` function, and shares `engine.cli.common
 bad input row, unreachable model, a path that cannot be read or written) is a one-line `error: …` on stderr and
 exit code 2 — never a traceback.
 
+Exit codes (README, "Exit codes"): 0 done; 2 a mistake in the command, its config or its inputs (nothing computed);
+3 `run`/`rewards` finished with shards that failed for good, or failed rows a retry sent again and the backend
+refused (a rerun computes them); 130 interrupted (Ctrl-C; run, rewards and fetch keep what they finished).
+
 May import everything in engine/; nothing imports engine.cli except the entry points (engine/run.py, the console
 script).
 """
@@ -45,6 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: sys.argv[1:]), run the command, return the exit code."""
     prepare_environment()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        # `run` takes no positional argument: a first word that is no command is a misspelt one ("explor RUN"),
+        # which read as `run explor RUN` ended in argparse's "unrecognized arguments" and the top-level usage.
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        print(f"error: unknown command {argv[0]!r}" + (f" (did you mean {close[0]}?)" if close else "")
+              + f"; the commands are {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
     if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["run", *argv]
     args = build_parser().parse_args(argv)

@@ -66,6 +66,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.resamples < 0:
         raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
     output_path(args.out)
+    for flag, path in (("--pairs", args.pairs), ("--val", args.val)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path}: " + ("is a folder, expected a file" if Path(path).is_dir()
+                                                     else "no such file"))
     if args.val and file_digest(args.val) == file_digest(args.pairs):
         # Scored on the pairs it was fitted on, the "val" figures in the coefficients' provenance are in-sample.
         raise ConfigError(f"--val {args.val} holds the same pairs as --pairs {args.pairs}: give held-out pairs")

@@ -63,6 +63,15 @@ def output_path(path: str | Path, flag: str = "--out", folder: bool = False) -> 
         raise TaskdivError(f"{flag} {path}: is a file, expected a folder (or a path not there yet)")
     if not folder and path.is_dir():
         raise TaskdivError(f"{flag} {path}: is a folder, expected a file name")
+    # Written where the folder lets us: a read-only folder (or /proc) failed only after the work, naming a
+    # temporary file of ours.
+    where = path.expanduser() if folder and path.is_dir() else parent
+    probe = where / f".taskdiv-write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TaskdivError(f"{flag} {path}: cannot write in {where} ({exc.strerror or exc})") from None
     return path
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.cli.common import output_path
 from engine.errors import TaskdivError
 from engine.report import compare
 
@@ -55,13 +56,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.seed < 0:
             raise compare.CompareError(f"--seed must be >= 0, got {args.seed}")
         values = tuple(args.values) if args.values else None
-        c = compare.compare_runs(args.run_a, args.run_b, intersect=args.intersect, resamples=args.resamples,
-                                 seed=args.seed, values=values)
         if values:
             default = Path(args.run_a) / f"compare-{_slug(values[1])}-vs-{_slug(values[0])}"
         else:
-            default = Path(args.run_b) / f"compare-vs-{Path(args.run_a).resolve().name}"
+            default = Path(args.run_b or args.run_a) / f"compare-vs-{Path(args.run_a).resolve().name}"
+        # Checked before the comparison: a file there, or a folder that cannot be written, was an OSError after it
+        # (the default's run directory, where there is one: a missing run is compare_runs' to name).
         out = args.out or default
+        if args.out or default.parent.is_dir():
+            output_path(out, folder=True)
+        c = compare.compare_runs(args.run_a, args.run_b, intersect=args.intersect, resamples=args.resamples,
+                                 seed=args.seed, values=values)
         paths = compare.write_comparison(c, out)
     except TaskdivError as exc:
         print(f"error: {exc}", file=sys.stderr)

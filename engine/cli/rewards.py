@@ -37,7 +37,8 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     from engine.errors import TaskdivError
 
     if not args.groups.is_file():
-        raise TaskdivError(f"--in {args.groups}: no such file")
+        raise TaskdivError(f"--in {args.groups}: " + ("is a folder, expected a file" if args.groups.is_dir()
+                                                       else "no such file"))
     output_path(args.out)
     if args.out.resolve() == args.groups.resolve():
         raise TaskdivError(f"--out {args.out}: is the --in file; the rewards would replace the groups they score")
@@ -70,5 +71,10 @@ def cmd_rewards(args: argparse.Namespace) -> int:
               "rerun the same command to compute them:", file=sys.stderr)
         for stage, shards in failed.items():
             print(f"  {stage}: {len(shards)} shards — {next(iter(shards.values()))}", file=sys.stderr)
+        return 3
+    transient = sum(rec.rows_transient for rec in result.stages)
+    if transient:  # as `run`: unknown until a rerun sends them again
+        print(f"\n{transient} rows' backend calls failed and may succeed later (their groups have no reward yet); "
+              "rerun the same command to send them, and only them, again", file=sys.stderr)
         return 3
     return 0

@@ -53,7 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               "stay failed; fix the cause and rerun the same command):", file=sys.stderr)
         for stage, shards in refused.items():
             print(f"  {stage}: {len(shards)} shards — {next(iter(shards.values()))}", file=sys.stderr)
-    return 3 if failed or refused else 0
+    # Rows whose call failed transiently are kept as failed, unknown in every table, and a rerun sends them: the run
+    # is not finished either (this exited 0, and a script could not tell it from a complete run).
+    transient = sum(rec.rows_transient for rec in result.stages)
+    return 3 if failed or refused or transient else 0
 
 
 def summary(result, paths: dict[str, Path], wall_s: float) -> str:

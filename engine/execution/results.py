@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,8 @@ import yaml
 
 from engine.config import RunConfig, config_from_dict, lenient_settings, load_yaml
 from engine.errors import RunDirError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,6 +117,11 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         if not (root / f"{table}.parquet").is_file():
             raise RunDirError(f"{root}: the run has not finished (no {table}.parquet); run the same command again "
                               "to finish it")
+    if (root / "config.running.yaml").is_file():
+        # A rerun here that has not finished (or is running now): what is read is the last finished run's, which
+        # explore and compare showed without a word.
+        log.warning("%s: a later run here has not finished (config.running.yaml): reading the last finished run; "
+                    "run that command again to finish it", root)
     try:
         data = load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

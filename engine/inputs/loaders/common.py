@@ -174,6 +174,8 @@ def read_table(path: Path, *, required: Sequence[str], formats: Sequence[str]) -
     Raises:
         InputError: an unsupported suffix, or a file-level problem (see the readers).
     """
+    if not path.is_file():  # said as what it is, not as a file of the wrong type
+        raise InputError(str(path), None, None, "is a folder, expected a file" if path.is_dir() else "no such file")
     suffix = path.suffix.lower().lstrip(".")
     if suffix == "json":
         suffix = "jsonl"
