@@ -93,7 +93,8 @@ def as_text_shard(groups) -> TextShard:
 
     Raises:
         ValueError: if ``group_offsets`` is not a valid CSR ``indptr`` over the texts.
-        TypeError: if an Arrow array is not of a string type.
+        TypeError: if an Arrow array is not of a string type, or ``groups`` or one of its groups is a str or
+            bytes (a flat list of texts is not a list of groups).
     """
     if isinstance(groups, tuple) and len(groups) == 2 and isinstance(groups[0], (pa.Array, pa.ChunkedArray)):
         texts, group_offsets = groups
@@ -101,6 +102,14 @@ def as_text_shard(groups) -> TextShard:
         return TextShard(data, text_offsets, as_offsets(group_offsets, len(text_offsets) - 1, "group_offsets"))
     if isinstance(groups, (str, bytes)):
         raise TypeError("groups must be a sequence of groups of texts, not a single string")
+    # A flat list of texts would be read as groups of characters (each text a group, each character a response)
+    # and give plausible numbers for nonsense.
+    for index, group in enumerate(groups):
+        if isinstance(group, (str, bytes, bytearray)):
+            raise TypeError(
+                f"groups must be a sequence of groups of texts: groups[{index}] is a {type(group).__name__}, not a "
+                "group (wrap a flat list of texts as [texts] to make it one group)"
+            )
     group_sizes = np.fromiter((len(group) for group in groups), dtype=np.int64, count=len(groups))
     group_offsets = np.zeros(len(group_sizes) + 1, dtype=np.int64)
     np.cumsum(group_sizes, out=group_offsets[1:])

@@ -41,8 +41,9 @@ class MetricsStage(Stage):
     name = "metrics"
     # Metric shards are keyed by it: bump when a metric's definition changes (the pipeline keys them by the names of
     # the registered metrics too, so adding one needs no bump).
-    version = "6"  # 4: over the responses that answer; 5: full-width punctuation separates, joiners do not;
-    # 6: each Chinese or Japanese character a token
+    version = "7"  # 4: over the responses that answer; 5: full-width punctuation separates, joiners do not;
+    # 6: each Chinese or Japanese character a token; 7: Thai, Lao, Khmer, Myanmar per character (marks with their
+    # character), every script's punctuation and math/currency symbols separate, cosine of huge/tiny/inf rows
     required_inputs = {
         **GROUP_INPUTS,
         "responses": "the group's responses",

@@ -56,6 +56,14 @@ def test_a_bare_string_is_rejected():
         as_text_shard("not a list of groups")
 
 
+@pytest.mark.parametrize("groups", [["hello world", "hello world"], [["a"], "bc"], [b"ab"], [bytearray(b"ab")]],
+                         ids=["flat", "mixed", "bytes", "bytearray"])
+def test_a_group_that_is_a_string_is_rejected(groups):
+    # A flat list of texts was read as groups of characters, each character a response.
+    with pytest.raises(TypeError, match=r"groups\[\d\] is a"):
+        as_text_shard(groups)
+
+
 def test_non_string_arrow_array_is_rejected():
     with pytest.raises(TypeError, match="string"):
         as_text_shard((pa.array([1, 2]), np.array([0, 2])))

@@ -30,6 +30,16 @@ def test_vocab_diversity_agrees_with_reference(seed, as_input):
     )
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_matrices_agree_with_reference_in_every_script(seed, as_input):
+    # Thai, Khmer, Myanmar graphemes and other scripts' punctuation through the Jaccard kernel's own tokenizer call.
+    groups = random_groups(seed, scripts=True)
+    for group, (matrix, reference) in enumerate(
+        zip(jaccard_matrices(as_input(groups)), jaccard_matrices_reference(groups), strict=True)
+    ):
+        np.testing.assert_allclose(matrix, reference, rtol=0, atol=1e-15, err_msg=f"jaccard, group {group}")
+
+
 def test_groups_wider_than_one_bitmask_word_agree():
     """Over 64 responses the per-token response sets span several 64-bit words."""
     rng = random.Random(1)
@@ -75,3 +85,22 @@ def test_group_offsets_must_cover_the_texts():
 
     with pytest.raises(ValueError, match="group_offsets"):
         jaccard_matrices((pa.array(["a", "b"]), np.array([0, 1], dtype=np.int64)))
+
+
+def test_thai_clauses_differing_by_a_word_share_their_other_characters():
+    # Thai writes no spaces between words: each clause was one token, and "I like to eat rice" against "I like to
+    # eat fruit" gave Jaccard 0. A token per character (with its marks) shares the rest.
+    groups = [["ฉันชอบกินข้าวมาก", "ฉันชอบกินผลไม้มาก"]]
+    (matrix,) = jaccard_matrices(groups)
+    (reference,) = jaccard_matrices_reference(groups)
+    assert matrix[0, 1] == reference[0, 1] > 0.5
+
+
+def test_a_flat_list_of_texts_is_refused_not_read_as_groups_of_characters():
+    # ["hello world", "hello world"] was two groups of characters: diversity 0.927 each, where one group of two
+    # equal texts has 0.
+    with pytest.raises(TypeError, match="groups"):
+        vocab_diversity(["hello world", "hello world"])
+    with pytest.raises(TypeError, match="groups"):
+        jaccard_matrices([["a b"], "a b"])
+    assert vocab_diversity([["hello world", "hello world"]])[0] == 0.0

@@ -69,19 +69,19 @@ def test_an_edited_tokenizer_reaches_the_jaccard_kernel_through_the_cache(tmp_pa
     from kernels._cache import HERE
 
     shutil.copytree(HERE, tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
-    script = "import kernels; print(kernels.jaccard_matrices([['a→b', 'a b']])[0][0, 1])"
+    script = "import kernels; print(kernels.jaccard_matrices([['a✓b', 'a b']])[0][0, 1])"
 
     def jaccard_in_a_fresh_process() -> float:
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})
         return float(out.stdout)
 
-    assert jaccard_in_a_fresh_process() == 0.0  # '→' is a word character: 'a→b' is one token
+    assert jaccard_in_a_fresh_process() == 0.0  # '✓' is a word character (a symbol, So): 'a✓b' is one token
     tokenize = tmp_path / "kernels" / "tokenize.py"
     source = tokenize.read_text()
     assert "SEPARATOR_RANGES" in source
     marker = "SEPARATOR_RANGES: tuple[tuple[int, int], ...] = ("
-    tokenize.write_text(source.replace(marker, marker + "(0x2190, 0x21FF), ", 1))  # arrows separate words
+    tokenize.write_text(source.replace(marker, marker + "(0x2713, 0x2713), ", 1))  # check marks separate words
     assert jaccard_in_a_fresh_process() == 1.0  # the cached kernel would still say 0.0
 
 

@@ -14,8 +14,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.tokenize import reference_tokens, token_id_reference, tokenize, tokenize_reference
-from tests.kernels.conftest import SEPARATORS, WORDS, random_text
+from kernels.tokenize import (
+    CHARACTER_MARK_RANGES,
+    CHARACTER_TOKEN_RANGES,
+    SEPARATOR_RANGES,
+    UNICODE_VERSION,
+    derive_unicode_tables,
+    reference_tokens,
+    token_id_reference,
+    tokenize,
+    tokenize_reference,
+)
+from tests.kernels.conftest import SCRIPT_SEPARATORS, SCRIPT_WORDS, SEPARATORS, WORDS, random_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,3 +200,90 @@ def test_character_tokens_agree_with_the_reference_wherever_a_block_edge_falls()
     expected_ids, expected_offsets = tokenize_reference(texts)
     np.testing.assert_array_equal(offsets, expected_offsets)
     np.testing.assert_array_equal(token_ids, expected_ids)
+
+
+def test_the_frozen_tables_are_the_unicodedata_derivation():
+    # Frozen so that ids do not change with the Python version's Unicode data; the rules live in the derivation.
+    import unicodedata
+
+    if unicodedata.unidata_version != UNICODE_VERSION:
+        pytest.skip(f"tables derived from Unicode {UNICODE_VERSION}, this Python has {unicodedata.unidata_version}")
+    assert derive_unicode_tables() == (SEPARATOR_RANGES, CHARACTER_TOKEN_RANGES, CHARACTER_MARK_RANGES)
+
+
+def test_the_tables_are_sorted_disjoint_and_as_the_scanner_assumes():
+    tables = {"separator": SEPARATOR_RANGES, "character": CHARACTER_TOKEN_RANGES, "mark": CHARACTER_MARK_RANGES}
+    for name, ranges in tables.items():
+        assert list(ranges) == sorted(ranges) and all(0x80 <= low <= high <= 0x10FFFF for low, high in ranges), name
+        assert all(high < next_low - 1 for (_, high), (next_low, _) in zip(ranges, ranges[1:])), f"{name}: unmerged"
+    every_range = sorted((low, high, name) for name, ranges in tables.items() for low, high in ranges)
+    for (_, high, name), (next_low, _, next_name) in zip(every_range, every_range[1:]):
+        assert high < next_low, f"U+{next_low:04X} is both {name} and {next_name}"
+    # The scanner looks for character-token edges only at 3- and 4-byte code points.
+    assert min(low for low, _ in CHARACTER_TOKEN_RANGES + CHARACTER_MARK_RANGES) >= 0x800
+
+
+@pytest.mark.parametrize("separator", [
+    "\u060c", "\u061f", "\u0964", "\u0965", "\u05be", "\u1680", "\u037e", "\u00d7", "\u00f7", "\u20ac", "\u2192",
+    "\u2212", "\u1361", "\u0f0b", "\u3001", "\u30fb", "\u0e5a", "\u17d4", "\u104b", "\u061c", "\u2e50",
+])  # fmt: skip
+def test_punctuation_and_symbols_of_every_script_separate_tokens(separator):
+    # Only ASCII, Latin-1 and a few blocks were separators: "مرحبا،" kept its comma, "hello\u1680world" and "3×4"
+    # were one token each.
+    assert ids_of(f"well{separator}known") == ids_of("well known")
+    assert reference_tokens(f"well{separator}known") == [b"well", b"known"]
+
+
+@pytest.mark.parametrize("word", ["👍🏽", "ג׳ירפה", "צה״ל", "ինչո՞ւ", "™x", "a\u00adb", "۱۲۳", "ª", "\U000e0067x"])
+def test_emoji_modifiers_in_word_punctuation_and_other_symbols_stay_in_their_word(word):
+    assert ids_of(word) == [token_id_reference(word.encode())]
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("ฉันชอบกินข้าว", ["ฉั", "น", "ช", "อ", "บ", "กิ", "น", "ข้", "า", "ว"]),  # Thai: vowel and tone marks stay
+    ("ทำ", ["ทำ"]),  # SARA AM extends its consonant, as in Unicode's grapheme clusters
+    ("ກິນເຂົ້າ", ["ກິ", "ນ", "ເ", "ຂົ້", "າ"]),  # Lao
+    ("ខ្ញុំ", ["ខ្", "ញុំ"]),  # Khmer: the coeng stays with the consonant before it
+    ("မြန်မာ", ["မြ", "န်", "မာ"]),  # Myanmar: medial and asat stay
+    ("ปี ๒๕๖๗", ["ปี", "๒๕๖๗"]),  # digits run together, as ASCII digits do
+    ("a\u0e48b ก\u0e48\u0e48x", ["a", "\u0e48", "b", "ก\u0e48\u0e48", "x"]),  # alone after a non-character
+    ("か\u3099き ｶﾞ", ["か\u3099", "き", "ｶﾞ"]),  # kana keep their combining voiced-sound marks
+    ("人々は〆", ["人", "々", "は", "〆"]),  # the iteration mark was a separator
+    ("ก๚ข", ["ก", "ข"]),  # Thai punctuation separates
+])  # fmt: skip
+def test_each_thai_lao_khmer_or_myanmar_grapheme_is_a_token(text, tokens):
+    # A clause of these scripts (no spaces between words) was one token: two differing by a word had Jaccard 0.
+    assert ids_of(text) == [token_id_reference(t.lower().encode()) for t in tokens]
+    assert reference_tokens(text) == [t.lower().encode() for t in tokens]
+
+
+def test_graphemes_agree_with_the_reference_wherever_a_block_edge_falls():
+    # A mark's token depends on the code point before it, which may lie in the previous 64-byte block.
+    texts = ["x" * 200] + [
+        "a" * k + "กิ" + "b" * (60 - k % 60) + "\u0e48\u0e49c" + "ข้" * (k % 5) + "ด" + "e" * (k % 7)
+        for k in range(140)
+    ] + ["y" * 200]
+    assert_same_tokens(texts)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_agrees_with_reference_on_random_texts_of_every_script(seed):
+    rng = random.Random(seed)
+    assert_same_tokens([random_text(rng, max_words=120, scripts=True) for _ in range(200)], f"(seed {seed})")
+
+
+_GRAPHEME_ALPHABET = "ab1 ,กขิ่้ำ๒ខ្ញុំမြ်中か\u3099ｶﾞ،\u1680×\u200d🙂🏽"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(
+    st.lists(
+        st.one_of(st.text(alphabet=_GRAPHEME_ALPHABET, max_size=4), st.sampled_from(SCRIPT_WORDS + SCRIPT_SEPARATORS)),
+        max_size=60,
+    ).map("".join),
+    max_size=10,
+))  # fmt: skip
+def test_agrees_with_reference_on_characters_marks_and_separators(texts):
+    assert_same_tokens(texts)
+    filler = " ".join(WORDS) * 3
+    assert_same_tokens([filler, *texts, filler])
