@@ -24,6 +24,8 @@ def load(path: Path) -> dict[str, Any]:
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no run_stats.json (write the run's report first)")
     stats = json.loads(file.read_text(encoding="utf-8"))
+    if stats.get("schema") == "records":  # the run's stage records alone (engine.execution.results.RunResult.records)
+        raise ValueError(f"{file}: the run's stage records only, no throughput: write the run's report first")
     if stats.get("schema") != SCHEMA:
         raise ValueError(f"{file}: run_stats schema {stats.get('schema')!r}, this script reads schema {SCHEMA}")
     return stats

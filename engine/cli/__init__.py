@@ -6,8 +6,9 @@ bad input row, unreachable model, a path that cannot be read or written) is a on
 exit code 2 — never a traceback.
 
 Exit codes (README, "Exit codes"): 0 done; 2 a mistake in the command, its config or its inputs (nothing computed);
-3 `run`/`rewards` finished with shards that failed for good, rows that failed in a way that may not recur, or
-failed rows a retry sent again and the backend refused (a rerun computes them); 130 interrupted (Ctrl-C; run, rewards and fetch keep what they finished).
+3 `run`/`rewards` finished with shards that failed for good, rows that failed in a way that may not recur (with
+an attempt left), or failed rows a retry sent again and the backend refused (a rerun computes them); 130
+interrupted (Ctrl-C; run, rewards and fetch keep what they finished).
 
 May import everything in engine/; nothing imports engine.cli except the entry points (engine/run.py, the console
 script).

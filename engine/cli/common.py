@@ -52,12 +52,18 @@ def load_run_config(path: Path | None, overrides: Sequence[str] = (), extra: dic
 
 
 def output_path(path: str | Path, flag: str = "--out", folder: bool = False) -> Path:
-    """`path` as an output of a command, checked before any work: its folder exists, and it is a file (or, with
+    """`path` as an output of a command, checked before any work: its folder exists (with `folder`, the nearest
+    existing one: an output folder is made with its parents) and can be written, and it is a file (or, with
     `folder`, a folder) or not there yet. A mistake here found after the work would lose it (paid judge calls, a
     fit of minutes) to a traceback."""
     path = Path(path)
     parent = path.expanduser().resolve().parent
-    if not parent.is_dir():
+    if folder:  # an output folder is made with its parents (compare's reports/2026/a-vs-b): the nearest that is
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise TaskdivError(f"{flag} {path}: {parent} is a file, not a folder")
+    elif not parent.is_dir():
         raise TaskdivError(f"{flag} {path}: the folder {parent} does not exist")
     if folder and path.exists() and not path.is_dir():
         raise TaskdivError(f"{flag} {path}: is a file, expected a folder (or a path not there yet)")

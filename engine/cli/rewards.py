@@ -72,8 +72,8 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         for stage, shards in failed.items():
             print(f"  {stage}: {len(shards)} shards — {next(iter(shards.values()))}", file=sys.stderr)
         return 3
-    transient = sum(rec.rows_transient for rec in result.stages)
-    if transient:  # as `run`: unknown until a rerun sends them again
+    transient = sum(rec.rows_to_retry for rec in result.stages)
+    if transient:  # as `run`: unknown until a rerun sends them again (not those out of attempts)
         print(f"\n{transient} rows' backend calls failed and may succeed later (their groups have no reward yet); "
               "rerun the same command to send them, and only them, again", file=sys.stderr)
         return 3

@@ -54,9 +54,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         for stage, shards in refused.items():
             print(f"  {stage}: {len(shards)} shards — {next(iter(shards.values()))}", file=sys.stderr)
     # Rows whose call failed transiently are kept as failed, unknown in every table, and a rerun sends them: the run
-    # is not finished either (this exited 0, and a script could not tell it from a complete run).
-    transient = sum(rec.rows_transient for rec in result.stages)
-    return 3 if failed or refused or transient else 0
+    # is not finished either (this exited 0, and a script could not tell it from a complete run). Not those that
+    # failed on their last allowed attempt: a rerun sends nothing, and exit 3 would ask for it for ever.
+    to_retry = sum(rec.rows_to_retry for rec in result.stages)
+    return 3 if failed or refused or to_retry else 0
 
 
 def summary(result, paths: dict[str, Path], wall_s: float) -> str:
@@ -75,10 +76,14 @@ def summary(result, paths: dict[str, Path], wall_s: float) -> str:
         lines.append(f"  {rec.stage:<28} {rec.rows:>6} rows  {rec.wall_s:7.1f} s{reused}")
     if result.skipped_inputs:
         lines.append(f"  skipped input rows: {len(result.skipped_inputs)} (listed in the report)")
-    transient = sum(rec.rows_transient for rec in result.stages)
-    if transient:
-        lines.append(f"  rows whose backend call failed and may succeed later: {transient} (kept as failed; rerun "
+    to_retry = sum(rec.rows_to_retry for rec in result.stages)
+    if to_retry:
+        lines.append(f"  rows whose backend call failed and may succeed later: {to_retry} (kept as failed; rerun "
                      "the same command to send them, and only them, again)")
+    last = sum(rec.rows_transient for rec in result.stages) - to_retry
+    if last > 0:
+        lines.append(f"  rows that failed on their last allowed attempt (execution.row_retries): {last} (kept as "
+                     "failed)")
     gave_up = sum(rec.rows_gave_up for rec in result.stages)
     if gave_up:
         lines.append(f"  rows still failed after execution.row_retries reruns: {gave_up} (kept as failed)")

@@ -244,6 +244,7 @@ class StageRun:
         self._bar.refresh()
         self._bar.close()
         record = self.record
+        record.rows_to_retry = len(self.to_retry)
         salvaged = self._write_salvage()
         if salvaged:
             log.warning("stage %s: %d computed rows of failed shards were kept; a rerun sends only the others",
@@ -270,8 +271,8 @@ class StageRun:
                         next(iter(record.retry_failed.values())))
         if record.rows_transient:
             log.warning("stage %s: %d rows failed in a way that may not recur; they are kept as failed and a rerun "
-                        "computes them again (execution.row_retries: %d)", record.stage, record.rows_transient,
-                        self.limit)
+                        "computes %d of them again (the others had no attempt left: execution.row_retries: %d)",
+                        record.stage, record.rows_transient, record.rows_to_retry, self.limit)
         return record
 
     def begin(self) -> None:

@@ -32,6 +32,9 @@ class StageRecord:
     rows_retried: int = 0  # rows computed again because an earlier run's backend call failed transiently
     rows_transient: int = 0  # rows whose backend call failed transiently in this run (a rerun computes them)
     rows_gave_up: int = 0  # rows still failed after execution.row_retries reruns (kept as failed)
+    # Rows failed in this run that a rerun sends again (attempts left under execution.row_retries): rows_transient
+    # less those that failed on their last allowed attempt.
+    rows_to_retry: int = 0
     # Stored shards whose rows to retry failed again with the whole batch (the backend refused: a revoked key, a
     # server gone): shard key → why. The stored shard stands, its rows still marked for the next rerun.
     retry_failed: dict[str, str] = field(default_factory=dict)
@@ -39,7 +42,7 @@ class StageRecord:
     start_s: float | None = None  # when the stage took its first unit, in seconds since the run started
 
 
-ROW_COUNTS = ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up")
+ROW_COUNTS = ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up", "rows_to_retry")
 # The summed backend counters a stage's record keeps in run_stats.json (read back by read_run).
 BACKEND_COUNTS = ("calls", "requests", "retries", "row_errors", "prompt_tokens", "cached_prompt_tokens",
                   "completion_tokens", "cost_usd", "usage_missing")
@@ -84,7 +87,9 @@ class RunResult:
                            "failed": {k: why[:500] for k, why in r.failed.items()},
                            "retry_failed": {k: why[:500] for k, why in r.retry_failed.items()},
                            **{k: getattr(r, k) for k in ROW_COUNTS}})
-        return {"run_dir": str(self.run_dir), "wall_s": self.wall_s, "peak_rss_bytes": self.peak_rss_bytes,
+        # "records": not the report's schema 1 (benchmarks/collect_runs.py reads its throughput, absent here).
+        return {"schema": "records", "run_dir": str(self.run_dir), "wall_s": self.wall_s,
+                "peak_rss_bytes": self.peak_rss_bytes,
                 "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(self.model_load_s.items())},
                 "stages": stages, "skipped_inputs": list(self.skipped_inputs),
                 "load_warnings": list(self.load_warnings)}
@@ -94,8 +99,9 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
     """A finished run's RunResult and RunConfig, read from its directory.
 
     Tables come from <run_dir>/<name>.parquet, the config from config.yaml; stage records (for throughput) from
-    run_stats.json when a report was written before, else none (with them the failed shards' reasons, the
-    skipped input rows and the load warnings, so that a report rendered again says what failed).
+    run_stats.json, which the run writes before its config (RunResult.records) and its report rewrites (with them
+    the failed shards' reasons, the skipped input rows and the load warnings, so that a report rendered again says
+    what failed); none where a directory of an older version has no run_stats.json.
 
     Args:
         run_dir: the run directory.
@@ -120,8 +126,8 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
     if (root / "config.running.yaml").is_file():
         # A rerun here that has not finished (or is running now): what is read is the last finished run's, which
         # explore and compare showed without a word.
-        log.warning("%s: a later run here has not finished (config.running.yaml): reading the last finished run; "
-                    "run that command again to finish it", root)
+        log.warning("%s: a later run here is running, or stopped before it finished (config.running.yaml): "
+                    "reading the last finished run", root)
     try:
         data = load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

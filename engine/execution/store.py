@@ -96,7 +96,9 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._readable_seen: set[tuple[str, int, int]] = set()  # files read whole (Store._readable)
+        # Files read whole (Store._readable): this process's, shared by every Store (a reward function makes a
+        # Pipeline, so a Store, each training step, and each read every shard of the directory again).
+        self._readable_seen = _READABLE_SEEN
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"
@@ -262,6 +264,11 @@ class Store:
         path = self.root / name
         atomic_write_bytes(path, text.encode("utf-8"))
         return path
+
+
+# (path, size, mtime_ns) of the files this process found readable: a file replaced (atomically, renamed over it) has
+# another stamp and is read again. Guarded by the GIL: only set.add and membership.
+_READABLE_SEEN: set[tuple[str, int, int]] = set()
 
 
 def _read_verified(path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from engine.execution.results import ROW_COUNTS
 from engine.report.run_shape import run_group_size, run_strategies
 
 RUN_STATS_SCHEMA = 1
@@ -90,7 +91,7 @@ def run_stats(result, config) -> dict[str, Any]:
             # Why, by shard: a report rendered again from the directory (read_run) says what failed, not "nothing".
             "failed": {k: why[:500] for k, why in r.failed.items()},
             "retry_failed": {k: why[:500] for k, why in getattr(r, "retry_failed", {}).items()},
-            **{k: getattr(r, k, 0) for k in ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up")},
+            **{k: getattr(r, k, 0) for k in ROW_COUNTS},
         })
 
     def total(key: str) -> float | None:

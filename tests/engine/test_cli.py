@@ -63,4 +63,35 @@ def test_a_run_directory_whose_latest_run_did_not_finish_is_read_with_a_warning(
     run(cfg)
     shutil.copy(Path(cfg.run_dir) / "config.yaml", Path(cfg.run_dir) / "config.running.yaml")
     read_run(cfg.run_dir)
-    assert "a later run here has not finished (config.running.yaml)" in caplog.text
+    assert "a later run here is running, or stopped before it finished" in caplog.text
+
+
+def test_compare_makes_its_output_folder_with_its_parents(tmp_path, monkeypatch):
+    # The check of --out asked for the folder's parent to exist, where write_comparison makes it with its parents.
+    from engine.report import compare
+
+    (tmp_path / "a").mkdir()
+    written = []
+    monkeypatch.setattr(compare, "compare_runs", lambda *a, **k: {})
+    monkeypatch.setattr(compare, "write_comparison", lambda c, out: written.append(out) or (_ for _ in ()).throw(
+        compare.CompareError("stop here")))
+    out = tmp_path / "reports" / "2026" / "a-vs-a"
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(out)]) == 2
+    assert written == [out]
+
+
+def test_the_stage_records_a_run_writes_are_not_read_as_its_report(tmp_path):
+    # The run now writes its stage records (run_stats.json) before its config; benchmarks/collect_runs.py read them
+    # as a report's throughput of an unknown schema.
+    import importlib.util
+
+    from tests.support.runs import make_config, run
+
+    cfg = make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False}, strategies=["temperature"])
+    run(cfg)
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("collect_runs", repo / "benchmarks" / "collect_runs.py")
+    collect_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect_runs)
+    with pytest.raises(ValueError, match="stage records only, no throughput: write the run's report first"):
+        collect_runs.load(Path(cfg.run_dir))

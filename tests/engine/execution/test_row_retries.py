@@ -532,3 +532,20 @@ def test_a_generator_that_also_votes_classifies_each_prompt_once_when_some_have_
     assert sum(r.rows_gave_up for r in second.stages) == 0
     flaky = next(p["prompt_id"] for p in second.tables["prompts"].to_pylist() if "FLAKY" in p["text"])
     assert {g["prompt_id"]: g["category_source"] for g in second.tables["groups"].to_pylist()}[flaky] == "reference"
+
+
+def test_rows_that_failed_on_their_last_allowed_attempt_do_not_ask_for_a_rerun(tmp_path, capsys, monkeypatch):
+    # With no retry left (row_retries: 0) the run exited 3, "rerun the same command to send them", and the rerun
+    # sent nothing and exited 0.
+    from engine.cli import main
+    from engine.config import dump_yaml
+
+    monkeypatch.setenv("TASKDIV_ALLOW_PYTHON_BACKENDS", "1")
+    armed = tmp_path / "armed"
+    armed.touch()
+    cfg = config(tmp_path, armed, execution={"executor": "local", "shard_size": 16, "row_retries": 0})
+    path = tmp_path / "run.yaml"
+    path.write_text(dump_yaml(cfg.to_dict(redact=False)))
+    assert main(["--config", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "failed on their last allowed attempt (execution.row_retries): 2" in out and "may succeed later" not in out
