@@ -85,9 +85,15 @@ def test_calibrate_then_agreement_with_the_calibrated_judge(tmp_path, capsys):
     assert "--resamples must be 0 or more" in capsys.readouterr().err
 
 
-def test_agreement_with_an_llm_judge_of_a_config(tmp_path, capsys):
+def scripted_config(tmp_path):
+    """A run config whose one judge is the scripted double (it says YES when both responses start "class k")."""
     config = tmp_path / "run.yaml"
     config.write_text("judges:\n  - {name: scripted, backend: 'python:tests.support.doubles:ScriptedChat', model: s}\n")
+    return config
+
+
+def test_agreement_with_an_llm_judge_of_a_config(tmp_path, capsys):
+    config = scripted_config(tmp_path)
     out = tmp_path / "agreement.json"
     assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--config", str(config), "--judge", "scripted",
                  "--out", str(out)]) == 0
@@ -227,8 +233,7 @@ def test_calibrate_scores_train_and_val_as_a_run_would(tmp_path, capsys):
 def test_agreement_keeps_a_paid_llm_report_when_the_bootstrap_keeps_too_few_resamples(tmp_path, capsys):
     # Two pairs and one resample holding one class: np.percentile of nothing raised IndexError after the LLM calls,
     # and the report was lost. Now no interval, and the report says how many resamples were kept.
-    config = tmp_path / "run.yaml"
-    config.write_text("judges:\n  - {name: scripted, backend: 'python:tests.support.doubles:ScriptedChat', model: s}\n")
+    config = scripted_config(tmp_path)
     out = tmp_path / "agreement.json"
     assert main(["agreement", "--pairs", str(pairs_file(tmp_path)), "--config", str(config), "--judge", "scripted",
                  "--allow-python-backends", "--limit", "2", "--resamples", "1", "--out", str(out)]) == 0
