@@ -511,6 +511,9 @@ def deviations(config, prompts: Any = None) -> list[str]:
                    "judges.")
     out.append("Categories without a gold label are judged under a reference classification by the judges' "
                "majority (or `classifier`); the paper labelled its prompts by hand.")
+    # The judge is asked whether two answers differ, never whether either is right (engine.method.taxonomy).
+    out.append("In category B two different answers count as different whether or not each is correct; the paper's "
+               "B counts different correct answers.")
     mapped = 0
     if prompts is not None and {"source", "gold_category"} <= set(prompts.column_names):
         mapped = sum(1 for s, c in zip(prompts["source"].to_pylist(), prompts["gold_category"].to_pylist())

@@ -501,6 +501,7 @@ def test_deviations_from_the_paper_come_from_the_run_settings(fixture_run):
     devs = "\n".join(data["deviations"])
     assert "scripted (scripted)" in devs and "GPT-4o" in devs
     assert "No reward model" in devs and "scripted, scripted-b" in devs
+    assert "whether or not each is correct" in devs  # B's criterion is one of difference, not of correctness
     section = paths["markdown"].read_text().split("## Deviations from the paper", 1)[1].split("\n## ", 1)[0]
     assert "No reward model" in section
     assert "NoveltyBench" not in devs  # builtin prompts
