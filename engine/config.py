@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import logging
 import math
 import re
 import types
@@ -26,6 +27,8 @@ from actors import registry
 from actors.base import SamplingParams
 from engine.errors import ConfigError
 from engine.method.strategies import STRATEGIES
+
+log = logging.getLogger(__name__)
 
 class InvalidValue(ConfigError):
     """A value out of range, found when a section is constructed. `key` is relative to the section; the loader
@@ -918,6 +921,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise ConfigError(f"{path}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    if not data:  # more likely a file not written yet than a wish for every default: said, not refused
+        log.warning("%s: the config is empty: every setting is its default (the builtin prompts, the packaged "
+                    "SmolLM2 generator and judge)", path)
     if "run_dir" not in data:
         data = {"run_dir": f"runs/{path.stem}", **data}  # each config file its own run directory (RunConfig.run_dir)
     return config_from_dict(data, overrides=overrides, source=str(path))

@@ -302,3 +302,11 @@ def test_an_integer_wider_than_64_bits_is_refused_naming_its_key(data, key):
     from engine.execution.store import content_key
 
     assert content_key(config_from_dict({"sampling": {"seed": 2 ** 64 - 1}}).to_dict())
+
+
+def test_an_empty_config_file_is_said_to_run_every_default(tmp_path, caplog):
+    # A blank file (or comments alone) ran a 48-prompt audit of the defaults without a word.
+    path = tmp_path / "blank.yaml"
+    path.write_text("# to fill in\n")
+    assert load_config(path).prompts.source == "builtin"
+    assert "the config is empty: every setting is its default" in caplog.text
