@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
         argv = ["run", *argv]
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        # No progress bars means transformers' and the hub's too ("Loading weights" per model load): read when they
+        # are imported, here before any is, and inherited by an embedded Ray's workers.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "run":

@@ -95,3 +95,12 @@ def test_the_stage_records_a_run_writes_are_not_read_as_its_report(tmp_path):
     spec.loader.exec_module(collect_runs)
     with pytest.raises(ValueError, match="stage records only, no throughput: write the run's report first"):
         collect_runs.load(Path(cfg.run_dir))
+
+
+def test_quiet_turns_off_the_model_libraries_progress_bars_too(tmp_path, monkeypatch):
+    # --quiet hid our bars only: transformers' "Loading weights" bar still printed on every model load.
+    import os
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    assert main(["run", "--quiet", "--config", str(tmp_path / "missing.yaml")]) == 2  # stops before any work
+    assert os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1"
