@@ -201,7 +201,7 @@ def report_data(result, config) -> dict[str, Any]:
     sweep_base = {g.name: g.sweep["base"] for g in getattr(config, "generators", []) if getattr(g, "sweep", None)}
     data["classification"] = [{**c, "model": sweep_base.get(c["model"], c["model"])}
                               for c in _classification_section(t, _one_per_sweep(models, sweep_base), boot)]
-    data["yardstick"] = _yardstick_section(t, models, config)
+    data["yardstick"] = _yardstick_section(t, models, config, sweep_base)
     data["judging"] = _judging_section(t, config, n, rc, result.stages)
     data["accuracy"] = _accuracy_section(t, groups, strategies, boot)
     data["throughput"] = run_stats(result, config)
@@ -748,9 +748,13 @@ def _classification_section(t: dict, models: list[str], boot: Callable) -> list[
     return out
 
 
-def _yardstick_section(t: dict, models: list[str], config) -> dict[str, Any]:
+def _yardstick_section(t: dict, models: list[str], config, sweep_base: dict[str, str] | None = None
+                       ) -> dict[str, Any]:
     """Under which category each prompt was judged (gold or the reference classification), and how often each
-    generator's own classification agrees with the reference."""
+    generator's own classification agrees with the reference: a sweep's generators once, under the configured name
+    (`sweep_base`: a swept generator's name → its configured one; they classify once, alike — one row per value
+    repeated the same figures)."""
+    sweep_base = sweep_base or {}
     prompts = _rows(t, "prompts")
     rows = _rows(t, "classifications")
     reference = {r["prompt_id"]: r["category"] for r in rows if r.get("role") == "reference"}
@@ -759,15 +763,15 @@ def _yardstick_section(t: dict, models: list[str], config) -> dict[str, Any]:
     own = [r for r in rows if r.get("role", "own") == "own"]
     voters = list(dict.fromkeys(r["model"] for r in rows if r.get("role") == "vote"))
     agreement = []
-    for model in models:
+    for model in _one_per_sweep(models, sweep_base):
         mine = [r for r in own if r["model"] == model and reference.get(r["prompt_id"])]
         # A failed request told the anchored strategies nothing (its groups wait for a rerun): no answer, left out
         # and counted, as in the classification section. An unread answer stays: those strategies got no category.
         failed = sum(1 for r in mine if request_failed(r.get("raw")))
         pairs = [(r["category"], reference[r["prompt_id"]]) for r in mine if not request_failed(r.get("raw"))]
         if pairs or failed:
-            agreement.append({"model": model, "prompts": len(pairs), "agree": sum(1 for a, b in pairs if a == b),
-                              "failed": failed})
+            agreement.append({"model": sweep_base.get(model, model), "prompts": len(pairs),
+                              "agree": sum(1 for a, b in pairs if a == b), "failed": failed})
     return {
         "gold": sum(1 for p in prompts if p["gold_category"]),
         "reference": sum(1 for p in prompts if not p["gold_category"] and reference.get(p["prompt_id"])),

@@ -4,6 +4,7 @@ value."""
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from engine.config import config_from_dict
@@ -252,3 +253,17 @@ def test_a_sweep_cell_says_on_how_many_of_its_groups_a_measure_rests():
     table = next(b for b in section.blocks if hasattr(b, "rows"))
     row = dict(zip(table.headers, table.rows[0]))
     assert row["unique"] == "2.25 [2.00, 2.50] (4 of 8)" and row["quality (1–5)"] == "3.50 [3.25, 3.75]"
+
+
+def test_the_yardstick_gives_a_sweeps_agreement_with_the_reference_once():
+    # A sweep's generators classify once, alike: the yardstick table gave one identical row per value.
+    from engine.report.data import _yardstick_section
+
+    prompts = [{"prompt_id": p, "gold_category": None} for p in ("p1", "p2")]
+    rows = [{"prompt_id": p, "model": m, "category": "G", "raw": "G", "role": "own"}
+            for p in ("p1", "p2") for m in ("m@t=0.5", "m@t=1")]
+    rows += [{"prompt_id": p, "model": "reference", "category": c, "raw": "majority", "role": "reference"}
+             for p, c in (("p1", "G"), ("p2", "H"))]
+    t = {"prompts": pa.Table.from_pylist(prompts), "classifications": pa.Table.from_pylist(rows)}
+    section = _yardstick_section(t, ["m@t=0.5", "m@t=1"], None, {"m@t=0.5": "m", "m@t=1": "m"})
+    assert section["agreement"] == [{"model": "m", "prompts": 2, "agree": 1, "failed": 0}]
