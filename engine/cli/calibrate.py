@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli.common import file_digest, output_path
+from engine.cli.common import file_digest, input_file, output_path
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role, hub_offline
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
@@ -66,10 +66,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.resamples < 0:
         raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
     output_path(args.out)
-    for flag, path in (("--pairs", args.pairs), ("--val", args.val)):
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"{flag} {path}: " + ("is a folder, expected a file" if Path(path).is_dir()
-                                                     else "no such file"))
+    input_file(args.pairs, "--pairs")
+    if args.val:
+        input_file(args.val, "--val")
     if args.val and file_digest(args.val) == file_digest(args.pairs):
         # Scored on the pairs it was fitted on, the "val" figures in the coefficients' provenance are in-sample.
         raise ConfigError(f"--val {args.val} holds the same pairs as --pairs {args.pairs}: give held-out pairs")

@@ -51,6 +51,15 @@ def load_run_config(path: Path | None, overrides: Sequence[str] = (), extra: dic
     return load_config(path or DEMO_CONFIG, {**parse_set(overrides), **(extra or {})})
 
 
+def input_file(path: str | Path, flag: str) -> Path:
+    """`path` as a command's input file, said as what it is where it is none (read before any work: a digest of it,
+    or the groups a run scores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskdivError(f"{flag} {path}: " + ("is a folder, expected a file" if path.is_dir() else "no such file"))
+    return path
+
+
 def output_path(path: str | Path, flag: str = "--out", folder: bool = False) -> Path:
     """`path` as an output of a command, checked before any work: its folder exists (with `folder`, the nearest
     existing one: an output folder is made with its parents) and can be written, and it is a file (or, with

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.common import add_config_arguments, load_run_config, output_path
+from engine.cli.common import add_config_arguments, input_file, load_run_config, output_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,9 +36,7 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     from engine.api import REWARDS_OVERRIDES, scored_rewards
     from engine.errors import TaskdivError
 
-    if not args.groups.is_file():
-        raise TaskdivError(f"--in {args.groups}: " + ("is a folder, expected a file" if args.groups.is_dir()
-                                                       else "no such file"))
+    input_file(args.groups, "--in")
     output_path(args.out)
     if args.out.resolve() == args.groups.resolve():
         raise TaskdivError(f"--out {args.out}: is the --in file; the rewards would replace the groups they score")

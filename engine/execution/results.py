@@ -41,6 +41,31 @@ class StageRecord:
     backend: dict[str, float] = field(default_factory=dict)  # summed batch counters: calls, retries, tokens…
     start_s: float | None = None  # when the stage took its first unit, in seconds since the run started
 
+    def recorded(self) -> dict[str, Any]:
+        """This record as run_stats.json keeps it, read back by read_run (the report's throughput adds its rates,
+        engine.report.run_stats)."""
+        b = self.backend or {}
+        return {
+            "stage": self.stage, "units": self.units, "units_reused": self.units_reused, "rows": self.rows,
+            "wall_s": self.wall_s,
+            "start_s": self.start_s,  # stages from sampling on overlap (streaming): start_s + wall_s is when it ended
+            "calls": b.get("calls", b.get("requests")), "requests": b.get("requests"),
+            "retries": b.get("retries", 0) if b else None, "row_errors": b.get("row_errors"),
+            "prompt_tokens": b.get("prompt_tokens"),
+            # served from vLLM's prefix cache, or a provider's prompt cache (prompt_tokens_details.cached_tokens)
+            "cached_prompt_tokens": b.get("cached_prompt_tokens"),
+            # An endpoint that answered without token counts: the generated tokens are unknown, not the counted part.
+            "completion_tokens": None if b.get("tokens_missing") else b.get("completion_tokens"),
+            # Replies without token usage make the stage's cost unknown, not the priced share that was reported.
+            "cost_usd": None if b.get("usage_missing") else b.get("cost_usd"),
+            "usage_missing": int(b.get("usage_missing") or 0),
+            "failed_shards": len(self.failed),
+            # Why, by shard: a report rendered again from the directory (read_run) says what failed, not "nothing".
+            "failed": {k: why[:500] for k, why in self.failed.items()},
+            "retry_failed": {k: why[:500] for k, why in self.retry_failed.items()},
+            **{k: getattr(self, k) for k in ROW_COUNTS},
+        }
+
 
 ROW_COUNTS = ("rows_reused", "rows_retried", "rows_transient", "rows_gave_up", "rows_to_retry")
 # The summed backend counters a stage's record keeps in run_stats.json (read back by read_run).
@@ -75,23 +100,11 @@ class RunResult:
         before its report (a kill, a figure that failed to draw) must still say which shards failed — a failed
         sample shard's groups are simply absent from the tables. The report rewrites the file with its throughput
         (engine.report.run_stats), which holds every key of this one."""
-        stages = []
-        for r in self.stages:
-            b = r.backend or {}
-            counts = {k: b.get(k) for k in BACKEND_COUNTS} | {"calls": b.get("calls", b.get("requests"))}
-            # Unknown where a reply had no usage, as the report's throughput has them (not the counted part).
-            counts["completion_tokens"] = None if b.get("tokens_missing") else counts["completion_tokens"]
-            counts["cost_usd"] = None if b.get("usage_missing") else counts["cost_usd"]
-            stages.append({"stage": r.stage, "units": r.units, "units_reused": r.units_reused, "rows": r.rows,
-                           "wall_s": r.wall_s, "start_s": r.start_s, **counts, "failed_shards": len(r.failed),
-                           "failed": {k: why[:500] for k, why in r.failed.items()},
-                           "retry_failed": {k: why[:500] for k, why in r.retry_failed.items()},
-                           **{k: getattr(r, k) for k in ROW_COUNTS}})
         # "records": not the report's schema 1 (benchmarks/collect_runs.py reads its throughput, absent here).
         return {"schema": "records", "run_dir": str(self.run_dir), "wall_s": self.wall_s,
                 "peak_rss_bytes": self.peak_rss_bytes,
                 "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(self.model_load_s.items())},
-                "stages": stages, "skipped_inputs": list(self.skipped_inputs),
+                "stages": [r.recorded() for r in self.stages], "skipped_inputs": list(self.skipped_inputs),
                 "load_warnings": list(self.load_warnings)}
 
 

@@ -96,9 +96,6 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        # Files read whole (Store._readable): this process's, shared by every Store (a reward function makes a
-        # Pipeline, so a Store, each training step, and each read every shard of the directory again).
-        self._readable_seen = _READABLE_SEEN
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{uuid.uuid4().hex}"
@@ -133,14 +130,14 @@ class Store:
         """Whether read(path) succeeds; a file read once is not read again while it is unchanged."""
         stat = path.stat()
         stamp = (str(path), stat.st_size, stat.st_mtime_ns)
-        if stamp in self._readable_seen:
+        if stamp in _READABLE_SEEN:
             return True
         try:
             read(path)
         except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
             log.warning("%s: unreadable (%s); that shard is computed again", path, str(exc)[:160])
             return False
-        self._readable_seen.add(stamp)
+        _READABLE_SEEN.add(stamp)
         return True
 
     def rows_path(self, table: str, key: str) -> Path:
@@ -266,8 +263,9 @@ class Store:
         return path
 
 
-# (path, size, mtime_ns) of the files this process found readable: a file replaced (atomically, renamed over it) has
-# another stamp and is read again. Guarded by the GIL: only set.add and membership.
+# (path, size, mtime_ns) of the files this process found readable (Store._readable), shared by every Store: a reward
+# function makes a Pipeline, so a Store, at each training step, and each read every shard again. A file replaced
+# (atomically, renamed over it) has another stamp and is read again. Guarded by the GIL: only set.add and membership.
 _READABLE_SEEN: set[tuple[str, int, int]] = set()
 
 

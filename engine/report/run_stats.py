@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.execution.results import ROW_COUNTS
 from engine.report.run_shape import run_group_size, run_strategies
 
 RUN_STATS_SCHEMA = 1
@@ -42,17 +41,15 @@ def run_stats(result, config) -> dict[str, Any]:
     for r in result.stages:
         kind, _, rest = r.stage.partition("[")
         model = rest.rstrip("]") or None
-        b = dict(r.backend or {})
         # Rows a backend computed in this run: a shard re-cut (another shard_size) reads every row back by its key
         # (rows_reused) in a unit that was not itself reused, and reported a throughput for no work at all.
         reused_rows = getattr(r, "rows_reused", 0) or 0
         rows_computed = r.rows - reused_rows - (getattr(r, "rows_gave_up", 0) or 0)
         computed = rows_computed > 0
         everything_now = r.units_reused == 0 and reused_rows == 0  # every row of the stage computed in this run
-        # An endpoint that answered without token counts: the stage's generated tokens are unknown, not the part
-        # that was counted (tok/s shows –).
-        tokens = None if b.get("tokens_missing") else b.get("completion_tokens")
-        if tokens is None and not b.get("tokens_missing") and kind == "sample" and everything_now \
+        recorded = r.recorded()  # tokens unknown where an endpoint answered without counts (tok/s shows –)
+        tokens = recorded["completion_tokens"]
+        if tokens is None and not (r.backend or {}).get("tokens_missing") and kind == "sample" and everything_now \
                 and responses is not None:
             # Backends without token counters: the responses' own token counts (all computed in this run), where
             # each is known.
@@ -64,34 +61,14 @@ def run_stats(result, config) -> dict[str, Any]:
         # Pairs per second only when every shard ran now: a partly reused stage judged an unknown share of them.
         pairs_rate = _rate(pairs, r.wall_s, computed and everything_now)
         stages.append({
-            "stage": r.stage,
+            **recorded,
             "kind": kind,
             "model": model,
-            "units": r.units,
-            "units_reused": r.units_reused,
-            "rows": r.rows,
-            "wall_s": r.wall_s,
-            "start_s": r.start_s,  # stages from sampling on overlap (streaming): start_s + wall_s is when it ended
             "rows_per_s": _rate(rows_computed, r.wall_s, computed),
-            "calls": b.get("calls", b.get("requests")),
-            "requests": b.get("requests"),
-            "retries": b.get("retries", 0) if b else None,
-            "row_errors": b.get("row_errors"),
-            "prompt_tokens": b.get("prompt_tokens"),
-            # served from vLLM's prefix cache, or a provider's prompt cache (prompt_tokens_details.cached_tokens)
-            "cached_prompt_tokens": b.get("cached_prompt_tokens"),
             "completion_tokens": tokens,
             "completion_tokens_per_s": _rate(tokens, r.wall_s, computed),
             "pairs_judged": pairs,
             "pairs_per_s": pairs_rate,
-            # Replies without token usage make the stage's cost unknown, not the priced share that was reported.
-            "cost_usd": None if b.get("usage_missing") else b.get("cost_usd"),
-            "usage_missing": int(b.get("usage_missing") or 0),
-            "failed_shards": len(r.failed),
-            # Why, by shard: a report rendered again from the directory (read_run) says what failed, not "nothing".
-            "failed": {k: why[:500] for k, why in r.failed.items()},
-            "retry_failed": {k: why[:500] for k, why in getattr(r, "retry_failed", {}).items()},
-            **{k: getattr(r, k, 0) for k in ROW_COUNTS},
         })
 
     def total(key: str) -> float | None:
