@@ -6,7 +6,8 @@
 
 Every source named (default: all) is tried; the failures are listed at the end, one line each starting with the
 source's name, and the exit code is then 2. Importing every source from a folder, a source the folder has no files
-of is listed as not imported, which is not a failure.
+of is listed as not imported, which is not a failure. Each source fetched is told with its files' rows (JSONL,
+CSV, Parquet) and, for a Hugging Face source, the revision recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.inputs.fetch import Source
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +68,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             failed.append(f"{name}: {_reason(name, exc)}")
             continue
         pinned = "verified (sha256 + size)" if src.pinned else "recorded (sha256 + size at first fetch)"
-        print(f"{name}: {len(files)} files in {fetch.source_dir(name)} — {pinned}")
+        print(f"{name}: {len(files)} file{'' if len(files) == 1 else 's'} in {fetch.source_dir(name)} — {pinned}"
+              + _details(src, files))
     for line in absent:
         print(f"not imported: {line}")
     if absent and len(absent) == len(names):  # a folder with none of the files: most likely the wrong folder
@@ -71,6 +77,22 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     for line in failed:
         print(f"error: {line}", file=sys.stderr)
     return 2 if failed else 0  # 2: what the command line returns for any other error (engine.cli)
+
+
+def _details(src: Source, files: dict[str, Path]) -> str:
+    """What was fetched, beyond the file count: a Hugging Face source's revision, and each file's rows where the
+    format tells them cheaply (a different count than the paper's is seen here, not in the middle of a run)."""
+    from engine.inputs import fetch
+
+    parts = []
+    if src.hf_dataset is not None:
+        revision = fetch.fetched_record(src).get("revision")
+        parts.append(f"revision {revision}" if revision else "revision not known (imported, not pinned)")
+    for rel, path in sorted(files.items()):
+        rows = fetch.count_rows(path)
+        if rows is not None:
+            parts.append(f"{rel}: {rows:,} rows")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _reason(name: str, exc: Exception) -> str:

@@ -226,7 +226,7 @@ def test_fetching_every_source_tries_each_and_reports_every_failure(served, caps
             "files": [{"name": "x.csv", "url": f"{server.url}/x.csv"}]}))
         assert main(["fetch"]) == 2
     out, err = capsys.readouterr()
-    assert f"math500: 1 files in {fetch.source_dir('math500')}" in out
+    assert f"math500: 1 file in {fetch.source_dir('math500')} — verified (sha256 + size); test.jsonl: 40 rows" in out
     assert fetch.cached_files(fetch.source("math500")) is not None
     lines = [line for line in err.splitlines() if line.startswith("error:")]  # not the progress bars
     assert len(lines) == 2
@@ -321,8 +321,10 @@ def fake_hub(tmp_path, monkeypatch):
     hub = {"main": "rev1", "content": {"rev1": rows, "rev2": rows[:1]}, "downloads": []}
 
     class Api:
-        def dataset_info(self, repo_id, token=None):
-            return type("Info", (), {"sha": hub["main"]})()
+        def dataset_info(self, repo_id, revision=None, token=None):
+            files = ["README.md", "v2/test-00000-of-00001.parquet"]
+            return type("Info", (), {"sha": revision or hub["main"],
+                                     "siblings": [type("Sibling", (), {"rfilename": f})() for f in files]})()
 
     def snapshot_download(repo_id, *, repo_type, revision, allow_patterns, local_dir, token):
         hub["downloads"].append(revision)
@@ -533,3 +535,221 @@ def test_a_damaged_fetch_record_is_not_fetched_not_a_traceback(served, damage, c
         assert "Traceback" not in capsys.readouterr().err
         assert fetch.fetch("math500", progress=False)["test.jsonl"].read_bytes() == data
     assert fetch.cached_files(fetch.source("math500")) is not None
+
+
+# Community Alignment: copies of the dataset name its file differently, and the hub could not be checked offline.
+CA_SAMPLE = REPO / "tests" / "test_data" / "community_alignment_sample.csv"
+CA_SHA = "97343c7f" + "0" * 32
+
+
+@pytest.fixture
+def ca_hub(tmp_path, monkeypatch):
+    """The real community_alignment manifest, the cache in tmp_path, and a hub whose repository holds `hub["files"]`
+    (name → bytes): listed by dataset_info, and downloaded by snapshot_download where they match allow_patterns
+    (fnmatch, as huggingface_hub filters them)."""
+    import fnmatch
+    import shutil
+
+    import huggingface_hub
+
+    manifests = tmp_path / "sources"
+    manifests.mkdir()
+    shutil.copy(REPO / "datasets" / "sources" / "community_alignment.yaml", manifests)
+    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    hub = {"files": {}, "downloads": []}
+
+    class Api:
+        def dataset_info(self, repo_id, revision=None, token=None):
+            assert repo_id == "facebook/community-alignment-dataset"
+            siblings = [type("Sibling", (), {"rfilename": name})() for name in hub["files"]]
+            return type("Info", (), {"sha": revision or CA_SHA, "siblings": siblings})()
+
+    def snapshot_download(repo_id, *, repo_type, revision, allow_patterns, local_dir, token):
+        hub["downloads"].append((revision, list(allow_patterns)))
+        for name, data in hub["files"].items():
+            if any(fnmatch.fnmatch(name, p) for p in allow_patterns):
+                (Path(local_dir) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(local_dir) / name).write_bytes(data)
+        return local_dir
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return hub
+
+
+@pytest.mark.parametrize("layout,taken", [
+    (["README.md", "community_alignment.csv"], "community_alignment.csv"),  # public scripts' name, at the root
+    (["README.md", "data/filtered_community_alignment.csv", "data/full_community_alignment.csv"],
+     "data/filtered_community_alignment.csv"),  # split "filtered", as older code loads it
+    (["data/filtered_community_alignment.csv", "community_alignment.csv"], "community_alignment.csv"),  # the first
+])
+def test_community_alignment_is_fetched_under_either_name_and_the_one_taken_is_recorded(ca_hub, capsys, layout,
+                                                                                         taken):
+    # The manifest asked for data/filtered_community_alignment.csv alone: a repository holding community_alignment.csv
+    # (as public scripts download it) was "no file matching", and the source could not be had at all.
+    data = CA_SAMPLE.read_bytes()
+    ca_hub["files"] = {name: data for name in layout}
+    assert main(["fetch", "community_alignment"]) == 0
+    out = capsys.readouterr().out
+    assert f"revision {CA_SHA}; {taken}: 6 rows" in out  # what was fetched, said: the revision and the rows
+    assert ca_hub["downloads"] == [(CA_SHA, [taken])]  # one file, not every alternative
+    record = json.loads((fetch.source_dir("community_alignment") / fetch.FETCHED).read_text())
+    assert record["revision"] == CA_SHA and list(record["files"]) == [taken]
+    assert record["files"][taken]["pattern"] == taken and record["files"][taken]["sha256"] == hashlib.sha256(
+        data).hexdigest()
+    from engine.inputs.prompts import LoadReport
+
+    report = LoadReport()
+    prompts = load_prompts(config_from_dict({"prompts": {"source": "community_alignment"}}).prompts, report,
+                           offline=True)
+    assert len(prompts) == 3 and "1 repeats of an earlier row's prompt folded into it" in report.warnings[0]
+
+
+def test_a_repository_without_the_file_is_told_with_the_files_it_has(ca_hub, capsys):
+    ca_hub["files"] = {"README.md": b"card", **{f"data/part-{k:02}.parquet": b"x" for k in range(10)}}
+    with pytest.raises(fetch.FetchError) as info:
+        fetch.fetch("community_alignment", progress=False)
+    assert str(info.value) == (
+        f"source community_alignment: facebook/community-alignment-dataset at revision {CA_SHA} has no file "
+        "matching 'community_alignment.csv' or 'data/filtered_community_alignment.csv'; it has README.md, "
+        "data/part-00.parquet, data/part-01.parquet, data/part-02.parquet, data/part-03.parquet, "
+        "data/part-04.parquet, data/part-05.parquet, data/part-06.parquet … (11 files)")
+    assert ca_hub["downloads"] == []  # nothing downloaded for a repository that lacks the file
+    assert main(["fetch", "community_alignment"]) == 2
+    err = capsys.readouterr().err
+    assert "error: community_alignment: facebook/community-alignment-dataset at revision" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["community_alignment/community_alignment.csv",
+                                   "data/filtered_community_alignment.csv"])
+def test_community_alignment_imports_from_a_folder_under_either_name(ca_hub, tmp_path, capsys, where):
+    have = tmp_path / "have"
+    (have / where).parent.mkdir(parents=True)
+    (have / where).write_bytes(CA_SAMPLE.read_bytes())
+    assert main(["fetch", "community_alignment", "--from", str(have)]) == 0
+    out = capsys.readouterr().out
+    name = where.removeprefix("community_alignment/")
+    assert f"revision not known (imported, not pinned); {name}: 6 rows" in out
+    record = json.loads((fetch.source_dir("community_alignment") / fetch.FETCHED).read_text())
+    assert record["files"][name]["imported"] == str(have / where) and record["revision"] is None
+    path = fetch.ensure("community_alignment", offline=True)
+    assert path == fetch.source_dir("community_alignment") / name
+
+
+# Provenance: fetching again rewrote the whole record.
+def test_a_file_imported_then_fetched_again_keeps_where_it_was_imported_from(served, tmp_path):
+    files, data, manifest = served
+    have = tmp_path / "have"
+    (have / "math500").mkdir(parents=True)
+    (have / "math500" / "test.jsonl").write_bytes(data)
+    with FileServer(files) as server:
+        manifest(server.url)
+        fetch.import_from("math500", have)
+        fetch.source_dir("math500").joinpath("test.jsonl").unlink()
+        fetch.fetch("math500", progress=False)  # downloaded again: the same bytes
+        assert len(server.requests) == 1
+    entry = json.loads((fetch.source_dir("math500") / fetch.FETCHED).read_text())["files"]["test.jsonl"]
+    assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "url": f"{server.url}/test.jsonl",
+                     "imported": str(have / "math500" / "test.jsonl"), "imported_from": str(have.resolve())}
+    new = data + data[:200]  # other bytes (a manifest pinned anew): the old entry says nothing of them
+    (files / "test.jsonl").write_bytes(new)
+    with FileServer(files) as server:
+        (fetch.SOURCES_DIR / "math500.yaml").write_text(yaml.safe_dump({
+            "name": "math500", "title": "test math", "license": "MIT", "homepage": "https://example.org",
+            "loader": "math500", "main": "test.jsonl",
+            "files": [{"name": "test.jsonl", "url": f"{server.url}/test.jsonl",
+                       "sha256": hashlib.sha256(new).hexdigest(), "size": len(new)}]}))
+        fetch.fetch("math500", progress=False)
+    entry = json.loads((fetch.source_dir("math500") / fetch.FETCHED).read_text())["files"]["test.jsonl"]
+    assert entry == {"sha256": hashlib.sha256(new).hexdigest(), "size": len(new), "url": f"{server.url}/test.jsonl"}
+
+
+def test_importing_a_hugging_face_source_keeps_the_fetched_revision_where_the_bytes_are_the_same(fake_hub, tmp_path):
+    # Imported over a copy fetched online, the record's commit became revision: null.
+    import shutil
+
+    hub, rows = fake_hub
+    cached = fetch.ensure("wildbench", offline=False)
+    have = tmp_path / "have" / "wildbench" / "v2"
+    have.mkdir(parents=True)
+    shutil.copy(cached, have / cached.name)
+    fetch.import_from("wildbench", tmp_path / "have")
+    record = json.loads((fetch.source_dir("wildbench") / fetch.FETCHED).read_text())
+    entry = record["files"]["v2/test-00000-of-00001.parquet"]
+    assert record["revision"] == "rev1" and entry["imported"] == str(have / cached.name)
+    assert entry["pattern"] == "v2/*.parquet"
+    pq.write_table(pa.Table.from_pylist(rows[:2]), have / cached.name)  # other bytes: no longer rev1's
+    fetch.import_from("wildbench", tmp_path / "have")
+    record = json.loads((fetch.source_dir("wildbench") / fetch.FETCHED).read_text())
+    assert record["revision"] is None and "url" not in record["files"]["v2/test-00000-of-00001.parquet"]
+
+
+# MacGyver's workbooks: parsed by openpyxl before the CSV made from them can be verified.
+def test_the_macgyver_manifest_pins_its_workbooks():
+    # The git blobs of the two paths at the pinned commit (2559be24…, bfe88fd7…): 569,095 and 100,502 bytes.
+    assert [(f.name, f.download_size, f.download_sha256[:12]) for f in fetch.source("macgyver").files] == [
+        ("problem_solution_pair.csv", 569095, "85faadd871e0"), ("additional_human_solutions.csv", 100502,
+                                                               "de9f6c7f6ebd")]
+
+
+def test_a_workbook_is_checked_against_its_pins_before_it_is_parsed(tmp_path, monkeypatch):
+    import shutil
+
+    import openpyxl
+
+    served = tmp_path / "served"
+    served.mkdir()
+    book = openpyxl.Workbook()
+    for row in [("Problem", "Solvable?"), ("Open a jar without a grip.", "Yes")]:
+        book.active.append(row)
+    book.save(served / "problems.xlsx")
+    good = (served / "problems.xlsx").read_bytes()
+    csv_text = "Problem,Solvable?\r\nOpen a jar without a grip.,Yes\r\n".encode()
+    manifests = tmp_path / "sources"
+    manifests.mkdir()
+    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "datasets" / "sheet"
+
+    def manifest(url: str, **pins) -> None:
+        (manifests / "sheet.yaml").write_text(yaml.safe_dump({
+            "name": "sheet", "title": "t", "license": "MIT", "homepage": "https://example.org", "main": "p.csv",
+            "files": [{"name": "p.csv", "url": f"{url}/problems.xlsx", "convert": "xlsx-to-csv", **pins,
+                       "sha256": hashlib.sha256(csv_text).hexdigest(), "size": len(csv_text)}]}))
+
+    pins = {"download_sha256": hashlib.sha256(good).hexdigest(), "download_size": len(good)}
+    parsed = []
+    load_workbook = openpyxl.load_workbook
+    monkeypatch.setattr(openpyxl, "load_workbook", lambda *a, **k: parsed.append(a[0]) or load_workbook(*a, **k))
+    with FileServer(served) as server:
+        manifest(server.url, **pins)
+        assert fetch.fetch("sheet", progress=False)["p.csv"].read_bytes() == csv_text and len(parsed) == 1
+        assert sorted(p.name for p in folder.iterdir()) == [fetch.FETCHED, "p.csv"]  # the workbook deleted
+
+        shutil.rmtree(folder)
+        (served / "problems.xlsx").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # same size, one bit changed
+        with pytest.raises(fetch.FetchError, match=rf"p\.csv: the downloaded workbook problems\.xlsx: sha256 "
+                                                   rf"mismatch — expected {pins['download_sha256']}, got "):
+            fetch.fetch("sheet", progress=False)
+        (served / "problems.xlsx").write_bytes(good + b"\0" * 5000)
+        with pytest.raises(fetch.FetchError, match=rf"sends {len(good) + 5000} bytes, the manifest pins {len(good)}"):
+            fetch.fetch("sheet", progress=False)
+        assert len(parsed) == 1 and not [p for p in folder.iterdir() if "xlsx" in p.name]  # neither was opened
+
+        # Not pinned: still not downloaded past a cap, as it is parsed before anything verifies it.
+        monkeypatch.setattr(fetch, "MAX_WORKBOOK_DOWNLOAD", 1000)
+        manifest(server.url)
+        with pytest.raises(fetch.FetchError, match=rf"sends {len(good) + 5000} bytes, an unpinned workbook may "
+                                                   r"have 1000"):
+            fetch.fetch("sheet", progress=False)
+    assert len(parsed) == 1
+
+    # A pin on the download of a file that is not converted means nothing: said, naming the key.
+    (manifests / "sheet.yaml").write_text(yaml.safe_dump({
+        "name": "sheet", "title": "t", "license": "MIT", "homepage": "https://example.org", "main": "p.csv",
+        "files": [{"name": "p.csv", "url": "http://127.0.0.1:9/p.csv", "download_size": 5}]}))
+    with pytest.raises(fetch.FetchError, match=r"sheet\.yaml: files\[0\]\.download_size: only for a file that is "
+                                               r"converted"):
+        fetch.source("sheet")
