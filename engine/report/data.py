@@ -191,7 +191,7 @@ def report_data(result, config) -> dict[str, Any]:
                                                                 and config.judge.cascade.enabled),
                                          calibrated=[j.name for j in getattr(config, "judges", [])
                                                      if j.backend == CALIBRATED])
-    data["graders"] = _graders_section(t, models, strategies, rc)
+    data["graders"] = _graders_section(t, models, strategies, rc, groups, n)
     data["deviations"] = deviations(config, t.get("prompts"))
     data["by_strategy"] = _by_strategy(groups, n)
     data["class_measures"] = _class_section(groups, n, boot)
@@ -311,31 +311,38 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
     out: dict[str, Any] = {"quality_run": has_quality, "reward_available": reward, "reward_ran": reward_ran,
                            "quality_3a": "reward model score" if reward else "checklist quality (1–5)"}
     complete = [g for g in groups if is_complete(g, n)]
+    # Figure 3a plots no count: every group with its n responses is in it, whether or not a judge's count resolved
+    # (a trace-only run has no answer count at all, and 3a was empty); 3b plots the count, so complete groups only.
+    full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == n]
     if reward_ran:
         # A response the reward model could not read whole has no score: unknown, out of the means, and counted.
         # Groups with no reward rows at all (the stage's shard failed; a run written before n_rewarded) are not
-        # put down to length: they are counted apart.
-        scored = [g for g in complete if g.get("n_rewarded") is not None]
+        # put down to length: they are counted apart. Over Figure 3a's groups, the only figure the score is in
+        # (counted over complete groups, 3a's unresolved groups' missing scores went unsaid).
+        scored = [g for g in full if g.get("n_rewarded") is not None]
         responses = sum(g["n_responses"] or 0 for g in scored)
         rewarded = sum(g["n_rewarded"] for g in scored)
         out["rewards"] = {"responses": responses, "rewarded": rewarded, "unrewarded": responses - rewarded,
                           "groups_without_reward": sum(1 for g in scored if not finite(g.get("reward_mean"))),
-                          "groups_not_scored": len(complete) - len(scored)}
+                          "groups_not_scored": len(full) - len(scored)}
     if not has_quality and not reward:
         out["note"] = "quality was not measured in this run (quality.enabled: false), so there is no trade-off to plot"
         out["points_3a"], out["points_3b"], out["contrasts"] = [], [], []
         return out
     y3a = "reward_mean" if reward else "quality_mean"
     if has_quality:
-        # An unread grade (or a prompt whose checklist was never read) is unknown: out of the means, and counted.
-        responses = sum(g["n_responses"] or 0 for g in complete)
-        graded = sum(g.get("n_graded") or 0 for g in complete)
-        out["grades"] = {"responses": responses, "graded": graded, "ungraded": responses - graded,
-                         "groups_without_quality": sum(1 for g in complete if not finite(g.get("quality_mean")))}
+        # An unread grade (or a prompt whose checklist was never read) is unknown: out of the means, and counted —
+        # per figure, over the groups its quality points are over: 3a's (where it plots checklist quality) hold the
+        # groups whose count did not resolve, whose missing grades a count over complete groups never said.
+        pools = {"3b": complete} if reward else {"3a": full, "3b": complete}
+        out["grades"] = {}
+        for figure, pool in pools.items():
+            responses = sum(g["n_responses"] or 0 for g in pool)
+            graded = sum(g.get("n_graded") or 0 for g in pool)
+            out["grades"][figure] = {
+                "groups": len(pool), "responses": responses, "graded": graded, "ungraded": responses - graded,
+                "groups_without_quality": sum(1 for g in pool if not finite(g.get("quality_mean")))}
     points = {"points_3a": [], "points_3b": []}
-    # Figure 3a plots no count: every group with its n responses is in it, whether or not a judge's count resolved
-    # (a trace-only run has no answer count at all, and 3a was empty); 3b plots the count, so complete groups only.
-    full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == n]
     for model in models:
         for strategy in strategies:
             for key, xcol, ycol, pool in (("points_3a", "vocab_div", y3a, full),
@@ -426,19 +433,36 @@ def _spearman_section(groups: list[dict], n: int, rc: ReportConfig, t: dict | No
     return out
 
 
-def _graders_section(t: dict, models: list[str], strategies: list[str], rc: ReportConfig) -> dict[str, Any]:
-    """With several graders: each one's mean grade per model and strategy, and how well they agree per response."""
+def _graders_section(t: dict, models: list[str], strategies: list[str], rc: ReportConfig, groups: list[dict],
+                     n: int) -> dict[str, Any]:
+    """With several graders: each one's mean grade per model and strategy, over the groups with all n responses
+    (`groups`: the groups table's rows) and as a mean of group means, as the quality by strategy beside it is; and
+    how well they agree per response (over every response both graded)."""
     rows = _rows(t, "quality")
     graders = list(dict.fromkeys(r["grader"] for r in rows))
     if len(graders) < 2:
-        return {"graders": graders, "means": [], "agreement": []}
+        return {"graders": graders, "means": [], "agreement": [], "ungraded": {}}
+    # A mean over every response let short and failed groups in, and weighed a group by its responses, where the
+    # strategy's quality weighs each group with all n responses once: the two columns did not compare.
+    full = {(g["prompt_id"], g["model"], g["strategy"]) for g in groups
+            if g["status"] == "ok" and g["n_responses"] == n}
+    per_group: dict[tuple, list[float]] = defaultdict(list)
+    ungraded: dict[str, int] = {g: 0 for g in graders}
+    for r in rows:
+        key = (r["prompt_id"], r["model"], r["strategy"])
+        if key not in full:
+            continue
+        if finite(r["grade"]):
+            per_group[key + (r["grader"],)].append(r["grade"])
+        else:  # unknown: out of the grader's means, and counted
+            ungraded[r["grader"]] += 1
     means = []
     for model in models:
         for strategy in strategies:
             row = {"model": model, "strategy": strategy}
             for g in graders:
-                row[g] = _mean(r["grade"] for r in rows if r["model"] == model and r["strategy"] == strategy
-                               and r["grader"] == g)
+                row[g] = _mean(sum(v) / len(v) for (_, m, s, grader), v in per_group.items()
+                               if m == model and s == strategy and grader == g)
             means.append(row)
     by_response: dict[tuple, dict[str, int]] = defaultdict(dict)
     for r in rows:
@@ -455,7 +479,7 @@ def _graders_section(t: dict, models: list[str], strategies: list[str], rc: Repo
             agreement.append({"a": a, "b": b, "responses": len(both),
                               "exact": sum(x == y for x, y, _ in both) / len(both) if both else None,
                               "spearman": est.to_dict()})
-    return {"graders": graders, "means": means, "agreement": agreement}
+    return {"graders": graders, "means": means, "agreement": agreement, "ungraded": ungraded}
 
 
 # The paper's setup, for the deviations section.
@@ -825,7 +849,9 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
         js = [j for j in judgments if j["judge"] == judge]
         row = {
             "judge": judge,
-            "groups": len(cs),
+            # The groups its mean is over: a short or failed group's count (0 or 1 of 1) says nothing of diversity,
+            # and len(cs) counted every group the judge stage wrote a row for, empty ones included.
+            "groups": len(complete),
             "unique_mean": _mean(c["unique"] for c in complete),
             "complete_groups": len(complete),
             "pairs_judged": sum(c["n_pairs_judged"] for c in cs),
@@ -882,7 +908,7 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
     agreement = []
     for a_idx, a in enumerate(names):
         for b in names[a_idx + 1:]:
-            agreement.append(_judge_pair_agreement(a, b, judgments, comps, rc))
+            agreement.append(_judge_pair_agreement(a, b, judgments, comps, rc, groups, n))
     return {
         "judges": names,
         "single_judge": len(names) < 2,
@@ -920,11 +946,13 @@ def _cascade_audit(judgments: list[dict], threshold: float, rc: ReportConfig) ->
                                                   and j["p_audit"] >= threshold)}
 
 
-def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dict], rc: ReportConfig) -> dict:
-    """Agreement of two judges. Primary, over groups: how often their resolved unique counts are equal (overall and
-    per category) and the rank correlation of the counts. Over pairs (Cohen's κ), only on the agreement sample:
-    groups every judge judged in full (judge.agreement_sample_rate), so that the pairs compared do not depend on
-    either judge's own verdicts, as they do under pruning."""
+def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dict], rc: ReportConfig,
+                          group_rows: dict[tuple, dict], n: int) -> dict:
+    """Agreement of two judges. Primary, over the complete groups (`group_rows`: the groups table by key; is_complete
+    under group size n): how often their resolved unique counts are equal (overall and per category) and the rank
+    correlation of the counts. Over pairs (Cohen's κ), only on the agreement sample: groups every judge judged in
+    full (judge.agreement_sample_rate), so that the pairs compared do not depend on either judge's own verdicts, as
+    they do under pruning."""
     sample = {(c["prompt_id"], c["model"], c["strategy"]) for c in comps if c.get("agreement_sample")}
 
     def verdicts(judge: str) -> dict[tuple, str]:
@@ -944,7 +972,11 @@ def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dic
                 if c["judge"] == judge and c.get("resolved", True) and c["unique"] is not None}
 
     ua, ub = counts(a), counts(b)
-    groups = sorted(set(ua) & set(ub))
+    both = set(ua) & set(ub)
+    # Complete groups only, as in the means: the judge stage writes a count for every group, and a group with no
+    # response (a system-prompt group that did not parse) or a single one has the same count from every judge,
+    # whatever they would say of n responses — agreement that measures nothing. Those left out are counted.
+    groups = sorted(k for k in both if (g := group_rows.get(k)) is not None and is_complete(g, n))
     rho = spearman_with_ci([ua[g]["unique"] for g in groups], [ub[g]["unique"] for g in groups],
                            clusters=[g[0] for g in groups], resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
                            names=(f"{a}'s count", f"{b}'s count"), unit="groups")
@@ -955,6 +987,7 @@ def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dic
         "a": a,
         "b": b,
         "groups_both": len(groups),
+        "groups_left_out": len(both) - len(groups),
         "unique_exact": (sum(ua[g]["unique"] == ub[g]["unique"] for g in groups) / len(groups)) if groups else None,
         "unique_exact_by_category": {cat: {"groups": len(v), "exact": sum(v) / len(v)}
                                      for cat, v in sorted(by_category.items())},

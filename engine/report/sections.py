@@ -230,29 +230,26 @@ def _tradeoff_view(data: dict[str, Any], ci: str) -> Section:
     s.blocks.append(Para(
         "The paper's claim: a general metric against a reward score shows a diversity–quality trade-off that mostly "
         "disappears when diversity is functional (task-anchored) and quality is checklist-based. One point per "
-        f"strategy: mean over complete groups, {ci} bootstrap intervals over prompts on both axes."))
+        f"strategy, {ci} bootstrap intervals over prompts on both axes. Figure 3a plots no count: its means are over "
+        "every group with all n responses, a group whose unique count did not resolve included; Figure 3b's are "
+        "over the groups with all n responses and a resolved count."))
     if not t["reward_available"]:
-        why = ("The reward model scored no response of a complete group" if t.get("reward_ran")
+        why = ("The reward model scored no response" if t.get("reward_ran")
                else "No reward model ran in this run")
-        s.blocks.append(Para(f"{why}: Figure 3a uses checklist quality on its y axis, so 3a and 3b differ only in "
-                             "the diversity measure.", lead="Note."))
+        s.blocks.append(Para(f"{why}: Figure 3a uses checklist quality on its y axis, so 3a and 3b differ in the "
+                             "diversity measure and in 3a's groups whose count did not resolve.", lead="Note."))
     rewards = t.get("rewards")
     if rewards and rewards["unrewarded"]:
         s.blocks.append(Para(
-            f"{rewards['rewarded']} of {rewards['responses']} responses of complete groups have a reward model "
-            f"score; {rewards['unrewarded']} have none (the conversation is longer than the reward model reads: "
+            f"{rewards['rewarded']} of {rewards['responses']} responses of the groups with all n responses (Figure "
+            f"3a's) have a reward model score; {rewards['unrewarded']} have none (the conversation is longer than "
+            "the reward model reads: "
             f"quality.reward_model.options.max_length, or the model's context): unknown, out of the means. "
             f"{rewards['groups_without_reward']} groups have no score at all.", lead="Unscored."))
     if rewards and rewards.get("groups_not_scored"):
-        s.blocks.append(Para(f"{rewards['groups_not_scored']} complete groups were not scored by the reward model "
-                             "(its shard failed: see Failures; a rerun scores them).", lead="Not scored."))
-    grades = t.get("grades")
-    if grades and grades["ungraded"]:
-        s.blocks.append(Para(
-            f"{grades['graded']} of {grades['responses']} responses of complete groups have a checklist grade; "
-            f"{grades['ungraded']} have none (a grade that could not be read twice, or a prompt whose checklist "
-            f"could not be read): unknown, out of the means. {grades['groups_without_quality']} groups have no "
-            "grade at all and are left out of the quality points.", lead="Ungraded."))
+        s.blocks.append(Para(f"{rewards['groups_not_scored']} groups with all n responses were not scored by the "
+                             "reward model (its shard failed: see Failures; a rerun scores them).", lead="Not scored."))
+    s.blocks += _ungraded_blocks(t.get("grades") or {})
     s.blocks.append(FigureRef("figure3a_general", f"Figure 3a: vocabulary diversity vs {t['quality_3a']}."))
     s.blocks.append(FigureRef("figure3b_functional", "Figure 3b: functional diversity vs checklist quality."))
     for key, fig, xname, yname, digits in (("points_3a", "3a", "vocabulary diversity", t["quality_3a"], 3),
@@ -271,6 +268,31 @@ def _tradeoff_view(data: dict[str, Any], ci: str) -> Section:
             "Paired over prompts both strategies answered in full; a negative difference is a quality cost of "
             "diversity."))
     return s
+
+
+# The groups each trade-off figure's means are over (data._tradeoff_section).
+TRADEOFF_GROUPS = {"3a": "every group with all n responses",
+                   "3b": "the groups with all n responses and a resolved count"}
+
+
+def _ungraded_blocks(grades: dict[str, dict[str, int]]) -> list[Any]:
+    """The responses without a checklist grade, per figure over the groups that figure uses (`grades`: figure → its
+    counts; 3a's only where it plots checklist quality). One paragraph where both figures use the same groups."""
+    shown = {fig: g for fig, g in grades.items() if g["ungraded"]}
+    if not shown:
+        return []
+    if len(shown) == 2 and len({tuple(sorted(g.items())) for g in shown.values()}) == 1:
+        # The same counts over the same number of groups: complete ⊆ full, so the same groups.
+        where, g = "Figures 3a and 3b (every group with all n responses, each with a resolved count)", shown["3b"]
+        parts = [(where, g)]
+    else:
+        parts = [(f"Figure {fig} ({TRADEOFF_GROUPS[fig]})", g) for fig, g in shown.items()]
+    text = " ".join(
+        f"{where}: {g['graded']} of {g['responses']} responses have a checklist grade; {g['ungraded']} have none "
+        "(a grade that could not be read twice, or a prompt whose checklist could not be read): unknown, out of the "
+        f"means. {g['groups_without_quality']} of the {g['groups']} groups have no grade at all and are left out of "
+        "its quality points." for where, g in parts)
+    return [Para(text, lead="Ungraded.")]
 
 
 def _spearman_view(data: dict[str, Any], ci: str) -> Section:
@@ -473,7 +495,11 @@ def _graders_blocks(data: dict[str, Any]) -> list[Any]:
     out = [Sub("Quality by grader"),
            Table(["model", "strategy"] + g["graders"],
                  [[r["model"], r["strategy"]] + [_f(r.get(x)) for x in g["graders"]] for r in g["means"]],
-                 "Mean checklist grade (1–5) per grader; a response's quality is the mean over its graders.")]
+                 "Mean checklist grade (1–5) per grader, over the groups with all n responses as the quality by "
+                 "strategy above: each group's mean grade, then the mean over groups. A response's quality is the "
+                 "mean over its graders."
+                 + ("".join(f" {x}: {k} responses of these groups without a grade (unread), out of its means."
+                            for x, k in (g.get("ungraded") or {}).items() if k)))]
     ci = f"{100 * data['settings']['ci']:.0f}%"
     out.append(Table(["grader A", "grader B", "responses", "same grade", f"Spearman ρ [{ci} CI]"],
                      [[a["a"], a["b"], str(a["responses"]), _pct(a["exact"]), fmt_estimate(a["spearman"])]
@@ -546,7 +572,8 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
     j = data["judging"]
     s = Section("judges", "Judging")
     cheap = any(r["cheap_decided"] for r in j["per_judge"])
-    headers = ["judge", "groups", "mean unique (resolved)", "pairs judged", "equivalent", "unresolved pairs",
+    headers = ["judge", "complete groups counted", "mean unique (resolved)", "pairs judged", "equivalent",
+               "unresolved pairs",
                "groups unresolved", "groups missing", "verdicts from log-probs / text", "calls made", "calls saved",
                "both-order disagreement"] + (["cheap-decided"] if cheap else [])
     rows = []
@@ -565,7 +592,10 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
                      f"{src['logprobs']} / {src['text']}" + (f" ({src['mixed']} mixed)" if src["mixed"] else ""),
                      str(r["calls_made"]), str(r["calls_saved"]), order]
                     + ([str(r["cheap_decided"] or 0)] if cheap else []))
-    s.blocks.append(Table(headers, rows, "Calls saved: pairs union-find already connected (pruning). An unresolved "
+    s.blocks.append(Table(headers, rows, "Complete groups counted: the groups with all n responses whose count the "
+                                         "judge resolved, those its mean is over; the pairs, calls and unresolved "
+                                         "columns cover every group it judged, short ones included. "
+                                         "Calls saved: pairs union-find already connected (pruning). An unresolved "
                                          "pair (its verdict unparsed twice, a backend error, a response without "
                                          "an answer, or both orders one each way, their mean on the threshold) is "
                                          "never read as \"different\" or \"equivalent\": a group's count is resolved "
@@ -600,8 +630,8 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
         s.blocks.append(Para(f"A single judge ({j['judges'][0] if j['judges'] else 'none'}): judge-judge agreement "
                              "needs at least two judges."))
     else:
-        s.blocks.append(FigureRef("judge_agreement", "Judge agreement: same unique count per group, and Cohen's κ on "
-                                                      "the agreement sample."))
+        s.blocks.append(FigureRef("judge_agreement", "Judge agreement: same unique count per complete group, and "
+                                                      "Cohen's κ on the agreement sample."))
         s.blocks.append(Table(
             ["judge A", "judge B", "groups both counted", "same unique count", f"Spearman ρ of counts [{ci} CI]",
              "same count, per category"],
@@ -611,7 +641,11 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
               "; ".join(f"{cat} {_pct(v['exact'])} ({v['groups']})"
                         for cat, v in a.get("unique_exact_by_category", {}).items())]
              for a in j["agreement"]],
-            "The primary agreement figure: over the groups both judges counted (resolved counts)."))
+            "The primary agreement figure: over the complete groups (all n responses) both judges counted "
+            "(resolved counts)."
+            + "".join(f" {a['a']} / {a['b']}: {a['groups_left_out']} groups both counted without all n responses "
+                      "(short or failed: a group of 0 or 1 responses gets the same count from every judge) left out, "
+                      "as from the means." for a in j["agreement"] if a.get("groups_left_out"))))
         sample = j.get("agreement_sample", {})
         s.blocks.append(Table(
             ["judge A", "judge B", "agreement-sample groups", "pairs both judged", "verdicts agree", "Cohen's κ"],

@@ -578,10 +578,14 @@ def test_responses_without_a_grade_are_counted_in_the_tradeoff_section(fixture_r
     tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
     data = report_data(dataclasses.replace(result, tables=tables), cfg)
     per_prompt = {p: sum(1 for g in groups if g["prompt_id"] == p and g["status"] == "ok") for p in (first, second)}
+    # Every group of the fixture has a resolved count: Figures 3a and 3b are over the same groups, said once.
     grades = data["tradeoff"]["grades"]
-    assert grades["ungraded"] == 2 * per_prompt[first] + cfg.n * per_prompt[second]
-    assert grades["groups_without_quality"] == per_prompt[second]
-    assert f"{grades['ungraded']} have none" in render_markdown(data)
+    assert grades["3a"] == grades["3b"]
+    assert grades["3b"]["ungraded"] == 2 * per_prompt[first] + cfg.n * per_prompt[second]
+    assert grades["3b"]["groups_without_quality"] == per_prompt[second]
+    text = render_markdown(data)
+    assert "Figures 3a and 3b (every group with all n responses, each with a resolved count): " in text
+    assert f"{grades['3b']['ungraded']} have none" in text and "Figure 3a (" not in text
 
 
 def test_each_spearman_cell_says_its_groups_where_the_metrics_have_different_numbers(fixture_run):
@@ -628,7 +632,7 @@ def test_responses_without_a_reward_are_counted_in_the_tradeoff_section(fixture_
         g["n_rewarded"], g["reward_mean"] = 0, None
     tables["groups"] = pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)
     text = render_markdown(report_data(dataclasses.replace(result, tables=tables), cfg))
-    assert "The reward model scored no response of a complete group: Figure 3a uses checklist quality" in text
+    assert "The reward model scored no response: Figure 3a uses checklist quality" in text
     # Groups with no reward rows at all (the reward shard failed) are not put down to length.
     for g in groups:
         g["n_rewarded"] = None
@@ -742,3 +746,129 @@ def test_every_spearman_table_gives_each_metrics_own_group_count():
     for table in tables:
         (cells,) = table.rows
         assert cells[1] == "9–12" and cells[2].endswith("(12 groups)") and cells[3].endswith("(9 groups)")
+
+
+def test_judge_agreement_and_per_judge_groups_are_over_complete_groups(fixture_run):
+    # The judge stage writes a count for every group: a group that parsed into no response gets 0 from every judge,
+    # and that agreement measured nothing, yet it counted toward "same unique count", ρ and each judge's groups.
+    from scipy.stats import spearmanr
+
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    comps = result.tables["components"].to_pylist()
+    empty = cfg.strategies[1]
+    assert empty.startswith("system")
+    for g in groups:
+        if g["strategy"] == empty:
+            g.update(status="short", n_responses=0)
+    short = {(g["prompt_id"], g["model"], g["strategy"]) for g in groups if g["status"] == "short"}
+    for c in comps:
+        if (c["prompt_id"], c["model"], c["strategy"]) in short:
+            c.update(n_responses=0, unique=0, unique_low=0, unique_high=0)
+        elif c["judge"] == "scripted-b":  # b's count is off by one on every complete group
+            c.update(unique=c["unique"] + 1 if c["unique"] < cfg.n else c["unique"] - 1)
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema),
+              "components": pa.Table.from_pylist(comps, schema=result.tables["components"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    judging = data["judging"]
+    complete = [g for g in groups if g["status"] == "ok" and g["n_responses"] == cfg.n]
+    assert len(short) > 0 and len(complete) > 0
+    (pair,) = judging["agreement"]
+    assert pair["groups_both"] == len(complete) and pair["groups_left_out"] == len(short)
+    assert pair["unique_exact"] == 0.0
+    assert all(v["exact"] == 0.0 for v in pair["unique_exact_by_category"].values())
+    assert sum(v["groups"] for v in pair["unique_exact_by_category"].values()) == len(complete)
+    by = {(c["judge"], c["prompt_id"], c["model"], c["strategy"]): c["unique"] for c in comps}
+    keys = [(g["prompt_id"], g["model"], g["strategy"]) for g in complete]
+    rho = spearmanr([by[("scripted",) + k] for k in keys], [by[("scripted-b",) + k] for k in keys]).statistic
+    assert pair["unique_spearman"]["value"] == pytest.approx(rho)
+    assert [r["groups"] for r in judging["per_judge"]] == [len(complete)] * 2
+    text = render_markdown(data)
+    assert f"scripted / scripted-b: {len(short)} groups both counted without all n responses" in text
+
+
+def test_tradeoff_counts_missing_grades_and_scores_over_the_groups_each_figure_uses(fixture_run):
+    # Figure 3a plots every group with all n responses, a group whose count did not resolve included; the missing
+    # grades were counted over complete groups only, so those of 3a's other groups went unsaid.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == cfg.n]
+    unresolved, resolved = full[:3], full[3]
+    for g in unresolved:  # no count, and one response without a grade each
+        g.update(unique_mean=None, n_graded=cfg.n - 1)
+    resolved["n_graded"] = cfg.n - 2
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    text = render_markdown(data)
+    assert f"Figure 3a (every group with all n responses): {cfg.n * len(full) - 5} of {cfg.n * len(full)} " in text
+    assert "Figure 3b (the groups with all n responses and a resolved count): " in text
+    assert "Figure 3a plots no count: its means are over every group with all n responses" in text
+    assert "mean over complete groups" not in text
+    grades = data["tradeoff"]["grades"]
+    assert grades["3a"] == {"groups": len(full), "responses": cfg.n * len(full), "graded": cfg.n * len(full) - 5,
+                            "ungraded": 5, "groups_without_quality": 0}
+    assert grades["3b"] == {"groups": len(full) - 3, "responses": cfg.n * (len(full) - 3),
+                            "graded": cfg.n * (len(full) - 3) - 2, "ungraded": 2, "groups_without_quality": 0}
+    assert sum(p["groups"] for p in data["tradeoff"]["points_3a"]) == len(full)  # what 3a's counts are over
+
+
+def test_missing_reward_scores_are_counted_over_figure_3a_groups(fixture_run):
+    # With a reward score Figure 3a plots it, not checklist quality, over every group with all n responses: its
+    # missing scores were counted over complete groups only, and the grades now count toward 3b's groups alone.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == cfg.n]
+    unresolved = full[:3]
+    for g in unresolved:  # no count, and one response without a grade each
+        g.update(unique_mean=None, n_graded=cfg.n - 1)
+    full[3]["n_graded"] = cfg.n - 2
+    for g in groups:
+        g.update(n_rewarded=g["n_responses"], reward_mean=1.0)
+    unresolved[0]["n_rewarded"] = cfg.n - 1
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema),
+              "rewards": pa.table({"reward": [1.0]})}
+    tradeoff = report_data(dataclasses.replace(result, tables=tables), cfg)["tradeoff"]
+    assert tradeoff["rewards"]["unrewarded"] == 1 and tradeoff["rewards"]["responses"] == cfg.n * len(full)
+    assert list(tradeoff["grades"]) == ["3b"] and tradeoff["grades"]["3b"]["ungraded"] == 2
+
+
+def test_quality_by_grader_is_a_mean_of_group_means_over_groups_with_all_n_responses(fixture_run):
+    # Each grader's mean was over every response of every group, short ones included, where the quality by
+    # strategy beside it is a mean of group means over the groups with all n responses: the two did not compare.
+    cfg, result, _ = fixture_run
+    groups = result.tables["groups"].to_pylist()
+    model, strategy = groups[0]["model"], cfg.strategies[1]
+    mine = [g for g in groups if g["model"] == model and g["strategy"] == strategy]
+    short, one, other = mine[0], mine[1], mine[2]
+    short.update(status="short", n_responses=2)
+    key = lambda r: (r["prompt_id"], r["model"], r["strategy"])  # noqa: E731
+    ids = {name: key(g) for name, g in (("short", short), ("one", one), ("other", other))}
+    quality = []
+    for r in result.tables["quality"].to_pylist():
+        if key(r) == ids["short"]:
+            if r["sample_idx"] >= 2:
+                continue  # a short group has only its 2 responses
+            r["grade"] = 1
+        elif key(r) == ids["one"] and r["grader"] == "scripted":
+            r["grade"] = 5 if r["sample_idx"] == 0 else None  # one grade read, three not
+        elif key(r) == ids["other"] and r["grader"] == "scripted":
+            r["grade"] = 2
+        quality.append(r)
+    tables = {**result.tables, "groups": pa.Table.from_pylist(groups, schema=result.tables["groups"].schema),
+              "quality": pa.Table.from_pylist(quality, schema=result.tables["quality"].schema)}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    per_group: dict = {}
+    for r in quality:
+        if r["grader"] == "scripted" and r["grade"] is not None and r["model"] == model and r["strategy"] == strategy:
+            per_group.setdefault(r["prompt_id"], []).append(r["grade"])
+    full = [g["prompt_id"] for g in mine if g["status"] == "ok" and g["n_responses"] == cfg.n]
+    want = sum(sum(per_group[p]) / len(per_group[p]) for p in full) / len(full)
+    (row,) = [r for r in data["graders"]["means"] if (r["model"], r["strategy"]) == (model, strategy)]
+    assert row["scripted"] == pytest.approx(want)
+    responses = [r["grade"] for r in quality if r["grader"] == "scripted" and r["grade"] is not None
+                 and r["model"] == model and r["strategy"] == strategy]
+    assert sum(responses) / len(responses) != pytest.approx(want)  # the old mean over responses differs here
+    assert data["graders"]["ungraded"] == {"scripted": 3, "scripted-b": 0}
+    text = render_markdown(data)
+    assert "each group's mean grade, then the mean over groups" in text
+    assert "scripted: 3 responses of these groups without a grade (unread), out of its means." in text
