@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Mapping
 
 from actors.base import logsumexp
@@ -120,14 +121,18 @@ _HEADER_LINE = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?" + _NOUNS
     + r"[ \t]*#?(\d+)" + _OF_N + r"(?:[ \t]*\*+)?(?:[ \t]*[:.)\-](?:[ \t]*\*+)?)?[ \t]*$",
     re.IGNORECASE | re.MULTILINE)
-# A markdown header (### …, or a whole line in bold) that titles its response: "### Response 1 — Optimistic",
-# "**Response 2 – Casual**", "### Response 3 (Algebra)", "### Response 4: Formal". Only a header marked so: a plain
-# "Response 1: text" line, or "**Response 1:** text", is the inline form, whose text is the response's first line.
-# The title is dropped with the header, as the asked-for "### Response k" carries none.
+# A markdown header (### …, or a whole line in bold) with text after its number: "### Response 1 — Optimistic",
+# "**Response 2 – Casual**", "### Response 3 (Algebra)", "### Response 4: 7". Only a header marked so: a plain
+# "Response 1: text" line, or "**Response 1:** text", is the inline form. What follows the number (`title`, `bold`)
+# is kept as the response's first line, as the inline form's text is: for a short answer ("### Response 1: 7",
+# "**Response 2: Heads**") it is the whole response, and dropping it lost the group. A title that only names the
+# approach ("(Algebra)", "— Optimistic") is kept too: it is the model's text, and cutting it would need a guess at
+# which titles are answers.
 _TITLED_HEADER = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*(?:\*+[ \t]*)?" + _NOUNS + r"[ \t]*#?(\d+)" + _OF_N
-    + r"[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^\n]*"
-    r"|\*\*[ \t]*" + _NOUNS + r"[ \t]*#?(\d+)" + _OF_N + r"[ \t]*(?:[:.)\-\u2013\u2014|]|\()[^*\n]*\*\*[ \t]*)$",
+    + r"[ \t]*(?P<title>(?:[:.)\-\u2013\u2014|]|\()[^\n]*)"
+    r"|\*\*[ \t]*" + _NOUNS + r"[ \t]*#?(\d+)" + _OF_N
+    + r"[ \t]*(?P<bold>(?:[:.)\-\u2013\u2014|]|\()[^*\n]*)\*\*[ \t]*)$",
     re.IGNORECASE | re.MULTILINE)
 _INLINE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?(Response)[ \t]*(\d+)[ \t]*[:.)\-](?:\*+)?[ \t]*",
                      re.IGNORECASE | re.MULTILINE)
@@ -137,11 +142,60 @@ _NUMBERED = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?()(\d+)[.)](?:\*\*)?[ 
 # in bold with nothing under it (the title of what follows the last response: "## Comparison", "**Summary**").
 _CLOSING_LINE = re.compile(r"#{1,6}[ \t][^\n]*|\*\*[^*\n]+\*\*:?")  # matched whole against a stripped line
 _RULE_LINE = re.compile(r"(?:[-*_][ \t]*){2,}[-*_]")  # matched whole against a stripped line
+_HEADING = re.compile(r"[ \t]*(#{1,6})[ \t]")
+
+# What closes the last response without being part of it, read from its end. The system prompt asks for nothing
+# after the last response, but models add a recap or a sign-off, and the judge and the metrics would read it as part
+# of response n (a recap naming every response pushes its pairs toward "equivalent").
+# - A title that announces a recap: a heading, a line opening in bold or italics, or a short label line, whose text
+#   starts with one of these words. Not "Final Answer", "Verification", a story's own title: they are a response's.
+#   "Summary", "Conclusion" also close one long response ("**Conclusion:** x = 2"): only a heading at the responses'
+#   own level or above counts with them alone (a sibling of "### Response k", not a part of one); a bold or label
+#   line needs a word that speaks of several things, or text under it that names the responses.
+_RECAP_STRONG = (r"(?:recap|comparison|comparing|overview|key differences|differences|how (?:they|these) differ"
+                 r"|which (?:one )?(?:to|should you) (?:choose|pick|use)|choosing (?:between|among)"
+                 r"|summary of (?:the )?(?:approaches|responses|answers|options|perspectives|solutions|stories"
+                 r"|methods|strategies|versions|ideas|differences))\b")
+_RECAP_ANY = r"(?:" + _RECAP_STRONG + r"|summary|conclusion|final thoughts)\b"
+_RECAP_TITLE = re.compile(r"(?:#{1,6}[ \t]+)?([*_]{0,3})" + _RECAP_ANY, re.IGNORECASE)  # .match, stripped line
+_STRONG_RECAP_TITLE = re.compile(r"([*_]{0,3})" + _RECAP_STRONG, re.IGNORECASE)  # .match, stripped line
+# - A paragraph that speaks of the responses as a set: "these responses", "all of these answers", "the five
+#   options", "each response". Bounded repetitions over alternating words and blanks: linear.
+_COUNT = r"(?:two|three|four|five|six|seven|eight|nine|ten|\d+)"
+_NAMES_THE_SET = re.compile(
+    r"\b(?:(?:these|those|both|the above|all(?:[ \t]+of)?[ \t]+(?:these|those|the|" + _COUNT + r")"
+    r"|each[ \t]+of[ \t]+(?:these|those|the)|the[ \t]+" + _COUNT + r")[ \t]+(?:[a-z]+[ \t]+){0,2}"
+    r"(?:responses|answers|options|versions|variations|alternatives|takes|replies)"
+    r"|(?:each|every)[ \t]+(?:response|reply)|(?:responses|answers)[ \t]+above)\b", re.IGNORECASE)
+# - A sign-off: a short paragraph that opens as one and speaks of what came before ("I hope these help!", "Let me
+#   know if you'd like more"). "I hope to see you soon" (a letter's own close) speaks of nothing before: kept.
+_SIGN_OFF = re.compile(r"[*_]{0,2}(?:I hope|Hope|Let me know|Feel free|Would you like|Do you want|If you(?:'d| would)"
+                       r" like|Enjoy)\b")
+_SIGN_OFF_REFERS = re.compile(r"\b(?:these|them|more|another|others?)\b", re.IGNORECASE)
+_SIGN_OFF_CHARS = 300
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 # How a system-prompt completion may be split, by parse mode: "strict" accepts the asked-for "### Response k"
 # headers and the inline "Response k:" form only; "lenient" also accepts a bare numbered list "1. … 2. …", which
 # also matches one answer written as numbered steps — so it can turn one response into n.
 PARSE_MODES = ("strict", "lenient")
+
+
+@dataclass(frozen=True)
+class Split:
+    """A completion split into responses.
+
+    Attributes:
+        responses: the responses, in order (at most n; fewer is a short parse).
+        how: how they were found: "headers", "inline", "numbered", or None when nothing matched.
+        tail: the text after the last response that is no part of it (a recap, a sign-off, responses past the
+            n-th), "" when none: the caller keeps the raw completion where it is not, so the cut stays auditable,
+            and a completion cut off by the token limit ran out there, not in a response.
+    """
+
+    responses: list[str]
+    how: str | None
+    tail: str = ""
 
 
 def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], str | None]:
@@ -153,12 +207,25 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
         mode: "strict" or "lenient" (PARSE_MODES).
 
     Returns:
-        (responses, how they were found: "headers", "inline", "numbered", or None when nothing matched). Text
-        before the first mark is dropped, empty responses are dropped; fewer than n is a short parse, which the
-        caller records. Only a run of marks numbered 1, 2, 3… splits, so a list inside a response stays whole.
-        The asked-for "Response k" marks are tried first (headers, then inline), then headers naming other parts
-        ("### Solution k"). Where the responses are set apart by one kind of rule, text after the same rule in the
-        last response is the model's sign-off ("I hope these help!"), no part of it.
+        (responses, how they were found: "headers", "inline", "numbered", or None when nothing matched); see
+        split_completion, which also returns the text cut after the last response.
+    """
+    split = split_completion(raw, n, mode)
+    return split.responses, split.how
+
+
+def split_completion(raw: str, n: int, mode: str = "strict") -> Split:
+    """Split one completion holding several responses into the responses, and what follows the last of them.
+
+    Text before the first mark is dropped, empty responses are dropped; fewer than n is a short parse, which the
+    caller records. Only a run of marks numbered 1, 2, 3… splits, so a list inside a response stays whole. A
+    header's text after its number ("### Response 1: 7") is its response's first line. The asked-for "Response k"
+    marks are tried first (headers, then inline), then headers naming other parts ("### Solution k"), then (lenient)
+    a numbered list; a pass that gives fewer than n responses gives way to a later one that gives more where that
+    one's marks lie inside one of its responses before any of its text (see _Candidate.gives_way_to). Text after
+    the last response is cut as no part of it and returned as the tail (see _closing_cut): after the rule that set
+    every response apart, under a recap's heading or title, a paragraph that names the responses ("Response 2",
+    "these answers") or signs off, a recap run of marks.
     """
     if mode not in PARSE_MODES:
         raise ValueError(f"parse mode must be one of {PARSE_MODES}, got {mode!r}")
@@ -168,6 +235,7 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
         ("headers", headers, True), ("inline", (_INLINE,), True), ("headers", headers, False)]
     if mode == "lenient":
         passes.append(("numbered", (_NUMBERED,), False))
+    chosen: _Candidate | None = None
     for found, regexes, asked in passes:
         by_start = {m.start(): m for regex in reversed(regexes) for m in regex.finditer(raw)}
         if found == "numbered" and by_start:
@@ -181,15 +249,61 @@ def split_responses(raw: str, n: int, mode: str = "strict") -> tuple[list[str], 
             if (noun == "response") == asked:
                 by_noun.setdefault(noun, []).append(by_start[k])
         # Each noun's best run; the one with the most responses (up to n) wins, then the one with more text.
-        best: tuple | None = None
-        for marks in by_noun.values():
+        best: _Candidate | None = None
+        for noun, marks in by_noun.items():
             run, ends, followed = _best_run(raw, marks)
-            key = (min(len(run), n), _chars(raw, run, ends))
-            if run and (best is None or key > best[0]):
-                best = (key, run, ends, followed)
-        if best is not None:
-            return _bodies(raw, best[1], best[2], best[3])[:n], found
-    return [], None
+            if run:
+                candidate = _Candidate(raw, noun, found, run, ends, followed, n)
+                if best is None or candidate.key > best.key:
+                    best = candidate
+        if best is None:
+            continue
+        # An earlier pass that came up short (headers whose responses were all empty, or fewer than n) may give
+        # way to a later one that finds more; never to a list or another noun's run inside one of its responses.
+        if chosen is None or chosen.gives_way_to(best):
+            chosen = best
+        if chosen.count >= n:
+            break
+    if chosen is None:
+        return Split([], None)
+    return chosen.split()
+
+
+class _Candidate:
+    """One run of marks as a split: its responses (titles kept, closing text cut) and the tail."""
+
+    def __init__(self, raw: str, noun: str, how: str, run: list[re.Match], ends: list[int], followed: bool,
+                 n: int) -> None:
+        self.raw, self.how, self.run, self.ends = raw, how, run, ends
+        self.titles = [_title(m) for m in run]
+        self.bodies, tail = _bodies(raw, run, ends, followed, self.titles, noun)
+        kept = [k for k, body in enumerate(self.bodies) if body]
+        if len(kept) > n:
+            # Responses past the n-th are no response of the group: they join the tail.
+            tail = raw[run[kept[n - 1] + 1].start():].strip()
+            kept = kept[:n]
+        self.kept, self.tail = kept, tail
+        self.count = len(kept)
+        self.key = (self.count, sum(len(self.bodies[k]) for k in kept))
+
+    def gives_way_to(self, other: _Candidate) -> bool:
+        """Whether a later pass's run `other` replaces this one: it finds more responses, and this one found none,
+        or `other` lies inside one of this run's responses before any of its text (headers left empty, the
+        responses written under inline marks below the last). Marks after a response's text are its own (a list,
+        a "### Solution k" run) or a recap; marks before the run or across its headers are a plan or another
+        structure, which never outweigh the asked-for headers."""
+        if other.count <= self.count:
+            return False
+        if self.count == 0:
+            return True
+        first = other.run[0].start()
+        for m, end, title in zip(self.run, self.ends, self.titles):
+            if m.start() <= first < end:
+                return other.ends[-1] <= end and not title and not self.raw[m.end():max(first, m.end())].strip()
+        return False
+
+    def split(self) -> Split:
+        return Split([self.bodies[k] for k in self.kept], self.how, self.tail)
 
 
 def _mark(m: re.Match) -> tuple[str, int]:
@@ -198,8 +312,19 @@ def _mark(m: re.Match) -> tuple[str, int]:
     return groups[0].lower(), int(groups[1])
 
 
+def _title(m: re.Match) -> str:
+    """A titled header's text after its number, less the separator and markdown around it ("" for other marks).
+    An opening parenthesis is part of the title ("(Algebra)"); a minus after the separator is the text's own
+    ("### Response 1: -5")."""
+    found = m.groupdict()
+    title = found.get("title") or found.get("bold") or ""
+    if title[:1] != "(":
+        title = title[1:]
+    return title.strip(" \t*")
+
+
 def _chars(raw: str, run: list[re.Match], ends: list[int]) -> int:
-    return sum(end - m.end() for m, end in zip(run, ends))
+    return sum(len(_title(m)) + end - m.end() for m, end in zip(run, ends))
 
 
 def _best_run(raw: str, marks: list[re.Match]) -> tuple[list[re.Match], list[int], bool]:
@@ -235,8 +360,12 @@ def _last_line(text: str) -> tuple[str, str]:
     return head.strip(), last.strip()
 
 
-def _bodies(raw: str, run: list[re.Match], ends: list[int], followed: bool) -> list[str]:
+def _bodies(raw: str, run: list[re.Match], ends: list[int], followed: bool, titles: list[str],
+            noun: str) -> tuple[list[str], str]:
+    """Each mark's response (its title, then the text under it; "" when both are empty) and the text cut after the
+    last one (the tail, "" when none)."""
     bodies = [raw[m.end():end].strip() for m, end in zip(run, ends)]
+    tail = [raw[ends[-1]:].strip()]  # in the completion's order; each cut below comes before the earlier ones
     # A rule between two responses belongs to neither: one ending a body (or opening the next) is dropped.
     separators: list[str] = []  # the rule ending each body but the last, as written (spaces aside)
     for k, body in enumerate(bodies):
@@ -258,24 +387,113 @@ def _bodies(raw: str, run: list[re.Match], ends: list[int], followed: bool) -> l
         cut = [i for i, line in enumerate(lines) if _squeezed(line) == rule]
         if not inner and len(cut) == 1:
             bodies[-1] = "\n".join(lines[:cut[0]]).strip()
+            tail.insert(0, "\n".join(lines[cut[0] + 1:]).strip())
     if followed:
         # Another run follows the last response (a recap or a summary under the same headers): the heading or bold
         # line right before it titles that run ("## Comparison", "**Summary**"), not the response.
         head, last = _last_line(bodies[-1])
-        if head and _CLOSING_LINE.fullmatch(last):
+        if (head or titles[-1]) and _CLOSING_LINE.fullmatch(last):
             bodies[-1] = head
+            tail.insert(0, last)
     levels = [len(h.group(1)) if (h := _HEADING.match(m.group())) else 0 for m in run]
-    if len(bodies) > 1 and all(levels):
-        # Under markdown headings of one level at most L, a heading of level L or above in the last body, where no
-        # other body holds one, is the model's own closing section ("### Summary of approaches": a recap of every
-        # response's strategy), not part of the last response, which the judge and the metrics would read it as.
-        top = re.compile(rf"^[ \t]*#{{1,{max(levels)}}}[ \t]", re.MULTILINE)
-        if not any(top.search(body) for body in bodies[:-1]) and (cut := top.search(bodies[-1])):
-            bodies[-1] = bodies[-1][:cut.start()].strip()
-    return [body for body in bodies if body]
+    bodies[-1], cut_text = _closing_cut(bodies[-1], bool(titles[-1]), bodies[:-1], levels, noun)
+    tail.insert(0, cut_text)
+    bodies = [f"{title}\n{body}" if title and body else title or body for title, body in zip(titles, bodies)]
+    return bodies, "\n\n".join(part for part in tail if part)
 
 
-_HEADING = re.compile(r"[ \t]*(#{1,6})[ \t]")
+def _closing_cut(body: str, titled: bool, others: list[str], levels: list[int], noun: str) -> tuple[str, str]:
+    """The last response's text less what closes it without being part of it, and the text cut ("" when none).
+
+    Cut only where something of the response remains before (its title counts), so a response never becomes its
+    own recap; and a closing form the other responses end with too is theirs (where every response ends in "I hope
+    you enjoy these!", the last keeps it). In order, from the first that applies:
+    - a heading at or above the responses' own level (any level under bold or inline marks), the first such in the
+      body, that titles a recap ("### Summary of approaches", "## Comparison"), where no other response holds one:
+      "## The Night Watch" over the last story or "### Final Answer" in the last solution is the response's own;
+    - a recap run of the responses' marks ("- Response 1: optimistic", "**Response 2:** sad", …) at line starts;
+    - trailing paragraphs, each one under a bold or label title that speaks of several things ("**Comparison**",
+      "Key differences:"), or that names a response ("- Response 2: sad") or the responses as a set ("these
+      answers", "each response"), or a sign-off ("I hope these help!"); then a rule or a recap title ("**Summary**")
+      left right before what was cut.
+    """
+    start = _closing_start(body, titled, others, levels, noun)
+    if start is None:
+        return body, ""
+    # A rule or a recap title right before the cut belongs to what was cut ("---\n\nThese five responses…"). Line
+    # by line, moving the cut back by each line's length: re-stripping the text before at each step was quadratic.
+    lines = body[:start].split("\n")
+    moved, cut_at = 0, start
+    while moved < len(lines) - 1 or titled and moved < len(lines):
+        line = lines[-1 - moved]
+        if line.strip() and not (_RULE_LINE.fullmatch(line.strip()) or _is_recap_title(line.strip())):
+            break
+        moved += 1
+        cut_at -= len(line) + (moved < len(lines))  # the line and the line break before it
+    if not (titled or body[:cut_at].strip()):
+        cut_at = start  # only rules and titles before: they stay, the response is not emptied
+    return body[:cut_at].strip(), body[cut_at:].strip()
+
+
+def _closing_start(body: str, titled: bool, others: list[str], levels: list[int], noun: str) -> int | None:
+    """Where the closing text of the last response begins (see _closing_cut), or None."""
+    lead = len(body) - len(body.lstrip())  # once: stripping the text before each position was quadratic
+
+    def remains(position: int) -> bool:
+        return titled or position > lead
+
+    top = max(levels) if all(levels) else 6
+    heading = re.compile(rf"^[ \t]*#{{1,{top}}}[ \t][^\n]*", re.MULTILINE)
+    first = heading.search(body)
+    if (first and remains(first.start()) and _is_recap_title(first.group().strip())
+            and not any(heading.search(other) for other in others)):
+        return first.start()
+    # The run's own noun at line starts, numbered 1 then 2: the responses listed again. Not for a bare numbered
+    # list (no noun): the last item's own sub-list ("   1. sleep\n   2. eat") is numbered so.
+    names_one = None
+    if noun:
+        recap = re.compile(rf"^[ \t]*(?:[-*+\u2022][ \t]*)?(?:\*\*[ \t]*)?{re.escape(noun)}[ \t]*#?(\d+)\b",
+                           re.IGNORECASE | re.MULTILINE)
+        marks = list(recap.finditer(body))
+        for m, after in zip(marks, marks[1:]):
+            if m.group(1) == "1" and after.group(1) == "2" and remains(m.start()):
+                return m.start()
+        # Capitalised as a name ("Response 2", "RESPONSE 2"): "in response 2 days later" is prose.
+        names_one = re.compile(rf"\b(?:{re.escape(noun.capitalize())}|{re.escape(noun.upper())})[ \t]*#?\d+\b")
+    # Trailing paragraphs, from the last.
+    last_paragraphs = [_PARAGRAPH_BREAK.split(other.strip())[-1] for other in others if other.strip()]
+    if any(_closes(p, names_one) for p in last_paragraphs):
+        return None
+    starts = [0] + [m.end() for m in _PARAGRAPH_BREAK.finditer(body)]
+    start = None
+    for position in reversed(starts):
+        if not _closes(body[position:start], names_one) or not remains(position):
+            break
+        start = position
+    return start
+
+
+def _closes(paragraph: str, names_one: re.Pattern | None) -> bool:
+    """Whether a paragraph after the last response closes the completion (see _closing_cut)."""
+    text = paragraph.strip()
+    if not text:
+        return False
+    if _is_recap_title(text.partition("\n")[0].strip(), _STRONG_RECAP_TITLE):
+        return True
+    if names_one is not None and names_one.search(text) or _NAMES_THE_SET.search(text):
+        return True
+    return (len(text) <= _SIGN_OFF_CHARS and _SIGN_OFF.match(text) is not None
+            and _SIGN_OFF_REFERS.search(text) is not None)
+
+
+def _is_recap_title(line: str, pattern: re.Pattern = _RECAP_TITLE) -> bool:
+    """Whether a stripped line titles a recap: a heading (where `pattern` allows one) or a line opening in bold or
+    italics whose text starts with a recap word ("## Comparison", "**Summary:** …"), or a short label line
+    ("Summary:"). Plain prose that opens with one ("Comparison shopping is…") is the response's own."""
+    m = pattern.match(line)
+    if m is None:
+        return False
+    return line.startswith("#") or bool(m.group(1)) or len(line) <= 40 and line.endswith(":")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -503,6 +721,8 @@ __all__ = [
     "LETTERS",
     "parse_category",
     "split_responses",
+    "split_completion",
+    "Split",
     "parse_verdict",
     "p_yes_from_logprobs",
     "parse_checklist",

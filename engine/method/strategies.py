@@ -24,7 +24,7 @@ from typing import Callable
 
 from actors.base import ChatOutput, SamplingParams
 from engine.method import taxonomy
-from engine.method.parsing import split_responses
+from engine.method.parsing import Split, split_completion
 from engine.method.programs import Program, Request
 
 # Name → strategy, in registration order (the default order of a run's strategies and of the report's columns).
@@ -50,7 +50,10 @@ class Sampled:
     Attributes:
         responses / finish_reasons / n_tokens: one entry per response (fewer than n when short).
         status: "ok", "short" (fewer than n responses parsed), or "error" (the backend failed the row).
-        raw: the unsplit completion for system-prompt strategies when the parse came up short; else None.
+        raw: for system-prompt strategies, the unsplit completion when the parse came up short, when the
+            completion was cut off by the token limit, or when text after the last response was cut as no part of
+            it (a recap, a sign-off: engine.method.parsing.Split.tail), so what no response holds can be audited;
+            else None.
         anchored_as: the category the anchored wording used, or None when it fell back to the general wording
             (and for general strategies).
         parse_mode: for system-prompt strategies, how the completion was split ("headers", "inline", "numbered";
@@ -118,7 +121,7 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
         ]
         # All n responses share one completion, so it gets n times the per-response budget.
         params = x.sampling.with_(n=1, max_tokens=x.sampling.max_tokens * x.n)
-        best: tuple[list[str], str | None, ChatOutput] | None = None
+        best: tuple[Split, ChatOutput] | None = None
         for attempt in range(2):
             if attempt:
                 params = params.with_(seed=None if params.seed is None else params.seed + 1_000_003)
@@ -128,24 +131,33 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
                 break  # the retry failed: the first attempt's responses stand (a short group), not an error
             if _failed(out, s):
                 return s
-            parts, mode = split_responses(out.texts[0], x.n, x.system_parse)
-            if best is None or len(parts) > len(best[0]):
-                best = (parts, mode, out)
-            if len(parts) >= x.n:
+            split = split_completion(out.texts[0], x.n, x.system_parse)
+            if best is None or len(split.responses) > len(best[0].responses):
+                best = (split, out)
+            if len(split.responses) >= x.n:
                 break
         assert best is not None
-        parts, s.parse_mode, out = best
+        split, out = best
+        parts, s.parse_mode = split.responses, split.how
         s.responses = parts
         s.traces = [None] * len(parts)
         s.shared_trace = _traces(out)[0] if out.texts else None
-        # A split completion has one finish reason and one token count; each part inherits the reason, and the
-        # tokens are apportioned by characters (an estimate, marked as such by the strategy name).
+        # A split completion has one finish reason and one token count. The reason is where the completion ended:
+        # every part but the last ended because the next began ("stop"), so a completion cut off inside response 5
+        # marks response 5 "length", not all five; where text was cut after the last response (a recap, responses
+        # past the n-th), the completion ended there and every part is whole. The tokens are apportioned by
+        # characters (an estimate, marked as such by the strategy name).
+        reason = out.finish_reasons[0]
+        s.finish_reasons = ["stop"] * len(parts)
+        if parts and not split.tail:
+            s.finish_reasons[-1] = reason
         total_chars = sum(len(p) for p in parts) or 1
-        s.finish_reasons = [out.finish_reasons[0]] * len(parts)
         s.n_tokens = [None if out.n_tokens[0] is None else round(out.n_tokens[0] * len(p) / total_chars)
                       for p in parts]
         if len(parts) < x.n:
-            s.status, s.raw = "short", out.texts[0]
+            s.status = "short"
+        if len(parts) < x.n or reason == "length" or split.tail:
+            s.raw = out.texts[0]
         return s
 
     run.__name__ = strategy

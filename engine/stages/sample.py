@@ -54,8 +54,11 @@ class SampleStage(BackendStage):
     # split off into `traces`, no longer part of the response; 3: a system-prompt completion's responses are the
     # run of headers with the most text — a recap or plan under the same headers is not them — headers may name
     # solutions, approaches, stories…, and a sign-off after the last separating rule is no part of the last one;
-    # 4: a closing heading after the last response ("### Summary") is no part of it, "Response k of n" headers split).
-    version = "4"
+    # 4: a closing heading after the last response ("### Summary") is no part of it, "Response k of n" headers split;
+    # 5: a header's text after its number opens its response ("### Response 1: 7" was an empty response), a recap,
+    # sign-off or recap run after the last response is cut (kept in raw), only a recap-titled heading is, and only
+    # the last part of a split completion carries its finish reason; raw kept when cut off by the token limit).
+    version = "5"
 
     def __init__(self, model: dict[str, Any], n: int, temperature: float, top_p: float, max_tokens: int,
                  system_parse: str = "strict") -> None:

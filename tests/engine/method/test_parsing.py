@@ -11,7 +11,9 @@ from engine.method.parsing import (
     parse_checklist,
     parse_grade,
     parse_short_answer_grade,
+    Split,
     parse_verdict,
+    split_completion,
     split_responses,
 )
 
@@ -153,22 +155,26 @@ def test_a_plan_listed_before_the_responses_is_not_taken_for_them():
     assert split_responses(raw, 3) == (["Dear Sir, I write to you", "Hey you", "Roses are red"], "inline")
     titled = raw.replace("\n\nResponse 1: Dear", "\n\n### Response 1: Formal\nDear").replace(
         "\nResponse 2: Hey", "\n### Response 2: Casual\nHey").replace("\nResponse 3: Roses", "\n### Response 3\nRoses")
-    assert split_responses(titled, 3)[0][1:] == ["Hey you", "Roses are red"]
+    assert split_responses(titled, 3)[0][1:] == ["Casual\nHey you", "Roses are red"]
 
 
-@pytest.mark.parametrize("raw", [
-    "### Response 1 — Optimistic\nA\n### Response 2 — Grim\nB",  # a title after a dash: nothing split before
-    "**Response 1 – Optimistic**\nA\n**Response 2 – Grim**\nB",
-    "### Response 1 (Algebra)\nA\n### Response 2 (Geometry)\nB",
-    "### Response #1\nA\n### Response #2\nB",
-    "### **Response 1: Title**\nA\n### **Response 2: Another**\nB",  # the title left "Title**" in the body
+# A header's text after its number is its response's first line, as the inline form's is, whether it answers
+# ("### Response 1: 7") or names the approach ("(Algebra)"): the separator and the markdown around it are dropped.
+@pytest.mark.parametrize("raw,expected", [
+    ("### Response 1 — Optimistic\nA\n### Response 2 — Grim\nB", ["Optimistic\nA", "Grim\nB"]),
+    ("**Response 1 – Optimistic**\nA\n**Response 2 – Grim**\nB", ["Optimistic\nA", "Grim\nB"]),
+    ("### Response 1 (Algebra)\nA\n### Response 2 (Geometry)\nB", ["(Algebra)\nA", "(Geometry)\nB"]),
+    ("### Response #1\nA\n### Response #2\nB", ["A", "B"]),
+    # the title once left "Title**" in the body
+    ("### **Response 1: Title**\nA\n### **Response 2: Another**\nB", ["Title\nA", "Another\nB"]),
+    ("### **Response 1:** Title\nA\n### **Response 2:** Another\nB", ["Title\nA", "Another\nB"]),
     # Named after what the anchored wordings ask for (solutions, stories…): these gave a short group (no parse).
-    "### Solution 1: Factoring\nA\n### Solution 2: The formula\nB",
-    "**Approach 1: Substitution**\nA\n**Approach 2**\nB",
-    "## Story 1\nA\n## Story 2\nB",
+    ("### Solution 1: Factoring\nA\n### Solution 2: The formula\nB", ["Factoring\nA", "The formula\nB"]),
+    ("**Approach 1: Substitution**\nA\n**Approach 2**\nB", ["Substitution\nA", "B"]),
+    ("## Story 1\nA\n## Story 2\nB", ["A", "B"]),
 ])
-def test_titled_headers_split_and_their_titles_are_not_the_response(raw):
-    assert split_responses(raw, 2) == (["A", "B"], "headers")
+def test_titled_headers_split_and_their_titles_open_the_response(raw, expected):
+    assert split_responses(raw, 2) == (expected, "headers")
 
 
 def test_a_bold_label_with_its_text_on_the_same_line_keeps_the_text():
@@ -386,7 +392,7 @@ def test_a_closing_section_after_the_last_response_is_not_its_text():
 def test_headers_numbered_k_of_n_split():
     # "### Response 2 of 5" matched no header: the whole group was lost as a short parse.
     raw = "### Response 1 of 3: Formal\na\n**Response 2 of 3**\nbb\n### Response 3 of 3\nc"
-    assert split_responses(raw, 3) == (["a", "bb", "c"], "headers")
+    assert split_responses(raw, 3) == (["Formal\na", "bb", "c"], "headers")
 
 
 @pytest.mark.parametrize("make", [lambda k: "### Response 1" + "*" * k + "x",
@@ -419,7 +425,8 @@ def test_a_recap_after_the_responses_is_not_taken_for_them():
                                         "Life is hard, and then it ends."], "headers")
     bold = ("**Response 1: The Optimist**\nLife is a gift to savour.\n\n**Response 2: The Skeptic**\nLife is a test."
             "\n\n**Summary**\n\n**Response 1: optimism**\n\n**Response 2: skepticism**")
-    assert split_responses(bold, 2) == (["Life is a gift to savour.", "Life is a test."], "headers")
+    assert split_responses(bold, 2) == (["The Optimist\nLife is a gift to savour.", "The Skeptic\nLife is a test."],
+                                        "headers")
 
 
 def test_responses_set_apart_by_rules_end_at_the_last_rule():
@@ -479,3 +486,130 @@ def test_closing_and_rule_lines_are_matched_in_linear_time():
     start = time.perf_counter()
     split_responses("### Response 1\nA\n---" + " " * 50_000 + "x\n### Response 2\nB", 2)
     assert time.perf_counter() - start < 0.5  # 20,000 blanks took 2.9 s
+
+
+# A response written on its header line ("### Response 1: 7") was dropped with the header, and the empty bodies
+# then dropped: short-answer groups (B, C) parsed to nothing, a mix of answers on and under the header to 2 of 5.
+@pytest.mark.parametrize("raw,expected", [
+    ("### Response 1: 7\n### Response 2: 3\n### Response 3: 9\n### Response 4: 1\n### Response 5: 4",
+     ["7", "3", "9", "1", "4"]),
+    ("### Response 1: Spain\n\n### Response 2: Sweden\n\n### Response 3: Senegal\n\n### Response 4: Syria\n\n"
+     "### Response 5: Samoa", ["Spain", "Sweden", "Senegal", "Syria", "Samoa"]),
+    ("**Response 1: Heads**\n\n**Response 2: Tails**\n\n**Response 3: Heads**\n\n**Response 4: Tails**\n\n"
+     "**Response 5: Heads**", ["Heads", "Tails", "Heads", "Tails", "Heads"]),
+    ("### Response 1: Spain\nSpain is a country in Europe.\n\n### Response 2: Sweden\n\n### Response 3: Senegal\n\n"
+     "### Response 4: Syria\nSyria is in Asia.\n\n### Response 5: Samoa",
+     ["Spain\nSpain is a country in Europe.", "Sweden", "Senegal", "Syria\nSyria is in Asia.", "Samoa"]),
+    ("### Response 1 — Paris\nThe capital is Paris.\n### Response 2 — Lyon\nIt is the largest city.\n"
+     "### Response 3: -5\n### Response 4: **Paris**\n### Response 5 (Paris)\nDefinitely.",
+     ["Paris\nThe capital is Paris.", "Lyon\nIt is the largest city.", "-5", "Paris", "(Paris)\nDefinitely."]),
+])
+def test_an_answer_on_the_header_line_is_the_responses_first_line(raw, expected):
+    assert split_responses(raw, 5) == (expected, "headers")
+
+
+def test_a_pass_that_comes_up_short_gives_way_to_a_later_one_inside_its_empty_responses():
+    # Headers with nothing under them, the responses written inline below the last: the headers pass returned one
+    # "response" holding all three, and the inline pass never ran.
+    raw = "### Response 1\n### Response 2\n### Response 3\nResponse 1: a\nResponse 2: b\nResponse 3: c"
+    assert split_responses(raw, 3) == (["a", "b", "c"], "inline")
+    # Never to a list or another noun's run inside a response's text, nor to a plan before the responses.
+    steps = "### Response 1\nsteps:\n1. a\n2. b\n3. c\n### Response 2\nother"
+    assert split_responses(steps, 3, "lenient") == (["steps:\n1. a\n2. b\n3. c", "other"], "headers")
+    nested = "### Response 1\n### Solution 1\ns1\n### Solution 2\ns2\n### Solution 3\ns3\n### Response 2\nother"
+    assert split_responses(nested, 3)[0][1:] == ["other"]
+    plan = "Response 1: formal\nResponse 2: casual\nResponse 3: a poem\n\n### Response 1\nDear Sir\n### Response 2\nHey"
+    assert split_responses(plan, 3) == (["Dear Sir", "Hey"], "headers")
+
+
+STORY = "Story {k}: a tale about topic {k} told in a long paragraph of text."
+STORIES = "\n\n".join(f"### Response {k}\n{STORY.format(k=k)}" for k in range(1, 6))
+
+
+# Closing text after the last response stayed in it unless under a # heading or after a rule that set every
+# response apart: a recap naming each response pushed its pairs with response 5 toward "equivalent".
+@pytest.mark.parametrize("closing", [
+    "**Summary:**\n- Response 1: optimistic\n- Response 2: sad\n- Response 3: funny\n- Response 4: dark",
+    "Each response takes a different angle: the first is optimistic, the second sad, the third funny.",
+    "**Summary**\n**Response 1:** optimistic\n**Response 2:** sad\n**Response 3:** funny",
+    "**Summary**\n\n**Response 1:** optimistic\n\n**Response 2:** sad",
+    "---\n\nThese five responses vary in tone.",
+    "I hope these responses help! Let me know if you need more.",
+    "I hope these help!",
+    "**Comparison**\nThey differ in tone and length.",
+    "Key differences:\n- tone\n- length",
+])
+def test_a_recap_or_sign_off_after_the_last_response_is_cut_and_kept_apart(closing):
+    split = split_completion(f"{STORIES}\n\n{closing}", 5)
+    assert split.responses == [STORY.format(k=k) for k in range(1, 6)] and split.how == "headers"
+    assert split.tail == closing  # as written, so the cut can be audited
+    # A recap run of the marks right under the last response's text, no blank line between.
+    glued = split_completion(f"{STORIES}\nResponse 1: optimistic\nResponse 2: sad", 5)
+    assert glued.responses[-1] == STORY.format(k=5) and glued.tail == "Response 1: optimistic\nResponse 2: sad"
+
+
+def test_a_sign_off_after_inline_responses_is_cut():
+    raw = ("Response 1: Paris.\nResponse 2: Paris, France.\nResponse 3: It is Paris.\n\n"
+           "All of these responses give the same answer, Paris.")
+    split = split_completion(raw, 3)
+    assert split == Split(["Paris.", "Paris, France.", "It is Paris."], "inline",
+                          "All of these responses give the same answer, Paris.")
+
+
+@pytest.mark.parametrize("last", [
+    "Dear Bob,\nThe party is on Friday.\n\nI hope to see you soon.\n\nBest,\nJohn",  # a letter's own close
+    "We substitute y = x - 1.\n\n**Conclusion:** x = 2.",  # one solution's conclusion
+    "We substitute y = x - 1.\n\n**Summary:** x = 2.",
+    "In summary, the night was long.",
+    "The letter went out.\n\nThe reply came in response 2 days later.",  # "response 2" in prose names no response
+])
+def test_a_responses_own_closing_lines_stay(last):
+    raw = "### Response 1\nOne.\n### Response 2\nTwo.\n### Response 3\n" + last
+    assert split_completion(raw, 3) == Split(["One.", "Two.", last], "headers")
+
+
+def test_a_closing_form_every_response_ends_with_is_theirs():
+    raw = "".join(f"### Response {k}\nStory {k}.\n\nI hope you enjoy these!\n" for k in range(1, 4))
+    assert split_responses(raw, 3)[0] == [f"Story {k}.\n\nI hope you enjoy these!" for k in range(1, 4)]
+
+
+def test_responses_past_the_nth_are_the_tail():
+    split = split_completion("\n".join(f"### Response {k}\nr{k}" for k in range(1, 5)), 3)
+    assert split.responses == ["r1", "r2", "r3"] and split.tail == "### Response 4\nr4"
+
+
+# Everything from a heading at or above the headers' level in the last response was cut: a story's title over the
+# last story lost the whole response, and a "### Final Answer" only the last solution has lost its answer.
+@pytest.mark.parametrize("last", [
+    "## The Night Watch\nThe city sleeps while I keep watch.",
+    "Substitute y = x - 1.\n### Final Answer\nx = 2",
+    "Substitute y = x - 1.\n\n### Verification\nPlugging back in, 2 + 2 = 4.",
+    "## Introduction\nWhy it matters.\n\n## Conclusion\nIt matters.",  # an essay's own sections
+])
+def test_a_heading_of_the_last_response_that_titles_no_recap_is_its_own(last):
+    raw = "".join(f"### Response {k}\nAnswer {k}.\n\n" for k in range(1, 5)) + "### Response 5\n" + last
+    parts, how = split_responses(raw, 5)
+    assert how == "headers" and parts == [f"Answer {k}." for k in range(1, 5)] + [last]
+
+
+def test_the_closing_cut_is_linear_in_rules_paragraphs_and_marks():
+    # Re-stripping the text before each candidate cut would be quadratic in the number of lines.
+    import time
+
+    head = "### Response 1\nA\n### Response 2\nB\n"
+    makes = [lambda k: head + "Text.\n" + "---\n" * k + "\nThese responses vary.",
+             lambda k: head + "Text.\n\n" + "These responses vary.\n\n" * k,
+             lambda k: head + "Text.\n" + "- Response 1: a\n" * k,
+             lambda k: head + "Text.\n\nthese" + " " * (20 * k) + "x"]
+
+    def best_of_three(text):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            split_completion(text, 2)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    for make in makes:
+        small, large = best_of_three(make(5_000)), best_of_three(make(20_000))
+        assert large < 0.2 or large < 1.0 and large / max(small, 1e-4) < 8, (small, large)

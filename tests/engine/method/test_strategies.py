@@ -154,3 +154,45 @@ def test_headed_responses_parse_and_record_the_mode():
     headed = "### Response 1\nfour\n### Response 2\n2+2=4\n### Response 3\nIt is 4."
     s = run("system_general", Recorder([headed]))
     assert s.status == "ok" and s.responses == ["four", "2+2=4", "It is 4."] and s.parse_mode == "headers"
+
+
+class Cut(Recorder):
+    """A backend whose completions end with a given finish reason ("length": cut off by the token limit)."""
+
+    def __init__(self, answers, reason):
+        super().__init__(answers, tokens=30)
+        self.reason = reason
+
+    def chat(self, conversations, sampling):
+        outs = super().chat(conversations, sampling)
+        return [ChatOutput(texts=o.texts, finish_reasons=[self.reason] * len(o.texts), n_tokens=o.n_tokens)
+                for o in outs]
+
+
+def test_a_completion_cut_off_marks_only_the_response_it_ran_out_in_and_is_kept():
+    # Every part inherited the completion's "length": a completion cut inside response 3 marked all three
+    # truncated, and the raw completion was not kept.
+    raw = "### Response 1\nAnswer one.\n### Response 2\nAnswer two.\n### Response 3\nThe third was cut in the mid"
+    s = run("system_general", Cut([raw], "length"))
+    assert s.status == "ok" and s.finish_reasons == ["stop", "stop", "length"] and s.raw == raw
+    s = run("system_general", Cut([raw], "stop"))
+    assert s.finish_reasons == ["stop", "stop", "stop"] and s.raw is None
+    short = "### Response 1\nAnswer one.\n### Response 2\nThe second was cut"
+    s = run("system_general", Cut([short, short], "length"))
+    assert s.status == "short" and s.finish_reasons == ["stop", "length"] and s.raw == short
+
+
+def test_text_cut_after_the_last_response_keeps_the_raw_completion():
+    # A completion that ran out in a recap after the last response: every response is whole.
+    raw = "### Response 1\na\n### Response 2\nb\n### Response 3\nc\n\n**Summary**\n- Response 1: one\n- Response 2: t"
+    s = run("system_general", Cut([raw], "length"))
+    assert s.responses == ["a", "b", "c"] and s.finish_reasons == ["stop"] * 3 and s.raw == raw
+    s = run("system_general", Cut([raw], "stop"))
+    assert s.responses == ["a", "b", "c"] and s.raw == raw  # the recap, cut from response 3, can be audited
+
+
+def test_answers_on_the_header_lines_are_a_full_group():
+    # "### Response k: <answer>" parsed to nothing: a short group after two calls.
+    raw = "### Response 1: 7\n### Response 2: 3\n### Response 3: 9"
+    s = run("system_anchored", Recorder([raw, raw]), category="C")
+    assert s.status == "ok" and s.calls == 1 and s.responses == ["7", "3", "9"] and s.raw is None
