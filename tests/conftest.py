@@ -25,6 +25,8 @@ def ray_session():
     import ray
 
     ray.init(
+        # "local": always a fresh embedded Ray, never a cluster a leftover RAY_ADDRESS or ray_current_cluster names.
+        address="local",
         num_cpus=4,
         object_store_memory=256 * 1024 * 1024,
         include_dashboard=False,

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.execution.executor import LocalExecutor, RayExecutor, StagePlan
+from engine.execution.executor import HostCrashed, LocalExecutor, RayExecutor, StagePlan
 from engine.execution.results import StageRecord
 from engine.execution.store import Store, content_key, table_digest
 from engine.stages.base import ERROR, RETRY, ROW, SHARD, TELEMETRY
@@ -43,6 +43,11 @@ from engine.stages.base import ERROR, RETRY, ROW, SHARD, TELEMETRY
 log = logging.getLogger(__name__)
 
 PARTIAL = ".partial"  # the suffix of a failed unit's partial shard (its computed rows, for the row index only)
+
+# Batches of a lane in a row (none back whole between them) whose host died under each of them until it failed
+# (HostCrashed) before the lane's others are failed unsent: one such batch is that batch's doing (an oversized one),
+# the next too says the model's or the host's, and each more would load the model again to fail alike.
+CRASHED_IN_A_ROW = 2
 
 
 @dataclass
@@ -345,6 +350,7 @@ class Lane:
     in_flight: int = 0
     batches_back: int = 0  # batches that came back with their telemetry (the cost per batch is measured on them)
     broken: str | None = None  # why a batch failed in its host (the stage not built, the host dead): none is sent
+    crashed: int = 0  # batches in a row whose host died under them until they failed (CRASHED_IN_A_ROW)
 
     @property
     def plan(self) -> StagePlan:
@@ -436,15 +442,23 @@ class Dataflow:
             lane.in_flight -= 1
             try:
                 out = future.result()
+                lane.crashed = 0
             except Exception as exc:
-                # The stage could not be built in its host (weights missing on that node, a GPU out of memory), or
-                # the host died past its restarts: this raised out of the run, a traceback that threw away every
-                # batch in flight on healthy lanes. The batch's units fail (a rerun computes them), and so do the
-                # lane's others, unsent: each would fail alike.
-                lane.broken = host_failure(exc)
-                log.warning("%s: a batch failed in its host (%s); its units and the stage's others fail, for a rerun "
-                            "to compute", lane.name, lane.broken)
-                out = error_batch(batch, f"the batch failed in its host: {lane.broken}")
+                reason = host_failure(exc)
+                lane.crashed = lane.crashed + 1 if isinstance(exc, HostCrashed) else 0
+                if isinstance(exc, HostCrashed) and lane.crashed < CRASHED_IN_A_ROW:
+                    # This batch killed its host each time it ran (an oversized batch): it fails alone.
+                    log.warning("%s: a batch failed in its host (%s); its units fail, for a rerun to compute",
+                                lane.name, reason)
+                else:
+                    # The stage could not be built in its host (weights missing on that node, a GPU out of memory),
+                    # or the host died past its restarts: this raised out of the run, a traceback that threw away
+                    # every batch in flight on healthy lanes. The batch's units fail (a rerun computes them), and so
+                    # do the lane's others, unsent: each would fail alike.
+                    lane.broken = reason
+                    log.warning("%s: a batch failed in its host (%s); its units and the stage's others fail, for a "
+                                "rerun to compute", lane.name, reason)
+                out = error_batch(batch, f"the batch failed in its host: {reason}")
             completed, failed = lane.run.take(out)
             lane.batches_back += 1
             self._events += [(lane.name, key, True) for key in completed]
@@ -497,7 +511,18 @@ class Dataflow:
                     break
                 lane.run.begin()
                 batch = self._cut(lane)
-                future = self.executor.submit(plan, batch)
+                try:
+                    future = self.executor.submit(plan, batch)
+                except Exception as exc:
+                    # Its hosts could not start (again, after a node was lost: the cluster no longer holds them, a
+                    # ConfigError): this raised out of the run, every lane abandoned. As a batch that failed in its
+                    # host: its units fail, and the lane's others, unsent; the other lanes go on.
+                    lane.broken = host_failure(exc)
+                    log.warning("%s: its hosts could not start (%s); its units fail, for a rerun to compute",
+                                lane.name, lane.broken)
+                    self._fail(lane, batch, f"not sent: its hosts could not start: {lane.broken}")
+                    sent = True
+                    continue
                 self._flying[future] = lane
                 self._sent[future] = batch
                 lane.in_flight += 1
@@ -542,6 +567,10 @@ class Dataflow:
         """Fail the lane's next batch without sending it: its units fail as a batch whose backend gave up does."""
         batch = self._cut(lane)
         lane.run.begin()
+        self._fail(lane, batch, reason)
+
+    def _fail(self, lane: Lane, batch: pa.Table, reason: str) -> None:
+        """Fail one batch of the lane (every row, with `reason`) and tell the listener of its units."""
         completed, failed = lane.run.take(error_batch(batch, reason))
         self._events += [(lane.name, key, True) for key in completed]
         self._events += [(lane.name, key, False) for key in failed]

@@ -5,18 +5,21 @@ Both keep each model loaded for the whole run: a stage's batches run in the host
 key — one load per model per run — until the pipeline releases them (`release`).
 
 - RayExecutor: hosts are Ray actors (the plan's CPUs, GPUs and placement group each), on an embedded local Ray or
-  an existing cluster. A host that dies is restarted and its batch run again (max_restarts = max_task_retries = -1,
-  as Ray Data gives its map actors, unless the plan says fewer: API models get a finite number);
-  tests/engine/execution/test_executor.py kills a host mid-batch. A host that cannot come back (its node was lost
-  and no node that holds it is left) is given up after `node_wait_s`, and its batches fail (`fail_stranded`).
+  an existing cluster. A host that dies is restarted (max_restarts -1, as Ray Data gives its map actors, unless the
+  plan says fewer: API models get a finite number) and the executor sends its batches again; a batch whose host
+  died under it HOST_DEATHS_PER_BATCH times fails alone (HostCrashed: a segfault, the OOM killer on one oversized
+  batch), instead of loading the model again for ever. tests/engine/execution/test_executor.py kills a host
+  mid-batch. A host that cannot come back (its node was lost and no node that holds it is left) is given up after
+  `node_wait_s`, and its batches fail (`fail_stranded`).
 - LocalExecutor: the same hosts in this process, one batch after another; for debugging and for tests that
   exercise pipeline logic without Ray's start-up cost.
 
 Both yield Arrow tables carrying the stage's output columns plus the shard column, in any order.
 
-Two ways in: `map(plan, blocks)` runs one stage over rows known up front (the classification phases), and
-`submit(plan, batch)` / `capacity(plan)` / `can_start(plan)` let the pipeline's dataflow (engine.execution.dataflow)
-feed several stages at once, each batch a `concurrent.futures.Future`, as upstream shards finish.
+The pipeline's dataflow (engine.execution.dataflow) drives both, for the classification phases as for the stages
+that stream into each other: `submit(plan, batch)` / `capacity(plan)` / `can_start(plan)` feed several stages at
+once, each batch a `concurrent.futures.Future`, and `fail_stranded()`, called while it waits, lets the executor act
+on hosts that died or cannot run.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, InvalidStateError, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -74,7 +77,8 @@ class StagePlan:
         env: extra environment variables for the workers.
         placement_group: {"bundles": [...], "strategy": "PACK"}: each actor gets a placement group of its own
             (vLLM with tensor × pipeline parallelism > 1; see actors.registry.scheduling).
-        max_restarts: restarts of a dead actor, and re-runs of its batch, before the stage fails.
+        max_restarts: restarts of a dead actor before it stays dead. A batch whose host died under it fails
+            alone after HOST_DEATHS_PER_BATCH such deaths, or max_restarts + 1 where that is fewer.
         host: the key of the hosts that run the stage; stages with the same key share them (and their loaded
             models). Empty: the label.
     """
@@ -140,27 +144,56 @@ def unplaceable(plan: StagePlan, nodes: list[dict[str, float]]) -> str | None:
         return shape
     bundles = [dict(b) for b in group["bundles"]]
     strategy = group.get("strategy", "PACK")
+    if _place(bundles, strategy, [dict(n) for n in nodes]):
+        return None
     if strategy == "STRICT_PACK":
-        total: dict[str, float] = {}
-        for b in bundles:
-            for r, v in b.items():
-                total[r] = total.get(r, 0.0) + v
-        if any(_fits(total, n) for n in nodes):
-            return None
-        return f"its placement group needs {_shape(total)} on one node (STRICT_PACK); the nodes have {_nodes(nodes)}"
+        return (f"its placement group needs {_shape(_total(bundles))} on one node (STRICT_PACK); the nodes have "
+                f"{_nodes(nodes)}")
+    return (f"its placement group of {len(bundles)} bundles of {_shape(bundles[0])} ({strategy}) does not fit "
+            f"the cluster's nodes ({_nodes(nodes)})")
+
+
+def _total(bundles: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for b in bundles:
+        for r, v in b.items():
+            total[r] = total.get(r, 0.0) + v
+    return total
+
+
+def _place(bundles: list[dict[str, float]], strategy: str, free: list[dict[str, float]]) -> bool:
+    """Place one placement group's bundles on the nodes' `free` resources as its strategy says, taking what it uses
+    from `free`; False (with `free` as it may be left part-used) where the group does not fit."""
+    if strategy == "STRICT_PACK":
+        total = _total(bundles)
+        k = next((i for i, n in enumerate(free) if _fits(total, n)), None)
+        if k is None:
+            return False
+        for r, v in total.items():
+            free[k][r] = free[k].get(r, 0.0) - v
+        return True
     # First fit, largest bundle first: exact for the equal bundles vLLM asks for (one GPU and one CPU each).
-    free = [dict(n) for n in nodes]
     used: set[int] = set()
     for b in sorted(bundles, key=lambda b: (-b.get("GPU", 0), -b.get("CPU", 0))):
         k = next((i for i, n in enumerate(free) if _fits(b, n) and not (strategy == "STRICT_SPREAD" and i in used)),
                  None)
         if k is None:
-            return (f"its placement group of {len(bundles)} bundles of {_shape(bundles[0])} ({strategy}) does not fit "
-                    f"the cluster's nodes ({_nodes(nodes)})")
+            return False
         used.add(k)
         for r, v in b.items():
             free[k][r] = free[k].get(r, 0.0) - v
-    return None
+    return True
+
+
+def groups_that_fit(plan: StagePlan, nodes: list[dict[str, float]], most: int) -> int:
+    """How many of the plan's placement groups (one per actor) the nodes hold at once, up to `most`."""
+    group = plan.placement_group or {"bundles": []}
+    bundles = [dict(b) for b in group["bundles"]]
+    free = [dict(n) for n in nodes]
+    count = 0
+    while count < most and _place(bundles, group.get("strategy", "PACK"), free):
+        count += 1
+    return count
 
 
 def misshapen(plan: StagePlan) -> str | None:
@@ -250,18 +283,6 @@ def _probe_outcome(results: list[tuple[str, str, tuple[str | None, list[str]]]])
                           "false skips these requests)")
 
 
-def batches_of(plan: StagePlan, blocks: list[pa.Table]) -> list[pa.Table]:
-    """The stage's rows in batches of `plan.batch_size`, across shard boundaries (as Ray Data's map_batches
-    batches): shards are often smaller than a batch (8 groups against a batch of 64 in the demo), and a model runs
-    a full batch far faster than eight small ones (the demo's sampling took 2.4x as long batched per shard). Rows
-    carry their SHARD and ROW, so the driver reassembles each shard whatever batch its rows came in."""
-    blocks = [b for b in blocks if b.num_rows]
-    if not blocks:
-        return []
-    rows = pa.concat_tables(blocks, promote_options="default").combine_chunks()
-    return [rows.slice(start, plan.batch_size) for start in range(0, rows.num_rows, plan.batch_size)]
-
-
 class LocalExecutor:
     """Runs stages in this process, in one StageHost per host key (so a model loads once per run).
 
@@ -282,10 +303,6 @@ class LocalExecutor:
             self._threads[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"host-{plan.label}")
             self._busy[key] = []
         return self._hosts[key], self._threads[key]
-
-    def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
-        for batch in batches_of(plan, blocks):
-            yield self.submit(plan, batch).result()
 
     def submit(self, plan: StagePlan, batch: pa.Table) -> Future:
         """Run one batch on the plan's host (after the batches already given to it)."""
@@ -380,6 +397,11 @@ class RayExecutor:
         self.node_wait_s = node_wait_s
         self._down_since: dict[str, float] = {}  # actor id → when it was first seen not running with batches to run
         self._next_watch = 0.0
+        # Attempts whose host died under them, from Ray's threads to the driver's (`_redo`): (pool, batch, attempt,
+        # Ray's error, whether it counts against the batch).
+        self._died: deque[tuple[_RayHosts, _Batch, int, BaseException, bool]] = deque()
+        # actor id → (when read, its state, its restarts so far): `_states`
+        self._seen: dict[str, tuple[float, str | None, int | None]] = {}
         self.env = {**WORKER_ENV, **(env or {})}
         if python_backends_allowed():  # the user's opt-in reaches the workers that load those backends
             self.env[ALLOW_PYTHON_ENV] = "1"
@@ -407,7 +429,12 @@ class RayExecutor:
                 return
         _loopback_only(ray)
         try:
+            # address="local": a Ray of this process's own. Without an address ray.init reads the address file that
+            # any `ray start` (or a cluster that crashed) left in $RAY_TMPDIR and joins that cluster, the one
+            # running_cluster_address declined (or "local" said not to join); with num_cpus given it refused, and the
+            # refusal read as an object store too large.
             ray.init(
+                address="local",
                 _node_ip_address="127.0.0.1",
                 num_cpus=num_cpus or max(4, os.cpu_count() or 1),
                 object_store_memory=object_store_memory,
@@ -417,7 +444,9 @@ class RayExecutor:
                 configure_logging=True,
                 logging_level=logging.WARNING,
             )
-        except ValueError as exc:  # Ray's own check of the memory asked for against this machine's
+        except ValueError as exc:
+            if not _about_memory(exc):  # not the object store's size: Ray's own words, not a wrong hint
+                raise
             raise ConfigError(f"execution.object_store_memory ({object_store_memory:,} bytes): the embedded Ray "
                               f"cannot start with it ({exc}); lower it") from None
         self._owns_ray = True
@@ -564,40 +593,162 @@ class RayExecutor:
         for name in ("ray.data", "ray"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
-    def map(self, plan: StagePlan, blocks: list[pa.Table]) -> Iterator[pa.Table]:
-        """The stage's output batches in the order they come back (the driver reassembles shards by their SHARD and
-        ROW columns); a batch that failed in its host raises here."""
-        waiting = deque(batches_of(plan, blocks))
-        flying: set[Future] = set()
-        while waiting or flying:
-            while waiting and self.capacity(plan) > 0:
-                flying.add(self.submit(plan, waiting.popleft()))
-            done, flying = wait(flying, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-            self.fail_stranded()
-
     def submit(self, plan: StagePlan, batch: pa.Table) -> Future:
-        """Run one batch on the least busy host of the plan (started on first use)."""
+        """Run one batch on the least busy host of the plan that runs (started on first use). The caller calls
+        `fail_stranded` while it waits: that is where a batch whose host died is sent again."""
         self._start_hosts(plan)
         hosted = self._hosts[plan.host_key()]
+        job = _Batch(plan, batch, _Relayed())
+        job.future.set_running_or_notify_cancel()
+        states = self._states(hosted)
+        self._send(hosted, self._pick(hosted, states), job, states)
+        return job.future
+
+    def _send(self, hosted: "_RayHosts", k: int, job: "_Batch", states: list[str | None] | None = None) -> None:
+        """Give `job` to host `k` of the pool, as a new attempt."""
+        states = self._states(hosted) if states is None else states
         with hosted.lock:
-            k = min(range(len(hosted.actors)), key=lambda i: len(_pending(hosted.busy[i])))
-            future = _relayed(hosted.actors[k].run.remote(plan.stage, plan.kwargs, batch).future())
-            hosted.busy[k].append(future)
-        return future
+            job.attempt += 1
+            # What runs before it on that host: if the host dies under it, it was running only where all of these
+            # had ended (an actor runs its calls in order).
+            job.ahead = [(b, b.attempt) for b in _pending(hosted.busy[k]) if b.died != b.attempt]
+            # A call to a host that is restarting may fail at once ("the actor is restarting"): no death of its. One
+            # to a host still starting waits for it.
+            job.to_restarting = states[k] == "RESTARTING"
+            actor_id = hosted.actors[k]._actor_id.hex()
+            restarts = self._seen.get(actor_id, (0.0, None, None))[2]
+            # Where Ray cannot say which life of the host it is, each attempt is one: deaths are never left uncounted.
+            job.host = (actor_id, restarts if restarts is not None else -job.attempt)
+            hosted.busy[k].append(job)
+            job.ref = hosted.actors[k].run.remote(job.plan.stage, job.plan.kwargs, job.rows)
+            attempt, ref = job.attempt, job.ref
+        # Outside the lock: a call already answered runs its callback here, and the callback takes the lock.
+        ref.future().add_done_callback(lambda source: self._answered(hosted, job, attempt, source))
+
+    def _answered(self, hosted: "_RayHosts", job: "_Batch", attempt: int, source: Future) -> None:
+        """Ray's answer to one attempt (on Ray's thread): the batch's result or its stage's error; or its host died
+        (or never started and the attempt was withdrawn), and the driver sends the batch again (`_redo`)."""
+        errors = self._ray.exceptions
+        try:
+            exc = source.exception()
+        except CancelledError as cancelled:
+            exc = cancelled
+        with hosted.lock:
+            if attempt != job.attempt or job.future.done():
+                return  # an attempt since replaced, or a batch the executor failed first (its host given up)
+            if not isinstance(exc, (errors.RayActorError, errors.TaskCancelledError)):
+                job.ended = attempt
+            else:
+                job.died = attempt
+            # Its host died under it (or it was withdrawn from one that never started): sent again by the driver,
+            # unless its pool was released (the run stops), where the error stands.
+            if job.died == attempt and self._hosts.get(hosted.key) is hosted:
+                # Counted against the batch only where it was running: sent to a host not restarting, and every
+                # call queued before it there had ended. A host restarting or never started, an attempt withdrawn,
+                # a node the autoscaler preempted: not the batch's doing.
+                running = not job.to_restarting and all(b.ended == n for b, n in job.ahead)
+                counted = running and isinstance(exc, errors.RayActorError) and not exc.preempted
+                # Once per life of the host: a call sent before Ray knew its node was lost fails at once, as the
+                # one it was running did, and is the same death.
+                counted = counted and job.host not in job.deaths_on
+                if counted:
+                    job.deaths_on.add(job.host)
+                for actor in hosted.actors:  # its state, cached as running, is read again before the next call
+                    self._seen.pop(actor._actor_id.hex(), None)
+                self._died.append((hosted, job, attempt, exc, counted))
+                return
+        if exc is None:
+            job.future.settle(result=source.result())
+        else:
+            job.future.settle(exc=exc)
+
+    def _redo(self) -> None:
+        """Send again, on the driver's thread, each batch whose host died under it, once a host of its pool runs (or
+        is starting); fail one whose host died under it HOST_DEATHS_PER_BATCH times (HostCrashed), or whose pool was
+        released or died past its restarts. A batch whose pool does not come back is failed by the watch (its host
+        stranded), as any batch on it."""
+        later = []
+        fresh: dict[str, list[str | None]] = {}
+        for _ in range(len(self._died)):  # those there now: a call failing at once comes back at the next look
+            hosted, job, attempt, exc, counted = self._died.popleft()
+            if attempt != job.attempt or job.future.done():
+                continue
+            if self._hosts.get(hosted.key) is not hosted:  # released (the run stops): nothing to send it to
+                job.future.settle(exc=exc)
+                continue
+            plan = job.plan
+            job.deaths += counted
+            limit = HOST_DEATHS_PER_BATCH if plan.max_restarts is None else min(HOST_DEATHS_PER_BATCH,
+                                                                                   plan.max_restarts + 1)
+            if job.deaths >= limit:
+                reason = (f"stage {plan.label}: its host died {job.deaths} times running this batch "
+                          f"({_line(exc)}); the batch fails alone, for a rerun to compute")
+                log.warning("%s", reason)
+                job.future.settle(exc=HostCrashed(reason))
+                continue
+            if hosted.key not in fresh:  # read once a look: a host's state changes in seconds, not per batch
+                fresh[hosted.key] = self._states(hosted, fresh=True)
+            states = fresh[hosted.key]
+            if all(state == "DEAD" for state in states):  # restarts used up (plan.max_restarts): as Ray says
+                job.future.settle(exc=exc)
+                continue
+            k = self._pick(hosted, states)
+            if states[k] == "RESTARTING":  # none runs yet: sent when one is back (the call would fail at once)
+                later.append((hosted, job, attempt, exc, False))  # counted once, above
+                continue
+            try:
+                with hosted.lock:
+                    for queue in hosted.busy:
+                        if job in queue:
+                            queue.remove(job)
+                self._send(hosted, k, job, states)
+            except Exception as error:  # a batch that cannot be sent again fails; it never waits for ever
+                job.future.settle(exc=error)
+        self._died.extend(later)
+
+    def _states(self, hosted: "_RayHosts", fresh: bool = False) -> list[str | None]:
+        """The Ray state of each host of the pool, read at most every STATE_TTL_S unless `fresh`."""
+        now = time.monotonic()
+        states = []
+        for actor in list(hosted.actors):
+            actor_id = actor._actor_id.hex()
+            seen = self._seen.get(actor_id)
+            if fresh or seen is None or now - seen[0] >= STATE_TTL_S:
+                seen = self._seen[actor_id] = (now, *_actor_info(self._ray, actor_id))
+            states.append(seen[1])
+        return states
+
+    def _usable(self, hosted: "_RayHosts", states: list[str | None] | None = None) -> list[int]:
+        """The hosts of a pool that get batches: those that run, where one does; else those that may yet (starting,
+        restarting, or whose state Ray cannot say). A host waiting for a node would keep its batches waiting with it
+        while another runs (num_actors more than the cluster holds; a replica whose node was lost)."""
+        states = self._states(hosted) if states is None else states
+        alive = [k for k, state in enumerate(states) if state in ("ALIVE", None)]
+        if any(state == "ALIVE" for state in states):
+            return alive
+        return [k for k, state in enumerate(states) if state != "DEAD"] or list(range(len(states)))
+
+    def _pick(self, hosted: "_RayHosts", states: list[str | None] | None = None) -> int:
+        """The usable host of the pool with the fewest batches."""
+        with hosted.lock:
+            busy = [len(_pending(b)) for b in hosted.busy]
+        return min(self._usable(hosted, states), key=busy.__getitem__)
 
     def fail_stranded(self) -> None:
-        """Give up the hosts that have batches to run but are not running, and that no live node of the cluster can
-        hold, once that has lasted `node_wait_s` (STRANDED_MIN_S at least; looked at every STRANDED_CHECK_S): their
-        batches fail with HostStranded, for a rerun to compute.
+        """Send again the batches whose host died under them (at every call), and give up the hosts that have
+        batches to run but are not running, and that no live node of the cluster can hold, once that has lasted
+        `node_wait_s` (STRANDED_MIN_S at least; looked at every STRANDED_CHECK_S): their batches fail with
+        HostStranded, for a rerun to compute.
 
         A host (max_restarts -1) whose node is lost is restarted by Ray on a node that can hold it; where none is
         left, Ray keeps it restarting, and its batches waiting, for ever — the run hung without a word after every
         other stage had finished. Here it waits as long as the run waited for nodes before its first call (an
         autoscaler replacing the node), then the host is killed, its placement group removed, and the batches given
-        to it fail; a later batch of its model starts a host again. A host that is only slow to start, or waits
-        for room on a node that could hold it, is waited for."""
+        to it fail; a later batch of its model starts a host again. A host that is only slow to start is waited
+        for; one that waits for room that idle kept hosts hold gets it (`_room_for`). A replica that has not
+        started while another of its pool runs gives its batches to the others, and is stopped after node_wait_s.
+        """
+        self._redo()
         now = time.monotonic()
         if now < self._next_watch:
             return
@@ -608,43 +759,99 @@ class RayExecutor:
             log.debug("looking for stranded hosts: %s", exc)
 
     def _watch(self, now: float) -> None:
-        """fail_stranded's look, at `now`, at each host with batches to run."""
+        """fail_stranded's look, at `now`, at each host that has batches to run, or has not started while another
+        of its pool runs."""
         nodes: list[dict[str, float]] | None = None
-        down_since, self._down_since = self._down_since, {}  # only hosts still stranded, with batches, carry on
+        down_since, self._down_since = self._down_since, {}  # only hosts still down, with a reason to watch, go on
+        waiting: list[_RayHosts] = []
         for hosted in list(self._hosts.values()):
-            with hosted.lock:
-                busy = [actor for k, actor in enumerate(hosted.actors) if _pending(hosted.busy[k])]
-            for actor in busy:
-                actor_id = actor._actor_id.hex()
-                state = _actor_state(self._ray, actor_id)
+            states = self._states(hosted, fresh=True)
+            runs = "ALIVE" in states
+            for actor, state in zip(list(hosted.actors), states):
                 if state in (None, "ALIVE"):  # running, or Ray cannot say: never given up on a guess
+                    continue
+                with hosted.lock:
+                    queued = _pending(hosted.busy[hosted.actors.index(actor)])
+                spare = state == "PENDING_CREATION" and runs
+                if not queued and not spare:
+                    continue
+                actor_id = actor._actor_id.hex()
+                since = self._down_since[actor_id] = down_since.get(actor_id, now)
+                late = now - since >= max(self.node_wait_s, STRANDED_MIN_S)
+                if spare:
+                    # Not a host just slower to start than the others: its calls, waiting in Ray's queue for it,
+                    # are withdrawn and go to the hosts that run (_redo); it gets no more (_usable).
+                    if now - since >= STRANDED_MIN_S:
+                        for job in queued:
+                            self._ray.cancel(job.ref)
+                    if late:
+                        self._give_up(hosted, actor, state, "another host of its model runs", now - since,
+                                      fail=False)
                     continue
                 if nodes is None:
                     nodes = [{r: float(v) for r, v in n.get("Resources", {}).items()} for n in self._ray.nodes()
                              if n.get("Alive")]
                 why = unplaceable(hosted.plan, nodes)
                 if why is None:  # starting, or waiting for room on a node that can hold it
+                    if now - since >= STRANDED_MIN_S:
+                        waiting.append(hosted)
                     continue
-                since = self._down_since[actor_id] = down_since.get(actor_id, now)
-                if now - since >= max(self.node_wait_s, STRANDED_MIN_S):
+                if late:
                     self._give_up(hosted, actor, state, why, now - since)
+        if waiting:
+            self._room_for(waiting)
 
-    def _give_up(self, hosted: "_RayHosts", actor: Any, state: str, why: str, waited: float) -> None:
-        """Kill one host that could not run, fail its batches, and take it out of its pool."""
-        what = "its node was lost, and no node left can hold it" if state == "RESTARTING" else "no node can hold it"
-        reason = (f"stage {hosted.plan.label}: a host has not run for {waited:.0f} s ({what}: {why}; "
-                  "execution.node_wait_s)")
-        log.warning("%s: its batches fail, for a rerun to compute", reason)
+    def _room_for(self, waiting: list["_RayHosts"]) -> None:
+        """Stop idle kept hosts that hold what a host with batches, down this long, needs to start again.
+
+        A node lost: Ray restarts the host on a node that can hold it, but a kept host with nothing to do (the
+        judge's, waiting for samples) may hold that node's GPU; the restarted host and the run waited for ever. As
+        `_make_room` does before a stage starts, a kept host is cheaper to load again than a run that never ends."""
+        free = self._ray.available_resources()
+        with_batches = {h.key for h in self._hosts.values() if any(_pending(b) for b in h.busy)}
+        stop: set[str] = set()
+        short: set[str] = set()
+        for hosted in waiting:
+            plan = hosted.plan
+            need = (_total([dict(b) for b in plan.placement_group["bundles"]]) if plan.placement_group
+                    else {"CPU": plan.num_cpus, "GPU": plan.num_gpus})
+            lacks = {r for r, v in need.items() if v > 0 and free.get(r, 0.0) + _EPS < v}
+            short |= lacks
+            stop |= {key for key, h in self._hosts.items() if key not in with_batches
+                     and any(h.resources.get(r, 0) > 0 for r in lacks)}
+        if stop:
+            log.warning("hosts with batches have waited %g s or more to start again, and %s short: stopping the idle "
+                        "kept hosts of %s to make room (they load again if a later stage needs them)",
+                        STRANDED_MIN_S, "/".join(sorted(short)), ", ".join(sorted(stop)))
+            self.release(set(self._hosts) - stop)
+
+    def _give_up(self, hosted: "_RayHosts", actor: Any, state: str, why: str, waited: float,
+                 fail: bool = True) -> None:
+        """Kill one host that could not run and take it out of its pool: its batches fail (`fail`), or, where
+        another host of the pool runs them, go to the others (`_redo`)."""
+        if fail:
+            what = ("its node was lost, and no node left can hold it" if state == "RESTARTING"
+                    else "no node can hold it")
+            reason = (f"stage {hosted.plan.label}: a host has not run for {waited:.0f} s ({what}: {why}; "
+                      "execution.node_wait_s)")
+            log.warning("%s: its batches fail, for a rerun to compute", reason)
+        else:
+            reason = f"stage {hosted.plan.label}: a host has not started in {waited:.0f} s ({why}); it is stopped"
+            log.warning("%s (execution.node_wait_s)", reason)
         with hosted.lock:
             k = hosted.actors.index(actor)
-            futures = hosted.busy.pop(k)
+            jobs = _pending(hosted.busy.pop(k))
             hosted.actors.pop(k)
             share = 1.0 / (len(hosted.actors) + 1)
             hosted.resources = {r: v * (1.0 - share) for r, v in hosted.resources.items()}
             group = hosted.groups.pop(k) if hosted.groups else None
-        for future in futures:
-            future.fail(HostStranded(reason))
+        for job in jobs:
+            if fail:
+                job.future.settle(exc=HostStranded(reason))
+            else:  # never started: not the batch's doing
+                self._died.append((hosted, job, job.attempt, HostStranded(reason), False))
         self._down_since.pop(actor._actor_id.hex(), None)
+        self._seen.pop(actor._actor_id.hex(), None)
         try:
             self._ray.kill(actor, no_restart=True)
             if group is not None:
@@ -660,9 +867,12 @@ class RayExecutor:
         hosted = self._hosts.get(plan.host_key())
         if hosted is None:
             return self._actor_count(plan) * BATCHES_PER_ACTOR
+        usable = self._usable(hosted)
         with hosted.lock:
             hosted.busy = [_pending(b) for b in hosted.busy]
-            return sum(BATCHES_PER_ACTOR - len(b) for b in hosted.busy)
+            # Only the hosts that get batches have room; batches on the others (a replica not started while another
+            # runs, a host that died under them) are on their way to them.
+            return max(0, BATCHES_PER_ACTOR * len(usable) - sum(len(b) for b in hosted.busy))
 
     def can_start(self, plan: StagePlan) -> bool:
         """Whether the plan's hosts run, or fit beside the kept ones without stopping any."""
@@ -689,8 +899,11 @@ class RayExecutor:
         self._check_gpus(plan)
         self._make_room(plan)
         restarts = -1 if plan.max_restarts is None else plan.max_restarts
-        options = dict(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=restarts,
-                       max_task_retries=restarts, runtime_env={"env_vars": {**self.env, **plan.env}})
+        # Ray restarts a host that died; its batches are sent again by the executor (`_redo`), not by Ray
+        # (max_task_retries), which would run a batch that kills its host again for ever and fail the batches
+        # queued behind it as often as that one.
+        options = dict(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=restarts, max_task_retries=0,
+                       runtime_env={"env_vars": {**self.env, **plan.env}})
         actors = self._actor_count(plan)
         hosted = _RayHosts(key, plan, {"CPU": plan.num_cpus * actors, "GPU": plan.gpus_per_actor() * actors})
         remote = ray.remote(StageHost)
@@ -721,17 +934,23 @@ class RayExecutor:
         """The plan's num_actors, or as many as the embedded Ray holds at once: an actor no node can take stays
         pending for ever, and the batches handed to it with it (a stage of 4 actors × 2 CPUs on 4 CPUs wrote half
         its units, then waited). A cluster this executor joined may add nodes (an autoscaler): it gets them all."""
-        if self._joined or plan.placement_group:
+        if self._joined:
             return plan.num_actors
         if plan.host_key() in self._actor_counts:
             return self._actor_counts[plan.host_key()]
         nodes = [{r: float(v) for r, v in n.get("Resources", {}).items()} for n in self._ray.nodes() if n.get("Alive")]
-        fit = actors_that_fit({"CPU": plan.num_cpus, "GPU": plan.num_gpus}, nodes)
+        group = plan.placement_group
+        if group:  # each actor's own group (vLLM with TP×PP > 1): as many groups as the nodes hold
+            fit = groups_that_fit(plan, nodes, plan.num_actors)
+            shape = f"placement groups of {len(group['bundles'])} × {_shape(dict(group['bundles'][0]))}"
+        else:
+            fit = actors_that_fit({"CPU": plan.num_cpus, "GPU": plan.num_gpus}, nodes)
+            shape = _shape({"CPU": plan.num_cpus, "GPU": plan.num_gpus})
         count = self._actor_counts[plan.host_key()] = plan.num_actors if fit >= plan.num_actors else max(1, fit)
         if count == plan.num_actors:
             return count
         log.warning("stage %s: %d actors of %s do not fit on this machine's Ray at once; %d start (num_actors)",
-                    plan.label, plan.num_actors, _shape({"CPU": plan.num_cpus, "GPU": plan.num_gpus}), count)
+                    plan.label, plan.num_actors, shape, count)
         return count
 
     def _make_room(self, plan: StagePlan) -> None:
@@ -824,12 +1043,20 @@ class _RayHosts:
     resources: dict[str, float] = field(default_factory=dict)  # what all its actors reserve together
     actors: list[Any] = field(default_factory=list)
     groups: list[Any] = field(default_factory=list)
-    busy: list[list[Future]] = field(default_factory=list)  # per actor: batches submitted and not finished
+    busy: list[list[_Batch]] = field(default_factory=list)  # per actor: batches given to it and not finished
     lock: threading.Lock = field(default_factory=threading.Lock)  # futures finish on Ray's threads
 
 
 # Batches given to one Ray host at a time by `submit`: one running and one waiting in the actor's queue.
 BATCHES_PER_ACTOR = 2
+
+# Times a batch's host may die while running it before the batch fails alone (HostCrashed). One death may be the
+# node's or a neighbour's doing; a batch under which its host died twice is the cause (a segfault, the OOM killer on
+# an oversized batch), and every further try costs a model load. A node the autoscaler preempted is not counted.
+HOST_DEATHS_PER_BATCH = 2
+
+# How long a read of a host's Ray state serves `submit` and `capacity` (one control-store call per host).
+STATE_TTL_S = 2.0
 
 # How often RayExecutor.fail_stranded looks at the hosts with batches to run, and the least time one may be kept from
 # running before its batches fail: a host whose process crashed is back in seconds (node_wait_s: 0 must not give up
@@ -842,48 +1069,68 @@ class HostStranded(RuntimeError):
     """A batch's host could not run for node_wait_s: its node was lost and none that can hold it is alive."""
 
 
+class HostCrashed(RuntimeError):
+    """A batch's host died HOST_DEATHS_PER_BATCH times while running it: the batch fails alone (its units are failed
+    shards, for a rerun), and the host, restarted, goes on with the other batches."""
+
+
 class _Relayed(Future):
-    """A batch's future as the driver sees it: Ray's result or error when it comes, or the executor's own failure
-    first (`fail`, a host given up); whichever is first stands."""
+    """A batch's future as the driver sees it, across the attempts of the batch: the answer of the attempt that
+    counts, or the executor's own failure first (a host given up); whichever is first stands."""
 
-    def fail(self, exc: BaseException) -> None:
+    def settle(self, result: Any = None, exc: BaseException | None = None) -> None:
         try:
-            self.set_exception(exc)
-        except InvalidStateError:  # Ray's answer came first
-            pass
-
-    def _take(self, source: Future) -> None:
-        try:
-            if source.cancelled():
-                self.set_exception(CancelledError())
-            elif source.exception() is not None:
-                self.set_exception(source.exception())
+            if exc is not None:
+                self.set_exception(exc)
             else:
-                self.set_result(source.result())
-        except InvalidStateError:  # failed by the executor first: Ray's late answer is dropped
+                self.set_result(result)
+        except InvalidStateError:  # settled first by the other side: this late word is dropped
             pass
 
 
-def _relayed(source: Future) -> _Relayed:
-    future = _Relayed()
-    future.set_running_or_notify_cancel()
-    source.add_done_callback(future._take)
-    return future
+@dataclass(eq=False)
+class _Batch:
+    """One batch given to a pool of Ray hosts: what the driver waits on (`future`) and what it takes to send the
+    batch again when its host dies under it."""
+
+    plan: StagePlan
+    rows: pa.Table
+    future: _Relayed
+    attempt: int = 0  # the attempt that counts: a late answer of an earlier one is dropped
+    ref: Any = None  # Ray's reference to the attempt's result (withdrawn with ray.cancel)
+    ahead: list[tuple["_Batch", int]] = field(default_factory=list)  # (batch, attempt) queued before it on its host
+    ended: int = 0  # the attempt that ended with an answer (a result, or the stage's own error)
+    died: int = 0  # the last attempt whose host died under it (or that was withdrawn)
+    to_restarting: bool = False  # whether its host was restarting when the attempt was sent
+    host: tuple[str, int] = ("", 0)  # the host (actor id, its restarts then) the attempt was sent to
+    deaths_on: set[tuple[str, int]] = field(default_factory=set)  # the lives of hosts that died running it
+    deaths: int = 0  # times its host died while running it
+
+
+def _line(exc: BaseException) -> str:
+    """An error in a line: its type and its first words (Ray's errors run over many lines)."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
 
 
 def _actor_state(ray: Any, actor_id: str) -> str | None:
     """The state Ray's control store holds for an actor (ALIVE, RESTARTING, PENDING_CREATION, DEAD, …), or None
     where it cannot say. ray._private.state.actors is private: the public ray.util.state needs the dashboard, which an
     embedded Ray does not start; tests/engine/execution/test_executor.py fails if a Ray release moves it."""
+    return _actor_info(ray, actor_id)[0]
+
+
+def _actor_info(ray: Any, actor_id: str) -> tuple[str | None, int | None]:
+    """An actor's state (as _actor_state) and how many times Ray has restarted it (None where Ray cannot say)."""
     try:
-        return ray._private.state.actors(actor_id=actor_id).get("State")
+        info = ray._private.state.actors(actor_id=actor_id)
+        return info.get("State"), info.get("NumRestarts")
     except Exception as exc:
         log.debug("reading the state of actor %s: %s", actor_id, exc)
-        return None
+        return None, None
 
 
-def _pending(futures: list[Future]) -> list[Future]:
-    return [f for f in futures if not f.done()]
+def _pending(batches: list[_Batch]) -> list[_Batch]:
+    return [b for b in batches if not b.future.done()]
 
 
 def _loopback_only(ray: Any) -> None:
@@ -898,6 +1145,13 @@ def _loopback_only(ray: Any) -> None:
     constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
     if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
         constants.ENABLE_RAY_CLUSTER = False
+
+
+def _about_memory(exc: ValueError) -> bool:
+    """Whether Ray refused to start for the memory asked of it (its checks of the object store against the machine's
+    memory and /dev/shm), rather than for anything else."""
+    text = str(exc).lower()
+    return ("memory" in text or "object store" in text) and "existing cluster" not in text
 
 
 def _check_reachable(address: str, key: str, timeout_s: float = 10.0) -> None:

@@ -29,7 +29,7 @@ from actors.registry import scheduling
 from engine.method import taxonomy
 from engine.config import CALIBRATED, CascadeConfig, ModelConfig, RunConfig, dump_yaml
 from engine.errors import ConfigError, TaskdivError
-from engine.execution.dataflow import Dataflow, StageRun, Unit, error_batch, host_failure
+from engine.execution.dataflow import Dataflow, StageRun, Unit
 from engine.execution.executor import (LocalExecutor, RayExecutor, StagePlan, hub_environment, joins_cluster,
                                        make_executor)
 from engine.inputs.loaders.paper import PresetReport
@@ -607,25 +607,20 @@ class Pipeline:
 
     def _run_stage(self, label: str, table_name: str, plan: StagePlan, units: list[Unit],
                    schema: pa.Schema) -> pa.Table:
-        """Run one stage over units known up front (the classification phases); all units' rows."""
+        """Run one stage over units known up front (the classification phases); all units' rows.
+
+        A lane of its own in a dataflow (engine.execution.dataflow), as the later stages run: a batch that fails in
+        its host fails its units alone, the batches in flight beside it are waited for and kept (computed, and for
+        an API paid for: recording them failed had a rerun pay again), the stage's batches not yet sent fail unsent
+        where the host cannot build it, and nothing is left running on the hosts the next stage shares."""
         run = self._stage_run(label, table_name, plan, schema)
         run.begin()
-        blocks = [rows for rows in (run.add(u) for u in units) if rows is not None]
-        returned: set[tuple[str, int]] = set()
-        try:
-            for batch in self.executor.map(plan, blocks):
-                run.take(batch)
-                returned.update(zip(batch[SHARD].to_pylist(), batch[ROW].to_pylist()))
-        except Exception as exc:
-            # As a lane of the dataflow's (Dataflow._take): the host could not build the stage or died past its
-            # restarts. What did not come back fails, for a rerun to compute; the run goes on to say so.
-            reason = host_failure(exc)
-            log.warning("%s: a batch failed in its host (%s); the stage's rows not back fail", label, reason)
-            for rows in blocks:
-                left = [k for k, key in enumerate(zip(rows[SHARD].to_pylist(), rows[ROW].to_pylist()))
-                        if key not in returned]
-                if left:
-                    run.take(error_batch(rows.take(left), f"the batch failed in its host: {reason}"))
+        flow = Dataflow(self.executor, lambda lane, key, ok: None)
+        flow.lane(label, run, 0)
+        for unit in units:
+            flow.add(label, unit)
+        flow.close_input(label)
+        flow.run()
         self.records.append(run.close())
         self._to_retry[label] = run.to_retry
         return run.output()

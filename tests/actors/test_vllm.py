@@ -144,7 +144,7 @@ PLACEMENT_PROBE = textwrap.dedent("""
 
     # Logical GPUs: Ray schedules by counts, so no GPU is needed to check the placement. CPUs to spare: each
     # bundle also reserves one CPU, and Ray Data's own tasks need some outside the groups.
-    ray.init(num_cpus=8, num_gpus=4, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=8, num_gpus=4, include_dashboard=False, log_to_driver=False,
              object_store_memory=128 * 1024 ** 2)
     plan = vllm_scheduling(2, 1)
     groups_fn = PerActorPlacementGroups(plan["placement_group"]["bundles"], plan["placement_group"]["strategy"])

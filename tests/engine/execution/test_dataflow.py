@@ -7,6 +7,7 @@ of sampling and judging is observed in the order of real calls.
 """
 
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pyarrow as pa
@@ -320,25 +321,111 @@ def test_a_stage_its_host_cannot_build_fails_its_units_and_the_other_lanes_finis
     assert all("not sent: an earlier batch of this stage failed in its host" in r for r in reasons[1:]), reasons
 
 
-def test_a_classification_batch_that_fails_in_its_host_fails_the_rows_not_back(tmp_path):
-    # The classification phases run before the dataflow (Pipeline._run_stage over executor.map): a host failure
-    # there raised out of the run too.
+class FailsSome(LocalExecutor):
+    """The local executor, but the batches holding a value of `raising` fail as their host would make them fail
+    (`raising[x]`: the exception), without running."""
+
+    def __init__(self, raising):
+        super().__init__()
+        self.raising, self.sent = raising, []
+
+    def submit(self, plan, batch):
+        self.sent.append(batch["x"].to_pylist())
+        exc = next((self.raising[x] for x in batch["x"].to_pylist() if x in self.raising), None)
+        if exc is None:
+            return super().submit(plan, batch)
+        future = Future()
+        future.set_exception(exc)
+        return future
+
+
+def bare_pipeline(tmp_path, executor):
+    """A Pipeline with only what _run_stage reads."""
     from engine.execution.pipeline import Pipeline
     from tests.support.runs import make_config
-
-    class DiesAfterOne:
-        def map(self, plan, blocks):
-            yield Double()(blocks[0])
-            raise RuntimeError("the actor died past its restarts")
 
     pipeline = Pipeline.__new__(Pipeline)
     pipeline.store, pipeline.config, pipeline.progress = Store(tmp_path), make_config(tmp_path), False
     pipeline._clock_zero, pipeline.records, pipeline._to_retry, pipeline._executor = time.monotonic(), [], {}, \
-        DiesAfterOne()
+        executor
+    return pipeline
+
+
+def test_a_classification_batch_that_fails_in_its_host_fails_its_units_and_the_stage_goes_no_further(tmp_path):
+    # The classification phases run before the streaming stages (Pipeline._run_stage): a host failure there raised
+    # out of the run too; then every row not back was failed, batches in flight included (test_executor_failures).
+    executor = FailsSome({3: RuntimeError("the actor died past its restarts")})
+    pipeline = bare_pipeline(tmp_path, executor)
     units = _units([[1, 2], [3, 4], [5, 6]], "c")
-    out = pipeline._run_stage("classify[x]", "classify", StagePlan(Double, {}, batch_size=2, label="classify[x]"),
-                              units, Double.output_schema)
+    try:
+        out = pipeline._run_stage("classify[x]", "classify", StagePlan(Double, {}, batch_size=2, label="classify[x]"),
+                                  units, Double.output_schema)
+    finally:
+        executor.close()
     assert out["y"].to_pylist() == [2, 4]
     (record,) = pipeline.records
     assert set(record.failed) == {units[1].key, units[2].key}
-    assert all("the batch failed in its host: RuntimeError: the actor died" in r for r in record.failed.values())
+    assert "the batch failed in its host: RuntimeError: the actor died" in record.failed[units[1].key]
+    # The stage could not run there: its last batch would have failed alike, and was not sent.
+    assert executor.sent == [[1, 2], [3, 4]]
+    assert "not sent: an earlier batch of this stage failed in its host" in record.failed[units[2].key]
+
+
+def test_a_batch_that_killed_its_host_fails_alone_and_two_in_a_row_stop_the_stage(tmp_path):
+    # A batch under which its host died again and again (HostCrashed: an oversized batch, the OOM killer) fails its
+    # units only: the stage's other batches run. Two such batches in a row say the model, not a batch: the rest of
+    # the stage is failed unsent instead of loading the model again for each batch.
+    from engine.execution.executor import HostCrashed
+
+    crashed = HostCrashed("stage x: its host died 2 times running this batch")
+    executor = FailsSome({-1: crashed, -2: crashed, -3: crashed})
+    run = StageRun(Store(tmp_path), "x", "x", StagePlan(Double, {}, batch_size=1, label="x", host="h"),
+                   Double.output_schema, 0, progress=False)
+    units = _units([[-1], [1], [-2], [-3], [4], [5]], "k")
+    run_one_lane(executor, run, units)
+    failed = run.close().failed
+    assert executor.sent == [[-1], [1], [-2], [-3]]
+    assert set(failed) == {units[k].key for k in (0, 2, 3, 4, 5)}
+    assert all("HostCrashed: stage x: its host died 2 times" in failed[units[k].key] for k in (0, 2, 3)), failed
+    assert all("not sent: an earlier batch of this stage failed in its host (HostCrashed" in failed[units[k].key]
+               for k in (4, 5)), failed
+    assert run.output()["y"].to_pylist() == [2]
+
+
+def test_hosts_that_cannot_start_mid_run_fail_their_lane_and_the_other_lanes_finish(tmp_path, caplog):
+    # A model's hosts started again mid-run (its node lost) on a cluster that no longer holds them: the executor's
+    # ConfigError raised out of Dataflow.run, every lane abandoned and the command line saying "a config mistake".
+    from engine.errors import ConfigError
+
+    class NoRoom(LocalExecutor):
+        def submit(self, plan, batch):
+            if plan.host_key() == "gpu":
+                raise ConfigError(f"stage {plan.label}: one actor needs 1 GPUs, the Ray cluster has 0")
+            return super().submit(plan, batch)
+
+    store = Store(tmp_path)
+    gpu = StageRun(store, "judge[j]", "j", StagePlan(Double, {}, batch_size=2, label="judge[j]", host="gpu"),
+                   Double.output_schema, 0, progress=False)
+    cpu = StageRun(store, "metrics", "m", StagePlan(Double, {}, batch_size=2, label="metrics", host="cpu"),
+                   Double.output_schema, 0, progress=False)
+    heard = []
+    executor = NoRoom()
+    flow = Dataflow(executor, lambda lane, key, ok: heard.append((lane, ok)))
+    flow.lane("judge[j]", gpu, 1)
+    flow.lane("metrics", cpu, 0)
+    for k, u in enumerate(_units([[1, 2], [3, 4], [5, 6]], "g")):
+        flow.add("judge[j]", u, k)
+        flow.add("metrics", u, k)
+    flow.close_input("judge[j]")
+    flow.close_input("metrics")
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    assert heard.count(("metrics", True)) == 3 and heard.count(("judge[j]", False)) == 3
+    assert cpu.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12]
+    reasons = list(gpu.close().failed.values())
+    assert len(reasons) == 3
+    assert "not sent: its hosts could not start: ConfigError: stage judge[j]: one actor needs 1 GPUs" in reasons[0]
+    assert all("not sent: an earlier batch of this stage failed in its host (ConfigError" in r for r in reasons[1:])
+    assert "judge[j]: its hosts could not start" in caplog.text
