@@ -11,7 +11,9 @@ Imports: huggingface_hub, only inside the functions.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import orjson
@@ -166,6 +168,61 @@ def skipped_files(files: list[str]) -> list[str]:
     """Weights a repository holds twice: Mistral's repositories keep their own consolidated.safetensors beside the
     sharded Hugging Face files that the index lists (14 GB more for Mistral-7B); vLLM reads the indexed ones."""
     return ["consolidated*.safetensors"] if any(f.endswith(".safetensors.index.json") for f in files) else []
+
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def resolved_commit(model: str, *, offline: bool) -> str | None:
+    """The commit a hub id's weights load from now: that of its complete cached snapshot (which resolve() uses as it
+    is, online too), else, online, the hub's for the id's revision (what resolve() downloads). A revision that is a
+    commit already is itself. None where neither answers (offline and not cached, the hub unreachable).
+
+    A run pins every hub id it loads to this commit (engine.execution.preflight.pin_weights): "org/name" is a
+    branch, which moves when the model's authors push, and nodes with caches of their own may hold different
+    snapshots of it — a resumed run would read shards of one snapshot beside new ones of another.
+    """
+    repo, revision = split_revision(model)
+    if revision is not None and COMMIT.fullmatch(revision):
+        return revision
+    found, missing = cached_weights(model)
+    if found is not None and not missing and COMMIT.fullmatch(found.name):
+        return found.name  # a snapshot folder is named by its commit
+    if offline:
+        return None
+    from huggingface_hub import HfApi
+
+    try:
+        sha = HfApi().model_info(repo, revision=revision, token=hf_token()).sha
+    except Exception:  # noqa: BLE001 - preflight reached it a moment ago; the caller says the id stays unpinned
+        return None
+    return sha if isinstance(sha, str) and COMMIT.fullmatch(sha) else None
+
+
+# Files this size or smaller are read whole by folder_digest; of larger ones (weights), the first and last MiB.
+WHOLE_FILE_BYTES = 2 << 20
+EDGE_BYTES = 1 << 20
+
+
+def folder_digest(path: Path) -> str:
+    """A digest of the weights a local model folder (or file) holds, cheap to take: each top-level file's name and
+    size, the bytes of the small ones (configs, tokenizer, chat template) and the first and last MiB of the large ones
+    (weights: training moves every tensor, so these move too). A checkpoint trained again into the same folder
+    changes it; a copy of the folder on another node's disk does not (nor its times). Loaders read the top level
+    only (checkpoint-N/ subfolders are other models)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.is_file())
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}\0{size}\0".encode())
+        with open(f, "rb") as handle:
+            if size <= WHOLE_FILE_BYTES:
+                h.update(handle.read())
+            else:
+                h.update(handle.read(EDGE_BYTES))
+                handle.seek(size - EDGE_BYTES)
+                h.update(handle.read(EDGE_BYTES))
+    return h.hexdigest()[:16]
 
 
 def check_reachable(model: str) -> None:

@@ -331,6 +331,31 @@ def _check_weights(model: str, offline: bool) -> None:
         raise ModelCheckError("model", f"{model!r} cannot be resolved: {tried}, and {exc}") from None
 
 
+# Backends that load a model's weights themselves, from a folder, a file or the Hugging Face hub: what they answer
+# follows those weights, which a model's name does not fix (pinned_weights).
+WEIGHT_BACKENDS = frozenset({"local", "vllm"})
+
+
+def pinned_weights(backend: str, model: str, offline: bool) -> tuple[str, str] | None:
+    """What fixes the weights `model` loads on `backend` now: (the model to load, a digest of a local folder's
+    weights or ""). A hub id becomes "org/name@<commit>" (actors.hub.resolved_commit), for the shard keys and for
+    every worker, which then loads that snapshot whatever its own cache holds; a local folder or file keeps its path
+    and gets its digest (actors.hub.folder_digest). Nothing changes for a packaged model (versioned by its wheel), an
+    API's or a `python:` backend's model name. None: a hub id neither the cache nor the hub resolves here."""
+    if backend not in WEIGHT_BACKENDS or _packaged(model) is not None:
+        return model, ""
+    path = Path(model).expanduser()
+    if path.exists():
+        try:
+            return model, hub.folder_digest(path)
+        except OSError:  # a file it cannot read: its loader will say so
+            return None
+    if not hub.looks_like_hub_id(model):
+        return model, ""
+    commit = hub.resolved_commit(model, offline=offline)
+    return (f"{hub.split_revision(model)[0]}@{commit}", "") if commit else None
+
+
 def _check_local(model: str, options: dict[str, Any], offline: bool = True) -> None:
     _check_weights(model, offline)
 
@@ -502,6 +527,12 @@ def check_model(role: str, backend: str, model: str, options: dict[str, Any] | N
         return
     check_options(role, backend, options)
     CHECKS[backend](model, options, offline)
+    if role == "reward":
+        from actors.reward import head_problem
+
+        why = head_problem(model, options.get("kind", "auto"), backend)
+        if why:
+            raise ModelCheckError("model", why)
 
 
 def check_written(role: str, backend: str, model: str, options: dict[str, Any] | None = None) -> None:

@@ -78,6 +78,49 @@ def detect_kind(folder: Path) -> str:
                        "athene")
 
 
+# Where the heads of sequence-classification models keep their weights: `score` (Llama, Mistral, Qwen, Gemma, GPT-2 and
+# the other decoders transformers classifies with) or `classifier` (BERT, RoBERTa, DeBERTa).
+CLASSIFICATION_HEADS = ("score.", "classifier.")
+
+
+def head_problem(model: str, kind: str, backend: str = "local") -> str | None:
+    """What a reward model's files say is wrong before it loads (preflight; the load checks again): a packaged chat
+    model, a checkpoint with its own model code, a head `kind: auto` cannot tell, or weights without the head `kind`
+    reads — which the load found only after every paid stage before the reward model's. None: nothing wrong, or its
+    files are not here to read (a hub id not in the cache: checked when it loads)."""
+    from actors.local import PACKAGED_MODELS
+
+    if model in PACKAGED_MODELS:
+        return (f"{model!r} is a packaged chat model, not a reward model: give a reward model's folder or Hugging "
+                "Face id (e.g. Skywork/Skywork-Reward-Llama-3.1-8B-v0.2, Nexusflow/Athene-RM-8B)")
+    path = Path(model).expanduser()
+    folder = path if path.is_dir() else (hub.cached_snapshot(model) if hub.looks_like_hub_id(model) else None)
+    if folder is None:
+        return None
+    try:
+        if kind != "athene":
+            refuse_custom_code(model, folder)
+        found = detect_kind(folder) if kind == "auto" else kind
+        names = weight_names(folder)
+    except BackendError as exc:
+        return str(exc)
+    except (OSError, ValueError, KeyError):  # files that do not read as a checkpoint: the load says what is wrong
+        return None
+    if backend == "vllm" and found == "athene":
+        return f"reward model {model!r}: vLLM has no Athene value head; use backend: local"
+    if not names:  # PyTorch .bin weights: no table of names to read without loading them
+        return None
+    if found == "athene" and "v_head.weight" not in names:
+        return (f"reward model {model!r}: its weights hold no value head (v_head.weight) for kind athene: it would be "
+                "freshly initialised and every score random. Check quality.reward_model.kind and model")
+    if found == "sequence-classification" and not any(n.startswith(CLASSIFICATION_HEADS) for n in names):
+        hint = " (it holds a value head, v_head: kind athene)" if any(n.startswith("v_head.") for n in names) else ""
+        return (f"reward model {model!r}: its weights hold no classification head (score.* or classifier.*){hint}: "
+                "loaded as sequence-classification, the head would be freshly initialised and every score random. "
+                "Check quality.reward_model.kind and model")
+    return None
+
+
 def _config(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
 

@@ -99,10 +99,11 @@ def run(config: RunConfig | str | Path, *, overrides: dict[str, Any] | None = No
     pipeline = Pipeline(config, progress=progress)
     try:
         result = pipeline.run()
-        paths = write_report(result, config) if report else {}  # still under the run directory's lock
+        # The config as run: its models pinned to the weights they loaded (what config.yaml records).
+        paths = write_report(result, pipeline.config) if report else {}  # still under the run directory's lock
     finally:
         pipeline.close()
-    return Audit(config, result, paths)
+    return Audit(pipeline.config, result, paths)
 
 
 def open_run(run_dir: str | Path) -> Audit:

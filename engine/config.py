@@ -99,6 +99,11 @@ class PoolConfig:
             raise InvalidValue("batch_size", f"must be >= 1, got {self.batch_size}")
 
 
+def _weights(digest: str) -> dict[str, str]:
+    """A local checkpoint's digest in an identity where the run took one: other models' keys stay as they were."""
+    return {"weights": digest} if digest else {}
+
+
 def _identity_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options that change a model's outputs (transport options — where and how it is reached — left out)."""
     return {k: v for k, v in options.items() if k not in registry.TRANSPORT_OPTIONS}
@@ -121,6 +126,9 @@ class ModelConfig(PoolConfig):
         top_p: nucleus sampling mass for this model, overriding `sampling.top_p`.
         sweep: set by the run for the generators a sweep made: {"base": the configured name, "temperature": …,
             "top_p": …}; not written by hand.
+        weights: set by the run for a model loaded from a local folder or file: a digest of its weights (actors.hub.
+            folder_digest), in its shard keys, so that a checkpoint trained again into the same folder is not read
+            from the old one's shards (a hub id is pinned to its commit in `model` instead); not written by hand.
         options: backend keyword arguments (e.g. base_url, api_key_env, tensor_parallel_size, max_model_len).
         verdict: how a judge's verdicts (and a grader's grades) are read. "auto" asks for the first token's
             log-probs (the first token decides, where the three written read as that answer); where the provider
@@ -139,6 +147,7 @@ class ModelConfig(PoolConfig):
     options: dict[str, Any] = field(default_factory=dict)
     verdict: Literal["auto", "logprobs", "text"] = "auto"
     sweep: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
 
     def __post_init__(self) -> None:
         if self.backend == CALIBRATED:
@@ -192,7 +201,7 @@ class ModelConfig(PoolConfig):
         of starting over.
         """
         return {"name": self.name, "backend": self.backend, "model": self.model,
-                "options": _identity_options(self.options), "verdict": self.verdict}
+                "options": _identity_options(self.options), "verdict": self.verdict, **_weights(self.weights)}
 
     def classify_identity(self) -> dict[str, Any]:
         """What keys this model's classifications: its identity under the name it classifies as (a sweep's
@@ -209,6 +218,7 @@ class EmbedderConfig(PoolConfig):
             OpenAI-compatible /v1/embeddings endpoint), "vllm" (a vLLM embedding model), or "python:module:Class".
         model: a packaged name ("all-minilm-l6-v2"), a sentence-transformers folder, or the server's model id.
         options: backend keyword arguments (local: device; http: base_url, api_key_env…; vllm: dtype…).
+        weights: set by the run, as for a ModelConfig.
         num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
     """
 
@@ -216,6 +226,7 @@ class EmbedderConfig(PoolConfig):
     model: str = "all-minilm-l6-v2"
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
+    weights: str = ""
 
     def __post_init__(self) -> None:
         self._check_backend("embed", self.backend)
@@ -226,7 +237,8 @@ class EmbedderConfig(PoolConfig):
 
     def identity(self) -> dict[str, Any]:
         """What determines the embeddings (hashed into shard keys); where they are computed is left out."""
-        return {"backend": self.backend, "model": self.model, "options": _identity_options(self.options)}
+        return {"backend": self.backend, "model": self.model, "options": _identity_options(self.options),
+                **_weights(self.weights)}
 
 
 @dataclass
@@ -433,6 +445,7 @@ class RewardConfig(PoolConfig):
             random one.
         options: backend keyword arguments (local: device, batch_size, max_length, score_token_id; vllm: engine
             arguments).
+        weights: set by the run, as for a ModelConfig.
         num_actors / num_cpus / num_gpus / batch_size: the actor pool (PoolConfig).
     """
 
@@ -440,6 +453,7 @@ class RewardConfig(PoolConfig):
     model: str = ""
     kind: Literal["auto", "sequence-classification", "athene"] = "auto"
     options: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
 
     def __post_init__(self) -> None:
         self._check_backend("reward", self.backend)
@@ -453,7 +467,7 @@ class RewardConfig(PoolConfig):
     def identity(self) -> dict[str, Any]:
         """What determines the rewards (hashed into shard keys)."""
         return {"backend": self.backend, "model": self.model, "kind": self.kind,
-                "options": _identity_options(self.options)}
+                "options": _identity_options(self.options), **_weights(self.weights)}
 
 
 @dataclass
@@ -672,6 +686,17 @@ class RunConfig:
             raise InvalidValue("run_dir", "must name a folder, got an empty string")
         if self.n < 2:
             raise InvalidValue("n", f"must be >= 2 (diversity needs at least two responses), got {self.n}")
+        for setting in ("temperature", "top_p"):
+            # A generator's own value wins over sampling's: a list there with every generator setting its own (the
+            # paper's and the real-audit presets give each generator its temperature) swept nothing, said nothing,
+            # and config.yaml recorded the list as if it had.
+            if isinstance(getattr(self.sampling, setting), list) and self.generators and _REFUSE_IGNORED.get() \
+                    and all(getattr(g, setting) is not None and not g.sweep for g in self.generators):
+                instead = "give the list as a generator's own temperature" if setting == "temperature" else \
+                    "leave top_p out of the generators you sweep"
+                raise InvalidValue(f"sampling.{setting}", f"a list sweeps the generators without a {setting} of their "
+                                                          f"own, and every generator here sets one: it would be "
+                                                          f"ignored ({instead})")
         self.generators, sources = _swept(self.generators, self.sampling)
         # Each generator's place in the config as written (a sweep's values share their generator's): messages name
         # that, not the place in the expanded list. Not a field: config.yaml holds the expanded generators.

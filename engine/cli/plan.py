@@ -101,4 +101,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             verdict = ("unknown: some models have no prices" if high is None
                        else "within" if high <= cap else "ABOVE — the run would refuse to start")
             print(f"execution.max_cost_usd: ${cap:,.2f} — {verdict}")
+        elif any(r.prices for r in plan.roles):
+            # Priced models and no cap: neither the check before the run nor the stop during it happens.
+            print("execution.max_cost_usd: not set — nothing refuses this run before it starts, nor stops it when "
+                  "what the providers report reaches a sum; set it to your budget")
     return 0

@@ -32,7 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config, progress=not args.quiet)
     try:
         result = pipeline.run()
-        paths = write_report(result, config)  # still under the run directory's lock
+        # The config as run: its models pinned to the weights they loaded (what config.yaml records).
+        paths = write_report(result, pipeline.config)  # still under the run directory's lock
     finally:
         pipeline.close()
     print(summary(result, paths, time.time() - started))

@@ -41,11 +41,11 @@ from engine.method.judges import in_agreement_sample
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, make_plan, render_plan
-from engine.execution.preflight import PROBE_CONVERSATION, endpoint_probes, model_roles, preflight
+from engine.execution.preflight import PROBE_CONVERSATION, endpoint_probes, model_roles, pin_weights, preflight
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
 from engine.inputs.sources import load_prompts
-from engine.stages.base import ROW, SHARD, Stage
+from engine.stages.base import Stage
 from engine.stages.checklist import ChecklistStage
 from engine.stages.classify import ClassifyStage
 from engine.stages.grade import GradeStage
@@ -53,7 +53,7 @@ from engine.stages.judge import CalibratedJudgeStage, JudgeStage
 from engine.stages.metrics import MetricsStage
 from engine.stages.reward import RewardStage
 from engine.stages.sample import SampleStage
-from engine.execution.store import RunDirLock, Store, claim_run_dir, content_key
+from engine.execution.store import RunDirLock, Store, claim_run_dir, content_key, unclaim_run_dir
 from engine.execution import tables as T
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,11 @@ class Pipeline:
         if keep_executor and executor is None:
             raise ValueError("keep_executor needs the executor that outlives the run (run_executor(config))")
         self.config = config
+        # As given: run() pins its models (preflight.pin_weights) into self.config; the calibrated judge's embedder
+        # is checked against this one, as written when `calibrate` recorded it.
+        self.written = config
         self.keep_executor = keep_executor
+        self._made_dir = not os.path.lexists(config.run_dir)  # removed at close if nothing was written there
         claim_run_dir(config.run_dir)
         self.store = Store(config.run_dir)
         # A caller that writes into the run directory before the run (a reward batch: engine.api) holds its lock
@@ -155,6 +159,11 @@ class Pipeline:
         deferred: list[str] | None = [] if cfg.execution.executor == "ray" and joins_cluster(
             cfg.execution.ray_address) else None
         preflight(cfg, offline=self.offline, deferred=deferred)
+        # From here on the run uses (and its config.yaml records) its models pinned to the weights they load now.
+        cfg, notes = pin_weights(cfg, self.offline)
+        self.config = cfg
+        for note in notes:
+            log.warning("%s", note)
         # The config the tables are from goes down with them, at the end: a run that stops part-way must not leave
         # its new config beside the tables of the last one that finished (read_run would pair them). Meanwhile the
         # running config is kept apart, for a look at what the unfinished run was doing.
@@ -272,6 +281,8 @@ class Pipeline:
                 self._executor.close()
         finally:
             if self._own_lock:
+                if self._made_dir:
+                    unclaim_run_dir(self.config.run_dir, self.lock)
                 self.lock.release()
 
     # -- stages -------------------------------------------------------------------------------------------------
@@ -456,9 +467,9 @@ class Pipeline:
             from engine.method.calibrated import RULES_VERSION, CalibratedJudge
 
             cheap = CalibratedJudge.load(cfg.judge.cascade.coefficients)
-            if cheap.embedder != cfg.embedder.model:
+            if cheap.embedder != self.written.embedder.model:
                 raise ConfigError(f"judge.cascade: the coefficients were fitted with embedder {cheap.embedder!r} but "
-                                  f"embedder.model is {cfg.embedder.model!r}")
+                                  f"embedder.model is {self.written.embedder.model!r}")
             identity += [asdict(cheap), cfg.embedder.identity(), RULES_VERSION]
         return identity
 
@@ -500,9 +511,9 @@ class Pipeline:
         from engine.method.calibrated import RULES_VERSION, CalibratedJudge
 
         coefficients = CalibratedJudge.load(None if judge.model == "default" else judge.model)
-        if coefficients.embedder != self.config.embedder.model:
+        if coefficients.embedder != self.written.embedder.model:
             raise ConfigError(f"judges: {judge.name!r} (calibrated) was fitted with embedder "
-                              f"{coefficients.embedder!r} but embedder.model is {self.config.embedder.model!r}")
+                              f"{coefficients.embedder!r} but embedder.model is {self.written.embedder.model!r}")
         return [asdict(coefficients), self.config.embedder.identity(), RULES_VERSION]
 
     def _judge_host(self, judge: ModelConfig) -> str:

@@ -9,10 +9,11 @@ closest); for a generator behind an HTTP endpoint, a temperature and top_p the e
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Callable
 
 from actors.base import SamplingParams
-from actors.registry import ModelCheckError, check_model, check_sampling, stated_context
+from actors.registry import ModelCheckError, check_model, check_sampling, pinned_weights, stated_context
 from engine.config import CALIBRATED, RunConfig
 from engine.errors import ConfigError
 from engine.method.programs import first_token_sampling
@@ -92,19 +93,60 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
     reward model). `offline`: hub access for hub ids (default: the config's models.offline). `deferred`: see
     check_role (a run joining a cluster)."""
     offline = config.models.resolved_offline() if offline is None else offline
-    _check_context(config)
-    _check_calibrated_judges(config)
+    # Every problem at once: a run stopped at the first (a key not set) was found to have the next only when the
+    # user ran it again — on the vLLM environment, 75 s an attempt.
+    problems: list[str] = []
+
+    def collect(check: Callable[..., None], *args: Any) -> None:
+        try:
+            check(*args)
+        except ConfigError as exc:
+            problems.append(str(exc))
+
+    collect(_check_context, config)
+    collect(_check_calibrated_judges, config)
     for where, role, m in model_roles(config):
-        check_role(where, role, m.backend, m.model, m.options, offline, deferred)
+        options = {**m.options, "kind": m.kind} if role == "reward" else m.options  # the head it reads, as it loads
+        collect(check_role, where, role, m.backend, m.model, options, offline, deferred)
         if where.startswith("generators"):
-            try:
-                check_sampling(m.backend, m.options, *_generator_sampling(config, m))
-            except ModelCheckError as exc:
-                raise ConfigError(f"{where}.{exc.key} ({m.name}): {exc}") from None
-    if config.execution.executor == "ray":
-        _check_devices(config)
-    else:
-        _check_local_devices(config)
+            collect(_check_generator_sampling, config, where, m)
+    if not problems:  # the devices the models ask for: meaningful once the models themselves pass
+        collect(_check_devices if config.execution.executor == "ray" else _check_local_devices, config)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems, before any model was called:\n" +
+                          "\n".join(f"  - {p}" for p in dict.fromkeys(problems)))
+
+
+def _check_generator_sampling(config: RunConfig, where: str, m: Any) -> None:
+    try:
+        check_sampling(m.backend, m.options, *_generator_sampling(config, m))
+    except ModelCheckError as exc:
+        raise ConfigError(f"{where}.{exc.key} ({m.name}): {exc}") from None
+
+
+def pin_weights(config: RunConfig, offline: bool) -> tuple[RunConfig, list[str]]:
+    """The config with every model that loads its own weights pinned to the weights it loads now
+    (actors.registry.pinned_weights): a hub id to its commit ("org/name@<commit>": the shard keys and every worker's
+    load), a local folder with a digest of its weights (`weights`). An id as written is a branch that moves, or a
+    folder a checkpoint may be trained into again: a rerun read the old weights' shards beside new ones, and nodes
+    with caches of their own could load different snapshots in one run. Returns the pinned copy (the config given is
+    left as written) and a note for each hub id neither the cache nor the hub resolved here (keyed as written)."""
+    pinned = copy.deepcopy(config)  # one copy: a model in two roles (the classifier that also generates) stays one
+    notes: list[str] = []
+    resolved: dict[tuple[str, str], tuple[str, str] | None] = {}
+    for where, _, m in model_roles(pinned):
+        key = (m.backend, m.model)
+        if key not in resolved:
+            resolved[key] = pinned_weights(m.backend, m.model, offline)
+        if resolved[key] is None:
+            notes.append(f"{where}.model: {m.model!r} resolves to no commit here (not in this machine's Hugging Face "
+                         "cache, and the hub not reached): its shards are keyed by the id as written, which a later "
+                         "push to the model moves unseen; pin it as org/name@<commit> for an audit resumed over time")
+            continue
+        m.model, m.weights = resolved[key]
+    return pinned, notes
 
 
 def check_written_config(config: RunConfig) -> list[str]:
@@ -150,6 +192,8 @@ def _check_context(config: RunConfig) -> None:
     long = [s for s in config.strategies if s.startswith("system_")]
     need = config.n * config.sampling.max_tokens
     for key, m in zip(generator_keys(config), config.generators):
+        if m.backend == "local" and long:
+            _check_local_context(config, key, m, long, need)
         if m.backend != "vllm" or not long:
             continue
         limit = (m.options or {}).get("max_model_len")
@@ -167,6 +211,23 @@ def _check_context(config: RunConfig) -> None:
                               f"cannot hold the {need} that {', '.join(long)} ask for (n {config.n} × "
                               f"sampling.max_tokens {config.sampling.max_tokens}, before the prompt): lower n or "
                               "sampling.max_tokens, or pick a model with a longer context")
+
+
+def _check_local_context(config: RunConfig, key: str, m: Any, long: list[str], need: int) -> None:
+    """The local backend serves at most options.max_context tokens of prompt and completion, never past the model's
+    own context: a budget past either passed preflight and failed every system-prompt group at generation, while the
+    other strategies' groups were paid for. (A packaged model states its context only once loaded: not checked.)"""
+    limit = (m.options or {}).get("max_context")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+        return  # the option's own check names a bad value
+    stated = stated_context(m.model)
+    known = [c for c in (limit, stated) if c]
+    if known and need >= min(known):
+        why = f"options.max_context {limit}" if limit and (not stated or limit < stated) else \
+            f"its context of {stated} tokens (max_position_embeddings in its config.json)"
+        raise ConfigError(f"{key}.options.max_context ({m.name}): {why} cannot hold the {need} tokens that "
+                          f"{', '.join(long)} ask for (n {config.n} × sampling.max_tokens {config.sampling.max_tokens}"
+                          f", before the prompt): raise options.max_context, or lower n or sampling.max_tokens")
 
 
 def _generator_sampling(config: RunConfig, m) -> tuple[float, float]:

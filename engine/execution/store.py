@@ -318,6 +318,21 @@ def claim_run_dir(root: str | Path) -> None:
         raise RunDirError(f"run_dir {root}: cannot write there ({exc.strerror or exc})") from exc
 
 
+def unclaim_run_dir(root: str | Path, lock: "RunDirLock") -> None:
+    """Remove a run directory that a run made and wrote nothing into (a config refused in preflight): a mistyped
+    run_dir was left behind as an empty "taskdiv run directory". Only while `lock` is held, and only a folder holding
+    nothing but the marker and the lock."""
+    root = Path(root)
+    if lock._fd is None or not root.is_dir() or {e.name for e in root.iterdir()} - {MARKER, LOCK}:
+        return
+    for name in (MARKER, LOCK):
+        (root / name).unlink(missing_ok=True)
+    try:
+        root.rmdir()
+    except OSError:  # something came in meanwhile: it stays
+        pass
+
+
 class RunDirLock:
     """An exclusive lock on a run directory for the time a run uses it.
 

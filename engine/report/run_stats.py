@@ -11,6 +11,10 @@ from engine.report.run_shape import run_group_size, run_strategies
 RUN_STATS_SCHEMA = 1
 
 
+def _model_entry(m) -> dict[str, Any]:
+    return {"name": m.name, "backend": m.backend, "model": m.model, **({"weights": m.weights} if m.weights else {})}
+
+
 def _rows(tables: dict, name: str) -> list[dict[str, Any]]:
     table = tables.get(name)
     return table.to_pylist() if table is not None else []
@@ -84,8 +88,9 @@ def run_stats(result, config) -> dict[str, Any]:
         "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(getattr(result, "model_load_s", {}).items())},
         "n": run_group_size(config, groups),
         "strategies": run_strategies(config, groups),
-        "generators": [{"name": m.name, "backend": m.backend, "model": m.model} for m in config.generators],
-        "judges": [{"name": m.name, "backend": m.backend, "model": m.model} for m in config.judges],
+        # The models as run: hub ids pinned to their commit, local folders with their weights' digest.
+        "generators": [_model_entry(m) for m in config.generators],
+        "judges": [_model_entry(m) for m in config.judges],
         "executor": config.execution.executor,
         "counts": {name: (t[name].num_rows if name in t else 0)
                    for name in ("prompts", "groups", "responses", "judgments")},

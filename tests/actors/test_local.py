@@ -60,7 +60,8 @@ def test_first_token_logprobs_are_a_top_k_distribution(cpu_model):
 
 
 def test_a_prompt_longer_than_the_context_fails_its_row_only(cpu_model):
-    huge = [{"role": "user", "content": "word " * 6000}]
+    # Past the model's own context (SmolLM2: 8,192 tokens), the default limit.
+    huge = [{"role": "user", "content": "word " * 9000}]
     ok, too_long = cpu_model.chat([HELLO, huge], SamplingParams(max_tokens=4, seed=0))
     assert ok.error is None and ok.texts
     assert too_long.error is not None and "exceeds the model's context" in too_long.error and not too_long.texts

@@ -210,3 +210,30 @@ def test_a_hub_id_downloads_the_weights_it_needs_not_the_whole_repository(tmp_pa
     assert "*.bin" in old and "*.safetensors" not in old and {"*.json", "*.model"} <= set(old)
     assert ignored["mistralai/Mistral-7B-Instruct-v0.3"] == ["consolidated*.safetensors"]
     assert ignored["meta-llama/Llama-3.1-8B-Instruct"] == []
+
+
+def test_preflight_refuses_a_reward_model_without_the_head_its_kind_reads(folders, tmp_path):
+    # The load refused these only after generation, judging, grading and accuracy were paid for, and the closing
+    # advice ("rerun the same command") failed the same way. Preflight reads the files' weight names first.
+    from engine.config import config_from_dict
+    from engine.errors import ConfigError
+    from engine.execution.preflight import preflight
+    from tests.support.hub import tiny_chat_model
+
+    chat = tiny_chat_model(tmp_path / "chat")  # a causal LM: no classification head
+
+    def check(model, kind="auto", backend="local"):
+        preflight(config_from_dict({"run_dir": str(tmp_path / "run"), "quality": {
+            "reward_model": {"backend": backend, "model": str(model), "kind": kind}}}))
+
+    check(folders["seqcls"])
+    check(folders["athene"], kind="athene")
+    check(folders["seqcls"], kind="sequence-classification")
+    for model, kind, message in [
+            (chat, "sequence-classification", r"its weights hold no classification head \(score\.\* or classifier"),
+            (folders["athene"], "sequence-classification", r"no classification head.*it holds a value head, v_head"),
+            (folders["headless"], "athene", r"no value head \(v_head\.weight\) for kind athene"),
+            (folders["headless"], "auto", "cannot tell its head"),
+            ("smollm2-135m", "auto", "'smollm2-135m' is a packaged chat model, not a reward model")]:
+        with pytest.raises(ConfigError, match=r"quality\.reward_model\.model: .*" + message):
+            check(model, kind)

@@ -7,10 +7,10 @@ import hashlib
 from pathlib import Path
 
 
-def cache_folder(cache: Path, repo_id: str, files_from: Path) -> Path:
-    """Put the files of `files_from` into `cache` as the snapshot of `repo_id`'s main revision; return the
-    snapshot folder."""
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+def cache_folder(cache: Path, repo_id: str, files_from: Path, commit: str | None = None) -> Path:
+    """Put the files of `files_from` into `cache` as the snapshot of `repo_id`'s main revision (at `commit`, default
+    one made from the id; another commit is a push: main moves to it); return the snapshot folder."""
+    commit = commit or hashlib.sha1(repo_id.encode()).hexdigest()
     root = cache / f"models--{repo_id.replace('/', '--')}"
     snapshot = root / "snapshots" / commit
     snapshot.mkdir(parents=True, exist_ok=True)
@@ -22,16 +22,16 @@ def cache_folder(cache: Path, repo_id: str, files_from: Path) -> Path:
     return snapshot
 
 
-def tiny_chat_model(folder: Path) -> Path:
-    """A two-layer Llama with SmolLM2's tokenizer and chat template, random weights: a real architecture that loads
-    and generates in well under a second."""
+def tiny_chat_model(folder: Path, seed: int = 0) -> Path:
+    """A two-layer Llama with SmolLM2's tokenizer and chat template, random weights (from `seed`): a real
+    architecture that loads and generates in well under a second."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from actors.local import resolve_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir("smollm2-135m"))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)

@@ -195,3 +195,94 @@ def test_a_cached_id_runs_end_to_end_in_ray_workers(ray_session, offline_cache, 
         for f in folder.rglob("*"):
             if f.is_file():
                 assert token.encode() not in f.read_bytes(), f
+
+
+# Pinned weights: a hub id is a branch that moves when its authors push, and a local folder may be trained into again.
+# Shards were keyed by the name as written, so a rerun read the old weights' shards as the new weights' answers.
+HASHED = {"backend": "python:tests.support.doubles:HashEmbedder", "model": "hash"}
+
+
+def _run_local(cfg):
+    from tests.support.runs import run
+
+    return run(cfg)
+
+
+def _written_model(cfg) -> str:
+    import yaml
+
+    return yaml.safe_load((Path(cfg.run_dir) / "config.yaml").read_text())["generators"][0]["model"]
+
+
+def _sample(result):
+    return next(r for r in result.stages if r.stage.startswith("sample"))
+
+
+def test_a_hub_id_runs_pinned_to_its_commit_and_a_push_samples_again(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first_commit, pushed_commit = "1" * 40, "2" * 40
+    cache_folder(cache, "testorg/moving", tiny_chat_model(tmp_path / "v1"), commit=first_commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = config(tmp_path, "testorg/moving", execution={"executor": "local"}, embedder=HASHED)
+    first = _run_local(cfg)
+    assert _written_model(cfg) == f"testorg/moving@{first_commit}"  # the run's record names the weights it used
+    assert cfg.generators[0].model == "testorg/moving"  # the caller's config is left as written
+    again = _run_local(cfg)
+    assert _sample(again).units_reused == _sample(again).units > 0
+    # The authors push: main moves to other weights. The rerun samples them, never reading the old ones' shards.
+    cache_folder(cache, "testorg/moving", tiny_chat_model(tmp_path / "v2", seed=1), commit=pushed_commit)
+    moved = _run_local(cfg)
+    assert _sample(moved).units_reused == 0
+    assert _written_model(cfg) == f"testorg/moving@{pushed_commit}"
+    texts = lambda r: r.tables["responses"]["text"].to_pylist()  # noqa: E731
+    assert texts(moved) != texts(first)  # the new weights answered
+
+
+def test_a_local_checkpoint_trained_again_into_its_folder_samples_again(tmp_path):
+    import shutil
+
+    from actors.hub import folder_digest
+
+    folder = tiny_chat_model(tmp_path / "checkpoint")
+    cfg = config(tmp_path, str(folder), execution={"executor": "local"}, embedder=HASHED)
+    _run_local(cfg)
+    again = _run_local(cfg)
+    assert _sample(again).units_reused == _sample(again).units > 0
+    tiny_chat_model(folder, seed=1)  # trained again, saved over the same files
+    moved = _run_local(cfg)
+    assert _sample(moved).units_reused == 0
+    # A copy elsewhere (another node's disk, other file times) is the same checkpoint.
+    copied = shutil.copytree(folder, tmp_path / "copy")
+    assert folder_digest(Path(copied)) == folder_digest(folder)
+
+
+def test_pinning_touches_only_models_that_load_weights(tmp_path, monkeypatch):
+    # Online: an uncached id is pinned to the commit the hub names for it; an API model's name, a packaged model and
+    # an id already pinned to a commit stay as written; an id nothing resolves is said, and keyed as written.
+    import huggingface_hub.constants
+
+    from engine.execution.preflight import pin_weights
+
+    hub = LoopbackHub(token_with_access="hf_granted")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    api = {"name": "api", "backend": "http", "model": "testorg/open-model",
+           "options": {"base_url": "http://127.0.0.1:9/v1"}}
+    try:
+        cfg = config(tmp_path, "testorg/open-model", judges=[SCRIPTED, api],
+                     generators=[{"name": "hub", "model": "testorg/open-model"},
+                                 {"name": "packaged", "model": "smollm2-135m"},
+                                 {"name": "fixed", "model": f"testorg/open-model@{'b' * 40}"},
+                                 {"name": "gone", "model": "testorg/unknown"}])
+        pinned, notes = pin_weights(cfg, offline=False)
+    finally:
+        hub.server.shutdown()
+    assert [g.model for g in pinned.generators] == [f"testorg/open-model@{'a' * 40}", "smollm2-135m",
+                                                    f"testorg/open-model@{'b' * 40}", "testorg/unknown"]
+    assert pinned.judges[1].model == "testorg/open-model"  # an API's model name
+    assert pinned.embedder.model == cfg.embedder.model and not pinned.embedder.weights
+    assert len(notes) == 1 and notes[0].startswith("generators[3].model: 'testorg/unknown' resolves to no commit")
+    assert [g.model for g in cfg.generators][0] == "testorg/open-model"  # the given config is untouched

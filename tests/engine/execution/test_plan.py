@@ -110,6 +110,10 @@ def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(caps
     # Counted as they will run: the benchmarks' gold categories (only Community Alignment and WildBench are
     # classified) and SimpleQA's graded answers (before, 344 were counted as classified and no accuracy at all).
     assert "prompts: 344 (94 without a gold category)" in out and "\naccuracy " in out
+    assert "execution.max_cost_usd: $1,100.00 — within" in out  # the preset caps its spend
+    # Priced judges and no cap: nothing refuses the run nor stops it, which the plan says.
+    assert main(["plan", "--config", "configs/paper.yaml", "--set", "execution.max_cost_usd=null"]) == 0
+    assert "execution.max_cost_usd: not set — nothing refuses this run" in capsys.readouterr().out
     assert main(["plan", "--config", "configs/paper.yaml", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     cfg = load_config("configs/paper.yaml")

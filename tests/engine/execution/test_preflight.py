@@ -47,6 +47,38 @@ def test_bad_models_are_named_by_their_key(over, message):
         preflight(cfg(**over))
 
 
+def test_a_local_generator_must_hold_what_the_system_prompt_strategies_ask(tmp_path):
+    # A budget past the local backend's context (n 5 × 1,024 tokens in one completion) passed preflight and failed
+    # every system-prompt group at generation, while the other strategies' groups were paid for.
+    from tests.support.hub import tiny_chat_model
+
+    with pytest.raises(ConfigError, match=r"generators\[0\]\.options\.max_context \(smollm2-135m\): options\."
+                                          r"max_context 4096 cannot hold the 5120 tokens"):
+        preflight(cfg(generators=[{"options": {"max_context": 4096}}]))
+    preflight(cfg(generators=[{"options": {"max_context": 8192}}]))
+    preflight(cfg(generators=[{"options": {"max_context": 4096}}], strategies=["temperature", "regen_general"]))
+    folder = tiny_chat_model(tmp_path / "tiny")  # states a context of 2,048
+    with pytest.raises(ConfigError, match=r"its context of 2048 tokens \(max_position_embeddings"):
+        preflight(cfg(generators=[{"name": "tiny", "model": str(folder)}]))
+
+
+def test_every_problem_is_said_at_once(monkeypatch):
+    # The real-audit preset on a machine without its three keys stopped at the first; the user found the next one
+    # only by running it again (75 s an attempt in the vLLM environment).
+    for k in ("TASKDIV_UNSET_A", "TASKDIV_UNSET_B"):
+        monkeypatch.delenv(k, raising=False)
+    api = {"backend": "http", "model": "m", "options": {"base_url": "https://api.example.com/v1"}}
+    with pytest.raises(ConfigError) as info:
+        preflight(cfg(generators=[{"backend": "local", "model": "/no/such/model"}],
+                      judges=[{**api, "name": "a", "options": {**api["options"], "api_key_env": "TASKDIV_UNSET_A"}},
+                              {**api, "name": "b", "options": {**api["options"], "api_key_env": "TASKDIV_UNSET_B"}}]))
+    lines = str(info.value).splitlines()
+    assert lines[0] == "3 problems, before any model was called:"
+    assert lines[1].startswith("  - generators[0].model: '/no/such/model' is neither")
+    assert "judges[0].options.api_key_env: the environment variable TASKDIV_UNSET_A is not set" in lines[2]
+    assert "judges[1].options.api_key_env: the environment variable TASKDIV_UNSET_B is not set" in lines[3]
+
+
 def test_a_gpu_device_with_a_reserved_gpu_or_in_this_process_passes(monkeypatch):
     import torch
 
@@ -93,6 +125,11 @@ def test_the_cli_reports_a_bad_model_without_a_traceback(tmp_path, capsys):
     assert main(["--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "generators[0].model" in err and "Traceback" not in err
+    # The run made its folder and wrote nothing there: a mistyped run_dir is not left as an empty run directory.
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()  # one the user made stays
+    assert main(["--config", str(config)]) == 2
+    assert (tmp_path / "run").is_dir()
 
 
 def test_an_unwritable_run_dir_is_a_clear_error(tmp_path, capsys):

@@ -30,6 +30,10 @@ def test_a_list_expands_into_named_generators_once():
     greedy = config_from_dict({"sampling": {"temperature": [0.0, 1.0], "top_p": [0.9, 1.0]}})
     assert [g.name for g in greedy.generators] == ["smollm2-135m@t=0,p=0.9", "smollm2-135m@t=1,p=0.9",
                                                     "smollm2-135m@t=1,p=1"]
+    # A generator with a temperature of its own beside one that takes sampling's list: the list sweeps that one.
+    mixed = config_from_dict({"sampling": {"temperature": [0.3, 1.0]},
+                              "generators": [{"name": "a", "temperature": 0.5}, {"name": "b"}]})
+    assert [g.name for g in mixed.generators] == ["a", "b@t=0.3", "b@t=1"]
     own = config_from_dict({"generators": [{"name": "g", "temperature": [0.2, 0.9]}]})
     assert [g.name for g in own.generators] == ["g@t=0.2", "g@t=0.9"]
     assert [g.name for g in config_from_dict({}).generators] == ["smollm2-135m"]  # no sweep, no renaming
@@ -45,6 +49,12 @@ def test_a_list_expands_into_named_generators_once():
     # greedy decoding reads no top_p: each value sampled (and paid for) the same groups
     ({"sampling": {"temperature": 0.0, "top_p": [0.9, 1.0]}}, r"sampling\.top_p: a list of top_p values at "
                                                              r"temperature 0"),
+    # Every generator's own value wins (the paper's presets set each one's temperature): the list swept nothing.
+    ({"sampling": {"temperature": [0.5, 1.0]}, "generators": [{"name": "a", "temperature": 0.5},
+                                                               {"name": "b", "temperature": 0.7}]},
+     r"sampling\.temperature: a list sweeps the generators without a temperature of their own.*would be ignored"),
+    ({"sampling": {"top_p": [0.8, 0.95]}, "generators": [{"top_p": 0.9}]},
+     r"sampling\.top_p: a list sweeps the generators without a top_p of their own"),
 ])
 def test_bad_sweeps_are_named(data, message):
     with pytest.raises(ConfigError, match=message):
