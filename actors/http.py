@@ -128,6 +128,12 @@ class _Secret:
     __str__ = __repr__
 
 
+# Said of an endpoint that no attempt connected to: its host name does not resolve, nothing listens at the address, or
+# TLS refused it. Every request would meet it, so the endpoint probe stops the run on it (a timeout or a 5xx stays a
+# note: a busy server may serve the run).
+UNREACHED = "no connection could be made"
+
+
 class _RowError(Exception):
     """A per-request failure that belongs to one row (raised inside the loop, never escapes). `transient`: it may
     not recur (retries exhausted, timed out, an unreadable reply), so a rerun asks again."""
@@ -679,6 +685,10 @@ class OpenAIChatClient:
         self.tokens_missing = 0
         # Why log-probs were given up for this endpoint (None while they are asked for): see _downgrade.
         self.logprobs_unavailable: str | None = None
+        # Set by the endpoint probe (actors.registry.probe_model) on its own client: what it learns holds for that
+        # client alone — the run's clients, in its actors, find it out again on their first request — so its lines
+        # in the log must not say "for the rest of the run".
+        self.probing = False
         self.prompt_tokens = 0
         self.cached_prompt_tokens = 0  # of prompt_tokens, those the provider served from its cache
         self.completion_tokens = 0
@@ -1031,8 +1041,10 @@ class OpenAIChatClient:
             if self.one_per_request:
                 return
             self.one_per_request, self.completions_per_request = reason, 1
-        log.warning("%s (model %s): %s; each completion is asked for in its own request for the rest of the run "
-                    "(set options.completions_per_request: 1 to start so)", self.endpoint, self.model, reason)
+        log.warning("%s (model %s): %s; each completion is asked for in its own request %s (set "
+                    "options.completions_per_request: 1 to start so)", self.endpoint, self.model, reason,
+                    "by the run's clients once their first request finds the same" if self.probing
+                    else "for the rest of the run")
 
     def _sampling_refused(self, p: SamplingParams, message: str) -> str:
         sent = f"temperature {p.temperature:g}" + (f" and top_p {p.top_p:g}" if self._sends_top_p(p) else "")
@@ -1056,8 +1068,9 @@ class OpenAIChatClient:
             if self.logprobs_unavailable:
                 return
             self.logprobs_unavailable = reason
-        log.warning("%s (model %s): %s; answers are read from text for the rest of the run", self.endpoint,
-                    self.model, reason)
+        log.warning("%s (model %s): %s; answers are read from text %s", self.endpoint, self.model, reason,
+                    "by the run's clients once their first request finds the same (the endpoint probe's request)"
+                    if self.probing else "for the rest of the run")
 
     def _body(self, conversation: Conversation, p: SamplingParams, n: int, offset: int) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -1110,7 +1123,7 @@ class OpenAIChatClient:
         chat = parse is None
         parse = parse or (lambda data: parse_choices(data, want_logprobs))
         timeout, deadline = self._timeouts(body)
-        attempt = timeouts = drops = 0
+        attempt = timeouts = drops = unreached = 0
         while True:
             retry_after = None
             async with self._semaphore:
@@ -1145,6 +1158,8 @@ class OpenAIChatClient:
                                             "this run (it may have been billed)", transient=True) from None
                 except httpx.TransportError as exc:  # refused, reset while sending, no connection
                     last = f"connection error ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
+                    # ConnectError: the name did not resolve, nothing listened, or TLS refused the host.
+                    unreached += isinstance(exc, httpx.ConnectError)
                 except httpx.RequestError as exc:
                     # A reply whose Content-Encoding does not decode (DecodingError), a redirect loop: this row's
                     # request went wrong, not the batch (it raised out of chat() and failed every row with it).
@@ -1226,6 +1241,9 @@ class OpenAIChatClient:
                         message = self._message_of(None, raw)
                         raise _RowError(f"HTTP {status} from {self.endpoint}: {message}", status, message)
             if attempt >= self.max_retries:
+                if unreached == attempt + 1:  # never connected: the endpoint probe stops a run on this (UNREACHED)
+                    raise _RowError(f"{self.endpoint}: {UNREACHED} in {attempt + 1} attempts; last error: {last}",
+                                    transient=True)
                 raise _RowError(
                     f"{self.endpoint}: request failed after {attempt + 1} attempts ({self.max_retries} retries); "
                     f"last error: {last}", transient=True

@@ -573,7 +573,7 @@ def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | N
     """
     if backend != "http":
         return []
-    from actors.http import display_url
+    from actors.http import UNREACHED, display_url
 
     options = dict(options or {})
     # A probe is a question, not a row to save: few retries, and a request that timed out (the server had it, and
@@ -586,12 +586,15 @@ def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | N
         client = ROLES[role][backend](model, **options)
     except ValueError as exc:  # an option's value the client refuses (its actors would refuse it alike)
         raise ModelCheckError("options", str(exc)) from None
+    client.probing = True
     notes: list[str] = []
     try:
         if role == "embed":
             try:
                 client.embed([conversation[-1]["content"]])
             except BackendError as exc:  # the embedding route reports every failure so: only a refusal is final
+                if UNREACHED in str(exc):
+                    raise _unreached(options, str(exc)) from None
                 if "refused the request with HTTP" not in str(exc):
                     notes.append(str(exc))
                 else:
@@ -599,6 +602,8 @@ def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | N
         for sampling in samplings:
             out = client.chat([conversation], sampling)[0]
             if out.error:
+                if UNREACHED in out.error:
+                    raise _unreached(options, out.error)
                 # A reasoning model spends a probe's few tokens thinking: at the run's budget it may answer.
                 if "spent its whole budget" not in out.error:
                     notes.append(out.error)
@@ -618,6 +623,13 @@ def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | N
     finally:
         client.close()
     return notes
+
+
+def _unreached(options: dict[str, Any], error: str) -> ModelCheckError:
+    """An endpoint no attempt of the probe connected to: every request of the run would fail alike."""
+    return ModelCheckError("options.base_url", f"{error}. Check the address (a typo, a port, http against https); "
+                                               "a server still starting: start the run once it answers, or set "
+                                               "execution.probe_endpoints: false")
 
 
 # Retries of a probe's request (429s, 5xx): the run's own (default 6) would keep a down endpoint's probe for minutes.

@@ -197,24 +197,42 @@ def test_a_judge_whose_endpoint_gives_no_log_probs_under_verdict_logprobs_is_ref
     assert code == 2 and kinds == {"probe"} and "judges[0].verdict" in err and "verdict: auto" in err
 
 
-def test_what_a_probe_cannot_call_permanent_is_a_note_and_it_is_quick(tmp_path):
-    # Nothing listens on the port: connection refused, retried (at most PROBE_MAX_RETRIES), then a note — for chat
-    # and for the embedding route, whose client reports every failure as an error of the call.
+@pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"])
+def test_an_endpoint_no_attempt_connects_to_stops_the_run_at_its_probe_and_quickly(tmp_path, host):
+    # Nothing listens on the port (connection refused) or the name does not resolve: every request of the run would
+    # fail alike, so the probe (retried at most PROBE_MAX_RETRIES) refuses the run, keyed to options.base_url — for
+    # chat and for the embedding route, whose client reports every failure as an error of the call. It was a note,
+    # and the run went on to pay for the other models' stages.
     import socket
     import time
 
     from actors.base import SamplingParams
-    from actors.registry import probe_model
+    from actors.registry import ModelCheckError, probe_model
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    options = {"base_url": f"http://127.0.0.1:{port}/v1", "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+    options = {"base_url": f"http://{host}:{port}/v1", "backoff_base_s": 0.01, "backoff_max_s": 0.02}
     conversation = [{"role": "user", "content": "Reply with the word OK."}]
     start = time.monotonic()
-    chat = probe_model("chat", "http", "m", options, [SamplingParams(temperature=0.0, max_tokens=4)], conversation)
-    embed = probe_model("embed", "http", "m", options, [], conversation)
-    assert len(chat) == 1 and len(embed) == 1 and time.monotonic() - start < 30
+    for role, samplings in [("chat", [SamplingParams(temperature=0.0, max_tokens=4)]), ("embed", [])]:
+        with pytest.raises(ModelCheckError) as caught:
+            probe_model(role, "http", "m", options, samplings, conversation)
+        assert caught.value.key == "options.base_url" and "no connection could be made" in str(caught.value)
+        assert "probe_endpoints: false" in str(caught.value)
+    assert time.monotonic() - start < 30
+
+
+def test_a_server_that_answers_with_errors_is_a_note_not_a_refusal(tmp_path):
+    # A server that is there but keeps answering 503: it may serve the run, so the probe notes it and goes on.
+    from actors.base import SamplingParams
+    from actors.registry import probe_model
+
+    with ChatServer(ScriptedChat(), faults=[("503", 1000)], retry_after="") as server:
+        options = {"base_url": server.url, "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+        notes = probe_model("chat", "http", "scripted", options, [SamplingParams(temperature=0.0, max_tokens=4)],
+                            [{"role": "user", "content": "Reply with the word OK."}])
+    assert len(notes) == 1 and "HTTP 503" in notes[0]
 
 
 def test_each_model_is_probed_with_its_own_settings_and_the_probe_can_be_turned_off(tmp_path):
@@ -229,6 +247,19 @@ def test_each_model_is_probed_with_its_own_settings_and_the_probe_can_be_turned_
     assert len(probes) == 1 and probes[0]["temperature"] == 0 and probes[0]["max_tokens"] == CONFIRM_TOKENS
     assert probes[0]["logprobs"] is True
     assert after and "probe" not in after
+
+
+def test_what_the_probe_learns_is_said_as_the_probes_not_the_runs(tmp_path, caplog):
+    # The probe's own client, in the driver, switched to text and logged "answers are read from text for the rest of
+    # the run", while the run's clients went on asking for log-probs (and found the same on their first request).
+    import logging
+
+    with ChatServer(ScriptedChat(), logprobs_mode="omit") as server, caplog.at_level(logging.WARNING):
+        assert probe_run(tmp_path, server, judge(server)) == 0
+    lines = [r.getMessage() for r in caplog.records if "answers are read from text" in r.getMessage()]
+    probe = [line for line in lines if "(the endpoint probe's request)" in line]
+    assert probe and all("for the rest of the run" not in line for line in probe)
+    assert any("for the rest of the run" in line for line in lines)  # the run's client, on its own first request
 
 
 def test_a_temperature_above_the_endpoints_cap_is_refused_before_any_request(tmp_path, capsys):
