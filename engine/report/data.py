@@ -193,7 +193,7 @@ def report_data(result, config) -> dict[str, Any]:
                                                      if j.backend == CALIBRATED])
     data["graders"] = _graders_section(t, models, strategies, rc, groups, n)
     data["deviations"] = deviations(config, t.get("prompts"))
-    data["by_strategy"] = _by_strategy(groups, n)
+    data["by_strategy"] = _by_strategy(groups, n, _rows(t, "responses"))
     data["class_measures"] = _class_section(groups, n, boot)
     data["sweep"] = _sweep_section(groups, n, config, boot)
     data["traces"] = _trace_section(groups, n, config, boot)
@@ -564,14 +564,20 @@ def _parsing_section(t: dict, config) -> dict[str, Any]:
             "rows": [{"model": m, "strategy": s, **dict(c)} for (m, s), c in sorted(counts.items())]}
 
 
-def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
+def _by_strategy(groups: list[dict], n: int, responses: list[dict] | None = None) -> list[dict[str, Any]]:
     """Per model × strategy, every column over the same groups — those with all n responses (the unique count: those
     of them whose count resolved) — so that a row's columns compare: the unique count was over complete groups and
     quality, accuracy and the general metrics over every group, short ones included (a system-prompt strategy's
-    short groups then weighed in its quality and not in its count). Short and failed groups are counted apart."""
+    short groups then weighed in its quality and not in its count). Short and failed groups are counted apart, and
+    so are the responses of these groups cut off by the token limit (finish reason "length"): they are judged as
+    they are, and a strategy whose responses run to the limit more often is judged on more truncated text."""
     per: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         per[(g["model"], g["strategy"])].append(g)
+    cut: dict[tuple, int] = defaultdict(int)
+    for r in responses or []:
+        if r.get("finish_reason") == "length":
+            cut[(r["prompt_id"], r["model"], r["strategy"])] += 1
     rows = []
     for (m, s), gs in sorted(per.items()):
         full = [g for g in gs if g["status"] == "ok" and g["n_responses"] == n]
@@ -584,6 +590,7 @@ def _by_strategy(groups: list[dict], n: int) -> list[dict[str, Any]]:
             "reward_mean": _mean(g.get("reward_mean") for g in full),
             "accuracy": _mean(g.get("accuracy") for g in full),
             "groups": len(full),
+            "cut_off": sum(cut[(g["prompt_id"], g["model"], g["strategy"])] for g in full),
             "short_groups": sum(1 for g in gs if g["status"] == "short"),
             "failed_groups": sum(1 for g in gs if g["status"] == "error"),
         })

@@ -698,6 +698,27 @@ def test_the_strategy_table_takes_every_column_over_the_same_groups():
     assert row["groups"] == 2 and row["short_groups"] == 1
 
 
+def test_responses_cut_off_by_the_token_limit_are_counted_per_strategy(fixture_run):
+    # Nothing in the report read finish_reason: responses that ran to sampling.max_tokens were judged, truncated,
+    # with nothing to say so.
+    from engine.report.data import report_data
+    from engine.report.markdown import render_markdown
+
+    cfg, result, _ = fixture_run
+    responses = result.tables["responses"]
+    first = responses.to_pylist()[0]
+    reasons = ["length" if (r["prompt_id"], r["model"], r["strategy"]) == (first["prompt_id"], first["model"],
+                                                                          first["strategy"]) else "stop"
+               for r in responses.to_pylist()]
+    tables = {**result.tables, "responses": responses.set_column(
+        responses.schema.get_field_index("finish_reason"), "finish_reason", pa.array(reasons))}
+    data = report_data(dataclasses.replace(result, tables=tables), cfg)
+    row = next(r for r in data["by_strategy"] if (r["model"], r["strategy"]) == (first["model"], first["strategy"]))
+    assert row["cut_off"] == reasons.count("length") > 0
+    assert sum(r["cut_off"] for r in data["by_strategy"]) == row["cut_off"]
+    assert "| cut off |" in render_markdown(data)
+
+
 def test_the_bounds_of_the_groups_left_out_for_an_unresolved_count_are_shown(fixture_run):
     # Groups whose count did not resolve were only counted as left out: a reader could not see how far the means,
     # over the groups that resolved (the homogeneous ones sooner), might move. Their bounds are tabled beside them.
