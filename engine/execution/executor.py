@@ -619,8 +619,12 @@ class RayExecutor:
             restarts = self._seen.get(actor_id, (0.0, None, None))[2]
             # Where Ray cannot say which life of the host it is, each attempt is one: deaths are never left uncounted.
             job.host = (actor_id, restarts if restarts is not None else -job.attempt)
+            try:
+                job.ref = hosted.actors[k].run.remote(job.plan.stage, job.plan.kwargs, job.rows)
+            except BaseException:  # not sent (its arguments do not serialise, the object store is full): never
+                job.ahead = []     # counted as the host's, nor waited for (the caller fails the batch)
+                raise
             hosted.busy[k].append(job)
-            job.ref = hosted.actors[k].run.remote(job.plan.stage, job.plan.kwargs, job.rows)
             attempt, ref = job.attempt, job.ref
         # Outside the lock: a call already answered runs its callback here, and the callback takes the lock.
         ref.future().add_done_callback(lambda source: self._answered(hosted, job, attempt, source))
@@ -658,9 +662,9 @@ class RayExecutor:
                 self._died.append((hosted, job, attempt, exc, counted))
                 return
         if exc is None:
-            job.future.settle(result=source.result())
+            job.finish(result=source.result())
         else:
-            job.future.settle(exc=exc)
+            job.finish(exc=exc)
 
     def _redo(self) -> None:
         """Send again, on the driver's thread, each batch whose host died under it, once a host of its pool runs (or
@@ -674,7 +678,7 @@ class RayExecutor:
             if attempt != job.attempt or job.future.done():
                 continue
             if self._hosts.get(hosted.key) is not hosted:  # released (the run stops): nothing to send it to
-                job.future.settle(exc=exc)
+                job.finish(exc=exc)
                 continue
             plan = job.plan
             job.deaths += counted
@@ -684,13 +688,13 @@ class RayExecutor:
                 reason = (f"stage {plan.label}: its host died {job.deaths} times running this batch "
                           f"({_line(exc)}); the batch fails alone, for a rerun to compute")
                 log.warning("%s", reason)
-                job.future.settle(exc=HostCrashed(reason))
+                job.finish(exc=HostCrashed(reason))
                 continue
             if hosted.key not in fresh:  # read once a look: a host's state changes in seconds, not per batch
                 fresh[hosted.key] = self._states(hosted, fresh=True)
             states = fresh[hosted.key]
             if all(state == "DEAD" for state in states):  # restarts used up (plan.max_restarts): as Ray says
-                job.future.settle(exc=exc)
+                job.finish(exc=exc)
                 continue
             k = self._pick(hosted, states)
             if states[k] == "RESTARTING":  # none runs yet: sent when one is back (the call would fail at once)
@@ -703,7 +707,7 @@ class RayExecutor:
                             queue.remove(job)
                 self._send(hosted, k, job, states)
             except Exception as error:  # a batch that cannot be sent again fails; it never waits for ever
-                job.future.settle(exc=error)
+                job.finish(exc=error)
         self._died.extend(later)
 
     def _states(self, hosted: "_RayHosts", fresh: bool = False) -> list[str | None]:
@@ -808,7 +812,7 @@ class RayExecutor:
         judge's, waiting for samples) may hold that node's GPU; the restarted host and the run waited for ever. As
         `_make_room` does before a stage starts, a kept host is cheaper to load again than a run that never ends."""
         free = self._ray.available_resources()
-        with_batches = {h.key for h in self._hosts.values() if any(_pending(b) for b in h.busy)}
+        with_batches = {h.key for h in self._hosts.values() if self._has_work(h)}
         stop: set[str] = set()
         short: set[str] = set()
         for hosted in waiting:
@@ -847,7 +851,7 @@ class RayExecutor:
             group = hosted.groups.pop(k) if hosted.groups else None
         for job in jobs:
             if fail:
-                job.future.settle(exc=HostStranded(reason))
+                job.finish(exc=HostStranded(reason))
             else:  # never started: not the batch's doing
                 self._died.append((hosted, job, job.attempt, HostStranded(reason), False))
         self._down_since.pop(actor._actor_id.hex(), None)
@@ -870,9 +874,10 @@ class RayExecutor:
         usable = self._usable(hosted)
         with hosted.lock:
             hosted.busy = [_pending(b) for b in hosted.busy]
-            # Only the hosts that get batches have room; batches on the others (a replica not started while another
-            # runs, a host that died under them) are on their way to them.
-            return max(0, BATCHES_PER_ACTOR * len(usable) - sum(len(b) for b in hosted.busy))
+            # The room on the hosts that get batches. Batches parked on the others (a replica not started while
+            # another runs) are not taken from it: a running host stood idle beside them until the watch withdrew
+            # them (STRANDED_MIN_S); withdrawn, they queue one batch deeper for a while.
+            return sum(max(0, BATCHES_PER_ACTOR - len(hosted.busy[k])) for k in usable)
 
     def can_start(self, plan: StagePlan) -> bool:
         """Whether the plan's hosts run, or fit beside the kept ones without stopping any."""
@@ -953,6 +958,15 @@ class RayExecutor:
                     plan.label, plan.num_actors, shape, count)
         return count
 
+    def _has_work(self, hosted: "_RayHosts") -> bool:
+        """Whether a pool has batches: running or queued on its hosts, or waiting to be sent again (`_died`: those of
+        a host that died or was given up, out of `busy` until the next look; a pool that looked idle was released
+        with them, and they failed with HostStranded and broke their stage's lane)."""
+        with hosted.lock:
+            if any(_pending(b) for b in hosted.busy):
+                return True
+        return any(h is hosted and not job.future.done() for h, job, *_ in list(self._died))
+
     def _make_room(self, plan: StagePlan) -> None:
         """Stop kept hosts when the plan's hosts would not fit beside them.
 
@@ -966,7 +980,7 @@ class RayExecutor:
         short = {r for r, v in need.items() if v > 0 and v > free[r] + 1e-9}
         # Never a host with batches still running (stages stream into each other): its stage would lose them.
         holding = {k for k, h in self._hosts.items() if any(h.resources.get(r, 0) > 0 for r in short)
-                   and not any(_pending(b) for b in h.busy)}
+                   and not self._has_work(h)}
         if holding:
             log.info("stage %s: %s short; stopping %d kept model hosts to make room (they load again if a later "
                      "stage needs them)", plan.label, "/".join(sorted(short)), len(holding))
@@ -1105,6 +1119,13 @@ class _Batch:
     host: tuple[str, int] = ("", 0)  # the host (actor id, its restarts then) the attempt was sent to
     deaths_on: set[tuple[str, int]] = field(default_factory=set)  # the lives of hosts that died running it
     deaths: int = 0  # times its host died while running it
+
+    def finish(self, result: Any = None, exc: BaseException | None = None) -> None:
+        """Settle the batch's future, and let go of what only a resend needs: each batch holds those queued before it
+        (`ahead`), which held theirs — a kept pool's every batch, its rows, its result and (by `ref`) its copy in
+        Ray's object store stayed reachable until the pool was released (60 batches of 1 MB: 76 MiB held)."""
+        self.future.settle(result=result, exc=exc)
+        self.ahead, self.ref = [], None
 
 
 def _line(exc: BaseException) -> str:

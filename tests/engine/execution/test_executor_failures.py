@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -238,6 +239,52 @@ def test_batches_go_to_the_hosts_that_run_not_to_one_still_waiting_for_a_node():
     states.update(a="RESTARTING", b="RESTARTING")  # none runs: the pool's batches wait for whichever comes back
     executor._seen.clear()
     assert executor.capacity(plan) == 2 * BATCHES_PER_ACTOR
+    # Batches parked on a replica still starting do not take the running host's room: it stood idle beside them
+    # until the watch withdrew them (60 s).
+    states.update(a="ALIVE", b="PENDING_CREATION")
+    executor._seen.clear()
+    parked = executor_module._Batch(plan, pa.table({"x": [1]}), executor_module._Relayed())
+    hosted.busy = [[], [parked, parked]]
+    assert executor.capacity(plan) == BATCHES_PER_ACTOR
+    # A pool whose batches wait to be sent again (a replica given up: out of `busy` until the next look) is not an
+    # idle pool to stop for room: released with them, they failed and broke their stage's lane.
+    hosted.busy = [[], []]
+    executor._died = deque([(hosted, parked, 1, RuntimeError("given up"), False)])
+    assert executor._has_work(hosted)
+    parked.finish(exc=RuntimeError("settled"))
+    assert not executor._has_work(hosted)
+
+
+def test_a_kept_pool_lets_go_of_the_batches_it_has_answered(ray_session, tmp_path):
+    # Each batch held those queued before it on its host (to tell, if the host died, whether it was running), and
+    # they held theirs: a kept pool's every batch — rows, result, and its copy in Ray's object store — stayed
+    # reachable until the pool was released.
+    executor = RayExecutor(node_wait_s=0.0)
+    plan = StagePlan(Logged, {"log": str(tmp_path / "calls.log"), "delay_s": 0.2}, batch_size=1, num_cpus=0.25,
+                     label="kept")
+    try:
+        pending = []
+        for k in range(12):
+            while executor.capacity(plan) == 0:  # as the dataflow feeds it: a batch sent while one runs
+                pending = [f for f in pending if not f.done()]
+                executor.fail_stranded()
+                time.sleep(0.05)
+            pending.append(executor.submit(plan, pa.table({"x": [k]})))
+        for future in pending:
+            future.result(timeout=120)
+        hosted = executor._hosts["kept"]
+        longest = 0
+        for queue in hosted.busy:
+            for job in queue:
+                chain, seen = [job], 0
+                while chain:
+                    seen += 1
+                    chain = [b for b, _ in chain.pop().ahead]
+                longest = max(longest, seen)
+        assert longest <= 1, f"a chain of {longest} answered batches is still held"
+        assert all(job.ref is None for queue in hosted.busy for job in queue)
+    finally:
+        executor.close()
 
 
 def test_a_replica_that_cannot_start_gives_its_batches_to_the_one_that_runs(ray_session, tmp_path, monkeypatch,
