@@ -75,12 +75,29 @@ def scrub_token(text: str, token: str | None) -> str:
 
 def cached_snapshot(model: str) -> Path | None:
     """The cached snapshot folder of a hub id (with its config.json), or None when the cache has none. The folder
-    may lack files a download was stopped before (missing_weights)."""
+    may lack files a download was stopped before (missing_weights).
+
+    A plain "org/name" whose cache records no `main` (refs/main) but holds one snapshot is that snapshot: a run
+    pins every hub id to its commit, and a worker's download of "org/name@<commit>" writes no refs/main — an
+    offline rerun of the same config found "no entry in the Hugging Face cache" beside the weights it had loaded.
+    Where it holds several, which one is `main` cannot be told: none."""
     from huggingface_hub import try_to_load_from_cache
 
     repo, revision = split_revision(model)
     found = try_to_load_from_cache(repo, "config.json", cache_dir=str(cache_dir()), revision=revision)
-    return Path(found).parent if isinstance(found, str) else None
+    if isinstance(found, str):
+        return Path(found).parent
+    entry = cache_dir() / f"models--{repo.replace('/', '--')}"
+    if revision is not None or (entry / "refs" / "main").exists() or not (entry / "snapshots").is_dir():
+        return None
+    snapshots = [s for s in (entry / "snapshots").iterdir() if (s / "config.json").is_file()]
+    return snapshots[0] if len(snapshots) == 1 else None
+
+
+def download_hint(model: str) -> str:
+    """The command that puts a hub id's snapshot into the cache (its revision too: a pinned id's commit)."""
+    repo, revision = split_revision(model)
+    return f"huggingface-cli download {repo}" + (f" --revision {revision}" if revision else "")
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -135,7 +152,7 @@ def resolve(model: str, *, offline: bool | None = None) -> Path:
         where = f"is in the Hugging Face cache at {found} without {lacking(missing)}" if found is not None else \
             f"is not in the Hugging Face cache at {cache_dir()}"
         raise BackendError(f"model {model!r} {where} and hub access is off (offline): download it first "
-                           f"(huggingface-cli download {split_revision(model)[0]}) into a cache every node reads, or "
+                           f"({download_hint(model)}) into a cache every node reads, or "
                            "turn hub access on (models.offline: false)")
     from huggingface_hub import HfApi, snapshot_download
 
@@ -199,29 +216,45 @@ def resolved_commit(model: str, *, offline: bool) -> str | None:
     return sha if isinstance(sha, str) and COMMIT.fullmatch(sha) else None
 
 
-# Files this size or smaller are read whole by folder_digest; of larger ones (weights), the first and last MiB.
+# Files this size or smaller are read whole by folder_digest; of larger ones (weights), the first and last MiB and
+# SAMPLED_BLOCKS blocks spread evenly between (a fine-tune of a few layers moves tensors in the middle of the file
+# only: safetensors files keep the embeddings first and the last norms last). 4 MiB a large file in all.
 WHOLE_FILE_BYTES = 2 << 20
 EDGE_BYTES = 1 << 20
+SAMPLED_BLOCKS = 32
+BLOCK_BYTES = 64 << 10
+
+# What a model's loaders read from its folder (weights, configs, tokenizer, chat template, code): only these are
+# digested. A README, or a trainer's state beside the weights (its optimizer, scheduler and random states), changes
+# nothing the model answers.
+DIGESTED = (*WEIGHT_SUFFIXES, ".gguf", ".json", ".model", ".txt", ".tiktoken", ".jinja", ".py")
+TRAINER_FILES = re.compile(r"(trainer_state\.json|training_args\.bin|optimizer\.(pt|bin)|scheduler\.pt|scaler\.pt"
+                           r"|rng_state.*\.pth)$")
 
 
 def folder_digest(path: Path) -> str:
     """A digest of the weights a local model folder (or file) holds, cheap to take: each top-level file's name and
-    size, the bytes of the small ones (configs, tokenizer, chat template) and the first and last MiB of the large ones
-    (weights: training moves every tensor, so these move too). A checkpoint trained again into the same folder
-    changes it; a copy of the folder on another node's disk does not (nor its times). Loaders read the top level
-    only (checkpoint-N/ subfolders are other models)."""
+    size, the bytes of the small ones (configs, tokenizer, chat template) and, of the large ones (weights), the first
+    and last MiB and blocks sampled between. A checkpoint trained again into the same folder changes it; a copy of
+    the folder on another node's disk does not (nor its times), nor a file loaders do not read (DIGESTED,
+    TRAINER_FILES). Loaders read the top level only (checkpoint-N/ subfolders are other models)."""
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.is_file())
+    files = [path] if path.is_file() else sorted(
+        f for f in path.iterdir() if f.is_file() and f.name.endswith(DIGESTED) and not TRAINER_FILES.fullmatch(f.name))
     for f in files:
         size = f.stat().st_size
         h.update(f"{f.name}\0{size}\0".encode())
         with open(f, "rb") as handle:
             if size <= WHOLE_FILE_BYTES:
                 h.update(handle.read())
-            else:
-                h.update(handle.read(EDGE_BYTES))
-                handle.seek(size - EDGE_BYTES)
-                h.update(handle.read(EDGE_BYTES))
+                continue
+            h.update(handle.read(EDGE_BYTES))
+            span = size - 2 * EDGE_BYTES - BLOCK_BYTES
+            for k in range(SAMPLED_BLOCKS):
+                handle.seek(EDGE_BYTES + span * k // max(1, SAMPLED_BLOCKS - 1) if span > 0 else EDGE_BYTES)
+                h.update(handle.read(BLOCK_BYTES))
+            handle.seek(size - EDGE_BYTES)
+            h.update(handle.read(EDGE_BYTES))
     return h.hexdigest()[:16]
 
 

@@ -323,7 +323,7 @@ def _check_weights(model: str, offline: bool) -> None:
     if offline:
         raise ModelCheckError("model", f"{model!r} cannot be resolved: {tried}, and hub access is off "
                                        f"(models.offline, or HF_HUB_OFFLINE). Download it into the cache first "
-                                       f"(huggingface-cli download {hub.split_revision(model)[0]}; on a cluster into "
+                                       f"({hub.download_hint(model)}; on a cluster into "
                                        "a cache every node reads, HF_HUB_CACHE) or set models.offline: false")
     try:
         hub.check_reachable(model)
@@ -336,12 +336,15 @@ def _check_weights(model: str, offline: bool) -> None:
 WEIGHT_BACKENDS = frozenset({"local", "vllm"})
 
 
-def pinned_weights(backend: str, model: str, offline: bool) -> tuple[str, str] | None:
+def pinned_weights(backend: str, model: str, offline: bool, revision: str | None = None) -> tuple[str, str] | None:
     """What fixes the weights `model` loads on `backend` now: (the model to load, a digest of a local folder's
     weights or ""). A hub id becomes "org/name@<commit>" (actors.hub.resolved_commit), for the shard keys and for
     every worker, which then loads that snapshot whatever its own cache holds; a local folder or file keeps its path
     and gets its digest (actors.hub.folder_digest). Nothing changes for a packaged model (versioned by its wheel), an
-    API's or a `python:` backend's model name. None: a hub id neither the cache nor the hub resolves here."""
+    API's or a `python:` backend's model name. None: a hub id neither the cache nor the hub resolves here.
+
+    `revision`: vLLM's own `revision` option, for an id written without one: that revision is pinned (vLLM reads no
+    revision of a folder, so pinning `main` loaded main's weights under a key that said the revision)."""
     if backend not in WEIGHT_BACKENDS or _packaged(model) is not None:
         return model, ""
     path = Path(model).expanduser()
@@ -352,6 +355,8 @@ def pinned_weights(backend: str, model: str, offline: bool) -> tuple[str, str] |
             return None
     if not hub.looks_like_hub_id(model):
         return model, ""
+    if revision and hub.split_revision(model)[1] is None:
+        model = f"{model}@{revision}"
     commit = hub.resolved_commit(model, offline=offline)
     return (f"{hub.split_revision(model)[0]}@{commit}", "") if commit else None
 
@@ -569,10 +574,32 @@ def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | N
 
     Raises:
         ModelCheckError: what every request would meet (the client raises BackendError for those), keyed by what to
-            change.
+            change. An address no attempt connects to is probed again for PROBE_CONNECT_WINDOW_S first (a server
+            still starting, a DNS blip), then refuses the run.
     """
     if backend != "http":
         return []
+    deadline = time.monotonic() + PROBE_CONNECT_WINDOW_S
+    while True:
+        try:
+            return _probe_once(role, backend, model, options, samplings, conversation)
+        except _Unreached:
+            if time.monotonic() + PROBE_CONNECT_PAUSE_S > deadline:
+                raise
+            time.sleep(PROBE_CONNECT_PAUSE_S)
+
+
+# How long an endpoint no attempt connects to is probed again before the run is refused, and the pause between.
+PROBE_CONNECT_WINDOW_S = 30.0
+PROBE_CONNECT_PAUSE_S = 5.0
+
+
+class _Unreached(ModelCheckError):
+    """An endpoint no attempt of a probe connected to."""
+
+
+def _probe_once(role: str, backend: str, model: str, options: dict[str, Any] | None,
+                samplings: list[SamplingParams], conversation: list[dict[str, str]]) -> list[str]:
     from actors.http import UNREACHED, display_url
 
     options = dict(options or {})
@@ -627,9 +654,9 @@ def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | N
 
 def _unreached(options: dict[str, Any], error: str) -> ModelCheckError:
     """An endpoint no attempt of the probe connected to: every request of the run would fail alike."""
-    return ModelCheckError("options.base_url", f"{error}. Check the address (a typo, a port, http against https); "
-                                               "a server still starting: start the run once it answers, or set "
-                                               "execution.probe_endpoints: false")
+    return _Unreached("options.base_url", f"{error}; probed again for {PROBE_CONNECT_WINDOW_S:g} s. Check the "
+                                          "address (a typo, a port, http against https); a server still starting: "
+                                          "start the run once it answers, or set execution.probe_endpoints: false")
 
 
 # Retries of a probe's request (429s, 5xx): the run's own (default 6) would keep a down endpoint's probe for minutes.

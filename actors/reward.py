@@ -78,9 +78,10 @@ def detect_kind(folder: Path) -> str:
                        "athene")
 
 
-# Where the heads of sequence-classification models keep their weights: `score` (Llama, Mistral, Qwen, Gemma, GPT-2 and
-# the other decoders transformers classifies with) or `classifier` (BERT, RoBERTa, DeBERTa).
-CLASSIFICATION_HEADS = ("score.", "classifier.")
+# Where the heads of transformers' sequence-classification models keep their weights: `score` (Llama, Mistral, Qwen,
+# Gemma, GPT-2 and the other decoders), `classifier` (BERT, RoBERTa, DeBERTa, ELECTRA; DistilBERT's beside
+# `pre_classifier`), `classification_head` (BART, mBART, T5, LED), `logits_proj` / `sequence_summary` (XLNet, XLM).
+CLASSIFICATION_HEADS = ("score.", "classifier.", "classification_head.", "logits_proj.", "sequence_summary.")
 
 
 def head_problem(model: str, kind: str, backend: str = "local") -> str | None:
@@ -115,7 +116,8 @@ def head_problem(model: str, kind: str, backend: str = "local") -> str | None:
                 "freshly initialised and every score random. Check quality.reward_model.kind and model")
     if found == "sequence-classification" and not any(n.startswith(CLASSIFICATION_HEADS) for n in names):
         hint = " (it holds a value head, v_head: kind athene)" if any(n.startswith("v_head.") for n in names) else ""
-        return (f"reward model {model!r}: its weights hold no classification head (score.* or classifier.*){hint}: "
+        return (f"reward model {model!r}: its weights hold no classification head (score.*, classifier.*, "
+                f"classification_head.*, logits_proj.*){hint}: "
                 "loaded as sequence-classification, the head would be freshly initialised and every score random. "
                 "Check quality.reward_model.kind and model")
     return None

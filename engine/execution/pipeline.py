@@ -41,7 +41,8 @@ from engine.method.judges import in_agreement_sample
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, make_plan, render_plan
-from engine.execution.preflight import PROBE_CONVERSATION, endpoint_probes, model_roles, pin_weights, preflight
+from engine.execution.preflight import (PROBE_CONVERSATION, checked_options, endpoint_probes, model_roles,
+                                       pin_weights, preflight)
 from engine.execution.resources import PeakMemory
 from engine.execution.results import RunResult, StageRecord
 from engine.inputs.sources import load_prompts
@@ -185,7 +186,7 @@ class Pipeline:
             raise ConfigError(deferred[0])
         for note in deferred or []:
             log.warning("%s — checked on the cluster's nodes that run it instead", note)
-        self.executor.check_models([(where, plan, (role, m.backend, m.model, m.options))
+        self.executor.check_models([(where, plan, (role, m.backend, m.model, checked_options(role, m)))
                                     for where, role, m, plan in needs], self.offline)
         if cfg.execution.probe_endpoints:
             plans = {where: plan for where, _, _, plan in needs}

@@ -106,8 +106,7 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
     collect(_check_context, config)
     collect(_check_calibrated_judges, config)
     for where, role, m in model_roles(config):
-        options = {**m.options, "kind": m.kind} if role == "reward" else m.options  # the head it reads, as it loads
-        collect(check_role, where, role, m.backend, m.model, options, offline, deferred)
+        collect(check_role, where, role, m.backend, m.model, checked_options(role, m), offline, deferred)
         if where.startswith("generators"):
             collect(_check_generator_sampling, config, where, m)
     if not problems:  # the devices the models ask for: meaningful once the models themselves pass
@@ -117,6 +116,12 @@ def preflight(config: RunConfig, offline: bool | None = None, deferred: list[str
     if problems:
         raise ConfigError(f"{len(problems)} problems, before any model was called:\n" +
                           "\n".join(f"  - {p}" for p in dict.fromkeys(problems)))
+
+
+def checked_options(role: str, m: Any) -> dict[str, Any]:
+    """A model's options as its check reads them, here and on a cluster's nodes: a reward model's with its `kind`
+    (the head it reads, as it loads; without it a node checked `auto` and refused a kind the user had set)."""
+    return {**m.options, "kind": m.kind} if role == "reward" else m.options
 
 
 def _check_generator_sampling(config: RunConfig, where: str, m: Any) -> None:
@@ -135,11 +140,13 @@ def pin_weights(config: RunConfig, offline: bool) -> tuple[RunConfig, list[str]]
     left as written) and a note for each hub id neither the cache nor the hub resolved here (keyed as written)."""
     pinned = copy.deepcopy(config)  # one copy: a model in two roles (the classifier that also generates) stays one
     notes: list[str] = []
-    resolved: dict[tuple[str, str], tuple[str, str] | None] = {}
+    resolved: dict[tuple[str, str, str | None], tuple[str, str] | None] = {}
     for where, _, m in model_roles(pinned):
-        key = (m.backend, m.model)
+        revision = m.options.get("revision") if m.backend == "vllm" else None
+        revision = revision if isinstance(revision, str) and revision else None
+        key = (m.backend, m.model, revision)
         if key not in resolved:
-            resolved[key] = pinned_weights(m.backend, m.model, offline)
+            resolved[key] = pinned_weights(m.backend, m.model, offline, revision)
         if resolved[key] is None:
             notes.append(f"{where}.model: {m.model!r} resolves to no commit here (not in this machine's Hugging Face "
                          "cache, and the hub not reached): its shards are keyed by the id as written, which a later "

@@ -4,6 +4,7 @@ whose head is missing is refused — never scored with a random head."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -212,6 +213,52 @@ def test_a_hub_id_downloads_the_weights_it_needs_not_the_whole_repository(tmp_pa
     assert ignored["meta-llama/Llama-3.1-8B-Instruct"] == []
 
 
+def tiny_bart_classifier(folder):
+    from transformers import BartConfig, BartForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                        num_labels=1)
+    BartForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_clusters_nodes_check_a_reward_model_with_the_kind_it_was_given(folders, tmp_path, monkeypatch):
+    # The driver checked the head with the reward model's kind; the nodes' check (check_models, on a cluster) got its
+    # options alone and read kind auto: a checkpoint whose kind must be said was refused there, kind set or not.
+    import shutil
+
+    from engine.config import config_from_dict
+    from engine.execution.executor import LocalExecutor
+    from engine.execution.pipeline import Pipeline
+
+    folder = tmp_path / "score-head"  # a score head under a causal-LM architecture: kind auto cannot tell
+    shutil.copytree(folders["seqcls"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["LlamaForCausalLM"]}))
+    seen = []
+
+    def check_models(self, specs, offline):
+        seen.extend(specs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(LocalExecutor, "check_models", check_models)
+    cfg = config_from_dict({"run_dir": str(tmp_path / "run"), "quality": {"reward_model": {
+        "backend": "local", "model": str(folder), "kind": "sequence-classification"}}})
+    pipeline = Pipeline(cfg, executor=LocalExecutor(), progress=False)
+    try:
+        with pytest.raises(RuntimeError, match="stop here"):
+            pipeline.run()
+    finally:
+        pipeline.close()
+    from actors.registry import check_model
+
+    reward = [args for where, _, args in seen if where.startswith("quality.reward_model")]
+    assert reward and reward[0][3]["kind"] == "sequence-classification"
+    check_model(*reward[0], offline=True)  # passes, as on the driver
+
+
 def test_preflight_refuses_a_reward_model_without_the_head_its_kind_reads(folders, tmp_path):
     # The load refused these only after generation, judging, grading and accuracy were paid for, and the closing
     # advice ("rerun the same command") failed the same way. Preflight reads the files' weight names first.
@@ -229,8 +276,9 @@ def test_preflight_refuses_a_reward_model_without_the_head_its_kind_reads(folder
     check(folders["seqcls"])
     check(folders["athene"], kind="athene")
     check(folders["seqcls"], kind="sequence-classification")
+    check(tiny_bart_classifier(tmp_path / "bart"))  # its head is classification_head.*: refused as headless before
     for model, kind, message in [
-            (chat, "sequence-classification", r"its weights hold no classification head \(score\.\* or classifier"),
+            (chat, "sequence-classification", r"its weights hold no classification head \(score\.\*, classifier"),
             (folders["athene"], "sequence-classification", r"no classification head.*it holds a value head, v_head"),
             (folders["headless"], "athene", r"no value head \(v_head\.weight\) for kind athene"),
             (folders["headless"], "auto", "cannot tell its head"),

@@ -7,9 +7,12 @@ import hashlib
 from pathlib import Path
 
 
-def cache_folder(cache: Path, repo_id: str, files_from: Path, commit: str | None = None) -> Path:
-    """Put the files of `files_from` into `cache` as the snapshot of `repo_id`'s main revision (at `commit`, default
-    one made from the id; another commit is a push: main moves to it); return the snapshot folder."""
+def cache_folder(cache: Path, repo_id: str, files_from: Path, commit: str | None = None,
+                 ref: str | None = "main") -> Path:
+    """Put the files of `files_from` into `cache` as the snapshot of `repo_id`'s `ref` revision (at `commit`, default
+    one made from the id; another commit is a push: main moves to it); return the snapshot folder. `ref` None: no
+    refs file, as huggingface_hub leaves a download of a commit ("org/name@<commit>": what a pinned run's workers
+    download)."""
     commit = commit or hashlib.sha1(repo_id.encode()).hexdigest()
     root = cache / f"models--{repo_id.replace('/', '--')}"
     snapshot = root / "snapshots" / commit
@@ -17,8 +20,9 @@ def cache_folder(cache: Path, repo_id: str, files_from: Path, commit: str | None
     for f in files_from.iterdir():
         if f.is_file():
             (snapshot / f.name).write_bytes(f.read_bytes())
-    (root / "refs").mkdir(exist_ok=True)
-    (root / "refs" / "main").write_text(commit)
+    if ref is not None:
+        (root / "refs").mkdir(exist_ok=True)
+        (root / "refs" / ref).write_text(commit)
     return snapshot
 
 

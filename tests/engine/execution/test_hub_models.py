@@ -286,3 +286,65 @@ def test_pinning_touches_only_models_that_load_weights(tmp_path, monkeypatch):
     assert pinned.embedder.model == cfg.embedder.model and not pinned.embedder.weights
     assert len(notes) == 1 and notes[0].startswith("generators[3].model: 'testorg/unknown' resolves to no commit")
     assert [g.model for g in cfg.generators][0] == "testorg/open-model"  # the given config is untouched
+
+
+def test_a_snapshot_a_pinned_run_downloaded_is_found_by_an_offline_rerun(tmp_path, monkeypatch):
+    # A pinned run's workers download "org/name@<commit>", which writes no refs/main: an offline rerun of the same
+    # config was refused in preflight ("no entry in the Hugging Face cache") beside the weights it had loaded. The
+    # cache's one snapshot of the id is its weights; of two, which one is main cannot be told, and the run is refused.
+    from engine.errors import ConfigError
+    from engine.execution.preflight import pin_weights, preflight
+
+    cache = tmp_path / "cache"
+    commit = "3" * 40
+    cache_folder(cache, "testorg/pulled", tiny_chat_model(tmp_path / "v1"), commit=commit, ref=None)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = config(tmp_path, "testorg/pulled", execution={"executor": "local"}, embedder=HASHED)
+    preflight(cfg)
+    pinned, notes = pin_weights(cfg, offline=True)
+    assert pinned.generators[0].model == f"testorg/pulled@{commit}" and not notes
+    cache_folder(cache, "testorg/pulled", tiny_chat_model(tmp_path / "v2", seed=1), commit="4" * 40, ref=None)
+    with pytest.raises(ConfigError, match="no entry in the Hugging Face cache"):
+        preflight(cfg)
+    pinned.generators[0].model = "testorg/pulled@" + "5" * 40  # a commit the cache lacks: the hint names it
+    with pytest.raises(ConfigError, match=f"huggingface-cli download testorg/pulled --revision {'5' * 40}"):
+        preflight(pinned)
+
+
+def test_vllms_revision_option_is_the_revision_pinned(tmp_path, monkeypatch):
+    # vLLM reads `revision` of a hub id, not of a folder: pinning the id to main's commit handed vLLM main's snapshot
+    # under a key that still said revision v0.3.
+    from actors.registry import pinned_weights
+
+    cache = tmp_path / "cache"
+    cache_folder(cache, "testorg/tagged", tiny_chat_model(tmp_path / "main"), commit="6" * 40)
+    cache_folder(cache, "testorg/tagged", tiny_chat_model(tmp_path / "v03", seed=1), commit="7" * 40, ref="v0.3")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert pinned_weights("vllm", "testorg/tagged", True, "v0.3") == (f"testorg/tagged@{'7' * 40}", "")
+    assert pinned_weights("vllm", "testorg/tagged", True) == (f"testorg/tagged@{'6' * 40}", "")
+
+
+def test_a_folders_digest_sees_a_change_in_the_middle_of_its_weights_and_not_a_trainers_files(tmp_path):
+    # Of a large file only the first and last MiB were read: a fine-tune of a few layers (tensors in the middle of a
+    # safetensors file) kept the digest, and the old weights' shards were read. A README or a trainer's state beside
+    # the weights changed it, and everything was computed again.
+    import numpy as np
+
+    from actors.hub import folder_digest
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = np.random.default_rng(0).integers(0, 255, 24 << 20, dtype=np.uint8)
+    (folder / "model.safetensors").write_bytes(weights.tobytes())
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    before = folder_digest(folder)
+    for name in ("README.md", "trainer_state.json", "optimizer.pt", "rng_state_0.pth", "training_args.bin"):
+        (folder / name).write_bytes(b"x" * 100)
+    assert folder_digest(folder) == before
+    middle = len(weights) // 2
+    weights[middle:middle + (2 << 20)] ^= 1  # two MiB of layers in the middle trained again
+    (folder / "model.safetensors").write_bytes(weights.tobytes())
+    assert folder_digest(folder) != before
+    (folder / "chat_template.jinja").write_text("{{ messages }}")  # what the loader reads changes the digest
+    assert folder_digest(folder) != before

@@ -15,6 +15,7 @@ checking its judge as a run does.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -198,7 +199,7 @@ def test_a_judge_whose_endpoint_gives_no_log_probs_under_verdict_logprobs_is_ref
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"])
-def test_an_endpoint_no_attempt_connects_to_stops_the_run_at_its_probe_and_quickly(tmp_path, host):
+def test_an_endpoint_no_attempt_connects_to_stops_the_run_at_its_probe_and_quickly(tmp_path, host, monkeypatch):
     # Nothing listens on the port (connection refused) or the name does not resolve: every request of the run would
     # fail alike, so the probe (retried at most PROBE_MAX_RETRIES) refuses the run, keyed to options.base_url — for
     # chat and for the embedding route, whose client reports every failure as an error of the call. It was a note,
@@ -206,9 +207,12 @@ def test_an_endpoint_no_attempt_connects_to_stops_the_run_at_its_probe_and_quick
     import socket
     import time
 
+    from actors import registry
     from actors.base import SamplingParams
     from actors.registry import ModelCheckError, probe_model
 
+    monkeypatch.setattr(registry, "PROBE_CONNECT_WINDOW_S", 0.5)  # probed again for 30 s in a run
+    monkeypatch.setattr(registry, "PROBE_CONNECT_PAUSE_S", 0.1)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -221,6 +225,42 @@ def test_an_endpoint_no_attempt_connects_to_stops_the_run_at_its_probe_and_quick
         assert caught.value.key == "options.base_url" and "no connection could be made" in str(caught.value)
         assert "probe_endpoints: false" in str(caught.value)
     assert time.monotonic() - start < 30
+
+
+def test_a_server_still_starting_when_probed_is_waited_for(monkeypatch):
+    # Connection refused while `vllm serve`, started beside the run, loads its model: probed again for
+    # PROBE_CONNECT_WINDOW_S before the run is refused.
+    import socket
+    import threading
+
+    from actors import registry
+    from actors.base import SamplingParams
+
+    monkeypatch.setattr(registry, "PROBE_CONNECT_WINDOW_S", 30.0)
+    monkeypatch.setattr(registry, "PROBE_CONNECT_PAUSE_S", 0.3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = threading.Event()
+    stop = threading.Event()
+
+    def serve_later():
+        time.sleep(1.0)
+        with ChatServer(ScriptedChat(), port=port):
+            started.set()
+            stop.wait(60)
+
+    thread = threading.Thread(target=serve_later, daemon=True)
+    thread.start()
+    try:
+        options = {"base_url": f"http://127.0.0.1:{port}/v1", "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+        notes = registry.probe_model("chat", "http", "scripted", options, [SamplingParams(temperature=0.0,
+                                                                                         max_tokens=4)],
+                                     [{"role": "user", "content": "Reply with the word OK."}])
+    finally:
+        stop.set()
+        thread.join(10)
+    assert started.is_set() and notes == []
 
 
 def test_a_server_that_answers_with_errors_is_a_note_not_a_refusal(tmp_path):
