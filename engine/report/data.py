@@ -564,13 +564,25 @@ def _parsing_section(t: dict, config) -> dict[str, Any]:
             "rows": [{"model": m, "strategy": s, **dict(c)} for (m, s), c in sorted(counts.items())]}
 
 
+def _cut_off(strategy: str, groups: list[dict], cut: dict[tuple, int]) -> dict[str, int]:
+    """_by_strategy's cut_off and completions for one model × strategy's groups."""
+    keys = [(g["prompt_id"], g["model"], g["strategy"]) for g in groups]
+    if strategy.startswith("system_"):
+        return {"cut_off": sum(1 for k in keys if cut[k]), "completions": len(groups)}
+    return {"cut_off": sum(cut[k] for k in keys), "completions": sum(g["n_responses"] for g in groups)}
+
+
 def _by_strategy(groups: list[dict], n: int, responses: list[dict] | None = None) -> list[dict[str, Any]]:
     """Per model × strategy, every column over the same groups — those with all n responses (the unique count: those
     of them whose count resolved) — so that a row's columns compare: the unique count was over complete groups and
     quality, accuracy and the general metrics over every group, short ones included (a system-prompt strategy's
-    short groups then weighed in its quality and not in its count). Short and failed groups are counted apart, and
-    so are the responses of these groups cut off by the token limit (finish reason "length"): they are judged as
-    they are, and a strategy whose responses run to the limit more often is judged on more truncated text."""
+    short groups then weighed in its quality and not in its count). Short and failed groups are counted apart.
+
+    `cut_off` / `completions`: of the completions behind the groups that came back (short ones too), those cut off
+    by the token limit (finish reason "length"): their responses are judged as they are, and a strategy that runs to
+    the limit more often is judged on more truncated text. A system-prompt group is one completion (its limit n ×
+    max_tokens; only its last response carries the finish reason, and one cut before response n is a short group);
+    any other strategy's response is one. Counted per completion, the two kinds compare."""
     per: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         per[(g["model"], g["strategy"])].append(g)
@@ -590,7 +602,7 @@ def _by_strategy(groups: list[dict], n: int, responses: list[dict] | None = None
             "reward_mean": _mean(g.get("reward_mean") for g in full),
             "accuracy": _mean(g.get("accuracy") for g in full),
             "groups": len(full),
-            "cut_off": sum(cut[(g["prompt_id"], g["model"], g["strategy"])] for g in full),
+            **_cut_off(s, [g for g in gs if g["status"] in ("ok", "short")], cut),
             "short_groups": sum(1 for g in gs if g["status"] == "short"),
             "failed_groups": sum(1 for g in gs if g["status"] == "error"),
         })

@@ -469,15 +469,17 @@ def _strategy_view(data: dict[str, Any]) -> Section:
                *(_f(r.get(column), 3) for column in GENERAL_METRICS), _f(r["quality_mean"])]
         row += ([_f(r["reward_mean"])] if reward else []) + ([_f(r["accuracy"])] if accuracy else [])
         rows.append(row + [str(r["groups"]), str(r["short_groups"]), str(r["failed_groups"]),
-                           str(r.get("cut_off", 0))])
+                           f"{r.get('cut_off', 0)} of {r.get('completions', 0)}"])
     s.blocks.append(Table(headers, rows,
                           "Means over the groups with all n responses, every column over the same groups (the "
                           "unique count: those whose count resolved; accuracy: those with a checked response). "
                           + " ".join(f"{m.column}: {m.description}." for m in GENERAL_METRICS.values())
                           + " Groups: those with all n responses (a responses file's groups of another size are "
                             "not among them). Short: system-prompt groups that parsed into fewer than n responses. "
-                            "Cut off: responses of these groups that reached sampling.max_tokens (finish reason "
-                            "length), judged as they are: raise max_tokens where a strategy's are many."))
+                            "Cut off: of the completions behind the groups that came back (short ones too), those "
+                            "that reached the token limit (finish reason length), judged as they are: raise "
+                            "sampling.max_tokens where a strategy's are many. A system-prompt group is one "
+                            "completion (limit n × max_tokens), any other strategy's response one."))
     s.blocks += _graders_blocks(data)
     s.blocks += _parsing_blocks(data)
     return s

@@ -714,9 +714,35 @@ def test_responses_cut_off_by_the_token_limit_are_counted_per_strategy(fixture_r
         responses.schema.get_field_index("finish_reason"), "finish_reason", pa.array(reasons))}
     data = report_data(dataclasses.replace(result, tables=tables), cfg)
     row = next(r for r in data["by_strategy"] if (r["model"], r["strategy"]) == (first["model"], first["strategy"]))
-    assert row["cut_off"] == reasons.count("length") > 0
+    # one group's responses cut: one completion of a system-prompt strategy, else each response its own
+    assert row["cut_off"] == (1 if first["strategy"].startswith("system_") else reasons.count("length")) > 0
     assert sum(r["cut_off"] for r in data["by_strategy"]) == row["cut_off"]
-    assert "| cut off |" in render_markdown(data)
+    assert "| cut off |" in render_markdown(data) and f"| {row['cut_off']} of {row['completions']} |" in \
+        render_markdown(data)
+
+
+def test_cut_off_counts_completions_so_that_system_prompt_and_other_strategies_compare():
+    # Only a system-prompt group's last response carries its completion's finish reason, and a completion cut before
+    # response n is a short group: counted per response over complete groups, its strategy looked less cut.
+    from engine.report.data import GENERAL_METRICS, _by_strategy
+
+    def group(pid, strategy, status, n_responses):
+        return {"model": "m", "strategy": strategy, "prompt_id": pid, "status": status, "n_responses": n_responses,
+                "unique_mean": None, "quality_mean": None, **{c: None for c in GENERAL_METRICS}}
+
+    def responses(pid, strategy, reasons):
+        return [{"prompt_id": pid, "model": "m", "strategy": strategy, "finish_reason": r} for r in reasons]
+
+    groups = [group("p1", "system_general", "ok", 3), group("p2", "system_general", "short", 2),
+              group("p3", "system_general", "ok", 3), group("p1", "temperature", "ok", 3),
+              group("p2", "temperature", "error", 0)]
+    rows = {r["strategy"]: r for r in _by_strategy(groups, 3, [
+        *responses("p1", "system_general", ["stop", "stop", "length"]),
+        *responses("p2", "system_general", ["stop", "length"]),  # cut inside its third response: short
+        *responses("p3", "system_general", ["stop", "stop", "stop"]),
+        *responses("p1", "temperature", ["length", "stop", "length"])])}
+    assert (rows["system_general"]["cut_off"], rows["system_general"]["completions"]) == (2, 3)
+    assert (rows["temperature"]["cut_off"], rows["temperature"]["completions"]) == (2, 3)
 
 
 def test_the_bounds_of_the_groups_left_out_for_an_unresolved_count_are_shown(fixture_run):
