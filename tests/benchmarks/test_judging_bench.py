@@ -3,21 +3,15 @@ program (its settings accepted by the config, a pair without a probability unres
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
+from tests.support.benchmarks import load_benchmark
+
 
 def load_bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "judging.py"
-    spec = importlib.util.spec_from_file_location("taskdiv_benchmarks_judging", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses look their module up there
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("judging")
 
 
 def component(judge: str, category: str, made: int, saved: int) -> dict:

@@ -83,16 +83,12 @@ def test_compare_makes_its_output_folder_with_its_parents(tmp_path, monkeypatch)
 def test_the_stage_records_a_run_writes_are_not_read_as_its_report(tmp_path):
     # The run now writes its stage records (run_stats.json) before its config; benchmarks/collect_runs.py read them
     # as a report's throughput of an unknown schema.
-    import importlib.util
-
+    from tests.support.benchmarks import load_benchmark
     from tests.support.runs import make_config, run
 
     cfg = make_config(tmp_path, quality={"enabled": False}, accuracy={"enabled": False}, strategies=["temperature"])
     run(cfg)
-    repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("collect_runs", repo / "benchmarks" / "collect_runs.py")
-    collect_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(collect_runs)
+    collect_runs = load_benchmark("collect_runs")
     with pytest.raises(ValueError, match="stage records only, no throughput: write the run's report first"):
         collect_runs.load(Path(cfg.run_dir))
 

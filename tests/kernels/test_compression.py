@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import math
-import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +18,7 @@ from kernels.compression import (
     ncd_matrices_reference,
 )
 from tests.kernels.conftest import random_groups
+from tests.support.benchmarks import load_benchmark
 
 
 def diversity_style_ratio(texts: list[str]) -> float:
@@ -35,12 +33,7 @@ def diversity_style_ratio(texts: list[str]) -> float:
 
 def load_diversity_compression():
     """The benchmark's loader of the `diversity` peer (benchmarks/kernels.py), so test and benchmark use one."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels.py"
-    spec = importlib.util.spec_from_file_location("taskdiv_benchmarks_kernels", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses look their module up there
-    spec.loader.exec_module(bench)
-    return bench.load_diversity_compression_ratio()
+    return load_benchmark("kernels").load_diversity_compression_ratio()
 
 
 @pytest.mark.parametrize("seed", range(2))

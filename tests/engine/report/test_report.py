@@ -10,7 +10,6 @@ import io
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from html.parser import HTMLParser
 
 import orjson
@@ -418,12 +417,9 @@ def test_a_stage_whose_replies_carried_no_token_counts_has_unknown_tokens(fixtur
 
 
 def test_collect_runs_tabulates_run_stats(fixture_run, tmp_path, capsys):
-    import importlib.util
+    from tests.support.benchmarks import load_benchmark
 
-    repo = Path(__file__).resolve().parents[3]
-    spec = importlib.util.spec_from_file_location("collect_runs", repo / "benchmarks" / "collect_runs.py")
-    collect = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(collect)
+    collect = load_benchmark("collect_runs")
     _, _, paths = fixture_run
     run_dir = paths["run_stats"].parent
     stats = orjson.loads(paths["run_stats"].read_bytes())
