@@ -651,6 +651,10 @@ class RayExecutor:
                 # call queued before it there had ended. A host restarting or never started, an attempt withdrawn,
                 # a node the autoscaler preempted: not the batch's doing.
                 running = not job.to_restarting and all(b.ended == n for b, n in job.ahead)
+                # ActorUnavailableError ("temporarily unavailable") counts too: it is what Ray 2.60 gives the call
+                # in flight, and those queued, when a restartable host's process dies (measured: os._exit in the
+                # call). A lost connection to a host that lives on reads the same; two such fail the batch alone,
+                # for a rerun, where an uncounted crash would resend it for ever.
                 counted = running and isinstance(exc, errors.RayActorError) and not exc.preempted
                 # Once per life of the host: a call sent before Ray knew its node was lost fails at once, as the
                 # one it was running did, and is the same death.
