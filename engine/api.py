@@ -379,8 +379,10 @@ class DiversityReward:
       all: `thinking_opened` puts the opening tag back in front of such a text completion — a string, or the one
       message TRL wraps the decoded text in for conversational prompts where the tokenizer has no response template
       (read from the trainer where it shows; a message TRL parsed keeps its parser's split, and unseen, a message is
-      taken as parsed) — so that it is no answer (never rewarded as a unique one). None (default): read from the
-      trainer's chat template at the first call where TRL shows it (its `log_metric` is the trainer's), else False.
+      taken as parsed) — so that it is no answer (never rewarded as a unique one). None (default): for a
+      conversational prompt, read from the trainer's chat template at the first call where TRL shows it (its
+      `log_metric` is the trainer's), else False; for a string prompt, read from the prompt itself (TRL tokenizes a
+      string prompt as it is, with no template: it opens the block only where the dataset rendered it so).
     - Made, it runs the preflight of its judges, classifier and embedder (ConfigError naming the config key), so a
       trainer stops before it loads its model, not at the first batch.
     """
@@ -409,6 +411,7 @@ class DiversityReward:
         self.num_generations = num_generations
         self.num_generations_eval = num_generations_eval
         self.thinking_opened = thinking_opened
+        self._thinking_told = thinking_opened is not None  # else string prompts are read one by one
         # Whether TRL hands message completions parsed (reasoning split off by the tokenizer's response template) or
         # as decoded text wrapped in a message; read from the trainer where it shows (None: unseen, taken as parsed).
         self.completions_parsed: bool | None = None
@@ -484,7 +487,8 @@ class DiversityReward:
         import orjson
 
         from engine.execution.store import RunDirLock, atomic_write_bytes, claim_run_dir
-        from engine.method.rewards import answers, completion_parts, message_text, prompt_key, reopen_thinking
+        from engine.method.rewards import (answers, completion_parts, message_text, opens_thinking, prompt_key,
+                                           reopen_thinking)
 
         prompt_keys = [prompt_key(p) for p in prompts]
         size = self._group_size(prompt_keys, training)
@@ -502,8 +506,12 @@ class DiversityReward:
                                "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
             answer, trace = completion_parts(completion)
-            if self.thinking_opened and (isinstance(completion, str)
-                                         or (trace is None and self.completions_parsed is False)):
+            # A string prompt is tokenized as it is (TRL applies the chat template to conversational prompts only):
+            # its completions start inside a thinking block where the prompt's own text opens one. Read from the
+            # template, every plain-text completion of an R1-style policy was taken as cut off while thinking.
+            opened = (opens_thinking(prompt) if isinstance(prompt, str) and not self._thinking_told
+                      else self.thinking_opened)
+            if opened and (isinstance(completion, str) or (trace is None and self.completions_parsed is False)):
                 # TRL's decoded text starts inside the opened block — as a string, or, for conversational prompts
                 # without a response template, wrapped as the content of one assistant message. A parsed message
                 # (reasoning_content, content) was split by the template's own parser, and a tag put in front of its

@@ -358,18 +358,26 @@ def test_thinking_cut_off_under_a_template_that_opens_it_is_no_answer(tmp_path, 
             pass
 
     auto = _scripted_reward(tmp_path)
-    assert auto(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3,
+    # A string prompt: TRL tokenizes it as it is, without the template, so only a prompt whose own text opens the
+    # block (a dataset rendered with the template) starts its completions inside one. Read from the template, every
+    # plain answer of a plain prompt was taken as cut off while thinking (no reward at all).
+    rendered = "<|User|>Name a colour.<|Assistant|><think>\n"
+    assert auto(prompts=[rendered] * 3, completions=completions, category=["H"] * 3,
                 log_metric=Trainer().log_metric) == [0.0, None, 0.0]
     assert auto.thinking_opened is True
+    plain = ["class 0 red", "class 1 blue"]
+    assert auto(prompts=["Name a colour."] * 2, completions=plain, category=["H"] * 2,
+                log_metric=Trainer().log_metric) == [1.0, 1.0]
     # Conversational prompts: without a response template on the tokenizer, TRL 1.16 wraps the decoded text, unsplit,
     # as one assistant message — it starts inside the thinking as the string did (a message cut off while thinking
     # was rewarded 1.0). With one, TRL parses it and the content is the answer.
     wrapped = [[{"role": "assistant", "content": c}] for c in completions]
-    assert auto(prompts=["Name a colour."] * 3, completions=wrapped, category=["H"] * 3,
+    asked = [{"role": "user", "content": "Name a colour."}]
+    assert auto(prompts=[asked] * 3, completions=wrapped, category=["H"] * 3,
                 log_metric=Trainer().log_metric) == [0.0, None, 0.0]
     Tokenizer.response_template = {"x-regex": "…"}
     parsing = _scripted_reward(tmp_path)
-    assert parsing(prompts=["Name a colour."] * 2, completions=parsed, category=["H"] * 2,
+    assert parsing(prompts=[asked] * 2, completions=parsed, category=["H"] * 2,
                    log_metric=Trainer().log_metric) == [1.0, 1.0]
     assert parsing.thinking_opened is True and parsing.completions_parsed is True
 
@@ -389,11 +397,11 @@ def test_thinking_cut_off_under_a_template_that_opens_it_is_no_answer(tmp_path, 
             pass
 
     switched = _scripted_reward(tmp_path)
-    assert switched(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3,
-                    log_metric=Thinking().log_metric) == [0.0, None, 0.0]
+    assert switched(prompts=[asked] * 3, completions=wrapped,
+                    category=["H"] * 3, log_metric=Thinking().log_metric) == [0.0, None, 0.0]
     Thinking.chat_template_kwargs = {}
     off = _scripted_reward(tmp_path)
-    off(prompts=["Name a colour."] * 3, completions=completions, category=["H"] * 3, log_metric=Thinking().log_metric)
+    off(prompts=[asked] * 3, completions=wrapped, category=["H"] * 3, log_metric=Thinking().log_metric)
     assert off.thinking_opened is False
 
 

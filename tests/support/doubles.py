@@ -178,7 +178,7 @@ class ScriptedChat:
             return out
         m = _RESPONSE.search(text)
         if m:
-            if "<think>" in text:
+            if any("<think>" in response for response in m.groups()):  # the prompt may quote the tag
                 return self._one("maybe", p)
             if self.unparseable_judge:
                 return self._one("maybe", p)
