@@ -393,29 +393,37 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
       ("write </think> to close the block"), not the end of a trace;
     - `<think>T` never closed (the completion ran out of tokens while thinking) → ("", T): there is no answer, and
       the thinking is never read as one;
+    - several blocks one after the other at the start (`<think>T1</think><think>T2</think>A`) → (A, "T1\n\nT2"):
+      a model that thinks again before answering (only the first was split off, and the second judged as answer);
     - anything else, a block that opens after the start of the text included → (text, None): reasoning models
-      think first, and a tag further on is text the answer quotes.
+      think first, and a tag further on is text the answer quotes; so is a bare `</think>` inside a fenced code block
+      (the answer shows the tag in code).
     """
-    stripped = text.lstrip()
-    tags = next(((o, c) for o, c in THINK_TAGS if stripped.startswith(o)), None)
-    if tags is not None:
-        body = stripped[len(tags[0]):]
+    rest = text.lstrip()
+    thoughts: list[str] = []
+    while (tags := next(((o, c) for o, c in THINK_TAGS if rest.startswith(o)), None)) is not None:
+        body = rest[len(tags[0]):]
         end = body.find(tags[1])
         if end < 0:
-            return "", body.strip()
-        return body[end + len(tags[1]):].lstrip(), body[:end].strip()
+            thoughts.append(body.strip())
+            return "", "\n\n".join(t for t in thoughts if t)
+        thoughts.append(body[:end].strip())
+        rest = body[end + len(tags[1]):].lstrip()
+    if thoughts:
+        return rest, "\n\n".join(t for t in thoughts if t)
     bare = _BARE_CLOSE.search(text)
     if bare is None:
         return text, None
     close = bare.group(1)
     opening = next(o for o, c in THINK_TAGS if c == close)
     end = bare.start()
-    if opening in text[:end]:
+    if opening in text[:end] or len(_FENCE.findall(text[:end])) % 2:
         return text, None
     return text[end + len(close):].lstrip(), text[:end].strip()
 
 
 _BARE_CLOSE = re.compile("(" + "|".join(re.escape(c) for _, c in THINK_TAGS) + r")[ \t]*(?:\r?\n|$)")
+_FENCE = re.compile(r"^[ \t]*(?:```|~~~)", re.M)  # a markdown code fence's line: an odd count before a tag opens one
 
 
 def think_token_ids(tokenizer: Any) -> tuple[int, int] | None:
@@ -434,8 +442,8 @@ def split_think_tokens(ids: Sequence[int], marks: tuple[int, int],
     """(answer, trace) of generated ids whose thinking is between Magistral's thinking tokens (`marks`: their ids),
     each part decoded by `decode` (with special tokens skipped); None where the ids hold neither token (the caller
     decodes them plainly). As split_reasoning: the block must open first (what is before it decodes to spaces only),
-    one never closed is no answer (""), and a closing token without an opening one ends a thinking the prompt
-    opened."""
+    one never closed is no answer (""), a closing token without an opening one ends a thinking the prompt opened,
+    and blocks one after the other at the start are one trace."""
     ids = list(ids)
     opening, closing = marks
     start = ids.index(opening) if opening in ids else -1
@@ -443,11 +451,19 @@ def split_think_tokens(ids: Sequence[int], marks: tuple[int, int],
         return None  # a block further on: the answer's text, as a tag further on is
     if start < 0 and closing not in ids:
         return None
+    thoughts: list[str] = []
     body = ids[start + 1:]
-    if closing not in body:
-        return "", decode(body).strip()
-    end = body.index(closing)
-    return decode(body[end + 1:]).strip(), decode(body[:end]).strip()
+    while True:
+        if closing not in body:
+            thoughts.append(decode(body).strip())
+            return "", "\n\n".join(t for t in thoughts if t)
+        end = body.index(closing)
+        thoughts.append(decode(body[:end]).strip())
+        body = body[end + 1:]
+        again = body.index(opening) if opening in body else -1
+        if again < 0 or decode(body[:again]).strip():
+            return decode(body).strip(), "\n\n".join(t for t in thoughts if t)
+        body = body[again + 1:]
 
 
 # OpenAI's harmony format (gpt-oss): the completion is a sequence of messages on channels — `analysis` (the reasoning),

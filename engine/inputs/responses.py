@@ -125,7 +125,8 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                         t is None or isinstance(t, str) for t in traces)):
                     raise InputError(where, line, "traces",
                                      f"expected a list of {len(texts)} strings or nulls, one per response")
-                given = {k: t for k, t in enumerate(traces or []) if t}  # null or "" (a CSV's empty cell): none
+                # null, "" (a CSV's empty cell) or only whitespace: none (as a message's reasoning_content is)
+                given = {k: t for k, t in enumerate(traces or []) if t and t.strip()}
             else:
                 text = row.get("response")
                 if text is None:
@@ -142,7 +143,7 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                 trace = row.get("trace")
                 if trace is not None and not isinstance(trace, str):
                     raise InputError(where, line, "trace", f"expected a string, got {type(trace).__name__}")
-                given = {0: trace} if trace else {}
+                given = {0: trace} if trace and trace.strip() else {}
             model = _str(row, "model", where, line, "external")
             strategy = _str(row, "strategy", where, line, "external")
             key = (prompt.prompt_id, model, strategy)

@@ -35,6 +35,13 @@ from tests.support.serve import REASONING_MODES, TEMPLATE_OPENED, ChatServer
     ("add them[/THINK]\n4", "4", "add them"),
     ("Magistral writes [THINK]x[/THINK] first.", "Magistral writes [THINK]x[/THINK] first.", None),
     ("<think>a [/THINK] b</think>4", "4", "a [/THINK] b"),  # the block's own closing tag ends it
+    # Thinking again before the answer: every leading block is the trace (the second was judged as the answer).
+    ("<think>add them</think>\n<think>check: 2 + 2</think>\n4", "4", "add them\n\ncheck: 2 + 2"),
+    ("<think>add them</think><think>check", "", "add them\n\ncheck"),  # cut off in the second: still no answer
+    ("<think>add them</think>4 <think>x</think>", "4 <think>x</think>", "add them"),  # one after the answer: text
+    # A bare closing tag in a fenced code block is code the answer shows, not the end of a trace.
+    ("Put it last:\n```\n</think>\n```\nthen answer.", "Put it last:\n```\n</think>\n```\nthen answer.", None),
+    ("```\nx = 1\n```\nso x is 1\n</think>\n1", "1", "```\nx = 1\n```\nso x is 1"),  # a closed fence before
 ])
 def test_split_reasoning(text, answer, trace):
     assert split_reasoning(text) == (answer, trace)
@@ -58,6 +65,11 @@ def test_magistrals_thinking_tokens_split_its_generated_ids():
     assert split_think_tokens([1, 91, 2], marks, decode) == ("The answer is 4.", "We need to add.")  # opened before
     assert split_think_tokens([2, 8], marks, decode) is None  # no thinking: decoded plainly
     assert split_think_tokens([2, 90, 1, 91], marks, decode) is None  # a block after the answer began
+    assert split_think_tokens([90, 1, 91, 3, 90, 1, 91, 2], marks, decode) == (  # thinking twice, then answering
+        "The answer is 4.", "We need to add.\n\nWe need to add.")
+    assert split_think_tokens([90, 1, 91, 90, 1], marks, decode) == ("", "We need to add.\n\nWe need to add.")
+    assert split_think_tokens([90, 1, 91, 2, 90, 1, 91], marks, decode) == (  # a block after the answer: its text
+        "The answer is 4.We need to add.", "We need to add.")
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -70,6 +70,12 @@ def test_an_empty_trace_cell_is_no_trace(tmp_path):
     path.write_text('prompt,response,trace\nSay hi,"<think>hmm</think>Hello",\nSay hi,Hi there,thought\n')
     _, (group,) = load_responses(path)
     assert group.traces == {1: "thought"}  # the empty cell leaves the first response's inline thinking to split
+    # Only whitespace is no trace either (as a message's reasoning_content is): the inline block was kept in the
+    # answer, judged, and the group's reward unknown.
+    rows = [{"prompt": "p", "responses": ["<think>hmm</think>red", "blue"], "traces": ["\n", "thought"]},
+            {"prompt": "q", "response": "<think>hm</think>green", "trace": " "}]
+    _, groups = load_responses(write(tmp_path, rows))
+    assert [g.traces for g in groups] == [{1: "thought"}, {}]
 
 
 def test_duplicate_sample_idx_and_conflicting_category(tmp_path):
