@@ -183,7 +183,7 @@ def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str 
         # A response without an answer (empty, or cut off while thinking) leaves its group, whose others are judged
         # and rewarded among themselves, as DiversityReward does: in the group, its pairs were unresolved and every
         # reward of the group unknown. `kept`: each original response's place in the judged group (None: left out).
-        batch, kept, left_out = _answering_batch(cfg, Path(groups))
+        batch, kept, left_out, read = _answering_batch(cfg, Path(groups))
         if batch is not None:
             cfg = _rewards_config(cfg, batch, internal=True)
         pipeline = Pipeline(cfg, progress=progress, executor=executor, keep_executor=executor is not None,
@@ -215,19 +215,23 @@ def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str 
                                      if r.get("classes") is not None and len(r["classes"]) > i}})
     if batch is not None:
         rows = _with_left_out(rows, kept, left_out)
+        # The run read our batch: what reading the user's file warned of and skipped is that reading's.
+        result.load_warnings[:0] = list(read.warnings)
+        result.skipped_inputs[:0] = [str(s) for s in getattr(read, "skipped", [])]
     if out is not None:
         atomic_write_bytes(Path(out), b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return rows, result
 
 
-def _answering_batch(cfg: RunConfig, groups: Path) -> tuple[Path | None, dict, dict]:
+def _answering_batch(cfg: RunConfig, groups: Path) -> tuple[Path | None, dict, dict, Any]:
     """The groups file without its responses that give no answer, written in our format beside the run's tables,
     or (None, {}, {}) where every response answers (the file is read as it is). Read with the config's prompts
     settings (format, on_error, size caps), so that its errors name the user's file.
 
     Returns:
         (the batch, {(prompt_id, model, strategy): [each response's place among the group's kept, or None]},
-        {(prompt_id, model, strategy, place in the file's group): (prompt, its text, its trace)} of those left out).
+        {(prompt_id, model, strategy, place in the file's group): (prompt, its text, its trace)} of those left out,
+        the reading's LoadReport: its warnings and skipped rows, which the run reading the batch does not see).
     """
     import orjson
 
@@ -261,13 +265,11 @@ def _answering_batch(cfg: RunConfig, groups: Path) -> tuple[Path | None, dict, d
                                        "category": p.gold_category, "gold_answer": p.gold_answer, "model": g.model,
                                        "strategy": g.strategy, "responses": texts, "traces": traces}) + b"\n")
     if not left_out:
-        return None, {}, {}
-    for warning in [*report.warnings, *(f"skipped: {s}" for s in getattr(report, "skipped", []))]:
-        log.warning("rewards: %s", warning)
+        return None, {}, {}, report
     batch = Path(cfg.run_dir) / "rewards-answering.jsonl"  # beside the tables (claimed and locked by the caller)
     atomic_write_bytes(batch, b"".join(lines))
     log.info("rewards: %d responses give no answer and are left out of their groups (reward null)", len(left_out))
-    return batch, kept, left_out
+    return batch, kept, left_out, report
 
 
 def _with_left_out(rows: list[dict[str, Any]], kept: dict, left_out: dict) -> list[dict[str, Any]]:
@@ -603,6 +605,14 @@ def _checked(prompts: Any, completions: Any, categories: Any) -> tuple[list, lis
     categories = list(categories) if categories is not None else [None] * len(prompts)
     if len(categories) != len(prompts):
         raise ValueError(f"{len(categories)} categories for {len(prompts)} prompts")
+    from engine.method.taxonomy import LETTERS
+
+    for k, category in enumerate(categories):
+        # Checked here, by its place in the batch: checked when the run read the batch, the error named the file
+        # we write the batch to, not the dataset's column.
+        if category and (not isinstance(category, str) or category.strip().upper() not in LETTERS):
+            raise ValueError(f"category[{k}] (the dataset's `category` column): expected one of A-H or None, "
+                             f"got {category!r}")
     return prompts, completions, categories
 
 

@@ -53,6 +53,8 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     rows, result = scored_rewards(config, args.groups, args.out, progress=not args.quiet)
     for warning in result.load_warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for skipped in result.skipped_inputs:  # prompts.on_error: skip — no reward row for them, said here
+        print(f"skipped input row: {skipped}", file=sys.stderr)
     unknown = sum(r["reward"] is None for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
     uncategorised = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows if r["category"] is None})
@@ -62,8 +64,10 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     if uncategorised:
         why += (f"; {uncategorised} groups have no category (the classifier gave no readable answer): give them a "
                 "`category` in the --in file")
+    skipped = (f"; {len(result.skipped_inputs)} input rows skipped (prompts.on_error: skip), with no row in the "
+               "output" if result.skipped_inputs else "")
     print(f"{len(rows)} rewards for {groups} groups written to {args.out}"
-          + (f"; {unknown} without a reward ({why})" if unknown else ""))
+          + (f"; {unknown} without a reward ({why})" if unknown else "") + skipped)
     if failed:
         print(f"\n{sum(len(v) for v in failed.values())} shards failed for good (their groups have no reward); "
               "rerun the same command to compute them:", file=sys.stderr)

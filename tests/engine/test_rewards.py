@@ -80,6 +80,26 @@ def test_the_rewards_command_scores_groups_and_a_rerun_reuses_the_judging(tmp_pa
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
 
 
+@pytest.mark.parametrize("empty_response", [False, True])
+def test_input_rows_the_config_skips_are_said(tmp_path, capsys, empty_response):
+    # prompts.on_error: skip left a bad row out with no word: "3 rewards for 1 groups written", exit 0. With an
+    # empty response in the file too (read, then scored from a batch of our own), it was a log line only.
+    groups = tmp_path / "groups.jsonl"
+    good = {"prompt": "Name a colour.", "category": "H",
+            "responses": ["class 0 red", "class 1 blue", *([""] if empty_response else ["class 2 green"])]}
+    groups.write_text(json.dumps(good) + "\n" + json.dumps({"prompt": "Name a fruit.", "category": "Z",
+                                                             "responses": ["class 0 a", "class 1 b"]}) + "\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(dump_yaml({"run_dir": str(tmp_path / "run"), "generators": [JUDGE], "judges": [JUDGE],
+                                 "prompts": {"on_error": "skip"}, "execution": {"executor": "local"}}))
+    out = tmp_path / "rewards.jsonl"
+    assert main(["rewards", "--config", str(config), "--in", str(groups), "--out", str(out),
+                 "--allow-python-backends", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "3 rewards for 1 groups" in captured.out and "1 input rows skipped" in captured.out
+    assert "skipped input row: " in captured.err and ":2: field 'category'" in captured.err
+
+
 def test_a_judging_shard_that_failed_is_said_and_exits_3_as_a_run_does(tmp_path, capsys):
     # The judge refused (a revoked key): every reward was null, said to be for "no judge's classes known", exit 0.
     groups = tmp_path / "groups.jsonl"
@@ -279,6 +299,9 @@ def test_num_generations_keeps_duplicate_rows_apart_and_refuses_partial_groups(t
         reward(prompts=["Name a colour."] * 3, completions=["a", "b", "c"])
     with pytest.raises(ValueError, match="completion 1 answers another prompt"):
         reward(prompts=["Name a colour.", "Name a fruit."], completions=["a", "b"])
+    # A category that is none: named by its place in the batch (it named the batch file we write, line 1).
+    with pytest.raises(ValueError, match=r"category\[1\] \(the dataset's `category` column\): expected one of A-H"):
+        reward(prompts=["Name a colour."] * 2, completions=["a", "b"], category=["H", "X"])
     with pytest.raises(ValueError, match="num_generations must be a positive integer"):
         _scripted_reward(tmp_path, num_generations=0)
 
