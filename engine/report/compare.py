@@ -186,6 +186,25 @@ def _swept_value(name: str, sweep: dict[str, Any]) -> str:
     return name[len(sweep["base"]) + 1:]
 
 
+_SWEEP_KEYS = {"t": "temperature", "temperature": "temperature", "p": "top_p", "top_p": "top_p"}
+
+
+def _settings(value: str) -> dict[str, float] | None:
+    """{setting: number} of a value written as a generator's suffix ("t=0.5", "t=1.0, p=0.8", "temperature=.5"), or
+    None where it is not one. Read as numbers: the suffix's own text ("t=1" for 1.0) need not be matched."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in value.split(",")):
+        key, sep, number = part.partition("=")
+        setting = _SWEEP_KEYS.get(key.strip().lower())
+        if not sep or setting is None or setting in out:
+            return None
+        try:
+            out[setting] = float(number)
+        except ValueError:
+            return None
+    return out
+
+
 def sweep_pairs(config: Any, value_a: str, value_b: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """(generator at value_a, generator at value_b) for every swept base model of a run that has both values, and
     the swept models left out, each with why. Models may sweep different values (a model's own temperature list
@@ -194,8 +213,9 @@ def sweep_pairs(config: Any, value_a: str, value_b: str) -> tuple[list[tuple[str
 
     Args:
         config: the run's RunConfig.
-        value_a, value_b: a number of the swept setting (when one setting is swept), or a generator suffix such as
-            "t=0.5" / "t=0.5,p=0.8".
+        value_a, value_b: a number of the swept setting (when one setting is swept), or settings as a generator's
+            suffix names them, "t=0.5" / "t=0.5,p=0.8" (read as numbers: "t=1.0" is the generator "…@t=1"; a
+            setting left out may take any value, as long as one generator matches).
 
     Raises:
         CompareError: the run has no sweep, no swept model has both values (the message lists each one's values),
@@ -218,9 +238,16 @@ def sweep_pairs(config: Any, value_a: str, value_b: str) -> tuple[list[tuple[str
         if number is not None and len(varies) > 1:
             raise CompareError(f"--values {value}: both temperature and top_p are swept; name a generator's value "
                                f"such as {_swept_value(gens[0].name, gens[0].sweep)!r}")
+        settings = _settings(value)
         found = [g.name for g in gens if _swept_value(g.name, g.sweep) == value.strip()
-                 or (number is not None and varies and g.sweep[varies[0]] == number)]
-        if len(found) != 1:
+                 or (number is not None and varies and g.sweep[varies[0]] == number)
+                 or (settings is not None and all(g.sweep.get(k) == v for k, v in settings.items()))]
+        if len(found) > 1:
+            raise CompareError(f"--values {value}: names several generators of {base!r} ("
+                               + ", ".join(_swept_value(g.name, g.sweep) for g in gens if g.name in found)
+                               + "); name each swept setting, such as "
+                               + repr(_swept_value(gens[0].name, gens[0].sweep)))
+        if not found:
             raise CompareError(f"--values {value}: no generator of {base!r} has that value; its values are "
                                + ", ".join(_swept_value(g.name, g.sweep) for g in gens))
         return found[0]

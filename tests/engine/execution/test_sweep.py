@@ -169,6 +169,24 @@ def test_compare_works_within_a_run_across_sweep_values(tmp_path, capsys):
     assert "--values" in capsys.readouterr().err
 
 
+def test_sweep_values_are_read_as_numbers_whichever_way_they_are_written(tmp_path):
+    # "t=1.0" named no generator (its name says t=1), nor "t=0.5, p=0.8" (a space) or "t=.5": matched as text only.
+    from engine.report.compare import CompareError, sweep_pairs
+
+    both = config_from_dict({"run_dir": str(tmp_path / "a"), "sampling": {"temperature": [0.5, 1.0],
+                                                                          "top_p": [0.8, 0.95]}})
+    expected = [("smollm2-135m@t=0.5,p=0.8", "smollm2-135m@t=1,p=0.8")]
+    for a, b in [("t=0.5,p=0.8", "t=1,p=0.8"), ("t=0.5,p=0.8", "t=1.0,p=0.8"),
+                 ("t=.5, p=.8", "temperature=1,top_p=0.8"), ("p=0.8,t=0.5", "T=1, P=0.80")]:
+        assert sweep_pairs(both, a, b) == (expected, {}), (a, b)
+    with pytest.raises(CompareError, match=r"--values t=0.5: names several generators .*t=0.5,p=0.8, t=0.5,p=0.95"):
+        sweep_pairs(both, "t=0.5", "t=1")
+    with pytest.raises(CompareError, match="no generator of 'smollm2-135m' has that value"):
+        sweep_pairs(both, "t=0.5,p=0.8", "t=2,p=0.8")
+    one = config_from_dict({"run_dir": str(tmp_path / "b"), "sampling": {"temperature": [0.5, 1.0]}})
+    assert sweep_pairs(one, "t=0.5", "t=1.0") == ([("smollm2-135m@t=0.5", "smollm2-135m@t=1")], {})
+
+
 def test_models_sweeping_different_settings_and_values_are_each_reported_and_compared(tmp_path):
     """The paper's per-model temperatures with a top_p sweep, beside a model sweeping its own temperatures: each model
     is drawn against its own swept setting, the table tells every row apart, and `compare --values` pairs the models
