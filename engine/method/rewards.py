@@ -146,9 +146,12 @@ def trainer_parses_completions(trainer: Any) -> bool:
         return False
     try:
         import transformers
-
-        return int(str(transformers.__version__).split(".")[0]) >= 5  # parse_response came with transformers 5
-    except (ImportError, ValueError):
+        from packaging.version import InvalidVersion, Version
+    except ImportError:
+        return False
+    try:  # parse_response came with transformers 5; compared as TRL compares it (a 5.0.0.dev0 is before 5.0.0)
+        return Version(str(transformers.__version__)) >= Version("5.0.0")
+    except InvalidVersion:
         return False
 
 

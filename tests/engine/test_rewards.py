@@ -672,3 +672,22 @@ def test_a_second_reward_function_on_the_run_directory_never_swaps_its_batch_for
     out = first(prompts=prompts, completions=completions, category=["G"] * 4)
     assert refused and out == pytest.approx([2 / 3, 2 / 3, 1, 1])
     assert [r["response"] for r in first.last_rows] == completions
+
+
+@pytest.mark.parametrize("version, parsed", [("5.3.0", True), ("5.0.0", True), ("5.0.0.dev0", False),
+                                             ("4.57.1", False)])
+def test_completions_are_taken_as_parsed_where_trl_parses_them(monkeypatch, version, parsed):
+    # TRL parses conversational completions with transformers >= 5.0.0 by packaging's order: a 5.0.0.dev0 is before
+    # it (TRL hands the decoded text unparsed), and was taken as parsed (the major number alone was read).
+    import transformers
+
+    from engine.method.rewards import trainer_parses_completions
+
+    class Tokenizer:
+        response_template = {"x-regex": "…"}
+
+    class Trainer:
+        processing_class = Tokenizer()
+
+    monkeypatch.setattr(transformers, "__version__", version)
+    assert trainer_parses_completions(Trainer()) is parsed
