@@ -359,7 +359,8 @@ class DiversityReward:
     prompt's category; otherwise prompts are classified, as in a run. Each batch is a run in `config.run_dir`
     (resumed where it overlaps an earlier one).
 
-    - Groups: completions of the same prompt (the whole conversation, system message included). With
+    - Groups: completions of the same prompt (the whole conversation, system message included); the judges and
+      classifier read its user turn, or a conversation of several turns as a transcript (rewards.prompt_text). With
       `num_generations` (pass GRPOConfig's), consecutive runs of that many completions are the groups, as TRL's
       sampler lays them out — two identical dataset rows in one batch stay two groups — and a batch that does not
       split so is an error, never partial groups. With `num_generations_eval` too (GRPOConfig's, where it differs),
@@ -489,7 +490,7 @@ class DiversityReward:
         import orjson
 
         from engine.execution.store import RunDirLock, atomic_write_bytes, claim_run_dir
-        from engine.method.rewards import (answers, completion_parts, message_text, opens_thinking, prompt_key,
+        from engine.method.rewards import (answers, completion_parts, opens_thinking, prompt_key, prompt_text,
                                            reopen_thinking)
 
         prompt_keys = [prompt_key(p) for p in prompts]
@@ -504,7 +505,7 @@ class DiversityReward:
                 g = keys.index(key) if key in keys else len(keys)
             if g == len(groups):
                 keys.append(key)
-                groups.append({"prompt_id": f"p{g}", "prompt": message_text(prompt, role="user"), "responses": [],
+                groups.append({"prompt_id": f"p{g}", "prompt": prompt_text(prompt), "responses": [],
                                "traces": [], "model": "policy", "strategy": "sampled",
                                **({"category": category} if category else {})})
             answer, trace = completion_parts(completion)

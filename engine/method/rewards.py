@@ -102,6 +102,22 @@ def message_text(value: Any, role: str) -> str:
     raise ValueError(f"expected a string or a list of chat messages with a {role!r} message, got {value!r:.200}")
 
 
+def prompt_text(value: Any) -> str:
+    """The text a group's judges and classifier read for a TRL prompt: a string as it is; one user turn as its text
+    (a system message is the policy's instruction, not the task); a conversation of several turns as a transcript
+    of its user and assistant turns ("User: …", "Assistant: …"), so that a follow-up ("make it shorter") is judged
+    as the task it continues, not alone."""
+    if not isinstance(value, list):
+        return message_text(value, role="user")
+    dicts = [m for m in value if isinstance(m, dict)]
+    turns = [(m.get("role"), content_parts(m.get("content"))[0]) for m in dicts
+             if m.get("role") in ("user", "assistant")]
+    turns = [(role, text) for role, text in turns if text]
+    if len(turns) < 2:
+        return message_text(value, role="user")
+    return "\n\n".join(f"{role.capitalize()}: {text}" for role, text in turns)
+
+
 def completion_parts(value: Any) -> tuple[str, str | None]:
     """(answer, trace) of a completion: the last assistant message's reasoning field (actors.base.message_trace) is
     its trace — with no content beside it (the thinking was cut off) the answer is empty; otherwise the trace is None

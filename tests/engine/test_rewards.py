@@ -263,6 +263,15 @@ def test_the_trl_reward_function_groups_by_the_whole_prompt(tmp_path, monkeypatc
     out = reward(prompts=[system, system, plain, plain],
                  completions=["class 0 red", "class 0 red.", "class 0 red", "class 1 blue"], category=["H"] * 4)
     assert out == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    assert [r["prompt"] for r in reward.last_rows] == ["Name a colour."] * 4  # one user turn: its text
+    # A follow-up turn is judged as the task it continues: the judges read the conversation, not "Shorter." alone.
+    follow_up = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Describe Paris."},
+                 {"role": "assistant", "content": "Paris is the capital of France, on the Seine."},
+                 {"role": "user", "content": [{"type": "text", "text": "Shorter."}]}]
+    reward(prompts=[follow_up] * 2, completions=["class 0 Capital of France.", "class 1 On the Seine."],
+           category=["H"] * 2)
+    assert {r["prompt"] for r in reward.last_rows} == {
+        "User: Describe Paris.\n\nAssistant: Paris is the capital of France, on the Seine.\n\nUser: Shorter."}
     # Messages without a role (as in TRL's own examples), content as parts, a reasoning_content trace, a `reasoning`
     # one beside a null reasoning_content (a model_dump of a message), and thinking cut off with no content.
     out = reward(prompts=["Name a fruit."] * 6,
