@@ -64,10 +64,15 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     if uncategorised:
         why += (f"; {uncategorised} groups have no category (the classifier gave no readable answer): give them a "
                 "`category` in the --in file")
-    skipped = (f"; {len(result.skipped_inputs)} input rows skipped (prompts.on_error: skip), with no row in the "
-               "output" if result.skipped_inputs else "")
+    # A judge that left a group unresolved does not enter its rewards (the others' mean stands): said, not hidden.
+    judges = len(config.judges)
+    partial = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows if 0 < len(r["judges"]) < judges})
+    notes = (f"; {partial} groups rewarded by only some of the {judges} judges (each row's `judges` names them)"
+             if partial else "")
+    notes += (f"; {len(result.skipped_inputs)} input rows skipped (prompts.on_error: skip), with no row in the "
+              "output" if result.skipped_inputs else "")
     print(f"{len(rows)} rewards for {groups} groups written to {args.out}"
-          + (f"; {unknown} without a reward ({why})" if unknown else "") + skipped)
+          + (f"; {unknown} without a reward ({why})" if unknown else "") + notes)
     if failed:
         print(f"\n{sum(len(v) for v in failed.values())} shards failed for good (their groups have no reward); "
               "rerun the same command to compute them:", file=sys.stderr)

@@ -100,6 +100,25 @@ def test_input_rows_the_config_skips_are_said(tmp_path, capsys, empty_response):
     assert "skipped input row: " in captured.err and ":2: field 'category'" in captured.err
 
 
+def test_groups_rewarded_by_only_some_judges_are_counted(tmp_path, capsys):
+    # The third group is unresolved for the judge that cannot read classes 3 and 4, resolved for the other: its
+    # rewards are the other's alone — said in the summary, and each row names the judges that entered.
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text("".join(json.dumps(g) + "\n" for g in GROUPS))
+    config = tmp_path / "config.yaml"
+    config.write_text(dump_yaml({"run_dir": str(tmp_path / "run"), "generators": [JUDGE],
+                                 "judges": [JUDGE, {**JUDGE, "name": "reader", "options": {}}],
+                                 "execution": {"executor": "local"}}))
+    out = tmp_path / "rewards.jsonl"
+    assert main(["rewards", "--config", str(config), "--in", str(groups), "--out", str(out),
+                 "--allow-python-backends", "--quiet"]) == 0
+    assert "11 rewards for 3 groups written" in (printed := capsys.readouterr().out)
+    assert "; 1 groups rewarded by only some of the 2 judges" in printed
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[-1]["judges"] == ["reader"] and rows[-1]["reward"] == 1.0
+    assert rows[0]["judges"] == ["scripted", "reader"]
+
+
 def test_a_judging_shard_that_failed_is_said_and_exits_3_as_a_run_does(tmp_path, capsys):
     # The judge refused (a revoked key): every reward was null, said to be for "no judge's classes known", exit 0.
     groups = tmp_path / "groups.jsonl"
