@@ -418,8 +418,9 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
         bounded = [rows_by_judge[j] for j in judges if j in rows_by_judge]
         m = general.get(key, {})
         graded = [x for x in grades.get(key, []) if x is not None]
-        # A pending group was sent to no judge: no judge's shard is missing for it (its reason is its category).
-        judged = bool(g["responses"]) and g.get("category_source") != PENDING
+        # A pending group was sent to no judge: no judge's shard is missing for it (its reason is its category); nor
+        # is one for a group whose sampling failed (status error: never judged, counted as failed, pipeline._sampled).
+        judged = bool(g["responses"]) and g["status"] != "error" and g.get("category_source") != PENDING
         rows.append(
             {
                 "prompt_id": g["prompt_id"],
