@@ -226,12 +226,12 @@ class Pipeline:
         }
         if checklists is not None:
             tables["checklists"] = checklists
-            tables["quality"] = T.explode_grades(grades)
+            tables["quality"] = T.explode_grades(grades, T.answering(frame))
             tables["components"] = comps = T.with_utility(comps, tables["quality"])
         if accuracy is not None:
             tables["accuracy"] = T.explode_accuracy(accuracy)
         if rewards is not None:
-            tables["rewards"] = T.explode_rewards(rewards)
+            tables["rewards"] = T.explode_rewards(rewards, T.answering(frame))
         if judged_traces is not None:
             tables["trace_judgments"] = T.explode_judgments(judged_traces)
             tables["trace_components"] = T.components_table(judged_traces, cfg.judge.threshold)

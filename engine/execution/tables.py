@@ -15,6 +15,7 @@ import pyarrow as pa
 from engine.method.class_measures import grade_quality, utility, vendi_score
 from engine.method.classification import PENDING
 from engine.method.components import count_components
+from engine.method.judges import has_answer
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.base import GROUP_KEY
 from engine.stages.judge import PAIR_TYPE
@@ -272,12 +273,34 @@ def with_utility(components: pa.Table, quality: pa.Table | None) -> pa.Table:
     return components.set_column(column, "utility", pa.array(values, pa.float64()))
 
 
-def vendi_of(pair_cosine: list[float] | None) -> float | None:
-    """The Vendi score of a group from the metrics stage's cosine matrix (n×n, row-major)."""
+def vendi_of(pair_cosine: list[float] | None, responses: list[str] | None = None) -> float | None:
+    """The Vendi score of a group from the metrics stage's cosine matrix (n×n, row-major), over the responses that
+    answer (as the other general metrics: an empty response is no answer, and four empty ones read as perfectly
+    homogeneous); null where fewer than two answer."""
     if not pair_cosine:
         return None
     n = int(round(len(pair_cosine) ** 0.5))
-    return vendi_score(np.asarray(pair_cosine, dtype=np.float64).reshape(n, n)) if n * n == len(pair_cosine) else None
+    if n * n != len(pair_cosine):
+        return None
+    matrix = np.asarray(pair_cosine, dtype=np.float64).reshape(n, n)
+    if responses is not None and len(responses) == n:
+        keep = np.array([has_answer(t) for t in responses], dtype=bool)
+        if keep.sum() < 2:
+            return None
+        matrix = matrix[np.ix_(keep, keep)]
+    return vendi_score(matrix)
+
+
+def answering(frame: pa.Table) -> dict[tuple, list[bool]]:
+    """Whether each response of each group answers (engine.method.judges.has_answer), by group key."""
+    keys = zip(*(frame[k].to_pylist() for k in KEYS))
+    return {tuple(key): [has_answer(t) for t in (responses or [])]
+            for key, responses in zip(keys, frame["responses"].to_pylist())}
+
+
+def _answers(answered: dict[tuple, list[bool]] | None, key: tuple, k: int) -> bool:
+    flags = answered.get(key) if answered is not None else None
+    return True if flags is None or k >= len(flags) else flags[k]
 
 
 def group_traces(frame: pa.Table) -> list[list[str | None]]:
@@ -327,10 +350,17 @@ def explode_judgments(judged: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=JUDGMENTS)
 
 
-def explode_grades(grades: pa.Table) -> pa.Table:
+def explode_grades(grades: pa.Table, answered: dict[tuple, list[bool]] | None = None) -> pa.Table:
+    """One row per graded response; a response that gives no answer (`answered`, from `answering`) has no grade,
+    whatever a shard stored before the grade stage left such responses out (raw "<no answer>")."""
+    from engine.stages.grade import NO_ANSWER
+
     rows = []
     for g in grades.to_pylist():
+        key = tuple(g[k] for k in KEYS)
         for k, (grade, expected, raw) in enumerate(zip(g["grades"], g["expected_grades"], g["raws"])):
+            if not _answers(answered, key, k):
+                grade, expected, raw = None, None, NO_ANSWER
             rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
                          "sample_idx": k, "grader": g["grader"], "grade": grade, "expected_grade": expected,
                          "raw": raw})
@@ -358,9 +388,11 @@ REWARDS = pa.schema(
 )
 
 
-def explode_rewards(rewards: pa.Table) -> pa.Table:
+def explode_rewards(rewards: pa.Table, answered: dict[tuple, list[bool]] | None = None) -> pa.Table:
+    """One row per scored response; a response that gives no answer has no reward (see explode_grades)."""
     rows = [{"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"], "sample_idx": k,
-             "reward": r} for g in rewards.to_pylist() for k, r in enumerate(g["rewards"])]
+             "reward": r if _answers(answered, tuple(g[c] for c in KEYS), k) else None}
+            for g in rewards.to_pylist() for k, r in enumerate(g["rewards"])]
     return pa.Table.from_pylist(rows, schema=REWARDS)
 
 
@@ -449,7 +481,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 # Null where the group has no reward rows at all (the reward stage's shard failed, or no model).
                 "n_rewarded": sum(1 for x in reward[key] if x is not None) if key in reward else None,
                 **_class_means([rows_by_judge[j] for j in counted] if g["responses"] else []),
-                "vendi": vendi_of(m.get("pair_cosine")) if g["responses"] else None,
+                "vendi": vendi_of(m.get("pair_cosine"), g["responses"]) if g["responses"] else None,
                 "trace_status": status,
                 "unique_trace_mean": _mean([trace_rows[j]["unique"] for j in trace_counted]),
                 "trace_judges_in_mean": trace_counted,

@@ -6,13 +6,19 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
+from engine.method.judges import has_answer
 from engine.method.programs import first_token_sampling
 from engine.method.quality import grade_program
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
 
 
+NO_ANSWER = "<no answer>"  # the raw of a response that gives none: not graded
+
+
 class GradeStage(BackendStage):
-    """Grades for every response of a group (a group without a checklist gets null grades)."""
+    """Grades for every response of a group (a group without a checklist gets null grades, and so does a response
+    that gives no answer: empty, a provider's filtered reply, a reasoning model cut off while thinking — no answer
+    is never graded as one; raw "<no answer>")."""
 
     name = "grade"
     # Grade shards are keyed by it: bump when what a grade means changes (2: log-probs decide only where the text
@@ -43,16 +49,19 @@ class GradeStage(BackendStage):
         programs, owners = [], []
         for k, r in enumerate(rows):
             if r["criteria"]:
-                for response in r["responses"]:
-                    programs.append(grade_program(r["text"], list(r["criteria"]), response, self.sampling))
-                    owners.append(k)
-        per_row: dict[int, list] = {k: [] for k in range(len(rows))}
-        for k, asked in zip(owners, self.drive(programs, owners)):
-            per_row[k].append(asked)
+                for i, response in enumerate(r["responses"]):
+                    if has_answer(response):
+                        programs.append(grade_program(r["text"], list(r["criteria"]), response, self.sampling))
+                        owners.append((k, i))
+        asked = dict(zip(owners, self.drive(programs, [k for k, _ in owners])))
         for k, r in enumerate(rows):
-            asks = per_row[k]
-            grades = [a.value[0] if a.value else None for a in asks] or [None] * len(r["responses"])
-            expected = [a.value[1] if a.value else None for a in asks] or [None] * len(r["responses"])
-            raws = [a.raw for a in asks] or ["<no checklist>"] * len(r["responses"])
+            n = len(r["responses"])
+            if not r["criteria"]:
+                grades, expected, raws = [None] * n, [None] * n, ["<no checklist>"] * n
+            else:
+                asks = [asked.get((k, i)) for i in range(n)]
+                grades = [a.value[0] if a is not None and a.value else None for a in asks]
+                expected = [a.value[1] if a is not None and a.value else None for a in asks]
+                raws = [a.raw if a is not None else NO_ANSWER for a in asks]
             yield {IDX: k, "prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],
                    "grader": self.model_name, "grades": grades, "expected_grades": expected, "raws": raws}

@@ -150,6 +150,33 @@ def test_responses_source_skips_generation(tmp_path):
     assert math["accuracy"] == pytest.approx(2 / 3)
 
 
+def test_a_response_that_gives_no_answer_is_never_graded_scored_or_counted_by_vendi(tmp_path, reward_folder):
+    # Judging and the general metrics left empty responses out; grading did not (4 grades of "" made a quality
+    # mean of 4.0, counted as graded in Figure 3a), nor Vendi (four empty responses read 1.0, perfectly homogeneous).
+    import json
+
+    rows = [{"prompt": "Write a poem about rain.", "category": "G", "model": "m",
+             "responses": ["class 0 one", "class 0 two", "class 1 three", ""]},
+            {"prompt": "Write a poem about snow.", "category": "G", "model": "m", "responses": ["", " ", "", ""]}]
+    path = tmp_path / "responses.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    calls = len(ScriptedChat.calls)
+    result = run(make_config(tmp_path, prompts={"source": "responses", "path": str(path)}, accuracy={"enabled": False},
+                             quality={"reward_model": {"backend": "local", "model": str(reward_folder)}}))
+    grading = [c for c in ScriptedChat.calls[calls:] if c.startswith("Grade the response")]
+    assert len(grading) == 3  # the three answers, not the four empty ones nor the fourth of the first group
+    text = {p["prompt_id"]: p["text"] for p in result.tables["prompts"].to_pylist()}
+    groups = {text[g["prompt_id"]]: g for g in result.tables["groups"].to_pylist()}
+    rain, snow = groups["Write a poem about rain."], groups["Write a poem about snow."]
+    assert rain["n_graded"] == 3 and rain["quality_mean"] == 4.0 and rain["vendi"] is not None
+    assert snow["n_graded"] == 0 and snow["quality_mean"] is None and snow["vendi"] is None
+    assert snow["vocab_div"] is None  # as the other general metrics
+    empty = [q for q in result.tables["quality"].to_pylist() if text[q["prompt_id"]].endswith("snow.")]
+    assert {(q["grade"], q["raw"]) for q in empty} == {(None, "<no answer>")}
+    rewarded = [r["reward"] is not None for r in result.tables["rewards"].to_pylist()]
+    assert sum(rewarded) == 3 and rain["n_rewarded"] == 3 and snow["n_rewarded"] == 0 and snow["reward_mean"] is None
+
+
 def test_a_report_of_audited_responses_is_over_the_files_groups(tmp_path):
     # The report took n and the strategies from the config (n 4 here, five built-in strategies): a file's groups of 3
     # under strategy "external" were all "short" and every figure empty, though every pair had been judged.

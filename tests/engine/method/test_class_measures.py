@@ -42,6 +42,26 @@ def test_vendi_by_hand():
     assert vendi_score(np.array([[1.0, 0.5], [0.5, 1.0]])) == pytest.approx(expected)
     assert T.vendi_of([1.0, 0.5, 0.5, 1.0]) == pytest.approx(expected)
     assert T.vendi_of(None) is None
+    # Over the responses that answer: an empty one leaves its row and column; fewer than two answers, no score.
+    three = [1.0, 0.5, 0.0, 0.5, 1.0, 0.0, 0.0, 0.0, 1.0]
+    assert T.vendi_of(three, ["a", "b", ""]) == pytest.approx(expected)
+    assert T.vendi_of(three, ["a", "", " "]) is None
+
+
+def test_stored_grades_and_rewards_of_a_response_that_gives_no_answer_are_none():
+    # Shards written before the grade and reward stages left such responses out keep their grades: the tables
+    # drop them, so an old shard and a new one read the same.
+    import pyarrow as pa
+
+    key = {"prompt_id": "p", "model": "m", "strategy": "s"}
+    answered = {("p", "m", "s"): [True, False]}
+    grades = pa.Table.from_pylist([{**key, "grader": "g", "grades": [4, 4], "expected_grades": [4.0, 4.0],
+                                    "raws": ["4", "4"]}])
+    assert [(q["grade"], q["raw"]) for q in T.explode_grades(grades, answered).to_pylist()] == [
+        (4, "4"), (None, "<no answer>")]
+    rewards = pa.Table.from_pylist([{**key, "rewards": [0.5, 0.25]}])
+    assert [r["reward"] for r in T.explode_rewards(rewards, answered).to_pylist()] == [0.5, None]
+    assert [r["reward"] for r in T.explode_rewards(rewards).to_pylist()] == [0.5, 0.25]
 
 
 def _pair(i, j, verdict, p):
