@@ -372,9 +372,14 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                     missing[CATEGORY_DIFFERS] += 1
                     continue
                 unit = {"prompt_id": p, "pair": f"{ma} vs {mb}", "strategy": s, "category": ga["category"] or "?"}
-                both_complete = is_complete(ga, n_a) and is_complete(gb, n_b)
-                if not both_complete:
-                    missing["incomplete group (fewer than n responses or no count) in A or B"] += 1
+                # Every measure is over whole groups (status ok, all n responses), as the report's means are: a
+                # short group's quality and accuracy were paired here while the page said it was left out.
+                both_whole = all(g["status"] == "ok" and g["n_responses"] == n_a for g in (ga, gb))
+                both_complete = both_whole and is_complete(ga, n_a) and is_complete(gb, n_b)
+                if not both_whole:
+                    missing["short or failed group in A or B (left out of every measure)"] += 1
+                elif not both_complete:
+                    missing["no resolved count in A or B (left out of unique responses only)"] += 1
                 unit["unique"] = None
                 if both_complete and not common:
                     unit["unique"] = (ga["unique_mean"], gb["unique_mean"])
@@ -387,10 +392,11 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                         unit["unique"] = (sum(per_a[j] for j in both) / len(both),
                                           sum(per_b[j] for j in both) / len(both))
                         narrowed += len(both) < max(len(per_a), len(per_b))
-                unit["quality"] = ((ga["quality_mean"], gb["quality_mean"])
-                                   if finite(ga["quality_mean"]) and finite(gb["quality_mean"]) else None)
+                unit["quality"] = ((ga["quality_mean"], gb["quality_mean"]) if both_whole
+                                   and finite(ga["quality_mean"]) and finite(gb["quality_mean"]) else None)
                 key_a, key_b = (p, ma, s), (p, mb, s)
-                unit["accuracy"] = ((acc_a[key_a], acc_b[key_b]) if key_a in acc_a and key_b in acc_b else None)
+                unit["accuracy"] = ((acc_a[key_a], acc_b[key_b])
+                                    if both_whole and key_a in acc_a and key_b in acc_b else None)
                 units.append(unit)
 
     def estimate(selected: list[dict], measure: str) -> dict[str, Any]:

@@ -339,3 +339,28 @@ def test_a_judge_resolved_on_one_side_only_is_left_out_of_that_groups_difference
     assert everything["unique"]["value"] == pytest.approx(0.0) and everything["unique"]["n"] == c["paired_groups"]
     assert c["unique_judges"]["narrowed"] == c["paired_groups"] > 0
     assert "resolved on one side only" in render_comparison(c)
+
+
+def test_a_short_group_is_left_out_of_every_measure_as_the_report_leaves_it(tmp_path):
+    # Its unique count was left out (the page said so) but its quality was paired: over 3 groups, against 2.
+    import json
+
+    def responses_file(name: str, short: bool) -> Path:
+        rows = [{"prompt": f"Write a poem about {t}.", "category": "G", "model": "m", "strategy": "temperature",
+                 "responses": [f"class {i % 2} response {t}{i}" for i in range(2 if short and k == 0 else 4)]}
+                for k, t in enumerate(["rain", "snow", "sun"])]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    dirs = []
+    for name, short in (("a", False), ("b", True)):
+        (tmp_path / name).mkdir()
+        cfg = make_config(tmp_path / name, prompts={"source": "responses", "path": str(responses_file(name, short))},
+                          accuracy={"enabled": False})
+        run(cfg)
+        dirs.append(cfg.run_dir)
+    c = compare_runs(*dirs)
+    (overall,) = [r for r in c["by_category"] if r["category"] == "all"]
+    assert overall["unique"]["n"] == overall["quality"]["n"] == 2
+    assert c["left_out"] == {"short or failed group in A or B (left out of every measure)": 1}
