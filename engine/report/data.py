@@ -951,14 +951,18 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
 def _cascade_audit(judgments: list[dict], threshold: float, rc: ReportConfig) -> dict[str, Any] | None:
     """The cascade's audit of one judge (judge.cascade.audit_rate): of the pairs the calibrated judge decided, those
     also sent to the LLM judge (`p_audit`, kept beside the cheap verdict, which stands) — how often the LLM's verdict
-    at the run's threshold is the cheap one, with an interval over prompts. None where nothing was audited."""
-    audited = [j for j in judgments if j.get("decided_by") == "cheap" and finite(j.get("p_audit"))]
-    if not audited:
+    at the run's threshold is the cheap one, with an interval over prompts. An audit whose LLM verdict could not be
+    read (or whose request failed) is counted as unresolved, out of the share. None where nothing was audited."""
+    # Audited: sent to the LLM (calls made, or its raw answer kept); a cheap decision alone has neither.
+    sent = [j for j in judgments if j.get("decided_by") == "cheap" and (j.get("calls") or j.get("raw"))]
+    if not sent:
         return None
+    audited = [j for j in sent if finite(j.get("p_audit"))]
     same = [1.0 if (j["p_audit"] >= threshold) == (j["verdict"] == "equivalent") else 0.0 for j in audited]
     est = bootstrap_mean_ci(same, clusters=[j["prompt_id"] for j in audited], resamples=rc.bootstrap_resamples,
                             seed=rc.seed, ci=rc.ci)
-    return {"pairs": len(audited), "agree": int(sum(same)), "share": est.to_dict(),
+    return {"pairs": len(audited), "unresolved": len(sent) - len(audited), "agree": int(sum(same)),
+            "share": est.to_dict(),
             "cheap_equivalent_llm_different": sum(1 for j in audited if j["verdict"] == "equivalent"
                                                   and j["p_audit"] < threshold),
             "cheap_different_llm_equivalent": sum(1 for j in audited if j["verdict"] != "equivalent"

@@ -620,14 +620,16 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
     audits = [r for r in j["per_judge"] if r.get("cascade_audit")]
     if audits:
         s.blocks.append(Table(
-            ["judge", "cheap-decided pairs audited", "LLM agrees", f"share [{ci} CI]",
+            ["judge", "cheap-decided pairs audited (LLM verdict read)", "audited, LLM verdict unresolved",
+             "LLM agrees", f"share [{ci} CI]",
              "cheap equivalent, LLM different", "cheap different, LLM equivalent"],
-            [[r["judge"], str(a["pairs"]), str(a["agree"]), fmt_estimate(a["share"]),
+            [[r["judge"], str(a["pairs"]), str(a.get("unresolved", 0)), str(a["agree"]), fmt_estimate(a["share"]),
               str(a["cheap_equivalent_llm_different"]), str(a["cheap_different_llm_equivalent"])]
              for r in audits for a in [r["cascade_audit"]]],
             "The cascade's audit (judge.cascade.audit_rate): pairs the calibrated judge decided that were also sent to "
             "the LLM judge, to measure how often the cascade's verdict is the one all-LLM judging would give; the "
-            "cheap verdict stands in the counts. The interval resamples prompts."))
+            "cheap verdict stands in the counts. An audit whose LLM verdict could not be read is unresolved, out of "
+            "the share. The interval resamples prompts."))
     if not j["both_orders"]:
         s.blocks.append(Para("Both-order disagreement is not measured: `judge.both_orders` is off, so each pair was "
                              "judged in one order only."))

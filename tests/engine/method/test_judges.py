@@ -293,3 +293,32 @@ def test_log_probs_decide_only_where_the_text_gives_a_verdict_they_lean_to(text,
     assert (read[1] if read else None) == verdict
     if read is not None:
         assert (read[0] >= 0.5) is parse_verdict(text)
+
+
+def test_a_cascade_audit_whose_llm_verdict_cannot_be_read_is_counted_unresolved():
+    # The report kept only audits with a readable LLM probability: all three unreadable, it showed no audit table
+    # at all; mixed, the audited count dropped the unreadable ones without a word.
+    from dataclasses import asdict
+
+    from engine.config import ReportConfig
+    from engine.report.data import _cascade_audit
+
+    class Maybe:
+        def chat(self, convs, sampling):
+            return [ChatOutput(texts=["maybe"]) for _ in convs]
+
+        def close(self):
+            pass
+
+    settings = JudgeConfig(cascade=CascadeConfig(enabled=True, low=0.2, high=0.8, audit_rate=1.0))
+    (group,) = drive(Maybe(), [judge_group("G", "p", ["a", "b", "c"], settings,
+                                           SamplingParams(temperature=0.0, max_tokens=4), cheap=lambda i, j: 0.01)])
+    rows = [dict(asdict(p), prompt_id="p") for p in group.pairs]
+    assert all(r["decided_by"] == "cheap" and r["p_audit"] is None and r["calls"] > 0 for r in rows)
+    audit = _cascade_audit(rows, 0.5, ReportConfig())
+    assert audit is not None and audit["pairs"] == 0 and audit["unresolved"] == 3
+    rows[0]["p_audit"] = 0.1  # one read: "different", as the cheap verdict
+    audit = _cascade_audit(rows, 0.5, ReportConfig())
+    assert (audit["pairs"], audit["unresolved"], audit["agree"]) == (1, 2, 1)
+    # Cheap decisions that were not audited are no audit.
+    assert _cascade_audit([{**r, "calls": 0, "raw": "", "p_audit": None} for r in rows], 0.5, ReportConfig()) is None
