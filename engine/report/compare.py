@@ -80,7 +80,7 @@ def verdict(category: str, est: dict[str, Any], *, what: str = "unique responses
         than `engine.report.stats.FEW_CLUSTERS` prompts.
     """
     # "on A" would read as run A: the category's name goes with its letter.
-    where = {"all": "all categories", ALL_BUT_A: "all categories but A"}.get(category) or (
+    where = {"all": "all categories", ALL_BUT_A: "all categories but A and the uncategorised"}.get(category) or (
         f"{category} ({CATEGORIES[category].name.lower()})" if category in CATEGORIES else category)
     if est["value"] is None:
         if paired:
@@ -419,7 +419,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
         prefix = f"[{pair}] " if len(pair_labels) > 1 else ""
         for cat in categories:
             sel = [u for u in mine if cat == "all" or u["category"] == cat
-                   or cat == ALL_BUT_A and u["category"] != "A"]
+                   or cat == ALL_BUT_A and u["category"] not in ("A", "?")]  # "?" may be A: left out
             row = {"pair": pair, "category": cat, **{m: estimate(sel, m) for m, _ in MEASURES}}
             row["verdict"] = verdict(cat, row["unique"], prefix=prefix, paired=len(sel))
             by_category.append(row)

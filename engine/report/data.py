@@ -95,7 +95,7 @@ def category_name(letter: str) -> str:
     the taxonomy; "? (uncategorised)" otherwise (no gold label and no readable classification)."""
     if letter in CATEGORIES:
         return f"{letter}. {CATEGORIES[letter].name}"
-    return {"all": "all categories", ALL_BUT_A: "all categories but A (A: homogeneity desired)",
+    return {"all": "all categories", ALL_BUT_A: "all categories but A (A: homogeneity desired; uncategorised left out)",
             NONE_OF_THESE: "none of these"}.get(letter, "? (uncategorised)")
 
 
@@ -224,11 +224,13 @@ def _cells(groups: list[dict], boot: Callable) -> tuple[list[dict], dict[tuple, 
     two directions (compare's pooled row leaves A out the same way)."""
     cells: dict[tuple, list[dict]] = defaultdict(list)
     with_a = {g["model"] for g in groups if g["category"] == "A"}
-    mixed = {g["model"] for g in groups if g["category"] != "A"} & with_a
+    # An uncategorised group (no gold label, classification unread) may be an A prompt: pooled with the others
+    # whose direction is "more unique is more diverse", it could pull the wrong way. It stays in "all" and "?".
+    mixed = {g["model"] for g in groups if g["category"] not in ("A", None)} & with_a
     for g in groups:
         cells[(g["model"], g["category"] or "?", g["strategy"])].append(g)
         cells[(g["model"], "all", g["strategy"])].append(g)
-        if g["model"] in mixed and g["category"] != "A":
+        if g["model"] in mixed and g["category"] not in ("A", None):
             cells[(g["model"], ALL_BUT_A, g["strategy"])].append(g)
     out = []
     for (model, cat, strategy), gs in sorted(cells.items()):

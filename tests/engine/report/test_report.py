@@ -90,7 +90,22 @@ def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
     # Each strategy's pooled row without A, beside the one over all categories, in every table of Figure 2's section.
     assert {c["strategy"] for c in data["unique"]["cells"] if c["category"] == "all but A"} == set(cfg.strategies)
     unique = paths["markdown"].read_text().split("## Functionally unique responses")[1].split("\n## ")[0]
-    assert unique.count("| all categories but A (A: homogeneity desired) |") == 2  # paired and unpaired
+    assert unique.count("| all categories but A (A: homogeneity desired; uncategorised left out) |") == 2
+
+
+def test_an_uncategorised_group_is_not_pooled_with_those_where_diversity_is_wanted():
+    # It may be an A prompt (no gold label, its classification unread): pooled into "all but A", where more unique
+    # responses read as more diverse, it could pull the wrong way. It stays in "all" and in "?".
+    from engine.report.data import ALL_BUT_A, _cells
+    from engine.report.stats import bootstrap_mean_ci
+
+    groups = [{"model": "m", "strategy": "s", "prompt_id": p, "category": c, "unique_mean": u, "status": "ok",
+               "unresolved_judges": [], "missing_judges": []}
+              for p, c, u in (("p1", "A", 1.0), ("p2", "G", 3.0), ("p3", None, 5.0))]
+    _, cells = _cells(groups, lambda values, clusters: bootstrap_mean_ci(values, clusters=clusters, resamples=10))
+    assert [g["prompt_id"] for g in cells[("m", ALL_BUT_A, "s")]] == ["p2"]
+    assert [g["prompt_id"] for g in cells[("m", "all", "s")]] == ["p1", "p2", "p3"]
+    assert [g["prompt_id"] for g in cells[("m", "?", "s")]] == ["p3"]
 
 
 def test_a_classification_whose_request_failed_is_no_answer_not_a_wrong_one():
