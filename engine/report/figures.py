@@ -97,9 +97,13 @@ def figure2_unique(cells: Sequence[dict[str, Any]], *, models: Sequence[str], st
             if all(math.isnan(v) for v in vals):
                 continue
             drawn = True
-            ax.bar(x + (k - (len(strategies) - 1) / 2) * width, np.nan_to_num(vals, nan=0.0), width,
+            positions = x + (k - (len(strategies) - 1) / 2) * width
+            ax.bar(positions, np.nan_to_num(vals, nan=0.0), width,
                    yerr=errs, capsize=2, label=strategy, color=PALETTE[k % len(PALETTE)],
                    error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
+            for p, v in zip(positions, vals):  # no value (no complete group with a count): said, never a 0 bar
+                if math.isnan(v):
+                    ax.text(p, 0.02 * n, "n/a", ha="center", va="bottom", fontsize=6, rotation=90, color="#666666")
         ax.set_title(f"{model}: functionally unique responses (of {n})", fontsize=10)
         ax.set_xticks(x, list(categories))
         ax.set_ylim(0, n)
@@ -109,7 +113,8 @@ def figure2_unique(cells: Sequence[dict[str, Any]], *, models: Sequence[str], st
             ax.legend(fontsize=7, ncol=min(len(strategies), 5), loc="upper left", frameon=False)
         else:
             _no_data(ax, "no complete groups")
-    axes[-1].set_xlabel("task category (bars: mean over prompts; whiskers: bootstrap CI)")
+    axes[-1].set_xlabel("task category (bars: mean over prompts; whiskers: bootstrap CI; n/a: no complete group "
+                        "with a resolved count)")
     fig.tight_layout()
     return _png(fig)
 

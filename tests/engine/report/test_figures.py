@@ -53,6 +53,18 @@ def test_figure2_has_one_panel_per_model_and_draws_bars():
     assert ink(one) > 0.05
 
 
+def test_figure2_marks_a_cell_without_a_value_not_a_zero_bar():
+    # A cell whose groups all went unresolved was drawn as a bar of height 0, like a count of 0.
+    def drawn(value):
+        cs = [c for c in cells() if c["model"] == "model-a"]
+        for c in cs:
+            if c["category"] == "G" and c["strategy"] == "temperature":
+                c["estimate"] = est(value, value, value)
+        return F.figure2_unique(cs, models=["model-a"], strategies=STRATEGIES, categories=list("ADG"), n=5)
+
+    assert ink(drawn(None)) > ink(drawn(0.0))
+
+
 def test_figures_are_deterministic():
     kwargs = dict(models=["model-a"], strategies=STRATEGIES, categories=list("ADG"), n=5)
     assert F.figure2_unique(cells(), **kwargs) == F.figure2_unique(cells(), **kwargs)
