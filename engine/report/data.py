@@ -988,6 +988,15 @@ def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dic
 
     va, vb = verdicts(a), verdicts(b)
     common = sorted(set(va) & set(vb))
+
+    def judged(judge: str) -> set[tuple]:
+        # Every sample pair the judge (not the cascade) judged, its verdict read or not.
+        return {(j["prompt_id"], j["model"], j["strategy"], j["i"], j["j"]) for j in judgments
+                if j["judge"] == judge and j.get("decided_by") != "cheap"
+                and (j["prompt_id"], j["model"], j["strategy"]) in sample}
+
+    # Pairs both judged whose verdict either could not read: out of κ, counted.
+    unresolved_pairs = len(judged(a) & judged(b)) - len(common)
     la, lb = [va[k] for k in common], [vb[k] for k in common]
     kappa, kappa_note = cohen_kappa(la, lb) if common else (float("nan"), "no agreement sample "
                                                             "(judge.agreement_sample_rate is 0, or no group drawn)")
@@ -1019,6 +1028,7 @@ def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dic
         "unique_spearman": rho.to_dict(),
         "sample_groups": len(sample),
         "pairs_both": len(common),
+        "pairs_unresolved": unresolved_pairs,
         "verdict_agreement": (sum(x == y for x, y in zip(la, lb)) / len(common)) if common else None,
         "kappa": None if math.isnan(kappa) else kappa,
         "kappa_note": kappa_note,

@@ -655,13 +655,16 @@ def _judging_view(data: dict[str, Any], ci: str) -> Section:
                       "as from the means." for a in j["agreement"] if a.get("groups_left_out"))))
         sample = j.get("agreement_sample", {})
         s.blocks.append(Table(
-            ["judge A", "judge B", "agreement-sample groups", "pairs both judged", "verdicts agree", "Cohen's κ"],
-            [[a["a"], a["b"], str(a.get("sample_groups", 0)), str(a["pairs_both"]), _pct(a["verdict_agreement"]),
+            ["judge A", "judge B", "agreement-sample groups", "pairs both judged", "of those, unresolved by either",
+             "verdicts agree", "Cohen's κ"],
+            [[a["a"], a["b"], str(a.get("sample_groups", 0)), str(a["pairs_both"] + a.get("pairs_unresolved", 0)),
+              str(a.get("pairs_unresolved", 0)), _pct(a["verdict_agreement"]),
               _f(a["kappa"]) + (f" ({a['kappa_note']})" if a["kappa_note"] else "")] for a in j["agreement"]],
             f"Pairwise agreement only on the agreement sample: {sample.get('groups', 0)} groups (a deterministic "
             f"draw at rate {sample.get('rate', 0):g}) that every judge judged in full, without pruning or cascade, "
             f"at a cost of {sample.get('calls', 0)} calls counted in the judges' totals. Under pruning, the pairs a "
-            "judge judges depend on its own verdicts, so κ over them would not be comparable."))
+            "judge judges depend on its own verdicts, so κ over them would not be comparable. A pair either judge "
+            "left unresolved is out of κ and the agreement share, and counted."))
     return s
 
 

@@ -93,6 +93,20 @@ def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
     assert unique.count("| all categories but A (A: homogeneity desired; uncategorised left out) |") == 2
 
 
+def test_agreement_sample_pairs_a_judge_left_unresolved_are_counted_not_dropped():
+    from engine.config import ReportConfig
+    from engine.report.data import _judge_pair_agreement
+
+    key = {"prompt_id": "p", "model": "m", "strategy": "s"}
+    comps = [{**key, "judge": j, "agreement_sample": True, "unique": None, "resolved": False, "judge_category": "G"}
+             for j in ("a", "b")]
+    verdicts = {"a": ["equivalent", "different", "unparsed"], "b": ["equivalent", "unparsed", "different"]}
+    judgments = [{**key, "judge": j, "i": i, "j": k, "verdict": v, "decided_by": "llm"}
+                 for j, vs in verdicts.items() for (i, k), v in zip([(0, 1), (0, 2), (1, 2)], vs)]
+    out = _judge_pair_agreement("a", "b", judgments, comps, ReportConfig(bootstrap_resamples=10), {}, 3)
+    assert (out["pairs_both"], out["pairs_unresolved"], out["verdict_agreement"]) == (1, 2, 1.0)
+
+
 def test_an_uncategorised_group_is_not_pooled_with_those_where_diversity_is_wanted():
     # It may be an A prompt (no gold label, its classification unread): pooled into "all but A", where more unique
     # responses read as more diverse, it could pull the wrong way. It stays in "all" and in "?".
@@ -178,6 +192,7 @@ def test_classification_judges_and_throughput_numbers(fixture_run):
     assert all(c["n_pairs_judged"] == cfg.n * (cfg.n - 1) // 2 for c in sampled)
     assert pair["sample_groups"] == len({(c["prompt_id"], c["model"], c["strategy"]) for c in sampled})
     assert pair["pairs_both"] == pair["sample_groups"] * cfg.n * (cfg.n - 1) // 2
+    assert pair["pairs_unresolved"] == 0
     assert judging["agreement_sample"]["calls"] == sum(c["calls_made"] for c in sampled)
     comps = result.tables["components"].to_pylist()
     for row in judging["per_judge"]:
