@@ -369,23 +369,27 @@ def compare_forest(rows: Sequence[dict[str, Any]], *, label_a: str, label_b: str
 def sweep_series(cells: Sequence[dict[str, Any]], strategies: Sequence[str], x: str) -> list[dict[str, Any]]:
     """The lines of one panel of `sweep_lines`: one per strategy, and per value of the other setting when both were
     swept (temperature and top_p: a line that joined both would zig-zag between unlabelled points at each x). Each:
-    strategy, label, dash (0, 1, … by the other setting's value), xs, ys, lo, hi (error bar lengths)."""
+    strategy, label, dash (0, 1, … by the other setting's value), xs, ys, lo, hi (error bar lengths). A value
+    without an estimate is NaN in ys, so that the line breaks there (joined across it, the line said the measure
+    moved straight from one neighbour to the other)."""
     other = "top_p" if x == "temperature" else "temperature"
     others = sorted({c[other] for c in cells if c.get(other) is not None})
     out = []
     for strategy in strategies:
         for k, value in enumerate(others or [None]):
-            line = sorted((c for c in cells if c["strategy"] == strategy and c["unique"]["value"] is not None
+            line = sorted((c for c in cells if c["strategy"] == strategy
                            and (value is None or c.get(other) == value)), key=lambda c: c[x])
-            if not line:
+            if all(c["unique"]["value"] is None for c in line):
                 continue
-            ys = [c["unique"]["value"] for c in line]
+            ys = [c["unique"]["value"] if c["unique"]["value"] is not None else math.nan for c in line]
             out.append({
                 "strategy": strategy, "dash": k,
                 "label": strategy if len(others) < 2 else f"{strategy}, {'p' if other == 'top_p' else 't'}={value:g}",
                 "xs": [c[x] for c in line], "ys": ys,
-                "lo": [y - (c["unique"]["low"] if c["unique"]["low"] is not None else y) for y, c in zip(ys, line)],
-                "hi": [(c["unique"]["high"] if c["unique"]["high"] is not None else y) - y for y, c in zip(ys, line)],
+                "lo": [y - c["unique"]["low"] if c["unique"]["low"] is not None and not math.isnan(y) else 0.0
+                       for y, c in zip(ys, line)],
+                "hi": [c["unique"]["high"] - y if c["unique"]["high"] is not None and not math.isnan(y) else 0.0
+                       for y, c in zip(ys, line)],
             })
     return out
 

@@ -143,6 +143,12 @@ def test_a_sweep_of_temperature_and_top_p_draws_a_line_per_top_p():
     assert [s["label"] for s in F.sweep_series(single, ["temperature"], "temperature")] == ["temperature"]
     png = F.sweep_lines(cells, strategies=["temperature"], categories=["all"], x="temperature", n=5)
     assert png.startswith(b"\x89PNG")
+    # A value without an estimate breaks the line (it was left out, and the line joined its neighbours).
+    gap = [cell("temperature", t, 1.0, 2.0) for t in (0.5, 1.5)] + [
+        {**cell("temperature", 1.0, 1.0, 0.0), "unique": {"value": None, "low": None, "high": None}}]
+    (line,) = F.sweep_series(gap, ["temperature"], "temperature")
+    assert line["xs"] == [0.5, 1.0, 1.5] and math.isnan(line["ys"][1]) and line["lo"][1] == line["hi"][1] == 0.0
+    assert F.sweep_lines(gap, strategies=["temperature"], categories=["all"], x="temperature", n=5)[:4] == b"\x89PNG"
 
 
 def test_names_with_dollar_signs_are_drawn_as_text():
