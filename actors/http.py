@@ -132,6 +132,10 @@ class _Secret:
 # TLS refused it. Every request would meet it, so the endpoint probe stops the run on it (a timeout or a 5xx stays a
 # note: a busy server may serve the run).
 UNREACHED = "no connection could be made"
+# A connection is made in well under this (a TLS handshake to a busy provider included); past it, the address drops
+# what is sent to it (a firewall, a wrong IP): waiting the whole request timeout (120 s) for each of 7 attempts made
+# a blackholed endpoint's probe take 6 minutes and every row 14.
+CONNECT_TIMEOUT_S = 15.0
 
 
 class _RowError(Exception):
@@ -168,6 +172,32 @@ def names_account(status: int, message: str, raw: bytes = b"") -> bool:
     if status == 429:
         return _SPENT_QUOTA.search(raw.decode("utf-8", "replace")) is not None
     return status == 400 and _ACCOUNT_ERROR.search(message) is not None
+
+
+# The statuses a request refused for one of its fields comes back with: 400, and 422 (Mistral's "Extra inputs are not
+# permitted", FastAPI validation on gateways). A 422 failed each row for good where a 400 was adapted to.
+REFUSED_FIELD = (400, 422)
+
+
+def asks_max_completion_tokens(message: str) -> bool:
+    """Whether a refusal says `max_tokens` is not taken and `max_completion_tokens` is (OpenAI's o-series and GPT-5.x:
+    "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.").
+    vLLM's refusal of a prompt too long for its context names both fields too ("'max_tokens' or
+    'max_completion_tokens' is too large: 100. This model's maximum context length is …"): that is the row's, and
+    switching the field for the run on it resent the row twice before it failed."""
+    low = message.lower()
+    return "max_completion_tokens" in low and ("not supported" in low or "unsupported" in low) \
+        and "too large" not in low and "context length" not in low
+
+
+_TOO_LONG = re.compile(r"maximum context length|context length exceeded|context_length_exceeded|prompt is too long|"
+                       r"input is too long|too many (?:input )?tokens", re.I)
+
+
+def too_long(message: str) -> bool:
+    """Whether a refusal is of the row's length (vLLM's and OpenAI's "maximum context length", Anthropic's "prompt is
+    too long"): the row's own, never a reason to ask its completions one per request."""
+    return _TOO_LONG.search(message) is not None
 
 
 def names_logprobs(message: str) -> bool:
@@ -898,7 +928,7 @@ class OpenAIChatClient:
         self._semaphore = asyncio.Semaphore(self.max_concurrency)
         headers = {"Authorization": f"Bearer {self._key.reveal()}"} if self._key is not None else {}
         return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout_s),
+            timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, CONNECT_TIMEOUT_S)),
             limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
             headers=headers,
             # Requests and replies are ours to bound: no redirects (a redirect could carry the key elsewhere).
@@ -949,28 +979,29 @@ class OpenAIChatClient:
             try:
                 answers = await _gather_or_cancel([self._post(body) for body in bodies])
             except _RowError as exc:
-                if want_logprobs and fallback is not None and exc.status == 400 and names_logprobs(exc.message):
+                refused = exc.status in REFUSED_FIELD
+                if want_logprobs and fallback is not None and refused and names_logprobs(exc.message):
                     # The provider refuses the log-prob parameters: ask again without them, read text, and remember.
-                    self._downgrade(f"it answered HTTP 400 to the log-prob parameters ({exc.message[:120]})")
+                    self._downgrade(f"it answered HTTP {exc.status} to the log-prob parameters ({exc.message[:120]})")
                     p = p.with_(logprobs=None, max_tokens=fallback)
                     want_logprobs, out.first_token_logprobs = False, None
                     continue
-                if want_logprobs and exc.status == 400 and names_logprobs(exc.message):
+                if want_logprobs and refused and names_logprobs(exc.message):
                     # No text budget to fall back on (verdict: logprobs): every verdict would be refused alike.
                     raise BackendError(f"{self.endpoint}: {self.model} refuses the log-prob parameters "
                                        f"({exc.message[:160]}); set this judge's verdict to auto (log-probs where "
                                        "given, else text) or text") from None
-                if exc.status == 400 and not renamed and "max_tokens" in bodies[0] and \
-                        "max_completion_tokens" in exc.message:
+                if refused and not renamed and "max_tokens" in bodies[0] and \
+                        asks_max_completion_tokens(exc.message):
                     # OpenAI's o-series and GPT-5.x: "'max_tokens' is not supported … Use 'max_completion_tokens'".
                     # Read from what this row sent: rows in flight together were all refused, and only the first
                     # to come back switches the field (once per row, whatever extra_body adds).
                     self._use_max_completion_tokens(exc.message)
                     renamed = True
                     continue
-                if exc.status == 400 and names_sampling(exc.message):
-                    raise BackendError(self._sampling_refused(p, exc.message)) from None
-                if exc.status == 400 and max(sizes) > 1:
+                if refused and names_sampling(exc.message):
+                    raise BackendError(self._sampling_refused(p, exc.message, exc.status)) from None
+                if refused and max(sizes) > 1 and not too_long(exc.message):
                     # Some endpoints refuse n > 1 (Anthropic's: "must be exactly 1"). Ask for one completion; if that
                     # is served, this row's completions come one per request (and perhaps every later row's:
                     # _n_refused). A 400 for another reason fails the probe too.
@@ -1032,7 +1063,7 @@ class OpenAIChatClient:
             self._n_refusals += 1
             again = self._n_refusals > 1
         if names_n(message) or again:
-            self._serve_one_per_request(f"it answered HTTP 400 to n > 1 ({message[:120]}) and served n = 1"
+            self._serve_one_per_request(f"it refused n > 1 ({message[:120]}) and served n = 1"
                                         + (" on two rows" if again and not names_n(message) else ""))
 
     def _serve_one_per_request(self, reason: str) -> None:
@@ -1046,9 +1077,9 @@ class OpenAIChatClient:
                     "by the run's clients once their first request finds the same" if self.probing
                     else "for the rest of the run")
 
-    def _sampling_refused(self, p: SamplingParams, message: str) -> str:
+    def _sampling_refused(self, p: SamplingParams, message: str, status: int = 400) -> str:
         sent = f"temperature {p.temperature:g}" + (f" and top_p {p.top_p:g}" if self._sends_top_p(p) else "")
-        return (f"{self.endpoint} refused the sampling settings of {self.model} ({sent}) with HTTP 400: "
+        return (f"{self.endpoint} refused the sampling settings of {self.model} ({sent}) with HTTP {status}: "
                 f"{message.rstrip('.')}. Every request would be refused alike. A model that takes temperature or "
                 "top_p but not both: set top_p: 1.0 for it (sampling.top_p or the model's own top_p), which is not "
                 "sent where it is the endpoint's default (Anthropic's and OpenAI's APIs; options.default_top_p: 1.0 "
@@ -1101,7 +1132,7 @@ class OpenAIChatClient:
         tokens = _int(body.get("max_completion_tokens") or body.get("max_tokens"))
         tokens *= max(1, _int(body.get("n")) or 1)
         read = self.timeout_s + self.read_s_per_token * tokens
-        return httpx.Timeout(self.timeout_s, read=read), 2 * read
+        return httpx.Timeout(self.timeout_s, read=read, connect=min(self.timeout_s, CONNECT_TIMEOUT_S)), 2 * read
 
     async def _send(self, url: str, body: dict[str, Any], timeout: httpx.Timeout) -> tuple[int, Any, bytes]:
         """POST and read the reply, at most max_reply_bytes of it: (status, headers, body)."""
@@ -1131,7 +1162,12 @@ class OpenAIChatClient:
                 try:
                     status, headers, raw = await asyncio.wait_for(self._send(url, body, timeout), deadline)
                 except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never reached the server: retry freely
-                    last = f"could not connect within {self.timeout_s:g} s ({type(exc).__name__})"
+                    last = (f"could not connect within {timeout.connect:g} s ({type(exc).__name__})"
+                            if isinstance(exc, httpx.ConnectTimeout) else
+                            f"no free connection of this client's pool within {timeout.pool:g} s (PoolTimeout)")
+                    # A connect that timed out never reached the server, as one refused: a blackholed address (a
+                    # firewall dropping what is sent) is unreached, and the endpoint probe stops the run on it.
+                    unreached += isinstance(exc, httpx.ConnectTimeout)
                 except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
                     # The server had the request and may bill it: re-send at most timeout_retries times.
                     what = (f"no reply within the {deadline:g} s deadline" if isinstance(exc, asyncio.TimeoutError)

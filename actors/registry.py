@@ -641,7 +641,7 @@ def _probe_once(role: str, backend: str, model: str, options: dict[str, Any] | N
                                                  "verdict: auto (log-probs where given, else text) or text")
     except BackendError as exc:
         text = str(exc)
-        served = text.partition("with HTTP 400: ")[2]
+        served = re.split(r"with HTTP 4\d\d: ", text, maxsplit=1)[1] if re.search(r"with HTTP 4\d\d: ", text) else ""
         key = ("options.api_key_env" if re.search(r"HTTP 40[13]\b|API key|credit|quota", text) else
                ("top_p" if "top_p" in served else "temperature") if "refused the sampling settings" in text else
                "temperature" if "serves temperatures up to" in text else

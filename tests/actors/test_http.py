@@ -443,9 +443,11 @@ def test_real_cpu_model_judge_request_end_to_end(cpu_model):
 AUTO = SamplingParams(temperature=0.0, max_tokens=1, logprobs=20, max_tokens_without_logprobs=4)
 
 
-@pytest.mark.parametrize("mode", ["omit", "reject"])
-def test_a_provider_without_logprobs_is_read_from_text_and_remembered(serve, client, mode, caplog):
-    srv = serve(logprobs_mode=mode)
+@pytest.mark.parametrize("mode, status", [("omit", 400), ("reject", 400), ("reject", 422)])
+def test_a_provider_without_logprobs_is_read_from_text_and_remembered(serve, client, mode, status, caplog):
+    # 422: Mistral's "Extra inputs are not permitted" (FastAPI validation): every row failed for good where a 400
+    # was adapted to.
+    srv = serve(logprobs_mode=mode, refused_status=status)
     c = client(srv)
     with caplog.at_level(logging.WARNING, logger="actors.http"):
         first = c.chat([user("a")], AUTO)[0]
@@ -519,7 +521,8 @@ def test_the_read_timeout_grows_with_the_tokens_asked_for():
     c = OpenAIChatClient("m", base_url="http://127.0.0.1:9/v1", timeout_s=120)
     try:
         timeout, deadline = c._timeouts({"max_tokens": 5120, "n": 1})
-        assert timeout.read == pytest.approx(120 + 0.05 * 5120) and timeout.connect == 120
+        assert timeout.read == pytest.approx(120 + 0.05 * 5120) and timeout.write == 120
+        assert timeout.connect == 15  # a connection is made in seconds; past that the address drops what it is sent
         assert deadline == pytest.approx(2 * timeout.read)
         assert c._timeouts({"max_tokens": 8, "n": 5})[0].read == pytest.approx(120 + 0.05 * 40)
     finally:
@@ -846,8 +849,9 @@ def test_a_400_about_the_sampling_fields_is_told_from_a_rows_own(message, about_
     assert names_sampling(message) is about_sampling
 
 
-def test_a_model_that_takes_max_completion_tokens_is_sent_it(serve, client, caplog):
-    srv = serve(max_tokens_mode="reject")
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_model_that_takes_max_completion_tokens_is_sent_it(serve, client, caplog, status):
+    srv = serve(max_tokens_mode="reject", refused_status=status)
     c = client(srv)
     with caplog.at_level(logging.WARNING, logger="actors.http"):
         (first,) = c.chat([user("a")], SamplingParams(n=2, temperature=0.7, max_tokens=5))
@@ -858,6 +862,32 @@ def test_a_model_that_takes_max_completion_tokens_is_sent_it(serve, client, capl
     assert [r.body.get("max_completion_tokens") for r in srv.requests] == [5, 1, 1]
     assert not any("max_tokens" in r.body for r in srv.requests)
     assert len([r for r in caplog.records if "max_completion_tokens instead" in r.getMessage()]) == 1
+
+
+def test_a_prompt_too_long_for_vllm_is_the_rows_error_not_a_field_to_rename(serve, client, caplog):
+    # vLLM's refusal names both fields ("'max_tokens' or 'max_completion_tokens' is too large"): read as OpenAI's
+    # "use max_completion_tokens", it switched the field for the whole run and sent the row twice more.
+    from actors.http import asks_max_completion_tokens
+
+    too_long = ("'max_tokens' or 'max_completion_tokens' is too large: 5. This model's maximum context length is 8 "
+                "tokens and your request has 10 input tokens (5 > 8 - 10).")
+
+    class Short(EchoChat):
+        def chat(self, conversations, sampling):
+            return [ChatOutput(error=too_long) if "long" in c[-1]["content"] else out
+                    for c, out in zip(conversations, super().chat(conversations, sampling))]
+
+    srv = serve(Short())
+    c = client(srv)
+    with caplog.at_level(logging.WARNING, logger="actors.http"):
+        (failed,) = c.chat([user("a long one")], SamplingParams(n=3, temperature=0.7, max_tokens=5))
+        (fine,) = c.chat([user("short")], SamplingParams(temperature=0.7, max_tokens=5))
+    assert failed.error is not None and "too large" in failed.error and fine.error is None
+    assert c.max_tokens_field == "max_tokens" and c.requests == 2  # nor asked one completion per request
+    assert not [r for r in caplog.records if "max_completion_tokens instead" in r.getMessage()]
+    assert not asks_max_completion_tokens(too_long)
+    assert asks_max_completion_tokens("Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                                      "'max_completion_tokens' instead.")
 
 
 def test_openais_host_is_sent_max_completion_tokens_from_the_start():

@@ -453,6 +453,8 @@ class ChatServer:
             gateways that translate Gemini report them).
         reasoning_off: a `reasoning_effort` value that switches the hidden reasoning off (Gemini's OpenAI-compatible
             endpoint documents "none"); None: every request reasons.
+        refused_status: the status of the "reject" and "exclusive" modes' refusals: 400, or 422 (Mistral's "Extra
+            inputs are not permitted", FastAPI validation on gateways).
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -489,6 +491,7 @@ class ChatServer:
         reasoning_off: str | None = None,
         usage: bool = True,
         cached_prompt_tokens: int = 0,
+        refused_status: int = 400,
     ) -> None:
         for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
@@ -497,6 +500,9 @@ class ChatServer:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.n_mode, self.sampling_mode, self.max_tokens_mode = n_mode, sampling_mode, max_tokens_mode
+        if refused_status not in (400, 422):
+            raise ValueError(f"refused_status must be 400 or 422, got {refused_status!r}")
+        self.refused_status = refused_status
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
         self.reasoning_usage, self.reasoning_off = reasoning_usage, reasoning_off
         self.usage = usage
@@ -642,24 +648,25 @@ class ChatServer:
         except BadRequest as exc:
             handler.send_json(400, error_body(400, str(exc)))
             return
+        refused = self.refused_status
         if self.logprobs_mode == "reject" and ("logprobs" in body or "top_logprobs" in body):
             name = "top_logprobs" if "top_logprobs" in body else "logprobs"
-            handler.send_json(400, error_body(400, f"Invalid JSON payload received. Unknown name \"{name}\": "
-                                                   "Cannot find field."))
+            handler.send_json(refused, error_body(refused, f"Invalid JSON payload received. Unknown name "
+                                                           f"\"{name}\": Cannot find field."))
             return
         if self.max_tokens_mode == "reject" and "max_tokens" in body:
-            handler.send_json(400, {"error": {
+            handler.send_json(refused, {"error": {
                 "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
                            "'max_completion_tokens' instead.", "type": "invalid_request_error",
                 "param": "max_tokens", "code": "unsupported_parameter"}})
             return
         if self.n_mode == "reject" and sampling.n > 1:
-            handler.send_json(400, error_body(400, f"n: this endpoint serves exactly 1 completion per request, got "
-                                                   f"{sampling.n}"))
+            handler.send_json(refused, error_body(refused, f"n: this endpoint serves exactly 1 completion per "
+                                                           f"request, got {sampling.n}"))
             return
         if self.sampling_mode == "exclusive" and "temperature" in body and "top_p" in body:
-            handler.send_json(400, error_body(400, "`temperature` and `top_p` cannot both be specified for this "
-                                                   "model. Please use only one."))
+            handler.send_json(refused, error_body(refused, "`temperature` and `top_p` cannot both be specified for "
+                                                           "this model. Please use only one."))
             return
         if self.logprobs_mode == "omit" and sampling.logprobs:
             sampling, top_logprobs = sampling.with_(logprobs=None), 0

@@ -227,6 +227,47 @@ def test_an_endpoint_no_attempt_connects_to_stops_the_run_at_its_probe_and_quick
     assert time.monotonic() - start < 30
 
 
+def test_an_address_that_drops_what_is_sent_to_it_stops_the_run_at_its_probe(monkeypatch):
+    # A firewalled or wrong IP drops the SYNs: each connect timed out after the whole request timeout (120 s) and
+    # counted as "retry freely", never as unreached — the probe took minutes and let the run go on. Recreated with a
+    # listener that never accepts and whose backlog is full (the kernel drops further SYNs).
+    import socket
+    import time
+
+    from actors import http, registry
+    from actors.base import SamplingParams
+    from actors.registry import ModelCheckError, probe_model
+
+    monkeypatch.setattr(http, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(registry, "PROBE_CONNECT_WINDOW_S", 0.5)
+    monkeypatch.setattr(registry, "PROBE_CONNECT_PAUSE_S", 0.1)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    time.sleep(0.3)
+    options = {"base_url": f"http://127.0.0.1:{port}/v1", "backoff_base_s": 0.01, "backoff_max_s": 0.02}
+    start = time.monotonic()
+    try:
+        with pytest.raises(ModelCheckError) as caught:
+            probe_model("chat", "http", "m", options, [SamplingParams(temperature=0.0, max_tokens=4)],
+                        [{"role": "user", "content": "Reply with the word OK."}])
+    finally:
+        for s in (*fillers, listener):
+            s.close()
+    assert caught.value.key == "options.base_url" and "could not connect within 0.5 s" in str(caught.value)
+    assert time.monotonic() - start < 20
+
+
 def test_a_server_still_starting_when_probed_is_waited_for(monkeypatch):
     # Connection refused while `vllm serve`, started beside the run, loads its model: probed again for
     # PROBE_CONNECT_WINDOW_S before the run is refused.
