@@ -969,6 +969,10 @@ class OpenAIChatClient:
         # refused with no text) came without log-probs: only that says the provider omits them. A filtered or
         # refused one has none by design (no answer to read).
         answered_without_logprobs = False
+        # A row whose completions come one request each (n > 1 refused, completions_per_request 1, a server that
+        # ignores n): one completion that spent its budget reasoning failed the row, and the others' answers were
+        # thrown away, where in one reply it would stay an empty answer beside them.
+        starved: list[str] = []
         while len(out.texts) < p.n:
             need = p.n - len(out.texts)
             sizes = [min(per_request, need - k) for k in range(0, need, per_request)]
@@ -977,7 +981,7 @@ class OpenAIChatClient:
             offsets = [len(out.texts) + sum(sizes[:k]) for k in range(len(sizes))]
             bodies = [self._body(conversation, p, size, offset) for size, offset in zip(sizes, offsets)]
             try:
-                answers = await _gather_or_cancel([self._post(body) for body in bodies])
+                answers = await _gather_or_cancel([self._post(body, starved=starved) for body in bodies])
             except _RowError as exc:
                 refused = exc.status in REFUSED_FIELD
                 if want_logprobs and fallback is not None and refused and names_logprobs(exc.message):
@@ -1035,6 +1039,9 @@ class OpenAIChatClient:
                 return ChatOutput(
                     prompt_tokens=out.prompt_tokens, error=f"{self.endpoint} returned no choices for this conversation"
                 )
+        if starved and not any(text.strip() for text in out.texts):  # no request of the row answered
+            self._count(row_errors=1)
+            return ChatOutput(prompt_tokens=out.prompt_tokens, error=starved[0], transient=False)
         if want_logprobs and any(top is None for top in out.first_token_logprobs):  # type: ignore[union-attr]
             # The judge reads log-probs for every completion or none; partial ones would silently mix the paths.
             out.first_token_logprobs = None
@@ -1145,10 +1152,12 @@ class OpenAIChatClient:
                 chunks.append(chunk)
             return response.status_code, response.headers, b"".join(chunks)
 
-    async def _post(self, body: dict[str, Any], url: str | None = None,
-                    parse: Any = None) -> tuple[list[tuple[str, str, int, dict | None]], int]:
+    async def _post(self, body: dict[str, Any], url: str | None = None, parse: Any = None,
+                    starved: list[str] | None = None) -> tuple[list[tuple[str, str, int, dict | None]], int]:
         """One request with retries. Returns `parse(data)` (default: parse_choices' result for chat completions);
-        raises _RowError or BackendError."""
+        raises _RowError or BackendError. `starved`: a request of a row split over several, where a reply whose
+        completions all spent the budget reasoning is kept (its empty answers) and its error noted here — the row
+        fails only if none of its requests answered (_complete), as when its completions come in one reply."""
         want_logprobs = bool(body.get("logprobs"))
         url = url or self.url
         chat = parse is None
@@ -1245,7 +1254,12 @@ class OpenAIChatClient:
                                             "part-way (finish_reason "
                                             f"{data['choices'][0].get('finish_reason')!r})", status, transient=True)
                         if chat:
-                            self._check_reasoning_budget(body, usage, choices, status)
+                            try:
+                                self._check_reasoning_budget(body, usage, choices, status)
+                            except _RowError as exc:
+                                if starved is None:
+                                    raise
+                                starved.append(str(exc))
                         return choices, prompt_tokens
                     elif status in (400, 429) and names_account(status, raw_text := self._message_of(None, raw), raw):
                         raise BackendError(f"{self.endpoint} refused the request with HTTP {status}: {raw_text} "

@@ -956,17 +956,28 @@ def test_an_empty_answer_cut_at_the_limit_without_hidden_tokens_is_an_answer(ser
     assert all(o.error is None and o.texts == ["\n"] and o.finish_reasons == ["length"] for o in outs)
 
 
-def test_completions_that_answered_are_kept_beside_one_that_ran_out_thinking(serve, client):
+@pytest.mark.parametrize("n_mode", ["serve", "reject"])
+def test_completions_that_answered_are_kept_beside_one_that_ran_out_thinking(serve, client, n_mode):
     # n = 4, one completion thinks past the budget: the three answers (paid for) are kept, the fourth is an empty
-    # answer cut at the limit (no answer: never judged), the row does not fail and the stage does not stop.
-    srv = serve(hidden_reasoning_tokens=[4, 4, 4, 40])
+    # answer cut at the limit (no answer: never judged), the row does not fail and the stage does not stop. So too
+    # where the completions come one request each (an endpoint refusing n > 1, as Anthropic's): the starved one
+    # failed the row and the three answers were thrown away.
+    srv = serve(hidden_reasoning_tokens=[4, 4, 4, 40], n_mode=n_mode)
     c = client(srv, max_concurrency=1)
     outs = c.chat([user(f"q{k}") for k in range(REASONING_STOP_AFTER + 1)],
                   SamplingParams(temperature=1.0, max_tokens=32, n=4))
-    for out in outs:
-        assert out.error is None and len(out.texts) == 4
-        assert [bool(t.strip()) for t in out.texts] == [True, True, True, False]
-        assert out.finish_reasons[3] == "length"
+    assert all(out.error is None and len(out.texts) == 4 for out in outs)
+    starved = [(k, i) for k, out in enumerate(outs) for i, t in enumerate(out.texts) if not t.strip()]
+    assert len(starved) == len(outs) and all(outs[k].finish_reasons[i] == "length" for k, i in starved)
+    if n_mode == "serve":  # one reply per row: its fourth completion (one request each: whichever is served 4th)
+        assert [i for _, i in starved] == [3] * len(outs)
+
+
+def test_a_row_asked_one_completion_per_request_fails_only_if_none_answered(serve, client):
+    srv = serve(hidden_reasoning_tokens=40, n_mode="reject")
+    c = client(srv, max_concurrency=1, completions_per_request=1)
+    (out,) = c.chat([user("q")], SamplingParams(temperature=1.0, max_tokens=32, n=2))
+    assert out.error is not None and "spent its whole budget of 32 tokens" in out.error and not out.transient
 
 
 @pytest.mark.parametrize("usage", ["details", "total", "gateway"])

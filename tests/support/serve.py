@@ -441,8 +441,9 @@ class ChatServer:
             `param` OpenAI's o-series and GPT-5.x models give (they take `max_completion_tokens`).
         hidden_reasoning_tokens: a reasoning model's hidden thinking, as OpenAI's reasoning models report it: each
             completion first spends this many tokens (`usage.completion_tokens_details.reasoning_tokens`); with a
-            budget no larger, the answer is empty and cut at the limit. A list: per choice index (cycled), so that
-            some completions of a request answer and others run out thinking.
+            budget no larger, the answer is empty and cut at the limit. A list: per completion served, in order
+            (cycled), so that some completions of a row answer and others run out thinking, whether they come in
+            one reply or one request each.
         usage: False: chat replies carry no `usage` (some gateways), so their tokens and cost are unknown.
         cached_prompt_tokens: prompt tokens each chat reply says were served from a cache (at most its prompt's;
             `usage.prompt_tokens_details.cached_tokens`, as OpenAI and vLLM report them).
@@ -504,6 +505,7 @@ class ChatServer:
             raise ValueError(f"refused_status must be 400 or 422, got {refused_status!r}")
         self.refused_status = refused_status
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
+        self._completions_thought = 0
         self.reasoning_usage, self.reasoning_off = reasoning_usage, reasoning_off
         self.usage = usage
         self.cached_prompt_tokens = cached_prompt_tokens
@@ -844,9 +846,12 @@ class ChatServer:
         the answer is empty and cut at the limit."""
         per_choice = self.hidden_reasoning_tokens
         per_choice = [per_choice] if isinstance(per_choice, int) else list(per_choice)
+        with self._lock:  # by completion served, so that completions asked one per request vary alike
+            first = self._completions_thought
+            self._completions_thought += len(response["choices"])
         reasoning = 0
         for k, choice in enumerate(response["choices"]):
-            hidden = per_choice[k % len(per_choice)]
+            hidden = per_choice[(first + k) % len(per_choice)]
             if budget <= hidden:
                 choice["message"]["content"], choice["finish_reason"] = "", "length"
                 choice["completion_tokens"] = budget
