@@ -374,7 +374,9 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 # The longest server-given retry delay honoured whatever backoff_max_s says (per-minute quotas ask for up to 60 s).
 SERVER_DELAY_CAP_S = 120.0
-_RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.I)
+# Gemini's "Please retry in 26.3s." and OpenAI's "Please try again in 6.5s." / "in 120ms" / "in 1m30s" (its rate
+# limits send no Retry-After header): without it, the jittered backoff did not outlast a per-minute token limit.
+_RETRY_IN = re.compile(r"(?:retry|try again) in (?:(\d+)\s*m(?!s))?\s*(\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
 
 
 def server_retry_delay(headers: Any, raw: bytes) -> float | None:
@@ -402,7 +404,8 @@ def server_retry_delay(headers: Any, raw: bytes) -> float | None:
                     return seconds
         found = _RETRY_IN.search(str(error.get("message") or ""))
         if found:
-            return float(found.group(1))
+            minutes, value, unit = found.groups()
+            return 60 * int(minutes or 0) + float(value) / (1000 if unit.lower() == "ms" else 1)
     return None
 
 

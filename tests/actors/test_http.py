@@ -1035,6 +1035,10 @@ def test_the_servers_delay_is_read_from_its_headers_and_geminis_body_and_honoure
     body["error"]["details"] = []
     assert server_retry_delay({}, orjson.dumps(body)) == pytest.approx(26.387)
     assert server_retry_delay({}, b'{"error": {"message": "slow down"}}') is None
+    openai = "Rate limit reached for gpt-4o on tokens per min (TPM): Limit 30000, Used 29000. Please try again in {}."
+    for said, seconds in (("6.5s", 6.5), ("120ms", 0.12), ("1m30s", 90.0), ("2m0.5s", 120.5)):
+        raw = orjson.dumps({"error": {"message": openai.format(said), "type": "tokens", "code": "rate_limit_exceeded"}})
+        assert server_retry_delay({}, raw) == pytest.approx(seconds), said
     assert server_retry_delay({}, b"<html>busy</html>") is None
     c = OpenAIChatClient("m", base_url="http://127.0.0.1:9", backoff_base_s=0.5, backoff_max_s=30)
     try:
