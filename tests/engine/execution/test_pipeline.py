@@ -160,10 +160,9 @@ def test_a_response_that_gives_no_answer_is_never_graded_scored_or_counted_by_ve
             {"prompt": "Write a poem about snow.", "category": "G", "model": "m", "responses": ["", " ", "", ""]}]
     path = tmp_path / "responses.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    calls = len(ScriptedChat.calls)
     result = run(make_config(tmp_path, prompts={"source": "responses", "path": str(path)}, accuracy={"enabled": False},
                              quality={"reward_model": {"backend": "local", "model": str(reward_folder)}}))
-    grading = [c for c in ScriptedChat.calls[calls:] if c.startswith("Grade the response")]
+    grading = [c for c in ScriptedChat.calls if c.startswith("Grade the response")]  # run() clears the calls
     assert len(grading) == 3  # the three answers, not the four empty ones nor the fourth of the first group
     text = {p["prompt_id"]: p["text"] for p in result.tables["prompts"].to_pylist()}
     groups = {text[g["prompt_id"]]: g for g in result.tables["groups"].to_pylist()}
