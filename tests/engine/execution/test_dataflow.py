@@ -280,6 +280,25 @@ def test_a_cap_over_replies_without_usage_is_said_to_hold_on_what_was_reported(t
     assert len(warnings) == 1 and "priced replies carried none" in warnings[0], warnings
 
 
+def _three_units_through(executor, lanes: list[tuple[str, StageRun, int]], stream: bool = False) -> list:
+    """Three units of two rows through each lane (name, run, depth), the executor closed after; (lane, ok) per
+    unit, as the flow told them."""
+    heard = []
+    flow = Dataflow(executor, lambda lane, key, ok: heard.append((lane, ok)), stream=stream)
+    for name, run, depth in lanes:
+        flow.lane(name, run, depth)
+    for k, u in enumerate(_units([[1, 2], [3, 4], [5, 6]], "u")):
+        for name, _, _ in lanes:
+            flow.add(name, u, k)
+    for name, _, _ in lanes:
+        flow.close_input(name)
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    return heard
+
+
 class Unbuildable(Double):
     """A stage whose model cannot be built in its host (weights missing on that node): its constructor raises."""
 
@@ -299,20 +318,7 @@ def test_a_stage_its_host_cannot_build_fails_its_units_and_the_other_lanes_finis
                       Double.output_schema, 0, progress=False)
     healthy = StageRun(store, "healthy", "healthy", StagePlan(Double, {}, batch_size=2, label="healthy", host="h"),
                        Double.output_schema, 0, progress=False)
-    heard = []
-    executor = LocalExecutor()
-    flow = Dataflow(executor, lambda lane, key, ok: heard.append((lane, ok)), stream=True)
-    flow.lane("broken", broken, 0)
-    flow.lane("healthy", healthy, 0)
-    for k, u in enumerate(_units([[1, 2], [3, 4], [5, 6]], "u")):
-        flow.add("broken", u, k)
-        flow.add("healthy", u, k)
-    flow.close_input("broken")
-    flow.close_input("healthy")
-    try:
-        flow.run()
-    finally:
-        executor.close()
+    heard = _three_units_through(LocalExecutor(), [("broken", broken, 0), ("healthy", healthy, 0)], stream=True)
     assert heard.count(("healthy", True)) == 3 and heard.count(("broken", False)) == 3
     assert healthy.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12]
     reasons = list(broken.close().failed.values())
@@ -408,20 +414,7 @@ def test_hosts_that_cannot_start_mid_run_fail_their_lane_and_the_other_lanes_fin
                    Double.output_schema, 0, progress=False)
     cpu = StageRun(store, "metrics", "m", StagePlan(Double, {}, batch_size=2, label="metrics", host="cpu"),
                    Double.output_schema, 0, progress=False)
-    heard = []
-    executor = NoRoom()
-    flow = Dataflow(executor, lambda lane, key, ok: heard.append((lane, ok)))
-    flow.lane("judge[j]", gpu, 1)
-    flow.lane("metrics", cpu, 0)
-    for k, u in enumerate(_units([[1, 2], [3, 4], [5, 6]], "g")):
-        flow.add("judge[j]", u, k)
-        flow.add("metrics", u, k)
-    flow.close_input("judge[j]")
-    flow.close_input("metrics")
-    try:
-        flow.run()
-    finally:
-        executor.close()
+    heard = _three_units_through(NoRoom(), [("judge[j]", gpu, 1), ("metrics", cpu, 0)])
     assert heard.count(("metrics", True)) == 3 and heard.count(("judge[j]", False)) == 3
     assert cpu.output()["y"].to_pylist() == [2, 4, 6, 8, 10, 12]
     reasons = list(gpu.close().failed.values())
