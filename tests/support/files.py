@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 
 class FileServer:
@@ -64,3 +65,15 @@ class FileServer:
     def __exit__(self, *exc) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def manifests_folder(tmp_path: Path, monkeypatch: Any) -> Path:
+    """An empty folder of source manifests that `fetch` reads instead of datasets/sources/, and a cache of its own in
+    tmp_path (TASKDIV_CACHE); write the test's manifests into the folder returned."""
+    from engine.inputs import fetch
+
+    manifests = tmp_path / "sources"
+    manifests.mkdir()
+    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
+    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    return manifests

@@ -18,7 +18,7 @@ from engine.config import config_from_dict
 from engine.errors import ConfigError
 from engine.inputs import fetch
 from engine.inputs.sources import load_prompts
-from tests.support.files import FileServer
+from tests.support.files import FileServer, manifests_folder
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -33,10 +33,7 @@ def served(tmp_path, monkeypatch):
     files.mkdir()
     data = "".join(json.dumps(r) + "\n" for r in MATH_ROWS).encode()
     (files / "test.jsonl").write_bytes(data)
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    manifests = manifests_folder(tmp_path, monkeypatch)
 
     def manifest(url: str, sha256: str | None = None, name: str = "math500") -> None:
         (manifests / f"{name}.yaml").write_text(yaml.safe_dump({
@@ -160,10 +157,7 @@ def test_import_from_a_folder_then_the_config_names_the_source_only(served, tmp_
 def wildbench_manifest(tmp_path, monkeypatch) -> list[dict]:
     """An unpinned Hugging Face manifest for wildbench in a manifests folder of its own, the cache in tmp_path;
     returns the sample rows (tests/test_data/wildbench_sample.jsonl)."""
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    manifests = manifests_folder(tmp_path, monkeypatch)
     (manifests / "wildbench.yaml").write_text(yaml.safe_dump({
         "name": "wildbench", "title": "WildBench", "license": "see card", "homepage": "https://example.org",
         "loader": "wildbench", "main": "v2/*.parquet", "hf_dataset": "allenai/WildBench", "revision": None,
@@ -415,10 +409,7 @@ def test_an_excel_workbook_is_converted_and_openpyxl_is_a_declared_dependency(tm
         sheet.append(row)
     book.save(served / "problems.xlsx")
     csv_text = "Problem,Solvable?\r\nOpen a jar without a grip.,Yes\r\nFix a tap.,No\r\n".encode()
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    manifests = manifests_folder(tmp_path, monkeypatch)
     with FileServer(served) as server:
         (manifests / "sheet.yaml").write_text(yaml.safe_dump({
             "name": "sheet", "title": "t", "license": "MIT", "homepage": "https://example.org", "main": "p.csv",
@@ -552,11 +543,8 @@ def ca_hub(tmp_path, monkeypatch):
 
     import huggingface_hub
 
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
+    manifests = manifests_folder(tmp_path, monkeypatch)
     shutil.copy(REPO / "datasets" / "sources" / "community_alignment.yaml", manifests)
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
     hub = {"files": {}, "downloads": []}
 
     class Api:
@@ -707,10 +695,7 @@ def test_a_workbook_is_checked_against_its_pins_before_it_is_parsed(tmp_path, mo
     book.save(served / "problems.xlsx")
     good = (served / "problems.xlsx").read_bytes()
     csv_text = "Problem,Solvable?\r\nOpen a jar without a grip.,Yes\r\n".encode()
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    manifests = manifests_folder(tmp_path, monkeypatch)
     folder = tmp_path / "cache" / "datasets" / "sheet"
 
     def manifest(url: str, **pins) -> None:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from engine.inputs import fetch
+from tests.support.files import manifests_folder
 
 REPO = Path(__file__).resolve().parents[3]
 ROWS = [{"problem": f"What is {k} + {k}? " + "x" * 40, "answer": str(2 * k), "subject": "Algebra", "level": 1 + k % 5,
@@ -161,10 +162,7 @@ def test_the_lock_is_reentrant_in_a_thread_and_held_apart_by_another(tmp_path, m
 
 
 def test_offline_a_source_being_fetched_is_waited_for_and_one_never_fetched_writes_nothing(tmp_path, monkeypatch):
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    manifests = manifests_folder(tmp_path, monkeypatch)
     (manifests / "math500.yaml").write_text(yaml.safe_dump({
         "name": "math500", "title": "test math", "license": "MIT", "homepage": "https://example.org",
         "loader": "math500", "main": "test.jsonl",

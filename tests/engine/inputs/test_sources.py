@@ -12,10 +12,9 @@ import yaml
 
 from engine.config import config_from_dict
 from engine.errors import ConfigError
-from engine.inputs import fetch
 from engine.inputs.loaders.paper import COUNTS, PresetReport
 from engine.inputs.sources import load_prompts
-from tests.support.files import FileServer
+from tests.support.files import FileServer, manifests_folder
 
 REPO = Path(__file__).resolve().parents[3]
 TEST_DATA = REPO / "tests" / "test_data"
@@ -77,10 +76,7 @@ def test_sources_without_loader_options_refuse_them(source, tmp_path, monkeypatc
 def unreachable_sources(tmp_path, monkeypatch):
     """Manifests for the paper's six sources: release files on a loopback server that has none of them (404), and
     Hugging Face datasets whose hub call is refused as a gated dataset's is without a token."""
-    manifests = tmp_path / "sources"
-    manifests.mkdir()
-    monkeypatch.setattr(fetch, "SOURCES_DIR", manifests)
-    monkeypatch.setenv("TASKDIV_CACHE", str(tmp_path / "cache"))
+    manifests = manifests_folder(tmp_path, monkeypatch)
     empty = tmp_path / "served"
     empty.mkdir()
     import huggingface_hub
