@@ -190,6 +190,26 @@ def asks_max_completion_tokens(message: str) -> bool:
         and "too large" not in low and "context length" not in low
 
 
+# Anthropic's refusal of an empty turn before the last ("messages.2: all messages must have non-empty content except
+# for the optional final assistant message"; "text content blocks must contain non-whitespace text"). An empty
+# answer (filtered, refused) sent back in a verdict reminder or an in-context regeneration failed that row, and
+# failed it again in every rerun. Such a turn is sent as EMPTY_TURN to an endpoint that refuses it, and only there
+# (every other endpoint is sent the conversation as the method wrote it, as the stored results were asked).
+_EMPTY_TURN_REFUSED = re.compile(r"non-empty content|non-whitespace text", re.I)
+EMPTY_TURN = "(no answer)"
+
+
+def filled_empty_turns(conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation with each turn before the last whose text content is empty or whitespace as EMPTY_TURN; the
+    same object where there is none."""
+    if not any(isinstance(m, dict) and isinstance(m.get("content"), str) and not m["content"].strip()
+               for m in conversation[:-1]):
+        return conversation
+    return [{**m, "content": EMPTY_TURN} if k < len(conversation) - 1 and isinstance(m, dict)
+            and isinstance(m.get("content"), str) and not m["content"].strip() else m
+            for k, m in enumerate(conversation)]
+
+
 _TOO_LONG = re.compile(r"maximum context length|context length exceeded|context_length_exceeded|prompt is too long|"
                        r"input is too long|too many (?:input )?tokens", re.I)
 
@@ -1008,6 +1028,10 @@ class OpenAIChatClient:
                     continue
                 if refused and names_sampling(exc.message):
                     raise BackendError(self._sampling_refused(p, exc.message, exc.status)) from None
+                if refused and _EMPTY_TURN_REFUSED.search(exc.message) and \
+                        (filled := filled_empty_turns(conversation)) is not conversation:
+                    conversation = filled  # once: the filled conversation has no empty turn left
+                    continue
                 if refused and max(sizes) > 1 and not too_long(exc.message):
                     # Some endpoints refuse n > 1 (Anthropic's: "must be exactly 1"). Ask for one completion; if that
                     # is served, this row's completions come one per request (and perhaps every later row's:

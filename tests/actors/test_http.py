@@ -890,6 +890,22 @@ def test_a_prompt_too_long_for_vllm_is_the_rows_error_not_a_field_to_rename(serv
                                       "'max_completion_tokens' instead.")
 
 
+def test_an_empty_turn_an_endpoint_refuses_is_sent_as_no_answer_there_only(serve, client):
+    # Anthropic refuses an empty message before the last: a verdict reminder or an in-context regeneration after an
+    # empty (filtered) answer failed its row, and again in every rerun. Elsewhere the conversation goes as written.
+    from actors.http import EMPTY_TURN
+
+    conversation = [{"role": "user", "content": "Write a haiku."}, {"role": "assistant", "content": ""},
+                    {"role": "user", "content": "Write another one, different from the first."}]
+    strict, lenient = serve(empty_turns="reject"), serve()
+    for srv in (strict, lenient):
+        (out,) = client(srv).chat([conversation], SamplingParams(temperature=0.7, max_tokens=8))
+        assert out.error is None and out.texts
+    assert strict.requests[-1].body["messages"][1]["content"] == EMPTY_TURN
+    assert lenient.requests[-1].body["messages"][1]["content"] == ""
+    assert conversation[1]["content"] == ""  # the caller's conversation is not changed
+
+
 def test_openais_host_is_sent_max_completion_tokens_from_the_start():
     from actors.http import endpoint_limits
 

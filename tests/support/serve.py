@@ -456,6 +456,8 @@ class ChatServer:
             endpoint documents "none"); None: every request reasons.
         refused_status: the status of the "reject" and "exclusive" modes' refusals: 400, or 422 (Mistral's "Extra
             inputs are not permitted", FastAPI validation on gateways).
+        empty_turns: "any", or "reject": HTTP 400 for a message before the last whose text is empty or whitespace,
+            with the message Anthropic's API gives.
 
     Attributes:
         requests: a RequestRecord per valid chat request, in arrival order.
@@ -493,6 +495,7 @@ class ChatServer:
         usage: bool = True,
         cached_prompt_tokens: int = 0,
         refused_status: int = 400,
+        empty_turns: str = "any",
     ) -> None:
         for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
@@ -504,6 +507,9 @@ class ChatServer:
         if refused_status not in (400, 422):
             raise ValueError(f"refused_status must be 400 or 422, got {refused_status!r}")
         self.refused_status = refused_status
+        if empty_turns not in ("any", "reject"):
+            raise ValueError(f"empty_turns must be any or reject, got {empty_turns!r}")
+        self.empty_turns = empty_turns
         self.hidden_reasoning_tokens = hidden_reasoning_tokens
         self._completions_thought = 0
         self.reasoning_usage, self.reasoning_off = reasoning_usage, reasoning_off
@@ -661,6 +667,14 @@ class ChatServer:
                 "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
                            "'max_completion_tokens' instead.", "type": "invalid_request_error",
                 "param": "max_tokens", "code": "unsupported_parameter"}})
+            return
+        messages = body.get("messages") or []
+        empty = [k for k, m in enumerate(messages[:-1]) if isinstance(m, dict)
+                 and isinstance(m.get("content"), str) and not m["content"].strip()]
+        if self.empty_turns == "reject" and empty:
+            handler.send_json(400, {"type": "error", "error": {
+                "type": "invalid_request_error", "message": f"messages.{empty[0]}: all messages must have non-empty "
+                                                            "content except for the optional final assistant message"}})
             return
         if self.n_mode == "reject" and sampling.n > 1:
             handler.send_json(refused, error_body(refused, f"n: this endpoint serves exactly 1 completion per "
