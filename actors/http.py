@@ -179,6 +179,16 @@ def names_account(status: int, message: str, raw: bytes = b"") -> bool:
 REFUSED_FIELD = (400, 422)
 
 
+_TOO_LONG = re.compile(r"maximum context length|context length exceeded|context_length_exceeded|prompt is too long|"
+                       r"input is too long|too many (?:input )?tokens", re.I)
+
+
+def too_long(message: str) -> bool:
+    """Whether a refusal is of the row's length (vLLM's and OpenAI's "maximum context length", Anthropic's "prompt is
+    too long"): the row's own, never a reason to ask its completions one per request."""
+    return _TOO_LONG.search(message) is not None
+
+
 def asks_max_completion_tokens(message: str) -> bool:
     """Whether a refusal says `max_tokens` is not taken and `max_completion_tokens` is (OpenAI's o-series and GPT-5.x:
     "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.").
@@ -187,7 +197,7 @@ def asks_max_completion_tokens(message: str) -> bool:
     switching the field for the run on it resent the row twice before it failed."""
     low = message.lower()
     return "max_completion_tokens" in low and ("not supported" in low or "unsupported" in low) \
-        and "too large" not in low and "context length" not in low
+        and not too_long(message)
 
 
 # Anthropic's refusal of an empty turn before the last ("messages.2: all messages must have non-empty content except
@@ -208,16 +218,6 @@ def filled_empty_turns(conversation: list[dict[str, Any]]) -> list[dict[str, Any
     return [{**m, "content": EMPTY_TURN} if k < len(conversation) - 1 and isinstance(m, dict)
             and isinstance(m.get("content"), str) and not m["content"].strip() else m
             for k, m in enumerate(conversation)]
-
-
-_TOO_LONG = re.compile(r"maximum context length|context length exceeded|context_length_exceeded|prompt is too long|"
-                       r"input is too long|too many (?:input )?tokens", re.I)
-
-
-def too_long(message: str) -> bool:
-    """Whether a refusal is of the row's length (vLLM's and OpenAI's "maximum context length", Anthropic's "prompt is
-    too long"): the row's own, never a reason to ask its completions one per request."""
-    return _TOO_LONG.search(message) is not None
 
 
 def names_logprobs(message: str) -> bool:

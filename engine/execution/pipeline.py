@@ -224,14 +224,15 @@ class Pipeline:
             "components": comps,
             "metrics": metrics,
         }
+        answered = T.answering(frame)  # a response that gives no answer has no grade nor reward
         if checklists is not None:
             tables["checklists"] = checklists
-            tables["quality"] = T.explode_grades(grades, T.answering(frame))
+            tables["quality"] = T.explode_grades(grades, answered)
             tables["components"] = comps = T.with_utility(comps, tables["quality"])
         if accuracy is not None:
             tables["accuracy"] = T.explode_accuracy(accuracy)
         if rewards is not None:
-            tables["rewards"] = T.explode_rewards(rewards, T.answering(frame))
+            tables["rewards"] = T.explode_rewards(rewards, answered)
         if judged_traces is not None:
             tables["trace_judgments"] = T.explode_judgments(judged_traces)
             tables["trace_components"] = T.components_table(judged_traces, cfg.judge.threshold)

@@ -668,10 +668,10 @@ class ChatServer:
                            "'max_completion_tokens' instead.", "type": "invalid_request_error",
                 "param": "max_tokens", "code": "unsupported_parameter"}})
             return
-        messages = body.get("messages") or []
-        empty = [k for k, m in enumerate(messages[:-1]) if isinstance(m, dict)
-                 and isinstance(m.get("content"), str) and not m["content"].strip()]
-        if self.empty_turns == "reject" and empty:
+        empty = [k for k, m in enumerate((body.get("messages") or [])[:-1]) if isinstance(m, dict)
+                 and isinstance(m.get("content"), str) and not m["content"].strip()] \
+            if self.empty_turns == "reject" else []
+        if empty:
             handler.send_json(400, {"type": "error", "error": {
                 "type": "invalid_request_error", "message": f"messages.{empty[0]}: all messages must have non-empty "
                                                             "content except for the optional final assistant message"}})
