@@ -225,6 +225,20 @@ def names_logprobs(message: str) -> bool:
     return "logprobs" in message.lower()
 
 
+# The most top log-probs an endpoint serves, where its refusal states it: vLLM's server started with --max-logprobs
+# ("Requested sample logprobs of 20, which is greater than max allowed: 5", vllm/sampling_params.py) and OpenAI's
+# range check ("Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, but got 21 instead.").
+_LOGPROBS_CAP = re.compile(r"logprobs.*?(?:max(?:imum)? allowed:?|expected a value <=|must be (?:less than or equal "
+                           r"to|<=|at most))\s*(\d+)", re.I | re.S)
+
+
+def logprobs_cap(message: str) -> int | None:
+    """The most top log-probs a refusal of the log-prob parameters says the endpoint serves (logprobs_cap), else
+    None."""
+    found = _LOGPROBS_CAP.search(message)
+    return int(found.group(1)) if found else None
+
+
 # The field named as a field: quoted or backticked ("`temperature` and `top_p` cannot both be specified", OpenAI's
 # "Unsupported parameter: 'temperature' …"), a path ending in it (".generation_config.temperature"), or a message
 # opening with it ("temperature: Input should be …"). A bare word is not enough: a row's 400 may quote its prompt,
@@ -738,6 +752,8 @@ class OpenAIChatClient:
         self.tokens_missing = 0
         # Why log-probs were given up for this endpoint (None while they are asked for): see _downgrade.
         self.logprobs_unavailable: str | None = None
+        # The most top log-probs the endpoint serves, where a refusal said so (None: as many as asked): see _cap.
+        self.max_logprobs: int | None = None
         # Set by the endpoint probe (actors.registry.probe_model) on its own client: what it learns holds for that
         # client alone — the run's clients, in its actors, find it out again on their first request — so its lines
         # in the log must not say "for the rest of the run".
@@ -876,6 +892,7 @@ class OpenAIChatClient:
                 "usage_missing": self.usage_missing,
                 "tokens_missing": self.tokens_missing,
                 "logprobs_downgraded": int(self.logprobs_unavailable is not None),
+                "logprobs_capped": int(self.max_logprobs is not None),
                 "one_completion_per_request": int(self.one_per_request is not None),
                 "prompt_tokens": self.prompt_tokens,
                 "cached_prompt_tokens": self.cached_prompt_tokens,
@@ -979,6 +996,8 @@ class OpenAIChatClient:
         fallback = p.max_tokens_without_logprobs if p.logprobs is not None else None
         if fallback is not None and self.logprobs_unavailable:
             p = p.with_(logprobs=None, max_tokens=fallback)  # downgraded earlier in the run: ask for text at once
+        if p.logprobs is not None and self.max_logprobs is not None and p.logprobs > self.max_logprobs:
+            p = p.with_(logprobs=self.max_logprobs)  # capped earlier in the run (_cap)
         if self.max_temperature is not None and p.temperature > self.max_temperature:
             raise BackendError(f"{self.endpoint} serves temperatures up to {self.max_temperature:g} (higher ones are "
                                f"capped without a word), so temperature {p.temperature:g} cannot be asked of "
@@ -1007,6 +1026,13 @@ class OpenAIChatClient:
                 answers = await _gather_or_cancel([self._post(body, starved=starved) for body in bodies])
             except _RowError as exc:
                 refused = exc.status in REFUSED_FIELD
+                cap = logprobs_cap(exc.message) if want_logprobs and refused else None
+                if cap is not None and 0 < cap < p.logprobs:  # type: ignore[operator]
+                    # A server that serves fewer top log-probs than asked (vLLM's --max-logprobs): the verdict is
+                    # read from as many as it serves (YES and NO lead them where the answer is greedy), not from text.
+                    self._cap(cap, exc.message)
+                    p = p.with_(logprobs=cap)
+                    continue
                 if want_logprobs and fallback is not None and refused and names_logprobs(exc.message):
                     # The provider refuses the log-prob parameters: ask again without them, read text, and remember.
                     self._downgrade(f"it answered HTTP {exc.status} to the log-prob parameters ({exc.message[:120]})")
@@ -1126,6 +1152,15 @@ class OpenAIChatClient:
         # Greedy decoding ignores the nucleus, and the endpoint's own default needs no saying: either way the field
         # does nothing, and Claude models from Sonnet 4.5 on refuse it beside temperature.
         return p.temperature > 0 and p.top_p != self.default_top_p
+
+    def _cap(self, cap: int, message: str) -> None:
+        """Ask for at most `cap` top log-probs for the rest of the run (once per client, one line in the log)."""
+        with self._stats_lock:
+            if self.max_logprobs is not None and self.max_logprobs <= cap:
+                return
+            self.max_logprobs = cap
+        log.warning("%s (model %s): it serves at most %d top log-probs (%s); that many are asked %s", self.endpoint,
+                    self.model, cap, message[:120], "by this client" if self.probing else "for the rest of the run")
 
     def _downgrade(self, reason: str) -> None:
         """Read verdicts from text for the rest of the run (once per client, one line in the log)."""

@@ -907,11 +907,12 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
         per_judge.append(row)
     # How each judge's verdicts were read: its `verdict` setting, and whether its endpoint gave up log-probs.
     modes = {j.name: getattr(j, "verdict", "auto") for j in config.judges}
-    downgraded = defaultdict(int)
+    downgraded, capped = defaultdict(int), defaultdict(int)
     for r in stages or []:
         kind, _, rest = r.stage.partition("[")
         if kind == "judge":
             downgraded[rest.rstrip("]")] += int((r.backend or {}).get("logprobs_downgraded") or 0)
+            capped[rest.rstrip("]")] += int((r.backend or {}).get("logprobs_capped") or 0)
     notes = []
     for row in per_judge:
         row["verdict_mode"] = modes.get(row["judge"], "auto")
@@ -924,6 +925,10 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
                          f"none; in {row['downgraded']} worker(s)), so from then on its verdicts were read from text "
                          f"(P(yes) 1 or 0): {row['read_from']['text']} from text, {row['read_from']['logprobs']} "
                          "from log-probs.")
+        if row["verdict_mode"] != "text" and capped.get(row["judge"]):
+            notes.append(f"{row['judge']}: its endpoint serves fewer top log-probs than the 20 asked (in "
+                         f"{capped[row['judge']]} worker(s)); P(yes) was read from as many as it serves, and is 1 or 0 "
+                         "where only one of YES and NO was among them.")
     blind = _calibrated_blind(config, comps, groups)
     sample_groups = [c for c in comps if c.get("agreement_sample")]
     agreement = []

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from actors.base import BackendError, ChatOutput, SamplingParams
-from actors.http import (REASONING_STOP_AFTER, OpenAIChatClient, chat_completions_url, parse_choices,
+from actors.http import (REASONING_STOP_AFTER, OpenAIChatClient, chat_completions_url, logprobs_cap, parse_choices,
                          retry_after_seconds)
 from tests.support.serve import ChatServer, Fault
 from engine.method.parsing import p_yes_from_logprobs
@@ -473,6 +473,39 @@ def test_rejected_log_probs_without_a_text_fallback_stop_the_call(serve, client)
     with pytest.raises(BackendError, match="refuses the log-prob parameters.*verdict to auto"):
         c.chat([user("a"), user("b")], SamplingParams(temperature=0.0, max_tokens=1, logprobs=20))
     assert c.stats()["logprobs_downgraded"] == 0 and c.row_errors == 0
+
+
+@pytest.mark.parametrize("words", ["vllm", "openai"])
+@pytest.mark.parametrize("sampling", [AUTO, SamplingParams(temperature=0.0, max_tokens=1, logprobs=20)],
+                         ids=["auto", "logprobs"])
+def test_a_server_serving_fewer_top_log_probs_is_asked_for_as_many_as_it_serves(serve, client, words, sampling,
+                                                                                caplog):
+    # vLLM's server started with --max-logprobs 5 refuses 20 with a 400 naming the logprobs: taken as "no
+    # log-probs", every verdict of the run was read from text (P(yes) 1 or 0) — and with `verdict: logprobs` the
+    # judge stopped — where 5 top log-probs hold YES and NO whenever the answer is greedy.
+    srv = serve(max_logprobs=5, max_logprobs_words=words)
+    c = client(srv)
+    with caplog.at_level(logging.WARNING, logger="actors.http"):
+        first = c.chat([user("a")], sampling)[0]
+        later = c.chat([user("b"), user("c")], sampling)
+    assert all(o.error is None and o.first_token_logprobs and len(o.first_token_logprobs[0]) <= 5
+               for o in [first, *later])
+    # The refused request (not among the server's answered ones), then the cap for the rest of the run.
+    assert [r.body.get("top_logprobs") for r in srv.requests] == [5, 5, 5]
+    assert all(r.body["max_tokens"] == 1 for r in srv.requests)  # still the log-prob budget, not text's
+    stats = c.stats()
+    assert stats["logprobs_capped"] == 1 and stats["logprobs_downgraded"] == 0 and stats["row_errors"] == 0
+    assert len([r for r in caplog.records if "serves at most 5 top log-probs" in r.getMessage()]) == 1
+
+
+def test_the_cap_on_top_log_probs_is_read_from_the_refusal_only():
+    assert logprobs_cap("Requested sample logprobs of 20, which is greater than max allowed: 5") == 5
+    assert logprobs_cap("Invalid 'top_logprobs': integer above maximum value. Expected a value <= 10, but got 20 "
+                        "instead.") == 10
+    assert logprobs_cap("top_logprobs must be less than or equal to 8") == 8
+    # A refusal of the parameters that states no cap (Gemini's unknown field), or a number elsewhere.
+    assert logprobs_cap('Invalid JSON payload received. Unknown name "top_logprobs": Cannot find field.') is None
+    assert logprobs_cap("Requested 3 completions; max allowed: 1") is None
 
 
 def test_a_filtered_answer_without_log_probs_does_not_turn_them_off(serve, client):

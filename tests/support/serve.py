@@ -429,6 +429,10 @@ class ChatServer:
             "serve" (OpenAI, vLLM: the first token's top log-probs), "omit" (Claude's compatibility layer: the
             parameters are accepted and ignored, no log-probs come back), "reject" (some Gemini endpoints: HTTP 400
             naming the parameter).
+        max_logprobs: most top log-probs served; a request for more is refused with a 400 in vLLM's words (a server
+            started with `--max-logprobs 5`: "Requested sample logprobs of 20, which is greater than max allowed:
+            5") or, with `max_logprobs_words="openai"`, OpenAI's ("Invalid 'top_logprobs': integer above maximum
+            value. Expected a value <= 20, but got 21 instead.").
         latency_s: every chat request waits this long before it is queued, each on its own thread (an API's
             round trip: requests in flight together wait together; benchmarks/overlap.py); or a callable of the
             request body giving each request's wait.
@@ -496,7 +500,12 @@ class ChatServer:
         cached_prompt_tokens: int = 0,
         refused_status: int = 400,
         empty_turns: str = "any",
+        max_logprobs: int | None = None,
+        max_logprobs_words: str = "vllm",
     ) -> None:
+        if max_logprobs_words not in ("vllm", "openai"):
+            raise ValueError(f"max_logprobs_words must be vllm or openai, got {max_logprobs_words!r}")
+        self.max_logprobs, self.max_logprobs_words = max_logprobs, max_logprobs_words
         for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
                                      ("max_tokens_mode", max_tokens_mode, ("any", "reject")),
@@ -661,6 +670,14 @@ class ChatServer:
             name = "top_logprobs" if "top_logprobs" in body else "logprobs"
             handler.send_json(refused, error_body(refused, f"Invalid JSON payload received. Unknown name "
                                                            f"\"{name}\": Cannot find field."))
+            return
+        asked = body.get("top_logprobs")
+        if self.max_logprobs is not None and isinstance(asked, int) and asked > self.max_logprobs:
+            message = (f"Requested sample logprobs of {asked}, which is greater than max allowed: {self.max_logprobs}"
+                       if self.max_logprobs_words == "vllm" else
+                       f"Invalid 'top_logprobs': integer above maximum value. Expected a value <= "
+                       f"{self.max_logprobs}, but got {asked} instead.")
+            handler.send_json(400, error_body(400, message))
             return
         if self.max_tokens_mode == "reject" and "max_tokens" in body:
             handler.send_json(refused, {"error": {

@@ -83,6 +83,16 @@ def test_verdicts_are_right_in_every_provider_mode(tmp_path, mode, verdict, read
         assert not data["notes"]
 
 
+def test_a_judge_whose_server_serves_fewer_top_log_probs_reads_them_and_the_report_says_so(tmp_path):
+    # vLLM's server under --max-logprobs 5: the verdicts are read from 5 top log-probs, not from text.
+    with ChatServer(ScriptedChat(), max_logprobs=5) as server:
+        cfg, result = run(tmp_path, judge(server))
+    judgments = result.tables["judgments"].to_pylist()
+    assert judgments and {j["read_from"] for j in judgments} == {"logprobs"}
+    notes = report_data(result, cfg)["judging"]["notes"]
+    assert len(notes) == 1 and "serves fewer top log-probs than the 20 asked" in notes[0]
+
+
 def labelled_pairs(path):
     rows = [("class 1 a", "class 1 b", 1), ("class 1 a", "class 2 b", 0), ("class 0 x", "class 0 y", 1),
             ("class 3 x", "class 0 y", 0)]
