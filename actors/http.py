@@ -51,7 +51,9 @@ Design:
   asked for fails its row, never the batch.
 - Errors that retrying cannot fix: 401/403 (bad key), 404 (wrong URL or model) and a redirect (3xx: the base URL
   is not the endpoint's, and redirects are not followed, since one could carry the key elsewhere) fail the batch
-  at once — every row would fail the same way. Any other 4xx (400 "context too long", 413, 422…) is one row's
+  at once — every row would fail the same way; so do a 400 or 429 about the account (a bad key, no credit, a spent
+  quota) and a 429 for a quota that resets only after the run (Gemini's per-day quotas, a quota of 0), though it
+  asks for a retry in seconds. Any other 4xx (400 "context too long", 413, 422…) is one row's
   problem and becomes that row's `ChatOutput.error`; the rest of the batch is unaffected.
 - The API key is read once from the environment variable named by `api_key_env`, kept in an object whose repr is
   masked, and scrubbed from every message this module builds, as are the base URL's query values and password
@@ -165,6 +167,19 @@ _ACCOUNT_ERROR = re.compile(
     r"api[ _-]?key (?:not valid|is invalid|invalid|expired)|API_KEY_INVALID|invalid[ _-]?(?:x-)?api[ _-]?key|"
     r"incorrect api key|credit balance is too low|insufficient_quota|billing_hard_limit_reached", re.I)
 _SPENT_QUOTA = re.compile(r"[\"']insufficient_quota[\"']")  # OpenAI's error code / type, quoted in the JSON body
+
+
+# A 429 for a quota that no retry within the run passes: Gemini's per-day quotas (QuotaFailure's quotaId
+# "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "… per day per user per tier"; OpenRouter's
+# "free-models-per-day") and a quota of 0 (a model without a free tier: "Quota exceeded for metric: …, limit: 0").
+# Their bodies ask for a retry in seconds as a per-minute quota's do (RetryInfo "16s"): every row spent its retries
+# and waits on it, then failed.
+_DAILY_QUOTA = re.compile(r"PerDay|per[ -]day|\blimit: 0(?![\d.])", re.I)
+
+
+def names_daily_quota(status: int, raw: bytes) -> bool:
+    """Whether a 429 is for a quota that passes only after the run (see _DAILY_QUOTA)."""
+    return status == 429 and _DAILY_QUOTA.search(raw[:65536].decode("utf-8", "replace")) is not None
 
 
 def names_account(status: int, message: str, raw: bytes = b"") -> bool:
@@ -1323,6 +1338,12 @@ class OpenAIChatClient:
                                     raise
                                 starved.append(str(exc))
                         return choices, prompt_tokens
+                    elif names_daily_quota(status, raw):
+                        raise BackendError(f"{self.endpoint} refused the request with HTTP 429: "
+                                           f"{self._message_of(None, raw)[:300]} (a daily quota, or one of 0 for this "
+                                           "model on the account's tier, which no retry within the run passes): rerun "
+                                           "the same command once it resets or is raised; what the run stored is "
+                                           "kept")
                     elif status in (400, 429) and names_account(status, raw_text := self._message_of(None, raw), raw):
                         raise BackendError(f"{self.endpoint} refused the request with HTTP {status}: {raw_text} "
                                            f"({self._key_hint()}, or the account's credit or quota: "

@@ -1058,6 +1058,18 @@ def test_an_account_refusal_stops_the_call_instead_of_failing_every_row(serve, c
     assert c.retries == 0 and '\\"' not in str(err.value)
 
 
+@pytest.mark.parametrize("kind", ["gemini_daily", "gemini_no_tier"])
+def test_a_quota_that_resets_only_after_the_run_stops_the_call_without_a_retry(serve, client, kind):
+    # Gemini's per-day quota and a quota of 0 ask for a retry in seconds as its per-minute limit does: each row
+    # waited out its retries (16 s each, up to 120) and failed, row after row, with nothing to gain.
+    srv = serve(faults=[(kind, 1000)])
+    c = client(srv, max_retries=3)
+    start = time.monotonic()
+    with pytest.raises(BackendError, match="HTTP 429: .*limit: (20|0).*daily quota.*rerun the same command"):
+        c.chat([user(f"q{k}") for k in range(3)], SamplingParams())
+    assert c.retries == 0 and time.monotonic() - start < 5
+
+
 def test_geminis_per_minute_rate_limit_is_retried_not_taken_for_a_spent_quota(serve, client):
     # Gemini words its per-minute 429 as OpenAI words a spent quota; only OpenAI's insufficient_quota code stops.
     # It waits the delay Gemini's body asks for (0.4 s here; no Retry-After header), past backoff_max_s (0.05 s): six

@@ -79,6 +79,24 @@ ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
             "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
             "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.4s"}]}}]),
+    # Gemini's free-tier daily quota (as public issue threads quote it): worded as its per-minute limit and asking
+    # for a retry in seconds too, but it resets once a day.
+    "gemini_daily": (429, [{"error": {
+        "code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for "
+                   "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 20, model: "
+                   "gemini-2.5-flash. Please retry in 16.2s.",
+        "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "quotaValue": "20"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "16s"}]}}]),
+    # A model the account's tier has no quota for at all.
+    "gemini_no_tier": (429, [{"error": {
+        "code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for "
+                   "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: "
+                   "gemini-2.5-pro. Please retry in 25.4s.",
+        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "25s"}]}}]),
 }
 
 

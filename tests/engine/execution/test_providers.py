@@ -93,6 +93,20 @@ def test_a_judge_whose_server_serves_fewer_top_log_probs_reads_them_and_the_repo
     assert len(notes) == 1 and "serves fewer top log-probs than the 20 asked" in notes[0]
 
 
+def test_a_judge_out_of_its_daily_quota_stops_its_stage_and_a_rerun_after_the_reset_judges_it_all(tmp_path):
+    # Gemini's per-day quota asks for a retry in seconds: every row waited out its retries and failed. The stage
+    # stops at the first such refusal, saying so; nothing is stored failed, and a rerun once it resets asks it all.
+    spent = [True]
+    with ChatServer(ScriptedChat(), faults=lambda index, body: "gemini_daily" if spent[0] and index >= 1 else None) \
+            as server:  # the endpoint probe's request (index 0) is answered
+        cfg, result = run(tmp_path, judge(server))
+        (reason,) = result.failed_shards()["judge[j]"].values()
+        assert "daily quota" in reason and result.tables["judgments"].num_rows == 0
+        spent[0] = False
+        cfg, result = run(tmp_path, judge(server))
+    assert not result.failed_shards() and result.tables["judgments"].num_rows == 12
+
+
 def labelled_pairs(path):
     rows = [("class 1 a", "class 1 b", 1), ("class 1 a", "class 2 b", 0), ("class 0 x", "class 0 y", 1),
             ("class 3 x", "class 0 y", 0)]
