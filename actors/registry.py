@@ -380,8 +380,12 @@ def _check_vllm(model: str, options: dict[str, Any], offline: bool = True) -> No
 
 def _check_http(model: str, options: dict[str, Any], offline: bool = True, key_needed: bool = True) -> None:
     url = options.get("base_url")
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+    try:  # a bracket left open ("https://[host/v1") or a port that is no number raise here, not in a traceback
+        parts = urlsplit(url) if isinstance(url, str) else None
+        port_ok = parts is None or parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or not port_ok:
         from actors.http import display_url
 
         shown = display_url(url) if isinstance(url, str) else url

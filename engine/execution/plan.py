@@ -221,7 +221,8 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
             if k < 2:
                 continue
             every = k * (k - 1) // 2
-            least = every if in_agreement_sample((g.prompt_id, g.model, g.strategy), rate) else k - 1
+            least = every if config.judge.all_pairs or in_agreement_sample((g.prompt_id, g.model, g.strategy), rate) \
+                else k - 1
             # Each response's answer and trace: the file's trace, else its inline reasoning split off, as the run
             # reads them (engine.inputs.responses); traces are judged where every response has one.
             parts = [(t, g.traces[i]) if g.traces.get(i) else split_reasoning(t) for i, t in g.responses]

@@ -170,6 +170,10 @@ def test_a_files_groups_are_counted_at_their_size_and_length(tmp_path):
     assert (plan.groups, plan.responses, plan.pairs) == (2, 12, 30)
     judge, grade = by_role(plan)[("judge", "api")], by_role(plan)[("grade", "api")]
     assert (judge.calls_low, judge.calls_high) == (2 * 5, 30 * 2)
+    # judge.all_pairs: every pair of a file's groups too (the low end was the pruned minimum for files only).
+    judge = by_role(make_plan(cfg(tmp_path, judges=[API], judge={"all_pairs": True}), PROMPTS, groups))[
+        ("judge", "api")]
+    assert (judge.calls_low, judge.calls_high) == (30, 30 * 2)
     # Inside a judge prompt each response is cut to 4,000 characters (1,000 tokens): every pair holds two.
     assert judge.input_tokens_high >= 30 * 2 * 2 * 1000
     # A grade prompt holds the whole response (3,750 tokens), each response graded up to twice.

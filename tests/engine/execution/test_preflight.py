@@ -21,6 +21,13 @@ def test_the_demo_defaults_pass():
     ({"judges": [{"name": "a"}, {"name": "b", "backend": "vllm", "model": "./missing-folder"}]},
      r"judges\[1\]\.model: './missing-folder' is neither a packaged model, an existing file or folder"),
     ({"judges": [{"backend": "http", "model": "gpt-4o"}]}, r"judges\[0\]\.options\.base_url"),
+    # A bracket left open was a ValueError from urlsplit (a traceback from `plan` and `run`); a port that is no
+    # number passed until the endpoint probe, after Ray started. Neither message quotes the URL's secrets.
+    ({"judges": [{"backend": "http", "model": "gpt-4o",
+                  "options": {"base_url": "https://user:SECRETPW@[api.example.com/v1?key=SECRETKEY"}}]},
+     r"judges\[0\]\.options\.base_url: an http\(s\) URL is needed for the http backend, got '<[^S]*$"),
+    ({"judges": [{"backend": "http", "model": "gpt-4o", "options": {"base_url": "https://api.example.com:abc/v1"}}]},
+     r"judges\[0\]\.options\.base_url: an http\(s\) URL is needed"),
     ({"judges": [{"backend": "http", "model": "gpt-4o",
                   "options": {"base_url": "https://api.example.com/v1", "api_key_env": "TASKDIV_UNSET_KEY_VAR"}}]},
      r"judges\[0\]\.options\.api_key_env: the environment variable TASKDIV_UNSET_KEY_VAR is not set"),
