@@ -67,7 +67,7 @@ def render(report: dict[str, Any], judge: str) -> str:
         lines = [f"judge {judge}: {report['pairs']} pairs, {report['unparsed']} unparsed{_split(report)}"
                  f"{_no_answer(report)}{_non_latin(report)} — no verdict to score"]
         if "llm_calls" in report:
-            lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs")
+            lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs{_cost(report)}")
         return "\n".join(lines)
 
     def interval(key):
@@ -96,8 +96,36 @@ def render(report: dict[str, Any], judge: str) -> str:
         cheap = (f"; the calibrated judge decided {report['cheap_pairs']}"
                  + (f" ({unread} outside the Latin script went to the LLM, as in a run)" if unread else "")
                  if cascade else "")
-        lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs{cheap}")
+        lines.append(f"  LLM calls: {report['llm_calls']} for {report['llm_pairs']} pairs{cheap}{_cost(report)}")
     return "\n".join(lines)
+
+
+def _cost(report: dict[str, Any]) -> str:
+    """The judge's spending, where its endpoint's options.prices price it (a lower bound where replies came without
+    token counts, as in a run)."""
+    cost = report.get("cost_usd")
+    return "" if cost is None else f"; cost ${cost:,.4f}"
+
+
+def check_agreement_cost(config: Any, judge: Any, pairs: list) -> None:
+    """Refuse before the first call where execution.max_cost_usd is set and the judge may spend more on these pairs
+    (engine.execution.plan.agreement_plan: every answered pair, both orders where asked, each verdict asked twice),
+    or its cost is unknown (an API judge without options.prices) — as a run's preflight does."""
+    from engine.execution.plan import agreement_plan
+
+    cap = config.execution.max_cost_usd
+    if cap is None:
+        return
+    bound = agreement_plan(config, judge, pairs)
+    high = bound.cost(True)
+    if high is None:
+        raise ConfigError(f"execution.max_cost_usd: judge {judge.name}'s cost is unknown (no options.prices), so "
+                          f"its {bound.calls_high} calls at most cannot be held under ${cap:,.2f}; give it "
+                          "options.prices, or set execution.max_cost_usd to null")
+    if high > cap:
+        raise ConfigError(f"execution.max_cost_usd: judging these {len(pairs)} pairs with {judge.name} may cost up to "
+                          f"${high:,.2f} ({bound.calls_high} calls, {bound.input_tokens_high:,} input tokens at "
+                          f"most), over the cap ${cap:,.2f}; nothing was judged. --limit N judges the first N pairs")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -146,6 +174,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         k = [j.name for j in config.judges].index(name)
         check_role(f"judges[{k}]", "chat", judges[name].backend, judges[name].model, judges[name].options,
                    config.models.resolved_offline())
+        check_agreement_cost(config, judges[name], pairs)
         cheap = None
         if args.judge.startswith("cascade:"):
             cheap = calibrated_probabilities(pairs, args.coefficients or config.judge.cascade.coefficients,

@@ -296,6 +296,26 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
                 pairs=pairs, roles=list(roles.values()))
 
 
+def agreement_plan(config: RunConfig, judge: ModelConfig, pairs: Sequence[Any]) -> RoleCost:
+    """What `engine/run.py agreement --judge NAME` may cost: each labelled pair (its `prompt`, `response_a`,
+    `response_b`, `category`) where both responses answer is judged as a run judges a pair — both orders with
+    judge.both_orders, an unreadable verdict asked once more, each response cut to judge.max_response_chars. A cascade
+    sends only its unsure pairs, unknown before it scores them: the high end counts them all."""
+    from engine.method.judges import has_answer
+
+    orders = 2 if config.judge.both_orders else 1
+    cut = config.judge.max_response_chars or None
+    text = config.judge.max_tokens
+    out_high = {"logprobs": CONFIRM_TOKENS, "auto": max(CONFIRM_TOKENS, text)}.get(judge.verdict, text)
+    asked = [p for p in pairs if has_answer(p.response_a) and has_answer(p.response_b)]
+    prompt_in = sum(tokens(len(taxonomy.judge_prompt(p.category, p.prompt, p.response_a[:cut], p.response_b[:cut]))
+                           + len(taxonomy.JUDGE_SYSTEM)) for p in asked)
+    cost = RoleCost("judge", judge.name, judge.backend, prices=_role({}, "judge", judge).prices)
+    calls = len(asked) * orders
+    cost.add((0, 2 * calls), (0, 2 * orders * prompt_in), (0, 2 * calls * out_high))
+    return cost
+
+
 def _embedding(roles: dict, config: RunConfig, prompts: list[Prompt], external: list[Any] | None, responses: int,
                groups: int) -> None:
     """The API embedder's role: every response once (the metrics), and again with its group's prompt where a cheap

@@ -84,9 +84,10 @@ def llm_probabilities(pairs: list[LabelledPair], model_spec: dict[str, Any], set
     except BackendError as exc:  # the endpoint refused the configuration (a bad key, no credit): said plainly
         raise TaskdivError(f"judge {model_spec.get('name') or model_spec['model']}: {exc}") from None
     finally:
+        spent = (backend.stats() if callable(getattr(backend, "stats", None)) else {}).get("cost_usd")
         backend.close()
     return out, {"llm_pairs": len(todo), "cheap_pairs": int(asked.sum()) - len(todo),
-                 "llm_calls": stats.calls, "order_split": split}
+                 "llm_calls": stats.calls, "order_split": split, "cost_usd": spent}
 
 
 def agreement_report(pairs: list[LabelledPair], p: np.ndarray, threshold: float,

@@ -467,3 +467,28 @@ def test_agreement_checks_the_judge_as_a_run_does(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "judges[0].options.timeout" in err and "did you mean 'timeout_s'" in err
+
+
+def test_agreement_holds_the_configs_cost_cap_before_judging_and_says_what_it_spent(tmp_path, capsys):
+    # It judged every pair of the file with no plan and no cap: a config's max_cost_usd held runs only.
+    pairs = labelled_pairs(tmp_path / "pairs.jsonl")
+    with ChatServer(ScriptedChat()) as server:
+        priced = judge(server)
+        priced["options"]["prices"] = {"prompt_per_mtok": 1000.0, "completion_per_mtok": 1000.0}
+        config = tmp_path / "run.yaml"
+        argv = ["agreement", "--pairs", str(pairs), "--config", str(config), "--judge", "j", "--resamples", "0"]
+        for cap, code in ((0.0001, 2), (10.0, 0)):
+            config.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "judges": [priced],
+                                          "execution": {"max_cost_usd": cap}}))
+            assert main(argv) == code
+            if code == 2:
+                err = capsys.readouterr().err
+                assert "execution.max_cost_usd: judging these 4 pairs with j may cost up to $" in err
+                assert "nothing was judged" in err and not server.requests
+        out = capsys.readouterr().out
+        assert "LLM calls: 4 for 4 pairs; cost $" in out and len(server.requests) == 4
+        # Unpriced under a cap: unknown, refused as a run is.
+        del priced["options"]["prices"]
+        config.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "judges": [priced],
+                                      "execution": {"max_cost_usd": 10.0}}))
+        assert main(argv) == 2 and "cost is unknown (no options.prices)" in capsys.readouterr().err
