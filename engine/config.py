@@ -556,7 +556,9 @@ class ExecutionConfig:
             judged, every answer asked twice, every generation at max_tokens, priced with the models'
             options.prices) exceeds this; an API model without prices then counts as unknown and also refuses.
             During the run, once the cost the backends report reaches it, no further batch is sent: the unsent
-            shards fail (a rerun with a higher cap computes them) and batches in flight finish.
+            shards fail and batches in flight finish. The cap holds each invocation's spending: a rerun computes
+            the unsent shards under the same cap (finished ones are read back), and its bound leaves out the groups
+            the last finished run stored under the same settings (a strategy added later is counted alone).
         row_retries: how many reruns compute again a row whose backend call failed in a way that may not recur
             (retries exhausted on 5xx or throttling, a timed-out generation); after that the row's failure is kept
             and reported. Every finished row is kept and reused whatever happens to the rest of its shard.

@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from engine.execution.pipeline import load_run_prompts
-    from engine.execution.plan import make_plan, render_plan
+    from engine.execution.plan import less_stored, make_plan, render_plan
+    from engine.execution.results import finished_groups
     from engine.execution.preflight import check_written_config
     from engine.inputs.loaders.paper import PresetReport
     from engine.inputs.prompts import select
@@ -80,6 +81,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise TaskdivError(f"no prompts to plan for (source {config.prompts.source!r}: empty, all rows skipped or "
                            "none selected)")
     plan = make_plan(config, prompts, groups)
+    stored = finished_groups(config.run_dir) if groups is None and not missing else None
+    if stored is not None:  # as the run's cap check: groups stored by the last finished run are not paid again
+        plan = less_stored(plan, config, prompts, *stored)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:

@@ -40,11 +40,11 @@ from engine.method.classification import PENDING, PENDING_PREFIX, majority, majo
 from engine.method.judges import in_agreement_sample
 from engine.method.metrics import GENERAL_METRICS
 from engine.stages.accuracy import AccuracyStage
-from engine.execution.plan import Plan, make_plan, render_plan
+from engine.execution.plan import Plan, less_stored, make_plan, render_plan
 from engine.execution.preflight import (PROBE_CONVERSATION, checked_options, endpoint_probes, model_roles,
                                        pin_weights, preflight)
 from engine.execution.resources import PeakMemory
-from engine.execution.results import RunResult, StageRecord
+from engine.execution.results import RunResult, StageRecord, finished_groups
 from engine.inputs.sources import load_prompts
 from engine.stages.base import Stage
 from engine.stages.checklist import ChecklistStage
@@ -1024,6 +1024,9 @@ def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[Extern
 def check_cost(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None) -> Plan:
     """Refuse to start (ConfigError, with the plan) when the plan's upper bound exceeds execution.max_cost_usd."""
     plan = make_plan(cfg, prompts, groups)
+    stored = finished_groups(cfg.run_dir) if groups is None else None
+    if stored is not None:  # what this invocation will not pay for again (the cap holds each invocation's spending)
+        plan = less_stored(plan, cfg, prompts, *stored)
     cap = cfg.execution.max_cost_usd
     high = plan.cost_high
     if high is None:

@@ -29,6 +29,7 @@ timeout (`timeout_retries`, once by default; the server may have billed the firs
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 from dataclasses import asdict, dataclass, field, replace
@@ -96,6 +97,9 @@ class Plan:
     responses: int
     pairs: int
     roles: list[RoleCost]
+    # Groups the last finished run in the run directory stored and this config reads back by key (less_stored):
+    # their work is left out of the roles' figures.
+    reused_groups: int = 0
 
     @property
     def cost_low(self) -> float | None:
@@ -296,6 +300,52 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
                 pairs=pairs, roles=list(roles.values()))
 
 
+def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: RunConfig,
+                stored_groups: set[tuple[str, str, str]]) -> Plan:
+    """`plan` less the work of the groups the last finished run in the run directory stored (`stored`, its config;
+    `stored_groups`, its complete groups as (prompt_id, model, strategy)) that this config reads back by key and
+    never pays for again — an invocation's cap holds its own spending, and a strategy added to a finished run was
+    refused for the whole run's bound. Conservative: only where the settings that key the work are equal (n, sampling,
+    the category source; a generator, judge, grader or embedder entry as it was; the judging, quality and accuracy
+    settings for their roles); anything else counts again."""
+    if config.n != stored.n or config.sampling != stored.sampling or config.category_source != stored.category_source:
+        return plan
+
+    def kept(model: Any, others: Sequence[Any]) -> bool:
+        return any(model == other for other in others)
+
+    generators = [g for g in config.generators if kept(g, stored.generators)]
+    strategies = [s for s in config.strategies if s in stored.strategies]
+    done = [p for p in prompts
+            if all((p.prompt_id, g.name, s) in stored_groups for g in generators for s in strategies)]
+    if not (generators and strategies and done):
+        return plan
+    shared = copy.copy(config)  # not dataclasses.replace: __post_init__ would expand a sweep again
+    shared.generators, shared.strategies = generators, strategies
+    reused = {(r.role, r.model): r for r in make_plan(shared, done).roles}
+    same = {("generate", g.name) for g in generators}
+    same |= {("classify (own)", (g.sweep or {}).get("base", g.name)) for g in generators}
+    same |= {("classify (reference)", v.name) for v in config.voters if kept(v, stored.voters)}
+    if config.judge == stored.judge:
+        same |= {("judge", j.name) for j in config.llm_judges if kept(j, stored.llm_judges)}
+    if stored.quality.enabled and config.quality == stored.quality:
+        same |= {("grade", g.name) for g in config.graders if kept(g, stored.graders)}
+    if stored.accuracy.enabled and config.accuracy == stored.accuracy and config.graders and stored.graders \
+            and config.grader == stored.grader:
+        same.add(("accuracy", config.grader.name))
+    if config.embedder == stored.embedder:
+        same.add(("embed", config.embedder.model))
+    roles = []
+    for r in plan.roles:
+        old = reused.get((r.role, r.model)) if (r.role, r.model) in same else None
+        if old is not None:
+            r = replace(r, **{k: max(0, getattr(r, k) - getattr(old, k)) for k in (
+                "calls_low", "calls_high", "input_tokens_low", "input_tokens_high", "output_tokens_low",
+                "output_tokens_high")})
+        roles.append(r)
+    return replace(plan, roles=roles, reused_groups=len(done) * len(generators) * len(strategies))
+
+
 def agreement_plan(config: RunConfig, judge: ModelConfig, pairs: Sequence[Any]) -> RoleCost:
     """What `engine/run.py agreement --judge NAME` may cost: each labelled pair (its `prompt`, `response_a`,
     `response_b`, `category`) where both responses answer is judged as a run judges a pair — both orders with
@@ -345,6 +395,8 @@ def render_plan(plan: Plan) -> str:
     lines = [
         f"prompts: {plan.prompts} ({plan.prompts_without_gold} without a gold category)   groups: {plan.groups}   "
         f"responses: {plan.responses}   pairs: {plan.pairs}",
+        *([f"reused: {plan.reused_groups} of these groups are stored by the last finished run in the run directory "
+           "and read back at no cost; their work is not counted below"] if plan.reused_groups else []),
         "",
         f"{'role':<22} {'model':<28} {'calls (low–high)':>22} {'input tokens (low–high)':>28} "
         f"{'output tokens (low–high)':>28} {'cost USD (low–high)':>30}",

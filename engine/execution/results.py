@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from engine.config import RunConfig, config_from_dict, lenient_settings, load_yaml
-from engine.errors import RunDirError
+from engine.errors import RunDirError, TaskdivError
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,28 @@ class RunResult:
                 "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(self.model_load_s.items())},
                 "stages": [r.recorded() for r in self.stages], "skipped_inputs": list(self.skipped_inputs),
                 "load_warnings": list(self.load_warnings)}
+
+
+def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str, str]]] | None:
+    """The last finished run in `run_dir` — its config and its complete groups as (prompt_id, model, strategy): every
+    response sampled and no judge missing — or None where there is none, or where any of its shards failed or rows
+    wait for a rerun (what it stored is then not all its config asked; engine.execution.plan.less_stored)."""
+    root = Path(run_dir)
+    if not (root / "config.yaml").is_file() or not (root / "groups.parquet").is_file():
+        return None
+    try:
+        with lenient_settings():
+            config = config_from_dict(load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {},
+                                      source=str(root / "config.yaml"))
+        stats = orjson.loads((root / "run_stats.json").read_bytes())
+        rows = pq.read_table(root / "groups.parquet", columns=["prompt_id", "model", "strategy", "status",
+                                                               "n_responses", "missing_judges"]).to_pylist()
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError, pa.ArrowException, TaskdivError):
+        return None  # an older or damaged directory: nothing taken as stored (the full bound stands)
+    if any(st.get("failed") or st.get("failed_shards") or st.get("rows_to_retry") for st in stats.get("stages", [])):
+        return None
+    return config, {(r["prompt_id"], r["model"], r["strategy"]) for r in rows
+                    if r["status"] == "ok" and r["n_responses"] == config.n and not r["missing_judges"]}
 
 
 def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[RunResult, RunConfig]:

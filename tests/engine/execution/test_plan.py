@@ -333,3 +333,55 @@ def test_a_vllm_model_whose_own_context_is_too_short_is_refused_without_max_mode
                                                                                   "rope_theta": 1e4}}))
     with pytest.raises(ConfigError, match="its context of 2048 tokens"):
         check_written_config(config(512))
+
+
+def test_the_cap_counts_only_what_a_rerun_does_not_read_back(tmp_path, capsys):
+    """A strategy added to a finished run computes only its groups, yet the cap was held against the whole run's
+    bound: a rerun whose new work fits the cap was refused. Groups stored under other settings count again."""
+    from engine.cli import main
+    from engine.config import dump_yaml
+    from tests.support.doubles import ScriptedChat
+    from tests.support.serve import ChatServer
+
+    with ChatServer(ScriptedChat()) as server:
+        judge = {"name": "j", "backend": "http", "model": "scripted",
+                 "options": {"base_url": server.base_url, "prices": {"prompt_per_mtok": 1000.0,
+                                                                     "completion_per_mtok": 1000.0}}}
+
+        def config(strategies, cap, **judge_options):
+            c = config_from_dict({
+                "run_dir": str(tmp_path / "run"), "n": 3, "strategies": strategies, "generators": [LOCAL],
+                "judges": [{**judge, "options": {**judge["options"], **judge_options}}],
+                "quality": {"enabled": False}, "accuracy": {"enabled": False},
+                "prompts": {"source": "builtin", "limit": 2}, "sampling": {"max_tokens": 50},
+                "execution": {"executor": "local", "max_cost_usd": cap, "probe_endpoints": False}})
+            (tmp_path / "c.yaml").write_text(dump_yaml(c.to_dict(redact=False)))
+            return c
+
+        def bound(c):
+            from engine.execution.pipeline import load_run_prompts
+            from engine.inputs.loaders.paper import PresetReport
+
+            return make_plan(c, load_run_prompts(c, PresetReport(), offline=True)[0]).cost_high
+
+        def run(c):
+            pipeline = Pipeline(c, progress=False)
+            try:
+                return pipeline.run()
+            finally:
+                pipeline.close()
+
+        one, two = bound(config(["temperature"], None)), bound(config(["temperature", "system_general"], None))
+        assert two == pytest.approx(2 * one)
+        cap = 1.5 * one  # over one strategy's bound, under both
+        run(config(["temperature"], cap))
+        asked = len(server.requests)
+        # `plan` says what the rerun would count; the rerun runs, and judges only the new strategy's groups.
+        assert main(["plan", "--config", str(tmp_path / "c.yaml"), "--allow-python-backends"]) == 0
+        shown = capsys.readouterr().out
+        assert "reused: 2 of these groups are stored" in shown and "within" in shown
+        result = run(config(["temperature", "system_general"], cap))
+        assert not result.failed_shards() and len(server.requests) - asked == asked
+        # The judge asked otherwise (another timeout keys nothing, but its entry differs): all of it counts again.
+        with pytest.raises(ConfigError, match=r"upper bound \$[\d.]+ exceeds the cap"):
+            run(config(["temperature", "system_general"], cap, timeout_s=31.0))
