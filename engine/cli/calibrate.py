@@ -10,8 +10,10 @@ Fits only on --pairs; --val is scored, never fitted on (engine.method.calibrate)
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +21,7 @@ from engine.cli.common import file_digest, input_file, output_path
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role, hub_offline
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
-from engine.method.calibrate import C_DEFAULT, featurize, fit, scores
+from engine.method.calibrate import C_DEFAULT, CV_FOLDS, featurize, fit, scores
 from engine.method.calibrated import DEFAULT_COEFFICIENTS, CalibratedJudge
 from engine.method.pair_features import RECIPES
 
@@ -58,11 +60,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"{DEFAULT_COEFFICIENTS.relative_to(DEFAULT_COEFFICIENTS.parents[2])}")
 
 
+def _pair_text(pair: Any) -> tuple[str, frozenset[str]]:
+    """A labelled pair as its texts: the prompt and its two responses in either order."""
+    return pair.prompt, frozenset((pair.response_a, pair.response_b))
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     start = time.perf_counter()  # numba's threading layer for this command is chosen in engine/run.py
     # Every argument is checked before the fit (minutes on 2 cores): a mistake found after it would lose it.
-    if not args.c > 0:
-        raise ConfigError(f"--c must be > 0 (the inverse regularisation strength), got {args.c}")
+    if not (args.c > 0 and math.isfinite(args.c)):  # inf was written to the coefficients as Infinity (not JSON)
+        raise ConfigError(f"--c must be a finite number > 0 (the inverse regularisation strength), got {args.c}")
     if args.resamples < 0:
         raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
     output_path(args.out)
@@ -76,7 +83,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     check_role("--embedder", "embed", "local", args.embedder, {}, offline=hub_offline())
     categories = noveltybench_categories(args.noveltybench) if args.noveltybench else None
     train = load_pairs(args.pairs, categories=categories)
+    for label, name in ((True, "equivalent"), (False, "different")):
+        count = sum(p.equivalent is label for p in train)
+        if count < CV_FOLDS:  # the fit's cross-validation raised from scikit-learn (a traceback)
+            raise ConfigError(f"--pairs {args.pairs}: {count} pairs labelled {name}; the fit cross-validates in "
+                              f"{CV_FOLDS} folds and needs at least {CV_FOLDS} pairs of each label")
     val = load_pairs(args.val, categories=categories) if args.val else None
+    if val:
+        # Byte-identical files are caught above; a val file sharing some pairs with the training file was scored as
+        # "never fitted on".
+        seen = {_pair_text(p) for p in train}
+        shared = [p.id for p in val if _pair_text(p) in seen]
+        if shared:
+            raise ConfigError(f"--val {args.val}: {len(shared)} of its {len(val)} pairs are also in --pairs "
+                              f"{args.pairs} (the first: {shared[0]}); its figures would not be held out — remove "
+                              "them from one file")
     names = RECIPES[args.features]
     x = featurize(train, args.embedder, names)
     y = np.array([int(p.equivalent) for p in train])

@@ -58,6 +58,10 @@ def _balanced(y: np.ndarray) -> np.ndarray:
     return np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
 
 
+# Folds of the cross-validation that picks the threshold (each label needs at least this many pairs).
+CV_FOLDS = 5
+
+
 def cv_threshold(x: np.ndarray, onehot: np.ndarray, y: np.ndarray, c: float) -> tuple[float, dict[str, float]]:
     """The decision threshold from out-of-fold probabilities on the training pairs (see the module docstring), and
     the cross-validated AUC and κ (at that threshold, as fitted: unweighted) it rests on."""
@@ -67,7 +71,7 @@ def cv_threshold(x: np.ndarray, onehot: np.ndarray, y: np.ndarray, c: float) -> 
     folds = []
     for seed in (0, 1, 2):
         p = np.zeros(len(y))
-        for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y):
+        for train, test in StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed).split(x, y):
             p[test] = _predict(_fit_logistic(x[train], onehot[train], y[train], c), x[test], onehot[test])
         folds.append(p)
     yy, pp = np.tile(y, 3), np.concatenate(folds)

@@ -10,14 +10,15 @@ from engine.cli import main
 from engine.inputs.labelled_pairs import LabelledPair
 
 
-def pairs_file(tmp_path, n=12):
+def pairs_file(tmp_path, n=12, start=0):
+    """n labelled pairs, half equivalent; `start` numbers them (pairs of other numbers share no text)."""
     rows = []
-    for k in range(n):
+    for k in range(start, start + n):
         same = k % 2 == 0
         a = f"class {k % 3} the cat sat on the mat number {k}"
         b = a if same else f"class {(k + 1) % 3} quantum chromodynamics lecture {k * 7}"
         rows.append({"prompt": "Say something.", "response_a": a, "response_b": b, "label": int(same),
-                     "category": "G" if k < n // 2 else None})
+                     "category": "G" if k - start < n // 2 else None})
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -59,11 +60,20 @@ def test_report_gives_bootstrap_intervals_around_kappa_and_auc():
 def test_calibrate_then_agreement_with_the_calibrated_judge(tmp_path, capsys):
     pairs = pairs_file(tmp_path)
     (tmp_path / "held").mkdir()
-    val = pairs_file(tmp_path / "held", n=10)
+    val = pairs_file(tmp_path / "held", n=10, start=100)
     coef = tmp_path / "coef.json"
     # Scored on its own training pairs, "val" was in-sample: refused before the fit.
     assert main(["calibrate", "--pairs", str(pairs), "--val", str(pairs), "--out", str(coef)]) == 2
     assert "holds the same pairs as --pairs" in capsys.readouterr().err and not coef.exists()
+    # So is a val file sharing some of them (this one: the training file's first 10, the responses swapped in one).
+    (tmp_path / "shared").mkdir()
+    shared = pairs_file(tmp_path / "shared", n=10)
+    lines = shared.read_text().splitlines()
+    first = json.loads(lines[1])
+    first["response_a"], first["response_b"] = first["response_b"], first["response_a"]
+    shared.write_text("\n".join([lines[0], json.dumps(first), *lines[2:]]) + "\n")
+    assert main(["calibrate", "--pairs", str(pairs), "--val", str(shared), "--out", str(coef)]) == 2
+    assert "10 of its 10 pairs are also in --pairs" in capsys.readouterr().err and not coef.exists()
     assert main(["calibrate", "--pairs", str(pairs), "--val", str(val), "--out", str(coef)]) == 0
     fitted = json.loads(coef.read_text())
     assert fitted["provenance"]["val"]["n"] == 10 and fitted["provenance"]["fitted_on"]["pairs"] == 12
@@ -149,13 +159,26 @@ def test_calibrate_checks_its_arguments_before_fitting(tmp_path, capsys):
     out = tmp_path / "coef.json"
     for extra, message in ((["--out", str(tmp_path / "nowhere" / "c.json")], "does not exist"),
                            (["--out", str(out), "--val", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
-                           (["--out", str(out), "--c", "0"], "--c must be > 0"),
+                           (["--out", str(out), "--c", "0"], "--c must be a finite number > 0"),
+                           (["--out", str(out), "--c", "inf"], "--c must be a finite number > 0"),
                            (["--out", str(out), "--resamples", "-1"], "--resamples must be 0 or more"),
                            (["--out", str(out), "--embedder", "bogus"], "--embedder.model: 'bogus'")):
         assert main(["calibrate", "--pairs", str(pairs), *extra]) == 2
         err = capsys.readouterr()
         assert message in err.err and "fitted on" not in err.out, (extra, err)
     assert not out.exists()
+    # Too few pairs of a label for the cross-validation's folds: scikit-learn's ValueError was a traceback.
+    (tmp_path / "few").mkdir()
+    (tmp_path / "one").mkdir()
+    for few, label_counts in ((pairs_file(tmp_path / "few", n=3), "2 pairs labelled equivalent"),
+                              (pairs_file(tmp_path / "one", n=12), None)):
+        if label_counts is None:  # all one label
+            rows = [json.loads(line) | {"label": 1} for line in few.read_text().splitlines()]
+            few.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            label_counts = "0 pairs labelled different"
+        assert main(["calibrate", "--pairs", str(few), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert label_counts in err and "needs at least 5 pairs of each label" in err and "Traceback" not in err
     # A coefficients file that is not one is a clear error, not a JSON traceback
     assert main(["agreement", "--pairs", str(pairs), "--coefficients", str(pairs)]) == 2
     assert "not a calibrated-judge coefficients file" in capsys.readouterr().err
@@ -166,10 +189,10 @@ def test_unknown_judge_is_a_clear_error(tmp_path, capsys):
     assert "not a judge of the config" in capsys.readouterr().err
 
 
-def with_non_latin(tmp_path, n=12):
+def with_non_latin(tmp_path, n=12, start=0):
     """pairs_file's pairs and three more in Russian ("class k" kept, so the scripted LLM judge can read them): two
     the calibrated judge cannot read, and one of the same text twice (equivalent whatever the script)."""
-    path = pairs_file(tmp_path, n)
+    path = pairs_file(tmp_path, n, start)
     story = "Жил-был кот по имени Мурзик, он очень любил рыбу и спал на солнце"
     rows = [{"prompt": "Tell a story.", "response_a": f"class 1 {story}.", "response_b": f"class 1 {story}, да.",
              "label": 1, "category": "G"},
@@ -222,7 +245,7 @@ def test_calibrate_scores_train_and_val_as_a_run_would(tmp_path, capsys):
     pairs = pairs_file(tmp_path)
     (tmp_path / "held").mkdir()
     coef = tmp_path / "coef.json"
-    assert main(["calibrate", "--pairs", str(pairs), "--val", str(with_non_latin(tmp_path / "held", n=10)),
+    assert main(["calibrate", "--pairs", str(pairs), "--val", str(with_non_latin(tmp_path / "held", n=10, start=100)),
                  "--resamples", "0", "--out", str(coef)]) == 0
     provenance = json.loads(coef.read_text())["provenance"]
     assert provenance["val"]["n"] == 11 and provenance["val"]["non_latin"] == 2
