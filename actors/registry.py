@@ -385,7 +385,8 @@ def _check_http(model: str, options: dict[str, Any], offline: bool = True, key_n
         port_ok = parts is None or parts.port is None or parts.port > 0
     except ValueError:
         parts, port_ok = None, False
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or not port_ok:
+    # A netloc of user info alone ("https://u:KEY@/v1") has no host: every request failed, row after row.
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         from actors.http import display_url
 
         shown = display_url(url) if isinstance(url, str) else url

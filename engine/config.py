@@ -93,8 +93,8 @@ class PoolConfig:
         if self.num_actors < 1:
             raise InvalidValue("num_actors", f"must be >= 1, got {self.num_actors}")
         for key in ("num_cpus", "num_gpus"):
-            if getattr(self, key) < 0:
-                raise InvalidValue(key, f"must be >= 0, got {getattr(self, key)}")
+            if not getattr(self, key) >= 0 or not math.isfinite(getattr(self, key)):  # NaN compared false with 0
+                raise InvalidValue(key, f"must be a finite number >= 0, got {getattr(self, key)}")
         if self.batch_size < 1:
             raise InvalidValue("batch_size", f"must be >= 1, got {self.batch_size}")
 
@@ -514,7 +514,8 @@ class AccuracyConfig:
     math_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.math_timeout_s, (int, float)) and self.math_timeout_s > 0):
+        if not (isinstance(self.math_timeout_s, (int, float)) and self.math_timeout_s > 0
+                and math.isfinite(self.math_timeout_s)):  # inf overflowed in the checker, after the paid stages
             raise InvalidValue("math_timeout_s", f"must be a number of seconds > 0, got {self.math_timeout_s!r}")
 
 

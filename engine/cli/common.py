@@ -34,7 +34,8 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
             out[key.strip()] = load_yaml(value)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", exc)
-            raise TaskdivError(f"--set {item!r}: the value is not valid YAML ({problem})") from None
+            # The key alone: the value may be a secret put on the command line.
+            raise TaskdivError(f"--set {key.strip()}=…: the value is not valid YAML ({problem})") from None
     return out
 
 

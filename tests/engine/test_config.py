@@ -147,7 +147,7 @@ def test_top_level_must_be_a_mapping(tmp_path):
     ({"embedder": {"num_actors": 0}}, r"embedder\.num_actors: must be >= 1"),
     ({"embedder": {"batch_size": -1}}, r"embedder\.batch_size: must be >= 1"),
     ({"quality": {"reward_model": {"model": "rm", "num_gpus": -1}}},
-     r"quality\.reward_model\.num_gpus: must be >= 0"),
+     r"quality\.reward_model\.num_gpus: must be a finite number >= 0"),
 ], ids=["generator-actors", "judge-batch", "embedder-actors", "embedder-batch", "reward-gpus"])
 def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
     with pytest.raises(ConfigError, match=message):
@@ -180,6 +180,11 @@ def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
     ({"execution": {"shard_size": -1}}, r"execution\.shard_size: must be an integer >= 1"),
     ({"execution": {"max_cost_usd": float("nan")}}, r"execution\.max_cost_usd: must be a number >= 0"),
     ({"execution": {"num_cpus": -2}}, r"execution\.num_cpus: must be an integer >= 1"),
+    # NaN passed `< 0` (Ray then said the actor "needs nothing"); inf seconds overflowed the math checker after the
+    # paid stages.
+    ({"embedder": {"num_cpus": float("nan")}}, r"embedder\.num_cpus: must be a finite number >= 0, got nan"),
+    ({"judges": [{"num_gpus": float("inf")}]}, r"judges\[0\]\.num_gpus: must be a finite number >= 0"),
+    ({"accuracy": {"math_timeout_s": float("inf")}}, r"accuracy\.math_timeout_s: must be a number of seconds > 0"),
     ({"execution": {"object_store_memory": -1}}, r"execution\.object_store_memory: must be an integer of bytes"),
     ({"prompts": {"limit": -2}}, r"prompts\.limit: must be an integer >= 1"),
     ({"prompts": {"per_category": 0}}, r"prompts\.per_category: must be an integer >= 1"),
@@ -245,6 +250,7 @@ def test_a_bad_value_from_set_is_blamed_on_the_override_not_the_file():
     (["--set", "judges.3.model=x"], "judges has 2 item(s)"),
     (["--set", "nokey"], "expected key=value"),
     (["--set", "n=[unclosed"], "not valid YAML"),
+    (["--set", "generators.0.options.api_key=sk-SECRET: [x"], "--set generators.0.options.api_key=…: the value is"),
     (["--set", "sampling.top_p=7"], "sampling.top_p: must be in (0, 1]"),
     (["--config", "."], "is a folder, expected a YAML config file"),
     (["--config", "/no/such.yaml"], "config file not found"),
@@ -255,6 +261,7 @@ def test_the_command_line_reports_bad_input_in_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+    assert "SECRET" not in err
 
 
 def test_a_finished_runs_config_and_a_rewards_config_are_read_with_ignored_settings_taken(tmp_path):

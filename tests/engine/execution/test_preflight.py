@@ -28,6 +28,9 @@ def test_the_demo_defaults_pass():
      r"judges\[0\]\.options\.base_url: an http\(s\) URL is needed for the http backend, got '<[^S]*$"),
     ({"judges": [{"backend": "http", "model": "gpt-4o", "options": {"base_url": "https://api.example.com:abc/v1"}}]},
      r"judges\[0\]\.options\.base_url: an http\(s\) URL is needed"),
+    # User info and no host: passed every check, then every row failed ("https:///v1/…").
+    ({"judges": [{"backend": "http", "model": "gpt-4o", "options": {"base_url": "https://u:SECRETKEY@/v1"}}]},
+     r"judges\[0\]\.options\.base_url: an http\(s\) URL is needed for the http backend, got '[^S]*$"),
     ({"judges": [{"backend": "http", "model": "gpt-4o",
                   "options": {"base_url": "https://api.example.com/v1", "api_key_env": "TASKDIV_UNSET_KEY_VAR"}}]},
      r"judges\[0\]\.options\.api_key_env: the environment variable TASKDIV_UNSET_KEY_VAR is not set"),
