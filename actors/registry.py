@@ -478,6 +478,16 @@ def _scales_positions(rope: Any) -> bool:
                for k in kinds)
 
 
+def _secret_keys(path: str, value: Any) -> list[str]:
+    """The dotted paths, from `path` down through nested mappings, whose last key names a credential
+    (SECRET_OPTION)."""
+    found = [path] if SECRET_OPTION.search(path.rpartition(".")[2]) else []
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            found += _secret_keys(f"{path}.{key}", value[key])
+    return found
+
+
 def check_options(role: str, backend: str, options: dict[str, Any]) -> None:
     """Refuse an option the backend does not take, naming it and the closest known one (a typo would otherwise
     surface as a TypeError inside an actor, after the run's other models loaded and began to spend); an option
@@ -487,10 +497,11 @@ def check_options(role: str, backend: str, options: dict[str, Any]) -> None:
         ModelCheckError: keyed "options.<name>".
     """
     for key in sorted(options):
-        if SECRET_OPTION.search(key):
-            raise ModelCheckError(f"options.{key}", f"{key!r} would hold a secret in the config, which is copied "
-                                                    "into the run directory: secrets come from the environment only "
-                                                    "(HF_TOKEN for the hub; api_key_env names an API key's variable)")
+        for path in _secret_keys(key, options[key]):  # extra_body.api_key too: sent, logged and copied alike
+            name = path.rpartition(".")[2]
+            raise ModelCheckError(f"options.{path}", f"{name!r} would hold a secret in the config, which is copied "
+                                                     "into the run directory: secrets come from the environment only "
+                                                     "(HF_TOKEN for the hub; api_key_env names an API key's variable)")
         if key in CODE_OPTIONS and options[key] and not python_backends_allowed():
             raise ModelCheckError(f"options.{key}", f"{key!r} makes the engine run code the config names (a model "
                                                     "repository's own Python, or a class to import): allow it with "

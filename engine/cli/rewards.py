@@ -45,7 +45,7 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     if fixed:
         raise TaskdivError(f"--set {fixed[0]}: rewards sets this itself (prompts: the --in file, every group; "
                            "quality and accuracy off); select the groups in the --in file instead")
-    extra = {**REWARDS_OVERRIDES, **({"run_dir": args.run_dir} if args.run_dir else {})}
+    extra = {**REWARDS_OVERRIDES, **({"run_dir": args.run_dir} if args.run_dir is not None else {})}
     from engine.config import lenient_settings
 
     with lenient_settings():  # the prompts are replaced by the --in file (engine.api._rewards_config)

@@ -23,7 +23,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.report import write_report
 
     extra = {}
-    if args.run_dir:
+    if args.run_dir is not None:  # an empty one is refused by the config (it was ignored: the config's own ran)
         extra["run_dir"] = args.run_dir
     if args.executor:
         extra["execution.executor"] = args.executor

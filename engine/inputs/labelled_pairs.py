@@ -60,7 +60,8 @@ def noveltybench_categories(curated_path: str | Path) -> dict[str, str]:
     """NoveltyBench id → our category letter, from its curated.jsonl (rows without a category are left out)."""
     from engine.inputs.loaders import noveltybench
 
-    return {p.meta["id"]: p.gold_category for p in noveltybench.load(curated_path) if p.gold_category and p.meta.get("id")}
+    return {p.meta["id"]: p.gold_category for p in noveltybench.load(curated_path)
+            if p.gold_category and p.meta.get("id")}
 
 
 def load_pairs(path: str | Path, *, categories: dict[str, str] | None = None, on_error: str = "fail",
@@ -89,7 +90,9 @@ def load_pairs(path: str | Path, *, categories: dict[str, str] | None = None, on
                 label = _label(row.get("label"), where, line, "label")
             prompt = _text(row, "prompt", where, line)
             pair_id = str(row.get("id") or f"{path.stem}:{line}")
-            category = row.get("category") or (categories or {}).get(pair_id)
+            category = row.get("category")
+            if category is None or category == "":  # a 0 or false is a bad value, not no category
+                category = (categories or {}).get(pair_id)
             if category is not None and (not isinstance(category, str) or category.upper() not in LETTERS):
                 raise InputError(where, line, "category", f"expected one of A-H, got {category!r}")
             pairs.append(LabelledPair(pair_id, prompt, a, b, label, category.upper() if category else None))

@@ -87,6 +87,7 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
     path = Path(path)
     report = report if report is not None else LoadReport()
     prompts: dict[str, Prompt] = {}
+    first_line: dict[str, int] = {}  # prompt_id → the line that gave it first (named where a later row disagrees)
     groups: dict[tuple[str, str, str], ExternalGroup] = {}
     if not path.is_file():
         raise InputError(str(path), None, None, "no such file")
@@ -112,12 +113,19 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
             seen = prompts.get(prompt.prompt_id)
             if seen is not None and (seen.text, seen.gold_category, seen.gold_answer) != (
                     prompt.text, prompt.gold_category, prompt.gold_answer):
-                raise InputError(where, line, "prompt_id" if explicit_id else "category",
-                                 "disagrees with an earlier row of the same prompt (text, category or gold_answer)")
+                field = ("prompt" if seen.text != prompt.text else "category"
+                         if seen.gold_category != prompt.gold_category else "gold_answer")
+                earlier = first_line.get(prompt.prompt_id)
+                raise InputError(where, line, field, "disagrees with an earlier row of the same prompt"
+                                 + (f" (line {earlier})" if earlier is not None else "")
+                                 + (f", given by prompt_id {explicit_id!r}"
+                                    if explicit_id and field == "prompt" else ""))
             if "responses" in row and row["responses"] is not None:
                 texts = row["responses"]
                 if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                     raise InputError(where, line, "responses", "expected a list of strings")
+                if not texts:  # a group of none: nothing to judge, and its prompt was still classified (paid)
+                    raise InputError(where, line, "responses", "an empty list: a group needs its responses")
                 # Numbered by position: the list is the whole group (a second one for the group is refused below).
                 items = [(k, text, "list") for k, text in enumerate(texts)]
                 traces = row.get("traces")
@@ -165,6 +173,7 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
                 if k in given:
                     group.traces[idx] = given[k]
             prompts.setdefault(prompt.prompt_id, prompt)
+            first_line.setdefault(prompt.prompt_id, line)
         except InputError as exc:
             if on_error != "skip":
                 raise

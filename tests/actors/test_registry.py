@@ -76,6 +76,17 @@ def test_a_secret_is_never_an_option_and_never_copied(key):
     assert "hf_SECRET123" not in dumped and "float32" in dumped
 
 
+def test_a_secret_nested_in_an_option_is_refused_by_its_path(monkeypatch):
+    # extra_body is sent with every request: a key there was taken, and written to the run directory's config.
+    monkeypatch.setenv("TASKDIV_TEST_KEY", "sk-test-0123456789abcdef")
+    options = {"base_url": "https://api.example.com/v1", "api_key_env": "TASKDIV_TEST_KEY",
+               "extra_body": {"provider": {"api_key": "sk-SECRET"}, "top_k": 5}}
+    with pytest.raises(ModelCheckError, match="'api_key' would hold a secret") as info:
+        check_model("chat", "http", "gpt-4o", options)
+    assert info.value.key == "options.extra_body.provider.api_key" and "sk-SECRET" not in str(info.value)
+    check_model("chat", "http", "gpt-4o", {**options, "extra_body": {"top_k": 5, "max_tokens_hint": 3}})
+
+
 def test_a_malformed_url_is_named_without_its_credentials():
     from actors.http import chat_completions_url
 

@@ -253,6 +253,7 @@ def test_a_bad_value_from_set_is_blamed_on_the_override_not_the_file():
     (["--set", "generators.0.options.api_key=sk-SECRET: [x"], "--set generators.0.options.api_key=…: the value is"),
     (["--set", "sampling.top_p=7"], "sampling.top_p: must be in (0, 1]"),
     (["--config", "."], "is a folder, expected a YAML config file"),
+    (["--run-dir", ""], "run_dir: must name a folder"),  # was ignored: the config's own run_dir ran
     (["--config", "/no/such.yaml"], "config file not found"),
 ])
 def test_the_command_line_reports_bad_input_in_one_line(argv, message, capsys):

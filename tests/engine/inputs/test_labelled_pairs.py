@@ -37,6 +37,7 @@ def test_darling_format_with_noveltybench_categories(tmp_path):
     ({"response_a": "a", "response_b": "b", "label": 1}, "prompt"),
     ({"prompt": "p", "response_a": "a", "response_b": 3, "label": 1}, "response_b"),
     ({"prompt": "p", "response_a": "a", "response_b": "b", "label": 1, "category": "Q"}, "category"),
+    ({"prompt": "p", "response_a": "a", "response_b": "b", "label": 1, "category": 0}, "category"),  # was no category
     ({"prompt": "p", "generation_0": "a", "generation_1": "b", "similar": "2"}, "similar"),
 ])
 def test_bad_rows_name_line_and_field(tmp_path, row, field):

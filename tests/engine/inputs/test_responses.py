@@ -47,6 +47,7 @@ def test_rows_group_by_prompt_model_strategy_and_order_by_sample_idx(tmp_path):
     ({"prompt": "p", "response": "x", "trace": ["t"]}, "trace"),
     ({"prompt": "p", "responses": ["x", "y"], "traces": ["t"]}, "traces"),
     ({"prompt": "p", "responses": ["x", "y"], "traces": ["t", 3]}, "traces"),
+    ({"prompt": "p", "responses": []}, "responses"),  # a group of none: its prompt was classified, nothing judged
 ])
 def test_bad_rows_name_line_and_field(tmp_path, row, field):
     path = write(tmp_path, [{"prompt": "ok", "response": "fine"}, row])
@@ -82,9 +83,16 @@ def test_duplicate_sample_idx_and_conflicting_category(tmp_path):
     with pytest.raises(InputError, match="duplicate sample_idx 0"):
         load_responses(write(tmp_path, [{"prompt": "p", "response": "a", "sample_idx": 0},
                                         {"prompt": "p", "response": "b", "sample_idx": 0}]))
-    with pytest.raises(InputError, match="disagrees"):
+    with pytest.raises(InputError, match=r"disagrees with an earlier row of the same prompt \(line 1\)") as info:
         load_responses(write(tmp_path, [{"prompt": "p", "response": "a", "category": "A"},
                                         {"prompt": "p", "response": "b", "category": "B"}]))
+    assert (info.value.line, info.value.field) == (2, "category")
+    # A gold answer that differs was named as the category, with no line to look at.
+    with pytest.raises(InputError, match=r"\(line 2\)") as info:
+        load_responses(write(tmp_path, [{"prompt": "q", "response": "z"},
+                                        {"prompt": "p", "response": "a", "gold_answer": "1"},
+                                        {"prompt": "p", "response": "b", "gold_answer": "2"}]))
+    assert (info.value.line, info.value.field) == (3, "gold_answer")
 
 
 def test_skip_mode_keeps_the_rest(tmp_path):
