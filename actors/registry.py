@@ -448,6 +448,12 @@ SECRET_OPTION = re.compile(r"^(?:hf_)?token$|(?:^|_)(?:auth_token|access_token|s
                            re.IGNORECASE)
 
 
+def names_hub_model(model: str) -> bool:
+    """Whether `model` reads as a Hugging Face id (org/name) rather than a folder or a packaged name (for engine/,
+    which reaches the backends through this module only)."""
+    return hub.looks_like_hub_id(model) and not Path(model).expanduser().exists()
+
+
 def stated_context(model: str) -> int | None:
     """The context a model's own config.json states (max_position_embeddings), read from its folder or its cached
     hub snapshot without loading or downloading anything; None where neither is here, or where the config scales its

@@ -615,7 +615,8 @@ class ReportConfig:
     """Settings of the report's statistics.
 
     Attributes:
-        bootstrap_resamples: resamples of every bootstrap interval (resampling prompts with replacement).
+        bootstrap_resamples: resamples of every bootstrap interval (resampling prompts with replacement), at most
+            MAX_BOOTSTRAP_RESAMPLES.
         seed: seed of the bootstrap's random generator (same run, same seed: same intervals).
         ci: coverage of the percentile intervals, e.g. 0.95.
     """
@@ -625,13 +626,20 @@ class ReportConfig:
     ci: float = 0.95
 
     def __post_init__(self) -> None:
-        if self.bootstrap_resamples < 1:
-            raise InvalidValue("bootstrap_resamples", f"must be >= 1, got {self.bootstrap_resamples}")
+        if not 1 <= self.bootstrap_resamples <= MAX_BOOTSTRAP_RESAMPLES:
+            # 10^11 passed, and stalled the report for days after the run was paid for.
+            raise InvalidValue("bootstrap_resamples", f"must be between 1 and {MAX_BOOTSTRAP_RESAMPLES:,}, got "
+                                                      f"{self.bootstrap_resamples}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             # NumPy's generator takes none below 0: a finished run lost its report to a traceback.
             raise InvalidValue("seed", f"must be an integer >= 0, got {self.seed!r}")
         if not 0.0 < self.ci < 1.0:
             raise InvalidValue("ci", f"must be strictly between 0 and 1, got {self.ci}")
+
+
+# Far past what any percentile interval needs (10^4 resamples already put its bounds within a fraction of a
+# percentile point of their limit); more only stalls the report after the run.
+MAX_BOOTSTRAP_RESAMPLES = 1_000_000
 
 
 @dataclass

@@ -162,7 +162,7 @@ def check_written_config(config: RunConfig) -> list[str]:
     what the run will need of its machine that this one lacks (an API key not set here)."""
     import os
 
-    from actors.registry import check_written
+    from actors.registry import check_written, names_hub_model
 
     notes = []
     _check_calibrated_judges(config)
@@ -175,6 +175,16 @@ def check_written_config(config: RunConfig) -> list[str]:
         key_env = m.options.get("api_key_env") if m.backend == "http" else None
         if key_env and not (os.environ.get(key_env) or "").strip():
             notes.append(f"{where}.options.api_key_env: {key_env} is not set here; the run needs it")
+        elif m.backend != "http" and (config.models.resolved_offline() or not names_hub_model(m.model)):
+            # A model this machine cannot find (a folder, a cache entry, vLLM): plan exited 0 where the run
+            # refuses it — said as a note, since the run may be meant for another machine (a cluster's nodes).
+            # Checked offline (plan never reaches the network): a hub id under hub access is the run's to fetch.
+            found: list[str] = []
+            try:
+                check_role(where, role, m.backend, m.model, m.options, offline=True, deferred=found)
+            except ConfigError:
+                pass  # not the machine's: the config's own problems were refused above
+            notes += [f"{problem} — a run on this machine would refuse it" for problem in found]
     return notes
 
 

@@ -266,6 +266,9 @@ def test_plan_refuses_what_the_run_would_refuse_in_the_config_and_notes_a_key_no
     assert main(["plan", "--config", "configs/real-audit.yaml"]) == 0
     out = capsys.readouterr().out
     assert "note: judges[1].options.api_key_env: ANTHROPIC_API_KEY is not set here; the run needs it" in out
+    # A model folder this machine lacks: exit 0 with nothing said, where the run refuses it.
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "embedder.model=/no/such/embedder"]) == 0
+    assert "note: embedder.model: '/no/such/embedder' is neither a packaged model" in capsys.readouterr().out
 
 
 def test_a_vllm_context_too_short_for_the_system_and_regen_strategies_is_refused_before_generation(capsys,
