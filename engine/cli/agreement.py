@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli.common import add_config_arguments, file_digest, load_run_config, output_path
+from engine.config import MAX_BOOTSTRAP_RESAMPLES
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
@@ -144,8 +145,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_agreement(args: argparse.Namespace) -> int:
     # Every argument is checked before a judge is asked: a mistake found after judging would lose the calls.
-    if args.resamples < 0:
-        raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
+    if not 0 <= args.resamples <= MAX_BOOTSTRAP_RESAMPLES:  # a huge count stalled after the paid calls
+        raise ConfigError(f"--resamples must be between 0 and {MAX_BOOTSTRAP_RESAMPLES:,}, got {args.resamples}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be 1 or more, got {args.limit}")
     if args.out:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from engine.cli.common import file_digest, input_file, output_path
+from engine.config import MAX_BOOTSTRAP_RESAMPLES
 from engine.errors import ConfigError
 from engine.execution.preflight import check_role, hub_offline
 from engine.inputs.labelled_pairs import load_pairs, noveltybench_categories
@@ -70,8 +71,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     # Every argument is checked before the fit (minutes on 2 cores): a mistake found after it would lose it.
     if not (args.c > 0 and math.isfinite(args.c)):  # inf was written to the coefficients as Infinity (not JSON)
         raise ConfigError(f"--c must be a finite number > 0 (the inverse regularisation strength), got {args.c}")
-    if args.resamples < 0:
-        raise ConfigError(f"--resamples must be 0 or more, got {args.resamples}")
+    if not 0 <= args.resamples <= MAX_BOOTSTRAP_RESAMPLES:  # a huge count stalled after the paid calls
+        raise ConfigError(f"--resamples must be between 0 and {MAX_BOOTSTRAP_RESAMPLES:,}, got {args.resamples}")
     output_path(args.out)
     input_file(args.pairs, "--pairs")
     if args.val:

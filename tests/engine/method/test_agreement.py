@@ -92,7 +92,7 @@ def test_calibrate_then_agreement_with_the_calibrated_judge(tmp_path, capsys):
     assert json.loads(out.read_text())["in_sample"] is True
     assert capsys.readouterr().out.startswith("IN-SAMPLE: the calibrated judge was fitted on these very pairs")
     assert main(["agreement", "--pairs", str(pairs), "--judge", "calibrated", "--resamples", "-1"]) == 2
-    assert "--resamples must be 0 or more" in capsys.readouterr().err
+    assert "--resamples must be between 0 and 1,000,000" in capsys.readouterr().err
 
 
 def scripted_config(tmp_path):
@@ -140,7 +140,8 @@ def test_agreement_checks_its_arguments_before_judging_and_says_when_nothing_was
     base = ["agreement", "--pairs", str(pairs_file(tmp_path)), "--config", str(config), "--judge", "scripted",
             "--allow-python-backends"]
     ScriptedChat.calls.clear()
-    for extra, message in ((["--resamples", "-1"], "--resamples must be 0 or more"),
+    for extra, message in ((["--resamples", "-1"], "--resamples must be between 0 and 1,000,000"),
+                           (["--resamples", "100000000000"], "--resamples must be between 0 and 1,000,000"),
                            (["--limit", "0"], "--limit must be 1 or more"),
                            (["--out", str(tmp_path / "nowhere" / "a.json")], "does not exist")):
         assert main(base + extra) == 2
@@ -161,7 +162,7 @@ def test_calibrate_checks_its_arguments_before_fitting(tmp_path, capsys):
                            (["--out", str(out), "--val", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
                            (["--out", str(out), "--c", "0"], "--c must be a finite number > 0"),
                            (["--out", str(out), "--c", "inf"], "--c must be a finite number > 0"),
-                           (["--out", str(out), "--resamples", "-1"], "--resamples must be 0 or more"),
+                           (["--out", str(out), "--resamples", "-1"], "--resamples must be between 0 and 1,000,000"),
                            (["--out", str(out), "--embedder", "bogus"], "--embedder.model: 'bogus'")):
         assert main(["calibrate", "--pairs", str(pairs), *extra]) == 2
         err = capsys.readouterr()
