@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-from engine.errors import TaskdivError
+from engine.errors import ConfigError, TaskdivError
 
 COMMANDS = ("run", "plan", "fetch", "compare", "explore", "rewards", "calibrate", "agreement")
 
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (run, plan, fetch, compare, explore, rewards, calibrate, agreement):
         module.add_parser(sub)
     return parser
+
+
+# A message that opens with a config key ("generators[0].options.max_model_lenn: …"), as preflight's checks of the
+# models word theirs: the file it is in was not named, where the load's own errors name it.
+_OPENS_WITH_KEY = re.compile(r"^[a-z_]+(?:\[\d+\])?(?:\.[A-Za-z0-9_]+(?:\[\d+\])?)*: ")
+
+
+def with_config_file(message: str, config: Any) -> str:
+    """`message` with the config file it is about in front, where it opens with a key of it and names no file."""
+    return f"{config}: {message}" if config and _OPENS_WITH_KEY.match(message) else message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.cli.agreement import cmd_agreement
 
             return cmd_agreement(args)
+    except ConfigError as exc:
+        print(f"error: {with_config_file(str(exc), getattr(args, 'config', None))}", file=sys.stderr)
+        return 2
     except TaskdivError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
