@@ -8,6 +8,7 @@ counted and listed (`LoadReport`) while the rest loads.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +165,32 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             yield number, InputError(str(path), number, None, f"invalid UTF-8 at byte {exc.start} of the line")
             continue
         try:
-            yield number, orjson.loads(raw)
+            row = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             yield number, InputError(str(path), number, None, f"malformed JSON: {exc}")
+            continue
+        repeated = repeated_key(raw, row)
+        if repeated is not None:  # orjson keeps the last silently: {"text": "b", "text": "c"} loaded "c"
+            yield number, InputError(str(path), number, repeated, "given twice in the row; keep one")
+            continue
+        yield number, row
+
+
+def repeated_key(raw: bytes, row: Any) -> str | None:
+    """A key the top-level object of the JSON line `raw` (parsed: `row`) gives twice, else None (as the YAML loader
+    refuses a repeated key). Parsed again with the standard library, which sees the pairs, only where a key's quoted
+    name occurs more often than once in the line."""
+    if not isinstance(row, dict) or sum(raw.count(orjson.dumps(key)) for key in row) <= len(row):
+        return None
+    built: list[str | None] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        built.append(next((k for k in keys if keys.count(k) > 1), None))
+        return dict(pairs)
+
+    json.loads(raw, object_pairs_hook=pairs_hook)
+    return built[-1] if built else None  # the top-level object is the last one built
 
 
 def load_jsonl_prompts(path: str | Path, *, source: str | None = None, on_error: str = "fail",

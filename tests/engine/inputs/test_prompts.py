@@ -67,6 +67,12 @@ def test_a_whole_number_gold_answer_read_as_a_float_is_that_number(tmp_path):
         load_responses(path)
 
 
+def test_a_key_named_twice_only_inside_a_value_or_a_nested_object_is_no_repeat(tmp_path):
+    path = write(tmp_path, [b'{"text": "say \\"text\\": twice", "meta": {"a": 1, "text": 2}}'])
+    (prompt,) = load_jsonl_prompts(path)
+    assert prompt.text == 'say "text": twice'
+
+
 # Bad input: each error names file, line and field.
 @pytest.mark.parametrize(
     "line,field,message",
@@ -81,6 +87,9 @@ def test_a_whole_number_gold_answer_read_as_a_float_is_that_number(tmp_path):
         (b'{"text": "caf\xe9"}', None, "invalid UTF-8"),
         # bool is an int to isinstance: a JSON true once passed as a number and broke the prompts table, no line.
         (b'{"text": "x", "gold_answer": true}', "gold_answer", "got a boolean"),
+        # The last one was kept without a word (the YAML loader refuses a repeated key); nested repeats and a key's
+        # name inside a value are not the row's.
+        (b'{"text": "b", "gold_category": "A", "text": "c"}', "text", "given twice in the row"),
     ],
 )
 def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
