@@ -1149,4 +1149,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def _describe(tp: Any) -> str:
-    return " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in get_args(tp))
+    """A union's members as a user writes them: a Literal's values quoted ("'auto'"), not "Literal"."""
+    words = []
+    for a in get_args(tp):
+        if a is type(None):
+            words.append("null")
+        elif get_origin(a) is Literal:
+            words += [repr(v) for v in get_args(a)]
+        else:
+            words.append({"bool": "true or false"}.get(getattr(a, "__name__", ""), getattr(a, "__name__", str(a))))
+    return " or ".join(words)

@@ -181,6 +181,8 @@ def test_actor_pool_fields_are_checked_for_every_model_role(section, message):
     ({"execution": {"max_cost_usd": float("nan")}}, r"execution\.max_cost_usd: must be a number >= 0"),
     ({"execution": {"num_cpus": -2}}, r"execution\.num_cpus: must be an integer >= 1"),
     ({"report": {"bootstrap_resamples": 10**11}}, r"report\.bootstrap_resamples: must be between 1 and 1,000,000"),
+    # "expected Literal or bool": the choices as written in a config.
+    ({"models": {"offline": "false"}}, r"models\.offline: expected 'auto' or true or false, got 'false'"),
     # NaN passed `< 0` (Ray then said the actor "needs nothing"); inf seconds overflowed the math checker after the
     # paid stages.
     ({"embedder": {"num_cpus": float("nan")}}, r"embedder\.num_cpus: must be a finite number >= 0, got nan"),
