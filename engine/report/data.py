@@ -373,13 +373,20 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
             pts = [p for p in points[key] if p["model"] == model and p["x"]["value"] is not None]
             if len(pts) < 2:
                 continue
-            hi = max(pts, key=lambda p: p["x"]["value"])
-            lo = min(pts, key=lambda p: p["x"]["value"])
-            if hi["x"]["value"] == lo["x"]["value"]:
+            by_prompt = {p["strategy"]: {g["prompt_id"]: g for g in pool if g["model"] == model
+                                         and g["strategy"] == p["strategy"] and finite(g[xcol]) and finite(g.get(ycol))}
+                         for p in pts}
+            # Most and least diverse over the prompts every strategy answered, as the difference beside them is
+            # paired: picked from the unpaired means, a strategy that lost one group was named most diverse where,
+            # over the shared prompts, it was the least.
+            shared = set.intersection(*(set(v) for v in by_prompt.values()))
+            unpaired = {q["strategy"]: q["x"]["value"] for q in pts}
+            diversity = {s: sum(v[p][xcol] for p in shared) / len(shared) if shared else unpaired[s]
+                         for s, v in by_prompt.items()}
+            hi, lo = max(diversity, key=diversity.get), min(diversity, key=diversity.get)
+            if diversity[hi] == diversity[lo]:
                 continue  # every strategy equally diverse: no "most" and "least" to contrast
-            by_prompt = {s: {g["prompt_id"]: g for g in pool if g["model"] == model and g["strategy"] == s
-                             and finite(g[xcol]) and finite(g.get(ycol))}
-                         for s in (hi["strategy"], lo["strategy"])}
+            hi, lo = {"strategy": hi}, {"strategy": lo}
             common = sorted(set(by_prompt[hi["strategy"]]) & set(by_prompt[lo["strategy"]]))
             est = paired_bootstrap_diff_ci([by_prompt[lo["strategy"]][p][ycol] for p in common],
                                            [by_prompt[hi["strategy"]][p][ycol] for p in common],

@@ -945,3 +945,27 @@ def test_quality_by_grader_is_a_mean_of_group_means_over_groups_with_all_n_respo
     text = render_markdown(data)
     assert "each group's mean grade, then the mean over groups" in text
     assert "scripted: 3 responses of these groups without a grade (unread), out of its means." in text
+
+
+def test_the_tradeoffs_most_diverse_strategy_is_picked_over_the_prompts_it_is_paired_on():
+    # A strategy that lost one group (its least diverse one) had the higher unpaired mean and was named most diverse,
+    # while over the prompts both answered — those its quality difference is paired on — it was the least.
+    from functools import partial
+
+    from engine.report.data import _tradeoff_section
+    from engine.report.stats import bootstrap_mean_ci
+
+    def group(strategy, prompt, unique):
+        return {"model": "m", "strategy": strategy, "prompt_id": prompt, "status": "ok", "n_responses": 3,
+                "unique_mean": unique, "vocab_div": unique, "quality_mean": 4.0 if strategy == "t" else 3.0,
+                "n_graded": 3, "category": "G"}
+
+    groups = [group("t", "p1", 3.0), group("t", "p2", 3.0), group("t", "p3", 0.0),
+              group("r", "p1", 2.5), group("r", "p2", 2.5)]  # r's group for p3 failed
+    rc = ReportConfig(bootstrap_resamples=50)
+    out = _tradeoff_section(groups, 3, ["m"], ["t", "r"], partial(bootstrap_mean_ci, resamples=50, seed=0, ci=0.95),
+                            rc, has_quality=True)
+    for contrast in out["contrasts"]:
+        assert (contrast["most_diverse"], contrast["least_diverse"]) == ("t", "r"), contrast
+        assert contrast["quality_difference"]["value"] == pytest.approx(1.0)  # t's 4 − r's 3, over p1 and p2
+    assert {c["figure"] for c in out["contrasts"]} == {"3a", "3b"}
