@@ -249,3 +249,18 @@ def test_uncategorised_is_apart_from_none_of_these_and_names_are_never_inherited
     assert count_shown(dom(path, "own=%3F", tmp_path)) == (uncategorised, total)
     assert '<option value="constructor">' in page
     assert count_shown(dom(path, "model=constructor", tmp_path)) == (1, total)
+
+
+def test_a_right_to_left_override_in_a_name_reverses_nothing_around_it(planted, tmp_path):
+    # A model name (from a responses file) holding U+202E reversed the rest of the group's heading: each untrusted
+    # value of a heading is isolated in a <bdi>.
+    tables, _ = planted
+    data = explorer_data(tables)
+    first = dict(data["groups"][0], model="evil\u202eRTL", prompt_id="p\u202eid")
+    data = {**data, "groups": [first, *data["groups"][1:]]}
+    path = tmp_path / "explore-rtl.html"
+    path.write_text(render_explorer(data, "rtl"))
+    page = dom(path, f"g={quote(first['id'], safe='')}", tmp_path)
+    heading = re.search(r"<h2>(.*?)</h2>", page).group(1)
+    assert heading.startswith("<bdi>evil\u202eRTL</bdi> · <bdi>") and "</bdi> · category " in heading
+    assert "prompt <bdi>p\u202eid</bdi>; gold" in page
