@@ -17,6 +17,10 @@ from typing import Any
 
 # Line breaks of every kind, including the ones Markdown renderers honour that str.splitlines also knows.
 _BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+# Bidirectional embeddings, overrides and isolates: invisible, and a right-to-left override left open in a model's
+# name reversed the report's own text after it ("…; judges: scripted" shown backwards). Dropped: what they hold is
+# shown, in the order it was written (right-to-left letters still read right to left without them).
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _MD_ACTIVE = re.compile(r"([\\`*_{}\[\]()<>#+!|~&])")
 # GitHub's and GitLab's Markdown (cmark-gfm) also link bare addresses in plain text: "https://…", "ftp://…", "www.…".
 # A backslash before the ":" or the "." stops that and is not shown (CommonMark reads "\:" as ":"). An e-mail address
@@ -39,7 +43,7 @@ def md_text(text: Any) -> str:
     """Text for a Markdown line or table cell, shown as written while keeping our own `code` spans and **bold**:
     HTML special characters become entities, no `](` can close a link or image, `|` cannot end a cell, a bare
     address outside a code span is not linked, and line breaks become spaces."""
-    out = _BREAKS.sub(" ", str(text))
+    out = _BREAKS.sub(" ", _BIDI_CONTROLS.sub("", str(text)))
     out = out.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     out = out.replace("\\|", "|").replace("|", "\\|")
     out = out.replace("](", "]\\(").replace("]:", "]\\:")
@@ -54,10 +58,10 @@ def md_literal(text: Any) -> str:
     """Untrusted text as Markdown that shows it exactly: every Markdown character escaped, so no link, image,
     HTML, code span, emphasis, list or code block can come of it (nor a bare address's link); line breaks become
     spaces, and spaces around it go (four opening ones would start a code block)."""
-    out = _MD_ACTIVE.sub(r"\\\1", _BREAKS.sub(" ", str(text)).strip(" \t"))
+    out = _MD_ACTIVE.sub(r"\\\1", _BREAKS.sub(" ", _BIDI_CONTROLS.sub("", str(text))).strip(" \t"))
     return _unlinked(_LIST_MARKER.sub(r"\1\\\2", out, count=1))
 
 
 def html_text(text: Any) -> str:
     """Text for HTML element content or a quoted attribute."""
-    return html.escape(str(text), quote=True)
+    return html.escape(_BIDI_CONTROLS.sub("", str(text)), quote=True)

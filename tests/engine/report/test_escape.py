@@ -58,3 +58,14 @@ def test_literal_text_is_shown_exactly_and_links_nothing_but_email(text):
     assert "<img" not in page and "<code" not in page and "<em" not in page and "<strong" not in page
     assert not re.search(r'<a href="(?!mailto:)', page), (text, page)
     assert shown(page) == text.strip(" \t")
+
+
+def test_a_right_to_left_override_never_reaches_a_report():
+    # An override left open in a model's name reversed the report's own text after it (report.html, report.md).
+    from engine.report.escape import html_text, md_literal, md_text
+
+    for escape in (md_text, md_literal, html_text):
+        shown = escape("evil\u202eRTL\u2067x\u2069")
+        assert not any(c in shown for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"), escape
+        assert "evilRTLx" in shown.replace("\\", "")
+    assert html_text("שלום") == "שלום"  # right-to-left letters themselves are kept
