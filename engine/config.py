@@ -71,8 +71,8 @@ class PoolConfig:
 
     Attributes:
         num_actors: replicas of the model (one Ray actor each). More replicas, more throughput, more memory.
-        num_cpus: logical CPUs each actor reserves. Keep it small on small machines: actors holding every CPU
-            starve Ray Data's read/map/write tasks and the run hangs (measured with 2 CPUs).
+        num_cpus: logical CPUs each actor reserves. Keep it small on small machines: Ray places an actor only where
+            its reservation fits, and actors reserving every CPU leave no room for another model's hosts.
         num_gpus: GPUs each actor reserves. For vLLM it follows from options.tensor_parallel_size ×
             pipeline_parallel_size (a placement group of one-GPU bundles per actor when that is above 1).
         batch_size: rows handed to one actor call. Larger batches keep the engine busy; smaller ones lose less
@@ -548,8 +548,8 @@ class ExecutionConfig:
             for debugging and small tests).
         ray_address: None joins the cluster in RAY_ADDRESS or under `ray submit`, else starts an embedded local
             Ray; "local" always starts an embedded one; anything else is passed to ray.init.
-        num_cpus: logical CPUs of an embedded Ray (None: the machine's count, at least 4 so that actors and Ray
-            Data's own tasks can be scheduled together).
+        num_cpus: logical CPUs of an embedded Ray (None: the machine's count, at least 4 so that the models'
+            hosts, which reserve fractions of a CPU, can be scheduled together on a small machine).
         object_store_memory: bytes for an embedded Ray's object store (its default takes 30% of RAM).
         shard_size: prompts per shard, the unit that is written atomically and skipped on resume. Smaller
             shards lose less on a crash; larger ones make fewer files.

@@ -165,15 +165,16 @@ class Pipeline:
         self.config = cfg
         for note in notes:
             log.warning("%s", note)
-        # The config the tables are from goes down with them, at the end: a run that stops part-way must not leave
-        # its new config beside the tables of the last one that finished (read_run would pair them). Meanwhile the
-        # running config is kept apart, for a look at what the unfinished run was doing.
-        self.store.write_text(RUNNING_CONFIG, dump_yaml(cfg.to_dict()))
         load_report = PresetReport()
         prompts, groups = load_run_prompts(cfg, load_report, offline=self.offline)
         external = groups is not None
         if cfg.execution.max_cost_usd is not None:
             check_cost(cfg, prompts, groups)
+        # The config the tables are from goes down with them, at the end: a run that stops part-way must not leave
+        # its new config beside the tables of the last one that finished (read_run would pair them). Meanwhile the
+        # running config is kept apart, for a look at what the unfinished run was doing — written once the run
+        # passed its checks (a run refused for its prompts or its cost left one, read as a run that stopped).
+        self.store.write_text(RUNNING_CONFIG, dump_yaml(cfg.to_dict()))
         prompts_table = pa.Table.from_pylist([p.to_row() for p in prompts], schema=T.PROMPTS)
         shards = self._shard(prompts)
         self._schedule_cache = self._schedule(external)

@@ -93,6 +93,8 @@ def test_the_cost_cap_refuses_before_any_stage(tmp_path):
         Pipeline(config, progress=False).run()
     assert "judge" in str(e.value) and "calls (low–high)" in str(e.value)
     assert not (tmp_path / "run" / "shards").exists()
+    # Nor a running config: it read as a run that stopped part-way (explore and compare warned of one).
+    assert not (tmp_path / "run" / "config.running.yaml").exists()
 
 
 def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(capsys, monkeypatch, tmp_path):
