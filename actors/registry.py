@@ -572,6 +572,10 @@ def check_written(role: str, backend: str, model: str, options: dict[str, Any] |
         raise ModelCheckError("backend", f"unknown {role} backend {backend!r}; known: "
                                          f"{', '.join(backend_names(role, python=role != 'reward'))}")
     if backend.startswith(PYTHON_PREFIX):
+        if not python_backends_allowed():  # plan priced such a config the run refuses (a config that is code)
+            raise ModelCheckError("backend", f"{backend!r} runs Python code named by the config, which is code, not "
+                                             f"data: allow it with --allow-python-backends ({ALLOW_PYTHON_ENV}=1), "
+                                             "for a config you trust")
         return
     check_options(role, backend, options)
     if backend == "http":

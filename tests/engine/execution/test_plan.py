@@ -270,6 +270,12 @@ def test_plan_refuses_what_the_run_would_refuse_in_the_config_and_notes_a_key_no
     assert main(["plan", "--config", "configs/real-audit.yaml"]) == 0
     out = capsys.readouterr().out
     assert "note: judges[1].options.api_key_env: ANTHROPIC_API_KEY is not set here; the run needs it" in out
+    # A python: backend without --allow-python-backends: planned and priced, where the run refuses the config.
+    monkeypatch.delenv("TASKDIV_ALLOW_PYTHON_BACKENDS", raising=False)
+    assert main(["plan", "--config", "configs/real-audit.yaml", "--set",
+                 "generators.0.backend=python:tests.support.doubles:ScriptedChat"]) == 2
+    assert "generators[0].backend: 'python:tests.support.doubles:ScriptedChat' runs Python code" in \
+        capsys.readouterr().err
     # A model folder this machine lacks: exit 0 with nothing said, where the run refuses it.
     assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "embedder.model=/no/such/embedder"]) == 0
     assert "note: embedder.model: '/no/such/embedder' is neither a packaged model" in capsys.readouterr().out
