@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 from engine.config import CALIBRATED, ReportConfig
 from engine.errors import ConfigError
 from engine.method.classification import PENDING, PENDING_PREFIX
+from engine.method.judges import has_answer
 from engine.method.metrics import GENERAL_METRICS
 from engine.method.parsing import NONE_OF_THESE
 from engine.method.programs import request_failed
@@ -591,14 +592,22 @@ def _by_strategy(groups: list[dict], n: int, responses: list[dict] | None = None
     by the token limit (finish reason "length"): their responses are judged as they are, and a strategy that runs to
     the limit more often is judged on more truncated text. A system-prompt group is one completion (its limit n ×
     max_tokens; only its last response carries the finish reason, and one cut before response n is a short group);
-    any other strategy's response is one. Counted per completion, the two kinds compare."""
+    any other strategy's response is one. Counted per completion, the two kinds compare.
+
+    `no_answer`: responses of the row's groups that give no answer (empty, filtered, cut off while thinking): not
+    judged, graded or scored, and their group's general metrics, quality and Vendi are over its answering ones — in
+    the means with the other groups, which the row says by this count."""
     per: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         per[(g["model"], g["strategy"])].append(g)
     cut: dict[tuple, int] = defaultdict(int)
+    silent: dict[tuple, int] = defaultdict(int)
     for r in responses or []:
+        key = (r["prompt_id"], r["model"], r["strategy"])
         if r.get("finish_reason") == "length":
-            cut[(r["prompt_id"], r["model"], r["strategy"])] += 1
+            cut[key] += 1
+        if not has_answer(r.get("text")):
+            silent[key] += 1
     rows = []
     for (m, s), gs in sorted(per.items()):
         full = [g for g in gs if g["status"] == "ok" and g["n_responses"] == n]
@@ -611,6 +620,7 @@ def _by_strategy(groups: list[dict], n: int, responses: list[dict] | None = None
             "reward_mean": _mean(g.get("reward_mean") for g in full),
             "accuracy": _mean(g.get("accuracy") for g in full),
             "groups": len(full),
+            "no_answer": sum(silent[(g["prompt_id"], g["model"], g["strategy"])] for g in full),
             **_cut_off(s, [g for g in gs if g["status"] in ("ok", "short")], cut),
             "short_groups": sum(1 for g in gs if g["status"] == "short"),
             "failed_groups": sum(1 for g in gs if g["status"] == "error"),

@@ -463,13 +463,16 @@ def _strategy_view(data: dict[str, Any]) -> Section:
     headers = ["model", "strategy", "unique", *(m.column for m in GENERAL_METRICS.values()), "quality (1–5)"]
     headers += (["reward"] if reward else []) + (["accuracy"] if accuracy else [])
     headers += ["groups", "short", "failed", "cut off"]
+    silent = any(r.get("no_answer") for r in data["by_strategy"])
+    headers += ["no answer"] if silent else []
     rows = []
     for r in data["by_strategy"]:
         row = [r["model"], r["strategy"], _f(r["unique_mean"]),
                *(_f(r.get(column), 3) for column in GENERAL_METRICS), _f(r["quality_mean"])]
         row += ([_f(r["reward_mean"])] if reward else []) + ([_f(r["accuracy"])] if accuracy else [])
         rows.append(row + [str(r["groups"]), str(r["short_groups"]), str(r["failed_groups"]),
-                           f"{r.get('cut_off', 0)} of {r.get('completions', 0)}"])
+                           f"{r.get('cut_off', 0)} of {r.get('completions', 0)}"]
+                    + ([str(r.get("no_answer", 0))] if silent else []))
     s.blocks.append(Table(headers, rows,
                           "Means over the groups with all n responses, every column over the same groups (the "
                           "unique count: those whose count resolved; accuracy: those with a checked response). "
@@ -479,7 +482,10 @@ def _strategy_view(data: dict[str, Any]) -> Section:
                             "Cut off: of the completions behind the groups that came back (short ones too), those "
                             "that reached the token limit (finish reason length), judged as they are: raise "
                             "sampling.max_tokens where a strategy's are many. A system-prompt group is one "
-                            "completion (limit n × max_tokens), any other strategy's response one."))
+                            "completion (limit n × max_tokens), any other strategy's response one."
+                          + (" No answer: responses of these groups that give none (empty, filtered, cut off while "
+                             "thinking) — not judged, graded or scored; their group's general metrics, quality and "
+                             "Vendi are over its answering responses." if silent else "")))
     s.blocks += _graders_blocks(data)
     s.blocks += _parsing_blocks(data)
     return s

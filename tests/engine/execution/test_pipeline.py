@@ -174,6 +174,16 @@ def test_a_response_that_gives_no_answer_is_never_graded_scored_or_counted_by_ve
     assert {(q["grade"], q["raw"]) for q in empty} == {(None, "<no answer>")}
     rewarded = [r["reward"] is not None for r in result.tables["rewards"].to_pylist()]
     assert sum(rewarded) == 3 and rain["n_rewarded"] == 3 and snow["n_rewarded"] == 0 and snow["reward_mean"] is None
+    # The report says how many responses of the groups in its means gave none: the rain group's metrics are over
+    # three of its four responses, in the means without a word before.
+    from engine.report.data import report_data
+    from engine.report.markdown import render_markdown
+
+    cfg = make_config(tmp_path, prompts={"source": "responses", "path": str(path)})
+    data = report_data(result, cfg)
+    (row,) = data["by_strategy"]
+    assert row["no_answer"] == 5 and row["groups"] == 2
+    assert "No answer: responses of these groups that give none" in render_markdown(data)
 
 
 def test_a_report_of_audited_responses_is_over_the_files_groups(tmp_path):
