@@ -56,6 +56,20 @@ LOOPBACK_NAMES = ("localhost",)
 
 BAD_REPLIES = ("error200", "huge", "nested", "drip", "gzip")
 REDIRECT_TO = "https://api.example.com/v1/chat/completions?sig=redirect-signature-secret"
+
+
+def _gemini_429(limit: str, delay_s: str, quota_id: str | None = None) -> tuple[int, Any]:
+    """Gemini's 429 (its error object wrapped in a list): its message naming the quota's `limit`, a RetryInfo of
+    `delay_s` seconds and, with `quota_id`, the QuotaFailure naming the quota."""
+    metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+    details: list[dict[str, Any]] = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+        "quotaMetric": metric, "quotaId": quota_id}]}] if quota_id else []
+    details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{delay_s}s"})
+    return 429, [{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": details,
+                            "message": "You exceeded your current quota, please check your plan and billing details. "
+                                       f"Quota exceeded for metric: {metric}, {limit} Please retry in {delay_s}s."}}]
+
+
 # Replies about the account, as providers send them (bodies from their docs and public issue threads): Gemini's bad
 # key (400, its error object wrapped in a list), Anthropic's empty balance (400), OpenAI's spent quota (429).
 ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
@@ -70,33 +84,13 @@ ACCOUNT_REPLIES: dict[str, tuple[int, Any]] = {
                               "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}),
     # Gemini's per-minute rate limit: the same words as OpenAI's spent quota, but it passes (retried, not fatal). Its
     # delay is in the body only (no Retry-After); Gemini's are ~26 s, shortened here so that tests wait little.
-    "gemini_rate": (429, [{"error": {
-        "code": 429, "status": "RESOURCE_EXHAUSTED",
-        "message": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for "
-                   "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10. "
-                   "Please retry in 0.4s.",
-        "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.4s"}]}}]),
+    "gemini_rate": _gemini_429("limit: 10.", "0.4", "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
     # Gemini's free-tier daily quota (as public issue threads quote it): worded as its per-minute limit and asking
     # for a retry in seconds too, but it resets once a day.
-    "gemini_daily": (429, [{"error": {
-        "code": 429, "status": "RESOURCE_EXHAUSTED",
-        "message": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for "
-                   "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 20, model: "
-                   "gemini-2.5-flash. Please retry in 16.2s.",
-        "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-            "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "quotaValue": "20"}]},
-            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "16s"}]}}]),
+    "gemini_daily": _gemini_429("limit: 20, model: gemini-2.5-flash.", "16",
+                                "GenerateRequestsPerDayPerProjectPerModel-FreeTier"),
     # A model the account's tier has no quota for at all.
-    "gemini_no_tier": (429, [{"error": {
-        "code": 429, "status": "RESOURCE_EXHAUSTED",
-        "message": "You exceeded your current quota, please check your plan and billing details. Quota exceeded for "
-                   "metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: "
-                   "gemini-2.5-pro. Please retry in 25.4s.",
-        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "25s"}]}}]),
+    "gemini_no_tier": _gemini_429("limit: 0, model: gemini-2.5-pro.", "25"),
 }
 
 
