@@ -74,6 +74,7 @@ import re
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable, Sequence
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -828,7 +829,7 @@ class OpenAIChatClient:
         """Send one request (continuous mode); its output comes back from `collect` under `key`."""
         if self._closed:
             raise BackendError(f"the client for {self.endpoint} is closed")
-        future = asyncio.run_coroutine_threadsafe(self._complete(list(conversation), sampling), self._loop)
+        future = asyncio.run_coroutine_threadsafe(_captured(self._complete(list(conversation), sampling)), self._loop)
         self._in_flight[future] = key
 
     def collect(self) -> list[tuple[int, ChatOutput]]:
@@ -844,7 +845,10 @@ class OpenAIChatClient:
         for future in done:
             key = self._in_flight.pop(future)
             try:
-                out.append((key, future.result()))
+                result = future.result()
+                if isinstance(result, _Raised):
+                    raise result.exc
+                out.append((key, result))
             except BaseException:
                 self.cancel()
                 raise
@@ -1455,6 +1459,26 @@ class OpenAIChatClient:
         else:
             text = raw[:2000].decode("utf-8", "replace")
         return self._redact(text.strip())[:500] or "(no message)"
+
+@dataclass(frozen=True)
+class _Raised:
+    """What a submitted request raised, handed to `collect` as its value (see _captured)."""
+
+    exc: BaseException
+
+
+async def _captured(coroutine: Any) -> Any:
+    """The coroutine's value, or what it raised as a _Raised: a submitted request's task never ends in an exception.
+    Once one request stops the stage (a spent quota), `collect` cancels the others; those that failed the same way
+    in the meantime ended with exceptions nobody read, and asyncio logged a traceback for each ("Task exception was
+    never retrieved") on the console of a run that had stopped cleanly."""
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return _Raised(exc)
+
 
 async def _gather_or_cancel(coroutines: list) -> list:
     """asyncio.gather that cancels (and awaits) the other tasks as soon as one fails, so a failed batch leaves

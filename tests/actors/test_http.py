@@ -1070,6 +1070,38 @@ def test_a_quota_that_resets_only_after_the_run_stops_the_call_without_a_retry(s
     assert c.retries == 0 and time.monotonic() - start < 5
 
 
+def test_requests_cancelled_after_a_refusal_that_stops_the_stage_leave_no_traceback(serve, client, caplog):
+    # A spent quota stops the stage at its first refusal, and `collect` cancels the requests still in flight; those
+    # that ended in the same refusal as the cancel reached them ended with an exception nobody read, and asyncio
+    # logged "Task exception was never retrieved" with a traceback for each (6 of them on a real-audit run's console).
+    import gc
+
+    c = client(serve())
+    answered = threading.Event()
+
+    async def refused(conversation, sampling):
+        if conversation[-1]["content"] == "first":
+            raise BackendError("refused: the quota is spent")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # refused while the cancel came: the refusal is what the task ends with
+            raise BackendError("refused: the quota is spent") from None
+        finally:
+            answered.set()
+
+    c._complete = refused
+    c.submit(1, user("second"), SamplingParams())
+    c.submit(0, user("first"), SamplingParams())
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with pytest.raises(BackendError, match="quota is spent"):
+            for _ in range(3):  # the first refusal raises at once
+                c.collect()
+        assert answered.wait(5)
+        time.sleep(0.2)
+        gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
 def test_geminis_per_minute_rate_limit_is_retried_not_taken_for_a_spent_quota(serve, client):
     # Gemini words its per-minute 429 as OpenAI words a spent quota; only OpenAI's insufficient_quota code stops.
     # It waits the delay Gemini's body asks for (0.4 s here; no Retry-After header), past backoff_max_s (0.05 s): six
