@@ -88,6 +88,11 @@ def summary(result, paths: dict[str, Path], wall_s: float) -> str:
     gave_up = sum(rec.rows_gave_up for rec in result.stages)
     if gave_up:
         lines.append(f"  rows still failed after execution.row_retries reruns: {gave_up} (kept as failed)")
+    costs = [rec.backend.get("cost_usd") for rec in result.stages if (rec.backend or {}).get("cost_usd") is not None]
+    if costs:
+        missing = sum(int((rec.backend or {}).get("usage_missing") or 0) for rec in result.stages)
+        lines.append(f"  cost: ${sum(costs):,.4f} as the backends reported it (priced models)"
+                     + (f"; more, as {missing} priced replies carried no token usage" if missing else ""))
     lines.append(f"  report: {paths['html']}  (also {Path(paths['markdown']).name}, report.json, run_stats.json)")
     if paths.get("explore"):
         lines.append(f"  every group: {paths['explore']}")

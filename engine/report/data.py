@@ -204,6 +204,14 @@ def report_data(result, config) -> dict[str, Any]:
                               for c in _classification_section(t, _one_per_sweep(models, sweep_base), boot)]
     data["yardstick"] = _yardstick_section(t, models, config, sweep_base)
     data["judging"] = _judging_section(t, config, n, rc, result.stages)
+    # `verdict: text` is a deviation said from the config; `auto` reads text where an endpoint gives no log-probs
+    # (Claude's never does), which the run alone knows: said from the verdicts.
+    from_text = [(r["judge"], r["read_from"]["text"], r["read_from"]["text"] + r["read_from"]["logprobs"])
+                 for r in data["judging"]["per_judge"] if r["verdict_mode"] != "text" and r["read_from"]["text"]]
+    if from_text:
+        data["deviations"].append(
+            "Verdicts read from text (P(yes) 1 or 0) where the endpoint gave no log-probs: "
+            + "; ".join(f"{judge}, {k} of {total}" for judge, k, total in from_text) + " (`verdict: auto`).")
     data["accuracy"] = _accuracy_section(t, groups, strategies, boot)
     data["throughput"] = run_stats(result, config)
     data["failed_shards"] = [
@@ -213,6 +221,13 @@ def report_data(result, config) -> dict[str, Any]:
     data["retry_failed"] = [
         {"stage": r.stage, "shards": len(r.retry_failed), "reason": next(iter(r.retry_failed.values()))}
         for r in result.stages if getattr(r, "retry_failed", None)
+    ]
+    # Rows whose backend call failed in a way that may not recur (a rerun sends them, and only them, again), and rows
+    # still failed after their reruns: in no failed shard, so "Failures" said there were none.
+    data["failed_rows"] = [
+        {"stage": r.stage, "to_retry": int(getattr(r, "rows_to_retry", 0) or 0),
+         "gave_up": int(getattr(r, "rows_gave_up", 0) or 0)}
+        for r in result.stages if getattr(r, "rows_to_retry", 0) or getattr(r, "rows_gave_up", 0)
     ]
     data["skipped_inputs"] = list(result.skipped_inputs)
     data["load_warnings"] = list(result.load_warnings)

@@ -114,13 +114,20 @@ def build_sections(data: dict[str, Any]) -> list[Section]:
         problems.blocks += [Sub("Rows retried in vain (their shards' other rows stand; rerun to try them again)"),
                             Items([f"{f['stage']}: {f['shards']} shards — {f['reason']}"
                                    for f in data["retry_failed"]], literal=True)]
+    if data.get("failed_rows"):
+        problems.blocks += [Sub("Rows whose backend call failed"), Items(
+            [f"{f['stage']}: " + "; ".join(part for part in (
+                f"{f['to_retry']} to send again (rerun the same command: it sends them, and only them)"
+                if f["to_retry"] else "",
+                f"{f['gave_up']} failed for good (out of execution.row_retries)" if f["gave_up"] else "") if part)
+             for f in data["failed_rows"]], literal=True)]
     if data["load_warnings"]:
         problems.blocks += [Sub("Prompt source warnings"), Items(list(data["load_warnings"]), literal=True)]
     if data["skipped_inputs"]:
         problems.blocks += [Sub(f"Skipped input rows ({len(data['skipped_inputs'])})"),
                             Items(list(data["skipped_inputs"]), literal=True)]
     if not problems.blocks:
-        problems.blocks.append(Para("No failed shards, no prompt source warnings, no skipped input rows."))
+        problems.blocks.append(Para("No failed shards or rows, no prompt source warnings, no skipped input rows."))
     sections.append(problems)
     return sections
 
@@ -734,6 +741,12 @@ def _throughput_view(data: dict[str, Any]) -> Section:
                                          "Calls: conversations sent to the backend." + (
                               f" Cost –: {no_usage} replies carried no token usage, so that stage's cost (and the "
                               "run's) is unknown." if no_usage else "")))
+    if has_cost:  # the figure a user looks for first: it was only in report.json
+        total = tp["totals"]["cost_usd"]
+        s.blocks.append(Para(
+            f"Cost of this run, as the backends reported it: ${total:,.4f} (priced models only; shards reused from "
+            "an earlier run cost nothing here)." if total is not None else
+            f"Cost of this run: unknown — {no_usage} priced replies carried no token usage."))
     rerun = [st for st in tp["stages"] if any(st.get(k) for k in ("rows_reused", "rows_retried", "rows_transient",
                                                                   "rows_gave_up"))]
     if rerun:

@@ -393,8 +393,20 @@ def test_the_cap_counts_only_what_a_rerun_does_not_read_back(tmp_path, capsys):
         assert main(["plan", "--config", str(tmp_path / "c.yaml"), "--allow-python-backends"]) == 0
         shown = capsys.readouterr().out
         assert "reused: 2 of these groups are stored" in shown and "within" in shown
-        result = run(config(["temperature", "system_general"], cap))
+        second = config(["temperature", "system_general"], cap)
+        result = run(second)
         assert not result.failed_shards() and len(server.requests) - asked == asked
+        # What it cost is said in the report and the command's summary (it was in report.json alone).
+        from engine.cli.run import summary
+        from engine.report.data import report_data
+        from engine.report.markdown import render_markdown
+
+        spent = sum(r.backend["cost_usd"] for r in result.stages if (r.backend or {}).get("cost_usd") is not None)
+        assert 0 < spent <= cap
+        assert f"Cost of this run, as the backends reported it: ${spent:,.4f}" in render_markdown(
+            report_data(result, second))
+        assert f"  cost: ${spent:,.4f} as the backends reported it" in summary(
+            result, {"html": tmp_path / "r.html", "markdown": tmp_path / "r.md"}, 1.0)
         # The judge asked otherwise (another timeout keys nothing, but its entry differs): all of it counts again.
         with pytest.raises(ConfigError, match=r"upper bound \$[\d.]+ exceeds the cap"):
             run(config(["temperature", "system_general"], cap, timeout_s=31.0))

@@ -81,6 +81,13 @@ def test_verdicts_are_right_in_every_provider_mode(tmp_path, mode, verdict, read
         assert data["notes"] and "read from text" in data["notes"][0]
     else:
         assert not data["notes"]
+    # The deviations from the paper say it too: from the config under `verdict: text`, from the verdicts under auto.
+    said = [d for d in report_data(result, cfg)["deviations"] if d.startswith("Verdicts read from text")]
+    if read_from == "text":
+        assert len(said) == 1 and ("`verdict: text`" in said[0] if verdict == "text" else
+                                   f"j, {len(judgments)} of {len(judgments)} (`verdict: auto`)" in said[0]), said
+    else:
+        assert not said
 
 
 def test_a_judge_whose_server_serves_fewer_top_log_probs_reads_them_and_the_report_says_so(tmp_path):

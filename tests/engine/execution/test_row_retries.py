@@ -72,6 +72,9 @@ def test_a_transient_failure_keeps_the_rest_and_only_that_row_is_sent_again(tmp_
     # The shards were written, the failed rows marked for a rerun.
     marked = [r for r in sidecars(cfg) if r["retry"]]
     assert len(marked) == 2 and all(list(r["retry"].values())[0]["attempts"] == 1 for r in marked)
+    # The report's failures section says so (it said "No failed shards" and nothing of the rows).
+    problems = _section_text(first, cfg, "problems")
+    assert any("sample[flaky]: 2 to send again (rerun the same command" in line for line in problems), problems
 
     armed.unlink()  # the provider recovers
     second = run(cfg)
@@ -99,19 +102,21 @@ def test_a_row_that_keeps_failing_is_given_up_after_row_retries_reruns(tmp_path)
     rec = sample_record(third)
     assert (rec.rows_retried, rec.rows_gave_up) == (0, 2) and sample_calls() == []
     assert sum(s["status"] == "error" for s in third.tables["samples"].to_pylist()) == 2
-    assert "gave up" in " ".join(_throughput_text(third, cfg))
+    assert "gave up" in " ".join(_section_text(third, cfg, "throughput"))
+    assert any("sample[flaky]: 2 failed for good" in line for line in _section_text(third, cfg, "problems"))
 
 
-def _throughput_text(result, cfg):
+def _section_text(result, cfg, section_id):
     from engine.report.data import report_data
     from engine.report.sections import build_sections
 
     sections = build_sections(report_data(result, cfg))
-    section = next(s for s in sections if s.id == "throughput")
+    section = next(s for s in sections if s.id == section_id)
     out = []
     for b in section.blocks:
         out += [getattr(b, "text", ""), " ".join(getattr(b, "headers", []))]
         out += [" ".join(map(str, row)) for row in getattr(b, "rows", [])]
+        out += [str(item) for item in getattr(b, "items", [])]
     return out
 
 
