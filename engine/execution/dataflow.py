@@ -32,13 +32,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.execution.executor import HostCrashed, LocalExecutor, RayExecutor, StagePlan
 from engine.execution.results import StageRecord
 from engine.execution.store import Store, content_key, table_digest
-from engine.stages.base import ERROR, RETRY, ROW, SHARD, TELEMETRY
+from engine.stages.base import ERROR, PRIOR, RETRY, ROW, SHARD, TELEMETRY
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,23 @@ class StageRun:
             self._finish(unit.key, [])
             return None
         picked = pa.array(send, pa.int64())
-        return (unit.rows.take(picked).append_column(SHARD, pa.array([unit.key] * len(send), pa.string()))
-                .append_column(ROW, picked))
+        out = (unit.rows.take(picked).append_column(SHARD, pa.array([unit.key] * len(send), pa.string()))
+               .append_column(ROW, picked))
+        if getattr(self.plan.stage, "reads_prior", False):
+            out = out.append_column(PRIOR, pa.array(self._priors(row_keys, send), pa.string()))
+        return out
+
+    def _priors(self, row_keys: list[str], send: list[int]) -> list[str | None]:
+        """For each row sent, the output it is stored with where a rerun sends it again (marked RETRY), as JSON;
+        None for a row never computed."""
+        index = self._index or {}
+        where = {k: index[row_keys[k]][:2] for k in send if index.get(row_keys[k]) is not None}
+        wanted: dict[str, list[int]] = defaultdict(list)
+        for shard, row in where.values():
+            wanted[shard].append(row)
+        stored = self.store.read_rows(self.table_name, wanted) if wanted else {}
+        return [orjson.dumps(stored[where[k]], default=str).decode() if where.get(k) in stored else None
+                for k in send]
 
     # -- output -----------------------------------------------------------------------------------------------
 

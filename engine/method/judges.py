@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from actors.base import ChatOutput, SamplingParams
 from engine.method import taxonomy
@@ -189,6 +189,7 @@ def judge_group(
     cheap: Callable[[int, int], float] | None = None,
     full: bool = False,
     target: str = "answer",
+    known: Mapping[tuple[int, int], PairVerdict] | None = None,
 ) -> Program:
     """Judge the pairs of one group; returns a GroupJudgment.
 
@@ -196,6 +197,9 @@ def judge_group(
     `cheap(i, j)` gives the calibrated judge's P(equivalent): at or below `cascade.low` or at or above
     `cascade.high` it decides the pair; in between the LLM judge does. `full`: judge every pair with the LLM (no
     pruning, no cascade) — the agreement sample. `target`: "trace" when `responses` are reasoning traces.
+    `known`: the LLM's verdicts on pairs of this group already paid for (a row sent again after one of its calls
+    failed, engine.stages.judge), taken as they are instead of asked again; being the same verdicts, they lead the
+    pruning to the same pairs.
     """
     n = len(responses)
     uf = UnionFind(n)
@@ -226,6 +230,8 @@ def judge_group(
                 if audited(prompt, a, b, cascade.audit_rate):
                     check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j, target)
                     verdict.p_audit, verdict.calls, verdict.raw = check.p_equivalent, check.calls, check.raw
+            elif known is not None and (i, j) in known:
+                verdict = known[(i, j)]
             else:
                 verdict = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j, target)
                 verdict.p_cheap = p_cheap

@@ -49,6 +49,9 @@ GROUP_KEY = [("prompt_id", pa.string()), ("model", pa.string()), ("strategy", pa
 GROUP_INPUTS = {"prompt_id": "stable prompt id", "model": "the generator", "strategy": "the sampling strategy"}
 TELEMETRY = "_telemetry"  # JSON counters of the batch (backend requests, retries, tokens) on its first row only
 RETRY = "_retry"  # set on a row whose backend call failed in a way that may not recur: a rerun computes it again
+# A row sent again after such a failure carries, to a stage that sets `reads_prior = True`, the output it was stored
+# with (JSON): what that output holds that was paid for (a judge's answered pairs) is not asked again.
+PRIOR = "_prior"
 
 
 class StageContractError(RuntimeError):

@@ -8,12 +8,13 @@ from dataclasses import asdict
 from typing import Any, Iterable
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from engine.config import JudgeConfig, from_dict
 from engine.method.judges import GroupJudgment, PairVerdict, has_answer, judge_group, no_answer
 from engine.method.programs import first_token_sampling
-from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage, Stage
+from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, PRIOR, BackendStage, Stage
 
 # One judged pair of a group, as this stage writes it (a list of these per group and judge): the fields of
 # engine.method.judges.PairVerdict.
@@ -46,6 +47,9 @@ class JudgeStage(BackendStage):
     """
 
     name = "judge"
+    # A group sent again after one of its calls failed carries the output it was stored with (PRIOR): the pairs it
+    # answered then, paid for, are taken from it, not asked again.
+    reads_prior = True
     # Judge shards are keyed by it: bump when what a verdict means changes (2: unresolved pairs are recorded apart
     # from "different", and how each verdict was read; 3: log-probs decide only where the text confirms a verdict;
     # 4: log-probs leaning against the text give way to it, and "NO DIFFERENCE" is no verdict).
@@ -105,11 +109,27 @@ class JudgeStage(BackendStage):
             judge_group(r["judge_category"], r["text"], list(r["responses"]), self.settings, self.sampling,
                         cheap=cheap[k],
                         full=bool(r["agreement_sample"]),
-                        target=self.target)
+                        target=self.target,
+                        known=answered_pairs(r.get(PRIOR)))
             for k, r in enumerate(rows)
         ]
         for k, (r, g) in enumerate(zip(rows, self.drive(programs))):
             yield judged_row(k, r, self.model_name, g)
+
+
+# Verdicts a judge gave that a rerun keeps: read (or unreadable, or split by the orders, as a group judged without a
+# failure keeps them); "error" is the failed call itself, and "no_answer" pairs are never asked.
+ANSWERED = ("equivalent", "different", "unparsed", "order_split")
+
+
+def answered_pairs(prior: str | None) -> dict[tuple[int, int], PairVerdict] | None:
+    """The LLM-judged pairs of a group's stored output (JSON, PRIOR) that were answered, by (i, j); None without
+    one. Those the calibrated judge decided cost nothing and are decided again."""
+    if not prior:
+        return None
+    pairs = orjson.loads(prior).get("pairs") or []
+    return {(p["i"], p["j"]): PairVerdict(**p) for p in pairs
+            if p.get("verdict") in ANSWERED and p.get("decided_by") != "cheap"}
 
 
 def judged_row(k: int, row: dict[str, Any], judge: str, g: GroupJudgment) -> dict[str, Any]:

@@ -557,3 +557,34 @@ def test_rows_that_failed_on_their_last_allowed_attempt_do_not_ask_for_a_rerun(t
     assert main(["--config", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "failed on their last allowed attempt (execution.row_retries): 2" in out and "may succeed later" not in out
+
+
+def test_a_judged_group_sent_again_asks_only_the_pairs_its_failed_calls_left(tmp_path):
+    # A judge row is a whole group: one pair whose call failed sent the group again, and every pair it had answered
+    # was asked — and paid — again (a real-audit walkthrough: 38 judge calls billed twice after a server died).
+    armed = tmp_path / "armed"
+    armed.touch()
+    path = tmp_path / "responses.jsonl"
+    path.write_text(json.dumps({"prompt": "Write a story opening.", "category": "G", "model": "m",
+                                "responses": ["class 0 a", "class 1 b", "class 0 c", "class 2 FLAKY d"]}) + "\n")
+    judge = {**SCRIPTED, "options": {"flaky_marker": "FLAKY", "flaky_kind": "judge", "flaky_armed": str(armed)}}
+    cfg = make_config(tmp_path, prompts={"source": "responses", "path": str(path)}, judges=[judge],
+                      quality={"enabled": False}, accuracy={"enabled": False},
+                      judge={"agreement_sample_rate": 0.0}, execution={"executor": "local"})
+
+    def judge_calls():
+        return [c for c in ScriptedChat.calls if c.startswith("The prompt below belongs")]
+
+    first = run(cfg)
+    (row,) = first.tables["components"].to_pylist()
+    asked_first = judge_calls()
+    # (0,1) different, (0,2) equivalent, (1,2) different answered; the three pairs with response 3 failed.
+    assert len(asked_first) == 6 and not row["resolved"]
+    armed.unlink()
+    second = run(cfg)
+    assert len(judge_calls()) == 3  # only the pairs with response 3: the three answered ones are the first run's
+    (row,) = second.tables["components"].to_pylist()
+    assert row["resolved"] and row["unique"] == 3
+    pairs = {(p["i"], p["j"]): p["verdict"] for p in second.tables["judgments"].to_pylist()}
+    assert pairs == {(0, 1): "different", (0, 2): "equivalent", (1, 2): "different", (0, 3): "different",
+                     (1, 3): "different", (2, 3): "different"}
