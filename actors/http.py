@@ -174,8 +174,9 @@ _SPENT_QUOTA = re.compile(r"[\"']insufficient_quota[\"']")  # OpenAI's error cod
 # "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "… per day per user per tier"; OpenRouter's
 # "free-models-per-day") and a quota of 0 (a model without a free tier: "Quota exceeded for metric: …, limit: 0").
 # Their bodies ask for a retry in seconds as a per-minute quota's do (RetryInfo "16s"): every row spent its retries
-# and waits on it, then failed.
-_DAILY_QUOTA = re.compile(r"PerDay|per[ -]day|\blimit: 0(?![\d.])", re.I)
+# and waits on it, then failed. Not OpenAI's "requests per day (RPD)": its limits refill continuously (10,000 a day
+# is one more every 8.6 s, the wait its 429 asks for), so a retry does pass.
+_DAILY_QUOTA = re.compile(r"PerDay|free-models-per-day|per day per (?:user|project)|\blimit: 0(?![\d.])", re.I)
 
 
 def names_daily_quota(status: int, raw: bytes) -> bool:

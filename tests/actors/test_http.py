@@ -1070,6 +1070,22 @@ def test_a_quota_that_resets_only_after_the_run_stops_the_call_without_a_retry(s
     assert c.retries == 0 and time.monotonic() - start < 5
 
 
+def test_openais_requests_per_day_limit_refills_and_is_retried():
+    # OpenAI's limits refill continuously: its RPD 429 asks for the wait until one more request is allowed.
+    import orjson
+
+    from actors.http import names_daily_quota
+
+    openai = {"error": {"message": "Rate limit reached for gpt-4o in organization org-x on requests per day (RPD): "
+                                   "Limit 10000, Used 10000, Requested 1. Please try again in 8.64s.",
+                        "type": "requests", "code": "rate_limit_exceeded"}}
+    assert not names_daily_quota(429, orjson.dumps(openai))
+    gemini_cli = {"error": {"code": 429, "message": "Quota exceeded for quota metric 'Gemini 2.5 Pro Requests' and "
+                                                    "limit 'Gemini 2.5 Pro Requests per day per user per tier'"}}
+    assert names_daily_quota(429, orjson.dumps([gemini_cli]))
+    assert not names_daily_quota(400, orjson.dumps([gemini_cli]))
+
+
 def test_requests_cancelled_after_a_refusal_that_stops_the_stage_leave_no_traceback(serve, client, caplog):
     # A spent quota stops the stage at its first refusal, and `collect` cancels the requests still in flight; those
     # that ended in the same refusal as the cancel reached them ended with an exception nobody read, and asyncio
