@@ -54,7 +54,8 @@ _OPENS_WITH_KEY = re.compile(r"^[a-z_]+(?:\[\d+\])?(?:\.[A-Za-z0-9_]+(?:\[\d+\])
 
 def with_config_file(message: str, config: Any) -> str:
     """`message` with the config file it is about in front, where it opens with a key of it and names no file."""
-    return f"{config}: {message}" if config and _OPENS_WITH_KEY.match(message) else message
+    named = config and (message.startswith(f"{config}:") or message.startswith(f"{os.path.basename(str(config))}:"))
+    return f"{config}: {message}" if config and not named and _OPENS_WITH_KEY.match(message) else message
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -249,6 +249,19 @@ def test_a_bad_value_from_set_is_blamed_on_the_override_not_the_file():
                          source="configs/x.yaml")
 
 
+def test_a_config_error_names_its_file_once(tmp_path, monkeypatch, capsys):
+    # The load's errors name the file themselves; a model check's opened with the key alone and gets it in front.
+    from engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("n: 1\n")
+    assert main(["plan", "--config", "my.yaml"]) == 2
+    assert capsys.readouterr().err.startswith("error: my.yaml: n: must be >= 2")
+    (tmp_path / "my.yaml").write_text("generators:\n  - {backend: local, model: smollm2-135m, options: {nope: 1}}\n")
+    assert main(["plan", "--config", "my.yaml"]) == 2
+    assert capsys.readouterr().err.startswith("error: my.yaml: generators[0].options.nope: ")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--set", "judges.3.model=x"], "judges has 2 item(s)"),
     (["--set", "nokey"], "expected key=value"),
