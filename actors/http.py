@@ -1461,6 +1461,7 @@ class OpenAIChatClient:
             text = raw[:2000].decode("utf-8", "replace")
         return self._redact(text.strip())[:500] or "(no message)"
 
+
 @dataclass(frozen=True)
 class _Raised:
     """What a submitted request raised, handed to `collect` as its value (see _captured)."""

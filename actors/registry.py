@@ -89,6 +89,12 @@ class ModelCheckError(ValueError):
         super().__init__(message)
 
 
+def python_backend_refused(backend: str) -> str:
+    """Why a python: backend is not loaded without --allow-python-backends (the run's and plan's words)."""
+    return (f"{backend!r} runs Python code named by the config; a config with a python: backend is code, not data. "
+            f"Run it only if you trust it, with --allow-python-backends (or {ALLOW_PYTHON_ENV}=1)")
+
+
 def load_python(backend: str) -> Callable[..., Any]:
     """The factory named by "python:module:Class" (called as Class(model, **options)).
 
@@ -96,9 +102,7 @@ def load_python(backend: str) -> Callable[..., Any]:
         BackendError: malformed name, or the module or attribute cannot be imported.
     """
     if not python_backends_allowed():
-        raise BackendError(f"backend {backend!r} runs Python code named by the config; a config with a python: "
-                           f"backend is code, not data. Run it only if you trust it, with --allow-python-backends "
-                           f"(or {ALLOW_PYTHON_ENV}=1)")
+        raise BackendError(f"backend {python_backend_refused(backend)}")
     target = backend[len(PYTHON_PREFIX):]
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
@@ -573,9 +577,7 @@ def check_written(role: str, backend: str, model: str, options: dict[str, Any] |
                                          f"{', '.join(backend_names(role, python=role != 'reward'))}")
     if backend.startswith(PYTHON_PREFIX):
         if not python_backends_allowed():  # plan priced such a config the run refuses (a config that is code)
-            raise ModelCheckError("backend", f"{backend!r} runs Python code named by the config, which is code, not "
-                                             f"data: allow it with --allow-python-backends ({ALLOW_PYTHON_ENV}=1), "
-                                             "for a config you trust")
+            raise ModelCheckError("backend", python_backend_refused(backend))
         return
     check_options(role, backend, options)
     if backend == "http":

@@ -158,14 +158,13 @@ class StageRun:
         out = (unit.rows.take(picked).append_column(SHARD, pa.array([unit.key] * len(send), pa.string()))
                .append_column(ROW, picked))
         if getattr(self.plan.stage, "reads_prior", False):
-            out = out.append_column(PRIOR, pa.array(self._priors(row_keys, send), pa.string()))
+            where = {k: self._index[row_keys[k]][:2] for k in attempts}  # the rows sent again (marked RETRY)
+            out = out.append_column(PRIOR, pa.array(self._priors(where, send), pa.string()))
         return out
 
-    def _priors(self, row_keys: list[str], send: list[int]) -> list[str | None]:
-        """For each row sent, the output it is stored with where a rerun sends it again (marked RETRY), as JSON;
-        None for a row never computed."""
-        index = self._index or {}
-        where = {k: index[row_keys[k]][:2] for k in send if index.get(row_keys[k]) is not None}
+    def _priors(self, where: dict[int, tuple[str, int]], send: list[int]) -> list[str | None]:
+        """For each row sent, as JSON, the output it is stored with (`where`: its shard and row) where a rerun sends
+        it again; None for a row never computed."""
         wanted: dict[str, list[int]] = defaultdict(list)
         for shard, row in where.values():
             wanted[shard].append(row)

@@ -360,7 +360,7 @@ def agreement_plan(config: RunConfig, judge: ModelConfig, pairs: Sequence[Any]) 
     asked = [p for p in pairs if has_answer(p.response_a) and has_answer(p.response_b)]
     prompt_in = sum(tokens(len(taxonomy.judge_prompt(p.category, p.prompt, p.response_a[:cut], p.response_b[:cut]))
                            + len(taxonomy.JUDGE_SYSTEM)) for p in asked)
-    cost = RoleCost("judge", judge.name, judge.backend, prices=_role({}, "judge", judge).prices)
+    cost = _role({}, "judge", judge)  # its prices read as the run's plan reads them
     calls = len(asked) * orders
     cost.add((0, 2 * calls), (0, 2 * orders * prompt_in), (0, 2 * calls * out_high))
     return cost

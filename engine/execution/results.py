@@ -116,18 +116,26 @@ def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str,
     if not (root / "config.yaml").is_file() or not (root / "groups.parquet").is_file():
         return None
     try:
-        with lenient_settings():
-            config = config_from_dict(load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {},
-                                      source=str(root / "config.yaml"))
+        config = _finished_config(root)
         stats = orjson.loads((root / "run_stats.json").read_bytes())
         rows = pq.read_table(root / "groups.parquet", columns=["prompt_id", "model", "strategy", "status",
                                                                "n_responses", "missing_judges"]).to_pylist()
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError, pa.ArrowException, TaskdivError):
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException, TaskdivError):
         return None  # an older or damaged directory: nothing taken as stored (the full bound stands)
     if any(st.get("failed") or st.get("failed_shards") or st.get("rows_to_retry") for st in stats.get("stages", [])):
         return None
     return config, {(r["prompt_id"], r["model"], r["strategy"]) for r in rows
                     if r["status"] == "ok" and r["n_responses"] == config.n and not r["missing_judges"]}
+
+
+def _finished_config(root: Path) -> RunConfig:
+    """The config of the last finished run in `root` (its config.yaml). Raises RunDirError where it is damaged."""
+    try:
+        data = load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{root / 'config.yaml'}: damaged, not a run's config ({type(exc).__name__})") from None
+    with lenient_settings():  # written by an earlier version, which may have taken settings refused since
+        return config_from_dict(data, source=str(root / "config.yaml"))
 
 
 def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[RunResult, RunConfig]:
@@ -163,12 +171,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         # explore and compare showed without a word.
         log.warning("%s: a later run here is running, or stopped before it finished (config.running.yaml): "
                     "reading the last finished run", root)
-    try:
-        data = load_yaml((root / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{root / 'config.yaml'}: damaged, not a run's config ({type(exc).__name__})") from None
-    with lenient_settings():  # written by an earlier version, which may have taken settings refused since
-        config = config_from_dict(data, source=str(root / "config.yaml"))
+    config = _finished_config(root)
     found = {p.stem: p for p in sorted(root.glob("*.parquet"))}
     wanted = found if tables is None else {k: found[k] for k in tables if k in found}
     loaded = {}

@@ -402,13 +402,12 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
             hi, lo = max(diversity, key=diversity.get), min(diversity, key=diversity.get)
             if diversity[hi] == diversity[lo]:
                 continue  # every strategy equally diverse: no "most" and "least" to contrast
-            hi, lo = {"strategy": hi}, {"strategy": lo}
-            common = sorted(set(by_prompt[hi["strategy"]]) & set(by_prompt[lo["strategy"]]))
-            est = paired_bootstrap_diff_ci([by_prompt[lo["strategy"]][p][ycol] for p in common],
-                                           [by_prompt[hi["strategy"]][p][ycol] for p in common],
+            common = sorted(set(by_prompt[hi]) & set(by_prompt[lo]))
+            est = paired_bootstrap_diff_ci([by_prompt[lo][p][ycol] for p in common],
+                                           [by_prompt[hi][p][ycol] for p in common],
                                            resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci)
             contrasts.append({"figure": "3a" if key == "points_3a" else "3b", "diversity": label, "model": model,
-                              "most_diverse": hi["strategy"], "least_diverse": lo["strategy"],
+                              "most_diverse": hi, "least_diverse": lo,
                               "quality_difference": est.to_dict()})
     out["contrasts"] = contrasts
     return out
