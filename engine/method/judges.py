@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from actors.base import ChatOutput, SamplingParams
 from engine.method import taxonomy
 from engine.method.parsing import p_yes_from_logprobs, parse_verdict
-from engine.method.programs import Asked, Program, ask_until_parsed, parallel
+from engine.method.programs import Asked, Program, ask_until_parsed, parallel, request_failed
 
 if TYPE_CHECKING:  # the method reads its settings; it does not import the config layer
     from engine.config import JudgeConfig
@@ -167,6 +167,47 @@ def judge_pair(category: str | None, prompt: str, a: str, b: str, settings: Judg
     return _combine(i, j, answers, settings.threshold)
 
 
+# How _combine joins the raw texts of a pair's two orders.
+ORDERS_JOINED = " || "
+
+
+def failed_order(verdict: PairVerdict) -> tuple[int, Asked] | None:
+    """For a pair judged in both orders whose one order answered and whose other order's request failed (a
+    transient backend failure: its row is sent again): (the failed order, 0 forward or 1 reverse; the answered
+    order as an Asked that carries the pair's calls). Else None: both orders answered, or the pair has no
+    verdict, or it was judged in one order.
+
+    Read from what the pair stores: the order without a probability whose raw text ends in a failed request. The
+    raw texts are joined by ORDERS_JOINED; where an answer itself holds it ahead of a failed forward order (a
+    reminded answer whose first text held " || "), the failure is not seen and the pair keeps its one order, as
+    every pair did before."""
+    if verdict.verdict not in ("equivalent", "different") or (verdict.p_forward is None) == (verdict.p_reverse is None):
+        return None
+    raw = verdict.raw or ""
+    if ORDERS_JOINED not in raw:
+        return None
+    if verdict.p_reverse is None:
+        answered, failed = raw.rsplit(ORDERS_JOINED, 1)
+        order, p = 1, verdict.p_forward
+    else:
+        failed, answered = raw.split(ORDERS_JOINED, 1)
+        order, p = 0, verdict.p_reverse
+    if not request_failed(failed):  # unreadable, not failed: that answer was paid for and stands
+        return None
+    return order, Asked((p, verdict.read_from), answered, verdict.calls)
+
+
+def _finish_pair(category: str | None, prompt: str, a: str, b: str, settings: JudgeConfig, sampling: SamplingParams,
+                 i: int, j: int, target: str, half: tuple[int, Asked]) -> Program:
+    """Ask the order of pair (i, j) whose request failed (failed_order) and combine it with the order answered
+    before, as judge_pair combines two orders asked together."""
+    order, answered = half
+    first, second = (b, a) if order == 1 else (a, b)
+    asked = yield from _ask(CONVERSATIONS[target](category, prompt, first, second, settings.max_response_chars),
+                            sampling)
+    return _combine(i, j, [answered, asked] if order == 1 else [asked, answered], settings.threshold)
+
+
 def audited(prompt: str, a: str, b: str, rate: float) -> bool:
     """Whether the cascade audit samples this pair: a deterministic draw, so reruns audit the same pairs."""
     digest = hashlib.sha256(f"{prompt}\x1f{a}\x1f{b}".encode()).digest()
@@ -199,7 +240,9 @@ def judge_group(
     pruning, no cascade) — the agreement sample. `target`: "trace" when `responses` are reasoning traces.
     `known`: the LLM's verdicts on pairs of this group already paid for (a row sent again after one of its calls
     failed, engine.stages.judge), taken as they are instead of asked again; being the same verdicts, they lead the
-    pruning to the same pairs.
+    pruning to the same pairs. With both_orders, a known pair whose one order failed is asked that order only
+    (failed_order). A pair the cheap judge decided is decided again (it costs nothing); its cascade audit, where
+    the LLM answered it, is taken from `known` too.
     """
     n = len(responses)
     uf = UnionFind(n)
@@ -227,11 +270,18 @@ def judge_group(
                 verdict = PairVerdict(i, j, p_cheap, "equivalent" if p_cheap >= settings.threshold else "different",
                                       raw="", decided_by="cheap", p_cheap=p_cheap, read_from="calibrated")
                 result.cheap_decided += 1
-                if audited(prompt, a, b, cascade.audit_rate):
+                prior = known.get((i, j)) if known is not None else None
+                if prior is not None and prior.decided_by == "cheap" and prior.p_audit is not None:
+                    verdict.p_audit, verdict.calls, verdict.raw = prior.p_audit, prior.calls, prior.raw
+                elif audited(prompt, a, b, cascade.audit_rate):
                     check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j, target)
                     verdict.p_audit, verdict.calls, verdict.raw = check.p_equivalent, check.calls, check.raw
-            elif known is not None and (i, j) in known:
+            elif known is not None and (i, j) in known and known[(i, j)].decided_by != "cheap":
                 verdict = known[(i, j)]
+                half = failed_order(verdict) if settings.both_orders else None
+                if half is not None:  # one order answered, the other's request failed: ask that one only
+                    verdict = yield from _finish_pair(category, prompt, a, b, settings, sampling, i, j, target, half)
+                    verdict.p_cheap = known[(i, j)].p_cheap
             else:
                 verdict = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j, target)
                 verdict.p_cheap = p_cheap
@@ -273,7 +323,7 @@ def _combine(i: int, j: int, answers: list[Asked], threshold: float) -> PairVerd
         j=j,
         p_equivalent=p,
         verdict=verdict,
-        raw=" || ".join(a.raw for a in answers),
+        raw=ORDERS_JOINED.join(a.raw for a in answers),
         p_forward=ps[0] if both else None,
         p_reverse=ps[1] if both else None,
         calls=sum(a.calls for a in answers),

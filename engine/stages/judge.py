@@ -118,18 +118,21 @@ class JudgeStage(BackendStage):
 
 
 # Verdicts a judge gave that a rerun keeps: read (or unreadable, or split by the orders, as a group judged without a
-# failure keeps them); "error" is the failed call itself, and "no_answer" pairs are never asked.
+# failure keeps them); "error" is the failed call itself, and "no_answer" pairs are never asked. A pair the cheap
+# judge decided is kept for its cascade audit, where the LLM answered it.
 ANSWERED = ("equivalent", "different", "unparsed", "order_split")
 
 
 def answered_pairs(prior: str | None) -> dict[tuple[int, int], PairVerdict] | None:
-    """The LLM-judged pairs of a group's stored output (JSON, PRIOR) that were answered, by (i, j); None without
-    one. Those the calibrated judge decided cost nothing and are decided again."""
+    """The LLM-judged pairs of a group's stored output (JSON, PRIOR) that were answered, by (i, j), and the pairs
+    the calibrated judge decided whose cascade audit the LLM answered; None without one. The calibrated judge's
+    decisions cost nothing and are made again (judge_group); what the LLM answered was paid for."""
     if not prior:
         return None
     pairs = orjson.loads(prior).get("pairs") or []
     return {(p["i"], p["j"]): PairVerdict(**p) for p in pairs
-            if p.get("verdict") in ANSWERED and p.get("decided_by") != "cheap"}
+            if (p.get("verdict") in ANSWERED and p.get("decided_by") != "cheap")
+            or (p.get("decided_by") == "cheap" and p.get("p_audit") is not None)}
 
 
 def judged_row(k: int, row: dict[str, Any], judge: str, g: GroupJudgment) -> dict[str, Any]:

@@ -3,6 +3,7 @@ import math
 import random
 
 import networkx as nx
+import orjson
 import pytest
 
 from actors.base import ChatOutput, SamplingParams
@@ -162,6 +163,63 @@ def test_both_orders_are_averaged_and_disagreement_counted():
     assert (c["unique_low"], c["unique_high"], c["unique"]) == (1, 2, None)
 
 
+class FailingOrder(EdgeJudge):
+    """An EdgeJudge whose requests with `first` as Response 1 fail transiently (retries exhausted) while `down`."""
+
+    def __init__(self, edges, first, unreadable=False):
+        super().__init__(edges)
+        self.first, self.unreadable, self.down, self.asked = first, unreadable, True, []
+
+    def chat(self, conversations, sampling):
+        outs = super().chat(conversations, sampling)
+        for k, conv in enumerate(conversations):
+            self.asked.append(conv[1]["content"].split('Response 1:\n"""')[1].split('"""')[0])
+            if self.down and self.asked[-1] == self.first:
+                outs[k] = (ChatOutput(texts=["Maybe."]) if self.unreadable
+                           else ChatOutput(texts=[], error="HTTP 503 after 4 attempts", transient=True))
+        return outs
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_a_pair_sent_again_with_one_order_failed_asks_that_order_only(first):
+    # With both_orders, a pair whose one order's request failed was decided by the other order alone; its row was
+    # sent again, and the rerun kept that one-order verdict as answered: the failed order was never asked again.
+    from dataclasses import asdict
+
+    from engine.stages.judge import answered_pairs
+
+    backend = FailingOrder([("a", "b")], first=first)
+    settings = JudgeConfig(both_orders=True)
+    (g,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING)])
+    (p,) = g.pairs
+    assert p.verdict == "equivalent" and (p.p_forward is None) == (first == "a") and g.calls_made == 2
+    known = answered_pairs(orjson.dumps({"pairs": [asdict(p)]}).decode())
+    backend.down, backend.asked = False, []
+    (again,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING, known=known)])
+    (q,) = again.pairs
+    assert backend.asked == [first]  # the failed order only; the answered one is the first run's
+    assert q.verdict == "equivalent" and q.p_forward is not None and q.p_reverse is not None
+    assert q.p_equivalent == pytest.approx((q.p_forward + q.p_reverse) / 2) and q.calls == 3
+    assert "<error:" not in q.raw and q.raw.count(" || ") == 1
+
+
+def test_a_pair_with_one_order_unreadable_is_not_asked_again():
+    # An unreadable answer was paid for: the pair stands on its other order, as in the run that asked it.
+    from dataclasses import asdict
+
+    from engine.stages.judge import answered_pairs
+
+    backend = FailingOrder([("a", "b")], first="b", unreadable=True)
+    settings = JudgeConfig(both_orders=True)
+    (g,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING)])
+    (p,) = g.pairs
+    assert p.verdict == "equivalent" and p.p_reverse is None and g.calls_made == 3  # reminded once
+    known = answered_pairs(orjson.dumps({"pairs": [asdict(p)]}).decode())
+    backend.asked = []
+    (again,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING, known=known)])
+    assert backend.asked == [] and again.pairs[0] == p
+
+
 def test_both_orders_doubles_calls_saved():
     g = judge(["a", "b", "c"], EdgeJudge([("a", "b"), ("b", "c"), ("a", "c")]), both_orders=True)
     assert g.calls_saved == 2 and g.calls_made == 4
@@ -229,6 +287,27 @@ def test_audit_asks_the_llm_without_changing_the_verdict():
     (p,) = g.pairs
     assert p.verdict == "equivalent" and p.decided_by == "cheap" and p.p_audit is not None and p.p_audit < 0.5
     assert g.calls_made == 1
+
+
+def test_a_group_sent_again_keeps_its_answered_cascade_audits():
+    # A retried group kept the LLM's answered pairs but asked every audit of a cheap decision again (and paid again).
+    from dataclasses import asdict
+
+    from engine.stages.judge import answered_pairs
+
+    backend = FailingOrder([], first="b")  # the audit of (0, 1) is answered; the LLM's call on (1, 2) fails
+    probs = {(0, 1): 0.99, (0, 2): 0.5, (1, 2): 0.5}
+    settings = cascade(audit_rate=1.0)
+    g = judge_cascade(["a", "b", "c"], backend, lambda i, j: probs[(i, j)], settings)
+    by_pair = {(p.i, p.j): p for p in g.pairs}
+    assert by_pair[(0, 1)].p_audit is not None and by_pair[(1, 2)].verdict == "error"
+    assert backend.asked == ["a", "a", "b"]  # the audit of (0, 1), then (0, 2) and (1, 2)
+    known = answered_pairs(orjson.dumps({"pairs": [asdict(p) for p in g.pairs]}).decode())
+    backend.down, backend.asked = False, []
+    (again,) = drive(backend, [judge_group("G", "p", ["a", "b", "c"], settings, SAMPLING,
+                                           cheap=lambda i, j: probs[(i, j)], known=known)])
+    assert backend.asked == ["b"]  # the failed pair only
+    assert [asdict(p) for p in again.pairs][0] == asdict(by_pair[(0, 1)])  # its audit as the first run had it
 
 
 def test_audit_draw_is_deterministic_and_near_its_rate():
