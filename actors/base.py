@@ -93,6 +93,10 @@ class ChatOutput:
         traces: per completion, the reasoning trace the model wrote before its answer (None where it wrote none),
             kept out of `texts`: a server's `reasoning_content` / `reasoning` field, or a `<think>…</think>` block
             (see `separate_traces`). None: not looked for yet.
+        opening_known: the backend knows whether the prompt opened a thinking block — it rendered the prompt (local,
+            vLLM) or was told (HTTP's thinking_opened) — and put the opening tag back in front where it did
+            (reopen_thinking): a bare closing tag in such a text is the answer's own, never the end of a thinking
+            (split_reasoning's bare rule is for servers whose prompt the client cannot see).
     """
 
     texts: list[str] = field(default_factory=list)
@@ -103,6 +107,7 @@ class ChatOutput:
     error: str | None = None
     transient: bool = False
     traces: list[str | None] | None = None
+    opening_known: bool = False
 
 
 class BackendError(RuntimeError):
@@ -382,7 +387,7 @@ def content_parts(content: Any) -> tuple[str | None, str | None]:
     return ("".join(texts) if texts else None), ("\n\n".join(thoughts) if thoughts else None)
 
 
-def split_reasoning(text: str) -> tuple[str, str | None]:
+def split_reasoning(text: str, bare_close: bool = True) -> tuple[str, str | None]:
     """(answer, trace) of one completion whose reasoning is inline, between `<think>` and `</think>` or Magistral's
     `[THINK]` and `[/THINK]` (THINK_TAGS):
 
@@ -397,7 +402,8 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
       a model that thinks again before answering (only the first was split off, and the second judged as answer);
     - anything else, a block that opens after the start of the text included → (text, None): reasoning models
       think first, and a tag further on is text the answer quotes; so is a bare `</think>` inside a fenced code block
-      (the answer shows the tag in code).
+      (the answer shows the tag in code), and any bare closing tag with `bare_close` False (a backend that knows
+      the prompt opened no thinking: ChatOutput.opening_known).
     """
     rest = text.lstrip()
     thoughts: list[str] = []
@@ -411,7 +417,7 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
         rest = body[end + len(tags[1]):].lstrip()
     if thoughts:
         return rest, "\n\n".join(t for t in thoughts if t)
-    bare = _BARE_CLOSE.search(text)
+    bare = _BARE_CLOSE.search(text) if bare_close else None
     if bare is None:
         return text, None
     close = bare.group(1)
@@ -517,11 +523,12 @@ def opens_thinking(prompt_tail: str) -> bool:
 
 def separate_traces(out: ChatOutput) -> ChatOutput:
     """Make sure an output's reasoning is apart from its answers: where a backend gave no trace for a completion,
-    a `<think>` block in its text is split off (split_reasoning). Returns the same object, changed in place."""
+    a `<think>` block in its text is split off (split_reasoning; a bare closing tag only where the backend cannot
+    know whether the prompt opened the thinking). Returns the same object, changed in place."""
     traces = list(out.traces) if out.traces is not None else [None] * len(out.texts)
     traces += [None] * (len(out.texts) - len(traces))
     for k, text in enumerate(out.texts):
         if traces[k] is None and text:
-            out.texts[k], traces[k] = split_reasoning(text)
+            out.texts[k], traces[k] = split_reasoning(text, bare_close=not out.opening_known)
     out.traces = traces[:len(out.texts)]
     return out

@@ -1023,7 +1023,10 @@ class OpenAIChatClient:
                                f"capped without a word), so temperature {p.temperature:g} cannot be asked of "
                                f"{self.model}; set options.max_temperature if this endpoint honours it")
         want_logprobs = p.logprobs is not None
-        out = ChatOutput(first_token_logprobs=[] if want_logprobs else None, traces=[])
+        # Told that the template opens the thinking, the client puts the tag back (reopen_thinking): a bare closing
+        # tag is then the answer's own (opening_known).
+        out = ChatOutput(first_token_logprobs=[] if want_logprobs else None, traces=[],
+                         opening_known=self.thinking_opened)
         # Completions the server returns per request: the known limit, else learnt from the first answer.
         per_request = min(p.n, self.completions_per_request or p.n)
         first, probing, renamed, refusal = True, False, False, ""

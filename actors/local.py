@@ -305,8 +305,11 @@ class LocalChatModel:
                 for k, out in zip(batch, self._generate([encoded[k] for k in batch], shared)):
                     outputs[k] = repeat_greedy(out, params[k].n) if first.greedy else out
         for k, out in enumerate(outputs):
-            if thinking[k] and out is not None:
-                out.texts = [THINK_OPEN + t for t in out.texts]
+            if out is not None:
+                # The prompt was rendered here: a thinking it opened gets its tag back (opening_known).
+                out.opening_known = True
+                if thinking[k]:
+                    out.texts = [THINK_OPEN + t for t in out.texts]
         self._stats["requests"] += len(conversations)
         for out, p in zip(outputs, params):
             self._stats["row_errors"] += out is not None and out.error is not None

@@ -534,6 +534,7 @@ class VLLMChatModel:
         out = ChatOutput(
             prompt_tokens=len(result.prompt_token_ids or []),
             first_token_logprobs=[] if p.logprobs is not None else None,
+            opening_known=True,  # the prompt's tokens are here: a thinking it opened gets its tag back
         )
         # A chat template that opens the thinking in the prompt (DeepSeek-R1, Qwen3) leaves only its end in the
         # completion: the opening tag goes back in front, so the trace is split off the answer.

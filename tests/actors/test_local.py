@@ -40,6 +40,9 @@ def test_n_samples_with_token_counts_and_finish_reasons(cpu_model):
     assert len(out.texts) == len(out.n_tokens) == len(out.finish_reasons) == 3
     assert all(0 < n <= 6 for n in out.n_tokens) and set(out.finish_reasons) <= {"stop", "length"}
     assert out.prompt_tokens > 0 and out.error is None
+    # The prompt was rendered here: a thinking its template opened would have its tag back, so a bare closing tag
+    # in these texts is the answer's own (actors.base.split_reasoning).
+    assert out.opening_known
 
 
 def test_greedy_is_deterministic_and_batch_independent(cpu_model):
@@ -235,7 +238,8 @@ def test_a_template_without_the_system_role_gets_the_system_text_in_the_first_us
     rendered = []
     real = model.tokenizer.apply_chat_template
     monkeypatch.setattr(model.tokenizer, "apply_chat_template",
-                        lambda conv, **kw: (rendered.append(real(conv, **{**kw, "tokenize": False})), real(conv, **kw))[1])
+                        lambda conv, **kw: (rendered.append(real(conv, **{**kw, "tokenize": False})),
+                                            real(conv, **kw))[1])
     conv = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Name a colour."}]
     (out,) = model.chat([conv], SamplingParams(temperature=0.0, max_tokens=2))
     assert out.error is None and rendered == ["<|user|>Answer in French.\n\nName a colour.<|end|><|assistant|>"]

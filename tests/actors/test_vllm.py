@@ -228,6 +228,7 @@ class TestEngine:
         assert all(n == 12 for n, r in zip(out.n_tokens, out.finish_reasons) if r == "length")
         assert len(set(out.texts)) >= 2  # seeded per completion (seed + k), not one sample copied n times
         assert out.prompt_tokens > 5 and out.first_token_logprobs is None
+        assert out.opening_known  # vLLM's prompt tokens are read: a bare closing tag is the answer's text
         after = engine.stats()
         assert after["requests"] - before["requests"] == 1
         assert after["completion_tokens"] - before["completion_tokens"] == sum(out.n_tokens)

@@ -95,6 +95,17 @@ def test_separate_traces_keeps_a_servers_trace_and_splits_the_rest():
     assert separate_traces(ChatOutput(error="boom")).traces == []
 
 
+def test_a_bare_closing_tag_ends_a_thinking_only_where_the_backend_could_not_see_the_prompt():
+    # A bare `</think>` ending a line is how a server's completion ends a thinking its template opened in the prompt,
+    # which the client cannot see. A backend that rendered the prompt knows (opening_known) and put the tag back where
+    # the template opened one: for it, a bare closing tag is the answer's text — a model writing about the tag lost
+    # everything before it to a "trace".
+    text = "Close the block with\n</think>\nand nothing else."
+    assert separate_traces(ChatOutput(texts=[text])).traces == ["Close the block with"]
+    known = separate_traces(ChatOutput(texts=[text, "<think>t</think>x"], opening_known=True))
+    assert known.texts == [text, "x"] and known.traces == [None, "t"]
+
+
 def test_every_program_is_sent_answers_only():
     class Thinker:
         name = "thinker"
@@ -200,6 +211,7 @@ def test_http_with_a_template_that_opens_the_thinking(opened):
             (out,) = drive(client, [_ask(conversation, SamplingParams(n=2, max_tokens=8))])
     assert (out.texts[0], out.traces[0]) == ("answer A", "plan A")  # the closing tag ends its line: split either way
     assert (out.texts[1], out.traces[1]) == (("", "still thinking") if opened else ("still thinking", None))
+    assert out.opening_known is opened  # told, the client put the tag back: a bare closing tag is then text
 
 
 def _ask(conversation, sampling):
