@@ -233,10 +233,10 @@ def repeat_greedy(out: "ChatOutput", n: int) -> "ChatOutput":
     answer, and transformers and vLLM refuse n > 1 without sampling (a temperature sweep through 0 asks for it)."""
     if out.error is not None or n == 1:
         return out
-    return ChatOutput(texts=out.texts * n, finish_reasons=out.finish_reasons * n, n_tokens=out.n_tokens * n,
-                      prompt_tokens=out.prompt_tokens,
-                      first_token_logprobs=None if out.first_token_logprobs is None else out.first_token_logprobs * n,
-                      traces=None if out.traces is None else out.traces * n)
+    return replace(
+        out, texts=out.texts * n, finish_reasons=out.finish_reasons * n, n_tokens=out.n_tokens * n,
+        first_token_logprobs=None if out.first_token_logprobs is None else out.first_token_logprobs * n,
+        traces=None if out.traces is None else out.traces * n)
 
 
 def generated_tokens(out: "ChatOutput", p: SamplingParams) -> int:

@@ -252,6 +252,7 @@ class TestEngine:
         (out,) = engine.chat(prompt, SamplingParams(n=3, temperature=0.0, max_tokens=8))
         (alone,) = engine.chat(prompt, SamplingParams(temperature=0.0, max_tokens=8))
         assert out.error is None and out.texts == alone.texts * 3 and out.texts[0]
+        assert out.opening_known  # repeated, the output keeps what the backend knew of its prompt
 
     def test_first_token_logprobs_agree_with_transformers(self, engine):
         from actors.local import LocalChatModel

@@ -104,6 +104,13 @@ def test_a_bare_closing_tag_ends_a_thinking_only_where_the_backend_could_not_see
     assert separate_traces(ChatOutput(texts=[text])).traces == ["Close the block with"]
     known = separate_traces(ChatOutput(texts=[text, "<think>t</think>x"], opening_known=True))
     assert known.texts == [text, "x"] and known.traces == [None, "t"]
+    # A greedy output asked for n completions is the one repeated: it keeps what its backend knew (vLLM's went back
+    # to a bare-tag split).
+    from actors.base import repeat_greedy
+
+    repeated = repeat_greedy(ChatOutput(texts=[text], finish_reasons=["stop"], n_tokens=[9], prompt_tokens=4,
+                                        opening_known=True), 3)
+    assert repeated.opening_known and repeated.texts == [text] * 3 and repeated.prompt_tokens == 4
 
 
 def test_every_program_is_sent_answers_only():
