@@ -231,7 +231,7 @@ class Pipeline:
             tables["quality"] = T.explode_grades(grades, answered)
             tables["components"] = comps = T.with_utility(comps, tables["quality"])
         if accuracy is not None:
-            tables["accuracy"] = T.explode_accuracy(accuracy)
+            tables["accuracy"] = T.explode_accuracy(accuracy, answered)
         if rewards is not None:
             tables["rewards"] = T.explode_rewards(rewards, answered)
         if judged_traces is not None:

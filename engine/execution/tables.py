@@ -367,12 +367,22 @@ def explode_grades(grades: pa.Table, answered: dict[tuple, list[bool]] | None = 
     return pa.Table.from_pylist(rows, schema=QUALITY)
 
 
-def explode_accuracy(accuracy: pa.Table) -> pa.Table:
+def explode_accuracy(accuracy: pa.Table, answering: dict[tuple, list[bool]] | None = None) -> pa.Table:
+    """One row per checked response; a response that gives no answer (`answering`) is not correct and not answered
+    (engine.stages.accuracy.no_answer_check), whatever a shard stored before the stage left such responses out (one
+    was sent to the grader and its grade kept)."""
+    from engine.stages.accuracy import no_answer_check
+
     rows = []
     for g in accuracy.to_pylist():
+        key = tuple(g[k] for k in KEYS)
         answered = g.get("answered") or [None] * len(g["correct"])
         for k, (correct, grade, extracted, exact, ans, raw) in enumerate(
                 zip(g["correct"], g["grades"], g["extracted"], g["exact"], answered, g["raws"])):
+            if not _answers(answering, key, k):
+                none = no_answer_check()
+                correct, grade, extracted, exact, ans, raw = (none[c] for c in ("correct", "grades", "extracted",
+                                                                               "exact", "answered", "raws"))
             rows.append({"prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
                          "sample_idx": k, "method": g["method"], "correct": correct, "grade": grade,
                          "extracted": extracted, "exact_match": exact, "answered": ans, "raw": raw})

@@ -492,7 +492,8 @@ def _strategy_view(data: dict[str, Any]) -> Section:
                             "completion (limit n × max_tokens), any other strategy's response one."
                           + (" No answer: responses of these groups that give none (empty, filtered, cut off while "
                              "thinking) — not judged, graded or scored; their group's general metrics, quality and "
-                             "Vendi are over its answering responses." if silent else "")))
+                             "Vendi are over its answering responses, and its accuracy counts them not correct, as "
+                             "the benchmarks do." if silent else "")))
     s.blocks += _graders_blocks(data)
     s.blocks += _parsing_blocks(data)
     return s

@@ -1,7 +1,9 @@
 """Accuracy: is each response correct, for prompts with a verifiable gold answer (engine.method.accuracy).
 
 Math answers are checked by math-verify in a guarded worker (engine.method.math), short answers by the LLM grader
-beside a normalised exact-containment cross-check; "could not check" stays null, never "incorrect".
+beside a normalised exact-containment cross-check; "could not check" stays null, never "incorrect". A response that
+gives no answer (empty, cut off while thinking: has_answer) is neither checked nor sent to the grader: as the
+benchmarks count it, it is not correct and not answered (MATH-500's "no final answer", SimpleQA's "not attempted").
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import pyarrow as pa
 
 from actors.base import SamplingParams
 from engine.method.accuracy import accuracy_method, grader_program
+from engine.method.judges import has_answer
 from engine.method.math import check_math_answer, check_may_pass_again, short_answer_exact
 from engine.stages.base import GROUP_INPUTS, GROUP_KEY, IDX, BackendStage
+
+NO_ANSWER = "<no answer>"  # the raw of a response that gives none: not checked, not graded
 
 
 class AccuracyStage(BackendStage):
@@ -56,18 +61,32 @@ class AccuracyStage(BackendStage):
         programs, owners = [], []
         for k, (r, method) in enumerate(zip(rows, methods)):
             if method == "grader":
-                for response in r["responses"]:
-                    programs.append(grader_program(r["text"], r["gold_answer"], response, self.sampling))
-                    owners.append(k)
-        graded: dict[int, list] = {k: [] for k in range(len(rows))}
-        for k, asked in zip(owners, self.drive(programs, owners)):
-            graded[k].append(asked)
+                for i, response in enumerate(r["responses"]):
+                    if has_answer(response):  # an empty response was sent to the grader, paid and graded
+                        programs.append(grader_program(r["text"], r["gold_answer"], response, self.sampling))
+                        owners.append((k, i))
+        graded = dict(zip(owners, self.drive(programs, [k for k, _ in owners])))
         for k, (r, method) in enumerate(zip(rows, methods)):
             out = {IDX: k, "prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],
                    "method": method, "correct": [], "grades": [], "extracted": [], "exact": [], "answered": [],
                    "raws": []}
-            if method == "math-verify":
-                for response in r["responses"]:
+            if method is not None:
+                for i, response in enumerate(r["responses"]):
+                    if not has_answer(response):
+                        for column, value in no_answer_check().items():
+                            out[column].append(value)
+                        continue
+                    if method == "grader":
+                        asked = graded[(k, i)]
+                        out["correct"].append(None if asked.value is None else asked.value == "correct")
+                        out["grades"].append(asked.value)
+                        out["extracted"].append(None)
+                        out["exact"].append(short_answer_exact(response, r["gold_answer"]))
+                        # SimpleQA's "not attempted" is its own rate (and counts as not correct); an unread grade:
+                        # unknown.
+                        out["answered"].append(None if asked.value is None else asked.value != "not_attempted")
+                        out["raws"].append(asked.raw)
+                        continue
                     check = check_math_answer(response, r["gold_answer"], timeout_s=self.math_timeout_s)
                     if check_may_pass_again(check):
                         # Out of time under load (streaming checks while sampling takes the CPU): a rerun checks the
@@ -79,13 +98,10 @@ class AccuracyStage(BackendStage):
                     out["exact"].append(None)
                     out["answered"].append(check.answered)
                     out["raws"].append(check.reason)
-            elif method == "grader":
-                for response, asked in zip(r["responses"], graded[k]):
-                    out["correct"].append(None if asked.value is None else asked.value == "correct")
-                    out["grades"].append(asked.value)
-                    out["extracted"].append(None)
-                    out["exact"].append(short_answer_exact(response, r["gold_answer"]))
-                    # SimpleQA's "not attempted" is its own rate (and counts as not correct); an unread grade: unknown.
-                    out["answered"].append(None if asked.value is None else asked.value != "not_attempted")
-                    out["raws"].append(asked.raw)
             yield out
+
+
+def no_answer_check() -> dict[str, Any]:
+    """The accuracy columns of a response that gives no answer: not correct and not answered, as the benchmarks
+    count it; nothing extracted, graded or matched."""
+    return {"correct": False, "grades": None, "extracted": None, "exact": None, "answered": False, "raws": NO_ANSWER}

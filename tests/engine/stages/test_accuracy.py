@@ -44,6 +44,28 @@ def test_short_answers_go_to_the_grader_with_an_exact_match_beside(monkeypatch):
     assert out["correct"] == [True, False] and out["exact"] == [True, False]
 
 
+@pytest.mark.parametrize("category,gold", [("A", "Paris"), ("D", "391")])
+def test_a_response_with_no_answer_is_not_correct_and_not_answered_and_never_graded(category, gold):
+    # An empty response (a reasoning model cut off while thinking) was sent to the grader — paid — and its grade kept
+    # as an answered one; as the benchmarks count it, it is not correct and not answered.
+    from engine.execution.tables import explode_accuracy
+    from tests.support.doubles import ScriptedChat
+
+    ScriptedChat.calls.clear()
+    answer = "Paris" if category == "A" else r"\boxed{391}"
+    table = rows(judge_category=category, gold_answer=gold, responses=["", "  \n", answer])
+    (out,) = AccuracyStage(SCRIPTED)(table).to_pylist()
+    assert out["correct"][:2] == [False, False] and out["answered"][:2] == [False, False]
+    assert out["grades"][:2] == [None, None] and out["raws"][:2] == ["<no answer>"] * 2
+    assert len(ScriptedChat.calls) == (1 if category == "A" else 0)  # the answering response only
+    # A shard stored before: the empty response graded and counted as answered; the table reads it as no answer.
+    stored = pa.Table.from_pylist([{**out, "correct": [True, False, True], "grades": ["correct"] * 3,
+                                    "answered": [True] * 3, "raws": ["A"] * 3}])
+    exploded = explode_accuracy(stored, {("p", "m", "temperature"): [False, False, True]}).to_pylist()
+    assert [(r["correct"], r["answered"], r["grade"]) for r in exploded] == [
+        (False, False, None), (False, False, None), (True, True, "correct")]
+
+
 def test_groups_without_a_method_check_nothing():
     (out,) = AccuracyStage(SCRIPTED)(rows(judge_category="G", gold_answer=None)).to_pylist()
     assert out["method"] is None and out["correct"] == []
