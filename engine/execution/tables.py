@@ -185,13 +185,16 @@ GROUPS = pa.schema(
         ("classified", pa.string()),  # the generator's own classification (drives anchored sampling)
         ("n_responses", pa.int64()),
         ("status", pa.string()),
-        # Resolved counts only; the mean is over the judges in judges_in_mean (null when none is resolved).
+        ("n_no_answer", pa.int64()),  # responses that give no answer: their pairs are not judged (no_answer)
+        # Resolved counts only. The mean is over every judge of the run, and null unless each one's count is
+        # resolved: a mean over whichever judges resolved compared one panel's groups with another's (judges differ
+        # in strictness) and could fall outside the group's own bounds. judges_in_mean: every judge, or none.
         ("unique_per_judge", pa.map_(pa.string(), pa.int64())),
         ("unique_mean", pa.float64()),
         ("judges_in_mean", pa.list_(pa.string())),
         ("unresolved_judges", pa.list_(pa.string())),  # judged, but unreadable verdicts leave the count open
         ("missing_judges", pa.list_(pa.string())),  # no count at all: the judge's shard failed
-        ("unique_low_mean", pa.float64()),  # bounds over the judges with a count or bounds
+        ("unique_low_mean", pa.float64()),  # bounds of the mean over every judge (a missing one's count: 1 to n)
         ("unique_high_mean", pa.float64()),
         *((column, pa.float64()) for column in GENERAL_METRICS),
         ("quality_mean", pa.float64()),
@@ -208,10 +211,12 @@ GROUPS = pa.schema(
         ("vendi", pa.float64()),
         # Reasoning traces (judge.target trace / both): whether every response has a trace of its own ("traced"),
         # some do ("partial"), none ("none"), or one trace was split over all ("shared": system-prompt strategies);
-        # the mean unique traces over the judges whose trace count is resolved, and those judges.
+        # the mean unique traces over every trace judge, null unless each one's count is resolved (as unique_mean),
+        # and the answers' mean over the same judges (the trace section's paired difference compares one panel).
         ("trace_status", pa.string()),
         ("unique_trace_mean", pa.float64()),
         ("trace_judges_in_mean", pa.list_(pa.string())),
+        ("unique_mean_trace_judges", pa.float64()),
         # As for answers, for traced groups: judged but unreadable, or no count at all (the judge's shard failed).
         ("trace_unresolved_judges", pa.list_(pa.string())),
         ("trace_missing_judges", pa.list_(pa.string())),
@@ -419,9 +424,10 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
     accuracy (mean over the responses that could be checked; null where nothing was), and — where traces were
     judged (`trace_components`, by `trace_judges`) — the mean unique reasoning traces.
 
-    A judge's count enters `unique_mean` only when it is resolved (engine.method.components); the judges whose count
-    is unresolved, and those with no row at all for the group (their shard failed), are listed by name, never
-    silently dropped. `judges` is the run's judges in config order (default: those present in `components`).
+    `unique_mean` is the mean of every judge's count, known only when each one is resolved
+    (engine.method.components); the judges whose count is unresolved, and those with no row at all for the group
+    (their shard failed), are listed by name, and the mean's bounds take a missing judge's count as anywhere from 1
+    to n. `judges` is the run's judges in config order (default: those present in `components`).
     """
     by_group: dict[tuple, dict[str, dict]] = {}
     for c in components.to_pylist():
@@ -454,10 +460,16 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
         key = tuple(g[k] for k in KEYS)
         trace_rows = traced.get(key, {})
         trace_counted = [j for j in (trace_judges or []) if j in trace_rows and trace_rows[j]["resolved"]]
+        trace_counted = trace_counted if trace_judges and len(trace_counted) == len(trace_judges) else []
         rows_by_judge = by_group.get(key, {})
-        counted = [j for j in judges if j in rows_by_judge and rows_by_judge[j]["resolved"]]
-        per_judge = {j: rows_by_judge[j]["unique"] for j in counted}
-        bounded = [rows_by_judge[j] for j in judges if j in rows_by_judge]
+        resolved = [j for j in judges if j in rows_by_judge and rows_by_judge[j]["resolved"]]
+        per_judge = {j: rows_by_judge[j]["unique"] for j in resolved}
+        counted = resolved if judges and len(resolved) == len(judges) and g["responses"] else []
+        n_responses = len(g["responses"] or [])
+        no_answer = sum(not has_answer(t) for t in g["responses"] or [])
+        # A judge with no count bounds the mean as loosely as a count can be: anywhere from 1 to n.
+        lows = [rows_by_judge[j]["unique_low"] if j in rows_by_judge else min(1, n_responses) for j in judges]
+        highs = [rows_by_judge[j]["unique_high"] if j in rows_by_judge else n_responses for j in judges]
         m = general.get(key, {})
         graded = [x for x in grades.get(key, []) if x is not None]
         # A pending group was sent to no judge: no judge's shard is missing for it (its reason is its category); nor
@@ -474,15 +486,18 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "classified": g["classified"],
                 "n_responses": len(g["responses"]),
                 "status": g["status"],
+                "n_no_answer": no_answer,
                 "unique_per_judge": list(per_judge.items()),
                 # No responses, no count: a group the backend failed or whose parse found nothing stays null.
-                "unique_mean": _mean(list(per_judge.values())) if g["responses"] else None,
-                "judges_in_mean": counted if g["responses"] else [],
+                "unique_mean": _mean([per_judge[j] for j in counted]) if counted else None,
+                "judges_in_mean": counted,
                 "unresolved_judges": [j for j in judges if j in rows_by_judge and not rows_by_judge[j]["resolved"]],
                 "missing_judges": [j for j in judges if j not in rows_by_judge] if judged else [],
-                "unique_low_mean": _mean([c["unique_low"] for c in bounded]) if g["responses"] else None,
-                "unique_high_mean": _mean([c["unique_high"] for c in bounded]) if g["responses"] else None,
-                **{column: m.get(column) for column in GENERAL_METRICS},
+                # Bounds only where some judge judged the group (a pending or failed group has none).
+                "unique_low_mean": _mean(lows) if g["responses"] and judged and bool(rows_by_judge) else None,
+                "unique_high_mean": _mean(highs) if g["responses"] and judged and bool(rows_by_judge) else None,
+                **{column: m.get(column) if metric.per_pair or not no_answer else None
+                   for column, metric in GENERAL_METRICS.items()},
                 "quality_mean": _mean(graded),
                 "n_graded": len(graded),
                 "accuracy": _mean([float(x) for x in checked.get(key, [])]),
@@ -490,11 +505,14 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
                 "reward_mean": _mean(reward.get(key, [])),
                 # Null where the group has no reward rows at all (the reward stage's shard failed, or no model).
                 "n_rewarded": sum(1 for x in reward[key] if x is not None) if key in reward else None,
-                **_class_means([rows_by_judge[j] for j in counted] if g["responses"] else []),
+                **_class_means([rows_by_judge[j] for j in counted]),
                 "vendi": vendi_of(m.get("pair_cosine"), g["responses"]) if g["responses"] else None,
                 "trace_status": status,
                 "unique_trace_mean": _mean([trace_rows[j]["unique"] for j in trace_counted]),
                 "trace_judges_in_mean": trace_counted,
+                "unique_mean_trace_judges": (_mean([per_judge[j] for j in trace_judges or []]) if trace_judges
+                                             and g["responses"] and all(j in per_judge for j in trace_judges)
+                                             else None),
                 "trace_unresolved_judges": [j for j in (trace_judges or [])
                                             if j in trace_rows and not trace_rows[j]["resolved"]],
                 "trace_missing_judges": [j for j in (trace_judges or []) if j not in trace_rows]
@@ -505,7 +523,7 @@ def groups_table(frame: pa.Table, components: pa.Table, metrics: pa.Table, quali
 
 
 def _class_means(counted: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Means over the judges whose count is resolved (the same judges as unique_mean)."""
+    """Means over the judges of unique_mean (every judge, each resolved; none otherwise)."""
     utilities = [c["utility"] for c in counted]
     return {
         "semantic_entropy_mean": _mean([c["semantic_entropy"] for c in counted]),

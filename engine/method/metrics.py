@@ -41,6 +41,10 @@ class GeneralMetric:
             every metric so that higher reads "more diverse" before correlating).
         compute: per-group values (NaN where a group has no pairs) from a batch.
         correlate: whether the report's rank-correlation section includes it (the paper's three).
+        per_pair: whether it is a mean over pairs, the same scale whatever the group's size. One that is not (the
+            compression ratio grows with the texts compressed together) is unknown in the groups table for a group
+            with a response that gives no answer: computed over the answering ones, it was on another scale than
+            the whole groups beside it (three empty responses of five read as less repetitive).
     """
 
     column: str
@@ -49,6 +53,7 @@ class GeneralMetric:
     direction: float
     compute: Callable[[list[list[str]], dict], np.ndarray]
     correlate: bool = True
+    per_pair: bool = True
 
 
 GENERAL_METRICS: dict[str, GeneralMetric] = {}
@@ -69,6 +74,6 @@ register(GeneralMetric("embed_div", "embedding", "mean over pairs of 1 − cosin
                        lambda groups, mats: np.clip(kernels.mean_pairwise_distance(mats["cosine"]), 0.0, 2.0)))
 register(GeneralMetric("compression_ratio", "compression",
                        "bytes of the concatenated group over its gzip size (higher is more repetitive)", -1.0,
-                       lambda groups, mats: kernels.compression_ratio(groups)))
+                       lambda groups, mats: kernels.compression_ratio(groups), per_pair=False))
 register(GeneralMetric("ncd_div", "NCD", "mean pairwise normalised compression distance", 1.0,
                        lambda groups, mats: kernels.mean_pairwise(mats["ncd"]), correlate=False))

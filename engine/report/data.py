@@ -117,8 +117,8 @@ def run_models(config: Any, groups: list[dict[str, Any]]) -> list[str]:
 
 
 def is_complete(g: dict[str, Any], n: int) -> bool:
-    """Whether a groups row counts toward unique-response means: status ok, all n responses, and at least one
-    judge's count resolved."""
+    """Whether a groups row counts toward unique-response means: status ok, all n responses, and every judge's
+    count resolved (engine.execution.tables.groups_table)."""
     return g["status"] == "ok" and g["n_responses"] == n and finite(g["unique_mean"])
 
 
@@ -131,21 +131,14 @@ def _exclusion_reason(g: dict[str, Any], n: int) -> str:
         return "another group size than n"
     if g.get("category_source") == PENDING:
         return "not judged: its prompt's reference classification is missing a classifier's answer"
+    if g.get("n_no_answer"):
+        # Its pairs with an unanswered response are not judged (no_answer): no judge can resolve its count.
+        return "unresolved: a response gives no answer (empty, cut off while thinking)"
     if g.get("unresolved_judges"):
-        return "unresolved: no judge's count could be read"
+        return "unresolved: a judge's count could not be read (unreadable verdicts)"
     if g.get("missing_judges"):
-        return "no judge count: the judges' shards failed"
+        return "no count from every judge: a judge's shard failed (a rerun fills it)"
     return "no judge count"
-
-
-def _partial_reasons(g: dict[str, Any]) -> list[str]:
-    """Why a counted group's mean rests on fewer than all judges (empty when every judge entered)."""
-    out = []
-    if g.get("unresolved_judges"):
-        out.append("a judge's count unresolved (unreadable verdicts)")
-    if g.get("missing_judges"):
-        out.append("a judge's shard failed")
-    return out
 
 
 def small_model_judges(config: Any) -> list[str]:
@@ -252,7 +245,7 @@ def _cells(groups: list[dict], boot: Callable) -> tuple[list[dict], dict[tuple, 
     for (model, cat, strategy), gs in sorted(cells.items()):
         est = boot([g["unique_mean"] for g in gs], clusters=[g["prompt_id"] for g in gs])
         out.append({"model": model, "category": cat, "strategy": strategy, "estimate": est.to_dict(),
-                    "groups": len(gs), "partial": sum(1 for g in gs if _partial_reasons(g))})
+                    "groups": len(gs)})
     return out, cells
 
 
@@ -286,11 +279,6 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
         by_prompt[(g["model"], g["prompt_id"])].add(g["strategy"])
     paired = [g for g in complete if by_prompt[(g["model"], g["prompt_id"])] >= shown[g["model"]]]
     paired_out, _ = _cells(paired, boot)
-    partial: dict[str, int] = defaultdict(int)
-    for g in groups:
-        if is_complete(g, n):
-            for reason in _partial_reasons(g):
-                partial[reason] += 1
     # What the groups left out for an unresolved count still bound: the means of every group's lower and upper
     # bounds. One unreadable verdict leaves a diverse group unresolved sooner than a homogeneous one (a pair it could
     # join is there to change the count), so the resolved-only means lean low; these show by how much they could.
@@ -318,8 +306,6 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
                      for (m, s, r), k in sorted(excluded.items())],
         "excluded_total": sum(excluded.values()),
         "complete_total": sum(1 for g in groups if is_complete(g, n)),
-        "partial": [{"reason": r, "groups": k} for r, k in sorted(partial.items())],
-        "partial_total": sum(1 for g in groups if is_complete(g, n) and _partial_reasons(g)),
     }
 
 
@@ -676,7 +662,6 @@ TRACE_GAPS = {
     "shared": "one trace split over all responses (system-prompt strategy)",
     "unresolved": "traces judged, count unresolved",
     "missing": "traces not judged: the trace judges' shards failed (rerun to fill them)",
-    "partial_judges": "counted, over fewer than all trace judges (one unresolved or its shard failed)",
     "pending": "not judged: the prompt's reference classification is missing a classifier's answer",
 }
 
@@ -694,7 +679,9 @@ def _trace_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
                 cells[(g["model"], cat, g["strategy"])].append(g)
     rows = []
     for (model, cat, strategy), gs in sorted(cells.items()):
-        answers = [g for g in gs if finite(g["unique_mean"])]
+        # Answers over the trace judges (an answer-only judge, the calibrated one, judges no trace): the difference
+        # of two panels would measure the panels, not the traces.
+        answers = [g for g in gs if finite(g.get("unique_mean_trace_judges"))]
         traces = [g for g in gs if finite(g.get("unique_trace_mean"))]
         both = [g for g in answers if finite(g.get("unique_trace_mean"))]
         gaps = {k: 0 for k in TRACE_GAPS}
@@ -708,15 +695,14 @@ def _trace_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
                 else:  # no judge's trace count: unreadable verdicts, or no count at all
                     gaps["unresolved" if g.get("trace_unresolved_judges") else
                          "missing" if g.get("trace_missing_judges") else "unresolved"] += 1
-            elif g.get("trace_unresolved_judges") or g.get("trace_missing_judges"):
-                gaps["partial_judges"] += 1
         rows.append({
             "model": model, "category": cat, "strategy": strategy, "groups": len(gs), "traced": len(traces),
-            "answers": boot([g["unique_mean"] for g in answers], clusters=[g["prompt_id"] for g in answers]).to_dict(),
+            "answers": boot([g["unique_mean_trace_judges"] for g in answers],
+                            clusters=[g["prompt_id"] for g in answers]).to_dict(),
             "traces": boot([g["unique_trace_mean"] for g in traces],
                            clusters=[g["prompt_id"] for g in traces]).to_dict(),
             "paired": len(both),
-            "difference": boot([g["unique_trace_mean"] - g["unique_mean"] for g in both],
+            "difference": boot([g["unique_trace_mean"] - g["unique_mean_trace_judges"] for g in both],
                                clusters=[g["prompt_id"] for g in both]).to_dict(),
             "gaps": gaps,
         })

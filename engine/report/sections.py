@@ -214,13 +214,6 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
                 "these bounds say how far the groups left out could move them.",
                 text=lambda b: f"{b['low']:.2f} – {b['high']:.2f} ({b['groups']}; {b['unresolved']} unresolved)",
                 categories=ordered_categories({b["category"] for b in u["bounds"]} - {"all"})))
-    if u["partial_total"]:
-        s.blocks.append(Para(
-            f"{u['partial_total']} of the counted groups average fewer than all judges — "
-            + "; ".join(f"{p['reason']}: {p['groups']}" for p in u["partial"])
-            + ". Each group's mean is over the judges whose count is resolved (the groups table lists them in "
-            "`judges_in_mean`, the others in `unresolved_judges` and `missing_judges`, with `unique_low_mean` / "
-            "`unique_high_mean` bounds)."))
     if u["excluded"]:
         s.blocks.append(Table(["model", "strategy", "left out because", "groups"],
                               [[e["model"], e["strategy"], e["reason"], str(e["groups"])] for e in u["excluded"]],
@@ -419,10 +412,10 @@ def _trace_view(data: dict[str, Any], ci: str) -> list[Section]:
         "follow the same problem-solving strategy (the criterion of categories D and E, whatever the category): "
         "answers that agree can still come from different strategies, and the other way round. Unique answers and "
         f"unique traces are each a mean [{ci} interval over prompts] over the groups with all n responses that have "
-        "that count; the difference (traces − answers) is over the groups that have both. A group has no trace count "
-        "when not every response has a trace of its own (counted in the last column), when its trace verdicts "
-        "could not be read, or when the trace judges' shards failed; a count over fewer than all trace judges is "
-        "counted there too."))
+        "that count, both over the judges of traces (an answer-only judge, such as the calibrated one, is left out "
+        "of the answers here); the difference (traces − answers) is over the groups that have both. A group has no "
+        "trace count when not every response has a trace of its own (counted in the last column), or when a trace "
+        "judge's verdicts could not be read or its shard failed."))
     gaps = traces["gaps"]
     rows = []
     for c in traces["cells"]:

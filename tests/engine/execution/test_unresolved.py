@@ -107,21 +107,24 @@ def test_unresolved_pairs_are_recorded_never_as_different(run):
         assert c["n_unresolved"] == per_group.get((c["prompt_id"], c["model"], c["strategy"], c["judge"]), 0)
 
 
-def test_the_mean_uses_resolved_judges_only_and_names_the_others(run):
+def test_the_mean_is_over_every_judge_or_unknown_and_names_the_unresolved(run):
+    # A mean over whichever judges resolved set one panel's groups beside another's: with judge a strict and b lax,
+    # a group b left unresolved read as a's count alone, and a cell's mean could leave its own bounds.
     _, result = run
     classes = group_classes(result)
     for g in result.tables["groups"].to_pylist():
         cs = classes[(g["prompt_id"], g["model"], g["strategy"])]
         want = {j: expected(cs, j) for j in ("a", "b")}
-        counted = [j for j in ("a", "b") if want[j]["resolved"]]
-        assert g["judges_in_mean"] == counted
+        resolved = [j for j in ("a", "b") if want[j]["resolved"]]
+        assert g["judges_in_mean"] == (["a", "b"] if len(resolved) == 2 else [])
         assert g["unresolved_judges"] == [j for j in ("a", "b") if not want[j]["resolved"]]
         assert g["missing_judges"] == []
-        assert dict(g["unique_per_judge"]) == {j: want[j]["unique"] for j in counted}
-        if counted:
-            assert g["unique_mean"] == pytest.approx(sum(want[j]["unique"] for j in counted) / len(counted))
+        assert dict(g["unique_per_judge"]) == {j: want[j]["unique"] for j in resolved}
+        if len(resolved) == 2:
+            assert g["unique_mean"] == pytest.approx((want["a"]["unique"] + want["b"]["unique"]) / 2)
         else:
             assert g["unique_mean"] is None
+        assert g["unique_low_mean"] <= (g["unique_mean"] or g["unique_low_mean"]) <= g["unique_high_mean"]
         assert g["unique_low_mean"] == pytest.approx((want["a"]["unique_low"] + want["b"]["unique_low"]) / 2)
         assert g["unique_high_mean"] == pytest.approx((want["a"]["unique_high"] + want["b"]["unique_high"]) / 2)
 
@@ -130,17 +133,17 @@ def test_the_report_excludes_and_counts_by_reason(run):
     cfg, result = run
     classes = group_classes(result)
     verdicts = [{j: expected(cs, j)["resolved"] for j in ("a", "b")} for cs in classes.values()]
-    none = sum(1 for v in verdicts if not any(v.values()))
+    none = sum(1 for v in verdicts if not all(v.values()))
     partial = sum(1 for v in verdicts if any(v.values()) and not all(v.values()))
-    assert none and partial
+    assert none and partial  # the fixture has groups one judge resolved and the other did not
     u = report_data(result, cfg)["unique"]
     excluded = {e["reason"]: 0 for e in u["excluded"]}
     for e in u["excluded"]:
         excluded[e["reason"]] += e["groups"]
-    assert excluded == {"unresolved: no judge's count could be read": none}
-    assert u["complete_total"] == len(classes) - none and u["partial_total"] == partial
+    assert excluded == {"unresolved: a judge's count could not be read (unreadable verdicts)": none}
+    assert u["complete_total"] == len(classes) - none
     assert sum(c["groups"] for c in u["unpaired_cells"] if c["category"] == "all") == len(classes) - none
     # Figure 2 itself is paired: per model, only prompts complete under every strategy.
     paired = {g["prompt_id"] for g in result.tables["groups"].to_pylist()} - {
-        pid for (pid, _, _), cs in classes.items() if not any(expected(cs, j)["resolved"] for j in ("a", "b"))}
+        pid for (pid, _, _), cs in classes.items() if not all(expected(cs, j)["resolved"] for j in ("a", "b"))}
     assert sum(c["groups"] for c in u["cells"] if c["category"] == "all") == len(paired) * len(cfg.strategies)

@@ -694,18 +694,23 @@ def test_a_trace_judges_failed_shard_is_said_not_averaged_away():
     from engine.report.data import _trace_section
     from engine.report.stats import bootstrap_mean_ci
 
-    def group(pid, trace_mean, unresolved, missing):
+    def group(pid, trace_mean, unresolved, missing, answers=2.0, over_trace_judges=2.0):
         return {"prompt_id": pid, "model": "m", "strategy": "temperature", "category": "D", "status": "ok",
-                "n_responses": 3, "unique_mean": 2.0, "trace_status": "traced", "unique_trace_mean": trace_mean,
+                "n_responses": 3, "unique_mean": answers, "unique_mean_trace_judges": over_trace_judges,
+                "trace_status": "traced", "unique_trace_mean": trace_mean,
                 "trace_unresolved_judges": unresolved, "trace_missing_judges": missing}
 
-    groups = [group("p1", 2.0, [], []), group("p2", 1.0, [], ["j2"]), group("p3", None, [], ["j1", "j2"]),
-              group("p4", None, ["j1"], ["j2"])]
+    # A trace count is over every trace judge or unknown (groups_table): p2's, with j2's shard failed, is unknown.
+    groups = [group("p1", 2.0, [], [], answers=3.0), group("p2", None, [], ["j2"]),
+              group("p3", None, [], ["j1", "j2"]), group("p4", None, ["j1"], ["j2"])]
     config = types.SimpleNamespace(judge=types.SimpleNamespace(target="both"))
     section = _trace_section(groups, 3, config, lambda v, clusters: bootstrap_mean_ci(v, clusters=clusters,
                                                                                           resamples=50))
     cell = next(c for c in section["cells"] if c["category"] == "all")
-    assert cell["gaps"]["missing"] == 1 and cell["gaps"]["unresolved"] == 1 and cell["gaps"]["partial_judges"] == 1
+    assert cell["gaps"]["missing"] == 2 and cell["gaps"]["unresolved"] == 1 and "partial_judges" not in cell["gaps"]
+    # Answers and the difference are over the trace judges: p1's answers over every judge (3: the calibrated judge,
+    # which judges no trace, among them) would make a difference of −1 where the trace judges see none.
+    assert cell["paired"] == 1 and cell["difference"]["value"] == 0.0 and cell["answers"]["value"] == 2.0
 
 
 def test_the_strategy_table_takes_every_column_over_the_same_groups():
