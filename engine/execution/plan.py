@@ -301,23 +301,28 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
 
 
 def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: RunConfig,
-                stored_groups: set[tuple[str, str, str]]) -> Plan:
+                stored_groups: set[tuple[str, str, str]], stored_labels: dict[str, tuple]) -> Plan:
     """`plan` less the work of the groups the last finished run in the run directory stored (`stored`, its config;
-    `stored_groups`, its complete groups as (prompt_id, model, strategy)) that this config reads back by key and
-    never pays for again — an invocation's cap holds its own spending, and a strategy added to a finished run was
-    refused for the whole run's bound. Conservative: only where the settings that key the work are equal (n, sampling,
-    the category source; a generator, judge, grader or embedder entry as it was; the judging, quality and accuracy
-    settings for their roles); anything else counts again."""
+    `stored_groups`, its complete groups as (prompt_id, model, strategy); `stored_labels`, its prompts' (source,
+    gold_category, gold_answer) by id) that this config reads back by key and never pays for again — an invocation's
+    cap holds its own spending, and a strategy added to a finished run was refused for the whole run's bound.
+    Conservative: only where the settings that key the work are equal (n, sampling, the category source, the
+    reference classifiers; a generator, judge, grader or embedder entry as it was; the judging, quality and accuracy
+    settings for their roles) and for prompts labelled as they were (a gold category or answer edited in place keys
+    the judging, the checklists, anchored sampling and the accuracy checks anew: they were counted as stored and the
+    rerun paid for them past the bound); anything else counts again."""
     if config.n != stored.n or config.sampling != stored.sampling or config.category_source != stored.category_source:
         return plan
+    if config.voters != stored.voters:  # the prompts without a gold category may be judged under another one
+        prompts = [p for p in prompts if p.gold_category is not None]
 
     def kept(model: Any, others: Sequence[Any]) -> bool:
         return any(model == other for other in others)
 
     generators = [g for g in config.generators if kept(g, stored.generators)]
     strategies = [s for s in config.strategies if s in stored.strategies]
-    done = [p for p in prompts
-            if all((p.prompt_id, g.name, s) in stored_groups for g in generators for s in strategies)]
+    done = [p for p in prompts if stored_labels.get(p.prompt_id) == (p.source, p.gold_category, p.gold_answer)
+            and all((p.prompt_id, g.name, s) in stored_groups for g in generators for s in strategies)]
     if not (generators and strategies and done):
         return plan
     shared = copy.copy(config)  # not dataclasses.replace: __post_init__ would expand a sweep again

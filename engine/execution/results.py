@@ -108,10 +108,12 @@ class RunResult:
                 "load_warnings": list(self.load_warnings)}
 
 
-def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str, str]]] | None:
-    """The last finished run in `run_dir` — its config and its complete groups as (prompt_id, model, strategy): every
-    response sampled and no judge missing — or None where there is none, or where any of its shards failed or rows
-    wait for a rerun (what it stored is then not all its config asked; engine.execution.plan.less_stored)."""
+def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str, str]], dict[str, tuple]] | None:
+    """The last finished run in `run_dir` — its config, its complete groups as (prompt_id, model, strategy): every
+    response sampled and no judge missing, and its prompts' labels by prompt_id, (source, gold_category,
+    gold_answer), which key what is judged, graded and checked as much as the prompt's text — or None where there is
+    none, or where any of its shards failed or rows wait for a rerun (what it stored is then not all its config
+    asked; engine.execution.plan.less_stored)."""
     root = Path(run_dir)
     if not (root / "config.yaml").is_file() or not (root / "groups.parquet").is_file():
         return None
@@ -120,12 +122,14 @@ def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str,
         stats = orjson.loads((root / "run_stats.json").read_bytes())
         rows = pq.read_table(root / "groups.parquet", columns=["prompt_id", "model", "strategy", "status",
                                                                "n_responses", "missing_judges"]).to_pylist()
+        labels = {p["prompt_id"]: (p["source"], p["gold_category"], p["gold_answer"]) for p in pq.read_table(
+            root / "prompts.parquet", columns=["prompt_id", "source", "gold_category", "gold_answer"]).to_pylist()}
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException, TaskdivError):
         return None  # an older or damaged directory: nothing taken as stored (the full bound stands)
     if any(st.get("failed") or st.get("failed_shards") or st.get("rows_to_retry") for st in stats.get("stages", [])):
         return None
     return config, {(r["prompt_id"], r["model"], r["strategy"]) for r in rows
-                    if r["status"] == "ok" and r["n_responses"] == config.n and not r["missing_judges"]}
+                    if r["status"] == "ok" and r["n_responses"] == config.n and not r["missing_judges"]}, labels
 
 
 def _finished_config(root: Path) -> RunConfig:

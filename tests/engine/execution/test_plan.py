@@ -410,3 +410,43 @@ def test_the_cap_counts_only_what_a_rerun_does_not_read_back(tmp_path, capsys):
         # The judge asked otherwise (another timeout keys nothing, but its entry differs): all of it counts again.
         with pytest.raises(ConfigError, match=r"upper bound \$[\d.]+ exceeds the cap"):
             run(config(["temperature", "system_general"], cap, timeout_s=31.0))
+
+
+def test_a_prompt_relabelled_in_place_is_not_counted_as_stored(tmp_path):
+    # A gold category or answer edited in the prompts file keys the judging, the checklists and the accuracy checks
+    # anew, but the prompt's id (its source and text) stays: the bound counted those groups as stored, free, and the
+    # rerun paid for them past it. So did a change of the reference classifiers for prompts without a gold category.
+    import json
+
+    from engine.execution.plan import less_stored
+    from engine.execution.results import finished_groups
+    from tests.support.runs import SCRIPTED, make_config, run
+
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"text": "Write a haiku about rain.", "gold_category": "G"},
+            {"text": "What is 6 times 7?", "gold_category": "A", "gold_answer": "42"},
+            {"text": "Name a colour."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def config(**over):
+        return make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, n=3,
+                           strategies=["temperature"], **over)
+
+    def reused(c):
+        from engine.execution.pipeline import load_run_prompts
+        from engine.inputs.loaders.paper import PresetReport
+
+        prompts = load_run_prompts(c, PresetReport(), offline=True)[0]
+        return less_stored(make_plan(c, prompts), c, prompts, *finished_groups(c.run_dir)).reused_groups
+
+    first = config()
+    run(first)
+    assert reused(first) == 3
+    rows[0]["gold_category"], rows[1]["gold_answer"] = "B", "41"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert reused(config()) == 1  # the unlabelled prompt only
+    other_judge = {**SCRIPTED, "name": "other"}
+    rows[0]["gold_category"], rows[1]["gold_answer"] = "G", "42"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # Another judge votes the reference classification: the unlabelled prompt may be judged under another category.
+    assert reused(config(judges=[SCRIPTED, other_judge])) == 2
