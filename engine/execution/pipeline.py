@@ -39,6 +39,7 @@ from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
 from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
 from engine.method.judges import in_agreement_sample
 from engine.method.metrics import GENERAL_METRICS
+from engine.method.strategies import SYSTEM_STRATEGIES
 from engine.stages.accuracy import AccuracyStage
 from engine.execution.plan import Plan, less_stored, make_plan, render_plan
 from engine.execution.preflight import (PROBE_CONVERSATION, checked_options, endpoint_probes, model_roles,
@@ -413,8 +414,12 @@ class Pipeline:
                     if not rows:
                         continue
                     table = pa.Table.from_pylist(rows, schema=T.SAMPLE_INPUT)
-                    unit = Unit.of(["sample", self.versions["sample"], SampleStage.version, model.identity(),
-                                    settings], table)
+                    # Only a system-prompt strategy splits its completion (system_parse): another's groups keyed by
+                    # it were sampled again, at a price, when it changed. Keyed there at its default, as stored.
+                    keyed = settings if strategy in SYSTEM_STRATEGIES else {**settings, "system_parse": "strict"}
+                    unit = Unit.of(["sample", self.versions["sample"], SampleStage.version,
+                                    model.identity(reads_verdict=False),
+                                    keyed], table)
                     context = pa.Table.from_pylist([{**c, UNIT: unit.key} for c in ctx], schema=T.GROUP_CONTEXT)
                     units.append((unit, context))
             out.append((model, settings, units))
@@ -540,7 +545,8 @@ class Pipeline:
                      for r in groups.select(T.CHECKLIST_INPUT.names).to_pylist()}.values())
         if not rows:
             return None
-        return Unit.of(["checklist", self.versions["checklist"], ChecklistStage.version, grader.identity(),
+        return Unit.of(["checklist", self.versions["checklist"], ChecklistStage.version,
+                        grader.identity(reads_verdict=False),
                         self.config.quality.checklist_max_tokens], pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT))
 
     # -- machinery ----------------------------------------------------------------------------------------------
@@ -798,7 +804,8 @@ class _Flow:
                 methods = [accuracy_method(s, c, g) for s, c, g in zip(settled["source"].to_pylist(),
                                                                       settled["judge_category"].to_pylist(),
                                                                       settled["gold_answer"].to_pylist())]
-                keyed = ["accuracy", [p.versions["accuracy"], cfg.grader.identity(), ACCURACY_VERSION]]
+                keyed = ["accuracy", [p.versions["accuracy"], cfg.grader.identity(reads_verdict=False),
+                                      ACCURACY_VERSION]]
                 # Math checks are keyed by their time limit too: one out of time is unknown, and once its reruns
                 # (execution.row_retries) are spent, raising accuracy.math_timeout_s must check it again (free: no
                 # model call). The grader's rows keep their key, so a new limit asks no grader again.

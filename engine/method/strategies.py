@@ -191,7 +191,9 @@ def _regen(strategy: str) -> Callable[[StrategyInput], Program]:
     return run
 
 
-for _name in ("system_general", "system_anchored"):
+# The strategies whose one completion is split into the n responses (sampling.system_parse applies to them only).
+SYSTEM_STRATEGIES = ("system_general", "system_anchored")
+for _name in SYSTEM_STRATEGIES:
     strategy(_name)(_system(_name))
 for _name in ("regen_general", "regen_anchored"):
     strategy(_name)(_regen(_name))

@@ -390,6 +390,50 @@ def test_groups_of_strategies_that_read_no_category_are_not_resampled_when_it_ch
     assert not [c for c in ScriptedChat.calls if "FLAKY" in c and not c.startswith(("Classify", "The prompt below"))]
 
 
+def test_a_change_of_system_parse_resamples_the_system_prompt_groups_only(tmp_path):
+    # sampling.system_parse keyed every strategy's groups, though only a system-prompt completion is split by it:
+    # switching it to lenient sampled the temperature and regeneration groups again, at a price.
+    from tests.support.runs import make_config, run
+
+    def config(parse):
+        return make_config(tmp_path, prompts={"source": "builtin", "limit": 2}, n=3,
+                           strategies=["temperature", "regen_general", "system_general"],
+                           sampling={"max_tokens": 8, "system_parse": parse},
+                           quality={"enabled": False}, accuracy={"enabled": False})
+
+    first = run(config("strict"))
+    assert first.tables["samples"].num_rows == 6
+    second = run(config("lenient"))
+    (sample,) = [r for r in second.stages if r.stage.startswith("sample")]
+    # One shard, three strategies: the system_general unit is computed again, the other two are read back.
+    assert (sample.units, sample.units_reused) == (3, 2)
+
+
+def test_a_judges_verdict_mode_keys_its_verdicts_and_grades_only(tmp_path):
+    # `verdict` keyed everything the model did: switching a judge from auto to text asked its reference
+    # classification votes, its checklists and the accuracy checks again, though none of them reads it.
+    import json
+
+    from tests.support.doubles import ScriptedChat
+    from tests.support.runs import SCRIPTED, make_config, run
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"text": "What is 6 times 7?", "gold_category": "A", "gold_answer": "42"}) + "\n"
+                    + json.dumps({"text": "Name a colour."}) + "\n")
+
+    def config(verdict):
+        judge = {**SCRIPTED, "name": "j", "verdict": verdict}
+        return make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, n=3,
+                           strategies=["temperature"], generators=[{**SCRIPTED, "name": "gen"}], judges=[judge])
+
+    run(config("auto"))
+    ScriptedChat.calls.clear()
+    run(config("text"))
+    asked = {c.split()[0] for c in ScriptedChat.calls}
+    assert not [c for c in ScriptedChat.calls if c.startswith(("Classify", "Write a checklist", "Grade whether"))]
+    assert any(c.startswith("The prompt below") for c in ScriptedChat.calls), asked  # the verdicts are asked again
+
+
 def test_a_new_agreement_sample_rate_re_judges_only_the_groups_it_moves(tmp_path):
     # The rate keyed every judge shard: 0.0 → 0.01, which drew no group, re-judged — paid for — every pair.
     from tests.support.doubles import ScriptedChat
