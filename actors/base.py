@@ -246,6 +246,19 @@ def generated_tokens(out: "ChatOutput", p: SamplingParams) -> int:
     return (counts[0] if counts else 0) if p.greedy and p.n > 1 else sum(counts)
 
 
+# Control characters: C0 but tab (and newline where kept), DEL, C1. A server's error text or a run's values quoted to
+# a terminal or a log could set its title, clear it, write its clipboard (OSC 52) or forge log lines.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, newlines: bool = False) -> str:
+    """`text` with its control characters written as \\xNN, for a terminal or a log line; `newlines` keeps line
+    breaks (a message of several lines of our own)."""
+    pattern = _CONTROL_BUT_NEWLINE if newlines else _CONTROL
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def insecure_key_transport(base_url: str, api_key_env: str | None, allowed: bool) -> str | None:
     """Why sending the API key to `base_url` would expose it (plain http to a host other than this machine), or
     None. `allowed`: the config says so explicitly (options.allow_insecure_http: true)."""

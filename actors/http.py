@@ -85,7 +85,8 @@ import orjson
 
 from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
                           CACHED_PRICE_KEY, api_key_env_problem, api_key_problem, content_parts, merge_by_text,
-                          message_trace, pair_sampling, prices_problem, reopen_thinking, repeat_greedy)
+                          message_trace, pair_sampling, prices_problem, printable, reopen_thinking,
+                          repeat_greedy)
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +428,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 SERVER_DELAY_CAP_S = 120.0
 # Gemini's "Please retry in 26.3s." and OpenAI's "Please try again in 6.5s." / "in 120ms" / "in 1m30s" (its rate
 # limits send no Retry-After header): without it, the jittered backoff did not outlast a per-minute token limit.
-_RETRY_IN = re.compile(r"(?:retry|try again) in (?:(\d+)\s*m(?!s))?\s*(\d+(?:\.\d+)?)\s*(ms|s)\b", re.I)
+# Digits bounded: a server's text is untrusted, and 400 digits of minutes overflowed float() (a traceback, not a row).
+_RETRY_IN = re.compile(r"(?:retry|try again) in (?:(\d{1,6})\s*m(?!s))?\s*(\d{1,9}(?:\.\d{1,9})?)\s*(ms|s)\b", re.I)
 
 
 def server_retry_delay(headers: Any, raw: bytes) -> float | None:
@@ -447,7 +449,8 @@ def server_retry_delay(headers: Any, raw: bytes) -> float | None:
     error = (data[0] if isinstance(data, list) and data else data) if data is not None else None
     error = error.get("error") if isinstance(error, dict) else None
     if isinstance(error, dict):
-        for detail in error.get("details") or []:
+        details = error.get("details")
+        for detail in details if isinstance(details, list) else []:
             delay = detail.get("retryDelay") if isinstance(detail, dict) else None
             if isinstance(delay, str) and delay.endswith("s"):
                 seconds = retry_after_seconds(delay[:-1])
@@ -1462,7 +1465,8 @@ class OpenAIChatClient:
             text = data["message"]
         else:
             text = raw[:2000].decode("utf-8", "replace")
-        return self._redact(text.strip())[:500] or "(no message)"
+        # One line of plain text: it goes into log lines, row errors and the terminal (printable).
+        return printable(self._redact(text.strip()))[:500] or "(no message)"
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,50 @@ def test_a_run_never_writes_into_a_folder_of_other_files(tmp_path):
     assert (earlier / ".taskdiv-run").is_file()
 
 
+@pytest.mark.parametrize("link", ["figures", "shards", "shards/samples"])
+def test_a_run_directory_whose_folders_are_links_is_refused_before_anything_is_deleted(tmp_path, link):
+    # A run directory received as a tarball keeps its links: a report deleted the stale *.png of wherever `figures`
+    # pointed (a user's photos), and shards were written and a crash's temporary files deleted through `shards`.
+    from engine.execution.store import claim_run_dir
+    from engine.report.write import write_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    if link != "shards":
+        (run / "shards").mkdir()
+    (run / "config.yaml").write_text("n: 5\n")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "holiday.png").write_bytes(b"png")
+    (run / link).symlink_to(victim, target_is_directory=True)
+    with pytest.raises(RunDirError, match=rf"{link} is a symbolic link .*replace it with a folder"):
+        claim_run_dir(run)
+
+    class Result:
+        run_dir = str(run)
+
+    with pytest.raises(RunDirError, match="is a symbolic link"):
+        write_report(Result(), None)
+    assert (victim / "holiday.png").is_file() and [p.name for p in victim.iterdir()] == ["holiday.png"]
+
+
+def test_a_value_quoted_in_an_error_reaches_the_terminal_without_its_control_characters(tmp_path, capsys,
+                                                                                           monkeypatch):
+    # A received run's values (a model named with escape sequences) were printed as they were: `explore --where`
+    # quoting them cleared the screen and set the terminal's title.
+    import engine.cli.explore
+    from engine.cli import main
+    from engine.errors import TaskdivError
+
+    def quoting(args):
+        raise TaskdivError("--where: no group has model=x (values there: m\x1b]0;OWNED\x07\x1b[2J)\nsecond line")
+
+    monkeypatch.setattr(engine.cli.explore, "cmd_explore", quoting)
+    assert main(["explore", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "m\\x1b]0;OWNED\\x07\\x1b[2J)\nsecond line" in err
+
+
 def test_a_second_run_on_a_locked_directory_stops_at_once_naming_the_holder(tmp_path):
     from engine.execution.store import RunDirLock
 

@@ -113,13 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_agreement(args)
     except ConfigError as exc:
-        print(f"error: {with_config_file(str(exc), getattr(args, 'config', None))}", file=sys.stderr)
+        print(f"error: {_printable(with_config_file(str(exc), getattr(args, 'config', None)))}", file=sys.stderr)
         return 2
     except TaskdivError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path the user gave that cannot be read or written: the message names it
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a crash: no traceback
         if args.command in ("run", "rewards"):
@@ -135,3 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> None:
     """The `taskdiv` console script."""
     sys.exit(main())
+
+
+def _printable(message: str) -> str:
+    """An error message for the terminal: what it quotes from a config, a run directory or a server may hold control
+    characters (a title set, a screen cleared) — written as \\xNN; its own line breaks are kept."""
+    from engine.method.parsing import printable
+
+    return printable(message, newlines=True)

@@ -69,7 +69,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                  seed=args.seed, values=values)
         paths = compare.write_comparison(c, out)
     except TaskdivError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from engine.method.parsing import printable
+
+        print(f"error: {printable(str(exc), newlines=True)}", file=sys.stderr)
         return 2
     print(f"B = {c['b']['label']} vs A = {c['a']['label']}: {c['paired_groups']} paired groups, "
           f"{c['prompts']['shared']} prompts, n = {c['n']}")

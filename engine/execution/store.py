@@ -291,6 +291,25 @@ MARKER = ".taskdiv-run"  # marks a folder as a taskdiv run directory
 LOCK = ".taskdiv-run.lock"
 
 
+def check_no_links(root: str | Path) -> None:
+    """Refuse a run directory whose folders the engine writes into and deletes from (figures, shards and each
+    table's shards) are symbolic links: a run directory received from someone else (a tarball keeps links) would
+    have its stale figures and a crash's temporary files deleted, and its shards written, wherever the links point.
+
+    Raises:
+        RunDirError: naming the link.
+    """
+    root = Path(root)
+    shards = root / "shards"
+    folders = [root / "figures", shards] + (sorted(shards.iterdir()) if shards.is_dir() and not shards.is_symlink()
+                                            else [])
+    for folder in folders:
+        if folder.is_symlink():
+            raise RunDirError(f"run_dir {root}: {folder.relative_to(root)} is a symbolic link (to "
+                              f"{os.readlink(folder)!r}); a run writes and deletes files in it — replace it with a "
+                              "folder")
+
+
 def claim_run_dir(root: str | Path) -> None:
     """Make sure a run may write into `root`: a folder that does not exist yet, an empty one, or one marked as a
     taskdiv run (or holding an earlier run's config.yaml and shards). A run writes report files, figures and
@@ -300,6 +319,7 @@ def claim_run_dir(root: str | Path) -> None:
         RunDirError: the folder holds other files.
     """
     root = Path(root)
+    check_no_links(root)
     if (root / MARKER).is_file():
         return
     if root.is_dir():

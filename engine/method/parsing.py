@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from actors.base import logsumexp
+from actors.base import logsumexp, printable  # noqa: F401  printable: re-exported for engine.cli (imports engine.*)
 from engine.method.taxonomy import CATEGORIES, LETTERS
 
 # ---------------------------------------------------------------------------------------------------------------

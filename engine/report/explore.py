@@ -378,8 +378,9 @@ _SCRIPT = r"""
     nav.appendChild(next);
     list.appendChild(nav);
     var t = el("table"), head = el("tr");
-    var count = (DATA.counts === "traces" ? "strategies" : "unique") + " (" + (judgeName() || "no judge") + ")";
-    ["prompt", "model", "strategy", "cat.", count].forEach(function (h) { head.appendChild(el("th", h)); });
+    ["prompt", "model", "strategy", "cat."].forEach(function (h) { head.appendChild(el("th", h)); });
+    head.appendChild(line("th", [(DATA.counts === "traces" ? "strategies" : "unique") + " (",
+                                 judgeName() || "no judge", ")"]));
     t.appendChild(head);
     rows.slice(state.page * PAGE, (state.page + 1) * PAGE).forEach(function (g) {
       var tr = el("tr", null, "row" + (state.selected === g.id ? " sel" : ""));
@@ -407,7 +408,7 @@ _SCRIPT = r"""
                                  fmt(g.unique_mean)], "muted"));
     box.appendChild(el("div", g.prompt, "prompt"));
     var name = judgeName(), j = own(g.judges, name);
-    box.appendChild(el("h3", "Responses, coloured by " + (name || "no judge") + "'s classes"));
+    box.appendChild(line("h3", ["Responses, coloured by ", name || "no judge", "'s classes"]));
     g.responses.forEach(function (text, i) {
       var d = el("div", null, "resp");
       d.setAttribute("data-idx", String(i));
@@ -430,8 +431,9 @@ _SCRIPT = r"""
       box.appendChild(d);
     });
     if (j) {
-      box.appendChild(el("h3", name + ": " + (j.resolved ? j.unique + " unique" : "unresolved, between " + j.low +
-                         " and " + j.high) + "; semantic entropy " + fmt(j.entropy) + "; utility " + fmt(j.utility)));
+      box.appendChild(line("h3", ["", name, ": " + (j.resolved ? j.unique + " unique" : "unresolved, between " +
+                           j.low + " and " + j.high) + "; semantic entropy " + fmt(j.entropy) + "; utility " +
+                           fmt(j.utility)]));
       var n = g.responses.length, cells = {};
       j.pairs.forEach(function (p) { cells[p[0] + "," + p[1]] = p; });
       var t = el("table", null, "matrix"), head = el("tr");

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from engine.execution.store import Store, atomic_write_bytes
+from engine.execution.store import Store, atomic_write_bytes, check_no_links
 from engine.report.data import report_data
 from engine.report.explore import write_explorer
 from engine.report.html import render_html
@@ -59,6 +59,7 @@ def write_report(result, config) -> dict[str, Path]:
         number), "figures" (the folder of PNG files), "explore" (explore.html, every group), and "run_stats"
         (run_stats.json, throughput) when the result has stage records.
     """
+    check_no_links(result.run_dir)  # stale figures are deleted: never where a link points
     store = Store(result.run_dir)
     data = report_data(result, config)
     figs = build_figures(data)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from actors.base import BackendError, ChatOutput, SamplingParams
+from actors.base import BackendError, ChatOutput, SamplingParams, printable
 from actors.http import (REASONING_STOP_AFTER, OpenAIChatClient, chat_completions_url, logprobs_cap, parse_choices,
                          retry_after_seconds)
 from tests.support.serve import ChatServer, Fault
@@ -1149,12 +1149,31 @@ def test_the_servers_delay_is_read_from_its_headers_and_geminis_body_and_honoure
         raw = orjson.dumps({"error": {"message": openai.format(said), "type": "tokens", "code": "rate_limit_exceeded"}})
         assert server_retry_delay({}, raw) == pytest.approx(seconds), said
     assert server_retry_delay({}, b"<html>busy</html>") is None
+    # A server's body is untrusted: 400 digits of minutes overflowed float() and 4,300 were a ValueError, numbers for
+    # details a TypeError — a traceback from the client, not a row that waits its backoff.
+    for message in ("try again in " + "9" * 400 + "m1s.", "try again in " + "9" * 5000 + "m1s.",
+                    "retry in " + "9" * 400 + ".5s"):
+        assert server_retry_delay({}, orjson.dumps({"error": {"message": message}})) is None
+    for details in (5, True, "x", {"retryDelay": "2s"}):
+        assert server_retry_delay({}, orjson.dumps({"error": {"message": "busy", "details": details}})) is None
     c = OpenAIChatClient("m", base_url="http://127.0.0.1:9", backoff_base_s=0.5, backoff_max_s=30)
     try:
         assert 60.0 <= c._delay(0, 60.0) <= 60.5  # was cut to 30 s: a certain second 429
         assert c._delay(0, 10_000.0) == SERVER_DELAY_CAP_S  # a broken header cannot stall the run
     finally:
         c.close()
+
+
+def test_a_servers_message_reaches_logs_and_errors_as_one_line_of_plain_text():
+    # A 429 body's escape sequences set the terminal's title (or its clipboard: OSC 52), and its newline forged a log
+    # line, when the message was logged and printed as the server wrote it.
+    c = OpenAIChatClient("m", base_url="http://127.0.0.1:9")
+    try:
+        said = c._message_of({"error": {"message": "busy\x1b]0;OWNED\x07\nFAKE LOG LINE: all good\x9b"}}, b"")
+    finally:
+        c.close()
+    assert said == "busy\\x1b]0;OWNED\\x07\\x0aFAKE LOG LINE: all good\\x9b"
+    assert "\t" == printable("\t") and printable("a\nb", newlines=True) == "a\nb"
 
 
 def test_a_retried_failure_keeps_the_servers_message(serve, client):

@@ -90,6 +90,9 @@ def test_a_key_named_twice_only_inside_a_value_or_a_nested_object_is_no_repeat(t
         # The last one was kept without a word (the YAML loader refuses a repeated key); nested repeats and a key's
         # name inside a value are not the row's.
         (b'{"text": "b", "gold_category": "A", "text": "c"}', "text", "given twice in the row"),
+        (b'{"text": "b", "\\u0074ext": "c"}', "text", "given twice in the row"),  # the same key, escaped
+        # Deeper than the standard library's parser reads (orjson reads 1,024 levels): a RecursionError escaped.
+        (b'{"text": "x", "meta": {"text": ' + b'[' * 1010 + b']' * 1010 + b'}}', None, "nested too deeply"),
     ],
 )
 def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
@@ -98,6 +101,19 @@ def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
         load_jsonl_prompts(path)
     assert info.value.path == str(path) and info.value.line == 2 and info.value.field == field
     assert f"{path}:2" in str(info.value)
+
+
+def test_a_row_of_many_keys_is_checked_for_repeats_in_one_pass(tmp_path):
+    # A count per key scanned the line once per key: 80,000 keys took 53 s a line (a responses file of a few MB,
+    # hours). Nested repeats and a key's name inside a value are not the row's.
+    import time
+
+    wide = b'{"text": "x", "meta": {' + b", ".join(b'"k%d": 1' % k for k in range(80_000)) + b"}}"
+    nested = b'{"text": "y", "meta": {"text": "text", "a": {"text": 1}}}'
+    path = write(tmp_path, [wide, nested])
+    started = time.perf_counter()
+    assert [p.text for p in load_jsonl_prompts(path)] == ["x", "y"]
+    assert time.perf_counter() - started < 5
 
 
 def test_a_byte_order_mark_before_the_first_line_is_dropped(tmp_path):

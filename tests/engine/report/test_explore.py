@@ -201,7 +201,7 @@ def test_the_counts_offered_are_the_chosen_judges(planted, tmp_path):
     total = tables["groups"].num_rows
     page = dom(path, f"judge=scripted-b&unique={odd}", tmp_path)
     assert count_shown(page) == (1, total)
-    assert f'<option value="{odd}">' in page and "unique (scripted-b)" in page
+    assert f'<option value="{odd}">' in page and "unique (<bdi>scripted-b</bdi>)" in page
     assert count_shown(dom(path, f"judge=scripted&unique={odd}", tmp_path)) == (total, total)  # not scripted's
     # A hand-typed link that is no valid escape ("100%"): decodeURIComponent threw and the page stayed blank.
     assert count_shown(dom(path, "q=100%", tmp_path)) == (0, total)
@@ -216,7 +216,7 @@ def test_a_run_that_judged_traces_only_shows_its_judges_and_counts(planted, tmp_
     data = explorer_data({**tables, "components": comps.slice(0, 0), "trace_components": comps})
     assert data["judges"] == ["scripted", "scripted-b"] and data["counts"] == "traces"
     page = dom(path, "", tmp_path)
-    assert "strategies (scripted)" in page and '<option value="scripted-b">' in page
+    assert "strategies (<bdi>scripted</bdi>)" in page and '<option value="scripted-b">' in page
     scripted = [c for c in comps.to_pylist() if c["judge"] == "scripted"]
     k = str(scripted[0]["unique"])
     assert count_shown(dom(path, f"unique={k}", tmp_path))[0] == sum(
@@ -264,3 +264,19 @@ def test_a_right_to_left_override_in_a_name_reverses_nothing_around_it(planted, 
     heading = re.search(r"<h2>(.*?)</h2>", page).group(1)
     assert heading.startswith("<bdi>evil\u202eRTL</bdi> · <bdi>") and "</bdi> · category " in heading
     assert "prompt <bdi>p\u202eid</bdi>; gold" in page
+
+
+def test_a_right_to_left_override_in_a_judges_name_reverses_nothing_around_it(planted, tmp_path):
+    # The judge's name (from a config, or a received run's) was joined into the headings as plain text.
+    import json
+
+    tables, _ = planted
+    data = explorer_data(tables)
+    judge = data["judges"][0]
+    data = json.loads(json.dumps(data).replace(json.dumps(judge), json.dumps(judge + "\u202eesrever")))
+    path = tmp_path / "explore-rtl-judge.html"
+    path.write_text(render_explorer(data, "rtl"))
+    page = dom(path, f"g={quote(data['groups'][0]['id'], safe='')}", tmp_path)
+    evil = f"<bdi>{judge}\u202eesrever</bdi>"
+    assert f"Responses, coloured by {evil}'s classes" in page
+    assert f"<h3>{evil}: " in page and f"({evil})</th>" in page
