@@ -985,6 +985,13 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
         prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
         kept = {p.prompt_id for p in prompts}
         groups = [g for g in groups if g.prompt_id in kept]
+        if groups and all(len(g.responses) < 2 for g in groups):
+            # Nothing to compare: every group was left out as short after its prompts were classified (paid), and
+            # the report gave the audited file a group size it never had.
+            raise TaskdivError(f"prompts.path {cfg.prompts.path}: every group ({len(groups)}) has one response; "
+                               "diversity is measured over several responses to one prompt — lm-eval: rerun with "
+                               "`repeats` above 1 in the task; Inspect: --epochs or num_choices above 1; a file of "
+                               "ours: each prompt's responses, by model and strategy")
     else:
         offline = cfg.models.resolved_offline() if offline is None else offline
         prompts = load_prompts(cfg.prompts, report=report, offline=offline, skip_missing=skip_missing)

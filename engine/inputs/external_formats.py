@@ -22,6 +22,7 @@ Readers never execute anything from the files: JSON only, and an Inspect archive
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -116,14 +117,33 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
 
 # -- lm-evaluation-harness ---------------------------------------------------------------------------------------
 
-_LM_EVAL_NAME = re.compile(r"^samples_(?P<task>.+?)_\d{4}-\d{2}-\d{2}T[\d\-\.:]+$")
+_LM_EVAL_NAME = re.compile(r"^samples_(?P<task>.+?)_(?P<stamp>\d{4}-\d{2}-\d{2}T[\d\-\.:]+)$")
+# How lm-eval names a model's output folder (utils.sanitize_model_name): "org/name" → "org__name".
+_LM_EVAL_SANITIZED = re.compile(r"[\"<>:/|\\?*\[\]]+")
+
+
+def _lm_eval_model(path: Path, stamp: str | None) -> str:
+    """The model of an lm-eval samples file: the folder lm-eval names after it (`<output_path>/<org__name>/`); but
+    where its results file of the same run (results_<stamp>.json beside it) names a model that folder is not named
+    after — an --output_path given as a .json file writes both into that file's folder, "exp" — that model."""
+    folder = path.parent.name or "external"
+    results = path.parent / f"results_{stamp}.json" if stamp else None
+    try:
+        if results is None or not results.is_file() or results.stat().st_size > 16 * 1024**2:
+            return folder
+        name = _loads(results.read_text(encoding="utf-8")).get("model_name")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return folder
+    if isinstance(name, str) and name.strip() and _LM_EVAL_SANITIZED.sub("__", name) != folder:
+        return name
+    return folder
 
 
 def read_lm_eval(path: Path) -> Iterator[Row]:
     where = str(path)
     m = _LM_EVAL_NAME.match(path.stem)
     task = m.group("task") if m else path.stem.removeprefix("samples_")
-    model = path.parent.name or "external"
+    model = _lm_eval_model(path, m.group("stamp") if m else None)
     seen: set[Any] = set()
     for line, rec in _jsonl(path):
         if isinstance(rec, InputError):
@@ -161,8 +181,26 @@ def read_lm_eval(path: Path) -> Iterator[Row]:
         yield where, line, {
             "prompt": prompt, "responses": list(resps[0]), "model": model, "strategy": f"lm-eval:{task}",
             "source": task, "prompt_id": f"{task}:{doc_id}" if doc_id is not None else None,
-            "gold_answer": target if isinstance(target, str) and target else None,
+            "gold_answer": gold_answer(target, written=True),
         }
+
+
+def gold_answer(target: Any, written: bool = False) -> str | None:
+    """A sample's gold answer: a string as it is; of a list of accepted answers (aliases: TriviaQA's, NQ's; an
+    Inspect target list), the first. `written`: lm-eval writes its target with str(), so a list arrives as its Python
+    text ("['8', 'eight']"), read back here as a literal (ast.literal_eval evaluates no code; the text is bounded).
+    Before, such a list was graded as the answer "['8', 'eight']" (a right "8" was wrong), and an Inspect list was
+    dropped without a word (the prompt's accuracy went unchecked)."""
+    if written and isinstance(target, str) and target.startswith("[") and target.endswith("]") and len(target) < 20_000:
+        try:
+            literal = ast.literal_eval(target)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            literal = None  # a target that only looks like a list: kept as written
+        if isinstance(literal, list) and literal and all(isinstance(t, str) for t in literal):
+            target = literal  # else (numbers, an empty list) the text is the answer, as written
+    if isinstance(target, list):
+        target = next((t for t in target if isinstance(t, str) and t.strip()), None)
+    return target if isinstance(target, str) and target else None
 
 
 def _lm_eval_prompt(arguments: Any) -> str | None:
@@ -229,8 +267,9 @@ def read_inspect(path: Path) -> Iterator[Row]:
                                                             "with samples, not a header-only one)")
         return
     header = log.get("eval") if isinstance(log.get("eval"), dict) else {}
+    stride = _num_choices(log)
     for k, sample in enumerate(log["samples"], start=1):
-        yield from _inspect_rows(f"{where}:samples[{k - 1}]", None, sample, header)
+        yield from _inspect_rows(f"{where}:samples[{k - 1}]", None, sample, header, stride)
 
 
 def _read_inspect_archive(path: Path) -> Iterator[Row]:
@@ -243,6 +282,7 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
     with archive:
         names = archive.namelist()
         header: dict[str, Any] = {}
+        stride = None
         if "header.json" in names:
             loaded = _member(archive, "header.json", where)
             if isinstance(loaded, InputError):
@@ -250,6 +290,7 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
                 return
             eval_header = loaded.get("eval") if isinstance(loaded, dict) else None
             header = eval_header if isinstance(eval_header, dict) else {}
+            stride = _num_choices(loaded)
         samples = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
         if not samples:
             yield where, None, InputError(where, None, "samples", "the archive holds no samples/*.json")
@@ -268,7 +309,7 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
             if isinstance(sample, InputError):
                 yield f"{where}:{name}", None, sample
                 continue
-            yield from _inspect_rows(f"{where}:{name}", None, sample, header)
+            yield from _inspect_rows(f"{where}:{name}", None, sample, header, stride)
 
 
 # Inspect writes its archives' members with zstd since 0.3.206 (method 93 of the zip format), which Python's
@@ -379,10 +420,13 @@ def _text(content: Any) -> str | None:
 
 
 def _user_text(messages: list[Any]) -> str | None:
-    """The prompt of a list of chat messages: the text of its user messages, blank-line separated (system and
-    assistant turns are the harness's framing, not the question)."""
+    """The prompt of a list of chat messages: the text of its last user message. The turns before it are the
+    harness's framing — a system prompt, few-shot demonstrations as user and assistant turns — not the question:
+    joined, the user turns made a prompt nobody sent (every demonstration's question, without its answer, before
+    the real one), which the classifier and the judges then read."""
     users = [_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    return "\n\n".join(u for u in users if u) or None
+    users = [u for u in users if u]
+    return users[-1] if users else None
 
 
 def _reasoning(content: Any) -> str | None:
@@ -394,9 +438,24 @@ def _reasoning(content: Any) -> str | None:
     return "\n\n".join(parts) if parts else None
 
 
-def _inspect_rows(where: str, line: int | None, sample: Any, header: dict[str, Any]) -> Iterator[Row]:
+def _num_choices(log: Any) -> int | None:
+    """The choices a log asked of each generation (its plan's GenerateConfig `num_choices`, else the eval's
+    model_generate_config's), where it says."""
+    for config in ((log.get("plan") or {}).get("config") if isinstance(log.get("plan"), dict) else None,
+                   (log.get("eval") or {}).get("model_generate_config") if isinstance(log.get("eval"), dict)
+                   else None):
+        n = config.get("num_choices") if isinstance(config, dict) else None
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+            return n
+    return None
+
+
+def _inspect_rows(where: str, line: int | None, sample: Any, header: dict[str, Any],
+                  stride: int | None = None) -> Iterator[Row]:
     """One row per choice of a sample's output: a sample generated with `num_choices` n holds n responses (and one
-    row per epoch, as ever), numbered epoch by epoch."""
+    row per epoch, as ever), numbered epoch by epoch, n to an epoch (`stride`, the log's num_choices; else the
+    sample's own count): an epoch that came back with fewer choices leaves a gap, which the loader renumbers and
+    says, where numbering by its own count gave its first choice the index of the epoch before's last."""
     if not isinstance(sample, dict):
         yield where, line, InputError(where, line, None, "expected a sample object")
         return
@@ -432,8 +491,9 @@ def _inspect_rows(where: str, line: int | None, sample: Any, header: dict[str, A
             "prompt": prompt, "response": text, **({"trace": trace} if trace else {}),
             "model": header.get("model") or output.get("model") or "external", "strategy": f"inspect:{task}",
             "source": str(task), "prompt_id": f"{task}:{sample_id}" if sample_id is not None else None,
-            "sample_idx": (epoch - 1) * len(answers) + k if isinstance(epoch, int) and epoch >= 1 else None,
-            "gold_answer": target if isinstance(target, str) and target else None,
+            "sample_idx": ((epoch - 1) * max(stride or 0, len(answers)) + k
+                           if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 1 else None),
+            "gold_answer": gold_answer(target),
         }
 
 

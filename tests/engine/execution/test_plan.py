@@ -450,3 +450,19 @@ def test_a_prompt_relabelled_in_place_is_not_counted_as_stored(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     # Another judge votes the reference classification: the unlabelled prompt may be judged under another category.
     assert reused(config(judges=[SCRIPTED, other_judge])) == 2
+
+
+def test_a_file_whose_every_group_has_one_response_is_refused_before_any_call(tmp_path, capsys):
+    # lm-eval's default is one generation per document (repeats: 1): such a file was classified (paid), every group
+    # left out as short, and the report gave it a group size of n.
+    import json
+
+    from engine.cli import main
+
+    path = tmp_path / "one.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "response": "x"}) + "\n" for p in ("A?", "B?")))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"prompts: {{source: responses, path: {path}}}\n")
+    assert main(["plan", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "every group (2) has one response" in err and "repeats" in err

@@ -412,3 +412,73 @@ def test_lm_eval_chat_requests_without_a_prompt_name_the_line_and_field(tmp_path
     with pytest.raises(InputError, match=message) as info:
         load_responses(path)
     assert (info.value.line, info.value.field) == (2, "arguments")
+
+
+def test_few_shot_turns_before_the_question_are_not_read_as_the_prompt(tmp_path):
+    # Every user turn was joined: few-shot demonstrations (user and assistant turns) made a prompt nobody sent — each
+    # demonstration's question without its answer, then the real one — which the classifier and judges read.
+    shots = [{"role": "system", "content": "Answer briefly."},
+             {"role": "user", "content": "Q: What is 2 + 2?\nA:"}, {"role": "assistant", "content": "4"},
+             {"role": "user", "content": "Q: What is 3 + 3?\nA:"}, {"role": "assistant", "content": "6"},
+             {"role": "user", "content": "Q: What is 17 x 23?\nA:"}]
+    path = write_lm_eval(tmp_path, [_lm_eval_line(0, _chat_arg(shots), ["391", "17*23 = 391"])])
+    (prompt,), _ = load_responses(path)
+    assert prompt.text == "Q: What is 17 x 23?\nA:"
+    sample = {**_inspect_sample(1, 1, "x", "Madrid."), "input": shots[:-1] + [
+        {"role": "user", "content": [{"type": "text", "text": "Capital of Spain?"}]}]}
+    log = tmp_path / "fewshot.json"
+    log.write_text(json.dumps({**_inspect_header(), "samples": [sample, {**sample, "epoch": 2}]}))
+    (prompt,), _ = load_responses(log)
+    assert prompt.text == "Capital of Spain?"
+
+
+def test_a_list_of_accepted_answers_gives_its_first_as_the_gold_answer(tmp_path):
+    # lm-eval writes a target with str(): a list of aliases (TriviaQA, NQ) arrived as "['8', 'eight']" and was
+    # graded as that answer (a right "8" was wrong); an Inspect target list was dropped without a word.
+    path = write_lm_eval(tmp_path, [_lm_eval_line(0, "Q: 5 + 3?\nA:", ["8", "eight"], target="['8', 'eight']"),
+                                    _lm_eval_line(1, "Q: a list?\nA:", ["[1, 2]", "[2]"], target="[1, 2]"),
+                                    _lm_eval_line(2, "Q: odd?\nA:", ["x", "y"], target="[oops"),
+                                    _lm_eval_line(3, "Q: code?\nA:", ["x", "y"], target="[__import__('os')]")])
+    prompts, _ = load_responses(path)
+    assert [p.gold_answer for p in prompts] == ["8", "[1, 2]", "[oops", "[__import__('os')]"]
+    samples = [{**_inspect_sample(1, e, "Capital of Italy?", "Rome."), "target": ["Rome", "Roma"]} for e in (1, 2)]
+    log = tmp_path / "aliases.json"
+    log.write_text(json.dumps({**_inspect_header(), "samples": samples}))
+    (prompt,), _ = load_responses(log)
+    assert prompt.gold_answer == "Rome"
+
+
+def test_an_epoch_that_returned_fewer_choices_keeps_its_own_indices(tmp_path):
+    # Numbered by the sample's own choice count, epoch 2's one choice took index 1 — epoch 1's second — and the whole
+    # log was refused ("duplicate sample_idx 1"), naming a field Inspect logs do not have.
+    def sample(epoch, texts):
+        s = _inspect_sample(1, epoch, "Name a colour.", texts[0])
+        s["output"]["choices"] = [{"message": {"role": "assistant", "content": t}} for t in texts]
+        return s
+
+    log = tmp_path / "short.json"
+    header = {**_inspect_header(), "plan": {"steps": [], "config": {"num_choices": 2}}}
+    log.write_text(json.dumps({**header, "samples": [sample(1, ["red", "blue"]), sample(2, ["green"]),
+                                                    sample(3, ["teal", "pink"])]}))
+    report = LoadReport()
+    _, (group,) = load_responses(log, report=report)
+    assert [t for _, t in group.responses] == ["red", "blue", "green", "teal", "pink"]
+    assert report.warnings and "do not run 0, 1" in report.warnings[0]  # the gap is said
+
+
+def test_a_lm_eval_file_written_beside_its_json_output_path_takes_the_model_from_its_results(tmp_path):
+    # --output_path exp/results.json writes the samples into exp/, not <model>/: the model was read as "exp".
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    stamp = "2025-01-02T03-04-05.123456"
+    path = folder / f"samples_gsm8k_{stamp}.jsonl"
+    path.write_text(json.dumps(_lm_eval_line(0, "Q: 2 + 2?\nA:", ["4", "four"])) + "\n")
+    (folder / f"results_{stamp}.json").write_text(json.dumps({"model_name": "acme/Varied-7B", "results": {}}))
+    _, (group,) = load_responses(path)
+    assert group.model == "acme/Varied-7B"
+    # In the folder lm-eval names after the model, the folder's name stands (the groups stored under it keep it).
+    named = write_lm_eval(tmp_path / "out", [_lm_eval_line(0, "Q: 2 + 2?\nA:", ["4", "four"])])
+    (named.parent / f"results_{stamp}.json").write_text(
+        json.dumps({"model_name": "meta-llama/Llama-3.1-8B-Instruct"}))
+    _, (group,) = load_responses(named)
+    assert group.model == "meta-llama__Llama-3.1-8B-Instruct"
