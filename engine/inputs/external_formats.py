@@ -262,6 +262,12 @@ def read_inspect(path: Path) -> Iterator[Row]:
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         yield where, None, InputError(where, None, None, f"not an Inspect eval log ({exc})")
         return
+    if isinstance(log, dict) and "configs" in log and "results" in log and not isinstance(log.get("samples"), list):
+        # lm-eval's results_<date>.json (its "samples" key is null): taken for an Inspect log without samples.
+        yield where, None, InputError(where, None, None, "an lm-eval results file, which holds scores, not "
+                                                         "generations: give the samples_<task>_<date>.jsonl beside it "
+                                                         "(written with --log_samples)")
+        return
     if not isinstance(log, dict) or not isinstance(log.get("samples"), list):
         yield where, None, InputError(where, None, "samples", "an Inspect eval log with samples (a log written "
                                                             "with samples, not a header-only one)")
@@ -479,8 +485,11 @@ def _inspect_rows(where: str, line: int | None, sample: Any, header: dict[str, A
     if len(answers) < 2 and completion:  # one choice: the completion Inspect made of it
         answers = [(completion, answers[0][1] if answers else None)]
     if not answers or any(text is None for text, _ in answers):
+        error = sample.get("error")
+        said = error.get("message") if isinstance(error, dict) else None
         yield where, line, InputError(where, line, "output", "no response (output.completion or the text of "
-                                                             "every choice's message)")
+                                                             "every choice's message)"
+                                      + (f"; the sample failed in Inspect: {str(said)[:300]}" if said else ""))
         return
     task = header.get("task") or "inspect"
     target = sample.get("target")

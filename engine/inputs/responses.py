@@ -89,6 +89,9 @@ def load_responses(path: str | Path, *, on_error: str = "fail", report: LoadRepo
     prompts: dict[str, Prompt] = {}
     first_line: dict[str, int] = {}  # prompt_id → the line that gave it first (named where a later row disagrees)
     groups: dict[tuple[str, str, str], ExternalGroup] = {}
+    if path.is_dir():
+        raise InputError(str(path), None, None, "a folder: give one file of it (an lm-eval "
+                                                "samples_<task>_<date>.jsonl, an Inspect log)")
     if not path.is_file():
         raise InputError(str(path), None, None, "no such file")
     fmt = detect_format(path) if fmt == "auto" else fmt

@@ -482,3 +482,21 @@ def test_a_lm_eval_file_written_beside_its_json_output_path_takes_the_model_from
         json.dumps({"model_name": "meta-llama/Llama-3.1-8B-Instruct"}))
     _, (group,) = load_responses(named)
     assert group.model == "meta-llama__Llama-3.1-8B-Instruct"
+
+
+def test_files_given_by_mistake_are_refused_saying_what_they_are(tmp_path):
+    # An lm-eval results file was refused as "an Inspect eval log with samples"; a sample Inspect could not generate
+    # was "no response" without its error; a folder was "no such file".
+    results = tmp_path / "results_2025-01-02T03-04-05.json"
+    results.write_text(json.dumps({"results": {"gsm8k": {}}, "configs": {}, "versions": {}, "samples": None,
+                                   "model_name": "m"}, indent=2))
+    with pytest.raises(InputError, match="an lm-eval results file.*samples_<task>_<date>.jsonl"):
+        load_responses(results)
+    failed = {**_inspect_sample(1, 1, "Capital of Spain?", ""), "error": {"message": "ConnectionError(refused)"}}
+    failed["output"] = {"model": "m", "choices": []}
+    log = tmp_path / "errored.json"
+    log.write_text(json.dumps({**_inspect_header(), "samples": [failed]}))
+    with pytest.raises(InputError, match=r"no response .*the sample failed in Inspect: ConnectionError\(refused\)"):
+        load_responses(log)
+    with pytest.raises(InputError, match="a folder: give one file of it"):
+        load_responses(tmp_path)
