@@ -187,7 +187,7 @@ def scored_rewards(config: RunConfig | str | Path, groups: str | Path, out: str 
         if batch is not None:
             cfg = _rewards_config(cfg, batch, internal=True)
         pipeline = Pipeline(cfg, progress=progress, executor=executor, keep_executor=executor is not None,
-                            lock=held)
+                            lock=held, audit=False)
         try:
             result = pipeline.run()
         finally:

@@ -55,12 +55,17 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for skipped in result.skipped_inputs:  # prompts.on_error: skip — no reward row for them, said here
         print(f"skipped input row: {skipped}", file=sys.stderr)
+    from engine.method.judges import has_answer
+
     unknown = sum(r["reward"] is None for r in rows)
+    silent = sum(r["reward"] is None and not has_answer(r.get("response")) for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
     uncategorised = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows if r["category"] is None})
     failed = result.failed_shards()
     why = ("a stage's shards failed, or no judge's classes are known for their group, or a group of one response"
            if failed else "no judge's classes known for their group, or a group of one response")
+    if silent:
+        why += f"; {silent} of them give no answer (empty, or cut off while thinking)"
     if uncategorised:
         why += (f"; {uncategorised} groups have no category (the classifier gave no readable answer): give them a "
                 "`category` in the --in file")

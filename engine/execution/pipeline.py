@@ -94,7 +94,8 @@ class Pipeline:
     """
 
     def __init__(self, config: RunConfig, executor: LocalExecutor | RayExecutor | None = None,
-                 progress: bool = True, keep_executor: bool = False, lock: RunDirLock | None = None) -> None:
+                 progress: bool = True, keep_executor: bool = False, lock: RunDirLock | None = None,
+                 audit: bool = True) -> None:
         if keep_executor and executor is None:
             raise ValueError("keep_executor needs the executor that outlives the run (run_executor(config))")
         self.config = config
@@ -102,6 +103,7 @@ class Pipeline:
         # is checked against this one, as written when `calibrate` recorded it.
         self.written = config
         self.keep_executor = keep_executor
+        self.audit = audit  # False: a rewards run (engine.api.score_rewards), whose groups of one get None
         self._made_dir = not os.path.lexists(config.run_dir)  # removed at close if nothing was written there
         claim_run_dir(config.run_dir)
         self.store = Store(config.run_dir)
@@ -168,6 +170,8 @@ class Pipeline:
             log.warning("%s", note)
         load_report = PresetReport()
         prompts, groups = load_run_prompts(cfg, load_report, offline=self.offline)
+        if self.audit:
+            refuse_groups_of_one(cfg, groups)
         external = groups is not None
         if cfg.execution.max_cost_usd is not None:
             check_cost(cfg, prompts, groups)
@@ -985,13 +989,6 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
         prompts = select(prompts, per_category=cfg.prompts.per_category, limit=cfg.prompts.limit)
         kept = {p.prompt_id for p in prompts}
         groups = [g for g in groups if g.prompt_id in kept]
-        if groups and all(len(g.responses) < 2 for g in groups):
-            # Nothing to compare: every group was left out as short after its prompts were classified (paid), and
-            # the report gave the audited file a group size it never had.
-            raise TaskdivError(f"prompts.path {cfg.prompts.path}: every group ({len(groups)}) has one response; "
-                               "diversity is measured over several responses to one prompt — lm-eval: rerun with "
-                               "`repeats` above 1 in the task; Inspect: --epochs or num_choices above 1; a file of "
-                               "ours: each prompt's responses, by model and strategy")
     else:
         offline = cfg.models.resolved_offline() if offline is None else offline
         prompts = load_prompts(cfg.prompts, report=report, offline=offline, skip_missing=skip_missing)
@@ -1000,6 +997,17 @@ def load_run_prompts(cfg: RunConfig, report: PresetReport, *, offline: bool | No
         raise TaskdivError(f"no prompts to run (source {cfg.prompts.source!r}{where}: empty, all rows skipped or none "
                            "selected)")
     return prompts, groups
+
+
+def refuse_groups_of_one(cfg: RunConfig, groups: list[ExternalGroup] | None) -> None:
+    """An audit of a responses file whose every group has one response is refused: nothing to compare — every group
+    was left out as short after its prompts were classified (paid), and the report gave the file a group size it
+    never had. (Rewards score such groups as None: their batches are not audits.)"""
+    if groups and all(len(g.responses) < 2 for g in groups):
+        raise TaskdivError(f"prompts.path {cfg.prompts.path}: every group ({len(groups)}) has one response; "
+                           "diversity is measured over several responses to one prompt — lm-eval: rerun with "
+                           "`repeats` above 1 in the task; Inspect: --epochs or num_choices above 1; a file of ours: "
+                           "each prompt's responses, by model and strategy")
 
 
 def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None,

@@ -43,7 +43,7 @@ MEASURES = (("unique", "unique responses"), ("quality", "checklist quality"), ("
 # A group pair left out: the prompt was judged under one category in A and another in B (or pending in one).
 CATEGORY_DIFFERS = "judged under another category in B than in A (their reference classifications differ)"
 # Left out of unique responses: no judge of both runs resolved its count on both sides.
-NO_SHARED_COUNT = "no judge's count resolved in both A and B (unique responses)"
+NO_SHARED_COUNT = "a shared judge's count unresolved in A or B (left out of unique responses only)"
 
 
 class CompareError(TaskdivError):
@@ -351,11 +351,13 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
 
     groups_a = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_a}
     groups_b = {(g["prompt_id"], g["model"], g["strategy"]): g for g in rows_b}
-    # A paired group's difference of unique responses is over the judges both runs share whose counts resolved on
-    # both sides: each side's unique_mean is over its own resolved judges, and where a strict judge resolved in A
-    # but not in B, B − A measured the change of panel, not of the models. Runs that share no judge compare each
-    # side's own panel, and say so.
-    common = {j.name for j in ca.judges} & {j.name for j in cb.judges}
+    # A paired group's difference of unique responses is over the judges both runs share, each resolved on both
+    # sides: a judge of one run alone would make B − A measure the change of panel, not of the models, and its
+    # unreadable count must not leave out a group whose shared counts are known (each side's unique_mean needs its
+    # whole panel). Runs that share no judge compare each side's own panel, and say so.
+    common = sorted({j.name for j in ca.judges} & {j.name for j in cb.judges})
+    # Groups whose difference is over fewer judges than a side's panel: the runs' panels differ.
+    panels_differ = set(common) != {j.name for j in ca.judges} or set(common) != {j.name for j in cb.judges}
     narrowed = 0
     units = []  # one per paired group: its category and the A/B values of each measure
     for ma, mb in pairs:
@@ -375,23 +377,22 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                 # Every measure is over whole groups (status ok, all n responses), as the report's means are: a
                 # short group's quality and accuracy were paired here while the page said it was left out.
                 both_whole = all(g["status"] == "ok" and g["n_responses"] == n_a for g in (ga, gb))
-                both_complete = both_whole and is_complete(ga, n_a) and is_complete(gb, n_b)
                 if not both_whole:
                     missing["short or failed group in A or B (left out of every measure)"] += 1
-                elif not both_complete:
-                    missing["no resolved count in A or B (left out of unique responses only)"] += 1
                 unit["unique"] = None
-                if both_complete and not common:
-                    unit["unique"] = (ga["unique_mean"], gb["unique_mean"])
-                elif both_complete:
-                    per_a, per_b = dict(ga["unique_per_judge"] or []), dict(gb["unique_per_judge"] or [])
-                    both = [j for j in per_a if j in per_b and j in common]
-                    if not both:
-                        missing[NO_SHARED_COUNT] += 1
+                if both_whole and not common:
+                    if is_complete(ga, n_a) and is_complete(gb, n_b):
+                        unit["unique"] = (ga["unique_mean"], gb["unique_mean"])
                     else:
-                        unit["unique"] = (sum(per_a[j] for j in both) / len(both),
-                                          sum(per_b[j] for j in both) / len(both))
-                        narrowed += len(both) < max(len(per_a), len(per_b))
+                        missing["no resolved count in A or B (left out of unique responses only)"] += 1
+                elif both_whole:
+                    per_a, per_b = dict(ga["unique_per_judge"] or []), dict(gb["unique_per_judge"] or [])
+                    if all(j in per_a and j in per_b for j in common):
+                        unit["unique"] = (sum(per_a[j] for j in common) / len(common),
+                                          sum(per_b[j] for j in common) / len(common))
+                        narrowed += panels_differ
+                    else:
+                        missing[NO_SHARED_COUNT] += 1
                 unit["quality"] = ((ga["quality_mean"], gb["quality_mean"]) if both_whole
                                    and finite(ga["quality_mean"]) and finite(gb["quality_mean"]) else None)
                 key_a, key_b = (p, ma, s), (p, mb, s)
@@ -410,7 +411,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
 
     pair_labels = list(dict.fromkeys(u["pair"] for u in units))
     categories = ordered_categories(u["category"] for u in units)
-    if "A" in categories and len(categories) > 1:
+    if "A" in categories and set(categories) - {"A", "?"}:  # "?" is left out of it too: no row of nothing
         categories.append(ALL_BUT_A)  # pooled where diversity is wanted, without A's opposite direction
     categories.append("all")
     by_category, by_strategy, verdicts = [], [], []
@@ -443,7 +444,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
         "paired_groups": len(units),
         "left_out": dict(missing),
         # Judges of both runs, and the paired groups whose difference left out a judge resolved on one side only.
-        "unique_judges": {"common": sorted(common), "narrowed": narrowed},
+        "unique_judges": {"common": common, "narrowed": narrowed},
         "config_differences": ([{"key": "generators", "a": ", ".join(models_a), "b": ", ".join(models_b)}]
                                if within else config_differences(dir_a, dir_b)),
         "within_run": within,
@@ -499,9 +500,8 @@ def render_comparison(c: dict[str, Any], figure: str | None = None) -> str:
         out += ["The runs share no judge: each side's unique responses are the mean of its own judges, so a "
                 "difference includes the change of judges.", ""]
     elif judges.get("narrowed"):
-        out += [f"Unique responses: in {judges['narrowed']} paired groups a judge's count resolved on one side only; "
-                "their difference is over the judges resolved on both sides "
-                f"({E(', '.join(judges['common']))} shared).", ""]
+        out += [f"Unique responses: the runs' judges differ; the difference of each of the {judges['narrowed']} "
+                f"paired groups is over the judges they share ({E(', '.join(judges['common']))}).", ""]
     out += ["## Verdicts (functionally unique responses)", ""] + [f"- {E(v)}" for v in c["verdicts"]] + [""]
     if figure:
         out += [f"![Paired differences of unique responses]({figure})", ""]

@@ -100,6 +100,22 @@ def test_input_rows_the_config_skips_are_said(tmp_path, capsys, empty_response):
     assert "skipped input row: " in captured.err and ":2: field 'category'" in captured.err
 
 
+def test_a_groups_file_left_with_one_answer_per_group_gives_null_rewards_not_an_error(tmp_path, capsys):
+    # An audit refuses a file whose every group has one response; the rewards' own batch of answering responses was
+    # refused the same way (naming our file, exit 2) where each group kept one answer. Such groups get None, said.
+    groups = tmp_path / "groups.jsonl"
+    groups.write_text(json.dumps({"prompt": "Name a tree.", "category": "H", "responses": ["class 0 oak", ""]}) + "\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(dump_yaml({"run_dir": str(tmp_path / "run"), "generators": [JUDGE], "judges": [JUDGE],
+                                 "execution": {"executor": "local"}}))
+    out = tmp_path / "rewards.jsonl"
+    assert main(["rewards", "--config", str(config), "--in", str(groups), "--out", str(out),
+                 "--allow-python-backends", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 rewards for 1 groups" in printed and "1 of them give no answer" in printed
+    assert [json.loads(line)["reward"] for line in out.read_text().splitlines()] == [None, None]
+
+
 def test_groups_rewarded_by_only_some_judges_are_counted(tmp_path, capsys):
     # The third group is unresolved for the judge that cannot read classes 3 and 4, resolved for the other: its
     # rewards are the other's alone — said in the summary, and each row names the judges that entered.

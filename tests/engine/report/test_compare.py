@@ -315,30 +315,42 @@ def test_responses_audited_from_files_of_different_names_are_paired_by_their_tex
     assert row["unique"]["value"] == pytest.approx(2.0)  # 3 classes against 1
 
 
-def test_a_judge_resolved_on_one_side_only_is_left_out_of_that_groups_difference(runs, tmp_path):
-    # Each side's unique_mean is over its own resolved judges: a strict judge (3 classes) resolved in A and not in B
-    # made B look more homogeneous by 1.00 [1.00, 1.00] though every judge counted alike on both sides.
+def _panel(src, dst, judges, counts):
+    """A copy of run `src` judged by `judges` (names), each group's counts `counts` ({judge: count or None}), its
+    mean over every judge or unknown, as groups_table makes it."""
+    shutil.copytree(src, dst)
+    config = yaml.safe_load((dst / "config.yaml").read_text())
+    config["judges"] = [{**config["judges"][0], "name": name} for name in judges]
+    (dst / "config.yaml").write_text(dump_yaml(config))
+    table = pq.read_table(dst / "groups.parquet")
+    rows = table.to_pylist()
+    for r in rows:
+        known = [(j, k) for j, k in counts.items() if k is not None]
+        whole = len(known) == len(judges)
+        r.update(unique_per_judge=known, unique_mean=sum(k for _, k in known) / len(known) if whole else None,
+                 judges_in_mean=list(judges) if whole else [],
+                 unresolved_judges=[j for j, k in counts.items() if k is None])
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), dst / "groups.parquet")
+    return dst
+
+
+def test_the_difference_is_over_the_judges_both_runs_share(runs, tmp_path):
+    # A judge of one run alone never enters B − A: a strict judge (3 classes) in A only made B look more homogeneous
+    # by 1.00 [1.00, 1.00] though the shared judge counted alike on both sides; and a judge of B alone whose count
+    # could not be read left out groups whose shared counts were known (each side's mean needs its whole panel).
     a, b = runs
-    pair = {}
-    for label, src, strict_resolves in (("a", a, True), ("b", b, False)):
-        dst = tmp_path / label
-        shutil.copytree(src, dst)
-        config = yaml.safe_load((dst / "config.yaml").read_text())
-        config["judges"] = [config["judges"][0], {**config["judges"][0], "name": "strict"}]
-        (dst / "config.yaml").write_text(dump_yaml(config))
-        table = pq.read_table(dst / "groups.parquet")
-        rows = table.to_pylist()
-        lenient = config["judges"][0]["name"]
-        for r in rows:
-            counts = [(lenient, 1)] + ([("strict", 3)] if strict_resolves else [])
-            r.update(unique_per_judge=counts, unique_mean=sum(k for _, k in counts) / len(counts))
-        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), dst / "groups.parquet")
-        pair[label] = dst
-    c = compare_runs(pair["a"], pair["b"], resamples=100)
+    first = _panel(a, tmp_path / "a", ["lenient", "strict"], {"lenient": 1, "strict": 3})
+    second = _panel(b, tmp_path / "b", ["lenient", "other"], {"lenient": 1, "other": None})
+    c = compare_runs(first, second, resamples=100)
     everything = next(r for r in c["by_category"] if r["category"] == "all")
     assert everything["unique"]["value"] == pytest.approx(0.0) and everything["unique"]["n"] == c["paired_groups"]
-    assert c["unique_judges"]["narrowed"] == c["paired_groups"] > 0
-    assert "resolved on one side only" in render_comparison(c)
+    assert c["unique_judges"] == {"common": ["lenient"], "narrowed": c["paired_groups"]} and c["paired_groups"] > 0
+    assert "the runs' judges differ" in render_comparison(c)
+    # A shared judge unresolved on one side: the group's shared counts are not all known, and it is left out.
+    third = _panel(b, tmp_path / "c", ["lenient", "strict"], {"lenient": 1, "strict": None})
+    c = compare_runs(first, third, resamples=100)
+    assert c["left_out"]["a shared judge's count unresolved in A or B (left out of unique responses only)"] == \
+        c["paired_groups"]
 
 
 def test_a_short_group_is_left_out_of_every_measure_as_the_report_leaves_it(tmp_path):
@@ -364,3 +376,22 @@ def test_a_short_group_is_left_out_of_every_measure_as_the_report_leaves_it(tmp_
     (overall,) = [r for r in c["by_category"] if r["category"] == "all"]
     assert overall["unique"]["n"] == overall["quality"]["n"] == 2
     assert c["left_out"] == {"short or failed group in A or B (left out of every measure)": 1}
+
+
+def test_no_all_but_a_row_where_a_has_only_uncategorised_groups_beside_it(runs, tmp_path):
+    # "All but A" leaves out A and the uncategorised: beside A's, "?" groups alone made a row of nothing ("no paired
+    # groups on all categories but A"), which the report never draws.
+    pair = []
+    for label, src in zip("ab", runs):
+        dst = tmp_path / label
+        shutil.copytree(src, dst)
+        table = pq.read_table(dst / "groups.parquet")
+        rows = table.to_pylist()
+        for k, r in enumerate(sorted({r["prompt_id"] for r in rows})):
+            for g in rows:
+                if g["prompt_id"] == r:
+                    g["category"] = "A" if k % 2 else None
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), dst / "groups.parquet")
+        pair.append(dst)
+    c = compare_runs(*pair, resamples=50)
+    assert [r["category"] for r in c["by_category"]] == ["A", "?", "all"]
