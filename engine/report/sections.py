@@ -434,8 +434,8 @@ def _class_view(data: dict[str, Any], ci: str) -> Section:
     s = Section("class-measures", "Measures from the equivalence classes")
     section = data.get("class_measures") or {"cells": [], "measures": {}}
     s.blocks.append(Para(
-        "From the classes the judges already built (no further model calls), averaged over the judges whose count "
-        "is resolved: the semantic entropy of the class distribution (0 when every response is in one class, 1 when "
+        "From the classes the judges already built (no further model calls), averaged over the judges, where every "
+        "judge's count is resolved (as unique responses): the semantic entropy of the class distribution (0 when every response is in one class, 1 when "
         "each is its own), NoveltyBench's utility (the patience-discounted quality, 1 is a checklist grade of 5, of "
         "the responses that open a new class; NoveltyBench's `distinct` is the unique count above), and for "
         f"contrast the Vendi score of the embeddings (1 to n). Mean [{ci} interval over prompts]; in brackets after "
