@@ -271,7 +271,19 @@ def names_sampling(message: str) -> bool:
     return _SAMPLING_FIELD.search(message) is not None
 
 
-_N_FIELD = re.compile(r"[`'\"]n[`'\"]|\.n\b|^\s*n\s*:")
+# Gemini calls `n` candidateCount: "candidateCount must be 1 but the entered value was 3", "… a candidateCount value
+# of 9 but the supported range is from 1 (inclusive) to 9 (exclusive)", "Only one candidate can be specified", and on
+# its 3.x models "Multiple candidates is not enabled for this model".
+_N_FIELD = re.compile(r"[`'\"]n[`'\"]|\.n\b|^\s*n\s*:|candidate_?count|multiple candidates|only one candidate", re.I)
+_N_CAP = re.compile(r"candidate_?count.{0,120}?range is from 1 \(inclusive\) to (\d{1,4}) \(exclusive\)", re.I | re.S)
+
+
+def n_cap(message: str) -> int | None:
+    """The most completions a refusal of `n` says one request may ask for (Gemini's range for candidateCount), where
+    it says so and that is more than one; else None."""
+    found = _N_CAP.search(message)
+    cap = int(found.group(1)) - 1 if found else None
+    return cap if cap is not None and cap > 1 else None
 
 
 def names_n(message: str) -> bool:
@@ -1084,6 +1096,12 @@ class OpenAIChatClient:
                         (filled := filled_empty_turns(conversation)) is not conversation:
                     conversation = filled  # once: the filled conversation has no empty turn left
                     continue
+                cap = n_cap(exc.message) if refused else None
+                if cap is not None and cap < max(sizes):
+                    # Gemini's range for n (1 to 8 on its 2.5 models): as many per request as it serves, not one.
+                    self._n_capped(cap, exc.message)
+                    per_request = min(per_request, cap)
+                    continue
                 if refused and max(sizes) > 1 and not too_long(exc.message):
                     # Some endpoints refuse n > 1 (Anthropic's: "must be exactly 1"). Ask for one completion; if that
                     # is served, this row's completions come one per request (and perhaps every later row's:
@@ -1151,6 +1169,16 @@ class OpenAIChatClient:
         if names_n(message) or again:
             self._serve_one_per_request(f"it refused n > 1 ({message[:120]}) and served n = 1"
                                         + (" on two rows" if again and not names_n(message) else ""))
+
+    def _n_capped(self, cap: int, message: str) -> None:
+        """Ask at most `cap` completions per request for the rest of the run (once per client, one line in the log)."""
+        with self._stats_lock:
+            if self.completions_per_request is not None and self.completions_per_request <= cap:
+                return
+            self.completions_per_request = cap
+        log.warning("%s (model %s): it serves at most %d completions per request (%s); that many are asked %s",
+                    self.endpoint, self.model, cap, message[:120],
+                    "by this client" if self.probing else "for the rest of the run")
 
     def _serve_one_per_request(self, reason: str) -> None:
         """Ask one completion per request for the rest of the run (once per client, one line in the log)."""

@@ -764,6 +764,26 @@ def test_an_endpoint_that_refuses_n_above_one_is_asked_one_completion_per_reques
     assert len([r for r in caplog.records if "in its own request" in r.getMessage()]) == 1
 
 
+def test_geminis_candidate_count_refusals_are_read_as_refusals_of_n(serve, client, caplog):
+    # Gemini's 2.5 models serve up to 8 completions a request: n = 10 was refused, then asked one per request (a probe
+    # and 9 more, each billing the prompt again). Its 3.x models refuse any n > 1 without naming the field: one
+    # row's probe was taken for that row's own refusal, and the next row met the refusal again.
+    srv = serve(n_mode="gemini")
+    c = client(srv)
+    with caplog.at_level(logging.WARNING, logger="actors.http"):
+        (out,) = c.chat([user("a")], SamplingParams(n=10, temperature=0.7))
+    assert out.error is None and len(out.texts) == 10
+    assert c.requests == 3 and [r.body["n"] for r in srv.requests] == [8, 2] and c.completions_per_request == 8
+    assert any("at most 8 completions per request" in r.getMessage() for r in caplog.records)
+    srv = serve(n_mode="gemini-3")
+    c = client(srv)
+    (first,) = c.chat([user("a")], SamplingParams(n=3, temperature=0.7))
+    (second,) = c.chat([user("b")], SamplingParams(n=3, temperature=0.7))
+    assert len(first.texts) == len(second.texts) == 3
+    # The first row: n = 3 refused, then one at a time; the second asked one at a time from the start.
+    assert c.requests == 1 + 3 + 3 and [r.body["n"] for r in srv.requests] == [1] * 6
+
+
 def test_greedy_decoding_asked_for_n_is_one_request_repeated(serve, client):
     # A sweep through temperature 0 asks for n = 5 greedy completions. Sent as n = 5, providers bill five (differing
     # only by their nondeterminism), and a vLLM server that refuses n > 1 when greedy was taken for one that serves

@@ -450,7 +450,9 @@ class ChatServer:
             request body giving each request's wait.
         reasoning: where a `<think>` block in the backend's text goes (see `completion_response`).
         n_mode: "serve" (any n), or "reject": HTTP 400 for n > 1, as Anthropic's compatibility layer ("n must be
-            exactly 1"; the wording here is ours, the client does not read it).
+            exactly 1"; the wording here is ours, the client does not read it); "gemini": HTTP 400 for n > 8 in the
+            words Gemini gives a candidateCount out of its range; "gemini-3": HTTP 400 for n > 1 as Gemini's 3.x
+            models ("Multiple candidates is not enabled for this model", no field named).
         sampling_mode: "any", or "exclusive": HTTP 400 when a request carries both `temperature` and `top_p`, with
             the message Claude models from Sonnet 4.5 on give.
         max_tokens_mode: "any", or "reject": HTTP 400 for a request carrying `max_tokens`, with the message and
@@ -518,7 +520,7 @@ class ChatServer:
         if max_logprobs_words not in ("vllm", "openai"):
             raise ValueError(f"max_logprobs_words must be vllm or openai, got {max_logprobs_words!r}")
         self.max_logprobs, self.max_logprobs_words = max_logprobs, max_logprobs_words
-        for name, value, allowed in (("n_mode", n_mode, ("serve", "reject")),
+        for name, value, allowed in (("n_mode", n_mode, ("serve", "reject", "gemini", "gemini-3")),
                                      ("sampling_mode", sampling_mode, ("any", "exclusive")),
                                      ("max_tokens_mode", max_tokens_mode, ("any", "reject")),
                                      ("reasoning_usage", reasoning_usage, ("details", "total", "gateway"))):
@@ -708,6 +710,15 @@ class ChatServer:
         if self.n_mode == "reject" and sampling.n > 1:
             handler.send_json(refused, error_body(refused, f"n: this endpoint serves exactly 1 completion per "
                                                            f"request, got {sampling.n}"))
+            return
+        if self.n_mode == "gemini" and sampling.n > 8:
+            handler.send_json(refused, error_body(refused, "Unable to submit request because it has a candidateCount "
+                                                           f"value of {sampling.n} but the supported range is from 1 "
+                                                           "(inclusive) to 9 (exclusive). Update the value and try "
+                                                           "again."))
+            return
+        if self.n_mode == "gemini-3" and sampling.n > 1:
+            handler.send_json(refused, error_body(refused, "Multiple candidates is not enabled for this model"))
             return
         if self.sampling_mode == "exclusive" and "temperature" in body and "top_p" in body:
             handler.send_json(refused, error_body(refused, "`temperature` and `top_p` cannot both be specified for "
