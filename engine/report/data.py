@@ -180,6 +180,7 @@ def report_data(result, config) -> dict[str, Any]:
         "judge_target": getattr(getattr(config, "judge", None), "target", "answer"),
     }
     data["unique"] = _unique_section(groups, n, boot, strategies)
+    data["unique"]["per_judge"] = _per_judge_cells(groups, n, boot, data["judges"])
     data["tradeoff"] = _tradeoff_section(groups, n, models, strategies, boot, rc, "quality" in t, "rewards" in t)
     data["spearman"] = _spearman_section(groups, n, rc, t, bool(getattr(getattr(config, "judge", None), "cascade", None)
                                                                 and config.judge.cascade.enabled),
@@ -247,6 +248,21 @@ def _cells(groups: list[dict], boot: Callable) -> tuple[list[dict], dict[tuple, 
         out.append({"model": model, "category": cat, "strategy": strategy, "estimate": est.to_dict(),
                     "groups": len(gs)})
     return out, cells
+
+
+def _per_judge_cells(groups: list[dict], n: int, boot: Callable, judges: list[str]) -> dict[str, list[dict]]:
+    """With several judges, each judge's own cells (unpaired): its count over the whole groups it resolved. A group's
+    mean needs every judge's count, so a judge that leaves many unresolved (the demo's 135M one) leaves few groups in
+    Figure 2; each judge's own table is one panel throughout, comparable across strategies within it."""
+    if len(judges) < 2:
+        return {}
+    out = {}
+    for judge in judges:
+        mine = [dict(g, unique_mean=dict(g.get("unique_per_judge") or []).get(judge)) for g in groups
+                if g["status"] == "ok" and g["n_responses"] == n]
+        mine = [g for g in mine if finite(g["unique_mean"])]
+        out[judge] = _cells(mine, boot)[0]
+    return out
 
 
 def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list[str] | None = None) -> dict[str, Any]:

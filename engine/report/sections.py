@@ -218,6 +218,12 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
         s.blocks.append(Table(["model", "strategy", "left out because", "groups"],
                               [[e["model"], e["strategy"], e["reason"], str(e["groups"])] for e in u["excluded"]],
                               "Groups left out of the means."))
+    for judge, cells in (u.get("per_judge") or {}).items():
+        for model in data["models"]:
+            if any(c["model"] == model for c in cells):
+                s.blocks.append(table(cells, model, f"Judge {judge} alone, {model}: mean [{ci} CI] (groups) over the "
+                                                    "whole groups this judge's count resolved — one panel per table, "
+                                                    "so compare strategies within it, not across judges."))
     return s
 
 
@@ -435,9 +441,10 @@ def _class_view(data: dict[str, Any], ci: str) -> Section:
     section = data.get("class_measures") or {"cells": [], "measures": {}}
     s.blocks.append(Para(
         "From the classes the judges already built (no further model calls), averaged over the judges, where every "
-        "judge's count is resolved (as unique responses): the semantic entropy of the class distribution (0 when every response is in one class, 1 when "
-        "each is its own), NoveltyBench's utility (the patience-discounted quality, 1 is a checklist grade of 5, of "
-        "the responses that open a new class; NoveltyBench's `distinct` is the unique count above), and for "
+        "judge's count is resolved (as unique responses): the semantic entropy of the class distribution (0 when "
+        "every response is in one class, 1 when each is its own), NoveltyBench's utility (the patience-discounted "
+        "quality, 1 is a checklist grade of 5, of the responses that open a new class; NoveltyBench's `distinct` is "
+        "the unique count above), and for "
         f"contrast the Vendi score of the embeddings (1 to n). Mean [{ci} interval over prompts]; in brackets after "
         "a value, groups without one (classes unknown, or a response without a grade)."))
     measures = section["measures"]

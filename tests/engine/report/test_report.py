@@ -90,7 +90,17 @@ def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
     # Each strategy's pooled row without A, beside the one over all categories, in every table of Figure 2's section.
     assert {c["strategy"] for c in data["unique"]["cells"] if c["category"] == "all but A"} == set(cfg.strategies)
     unique = paths["markdown"].read_text().split("## Functionally unique responses")[1].split("\n## ")[0]
-    assert unique.count("| all categories but A (A: homogeneity desired; uncategorised left out) |") == 2
+    per_judge = data["unique"]["per_judge"]
+    assert unique.count("| all categories but A (A: homogeneity desired; uncategorised left out) |") == \
+        2 + len(per_judge)
+    # Each judge's own table: its count alone over the whole groups it resolved (one panel), beside Figure 2's.
+    assert sorted(per_judge) == sorted(data["judges"]) and len(per_judge) >= 2
+    for judge, cells in per_judge.items():
+        assert f"Judge {judge} alone" in unique
+        for cell in (c for c in cells if c["category"] == "all"):
+            values = [dict(g["unique_per_judge"])[judge] for g in groups if g["model"] == cell["model"]
+                      and g["strategy"] == cell["strategy"] and judge in dict(g["unique_per_judge"])]
+            assert cell["estimate"]["value"] == pytest.approx(sum(values) / len(values))
 
 
 def test_agreement_sample_pairs_a_judge_left_unresolved_are_counted_not_dropped():
