@@ -55,10 +55,11 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for skipped in result.skipped_inputs:  # prompts.on_error: skip — no reward row for them, said here
         print(f"skipped input row: {skipped}", file=sys.stderr)
-    from engine.method.judges import has_answer
+    from engine.method.rewards import answers
 
     unknown = sum(r["reward"] is None for r in rows)
-    silent = sum(r["reward"] is None and not has_answer(r.get("response")) for r in rows)
+    # A row left out of its group keeps the file's text: a thinking cut off before its closing tag is no answer.
+    silent = sum(r["reward"] is None and not answers(r.get("response") or "", r.get("trace")) for r in rows)
     groups = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows})
     uncategorised = len({(r["prompt_id"], r["model"], r["strategy"]) for r in rows if r["category"] is None})
     failed = result.failed_shards()

@@ -296,7 +296,7 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
                 return
             eval_header = loaded.get("eval") if isinstance(loaded, dict) else None
             header = eval_header if isinstance(eval_header, dict) else {}
-            stride = _num_choices(loaded)
+            stride = _num_choices(loaded) if isinstance(loaded, dict) else None
         samples = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
         if not samples:
             yield where, None, InputError(where, None, "samples", "the archive holds no samples/*.json")

@@ -200,8 +200,8 @@ def repeated_key(raw: bytes, row: Any) -> str | None:
     built: list[str | None] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        built.append(next((k for k in keys if keys.count(k) > 1), None))
+        seen: set[str] = set()  # a count per key was quadratic again here (80,000 keys beside one nested repeat)
+        built.append(next((k for k, _ in pairs if k in seen or seen.add(k)), None))
         return dict(pairs)
 
     json.loads(raw, object_pairs_hook=pairs_hook)

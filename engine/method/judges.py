@@ -172,29 +172,32 @@ ORDERS_JOINED = " || "
 
 
 def failed_order(verdict: PairVerdict) -> tuple[int, Asked] | None:
-    """For a pair judged in both orders whose one order answered and whose other order's request failed (a
-    transient backend failure: its row is sent again): (the failed order, 0 forward or 1 reverse; the answered
-    order as an Asked that carries the pair's calls). Else None: both orders answered, or the pair has no
-    verdict, or it was judged in one order.
+    """For a pair judged in both orders whose one order was answered (read, or unreadable after its reminder) and
+    whose other order's request failed (a transient backend failure: its row is sent again): (the failed order, 0
+    forward or 1 reverse; the answered order as an Asked that carries the pair's calls). Else None: both orders
+    answered, or both failed (the pair is an "error", asked again whole), or it was judged in one order.
 
     Read from what the pair stores: the order without a probability whose raw text ends in a failed request. The
     raw texts are joined by ORDERS_JOINED; where an answer itself holds it ahead of a failed forward order (a
     reminded answer whose first text held " || "), the failure is not seen and the pair keeps its one order, as
     every pair did before."""
-    if verdict.verdict not in ("equivalent", "different") or (verdict.p_forward is None) == (verdict.p_reverse is None):
-        return None
     raw = verdict.raw or ""
-    if ORDERS_JOINED not in raw:
+    if verdict.verdict not in ("equivalent", "different", "unparsed") or ORDERS_JOINED not in raw:
         return None
-    if verdict.p_reverse is None:
-        answered, failed = raw.rsplit(ORDERS_JOINED, 1)
-        order, p = 1, verdict.p_forward
-    else:
-        failed, answered = raw.split(ORDERS_JOINED, 1)
-        order, p = 0, verdict.p_reverse
-    if not request_failed(failed):  # unreadable, not failed: that answer was paid for and stands
+    forward, after = raw.split(ORDERS_JOINED, 1)
+    before, reverse = raw.rsplit(ORDERS_JOINED, 1)
+    if verdict.p_reverse is None and request_failed(reverse) and not request_failed(before):
+        order, answered, p = 1, before, verdict.p_forward
+    elif verdict.p_forward is None and request_failed(forward) and not request_failed(after):
+        order, answered, p = 0, after, verdict.p_reverse
+    else:  # unreadable, not failed: that answer was paid for and stands
         return None
-    return order, Asked((p, verdict.read_from), answered, verdict.calls)
+    return order, Asked(None if p is None else (p, verdict.read_from), answered, verdict.calls)
+
+
+def holds_failure(raw: str | None) -> bool:
+    """Whether a pair's raw text (one order, or both joined by ORDERS_JOINED) holds a failed request."""
+    return any(request_failed(part) for part in (raw or "").split(ORDERS_JOINED))
 
 
 def _finish_pair(category: str | None, prompt: str, a: str, b: str, settings: JudgeConfig, sampling: SamplingParams,
@@ -271,7 +274,9 @@ def judge_group(
                                       raw="", decided_by="cheap", p_cheap=p_cheap, read_from="calibrated")
                 result.cheap_decided += 1
                 prior = known.get((i, j)) if known is not None else None
-                if prior is not None and prior.decided_by == "cheap" and prior.p_audit is not None:
+                # An audit kept whole only: one whose order failed is asked again (it rested on the other alone).
+                if prior is not None and prior.decided_by == "cheap" and prior.p_audit is not None \
+                        and not holds_failure(prior.raw):
                     verdict.p_audit, verdict.calls, verdict.raw = prior.p_audit, prior.calls, prior.raw
                 elif audited(prompt, a, b, cascade.audit_rate):
                     check = yield from judge_pair(category, prompt, a, b, settings, sampling, i, j, target)

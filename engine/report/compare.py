@@ -42,7 +42,7 @@ MEASURES = (("unique", "unique responses"), ("quality", "checklist quality"), ("
 
 # A group pair left out: the prompt was judged under one category in A and another in B (or pending in one).
 CATEGORY_DIFFERS = "judged under another category in B than in A (their reference classifications differ)"
-# Left out of unique responses: no judge of both runs resolved its count on both sides.
+# A paired group whose difference cannot be taken over the judges both runs share: one of them is unresolved on a side.
 NO_SHARED_COUNT = "a shared judge's count unresolved in A or B (left out of unique responses only)"
 
 

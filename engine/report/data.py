@@ -611,8 +611,8 @@ def _by_strategy(groups: list[dict], n: int, responses: list[dict] | None = None
     any other strategy's response is one. Counted per completion, the two kinds compare.
 
     `no_answer`: responses of the row's groups that give no answer (empty, filtered, cut off while thinking): not
-    judged, graded or scored, and their group's general metrics, quality and Vendi are over its answering ones — in
-    the means with the other groups, which the row says by this count."""
+    judged, graded or scored, and their group's pairwise metrics, quality and Vendi are over its answering ones (its
+    compression ratio unknown) — in the means with the other groups, which the row says by this count."""
     per: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
         per[(g["model"], g["strategy"])].append(g)

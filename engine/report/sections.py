@@ -221,9 +221,12 @@ def _unique_view(data: dict[str, Any], ci: str) -> Section:
     for judge, cells in (u.get("per_judge") or {}).items():
         for model in data["models"]:
             if any(c["model"] == model for c in cells):
+                # Its own categories: one that only some judges resolved has no row in Figure 2's tables.
                 s.blocks.append(table(cells, model, f"Judge {judge} alone, {model}: mean [{ci} CI] (groups) over the "
                                                     "whole groups this judge's count resolved — one panel per table, "
-                                                    "so compare strategies within it, not across judges."))
+                                                    "so compare strategies within it, not across judges.",
+                                      categories=ordered_categories({c["category"] for c in cells}
+                                                                    - {"all", ALL_BUT_A})))
     return s
 
 
@@ -491,9 +494,10 @@ def _strategy_view(data: dict[str, Any]) -> Section:
                             "sampling.max_tokens where a strategy's are many. A system-prompt group is one "
                             "completion (limit n × max_tokens), any other strategy's response one."
                           + (" No answer: responses of these groups that give none (empty, filtered, cut off while "
-                             "thinking) — not judged, graded or scored; their group's general metrics, quality and "
-                             "Vendi are over its answering responses, and its accuracy counts them not correct, as "
-                             "the benchmarks do." if silent else "")))
+                             "thinking) — not judged, graded or scored; their group's pairwise metrics, quality and "
+                             "Vendi are over its answering responses, its compression ratio (which grows with the "
+                             "texts compressed) unknown, and its accuracy counts them not correct, as the benchmarks "
+                             "do." if silent else "")))
     s.blocks += _graders_blocks(data)
     s.blocks += _parsing_blocks(data)
     return s

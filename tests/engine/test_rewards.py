@@ -104,7 +104,8 @@ def test_a_groups_file_left_with_one_answer_per_group_gives_null_rewards_not_an_
     # An audit refuses a file whose every group has one response; the rewards' own batch of answering responses was
     # refused the same way (naming our file, exit 2) where each group kept one answer. Such groups get None, said.
     groups = tmp_path / "groups.jsonl"
-    groups.write_text(json.dumps({"prompt": "Name a tree.", "category": "H", "responses": ["class 0 oak", ""]}) + "\n")
+    groups.write_text(json.dumps({"prompt": "Name a tree.", "category": "H",
+                                  "responses": ["class 0 oak", "", "<think>a tree, perhaps"]}) + "\n")
     config = tmp_path / "config.yaml"
     config.write_text(dump_yaml({"run_dir": str(tmp_path / "run"), "generators": [JUDGE], "judges": [JUDGE],
                                  "execution": {"executor": "local"}}))
@@ -112,8 +113,9 @@ def test_a_groups_file_left_with_one_answer_per_group_gives_null_rewards_not_an_
     assert main(["rewards", "--config", str(config), "--in", str(groups), "--out", str(out),
                  "--allow-python-backends", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "2 rewards for 1 groups" in printed and "1 of them give no answer" in printed
-    assert [json.loads(line)["reward"] for line in out.read_text().splitlines()] == [None, None]
+    # The empty one and the one cut off while thinking (the file's text, its <think> never closed).
+    assert "3 rewards for 1 groups" in printed and "2 of them give no answer" in printed
+    assert [json.loads(line)["reward"] for line in out.read_text().splitlines()] == [None, None, None]
 
 
 def test_groups_rewarded_by_only_some_judges_are_counted(tmp_path, capsys):

@@ -484,6 +484,16 @@ def test_a_lm_eval_file_written_beside_its_json_output_path_takes_the_model_from
     assert group.model == "meta-llama__Llama-3.1-8B-Instruct"
 
 
+def test_an_inspect_archive_whose_header_is_no_object_is_read_without_it(tmp_path):
+    path = tmp_path / "odd.eval"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("header.json", json.dumps(["not", "an", "object"]))
+        for e in (1, 2):
+            z.writestr(f"samples/1_epoch_{e}.json", json.dumps(_inspect_sample(1, e, "Capital of Spain?", f"M{e}")))
+    _, (group,) = load_responses(path)
+    assert [t for _, t in group.responses] == ["M1", "M2"]
+
+
 def test_files_given_by_mistake_are_refused_saying_what_they_are(tmp_path):
     # An lm-eval results file was refused as "an Inspect eval log with samples"; a sample Inspect could not generate
     # was "no response" without its error; a folder was "no such file".

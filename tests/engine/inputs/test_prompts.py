@@ -110,9 +110,11 @@ def test_a_row_of_many_keys_is_checked_for_repeats_in_one_pass(tmp_path):
 
     wide = b'{"text": "x", "meta": {' + b", ".join(b'"k%d": 1' % k for k in range(80_000)) + b"}}"
     nested = b'{"text": "y", "meta": {"text": "text", "a": {"text": 1}}}'
-    path = write(tmp_path, [wide, nested])
+    # A key repeated at another depth sends the line to the second parse, which counted per key too.
+    both = b'{"text": "z", "meta": {' + b", ".join(b'"k%d": 1' % k for k in range(80_000)) + b', "x": {"k0": 1}}}'
+    path = write(tmp_path, [wide, nested, both])
     started = time.perf_counter()
-    assert [p.text for p in load_jsonl_prompts(path)] == ["x", "y"]
+    assert [p.text for p in load_jsonl_prompts(path)] == ["x", "y", "z"]
     assert time.perf_counter() - started < 5
 
 

@@ -203,6 +203,33 @@ def test_a_pair_sent_again_with_one_order_failed_asks_that_order_only(first):
     assert "<error:" not in q.raw and q.raw.count(" || ") == 1
 
 
+def test_a_pair_with_one_order_unreadable_and_the_other_failed_asks_the_failed_one_again():
+    # Unreadable in one order, failed in the other: the pair was "unparsed", kept as answered, and the failed order
+    # was never asked — the pair, and under the every-judge rule its group's mean, stayed unresolved for good.
+    from dataclasses import asdict
+
+    from engine.stages.judge import answered_pairs
+
+    class Split(FailingOrder):
+        def chat(self, conversations, sampling):
+            outs = super().chat(conversations, sampling)
+            for k, conv in enumerate(conversations):
+                if conv[1]["content"].split('Response 1:\n"""')[1].startswith("a"):
+                    outs[k] = ChatOutput(texts=["Maybe."])
+            return outs
+
+    backend = Split([("a", "b")], first="b")
+    settings = JudgeConfig(both_orders=True)
+    (g,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING)])
+    (p,) = g.pairs
+    assert p.verdict == "unparsed" and "<error:" in p.raw
+    known = answered_pairs(orjson.dumps({"pairs": [asdict(p)]}).decode())
+    backend.down, backend.asked = False, []
+    (again,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING, known=known)])
+    (q,) = again.pairs
+    assert backend.asked == ["b"] and q.verdict == "equivalent" and q.p_forward is None and q.p_reverse is not None
+
+
 def test_a_pair_with_one_order_unreadable_is_not_asked_again():
     # An unreadable answer was paid for: the pair stands on its other order, as in the run that asked it.
     from dataclasses import asdict
@@ -308,6 +335,17 @@ def test_a_group_sent_again_keeps_its_answered_cascade_audits():
                                            cheap=lambda i, j: probs[(i, j)], known=known)])
     assert backend.asked == ["b"]  # the failed pair only
     assert [asdict(p) for p in again.pairs][0] == asdict(by_pair[(0, 1)])  # its audit as the first run had it
+    # An audit whose one order failed rested on the other alone: it is asked again, not kept.
+    settings = JudgeConfig(both_orders=True, cascade=CascadeConfig(enabled=True, low=0.2, high=0.8, audit_rate=1.0))
+    backend = FailingOrder([], first="b")
+    (g,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING, cheap=lambda i, j: 0.99)])
+    (audit,) = g.pairs
+    assert audit.p_audit is not None and "<error:" in audit.raw
+    known = answered_pairs(orjson.dumps({"pairs": [asdict(audit)]}).decode())
+    backend.down, backend.asked = False, []
+    (again,) = drive(backend, [judge_group("G", "p", ["a", "b"], settings, SAMPLING, cheap=lambda i, j: 0.99,
+                                           known=known)])
+    assert sorted(backend.asked) == ["a", "b"] and "<error:" not in again.pairs[0].raw
 
 
 def test_audit_draw_is_deterministic_and_near_its_rate():

@@ -103,6 +103,20 @@ def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
             assert cell["estimate"]["value"] == pytest.approx(sum(values) / len(values))
 
 
+def test_each_judges_own_table_has_the_categories_of_its_own_cells(fixture_run):
+    # The per-judge tables took their rows from Figure 2's categories: a category only some judges resolved (so no
+    # group of it has a whole-panel mean) had cells in a judge's table but no row.
+    _, _, paths = fixture_run
+    data = orjson.loads(paths["json"].read_bytes())
+    kept = data["unique"]["categories"][:1]
+    data["unique"]["categories"] = kept  # as if the other categories' groups had no whole-panel mean
+    unique = render_markdown(data).split("## Functionally unique responses")[1].split("\n## ")[0]
+    judge = next(iter(data["unique"]["per_judge"]))
+    own = unique.split(f"Judge {judge} alone")[0].rsplit("Groups left out", 1)[-1]
+    cats = {c["category"] for c in data["unique"]["per_judge"][judge]} - {"all", "all but A"} - set(kept)
+    assert cats and all(f"| {category_name(c)} |" in own for c in cats)
+
+
 def test_agreement_sample_pairs_a_judge_left_unresolved_are_counted_not_dropped():
     from engine.config import ReportConfig
     from engine.report.data import _judge_pair_agreement
