@@ -192,24 +192,23 @@ class ModelConfig(PoolConfig):
         return {"name": self.name, "backend": self.backend, "model": self.model, "options": dict(self.options),
                 "verdict": self.verdict}
 
-    def identity(self, reads_verdict: bool = True) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
         """What determines this model's outputs, hashed into shard keys.
 
         Where the model is served and how it is reached (URL, key variable, timeouts, retries, concurrency,
         threads, batch sizes, GPU placement: actors.registry.TRANSPORT_OPTIONS) do not change what it answers, so
         they are left out: a rerun against the same model at a new address, or on other hardware, resumes instead
-        of starting over. `reads_verdict`: whether the work keyed reads `verdict` (judging, grading); work that
-        does not (sampling, classifying, checklists, accuracy checks: fixed sampling, read from text) keys it at
-        its default, so that a judge's verdict mode changed does not ask them again, and stored keys stand.
+        of starting over. `verdict` keys work that does not read it too (samples, classification votes, checklists,
+        accuracy checks): keyed apart, a run of the shipped configs (judges with verdict text or logprobs) would
+        pay for all of those again after an upgrade; a verdict changed later asks them again.
         """
         return {"name": self.name, "backend": self.backend, "model": self.model,
-                "options": _identity_options(self.options), "verdict": self.verdict if reads_verdict else "auto",
-                **_weights(self.weights)}
+                "options": _identity_options(self.options), "verdict": self.verdict, **_weights(self.weights)}
 
     def classify_identity(self) -> dict[str, Any]:
         """What keys this model's classifications: its identity under the name it classifies as (a sweep's
         generators classify greedily, alike, once for all the sweep's values, under the configured name)."""
-        return {**self.identity(reads_verdict=False), "name": (self.sweep or {}).get("base", self.name)}
+        return {**self.identity(), "name": (self.sweep or {}).get("base", self.name)}
 
 
 @dataclass
@@ -322,7 +321,9 @@ class SamplingConfig:
         system_parse: how a system-prompt completion is split into its n responses: "strict" (the asked-for
             "### Response k" headers — or headers naming solutions, approaches, stories…: "### Solution 1" — or
             "Response k:" inline) or "lenient" (also a bare numbered list "1. … 2. …" or "### 1. Title" — which also
-            splits one answer written as numbered steps into several, inflating the count).
+            splits one answer written as numbered steps into several, inflating the count). It keys the
+            system-prompt strategies' groups only: a change samples those again, and no other (a run stored with
+            "lenient" by an earlier version samples its other groups once more, keyed as the default now).
     """
 
     temperature: float | list[float] = 1.0

@@ -421,8 +421,7 @@ class Pipeline:
                     # Only a system-prompt strategy splits its completion (system_parse): another's groups keyed by
                     # it were sampled again, at a price, when it changed. Keyed there at its default, as stored.
                     keyed = settings if strategy in SYSTEM_STRATEGIES else {**settings, "system_parse": "strict"}
-                    unit = Unit.of(["sample", self.versions["sample"], SampleStage.version,
-                                    model.identity(reads_verdict=False),
+                    unit = Unit.of(["sample", self.versions["sample"], SampleStage.version, model.identity(),
                                     keyed], table)
                     context = pa.Table.from_pylist([{**c, UNIT: unit.key} for c in ctx], schema=T.GROUP_CONTEXT)
                     units.append((unit, context))
@@ -549,8 +548,7 @@ class Pipeline:
                      for r in groups.select(T.CHECKLIST_INPUT.names).to_pylist()}.values())
         if not rows:
             return None
-        return Unit.of(["checklist", self.versions["checklist"], ChecklistStage.version,
-                        grader.identity(reads_verdict=False),
+        return Unit.of(["checklist", self.versions["checklist"], ChecklistStage.version, grader.identity(),
                         self.config.quality.checklist_max_tokens], pa.Table.from_pylist(rows, schema=T.CHECKLIST_INPUT))
 
     # -- machinery ----------------------------------------------------------------------------------------------
@@ -808,8 +806,7 @@ class _Flow:
                 methods = [accuracy_method(s, c, g) for s, c, g in zip(settled["source"].to_pylist(),
                                                                       settled["judge_category"].to_pylist(),
                                                                       settled["gold_answer"].to_pylist())]
-                keyed = ["accuracy", [p.versions["accuracy"], cfg.grader.identity(reads_verdict=False),
-                                      ACCURACY_VERSION]]
+                keyed = ["accuracy", [p.versions["accuracy"], cfg.grader.identity(), ACCURACY_VERSION]]
                 # Math checks are keyed by their time limit too: one out of time is unknown, and once its reruns
                 # (execution.row_retries) are spent, raising accuracy.math_timeout_s must check it again (free: no
                 # model call). The grader's rows keep their key, so a new limit asks no grader again.

@@ -409,31 +409,6 @@ def test_a_change_of_system_parse_resamples_the_system_prompt_groups_only(tmp_pa
     assert (sample.units, sample.units_reused) == (3, 2)
 
 
-def test_a_judges_verdict_mode_keys_its_verdicts_and_grades_only(tmp_path):
-    # `verdict` keyed everything the model did: switching a judge from auto to text asked its reference
-    # classification votes, its checklists and the accuracy checks again, though none of them reads it.
-    import json
-
-    from tests.support.doubles import ScriptedChat
-    from tests.support.runs import SCRIPTED, make_config, run
-
-    path = tmp_path / "prompts.jsonl"
-    path.write_text(json.dumps({"text": "What is 6 times 7?", "gold_category": "A", "gold_answer": "42"}) + "\n"
-                    + json.dumps({"text": "Name a colour."}) + "\n")
-
-    def config(verdict):
-        judge = {**SCRIPTED, "name": "j", "verdict": verdict}
-        return make_config(tmp_path, prompts={"source": "jsonl", "path": str(path)}, n=3,
-                           strategies=["temperature"], generators=[{**SCRIPTED, "name": "gen"}], judges=[judge])
-
-    run(config("auto"))
-    ScriptedChat.calls.clear()
-    run(config("text"))
-    asked = {c.split()[0] for c in ScriptedChat.calls}
-    assert not [c for c in ScriptedChat.calls if c.startswith(("Classify", "Write a checklist", "Grade whether"))]
-    assert any(c.startswith("The prompt below") for c in ScriptedChat.calls), asked  # the verdicts are asked again
-
-
 def test_a_new_agreement_sample_rate_re_judges_only_the_groups_it_moves(tmp_path):
     # The rate keyed every judge shard: 0.0 → 0.01, which drew no group, re-judged — paid for — every pair.
     from tests.support.doubles import ScriptedChat
