@@ -23,6 +23,7 @@ import re
 import sys
 from typing import Any, Sequence
 
+from engine.cli.common import terminal_text
 from engine.errors import ConfigError, TaskdivError
 
 COMMANDS = ("run", "plan", "fetch", "compare", "explore", "rewards", "calibrate", "agreement")
@@ -113,13 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_agreement(args)
     except ConfigError as exc:
-        print(f"error: {_printable(with_config_file(str(exc), getattr(args, 'config', None)))}", file=sys.stderr)
+        print(f"error: {terminal_text(with_config_file(str(exc), getattr(args, 'config', None)))}", file=sys.stderr)
         return 2
     except TaskdivError as exc:
-        print(f"error: {_printable(str(exc))}", file=sys.stderr)
+        print(f"error: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path the user gave that cannot be read or written: the message names it
-        print(f"error: {_printable(str(exc))}", file=sys.stderr)
+        print(f"error: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a crash: no traceback
         if args.command in ("run", "rewards"):
@@ -135,11 +136,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> None:
     """The `taskdiv` console script."""
     sys.exit(main())
-
-
-def _printable(message: str) -> str:
-    """An error message for the terminal: what it quotes from a config, a run directory or a server may hold control
-    characters (a title set, a screen cleared) — written as \\xNN; its own line breaks are kept."""
-    from engine.method.parsing import printable
-
-    return printable(message, newlines=True)

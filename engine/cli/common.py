@@ -1,4 +1,5 @@
-"""What every subcommand shares: the demo config's path, `--set` overrides, and loading a config with them."""
+"""What every subcommand shares: the demo config's path, `--set` overrides, loading a config with them, and writing
+an error to the terminal."""
 
 from __future__ import annotations
 
@@ -101,3 +102,11 @@ def add_config_arguments(parser, *, help_config: str | None = None) -> None:
     parser.add_argument("--allow-python-backends", action="store_true",
                         help="allow `backend: python:module:Class` (it runs that code: use only with a config you "
                              "trust)")
+
+
+def terminal_text(message: str) -> str:
+    """An error message for the terminal: what it quotes from a config, a run directory or a server may hold control
+    characters (a title set, a screen cleared) — written as \\xNN; its own line breaks are kept."""
+    from engine.method.parsing import printable
+
+    return printable(message, newlines=True)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.common import output_path
+from engine.cli.common import output_path, terminal_text
 from engine.errors import TaskdivError
 from engine.report import compare
 
@@ -69,9 +69,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                  seed=args.seed, values=values)
         paths = compare.write_comparison(c, out)
     except TaskdivError as exc:
-        from engine.method.parsing import printable
-
-        print(f"error: {printable(str(exc), newlines=True)}", file=sys.stderr)
+        print(f"error: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
     print(f"B = {c['b']['label']} vs A = {c['a']['label']}: {c['paired_groups']} paired groups, "
           f"{c['prompts']['shared']} prompts, n = {c['n']}")

@@ -296,7 +296,7 @@ def _read_inspect_archive(path: Path) -> Iterator[Row]:
                 return
             eval_header = loaded.get("eval") if isinstance(loaded, dict) else None
             header = eval_header if isinstance(eval_header, dict) else {}
-            stride = _num_choices(loaded) if isinstance(loaded, dict) else None
+            stride = _num_choices(loaded)
         samples = sorted(n for n in names if n.startswith("samples/") and n.endswith(".json"))
         if not samples:
             yield where, None, InputError(where, None, "samples", "the archive holds no samples/*.json")
@@ -446,7 +446,9 @@ def _reasoning(content: Any) -> str | None:
 
 def _num_choices(log: Any) -> int | None:
     """The choices a log asked of each generation (its plan's GenerateConfig `num_choices`, else the eval's
-    model_generate_config's), where it says."""
+    model_generate_config's), where it says (a header that is no object says nothing)."""
+    if not isinstance(log, dict):
+        return None
     for config in ((log.get("plan") or {}).get("config") if isinstance(log.get("plan"), dict) else None,
                    (log.get("eval") or {}).get("model_generate_config") if isinstance(log.get("eval"), dict)
                    else None):

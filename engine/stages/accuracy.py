@@ -70,34 +70,27 @@ class AccuracyStage(BackendStage):
             out = {IDX: k, "prompt_id": r["prompt_id"], "model": r["model"], "strategy": r["strategy"],
                    "method": method, "correct": [], "grades": [], "extracted": [], "exact": [], "answered": [],
                    "raws": []}
-            if method is not None:
-                for i, response in enumerate(r["responses"]):
-                    if not has_answer(response):
-                        for column, value in no_answer_check().items():
-                            out[column].append(value)
-                        continue
-                    if method == "grader":
-                        asked = graded[(k, i)]
-                        out["correct"].append(None if asked.value is None else asked.value == "correct")
-                        out["grades"].append(asked.value)
-                        out["extracted"].append(None)
-                        out["exact"].append(short_answer_exact(response, r["gold_answer"]))
-                        # SimpleQA's "not attempted" is its own rate (and counts as not correct); an unread grade:
-                        # unknown.
-                        out["answered"].append(None if asked.value is None else asked.value != "not_attempted")
-                        out["raws"].append(asked.raw)
-                        continue
+            for i, response in enumerate(r["responses"] if method is not None else []):
+                if not has_answer(response):
+                    columns = no_answer_check()
+                elif method == "grader":
+                    asked = graded[(k, i)]
+                    # SimpleQA's "not attempted" is its own rate (and counts as not correct); an unread grade: unknown.
+                    columns = {"correct": None if asked.value is None else asked.value == "correct",
+                               "grades": asked.value, "extracted": None,
+                               "exact": short_answer_exact(response, r["gold_answer"]),
+                               "answered": None if asked.value is None else asked.value != "not_attempted",
+                               "raws": asked.raw}
+                else:
                     check = check_math_answer(response, r["gold_answer"], timeout_s=self.math_timeout_s)
                     if check_may_pass_again(check):
                         # Out of time under load (streaming checks while sampling takes the CPU): a rerun checks the
                         # row again (free, up to execution.row_retries times), as it asks a failed request again.
                         self._transient.setdefault(k, f"math check: {check.reason}")
-                    out["correct"].append(check.correct)
-                    out["grades"].append(None)
-                    out["extracted"].append(check.extracted)
-                    out["exact"].append(None)
-                    out["answered"].append(check.answered)
-                    out["raws"].append(check.reason)
+                    columns = {"correct": check.correct, "grades": None, "extracted": check.extracted, "exact": None,
+                               "answered": check.answered, "raws": check.reason}
+                for column, value in columns.items():
+                    out[column].append(value)
             yield out
 
 
