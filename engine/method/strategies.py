@@ -122,7 +122,9 @@ def _system(strategy: str) -> Callable[[StrategyInput], Program]:
         # All n responses share one completion, so it gets n times the per-response budget.
         params = x.sampling.with_(n=1, max_tokens=x.sampling.max_tokens * x.n)
         best: tuple[Split, ChatOutput] | None = None
-        for attempt in range(2):
+        # A completion short of n responses is asked once more, under another seed; greedy decoding reads no seed, so
+        # at temperature 0 the retry would pay for the same completion, split the same way.
+        for attempt in range(1 if params.greedy else 2):
             if attempt:
                 params = params.with_(seed=None if params.seed is None else params.seed + 1_000_003)
             (out,) = yield [Request(conversation, params)]

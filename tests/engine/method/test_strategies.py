@@ -70,6 +70,15 @@ def test_system_short_parse_is_retried_once_and_marked():
     assert s.responses == ["a", "b"] and s.status == "short" and s.raw.endswith("b") and s.calls == 2
 
 
+def test_a_short_greedy_completion_is_not_asked_again():
+    # At temperature 0 the retry changed only the seed, which greedy decoding reads not: each short group of a sweep
+    # through 0 paid for a second completion of up to n × max_tokens, certain to split the same way.
+    rec = Recorder(["### Response 1\na", "### Response 1\na\n### Response 2\nb"])
+    x = StrategyInput("Solve 2+2.", "D", 3, SamplingParams(temperature=0.0, max_tokens=10, seed=7))
+    (s,) = drive(rec, [STRATEGIES["system_general"](x)])
+    assert len(rec.seen) == 1 and s.calls == 1 and s.responses == ["a"] and s.status == "short"
+
+
 def test_a_retry_that_fails_keeps_the_first_attempts_responses():
     # The short first attempt's two responses were thrown away when its retry met a backend error: the whole group
     # became an error. They stand now, as a short group.
