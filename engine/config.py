@@ -125,7 +125,8 @@ class ModelConfig(PoolConfig):
             for GPT-4o/Gemini and 0.5 for Claude/Llama/Mistral); a list sweeps it (see RunConfig).
         top_p: nucleus sampling mass for this model, overriding `sampling.top_p`.
         sweep: set by the run for the generators a sweep made: {"base": the configured name, "temperature": …,
-            "top_p": …}; not written by hand.
+            "top_p": …, "configured": the generator's own temperature and top_p as configured}; not written by
+            hand.
         weights: set by the run for a model loaded from a local folder or file: a digest of its weights (actors.hub.
             folder_digest), in its shard keys, so that a checkpoint trained again into the same folder is not read
             from the old one's shards (a hub id is pinned to its commit in `model` instead); not written by hand.
@@ -163,8 +164,9 @@ class ModelConfig(PoolConfig):
                                                "no chat model (its model is a coefficients file)")
         else:
             self._check_backend("chat", self.backend)
-        if self.sweep and (set(self.sweep) != {"base", "temperature", "top_p"}
-                           or not isinstance(self.sweep.get("base"), str) or isinstance(self.temperature, list)):
+        if self.sweep and (set(self.sweep) - {"configured"} != {"base", "temperature", "top_p"}
+                           or not isinstance(self.sweep.get("base"), str) or isinstance(self.temperature, list)
+                           or not _configured_ok(self.sweep.get("configured", {}))):
             # Written by the run for each value of a sweep (and read back from its config.yaml), never by hand.
             raise InvalidValue("sweep", "is set by the run for each value of a sweep, not by hand: give "
                                         "temperature or top_p as a list instead")
@@ -339,6 +341,17 @@ class SamplingConfig:
                     SamplingParams(temperature=t, top_p=p, max_tokens=self.max_tokens)
                 except ValueError as exc:
                     raise _sampling_error(exc) from None
+
+
+def _configured_ok(configured: Any) -> bool:
+    """Whether a sweep record's `configured` (absent in records written before it was) is one the run wrote."""
+    if not isinstance(configured, dict) or (configured and set(configured) != {"temperature", "top_p"}):
+        return False
+    number = (int, float)
+    t, p = configured.get("temperature"), configured.get("top_p")
+    return (t is None or (isinstance(t, number) and not isinstance(t, bool))
+            or (isinstance(t, list) and all(isinstance(v, number) and not isinstance(v, bool) for v in t))) \
+        and (p is None or (isinstance(p, number) and not isinstance(p, bool)))
 
 
 def _values(value: float | list[float] | None, key: str) -> list[float]:
@@ -701,6 +714,9 @@ class RunConfig:
             raise InvalidValue("run_dir", "must name a folder, got an empty string")
         if self.n < 2:
             raise InvalidValue("n", f"must be >= 2 (diversity needs at least two responses), got {self.n}")
+        # A run's config.yaml holds a sweep's generators one per value: they become the generator as configured again,
+        # and the sweep is made anew from it, so that a sampling list edited there (or by --set) sweeps its values.
+        self.generators, written_at = _unswept(self.generators)
         for setting in ("temperature", "top_p"):
             # A generator's own value wins over sampling's: a list there with every generator setting its own (the
             # paper's and the real-audit presets give each generator its temperature) swept nothing, said nothing,
@@ -715,7 +731,7 @@ class RunConfig:
         self.generators, sources = _swept(self.generators, self.sampling)
         # Each generator's place in the config as written (a sweep's values share their generator's): messages name
         # that, not the place in the expanded list. Not a field: config.yaml holds the expanded generators.
-        self.generator_keys = [f"generators[{k}]" for k in sources]
+        self.generator_keys = [f"generators[{written_at[k]}]" for k in sources]
         for role, models in (("judges", self.judges), ("classifier", [self.classifier] if self.classifier else [])):
             if any(isinstance(m.temperature, list) for m in models):
                 raise InvalidValue(role, "a list of temperatures sweeps generators only")
@@ -798,14 +814,49 @@ class RunConfig:
         return redacted(data) if redact else data
 
 
+def _unswept(generators: list[ModelConfig]) -> tuple[list[ModelConfig], list[int]]:
+    """The generators as configured: those a sweep made (read back from a run's config.yaml, their record holding
+    what was configured) become the one generator they came from, at the place of the first. Returns the generators
+    and, for each, the index of the first entry it came from.
+
+    A sweep's generators had been kept as they were: a sampling list edited in config.yaml (or set by --set on it)
+    was ignored — the run sampled the old values and config.yaml recorded the new list beside them. A record written
+    before `configured` was is kept as it is (its generator's own values cannot be told from sampling's)."""
+    out: list[ModelConfig] = []
+    at: list[int] = []
+    made: dict[str, int] = {}
+    for k, g in enumerate(generators):
+        if not g.sweep or "configured" not in g.sweep:
+            out.append(g)
+            at.append(k)
+            continue
+        configured = g.sweep["configured"]
+        base = dataclasses.replace(g, name=g.sweep["base"], temperature=configured["temperature"],
+                                   top_p=configured["top_p"], sweep={})
+        if base.name not in made:
+            made[base.name] = len(out)
+            out.append(base)
+            at.append(k)
+        elif out[made[base.name]] != base:
+            # The values of one sweep are one generator: an entry edited apart (its options, its model) would be
+            # lost to the first's, or sampled under the same name as the others.
+            raise InvalidValue(f"generators[{k}]", f"{g.name!r} is a value of the sweep of {base.name!r} and differs "
+                                                   f"from its first value in more than its temperature and top_p: "
+                                                   "give every value of a sweep the same settings (or give the "
+                                                   "generator apart under a name of its own, without its sweep "
+                                                   "record)")
+    return out, at
+
+
 def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> tuple[list[ModelConfig], list[int]]:
     """Sweeps, made explicit: a generator whose temperature (its own, else sampling.temperature) or top_p
     (sampling.top_p) is a list becomes one generator per value (per pair of values), named
     "<name>@t=<temperature>" (",p=<top_p>" when top_p is swept), with that value and a `sweep` record. They share
     the model's host (the host key leaves out the name and the sampling), so a sweep loads the model once; each value
     keys its own shards, so a rerun resumes it and a value added later computes only its groups. A generator the
-    sweep already made (read back from a run's config.yaml) is kept as it is; single values are not renamed — so a
-    single value made a list later is a new generator (`<name>@t=…`), its groups computed again under that name.
+    sweep already made and `_unswept` left (a record older than `configured`) is kept as it is; single values are not
+    renamed — so a single value made a list later is a new generator (`<name>@t=…`), its groups computed again under
+    that name.
     Returns the generators and, for each, the index of the generator it came from."""
     out, sources = [], []
     for k, g in enumerate(generators):
@@ -843,8 +894,10 @@ def _swept(generators: list[ModelConfig], sampling: SamplingConfig) -> tuple[lis
                                        f"two values print alike as {name.split('@', 1)[1]!r} (a sweep's values are "
                                        "named to 6 significant digits): give values further apart")
                 names.add(name)
+                configured = {"temperature": g.temperature, "top_p": g.top_p}
                 out.append(dataclasses.replace(g, name=name, temperature=t, top_p=p,
-                                               sweep={"base": g.name, "temperature": t, "top_p": p}))
+                                               sweep={"base": g.name, "temperature": t, "top_p": p,
+                                                      "configured": configured}))
                 sources.append(k)
     return out, sources
 

@@ -20,9 +20,10 @@ def test_a_list_expands_into_named_generators_once():
                             "generators": [{"name": "g"}, {"name": "h", "temperature": 0.7}]})
     assert [(g.name, g.temperature, g.top_p) for g in cfg.generators] == [
         ("g@t=0.5", 0.5, 0.9), ("g@t=1", 1.0, 0.9), ("h", 0.7, None)]
-    assert cfg.generators[0].sweep == {"base": "g", "temperature": 0.5, "top_p": 0.9}
+    assert cfg.generators[0].sweep == {"base": "g", "temperature": 0.5, "top_p": 0.9,
+                                       "configured": {"temperature": None, "top_p": None}}
     again = config_from_dict(cfg.to_dict())  # a run's config.yaml read back is not swept twice
-    assert [g.name for g in again.generators] == ["g@t=0.5", "g@t=1", "h"]
+    assert [g.name for g in again.generators] == ["g@t=0.5", "g@t=1", "h"] and again.generators == cfg.generators
     both = config_from_dict({"sampling": {"temperature": [0.5, 1.0], "top_p": [0.8, 0.95]}})
     assert [g.name for g in both.generators] == ["smollm2-135m@t=0.5,p=0.8", "smollm2-135m@t=0.5,p=0.95",
                                                   "smollm2-135m@t=1,p=0.8", "smollm2-135m@t=1,p=0.95"]
@@ -37,6 +38,38 @@ def test_a_list_expands_into_named_generators_once():
     own = config_from_dict({"generators": [{"name": "g", "temperature": [0.2, 0.9]}]})
     assert [g.name for g in own.generators] == ["g@t=0.2", "g@t=0.9"]
     assert [g.name for g in config_from_dict({}).generators] == ["smollm2-135m"]  # no sweep, no renaming
+
+
+def test_a_sweep_read_back_from_config_yaml_follows_its_lists():
+    # A run's config.yaml holds a sweep's generators one per value. Kept as they were, a sampling list edited there
+    # (or by --set on it) swept nothing new: the run sampled the old values, and config.yaml recorded the new list
+    # beside them ("compare --values 1.5": no generator has that value).
+    from engine.config import dump_yaml, load_yaml
+
+    cfg = config_from_dict({"sampling": {"temperature": [0.5, 1.0]},
+                            "generators": [{"name": "g"}, {"name": "h", "temperature": [0.2, 0.4]}]})
+    written = load_yaml(dump_yaml(cfg.to_dict()))
+    written["sampling"]["temperature"] = [0.5, 1.0, 1.5]
+    more = config_from_dict(written)
+    assert [(g.name, g.temperature) for g in more.generators] == [
+        ("g@t=0.5", 0.5), ("g@t=1", 1.0), ("g@t=1.5", 1.5), ("h@t=0.2", 0.2), ("h@t=0.4", 0.4)]
+    assert more.generators[:2] == cfg.generators[:2]  # the values kept are the generators they were (their keys)
+    assert more.generator_keys == ["generators[0]"] * 3 + ["generators[2]"] * 2  # places in the file read
+    written["sampling"]["top_p"] = [0.8, 0.95]
+    assert [g.name for g in config_from_dict(written).generators][:2] == ["g@t=0.5,p=0.8", "g@t=0.5,p=0.95"]
+    written["sampling"].update(temperature=0.7, top_p=0.9)  # a list made one value: the generator's own name again
+    assert [g.name for g in config_from_dict(written).generators] == ["g", "h@t=0.2", "h@t=0.4"]
+    # One value's entry edited apart from the others would be lost to the first's settings: refused, named.
+    written = load_yaml(dump_yaml(cfg.to_dict()))
+    written["generators"][1]["model"] = "other"
+    with pytest.raises(ConfigError, match=r"generators\[1\]: 'g@t=1' is a value of the sweep of 'g' and differs"):
+        config_from_dict(written)
+    # A record written before `configured` was is kept as it is (its own values cannot be told from sampling's).
+    written = load_yaml(dump_yaml(cfg.to_dict()))
+    for g in written["generators"]:
+        g["sweep"].pop("configured")
+    written["sampling"]["temperature"] = [0.5, 1.0, 1.5]
+    assert [g.name for g in config_from_dict(written).generators] == ["g@t=0.5", "g@t=1", "h@t=0.2", "h@t=0.4"]
 
 
 @pytest.mark.parametrize("data, message", [
