@@ -311,7 +311,8 @@ def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: Ru
     settings for their roles) and for prompts labelled as they were (a gold category or answer edited in place keys
     the judging, the checklists, anchored sampling and the accuracy checks anew: they were counted as stored and the
     rerun paid for them past the bound); anything else counts again."""
-    if config.n != stored.n or config.sampling != stored.sampling or config.category_source != stored.category_source:
+    if config.n != stored.n or _unswept_sampling(config) != _unswept_sampling(stored) \
+            or config.category_source != stored.category_source:
         return plan
     if config.voters != stored.voters:  # the prompts without a gold category may be judged under another one
         prompts = [p for p in prompts if p.gold_category is not None]
@@ -319,7 +320,10 @@ def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: Ru
     def kept(model: Any, others: Sequence[Any]) -> bool:
         return any(model == other for other in others)
 
-    generators = [g for g in config.generators if kept(g, stored.generators)]
+    # Each generator as it samples (its temperature and top_p, its own or the run's): a sweep's values are its own
+    # after expansion, so a value added to a list leaves the others' groups stored — the whole run had been counted.
+    generators = [g for g in config.generators if kept(_sampling_as(g, config), [_sampling_as(s, stored)
+                                                                                  for s in stored.generators])]
     strategies = [s for s in config.strategies if s in stored.strategies]
     done = [p for p in prompts if stored_labels.get(p.prompt_id) == (p.source, p.gold_category, p.gold_answer)
             and all((p.prompt_id, g.name, s) in stored_groups for g in generators for s in strategies)]
@@ -349,6 +353,17 @@ def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: Ru
                 "output_tokens_high")})
         roles.append(r)
     return replace(plan, roles=roles, reused_groups=len(done) * len(generators) * len(strategies))
+
+
+def _unswept_sampling(config: RunConfig) -> dict[str, Any]:
+    """The run's sampling settings other than temperature and top_p, which key each generator as it takes them."""
+    return {k: v for k, v in asdict(config.sampling).items() if k not in ("temperature", "top_p")}
+
+
+def _sampling_as(g: ModelConfig, config: RunConfig) -> ModelConfig:
+    """A generator with the temperature and top_p it samples at (its own, else the run's)."""
+    return replace(g, temperature=config.sampling.temperature if g.temperature is None else g.temperature,
+                   top_p=config.sampling.top_p if g.top_p is None else g.top_p)
 
 
 def agreement_plan(config: RunConfig, judge: ModelConfig, pairs: Sequence[Any]) -> RoleCost:

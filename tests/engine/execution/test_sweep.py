@@ -137,7 +137,17 @@ def test_a_sweep_runs_loads_once_resumes_and_is_reported(tmp_path):
     report = json.loads(paths["json"].read_text())
     assert [c["model"] for c in report["classification"]] == ["scripted"]  # once, under the configured name
 
-    # A value added later computes only its own groups; the others are read back.
+    # A value added later computes only its own groups; the others are read back, and the cost cap's bound counts
+    # them as stored (a sampling list that differed counted the whole run again: a cheap resume was refused).
+    from engine.execution.plan import less_stored
+    from engine.execution.results import finished_groups
+
+    def reused(c):
+        return less_stored(make_plan(c, _prompts(c)), c, _prompts(c), *finished_groups(c.run_dir)).reused_groups
+
+    assert reused(_config(tmp_path, [0.5, 1.0, 1.5], life)) == 12  # two values × 3 prompts × two strategies
+    assert reused(_config(tmp_path, [1.0], life)) == 6
+    assert reused(_config(tmp_path, 1.0, life)) == 0  # unswept: `scripted`, a generator never sampled here
     more = _run(_config(tmp_path, [0.5, 1.0, 1.5], life))
     sample = [r for r in more.stages if r.stage.startswith("sample[")]
     assert [r.units_reused == r.units for r in sample] == [True, True, False]
