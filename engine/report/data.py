@@ -727,7 +727,8 @@ def _trace_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
 
 def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> dict[str, Any] | None:
     """Unique responses and quality against a swept sampling setting (sampling.temperature / top_p as lists): per
-    base model × category × strategy × value, over complete groups. None when nothing was swept."""
+    base model × category × strategy × value, over complete groups (every value of the sweep, one without a whole
+    group as 0 groups). None when nothing was swept."""
     sweeps = {g.name: g.sweep for g in getattr(config, "generators", []) if getattr(g, "sweep", None)}
     if not sweeps:
         return None
@@ -760,6 +761,15 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
             continue
         for cat in (g["category"] or "?", "all"):
             cells[(s["base"], cat, g["strategy"], s["temperature"], s["top_p"])].append(g)
+    # Every swept value of a line, those without a whole group too: left out, the table did not say the value was
+    # swept and gave nothing (a provider failing at one temperature), and the figure's line joined its neighbours
+    # straight across it, as if measured there.
+    values: dict[str, set] = defaultdict(set)
+    for s in sweeps.values():
+        values[s["base"]].add((s["temperature"], s["top_p"]))
+    for base, cat, strategy in {key[:3] for key in cells}:
+        for t, p in values[base]:
+            cells.setdefault((base, cat, strategy, t, p), [])
     out = []
 
     def order(item: tuple) -> tuple:  # by model, category, strategy, then the values as numbers

@@ -366,12 +366,13 @@ def compare_forest(rows: Sequence[dict[str, Any]], *, label_a: str, label_b: str
     return _png(fig)
 
 
-def sweep_series(cells: Sequence[dict[str, Any]], strategies: Sequence[str], x: str) -> list[dict[str, Any]]:
+def sweep_series(cells: Sequence[dict[str, Any]], strategies: Sequence[str], x: str,
+                 measure: str = "unique") -> list[dict[str, Any]]:
     """The lines of one panel of `sweep_lines`: one per strategy, and per value of the other setting when both were
     swept (temperature and top_p: a line that joined both would zig-zag between unlabelled points at each x). Each:
-    strategy, label, dash (0, 1, … by the other setting's value), xs, ys, lo, hi (error bar lengths). A value
-    without an estimate is NaN in ys, so that the line breaks there (joined across it, the line said the measure
-    moved straight from one neighbour to the other)."""
+    strategy, label, dash (0, 1, … by the other setting's value), xs, ys, lo, hi (error bar lengths) of the cells'
+    `measure` ("unique" or "quality"). A value without an estimate is NaN in ys, so that the line breaks there
+    (joined across it, the line said the measure moved straight from one neighbour to the other)."""
     other = "top_p" if x == "temperature" else "temperature"
     others = sorted({c[other] for c in cells if c.get(other) is not None})
     out = []
@@ -379,17 +380,18 @@ def sweep_series(cells: Sequence[dict[str, Any]], strategies: Sequence[str], x: 
         for k, value in enumerate(others or [None]):
             line = sorted((c for c in cells if c["strategy"] == strategy
                            and (value is None or c.get(other) == value)), key=lambda c: c[x])
-            if all(c["unique"]["value"] is None for c in line):
+            est = [c.get(measure) or {} for c in line]
+            if all(e.get("value") is None for e in est):
                 continue
-            ys = [c["unique"]["value"] if c["unique"]["value"] is not None else math.nan for c in line]
+            ys = [e["value"] if e.get("value") is not None else math.nan for e in est]
             out.append({
                 "strategy": strategy, "dash": k,
                 "label": strategy if len(others) < 2 else f"{strategy}, {'p' if other == 'top_p' else 't'}={value:g}",
                 "xs": [c[x] for c in line], "ys": ys,
-                "lo": [y - c["unique"]["low"] if c["unique"]["low"] is not None and not math.isnan(y) else 0.0
-                       for y, c in zip(ys, line)],
-                "hi": [c["unique"]["high"] - y if c["unique"]["high"] is not None and not math.isnan(y) else 0.0
-                       for y, c in zip(ys, line)],
+                "lo": [y - e["low"] if e.get("low") is not None and not math.isnan(y) else 0.0
+                       for y, e in zip(ys, est)],
+                "hi": [e["high"] - y if e.get("high") is not None and not math.isnan(y) else 0.0
+                       for y, e in zip(ys, est)],
             })
     return out
 
@@ -397,13 +399,13 @@ def sweep_series(cells: Sequence[dict[str, Any]], strategies: Sequence[str], x: 
 @_plain_text
 def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], categories: Sequence[str], x: str,
                 n: int) -> bytes:
-    """Unique responses against a swept sampling setting, one panel per category (and all), one line per strategy
-    (and per value of the other setting when both were swept: `sweep_series`), with the intervals as error bars;
-    one row of panels per base model.
+    """Unique responses and quality against a swept sampling setting, one panel per category (and all), one line per
+    strategy (and per value of the other setting when both were swept: `sweep_series`), with the intervals as error
+    bars; per base model a row of panels of unique responses, and one of quality where any cell has a grade.
 
     Args:
         cells: {"base", "category", "strategy", "temperature", "top_p", "x" (the base's swept setting),
-            "unique": estimate}.
+            "unique": estimate, "quality": estimate (optional)}.
         strategies: colour order.
         categories: panel order ("all" first).
         x: "temperature" or "top_p", for cells without their own "x".
@@ -415,27 +417,34 @@ def sweep_lines(cells: Sequence[dict[str, Any]], *, strategies: Sequence[str], c
     cells = list(cells)
     bases = sorted({c["base"] for c in cells}) or ["–"]
     panels = ["all", *[c for c in categories if c != "all"]]
-    fig = Figure(figsize=(2.6 * len(panels) + 1.0, 2.6 * len(bases) + 0.8))
-    axes = fig.subplots(len(bases), len(panels), squeeze=False)
+    rows = [(base, "unique") for base in bases]
+    for base in bases:
+        if any((c.get("quality") or {}).get("value") is not None for c in cells if c["base"] == base):
+            rows.insert(rows.index((base, "unique")) + 1, (base, "quality"))
+    fig = Figure(figsize=(2.6 * len(panels) + 1.0, 2.6 * len(rows) + 0.8))
+    axes = fig.subplots(len(rows), len(panels), squeeze=False)
     colour = {s: PALETTE[k % len(PALETTE)] for k, s in enumerate(strategies)}
     dashes = ["-", "--", ":", "-."]
-    for row, base in zip(axes, bases):
+    labelled: dict[str, Any] = {}  # legend entries, each line once (the quality rows repeat the unique rows')
+    for row, (base, measure) in zip(axes, rows):
         # Each model's own swept setting (models may sweep different ones); `x` where the cells do not say.
         bx = next((c["x"] for c in cells if c["base"] == base and c.get("x")), x)
         for ax, cat in zip(row, panels):
             mine = [c for c in cells if c["base"] == base and c["category"] == cat]
             if not mine:
                 _no_data(ax)
-            for line in sweep_series(mine, strategies, bx):
-                ax.errorbar(line["xs"], line["ys"], yerr=[line["lo"], line["hi"]], marker="o", ms=3, lw=1, capsize=2,
-                            color=colour[line["strategy"]], linestyle=dashes[line["dash"] % len(dashes)],
-                            label=line["label"])
-            ax.set_ylim(0.8, n + 0.2)
-            ax.set_title(f"{base} · {cat}" if len(bases) > 1 else cat, fontsize=9)
+            for line in sweep_series(mine, strategies, bx, measure):
+                drawn = ax.errorbar(line["xs"], line["ys"], yerr=[line["lo"], line["hi"]], marker="o", ms=3, lw=1,
+                                    capsize=2, color=colour[line["strategy"]],
+                                    linestyle=dashes[line["dash"] % len(dashes)], label=line["label"])
+                labelled.setdefault(line["label"], drawn)
+            ax.set_ylim(*((0.8, n + 0.2) if measure == "unique" else (0.8, 5.2)))
+            title = f"{base} · {cat}" if len(bases) > 1 else cat
+            ax.set_title(title if measure == "unique" else f"{title} · quality", fontsize=9)
             ax.set_xlabel(bx, fontsize=8)
             ax.tick_params(labelsize=7)
-        row[0].set_ylabel(f"unique (of {n})", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+        row[0].set_ylabel(f"unique (of {n})" if measure == "unique" else "quality (1–5)", fontsize=8)
+    handles, labels = list(labelled.values()), list(labelled)
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))

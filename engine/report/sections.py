@@ -383,7 +383,9 @@ def _sweep_view(data: dict[str, Any], ci: str) -> list[Section]:
         "measure leaves out the groups where it is unknown (a count no judge resolved, an ungraded group) and "
         "says on how many of them it rests where fewer (\"k of m\"): unresolved counts lean diverse, so a value "
         "resting on fewer groups may read lower than it is. Quality is the checklist grade (1–5)."))
-    s.blocks.append(FigureRef("sweep", f"Unique responses against {x}, per category, one line per strategy."))
+    s.blocks.append(FigureRef("sweep", f"Unique responses against {x} (and, in the row below, quality where graded), "
+                                       "per category, one line per strategy; a value without an estimate breaks its "
+                                       "line."))
     # Both settings, always: where both are swept, or models sweep different ones, one alone leaves rows that read
     # the same with different numbers.
     traces = any((c.get("unique_traces") or {}).get("value") is not None for c in sweep["cells"])

@@ -2,6 +2,7 @@
 groups per value, sharing one load of the model, keyed and resumed like any setting, and reported against the
 value."""
 
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -338,3 +339,26 @@ def test_the_yardstick_gives_a_sweeps_agreement_with_the_reference_once():
     t = {"prompts": pa.Table.from_pylist(prompts), "classifications": pa.Table.from_pylist(rows)}
     section = _yardstick_section(t, ["m@t=0.5", "m@t=1"], None, {"m@t=0.5": "m", "m@t=1": "m"})
     assert section["agreement"] == [{"model": "m", "prompts": 2, "agree": 1, "failed": 0}]
+
+
+def test_a_swept_value_without_a_whole_group_is_said_and_breaks_the_line():
+    # A provider failing at one temperature left that value out of the table, unsaid, and the figure's line joined
+    # 0.5 straight to 1.5, as if measured at 1.0 on the way.
+    from functools import partial
+
+    from engine.report.data import _sweep_section
+    from engine.report.figures import sweep_series
+    from engine.report.sections import _sweep_view
+    from engine.report.stats import bootstrap_mean_ci
+
+    cfg = config_from_dict({"sampling": {"temperature": [0.5, 1.0, 1.5]}, "generators": [{"name": "g"}]})
+    groups = [{"model": f"g@t={t}", "status": "error" if t == "1" else "ok", "n_responses": 0 if t == "1" else 3,
+               "category": "G", "strategy": "temperature", "prompt_id": p, "unique_mean": 2.0,
+               "unique_trace_mean": None, "quality_mean": 4.0} for t in ("0.5", "1", "1.5") for p in ("p1", "p2")]
+    sweep = _sweep_section(groups, 3, cfg, partial(bootstrap_mean_ci, resamples=50))
+    cells = [(c["category"], c["temperature"], c["groups"]) for c in sweep["cells"]]
+    assert cells == [("G", 0.5, 2), ("G", 1.0, 0), ("G", 1.5, 2), ("all", 0.5, 2), ("all", 1.0, 0), ("all", 1.5, 2)]
+    (line,) = sweep_series([c for c in sweep["cells"] if c["category"] == "all"], ["temperature"], "temperature")
+    assert line["xs"] == [0.5, 1.0, 1.5] and math.isnan(line["ys"][1])
+    table = next(b for b in _sweep_view({"sweep": sweep}, "95%")[0].blocks if hasattr(b, "rows"))
+    assert ["g", "all", "temperature", "1", "0.9", "0", "n/a", "n/a"] in table.rows

@@ -149,6 +149,17 @@ def test_a_sweep_of_temperature_and_top_p_draws_a_line_per_top_p():
     (line,) = F.sweep_series(gap, ["temperature"], "temperature")
     assert line["xs"] == [0.5, 1.0, 1.5] and math.isnan(line["ys"][1]) and line["lo"][1] == line["hi"][1] == 0.0
     assert F.sweep_lines(gap, strategies=["temperature"], categories=["all"], x="temperature", n=5)[:4] == b"\x89PNG"
+    # Quality against the value too (the README promised it; only unique responses were drawn): a row of its own.
+    graded = [{**c, "quality": {"value": 4 - c["temperature"], "low": 3.5 - c["temperature"], "high": 4.5}}
+              for c in gap]
+    (line,) = F.sweep_series(graded, ["temperature"], "temperature", "quality")
+    assert line["ys"] == [3.5, 3.0, 2.5] and line["lo"] == [0.5, 0.5, 0.5] and line["hi"] == [1.0, 1.5, 2.0]
+    one, two = (F.sweep_lines(cs, strategies=["temperature"], categories=["all"], x="temperature", n=5)
+                for cs in (gap, graded))
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(two)).size[1] > 1.5 * Image.open(io.BytesIO(one)).size[1]
 
 
 def test_names_with_dollar_signs_are_drawn_as_text():
