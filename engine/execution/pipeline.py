@@ -637,7 +637,11 @@ class Pipeline:
         where the host cannot build it, and nothing is left running on the hosts the next stage shares."""
         run = self._stage_run(label, table_name, plan, schema)
         run.begin()
-        flow = Dataflow(self.executor, lambda lane, key, ok: None)
+        # Under the cost cap as the later stages are: reference classification by several API judges over prompts
+        # without a gold category had none while it ran (a run spent 5 times its cap before sampling was refused).
+        spent_before = sum(float(r.backend.get("cost_usd") or 0.0) for r in self.records)
+        flow = Dataflow(self.executor, lambda lane, key, ok: None, spend_cap=self.config.execution.max_cost_usd,
+                        spent_before=spent_before)
         flow.lane(label, run, 0)
         for unit in units:
             flow.add(label, unit)

@@ -253,12 +253,12 @@ class WideExecutor(LocalExecutor):
         super().close()
 
 
-@pytest.mark.parametrize("width, cap, most", [(8, 1.5, 8), (2, 3.5, 4)])
-def test_the_cost_cap_is_passed_by_what_was_in_flight_when_a_cost_first_came_back_and_one_batch_after(
-        tmp_path, width, cap, most):
-    # Eight batches in flight: the first wave goes before any cost is known ($8). Every slot that freed used to be
-    # filled again before the driver had read the cost of the batch that freed it: $13-16 spent under a $1.50 cap.
-    # Two in flight under $3.50: $2, then one at a time ($3, then $4 passes it), then nothing.
+@pytest.mark.parametrize("width, cap, most", [(8, 1.5, 2), (2, 3.5, 4)])
+def test_the_cost_cap_is_passed_by_one_batch_at_most(tmp_path, width, cap, most):
+    # Eight batches may be in flight: every slot that freed used to be filled again before the driver had read the
+    # cost of the batch that freed it ($13-16 spent under a $1.50 cap), and the first wave went out whole before any
+    # cost was known ($8). One batch goes until a cost is known ($1), then one more ($2 passes the cap), then none.
+    # Two in flight under $3.50: $1, then two at once ($3), then one at a time ($4 passes it), then nothing.
     run = StageRun(Store(tmp_path), "priced", "priced", StagePlan(PricedDouble, {}, batch_size=2, label="priced",
                                                                   host="h"), Double.output_schema, 0, progress=False)
     executor = WideExecutor(width)
@@ -278,6 +278,29 @@ def test_a_cap_over_replies_without_usage_is_said_to_hold_on_what_was_reported(t
     assert not run.close().failed
     warnings = [r.getMessage() for r in caplog.records if "max_cost_usd" in r.getMessage()]
     assert len(warnings) == 1 and "priced replies carried none" in warnings[0], warnings
+
+
+def test_lanes_whose_cost_is_not_yet_known_send_one_batch_at_a_time_under_a_cap(tmp_path):
+    # Counted as free until a batch came back, two judges' lanes each sent their first batches together: $0.33 spent
+    # under a $0.05 cap in a loopback run. Under a cap, one batch of a cost not yet known is in flight at a time.
+    executor = WideExecutor(8)
+    flow = Dataflow(executor, lambda lane, key, ok: None, spend_cap=1.5)
+    runs = []
+    for name in ("j1", "j2"):
+        plan = StagePlan(PricedDouble, {}, batch_size=2, label=name, host=name)
+        runs.append(StageRun(Store(tmp_path), name, name, plan, Double.output_schema, 0, progress=False))
+        flow.lane(name, runs[-1], 0)
+    for k, u in enumerate(_units([[2 * k, 2 * k + 1] for k in range(6)], "p")):
+        for name in ("j1", "j2"):
+            flow.add(name, u, k)
+    for name in ("j1", "j2"):
+        flow.close_input(name)
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    assert flow.spent() == executor.sent == 2  # the first lane's batch ($1), then the other's ($2: past the cap)
+    assert sum(len(r.close().failed) for r in runs) == 10
 
 
 def _three_units_through(executor, lanes: list[tuple[str, StageRun, int]], stream: bool = False) -> list:
@@ -375,6 +398,28 @@ def test_a_classification_batch_that_fails_in_its_host_fails_its_units_and_the_s
     # The stage could not run there: its last batch would have failed alike, and was not sent.
     assert executor.sent == [[1, 2], [3, 4]]
     assert "not sent: an earlier batch of this stage failed in its host" in record.failed[units[2].key]
+
+
+def test_the_classification_stages_are_held_under_the_cost_cap_with_what_was_spent_before(tmp_path):
+    # The classification phases ran without the cap: reference classification by API judges over prompts without a
+    # gold category spent 5 times it (a loopback run) before sampling, the first stage under it, was refused.
+    import dataclasses
+
+    pipeline = bare_pipeline(tmp_path, LocalExecutor())
+    config = pipeline.config
+    pipeline.config = dataclasses.replace(config, execution=dataclasses.replace(config.execution, max_cost_usd=2.5))
+    plan = StagePlan(PricedDouble, {}, batch_size=2, label="classify[j1]", host="h")
+    try:
+        pipeline._run_stage("classify[j1]", "classify", plan, _units([[1, 2], [3, 4], [5, 6], [7, 8]], "a"),
+                            Double.output_schema)
+        pipeline._run_stage("classify[j2]", "classify", dataclasses.replace(plan, label="classify[j2]"),
+                            _units([[9, 10], [11, 12]], "b"), Double.output_schema)
+    finally:
+        pipeline.executor.close()
+    first, second = pipeline.records
+    assert first.backend["cost_usd"] == 3.0 and len(first.failed) == 1  # $1, $2, then $3 passes $2.50
+    assert "execution.max_cost_usd ($2.50) reached" in next(iter(first.failed.values()))
+    assert len(second.failed) == 2  # what the first spent counts: nothing more is sent
 
 
 def test_a_batch_that_killed_its_host_fails_alone_and_two_in_a_row_stop_the_stage(tmp_path):
