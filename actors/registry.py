@@ -369,10 +369,31 @@ def _check_local(model: str, options: dict[str, Any], offline: bool = True) -> N
     _check_weights(model, offline)
 
 
+def _vllm_placement_problem(options: dict[str, Any]) -> tuple[str, str] | None:
+    """A vLLM model's device and parallelism that no actor could be scheduled with, as (option, why): read when its
+    stages' plans are made (`scheduling`), they raised a traceback mid-run, after the stages before had been paid."""
+    device = options.get("device")
+    if device is not None and (not isinstance(device, str) or device.lower() not in ("cpu", "cuda", "gpu")):
+        return "device", f"must be cpu or cuda (or left out: the installed vLLM build's), got {device!r}"
+    for key in ("tensor_parallel_size", "pipeline_parallel_size"):
+        value = options.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return key, f"must be an integer >= 1, got {value!r}"
+    from actors.placement import vllm_scheduling
+
+    try:
+        vllm_scheduling(options.get("tensor_parallel_size", 1), options.get("pipeline_parallel_size", 1),
+                        distributed_executor_backend=options.get("distributed_executor_backend"), device=device)
+    except ValueError as exc:
+        return "distributed_executor_backend", str(exc)
+    return None
+
+
 def _check_vllm(model: str, options: dict[str, Any], offline: bool = True) -> None:
     from actors.vllm import sampling_overrides_problem
 
     _refuse(sampling_overrides_problem(options.get("sampling_overrides")))
+    _refuse(_vllm_placement_problem(options))
     _check_weights(model, offline)
     if importlib.util.find_spec("vllm") is None:
         # Found only when the model's actors start — after the reference classification and the other stages
@@ -582,6 +603,8 @@ def check_written(role: str, backend: str, model: str, options: dict[str, Any] |
     check_options(role, backend, options)
     if backend == "http":
         _check_http(model, options, key_needed=False)
+    if backend == "vllm":
+        _refuse(_vllm_placement_problem(options))
 
 
 def probe_model(role: str, backend: str, model: str, options: dict[str, Any] | None,
@@ -697,8 +720,15 @@ def _http_limits(options: dict[str, Any]) -> dict[str, Any]:
     return endpoint_limits(options.get("base_url"), **{key: options.get(key) for key in ENDPOINT_OPTIONS})
 
 
+# vLLM raises a temperature above 0 and below this to it, without a word (SamplingParams.__post_init__: lower
+# values are numerically unstable); 0 is greedy.
+VLLM_MIN_TEMPERATURE = 0.01
+
+
 def check_sampling(backend: str, options: dict[str, Any], temperature: float, top_p: float) -> None:
-    """Refuse a generator's sampling setting that the endpoint would not serve as labelled (http only):
+    """Refuse a generator's sampling setting that the backend would not serve as labelled:
+    - vLLM: a temperature above 0 and below VLLM_MIN_TEMPERATURE, which vLLM samples at that minimum;
+    and an HTTP endpoint's:
     - a temperature above `max_temperature` (known for Anthropic's host, which caps higher values at 1 without a
       word: the responses would carry a label they were not sampled at, and a sweep's values above the cap would pay
       twice for one setting);
@@ -709,6 +739,11 @@ def check_sampling(backend: str, options: dict[str, Any], temperature: float, to
     Raises:
         ModelCheckError: keyed "temperature" or "top_p".
     """
+    if backend == "vllm" and 0 < temperature < VLLM_MIN_TEMPERATURE:
+        raise ModelCheckError("temperature", f"{temperature:g}: vLLM samples any temperature above 0 and below "
+                                             f"{VLLM_MIN_TEMPERATURE:g} at {VLLM_MIN_TEMPERATURE:g}, so the responses "
+                                             "would carry a label they were not sampled at; use 0 (greedy) or "
+                                             f"{VLLM_MIN_TEMPERATURE:g} and above")
     if backend != "http":
         return
     limits = _http_limits(options)

@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from engine.execution.pipeline import load_run_prompts, refuse_groups_of_one
+    from engine.execution.pipeline import load_run_prompts, refuse_groups_of_one, refuse_unclassifiable
     from engine.execution.plan import less_stored, make_plan, render_plan
     from engine.execution.results import finished_groups
     from engine.execution.preflight import check_written_config
@@ -71,6 +71,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                            f"downloads){later}: run `python engine/run.py fetch {exc.name}` (or `… fetch "
                            f"{exc.name} --from DIR`) and plan again") from None
     refuse_groups_of_one(config, groups)
+    refuse_unclassifiable(config, prompts)
     missing = {name: sel.asked for name, sel in report.selections.items() if sel.path is None and sel.asked}
     if missing and groups is None:
         # Not fetched yet: counted from the preset's composition, each as long as the mean prompt here (or, with

@@ -172,6 +172,7 @@ class Pipeline:
         prompts, groups = load_run_prompts(cfg, load_report, offline=self.offline)
         if self.audit:
             refuse_groups_of_one(cfg, groups)
+        refuse_unclassifiable(cfg, prompts)
         external = groups is not None
         if cfg.execution.max_cost_usd is not None:
             check_cost(cfg, prompts, groups)
@@ -1009,6 +1010,16 @@ def refuse_groups_of_one(cfg: RunConfig, groups: list[ExternalGroup] | None) -> 
                            "diversity is measured over several responses to one prompt — lm-eval: rerun with "
                            "`repeats` above 1 in the task; Inspect: --epochs or num_choices above 1; a file of ours: "
                            "each prompt's responses, by model and strategy")
+
+
+def refuse_unclassifiable(cfg: RunConfig, prompts: list[Prompt]) -> None:
+    """Prompts without a gold category need a model to classify them: with every judge calibrated and no
+    `classifier`, none can. Refused as the prompts are read — found at the reference classification, it came after
+    the running config was written and the endpoints were probed (paid), and `plan` had priced the run."""
+    if not cfg.voters and (missing := sum(p.gold_category is None for p in prompts)):
+        raise ConfigError(f"judges: {missing} prompts have no gold category and every judge is calibrated (it cannot "
+                          "classify prompts): add an LLM judge or a `classifier`, or give the prompts gold "
+                          "categories")
 
 
 def _within_size_caps(cfg: RunConfig, prompts: list[Prompt], groups: list[ExternalGroup] | None,

@@ -172,6 +172,11 @@ def check_written_config(config: RunConfig) -> list[str]:
             check_written(role, m.backend, m.model, m.options)
         except ModelCheckError as exc:
             raise ConfigError(f"{where}.{exc.key}: {exc}") from None
+        if where.startswith("generators"):  # the sampling an endpoint would serve under another label
+            _check_generator_sampling(config, where, m)
+    if config.execution.executor == "ray":  # a model told to use a GPU it does not reserve (the config alone)
+        _check_devices(config)
+    for where, role, m in model_roles(config):
         key_env = m.options.get("api_key_env") if m.backend == "http" else None
         if key_env and not (os.environ.get(key_env) or "").strip():
             notes.append(f"{where}.options.api_key_env: {key_env} is not set here; the run needs it")

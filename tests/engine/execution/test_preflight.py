@@ -263,3 +263,63 @@ def test_the_calibrated_judge_needs_the_embedder_it_was_fitted_with_on_its_backe
         preflight(cfg(judges=[{"name": "a"}, {"name": "cheap", "backend": "calibrated"}], embedder=http))
     with pytest.raises(ConfigError, match=r"judge\.cascade\.coefficients: .*embedder\.backend is 'http'"):
         preflight(cfg(judge={"cascade": {"enabled": True}}, embedder=http))
+
+
+VLLM_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.mark.parametrize("over, message", [
+    # vLLM's parallelism and device were read first when the stages' plans were made: a traceback mid-run (or every
+    # shard failed, for a device), after the stages before were paid; `plan` priced the config.
+    ({"generators": [{"backend": "vllm", "model": VLLM_MODEL, "options": {"tensor_parallel_size": 0}}]},
+     r"generators\[0\]\.options\.tensor_parallel_size: must be an integer >= 1, got 0"),
+    ({"judges": [{"backend": "vllm", "model": VLLM_MODEL,
+                  "options": {"distributed_executor_backend": "uni", "tensor_parallel_size": 2}}]},
+     r"judges\[0\]\.options\.distributed_executor_backend: the 'uni' executor runs one worker"),
+    ({"judges": [{"backend": "vllm", "model": VLLM_MODEL, "options": {"distributed_executor_backend": "rayy"}}]},
+     r"judges\[0\]\.options\.distributed_executor_backend: distributed_executor_backend must be uni, mp or ray"),
+    ({"judges": [{"backend": "vllm", "model": VLLM_MODEL, "options": {"device": "tpu"}}]},
+     r"judges\[0\]\.options\.device: must be cpu or cuda"),
+    # vLLM samples 0 < t < 0.01 at 0.01, without a word: the rows would be labelled t=0.005.
+    ({"generators": [{"name": "g", "backend": "vllm", "model": VLLM_MODEL, "temperature": [0.0, 0.005, 1.0]}]},
+     r"generators\[0\]\.temperature \(g@t=0\.005\): 0\.005: vLLM samples any temperature above 0 and below 0\.01"),
+    # Anthropic's host caps temperature at 1: the run refused it, `plan` priced it.
+    ({"generators": [{"name": "claude", "backend": "http", "model": "claude-x", "temperature": 1.5,
+                      "options": {"base_url": "https://api.anthropic.com/v1/", "api_key_env": "TASKDIV_UNSET"}}]},
+     r"generators\[0\]\.temperature \(claude\): 1\.5 is above the 1 this endpoint serves"),
+    ({"execution": {"executor": "ray"}, "judges": [{"backend": "local", "options": {"device": "cuda"}}]},
+     r"judges\[0\]\.num_gpus: options\.device is 'cuda' but the model reserves no GPU"),
+])
+def test_plan_refuses_what_the_run_would_for_the_config_alone(over, message):
+    from engine.execution.preflight import check_written_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_written_config(cfg(**over))
+    if "TASKDIV_UNSET" not in str(over):
+        with pytest.raises(ConfigError, match=message):
+            preflight(cfg(**over))
+
+
+def test_prompts_without_a_gold_category_and_only_calibrated_judges_are_refused_before_anything_runs(tmp_path,
+                                                                                                       capsys):
+    # Found at the reference classification: after the running config was written and the endpoints probed (a paid
+    # request), and `plan` had priced the run.
+    import json
+
+    from engine.cli import main
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"text": "Name a colour."}) + "\n" + json.dumps(
+        {"text": "Write a haiku.", "gold_category": "G"}) + "\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "prompts": {"source": "jsonl",
+                                                                                "path": str(prompts)},
+                                  "judges": [{"name": "cal", "backend": "calibrated"}],
+                                  "quality": {"enabled": False}, "accuracy": {"enabled": False},
+                                  "execution": {"executor": "local"}}))
+    for command in (["plan", "--config", str(config)], ["--config", str(config)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "judges: 1 prompts have no gold category and every judge is calibrated" in err, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
