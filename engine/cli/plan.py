@@ -86,29 +86,33 @@ def cmd_plan(args: argparse.Namespace) -> int:
     stored = finished_groups(config.run_dir) if groups is None and not missing else None
     if stored is not None:  # as the run's cap check: groups stored by the last finished run are not paid again
         plan = less_stored(plan, config, prompts, *stored)
-    if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+    notes = []
+    if missing:
+        notes.append(f"{sum(missing.values())} prompts of the paper's mix come from benchmarks not fetched yet "
+                     f"({', '.join(f'{k} {v}' for k, v in missing.items())}): counted, their tokens estimated from "
+                     f"the others; fetch them with `python engine/run.py fetch {' '.join(missing)}`")
     else:
-        if missing:
-            print(f"note: {sum(missing.values())} prompts of the paper's mix come from benchmarks not fetched yet "
-                  f"({', '.join(f'{k} {v}' for k, v in missing.items())}): counted, their tokens estimated from "
-                  f"the others; fetch them with `python engine/run.py fetch {' '.join(missing)}`")
-        else:
-            for warning in report.warnings:
-                print(f"note: {warning}")
-        if report.skipped:
-            print(f"note: {len(report.skipped)} input rows skipped (on_error: skip)")
-        for note in environment_notes:
-            print(f"note: {note}")
-        print(render_plan(plan))
-        cap = config.execution.max_cost_usd
-        if cap is not None:
-            high = plan.cost_high
-            verdict = ("unknown: some models have no prices" if high is None
-                       else "within" if high <= cap else "ABOVE — the run would refuse to start")
-            print(f"execution.max_cost_usd: ${cap:,.2f} — {verdict}")
-        elif any(r.prices for r in plan.roles):
-            # Priced models and no cap: neither the check before the run nor the stop during it happens.
-            print("execution.max_cost_usd: not set — nothing refuses this run before it starts, nor stops it when "
-                  "what the providers report reaches a sum; set it to your budget")
-    return 0
+        notes += report.warnings
+    if report.skipped:
+        notes.append(f"{len(report.skipped)} input rows skipped (on_error: skip)")
+    notes += environment_notes
+    cap = config.execution.max_cost_usd
+    # The run refuses to start above its cap, and where a cap is set and the cost is unknown (no prices): so does
+    # plan's exit code (2, as the run's), for a script or CI job that gates on it.
+    within = None if cap is None or plan.cost_high is None else plan.cost_high <= cap
+    refuses = cap is not None and within is not True
+    if args.json:
+        print(json.dumps({**plan.to_dict(), "max_cost_usd": cap, "within_cap": within, "notes": notes}, indent=2))
+        return 2 if refuses else 0
+    for note in notes:
+        print(f"note: {note}")
+    print(render_plan(plan))
+    if cap is not None:
+        verdict = ("unknown: some models have no prices — the run would refuse to start" if within is None
+                   else "within" if within else "ABOVE — the run would refuse to start")
+        print(f"execution.max_cost_usd: ${cap:,.2f} — {verdict}")
+    elif any(r.prices for r in plan.roles):
+        # Priced models and no cap: neither the check before the run nor the stop during it happens.
+        print("execution.max_cost_usd: not set — nothing refuses this run before it starts, nor stops it when "
+              "what the providers report reaches a sum; set it to your budget")
+    return 2 if refuses else 0

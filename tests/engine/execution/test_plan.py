@@ -116,8 +116,17 @@ def test_the_plan_command_on_the_paper_preset_needs_no_model_and_no_network(caps
     # Priced judges and no cap: nothing refuses the run nor stops it, which the plan says.
     assert main(["plan", "--config", "configs/paper.yaml", "--set", "execution.max_cost_usd=null"]) == 0
     assert "execution.max_cost_usd: not set — nothing refuses this run" in capsys.readouterr().out
+    # Above the cap the run refuses to start: plan's exit code says so too (2, as the run's), and its JSON carries
+    # the verdict and the notes (a script gating on it could not tell).
+    assert main(["plan", "--config", "configs/paper.yaml", "--set", "execution.max_cost_usd=1"]) == 2
+    assert "execution.max_cost_usd: $1.00 — ABOVE — the run would refuse to start" in capsys.readouterr().out
+    assert main(["plan", "--config", "configs/paper.yaml", "--set", "execution.max_cost_usd=1", "--json"]) == 2
+    above = json.loads(capsys.readouterr().out)
+    assert above["max_cost_usd"] == 1 and above["within_cap"] is False
+    assert any("fetch simpleqa" in note for note in above["notes"])
     assert main(["plan", "--config", "configs/paper.yaml", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
+    assert plan["within_cap"] is True and plan["max_cost_usd"] == 1100
     cfg = load_config("configs/paper.yaml")
     (accuracy,) = [r for r in plan["roles"] if r["role"] == "accuracy"]
     # SimpleQA's 50, each graded once per response (the low end): each placeholder is its own prompt (before, the 50
@@ -298,7 +307,8 @@ def test_a_vllm_context_too_short_for_the_system_and_regen_strategies_is_refused
     with pytest.raises(ConfigError, match="cannot hold the 10240 that system_general, system_anchored ask"):
         preflight(config)
     assert main(["plan", "--config", "configs/real-audit.yaml", "--set", "n=10", "--set",
-                 "strategies=[temperature,regen_general]"]) == 0  # regeneration fills it only at every limit
+                 "strategies=[temperature,regen_general]", "--set", "execution.max_cost_usd=1000"]) == 0
+    # (regeneration fills it only at every limit; n = 10 costs more than the preset's cap)
 
 
 def test_plan_of_a_benchmark_not_fetched_says_plan_never_downloads(tmp_path, capsys, monkeypatch):
