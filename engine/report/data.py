@@ -122,6 +122,11 @@ def is_complete(g: dict[str, Any], n: int) -> bool:
     return g["status"] == "ok" and g["n_responses"] == n and finite(g["unique_mean"])
 
 
+def is_whole(g: dict[str, Any], n: int) -> bool:
+    """Whether a groups row holds all n responses (status ok): what one judge's own count is read over."""
+    return g["status"] == "ok" and g["n_responses"] == n
+
+
 def _exclusion_reason(g: dict[str, Any], n: int) -> str:
     if g["status"] == "error":
         return "failed"
@@ -907,8 +912,10 @@ def _judging_section(t: dict, config, n: int, rc: ReportConfig, stages: list | N
     per_judge = []
     for judge in names:
         cs = [c for c in comps if c["judge"] == judge]
+        # Whole groups the judge itself resolved: is_complete also needs every other judge's count (a group's mean
+        # does), which set each judge's row over the groups the least able judge could count.
         complete = [c for c in cs if (g := groups.get((c["prompt_id"], c["model"], c["strategy"])))
-                    and is_complete(g, n) and c["resolved"]]
+                    and is_whole(g, n) and c["resolved"]]
         expected = [g for g in groups.values() if g["n_responses"]]
         js = [j for j in judgments if j["judge"] == judge]
         row = {
@@ -1021,11 +1028,11 @@ def _cascade_audit(judgments: list[dict], threshold: float, rc: ReportConfig) ->
 
 def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dict], rc: ReportConfig,
                           group_rows: dict[tuple, dict], n: int) -> dict:
-    """Agreement of two judges. Primary, over the complete groups (`group_rows`: the groups table by key; is_complete
-    under group size n): how often their resolved unique counts are equal (overall and per category) and the rank
-    correlation of the counts. Over pairs (Cohen's κ), only on the agreement sample: groups every judge judged in
-    full (judge.agreement_sample_rate), so that the pairs compared do not depend on either judge's own verdicts, as
-    they do under pruning."""
+    """Agreement of two judges. Primary, over the whole groups both resolved (`group_rows`: the groups table by key;
+    is_whole under group size n; a third judge's count is not needed): how often their resolved unique counts are
+    equal (overall and per category) and the rank correlation of the counts. Over pairs (Cohen's κ), only on the
+    agreement sample: groups every judge judged in full (judge.agreement_sample_rate), so that the pairs compared do
+    not depend on either judge's own verdicts, as they do under pruning."""
     sample = {(c["prompt_id"], c["model"], c["strategy"]) for c in comps if c.get("agreement_sample")}
 
     def verdicts(judge: str) -> dict[tuple, str]:
@@ -1058,7 +1065,7 @@ def _judge_pair_agreement(a: str, b: str, judgments: list[dict], comps: list[dic
     # Complete groups only, as in the means: the judge stage writes a count for every group, and a group with no
     # response (a system-prompt group that did not parse) or a single one has the same count from every judge,
     # whatever they would say of n responses — agreement that measures nothing. Those left out are counted.
-    groups = sorted(k for k in both if (g := group_rows.get(k)) is not None and is_complete(g, n))
+    groups = sorted(k for k in both if (g := group_rows.get(k)) is not None and is_whole(g, n))
     rho = spearman_with_ci([ua[g]["unique"] for g in groups], [ub[g]["unique"] for g in groups],
                            clusters=[g[0] for g in groups], resamples=rc.bootstrap_resamples, seed=rc.seed, ci=rc.ci,
                            names=(f"{a}'s count", f"{b}'s count"), unit="groups")

@@ -103,6 +103,37 @@ def test_unique_cells_are_the_means_of_complete_groups(fixture_run):
             assert cell["estimate"]["value"] == pytest.approx(sum(values) / len(values))
 
 
+def test_a_judges_row_in_the_judging_table_is_over_the_whole_groups_it_resolved(fixture_run):
+    # Its mean was taken over the groups every judge resolved (a group's unique_mean needs every judge): with the
+    # demo's 135M judge beside it, the calibrated judge's row said 15 groups and 4.53 where its own table, over its
+    # 48 whole groups, said 3.96. So was each pair's agreement, over the groups a third judge resolved.
+    import pyarrow as pa
+
+    from engine.config import ReportConfig
+    from engine.report.data import _judging_section
+
+    cfg, result, _ = fixture_run
+    t = dict(result.tables)
+    comps = t["components"].to_pylist()
+    first = (comps[0]["prompt_id"], comps[0]["model"], comps[0]["strategy"])
+    for c in comps:  # the second judge could not resolve the first group's count
+        if (c["prompt_id"], c["model"], c["strategy"]) == first and c["judge"] == "scripted-b":
+            c.update(resolved=False, unique=None)
+    groups = t["groups"].to_pylist()
+    for g in groups:
+        if (g["prompt_id"], g["model"], g["strategy"]) == first:
+            g["unique_mean"] = None
+    t["components"] = pa.Table.from_pylist(comps, schema=t["components"].schema)
+    t["groups"] = pa.Table.from_pylist(groups, schema=t["groups"].schema)
+    section = _judging_section(t, cfg, cfg.n, ReportConfig(bootstrap_resamples=50))
+    rows = {r["judge"]: r for r in section["per_judge"]}
+    whole = [c for c in comps if c["judge"] == "scripted" and c["resolved"] and next(
+        g for g in groups if (g["prompt_id"], g["model"], g["strategy"]) == (c["prompt_id"], c["model"],
+                                                                             c["strategy"]))["n_responses"] == cfg.n]
+    assert rows["scripted"]["groups"] == len(whole) == rows["scripted-b"]["groups"] + 1
+    assert rows["scripted"]["unique_mean"] == pytest.approx(sum(c["unique"] for c in whole) / len(whole))
+
+
 def test_each_judges_own_table_has_the_categories_of_its_own_cells(fixture_run):
     # The per-judge tables took their rows from Figure 2's categories: a category only some judges resolved (so no
     # group of it has a whole-panel mean) had cells in a judge's table but no row.
