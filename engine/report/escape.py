@@ -32,6 +32,9 @@ _WWW = re.compile(r"(?i)(?<![\w.-])(www)\.")
 _LIST_MARKER = re.compile(r"^(\d{0,9})([-.)])")
 # A code span of ours (`…`, in md_text): shown as written, so escapes would show, and nothing links inside one.
 _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).+?(?<!`)\1(?!`)")
+# A backtick after an odd number of backslashes: escaped, so it opens no code span (CommonMark), and the text after
+# it is plain text that links bare addresses. Made an entity, which shows the same and opens nothing either.
+_ESCAPED_BACKTICK = re.compile(r"(?<!\\)((?:\\\\)*)\\`")
 
 
 def _unlinked(text: str) -> str:
@@ -47,6 +50,7 @@ def md_text(text: Any) -> str:
     out = out.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     out = out.replace("\\|", "|").replace("|", "\\|")
     out = out.replace("](", "]\\(").replace("]:", "]\\:")
+    out = _ESCAPED_BACKTICK.sub(r"\1&#96;", out)
     pieces, at = [], 0
     for span in _CODE_SPAN.finditer(out):
         pieces += [_unlinked(out[at:span.start()]), span.group(0)]

@@ -18,7 +18,9 @@ Options = cmarkgfm.cmark.Options
 ADDRESSES = ["see https://phish.invalid/login now", "(http://tracker.invalid/p.png)", "ftp://files.invalid/x",
              "www.phish.invalid/a_b", "x:https://e.invalid", "_https://e.invalid_", "HTTPS://LOUD.INVALID",
              "a](https://x.invalid) [b]: https://y.invalid", "a\\://b.invalid", "<https://angle.invalid>",
-             "[t](javascript:alert(1))", "![i](http://tracker.invalid/i.png)", "WWW.upper.invalid"]
+             "[t](javascript:alert(1))", "![i](http://tracker.invalid/i.png)", "WWW.upper.invalid",
+             # An escaped backtick opens no code span: read as one, the address after it was left unescaped.
+             "\\`https://phish.invalid/login`", "a \\\\`https://b.invalid` c", "\\``x` https://c.invalid`"]
 
 
 def rendered(markdown: str) -> str:
@@ -43,6 +45,14 @@ def test_our_code_spans_keep_their_addresses_unescaped():
     page = rendered(md_text("endpoint `http://127.0.0.1:8000/v1` refused; see https://status.invalid"))
     assert "<code>http://127.0.0.1:8000/v1</code>" in page and "<a " not in page
     assert "see https://status.invalid" in shown(page)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ahtps:/w.x1_*[]()!<>`\\| @&#-\t")), max_size=40))
+def test_text_with_our_markup_links_no_address(text):
+    # md_text keeps code spans and emphasis: untrusted text through it links nothing either (but e-mail addresses).
+    page = rendered(md_text(text))
+    assert "<img" not in page and not re.search(r'<a href="(?!mailto:)', page), (text, page)
 
 
 def test_an_email_address_is_the_one_link_left():
