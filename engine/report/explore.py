@@ -9,8 +9,12 @@ connections, and the script builds every element with textContent — never inne
 test_explore.py plants `<script>`, `<img onerror>` and `</script>` in prompts, responses and judge answers and checks
 in headless Chromium that nothing runs and the text shows literally.
 
-Large runs: at most `max_groups` groups are embedded (the first ones in the groups table's order), with a note on
-the page and the command that writes a page for a subset (`python engine/run.py explore RUN --where …`).
+Large runs: at most `max_groups` groups are embedded (the first ones in the groups table's order), and no more than
+`max_text_chars` characters of their text (prompts, responses, traces, the judges' answers): the page's size and its
+first render grow with the text, not the groups (10,000 groups of paper-length responses made a 152 MB page, 5 s to
+first render, near the longest string a browser parses). A note on the page says how many are shown and gives the
+command that writes a page for a subset (`python engine/run.py explore RUN --where …`). Each prompt is held once,
+not once per group of it (a prompt's every model and strategy).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from engine.execution.store import atomic_write_bytes
 from engine.method.metrics import GENERAL_METRICS
 
 MAX_GROUPS = 10_000
+MAX_TEXT_CHARS = 40_000_000  # ~40-80 MB of page: a first render of a few seconds
 KEYS = ("prompt_id", "model", "strategy")
 
 
@@ -55,8 +60,10 @@ def _number(text: str) -> float | None:
 
 
 def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | None = None,
-                  max_groups: int = MAX_GROUPS) -> dict[str, Any]:
-    """The page's data: one record per group (filtered by `where`: column → allowed values), capped."""
+                  max_groups: int = MAX_GROUPS, max_text_chars: int = MAX_TEXT_CHARS) -> dict[str, Any]:
+    """The page's data: one record per group (filtered by `where`: column → allowed values), capped at
+    `max_groups` groups and `max_text_chars` characters of text (at least one group is shown); each prompt's text
+    once, in `prompts`."""
     groups = tables["groups"].to_pylist()
     if where:
         groups = [g for g in groups if matches(g, where)]
@@ -81,8 +88,17 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
     quality, accuracy, rewards = by_group("quality"), by_group("accuracy"), by_group("rewards")
     judges: list[str] = []
     records = []
+    shown_prompts: dict[str, str] = {}
+    chars = 0
     for g in groups:
         key = tuple(g[k] for k in KEYS)
+        size = sum(len(r["text"] or "") + len(r.get("trace") or "") for r in responses.get(key, []))
+        size += sum(len(p["raw"] or "") for p in judgments.get(key, []))
+        size += len(prompts.get(g["prompt_id"], "")) if g["prompt_id"] not in shown_prompts else 0
+        if records and chars + size > max_text_chars:
+            break
+        chars += size
+        shown_prompts[g["prompt_id"]] = prompts.get(g["prompt_id"], "")
         ordered = sorted(responses.get(key, []), key=lambda r: r["sample_idx"])
         texts = [r["text"] for r in ordered]
         traces = [r.get("trace") for r in ordered]
@@ -113,7 +129,7 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
             "prompt_id": g["prompt_id"], "model": g["model"], "strategy": g["strategy"],
             "category": g["category"], "category_source": g.get("category_source"),
             "gold": g.get("gold_category"), "classified": g.get("classified"), "status": g["status"],
-            "prompt": prompts.get(g["prompt_id"], ""), "responses": texts,
+            "responses": texts,
             "traces": traces if any(traces) else None,
             "trace_classes": {c["judge"]: c.get("classes") for c in trace_comps.get(key, [])},
             "trace_unique": {c["judge"]: c["unique"] if c["resolved"] else None for c in trace_comps.get(key, [])},
@@ -130,8 +146,9 @@ def explorer_data(tables: dict[str, pa.Table], *, where: dict[str, list[str]] | 
     for c in (r for rows in trace_comps.values() for r in rows):
         if c["judge"] not in judges:
             judges.append(c["judge"])
-    return {"groups": records, "judges": judges, "total": total, "shown": len(records), "where": where or {},
-            "max_groups": max_groups, "counts": "answers" if answers_judged or not judges else "traces"}
+    return {"groups": records, "prompts": shown_prompts, "judges": judges, "total": total, "shown": len(records),
+            "where": where or {}, "max_groups": max_groups, "max_text_chars": max_text_chars,
+            "counts": "answers" if answers_judged or not judges else "traces"}
 
 
 _UNSAFE = re.compile("[<>&\u2028\u2029]")
@@ -150,18 +167,21 @@ def render_explorer(data: dict[str, Any], title: str) -> str:
            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     note = ""
     if data["shown"] < data["total"]:
-        note = (f"This page holds the first {data['shown']} of {data['total']} groups. Write a page for a subset with "
-                "python engine/run.py explore RUN_DIR --where model=NAME --where strategy=NAME (any column of the "
-                "groups table).")
+        cap = (f"at most {data['max_groups']:,} groups" if data["shown"] >= data.get("max_groups", data["shown"])
+               else f"at most {data.get('max_text_chars', MAX_TEXT_CHARS):,} characters of text")
+        note = (f"This page holds the first {data['shown']} of {data['total']} groups ({cap}). Write a page for a "
+                "subset with python engine/run.py explore RUN_DIR --where model=NAME --where strategy=NAME (any "
+                "column of the groups table).")
     return _PAGE.format(csp=html.escape(csp, quote=True), title=html.escape(title), note=html.escape(note),
                         data=safe_json(data), script=script, style=_STYLE)
 
 
 def write_explorer(tables: dict[str, pa.Table], run_dir: str | Path, *, where: dict[str, list[str]] | None = None,
-                   max_groups: int = MAX_GROUPS, out: str | Path | None = None) -> Path:
+                   max_groups: int = MAX_GROUPS, out: str | Path | None = None,
+                   max_text_chars: int = MAX_TEXT_CHARS) -> Path:
     """Write explore.html (or `out`) for a run's tables; returns its path."""
     path = Path(out) if out is not None else Path(run_dir) / "explore.html"
-    data = explorer_data(tables, where=where, max_groups=max_groups)
+    data = explorer_data(tables, where=where, max_groups=max_groups, max_text_chars=max_text_chars)
     atomic_write_bytes(path, render_explorer(data, f"taskdiv explorer — {Path(run_dir).name}").encode())
     return path
 
@@ -216,6 +236,9 @@ _SCRIPT = r"""
 (function () {
   "use strict";
   var DATA = JSON.parse(document.getElementById("explorer-data").textContent);
+  (DATA.groups || []).forEach(function (g) {  // each prompt's text is held once (DATA.prompts), shared by its groups
+    g.prompt = Object.prototype.hasOwnProperty.call(DATA.prompts || {}, g.prompt_id) ? DATA.prompts[g.prompt_id] : "";
+  });
   var PAGE = 50;
   var COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
                  "#9c755f", "#bab0ac"];

@@ -166,6 +166,25 @@ def test_a_capped_page_says_how_to_write_a_subset(planted, tmp_path):
     assert "first 2 of" in text and "engine/run.py explore" in text
 
 
+def test_a_page_is_capped_by_its_text_too_and_holds_each_prompt_once(planted, tmp_path):
+    # The cap counted groups alone: 10,000 groups of paper-length responses made a 152 MB page (5 s to its first
+    # render), and each prompt was written once per group of it (every model and strategy).
+    from engine.report.explore import explorer_data
+
+    tables, _ = planted
+    whole = explorer_data(tables)
+    assert "prompt" not in whole["groups"][0] and set(whole["prompts"]) == {g["prompt_id"] for g in whole["groups"]}
+    first = tables["responses"].to_pylist()[0]
+    one = len(first["text"])
+    data = explorer_data(tables, max_text_chars=one)
+    assert data["shown"] == 1 < whole["shown"]  # one group always, however long
+    path = write_explorer(tables, tmp_path, max_text_chars=one, out=tmp_path / "text-capped.html")
+    assert "first 1 of" in path.read_text() and f"at most {one:,} characters of text" in path.read_text()
+    g = tables["groups"].to_pylist()[0]  # its prompt carries the planted markup: shown as text, from `prompts`
+    page = dom(path, f"g={quote(group_id(g), safe='')}", tmp_path)
+    assert count_shown(page) == (1, len(tables["groups"])) and unescape(page).count('document.title="PWNED"') >= 2
+
+
 def test_the_generators_own_classification_filters(planted, tmp_path):
     """The generator's own class (what its anchored strategies were worded for) is a filter of its own: the groups
     where it differs from the judging category are the ones to read."""
