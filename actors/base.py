@@ -218,6 +218,30 @@ def fold_system(conversation: Conversation) -> Conversation:
     return [{"role": "user", "content": "\n\n".join(system)}, *rest]
 
 
+# Finish reasons as providers and gateways pass them through (OpenAI's, Gemini's and Anthropic's own words), in
+# ChatOutput's four: "length" (cut at the token limit), "content_filter" (stopped by a safety or recitation filter:
+# what came before is no answer), "error" (generation failed part-way: OpenRouter's "error", Gemini's OTHER,
+# LANGUAGE, MALFORMED_FUNCTION_CALL; no answer either) and "stop" (the completion ended: stop, end_turn, tool_calls,
+# TGI's eos_token, or no reason given). vLLM's own (its engine's and its server's): "abort" and "error" (a request
+# failed in the engine: a KV load, a rejected grammar) are errors; "repetition" (its repetition detection cut a
+# looping completion) is a cut, as the token limit's.
+_LENGTH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "model_length", "repetition"})
+_FILTER_REASONS = frozenset({"content_filter", "safety", "prohibited_content", "recitation", "blocklist", "spii",
+                             "image_safety", "refusal"})
+_FAILED_REASONS = frozenset({"error", "other", "language", "malformed_function_call", "unexpected_tool_call",
+                             "abort"})
+NO_ANSWER_REASONS = frozenset({"content_filter", "error"})  # ChatOutput's reasons whose text is no answer
+
+
+def finish_reason(value: Any) -> str:
+    """ChatOutput's finish reason for a choice's `finish_reason` (any case): a truncated or filtered completion
+    passed through a gateway in Gemini's or Anthropic's words ("MAX_TOKENS", "SAFETY", "max_tokens") was recorded as
+    complete, and the filtered part kept as an answer."""
+    reason = value.lower() if isinstance(value, str) else ""
+    return ("length" if reason in _LENGTH_REASONS else "content_filter" if reason in _FILTER_REASONS
+            else "error" if reason in _FAILED_REASONS else "stop")
+
+
 def merge_by_text(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
     """{text: log-prob} of (token text, log-prob) pairs, the log-probs of tokens that decode to the same text added
     (log-sum-exp): SentencePiece's "▁YES" and "YES" both read "YES", and keeping one of them drops the other's mass

@@ -86,7 +86,7 @@ import orjson
 from actors.base import (BackendError, ChatOutput, Conversation, SamplingParams, insecure_key_transport,
                           CACHED_PRICE_KEY, api_key_env_problem, api_key_problem, content_parts, merge_by_text,
                           message_trace, pair_sampling, prices_problem, printable, reopen_thinking,
-                          repeat_greedy)
+                          repeat_greedy, NO_ANSWER_REASONS, finish_reason)
 
 log = logging.getLogger(__name__)
 
@@ -548,26 +548,6 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
     return parsed, int(prompt_tokens)
 
 
-# Finish reasons as providers and gateways pass them through (OpenAI's, Gemini's and Anthropic's own words), in
-# ChatOutput's four: "length" (cut at the token limit), "content_filter" (stopped by a safety or recitation filter:
-# what came before is no answer), "error" (generation failed part-way: OpenRouter's "error", Gemini's OTHER,
-# LANGUAGE, MALFORMED_FUNCTION_CALL; no answer either) and "stop" (the completion ended: stop, end_turn, tool_calls,
-# TGI's eos_token, or no reason given).
-_LENGTH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "model_length"})
-_FILTER_REASONS = frozenset({"content_filter", "safety", "prohibited_content", "recitation", "blocklist", "spii",
-                             "image_safety", "refusal"})
-_FAILED_REASONS = frozenset({"error", "other", "language", "malformed_function_call", "unexpected_tool_call",
-                             "abort"})
-NO_ANSWER_REASONS = frozenset({"content_filter", "error"})  # ChatOutput's reasons whose text is no answer
-
-
-def finish_reason(value: Any) -> str:
-    """ChatOutput's finish reason for a choice's `finish_reason` (any case): a truncated or filtered completion
-    passed through a gateway in Gemini's or Anthropic's words ("MAX_TOKENS", "SAFETY", "max_tokens") was recorded as
-    complete, and the filtered part kept as an answer."""
-    reason = value.lower() if isinstance(value, str) else ""
-    return ("length" if reason in _LENGTH_REASONS else "content_filter" if reason in _FILTER_REASONS
-            else "error" if reason in _FAILED_REASONS else "stop")
 
 
 def _first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:

@@ -50,7 +50,7 @@ TRANSPORT_OPTIONS = frozenset({
     "threads", "device",
     "max_batch_sequences", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
     "enforce_eager", "max_num_seqs", "in_process", "distributed_executor_backend", "enable_prefix_caching",
-    "max_num_batched_tokens", "kv_cache_memory_bytes", "swap_space", "continuous", "max_in_flight",
+    "max_num_batched_tokens", "kv_cache_memory_bytes", "continuous", "max_in_flight",
 })
 # Backend options that change what a model answers (kept in shard keys). Every keyword of a backend's constructor is
 # in exactly one of the two sets (tests/actors/test_registry.py): a new option is classified on purpose, since an

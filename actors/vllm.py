@@ -33,9 +33,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from actors.base import (THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams, fold_system,
-                         generated_tokens, keeps_system, merge_by_text, opens_thinking, pair_sampling, repeat_greedy,
-                         split_harmony, split_think_tokens, think_token_ids, uses_harmony)
+from actors.base import (NO_ANSWER_REASONS, THINK_OPEN, BackendError, ChatOutput, Conversation, SamplingParams,
+                         finish_reason, fold_system, generated_tokens, keeps_system, merge_by_text, opens_thinking,
+                         pair_sampling, repeat_greedy, split_harmony, split_think_tokens, think_token_ids,
+                         uses_harmony)
 from actors.placement import vllm_scheduling
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class VLLMChatModel:
             {"enable_thinking": False} for Qwen3's, whose generation prompt then closes an empty thinking block: a
             judge read from its first tokens needs that, or it spends them thinking.
         **engine_kwargs: any other `vllm.LLM` / EngineArgs keyword (e.g. distributed_executor_backend,
-            kv_cache_memory_bytes, swap_space, quantization, tokenizer).
+            kv_cache_memory_bytes, quantization, tokenizer; vLLM 0.32 has no swap_space).
     """
 
     def __init__(
@@ -283,7 +284,7 @@ class VLLMChatModel:
             with without_llvmlite_ffi():
                 self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # bad path, unsupported model, out of memory: nothing a retry fixes
-            raise BackendError(f"vLLM could not start {model!r} ({type(exc).__name__}: {exc})") from exc
+            raise BackendError(f"vLLM could not start {model!r} ({type(exc).__name__}: {_one_line(exc)})") from exc
         self.tokenizer = self.llm.get_tokenizer()
         self.harmony = uses_harmony(self.tokenizer)
         self.think_ids = think_token_ids(self.tokenizer)  # Magistral: completions are split at its thinking tokens
@@ -497,8 +498,10 @@ class VLLMChatModel:
         return self._vllm.SamplingParams(**kwargs)
 
     def _generate(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[ChatOutput]:
-        vparams = [self.sampling_params(p) for p in params]
         try:
+            # Inside: a request's own settings beside sampling_overrides may be refused here (min_tokens above a
+            # judge's max_tokens), which is that request's error, as the continuous mode makes it.
+            vparams = [self.sampling_params(p) for p in params]
             results = self._generate_ids(prompts, vparams)
         except self._rejected as exc:  # a request vLLM rejected: find it, keep the others
             if len(prompts) == 1:
@@ -547,15 +550,28 @@ class VLLMChatModel:
             if parsed is None and self.think_ids is not None:
                 # Magistral: its [THINK] and [/THINK] tokens, skipped in vLLM's text, end its thinking.
                 parsed = split_think_tokens(completion.token_ids, self.think_ids, self._decode_skipping)
+            # vLLM ends a request that failed in its engine (a KV load, a rejected grammar, a shutdown) with "error"
+            # or "abort" as a finished output, and one its repetition detection cut with "repetition": read as the
+            # HTTP backend reads them (what came before an error is no answer; a cut is "length"), never as whole.
+            reason = finish_reason(None if completion.finish_reason is None else str(completion.finish_reason))
+            if reason in NO_ANSWER_REASONS:
+                parsed = ("", None)
             if parsed is not None:
                 out.texts.append(parsed[0])
             else:
                 out.texts.append(THINK_OPEN + completion.text if opened else completion.text)
             traces.append(parsed[1] if parsed is not None else None)
-            out.finish_reasons.append("length" if completion.finish_reason == "length" else "stop")
+            out.finish_reasons.append(reason)
             out.n_tokens.append(len(completion.token_ids))
             if p.logprobs is not None:
-                out.first_token_logprobs.append(self._first_top(completion, p.logprobs))  # type: ignore[union-attr]
+                top = None if reason in NO_ANSWER_REASONS else self._first_top(completion, p.logprobs)
+                out.first_token_logprobs.append(top)  # type: ignore[union-attr]
+        if out.finish_reasons and all(r in NO_ANSWER_REASONS for r in out.finish_reasons):
+            # Every completion failed in the engine: the row fails transiently (a rerun asks again), as over HTTP,
+            # rather than standing as n empty answers.
+            return ChatOutput(error=f"vLLM ended the request without a completion (finish reason "
+                                    f"{result.outputs[0].finish_reason!r})", transient=True,
+                              prompt_tokens=out.prompt_tokens)
         if out.first_token_logprobs is not None and any(t is None for t in out.first_token_logprobs):
             out.first_token_logprobs = None  # all completions or none, as the judge expects
         if any(t is not None for t in traces):
@@ -577,6 +593,23 @@ class VLLMChatModel:
         entries = sorted(first.items(), key=lambda item: (item[1].rank or 0, -item[1].logprob))
         return merge_by_text([(lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([token_id]),
                                lp.logprob) for token_id, lp in entries[:k]])
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message in one line. vLLM checks its engine arguments with pydantic, whose message runs over
+    several lines (the field, the allowed values, then a link to pydantic's docs): the run's summary keeps one line
+    of a host's failure, and that was the link, naming neither the option nor the value. A validation error names
+    each field (an option under `options`), what it needs and the value given."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            found = [f"options.{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg')} "
+                     f"(got {e.get('input')!r})" for e in errors()]
+        except Exception:  # not pydantic's after all
+            found = []
+        if found:
+            return "; ".join(dict.fromkeys(found))[:1000]
+    return " ".join(str(exc).split())[:1000]
 
 
 def shutdown_engine(llm: Any) -> None:

@@ -342,9 +342,13 @@ def error_batch(batch: pa.Table, reason: str) -> pa.Table:
 
 def host_failure(exc: Exception) -> str:
     """What failed a batch in its host, in a line: the worker's own exception (Ray's RayTaskError carries it as
-    `cause`; its text ends with the exception's line, after the remote traceback)."""
+    `cause`, its message whole: its lines joined; the RayTaskError's own text ends with the exception's line, after
+    the remote traceback: that line). A message of several lines had kept its last alone (a pydantic error's link to
+    its docs, not the field it named)."""
     cause = getattr(exc, "cause", None) or exc
-    return f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[-1][:500]}"
+    if cause is exc and "RayTaskError" in type(exc).__name__:
+        return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1][:500]}"
+    return f"{type(cause).__name__}: {' '.join(str(cause).split())[:500]}"
 
 
 # -- several stages at once ------------------------------------------------------------------------------------

@@ -569,7 +569,14 @@ def _answer_is_greedy(top_logprobs: Mapping[str, float], is_answer) -> bool:
     be an answer is the first position the answer; otherwise the caller reads the text, as without log-probs.
     """
     answer = [lp for token, lp in top_logprobs.items() if is_answer(token)]
-    other = [lp for token, lp in top_logprobs.items() if not is_answer(token)]
+    # The other first tokens as words ("The", " The": one word, two tokens where a backend keeps the space, as vLLM's
+    # decoded tokens do for SentencePiece tokenizers and the local backend's decode does not): compared token by
+    # token, one model's verdict was read from log-probs on one backend and from text on the other.
+    words: dict[str, list[float]] = {}
+    for token, lp in top_logprobs.items():
+        if not is_answer(token):
+            words.setdefault(token.strip(), []).append(lp)
+    other = [logsumexp(lps) for lps in words.values()]
     return bool(answer) and (not other or logsumexp(answer) >= max(other))
 
 

@@ -96,6 +96,29 @@ def test_scheduling_rejects_bad_values(kwargs, message):
         vllm_scheduling(**kwargs)
 
 
+def test_an_engine_argument_vllm_refuses_is_said_in_one_line_naming_the_option():
+    # vLLM checks its engine arguments with pydantic, whose message runs over lines and ends with a link to
+    # pydantic's docs: the run's summary kept that last line ("For further information visit https://errors.pyd…"),
+    # naming neither the option nor the value.
+    import pydantic
+
+    from actors.vllm import _one_line
+    from engine.execution.dataflow import host_failure
+
+    class ModelConfig(pydantic.BaseModel):
+        dtype: int
+        max_model_len: int
+
+    try:
+        ModelConfig(dtype="fp32", max_model_len="many")
+    except pydantic.ValidationError as exc:
+        line = _one_line(exc)
+    assert "\n" not in line and "options.dtype: " in line and "(got 'fp32')" in line and "options.max_model_len" in line
+    said = host_failure(BackendError("vLLM could not start 'm' (ValidationError: 1 error\ndtype\n  Input should "
+                                     "be 'auto' [input_value='fp32']\n    For further information visit x)"))
+    assert said.startswith("BackendError: vLLM could not start 'm' (ValidationError: 1 error dtype Input should")
+
+
 def test_module_imports_without_vllm_and_says_how_to_get_it():
     try:
         import vllm  # noqa: F401
@@ -534,6 +557,24 @@ class TestEngine:
             engine.think_ids = None
         assert (split.texts, split.traces) == (["The answer is 4."], ["We need to add."])
         assert plain.error is None and plain.traces is None
+
+    def test_finish_reasons_of_a_failed_or_cut_request_are_not_read_as_whole_answers(self, engine):
+        # vLLM ends a request that failed in its engine (a KV load, a rejected grammar, a shutdown) with "error" or
+        # "abort", and one its repetition detection cut with "repetition", as finished outputs: each was recorded
+        # "stop", its partial text judged as a whole answer (the HTTP backend read the same reasons as errors).
+        from types import SimpleNamespace
+
+        def result(*reasons):
+            return SimpleNamespace(prompt_token_ids=[1, 2], outputs=[
+                SimpleNamespace(index=k, text=f"Half an ans {k}", token_ids=[5, 6], finish_reason=r, logprobs=None)
+                for k, r in enumerate(reasons)])
+
+        sampling = SamplingParams(temperature=1.0, max_tokens=6, n=4)
+        out = engine._to_output(result("stop", "error", "abort", "repetition"), sampling)
+        assert out.error is None and out.finish_reasons == ["stop", "error", "error", "length"]
+        assert out.texts == ["Half an ans 0", "", "", "Half an ans 3"]
+        failed = engine._to_output(result("error", "abort"), SamplingParams(temperature=1.0, max_tokens=6, n=2))
+        assert failed.transient and "without a completion (finish reason 'error')" in failed.error
 
     def test_a_request_vllm_validates_away_fails_its_row_only(self, engine, monkeypatch):
         # vLLM 0.32 refuses a request with VLLMValidationError, which is no ValueError: read as an engine failure,

@@ -613,3 +613,15 @@ def test_the_closing_cut_is_linear_in_rules_paragraphs_and_marks():
     for make in makes:
         small, large = best_of_three(make(5_000)), best_of_three(make(20_000))
         assert large < 0.2 or large < 1.0 and large / max(small, 1e-4) < 8, (small, large)
+
+
+def test_the_other_first_tokens_are_compared_as_words_whichever_backend_kept_their_space():
+    # vLLM keeps SentencePiece's leading space in its decoded tokens (" The", "The"); the local backend's decode
+    # drops it, and merge_by_text adds the two. Compared token by token, one model's verdict was read from log-probs
+    # on vLLM (P(YES) 0.86) and from the text on the local backend.
+    probs = {"YES": 0.3, "NO": 0.05, "The": 0.25, "Both": 0.05}
+    local = {k: math.log(v) for k, v in {**probs, "The": 0.4}.items()}
+    vllm = {" YES": math.log(0.3), " NO": math.log(0.05), " The": math.log(0.25), "The": math.log(0.15),
+            "Both": math.log(0.05)}
+    assert p_yes_from_logprobs(local) is None and p_yes_from_logprobs(vllm) is None
+    assert p_yes_from_logprobs({**vllm, "The": math.log(0.05)}) == pytest.approx(0.3 / 0.35)
