@@ -36,6 +36,7 @@ from engine.inputs.loaders.paper import PresetReport
 from engine.inputs.prompts import Prompt, over_prompt_cap, select
 from engine.inputs.responses import ExternalGroup, load_responses
 from engine.method.accuracy import ACCURACY_VERSION, accuracy_method
+from engine.method.math import MATH_EXTRACTION_VERSION
 from engine.method.classification import PENDING, PENDING_PREFIX, majority, majority_settled
 from engine.method.judges import in_agreement_sample
 from engine.method.metrics import GENERAL_METRICS
@@ -815,8 +816,9 @@ class _Flow:
                 # Math checks are keyed by their time limit too: one out of time is unknown, and once its reruns
                 # (execution.row_retries) are spent, raising accuracy.math_timeout_s must check it again (free: no
                 # model call). The grader's rows keep their key, so a new limit asks no grader again.
-                for method, parts in (("math-verify", [*keyed, {"math_timeout_s": cfg.accuracy.math_timeout_s}]),
-                                      ("grader", keyed)):
+                # The math checks' answer extraction has its own version (free to check again: no model call).
+                math = {"math_timeout_s": cfg.accuracy.math_timeout_s, "extraction": MATH_EXTRACTION_VERSION}
+                for method, parts in (("math-verify", [*keyed, math]), ("grader", keyed)):
                     checkable = settled.filter(pa.array([m == method for m in methods], pa.bool_()))
                     if checkable.num_rows:
                         self._to(f"accuracy[{cfg.grader.name}]", key, checkable, parts, T.ACCURACY_INPUT)

@@ -85,7 +85,15 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # last of its heads that is followed by a readable answer is the one read.
 # (Its optional second colon is grouped with the spaces before it: "\s*:?\s*" backtracked quadratically on a line
 # ending in "answer:" and a long run of spaces.)
-_ANSWER_HEAD = re.compile(r"(?i)\b(?:final\s+answer|answer)\s*(?:is\b|:|=)(?:\s*:)?\s*(?=\S)")
+# The answer must begin with something other than a colon: "answer is:" ending its line (the answer on the next)
+# matched without its colon, and the colon was read as the answer, and graded wrong.
+_ANSWER_HEAD = re.compile(r"(?i)\b(?:final\s+answer|answer)\s*(?:is\b|:|=)(?:\s*:)?\s*(?=[^\s:])")
+# A word between the head and the answer that says nothing of it ("the answer is indeed 12", "is then $12$",
+# "option C"): kept, math-verify read it as a product of variables (i·n·d·e·e·d·12) and a right answer was wrong.
+_FILLER = re.compile(r"(?i)^(?:indeed|exactly|simply|still|then|thus|therefore|hence|just|now|also|clearly|actually|"
+                     r"option|choice)\b[\s,:]*")
+# An answer said to be near a value is no final answer to grade: unreadable, not wrong (nor right by its number).
+_HEDGE = re.compile(r"(?i)^(?:approximately|approx\.?|about|around|roughly|nearly|almost|close\s+to)\b")
 # A minus after a digit, a letter or ")" is a hyphen or a subtraction, not a sign: "2020-2021" ends in 2021, not -2021.
 _NUMBER = re.compile(r"(?:(?<![0-9A-Za-z)])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -133,6 +141,10 @@ def _strip_delimiters(answer: str) -> str:
 # An answer that was given but cannot be read (prose after "answer is", a number inside an expression): not
 # checked — neither right nor wrong, and not "no answer".
 UNREADABLE = "unreadable"
+# Bump when the final answer is read differently; the math checks' shards key on it (not the grader's: checked again
+# free, no model call). 2: "answer is:" ending its line, a filler word before the answer ("indeed 12"), a hedged one
+# ("approximately 12": unreadable).
+MATH_EXTRACTION_VERSION = "2"
 # Where a formula may open: $$…$$, $…$ (one line, not an escaped \$), \(…\), \[…\].
 _SPAN_OPENER = re.compile(r"\$|\\[(\[]")
 
@@ -239,7 +251,9 @@ def _answer_of_line(rest: str) -> str | None:
     """The answer after "answer is" / "Answer:": its first formula when it opens with one (with the formulas joined
     to it: "$2$ and $3$"), else the text up to where prose begins; None when words remain that are no answer ("12
     apples and 3 pears"), or when what is left ends in an operator."""
-    rest = rest.strip().lstrip(" \t*")
+    rest = _FILLER.sub("", rest.strip().lstrip(" \t*:")).lstrip(" \t*")
+    if _HEDGE.match(rest):
+        return None
     first_end = _Spans(rest).at(0)
     if first_end is not None:
         return _joined(_formulas_from(rest, first_end))
@@ -251,6 +265,8 @@ def _answer_of_line(rest: str) -> str | None:
         return answer
     if answer.endswith(_DANGLING):
         return None
+    if not re.search(r"[0-9A-Za-z]", answer):  # punctuation alone ("**:**"): the answer is elsewhere
+        return ""
     text_only = re.sub(r"\\text\{[^}]*\}|\\[A-Za-z]+", " ", answer)
     if _WORDS.search(text_only):
         return None

@@ -28,9 +28,12 @@ _NONE_ANSWER = re.compile(r"^[\W_]*(?:category\s*(?:[:\-]\s*)?)?\(?N(?:$|[.):,\-
 # space and a lower-case word is an article or a word ("A story…"), not an answer; nor is a capital whose full stop
 # a letter follows ("E.g.", "A.I."). Never two optional runs of blanks side by side: a run of spaces would be split
 # between them every way (quadratic).
-_LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*(?:[:\-]\s*)?)?\(?([A-H])"
+_LEAD_LETTER = re.compile(r"^[\W_]*(?:category\s*(?:[:\-][\s*]*)?)?\(?([A-H])"
                           r"(?:$|\.(?![A-Za-z])|[):,\-\]*]|[ \t]*\n|\s+(?![a-z]))", re.IGNORECASE)
-_LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?:(?i:is|:|=)\s*)?[(*]*([A-H])\b")
+# "**Category:** B", "The task category is: D": the separator may carry a colon after "is" and bold marks after it.
+# One run of blanks and asterisks after the separator, then a bracket; or brackets and asterisks alone (the two never
+# side by side: a run of asterisks split between them every way is quadratic).
+_LABELLED_LETTER = re.compile(r"\b(?i:category|answer|letter)\s*(?:(?i:is(?:\s*:)?|:|=)[\s*]*\(?|[(*]*)([A-H])\b")
 
 # A capital "A" followed by a word is the article ("A story…", "D. A problem…", "G — A Poem About The Sea"), not a
 # letter, unless that word joins it to an alternative or states it ("A or D", "A is right"); a capital letter alone
@@ -609,17 +612,49 @@ def p_yes_from_logprobs(top_logprobs: Mapping[str, float] | None) -> float | Non
 # ---------------------------------------------------------------------------------------------------------------
 # Checklists and grades.
 
-_ITEM = re.compile(r"^([ \t]*)(?:\*\*)?(?:\d+[.)]|[-*•])[ \t]+(.+?)[ \t]*$", re.MULTILINE)
+_ITEM = re.compile(r"^([ \t]*)(?:\*\*)?(?:(\d{1,9})[.)]|[-*•])[ \t]+(.*)$")
 
 
 def parse_checklist(raw: str, *, lo: int = 3, hi: int = 5) -> list[str] | None:
-    """The criteria of a numbered or bulleted list: its top-level items (the least indented; sub-bullets under a
-    criterion explain it and are no criteria of their own), the first `hi` of them, or None if fewer than `lo`. An
-    item in bold ("**1. Accuracy:** …") is an item, its bold marks dropped."""
-    found = [(len(m.group(1).expandtabs(4)), m.group(2).replace("**", "").strip()) for m in _ITEM.finditer(raw)]
-    found = [(indent, text) for indent, text in found if text]
-    top = min((indent for indent, _ in found), default=0)
-    items = [text for indent, text in found if indent == top]
+    """The criteria of a numbered or bulleted list: the first list's top-level items (the least indented; sub-bullets
+    under a criterion explain it and are no criteria of their own), the first `hi` of them, or None if fewer than
+    `lo`. An item in bold ("**1. Accuracy:** …") is an item, its bold marks dropped.
+
+    One list: a numbered one ends where its numbering restarts or skips (a "Priority order: 1. …" after the
+    criteria), and bullets between its items explain them; a bulleted one ends at a numbered item or a line that
+    heads another list ("Scoring guide:"). Every item of the answer had counted: a scoring guide's "5: all met" and a
+    second list's repeats were graded as criteria."""
+    rows = []
+    for line in (raw or "").splitlines():
+        m = _ITEM.match(line)
+        if m is not None:
+            text = m.group(3).replace("**", "").strip()
+            if text:
+                rows.append((len(m.group(1).expandtabs(4)), None if m.group(2) is None else int(m.group(2)), text))
+        elif line.strip() and line.rstrip(" \t*").endswith(":"):  # "Scoring guide:", "**Notes:**": a list follows
+            rows.append((len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip()), None, None))
+    top = min((indent for indent, _, text in rows if text is not None), default=0)
+    items: list[str] = []
+    numbered: bool | None = None
+    expected = 0
+    for indent, number, text in rows:
+        if indent > top:
+            continue
+        if text is None:  # a heading line
+            if items and numbered is False:
+                break
+            continue
+        if numbered is None:
+            numbered, expected = number is not None, number or 0
+        if numbered:
+            if number is None:
+                continue  # a bullet between criteria explains one
+            if number != expected:
+                break  # the numbering restarts or skips: another list
+            expected += 1
+        elif number is not None:
+            break  # a numbered list after the bullets: another list
+        items.append(text)
     if len(items) < lo:
         return None
     return items[:hi]
@@ -627,8 +662,8 @@ def parse_checklist(raw: str, *, lo: int = 3, hi: int = 5) -> list[str] | None:
 
 # A grade is a digit 1–5 written as "N", "N/5" or "N out of 5" — not part of a longer number ("10", "3.5", "-3"),
 # another scale ("5/10", "3 out of 10"), a range ("2-3", "3 to 4") or an alternative ("3 or 4", "3 and 4").
-_GRADE_AT = re.compile(r"([1-5])(?:[ \t]*/[ \t]*5|[ \t]+out[ \t]+of[ \t]+5)?"
-                       r"(?![\dA-Za-z/]|\.\d|[ \t]*(?:/|out\b|[-–—][ \t]*\d|(?:or|to|and)[ \t]+\d))", re.IGNORECASE)
+_GRADE_AT = re.compile(r"([1-5])(?:[ \t]*/[ \t]*5|[ \t]+(?:out[ \t]+)?of[ \t]+5)?"
+                       r"(?![\dA-Za-z/]|\.\d|[ \t]*(?:/|out\b|[-–—][ \t]*\d|(?:or|to|and|of)[ \t]+\d))", re.IGNORECASE)
 # "Grade: 4", "**Score:** 4", "Final grade is 4", "a grade of 4": the number after the label is the grade. One
 # run of blanks and asterisks on each side of the separator, so a long run of spaces is scanned in linear time.
 _GRADE_LABEL = re.compile(r"\b(?:grade|score)\b[\s*]*(?:(?::|=|\bis\b|\bof\b)[\s*]*)?(?=[-–−]?\d)", re.IGNORECASE)

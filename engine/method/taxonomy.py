@@ -351,7 +351,8 @@ CRITERION_LINE = "{k}. {criterion}"
 GRADE_REMINDER = "Answer with a single digit from 1 to 5."
 
 # ---------------------------------------------------------------------------------------------------------------
-# Accuracy on short-answer sources (SimpleQA-style grading; ours).
+# Accuracy on short-answer sources (SimpleQA-style grading; ours, with SimpleQA's grader's rules: several candidate
+# answers, or one the response contradicts, are incorrect; a number agrees to the gold's last significant figure).
 
 SHORT_ANSWER_GRADER = """Grade whether the response answers the question correctly, given the gold answer.
 
@@ -359,7 +360,7 @@ Question: {prompt}
 Gold answer: {gold_answer}
 Response: \"\"\"{response}\"\"\"
 
-Reply with one letter: A if the response's answer is correct (it agrees with the gold answer, possibly in other words), B if it gives an incorrect answer, C if it does not attempt an answer (refuses, hedges without answering, or says it does not know).
+Reply with one letter: A if the response's answer is correct (it agrees with the gold answer, possibly in other words; a number must agree to the gold answer's last significant figure), B if it gives an incorrect answer (including several candidate answers, or an answer it contradicts), C if it does not attempt an answer (refuses, hedges without answering, or says it does not know).
 Grade:"""
 
 # Sent when the short-answer grade is not A, B or C.

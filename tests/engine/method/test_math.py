@@ -434,3 +434,26 @@ def test_a_comparison_that_fails_is_unknown_not_incorrect():
         assert worker.check("1/2", "0.5", timeout_s=60) == (None, "could not compare with the gold answer: ValueError")
     finally:
         worker.close()
+
+
+@pytest.mark.parametrize("response, gold", [
+    # "answer is:" ending its line, the answer on the next: the colon was read as the answer, graded wrong.
+    ("So the answer is:\n5", "5"),
+    ("Therefore, the final answer is:\n\n\\[ x = 5 \\]", "5"),
+    ("The answer is:\n\n$$\\frac{1}{2}$$", "\\frac12"),
+    ("The answer is :\n5", "5"),
+    ("The answer is **:** 5", "5"),
+    # A word before the answer that says nothing of it: math-verify read "indeed 12" as i·n·d·e·e·d·12.
+    ("Therefore, the answer is indeed 12.", "12"),
+    ("So the answer is exactly 12.", "12"),
+    ("The answer is then $12$.", "12"),
+    ("The answer is simply 12.", "12"),
+    ("The answer is option C", "\\text{(C)}"),
+])
+def test_a_right_answer_after_a_colon_or_a_filler_word_is_right(verifier, response, gold):
+    assert check(response, gold, verifier).correct is True
+
+
+def test_an_answer_said_to_be_near_a_value_is_not_checked(verifier):
+    result = check("The answer is approximately 12.", "12", verifier)
+    assert result.correct is None and "unreadable" in result.reason

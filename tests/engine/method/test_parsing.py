@@ -267,6 +267,23 @@ def test_a_checklists_sub_bullets_are_not_criteria_and_bold_items_are():
     assert parse_checklist(bold) == ["Accuracy: facts right", "Clarity: easy to follow", "Depth: enough detail"]
 
 
+@pytest.mark.parametrize("raw, items", [
+    # Every item of the answer counted: bullets explaining criteria, a scoring guide's levels and a second list's
+    # repeats were graded as criteria.
+    ("1. Accuracy: gives the right year\n- cites the event\n2. Concision\n- one sentence\n3. Clarity",
+     ["Accuracy: gives the right year", "Concision", "Clarity"]),
+    ("1. Accuracy\n2. Clarity\n3. Completeness\n\nScoring guide:\n- 5: all met\n- 1: none met",
+     ["Accuracy", "Clarity", "Completeness"]),
+    ("Key factors:\n1. Accuracy\n2. Clarity\n3. Tone\n\nPriority order:\n1. Accuracy\n2. Tone",
+     ["Accuracy", "Clarity", "Tone"]),
+    ("Criteria:\n- a\n- b\n- c\n\n**Notes:**\n- d", ["a", "b", "c"]),
+    ("- a\n- b\n- c\n1. d", ["a", "b", "c"]),
+    ("1. Accuracy:\nThe response must include:\n2. Clarity\n3. Depth", ["Accuracy:", "Clarity", "Depth"]),
+])
+def test_a_checklist_is_its_first_list(raw, items):
+    assert parse_checklist(raw) == items
+
+
 def test_checklist_parses_3_to_5_items():
     assert parse_checklist("1. a\n2. b\n3. c") == ["a", "b", "c"]
     assert parse_checklist("- a\n- b\n- c\n- d\n- e\n- f") == ["a", "b", "c", "d", "e"]
@@ -274,7 +291,9 @@ def test_checklist_parses_3_to_5_items():
 
 
 @pytest.mark.parametrize("raw,grade", [("4", 4), ("Grade: 5/5", 5), (" 3.", 3), ("10", None), ("3.5", None),
-                                       ("six", None), ("0", None)])
+                                       ("six", None), ("0", None), ("3 of 5", 3),
+                                       # another scale, "N of M": was read as N
+                                       ("3 of 10", None), ("Grade: 3 of 10", None)])
 def test_parse_grade(raw, grade):
     assert parse_grade(raw) == grade
 
