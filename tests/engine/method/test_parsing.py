@@ -644,3 +644,12 @@ def test_the_other_first_tokens_are_compared_as_words_whichever_backend_kept_the
             "Both": math.log(0.05)}
     assert p_yes_from_logprobs(local) is None and p_yes_from_logprobs(vllm) is None
     assert p_yes_from_logprobs({**vllm, "The": math.log(0.05)}) == pytest.approx(0.3 / 0.35)
+
+
+@pytest.mark.parametrize("raw, letter", [("**Category:** B", "B"), ("The task category is: D", "D"),
+                                         ("Answer: **E**", "E"), ("Category: B (or C)", None)])
+def test_a_category_after_a_bold_label_or_is_colon_is_read(raw, letter):
+    # "**Category:** B" and "category is: D" were unread: the prompt unclassified, the reference vote lost.
+    from engine.method.parsing import parse_category
+
+    assert parse_category(raw) == letter
