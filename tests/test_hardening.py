@@ -48,6 +48,20 @@ def test_an_address_file_others_may_write_is_not_joined(tmp_path, monkeypatch):
     planted.write_text("192.0.2.66:6379")
     os.chmod(planted, 0o666)
     assert running_cluster_address(str(planted)) is None
+    # Group-writable in the user's own private group (Ubuntu's umask 002 under ssh: `ray start` writes 664) is the
+    # user's alone: refused, the documented `ray submit` ran on an embedded Ray on the head.
+    import grp
+    import pwd
+
+    os.chmod(planted, 0o664)
+    user = pwd.getpwuid(os.getuid())
+    private = grp.getgrgid(user.pw_gid).gr_name == user.pw_name and not set(grp.getgrgid(user.pw_gid).gr_mem) - {
+        user.pw_name}
+    assert (running_cluster_address(str(planted)) == "192.0.2.66:6379") == private
+    shared = next((g for g in grp.getgrall() if g.gr_gid != user.pw_gid), None)
+    if os.getuid() == 0 and shared is not None:  # a group others share: still refused
+        os.chown(planted, -1, shared.gr_gid)
+        assert running_cluster_address(str(planted)) is None
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a cluster the user names is always joined
     assert running_cluster_address(str(planted)) == "127.0.0.1:6379"
 
@@ -343,3 +357,28 @@ def test_untrusted_names_in_a_responses_file_stay_text_in_every_report(tmp_path)
     text = Path(out["markdown"]).read_text()
     assert "&lt;img" in text
     _assert_inert_markdown(text, _cells)
+
+
+def test_a_submitted_jobs_own_env_vars_are_left_to_the_job(monkeypatch):
+    # `ray job submit --runtime-env-json '{"env_vars": {"HF_HUB_CACHE": …}}'`: Ray refuses a driver's runtime env
+    # that sets any key the job's does, even to the same value — a traceback before the first stage.
+    import json
+
+    from engine.errors import ConfigError
+    from engine.execution.executor import _beside_job_env
+
+    ours = {"env_vars": {"HF_HUB_CACHE": "/shared/hf", "TOKENIZERS_PARALLELISM": "false"}}
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert _beside_job_env(ours) == ours
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(
+        {"runtime_env": {"env_vars": {"HF_HUB_CACHE": "/shared/hf"}, "working_dir": "x"}, "metadata": {}}))
+    assert _beside_job_env(ours) == {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    from ray.runtime_env.runtime_env import _merge_runtime_env  # what ray.init does with the two in a job's driver
+
+    job = {"env_vars": {"HF_HUB_CACHE": "/shared/hf"}, "working_dir": "x"}
+    assert _merge_runtime_env(job, ours) is None  # as Ray refused the run's own
+    assert _merge_runtime_env(job, _beside_job_env(ours))["env_vars"] == ours["env_vars"]
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"env_vars": {
+        "HF_HUB_CACHE": "/elsewhere"}}}))
+    with pytest.raises(ConfigError, match=r"HF_HUB_CACHE='/elsewhere' where this run needs HF_HUB_CACHE='/shared/hf'"):
+        _beside_job_env(ours)

@@ -24,6 +24,7 @@ on hosts that died or cannot run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -409,6 +410,8 @@ class RayExecutor:
             self._quiet()
             return
         runtime_env = {"env_vars": dict(self.env)}
+        if address != "local":
+            runtime_env = _beside_job_env(runtime_env)
         if address not in (None, "local"):
             _check_reachable(address, "execution.ray_address")
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
@@ -1225,7 +1228,10 @@ def running_cluster_address(address_file: str | None = None) -> str | None:
         why = None
         if st.st_uid != os.getuid():
             why = f"it belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})"
-        elif st.st_mode & 0o022:
+        elif st.st_mode & 0o002 or (st.st_mode & 0o020 and not _own_private_group(st.st_gid)):
+            # Group-writable in the user's own private group is this user's alone: Ubuntu's sessions (pam_umask,
+            # USERGROUPS_ENAB) set umask 002, and `ray start` writes the file as 664 — refused, the documented
+            # `ray submit` ran on an embedded Ray on the head.
             why = f"others may write it (mode {st.st_mode & 0o777:o})"
         if why:
             log.warning("not joining the Ray cluster named in %s: %s; starting an embedded Ray instead (name the "
@@ -1234,6 +1240,41 @@ def running_cluster_address(address_file: str | None = None) -> str | None:
         return os.read(fd, 4096).decode("utf-8", "replace").strip() or None
     finally:
         os.close(fd)
+
+
+def _beside_job_env(runtime_env: dict[str, Any]) -> dict[str, Any]:
+    """The driver's runtime env less the variables a submitted job's own runtime env sets (`ray job submit
+    --runtime-env-json '{"env_vars": {...}}'`): Ray refuses any key both set, even to the same value, and the run
+    ended in a traceback where a job pointed HF_HUB_CACHE at a shared cache. A job's value that differs from what
+    the run needs is refused, naming the variable."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray's job supervisor for the job's driver
+    if not raw:
+        return runtime_env
+    try:
+        job_env = (json.loads(raw).get("runtime_env") or {}).get("env_vars") or {}
+    except (ValueError, AttributeError):
+        return runtime_env
+    ours = runtime_env.get("env_vars") or {}
+    differ = sorted(k for k in ours if k in job_env and str(job_env[k]) != ours[k])
+    if differ:
+        raise ConfigError("the submitted job's runtime env sets " + ", ".join(
+            f"{k}={job_env[k]!r}" for k in differ) + " where this run needs " + ", ".join(
+            f"{k}={ours[k]!r}" for k in differ) + ": leave them out of --runtime-env-json (the run sets them on its "
+            "workers) or set them to the run's values")
+    return {**runtime_env, "env_vars": {k: v for k, v in ours.items() if k not in job_env}}
+
+
+def _own_private_group(gid: int) -> bool:
+    """Whether `gid` is this user's private group: the user's primary group, named as the user, with no other
+    member."""
+    try:
+        import grp
+        import pwd
+
+        group, user = grp.getgrgid(gid), pwd.getpwuid(os.getuid())
+    except (ImportError, KeyError):
+        return False
+    return gid == user.pw_gid and group.gr_name == user.pw_name and all(m == user.pw_name for m in group.gr_mem)
 
 
 def joins_cluster(address: str | None) -> bool:
