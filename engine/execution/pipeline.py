@@ -497,10 +497,15 @@ class Pipeline:
         """
         out: dict[str, Any] = {"settings": asdict(self.config.judge)}
         if self.config.judge.cascade.enabled:
+            from engine.method.calibrated import CalibratedJudge
+
             spec = self.config.embedder.spec()
             if spec["backend"] == "local":
                 spec["options"] = {**spec["options"], "device": "cpu"}
             out["embedder"] = spec
+            # The coefficients as the driver read them (and keyed the shards by), not their path: a node without the
+            # file failed the stage after the paid stages before it, or read another file at that path.
+            out["coefficients"] = asdict(CalibratedJudge.load(self.config.judge.cascade.coefficients))
         return out
 
     def trace_judge_settings(self) -> dict[str, Any]:
@@ -513,9 +518,13 @@ class Pipeline:
     def calibrated_plan(self, judge: ModelConfig) -> StagePlan:
         """A calibrated judge's plan: in the embedder's host (the embedding model loads once for it and the
         metrics), with the embedder's resources."""
+        from engine.method.calibrated import CalibratedJudge
+
         emb = self.config.embedder
+        # Its coefficients as the driver read them (and keys the shards by), not their path (see judge_settings).
+        coefficients = asdict(CalibratedJudge.load(None if judge.model == "default" else judge.model))
         return StagePlan(CalibratedJudgeStage, {"model": judge.spec(), "settings": asdict(self.config.judge),
-                                                "embedder": emb.spec()},
+                                                "embedder": emb.spec(), "coefficients": coefficients},
                          batch_size=judge.batch_size, num_actors=emb.num_actors, num_cpus=emb.num_cpus,
                          num_gpus=emb.num_gpus, label=f"judge[{judge.name}]", host=self._host(emb))
 

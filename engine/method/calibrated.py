@@ -195,6 +195,13 @@ class CalibratedJudge:
         except (IsADirectoryError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not a calibrated-judge coefficients file (a JSON object from `python "
                               f"engine/run.py calibrate`): {type(exc).__name__}") from None
+        return cls.from_data(data, path)
+
+    @classmethod
+    def from_data(cls, data: Any, path: str | Path = "coefficients") -> "CalibratedJudge":
+        """The judge of coefficients already read (a file's JSON, or `asdict` of a loaded judge: what the driver
+        sends its stages, so that a node never reads the file), checked as `load` checks a file; `path` names them
+        in errors."""
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: not a calibrated-judge coefficients file (a JSON object from `python "
                               "engine/run.py calibrate`)")

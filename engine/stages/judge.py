@@ -78,7 +78,7 @@ class JudgeStage(BackendStage):
     )
 
     def __init__(self, model: dict[str, Any], settings: dict[str, Any], target: str = "answer",
-                 embedder: dict[str, Any] | None = None) -> None:
+                 embedder: dict[str, Any] | None = None, coefficients: dict[str, Any] | None = None) -> None:
         super().__init__(model)
         if target not in ("answer", "trace"):
             raise ValueError(f"stage 'judge': target must be 'answer' or 'trace', got {target!r}")
@@ -94,7 +94,9 @@ class JudgeStage(BackendStage):
 
             if embedder is None:
                 raise ValueError("stage 'judge': the cascade needs the run's embedder spec")
-            self.calibrated = CalibratedJudge.load(self.settings.cascade.coefficients)
+            self.calibrated = (CalibratedJudge.from_data(coefficients, "judge.cascade.coefficients")
+                               if coefficients is not None
+                               else CalibratedJudge.load(self.settings.cascade.coefficients))
             self.embedder = make_embedder(embedder["backend"], embedder["model"], embedder.get("options"))
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -178,13 +180,16 @@ class CalibratedJudgeStage(Stage):
     required_inputs = {k: v for k, v in JudgeStage.required_inputs.items()}
     output_schema = JudgeStage.output_schema
 
-    def __init__(self, model: dict[str, Any], settings: dict[str, Any], embedder: dict[str, Any]) -> None:
+    def __init__(self, model: dict[str, Any], settings: dict[str, Any], embedder: dict[str, Any],
+                 coefficients: dict[str, Any] | None = None) -> None:
         from actors.registry import make_embedder
         from engine.method.calibrated import CalibratedJudge
 
         self.model_name = model["name"]
         self.settings = from_dict(JudgeConfig, settings, "judge")
-        self.judge = CalibratedJudge.load(None if model["model"] == "default" else model["model"])
+        # The driver sends the coefficients it read (a node need not hold the file); a path alone is read here.
+        self.judge = (CalibratedJudge.from_data(coefficients, model["model"]) if coefficients is not None
+                      else CalibratedJudge.load(None if model["model"] == "default" else model["model"]))
         self.embedder = make_embedder(embedder["backend"], embedder["model"], embedder.get("options"))
 
     def process(self, rows: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:

@@ -148,3 +148,30 @@ def test_alone_without_gold_categories_it_asks_for_a_classifier(tmp_path):
                   prompts={"source": "jsonl", "path": str(path)})
     with pytest.raises(ConfigError, match="add an LLM judge or a `classifier`"):
         run(cfg)
+
+
+def test_the_stages_get_the_coefficients_the_driver_read_not_their_path(tmp_path):
+    # On a cluster the stages run on other nodes: given the path, a node without the file failed the stage after
+    # the paid stages before it (and one with another file there judged with coefficients the shards were not
+    # keyed by). The driver sends what it read; the stages never open the file.
+    import shutil
+
+    from engine.execution.pipeline import Pipeline
+    from engine.method.calibrated import DEFAULT_COEFFICIENTS
+    from engine.stages.judge import CalibratedJudgeStage, JudgeStage
+
+    path = tmp_path / "coef.json"
+    shutil.copy(DEFAULT_COEFFICIENTS, path)
+    cfg = _config(tmp_path, judges=[SCRIPTED, {**CHEAP, "model": str(path)}],
+                  judge={"cascade": {"enabled": True, "coefficients": str(path)}})
+    pipeline = Pipeline(cfg, progress=False)
+    try:
+        plan = pipeline.calibrated_plan(cfg.judges[1])
+        settings = pipeline.judge_settings()
+    finally:
+        pipeline.close()
+    path.unlink()  # as on a node that lacks it
+    stage = CalibratedJudgeStage(**plan.kwargs)
+    assert stage.judge == CalibratedJudge.load()
+    cascade = JudgeStage(cfg.judges[0].spec(), **settings)
+    assert cascade.calibrated == CalibratedJudge.load()
