@@ -223,7 +223,9 @@ def asks_max_completion_tokens(message: str) -> bool:
 # answer (filtered, refused) sent back in a verdict reminder or an in-context regeneration failed that row, and
 # failed it again in every rerun. Such a turn is sent as EMPTY_TURN to an endpoint that refuses it, and only there
 # (every other endpoint is sent the conversation as the method wrote it, as the stored results were asked).
-_EMPTY_TURN_REFUSED = re.compile(r"non-empty content|non-whitespace text", re.I)
+# Anthropic's words for an empty turn: "all messages must have non-empty content", "text content blocks must contain
+# non-whitespace text", "text content blocks must be non-empty" (as a gateway converts "" into a text block).
+_EMPTY_TURN_REFUSED = re.compile(r"non-empty content|non-whitespace text|must be non-empty", re.I)
 EMPTY_TURN = "(no answer)"
 
 
@@ -1041,7 +1043,10 @@ class OpenAIChatClient:
             offsets = [len(out.texts) + sum(sizes[:k]) for k in range(len(sizes))]
             bodies = [self._body(conversation, p, size, offset) for size, offset in zip(sizes, offsets)]
             try:
-                answers = await _gather_or_cancel([self._post(body, starved=starved) for body in bodies])
+                if len(bodies) == 1:
+                    answers = await _gather_or_cancel([self._post(bodies[0], starved=starved)])
+                else:
+                    answers = await self._split_answers(bodies, starved)
             except _RowError as exc:
                 refused = exc.status in REFUSED_FIELD
                 cap = logprobs_cap(exc.message) if want_logprobs and refused else None
@@ -1128,6 +1133,23 @@ class OpenAIChatClient:
                 # later requests ask for text directly, with room for a whole word.
                 self._downgrade("it returned no log-probs")
         return out
+
+    async def _split_answers(self, bodies: list[dict[str, Any]], starved: list[str]) -> list[Any]:
+        """The answers of one row's completions split over requests (n refused, completions_per_request below n):
+        every request runs to its end, and those that failed transiently while others answered are sent once more
+        (their own bodies: the same seeds). One failure had cancelled the others — answers paid for were thrown
+        away, and generations still running were billed and never counted — and the row's every completion was
+        asked again by the rerun. Raises the first failure left, as one request's would be."""
+        results = await _gather_all([self._post(body, starved=starved) for body in bodies])
+        failed = [k for k, r in enumerate(results) if isinstance(r, _RowError)]
+        if failed and len(failed) < len(results) and all(results[k].transient for k in failed):
+            again = await _gather_all([self._post(bodies[k], starved=starved) for k in failed])
+            for k, r in zip(failed, again):
+                results[k] = r
+        for r in results:
+            if isinstance(r, _RowError):
+                raise r
+        return results
 
     def _use_max_completion_tokens(self, message: str) -> None:
         with self._stats_lock:
@@ -1450,10 +1472,14 @@ class OpenAIChatClient:
                         transient=False)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
+        """The wait before attempt `attempt` + 1: the exponential backoff's draw, after the server's delay where it
+        gave one. The server's delay is a floor, not the wait: OpenAI's "try again in 700ms" is when this one request
+        fits, said alike to every request in flight, which came back together and spent their retries in seconds
+        (8 rows failed in 7 s of a 10 s throttle that, without the hint, served 7 of them)."""
+        backoff = self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
         if retry_after is not None:
-            return min(max(self.backoff_max_s, SERVER_DELAY_CAP_S),
-                       retry_after + self._random.uniform(0, self.backoff_base_s))
-        return self._random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+            return min(max(self.backoff_max_s, SERVER_DELAY_CAP_S), retry_after + backoff)
+        return backoff
 
     def _message_of(self, data: Any, raw: bytes) -> str:
         """The server's error message (OpenAI's {"error": {"message": …}} or the start of the body), scrubbed."""
@@ -1507,6 +1533,23 @@ async def _gather_or_cancel(coroutines: list) -> list:
         for task in tasks:
             task.cancel()  # a no-op for finished tasks
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _gather_all(coroutines: list) -> list:
+    """Every task to its end, each one's result or its _RowError (a row's failure leaves its siblings running: what
+    they answer is paid for). Any other exception (a BackendError that stops the stage) is raised once every task
+    has ended; the tasks are cancelled only where this one is."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        results = list(await asyncio.gather(*tasks, return_exceptions=True))
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for finished tasks
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, _RowError):
+            raise r
+    return results
 
 
 def _int(value: Any) -> int:

@@ -197,6 +197,43 @@ def test_one_exhausted_row_keeps_the_rest_of_the_batch(serve, client):
     assert served_ok(srv) == Counter(["fine 1", "fine 2"])
 
 
+def test_a_row_split_over_requests_keeps_what_its_other_requests_answered(serve, client):
+    # One of five one-completion requests failed (Anthropic's 529, retries spent): the other four were cancelled or
+    # thrown away — answers paid for, generations still running billed and never counted — and the row failed, for
+    # a rerun to ask all five again. Its failed request is sent once more, with its own seed.
+    fails = []
+
+    def fault(index, body):
+        if body.get("seed") == 102 and len(fails) < 2:  # its first attempt and its retry
+            fails.append(index)
+            return "529"
+        return None
+
+    srv = serve(faults=fault, retry_after="")
+    c = client(srv, completions_per_request=1, max_retries=1)
+    (out,) = c.chat([user("a")], SamplingParams(n=5, temperature=1.0, seed=100))
+    assert out.error is None and len(out.texts) == 5 and len(fails) == 2
+    served = sorted(r.body["seed"] for r in srv.requests if r.status == 200)
+    assert served == [100, 101, 102, 103, 104]  # each seed served once: none asked twice, none lost
+    # A request that keeps failing still fails the row, as before; its siblings ran to their end (counted).
+    fails.clear()
+    srv2 = serve(faults=lambda index, body: "529" if body.get("seed") == 102 else None, retry_after="")
+    c2 = client(srv2, completions_per_request=1, max_retries=1)
+    (failed,) = c2.chat([user("a")], SamplingParams(n=5, temperature=1.0, seed=100))
+    assert failed.error and failed.transient
+    assert sorted(r.body["seed"] for r in srv2.requests if r.status == 200) == [100, 101, 103, 104]
+    assert c2.stats()["completion_tokens"] > 0
+
+
+def test_anthropics_words_for_an_empty_turn_are_each_read_as_one():
+    from actors.http import _EMPTY_TURN_REFUSED
+
+    for message in ("messages.1: all messages must have non-empty content except for the optional final "
+                    "assistant message", "messages: text content blocks must contain non-whitespace text",
+                    "messages: text content blocks must be non-empty"):
+        assert _EMPTY_TURN_REFUSED.search(message), message
+
+
 def test_unreachable_endpoint_fails_rows_after_retries(client):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -1180,6 +1217,10 @@ def test_the_servers_delay_is_read_from_its_headers_and_geminis_body_and_honoure
     try:
         assert 60.0 <= c._delay(0, 60.0) <= 60.5  # was cut to 30 s: a certain second 429
         assert c._delay(0, 10_000.0) == SERVER_DELAY_CAP_S  # a broken header cannot stall the run
+        # A short delay is a floor: the backoff still grows with the attempts (every request in flight is told
+        # "try again in 700ms" alike; they came back together and spent their retries in seconds).
+        late = [c._delay(5, 0.7) for _ in range(200)]
+        assert min(late) >= 0.7 and max(late) > 0.7 + 8 and max(late) <= 0.7 + 16
     finally:
         c.close()
 
