@@ -9,7 +9,8 @@ Counting rules (per generator, strategy and prompt; n responses per group):
   reminder;
 - temperature: one request for n completions (an endpoint serving k per request: ceil(n / k), Anthropic's k = 1;
   another HTTP endpoint: one to n, since it may serve fewer and each request pays for its prompt); system_*: one
-  completion holding n responses (n × max_tokens), up to two attempts; regen_*: n requests, turn k carrying the k
+  completion holding n responses (n × max_tokens), up to two attempts (one at temperature 0: greedy decoding would
+  split the same way again); regen_*: n requests, turn k carrying the k
   earlier answers;
 - judging: a group has n(n−1)/2 pairs; union-find pruning asks between n − 1 (everything equivalent) and all of
   them, times two with both_orders, and an unreadable verdict is asked once more; the groups of the agreement sample
@@ -175,12 +176,15 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
         per_request = completions_per_request(g.backend, g.options)
         requests_for_n = ((math.ceil(n / per_request),) * 2 if per_request
                           else (1, n) if g.backend == "http" else (1, 1))
+        temperature = g.temperature if g.temperature is not None else sampling.temperature
+        attempts = 1 if temperature == 0 else 2  # a short system-prompt completion is not asked again when greedy
         for strategy in strategies:
             for p in prompts:
                 prompt_tokens = tokens(len(p.text)) + 10
                 if strategy.startswith("system"):
                     system = tokens(len(taxonomy.system_prompt("system_general", None, n)) + 400)
-                    r.add((1, 2), (prompt_tokens + system, 2 * (prompt_tokens + system)), (n, 2 * n * m))
+                    r.add((1, attempts), (prompt_tokens + system, attempts * (prompt_tokens + system)),
+                          (n, attempts * n * m))
                 elif strategy.startswith("regen"):
                     followup = tokens(200)
                     turns_in_low = sum(prompt_tokens + k * (1 + followup) for k in range(n))
@@ -361,9 +365,11 @@ def _unswept_sampling(config: RunConfig) -> dict[str, Any]:
 
 
 def _sampling_as(g: ModelConfig, config: RunConfig) -> ModelConfig:
-    """A generator with the temperature and top_p it samples at (its own, else the run's)."""
+    """A generator with the temperature and top_p it samples at (its own, else the run's), and its sweep record
+    without what was configured (a value added to a generator's own list changes that record on every value)."""
     return replace(g, temperature=config.sampling.temperature if g.temperature is None else g.temperature,
-                   top_p=config.sampling.top_p if g.top_p is None else g.top_p)
+                   top_p=config.sampling.top_p if g.top_p is None else g.top_p,
+                   sweep={k: v for k, v in (g.sweep or {}).items() if k != "configured"})
 
 
 def agreement_plan(config: RunConfig, judge: ModelConfig, pairs: Sequence[Any]) -> RoleCost:

@@ -265,7 +265,7 @@ def _answer_of_line(rest: str) -> str | None:
         return answer
     if answer.endswith(_DANGLING):
         return None
-    if not re.search(r"[0-9A-Za-z]", answer):  # punctuation alone ("**:**"): the answer is elsewhere
+    if all(c.isascii() and not c.isalnum() for c in answer):  # punctuation alone ("**:**"): the answer is elsewhere
         return ""
     text_only = re.sub(r"\\text\{[^}]*\}|\\[A-Za-z]+", " ", answer)
     if _WORDS.search(text_only):

@@ -621,9 +621,9 @@ def parse_checklist(raw: str, *, lo: int = 3, hi: int = 5) -> list[str] | None:
     `lo`. An item in bold ("**1. Accuracy:** …") is an item, its bold marks dropped.
 
     One list: a numbered one ends where its numbering restarts or skips (a "Priority order: 1. …" after the
-    criteria), and bullets between its items explain them; a bulleted one ends at a numbered item or a line that
-    heads another list ("Scoring guide:"). Every item of the answer had counted: a scoring guide's "5: all met" and a
-    second list's repeats were graded as criteria."""
+    criteria; "1." on every line is one list, as Markdown numbers it), and bullets between its items explain them;
+    a bulleted one ends at a numbered item or a line that heads another list ("Scoring guide:"). Every item of the
+    answer had counted: a scoring guide's "5: all met" and a second list's repeats were graded as criteria."""
     rows = []
     for line in (raw or "").splitlines():
         m = _ITEM.match(line)
@@ -636,7 +636,8 @@ def parse_checklist(raw: str, *, lo: int = 3, hi: int = 5) -> list[str] | None:
     top = min((indent for indent, _, text in rows if text is not None), default=0)
     items: list[str] = []
     numbered: bool | None = None
-    expected = 0
+    expected = first = 0
+    lazy = False  # every item numbered as the first ("1." on each line: Markdown numbers them 1, 2, 3)
     for indent, number, text in rows:
         if indent > top:
             continue
@@ -646,10 +647,13 @@ def parse_checklist(raw: str, *, lo: int = 3, hi: int = 5) -> list[str] | None:
             continue
         if numbered is None:
             numbered, expected = number is not None, number or 0
+            first = expected
         if numbered:
             if number is None:
                 continue  # a bullet between criteria explains one
-            if number != expected:
+            if len(items) == 1 and number == first:
+                lazy = True
+            if (number != first) if lazy else (number != expected):
                 break  # the numbering restarts or skips: another list
             expected += 1
         elif number is not None:

@@ -476,3 +476,20 @@ def test_a_file_whose_every_group_has_one_response_is_refused_before_any_call(tm
     assert main(["plan", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "every group (2) has one response" in err and "repeats" in err
+
+
+def test_a_greedy_system_prompt_group_is_bounded_by_one_attempt():
+    # A short completion at temperature 0 is not asked again (greedy decoding splits the same way): the bound
+    # counted two attempts, twice what a sweep through 0 can spend.
+    from engine.config import config_from_dict
+    from engine.execution.pipeline import load_run_prompts
+    from engine.inputs.loaders.paper import PresetReport
+
+    def generate(temperature):
+        c = config_from_dict({"run_dir": "unused", "prompts": {"source": "builtin", "limit": 2}, "n": 5,
+                              "strategies": ["system_general"], "sampling": {"temperature": temperature}})
+        (r,) = [r for r in make_plan(c, load_run_prompts(c, PresetReport(), offline=True)[0]).roles
+                if r.role == "generate"]
+        return r.calls_high, r.output_tokens_high
+
+    assert generate(0.0) == (2, 2 * 5 * 1024) and generate(0.7) == (4, 2 * 2 * 5 * 1024)

@@ -148,6 +148,11 @@ def test_a_sweep_runs_loads_once_resumes_and_is_reported(tmp_path):
 
     assert reused(_config(tmp_path, [0.5, 1.0, 1.5], life)) == 12  # two values × 3 prompts × two strategies
     assert reused(_config(tmp_path, [1.0], life)) == 6
+    own = _config(tmp_path, 1.0, life)  # the same values as the generator's own list (the presets' form)
+    written = {**own.to_dict()["generators"][0], "temperature": [0.5, 1.0, 1.5]}
+    own.generators = config_from_dict({**own.to_dict(), "generators": [written]}).generators
+    assert [g.name for g in own.generators] == ["scripted@t=0.5", "scripted@t=1", "scripted@t=1.5"]
+    assert reused(own) == 12
     assert reused(_config(tmp_path, 1.0, life)) == 0  # unswept: `scripted`, a generator never sampled here
     more = _run(_config(tmp_path, [0.5, 1.0, 1.5], life))
     sample = [r for r in more.stages if r.stage.startswith("sample[")]

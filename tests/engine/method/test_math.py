@@ -454,6 +454,18 @@ def test_a_right_answer_after_a_colon_or_a_filler_word_is_right(verifier, respon
     assert check(response, gold, verifier).correct is True
 
 
+@pytest.mark.parametrize("response, answer", [
+    # An answer of symbols beyond ASCII is an answer, not punctuation to skip (read as the last number, or none).
+    ("each of the 4 quarter circles\nThe answer is π.", "π"),
+    ("The limit diverges.\nFinal answer: ∞", "∞"),
+    ("So the probability is\nAnswer: ½", "½"),
+])
+def test_an_answer_line_of_symbols_beyond_ascii_is_read(response, answer):
+    from engine.method.math import extract_final_answer
+
+    assert extract_final_answer(response) == (answer, "answer line")
+
+
 def test_an_answer_said_to_be_near_a_value_is_not_checked(verifier):
     result = check("The answer is approximately 12.", "12", verifier)
     assert result.correct is None and "unreadable" in result.reason

@@ -279,6 +279,10 @@ def test_a_checklists_sub_bullets_are_not_criteria_and_bold_items_are():
     ("Criteria:\n- a\n- b\n- c\n\n**Notes:**\n- d", ["a", "b", "c"]),
     ("- a\n- b\n- c\n1. d", ["a", "b", "c"]),
     ("1. Accuracy:\nThe response must include:\n2. Clarity\n3. Depth", ["Accuracy:", "Clarity", "Depth"]),
+    # "1." on every line is valid Markdown (numbered 1, 2, 3), which small models write
+    ("1. States the correct year\n1. Names the event\n1. Answers in one sentence",
+     ["States the correct year", "Names the event", "Answers in one sentence"]),
+    ("1. Accuracy\n\n1. Clarity\n\n1. Depth\n\nPriority:\n2. x", ["Accuracy", "Clarity", "Depth"]),
 ])
 def test_a_checklist_is_its_first_list(raw, items):
     assert parse_checklist(raw) == items
