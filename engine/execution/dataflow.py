@@ -395,13 +395,13 @@ class Dataflow:
             one at a time: a batch waits for those in flight while what is spent, what they are expected to cost
             and its own expected cost (each lane's mean cost per batch so far) would pass the cap, so the cap is
             passed by one batch at most once a cost has come back (sending a full wave whenever one batch came back
-            spent up to ten times a $1.50 cap). A lane none of whose batches has come back has a cost not yet known:
-            one such batch is in flight at a time, across the lanes (counted as free, two judges' first waves had
-            gone together past a cap six times over). Where a priced backend's replies carried no usage, the cap
-            holds on what was reported, and a warning says so (the report gives the cost as unknown). The plan's
-            upper bound is checked before the run; this holds where the estimate fell short (a tokenizer denser
-            than CHARS_PER_TOKEN, re-sent requests). Nothing spent, nothing is refused (a cap of 0: free models
-            only).
+            spent up to ten times a $1.50 cap). A priced lane (StagePlan.priced) none of whose batches has come back
+            has a cost not yet known: one such batch is in flight at a time, across the lanes (counted as free, two
+            judges' first waves had gone together past a cap six times over); free lanes are not held. Where a
+            priced backend's replies carried no usage, the cap holds on what was reported, and a warning says so
+            (the report gives the cost as unknown). The plan's upper bound is checked before the run; this holds
+            where the estimate fell short (a tokenizer denser than CHARS_PER_TOKEN, re-sent requests). Nothing
+            spent, nothing is refused (a cap of 0: free models only).
     """
 
     def __init__(self, executor: LocalExecutor | RayExecutor, listener: Listener,
@@ -519,8 +519,9 @@ class Dataflow:
                         continue
                     if self._flying and self._expected_spend(lane) > self.spend_cap:
                         break  # wait for the batches in flight: what they cost decides
-                    if not lane.batches_back and any(not one.batches_back for one in self._flying.values()):
-                        break  # one batch of a cost not yet known at a time (see spend_cap)
+                    if lane.plan.priced and not lane.batches_back and any(
+                            one.plan.priced and not one.batches_back for one in self._flying.values()):
+                        break  # one priced batch of a cost not yet known at a time (see spend_cap)
                 if lane.broken:
                     self._refuse(lane, f"not sent: an earlier batch of this stage failed in its host ({lane.broken})")
                     sent = True

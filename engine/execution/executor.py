@@ -82,6 +82,8 @@ class StagePlan:
             alone after HOST_DEATHS_PER_BATCH such deaths, or max_restarts + 1 where that is fewer.
         host: the key of the hosts that run the stage; stages with the same key share them (and their loaded
             models). Empty: the label.
+        priced: whether its batches may cost money (an HTTP model with prices): under a cost cap, the dataflow
+            sends one such batch of a cost not yet known at a time.
     """
 
     stage: type[Stage]
@@ -95,6 +97,7 @@ class StagePlan:
     placement_group: dict[str, Any] | None = None
     max_restarts: int | None = None  # None: unlimited (Ray Data's default too); API models get a finite number
     host: str = ""
+    priced: bool = False
 
     def host_key(self) -> str:
         return self.host or self.label

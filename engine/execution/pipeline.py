@@ -526,7 +526,8 @@ class Pipeline:
         return StagePlan(CalibratedJudgeStage, {"model": judge.spec(), "settings": asdict(self.config.judge),
                                                 "embedder": emb.spec(), "coefficients": coefficients},
                          batch_size=judge.batch_size, num_actors=emb.num_actors, num_cpus=emb.num_cpus,
-                         num_gpus=emb.num_gpus, label=f"judge[{judge.name}]", host=self._host(emb))
+                         num_gpus=emb.num_gpus, label=f"judge[{judge.name}]", host=self._host(emb),
+                         priced=_priced(emb))
 
     def calibrated_identity(self, judge: ModelConfig) -> list[Any]:
         """What keys a calibrated judge's shards besides the judge settings: its coefficients and the embedder."""
@@ -545,7 +546,7 @@ class Pipeline:
         emb = self.config.embedder
         return StagePlan(MetricsStage, {"embedder": emb.spec()}, batch_size=emb.batch_size,
                          num_actors=emb.num_actors, num_cpus=emb.num_cpus, num_gpus=emb.num_gpus, label="metrics",
-                         host=self._host(emb))
+                         host=self._host(emb), priced=_priced(emb))
 
     def reward_plan(self) -> StagePlan:
         rm = self.config.quality.reward_model
@@ -586,6 +587,7 @@ class Pipeline:
             placement_group=placement_group,
             max_restarts=HTTP_ACTOR_RESTARTS if model.backend == "http" else None,
             host=self._host(model),
+            priced=_priced(model),
         )
 
     def _host(self, model: ModelConfig) -> str:
@@ -1021,6 +1023,12 @@ def refuse_groups_of_one(cfg: RunConfig, groups: list[ExternalGroup] | None) -> 
                            "diversity is measured over several responses to one prompt — lm-eval: rerun with "
                            "`repeats` above 1 in the task; Inspect: --epochs or num_choices above 1; a file of ours: "
                            "each prompt's responses, by model and strategy")
+
+
+def _priced(model: Any) -> bool:
+    """Whether a model's calls may cost money: an HTTP model with prices (the others are free, or refused under a
+    cap for their unknown cost)."""
+    return getattr(model, "backend", None) == "http" and bool((getattr(model, "options", None) or {}).get("prices"))
 
 
 def refuse_unclassifiable(cfg: RunConfig, prompts: list[Prompt]) -> None:

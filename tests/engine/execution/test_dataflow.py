@@ -203,7 +203,7 @@ def test_no_batch_is_sent_once_the_reported_cost_reaches_max_cost_usd_and_a_reru
     # requests): nothing stopped a run spending past it. Batches are refused unsent once it is reached; their units
     # are failed shards, and a rerun (with a higher cap) computes only those.
     store = Store(tmp_path)
-    plan = StagePlan(PricedDouble, {}, batch_size=2, label="priced", host="h")
+    plan = StagePlan(PricedDouble, {}, batch_size=2, label="priced", host="h", priced=True)
     units = _units([[1, 2], [3, 4], [5, 6], [7, 8]], "p")
 
     def flow_over(cap, plan=plan, store=store):
@@ -260,7 +260,8 @@ def test_the_cost_cap_is_passed_by_one_batch_at_most(tmp_path, width, cap, most)
     # cost was known ($8). One batch goes until a cost is known ($1), then one more ($2 passes the cap), then none.
     # Two in flight under $3.50: $1, then two at once ($3), then one at a time ($4 passes it), then nothing.
     run = StageRun(Store(tmp_path), "priced", "priced", StagePlan(PricedDouble, {}, batch_size=2, label="priced",
-                                                                  host="h"), Double.output_schema, 0, progress=False)
+                                                                  host="h", priced=True), Double.output_schema, 0,
+                   progress=False)
     executor = WideExecutor(width)
     flow = run_one_lane(executor, run, _units([[2 * k, 2 * k + 1] for k in range(20)], "p"), spend_cap=cap)
     assert flow.spent() == executor.sent == most
@@ -287,7 +288,7 @@ def test_lanes_whose_cost_is_not_yet_known_send_one_batch_at_a_time_under_a_cap(
     flow = Dataflow(executor, lambda lane, key, ok: None, spend_cap=1.5)
     runs = []
     for name in ("j1", "j2"):
-        plan = StagePlan(PricedDouble, {}, batch_size=2, label=name, host=name)
+        plan = StagePlan(PricedDouble, {}, batch_size=2, label=name, host=name, priced=True)
         runs.append(StageRun(Store(tmp_path), name, name, plan, Double.output_schema, 0, progress=False))
         flow.lane(name, runs[-1], 0)
     for k, u in enumerate(_units([[2 * k, 2 * k + 1] for k in range(6)], "p")):
@@ -301,6 +302,40 @@ def test_lanes_whose_cost_is_not_yet_known_send_one_batch_at_a_time_under_a_cap(
         executor.close()
     assert flow.spent() == executor.sent == 2  # the first lane's batch ($1), then the other's ($2: past the cap)
     assert sum(len(r.close().failed) for r in runs) == 10
+
+
+class SlowFree(Double):
+    """Double taking a moment a batch, costing nothing (a local or vLLM model)."""
+
+    def process(self, rows):
+        time.sleep(0.3)
+        yield from super().process(rows)
+
+
+def test_free_lanes_are_not_held_one_at_a_time_under_a_cap(tmp_path):
+    # Under any cap, every lane's first batch waited for the others' (a vLLM generator's load waiting for another's,
+    # its GPU idle): only a priced lane's cost is unknown before a batch comes back.
+    class Counting(WideExecutor):
+        most = 0
+
+        def submit(self, plan, batch):
+            future = super().submit(plan, batch)
+            self.most = max(self.most, len([f for f in self.busy if not f.done()]))
+            return future
+
+    executor = Counting(8)
+    flow = Dataflow(executor, lambda lane, key, ok: None, spend_cap=0.0)
+    for name in ("g1", "g2", "g3"):
+        run = StageRun(Store(tmp_path), name, name, StagePlan(SlowFree, {}, batch_size=2, label=name, host=name),
+                       Double.output_schema, 0, progress=False)
+        flow.lane(name, run, 0)
+        flow.add(name, _units([[1, 2]], name)[0], 0)
+        flow.close_input(name)
+    try:
+        flow.run()
+    finally:
+        executor.close()
+    assert executor.most == 3 and flow.spent() == 0
 
 
 def _three_units_through(executor, lanes: list[tuple[str, StageRun, int]], stream: bool = False) -> list:
@@ -408,7 +443,7 @@ def test_the_classification_stages_are_held_under_the_cost_cap_with_what_was_spe
     pipeline = bare_pipeline(tmp_path, LocalExecutor())
     config = pipeline.config
     pipeline.config = dataclasses.replace(config, execution=dataclasses.replace(config.execution, max_cost_usd=2.5))
-    plan = StagePlan(PricedDouble, {}, batch_size=2, label="classify[j1]", host="h")
+    plan = StagePlan(PricedDouble, {}, batch_size=2, label="classify[j1]", host="h", priced=True)
     try:
         pipeline._run_stage("classify[j1]", "classify", plan, _units([[1, 2], [3, 4], [5, 6], [7, 8]], "a"),
                             Double.output_schema)
