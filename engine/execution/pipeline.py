@@ -42,7 +42,7 @@ from engine.method.judges import in_agreement_sample
 from engine.method.metrics import GENERAL_METRICS
 from engine.method.strategies import SYSTEM_STRATEGIES
 from engine.stages.accuracy import AccuracyStage
-from engine.execution.plan import Plan, less_stored, make_plan, render_plan
+from engine.execution.plan import Plan, less_stored, make_plan, render_plan, work_versions
 from engine.execution.preflight import (PROBE_CONVERSATION, checked_options, endpoint_probes, model_roles,
                                        pin_weights, preflight)
 from engine.execution.resources import PeakMemory
@@ -267,6 +267,7 @@ class Pipeline:
             self.store.write_table(name, table)
         skipped = [str(e) for e in load_report.skipped]
         return RunResult(cfg.run_dir, tables, self.records, skipped, time.perf_counter() - start,
+                         work_versions=work_versions(),
                          load_warnings=list(load_report.warnings) + [
                              f"{k} anchored groups of {name} held back: the generator's own classification of their "
                              "prompts failed (a failed shard of its classify stage, or rows a rerun asks again); a "

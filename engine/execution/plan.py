@@ -304,8 +304,32 @@ def make_plan(config: RunConfig, prompts: list[Prompt], external_groups: Sequenc
                 pairs=pairs, roles=list(roles.values()))
 
 
+def work_versions() -> dict[str, list[str]]:
+    """What keys each role's work beside the config: the texts its stages send (taxonomy's fingerprints) and the
+    stages' versions. A finished run records them (run_stats.json), and `less_stored` counts a role's stored work as
+    stored only where they are the same: a grader's prompt changed by an upgrade asks every check again, which the
+    bound had counted as stored, free."""
+    from engine.method import taxonomy
+    from engine.method.accuracy import ACCURACY_VERSION
+    from engine.method.calibrated import RULES_VERSION
+    from engine.method.math import MATH_EXTRACTION_VERSION
+    from engine.stages.checklist import ChecklistStage
+    from engine.stages.classify import ClassifyStage
+    from engine.stages.grade import GradeStage
+    from engine.stages.judge import JudgeStage
+    from engine.stages.metrics import MetricsStage
+    from engine.stages.sample import SampleStage
+
+    v = taxonomy.prompt_versions()
+    return {"classify": [v["classify"], ClassifyStage.version], "generate": [v["sample"], SampleStage.version],
+            "judge": [v["judge"], v["judge_trace"], JudgeStage.version, RULES_VERSION],
+            "grade": [v["checklist"], v["grade"], ChecklistStage.version, GradeStage.version],
+            "accuracy": [v["accuracy"], ACCURACY_VERSION, MATH_EXTRACTION_VERSION], "embed": [MetricsStage.version]}
+
+
 def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: RunConfig,
-                stored_groups: set[tuple[str, str, str]], stored_labels: dict[str, tuple]) -> Plan:
+                stored_groups: set[tuple[str, str, str]], stored_labels: dict[str, tuple],
+                stored_versions: dict[str, Any] | None = None) -> Plan:
     """`plan` less the work of the groups the last finished run in the run directory stored (`stored`, its config;
     `stored_groups`, its complete groups as (prompt_id, model, strategy); `stored_labels`, its prompts' (source,
     gold_category, gold_answer) by id) that this config reads back by key and never pays for again — an invocation's
@@ -314,7 +338,8 @@ def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: Ru
     reference classifiers; a generator, judge, grader or embedder entry as it was; the judging, quality and accuracy
     settings for their roles) and for prompts labelled as they were (a gold category or answer edited in place keys
     the judging, the checklists, anchored sampling and the accuracy checks anew: they were counted as stored and the
-    rerun paid for them past the bound); anything else counts again."""
+    rerun paid for them past the bound); and for the roles whose work versions (`stored_versions`, work_versions()
+    as that run recorded them; none from an older version) are the same; anything else counts again."""
     if config.n != stored.n or _unswept_sampling(config) != _unswept_sampling(stored) \
             or config.category_source != stored.category_source:
         return plan
@@ -348,9 +373,12 @@ def less_stored(plan: Plan, config: RunConfig, prompts: list[Prompt], stored: Ru
         same.add(("accuracy", config.grader.name))
     if config.embedder == stored.embedder:
         same.add(("embed", config.embedder.model))
+    current = work_versions()
+    unchanged = {role for role, v in current.items() if (stored_versions or {}).get(role) == v}
     roles = []
     for r in plan.roles:
-        old = reused.get((r.role, r.model)) if (r.role, r.model) in same else None
+        kind = r.role.split(" (")[0]  # "classify (own)", "classify (reference)" → classify
+        old = reused.get((r.role, r.model)) if (r.role, r.model) in same and kind in unchanged else None
         if old is not None:
             r = replace(r, **{k: max(0, getattr(r, k) - getattr(old, k)) for k in (
                 "calls_low", "calls_high", "input_tokens_low", "input_tokens_high", "output_tokens_low",

@@ -87,6 +87,9 @@ class RunResult:
     # Seconds each load of each model took ("role:backend:model" → one entry per load): one load per model and
     # worker per run (engine.execution.hosts), more only when a host was restarted or stopped to make room.
     model_load_s: dict[str, list[float]] = field(default_factory=dict)
+    # What keys each role's work beside the config: the texts it sends and its stage's version (Pipeline.
+    # work_versions); a rerun's cost bound counts a role's stored work as stored only where they are the same.
+    work_versions: dict[str, Any] = field(default_factory=dict)
 
     def failed_shards(self) -> dict[str, dict[str, str]]:
         """Stage → {shard key: reason} for shards that failed for good in this run (a rerun computes them)."""
@@ -105,15 +108,17 @@ class RunResult:
                 "peak_rss_bytes": self.peak_rss_bytes,
                 "model_load_s": {k: [round(x, 3) for x in v] for k, v in sorted(self.model_load_s.items())},
                 "stages": [r.recorded() for r in self.stages], "skipped_inputs": list(self.skipped_inputs),
-                "load_warnings": list(self.load_warnings)}
+                "load_warnings": list(self.load_warnings), "work_versions": dict(self.work_versions)}
 
 
-def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str, str]], dict[str, tuple]] | None:
+def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str, str]], dict[str, tuple],
+                                                   dict[str, Any]] | None:
     """The last finished run in `run_dir` — its config, its complete groups as (prompt_id, model, strategy): every
-    response sampled and no judge missing, and its prompts' labels by prompt_id, (source, gold_category,
-    gold_answer), which key what is judged, graded and checked as much as the prompt's text — or None where there is
-    none, or where any of its shards failed or rows wait for a rerun (what it stored is then not all its config
-    asked; engine.execution.plan.less_stored)."""
+    response sampled and no judge missing, its prompts' labels by prompt_id, (source, gold_category, gold_answer),
+    which key what is judged, graded and checked as much as the prompt's text, and its work versions (what keyed
+    each role's work beside the config: {} from a version that did not record them) — or None where there is none,
+    or where any of its shards failed or rows wait for a rerun (what it stored is then not all its config asked;
+    engine.execution.plan.less_stored)."""
     root = Path(run_dir)
     if not (root / "config.yaml").is_file() or not (root / "groups.parquet").is_file():
         return None
@@ -128,8 +133,10 @@ def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str,
         return None  # an older or damaged directory: nothing taken as stored (the full bound stands)
     if any(st.get("failed") or st.get("failed_shards") or st.get("rows_to_retry") for st in stats.get("stages", [])):
         return None
+    versions = stats.get("work_versions") if isinstance(stats.get("work_versions"), dict) else {}
     return config, {(r["prompt_id"], r["model"], r["strategy"]) for r in rows
-                    if r["status"] == "ok" and r["n_responses"] == config.n and not r["missing_judges"]}, labels
+                    if r["status"] == "ok" and r["n_responses"] == config.n and not r["missing_judges"]}, labels, \
+        versions
 
 
 def _finished_config(root: Path) -> RunConfig:
@@ -185,7 +192,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         except (pa.ArrowException, OSError) as exc:  # cut short by a full disk, or not Parquet at all
             raise RunDirError(f"{path}: damaged, not a Parquet table ({str(exc)[:200]}); the same run again "
                               "writes it from its shards") from None
-    stages, wall_s, peak, loads, skipped, warnings = [], 0.0, 0, {}, [], []
+    stages, wall_s, peak, loads, skipped, warnings, versions = [], 0.0, 0, {}, [], [], {}
     stats_path = root / "run_stats.json"
     if stats_path.is_file():
         try:
@@ -196,6 +203,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         loads = {k: [float(x) for x in v] for k, v in (stats.get("model_load_s") or {}).items()}
         skipped = [str(x) for x in stats.get("skipped_inputs") or []]
         warnings = [str(x) for x in stats.get("load_warnings") or []]
+        versions = stats.get("work_versions") if isinstance(stats.get("work_versions"), dict) else {}
         for st in stats.get("stages", []):
             backend = {k: st[k] for k in BACKEND_COUNTS if st.get(k) is not None}
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],
@@ -208,4 +216,4 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
                                       retry_failed=dict(st.get("retry_failed") or {}),
                                       **{k: int(st.get(k) or 0) for k in ROW_COUNTS}))
     return RunResult(str(root), loaded, stages, skipped, wall_s, load_warnings=warnings, peak_rss_bytes=peak,
-                     model_load_s=loads), config
+                     model_load_s=loads, work_versions=versions), config

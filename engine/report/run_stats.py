@@ -97,6 +97,7 @@ def run_stats(result, config) -> dict[str, Any]:
         "stages": stages,
         "skipped_inputs": list(getattr(result, "skipped_inputs", [])),
         "load_warnings": list(getattr(result, "load_warnings", [])),
+        "work_versions": dict(getattr(result, "work_versions", {}) or {}),
         "totals": {"calls": total("calls"), "retries": total("retries"),
                    "completion_tokens": total("completion_tokens"),
                    "cost_usd": None if any(s["usage_missing"] for s in stages) else total("cost_usd"),

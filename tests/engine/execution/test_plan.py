@@ -493,3 +493,37 @@ def test_a_greedy_system_prompt_group_is_bounded_by_one_attempt():
         return r.calls_high, r.output_tokens_high
 
     assert generate(0.0) == (2, 2 * 5 * 1024) and generate(0.7) == (4, 2 * 2 * 5 * 1024)
+
+
+def test_a_role_whose_prompts_or_stage_changed_since_the_stored_run_is_counted_again(tmp_path, monkeypatch):
+    # An upgrade that changes a stage's texts (the short-answer grader's, 2026-12-03) asks its stored work again:
+    # the bound counted it as stored, free, and the run paid for it past the cap. The finished run records what
+    # keyed each role's work; a run of a version that recorded nothing counts every role again.
+    import json
+
+    from engine.execution import plan as plan_module
+    from engine.execution.pipeline import load_run_prompts
+    from engine.execution.plan import less_stored
+    from engine.execution.results import finished_groups
+    from engine.inputs.loaders.paper import PresetReport
+    from tests.support.runs import make_config, run
+
+    c = make_config(tmp_path, prompts={"source": "builtin", "limit": 2}, n=3, strategies=["temperature"])
+    run(c)
+    prompts = load_run_prompts(c, PresetReport(), offline=True)[0]
+
+    def costs():
+        stored = finished_groups(c.run_dir)
+        return {r.role: r.calls_high for r in less_stored(make_plan(c, prompts), c, prompts, *stored).roles}
+
+    full = {r.role: r.calls_high for r in make_plan(c, prompts).roles}
+    assert set(costs().values()) == {0} and set(full.values()) != {0}  # every role stored
+    real = plan_module.work_versions
+    monkeypatch.setattr(plan_module, "work_versions", lambda: {**real(), "grade": ["another checklist text"]})
+    assert costs()["grade"] == full["grade"] and costs()["judge"] == 0
+    monkeypatch.setattr(plan_module, "work_versions", real)
+    stats = Path(c.run_dir) / "run_stats.json"
+    data = json.loads(stats.read_text())
+    data.pop("work_versions")  # written by an earlier version
+    stats.write_text(json.dumps(data))
+    assert costs() == full
