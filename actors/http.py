@@ -550,8 +550,6 @@ def parse_choices(data: dict[str, Any], want_logprobs: bool
     return parsed, int(prompt_tokens)
 
 
-
-
 def _first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
     logprobs = choice.get("logprobs")
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
@@ -1044,7 +1042,7 @@ class OpenAIChatClient:
             bodies = [self._body(conversation, p, size, offset) for size, offset in zip(sizes, offsets)]
             try:
                 if len(bodies) == 1:
-                    answers = await _gather_or_cancel([self._post(bodies[0], starved=starved)])
+                    answers = [await self._post(bodies[0], starved=starved)]
                 else:
                     answers = await self._split_answers(bodies, starved)
             except _RowError as exc:

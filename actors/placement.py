@@ -18,6 +18,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+# The devices a vLLM model may be told to use (`options.device`; left out: the installed build's).
+VLLM_DEVICES = ("cpu", "cuda", "gpu")
+
+
 def vllm_scheduling(
     tensor_parallel_size: int = 1,
     pipeline_parallel_size: int = 1,
@@ -47,7 +51,7 @@ def vllm_scheduling(
     """
     for name, value in (("tensor_parallel_size", tensor_parallel_size), ("pipeline_parallel_size",
                                                                            pipeline_parallel_size)):
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     world = tensor_parallel_size * pipeline_parallel_size
     on_cpu = device is not None and device.lower() == "cpu"

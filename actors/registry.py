@@ -372,20 +372,18 @@ def _check_local(model: str, options: dict[str, Any], offline: bool = True) -> N
 def _vllm_placement_problem(options: dict[str, Any]) -> tuple[str, str] | None:
     """A vLLM model's device and parallelism that no actor could be scheduled with, as (option, why): read when its
     stages' plans are made (`scheduling`), they raised a traceback mid-run, after the stages before had been paid."""
-    device = options.get("device")
-    if device is not None and (not isinstance(device, str) or device.lower() not in ("cpu", "cuda", "gpu")):
-        return "device", f"must be cpu or cuda (or left out: the installed vLLM build's), got {device!r}"
-    for key in ("tensor_parallel_size", "pipeline_parallel_size"):
-        value = options.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            return key, f"must be an integer >= 1, got {value!r}"
-    from actors.placement import vllm_scheduling
+    from actors.placement import VLLM_DEVICES, vllm_scheduling
 
+    device = options.get("device")
+    if device is not None and (not isinstance(device, str) or device.lower() not in VLLM_DEVICES):
+        return "device", f"must be cpu or cuda (or left out: the installed vLLM build's), got {device!r}"
     try:
         vllm_scheduling(options.get("tensor_parallel_size", 1), options.get("pipeline_parallel_size", 1),
                         distributed_executor_backend=options.get("distributed_executor_backend"), device=device)
-    except ValueError as exc:
-        return "distributed_executor_backend", str(exc)
+    except ValueError as exc:  # its message opens with the size it refuses, else it is the executor's
+        said = str(exc)
+        size = next((k for k in ("tensor_parallel_size", "pipeline_parallel_size") if said.startswith(k)), None)
+        return (size, said.removeprefix(f"{size} ")) if size else ("distributed_executor_backend", said)
     return None
 
 

@@ -37,7 +37,7 @@ from actors.base import (NO_ANSWER_REASONS, THINK_OPEN, BackendError, ChatOutput
                          finish_reason, fold_system, generated_tokens, keeps_system, merge_by_text, opens_thinking,
                          pair_sampling, repeat_greedy, split_harmony, split_think_tokens, think_token_ids,
                          uses_harmony)
-from actors.placement import vllm_scheduling
+from actors.placement import VLLM_DEVICES, vllm_scheduling
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class VLLMChatModel:
         on_cpu = current_platform.is_cpu()
         if device is not None:
             wanted = device.lower()
-            if wanted not in ("cpu", "cuda", "gpu"):
+            if wanted not in VLLM_DEVICES:
                 raise BackendError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
             if (wanted == "cpu") != on_cpu:
                 raise BackendError(

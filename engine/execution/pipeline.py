@@ -128,6 +128,7 @@ class Pipeline:
         self._clock_zero = time.perf_counter()  # stage records' start_s count from here (reset when the run starts)
         # Fingerprints of every text each stage sends (engine.method.taxonomy): in every shard key of that stage.
         self.versions = taxonomy.prompt_versions()
+        self._coefficients: dict[str, Any] = {}  # calibrated-judge coefficients by path, read once (`_calibrated`)
         # Hub access (models.offline) for this process and every worker, and where the Hugging Face cache is.
         self.offline = config.models.resolved_offline()
         self.hub_env = hub_environment(self.offline)
@@ -478,9 +479,9 @@ class Pipeline:
         if cfg.judge.both_orders:
             identity.append(ORDER_SPLIT_RULE)
         if cfg.judge.cascade.enabled:
-            from engine.method.calibrated import RULES_VERSION, CalibratedJudge
+            from engine.method.calibrated import RULES_VERSION
 
-            cheap = CalibratedJudge.load(cfg.judge.cascade.coefficients)
+            cheap = self._calibrated(cfg.judge.cascade.coefficients)
             if cheap.embedder != self.written.embedder.model:
                 raise ConfigError(f"judge.cascade: the coefficients were fitted with embedder {cheap.embedder!r} but "
                                   f"embedder.model is {self.written.embedder.model!r}")
@@ -498,15 +499,13 @@ class Pipeline:
         """
         out: dict[str, Any] = {"settings": asdict(self.config.judge)}
         if self.config.judge.cascade.enabled:
-            from engine.method.calibrated import CalibratedJudge
-
             spec = self.config.embedder.spec()
             if spec["backend"] == "local":
                 spec["options"] = {**spec["options"], "device": "cpu"}
             out["embedder"] = spec
             # The coefficients as the driver read them (and keyed the shards by), not their path: a node without the
             # file failed the stage after the paid stages before it, or read another file at that path.
-            out["coefficients"] = asdict(CalibratedJudge.load(self.config.judge.cascade.coefficients))
+            out["coefficients"] = asdict(self._calibrated(self.config.judge.cascade.coefficients))
         return out
 
     def trace_judge_settings(self) -> dict[str, Any]:
@@ -519,11 +518,9 @@ class Pipeline:
     def calibrated_plan(self, judge: ModelConfig) -> StagePlan:
         """A calibrated judge's plan: in the embedder's host (the embedding model loads once for it and the
         metrics), with the embedder's resources."""
-        from engine.method.calibrated import CalibratedJudge
-
         emb = self.config.embedder
         # Its coefficients as the driver read them (and keys the shards by), not their path (see judge_settings).
-        coefficients = asdict(CalibratedJudge.load(None if judge.model == "default" else judge.model))
+        coefficients = asdict(self._calibrated(judge.model))
         return StagePlan(CalibratedJudgeStage, {"model": judge.spec(), "settings": asdict(self.config.judge),
                                                 "embedder": emb.spec(), "coefficients": coefficients},
                          batch_size=judge.batch_size, num_actors=emb.num_actors, num_cpus=emb.num_cpus,
@@ -532,13 +529,23 @@ class Pipeline:
 
     def calibrated_identity(self, judge: ModelConfig) -> list[Any]:
         """What keys a calibrated judge's shards besides the judge settings: its coefficients and the embedder."""
-        from engine.method.calibrated import RULES_VERSION, CalibratedJudge
+        from engine.method.calibrated import RULES_VERSION
 
-        coefficients = CalibratedJudge.load(None if judge.model == "default" else judge.model)
+        coefficients = self._calibrated(judge.model)
         if coefficients.embedder != self.written.embedder.model:
             raise ConfigError(f"judges: {judge.name!r} (calibrated) was fitted with embedder "
                               f"{coefficients.embedder!r} but embedder.model is {self.written.embedder.model!r}")
         return [asdict(coefficients), self.config.embedder.identity(), RULES_VERSION]
+
+    def _calibrated(self, path: str | None) -> Any:
+        """The calibrated-judge coefficients at `path` (None or "default": the shipped ones), read once a run: the
+        shards are keyed by what the stages are sent (a second read could find another file)."""
+        from engine.method.calibrated import CalibratedJudge
+
+        key = path or "default"
+        if key not in self._coefficients:
+            self._coefficients[key] = CalibratedJudge.load(None if key == "default" else key)
+        return self._coefficients[key]
 
     def _judge_host(self, judge: ModelConfig) -> str:
         return self._host(self.config.embedder) if judge.backend == CALIBRATED else self._host(judge)

@@ -10,8 +10,7 @@ Counting rules (per generator, strategy and prompt; n responses per group):
 - temperature: one request for n completions (an endpoint serving k per request: ceil(n / k), Anthropic's k = 1;
   another HTTP endpoint: one to n, since it may serve fewer and each request pays for its prompt); system_*: one
   completion holding n responses (n × max_tokens), up to two attempts (one at temperature 0: greedy decoding would
-  split the same way again); regen_*: n requests, turn k carrying the k
-  earlier answers;
+  split the same way again); regen_*: n requests, turn k carrying the k earlier answers;
 - judging: a group has n(n−1)/2 pairs; union-find pruning asks between n − 1 (everything equivalent) and all of
   them, times two with both_orders, and an unreadable verdict is asked once more; the groups of the agreement sample
   (judge.agreement_sample_rate, a draw by group known before the run) have all their pairs judged; one to

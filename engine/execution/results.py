@@ -133,10 +133,15 @@ def finished_groups(run_dir: str | Path) -> tuple[RunConfig, set[tuple[str, str,
         return None  # an older or damaged directory: nothing taken as stored (the full bound stands)
     if any(st.get("failed") or st.get("failed_shards") or st.get("rows_to_retry") for st in stats.get("stages", [])):
         return None
-    versions = stats.get("work_versions") if isinstance(stats.get("work_versions"), dict) else {}
     return config, {(r["prompt_id"], r["model"], r["strategy"]) for r in rows
                     if r["status"] == "ok" and r["n_responses"] == config.n and not r["missing_judges"]}, labels, \
-        versions
+        _work_versions(stats)
+
+
+def _work_versions(stats: Any) -> dict[str, Any]:
+    """A run_stats.json's work versions ({} from a version that did not record them)."""
+    versions = stats.get("work_versions") if isinstance(stats, dict) else None
+    return versions if isinstance(versions, dict) else {}
 
 
 def _finished_config(root: Path) -> RunConfig:
@@ -203,7 +208,7 @@ def read_run(run_dir: str | Path, tables: Sequence[str] | None = None) -> tuple[
         loads = {k: [float(x) for x in v] for k, v in (stats.get("model_load_s") or {}).items()}
         skipped = [str(x) for x in stats.get("skipped_inputs") or []]
         warnings = [str(x) for x in stats.get("load_warnings") or []]
-        versions = stats.get("work_versions") if isinstance(stats.get("work_versions"), dict) else {}
+        versions = _work_versions(stats)
         for st in stats.get("stages", []):
             backend = {k: st[k] for k in BACKEND_COUNTS if st.get(k) is not None}
             stages.append(StageRecord(st["stage"], units=st["units"], units_reused=st["units_reused"],

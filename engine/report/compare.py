@@ -30,8 +30,8 @@ from engine.errors import TaskdivError
 from engine.execution.results import read_run
 from engine.execution.store import atomic_write_bytes
 from engine.report.escape import md_text
-from engine.report.data import (ALL_BUT_A, SMALL_MODEL_NOTE, category_name, finite, is_complete, ordered_categories,
-                                run_models, small_model_judges)
+from engine.report.data import (ALL_BUT_A, SMALL_MODEL_NOTE, category_name, finite, is_complete, is_whole,
+                                ordered_categories, run_models, small_model_judges)
 from engine.report.run_shape import run_group_size, run_strategies
 from engine.report.stats import FEW_CLUSTERS, paired_bootstrap_diff_ci
 from engine.method.taxonomy import CATEGORIES
@@ -376,7 +376,7 @@ def compare_runs(dir_a: str | Path, dir_b: str | Path | None = None, *, intersec
                 unit = {"prompt_id": p, "pair": f"{ma} vs {mb}", "strategy": s, "category": ga["category"] or "?"}
                 # Every measure is over whole groups (status ok, all n responses), as the report's means are: a
                 # short group's quality and accuracy were paired here while the page said it was left out.
-                both_whole = all(g["status"] == "ok" and g["n_responses"] == n_a for g in (ga, gb))
+                both_whole = all(is_whole(g, n_a) for g in (ga, gb))
                 if not both_whole:
                     missing["short or failed group in A or B (left out of every measure)"] += 1
                 unit["unique"] = None

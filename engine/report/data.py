@@ -116,15 +116,16 @@ def run_models(config: Any, groups: list[dict[str, Any]]) -> list[str]:
     return named + [m for m in present if m not in named]
 
 
+def is_whole(g: dict[str, Any], n: int) -> bool:
+    """Whether a groups row holds all n responses (status ok): the groups every measure is read over (one judge's
+    own count too; the mean over the judges also needs every judge's: is_complete)."""
+    return g["status"] == "ok" and g["n_responses"] == n
+
+
 def is_complete(g: dict[str, Any], n: int) -> bool:
     """Whether a groups row counts toward unique-response means: status ok, all n responses, and every judge's
     count resolved (engine.execution.tables.groups_table)."""
-    return g["status"] == "ok" and g["n_responses"] == n and finite(g["unique_mean"])
-
-
-def is_whole(g: dict[str, Any], n: int) -> bool:
-    """Whether a groups row holds all n responses (status ok): what one judge's own count is read over."""
-    return g["status"] == "ok" and g["n_responses"] == n
+    return is_whole(g, n) and finite(g["unique_mean"])
 
 
 def _exclusion_reason(g: dict[str, Any], n: int) -> str:
@@ -264,7 +265,7 @@ def _per_judge_cells(groups: list[dict], n: int, boot: Callable, judges: list[st
     out = {}
     for judge in judges:
         mine = [dict(g, unique_mean=dict(g.get("unique_per_judge") or []).get(judge)) for g in groups
-                if g["status"] == "ok" and g["n_responses"] == n]
+                if is_whole(g, n)]
         mine = [g for g in mine if finite(g["unique_mean"])]
         out[judge] = _cells(mine, boot)[0]
     return out
@@ -305,7 +306,7 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
     # join is there to change the count), so the resolved-only means lean low; these show by how much they could.
     bounded: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
-        if g["status"] == "ok" and g["n_responses"] == n and finite(g.get("unique_low_mean")) \
+        if is_whole(g, n) and finite(g.get("unique_low_mean")) \
                 and finite(g.get("unique_high_mean")):
             for cat in (g["category"] or "?", "all"):
                 bounded[(g["model"], cat, g["strategy"])].append(g)
@@ -315,7 +316,7 @@ def _unique_section(groups: list[dict], n: int, boot: Callable, strategies: list
               for (m, c, s), gs in sorted(bounded.items())]
     return {
         "bounds": bounds,
-        "bounds_unresolved": sum(1 for g in groups if g["status"] == "ok" and g["n_responses"] == n
+        "bounds_unresolved": sum(1 for g in groups if is_whole(g, n)
                                  and not finite(g["unique_mean"]) and finite(g.get("unique_low_mean"))),
         "cells": paired_out,
         "unpaired_cells": out,
@@ -338,7 +339,7 @@ def _tradeoff_section(groups: list[dict], n: int, models: list[str], strategies:
     complete = [g for g in groups if is_complete(g, n)]
     # Figure 3a plots no count: every group with its n responses is in it, whether or not a judge's count resolved
     # (a trace-only run has no answer count at all, and 3a was empty); 3b plots the count, so complete groups only.
-    full = [g for g in groups if g["status"] == "ok" and g["n_responses"] == n]
+    full = [g for g in groups if is_whole(g, n)]
     if reward_ran:
         # A response the reward model could not read whole has no score: unknown, out of the means, and counted.
         # Groups with no reward rows at all (the stage's shard failed; a run written before n_rewarded) are not
@@ -476,7 +477,7 @@ def _graders_section(t: dict, models: list[str], strategies: list[str], rc: Repo
     # A mean over every response let short and failed groups in, and weighed a group by its responses, where the
     # strategy's quality weighs each group with all n responses once: the two columns did not compare.
     full = {(g["prompt_id"], g["model"], g["strategy"]) for g in groups
-            if g["status"] == "ok" and g["n_responses"] == n}
+            if is_whole(g, n)}
     per_group: dict[tuple, list[float]] = defaultdict(list)
     ungraded: dict[str, int] = {g: 0 for g in graders}
     for r in rows:
@@ -631,7 +632,7 @@ def _by_strategy(groups: list[dict], n: int, responses: list[dict] | None = None
             silent[key] += 1
     rows = []
     for (m, s), gs in sorted(per.items()):
-        full = [g for g in gs if g["status"] == "ok" and g["n_responses"] == n]
+        full = [g for g in gs if is_whole(g, n)]
         rows.append({
             "model": m,
             "strategy": s,
@@ -695,7 +696,7 @@ def _trace_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
         return None
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for g in groups:
-        if g["status"] == "ok" and g["n_responses"] == n:
+        if is_whole(g, n):
             for cat in (g["category"] or "?", "all"):
                 cells[(g["model"], cat, g["strategy"])].append(g)
     rows = []
@@ -762,7 +763,7 @@ def _sweep_section(groups: list[dict], n: int, config: Any, boot: Callable) -> d
         # Every whole group, whether or not a judge resolved its answer count: its quality is known without it, and
         # each measure's mean leaves out its own unknowns (a sweep judged on traces alone resolved no answer count,
         # and the section was empty while its traces' counts and its grades were there).
-        if s is None or g["status"] != "ok" or g["n_responses"] != n:
+        if s is None or not is_whole(g, n):
             continue
         for cat in (g["category"] or "?", "all"):
             cells[(s["base"], cat, g["strategy"], s["temperature"], s["top_p"])].append(g)
